@@ -1,0 +1,1 @@
+"""ledger_svc: the double-entry journal (``ledger.v1.LedgerService``)."""

@@ -1,0 +1,27 @@
+"""Composition root of ledger_svc: the only place that wires concrete dependencies together."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ledger_svc.config import LedgerSettings
+from ledger_svc.service import LedgerService
+from ledger_svc.servicer import LedgerServicer
+from svckit.gen.ledger.v1 import ledger_service_pb2, ledger_service_pb2_grpc
+from svckit.grpc_server import Registration
+from svckit.idempotency import IdempotencyStore
+from svckit.runtime import ServiceParts
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+SERVICE_NAME = ledger_service_pb2.DESCRIPTOR.services_by_name["LedgerService"].full_name
+
+
+def build(settings: LedgerSettings, engine: AsyncEngine, idempotency: IdempotencyStore) -> ServiceParts:
+    servicer = LedgerServicer(LedgerService(), engine, idempotency)
+    return ServiceParts(
+        registrations=[
+            Registration(ledger_service_pb2_grpc.add_LedgerServiceServicer_to_server, servicer, SERVICE_NAME)
+        ]
+    )

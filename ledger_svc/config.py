@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from pydantic_settings import SettingsConfigDict
+
+from svckit.config import Port, ServiceSettings
+
+
+class LedgerSettings(ServiceSettings):
+    """Configuration of ledger_svc; every field can be set as ``LEDGER_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="LEDGER_", extra="ignore", validate_default=True)
+
+    service_name: str = "ledger"
+    database_name: str = "ledger"
+    grpc_port: Port = 50052

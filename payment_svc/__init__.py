@@ -1,0 +1,1 @@
+"""payment_svc: pay-in orchestration, PSP calls, webhooks and payouts (``payments.v1.PaymentService``)."""

@@ -1,0 +1,44 @@
+"""gRPC transport of recon.v1.ReconService."""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from recon_svc.service import ReconService, Run, RunState
+from svckit.gen.recon.v1 import recon_service_pb2 as pb
+from svckit.gen.recon.v1 import recon_service_pb2_grpc as pb_grpc
+from svckit.idempotency import IdempotencyStore
+
+STATE_TO_PB = {s: pb.ReconciliationRunState.Value(f"RECONCILIATION_RUN_STATE_{s.value}") for s in RunState}
+
+
+def _ts(dt) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(dt)
+    return ts
+
+
+def run_to_pb(run: Run) -> pb.ReconciliationRun:
+    return pb.ReconciliationRun(
+        run_id=run.run_id,
+        state=STATE_TO_PB[run.state],
+        interval_start_time=_ts(run.interval_start),
+        interval_end_time=_ts(run.interval_end),
+        create_time=_ts(run.created_at),
+    )
+
+
+class ReconServicer(pb_grpc.ReconServiceServicer):
+    def __init__(self, service: ReconService, engine: AsyncEngine, idempotency: IdempotencyStore) -> None:
+        self._service = service
+        self._engine = engine
+        self._idempotency = idempotency
+
+    async def ListReconciliationRuns(
+        self, request: pb.ListReconciliationRunsRequest, context: grpc.aio.ServicerContext
+    ):
+        async with self._engine.connect() as conn:
+            runs, token = await self._service.list_runs(conn, request.page_size, request.page_token)
+        return pb.ListReconciliationRunsResponse(runs=[run_to_pb(r) for r in runs], next_page_token=token)

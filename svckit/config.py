@@ -1,0 +1,107 @@
+"""Typed, fail-fast configuration shared by every service.
+
+Each service subclasses :class:`ServiceSettings` with its own ``env_prefix`` (``LEDGER_``, …). Shared
+infrastructure variables (``DATABASE_URL``, ``REDIS_URL``, ``LOG_LEVEL``, ``LOG_FORMAT``) are read
+unprefixed, and a prefixed variant (``LEDGER_DATABASE_URL``) wins when set.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Literal, TypeVar
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+Port = Annotated[int, Field(ge=0, le=65535)]
+"""A TCP port; 0 means pick a free one (gRPC) or disabled (metrics)."""
+
+SHARED_FIELDS = frozenset({"database_url", "redis_url", "log_level", "log_format"})
+
+
+class _SharedEnvSource(EnvSettingsSource):
+    """Unprefixed variables, for the shared infrastructure fields only (lower priority than prefixed)."""
+
+    def __call__(self) -> dict[str, object]:
+        return {k: v for k, v in super().__call__().items() if k in SHARED_FIELDS}
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every gRPC service has. Subclasses set ``service_name``, ``env_prefix`` and defaults."""
+
+    model_config = SettingsConfigDict(extra="ignore", validate_default=True)
+
+    service_name: str = "service"
+    database_name: str = "postgres"
+    """Database this service owns on the server named by ``database_url`` (replaces the URL's database part)."""
+
+    database_url: str = DEFAULT_DATABASE_URL
+    """PostgreSQL server URL; only its host, port and credentials are used."""
+    redis_url: str = DEFAULT_REDIS_URL
+    grpc_host: str = "127.0.0.1"
+    grpc_port: Port = 0
+    metrics_port: Port = 0
+    """Prometheus /metrics port; 0 disables the endpoint."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0, le=300)
+    idempotency_retention_hours: int = Field(default=48, ge=24, le=24 * 90)
+    """How long idempotency keys are kept before the purge; at least 24 h, as clients are promised."""
+    idempotency_purge_interval_seconds: int = Field(default=3600, ge=1)
+    migrate_on_start: bool = True
+
+    @field_validator("database_url", "redis_url")
+    @classmethod
+    def _url_has_scheme(cls, value: str) -> str:
+        if "://" not in value:
+            raise ValueError(f"must be a URL such as {DEFAULT_DATABASE_URL!r}, got {value!r}")
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            _SharedEnvSource(settings_cls, env_prefix=""),
+            file_secret_settings,
+        )
+
+    def sqlalchemy_url(self) -> str:
+        """The async SQLAlchemy URL of this service's own database (psycopg 3 driver)."""
+        url = make_url(self.database_url).set(drivername="postgresql+psycopg", database=self.database_name)
+        return url.render_as_string(hide_password=False)
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def load_settings(cls: type[S], **overrides: object) -> S:
+    """Build settings or exit with a readable list of what is wrong (exit code 2)."""
+    try:
+        return cls(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = [f"invalid configuration for {cls.__name__}:"]
+        prefix = cls.model_config.get("env_prefix", "")
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"])
+            lines.append(f"  {prefix}{field.upper()}: {err['msg']} (got {err.get('input')!r})")
+        print("\n".join(lines), file=sys.stderr)
+        raise SystemExit(2) from None

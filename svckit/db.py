@@ -1,0 +1,81 @@
+"""PostgreSQL access shared by the services: engines, database creation and Alembic migrations.
+
+Services use SQLAlchemy Core on an ``AsyncConnection``: a unit of work is ``async with engine.begin()``,
+which commits once at the end or rolls back on any exception. Repositories take the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import psycopg
+from alembic import command
+from alembic.config import Config
+from psycopg import sql
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from svckit.logging import get_logger
+
+log = get_logger(__name__)
+
+
+def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=False,
+        pool_recycle=1800,
+    )
+
+
+def _libpq_url(url: str, database: str | None = None) -> str:
+    u = make_url(url).set(drivername="postgresql")
+    if database is not None:
+        u = u.set(database=database)
+    return u.render_as_string(hide_password=False)
+
+
+def ensure_database(url: str) -> bool:
+    """Create the database named in ``url`` if the server lacks it. Returns True when it was created."""
+    name = make_url(url).database
+    if not name:
+        raise ValueError(f"no database name in {url!r}")
+    with psycopg.connect(_libpq_url(url, "postgres"), autocommit=True, connect_timeout=10) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if exists:
+            return False
+        try:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        except psycopg.errors.DuplicateDatabase:
+            return False  # another replica created it first
+        log.info("database created", database=name)
+        return True
+
+
+def drop_database(url: str) -> None:
+    name = make_url(url).database
+    with psycopg.connect(_libpq_url(url, "postgres"), autocommit=True, connect_timeout=10) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def alembic_config(migrations_dir: Path, url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir))
+    # Migrations run synchronously over psycopg 3; '%' must be escaped for ConfigParser.
+    sync_url = make_url(url).set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    cfg.set_main_option("sqlalchemy.url", sync_url.replace("%", "%%"))
+    return cfg
+
+
+def migrate(migrations_dir: Path, url: str, create: bool = True) -> None:
+    """Create the database if needed and upgrade it to the newest revision."""
+    if create:
+        ensure_database(url)
+    command.upgrade(alembic_config(migrations_dir, url), "head")
+
+
+async def migrate_async(migrations_dir: Path, url: str, create: bool = True) -> None:
+    await asyncio.to_thread(migrate, migrations_dir, url, create)

@@ -1,0 +1,1 @@
+"""The one-command development stack: embedded PostgreSQL and Valkey plus every service."""

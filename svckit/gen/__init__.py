@@ -1,0 +1,1 @@
+"""Generated from proto/ by `python -m svckit.protogen`. Do not edit."""

@@ -1,0 +1,224 @@
+"""Idempotency keys for mutating RPCs: one effect per (scope, key), whatever the retries and races.
+
+The record of a key is written in the same database transaction as the effect, under a primary key
+on (scope, key), so a committed effect always has its stored answer and vice versa. While a request
+runs it holds a transaction-scoped advisory lock on the key: a concurrent duplicate sees the lock
+and is told the key is in use (ABORTED, ``IDEMPOTENCY_KEY_IN_USE``) instead of waiting. A crashed
+holder's transaction rolls back, which releases the lock and leaves no half-finished record.
+
+Rules (same as Stripe's API):
+- same key, same request       → the stored response, flagged as replayed;
+- same key, different request  → ``IDEMPOTENCY_KEY_REUSED`` (HTTP 422);
+- same key, first still running → ``IDEMPOTENCY_KEY_IN_USE`` (HTTP 409 with Retry-After, gRPC ABORTED);
+- a request that fails rolls back and stores nothing, so it may be retried with the same key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import grpc
+import sqlalchemy as sa
+from google.protobuf.message import Message
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from svckit.context import REPLAYED_METADATA, idempotency_key_var
+from svckit.errors import Aborted, InvalidArgument, Unprocessable
+from svckit.logging import get_logger
+from svckit.metrics import IDEMPOTENCY_CONFLICTS, IDEMPOTENT_REPLAYS
+
+log = get_logger(__name__)
+
+MAX_KEY_LENGTH = 255
+
+idempotency_metadata = sa.MetaData()
+
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    idempotency_metadata,
+    sa.Column(
+        "scope", sa.Text, primary_key=True, comment="Operation the key belongs to, e.g. ledger.CreateAccount"
+    ),
+    sa.Column("key", sa.String(MAX_KEY_LENGTH), primary_key=True),
+    sa.Column("fingerprint", sa.LargeBinary, nullable=False, comment="SHA-256 of scope and request bytes"),
+    sa.Column("response", sa.LargeBinary, nullable=False, comment="Serialized protobuf response"),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+sa.Index("ix_idempotency_keys_created_at", idempotency_keys.c.created_at)
+
+
+def create_table_in_migration() -> None:
+    """Create the idempotency table; called from each service's first Alembic revision."""
+    from alembic import op
+
+    op.create_table(
+        "idempotency_keys",
+        sa.Column("scope", sa.Text, primary_key=True),
+        sa.Column("key", sa.String(MAX_KEY_LENGTH), primary_key=True),
+        sa.Column("fingerprint", sa.LargeBinary, nullable=False),
+        sa.Column("response", sa.LargeBinary, nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    )
+    op.create_index("ix_idempotency_keys_created_at", "idempotency_keys", ["created_at"])
+
+
+def fingerprint(scope: str, request: Message) -> bytes:
+    return hashlib.sha256(scope.encode() + b"\x00" + request.SerializeToString(deterministic=True)).digest()
+
+
+def _lock_id(scope: str, key: str) -> int:
+    digest = hashlib.blake2b(f"{scope}\x00{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def validate_key(key: str | None) -> str:
+    if not key:
+        raise InvalidArgument(
+            "IDEMPOTENCY_KEY_MISSING",
+            "this call changes state and needs an idempotency-key",
+            field="idempotency-key",
+        )
+    if len(key) > MAX_KEY_LENGTH:
+        raise InvalidArgument(
+            "IDEMPOTENCY_KEY_TOO_LONG",
+            f"idempotency-key is {len(key)} characters; at most {MAX_KEY_LENGTH} are allowed",
+            field="idempotency-key",
+        )
+    return key
+
+
+R = TypeVar("R", bound=Message)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    response: Message
+    replayed: bool
+
+
+class IdempotencyStore:
+    """Runs a unit of work at most once per (scope, key), storing its response with the effect."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def run(
+        self,
+        scope: str,
+        key: str,
+        request: Message,
+        response_type: type[R],
+        work: Callable[[AsyncConnection], Awaitable[R]],
+    ) -> tuple[R, bool]:
+        """Run ``work`` in one transaction with the key's record; return (response, replayed)."""
+        key = validate_key(key)
+        fp = fingerprint(scope, request)
+        for attempt in range(2):
+            try:
+                async with self._engine.begin() as conn:
+                    # One round trip: try the key's lock and read any finished record. A finished key
+                    # replays even while someone else holds the lock (concurrent replays never block).
+                    probe = (
+                        await conn.execute(
+                            sa.select(
+                                sa.func.pg_try_advisory_xact_lock(_lock_id(scope, key)).label("got"),
+                                idempotency_keys.c.fingerprint,
+                                idempotency_keys.c.response,
+                            )
+                            .select_from(sa.select(sa.literal(1)).subquery())
+                            .outerjoin(
+                                idempotency_keys,
+                                sa.and_(idempotency_keys.c.scope == scope, idempotency_keys.c.key == key),
+                            )
+                        )
+                    ).one()
+                    if probe.fingerprint is not None:
+                        return self._replay(scope, probe.fingerprint, fp, probe.response, response_type), True
+                    if not probe.got:
+                        IDEMPOTENCY_CONFLICTS.labels(scope, "IDEMPOTENCY_KEY_IN_USE").inc()
+                        raise Aborted(
+                            "IDEMPOTENCY_KEY_IN_USE",
+                            "a request with this idempotency-key is still being processed; retry shortly",
+                            {"retry_after_seconds": "1"},
+                        )
+                    response = await work(conn)
+                    await conn.execute(
+                        idempotency_keys.insert().values(
+                            scope=scope, key=key, fingerprint=fp, response=response.SerializeToString()
+                        )
+                    )
+                    return response, False
+            except IntegrityError as exc:
+                # The statement's snapshot predates a holder that committed just before we got the
+                # lock: our effect rolled back with the failed insert; the next attempt replays.
+                constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
+                if attempt == 1 or constraint != "idempotency_keys_pkey":
+                    raise
+                log.info("idempotency key committed concurrently; replaying", scope=scope)
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _replay(scope: str, stored_fp: bytes, fp: bytes, payload: bytes, response_type: type[R]) -> R:
+        if bytes(stored_fp) != fp:
+            IDEMPOTENCY_CONFLICTS.labels(scope, "IDEMPOTENCY_KEY_REUSED").inc()
+            raise Unprocessable(
+                "IDEMPOTENCY_KEY_REUSED",
+                "this idempotency-key was already used with a different request; use a new key",
+            )
+        IDEMPOTENT_REPLAYS.labels(scope).inc()
+        response = response_type()
+        response.ParseFromString(bytes(payload))
+        return response
+
+    async def purge(self, older_than_hours: int, batch: int = 5000) -> int:
+        """Delete keys older than the retention window, in batches so no long lock is held."""
+        total = 0
+        while True:
+            async with self._engine.begin() as conn:
+                victims = (
+                    sa.select(idempotency_keys.c.scope, idempotency_keys.c.key)
+                    .where(
+                        idempotency_keys.c.created_at
+                        < sa.func.now() - sa.text(f"interval '{int(older_than_hours)} hours'")
+                    )
+                    .limit(batch)
+                    .subquery()
+                )
+                result = await conn.execute(
+                    idempotency_keys.delete().where(
+                        sa.tuple_(idempotency_keys.c.scope, idempotency_keys.c.key).in_(sa.select(victims))
+                    )
+                )
+            total += result.rowcount
+            if result.rowcount < batch:
+                return total
+
+    async def purge_forever(self, older_than_hours: int, interval_seconds: float) -> None:
+        while True:
+            try:
+                deleted = await self.purge(older_than_hours)
+                if deleted:
+                    log.info("idempotency keys purged", deleted=deleted)
+            except Exception:
+                log.exception("idempotency purge failed; will retry")
+            await asyncio.sleep(interval_seconds)
+
+
+async def idempotent_rpc(
+    store: IdempotencyStore,
+    context: grpc.aio.ServicerContext,
+    scope: str,
+    request: Message,
+    response_type: type[R],
+    work: Callable[[AsyncConnection], Awaitable[R]],
+) -> R:
+    """Servicer helper: take the key from the call's metadata, run once, flag replays in the metadata."""
+    response, replayed = await store.run(scope, idempotency_key_var.get() or "", request, response_type, work)
+    if replayed:
+        await context.send_initial_metadata(((REPLAYED_METADATA, "true"),))
+    return response

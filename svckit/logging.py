@@ -1,0 +1,59 @@
+"""Structured logging: JSON lines in production, readable lines on a terminal.
+
+Every line carries the service name and, inside a request, its request id and idempotency key.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import structlog
+
+from svckit.context import idempotency_key_var, request_id_var
+
+
+def _add_request_context(_logger: object, _name: str, event: dict) -> dict:
+    rid = request_id_var.get()
+    if rid and "request_id" not in event:
+        event["request_id"] = rid
+    key = idempotency_key_var.get()
+    if key and "idempotency_key" not in event:
+        event["idempotency_key"] = key
+    return event
+
+
+def configure_logging(service: str, level: str = "INFO", fmt: str = "auto") -> None:
+    """Configure structlog and the stdlib root logger once per process."""
+    renderer: structlog.types.Processor
+    if fmt == "json" or (fmt == "auto" and not sys.stderr.isatty()):
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    shared: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        _add_request_context,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    structlog.configure(
+        processors=[*shared, structlog.processors.dict_tracebacks, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+    structlog.contextvars.bind_contextvars(service=service)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(processors=[*shared[1:], renderer], foreign_pre_chain=[])
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # Library chatter at INFO drowns our own lines.
+    for noisy in ("sqlalchemy.engine", "alembic.runtime.migration", "httpx", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
+    return structlog.get_logger(name)

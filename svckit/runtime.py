@@ -1,0 +1,111 @@
+"""Start and stop one service process: migrations, engine, gRPC server, metrics, background tasks.
+
+Each service's ``bootstrap.py`` (its composition root) builds its servicers from an engine and hands
+them here; tests call the same ``start_service`` in-process on port 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from svckit.config import ServiceSettings
+from svckit.db import create_engine, migrate_async
+from svckit.grpc_server import Registration, RunningServer, run_until_signalled, start_server
+from svckit.idempotency import IdempotencyStore
+from svckit.logging import configure_logging, get_logger
+from svckit.metrics import serve_metrics
+
+log = get_logger(__name__)
+
+
+@dataclass
+class ServiceParts:
+    """What a composition root returns: the servicers to mount and the background jobs to run."""
+
+    registrations: Sequence[Registration]
+    background: Sequence[Callable[[], Awaitable[None]]] = ()
+    on_stop: Sequence[Callable[[], Awaitable[None]]] = ()
+
+
+@dataclass
+class ServiceHandle:
+    settings: ServiceSettings
+    engine: AsyncEngine
+    server: RunningServer
+    tasks: list[asyncio.Task] = field(default_factory=list)
+    on_stop: Sequence[Callable[[], Awaitable[None]]] = ()
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
+    def address(self) -> str:
+        return f"{self.settings.grpc_host}:{self.server.port}"
+
+    async def stop(self, grace_seconds: float | None = None) -> None:
+        grace = self.settings.shutdown_grace_seconds if grace_seconds is None else grace_seconds
+        await self.server.stop(grace)
+        await self.close_resources()
+
+    async def close_resources(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for hook in self.on_stop:
+            await hook()
+        await self.engine.dispose()
+
+
+async def start_service(
+    settings: ServiceSettings,
+    migrations_dir: Path,
+    build: Callable[[ServiceSettings, AsyncEngine, IdempotencyStore], ServiceParts],
+) -> ServiceHandle:
+    url = settings.sqlalchemy_url()
+    if settings.migrate_on_start:
+        await migrate_async(migrations_dir, url)
+    engine = create_engine(url, pool_size=settings.db_pool_size)
+    store = IdempotencyStore(engine)
+    parts = build(settings, engine, store)
+    server = await start_server(parts.registrations, settings.grpc_host, settings.grpc_port)
+    handle = ServiceHandle(settings=settings, engine=engine, server=server, on_stop=parts.on_stop)
+    handle.tasks.append(
+        asyncio.create_task(
+            store.purge_forever(
+                settings.idempotency_retention_hours, settings.idempotency_purge_interval_seconds
+            ),
+            name=f"{settings.service_name}-idempotency-purge",
+        )
+    )
+    for job in parts.background:
+        handle.tasks.append(asyncio.create_task(job(), name=f"{settings.service_name}-{job.__name__}"))
+    log.info(
+        "serving", service=settings.service_name, address=handle.address, metrics_port=settings.metrics_port
+    )
+    return handle
+
+
+def main(
+    settings: ServiceSettings,
+    migrations_dir: Path,
+    build: Callable[[ServiceSettings, AsyncEngine, IdempotencyStore], ServiceParts],
+) -> None:
+    """Process entry point: serve until SIGTERM/SIGINT, then drain and exit."""
+    configure_logging(settings.service_name, settings.log_level, settings.log_format)
+    serve_metrics(settings.metrics_port)
+
+    async def _run() -> None:
+        handle = await start_service(settings, migrations_dir, build)
+        await run_until_signalled(handle.server, settings.shutdown_grace_seconds, handle.close_resources)
+
+    # grpc.aio runs its own poller on the default asyncio loop; uvloop is not supported there.
+    asyncio.run(_run())

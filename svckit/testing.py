@@ -1,0 +1,81 @@
+"""Real infrastructure for tests and benchmarks: embedded (or external) PostgreSQL and Redis,
+fresh databases per run, and services started in-process on free ports.
+
+Set ``DATABASE_URL`` and ``REDIS_URL`` to use external servers instead of the embedded ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from sqlalchemy.engine import make_url
+
+from svckit.config import ServiceSettings
+from svckit.db import drop_database
+from svckit.devstack.infra import EmbeddedPostgres, EmbeddedValkey, free_port, remove_tree
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+@dataclass
+class Infra:
+    """PostgreSQL and Redis for one test session, and a unique prefix for its databases."""
+
+    database_url: str
+    redis_url: str
+    prefix: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:8]}")
+    _pg: EmbeddedPostgres | None = None
+    _valkey: EmbeddedValkey | None = None
+    _tmp: Path | None = None
+    _databases: list[str] = field(default_factory=list)
+
+    @classmethod
+    def start(cls) -> Infra:
+        db_url, redis_url = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
+        tmp = Path(tempfile.mkdtemp(prefix="mpay-test-"))
+        pg = valkey = None
+        if not db_url:
+            pg = EmbeddedPostgres(tmp / "pg", port=free_port(), durable=False).start()
+            db_url = pg.url
+        if not redis_url:
+            valkey = EmbeddedValkey(tmp / "valkey", port=free_port(), persist=False).start()
+            redis_url = valkey.url
+        return cls(database_url=db_url, redis_url=redis_url, _pg=pg, _valkey=valkey, _tmp=tmp)
+
+    def settings(self, cls: type[S], **overrides: object) -> S:
+        """Settings for a service on this infra: its own fresh database, a free gRPC port."""
+        base_name = cls.model_fields["database_name"].default
+        name = f"{self.prefix}_{base_name}"
+        if name not in self._databases:
+            self._databases.append(name)
+        values: dict[str, object] = {
+            "database_url": self.database_url,
+            "redis_url": self.redis_url,
+            "database_name": name,
+            "grpc_port": 0,
+            "metrics_port": 0,
+            "shutdown_grace_seconds": 0.5,
+            "log_format": "console",
+        }
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]
+
+    def database_url_for(self, name: str) -> str:
+        return make_url(self.database_url).set(database=name).render_as_string(hide_password=False)
+
+    def stop(self) -> None:
+        for name in self._databases:
+            with contextlib.suppress(Exception):
+                drop_database(self.database_url_for(name))
+        if self._pg is not None:
+            self._pg.stop()
+        if self._valkey is not None:
+            self._valkey.stop()
+        if self._tmp is not None:
+            remove_tree(self._tmp)

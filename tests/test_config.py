@@ -1,0 +1,51 @@
+"""Configuration is validated at start with a clear message naming the variable."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from ledger_svc.config import LedgerSettings
+from svckit.config import load_settings
+
+
+def test_prefixed_variable_wins_over_shared_one(monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", "postgresql://a@shared:5432/x")
+    monkeypatch.setenv("LEDGER_DATABASE_URL", "postgresql://a@own:5432/y")
+    monkeypatch.setenv("LOG_LEVEL", "debug")
+    settings = LedgerSettings()
+    assert settings.sqlalchemy_url() == "postgresql+psycopg://a@own:5432/ledger"
+    assert settings.log_level == "DEBUG"
+
+
+def test_unprefixed_service_specific_variable_is_ignored(monkeypatch):
+    monkeypatch.setenv("GRPC_PORT", "1234")
+    assert LedgerSettings().grpc_port == 50052
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "needle"),
+    [
+        ("LEDGER_GRPC_PORT", "seventy", "LEDGER_GRPC_PORT"),
+        ("LEDGER_GRPC_PORT", "70000", "LEDGER_GRPC_PORT"),
+        ("DATABASE_URL", "localhost:5432", "DATABASE_URL"),
+        ("LEDGER_IDEMPOTENCY_RETENTION_HOURS", "2", "LEDGER_IDEMPOTENCY_RETENTION_HOURS"),
+    ],
+)
+def test_bad_value_exits_2_naming_the_variable(monkeypatch, capsys, var, value, needle):
+    monkeypatch.setenv(var, value)
+    with pytest.raises(SystemExit) as exc:
+        load_settings(LedgerSettings)
+    assert exc.value.code == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_service_refuses_to_start_with_bad_config():
+    env = {"LEDGER_GRPC_PORT": "nope", "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [sys.executable, "-m", "ledger_svc", "check-config"], env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert "LEDGER_GRPC_PORT" in result.stderr

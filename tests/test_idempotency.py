@@ -1,0 +1,129 @@
+"""Idempotency keys on a real mutating RPC (ledger CreateAccount) against real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import grpc
+import pytest
+import sqlalchemy as sa
+
+from svckit.gen.ledger.v1 import ledger_service_pb2 as pb
+from svckit.gen.ledger.v1 import ledger_service_pb2_grpc as pb_grpc
+from svckit.grpc_errors import error_info, from_rpc_error
+from svckit.idempotency import IdempotencyStore
+
+
+def _name() -> str:
+    return f"asset:test:{uuid.uuid4().hex[:12]}"
+
+
+def _md(key: str) -> list[tuple[str, str]]:
+    return [("idempotency-key", key), ("x-request-id", f"req_{key}")]
+
+
+async def test_same_key_same_request_replays_the_stored_response(channels):
+    stub = pb_grpc.LedgerServiceStub(channels["ledger"])
+    request = pb.CreateAccountRequest(name=_name(), currency="USD")
+    key = uuid.uuid4().hex
+    first_call = stub.CreateAccount(request, metadata=_md(key))
+    first = await first_call
+    second_call = stub.CreateAccount(request, metadata=_md(key))
+    second = await second_call
+    assert second == first
+    assert ("idempotent-replayed", "true") not in tuple(await first_call.initial_metadata())
+    assert ("idempotent-replayed", "true") in tuple(await second_call.initial_metadata())
+
+
+async def test_same_key_different_request_is_refused_as_reused(channels):
+    stub = pb_grpc.LedgerServiceStub(channels["ledger"])
+    key = uuid.uuid4().hex
+    await stub.CreateAccount(pb.CreateAccountRequest(name=_name(), currency="USD"), metadata=_md(key))
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.CreateAccount(pb.CreateAccountRequest(name=_name(), currency="USD"), metadata=_md(key))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_info(err.value).reason == "IDEMPOTENCY_KEY_REUSED"
+    assert from_rpc_error(err.value).kind.http_status == 422
+
+
+async def test_missing_and_oversized_keys_are_invalid_arguments(channels):
+    stub = pb_grpc.LedgerServiceStub(channels["ledger"])
+    request = pb.CreateAccountRequest(name=_name(), currency="USD")
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.CreateAccount(request)
+    assert error_info(err.value).reason == "IDEMPOTENCY_KEY_MISSING"
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.CreateAccount(request, metadata=_md("k" * 256))
+    assert error_info(err.value).reason == "IDEMPOTENCY_KEY_TOO_LONG"
+    # A 255-character key is the documented maximum and is accepted.
+    await stub.CreateAccount(request, metadata=_md("k" * 255))
+
+
+async def test_fifty_concurrent_identical_calls_perform_the_effect_once(channels, services):
+    stub = pb_grpc.LedgerServiceStub(channels["ledger"])
+    name = _name()
+    request = pb.CreateAccountRequest(name=name, currency="EUR")
+    key = uuid.uuid4().hex
+
+    async def call():
+        try:
+            return await stub.CreateAccount(request, metadata=_md(key))
+        except grpc.aio.AioRpcError as exc:
+            return exc
+
+    results = await asyncio.gather(*(call() for _ in range(50)))
+    successes = [r for r in results if isinstance(r, pb.CreateAccountResponse)]
+    refusals = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+    assert successes, "at least the first call must succeed"
+    assert all(s == successes[0] for s in successes)
+    for exc in refusals:
+        assert exc.code() == grpc.StatusCode.ABORTED
+        assert error_info(exc).reason == "IDEMPOTENCY_KEY_IN_USE"
+    # Clients retry the refused ones later and get the original answer.
+    retried = await asyncio.gather(*(stub.CreateAccount(request, metadata=_md(key)) for _ in refusals))
+    assert all(r == successes[0] for r in retried)
+    async with services["ledger"].engine.connect() as conn:
+        count = await conn.scalar(sa.text("SELECT count(*) FROM accounts WHERE name = :n"), {"n": name})
+        keys = await conn.scalar(sa.text("SELECT count(*) FROM idempotency_keys WHERE key = :k"), {"k": key})
+    assert count == 1
+    assert keys == 1
+
+
+async def test_failed_request_stores_nothing_so_the_key_can_be_retried(channels, services):
+    stub = pb_grpc.LedgerServiceStub(channels["ledger"])
+    key = uuid.uuid4().hex
+    bad = pb.CreateAccountRequest(name="not-a-valid-name", currency="USD")
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.CreateAccount(bad, metadata=_md(key))
+    assert error_info(err.value).reason == "INVALID_ACCOUNT_NAME"
+    async with services["ledger"].engine.connect() as conn:
+        stored = await conn.scalar(
+            sa.text("SELECT count(*) FROM idempotency_keys WHERE key = :k"), {"k": key}
+        )
+    assert stored == 0
+
+
+async def test_purge_removes_only_keys_past_retention(services, channels):
+    stub = pb_grpc.LedgerServiceStub(channels["ledger"])
+    old_key, new_key = uuid.uuid4().hex, uuid.uuid4().hex
+    await stub.CreateAccount(pb.CreateAccountRequest(name=_name(), currency="USD"), metadata=_md(old_key))
+    await stub.CreateAccount(pb.CreateAccountRequest(name=_name(), currency="USD"), metadata=_md(new_key))
+    engine = services["ledger"].engine
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.text("UPDATE idempotency_keys SET created_at = now() - interval '49 hours' WHERE key = :k"),
+            {"k": old_key},
+        )
+    deleted = await IdempotencyStore(engine).purge(older_than_hours=48)
+    assert deleted >= 1
+    async with engine.connect() as conn:
+        remaining = set(
+            (
+                await conn.execute(
+                    sa.text("SELECT key FROM idempotency_keys WHERE key IN (:a, :b)"),
+                    {"a": old_key, "b": new_key},
+                )
+            ).scalars()
+        )
+    assert remaining == {new_key}

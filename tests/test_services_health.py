@@ -1,0 +1,45 @@
+"""Every service answers the standard health check and lists its API through server reflection."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+EXPECTED = {
+    "payment": "payments.v1.PaymentService",
+    "ledger": "ledger.v1.LedgerService",
+    "wallet": "wallet.v1.WalletService",
+    "recon": "recon.v1.ReconService",
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+async def test_health_reports_serving_for_server_and_service(channels, name):
+    stub = health_pb2_grpc.HealthStub(channels[name])
+    overall = await stub.Check(health_pb2.HealthCheckRequest(service=""))
+    own = await stub.Check(health_pb2.HealthCheckRequest(service=EXPECTED[name]))
+    assert overall.status == health_pb2.HealthCheckResponse.SERVING
+    assert own.status == health_pb2.HealthCheckResponse.SERVING
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+async def test_reflection_lists_the_service(channels, name):
+    stub = reflection_pb2_grpc.ServerReflectionStub(channels[name])
+
+    async def one_request():
+        yield reflection_pb2.ServerReflectionRequest(list_services="")
+
+    listed = set()
+    async for response in stub.ServerReflectionInfo(one_request()):
+        listed |= {s.name for s in response.list_services_response.service}
+    assert EXPECTED[name] in listed
+    assert "grpc.health.v1.Health" in listed
+
+
+async def test_unknown_service_is_not_found_in_health(channels):
+    stub = health_pb2_grpc.HealthStub(channels["ledger"])
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.Check(health_pb2.HealthCheckRequest(service="nope.v1.Nothing"))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND

@@ -1,0 +1,1 @@
+"""wallet_svc: seller balances, available and reserved (``wallet.v1.WalletService``)."""

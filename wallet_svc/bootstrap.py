@@ -1,0 +1,27 @@
+"""Composition root of wallet_svc."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from svckit.gen.wallet.v1 import wallet_service_pb2, wallet_service_pb2_grpc
+from svckit.grpc_server import Registration
+from svckit.idempotency import IdempotencyStore
+from svckit.runtime import ServiceParts
+from wallet_svc.config import WalletSettings
+from wallet_svc.service import WalletService
+from wallet_svc.servicer import WalletServicer
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+SERVICE_NAME = wallet_service_pb2.DESCRIPTOR.services_by_name["WalletService"].full_name
+
+
+def build(settings: WalletSettings, engine: AsyncEngine, idempotency: IdempotencyStore) -> ServiceParts:
+    servicer = WalletServicer(WalletService(), engine, idempotency)
+    return ServiceParts(
+        registrations=[
+            Registration(wallet_service_pb2_grpc.add_WalletServiceServicer_to_server, servicer, SERVICE_NAME)
+        ]
+    )
