@@ -13,7 +13,7 @@ import structlog
 from svckit.context import idempotency_key_var, request_id_var
 
 
-def _add_request_context(_logger: object, _name: str, event: dict) -> dict:
+def add_request_context(_logger: object, _name: str, event: dict) -> dict:
     rid = request_id_var.get()
     if rid and "request_id" not in event:
         event["request_id"] = rid
@@ -32,7 +32,7 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "auto") -> N
         renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
-        _add_request_context,
+        add_request_context,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]

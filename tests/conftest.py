@@ -31,7 +31,7 @@ SERVICES = {
 
 @pytest.fixture(scope="session")
 def infra() -> Iterator[Infra]:
-    configure_logging("tests", "WARNING", "console")
+    configure_logging("tests", "INFO", "console")
     started = Infra.start()
     yield started
     started.stop()
@@ -58,3 +58,53 @@ async def channels(services: dict[str, ServiceHandle]) -> AsyncIterator[dict[str
     yield chans
     for chan in chans.values():
         await chan.close()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def gateway_url(infra: Infra, services: dict[str, ServiceHandle]) -> AsyncIterator[str]:
+    """The real gateway (uvicorn on a free port) in front of the in-process services."""
+    import asyncio
+
+    import uvicorn
+
+    from gateway.app import create_app
+    from gateway.config import GatewaySettings
+    from svckit.devstack.infra import free_port
+
+    port = free_port()
+    settings = GatewaySettings(
+        database_url=infra.database_url,
+        redis_url=infra.redis_url,
+        http_port=port,
+        payment_addr=services["payment"].address,
+        ledger_addr=services["ledger"].address,
+        wallet_addr=services["wallet"].address,
+        recon_addr=services["recon"].address,
+        max_body_bytes=64 * 1024,
+    )
+    config = uvicorn.Config(
+        create_app(settings),
+        host="127.0.0.1",
+        port=port,
+        loop="none",
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.02)
+        if task.done():
+            task.result()
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    await task
+
+
+@pytest_asyncio.fixture(scope="session")
+async def http(gateway_url: str) -> AsyncIterator[httpx.AsyncClient]:  # noqa: F821
+    import httpx
+
+    async with httpx.AsyncClient(base_url=gateway_url, timeout=10) as client:
+        yield client

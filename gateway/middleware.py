@@ -1,0 +1,112 @@
+"""Pure ASGI middleware: request ids, idempotency keys into context, body size limit, access log."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from svckit.context import idempotency_key_var, new_request_id, request_id_var
+from svckit.idempotency import MAX_KEY_LENGTH
+from svckit.logging import get_logger
+
+log = get_logger("gateway.access")
+
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+def _problem_bytes(status: int, code: str, detail: str, request_id: str) -> bytes:
+    return json.dumps(
+        {
+            "type": "https://docs.marketplace-payments.dev/problems/" + code.lower().replace("_", "-"),
+            "title": code.replace("_", " ").capitalize(),
+            "status": status,
+            "detail": detail,
+            "code": code,
+            "request_id": request_id,
+        }
+    ).encode()
+
+
+class RequestContextMiddleware:
+    """Accepts the caller's ``X-Request-Id`` (or makes one), echoes it, and refuses oversized bodies.
+
+    The body limit is enforced while reading, so a 1 GB upload costs us at most ``max_body_bytes``.
+    """
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        incoming = headers.get("x-request-id", "")
+        rid = incoming if _SAFE_REQUEST_ID.match(incoming) else new_request_id()
+        key = headers.get("idempotency-key") or None
+        rid_token = request_id_var.set(rid)
+        key_token = idempotency_key_var.set(key)
+        started = time.perf_counter()
+        status_holder = {"status": 0}
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+            await send(message)
+
+        try:
+            if key is not None and len(key) > MAX_KEY_LENGTH:
+                await self._reject(send_with_id, 400, "IDEMPOTENCY_KEY_TOO_LONG",
+                                   f"Idempotency-Key is {len(key)} characters; at most {MAX_KEY_LENGTH} are allowed", rid)  # fmt: skip
+                return
+            declared = headers.get("content-length")
+            if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+                await self._reject(send_with_id, 413, "PAYLOAD_TOO_LARGE",
+                                   f"request body is larger than {self.max_body_bytes} bytes", rid)  # fmt: skip
+                return
+            await self.app(scope, self._limited(receive), send_with_id)
+        except _BodyTooLarge:
+            await self._reject(send_with_id, 413, "PAYLOAD_TOO_LARGE",
+                               f"request body is larger than {self.max_body_bytes} bytes", rid)  # fmt: skip
+        finally:
+            log.info(
+                "http",
+                method=scope.get("method"),
+                path=scope.get("path"),
+                status=status_holder["status"],
+                ms=round((time.perf_counter() - started) * 1000, 2),
+            )
+            request_id_var.reset(rid_token)
+            idempotency_key_var.reset(key_token)
+
+    def _limited(self, receive: Receive) -> Receive:
+        seen = 0
+
+        async def wrapped() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        return wrapped
+
+    @staticmethod
+    async def _reject(send: Send, status: int, code: str, detail: str, rid: str) -> None:
+        body = _problem_bytes(status, code, detail, rid)
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/problem+json"),
+                                (b"content-length", str(len(body)).encode())]})  # fmt: skip
+        await send({"type": "http.response.body", "body": body})
+
+
+class _BodyTooLarge(Exception):
+    pass

@@ -1,0 +1,118 @@
+"""RFC 9457 problem+json: the one place where errors become HTTP responses.
+
+Every error body has ``type``, ``title``, ``status``, ``detail``, a stable UPPER_SNAKE ``code`` (the same
+reason the gRPC services use) and the ``request_id``; validation errors add ``errors`` naming each field.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from svckit.context import current_request_id
+from svckit.errors import DomainError
+from svckit.grpc_errors import from_rpc_error
+from svckit.logging import get_logger
+
+log = get_logger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://docs.marketplace-payments.dev/problems/"
+
+_HTTP_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHENTICATED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    406: "NOT_ACCEPTABLE",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    429: "RATE_LIMITED",
+}
+
+
+def problem(
+    status: int,
+    code: str,
+    detail: str,
+    title: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": TYPE_BASE + code.lower().replace("_", "-"),
+        "title": title or code.replace("_", " ").capitalize(),
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "request_id": current_request_id(),
+    }
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def domain_problem(err: DomainError) -> JSONResponse:
+    headers = None
+    if err.reason == "IDEMPOTENCY_KEY_IN_USE":
+        headers = {"Retry-After": err.metadata.get("retry_after_seconds", "1")}
+    extra = {k: v for k, v in err.metadata.items() if k != "retry_after_seconds"}
+    field = extra.pop("field", None)
+    return problem(
+        err.kind.http_status,
+        err.reason,
+        err.message,
+        headers=headers,
+        errors=[{"field": field, "message": err.message}] if field else None,
+        **({"metadata": extra} if extra else {}),
+    )
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if p.isdigit() else (f".{p}" if out else p)
+    return out or "body"
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(DomainError)
+    async def _domain(_request: Request, exc: DomainError) -> JSONResponse:
+        return domain_problem(exc)
+
+    @app.exception_handler(grpc.aio.AioRpcError)
+    async def _rpc(_request: Request, exc: grpc.aio.AioRpcError) -> JSONResponse:
+        err = from_rpc_error(exc)
+        if err.kind.http_status >= 500:
+            log.warning("upstream error", reason=err.reason, detail=err.message)
+        return domain_problem(err)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"field": _field_path(tuple(e.get("loc", ()))), "message": e.get("msg", "")} for e in exc.errors()
+        ]
+        first = errors[0] if errors else {"field": "body", "message": "invalid request"}
+        return problem(
+            400,
+            "INVALID_REQUEST",
+            f"{first['field']}: {first['message']}",
+            title="Invalid request",
+            errors=errors,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
+        return problem(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unhandled(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", error=repr(exc))
+        return problem(500, "INTERNAL", f"internal error; quote request id {current_request_id()}")
