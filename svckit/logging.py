@@ -44,8 +44,12 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "auto") -> N
     )
     structlog.contextvars.bind_contextvars(service=service)
     handler = logging.StreamHandler(sys.stderr)
+    # Lines from the standard library (uvicorn, alembic, grpc) go through the same renderer.
     handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(processors=[*shared[1:], renderer], foreign_pre_chain=[])
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]

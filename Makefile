@@ -1,0 +1,60 @@
+# Marketplace Payments — developer entry points. Needs only python3 (3.11), git and make.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: run test venv proto proto-check lint fmt bench clean reset lock breaking
+
+## run: start PostgreSQL + Valkey (embedded), the four services, the PSP simulator and the gateway
+run: $(STAMP)
+	$(PY) -m svckit.devstack run
+
+## test: the whole test suite (starts its own PostgreSQL and Valkey; exit 5 "no tests" fails)
+test: $(STAMP)
+	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing on purpose"; exit 1; fi; exit $$rc
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install -q --disable-pip-version-check -c requirements.lock -e '.[dev]'
+	@touch $(STAMP)
+
+## proto: regenerate the committed Python stubs from proto/
+proto: $(STAMP)
+	$(PY) -m svckit.protogen
+	$(VENV)/bin/buf lint
+
+proto-check: $(STAMP)
+	$(PY) -m svckit.protogen --check
+	$(VENV)/bin/buf lint
+
+## breaking: compare proto/ with the main branch for wire-breaking changes
+breaking: $(STAMP)
+	$(VENV)/bin/buf breaking --against '.git#branch=main'
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+fmt: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+## bench: every benchmark script, one after another (figures go to docs/benchmarks.md by hand)
+bench: $(STAMP)
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+## lock: re-pin every transitive dependency after changing pyproject.toml
+lock: $(STAMP)
+	$(PY) -m pip freeze --exclude-editable --disable-pip-version-check | grep -v '^marketplace-payments' > requirements.lock
+
+reset:
+	$(PY) -m svckit.devstack reset
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,334 @@
+"""Run the whole system on one machine: infrastructure, services, gateway; stop it all on Ctrl-C.
+
+Children run in their own sessions (so the terminal's Ctrl-C reaches only us, and we stop them in
+order) and carry a parent-death signal (so even ``kill -9`` of this process leaves no orphans).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import httpx
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from rich.console import Console
+from rich.table import Table
+
+from svckit.devstack.infra import EmbeddedPostgres, EmbeddedValkey, _die_with_parent, port_open
+
+console = Console(stderr=True, highlight=False)
+ROOT = Path(__file__).resolve().parents[2]
+COLORS = ["cyan", "magenta", "green", "yellow", "blue", "bright_red"]
+
+
+@dataclass
+class Child:
+    name: str
+    module: str
+    port: int
+    kind: str  # "grpc", "http" or "tcp"
+    ready_path: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    args: list[str] = field(default_factory=list)
+    proc: subprocess.Popen | None = None
+    tail: deque = field(default_factory=lambda: deque(maxlen=30))
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+def _env_port(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise SystemExit(f"{name} must be a TCP port number, got {value!r}")
+    return int(value)
+
+
+def plan_children() -> list[Child]:
+    """What `make run` starts, with ports from the same variables the services read."""
+    ports = {
+        "payment": _env_port("PAYMENT_GRPC_PORT", 50051),
+        "ledger": _env_port("LEDGER_GRPC_PORT", 50052),
+        "wallet": _env_port("WALLET_GRPC_PORT", 50053),
+        "recon": _env_port("RECON_GRPC_PORT", 50054),
+        "gateway": _env_port("GATEWAY_HTTP_PORT", 8000),
+        "psp-sim": _env_port("PSP_SIM_PORT", 12111),
+    }
+    children = [
+        Child(
+            "payment",
+            "payment_svc",
+            ports["payment"],
+            "grpc",
+            env={"PAYMENT_GRPC_PORT": str(ports["payment"])},
+        ),
+        Child(
+            "ledger", "ledger_svc", ports["ledger"], "grpc", env={"LEDGER_GRPC_PORT": str(ports["ledger"])}
+        ),
+        Child(
+            "wallet", "wallet_svc", ports["wallet"], "grpc", env={"WALLET_GRPC_PORT": str(ports["wallet"])}
+        ),
+        Child("recon", "recon_svc", ports["recon"], "grpc", env={"RECON_GRPC_PORT": str(ports["recon"])}),
+    ]
+    if importlib.util.find_spec("psp_sim") is not None:
+        children.append(
+            Child(
+                "psp-sim", "psp_sim", ports["psp-sim"], "tcp", args=["serve", "--port", str(ports["psp-sim"])]
+            )
+        )
+    children.append(
+        Child(
+            "gateway",
+            "gateway",
+            ports["gateway"],
+            "http",
+            ready_path="/readyz",
+            env={
+                "GATEWAY_HTTP_PORT": str(ports["gateway"]),
+                **{
+                    f"GATEWAY_{n.upper()}_ADDR": f"127.0.0.1:{ports[n]}"
+                    for n in ("payment", "ledger", "wallet", "recon")
+                },
+            },
+        )
+    )
+    return children
+
+
+class Stack:
+    def __init__(self, data_dir: Path, echo_logs: bool) -> None:
+        self.data_dir = data_dir
+        self.echo_logs = echo_logs
+        self.children = plan_children()
+        self.pg: EmbeddedPostgres | None = None
+        self.valkey: EmbeddedValkey | None = None
+        self.stop_requested = threading.Event()
+        self.env = dict(os.environ)
+
+    # -- infrastructure -------------------------------------------------------------------------
+    def start_infra(self) -> None:
+        if self.env.get("DATABASE_URL"):
+            console.print(f"PostgreSQL: using DATABASE_URL ({_redact(self.env['DATABASE_URL'])})")
+        else:
+            port = _env_port("DEV_PG_PORT", 5432)
+            _require_free(port, "PostgreSQL", "DEV_PG_PORT")
+            console.print(
+                f"PostgreSQL: starting embedded server on 127.0.0.1:{port} (data in {self.data_dir / 'postgres'})"
+            )
+            self.pg = EmbeddedPostgres(self.data_dir / "postgres", port=port, durable=True).start()
+            self.env["DATABASE_URL"] = self.pg.url
+        if self.env.get("REDIS_URL"):
+            console.print(f"Redis: using REDIS_URL ({_redact(self.env['REDIS_URL'])})")
+        else:
+            port = _env_port("DEV_REDIS_PORT", 6379)
+            _require_free(port, "Valkey", "DEV_REDIS_PORT")
+            console.print(
+                f"Valkey: starting embedded server on 127.0.0.1:{port} (data in {self.data_dir / 'valkey'})"
+            )
+            self.valkey = EmbeddedValkey(self.data_dir / "valkey", port=port, persist=True).start()
+            self.env["REDIS_URL"] = self.valkey.url
+
+    # -- services -------------------------------------------------------------------------------
+    def start_children(self) -> None:
+        logs = self.data_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        for i, child in enumerate(self.children):
+            _require_free(child.port, child.name, None)
+            env = {
+                **self.env,
+                "PYTHONUNBUFFERED": "1",
+                "LOG_FORMAT": self.env.get("LOG_FORMAT", "console"),
+                **child.env,
+            }
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+            child.proc = subprocess.Popen(
+                [sys.executable, "-m", child.module, *child.args],
+                cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent, start_new_session=True,
+            )  # fmt: skip
+            threading.Thread(
+                target=self._pump,
+                args=(child, logs / f"{child.name}.log", COLORS[i % len(COLORS)]),
+                daemon=True,
+            ).start()
+
+    def _pump(self, child: Child, log_path: Path, color: str) -> None:
+        assert child.proc is not None and child.proc.stdout is not None
+        with open(log_path, "ab") as log_file:
+            for raw in iter(child.proc.stdout.readline, b""):
+                log_file.write(raw)
+                log_file.flush()
+                line = raw.decode(errors="replace").rstrip()
+                child.tail.append(line)
+                if self.echo_logs:
+                    console.print(f"[{color}]{child.name:>8}[/] | {line}", markup=True, soft_wrap=True)
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        pending = list(self.children)
+        while pending:
+            if self.stop_requested.is_set():
+                raise KeyboardInterrupt
+            for child in list(pending):
+                if child.proc is not None and child.proc.poll() is not None:
+                    raise ChildFailed(child)
+                if _is_ready(child):
+                    pending.remove(child)
+            if time.monotonic() > deadline:
+                names = ", ".join(c.name for c in pending)
+                raise TimeoutError(
+                    f"not ready after {timeout:.0f}s: {names} (logs in {self.data_dir / 'logs'})"
+                )
+            time.sleep(0.2)
+
+    def supervise(self) -> int:
+        while not self.stop_requested.wait(0.5):
+            for child in self.children:
+                if child.proc is not None and child.proc.poll() is not None:
+                    console.print(
+                        f"[red]{child.name} exited with code {child.proc.returncode}; stopping everything[/]"
+                    )
+                    _print_tail(child)
+                    return 1
+        return 0
+
+    def stop(self) -> None:
+        # Gateway first (stop taking traffic), then services, then the infrastructure they use.
+        for child in reversed(self.children):
+            if child.proc is not None and child.proc.poll() is None:
+                child.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for child in reversed(self.children):
+            if child.proc is None:
+                continue
+            try:
+                child.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                console.print(f"[yellow]{child.name} did not stop in time; killing it[/]")
+                child.proc.kill()
+                child.proc.wait()
+        if self.valkey is not None:
+            self.valkey.stop()
+        if self.pg is not None:
+            self.pg.stop()
+
+
+class ChildFailed(RuntimeError):
+    def __init__(self, child: Child) -> None:
+        super().__init__(
+            f"{child.name} exited with code {child.proc.returncode if child.proc else '?'} during start-up"
+        )
+        self.child = child
+
+
+def _is_ready(child: Child) -> bool:
+    if child.kind == "grpc":
+        try:
+            with grpc.insecure_channel(child.address) as channel:
+                reply = health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(), timeout=0.5
+                )
+                return reply.status == health_pb2.HealthCheckResponse.SERVING
+        except grpc.RpcError:
+            return False
+    if child.kind == "http":
+        try:
+            return (
+                httpx.get(f"http://{child.address}{child.ready_path or '/'}", timeout=1.0).status_code == 200
+            )
+        except httpx.HTTPError:
+            return False
+    return port_open("127.0.0.1", child.port)
+
+
+def _require_free(port: int, what: str, variable: str | None) -> None:
+    if port_open("127.0.0.1", port):
+        hint = (
+            f"; set {variable} to use another port"
+            if variable
+            else "; stop whatever listens there or set its *_PORT variable"
+        )
+        raise SystemExit(f"port {port} for {what} is already in use{hint}")
+
+
+def _redact(url: str) -> str:
+    return url.split("://", 1)[0] + "://***@" + url.rsplit("@", 1)[1] if "@" in url else url
+
+
+def _print_tail(child: Child) -> None:
+    for line in child.tail:
+        console.print(f"  {child.name} | {line}", markup=False)
+
+
+def _summary(stack: Stack, started: float) -> None:
+    table = Table(
+        title=f"Marketplace Payments is up ({time.monotonic() - started:.1f}s)", title_justify="left"
+    )
+    table.add_column("process")
+    table.add_column("listens on")
+    table.add_column("pid", justify="right")
+    for child in stack.children:
+        scheme = "http://" if child.kind in ("http", "tcp") else "grpc "
+        table.add_row(child.name, scheme + child.address, str(child.proc.pid if child.proc else "-"))
+    table.add_row(
+        "postgres",
+        _redact(stack.env["DATABASE_URL"]),
+        str(stack.pg.proc.pid) if stack.pg and stack.pg.proc else "external",
+    )
+    table.add_row(
+        "redis",
+        stack.env["REDIS_URL"],
+        str(stack.valkey.proc.pid) if stack.valkey and stack.valkey.proc else "external",
+    )
+    console.print(table)
+    gw = next(c for c in stack.children if c.name == "gateway")
+    console.print(
+        f"Try:  curl -s http://{gw.address}/readyz | python3 -m json.tool\n"
+        f"      open http://{gw.address}/docs\n"
+        "      .venv/bin/grpcurl -plaintext localhost:50051 list\n"
+        f"Logs: {stack.data_dir / 'logs'}/<process>.log     Stop: Ctrl-C"
+    )
+
+
+def run(data_dir: Path, echo_logs: bool = True, ready_timeout: float = 60.0) -> int:
+    started = time.monotonic()
+    stack = Stack(data_dir, echo_logs)
+
+    def _on_signal(_signum: int, _frame: object) -> None:
+        stack.stop_requested.set()
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    code = 1
+    try:
+        stack.start_infra()
+        stack.start_children()
+        stack.wait_ready(ready_timeout)
+        _summary(stack, started)
+        code = stack.supervise()
+    except KeyboardInterrupt:
+        code = 0
+    except ChildFailed as exc:
+        console.print(f"[red]{exc}[/]")
+        _print_tail(exc.child)
+    except (TimeoutError, RuntimeError, OSError) as exc:
+        console.print(f"[red]{exc}[/]")
+    finally:
+        console.print("stopping…")
+        with contextlib.suppress(Exception):
+            stack.stop()
+        console.print("stopped")
+    return code

@@ -1,0 +1,126 @@
+"""`make run`'s supervisor: starts everything, reports readiness, stops with no orphans, keeps data."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from svckit.devstack.infra import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _start(data_dir: Path, ports: dict[str, int]) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env.update({
+        "DEV_PG_PORT": str(ports["pg"]), "DEV_REDIS_PORT": str(ports["redis"]),
+        "PAYMENT_GRPC_PORT": str(ports["payment"]), "LEDGER_GRPC_PORT": str(ports["ledger"]),
+        "WALLET_GRPC_PORT": str(ports["wallet"]), "RECON_GRPC_PORT": str(ports["recon"]),
+        "GATEWAY_HTTP_PORT": str(ports["gateway"]), "PSP_SIM_PORT": str(ports["psp"]),
+    })  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "svckit.devstack", "run", "--quiet", "--data-dir", str(data_dir)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+def _wait_for_summary(proc: subprocess.Popen, timeout: float = 90) -> str:
+    seen = []
+    deadline = time.monotonic() + timeout
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line and proc.poll() is not None:
+            break
+        seen.append(line)
+        if "Stop: Ctrl-C" in line:
+            return "".join(seen)
+    proc.kill()
+    pytest.fail("stack did not come up:\n" + "".join(seen))
+
+
+def _survivors(processes: list[psutil.Process], within: float = 10.0) -> list[psutil.Process]:
+    """Processes still alive after ``within`` seconds (exiting children may need a moment on a busy machine)."""
+    deadline = time.monotonic() + within
+    while True:
+        alive = []
+        for p in processes:
+            try:
+                if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(p)
+            except psutil.NoSuchProcess:
+                pass
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.2)
+
+
+def _stop(proc: subprocess.Popen) -> int:
+    proc.send_signal(signal.SIGINT)
+    return proc.wait(60)
+
+
+@pytest.mark.slow
+def test_run_starts_everything_stops_cleanly_and_reuses_data(tmp_path):
+    ports = {
+        name: free_port()
+        for name in ("pg", "redis", "payment", "ledger", "wallet", "recon", "gateway", "psp")
+    }
+    proc = _start(tmp_path, ports)
+    children: list[psutil.Process] = []
+    try:
+        summary = _wait_for_summary(proc)
+        for name in ("payment", "ledger", "wallet", "recon"):
+            assert f"127.0.0.1:{ports[name]}" in summary
+        gw = f"http://127.0.0.1:{ports['gateway']}"
+        ready = httpx.get(f"{gw}/readyz", timeout=5).json()
+        assert ready["status"] == "ready"
+        created = httpx.post(
+            f"{gw}/v1/ledger/accounts", json={"name": "asset:bank:operating", "currency": "USD"},
+            headers={"Idempotency-Key": "devstack-1"}, timeout=5,
+        )  # fmt: skip
+        assert created.status_code == 201, created.text
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert len(children) >= 7  # postgres, valkey, four services, gateway (and the PSP simulator)
+    finally:
+        code = _stop(proc)
+    assert code == 0
+    assert _survivors(children) == [], "processes outlived the supervisor"
+
+    # A second start on the same data folder finds the account made by the first.
+    proc = _start(tmp_path, ports)
+    try:
+        _wait_for_summary(proc)
+        again = httpx.get(
+            f"http://127.0.0.1:{ports['gateway']}/v1/ledger/accounts/asset:bank:operating", timeout=5
+        )
+        assert again.status_code == 200
+        assert again.json()["currency"] == "USD"
+    finally:
+        assert _stop(proc) == 0
+
+
+def test_occupied_port_is_a_clear_error(tmp_path):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        busy = sock.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+        env["DEV_PG_PORT"] = str(busy)
+        result = subprocess.run(
+            [sys.executable, "-m", "svckit.devstack", "run", "--quiet", "--data-dir", str(tmp_path)],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert result.returncode != 0
+    assert f"port {busy}" in result.stdout + result.stderr
+    assert "DEV_PG_PORT" in result.stdout + result.stderr
