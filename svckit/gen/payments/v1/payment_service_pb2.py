@@ -25,23 +25,75 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!payments/v1/payment_service.proto\x12\x0bpayments.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8e\x02\n\x0cPaymentOrder\x12\x18\n\x10payment_order_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63heckout_id\x18\x02 \x01(\t\x12\x16\n\x0eseller_account\x18\x03 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x04 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12-\n\x05state\x18\x06 \x01(\x0e\x32\x1e.payments.v1.PaymentOrderState\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"2\n\x16GetPaymentOrderRequest\x12\x18\n\x10payment_order_id\x18\x01 \x01(\t\"K\n\x17GetPaymentOrderResponse\x12\x30\n\rpayment_order\x18\x01 \x01(\x0b\x32\x19.payments.v1.PaymentOrder*\xd1\x02\n\x11PaymentOrderState\x12#\n\x1fPAYMENT_ORDER_STATE_UNSPECIFIED\x10\x00\x12#\n\x1fPAYMENT_ORDER_STATE_NOT_STARTED\x10\x01\x12!\n\x1dPAYMENT_ORDER_STATE_EXECUTING\x10\x02\x12\x1f\n\x1bPAYMENT_ORDER_STATE_PENDING\x10\x03\x12\x1f\n\x1bPAYMENT_ORDER_STATE_SUCCESS\x10\x04\x12\x1e\n\x1aPAYMENT_ORDER_STATE_FAILED\x10\x05\x12\x1f\n\x1bPAYMENT_ORDER_STATE_UNKNOWN\x10\x06\x12*\n&PAYMENT_ORDER_STATE_PARTIALLY_REFUNDED\x10\x07\x12 \n\x1cPAYMENT_ORDER_STATE_REFUNDED\x10\x08\x32s\n\x0ePaymentService\x12\x61\n\x0fGetPaymentOrder\x12#.payments.v1.GetPaymentOrderRequest\x1a$.payments.v1.GetPaymentOrderResponse\"\x03\x90\x02\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!payments/v1/payment_service.proto\x12\x0bpayments.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"K\n\tBuyerInfo\x12\x10\n\x08\x62uyer_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07\x63ountry\x18\x04 \x01(\t\"m\n\x11PaymentOrderInput\x12\x18\n\x10payment_order_id\x18\x01 \x01(\t\x12\x16\n\x0eseller_account\x18\x02 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\"\xcf\x03\n\x0cPaymentOrder\x12\x18\n\x10payment_order_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63heckout_id\x18\x02 \x01(\t\x12\x16\n\x0eseller_account\x18\x03 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x04 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12-\n\x05state\x18\x06 \x01(\x0e\x32\x1e.payments.v1.PaymentOrderState\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rpsp_reference\x18\t \x01(\t\x12\x14\n\x0c\x66\x61ilure_code\x18\n \x01(\t\x12\x17\n\x0f\x66\x61ilure_message\x18\x0b \x01(\t\x12\x17\n\x0fnext_action_url\x18\x0c \x01(\t\x12\x18\n\x10\x63ommission_minor\x18\r \x01(\x03\x12\x16\n\x0erefunded_minor\x18\x0e \x01(\x03\x12\x16\n\x0ewallet_updated\x18\x0f \x01(\x08\x12\x16\n\x0eledger_updated\x18\x10 \x01(\x08\"\xef\x01\n\x0cPaymentEvent\x12\x13\n\x0b\x63heckout_id\x18\x01 \x01(\t\x12%\n\x05\x62uyer\x18\x02 \x01(\x0b\x32\x16.payments.v1.BuyerInfo\x12&\n\x04mode\x18\x03 \x01(\x0e\x32\x18.payments.v1.PaymentMode\x12\x31\n\x0epayment_orders\x18\x04 \x03(\x0b\x32\x19.payments.v1.PaymentOrder\x12\x17\n\x0fhosted_page_url\x18\x05 \x01(\t\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc7\x01\n\x0fOrderTransition\x12\x32\n\nfrom_state\x18\x01 \x01(\x0e\x32\x1e.payments.v1.PaymentOrderState\x12\x30\n\x08to_state\x18\x02 \x01(\x0e\x32\x1e.payments.v1.PaymentOrderState\x12\r\n\x05\x63\x61use\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xcb\x01\n\x14\x43reatePaymentRequest\x12\x13\n\x0b\x63heckout_id\x18\x01 \x01(\t\x12%\n\x05\x62uyer\x18\x02 \x01(\x0b\x32\x16.payments.v1.BuyerInfo\x12\x36\n\x0epayment_orders\x18\x03 \x03(\x0b\x32\x1e.payments.v1.PaymentOrderInput\x12\x13\n\x0bsuccess_url\x18\x04 \x01(\t\x12\x12\n\ncancel_url\x18\x05 \x01(\t\x12\x16\n\x0epayment_method\x18\x06 \x01(\t\"I\n\x15\x43reatePaymentResponse\x12\x30\n\rpayment_event\x18\x01 \x01(\x0b\x32\x19.payments.v1.PaymentEvent\"2\n\x16GetPaymentOrderRequest\x12\x18\n\x10payment_order_id\x18\x01 \x01(\t\"K\n\x17GetPaymentOrderResponse\x12\x30\n\rpayment_order\x18\x01 \x01(\x0b\x32\x19.payments.v1.PaymentOrder\")\n\x12GetCheckoutRequest\x12\x13\n\x0b\x63heckout_id\x18\x01 \x01(\t\"G\n\x13GetCheckoutResponse\x12\x30\n\rpayment_event\x18\x01 \x01(\x0b\x32\x19.payments.v1.PaymentEvent\":\n\x1eListPaymentOrderHistoryRequest\x12\x18\n\x10payment_order_id\x18\x01 \x01(\t\"T\n\x1fListPaymentOrderHistoryResponse\x12\x31\n\x0btransitions\x18\x01 \x03(\x0b\x32\x1c.payments.v1.OrderTransition\"N\n\x15HandlePspEventRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x12\n\nevent_type\x18\x02 \x01(\t\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\"D\n\x16HandlePspEventResponse\x12\x0f\n\x07\x61pplied\x18\x01 \x01(\x08\x12\x19\n\x11payment_order_ids\x18\x02 \x03(\t\"\x84\x01\n\x19ReviewPaymentOrderRequest\x12\x18\n\x10payment_order_id\x18\x01 \x01(\t\x12-\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0e\x32\x1b.payments.v1.ReviewDecision\x12\x10\n\x08reviewer\x18\x03 \x01(\t\x12\x0c\n\x04note\x18\x04 \x01(\t\"N\n\x1aReviewPaymentOrderResponse\x12\x30\n\rpayment_order\x18\x01 \x01(\x0b\x32\x19.payments.v1.PaymentOrder\"\xce\x01\n\x06Refund\x12\x11\n\trefund_id\x18\x01 \x01(\t\x12\x18\n\x10payment_order_id\x18\x02 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\'\n\x05state\x18\x05 \x01(\x0e\x32\x18.payments.v1.RefundState\x12\x15\n\rpsp_reference\x18\x06 \x01(\t\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"U\n\x13\x43reateRefundRequest\x12\x18\n\x10payment_order_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x02 \x01(\x03\x12\x0e\n\x06reason\x18\x03 \x01(\t\"m\n\x14\x43reateRefundResponse\x12#\n\x06refund\x18\x01 \x01(\x0b\x32\x13.payments.v1.Refund\x12\x30\n\rpayment_order\x18\x02 \x01(\x0b\x32\x19.payments.v1.PaymentOrder*\xd1\x02\n\x11PaymentOrderState\x12#\n\x1fPAYMENT_ORDER_STATE_UNSPECIFIED\x10\x00\x12#\n\x1fPAYMENT_ORDER_STATE_NOT_STARTED\x10\x01\x12!\n\x1dPAYMENT_ORDER_STATE_EXECUTING\x10\x02\x12\x1f\n\x1bPAYMENT_ORDER_STATE_PENDING\x10\x03\x12\x1f\n\x1bPAYMENT_ORDER_STATE_SUCCESS\x10\x04\x12\x1e\n\x1aPAYMENT_ORDER_STATE_FAILED\x10\x05\x12\x1f\n\x1bPAYMENT_ORDER_STATE_UNKNOWN\x10\x06\x12*\n&PAYMENT_ORDER_STATE_PARTIALLY_REFUNDED\x10\x07\x12 \n\x1cPAYMENT_ORDER_STATE_REFUNDED\x10\x08*]\n\x0bPaymentMode\x12\x1c\n\x18PAYMENT_MODE_UNSPECIFIED\x10\x00\x12\x17\n\x13PAYMENT_MODE_HOSTED\x10\x01\x12\x17\n\x13PAYMENT_MODE_DIRECT\x10\x02*k\n\x0eReviewDecision\x12\x1f\n\x1bREVIEW_DECISION_UNSPECIFIED\x10\x00\x12\x1b\n\x17REVIEW_DECISION_APPROVE\x10\x01\x12\x1b\n\x17REVIEW_DECISION_DECLINE\x10\x02*z\n\x0bRefundState\x12\x1c\n\x18REFUND_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14REFUND_STATE_PENDING\x10\x01\x12\x1a\n\x16REFUND_STATE_SUCCEEDED\x10\x02\x12\x17\n\x13REFUND_STATE_FAILED\x10\x03\x32\xc8\x05\n\x0ePaymentService\x12[\n\rCreatePayment\x12!.payments.v1.CreatePaymentRequest\x1a\".payments.v1.CreatePaymentResponse\"\x03\x90\x02\x02\x12\x61\n\x0fGetPaymentOrder\x12#.payments.v1.GetPaymentOrderRequest\x1a$.payments.v1.GetPaymentOrderResponse\"\x03\x90\x02\x01\x12U\n\x0bGetCheckout\x12\x1f.payments.v1.GetCheckoutRequest\x1a .payments.v1.GetCheckoutResponse\"\x03\x90\x02\x01\x12y\n\x17ListPaymentOrderHistory\x12+.payments.v1.ListPaymentOrderHistoryRequest\x1a,.payments.v1.ListPaymentOrderHistoryResponse\"\x03\x90\x02\x01\x12^\n\x0eHandlePspEvent\x12\".payments.v1.HandlePspEventRequest\x1a#.payments.v1.HandlePspEventResponse\"\x03\x90\x02\x02\x12j\n\x12ReviewPaymentOrder\x12&.payments.v1.ReviewPaymentOrderRequest\x1a\'.payments.v1.ReviewPaymentOrderResponse\"\x03\x90\x02\x02\x12X\n\x0c\x43reateRefund\x12 .payments.v1.CreateRefundRequest\x1a!.payments.v1.CreateRefundResponse\"\x03\x90\x02\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'payments.v1.payment_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_PAYMENTSERVICE'].methods_by_name['CreatePayment']._loaded_options = None
+  _globals['_PAYMENTSERVICE'].methods_by_name['CreatePayment']._serialized_options = b'\220\002\002'
   _globals['_PAYMENTSERVICE'].methods_by_name['GetPaymentOrder']._loaded_options = None
   _globals['_PAYMENTSERVICE'].methods_by_name['GetPaymentOrder']._serialized_options = b'\220\002\001'
-  _globals['_PAYMENTORDERSTATE']._serialized_start=486
-  _globals['_PAYMENTORDERSTATE']._serialized_end=823
-  _globals['_PAYMENTORDER']._serialized_start=84
-  _globals['_PAYMENTORDER']._serialized_end=354
-  _globals['_GETPAYMENTORDERREQUEST']._serialized_start=356
-  _globals['_GETPAYMENTORDERREQUEST']._serialized_end=406
-  _globals['_GETPAYMENTORDERRESPONSE']._serialized_start=408
-  _globals['_GETPAYMENTORDERRESPONSE']._serialized_end=483
-  _globals['_PAYMENTSERVICE']._serialized_start=825
-  _globals['_PAYMENTSERVICE']._serialized_end=940
+  _globals['_PAYMENTSERVICE'].methods_by_name['GetCheckout']._loaded_options = None
+  _globals['_PAYMENTSERVICE'].methods_by_name['GetCheckout']._serialized_options = b'\220\002\001'
+  _globals['_PAYMENTSERVICE'].methods_by_name['ListPaymentOrderHistory']._loaded_options = None
+  _globals['_PAYMENTSERVICE'].methods_by_name['ListPaymentOrderHistory']._serialized_options = b'\220\002\001'
+  _globals['_PAYMENTSERVICE'].methods_by_name['HandlePspEvent']._loaded_options = None
+  _globals['_PAYMENTSERVICE'].methods_by_name['HandlePspEvent']._serialized_options = b'\220\002\002'
+  _globals['_PAYMENTSERVICE'].methods_by_name['ReviewPaymentOrder']._loaded_options = None
+  _globals['_PAYMENTSERVICE'].methods_by_name['ReviewPaymentOrder']._serialized_options = b'\220\002\002'
+  _globals['_PAYMENTSERVICE'].methods_by_name['CreateRefund']._loaded_options = None
+  _globals['_PAYMENTSERVICE'].methods_by_name['CreateRefund']._serialized_options = b'\220\002\002'
+  _globals['_PAYMENTORDERSTATE']._serialized_start=2626
+  _globals['_PAYMENTORDERSTATE']._serialized_end=2963
+  _globals['_PAYMENTMODE']._serialized_start=2965
+  _globals['_PAYMENTMODE']._serialized_end=3058
+  _globals['_REVIEWDECISION']._serialized_start=3060
+  _globals['_REVIEWDECISION']._serialized_end=3167
+  _globals['_REFUNDSTATE']._serialized_start=3169
+  _globals['_REFUNDSTATE']._serialized_end=3291
+  _globals['_BUYERINFO']._serialized_start=83
+  _globals['_BUYERINFO']._serialized_end=158
+  _globals['_PAYMENTORDERINPUT']._serialized_start=160
+  _globals['_PAYMENTORDERINPUT']._serialized_end=269
+  _globals['_PAYMENTORDER']._serialized_start=272
+  _globals['_PAYMENTORDER']._serialized_end=735
+  _globals['_PAYMENTEVENT']._serialized_start=738
+  _globals['_PAYMENTEVENT']._serialized_end=977
+  _globals['_ORDERTRANSITION']._serialized_start=980
+  _globals['_ORDERTRANSITION']._serialized_end=1179
+  _globals['_CREATEPAYMENTREQUEST']._serialized_start=1182
+  _globals['_CREATEPAYMENTREQUEST']._serialized_end=1385
+  _globals['_CREATEPAYMENTRESPONSE']._serialized_start=1387
+  _globals['_CREATEPAYMENTRESPONSE']._serialized_end=1460
+  _globals['_GETPAYMENTORDERREQUEST']._serialized_start=1462
+  _globals['_GETPAYMENTORDERREQUEST']._serialized_end=1512
+  _globals['_GETPAYMENTORDERRESPONSE']._serialized_start=1514
+  _globals['_GETPAYMENTORDERRESPONSE']._serialized_end=1589
+  _globals['_GETCHECKOUTREQUEST']._serialized_start=1591
+  _globals['_GETCHECKOUTREQUEST']._serialized_end=1632
+  _globals['_GETCHECKOUTRESPONSE']._serialized_start=1634
+  _globals['_GETCHECKOUTRESPONSE']._serialized_end=1705
+  _globals['_LISTPAYMENTORDERHISTORYREQUEST']._serialized_start=1707
+  _globals['_LISTPAYMENTORDERHISTORYREQUEST']._serialized_end=1765
+  _globals['_LISTPAYMENTORDERHISTORYRESPONSE']._serialized_start=1767
+  _globals['_LISTPAYMENTORDERHISTORYRESPONSE']._serialized_end=1851
+  _globals['_HANDLEPSPEVENTREQUEST']._serialized_start=1853
+  _globals['_HANDLEPSPEVENTREQUEST']._serialized_end=1931
+  _globals['_HANDLEPSPEVENTRESPONSE']._serialized_start=1933
+  _globals['_HANDLEPSPEVENTRESPONSE']._serialized_end=2001
+  _globals['_REVIEWPAYMENTORDERREQUEST']._serialized_start=2004
+  _globals['_REVIEWPAYMENTORDERREQUEST']._serialized_end=2136
+  _globals['_REVIEWPAYMENTORDERRESPONSE']._serialized_start=2138
+  _globals['_REVIEWPAYMENTORDERRESPONSE']._serialized_end=2216
+  _globals['_REFUND']._serialized_start=2219
+  _globals['_REFUND']._serialized_end=2425
+  _globals['_CREATEREFUNDREQUEST']._serialized_start=2427
+  _globals['_CREATEREFUNDREQUEST']._serialized_end=2512
+  _globals['_CREATEREFUNDRESPONSE']._serialized_start=2514
+  _globals['_CREATEREFUNDRESPONSE']._serialized_end=2623
+  _globals['_PAYMENTSERVICE']._serialized_start=3294
+  _globals['_PAYMENTSERVICE']._serialized_end=4006
 # @@protoc_insertion_point(module_scope)

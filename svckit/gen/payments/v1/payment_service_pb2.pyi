@@ -1,10 +1,11 @@
 import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -20,6 +21,25 @@ class PaymentOrderState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PAYMENT_ORDER_STATE_UNKNOWN: _ClassVar[PaymentOrderState]
     PAYMENT_ORDER_STATE_PARTIALLY_REFUNDED: _ClassVar[PaymentOrderState]
     PAYMENT_ORDER_STATE_REFUNDED: _ClassVar[PaymentOrderState]
+
+class PaymentMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PAYMENT_MODE_UNSPECIFIED: _ClassVar[PaymentMode]
+    PAYMENT_MODE_HOSTED: _ClassVar[PaymentMode]
+    PAYMENT_MODE_DIRECT: _ClassVar[PaymentMode]
+
+class ReviewDecision(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REVIEW_DECISION_UNSPECIFIED: _ClassVar[ReviewDecision]
+    REVIEW_DECISION_APPROVE: _ClassVar[ReviewDecision]
+    REVIEW_DECISION_DECLINE: _ClassVar[ReviewDecision]
+
+class RefundState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REFUND_STATE_UNSPECIFIED: _ClassVar[RefundState]
+    REFUND_STATE_PENDING: _ClassVar[RefundState]
+    REFUND_STATE_SUCCEEDED: _ClassVar[RefundState]
+    REFUND_STATE_FAILED: _ClassVar[RefundState]
 PAYMENT_ORDER_STATE_UNSPECIFIED: PaymentOrderState
 PAYMENT_ORDER_STATE_NOT_STARTED: PaymentOrderState
 PAYMENT_ORDER_STATE_EXECUTING: PaymentOrderState
@@ -29,9 +49,43 @@ PAYMENT_ORDER_STATE_FAILED: PaymentOrderState
 PAYMENT_ORDER_STATE_UNKNOWN: PaymentOrderState
 PAYMENT_ORDER_STATE_PARTIALLY_REFUNDED: PaymentOrderState
 PAYMENT_ORDER_STATE_REFUNDED: PaymentOrderState
+PAYMENT_MODE_UNSPECIFIED: PaymentMode
+PAYMENT_MODE_HOSTED: PaymentMode
+PAYMENT_MODE_DIRECT: PaymentMode
+REVIEW_DECISION_UNSPECIFIED: ReviewDecision
+REVIEW_DECISION_APPROVE: ReviewDecision
+REVIEW_DECISION_DECLINE: ReviewDecision
+REFUND_STATE_UNSPECIFIED: RefundState
+REFUND_STATE_PENDING: RefundState
+REFUND_STATE_SUCCEEDED: RefundState
+REFUND_STATE_FAILED: RefundState
+
+class BuyerInfo(_message.Message):
+    __slots__ = ("buyer_id", "email", "name", "country")
+    BUYER_ID_FIELD_NUMBER: _ClassVar[int]
+    EMAIL_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    COUNTRY_FIELD_NUMBER: _ClassVar[int]
+    buyer_id: str
+    email: str
+    name: str
+    country: str
+    def __init__(self, buyer_id: _Optional[str] = ..., email: _Optional[str] = ..., name: _Optional[str] = ..., country: _Optional[str] = ...) -> None: ...
+
+class PaymentOrderInput(_message.Message):
+    __slots__ = ("payment_order_id", "seller_account", "amount_minor", "currency")
+    PAYMENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    SELLER_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_MINOR_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    payment_order_id: str
+    seller_account: str
+    amount_minor: int
+    currency: str
+    def __init__(self, payment_order_id: _Optional[str] = ..., seller_account: _Optional[str] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ...) -> None: ...
 
 class PaymentOrder(_message.Message):
-    __slots__ = ("payment_order_id", "checkout_id", "seller_account", "amount_minor", "currency", "state", "create_time", "update_time")
+    __slots__ = ("payment_order_id", "checkout_id", "seller_account", "amount_minor", "currency", "state", "create_time", "update_time", "psp_reference", "failure_code", "failure_message", "next_action_url", "commission_minor", "refunded_minor", "wallet_updated", "ledger_updated")
     PAYMENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     CHECKOUT_ID_FIELD_NUMBER: _ClassVar[int]
     SELLER_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
@@ -40,6 +94,14 @@ class PaymentOrder(_message.Message):
     STATE_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    PSP_REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_CODE_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    NEXT_ACTION_URL_FIELD_NUMBER: _ClassVar[int]
+    COMMISSION_MINOR_FIELD_NUMBER: _ClassVar[int]
+    REFUNDED_MINOR_FIELD_NUMBER: _ClassVar[int]
+    WALLET_UPDATED_FIELD_NUMBER: _ClassVar[int]
+    LEDGER_UPDATED_FIELD_NUMBER: _ClassVar[int]
     payment_order_id: str
     checkout_id: str
     seller_account: str
@@ -48,7 +110,67 @@ class PaymentOrder(_message.Message):
     state: PaymentOrderState
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, payment_order_id: _Optional[str] = ..., checkout_id: _Optional[str] = ..., seller_account: _Optional[str] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., state: _Optional[_Union[PaymentOrderState, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    psp_reference: str
+    failure_code: str
+    failure_message: str
+    next_action_url: str
+    commission_minor: int
+    refunded_minor: int
+    wallet_updated: bool
+    ledger_updated: bool
+    def __init__(self, payment_order_id: _Optional[str] = ..., checkout_id: _Optional[str] = ..., seller_account: _Optional[str] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., state: _Optional[_Union[PaymentOrderState, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., psp_reference: _Optional[str] = ..., failure_code: _Optional[str] = ..., failure_message: _Optional[str] = ..., next_action_url: _Optional[str] = ..., commission_minor: _Optional[int] = ..., refunded_minor: _Optional[int] = ..., wallet_updated: _Optional[bool] = ..., ledger_updated: _Optional[bool] = ...) -> None: ...
+
+class PaymentEvent(_message.Message):
+    __slots__ = ("checkout_id", "buyer", "mode", "payment_orders", "hosted_page_url", "create_time")
+    CHECKOUT_ID_FIELD_NUMBER: _ClassVar[int]
+    BUYER_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_ORDERS_FIELD_NUMBER: _ClassVar[int]
+    HOSTED_PAGE_URL_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    checkout_id: str
+    buyer: BuyerInfo
+    mode: PaymentMode
+    payment_orders: _containers.RepeatedCompositeFieldContainer[PaymentOrder]
+    hosted_page_url: str
+    create_time: _timestamp_pb2.Timestamp
+    def __init__(self, checkout_id: _Optional[str] = ..., buyer: _Optional[_Union[BuyerInfo, _Mapping]] = ..., mode: _Optional[_Union[PaymentMode, str]] = ..., payment_orders: _Optional[_Iterable[_Union[PaymentOrder, _Mapping]]] = ..., hosted_page_url: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class OrderTransition(_message.Message):
+    __slots__ = ("from_state", "to_state", "cause", "detail", "create_time")
+    FROM_STATE_FIELD_NUMBER: _ClassVar[int]
+    TO_STATE_FIELD_NUMBER: _ClassVar[int]
+    CAUSE_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    from_state: PaymentOrderState
+    to_state: PaymentOrderState
+    cause: str
+    detail: str
+    create_time: _timestamp_pb2.Timestamp
+    def __init__(self, from_state: _Optional[_Union[PaymentOrderState, str]] = ..., to_state: _Optional[_Union[PaymentOrderState, str]] = ..., cause: _Optional[str] = ..., detail: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreatePaymentRequest(_message.Message):
+    __slots__ = ("checkout_id", "buyer", "payment_orders", "success_url", "cancel_url", "payment_method")
+    CHECKOUT_ID_FIELD_NUMBER: _ClassVar[int]
+    BUYER_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_ORDERS_FIELD_NUMBER: _ClassVar[int]
+    SUCCESS_URL_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_URL_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_METHOD_FIELD_NUMBER: _ClassVar[int]
+    checkout_id: str
+    buyer: BuyerInfo
+    payment_orders: _containers.RepeatedCompositeFieldContainer[PaymentOrderInput]
+    success_url: str
+    cancel_url: str
+    payment_method: str
+    def __init__(self, checkout_id: _Optional[str] = ..., buyer: _Optional[_Union[BuyerInfo, _Mapping]] = ..., payment_orders: _Optional[_Iterable[_Union[PaymentOrderInput, _Mapping]]] = ..., success_url: _Optional[str] = ..., cancel_url: _Optional[str] = ..., payment_method: _Optional[str] = ...) -> None: ...
+
+class CreatePaymentResponse(_message.Message):
+    __slots__ = ("payment_event",)
+    PAYMENT_EVENT_FIELD_NUMBER: _ClassVar[int]
+    payment_event: PaymentEvent
+    def __init__(self, payment_event: _Optional[_Union[PaymentEvent, _Mapping]] = ...) -> None: ...
 
 class GetPaymentOrderRequest(_message.Message):
     __slots__ = ("payment_order_id",)
@@ -61,3 +183,99 @@ class GetPaymentOrderResponse(_message.Message):
     PAYMENT_ORDER_FIELD_NUMBER: _ClassVar[int]
     payment_order: PaymentOrder
     def __init__(self, payment_order: _Optional[_Union[PaymentOrder, _Mapping]] = ...) -> None: ...
+
+class GetCheckoutRequest(_message.Message):
+    __slots__ = ("checkout_id",)
+    CHECKOUT_ID_FIELD_NUMBER: _ClassVar[int]
+    checkout_id: str
+    def __init__(self, checkout_id: _Optional[str] = ...) -> None: ...
+
+class GetCheckoutResponse(_message.Message):
+    __slots__ = ("payment_event",)
+    PAYMENT_EVENT_FIELD_NUMBER: _ClassVar[int]
+    payment_event: PaymentEvent
+    def __init__(self, payment_event: _Optional[_Union[PaymentEvent, _Mapping]] = ...) -> None: ...
+
+class ListPaymentOrderHistoryRequest(_message.Message):
+    __slots__ = ("payment_order_id",)
+    PAYMENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    payment_order_id: str
+    def __init__(self, payment_order_id: _Optional[str] = ...) -> None: ...
+
+class ListPaymentOrderHistoryResponse(_message.Message):
+    __slots__ = ("transitions",)
+    TRANSITIONS_FIELD_NUMBER: _ClassVar[int]
+    transitions: _containers.RepeatedCompositeFieldContainer[OrderTransition]
+    def __init__(self, transitions: _Optional[_Iterable[_Union[OrderTransition, _Mapping]]] = ...) -> None: ...
+
+class HandlePspEventRequest(_message.Message):
+    __slots__ = ("event_id", "event_type", "payload")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    event_type: str
+    payload: bytes
+    def __init__(self, event_id: _Optional[str] = ..., event_type: _Optional[str] = ..., payload: _Optional[bytes] = ...) -> None: ...
+
+class HandlePspEventResponse(_message.Message):
+    __slots__ = ("applied", "payment_order_ids")
+    APPLIED_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_ORDER_IDS_FIELD_NUMBER: _ClassVar[int]
+    applied: bool
+    payment_order_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, applied: _Optional[bool] = ..., payment_order_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ReviewPaymentOrderRequest(_message.Message):
+    __slots__ = ("payment_order_id", "decision", "reviewer", "note")
+    PAYMENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    REVIEWER_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    payment_order_id: str
+    decision: ReviewDecision
+    reviewer: str
+    note: str
+    def __init__(self, payment_order_id: _Optional[str] = ..., decision: _Optional[_Union[ReviewDecision, str]] = ..., reviewer: _Optional[str] = ..., note: _Optional[str] = ...) -> None: ...
+
+class ReviewPaymentOrderResponse(_message.Message):
+    __slots__ = ("payment_order",)
+    PAYMENT_ORDER_FIELD_NUMBER: _ClassVar[int]
+    payment_order: PaymentOrder
+    def __init__(self, payment_order: _Optional[_Union[PaymentOrder, _Mapping]] = ...) -> None: ...
+
+class Refund(_message.Message):
+    __slots__ = ("refund_id", "payment_order_id", "amount_minor", "currency", "state", "psp_reference", "create_time")
+    REFUND_ID_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_MINOR_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    PSP_REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    refund_id: str
+    payment_order_id: str
+    amount_minor: int
+    currency: str
+    state: RefundState
+    psp_reference: str
+    create_time: _timestamp_pb2.Timestamp
+    def __init__(self, refund_id: _Optional[str] = ..., payment_order_id: _Optional[str] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., state: _Optional[_Union[RefundState, str]] = ..., psp_reference: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreateRefundRequest(_message.Message):
+    __slots__ = ("payment_order_id", "amount_minor", "reason")
+    PAYMENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_MINOR_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    payment_order_id: str
+    amount_minor: int
+    reason: str
+    def __init__(self, payment_order_id: _Optional[str] = ..., amount_minor: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class CreateRefundResponse(_message.Message):
+    __slots__ = ("refund", "payment_order")
+    REFUND_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_ORDER_FIELD_NUMBER: _ClassVar[int]
+    refund: Refund
+    payment_order: PaymentOrder
+    def __init__(self, refund: _Optional[_Union[Refund, _Mapping]] = ..., payment_order: _Optional[_Union[PaymentOrder, _Mapping]] = ...) -> None: ...

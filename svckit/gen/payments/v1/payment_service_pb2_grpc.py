@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class PaymentServiceStub:
-    """Pay-in orchestration: payment events (a checkout) and their payment orders (one per seller).
+    """Pay-in orchestration: payment events (a checkout) and their payment orders (one per seller),
+    PSP registration and execution, PSP webhooks, operator review and refunds.
     Mutating RPCs require the `idempotency-key` metadata; every call may carry `x-request-id`.
     """
 
@@ -36,17 +37,59 @@ class PaymentServiceStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.CreatePayment = channel.unary_unary(
+                '/payments.v1.PaymentService/CreatePayment',
+                request_serializer=payments_dot_v1_dot_payment__service__pb2.CreatePaymentRequest.SerializeToString,
+                response_deserializer=payments_dot_v1_dot_payment__service__pb2.CreatePaymentResponse.FromString,
+                _registered_method=True)
         self.GetPaymentOrder = channel.unary_unary(
                 '/payments.v1.PaymentService/GetPaymentOrder',
                 request_serializer=payments_dot_v1_dot_payment__service__pb2.GetPaymentOrderRequest.SerializeToString,
                 response_deserializer=payments_dot_v1_dot_payment__service__pb2.GetPaymentOrderResponse.FromString,
                 _registered_method=True)
+        self.GetCheckout = channel.unary_unary(
+                '/payments.v1.PaymentService/GetCheckout',
+                request_serializer=payments_dot_v1_dot_payment__service__pb2.GetCheckoutRequest.SerializeToString,
+                response_deserializer=payments_dot_v1_dot_payment__service__pb2.GetCheckoutResponse.FromString,
+                _registered_method=True)
+        self.ListPaymentOrderHistory = channel.unary_unary(
+                '/payments.v1.PaymentService/ListPaymentOrderHistory',
+                request_serializer=payments_dot_v1_dot_payment__service__pb2.ListPaymentOrderHistoryRequest.SerializeToString,
+                response_deserializer=payments_dot_v1_dot_payment__service__pb2.ListPaymentOrderHistoryResponse.FromString,
+                _registered_method=True)
+        self.HandlePspEvent = channel.unary_unary(
+                '/payments.v1.PaymentService/HandlePspEvent',
+                request_serializer=payments_dot_v1_dot_payment__service__pb2.HandlePspEventRequest.SerializeToString,
+                response_deserializer=payments_dot_v1_dot_payment__service__pb2.HandlePspEventResponse.FromString,
+                _registered_method=True)
+        self.ReviewPaymentOrder = channel.unary_unary(
+                '/payments.v1.PaymentService/ReviewPaymentOrder',
+                request_serializer=payments_dot_v1_dot_payment__service__pb2.ReviewPaymentOrderRequest.SerializeToString,
+                response_deserializer=payments_dot_v1_dot_payment__service__pb2.ReviewPaymentOrderResponse.FromString,
+                _registered_method=True)
+        self.CreateRefund = channel.unary_unary(
+                '/payments.v1.PaymentService/CreateRefund',
+                request_serializer=payments_dot_v1_dot_payment__service__pb2.CreateRefundRequest.SerializeToString,
+                response_deserializer=payments_dot_v1_dot_payment__service__pb2.CreateRefundResponse.FromString,
+                _registered_method=True)
 
 
 class PaymentServiceServicer:
-    """Pay-in orchestration: payment events (a checkout) and their payment orders (one per seller).
+    """Pay-in orchestration: payment events (a checkout) and their payment orders (one per seller),
+    PSP registration and execution, PSP webhooks, operator review and refunds.
     Mutating RPCs require the `idempotency-key` metadata; every call may carry `x-request-id`.
     """
+
+    def CreatePayment(self, request, context):
+        """Stores a checkout and its orders atomically, runs the risk check, and registers the payment with
+        the PSP: in hosted mode one Checkout Session for the checkout (the answer carries its URL), in
+        direct mode (payment_method set) one PaymentIntent per order, created and confirmed at once.
+        Idempotent on the key; `checkout_id` and every `payment_order_id` are unique (ALREADY_EXISTS,
+        reason CHECKOUT_ALREADY_EXISTS / PAYMENT_ORDER_ALREADY_EXISTS, when another key used them).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
     def GetPaymentOrder(self, request, context):
         """Returns one payment order with its state. NOT_FOUND (reason PAYMENT_ORDER_NOT_FOUND) when unknown.
@@ -55,13 +98,83 @@ class PaymentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCheckout(self, request, context):
+        """Returns a checkout with all its orders. NOT_FOUND (reason CHECKOUT_NOT_FOUND) when unknown.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPaymentOrderHistory(self, request, context):
+        """Every state transition of an order, oldest first, each with its cause.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def HandlePspEvent(self, request, context):
+        """Applies a verified PSP webhook event. The idempotency key is the PSP event id: a duplicate is a
+        replay; a late or out-of-order event never moves an order backwards.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReviewPaymentOrder(self, request, context):
+        """An operator's decision on an order held for risk review: approve (the payment proceeds) or
+        decline (the order fails with reason RISK_DECLINED). FAILED_PRECONDITION (reason
+        ORDER_NOT_IN_REVIEW) when the order is not waiting for review.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateRefund(self, request, context):
+        """Refunds all or part of a successful order through the PSP. The refundable amount is checked and
+        reserved under a row lock, so concurrent refunds never exceed what was captured
+        (FAILED_PRECONDITION, reason REFUND_EXCEEDS_CAPTURED).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PaymentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'CreatePayment': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreatePayment,
+                    request_deserializer=payments_dot_v1_dot_payment__service__pb2.CreatePaymentRequest.FromString,
+                    response_serializer=payments_dot_v1_dot_payment__service__pb2.CreatePaymentResponse.SerializeToString,
+            ),
             'GetPaymentOrder': grpc.unary_unary_rpc_method_handler(
                     servicer.GetPaymentOrder,
                     request_deserializer=payments_dot_v1_dot_payment__service__pb2.GetPaymentOrderRequest.FromString,
                     response_serializer=payments_dot_v1_dot_payment__service__pb2.GetPaymentOrderResponse.SerializeToString,
+            ),
+            'GetCheckout': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCheckout,
+                    request_deserializer=payments_dot_v1_dot_payment__service__pb2.GetCheckoutRequest.FromString,
+                    response_serializer=payments_dot_v1_dot_payment__service__pb2.GetCheckoutResponse.SerializeToString,
+            ),
+            'ListPaymentOrderHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPaymentOrderHistory,
+                    request_deserializer=payments_dot_v1_dot_payment__service__pb2.ListPaymentOrderHistoryRequest.FromString,
+                    response_serializer=payments_dot_v1_dot_payment__service__pb2.ListPaymentOrderHistoryResponse.SerializeToString,
+            ),
+            'HandlePspEvent': grpc.unary_unary_rpc_method_handler(
+                    servicer.HandlePspEvent,
+                    request_deserializer=payments_dot_v1_dot_payment__service__pb2.HandlePspEventRequest.FromString,
+                    response_serializer=payments_dot_v1_dot_payment__service__pb2.HandlePspEventResponse.SerializeToString,
+            ),
+            'ReviewPaymentOrder': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReviewPaymentOrder,
+                    request_deserializer=payments_dot_v1_dot_payment__service__pb2.ReviewPaymentOrderRequest.FromString,
+                    response_serializer=payments_dot_v1_dot_payment__service__pb2.ReviewPaymentOrderResponse.SerializeToString,
+            ),
+            'CreateRefund': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateRefund,
+                    request_deserializer=payments_dot_v1_dot_payment__service__pb2.CreateRefundRequest.FromString,
+                    response_serializer=payments_dot_v1_dot_payment__service__pb2.CreateRefundResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -72,9 +185,37 @@ def add_PaymentServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class PaymentService:
-    """Pay-in orchestration: payment events (a checkout) and their payment orders (one per seller).
+    """Pay-in orchestration: payment events (a checkout) and their payment orders (one per seller),
+    PSP registration and execution, PSP webhooks, operator review and refunds.
     Mutating RPCs require the `idempotency-key` metadata; every call may carry `x-request-id`.
     """
+
+    @staticmethod
+    def CreatePayment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payments.v1.PaymentService/CreatePayment',
+            payments_dot_v1_dot_payment__service__pb2.CreatePaymentRequest.SerializeToString,
+            payments_dot_v1_dot_payment__service__pb2.CreatePaymentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def GetPaymentOrder(request,
@@ -93,6 +234,141 @@ class PaymentService:
             '/payments.v1.PaymentService/GetPaymentOrder',
             payments_dot_v1_dot_payment__service__pb2.GetPaymentOrderRequest.SerializeToString,
             payments_dot_v1_dot_payment__service__pb2.GetPaymentOrderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCheckout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payments.v1.PaymentService/GetCheckout',
+            payments_dot_v1_dot_payment__service__pb2.GetCheckoutRequest.SerializeToString,
+            payments_dot_v1_dot_payment__service__pb2.GetCheckoutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPaymentOrderHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payments.v1.PaymentService/ListPaymentOrderHistory',
+            payments_dot_v1_dot_payment__service__pb2.ListPaymentOrderHistoryRequest.SerializeToString,
+            payments_dot_v1_dot_payment__service__pb2.ListPaymentOrderHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HandlePspEvent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payments.v1.PaymentService/HandlePspEvent',
+            payments_dot_v1_dot_payment__service__pb2.HandlePspEventRequest.SerializeToString,
+            payments_dot_v1_dot_payment__service__pb2.HandlePspEventResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReviewPaymentOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payments.v1.PaymentService/ReviewPaymentOrder',
+            payments_dot_v1_dot_payment__service__pb2.ReviewPaymentOrderRequest.SerializeToString,
+            payments_dot_v1_dot_payment__service__pb2.ReviewPaymentOrderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateRefund(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payments.v1.PaymentService/CreateRefund',
+            payments_dot_v1_dot_payment__service__pb2.CreateRefundRequest.SerializeToString,
+            payments_dot_v1_dot_payment__service__pb2.CreateRefundResponse.FromString,
             options,
             channel_credentials,
             insecure,
