@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -101,6 +102,50 @@ class Outcome:
     replayed: bool
 
 
+@dataclass
+class Claim:
+    """The right to run one long operation for (scope, key); see :meth:`IdempotencyStore.claim`."""
+
+    scope: str
+    key: str
+    fingerprint: bytes
+    replay_payload: bytes | None = None
+
+    def replay(self, response_type: type[R]) -> R | None:
+        if self.replay_payload is None:
+            return None
+        response = response_type()
+        response.ParseFromString(self.replay_payload)
+        return response
+
+    async def save(self, conn: AsyncConnection, response: Message) -> None:
+        """Record the final answer, inside the transaction that makes the operation's last change."""
+        await conn.execute(
+            idempotency_keys.insert().values(
+                scope=self.scope,
+                key=self.key,
+                fingerprint=self.fingerprint,
+                response=response.SerializeToString(),
+            )
+        )
+
+
+async def _lookup(conn: AsyncConnection, scope: str, key: str) -> sa.Row | None:
+    stmt = sa.select(idempotency_keys.c.fingerprint, idempotency_keys.c.response).where(
+        idempotency_keys.c.scope == scope, idempotency_keys.c.key == key
+    )
+    return (await conn.execute(stmt)).first()
+
+
+def _check_fingerprint(scope: str, stored: bytes, fp: bytes) -> None:
+    if bytes(stored) != fp:
+        IDEMPOTENCY_CONFLICTS.labels(scope, "IDEMPOTENCY_KEY_REUSED").inc()
+        raise Unprocessable(
+            "IDEMPOTENCY_KEY_REUSED",
+            "this idempotency-key was already used with a different request; use a new key",
+        )
+
+
 class IdempotencyStore:
     """Runs a unit of work at most once per (scope, key), storing its response with the effect."""
 
@@ -164,16 +209,54 @@ class IdempotencyStore:
 
     @staticmethod
     def _replay(scope: str, stored_fp: bytes, fp: bytes, payload: bytes, response_type: type[R]) -> R:
-        if bytes(stored_fp) != fp:
-            IDEMPOTENCY_CONFLICTS.labels(scope, "IDEMPOTENCY_KEY_REUSED").inc()
-            raise Unprocessable(
-                "IDEMPOTENCY_KEY_REUSED",
-                "this idempotency-key was already used with a different request; use a new key",
-            )
+        _check_fingerprint(scope, stored_fp, fp)
         IDEMPOTENT_REPLAYS.labels(scope).inc()
         response = response_type()
         response.ParseFromString(bytes(payload))
         return response
+
+    @asynccontextmanager
+    async def claim(self, scope: str, key: str | None, request: Message) -> AsyncIterator[Claim]:
+        """Hold (scope, key) for an operation that spans several transactions and outside calls.
+
+        A session-level advisory lock on a dedicated connection marks the key in use for as long as the
+        operation runs (a crash drops the connection and with it the lock). A finished key replays
+        without taking the lock. The operation resumes from its own stored state when re-run after a
+        crash, and calls :meth:`Claim.save` in its last transaction.
+        """
+        key = validate_key(key)
+        fp = fingerprint(scope, request)
+        async with self._engine.connect() as conn:
+            row = await _lookup(conn, scope, key)
+            await conn.rollback()
+            if row is not None:
+                _check_fingerprint(scope, row.fingerprint, fp)
+                IDEMPOTENT_REPLAYS.labels(scope).inc()
+                yield Claim(scope, key, fp, bytes(row.response))
+                return
+            lock = _lock_id(scope, key)
+            got = await conn.scalar(sa.select(sa.func.pg_try_advisory_lock(lock)))
+            await conn.commit()
+            if not got:
+                IDEMPOTENCY_CONFLICTS.labels(scope, "IDEMPOTENCY_KEY_IN_USE").inc()
+                raise Aborted(
+                    "IDEMPOTENCY_KEY_IN_USE",
+                    "a request with this idempotency-key is still being processed; retry shortly",
+                    {"retry_after_seconds": "1"},
+                )
+            try:
+                # Finished between our first look and the lock: replay it.
+                row = await _lookup(conn, scope, key)
+                await conn.rollback()
+                if row is not None:
+                    _check_fingerprint(scope, row.fingerprint, fp)
+                    IDEMPOTENT_REPLAYS.labels(scope).inc()
+                    yield Claim(scope, key, fp, bytes(row.response))
+                else:
+                    yield Claim(scope, key, fp)
+            finally:
+                await conn.execute(sa.select(sa.func.pg_advisory_unlock(lock)))
+                await conn.commit()
 
     async def purge(self, older_than_hours: int, batch: int = 5000) -> int:
         """Delete keys older than the retention window, in batches so no long lock is held."""

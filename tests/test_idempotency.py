@@ -127,3 +127,38 @@ async def test_purge_removes_only_keys_past_retention(services, channels):
             ).scalars()
         )
     assert remaining == {new_key}
+
+
+async def test_long_claim_holds_the_key_across_transactions_then_replays(services):
+    store = IdempotencyStore(services["ledger"].engine)
+    key = uuid.uuid4().hex
+    request = pb.CreateAccountRequest(name=_name(), currency="USD")
+    answer = pb.CreateAccountResponse(account=pb.Account(name=request.name, currency="USD"))
+
+    async with store.claim("test.Long", key, request) as claim:
+        assert claim.replay(pb.CreateAccountResponse) is None
+        # While held, a concurrent claim of the same key is refused as in use.
+        with pytest.raises(Exception) as busy:
+            async with store.claim("test.Long", key, request):
+                pass
+        assert getattr(busy.value, "reason", None) == "IDEMPOTENCY_KEY_IN_USE"
+        async with services["ledger"].engine.begin() as conn:
+            await claim.save(conn, answer)
+
+    async with store.claim("test.Long", key, request) as again:
+        assert again.replay(pb.CreateAccountResponse) == answer
+    with pytest.raises(Exception) as reused:
+        async with store.claim("test.Long", key, pb.CreateAccountRequest(name=_name(), currency="USD")):
+            pass
+    assert getattr(reused.value, "reason", None) == "IDEMPOTENCY_KEY_REUSED"
+
+
+async def test_long_claim_is_released_when_the_operation_fails(services):
+    store = IdempotencyStore(services["ledger"].engine)
+    key = uuid.uuid4().hex
+    request = pb.CreateAccountRequest(name=_name(), currency="USD")
+    with pytest.raises(RuntimeError):
+        async with store.claim("test.Long", key, request):
+            raise RuntimeError("PSP exploded")
+    async with store.claim("test.Long", key, request) as claim:
+        assert claim.replay(pb.CreateAccountResponse) is None

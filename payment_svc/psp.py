@@ -1,0 +1,191 @@
+"""The PSP port and its Stripe adapter (the unmodified ``stripe`` SDK, pointed at a configurable base URL).
+
+Every call that moves money carries our own id as the PSP idempotency key, so a retry — by the SDK,
+by a client re-sending the same request, or by the janitor — can never charge twice. Errors come out
+as three kinds, because they mean three different things for an order:
+
+    PspError
+    ├── PspDeclined     the PSP refused the payment (card declined, blocked): final for direct mode
+    ├── PspRejected     the PSP refused our request as invalid: final, and a bug or bad token
+    └── PspUnavailable  we do not know what happened (timeout, connection drop, 5xx, 409, 429):
+                        the order becomes UNKNOWN and the janitor asks again with the same key
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import stripe
+
+from svckit.logging import get_logger
+
+log = get_logger(__name__)
+
+
+class PspError(Exception):
+    def __init__(self, code: str, message: str, payment_intent: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.payment_intent = payment_intent
+
+
+class PspDeclined(PspError):
+    pass
+
+
+class PspRejected(PspError):
+    pass
+
+
+class PspUnavailable(PspError):
+    pass
+
+
+@dataclass(frozen=True)
+class LineItem:
+    payment_order_id: str
+    seller_account: str
+    amount_minor: int
+
+
+@dataclass(frozen=True)
+class HostedSession:
+    session_id: str
+    url: str
+    payment_intent_id: str | None
+
+
+class PspPort(Protocol):
+    async def create_checkout_session(
+        self, *, checkout_id: str, currency: str, items: list[LineItem], success_url: str, cancel_url: str,
+        customer_email: str | None, idempotency_key: str,
+    ) -> HostedSession: ...  # fmt: skip
+
+    async def create_payment_intent(
+        self, *, payment_order_id: str, checkout_id: str, seller_account: str, amount_minor: int, currency: str,
+        payment_method: str, return_url: str | None, idempotency_key: str,
+    ) -> dict[str, Any]: ...  # fmt: skip
+
+    async def retrieve_payment_intent(self, payment_intent_id: str) -> dict[str, Any]: ...
+
+    async def retrieve_checkout_session(self, session_id: str) -> dict[str, Any]: ...
+
+    async def create_refund(
+        self, *, payment_intent_id: str, amount_minor: int, reason: str | None, refund_id: str, idempotency_key: str
+    ) -> dict[str, Any]: ...
+
+
+def _as_dict(obj: Any) -> dict[str, Any]:
+    return obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+
+
+class StripePsp:
+    """PspPort over ``stripe.StripeClient`` (async methods, httpx transport, bounded timeouts and retries)."""
+
+    def __init__(self, api_key: str, base_url: str, timeout_seconds: float, max_network_retries: int) -> None:
+        self._client = stripe.StripeClient(
+            api_key,
+            base_addresses={"api": base_url.rstrip("/")},
+            max_network_retries=max_network_retries,
+            http_client=stripe.HTTPXClient(timeout=timeout_seconds),
+        )
+
+    async def _call(self, what: str, coro: Any) -> dict[str, Any]:
+        try:
+            return _as_dict(await coro)
+        except stripe.CardError as exc:
+            err = exc.error
+            code = getattr(err, "decline_code", None) or exc.code or "card_declined"
+            pi = getattr(err, "payment_intent", None)
+            raise PspDeclined(code, exc.user_message or str(exc), _as_dict(pi) if pi else None) from None
+        except (stripe.APIConnectionError, stripe.RateLimitError) as exc:
+            raise PspUnavailable("psp_unreachable", f"{what}: {exc.user_message or exc}") from None
+        except stripe.IdempotencyError as exc:
+            # Same key, different parameters: our own bug, never a reason to charge again.
+            raise PspRejected("idempotency_error", f"{what}: {exc.user_message or exc}") from None
+        except stripe.InvalidRequestError as exc:
+            raise PspRejected(exc.code or "invalid_request", f"{what}: {exc.user_message or exc}") from None
+        except stripe.AuthenticationError as exc:
+            raise PspUnavailable("psp_authentication", f"{what}: {exc.user_message or exc}") from None
+        except stripe.APIError as exc:  # 5xx, 409 after the SDK's own retries: outcome unknown
+            raise PspUnavailable("psp_error", f"{what}: HTTP {exc.http_status}: {exc.user_message or exc}") from None
+        except stripe.StripeError as exc:
+            raise PspUnavailable("psp_error", f"{what}: {exc}") from None
+
+    async def create_checkout_session(
+        self, *, checkout_id: str, currency: str, items: list[LineItem], success_url: str, cancel_url: str,
+        customer_email: str | None, idempotency_key: str,
+    ) -> HostedSession:  # fmt: skip
+        params: dict[str, Any] = {
+            "mode": "payment",
+            "client_reference_id": checkout_id,
+            "success_url": success_url,
+            "cancel_url": cancel_url,
+            "metadata": {"checkout_id": checkout_id},
+            "payment_intent_data": {"metadata": {"checkout_id": checkout_id}, "transfer_group": checkout_id},
+            "line_items": [
+                {
+                    "quantity": 1,
+                    "price_data": {
+                        "currency": currency.lower(),
+                        "unit_amount": item.amount_minor,
+                        "product_data": {
+                            "name": f"Order {item.payment_order_id}",
+                            "metadata": {"payment_order_id": item.payment_order_id, "seller_account": item.seller_account},
+                        },
+                    },
+                }
+                for item in items
+            ],
+        }
+        if customer_email:
+            params["customer_email"] = customer_email
+        session = await self._call(
+            "create checkout session",
+            self._client.v1.checkout.sessions.create_async(params=params, options={"idempotency_key": idempotency_key}),
+        )
+        pi = session.get("payment_intent")
+        pi_id = pi.get("id") if isinstance(pi, dict) else pi
+        return HostedSession(session_id=session["id"], url=session.get("url") or "", payment_intent_id=pi_id)
+
+    async def create_payment_intent(
+        self, *, payment_order_id: str, checkout_id: str, seller_account: str, amount_minor: int, currency: str,
+        payment_method: str, return_url: str | None, idempotency_key: str,
+    ) -> dict[str, Any]:  # fmt: skip
+        params: dict[str, Any] = {
+            "amount": amount_minor,
+            "currency": currency.lower(),
+            "payment_method": payment_method,
+            "payment_method_types": ["card"],
+            "confirm": True,
+            "transfer_group": checkout_id,
+            "metadata": {"payment_order_id": payment_order_id, "checkout_id": checkout_id, "seller_account": seller_account},
+        }
+        if return_url:
+            params["return_url"] = return_url
+        return await self._call(
+            "create payment intent",
+            self._client.v1.payment_intents.create_async(params=params, options={"idempotency_key": idempotency_key}),
+        )
+
+    async def retrieve_payment_intent(self, payment_intent_id: str) -> dict[str, Any]:
+        return await self._call("retrieve payment intent", self._client.v1.payment_intents.retrieve_async(payment_intent_id))
+
+    async def retrieve_checkout_session(self, session_id: str) -> dict[str, Any]:
+        return await self._call("retrieve checkout session", self._client.v1.checkout.sessions.retrieve_async(session_id))
+
+    async def create_refund(
+        self, *, payment_intent_id: str, amount_minor: int, reason: str | None, refund_id: str, idempotency_key: str
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "payment_intent": payment_intent_id,
+            "amount": amount_minor,
+            "metadata": {"refund_id": refund_id},
+        }
+        if reason:
+            params["reason"] = reason
+        return await self._call(
+            "create refund", self._client.v1.refunds.create_async(params=params, options={"idempotency_key": idempotency_key})
+        )
