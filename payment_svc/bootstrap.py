@@ -1,4 +1,4 @@
-"""Composition root of payment_svc."""
+"""Composition root of payment_svc: the only place that wires concrete dependencies together."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from payment_svc.config import PaymentSettings
+from payment_svc.psp import PspPort, StripePsp
+from payment_svc.risk import RiskProvider, RuleBasedRisk, RuleLimits
 from payment_svc.service import PaymentService
 from payment_svc.servicer import PaymentServicer
 from svckit.gen.payments.v1 import payment_service_pb2, payment_service_pb2_grpc
@@ -18,12 +20,37 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 SERVICE_NAME = payment_service_pb2.DESCRIPTOR.services_by_name["PaymentService"].full_name
 
 
+def build_risk(settings: PaymentSettings) -> RiskProvider:
+    return RuleBasedRisk(
+        RuleLimits(
+            review_above_minor=settings.risk_review_above_minor,
+            decline_above_minor=settings.risk_decline_above_minor,
+            velocity_window_seconds=settings.risk_velocity_window_seconds,
+            velocity_max_checkouts=settings.risk_velocity_max_checkouts,
+            velocity_max_amount_minor=settings.risk_velocity_max_amount_minor,
+            blocked_buyers=frozenset(settings.risk_blocked_buyers),
+            blocked_sellers=frozenset(settings.risk_blocked_sellers),
+        )
+    )
+
+
+def build_psp(settings: PaymentSettings) -> PspPort:
+    return StripePsp(
+        api_key=settings.psp_api_key.get_secret_value(),
+        base_url=settings.psp_base_url,
+        timeout_seconds=settings.psp_timeout_seconds,
+        max_network_retries=settings.psp_max_network_retries,
+    )
+
+
 def build(settings: PaymentSettings, engine: AsyncEngine, idempotency: IdempotencyStore) -> ServiceParts:
-    servicer = PaymentServicer(PaymentService(), engine, idempotency)
+    service = PaymentService(engine, build_psp(settings), build_risk(settings), settings)
+    servicer = PaymentServicer(service, engine, idempotency)
     return ServiceParts(
         registrations=[
             Registration(
                 payment_service_pb2_grpc.add_PaymentServiceServicer_to_server, servicer, SERVICE_NAME
             )
-        ]
+        ],
+        background=[service.janitor_forever],
     )

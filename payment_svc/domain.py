@@ -117,6 +117,10 @@ def outcome_from_payment_intent(pi: dict, direct_mode: bool) -> PspOutcome:
     code = None
     message = None
     if state is S.FAILED:
-        code = error.get("decline_code") or error.get("code") or ("canceled" if status == "canceled" else "failed")
+        code = (
+            error.get("decline_code")
+            or error.get("code")
+            or ("canceled" if status == "canceled" else "failed")
+        )
         message = error.get("message") or f"payment {status}"
     return PspOutcome(state, pi.get("id"), code, message, next_url, reason)

@@ -18,10 +18,20 @@ payment_events = sa.Table(
     sa.Column("total_minor", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("success_url", sa.Text, nullable=False, server_default=""),
     sa.Column("cancel_url", sa.Text, nullable=False, server_default=""),
-    sa.Column("payment_method", sa.Text, nullable=False, server_default="", comment="PSP token (direct mode)"),
-    sa.Column("idempotency_key", sa.Text, nullable=False, server_default="", comment="Key of the request that created it"),
+    sa.Column(
+        "payment_method", sa.Text, nullable=False, server_default="", comment="PSP token (direct mode)"
+    ),
+    sa.Column(
+        "idempotency_key",
+        sa.Text,
+        nullable=False,
+        server_default="",
+        comment="Key of the request that created it",
+    ),
     sa.Column("fingerprint", sa.LargeBinary, nullable=True),
-    sa.Column("psp_session_id", sa.Text, nullable=True, unique=True, comment="Checkout Session (hosted mode)"),
+    sa.Column(
+        "psp_session_id", sa.Text, nullable=True, unique=True, comment="Checkout Session (hosted mode)"
+    ),
     sa.Column("hosted_page_url", sa.Text, nullable=False, server_default=""),
     sa.Column("risk_verdict", sa.Text, nullable=False, server_default=""),
     sa.Column("risk_rule", sa.Text, nullable=False, server_default=""),
@@ -31,7 +41,9 @@ payment_orders = sa.Table(
     "payment_orders",
     metadata,
     sa.Column("payment_order_id", sa.Text, primary_key=True, comment="Client-supplied, globally unique"),
-    sa.Column("checkout_id", sa.Text, sa.ForeignKey("payment_events.checkout_id"), nullable=False, index=True),
+    sa.Column(
+        "checkout_id", sa.Text, sa.ForeignKey("payment_events.checkout_id"), nullable=False, index=True
+    ),
     sa.Column("seller_account", sa.Text, nullable=False),
     sa.Column("amount_minor", sa.BigInteger, nullable=False),
     sa.Column("currency", sa.CHAR(3), nullable=False),
@@ -45,13 +57,22 @@ payment_orders = sa.Table(
     sa.Column("next_action_url", sa.Text, nullable=True),
     sa.Column("commission_minor", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("refunded_minor", sa.BigInteger, nullable=False, server_default="0"),
-    sa.Column("refund_reserved_minor", sa.BigInteger, nullable=False, server_default="0",
-              comment="Refunds requested from the PSP and not yet final"),  # fmt: skip
+    sa.Column(
+        "refund_reserved_minor",
+        sa.BigInteger,
+        nullable=False,
+        server_default="0",
+        comment="Refunds requested from the PSP and not yet final",
+    ),
     sa.Column("wallet_updated", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("ledger_updated", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("janitor_attempts", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("next_check_at", sa.DateTime(timezone=True), nullable=True, comment="When the janitor looks again"),
-    sa.Column("alerted_at", sa.DateTime(timezone=True), nullable=True, comment="When it was reported past deadline"),
+    sa.Column(
+        "next_check_at", sa.DateTime(timezone=True), nullable=True, comment="When the janitor looks again"
+    ),
+    sa.Column(
+        "alerted_at", sa.DateTime(timezone=True), nullable=True, comment="When it was reported past deadline"
+    ),
 )
 
 order_transitions = sa.Table(
@@ -70,7 +91,13 @@ refunds = sa.Table(
     "refunds",
     metadata,
     sa.Column("refund_id", sa.Text, primary_key=True),
-    sa.Column("payment_order_id", sa.Text, sa.ForeignKey("payment_orders.payment_order_id"), nullable=False, index=True),
+    sa.Column(
+        "payment_order_id",
+        sa.Text,
+        sa.ForeignKey("payment_orders.payment_order_id"),
+        nullable=False,
+        index=True,
+    ),
     sa.Column("amount_minor", sa.BigInteger, nullable=False),
     sa.Column("currency", sa.CHAR(3), nullable=False),
     sa.Column("state", sa.Text, nullable=False),

@@ -59,21 +59,42 @@ class HostedSession:
 
 class PspPort(Protocol):
     async def create_checkout_session(
-        self, *, checkout_id: str, currency: str, items: list[LineItem], success_url: str, cancel_url: str,
-        customer_email: str | None, idempotency_key: str,
-    ) -> HostedSession: ...  # fmt: skip
+        self,
+        *,
+        checkout_id: str,
+        currency: str,
+        items: list[LineItem],
+        success_url: str,
+        cancel_url: str,
+        customer_email: str | None,
+        idempotency_key: str,
+    ) -> HostedSession: ...
 
     async def create_payment_intent(
-        self, *, payment_order_id: str, checkout_id: str, seller_account: str, amount_minor: int, currency: str,
-        payment_method: str, return_url: str | None, idempotency_key: str,
-    ) -> dict[str, Any]: ...  # fmt: skip
+        self,
+        *,
+        payment_order_id: str,
+        checkout_id: str,
+        seller_account: str,
+        amount_minor: int,
+        currency: str,
+        payment_method: str,
+        return_url: str | None,
+        idempotency_key: str,
+    ) -> dict[str, Any]: ...
 
     async def retrieve_payment_intent(self, payment_intent_id: str) -> dict[str, Any]: ...
 
     async def retrieve_checkout_session(self, session_id: str) -> dict[str, Any]: ...
 
     async def create_refund(
-        self, *, payment_intent_id: str, amount_minor: int, reason: str | None, refund_id: str, idempotency_key: str
+        self,
+        *,
+        payment_intent_id: str,
+        amount_minor: int,
+        reason: str | None,
+        refund_id: str,
+        idempotency_key: str,
     ) -> dict[str, Any]: ...
 
 
@@ -110,14 +131,23 @@ class StripePsp:
         except stripe.AuthenticationError as exc:
             raise PspUnavailable("psp_authentication", f"{what}: {exc.user_message or exc}") from None
         except stripe.APIError as exc:  # 5xx, 409 after the SDK's own retries: outcome unknown
-            raise PspUnavailable("psp_error", f"{what}: HTTP {exc.http_status}: {exc.user_message or exc}") from None
+            raise PspUnavailable(
+                "psp_error", f"{what}: HTTP {exc.http_status}: {exc.user_message or exc}"
+            ) from None
         except stripe.StripeError as exc:
             raise PspUnavailable("psp_error", f"{what}: {exc}") from None
 
     async def create_checkout_session(
-        self, *, checkout_id: str, currency: str, items: list[LineItem], success_url: str, cancel_url: str,
-        customer_email: str | None, idempotency_key: str,
-    ) -> HostedSession:  # fmt: skip
+        self,
+        *,
+        checkout_id: str,
+        currency: str,
+        items: list[LineItem],
+        success_url: str,
+        cancel_url: str,
+        customer_email: str | None,
+        idempotency_key: str,
+    ) -> HostedSession:
         params: dict[str, Any] = {
             "mode": "payment",
             "client_reference_id": checkout_id,
@@ -133,7 +163,10 @@ class StripePsp:
                         "unit_amount": item.amount_minor,
                         "product_data": {
                             "name": f"Order {item.payment_order_id}",
-                            "metadata": {"payment_order_id": item.payment_order_id, "seller_account": item.seller_account},
+                            "metadata": {
+                                "payment_order_id": item.payment_order_id,
+                                "seller_account": item.seller_account,
+                            },
                         },
                     },
                 }
@@ -144,16 +177,26 @@ class StripePsp:
             params["customer_email"] = customer_email
         session = await self._call(
             "create checkout session",
-            self._client.v1.checkout.sessions.create_async(params=params, options={"idempotency_key": idempotency_key}),
+            self._client.v1.checkout.sessions.create_async(
+                params=params, options={"idempotency_key": idempotency_key}
+            ),
         )
         pi = session.get("payment_intent")
         pi_id = pi.get("id") if isinstance(pi, dict) else pi
         return HostedSession(session_id=session["id"], url=session.get("url") or "", payment_intent_id=pi_id)
 
     async def create_payment_intent(
-        self, *, payment_order_id: str, checkout_id: str, seller_account: str, amount_minor: int, currency: str,
-        payment_method: str, return_url: str | None, idempotency_key: str,
-    ) -> dict[str, Any]:  # fmt: skip
+        self,
+        *,
+        payment_order_id: str,
+        checkout_id: str,
+        seller_account: str,
+        amount_minor: int,
+        currency: str,
+        payment_method: str,
+        return_url: str | None,
+        idempotency_key: str,
+    ) -> dict[str, Any]:
         params: dict[str, Any] = {
             "amount": amount_minor,
             "currency": currency.lower(),
@@ -161,23 +204,39 @@ class StripePsp:
             "payment_method_types": ["card"],
             "confirm": True,
             "transfer_group": checkout_id,
-            "metadata": {"payment_order_id": payment_order_id, "checkout_id": checkout_id, "seller_account": seller_account},
+            "metadata": {
+                "payment_order_id": payment_order_id,
+                "checkout_id": checkout_id,
+                "seller_account": seller_account,
+            },
         }
         if return_url:
             params["return_url"] = return_url
         return await self._call(
             "create payment intent",
-            self._client.v1.payment_intents.create_async(params=params, options={"idempotency_key": idempotency_key}),
+            self._client.v1.payment_intents.create_async(
+                params=params, options={"idempotency_key": idempotency_key}
+            ),
         )
 
     async def retrieve_payment_intent(self, payment_intent_id: str) -> dict[str, Any]:
-        return await self._call("retrieve payment intent", self._client.v1.payment_intents.retrieve_async(payment_intent_id))
+        return await self._call(
+            "retrieve payment intent", self._client.v1.payment_intents.retrieve_async(payment_intent_id)
+        )
 
     async def retrieve_checkout_session(self, session_id: str) -> dict[str, Any]:
-        return await self._call("retrieve checkout session", self._client.v1.checkout.sessions.retrieve_async(session_id))
+        return await self._call(
+            "retrieve checkout session", self._client.v1.checkout.sessions.retrieve_async(session_id)
+        )
 
     async def create_refund(
-        self, *, payment_intent_id: str, amount_minor: int, reason: str | None, refund_id: str, idempotency_key: str
+        self,
+        *,
+        payment_intent_id: str,
+        amount_minor: int,
+        reason: str | None,
+        refund_id: str,
+        idempotency_key: str,
     ) -> dict[str, Any]:
         params: dict[str, Any] = {
             "payment_intent": payment_intent_id,
@@ -187,5 +246,6 @@ class StripePsp:
         if reason:
             params["reason"] = reason
         return await self._call(
-            "create refund", self._client.v1.refunds.create_async(params=params, options={"idempotency_key": idempotency_key})
+            "create refund",
+            self._client.v1.refunds.create_async(params=params, options={"idempotency_key": idempotency_key}),
         )

@@ -2,12 +2,167 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from payment_svc.models import payment_orders
+from payment_svc.models import order_transitions, payment_events, payment_orders, refunds
+
+UNCERTAIN_STATES = ("NOT_STARTED", "EXECUTING", "PENDING", "UNKNOWN")
 
 
-async def get_order(conn: AsyncConnection, payment_order_id: str) -> sa.Row | None:
-    stmt = sa.select(payment_orders).where(payment_orders.c.payment_order_id == payment_order_id)
+async def insert_event(conn: AsyncConnection, values: dict[str, Any]) -> None:
+    await conn.execute(payment_events.insert().values(**values))
+
+
+async def insert_orders(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    await conn.execute(payment_orders.insert(), list(rows))
+
+
+async def get_event(conn: AsyncConnection, checkout_id: str) -> sa.Row | None:
+    return (
+        await conn.execute(sa.select(payment_events).where(payment_events.c.checkout_id == checkout_id))
+    ).first()
+
+
+async def update_event(conn: AsyncConnection, checkout_id: str, **values: Any) -> None:
+    await conn.execute(
+        payment_events.update().where(payment_events.c.checkout_id == checkout_id).values(**values)
+    )
+
+
+async def get_event_by_session(conn: AsyncConnection, session_id: str) -> sa.Row | None:
+    stmt = sa.select(payment_events).where(payment_events.c.psp_session_id == session_id)
     return (await conn.execute(stmt)).first()
+
+
+async def get_order(conn: AsyncConnection, payment_order_id: str, for_update: bool = False) -> sa.Row | None:
+    stmt = sa.select(payment_orders).where(payment_orders.c.payment_order_id == payment_order_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return (await conn.execute(stmt)).first()
+
+
+async def orders_of_checkout(
+    conn: AsyncConnection, checkout_id: str, for_update: bool = False
+) -> list[sa.Row]:
+    # Locked in primary-key order, the same order every writer uses, so two writers never deadlock.
+    stmt = (
+        sa.select(payment_orders)
+        .where(payment_orders.c.checkout_id == checkout_id)
+        .order_by(payment_orders.c.payment_order_id)
+    )
+    if for_update:
+        stmt = stmt.with_for_update()
+    return list((await conn.execute(stmt)).all())
+
+
+async def orders_by_ids(conn: AsyncConnection, ids: Iterable[str], for_update: bool = False) -> list[sa.Row]:
+    stmt = (
+        sa.select(payment_orders)
+        .where(payment_orders.c.payment_order_id.in_(sorted(set(ids))))
+        .order_by(payment_orders.c.payment_order_id)
+    )
+    if for_update:
+        stmt = stmt.with_for_update()
+    return list((await conn.execute(stmt)).all())
+
+
+async def orders_by_psp_reference(
+    conn: AsyncConnection, psp_reference: str, for_update: bool = False
+) -> list[sa.Row]:
+    stmt = (
+        sa.select(payment_orders)
+        .where(payment_orders.c.psp_reference == psp_reference)
+        .order_by(payment_orders.c.payment_order_id)
+    )
+    if for_update:
+        stmt = stmt.with_for_update()
+    return list((await conn.execute(stmt)).all())
+
+
+async def existing_order_ids(conn: AsyncConnection, ids: Iterable[str]) -> list[str]:
+    stmt = sa.select(payment_orders.c.payment_order_id).where(
+        payment_orders.c.payment_order_id.in_(list(ids))
+    )
+    return list((await conn.execute(stmt)).scalars())
+
+
+async def update_order(conn: AsyncConnection, payment_order_id: str, **values: Any) -> None:
+    values.setdefault("updated_at", sa.func.now())
+    await conn.execute(
+        payment_orders.update().where(payment_orders.c.payment_order_id == payment_order_id).values(**values)
+    )
+
+
+async def add_transition(
+    conn: AsyncConnection,
+    payment_order_id: str,
+    from_state: str | None,
+    to_state: str,
+    cause: str,
+    detail: str = "",
+) -> None:
+    await conn.execute(
+        order_transitions.insert().values(
+            payment_order_id=payment_order_id,
+            from_state=from_state,
+            to_state=to_state,
+            cause=cause,
+            detail=detail[:2000],
+        )
+    )
+
+
+async def history(conn: AsyncConnection, payment_order_id: str) -> list[sa.Row]:
+    stmt = (
+        sa.select(order_transitions)
+        .where(order_transitions.c.payment_order_id == payment_order_id)
+        .order_by(order_transitions.c.id)
+    )
+    return list((await conn.execute(stmt)).all())
+
+
+async def buyer_velocity(conn: AsyncConnection, buyer_id: str, since: datetime) -> tuple[int, int]:
+    """(checkouts, total amount) of a buyer since a moment, for the risk check."""
+    stmt = sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(payment_events.c.total_minor), 0)).where(
+        payment_events.c.buyer_id == buyer_id, payment_events.c.created_at >= since
+    )
+    count, total = (await conn.execute(stmt)).one()
+    return int(count), int(total)
+
+
+async def due_uncertain_orders(conn: AsyncConnection, limit: int) -> list[sa.Row]:
+    stmt = (
+        sa.select(payment_orders.c.payment_order_id, payment_orders.c.checkout_id)
+        .where(
+            payment_orders.c.state.in_(UNCERTAIN_STATES),
+            payment_orders.c.next_check_at <= sa.func.now(),
+        )
+        .order_by(payment_orders.c.next_check_at)
+        .limit(limit)
+    )
+    return list((await conn.execute(stmt)).all())
+
+
+async def insert_refund(conn: AsyncConnection, values: dict[str, Any]) -> None:
+    await conn.execute(refunds.insert().values(**values))
+
+
+async def get_refund(conn: AsyncConnection, refund_id: str, for_update: bool = False) -> sa.Row | None:
+    stmt = sa.select(refunds).where(refunds.c.refund_id == refund_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return (await conn.execute(stmt)).first()
+
+
+async def refund_by_psp_reference(conn: AsyncConnection, psp_reference: str) -> sa.Row | None:
+    return (await conn.execute(sa.select(refunds).where(refunds.c.psp_reference == psp_reference))).first()
+
+
+async def update_refund(conn: AsyncConnection, refund_id: str, **values: Any) -> None:
+    values.setdefault("updated_at", sa.func.now())
+    await conn.execute(refunds.update().where(refunds.c.refund_id == refund_id).values(**values))

@@ -66,12 +66,21 @@ class RuleBasedRisk:
         if blocked:
             return RiskDecision(RiskVerdict.DECLINE, "blocked_seller", f"seller {blocked[0]} is blocked")
         if facts.total_minor > lim.decline_above_minor:
-            return RiskDecision(RiskVerdict.DECLINE, "amount_limit", f"checkout total {facts.total_minor} exceeds the limit")
+            return RiskDecision(
+                RiskVerdict.DECLINE, "amount_limit", f"checkout total {facts.total_minor} exceeds the limit"
+            )
         if facts.recent_checkouts + 1 > lim.velocity_max_checkouts:
-            return RiskDecision(RiskVerdict.REVIEW, "velocity_count",
-                                f"{facts.recent_checkouts + 1} checkouts within {lim.velocity_window_seconds}s")  # fmt: skip
+            return RiskDecision(
+                RiskVerdict.REVIEW,
+                "velocity_count",
+                f"{facts.recent_checkouts + 1} checkouts within {lim.velocity_window_seconds}s",
+            )
         if facts.recent_amount_minor + facts.total_minor > lim.velocity_max_amount_minor:
-            return RiskDecision(RiskVerdict.REVIEW, "velocity_amount", "spend within the window exceeds the limit")
+            return RiskDecision(
+                RiskVerdict.REVIEW, "velocity_amount", "spend within the window exceeds the limit"
+            )
         if facts.total_minor > lim.review_above_minor:
-            return RiskDecision(RiskVerdict.REVIEW, "amount_review", f"checkout total {facts.total_minor} needs review")
+            return RiskDecision(
+                RiskVerdict.REVIEW, "amount_review", f"checkout total {facts.total_minor} needs review"
+            )
         return RiskDecision(RiskVerdict.APPROVE)

@@ -1,58 +1,916 @@
-"""Rules of pay-in. Transport-free: plain values in, DomainError out."""
+"""Rules of pay-in. Transport-free: plain values in, DomainError out.
+
+Exactly-once charging rests on three things working together:
+1. every PSP call carries our own id as its idempotency key (the checkout id for the hosted session,
+   the payment order id for a PaymentIntent, the refund id for a refund), so repeating a call can
+   only replay it;
+2. every step is resumable from what is stored: re-running ``create_payment`` for the same key, or
+   the janitor, picks up whatever the previous attempt did not record;
+3. every state change goes through :meth:`PaymentService._move`, which consults the transition table
+   under a row lock, so a late or duplicate webhook can never move an order backwards.
+"""
 
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass
-from datetime import datetime
+import asyncio
+import hashlib
+import json
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+import sqlalchemy as sa
+from prometheus_client import Counter
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from payment_svc import repository
-from svckit.errors import InvalidArgument, NotFound
+from payment_svc import repository as repo
+from payment_svc.config import PaymentSettings
+from payment_svc.domain import (
+    CAPTURED,
+    OrderState,
+    PendingReason,
+    PspOutcome,
+    can_move,
+    commission_minor,
+    is_terminal,
+    outcome_from_payment_intent,
+)
+from payment_svc.psp import LineItem, PspDeclined, PspError, PspPort, PspRejected, PspUnavailable
+from payment_svc.risk import CheckoutFacts, RiskProvider, RiskVerdict
+from svckit.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from svckit.logging import get_logger
+from svckit.money import MoneyError, normalize_currency
 
+log = get_logger(__name__)
+S = OrderState
 
-class OrderState(enum.StrEnum):
-    NOT_STARTED = "NOT_STARTED"
-    EXECUTING = "EXECUTING"
-    PENDING = "PENDING"
-    SUCCESS = "SUCCESS"
-    FAILED = "FAILED"
-    UNKNOWN = "UNKNOWN"
-    PARTIALLY_REFUNDED = "PARTIALLY_REFUNDED"
-    REFUNDED = "REFUNDED"
+ORDERS_PAST_DEADLINE = Counter(
+    "payment_orders_past_deadline_total", "Orders still uncertain past their deadline"
+)
+ORDER_TRANSITIONS = Counter(
+    "payment_order_transitions_total", "Order state transitions", ["to_state", "cause"]
+)
+STALE_EVENTS = Counter("payment_stale_transitions_total", "Transitions refused by the state table", ["cause"])
+
+_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
+_SELLER = re.compile(r"^[A-Za-z0-9_.\-@]{1,128}$")
 
 
 @dataclass(frozen=True)
-class PaymentOrder:
+class OrderInput:
     payment_order_id: str
-    checkout_id: str
     seller_account: str
     amount_minor: int
     currency: str
-    state: OrderState
-    created_at: datetime
-    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Buyer:
+    buyer_id: str
+    email: str = ""
+    name: str = ""
+    country: str = ""
+
+
+@dataclass(frozen=True)
+class CreatePayment:
+    checkout_id: str
+    buyer: Buyer
+    orders: tuple[OrderInput, ...]
+    success_url: str = ""
+    cancel_url: str = ""
+    payment_method: str = ""
+
+    @property
+    def direct(self) -> bool:
+        return bool(self.payment_method)
+
+
+@dataclass
+class CheckoutView:
+    event: Any
+    orders: list[Any] = field(default_factory=list)
+
+
+class SettlementSink(Protocol):
+    """Receives money movements to settle asynchronously (wallet and ledger), inside our transaction."""
+
+    async def order_succeeded(self, conn: AsyncConnection, order: Any, commission_minor: int) -> None: ...
+
+    async def refund_succeeded(self, conn: AsyncConnection, order: Any, refund: Any) -> None: ...
+
+
+def _field_error(reason: str, message: str, field_name: str) -> InvalidArgument:
+    return InvalidArgument(reason, message, field=field_name)
+
+
+def validate(cmd: CreatePayment, settings: PaymentSettings) -> str:
+    """Check a CreatePayment command; return its currency. Nothing is stored when this raises."""
+    if not _ID.match(cmd.checkout_id or ""):
+        raise _field_error("INVALID_ID", "checkout_id must be 1-128 letters, digits or _.:-", "checkout_id")
+    if not _ID.match(cmd.buyer.buyer_id or ""):
+        raise _field_error(
+            "INVALID_ID", "buyer_info.buyer_id must be 1-128 letters, digits or _.:-", "buyer_info.buyer_id"
+        )
+    if not cmd.orders:
+        raise _field_error("NO_ORDERS", "a checkout needs at least one payment order", "payment_orders")
+    if len(cmd.orders) > settings.max_orders_per_checkout:
+        raise _field_error(
+            "TOO_MANY_ORDERS",
+            f"at most {settings.max_orders_per_checkout} orders per checkout",
+            "payment_orders",
+        )
+    seen: set[str] = set()
+    currencies: set[str] = set()
+    for i, order in enumerate(cmd.orders):
+        where = f"payment_orders[{i}]"
+        if not _ID.match(order.payment_order_id or ""):
+            raise _field_error(
+                "INVALID_ID",
+                "payment_order_id must be 1-128 letters, digits or _.:-",
+                f"{where}.payment_order_id",
+            )
+        if order.payment_order_id in seen:
+            raise _field_error(
+                "DUPLICATE_ORDER_ID", f"{order.payment_order_id} appears twice", f"{where}.payment_order_id"
+            )
+        seen.add(order.payment_order_id)
+        if not _SELLER.match(order.seller_account or ""):
+            raise _field_error(
+                "INVALID_SELLER_ACCOUNT",
+                "seller_account must be 1-128 letters, digits or _.-@",
+                f"{where}.seller_account",
+            )
+        if order.amount_minor <= 0:
+            raise _field_error("NON_POSITIVE_AMOUNT", "amount must be positive", f"{where}.amount")
+        if order.amount_minor > settings.max_order_amount_minor:
+            raise _field_error(
+                "AMOUNT_TOO_LARGE",
+                f"amount exceeds {settings.max_order_amount_minor} minor units",
+                f"{where}.amount",
+            )
+        try:
+            currencies.add(normalize_currency(order.currency))
+        except MoneyError as exc:
+            raise _field_error(exc.reason, str(exc), f"{where}.currency") from None
+    if len(currencies) != 1:
+        raise _field_error(
+            "MIXED_CURRENCIES", "all orders of a checkout must share one currency", "payment_orders"
+        )
+    if not cmd.direct:
+        for name in ("success_url", "cancel_url"):
+            value = getattr(cmd, name)
+            if not value.startswith(("http://", "https://")):
+                raise _field_error("INVALID_URL", f"{name} must be an http(s) URL in hosted mode", name)
+    elif not cmd.payment_method.startswith("pm_"):
+        raise _field_error(
+            "INVALID_PAYMENT_METHOD", "payment_method must be a PSP token (pm_...)", "payment_method"
+        )
+    return currencies.pop()
+
+
+def refund_id_for(payment_order_id: str, idempotency_key: str) -> str:
+    """Deterministic, so a retried or resumed refund request finds the refund it started."""
+    digest = hashlib.sha256(f"{payment_order_id}\x00{idempotency_key}".encode()).hexdigest()[:24]
+    return f"rf_{digest}"
 
 
 class PaymentService:
-    async def get_order(self, conn: AsyncConnection, payment_order_id: str) -> PaymentOrder:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        psp: PspPort,
+        risk: RiskProvider,
+        settings: PaymentSettings,
+        settlement: SettlementSink | None = None,
+    ) -> None:
+        self._engine = engine
+        self._psp = psp
+        self._risk = risk
+        self._settings = settings
+        self._settlement = settlement
+
+    # -- reads ----------------------------------------------------------------------------------
+    async def get_order(self, conn: AsyncConnection, payment_order_id: str) -> Any:
         if not payment_order_id:
             raise InvalidArgument("MISSING_FIELD", "payment_order_id is required", field="payment_order_id")
-        row = await repository.get_order(conn, payment_order_id)
+        row = await repo.get_order(conn, payment_order_id)
         if row is None:
             raise NotFound(
                 "PAYMENT_ORDER_NOT_FOUND",
                 f"no payment order {payment_order_id!r}",
                 {"payment_order_id": payment_order_id},
             )
-        return PaymentOrder(
-            payment_order_id=row.payment_order_id,
-            checkout_id=row.checkout_id,
-            seller_account=row.seller_account,
-            amount_minor=row.amount_minor,
-            currency=row.currency,
-            state=OrderState(row.state),
-            created_at=row.created_at,
-            updated_at=row.updated_at,
+        return row
+
+    async def get_checkout(self, conn: AsyncConnection, checkout_id: str) -> CheckoutView:
+        event = await repo.get_event(conn, checkout_id)
+        if event is None:
+            raise NotFound("CHECKOUT_NOT_FOUND", f"no checkout {checkout_id!r}", {"checkout_id": checkout_id})
+        return CheckoutView(event, await repo.orders_of_checkout(conn, checkout_id))
+
+    async def history(self, conn: AsyncConnection, payment_order_id: str) -> list[Any]:
+        await self.get_order(conn, payment_order_id)
+        return await repo.history(conn, payment_order_id)
+
+    # -- the one place an order changes state ---------------------------------------------------
+    async def _move(
+        self,
+        conn: AsyncConnection,
+        order: Any,
+        target: OrderState,
+        cause: str,
+        detail: str = "",
+        **fields: Any,
+    ) -> bool:
+        """Apply ``target`` to a row locked by the caller if the table allows it. Returns True if the state changed."""
+        current = OrderState(order.state)
+        if target == current:
+            if fields:
+                await repo.update_order(conn, order.payment_order_id, **fields)
+            return False
+        if not can_move(current, target):
+            STALE_EVENTS.labels(cause.split(":")[0]).inc()
+            log.info(
+                "transition refused by the state table",
+                payment_order_id=order.payment_order_id,
+                current=current.value,
+                target=target.value,
+                cause=cause,
+            )
+            return False
+        values = dict(fields, state=target.value)
+        if target in (S.NOT_STARTED, S.EXECUTING, S.PENDING, S.UNKNOWN):
+            values.setdefault(
+                "next_check_at", sa.func.now() + timedelta(seconds=self._settings.janitor_first_check_seconds)
+            )
+        else:
+            values["next_check_at"] = None
+        if target is not S.PENDING:
+            values.setdefault("pending_reason", None)
+        if target is S.SUCCESS:
+            rate = self._settings.commission_overrides_bps.get(
+                order.seller_account, self._settings.commission_rate_bps
+            )
+            values["commission_minor"] = commission_minor(order.amount_minor, rate)
+            values["failure_code"] = None
+            values["failure_message"] = None
+            values["next_action_url"] = None
+        await repo.update_order(conn, order.payment_order_id, **values)
+        await repo.add_transition(conn, order.payment_order_id, current.value, target.value, cause, detail)
+        ORDER_TRANSITIONS.labels(target.value, cause.split(":")[0]).inc()
+        if target is S.SUCCESS and self._settlement is not None:
+            fresh = await repo.get_order(conn, order.payment_order_id)
+            await self._settlement.order_succeeded(conn, fresh, values["commission_minor"])
+        return True
+
+    async def _apply_outcome(
+        self, conn: AsyncConnection, order: Any, outcome: PspOutcome, cause: str
+    ) -> bool:
+        fields: dict[str, Any] = {}
+        if outcome.psp_reference:
+            fields["psp_reference"] = outcome.psp_reference
+        if outcome.state is S.FAILED:
+            fields.update(failure_code=outcome.failure_code, failure_message=outcome.failure_message)
+        if outcome.state is S.PENDING:
+            fields.update(
+                next_action_url=outcome.next_action_url,
+                pending_reason=(outcome.pending_reason or PendingReason.PSP_PROCESSING).value,
+            )
+        detail = outcome.failure_message or outcome.failure_code or (outcome.psp_reference or "")
+        return await self._move(conn, order, outcome.state, cause, detail, **fields)
+
+    # -- create ---------------------------------------------------------------------------------
+    async def create_payment(
+        self, cmd: CreatePayment, idempotency_key: str, fingerprint: bytes
+    ) -> CheckoutView:
+        currency = validate(cmd, self._settings)
+        async with self._engine.connect() as conn:
+            existing = await repo.get_event(conn, cmd.checkout_id)
+        if existing is not None:
+            if existing.idempotency_key != idempotency_key:
+                raise AlreadyExists(
+                    "CHECKOUT_ALREADY_EXISTS",
+                    f"checkout {cmd.checkout_id!r} already exists",
+                    {"checkout_id": cmd.checkout_id},
+                )
+            log.info("resuming checkout", checkout_id=cmd.checkout_id)
+        else:
+            await self._store_checkout(cmd, currency, idempotency_key, fingerprint)
+        await self.drive(cmd.checkout_id)
+        async with self._engine.connect() as conn:
+            return await self.get_checkout(conn, cmd.checkout_id)
+
+    async def _store_checkout(self, cmd: CreatePayment, currency: str, key: str, fingerprint: bytes) -> None:
+        total = sum(o.amount_minor for o in cmd.orders)
+        since = datetime.now(UTC) - timedelta(seconds=self._settings.risk_velocity_window_seconds)
+        async with self._engine.connect() as conn:
+            recent_count, recent_amount = await repo.buyer_velocity(conn, cmd.buyer.buyer_id, since)
+        decision = await self._risk.assess(
+            CheckoutFacts(
+                cmd.buyer.buyer_id,
+                currency,
+                total,
+                tuple(o.seller_account for o in cmd.orders),
+                recent_count,
+                recent_amount,
+            )
         )
+        try:
+            async with self._engine.begin() as conn:
+                await repo.insert_event(
+                    conn,
+                    {
+                        "checkout_id": cmd.checkout_id,
+                        "buyer_id": cmd.buyer.buyer_id,
+                        "buyer_info": {
+                            "buyer_id": cmd.buyer.buyer_id,
+                            "email": cmd.buyer.email,
+                            "name": cmd.buyer.name,
+                            "country": cmd.buyer.country,
+                        },
+                        "mode": "DIRECT" if cmd.direct else "HOSTED",
+                        "currency": currency,
+                        "total_minor": total,
+                        "success_url": cmd.success_url,
+                        "cancel_url": cmd.cancel_url,
+                        "payment_method": cmd.payment_method,
+                        "idempotency_key": key,
+                        "fingerprint": fingerprint,
+                        "risk_verdict": decision.verdict.value,
+                        "risk_rule": decision.rule,
+                    },
+                )
+                await repo.insert_orders(
+                    conn,
+                    [
+                        {
+                            "payment_order_id": o.payment_order_id,
+                            "checkout_id": cmd.checkout_id,
+                            "seller_account": o.seller_account,
+                            "amount_minor": o.amount_minor,
+                            "currency": currency,
+                            "state": S.NOT_STARTED.value,
+                            "next_check_at": datetime.now(UTC)
+                            + timedelta(seconds=self._settings.janitor_first_check_seconds),
+                        }
+                        for o in cmd.orders
+                    ],
+                )
+                for o in cmd.orders:
+                    await repo.add_transition(
+                        conn,
+                        o.payment_order_id,
+                        None,
+                        S.NOT_STARTED.value,
+                        "created",
+                        f"checkout {cmd.checkout_id}",
+                    )
+                if decision.verdict is not RiskVerdict.APPROVE:
+                    for order in await repo.orders_of_checkout(conn, cmd.checkout_id, for_update=True):
+                        if decision.verdict is RiskVerdict.DECLINE:
+                            await self._move(
+                                conn,
+                                order,
+                                S.FAILED,
+                                f"risk:{decision.rule}",
+                                decision.detail,
+                                failure_code="RISK_DECLINED",
+                                failure_message=decision.detail,
+                            )
+                        else:
+                            await self._move(
+                                conn,
+                                order,
+                                S.PENDING,
+                                f"risk:{decision.rule}",
+                                decision.detail,
+                                pending_reason=PendingReason.RISK_REVIEW.value,
+                            )
+        except IntegrityError as exc:
+            constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", "") or ""
+            if constraint == "payment_events_pkey":
+                raise AlreadyExists(
+                    "CHECKOUT_ALREADY_EXISTS",
+                    f"checkout {cmd.checkout_id!r} already exists",
+                    {"checkout_id": cmd.checkout_id},
+                ) from None
+            if constraint == "payment_orders_pkey":
+                async with self._engine.connect() as conn:
+                    taken = await repo.existing_order_ids(conn, [o.payment_order_id for o in cmd.orders])
+                raise AlreadyExists(
+                    "PAYMENT_ORDER_ALREADY_EXISTS",
+                    f"payment order {', '.join(taken) or '?'} already exists",
+                    {"payment_order_id": ",".join(taken)},
+                ) from None
+            raise
+
+    # -- PSP registration (resumable) -----------------------------------------------------------
+    @staticmethod
+    def _needs_registration(event: Any, order: Any) -> bool:
+        state = OrderState(order.state)
+        if state not in (S.NOT_STARTED, S.EXECUTING, S.UNKNOWN):
+            return False  # held for review, or already decided
+        if event.mode == "HOSTED":
+            return event.psp_session_id is None
+        return order.psp_reference is None
+
+    async def drive(self, checkout_id: str) -> None:
+        """Register with the PSP whatever the checkout still needs; safe to repeat."""
+        async with self._engine.connect() as conn:
+            event = await repo.get_event(conn, checkout_id)
+            orders = await repo.orders_of_checkout(conn, checkout_id)
+        pending = [o for o in orders if self._needs_registration(event, o)]
+        if not pending:
+            return
+        if event.mode == "HOSTED":
+            await self._register_session(event, pending)
+        else:
+            await asyncio.gather(*(self._register_intent(event, o) for o in pending))
+
+    async def _register_session(self, event: Any, orders: Sequence[Any]) -> None:
+        try:
+            session = await self._psp.create_checkout_session(
+                checkout_id=event.checkout_id,
+                currency=event.currency,
+                items=[LineItem(o.payment_order_id, o.seller_account, o.amount_minor) for o in orders],
+                success_url=event.success_url,
+                cancel_url=event.cancel_url,
+                customer_email=(event.buyer_info or {}).get("email") or None,
+                idempotency_key=f"{event.checkout_id}:session",
+            )
+        except PspError as exc:
+            await self._record_failure(event, [o.payment_order_id for o in orders], exc, "psp:create_session")
+            return
+        async with self._engine.begin() as conn:
+            await repo.update_event(
+                conn, event.checkout_id, psp_session_id=session.session_id, hosted_page_url=session.url
+            )
+            for order in await repo.orders_by_ids(
+                conn, [o.payment_order_id for o in orders], for_update=True
+            ):
+                fields = {"psp_reference": session.payment_intent_id} if session.payment_intent_id else {}
+                await self._move(
+                    conn, order, S.EXECUTING, "psp:session_created", session.session_id, **fields
+                )
+
+    async def _register_intent(self, event: Any, order: Any) -> None:
+        try:
+            pi = await self._psp.create_payment_intent(
+                payment_order_id=order.payment_order_id,
+                checkout_id=event.checkout_id,
+                seller_account=order.seller_account,
+                amount_minor=order.amount_minor,
+                currency=order.currency,
+                payment_method=event.payment_method,
+                return_url=self._settings.return_url,
+                idempotency_key=order.payment_order_id,
+            )
+        except PspError as exc:
+            await self._record_failure(event, [order.payment_order_id], exc, "psp:create_intent")
+            return
+        async with self._engine.begin() as conn:
+            locked = await repo.get_order(conn, order.payment_order_id, for_update=True)
+            await self._apply_outcome(
+                conn, locked, outcome_from_payment_intent(pi, direct_mode=True), "psp:confirm"
+            )
+
+    async def _record_failure(self, event: Any, order_ids: Sequence[str], exc: PspError, cause: str) -> None:
+        async with self._engine.begin() as conn:
+            for order in await repo.orders_by_ids(conn, order_ids, for_update=True):
+                if isinstance(exc, PspUnavailable):
+                    # We do not know whether the PSP acted: never FAILED, the janitor asks again.
+                    await self._move(conn, order, S.UNKNOWN, cause, exc.message)
+                elif isinstance(exc, PspDeclined) and exc.payment_intent:
+                    outcome = outcome_from_payment_intent(
+                        exc.payment_intent, direct_mode=event.mode == "DIRECT"
+                    )
+                    if outcome.state is not S.FAILED:
+                        outcome = PspOutcome(S.FAILED, outcome.psp_reference, exc.code, exc.message)
+                    else:
+                        outcome = PspOutcome(
+                            S.FAILED,
+                            outcome.psp_reference,
+                            exc.code or outcome.failure_code,
+                            exc.message or outcome.failure_message,
+                        )
+                    await self._apply_outcome(conn, order, outcome, cause)
+                else:
+                    kind = "declined" if isinstance(exc, PspDeclined) else "rejected"
+                    log.warning(
+                        f"PSP {kind} the request", payment_order_id=order.payment_order_id, code=exc.code
+                    )
+                    await self._move(
+                        conn,
+                        order,
+                        S.FAILED,
+                        cause,
+                        exc.message,
+                        failure_code=exc.code,
+                        failure_message=exc.message,
+                    )
+
+    # -- webhooks -------------------------------------------------------------------------------
+    async def handle_psp_event(self, conn: AsyncConnection, event_type: str, payload: bytes) -> list[str]:
+        """Apply one verified PSP event inside the caller's transaction; return the orders it changed."""
+        try:
+            body = json.loads(payload)
+            obj = body["data"]["object"]
+        except (ValueError, KeyError, TypeError):
+            raise InvalidArgument(
+                "INVALID_EVENT_PAYLOAD", "payload is not a PSP event with data.object", field="payload"
+            ) from None
+        kind = event_type or body.get("type", "")
+        cause = f"psp_event:{kind}"
+        detail = body.get("id", "")
+        changed: list[str] = []
+        if kind.startswith("payment_intent."):
+            orders, event = await self._orders_for_intent(conn, obj)
+            if not orders:
+                return []
+            outcome = outcome_from_payment_intent(obj, direct_mode=event.mode == "DIRECT")
+            for order in orders:
+                if kind == "payment_intent.payment_failed" and outcome.state is S.EXECUTING:
+                    err = obj.get("last_payment_error") or {}
+                    code = err.get("decline_code") or err.get("code") or "declined"
+                    await repo.add_transition(
+                        conn,
+                        order.payment_order_id,
+                        order.state,
+                        order.state,
+                        cause,
+                        f"attempt declined on the hosted page: {code}",
+                    )
+                    continue
+                if await self._apply_outcome(conn, order, outcome, f"{cause} {detail}".strip()):
+                    changed.append(order.payment_order_id)
+        elif kind.startswith("checkout.session."):
+            event = await self._event_for_session(conn, obj)
+            if event is None:
+                return []
+            orders = await repo.orders_of_checkout(conn, event.checkout_id, for_update=True)
+            if event.psp_session_id is None:
+                await repo.update_event(conn, event.checkout_id, psp_session_id=obj.get("id"))
+            pi = obj.get("payment_intent")
+            pi_id = pi.get("id") if isinstance(pi, dict) else pi
+            if kind in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):
+                paid = obj.get("payment_status") in ("paid", "no_payment_required")
+                target = S.SUCCESS if paid else S.PENDING
+                for order in orders:
+                    fields = {"psp_reference": pi_id} if pi_id else {}
+                    if target is S.PENDING:
+                        fields["pending_reason"] = PendingReason.PSP_PROCESSING.value
+                    if await self._move(conn, order, target, cause, detail, **fields):
+                        changed.append(order.payment_order_id)
+            elif kind in ("checkout.session.expired", "checkout.session.async_payment_failed"):
+                code = "expired" if kind.endswith("expired") else "async_payment_failed"
+                for order in orders:
+                    if await self._move(
+                        conn,
+                        order,
+                        S.FAILED,
+                        cause,
+                        detail,
+                        failure_code=code,
+                        failure_message=f"checkout session {code.replace('_', ' ')}",
+                    ):
+                        changed.append(order.payment_order_id)
+        elif kind.startswith(("refund.", "charge.refund.")):
+            changed = await self._apply_refund_object(conn, obj, cause)
+        return changed
+
+    async def _orders_for_intent(self, conn: AsyncConnection, pi: dict) -> tuple[list[Any], Any]:
+        orders = await repo.orders_by_psp_reference(conn, pi.get("id", ""), for_update=True)
+        meta = pi.get("metadata") or {}
+        if not orders and meta.get("payment_order_id"):
+            # The PSP's event can beat our own record of the PaymentIntent: find the order by our id.
+            orders = await repo.orders_by_ids(conn, [meta["payment_order_id"]], for_update=True)
+        if not orders and meta.get("checkout_id"):
+            orders = await repo.orders_of_checkout(conn, meta["checkout_id"], for_update=True)
+        if not orders:
+            log.info("PSP event for a payment that is not ours", payment_intent=pi.get("id"))
+            return [], None
+        return orders, await repo.get_event(conn, orders[0].checkout_id)
+
+    async def _event_for_session(self, conn: AsyncConnection, session: dict) -> Any:
+        event = await repo.get_event_by_session(conn, session.get("id", ""))
+        if event is None:
+            ref = session.get("client_reference_id") or (session.get("metadata") or {}).get("checkout_id")
+            if ref:
+                event = await repo.get_event(conn, ref)
+        return event
+
+    # -- operator review ------------------------------------------------------------------------
+    async def review(self, payment_order_id: str, approve: bool, reviewer: str, note: str) -> Any:
+        async with self._engine.begin() as conn:
+            order = await self.get_order(conn, payment_order_id)
+            held = [
+                o
+                for o in await repo.orders_of_checkout(conn, order.checkout_id, for_update=True)
+                if o.state == S.PENDING.value and o.pending_reason == PendingReason.RISK_REVIEW.value
+            ]
+            if not any(o.payment_order_id == payment_order_id for o in held):
+                raise FailedPrecondition(
+                    "ORDER_NOT_IN_REVIEW",
+                    f"order {payment_order_id} is not waiting for review",
+                    {"state": order.state},
+                )
+            detail = f"{reviewer or 'operator'}: {note}".strip(": ")
+            for o in held:
+                if approve:
+                    await self._move(conn, o, S.EXECUTING, "review:approve", detail)
+                else:
+                    await self._move(
+                        conn,
+                        o,
+                        S.FAILED,
+                        "review:decline",
+                        detail,
+                        failure_code="RISK_DECLINED",
+                        failure_message=note or "declined by risk review",
+                    )
+        if approve:
+            await self.drive(order.checkout_id)
+        async with self._engine.connect() as conn:
+            return await repo.get_order(conn, payment_order_id)
+
+    # -- janitor --------------------------------------------------------------------------------
+    async def janitor_pass(self) -> int:
+        """Ask the PSP about every order that has been uncertain for too long. Returns orders looked at."""
+        async with self._engine.connect() as conn:
+            due = await repo.due_uncertain_orders(conn, self._settings.janitor_batch_size)
+        checkouts = sorted({row.checkout_id for row in due})
+        for checkout_id in checkouts:
+            try:
+                await self._resolve_checkout(checkout_id)
+            except Exception:
+                log.exception("janitor could not resolve a checkout", checkout_id=checkout_id)
+        await self._reschedule([row.payment_order_id for row in due])
+        return len(due)
+
+    async def _resolve_checkout(self, checkout_id: str) -> None:
+        await self.drive(checkout_id)  # registrations that never happened or timed out
+        async with self._engine.connect() as conn:
+            event = await repo.get_event(conn, checkout_id)
+            orders = await repo.orders_of_checkout(conn, checkout_id)
+        uncertain = [
+            o
+            for o in orders
+            if o.state in repo.UNCERTAIN_STATES and o.pending_reason != PendingReason.RISK_REVIEW.value
+        ]
+        if not uncertain:
+            return
+        if event.mode == "HOSTED" and event.psp_session_id:
+            try:
+                session = await self._psp.retrieve_checkout_session(event.psp_session_id)
+            except PspError as exc:
+                log.warning("janitor: PSP unavailable", checkout_id=checkout_id, error=exc.message)
+                return
+            status, paid = (
+                session.get("status"),
+                session.get("payment_status") in ("paid", "no_payment_required"),
+            )
+            async with self._engine.begin() as conn:
+                pi = session.get("payment_intent")
+                pi_id = pi.get("id") if isinstance(pi, dict) else pi
+                for order in await repo.orders_by_ids(
+                    conn, [o.payment_order_id for o in uncertain], for_update=True
+                ):
+                    if status == "complete" and paid:
+                        await self._move(
+                            conn,
+                            order,
+                            S.SUCCESS,
+                            "janitor",
+                            "checkout session complete",
+                            **({"psp_reference": pi_id} if pi_id else {}),
+                        )
+                    elif status == "expired":
+                        await self._move(
+                            conn,
+                            order,
+                            S.FAILED,
+                            "janitor",
+                            "checkout session expired",
+                            failure_code="expired",
+                            failure_message="checkout session expired",
+                        )
+            return
+        for order in uncertain:
+            if not order.psp_reference:
+                continue
+            try:
+                pi = await self._psp.retrieve_payment_intent(order.psp_reference)
+            except PspError as exc:
+                log.warning(
+                    "janitor: PSP unavailable", payment_order_id=order.payment_order_id, error=exc.message
+                )
+                continue
+            async with self._engine.begin() as conn:
+                locked = await repo.get_order(conn, order.payment_order_id, for_update=True)
+                await self._apply_outcome(
+                    conn, locked, outcome_from_payment_intent(pi, event.mode == "DIRECT"), "janitor"
+                )
+
+    async def _reschedule(self, order_ids: Sequence[str]) -> None:
+        settings = self._settings
+        now = datetime.now(UTC)
+        async with self._engine.begin() as conn:
+            for order in await repo.orders_by_ids(conn, order_ids, for_update=True):
+                if order.state not in repo.UNCERTAIN_STATES:
+                    continue
+                attempts = order.janitor_attempts + 1
+                delay = min(
+                    settings.janitor_first_check_seconds * 2**attempts, settings.janitor_max_backoff_seconds
+                )
+                values: dict[str, Any] = {
+                    "janitor_attempts": attempts,
+                    "next_check_at": now + timedelta(seconds=max(delay, 1.0)),
+                }
+                past = (now - order.created_at).total_seconds() > settings.order_deadline_seconds
+                if past and order.alerted_at is None:
+                    ORDERS_PAST_DEADLINE.inc()
+                    log.error(
+                        "payment order past its deadline and still uncertain",
+                        payment_order_id=order.payment_order_id,
+                        state=order.state,
+                        age_seconds=int((now - order.created_at).total_seconds()),
+                    )
+                    values["alerted_at"] = now
+                await conn.execute(
+                    repo.payment_orders.update()
+                    .where(repo.payment_orders.c.payment_order_id == order.payment_order_id)
+                    .values(**values)
+                )
+
+    async def janitor_forever(self) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                await self.janitor_pass()
+            except Exception:
+                log.exception("janitor pass failed; will retry")
+            await asyncio.sleep(
+                max(0.0, self._settings.janitor_interval_seconds - (time.monotonic() - started))
+            )
+
+    # -- refunds --------------------------------------------------------------------------------
+    async def create_refund(
+        self, payment_order_id: str, amount_minor: int, reason: str, idempotency_key: str
+    ) -> tuple[Any, Any]:
+        if amount_minor < 0:
+            raise InvalidArgument("NON_POSITIVE_AMOUNT", "refund amount must be positive", field="amount")
+        if reason and reason not in ("duplicate", "fraudulent", "requested_by_customer"):
+            raise InvalidArgument(
+                "INVALID_REFUND_REASON",
+                "reason must be duplicate, fraudulent or requested_by_customer",
+                field="reason",
+            )
+        refund_id = refund_id_for(payment_order_id, idempotency_key)
+        async with self._engine.begin() as conn:
+            refund = await repo.get_refund(conn, refund_id)
+            if refund is None:
+                refund = await self._reserve_refund(conn, payment_order_id, amount_minor, reason, refund_id)
+        if refund.state == "PENDING" and refund.psp_reference is None:
+            await self._send_refund(refund)
+        async with self._engine.connect() as conn:
+            return await repo.get_refund(conn, refund_id), await repo.get_order(conn, payment_order_id)
+
+    async def _reserve_refund(
+        self, conn: AsyncConnection, payment_order_id: str, amount: int, reason: str, refund_id: str
+    ) -> Any:
+        order = await repo.get_order(conn, payment_order_id, for_update=True)
+        if order is None:
+            raise NotFound(
+                "PAYMENT_ORDER_NOT_FOUND",
+                f"no payment order {payment_order_id!r}",
+                {"payment_order_id": payment_order_id},
+            )
+        if OrderState(order.state) not in CAPTURED or order.state == S.REFUNDED.value:
+            raise FailedPrecondition(
+                "ORDER_NOT_REFUNDABLE", f"order {payment_order_id} is {order.state}", {"state": order.state}
+            )
+        refundable = order.amount_minor - order.refunded_minor - order.refund_reserved_minor
+        amount = amount or refundable
+        if amount <= 0 or amount > refundable:
+            raise FailedPrecondition(
+                "REFUND_EXCEEDS_CAPTURED",
+                f"refund of {amount} exceeds the {refundable} still refundable",
+                {"refundable_minor": str(refundable)},
+            )
+        await repo.insert_refund(
+            conn,
+            {
+                "refund_id": refund_id,
+                "payment_order_id": payment_order_id,
+                "amount_minor": amount,
+                "currency": order.currency,
+                "state": "PENDING",
+                "reason": reason or None,
+            },
+        )
+        await repo.update_order(
+            conn, payment_order_id, refund_reserved_minor=order.refund_reserved_minor + amount
+        )
+        await repo.add_transition(
+            conn, payment_order_id, order.state, order.state, "refund:requested", f"{refund_id} for {amount}"
+        )
+        return await repo.get_refund(conn, refund_id)
+
+    async def _send_refund(self, refund: Any) -> None:
+        async with self._engine.connect() as conn:
+            order = await repo.get_order(conn, refund.payment_order_id)
+        try:
+            result = await self._psp.create_refund(
+                payment_intent_id=order.psp_reference,
+                amount_minor=refund.amount_minor,
+                reason=refund.reason,
+                refund_id=refund.refund_id,
+                idempotency_key=refund.refund_id,
+            )
+        except PspUnavailable as exc:
+            log.warning(
+                "refund outcome unknown; the PSP will be asked again",
+                refund_id=refund.refund_id,
+                error=exc.message,
+            )
+            return
+        except PspError as exc:
+            result = {
+                "id": None,
+                "status": "failed",
+                "failure_reason": exc.code,
+                "metadata": {"refund_id": refund.refund_id},
+            }
+        async with self._engine.begin() as conn:
+            await self._apply_refund_object(
+                conn, {**result, "metadata": {"refund_id": refund.refund_id}}, "psp:refund"
+            )
+
+    async def _apply_refund_object(self, conn: AsyncConnection, obj: dict, cause: str) -> list[str]:
+        refund_id = (obj.get("metadata") or {}).get("refund_id")
+        refund = await repo.get_refund(conn, refund_id, for_update=True) if refund_id else None
+        if refund is None and obj.get("id"):
+            refund = await repo.refund_by_psp_reference(conn, obj["id"])
+            refund = await repo.get_refund(conn, refund.refund_id, for_update=True) if refund else None
+        if refund is None:
+            return []
+        if obj.get("id") and refund.psp_reference is None:
+            await repo.update_refund(conn, refund.refund_id, psp_reference=obj["id"])
+        status = obj.get("status")
+        if refund.state != "PENDING" or status not in ("succeeded", "failed", "canceled"):
+            return []
+        order = await repo.get_order(conn, refund.payment_order_id, for_update=True)
+        reserved = order.refund_reserved_minor - refund.amount_minor
+        if status == "succeeded":
+            await repo.update_refund(conn, refund.refund_id, state="SUCCEEDED")
+            refunded = order.refunded_minor + refund.amount_minor
+            target = S.REFUNDED if refunded == order.amount_minor else S.PARTIALLY_REFUNDED
+            await repo.update_order(
+                conn, order.payment_order_id, refunded_minor=refunded, refund_reserved_minor=reserved
+            )
+            await self._move(conn, order, target, cause, f"{refund.refund_id} refunded {refund.amount_minor}")
+            if target == OrderState(order.state):  # PARTIALLY_REFUNDED again: still worth a history line
+                await repo.add_transition(
+                    conn,
+                    order.payment_order_id,
+                    order.state,
+                    order.state,
+                    cause,
+                    f"{refund.refund_id} refunded {refund.amount_minor}",
+                )
+            if self._settlement is not None:
+                await self._settlement.refund_succeeded(
+                    conn,
+                    await repo.get_order(conn, order.payment_order_id),
+                    await repo.get_refund(conn, refund.refund_id),
+                )
+        else:
+            await repo.update_refund(
+                conn, refund.refund_id, state="FAILED", failure_reason=obj.get("failure_reason") or status
+            )
+            await repo.update_order(conn, order.payment_order_id, refund_reserved_minor=reserved)
+            await repo.add_transition(
+                conn,
+                order.payment_order_id,
+                order.state,
+                order.state,
+                cause,
+                f"{refund.refund_id} failed: {obj.get('failure_reason') or status}",
+            )
+        return [order.payment_order_id]
+
+
+__all__ = [
+    "Buyer",
+    "CheckoutView",
+    "CreatePayment",
+    "OrderInput",
+    "PaymentService",
+    "PspRejected",
+    "is_terminal",
+]

@@ -1,12 +1,19 @@
-"""gRPC transport of payments.v1.PaymentService."""
+"""gRPC transport of payments.v1.PaymentService: translate messages, hold idempotency keys, call the service."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
 import grpc
+from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from payment_svc.service import OrderState, PaymentOrder, PaymentService
+from payment_svc.domain import OrderState
+from payment_svc.service import Buyer, CheckoutView, CreatePayment, OrderInput, PaymentService
+from svckit.context import REPLAYED_METADATA, idempotency_key_var
+from svckit.errors import InvalidArgument
 from svckit.gen.payments.v1 import payment_service_pb2 as pb
 from svckit.gen.payments.v1 import payment_service_pb2_grpc as pb_grpc
 from svckit.idempotency import IdempotencyStore
@@ -14,24 +21,83 @@ from svckit.idempotency import IdempotencyStore
 STATE_TO_PB = {
     state: pb.PaymentOrderState.Value(f"PAYMENT_ORDER_STATE_{state.value}") for state in OrderState
 }
+REFUND_STATE_TO_PB = {
+    "PENDING": pb.REFUND_STATE_PENDING,
+    "SUCCEEDED": pb.REFUND_STATE_SUCCEEDED,
+    "FAILED": pb.REFUND_STATE_FAILED,
+}
+R = TypeVar("R", bound=Message)
 
 
-def _ts(dt) -> Timestamp:
+def _ts(dt: Any) -> Timestamp:
     ts = Timestamp()
-    ts.FromDatetime(dt)
+    if dt is not None:
+        ts.FromDatetime(dt)
     return ts
 
 
-def order_to_pb(order: PaymentOrder) -> pb.PaymentOrder:
+def order_to_pb(row: Any) -> pb.PaymentOrder:
     return pb.PaymentOrder(
-        payment_order_id=order.payment_order_id,
-        checkout_id=order.checkout_id,
-        seller_account=order.seller_account,
-        amount_minor=order.amount_minor,
-        currency=order.currency,
-        state=STATE_TO_PB[order.state],
-        create_time=_ts(order.created_at),
-        update_time=_ts(order.updated_at),
+        payment_order_id=row.payment_order_id,
+        checkout_id=row.checkout_id,
+        seller_account=row.seller_account,
+        amount_minor=row.amount_minor,
+        currency=row.currency,
+        state=STATE_TO_PB[OrderState(row.state)],
+        create_time=_ts(row.created_at),
+        update_time=_ts(row.updated_at),
+        psp_reference=row.psp_reference or "",
+        failure_code=row.failure_code or "",
+        failure_message=row.failure_message or "",
+        next_action_url=row.next_action_url or "",
+        commission_minor=row.commission_minor,
+        refunded_minor=row.refunded_minor,
+        wallet_updated=row.wallet_updated,
+        ledger_updated=row.ledger_updated,
+    )
+
+
+def checkout_to_pb(view: CheckoutView) -> pb.PaymentEvent:
+    event = view.event
+    buyer = event.buyer_info or {}
+    return pb.PaymentEvent(
+        checkout_id=event.checkout_id,
+        buyer=pb.BuyerInfo(
+            buyer_id=buyer.get("buyer_id", event.buyer_id),
+            email=buyer.get("email", ""),
+            name=buyer.get("name", ""),
+            country=buyer.get("country", ""),
+        ),
+        mode=pb.PAYMENT_MODE_DIRECT if event.mode == "DIRECT" else pb.PAYMENT_MODE_HOSTED,
+        payment_orders=[order_to_pb(o) for o in view.orders],
+        hosted_page_url=event.hosted_page_url or "",
+        create_time=_ts(event.created_at),
+    )
+
+
+def refund_to_pb(row: Any) -> pb.Refund:
+    return pb.Refund(
+        refund_id=row.refund_id,
+        payment_order_id=row.payment_order_id,
+        amount_minor=row.amount_minor,
+        currency=row.currency,
+        state=REFUND_STATE_TO_PB[row.state],
+        psp_reference=row.psp_reference or "",
+        create_time=_ts(row.created_at),
+    )
+
+
+def create_command(request: pb.CreatePaymentRequest) -> CreatePayment:
+    return CreatePayment(
+        checkout_id=request.checkout_id,
+        buyer=Buyer(request.buyer.buyer_id, request.buyer.email, request.buyer.name, request.buyer.country),
+        orders=tuple(
+            OrderInput(o.payment_order_id, o.seller_account, o.amount_minor, o.currency)
+            for o in request.payment_orders
+        ),
+        success_url=request.success_url,
+        cancel_url=request.cancel_url,
+        payment_method=request.payment_method,
     )
 
 
@@ -41,7 +107,105 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
         self._engine = engine
         self._idempotency = idempotency
 
+    async def _long_idempotent(
+        self,
+        context: grpc.aio.ServicerContext,
+        scope: str,
+        request: Message,
+        response_type: type[R],
+        operate: Callable[[bytes, str], Awaitable[R]],
+    ) -> R:
+        """Run a multi-step operation (it calls the PSP) once per key; replay its stored answer after."""
+        async with self._idempotency.claim(scope, idempotency_key_var.get(), request) as claim:
+            replay = claim.replay(response_type)
+            if replay is not None:
+                await context.send_initial_metadata(((REPLAYED_METADATA, "true"),))
+                return replay
+            response = await operate(claim.fingerprint, claim.key)
+            async with self._engine.begin() as conn:
+                await claim.save(conn, response)
+            return response
+
+    async def CreatePayment(self, request: pb.CreatePaymentRequest, context: grpc.aio.ServicerContext):
+        async def operate(fingerprint: bytes, key: str) -> pb.CreatePaymentResponse:
+            view = await self._service.create_payment(create_command(request), key, fingerprint)
+            return pb.CreatePaymentResponse(payment_event=checkout_to_pb(view))
+
+        return await self._long_idempotent(
+            context, "payments.CreatePayment", request, pb.CreatePaymentResponse, operate
+        )
+
     async def GetPaymentOrder(self, request: pb.GetPaymentOrderRequest, context: grpc.aio.ServicerContext):
         async with self._engine.connect() as conn:
             order = await self._service.get_order(conn, request.payment_order_id)
         return pb.GetPaymentOrderResponse(payment_order=order_to_pb(order))
+
+    async def GetCheckout(self, request: pb.GetCheckoutRequest, context: grpc.aio.ServicerContext):
+        async with self._engine.connect() as conn:
+            view = await self._service.get_checkout(conn, request.checkout_id)
+        return pb.GetCheckoutResponse(payment_event=checkout_to_pb(view))
+
+    async def ListPaymentOrderHistory(
+        self, request: pb.ListPaymentOrderHistoryRequest, context: grpc.aio.ServicerContext
+    ):
+        async with self._engine.connect() as conn:
+            rows = await self._service.history(conn, request.payment_order_id)
+        unspecified = pb.PAYMENT_ORDER_STATE_UNSPECIFIED
+        return pb.ListPaymentOrderHistoryResponse(
+            transitions=[
+                pb.OrderTransition(
+                    from_state=STATE_TO_PB[OrderState(r.from_state)] if r.from_state else unspecified,
+                    to_state=STATE_TO_PB[OrderState(r.to_state)],
+                    cause=r.cause,
+                    detail=r.detail,
+                    create_time=_ts(r.created_at),
+                )
+                for r in rows
+            ]
+        )
+
+    async def HandlePspEvent(self, request: pb.HandlePspEventRequest, context: grpc.aio.ServicerContext):
+        if not request.event_id:
+            raise InvalidArgument("MISSING_FIELD", "event_id is required", field="event_id")
+
+        async def work(conn):
+            changed = await self._service.handle_psp_event(conn, request.event_type, request.payload)
+            return pb.HandlePspEventResponse(applied=bool(changed), payment_order_ids=changed)
+
+        # The PSP's event id is the idempotency key: a redelivered event is a replay.
+        response, replayed = await self._idempotency.run(
+            "payments.HandlePspEvent", request.event_id, request, pb.HandlePspEventResponse, work
+        )
+        if replayed:
+            await context.send_initial_metadata(((REPLAYED_METADATA, "true"),))
+        return response
+
+    async def ReviewPaymentOrder(
+        self, request: pb.ReviewPaymentOrderRequest, context: grpc.aio.ServicerContext
+    ):
+        if request.decision == pb.REVIEW_DECISION_UNSPECIFIED:
+            raise InvalidArgument("MISSING_FIELD", "decision must be APPROVE or DECLINE", field="decision")
+
+        async def operate(_fp: bytes, _key: str) -> pb.ReviewPaymentOrderResponse:
+            order = await self._service.review(
+                request.payment_order_id,
+                request.decision == pb.REVIEW_DECISION_APPROVE,
+                request.reviewer,
+                request.note,
+            )
+            return pb.ReviewPaymentOrderResponse(payment_order=order_to_pb(order))
+
+        return await self._long_idempotent(
+            context, "payments.ReviewPaymentOrder", request, pb.ReviewPaymentOrderResponse, operate
+        )
+
+    async def CreateRefund(self, request: pb.CreateRefundRequest, context: grpc.aio.ServicerContext):
+        async def operate(_fp: bytes, key: str) -> pb.CreateRefundResponse:
+            refund, order = await self._service.create_refund(
+                request.payment_order_id, request.amount_minor, request.reason, key
+            )
+            return pb.CreateRefundResponse(refund=refund_to_pb(refund), payment_order=order_to_pb(order))
+
+        return await self._long_idempotent(
+            context, "payments.CreateRefund", request, pb.CreateRefundResponse, operate
+        )

@@ -58,16 +58,21 @@ def upgrade() -> None:
     op.create_index("ix_payment_orders_psp_reference", "payment_orders", ["psp_reference"])
     # The janitor's scan: uncertain orders due for a look.
     op.create_index(
-        "ix_payment_orders_uncertain_due", "payment_orders", ["next_check_at"],
+        "ix_payment_orders_uncertain_due",
+        "payment_orders",
+        ["next_check_at"],
         postgresql_where=sa.text("state IN ('NOT_STARTED','EXECUTING','PENDING','UNKNOWN')"),
-    )  # fmt: skip
+    )
     op.create_check_constraint("ck_payment_orders_state", "payment_orders", f"state IN ({_STATES})")
     op.create_check_constraint(
-        "ck_payment_orders_refunds_within_amount", "payment_orders",
+        "ck_payment_orders_refunds_within_amount",
+        "payment_orders",
         "refunded_minor >= 0 AND refund_reserved_minor >= 0 AND refunded_minor + refund_reserved_minor <= amount_minor",
-    )  # fmt: skip
+    )
     op.create_check_constraint(
-        "ck_payment_orders_commission", "payment_orders", "commission_minor >= 0 AND commission_minor <= amount_minor"
+        "ck_payment_orders_commission",
+        "payment_orders",
+        "commission_minor >= 0 AND commission_minor <= amount_minor",
     )
     op.create_table(
         "order_transitions",
@@ -94,7 +99,9 @@ def upgrade() -> None:
     op.create_table(
         "refunds",
         sa.Column("refund_id", sa.Text, primary_key=True),
-        sa.Column("payment_order_id", sa.Text, sa.ForeignKey("payment_orders.payment_order_id"), nullable=False),
+        sa.Column(
+            "payment_order_id", sa.Text, sa.ForeignKey("payment_orders.payment_order_id"), nullable=False
+        ),
         sa.Column("amount_minor", sa.BigInteger, nullable=False),
         sa.Column("currency", sa.CHAR(3), nullable=False),
         sa.Column("state", sa.Text, nullable=False),
@@ -114,7 +121,11 @@ def downgrade() -> None:
     op.execute("DROP TRIGGER order_transitions_no_update_delete ON order_transitions")
     op.execute("DROP FUNCTION order_transitions_append_only()")
     op.drop_table("order_transitions")
-    for name in ("ck_payment_orders_commission", "ck_payment_orders_refunds_within_amount", "ck_payment_orders_state"):
+    for name in (
+        "ck_payment_orders_commission",
+        "ck_payment_orders_refunds_within_amount",
+        "ck_payment_orders_state",
+    ):
         op.drop_constraint(name, "payment_orders")
     op.drop_index("ix_payment_orders_uncertain_due", "payment_orders")
     op.drop_index("ix_payment_orders_psp_reference", "payment_orders")
