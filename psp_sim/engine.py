@@ -143,6 +143,7 @@ class Simulator:
 
     # ---- scheduled work --------------------------------------------------------------------
     def at(self, due: int, fn: Callable[..., None], *args: Any) -> None:
+        """Call ``fn(self, *args)`` once simulated time reaches ``due``."""
         heapq.heappush(self._timers, (due, next(self._seq), fn, args))
 
     def run_due(self) -> int:
@@ -156,7 +157,7 @@ class Simulator:
         timers = self._timers
         while timers and timers[0][0] <= now:
             _, _, fn, args = heapq.heappop(timers)
-            fn(*args)
+            fn(self, *args)
             ran += 1
         return ran
 

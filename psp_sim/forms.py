@@ -102,7 +102,7 @@ def parse_pairs(pairs: list[tuple[str, str]]) -> dict[str, Any]:
                 break
             child = container.get(slot)
             if child is None or not isinstance(child, dict | _Seq):
-                child = _Seq() if _is_index(following or "x") else {}
+                child = _Seq() if _is_index(following) else {}  # type: ignore[arg-type]
                 container[slot] = child
             node = child
     return _finish(root)
