@@ -46,7 +46,10 @@ def create_payment_method(sim: Simulator, p: dict[str, Any]) -> dict[str, Any]:
 
 
 def _full_year(year: int) -> int:
-    return year + 2000 if year < 100 else year
+    # Two-digit years pivot like card terminals do: "34" is 2034, "95" (Stripe's example) is 1995.
+    if year >= 100:
+        return year
+    return 2000 + year if year < 70 else 1900 + year
 
 
 def check_card_data(sim: Simulator, number: str, exp_month: str, exp_year: str, cvc: str | None) -> None:
