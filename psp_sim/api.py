@@ -104,10 +104,20 @@ def _expand_path(sim: Simulator, obj: dict[str, Any], parts: list[str]) -> None:
         _expand_path(sim, value, rest)
 
 
-def _list(ctx: Context, req: Request, kind: str, url: str, account: str | None = None,
-          where: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:  # fmt: skip
+def _list(
+    ctx: Context,
+    req: Request,
+    kind: str,
+    url: str,
+    account: str | None = None,
+    where: Callable[[dict[str, Any]], bool] | None = None,
+) -> dict[str, Any]:
     created_ok = created_filter(req.query)
-    items = (o for o in ctx.sim.newest_first(kind, account) if created_ok(o["created"]) and (where is None or where(o)))
+    items = (
+        o
+        for o in ctx.sim.newest_first(kind, account)
+        if created_ok(o["created"]) and (where is None or where(o))
+    )
     return _expand(ctx.sim, ctx.sim.paginate(items, req.query, url), req)
 
 
@@ -123,8 +133,13 @@ def pi_create(ctx: Context, req: Request) -> dict[str, Any]:
 def pi_list(ctx: Context, req: Request) -> dict[str, Any]:
     _no_connect(req)
     customer = P.string(req.query, "customer")
-    return _list(ctx, req, "payment_intent", "/v1/payment_intents",
-                 where=(lambda o: o["customer"] == customer) if customer else None)  # fmt: skip
+    return _list(
+        ctx,
+        req,
+        "payment_intent",
+        "/v1/payment_intents",
+        where=(lambda o: o["customer"] == customer) if customer else None,
+    )
 
 
 def pi_get(ctx: Context, req: Request, pi_id: str) -> dict[str, Any]:
@@ -135,8 +150,20 @@ def pi_get(ctx: Context, req: Request, pi_id: str) -> dict[str, Any]:
 def pi_update(ctx: Context, req: Request, pi_id: str) -> dict[str, Any]:
     _no_connect(req)
     pi = ctx.sim.get("payment_intent", pi_id, "payment_intent")
-    P.check_known(req.body, frozenset({"metadata", "description", "payment_method", "amount", "expand",
-                                       "transfer_group", "receipt_email"}))  # fmt: skip
+    P.check_known(
+        req.body,
+        frozenset(
+            {
+                "metadata",
+                "description",
+                "payment_method",
+                "amount",
+                "expand",
+                "transfer_group",
+                "receipt_email",
+            }
+        ),
+    )
     states.require(pi, "update")
     if "metadata" in req.body:
         meta = dict(pi["metadata"])
@@ -211,8 +238,13 @@ def cs_expire(ctx: Context, req: Request, cs_id: str) -> dict[str, Any]:
 def cs_list(ctx: Context, req: Request) -> dict[str, Any]:
     _no_connect(req)
     pi = P.string(req.query, "payment_intent")
-    return _list(ctx, req, "checkout.session", "/v1/checkout/sessions",
-                 where=(lambda o: o["payment_intent"] == pi) if pi else None)  # fmt: skip
+    return _list(
+        ctx,
+        req,
+        "checkout.session",
+        "/v1/checkout/sessions",
+        where=(lambda o: o["payment_intent"] == pi) if pi else None,
+    )
 
 
 def refund_create(ctx: Context, req: Request) -> dict[str, Any]:
@@ -224,14 +256,21 @@ def refund_create(ctx: Context, req: Request) -> dict[str, Any]:
 def refund_list(ctx: Context, req: Request) -> dict[str, Any]:
     _no_connect(req)
     pi, ch = P.string(req.query, "payment_intent"), P.string(req.query, "charge")
-    return _list(ctx, req, "refund", "/v1/refunds",
-                 where=lambda o: (not pi or o["payment_intent"] == pi) and (not ch or o["charge"] == ch))  # fmt: skip
+    return _list(
+        ctx,
+        req,
+        "refund",
+        "/v1/refunds",
+        where=lambda o: (not pi or o["payment_intent"] == pi) and (not ch or o["charge"] == ch),
+    )
 
 
 def charge_list(ctx: Context, req: Request) -> dict[str, Any]:
     _no_connect(req)
     pi = P.string(req.query, "payment_intent")
-    return _list(ctx, req, "charge", "/v1/charges", where=(lambda o: o["payment_intent"] == pi) if pi else None)
+    return _list(
+        ctx, req, "charge", "/v1/charges", where=(lambda o: o["payment_intent"] == pi) if pi else None
+    )
 
 
 def account_create(ctx: Context, req: Request) -> dict[str, Any]:
@@ -256,9 +295,15 @@ def transfer_create(ctx: Context, req: Request) -> dict[str, Any]:
 def transfer_list(ctx: Context, req: Request) -> dict[str, Any]:
     _no_connect(req)
     dest, group = P.string(req.query, "destination"), P.string(req.query, "transfer_group")
-    return _list(ctx, req, "transfer", "/v1/transfers",
-                 where=lambda o: (not dest or o["destination"] == dest)
-                 and (not group or o["transfer_group"] == group))  # fmt: skip
+    return _list(
+        ctx,
+        req,
+        "transfer",
+        "/v1/transfers",
+        where=lambda o: (
+            (not dest or o["destination"] == dest) and (not group or o["transfer_group"] == group)
+        ),
+    )
 
 
 def payout_create(ctx: Context, req: Request) -> dict[str, Any]:
@@ -270,8 +315,14 @@ def payout_create(ctx: Context, req: Request) -> dict[str, Any]:
 
 def payout_list(ctx: Context, req: Request) -> dict[str, Any]:
     status = P.string(req.query, "status")
-    return _list(ctx, req, "payout", "/v1/payouts", account=req.account,
-                 where=(lambda o: o["status"] == status) if status else None)  # fmt: skip
+    return _list(
+        ctx,
+        req,
+        "payout",
+        "/v1/payouts",
+        account=req.account,
+        where=(lambda o: o["status"] == status) if status else None,
+    )
 
 
 def bt_list(ctx: Context, req: Request) -> dict[str, Any]:
@@ -282,11 +333,16 @@ def bt_list(ctx: Context, req: Request) -> dict[str, Any]:
         sim.get("payout", payout, "payout", req.account)
 
     def where(o: dict[str, Any]) -> bool:
-        return ((not payout or sim.bt_payout.get(o["id"]) == payout)
-                and (not type_ or o["type"] == type_) and (not source or o["source"] == source)
-                and (not currency or o["currency"] == currency))  # fmt: skip
+        return (
+            (not payout or sim.bt_payout.get(o["id"]) == payout)
+            and (not type_ or o["type"] == type_)
+            and (not source or o["source"] == source)
+            and (not currency or o["currency"] == currency)
+        )
 
-    return _list(ctx, req, "balance_transaction", "/v1/balance_transactions", account=req.account, where=where)
+    return _list(
+        ctx, req, "balance_transaction", "/v1/balance_transactions", account=req.account, where=where
+    )
 
 
 def balance_get(ctx: Context, req: Request) -> dict[str, Any]:
@@ -338,8 +394,12 @@ def file_contents(ctx: Context, req: Request, file_id: str) -> Response:
     content = ctx.sim.files.get(file_id)
     if content is None:
         raise missing("file", file_id)
-    return Response(200, content, "text/csv; charset=utf-8",
-                    [(b"content-disposition", f'attachment; filename="{file_id}.csv"'.encode())])  # fmt: skip
+    return Response(
+        200,
+        content,
+        "text/csv; charset=utf-8",
+        [(b"content-disposition", f'attachment; filename="{file_id}.csv"'.encode())],
+    )
 
 
 # ------------------------------------------------------------------------------------------ hosted pages
@@ -432,11 +492,21 @@ def admin_state(ctx: Context, req: Request) -> dict[str, Any]:
         "clock_offset": sim.clock.offset,
         "objects": objects,
         "owners": {i: a for i, a in sim.owner.items() if a},
-        "balances": [{"account": a, "currency": c, "available": v[0], "pending": v[1]}
-                     for (a, c), v in sim.balances.items()],
-        "events": [{"id": e.id, "type": e.type, "created": e.created, "account": e.account,
-                    "object_id": e.data_json[7:e.data_json.index('"', 7)], "delivered": e.delivered}
-                   for e in sim.events],
+        "balances": [
+            {"account": a, "currency": c, "available": v[0], "pending": v[1]}
+            for (a, c), v in sim.balances.items()
+        ],
+        "events": [
+            {
+                "id": e.id,
+                "type": e.type,
+                "created": e.created,
+                "account": e.account,
+                "object_id": e.data_json[7 : e.data_json.index('"', 7)],
+                "delivered": e.delivered,
+            }
+            for e in sim.events
+        ],
         "payout_of_balance_transaction": dict(sim.bt_payout),
         "webhook_endpoints": [e.public() for e in ctx.webhooks.endpoints],
         "webhook_pending": ctx.webhooks.pending(),
@@ -462,8 +532,12 @@ def admin_clock(ctx: Context, req: Request) -> dict[str, Any]:
 
 def admin_advance(ctx: Context, req: Request) -> dict[str, Any]:
     body = _json_body(req)
-    seconds = int(body.get("seconds", 0)) + 60 * int(body.get("minutes", 0)) + 3600 * int(body.get("hours", 0)) \
+    seconds = (
+        int(body.get("seconds", 0))
+        + 60 * int(body.get("minutes", 0))
+        + 3600 * int(body.get("hours", 0))
         + 86400 * int(body.get("days", 0))
+    )
     if seconds < 0:
         raise invalid("The clock only moves forward.", param="seconds")
     ctx.sim.clock.advance(seconds)
@@ -507,8 +581,11 @@ def admin_endpoints(ctx: Context, req: Request) -> dict[str, Any]:
         except ValueError as e:
             raise invalid(str(e), param="url") from None
         return ep.public()
-    return {"object": "list", "data": [e.public() for e in ctx.webhooks.endpoints],
-            "default_secret": ctx.webhooks.default_secret}  # fmt: skip
+    return {
+        "object": "list",
+        "data": [e.public() for e in ctx.webhooks.endpoints],
+        "default_secret": ctx.webhooks.default_secret,
+    }
 
 
 def admin_endpoint_delete(ctx: Context, req: Request, ep_id: str) -> dict[str, Any]:
@@ -516,8 +593,12 @@ def admin_endpoint_delete(ctx: Context, req: Request, ep_id: str) -> dict[str, A
 
 
 def admin_deliveries(ctx: Context, req: Request) -> dict[str, Any]:
-    return {"object": "list", "data": ctx.webhooks.attempts, "pending": ctx.webhooks.pending(),
-            "idle": ctx.webhooks.idle}  # fmt: skip
+    return {
+        "object": "list",
+        "data": ctx.webhooks.attempts,
+        "pending": ctx.webhooks.pending(),
+        "idle": ctx.webhooks.idle,
+    }
 
 
 def admin_payouts_run(ctx: Context, req: Request) -> dict[str, Any]:
@@ -564,12 +645,22 @@ ROUTES: list[tuple[str, str, Handler, str]] = [
     ("GET", f"/v1/payouts/{ID}", _getter("payout", "payout", connect=True), "api"),
     ("GET", "/v1/balance", balance_get, "api"),
     ("GET", "/v1/balance_transactions", bt_list, "api"),
-    ("GET", f"/v1/balance_transactions/{ID}", _getter("balance_transaction", "balance_transaction", True), "api"),
+    (
+        "GET",
+        f"/v1/balance_transactions/{ID}",
+        _getter("balance_transaction", "balance_transaction", True),
+        "api",
+    ),
     ("GET", "/v1/events", event_list, "api"),
     ("GET", f"/v1/events/{ID}", event_get, "api"),
     ("POST", "/v1/reporting/report_runs", report_run_create, "api"),
     ("GET", "/v1/reporting/report_runs", report_run_list, "api"),
-    ("GET", f"/v1/reporting/report_runs/{ID}", _getter("reporting.report_run", "reporting.report_run"), "api"),
+    (
+        "GET",
+        f"/v1/reporting/report_runs/{ID}",
+        _getter("reporting.report_run", "reporting.report_run"),
+        "api",
+    ),
     ("GET", f"/v1/reporting/report_types/{ID}", report_type_get, "api"),
     ("GET", f"/v1/files/{ID}", _getter("file", "file"), "api"),
     ("GET", f"/v1/files/{ID}/contents", file_contents, "api"),

@@ -46,7 +46,9 @@ class SimApp:
     def __init__(self, config: SimConfig | None = None) -> None:
         self.config = config or SimConfig()
         self.sim = Simulator(self.config)
-        self.faults = FaultEngine(self.config.fault_seed if self.config.fault_seed is not None else self.config.seed)
+        self.faults = FaultEngine(
+            self.config.fault_seed if self.config.fault_seed is not None else self.config.seed
+        )
         if self.config.faults:
             self.faults.configure(self.config.faults)
         self.webhooks = WebhookDispatcher(self.sim, self.faults)
@@ -83,6 +85,7 @@ class SimApp:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
         await self.webhooks.stop()
+        logging.getLogger("psp_sim").info('{"event":"stop","pending_webhooks":%d}', self.webhooks.pending())
 
     async def _tick(self) -> None:
         # Simulated time also flows in real time; timers (payouts, refunds, expiry) fire without a request.
@@ -109,31 +112,61 @@ class SimApp:
         status, payload, ctype, extra = 500, b"", _JSON, []
         replayed = False
         try:
-            status, payload, ctype, extra, replayed = await self._dispatch(method, path, scope, headers, body,
-                                                                           request_id)  # fmt: skip
+            status, payload, ctype, extra, replayed = await self._dispatch(
+                method, path, scope, headers, body, request_id
+            )
         except _Drop:
             await _drop_connection(send)
             self._log(method, path, 0, request_id, started, headers, dropped=True)
             return
-        out = [(b"content-type", ctype), (b"content-length", str(len(payload)).encode()),
-               (b"request-id", request_id.encode()), *_COMMON, *extra]  # fmt: skip
+        out = [
+            (b"content-type", ctype),
+            (b"content-length", str(len(payload)).encode()),
+            (b"request-id", request_id.encode()),
+            *_COMMON,
+            *extra,
+        ]
         if replayed:
             out.append((b"idempotent-replayed", b"true"))
         await send({"type": "http.response.start", "status": status, "headers": out})
         await send({"type": "http.response.body", "body": payload})
         self._log(method, path, status, request_id, started, headers, replayed=replayed)
 
-    def _log(self, method: str, path: str, status: int, request_id: str, started: float,
-             headers: dict[str, str], **extra: Any) -> None:  # fmt: skip
+    def _log(
+        self,
+        method: str,
+        path: str,
+        status: int,
+        request_id: str,
+        started: float,
+        headers: dict[str, str],
+        **extra: Any,
+    ) -> None:
         if access_log.isEnabledFor(logging.INFO):
-            access_log.info(_encode({
-                "event": "request", "method": method, "path": path, "status": status, "request_id": request_id,
-                "idempotency_key": headers.get("idempotency-key"), "account": headers.get("stripe-account"),
-                "duration_ms": round((time.perf_counter() - started) * 1000, 3), **extra,
-            }))  # fmt: skip
+            access_log.info(
+                _encode(
+                    {
+                        "event": "request",
+                        "method": method,
+                        "path": path,
+                        "status": status,
+                        "request_id": request_id,
+                        "idempotency_key": headers.get("idempotency-key"),
+                        "account": headers.get("stripe-account"),
+                        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                        **extra,
+                    }
+                )
+            )
 
     async def _dispatch(
-        self, method: str, path: str, scope: dict[str, Any], headers: dict[str, str], body: bytes, request_id: str
+        self,
+        method: str,
+        path: str,
+        scope: dict[str, Any],
+        headers: dict[str, str],
+        body: bytes,
+        request_id: str,
     ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]], bool]:
         sim = self.sim
         if self.config.public_url is None and "host" in headers:
@@ -151,7 +184,11 @@ class SimApp:
         handler, kind, args = route  # type: ignore[misc]
         query_raw = scope.get("query_string", b"")
         try:
-            query = parse_pairs(parse_qsl(query_raw.decode("latin-1"), keep_blank_values=True)) if query_raw else {}
+            query = (
+                parse_pairs(parse_qsl(query_raw.decode("latin-1"), keep_blank_values=True))
+                if query_raw
+                else {}
+            )
         except FormError as e:
             return (*self._error(StripeError(400, "invalid_request_error", str(e), param=e.param)), False)
         req = Request(method, path, query, {}, body, headers, request_id)
@@ -177,9 +214,13 @@ class SimApp:
         publishable_ok = req.path == "/v1/payment_methods" and req.method == "POST"
         if not (key.startswith(("sk_test_", "rk_test_")) or (publishable_ok and key.startswith("pk_test_"))):
             shown = (key[:8] + "*" * max(0, len(key) - 12) + key[-4:]) if key else ""
-            message = f"Invalid API Key provided: {shown}" if key else (
-                "You did not provide an API key. You need to provide your API key in the Authorization header, "
-                "using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY')."
+            message = (
+                f"Invalid API Key provided: {shown}"
+                if key
+                else (
+                    "You did not provide an API key. You need to provide your API key in the Authorization header, "
+                    "using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY')."
+                )
             )
             return (*self._error(StripeError(401, "invalid_request_error", message)), False)
         req.account = headers.get("stripe-account") or None
@@ -188,15 +229,22 @@ class SimApp:
         for rule in faults:
             if rule.kind == "http_429":
                 self._record(rule, req)
-                err = StripeError(429, "invalid_request_error", "Too many requests hit the API too quickly.",
-                                  code="rate_limit", should_retry=rule.should_retry)  # fmt: skip
+                err = StripeError(
+                    429,
+                    "invalid_request_error",
+                    "Too many requests hit the API too quickly.",
+                    code="rate_limit",
+                    should_retry=rule.should_retry,
+                )
                 return (*self._error(err), False)
             if rule.kind == "connection_drop":
                 self._record(rule, req)
                 raise _Drop
         try:
             if req.method == "POST":
-                req.body = parse_pairs(parse_qsl(req.raw_body.decode("utf-8", "replace"), keep_blank_values=True))
+                req.body = parse_pairs(
+                    parse_qsl(req.raw_body.decode("utf-8", "replace"), keep_blank_values=True)
+                )
         except FormError as e:
             return (*self._error(StripeError(400, "invalid_request_error", str(e), param=e.param)), False)
 
@@ -221,7 +269,9 @@ class SimApp:
             for rule in faults:
                 if rule.kind == "http_500":
                     self._record(rule, req)
-                    err = StripeError(500, "api_error", "An unknown error occurred", should_retry=rule.should_retry)
+                    err = StripeError(
+                        500, "api_error", "An unknown error occurred", should_retry=rule.should_retry
+                    )
                     status, payload, ctype, hdrs = self._error(err)
                     if idem_key:
                         self.idempotency.finish(scope_id, idem_key, status, payload)
@@ -242,7 +292,9 @@ class SimApp:
                 raise _Drop
             if rule.kind == "error_after_commit":
                 self._record(rule, req, committed_status=status, object_id=_object_id(payload))
-                err = StripeError(500, "api_error", "An unknown error occurred", should_retry=rule.should_retry)
+                err = StripeError(
+                    500, "api_error", "An unknown error occurred", should_retry=rule.should_retry
+                )
                 status, payload, ctype, hdrs = self._error(err)
                 if idem_key:
                     self.idempotency.finish(scope_id, idem_key, status, payload)
@@ -277,8 +329,15 @@ class SimApp:
         return err.status, _encode(err.body()).encode(), _JSON, hdrs
 
     def _record(self, rule: FaultRule, req: Request, **detail: Any) -> None:
-        self.faults.record(rule, self.sim.now(), method=req.method, path=req.path, request_id=req.request_id,
-                           idempotency_key=req.headers.get("idempotency-key"), **detail)  # fmt: skip
+        self.faults.record(
+            rule,
+            self.sim.now(),
+            method=req.method,
+            path=req.path,
+            request_id=req.request_id,
+            idempotency_key=req.headers.get("idempotency-key"),
+            **detail,
+        )
 
 
 def _object_id(payload: bytes) -> str | None:

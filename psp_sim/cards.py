@@ -167,11 +167,22 @@ TEST_PAYMENT_METHODS: dict[str, str] = {
 }
 
 _PREFIX_BRANDS = (
-    ("34", "amex"), ("37", "amex"), ("4", "visa"), ("51", "mastercard"), ("52", "mastercard"),
-    ("53", "mastercard"), ("54", "mastercard"), ("55", "mastercard"), ("22", "mastercard"),
-    ("6011", "discover"), ("65", "discover"), ("30", "diners"), ("36", "diners"), ("35", "jcb"),
+    ("34", "amex"),
+    ("37", "amex"),
+    ("4", "visa"),
+    ("51", "mastercard"),
+    ("52", "mastercard"),
+    ("53", "mastercard"),
+    ("54", "mastercard"),
+    ("55", "mastercard"),
+    ("22", "mastercard"),
+    ("6011", "discover"),
+    ("65", "discover"),
+    ("30", "diners"),
+    ("36", "diners"),
+    ("35", "jcb"),
     ("62", "unionpay"),
-)  # fmt: skip
+)
 
 
 def luhn_ok(number: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -24,7 +25,9 @@ def _default(ctx: typer.Context) -> None:
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(envvar="PSP_SIM_PORT", help="TCP port.")] = 12111,
-    config: Annotated[Path | None, typer.Option(help="TOML or JSON config file.", envvar="PSP_SIM_CONFIG")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="TOML or JSON config file.", envvar="PSP_SIM_CONFIG")
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for ids and fault decisions.")] = None,
     log_level: Annotated[str, typer.Option(help="info logs one JSON line per request.")] = "info",
 ) -> None:
@@ -39,13 +42,26 @@ def serve(
     sim_app = create_app(cfg)
     logging.getLogger("psp_sim").info(
         '{"event":"start","host":"%s","port":%d,"webhook_endpoints":%d,"faults":%d}',
-        host, port, len(sim_app.webhooks.endpoints), len(sim_app.faults.rules),
-    )  # fmt: skip
-    # uvicorn installs SIGTERM/SIGINT handlers: in-flight requests finish, then lifespan shutdown runs.
+        host,
+        port,
+        len(sim_app.webhooks.endpoints),
+        len(sim_app.faults.rules),
+    )
+    # uvicorn traps SIGTERM/SIGINT, finishes in-flight requests, runs the lifespan shutdown, then re-raises
+    # the signal with the previous handlers restored; these make that final re-raise a clean exit 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: sys.exit(0))
     uvicorn.run(
-        sim_app, host=host, port=port, loop="uvloop", http="httptools", lifespan="on", access_log=False,
-        log_level=log_level.lower(), timeout_graceful_shutdown=5,
-    )  # fmt: skip
+        sim_app,
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level=log_level.lower(),
+        timeout_graceful_shutdown=5,
+    )
 
 
 def _parse_time(value: str) -> int:
@@ -61,7 +77,9 @@ def _parse_time(value: str) -> int:
 def settlement(
     start: Annotated[str, typer.Option(help="interval_start: Unix seconds or ISO date/time (UTC if naive).")],
     end: Annotated[str, typer.Option(help="interval_end (exclusive).")],
-    url: Annotated[str, typer.Option(help="Simulator base URL.", envvar="PSP_SIM_URL")] = "http://127.0.0.1:12111",
+    url: Annotated[
+        str, typer.Option(help="Simulator base URL.", envvar="PSP_SIM_URL")
+    ] = "http://127.0.0.1:12111",
     api_key: Annotated[str, typer.Option(envvar="PSP_SIM_API_KEY")] = "sk_test_psp_sim",
     out: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
     currency: Annotated[str | None, typer.Option()] = None,

@@ -66,7 +66,9 @@ def load_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     return tomllib.loads(text)
 
 
-def load_config(path: str | None = None, seed: int | None = None, env: dict[str, str] | None = None) -> SimConfig:
+def load_config(
+    path: str | None = None, seed: int | None = None, env: dict[str, str] | None = None
+) -> SimConfig:
     """Build the effective config; ``PSP_SIM_FAULTS_FILE`` may hold only ``faults``/``fault_seed``."""
     env = dict(os.environ if env is None else env)
     data: dict[str, Any] = {}

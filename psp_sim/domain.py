@@ -130,17 +130,52 @@ def resolve_payment_method(sim: Simulator, pm_id: str, param: str = "payment_met
 # ---------------------------------------------------------------- payment intents
 
 PI_CREATE_PARAMS = frozenset(
-    {"amount", "currency", "payment_method", "confirm", "capture_method", "confirmation_method", "metadata",
-     "description", "customer", "transfer_data", "transfer_group", "application_fee_amount", "on_behalf_of",
-     "return_url", "off_session", "payment_method_types", "automatic_payment_methods", "statement_descriptor",
-     "statement_descriptor_suffix", "receipt_email", "expand", "setup_future_usage", "payment_method_options",
-     "error_on_requires_action", "use_stripe_sdk", "mandate_data", "shipping"}
-)  # fmt: skip
+    {
+        "amount",
+        "currency",
+        "payment_method",
+        "confirm",
+        "capture_method",
+        "confirmation_method",
+        "metadata",
+        "description",
+        "customer",
+        "transfer_data",
+        "transfer_group",
+        "application_fee_amount",
+        "on_behalf_of",
+        "return_url",
+        "off_session",
+        "payment_method_types",
+        "automatic_payment_methods",
+        "statement_descriptor",
+        "statement_descriptor_suffix",
+        "receipt_email",
+        "expand",
+        "setup_future_usage",
+        "payment_method_options",
+        "error_on_requires_action",
+        "use_stripe_sdk",
+        "mandate_data",
+        "shipping",
+    }
+)
 PI_CONFIRM_PARAMS = frozenset(
-    {"payment_method", "return_url", "off_session", "expand", "receipt_email", "setup_future_usage",
-     "payment_method_options", "error_on_requires_action", "use_stripe_sdk", "mandate_data", "shipping",
-     "capture_method"}
-)  # fmt: skip
+    {
+        "payment_method",
+        "return_url",
+        "off_session",
+        "expand",
+        "receipt_email",
+        "setup_future_usage",
+        "payment_method_options",
+        "error_on_requires_action",
+        "use_stripe_sdk",
+        "mandate_data",
+        "shipping",
+        "capture_method",
+    }
+)
 
 
 def create_payment_intent(
@@ -240,14 +275,21 @@ def attempt_payment(
     _, spec = sim.pm_cards[pi["payment_method"]]
     if spec.decline is not None:
         return _decline(sim, pi, spec, spec.decline, blocked=spec.blocked)
-    needs_3ds = spec.three_ds == "required" or (spec.three_ds == "required_unless_off_session" and not off_session)
+    needs_3ds = spec.three_ds == "required" or (
+        spec.three_ds == "required_unless_off_session" and not off_session
+    )
     if needs_3ds:
         if off_session:
             return _decline(
-                sim, pi, spec,
-                Decline("authentication_required", "authentication_required",
-                        "Your card was declined. This transaction requires authentication."),
-            )  # fmt: skip
+                sim,
+                pi,
+                spec,
+                Decline(
+                    "authentication_required",
+                    "authentication_required",
+                    "Your card was declined. This transaction requires authentication.",
+                ),
+            )
         base = sim.public_base
         url = f"{base}/3ds/{pi['id']}"
         pi["next_action"] = {
@@ -332,9 +374,14 @@ def _new_charge(sim: Simulator, pi: dict[str, Any], spec: CardSpec, status: str)
 
 
 def _decline(
-    sim: Simulator, pi: dict[str, Any], spec: CardSpec, decline: Decline, *, blocked: bool = False,
+    sim: Simulator,
+    pi: dict[str, Any],
+    spec: CardSpec,
+    decline: Decline,
+    *,
+    blocked: bool = False,
     charge: bool = True,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     ch_id = None
     if charge:
         ch = _new_charge(sim, pi, spec, "failed")
@@ -346,11 +393,12 @@ def _decline(
             "reason": "highest_risk_level" if blocked else decline.decline_code,
             "risk_level": spec.risk_level,
             "seller_message": (
-                "Stripe blocked this payment as too risky." if blocked
+                "Stripe blocked this payment as too risky."
+                if blocked
                 else "The bank did not return any further details with this decline."
             ),
             "type": "blocked" if blocked else "issuer_declined",
-        }  # fmt: skip
+        }
         sim.emit("charge.failed", ch)
     pm = sim.objects[pi["payment_method"]]
     err = {
@@ -436,9 +484,15 @@ def _after_success(sim: Simulator, pi: dict[str, Any], ch: dict[str, Any], spec:
         if amount is None:
             amount = ch["amount_captured"] - (pi["application_fee_amount"] or 0)
         tr = _make_transfer(
-            sim, amount=amount, currency=pi["currency"], destination=td["destination"],
-            transfer_group=pi["transfer_group"], source_transaction=ch["id"], metadata={}, description=None,
-        )  # fmt: skip
+            sim,
+            amount=amount,
+            currency=pi["currency"],
+            destination=td["destination"],
+            transfer_group=pi["transfer_group"],
+            source_transaction=ch["id"],
+            metadata={},
+            description=None,
+        )
         ch["transfer"] = tr["id"]
     if spec.dispute_reason:
         _open_dispute(sim, ch, spec.dispute_reason)
@@ -449,7 +503,9 @@ def capture_payment_intent(sim: Simulator, pi: dict[str, Any], p: dict[str, Any]
     amount = P.integer(p, "amount_to_capture", minimum=1)
     amount = pi["amount_capturable"] if amount is None else amount
     if amount > pi["amount_capturable"]:
-        raise invalid("The amount to capture is greater than the amount capturable.", param="amount_to_capture")
+        raise invalid(
+            "The amount to capture is greater than the amount capturable.", param="amount_to_capture"
+        )
     ch = sim.objects[pi["latest_charge"]]
     _, spec = sim.pm_cards[pi["payment_method"]]
     _capture(sim, pi, ch, spec, amount)
@@ -468,7 +524,9 @@ def cancel_payment_intent(
             code="payment_intent_unexpected_state",
         )
     states.require(pi, "cancel")
-    reason = P.string(p, "cancellation_reason", default="requested_by_customer" if not via_checkout else "abandoned")
+    reason = P.string(
+        p, "cancellation_reason", default="requested_by_customer" if not via_checkout else "abandoned"
+    )
     allowed = ("duplicate", "fraudulent", "requested_by_customer", "abandoned")
     if reason not in allowed:
         raise invalid(f"Invalid cancellation_reason: {reason}", param="cancellation_reason")
@@ -509,10 +567,16 @@ def _open_dispute(sim: Simulator, ch: dict[str, Any], reason: str) -> None:
     if inquiry:
         return
     bt = sim.add_balance_transaction(
-        account=None, amount=-ch["amount"], currency=ch["currency"], type_="adjustment", category="dispute",
-        source=dp["id"], description=f"Chargeback withdrawal for {ch['id']}", fee=sim.config.dispute_fee_minor,
+        account=None,
+        amount=-ch["amount"],
+        currency=ch["currency"],
+        type_="adjustment",
+        category="dispute",
+        source=dp["id"],
+        description=f"Chargeback withdrawal for {ch['id']}",
+        fee=sim.config.dispute_fee_minor,
         fee_description="Dispute fee",
-    )  # fmt: skip
+    )
     dp["balance_transactions"].append(bt)
     sim.emit("charge.dispute.funds_withdrawn", dp)
 
@@ -520,10 +584,27 @@ def _open_dispute(sim: Simulator, ch: dict[str, Any], reason: str) -> None:
 # ---------------------------------------------------------------- checkout sessions
 
 CS_CREATE_PARAMS = frozenset(
-    {"mode", "line_items", "success_url", "cancel_url", "client_reference_id", "customer", "customer_email",
-     "metadata", "payment_intent_data", "expires_at", "payment_method_types", "currency", "expand", "locale",
-     "ui_mode", "submit_type", "billing_address_collection", "return_url"}
-)  # fmt: skip
+    {
+        "mode",
+        "line_items",
+        "success_url",
+        "cancel_url",
+        "client_reference_id",
+        "customer",
+        "customer_email",
+        "metadata",
+        "payment_intent_data",
+        "expires_at",
+        "payment_method_types",
+        "currency",
+        "expand",
+        "locale",
+        "ui_mode",
+        "submit_type",
+        "billing_address_collection",
+        "return_url",
+    }
+)
 
 
 def create_checkout_session(sim: Simulator, p: dict[str, Any]) -> dict[str, Any]:
@@ -546,11 +627,15 @@ def create_checkout_session(sim: Simulator, p: dict[str, Any]) -> dict[str, Any]
         unit = P.integer(pd, "unit_amount", required=True, minimum=0)
         qty = P.integer(item, "quantity", required=True, minimum=1)
         if currency not in (None, cur):
-            raise invalid("All line items must share one currency.", param=f"line_items[{i}][price_data][currency]")
+            raise invalid(
+                "All line items must share one currency.", param=f"line_items[{i}][price_data][currency]"
+            )
         currency = cur
         total += unit * qty
         name = P.string(P.mapping(pd, "product_data"), "name") or "Item"
-        rendered.append({"description": name, "quantity": qty, "unit_amount": unit, "amount_total": unit * qty})
+        rendered.append(
+            {"description": name, "quantity": qty, "unit_amount": unit, "amount_total": unit * qty}
+        )
     now = sim.now()
     expires_at = P.integer(p, "expires_at") or now + sim.config.checkout_expires_seconds
     if not now + 1800 <= expires_at <= now + 86400:
@@ -618,9 +703,12 @@ def checkout_pay(sim: Simulator, cs: dict[str, Any], form: dict[str, Any]) -> tu
     except StripeError as e:
         return "error", e.message
     pm = _new_payment_method(
-        sim, number, int(month), _full_year(int(year)),
+        sim,
+        number,
+        int(month),
+        _full_year(int(year)),
         {"name": form.get("name") or None, "email": form.get("email") or cs["customer_email"]},
-    )  # fmt: skip
+    )
     pi = _checkout_intent(sim, cs)
     pi["payment_method"] = pm["id"]
     if pi["status"] == "requires_payment_method":
@@ -640,8 +728,16 @@ def _checkout_intent(sim: Simulator, cs: dict[str, Any]) -> dict[str, Any]:
         return sim.objects[cs["payment_intent"]]
     pid = sim.cs_private[cs["id"]]["payment_intent_data"]
     p: dict[str, Any] = {"amount": str(cs["amount_total"]), "currency": cs["currency"]}
-    for key in ("metadata", "transfer_data", "transfer_group", "capture_method", "description",
-                "application_fee_amount", "on_behalf_of", "statement_descriptor"):  # fmt: skip
+    for key in (
+        "metadata",
+        "transfer_data",
+        "transfer_group",
+        "capture_method",
+        "description",
+        "application_fee_amount",
+        "on_behalf_of",
+        "statement_descriptor",
+    ):
         if key in pid:
             p[key] = pid[key]
     if cs["customer"]:
@@ -667,16 +763,28 @@ def checkout_result_url(sim: Simulator, cs: dict[str, Any]) -> str | None:
 # ---------------------------------------------------------------- refunds
 
 REFUND_PARAMS = frozenset(
-    {"payment_intent", "charge", "amount", "reason", "metadata", "expand", "instructions_email", "origin",
-     "refund_application_fee", "reverse_transfer"}
-)  # fmt: skip
+    {
+        "payment_intent",
+        "charge",
+        "amount",
+        "reason",
+        "metadata",
+        "expand",
+        "instructions_email",
+        "origin",
+        "refund_application_fee",
+        "reverse_transfer",
+    }
+)
 
 
 def create_refund(sim: Simulator, p: dict[str, Any]) -> dict[str, Any]:
     pi_id = P.string(p, "payment_intent")
     ch_id = P.string(p, "charge")
     if not pi_id and not ch_id:
-        raise invalid("One of payment_intent or charge is required.", param="payment_intent", code="parameter_missing")
+        raise invalid(
+            "One of payment_intent or charge is required.", param="payment_intent", code="parameter_missing"
+        )
     if pi_id:
         pi = sim.get("payment_intent", pi_id, "payment_intent", None)
         if pi["status"] != "succeeded":
@@ -707,9 +815,14 @@ def create_refund(sim: Simulator, p: dict[str, Any]) -> dict[str, Any]:
         raise invalid(f"Invalid reason: {reason}", param="reason")
     _, spec = sim.pm_cards[ch["payment_method"]]
     bt = sim.add_balance_transaction(
-        account=None, amount=-amount, currency=ch["currency"], type_="refund", category="refund", source="",
+        account=None,
+        amount=-amount,
+        currency=ch["currency"],
+        type_="refund",
+        category="refund",
+        source="",
         description="REFUND FOR CHARGE" + (f" ({ch['description']})" if ch["description"] else ""),
-    )  # fmt: skip
+    )
     re_ = {
         "id": sim.new_id("re_"),
         "object": "refund",
@@ -757,9 +870,14 @@ def _refund_later(sim: Simulator, re_id: str, behaviour: str) -> None:
     re_["failure_reason"] = "expired_or_canceled_card"
     ch = sim.objects[re_["charge"]]
     fbt = sim.add_balance_transaction(
-        account=None, amount=re_["amount"], currency=re_["currency"], type_="refund_failure",
-        category="refund_failure", source=re_id, description="REFUND FAILURE",
-    )  # fmt: skip
+        account=None,
+        amount=re_["amount"],
+        currency=re_["currency"],
+        type_="refund_failure",
+        category="refund_failure",
+        source=re_id,
+        description="REFUND FAILURE",
+    )
     re_["failure_balance_transaction"] = fbt["id"]
     ch["amount_refunded"] -= re_["amount"]
     ch["refunded"] = False
@@ -771,10 +889,24 @@ def _refund_later(sim: Simulator, re_id: str, behaviour: str) -> None:
 # ---------------------------------------------------------------- connect: accounts, transfers, payouts
 
 ACCOUNT_PARAMS = frozenset(
-    {"type", "country", "email", "external_account", "metadata", "capabilities", "business_type",
-     "business_profile", "settings", "tos_acceptance", "individual", "company", "controller", "expand",
-     "default_currency"}
-)  # fmt: skip
+    {
+        "type",
+        "country",
+        "email",
+        "external_account",
+        "metadata",
+        "capabilities",
+        "business_type",
+        "business_profile",
+        "settings",
+        "tos_acceptance",
+        "individual",
+        "company",
+        "controller",
+        "expand",
+        "default_currency",
+    }
+)
 
 
 def create_account(sim: Simulator, p: dict[str, Any], acct_id: str | None = None) -> dict[str, Any]:
@@ -809,13 +941,17 @@ def create_account(sim: Simulator, p: dict[str, Any], acct_id: str | None = None
         "default_currency": P.string(p, "default_currency", default="usd"),
         "details_submitted": True,
         "email": P.string(p, "email"),
-        "external_accounts": {"object": "list", "data": [ba], "has_more": False,
-                              "url": f"/v1/accounts/{acct_id}/external_accounts"},
+        "external_accounts": {
+            "object": "list",
+            "data": [ba],
+            "has_more": False,
+            "url": f"/v1/accounts/{acct_id}/external_accounts",
+        },
         "metadata": P.metadata(p),
         "payouts_enabled": True,
         "settings": {"payouts": {"schedule": {"interval": "manual"}}},
         "type": P.string(p, "type", default="custom"),
-    }  # fmt: skip
+    }
     sim.add(acct)
     return acct
 
@@ -830,9 +966,18 @@ def _account_or_create(sim: Simulator, acct_id: str, param: str) -> dict[str, An
 
 
 TRANSFER_PARAMS = frozenset(
-    {"amount", "currency", "destination", "transfer_group", "source_transaction", "metadata", "description",
-     "expand", "source_type"}
-)  # fmt: skip
+    {
+        "amount",
+        "currency",
+        "destination",
+        "transfer_group",
+        "source_transaction",
+        "metadata",
+        "description",
+        "expand",
+        "source_type",
+    }
+)
 
 
 def create_transfer(sim: Simulator, p: dict[str, Any]) -> dict[str, Any]:
@@ -855,25 +1000,48 @@ def create_transfer(sim: Simulator, p: dict[str, Any]) -> dict[str, Any]:
             code="balance_insufficient",
         )
     return _make_transfer(
-        sim, amount=amount, currency=currency, destination=dest, transfer_group=group,
-        source_transaction=source_tx, metadata=P.metadata(p), description=P.string(p, "description"),
-    )  # fmt: skip
+        sim,
+        amount=amount,
+        currency=currency,
+        destination=dest,
+        transfer_group=group,
+        source_transaction=source_tx,
+        metadata=P.metadata(p),
+        description=P.string(p, "description"),
+    )
 
 
 def _make_transfer(
-    sim: Simulator, *, amount: int, currency: str, destination: str, transfer_group: str | None,
-    source_transaction: str | None, metadata: dict[str, str], description: str | None,
-) -> dict[str, Any]:  # fmt: skip
+    sim: Simulator,
+    *,
+    amount: int,
+    currency: str,
+    destination: str,
+    transfer_group: str | None,
+    source_transaction: str | None,
+    metadata: dict[str, str],
+    description: str | None,
+) -> dict[str, Any]:
     tr_id = sim.new_id("tr_")
     py_id = sim.new_id("py_")
     bt = sim.add_balance_transaction(
-        account=None, amount=-amount, currency=currency, type_="transfer", category="transfer", source=tr_id,
+        account=None,
+        amount=-amount,
+        currency=currency,
+        type_="transfer",
+        category="transfer",
+        source=tr_id,
         description=description,
-    )  # fmt: skip
+    )
     sim.add_balance_transaction(
-        account=destination, amount=amount, currency=currency, type_="payment", category="charge", source=py_id,
+        account=destination,
+        amount=amount,
+        currency=currency,
+        type_="payment",
+        category="charge",
+        source=py_id,
         description=description,
-    )  # fmt: skip
+    )
     tr = {
         "id": tr_id,
         "object": "transfer",
@@ -887,7 +1055,12 @@ def _make_transfer(
         "destination_payment": py_id,
         "livemode": False,
         "metadata": metadata,
-        "reversals": {"object": "list", "data": [], "has_more": False, "url": f"/v1/transfers/{tr_id}/reversals"},
+        "reversals": {
+            "object": "list",
+            "data": [],
+            "has_more": False,
+            "url": f"/v1/transfers/{tr_id}/reversals",
+        },
         "reversed": False,
         "source_transaction": source_transaction,
         "source_type": "card",
@@ -899,9 +1072,18 @@ def _make_transfer(
 
 
 PAYOUT_PARAMS = frozenset(
-    {"amount", "currency", "destination", "method", "description", "statement_descriptor", "metadata",
-     "source_type", "expand"}
-)  # fmt: skip
+    {
+        "amount",
+        "currency",
+        "destination",
+        "method",
+        "description",
+        "statement_descriptor",
+        "metadata",
+        "source_type",
+        "expand",
+    }
+)
 
 
 def create_payout(
@@ -914,7 +1096,8 @@ def create_payout(
         raise invalid(f"Invalid method: {method}", param="method")
     if sim.available(account, currency) < amount:
         raise invalid(
-            "You have insufficient funds in your Stripe account for this transfer.", code="balance_insufficient"
+            "You have insufficient funds in your Stripe account for this transfer.",
+            code="balance_insufficient",
         )
     bank = _bank_account(sim, account, P.string(p, "destination"))
     failure = PAYOUT_TEST_ACCOUNTS.get(sim.bank_numbers.get(bank, ""))
@@ -922,9 +1105,14 @@ def create_payout(
         failure = "could_not_process" if method == "instant" else None
     po_id = sim.new_id("po_")
     bt = sim.add_balance_transaction(
-        account=account, amount=-amount, currency=currency, type_="payout", category="payout", source=po_id,
+        account=account,
+        amount=-amount,
+        currency=currency,
+        type_="payout",
+        category="payout",
+        source=po_id,
         description=P.string(p, "description") or "STRIPE PAYOUT",
-    )  # fmt: skip
+    )
     now = sim.now()
     po = {
         "id": po_id,
@@ -974,8 +1162,18 @@ def _bank_account(sim: Simulator, account: str | None, destination: str | None) 
     if existing and existing in sim.objects:
         return existing
     ba_id = sim.new_id("ba_")
-    sim.add({"id": ba_id, "object": "bank_account", "account": holder, "last4": sim.config.platform_bank_account[-4:],
-             "routing_number": "110000000", "status": "new", "currency": "usd"}, "__platform__")  # fmt: skip
+    sim.add(
+        {
+            "id": ba_id,
+            "object": "bank_account",
+            "account": holder,
+            "last4": sim.config.platform_bank_account[-4:],
+            "routing_number": "110000000",
+            "status": "new",
+            "currency": "usd",
+        },
+        "__platform__",
+    )
     sim.bank_numbers[ba_id] = sim.config.platform_bank_account
     sim.platform_bank = ba_id
     return ba_id
@@ -997,9 +1195,14 @@ def _payout_step(sim: Simulator, po_id: str, stage: str, failure: str | None) ->
         po["failure_code"] = failure
         po["failure_message"] = PAYOUT_FAILURE_MESSAGES.get(failure, failure)
         fbt = sim.add_balance_transaction(
-            account=account, amount=po["amount"], currency=po["currency"], type_="payout_failure",
-            category="payout_reversal", source=po_id, description="PAYOUT FAILURE",
-        )  # fmt: skip
+            account=account,
+            amount=po["amount"],
+            currency=po["currency"],
+            type_="payout_failure",
+            category="payout_reversal",
+            source=po_id,
+            description="PAYOUT FAILURE",
+        )
         po["failure_balance_transaction"] = fbt["id"]
         sim.emit("payout.updated", po, account=account, previous=previous)
         sim.emit("payout.failed", po, account=account)
@@ -1020,10 +1223,13 @@ def run_automatic_payouts(sim: Simulator, account: str | None) -> list[dict[str,
         if acct != account or avail <= 0:
             continue
         swept = [
-            bt_id for bt_id in sim.lists.get("balance_transaction", [])
-            if sim.owner[bt_id] == account and bt_id not in sim.bt_payout
-            and sim.objects[bt_id]["currency"] == currency and sim.objects[bt_id]["status"] == "available"
-        ]  # fmt: skip
+            bt_id
+            for bt_id in sim.lists.get("balance_transaction", [])
+            if sim.owner[bt_id] == account
+            and bt_id not in sim.bt_payout
+            and sim.objects[bt_id]["currency"] == currency
+            and sim.objects[bt_id]["status"] == "available"
+        ]
         po = create_payout(sim, {"amount": str(avail), "currency": currency}, account, automatic=True)
         for bt_id in swept:
             sim.bt_payout[bt_id] = po["id"]

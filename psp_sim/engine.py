@@ -76,11 +76,22 @@ class EventRecord:
 
 # Which collection an id belongs to, for retrieve and expand.
 PREFIX_KIND = {
-    "pi": "payment_intent", "ch": "charge", "re": "refund", "tr": "transfer", "po": "payout",
-    "txn": "balance_transaction", "evt": "event", "cs": "checkout.session", "acct": "account",
-    "pm": "payment_method", "frr": "reporting.report_run", "file": "file", "dp": "dispute", "py": "charge",
+    "pi": "payment_intent",
+    "ch": "charge",
+    "re": "refund",
+    "tr": "transfer",
+    "po": "payout",
+    "txn": "balance_transaction",
+    "evt": "event",
+    "cs": "checkout.session",
+    "acct": "account",
+    "pm": "payment_method",
+    "frr": "reporting.report_run",
+    "file": "file",
+    "dp": "dispute",
+    "py": "charge",
     "ba": "bank_account",
-}  # fmt: skip
+}
 
 
 class Simulator:
@@ -88,12 +99,14 @@ class Simulator:
         self.config = config or SimConfig()
         self.clock = Clock()
         self.event_listeners: list[Callable[[EventRecord], None]] = []
+        # Seeded once, not per reset: ids stay reproducible for a run yet never repeat after a reset, which
+        # would confuse a system under test that keeps its own records across simulator resets.
+        self.rng = random.Random(self.config.seed)
         self.reset()
 
     # ---- lifecycle -------------------------------------------------------------------------
     def reset(self) -> None:
         """Forget every object; keep config, listeners and the clock offset (time never goes back)."""
-        self.rng = random.Random(self.config.seed)
         self.objects: dict[str, dict[str, Any]] = {}
         self.lists: dict[str, list[str]] = {}
         self.owner: dict[str, str | None] = {}  # object id -> connected account (None = platform)
@@ -132,7 +145,9 @@ class Simulator:
         self.owner[obj["id"]] = account
         return obj
 
-    def get(self, kind: str, obj_id: str, noun: str | None = None, account: str | None = None) -> dict[str, Any]:
+    def get(
+        self, kind: str, obj_id: str, noun: str | None = None, account: str | None = None
+    ) -> dict[str, Any]:
         obj = self.objects.get(obj_id)
         if obj is None or obj["object"] != kind or self.owner.get(obj_id) != account:
             raise missing(noun or kind, obj_id)
@@ -219,16 +234,24 @@ class Simulator:
             "exchange_rate": None,
             "fee": fee,
             "fee_details": (
-                [{"amount": fee, "application": None, "currency": currency,
-                  "description": fee_description, "type": "stripe_fee"}]
-                if fee else []
+                [
+                    {
+                        "amount": fee,
+                        "application": None,
+                        "currency": currency,
+                        "description": fee_description,
+                        "type": "stripe_fee",
+                    }
+                ]
+                if fee
+                else []
             ),
             "net": amount - fee,
             "reporting_category": category,
             "source": source,
             "status": "available" if available_on <= now else "pending",
             "type": type_,
-        }  # fmt: skip
+        }
         self.add(bt, account)
         bal = self.balances.setdefault((account, currency), [0, 0])
         if bt["status"] == "available":

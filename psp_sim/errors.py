@@ -55,7 +55,9 @@ class StripeError(Exception):
         return {"error": err}
 
 
-def invalid(message: str, param: str | None = None, code: str | None = None, status: int = 400) -> StripeError:
+def invalid(
+    message: str, param: str | None = None, code: str | None = None, status: int = 400
+) -> StripeError:
     return StripeError(status, "invalid_request_error", message, param=param, code=code)
 
 

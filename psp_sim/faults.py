@@ -17,9 +17,14 @@ HTTP_KINDS = frozenset(
 )
 WEBHOOK_KINDS = frozenset({"webhook_duplicate", "webhook_out_of_order", "webhook_delay", "webhook_drop"})
 SETTLEMENT_KINDS = frozenset(
-    {"settlement_missing_row", "settlement_extra_row", "settlement_amount_changed", "settlement_fee_changed",
-     "settlement_currency_changed"}
-)  # fmt: skip
+    {
+        "settlement_missing_row",
+        "settlement_extra_row",
+        "settlement_amount_changed",
+        "settlement_fee_changed",
+        "settlement_currency_changed",
+    }
+)
 ALL_KINDS = HTTP_KINDS | WEBHOOK_KINDS | SETTLEMENT_KINDS
 
 
@@ -79,7 +84,9 @@ class FaultEngine:
         self.rng = random.Random(seed)
 
     def configure(self, rules: list[dict[str, Any]], seed: int | None = None, replace: bool = True) -> None:
-        parsed = [FaultRule.from_dict(r, i + (0 if replace else len(self.rules))) for i, r in enumerate(rules)]
+        parsed = [
+            FaultRule.from_dict(r, i + (0 if replace else len(self.rules))) for i, r in enumerate(rules)
+        ]
         if seed is not None:
             self.seed = seed
         if replace:
@@ -118,21 +125,31 @@ class FaultEngine:
 
     def webhook(self, event_type: str) -> list[FaultRule]:
         return [
-            r for r in self.rules
-            if r.kind in WEBHOOK_KINDS and (not r.event_type or event_type.startswith(r.event_type)) and self._fire(r)
-        ]  # fmt: skip
+            r
+            for r in self.rules
+            if r.kind in WEBHOOK_KINDS
+            and (not r.event_type or event_type.startswith(r.event_type))
+            and self._fire(r)
+        ]
 
     def settlement(self, report_type: str) -> list[FaultRule]:
         return [
-            r for r in self.rules
-            if r.kind in SETTLEMENT_KINDS and (not r.report_type or r.report_type == report_type) and self._fire(r)
-        ]  # fmt: skip
+            r
+            for r in self.rules
+            if r.kind in SETTLEMENT_KINDS
+            and (not r.report_type or r.report_type == report_type)
+            and self._fire(r)
+        ]
 
     def record(self, rule: FaultRule, sim_time: int, **detail: Any) -> InjectedFault:
         item = InjectedFault(
-            id=f"inj_{len(self.injected) + 1}", rule_id=rule.id, kind=rule.kind, sim_time=sim_time,
-            wall_time=time.time(), detail=detail,
-        )  # fmt: skip
+            id=f"inj_{len(self.injected) + 1}",
+            rule_id=rule.id,
+            kind=rule.kind,
+            sim_time=sim_time,
+            wall_time=time.time(),
+            detail=detail,
+        )
         self.injected.append(item)
         return item
 

@@ -39,8 +39,9 @@ def checkout_page(cs: dict[str, Any], lines: list[dict[str, Any]], error: str | 
     total = f"{to_major(cs['amount_total'], cur)} {cur.upper()}"
     cancel = (
         '<button type="submit" name="action" value="cancel" id="cancel" formnovalidate>Cancel</button>'
-        if cs["cancel_url"] else ""
-    )  # fmt: skip
+        if cs["cancel_url"]
+        else ""
+    )
     body = f"""
 <h1>Pay {escape(total)}</h1>
 <p class="muted">PSP simulator checkout · session <code id="session-id">{escape(cs["id"])}</code></p>
@@ -87,8 +88,10 @@ def result_page(pi: dict[str, Any]) -> str:
 
 
 def landing_page(query: dict[str, Any]) -> str:
-    rows = "".join(f"<li><b>{escape(k)}</b>: <span id=\"q-{escape(k)}\">{escape(str(v))}</span></li>"
-                   for k, v in query.items())  # fmt: skip
+    rows = "".join(
+        f'<li><b>{escape(k)}</b>: <span id="q-{escape(k)}">{escape(str(v))}</span></li>'
+        for k, v in query.items()
+    )
     return _page("Returned", f'<h1 id="landing">Returned from PSP</h1><ul>{rows}</ul>')
 
 
@@ -96,6 +99,11 @@ def return_url_for(pi: dict[str, Any], return_url: str) -> str:
     """Stripe appends these after a redirect-based authentication."""
     status = "succeeded" if pi["status"] in ("succeeded", "requires_capture", "processing") else "failed"
     sep = "&" if "?" in return_url else "?"
-    q = urlencode({"payment_intent": pi["id"], "payment_intent_client_secret": pi["client_secret"],
-                   "redirect_status": status})  # fmt: skip
+    q = urlencode(
+        {
+            "payment_intent": pi["id"],
+            "payment_intent_client_secret": pi["client_secret"],
+            "redirect_status": status,
+        }
+    )
     return f"{return_url}{sep}{q}"

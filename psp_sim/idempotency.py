@@ -34,9 +34,11 @@ class IdempotencyStore:
         """Reserve ``key``; return the finished entry to replay, or None if the caller should execute."""
         if len(key) > 255:
             raise StripeError(
-                400, "invalid_request_error", "Idempotency-Key must be at most 255 characters.",
+                400,
+                "invalid_request_error",
+                "Idempotency-Key must be at most 255 characters.",
                 param="Idempotency-Key",
-            )  # fmt: skip
+            )
         slot = (scope, key)
         entry = self._entries.get(slot)
         if entry is not None and now - entry.created >= KEY_TTL_SECONDS and entry.status is not None:
@@ -46,19 +48,22 @@ class IdempotencyStore:
             return None
         if entry.status is None:
             raise StripeError(
-                409, "invalid_request_error",
+                409,
+                "invalid_request_error",
                 "There is currently another in-progress request using this Stripe token (that probably means you "
                 "clicked twice, and the other request is still going through): "
                 f"{key}. Try the request again later.",
-                code="idempotency_key_in_use", should_retry=True,
-            )  # fmt: skip
+                code="idempotency_key_in_use",
+                should_retry=True,
+            )
         if entry.fingerprint != fingerprint:
             raise StripeError(
-                400, "idempotency_error",
+                400,
+                "idempotency_error",
                 "Keys for idempotent requests can only be used with the same parameters they were first used "
                 f"with. Try using a key other than '{key}' if you meant to execute a different request.",
                 should_retry=False,
-            )  # fmt: skip
+            )
         return entry
 
     def finish(self, scope: str, key: str, status: int, body: bytes) -> None:
@@ -74,7 +79,13 @@ class IdempotencyStore:
 
     def snapshot(self) -> list[dict[str, object]]:
         return [
-            {"scope": scope, "key": key, "method": e.fingerprint[0], "path": e.fingerprint[1],
-             "status": e.status, "created": e.created}
+            {
+                "scope": scope,
+                "key": key,
+                "method": e.fingerprint[0],
+                "path": e.fingerprint[1],
+                "status": e.status,
+                "created": e.created,
+            }
             for (scope, key), e in self._entries.items()
-        ]  # fmt: skip
+        ]

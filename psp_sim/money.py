@@ -6,16 +6,61 @@ from decimal import ROUND_HALF_UP, Decimal
 
 # ISO 4217 exponents that are not 2; Stripe treats these as zero- or three-decimal currencies.
 _EXPONENTS = {
-    "bif": 0, "clp": 0, "djf": 0, "gnf": 0, "jpy": 0, "kmf": 0, "krw": 0, "mga": 0, "pyg": 0,
-    "rwf": 0, "ugx": 0, "vnd": 0, "vuv": 0, "xaf": 0, "xof": 0, "xpf": 0,
-    "bhd": 3, "jod": 3, "kwd": 3, "omr": 3, "tnd": 3,
-}  # fmt: skip
+    "bif": 0,
+    "clp": 0,
+    "djf": 0,
+    "gnf": 0,
+    "jpy": 0,
+    "kmf": 0,
+    "krw": 0,
+    "mga": 0,
+    "pyg": 0,
+    "rwf": 0,
+    "ugx": 0,
+    "vnd": 0,
+    "vuv": 0,
+    "xaf": 0,
+    "xof": 0,
+    "xpf": 0,
+    "bhd": 3,
+    "jod": 3,
+    "kwd": 3,
+    "omr": 3,
+    "tnd": 3,
+}
 
 SUPPORTED_CURRENCIES = frozenset(
-    {"usd", "eur", "gbp", "chf", "sek", "nok", "dkk", "pln", "czk", "cad", "aud", "nzd", "sgd", "hkd",
-     "mxn", "brl", "inr", "zar", "aed", "ils", "huf", "ron", "thb", "myr", "php", "idr", "try"}
+    {
+        "usd",
+        "eur",
+        "gbp",
+        "chf",
+        "sek",
+        "nok",
+        "dkk",
+        "pln",
+        "czk",
+        "cad",
+        "aud",
+        "nzd",
+        "sgd",
+        "hkd",
+        "mxn",
+        "brl",
+        "inr",
+        "zar",
+        "aed",
+        "ils",
+        "huf",
+        "ron",
+        "thb",
+        "myr",
+        "php",
+        "idr",
+        "try",
+    }
     | set(_EXPONENTS)
-)  # fmt: skip
+)
 
 
 def exponent(currency: str) -> int:

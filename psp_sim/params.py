@@ -16,7 +16,9 @@ def check_known(params: dict[str, Any], allowed: frozenset[str]) -> None:
             raise invalid(f"Received unknown parameter: {key}", param=key, code="parameter_unknown")
 
 
-def string(params: dict[str, Any], name: str, *, required: bool = False, default: str | None = None) -> str | None:
+def string(
+    params: dict[str, Any], name: str, *, required: bool = False, default: str | None = None
+) -> str | None:
     value = params.get(name, _MISSING)
     if value is _MISSING or value == "":
         if required:

@@ -24,36 +24,88 @@ REPORT_TYPE = "balance_change_from_activity.itemized.3"
 
 _ADDR = ("line1", "line2", "city", "state", "postal_code", "country")
 ITEMIZED_3_COLUMNS: tuple[str, ...] = (
-    "balance_transaction_id", "created_utc", "created", "available_on_utc", "available_on", "currency", "gross",
-    "fee", "net", "reporting_category", "source_id", "description", "customer_facing_amount",
-    "customer_facing_currency", "regulatory_tag", "automatic_payout_id", "automatic_payout_effective_at_utc",
-    "automatic_payout_effective_at", "customer_id", "customer_email", "customer_name", "customer_description",
-    *(f"customer_shipping_address_{a}" for a in _ADDR), *(f"customer_address_{a}" for a in _ADDR),
-    *(f"shipping_address_{a}" for a in _ADDR), *(f"card_address_{a}" for a in _ADDR),
-    "charge_id", "payment_intent_id", "charge_created_utc", "charge_created", "invoice_id", "invoice_number",
-    "subscription_id", "payment_method_type", "is_link", "card_brand", "card_funding", "card_country",
-    "statement_descriptor", "dispute_reason", "connected_account_id", "connected_account_name",
-    "connected_account_country", "connected_account_direct_charge_id", "trace_id", "trace_id_status",
-)  # fmt: skip
+    "balance_transaction_id",
+    "created_utc",
+    "created",
+    "available_on_utc",
+    "available_on",
+    "currency",
+    "gross",
+    "fee",
+    "net",
+    "reporting_category",
+    "source_id",
+    "description",
+    "customer_facing_amount",
+    "customer_facing_currency",
+    "regulatory_tag",
+    "automatic_payout_id",
+    "automatic_payout_effective_at_utc",
+    "automatic_payout_effective_at",
+    "customer_id",
+    "customer_email",
+    "customer_name",
+    "customer_description",
+    *(f"customer_shipping_address_{a}" for a in _ADDR),
+    *(f"customer_address_{a}" for a in _ADDR),
+    *(f"shipping_address_{a}" for a in _ADDR),
+    *(f"card_address_{a}" for a in _ADDR),
+    "charge_id",
+    "payment_intent_id",
+    "charge_created_utc",
+    "charge_created",
+    "invoice_id",
+    "invoice_number",
+    "subscription_id",
+    "payment_method_type",
+    "is_link",
+    "card_brand",
+    "card_funding",
+    "card_country",
+    "statement_descriptor",
+    "dispute_reason",
+    "connected_account_id",
+    "connected_account_name",
+    "connected_account_country",
+    "connected_account_direct_charge_id",
+    "trace_id",
+    "trace_id_status",
+)
 # Stripe does not publish the itemized default set; the simulator uses the core columns (documented).
 DEFAULT_COLUMNS: tuple[str, ...] = ITEMIZED_3_COLUMNS[:12]
 _METADATA_PREFIXES = ("payment_metadata[", "refund_metadata[", "transfer_metadata[")
 
 REPORT_PARAMS = frozenset(
-    {"interval_start", "interval_end", "currency", "reporting_category", "timezone", "columns",
-     "connected_account", "decimal_separator"}
-)  # fmt: skip
+    {
+        "interval_start",
+        "interval_end",
+        "currency",
+        "reporting_category",
+        "timezone",
+        "columns",
+        "connected_account",
+        "decimal_separator",
+    }
+)
 
 
 def report_type_object(sim: Simulator, type_id: str) -> dict[str, Any]:
     if type_id != REPORT_TYPE:
-        raise invalid(f"No such report type: {type_id}", param="report_type", code="resource_missing", status=404)
+        raise invalid(
+            f"No such report type: {type_id}", param="report_type", code="resource_missing", status=404
+        )
     now = sim.now()
     return {
-        "id": REPORT_TYPE, "object": "reporting.report_type", "data_available_start": data_available_start(sim),
-        "data_available_end": now, "default_columns": list(DEFAULT_COLUMNS), "livemode": False,
-        "name": "Balance change from activity (itemized)", "updated": now, "version": 3,
-    }  # fmt: skip
+        "id": REPORT_TYPE,
+        "object": "reporting.report_type",
+        "data_available_start": data_available_start(sim),
+        "data_available_end": now,
+        "default_columns": list(DEFAULT_COLUMNS),
+        "livemode": False,
+        "name": "Balance change from activity (itemized)",
+        "updated": now,
+        "version": 3,
+    }
 
 
 def data_available_start(sim: Simulator) -> int:
@@ -84,7 +136,12 @@ def validate(sim: Simulator, report_type: str, params: dict[str, Any]) -> dict[s
         ZoneInfo(tz_name)
     except (ZoneInfoNotFoundError, ValueError):
         raise invalid(f"Invalid timezone: {tz_name}", param="parameters[timezone]") from None
-    out: dict[str, Any] = {"interval_start": start, "interval_end": end, "columns": columns, "timezone": tz_name}
+    out: dict[str, Any] = {
+        "interval_start": start,
+        "interval_end": end,
+        "columns": columns,
+        "timezone": tz_name,
+    }
     for key in ("currency", "reporting_category", "connected_account"):
         if P.string(params, key):
             out[key] = P.string(params, key)
@@ -121,13 +178,21 @@ def _row(sim: Simulator, bt: dict[str, Any], utc: dt.tzinfo, tz: dt.tzinfo) -> d
     cur = bt["currency"]
     row = dict.fromkeys(ITEMIZED_3_COLUMNS, "")
     row.update(
-        balance_transaction_id=bt["id"], created_utc=_fmt(bt["created"], utc), created=_fmt(bt["created"], tz),
-        available_on_utc=_fmt(bt["available_on"], utc), available_on=_fmt(bt["available_on"], tz),
-        currency=cur, gross=str(to_major(bt["amount"], cur)), fee=str(to_major(bt["fee"], cur)),
-        net=str(to_major(bt["net"], cur)), reporting_category=bt["reporting_category"], source_id=bt["source"],
-        description=bt["description"] or "", customer_facing_amount=str(to_major(bt["amount"], cur)),
+        balance_transaction_id=bt["id"],
+        created_utc=_fmt(bt["created"], utc),
+        created=_fmt(bt["created"], tz),
+        available_on_utc=_fmt(bt["available_on"], utc),
+        available_on=_fmt(bt["available_on"], tz),
+        currency=cur,
+        gross=str(to_major(bt["amount"], cur)),
+        fee=str(to_major(bt["fee"], cur)),
+        net=str(to_major(bt["net"], cur)),
+        reporting_category=bt["reporting_category"],
+        source_id=bt["source"],
+        description=bt["description"] or "",
+        customer_facing_amount=str(to_major(bt["amount"], cur)),
         customer_facing_currency=cur,
-    )  # fmt: skip
+    )
     payout_id = sim.bt_payout.get(bt["id"])
     if payout_id and payout_id != bt["source"]:
         po = sim.objects[payout_id]
@@ -156,11 +221,17 @@ def _row(sim: Simulator, bt: dict[str, Any], utc: dt.tzinfo, tz: dt.tzinfo) -> d
         pi = sim.objects.get(charge["payment_intent"])
         card = charge["payment_method_details"]["card"]
         row.update(
-            charge_id=charge["id"], payment_intent_id=charge["payment_intent"] or "",
-            charge_created_utc=_fmt(charge["created"], utc), charge_created=_fmt(charge["created"], tz),
-            payment_method_type="card", is_link="false", card_brand=card["brand"], card_funding=card["funding"],
-            card_country=card["country"], customer_id=charge["customer"] or "",
-        )  # fmt: skip
+            charge_id=charge["id"],
+            payment_intent_id=charge["payment_intent"] or "",
+            charge_created_utc=_fmt(charge["created"], utc),
+            charge_created=_fmt(charge["created"], tz),
+            payment_method_type="card",
+            is_link="false",
+            card_brand=card["brand"],
+            card_funding=card["funding"],
+            card_country=card["country"],
+            customer_id=charge["customer"] or "",
+        )
         for k, v in ((pi or {}).get("metadata") or charge["metadata"]).items():
             row[f"payment_metadata[{k}]"] = v
     return row
@@ -178,12 +249,20 @@ def apply_faults(
             extra = dict.fromkeys(ITEMIZED_3_COLUMNS, "")
             amount = to_major(rule.amount_delta_minor, cur)
             extra.update(
-                balance_transaction_id=sim.new_id("txn_"), created_utc=rows[-1]["created_utc"] if rows else "",
-                currency=cur, gross=str(amount), fee=str(to_major(0, cur)), net=str(amount),
-                reporting_category="charge", source_id=sim.new_id("ch_"), description="Unknown activity",
-            )  # fmt: skip
+                balance_transaction_id=sim.new_id("txn_"),
+                created_utc=rows[-1]["created_utc"] if rows else "",
+                currency=cur,
+                gross=str(amount),
+                fee=str(to_major(0, cur)),
+                net=str(amount),
+                reporting_category="charge",
+                source_id=sim.new_id("ch_"),
+                description="Unknown activity",
+            )
             rows.append(extra)
-            faults.record(rule, sim.now(), report_run=run_id, balance_transaction_id=extra["balance_transaction_id"])
+            faults.record(
+                rule, sim.now(), report_run=run_id, balance_transaction_id=extra["balance_transaction_id"]
+            )
             continue
         if not rows:
             continue
@@ -201,14 +280,27 @@ def apply_faults(
             row[col] = str(Decimal(before) + delta)
             # Keep net = gross - fee so the row is self-consistent and only the comparison reveals it.
             row["net"] = str(Decimal(row["gross"]) - Decimal(row["fee"]))
-            faults.record(rule, sim.now(), report_run=run_id, balance_transaction_id=target, column=col,
-                          before=before, after=row[col])  # fmt: skip
+            faults.record(
+                rule,
+                sim.now(),
+                report_run=run_id,
+                balance_transaction_id=target,
+                column=col,
+                before=before,
+                after=row[col],
+            )
         elif rule.kind == "settlement_currency_changed":
             before = row["currency"]
             row["currency"] = "eur" if before != "eur" else "usd"
             row["customer_facing_currency"] = row["currency"]
-            faults.record(rule, sim.now(), report_run=run_id, balance_transaction_id=target,
-                          before=before, after=row["currency"])  # fmt: skip
+            faults.record(
+                rule,
+                sim.now(),
+                report_run=run_id,
+                balance_transaction_id=target,
+                before=before,
+                after=row["currency"],
+            )
     return rows
 
 
@@ -221,9 +313,7 @@ def render_csv(rows: list[dict[str, str]], columns: list[str]) -> bytes:
     return buf.getvalue().encode()
 
 
-def create_report_run(
-    sim: Simulator, faults: FaultEngine, p: dict[str, Any]
-) -> dict[str, Any]:
+def create_report_run(sim: Simulator, faults: FaultEngine, p: dict[str, Any]) -> dict[str, Any]:
     report_type = P.string(p, "report_type", required=True)
     params = validate(sim, report_type, P.mapping(p, "parameters"))
     run_id = sim.new_id("frr_")
@@ -233,17 +323,31 @@ def create_report_run(
     now = sim.now()
     sim.files[file_id] = content
     file_obj = {
-        "id": file_id, "object": "file", "created": now, "expires_at": now + 7 * 86_400,
-        "filename": f"{file_id}.csv", "purpose": "finance_report_run", "size": len(content), "title": None,
-        "type": "csv", "url": f"{sim.public_base}/v1/files/{file_id}/contents",
-    }  # fmt: skip
+        "id": file_id,
+        "object": "file",
+        "created": now,
+        "expires_at": now + 7 * 86_400,
+        "filename": f"{file_id}.csv",
+        "purpose": "finance_report_run",
+        "size": len(content),
+        "title": None,
+        "type": "csv",
+        "url": f"{sim.public_base}/v1/files/{file_id}/contents",
+    }
     sim.add(file_obj)
     # The run is generated synchronously, so it is created already succeeded (Stripe: pending first).
     run = {
-        "id": run_id, "object": "reporting.report_run", "created": now, "error": None, "livemode": False,
-        "parameters": params, "report_type": report_type, "result": file_obj, "status": "succeeded",
+        "id": run_id,
+        "object": "reporting.report_run",
+        "created": now,
+        "error": None,
+        "livemode": False,
+        "parameters": params,
+        "report_type": report_type,
+        "result": file_obj,
+        "status": "succeeded",
         "succeeded_at": now,
-    }  # fmt: skip
+    }
     sim.add(run)
     sim.emit("reporting.report_run.succeeded", run)
     return run

@@ -14,11 +14,25 @@ _PI_OPEN = {"requires_payment_method", "requires_confirmation", "requires_action
 
 PAYMENT_INTENT: dict[str, frozenset[str]] = {
     "requires_payment_method": frozenset(
-        {"requires_confirmation", "requires_action", "processing", "requires_capture", "succeeded",
-         "requires_payment_method", "canceled"}
+        {
+            "requires_confirmation",
+            "requires_action",
+            "processing",
+            "requires_capture",
+            "succeeded",
+            "requires_payment_method",
+            "canceled",
+        }
     ),
     "requires_confirmation": frozenset(
-        {"requires_action", "processing", "requires_capture", "succeeded", "requires_payment_method", "canceled"}
+        {
+            "requires_action",
+            "processing",
+            "requires_capture",
+            "succeeded",
+            "requires_payment_method",
+            "canceled",
+        }
     ),
     "requires_action": frozenset(
         {"processing", "requires_capture", "succeeded", "requires_payment_method", "canceled"}
@@ -27,7 +41,7 @@ PAYMENT_INTENT: dict[str, frozenset[str]] = {
     "requires_capture": frozenset({"succeeded", "canceled"}),
     "succeeded": frozenset(),
     "canceled": frozenset(),
-}  # fmt: skip
+}
 
 PAYMENT_INTENT_ACTIONS: dict[str, frozenset[str]] = {
     "confirm": frozenset(_PI_OPEN),

@@ -60,7 +60,9 @@ class SimAdmin:
         body = {"seconds": seconds, "minutes": minutes, "hours": hours, "days": days}
         return self._call("POST", "/_sim/clock/advance", json=body)["now"]
 
-    def set_faults(self, faults: list[dict[str, Any]], *, seed: int | None = None, replace: bool = True) -> None:
+    def set_faults(
+        self, faults: list[dict[str, Any]], *, seed: int | None = None, replace: bool = True
+    ) -> None:
         self._call("POST", "/_sim/faults", json={"faults": faults, "seed": seed, "replace": replace})
 
     def clear_faults(self) -> None:
@@ -73,8 +75,11 @@ class SimAdmin:
         self, url: str, *, secret: str | None = None, enabled_events: list[str] | None = None
     ) -> dict[str, Any]:
         """Returns ``{"id", "url", "secret", …}``; ``secret`` is the ``whsec_`` to verify with."""
-        return self._call("POST", "/_sim/webhook_endpoints",
-                          json={"url": url, "secret": secret, "enabled_events": enabled_events})  # fmt: skip
+        return self._call(
+            "POST",
+            "/_sim/webhook_endpoints",
+            json={"url": url, "secret": secret, "enabled_events": enabled_events},
+        )
 
     def remove_webhook_endpoint(self, endpoint_id: str) -> None:
         self._call("DELETE", f"/_sim/webhook_endpoints/{endpoint_id}")
@@ -147,8 +152,16 @@ def run_simulator(
     sock.bind((host, port))
     bound_port = sock.getsockname()[1]
     server = uvicorn.Server(
-        uvicorn.Config(app, host=host, port=bound_port, lifespan="on", log_level="warning", access_log=False,
-                       http="httptools", loop="asyncio")  # fmt: skip
+        uvicorn.Config(
+            app,
+            host=host,
+            port=bound_port,
+            lifespan="on",
+            log_level="warning",
+            access_log=False,
+            http="httptools",
+            loop="asyncio",
+        )
     )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="psp-sim")
     thread.start()

@@ -14,6 +14,7 @@ import hmac
 import itertools
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from hashlib import sha256
 from typing import Any
@@ -47,12 +48,20 @@ class Endpoint:
     enabled_events: list[str] = field(default_factory=lambda: ["*"])
 
     def wants(self, event_type: str) -> bool:
-        return any(p == "*" or p == event_type or (p.endswith(".*") and event_type.startswith(p[:-1]))
-                   for p in self.enabled_events)  # fmt: skip
+        return any(
+            p == "*" or p == event_type or (p.endswith(".*") and event_type.startswith(p[:-1]))
+            for p in self.enabled_events
+        )
 
     def public(self) -> dict[str, Any]:
-        return {"id": self.id, "object": "webhook_endpoint", "url": self.url, "secret": self.secret,
-                "enabled_events": self.enabled_events, "status": "enabled"}  # fmt: skip
+        return {
+            "id": self.id,
+            "object": "webhook_endpoint",
+            "url": self.url,
+            "secret": self.secret,
+            "enabled_events": self.enabled_events,
+            "status": "enabled",
+        }
 
 
 @dataclass
@@ -82,7 +91,9 @@ class WebhookDispatcher:
         sim.event_listeners.append(self.on_event)
 
     # ---- configuration -------------------------------------------------------------------
-    def add_endpoint(self, url: str, secret: str | None = None, enabled_events: list[str] | None = None) -> Endpoint:
+    def add_endpoint(
+        self, url: str, secret: str | None = None, enabled_events: list[str] | None = None
+    ) -> Endpoint:
         if not url.startswith(("http://", "https://")):
             raise ValueError("webhook url must be http(s)")
         ep = Endpoint(self.sim.new_id("we_"), url, secret or self.default_secret, enabled_events or ["*"])
@@ -203,13 +214,22 @@ class WebhookDispatcher:
         headers = {
             "Content-Type": "application/json; charset=utf-8",
             "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
-            "Stripe-Signature": sign(payload, d.endpoint.secret, now),
+            # Wall-clock time, not simulated: receivers check it against their own clock for replay protection.
+            "Stripe-Signature": sign(payload, d.endpoint.secret, int(time.time())),
         }
         record: dict[str, Any] = {
-            "event_id": d.event.id, "type": d.event.type, "endpoint_id": d.endpoint.id, "url": d.endpoint.url,
-            "attempt": d.attempt, "sim_time": now, "duplicate": d.duplicate, "status_code": None, "error": None,
-            "next_attempt_at": None, "delivered": False,
-        }  # fmt: skip
+            "event_id": d.event.id,
+            "type": d.event.type,
+            "endpoint_id": d.endpoint.id,
+            "url": d.endpoint.url,
+            "attempt": d.attempt,
+            "sim_time": now,
+            "duplicate": d.duplicate,
+            "status_code": None,
+            "error": None,
+            "next_attempt_at": None,
+            "delivered": False,
+        }
         try:
             resp = await self._client.post(d.endpoint.url, content=payload.encode(), headers=headers)
             record["status_code"] = resp.status_code
@@ -229,5 +249,10 @@ class WebhookDispatcher:
                 record["next_attempt_at"] = now + delay
                 self._push(now + delay, d)
         self.attempts.append(record)
-        log.info("webhook %s %s -> %s attempt=%d", d.event.type, d.endpoint.url,
-                 record["status_code"] or record["error"], d.attempt)  # fmt: skip
+        log.info(
+            "webhook %s %s -> %s attempt=%d",
+            d.event.type,
+            d.endpoint.url,
+            record["status_code"] or record["error"],
+            d.attempt,
+        )

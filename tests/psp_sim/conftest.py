@@ -119,7 +119,10 @@ def _ensure_chromium() -> str | None:
     if os.geteuid() != 0 or not shutil.which("apt-get"):
         return "chromium/chromium-driver missing and not root: cannot apt-get install them"
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium", "chromium-driver"]):
+    for cmd in (
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", "chromium", "chromium-driver"],
+    ):
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
         if proc.returncode != 0:
             return f"{' '.join(cmd)} failed: {proc.stderr.strip()[-300:]}"
@@ -138,9 +141,18 @@ def browser() -> Iterator[Any]:
     profile = tempfile.mkdtemp(prefix="psp-sim-chromium-")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", f"--user-data-dir={profile}"):  # fmt: skip
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+    ):
         options.add_argument(flag)
     # An explicit driver path keeps Selenium Manager from trying to download anything.
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)

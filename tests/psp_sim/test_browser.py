@@ -19,8 +19,12 @@ def _session(sim: SimServer, client: Any) -> Any:
             "mode": "payment",
             "success_url": landing + "?result=success&session_id={CHECKOUT_SESSION_ID}",
             "cancel_url": landing + "?result=cancel&session_id={CHECKOUT_SESSION_ID}",
-            "line_items": [{"price_data": {"currency": "usd", "unit_amount": 4200,
-                                           "product_data": {"name": "Lamp"}}, "quantity": 1}],  # fmt: skip
+            "line_items": [
+                {
+                    "price_data": {"currency": "usd", "unit_amount": 4200, "product_data": {"name": "Lamp"}},
+                    "quantity": 1,
+                }
+            ],
         }
     )
 
@@ -35,8 +39,16 @@ def _fill(browser: Any, number: str, exp: str = "12/34", cvc: str = "123") -> No
     browser.find_element(By.ID, "submit").click()
 
 
+def _wait_url(browser: Any, fragment: str) -> str:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, 10).until(lambda d: fragment in d.current_url)
+    return browser.current_url
+
+
 def _query(browser: Any) -> dict[str, str]:
-    return {k: v[0] for k, v in parse_qs(urlparse(browser.current_url).query).items()}
+    url = _wait_url(browser, "/_sim/landing")
+    return {k: v[0] for k, v in parse_qs(urlparse(url).query).items()}
 
 
 def test_pay_with_a_card_in_the_browser(sim: SimServer, client: Any, browser: Any) -> None:
@@ -53,8 +65,12 @@ def test_decline_then_success_in_the_browser(sim: SimServer, client: Any, browse
 
     cs = _session(sim, client)
     browser.get(cs.url)
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
     _fill(browser, "4000000000000002")
-    assert "declined" in browser.find_element(By.ID, "error").text
+    error = WebDriverWait(browser, 10).until(ec.presence_of_element_located((By.ID, "error")))
+    assert "declined" in error.text
     _fill(browser, "5555555555554444")
     assert _query(browser)["result"] == "success"
 
@@ -65,7 +81,7 @@ def test_3ds_challenge_in_the_browser(sim: SimServer, client: Any, browser: Any)
     cs = _session(sim, client)
     browser.get(cs.url)
     _fill(browser, "4000002760003184")
-    assert "/3ds/" in browser.current_url
+    _wait_url(browser, "/3ds/")
     browser.find_element(By.ID, "complete").click()
     assert _query(browser) == {"result": "success", "session_id": cs.id}
     assert client.v1.checkout.sessions.retrieve(cs.id).status == "complete"

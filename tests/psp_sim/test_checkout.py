@@ -21,8 +21,14 @@ def _session(client: Any, **extra: Any) -> Any:
         "cancel_url": CANCEL,
         "client_reference_id": "order-1",
         "line_items": [
-            {"price_data": {"currency": "eur", "unit_amount": 1500, "product_data": {"name": "Book"}}, "quantity": 2},
-            {"price_data": {"currency": "eur", "unit_amount": 250, "product_data": {"name": "Pen"}}, "quantity": 1},
+            {
+                "price_data": {"currency": "eur", "unit_amount": 1500, "product_data": {"name": "Book"}},
+                "quantity": 2,
+            },
+            {
+                "price_data": {"currency": "eur", "unit_amount": 250, "product_data": {"name": "Pen"}},
+                "quantity": 1,
+            },
         ],
         "payment_intent_data": {"metadata": {"order": "order-1"}, "transfer_group": "order-1"},
         **extra,
@@ -30,8 +36,12 @@ def _session(client: Any, **extra: Any) -> Any:
     return client.v1.checkout.sessions.create(params=params)
 
 
-def _submit(url: str, number: str = "4242424242424242", exp: str = "12/34", cvc: str = "123") -> httpx.Response:
-    return httpx.post(url, data={"cardnumber": number, "exp": exp, "cvc": cvc, "name": "Ada", "action": "pay"})
+def _submit(
+    url: str, number: str = "4242424242424242", exp: str = "12/34", cvc: str = "123"
+) -> httpx.Response:
+    return httpx.post(
+        url, data={"cardnumber": number, "exp": exp, "cvc": cvc, "name": "Ada", "action": "pay"}
+    )
 
 
 def test_create_retrieve_and_pay_through_hosted_page(client: Any) -> None:
@@ -72,7 +82,9 @@ def test_invalid_card_data_shows_error(client: Any) -> None:
 def test_cancel_redirects_to_cancel_url(client: Any) -> None:
     cs = _session(client)
     resp = httpx.post(cs.url, data={"action": "cancel"})
-    assert resp.status_code == 303 and resp.headers["location"] == f"http://shop.test/cancel?session_id={cs.id}"
+    assert (
+        resp.status_code == 303 and resp.headers["location"] == f"http://shop.test/cancel?session_id={cs.id}"
+    )
     assert client.v1.checkout.sessions.retrieve(cs.id).status == "open"
 
 
@@ -84,7 +96,10 @@ def test_3ds_on_hosted_page(client: Any) -> None:
     back = httpx.post(challenge, data={"action": "complete"})
     assert back.status_code == 303
     final = httpx.get(back.headers["location"])
-    assert final.status_code == 303 and final.headers["location"] == f"http://shop.test/success?session_id={cs.id}"
+    assert (
+        final.status_code == 303
+        and final.headers["location"] == f"http://shop.test/success?session_id={cs.id}"
+    )
     assert client.v1.checkout.sessions.retrieve(cs.id).payment_status == "paid"
 
 
@@ -135,4 +150,6 @@ def test_validation(client: Any) -> None:
 
 def test_list_sessions(client: Any) -> None:
     ids = [_session(client).id for _ in range(3)]
-    assert [s.id for s in client.v1.checkout.sessions.list(params={"limit": 2}).auto_paging_iter()] == ids[::-1]
+    assert [s.id for s in client.v1.checkout.sessions.list(params={"limit": 2}).auto_paging_iter()] == ids[
+        ::-1
+    ]

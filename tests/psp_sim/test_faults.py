@@ -133,7 +133,10 @@ def test_webhook_duplicate(sim: SimServer, client: Any, hook) -> None:
     assert hook.types().count("payment_intent.succeeded") == 2
     ids = [r.event["id"] for r in hook.received if r.event["type"] == "payment_intent.succeeded"]
     assert ids[0] == ids[1]
-    assert sim.admin.injected_faults("webhook_duplicate")[0]["detail"]["event_type"] == "payment_intent.succeeded"
+    assert (
+        sim.admin.injected_faults("webhook_duplicate")[0]["detail"]["event_type"]
+        == "payment_intent.succeeded"
+    )
 
 
 def test_webhook_out_of_order(sim: SimServer, client: Any, hook) -> None:
@@ -144,7 +147,9 @@ def test_webhook_out_of_order(sim: SimServer, client: Any, hook) -> None:
 
 
 def test_webhook_delay_until_clock_advance(sim: SimServer, client: Any, hook) -> None:
-    sim.admin.set_faults([{"kind": "webhook_delay", "event_type": "payment_intent.succeeded", "delay_seconds": 900}])
+    sim.admin.set_faults(
+        [{"kind": "webhook_delay", "event_type": "payment_intent.succeeded", "delay_seconds": 900}]
+    )
     client.v1.payment_intents.create(params=PARAMS)
     sim.admin.wait_for_deliveries(lambda a: len(a) >= 2)
     assert "payment_intent.succeeded" not in hook.types()

@@ -20,7 +20,9 @@ def test_nested_dicts_and_indexed_lists() -> None:
 
 def test_empty_bracket_lists_append_and_start_new_elements() -> None:
     assert parse_params("expand[]=a&expand[]=b") == {"expand": ["a", "b"]}
-    assert parse_params("items[][x]=1&items[][y]=2&items[][x]=3") == {"items": [{"x": "1", "y": "2"}, {"x": "3"}]}
+    assert parse_params("items[][x]=1&items[][y]=2&items[][x]=3") == {
+        "items": [{"x": "1", "y": "2"}, {"x": "3"}]
+    }
 
 
 def test_indices_out_of_order_are_sorted() -> None:

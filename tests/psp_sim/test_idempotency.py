@@ -27,7 +27,9 @@ def test_same_key_same_params_replays(sim: SimServer, client: Any) -> None:
 def test_same_key_different_params_is_idempotency_error(client: Any) -> None:
     client.v1.payment_intents.create(params=PARAMS, options={"idempotency_key": "order-2"})
     with pytest.raises(stripe.IdempotencyError) as exc:
-        client.v1.payment_intents.create(params={**PARAMS, "amount": 1300}, options={"idempotency_key": "order-2"})
+        client.v1.payment_intents.create(
+            params={**PARAMS, "amount": 1300}, options={"idempotency_key": "order-2"}
+        )
     assert exc.value.http_status == 400
     # Another endpoint with the same key is also a different request.
     with pytest.raises(stripe.IdempotencyError):
@@ -37,7 +39,9 @@ def test_same_key_different_params_is_idempotency_error(client: Any) -> None:
 def test_keys_are_scoped_by_api_key_and_account(sim: SimServer, client: Any) -> None:
     client.v1.payment_intents.create(params=PARAMS, options={"idempotency_key": "shared"})
     other_client = stripe.StripeClient("sk_test_other", base_addresses={"api": sim.base_url})
-    pi = other_client.v1.payment_intents.create(params={**PARAMS, "amount": 99}, options={"idempotency_key": "shared"})
+    pi = other_client.v1.payment_intents.create(
+        params={**PARAMS, "amount": 99}, options={"idempotency_key": "shared"}
+    )
     assert pi.amount == 99
 
 
@@ -55,7 +59,9 @@ def test_validation_failures_are_not_stored(client: Any) -> None:
     with pytest.raises(stripe.InvalidRequestError):
         client.v1.payment_intents.create(params={"currency": "usd"}, options={"idempotency_key": "fixme"})
     # The corrected request with the same key runs (it would be an idempotency_error if the 400 were stored).
-    pi = client.v1.payment_intents.create(params={"amount": 10, "currency": "usd"}, options={"idempotency_key": "fixme"})
+    pi = client.v1.payment_intents.create(
+        params={"amount": 10, "currency": "usd"}, options={"idempotency_key": "fixme"}
+    )
     assert pi.amount == 10
 
 
@@ -69,17 +75,27 @@ def test_500s_are_replayed(sim: SimServer, client: Any) -> None:
     assert second.value.headers["Idempotent-Replayed"] == "true"
     assert sim.admin.state("payment_intent")["objects"].get("payment_intent", []) == []
     # A new key goes through: the fault fired once only.
-    assert client.v1.payment_intents.create(params=PARAMS, options={"idempotency_key": "k500-b"}).status == "succeeded"
+    assert (
+        client.v1.payment_intents.create(params=PARAMS, options={"idempotency_key": "k500-b"}).status
+        == "succeeded"
+    )
 
 
 def test_key_in_flight_gets_409(sim: SimServer) -> None:
-    sim.admin.set_faults([{"kind": "latency", "latency_ms": 400, "count": 1, "path_prefix": "/v1/payment_intents"}])
+    sim.admin.set_faults(
+        [{"kind": "latency", "latency_ms": 400, "count": 1, "path_prefix": "/v1/payment_intents"}]
+    )
     body = "amount=500&currency=usd&payment_method=pm_card_visa&confirm=true"
-    headers = {"Authorization": "Bearer sk_test_psp_sim", "Idempotency-Key": "slow-1",
-               "Content-Type": "application/x-www-form-urlencoded"}  # fmt: skip
+    headers = {
+        "Authorization": "Bearer sk_test_psp_sim",
+        "Idempotency-Key": "slow-1",
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
     results: list[httpx.Response] = []
     slow = threading.Thread(
-        target=lambda: results.append(httpx.post(f"{sim.base_url}/v1/payment_intents", content=body, headers=headers))
+        target=lambda: results.append(
+            httpx.post(f"{sim.base_url}/v1/payment_intents", content=body, headers=headers)
+        )
     )
     slow.start()
     deadline = threading.Event()
@@ -99,8 +115,11 @@ def test_sdk_retries_409_until_the_first_finishes(sim: SimServer) -> None:
     sim.admin.set_faults([{"kind": "latency", "latency_ms": 300, "count": 1}])
     c = sim.client(max_network_retries=3)
     out: list[Any] = []
-    t = threading.Thread(target=lambda: out.append(
-        c.v1.payment_intents.create(params=PARAMS, options={"idempotency_key": "race"})))  # fmt: skip
+    t = threading.Thread(
+        target=lambda: out.append(
+            c.v1.payment_intents.create(params=PARAMS, options={"idempotency_key": "race"})
+        )
+    )
     t.start()
     while not sim.admin.injected_faults("latency"):
         pass
@@ -112,6 +131,8 @@ def test_sdk_retries_409_until_the_first_finishes(sim: SimServer) -> None:
 
 def test_get_requests_ignore_keys(sim: SimServer, client: Any) -> None:
     pi = client.v1.payment_intents.create(params=PARAMS)
-    r = httpx.get(f"{sim.base_url}/v1/payment_intents/{pi.id}",
-                  headers={"Authorization": "Bearer sk_test_psp_sim", "Idempotency-Key": "x"})  # fmt: skip
+    r = httpx.get(
+        f"{sim.base_url}/v1/payment_intents/{pi.id}",
+        headers={"Authorization": "Bearer sk_test_psp_sim", "Idempotency-Key": "x"},
+    )
     assert r.status_code == 200 and "idempotent-replayed" not in r.headers

@@ -20,13 +20,18 @@ def _pay(client: Any, pm: str, amount: int = 1000, **extra: Any) -> Any:
 
 def _tokenize(client: Any, number: str, exp_month: int = 12, exp_year: int = 2034, cvc: str = "123") -> str:
     pm = client.v1.payment_methods.create(
-        params={"type": "card", "card": {"number": number, "exp_month": exp_month, "exp_year": exp_year, "cvc": cvc}}
+        params={
+            "type": "card",
+            "card": {"number": number, "exp_month": exp_month, "exp_year": exp_year, "cvc": cvc},
+        }
     )
     return pm.id
 
 
 def test_create_retrieve_confirm_cancel(client: Any) -> None:
-    pi = client.v1.payment_intents.create(params={"amount": 2500, "currency": "eur", "metadata": {"order": "o1"}})
+    pi = client.v1.payment_intents.create(
+        params={"amount": 2500, "currency": "eur", "metadata": {"order": "o1"}}
+    )
     assert pi.id.startswith("pi_") and pi.status == "requires_payment_method"
     assert pi.client_secret.startswith(pi.id + "_secret_")
     assert client.v1.payment_intents.retrieve(pi.id).metadata["order"] == "o1"
@@ -49,7 +54,9 @@ def test_retrieve_missing_is_404_resource_missing(client: Any) -> None:
 
 
 def test_list_pagination(client: Any) -> None:
-    ids = [client.v1.payment_intents.create(params={"amount": 100 + i, "currency": "usd"}).id for i in range(7)]
+    ids = [
+        client.v1.payment_intents.create(params={"amount": 100 + i, "currency": "usd"}).id for i in range(7)
+    ]
     page = client.v1.payment_intents.list(params={"limit": 3})
     assert [p.id for p in page.data] == ids[::-1][:3] and page.has_more
     assert [p.id for p in page.auto_paging_iter()] == ids[::-1]
@@ -67,13 +74,24 @@ def test_manual_capture(client: Any) -> None:
 
 
 SUCCESS_BRANDS = {
-    "4242424242424242": "visa", "4000056655665556": "visa", "5555555555554444": "mastercard",
-    "2223003122003222": "mastercard", "5200828282828210": "mastercard", "5105105105105100": "mastercard",
-    "378282246310005": "amex", "371449635398431": "amex", "6011111111111117": "discover",
-    "6011000990139424": "discover", "6011981111111113": "discover", "3056930009020004": "diners",
-    "36227206271667": "diners", "3566002020360505": "jcb", "6200000000000005": "unionpay",
-    "6200000000000047": "unionpay", "6205500000000000004": "unionpay",
-}  # fmt: skip
+    "4242424242424242": "visa",
+    "4000056655665556": "visa",
+    "5555555555554444": "mastercard",
+    "2223003122003222": "mastercard",
+    "5200828282828210": "mastercard",
+    "5105105105105100": "mastercard",
+    "378282246310005": "amex",
+    "371449635398431": "amex",
+    "6011111111111117": "discover",
+    "6011000990139424": "discover",
+    "6011981111111113": "discover",
+    "3056930009020004": "diners",
+    "36227206271667": "diners",
+    "3566002020360505": "jcb",
+    "6200000000000005": "unionpay",
+    "6200000000000047": "unionpay",
+    "6205500000000000004": "unionpay",
+}
 
 
 @pytest.mark.parametrize(("number", "brand"), SUCCESS_BRANDS.items())
@@ -135,7 +153,11 @@ def test_test_payment_method_ids_become_fresh_payment_methods(client: Any) -> No
     pi = _pay(client, "pm_card_mastercard")
     assert pi.payment_method.startswith("pm_") and pi.payment_method != "pm_card_mastercard"
     assert client.v1.payment_methods.retrieve(pi.payment_method).card.brand == "mastercard"
-    assert set(TEST_PAYMENT_METHODS) >= {"pm_card_visa", "pm_card_authenticationRequired", "pm_card_radarBlock"}
+    assert set(TEST_PAYMENT_METHODS) >= {
+        "pm_card_visa",
+        "pm_card_authenticationRequired",
+        "pm_card_radarBlock",
+    }
 
 
 def test_radar_block_and_risk_levels(client: Any) -> None:

@@ -18,7 +18,9 @@ def _paid(client: Any, pm: str = "pm_card_visa", amount: int = 1000) -> Any:
 
 def test_partial_then_rest_then_nothing_left(client: Any) -> None:
     pi = _paid(client)
-    r1 = client.v1.refunds.create(params={"payment_intent": pi.id, "amount": 300, "reason": "requested_by_customer"})
+    r1 = client.v1.refunds.create(
+        params={"payment_intent": pi.id, "amount": 300, "reason": "requested_by_customer"}
+    )
     assert r1.id.startswith("re_") and r1.status == "succeeded" and r1.amount == 300
     charge = client.v1.charges.retrieve(pi.latest_charge)
     assert charge.amount_refunded == 300 and charge.refunded is False
@@ -39,8 +41,13 @@ def test_partial_then_rest_then_nothing_left(client: Any) -> None:
 
 def test_uncaptured_or_failed_payments_cannot_be_refunded(client: Any) -> None:
     held = client.v1.payment_intents.create(
-        params={"amount": 1000, "currency": "usd", "payment_method": "pm_card_visa", "confirm": True,
-                "capture_method": "manual"}  # fmt: skip
+        params={
+            "amount": 1000,
+            "currency": "usd",
+            "payment_method": "pm_card_visa",
+            "confirm": True,
+            "capture_method": "manual",
+        }
     )
     with pytest.raises(stripe.InvalidRequestError):
         client.v1.refunds.create(params={"payment_intent": held.id})

@@ -23,8 +23,13 @@ REPORT = "balance_change_from_activity.itemized.3"
 def _activity(sim: SimServer, client: Any) -> None:
     """A day of activity: charges (one JPY, one BHD), a refund, a transfer, a payout, a failed payment."""
     pi = client.v1.payment_intents.create(
-        params={"amount": 12345, "currency": "usd", "payment_method": "pm_card_bypassPending", "confirm": True,
-                "metadata": {"order": "A-1"}}  # fmt: skip
+        params={
+            "amount": 12345,
+            "currency": "usd",
+            "payment_method": "pm_card_bypassPending",
+            "confirm": True,
+            "metadata": {"order": "A-1"},
+        }
     )
     client.v1.payment_intents.create(
         params={"amount": 5000, "currency": "jpy", "payment_method": "pm_card_visa", "confirm": True}
@@ -34,7 +39,12 @@ def _activity(sim: SimServer, client: Any) -> None:
     )
     with pytest.raises(stripe.CardError):
         client.v1.payment_intents.create(
-            params={"amount": 999, "currency": "usd", "payment_method": "pm_card_visa_chargeDeclined", "confirm": True}
+            params={
+                "amount": 999,
+                "currency": "usd",
+                "payment_method": "pm_card_visa_chargeDeclined",
+                "confirm": True,
+            }
         )
     client.v1.refunds.create(params={"payment_intent": pi.id, "amount": 2345})
     client.v1.transfers.create(params={"amount": 4000, "currency": "usd", "destination": "acct_seller1"})
@@ -92,15 +102,29 @@ def test_major_units_follow_the_currency_exponent(sim: SimServer, client: Any) -
 
 def test_columns_filters_and_metadata(sim: SimServer, client: Any) -> None:
     _activity(sim, client)
-    cols = ["balance_transaction_id", "reporting_category", "charge_id", "payment_intent_id", "card_brand",
-            "payment_metadata[order]", "connected_account_id"]  # fmt: skip
+    cols = [
+        "balance_transaction_id",
+        "reporting_category",
+        "charge_id",
+        "payment_intent_id",
+        "card_brand",
+        "payment_metadata[order]",
+        "connected_account_id",
+    ]
     _, rows = _run(sim, client, columns=cols, currency="usd")
-    assert list(rows[0]) == cols and {r["reporting_category"] for r in rows} == {"charge", "refund", "payout",
-                                                                                  "transfer"}  # fmt: skip
+    assert list(rows[0]) == cols and {r["reporting_category"] for r in rows} == {
+        "charge",
+        "refund",
+        "payout",
+        "transfer",
+    }
     charge = next(r for r in rows if r["reporting_category"] == "charge")
     assert charge["payment_metadata[order]"] == "A-1" and charge["card_brand"] == "visa"
     assert charge["payment_intent_id"].startswith("pi_")
-    assert next(r for r in rows if r["reporting_category"] == "transfer")["connected_account_id"] == "acct_seller1"
+    assert (
+        next(r for r in rows if r["reporting_category"] == "transfer")["connected_account_id"]
+        == "acct_seller1"
+    )
     _, refunds = _run(sim, client, reporting_category="refund")
     assert len(refunds) == 1
 
@@ -135,9 +159,14 @@ def test_timezone_column(sim: SimServer, client: Any) -> None:
 
 @pytest.mark.parametrize(
     "kind",
-    ["settlement_missing_row", "settlement_extra_row", "settlement_amount_changed", "settlement_fee_changed",
-     "settlement_currency_changed"],
-)  # fmt: skip
+    [
+        "settlement_missing_row",
+        "settlement_extra_row",
+        "settlement_amount_changed",
+        "settlement_fee_changed",
+        "settlement_currency_changed",
+    ],
+)
 def test_settlement_faults_are_injected_and_recorded(sim: SimServer, client: Any, kind: str) -> None:
     _activity(sim, client)
     _, honest = _run(sim, client)
@@ -168,11 +197,31 @@ def test_settlement_cli(sim: SimServer, client: Any, tmp_path) -> None:
     sim.admin.advance(seconds=2)
     out = tmp_path / "settlement.csv"
     proc = subprocess.run(
-        [sys.executable, "-m", "psp_sim", "settlement", "--url", sim.base_url, "--api-key", sim.api_key,
-         "--start", str(now - 3600), "--end", str(now + 1), "--out", str(out),
-         "--column", "balance_transaction_id", "--column", "net"],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "psp_sim",
+            "settlement",
+            "--url",
+            sim.base_url,
+            "--api-key",
+            sim.api_key,
+            "--start",
+            str(now - 3600),
+            "--end",
+            str(now + 1),
+            "--out",
+            str(out),
+            "--column",
+            "balance_transaction_id",
+            "--column",
+            "net",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
     assert list(rows[0]) == ["balance_transaction_id", "net"] and len(rows) == 6

@@ -25,11 +25,16 @@ def test_sdk_raises_authentication_error(sim: SimServer) -> None:
 
 
 def test_both_list_forms_are_accepted(sim: SimServer) -> None:
-    for form in ("payment_method_types[]=card&expand[]=latest_charge",
-                 "payment_method_types[0]=card&expand[0]=latest_charge"):  # fmt: skip
+    for form in (
+        "payment_method_types[]=card&expand[]=latest_charge",
+        "payment_method_types[0]=card&expand[0]=latest_charge",
+    ):
         body = f"amount=700&currency=usd&payment_method=pm_card_visa&confirm=true&metadata[k]=v&{form}"
-        resp = httpx.post(f"{sim.base_url}/v1/payment_intents", content=body,
-                          headers={**AUTH, "Content-Type": "application/x-www-form-urlencoded"})  # fmt: skip
+        resp = httpx.post(
+            f"{sim.base_url}/v1/payment_intents",
+            content=body,
+            headers={**AUTH, "Content-Type": "application/x-www-form-urlencoded"},
+        )
         assert resp.status_code == 200, resp.text
         data = resp.json()
         assert data["payment_method_types"] == ["card"]
@@ -47,8 +52,11 @@ def test_get_query_with_escaped_brackets(sim: SimServer, client) -> None:
 
 
 def test_unknown_parameter_and_route(sim: SimServer) -> None:
-    resp = httpx.post(f"{sim.base_url}/v1/payment_intents", data={"amount": "1", "currency": "usd", "bogus": "1"},
-                      headers=AUTH)  # fmt: skip
+    resp = httpx.post(
+        f"{sim.base_url}/v1/payment_intents",
+        data={"amount": "1", "currency": "usd", "bogus": "1"},
+        headers=AUTH,
+    )
     assert resp.status_code == 400
     assert resp.json()["error"]["param"] == "bogus"
     resp = httpx.get(f"{sim.base_url}/v1/nothing_here", headers=AUTH)
@@ -56,8 +64,11 @@ def test_unknown_parameter_and_route(sim: SimServer) -> None:
 
 
 def test_every_response_has_request_id_and_post_echoes_idempotency_key(sim: SimServer) -> None:
-    resp = httpx.post(f"{sim.base_url}/v1/payment_intents", data={"amount": "100", "currency": "usd"},
-                      headers={**AUTH, "Idempotency-Key": "echo-1"})  # fmt: skip
+    resp = httpx.post(
+        f"{sim.base_url}/v1/payment_intents",
+        data={"amount": "100", "currency": "usd"},
+        headers={**AUTH, "Idempotency-Key": "echo-1"},
+    )
     assert resp.headers["request-id"].startswith("req_")
     assert resp.headers["idempotency-key"] == "echo-1"
     assert "idempotent-replayed" not in resp.headers
@@ -65,8 +76,13 @@ def test_every_response_has_request_id_and_post_echoes_idempotency_key(sim: SimS
 
 def test_publishable_key_may_only_tokenize(sim: SimServer) -> None:
     pk = {"Authorization": "Bearer pk_test_browser"}
-    card = {"type": "card", "card[number]": "4242424242424242", "card[exp_month]": "12", "card[exp_year]": "34",
-            "card[cvc]": "123"}  # fmt: skip
+    card = {
+        "type": "card",
+        "card[number]": "4242424242424242",
+        "card[exp_month]": "12",
+        "card[exp_year]": "34",
+        "card[cvc]": "123",
+    }
     resp = httpx.post(f"{sim.base_url}/v1/payment_methods", data=card, headers=pk)
     assert resp.status_code == 200
     body = resp.json()
