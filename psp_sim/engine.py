@@ -131,12 +131,7 @@ class Simulator:
 
     # ---- ids -------------------------------------------------------------------------------
     def new_id(self, prefix: str, length: int = 24) -> str:
-        n = self.rng.getrandbits(6 * length)
-        chars = []
-        for _ in range(length):
-            n, r = divmod(n, 62)
-            chars.append(_ALPHABET[r])
-        return prefix + "".join(chars)
+        return prefix + "".join(self.rng.choices(_ALPHABET, k=length))
 
     # ---- objects ---------------------------------------------------------------------------
     def add(self, obj: dict[str, Any], account: str | None = None) -> dict[str, Any]:
