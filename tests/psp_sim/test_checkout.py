@@ -153,3 +153,18 @@ def test_list_sessions(client: Any) -> None:
     assert [s.id for s in client.v1.checkout.sessions.list(params={"limit": 2}).auto_paging_iter()] == ids[
         ::-1
     ]
+
+
+def test_checkout_event_sequence(sim: SimServer, client: Any) -> None:
+    cs = _session(client)
+    _submit(cs.url)
+    events = sim.admin.state()["events"]
+    assert [e["type"] for e in events] == [
+        "payment_intent.created",
+        "charge.succeeded",
+        "payment_intent.succeeded",
+        "checkout.session.completed",
+    ]
+    assert events[-1]["object_id"] == cs.id
+    completed = client.v1.events.retrieve(events[-1]["id"]).data.object
+    assert completed.payment_status == "paid" and completed.client_reference_id == "order-1"
