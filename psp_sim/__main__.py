@@ -1,0 +1,3 @@
+from psp_sim.cli import main
+
+main()

@@ -1,0 +1,337 @@
+"""The simulator's in-memory state: objects, ids, clock, scheduled work, events and balances.
+
+All mutation happens synchronously on the event loop thread, so a handler runs atomically between
+awaits and needs no lock; only the idempotency layer has to think about requests in flight.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import json
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from psp_sim.config import SimConfig
+from psp_sim.errors import invalid, missing
+from psp_sim.params import integer, string
+
+API_VERSION = "2026-10-28.endive"
+_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+class Clock:
+    """Wall time plus an offset that only grows, so simulated deadlines can be reached without sleeping."""
+
+    def __init__(self) -> None:
+        self.offset = 0
+
+    def now(self) -> int:
+        return int(time.time()) + self.offset
+
+    def advance(self, seconds: int) -> int:
+        if seconds < 0:
+            raise ValueError("the clock only moves forward")
+        self.offset += seconds
+        return self.now()
+
+
+@dataclass(slots=True)
+class EventRecord:
+    """An event with its object frozen as JSON text: cheap to keep, and immune to later mutation."""
+
+    id: str
+    type: str
+    created: int
+    account: str | None
+    data_json: str
+    previous_json: str | None
+    request_id: str | None
+    idempotency_key: str | None
+    delivered: bool = False
+
+    def render(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"object": json.loads(self.data_json)}
+        if self.previous_json is not None:
+            data["previous_attributes"] = json.loads(self.previous_json)
+        ev: dict[str, Any] = {
+            "id": self.id,
+            "object": "event",
+            "api_version": API_VERSION,
+            "created": self.created,
+            "data": data,
+            "livemode": False,
+            "pending_webhooks": 0 if self.delivered else 1,
+            "request": {"id": self.request_id, "idempotency_key": self.idempotency_key},
+            "type": self.type,
+        }
+        if self.account:
+            ev["account"] = self.account
+        return ev
+
+
+# Which collection an id belongs to, for retrieve and expand.
+PREFIX_KIND = {
+    "pi": "payment_intent",
+    "ch": "charge",
+    "re": "refund",
+    "tr": "transfer",
+    "po": "payout",
+    "txn": "balance_transaction",
+    "evt": "event",
+    "cs": "checkout.session",
+    "acct": "account",
+    "pm": "payment_method",
+    "frr": "reporting.report_run",
+    "file": "file",
+    "dp": "dispute",
+    "py": "charge",
+    "ba": "bank_account",
+}
+
+
+class Simulator:
+    def __init__(self, config: SimConfig | None = None) -> None:
+        self.config = config or SimConfig()
+        self.clock = Clock()
+        self.event_listeners: list[Callable[[EventRecord], None]] = []
+        # Seeded once, not per reset: ids stay reproducible for a run yet never repeat after a reset, which
+        # would confuse a system under test that keeps its own records across simulator resets.
+        self.rng = random.Random(self.config.seed)
+        self.reset()
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget every object; keep config, listeners and the clock offset (time never goes back)."""
+        self.objects: dict[str, dict[str, Any]] = {}
+        self.lists: dict[str, list[str]] = {}
+        self.owner: dict[str, str | None] = {}  # object id -> connected account (None = platform)
+        self.events: list[EventRecord] = []
+        self.events_by_id: dict[str, EventRecord] = {}
+        self.pm_cards: dict[str, tuple[str, Any]] = {}  # pm id -> (card number, CardSpec)
+        self.files: dict[str, bytes] = {}
+        self.bt_payout: dict[str, str] = {}  # balance transaction -> automatic payout that swept it
+        # (account, currency) -> [available, pending]
+        self.balances: dict[tuple[str | None, str], list[int]] = {}
+        self._pending_bt: list[tuple[int, str]] = []
+        self._timers: list[tuple[int, int, Callable[..., None], tuple[Any, ...]]] = []
+        self._seq = itertools.count()
+        self.current_request: tuple[str | None, str | None] = (None, None)
+        self.started_at = self.clock.now()
+        self.pi_checkout: dict[str, str] = {}  # PaymentIntent -> Checkout Session that owns it
+        self.pi_attempts: dict[str, dict[str, Any]] = {}  # PaymentIntents waiting for 3-D Secure
+        self.cs_private: dict[str, dict[str, Any]] = {}  # Session line items and payment_intent_data
+        self.bank_numbers: dict[str, str] = {}  # ba_ id -> account number (kept out of the object)
+        self.platform_bank: str | None = None
+        self.public_base = self.config.public_url or "http://127.0.0.1:12111"
+
+    # ---- ids -------------------------------------------------------------------------------
+    def new_id(self, prefix: str, length: int = 24) -> str:
+        return prefix + "".join(self.rng.choices(_ALPHABET, k=length))
+
+    # ---- objects ---------------------------------------------------------------------------
+    def add(self, obj: dict[str, Any], account: str | None = None) -> dict[str, Any]:
+        self.objects[obj["id"]] = obj
+        self.lists.setdefault(obj["object"], []).append(obj["id"])
+        self.owner[obj["id"]] = account
+        return obj
+
+    def get(
+        self, kind: str, obj_id: str, noun: str | None = None, account: str | None = None
+    ) -> dict[str, Any]:
+        obj = self.objects.get(obj_id)
+        if obj is None or obj["object"] != kind or self.owner.get(obj_id) != account:
+            raise missing(noun or kind, obj_id)
+        return obj
+
+    def now(self) -> int:
+        return self.clock.now()
+
+    # ---- scheduled work --------------------------------------------------------------------
+    def at(self, due: int, fn: Callable[..., None], *args: Any) -> None:
+        """Call ``fn(self, *args)`` once simulated time reaches ``due``."""
+        heapq.heappush(self._timers, (due, next(self._seq), fn, args))
+
+    def run_due(self) -> int:
+        """Run every timer and balance release whose simulated time has come; return how many ran."""
+        now = self.clock.now()
+        ran = 0
+        pending = self._pending_bt
+        while pending and pending[0][0] <= now:
+            _, bt_id = heapq.heappop(pending)
+            self._release(bt_id)
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            _, _, fn, args = heapq.heappop(timers)
+            fn(self, *args)
+            ran += 1
+        return ran
+
+    def next_due(self) -> int | None:
+        heads = [h[0] for h in (self._timers[:1] + self._pending_bt[:1])]  # type: ignore[operator]
+        return min(heads) if heads else None
+
+    # ---- events ----------------------------------------------------------------------------
+    def emit(
+        self,
+        type_: str,
+        obj: dict[str, Any],
+        account: str | None = None,
+        previous: dict[str, Any] | None = None,
+    ) -> EventRecord:
+        req_id, idem = self.current_request
+        rec = EventRecord(
+            id=self.new_id("evt_"),
+            type=type_,
+            created=self.clock.now(),
+            account=account,
+            data_json=_dumps(obj),
+            previous_json=None if previous is None else _dumps(previous),
+            request_id=req_id,
+            idempotency_key=idem,
+        )
+        self.events.append(rec)
+        self.events_by_id[rec.id] = rec
+        for listener in self.event_listeners:
+            listener(rec)
+        return rec
+
+    # ---- balances --------------------------------------------------------------------------
+    def add_balance_transaction(
+        self,
+        *,
+        account: str | None,
+        amount: int,
+        currency: str,
+        type_: str,
+        category: str,
+        source: str,
+        description: str | None,
+        fee: int = 0,
+        fee_description: str = "Stripe processing fees",
+        available_on: int | None = None,
+    ) -> dict[str, Any]:
+        now = self.clock.now()
+        available_on = now if available_on is None else available_on
+        bt = {
+            "id": self.new_id("txn_"),
+            "object": "balance_transaction",
+            "amount": amount,
+            "available_on": available_on,
+            "balance_type": "payments",
+            "created": now,
+            "currency": currency,
+            "description": description,
+            "exchange_rate": None,
+            "fee": fee,
+            "fee_details": (
+                [
+                    {
+                        "amount": fee,
+                        "application": None,
+                        "currency": currency,
+                        "description": fee_description,
+                        "type": "stripe_fee",
+                    }
+                ]
+                if fee
+                else []
+            ),
+            "net": amount - fee,
+            "reporting_category": category,
+            "source": source,
+            "status": "available" if available_on <= now else "pending",
+            "type": type_,
+        }
+        self.add(bt, account)
+        bal = self.balances.setdefault((account, currency), [0, 0])
+        if bt["status"] == "available":
+            bal[0] += bt["net"]
+        else:
+            bal[1] += bt["net"]
+            heapq.heappush(self._pending_bt, (available_on, bt["id"]))
+        return bt
+
+    def _release(self, bt_id: str) -> None:
+        bt = self.objects.get(bt_id)
+        if bt is None or bt["status"] != "pending":
+            return
+        bt["status"] = "available"
+        bal = self.balances[(self.owner[bt_id], bt["currency"])]
+        bal[1] -= bt["net"]
+        bal[0] += bt["net"]
+
+    def available(self, account: str | None, currency: str) -> int:
+        return self.balances.get((account, currency), [0, 0])[0]
+
+    def balance_object(self, account: str | None) -> dict[str, Any]:
+        avail, pend = [], []
+        for (acct, cur), (a, p) in sorted(self.balances.items(), key=lambda kv: kv[0][1]):
+            if acct == account:
+                avail.append({"amount": a, "currency": cur, "source_types": {"card": a}})
+                pend.append({"amount": p, "currency": cur, "source_types": {"card": p}})
+        return {"object": "balance", "available": avail, "pending": pend, "livemode": False}
+
+    # ---- listing ---------------------------------------------------------------------------
+    def paginate(
+        self,
+        items: Iterable[dict[str, Any]],
+        params: dict[str, Any],
+        url: str,
+        id_of: Callable[[Any], str] = lambda o: o["id"],
+        render: Callable[[Any], dict[str, Any]] = lambda o: o,
+    ) -> dict[str, Any]:
+        """Stripe list semantics over ``items`` given newest first: limit, starting_after, ending_before."""
+        limit = integer(params, "limit")
+        limit = 10 if limit is None else limit
+        if not 1 <= limit <= 100:
+            raise invalid("Limit must be between 1 and 100.", param="limit")
+        after = string(params, "starting_after")
+        before = string(params, "ending_before")
+        seq = list(items)
+        ids = [id_of(o) for o in seq]
+        if after:
+            if after not in ids:
+                raise missing("object", after, "starting_after")
+            seq = seq[ids.index(after) + 1 :]
+            page, has_more = seq[:limit], len(seq) > limit
+        elif before:
+            if before not in ids:
+                raise missing("object", before, "ending_before")
+            seq = seq[: ids.index(before)]
+            page, has_more = seq[-limit:], len(seq) > limit
+        else:
+            page, has_more = seq[:limit], len(seq) > limit
+        return {"object": "list", "url": url, "has_more": has_more, "data": [render(o) for o in page]}
+
+    def newest_first(self, kind: str, account: str | None = None) -> Iterable[dict[str, Any]]:
+        owner = self.owner
+        objects = self.objects
+        for obj_id in reversed(self.lists.get(kind, [])):
+            if owner.get(obj_id) == account:
+                yield objects[obj_id]
+
+
+def created_filter(params: dict[str, Any]) -> Callable[[int], bool]:
+    """``created=123`` or ``created[gt|gte|lt|lte]=…`` as a predicate."""
+    raw = params.get("created")
+    if raw is None:
+        return lambda _ts: True
+    if isinstance(raw, str):
+        exact = integer(params, "created")
+        return lambda ts: ts == exact
+    bounds = {op: integer(raw, op) for op in ("gt", "gte", "lt", "lte")}
+
+    def ok(ts: int) -> bool:
+        return (
+            (bounds["gt"] is None or ts > bounds["gt"])
+            and (bounds["gte"] is None or ts >= bounds["gte"])
+            and (bounds["lt"] is None or ts < bounds["lt"])
+            and (bounds["lte"] is None or ts <= bounds["lte"])
+        )
+
+    return ok

@@ -1,0 +1,258 @@
+"""Outgoing webhooks: signed like Stripe, retried with exponential backoff on the simulator clock.
+
+Deliveries wait in a heap keyed by simulated due time; a background task sends what is due and sleeps
+until woken (new event, clock advance) or a short real-time tick, so advancing the clock triggers due
+retries at once instead of after real minutes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import hmac
+import itertools
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from hashlib import sha256
+from typing import Any
+
+import httpx
+
+from psp_sim.engine import EventRecord, Simulator
+from psp_sim.faults import FaultEngine
+
+log = logging.getLogger("psp_sim.webhooks")
+
+
+def retry_delay(attempt: int, base_seconds: int, max_attempts: int) -> int | None:
+    """Delay before attempt ``attempt + 1`` after ``attempt`` failed; None once attempts are used up."""
+    if attempt >= max_attempts:
+        return None
+    return base_seconds * 2 ** (attempt - 1)
+
+
+def sign(payload: str, secret: str, timestamp: int) -> str:
+    """``Stripe-Signature`` value: HMAC-SHA256 of ``"{t}.{payload}"`` keyed by the whole ``whsec_`` string."""
+    mac = hmac.new(secret.encode(), f"{timestamp}.{payload}".encode(), sha256).hexdigest()
+    return f"t={timestamp},v1={mac}"
+
+
+@dataclass
+class Endpoint:
+    id: str
+    url: str
+    secret: str
+    enabled_events: list[str] = field(default_factory=lambda: ["*"])
+
+    def wants(self, event_type: str) -> bool:
+        return any(
+            p == "*" or p == event_type or (p.endswith(".*") and event_type.startswith(p[:-1]))
+            for p in self.enabled_events
+        )
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": "webhook_endpoint",
+            "url": self.url,
+            "secret": self.secret,
+            "enabled_events": self.enabled_events,
+            "status": "enabled",
+        }
+
+
+@dataclass
+class Delivery:
+    event: EventRecord
+    endpoint: Endpoint
+    attempt: int = 0
+    duplicate: bool = False
+
+
+class WebhookDispatcher:
+    def __init__(self, sim: Simulator, faults: FaultEngine) -> None:
+        self.sim = sim
+        self.faults = faults
+        self.endpoints: list[Endpoint] = []
+        self.default_secret = sim.config.webhook_secret or sim.new_id("whsec_", 32)
+        self.attempts: list[dict[str, Any]] = []
+        self._queue: list[tuple[int, int, Delivery]] = []
+        self._held: list[tuple[int, Delivery]] = []  # out-of-order: released after the next event
+        self._seq = itertools.count()
+        self._wake = asyncio.Event()
+        self._inflight = 0
+        self._client: httpx.AsyncClient | None = None
+        self._task: asyncio.Task[None] | None = None
+        for ep in sim.config.webhook_endpoints:
+            self.add_endpoint(ep["url"], ep.get("secret"), ep.get("enabled_events"))
+        sim.event_listeners.append(self.on_event)
+
+    # ---- configuration -------------------------------------------------------------------
+    def add_endpoint(
+        self, url: str, secret: str | None = None, enabled_events: list[str] | None = None
+    ) -> Endpoint:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError("webhook url must be http(s)")
+        ep = Endpoint(self.sim.new_id("we_"), url, secret or self.default_secret, enabled_events or ["*"])
+        self.endpoints.append(ep)
+        return ep
+
+    def remove_endpoint(self, ep_id: str) -> bool:
+        before = len(self.endpoints)
+        self.endpoints = [e for e in self.endpoints if e.id != ep_id]
+        return len(self.endpoints) != before
+
+    def reset(self) -> None:
+        self._queue.clear()
+        self._held.clear()
+        self.attempts.clear()
+
+    # ---- intake --------------------------------------------------------------------------
+    def on_event(self, rec: EventRecord) -> None:
+        targets = [ep for ep in self.endpoints if ep.wants(rec.type)]
+        if not targets:
+            return
+        now = self.sim.now()
+        due, copies, hold = now, 1, False
+        for rule in self.faults.webhook(rec.type) if self.faults.active else ():
+            self.faults.record(rule, now, event_id=rec.id, event_type=rec.type)
+            if rule.kind == "webhook_drop":
+                return
+            if rule.kind == "webhook_delay":
+                due = now + rule.delay_seconds
+            elif rule.kind == "webhook_duplicate":
+                copies = 2
+            elif rule.kind == "webhook_out_of_order":
+                hold = True
+        held, self._held = self._held, []
+        for ep in targets:
+            for i in range(copies):
+                d = Delivery(rec, ep, duplicate=i > 0)
+                if hold:
+                    self._held.append((now + 60, d))
+                else:
+                    self._push(due, d)
+        # Whatever was held goes out after this event, which is what makes the pair arrive swapped.
+        for _, d in held:
+            self._push(now, d)
+        self._wake.set()
+
+    def _push(self, due: int, d: Delivery) -> None:
+        heapq.heappush(self._queue, (due, next(self._seq), d))
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    @property
+    def idle(self) -> bool:
+        now = self.sim.now()
+        return self._inflight == 0 and not (self._queue and self._queue[0][0] <= now) and not self._held
+
+    def pending(self) -> int:
+        return len(self._queue) + len(self._held)
+
+    # ---- sending -------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._client = httpx.AsyncClient(timeout=self.sim.config.webhook_timeout_seconds)
+        self._task = asyncio.create_task(self._run(), name="psp-sim-webhooks")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._client:
+            await self._client.aclose()
+
+    def _take_due(self) -> list[Delivery]:
+        now = self.sim.now()
+        if self._held:
+            keep = []
+            for release_at, d in self._held:
+                if release_at <= now:
+                    self._push(now, d)
+                else:
+                    keep.append((release_at, d))
+            self._held = keep
+        due = []
+        while self._queue and self._queue[0][0] <= now:
+            due.append(heapq.heappop(self._queue)[2])
+        return due
+
+    async def _run(self) -> None:
+        while True:
+            self.sim.run_due()
+            batch = self._take_due()
+            if batch:
+                self._inflight += len(batch)
+                by_endpoint: dict[str, list[Delivery]] = {}
+                for d in batch:
+                    by_endpoint.setdefault(d.endpoint.id, []).append(d)
+                await asyncio.gather(*(self._send_in_order(ds) for ds in by_endpoint.values()))
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=0.2)
+
+    async def _send_in_order(self, deliveries: list[Delivery]) -> None:
+        # One endpoint's due deliveries go out sequentially so that injected reordering is what it sees.
+        for d in deliveries:
+            try:
+                await self._send(d)
+            finally:
+                self._inflight -= 1
+
+    async def _send(self, d: Delivery) -> None:
+        assert self._client is not None
+        cfg = self.sim.config
+        d.attempt += 1
+        now = self.sim.now()
+        payload = json.dumps(d.event.render(), indent=2)
+        headers = {
+            "Content-Type": "application/json; charset=utf-8",
+            "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+            # Wall-clock time, not simulated: receivers check it against their own clock for replay protection.
+            "Stripe-Signature": sign(payload, d.endpoint.secret, int(time.time())),
+        }
+        record: dict[str, Any] = {
+            "event_id": d.event.id,
+            "type": d.event.type,
+            "endpoint_id": d.endpoint.id,
+            "url": d.endpoint.url,
+            "attempt": d.attempt,
+            "sim_time": now,
+            "duplicate": d.duplicate,
+            "status_code": None,
+            "error": None,
+            "next_attempt_at": None,
+            "delivered": False,
+        }
+        try:
+            resp = await self._client.post(d.endpoint.url, content=payload.encode(), headers=headers)
+            record["status_code"] = resp.status_code
+            ok = 200 <= resp.status_code < 300
+        except httpx.TimeoutException:
+            record["error"] = "timeout"
+            ok = False
+        except httpx.HTTPError as e:
+            record["error"] = f"{type(e).__name__}: {e}"
+            ok = False
+        record["delivered"] = ok
+        if ok:
+            d.event.delivered = True
+        else:
+            delay = retry_delay(d.attempt, cfg.webhook_retry_base_seconds, cfg.webhook_max_attempts)
+            if delay is not None:
+                record["next_attempt_at"] = now + delay
+                self._push(now + delay, d)
+        self.attempts.append(record)
+        log.info(
+            "webhook %s %s -> %s attempt=%d",
+            d.event.type,
+            d.endpoint.url,
+            record["status_code"] or record["error"],
+            d.attempt,
+        )
