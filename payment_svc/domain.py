@@ -104,7 +104,8 @@ def outcome_from_payment_intent(pi: dict, direct_mode: bool) -> PspOutcome:
     status = pi.get("status", "")
     state = PI_STATUS_TO_STATE.get(status, S.UNKNOWN)
     error = pi.get("last_payment_error") or {}
-    if state is S.FAILED and status == "requires_payment_method" and not direct_mode:
+    if state is S.FAILED and not direct_mode:
+        # The Checkout Session decides a hosted payment's end (paid or expired), not one attempt.
         state = S.EXECUTING
     next_url = None
     reason = None

@@ -85,6 +85,10 @@ class PspPort(Protocol):
 
     async def retrieve_payment_intent(self, payment_intent_id: str) -> dict[str, Any]: ...
 
+    async def find_payment_intent(
+        self, payment_order_id: str, created_since: int
+    ) -> dict[str, Any] | None: ...
+
     async def retrieve_checkout_session(self, session_id: str) -> dict[str, Any]: ...
 
     async def create_refund(
@@ -223,6 +227,27 @@ class StripePsp:
         return await self._call(
             "retrieve payment intent", self._client.v1.payment_intents.retrieve_async(payment_intent_id)
         )
+
+    async def find_payment_intent(
+        self, payment_order_id: str, created_since: int, max_pages: int = 20
+    ) -> dict[str, Any] | None:
+        """The PaymentIntent whose metadata names our order, among those created since a Unix time.
+
+        Used when a create's answer was lost and its key keeps replaying an error: the PSP may still have
+        made the PaymentIntent, and our metadata is how we recognise it.
+        """
+        params: dict[str, Any] = {"limit": 100, "created": {"gte": created_since}}
+        for _ in range(max_pages):
+            page = await self._call(
+                "list payment intents", self._client.v1.payment_intents.list_async(params=params)
+            )
+            for pi in page.get("data", []):
+                if (pi.get("metadata") or {}).get("payment_order_id") == payment_order_id:
+                    return pi
+            if not page.get("has_more") or not page.get("data"):
+                return None
+            params["starting_after"] = page["data"][-1]["id"]
+        return None
 
     async def retrieve_checkout_session(self, session_id: str) -> dict[str, Any]:
         return await self._call(

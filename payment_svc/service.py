@@ -534,17 +534,19 @@ class PaymentService:
                 return []
             outcome = outcome_from_payment_intent(obj, direct_mode=event.mode == "DIRECT")
             for order in orders:
-                if kind == "payment_intent.payment_failed" and outcome.state is S.EXECUTING:
-                    err = obj.get("last_payment_error") or {}
-                    code = err.get("decline_code") or err.get("code") or "declined"
-                    await repo.add_transition(
-                        conn,
-                        order.payment_order_id,
-                        order.state,
-                        order.state,
-                        cause,
-                        f"attempt declined on the hosted page: {code}",
-                    )
+                if outcome.state is S.EXECUTING and event.mode == "HOSTED":
+                    # One attempt on the hosted page, not the payment's end: note declines while open.
+                    if kind == "payment_intent.payment_failed" and order.state in repo.UNCERTAIN_STATES:
+                        err = obj.get("last_payment_error") or {}
+                        code = err.get("decline_code") or err.get("code") or "declined"
+                        await repo.add_transition(
+                            conn,
+                            order.payment_order_id,
+                            order.state,
+                            order.state,
+                            cause,
+                            f"attempt declined on the hosted page: {code}",
+                        )
                     continue
                 if await self._apply_outcome(conn, order, outcome, f"{cause} {detail}".strip()):
                     changed.append(order.payment_order_id)
@@ -701,10 +703,14 @@ class PaymentService:
                         )
             return
         for order in uncertain:
-            if not order.psp_reference:
-                continue
             try:
-                pi = await self._psp.retrieve_payment_intent(order.psp_reference)
+                if order.psp_reference:
+                    pi = await self._psp.retrieve_payment_intent(order.psp_reference)
+                else:
+                    since = int(order.created_at.timestamp()) - 300
+                    pi = await self._psp.find_payment_intent(order.payment_order_id, since)
+                    if pi is None:
+                        continue  # still unknown: rescheduled with backoff, alerted at its deadline
             except PspError as exc:
                 log.warning(
                     "janitor: PSP unavailable", payment_order_id=order.payment_order_id, error=exc.message

@@ -48,10 +48,12 @@ class Infra:
             redis_url = valkey.url
         return cls(database_url=db_url, redis_url=redis_url, _pg=pg, _valkey=valkey, _tmp=tmp)
 
-    def settings(self, cls: type[S], **overrides: object) -> S:
-        """Settings for a service on this infra: its own fresh database, a free gRPC port."""
-        base_name = cls.model_fields["database_name"].default
-        name = f"{self.prefix}_{base_name}"
+    def settings(self, cls: type[S], db_suffix: str | None = None, **overrides: object) -> S:
+        """Settings for a service on this infra: its own fresh database, a free gRPC port.
+
+        ``db_suffix`` gives a second instance of a service a database of its own (``<prefix>_<suffix>``).
+        """
+        name = f"{self.prefix}_{db_suffix or cls.model_fields['database_name'].default}"
         if name not in self._databases:
             self._databases.append(name)
         values: dict[str, object] = {

@@ -192,3 +192,16 @@ def test_refund_ids_are_deterministic_per_order_and_key():
     assert refund_id_for("po_1", "k1") == refund_id_for("po_1", "k1")
     assert refund_id_for("po_1", "k1") != refund_id_for("po_1", "k2")
     assert refund_id_for("po_1", "k1") != refund_id_for("po_2", "k1")
+
+
+def test_canceled_intent_fails_direct_orders_with_the_reason_but_not_hosted_ones():
+    pi = {
+        "id": "pi_9",
+        "status": "canceled",
+        "cancellation_reason": "abandoned",
+        "last_payment_error": {"decline_code": "insufficient_funds", "message": "no money"},
+    }
+    direct = outcome_from_payment_intent(pi, direct_mode=True)
+    assert (direct.state, direct.failure_code) == (S.FAILED, "abandoned")
+    assert "no money" in direct.failure_message
+    assert outcome_from_payment_intent(pi, direct_mode=False).state is S.EXECUTING

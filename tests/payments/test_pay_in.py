@@ -1,0 +1,409 @@
+"""Pay-in through the real payment service, the PSP simulator (stripe SDK) and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import grpc
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from svckit.gen.payments.v1 import payment_service_pb2 as pb
+from svckit.grpc_errors import error_info
+
+STATE = pb.PaymentOrderState
+
+
+def _ids(n: int = 3) -> tuple[str, list[str]]:
+    run = uuid.uuid4().hex[:8]
+    return f"co_{run}", [f"po_{run}_{i}" for i in range(n)]
+
+
+def _request(
+    checkout: str,
+    orders: list[str],
+    amounts=(1000, 2550, 399),
+    payment_method: str = "",
+    buyer: str = "buyer-1",
+    currency: str = "USD",
+    sellers=None,
+) -> pb.CreatePaymentRequest:
+    sellers = sellers or [f"seller-{i}" for i in range(len(orders))]
+    return pb.CreatePaymentRequest(
+        checkout_id=checkout,
+        buyer=pb.BuyerInfo(buyer_id=buyer, email="ada@example.com"),
+        payment_orders=[
+            pb.PaymentOrderInput(payment_order_id=o, seller_account=s, amount_minor=a, currency=currency)
+            for o, s, a in zip(orders, sellers, amounts, strict=False)
+        ],
+        success_url="http://shop.test/ok?session={CHECKOUT_SESSION_ID}",
+        cancel_url="http://shop.test/cancel",
+        payment_method=payment_method,
+    )
+
+
+def _md(key: str | None = None) -> list[tuple[str, str]]:
+    return [("idempotency-key", key or uuid.uuid4().hex)]
+
+
+async def _order(pay, order_id: str) -> pb.PaymentOrder:
+    return (
+        await pay.stub.GetPaymentOrder(pb.GetPaymentOrderRequest(payment_order_id=order_id))
+    ).payment_order
+
+
+async def test_direct_mode_three_sellers_succeed_with_commission(pay):
+    checkout, orders = _ids()
+    reply = await pay.stub.CreatePayment(
+        _request(checkout, orders, payment_method="pm_card_visa"), metadata=_md()
+    )
+    event = reply.payment_event
+    assert event.mode == pb.PAYMENT_MODE_DIRECT
+    assert [o.state for o in event.payment_orders] == [STATE.PAYMENT_ORDER_STATE_SUCCESS] * 3
+    by_id = {o.payment_order_id: o for o in event.payment_orders}
+    assert by_id[orders[0]].commission_minor == 100
+    assert by_id[orders[1]].commission_minor == 255
+    assert by_id[orders[2]].commission_minor == 40  # 39.9 rounds half-up
+    intents = pay.psp_objects("payment_intent")
+    assert sorted(pi["metadata"]["payment_order_id"] for pi in intents) == sorted(orders)
+    assert {o.psp_reference for o in event.payment_orders} == {pi["id"] for pi in intents}
+    history = await pay.stub.ListPaymentOrderHistory(
+        pb.ListPaymentOrderHistoryRequest(payment_order_id=orders[0])
+    )
+    assert [(t.to_state, t.cause) for t in history.transitions][0] == (
+        STATE.PAYMENT_ORDER_STATE_NOT_STARTED,
+        "created",
+    )
+    assert history.transitions[-1].to_state == STATE.PAYMENT_ORDER_STATE_SUCCESS
+
+
+@pytest.mark.parametrize(
+    ("pm", "code"),
+    [
+        ("pm_card_visa_chargeDeclinedInsufficientFunds", "insufficient_funds"),
+        ("pm_card_visa_chargeDeclined", "generic_decline"),
+        ("pm_card_radarBlock", "fraudulent"),
+    ],
+)
+async def test_direct_mode_declines_fail_with_the_psp_code(pay, pm, code):
+    checkout, orders = _ids(1)
+    reply = await pay.stub.CreatePayment(
+        _request(checkout, orders, amounts=(500,), payment_method=pm), metadata=_md()
+    )
+    order = reply.payment_event.payment_orders[0]
+    assert order.state == STATE.PAYMENT_ORDER_STATE_FAILED
+    assert order.failure_code == code
+    assert order.failure_message
+    history = await pay.stub.ListPaymentOrderHistory(
+        pb.ListPaymentOrderHistoryRequest(payment_order_id=orders[0])
+    )
+    assert history.transitions[-1].detail  # an operator can read why it failed
+
+
+async def test_three_d_secure_pass_and_fail(pay):
+    checkout, orders = _ids(2)
+    reply = await pay.stub.CreatePayment(
+        _request(checkout, orders, amounts=(700, 800), payment_method="pm_card_authenticationRequired"),
+        metadata=_md(),
+    )
+    first, second = reply.payment_event.payment_orders
+    for o in (first, second):
+        assert o.state == STATE.PAYMENT_ORDER_STATE_PENDING
+        assert "/3ds/" in o.next_action_url
+    httpx.post(first.next_action_url, data={"action": "complete"}, timeout=10)
+    httpx.post(second.next_action_url, data={"action": "fail"}, timeout=10)
+    await pay.deliver_all()
+    assert (await _order(pay, orders[0])).state == STATE.PAYMENT_ORDER_STATE_SUCCESS
+    failed = await _order(pay, orders[1])
+    assert failed.state == STATE.PAYMENT_ORDER_STATE_FAILED
+    assert failed.failure_code
+
+
+async def test_hosted_mode_form_post_three_sellers(pay):
+    checkout, orders = _ids()
+    reply = await pay.stub.CreatePayment(_request(checkout, orders), metadata=_md())
+    event = reply.payment_event
+    assert event.mode == pb.PAYMENT_MODE_HOSTED
+    assert event.hosted_page_url.startswith(pay.sim.base_url)
+    assert {o.state for o in event.payment_orders} == {STATE.PAYMENT_ORDER_STATE_EXECUTING}
+    paid = pay.pay_hosted(event.hosted_page_url)
+    assert paid.status_code == 303
+    assert paid.headers["location"].startswith("http://shop.test/ok?session=cs_")
+    await pay.deliver_all()
+    final = (await pay.stub.GetCheckout(pb.GetCheckoutRequest(checkout_id=checkout))).payment_event
+    assert {o.state for o in final.payment_orders} == {STATE.PAYMENT_ORDER_STATE_SUCCESS}
+    assert len({o.psp_reference for o in final.payment_orders}) == 1  # one PaymentIntent for the whole cart
+    assert sum(pi["amount"] for pi in pay.psp_objects("payment_intent")) == 1000 + 2550 + 399
+
+
+async def test_hosted_decline_is_not_final_until_the_session_expires(pay):
+    checkout, orders = _ids(1)
+    event = (
+        await pay.stub.CreatePayment(_request(checkout, orders, amounts=(1200,)), metadata=_md())
+    ).payment_event
+    assert pay.pay_hosted(event.hosted_page_url, card="4000000000009995").status_code == 402
+    await pay.deliver_all()
+    assert (await _order(pay, orders[0])).state == STATE.PAYMENT_ORDER_STATE_EXECUTING
+    pay.sim.client().v1.checkout.sessions.expire(pay.psp_objects("checkout.session")[0]["id"])
+    await pay.deliver_all()
+    order = await _order(pay, orders[0])
+    assert order.state == STATE.PAYMENT_ORDER_STATE_FAILED
+    assert order.failure_code == "expired"
+
+
+async def test_fifty_concurrent_identical_requests_register_and_charge_once(pay):
+    checkout, orders = _ids(2)
+    request = _request(checkout, orders, amounts=(1500, 2500), payment_method="pm_card_visa")
+    key = uuid.uuid4().hex
+
+    async def call():
+        try:
+            return await pay.stub.CreatePayment(request, metadata=_md(key))
+        except grpc.aio.AioRpcError as exc:
+            return exc
+
+    results = await asyncio.gather(*(call() for _ in range(50)))
+    ok = [r for r in results if isinstance(r, pb.CreatePaymentResponse)]
+    busy = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+    assert ok
+    assert all(error_info(e).reason == "IDEMPOTENCY_KEY_IN_USE" for e in busy)
+    retried = await asyncio.gather(*(pay.stub.CreatePayment(request, metadata=_md(key)) for _ in busy))
+    assert all(r == ok[0] for r in [*ok, *retried])
+    intents = pay.psp_objects("payment_intent")
+    assert len(intents) == 2
+    charges = [c for c in pay.psp_objects("charge") if c.get("status") == "succeeded"]
+    assert len(charges) == 2
+
+
+async def test_same_key_with_a_different_body_is_refused(pay):
+    checkout, orders = _ids(1)
+    key = uuid.uuid4().hex
+    await pay.stub.CreatePayment(
+        _request(checkout, orders, amounts=(100,), payment_method="pm_card_visa"), metadata=_md(key)
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await pay.stub.CreatePayment(
+            _request(checkout, orders, amounts=(101,), payment_method="pm_card_visa"), metadata=_md(key)
+        )
+    assert error_info(err.value).reason == "IDEMPOTENCY_KEY_REUSED"
+
+
+async def test_reusing_a_checkout_or_order_id_under_another_key_is_refused_and_stores_nothing(pay):
+    checkout, orders = _ids(1)
+    await pay.stub.CreatePayment(
+        _request(checkout, orders, amounts=(100,), payment_method="pm_card_visa"), metadata=_md()
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await pay.stub.CreatePayment(
+            _request(checkout, orders, amounts=(100,), payment_method="pm_card_visa"), metadata=_md()
+        )
+    assert error_info(err.value).reason == "CHECKOUT_ALREADY_EXISTS"
+    other_checkout, _ = _ids(1)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await pay.stub.CreatePayment(
+            _request(other_checkout, orders, amounts=(100,), payment_method="pm_card_visa"), metadata=_md()
+        )
+    assert error_info(err.value).reason == "PAYMENT_ORDER_ALREADY_EXISTS"
+    async with pay.handle.engine.connect() as conn:
+        stored = await conn.scalar(
+            sa.text("SELECT count(*) FROM payment_events WHERE checkout_id = :c"), {"c": other_checkout}
+        )
+    assert stored == 0
+
+
+async def test_charge_then_dropped_response_is_retried_with_the_same_key_and_charged_once(pay):
+    pay.sim.admin.set_faults(
+        [{"kind": "drop_after_commit", "path_prefix": "/v1/payment_intents", "method": "POST", "count": 1}]
+    )
+    checkout, orders = _ids(1)
+    reply = await pay.stub.CreatePayment(
+        _request(checkout, orders, amounts=(4200,), payment_method="pm_card_visa"), metadata=_md()
+    )
+    assert reply.payment_event.payment_orders[0].state == STATE.PAYMENT_ORDER_STATE_SUCCESS
+    assert len(pay.sim.admin.injected_faults("drop_after_commit")) == 1
+    assert len(pay.psp_objects("payment_intent")) == 1
+    assert len([c for c in pay.psp_objects("charge") if c.get("status") == "succeeded"]) == 1
+
+
+async def test_psp_timeout_leaves_the_outcome_unknown_and_the_janitor_settles_it(pay):
+    # The PSP charges but every answer is lost: the order must be UNKNOWN, never FAILED.
+    pay.sim.admin.set_faults(
+        [{"kind": "error_after_commit", "path_prefix": "/v1/payment_intents", "method": "POST"}]
+    )
+    checkout, orders = _ids(1)
+    reply = await pay.stub.CreatePayment(
+        _request(checkout, orders, amounts=(990,), payment_method="pm_card_visa"), metadata=_md()
+    )
+    assert reply.payment_event.payment_orders[0].state == STATE.PAYMENT_ORDER_STATE_UNKNOWN
+    pay.sim.admin.clear_faults()
+    await pay.service.janitor_pass()
+    order = await _order(pay, orders[0])
+    assert order.state == STATE.PAYMENT_ORDER_STATE_SUCCESS
+    assert (
+        len(pay.psp_objects("payment_intent")) == 1
+    )  # the re-asked create replayed, it did not charge again
+
+
+async def test_duplicate_and_out_of_order_webhooks_end_in_the_right_state(pay):
+    checkout, orders = _ids(2)
+    event = (
+        await pay.stub.CreatePayment(_request(checkout, orders, amounts=(300, 400)), metadata=_md())
+    ).payment_event
+    pay.pay_hosted(event.hosted_page_url, card="4000000000009995")  # a declined attempt first
+    pay.pay_hosted(event.hosted_page_url)  # then a good card
+    events = pay.events()
+    # Newest first, each twice: the late "payment_failed" must not undo the success.
+    replies = await pay.deliver(list(reversed(events)) * 2)
+    assert any(r.applied for r in replies)
+    final = (await pay.stub.GetCheckout(pb.GetCheckoutRequest(checkout_id=checkout))).payment_event
+    assert {o.state for o in final.payment_orders} == {STATE.PAYMENT_ORDER_STATE_SUCCESS}
+    history = await pay.stub.ListPaymentOrderHistory(
+        pb.ListPaymentOrderHistoryRequest(payment_order_id=orders[0])
+    )
+    assert [t.to_state for t in history.transitions].count(STATE.PAYMENT_ORDER_STATE_SUCCESS) == 1
+
+
+async def test_event_before_registration_is_recorded_still_ends_right(pay):
+    # The PSP's success event is applied while our own record still says NOT_STARTED.
+    checkout, orders = _ids(1)
+    async with pay.handle.engine.begin() as conn:
+        await conn.execute(
+            sa.text(
+                "INSERT INTO payment_events (checkout_id, buyer_id, mode, currency, total_minor, payment_method, idempotency_key)"
+                " VALUES (:c, 'b', 'DIRECT', 'USD', 777, 'pm_card_visa', 'k-early')"
+            ),
+            {"c": checkout},
+        )
+        await conn.execute(
+            sa.text(
+                "INSERT INTO payment_orders (payment_order_id, checkout_id, seller_account, amount_minor, currency, state)"
+                " VALUES (:o, :c, 'seller-x', 777, 'USD', 'NOT_STARTED')"
+            ),
+            {"o": orders[0], "c": checkout},
+        )
+    pi = pay.sim.client().v1.payment_intents.create(
+        params={
+            "amount": 777,
+            "currency": "usd",
+            "payment_method": "pm_card_visa",
+            "confirm": True,
+            "payment_method_types": ["card"],
+            "metadata": {"payment_order_id": orders[0], "checkout_id": checkout},
+        },
+        options={"idempotency_key": orders[0]},
+    )
+    await pay.deliver([e for e in pay.events() if e["type"] == "payment_intent.succeeded"])
+    assert (await _order(pay, orders[0])).state == STATE.PAYMENT_ORDER_STATE_SUCCESS
+    await pay.service.drive(checkout)  # our own registration finishes late: same key, same PaymentIntent
+    order = await _order(pay, orders[0])
+    assert order.state == STATE.PAYMENT_ORDER_STATE_SUCCESS
+    assert order.psp_reference == pi.id
+    assert len(pay.psp_objects("payment_intent")) == 1
+
+
+async def test_dropped_webhooks_are_resolved_by_the_janitor(pay):
+    checkout, orders = _ids(2)
+    event = (
+        await pay.stub.CreatePayment(_request(checkout, orders, amounts=(111, 222)), metadata=_md())
+    ).payment_event
+    assert pay.pay_hosted(event.hosted_page_url).status_code == 303
+    # No event is delivered at all; the janitor asks the PSP.
+    await pay.service.janitor_pass()
+    final = (await pay.stub.GetCheckout(pb.GetCheckoutRequest(checkout_id=checkout))).payment_event
+    assert {o.state for o in final.payment_orders} == {STATE.PAYMENT_ORDER_STATE_SUCCESS}
+
+
+async def test_risk_decline_and_review(pay):
+    checkout, orders = _ids(1)
+    declined = await pay.stub.CreatePayment(
+        _request(checkout, orders, amounts=(100,), payment_method="pm_card_visa", buyer="blocked-buyer"),
+        metadata=_md(),
+    )
+    order = declined.payment_event.payment_orders[0]
+    assert (order.state, order.failure_code) == (STATE.PAYMENT_ORDER_STATE_FAILED, "RISK_DECLINED")
+    assert pay.psp_objects("payment_intent") == []  # no PSP call for a declined checkout
+
+    for decision, expected in (
+        (pb.REVIEW_DECISION_APPROVE, STATE.PAYMENT_ORDER_STATE_SUCCESS),
+        (pb.REVIEW_DECISION_DECLINE, STATE.PAYMENT_ORDER_STATE_FAILED),
+    ):
+        checkout, orders = _ids(1)
+        held = await pay.stub.CreatePayment(
+            _request(checkout, orders, amounts=(950_000,), payment_method="pm_card_visa"), metadata=_md()
+        )
+        assert held.payment_event.payment_orders[0].state == STATE.PAYMENT_ORDER_STATE_PENDING
+        reviewed = await pay.stub.ReviewPaymentOrder(
+            pb.ReviewPaymentOrderRequest(
+                payment_order_id=orders[0], decision=decision, reviewer="ops", note="checked"
+            ),
+            metadata=_md(),
+        )
+        assert reviewed.payment_order.state == expected
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await pay.stub.ReviewPaymentOrder(
+            pb.ReviewPaymentOrderRequest(payment_order_id=orders[0], decision=pb.REVIEW_DECISION_APPROVE),
+            metadata=_md(),
+        )
+    assert error_info(err.value).reason == "ORDER_NOT_IN_REVIEW"
+
+
+async def test_partial_and_full_refunds(pay):
+    checkout, orders = _ids(1)
+    await pay.stub.CreatePayment(
+        _request(checkout, orders, amounts=(1000,), payment_method="pm_card_visa"), metadata=_md()
+    )
+    part = await pay.stub.CreateRefund(
+        pb.CreateRefundRequest(payment_order_id=orders[0], amount_minor=300), metadata=_md()
+    )
+    assert part.refund.state == pb.REFUND_STATE_SUCCEEDED
+    assert part.payment_order.state == STATE.PAYMENT_ORDER_STATE_PARTIALLY_REFUNDED
+    assert part.payment_order.refunded_minor == 300
+    rest = await pay.stub.CreateRefund(pb.CreateRefundRequest(payment_order_id=orders[0]), metadata=_md())
+    assert rest.refund.amount_minor == 700
+    assert rest.payment_order.state == STATE.PAYMENT_ORDER_STATE_REFUNDED
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await pay.stub.CreateRefund(
+            pb.CreateRefundRequest(payment_order_id=orders[0], amount_minor=1), metadata=_md()
+        )
+    assert error_info(err.value).reason == "ORDER_NOT_REFUNDABLE"
+    assert sum(r["amount"] for r in pay.psp_objects("refund")) == 1000
+
+
+async def test_concurrent_refunds_never_exceed_the_captured_amount(pay):
+    checkout, orders = _ids(1)
+    await pay.stub.CreatePayment(
+        _request(checkout, orders, amounts=(10_000,), payment_method="pm_card_visa"), metadata=_md()
+    )
+
+    async def refund():
+        try:
+            return await pay.stub.CreateRefund(
+                pb.CreateRefundRequest(payment_order_id=orders[0], amount_minor=6000), metadata=_md()
+            )
+        except grpc.aio.AioRpcError as exc:
+            return exc
+
+    results = await asyncio.gather(*(refund() for _ in range(8)))
+    ok = [r for r in results if isinstance(r, pb.CreateRefundResponse)]
+    refused = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+    assert len(ok) == 1
+    assert {error_info(e).reason for e in refused} == {"REFUND_EXCEEDS_CAPTURED"}
+    assert sum(r["amount"] for r in pay.psp_objects("refund")) == 6000
+    assert (await _order(pay, orders[0])).refunded_minor == 6000
+
+
+async def test_bad_input_stores_nothing(pay):
+    checkout, orders = _ids(1)
+    bad = _request(checkout, orders, amounts=(0,), payment_method="pm_card_visa")
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await pay.stub.CreatePayment(bad, metadata=_md())
+    info = error_info(err.value)
+    assert (info.reason, info.metadata["field"]) == ("NON_POSITIVE_AMOUNT", "payment_orders[0].amount")
+    async with pay.handle.engine.connect() as conn:
+        rows = await conn.scalar(
+            sa.text("SELECT count(*) FROM payment_orders WHERE checkout_id = :c"), {"c": checkout}
+        )
+    assert rows == 0
+    assert pay.psp_objects("payment_intent") == []
