@@ -117,11 +117,11 @@ def outcome_from_payment_intent(pi: dict, direct_mode: bool) -> PspOutcome:
         reason = PendingReason.PSP_PROCESSING
     code = None
     message = None
-    if state is S.FAILED:
-        code = (
-            error.get("decline_code")
-            or error.get("code")
-            or ("canceled" if status == "canceled" else "failed")
-        )
+    if state is S.FAILED and status == "canceled":
+        code = pi.get("cancellation_reason") or "canceled"
+        last = f"; last attempt: {error['message']}" if error.get("message") else ""
+        message = f"payment intent canceled ({code}){last}"
+    elif state is S.FAILED:
+        code = error.get("decline_code") or error.get("code") or "failed"
         message = error.get("message") or f"payment {status}"
     return PspOutcome(state, pi.get("id"), code, message, next_url, reason)

@@ -13,7 +13,10 @@ from svckit.db import alembic_config, drop_database, migrate
 from wallet_svc import bootstrap as wallet
 
 CASES = {
-    "payments": (payment.MIGRATIONS, {"payment_events", "payment_orders", "order_transitions", "refunds", "idempotency_keys"}),
+    "payments": (
+        payment.MIGRATIONS,
+        {"payment_events", "payment_orders", "order_transitions", "refunds", "idempotency_keys"},
+    ),
     "ledger": (ledger.MIGRATIONS, {"accounts", "idempotency_keys"}),
     "wallet": (wallet.MIGRATIONS, {"wallets", "idempotency_keys"}),
     "recon": (recon.MIGRATIONS, {"reconciliation_runs", "idempotency_keys"}),

@@ -72,7 +72,7 @@ async def test_direct_mode_three_sellers_succeed_with_commission(pay):
     history = await pay.stub.ListPaymentOrderHistory(
         pb.ListPaymentOrderHistoryRequest(payment_order_id=orders[0])
     )
-    assert [(t.to_state, t.cause) for t in history.transitions][0] == (
+    assert (history.transitions[0].to_state, history.transitions[0].cause) == (
         STATE.PAYMENT_ORDER_STATE_NOT_STARTED,
         "created",
     )
