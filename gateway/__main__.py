@@ -13,16 +13,14 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
 import typer
-import uvicorn
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway import apikeys
-from gateway.app import MIGRATIONS, create_app
 from gateway.config import GatewaySettings
+from gateway.models import MIGRATIONS
 from svckit.config import load_settings
 from svckit.db import create_engine, migrate
 from svckit.logging import configure_logging
-from svckit.metrics import serve_metrics
 
 app = typer.Typer(help="gateway: the public REST API, and its API keys.", no_args_is_help=False)
 keys_app = typer.Typer(help="Create, list and revoke API keys (stored hashed in the gateway database).")
@@ -40,6 +38,12 @@ def default(ctx: typer.Context) -> None:
 @app.command()
 def serve() -> None:
     """Migrate the gateway database (unless GATEWAY_MIGRATE_ON_START=false) and serve HTTP."""
+    # Imported here so that key management does not pay for the web stack's imports.
+    import uvicorn
+
+    from gateway.app import create_app
+    from svckit.metrics import serve_metrics
+
     settings = load_settings(GatewaySettings)
     configure_logging(settings.service_name, settings.log_level, settings.log_format)
     serve_metrics(settings.metrics_port)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI
@@ -19,6 +18,7 @@ from gateway.clients import Upstreams
 from gateway.config import GatewaySettings
 from gateway.metrics import HttpMetricsMiddleware
 from gateway.middleware import RequestContextMiddleware
+from gateway.models import MIGRATIONS
 from gateway.ratelimit import RateLimiter
 from gateway.routes import admin, health, ledger, payments, webhooks
 from svckit.db import create_engine, migrate_async
@@ -26,7 +26,6 @@ from svckit.logging import get_logger
 
 log = get_logger(__name__)
 
-MIGRATIONS = Path(__file__).parent / "migrations"
 DEV_KEY_NAME = "development"
 
 DESCRIPTION = """Public REST API of Marketplace Payments.

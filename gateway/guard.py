@@ -18,6 +18,7 @@ from fastapi.security import HTTPBearer
 
 from gateway import metrics
 from gateway.apikeys import ApiKey, KeyAuthenticator
+from gateway.middleware import RESPONSE_HEADERS_SCOPE_KEY
 from gateway.problems import ApiProblem
 from gateway.ratelimit import RateLimiter
 
@@ -53,7 +54,8 @@ def _is_json(content_type: str) -> bool:
 
 
 async def authorize(request: Request, scope: str) -> dict[str, str]:
-    """Check the key, its scope and its rate budget; return the rate-limit headers for the answer."""
+    """Check the key, its scope and its rate budget; return the rate-limit headers for the answer
+    (added by the request middleware to every answer, errors included)."""
     state = request.app.state
     authenticator: KeyAuthenticator = state.authenticator
     key: ApiKey | None = await authenticator.authenticate(_bearer(request))
@@ -87,7 +89,7 @@ def guarded(scope: str) -> type[APIRoute]:
             takes_body = self.body_field is not None
 
             async def handler(request: Request) -> Response:
-                headers = await authorize(request, scope)
+                request.scope[RESPONSE_HEADERS_SCOPE_KEY] = await authorize(request, scope)
                 if takes_body:
                     body = await request.body()  # cached on the request; the inner handler reuses it
                     content_type = request.headers.get("content-type", "")
@@ -97,9 +99,7 @@ def guarded(scope: str) -> type[APIRoute]:
                             "UNSUPPORTED_MEDIA_TYPE",
                             f"send the body as application/json, not {content_type or 'no content type'!r}",
                         )
-                response = await inner(request)
-                response.headers.update(headers)
-                return response
+                return await inner(request)
 
             return handler
 

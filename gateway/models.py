@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
+
+MIGRATIONS = Path(__file__).parent / "migrations"
 
 metadata = sa.MetaData()
 

@@ -105,9 +105,9 @@ async def stripe_webhook(request: Request) -> JSONResponse:
         # Messages are Stripe's ("No signatures found matching the expected signature for payload",
         # "Timestamp outside the tolerance zone", ...); they never contain the secret.
         raise _refuse(payload, str(exc.user_message or exc).split(" for payload")[0]) from None
-    except ValueError:  # signed, but not UTF-8 JSON
+    except (ValueError, TypeError, AttributeError):  # signed, but not a UTF-8 JSON object
         raise ApiProblem(400, "INVALID_PAYLOAD", "the signed body is not a JSON event") from None
-    event_id, event_type = event.get("id"), event.get("type")
+    event_id, event_type = getattr(event, "id", None), getattr(event, "type", None)
     if not isinstance(event_id, str) or not _EVENT_ID.match(event_id) or not isinstance(event_type, str):
         raise ApiProblem(400, "INVALID_PAYLOAD", "the event has no valid id or type")
 
