@@ -144,3 +144,26 @@ async def test_openapi_documents_routes_security_and_errors(client):
     assert create["security"] == [{"ApiKey": []}]
     assert "security" not in paths["/v1/webhooks/stripe"]["post"]
     assert "ApiKey" in spec["components"]["securitySchemes"]
+
+
+def test_the_summary_prints_the_key_and_a_checkout_curl_the_gateway_accepts(tmp_path):
+    import json
+    import re
+    import time
+    from types import SimpleNamespace
+
+    from gateway import schemas
+
+    key = "mpk_" + "s" * 43
+    stack = SimpleNamespace(
+        children=supervisor.plan_children(key), env={"DATABASE_URL": "postgresql://u@h/d", "REDIS_URL": "redis://r"},
+        pg=None, valkey=None, data_dir=tmp_path, dev_key=key,
+    )  # fmt: skip
+    with supervisor.console.capture() as captured:
+        supervisor._summary(stack, time.monotonic())  # type: ignore[arg-type]
+    text = captured.get()
+    assert f"Authorization: Bearer {key}" in text
+    body = json.loads(re.search(r"-d '(\{.*\})'", text).group(1))
+    request = schemas.create_payment_request(schemas.CreatePaymentBody.model_validate(body), 50, 100_000_000)
+    assert len({o.seller_account for o in request.payment_orders}) == 2
+    assert request.success_url and request.cancel_url and not request.payment_method

@@ -271,3 +271,52 @@ async def test_checkout_and_history_reach_the_service(client):
     _not_implemented_yet(await client.get("/v1/payments/po_unknown/history"))
     r = await client.get("/v1/checkouts/bad%20id")
     assert r.status_code == 400
+
+
+def test_translation_to_the_contract_uses_minor_units_and_back_to_decimal_strings():
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    from gateway import schemas
+    from svckit.gen.payments.v1 import payment_service_pb2 as pb
+
+    body = _body(2)
+    body["payment_orders"][0].update(amount="1234.56", currency="usd")
+    body["payment_orders"][1].update(amount="0.01", currency="USD")
+    req = schemas.create_payment_request(schemas.CreatePaymentBody.model_validate(body), 50, 100_000_000)
+    assert [(o.amount_minor, o.currency) for o in req.payment_orders] == [(123456, "USD"), (1, "USD")]
+    assert req.buyer.buyer_id == "buyer_1" and req.payment_method == ""
+
+    jpy = _order(_body(1), 0, amount="500", currency="JPY")
+    req = schemas.create_payment_request(schemas.CreatePaymentBody.model_validate(jpy), 50, 100_000_000)
+    assert req.payment_orders[0].amount_minor == 500
+
+    ts = Timestamp(seconds=1_790_000_000, nanos=5_000)
+    event = pb.PaymentEvent(
+        checkout_id="chk_1", mode=pb.PAYMENT_MODE_HOSTED, hosted_page_url="https://psp.example/p/1", create_time=ts,
+        buyer=pb.BuyerInfo(buyer_id="b1"),
+        payment_orders=[pb.PaymentOrder(
+            payment_order_id="po_1", checkout_id="chk_1", seller_account="s1", amount_minor=1234, currency="BHD",
+            state=pb.PAYMENT_ORDER_STATE_PARTIALLY_REFUNDED, commission_minor=50, refunded_minor=1000,
+            failure_code="", psp_reference="pi_1", create_time=ts, wallet_updated=True,
+        )],
+    )  # fmt: skip
+    out = schemas.event_out(event).model_dump()
+    assert out["mode"] == "hosted" and out["hosted_page_url"] == "https://psp.example/p/1"
+    assert out["created_at"] == "2026-09-21T14:13:20.000005Z"
+    assert out["buyer_info"] == {"buyer_id": "b1", "email": None, "name": None, "country": None}
+    order = out["payment_orders"][0]
+    assert (order["amount"], order["commission"], order["refunded"]) == ("1.234", "0.050", "1.000")
+    assert order["state"] == "partially_refunded"
+    assert order["failure_code"] is None and order["psp_reference"] == "pi_1" and order["updated_at"] is None
+    assert order["wallet_updated"] is True and order["ledger_updated"] is False
+
+    history = schemas.history_out("po_1", [
+        pb.OrderTransition(to_state=pb.PAYMENT_ORDER_STATE_NOT_STARTED, cause="created", create_time=ts),
+        pb.OrderTransition(from_state=pb.PAYMENT_ORDER_STATE_EXECUTING, to_state=pb.PAYMENT_ORDER_STATE_FAILED,
+                           cause="psp_event:payment_intent.payment_failed", detail="card_declined"),
+    ]).model_dump(by_alias=True)  # fmt: skip
+    assert history["transitions"][0]["from"] is None and history["transitions"][0]["to"] == "not_started"
+    assert (
+        history["transitions"][1]["from"] == "executing"
+        and history["transitions"][1]["detail"] == "card_declined"
+    )
