@@ -15,12 +15,16 @@ from typing import Any
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
+from sqlalchemy.exc import DBAPIError
 
 from gateway import metrics
 from gateway.apikeys import ApiKey, KeyAuthenticator
 from gateway.middleware import RESPONSE_HEADERS_SCOPE_KEY
 from gateway.problems import ApiProblem
 from gateway.ratelimit import RateLimiter
+from svckit.logging import get_logger
+
+log = get_logger(__name__)
 
 bearer_scheme = HTTPBearer(
     auto_error=False,
@@ -58,7 +62,20 @@ async def authorize(request: Request, scope: str) -> dict[str, str]:
     (added by the request middleware to every answer, errors included)."""
     state = request.app.state
     authenticator: KeyAuthenticator = state.authenticator
-    key: ApiKey | None = await authenticator.authenticate(_bearer(request))
+    presented = _bearer(request)
+    try:
+        key: ApiKey | None = await authenticator.authenticate(presented)
+    except (DBAPIError, OSError) as exc:
+        # Cached keys keep working during a database outage; an uncached one cannot be checked. That is
+        # a transient fault of ours (503, retry), not the caller's (401) nor a bug (500).
+        metrics.AUTH_FAILURES.labels("unavailable").inc()
+        log.warning("API key look-up failed", error=repr(exc)[:300])
+        raise ApiProblem(
+            503,
+            "AUTHENTICATION_UNAVAILABLE",
+            "API keys cannot be checked right now; retry",
+            headers={"Retry-After": "1"},
+        ) from None
     if key is None:
         raise _unauthenticated("invalid", "the API key is unknown or revoked")
     if scope not in key.scopes:

@@ -97,3 +97,15 @@ async def test_revocation_takes_effect_only_after_the_cache_ttl(start_gateway, k
         await asyncio.sleep(0.6)  # let the short TTL lapse
         _is_401(await b.get(ORDER_URL))
         assert (await a.get(ORDER_URL)).status_code == 404
+
+
+async def test_key_database_down_is_503_not_401(start_gateway, client_key):
+    from svckit.devstack.infra import free_port
+
+    down = await start_gateway(database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/postgres",
+                               migrate_on_start=False)  # fmt: skip
+    async with down.client(client_key) as c:
+        r = await c.get(ORDER_URL)
+    assert r.status_code == 503
+    assert r.json()["code"] == "AUTHENTICATION_UNAVAILABLE"
+    assert r.headers["retry-after"] == "1"
