@@ -1,20 +1,37 @@
-"""The gateway's composition root: settings, upstream clients, middleware, routes, error mapping."""
+"""The gateway's composition root: settings, database, Redis, upstream clients, middleware, routes,
+error mapping."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import redis.asyncio as aioredis
 from fastapi import FastAPI
+from prometheus_client import make_asgi_app
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
-from gateway import problems
+from gateway import apikeys, problems
+from gateway.apikeys import KeyAuthenticator
 from gateway.clients import Upstreams
 from gateway.config import GatewaySettings
+from gateway.metrics import HttpMetricsMiddleware
 from gateway.middleware import RequestContextMiddleware
-from gateway.routes import health, ledger
+from gateway.models import MIGRATIONS
+from gateway.ratelimit import RateLimiter
+from gateway.routes import admin, health, ledger, payments, webhooks
+from svckit.db import create_engine, migrate_async
+from svckit.logging import get_logger
+
+log = get_logger(__name__)
+
+DEV_KEY_NAME = "development"
 
 DESCRIPTION = """Public REST API of Marketplace Payments.
 
+Authenticate with an API key: `Authorization: Bearer mpk_...` (scope `payments` for pay-in routes,
+`admin` for operator routes). Each key has a rate budget; a 429 carries `Retry-After`.
 Amounts are decimal strings in the currency's major unit (`"3.15"` USD), never JSON numbers.
 Errors are RFC 9457 `application/problem+json` with a stable `code`.
 POST requests take an `Idempotency-Key` header (at most 255 characters); a replay answers with
@@ -22,13 +39,54 @@ POST requests take an `Idempotency-Key` header (at most 255 characters); a repla
 """
 
 
+class _Metrics:
+    """prometheus-client's ASGI app under ``/metrics`` exactly (a Mount would redirect to ``/metrics/``)."""
+
+    def __init__(self) -> None:
+        self._app = make_asgi_app()
+
+    async def __call__(self, scope, receive, send) -> None:
+        await self._app(scope, receive, send)
+
+
 def create_app(settings: GatewaySettings, upstreams: Upstreams | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        url = settings.sqlalchemy_url()
+        if settings.migrate_on_start:
+            await migrate_async(MIGRATIONS, url)
+        engine = create_engine(url, pool_size=settings.db_pool_size)
+        if settings.dev_api_key is not None:
+            async with engine.begin() as conn:
+                key = await apikeys.upsert(
+                    conn, settings.dev_api_key.get_secret_value(), DEV_KEY_NAME, apikeys.SCOPES
+                )
+            log.info("development API key ready", key_id=key.id, key_prefix=key.key_prefix)
+        # No retries and a short timeout: the limiter must answer fast or step aside (see ratelimit.py).
+        redis_client = aioredis.Redis.from_url(
+            settings.redis_url,
+            socket_timeout=settings.rate_limit_redis_timeout_seconds,
+            socket_connect_timeout=settings.rate_limit_redis_timeout_seconds,
+            retry=Retry(NoBackoff(), 0),
+        )
+        app.state.engine = engine
+        app.state.authenticator = KeyAuthenticator(
+            engine, settings.api_key_cache_ttl_seconds, settings.api_key_cache_max_entries
+        )
+        app.state.rate_limiter = RateLimiter(
+            redis_client,
+            settings.rate_limit_requests,
+            settings.rate_limit_window_seconds,
+            settings.rate_limit_fail_open,
+        )
         app.state.upstreams = upstreams or Upstreams.connect(settings)
-        yield
-        if upstreams is None:
-            await app.state.upstreams.close()
+        try:
+            yield
+        finally:
+            if upstreams is None:
+                await app.state.upstreams.close()
+            await redis_client.aclose()
+            await engine.dispose()
 
     app = FastAPI(
         title="Marketplace Payments",
@@ -39,6 +97,11 @@ def create_app(settings: GatewaySettings, upstreams: Upstreams | None = None) ->
     app.state.settings = settings
     problems.install(app)
     app.include_router(health.router)
+    app.include_router(payments.router)
+    app.include_router(admin.router)
     app.include_router(ledger.router)
+    app.include_router(webhooks.router)
+    app.add_route("/metrics", _Metrics(), include_in_schema=False)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(HttpMetricsMiddleware)
     return app

@@ -1,9 +1,15 @@
 from __future__ import annotations
 
-from pydantic import Field
+import re
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from svckit.config import Port, ServiceSettings
+
+API_KEY_RE = re.compile(r"^mpk_[A-Za-z0-9_-]{43}$")
+"""Format of an API key: ``mpk_`` and 32 random bytes, URL-safe base64 without padding."""
 
 
 class GatewaySettings(ServiceSettings):
@@ -12,6 +18,11 @@ class GatewaySettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore", validate_default=True)
 
     service_name: str = "gateway"
+    database_name: str = "gateway"
+    """The gateway's own small database (API keys); it reads no other service's tables."""
+    environment: Literal["development", "production"] = "production"
+    """``production`` (the default, so a forgotten setting fails safe) refuses to start without a webhook
+    secret and refuses a development API key."""
     http_host: str = "127.0.0.1"
     http_port: Port = 8000
     payment_addr: str = "127.0.0.1:50051"
@@ -23,3 +34,51 @@ class GatewaySettings(ServiceSettings):
     readiness_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
     max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
     """Requests with a larger body are refused with 413 before they are parsed."""
+    db_pool_size: int = Field(default=5, ge=1, le=200)
+
+    # -- pay-in limits --------------------------------------------------------------------------
+    max_orders_per_checkout: int = Field(default=50, ge=1, le=1000)
+    max_order_amount_minor: int = Field(default=100_000_000, ge=1)
+    """Largest amount of one payment order, in minor units of its currency (a sanity cap, not risk)."""
+
+    # -- authentication -------------------------------------------------------------------------
+    api_key_cache_ttl_seconds: float = Field(default=30.0, ge=0, le=3600)
+    """How long a successful key look-up is reused in-process; a revocation takes effect within it.
+    0 disables the cache."""
+    api_key_cache_max_entries: int = Field(default=10_000, ge=1)
+    dev_api_key: SecretStr | None = None
+    """Development only: a key upserted at start-up with scopes payments+admin (``make run`` sets it)."""
+
+    # -- rate limit -----------------------------------------------------------------------------
+    rate_limit_requests: int = Field(default=100, ge=1, le=1_000_000)
+    rate_limit_window_seconds: float = Field(default=1.0, gt=0, le=3600)
+    """Each API key may make ``rate_limit_requests`` requests per window (GCRA: a burst of the whole
+    budget is allowed, then one request every ``window / requests``)."""
+    rate_limit_fail_open: bool = True
+    """When Redis cannot be reached, let requests through (logged and counted) rather than refuse them."""
+    rate_limit_redis_timeout_seconds: float = Field(default=0.25, gt=0, le=10)
+
+    # -- webhooks -------------------------------------------------------------------------------
+    stripe_webhook_secret: SecretStr | None = None
+    """The endpoint's signing secret (``whsec_...``). Required in production."""
+    webhook_tolerance_seconds: int = Field(default=300, ge=1, le=3600)
+    """Signatures older than this are refused (Stripe's default; 0 would disable the check, so not allowed)."""
+    webhook_upstream_timeout_seconds: float = Field(default=5.0, gt=0, le=30)
+    """Deadline of the HandlePspEvent call; the PSP gives up on slow endpoints and retries."""
+
+    @model_validator(mode="after")
+    def _secrets_fit_the_environment(self) -> GatewaySettings:
+        secret = self.stripe_webhook_secret.get_secret_value() if self.stripe_webhook_secret else ""
+        if secret and not secret.startswith("whsec_"):
+            raise ValueError("stripe_webhook_secret must be a Stripe signing secret starting with 'whsec_'")
+        if self.environment == "production" and not secret:
+            raise ValueError(
+                "stripe_webhook_secret is required in production (set GATEWAY_STRIPE_WEBHOOK_SECRET, "
+                "or GATEWAY_ENVIRONMENT=development to run without webhooks)"
+            )
+        if self.dev_api_key is not None:
+            if self.environment != "development":
+                raise ValueError("dev_api_key is only allowed with GATEWAY_ENVIRONMENT=development")
+            if not API_KEY_RE.match(self.dev_api_key.get_secret_value()):
+                raise ValueError("dev_api_key must look like mpk_<43 URL-safe characters>")
+        return self

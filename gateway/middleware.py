@@ -16,6 +16,10 @@ log = get_logger("gateway.access")
 
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
+RESPONSE_HEADERS_SCOPE_KEY = "gateway.response_headers"
+"""Headers a handler wants on the answer whatever it turns out to be, error or not (the rate-limit
+headers): set ``scope[RESPONSE_HEADERS_SCOPE_KEY] = {...}``; this middleware adds them."""
+
 
 def _problem_bytes(status: int, code: str, detail: str, request_id: str) -> bytes:
     return json.dumps(
@@ -57,7 +61,16 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
                 message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+                extra = [
+                    (k.lower().encode(), v.encode())
+                    for k, v in scope.get(RESPONSE_HEADERS_SCOPE_KEY, {}).items()
+                ]
+                present = {k.lower() for k, _ in message["headers"]}
+                message["headers"] = [
+                    *message["headers"],
+                    *(h for h in extra if h[0] not in present),
+                    (b"x-request-id", rid.encode()),
+                ]
             await send(message)
 
         try:

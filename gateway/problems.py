@@ -37,6 +37,32 @@ _HTTP_CODES = {
 }
 
 
+class ApiProblem(Exception):
+    """An error the gateway itself decides (auth, rate limit, content type, webhook signature).
+
+    Raised anywhere in a request; rendered by :func:`install`'s handler like every other problem.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        headers: dict[str, str] | None = None,
+        field: str | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.headers = headers
+        self.field = field
+
+
+MAX_LISTED_ERRORS = 50
+"""A body with a thousand bad items gets the first fifty named, not a megabyte of errors."""
+
+
 def problem(
     status: int,
     code: str,
@@ -86,6 +112,11 @@ def install(app: FastAPI) -> None:
     async def _domain(_request: Request, exc: DomainError) -> JSONResponse:
         return domain_problem(exc)
 
+    @app.exception_handler(ApiProblem)
+    async def _api(_request: Request, exc: ApiProblem) -> JSONResponse:
+        errors = [{"field": exc.field, "message": exc.detail}] if exc.field else None
+        return problem(exc.status, exc.code, exc.detail, headers=exc.headers, errors=errors)
+
     @app.exception_handler(grpc.aio.AioRpcError)
     async def _rpc(_request: Request, exc: grpc.aio.AioRpcError) -> JSONResponse:
         err = from_rpc_error(exc)
@@ -104,7 +135,7 @@ def install(app: FastAPI) -> None:
             "INVALID_REQUEST",
             f"{first['field']}: {first['message']}",
             title="Invalid request",
-            errors=errors,
+            errors=errors[:MAX_LISTED_ERRORS],
         )
 
     @app.exception_handler(StarletteHTTPException)

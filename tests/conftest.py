@@ -21,6 +21,9 @@ from svckit.testing import Infra
 from wallet_svc import bootstrap as wallet_bootstrap
 from wallet_svc.config import WalletSettings
 
+GATEWAY_TEST_KEY = "mpk_" + "t" * 43
+"""The shared gateway's development API key (payments + admin)."""
+
 SERVICES = {
     "payment": (PaymentSettings, payment_bootstrap),
     "ledger": (LedgerSettings, ledger_bootstrap),
@@ -72,9 +75,10 @@ async def gateway_url(infra: Infra, services: dict[str, ServiceHandle]) -> Async
     from svckit.devstack.infra import free_port
 
     port = free_port()
-    settings = GatewaySettings(
-        database_url=infra.database_url,
-        redis_url=infra.redis_url,
+    settings = infra.settings(
+        GatewaySettings,
+        environment="development",
+        dev_api_key=GATEWAY_TEST_KEY,  # scopes payments+admin; the `http` client sends it
         http_port=port,
         payment_addr=services["payment"].address,
         ledger_addr=services["ledger"].address,
@@ -106,5 +110,6 @@ async def gateway_url(infra: Infra, services: dict[str, ServiceHandle]) -> Async
 async def http(gateway_url: str) -> AsyncIterator[httpx.AsyncClient]:  # noqa: F821
     import httpx
 
-    async with httpx.AsyncClient(base_url=gateway_url, timeout=10) as client:
+    headers = {"Authorization": f"Bearer {GATEWAY_TEST_KEY}"}
+    async with httpx.AsyncClient(base_url=gateway_url, timeout=10, headers=headers) as client:
         yield client

@@ -16,6 +16,8 @@ import pytest
 from svckit.devstack.infra import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+DEV_KEY = "mpk_" + "d" * 43
+AUTH = {"Authorization": f"Bearer {DEV_KEY}"}
 
 
 def _start(data_dir: Path, ports: dict[str, int]) -> subprocess.Popen:
@@ -25,6 +27,7 @@ def _start(data_dir: Path, ports: dict[str, int]) -> subprocess.Popen:
         "PAYMENT_GRPC_PORT": str(ports["payment"]), "LEDGER_GRPC_PORT": str(ports["ledger"]),
         "WALLET_GRPC_PORT": str(ports["wallet"]), "RECON_GRPC_PORT": str(ports["recon"]),
         "GATEWAY_HTTP_PORT": str(ports["gateway"]), "PSP_SIM_PORT": str(ports["psp"]),
+        "GATEWAY_DEV_API_KEY": DEV_KEY,
     })  # fmt: skip
     return subprocess.Popen(
         [sys.executable, "-m", "svckit.devstack", "run", "--quiet", "--data-dir", str(data_dir)],
@@ -80,12 +83,13 @@ def test_run_starts_everything_stops_cleanly_and_reuses_data(tmp_path):
         summary = _wait_for_summary(proc)
         for name in ("payment", "ledger", "wallet", "recon"):
             assert f"127.0.0.1:{ports[name]}" in summary
+        assert f"Authorization: Bearer {DEV_KEY}" in summary  # the ready-to-paste checkout curl
         gw = f"http://127.0.0.1:{ports['gateway']}"
         ready = httpx.get(f"{gw}/readyz", timeout=5).json()
         assert ready["status"] == "ready"
         created = httpx.post(
             f"{gw}/v1/ledger/accounts", json={"name": "asset:bank:operating", "currency": "USD"},
-            headers={"Idempotency-Key": "devstack-1"}, timeout=5,
+            headers={"Idempotency-Key": "devstack-1", **AUTH}, timeout=5,
         )  # fmt: skip
         assert created.status_code == 201, created.text
         children = psutil.Process(proc.pid).children(recursive=True)
@@ -100,7 +104,9 @@ def test_run_starts_everything_stops_cleanly_and_reuses_data(tmp_path):
     try:
         _wait_for_summary(proc)
         again = httpx.get(
-            f"http://127.0.0.1:{ports['gateway']}/v1/ledger/accounts/asset:bank:operating", timeout=5
+            f"http://127.0.0.1:{ports['gateway']}/v1/ledger/accounts/asset:bank:operating",
+            timeout=5,
+            headers=AUTH,
         )
         assert again.status_code == 200
         assert again.json()["currency"] == "USD"

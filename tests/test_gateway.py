@@ -42,7 +42,7 @@ async def test_readyz_reports_each_unreachable_dependency():
         database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/postgres",
         redis_url=f"redis://127.0.0.1:{free_port()}/0",
         payment_addr=dead, ledger_addr=dead, wallet_addr=dead, recon_addr=dead,
-        readiness_timeout_seconds=0.5,
+        readiness_timeout_seconds=0.5, environment="development", migrate_on_start=False,
     )  # fmt: skip
     app = create_app(settings)
     async with app.router.lifespan_context(app):

@@ -6,6 +6,7 @@ import psycopg
 import pytest
 from alembic import command
 
+from gateway.models import MIGRATIONS as GATEWAY_MIGRATIONS
 from ledger_svc import bootstrap as ledger
 from payment_svc import bootstrap as payment
 from recon_svc import bootstrap as recon
@@ -13,6 +14,7 @@ from svckit.db import alembic_config, drop_database, migrate
 from wallet_svc import bootstrap as wallet
 
 CASES = {
+    "gateway": (GATEWAY_MIGRATIONS, {"api_keys"}),
     "payments": (
         payment.MIGRATIONS,
         {"payment_events", "payment_orders", "order_transitions", "refunds", "idempotency_keys"},

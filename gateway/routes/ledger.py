@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, Depends, Header, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.guard import bearer_scheme, guarded
 from gateway.upstream import call, mark_replayed
 from svckit.gen.ledger.v1 import ledger_service_pb2 as pb
 
-router = APIRouter(prefix="/v1/ledger", tags=["ledger"])
+router = APIRouter(
+    prefix="/v1/ledger",
+    tags=["ledger"],
+    route_class=guarded("admin"),
+    dependencies=[Depends(bearer_scheme)],
+    responses={401: {"description": "no valid API key"}, 403: {"description": "the key lacks `admin`"}},
+)
 
 _TYPES = {v: k.removeprefix("ACCOUNT_TYPE_").lower() for k, v in pb.AccountType.items()}
 

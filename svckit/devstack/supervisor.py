@@ -9,11 +9,13 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,7 +59,19 @@ def _env_port(name: str, default: int) -> int:
     return int(value)
 
 
-def plan_children() -> list[Child]:
+def dev_api_key(data_dir: Path) -> str:
+    """The development API key: GATEWAY_DEV_API_KEY, else one generated once and kept in the data folder."""
+    if key := os.environ.get("GATEWAY_DEV_API_KEY"):
+        return key
+    path = data_dir / "dev_api_key"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text("mpk_" + secrets.token_urlsafe(32) + "\n")
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def plan_children(dev_key: str = "") -> list[Child]:
     """What `make run` starts, with ports from the same variables the services read."""
     ports = {
         "payment": _env_port("PAYMENT_GRPC_PORT", 50051),
@@ -98,6 +112,9 @@ def plan_children() -> list[Child]:
             ready_path="/readyz",
             env={
                 "GATEWAY_HTTP_PORT": str(ports["gateway"]),
+                # Development: no webhook secret needed, and a ready-made key (payments + admin).
+                "GATEWAY_ENVIRONMENT": os.environ.get("GATEWAY_ENVIRONMENT", "development"),
+                **({"GATEWAY_DEV_API_KEY": dev_key} if dev_key else {}),
                 **{
                     f"GATEWAY_{n.upper()}_ADDR": f"127.0.0.1:{ports[n]}"
                     for n in ("payment", "ledger", "wallet", "recon")
@@ -112,7 +129,8 @@ class Stack:
     def __init__(self, data_dir: Path, echo_logs: bool) -> None:
         self.data_dir = data_dir
         self.echo_logs = echo_logs
-        self.children = plan_children()
+        self.dev_key = dev_api_key(data_dir)
+        self.children = plan_children(self.dev_key)
         self.pg: EmbeddedPostgres | None = None
         self.valkey: EmbeddedValkey | None = None
         self.stop_requested = threading.Event()
@@ -295,6 +313,21 @@ def _summary(stack: Stack, started: float) -> None:
     )
     console.print(table)
     gw = next(c for c in stack.children if c.name == "gateway")
+    checkout = uuid.uuid4().hex[:8]
+    body = (
+        f'{{"checkout_id":"chk_{checkout}","buyer_info":{{"buyer_id":"buyer_1"}},'
+        f'"payment_orders":[{{"payment_order_id":"po_{checkout}_a","seller_account":"seller_a",'
+        f'"amount":"25.00","currency":"USD"}},{{"payment_order_id":"po_{checkout}_b",'
+        f'"seller_account":"seller_b","amount":"9.90","currency":"USD"}}],'
+        f'"success_url":"https://example.com/paid","cancel_url":"https://example.com/cart"}}'
+    )
+    console.print(
+        f"API key (development, scopes payments+admin): {stack.dev_key}\n"
+        f"Pay:  curl -s -X POST http://{gw.address}/v1/payments -H 'Authorization: Bearer {stack.dev_key}' "
+        f"-H 'Idempotency-Key: {checkout}' -H 'Content-Type: application/json' -d '{body}'",
+        markup=False,
+        soft_wrap=True,
+    )
     console.print(
         f"Try:  curl -s http://{gw.address}/readyz | python3 -m json.tool\n"
         f"      open http://{gw.address}/docs\n"

@@ -1,0 +1,124 @@
+"""Authentication, scope check, per-key rate limit and content-type check, in that order, before a
+route reads or validates its body.
+
+Routes opt in through their router's ``route_class=guarded(scope)``. Doing this in the route class
+rather than in a FastAPI dependency matters: FastAPI parses the JSON body before it runs any
+dependency, so with a dependency a caller without a key would learn about body errors (400) instead
+of being told to authenticate (401), and would bypass the rate limit by sending bad JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.routing import APIRoute
+from fastapi.security import HTTPBearer
+from sqlalchemy.exc import DBAPIError
+
+from gateway import metrics
+from gateway.apikeys import ApiKey, KeyAuthenticator
+from gateway.middleware import RESPONSE_HEADERS_SCOPE_KEY
+from gateway.problems import ApiProblem
+from gateway.ratelimit import RateLimiter
+from svckit.logging import get_logger
+
+log = get_logger(__name__)
+
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    scheme_name="ApiKey",
+    description="An API key (`mpk_...`) as `Authorization: Bearer <key>`; see `python -m gateway apikey`.",
+)
+"""Only documents the scheme in OpenAPI; the route class below does the checking."""
+
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="marketplace-payments"'}
+_JSON_TYPES = ("application/json",)
+
+
+def _unauthenticated(reason: str, detail: str) -> ApiProblem:
+    metrics.AUTH_FAILURES.labels(reason).inc()
+    return ApiProblem(401, "UNAUTHENTICATED", detail, headers=_CHALLENGE)
+
+
+def _bearer(request: Request) -> str:
+    header = request.headers.get("authorization")
+    if not header:
+        raise _unauthenticated("missing", "send an API key as 'Authorization: Bearer <key>'")
+    scheme, _, credentials = header.partition(" ")
+    if scheme.lower() != "bearer" or not credentials.strip():
+        raise _unauthenticated("malformed", "the Authorization header must be 'Bearer <key>'")
+    return credentials.strip()
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media in _JSON_TYPES or (media.startswith("application/") and media.endswith("+json"))
+
+
+async def authorize(request: Request, scope: str) -> dict[str, str]:
+    """Check the key, its scope and its rate budget; return the rate-limit headers for the answer
+    (added by the request middleware to every answer, errors included)."""
+    state = request.app.state
+    authenticator: KeyAuthenticator = state.authenticator
+    presented = _bearer(request)
+    try:
+        key: ApiKey | None = await authenticator.authenticate(presented)
+    except (DBAPIError, OSError) as exc:
+        # Cached keys keep working during a database outage; an uncached one cannot be checked. That is
+        # a transient fault of ours (503, retry), not the caller's (401) nor a bug (500).
+        metrics.AUTH_FAILURES.labels("unavailable").inc()
+        log.warning("API key look-up failed", error=repr(exc)[:300])
+        raise ApiProblem(
+            503,
+            "AUTHENTICATION_UNAVAILABLE",
+            "API keys cannot be checked right now; retry",
+            headers={"Retry-After": "1"},
+        ) from None
+    if key is None:
+        raise _unauthenticated("invalid", "the API key is unknown or revoked")
+    if scope not in key.scopes:
+        metrics.AUTH_FAILURES.labels("scope").inc()
+        raise ApiProblem(403, "FORBIDDEN", f"this API key lacks the '{scope}' scope")
+    request.state.api_key = key
+    limiter: RateLimiter = state.rate_limiter
+    decision = await limiter.check(key.id)
+    if decision is None:
+        return {}
+    if not decision.allowed:
+        raise ApiProblem(
+            429,
+            "RATE_LIMITED",
+            f"rate limit of {decision.limit} requests per {state.settings.rate_limit_window_seconds:g} s "
+            f"exceeded; retry after {decision.retry_after_seconds} s",
+            headers=decision.headers(),
+        )
+    return decision.headers()
+
+
+def guarded(scope: str) -> type[APIRoute]:
+    """A route class whose routes require an API key with ``scope``."""
+
+    class GuardedRoute(APIRoute):
+        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+            inner = super().get_route_handler()
+            takes_body = self.body_field is not None
+
+            async def handler(request: Request) -> Response:
+                request.scope[RESPONSE_HEADERS_SCOPE_KEY] = await authorize(request, scope)
+                if takes_body:
+                    body = await request.body()  # cached on the request; the inner handler reuses it
+                    content_type = request.headers.get("content-type", "")
+                    if body and not _is_json(content_type):
+                        raise ApiProblem(
+                            415,
+                            "UNSUPPORTED_MEDIA_TYPE",
+                            f"send the body as application/json, not {content_type or 'no content type'!r}",
+                        )
+                return await inner(request)
+
+            return handler
+
+    GuardedRoute.__name__ = f"GuardedRoute[{scope}]"
+    return GuardedRoute

@@ -1,0 +1,4 @@
+from gateway.models import metadata
+from svckit import migrations_env
+
+migrations_env.run(metadata)

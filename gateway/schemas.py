@@ -1,0 +1,360 @@
+"""REST shapes of pay-in and their translation to and from ``payments.v1``.
+
+Validation happens in two steps. Pydantic (strict, unknown fields refused) checks the structure: types,
+formats, required fields; its errors are ``INVALID_REQUEST`` listing every bad field. Then
+:func:`create_payment_request` checks what needs several fields or the configuration (amount against the
+currency's exponent, limits, one currency per checkout, duplicate ids); it stops at the first problem
+and answers with a specific code (``AMOUNT_TOO_LARGE``, ``MIXED_CURRENCIES``, ...) naming the field.
+Either way nothing reaches the payment service, so nothing is stored.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+
+from svckit.errors import InvalidArgument
+from svckit.gen.payments.v1 import payment_service_pb2 as pb
+from svckit.money import MoneyError, format_amount, normalize_currency, parse_amount
+
+ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,128}$"
+SELLER_PATTERN = r"^[A-Za-z0-9_.\-@]{1,128}$"
+ID_DESCRIPTION = "1-128 characters of A-Z a-z 0-9 _ . : -"
+
+Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+SellerAccount = Annotated[str, StringConstraints(pattern=SELLER_PATTERN)]
+
+
+def _amount_is_a_string(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise ValueError('amount must be a decimal string such as "3.15", not a JSON number')
+    return value
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must be an absolute http(s) URL")
+    return value
+
+
+Amount = Annotated[str, BeforeValidator(_amount_is_a_string), Field(max_length=32, examples=["25.00"])]
+HttpUrl = Annotated[str, Field(max_length=2048), AfterValidator(_http_url)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class BuyerInfoIn(_Strict):
+    buyer_id: Id = Field(description=f"Your id of the buyer ({ID_DESCRIPTION}).", examples=["buyer_42"])
+    email: Annotated[str, StringConstraints(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = (
+        None
+    )
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    country: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")] | None = Field(
+        default=None, description="ISO 3166-1 alpha-2, upper case.", examples=["DE"]
+    )
+
+
+class PaymentOrderIn(_Strict):
+    payment_order_id: Id = Field(description="Your globally unique id of this seller's order.")
+    seller_account: SellerAccount = Field(examples=["seller_1"])
+    amount: Amount = Field(description="Decimal string in the currency's major unit; positive.")
+    currency: Annotated[str, StringConstraints(min_length=3, max_length=3)] = Field(examples=["USD"])
+
+
+class CreatePaymentBody(_Strict):
+    checkout_id: Id = Field(description=f"Your id of the checkout ({ID_DESCRIPTION}); unique.")
+    buyer_info: BuyerInfoIn
+    payment_orders: list[PaymentOrderIn] = Field(
+        description="One order per seller; one currency per checkout."
+    )
+    success_url: HttpUrl | None = Field(default=None, description="Required in hosted mode.")
+    cancel_url: HttpUrl | None = Field(default=None, description="Required in hosted mode.")
+    payment_method: Annotated[str, StringConstraints(pattern=r"^pm_[A-Za-z0-9_]{1,250}$")] | None = Field(
+        default=None, description="A PSP payment-method token; selects direct mode."
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "checkout_id": "chk_1001",
+                    "buyer_info": {"buyer_id": "buyer_42", "email": "ada@example.com", "country": "DE"},
+                    "payment_orders": [
+                        {
+                            "payment_order_id": "po_1001_a",
+                            "seller_account": "seller_a",
+                            "amount": "25.00",
+                            "currency": "EUR",
+                        },
+                        {
+                            "payment_order_id": "po_1001_b",
+                            "seller_account": "seller_b",
+                            "amount": "9.90",
+                            "currency": "EUR",
+                        },
+                    ],
+                    "success_url": "https://shop.example.com/paid",
+                    "cancel_url": "https://shop.example.com/cart",
+                }
+            ]
+        }
+    )
+
+
+class RefundBody(_Strict):
+    amount: Amount | None = Field(default=None, description="Absent: refund everything not yet refunded.")
+    reason: Literal["duplicate", "fraudulent", "requested_by_customer"] | None = None
+
+
+class ReviewBody(_Strict):
+    decision: Literal["approve", "decline"]
+    note: Annotated[str, StringConstraints(max_length=1000)] = ""
+
+
+# -- out ----------------------------------------------------------------------------------------------
+
+
+class BuyerInfoOut(BaseModel):
+    buyer_id: str
+    email: str | None
+    name: str | None
+    country: str | None
+
+
+class PaymentOrderOut(BaseModel):
+    payment_order_id: str
+    checkout_id: str
+    seller_account: str
+    amount: str = Field(examples=["25.00"])
+    currency: str
+    state: str = Field(
+        description="not_started, executing, pending, success, failed, unknown, "
+        "partially_refunded or refunded",
+        examples=["executing"],
+    )
+    created_at: str | None
+    updated_at: str | None
+    psp_reference: str | None
+    failure_code: str | None
+    failure_message: str | None
+    next_action_url: str | None
+    commission: str
+    refunded: str
+    wallet_updated: bool
+    ledger_updated: bool
+
+
+class PaymentEventOut(BaseModel):
+    checkout_id: str
+    buyer_info: BuyerInfoOut
+    mode: str = Field(examples=["hosted"])
+    hosted_page_url: str | None
+    created_at: str | None
+    payment_orders: list[PaymentOrderOut]
+
+
+class TransitionOut(BaseModel):
+    from_state: str | None = Field(alias="from", description="null for the creation of the order")
+    to_state: str = Field(alias="to")
+    cause: str
+    detail: str | None
+    time: str | None
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+
+class HistoryOut(BaseModel):
+    payment_order_id: str
+    transitions: list[TransitionOut]
+
+
+class RefundOut(BaseModel):
+    refund_id: str
+    payment_order_id: str
+    amount: str
+    currency: str
+    state: str = Field(examples=["pending"])
+    psp_reference: str | None
+    created_at: str | None
+
+
+class CreateRefundOut(BaseModel):
+    refund: RefundOut
+    payment_order: PaymentOrderOut
+
+
+# -- translation --------------------------------------------------------------------------------------
+
+
+def _bad(reason: str, field: str, message: str) -> InvalidArgument:
+    return InvalidArgument(reason, f"{field}: {message}", field=field)
+
+
+def parse_positive_amount(text: str, currency: str, field: str, max_minor: int | None = None) -> int:
+    try:
+        minor = parse_amount(text, currency)
+    except MoneyError as exc:
+        raise _bad(exc.reason, field, str(exc)) from None
+    if minor <= 0:
+        raise _bad("AMOUNT_NOT_POSITIVE", field, f"must be greater than zero, got {text!r}")
+    if max_minor is not None and minor > max_minor:
+        raise _bad(
+            "AMOUNT_TOO_LARGE",
+            field,
+            f"{text} {currency} is above the limit of {format_amount(max_minor, currency)} per order",
+        )
+    return minor
+
+
+def create_payment_request(
+    body: CreatePaymentBody, max_orders: int, max_amount_minor: int
+) -> pb.CreatePaymentRequest:
+    orders = body.payment_orders
+    if not orders:
+        raise _bad("NO_PAYMENT_ORDERS", "payment_orders", "at least one payment order is required")
+    if len(orders) > max_orders:
+        raise _bad(
+            "TOO_MANY_ORDERS", "payment_orders", f"{len(orders)} orders; at most {max_orders} per checkout"
+        )
+    if body.payment_method is None:
+        for name in ("success_url", "cancel_url"):
+            if getattr(body, name) is None:
+                raise _bad("MISSING_FIELD", name, "required in hosted mode (no payment_method)")
+    seen: set[str] = set()
+    checkout_currency: str | None = None
+    out: list[pb.PaymentOrderInput] = []
+    for i, order in enumerate(orders):
+        at = f"payment_orders[{i}]"
+        if order.payment_order_id in seen:
+            raise _bad(
+                "DUPLICATE_PAYMENT_ORDER_ID",
+                f"{at}.payment_order_id",
+                f"{order.payment_order_id!r} appears more than once",
+            )
+        seen.add(order.payment_order_id)
+        try:
+            currency = normalize_currency(order.currency)
+        except MoneyError as exc:
+            raise _bad(exc.reason, f"{at}.currency", str(exc)) from None
+        if checkout_currency is None:
+            checkout_currency = currency
+        elif currency != checkout_currency:
+            raise _bad(
+                "MIXED_CURRENCIES",
+                f"{at}.currency",
+                f"{currency} differs from {checkout_currency}; one currency per checkout",
+            )
+        minor = parse_positive_amount(order.amount, currency, f"{at}.amount", max_amount_minor)
+        out.append(
+            pb.PaymentOrderInput(
+                payment_order_id=order.payment_order_id,
+                seller_account=order.seller_account,
+                amount_minor=minor,
+                currency=currency,
+            )
+        )
+    buyer = body.buyer_info
+    return pb.CreatePaymentRequest(
+        checkout_id=body.checkout_id,
+        buyer=pb.BuyerInfo(
+            buyer_id=buyer.buyer_id,
+            email=buyer.email or "",
+            name=buyer.name or "",
+            country=buyer.country or "",
+        ),
+        payment_orders=out,
+        success_url=body.success_url or "",
+        cancel_url=body.cancel_url or "",
+        payment_method=body.payment_method or "",
+    )
+
+
+def _enum_name(enum_type: Any, value: int, prefix: str) -> str:
+    return enum_type.Name(value).removeprefix(prefix).lower()
+
+
+def order_state(value: int) -> str:
+    return _enum_name(pb.PaymentOrderState, value, "PAYMENT_ORDER_STATE_")
+
+
+def timestamp(ts: Timestamp) -> str | None:
+    """ISO 8601 in UTC (``2026-11-22T10:15:00.123456Z``); None when the field was never set."""
+    if ts.seconds == 0 and ts.nanos == 0:
+        return None
+    return ts.ToDatetime(tzinfo=UTC).isoformat().replace("+00:00", "Z")
+
+
+def _opt(text: str) -> str | None:
+    return text or None
+
+
+def order_out(o: pb.PaymentOrder) -> PaymentOrderOut:
+    return PaymentOrderOut(
+        payment_order_id=o.payment_order_id,
+        checkout_id=o.checkout_id,
+        seller_account=o.seller_account,
+        amount=format_amount(o.amount_minor, o.currency),
+        currency=o.currency,
+        state=order_state(o.state),
+        created_at=timestamp(o.create_time),
+        updated_at=timestamp(o.update_time),
+        psp_reference=_opt(o.psp_reference),
+        failure_code=_opt(o.failure_code),
+        failure_message=_opt(o.failure_message),
+        next_action_url=_opt(o.next_action_url),
+        commission=format_amount(o.commission_minor, o.currency),
+        refunded=format_amount(o.refunded_minor, o.currency),
+        wallet_updated=o.wallet_updated,
+        ledger_updated=o.ledger_updated,
+    )
+
+
+def event_out(e: pb.PaymentEvent) -> PaymentEventOut:
+    return PaymentEventOut(
+        checkout_id=e.checkout_id,
+        buyer_info=BuyerInfoOut(
+            buyer_id=e.buyer.buyer_id,
+            email=_opt(e.buyer.email),
+            name=_opt(e.buyer.name),
+            country=_opt(e.buyer.country),
+        ),
+        mode=_enum_name(pb.PaymentMode, e.mode, "PAYMENT_MODE_"),
+        hosted_page_url=_opt(e.hosted_page_url),
+        created_at=timestamp(e.create_time),
+        payment_orders=[order_out(o) for o in e.payment_orders],
+    )
+
+
+def history_out(payment_order_id: str, transitions: Any) -> HistoryOut:
+    return HistoryOut(
+        payment_order_id=payment_order_id,
+        transitions=[
+            TransitionOut(
+                from_state=order_state(t.from_state) if t.from_state else None,
+                to_state=order_state(t.to_state),
+                cause=t.cause,
+                detail=_opt(t.detail),
+                time=timestamp(t.create_time),
+            )
+            for t in transitions
+        ],
+    )
+
+
+def refund_out(r: pb.Refund) -> RefundOut:
+    return RefundOut(
+        refund_id=r.refund_id,
+        payment_order_id=r.payment_order_id,
+        amount=format_amount(r.amount_minor, r.currency),
+        currency=r.currency,
+        state=_enum_name(pb.RefundState, r.state, "REFUND_STATE_"),
+        psp_reference=_opt(r.psp_reference),
+        created_at=timestamp(r.create_time),
+    )
