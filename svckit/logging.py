@@ -36,8 +36,14 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "auto") -> N
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    # JSON wants tracebacks as data; the console renderer formats exc_info itself and cannot print data.
+    tracebacks = (
+        [structlog.processors.dict_tracebacks]
+        if isinstance(renderer, structlog.processors.JSONRenderer)
+        else []
+    )
     structlog.configure(
-        processors=[*shared, structlog.processors.dict_tracebacks, renderer],
+        processors=[*shared, *tracebacks, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,

@@ -13,6 +13,7 @@ from ledger_svc import bootstrap as ledger_bootstrap
 from ledger_svc.config import LedgerSettings
 from payment_svc import bootstrap as payment_bootstrap
 from payment_svc.config import PaymentSettings
+from psp_sim.testing import DEFAULT_API_KEY, SimServer, run_simulator
 from recon_svc import bootstrap as recon_bootstrap
 from recon_svc.config import ReconSettings
 from svckit.logging import configure_logging
@@ -40,12 +41,21 @@ def infra() -> Iterator[Infra]:
     started.stop()
 
 
+@pytest.fixture(scope="session")
+def shared_psp() -> Iterator[SimServer]:
+    """The PSP simulator the session's payment service talks to."""
+    with run_simulator({"seed": 5}) as server:
+        yield server
+
+
 @pytest_asyncio.fixture(scope="session")
-async def services(infra: Infra) -> AsyncIterator[dict[str, ServiceHandle]]:
+async def services(infra: Infra, shared_psp) -> AsyncIterator[dict[str, ServiceHandle]]:
     """All four services, running for the whole session."""
+    overrides = {"payment": {"psp_base_url": shared_psp.base_url, "psp_api_key": DEFAULT_API_KEY}}
     handles: dict[str, ServiceHandle] = {}
     for name, (settings_cls, boot) in SERVICES.items():
-        handles[name] = await start_service(infra.settings(settings_cls), boot.MIGRATIONS, boot.build)
+        settings = infra.settings(settings_cls, **overrides.get(name, {}))
+        handles[name] = await start_service(settings, boot.MIGRATIONS, boot.build)
     yield handles
     for handle in handles.values():
         await handle.stop(0.2)

@@ -93,3 +93,11 @@ def test_every_container_health_probe_module_exists():
         test = spec.get("healthcheck", {}).get("test", [])
         if "svckit.healthcheck" in test:
             assert importlib.util.find_spec("svckit.healthcheck") is not None, name
+
+
+def test_the_psp_simulator_and_the_gateway_share_one_webhook_secret():
+    sim, gateway = SERVICES["psp-sim"]["environment"], SERVICES["gateway"]["environment"]
+    assert sim["PSP_SIM_WEBHOOK_SECRET"].startswith("whsec_")
+    assert sim["PSP_SIM_WEBHOOK_SECRET"] == gateway["GATEWAY_STRIPE_WEBHOOK_SECRET"]
+    assert sim["PSP_SIM_WEBHOOK_URL"] == "http://gateway:8000/v1/webhooks/stripe"
+    assert SERVICES["payment"]["environment"]["PAYMENT_PSP_BASE_URL"] == "http://psp-sim:12111"

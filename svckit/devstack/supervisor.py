@@ -71,7 +71,19 @@ def dev_api_key(data_dir: Path) -> str:
     return path.read_text().strip()
 
 
-def plan_children(dev_key: str = "") -> list[Child]:
+def dev_webhook_secret(data_dir: Path) -> str:
+    """The ``whsec_`` secret the simulator signs with and the gateway verifies: generated once, kept."""
+    if secret := os.environ.get("GATEWAY_STRIPE_WEBHOOK_SECRET"):
+        return secret
+    path = data_dir / "dev_webhook_secret"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text("whsec_" + secrets.token_hex(24) + "\n")
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def plan_children(dev_key: str = "", webhook_secret: str = "") -> list[Child]:
     """What `make run` starts, with ports from the same variables the services read."""
     ports = {
         "payment": _env_port("PAYMENT_GRPC_PORT", 50051),
@@ -87,7 +99,11 @@ def plan_children(dev_key: str = "") -> list[Child]:
             "payment_svc",
             ports["payment"],
             "grpc",
-            env={"PAYMENT_GRPC_PORT": str(ports["payment"])},
+            env={
+                "PAYMENT_GRPC_PORT": str(ports["payment"]),
+                "PAYMENT_PSP_BASE_URL": f"http://127.0.0.1:{ports['psp-sim']}",
+                "PAYMENT_RETURN_URL": f"http://127.0.0.1:{ports['gateway']}/v1/payments/return",
+            },
         ),
         Child(
             "ledger", "ledger_svc", ports["ledger"], "grpc", env={"LEDGER_GRPC_PORT": str(ports["ledger"])}
@@ -100,7 +116,16 @@ def plan_children(dev_key: str = "") -> list[Child]:
     if importlib.util.find_spec("psp_sim") is not None:
         children.append(
             Child(
-                "psp-sim", "psp_sim", ports["psp-sim"], "tcp", args=["serve", "--port", str(ports["psp-sim"])]
+                "psp-sim",
+                "psp_sim",
+                ports["psp-sim"],
+                "tcp",
+                args=["serve", "--port", str(ports["psp-sim"])],
+                # The simulator delivers its webhooks to our gateway, signed with the shared secret.
+                env={
+                    "PSP_SIM_WEBHOOK_URL": f"http://127.0.0.1:{ports['gateway']}/v1/webhooks/stripe",
+                    **({"PSP_SIM_WEBHOOK_SECRET": webhook_secret} if webhook_secret else {}),
+                },
             )
         )
     children.append(
@@ -115,6 +140,7 @@ def plan_children(dev_key: str = "") -> list[Child]:
                 # Development: no webhook secret needed, and a ready-made key (payments + admin).
                 "GATEWAY_ENVIRONMENT": os.environ.get("GATEWAY_ENVIRONMENT", "development"),
                 **({"GATEWAY_DEV_API_KEY": dev_key} if dev_key else {}),
+                **({"GATEWAY_STRIPE_WEBHOOK_SECRET": webhook_secret} if webhook_secret else {}),
                 **{
                     f"GATEWAY_{n.upper()}_ADDR": f"127.0.0.1:{ports[n]}"
                     for n in ("payment", "ledger", "wallet", "recon")
@@ -130,7 +156,7 @@ class Stack:
         self.data_dir = data_dir
         self.echo_logs = echo_logs
         self.dev_key = dev_api_key(data_dir)
-        self.children = plan_children(self.dev_key)
+        self.children = plan_children(self.dev_key, dev_webhook_secret(data_dir))
         self.pg: EmbeddedPostgres | None = None
         self.valkey: EmbeddedValkey | None = None
         self.stop_requested = threading.Event()

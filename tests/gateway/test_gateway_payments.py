@@ -17,13 +17,6 @@ from svckit.logging import add_request_context
 PROBLEM = "application/problem+json"
 
 
-def _not_implemented_yet(r) -> None:
-    """What an RPC still missing in payment_svc looks like through the gateway in this branch: a 500 problem
-    (INTERNAL, or UPSTREAM_ERROR when the service's error log line itself fails; see the report)."""
-    assert r.status_code == 500, r.text
-    assert r.json()["code"] in ("INTERNAL", "UPSTREAM_ERROR")
-
-
 def _body(n_orders: int = 2, **overrides) -> dict:
     checkout = f"chk_{uuid.uuid4().hex[:12]}"
     body = {
@@ -157,9 +150,6 @@ async def test_a_megabyte_body_is_413(client):
 
 
 async def test_a_valid_body_reaches_the_payment_service_translated(client, services):
-    # In this branch CreatePayment is not implemented yet: the service answers INTERNAL, after logging
-    # the call with our request id and idempotency key. ONCE payment_svc implements CreatePayment this
-    # must become: 201, the event with both orders, amounts "25.00", hosted_page_url set.
     body = _body(payment_method=None)
     rid = f"pay-{uuid.uuid4().hex[:8]}"
     key = uuid.uuid4().hex
@@ -167,16 +157,22 @@ async def test_a_valid_body_reaches_the_payment_service_translated(client, servi
         r = await client.post(
             "/v1/payments", json=body, headers={"Idempotency-Key": key, "X-Request-Id": rid}
         )
-    _not_implemented_yet(r)
-    reached = [e for e in logs if e.get("method") == "/payments.v1.PaymentService/CreatePayment"]
-    assert reached and reached[0]["request_id"] == rid and reached[0]["idempotency_key"] == key
+    assert r.status_code == 201, r.text
+    event = r.json()
+    assert event["checkout_id"] == body["checkout_id"]
+    assert event["hosted_page_url"].startswith("http")
+    assert [o["amount"] for o in event["payment_orders"]] == ["25.00", "25.00"]
+    assert {o["state"] for o in event["payment_orders"]} == {"executing"}
+    reached = [e for e in logs if e.get("service") == "payment" or e.get("request_id") == rid]
+    assert any(e.get("request_id") == rid and e.get("idempotency_key") == key for e in reached)
 
 
 async def test_direct_mode_needs_no_urls(client):
     body = _body(payment_method="pm_card_visa")
     del body["success_url"], body["cancel_url"]
     r = await client.post("/v1/payments", json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
-    _not_implemented_yet(r)  # validated and forwarded; see the test above for what changes
+    assert r.status_code == 201, r.text
+    assert {o["state"] for o in r.json()["payment_orders"]} == {"success"}
 
 
 async def _insert_order(services, amount_minor: int = 2500, currency: str = "USD") -> str:
@@ -246,10 +242,11 @@ async def test_refund_amount_is_parsed_in_the_orders_currency(client, services):
 
 
 async def test_refund_without_body_reaches_the_service(client, services):
-    # CreateRefund is not implemented in this branch (INTERNAL); once it is: 201 with the refund.
+    # The inserted order is still EXECUTING: nothing was captured, so nothing can be refunded.
     order_id = await _insert_order(services)
     r = await client.post(f"/v1/payments/{order_id}/refunds", headers={"Idempotency-Key": uuid.uuid4().hex})
-    _not_implemented_yet(r)
+    assert r.status_code == 409, r.text
+    assert r.json()["code"] == "ORDER_NOT_REFUNDABLE"
 
 
 async def test_review_validates_and_reaches_the_service(gw, admin_key):
@@ -258,17 +255,17 @@ async def test_review_validates_and_reaches_the_service(gw, admin_key):
                              headers={"Idempotency-Key": uuid.uuid4().hex})  # fmt: skip
         assert r.status_code == 400
         assert r.json()["errors"][0]["field"] == "decision"
-        # ReviewPaymentOrder is not implemented in this branch (INTERNAL); once it is: 404 for this
-        # unknown order (PAYMENT_ORDER_NOT_FOUND).
         r = await admin.post("/v1/admin/payments/po_1/review", json={"decision": "approve", "note": "ok"},
                              headers={"Idempotency-Key": uuid.uuid4().hex})  # fmt: skip
-        _not_implemented_yet(r)
+        assert r.status_code == 404
+        assert r.json()["code"] == "PAYMENT_ORDER_NOT_FOUND"
 
 
 async def test_checkout_and_history_reach_the_service(client):
-    # Not implemented in this branch (INTERNAL); once they are: 404 CHECKOUT_NOT_FOUND / PAYMENT_ORDER_NOT_FOUND.
-    _not_implemented_yet(await client.get("/v1/checkouts/chk_unknown"))
-    _not_implemented_yet(await client.get("/v1/payments/po_unknown/history"))
+    r = await client.get("/v1/checkouts/chk_unknown")
+    assert (r.status_code, r.json()["code"]) == (404, "CHECKOUT_NOT_FOUND")
+    r = await client.get("/v1/payments/po_unknown/history")
+    assert (r.status_code, r.json()["code"]) == (404, "PAYMENT_ORDER_NOT_FOUND")
     r = await client.get("/v1/checkouts/bad%20id")
     assert r.status_code == 400
 

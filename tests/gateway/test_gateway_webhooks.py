@@ -59,26 +59,22 @@ def _failures() -> float:
 
 
 async def test_a_valid_event_reaches_the_payment_service_with_its_id_as_idempotency_key(anon):
-    # HandlePspEvent is not implemented in this branch: the service answers an error, which the gateway
-    # must pass on as a non-2xx so Stripe redelivers. ONCE payment_svc implements HandlePspEvent, this
-    # must become: status 200 and body {"received": True}.
     payload = _event()
     event_id = json.loads(payload)["id"]
     with structlog.testing.capture_logs(processors=[add_request_context]) as logs:
         r = await anon.post(URL, content=payload, headers={"Stripe-Signature": _sign(payload),
                                                            "content-type": "application/json"})  # fmt: skip
-    assert r.status_code == 500, r.text
-    reached = [e for e in logs if e.get("method") == "/payments.v1.PaymentService/HandlePspEvent"]
-    assert reached and reached[0]["idempotency_key"] == event_id
+    assert r.status_code == 200, r.text
+    assert r.json() == {"received": True}
+    reached = [e for e in logs if e.get("idempotency_key") == event_id]
+    assert reached, "the event id must travel as the idempotency key"
 
 
 async def test_a_signature_computed_by_hand_is_accepted_too(anon):
     payload = _event()
     r = await anon.post(URL, content=payload, headers={"Stripe-Signature": _sign_by_hand(
         payload, WEBHOOK_SECRET, int(time.time()))})  # fmt: skip
-    assert (
-        r.status_code == 500
-    )  # verified and forwarded; the service's answer as above (200 once implemented)
+    assert r.status_code == 200, r.text
 
 
 def _bad_deliveries() -> list[tuple[str, bytes, dict[str, str]]]:
