@@ -15,7 +15,10 @@ from wallet_svc import bootstrap as wallet
 CASES = {
     "payments": (payment.MIGRATIONS, {"payment_events", "payment_orders", "idempotency_keys"}),
     "ledger": (ledger.MIGRATIONS, {"accounts", "idempotency_keys"}),
-    "wallet": (wallet.MIGRATIONS, {"wallets", "idempotency_keys"}),
+    "wallet": (
+        wallet.MIGRATIONS,
+        {"wallets", "wallet_movements", "reservations", "idempotency_keys"},
+    ),
     "recon": (recon.MIGRATIONS, {"reconciliation_runs", "idempotency_keys"}),
 }
 
