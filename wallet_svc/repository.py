@@ -95,7 +95,8 @@ _MOVEMENT_COLUMNS = [
 ]
 
 
-def _movement_from(w: sa.CTE, spec: MovementSpec, reservation_id: sa.ColumnElement | None) -> sa.Insert:
+def _movement_from(w: sa.CTE, spec: MovementSpec, r: sa.CTE | None) -> sa.Insert:
+    """INSERT of the movement from the wallet CTE ``w`` (and the new reservation ``r``, if any)."""
     select = sa.select(
         w.c.seller_id,
         w.c.currency,
@@ -105,11 +106,13 @@ def _movement_from(w: sa.CTE, spec: MovementSpec, reservation_id: sa.ColumnEleme
         sa.literal(spec.reserved_delta_minor, sa.BigInteger),
         w.c.available_minor,
         w.c.reserved_minor,
-        reservation_id if reservation_id is not None else sa.literal(spec.reservation_id, sa.Text),
+        r.c.id if r is not None else sa.literal(spec.reservation_id, sa.Text),
         sa.literal(spec.reference_kind, sa.Text),
         sa.literal(spec.reference_id, sa.Text),
         sa.literal(spec.idempotency_key, sa.Text),
     )
+    # w and r are one row each (or none); the join says so instead of an implicit cross product.
+    select = select.select_from(w.join(r, sa.true())) if r is not None else select.select_from(w)
     return sa.insert(wallet_movements).from_select(_MOVEMENT_COLUMNS, select).returning(*wallet_movements.c)
 
 
@@ -148,7 +151,7 @@ async def reserve(
         .returning(*reservations.c)
         .cte("r")
     )
-    m = _movement_from(w, spec, r.c.id).cte("m")
+    m = _movement_from(w, spec, r).cte("m")
     # Labelled apart: both tables have id, seller_id, amount_minor, ... columns.
     stmt = (
         sa.select(
