@@ -38,43 +38,54 @@ def _wallet_key(seller_id: str, currency: str) -> sa.ColumnElement[bool]:
     return sa.and_(wallets.c.seller_id == seller_id, wallets.c.currency == currency)
 
 
-def _wallet_change(spec: MovementSpec, create: bool) -> sa.CTE:
-    """The wallet update as a CTE returning the new balances; empty when it would go negative."""
-    returning = (wallets.c.seller_id, wallets.c.currency, wallets.c.available_minor, wallets.c.reserved_minor)
-    if create:
-        # Only a credit may create a wallet: both deltas are non-negative, so no condition is needed.
-        stmt = (
-            insert(wallets)
-            .values(
-                seller_id=spec.seller_id,
-                currency=spec.currency,
-                available_minor=spec.available_delta_minor,
-                reserved_minor=spec.reserved_delta_minor,
-            )
-            .on_conflict_do_update(
-                index_elements=[wallets.c.seller_id, wallets.c.currency],
-                set_={
-                    "available_minor": wallets.c.available_minor + spec.available_delta_minor,
-                    "reserved_minor": wallets.c.reserved_minor + spec.reserved_delta_minor,
-                    "updated_at": sa.func.now(),
-                },
-            )
-            .returning(*returning)
+# The movement statements are built once, with bind parameters, so each call only binds values:
+# building and cache-keying these CTEs per call cost more CPU than the rest of a credit.
+def _p(name: str, type_: sa.types.TypeEngine) -> sa.BindParameter:
+    # Prefixed: an execution parameter named like a column of an UPDATE's table would be taken
+    # by SQLAlchemy as a value to SET.
+    return sa.bindparam(f"p_{name}", type_=type_)
+
+
+_SELLER, _CURRENCY = _p("seller_id", sa.Text()), _p("currency", sa.Text())
+_DA, _DR = _p("available_delta_minor", sa.BigInteger()), _p("reserved_delta_minor", sa.BigInteger())
+_ZERO = sa.literal_column("0", sa.BigInteger)  # no bind parameter: nothing to pass at execution
+_RETURNING = (wallets.c.seller_id, wallets.c.currency, wallets.c.available_minor, wallets.c.reserved_minor)
+
+
+def _upsert_wallet() -> sa.CTE:
+    """Only a credit may create a wallet: its deltas are non-negative, so no condition is needed."""
+    stmt = (
+        insert(wallets)
+        .values(seller_id=_SELLER, currency=_CURRENCY, available_minor=_DA, reserved_minor=_DR)
+        .on_conflict_do_update(
+            index_elements=[wallets.c.seller_id, wallets.c.currency],
+            set_={
+                "available_minor": wallets.c.available_minor + _DA,
+                "reserved_minor": wallets.c.reserved_minor + _DR,
+                "updated_at": sa.func.now(),
+            },
         )
-        return stmt.cte("w")
+        .returning(*_RETURNING)
+    )
+    return stmt.cte("w")
+
+
+def _update_wallet() -> sa.CTE:
+    """The conditional update: no row (and no change) when a balance would go negative."""
     stmt = (
         sa.update(wallets)
         .where(
-            _wallet_key(spec.seller_id, spec.currency),
-            wallets.c.available_minor + spec.available_delta_minor >= 0,
-            wallets.c.reserved_minor + spec.reserved_delta_minor >= 0,
+            wallets.c.seller_id == _SELLER,
+            wallets.c.currency == _CURRENCY,
+            wallets.c.available_minor + _DA >= _ZERO,
+            wallets.c.reserved_minor + _DR >= _ZERO,
         )
         .values(
-            available_minor=wallets.c.available_minor + spec.available_delta_minor,
-            reserved_minor=wallets.c.reserved_minor + spec.reserved_delta_minor,
+            available_minor=wallets.c.available_minor + _DA,
+            reserved_minor=wallets.c.reserved_minor + _DR,
             updated_at=sa.func.now(),
         )
-        .returning(*returning)
+        .returning(*_RETURNING)
     )
     return stmt.cte("w")
 
@@ -95,34 +106,95 @@ _MOVEMENT_COLUMNS = [
 ]
 
 
-def _movement_from(w: sa.CTE, spec: MovementSpec, r: sa.CTE | None) -> sa.Insert:
+def _movement_from(w: sa.CTE, r: sa.CTE | None) -> sa.Insert:
     """INSERT of the movement from the wallet CTE ``w`` (and the new reservation ``r``, if any)."""
     select = sa.select(
         w.c.seller_id,
         w.c.currency,
-        sa.literal(spec.kind, sa.Text),
-        sa.literal(spec.amount_minor, sa.BigInteger),
-        sa.literal(spec.available_delta_minor, sa.BigInteger),
-        sa.literal(spec.reserved_delta_minor, sa.BigInteger),
+        _p("kind", sa.Text()),
+        _p("amount_minor", sa.BigInteger()),
+        _DA,
+        _DR,
         w.c.available_minor,
         w.c.reserved_minor,
-        r.c.id if r is not None else sa.literal(spec.reservation_id, sa.Text),
-        sa.literal(spec.reference_kind, sa.Text),
-        sa.literal(spec.reference_id, sa.Text),
-        sa.literal(spec.idempotency_key, sa.Text),
+        r.c.id if r is not None else _p("reservation_id", sa.Text()),
+        _p("reference_kind", sa.Text()),
+        _p("reference_id", sa.Text()),
+        _p("idempotency_key", sa.Text()),
     )
     # w and r are one row each (or none); the join says so instead of an implicit cross product.
     select = select.select_from(w.join(r, sa.true())) if r is not None else select.select_from(w)
     return sa.insert(wallet_movements).from_select(_MOVEMENT_COLUMNS, select).returning(*wallet_movements.c)
 
 
+def _record_statement(w: sa.CTE) -> sa.Insert:
+    return _movement_from(w, None).add_cte(w)
+
+
+def _reserve_statement() -> sa.Select:
+    w = _update_wallet()
+    r = (
+        sa.insert(reservations)
+        .from_select(
+            ["id", "seller_id", "currency", "state", "amount_minor", "reference_kind", "reference_id"],
+            sa.select(
+                _p("reservation_id", sa.Text()),
+                w.c.seller_id,
+                w.c.currency,
+                sa.literal_column("'OPEN'", sa.Text),
+                _p("amount_minor", sa.BigInteger()),
+                _p("reference_kind", sa.Text()),
+                _p("reference_id", sa.Text()),
+            ),
+        )
+        .returning(*reservations.c)
+        .cte("r")
+    )
+    m = _movement_from(w, r).cte("m")
+    # Labelled apart: both tables have id, seller_id, amount_minor, ... columns.
+    return (
+        sa.select(
+            *(m.c[c.name].label(f"m_{c.name}") for c in wallet_movements.c),
+            *(r.c[c.name].label(f"r_{c.name}") for c in reservations.c),
+        )
+        .select_from(m.join(r, m.c.reservation_id == r.c.id))
+        .add_cte(w)
+        .add_cte(r)
+        .add_cte(m)
+    )
+
+
+_CREDIT = _record_statement(_upsert_wallet())
+_CHANGE = _record_statement(_update_wallet())
+_RESERVE = _reserve_statement()
+
+
+def _params(spec: MovementSpec) -> dict[str, object]:
+    return {f"p_{k}": v for k, v in _values(spec).items()}
+
+
+def _values(spec: MovementSpec) -> dict[str, object]:
+    return {
+        "seller_id": spec.seller_id,
+        "currency": spec.currency,
+        "kind": spec.kind,
+        "amount_minor": spec.amount_minor,
+        "available_delta_minor": spec.available_delta_minor,
+        "reserved_delta_minor": spec.reserved_delta_minor,
+        "reservation_id": spec.reservation_id,
+        "reference_kind": spec.reference_kind,
+        "reference_id": spec.reference_id,
+        "idempotency_key": spec.idempotency_key,
+    }
+
+
 async def record_movement(
     conn: AsyncConnection, spec: MovementSpec, create_wallet: bool = False
 ) -> sa.Row | None:
     """Change the wallet and append the movement in one statement; None when a balance would go negative
-    (or the wallet does not exist), in which case nothing changed."""
-    w = _wallet_change(spec, create_wallet)
-    return (await conn.execute(_movement_from(w, spec, None).add_cte(w))).first()
+    (or the wallet does not exist), in which case nothing changed. Only a credit may create the wallet."""
+    stmt = _CREDIT if create_wallet else _CHANGE
+    return (await conn.execute(stmt, _params(spec))).first()
 
 
 async def reserve(
@@ -133,37 +205,7 @@ async def reserve(
     Returns (movement, reservation), or None when available is too small (nothing changed then).
     """
     assert spec.reservation_id is not None
-    w = _wallet_change(spec, create=False)
-    r = (
-        sa.insert(reservations)
-        .from_select(
-            ["id", "seller_id", "currency", "state", "amount_minor", "reference_kind", "reference_id"],
-            sa.select(
-                sa.literal(spec.reservation_id, sa.Text),
-                w.c.seller_id,
-                w.c.currency,
-                sa.literal("OPEN", sa.Text),
-                sa.literal(spec.amount_minor, sa.BigInteger),
-                sa.literal(spec.reference_kind, sa.Text),
-                sa.literal(spec.reference_id, sa.Text),
-            ),
-        )
-        .returning(*reservations.c)
-        .cte("r")
-    )
-    m = _movement_from(w, spec, r).cte("m")
-    # Labelled apart: both tables have id, seller_id, amount_minor, ... columns.
-    stmt = (
-        sa.select(
-            *(m.c[c.name].label(f"m_{c.name}") for c in wallet_movements.c),
-            *(r.c[c.name].label(f"r_{c.name}") for c in reservations.c),
-        )
-        .select_from(m.join(r, m.c.reservation_id == r.c.id))
-        .add_cte(w)
-        .add_cte(r)
-        .add_cte(m)
-    )
-    row = (await conn.execute(stmt)).first()
+    row = (await conn.execute(_RESERVE, _params(spec))).first()
     if row is None:
         return None
     values = row._asdict()
