@@ -112,15 +112,21 @@ def seed_wallets(url: str, count: int) -> None:
         )
 
 
-def cpu_of(procs: list[psutil.Process]) -> float:
-    total = 0.0
+def cpu_by_pid(procs: list[psutil.Process]) -> dict[int, float]:
+    """CPU seconds (user + system) of each live process."""
+    seen: dict[int, float] = {}
     for p in procs:
         try:
             t = p.cpu_times()
-            total += t.user + t.system
+            seen[p.pid] = t.user + t.system
         except psutil.NoSuchProcess:
             pass
-    return total
+    return seen
+
+
+def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU used between two snapshots; a process started in between counts from zero."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
 
 
 def postgres_processes(pg: EmbeddedPostgres) -> list[psutil.Process]:
@@ -149,10 +155,9 @@ def scenario(
             for i in range(processes)
         ]
         time.sleep(max(0.0, measure_from - time.time()))
-        pg_procs = postgres_processes(pg)
-        svc0, pg0, wall0 = cpu_of([service]), cpu_of(pg_procs), time.time()
+        svc0, pg0, wall0 = cpu_by_pid([service]), cpu_by_pid(postgres_processes(pg)), time.time()
         time.sleep(max(0.0, measure_until - time.time()))
-        svc1, pg1, wall1 = cpu_of([service]), cpu_of(pg_procs + postgres_processes(pg)), time.time()
+        svc1, pg1, wall1 = cpu_by_pid([service]), cpu_by_pid(postgres_processes(pg)), time.time()
         results: list[ClientResult] = [f.result() for f in futures]
     ok = sum(r.ok for r in results)
     latencies = [x for r in results for x in r.latencies_ms]
@@ -167,8 +172,8 @@ def scenario(
         "rate": ok / seconds,
         "p50": percentile(latencies, 0.50),
         "p99": percentile(latencies, 0.99),
-        "svc_cpu_per_k": (svc1 - svc0) * per_k,
-        "pg_cpu_per_k": (pg1 - pg0) * per_k,
+        "svc_cpu_per_k": cpu_delta(svc0, svc1) * per_k,
+        "pg_cpu_per_k": cpu_delta(pg0, pg1) * per_k,
         "client_cpu_per_k": client_cpu * per_k,
         "wall_cpu_capacity_per_k": (wall1 - wall0) * psutil.cpu_count() * per_k,
         "load": load(),
