@@ -85,3 +85,34 @@ async def test_constraints_refuse_inconsistent_rows(stub, engine, statement, con
         async with engine.begin() as conn:
             await conn.execute(sa.text(statement), {"s": seller})
     assert err.value.orig.diag.constraint_name == constraint
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE reservations SET released_minor = 0, state = 'OPEN' WHERE seller_id = :s",
+        "UPDATE reservations SET amount_minor = 300 WHERE seller_id = :s",
+        "UPDATE reservations SET reference_id = 'forged' WHERE seller_id = :s",
+        "DELETE FROM reservations WHERE seller_id = :s",
+        "TRUNCATE reservations CASCADE",
+    ],
+    ids=["back-to-open", "amount", "reference", "delete", "truncate"],
+)
+async def test_reservations_only_move_forward(stub, engine, statement):
+    seller, rid = await _seed(stub)
+    await stub.Release(
+        pb.ReleaseRequest(reservation_id=rid, amount=money(50), reference=ref()), metadata=md(new_key())
+    )
+    with pytest.raises(DBAPIError, match=r"forward|never deleted|append-only"):
+        async with engine.begin() as conn:
+            await conn.execute(sa.text(statement), {"s": seller})
+
+
+async def test_a_closed_reservation_cannot_be_changed_even_by_sql(stub, engine):
+    _, rid = await _seed(stub)
+    await stub.Release(pb.ReleaseRequest(reservation_id=rid, reference=ref()), metadata=md(new_key()))
+    with pytest.raises(DBAPIError, match="may only move forward"):
+        async with engine.begin() as conn:
+            await conn.execute(
+                sa.text("UPDATE reservations SET updated_at = now() WHERE id = :r"), {"r": rid}
+            )

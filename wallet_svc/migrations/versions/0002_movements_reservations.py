@@ -26,16 +26,38 @@ KIND_DELTAS = """
 """
 
 APPEND_ONLY_FUNCTION = """
-CREATE FUNCTION wallet_movements_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION refuse_history_edit() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    RAISE EXCEPTION 'wallet_movements is append-only: % refused', TG_OP
+    RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP
         USING ERRCODE = 'restrict_violation';
+END;
+$$
+"""
+
+# Reservations change, but only forward: parts only grow, the identity and amount never change,
+# a CLOSED reservation never changes again, and no reservation is deleted (Blnk #182).
+RESERVATION_FORWARD_ONLY_FUNCTION = """
+CREATE FUNCTION reservations_forward_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        RAISE EXCEPTION 'reservations are never deleted' USING ERRCODE = 'restrict_violation';
+    END IF;
+    IF OLD.state = 'CLOSED'
+       OR NEW.id <> OLD.id OR NEW.seller_id <> OLD.seller_id OR NEW.currency <> OLD.currency
+       OR NEW.amount_minor <> OLD.amount_minor
+       OR NEW.reference_kind <> OLD.reference_kind OR NEW.reference_id <> OLD.reference_id
+       OR NEW.released_minor < OLD.released_minor OR NEW.captured_minor < OLD.captured_minor
+       OR (OLD.state = 'PARTIALLY_SETTLED' AND NEW.state = 'OPEN') THEN
+        RAISE EXCEPTION 'reservation % may only move forward', OLD.id USING ERRCODE = 'restrict_violation';
+    END IF;
+    RETURN NEW;
 END;
 $$
 """
 
 
 def upgrade() -> None:
+    op.execute(APPEND_ONLY_FUNCTION)
     op.create_table(
         "reservations",
         sa.Column("id", sa.Text, primary_key=True),
@@ -75,6 +97,15 @@ def upgrade() -> None:
         sa.CheckConstraint(f"reference_kind IN {REFERENCE_KINDS}", name="ck_reservations_reference_kind"),
     )
     op.create_index("ix_reservations_wallet", "reservations", ["seller_id", "currency"])
+    op.execute(RESERVATION_FORWARD_ONLY_FUNCTION)
+    op.execute(
+        "CREATE TRIGGER reservations_forward_only BEFORE UPDATE OR DELETE ON reservations"
+        " FOR EACH ROW EXECUTE FUNCTION reservations_forward_only()"
+    )
+    op.execute(
+        "CREATE TRIGGER reservations_no_truncate BEFORE TRUNCATE ON reservations"
+        " FOR EACH STATEMENT EXECUTE FUNCTION refuse_history_edit()"
+    )
 
     op.create_table(
         "wallet_movements",
@@ -119,18 +150,18 @@ def upgrade() -> None:
     )
     op.create_index("ix_movements_reservation", "wallet_movements", ["reservation_id"])
 
-    op.execute(APPEND_ONLY_FUNCTION)
     op.execute(
         "CREATE TRIGGER wallet_movements_no_update_delete BEFORE UPDATE OR DELETE ON wallet_movements"
-        " FOR EACH ROW EXECUTE FUNCTION wallet_movements_append_only()"
+        " FOR EACH ROW EXECUTE FUNCTION refuse_history_edit()"
     )
     op.execute(
         "CREATE TRIGGER wallet_movements_no_truncate BEFORE TRUNCATE ON wallet_movements"
-        " FOR EACH STATEMENT EXECUTE FUNCTION wallet_movements_append_only()"
+        " FOR EACH STATEMENT EXECUTE FUNCTION refuse_history_edit()"
     )
 
 
 def downgrade() -> None:
     op.drop_table("wallet_movements")
-    op.execute("DROP FUNCTION wallet_movements_append_only()")
     op.drop_table("reservations")
+    op.execute("DROP FUNCTION reservations_forward_only()")
+    op.execute("DROP FUNCTION refuse_history_edit()")
