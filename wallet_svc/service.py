@@ -324,6 +324,10 @@ class WalletService:
         seller = validate_seller_id(seller_id) if seller_id else None
         limit = validate_page_size(page_size)
         after = decode_page_token(page_token, ["wallets", seller])
+        if after is not None and not (
+            isinstance(after, list) and len(after) == 2 and all(isinstance(x, str) for x in after)
+        ):
+            raise InvalidArgument("INVALID_PAGE_TOKEN", "page_token is malformed", field="page_token")
         rows = await repository.list_wallets(conn, seller, tuple(after) if after else None, limit + 1)
         items = [_wallet(r) for r in rows[:limit]]
         token = ""

@@ -8,6 +8,7 @@ from wallet_helpers import assert_books_balance, books, call_error, md, money, n
 
 from svckit.gen.wallet.v1 import wallet_service_pb2 as pb
 from svckit.grpc_errors import error_info
+from wallet_svc.service import encode_page_token
 
 
 async def credit(stub, seller, amount, currency="USD", key=None):
@@ -366,10 +367,13 @@ async def test_bad_credit_is_invalid_argument_with_field_and_stores_nothing(
         (lambda s: s.ListWallets(pb.ListWalletsRequest(page_size=-1)), "page_size", "INVALID_PAGE_SIZE"),
         (lambda s: s.ListWallets(pb.ListWalletsRequest(page_size=1001)), "page_size", "INVALID_PAGE_SIZE"),
         (lambda s: s.ListWallets(pb.ListWalletsRequest(page_token="garbage")), "page_token", "INVALID_PAGE_TOKEN"),
+        (lambda s: s.ListWallets(pb.ListWalletsRequest(page_token=encode_page_token(["wallets", None], 5))),
+         "page_token", "INVALID_PAGE_TOKEN"),
         (lambda s: s.ListMovements(pb.ListMovementsRequest(seller_id="ok", currency="USD", page_token="e30")),
          "page_token", "INVALID_PAGE_TOKEN"),
     ],
-    ids=["reservation_id", "currency", "page_size_negative", "page_size_too_big", "wallet_token", "movement_token"],
+    ids=["reservation_id", "currency", "page_size_negative", "page_size_too_big", "wallet_token",
+         "wallet_token_forged", "movement_token"],
 )  # fmt: skip
 async def test_other_bad_input_is_invalid_argument_with_field(stub, call, field, reason):
     err = await call_error(call(stub))
