@@ -20,7 +20,10 @@ CASES = {
         {"payment_events", "payment_orders", "order_transitions", "refunds", "idempotency_keys"},
     ),
     "ledger": (ledger.MIGRATIONS, {"accounts", "idempotency_keys"}),
-    "wallet": (wallet.MIGRATIONS, {"wallets", "idempotency_keys"}),
+    "wallet": (
+        wallet.MIGRATIONS,
+        {"wallets", "wallet_movements", "reservations", "idempotency_keys"},
+    ),
     "recon": (recon.MIGRATIONS, {"reconciliation_runs", "idempotency_keys"}),
 }
 

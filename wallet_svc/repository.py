@@ -1,13 +1,293 @@
-"""Every query of the wallet service; functions take the unit of work's connection."""
+"""Every query of the wallet service; functions take the unit of work's connection.
+
+A balance change and its movement row are one SQL statement (a data-modifying CTE): the wallet row is
+updated under its row lock with the non-negativity condition in the WHERE clause, and the movement is
+inserted from the updated row. No balance is ever read in one statement and written in another, so
+there is nothing to race; concurrent writers queue on the wallet's row lock.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from types import SimpleNamespace
+
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from wallet_svc.models import wallets
+from wallet_svc.models import reservations, wallet_movements, wallets
+
+
+@dataclass(frozen=True)
+class MovementSpec:
+    """A movement to record: kind, signed deltas and the business facts stored with it."""
+
+    seller_id: str
+    currency: str
+    kind: str
+    amount_minor: int
+    available_delta_minor: int
+    reserved_delta_minor: int
+    reference_kind: str
+    reference_id: str
+    idempotency_key: str
+    reservation_id: str | None = None
+
+
+def _wallet_key(seller_id: str, currency: str) -> sa.ColumnElement[bool]:
+    return sa.and_(wallets.c.seller_id == seller_id, wallets.c.currency == currency)
+
+
+# The movement statements are built once, with bind parameters, so each call only binds values:
+# building and cache-keying these CTEs per call cost more CPU than the rest of a credit.
+def _p(name: str, type_: sa.types.TypeEngine) -> sa.BindParameter:
+    # Prefixed: an execution parameter named like a column of an UPDATE's table would be taken
+    # by SQLAlchemy as a value to SET.
+    return sa.bindparam(f"p_{name}", type_=type_)
+
+
+_SELLER, _CURRENCY = _p("seller_id", sa.Text()), _p("currency", sa.Text())
+_DA, _DR = _p("available_delta_minor", sa.BigInteger()), _p("reserved_delta_minor", sa.BigInteger())
+_ZERO = sa.literal_column("0", sa.BigInteger)  # no bind parameter: nothing to pass at execution
+_RETURNING = (wallets.c.seller_id, wallets.c.currency, wallets.c.available_minor, wallets.c.reserved_minor)
+
+
+def _upsert_wallet() -> sa.CTE:
+    """Only a credit may create a wallet: its deltas are non-negative, so no condition is needed."""
+    stmt = (
+        insert(wallets)
+        .values(seller_id=_SELLER, currency=_CURRENCY, available_minor=_DA, reserved_minor=_DR)
+        .on_conflict_do_update(
+            index_elements=[wallets.c.seller_id, wallets.c.currency],
+            set_={
+                "available_minor": wallets.c.available_minor + _DA,
+                "reserved_minor": wallets.c.reserved_minor + _DR,
+                "updated_at": sa.func.now(),
+            },
+        )
+        .returning(*_RETURNING)
+    )
+    return stmt.cte("w")
+
+
+def _update_wallet() -> sa.CTE:
+    """The conditional update: no row (and no change) when a balance would go negative."""
+    stmt = (
+        sa.update(wallets)
+        .where(
+            wallets.c.seller_id == _SELLER,
+            wallets.c.currency == _CURRENCY,
+            wallets.c.available_minor + _DA >= _ZERO,
+            wallets.c.reserved_minor + _DR >= _ZERO,
+        )
+        .values(
+            available_minor=wallets.c.available_minor + _DA,
+            reserved_minor=wallets.c.reserved_minor + _DR,
+            updated_at=sa.func.now(),
+        )
+        .returning(*_RETURNING)
+    )
+    return stmt.cte("w")
+
+
+_MOVEMENT_COLUMNS = [
+    "seller_id",
+    "currency",
+    "kind",
+    "amount_minor",
+    "available_delta_minor",
+    "reserved_delta_minor",
+    "available_after_minor",
+    "reserved_after_minor",
+    "reservation_id",
+    "reference_kind",
+    "reference_id",
+    "idempotency_key",
+]
+
+
+def _movement_from(w: sa.CTE, r: sa.CTE | None) -> sa.Insert:
+    """INSERT of the movement from the wallet CTE ``w`` (and the new reservation ``r``, if any)."""
+    select = sa.select(
+        w.c.seller_id,
+        w.c.currency,
+        _p("kind", sa.Text()),
+        _p("amount_minor", sa.BigInteger()),
+        _DA,
+        _DR,
+        w.c.available_minor,
+        w.c.reserved_minor,
+        r.c.id if r is not None else _p("reservation_id", sa.Text()),
+        _p("reference_kind", sa.Text()),
+        _p("reference_id", sa.Text()),
+        _p("idempotency_key", sa.Text()),
+    )
+    # w and r are one row each (or none); the join says so instead of an implicit cross product.
+    select = select.select_from(w.join(r, sa.true())) if r is not None else select.select_from(w)
+    return sa.insert(wallet_movements).from_select(_MOVEMENT_COLUMNS, select).returning(*wallet_movements.c)
+
+
+def _record_statement(w: sa.CTE) -> sa.Insert:
+    return _movement_from(w, None).add_cte(w)
+
+
+def _reserve_statement() -> sa.Select:
+    w = _update_wallet()
+    r = (
+        sa.insert(reservations)
+        .from_select(
+            ["id", "seller_id", "currency", "state", "amount_minor", "reference_kind", "reference_id"],
+            sa.select(
+                _p("reservation_id", sa.Text()),
+                w.c.seller_id,
+                w.c.currency,
+                sa.literal_column("'OPEN'", sa.Text),
+                _p("amount_minor", sa.BigInteger()),
+                _p("reference_kind", sa.Text()),
+                _p("reference_id", sa.Text()),
+            ),
+        )
+        .returning(*reservations.c)
+        .cte("r")
+    )
+    m = _movement_from(w, r).cte("m")
+    # Labelled apart: both tables have id, seller_id, amount_minor, ... columns.
+    return (
+        sa.select(
+            *(m.c[c.name].label(f"m_{c.name}") for c in wallet_movements.c),
+            *(r.c[c.name].label(f"r_{c.name}") for c in reservations.c),
+        )
+        .select_from(m.join(r, m.c.reservation_id == r.c.id))
+        .add_cte(w)
+        .add_cte(r)
+        .add_cte(m)
+    )
+
+
+_CREDIT = _record_statement(_upsert_wallet())
+_CHANGE = _record_statement(_update_wallet())
+_RESERVE = _reserve_statement()
+
+
+def _params(spec: MovementSpec) -> dict[str, object]:
+    return {f"p_{k}": v for k, v in _values(spec).items()}
+
+
+def _values(spec: MovementSpec) -> dict[str, object]:
+    return {
+        "seller_id": spec.seller_id,
+        "currency": spec.currency,
+        "kind": spec.kind,
+        "amount_minor": spec.amount_minor,
+        "available_delta_minor": spec.available_delta_minor,
+        "reserved_delta_minor": spec.reserved_delta_minor,
+        "reservation_id": spec.reservation_id,
+        "reference_kind": spec.reference_kind,
+        "reference_id": spec.reference_id,
+        "idempotency_key": spec.idempotency_key,
+    }
+
+
+async def record_movement(
+    conn: AsyncConnection, spec: MovementSpec, create_wallet: bool = False
+) -> sa.Row | None:
+    """Change the wallet and append the movement in one statement; None when a balance would go negative
+    (or the wallet does not exist), in which case nothing changed. Only a credit may create the wallet."""
+    stmt = _CREDIT if create_wallet else _CHANGE
+    return (await conn.execute(stmt, _params(spec))).first()
+
+
+async def reserve(
+    conn: AsyncConnection, spec: MovementSpec
+) -> tuple[SimpleNamespace, SimpleNamespace] | None:
+    """Move available → reserved, open the reservation and append the movement, in one statement.
+
+    Returns (movement, reservation), or None when available is too small (nothing changed then).
+    """
+    assert spec.reservation_id is not None
+    row = (await conn.execute(_RESERVE, _params(spec))).first()
+    if row is None:
+        return None
+    values = row._asdict()
+    return (
+        SimpleNamespace(**{c.name: values[f"m_{c.name}"] for c in wallet_movements.c}),
+        SimpleNamespace(**{c.name: values[f"r_{c.name}"] for c in reservations.c}),
+    )
+
+
+async def lock_wallet_of_reservation(conn: AsyncConnection, reservation_id: str) -> sa.Row | None:
+    """Lock the wallet a reservation belongs to (wallet before reservation: the one lock order)."""
+    stmt = (
+        sa.select(wallets)
+        .join(
+            reservations,
+            sa.and_(
+                reservations.c.seller_id == wallets.c.seller_id, reservations.c.currency == wallets.c.currency
+            ),
+        )
+        .where(reservations.c.id == reservation_id)
+        .with_for_update(of=wallets)
+    )
+    return (await conn.execute(stmt)).first()
+
+
+async def get_reservation(
+    conn: AsyncConnection, reservation_id: str, for_update: bool = False
+) -> sa.Row | None:
+    stmt = sa.select(reservations).where(reservations.c.id == reservation_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return (await conn.execute(stmt)).first()
+
+
+async def settle_reservation(
+    conn: AsyncConnection, reservation_id: str, released_minor: int, captured_minor: int, state: str
+) -> sa.Row:
+    """Add to a (locked) reservation's released/captured parts and set its next state."""
+    stmt = (
+        sa.update(reservations)
+        .where(reservations.c.id == reservation_id)
+        .values(
+            released_minor=reservations.c.released_minor + released_minor,
+            captured_minor=reservations.c.captured_minor + captured_minor,
+            state=state,
+            updated_at=sa.func.now(),
+        )
+        .returning(*reservations.c)
+    )
+    return (await conn.execute(stmt)).one()
 
 
 async def get_wallet(conn: AsyncConnection, seller_id: str, currency: str) -> sa.Row | None:
-    stmt = sa.select(wallets).where(wallets.c.seller_id == seller_id, wallets.c.currency == currency)
+    stmt = sa.select(wallets).where(_wallet_key(seller_id, currency))
     return (await conn.execute(stmt)).first()
+
+
+async def list_wallets(
+    conn: AsyncConnection, seller_id: str | None, after: tuple[str, str] | None, limit: int
+) -> list[sa.Row]:
+    """Wallets in (seller_id, currency) order, strictly after the ``after`` key."""
+    stmt = sa.select(wallets).order_by(wallets.c.seller_id, wallets.c.currency).limit(limit)
+    if seller_id is not None:
+        stmt = stmt.where(wallets.c.seller_id == seller_id)
+    if after is not None:
+        stmt = stmt.where(sa.tuple_(wallets.c.seller_id, wallets.c.currency) > sa.tuple_(*after))
+    return list((await conn.execute(stmt)).all())
+
+
+async def list_movements(
+    conn: AsyncConnection, seller_id: str, currency: str, before_id: int | None, limit: int
+) -> list[sa.Row]:
+    """A wallet's movements, newest first, strictly older than ``before_id``.
+
+    Within one wallet, id order is commit order: ids are drawn while the wallet's row lock is held.
+    """
+    stmt = (
+        sa.select(wallet_movements)
+        .where(wallet_movements.c.seller_id == seller_id, wallet_movements.c.currency == currency)
+        .order_by(wallet_movements.c.id.desc())
+        .limit(limit)
+    )
+    if before_id is not None:
+        stmt = stmt.where(wallet_movements.c.id < before_id)
+    return list((await conn.execute(stmt)).all())

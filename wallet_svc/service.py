@@ -1,17 +1,85 @@
-"""Rules of seller wallets. Transport-free: plain values in, DomainError out."""
+"""Rules of seller wallets. Transport-free: plain values in, DomainError out.
+
+Every change of a balance is a movement (credit, debit, reserve, release, capture) written in the
+caller's transaction together with the balance change; see ``repository`` for how the
+non-negativity check and the change are one statement under the wallet's row lock.
+"""
 
 from __future__ import annotations
 
+import base64
+import enum
+import json
 import re
+import uuid
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, TypeVar
 
+import psycopg.errors
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from svckit.errors import InvalidArgument
+from svckit.errors import FailedPrecondition, Internal, InvalidArgument, NotFound
 from svckit.money import Money, MoneyError, normalize_currency
 from wallet_svc import repository
+from wallet_svc.repository import MovementSpec
 
 _SELLER_ID = re.compile(r"^[A-Za-z0-9_.\-@]{1,128}$")
+_REFERENCE_ID = re.compile(r"^[A-Za-z0-9_.\-@:]{1,128}$")
+_RESERVATION_ID = re.compile(r"^rsv_[0-9a-f]{32}$")
+
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+
+
+class ReferenceKind(enum.StrEnum):
+    PAYMENT_ORDER = "PAYMENT_ORDER"
+    REFUND = "REFUND"
+    PAYOUT = "PAYOUT"
+    ADJUSTMENT = "ADJUSTMENT"
+
+
+class MovementKind(enum.StrEnum):
+    CREDIT = "CREDIT"
+    DEBIT = "DEBIT"
+    RESERVE = "RESERVE"
+    RELEASE = "RELEASE"
+    CAPTURE = "CAPTURE"
+
+
+# Signed effect of each movement kind on (available, reserved), per unit of amount. The database
+# checks the same table (ck_movements_kind_deltas), so the stored deltas can be trusted by sums.
+KIND_EFFECT: dict[MovementKind, tuple[int, int]] = {
+    MovementKind.CREDIT: (1, 0),
+    MovementKind.DEBIT: (-1, 0),
+    MovementKind.RESERVE: (-1, 1),
+    MovementKind.RELEASE: (1, -1),
+    MovementKind.CAPTURE: (0, -1),
+}
+
+
+class ReservationState(enum.StrEnum):
+    OPEN = "OPEN"
+    PARTIALLY_SETTLED = "PARTIALLY_SETTLED"
+    CLOSED = "CLOSED"
+
+
+# Forward-only lifecycle; CLOSED is terminal, so a closed reservation can never be released or
+# captured again (Blnk #182: a resolved hold must stay resolved).
+RESERVATION_TRANSITIONS: dict[ReservationState, frozenset[ReservationState]] = {
+    ReservationState.OPEN: frozenset({ReservationState.PARTIALLY_SETTLED, ReservationState.CLOSED}),
+    ReservationState.PARTIALLY_SETTLED: frozenset(
+        {ReservationState.PARTIALLY_SETTLED, ReservationState.CLOSED}
+    ),
+    ReservationState.CLOSED: frozenset(),
+}
+
+
+@dataclass(frozen=True)
+class Reference:
+    kind: ReferenceKind
+    id: str
 
 
 @dataclass(frozen=True)
@@ -19,6 +87,71 @@ class Wallet:
     seller_id: str
     available: Money
     reserved: Money
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Movement:
+    id: int
+    seller_id: str
+    kind: MovementKind
+    amount: Money
+    available_after: Money
+    reserved_after: Money
+    reference: Reference
+    reservation_id: str | None
+    idempotency_key: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Reservation:
+    id: str
+    seller_id: str
+    state: ReservationState
+    amount: Money
+    released: Money
+    captured: Money
+    remaining: Money
+    reference: Reference
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class MovementResult:
+    """Outcome of a mutating call: the movement, the wallet after it, and the reservation if any."""
+
+    movement: Movement
+    wallet: Wallet
+    reservation: Reservation | None = None
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_page_token: str
+
+
+def next_reservation_state(reservation: Reservation, amount_minor: int) -> ReservationState:
+    """The state after taking ``amount_minor`` out of the reservation, or RESERVATION_EXHAUSTED."""
+    remaining = reservation.remaining.amount_minor
+    if not RESERVATION_TRANSITIONS[reservation.state] or amount_minor > remaining:
+        raise FailedPrecondition(
+            "RESERVATION_EXHAUSTED",
+            f"reservation {reservation.id} holds {remaining} minor units; {amount_minor} requested",
+            {"reservation_id": reservation.id, "remaining_minor": remaining, "requested_minor": amount_minor},
+        )
+    target = ReservationState.CLOSED if amount_minor == remaining else ReservationState.PARTIALLY_SETTLED
+    if target not in RESERVATION_TRANSITIONS[reservation.state]:
+        raise Internal("ILLEGAL_RESERVATION_TRANSITION", f"{reservation.state} → {target} is not allowed")
+    return target
+
+
+# ---- validation ---------------------------------------------------------------------------------
 
 
 def validate_seller_id(seller_id: str) -> str:
@@ -29,16 +162,363 @@ def validate_seller_id(seller_id: str) -> str:
     return seller_id
 
 
-def validate_currency(code: str) -> str:
+def validate_currency(code: str, field: str = "currency") -> str:
     try:
         return normalize_currency(code)
     except MoneyError as exc:
-        raise InvalidArgument(exc.reason, str(exc), field="currency") from None
+        raise InvalidArgument(exc.reason, str(exc), field=field) from None
+
+
+def validate_amount(amount_minor: int, currency: str) -> Money:
+    """A positive amount in a known currency (fields named as in the requests' ``amount``)."""
+    currency = validate_currency(currency, field="amount.currency")
+    if amount_minor <= 0:
+        raise InvalidArgument(
+            "INVALID_AMOUNT",
+            f"amount_minor must be a positive count of minor units, got {amount_minor}",
+            field="amount.amount_minor",
+        )
+    return Money(amount_minor, currency)
+
+
+def validate_reference(kind: ReferenceKind | None, ref_id: str) -> Reference:
+    if kind is None:
+        raise InvalidArgument(
+            "INVALID_REFERENCE_KIND",
+            f"reference.kind must be one of {', '.join(k.value for k in ReferenceKind)}",
+            field="reference.kind",
+        )
+    if not _REFERENCE_ID.match(ref_id or ""):
+        raise InvalidArgument(
+            "INVALID_REFERENCE_ID",
+            "reference.id must be 1-128 letters, digits or _.-@:",
+            field="reference.id",
+        )
+    return Reference(kind, ref_id)
+
+
+def validate_reservation_id(reservation_id: str) -> str:
+    if not _RESERVATION_ID.match(reservation_id or ""):
+        raise InvalidArgument(
+            "INVALID_RESERVATION_ID",
+            "reservation_id must look like rsv_<32 hex digits>",
+            field="reservation_id",
+        )
+    return reservation_id
+
+
+def validate_page_size(page_size: int) -> int:
+    if page_size < 0 or page_size > MAX_PAGE_SIZE:
+        raise InvalidArgument(
+            "INVALID_PAGE_SIZE", f"page_size must be between 0 and {MAX_PAGE_SIZE}", field="page_size"
+        )
+    return page_size or DEFAULT_PAGE_SIZE
+
+
+# Page tokens are opaque to clients; they carry the keyset position and the filter they belong to,
+# so a token cannot be replayed against another listing.
+def encode_page_token(filter_: Any, position: Any) -> str:
+    raw = json.dumps({"f": filter_, "p": position}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_page_token(token: str, filter_: Any) -> Any:
+    if not token:
+        return None
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        if data["f"] != filter_:
+            raise ValueError("filter changed")
+        return data["p"]
+    except (ValueError, KeyError, TypeError):
+        raise InvalidArgument(
+            "INVALID_PAGE_TOKEN", "page_token is not one this listing returned", field="page_token"
+        ) from None
+
+
+# ---- row → domain --------------------------------------------------------------------------------
+
+
+def _wallet(row: Any) -> Wallet:
+    return Wallet(
+        seller_id=row.seller_id,
+        available=Money(row.available_minor, row.currency),
+        reserved=Money(row.reserved_minor, row.currency),
+        updated_at=row.updated_at,
+    )
+
+
+def _movement(row: Any) -> Movement:
+    return Movement(
+        id=row.id,
+        seller_id=row.seller_id,
+        kind=MovementKind(row.kind),
+        amount=Money(row.amount_minor, row.currency),
+        available_after=Money(row.available_after_minor, row.currency),
+        reserved_after=Money(row.reserved_after_minor, row.currency),
+        reference=Reference(ReferenceKind(row.reference_kind), row.reference_id),
+        reservation_id=row.reservation_id,
+        idempotency_key=row.idempotency_key,
+        created_at=row.created_at,
+    )
+
+
+def _wallet_after(movement: Movement) -> Wallet:
+    # The movement carries the balances it produced; its time is the wallet's update time
+    # (both are now() of the same transaction).
+    return Wallet(movement.seller_id, movement.available_after, movement.reserved_after, movement.created_at)
+
+
+def _reservation(row: Any) -> Reservation:
+    c = row.currency
+    return Reservation(
+        id=row.id,
+        seller_id=row.seller_id,
+        state=ReservationState(row.state),
+        amount=Money(row.amount_minor, c),
+        released=Money(row.released_minor, c),
+        captured=Money(row.captured_minor, c),
+        remaining=Money(row.remaining_minor, c),
+        reference=Reference(ReferenceKind(row.reference_kind), row.reference_id),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _spec(
+    kind: MovementKind,
+    seller_id: str,
+    amount: Money,
+    reference: Reference,
+    idempotency_key: str,
+    reservation_id: str | None = None,
+) -> MovementSpec:
+    da, dr = KIND_EFFECT[kind]
+    return MovementSpec(
+        seller_id=seller_id,
+        currency=amount.currency,
+        kind=kind.value,
+        amount_minor=amount.amount_minor,
+        available_delta_minor=da * amount.amount_minor,
+        reserved_delta_minor=dr * amount.amount_minor,
+        reference_kind=reference.kind.value,
+        reference_id=reference.id,
+        idempotency_key=idempotency_key,
+        reservation_id=reservation_id,
+    )
 
 
 class WalletService:
+    # ---- reads ----------------------------------------------------------------------------------
+
     async def get_wallet(self, conn: AsyncConnection, seller_id: str, currency: str) -> Wallet:
         seller_id, currency = validate_seller_id(seller_id), validate_currency(currency)
         row = await repository.get_wallet(conn, seller_id, currency)
-        available, reserved = (row.available_minor, row.reserved_minor) if row else (0, 0)
-        return Wallet(seller_id, Money(available, currency), Money(reserved, currency))
+        if row is None:
+            return Wallet(seller_id, Money(0, currency), Money(0, currency))
+        return _wallet(row)
+
+    async def list_wallets(
+        self, conn: AsyncConnection, seller_id: str, page_size: int, page_token: str
+    ) -> Page[Wallet]:
+        seller = validate_seller_id(seller_id) if seller_id else None
+        limit = validate_page_size(page_size)
+        after = decode_page_token(page_token, ["wallets", seller])
+        if after is not None and not (
+            isinstance(after, list) and len(after) == 2 and all(isinstance(x, str) for x in after)
+        ):
+            raise InvalidArgument("INVALID_PAGE_TOKEN", "page_token is malformed", field="page_token")
+        rows = await repository.list_wallets(conn, seller, tuple(after) if after else None, limit + 1)
+        items = [_wallet(r) for r in rows[:limit]]
+        token = ""
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            token = encode_page_token(["wallets", seller], [last.seller_id, last.currency])
+        return Page(items, token)
+
+    async def list_movements(
+        self, conn: AsyncConnection, seller_id: str, currency: str, page_size: int, page_token: str
+    ) -> Page[Movement]:
+        seller_id, currency = validate_seller_id(seller_id), validate_currency(currency)
+        limit = validate_page_size(page_size)
+        filter_ = ["movements", seller_id, currency]
+        before = decode_page_token(page_token, filter_)
+        if before is not None and not isinstance(before, int):
+            raise InvalidArgument("INVALID_PAGE_TOKEN", "page_token is malformed", field="page_token")
+        rows = await repository.list_movements(conn, seller_id, currency, before, limit + 1)
+        items = [_movement(r) for r in rows[:limit]]
+        token = encode_page_token(filter_, rows[limit - 1].id) if len(rows) > limit else ""
+        return Page(items, token)
+
+    async def get_reservation(self, conn: AsyncConnection, reservation_id: str) -> Reservation:
+        row = await repository.get_reservation(conn, validate_reservation_id(reservation_id))
+        if row is None:
+            raise _reservation_not_found(reservation_id)
+        return _reservation(row)
+
+    # ---- movements --------------------------------------------------------------------------------
+
+    async def credit(
+        self,
+        conn: AsyncConnection,
+        seller_id: str,
+        amount_minor: int,
+        currency: str,
+        reference: tuple[ReferenceKind | None, str],
+        idempotency_key: str,
+    ) -> MovementResult:
+        seller_id = validate_seller_id(seller_id)
+        amount = validate_amount(amount_minor, currency)
+        ref = validate_reference(*reference)
+        spec = _spec(MovementKind.CREDIT, seller_id, amount, ref, idempotency_key)
+        row = await _guard_overflow(repository.record_movement(conn, spec, create_wallet=True))
+        if row is None:  # an upsert always returns its row
+            raise Internal("WALLET_NOT_WRITTEN", "the credit did not return the wallet")
+        movement = _movement(row)
+        return MovementResult(movement, _wallet_after(movement))
+
+    async def debit(
+        self,
+        conn: AsyncConnection,
+        seller_id: str,
+        amount_minor: int,
+        currency: str,
+        reference: tuple[ReferenceKind | None, str],
+        idempotency_key: str,
+    ) -> MovementResult:
+        seller_id = validate_seller_id(seller_id)
+        amount = validate_amount(amount_minor, currency)
+        ref = validate_reference(*reference)
+        row = await repository.record_movement(
+            conn, _spec(MovementKind.DEBIT, seller_id, amount, ref, idempotency_key)
+        )
+        if row is None:
+            raise await self._insufficient_funds(conn, seller_id, amount)
+        movement = _movement(row)
+        return MovementResult(movement, _wallet_after(movement))
+
+    async def reserve(
+        self,
+        conn: AsyncConnection,
+        seller_id: str,
+        amount_minor: int,
+        currency: str,
+        reference: tuple[ReferenceKind | None, str],
+        idempotency_key: str,
+    ) -> MovementResult:
+        seller_id = validate_seller_id(seller_id)
+        amount = validate_amount(amount_minor, currency)
+        ref = validate_reference(*reference)
+        reservation_id = f"rsv_{uuid.uuid4().hex}"
+        spec = _spec(MovementKind.RESERVE, seller_id, amount, ref, idempotency_key, reservation_id)
+        rows = await _guard_overflow(repository.reserve(conn, spec))
+        if rows is None:
+            raise await self._insufficient_funds(conn, seller_id, amount)
+        movement = _movement(rows[0])
+        return MovementResult(movement, _wallet_after(movement), _reservation(rows[1]))
+
+    async def release(
+        self,
+        conn: AsyncConnection,
+        reservation_id: str,
+        amount: tuple[int, str] | None,
+        reference: tuple[ReferenceKind | None, str],
+        idempotency_key: str,
+    ) -> MovementResult:
+        return await self._settle(
+            conn, MovementKind.RELEASE, reservation_id, amount, reference, idempotency_key
+        )
+
+    async def capture(
+        self,
+        conn: AsyncConnection,
+        reservation_id: str,
+        amount: tuple[int, str] | None,
+        reference: tuple[ReferenceKind | None, str],
+        idempotency_key: str,
+    ) -> MovementResult:
+        return await self._settle(
+            conn, MovementKind.CAPTURE, reservation_id, amount, reference, idempotency_key
+        )
+
+    async def _settle(
+        self,
+        conn: AsyncConnection,
+        kind: MovementKind,
+        reservation_id: str,
+        amount: tuple[int, str] | None,
+        reference: tuple[ReferenceKind | None, str],
+        idempotency_key: str,
+    ) -> MovementResult:
+        """Release or capture: take a part (or all that remains) out of a reservation."""
+        reservation_id = validate_reservation_id(reservation_id)
+        requested = validate_amount(*amount) if amount is not None else None
+        ref = validate_reference(*reference)
+        # Lock order is wallet, then reservation, as in Reserve (which locks the wallet and then
+        # creates the reservation): no two transactions can wait on each other in a cycle.
+        if await repository.lock_wallet_of_reservation(conn, reservation_id) is None:
+            raise _reservation_not_found(reservation_id)
+        row = await repository.get_reservation(conn, reservation_id, for_update=True)
+        if row is None:
+            raise _reservation_not_found(reservation_id)
+        reservation = _reservation(row)
+        if requested is not None and requested.currency != reservation.amount.currency:
+            raise InvalidArgument(
+                "CURRENCY_MISMATCH",
+                f"reservation {reservation_id} is in {reservation.amount.currency}, not {requested.currency}",
+                field="amount.currency",
+            )
+        take = requested.amount_minor if requested is not None else reservation.remaining.amount_minor
+        # A closed reservation has no way forward, whatever the amount (also an unset one, i.e. 0).
+        state = next_reservation_state(reservation, take)
+        updated = await repository.settle_reservation(
+            conn,
+            reservation_id,
+            released_minor=take if kind is MovementKind.RELEASE else 0,
+            captured_minor=take if kind is MovementKind.CAPTURE else 0,
+            state=state.value,
+        )
+        spec = _spec(kind, reservation.seller_id, Money(take, reservation.amount.currency), ref, idempotency_key,
+                     reservation_id)  # fmt: skip
+        mrow = await _guard_overflow(repository.record_movement(conn, spec))
+        if mrow is None:
+            # reserved always covers the open reservations; if not, the books are broken: refuse loudly.
+            raise Internal(
+                "WALLET_RESERVED_BELOW_RESERVATIONS",
+                f"wallet of reservation {reservation_id} holds less reserved money than the reservation",
+            )
+        movement = _movement(mrow)
+        return MovementResult(movement, _wallet_after(movement), _reservation(updated))
+
+    async def _insufficient_funds(
+        self, conn: AsyncConnection, seller_id: str, amount: Money
+    ) -> FailedPrecondition:
+        row = await repository.get_wallet(conn, seller_id, amount.currency)
+        available = row.available_minor if row is not None else 0
+        return FailedPrecondition(
+            "INSUFFICIENT_FUNDS",
+            f"available is {Money(available, amount.currency)}; {amount} requested",
+            {
+                "available_minor": available,
+                "requested_minor": amount.amount_minor,
+                "currency": amount.currency,
+            },
+        )
+
+
+def _reservation_not_found(reservation_id: str) -> NotFound:
+    return NotFound(
+        "RESERVATION_NOT_FOUND", f"no reservation {reservation_id!r}", {"reservation_id": reservation_id}
+    )
+
+
+async def _guard_overflow(awaitable: Any) -> Any:
+    """A balance beyond int64 is refused as a precondition, not an internal error."""
+    try:
+        return await awaitable
+    except DBAPIError as exc:
+        if isinstance(exc.orig, psycopg.errors.NumericValueOutOfRange):
+            raise FailedPrecondition(
+                "BALANCE_LIMIT_EXCEEDED", "the resulting balance would exceed the largest storable amount"
+            ) from None
+        raise

@@ -23,9 +23,10 @@ _sym_db = _symbol_database.Default()
 
 
 from svckit.gen.common.v1 import money_pb2 as common_dot_v1_dot_money__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ewallet/v1/wallet_service.proto\x12\twallet.v1\x1a\x15\x63ommon/v1/money.proto\"d\n\x06Wallet\x12\x11\n\tseller_id\x18\x01 \x01(\t\x12#\n\tavailable\x18\x02 \x01(\x0b\x32\x10.common.v1.Money\x12\"\n\x08reserved\x18\x03 \x01(\x0b\x32\x10.common.v1.Money\"7\n\x10GetWalletRequest\x12\x11\n\tseller_id\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\"6\n\x11GetWalletResponse\x12!\n\x06wallet\x18\x01 \x01(\x0b\x32\x11.wallet.v1.Wallet2\\\n\rWalletService\x12K\n\tGetWallet\x12\x1b.wallet.v1.GetWalletRequest\x1a\x1c.wallet.v1.GetWalletResponse\"\x03\x90\x02\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ewallet/v1/wallet_service.proto\x12\twallet.v1\x1a\x15\x63ommon/v1/money.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"?\n\tReference\x12&\n\x04kind\x18\x01 \x01(\x0e\x32\x18.wallet.v1.ReferenceKind\x12\n\n\x02id\x18\x02 \x01(\t\"\x95\x01\n\x06Wallet\x12\x11\n\tseller_id\x18\x01 \x01(\t\x12#\n\tavailable\x18\x02 \x01(\x0b\x32\x10.common.v1.Money\x12\"\n\x08reserved\x18\x03 \x01(\x0b\x32\x10.common.v1.Money\x12/\n\x0bupdate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xdb\x02\n\x08Movement\x12\x13\n\x0bmovement_id\x18\x01 \x01(\t\x12\x11\n\tseller_id\x18\x02 \x01(\t\x12%\n\x04kind\x18\x03 \x01(\x0e\x32\x17.wallet.v1.MovementKind\x12 \n\x06\x61mount\x18\x04 \x01(\x0b\x32\x10.common.v1.Money\x12)\n\x0f\x61vailable_after\x18\x05 \x01(\x0b\x32\x10.common.v1.Money\x12(\n\x0ereserved_after\x18\x06 \x01(\x0b\x32\x10.common.v1.Money\x12\'\n\treference\x18\x07 \x01(\x0b\x32\x14.wallet.v1.Reference\x12\x16\n\x0ereservation_id\x18\x08 \x01(\t\x12\x17\n\x0fidempotency_key\x18\t \x01(\t\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xfe\x02\n\x0bReservation\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x11\n\tseller_id\x18\x02 \x01(\t\x12*\n\x05state\x18\x03 \x01(\x0e\x32\x1b.wallet.v1.ReservationState\x12 \n\x06\x61mount\x18\x04 \x01(\x0b\x32\x10.common.v1.Money\x12\"\n\x08released\x18\x05 \x01(\x0b\x32\x10.common.v1.Money\x12\"\n\x08\x63\x61ptured\x18\x06 \x01(\x0b\x32\x10.common.v1.Money\x12#\n\tremaining\x18\x07 \x01(\x0b\x32\x10.common.v1.Money\x12\'\n\treference\x18\x08 \x01(\x0b\x32\x14.wallet.v1.Reference\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"7\n\x10GetWalletRequest\x12\x11\n\tseller_id\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\"6\n\x11GetWalletResponse\x12!\n\x06wallet\x18\x01 \x01(\x0b\x32\x11.wallet.v1.Wallet\"N\n\x12ListWalletsRequest\x12\x11\n\tseller_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"R\n\x13ListWalletsResponse\x12\"\n\x07wallets\x18\x01 \x03(\x0b\x32\x11.wallet.v1.Wallet\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"b\n\x14ListMovementsRequest\x12\x11\n\tseller_id\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"X\n\x15ListMovementsResponse\x12&\n\tmovements\x18\x01 \x03(\x0b\x32\x13.wallet.v1.Movement\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"m\n\rCreditRequest\x12\x11\n\tseller_id\x18\x01 \x01(\t\x12 \n\x06\x61mount\x18\x02 \x01(\x0b\x32\x10.common.v1.Money\x12\'\n\treference\x18\x03 \x01(\x0b\x32\x14.wallet.v1.Reference\"Z\n\x0e\x43reditResponse\x12%\n\x08movement\x18\x01 \x01(\x0b\x32\x13.wallet.v1.Movement\x12!\n\x06wallet\x18\x02 \x01(\x0b\x32\x11.wallet.v1.Wallet\"l\n\x0c\x44\x65\x62itRequest\x12\x11\n\tseller_id\x18\x01 \x01(\t\x12 \n\x06\x61mount\x18\x02 \x01(\x0b\x32\x10.common.v1.Money\x12\'\n\treference\x18\x03 \x01(\x0b\x32\x14.wallet.v1.Reference\"Y\n\rDebitResponse\x12%\n\x08movement\x18\x01 \x01(\x0b\x32\x13.wallet.v1.Movement\x12!\n\x06wallet\x18\x02 \x01(\x0b\x32\x11.wallet.v1.Wallet\"n\n\x0eReserveRequest\x12\x11\n\tseller_id\x18\x01 \x01(\t\x12 \n\x06\x61mount\x18\x02 \x01(\x0b\x32\x10.common.v1.Money\x12\'\n\treference\x18\x03 \x01(\x0b\x32\x14.wallet.v1.Reference\"\x88\x01\n\x0fReserveResponse\x12+\n\x0breservation\x18\x01 \x01(\x0b\x32\x16.wallet.v1.Reservation\x12%\n\x08movement\x18\x02 \x01(\x0b\x32\x13.wallet.v1.Movement\x12!\n\x06wallet\x18\x03 \x01(\x0b\x32\x11.wallet.v1.Wallet\"s\n\x0eReleaseRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12 \n\x06\x61mount\x18\x02 \x01(\x0b\x32\x10.common.v1.Money\x12\'\n\treference\x18\x03 \x01(\x0b\x32\x14.wallet.v1.Reference\"\x88\x01\n\x0fReleaseResponse\x12+\n\x0breservation\x18\x01 \x01(\x0b\x32\x16.wallet.v1.Reservation\x12%\n\x08movement\x18\x02 \x01(\x0b\x32\x13.wallet.v1.Movement\x12!\n\x06wallet\x18\x03 \x01(\x0b\x32\x11.wallet.v1.Wallet\"~\n\x19\x43\x61ptureReservationRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12 \n\x06\x61mount\x18\x02 \x01(\x0b\x32\x10.common.v1.Money\x12\'\n\treference\x18\x03 \x01(\x0b\x32\x14.wallet.v1.Reference\"\x93\x01\n\x1a\x43\x61ptureReservationResponse\x12+\n\x0breservation\x18\x01 \x01(\x0b\x32\x16.wallet.v1.Reservation\x12%\n\x08movement\x18\x02 \x01(\x0b\x32\x13.wallet.v1.Movement\x12!\n\x06wallet\x18\x03 \x01(\x0b\x32\x11.wallet.v1.Wallet\"/\n\x15GetReservationRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\"E\n\x16GetReservationResponse\x12+\n\x0breservation\x18\x01 \x01(\x0b\x32\x16.wallet.v1.Reservation*\xa6\x01\n\rReferenceKind\x12\x1e\n\x1aREFERENCE_KIND_UNSPECIFIED\x10\x00\x12 \n\x1cREFERENCE_KIND_PAYMENT_ORDER\x10\x01\x12\x19\n\x15REFERENCE_KIND_REFUND\x10\x02\x12\x19\n\x15REFERENCE_KIND_PAYOUT\x10\x03\x12\x1d\n\x19REFERENCE_KIND_ADJUSTMENT\x10\x04*\xb1\x01\n\x0cMovementKind\x12\x1d\n\x19MOVEMENT_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14MOVEMENT_KIND_CREDIT\x10\x01\x12\x17\n\x13MOVEMENT_KIND_DEBIT\x10\x02\x12\x19\n\x15MOVEMENT_KIND_RESERVE\x10\x03\x12\x19\n\x15MOVEMENT_KIND_RELEASE\x10\x04\x12\x19\n\x15MOVEMENT_KIND_CAPTURE\x10\x05*\x98\x01\n\x10ReservationState\x12!\n\x1dRESERVATION_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16RESERVATION_STATE_OPEN\x10\x01\x12\'\n#RESERVATION_STATE_PARTIALLY_SETTLED\x10\x02\x12\x1c\n\x18RESERVATION_STATE_CLOSED\x10\x03\x32\xdf\x05\n\rWalletService\x12K\n\tGetWallet\x12\x1b.wallet.v1.GetWalletRequest\x1a\x1c.wallet.v1.GetWalletResponse\"\x03\x90\x02\x01\x12Q\n\x0bListWallets\x12\x1d.wallet.v1.ListWalletsRequest\x1a\x1e.wallet.v1.ListWalletsResponse\"\x03\x90\x02\x01\x12W\n\rListMovements\x12\x1f.wallet.v1.ListMovementsRequest\x1a .wallet.v1.ListMovementsResponse\"\x03\x90\x02\x01\x12\x42\n\x06\x43redit\x12\x18.wallet.v1.CreditRequest\x1a\x19.wallet.v1.CreditResponse\"\x03\x90\x02\x02\x12?\n\x05\x44\x65\x62it\x12\x17.wallet.v1.DebitRequest\x1a\x18.wallet.v1.DebitResponse\"\x03\x90\x02\x02\x12\x45\n\x07Reserve\x12\x19.wallet.v1.ReserveRequest\x1a\x1a.wallet.v1.ReserveResponse\"\x03\x90\x02\x02\x12\x45\n\x07Release\x12\x19.wallet.v1.ReleaseRequest\x1a\x1a.wallet.v1.ReleaseResponse\"\x03\x90\x02\x02\x12\x66\n\x12\x43\x61ptureReservation\x12$.wallet.v1.CaptureReservationRequest\x1a%.wallet.v1.CaptureReservationResponse\"\x03\x90\x02\x02\x12Z\n\x0eGetReservation\x12 .wallet.v1.GetReservationRequest\x1a!.wallet.v1.GetReservationResponse\"\x03\x90\x02\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,12 +35,72 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_WALLETSERVICE'].methods_by_name['GetWallet']._loaded_options = None
   _globals['_WALLETSERVICE'].methods_by_name['GetWallet']._serialized_options = b'\220\002\001'
-  _globals['_WALLET']._serialized_start=68
-  _globals['_WALLET']._serialized_end=168
-  _globals['_GETWALLETREQUEST']._serialized_start=170
-  _globals['_GETWALLETREQUEST']._serialized_end=225
-  _globals['_GETWALLETRESPONSE']._serialized_start=227
-  _globals['_GETWALLETRESPONSE']._serialized_end=281
-  _globals['_WALLETSERVICE']._serialized_start=283
-  _globals['_WALLETSERVICE']._serialized_end=375
+  _globals['_WALLETSERVICE'].methods_by_name['ListWallets']._loaded_options = None
+  _globals['_WALLETSERVICE'].methods_by_name['ListWallets']._serialized_options = b'\220\002\001'
+  _globals['_WALLETSERVICE'].methods_by_name['ListMovements']._loaded_options = None
+  _globals['_WALLETSERVICE'].methods_by_name['ListMovements']._serialized_options = b'\220\002\001'
+  _globals['_WALLETSERVICE'].methods_by_name['Credit']._loaded_options = None
+  _globals['_WALLETSERVICE'].methods_by_name['Credit']._serialized_options = b'\220\002\002'
+  _globals['_WALLETSERVICE'].methods_by_name['Debit']._loaded_options = None
+  _globals['_WALLETSERVICE'].methods_by_name['Debit']._serialized_options = b'\220\002\002'
+  _globals['_WALLETSERVICE'].methods_by_name['Reserve']._loaded_options = None
+  _globals['_WALLETSERVICE'].methods_by_name['Reserve']._serialized_options = b'\220\002\002'
+  _globals['_WALLETSERVICE'].methods_by_name['Release']._loaded_options = None
+  _globals['_WALLETSERVICE'].methods_by_name['Release']._serialized_options = b'\220\002\002'
+  _globals['_WALLETSERVICE'].methods_by_name['CaptureReservation']._loaded_options = None
+  _globals['_WALLETSERVICE'].methods_by_name['CaptureReservation']._serialized_options = b'\220\002\002'
+  _globals['_WALLETSERVICE'].methods_by_name['GetReservation']._loaded_options = None
+  _globals['_WALLETSERVICE'].methods_by_name['GetReservation']._serialized_options = b'\220\002\001'
+  _globals['_REFERENCEKIND']._serialized_start=2830
+  _globals['_REFERENCEKIND']._serialized_end=2996
+  _globals['_MOVEMENTKIND']._serialized_start=2999
+  _globals['_MOVEMENTKIND']._serialized_end=3176
+  _globals['_RESERVATIONSTATE']._serialized_start=3179
+  _globals['_RESERVATIONSTATE']._serialized_end=3331
+  _globals['_REFERENCE']._serialized_start=101
+  _globals['_REFERENCE']._serialized_end=164
+  _globals['_WALLET']._serialized_start=167
+  _globals['_WALLET']._serialized_end=316
+  _globals['_MOVEMENT']._serialized_start=319
+  _globals['_MOVEMENT']._serialized_end=666
+  _globals['_RESERVATION']._serialized_start=669
+  _globals['_RESERVATION']._serialized_end=1051
+  _globals['_GETWALLETREQUEST']._serialized_start=1053
+  _globals['_GETWALLETREQUEST']._serialized_end=1108
+  _globals['_GETWALLETRESPONSE']._serialized_start=1110
+  _globals['_GETWALLETRESPONSE']._serialized_end=1164
+  _globals['_LISTWALLETSREQUEST']._serialized_start=1166
+  _globals['_LISTWALLETSREQUEST']._serialized_end=1244
+  _globals['_LISTWALLETSRESPONSE']._serialized_start=1246
+  _globals['_LISTWALLETSRESPONSE']._serialized_end=1328
+  _globals['_LISTMOVEMENTSREQUEST']._serialized_start=1330
+  _globals['_LISTMOVEMENTSREQUEST']._serialized_end=1428
+  _globals['_LISTMOVEMENTSRESPONSE']._serialized_start=1430
+  _globals['_LISTMOVEMENTSRESPONSE']._serialized_end=1518
+  _globals['_CREDITREQUEST']._serialized_start=1520
+  _globals['_CREDITREQUEST']._serialized_end=1629
+  _globals['_CREDITRESPONSE']._serialized_start=1631
+  _globals['_CREDITRESPONSE']._serialized_end=1721
+  _globals['_DEBITREQUEST']._serialized_start=1723
+  _globals['_DEBITREQUEST']._serialized_end=1831
+  _globals['_DEBITRESPONSE']._serialized_start=1833
+  _globals['_DEBITRESPONSE']._serialized_end=1922
+  _globals['_RESERVEREQUEST']._serialized_start=1924
+  _globals['_RESERVEREQUEST']._serialized_end=2034
+  _globals['_RESERVERESPONSE']._serialized_start=2037
+  _globals['_RESERVERESPONSE']._serialized_end=2173
+  _globals['_RELEASEREQUEST']._serialized_start=2175
+  _globals['_RELEASEREQUEST']._serialized_end=2290
+  _globals['_RELEASERESPONSE']._serialized_start=2293
+  _globals['_RELEASERESPONSE']._serialized_end=2429
+  _globals['_CAPTURERESERVATIONREQUEST']._serialized_start=2431
+  _globals['_CAPTURERESERVATIONREQUEST']._serialized_end=2557
+  _globals['_CAPTURERESERVATIONRESPONSE']._serialized_start=2560
+  _globals['_CAPTURERESERVATIONRESPONSE']._serialized_end=2707
+  _globals['_GETRESERVATIONREQUEST']._serialized_start=2709
+  _globals['_GETRESERVATIONREQUEST']._serialized_end=2756
+  _globals['_GETRESERVATIONRESPONSE']._serialized_start=2758
+  _globals['_GETRESERVATIONRESPONSE']._serialized_end=2827
+  _globals['_WALLETSERVICE']._serialized_start=3334
+  _globals['_WALLETSERVICE']._serialized_end=4069
 # @@protoc_insertion_point(module_scope)

@@ -28,6 +28,11 @@ if _version_not_supported:
 class WalletServiceStub:
     """Seller wallets: one per seller and currency, with available and reserved balances.
     Mutating RPCs require the `idempotency-key` metadata; every call may carry `x-request-id`.
+
+    Balances change only through movements: every mutating RPC appends exactly one movement in the
+    same transaction as the balance change, so a wallet's balances always equal the sum of its
+    movements. Neither balance ever goes negative; a refused call changes nothing and stores nothing
+    under its idempotency key (it may be retried with the same key).
     """
 
     def __init__(self, channel):
@@ -41,16 +46,126 @@ class WalletServiceStub:
                 request_serializer=wallet_dot_v1_dot_wallet__service__pb2.GetWalletRequest.SerializeToString,
                 response_deserializer=wallet_dot_v1_dot_wallet__service__pb2.GetWalletResponse.FromString,
                 _registered_method=True)
+        self.ListWallets = channel.unary_unary(
+                '/wallet.v1.WalletService/ListWallets',
+                request_serializer=wallet_dot_v1_dot_wallet__service__pb2.ListWalletsRequest.SerializeToString,
+                response_deserializer=wallet_dot_v1_dot_wallet__service__pb2.ListWalletsResponse.FromString,
+                _registered_method=True)
+        self.ListMovements = channel.unary_unary(
+                '/wallet.v1.WalletService/ListMovements',
+                request_serializer=wallet_dot_v1_dot_wallet__service__pb2.ListMovementsRequest.SerializeToString,
+                response_deserializer=wallet_dot_v1_dot_wallet__service__pb2.ListMovementsResponse.FromString,
+                _registered_method=True)
+        self.Credit = channel.unary_unary(
+                '/wallet.v1.WalletService/Credit',
+                request_serializer=wallet_dot_v1_dot_wallet__service__pb2.CreditRequest.SerializeToString,
+                response_deserializer=wallet_dot_v1_dot_wallet__service__pb2.CreditResponse.FromString,
+                _registered_method=True)
+        self.Debit = channel.unary_unary(
+                '/wallet.v1.WalletService/Debit',
+                request_serializer=wallet_dot_v1_dot_wallet__service__pb2.DebitRequest.SerializeToString,
+                response_deserializer=wallet_dot_v1_dot_wallet__service__pb2.DebitResponse.FromString,
+                _registered_method=True)
+        self.Reserve = channel.unary_unary(
+                '/wallet.v1.WalletService/Reserve',
+                request_serializer=wallet_dot_v1_dot_wallet__service__pb2.ReserveRequest.SerializeToString,
+                response_deserializer=wallet_dot_v1_dot_wallet__service__pb2.ReserveResponse.FromString,
+                _registered_method=True)
+        self.Release = channel.unary_unary(
+                '/wallet.v1.WalletService/Release',
+                request_serializer=wallet_dot_v1_dot_wallet__service__pb2.ReleaseRequest.SerializeToString,
+                response_deserializer=wallet_dot_v1_dot_wallet__service__pb2.ReleaseResponse.FromString,
+                _registered_method=True)
+        self.CaptureReservation = channel.unary_unary(
+                '/wallet.v1.WalletService/CaptureReservation',
+                request_serializer=wallet_dot_v1_dot_wallet__service__pb2.CaptureReservationRequest.SerializeToString,
+                response_deserializer=wallet_dot_v1_dot_wallet__service__pb2.CaptureReservationResponse.FromString,
+                _registered_method=True)
+        self.GetReservation = channel.unary_unary(
+                '/wallet.v1.WalletService/GetReservation',
+                request_serializer=wallet_dot_v1_dot_wallet__service__pb2.GetReservationRequest.SerializeToString,
+                response_deserializer=wallet_dot_v1_dot_wallet__service__pb2.GetReservationResponse.FromString,
+                _registered_method=True)
 
 
 class WalletServiceServicer:
     """Seller wallets: one per seller and currency, with available and reserved balances.
     Mutating RPCs require the `idempotency-key` metadata; every call may carry `x-request-id`.
+
+    Balances change only through movements: every mutating RPC appends exactly one movement in the
+    same transaction as the balance change, so a wallet's balances always equal the sum of its
+    movements. Neither balance ever goes negative; a refused call changes nothing and stores nothing
+    under its idempotency key (it may be retried with the same key).
     """
 
     def GetWallet(self, request, context):
         """Returns a seller's wallet in one currency. A seller that never received money has an empty wallet
         (both balances zero), not an error.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWallets(self, request, context):
+        """Lists wallets ordered by (seller_id, currency), optionally of one seller only. Reconciliation
+        pages through every wallet with this RPC. Only wallets that ever had a movement exist.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMovements(self, request, context):
+        """Lists a wallet's movements, newest first, with keyset pagination.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Credit(self, request, context):
+        """Adds money to available (e.g. a payment order succeeded). Creates the wallet on first use.
+        Idempotent on the key: a replay returns the original response and changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Debit(self, request, context):
+        """Removes money from available (e.g. a refund). FAILED_PRECONDITION (reason INSUFFICIENT_FUNDS)
+        when available is smaller than the amount; nothing changes then. Reserved money is never debited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Reserve(self, request, context):
+        """Moves money from available to reserved and opens a reservation (a hold for an upcoming payout)
+        whose id later Release and CaptureReservation name. FAILED_PRECONDITION (INSUFFICIENT_FUNDS)
+        when available is smaller than the amount.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Release(self, request, context):
+        """Moves a reservation's remaining amount, or a part of it, back to available (e.g. the payout was
+        cancelled or failed). NOT_FOUND (RESERVATION_NOT_FOUND) for an unknown reservation;
+        FAILED_PRECONDITION (RESERVATION_EXHAUSTED) when the reservation is closed or holds less than
+        the amount.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CaptureReservation(self, request, context):
+        """Takes a reservation's remaining amount, or a part of it, out of reserved: the money leaves the
+        wallet (e.g. the payout was paid). Same refusals as Release.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetReservation(self, request, context):
+        """Returns one reservation. NOT_FOUND (RESERVATION_NOT_FOUND) when unknown.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -64,6 +179,46 @@ def add_WalletServiceServicer_to_server(servicer, server):
                     request_deserializer=wallet_dot_v1_dot_wallet__service__pb2.GetWalletRequest.FromString,
                     response_serializer=wallet_dot_v1_dot_wallet__service__pb2.GetWalletResponse.SerializeToString,
             ),
+            'ListWallets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWallets,
+                    request_deserializer=wallet_dot_v1_dot_wallet__service__pb2.ListWalletsRequest.FromString,
+                    response_serializer=wallet_dot_v1_dot_wallet__service__pb2.ListWalletsResponse.SerializeToString,
+            ),
+            'ListMovements': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMovements,
+                    request_deserializer=wallet_dot_v1_dot_wallet__service__pb2.ListMovementsRequest.FromString,
+                    response_serializer=wallet_dot_v1_dot_wallet__service__pb2.ListMovementsResponse.SerializeToString,
+            ),
+            'Credit': grpc.unary_unary_rpc_method_handler(
+                    servicer.Credit,
+                    request_deserializer=wallet_dot_v1_dot_wallet__service__pb2.CreditRequest.FromString,
+                    response_serializer=wallet_dot_v1_dot_wallet__service__pb2.CreditResponse.SerializeToString,
+            ),
+            'Debit': grpc.unary_unary_rpc_method_handler(
+                    servicer.Debit,
+                    request_deserializer=wallet_dot_v1_dot_wallet__service__pb2.DebitRequest.FromString,
+                    response_serializer=wallet_dot_v1_dot_wallet__service__pb2.DebitResponse.SerializeToString,
+            ),
+            'Reserve': grpc.unary_unary_rpc_method_handler(
+                    servicer.Reserve,
+                    request_deserializer=wallet_dot_v1_dot_wallet__service__pb2.ReserveRequest.FromString,
+                    response_serializer=wallet_dot_v1_dot_wallet__service__pb2.ReserveResponse.SerializeToString,
+            ),
+            'Release': grpc.unary_unary_rpc_method_handler(
+                    servicer.Release,
+                    request_deserializer=wallet_dot_v1_dot_wallet__service__pb2.ReleaseRequest.FromString,
+                    response_serializer=wallet_dot_v1_dot_wallet__service__pb2.ReleaseResponse.SerializeToString,
+            ),
+            'CaptureReservation': grpc.unary_unary_rpc_method_handler(
+                    servicer.CaptureReservation,
+                    request_deserializer=wallet_dot_v1_dot_wallet__service__pb2.CaptureReservationRequest.FromString,
+                    response_serializer=wallet_dot_v1_dot_wallet__service__pb2.CaptureReservationResponse.SerializeToString,
+            ),
+            'GetReservation': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetReservation,
+                    request_deserializer=wallet_dot_v1_dot_wallet__service__pb2.GetReservationRequest.FromString,
+                    response_serializer=wallet_dot_v1_dot_wallet__service__pb2.GetReservationResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'wallet.v1.WalletService', rpc_method_handlers)
@@ -75,6 +230,11 @@ def add_WalletServiceServicer_to_server(servicer, server):
 class WalletService:
     """Seller wallets: one per seller and currency, with available and reserved balances.
     Mutating RPCs require the `idempotency-key` metadata; every call may carry `x-request-id`.
+
+    Balances change only through movements: every mutating RPC appends exactly one movement in the
+    same transaction as the balance change, so a wallet's balances always equal the sum of its
+    movements. Neither balance ever goes negative; a refused call changes nothing and stores nothing
+    under its idempotency key (it may be retried with the same key).
     """
 
     @staticmethod
@@ -94,6 +254,222 @@ class WalletService:
             '/wallet.v1.WalletService/GetWallet',
             wallet_dot_v1_dot_wallet__service__pb2.GetWalletRequest.SerializeToString,
             wallet_dot_v1_dot_wallet__service__pb2.GetWalletResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWallets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.WalletService/ListWallets',
+            wallet_dot_v1_dot_wallet__service__pb2.ListWalletsRequest.SerializeToString,
+            wallet_dot_v1_dot_wallet__service__pb2.ListWalletsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMovements(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.WalletService/ListMovements',
+            wallet_dot_v1_dot_wallet__service__pb2.ListMovementsRequest.SerializeToString,
+            wallet_dot_v1_dot_wallet__service__pb2.ListMovementsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Credit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.WalletService/Credit',
+            wallet_dot_v1_dot_wallet__service__pb2.CreditRequest.SerializeToString,
+            wallet_dot_v1_dot_wallet__service__pb2.CreditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Debit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.WalletService/Debit',
+            wallet_dot_v1_dot_wallet__service__pb2.DebitRequest.SerializeToString,
+            wallet_dot_v1_dot_wallet__service__pb2.DebitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Reserve(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.WalletService/Reserve',
+            wallet_dot_v1_dot_wallet__service__pb2.ReserveRequest.SerializeToString,
+            wallet_dot_v1_dot_wallet__service__pb2.ReserveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Release(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.WalletService/Release',
+            wallet_dot_v1_dot_wallet__service__pb2.ReleaseRequest.SerializeToString,
+            wallet_dot_v1_dot_wallet__service__pb2.ReleaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CaptureReservation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.WalletService/CaptureReservation',
+            wallet_dot_v1_dot_wallet__service__pb2.CaptureReservationRequest.SerializeToString,
+            wallet_dot_v1_dot_wallet__service__pb2.CaptureReservationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetReservation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.WalletService/GetReservation',
+            wallet_dot_v1_dot_wallet__service__pb2.GetReservationRequest.SerializeToString,
+            wallet_dot_v1_dot_wallet__service__pb2.GetReservationResponse.FromString,
             options,
             channel_credentials,
             insecure,

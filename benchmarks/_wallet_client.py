@@ -1,0 +1,82 @@
+"""Load-generating client process for bench_wallet.py: many concurrent Credit calls over grpc.aio.
+
+Runs in its own process (spawned) so the Python client does not share a GIL with the service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import grpc
+
+from svckit.gen.common.v1 import money_pb2
+from svckit.gen.wallet.v1 import wallet_service_pb2 as pb
+from svckit.gen.wallet.v1 import wallet_service_pb2_grpc as pb_grpc
+
+
+@dataclass
+class ClientResult:
+    ok: int = 0
+    errors: int = 0
+    error_samples: list[str] = field(default_factory=list)
+    latencies_ms: list[float] = field(default_factory=list)
+    cpu_seconds: float = 0.0
+
+
+def run_client(
+    address: str,
+    sellers: int,
+    concurrency: int,
+    channels: int,
+    measure_from: float,
+    measure_until: float,
+    seed: int,
+) -> ClientResult:
+    """Send credits until ``measure_until`` (wall clock); count only calls finished after ``measure_from``.
+
+    ``sellers`` = 1 hits one hot wallet; more spreads the calls uniformly over that many wallets.
+    """
+    return asyncio.run(_run(address, sellers, concurrency, channels, measure_from, measure_until, seed))
+
+
+async def _run(address, sellers, concurrency, channels, measure_from, measure_until, seed) -> ClientResult:
+    result = ClientResult()
+    chans = [grpc.aio.insecure_channel(address) for _ in range(channels)]
+    stubs = [pb_grpc.WalletServiceStub(c) for c in chans]
+    rng = random.Random(seed)
+    amount = money_pb2.Money(amount_minor=100, currency="USD")
+    cpu0 = time.process_time()
+
+    async def worker(i: int) -> None:
+        stub = stubs[i % len(stubs)]
+        while time.time() < measure_until:
+            seller = "bench_hot" if sellers == 1 else f"bench_{rng.randrange(sellers)}"
+            key = uuid.uuid4().hex
+            request = pb.CreditRequest(
+                seller_id=seller,
+                amount=amount,
+                reference=pb.Reference(kind=pb.REFERENCE_KIND_PAYMENT_ORDER, id=f"po_{key[:16]}"),
+            )
+            started = time.perf_counter()
+            try:
+                await stub.Credit(request, metadata=(("idempotency-key", key),), timeout=30)
+            except grpc.aio.AioRpcError as exc:
+                if time.time() >= measure_from:
+                    result.errors += 1
+                    if len(result.error_samples) < 3:
+                        result.error_samples.append(f"{exc.code().name}: {exc.details()}")
+                continue
+            finished = time.time()
+            if measure_from <= finished <= measure_until:
+                result.ok += 1
+                result.latencies_ms.append((time.perf_counter() - started) * 1000)
+
+    await asyncio.gather(*(worker(i) for i in range(concurrency)))
+    result.cpu_seconds = time.process_time() - cpu0
+    for c in chans:
+        await c.close()
+    return result
