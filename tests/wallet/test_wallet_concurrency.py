@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 
 import grpc
 import pytest
-from wallet_helpers import assert_books_balance, md, money, new_key, new_seller, ref
 
 from svckit.gen.wallet.v1 import wallet_service_pb2 as pb
 from svckit.gen.wallet.v1 import wallet_service_pb2_grpc as pb_grpc
 from svckit.grpc_errors import error_info
+from tests.wallet.wallet_helpers import assert_books_balance, md, money, new_key, new_seller, ref
 
 WRITERS = 64
 CHANNELS = 8

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import grpc
 import sqlalchemy as sa
-from wallet_helpers import call_error, md, money, new_key, new_seller, ref
 
 from svckit.gen.wallet.v1 import wallet_service_pb2 as pb
 from svckit.grpc_errors import error_info
+from tests.wallet.wallet_helpers import call_error, md, money, new_key, new_seller, ref
 
 
 async def test_an_unknown_wallet_is_empty(stub):

@@ -8,10 +8,10 @@ import grpc
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from wallet_helpers import assert_books_balance, md, money, new_key, new_seller, ref
 
 from svckit.gen.wallet.v1 import wallet_service_pb2 as pb
 from svckit.grpc_errors import error_info
+from tests.wallet.wallet_helpers import assert_books_balance, md, money, new_key, new_seller, ref
 
 amounts = st.integers(min_value=1, max_value=600)
 operations = st.one_of(

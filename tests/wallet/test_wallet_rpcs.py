@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from wallet_helpers import assert_books_balance, books, call_error, md, money, new_key, new_seller, ref
 
 from svckit.gen.wallet.v1 import wallet_service_pb2 as pb
 from svckit.grpc_errors import error_info
+from tests.wallet.wallet_helpers import (
+    assert_books_balance,
+    books,
+    call_error,
+    md,
+    money,
+    new_key,
+    new_seller,
+    ref,
+)
 from wallet_svc.service import encode_page_token
 
 

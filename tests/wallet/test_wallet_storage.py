@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from wallet_helpers import md, money, new_key, new_seller, ref
 
 from svckit.gen.wallet.v1 import wallet_service_pb2 as pb
+from tests.wallet.wallet_helpers import md, money, new_key, new_seller, ref
 
 
 async def _seed(stub) -> tuple[str, str]:
