@@ -203,7 +203,7 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--threads", type=int, default=1, help="wrk threads (1 leaves a core to the server)")
     ap.add_argument("--sdk-calls", type=int, default=500)
-    ap.add_argument("--log-level", default="warning", help="server log level; info logs every request")
+    ap.add_argument("--log-level", default="info", help="server log level (info: one JSON line per request)")
     args = ap.parse_args()
 
     port = free_port()

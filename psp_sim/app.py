@@ -86,6 +86,8 @@ class SimApp:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
         await self.webhooks.stop()
+        for handler in access_log.handlers:
+            handler.flush()
         logging.getLogger("psp_sim").info('{"event":"stop","pending_webhooks":%d}', self.webhooks.pending())
 
     async def _tick(self) -> None:
@@ -94,6 +96,8 @@ class SimApp:
         while True:
             await asyncio.sleep(0.25)
             ticks += 1
+            for handler in access_log.handlers:
+                handler.flush()
             if ticks % 4 == 0:
                 # State only grows and holds no garbage cycles; moving it out of the collector's view keeps
                 # full collections from rescanning every stored object (multi-100 ms pauses under load).
