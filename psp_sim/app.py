@@ -182,8 +182,7 @@ class SimApp:
         sim = self.sim
         if self.config.public_url is None and "host" in headers:
             sim.public_base = f"{scope.get('scheme', 'http')}://{headers['host']}"
-        if sim._timers or sim._pending_bt:
-            sim.run_due()
+        sim.run_due()
         if method == "OPTIONS":
             return 204, b"", b"text/plain", list(_CORS), False
         route = self.router.match(method, path)
@@ -204,10 +203,10 @@ class SimApp:
             return (*self._error(StripeError(400, "invalid_request_error", str(e), param=e.param)), False)
         req = Request(method, path, query, {}, body, headers, request_id)
         if kind != "api":
-            return self._run_plain(handler, req, args, kind)
+            return self._run_plain(handler, req, args)
         return await self._run_api(handler, req, args)
 
-    def _run_plain(self, handler: Any, req: Request, args: tuple[str, ...], kind: str) -> Any:
+    def _run_plain(self, handler: Any, req: Request, args: tuple[str, ...]) -> Any:
         try:
             result = handler(self.ctx, req, *args)
         except StripeError as e:

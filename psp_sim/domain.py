@@ -7,6 +7,7 @@ events, and return the Stripe object or raise a :class:`~psp_sim.errors.StripeEr
 from __future__ import annotations
 
 import copy
+import datetime as dt
 from typing import Any
 from urllib.parse import quote
 
@@ -62,9 +63,7 @@ def check_card_data(sim: Simulator, number: str, exp_month: str, exp_year: str, 
         raise card_error("incorrect_number", "Your card number is incorrect.", "number")
     if not exp_month.isdigit() or not 1 <= int(exp_month) <= 12:
         raise card_error("invalid_expiry_month", "Your card's expiration month is invalid.", "exp_month")
-    import datetime as _dt
-
-    today = _dt.datetime.fromtimestamp(sim.now(), tz=_dt.UTC)
+    today = dt.datetime.fromtimestamp(sim.now(), tz=dt.UTC)
     if not exp_year.isdigit() or (_full_year(int(exp_year)), int(exp_month)) < (today.year, today.month):
         raise card_error("invalid_expiry_year", "Your card's expiration year is invalid.", "exp_year")
     if cvc is not None and cvc != "":
@@ -264,10 +263,6 @@ def confirm_payment_intent(
     )
 
 
-def _attempts(sim: Simulator) -> dict[str, dict[str, Any]]:
-    return sim.pi_attempts
-
-
 def attempt_payment(
     sim: Simulator, pi: dict[str, Any], *, off_session: bool = False, return_url: str | None = None
 ) -> dict[str, Any]:
@@ -296,7 +291,7 @@ def attempt_payment(
             "type": "redirect_to_url",
             "redirect_to_url": {"url": url, "return_url": return_url},
         }
-        _attempts(sim)[pi["id"]] = {"return_url": return_url, "since": sim.now()}
+        sim.pi_attempts[pi["id"]] = {"return_url": return_url, "since": sim.now()}
         states.move(pi, "requires_action")
         sim.emit("payment_intent.requires_action", pi)
         sim.at(sim.now() + sim.config.three_ds_timeout_seconds, _three_ds_timeout, pi["id"], sim.now())
@@ -307,7 +302,7 @@ def attempt_payment(
 def complete_authentication(sim: Simulator, pi: dict[str, Any], passed: bool) -> dict[str, Any]:
     """The buyer's answer on the 3-D Secure challenge page."""
     states.require(pi, "authenticate")
-    _attempts(sim).pop(pi["id"], None)
+    sim.pi_attempts.pop(pi["id"], None)
     pi["next_action"] = None
     _, spec = sim.pm_cards[pi["payment_method"]]
     try:
@@ -323,7 +318,7 @@ def complete_authentication(sim: Simulator, pi: dict[str, Any], passed: bool) ->
 
 def _three_ds_timeout(sim: Simulator, pi_id: str, since: int) -> None:
     pi = sim.objects[pi_id]
-    attempt = _attempts(sim).get(pi_id)
+    attempt = sim.pi_attempts.get(pi_id)
     if pi["status"] != "requires_action" or attempt is None or attempt["since"] != since:
         return
     complete_authentication(sim, pi, passed=False)
@@ -535,7 +530,7 @@ def cancel_payment_intent(
     pi["cancellation_reason"] = reason
     pi["amount_capturable"] = 0
     pi["next_action"] = None
-    _attempts(sim).pop(pi["id"], None)
+    sim.pi_attempts.pop(pi["id"], None)
     sim.emit("payment_intent.canceled", pi)
     return pi
 

@@ -89,7 +89,6 @@ PREFIX_KIND = {
     "frr": "reporting.report_run",
     "file": "file",
     "dp": "dispute",
-    "py": "charge",
     "ba": "bank_account",
 }
 
@@ -170,10 +169,6 @@ class Simulator:
             fn(self, *args)
             ran += 1
         return ran
-
-    def next_due(self) -> int | None:
-        heads = [h[0] for h in (self._timers[:1] + self._pending_bt[:1])]  # type: ignore[operator]
-        return min(heads) if heads else None
 
     # ---- events ----------------------------------------------------------------------------
     def emit(
