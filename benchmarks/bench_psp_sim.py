@@ -214,11 +214,13 @@ def main() -> None:
         sdk_latency(base, 50)  # warm-up: imports, code paths, connection
         wrk = find_wrk()
         gen = "wrk" if wrk else "asyncio+httpx (wrk not found)"
+        cpu_before = sum(proc.cpu_times()[:2])
         load = (
             run_wrk(wrk, base, args.duration, args.connections, args.threads)
             if wrk
             else run_async_fallback(base, args.duration, args.connections)
         )
+        cpu_per_request_us = (sum(proc.cpu_times()[:2]) - cpu_before) / load["requests"] * 1e6
         rss_after_load = proc.memory_info().rss
         idle = sdk_latency(base, args.sdk_calls)
         under_load: dict[str, float] = {}
@@ -237,6 +239,7 @@ def main() -> None:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
 
+    print(f"load average at the end: {os.getloadavg()[0]:.2f} (other processes share these cores)")
     print(f"machine: {os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()}")
     print(
         f"load generator: {gen}, {args.connections} connections, {args.threads} thread(s), {args.duration}s"
@@ -244,6 +247,10 @@ def main() -> None:
     print(
         f"create+confirm throughput: {load['rps']:.0f} req/s ({load['requests']} requests, "
         f"non-200: {load['non200']}, socket errors: {load['socket_errors']})"
+    )
+    print(
+        f"server CPU per create+confirm: {cpu_per_request_us:.0f} us "
+        f"(= {1e6 / cpu_per_request_us:.0f} req/s if it had one core to itself)"
     )
     print(f"load-generator latency: p50 {load['p50_ms']:.2f} ms, p99 {load['p99_ms']:.2f} ms")
     print(

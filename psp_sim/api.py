@@ -501,7 +501,7 @@ def admin_state(ctx: Context, req: Request) -> dict[str, Any]:
                 "type": e.type,
                 "created": e.created,
                 "account": e.account,
-                "object_id": e.data_json[7 : e.data_json.index('"', 7)],
+                "object_id": e.data["id"],
                 "delivered": e.delivered,
             }
             for e in sim.events

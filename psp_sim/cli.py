@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import logging.handlers
 import os
 import signal
 import sys
@@ -39,15 +38,9 @@ def serve(
     from psp_sim.config import load_config
 
     logging.basicConfig(level=log_level.upper(), format="%(message)s", stream=sys.stderr)
-    # Access lines are buffered and flushed by the app's 250 ms ticker (and at shutdown): a write and
-    # flush per request would cost a third of the throughput.
-    access = logging.getLogger("psp_sim.access")
-    access.propagate = False
-    stream = logging.StreamHandler(sys.stderr)
-    stream.setFormatter(logging.Formatter("%(message)s"))
-    access.addHandler(logging.handlers.MemoryHandler(1000, flushLevel=logging.ERROR, target=stream))
     cfg = load_config(str(config) if config else None, seed=seed)
-    sim_app = create_app(cfg)
+    per_request_log = logging.getLevelName(log_level.upper()) <= logging.INFO
+    sim_app = create_app(cfg, access_stream=sys.stderr if per_request_log else None)
     logging.getLogger("psp_sim").info(
         '{"event":"start","host":"%s","port":%d,"webhook_endpoints":%d,"faults":%d}',
         host,
@@ -68,7 +61,7 @@ def serve(
         lifespan="on",
         access_log=False,
         log_level=log_level.lower(),
-        log_config=None,  # keep the handlers set up above; uvicorn's dictConfig would close them
+        log_config=None,  # keep the logging set up above instead of uvicorn's dictConfig
         timeout_graceful_shutdown=5,
         # Local tool: no proxy-header rewriting or Server/Date headers to compute on every response.
         proxy_headers=False,

@@ -572,7 +572,7 @@ def _open_dispute(sim: Simulator, ch: dict[str, Any], reason: str) -> None:
         fee=sim.config.dispute_fee_minor,
         fee_description="Dispute fee",
     )
-    dp["balance_transactions"].append(bt)
+    dp["balance_transactions"] = [bt]
     sim.emit("charge.dispute.funds_withdrawn", dp)
 
 
