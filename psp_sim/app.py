@@ -12,7 +12,7 @@ import contextlib
 import gc
 import json
 import logging
-import secrets
+import random
 import time
 from typing import Any, TextIO
 from urllib.parse import parse_qsl
@@ -139,7 +139,8 @@ class SimApp:
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
-        request_id = "req_" + secrets.token_hex(7)
+        # Not from the seeded RNG (GETs would shift every later object id), not from urandom (a syscall).
+        request_id = f"req_{random.getrandbits(56):014x}"
         status, payload, ctype, extra = 500, b"", _JSON, []
         replayed = False
         try:

@@ -20,7 +20,6 @@ from psp_sim.errors import invalid, missing
 from psp_sim.params import integer, string
 
 API_VERSION = "2026-10-28.endive"
-_FOLD = str.maketrans({"+": "x", "/": "z"})
 
 
 class Clock:
@@ -136,7 +135,7 @@ class Simulator:
         # 6 random bits per character from one draw; base64's two symbols folded into letters (Stripe ids
         # are alphanumeric). Far cheaper than a per-character choice on the create-and-confirm hot path.
         raw = self.rng.getrandbits(6 * length).to_bytes((6 * length + 7) // 8, "big")
-        return prefix + base64.b64encode(raw).decode()[:length].translate(_FOLD)
+        return prefix + base64.b64encode(raw).decode()[:length].replace("+", "x").replace("/", "z")
 
     # ---- objects ---------------------------------------------------------------------------
     def add(self, obj: dict[str, Any], account: str | None = None) -> dict[str, Any]:
