@@ -20,8 +20,8 @@ from psp_sim.cards import (
     CardSpec,
     Decline,
     luhn_ok,
+    number_for_test_pm,
     spec_for,
-    test_pm_number,
 )
 from psp_sim.engine import Simulator
 from psp_sim.errors import StripeError, invalid, missing
@@ -119,7 +119,7 @@ def resolve_payment_method(sim: Simulator, pm_id: str, param: str = "payment_met
     """A ``pm_…`` the simulator tokenized, or a documented test id, which like Stripe yields a fresh ``pm_``."""
     if pm_id in sim.pm_cards:
         return pm_id, sim.pm_cards[pm_id][1]
-    number = test_pm_number(pm_id)
+    number = number_for_test_pm(pm_id)
     if number is None:
         raise missing("PaymentMethod", pm_id, param)
     pm = _new_payment_method(sim, number, 12, 2034)
