@@ -180,31 +180,29 @@ PI_CONFIRM_PARAMS = frozenset(
 def create_payment_intent(
     sim: Simulator, p: dict[str, Any], *, checkout_session: str | None = None
 ) -> dict[str, Any]:
+    # Every parameter is read (and so validated) before anything is created: a 400 leaves no trace.
     amount = P.integer(p, "amount", required=True, minimum=1)
     currency = P.currency(p)
     capture_method = P.string(p, "capture_method", default="automatic")
     if capture_method not in ("automatic", "automatic_async", "manual"):
         raise invalid(f"Invalid capture_method: {capture_method}", param="capture_method")
     transfer_data = P.mapping(p, "transfer_data")
-    fee_amount = P.integer(p, "application_fee_amount", minimum=0)
     if transfer_data:
-        dest = P.string(transfer_data, "destination", required=True)
-        _account_or_create(sim, dest, "transfer_data[destination]")
-        transfer_data = {"destination": dest, "amount": P.integer(transfer_data, "amount", minimum=0)}
+        transfer_data = {
+            "destination": P.string(transfer_data, "destination", required=True),
+            "amount": P.integer(transfer_data, "amount", minimum=0),
+        }
         if transfer_data["amount"] is None:
             del transfer_data["amount"]
+    confirm = P.boolean(p, "confirm")
     pi_id = sim.new_id("pi_")
-    pm_param = P.string(p, "payment_method")
-    pm_id = None
-    if pm_param:
-        pm_id, _ = resolve_payment_method(sim, pm_param)
     pi = {
         "id": pi_id,
         "object": "payment_intent",
         "amount": amount,
         "amount_capturable": 0,
         "amount_received": 0,
-        "application_fee_amount": fee_amount,
+        "application_fee_amount": P.integer(p, "application_fee_amount", minimum=0),
         "automatic_payment_methods": None,
         "canceled_at": None,
         "cancellation_reason": None,
@@ -221,19 +219,25 @@ def create_payment_intent(
         "metadata": P.metadata(p),
         "next_action": None,
         "on_behalf_of": P.string(p, "on_behalf_of"),
-        "payment_method": pm_id,
+        "payment_method": None,
         "payment_method_types": P.string_list(p, "payment_method_types") or ["card"],
         "receipt_email": P.string(p, "receipt_email"),
         "statement_descriptor": P.string(p, "statement_descriptor"),
-        "status": "requires_confirmation" if pm_id else "requires_payment_method",
+        "status": "requires_payment_method",
         "transfer_data": transfer_data or None,
         "transfer_group": P.string(p, "transfer_group"),
     }
+    pm_param = P.string(p, "payment_method")
+    if pm_param:
+        pi["payment_method"], _ = resolve_payment_method(sim, pm_param)
+        pi["status"] = "requires_confirmation"
+    if transfer_data:
+        _account_or_create(sim, transfer_data["destination"], "transfer_data[destination]")
     sim.add(pi)
     if checkout_session:
         sim.pi_checkout[pi_id] = checkout_session
     sim.emit("payment_intent.created", pi)
-    if P.boolean(p, "confirm"):
+    if confirm:
         return confirm_payment_intent(sim, pi, p, from_create=True)
     return pi
 
