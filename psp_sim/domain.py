@@ -812,6 +812,7 @@ def create_refund(sim: Simulator, p: dict[str, Any]) -> dict[str, Any]:
     reason = P.string(p, "reason")
     if reason not in (None, "duplicate", "fraudulent", "requested_by_customer"):
         raise invalid(f"Invalid reason: {reason}", param="reason")
+    metadata = P.metadata(p)  # read before the balance moves, so a bad value leaves nothing behind
     _, spec = sim.pm_cards[ch["payment_method"]]
     bt = sim.add_balance_transaction(
         account=None,
@@ -833,7 +834,7 @@ def create_refund(sim: Simulator, p: dict[str, Any]) -> dict[str, Any]:
         "destination_details": {"type": "card", "card": {"type": "refund", "reference_status": "pending"}},
         "failure_balance_transaction": None,
         "failure_reason": None,
-        "metadata": P.metadata(p),
+        "metadata": metadata,
         "payment_intent": ch["payment_intent"],
         "pending_reason": None,
         "reason": reason,
@@ -916,6 +917,7 @@ def create_account(sim: Simulator, p: dict[str, Any], acct_id: str | None = None
     if number not in PAYOUT_TEST_ACCOUNTS and not number.isdigit():
         raise invalid("Invalid account number.", param="external_account[account_number]")
     currency = (P.string(ext, "currency") if isinstance(ext, dict) else None) or "usd"
+    metadata = P.metadata(p)
     ba = {
         "id": sim.new_id("ba_"),
         "object": "bank_account",
@@ -928,8 +930,6 @@ def create_account(sim: Simulator, p: dict[str, Any], acct_id: str | None = None
         "routing_number": (P.string(ext, "routing_number") if isinstance(ext, dict) else None) or "110000000",
         "status": "new",
     }
-    sim.add(ba, acct_id)
-    sim.bank_numbers[ba["id"]] = number
     acct = {
         "id": acct_id,
         "object": "account",
@@ -946,11 +946,13 @@ def create_account(sim: Simulator, p: dict[str, Any], acct_id: str | None = None
             "has_more": False,
             "url": f"/v1/accounts/{acct_id}/external_accounts",
         },
-        "metadata": P.metadata(p),
+        "metadata": metadata,
         "payouts_enabled": True,
         "settings": {"payouts": {"schedule": {"interval": "manual"}}},
         "type": P.string(p, "type", default="custom"),
     }
+    sim.add(ba, acct_id)
+    sim.bank_numbers[ba["id"]] = number
     sim.add(acct)
     return acct
 
@@ -983,9 +985,9 @@ def create_transfer(sim: Simulator, p: dict[str, Any]) -> dict[str, Any]:
     amount = P.integer(p, "amount", required=True, minimum=1)
     currency = P.currency(p)
     dest = P.string(p, "destination", required=True)
-    _account_or_create(sim, dest, "destination")
     source_tx = P.string(p, "source_transaction")
     group = P.string(p, "transfer_group")
+    metadata, description = P.metadata(p), P.string(p, "description")
     if source_tx:
         ch = sim.get("charge", source_tx, "charge", None)
         pi = sim.objects[ch["payment_intent"]]
@@ -998,6 +1000,7 @@ def create_transfer(sim: Simulator, p: dict[str, Any]) -> dict[str, Any]:
             "available balance by creating Charges using the 4000000000000077 test card.",
             code="balance_insufficient",
         )
+    _account_or_create(sim, dest, "destination")
     return _make_transfer(
         sim,
         amount=amount,
@@ -1005,8 +1008,8 @@ def create_transfer(sim: Simulator, p: dict[str, Any]) -> dict[str, Any]:
         destination=dest,
         transfer_group=group,
         source_transaction=source_tx,
-        metadata=P.metadata(p),
-        description=P.string(p, "description"),
+        metadata=metadata,
+        description=description,
     )
 
 
@@ -1093,6 +1096,8 @@ def create_payout(
     method = P.string(p, "method", default="standard")
     if method not in ("standard", "instant"):
         raise invalid(f"Invalid method: {method}", param="method")
+    description, descriptor = P.string(p, "description"), P.string(p, "statement_descriptor")
+    metadata = P.metadata(p)
     if sim.available(account, currency) < amount:
         raise invalid(
             "You have insufficient funds in your Stripe account for this transfer.",
@@ -1110,7 +1115,7 @@ def create_payout(
         type_="payout",
         category="payout",
         source=po_id,
-        description=P.string(p, "description") or "STRIPE PAYOUT",
+        description=description or "STRIPE PAYOUT",
     )
     now = sim.now()
     po = {
@@ -1122,19 +1127,19 @@ def create_payout(
         "balance_transaction": bt["id"],
         "created": now,
         "currency": currency,
-        "description": P.string(p, "description"),
+        "description": description,
         "destination": bank,
         "failure_balance_transaction": None,
         "failure_code": None,
         "failure_message": None,
         "livemode": False,
-        "metadata": P.metadata(p),
+        "metadata": metadata,
         "method": method,
         "original_payout": None,
         "reconciliation_status": "in_progress" if automatic else "not_applicable",
         "reversed_by": None,
         "source_type": "card",
-        "statement_descriptor": P.string(p, "statement_descriptor"),
+        "statement_descriptor": descriptor,
         "status": "pending",
         "trace_id": {"status": "pending", "value": None},
         "type": "bank_account",
