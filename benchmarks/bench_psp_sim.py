@@ -203,7 +203,8 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--threads", type=int, default=1, help="wrk threads (1 leaves a core to the server)")
     ap.add_argument("--sdk-calls", type=int, default=500)
-    ap.add_argument("--log-level", default="warning", help="server log level; info logs every request")
+    ap.add_argument("--rounds", type=int, default=3, help="wrk rounds on the same (growing) server state")
+    ap.add_argument("--log-level", default="info", help="server log level (info: one JSON line per request)")
     args = ap.parse_args()
 
     port = free_port()
@@ -214,11 +215,20 @@ def main() -> None:
         sdk_latency(base, 50)  # warm-up: imports, code paths, connection
         wrk = find_wrk()
         gen = "wrk" if wrk else "asyncio+httpx (wrk not found)"
-        load = (
-            run_wrk(wrk, base, args.duration, args.connections, args.threads)
-            if wrk
-            else run_async_fallback(base, args.duration, args.connections)
-        )
+        rounds = []
+        for _ in range(args.rounds):
+            cpu_before = sum(proc.cpu_times()[:2])
+            result = (
+                run_wrk(wrk, base, args.duration, args.connections, args.threads)
+                if wrk
+                else run_async_fallback(base, args.duration, args.connections)
+            )
+            result["cpu_us"] = (sum(proc.cpu_times()[:2]) - cpu_before) / result["requests"] * 1e6
+            result["loadavg"] = os.getloadavg()[0]
+            rounds.append(result)
+        # Other processes may share the cores; the best round is the closest to the simulator's own limit.
+        load = max(rounds, key=lambda r: r["rps"])
+        cpu_per_request_us = load["cpu_us"]
         rss_after_load = proc.memory_info().rss
         idle = sdk_latency(base, args.sdk_calls)
         under_load: dict[str, float] = {}
@@ -237,13 +247,22 @@ def main() -> None:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
 
+    print(f"load average at the end: {os.getloadavg()[0]:.2f} (other processes share these cores)")
     print(f"machine: {os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()}")
     print(
         f"load generator: {gen}, {args.connections} connections, {args.threads} thread(s), {args.duration}s"
     )
+    for i, r in enumerate(rounds, 1):
+        print(
+            f"round {i}: {r['rps']:.0f} req/s, server CPU {r['cpu_us']:.0f} us/request, load average {r['loadavg']:.2f}"
+        )
     print(
-        f"create+confirm throughput: {load['rps']:.0f} req/s ({load['requests']} requests, "
+        f"create+confirm throughput (best round): {load['rps']:.0f} req/s ({load['requests']} requests, "
         f"non-200: {load['non200']}, socket errors: {load['socket_errors']})"
+    )
+    print(
+        f"server CPU per create+confirm: {cpu_per_request_us:.0f} us "
+        f"(= {1e6 / cpu_per_request_us:.0f} req/s if it had one core to itself)"
     )
     print(f"load-generator latency: p50 {load['p50_ms']:.2f} ms, p99 {load['p99_ms']:.2f} ms")
     print(

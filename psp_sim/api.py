@@ -7,6 +7,7 @@ lock. Each returns a dict (JSON 200), or a :class:`Response` for HTML, redirects
 from __future__ import annotations
 
 import copy
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -470,8 +471,6 @@ def landing(ctx: Context, req: Request) -> Response:
 
 
 def _json_body(req: Request) -> dict[str, Any]:
-    import json
-
     if not req.raw_body:
         return {}
     try:
@@ -502,7 +501,7 @@ def admin_state(ctx: Context, req: Request) -> dict[str, Any]:
                 "type": e.type,
                 "created": e.created,
                 "account": e.account,
-                "object_id": e.data_json[7 : e.data_json.index('"', 7)],
+                "object_id": e.data["id"],
                 "delivered": e.delivered,
             }
             for e in sim.events

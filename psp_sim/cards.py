@@ -207,7 +207,7 @@ def spec_for(number: str) -> CardSpec:
     return CardSpec(brand="unknown")
 
 
-def test_pm_number(pm_id: str) -> str | None:
+def number_for_test_pm(pm_id: str) -> str | None:
     """Card number behind a documented test PaymentMethod id, also accepting the ``tok_`` spelling."""
     if pm_id.startswith("tok_"):
         pm_id = "pm_card_" + pm_id[4:]

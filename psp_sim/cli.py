@@ -39,7 +39,8 @@ def serve(
 
     logging.basicConfig(level=log_level.upper(), format="%(message)s", stream=sys.stderr)
     cfg = load_config(str(config) if config else None, seed=seed)
-    sim_app = create_app(cfg)
+    per_request_log = logging.getLevelName(log_level.upper()) <= logging.INFO
+    sim_app = create_app(cfg, access_stream=sys.stderr if per_request_log else None)
     logging.getLogger("psp_sim").info(
         '{"event":"start","host":"%s","port":%d,"webhook_endpoints":%d,"faults":%d}',
         host,
@@ -60,7 +61,12 @@ def serve(
         lifespan="on",
         access_log=False,
         log_level=log_level.lower(),
+        log_config=None,  # keep the logging set up above instead of uvicorn's dictConfig
         timeout_graceful_shutdown=5,
+        # Local tool: no proxy-header rewriting or Server/Date headers to compute on every response.
+        proxy_headers=False,
+        server_header=False,
+        date_header=False,
     )
 
 

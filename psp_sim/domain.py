@@ -7,6 +7,7 @@ events, and return the Stripe object or raise a :class:`~psp_sim.errors.StripeEr
 from __future__ import annotations
 
 import copy
+import datetime as dt
 from typing import Any
 from urllib.parse import quote
 
@@ -19,8 +20,8 @@ from psp_sim.cards import (
     CardSpec,
     Decline,
     luhn_ok,
+    number_for_test_pm,
     spec_for,
-    test_pm_number,
 )
 from psp_sim.engine import Simulator
 from psp_sim.errors import StripeError, invalid, missing
@@ -62,9 +63,7 @@ def check_card_data(sim: Simulator, number: str, exp_month: str, exp_year: str, 
         raise card_error("incorrect_number", "Your card number is incorrect.", "number")
     if not exp_month.isdigit() or not 1 <= int(exp_month) <= 12:
         raise card_error("invalid_expiry_month", "Your card's expiration month is invalid.", "exp_month")
-    import datetime as _dt
-
-    today = _dt.datetime.fromtimestamp(sim.now(), tz=_dt.UTC)
+    today = dt.datetime.fromtimestamp(sim.now(), tz=dt.UTC)
     if not exp_year.isdigit() or (_full_year(int(exp_year)), int(exp_month)) < (today.year, today.month):
         raise card_error("invalid_expiry_year", "Your card's expiration year is invalid.", "exp_year")
     if cvc is not None and cvc != "":
@@ -120,7 +119,7 @@ def resolve_payment_method(sim: Simulator, pm_id: str, param: str = "payment_met
     """A ``pm_…`` the simulator tokenized, or a documented test id, which like Stripe yields a fresh ``pm_``."""
     if pm_id in sim.pm_cards:
         return pm_id, sim.pm_cards[pm_id][1]
-    number = test_pm_number(pm_id)
+    number = number_for_test_pm(pm_id)
     if number is None:
         raise missing("PaymentMethod", pm_id, param)
     pm = _new_payment_method(sim, number, 12, 2034)
@@ -181,31 +180,29 @@ PI_CONFIRM_PARAMS = frozenset(
 def create_payment_intent(
     sim: Simulator, p: dict[str, Any], *, checkout_session: str | None = None
 ) -> dict[str, Any]:
+    # Every parameter is read (and so validated) before anything is created: a 400 leaves no trace.
     amount = P.integer(p, "amount", required=True, minimum=1)
     currency = P.currency(p)
     capture_method = P.string(p, "capture_method", default="automatic")
     if capture_method not in ("automatic", "automatic_async", "manual"):
         raise invalid(f"Invalid capture_method: {capture_method}", param="capture_method")
     transfer_data = P.mapping(p, "transfer_data")
-    fee_amount = P.integer(p, "application_fee_amount", minimum=0)
     if transfer_data:
-        dest = P.string(transfer_data, "destination", required=True)
-        _account_or_create(sim, dest, "transfer_data[destination]")
-        transfer_data = {"destination": dest, "amount": P.integer(transfer_data, "amount", minimum=0)}
+        transfer_data = {
+            "destination": P.string(transfer_data, "destination", required=True),
+            "amount": P.integer(transfer_data, "amount", minimum=0),
+        }
         if transfer_data["amount"] is None:
             del transfer_data["amount"]
+    confirm = P.boolean(p, "confirm")
     pi_id = sim.new_id("pi_")
-    pm_param = P.string(p, "payment_method")
-    pm_id = None
-    if pm_param:
-        pm_id, _ = resolve_payment_method(sim, pm_param)
     pi = {
         "id": pi_id,
         "object": "payment_intent",
         "amount": amount,
         "amount_capturable": 0,
         "amount_received": 0,
-        "application_fee_amount": fee_amount,
+        "application_fee_amount": P.integer(p, "application_fee_amount", minimum=0),
         "automatic_payment_methods": None,
         "canceled_at": None,
         "cancellation_reason": None,
@@ -222,19 +219,25 @@ def create_payment_intent(
         "metadata": P.metadata(p),
         "next_action": None,
         "on_behalf_of": P.string(p, "on_behalf_of"),
-        "payment_method": pm_id,
+        "payment_method": None,
         "payment_method_types": P.string_list(p, "payment_method_types") or ["card"],
         "receipt_email": P.string(p, "receipt_email"),
         "statement_descriptor": P.string(p, "statement_descriptor"),
-        "status": "requires_confirmation" if pm_id else "requires_payment_method",
+        "status": "requires_payment_method",
         "transfer_data": transfer_data or None,
         "transfer_group": P.string(p, "transfer_group"),
     }
+    pm_param = P.string(p, "payment_method")
+    if pm_param:
+        pi["payment_method"], _ = resolve_payment_method(sim, pm_param)
+        pi["status"] = "requires_confirmation"
+    if transfer_data:
+        _account_or_create(sim, transfer_data["destination"], "transfer_data[destination]")
     sim.add(pi)
     if checkout_session:
         sim.pi_checkout[pi_id] = checkout_session
     sim.emit("payment_intent.created", pi)
-    if P.boolean(p, "confirm"):
+    if confirm:
         return confirm_payment_intent(sim, pi, p, from_create=True)
     return pi
 
@@ -262,10 +265,6 @@ def confirm_payment_intent(
     return attempt_payment(
         sim, pi, off_session=P.boolean(p, "off_session"), return_url=P.string(p, "return_url")
     )
-
-
-def _attempts(sim: Simulator) -> dict[str, dict[str, Any]]:
-    return sim.pi_attempts
 
 
 def attempt_payment(
@@ -296,7 +295,7 @@ def attempt_payment(
             "type": "redirect_to_url",
             "redirect_to_url": {"url": url, "return_url": return_url},
         }
-        _attempts(sim)[pi["id"]] = {"return_url": return_url, "since": sim.now()}
+        sim.pi_attempts[pi["id"]] = {"return_url": return_url, "since": sim.now()}
         states.move(pi, "requires_action")
         sim.emit("payment_intent.requires_action", pi)
         sim.at(sim.now() + sim.config.three_ds_timeout_seconds, _three_ds_timeout, pi["id"], sim.now())
@@ -307,7 +306,7 @@ def attempt_payment(
 def complete_authentication(sim: Simulator, pi: dict[str, Any], passed: bool) -> dict[str, Any]:
     """The buyer's answer on the 3-D Secure challenge page."""
     states.require(pi, "authenticate")
-    _attempts(sim).pop(pi["id"], None)
+    sim.pi_attempts.pop(pi["id"], None)
     pi["next_action"] = None
     _, spec = sim.pm_cards[pi["payment_method"]]
     try:
@@ -323,7 +322,7 @@ def complete_authentication(sim: Simulator, pi: dict[str, Any], passed: bool) ->
 
 def _three_ds_timeout(sim: Simulator, pi_id: str, since: int) -> None:
     pi = sim.objects[pi_id]
-    attempt = _attempts(sim).get(pi_id)
+    attempt = sim.pi_attempts.get(pi_id)
     if pi["status"] != "requires_action" or attempt is None or attempt["since"] != since:
         return
     complete_authentication(sim, pi, passed=False)
@@ -535,7 +534,7 @@ def cancel_payment_intent(
     pi["cancellation_reason"] = reason
     pi["amount_capturable"] = 0
     pi["next_action"] = None
-    _attempts(sim).pop(pi["id"], None)
+    sim.pi_attempts.pop(pi["id"], None)
     sim.emit("payment_intent.canceled", pi)
     return pi
 
@@ -577,7 +576,7 @@ def _open_dispute(sim: Simulator, ch: dict[str, Any], reason: str) -> None:
         fee=sim.config.dispute_fee_minor,
         fee_description="Dispute fee",
     )
-    dp["balance_transactions"].append(bt)
+    dp["balance_transactions"] = [bt]
     sim.emit("charge.dispute.funds_withdrawn", dp)
 
 
@@ -813,6 +812,7 @@ def create_refund(sim: Simulator, p: dict[str, Any]) -> dict[str, Any]:
     reason = P.string(p, "reason")
     if reason not in (None, "duplicate", "fraudulent", "requested_by_customer"):
         raise invalid(f"Invalid reason: {reason}", param="reason")
+    metadata = P.metadata(p)  # read before the balance moves, so a bad value leaves nothing behind
     _, spec = sim.pm_cards[ch["payment_method"]]
     bt = sim.add_balance_transaction(
         account=None,
@@ -834,7 +834,7 @@ def create_refund(sim: Simulator, p: dict[str, Any]) -> dict[str, Any]:
         "destination_details": {"type": "card", "card": {"type": "refund", "reference_status": "pending"}},
         "failure_balance_transaction": None,
         "failure_reason": None,
-        "metadata": P.metadata(p),
+        "metadata": metadata,
         "payment_intent": ch["payment_intent"],
         "pending_reason": None,
         "reason": reason,
@@ -917,6 +917,7 @@ def create_account(sim: Simulator, p: dict[str, Any], acct_id: str | None = None
     if number not in PAYOUT_TEST_ACCOUNTS and not number.isdigit():
         raise invalid("Invalid account number.", param="external_account[account_number]")
     currency = (P.string(ext, "currency") if isinstance(ext, dict) else None) or "usd"
+    metadata = P.metadata(p)
     ba = {
         "id": sim.new_id("ba_"),
         "object": "bank_account",
@@ -929,8 +930,6 @@ def create_account(sim: Simulator, p: dict[str, Any], acct_id: str | None = None
         "routing_number": (P.string(ext, "routing_number") if isinstance(ext, dict) else None) or "110000000",
         "status": "new",
     }
-    sim.add(ba, acct_id)
-    sim.bank_numbers[ba["id"]] = number
     acct = {
         "id": acct_id,
         "object": "account",
@@ -947,11 +946,13 @@ def create_account(sim: Simulator, p: dict[str, Any], acct_id: str | None = None
             "has_more": False,
             "url": f"/v1/accounts/{acct_id}/external_accounts",
         },
-        "metadata": P.metadata(p),
+        "metadata": metadata,
         "payouts_enabled": True,
         "settings": {"payouts": {"schedule": {"interval": "manual"}}},
         "type": P.string(p, "type", default="custom"),
     }
+    sim.add(ba, acct_id)
+    sim.bank_numbers[ba["id"]] = number
     sim.add(acct)
     return acct
 
@@ -984,9 +985,9 @@ def create_transfer(sim: Simulator, p: dict[str, Any]) -> dict[str, Any]:
     amount = P.integer(p, "amount", required=True, minimum=1)
     currency = P.currency(p)
     dest = P.string(p, "destination", required=True)
-    _account_or_create(sim, dest, "destination")
     source_tx = P.string(p, "source_transaction")
     group = P.string(p, "transfer_group")
+    metadata, description = P.metadata(p), P.string(p, "description")
     if source_tx:
         ch = sim.get("charge", source_tx, "charge", None)
         pi = sim.objects[ch["payment_intent"]]
@@ -999,6 +1000,7 @@ def create_transfer(sim: Simulator, p: dict[str, Any]) -> dict[str, Any]:
             "available balance by creating Charges using the 4000000000000077 test card.",
             code="balance_insufficient",
         )
+    _account_or_create(sim, dest, "destination")
     return _make_transfer(
         sim,
         amount=amount,
@@ -1006,8 +1008,8 @@ def create_transfer(sim: Simulator, p: dict[str, Any]) -> dict[str, Any]:
         destination=dest,
         transfer_group=group,
         source_transaction=source_tx,
-        metadata=P.metadata(p),
-        description=P.string(p, "description"),
+        metadata=metadata,
+        description=description,
     )
 
 
@@ -1094,6 +1096,8 @@ def create_payout(
     method = P.string(p, "method", default="standard")
     if method not in ("standard", "instant"):
         raise invalid(f"Invalid method: {method}", param="method")
+    description, descriptor = P.string(p, "description"), P.string(p, "statement_descriptor")
+    metadata = P.metadata(p)
     if sim.available(account, currency) < amount:
         raise invalid(
             "You have insufficient funds in your Stripe account for this transfer.",
@@ -1111,7 +1115,7 @@ def create_payout(
         type_="payout",
         category="payout",
         source=po_id,
-        description=P.string(p, "description") or "STRIPE PAYOUT",
+        description=description or "STRIPE PAYOUT",
     )
     now = sim.now()
     po = {
@@ -1123,19 +1127,19 @@ def create_payout(
         "balance_transaction": bt["id"],
         "created": now,
         "currency": currency,
-        "description": P.string(p, "description"),
+        "description": description,
         "destination": bank,
         "failure_balance_transaction": None,
         "failure_code": None,
         "failure_message": None,
         "livemode": False,
-        "metadata": P.metadata(p),
+        "metadata": metadata,
         "method": method,
         "original_payout": None,
         "reconciliation_status": "in_progress" if automatic else "not_applicable",
         "reversed_by": None,
         "source_type": "card",
-        "statement_descriptor": P.string(p, "statement_descriptor"),
+        "statement_descriptor": descriptor,
         "status": "pending",
         "trace_id": {"status": "pending", "value": None},
         "type": "bank_account",

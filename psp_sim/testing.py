@@ -158,6 +158,8 @@ def run_simulator(
             port=bound_port,
             lifespan="on",
             log_level="warning",
+            # uvicorn's own dictConfig would close every logging handler of the host process (pytest's too).
+            log_config=None,
             access_log=False,
             http="httptools",
             loop="asyncio",

@@ -201,7 +201,8 @@ class WebhookDispatcher:
         # One endpoint's due deliveries go out sequentially so that injected reordering is what it sees.
         for d in deliveries:
             try:
-                await self._send(d)
+                if d.endpoint in self.endpoints:  # a deleted endpoint gets no more attempts, as in Stripe
+                    await self._send(d)
             finally:
                 self._inflight -= 1
 

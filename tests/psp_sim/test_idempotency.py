@@ -136,3 +136,14 @@ def test_get_requests_ignore_keys(sim: SimServer, client: Any) -> None:
         headers={"Authorization": "Bearer sk_test_psp_sim", "Idempotency-Key": "x"},
     )
     assert r.status_code == 200 and "idempotent-replayed" not in r.headers
+
+
+def test_overlong_key_is_rejected(client: Any) -> None:
+    with pytest.raises(stripe.InvalidRequestError):
+        client.v1.payment_intents.create(params=PARAMS, options={"idempotency_key": "k" * 256})
+
+
+def test_429_with_should_retry_is_retried_by_the_sdk(sim: SimServer) -> None:
+    sim.admin.set_faults([{"kind": "http_429", "count": 1, "should_retry": True}])
+    pi = sim.client(max_network_retries=1).v1.payment_intents.create(params=PARAMS)
+    assert pi.status == "succeeded" and len(sim.admin.injected_faults("http_429")) == 1

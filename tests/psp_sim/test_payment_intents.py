@@ -267,3 +267,17 @@ def test_funds_become_available_after_two_days(sim: SimServer, client: Any) -> N
     sim.admin.advance(days=2)
     bal = client.v1.balance.retrieve()
     assert bal.available[0].amount == 2000 - 88 + 1000 - 59 and bal.pending[0].amount == 0
+
+
+def test_invalid_parameters_leave_nothing_behind(sim: SimServer, client: Any) -> None:
+    for params in (
+        {"amount": 100, "currency": "usd", "payment_method": "pm_nope", "confirm": True},
+        {"amount": 100, "currency": "usd", "capture_method": "later"},
+        {"amount": 100, "currency": "usd", "metadata": {"k": {"nested": "x"}}},
+        {"amount": 0, "currency": "usd"},
+        {"amount": 100, "currency": "xyz"},
+    ):
+        with pytest.raises(stripe.InvalidRequestError):
+            client.v1.payment_intents.create(params=params)
+    state = sim.admin.state()
+    assert "payment_intent" not in state["objects"] and state["events"] == []

@@ -18,6 +18,7 @@ from psp_sim.reporting import ITEMIZED_3_COLUMNS
 from psp_sim.testing import SimServer
 
 REPORT = "balance_change_from_activity.itemized.3"
+AUTH = {"Authorization": "Bearer sk_test_psp_sim"}
 
 
 def _activity(sim: SimServer, client: Any) -> None:
@@ -67,6 +68,11 @@ def test_report_run_and_file(sim: SimServer, client: Any) -> None:
     run, rows = _run(sim, client)
     assert run.id.startswith("frr_") and run.status == "succeeded" and run.result.object == "file"
     assert client.v1.reporting.report_runs.retrieve(run.id).result.id == run.result.id
+    assert client.v1.files.retrieve(run.result.id).size == len(
+        httpx.get(run.result.url, headers=AUTH).content
+    )
+    report_type = client.v1.reporting.report_types.retrieve(REPORT)
+    assert report_type.default_columns == list(ITEMIZED_3_COLUMNS[:12])
     assert [r.id for r in client.v1.reporting.report_runs.list().data] == [run.id]
     assert list(rows[0]) == list(ITEMIZED_3_COLUMNS[:12])
     cats = sorted(r["reporting_category"] for r in rows)
