@@ -236,6 +236,7 @@ class Consumer:
             for event in events:
                 if event.event_id in fresh:
                     await self.handler(conn, event)
+            crashpoint("consumer.before_commit")
         for event in events:
             outcome = "processed" if event.event_id in fresh else "duplicate"
             EVENTS_CONSUMED.labels(self.stream, self.group, outcome).inc()

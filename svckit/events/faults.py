@@ -3,7 +3,7 @@ the n-th time (default 1st) it reaches ``<point>``. Used by the crash tests to k
 consumer between two steps; unset (always, in production) it costs one dictionary lookup.
 
 Points: ``relay.before_publish``, ``relay.after_publish`` (published, not yet marked sent),
-``consumer.after_commit`` (effect committed, not yet acknowledged).
+``consumer.before_commit`` (effect applied, not committed), ``consumer.after_commit`` (effect committed, not yet acknowledged).
 """
 
 from __future__ import annotations

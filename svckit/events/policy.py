@@ -4,11 +4,12 @@
     RetryPolicy.decide(attempt, error, rand) → Retry(delay_seconds) | DeadLetter(reason)
 
 Transient: :class:`TransientError`, ``Unavailable``/``Aborted`` domain errors, connection and timeout
-errors, PostgreSQL serialization failures and deadlocks, and any unexpected exception (a bug may be
+errors, PostgreSQL serialization failures, deadlocks and lost connections, and any unexpected exception (a bug may be
 fixed and the message replayed, but it must not loop forever: it is dead-lettered after
 ``max_attempts``). Terminal: :class:`TerminalError` and the domain errors that say the request itself
 is wrong (``InvalidArgument``, ``FailedPrecondition``, ``NotFound``, ``AlreadyExists``,
-``Unprocessable``): retrying an unchanged message cannot help, so it goes to the dead letters at once.
+``Unprocessable``), PostgreSQL data and integrity errors, and ``ValueError``/``LookupError`` (a
+payload the handler cannot read): retrying an unchanged message cannot help, so it goes to the dead letters at once.
 
 Delays use exponential backoff with *full jitter*: ``uniform(0, min(cap, base * 2**(attempt-1)))``,
 which spreads a burst of failures (a dependency outage) instead of retrying it in lockstep.
@@ -42,6 +43,9 @@ _TRANSIENT_KINDS = frozenset({ErrorKind.UNAVAILABLE, ErrorKind.ABORTED, ErrorKin
 # PostgreSQL SQLSTATEs worth retrying: serialization_failure, deadlock_detected, lock_not_available,
 # and the connection exception class (08xxx).
 _TRANSIENT_SQLSTATES = ("40001", "40P01", "55P03", "08")
+# Data exceptions (22xxx) and integrity violations (23xxx): the event's data is wrong for this
+# database, and will be on the next attempt too.
+_TERMINAL_SQLSTATES = ("22", "23")
 
 
 def _sqlstate(error: BaseException) -> str | None:
@@ -62,6 +66,8 @@ def classify(error: BaseException) -> ErrorClass:
     state = _sqlstate(error)
     if state and state.startswith(_TRANSIENT_SQLSTATES):
         return ErrorClass.TRANSIENT
+    if state and state.startswith(_TERMINAL_SQLSTATES):
+        return ErrorClass.TERMINAL
     if isinstance(error, ValueError | TypeError | KeyError | LookupError):
         # A payload the handler cannot parse will not parse next time either.
         return ErrorClass.TERMINAL
