@@ -118,7 +118,7 @@ class Channels:
         async with self.redis.pipeline(transaction=False) as pipe:
             for member in due:
                 spec = json.loads(member)
-                self._move_due(
+                await self._move_due(
                     keys=[self.keys.retry, spec["s"]], args=[member, *_flatten(spec["f"])], client=pipe
                 )
             results = await pipe.execute()

@@ -5,6 +5,7 @@ helpers to start relays and consumers as real processes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -16,11 +17,11 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 import sqlalchemy as sa
+from events_demo import DEMO_DDL, handler_for
 from redis.asyncio import Redis
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from events_demo import DEMO_DDL, handler_for
 from svckit.db import create_engine, drop_database, ensure_database
 from svckit.events import Consumer, EventsSettings, Relay, create_all, outbox
 from svckit.testing import Infra
@@ -140,12 +141,17 @@ class Bus:
                 )
         return ids
 
-    async def fault(self, event_id: str, kind: str | None) -> None:
+    async def fault(self, event_id: str, kind: str | None, group: str = "*") -> None:
+        """Make ``event_id`` fail in ``group`` ('*': every group) with ``kind``; None fixes it."""
         async with self.engine.begin() as conn:
-            await conn.execute(sa.text("DELETE FROM demo_faults WHERE event_id = :e"), {"e": event_id})
+            await conn.execute(
+                sa.text("DELETE FROM demo_faults WHERE event_id = :e AND consumer_group = :g"),
+                {"e": event_id, "g": group},
+            )
             if kind:
                 await conn.execute(
-                    sa.text("INSERT INTO demo_faults VALUES (:e, :k)"), {"e": event_id, "k": kind}
+                    sa.text("INSERT INTO demo_faults VALUES (:e, :g, :k)"),
+                    {"e": event_id, "g": group, "k": kind},
                 )
 
     async def effects(self, group: str) -> dict[str, int]:
@@ -165,10 +171,10 @@ class Bus:
                 await conn.execute(sa.text("SELECT count(*) FROM event_outbox WHERE published_at IS NULL"))
             ).scalar_one()
 
-    async def wait_for(self, check, timeout: float = 15.0, what: str = "condition") -> None:
+    async def wait_for(self, check, within_seconds: float = 15.0, what: str = "condition") -> None:
         """Poll ``check`` (async, truthy when done); fail the test if it never holds."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + within_seconds
         while not await check():
             if loop.time() > deadline:
                 pytest.fail(f"timed out waiting for {what}")
@@ -186,10 +192,8 @@ async def bus(infra: Infra, events_engine: AsyncEngine, events_database_url: str
     for task in b.tasks:
         task.cancel()
     for task in b.tasks:
-        try:
+        with contextlib.suppress(BaseException):  # cancelled, or failed and already reported
             await task
-        except BaseException:  # noqa: S110 - cancelled or already failed; the test reported it
-            pass
     for proc in b.procs:
         if proc.poll() is None:
             proc.kill()

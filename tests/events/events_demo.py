@@ -19,8 +19,11 @@ DEMO_DDL = [
     """CREATE TABLE IF NOT EXISTS demo_effects (
          consumer_group text NOT NULL, event_id text NOT NULL, aggregate_id text NOT NULL,
          n bigint NOT NULL, applied_at timestamptz NOT NULL DEFAULT clock_timestamp())""",
-    # Events listed here fail (transiently or terminally) until the row is deleted ("the fix").
-    "CREATE TABLE IF NOT EXISTS demo_faults (event_id text PRIMARY KEY, kind text NOT NULL)",
+    # Events listed here fail (transiently or terminally) in one group ('*': all) until the row is
+    # deleted ("the fix").
+    """CREATE TABLE IF NOT EXISTS demo_faults (
+         event_id text NOT NULL, consumer_group text NOT NULL, kind text NOT NULL,
+         PRIMARY KEY (event_id, consumer_group))""",
 ]
 
 
@@ -28,7 +31,8 @@ def handler_for(group: str):
     async def handle(conn: AsyncConnection, event: Event) -> None:
         fault = (
             await conn.execute(
-                sa.text("SELECT kind FROM demo_faults WHERE event_id = :id"), {"id": event.event_id}
+                sa.text("SELECT kind FROM demo_faults WHERE event_id = :id AND consumer_group IN ('*', :g)"),
+                {"id": event.event_id, "g": group},
             )
         ).scalar()
         if fault == "transient":

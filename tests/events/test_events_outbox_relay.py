@@ -4,6 +4,7 @@ with several relays, and no loss when a real relay process is SIGKILLed between 
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 
 import pytest
@@ -55,9 +56,7 @@ async def test_several_relays_keep_each_aggregates_order(bus):
     published = await _stream_events(bus)
     assert len(published) == 40 * len(aggregates)
     for agg in aggregates:
-        steps = [
-            int(__import__("json").loads(f["payload"])["n"]) for f in published if f["aggregate_id"] == agg
-        ]
+        steps = [int(json.loads(f["payload"])["n"]) for f in published if f["aggregate_id"] == agg]
         assert steps == list(range(40)), f"{agg} reordered"
 
 
@@ -90,8 +89,8 @@ async def test_a_second_writer_of_the_same_aggregate_waits_for_the_first_to_comm
     assert [f["type"] for f in await _stream_events(bus)] == ["demo.first", "demo.second"]
 
 
-async def _wait_exit(proc, timeout: float = 20.0) -> int:
-    for _ in range(int(timeout / 0.05)):
+async def _wait_exit(proc, within_seconds: float = 20.0) -> int:
+    for _ in range(int(within_seconds / 0.05)):
         if proc.poll() is not None:
             return proc.returncode
         await asyncio.sleep(0.05)

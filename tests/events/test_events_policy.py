@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import itertools
 import random
 
 import pytest
@@ -29,7 +29,7 @@ class FakeSqlState(Exception):
         (NotFound("ACCOUNT_NOT_FOUND", "x"), ErrorClass.TERMINAL),
         (AlreadyExists("ACCOUNT_ALREADY_EXISTS", "x"), ErrorClass.TERMINAL),
         (ConnectionResetError(), ErrorClass.TRANSIENT),
-        (asyncio.TimeoutError(), ErrorClass.TRANSIENT),
+        (TimeoutError(), ErrorClass.TRANSIENT),
         (FakeSqlState("40001"), ErrorClass.TRANSIENT),  # serialization failure
         (FakeSqlState("40P01"), ErrorClass.TRANSIENT),  # deadlock
         (FakeSqlState("08006"), ErrorClass.TRANSIENT),  # connection failure
@@ -48,7 +48,7 @@ def test_backoff_ceilings_double_then_stay_at_the_cap():
     ceilings = [policy.ceiling(a) for a in range(1, 12)]
     assert ceilings[:6] == [0.5, 1, 2, 4, 8, 16]
     assert ceilings[6:] == [30] * 5
-    assert all(b >= a for a, b in zip(ceilings, ceilings[1:], strict=False))
+    assert all(b >= a for a, b in itertools.pairwise(ceilings))
     assert policy.ceiling(10_000) == 30  # no overflow for absurd attempt numbers
 
 
