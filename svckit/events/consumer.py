@@ -193,8 +193,13 @@ class Consumer:
         if len(batch.apply) > 1:
             try:
                 done += await self._apply(batch.apply)
-            except Exception:
+            except Exception as error:
                 # Someone in the batch failed and rolled everyone back: apply them one by one.
+                log.info(
+                    "batch rolled back; applying its events one by one",
+                    size=len(batch.apply),
+                    error=_error_text(error),
+                )
                 for event in batch.apply:
                     await self._apply_alone(event, done, failed)
         elif batch.apply:

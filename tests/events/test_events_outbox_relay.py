@@ -121,3 +121,21 @@ async def test_relay_killed_between_steps_loses_nothing_and_consumers_absorb_dup
         while await consumer.process_once(block_ms=1):
             pass
         assert await bus.effects(group) == dict.fromkeys(ids, 1)
+
+
+async def test_add_many_writes_in_list_order_in_the_callers_transaction(bus):
+    events = [outbox.NewEvent(f"order-{i % 3}", "demo.batch", {"n": i}) for i in range(9)]
+    with pytest.raises(RuntimeError):
+        async with bus.engine.begin() as conn:
+            await outbox.add_many(conn, stream=bus.stream, events=events[:2])
+            raise RuntimeError("rolled back")
+    async with bus.engine.begin() as conn:
+        ids = await outbox.add_many(conn, stream=bus.stream, events=events)
+    assert ids == [e.event_id for e in events]
+    await bus.relay().drain()
+    published = await _stream_events(bus)
+    assert [f["event_id"] for f in published] == ids
+    assert [json.loads(f["payload"])["n"] for f in published] == list(range(9))
+    with pytest.raises(ValueError):
+        async with bus.engine.begin() as conn:
+            await outbox.add_many(conn, stream=bus.stream, events=[outbox.NewEvent("", "demo.bad", {})])
