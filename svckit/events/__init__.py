@@ -31,6 +31,7 @@ from svckit.events.policy import (
     classify,
 )
 from svckit.events.relay import Relay
+from svckit.events.servicer import admin_registration
 from svckit.events.tables import (
     create_all,
     create_outbox_in_migration,
@@ -53,6 +54,7 @@ __all__ = [
     "RetryPolicy",
     "TerminalError",
     "TransientError",
+    "admin_registration",
     "classify",
     "create_all",
     "create_outbox_in_migration",

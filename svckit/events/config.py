@@ -46,6 +46,11 @@ class EventsSettings(BaseSettings):
     claim_interval_seconds: float = Field(default=5.0, gt=0)
     lag_interval_seconds: float = Field(default=5.0, gt=0)
 
+    processed_retention_hours: int = Field(default=14 * 24, ge=1)
+    """How long a consumer remembers a processed event id. Must exceed the longest time a duplicate
+    can arrive: the stream's max age (a reclaimed or re-published entry) plus the retry horizon."""
+    processed_purge_interval_seconds: float = Field(default=3600.0, gt=0)
+
     relay_batch_size: int = Field(default=500, ge=1, le=10_000)
     relay_poll_interval_seconds: float = Field(default=0.5, gt=0)
     """Fallback poll; a committed outbox row normally wakes the relay at once via LISTEN/NOTIFY."""

@@ -59,6 +59,14 @@ _RECORD_MANY = sa.text(
     RETURNING event_id
     """
 )
+_PURGE_PROCESSED = sa.text(
+    """
+    DELETE FROM processed_events WHERE (consumer_group, event_id) IN (
+      SELECT consumer_group, event_id FROM processed_events
+      WHERE consumer_group = :group AND processed_at < now() - make_interval(hours => :hours)
+      LIMIT 5000)
+    """
+)
 
 
 def _error_text(error: BaseException) -> str:
@@ -150,6 +158,18 @@ class Consumer:
 
     async def move_due_retries(self) -> int:
         return await self.channels.move_due()
+
+    async def purge_processed(self) -> int:
+        """Forget processed event ids older than the retention, in small batches."""
+        total = 0
+        while True:
+            async with self.engine.begin() as conn:
+                result = await conn.execute(
+                    _PURGE_PROCESSED, {"group": self.group, "hours": self.settings.processed_retention_hours}
+                )
+            total += result.rowcount
+            if result.rowcount < 5000:
+                return total
 
     async def report_lag(self) -> None:
         for info in await streams.group_infos(self.redis, self.stream):
@@ -296,6 +316,9 @@ class Consumer:
                 self._every(self.settings.retry_mover_interval_seconds, self.move_due_retries, "move retries")
             )
             tasks.create_task(self._every(self.settings.lag_interval_seconds, self.report_lag, "report lag"))
+            tasks.create_task(
+                self._every(self.settings.processed_purge_interval_seconds, self.purge_processed, "purge")
+            )
             tasks.create_task(self._read_forever())
 
     async def _read_forever(self) -> None:

@@ -8,6 +8,8 @@ import asyncio
 import signal
 
 import pytest
+import sqlalchemy as sa
+from prometheus_client import REGISTRY
 
 from svckit.errors import NotFound
 from svckit.events import Event
@@ -222,3 +224,53 @@ async def test_end_to_end_with_running_relay_and_consumers(bus):
     await bus.wait_for(done, what="every event applied by both groups")
     for group in ("ledger-updater", "notifications"):
         assert await bus.effects(group) == dict.fromkeys(ids, 1)
+
+
+def _sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_metrics_count_publishing_consuming_retries_dead_letters_lag_and_backlog(bus):
+    stream, group = bus.stream, "ledger-updater"
+    ids = await bus.add_events(4)
+    await bus.fault(ids[0], "terminal")
+    await bus.fault(ids[1], "once")
+    relay = bus.relay()
+    backlog, age = await relay.update_backlog_metrics()
+    assert backlog == 4 and age >= 0
+    assert _sample("events_outbox_backlog") == 4
+    await relay.drain()
+    assert _sample("events_published_total", stream=stream) == 4
+    consumer = bus.consumer(group)
+    await consumer.ensure_group()
+    await consumer.report_lag()
+    assert _sample("events_consumer_lag", stream=stream, group=group) == 4
+    await _drain(consumer)
+    await consumer.channels.move_due(now_ms=2**52)
+    await _drain(consumer)
+    await consumer.report_lag()
+    assert _sample("events_consumer_lag", stream=stream, group=group) == 0
+    assert _sample("events_consumed_total", stream=stream, group=group, outcome="processed") == 3
+    assert _sample("events_consumed_total", stream=stream, group=group, outcome="failed") == 2
+    assert _sample("events_retried_total", stream=stream, group=group) == 1
+    assert _sample("events_dead_lettered_total", stream=stream, group=group, reason="terminal") == 1
+    await relay.update_backlog_metrics()
+    assert _sample("events_outbox_backlog") == 0 and _sample("events_outbox_backlog_age_seconds") == 0
+
+
+async def test_processed_records_are_purged_after_their_retention(bus):
+    ids = await bus.add_events(3)
+    await bus.relay().drain()
+    consumer = bus.consumer("ledger-updater")
+    await _drain(consumer)
+    async with bus.engine.begin() as conn:
+        await conn.execute(
+            sa.text(
+                "UPDATE processed_events SET processed_at = now() - interval '30 days' WHERE event_id = :e"
+            ),
+            {"e": ids[0]},
+        )
+    assert await consumer.purge_processed() == 1
+    async with bus.engine.connect() as conn:
+        left = (await conn.execute(sa.text("SELECT event_id FROM processed_events"))).scalars().all()
+    assert sorted(left) == sorted(ids[1:])
