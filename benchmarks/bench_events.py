@@ -49,30 +49,48 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-class RssSampler:
-    def __init__(self, pids: dict[str, int]) -> None:
+class Processes:
+    """The benchmark's processes: peak RSS sampling and CPU time (which, unlike wall time, does not
+    depend much on what else the machine runs)."""
+
+    def __init__(self, pids: dict[str, int], infra: Infra) -> None:
         self.procs = {name: psutil.Process(pid) for name, pid in pids.items()}
+        self.servers = {}
+        if infra._pg is not None and infra._pg.proc is not None:
+            self.servers["postgres"] = psutil.Process(infra._pg.proc.pid)
+        if infra._valkey is not None and infra._valkey.proc is not None:
+            self.servers["valkey"] = psutil.Process(infra._valkey.proc.pid)
         self.peak = dict.fromkeys(pids, 0)
 
+    @staticmethod
+    def _cpu(proc: psutil.Process, tree: bool) -> float:
+        with contextlib.suppress(psutil.Error):
+            t = proc.cpu_times()
+            total = t.user + t.system + (t.children_user + t.children_system if tree else 0)
+            if tree:
+                for child in proc.children():
+                    with contextlib.suppress(psutil.Error):
+                        ct = child.cpu_times()
+                        total += ct.user + ct.system
+            return total
+        return 0.0
+
     def cpu(self) -> dict[str, float]:
-        """User+system CPU time used so far by each process (independent of machine load)."""
-        out = {}
-        for name, proc in self.procs.items():
-            with contextlib.suppress(psutil.Error):
-                t = proc.cpu_times()
-                out[name] = t.user + t.system
-        pg = [p for p in psutil.process_iter(["name"]) if p.info["name"] in ("postgres",)]
-        out["postgres (all)"] = sum(p.cpu_times().user + p.cpu_times().system for p in pg)
-        vk = [p for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith("valkey")]
-        out["valkey (all)"] = sum(p.cpu_times().user + p.cpu_times().system for p in vk)
+        out = {name: self._cpu(proc, False) for name, proc in self.procs.items()}
+        out.update({name: self._cpu(proc, True) for name, proc in self.servers.items()})
         return out
 
-    async def run(self) -> None:
+    async def sample_rss(self) -> None:
         while True:
             for name, proc in self.procs.items():
                 with contextlib.suppress(psutil.Error):
                     self.peak[name] = max(self.peak[name], proc.memory_info().rss)
             await asyncio.sleep(0.25)
+
+
+def _cpu_report(before: dict[str, float], after: dict[str, float], events: int) -> str:
+    per = {n: (after[n] - before.get(n, 0)) / events * 1e6 for n in after}
+    return ", ".join(f"{n} {v:.0f}" for n, v in per.items()) + f"; total {sum(per.values()):.0f} µs/event"
 
 
 async def _wait_effects(engine, count: int, timeout_s: float) -> float:
@@ -198,14 +216,16 @@ async def main() -> None:
                 _spawn([str(ROOT / "benchmarks" / "_events_consumer.py"), db_url, GROUP, f"c{c}"], env)
             )
             pids[f"consumer-{c}"] = procs[-1].pid
-        sampler = RssSampler(pids)
-        sampling = asyncio.create_task(sampler.run())
+        sampler = Processes(pids, infra)
+        sampling = asyncio.create_task(sampler.sample_rss())
         await asyncio.sleep(2)  # let the processes start
 
         print(f"load average before: {os.getloadavg()}")
         print(f"throughput phase ({args.events} events, {args.consumers} consumer processes):")
+        cpu0 = sampler.cpu()
         tps = await throughput_phase(engine, settings.keys.events, args.events)
         print(f"  end-to-end throughput: {tps:.0f} events/s")
+        print(f"  CPU per event: {_cpu_report(cpu0, sampler.cpu(), args.events)}")
         print(
             f"latency phase ({args.rate} events/s for {args.latency_seconds:.0f}s, one event per transaction):"
         )
@@ -217,7 +237,6 @@ async def main() -> None:
             f"max {max(delays):.1f} ms"
         )
         sampling.cancel()
-        print("CPU seconds: " + ", ".join(f"{n} {v:.1f}" for n, v in sampler.cpu().items()))
         print("peak RSS: " + ", ".join(f"{n} {v / 2**20:.0f} MiB" for n, v in sampler.peak.items()))
         print(f"load average after: {os.getloadavg()}")
         await redis.aclose()

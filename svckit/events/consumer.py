@@ -322,8 +322,11 @@ class Consumer:
             tasks.create_task(self._read_forever())
 
     async def _read_forever(self) -> None:
+        linger = self.settings.consumer_linger_seconds
         while True:
-            await _until_ok(self.process_once, "read batch")
+            n = await _until_ok(self.process_once, "read batch")
+            if linger and 0 < n < self.settings.consumer_batch_size:
+                await asyncio.sleep(linger)
 
     @staticmethod
     async def _every(interval: float, step: Callable[[], Awaitable[object]], what: str) -> None:

@@ -89,20 +89,25 @@ class NewEvent:
     event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
-_LOCK_MANY = sa.text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k")
+# The locks are an InitPlan of the WHERE clause: evaluated once, before the first row reaches the
+# insert and takes its seq, in the (sorted) order of the keys array.
 _INSERT_MANY = sa.text(
     """
+    WITH locks AS MATERIALIZED (
+      SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) WITH ORDINALITY AS l(k, o) ORDER BY o
+    )
     INSERT INTO event_outbox (event_id, stream, aggregate_id, partition, type, payload)
     SELECT CAST(e AS uuid), :stream, a, p, t, CAST(j AS jsonb)
     FROM unnest(CAST(:ids AS text[]), CAST(:aggs AS text[]), CAST(:parts AS smallint[]),
                 CAST(:types AS text[]), CAST(:payloads AS text[])) WITH ORDINALITY AS x(e, a, p, t, j, o)
+    WHERE (SELECT count(*) FROM locks) >= 0
     ORDER BY o
     """
 )
 
 
 async def add_many(conn: AsyncConnection, *, stream: str, events: Sequence[NewEvent]) -> list[str]:
-    """Write several events in the caller's transaction, in list order, with two statements.
+    """Write several events in the caller's transaction, in list order, with one statement.
 
     The per-aggregate locks are taken first, in ascending key order, so concurrent units of work
     writing events for overlapping aggregates queue instead of deadlocking."""
@@ -111,10 +116,10 @@ async def add_many(conn: AsyncConnection, *, stream: str, events: Sequence[NewEv
     if not stream or any(not e.aggregate_id or not e.type for e in events):
         raise ValueError("stream, aggregate_id and type are required")
     keys = sorted({_digest("outbox", stream, e.aggregate_id) for e in events})
-    await conn.execute(_LOCK_MANY, {"keys": keys})
     await conn.execute(
         _INSERT_MANY,
         {
+            "keys": keys,
             "stream": stream,
             "ids": [e.event_id for e in events],
             "aggs": [e.aggregate_id for e in events],

@@ -163,6 +163,8 @@ class Relay:
                     continue
                 if n < self.settings.relay_batch_size:
                     await listener.wait(self.settings.relay_poll_interval_seconds)
+                    if self.settings.relay_linger_seconds:
+                        await asyncio.sleep(self.settings.relay_linger_seconds)
         finally:
             await listener.close()
 
