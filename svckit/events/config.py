@@ -46,6 +46,9 @@ class EventsSettings(BaseSettings):
     """A pending message unacknowledged for this long belongs to a crashed consumer and is reclaimed.
     Must exceed the slowest handler, or a live consumer's message is processed twice (harmless: the
     processed-events record absorbs it, but wasted)."""
+    max_deliveries: int = Field(default=10, ge=2)
+    """A reclaimed delivery already handed out this often never reached an outcome (the consumer
+    process dies on it, e.g. out of memory): it is dead-lettered instead of killing the next one."""
     claim_interval_seconds: float = Field(default=5.0, gt=0)
     lag_interval_seconds: float = Field(default=5.0, gt=0)
 

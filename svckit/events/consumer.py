@@ -151,10 +151,41 @@ class Consumer:
             if entries:
                 EVENTS_RECLAIMED.labels(self.stream, self.group).inc(len(entries))
                 log.info("reclaimed deliveries", stream=self.stream, group=self.group, count=len(entries))
-                total += await self.handle_entries(entries)
+                kept = await self._dead_letter_crashers(entries)
+                total += len(entries) - len(kept) + await self.handle_entries(kept)
             if next_start in ("0-0", b"0-0") or not entries:
                 return total
             start = next_start
+
+    async def _dead_letter_crashers(self, entries: list) -> list:
+        """Dead-letter reclaimed entries delivered ``max_deliveries`` times without an outcome;
+        return the others."""
+        ids = [entry_id for entry_id, _ in entries]
+        info = await self.redis.xpending_range(
+            self.stream,
+            self.group,
+            min=min(ids, key=streams.parse_id),
+            max=max(ids, key=streams.parse_id),
+            count=len(ids) * 2,
+            consumername=self.name,
+        )
+        deliveries = {p["message_id"]: int(p["times_delivered"]) for p in info}
+        keep = []
+        for entry_id, fields in entries:
+            times = deliveries.get(entry_id, 0)
+            if fields is None or times < self.settings.max_deliveries:
+                keep.append((entry_id, fields))
+                continue
+            try:
+                event = Event.from_fields(fields, stream_id=entry_id)
+            except (KeyError, ValueError):
+                keep.append((entry_id, fields))  # handle_entries dead-letters malformed entries
+                continue
+            error = TerminalError(
+                f"delivered {times} times without an outcome; the consumer seems to die on it"
+            )
+            await self._fail(event, error, forced=DeadLetter("max_deliveries"))
+        return keep
 
     async def move_due_retries(self) -> int:
         return await self.channels.move_due()
@@ -267,10 +298,10 @@ class Consumer:
             EVENTS_CONSUMED.labels(self.stream, self.group, outcome).inc()
         return [e.stream_id for e in events]
 
-    async def _fail(self, event: Event, error: BaseException) -> None:
+    async def _fail(self, event: Event, error: BaseException, forced: DeadLetter | None = None) -> None:
         EVENTS_CONSUMED.labels(self.stream, self.group, "failed").inc()
         failed = Attempt(attempt=event.attempt, at=utc_now_iso(), error=_error_text(error))
-        decision = self.policy.decide(event.attempt, error)
+        decision = forced or self.policy.decide(event.attempt, error)
         async with self.redis.pipeline(transaction=True) as pipe:
             if isinstance(decision, DeadLetter):
                 self.channels.dead_letter(pipe, self.stream, self.group, event, failed, decision.reason)

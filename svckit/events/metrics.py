@@ -14,7 +14,7 @@ EVENTS_CONSUMED = Counter(
 EVENTS_RETRIED = Counter("events_retried_total", "Deliveries scheduled for a retry", ["stream", "group"])
 EVENTS_DEAD_LETTERED = Counter(
     "events_dead_lettered_total",
-    "Deliveries moved to the dead-letter stream; reason: terminal or attempts_exhausted",
+    "Deliveries moved to the dead-letter stream; reason: terminal, attempts_exhausted or max_deliveries",
     ["stream", "group", "reason"],
 )
 EVENTS_RECLAIMED = Counter(

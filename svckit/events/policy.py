@@ -82,7 +82,7 @@ class Retry:
 @dataclass(frozen=True)
 class DeadLetter:
     reason: str
-    """``terminal`` or ``attempts_exhausted``."""
+    """``terminal`` or ``attempts_exhausted`` (the consumer adds ``max_deliveries`` for crash loops)."""
 
 
 Decision = Retry | DeadLetter

@@ -3,8 +3,8 @@
 One claim is one database transaction:
 
 1. take the transaction-scoped advisory locks of every relay partition no other relay holds
-   (``pg_try_advisory_xact_lock``), and read the oldest unpublished events of those partitions in
-   ``seq`` order;
+   (``pg_try_advisory_xact_lock``), then, in a new statement (so a new snapshot), read the oldest
+   unpublished events of those partitions in ``seq`` order;
 2. publish them with one Redis pipeline (XADD, in order);
 3. mark them sent and commit, which releases the partitions.
 
@@ -42,16 +42,22 @@ log = get_logger(__name__)
 # does not collide with the one-bigint locks of outbox.add and the idempotency store.
 _LOCK_CLASS = _digest("event_outbox relay partitions") & 0x7FFFFFFF
 
-_CLAIM = sa.text(
+# Two statements on purpose: in READ COMMITTED each statement reads from a snapshot taken when it
+# starts. Had the claim taken the partition locks itself, its snapshot could predate the commit of
+# the relay that held them a moment earlier, and it would publish that relay's batch again (a
+# duplicate, and out of order). Locking first makes the claim's snapshot see every earlier mark.
+_LOCK_PARTITIONS = sa.text(
     f"""
-    WITH mine AS MATERIALIZED (
-      SELECT p FROM generate_series(0, {OUTBOX_PARTITIONS - 1}) AS p
-      WHERE pg_try_advisory_xact_lock({_LOCK_CLASS}, p)
-    )
+    SELECT p FROM generate_series(0, {OUTBOX_PARTITIONS - 1}) AS p
+    WHERE pg_try_advisory_xact_lock({_LOCK_CLASS}, p)
+    """
+)
+_CLAIM = sa.text(
+    """
     SELECT seq, event_id::text AS event_id, stream, aggregate_id, type, payload::text AS payload,
            created_at
     FROM event_outbox
-    WHERE published_at IS NULL AND partition IN (SELECT p FROM mine)
+    WHERE published_at IS NULL AND partition = ANY(CAST(:partitions AS smallint[]))
     ORDER BY seq
     LIMIT :limit
     """
@@ -83,7 +89,14 @@ class Relay:
     async def publish_batch(self) -> int:
         """Claim, publish and mark one batch; returns the number of events published."""
         async with self.engine.begin() as conn:
-            rows = (await conn.execute(_CLAIM, {"limit": self.settings.relay_batch_size})).all()
+            partitions = (await conn.execute(_LOCK_PARTITIONS)).scalars().all()
+            if not partitions:
+                return 0  # another relay holds them all right now
+            rows = (
+                await conn.execute(
+                    _CLAIM, {"partitions": partitions, "limit": self.settings.relay_batch_size}
+                )
+            ).all()
             if not rows:
                 return 0
             crashpoint("relay.before_publish")

@@ -274,3 +274,26 @@ async def test_processed_records_are_purged_after_their_retention(bus):
     async with bus.engine.connect() as conn:
         left = (await conn.execute(sa.text("SELECT event_id FROM processed_events"))).scalars().all()
     assert sorted(left) == sorted(ids[1:])
+
+
+async def test_an_event_that_keeps_killing_its_consumers_is_dead_lettered(bus):
+    ids = await bus.add_events(2)
+    await bus.relay().drain()
+    group = "ledger-updater"
+    await bus.consumer(group).ensure_group()
+    # Consumers that die while holding the first event: delivered, claimed, claimed again, ...
+    await bus.redis.xreadgroup(group, "dead-0", {bus.stream: ">"}, count=1)
+    for i in range(1, 3):
+        await bus.redis.xautoclaim(bus.stream, group, f"dead-{i}", 0, "0-0", count=1)
+    survivor = bus.consumer(group, "survivor", max_deliveries=4)
+
+    async def reclaimed() -> bool:
+        return await survivor.reclaim_once() > 0
+
+    await bus.wait_for(reclaimed, what="the reclaim")  # 4th delivery: dead-lettered, not handled
+    letters = await survivor.channels.list_dead_letters()
+    assert [(dl.event.event_id, dl.reason) for dl in letters] == [(ids[0], "max_deliveries")]
+    assert "delivered 4 times" in letters[0].last_error
+    await _drain(survivor)
+    assert await bus.effects(group) == {ids[1]: 1}
+    assert (await bus.redis.xpending(bus.stream, group))["pending"] == 0
