@@ -179,7 +179,7 @@ async def main() -> None:
     parser.add_argument("--events", type=int, default=30_000)
     parser.add_argument("--rate", type=int, default=500)
     parser.add_argument("--latency-seconds", type=float, default=20)
-    parser.add_argument("--consumers", type=int, default=1)
+    parser.add_argument("--consumers", type=int, default=2)
     args = parser.parse_args()
     configure_logging("bench", "WARNING", "console")
 
