@@ -153,7 +153,7 @@ class Consumer:
                 log.info("reclaimed deliveries", stream=self.stream, group=self.group, count=len(entries))
                 kept = await self._dead_letter_crashers(entries)
                 total += len(entries) - len(kept) + await self.handle_entries(kept)
-            if next_start in ("0-0", b"0-0") or not entries:
+            if next_start in ("0-0", b"0-0"):  # the cursor went round the whole pending list
                 return total
             start = next_start
 
