@@ -1,0 +1,3 @@
+from svckit.events.cli import app
+
+app(prog_name="python -m svckit.events")
