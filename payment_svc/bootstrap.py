@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import grpc
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from payment_svc.config import PaymentSettings
@@ -11,7 +13,11 @@ from payment_svc.psp import PspPort, StripePsp
 from payment_svc.risk import RiskProvider, RuleBasedRisk, RuleLimits
 from payment_svc.service import PaymentService
 from payment_svc.servicer import PaymentServicer
+from payment_svc.settlement import OutboxSettlement, SettlementHandler
+from svckit.events import Consumer, EventsSettings, Keys, Relay, admin_registration
+from svckit.gen.ledger.v1 import ledger_service_pb2_grpc
 from svckit.gen.payments.v1 import payment_service_pb2, payment_service_pb2_grpc
+from svckit.gen.wallet.v1 import wallet_service_pb2_grpc
 from svckit.grpc_server import Registration
 from svckit.idempotency import IdempotencyStore
 from svckit.runtime import ServiceParts
@@ -44,13 +50,37 @@ def build_psp(settings: PaymentSettings) -> PspPort:
 
 
 def build(settings: PaymentSettings, engine: AsyncEngine, idempotency: IdempotencyStore) -> ServiceParts:
-    service = PaymentService(engine, build_psp(settings), build_risk(settings), settings)
+    events = EventsSettings(redis_url=settings.redis_url, namespace=settings.events_namespace)
+    redis = Redis.from_url(events.redis_url, decode_responses=True)
+    keys = Keys(events.namespace)
+    service = PaymentService(
+        engine, build_psp(settings), build_risk(settings), settings, settlement=OutboxSettlement(keys.events)
+    )
     servicer = PaymentServicer(service, engine, idempotency)
+    wallet_channel = grpc.aio.insecure_channel(settings.wallet_addr)
+    ledger_channel = grpc.aio.insecure_channel(settings.ledger_addr)
+    background = [service.janitor_forever]
+    if settings.run_settlement:
+        handler = SettlementHandler(
+            wallet_service_pb2_grpc.WalletServiceStub(wallet_channel),
+            ledger_service_pb2_grpc.LedgerServiceStub(ledger_channel),
+            settings.settlement_deadline_seconds,
+        )
+        consumer = Consumer(redis=redis, engine=engine, settings=events, group="settlement", handler=handler)
+        background += [Relay(engine, redis, events).run, consumer.run]
+
+    async def close() -> None:
+        await wallet_channel.close()
+        await ledger_channel.close()
+        await redis.aclose()
+
     return ServiceParts(
         registrations=[
             Registration(
                 payment_service_pb2_grpc.add_PaymentServiceServicer_to_server, servicer, SERVICE_NAME
-            )
+            ),
+            admin_registration(redis, keys),
         ],
-        background=[service.janitor_forever],
+        background=background,
+        on_stop=[close],
     )

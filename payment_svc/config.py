@@ -25,6 +25,15 @@ class PaymentSettings(ServiceSettings):
     return_url: str = "http://127.0.0.1:8000/v1/payments/return"
     """Where the PSP sends a buyer back after 3-D Secure in direct mode."""
 
+    ledger_addr: str = "127.0.0.1:50052"
+    wallet_addr: str = "127.0.0.1:50053"
+    settlement_deadline_seconds: float = Field(default=10.0, gt=0, le=120)
+    """Deadline of each wallet or ledger call made while settling an order."""
+    events_namespace: str = "payments"
+    """Hash tag of this deployment's streams (``{payments}:events`` …); one per payment database."""
+    run_settlement: bool = True
+    """Run the outbox relay and the settlement consumer in this process (one per replica is fine)."""
+
     commission_rate_bps: int = Field(default=1000, ge=0, le=10_000)
     """Platform commission in basis points of each order (1000 = 10 %)."""
     commission_overrides_bps: dict[str, int] = Field(default_factory=dict)

@@ -25,11 +25,12 @@ from wallet_svc.config import WalletSettings
 GATEWAY_TEST_KEY = "mpk_" + "t" * 43
 """The shared gateway's development API key (payments + admin)."""
 
+# Ledger and wallet first: the payment service settles into them and needs their addresses.
 SERVICES = {
-    "payment": (PaymentSettings, payment_bootstrap),
     "ledger": (LedgerSettings, ledger_bootstrap),
     "wallet": (WalletSettings, wallet_bootstrap),
     "recon": (ReconSettings, recon_bootstrap),
+    "payment": (PaymentSettings, payment_bootstrap),
 }
 
 
@@ -51,10 +52,18 @@ def shared_psp() -> Iterator[SimServer]:
 @pytest_asyncio.fixture(scope="session")
 async def services(infra: Infra, shared_psp) -> AsyncIterator[dict[str, ServiceHandle]]:
     """All four services, running for the whole session."""
-    overrides = {"payment": {"psp_base_url": shared_psp.base_url, "psp_api_key": DEFAULT_API_KEY}}
     handles: dict[str, ServiceHandle] = {}
     for name, (settings_cls, boot) in SERVICES.items():
-        settings = infra.settings(settings_cls, **overrides.get(name, {}))
+        overrides = {}
+        if name == "payment":
+            overrides = {
+                "psp_base_url": shared_psp.base_url,
+                "psp_api_key": DEFAULT_API_KEY,
+                "ledger_addr": handles["ledger"].address,
+                "wallet_addr": handles["wallet"].address,
+                "events_namespace": f"{infra.prefix}-payments",
+            }
+        settings = infra.settings(settings_cls, **overrides)
         handles[name] = await start_service(settings, boot.MIGRATIONS, boot.build)
     yield handles
     for handle in handles.values():

@@ -72,10 +72,13 @@ class PayStack:
 
 
 @pytest_asyncio.fixture(scope="session")
-async def pay(infra: Infra, sim: SimServer) -> AsyncIterator[PayStack]:
+async def pay(infra: Infra, sim: SimServer, services: dict[str, ServiceHandle]) -> AsyncIterator[PayStack]:
     settings = infra.settings(
         PaymentSettings,
         db_suffix="payments_it",
+        ledger_addr=services["ledger"].address,
+        wallet_addr=services["wallet"].address,
+        events_namespace=f"{infra.prefix}-payments-it",
         psp_base_url=sim.base_url,
         psp_api_key=DEFAULT_API_KEY,
         psp_timeout_seconds=2.0,
