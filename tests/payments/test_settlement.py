@@ -1,0 +1,145 @@
+"""After SUCCESS, money reaches the seller's wallet and the ledger through the event backbone."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import sqlalchemy as sa
+from redis.asyncio import Redis
+
+from payment_svc.settlement import commission_share
+from svckit.events import Keys
+from svckit.gen.ledger.v1 import ledger_service_pb2 as lpb
+from svckit.gen.ledger.v1 import ledger_service_pb2_grpc as lpb_grpc
+from svckit.gen.payments.v1 import payment_service_pb2 as pb
+from svckit.gen.wallet.v1 import wallet_service_pb2 as wpb
+from svckit.gen.wallet.v1 import wallet_service_pb2_grpc as wpb_grpc
+
+
+def _md() -> list[tuple[str, str]]:
+    return [("idempotency-key", uuid.uuid4().hex)]
+
+
+def _checkout(sellers: list[str], amounts: list[int], pm: str = "pm_card_visa") -> pb.CreatePaymentRequest:
+    run = uuid.uuid4().hex[:8]
+    return pb.CreatePaymentRequest(
+        checkout_id=f"co_{run}",
+        buyer=pb.BuyerInfo(buyer_id="buyer-settle"),
+        payment_orders=[
+            pb.PaymentOrderInput(
+                payment_order_id=f"po_{run}_{i}", seller_account=s, amount_minor=a, currency="USD"
+            )
+            for i, (s, a) in enumerate(zip(sellers, amounts, strict=True))
+        ],
+        payment_method=pm,
+    )
+
+
+async def _settled(pay, order_ids: list[str], within_seconds: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within_seconds
+    while True:
+        async with pay.handle.engine.connect() as conn:
+            done = await conn.scalar(
+                sa.text(
+                    "SELECT count(*) FROM payment_orders WHERE payment_order_id = ANY(:ids)"
+                    " AND wallet_updated AND ledger_updated"
+                ),
+                {"ids": order_ids},
+            )
+        if done == len(order_ids):
+            return
+        assert asyncio.get_running_loop().time() < deadline, f"only {done}/{len(order_ids)} settled"
+        await asyncio.sleep(0.1)
+
+
+async def _wallet(channels, seller: str) -> int:
+    stub = wpb_grpc.WalletServiceStub(channels["wallet"])
+    reply = await stub.GetWallet(wpb.GetWalletRequest(seller_id=seller, currency="USD"))
+    return reply.wallet.available.amount_minor
+
+
+async def _balance(channels, account: str) -> int:
+    stub = lpb_grpc.LedgerServiceStub(channels["ledger"])
+    return (await stub.GetBalance(lpb.GetBalanceRequest(account=account))).balance_minor
+
+
+async def test_three_sellers_are_credited_net_of_commission_and_the_ledger_balances(pay, channels):
+    run = uuid.uuid4().hex[:6]
+    sellers = [f"s-{run}-a", f"s-{run}-b", "seller-low-fee"]
+    low_fee_before = await _wallet(channels, "seller-low-fee")
+    receivable_before = await _balance(channels, "asset:psp_receivable:stripe")
+    commission_before = await _balance(channels, "revenue:commission")
+    reply = await pay.stub.CreatePayment(_checkout(sellers, [1000, 2550, 4000]), metadata=_md())
+    orders = reply.payment_event.payment_orders
+    await _settled(pay, [o.payment_order_id for o in orders])
+
+    assert await _wallet(channels, sellers[0]) == 900
+    assert await _wallet(channels, sellers[1]) == 2295
+    assert await _wallet(channels, "seller-low-fee") - low_fee_before == 3900  # 2.5 % override
+    for seller in sellers[:2]:
+        assert await _balance(channels, f"liability:seller_payable:{seller}") == await _wallet(
+            channels, seller
+        )
+    assert await _balance(channels, "asset:psp_receivable:stripe") - receivable_before == 7550
+    assert await _balance(channels, "revenue:commission") - commission_before == 100 + 255 + 100
+    verify = await lpb_grpc.LedgerServiceStub(channels["ledger"]).VerifyLedger(lpb.VerifyLedgerRequest())
+    assert verify.ok, list(verify.findings)
+
+
+async def test_refunds_debit_the_wallet_and_post_the_mirror_image(pay, channels):
+    seller = f"s-{uuid.uuid4().hex[:6]}"
+    reply = await pay.stub.CreatePayment(_checkout([seller], [1000]), metadata=_md())
+    order_id = reply.payment_event.payment_orders[0].payment_order_id
+    await _settled(pay, [order_id])
+    assert await _wallet(channels, seller) == 900
+    await pay.stub.CreateRefund(
+        pb.CreateRefundRequest(payment_order_id=order_id, amount_minor=333), metadata=_md()
+    )
+    await pay.stub.CreateRefund(pb.CreateRefundRequest(payment_order_id=order_id), metadata=_md())
+    # The whole commission comes back with a full refund, whatever the partial steps rounded to.
+    assert (
+        commission_share(100, 1000, 333)
+        + (commission_share(100, 1000, 1000) - commission_share(100, 1000, 333))
+        == 100
+    )
+    deadline = asyncio.get_running_loop().time() + 20
+    while await _wallet(channels, seller) != 0:
+        assert asyncio.get_running_loop().time() < deadline, "refunds were not settled into the wallet"
+        await asyncio.sleep(0.1)
+    while await _balance(channels, f"liability:seller_payable:{seller}") != 0:
+        assert asyncio.get_running_loop().time() < deadline, "refunds were not posted to the ledger"
+        await asyncio.sleep(0.1)
+
+
+async def test_a_refund_the_wallet_cannot_cover_is_dead_lettered_not_lost(pay, channels):
+    seller = f"s-{uuid.uuid4().hex[:6]}"
+    reply = await pay.stub.CreatePayment(_checkout([seller], [1000]), metadata=_md())
+    order_id = reply.payment_event.payment_orders[0].payment_order_id
+    await _settled(pay, [order_id])
+    # The seller's money already left the wallet (a payout, say): a refund cannot be taken from it.
+    wallet = wpb_grpc.WalletServiceStub(channels["wallet"])
+    await wallet.Debit(
+        wpb.DebitRequest(
+            seller_id=seller,
+            amount={"amount_minor": 900, "currency": "USD"},
+            reference=wpb.Reference(kind=wpb.REFERENCE_KIND_ADJUSTMENT, id=f"adj-{order_id}"),
+        ),
+        metadata=_md(),
+    )
+    refund = await pay.stub.CreateRefund(pb.CreateRefundRequest(payment_order_id=order_id), metadata=_md())
+    keys = Keys(pay.handle.settings.events_namespace)
+    redis = Redis.from_url(pay.handle.settings.redis_url, decode_responses=True)
+    try:
+        deadline = asyncio.get_running_loop().time() + 20
+        while True:
+            letters = await redis.xrange(keys.dlq)
+            mine = [fields for _, fields in letters if refund.refund.refund_id in str(fields)]
+            if mine:
+                break
+            assert asyncio.get_running_loop().time() < deadline, "the refund settlement never reached the DLQ"
+            await asyncio.sleep(0.2)
+    finally:
+        await redis.aclose()
+    assert "INSUFFICIENT_FUNDS" in str(mine[0])
+    assert await _wallet(channels, seller) == 0  # nothing half-applied
