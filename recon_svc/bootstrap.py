@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from recon_svc.books import GrpcLedgerReader, GrpcWalletReader
 from recon_svc.config import ReconSettings
 from recon_svc.service import ReconService
 from recon_svc.servicer import ReconServicer
+from svckit.gen.ledger.v1 import ledger_service_pb2_grpc
 from svckit.gen.recon.v1 import recon_service_pb2, recon_service_pb2_grpc
+from svckit.gen.wallet.v1 import wallet_service_pb2_grpc
 from svckit.grpc_server import Registration
 from svckit.idempotency import IdempotencyStore
 from svckit.runtime import ServiceParts
@@ -19,9 +23,27 @@ SERVICE_NAME = recon_service_pb2.DESCRIPTOR.services_by_name["ReconService"].ful
 
 
 def build(settings: ReconSettings, engine: AsyncEngine, idempotency: IdempotencyStore) -> ServiceParts:
-    servicer = ReconServicer(ReconService(), engine, idempotency)
+    wallet_channel = grpc.aio.insecure_channel(settings.wallet_addr)
+    ledger_channel = grpc.aio.insecure_channel(settings.ledger_addr)
+    servicer = ReconServicer(
+        ReconService(),
+        engine,
+        idempotency,
+        GrpcWalletReader(
+            wallet_service_pb2_grpc.WalletServiceStub(wallet_channel), settings.upstream_deadline_seconds
+        ),
+        GrpcLedgerReader(
+            ledger_service_pb2_grpc.LedgerServiceStub(ledger_channel), settings.upstream_deadline_seconds
+        ),
+    )
+
+    async def close() -> None:
+        await wallet_channel.close()
+        await ledger_channel.close()
+
     return ServiceParts(
         registrations=[
             Registration(recon_service_pb2_grpc.add_ReconServiceServicer_to_server, servicer, SERVICE_NAME)
-        ]
+        ],
+        on_stop=[close],
     )

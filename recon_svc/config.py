@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from svckit.config import Port, ServiceSettings
@@ -13,3 +14,7 @@ class ReconSettings(ServiceSettings):
     service_name: str = "recon"
     database_name: str = "recon"
     grpc_port: Port = 50054
+    ledger_addr: str = "127.0.0.1:50052"
+    wallet_addr: str = "127.0.0.1:50053"
+    upstream_deadline_seconds: float = Field(default=30.0, gt=0, le=600)
+    """Deadline of each call to the ledger or wallet service while checking the books."""

@@ -10,6 +10,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from recon_svc import repository
+from recon_svc.books import LedgerReader, WalletReader
 from svckit.errors import InvalidArgument
 
 DEFAULT_PAGE_SIZE = 20
@@ -47,6 +48,77 @@ def decode_token(token: str) -> int | None:
         raise InvalidArgument(
             "INVALID_PAGE_TOKEN", "page_token is not one this service issued", field="page_token"
         ) from None
+
+
+class MismatchKind(enum.StrEnum):
+    AMOUNT_DIFFERS = "AMOUNT_DIFFERS"
+    ACCOUNT_MISSING = "ACCOUNT_MISSING"
+    WALLET_MISSING = "WALLET_MISSING"
+    CURRENCY_DIFFERS = "CURRENCY_DIFFERS"
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    seller_id: str
+    currency: str
+    kind: MismatchKind
+    wallet_minor: int
+    ledger_minor: int
+
+
+@dataclass(frozen=True)
+class WalletLedgerReport:
+    wallets_checked: int
+    accounts_checked: int
+    mismatches: list[Mismatch]
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatches
+
+
+async def compare_wallets_with_ledger(
+    wallets: WalletReader, ledger: LedgerReader, seller_id: str = ""
+) -> WalletLedgerReport:
+    """Every seller's wallet (available + reserved) must equal the ledger's seller_payable account.
+
+    One account per seller holds one currency; a wallet in another currency has no account to match.
+    """
+    by_seller: dict[str, list] = {}
+    wallets_checked = 0
+    async for w in wallets.wallets(seller_id):
+        wallets_checked += 1
+        by_seller.setdefault(w.seller_id, []).append(w)
+    accounts = {}
+    async for a in ledger.seller_payables(seller_id):
+        accounts[a.seller_id] = a
+    mismatches: list[Mismatch] = []
+    for seller, seller_wallets in sorted(by_seller.items()):
+        account = accounts.get(seller)
+        for w in seller_wallets:
+            if account is None:
+                if w.total_minor:
+                    mismatches.append(
+                        Mismatch(seller, w.currency, MismatchKind.ACCOUNT_MISSING, w.total_minor, 0)
+                    )
+            elif account.currency != w.currency:
+                if w.total_minor:
+                    mismatches.append(
+                        Mismatch(seller, w.currency, MismatchKind.CURRENCY_DIFFERS, w.total_minor, 0)
+                    )
+            elif account.balance_minor != w.total_minor:
+                mismatches.append(
+                    Mismatch(
+                        seller, w.currency, MismatchKind.AMOUNT_DIFFERS, w.total_minor, account.balance_minor
+                    )
+                )
+    for seller, account in sorted(accounts.items()):
+        has_wallet = any(w.currency == account.currency for w in by_seller.get(seller, []))
+        if not has_wallet and account.balance_minor:
+            mismatches.append(
+                Mismatch(seller, account.currency, MismatchKind.WALLET_MISSING, 0, account.balance_minor)
+            )
+    return WalletLedgerReport(wallets_checked, len(accounts), mismatches)
 
 
 class ReconService:

@@ -6,7 +6,8 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from recon_svc.service import ReconService, Run, RunState
+from recon_svc.books import LedgerReader, WalletReader
+from recon_svc.service import ReconService, Run, RunState, compare_wallets_with_ledger
 from svckit.gen.recon.v1 import recon_service_pb2 as pb
 from svckit.gen.recon.v1 import recon_service_pb2_grpc as pb_grpc
 from svckit.idempotency import IdempotencyStore
@@ -31,10 +32,39 @@ def run_to_pb(run: Run) -> pb.ReconciliationRun:
 
 
 class ReconServicer(pb_grpc.ReconServiceServicer):
-    def __init__(self, service: ReconService, engine: AsyncEngine, idempotency: IdempotencyStore) -> None:
+    def __init__(
+        self,
+        service: ReconService,
+        engine: AsyncEngine,
+        idempotency: IdempotencyStore,
+        wallets: WalletReader,
+        ledger: LedgerReader,
+    ) -> None:
         self._service = service
         self._engine = engine
         self._idempotency = idempotency
+        self._wallets = wallets
+        self._ledger = ledger
+
+    async def CompareWalletsWithLedger(
+        self, request: pb.CompareWalletsWithLedgerRequest, context: grpc.aio.ServicerContext
+    ):
+        report = await compare_wallets_with_ledger(self._wallets, self._ledger, request.seller_id)
+        return pb.CompareWalletsWithLedgerResponse(
+            ok=report.ok,
+            wallets_checked=report.wallets_checked,
+            accounts_checked=report.accounts_checked,
+            mismatches=[
+                pb.WalletLedgerMismatch(
+                    seller_id=m.seller_id,
+                    currency=m.currency,
+                    kind=pb.WalletLedgerMismatchKind.Value(f"WALLET_LEDGER_MISMATCH_KIND_{m.kind.value}"),
+                    wallet_minor=m.wallet_minor,
+                    ledger_minor=m.ledger_minor,
+                )
+                for m in report.mismatches
+            ],
+        )
 
     async def ListReconciliationRuns(
         self, request: pb.ListReconciliationRunsRequest, context: grpc.aio.ServicerContext

@@ -55,6 +55,8 @@ async def services(infra: Infra, shared_psp) -> AsyncIterator[dict[str, ServiceH
     handles: dict[str, ServiceHandle] = {}
     for name, (settings_cls, boot) in SERVICES.items():
         overrides = {}
+        if name == "recon":
+            overrides = {"ledger_addr": handles["ledger"].address, "wallet_addr": handles["wallet"].address}
         if name == "payment":
             overrides = {
                 "psp_base_url": shared_psp.base_url,

@@ -101,3 +101,12 @@ def test_the_psp_simulator_and_the_gateway_share_one_webhook_secret():
     assert sim["PSP_SIM_WEBHOOK_SECRET"] == gateway["GATEWAY_STRIPE_WEBHOOK_SECRET"]
     assert sim["PSP_SIM_WEBHOOK_URL"] == "http://gateway:8000/v1/webhooks/stripe"
     assert SERVICES["payment"]["environment"]["PAYMENT_PSP_BASE_URL"] == "http://psp-sim:12111"
+
+
+def test_services_that_call_the_books_point_at_them_and_wait_for_them():
+    for name, prefix in (("payment", "PAYMENT_"), ("recon", "RECON_")):
+        env = SERVICES[name]["environment"]
+        assert env[f"{prefix}LEDGER_ADDR"] == "ledger:50052"
+        assert env[f"{prefix}WALLET_ADDR"] == "wallet:50053"
+        for dep in ("ledger", "wallet"):
+            assert SERVICES[name]["depends_on"][dep]["condition"] == "service_healthy"

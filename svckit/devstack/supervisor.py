@@ -103,6 +103,8 @@ def plan_children(dev_key: str = "", webhook_secret: str = "") -> list[Child]:
                 "PAYMENT_GRPC_PORT": str(ports["payment"]),
                 "PAYMENT_PSP_BASE_URL": f"http://127.0.0.1:{ports['psp-sim']}",
                 "PAYMENT_RETURN_URL": f"http://127.0.0.1:{ports['gateway']}/v1/payments/return",
+                "PAYMENT_LEDGER_ADDR": f"127.0.0.1:{ports['ledger']}",
+                "PAYMENT_WALLET_ADDR": f"127.0.0.1:{ports['wallet']}",
             },
         ),
         Child(
@@ -111,7 +113,17 @@ def plan_children(dev_key: str = "", webhook_secret: str = "") -> list[Child]:
         Child(
             "wallet", "wallet_svc", ports["wallet"], "grpc", env={"WALLET_GRPC_PORT": str(ports["wallet"])}
         ),
-        Child("recon", "recon_svc", ports["recon"], "grpc", env={"RECON_GRPC_PORT": str(ports["recon"])}),
+        Child(
+            "recon",
+            "recon_svc",
+            ports["recon"],
+            "grpc",
+            env={
+                "RECON_GRPC_PORT": str(ports["recon"]),
+                "RECON_LEDGER_ADDR": f"127.0.0.1:{ports['ledger']}",
+                "RECON_WALLET_ADDR": f"127.0.0.1:{ports['wallet']}",
+            },
+        ),
     ]
     if importlib.util.find_spec("psp_sim") is not None:
         children.append(

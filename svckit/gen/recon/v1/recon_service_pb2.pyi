@@ -16,10 +16,23 @@ class ReconciliationRunState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RECONCILIATION_RUN_STATE_RUNNING: _ClassVar[ReconciliationRunState]
     RECONCILIATION_RUN_STATE_SUCCEEDED: _ClassVar[ReconciliationRunState]
     RECONCILIATION_RUN_STATE_FAILED: _ClassVar[ReconciliationRunState]
+
+class WalletLedgerMismatchKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    WALLET_LEDGER_MISMATCH_KIND_UNSPECIFIED: _ClassVar[WalletLedgerMismatchKind]
+    WALLET_LEDGER_MISMATCH_KIND_AMOUNT_DIFFERS: _ClassVar[WalletLedgerMismatchKind]
+    WALLET_LEDGER_MISMATCH_KIND_ACCOUNT_MISSING: _ClassVar[WalletLedgerMismatchKind]
+    WALLET_LEDGER_MISMATCH_KIND_WALLET_MISSING: _ClassVar[WalletLedgerMismatchKind]
+    WALLET_LEDGER_MISMATCH_KIND_CURRENCY_DIFFERS: _ClassVar[WalletLedgerMismatchKind]
 RECONCILIATION_RUN_STATE_UNSPECIFIED: ReconciliationRunState
 RECONCILIATION_RUN_STATE_RUNNING: ReconciliationRunState
 RECONCILIATION_RUN_STATE_SUCCEEDED: ReconciliationRunState
 RECONCILIATION_RUN_STATE_FAILED: ReconciliationRunState
+WALLET_LEDGER_MISMATCH_KIND_UNSPECIFIED: WalletLedgerMismatchKind
+WALLET_LEDGER_MISMATCH_KIND_AMOUNT_DIFFERS: WalletLedgerMismatchKind
+WALLET_LEDGER_MISMATCH_KIND_ACCOUNT_MISSING: WalletLedgerMismatchKind
+WALLET_LEDGER_MISMATCH_KIND_WALLET_MISSING: WalletLedgerMismatchKind
+WALLET_LEDGER_MISMATCH_KIND_CURRENCY_DIFFERS: WalletLedgerMismatchKind
 
 class ReconciliationRun(_message.Message):
     __slots__ = ("run_id", "state", "interval_start_time", "interval_end_time", "create_time")
@@ -50,3 +63,35 @@ class ListReconciliationRunsResponse(_message.Message):
     runs: _containers.RepeatedCompositeFieldContainer[ReconciliationRun]
     next_page_token: str
     def __init__(self, runs: _Optional[_Iterable[_Union[ReconciliationRun, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class WalletLedgerMismatch(_message.Message):
+    __slots__ = ("seller_id", "currency", "kind", "wallet_minor", "ledger_minor")
+    SELLER_ID_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    WALLET_MINOR_FIELD_NUMBER: _ClassVar[int]
+    LEDGER_MINOR_FIELD_NUMBER: _ClassVar[int]
+    seller_id: str
+    currency: str
+    kind: WalletLedgerMismatchKind
+    wallet_minor: int
+    ledger_minor: int
+    def __init__(self, seller_id: _Optional[str] = ..., currency: _Optional[str] = ..., kind: _Optional[_Union[WalletLedgerMismatchKind, str]] = ..., wallet_minor: _Optional[int] = ..., ledger_minor: _Optional[int] = ...) -> None: ...
+
+class CompareWalletsWithLedgerRequest(_message.Message):
+    __slots__ = ("seller_id",)
+    SELLER_ID_FIELD_NUMBER: _ClassVar[int]
+    seller_id: str
+    def __init__(self, seller_id: _Optional[str] = ...) -> None: ...
+
+class CompareWalletsWithLedgerResponse(_message.Message):
+    __slots__ = ("ok", "wallets_checked", "accounts_checked", "mismatches")
+    OK_FIELD_NUMBER: _ClassVar[int]
+    WALLETS_CHECKED_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNTS_CHECKED_FIELD_NUMBER: _ClassVar[int]
+    MISMATCHES_FIELD_NUMBER: _ClassVar[int]
+    ok: bool
+    wallets_checked: int
+    accounts_checked: int
+    mismatches: _containers.RepeatedCompositeFieldContainer[WalletLedgerMismatch]
+    def __init__(self, ok: _Optional[bool] = ..., wallets_checked: _Optional[int] = ..., accounts_checked: _Optional[int] = ..., mismatches: _Optional[_Iterable[_Union[WalletLedgerMismatch, _Mapping]]] = ...) -> None: ...

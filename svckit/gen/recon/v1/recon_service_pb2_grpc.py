@@ -41,6 +41,11 @@ class ReconServiceStub:
                 request_serializer=recon_dot_v1_dot_recon__service__pb2.ListReconciliationRunsRequest.SerializeToString,
                 response_deserializer=recon_dot_v1_dot_recon__service__pb2.ListReconciliationRunsResponse.FromString,
                 _registered_method=True)
+        self.CompareWalletsWithLedger = channel.unary_unary(
+                '/recon.v1.ReconService/CompareWalletsWithLedger',
+                request_serializer=recon_dot_v1_dot_recon__service__pb2.CompareWalletsWithLedgerRequest.SerializeToString,
+                response_deserializer=recon_dot_v1_dot_recon__service__pb2.CompareWalletsWithLedgerResponse.FromString,
+                _registered_method=True)
 
 
 class ReconServiceServicer:
@@ -55,6 +60,15 @@ class ReconServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CompareWalletsWithLedger(self, request, context):
+        """Compares every seller wallet (available + reserved) with the ledger's
+        `liability:seller_payable:<seller>` account and reports each difference. Reads only; the two
+        services are read one after the other, so a posting in flight can show as a transient difference.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ReconServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -62,6 +76,11 @@ def add_ReconServiceServicer_to_server(servicer, server):
                     servicer.ListReconciliationRuns,
                     request_deserializer=recon_dot_v1_dot_recon__service__pb2.ListReconciliationRunsRequest.FromString,
                     response_serializer=recon_dot_v1_dot_recon__service__pb2.ListReconciliationRunsResponse.SerializeToString,
+            ),
+            'CompareWalletsWithLedger': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompareWalletsWithLedger,
+                    request_deserializer=recon_dot_v1_dot_recon__service__pb2.CompareWalletsWithLedgerRequest.FromString,
+                    response_serializer=recon_dot_v1_dot_recon__service__pb2.CompareWalletsWithLedgerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -93,6 +112,33 @@ class ReconService:
             '/recon.v1.ReconService/ListReconciliationRuns',
             recon_dot_v1_dot_recon__service__pb2.ListReconciliationRunsRequest.SerializeToString,
             recon_dot_v1_dot_recon__service__pb2.ListReconciliationRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompareWalletsWithLedger(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recon.v1.ReconService/CompareWalletsWithLedger',
+            recon_dot_v1_dot_recon__service__pb2.CompareWalletsWithLedgerRequest.SerializeToString,
+            recon_dot_v1_dot_recon__service__pb2.CompareWalletsWithLedgerResponse.FromString,
             options,
             channel_credentials,
             insecure,
