@@ -3,7 +3,12 @@ set), fresh databases for this session, and the four gRPC services started in-pr
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import tempfile
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import grpc
 import pytest
@@ -85,8 +90,11 @@ async def channels(services: dict[str, ServiceHandle]) -> AsyncIterator[dict[str
 
 
 @pytest_asyncio.fixture(scope="session")
-async def gateway_url(infra: Infra, services: dict[str, ServiceHandle]) -> AsyncIterator[str]:
-    """The real gateway (uvicorn on a free port) in front of the in-process services."""
+async def gateway_url(
+    infra: Infra, services: dict[str, ServiceHandle], shared_psp: SimServer
+) -> AsyncIterator[str]:
+    """The real gateway (uvicorn on a free port) in front of the in-process services; the shared PSP
+    simulator delivers its signed webhooks to it."""
     import asyncio
 
     import uvicorn
@@ -106,6 +114,7 @@ async def gateway_url(infra: Infra, services: dict[str, ServiceHandle]) -> Async
         wallet_addr=services["wallet"].address,
         recon_addr=services["recon"].address,
         max_body_bytes=64 * 1024,
+        stripe_webhook_secret=shared_psp.webhook_secret,
     )
     config = uvicorn.Config(
         create_app(settings),
@@ -122,7 +131,11 @@ async def gateway_url(infra: Infra, services: dict[str, ServiceHandle]) -> Async
         await asyncio.sleep(0.02)
         if task.done():
             task.result()
+    endpoint = shared_psp.admin.add_webhook_endpoint(
+        f"http://127.0.0.1:{port}/v1/webhooks/stripe", secret=shared_psp.webhook_secret
+    )
     yield f"http://127.0.0.1:{port}"
+    shared_psp.admin.remove_webhook_endpoint(endpoint["id"])
     server.should_exit = True
     await task
 
@@ -134,3 +147,61 @@ async def http(gateway_url: str) -> AsyncIterator[httpx.AsyncClient]:  # noqa: F
     headers = {"Authorization": f"Bearer {GATEWAY_TEST_KEY}"}
     async with httpx.AsyncClient(base_url=gateway_url, timeout=10, headers=headers) as client:
         yield client
+
+
+# ---------------------------------------------------------------- headless Chromium
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+def _ensure_chromium() -> str | None:
+    """Return None when usable, else the reason to skip. Installs Debian's chromium when root."""
+    if os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER):
+        return None
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        return "chromium/chromium-driver missing and not root: cannot apt-get install them"
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for cmd in (
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", "chromium", "chromium-driver"],
+    ):
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
+        if proc.returncode != 0:
+            return f"{' '.join(cmd)} failed: {proc.stderr.strip()[-300:]}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    reason = _ensure_chromium()
+    if reason:
+        print(f"SKIP browser tests: {reason}")
+        pytest.skip(reason)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="mpay-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+    ):
+        options.add_argument(flag)
+    # An explicit driver path keeps Selenium Manager from trying to download anything.
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(20)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
