@@ -19,7 +19,7 @@ SERVICE_NAME = ledger_service_pb2.DESCRIPTOR.services_by_name["LedgerService"].f
 
 
 def build(settings: LedgerSettings, engine: AsyncEngine, idempotency: IdempotencyStore) -> ServiceParts:
-    servicer = LedgerServicer(LedgerService(), engine, idempotency)
+    servicer = LedgerServicer(LedgerService(settings.non_negative_prefixes), engine, idempotency)
     return ServiceParts(
         registrations=[
             Registration(ledger_service_pb2_grpc.add_LedgerServiceServicer_to_server, servicer, SERVICE_NAME)

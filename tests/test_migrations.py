@@ -14,7 +14,10 @@ from wallet_svc import bootstrap as wallet
 
 CASES = {
     "payments": (payment.MIGRATIONS, {"payment_events", "payment_orders", "idempotency_keys"}),
-    "ledger": (ledger.MIGRATIONS, {"accounts", "idempotency_keys"}),
+    "ledger": (
+        ledger.MIGRATIONS,
+        {"accounts", "idempotency_keys", "transactions", "entries", "transaction_chain", "chain_head"},
+    ),
     "wallet": (wallet.MIGRATIONS, {"wallets", "idempotency_keys"}),
     "recon": (recon.MIGRATIONS, {"reconciliation_runs", "idempotency_keys"}),
 }

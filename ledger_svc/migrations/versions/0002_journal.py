@@ -1,0 +1,356 @@
+"""Journal: running balances on accounts, immutable transactions and entries, the hash chain, and
+the posting function.
+
+Everything that must hold even if application code is wrong lives here: CHECK constraints (positive
+amounts, valid directions, non-negative accounts), triggers that refuse UPDATE/DELETE/TRUNCATE of
+the journal, a unique index that lets a transaction be reversed once, and a deferred trigger that
+links each transaction into the hash chain at commit.
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-11-21
+"""
+
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+_NORMAL_BALANCE = (
+    "CASE WHEN type IN ('asset','expense') THEN debits_posted - credits_posted "
+    "ELSE credits_posted - debits_posted END"
+)
+
+_TABLES = f"""
+ALTER TABLE accounts
+    ADD COLUMN non_negative boolean NOT NULL DEFAULT false,
+    ADD COLUMN closed_at timestamptz,
+    ADD COLUMN debits_posted bigint NOT NULL DEFAULT 0,
+    ADD COLUMN credits_posted bigint NOT NULL DEFAULT 0,
+    ADD COLUMN last_transaction_id bigint NOT NULL DEFAULT 0,
+    ADD CONSTRAINT ck_accounts_totals CHECK (debits_posted >= 0 AND credits_posted >= 0),
+    ADD CONSTRAINT ck_accounts_non_negative CHECK (NOT non_negative OR {_NORMAL_BALANCE} >= 0),
+    ADD CONSTRAINT ck_accounts_currency CHECK (currency ~ '^[A-Z]{{3}}$');
+
+CREATE TABLE transactions (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    description text NOT NULL,
+    external_ref text NOT NULL,
+    metadata jsonb NOT NULL,
+    reverses_id bigint REFERENCES transactions (id),
+    posted_at timestamptz NOT NULL,
+    CONSTRAINT uq_transactions_reverses_id UNIQUE (reverses_id),
+    CONSTRAINT ck_transactions_not_self_reversal CHECK (reverses_id <> id)
+);
+CREATE INDEX ix_transactions_external_ref ON transactions (external_ref) WHERE external_ref <> '';
+
+CREATE TABLE entries (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    transaction_id bigint NOT NULL REFERENCES transactions (id),
+    position smallint NOT NULL,
+    account_id bigint NOT NULL REFERENCES accounts (id),
+    direction char(1) NOT NULL,
+    amount bigint NOT NULL,
+    currency char(3) NOT NULL,
+    posted_at timestamptz NOT NULL,
+    CONSTRAINT uq_entries_transaction_position UNIQUE (transaction_id, position),
+    CONSTRAINT ck_entries_direction CHECK (direction IN ('D', 'C')),
+    CONSTRAINT ck_entries_amount_positive CHECK (amount > 0)
+);
+CREATE INDEX ix_entries_account_id ON entries (account_id, id);
+
+-- The hash chain: one link per transaction, gapless sequence in commit order.
+CREATE TABLE transaction_chain (
+    seq bigint PRIMARY KEY,
+    transaction_id bigint NOT NULL UNIQUE REFERENCES transactions (id),
+    prev_hash bytea NOT NULL,
+    hash bytea NOT NULL,
+    CONSTRAINT ck_chain_seq_positive CHECK (seq > 0),
+    CONSTRAINT ck_chain_hash_length CHECK (octet_length(prev_hash) = 32 AND octet_length(hash) = 32)
+);
+
+-- The single serialization point of the chain; locked only inside the commit-time trigger.
+CREATE TABLE chain_head (
+    singleton boolean PRIMARY KEY DEFAULT true,
+    last_seq bigint NOT NULL,
+    last_hash bytea NOT NULL,
+    CONSTRAINT ck_chain_head_singleton CHECK (singleton)
+);
+INSERT INTO chain_head (singleton, last_seq, last_hash) VALUES (true, 0, decode(repeat('00', 32), 'hex'));
+"""
+
+_IMMUTABILITY = """
+CREATE FUNCTION ledger_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'ledger % rows are immutable: % refused', TG_TABLE_NAME, TG_OP
+        USING ERRCODE = 'LG002', HINT = 'post a reversing transaction instead';
+END $$;
+"""
+
+_IMMUTABLE_TABLES = ("transactions", "entries", "transaction_chain")
+
+_FUNCTIONS = r"""
+-- Length-prefixed field of the canonical encoding: '<octets>:<text>'.
+CREATE FUNCTION ledger_lp(s text) RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT octet_length(s)::text || ':' || s $$;
+
+-- Canonical encoding of one stored transaction at chain position p_seq (docs/ledger.md).
+CREATE FUNCTION ledger_tx_payload(p_tx bigint, p_seq bigint) RETURNS text LANGUAGE sql STABLE
+AS $$
+    SELECT 'LTX1|' || p_seq || '|' || t.id || '|'
+        || (extract(epoch FROM t.posted_at) * 1000000)::bigint || '|'
+        || coalesce(t.reverses_id, 0) || '|'
+        || ledger_lp(t.description) || ledger_lp(t.external_ref)
+        || (SELECT count(*) || '|' || coalesce(string_agg(ledger_lp(m.key) || ledger_lp(m.value), ''
+                                                       ORDER BY m.key COLLATE "C"), '')
+            FROM jsonb_each_text(t.metadata) AS m)
+        || (SELECT count(*) || '|' || coalesce(string_agg(
+                        ledger_lp(a.name) || e.direction || '|' || e.amount || '|' || e.currency || '|', ''
+                        ORDER BY e.position), '')
+            FROM entries e JOIN accounts a ON a.id = e.account_id
+            WHERE e.transaction_id = t.id)
+    FROM transactions t WHERE t.id = p_tx
+$$;
+
+-- Runs at COMMIT (deferred), so the chain head is held only for the commit itself, not for the
+-- whole posting: concurrent postings on disjoint accounts overlap everywhere except here.
+CREATE FUNCTION ledger_chain_transaction() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    v_seq bigint;
+    v_prev bytea;
+    v_hash bytea;
+BEGIN
+    SELECT h.last_seq, h.last_hash INTO v_seq, v_prev FROM chain_head h FOR UPDATE;
+    v_seq := v_seq + 1;
+    v_hash := sha256(convert_to(ledger_tx_payload(NEW.id, v_seq), 'UTF8') || v_prev);
+    INSERT INTO transaction_chain (seq, transaction_id, prev_hash, hash)
+        VALUES (v_seq, NEW.id, v_prev, v_hash);
+    UPDATE chain_head SET last_seq = v_seq, last_hash = v_hash;
+    RETURN NULL;
+END $$;
+
+CREATE CONSTRAINT TRIGGER transactions_chain AFTER INSERT ON transactions
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION ledger_chain_transaction();
+
+-- Posts a list of transactions in one round trip. Each item is posted or refused on its own
+-- (an exception block is a subtransaction: a refused item leaves no row and no lock behind).
+-- p_items: [{"a": [names], "d": ["D"|"C"], "m": [amounts], "c": [currencies],
+--            "desc": text, "ref": text, "meta": {..}, "rev": id|null,
+--            "key": {"scope", "key", "lock": advisory lock id, "fp": hex fingerprint}|null}]
+-- Refusals come back as (reason, message) with SQLSTATE LG001 inside; anything else propagates.
+CREATE FUNCTION ledger_post(p_items jsonb, p_nn_prefixes text[])
+RETURNS TABLE (o_item int, o_reason text, o_message text, o_tx_id bigint, o_posted_at timestamptz,
+               o_entries jsonb, o_stored bytea)
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_item jsonb;
+    v_key jsonb;
+    v_fp bytea;
+    v_stored bytea;
+    v_rev bigint;
+    v_orig_rev bigint;
+    v_names text[];
+    v_dirs text[];
+    v_amts bigint[];
+    v_curs text[];
+    v_acc record;
+    v_locked int;
+    v_bal numeric;
+    v_id bigint;
+    v_at timestamptz;
+    v_reason text;
+    v_msg text;
+    v_constraint text;
+BEGIN
+    o_item := 0;
+    FOR v_item IN SELECT value FROM jsonb_array_elements(p_items) LOOP
+        o_item := o_item + 1;
+        o_reason := NULL; o_message := NULL; o_tx_id := NULL; o_posted_at := NULL;
+        o_entries := NULL; o_stored := NULL;
+
+        v_key := v_item -> 'key';
+        IF v_key IS NOT NULL AND jsonb_typeof(v_key) = 'object' THEN
+            IF NOT pg_try_advisory_xact_lock((v_key ->> 'lock')::bigint) THEN
+                o_reason := 'IDEMPOTENCY_KEY_IN_USE';
+                o_message := 'a request with this idempotency key is still being processed; retry shortly';
+                RETURN NEXT;
+                CONTINUE;
+            END IF;
+            -- A new statement, so a new snapshot: it sees a holder that committed before our lock.
+            SELECT k.fingerprint, k.response INTO v_fp, v_stored
+                FROM idempotency_keys k WHERE k.scope = v_key ->> 'scope' AND k.key = v_key ->> 'key';
+            IF FOUND THEN
+                IF v_fp = decode(v_key ->> 'fp', 'hex') THEN
+                    o_stored := v_stored;
+                ELSE
+                    o_reason := 'IDEMPOTENCY_KEY_REUSED';
+                    o_message := 'this idempotency key was already used with a different request';
+                END IF;
+                RETURN NEXT;
+                CONTINUE;
+            END IF;
+        END IF;
+
+        BEGIN
+            v_rev := (v_item ->> 'rev')::bigint;
+            IF v_rev IS NOT NULL THEN
+                SELECT t.reverses_id INTO v_orig_rev FROM transactions t WHERE t.id = v_rev;
+                IF NOT FOUND THEN
+                    RAISE EXCEPTION 'no transaction with id %', v_rev
+                        USING ERRCODE = 'LG001', DETAIL = 'TRANSACTION_NOT_FOUND';
+                END IF;
+                IF v_orig_rev IS NOT NULL THEN
+                    RAISE EXCEPTION 'transaction % is itself a reversal and cannot be reversed', v_rev
+                        USING ERRCODE = 'LG001', DETAIL = 'CANNOT_REVERSE_REVERSAL';
+                END IF;
+                IF EXISTS (SELECT 1 FROM transactions t WHERE t.reverses_id = v_rev) THEN
+                    RAISE EXCEPTION 'transaction % was already reversed', v_rev
+                        USING ERRCODE = 'LG001', DETAIL = 'ALREADY_REVERSED';
+                END IF;
+                SELECT array_agg(a.name ORDER BY e.position),
+                       array_agg(CASE e.direction WHEN 'D' THEN 'C' ELSE 'D' END ORDER BY e.position),
+                       array_agg(e.amount ORDER BY e.position),
+                       array_agg(e.currency::text ORDER BY e.position)
+                    INTO v_names, v_dirs, v_amts, v_curs
+                    FROM entries e JOIN accounts a ON a.id = e.account_id
+                    WHERE e.transaction_id = v_rev;
+                o_entries := jsonb_build_object('a', v_names, 'd', v_dirs, 'm', v_amts, 'c', v_curs);
+            ELSE
+                v_names := ARRAY(SELECT jsonb_array_elements_text(v_item -> 'a'));
+                v_dirs := ARRAY(SELECT jsonb_array_elements_text(v_item -> 'd'));
+                v_amts := ARRAY(SELECT jsonb_array_elements_text(v_item -> 'm'))::bigint[];
+                v_curs := ARRAY(SELECT jsonb_array_elements_text(v_item -> 'c'));
+                -- Accounts on first use, inserted in name order before any row lock is taken, so
+                -- two postings creating the same accounts cannot wait on each other in a cycle.
+                INSERT INTO accounts (name, type, currency, non_negative)
+                    SELECT u.n, split_part(u.n, ':', 1), min(u.c),
+                           EXISTS (SELECT 1 FROM unnest(p_nn_prefixes) AS p(prefix)
+                                   WHERE starts_with(u.n, p.prefix))
+                    FROM unnest(v_names, v_curs) AS u(n, c)
+                    WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.name = u.n)
+                    GROUP BY u.n ORDER BY u.n
+                    ON CONFLICT (name) DO NOTHING;
+            END IF;
+
+            -- Lock every touched account in id order (no deadlock between posters); the locked
+            -- rows are the newest versions, so the checks below see every committed posting.
+            v_locked := 0;
+            FOR v_acc IN
+                SELECT a.id, a.name, a.type, a.currency::text AS currency, a.closed_at, a.non_negative,
+                       a.debits_posted, a.credits_posted, d.cmin, d.cmax, d.dr, d.cr
+                FROM accounts a
+                JOIN (SELECT u.n, min(u.c) AS cmin, max(u.c) AS cmax,
+                             sum(CASE WHEN u.d = 'D' THEN u.m ELSE 0 END) AS dr,
+                             sum(CASE WHEN u.d = 'C' THEN u.m ELSE 0 END) AS cr
+                      FROM unnest(v_names, v_dirs, v_amts, v_curs) AS u(n, d, m, c)
+                      GROUP BY u.n) d ON d.n = a.name
+                ORDER BY a.id
+                FOR NO KEY UPDATE OF a
+            LOOP
+                v_locked := v_locked + 1;
+                IF v_acc.closed_at IS NOT NULL THEN
+                    RAISE EXCEPTION 'account % is closed', v_acc.name
+                        USING ERRCODE = 'LG001', DETAIL = 'ACCOUNT_CLOSED';
+                END IF;
+                IF v_acc.cmin <> v_acc.currency OR v_acc.cmax <> v_acc.currency THEN
+                    RAISE EXCEPTION 'account % is in %, the entry is in %', v_acc.name, v_acc.currency,
+                        CASE WHEN v_acc.cmin <> v_acc.currency THEN v_acc.cmin ELSE v_acc.cmax END
+                        USING ERRCODE = 'LG001', DETAIL = 'CURRENCY_MISMATCH';
+                END IF;
+                IF v_acc.non_negative THEN
+                    v_bal := CASE WHEN v_acc.type IN ('asset', 'expense')
+                        THEN (v_acc.debits_posted + v_acc.dr) - (v_acc.credits_posted + v_acc.cr)
+                        ELSE (v_acc.credits_posted + v_acc.cr) - (v_acc.debits_posted + v_acc.dr) END;
+                    IF v_bal < 0 THEN
+                        RAISE EXCEPTION 'account % would go % below zero', v_acc.name, -v_bal
+                            USING ERRCODE = 'LG001', DETAIL = 'INSUFFICIENT_BALANCE';
+                    END IF;
+                END IF;
+            END LOOP;
+            IF v_locked <> cardinality(ARRAY(SELECT DISTINCT unnest(v_names))) THEN
+                RAISE EXCEPTION 'an account of this transaction does not exist'
+                    USING ERRCODE = 'LG001', DETAIL = 'ACCOUNT_NOT_FOUND';
+            END IF;
+
+            v_at := clock_timestamp();
+            INSERT INTO transactions (description, external_ref, metadata, reverses_id, posted_at)
+                VALUES (coalesce(v_item ->> 'desc', ''), coalesce(v_item ->> 'ref', ''),
+                        coalesce(v_item -> 'meta', '{}'::jsonb), v_rev, v_at)
+                RETURNING id INTO v_id;
+            INSERT INTO entries (transaction_id, position, account_id, direction, amount, currency, posted_at)
+                SELECT v_id, u.o, a.id, u.d, u.m, u.c, v_at
+                FROM unnest(v_names, v_dirs, v_amts, v_curs) WITH ORDINALITY AS u(n, d, m, c, o)
+                JOIN accounts a ON a.name = u.n;
+            UPDATE accounts a
+                SET debits_posted = a.debits_posted + d.dr,
+                    credits_posted = a.credits_posted + d.cr,
+                    last_transaction_id = v_id
+                FROM (SELECT u.n,
+                             sum(CASE WHEN u.d = 'D' THEN u.m ELSE 0 END) AS dr,
+                             sum(CASE WHEN u.d = 'C' THEN u.m ELSE 0 END) AS cr
+                      FROM unnest(v_names, v_dirs, v_amts) AS u(n, d, m)
+                      GROUP BY u.n) d
+                WHERE a.name = d.n;
+            o_tx_id := v_id;
+            o_posted_at := v_at;
+            RETURN NEXT;
+        EXCEPTION
+            WHEN SQLSTATE 'LG001' THEN
+                GET STACKED DIAGNOSTICS v_reason = PG_EXCEPTION_DETAIL, v_msg = MESSAGE_TEXT;
+                o_reason := v_reason; o_message := v_msg; o_tx_id := NULL; o_posted_at := NULL;
+                o_entries := NULL;
+                RETURN NEXT;
+            WHEN unique_violation THEN
+                GET STACKED DIAGNOSTICS v_constraint = CONSTRAINT_NAME;
+                IF v_constraint <> 'uq_transactions_reverses_id' THEN
+                    RAISE;
+                END IF;
+                -- A concurrent reversal of the same transaction committed first.
+                o_reason := 'ALREADY_REVERSED';
+                o_message := format('transaction %s was already reversed', v_rev);
+                o_tx_id := NULL; o_posted_at := NULL; o_entries := NULL;
+                RETURN NEXT;
+            WHEN numeric_value_out_of_range THEN
+                o_reason := 'BALANCE_OVERFLOW';
+                o_message := 'an account total would exceed the largest storable amount';
+                o_tx_id := NULL; o_posted_at := NULL; o_entries := NULL;
+                RETURN NEXT;
+        END;
+    END LOOP;
+END $fn$;
+"""
+
+
+def upgrade() -> None:
+    op.execute(_TABLES)
+    op.execute(_IMMUTABILITY)
+    for table in _IMMUTABLE_TABLES:
+        op.execute(
+            f"CREATE TRIGGER {table}_immutable BEFORE UPDATE OR DELETE ON {table} "
+            "FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change()"
+        )
+        op.execute(
+            f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+            "FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change()"
+        )
+    op.execute(_FUNCTIONS)
+
+
+def downgrade() -> None:
+    op.execute("DROP FUNCTION ledger_post(jsonb, text[])")
+    op.execute("DROP TABLE chain_head")
+    # Dropping the tables drops their triggers; the immutability rule is about rows, not schema.
+    op.execute("DROP TABLE transaction_chain")
+    op.execute("DROP TABLE entries")
+    op.execute("DROP TABLE transactions")
+    op.execute("DROP FUNCTION ledger_chain_transaction()")
+    op.execute("DROP FUNCTION ledger_tx_payload(bigint, bigint)")
+    op.execute("DROP FUNCTION ledger_lp(text)")
+    op.execute("DROP FUNCTION ledger_refuse_change()")
+    op.execute(
+        "ALTER TABLE accounts DROP CONSTRAINT ck_accounts_currency, DROP CONSTRAINT ck_accounts_non_negative, "
+        "DROP CONSTRAINT ck_accounts_totals, DROP COLUMN last_transaction_id, DROP COLUMN credits_posted, "
+        "DROP COLUMN debits_posted, DROP COLUMN closed_at, DROP COLUMN non_negative"
+    )
