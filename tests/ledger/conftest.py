@@ -52,7 +52,7 @@ async def isolated_ledger(infra: Infra) -> AsyncIterator[IsolatedLedger]:
 @pytest.fixture
 def ledger_process(infra: Infra) -> Iterator[LedgerProcess]:
     """A fresh ledger in its own process, for clients that need a server not on the test's event loop."""
-    started = start_ledger_process(infra)
+    started = start_ledger_process(infra, pool_size=32)
     yield started
     started.stop()
     drop_database(started.database_url)
