@@ -59,6 +59,12 @@ transaction_chain = sa.Table(
     sa.Column("hash", sa.LargeBinary, nullable=False),
 )
 
+chain_queue = sa.Table(
+    "chain_queue",
+    metadata,
+    sa.Column("transaction_id", sa.BigInteger, sa.ForeignKey("transactions.id"), primary_key=True),
+)
+
 chain_head = sa.Table(
     "chain_head",
     metadata,

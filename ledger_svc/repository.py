@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ledger_svc.models import accounts, chain_head, entries, transaction_chain, transactions
+from ledger_svc.models import accounts, chain_head, chain_queue, entries, transaction_chain, transactions
 from svckit.idempotency import idempotency_keys
 
 
@@ -146,13 +146,20 @@ async def walk_chain(conn: AsyncConnection) -> AsyncIterator[sa.Row]:
         yield row
 
 
-async def unchained_transactions(conn: AsyncConnection) -> Sequence[int]:
+async def link_pending(conn: AsyncConnection, limit: int) -> int:
+    """Link up to ``limit`` queued transactions into the hash chain; how many were linked."""
+    return int(await conn.scalar(sa.select(sa.func.ledger_chain_pending(limit))))
+
+
+async def unchained_transactions(conn: AsyncConnection) -> Sequence[sa.Row]:
+    """Transactions without a chain link, and whether each is still queued for the chainer."""
+    queued = sa.exists().where(chain_queue.c.transaction_id == transactions.c.id)
     stmt = (
-        sa.select(transactions.c.id)
+        sa.select(transactions.c.id, queued.label("queued"))
         .where(~sa.exists().where(transaction_chain.c.transaction_id == transactions.c.id))
         .order_by(transactions.c.id)
     )
-    return list((await conn.execute(stmt)).scalars())
+    return (await conn.execute(stmt)).all()
 
 
 async def get_chain_head(conn: AsyncConnection) -> sa.Row:

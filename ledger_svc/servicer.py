@@ -29,6 +29,7 @@ from svckit.idempotency import IdempotencyStore, _lock_id, fingerprint, idempote
 # Batch items share this key space, so an item and a single call with the same key are one effect.
 POST_SCOPE = "ledger.PostTransaction"
 MAX_BATCH_ITEMS = 1000
+CHAIN_BATCH = 5000
 
 _TYPE_TO_PB = {
     AccountType.ASSET: pb.ACCOUNT_TYPE_ASSET,
@@ -259,6 +260,11 @@ class LedgerServicer(pb_grpc.LedgerServiceServicer):
         return pb.ListEntriesResponse(entries=[_entry_view_to_pb(v) for v in views], next_page_token=token)
 
     async def VerifyLedger(self, request: pb.VerifyLedgerRequest, context: grpc.aio.ServicerContext):
+        # Link what is queued first, so the report covers every transaction committed so far.
+        while True:
+            async with self._engine.begin() as conn:
+                if await self._service.link_pending(conn, CHAIN_BATCH) < CHAIN_BATCH:
+                    break
         async with self._engine.connect() as conn:
             await snapshot_isolation(conn)
             report = await self._service.verify_ledger(conn, request.max_findings)
@@ -278,4 +284,5 @@ class LedgerServicer(pb_grpc.LedgerServiceServicer):
             transactions_checked=report.transactions_checked,
             accounts_checked=report.accounts_checked,
             truncated=report.truncated,
+            transactions_pending_link=report.pending_link,
         )

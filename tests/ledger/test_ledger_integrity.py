@@ -27,6 +27,7 @@ async def test_raw_sql_cannot_change_or_remove_journal_rows(stub, services, stat
     tx = await stub.PostTransaction(
         transfer(f"asset:cash:i{uid()}", f"revenue:x:i{uid()}", 10), metadata=md()
     )
+    await stub.VerifyLedger(pb.VerifyLedgerRequest())  # makes sure its chain link exists
     with pytest.raises(DBAPIError, match="immutable"):
         async with services["ledger"].engine.begin() as conn:
             await conn.execute(sa.text(statement), {"tx": tx.transaction.id})
@@ -55,15 +56,15 @@ async def _post_some(stub) -> tuple[list[pb.Transaction], str, str]:
         pb.ReverseTransactionRequest(transaction_id=txs[0].id), metadata=md()
     )
     txs.append(reversal.transaction)
+    clean = await stub.VerifyLedger(pb.VerifyLedgerRequest())  # also links them all into the chain
+    assert clean.ok and not clean.findings
+    assert (clean.transactions_checked, clean.accounts_checked, clean.transactions_pending_link) == (4, 2, 0)
     return txs, bank, seller
 
 
 async def test_verify_is_clean_then_names_an_altered_entry_and_an_altered_balance(isolated_ledger):
     stub = isolated_ledger.stub
     txs, bank, seller = await _post_some(stub)
-    clean = await stub.VerifyLedger(pb.VerifyLedgerRequest())
-    assert clean.ok and not clean.findings
-    assert (clean.transactions_checked, clean.accounts_checked) == (4, 2)
 
     with isolated_ledger.connect() as conn:
         _tamper(conn, "entries", "UPDATE entries SET amount = amount + 1 WHERE transaction_id = %s AND position = 1",
@@ -99,7 +100,8 @@ async def test_verify_names_a_rewritten_transaction_and_a_broken_chain(isolated_
     report = await stub.VerifyLedger(pb.VerifyLedgerRequest())
     assert _kinds(report) == [("FINDING_KIND_HASH_MISMATCH", txs[2].id, "")]
 
-    # A smarter attacker also rewrites that link's hash: the next link no longer points at it.
+    # A smarter attacker also rewrites that link's hash (the next link no longer points at it), and
+    # removes the last link, which is not queued for the chainer any more.
     with isolated_ledger.connect() as conn:
         _tamper(conn, "transaction_chain",
                 "UPDATE transaction_chain SET hash = sha256(hash) WHERE transaction_id = %s", txs[2].id)  # fmt: skip

@@ -67,6 +67,8 @@ async def test_order_success_posting_creates_accounts_on_first_use_and_moves_bal
     )
     assert seller_balance.last_transaction_id == tx.id
 
+    assert tx.sequence == 0 and not tx.hash  # linked into the chain after commit, by the chainer
+    await stub.VerifyLedger(pb.VerifyLedgerRequest())  # links everything queued before it checks
     fetched = (await stub.GetTransaction(pb.GetTransactionRequest(transaction_id=tx.id))).transaction
     assert fetched.sequence > 0
     assert len(fetched.hash) == 32 and len(fetched.previous_hash) == 32

@@ -3,8 +3,8 @@ the posting function.
 
 Everything that must hold even if application code is wrong lives here: CHECK constraints (positive
 amounts, valid directions, non-negative accounts), triggers that refuse UPDATE/DELETE/TRUNCATE of
-the journal, a unique index that lets a transaction be reversed once, and a deferred trigger that
-links each transaction into the hash chain at commit.
+the journal, a unique index that lets a transaction be reversed once, and the hash chain: each new
+transaction is queued by a trigger and linked, in batches, by ``ledger_chain_pending``.
 
 Revision ID: 0002
 Revises: 0001
@@ -71,7 +71,12 @@ CREATE TABLE transaction_chain (
     CONSTRAINT ck_chain_hash_length CHECK (octet_length(prev_hash) = 32 AND octet_length(hash) = 32)
 );
 
--- The single serialization point of the chain; locked only inside the commit-time trigger.
+-- Transactions committed but not yet linked into the chain (see ledger_chain_pending).
+CREATE TABLE chain_queue (
+    transaction_id bigint PRIMARY KEY REFERENCES transactions (id)
+);
+
+-- The single serialization point of the chain; locked only by the chainer.
 CREATE TABLE chain_head (
     singleton boolean PRIMARY KEY DEFAULT true,
     last_seq bigint NOT NULL,
@@ -114,25 +119,44 @@ AS $$
     FROM transactions t WHERE t.id = p_tx
 $$;
 
--- Runs at COMMIT (deferred), so the chain head is held only for the commit itself, not for the
--- whole posting: concurrent postings on disjoint accounts overlap everywhere except here.
-CREATE FUNCTION ledger_chain_transaction() RETURNS trigger LANGUAGE plpgsql AS $$
+-- Every new transaction waits here until the chainer links it. Posting only inserts a row (no shared
+-- lock), so postings commit in parallel and share WAL flushes; the chain is serialized by the
+-- chainer alone, which links many transactions per commit.
+CREATE FUNCTION ledger_enqueue_for_chain() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO chain_queue (transaction_id) VALUES (NEW.id);
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER transactions_enqueue AFTER INSERT ON transactions
+    FOR EACH ROW EXECUTE FUNCTION ledger_enqueue_for_chain();
+
+-- Links up to p_limit committed, queued transactions into the chain, in id order, and returns how
+-- many. The chain head row lock serializes concurrent chainers (one per service replica).
+CREATE FUNCTION ledger_chain_pending(p_limit int) RETURNS int LANGUAGE plpgsql AS $$
 DECLARE
     v_seq bigint;
     v_prev bytea;
     v_hash bytea;
+    v_ids bigint[];
+    v_tx bigint;
 BEGIN
     SELECT h.last_seq, h.last_hash INTO v_seq, v_prev FROM chain_head h FOR UPDATE;
-    v_seq := v_seq + 1;
-    v_hash := sha256(convert_to(ledger_tx_payload(NEW.id, v_seq), 'UTF8') || v_prev);
-    INSERT INTO transaction_chain (seq, transaction_id, prev_hash, hash)
-        VALUES (v_seq, NEW.id, v_prev, v_hash);
-    UPDATE chain_head SET last_seq = v_seq, last_hash = v_hash;
-    RETURN NULL;
+    SELECT array_agg(q.transaction_id ORDER BY q.transaction_id) INTO v_ids
+        FROM (SELECT transaction_id FROM chain_queue ORDER BY transaction_id LIMIT p_limit) q;
+    IF v_ids IS NULL THEN
+        RETURN 0;
+    END IF;
+    DELETE FROM chain_queue WHERE transaction_id = ANY (v_ids);
+    FOREACH v_tx IN ARRAY v_ids LOOP
+        v_seq := v_seq + 1;
+        v_hash := sha256(convert_to(ledger_tx_payload(v_tx, v_seq), 'UTF8') || v_prev);
+        INSERT INTO transaction_chain (seq, transaction_id, prev_hash, hash) VALUES (v_seq, v_tx, v_prev, v_hash);
+        v_prev := v_hash;
+    END LOOP;
+    UPDATE chain_head SET last_seq = v_seq, last_hash = v_prev;
+    RETURN cardinality(v_ids);
 END $$;
-
-CREATE CONSTRAINT TRIGGER transactions_chain AFTER INSERT ON transactions
-    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION ledger_chain_transaction();
 
 -- Posts a list of transactions in one round trip. Each item is posted or refused on its own
 -- (an exception block is a subtransaction: a refused item leaves no row and no lock behind).
@@ -165,6 +189,15 @@ DECLARE
     v_constraint text;
 BEGIN
     o_item := 0;
+    IF jsonb_array_length(p_items) > 1 THEN
+        -- Items lock their accounts one after the other, so a batch would not take its locks in one
+        -- global order; lock every existing account of the batch first, in id order. (Accounts
+        -- created by the batch are invisible to others until commit, so nobody can wait on them.)
+        PERFORM 1 FROM accounts a
+            WHERE a.name IN (SELECT jsonb_array_elements_text(i -> 'a') FROM jsonb_array_elements(p_items) AS x(i))
+            ORDER BY a.id
+            FOR NO KEY UPDATE;
+    END IF;
     FOR v_item IN SELECT value FROM jsonb_array_elements(p_items) LOOP
         o_item := o_item + 1;
         o_reason := NULL; o_message := NULL; o_tx_id := NULL; o_posted_at := NULL;
@@ -341,11 +374,13 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute("DROP FUNCTION ledger_post(jsonb, text[])")
     op.execute("DROP TABLE chain_head")
+    op.execute("DROP TABLE chain_queue")
     # Dropping the tables drops their triggers; the immutability rule is about rows, not schema.
     op.execute("DROP TABLE transaction_chain")
     op.execute("DROP TABLE entries")
     op.execute("DROP TABLE transactions")
-    op.execute("DROP FUNCTION ledger_chain_transaction()")
+    op.execute("DROP FUNCTION ledger_enqueue_for_chain()")
+    op.execute("DROP FUNCTION ledger_chain_pending(int)")
     op.execute("DROP FUNCTION ledger_tx_payload(bigint, bigint)")
     op.execute("DROP FUNCTION ledger_lp(text)")
     op.execute("DROP FUNCTION ledger_refuse_change()")

@@ -368,15 +368,17 @@ class Finding(_message.Message):
     def __init__(self, kind: _Optional[_Union[FindingKind, str]] = ..., transaction_id: _Optional[int] = ..., account: _Optional[str] = ..., expected: _Optional[str] = ..., actual: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class VerifyLedgerResponse(_message.Message):
-    __slots__ = ("ok", "findings", "transactions_checked", "accounts_checked", "truncated")
+    __slots__ = ("ok", "findings", "transactions_checked", "accounts_checked", "truncated", "transactions_pending_link")
     OK_FIELD_NUMBER: _ClassVar[int]
     FINDINGS_FIELD_NUMBER: _ClassVar[int]
     TRANSACTIONS_CHECKED_FIELD_NUMBER: _ClassVar[int]
     ACCOUNTS_CHECKED_FIELD_NUMBER: _ClassVar[int]
     TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    TRANSACTIONS_PENDING_LINK_FIELD_NUMBER: _ClassVar[int]
     ok: bool
     findings: _containers.RepeatedCompositeFieldContainer[Finding]
     transactions_checked: int
     accounts_checked: int
     truncated: bool
-    def __init__(self, ok: _Optional[bool] = ..., findings: _Optional[_Iterable[_Union[Finding, _Mapping]]] = ..., transactions_checked: _Optional[int] = ..., accounts_checked: _Optional[int] = ..., truncated: _Optional[bool] = ...) -> None: ...
+    transactions_pending_link: int
+    def __init__(self, ok: _Optional[bool] = ..., findings: _Optional[_Iterable[_Union[Finding, _Mapping]]] = ..., transactions_checked: _Optional[int] = ..., accounts_checked: _Optional[int] = ..., truncated: _Optional[bool] = ..., transactions_pending_link: _Optional[int] = ...) -> None: ...

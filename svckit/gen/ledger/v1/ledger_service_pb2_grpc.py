@@ -192,6 +192,7 @@ class LedgerServiceServicer:
     def VerifyLedger(self, request, context):
         """Checks the whole ledger: the hash chain, that every transaction balances per currency, and
         that every account's stored totals equal the sum of its entries. Reports every finding.
+        First links any transaction still waiting for the chainer, then checks one consistent snapshot.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
