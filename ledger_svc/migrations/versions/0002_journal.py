@@ -4,7 +4,7 @@ the posting function.
 Everything that must hold even if application code is wrong lives here: CHECK constraints (positive
 amounts, valid directions, non-negative accounts), triggers that refuse UPDATE/DELETE/TRUNCATE of
 the journal, a unique index that lets a transaction be reversed once, and the hash chain: each new
-transaction is queued by a trigger and linked, in batches, by ``ledger_chain_pending``.
+transaction is queued by ``ledger_post`` and linked, in batches, by ``ledger_chain_pending``.
 
 Revision ID: 0002
 Revises: 0001
@@ -119,17 +119,10 @@ AS $$
     FROM transactions t WHERE t.id = p_tx
 $$;
 
--- Every new transaction waits here until the chainer links it. Posting only inserts a row (no shared
--- lock), so postings commit in parallel and share WAL flushes; the chain is serialized by the
--- chainer alone, which links many transactions per commit.
-CREATE FUNCTION ledger_enqueue_for_chain() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO chain_queue (transaction_id) VALUES (NEW.id);
-    RETURN NULL;
-END $$;
-
-CREATE TRIGGER transactions_enqueue AFTER INSERT ON transactions
-    FOR EACH ROW EXECUTE FUNCTION ledger_enqueue_for_chain();
+-- Every new transaction waits in chain_queue (filled by ledger_post) until the chainer links it.
+-- Posting only inserts a row there (no shared lock), so postings commit in parallel and share WAL
+-- flushes; the chain is serialized by the chainer alone, which links many transactions per commit.
+-- A transaction inserted by other means is never queued, and VerifyLedger reports it unchained.
 
 -- Links up to p_limit committed, queued transactions into the chain, in id order, and returns how
 -- many. The chain head row lock serializes concurrent chainers (one per service replica).
@@ -181,6 +174,14 @@ DECLARE
     v_curs text[];
     v_acc record;
     v_locked int;
+    v_n int;
+    v_distinct text[];
+    v_acc_ids bigint[];
+    v_upd_ids bigint[];
+    v_upd_dr bigint[];
+    v_upd_cr bigint[];
+    v_dr bigint;
+    v_cr bigint;
     v_bal numeric;
     v_id bigint;
     v_at timestamptz;
@@ -194,7 +195,8 @@ BEGIN
         -- global order; lock every existing account of the batch first, in id order. (Accounts
         -- created by the batch are invisible to others until commit, so nobody can wait on them.)
         PERFORM 1 FROM accounts a
-            WHERE a.name IN (SELECT jsonb_array_elements_text(i -> 'a') FROM jsonb_array_elements(p_items) AS x(i))
+            WHERE a.name = ANY (ARRAY(SELECT DISTINCT jsonb_array_elements_text(i -> 'a')
+                                      FROM jsonb_array_elements(p_items) AS x(i)))
             ORDER BY a.id
             FOR NO KEY UPDATE;
     END IF;
@@ -255,77 +257,89 @@ BEGIN
                 v_dirs := ARRAY(SELECT jsonb_array_elements_text(v_item -> 'd'));
                 v_amts := ARRAY(SELECT jsonb_array_elements_text(v_item -> 'm'))::bigint[];
                 v_curs := ARRAY(SELECT jsonb_array_elements_text(v_item -> 'c'));
-                -- Accounts on first use, inserted in name order before any row lock is taken, so
-                -- two postings creating the same accounts cannot wait on each other in a cycle.
+            END IF;
+            v_n := cardinality(v_names);
+            v_distinct := ARRAY(SELECT DISTINCT x FROM unnest(v_names) AS x ORDER BY x);
+
+            -- Every query below reaches accounts through the name or id index (= ANY, one row per
+            -- id): the cost of a posting must not grow with the number of accounts.
+            IF v_rev IS NULL
+               AND (SELECT count(*) FROM accounts a WHERE a.name = ANY (v_distinct)) < cardinality(v_distinct) THEN
+                -- Accounts on first use, in name order and before any row lock of this item.
                 INSERT INTO accounts (name, type, currency, non_negative)
-                    SELECT u.n, split_part(u.n, ':', 1), min(u.c),
-                           EXISTS (SELECT 1 FROM unnest(p_nn_prefixes) AS p(prefix)
-                                   WHERE starts_with(u.n, p.prefix))
-                    FROM unnest(v_names, v_curs) AS u(n, c)
-                    WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.name = u.n)
-                    GROUP BY u.n ORDER BY u.n
+                    SELECT u.n, split_part(u.n, ':', 1),
+                           (SELECT v_curs[i] FROM generate_subscripts(v_names, 1) AS i WHERE v_names[i] = u.n LIMIT 1),
+                           EXISTS (SELECT 1 FROM unnest(p_nn_prefixes) AS p(prefix) WHERE starts_with(u.n, p.prefix))
+                    FROM unnest(v_distinct) AS u(n)
+                    ORDER BY u.n
                     ON CONFLICT (name) DO NOTHING;
             END IF;
 
             -- Lock every touched account in id order (no deadlock between posters); the locked
             -- rows are the newest versions, so the checks below see every committed posting.
+            v_acc_ids := array_fill(0::bigint, ARRAY[v_n]);
+            v_upd_ids := '{}'; v_upd_dr := '{}'; v_upd_cr := '{}';
             v_locked := 0;
             FOR v_acc IN
                 SELECT a.id, a.name, a.type, a.currency::text AS currency, a.closed_at, a.non_negative,
-                       a.debits_posted, a.credits_posted, d.cmin, d.cmax, d.dr, d.cr
-                FROM accounts a
-                JOIN (SELECT u.n, min(u.c) AS cmin, max(u.c) AS cmax,
-                             sum(CASE WHEN u.d = 'D' THEN u.m ELSE 0 END) AS dr,
-                             sum(CASE WHEN u.d = 'C' THEN u.m ELSE 0 END) AS cr
-                      FROM unnest(v_names, v_dirs, v_amts, v_curs) AS u(n, d, m, c)
-                      GROUP BY u.n) d ON d.n = a.name
+                       a.debits_posted, a.credits_posted
+                FROM accounts a WHERE a.name = ANY (v_distinct)
                 ORDER BY a.id
-                FOR NO KEY UPDATE OF a
+                FOR NO KEY UPDATE
             LOOP
                 v_locked := v_locked + 1;
                 IF v_acc.closed_at IS NOT NULL THEN
                     RAISE EXCEPTION 'account % is closed', v_acc.name
                         USING ERRCODE = 'LG001', DETAIL = 'ACCOUNT_CLOSED';
                 END IF;
-                IF v_acc.cmin <> v_acc.currency OR v_acc.cmax <> v_acc.currency THEN
-                    RAISE EXCEPTION 'account % is in %, the entry is in %', v_acc.name, v_acc.currency,
-                        CASE WHEN v_acc.cmin <> v_acc.currency THEN v_acc.cmin ELSE v_acc.cmax END
-                        USING ERRCODE = 'LG001', DETAIL = 'CURRENCY_MISMATCH';
-                END IF;
+                v_dr := 0; v_cr := 0;
+                FOR i IN 1 .. v_n LOOP
+                    IF v_names[i] = v_acc.name THEN
+                        v_acc_ids[i] := v_acc.id;
+                        IF v_curs[i] <> v_acc.currency THEN
+                            RAISE EXCEPTION 'account % is in %, the entry is in %', v_acc.name, v_acc.currency,
+                                v_curs[i] USING ERRCODE = 'LG001', DETAIL = 'CURRENCY_MISMATCH';
+                        END IF;
+                        IF v_dirs[i] = 'D' THEN v_dr := v_dr + v_amts[i]; ELSE v_cr := v_cr + v_amts[i]; END IF;
+                    END IF;
+                END LOOP;
                 IF v_acc.non_negative THEN
                     v_bal := CASE WHEN v_acc.type IN ('asset', 'expense')
-                        THEN (v_acc.debits_posted + v_acc.dr) - (v_acc.credits_posted + v_acc.cr)
-                        ELSE (v_acc.credits_posted + v_acc.cr) - (v_acc.debits_posted + v_acc.dr) END;
+                        THEN (v_acc.debits_posted + v_dr) - (v_acc.credits_posted + v_cr)
+                        ELSE (v_acc.credits_posted + v_cr) - (v_acc.debits_posted + v_dr) END;
                     IF v_bal < 0 THEN
                         RAISE EXCEPTION 'account % would go % below zero', v_acc.name, -v_bal
                             USING ERRCODE = 'LG001', DETAIL = 'INSUFFICIENT_BALANCE';
                     END IF;
                 END IF;
+                v_upd_ids := v_upd_ids || v_acc.id;
+                v_upd_dr := v_upd_dr || v_dr;
+                v_upd_cr := v_upd_cr || v_cr;
             END LOOP;
-            IF v_locked <> cardinality(ARRAY(SELECT DISTINCT unnest(v_names))) THEN
+            IF v_locked <> cardinality(v_distinct) THEN
                 RAISE EXCEPTION 'an account of this transaction does not exist'
                     USING ERRCODE = 'LG001', DETAIL = 'ACCOUNT_NOT_FOUND';
             END IF;
 
             v_at := clock_timestamp();
-            INSERT INTO transactions (description, external_ref, metadata, reverses_id, posted_at)
-                VALUES (coalesce(v_item ->> 'desc', ''), coalesce(v_item ->> 'ref', ''),
-                        coalesce(v_item -> 'meta', '{}'::jsonb), v_rev, v_at)
-                RETURNING id INTO v_id;
+            -- Queue it for the chainer in the same statement (no trigger call per posting).
+            WITH t AS (
+                INSERT INTO transactions (description, external_ref, metadata, reverses_id, posted_at)
+                    VALUES (coalesce(v_item ->> 'desc', ''), coalesce(v_item ->> 'ref', ''),
+                            coalesce(v_item -> 'meta', '{}'::jsonb), v_rev, v_at)
+                    RETURNING id
+            )
+            INSERT INTO chain_queue (transaction_id) SELECT id FROM t RETURNING transaction_id INTO v_id;
             INSERT INTO entries (transaction_id, position, account_id, direction, amount, currency, posted_at)
-                SELECT v_id, u.o, a.id, u.d, u.m, u.c, v_at
-                FROM unnest(v_names, v_dirs, v_amts, v_curs) WITH ORDINALITY AS u(n, d, m, c, o)
-                JOIN accounts a ON a.name = u.n;
-            UPDATE accounts a
-                SET debits_posted = a.debits_posted + d.dr,
-                    credits_posted = a.credits_posted + d.cr,
-                    last_transaction_id = v_id
-                FROM (SELECT u.n,
-                             sum(CASE WHEN u.d = 'D' THEN u.m ELSE 0 END) AS dr,
-                             sum(CASE WHEN u.d = 'C' THEN u.m ELSE 0 END) AS cr
-                      FROM unnest(v_names, v_dirs, v_amts) AS u(n, d, m)
-                      GROUP BY u.n) d
-                WHERE a.name = d.n;
+                SELECT v_id, u.o, u.acc, u.d, u.m, u.c, v_at
+                FROM unnest(v_acc_ids, v_dirs, v_amts, v_curs) WITH ORDINALITY AS u(acc, d, m, c, o);
+            FOR i IN 1 .. cardinality(v_upd_ids) LOOP
+                UPDATE accounts
+                    SET debits_posted = debits_posted + v_upd_dr[i],
+                        credits_posted = credits_posted + v_upd_cr[i],
+                        last_transaction_id = v_id
+                    WHERE id = v_upd_ids[i];
+            END LOOP;
             o_tx_id := v_id;
             o_posted_at := v_at;
             RETURN NEXT;
@@ -379,7 +393,6 @@ def downgrade() -> None:
     op.execute("DROP TABLE transaction_chain")
     op.execute("DROP TABLE entries")
     op.execute("DROP TABLE transactions")
-    op.execute("DROP FUNCTION ledger_enqueue_for_chain()")
     op.execute("DROP FUNCTION ledger_chain_pending(int)")
     op.execute("DROP FUNCTION ledger_tx_payload(bigint, bigint)")
     op.execute("DROP FUNCTION ledger_lp(text)")
