@@ -151,6 +151,41 @@ BEGIN
     RETURN cardinality(v_ids);
 END $$;
 
+-- Adds the running totals deferred by ledger_post (transaction-local setting
+-- ledger.pending_balances: 'account_id,debits,credits,transaction_id;' ...). Fires at COMMIT; the
+-- first firing of a transaction applies everything, in account id order (no deadlock between
+-- committers), the others find nothing left.
+CREATE FUNCTION ledger_apply_pending_balances() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    v_pending text := current_setting('ledger.pending_balances', true);
+    v_row record;
+BEGIN
+    IF v_pending IS NULL OR v_pending = '' THEN
+        RETURN NULL;
+    END IF;
+    PERFORM set_config('ledger.pending_balances', '', true);
+    FOR v_row IN
+        SELECT split_part(x, ',', 1)::bigint AS id,
+               sum(split_part(x, ',', 2)::bigint)::bigint AS dr,
+               sum(split_part(x, ',', 3)::bigint)::bigint AS cr,
+               max(split_part(x, ',', 4)::bigint) AS last_tx
+        FROM string_to_table(v_pending, ';') AS x
+        WHERE x <> ''
+        GROUP BY 1
+        ORDER BY 1
+    LOOP
+        UPDATE accounts
+            SET debits_posted = debits_posted + v_row.dr,
+                credits_posted = credits_posted + v_row.cr,
+                last_transaction_id = greatest(last_transaction_id, v_row.last_tx)
+            WHERE id = v_row.id;
+    END LOOP;
+    RETURN NULL;
+END $$;
+
+CREATE CONSTRAINT TRIGGER transactions_apply_balances AFTER INSERT ON transactions
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION ledger_apply_pending_balances();
+
 -- Posts a list of transactions in one round trip. Each item is posted or refused on its own
 -- (an exception block is a subtransaction: a refused item leaves no row and no lock behind).
 -- p_items: [{"a": [names], "d": ["D"|"C"], "m": [amounts], "c": [currencies],
@@ -182,6 +217,10 @@ DECLARE
     v_upd_cr bigint[];
     v_dr bigint;
     v_cr bigint;
+    v_def_ids bigint[];
+    v_def_dr bigint[];
+    v_def_cr bigint[];
+    i int;
     v_bal numeric;
     v_id bigint;
     v_at timestamptz;
@@ -191,12 +230,14 @@ DECLARE
 BEGIN
     o_item := 0;
     IF jsonb_array_length(p_items) > 1 THEN
-        -- Items lock their accounts one after the other, so a batch would not take its locks in one
-        -- global order; lock every existing account of the batch first, in id order. (Accounts
-        -- created by the batch are invisible to others until commit, so nobody can wait on them.)
+        -- Items lock their accounts one after the other, so a batch would not take its exclusive
+        -- locks in one global order; take them for every existing non-negative account of the
+        -- batch first, in id order. (Accounts created by the batch are invisible to others until
+        -- commit; share locks block no poster.)
         PERFORM 1 FROM accounts a
-            WHERE a.name = ANY (ARRAY(SELECT DISTINCT jsonb_array_elements_text(i -> 'a')
-                                      FROM jsonb_array_elements(p_items) AS x(i)))
+            WHERE a.name = ANY (ARRAY(SELECT DISTINCT jsonb_array_elements_text(x.item_json -> 'a')
+                                      FROM jsonb_array_elements(p_items) AS x(item_json)))
+              AND a.non_negative
             ORDER BY a.id
             FOR NO KEY UPDATE;
     END IF;
@@ -268,24 +309,28 @@ BEGIN
                 -- Accounts on first use, in name order and before any row lock of this item.
                 INSERT INTO accounts (name, type, currency, non_negative)
                     SELECT u.n, split_part(u.n, ':', 1),
-                           (SELECT v_curs[i] FROM generate_subscripts(v_names, 1) AS i WHERE v_names[i] = u.n LIMIT 1),
+                           (SELECT v_curs[g.k] FROM generate_subscripts(v_names, 1) AS g(k) WHERE v_names[g.k] = u.n LIMIT 1),
                            EXISTS (SELECT 1 FROM unnest(p_nn_prefixes) AS p(prefix) WHERE starts_with(u.n, p.prefix))
                     FROM unnest(v_distinct) AS u(n)
                     ORDER BY u.n
                     ON CONFLICT (name) DO NOTHING;
             END IF;
 
-            -- Lock every touched account in id order (no deadlock between posters); the locked
-            -- rows are the newest versions, so the checks below see every committed posting.
+            -- Every touched account is share-locked (FOR KEY SHARE: posters never block each other,
+            -- but CloseAccount's FOR UPDATE waits for them and they for it), which makes the closed
+            -- and currency checks hold until commit. Only accounts with the non-negative rule are
+            -- locked exclusively now, in id order, to check their balance; the running totals of the
+            -- others are added at commit (ledger_apply_pending_balances), so a hot account is held
+            -- exclusively for the commit only, not for the rest of the posting's round trips.
             v_acc_ids := array_fill(0::bigint, ARRAY[v_n]);
             v_upd_ids := '{}'; v_upd_dr := '{}'; v_upd_cr := '{}';
+            v_def_ids := '{}'; v_def_dr := '{}'; v_def_cr := '{}';
             v_locked := 0;
             FOR v_acc IN
-                SELECT a.id, a.name, a.type, a.currency::text AS currency, a.closed_at, a.non_negative,
-                       a.debits_posted, a.credits_posted
+                SELECT a.id, a.name, a.currency::text AS currency, a.closed_at, a.non_negative
                 FROM accounts a WHERE a.name = ANY (v_distinct)
                 ORDER BY a.id
-                FOR NO KEY UPDATE
+                FOR KEY SHARE
             LOOP
                 v_locked := v_locked + 1;
                 IF v_acc.closed_at IS NOT NULL THEN
@@ -304,32 +349,55 @@ BEGIN
                     END IF;
                 END LOOP;
                 IF v_acc.non_negative THEN
-                    v_bal := CASE WHEN v_acc.type IN ('asset', 'expense')
-                        THEN (v_acc.debits_posted + v_dr) - (v_acc.credits_posted + v_cr)
-                        ELSE (v_acc.credits_posted + v_cr) - (v_acc.debits_posted + v_dr) END;
-                    IF v_bal < 0 THEN
-                        RAISE EXCEPTION 'account % would go % below zero', v_acc.name, -v_bal
-                            USING ERRCODE = 'LG001', DETAIL = 'INSUFFICIENT_BALANCE';
-                    END IF;
+                    v_upd_ids := v_upd_ids || v_acc.id; v_upd_dr := v_upd_dr || v_dr; v_upd_cr := v_upd_cr || v_cr;
+                ELSE
+                    v_def_ids := v_def_ids || v_acc.id; v_def_dr := v_def_dr || v_dr; v_def_cr := v_def_cr || v_cr;
                 END IF;
-                v_upd_ids := v_upd_ids || v_acc.id;
-                v_upd_dr := v_upd_dr || v_dr;
-                v_upd_cr := v_upd_cr || v_cr;
             END LOOP;
             IF v_locked <> cardinality(v_distinct) THEN
                 RAISE EXCEPTION 'an account of this transaction does not exist'
                     USING ERRCODE = 'LG001', DETAIL = 'ACCOUNT_NOT_FOUND';
             END IF;
+            IF cardinality(v_upd_ids) > 0 THEN
+                -- The rows returned after the exclusive lock are the newest committed versions.
+                FOR v_acc IN
+                    SELECT a.id, a.name, a.type, a.debits_posted, a.credits_posted
+                    FROM accounts a WHERE a.id = ANY (v_upd_ids)
+                    ORDER BY a.id
+                    FOR NO KEY UPDATE
+                LOOP
+                    i := array_position(v_upd_ids, v_acc.id);
+                    v_bal := CASE WHEN v_acc.type IN ('asset', 'expense')
+                        THEN (v_acc.debits_posted + v_upd_dr[i]) - (v_acc.credits_posted + v_upd_cr[i])
+                        ELSE (v_acc.credits_posted + v_upd_cr[i]) - (v_acc.debits_posted + v_upd_dr[i]) END;
+                    IF v_bal < 0 THEN
+                        RAISE EXCEPTION 'account % would go % below zero', v_acc.name, -v_bal
+                            USING ERRCODE = 'LG001', DETAIL = 'INSUFFICIENT_BALANCE';
+                    END IF;
+                END LOOP;
+            END IF;
 
+            v_id := nextval('transactions_id_seq');
+            IF cardinality(v_def_ids) > 0 THEN
+                -- Set before the row that fires the apply trigger is inserted, so the deltas are
+                -- applied even if someone runs with SET CONSTRAINTS ALL IMMEDIATE. A subtransaction
+                -- abort (refused item) reverts this setting with everything else of the item.
+                PERFORM set_config('ledger.pending_balances',
+                    coalesce(current_setting('ledger.pending_balances', true), '')
+                    || (SELECT string_agg(d.id || ',' || d.dr || ',' || d.cr || ',' || v_id || ';', '')
+                        FROM unnest(v_def_ids, v_def_dr, v_def_cr) AS d(id, dr, cr)),
+                    true);
+            END IF;
             v_at := clock_timestamp();
             -- Queue it for the chainer in the same statement (no trigger call per posting).
             WITH t AS (
-                INSERT INTO transactions (description, external_ref, metadata, reverses_id, posted_at)
-                    VALUES (coalesce(v_item ->> 'desc', ''), coalesce(v_item ->> 'ref', ''),
+                INSERT INTO transactions (id, description, external_ref, metadata, reverses_id, posted_at)
+                    OVERRIDING SYSTEM VALUE
+                    VALUES (v_id, coalesce(v_item ->> 'desc', ''), coalesce(v_item ->> 'ref', ''),
                             coalesce(v_item -> 'meta', '{}'::jsonb), v_rev, v_at)
                     RETURNING id
             )
-            INSERT INTO chain_queue (transaction_id) SELECT id FROM t RETURNING transaction_id INTO v_id;
+            INSERT INTO chain_queue (transaction_id) SELECT id FROM t;
             INSERT INTO entries (transaction_id, position, account_id, direction, amount, currency, posted_at)
                 SELECT v_id, u.o, u.acc, u.d, u.m, u.c, v_at
                 FROM unnest(v_acc_ids, v_dirs, v_amts, v_curs) WITH ORDINALITY AS u(acc, d, m, c, o);
@@ -337,7 +405,7 @@ BEGIN
                 UPDATE accounts
                     SET debits_posted = debits_posted + v_upd_dr[i],
                         credits_posted = credits_posted + v_upd_cr[i],
-                        last_transaction_id = v_id
+                        last_transaction_id = greatest(last_transaction_id, v_id)
                     WHERE id = v_upd_ids[i];
             END LOOP;
             o_tx_id := v_id;
@@ -394,6 +462,7 @@ def downgrade() -> None:
     op.execute("DROP TABLE entries")
     op.execute("DROP TABLE transactions")
     op.execute("DROP FUNCTION ledger_chain_pending(int)")
+    op.execute("DROP FUNCTION ledger_apply_pending_balances()")
     op.execute("DROP FUNCTION ledger_tx_payload(bigint, bigint)")
     op.execute("DROP FUNCTION ledger_lp(text)")
     op.execute("DROP FUNCTION ledger_refuse_change()")
