@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from datetime import UTC as _UTC
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger_svc.service import (
@@ -21,7 +24,7 @@ from ledger_svc.service import (
     Transaction,
     snapshot_isolation,
 )
-from svckit.errors import DomainError, InvalidArgument
+from svckit.errors import DomainError, InvalidArgument, Unavailable
 from svckit.gen.ledger.v1 import ledger_service_pb2 as pb
 from svckit.gen.ledger.v1 import ledger_service_pb2_grpc as pb_grpc
 from svckit.idempotency import IdempotencyStore, _lock_id, fingerprint, idempotent_rpc, validate_key
@@ -111,6 +114,23 @@ def posting_from_pb(request: pb.PostTransactionRequest) -> Posting:
     )
 
 
+# Deadlock (only possible when CloseAccount races postings, or batches create the same new accounts)
+# and serialization failures roll everything back, so the same request may simply be retried.
+_TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+@contextlib.contextmanager
+def _transient_conflicts_are_retryable() -> Iterator[None]:
+    try:
+        yield
+    except DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) in _TRANSIENT_SQLSTATES:
+            raise Unavailable(
+                "TRANSIENT_CONFLICT", "the posting collided with a concurrent one; retry with the same key"
+            ) from exc
+        raise
+
+
 def _item_error(err: DomainError) -> pb.ItemError:
     return pb.ItemError(reason=err.reason, message=err.message, code=err.kind.grpc_code.name)
 
@@ -149,18 +169,20 @@ class LedgerServicer(pb_grpc.LedgerServiceServicer):
             account = await self._service.close_account(conn, request.name)
             return pb.CloseAccountResponse(account=account_to_pb(account))
 
-        return await idempotent_rpc(
-            self._idempotency, context, "ledger.CloseAccount", request, pb.CloseAccountResponse, work
-        )
+        with _transient_conflicts_are_retryable():
+            return await idempotent_rpc(
+                self._idempotency, context, "ledger.CloseAccount", request, pb.CloseAccountResponse, work
+            )
 
     async def PostTransaction(self, request: pb.PostTransactionRequest, context: grpc.aio.ServicerContext):
         async def work(conn):
             tx = await self._service.post_transaction(conn, posting_from_pb(request))
             return pb.PostTransactionResponse(transaction=transaction_to_pb(tx))
 
-        return await idempotent_rpc(
-            self._idempotency, context, POST_SCOPE, request, pb.PostTransactionResponse, work
-        )
+        with _transient_conflicts_are_retryable():
+            return await idempotent_rpc(
+                self._idempotency, context, POST_SCOPE, request, pb.PostTransactionResponse, work
+            )
 
     async def PostTransactions(self, request: pb.PostTransactionsRequest, context: grpc.aio.ServicerContext):
         if len(request.items) > MAX_BATCH_ITEMS:
@@ -208,9 +230,15 @@ class LedgerServicer(pb_grpc.LedgerServiceServicer):
             await self._service.remember_item_keys(conn, fresh)
             return pb.PostTransactionsResponse(results=results)
 
-        return await idempotent_rpc(
-            self._idempotency, context, "ledger.PostTransactions", request, pb.PostTransactionsResponse, work
-        )
+        with _transient_conflicts_are_retryable():
+            return await idempotent_rpc(
+                self._idempotency,
+                context,
+                "ledger.PostTransactions",
+                request,
+                pb.PostTransactionsResponse,
+                work,
+            )
 
     async def ReverseTransaction(
         self, request: pb.ReverseTransactionRequest, context: grpc.aio.ServicerContext
@@ -225,14 +253,15 @@ class LedgerServicer(pb_grpc.LedgerServiceServicer):
             )
             return pb.ReverseTransactionResponse(transaction=transaction_to_pb(tx))
 
-        return await idempotent_rpc(
-            self._idempotency,
-            context,
-            "ledger.ReverseTransaction",
-            request,
-            pb.ReverseTransactionResponse,
-            work,
-        )
+        with _transient_conflicts_are_retryable():
+            return await idempotent_rpc(
+                self._idempotency,
+                context,
+                "ledger.ReverseTransaction",
+                request,
+                pb.ReverseTransactionResponse,
+                work,
+            )
 
     async def GetTransaction(self, request: pb.GetTransactionRequest, context: grpc.aio.ServicerContext):
         async with self._engine.connect() as conn:
