@@ -98,7 +98,10 @@ async def _run(spec: LoadSpec) -> dict:
 
 def run_client(spec: LoadSpec) -> dict:
     """Process entry point: run the load for the spec's duration and return counts and latencies."""
-    return asyncio.run(_run(spec))
+    cpu = time.process_time()
+    result = asyncio.run(_run(spec))
+    result["cpu_seconds"] = time.process_time() - cpu
+    return result
 
 
 def warm_up(address: str, accounts: int) -> None:

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import grpc
+import psutil
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,17 +91,34 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(procs: list[psutil.Process]) -> float:
+    total = 0.0
+    for proc in procs:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
 def scenario(name: str, addresses: list[str], clients: int, concurrency: int, accounts: int, batch: int,
-             seconds: float) -> dict:  # fmt: skip
+             seconds: float, servers: list[psutil.Process], postgres: psutil.Process) -> dict:  # fmt: skip
     specs = [
         LoadSpec(addresses[i % len(addresses)], accounts, concurrency, seconds, batch, seed=i + 1)
         for i in range(clients)
     ]
     ctx = multiprocessing.get_context("spawn")
+    pg_procs = [postgres, *postgres.children(recursive=True)]
+    server_cpu, pg_cpu = cpu_seconds(servers), cpu_seconds(pg_procs)
     started = time.perf_counter()
     with concurrent.futures.ProcessPoolExecutor(clients, mp_context=ctx) as pool:
         results = list(pool.map(run_client, specs))
     elapsed = time.perf_counter() - started
+    # PostgreSQL backends come and go with the pools; count those alive now too.
+    server_cpu = cpu_seconds(servers) - server_cpu
+    pg_cpu = cpu_seconds([postgres, *postgres.children(recursive=True)]) - pg_cpu
+    client_cpu = sum(r["cpu_seconds"] for r in results)
     latencies = sorted(lat for r in results for lat in r["latencies"])
     postings = sum(r["postings"] for r in results)
     errors: dict[str, int] = {}
@@ -116,6 +134,13 @@ def scenario(name: str, addresses: list[str], clients: int, concurrency: int, ac
         f"  errors {errors or 0}  ({clients} client procs x {concurrency} in flight; wall {elapsed:.1f}s; {_load()})"
     )
     print(line, flush=True)
+    if postings:
+        per = 1e6 / postings
+        print(
+            f"{'':<42} CPU per posting: ledger servers {server_cpu * per:6.0f} us, PostgreSQL {pg_cpu * per:6.0f} us,"
+            f" gRPC clients {client_cpu * per:6.0f} us",
+            flush=True,
+        )
     return {"name": name, "rate": rate, "p50": p50, "p99": p99, "errors": errors}
 
 
@@ -150,6 +175,9 @@ def main() -> None:
     parser.add_argument("--servers", type=int, default=2, help="ledger server processes (stateless replicas)")
     parser.add_argument("--clients", type=int, default=3, help="client processes for one-per-call scenarios")
     parser.add_argument("--concurrency", type=int, default=24, help="calls in flight per client process")
+    parser.add_argument(
+        "--pool-size", type=int, default=48, help="database connections per server (kept >= calls in flight)"
+    )
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-ledger-"))
@@ -161,15 +189,19 @@ def main() -> None:
             f"ledger benchmark: 2-core machine, durable embedded PostgreSQL (fsync on); {_load()}", flush=True
         )
         tps = run_pgbench(pg, args.pgbench_seconds, clients=8)
-        servers = start_servers(infra.database_url, f"{infra.prefix}_ledger", args.servers, pool_size=16)
+        servers = start_servers(
+            infra.database_url, f"{infra.prefix}_ledger", args.servers, pool_size=args.pool_size
+        )
         addresses = [address for _, address in servers]
+        server_procs = [psutil.Process(proc.pid) for proc, _ in servers]
+        postgres = psutil.Process(pg.proc.pid)
         results = []
         for accounts in (10, 10_000):
             warm_up(addresses[0], accounts)
             results.append(scenario(f"one per call, {accounts:,} accounts", addresses, args.clients,
-                                    args.concurrency, accounts, 0, args.seconds))  # fmt: skip
+                                    args.concurrency, accounts, 0, args.seconds, server_procs, postgres))  # fmt: skip
             results.append(scenario(f"batched 100 per call, {accounts:,} accounts", addresses, 2, 2, accounts,
-                                    100, args.seconds))  # fmt: skip
+                                    100, args.seconds, server_procs, postgres))  # fmt: skip
         rss = ", ".join(f"{peak_rss_mib(proc.pid):.0f}" for proc, _ in servers)
         print(f"peak RSS of the {len(servers)} ledger server processes: {rss} MiB", flush=True)
         for r in results:

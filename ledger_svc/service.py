@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import enum
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -92,12 +92,19 @@ class Transaction:
 
 @dataclass(frozen=True)
 class ItemKey:
-    """A batch item's idempotency key, in the key space of the single-posting RPC."""
+    """A posting's idempotency key, handled by the posting function with svckit.idempotency's
+    protocol and table (scope, key, advisory lock id, request fingerprint).
+
+    ``encode_answer`` gives the stored answer's bytes for a validated posting, less the id and post
+    time that the database assigns and appends (``ledger_post_response``); it comes from the
+    transport, which owns the wire format.
+    """
 
     scope: str
     key: str
     lock_id: int
     fingerprint: bytes
+    encode_answer: Callable[[Posting], bytes]
 
 
 @dataclass(frozen=True)
@@ -275,7 +282,13 @@ def _item_json(posting: Posting | None, key: ItemKey | None = None, reverses: in
     if reverses is not None:
         item["rev"] = reverses
     if key is not None:
-        item["key"] = {"scope": key.scope, "key": key.key, "lock": key.lock_id, "fp": key.fingerprint.hex()}
+        item["key"] = {
+            "scope": key.scope,
+            "key": key.key,
+            "lock": key.lock_id,
+            "fp": key.fingerprint.hex(),
+            "tpl": key.encode_answer(posting).hex(),
+        }
     return item
 
 
@@ -353,13 +366,17 @@ class LedgerService:
 
     # --- postings ---------------------------------------------------------------------------
 
-    async def post_transaction(self, conn: AsyncConnection, posting: Posting) -> Transaction:
-        """Post one transaction in the caller's unit of work; raise on refusal (nothing is written)."""
+    async def post_transaction(self, conn: AsyncConnection, posting: Posting, key: ItemKey) -> ItemOutcome:
+        """Post one transaction once per key, in one statement (its own unit of work on an autocommit
+        connection): the new transaction, or the stored answer of the key's first use. Raises on
+        refusal; nothing is written then."""
         posting = validate_posting(posting)
-        (row,) = await repository.post(conn, [_item_json(posting)], self._non_negative_prefixes)
+        (row,) = await repository.post(conn, [_item_json(posting, key)], self._non_negative_prefixes)
+        if row.o_stored is not None:
+            return ItemOutcome(stored_response=bytes(row.o_stored))
         if row.o_reason is not None:
             raise _refusal(row.o_reason, row.o_message)
-        return self._transaction(row, posting)
+        return ItemOutcome(transaction=self._transaction(row, posting))
 
     async def post_transactions(
         self, conn: AsyncConnection, items: Sequence[tuple[Posting, ItemKey] | DomainError]
@@ -394,16 +411,6 @@ class LedgerService:
                 else:
                     outcomes[index] = ItemOutcome(transaction=self._transaction(row, posting))
         return [o for o in outcomes if o is not None]
-
-    async def remember_item_keys(self, conn: AsyncConnection, records: list[tuple[ItemKey, bytes]]) -> None:
-        """Store the answers of freshly posted batch items under their keys (same unit of work)."""
-        await repository.insert_idempotency_records(
-            conn,
-            [
-                {"scope": k.scope, "key": k.key, "fingerprint": k.fingerprint, "response": response}
-                for k, response in records
-            ],
-        )
 
     async def reverse_transaction(
         self,

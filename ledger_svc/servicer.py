@@ -24,10 +24,12 @@ from ledger_svc.service import (
     Transaction,
     snapshot_isolation,
 )
-from svckit.errors import DomainError, InvalidArgument, Unavailable
+from svckit.context import REPLAYED_METADATA, idempotency_key_var
+from svckit.errors import Aborted, DomainError, InvalidArgument, Unavailable, Unprocessable
 from svckit.gen.ledger.v1 import ledger_service_pb2 as pb
 from svckit.gen.ledger.v1 import ledger_service_pb2_grpc as pb_grpc
 from svckit.idempotency import IdempotencyStore, _lock_id, fingerprint, idempotent_rpc, validate_key
+from svckit.metrics import IDEMPOTENCY_CONFLICTS, IDEMPOTENT_REPLAYS
 
 # Batch items share this key space, so an item and a single call with the same key are one effect.
 POST_SCOPE = "ledger.PostTransaction"
@@ -131,6 +133,23 @@ def _transient_conflicts_are_retryable() -> Iterator[None]:
         raise
 
 
+def _answer_template(posting: Posting) -> bytes:
+    """PostTransactionResponse.transaction without the id and post time (the database appends them)."""
+    return pb.Transaction(
+        entries=[_entry_to_pb(e) for e in posting.entries],
+        description=posting.description,
+        external_ref=posting.external_ref,
+        metadata=dict(posting.metadata),
+    ).SerializeToString()
+
+
+def _post_key(key: str, request: pb.PostTransactionRequest) -> ItemKey:
+    """The key of one posting, exactly as svckit.idempotency would derive it for PostTransaction."""
+    return ItemKey(
+        POST_SCOPE, key, _lock_id(POST_SCOPE, key), fingerprint(POST_SCOPE, request), _answer_template
+    )
+
+
 def _item_error(err: DomainError) -> pb.ItemError:
     return pb.ItemError(reason=err.reason, message=err.message, code=err.kind.grpc_code.name)
 
@@ -175,14 +194,22 @@ class LedgerServicer(pb_grpc.LedgerServiceServicer):
             )
 
     async def PostTransaction(self, request: pb.PostTransactionRequest, context: grpc.aio.ServicerContext):
-        async def work(conn):
-            tx = await self._service.post_transaction(conn, posting_from_pb(request))
-            return pb.PostTransactionResponse(transaction=transaction_to_pb(tx))
-
+        # svckit.idempotency's protocol, run inside the posting function: the key's lock, replay or
+        # refusal, the effect and the stored answer all happen in one statement, one round trip.
+        key = _post_key(validate_key(idempotency_key_var.get()), request)
         with _transient_conflicts_are_retryable():
-            return await idempotent_rpc(
-                self._idempotency, context, POST_SCOPE, request, pb.PostTransactionResponse, work
-            )
+            async with self._engine.connect() as conn:
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
+                try:
+                    outcome = await self._service.post_transaction(conn, posting_from_pb(request), key)
+                except (Aborted, Unprocessable) as err:
+                    IDEMPOTENCY_CONFLICTS.labels(POST_SCOPE, err.reason).inc()
+                    raise
+        if outcome.stored_response is not None:
+            IDEMPOTENT_REPLAYS.labels(POST_SCOPE).inc()
+            await context.send_initial_metadata(((REPLAYED_METADATA, "true"),))
+            return pb.PostTransactionResponse.FromString(outcome.stored_response)
+        return pb.PostTransactionResponse(transaction=transaction_to_pb(outcome.transaction))
 
     async def PostTransactions(self, request: pb.PostTransactionsRequest, context: grpc.aio.ServicerContext):
         if len(request.items) > MAX_BATCH_ITEMS:
@@ -192,7 +219,6 @@ class LedgerServicer(pb_grpc.LedgerServiceServicer):
 
         async def work(conn):
             items: list[tuple[Posting, ItemKey] | DomainError] = []
-            keys: list[ItemKey | None] = []
             seen: set[str] = set()
             for i, item in enumerate(request.items):
                 try:
@@ -205,29 +231,22 @@ class LedgerServicer(pb_grpc.LedgerServiceServicer):
                         )
                 except DomainError as err:
                     items.append(err)
-                    keys.append(None)
                     continue
                 seen.add(key)
-                item_key = ItemKey(
-                    POST_SCOPE, key, _lock_id(POST_SCOPE, key), fingerprint(POST_SCOPE, item.transaction)
-                )
+                item_key = _post_key(key, item.transaction)
                 items.append((posting_from_pb(item.transaction), item_key))
-                keys.append(item_key)
             outcomes = await self._service.post_transactions(conn, items)
             results: list[pb.PostTransactionsResult] = []
-            fresh: list[tuple[ItemKey, bytes]] = []
-            for item_key, outcome in zip(keys, outcomes, strict=True):
+            for outcome in outcomes:
                 if outcome.stored_response is not None:
                     stored = pb.PostTransactionResponse.FromString(outcome.stored_response)
                     results.append(pb.PostTransactionsResult(transaction=stored.transaction, replayed=True))
                 elif outcome.error is not None:
                     results.append(pb.PostTransactionsResult(error=_item_error(outcome.error)))
                 else:
-                    answer = pb.PostTransactionResponse(transaction=transaction_to_pb(outcome.transaction))
-                    assert item_key is not None
-                    fresh.append((item_key, answer.SerializeToString()))
-                    results.append(pb.PostTransactionsResult(transaction=answer.transaction))
-            await self._service.remember_item_keys(conn, fresh)
+                    results.append(
+                        pb.PostTransactionsResult(transaction=transaction_to_pb(outcome.transaction))
+                    )
             return pb.PostTransactionsResponse(results=results)
 
         with _transient_conflicts_are_retryable():

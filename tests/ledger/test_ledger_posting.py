@@ -252,3 +252,29 @@ async def test_unknown_account_and_transaction_are_not_found(stub):
     assert (err.code(), error_info(err).reason) == (grpc.StatusCode.NOT_FOUND, "ACCOUNT_NOT_FOUND")
     err = await _refused(stub.GetTransaction(pb.GetTransactionRequest(transaction_id=10**15)))
     assert (err.code(), error_info(err).reason) == (grpc.StatusCode.NOT_FOUND, "TRANSACTION_NOT_FOUND")
+
+
+@pytest.mark.parametrize("tx_id", [1, 127, 128, 300, 2**40 + 5])
+@pytest.mark.parametrize(
+    "moment",
+    [
+        datetime(2026, 11, 21, 12, 0, 0, tzinfo=UTC),  # whole second: no nanos field
+        datetime(2026, 11, 21, 12, 0, 0, 1, tzinfo=UTC),
+        datetime(2031, 5, 2, 23, 59, 59, 999999, tzinfo=UTC),
+    ],
+)
+async def test_database_encoded_answer_equals_the_servicers(services, tx_id, moment):
+    """The stored answer of a posting's key is spliced by SQL (ledger_post_response); a replay must
+    decode to exactly what the first call answered."""
+    template = pb.Transaction(
+        entries=[entry("asset:a:b", D, 5), entry("liability:c:d", C, 5)], description="é", metadata={"k": "v"}
+    )
+    expected = pb.PostTransactionResponse(transaction=template)
+    expected.transaction.id = tx_id
+    expected.transaction.post_time.FromDatetime(moment)
+    async with services["ledger"].engine.connect() as conn:
+        stored = await conn.scalar(
+            sa.text("SELECT ledger_post_response(:tpl, :id, :at)"),
+            {"tpl": template.SerializeToString(), "id": tx_id, "at": moment},
+        )
+    assert pb.PostTransactionResponse.FromString(bytes(stored)) == expected

@@ -186,11 +186,57 @@ END $$;
 CREATE CONSTRAINT TRIGGER transactions_apply_balances AFTER INSERT ON transactions
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION ledger_apply_pending_balances();
 
+-- Protocol buffers base-128 varint of a non-negative integer.
+CREATE FUNCTION ledger_pb_varint(p_n bigint) RETURNS bytea LANGUAGE plpgsql IMMUTABLE STRICT AS $$
+DECLARE
+    v_out bytea := ''::bytea;
+    v_n bigint := p_n;
+BEGIN
+    IF v_n < 0 THEN
+        RAISE EXCEPTION 'varint of a negative number';
+    END IF;
+    LOOP
+        IF v_n < 128 THEN
+            RETURN v_out || set_byte(decode('00', 'hex'), 0, v_n::int);
+        END IF;
+        v_out := v_out || set_byte(decode('00', 'hex'), 0, ((v_n & 127) | 128)::int);
+        v_n := v_n >> 7;
+    END LOOP;
+END $$;
+
+-- The stored answer of a posting's idempotency key: a serialized ledger.v1.PostTransactionResponse.
+-- The servicer serializes every Transaction field it knows before the call (p_tpl); the two the
+-- database assigns are appended here: id (field 1) and post_time (field 6, a Timestamp). Protobuf
+-- parsers accept fields in any order, so the record can be written in the posting's own statement
+-- and a posting costs one round trip.
+CREATE FUNCTION ledger_post_response(p_tpl bytea, p_id bigint, p_at timestamptz) RETURNS bytea
+LANGUAGE plpgsql IMMUTABLE STRICT AS $$
+DECLARE
+    v_seconds bigint := floor(extract(epoch FROM p_at))::bigint;
+    v_nanos bigint := (extract(microseconds FROM p_at)::bigint % 1000000) * 1000;
+    v_ts bytea := ''::bytea;
+    v_tx bytea;
+BEGIN
+    IF v_seconds <> 0 THEN
+        v_ts := v_ts || decode('08', 'hex') || ledger_pb_varint(v_seconds);
+    END IF;
+    IF v_nanos <> 0 THEN
+        v_ts := v_ts || decode('10', 'hex') || ledger_pb_varint(v_nanos);
+    END IF;
+    v_tx := p_tpl || decode('08', 'hex') || ledger_pb_varint(p_id)
+        || decode('32', 'hex') || ledger_pb_varint(octet_length(v_ts)) || v_ts;
+    RETURN decode('0a', 'hex') || ledger_pb_varint(octet_length(v_tx)) || v_tx;
+END $$;
+
 -- Posts a list of transactions in one round trip. Each item is posted or refused on its own
 -- (an exception block is a subtransaction: a refused item leaves no row and no lock behind).
 -- p_items: [{"a": [names], "d": ["D"|"C"], "m": [amounts], "c": [currencies],
 --            "desc": text, "ref": text, "meta": {..}, "rev": id|null,
---            "key": {"scope", "key", "lock": advisory lock id, "fp": hex fingerprint}|null}]
+--            "key": {"scope", "key", "lock": advisory lock id, "fp": hex fingerprint,
+--                    "tpl": hex answer template (see ledger_post_response)}|null}]
+-- An item with a key follows svckit.idempotency's protocol on its table: try the key's advisory lock
+-- (IDEMPOTENCY_KEY_IN_USE if held), replay a stored answer (or IDEMPOTENCY_KEY_REUSED on another
+-- fingerprint), else post and store the answer in the same transaction.
 -- Refusals come back as (reason, message) with SQLSTATE LG001 inside; anything else propagates.
 CREATE FUNCTION ledger_post(p_items jsonb, p_nn_prefixes text[])
 RETURNS TABLE (o_item int, o_reason text, o_message text, o_tx_id bigint, o_posted_at timestamptz,
@@ -408,6 +454,12 @@ BEGIN
                         last_transaction_id = greatest(last_transaction_id, v_id)
                     WHERE id = v_upd_ids[i];
             END LOOP;
+            IF v_key IS NOT NULL AND v_key ? 'tpl' THEN
+                -- The key's record, in the same transaction as the posting (as svckit.idempotency).
+                INSERT INTO idempotency_keys (scope, key, fingerprint, response)
+                    VALUES (v_key ->> 'scope', v_key ->> 'key', decode(v_key ->> 'fp', 'hex'),
+                            ledger_post_response(decode(v_key ->> 'tpl', 'hex'), v_id, v_at));
+            END IF;
             o_tx_id := v_id;
             o_posted_at := v_at;
             RETURN NEXT;
@@ -455,6 +507,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute("DROP FUNCTION ledger_post(jsonb, text[])")
+    op.execute("DROP FUNCTION ledger_post_response(bytea, bigint, timestamptz)")
+    op.execute("DROP FUNCTION ledger_pb_varint(bigint)")
     op.execute("DROP TABLE chain_head")
     op.execute("DROP TABLE chain_queue")
     # Dropping the tables drops their triggers; the immutability rule is about rows, not schema.
