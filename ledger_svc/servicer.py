@@ -25,7 +25,14 @@ from ledger_svc.service import (
     snapshot_isolation,
 )
 from svckit.context import REPLAYED_METADATA, idempotency_key_var
-from svckit.errors import Aborted, DomainError, InvalidArgument, Unavailable, Unprocessable
+from svckit.errors import (
+    Aborted,
+    DomainError,
+    FailedPrecondition,
+    InvalidArgument,
+    Unavailable,
+    Unprocessable,
+)
 from svckit.gen.ledger.v1 import ledger_service_pb2 as pb
 from svckit.gen.ledger.v1 import ledger_service_pb2_grpc as pb_grpc
 from svckit.idempotency import IdempotencyStore, _lock_id, fingerprint, idempotent_rpc, validate_key
@@ -126,9 +133,14 @@ def _transient_conflicts_are_retryable() -> Iterator[None]:
     try:
         yield
     except DBAPIError as exc:
-        if getattr(exc.orig, "sqlstate", None) in _TRANSIENT_SQLSTATES:
+        state = getattr(exc.orig, "sqlstate", None)
+        if state in _TRANSIENT_SQLSTATES:
             raise Unavailable(
                 "TRANSIENT_CONFLICT", "the posting collided with a concurrent one; retry with the same key"
+            ) from exc
+        if state == "22003":  # numeric_value_out_of_range: a running total would pass int64
+            raise FailedPrecondition(
+                "BALANCE_OVERFLOW", "an account total would exceed the largest storable amount"
             ) from exc
         raise
 

@@ -278,3 +278,12 @@ async def test_database_encoded_answer_equals_the_servicers(services, tx_id, mom
             {"tpl": template.SerializeToString(), "id": tx_id, "at": moment},
         )
     assert pb.PostTransactionResponse.FromString(bytes(stored)) == expected
+
+
+async def test_a_running_total_past_int64_is_refused_and_changes_nothing(stub):
+    a, b = f"asset:cash:big{uid()}", f"equity:capital:big{uid()}"
+    biggest = 2**63 - 1
+    await stub.PostTransaction(transfer(a, b, biggest), metadata=md())
+    err = await _refused(stub.PostTransaction(transfer(a, b, 1), metadata=md()))
+    assert (err.code(), error_info(err).reason) == (grpc.StatusCode.FAILED_PRECONDITION, "BALANCE_OVERFLOW")
+    assert (await _balance(stub, a)).debits_minor == biggest

@@ -228,8 +228,143 @@ BEGIN
     RETURN decode('0a', 'hex') || ledger_pb_varint(octet_length(v_tx)) || v_tx;
 END $$;
 
--- Posts a list of transactions in one round trip. Each item is posted or refused on its own
--- (an exception block is a subtransaction: a refused item leaves no row and no lock behind).
+-- Locks an item's accounts and checks everything that depends on stored state; writes nothing.
+-- Returns NULL when the item may be posted, else 'REASON|message'.
+-- Every touched account is share-locked (FOR KEY SHARE: posters never block each other, but
+-- CloseAccount's FOR UPDATE waits for them and they for it), which makes the closed and currency
+-- checks hold until commit. Only accounts with the non-negative rule are locked exclusively here,
+-- in id order, to check and then update their balance; the running totals of the others are added at commit
+-- (ledger_apply_pending_balances), so a hot account is held exclusively for the commit only.
+-- All access to accounts goes through the name or id index (= ANY): the cost of a posting must not
+-- grow with the number of accounts.
+CREATE FUNCTION ledger_check_item(p_names text[], p_dirs text[], p_amts bigint[], p_curs text[],
+                                  p_distinct text[]) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_acc record;
+    v_locked int := 0;
+    v_nn_ids bigint[] := '{}';
+    v_nn_net numeric[] := '{}';
+    v_net numeric;
+    v_bal numeric;
+    v_k int;
+BEGIN
+    FOR v_acc IN
+        SELECT a.id, a.name, a.type, a.currency::text AS currency, a.closed_at, a.non_negative
+        FROM accounts a WHERE a.name = ANY (p_distinct)
+        ORDER BY a.id
+        FOR KEY SHARE
+    LOOP
+        v_locked := v_locked + 1;
+        IF v_acc.closed_at IS NOT NULL THEN
+            RETURN format('ACCOUNT_CLOSED|account %s is closed', v_acc.name);
+        END IF;
+        v_net := 0;  -- change of the balance on the account's normal side
+        FOR v_k IN 1 .. cardinality(p_names) LOOP
+            IF p_names[v_k] = v_acc.name THEN
+                IF p_curs[v_k] <> v_acc.currency THEN
+                    RETURN format('CURRENCY_MISMATCH|account %s is in %s, the entry is in %s',
+                                  v_acc.name, v_acc.currency, p_curs[v_k]);
+                END IF;
+                v_net := v_net + CASE WHEN (p_dirs[v_k] = 'D') = (v_acc.type IN ('asset', 'expense'))
+                                      THEN p_amts[v_k] ELSE -p_amts[v_k] END;
+            END IF;
+        END LOOP;
+        IF v_acc.non_negative THEN
+            v_nn_ids := v_nn_ids || v_acc.id;
+            v_nn_net := v_nn_net || v_net;
+        END IF;
+    END LOOP;
+    IF v_locked <> cardinality(p_distinct) THEN
+        RETURN 'ACCOUNT_NOT_FOUND|an account of this transaction does not exist';
+    END IF;
+    IF cardinality(v_nn_ids) > 0 THEN
+        -- Non-negative accounts are updated at once by ledger_write_item, so they are locked
+        -- exclusively here, all of them and in id order; the rows returned after the lock are the
+        -- newest committed versions.
+        FOR v_acc IN
+            SELECT a.id, a.name, a.type, a.debits_posted, a.credits_posted
+            FROM accounts a WHERE a.id = ANY (v_nn_ids)
+            ORDER BY a.id
+            FOR NO KEY UPDATE
+        LOOP
+            v_bal := CASE WHEN v_acc.type IN ('asset', 'expense')
+                          THEN v_acc.debits_posted - v_acc.credits_posted
+                          ELSE v_acc.credits_posted - v_acc.debits_posted END
+                     + v_nn_net[array_position(v_nn_ids, v_acc.id)];
+            IF v_bal < 0 AND v_nn_net[array_position(v_nn_ids, v_acc.id)] < 0 THEN
+                RETURN format('INSUFFICIENT_BALANCE|account %s would go %s below zero', v_acc.name, -v_bal);
+            END IF;
+        END LOOP;
+    END IF;
+    RETURN NULL;
+END $$;
+
+-- Writes a checked item: the transaction (queued for the chainer), its entries, the running totals
+-- (now for non-negative accounts, at commit for the others) and its idempotency record.
+CREATE FUNCTION ledger_write_item(p_item jsonb, p_key jsonb, p_rev bigint, p_names text[], p_dirs text[],
+                                  p_amts bigint[], p_curs text[], p_distinct text[],
+                                  OUT o_id bigint, OUT o_at timestamptz)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_acc record;
+    v_acc_ids bigint[] := array_fill(0::bigint, ARRAY[cardinality(p_names)]);
+    v_dr bigint;
+    v_cr bigint;
+    v_now_ids bigint[] := '{}'; v_now_dr bigint[] := '{}'; v_now_cr bigint[] := '{}';
+    v_pending text := '';
+    v_k int;
+BEGIN
+    o_id := nextval('transactions_id_seq');
+    FOR v_acc IN SELECT a.id, a.name, a.non_negative FROM accounts a WHERE a.name = ANY (p_distinct) LOOP
+        v_dr := 0; v_cr := 0;
+        FOR v_k IN 1 .. cardinality(p_names) LOOP
+            IF p_names[v_k] = v_acc.name THEN
+                v_acc_ids[v_k] := v_acc.id;
+                IF p_dirs[v_k] = 'D' THEN v_dr := v_dr + p_amts[v_k]; ELSE v_cr := v_cr + p_amts[v_k]; END IF;
+            END IF;
+        END LOOP;
+        IF v_acc.non_negative THEN
+            v_now_ids := v_now_ids || v_acc.id; v_now_dr := v_now_dr || v_dr; v_now_cr := v_now_cr || v_cr;
+        ELSE
+            v_pending := v_pending || v_acc.id || ',' || v_dr || ',' || v_cr || ',' || o_id || ';';
+        END IF;
+    END LOOP;
+    IF v_pending <> '' THEN
+        -- Set before the row that fires the apply trigger is inserted, so the totals are applied
+        -- even under SET CONSTRAINTS ALL IMMEDIATE. A subtransaction abort reverts it.
+        PERFORM set_config('ledger.pending_balances',
+                           coalesce(current_setting('ledger.pending_balances', true), '') || v_pending, true);
+    END IF;
+    o_at := clock_timestamp();
+    -- Queue it for the chainer in the same statement (no trigger call per posting).
+    WITH t AS (
+        INSERT INTO transactions (id, description, external_ref, metadata, reverses_id, posted_at)
+            OVERRIDING SYSTEM VALUE
+            VALUES (o_id, coalesce(p_item ->> 'desc', ''), coalesce(p_item ->> 'ref', ''),
+                    coalesce(p_item -> 'meta', '{}'::jsonb), p_rev, o_at)
+            RETURNING id
+    )
+    INSERT INTO chain_queue (transaction_id) SELECT id FROM t;
+    INSERT INTO entries (transaction_id, position, account_id, direction, amount, currency, posted_at)
+        SELECT o_id, u.o, u.acc, u.d, u.m, u.c, o_at
+        FROM unnest(v_acc_ids, p_dirs, p_amts, p_curs) WITH ORDINALITY AS u(acc, d, m, c, o);
+    FOR v_k IN 1 .. cardinality(v_now_ids) LOOP
+        UPDATE accounts
+            SET debits_posted = debits_posted + v_now_dr[v_k],
+                credits_posted = credits_posted + v_now_cr[v_k],
+                last_transaction_id = greatest(last_transaction_id, o_id)
+            WHERE id = v_now_ids[v_k];
+    END LOOP;
+    IF p_key IS NOT NULL AND p_key ? 'tpl' THEN
+        -- The key's record, in the same transaction as the posting (as svckit.idempotency does).
+        INSERT INTO idempotency_keys (scope, key, fingerprint, response)
+            VALUES (p_key ->> 'scope', p_key ->> 'key', decode(p_key ->> 'fp', 'hex'),
+                    ledger_post_response(decode(p_key ->> 'tpl', 'hex'), o_id, o_at));
+    END IF;
+END $$;
+
+-- Posts a list of transactions in one round trip. Each item is posted or refused on its own.
 -- p_items: [{"a": [names], "d": ["D"|"C"], "m": [amounts], "c": [currencies],
 --            "desc": text, "ref": text, "meta": {..}, "rev": id|null,
 --            "key": {"scope", "key", "lock": advisory lock id, "fp": hex fingerprint,
@@ -237,7 +372,10 @@ END $$;
 -- An item with a key follows svckit.idempotency's protocol on its table: try the key's advisory lock
 -- (IDEMPOTENCY_KEY_IN_USE if held), replay a stored answer (or IDEMPOTENCY_KEY_REUSED on another
 -- fingerprint), else post and store the answer in the same transaction.
--- Refusals come back as (reason, message) with SQLSTATE LG001 inside; anything else propagates.
+-- An item on existing accounts is checked before anything is written, so a refusal needs no undo
+-- and no subtransaction (a batch of a hundred subtransactions would overflow PostgreSQL's per-backend
+-- subtransaction cache and slow every reader). Only items that create accounts or reverse a
+-- transaction run in an exception block, whose subtransaction undoes them if they are refused.
 CREATE FUNCTION ledger_post(p_items jsonb, p_nn_prefixes text[])
 RETURNS TABLE (o_item int, o_reason text, o_message text, o_tx_id bigint, o_posted_at timestamptz,
                o_entries jsonb, o_stored bytea)
@@ -253,23 +391,9 @@ DECLARE
     v_dirs text[];
     v_amts bigint[];
     v_curs text[];
-    v_acc record;
-    v_locked int;
-    v_n int;
     v_distinct text[];
-    v_acc_ids bigint[];
-    v_upd_ids bigint[];
-    v_upd_dr bigint[];
-    v_upd_cr bigint[];
-    v_dr bigint;
-    v_cr bigint;
-    v_def_ids bigint[];
-    v_def_dr bigint[];
-    v_def_cr bigint[];
-    i int;
-    v_bal numeric;
-    v_id bigint;
-    v_at timestamptz;
+    v_missing boolean;
+    v_refusal text;
     v_reason text;
     v_msg text;
     v_constraint text;
@@ -308,7 +432,32 @@ BEGIN
                     o_stored := v_stored;
                 ELSE
                     o_reason := 'IDEMPOTENCY_KEY_REUSED';
-                    o_message := 'this idempotency key was already used with a different request';
+                    o_message := 'this idempotency key was already used with a different request; use a new key';
+                END IF;
+                RETURN NEXT;
+                CONTINUE;
+            END IF;
+        ELSE
+            v_key := NULL;
+        END IF;
+
+        v_rev := (v_item ->> 'rev')::bigint;
+        v_missing := false;
+        IF v_rev IS NULL THEN
+            v_names := ARRAY(SELECT jsonb_array_elements_text(v_item -> 'a'));
+            v_dirs := ARRAY(SELECT jsonb_array_elements_text(v_item -> 'd'));
+            v_amts := ARRAY(SELECT jsonb_array_elements_text(v_item -> 'm'))::bigint[];
+            v_curs := ARRAY(SELECT jsonb_array_elements_text(v_item -> 'c'));
+            v_distinct := ARRAY(SELECT DISTINCT x FROM unnest(v_names) AS x ORDER BY x);
+            v_missing := (SELECT count(*) FROM accounts a WHERE a.name = ANY (v_distinct)) < cardinality(v_distinct);
+            IF NOT v_missing THEN
+                v_refusal := ledger_check_item(v_names, v_dirs, v_amts, v_curs, v_distinct);
+                IF v_refusal IS NOT NULL THEN
+                    o_reason := split_part(v_refusal, '|', 1);
+                    o_message := substr(v_refusal, length(o_reason) + 2);
+                ELSE
+                    SELECT w.o_id, w.o_at INTO o_tx_id, o_posted_at
+                        FROM ledger_write_item(v_item, v_key, NULL, v_names, v_dirs, v_amts, v_curs, v_distinct) w;
                 END IF;
                 RETURN NEXT;
                 CONTINUE;
@@ -316,7 +465,6 @@ BEGIN
         END IF;
 
         BEGIN
-            v_rev := (v_item ->> 'rev')::bigint;
             IF v_rev IS NOT NULL THEN
                 SELECT t.reverses_id INTO v_orig_rev FROM transactions t WHERE t.id = v_rev;
                 IF NOT FOUND THEN
@@ -338,130 +486,26 @@ BEGIN
                     INTO v_names, v_dirs, v_amts, v_curs
                     FROM entries e JOIN accounts a ON a.id = e.account_id
                     WHERE e.transaction_id = v_rev;
+                v_distinct := ARRAY(SELECT DISTINCT x FROM unnest(v_names) AS x ORDER BY x);
                 o_entries := jsonb_build_object('a', v_names, 'd', v_dirs, 'm', v_amts, 'c', v_curs);
             ELSE
-                v_names := ARRAY(SELECT jsonb_array_elements_text(v_item -> 'a'));
-                v_dirs := ARRAY(SELECT jsonb_array_elements_text(v_item -> 'd'));
-                v_amts := ARRAY(SELECT jsonb_array_elements_text(v_item -> 'm'))::bigint[];
-                v_curs := ARRAY(SELECT jsonb_array_elements_text(v_item -> 'c'));
-            END IF;
-            v_n := cardinality(v_names);
-            v_distinct := ARRAY(SELECT DISTINCT x FROM unnest(v_names) AS x ORDER BY x);
-
-            -- Every query below reaches accounts through the name or id index (= ANY, one row per
-            -- id): the cost of a posting must not grow with the number of accounts.
-            IF v_rev IS NULL
-               AND (SELECT count(*) FROM accounts a WHERE a.name = ANY (v_distinct)) < cardinality(v_distinct) THEN
                 -- Accounts on first use, in name order and before any row lock of this item.
                 INSERT INTO accounts (name, type, currency, non_negative)
                     SELECT u.n, split_part(u.n, ':', 1),
-                           (SELECT v_curs[g.k] FROM generate_subscripts(v_names, 1) AS g(k) WHERE v_names[g.k] = u.n LIMIT 1),
+                           (SELECT v_curs[g.k] FROM generate_subscripts(v_names, 1) AS g(k)
+                            WHERE v_names[g.k] = u.n LIMIT 1),
                            EXISTS (SELECT 1 FROM unnest(p_nn_prefixes) AS p(prefix) WHERE starts_with(u.n, p.prefix))
                     FROM unnest(v_distinct) AS u(n)
                     ORDER BY u.n
                     ON CONFLICT (name) DO NOTHING;
             END IF;
-
-            -- Every touched account is share-locked (FOR KEY SHARE: posters never block each other,
-            -- but CloseAccount's FOR UPDATE waits for them and they for it), which makes the closed
-            -- and currency checks hold until commit. Only accounts with the non-negative rule are
-            -- locked exclusively now, in id order, to check their balance; the running totals of the
-            -- others are added at commit (ledger_apply_pending_balances), so a hot account is held
-            -- exclusively for the commit only, not for the rest of the posting's round trips.
-            v_acc_ids := array_fill(0::bigint, ARRAY[v_n]);
-            v_upd_ids := '{}'; v_upd_dr := '{}'; v_upd_cr := '{}';
-            v_def_ids := '{}'; v_def_dr := '{}'; v_def_cr := '{}';
-            v_locked := 0;
-            FOR v_acc IN
-                SELECT a.id, a.name, a.currency::text AS currency, a.closed_at, a.non_negative
-                FROM accounts a WHERE a.name = ANY (v_distinct)
-                ORDER BY a.id
-                FOR KEY SHARE
-            LOOP
-                v_locked := v_locked + 1;
-                IF v_acc.closed_at IS NOT NULL THEN
-                    RAISE EXCEPTION 'account % is closed', v_acc.name
-                        USING ERRCODE = 'LG001', DETAIL = 'ACCOUNT_CLOSED';
-                END IF;
-                v_dr := 0; v_cr := 0;
-                FOR i IN 1 .. v_n LOOP
-                    IF v_names[i] = v_acc.name THEN
-                        v_acc_ids[i] := v_acc.id;
-                        IF v_curs[i] <> v_acc.currency THEN
-                            RAISE EXCEPTION 'account % is in %, the entry is in %', v_acc.name, v_acc.currency,
-                                v_curs[i] USING ERRCODE = 'LG001', DETAIL = 'CURRENCY_MISMATCH';
-                        END IF;
-                        IF v_dirs[i] = 'D' THEN v_dr := v_dr + v_amts[i]; ELSE v_cr := v_cr + v_amts[i]; END IF;
-                    END IF;
-                END LOOP;
-                IF v_acc.non_negative THEN
-                    v_upd_ids := v_upd_ids || v_acc.id; v_upd_dr := v_upd_dr || v_dr; v_upd_cr := v_upd_cr || v_cr;
-                ELSE
-                    v_def_ids := v_def_ids || v_acc.id; v_def_dr := v_def_dr || v_dr; v_def_cr := v_def_cr || v_cr;
-                END IF;
-            END LOOP;
-            IF v_locked <> cardinality(v_distinct) THEN
-                RAISE EXCEPTION 'an account of this transaction does not exist'
-                    USING ERRCODE = 'LG001', DETAIL = 'ACCOUNT_NOT_FOUND';
+            v_refusal := ledger_check_item(v_names, v_dirs, v_amts, v_curs, v_distinct);
+            IF v_refusal IS NOT NULL THEN
+                RAISE EXCEPTION '%', substr(v_refusal, length(split_part(v_refusal, '|', 1)) + 2)
+                    USING ERRCODE = 'LG001', DETAIL = split_part(v_refusal, '|', 1);
             END IF;
-            IF cardinality(v_upd_ids) > 0 THEN
-                -- The rows returned after the exclusive lock are the newest committed versions.
-                FOR v_acc IN
-                    SELECT a.id, a.name, a.type, a.debits_posted, a.credits_posted
-                    FROM accounts a WHERE a.id = ANY (v_upd_ids)
-                    ORDER BY a.id
-                    FOR NO KEY UPDATE
-                LOOP
-                    i := array_position(v_upd_ids, v_acc.id);
-                    v_bal := CASE WHEN v_acc.type IN ('asset', 'expense')
-                        THEN (v_acc.debits_posted + v_upd_dr[i]) - (v_acc.credits_posted + v_upd_cr[i])
-                        ELSE (v_acc.credits_posted + v_upd_cr[i]) - (v_acc.debits_posted + v_upd_dr[i]) END;
-                    IF v_bal < 0 THEN
-                        RAISE EXCEPTION 'account % would go % below zero', v_acc.name, -v_bal
-                            USING ERRCODE = 'LG001', DETAIL = 'INSUFFICIENT_BALANCE';
-                    END IF;
-                END LOOP;
-            END IF;
-
-            v_id := nextval('transactions_id_seq');
-            IF cardinality(v_def_ids) > 0 THEN
-                -- Set before the row that fires the apply trigger is inserted, so the deltas are
-                -- applied even if someone runs with SET CONSTRAINTS ALL IMMEDIATE. A subtransaction
-                -- abort (refused item) reverts this setting with everything else of the item.
-                PERFORM set_config('ledger.pending_balances',
-                    coalesce(current_setting('ledger.pending_balances', true), '')
-                    || (SELECT string_agg(d.id || ',' || d.dr || ',' || d.cr || ',' || v_id || ';', '')
-                        FROM unnest(v_def_ids, v_def_dr, v_def_cr) AS d(id, dr, cr)),
-                    true);
-            END IF;
-            v_at := clock_timestamp();
-            -- Queue it for the chainer in the same statement (no trigger call per posting).
-            WITH t AS (
-                INSERT INTO transactions (id, description, external_ref, metadata, reverses_id, posted_at)
-                    OVERRIDING SYSTEM VALUE
-                    VALUES (v_id, coalesce(v_item ->> 'desc', ''), coalesce(v_item ->> 'ref', ''),
-                            coalesce(v_item -> 'meta', '{}'::jsonb), v_rev, v_at)
-                    RETURNING id
-            )
-            INSERT INTO chain_queue (transaction_id) SELECT id FROM t;
-            INSERT INTO entries (transaction_id, position, account_id, direction, amount, currency, posted_at)
-                SELECT v_id, u.o, u.acc, u.d, u.m, u.c, v_at
-                FROM unnest(v_acc_ids, v_dirs, v_amts, v_curs) WITH ORDINALITY AS u(acc, d, m, c, o);
-            FOR i IN 1 .. cardinality(v_upd_ids) LOOP
-                UPDATE accounts
-                    SET debits_posted = debits_posted + v_upd_dr[i],
-                        credits_posted = credits_posted + v_upd_cr[i],
-                        last_transaction_id = greatest(last_transaction_id, v_id)
-                    WHERE id = v_upd_ids[i];
-            END LOOP;
-            IF v_key IS NOT NULL AND v_key ? 'tpl' THEN
-                -- The key's record, in the same transaction as the posting (as svckit.idempotency).
-                INSERT INTO idempotency_keys (scope, key, fingerprint, response)
-                    VALUES (v_key ->> 'scope', v_key ->> 'key', decode(v_key ->> 'fp', 'hex'),
-                            ledger_post_response(decode(v_key ->> 'tpl', 'hex'), v_id, v_at));
-            END IF;
-            o_tx_id := v_id;
-            o_posted_at := v_at;
+            SELECT w.o_id, w.o_at INTO o_tx_id, o_posted_at
+                FROM ledger_write_item(v_item, v_key, v_rev, v_names, v_dirs, v_amts, v_curs, v_distinct) w;
             RETURN NEXT;
         EXCEPTION
             WHEN SQLSTATE 'LG001' THEN
@@ -477,11 +521,6 @@ BEGIN
                 -- A concurrent reversal of the same transaction committed first.
                 o_reason := 'ALREADY_REVERSED';
                 o_message := format('transaction %s was already reversed', v_rev);
-                o_tx_id := NULL; o_posted_at := NULL; o_entries := NULL;
-                RETURN NEXT;
-            WHEN numeric_value_out_of_range THEN
-                o_reason := 'BALANCE_OVERFLOW';
-                o_message := 'an account total would exceed the largest storable amount';
                 o_tx_id := NULL; o_posted_at := NULL; o_entries := NULL;
                 RETURN NEXT;
         END;
@@ -507,6 +546,10 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute("DROP FUNCTION ledger_post(jsonb, text[])")
+    op.execute(
+        "DROP FUNCTION ledger_write_item(jsonb, jsonb, bigint, text[], text[], bigint[], text[], text[])"
+    )
+    op.execute("DROP FUNCTION ledger_check_item(text[], text[], bigint[], text[], text[])")
     op.execute("DROP FUNCTION ledger_post_response(bytea, bigint, timestamptz)")
     op.execute("DROP FUNCTION ledger_pb_varint(bigint)")
     op.execute("DROP TABLE chain_head")
