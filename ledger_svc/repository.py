@@ -43,8 +43,8 @@ async def list_accounts(conn: AsyncConnection, prefix: str, after: str, limit: i
 async def close_account(conn: AsyncConnection, name: str) -> sa.Row | None:
     """Close an open account; None when unknown or already closed.
 
-    FOR UPDATE conflicts with the share locks postings hold on their accounts until commit: the close
-    waits for postings in flight, and postings that start later wait for it, then see it closed.
+    The row lock orders the close with postings: postings in flight hold their accounts until commit,
+    and postings that start later wait for the close, then see the account closed.
     """
     await conn.execute(sa.select(accounts.c.id).where(accounts.c.name == name).with_for_update())
     stmt = (
