@@ -6,6 +6,7 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ledger_svc.chainer import chain_forever
 from ledger_svc.config import LedgerSettings
 from ledger_svc.service import LedgerService
 from ledger_svc.servicer import LedgerServicer
@@ -19,9 +20,15 @@ SERVICE_NAME = ledger_service_pb2.DESCRIPTOR.services_by_name["LedgerService"].f
 
 
 def build(settings: LedgerSettings, engine: AsyncEngine, idempotency: IdempotencyStore) -> ServiceParts:
-    servicer = LedgerServicer(LedgerService(), engine, idempotency)
+    service = LedgerService(settings.non_negative_prefixes)
+    servicer = LedgerServicer(service, engine, idempotency)
+
+    async def chainer() -> None:
+        await chain_forever(service, engine, settings.chain_interval_seconds, settings.chain_batch_size)
+
     return ServiceParts(
         registrations=[
             Registration(ledger_service_pb2_grpc.add_LedgerServiceServicer_to_server, servicer, SERVICE_NAME)
-        ]
+        ],
+        background=[chainer],
     )

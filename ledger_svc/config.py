@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from ledger_svc.naming import NON_NEGATIVE_PREFIXES
 from svckit.config import Port, ServiceSettings
 
 
@@ -13,3 +15,9 @@ class LedgerSettings(ServiceSettings):
     service_name: str = "ledger"
     database_name: str = "ledger"
     grpc_port: Port = 50052
+    non_negative_prefixes: tuple[str, ...] = Field(default=NON_NEGATIVE_PREFIXES)
+    """Accounts created on first use whose name starts with one of these get the non-negative rule."""
+    chain_interval_seconds: float = Field(default=0.05, gt=0, le=60)
+    """Pause of the chainer when the queue is drained; bounds how long a commit waits for its link."""
+    chain_batch_size: int = Field(default=5000, ge=1, le=100_000)
+    """Transactions linked per chainer transaction."""

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ledger_svc.models import accounts
+from ledger_svc.models import accounts, chain_head, chain_queue, entries, transaction_chain, transactions
+from svckit.idempotency import idempotency_keys
 
 
-async def insert_account(conn: AsyncConnection, name: str, type_: str, currency: str) -> sa.Row | None:
+async def insert_account(
+    conn: AsyncConnection, name: str, type_: str, currency: str, non_negative: bool = False
+) -> sa.Row | None:
     """Insert an account; None when the name is taken."""
     stmt = (
         insert(accounts)
-        .values(name=name, type=type_, currency=currency)
+        .values(name=name, type=type_, currency=currency, non_negative=non_negative)
         .on_conflict_do_nothing(index_elements=[accounts.c.name])
         .returning(accounts)
     )
@@ -22,3 +29,166 @@ async def insert_account(conn: AsyncConnection, name: str, type_: str, currency:
 
 async def get_account(conn: AsyncConnection, name: str) -> sa.Row | None:
     return (await conn.execute(sa.select(accounts).where(accounts.c.name == name))).first()
+
+
+async def list_accounts(conn: AsyncConnection, prefix: str, after: str, limit: int) -> Sequence[sa.Row]:
+    stmt = sa.select(accounts).order_by(accounts.c.name).limit(limit)
+    if prefix:
+        stmt = stmt.where(sa.func.starts_with(accounts.c.name, prefix))
+    if after:
+        stmt = stmt.where(accounts.c.name > after)
+    return (await conn.execute(stmt)).all()
+
+
+async def close_account(conn: AsyncConnection, name: str) -> sa.Row | None:
+    """Close an open account; None when unknown or already closed.
+
+    The row lock orders the close with postings: postings in flight hold their accounts until commit,
+    and postings that start later wait for the close, then see the account closed.
+    """
+    await conn.execute(sa.select(accounts.c.id).where(accounts.c.name == name).with_for_update())
+    stmt = (
+        accounts.update()
+        .where(accounts.c.name == name, accounts.c.closed_at.is_(None))
+        .values(closed_at=sa.func.now())
+        .returning(accounts)
+    )
+    return (await conn.execute(stmt)).first()
+
+
+_POST = sa.text(
+    "SELECT o_item, o_reason, o_message, o_tx_id, o_posted_at, o_entries, o_stored "
+    "FROM ledger_post(CAST(:items AS jsonb), CAST(:prefixes AS text[]))"
+)
+
+
+async def post(
+    conn: AsyncConnection, items: list[dict], non_negative_prefixes: Sequence[str]
+) -> list[sa.Row]:
+    """One round trip: post every item through the ``ledger_post`` function, one result row per item."""
+    result = await conn.execute(
+        _POST, {"items": json.dumps(items, separators=(",", ":")), "prefixes": list(non_negative_prefixes)}
+    )
+    return list(result.all())
+
+
+async def insert_idempotency_records(conn: AsyncConnection, records: list[dict]) -> None:
+    """Store batch items' keys with their answers, in the same transaction as their effects."""
+    if records:
+        await conn.execute(idempotency_keys.insert(), records)
+
+
+async def get_transaction(conn: AsyncConnection, tx_id: int) -> sa.Row | None:
+    stmt = (
+        sa.select(
+            transactions, transaction_chain.c.seq, transaction_chain.c.prev_hash, transaction_chain.c.hash
+        )
+        .select_from(transactions.outerjoin(transaction_chain))
+        .where(transactions.c.id == tx_id)
+    )
+    return (await conn.execute(stmt)).first()
+
+
+async def transaction_entries(conn: AsyncConnection, tx_id: int) -> Sequence[sa.Row]:
+    stmt = (
+        sa.select(accounts.c.name, entries.c.direction, entries.c.amount, entries.c.currency)
+        .select_from(entries.join(accounts))
+        .where(entries.c.transaction_id == tx_id)
+        .order_by(entries.c.position)
+    )
+    return (await conn.execute(stmt)).all()
+
+
+async def totals_as_of(conn: AsyncConnection, account_id: int, as_of: datetime) -> sa.Row:
+    """Debit and credit totals and the last transaction of an account's entries posted up to ``as_of``."""
+    stmt = sa.select(
+        sa.func.coalesce(sa.func.sum(entries.c.amount).filter(entries.c.direction == "D"), 0).label("debits"),
+        sa.func.coalesce(sa.func.sum(entries.c.amount).filter(entries.c.direction == "C"), 0).label(
+            "credits"
+        ),
+        sa.func.coalesce(sa.func.max(entries.c.transaction_id), 0).label("last_tx"),
+    ).where(entries.c.account_id == account_id, entries.c.posted_at <= as_of)
+    return (await conn.execute(stmt)).one()
+
+
+async def list_entries(conn: AsyncConnection, account_id: int, after_id: int, limit: int) -> Sequence[sa.Row]:
+    stmt = (
+        sa.select(entries)
+        .where(entries.c.account_id == account_id, entries.c.id > after_id)
+        .order_by(entries.c.id)
+        .limit(limit)
+    )
+    return (await conn.execute(stmt)).all()
+
+
+# --- verification -------------------------------------------------------------------------------
+
+_CHAIN_WALK = sa.text(
+    """
+    SELECT c.seq, c.transaction_id, c.prev_hash, c.hash,
+           t.id AS tx_id, t.posted_at, t.reverses_id, t.description, t.external_ref, t.metadata,
+           e.names, e.directions, e.amounts, e.currencies, e.account_currencies
+    FROM transaction_chain c
+    LEFT JOIN transactions t ON t.id = c.transaction_id
+    LEFT JOIN LATERAL (
+        SELECT array_agg(a.name ORDER BY x.position) AS names,
+               array_agg(x.direction::text ORDER BY x.position) AS directions,
+               array_agg(x.amount ORDER BY x.position) AS amounts,
+               array_agg(x.currency::text ORDER BY x.position) AS currencies,
+               array_agg(a.currency::text ORDER BY x.position) AS account_currencies
+        FROM entries x JOIN accounts a ON a.id = x.account_id
+        WHERE x.transaction_id = c.transaction_id
+    ) e ON true
+    ORDER BY c.seq
+    """
+)
+
+
+async def walk_chain(conn: AsyncConnection) -> AsyncIterator[sa.Row]:
+    """Every chain link with its transaction and entries, in chain order, streamed."""
+    result = await conn.stream(_CHAIN_WALK.execution_options(yield_per=2000))
+    async for row in result:
+        yield row
+
+
+async def link_pending(conn: AsyncConnection, limit: int) -> int:
+    """Link up to ``limit`` queued transactions into the hash chain; how many were linked."""
+    return int(await conn.scalar(sa.select(sa.func.ledger_chain_pending(limit))))
+
+
+async def unchained_transactions(conn: AsyncConnection) -> Sequence[sa.Row]:
+    """Transactions without a chain link, and whether each is still queued for the chainer."""
+    queued = sa.exists().where(chain_queue.c.transaction_id == transactions.c.id)
+    stmt = (
+        sa.select(transactions.c.id, queued.label("queued"))
+        .where(~sa.exists().where(transaction_chain.c.transaction_id == transactions.c.id))
+        .order_by(transactions.c.id)
+    )
+    return (await conn.execute(stmt)).all()
+
+
+async def get_chain_head(conn: AsyncConnection) -> sa.Row:
+    return (await conn.execute(sa.select(chain_head.c.last_seq, chain_head.c.last_hash))).one()
+
+
+_ACCOUNT_SUMS = sa.text(
+    """
+    SELECT a.name, a.type, a.non_negative, a.debits_posted, a.credits_posted,
+           coalesce(s.debits, 0) AS entry_debits, coalesce(s.credits, 0) AS entry_credits
+    FROM accounts a
+    LEFT JOIN (
+        SELECT account_id,
+               sum(amount) FILTER (WHERE direction = 'D') AS debits,
+               sum(amount) FILTER (WHERE direction = 'C') AS credits
+        FROM entries GROUP BY account_id
+    ) s ON s.account_id = a.id
+    ORDER BY a.name
+    """
+)
+
+
+async def account_sums(conn: AsyncConnection) -> AsyncIterator[sa.Row]:
+    """Each account's stored totals next to the sums of its entries."""
+    result = await conn.stream(_ACCOUNT_SUMS.execution_options(yield_per=2000))
+    async for row in result:
+        yield row

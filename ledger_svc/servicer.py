@@ -2,14 +2,46 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from datetime import UTC as _UTC
+
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ledger_svc.service import Account, AccountType, LedgerService
+from ledger_svc.service import (
+    Account,
+    AccountType,
+    Direction,
+    EntryLine,
+    EntryView,
+    FindingKind,
+    ItemKey,
+    LedgerService,
+    Posting,
+    Transaction,
+    snapshot_isolation,
+)
+from svckit.context import REPLAYED_METADATA, idempotency_key_var
+from svckit.errors import (
+    Aborted,
+    DomainError,
+    FailedPrecondition,
+    InvalidArgument,
+    Unavailable,
+    Unprocessable,
+)
 from svckit.gen.ledger.v1 import ledger_service_pb2 as pb
 from svckit.gen.ledger.v1 import ledger_service_pb2_grpc as pb_grpc
-from svckit.idempotency import IdempotencyStore, idempotent_rpc
+from svckit.idempotency import IdempotencyStore, _lock_id, fingerprint, idempotent_rpc, validate_key
+from svckit.metrics import IDEMPOTENCY_CONFLICTS, IDEMPOTENT_REPLAYS
+
+# Batch items share this key space, so an item and a single call with the same key are one effect.
+POST_SCOPE = "ledger.PostTransaction"
+MAX_BATCH_ITEMS = 1000
+CHAIN_BATCH = 5000
 
 _TYPE_TO_PB = {
     AccountType.ASSET: pb.ACCOUNT_TYPE_ASSET,
@@ -18,6 +50,9 @@ _TYPE_TO_PB = {
     AccountType.REVENUE: pb.ACCOUNT_TYPE_REVENUE,
     AccountType.EXPENSE: pb.ACCOUNT_TYPE_EXPENSE,
 }
+_DIRECTION_TO_PB = {Direction.DEBIT: pb.DIRECTION_DEBIT, Direction.CREDIT: pb.DIRECTION_CREDIT}
+_DIRECTION_FROM_PB = {v: k for k, v in _DIRECTION_TO_PB.items()}
+_FINDING_TO_PB = {kind: pb.FindingKind.Value(f"FINDING_KIND_{kind.value}") for kind in FindingKind}
 
 
 def _ts(dt) -> Timestamp:
@@ -27,12 +62,108 @@ def _ts(dt) -> Timestamp:
 
 
 def account_to_pb(account: Account) -> pb.Account:
-    return pb.Account(
+    msg = pb.Account(
         name=account.name,
         type=_TYPE_TO_PB[account.type],
         currency=account.currency,
         create_time=_ts(account.created_at),
+        state=pb.ACCOUNT_STATE_CLOSED if account.closed_at else pb.ACCOUNT_STATE_OPEN,
+        non_negative=account.non_negative,
     )
+    if account.closed_at is not None:
+        msg.close_time.CopyFrom(_ts(account.closed_at))
+    return msg
+
+
+def _entry_to_pb(line: EntryLine) -> pb.Entry:
+    return pb.Entry(
+        account=line.account,
+        direction=_DIRECTION_TO_PB[line.direction],
+        amount_minor=line.amount_minor,
+        currency=line.currency,
+    )
+
+
+def transaction_to_pb(tx: Transaction) -> pb.Transaction:
+    return pb.Transaction(
+        id=tx.id,
+        entries=[_entry_to_pb(e) for e in tx.entries],
+        description=tx.description,
+        external_ref=tx.external_ref,
+        metadata=dict(tx.metadata),
+        post_time=_ts(tx.posted_at),
+        reverses_id=tx.reverses_id or 0,
+        sequence=tx.sequence,
+        hash=tx.hash,
+        previous_hash=tx.previous_hash,
+    )
+
+
+def _entry_view_to_pb(view: EntryView) -> pb.AccountEntry:
+    return pb.AccountEntry(
+        entry_id=view.entry_id,
+        transaction_id=view.transaction_id,
+        direction=_DIRECTION_TO_PB[view.direction],
+        amount_minor=view.amount_minor,
+        currency=view.currency,
+        post_time=_ts(view.posted_at),
+    )
+
+
+def posting_from_pb(request: pb.PostTransactionRequest) -> Posting:
+    # An unspecified direction becomes "" and is refused by the service's validation.
+    return Posting(
+        entries=tuple(
+            EntryLine(e.account, _DIRECTION_FROM_PB.get(e.direction, ""), e.amount_minor, e.currency)  # type: ignore[arg-type]
+            for e in request.entries
+        ),
+        description=request.description,
+        external_ref=request.external_ref,
+        metadata=dict(request.metadata),
+    )
+
+
+# Deadlock (only possible when CloseAccount races postings, or batches create the same new accounts)
+# and serialization failures roll everything back, so the same request may simply be retried.
+_TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+@contextlib.contextmanager
+def _transient_conflicts_are_retryable() -> Iterator[None]:
+    try:
+        yield
+    except DBAPIError as exc:
+        state = getattr(exc.orig, "sqlstate", None)
+        if state in _TRANSIENT_SQLSTATES:
+            raise Unavailable(
+                "TRANSIENT_CONFLICT", "the posting collided with a concurrent one; retry with the same key"
+            ) from exc
+        if state == "22003":  # numeric_value_out_of_range: a running total would pass int64
+            raise FailedPrecondition(
+                "BALANCE_OVERFLOW", "an account total would exceed the largest storable amount"
+            ) from exc
+        raise
+
+
+def _answer_template(posting: Posting) -> bytes:
+    """PostTransactionResponse.transaction without the id and post time (the database appends them)."""
+    return pb.Transaction(
+        entries=[_entry_to_pb(e) for e in posting.entries],
+        description=posting.description,
+        external_ref=posting.external_ref,
+        metadata=dict(posting.metadata),
+    ).SerializeToString()
+
+
+def _post_key(key: str, request: pb.PostTransactionRequest) -> ItemKey:
+    """The key of one posting, exactly as svckit.idempotency would derive it for PostTransaction."""
+    return ItemKey(
+        POST_SCOPE, key, _lock_id(POST_SCOPE, key), fingerprint(POST_SCOPE, request), _answer_template
+    )
+
+
+def _item_error(err: DomainError) -> pb.ItemError:
+    return pb.ItemError(reason=err.reason, message=err.message, code=err.kind.grpc_code.name)
 
 
 class LedgerServicer(pb_grpc.LedgerServiceServicer):
@@ -43,7 +174,9 @@ class LedgerServicer(pb_grpc.LedgerServiceServicer):
 
     async def CreateAccount(self, request: pb.CreateAccountRequest, context: grpc.aio.ServicerContext):
         async def work(conn):
-            account = await self._service.create_account(conn, request.name, request.currency)
+            account = await self._service.create_account(
+                conn, request.name, request.currency, request.non_negative
+            )
             return pb.CreateAccountResponse(account=account_to_pb(account))
 
         return await idempotent_rpc(
@@ -54,3 +187,162 @@ class LedgerServicer(pb_grpc.LedgerServiceServicer):
         async with self._engine.connect() as conn:
             account = await self._service.get_account(conn, request.name)
         return pb.GetAccountResponse(account=account_to_pb(account))
+
+    async def ListAccounts(self, request: pb.ListAccountsRequest, context: grpc.aio.ServicerContext):
+        async with self._engine.connect() as conn:
+            accounts, token = await self._service.list_accounts(
+                conn, request.name_prefix, request.page_size, request.page_token
+            )
+        return pb.ListAccountsResponse(accounts=[account_to_pb(a) for a in accounts], next_page_token=token)
+
+    async def CloseAccount(self, request: pb.CloseAccountRequest, context: grpc.aio.ServicerContext):
+        async def work(conn):
+            account = await self._service.close_account(conn, request.name)
+            return pb.CloseAccountResponse(account=account_to_pb(account))
+
+        with _transient_conflicts_are_retryable():
+            return await idempotent_rpc(
+                self._idempotency, context, "ledger.CloseAccount", request, pb.CloseAccountResponse, work
+            )
+
+    async def PostTransaction(self, request: pb.PostTransactionRequest, context: grpc.aio.ServicerContext):
+        # svckit.idempotency's protocol, run inside the posting function: the key's lock, replay or
+        # refusal, the effect and the stored answer all happen in one statement, one round trip.
+        key = _post_key(validate_key(idempotency_key_var.get()), request)
+        with _transient_conflicts_are_retryable():
+            async with self._engine.connect() as conn:
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
+                try:
+                    outcome = await self._service.post_transaction(conn, posting_from_pb(request), key)
+                except (Aborted, Unprocessable) as err:
+                    IDEMPOTENCY_CONFLICTS.labels(POST_SCOPE, err.reason).inc()
+                    raise
+        if outcome.stored_response is not None:
+            IDEMPOTENT_REPLAYS.labels(POST_SCOPE).inc()
+            await context.send_initial_metadata(((REPLAYED_METADATA, "true"),))
+            return pb.PostTransactionResponse.FromString(outcome.stored_response)
+        return pb.PostTransactionResponse(transaction=transaction_to_pb(outcome.transaction))
+
+    async def PostTransactions(self, request: pb.PostTransactionsRequest, context: grpc.aio.ServicerContext):
+        if len(request.items) > MAX_BATCH_ITEMS:
+            raise InvalidArgument(
+                "TOO_MANY_ITEMS", f"at most {MAX_BATCH_ITEMS} items per call", field="items"
+            )
+
+        async def work(conn):
+            items: list[tuple[Posting, ItemKey] | DomainError] = []
+            seen: set[str] = set()
+            for i, item in enumerate(request.items):
+                try:
+                    key = validate_key(item.idempotency_key)
+                    if key in seen:
+                        raise InvalidArgument(
+                            "DUPLICATE_ITEM_KEY",
+                            f"item {i} repeats the idempotency key of an earlier item",
+                            field=f"items[{i}].idempotency_key",
+                        )
+                except DomainError as err:
+                    items.append(err)
+                    continue
+                seen.add(key)
+                item_key = _post_key(key, item.transaction)
+                items.append((posting_from_pb(item.transaction), item_key))
+            outcomes = await self._service.post_transactions(conn, items)
+            results: list[pb.PostTransactionsResult] = []
+            for outcome in outcomes:
+                if outcome.stored_response is not None:
+                    stored = pb.PostTransactionResponse.FromString(outcome.stored_response)
+                    results.append(pb.PostTransactionsResult(transaction=stored.transaction, replayed=True))
+                elif outcome.error is not None:
+                    results.append(pb.PostTransactionsResult(error=_item_error(outcome.error)))
+                else:
+                    results.append(
+                        pb.PostTransactionsResult(transaction=transaction_to_pb(outcome.transaction))
+                    )
+            return pb.PostTransactionsResponse(results=results)
+
+        with _transient_conflicts_are_retryable():
+            return await idempotent_rpc(
+                self._idempotency,
+                context,
+                "ledger.PostTransactions",
+                request,
+                pb.PostTransactionsResponse,
+                work,
+            )
+
+    async def ReverseTransaction(
+        self, request: pb.ReverseTransactionRequest, context: grpc.aio.ServicerContext
+    ):
+        async def work(conn):
+            tx = await self._service.reverse_transaction(
+                conn,
+                request.transaction_id,
+                request.description,
+                request.external_ref,
+                dict(request.metadata),
+            )
+            return pb.ReverseTransactionResponse(transaction=transaction_to_pb(tx))
+
+        with _transient_conflicts_are_retryable():
+            return await idempotent_rpc(
+                self._idempotency,
+                context,
+                "ledger.ReverseTransaction",
+                request,
+                pb.ReverseTransactionResponse,
+                work,
+            )
+
+    async def GetTransaction(self, request: pb.GetTransactionRequest, context: grpc.aio.ServicerContext):
+        async with self._engine.connect() as conn:
+            tx = await self._service.get_transaction(conn, request.transaction_id)
+        return pb.GetTransactionResponse(transaction=transaction_to_pb(tx))
+
+    async def GetBalance(self, request: pb.GetBalanceRequest, context: grpc.aio.ServicerContext):
+        as_of = request.as_of.ToDatetime(tzinfo=_UTC) if request.HasField("as_of") else None
+        async with self._engine.connect() as conn:
+            balance = await self._service.get_balance(conn, request.account, as_of)
+        return pb.GetBalanceResponse(
+            account=balance.account,
+            currency=balance.currency,
+            debits_minor=balance.debits_minor,
+            credits_minor=balance.credits_minor,
+            balance_minor=balance.balance_minor,
+            last_transaction_id=balance.last_transaction_id,
+        )
+
+    async def ListEntries(self, request: pb.ListEntriesRequest, context: grpc.aio.ServicerContext):
+        async with self._engine.connect() as conn:
+            views, token = await self._service.list_entries(
+                conn, request.account, request.page_size, request.page_token
+            )
+        return pb.ListEntriesResponse(entries=[_entry_view_to_pb(v) for v in views], next_page_token=token)
+
+    async def VerifyLedger(self, request: pb.VerifyLedgerRequest, context: grpc.aio.ServicerContext):
+        # Link what is queued first, so the report covers every transaction committed so far.
+        while True:
+            async with self._engine.begin() as conn:
+                if await self._service.link_pending(conn, CHAIN_BATCH) < CHAIN_BATCH:
+                    break
+        async with self._engine.connect() as conn:
+            await snapshot_isolation(conn)
+            report = await self._service.verify_ledger(conn, request.max_findings)
+        return pb.VerifyLedgerResponse(
+            ok=report.ok,
+            findings=[
+                pb.Finding(
+                    kind=_FINDING_TO_PB[f.kind],
+                    transaction_id=f.transaction_id,
+                    account=f.account,
+                    expected=f.expected,
+                    actual=f.actual,
+                    detail=f.detail,
+                )
+                for f in report.findings
+            ],
+            transactions_checked=report.transactions_checked,
+            accounts_checked=report.accounts_checked,
+            truncated=report.truncated,
+            transactions_pending_link=report.pending_link,
+        )

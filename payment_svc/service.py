@@ -56,6 +56,19 @@ ORDER_TRANSITIONS = Counter(
 )
 STALE_EVENTS = Counter("payment_stale_transitions_total", "Transitions refused by the state table", ["cause"])
 
+# PaymentIntent events that report an outcome. Others (``payment_intent.created`` above all) carry
+# the object as it was before confirmation and would read as "not paid yet" or even "failed".
+OUTCOME_EVENTS = frozenset(
+    {
+        "payment_intent.succeeded",
+        "payment_intent.payment_failed",
+        "payment_intent.requires_action",
+        "payment_intent.processing",
+        "payment_intent.canceled",
+        "payment_intent.amount_capturable_updated",
+    }
+)
+
 _ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
 _SELLER = re.compile(r"^[A-Za-z0-9_.\-@]{1,128}$")
 
@@ -528,7 +541,7 @@ class PaymentService:
         cause = f"psp_event:{kind}"
         detail = body.get("id", "")
         changed: list[str] = []
-        if kind.startswith("payment_intent."):
+        if kind in OUTCOME_EVENTS:
             orders, event = await self._orders_for_intent(conn, obj)
             if not orders:
                 return []

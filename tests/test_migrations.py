@@ -17,9 +17,20 @@ CASES = {
     "gateway": (GATEWAY_MIGRATIONS, {"api_keys"}),
     "payments": (
         payment.MIGRATIONS,
-        {"payment_events", "payment_orders", "order_transitions", "refunds", "idempotency_keys"},
+        {
+            "payment_events",
+            "payment_orders",
+            "order_transitions",
+            "refunds",
+            "idempotency_keys",
+            "event_outbox",
+            "processed_events",
+        },
     ),
-    "ledger": (ledger.MIGRATIONS, {"accounts", "idempotency_keys"}),
+    "ledger": (
+        ledger.MIGRATIONS,
+        {"accounts", "idempotency_keys", "transactions", "entries", "transaction_chain", "chain_head"},
+    ),
     "wallet": (
         wallet.MIGRATIONS,
         {"wallets", "wallet_movements", "reservations", "idempotency_keys"},

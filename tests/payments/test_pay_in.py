@@ -407,3 +407,21 @@ async def test_bad_input_stores_nothing(pay):
         )
     assert rows == 0
     assert pay.psp_objects("payment_intent") == []
+
+
+async def test_creation_snapshots_never_move_an_order(pay):
+    # payment_intent.created carries the object as it was before confirmation: it says nothing
+    # about the outcome and must not pull a PENDING (3-D Secure) order back, nor fail it.
+    checkout, orders = _ids(1)
+    reply = await pay.stub.CreatePayment(
+        _request(checkout, orders, amounts=(650,), payment_method="pm_card_authenticationRequired"),
+        metadata=_md(),
+    )
+    assert reply.payment_event.payment_orders[0].state == STATE.PAYMENT_ORDER_STATE_PENDING
+    created = [e for e in pay.events() if e["type"] == "payment_intent.created"]
+    assert created
+    stale = {**created[0], "id": f"evt_stale_{uuid.uuid4().hex[:8]}"}
+    stale["data"]["object"]["status"] = "requires_payment_method"
+    replies = await pay.deliver([created[0], stale])
+    assert not any(r.applied for r in replies)
+    assert (await _order(pay, orders[0])).state == STATE.PAYMENT_ORDER_STATE_PENDING

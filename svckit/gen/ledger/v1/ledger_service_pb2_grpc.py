@@ -28,6 +28,8 @@ if _version_not_supported:
 class LedgerServiceStub:
     """The double-entry journal: accounts, transactions, balances and verification.
     Mutating RPCs require the `idempotency-key` metadata; every call may carry `x-request-id`.
+    Entries and transactions are immutable (the database refuses UPDATE and DELETE on them);
+    corrections are new transactions, typically made by ReverseTransaction.
     """
 
     def __init__(self, channel):
@@ -46,15 +48,62 @@ class LedgerServiceStub:
                 request_serializer=ledger_dot_v1_dot_ledger__service__pb2.GetAccountRequest.SerializeToString,
                 response_deserializer=ledger_dot_v1_dot_ledger__service__pb2.GetAccountResponse.FromString,
                 _registered_method=True)
+        self.ListAccounts = channel.unary_unary(
+                '/ledger.v1.LedgerService/ListAccounts',
+                request_serializer=ledger_dot_v1_dot_ledger__service__pb2.ListAccountsRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_ledger__service__pb2.ListAccountsResponse.FromString,
+                _registered_method=True)
+        self.CloseAccount = channel.unary_unary(
+                '/ledger.v1.LedgerService/CloseAccount',
+                request_serializer=ledger_dot_v1_dot_ledger__service__pb2.CloseAccountRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_ledger__service__pb2.CloseAccountResponse.FromString,
+                _registered_method=True)
+        self.PostTransaction = channel.unary_unary(
+                '/ledger.v1.LedgerService/PostTransaction',
+                request_serializer=ledger_dot_v1_dot_ledger__service__pb2.PostTransactionRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_ledger__service__pb2.PostTransactionResponse.FromString,
+                _registered_method=True)
+        self.PostTransactions = channel.unary_unary(
+                '/ledger.v1.LedgerService/PostTransactions',
+                request_serializer=ledger_dot_v1_dot_ledger__service__pb2.PostTransactionsRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_ledger__service__pb2.PostTransactionsResponse.FromString,
+                _registered_method=True)
+        self.ReverseTransaction = channel.unary_unary(
+                '/ledger.v1.LedgerService/ReverseTransaction',
+                request_serializer=ledger_dot_v1_dot_ledger__service__pb2.ReverseTransactionRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_ledger__service__pb2.ReverseTransactionResponse.FromString,
+                _registered_method=True)
+        self.GetTransaction = channel.unary_unary(
+                '/ledger.v1.LedgerService/GetTransaction',
+                request_serializer=ledger_dot_v1_dot_ledger__service__pb2.GetTransactionRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_ledger__service__pb2.GetTransactionResponse.FromString,
+                _registered_method=True)
+        self.GetBalance = channel.unary_unary(
+                '/ledger.v1.LedgerService/GetBalance',
+                request_serializer=ledger_dot_v1_dot_ledger__service__pb2.GetBalanceRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_ledger__service__pb2.GetBalanceResponse.FromString,
+                _registered_method=True)
+        self.ListEntries = channel.unary_unary(
+                '/ledger.v1.LedgerService/ListEntries',
+                request_serializer=ledger_dot_v1_dot_ledger__service__pb2.ListEntriesRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_ledger__service__pb2.ListEntriesResponse.FromString,
+                _registered_method=True)
+        self.VerifyLedger = channel.unary_unary(
+                '/ledger.v1.LedgerService/VerifyLedger',
+                request_serializer=ledger_dot_v1_dot_ledger__service__pb2.VerifyLedgerRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_ledger__service__pb2.VerifyLedgerResponse.FromString,
+                _registered_method=True)
 
 
 class LedgerServiceServicer:
     """The double-entry journal: accounts, transactions, balances and verification.
     Mutating RPCs require the `idempotency-key` metadata; every call may carry `x-request-id`.
+    Entries and transactions are immutable (the database refuses UPDATE and DELETE on them);
+    corrections are new transactions, typically made by ReverseTransaction.
     """
 
     def CreateAccount(self, request, context):
-        """Creates an account. The name follows `type:purpose[:id]` and its first segment must equal `type`.
+        """Creates an account. The name follows `type:purpose[:id]`; its first segment is the type.
         Idempotent on the key: a replay returns the original account. ALREADY_EXISTS (reason
         ACCOUNT_ALREADY_EXISTS) when another request already created an account with this name.
         """
@@ -64,6 +113,86 @@ class LedgerServiceServicer:
 
     def GetAccount(self, request, context):
         """Returns one account by name. NOT_FOUND (reason ACCOUNT_NOT_FOUND) when unknown.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAccounts(self, request, context):
+        """Lists accounts ordered by name, optionally only those whose name starts with a prefix.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CloseAccount(self, request, context):
+        """Closes an account: it refuses new entries from then on (FAILED_PRECONDITION ACCOUNT_CLOSED).
+        Its entries and balance stay readable. Closing a closed account answers the account unchanged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PostTransaction(self, request, context):
+        """Posts one balanced transaction atomically. Unknown accounts named in the entries are created
+        on first use with the entry's currency and the type of the name's first segment.
+        INVALID_ARGUMENT: UNBALANCED_TRANSACTION, NON_POSITIVE_AMOUNT, CURRENCY_MISMATCH,
+        TOO_FEW_ENTRIES, INVALID_ACCOUNT_NAME, INVALID_DIRECTION, UNSUPPORTED_CURRENCY.
+        FAILED_PRECONDITION: ACCOUNT_CLOSED, INSUFFICIENT_BALANCE. Nothing changes on any refusal.
+        Idempotent on the key: a replay returns the original transaction; the same key with another
+        request is refused IDEMPOTENCY_KEY_REUSED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PostTransactions(self, request, context):
+        """Posts many transactions in one call; each item is accepted or refused on its own and the
+        response holds one result per item, in request order. Each item carries its own idempotency
+        key, which lives in the same key space as PostTransaction's: an item whose key was already
+        used (by a PostTransaction call or an earlier batch) replays the stored transaction. The
+        call's own `idempotency-key` metadata makes the whole answer replayable.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReverseTransaction(self, request, context):
+        """Posts the mirror image of a transaction (every debit becomes a credit and vice versa).
+        A transaction is reversed at most once: FAILED_PRECONDITION ALREADY_REVERSED otherwise, even
+        under concurrency; a reversal itself cannot be reversed (CANNOT_REVERSE_REVERSAL).
+        NOT_FOUND TRANSACTION_NOT_FOUND when the transaction is unknown.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTransaction(self, request, context):
+        """Returns one transaction with its entries. NOT_FOUND TRANSACTION_NOT_FOUND when unknown.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetBalance(self, request, context):
+        """Returns an account's balance: now (from the stored running totals) or as of a past instant
+        (summed from the entries posted up to and including that instant).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListEntries(self, request, context):
+        """Lists an account's entries, oldest first, with keyset pagination.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyLedger(self, request, context):
+        """Checks the whole ledger: the hash chain, that every transaction balances per currency, and
+        that every account's stored totals equal the sum of its entries. Reports every finding.
+        First links any transaction still waiting for the chainer, then checks one consistent snapshot.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -82,6 +211,51 @@ def add_LedgerServiceServicer_to_server(servicer, server):
                     request_deserializer=ledger_dot_v1_dot_ledger__service__pb2.GetAccountRequest.FromString,
                     response_serializer=ledger_dot_v1_dot_ledger__service__pb2.GetAccountResponse.SerializeToString,
             ),
+            'ListAccounts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAccounts,
+                    request_deserializer=ledger_dot_v1_dot_ledger__service__pb2.ListAccountsRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_ledger__service__pb2.ListAccountsResponse.SerializeToString,
+            ),
+            'CloseAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.CloseAccount,
+                    request_deserializer=ledger_dot_v1_dot_ledger__service__pb2.CloseAccountRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_ledger__service__pb2.CloseAccountResponse.SerializeToString,
+            ),
+            'PostTransaction': grpc.unary_unary_rpc_method_handler(
+                    servicer.PostTransaction,
+                    request_deserializer=ledger_dot_v1_dot_ledger__service__pb2.PostTransactionRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_ledger__service__pb2.PostTransactionResponse.SerializeToString,
+            ),
+            'PostTransactions': grpc.unary_unary_rpc_method_handler(
+                    servicer.PostTransactions,
+                    request_deserializer=ledger_dot_v1_dot_ledger__service__pb2.PostTransactionsRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_ledger__service__pb2.PostTransactionsResponse.SerializeToString,
+            ),
+            'ReverseTransaction': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReverseTransaction,
+                    request_deserializer=ledger_dot_v1_dot_ledger__service__pb2.ReverseTransactionRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_ledger__service__pb2.ReverseTransactionResponse.SerializeToString,
+            ),
+            'GetTransaction': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTransaction,
+                    request_deserializer=ledger_dot_v1_dot_ledger__service__pb2.GetTransactionRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_ledger__service__pb2.GetTransactionResponse.SerializeToString,
+            ),
+            'GetBalance': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBalance,
+                    request_deserializer=ledger_dot_v1_dot_ledger__service__pb2.GetBalanceRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_ledger__service__pb2.GetBalanceResponse.SerializeToString,
+            ),
+            'ListEntries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEntries,
+                    request_deserializer=ledger_dot_v1_dot_ledger__service__pb2.ListEntriesRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_ledger__service__pb2.ListEntriesResponse.SerializeToString,
+            ),
+            'VerifyLedger': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyLedger,
+                    request_deserializer=ledger_dot_v1_dot_ledger__service__pb2.VerifyLedgerRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_ledger__service__pb2.VerifyLedgerResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'ledger.v1.LedgerService', rpc_method_handlers)
@@ -93,6 +267,8 @@ def add_LedgerServiceServicer_to_server(servicer, server):
 class LedgerService:
     """The double-entry journal: accounts, transactions, balances and verification.
     Mutating RPCs require the `idempotency-key` metadata; every call may carry `x-request-id`.
+    Entries and transactions are immutable (the database refuses UPDATE and DELETE on them);
+    corrections are new transactions, typically made by ReverseTransaction.
     """
 
     @staticmethod
@@ -139,6 +315,249 @@ class LedgerService:
             '/ledger.v1.LedgerService/GetAccount',
             ledger_dot_v1_dot_ledger__service__pb2.GetAccountRequest.SerializeToString,
             ledger_dot_v1_dot_ledger__service__pb2.GetAccountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAccounts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ledger.v1.LedgerService/ListAccounts',
+            ledger_dot_v1_dot_ledger__service__pb2.ListAccountsRequest.SerializeToString,
+            ledger_dot_v1_dot_ledger__service__pb2.ListAccountsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CloseAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ledger.v1.LedgerService/CloseAccount',
+            ledger_dot_v1_dot_ledger__service__pb2.CloseAccountRequest.SerializeToString,
+            ledger_dot_v1_dot_ledger__service__pb2.CloseAccountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PostTransaction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ledger.v1.LedgerService/PostTransaction',
+            ledger_dot_v1_dot_ledger__service__pb2.PostTransactionRequest.SerializeToString,
+            ledger_dot_v1_dot_ledger__service__pb2.PostTransactionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PostTransactions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ledger.v1.LedgerService/PostTransactions',
+            ledger_dot_v1_dot_ledger__service__pb2.PostTransactionsRequest.SerializeToString,
+            ledger_dot_v1_dot_ledger__service__pb2.PostTransactionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReverseTransaction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ledger.v1.LedgerService/ReverseTransaction',
+            ledger_dot_v1_dot_ledger__service__pb2.ReverseTransactionRequest.SerializeToString,
+            ledger_dot_v1_dot_ledger__service__pb2.ReverseTransactionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTransaction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ledger.v1.LedgerService/GetTransaction',
+            ledger_dot_v1_dot_ledger__service__pb2.GetTransactionRequest.SerializeToString,
+            ledger_dot_v1_dot_ledger__service__pb2.GetTransactionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBalance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ledger.v1.LedgerService/GetBalance',
+            ledger_dot_v1_dot_ledger__service__pb2.GetBalanceRequest.SerializeToString,
+            ledger_dot_v1_dot_ledger__service__pb2.GetBalanceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListEntries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ledger.v1.LedgerService/ListEntries',
+            ledger_dot_v1_dot_ledger__service__pb2.ListEntriesRequest.SerializeToString,
+            ledger_dot_v1_dot_ledger__service__pb2.ListEntriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyLedger(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ledger.v1.LedgerService/VerifyLedger',
+            ledger_dot_v1_dot_ledger__service__pb2.VerifyLedgerRequest.SerializeToString,
+            ledger_dot_v1_dot_ledger__service__pb2.VerifyLedgerResponse.FromString,
             options,
             channel_credentials,
             insecure,

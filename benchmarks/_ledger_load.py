@@ -1,0 +1,131 @@
+"""Load-generating client of bench_ledger.py; runs in its own process (the Python gRPC client is
+itself CPU-bound, so the benchmark spreads it over several processes)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from dataclasses import dataclass
+
+import grpc
+
+from svckit.gen.ledger.v1 import ledger_service_pb2 as pb
+from svckit.gen.ledger.v1 import ledger_service_pb2_grpc as pb_grpc
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    address: str
+    accounts: int
+    concurrency: int
+    duration_seconds: float
+    batch: int  # 0: one PostTransaction per call; n: PostTransactions with n items
+    seed: int
+
+
+def account_name(i: int) -> str:
+    return f"asset:bench:a{i}"
+
+
+def posting(rng: random.Random, accounts: int) -> pb.PostTransactionRequest:
+    """Two entries between two distinct random accounts."""
+    a, b = rng.sample(range(accounts), 2)
+    amount = rng.randint(1, 10_000)
+    return pb.PostTransactionRequest(
+        entries=[
+            pb.Entry(
+                account=account_name(a), direction=pb.DIRECTION_DEBIT, amount_minor=amount, currency="USD"
+            ),
+            pb.Entry(
+                account=account_name(b), direction=pb.DIRECTION_CREDIT, amount_minor=amount, currency="USD"
+            ),
+        ],
+        description="bench",
+    )
+
+
+def _md(key: str) -> tuple[tuple[str, str], ...]:
+    return (("idempotency-key", key),)
+
+
+async def _run(spec: LoadSpec) -> dict:
+    latencies: list[float] = []
+    postings = 0
+    errors: dict[str, int] = {}
+    async with grpc.aio.insecure_channel(spec.address) as channel:
+        stub = pb_grpc.LedgerServiceStub(channel)
+        deadline = time.perf_counter() + spec.duration_seconds
+
+        async def worker(n: int) -> None:
+            nonlocal postings
+            rng = random.Random(spec.seed * 10_000 + n)
+            while time.perf_counter() < deadline:
+                if spec.batch:
+                    request = pb.PostTransactionsRequest(
+                        items=[
+                            pb.PostTransactionsItem(idempotency_key=uuid.uuid4().hex, transaction=posting(rng, spec.accounts))
+                            for _ in range(spec.batch)
+                        ]
+                    )  # fmt: skip
+                    started = time.perf_counter()
+                    try:
+                        reply = await stub.PostTransactions(request, metadata=_md(uuid.uuid4().hex))
+                    except grpc.aio.AioRpcError as exc:
+                        errors[exc.code().name] = errors.get(exc.code().name, 0) + 1
+                        continue
+                    latencies.append(time.perf_counter() - started)
+                    for result in reply.results:
+                        if result.HasField("transaction"):
+                            postings += 1
+                        else:
+                            errors[result.error.reason] = errors.get(result.error.reason, 0) + 1
+                else:
+                    request = posting(rng, spec.accounts)
+                    started = time.perf_counter()
+                    try:
+                        await stub.PostTransaction(request, metadata=_md(uuid.uuid4().hex))
+                    except grpc.aio.AioRpcError as exc:
+                        errors[exc.code().name] = errors.get(exc.code().name, 0) + 1
+                        continue
+                    latencies.append(time.perf_counter() - started)
+                    postings += 1
+
+        await asyncio.gather(*(worker(n) for n in range(spec.concurrency)))
+    return {"postings": postings, "latencies": latencies, "errors": errors}
+
+
+def run_client(spec: LoadSpec) -> dict:
+    """Process entry point: run the load for the spec's duration and return counts and latencies."""
+    cpu = time.process_time()
+    result = asyncio.run(_run(spec))
+    result["cpu_seconds"] = time.process_time() - cpu
+    return result
+
+
+def warm_up(address: str, accounts: int) -> None:
+    """Create every account (first use) before the clock starts, 100 postings per call."""
+
+    async def go() -> None:
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = pb_grpc.LedgerServiceStub(channel)
+            pairs = [(i, (i + 1) % accounts) for i in range(0, accounts, 2)]
+            for start in range(0, len(pairs), 100):
+                items = [
+                    pb.PostTransactionsItem(
+                        idempotency_key=uuid.uuid4().hex,
+                        transaction=pb.PostTransactionRequest(
+                            entries=[
+                                pb.Entry(account=account_name(a), direction=pb.DIRECTION_DEBIT, amount_minor=1, currency="USD"),
+                                pb.Entry(account=account_name(b), direction=pb.DIRECTION_CREDIT, amount_minor=1, currency="USD"),
+                            ]
+                        ),
+                    )
+                    for a, b in pairs[start : start + 100]
+                ]  # fmt: skip
+                await stub.PostTransactions(
+                    pb.PostTransactionsRequest(items=items), metadata=_md(uuid.uuid4().hex)
+                )
+
+    asyncio.run(go())

@@ -1,0 +1,222 @@
+"""Ledger throughput: two-entry postings per second through gRPC, one per call and batched, over 10 hot
+accounts and over 10,000 accounts, next to PostgreSQL's own pgbench TPC-B on the same server.
+
+    python benchmarks/bench_ledger.py            # whole run, about 2.5 minutes
+    python benchmarks/bench_ledger.py --seconds 5 --pgbench-seconds 5   # quick look
+
+Starts its own durable embedded PostgreSQL (fsync on, synchronous_commit on), runs the ledger server
+as separate processes (``python -m ledger_svc serve``) and the load from several client processes,
+and prints throughput, p50/p99 latency per call, the servers' peak RSS and the load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import multiprocessing
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+import psutil
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks._ledger_load import LoadSpec, run_client, warm_up  # noqa: E402
+from svckit.devstack.infra import EmbeddedPostgres, free_port, pg_bin_dir, remove_tree  # noqa: E402
+from svckit.testing import Infra  # noqa: E402
+
+
+def _load() -> str:
+    return "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+
+
+def start_servers(
+    database_url: str, database: str, count: int, pool_size: int
+) -> list[tuple[subprocess.Popen, str]]:
+    servers = []
+    for i in range(count):
+        port = free_port()
+        env = {
+            **os.environ,
+            "LEDGER_DATABASE_URL": database_url,
+            "LEDGER_DATABASE_NAME": database,
+            "LEDGER_GRPC_PORT": str(port),
+            "LEDGER_METRICS_PORT": "0",
+            "LEDGER_DB_POOL_SIZE": str(pool_size),
+            "LEDGER_LOG_LEVEL": "WARNING",
+            "LEDGER_LOG_FORMAT": "json",
+            # Only the first one migrates; the others wait for it below.
+            "LEDGER_MIGRATE_ON_START": "true" if i == 0 else "false",
+        }
+        proc = subprocess.Popen([sys.executable, "-m", "ledger_svc", "serve"], cwd=ROOT, env=env)
+        address = f"127.0.0.1:{port}"
+        _wait_healthy(proc, address)
+        servers.append((proc, address))
+    return servers
+
+
+def _wait_healthy(proc: subprocess.Popen, address: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"ledger server exited with {proc.returncode}")
+            try:
+                if (
+                    stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status
+                    == health_pb2.HealthCheckResponse.SERVING
+                ):
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.1)
+    raise TimeoutError(f"ledger server on {address} not healthy")
+
+
+def peak_rss_mib(pid: int) -> float:
+    """Peak resident set size of a process so far (VmHWM), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def cpu_seconds(procs: list[psutil.Process]) -> float:
+    total = 0.0
+    for proc in procs:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def scenario(name: str, addresses: list[str], clients: int, concurrency: int, accounts: int, batch: int,
+             seconds: float, servers: list[psutil.Process], postgres: psutil.Process) -> dict:  # fmt: skip
+    specs = [
+        LoadSpec(addresses[i % len(addresses)], accounts, concurrency, seconds, batch, seed=i + 1)
+        for i in range(clients)
+    ]
+    ctx = multiprocessing.get_context("spawn")
+    pg_procs = [postgres, *postgres.children(recursive=True)]
+    server_cpu, pg_cpu = cpu_seconds(servers), cpu_seconds(pg_procs)
+    started = time.perf_counter()
+    with concurrent.futures.ProcessPoolExecutor(clients, mp_context=ctx) as pool:
+        results = list(pool.map(run_client, specs))
+    elapsed = time.perf_counter() - started
+    # PostgreSQL backends come and go with the pools; count those alive now too.
+    server_cpu = cpu_seconds(servers) - server_cpu
+    pg_cpu = cpu_seconds([postgres, *postgres.children(recursive=True)]) - pg_cpu
+    client_cpu = sum(r["cpu_seconds"] for r in results)
+    latencies = sorted(lat for r in results for lat in r["latencies"])
+    postings = sum(r["postings"] for r in results)
+    errors: dict[str, int] = {}
+    for r in results:
+        for k, v in r["errors"].items():
+            errors[k] = errors.get(k, 0) + v
+    # Process start-up is outside the measured window of each client: rate over the load duration.
+    rate = postings / seconds
+    p50 = statistics.median(latencies) * 1000 if latencies else float("nan")
+    p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000 if latencies else float("nan")
+    line = (
+        f"{name:<42} {rate:>9,.0f} postings/s  calls {len(latencies):>7,}  p50 {p50:7.2f} ms  p99 {p99:7.2f} ms"
+        f"  errors {errors or 0}  ({clients} client procs x {concurrency} in flight; wall {elapsed:.1f}s; {_load()})"
+    )
+    print(line, flush=True)
+    if postings:
+        per = 1e6 / postings
+        print(
+            f"{'':<42} CPU per posting: ledger servers {server_cpu * per:6.0f} us, PostgreSQL {pg_cpu * per:6.0f} us,"
+            f" gRPC clients {client_cpu * per:6.0f} us",
+            flush=True,
+        )
+    return {"name": name, "rate": rate, "p50": p50, "p99": p99, "errors": errors}
+
+
+def run_pgbench(pg: EmbeddedPostgres, seconds: int, clients: int) -> float:
+    bin_dir = pg_bin_dir()
+    conn = ["-h", pg.host, "-p", str(pg.port), "-U", "postgres"]
+    subprocess.run([str(bin_dir / "createdb"), *conn, "pgbench"], check=True, capture_output=True)
+    # Scale 10: ten branch rows that every TPC-B transaction updates, like our ten hot accounts.
+    subprocess.run([str(bin_dir / "pgbench"), *conn, "-i", "-s", "10", "-q", "pgbench"], check=True,
+                   capture_output=True)  # fmt: skip
+    out = subprocess.run(
+        [str(bin_dir / "pgbench"), *conn, "-c", str(clients), "-j", "2", "-T", str(seconds), "-M", "prepared",
+         "pgbench"],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    tps = float(re.search(r"tps = ([\d.]+)", out).group(1))
+    latency = re.search(r"latency average = ([\d.]+) ms", out)
+    print(
+        f"{'pgbench TPC-B (scale 10, ' + str(clients) + ' clients, prepared)':<42} {tps:>9,.0f} tps"
+        f"  latency avg {latency.group(1) if latency else '?'} ms  ({_load()})",
+        flush=True,
+    )
+    return tps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=12.0, help="load duration per scenario")
+    parser.add_argument("--pgbench-seconds", type=int, default=15)
+    parser.add_argument("--servers", type=int, default=2, help="ledger server processes (stateless replicas)")
+    parser.add_argument("--clients", type=int, default=3, help="client processes for one-per-call scenarios")
+    parser.add_argument("--concurrency", type=int, default=24, help="calls in flight per client process")
+    parser.add_argument(
+        "--pool-size", type=int, default=48, help="database connections per server (kept >= calls in flight)"
+    )
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-ledger-"))
+    pg = EmbeddedPostgres(tmp / "pg", port=free_port(), durable=True).start()
+    infra = Infra(database_url=pg.url, redis_url="redis://127.0.0.1:1/0", _pg=pg, _tmp=tmp)
+    servers: list[tuple[subprocess.Popen, str]] = []
+    try:
+        print(
+            f"ledger benchmark: 2-core machine, durable embedded PostgreSQL (fsync on); {_load()}", flush=True
+        )
+        tps = run_pgbench(pg, args.pgbench_seconds, clients=8)
+        servers = start_servers(
+            infra.database_url, f"{infra.prefix}_ledger", args.servers, pool_size=args.pool_size
+        )
+        addresses = [address for _, address in servers]
+        server_procs = [psutil.Process(proc.pid) for proc, _ in servers]
+        postgres = psutil.Process(pg.proc.pid)
+        results = []
+        for accounts in (10, 10_000):
+            warm_up(addresses[0], accounts)
+            results.append(scenario(f"one per call, {accounts:,} accounts", addresses, args.clients,
+                                    args.concurrency, accounts, 0, args.seconds, server_procs, postgres))  # fmt: skip
+            results.append(scenario(f"batched 100 per call, {accounts:,} accounts", addresses, 2, 2, accounts,
+                                    100, args.seconds, server_procs, postgres))  # fmt: skip
+        rss = ", ".join(f"{peak_rss_mib(proc.pid):.0f}" for proc, _ in servers)
+        print(f"peak RSS of the {len(servers)} ledger server processes: {rss} MiB", flush=True)
+        for r in results:
+            print(f"{r['name']:<42} = {r['rate'] / tps:5.2f} x pgbench TPC-B tps", flush=True)
+    finally:
+        for proc, _ in servers:
+            proc.terminate()
+        for proc, _ in servers:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        pg.stop()
+        remove_tree(tmp)
+
+
+if __name__ == "__main__":
+    main()
