@@ -425,3 +425,40 @@ async def test_creation_snapshots_never_move_an_order(pay):
     replies = await pay.deliver([created[0], stale])
     assert not any(r.applied for r in replies)
     assert (await _order(pay, orders[0])).state == STATE.PAYMENT_ORDER_STATE_PENDING
+
+
+async def test_an_order_uncertain_past_its_deadline_raises_one_alert_and_stays_unknown(pay):
+    from prometheus_client import REGISTRY
+    from structlog.testing import capture_logs
+
+    # A 500 stored under the key: every re-ask replays it, and no PaymentIntent exists to find.
+    pay.sim.admin.set_faults([{"kind": "http_500", "path_prefix": "/v1/payment_intents", "method": "POST"}])
+    checkout, orders = _ids(1)
+    reply = await pay.stub.CreatePayment(
+        _request(checkout, orders, amounts=(321,), payment_method="pm_card_visa"), metadata=_md()
+    )
+    assert reply.payment_event.payment_orders[0].state == STATE.PAYMENT_ORDER_STATE_UNKNOWN
+    async with pay.handle.engine.begin() as conn:
+        await conn.execute(
+            sa.text(
+                "UPDATE payment_orders SET created_at = now() - interval '2 days', next_check_at = now()"
+                " WHERE payment_order_id = :o"
+            ),
+            {"o": orders[0]},
+        )
+    before = REGISTRY.get_sample_value("payment_orders_past_deadline_total") or 0
+    with capture_logs() as logs:
+        await pay.service.janitor_pass()
+    assert (REGISTRY.get_sample_value("payment_orders_past_deadline_total") or 0) == before + 1
+    alert = [e for e in logs if e["log_level"] == "error" and "deadline" in e["event"]]
+    assert alert and alert[0]["payment_order_id"] == orders[0]
+    assert (await _order(pay, orders[0])).state == STATE.PAYMENT_ORDER_STATE_UNKNOWN
+    async with pay.handle.engine.begin() as conn:
+        await conn.execute(
+            sa.text("UPDATE payment_orders SET next_check_at = now() WHERE payment_order_id = :o"),
+            {"o": orders[0]},
+        )
+    await pay.service.janitor_pass()
+    assert (
+        REGISTRY.get_sample_value("payment_orders_past_deadline_total") or 0
+    ) == before + 1  # alerted once
