@@ -41,6 +41,7 @@ from payment_svc.domain import (
 )
 from payment_svc.psp import LineItem, PspDeclined, PspError, PspPort, PspRejected, PspUnavailable
 from payment_svc.risk import CheckoutFacts, RiskProvider, RiskVerdict
+from svckit.db import autocommit
 from svckit.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from svckit.logging import get_logger
 from svckit.money import MoneyError, normalize_currency
@@ -202,6 +203,7 @@ class PaymentService:
         settlement: SettlementSink | None = None,
     ) -> None:
         self._engine = engine
+        self._reader = autocommit(engine)  # reads that need no multi-statement snapshot
         self._psp = psp
         self._risk = risk
         self._settings = settings
@@ -277,8 +279,8 @@ class PaymentService:
         await repo.add_transition(conn, order.payment_order_id, current.value, target.value, cause, detail)
         ORDER_TRANSITIONS.labels(target.value, cause.split(":")[0]).inc()
         if target is S.SUCCESS and self._settlement is not None:
-            fresh = await repo.get_order(conn, order.payment_order_id)
-            await self._settlement.order_succeeded(conn, fresh, values["commission_minor"])
+            # The event needs only what never changes after creation, plus the commission computed here.
+            await self._settlement.order_succeeded(conn, order, values["commission_minor"])
         return True
 
     async def _apply_outcome(
@@ -302,7 +304,7 @@ class PaymentService:
         self, cmd: CreatePayment, idempotency_key: str, fingerprint: bytes
     ) -> CheckoutView:
         currency = validate(cmd, self._settings)
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             existing = await repo.get_event(conn, cmd.checkout_id)
         if existing is not None:
             if existing.idempotency_key != idempotency_key:
@@ -315,13 +317,13 @@ class PaymentService:
         else:
             await self._store_checkout(cmd, currency, idempotency_key, fingerprint)
         await self.drive(cmd.checkout_id)
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             return await self.get_checkout(conn, cmd.checkout_id)
 
     async def _store_checkout(self, cmd: CreatePayment, currency: str, key: str, fingerprint: bytes) -> None:
         total = sum(o.amount_minor for o in cmd.orders)
         since = datetime.now(UTC) - timedelta(seconds=self._settings.risk_velocity_window_seconds)
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             recent_count, recent_amount = await repo.buyer_velocity(conn, cmd.buyer.buyer_id, since)
         decision = await self._risk.assess(
             CheckoutFacts(
@@ -413,7 +415,7 @@ class PaymentService:
                     {"checkout_id": cmd.checkout_id},
                 ) from None
             if constraint == "payment_orders_pkey":
-                async with self._engine.connect() as conn:
+                async with self._reader.connect() as conn:
                     taken = await repo.existing_order_ids(conn, [o.payment_order_id for o in cmd.orders])
                 raise AlreadyExists(
                     "PAYMENT_ORDER_ALREADY_EXISTS",
@@ -434,7 +436,7 @@ class PaymentService:
 
     async def drive(self, checkout_id: str) -> None:
         """Register with the PSP whatever the checkout still needs; safe to repeat."""
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             event = await repo.get_event(conn, checkout_id)
             orders = await repo.orders_of_checkout(conn, checkout_id)
         pending = [o for o in orders if self._needs_registration(event, o)]
@@ -650,13 +652,13 @@ class PaymentService:
                     )
         if approve:
             await self.drive(order.checkout_id)
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             return await repo.get_order(conn, payment_order_id)
 
     # -- janitor --------------------------------------------------------------------------------
     async def janitor_pass(self) -> int:
         """Ask the PSP about every order that has been uncertain for too long. Returns orders looked at."""
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             due = await repo.due_uncertain_orders(conn, self._settings.janitor_batch_size)
         checkouts = sorted({row.checkout_id for row in due})
         for checkout_id in checkouts:
@@ -669,7 +671,7 @@ class PaymentService:
 
     async def _resolve_checkout(self, checkout_id: str) -> None:
         await self.drive(checkout_id)  # registrations that never happened or timed out
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             event = await repo.get_event(conn, checkout_id)
             orders = await repo.orders_of_checkout(conn, checkout_id)
         uncertain = [
@@ -796,7 +798,7 @@ class PaymentService:
                 refund = await self._reserve_refund(conn, payment_order_id, amount_minor, reason, refund_id)
         if refund.state == "PENDING" and refund.psp_reference is None:
             await self._send_refund(refund)
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             return await repo.get_refund(conn, refund_id), await repo.get_order(conn, payment_order_id)
 
     async def _reserve_refund(
@@ -841,7 +843,7 @@ class PaymentService:
         return await repo.get_refund(conn, refund_id)
 
     async def _send_refund(self, refund: Any) -> None:
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             order = await repo.get_order(conn, refund.payment_order_id)
         try:
             result = await self._psp.create_refund(

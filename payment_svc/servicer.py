@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from payment_svc.domain import OrderState
 from payment_svc.service import Buyer, CheckoutView, CreatePayment, OrderInput, PaymentService
 from svckit.context import REPLAYED_METADATA, idempotency_key_var
+from svckit.db import autocommit
 from svckit.errors import InvalidArgument
 from svckit.gen.payments.v1 import payment_service_pb2 as pb
 from svckit.gen.payments.v1 import payment_service_pb2_grpc as pb_grpc
@@ -105,6 +106,7 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
     def __init__(self, service: PaymentService, engine: AsyncEngine, idempotency: IdempotencyStore) -> None:
         self._service = service
         self._engine = engine
+        self._reader = autocommit(engine)
         self._idempotency = idempotency
 
     async def _long_idempotent(
@@ -136,19 +138,19 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
         )
 
     async def GetPaymentOrder(self, request: pb.GetPaymentOrderRequest, context: grpc.aio.ServicerContext):
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             order = await self._service.get_order(conn, request.payment_order_id)
         return pb.GetPaymentOrderResponse(payment_order=order_to_pb(order))
 
     async def GetCheckout(self, request: pb.GetCheckoutRequest, context: grpc.aio.ServicerContext):
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             view = await self._service.get_checkout(conn, request.checkout_id)
         return pb.GetCheckoutResponse(payment_event=checkout_to_pb(view))
 
     async def ListPaymentOrderHistory(
         self, request: pb.ListPaymentOrderHistoryRequest, context: grpc.aio.ServicerContext
     ):
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             rows = await self._service.history(conn, request.payment_order_id)
         unspecified = pb.PAYMENT_ORDER_STATE_UNSPECIFIED
         return pb.ListPaymentOrderHistoryResponse(

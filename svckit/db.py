@@ -31,6 +31,14 @@ def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
     )
 
 
+def autocommit(engine: AsyncEngine) -> AsyncEngine:
+    """The same pool, with each statement its own transaction: no BEGIN/ROLLBACK round trips.
+
+    For reads that need no snapshot across statements, and for session-level advisory locks.
+    """
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
 def _libpq_url(url: str, database: str | None = None) -> str:
     u = make_url(url).set(drivername="postgresql")
     if database is not None:

@@ -151,6 +151,8 @@ class IdempotencyStore:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        # Claims only read and take session locks: no transaction round trips needed.
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     async def run(
         self,
@@ -226,9 +228,8 @@ class IdempotencyStore:
         """
         key = validate_key(key)
         fp = fingerprint(scope, request)
-        async with self._engine.connect() as conn:
+        async with self._autocommit.connect() as conn:
             row = await _lookup(conn, scope, key)
-            await conn.rollback()
             if row is not None:
                 _check_fingerprint(scope, row.fingerprint, fp)
                 IDEMPOTENT_REPLAYS.labels(scope).inc()
@@ -236,7 +237,6 @@ class IdempotencyStore:
                 return
             lock = _lock_id(scope, key)
             got = await conn.scalar(sa.select(sa.func.pg_try_advisory_lock(lock)))
-            await conn.commit()
             if not got:
                 IDEMPOTENCY_CONFLICTS.labels(scope, "IDEMPOTENCY_KEY_IN_USE").inc()
                 raise Aborted(
@@ -247,7 +247,6 @@ class IdempotencyStore:
             try:
                 # Finished between our first look and the lock: replay it.
                 row = await _lookup(conn, scope, key)
-                await conn.rollback()
                 if row is not None:
                     _check_fingerprint(scope, row.fingerprint, fp)
                     IDEMPOTENT_REPLAYS.labels(scope).inc()
@@ -256,7 +255,6 @@ class IdempotencyStore:
                     yield Claim(scope, key, fp)
             finally:
                 await conn.execute(sa.select(sa.func.pg_advisory_unlock(lock)))
-                await conn.commit()
 
     async def purge(self, older_than_hours: int, batch: int = 5000) -> int:
         """Delete keys older than the retention window, in batches so no long lock is held."""

@@ -1,0 +1,295 @@
+"""Pay-in load benchmark: checkouts through the REST gateway in direct mode, PSP simulator included.
+
+Starts the whole system as separate processes (the same supervisor as ``make run``, on free ports,
+with a durable embedded PostgreSQL and Valkey in a temporary folder), then:
+
+1. throughput — ``--orders`` one-order checkouts sent by ``--concurrency`` clients as fast as they are
+   answered; reports orders fully settled (wallet and ledger updated) per second, end to end;
+2. latency — an open-loop run at ``--rate`` orders per second for ``--seconds``; reports p50/p99 of
+   ``POST /v1/payments``;
+3. pgbench TPC-B on the same PostgreSQL server for the same duration, for the ratio;
+
+and prints CPU seconds per process during the throughput run (where the time goes) and peak RSS.
+
+    python benchmarks/bench_payin.py                # about 2-3 minutes on 2 cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import psutil
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from svckit.devstack.infra import free_port, pg_bin_dir  # noqa: E402
+
+
+def start_stack(data_dir: Path) -> tuple[subprocess.Popen, dict[str, int]]:
+    ports = {
+        n: free_port() for n in ("pg", "redis", "payment", "ledger", "wallet", "recon", "gateway", "psp")
+    }
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env.update(
+        {
+            "DEV_PG_PORT": str(ports["pg"]),
+            "DEV_REDIS_PORT": str(ports["redis"]),
+            "PAYMENT_GRPC_PORT": str(ports["payment"]),
+            "LEDGER_GRPC_PORT": str(ports["ledger"]),
+            "WALLET_GRPC_PORT": str(ports["wallet"]),
+            "RECON_GRPC_PORT": str(ports["recon"]),
+            "GATEWAY_HTTP_PORT": str(ports["gateway"]),
+            "PSP_SIM_PORT": str(ports["psp"]),
+            "GATEWAY_RATE_LIMIT_REQUESTS": "1000000",
+            "PAYMENT_RISK_VELOCITY_MAX_CHECKOUTS": "1000000",
+            "PAYMENT_RISK_VELOCITY_MAX_AMOUNT_MINOR": "1000000000000",
+            "LOG_LEVEL": "WARNING",
+        }
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "svckit.devstack", "run", "--quiet", "--data-dir", str(data_dir)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if "Stop: Ctrl-C" in line:
+            return proc, ports
+        if not line and proc.poll() is not None:
+            break
+    proc.kill()
+    raise SystemExit("the stack did not come up; see " + str(data_dir / "logs"))
+
+
+def processes(root: subprocess.Popen) -> dict[str, psutil.Process]:
+    named = {}
+    for child in psutil.Process(root.pid).children(recursive=True):
+        try:
+            cmd = " ".join(child.cmdline())
+        except psutil.Error:
+            continue
+        for name in ("payment_svc", "ledger_svc", "wallet_svc", "recon_svc", "gateway", "psp_sim"):
+            if f"-m {name}" in cmd:
+                named[name] = child
+        if "valkey-server" in cmd:
+            named["valkey"] = child
+    pg = [c for c in psutil.Process(root.pid).children(recursive=True) if c.name() == "postgres"]
+    for i, p in enumerate(pg):
+        named[f"postgres#{i}"] = p
+    return named
+
+
+def cpu_seconds(procs: dict[str, psutil.Process]) -> dict[str, float]:
+    out = {}
+    for name, p in procs.items():
+        try:
+            t = p.cpu_times()
+            out[name] = t.user + t.system
+        except psutil.Error:
+            out[name] = 0.0
+    return out
+
+
+def checkout(run: str, i: int) -> dict:
+    return {
+        "checkout_id": f"bench_{run}_{i}",
+        "buyer_info": {"buyer_id": f"buyer_{run}_{i % 1000}"},
+        "payment_orders": [
+            {
+                "payment_order_id": f"bpo_{run}_{i}",
+                "seller_account": f"seller_{i % 50}",
+                "amount": f"{10 + i % 90}.{i % 100:02d}",
+                "currency": "USD",
+            }
+        ],
+        "payment_method": "pm_card_visa",
+    }
+
+
+async def post(client: httpx.AsyncClient, body: dict) -> float:
+    started = time.perf_counter()
+    r = await client.post("/v1/payments", json=body, headers={"Idempotency-Key": body["checkout_id"]})
+    if r.status_code != 201:
+        raise RuntimeError(f"{r.status_code}: {r.text[:300]}")
+    return time.perf_counter() - started
+
+
+def settled(pg_url: str, run: str) -> int:
+    with psycopg.connect(pg_url) as conn:
+        return conn.execute(
+            "SELECT count(*) FROM payment_orders WHERE checkout_id LIKE %s AND wallet_updated AND ledger_updated",
+            (f"bench_{run}_%",),
+        ).fetchone()[0]
+
+
+async def throughput(base: str, key: str, pg_url: str, orders: int, concurrency: int) -> dict:
+    run = uuid.uuid4().hex[:6]
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(orders):
+        queue.put_nowait(i)
+    latencies: list[float] = []
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+    async with httpx.AsyncClient(
+        base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=60, limits=limits
+    ) as client:
+
+        async def worker() -> None:
+            while not queue.empty():
+                latencies.append(await post(client, checkout(run, queue.get_nowait())))
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        accepted_at = time.perf_counter() - started
+    while (done := await asyncio.to_thread(settled, pg_url, run)) < orders:
+        if time.perf_counter() - started > 600:
+            raise RuntimeError(f"only {done}/{orders} settled after 10 minutes")
+        await asyncio.sleep(0.2)
+    total = time.perf_counter() - started
+    return {
+        "orders": orders,
+        "accepted_s": accepted_at,
+        "settled_s": total,
+        "accepted_per_s": orders / accepted_at,
+        "settled_per_s": orders / total,
+        "p50_ms": pct(latencies, 50),
+        "p99_ms": pct(latencies, 99),
+    }
+
+
+async def open_loop(base: str, key: str, rate: float, seconds: float) -> dict:
+    run = uuid.uuid4().hex[:6]
+    latencies: list[float] = []
+    errors = 0
+    async with httpx.AsyncClient(
+        base_url=base,
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=60,
+        limits=httpx.Limits(max_connections=200),
+    ) as client:
+        tasks = []
+        started = time.perf_counter()
+        for i in range(int(rate * seconds)):
+            delay = started + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(post(client, checkout(run, i))))
+        for result in await asyncio.gather(*tasks, return_exceptions=True):
+            if isinstance(result, Exception):
+                errors += 1
+            else:
+                latencies.append(result)
+    return {
+        "rate": rate,
+        "sent": int(rate * seconds),
+        "errors": errors,
+        "p50_ms": pct(latencies, 50),
+        "p99_ms": pct(latencies, 99),
+        "max_ms": max(latencies) * 1000 if latencies else 0.0,
+    }
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return 0.0
+    return (
+        statistics.quantiles(values, n=100, method="inclusive")[int(p) - 1] * 1000
+        if len(values) > 1
+        else values[0] * 1000
+    )
+
+
+def pgbench(port: int, seconds: int, clients: int) -> float:
+    env = {**os.environ, "PGHOST": "127.0.0.1", "PGPORT": str(port), "PGUSER": "postgres"}
+    bench = str(pg_bin_dir() / "pgbench")
+    subprocess.run([str(pg_bin_dir() / "createdb"), "bench"], env=env, capture_output=True)
+    subprocess.run([bench, "-i", "-q", "-s", "10", "bench"], env=env, check=True, capture_output=True)
+    out = subprocess.run(
+        [bench, "-c", str(clients), "-j", "2", "-T", str(seconds), "bench"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return float(re.search(r"tps = ([\d.]+)", out).group(1))
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--orders", type=int, default=3000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--rate", type=float, default=100.0)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    ns = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-payin-") as tmp:
+        data = Path(tmp)
+        stack, ports = start_stack(data)
+        try:
+            key = (data / "dev_api_key").read_text().strip()
+            base = f"http://127.0.0.1:{ports['gateway']}"
+            pg_url = f"postgresql://postgres@127.0.0.1:{ports['pg']}/payments"
+            procs = processes(stack)
+            await throughput(base, key, pg_url, 200, 16)  # warm-up: connections, caches, accounts
+            cpu_before, wall_before = cpu_seconds(procs), time.perf_counter()
+            thr = await throughput(base, key, pg_url, ns.orders, ns.concurrency)
+            wall = time.perf_counter() - wall_before
+            cpu = {k: v - cpu_before.get(k, 0.0) for k, v in cpu_seconds(procs).items()}
+            lat = await open_loop(base, key, ns.rate, ns.seconds)
+            rss = {}
+            for name, p in procs.items():
+                with contextlib.suppress(psutil.Error):
+                    rss[name] = p.memory_info().rss / 2**20
+            tps = pgbench(ports["pg"], int(ns.seconds), 8)
+        finally:
+            stack.send_signal(signal.SIGINT)
+            stack.wait(60)
+    grouped: dict[str, float] = {}
+    for name, seconds in cpu.items():
+        grouped["postgres" if name.startswith("postgres#") else name] = (
+            grouped.get("postgres" if name.startswith("postgres#") else name, 0.0) + seconds
+        )
+    print(
+        json.dumps(
+            {
+                "throughput": thr,
+                "latency": lat,
+                "pgbench_tpcb_tps": tps,
+                "settled_per_s_over_pgbench_tps": thr["settled_per_s"] / tps,
+                "cpu_seconds_during_throughput": {
+                    k: round(v, 1) for k, v in sorted(grouped.items(), key=lambda kv: -kv[1])
+                },
+                "cpu_ms_per_order": {
+                    k: round(v * 1000 / ns.orders, 2)
+                    for k, v in sorted(grouped.items(), key=lambda kv: -kv[1])
+                },
+                "wall_seconds_throughput": round(wall, 1),
+                "peak_rss_mib": {k: round(v) for k, v in rss.items() if not k.startswith("postgres#")},
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
