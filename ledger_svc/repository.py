@@ -72,6 +72,20 @@ async def post(
     return list(result.all())
 
 
+_POST_BATCH = sa.text(
+    "SELECT o_item, o_reason, o_message, o_tx_id, o_posted_at, o_stored FROM ledger_post_batch("
+    "CAST(:first AS int[]), CAST(:count AS int[]), CAST(:names AS text[]), CAST(:dirs AS text[]), "
+    "CAST(:amts AS bigint[]), CAST(:curs AS text[]), CAST(:descs AS text[]), CAST(:refs AS text[]), "
+    "CAST(:metas AS jsonb[]), :scope, CAST(:keys AS text[]), CAST(:locks AS bigint[]), "
+    "CAST(:fps AS bytea[]), CAST(:tpls AS bytea[]))"
+)
+
+
+async def post_batch(conn: AsyncConnection, columns: dict) -> list[sa.Row]:
+    """One round trip, set-based: the ``ledger_post_batch`` function (all accounts must exist)."""
+    return list((await conn.execute(_POST_BATCH, columns)).all())
+
+
 async def insert_idempotency_records(conn: AsyncConnection, records: list[dict]) -> None:
     """Store batch items' keys with their answers, in the same transaction as their effects."""
     if records:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import enum
+import json
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -388,6 +389,7 @@ class LedgerService:
         outcomes: list[ItemOutcome | None] = []
         to_post: list[tuple[int, Posting]] = []
         payload: list[dict] = []
+        keyed: list[tuple[Posting, ItemKey]] = []
         for item in items:
             if isinstance(item, DomainError):
                 outcomes.append(ItemOutcome(error=item))
@@ -400,9 +402,12 @@ class LedgerService:
                 continue
             to_post.append((len(outcomes), valid))
             payload.append(_item_json(valid, key))
+            keyed.append((valid, key))
             outcomes.append(None)
         if payload:
-            rows = await repository.post(conn, payload, self._non_negative_prefixes)
+            rows = await self._post_batch(conn, [(p, k) for p, k in keyed])
+            if rows is None:  # some account is new: the per-item path creates it on first use
+                rows = await repository.post(conn, payload, self._non_negative_prefixes)
             for (index, posting), row in zip(to_post, rows, strict=True):
                 if row.o_stored is not None:
                     outcomes[index] = ItemOutcome(stored_response=bytes(row.o_stored))
@@ -411,6 +416,31 @@ class LedgerService:
                 else:
                     outcomes[index] = ItemOutcome(transaction=self._transaction(row, posting))
         return [o for o in outcomes if o is not None]
+
+    @staticmethod
+    async def _post_batch(conn: AsyncConnection, items: list[tuple[Posting, ItemKey]]) -> list | None:
+        """The set-based path for a batch on existing accounts; None when an account is missing."""
+        columns: dict[str, list] = {k: [] for k in ("first", "count", "names", "dirs", "amts", "curs", "descs",
+                                                    "refs", "metas", "keys", "locks", "fps", "tpls")}  # fmt: skip
+        for posting, key in items:
+            columns["first"].append(len(columns["names"]) + 1)
+            columns["count"].append(len(posting.entries))
+            for e in posting.entries:
+                columns["names"].append(e.account)
+                columns["dirs"].append(e.direction.value)
+                columns["amts"].append(e.amount_minor)
+                columns["curs"].append(e.currency)
+            columns["descs"].append(posting.description)
+            columns["refs"].append(posting.external_ref)
+            columns["metas"].append(json.dumps(dict(posting.metadata)))
+            columns["keys"].append(key.key)
+            columns["locks"].append(key.lock_id)
+            columns["fps"].append(key.fingerprint)
+            columns["tpls"].append(key.encode_answer(posting))
+        rows = await repository.post_batch(conn, {**columns, "scope": items[0][1].scope})
+        if rows and rows[0].o_item == 0:
+            return None
+        return rows
 
     async def reverse_transaction(
         self,

@@ -20,8 +20,13 @@ async def _balance(stub, account: str) -> int:
     return (await stub.GetBalance(pb.GetBalanceRequest(account=account))).balance_minor
 
 
-async def test_batch_items_succeed_or_fail_on_their_own(stub):
+@pytest.mark.parametrize("accounts_exist", [False, True], ids=["first-use", "set-based"])
+async def test_batch_items_succeed_or_fail_on_their_own(stub, accounts_exist):
     seller, bank, cash = f"liability:seller_payable:b{uid()}", f"asset:bank:b{uid()}", f"asset:cash:b{uid()}"
+    if accounts_exist:  # a batch on existing accounts takes the set-based path of the database
+        for name in (seller, bank, cash):
+            request = pb.CreateAccountRequest(name=name, currency="USD", non_negative=name == seller)
+            await stub.CreateAccount(request, metadata=md())
     k1, k2, k3, k4, k5 = (uid() for _ in range(5))
     request = pb.PostTransactionsRequest(
         items=[
@@ -50,6 +55,8 @@ async def test_batch_items_succeed_or_fail_on_their_own(stub):
     assert await _balance(stub, seller) == 600
     assert await _balance(stub, bank) == 1_000
     assert await _balance(stub, cash) == -400  # credited; assets without the rule may go negative
+    report = await stub.VerifyLedger(pb.VerifyLedgerRequest())
+    assert report.ok, list(report.findings)[:3]
 
 
 async def test_item_keys_share_the_key_space_of_post_transaction(stub):
