@@ -388,7 +388,6 @@ class LedgerService:
         """
         outcomes: list[ItemOutcome | None] = []
         to_post: list[tuple[int, Posting]] = []
-        payload: list[dict] = []
         keyed: list[tuple[Posting, ItemKey]] = []
         for item in items:
             if isinstance(item, DomainError):
@@ -401,13 +400,10 @@ class LedgerService:
                 outcomes.append(ItemOutcome(error=err))
                 continue
             to_post.append((len(outcomes), valid))
-            payload.append(_item_json(valid, key))
             keyed.append((valid, key))
             outcomes.append(None)
-        if payload:
-            rows = await self._post_batch(conn, [(p, k) for p, k in keyed])
-            if rows is None:  # some account is new: the per-item path creates it on first use
-                rows = await repository.post(conn, payload, self._non_negative_prefixes)
+        if keyed:
+            rows = await self._post_batch(conn, keyed)
             for (index, posting), row in zip(to_post, rows, strict=True):
                 if row.o_stored is not None:
                     outcomes[index] = ItemOutcome(stored_response=bytes(row.o_stored))
@@ -417,9 +413,8 @@ class LedgerService:
                     outcomes[index] = ItemOutcome(transaction=self._transaction(row, posting))
         return [o for o in outcomes if o is not None]
 
-    @staticmethod
-    async def _post_batch(conn: AsyncConnection, items: list[tuple[Posting, ItemKey]]) -> list | None:
-        """The set-based path for a batch on existing accounts; None when an account is missing."""
+    async def _post_batch(self, conn: AsyncConnection, items: list[tuple[Posting, ItemKey]]) -> list:
+        """One statement for the whole batch (``ledger_post_batch``): one result row per item."""
         columns: dict[str, list] = {k: [] for k in ("first", "count", "names", "dirs", "amts", "curs", "descs",
                                                     "refs", "metas", "keys", "locks", "fps", "tpls")}  # fmt: skip
         for posting, key in items:
@@ -437,10 +432,9 @@ class LedgerService:
             columns["locks"].append(key.lock_id)
             columns["fps"].append(key.fingerprint)
             columns["tpls"].append(key.encode_answer(posting))
-        rows = await repository.post_batch(conn, {**columns, "scope": items[0][1].scope})
-        if rows and rows[0].o_item == 0:
-            return None
-        return rows
+        return await repository.post_batch(
+            conn, {**columns, "scope": items[0][1].scope, "prefixes": self._non_negative_prefixes}
+        )
 
     async def reverse_transaction(
         self,

@@ -299,17 +299,19 @@ BEGIN
     END IF;
 END $$;
 
--- Posts a batch whose accounts all exist, set-based: a handful of statements per batch instead of
--- a dozen per transaction. The items are still decided one after the other, in order, against
--- running balances held in arrays, so item n sees the effect of items 1..n-1 exactly as in
--- ledger_post; only the writes are grouped. Every item carries a key (svckit.idempotency's
--- protocol, as in ledger_post). Entries of item i are p_*[p_first[i] .. p_first[i] + p_count[i] - 1].
--- Returns one row per item; when an account does not exist yet it returns only
--- (0, 'MISSING_ACCOUNTS') and writes nothing, and the caller uses ledger_post instead.
+-- Posts a batch set-based: a handful of statements per batch instead of a dozen per transaction.
+-- The items are still decided one after the other, in order, against running balances held in
+-- arrays, so item n sees the effect of items 1..n-1 exactly as single postings would; only the
+-- writes are grouped. Every item carries a key (svckit.idempotency's protocol, as in ledger_post).
+-- Entries of item i are p_*[p_first[i] .. p_first[i] + p_count[i] - 1]. One row per item.
+-- Lock order, the same two phases as a single posting: first the accounts new to the whole batch
+-- are created, in name order, before any row lock (first use: the currency of their first entry);
+-- then every account is locked in id order. Accounts created here that end up without an entry
+-- (their items were refused) are deleted again before commit: nobody else has seen them.
 CREATE FUNCTION ledger_post_batch(
     p_first int[], p_count int[], p_names text[], p_dirs text[], p_amts bigint[], p_curs text[],
     p_desc text[], p_ref text[], p_meta jsonb[],
-    p_scope text, p_keys text[], p_locks bigint[], p_fps bytea[], p_tpls bytea[])
+    p_scope text, p_keys text[], p_locks bigint[], p_fps bytea[], p_tpls bytea[], p_nn_prefixes text[])
 RETURNS TABLE (o_item int, o_reason text, o_message text, o_tx_id bigint, o_posted_at timestamptz,
                o_stored bytea)
 LANGUAGE plpgsql AS $fn$
@@ -338,9 +340,25 @@ DECLARE
     e_amt bigint[] := '{}'; e_cur text[] := '{}'; e_at timestamptz[] := '{}';
     r_reason text[] := '{}'; r_msg text[] := '{}'; r_tx bigint[] := '{}'; r_at timestamptz[] := '{}';
     r_stored bytea[] := '{}';
+    v_created bigint[] := '{}';
     i int; j int; k int;
 BEGIN
-    -- Exclusive account locks first, in id order (the keys' locks below are only tried, never awaited).
+    IF (SELECT count(*) FROM accounts a WHERE a.name = ANY (v_distinct)) < cardinality(v_distinct) THEN
+        WITH created AS (
+            INSERT INTO accounts (name, type, currency, non_negative)
+                SELECT u.n, split_part(u.n, ':', 1),
+                       (SELECT p_curs[g.k] FROM generate_subscripts(p_names, 1) AS g(k)
+                        WHERE p_names[g.k] = u.n ORDER BY g.k LIMIT 1),
+                       EXISTS (SELECT 1 FROM unnest(p_nn_prefixes) AS p(prefix) WHERE starts_with(u.n, p.prefix))
+                FROM unnest(v_distinct) AS u(n)
+                WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.name = u.n)
+                ORDER BY u.n
+                ON CONFLICT (name) DO NOTHING
+                RETURNING id
+        )
+        SELECT coalesce(array_agg(id), '{}') INTO v_created FROM created;
+    END IF;
+    -- Exclusive account locks, in id order (the keys' locks below are only tried, never awaited).
     SELECT array_agg(l.id ORDER BY l.id), array_agg(l.name ORDER BY l.id), array_agg(l.type ORDER BY l.id),
            array_agg(l.currency::text ORDER BY l.id), array_agg(l.closed_at IS NOT NULL ORDER BY l.id),
            array_agg(l.non_negative ORDER BY l.id), array_agg(l.debits_posted::numeric ORDER BY l.id),
@@ -348,9 +366,7 @@ BEGIN
         INTO a_id, a_name, a_type, a_cur, a_closed, a_nn, a_dr, a_cr, a_last
         FROM (SELECT a.* FROM accounts a WHERE a.name = ANY (v_distinct) ORDER BY a.id FOR NO KEY UPDATE) l;
     IF coalesce(cardinality(a_id), 0) <> cardinality(v_distinct) THEN
-        o_item := 0; o_reason := 'MISSING_ACCOUNTS';
-        RETURN NEXT;
-        RETURN;
+        RAISE EXCEPTION 'accounts of the batch vanished while it ran';
     END IF;
     a_changed := array_fill(false, ARRAY[cardinality(a_id)]);
     v_eacc := ARRAY(SELECT array_position(a_name, u.n) FROM unnest(p_names) WITH ORDINALITY AS u(n, o) ORDER BY u.o);
@@ -455,6 +471,10 @@ BEGIN
         INSERT INTO idempotency_keys (scope, key, fingerprint, response)
             SELECT p_scope, u.k, u.fp, ledger_post_response(u.tpl, u.id, u.at)
             FROM unnest(w_key, w_fp, w_tpl, w_tx, w_at) AS u(k, fp, tpl, id, at);
+    END IF;
+    IF cardinality(v_created) > 0 THEN
+        -- A refused item creates nothing: drop the accounts made for the batch that got no entry.
+        DELETE FROM accounts a WHERE a.id = ANY (v_created) AND a.id <> ALL (e_acc);
     END IF;
     FOR i IN 1 .. v_items LOOP
         o_item := i; o_reason := r_reason[i]; o_message := r_msg[i]; o_tx_id := r_tx[i];
@@ -645,7 +665,7 @@ def downgrade() -> None:
     op.execute("DROP FUNCTION ledger_post(jsonb, text[])")
     op.execute(
         "DROP FUNCTION ledger_post_batch(int[], int[], text[], text[], bigint[], text[], text[], text[], jsonb[], "
-        "text, text[], bigint[], bytea[], bytea[])"
+        "text, text[], bigint[], bytea[], bytea[], text[])"
     )
     op.execute(
         "DROP FUNCTION ledger_write_item(jsonb, jsonb, bigint, text[], text[], bigint[], text[], text[])"
