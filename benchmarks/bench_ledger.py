@@ -176,6 +176,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=3, help="client processes for one-per-call scenarios")
     parser.add_argument("--concurrency", type=int, default=24, help="calls in flight per client process")
     parser.add_argument(
+        "--batch-concurrency", type=int, default=4, help="batches in flight per client process"
+    )
+    parser.add_argument(
         "--pool-size", type=int, default=48, help="database connections per server (kept >= calls in flight)"
     )
     args = parser.parse_args()
@@ -200,8 +203,9 @@ def main() -> None:
             warm_up(addresses[0], accounts)
             results.append(scenario(f"one per call, {accounts:,} accounts", addresses, args.clients,
                                     args.concurrency, accounts, 0, args.seconds, server_procs, postgres))  # fmt: skip
-            results.append(scenario(f"batched 100 per call, {accounts:,} accounts", addresses, 2, 2, accounts,
-                                    100, args.seconds, server_procs, postgres))  # fmt: skip
+            results.append(scenario(f"batched 100 per call, {accounts:,} accounts", addresses, 2,
+                                    args.batch_concurrency, accounts, 100, args.seconds, server_procs,
+                                    postgres))  # fmt: skip
         rss = ", ".join(f"{peak_rss_mib(proc.pid):.0f}" for proc, _ in servers)
         print(f"peak RSS of the {len(servers)} ledger server processes: {rss} MiB", flush=True)
         for r in results:

@@ -11,7 +11,6 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ledger_svc.models import accounts, chain_head, chain_queue, entries, transaction_chain, transactions
-from svckit.idempotency import idempotency_keys
 
 
 async def insert_account(
@@ -72,10 +71,18 @@ async def post(
     return list(result.all())
 
 
-async def insert_idempotency_records(conn: AsyncConnection, records: list[dict]) -> None:
-    """Store batch items' keys with their answers, in the same transaction as their effects."""
-    if records:
-        await conn.execute(idempotency_keys.insert(), records)
+_POST_BATCH = sa.text(
+    "SELECT o_item, o_reason, o_message, o_tx_id, o_posted_at, o_stored FROM ledger_post_batch("
+    "CAST(:first AS int[]), CAST(:count AS int[]), CAST(:names AS text[]), CAST(:dirs AS text[]), "
+    "CAST(:amts AS bigint[]), CAST(:curs AS text[]), CAST(:descs AS text[]), CAST(:refs AS text[]), "
+    "CAST(:metas AS jsonb[]), :scope, CAST(:keys AS text[]), CAST(:locks AS bigint[]), "
+    "CAST(:fps AS bytea[]), CAST(:tpls AS bytea[]), CAST(:prefixes AS text[]))"
+)
+
+
+async def post_batch(conn: AsyncConnection, columns: dict) -> list[sa.Row]:
+    """One round trip, set-based: the ``ledger_post_batch`` function."""
+    return list((await conn.execute(_POST_BATCH, columns)).all())
 
 
 async def get_transaction(conn: AsyncConnection, tx_id: int) -> sa.Row | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import enum
+import json
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -387,7 +388,7 @@ class LedgerService:
         """
         outcomes: list[ItemOutcome | None] = []
         to_post: list[tuple[int, Posting]] = []
-        payload: list[dict] = []
+        keyed: list[tuple[Posting, ItemKey]] = []
         for item in items:
             if isinstance(item, DomainError):
                 outcomes.append(ItemOutcome(error=item))
@@ -399,10 +400,10 @@ class LedgerService:
                 outcomes.append(ItemOutcome(error=err))
                 continue
             to_post.append((len(outcomes), valid))
-            payload.append(_item_json(valid, key))
+            keyed.append((valid, key))
             outcomes.append(None)
-        if payload:
-            rows = await repository.post(conn, payload, self._non_negative_prefixes)
+        if keyed:
+            rows = await self._post_batch(conn, keyed)
             for (index, posting), row in zip(to_post, rows, strict=True):
                 if row.o_stored is not None:
                     outcomes[index] = ItemOutcome(stored_response=bytes(row.o_stored))
@@ -411,6 +412,29 @@ class LedgerService:
                 else:
                     outcomes[index] = ItemOutcome(transaction=self._transaction(row, posting))
         return [o for o in outcomes if o is not None]
+
+    async def _post_batch(self, conn: AsyncConnection, items: list[tuple[Posting, ItemKey]]) -> list:
+        """One statement for the whole batch (``ledger_post_batch``): one result row per item."""
+        columns: dict[str, list] = {k: [] for k in ("first", "count", "names", "dirs", "amts", "curs", "descs",
+                                                    "refs", "metas", "keys", "locks", "fps", "tpls")}  # fmt: skip
+        for posting, key in items:
+            columns["first"].append(len(columns["names"]) + 1)
+            columns["count"].append(len(posting.entries))
+            for e in posting.entries:
+                columns["names"].append(e.account)
+                columns["dirs"].append(e.direction.value)
+                columns["amts"].append(e.amount_minor)
+                columns["curs"].append(e.currency)
+            columns["descs"].append(posting.description)
+            columns["refs"].append(posting.external_ref)
+            columns["metas"].append(json.dumps(dict(posting.metadata)))
+            columns["keys"].append(key.key)
+            columns["locks"].append(key.lock_id)
+            columns["fps"].append(key.fingerprint)
+            columns["tpls"].append(key.encode_answer(posting))
+        return await repository.post_batch(
+            conn, {**columns, "scope": items[0][1].scope, "prefixes": self._non_negative_prefixes}
+        )
 
     async def reverse_transaction(
         self,

@@ -20,8 +20,14 @@ async def _balance(stub, account: str) -> int:
     return (await stub.GetBalance(pb.GetBalanceRequest(account=account))).balance_minor
 
 
-async def test_batch_items_succeed_or_fail_on_their_own(stub):
+@pytest.mark.parametrize("accounts_exist", [False, True], ids=["first-use", "set-based"])
+async def test_batch_items_succeed_or_fail_on_their_own(stub, accounts_exist):
     seller, bank, cash = f"liability:seller_payable:b{uid()}", f"asset:bank:b{uid()}", f"asset:cash:b{uid()}"
+    ghost = f"expense:ghost:b{uid()}"
+    if accounts_exist:  # a batch on existing accounts takes the set-based path of the database
+        for name in (seller, bank, cash):
+            request = pb.CreateAccountRequest(name=name, currency="USD", non_negative=name == seller)
+            await stub.CreateAccount(request, metadata=md())
     k1, k2, k3, k4, k5 = (uid() for _ in range(5))
     request = pb.PostTransactionsRequest(
         items=[
@@ -32,12 +38,17 @@ async def test_batch_items_succeed_or_fail_on_their_own(stub):
             _item(k1, transfer(cash, seller, 1)),  # same key twice in one call
             _item("", transfer(cash, seller, 1)),
             _item(k5, transfer(seller, cash, 400)),  # sees item 1's effect
+            _item(uid(), transfer(seller, ghost, 10**9)),  # refused: its new account must not remain
         ]
     )
     results = (await stub.PostTransactions(request, metadata=md())).results
     assert [r.WhichOneof("outcome") for r in results] == [
-        "transaction", "error", "error", "error", "error", "error", "transaction",
+        "transaction", "error", "error", "error", "error", "error", "transaction", "error",
     ]  # fmt: skip
+    assert results[7].error.reason == "INSUFFICIENT_BALANCE"
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.GetAccount(pb.GetAccountRequest(name=ghost))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
     assert [r.error.reason for r in results[1:6]] == [
         "INSUFFICIENT_BALANCE",
         "CURRENCY_MISMATCH",
@@ -50,6 +61,8 @@ async def test_batch_items_succeed_or_fail_on_their_own(stub):
     assert await _balance(stub, seller) == 600
     assert await _balance(stub, bank) == 1_000
     assert await _balance(stub, cash) == -400  # credited; assets without the rule may go negative
+    report = await stub.VerifyLedger(pb.VerifyLedgerRequest())
+    assert report.ok, list(report.findings)[:3]
 
 
 async def test_item_keys_share_the_key_space_of_post_transaction(stub):
