@@ -49,13 +49,23 @@ def build_psp(settings: PaymentSettings) -> PspPort:
     )
 
 
-def build(settings: PaymentSettings, engine: AsyncEngine, idempotency: IdempotencyStore) -> ServiceParts:
-    events = EventsSettings(redis_url=settings.redis_url, namespace=settings.events_namespace)
-    redis = Redis.from_url(events.redis_url, decode_responses=True)
-    keys = Keys(events.namespace)
-    service = PaymentService(
+def events_settings(settings: PaymentSettings) -> EventsSettings:
+    return EventsSettings(redis_url=settings.redis_url, namespace=settings.events_namespace)
+
+
+def build_service(settings: PaymentSettings, engine: AsyncEngine) -> PaymentService:
+    """The payment service with its PSP, risk provider and settlement sink (also used by tools and tests)."""
+    keys = Keys(events_settings(settings).namespace)
+    return PaymentService(
         engine, build_psp(settings), build_risk(settings), settings, settlement=OutboxSettlement(keys.events)
     )
+
+
+def build(settings: PaymentSettings, engine: AsyncEngine, idempotency: IdempotencyStore) -> ServiceParts:
+    events = events_settings(settings)
+    redis = Redis.from_url(events.redis_url, decode_responses=True)
+    keys = Keys(events.namespace)
+    service = build_service(settings, engine)
     servicer = PaymentServicer(service, engine, idempotency)
     wallet_channel = grpc.aio.insecure_channel(settings.wallet_addr)
     ledger_channel = grpc.aio.insecure_channel(settings.ledger_addr)

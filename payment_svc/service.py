@@ -200,7 +200,7 @@ class PaymentService:
         psp: PspPort,
         risk: RiskProvider,
         settings: PaymentSettings,
-        settlement: SettlementSink | None = None,
+        settlement: SettlementSink,
     ) -> None:
         self._engine = engine
         self._reader = autocommit(engine)  # reads that need no multi-statement snapshot
@@ -278,7 +278,7 @@ class PaymentService:
         await repo.update_order(conn, order.payment_order_id, **values)
         await repo.add_transition(conn, order.payment_order_id, current.value, target.value, cause, detail)
         ORDER_TRANSITIONS.labels(target.value, cause.split(":")[0]).inc()
-        if target is S.SUCCESS and self._settlement is not None:
+        if target is S.SUCCESS:
             # The event needs only what never changes after creation, plus the commission computed here.
             await self._settlement.order_succeeded(conn, order, values["commission_minor"])
         return True
@@ -904,12 +904,11 @@ class PaymentService:
                     cause,
                     f"{refund.refund_id} refunded {refund.amount_minor}",
                 )
-            if self._settlement is not None:
-                await self._settlement.refund_succeeded(
-                    conn,
-                    await repo.get_order(conn, order.payment_order_id),
-                    await repo.get_refund(conn, refund.refund_id),
-                )
+            await self._settlement.refund_succeeded(
+                conn,
+                await repo.get_order(conn, order.payment_order_id),
+                await repo.get_refund(conn, refund.refund_id),
+            )
         else:
             await repo.update_refund(
                 conn, refund.refund_id, state="FAILED", failure_reason=obj.get("failure_reason") or status

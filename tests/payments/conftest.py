@@ -95,9 +95,7 @@ async def pay(infra: Infra, sim: SimServer, services: dict[str, ServiceHandle]) 
     )
     handle = await start_service(settings, bootstrap.MIGRATIONS, bootstrap.build)
     channel = grpc.aio.insecure_channel(handle.address)
-    service = PaymentService(
-        handle.engine, bootstrap.build_psp(settings), bootstrap.build_risk(settings), settings
-    )
+    service = bootstrap.build_service(settings, handle.engine)
     yield PayStack(sim, handle, pb_grpc.PaymentServiceStub(channel), service)
     await channel.close()
     await handle.stop(0.2)
