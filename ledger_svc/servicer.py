@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from datetime import UTC as _UTC
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -35,8 +34,9 @@ from svckit.errors import (
 )
 from svckit.gen.ledger.v1 import ledger_service_pb2 as pb
 from svckit.gen.ledger.v1 import ledger_service_pb2_grpc as pb_grpc
-from svckit.idempotency import IdempotencyStore, _lock_id, fingerprint, idempotent_rpc, validate_key
+from svckit.idempotency import IdempotencyStore, fingerprint, idempotent_rpc, lock_id, validate_key
 from svckit.metrics import IDEMPOTENCY_CONFLICTS, IDEMPOTENT_REPLAYS
+from svckit.protobuf import timestamp
 
 # Batch items share this key space, so an item and a single call with the same key are one effect.
 POST_SCOPE = "ledger.PostTransaction"
@@ -55,23 +55,17 @@ _DIRECTION_FROM_PB = {v: k for k, v in _DIRECTION_TO_PB.items()}
 _FINDING_TO_PB = {kind: pb.FindingKind.Value(f"FINDING_KIND_{kind.value}") for kind in FindingKind}
 
 
-def _ts(dt) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(dt)
-    return ts
-
-
 def account_to_pb(account: Account) -> pb.Account:
     msg = pb.Account(
         name=account.name,
         type=_TYPE_TO_PB[account.type],
         currency=account.currency,
-        create_time=_ts(account.created_at),
+        create_time=timestamp(account.created_at),
         state=pb.ACCOUNT_STATE_CLOSED if account.closed_at else pb.ACCOUNT_STATE_OPEN,
         non_negative=account.non_negative,
     )
     if account.closed_at is not None:
-        msg.close_time.CopyFrom(_ts(account.closed_at))
+        msg.close_time.CopyFrom(timestamp(account.closed_at))
     return msg
 
 
@@ -91,7 +85,7 @@ def transaction_to_pb(tx: Transaction) -> pb.Transaction:
         description=tx.description,
         external_ref=tx.external_ref,
         metadata=dict(tx.metadata),
-        post_time=_ts(tx.posted_at),
+        post_time=timestamp(tx.posted_at),
         reverses_id=tx.reverses_id or 0,
         sequence=tx.sequence,
         hash=tx.hash,
@@ -106,7 +100,7 @@ def _entry_view_to_pb(view: EntryView) -> pb.AccountEntry:
         direction=_DIRECTION_TO_PB[view.direction],
         amount_minor=view.amount_minor,
         currency=view.currency,
-        post_time=_ts(view.posted_at),
+        post_time=timestamp(view.posted_at),
     )
 
 
@@ -158,7 +152,7 @@ def _answer_template(posting: Posting) -> bytes:
 def _post_key(key: str, request: pb.PostTransactionRequest) -> ItemKey:
     """The key of one posting, exactly as svckit.idempotency would derive it for PostTransaction."""
     return ItemKey(
-        POST_SCOPE, key, _lock_id(POST_SCOPE, key), fingerprint(POST_SCOPE, request), _answer_template
+        POST_SCOPE, key, lock_id(POST_SCOPE, key), fingerprint(POST_SCOPE, request), _answer_template
     )
 
 

@@ -7,7 +7,6 @@ from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.message import Message
-from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from payment_svc.domain import OrderState
@@ -18,6 +17,7 @@ from svckit.errors import InvalidArgument
 from svckit.gen.payments.v1 import payment_service_pb2 as pb
 from svckit.gen.payments.v1 import payment_service_pb2_grpc as pb_grpc
 from svckit.idempotency import IdempotencyStore
+from svckit.protobuf import timestamp
 
 STATE_TO_PB = {
     state: pb.PaymentOrderState.Value(f"PAYMENT_ORDER_STATE_{state.value}") for state in OrderState
@@ -30,13 +30,6 @@ REFUND_STATE_TO_PB = {
 R = TypeVar("R", bound=Message)
 
 
-def _ts(dt: Any) -> Timestamp:
-    ts = Timestamp()
-    if dt is not None:
-        ts.FromDatetime(dt)
-    return ts
-
-
 def order_to_pb(row: Any) -> pb.PaymentOrder:
     return pb.PaymentOrder(
         payment_order_id=row.payment_order_id,
@@ -45,8 +38,8 @@ def order_to_pb(row: Any) -> pb.PaymentOrder:
         amount_minor=row.amount_minor,
         currency=row.currency,
         state=STATE_TO_PB[OrderState(row.state)],
-        create_time=_ts(row.created_at),
-        update_time=_ts(row.updated_at),
+        create_time=timestamp(row.created_at),
+        update_time=timestamp(row.updated_at),
         psp_reference=row.psp_reference or "",
         failure_code=row.failure_code or "",
         failure_message=row.failure_message or "",
@@ -72,7 +65,7 @@ def checkout_to_pb(view: CheckoutView) -> pb.PaymentEvent:
         mode=pb.PAYMENT_MODE_DIRECT if event.mode == "DIRECT" else pb.PAYMENT_MODE_HOSTED,
         payment_orders=[order_to_pb(o) for o in view.orders],
         hosted_page_url=event.hosted_page_url or "",
-        create_time=_ts(event.created_at),
+        create_time=timestamp(event.created_at),
     )
 
 
@@ -84,7 +77,7 @@ def refund_to_pb(row: Any) -> pb.Refund:
         currency=row.currency,
         state=REFUND_STATE_TO_PB[row.state],
         psp_reference=row.psp_reference or "",
-        create_time=_ts(row.created_at),
+        create_time=timestamp(row.created_at),
     )
 
 
@@ -160,7 +153,7 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
                     to_state=STATE_TO_PB[OrderState(r.to_state)],
                     cause=r.cause,
                     detail=r.detail,
-                    create_time=_ts(r.created_at),
+                    create_time=timestamp(r.created_at),
                 )
                 for r in rows
             ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from recon_svc.books import LedgerReader, WalletReader
@@ -11,23 +10,18 @@ from recon_svc.service import ReconService, Run, RunState, compare_wallets_with_
 from svckit.gen.recon.v1 import recon_service_pb2 as pb
 from svckit.gen.recon.v1 import recon_service_pb2_grpc as pb_grpc
 from svckit.idempotency import IdempotencyStore
+from svckit.protobuf import timestamp
 
 STATE_TO_PB = {s: pb.ReconciliationRunState.Value(f"RECONCILIATION_RUN_STATE_{s.value}") for s in RunState}
-
-
-def _ts(dt) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(dt)
-    return ts
 
 
 def run_to_pb(run: Run) -> pb.ReconciliationRun:
     return pb.ReconciliationRun(
         run_id=run.run_id,
         state=STATE_TO_PB[run.state],
-        interval_start_time=_ts(run.interval_start),
-        interval_end_time=_ts(run.interval_end),
-        create_time=_ts(run.created_at),
+        interval_start_time=timestamp(run.interval_start),
+        interval_end_time=timestamp(run.interval_end),
+        create_time=timestamp(run.created_at),
     )
 
 

@@ -31,7 +31,27 @@ class _SharedEnvSource(EnvSettingsSource):
         return {k: v for k, v in super().__call__().items() if k in SHARED_FIELDS}
 
 
-class ServiceSettings(BaseSettings):
+class SharedEnvSettings(BaseSettings):
+    """Settings whose shared infrastructure fields also read the unprefixed variables."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            _SharedEnvSource(settings_cls, env_prefix=""),
+            file_secret_settings,
+        )
+
+
+class ServiceSettings(SharedEnvSettings):
     """Settings every gRPC service has. Subclasses set ``service_name``, ``env_prefix`` and defaults."""
 
     model_config = SettingsConfigDict(extra="ignore", validate_default=True)
@@ -67,22 +87,6 @@ class ServiceSettings(BaseSettings):
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (
-            init_settings,
-            env_settings,
-            _SharedEnvSource(settings_cls, env_prefix=""),
-            file_secret_settings,
-        )
 
     def sqlalchemy_url(self) -> str:
         """The async SQLAlchemy URL of this service's own database (psycopg 3 driver)."""

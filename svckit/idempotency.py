@@ -72,7 +72,9 @@ def fingerprint(scope: str, request: Message) -> bytes:
     return hashlib.sha256(scope.encode() + b"\x00" + request.SerializeToString(deterministic=True)).digest()
 
 
-def _lock_id(scope: str, key: str) -> int:
+def lock_id(scope: str, key: str) -> int:
+    """The advisory lock that marks (scope, key) in use; code outside Python (the ledger's posting
+    function) must take this same id to share the protocol."""
     digest = hashlib.blake2b(f"{scope}\x00{key}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
@@ -173,7 +175,7 @@ class IdempotencyStore:
                     probe = (
                         await conn.execute(
                             sa.select(
-                                sa.func.pg_try_advisory_xact_lock(_lock_id(scope, key)).label("got"),
+                                sa.func.pg_try_advisory_xact_lock(lock_id(scope, key)).label("got"),
                                 idempotency_keys.c.fingerprint,
                                 idempotency_keys.c.response,
                             )
@@ -235,7 +237,7 @@ class IdempotencyStore:
                 IDEMPOTENT_REPLAYS.labels(scope).inc()
                 yield Claim(scope, key, fp, bytes(row.response))
                 return
-            lock = _lock_id(scope, key)
+            lock = lock_id(scope, key)
             got = await conn.scalar(sa.select(sa.func.pg_try_advisory_lock(lock)))
             if not got:
                 IDEMPOTENCY_CONFLICTS.labels(scope, "IDEMPOTENCY_KEY_IN_USE").inc()

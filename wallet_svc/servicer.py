@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 
 import grpc
 from google.protobuf.message import Message
-from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from svckit.context import idempotency_key_var
@@ -16,6 +14,7 @@ from svckit.gen.wallet.v1 import wallet_service_pb2 as pb
 from svckit.gen.wallet.v1 import wallet_service_pb2_grpc as pb_grpc
 from svckit.idempotency import IdempotencyStore, idempotent_rpc
 from svckit.money import Money
+from svckit.protobuf import timestamp
 from wallet_svc.service import (
     Movement,
     MovementKind,
@@ -49,12 +48,6 @@ _STATE_TO_PB = {
 }
 
 
-def _ts(dt: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(dt)
-    return ts
-
-
 def money_to_pb(money: Money) -> money_pb2.Money:
     return money_pb2.Money(amount_minor=money.amount_minor, currency=money.currency)
 
@@ -75,7 +68,7 @@ def wallet_to_pb(wallet: Wallet) -> pb.Wallet:
         reserved=money_to_pb(wallet.reserved),
     )
     if wallet.updated_at is not None:
-        message.update_time.CopyFrom(_ts(wallet.updated_at))
+        message.update_time.CopyFrom(timestamp(wallet.updated_at))
     return message
 
 
@@ -90,7 +83,7 @@ def movement_to_pb(movement: Movement) -> pb.Movement:
         reference=reference_to_pb(movement.reference),
         reservation_id=movement.reservation_id or "",
         idempotency_key=movement.idempotency_key,
-        create_time=_ts(movement.created_at),
+        create_time=timestamp(movement.created_at),
     )
 
 
@@ -104,8 +97,8 @@ def reservation_to_pb(reservation: Reservation) -> pb.Reservation:
         captured=money_to_pb(reservation.captured),
         remaining=money_to_pb(reservation.remaining),
         reference=reference_to_pb(reservation.reference),
-        create_time=_ts(reservation.created_at),
-        update_time=_ts(reservation.updated_at),
+        create_time=timestamp(reservation.created_at),
+        update_time=timestamp(reservation.updated_at),
     )
 
 

@@ -8,12 +8,12 @@ variants win. Every duration carries its unit in the name.
 from __future__ import annotations
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from svckit.config import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, _SharedEnvSource
+from svckit.config import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, SharedEnvSettings
 
 
-class EventsSettings(BaseSettings):
+class EventsSettings(SharedEnvSettings):
     model_config = SettingsConfigDict(env_prefix="EVENTS_", extra="ignore", validate_default=True)
 
     namespace: str = "payments"
@@ -72,22 +72,6 @@ class EventsSettings(BaseSettings):
         if not value or any(c in value for c in "{}: "):
             raise ValueError("namespace must be non-empty without '{', '}', ':' or spaces")
         return value
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (
-            init_settings,
-            env_settings,
-            _SharedEnvSource(settings_cls, env_prefix=""),
-            file_secret_settings,
-        )
 
     @property
     def keys(self) -> Keys:
