@@ -13,6 +13,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from gateway import apikeys, problems
+from gateway.admission import Admission
 from gateway.apikeys import KeyAuthenticator
 from gateway.clients import Upstreams
 from gateway.config import GatewaySettings
@@ -95,6 +96,7 @@ def create_app(settings: GatewaySettings, upstreams: Upstreams | None = None) ->
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.admission = Admission(settings.max_inflight_writes, settings.admission_wait_seconds)
     problems.install(app)
     app.include_router(health.router)
     app.include_router(payments.router)

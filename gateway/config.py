@@ -50,6 +50,11 @@ class GatewaySettings(ServiceSettings):
     """Development only: a key upserted at start-up with scopes payments+admin (``make run`` sets it)."""
 
     # -- rate limit -----------------------------------------------------------------------------
+    max_inflight_writes: int = Field(default=32, ge=1, le=10_000)
+    """POSTs (payments, refunds, reviews) admitted at once by this gateway process; beyond that a
+    request waits up to ``admission_wait_seconds`` and is then refused 503 ``OVERLOADED`` with
+    ``Retry-After``, so an overload fails fast instead of queueing without bound."""
+    admission_wait_seconds: float = Field(default=0.5, ge=0, le=30)
     rate_limit_requests: int = Field(default=100, ge=1, le=1_000_000)
     rate_limit_window_seconds: float = Field(default=1.0, gt=0, le=3600)
     """Each API key may make ``rate_limit_requests`` requests per window (GCRA: a burst of the whole

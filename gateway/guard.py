@@ -116,6 +116,9 @@ def guarded(scope: str) -> type[APIRoute]:
                             "UNSUPPORTED_MEDIA_TYPE",
                             f"send the body as application/json, not {content_type or 'no content type'!r}",
                         )
+                if request.method == "POST":
+                    async with request.app.state.admission.admit():
+                        return await inner(request)
                 return await inner(request)
 
             return handler

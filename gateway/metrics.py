@@ -68,3 +68,8 @@ class HttpMetricsMiddleware:
             method = scope.get("method", "")
             HTTP_REQUESTS.labels(method, route, str(status)).inc()
             HTTP_LATENCY.labels(method, route).observe(time.perf_counter() - started)
+
+
+OVERLOADED = Counter(
+    "gateway_overloaded_total", "Writes refused 503 OVERLOADED because too many were in flight"
+)
