@@ -51,7 +51,7 @@ class PostingCoalescer:
         *,
         window_seconds: float = 0.0,
         max_group: int = 200,
-        max_in_flight: int = 2,
+        max_in_flight: int = 1,
     ) -> None:
         self._service = service
         self._engine = engine

@@ -27,5 +27,5 @@ class LedgerSettings(ServiceSettings):
     """Extra wait for more calls before a group is sent; 0 = only the calls that arrived meanwhile."""
     coalesce_max_group: int = Field(default=200, ge=1, le=1000)
     """Most postings in one group."""
-    coalesce_max_in_flight: int = Field(default=2, ge=1, le=64)
+    coalesce_max_in_flight: int = Field(default=1, ge=1, le=64)
     """Groups being posted at the same time (each holds one database connection)."""
