@@ -3,6 +3,10 @@ accounts and over 10,000 accounts, next to PostgreSQL's own pgbench TPC-B on the
 
     python benchmarks/bench_ledger.py            # whole run, about 2.5 minutes
     python benchmarks/bench_ledger.py --seconds 5 --pgbench-seconds 5   # quick look
+    python benchmarks/bench_ledger.py --coalesce on --no-batched  # one per call, coalescing only
+
+One-per-call scenarios run against servers with coalescing on and off (``--coalesce both``, the
+default: two server sets on the same database, the idle set costs nothing).
 
 Starts its own durable embedded PostgreSQL (fsync on, synchronous_commit on), runs the ledger server
 as separate processes (``python -m ledger_svc serve``) and the load from several client processes,
@@ -40,8 +44,14 @@ def _load() -> str:
 
 
 def start_servers(
-    database_url: str, database: str, count: int, pool_size: int
+    database_url: str,
+    database: str,
+    count: int,
+    pool_size: int,
+    coalesce: dict[str, str] | None = None,
+    migrate: bool = True,
 ) -> list[tuple[subprocess.Popen, str]]:
+    """``coalesce``: LEDGER_COALESCE_* settings of these servers."""
     servers = []
     for i in range(count):
         port = free_port()
@@ -55,7 +65,8 @@ def start_servers(
             "LEDGER_LOG_LEVEL": "WARNING",
             "LEDGER_LOG_FORMAT": "json",
             # Only the first one migrates; the others wait for it below.
-            "LEDGER_MIGRATE_ON_START": "true" if i == 0 else "false",
+            "LEDGER_MIGRATE_ON_START": "true" if i == 0 and migrate else "false",
+            **{f"LEDGER_COALESCE_{k.upper()}": v for k, v in (coalesce or {}).items()},
         }
         proc = subprocess.Popen([sys.executable, "-m", "ledger_svc", "serve"], cwd=ROOT, env=env)
         address = f"127.0.0.1:{port}"
@@ -130,14 +141,14 @@ def scenario(name: str, addresses: list[str], clients: int, concurrency: int, ac
     p50 = statistics.median(latencies) * 1000 if latencies else float("nan")
     p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000 if latencies else float("nan")
     line = (
-        f"{name:<42} {rate:>9,.0f} postings/s  calls {len(latencies):>7,}  p50 {p50:7.2f} ms  p99 {p99:7.2f} ms"
+        f"{name:<50} {rate:>9,.0f} postings/s  calls {len(latencies):>7,}  p50 {p50:7.2f} ms  p99 {p99:7.2f} ms"
         f"  errors {errors or 0}  ({clients} client procs x {concurrency} in flight; wall {elapsed:.1f}s; {_load()})"
     )
     print(line, flush=True)
     if postings:
         per = 1e6 / postings
         print(
-            f"{'':<42} CPU per posting: ledger servers {server_cpu * per:6.0f} us, PostgreSQL {pg_cpu * per:6.0f} us,"
+            f"{'':<50} CPU per posting: ledger servers {server_cpu * per:6.0f} us, PostgreSQL {pg_cpu * per:6.0f} us,"
             f" gRPC clients {client_cpu * per:6.0f} us",
             flush=True,
         )
@@ -159,7 +170,7 @@ def run_pgbench(pg: EmbeddedPostgres, seconds: int, clients: int) -> float:
     tps = float(re.search(r"tps = ([\d.]+)", out).group(1))
     latency = re.search(r"latency average = ([\d.]+) ms", out)
     print(
-        f"{'pgbench TPC-B (scale 10, ' + str(clients) + ' clients, prepared)':<42} {tps:>9,.0f} tps"
+        f"{'pgbench TPC-B (scale 10, ' + str(clients) + ' clients, prepared)':<50} {tps:>9,.0f} tps"
         f"  latency avg {latency.group(1) if latency else '?'} ms  ({_load()})",
         flush=True,
     )
@@ -181,7 +192,20 @@ def main() -> None:
     parser.add_argument(
         "--pool-size", type=int, default=48, help="database connections per server (kept >= calls in flight)"
     )
+    parser.add_argument(
+        "--coalesce", choices=("on", "off", "both"), default="both",
+        help="one-per-call scenarios against servers with LEDGER_COALESCE_POSTINGS on, off, or each",
+    )  # fmt: skip
+    parser.add_argument("--coalesce-window", type=float, default=None, help="LEDGER_COALESCE_WINDOW_SECONDS")
+    parser.add_argument("--coalesce-in-flight", type=int, default=None, help="LEDGER_COALESCE_MAX_IN_FLIGHT")
+    parser.add_argument("--no-batched", action="store_true", help="skip the PostTransactions scenarios")
     args = parser.parse_args()
+    modes = ["on", "off"] if args.coalesce == "both" else [args.coalesce]
+    coalesce_on = {"postings": "true"}
+    if args.coalesce_window is not None:
+        coalesce_on["window_seconds"] = str(args.coalesce_window)
+    if args.coalesce_in_flight is not None:
+        coalesce_on["max_in_flight"] = str(args.coalesce_in_flight)
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-ledger-"))
     pg = EmbeddedPostgres(tmp / "pg", port=free_port(), durable=True).start()
@@ -192,24 +216,33 @@ def main() -> None:
             f"ledger benchmark: 2-core machine, durable embedded PostgreSQL (fsync on); {_load()}", flush=True
         )
         tps = run_pgbench(pg, args.pgbench_seconds, clients=8)
-        servers = start_servers(
-            infra.database_url, f"{infra.prefix}_ledger", args.servers, pool_size=args.pool_size
-        )
-        addresses = [address for _, address in servers]
-        server_procs = [psutil.Process(proc.pid) for proc, _ in servers]
+        sets: dict[str, list[tuple[subprocess.Popen, str]]] = {}
+        for i, mode in enumerate(modes):
+            sets[mode] = start_servers(
+                infra.database_url, f"{infra.prefix}_ledger", args.servers, pool_size=args.pool_size,
+                coalesce=coalesce_on if mode == "on" else {"postings": "false"}, migrate=i == 0,
+            )  # fmt: skip
+            servers += sets[mode]
         postgres = psutil.Process(pg.proc.pid)
         results = []
         for accounts in (10, 10_000):
-            warm_up(addresses[0], accounts)
-            results.append(scenario(f"one per call, {accounts:,} accounts", addresses, args.clients,
-                                    args.concurrency, accounts, 0, args.seconds, server_procs, postgres))  # fmt: skip
-            results.append(scenario(f"batched 100 per call, {accounts:,} accounts", addresses, 2,
-                                    args.batch_concurrency, accounts, 100, args.seconds, server_procs,
-                                    postgres))  # fmt: skip
+            warm_up(servers[0][1], accounts)
+            for mode, group in sets.items():
+                addresses = [address for _, address in group]
+                procs = [psutil.Process(proc.pid) for proc, _ in group]
+                results.append(scenario(f"one per call, coalescing {mode}, {accounts:,} accounts", addresses,
+                                        args.clients, args.concurrency, accounts, 0, args.seconds, procs,
+                                        postgres))  # fmt: skip
+            if not args.no_batched:
+                addresses = [address for _, address in servers[: args.servers]]
+                procs = [psutil.Process(proc.pid) for proc, _ in servers[: args.servers]]
+                results.append(scenario(f"batched 100 per call, {accounts:,} accounts", addresses, 2,
+                                        args.batch_concurrency, accounts, 100, args.seconds, procs,
+                                        postgres))  # fmt: skip
         rss = ", ".join(f"{peak_rss_mib(proc.pid):.0f}" for proc, _ in servers)
         print(f"peak RSS of the {len(servers)} ledger server processes: {rss} MiB", flush=True)
         for r in results:
-            print(f"{r['name']:<42} = {r['rate'] / tps:5.2f} x pgbench TPC-B tps", flush=True)
+            print(f"{r['name']:<50} = {r['rate'] / tps:5.2f} x pgbench TPC-B tps", flush=True)
     finally:
         for proc, _ in servers:
             proc.terminate()

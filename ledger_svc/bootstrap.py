@@ -7,6 +7,7 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger_svc.chainer import chain_forever
+from ledger_svc.coalescer import PostingCoalescer
 from ledger_svc.config import LedgerSettings
 from ledger_svc.service import LedgerService
 from ledger_svc.servicer import LedgerServicer
@@ -21,7 +22,16 @@ SERVICE_NAME = ledger_service_pb2.DESCRIPTOR.services_by_name["LedgerService"].f
 
 def build(settings: LedgerSettings, engine: AsyncEngine, idempotency: IdempotencyStore) -> ServiceParts:
     service = LedgerService(settings.non_negative_prefixes)
-    servicer = LedgerServicer(service, engine, idempotency)
+    coalescer = None
+    if settings.coalesce_postings:
+        coalescer = PostingCoalescer(
+            service,
+            engine,
+            window_seconds=settings.coalesce_window_seconds,
+            max_group=settings.coalesce_max_group,
+            max_in_flight=settings.coalesce_max_in_flight,
+        )
+    servicer = LedgerServicer(service, engine, idempotency, coalescer)
 
     async def chainer() -> None:
         await chain_forever(service, engine, settings.chain_interval_seconds, settings.chain_batch_size)
@@ -31,4 +41,5 @@ def build(settings: LedgerSettings, engine: AsyncEngine, idempotency: Idempotenc
             Registration(ledger_service_pb2_grpc.add_LedgerServiceServicer_to_server, servicer, SERVICE_NAME)
         ],
         background=[chainer],
+        on_stop=[coalescer.close] if coalescer is not None else [],
     )

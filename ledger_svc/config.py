@@ -21,3 +21,11 @@ class LedgerSettings(ServiceSettings):
     """Pause of the chainer when the queue is drained; bounds how long a commit waits for its link."""
     chain_batch_size: int = Field(default=5000, ge=1, le=100_000)
     """Transactions linked per chainer transaction."""
+    coalesce_postings: bool = True
+    """Post concurrent single PostTransaction calls together in one batch statement (group commit)."""
+    coalesce_window_seconds: float = Field(default=0.0, ge=0, le=0.001)
+    """Extra wait for more calls before a group is sent; 0 = only the calls that arrived meanwhile."""
+    coalesce_max_group: int = Field(default=200, ge=1, le=1000)
+    """Most postings in one group."""
+    coalesce_max_in_flight: int = Field(default=1, ge=1, le=64)
+    """Groups being posted at the same time (each holds one database connection)."""

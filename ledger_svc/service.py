@@ -380,11 +380,16 @@ class LedgerService:
         return ItemOutcome(transaction=self._transaction(row, posting))
 
     async def post_transactions(
-        self, conn: AsyncConnection, items: Sequence[tuple[Posting, ItemKey] | DomainError]
+        self,
+        conn: AsyncConnection,
+        items: Sequence[tuple[Posting, ItemKey] | DomainError],
+        *,
+        validated: bool = False,
     ) -> list[ItemOutcome]:
         """Post each item on its own in one unit of work and one round trip; refusals don't spread.
 
         An item given as a DomainError was refused by the caller (e.g. a bad key) and is passed through.
+        ``validated``: every posting already went through ``validate_posting`` (the coalescer's case).
         """
         outcomes: list[ItemOutcome | None] = []
         to_post: list[tuple[int, Posting]] = []
@@ -395,7 +400,7 @@ class LedgerService:
                 continue
             posting, key = item
             try:
-                valid = validate_posting(posting)
+                valid = posting if validated else validate_posting(posting)
             except DomainError as err:
                 outcomes.append(ItemOutcome(error=err))
                 continue

@@ -10,6 +10,7 @@ import grpc
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ledger_svc.coalescer import PostingCoalescer
 from ledger_svc.service import (
     Account,
     AccountType,
@@ -161,10 +162,17 @@ def _item_error(err: DomainError) -> pb.ItemError:
 
 
 class LedgerServicer(pb_grpc.LedgerServiceServicer):
-    def __init__(self, service: LedgerService, engine: AsyncEngine, idempotency: IdempotencyStore) -> None:
+    def __init__(
+        self,
+        service: LedgerService,
+        engine: AsyncEngine,
+        idempotency: IdempotencyStore,
+        coalescer: PostingCoalescer | None = None,
+    ) -> None:
         self._service = service
         self._engine = engine
         self._idempotency = idempotency
+        self._coalescer = coalescer
 
     async def CreateAccount(self, request: pb.CreateAccountRequest, context: grpc.aio.ServicerContext):
         async def work(conn):
@@ -202,15 +210,19 @@ class LedgerServicer(pb_grpc.LedgerServiceServicer):
     async def PostTransaction(self, request: pb.PostTransactionRequest, context: grpc.aio.ServicerContext):
         # svckit.idempotency's protocol, run inside the posting function: the key's lock, replay or
         # refusal, the effect and the stored answer all happen in one statement, one round trip.
+        # With a coalescer, concurrent calls share one batch statement with the same answers.
         key = _post_key(validate_key(idempotency_key_var.get()), request)
         with _transient_conflicts_are_retryable():
-            async with self._engine.connect() as conn:
-                await conn.execution_options(isolation_level="AUTOCOMMIT")
-                try:
-                    outcome = await self._service.post_transaction(conn, posting_from_pb(request), key)
-                except (Aborted, Unprocessable) as err:
-                    IDEMPOTENCY_CONFLICTS.labels(POST_SCOPE, err.reason).inc()
-                    raise
+            try:
+                if self._coalescer is not None:
+                    outcome = await self._coalescer.post(posting_from_pb(request), key)
+                else:
+                    async with self._engine.connect() as conn:
+                        await conn.execution_options(isolation_level="AUTOCOMMIT")
+                        outcome = await self._service.post_transaction(conn, posting_from_pb(request), key)
+            except (Aborted, Unprocessable) as err:
+                IDEMPOTENCY_CONFLICTS.labels(POST_SCOPE, err.reason).inc()
+                raise
         if outcome.stored_response is not None:
             IDEMPOTENT_REPLAYS.labels(POST_SCOPE).inc()
             await context.send_initial_metadata(((REPLAYED_METADATA, "true"),))
