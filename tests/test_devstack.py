@@ -130,3 +130,21 @@ def test_occupied_port_is_a_clear_error(tmp_path):
     assert result.returncode != 0
     assert f"port {busy}" in result.stdout + result.stderr
     assert "DEV_PG_PORT" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_a_killed_supervisor_leaves_no_orphans(tmp_path):
+    ports = {
+        name: free_port()
+        for name in ("pg", "redis", "payment", "ledger", "wallet", "recon", "gateway", "psp")
+    }
+    proc = _start(tmp_path, ports)
+    try:
+        _wait_for_summary(proc)
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert len(children) >= 7
+    finally:
+        proc.send_signal(signal.SIGKILL)  # no chance to stop anything itself
+        proc.wait(10)
+    # Each child carries a parent-death signal: PostgreSQL gets a fast shutdown, the rest SIGTERM.
+    assert _survivors(children, within=30.0) == [], "processes outlived a SIGKILLed supervisor"
