@@ -148,7 +148,7 @@ async def test_validation_errors_name_the_field(http):
 
     r = await http.post("/v1/ledger/accounts", json={"name": "asset:x:y", "currency": "USD"})
     assert r.status_code == 400
-    assert body["code"] == "INVALID_REQUEST"
+    assert r.json()["code"] == "INVALID_REQUEST"
     assert r.json()["errors"][0]["field"] == "Idempotency-Key"
 
 

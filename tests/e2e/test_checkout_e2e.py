@@ -16,6 +16,7 @@ from svckit.gen.recon.v1 import recon_service_pb2 as rpb
 from svckit.gen.recon.v1 import recon_service_pb2_grpc as rpb_grpc
 from svckit.gen.wallet.v1 import wallet_service_pb2 as wpb
 from svckit.gen.wallet.v1 import wallet_service_pb2_grpc as wpb_grpc
+from svckit.money import parse_amount
 
 
 def _body(sim_url: str, amounts: list[str], payment_method: str | None = None) -> dict[str, Any]:
@@ -70,8 +71,8 @@ async def _assert_books(channels, event: dict[str, Any]) -> None:
     wallet = wpb_grpc.WalletServiceStub(channels["wallet"])
     recon = rpb_grpc.ReconServiceStub(channels["recon"])
     for order in event["payment_orders"]:
-        minor = int(order["amount"].replace(".", ""))
-        commission = int(order["commission"].replace(".", ""))
+        minor = parse_amount(order["amount"], order["currency"])
+        commission = parse_amount(order["commission"], order["currency"])
         reply = await wallet.GetWallet(
             wpb.GetWalletRequest(seller_id=order["seller_account"], currency="USD")
         )

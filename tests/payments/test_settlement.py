@@ -8,7 +8,6 @@ import uuid
 import sqlalchemy as sa
 from redis.asyncio import Redis
 
-from payment_svc.settlement import commission_share
 from svckit.events import Keys
 from svckit.gen.ledger.v1 import ledger_service_pb2 as lpb
 from svckit.gen.ledger.v1 import ledger_service_pb2_grpc as lpb_grpc
@@ -98,11 +97,21 @@ async def test_refunds_debit_the_wallet_and_post_the_mirror_image(pay, channels)
     )
     await pay.stub.CreateRefund(pb.CreateRefundRequest(payment_order_id=order_id), metadata=_md())
     # The whole commission comes back with a full refund, whatever the partial steps rounded to.
-    assert (
-        commission_share(100, 1000, 333)
-        + (commission_share(100, 1000, 1000) - commission_share(100, 1000, 333))
-        == 100
-    )
+    async with pay.handle.engine.connect() as conn:
+        given_back = (
+            (
+                await conn.execute(
+                    sa.text(
+                        "SELECT payload FROM event_outbox WHERE aggregate_id = :o AND type = 'payment.refund.succeeded'"
+                    ),
+                    {"o": order_id},
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert sorted(p["amount_minor"] for p in given_back) == [333, 667]
+    assert sum(p["commission_minor"] for p in given_back) == 100
     deadline = asyncio.get_running_loop().time() + 20
     while await _wallet(channels, seller) != 0:
         assert asyncio.get_running_loop().time() < deadline, "refunds were not settled into the wallet"
