@@ -98,6 +98,13 @@ async def update_order(conn: AsyncConnection, payment_order_id: str, **values: A
     )
 
 
+async def set_janitor_schedule(conn: AsyncConnection, payment_order_id: str, **values: Any) -> None:
+    """Book-keeping of the janitor; leaves ``updated_at`` alone, since the order itself did not change."""
+    await conn.execute(
+        payment_orders.update().where(payment_orders.c.payment_order_id == payment_order_id).values(**values)
+    )
+
+
 async def add_transition(
     conn: AsyncConnection,
     payment_order_id: str,

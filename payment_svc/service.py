@@ -36,10 +36,9 @@ from payment_svc.domain import (
     PspOutcome,
     can_move,
     commission_minor,
-    is_terminal,
     outcome_from_payment_intent,
 )
-from payment_svc.psp import LineItem, PspDeclined, PspError, PspPort, PspRejected, PspUnavailable
+from payment_svc.psp import LineItem, PspDeclined, PspError, PspPort, PspUnavailable
 from payment_svc.risk import CheckoutFacts, RiskProvider, RiskVerdict
 from svckit.db import autocommit
 from svckit.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
@@ -762,11 +761,7 @@ class PaymentService:
                         age_seconds=int((now - order.created_at).total_seconds()),
                     )
                     values["alerted_at"] = now
-                await conn.execute(
-                    repo.payment_orders.update()
-                    .where(repo.payment_orders.c.payment_order_id == order.payment_order_id)
-                    .values(**values)
-                )
+                await repo.set_janitor_schedule(conn, order.payment_order_id, **values)
 
     async def janitor_forever(self) -> None:
         while True:
@@ -923,14 +918,3 @@ class PaymentService:
                 f"{refund.refund_id} failed: {obj.get('failure_reason') or status}",
             )
         return [order.payment_order_id]
-
-
-__all__ = [
-    "Buyer",
-    "CheckoutView",
-    "CreatePayment",
-    "OrderInput",
-    "PaymentService",
-    "PspRejected",
-    "is_terminal",
-]

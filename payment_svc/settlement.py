@@ -17,10 +17,9 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from payment_svc.models import payment_orders
+from payment_svc import repository
 from svckit.context import IDEMPOTENCY_KEY_METADATA
 from svckit.errors import Aborted, DomainError, Internal, Unavailable
 from svckit.events import Event, TerminalError, TransientError, outbox
@@ -142,10 +141,8 @@ class SettlementHandler:
                 external_ref=p["payment_order_id"],
                 debit=False,
             )
-            await conn.execute(
-                payment_orders.update()
-                .where(payment_orders.c.payment_order_id == p["payment_order_id"])
-                .values(wallet_updated=True, ledger_updated=True, updated_at=sa.func.now())
+            await repository.update_order(
+                conn, p["payment_order_id"], wallet_updated=True, ledger_updated=True
             )
         elif event.type == REFUND_SUCCEEDED:
             await self._settle(
