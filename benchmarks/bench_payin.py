@@ -100,6 +100,22 @@ def processes(root: subprocess.Popen) -> dict[str, psutil.Process]:
     return named
 
 
+def start_profilers(procs: dict[str, psutil.Process], out: Path) -> list[subprocess.Popen]:
+    """py-spy on every Python service (sampling at 100 Hz costs them a few percent)."""
+    out.mkdir(parents=True, exist_ok=True)
+    spies = []
+    for name, p in procs.items():
+        if name in ("payment_svc", "ledger_svc", "wallet_svc", "gateway", "psp_sim"):
+            spies.append(
+                subprocess.Popen(
+                    ["py-spy", "record", "-r", "100", "-f", "raw", "-p", str(p.pid), "-o", str(out / f"{name}.txt")],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+    return spies
+
+
 def cpu_seconds(procs: dict[str, psutil.Process]) -> dict[str, float]:
     out = {}
     for name, p in procs.items():
@@ -251,6 +267,11 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rate", type=float, default=100.0)
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="write a py-spy profile (raw collapsed stacks) of each Python process during the throughput run here",
+    )
     ns = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-payin-") as tmp:
         data = Path(tmp)
@@ -261,8 +282,13 @@ async def main() -> None:
             pg_url = f"postgresql://postgres@127.0.0.1:{ports['pg']}/payments"
             procs = processes(stack)
             await throughput(base, key, pg_url, 200, 16)  # warm-up: connections, caches, accounts
+            spies = start_profilers(procs, ns.profile) if ns.profile else []
             cpu_before, wall_before = cpu_seconds(procs), time.perf_counter()
             thr = await throughput(base, key, pg_url, ns.orders, ns.concurrency)
+            for spy in spies:
+                spy.send_signal(signal.SIGINT)
+            for spy in spies:
+                spy.wait(60)
             wall = time.perf_counter() - wall_before
             cpu = {k: v - cpu_before.get(k, 0.0) for k, v in cpu_seconds(procs).items()}
             lat = await open_loop(base, key, ns.rate, ns.seconds)

@@ -14,12 +14,14 @@ from payment_svc.models import order_transitions, payment_events, payment_orders
 UNCERTAIN_STATES = ("NOT_STARTED", "EXECUTING", "PENDING", "UNKNOWN")
 
 
-async def insert_event(conn: AsyncConnection, values: dict[str, Any]) -> None:
-    await conn.execute(payment_events.insert().values(**values))
+async def insert_event(conn: AsyncConnection, values: dict[str, Any]) -> sa.Row:
+    return (await conn.execute(payment_events.insert().values(**values).returning(payment_events))).one()
 
 
-async def insert_orders(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
-    await conn.execute(payment_orders.insert(), list(rows))
+async def insert_orders(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> list[sa.Row]:
+    """Insert orders with one statement; returns them as stored, in payment_order_id order."""
+    stmt = payment_orders.insert().values(list(rows)).returning(payment_orders)
+    return sorted((await conn.execute(stmt)).all(), key=lambda r: r.payment_order_id)
 
 
 async def get_event(conn: AsyncConnection, checkout_id: str) -> sa.Row | None:
@@ -103,6 +105,43 @@ async def set_janitor_schedule(conn: AsyncConnection, payment_order_id: str, **v
     await conn.execute(
         payment_orders.update().where(payment_orders.c.payment_order_id == payment_order_id).values(**values)
     )
+
+
+async def move_order(
+    conn: AsyncConnection,
+    payment_order_id: str,
+    from_state: str,
+    to_state: str,
+    cause: str,
+    detail: str,
+    **values: Any,
+) -> None:
+    """Update an order (locked by the caller) and append its history row, in one statement."""
+    values.setdefault("updated_at", sa.func.now())
+    moved = (
+        payment_orders.update()
+        .where(payment_orders.c.payment_order_id == payment_order_id)
+        .values(**values)
+        .returning(payment_orders.c.payment_order_id)
+        .cte("moved")
+    )
+    history_row = sa.select(
+        moved.c.payment_order_id,
+        sa.literal(from_state, sa.Text),
+        sa.literal(to_state, sa.Text),
+        sa.literal(cause, sa.Text),
+        sa.literal(detail[:2000], sa.Text),
+    )
+    await conn.execute(
+        order_transitions.insert()
+        .add_cte(moved)
+        .from_select(["payment_order_id", "from_state", "to_state", "cause", "detail"], history_row)
+    )
+
+
+async def add_transitions(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    """Several history rows in one statement (keys: payment_order_id, from_state, to_state, cause, detail)."""
+    await conn.execute(order_transitions.insert().values([dict(r, detail=r["detail"][:2000]) for r in rows]))
 
 
 async def add_transition(

@@ -39,9 +39,10 @@ from payment_svc.domain import (
     outcome_from_payment_intent,
 )
 from payment_svc.psp import LineItem, PspDeclined, PspError, PspPort, PspUnavailable
+from payment_svc.psp_events import CHECKOUT_OUTCOME_EVENTS, OUTCOME_EVENTS, REFUND_EVENTS
 from payment_svc.risk import CheckoutFacts, RiskProvider, RiskVerdict
 from svckit.db import autocommit
-from svckit.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from svckit.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unprocessable
 from svckit.logging import get_logger
 from svckit.money import MoneyError, normalize_currency
 
@@ -55,19 +56,6 @@ ORDER_TRANSITIONS = Counter(
     "payment_order_transitions_total", "Order state transitions", ["to_state", "cause"]
 )
 STALE_EVENTS = Counter("payment_stale_transitions_total", "Transitions refused by the state table", ["cause"])
-
-# PaymentIntent events that report an outcome. Others (``payment_intent.created`` above all) carry
-# the object as it was before confirmation and would read as "not paid yet" or even "failed".
-OUTCOME_EVENTS = frozenset(
-    {
-        "payment_intent.succeeded",
-        "payment_intent.payment_failed",
-        "payment_intent.requires_action",
-        "payment_intent.processing",
-        "payment_intent.canceled",
-        "payment_intent.amount_capturable_updated",
-    }
-)
 
 _ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
 _SELLER = re.compile(r"^[A-Za-z0-9_.\-@]{1,128}$")
@@ -274,8 +262,9 @@ class PaymentService:
             values["failure_code"] = None
             values["failure_message"] = None
             values["next_action_url"] = None
-        await repo.update_order(conn, order.payment_order_id, **values)
-        await repo.add_transition(conn, order.payment_order_id, current.value, target.value, cause, detail)
+        await repo.move_order(
+            conn, order.payment_order_id, current.value, target.value, cause, detail, **values
+        )
         ORDER_TRANSITIONS.labels(target.value, cause.split(":")[0]).inc()
         if target is S.SUCCESS:
             # The event needs only what never changes after creation, plus the commission computed here.
@@ -303,23 +292,21 @@ class PaymentService:
         self, cmd: CreatePayment, idempotency_key: str, fingerprint: bytes
     ) -> CheckoutView:
         currency = validate(cmd, self._settings)
-        async with self._reader.connect() as conn:
-            existing = await repo.get_event(conn, cmd.checkout_id)
-        if existing is not None:
-            if existing.idempotency_key != idempotency_key:
-                raise AlreadyExists(
-                    "CHECKOUT_ALREADY_EXISTS",
-                    f"checkout {cmd.checkout_id!r} already exists",
-                    {"checkout_id": cmd.checkout_id},
-                )
+        # Stored first, looked up only on conflict: a new checkout (the common case) costs no read.
+        stored = await self._store_checkout(cmd, currency, idempotency_key, fingerprint)
+        if stored is None:
             log.info("resuming checkout", checkout_id=cmd.checkout_id)
+            await self.drive(cmd.checkout_id)
         else:
-            await self._store_checkout(cmd, currency, idempotency_key, fingerprint)
-        await self.drive(cmd.checkout_id)
+            await self._drive(*stored)
         async with self._reader.connect() as conn:
             return await self.get_checkout(conn, cmd.checkout_id)
 
-    async def _store_checkout(self, cmd: CreatePayment, currency: str, key: str, fingerprint: bytes) -> None:
+    async def _store_checkout(
+        self, cmd: CreatePayment, currency: str, key: str, fingerprint: bytes
+    ) -> tuple[Any, list[Any]] | None:
+        """Store a new checkout with its orders; return them as stored, or None when this key already
+        stored this checkout (a retry resumes it). Another key's checkout is ALREADY_EXISTS."""
         total = sum(o.amount_minor for o in cmd.orders)
         since = datetime.now(UTC) - timedelta(seconds=self._settings.risk_velocity_window_seconds)
         async with self._reader.connect() as conn:
@@ -336,7 +323,7 @@ class PaymentService:
         )
         try:
             async with self._engine.begin() as conn:
-                await repo.insert_event(
+                event = await repo.insert_event(
                     conn,
                     {
                         "checkout_id": cmd.checkout_id,
@@ -359,7 +346,7 @@ class PaymentService:
                         "risk_rule": decision.rule,
                     },
                 )
-                await repo.insert_orders(
+                orders = await repo.insert_orders(
                     conn,
                     [
                         {
@@ -375,15 +362,19 @@ class PaymentService:
                         for o in cmd.orders
                     ],
                 )
-                for o in cmd.orders:
-                    await repo.add_transition(
-                        conn,
-                        o.payment_order_id,
-                        None,
-                        S.NOT_STARTED.value,
-                        "created",
-                        f"checkout {cmd.checkout_id}",
-                    )
+                await repo.add_transitions(
+                    conn,
+                    [
+                        {
+                            "payment_order_id": o.payment_order_id,
+                            "from_state": None,
+                            "to_state": S.NOT_STARTED.value,
+                            "cause": "created",
+                            "detail": f"checkout {cmd.checkout_id}",
+                        }
+                        for o in orders
+                    ],
+                )
                 if decision.verdict is not RiskVerdict.APPROVE:
                     for order in await repo.orders_of_checkout(conn, cmd.checkout_id, for_update=True):
                         if decision.verdict is RiskVerdict.DECLINE:
@@ -408,6 +399,17 @@ class PaymentService:
         except IntegrityError as exc:
             constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", "") or ""
             if constraint == "payment_events_pkey":
+                async with self._reader.connect() as conn:
+                    existing = await repo.get_event(conn, cmd.checkout_id)
+                if existing is not None and existing.idempotency_key == key:
+                    if existing.fingerprint is not None and bytes(existing.fingerprint) != fingerprint:
+                        # The first attempt never finished, so the key has no stored answer to
+                        # compare with; the checkout itself remembers what was asked.
+                        raise Unprocessable(
+                            "IDEMPOTENCY_KEY_REUSED",
+                            "this idempotency-key was already used with a different request; use a new key",
+                        ) from None
+                    return None
                 raise AlreadyExists(
                     "CHECKOUT_ALREADY_EXISTS",
                     f"checkout {cmd.checkout_id!r} already exists",
@@ -422,6 +424,9 @@ class PaymentService:
                     {"payment_order_id": ",".join(taken)},
                 ) from None
             raise
+        if decision.verdict is not RiskVerdict.APPROVE:
+            return event, []  # held or declined: nothing to register now
+        return event, orders
 
     # -- PSP registration (resumable) -----------------------------------------------------------
     @staticmethod
@@ -438,6 +443,9 @@ class PaymentService:
         async with self._reader.connect() as conn:
             event = await repo.get_event(conn, checkout_id)
             orders = await repo.orders_of_checkout(conn, checkout_id)
+        await self._drive(event, orders)
+
+    async def _drive(self, event: Any, orders: Sequence[Any]) -> None:
         pending = [o for o in orders if self._needs_registration(event, o)]
         if not pending:
             return
@@ -564,7 +572,7 @@ class PaymentService:
                     continue
                 if await self._apply_outcome(conn, order, outcome, f"{cause} {detail}".strip()):
                     changed.append(order.payment_order_id)
-        elif kind.startswith("checkout.session."):
+        elif kind in CHECKOUT_OUTCOME_EVENTS:
             event = await self._event_for_session(conn, obj)
             if event is None:
                 return []
@@ -595,7 +603,7 @@ class PaymentService:
                         failure_message=f"checkout session {code.replace('_', ' ')}",
                     ):
                         changed.append(order.payment_order_id)
-        elif kind.startswith(("refund.", "charge.refund.")):
+        elif kind in REFUND_EVENTS:
             changed = await self._apply_refund_object(conn, obj, cause)
         return changed
 

@@ -10,7 +10,14 @@ from google.protobuf.message import Message
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from payment_svc.domain import OrderState
-from payment_svc.service import Buyer, CheckoutView, CreatePayment, OrderInput, PaymentService
+from payment_svc.psp_events import handles_event_type
+from payment_svc.service import (
+    Buyer,
+    CheckoutView,
+    CreatePayment,
+    OrderInput,
+    PaymentService,
+)
 from svckit.context import REPLAYED_METADATA, idempotency_key_var
 from svckit.db import autocommit
 from svckit.errors import InvalidArgument
@@ -117,9 +124,8 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
                 await context.send_initial_metadata(((REPLAYED_METADATA, "true"),))
                 return replay
             response = await operate(claim.fingerprint, claim.key)
-            async with self._engine.begin() as conn:
-                await claim.save(conn, response)
-            return response
+            async with self._reader.connect() as conn:
+                return await claim.save(conn, response)
 
     async def CreatePayment(self, request: pb.CreatePaymentRequest, context: grpc.aio.ServicerContext):
         async def operate(fingerprint: bytes, key: str) -> pb.CreatePaymentResponse:
@@ -162,6 +168,9 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
     async def HandlePspEvent(self, request: pb.HandlePspEventRequest, context: grpc.aio.ServicerContext):
         if not request.event_id:
             raise InvalidArgument("MISSING_FIELD", "event_id is required", field="event_id")
+        if request.event_type and not handles_event_type(request.event_type):
+            # Nothing to apply and nothing to remember: a redelivery gets the same empty answer.
+            return pb.HandlePspEventResponse(applied=False)
 
         async def work(conn):
             changed = await self._service.handle_psp_event(conn, request.event_type, request.payload)

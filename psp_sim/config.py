@@ -84,7 +84,12 @@ def load_config(
         data["webhook_secret"] = env["PSP_SIM_WEBHOOK_SECRET"]
     if env.get("PSP_SIM_WEBHOOK_URL"):
         eps = list(data.get("webhook_endpoints", []))
-        eps.extend({"url": u.strip()} for u in env["PSP_SIM_WEBHOOK_URL"].split(",") if u.strip())
+        events = [e.strip() for e in env.get("PSP_SIM_WEBHOOK_EVENTS", "*").split(",") if e.strip()]
+        eps.extend(
+            {"url": u.strip(), "enabled_events": events or ["*"]}
+            for u in env["PSP_SIM_WEBHOOK_URL"].split(",")
+            if u.strip()
+        )
         data["webhook_endpoints"] = eps
     if seed is not None:
         data["seed"] = seed

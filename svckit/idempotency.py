@@ -25,6 +25,7 @@ from typing import TypeVar
 import grpc
 import sqlalchemy as sa
 from google.protobuf.message import Message
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -120,16 +121,29 @@ class Claim:
         response.ParseFromString(self.replay_payload)
         return response
 
-    async def save(self, conn: AsyncConnection, response: Message) -> None:
-        """Record the final answer, inside the transaction that makes the operation's last change."""
-        await conn.execute(
-            idempotency_keys.insert().values(
+    async def save(self, conn: AsyncConnection, response: R) -> R:
+        """Record the final answer (in the operation's last transaction, or alone on an autocommit
+        connection) and return the answer to give: normally ``response``; the stored one if the same
+        request finished first in a race (see :meth:`IdempotencyStore.claim`)."""
+        stored = await conn.scalar(
+            pg_insert(idempotency_keys)
+            .values(
                 scope=self.scope,
                 key=self.key,
                 fingerprint=self.fingerprint,
                 response=response.SerializeToString(),
             )
+            .on_conflict_do_nothing()
+            .returning(idempotency_keys.c.key)
         )
+        if stored is not None:
+            return response
+        row = await _lookup(conn, self.scope, self.key)
+        _check_fingerprint(self.scope, row.fingerprint, self.fingerprint)
+        log.info("idempotency key committed concurrently; replaying", scope=self.scope)
+        winner = type(response)()
+        winner.ParseFromString(bytes(row.response))
+        return winner
 
 
 async def _lookup(conn: AsyncConnection, scope: str, key: str) -> sa.Row | None:
@@ -137,6 +151,17 @@ async def _lookup(conn: AsyncConnection, scope: str, key: str) -> sa.Row | None:
         idempotency_keys.c.scope == scope, idempotency_keys.c.key == key
     )
     return (await conn.execute(stmt)).first()
+
+
+def _probe(scope: str, key: str, try_lock: sa.ColumnElement) -> sa.Select:
+    """(got, fingerprint, response): the key's lock tried, and its finished record if any."""
+    return (
+        sa.select(try_lock.label("got"), idempotency_keys.c.fingerprint, idempotency_keys.c.response)
+        .select_from(sa.select(sa.literal(1)).subquery())
+        .outerjoin(
+            idempotency_keys, sa.and_(idempotency_keys.c.scope == scope, idempotency_keys.c.key == key)
+        )
+    )
 
 
 def _check_fingerprint(scope: str, stored: bytes, fp: bytes) -> None:
@@ -174,16 +199,7 @@ class IdempotencyStore:
                     # replays even while someone else holds the lock (concurrent replays never block).
                     probe = (
                         await conn.execute(
-                            sa.select(
-                                sa.func.pg_try_advisory_xact_lock(lock_id(scope, key)).label("got"),
-                                idempotency_keys.c.fingerprint,
-                                idempotency_keys.c.response,
-                            )
-                            .select_from(sa.select(sa.literal(1)).subquery())
-                            .outerjoin(
-                                idempotency_keys,
-                                sa.and_(idempotency_keys.c.scope == scope, idempotency_keys.c.key == key),
-                            )
+                            _probe(scope, key, sa.func.pg_try_advisory_xact_lock(lock_id(scope, key)))
                         )
                     ).one()
                     if probe.fingerprint is not None:
@@ -230,16 +246,21 @@ class IdempotencyStore:
         """
         key = validate_key(key)
         fp = fingerprint(scope, request)
+        lock = lock_id(scope, key)
         async with self._autocommit.connect() as conn:
-            row = await _lookup(conn, scope, key)
-            if row is not None:
-                _check_fingerprint(scope, row.fingerprint, fp)
+            # One round trip: try the lock and read any finished record. The lock is tried after the
+            # statement's snapshot, so a holder that committed and unlocked in between reads as
+            # "not finished": the operation is then re-run, which resumes from its stored state, and
+            # Claim.save finds the holder's record and answers with it.
+            probe = (await conn.execute(_probe(scope, key, sa.func.pg_try_advisory_lock(lock)))).one()
+            if probe.fingerprint is not None:
+                if probe.got:
+                    await conn.execute(sa.select(sa.func.pg_advisory_unlock(lock)))
+                _check_fingerprint(scope, probe.fingerprint, fp)
                 IDEMPOTENT_REPLAYS.labels(scope).inc()
-                yield Claim(scope, key, fp, bytes(row.response))
+                yield Claim(scope, key, fp, bytes(probe.response))
                 return
-            lock = lock_id(scope, key)
-            got = await conn.scalar(sa.select(sa.func.pg_try_advisory_lock(lock)))
-            if not got:
+            if not probe.got:
                 IDEMPOTENCY_CONFLICTS.labels(scope, "IDEMPOTENCY_KEY_IN_USE").inc()
                 raise Aborted(
                     "IDEMPOTENCY_KEY_IN_USE",
@@ -247,14 +268,7 @@ class IdempotencyStore:
                     {"retry_after_seconds": "1"},
                 )
             try:
-                # Finished between our first look and the lock: replay it.
-                row = await _lookup(conn, scope, key)
-                if row is not None:
-                    _check_fingerprint(scope, row.fingerprint, fp)
-                    IDEMPOTENT_REPLAYS.labels(scope).inc()
-                    yield Claim(scope, key, fp, bytes(row.response))
-                else:
-                    yield Claim(scope, key, fp)
+                yield Claim(scope, key, fp)
             finally:
                 await conn.execute(sa.select(sa.func.pg_advisory_unlock(lock)))
 

@@ -15,6 +15,7 @@ import yaml
 from gateway.config import GatewaySettings
 from ledger_svc.config import LedgerSettings
 from payment_svc.config import PaymentSettings
+from payment_svc.psp_events import HANDLED_EVENT_TYPES
 from recon_svc.config import ReconSettings
 from wallet_svc.config import WalletSettings
 
@@ -100,6 +101,8 @@ def test_the_psp_simulator_and_the_gateway_share_one_webhook_secret():
     assert sim["PSP_SIM_WEBHOOK_SECRET"].startswith("whsec_")
     assert sim["PSP_SIM_WEBHOOK_SECRET"] == gateway["GATEWAY_STRIPE_WEBHOOK_SECRET"]
     assert sim["PSP_SIM_WEBHOOK_URL"] == "http://gateway:8000/v1/webhooks/stripe"
+    subscribed = set(sim["PSP_SIM_WEBHOOK_EVENTS"].split(","))
+    assert subscribed == HANDLED_EVENT_TYPES, "the endpoint must receive exactly the events pay-in handles"
     assert SERVICES["payment"]["environment"]["PAYMENT_PSP_BASE_URL"] == "http://psp-sim:12111"
 
 

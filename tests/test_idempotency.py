@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from svckit.gen.ledger.v1 import ledger_service_pb2 as pb
 from svckit.gen.ledger.v1 import ledger_service_pb2_grpc as pb_grpc
 from svckit.grpc_errors import error_info, from_rpc_error
-from svckit.idempotency import IdempotencyStore
+from svckit.idempotency import Claim, IdempotencyStore, lock_id
 
 
 def _name() -> str:
@@ -162,3 +162,51 @@ async def test_long_claim_is_released_when_the_operation_fails(services):
             raise RuntimeError("PSP exploded")
     async with store.claim("test.Long", key, request) as claim:
         assert claim.replay(pb.CreateAccountResponse) is None
+
+
+async def test_long_claim_that_lost_a_race_answers_with_the_winners_stored_response(services):
+    # The probe's snapshot can predate a holder that committed its record and unlocked just before
+    # our lock attempt; the operation then re-runs, and saving must hand back the winner's answer.
+    engine = services["ledger"].engine
+    store = IdempotencyStore(engine)
+    key = uuid.uuid4().hex
+    request = pb.CreateAccountRequest(name=_name(), currency="USD")
+    first = pb.CreateAccountResponse(
+        account=pb.Account(name=request.name, currency="USD", type=pb.ACCOUNT_TYPE_ASSET)
+    )
+    second = pb.CreateAccountResponse(
+        account=pb.Account(name=request.name, currency="USD", type=pb.ACCOUNT_TYPE_LIABILITY)
+    )
+    async with store.claim("test.Race", key, request) as late:
+        async with engine.begin() as conn:  # the winner's record lands while we run
+            await Claim("test.Race", key, late.fingerprint).save(conn, first)
+        async with engine.begin() as conn:
+            answer = await late.save(conn, second)
+    assert answer == first
+    async with store.claim("test.Race", key, request) as again:
+        assert again.replay(pb.CreateAccountResponse) == first
+
+
+async def test_long_claim_of_a_finished_key_releases_the_lock_it_took(services):
+    engine = services["ledger"].engine
+    store = IdempotencyStore(engine)
+    key = uuid.uuid4().hex
+    request = pb.CreateAccountRequest(name=_name(), currency="USD")
+    answer = pb.CreateAccountResponse(account=pb.Account(name=request.name, currency="USD"))
+    async with store.claim("test.Done", key, request) as claim, engine.begin() as conn:
+        await claim.save(conn, answer)
+    for _ in range(3):  # each replay probes with a lock attempt; none may leak a held lock
+        async with store.claim("test.Done", key, request) as again:
+            assert again.replay(pb.CreateAccountResponse) == answer
+    async with engine.connect() as conn:
+        held = await conn.scalar(
+            sa.text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                " AND classid::bigint = :hi AND objid::bigint = :lo AND objsubid = 1"
+            ),
+            {
+                "hi": (lock_id("test.Done", key) >> 32) & 0xFFFFFFFF,
+                "lo": lock_id("test.Done", key) & 0xFFFFFFFF,
+            },
+        )
+    assert held == 0

@@ -126,6 +126,8 @@ def plan_children(dev_key: str = "", webhook_secret: str = "") -> list[Child]:
         ),
     ]
     if importlib.util.find_spec("psp_sim") is not None:
+        from payment_svc.psp_events import HANDLED_EVENT_TYPES
+
         children.append(
             Child(
                 "psp-sim",
@@ -136,6 +138,8 @@ def plan_children(dev_key: str = "", webhook_secret: str = "") -> list[Child]:
                 # The simulator delivers its webhooks to our gateway, signed with the shared secret.
                 env={
                     "PSP_SIM_WEBHOOK_URL": f"http://127.0.0.1:{ports['gateway']}/v1/webhooks/stripe",
+                    # Subscribed like a Stripe endpoint in production: only what can change a payment.
+                    "PSP_SIM_WEBHOOK_EVENTS": ",".join(sorted(HANDLED_EVENT_TYPES)),
                     **({"PSP_SIM_WEBHOOK_SECRET": webhook_secret} if webhook_secret else {}),
                 },
             )

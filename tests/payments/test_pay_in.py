@@ -462,3 +462,58 @@ async def test_an_order_uncertain_past_its_deadline_raises_one_alert_and_stays_u
     assert (
         REGISTRY.get_sample_value("payment_orders_past_deadline_total") or 0
     ) == before + 1  # alerted once
+
+
+async def test_event_types_pay_in_does_not_handle_are_acknowledged_without_a_write(pay):
+    checkout, orders = _ids(1)
+    await pay.stub.CreatePayment(
+        _request(checkout, orders, amounts=(420,), payment_method="pm_card_visa"), metadata=_md()
+    )
+    mine = [e for e in pay.events() if checkout in str(e["data"]["object"].get("metadata"))]
+    ignored = [e for e in mine if e["type"] in ("payment_intent.created", "charge.succeeded")]
+    assert {e["type"] for e in ignored} == {"payment_intent.created", "charge.succeeded"}
+    handled = [e for e in mine if e["type"] == "payment_intent.succeeded"]
+    replies = await pay.deliver(ignored + handled)
+    assert not any(r.applied for r in replies)  # the order was already SUCCESS from our own call
+    async with pay.handle.engine.connect() as conn:
+        remembered = set(
+            (
+                await conn.execute(
+                    sa.text("SELECT key FROM idempotency_keys WHERE scope = 'payments.HandlePspEvent'")
+                )
+            ).scalars()
+        )
+    assert not {e["id"] for e in ignored} & remembered
+    assert {e["id"] for e in handled} <= remembered
+
+
+async def test_a_retry_with_another_body_under_an_unfinished_key_is_refused_not_resumed(pay):
+    # The first attempt stored the checkout and died before answering: its key has no stored answer
+    # yet, so the checkout's own fingerprint must catch a retry that asks for something else.
+    checkout, orders = _ids(1)
+    key = uuid.uuid4().hex
+    async with pay.handle.engine.begin() as conn:
+        await conn.execute(
+            sa.text(
+                "INSERT INTO payment_events (checkout_id, buyer_id, mode, currency, total_minor,"
+                " payment_method, idempotency_key, fingerprint)"
+                " VALUES (:c, 'b', 'DIRECT', 'USD', 500, 'pm_card_visa', :k, '\\x00'::bytea)"
+            ),
+            {"c": checkout, "k": key},
+        )
+        await conn.execute(
+            sa.text(
+                "INSERT INTO payment_orders (payment_order_id, checkout_id, seller_account, amount_minor,"
+                " currency, state) VALUES (:o, :c, 'seller-x', 500, 'USD', 'NOT_STARTED')"
+            ),
+            {"o": orders[0], "c": checkout},
+        )
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await pay.stub.CreatePayment(
+            _request(checkout, orders, amounts=(999,), payment_method="pm_card_visa"), metadata=_md(key)
+        )
+    assert error_info(err.value).reason == "IDEMPOTENCY_KEY_REUSED"
+    assert (await _order(pay, orders[0])).state == STATE.PAYMENT_ORDER_STATE_NOT_STARTED
+    assert not [
+        p for p in pay.psp_objects("payment_intent") if p.get("metadata", {}).get("checkout_id") == checkout
+    ]

@@ -169,3 +169,22 @@ def test_webhook_endpoint_from_config_and_env() -> None:
     )
     assert [e["url"] for e in cfg.webhook_endpoints] == ["http://a.test/h", "http://b.test/h"]
     assert cfg.webhook_secret == "whsec_fixed"
+    assert [e["enabled_events"] for e in cfg.webhook_endpoints] == [["*"], ["*"]]
+
+
+def test_webhook_endpoint_from_env_subscribes_to_the_listed_events_only() -> None:
+    from psp_sim.config import load_config
+    from psp_sim.webhooks import Endpoint
+
+    cfg = load_config(
+        env={
+            "PSP_SIM_WEBHOOK_URL": "http://a.test/h",
+            "PSP_SIM_WEBHOOK_EVENTS": "payment_intent.succeeded, refund.updated",
+        }
+    )
+    (ep,) = cfg.webhook_endpoints
+    endpoint = Endpoint("we_1", ep["url"], "whsec_x", ep["enabled_events"])
+    assert endpoint.wants("payment_intent.succeeded")
+    assert endpoint.wants("refund.updated")
+    assert not endpoint.wants("payment_intent.created")
+    assert not endpoint.wants("charge.succeeded")
