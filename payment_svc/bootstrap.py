@@ -76,7 +76,9 @@ def build(settings: PaymentSettings, engine: AsyncEngine, idempotency: Idempoten
             ledger_service_pb2_grpc.LedgerServiceStub(ledger_channel),
             settings.settlement_deadline_seconds,
         )
-        consumer = Consumer(redis=redis, engine=engine, settings=events, group="settlement", handler=handler)
+        consumer = Consumer(
+            redis=redis, engine=engine, settings=events, group="settlement", batch_handler=handler
+        )
         background += [Relay(engine, redis, events).run, consumer.run]
 
     async def close() -> None:

@@ -100,6 +100,15 @@ async def update_order(conn: AsyncConnection, payment_order_id: str, **values: A
     )
 
 
+async def mark_settled(conn: AsyncConnection, payment_order_ids: Sequence[str]) -> None:
+    """Flag orders whose wallet credit and ledger posting are done (one statement for a batch)."""
+    await conn.execute(
+        payment_orders.update()
+        .where(payment_orders.c.payment_order_id.in_(sorted(payment_order_ids)))
+        .values(wallet_updated=True, ledger_updated=True, updated_at=sa.func.now())
+    )
+
+
 async def set_janitor_schedule(conn: AsyncConnection, payment_order_id: str, **values: Any) -> None:
     """Book-keeping of the janitor; leaves ``updated_at`` alone, since the order itself did not change."""
     await conn.execute(

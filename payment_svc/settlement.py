@@ -1,9 +1,10 @@
 """Settlement of pay-in money into the seller's wallet and the ledger, through the event backbone.
 
 ``OutboxSettlement`` writes an event in the same transaction as the order's SUCCESS (or a refund's
-success). ``SettlementHandler`` consumes it: it credits (or debits) the wallet and posts the ledger,
-each call idempotent on a key derived from the order or refund id, then flags the order — in the
-consumer's transaction, which also records the event as processed. A failure is retried by the
+success). ``SettlementHandler`` consumes them a batch at a time: it credits (or debits) the wallets and posts
+the ledger (one PostTransactions call per batch), each effect idempotent on a key derived from the
+order or refund id, then flags the orders — in the consumer's transaction, which also records the
+events as processed. A failure is retried by the
 backbone (transient) or dead-lettered for an operator (terminal).
 
 Books, for an order of amount A with commission C (DESIGN.md, "Money in the books"):
@@ -14,6 +15,8 @@ returns exactly C): the mirror image, and the wallet is debited R-c.
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -115,8 +118,58 @@ def refund_entries(seller: str, amount: int, commission: int, currency: str) -> 
     return entries
 
 
+@dataclass(frozen=True)
+class _Movement:
+    """What one settlement event does to the wallet and the ledger."""
+
+    key: str
+    seller: str
+    net: int
+    currency: str
+    reference: wpb.Reference
+    ledger: lpb.PostTransactionRequest
+    debit: bool
+    flags_order: str | None
+    """The order to flag wallet_updated/ledger_updated once settled (pay-ins only)."""
+
+
+def _movement(event: Event) -> _Movement | None:
+    p = event.payload
+    if event.type == ORDER_SUCCEEDED:
+        key, ref, debit = f"settle:order:{p['payment_order_id']}", p["payment_order_id"], False
+        reference = wpb.Reference(kind=wpb.REFERENCE_KIND_PAYMENT_ORDER, id=ref)
+        entries = order_entries(p["seller_account"], p["amount_minor"], p["commission_minor"], p["currency"])
+        description = f"pay-in {ref} of checkout {p['checkout_id']}"
+    elif event.type == REFUND_SUCCEEDED:
+        key, ref, debit = f"settle:refund:{p['refund_id']}", p["refund_id"], True
+        reference = wpb.Reference(kind=wpb.REFERENCE_KIND_REFUND, id=ref)
+        entries = refund_entries(p["seller_account"], p["amount_minor"], p["commission_minor"], p["currency"])
+        description = f"refund {ref} of {p['payment_order_id']}"
+    else:
+        return None  # the stream carries other events too, for other consumer groups
+    return _Movement(
+        key=key,
+        seller=p["seller_account"],
+        net=p["amount_minor"] - p["commission_minor"],
+        currency=p["currency"],
+        reference=reference,
+        ledger=lpb.PostTransactionRequest(
+            entries=entries,
+            description=description,
+            external_ref=ref,
+            metadata={"source": "payment_svc", "reference": ref},
+        ),
+        debit=debit,
+        flags_order=p["payment_order_id"] if event.type == ORDER_SUCCEEDED else None,
+    )
+
+
 class SettlementHandler:
-    """Consumer handler (group ``settlement``): wallet and ledger for one settlement event."""
+    """Consumer batch handler (group ``settlement``): wallet and ledger for a batch of settlement events.
+
+    Every remote effect carries the event's own key (``settle:order:<id>``, ``settle:refund:<id>``),
+    the same whether it travels alone or in a batch, so a batch that fails half-way and is then
+    applied event by event replays what was done and does the rest."""
 
     def __init__(
         self, wallet: wpb_grpc.WalletServiceStub, ledger: lpb_grpc.LedgerServiceStub, deadline_seconds: float
@@ -125,75 +178,49 @@ class SettlementHandler:
         self._ledger = ledger
         self._deadline = deadline_seconds
 
-    async def __call__(self, conn: AsyncConnection, event: Event) -> None:
-        p = event.payload
-        if event.type == ORDER_SUCCEEDED:
-            await self._settle(
-                key=f"settle:order:{p['payment_order_id']}",
-                seller=p["seller_account"],
-                net=p["amount_minor"] - p["commission_minor"],
-                currency=p["currency"],
-                reference=wpb.Reference(kind=wpb.REFERENCE_KIND_PAYMENT_ORDER, id=p["payment_order_id"]),
-                entries=order_entries(
-                    p["seller_account"], p["amount_minor"], p["commission_minor"], p["currency"]
-                ),
-                description=f"pay-in {p['payment_order_id']} of checkout {p['checkout_id']}",
-                external_ref=p["payment_order_id"],
-                debit=False,
-            )
-            await repository.update_order(
-                conn, p["payment_order_id"], wallet_updated=True, ledger_updated=True
-            )
-        elif event.type == REFUND_SUCCEEDED:
-            await self._settle(
-                key=f"settle:refund:{p['refund_id']}",
-                seller=p["seller_account"],
-                net=p["amount_minor"] - p["commission_minor"],
-                currency=p["currency"],
-                reference=wpb.Reference(kind=wpb.REFERENCE_KIND_REFUND, id=p["refund_id"]),
-                entries=refund_entries(
-                    p["seller_account"], p["amount_minor"], p["commission_minor"], p["currency"]
-                ),
-                description=f"refund {p['refund_id']} of {p['payment_order_id']}",
-                external_ref=p["refund_id"],
-                debit=True,
-            )
-
-    async def _settle(
-        self,
-        *,
-        key: str,
-        seller: str,
-        net: int,
-        currency: str,
-        reference: wpb.Reference,
-        entries: list[lpb.Entry],
-        description: str,
-        external_ref: str,
-        debit: bool,
-    ) -> None:
-        metadata = ((IDEMPOTENCY_KEY_METADATA, key),)
+    async def __call__(self, conn: AsyncConnection, events: list[Event]) -> None:
+        movements = [m for m in map(_movement, events) if m is not None]
+        if not movements:
+            return
         try:
-            if net:
-                money = money_pb2.Money(amount_minor=net, currency=currency)
-                if debit:
-                    request = wpb.DebitRequest(seller_id=seller, amount=money, reference=reference)
-                    await self._wallet.Debit(request, metadata=metadata, timeout=self._deadline)
-                else:
-                    request = wpb.CreditRequest(seller_id=seller, amount=money, reference=reference)
-                    await self._wallet.Credit(request, metadata=metadata, timeout=self._deadline)
-            await self._ledger.PostTransaction(
-                lpb.PostTransactionRequest(
-                    entries=entries,
-                    description=description,
-                    external_ref=external_ref,
-                    metadata={"source": "payment_svc", "reference": external_ref},
-                ),
-                metadata=metadata,
-                timeout=self._deadline,
-            )
+            await asyncio.gather(*(self._wallet_move(m) for m in movements if m.net))
+            await self._post_ledger(movements)
         except grpc.aio.AioRpcError as exc:
             raise _classified(from_rpc_error(exc)) from None
+        orders = [m.flags_order for m in movements if m.flags_order]
+        if orders:
+            await repository.mark_settled(conn, orders)
+
+    async def _wallet_move(self, m: _Movement) -> None:
+        money = money_pb2.Money(amount_minor=m.net, currency=m.currency)
+        metadata = ((IDEMPOTENCY_KEY_METADATA, m.key),)
+        if m.debit:
+            request = wpb.DebitRequest(seller_id=m.seller, amount=money, reference=m.reference)
+            await self._wallet.Debit(request, metadata=metadata, timeout=self._deadline)
+        else:
+            request = wpb.CreditRequest(seller_id=m.seller, amount=money, reference=m.reference)
+            await self._wallet.Credit(request, metadata=metadata, timeout=self._deadline)
+
+    async def _post_ledger(self, movements: list[_Movement]) -> None:
+        if len(movements) == 1:  # alone (also the one-by-one fallback): the error is the call's own
+            (m,) = movements
+            metadata = ((IDEMPOTENCY_KEY_METADATA, m.key),)
+            await self._ledger.PostTransaction(m.ledger, metadata=metadata, timeout=self._deadline)
+            return
+        reply = await self._ledger.PostTransactions(
+            lpb.PostTransactionsRequest(
+                items=[
+                    lpb.PostTransactionsItem(idempotency_key=m.key, transaction=m.ledger) for m in movements
+                ]
+            ),
+            timeout=self._deadline,
+        )
+        refused = [(m, r.error) for m, r in zip(movements, reply.results, strict=True) if r.HasField("error")]
+        if refused:
+            # The consumer rolls the batch back and applies each event alone, which names the culprit
+            # and retries or dead-letters only it; the others replay what this call already posted.
+            m, err = refused[0]
+            raise TerminalError(f"ledger refused {m.key}: {err.reason}: {err.message}")
 
 
 def _classified(err: DomainError) -> Exception:

@@ -19,7 +19,7 @@ Consumer (a background job of the consuming service)::
 
 from svckit.events import outbox
 from svckit.events.config import EventsSettings, Keys
-from svckit.events.consumer import Consumer, Handler
+from svckit.events.consumer import BatchHandler, Consumer, Handler
 from svckit.events.message import Attempt, Event
 from svckit.events.policy import (
     DeadLetter,
@@ -42,6 +42,7 @@ from svckit.events.tables import (
 
 __all__ = [
     "Attempt",
+    "BatchHandler",
     "Consumer",
     "DeadLetter",
     "ErrorClass",

@@ -1,6 +1,6 @@
 """The consumer runner: one member of a consumer group, applying each event exactly once.
 
-``handler(conn, event)`` runs inside the consumer's database transaction, which also records
+``handler(conn, event)`` (or ``batch_handler(conn, events)``) runs inside the consumer's database transaction, which also records
 ``(group, event_id)`` in ``processed_events``; the delivery is acknowledged only after that commit.
 So a redelivered event (relay published twice, consumer died before XACK, a retry copy racing a slow
 first attempt) finds its record and has no second effect, and an event whose transaction did not
@@ -50,6 +50,10 @@ from svckit.logging import get_logger
 log = get_logger(__name__)
 
 Handler = Callable[[AsyncConnection, Event], Awaitable[None]]
+BatchHandler = Callable[[AsyncConnection, list[Event]], Awaitable[None]]
+"""Applies several events at once (e.g. one remote batch call instead of one call per event); the
+same contract as ``Handler`` for each of them. If it raises, the consumer rolls the batch back and
+applies each event alone, so a batch handler need not report which event failed."""
 
 _RECORD_MANY = sa.text(
     """
@@ -94,7 +98,8 @@ class Consumer:
         engine: AsyncEngine,
         settings: EventsSettings,
         group: str,
-        handler: Handler,
+        handler: Handler | None = None,
+        batch_handler: BatchHandler | None = None,
         stream: str | None = None,
         name: str | None = None,
         policy: RetryPolicy | None = None,
@@ -103,7 +108,10 @@ class Consumer:
         self.engine = engine
         self.settings = settings
         self.group = group
+        if (handler is None) == (batch_handler is None):
+            raise ValueError("give exactly one of handler and batch_handler")
         self.handler = handler
+        self.batch_handler = batch_handler
         self.stream = stream or settings.keys.events
         if not self.stream.startswith(settings.keys.prefix + ":"):
             raise ValueError(f"stream {self.stream!r} must be in the {settings.keys.prefix} hash slot")
@@ -289,9 +297,15 @@ class Consumer:
                     )
                 ).scalars()
             )
-            for event in events:
-                if event.event_id in fresh:
-                    await self.handler(conn, event)
+            if self.batch_handler is not None:
+                todo = [e for e in events if e.event_id in fresh]
+                if todo:
+                    await self.batch_handler(conn, todo)
+            else:
+                assert self.handler is not None
+                for event in events:
+                    if event.event_id in fresh:
+                        await self.handler(conn, event)
             crashpoint("consumer.before_commit")
         for event in events:
             outcome = "processed" if event.event_id in fresh else "duplicate"

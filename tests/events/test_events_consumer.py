@@ -297,3 +297,50 @@ async def test_an_event_that_keeps_killing_its_consumers_is_dead_lettered(bus):
     await _drain(survivor)
     assert await bus.effects(group) == {ids[1]: 1}
     assert (await bus.redis.xpending(bus.stream, group))["pending"] == 0
+
+
+async def test_a_batch_handler_gets_each_batch_once_and_a_failure_falls_back_to_one_by_one(bus):
+    from svckit.events import Consumer
+    from tests.events.events_demo import handler_for
+
+    ids = await bus.add_events(6, aggregate="order-b")
+    bad = ids[2]
+    await bus.fault(bad, "terminal")
+    await bus.relay().drain()
+    one_by_one = handler_for("batcher")
+    calls: list[list[str]] = []
+
+    async def batch(conn, events):
+        calls.append([e.event_id for e in events])
+        for event in events:
+            await one_by_one(conn, event)
+
+    consumer = Consumer(
+        redis=bus.redis,
+        engine=bus.engine,
+        settings=bus.settings.model_copy(update={"consumer_batch_size": 10}),
+        group="batcher",
+        batch_handler=batch,
+        name="b1",
+    )
+    await _drain(consumer)
+    # The whole batch first (rolled back by the bad event), then each event in a batch of its own.
+    assert calls[0] == ids
+    assert calls[1:] == [[i] for i in ids]
+    assert await bus.effects("batcher") == {i: 1 for i in ids if i != bad}
+    dead = await consumer.channels.list_dead_letters()
+    assert [(d.group, d.event.event_id) for d in dead] == [("batcher", bad)]
+    # A redelivery of the whole batch reaches the handler with nothing left to do.
+    calls.clear()
+    for _, fields in await bus.redis.xrange(bus.stream):
+        await bus.redis.xadd(bus.stream, fields)
+    await _drain(consumer)
+    assert calls == [[bad], [bad]]  # only the never-applied event: in the batch, then alone
+    assert await bus.effects("batcher") == {i: 1 for i in ids if i != bad}
+
+
+def test_a_consumer_takes_exactly_one_kind_of_handler(bus):
+    from svckit.events import Consumer
+
+    with pytest.raises(ValueError):
+        Consumer(redis=bus.redis, engine=bus.engine, settings=bus.settings, group="g")
