@@ -114,7 +114,8 @@ def cpu_seconds(procs: list[psutil.Process]) -> float:
 
 
 def scenario(name: str, addresses: list[str], clients: int, concurrency: int, accounts: int, batch: int,
-             seconds: float, servers: list[psutil.Process], postgres: psutil.Process) -> dict:  # fmt: skip
+             seconds: float, servers: list[psutil.Process], postgres: psutil.Process,
+             profile: float = 0.0) -> dict:  # fmt: skip
     specs = [
         LoadSpec(addresses[i % len(addresses)], accounts, concurrency, seconds, batch, seed=i + 1)
         for i in range(clients)
@@ -123,9 +124,20 @@ def scenario(name: str, addresses: list[str], clients: int, concurrency: int, ac
     pg_procs = [postgres, *postgres.children(recursive=True)]
     server_cpu, pg_cpu = cpu_seconds(servers), cpu_seconds(pg_procs)
     started = time.perf_counter()
+    spy = None
+    if profile:
+        # Sample the first server while the load runs (raw collapsed stacks; see docs/benchmarks.md).
+        out = Path(tempfile.gettempdir()) / ("ledger-" + re.sub(r"[^a-z0-9]+", "-", name.lower()) + ".txt")
+        spy = subprocess.Popen(
+            ["py-spy", "record", "-r", "100", "-d", str(int(profile)), "-f", "raw", "--nonblocking",
+             "-o", str(out), "--pid", str(servers[0].pid)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
     with concurrent.futures.ProcessPoolExecutor(clients, mp_context=ctx) as pool:
         results = list(pool.map(run_client, specs))
     elapsed = time.perf_counter() - started
+    if spy is not None:
+        spy.wait()
     # PostgreSQL backends come and go with the pools; count those alive now too.
     server_cpu = cpu_seconds(servers) - server_cpu
     pg_cpu = cpu_seconds([postgres, *postgres.children(recursive=True)]) - pg_cpu
@@ -199,6 +211,11 @@ def main() -> None:
     parser.add_argument("--coalesce-window", type=float, default=None, help="LEDGER_COALESCE_WINDOW_SECONDS")
     parser.add_argument("--coalesce-in-flight", type=int, default=None, help="LEDGER_COALESCE_MAX_IN_FLIGHT")
     parser.add_argument("--no-batched", action="store_true", help="skip the PostTransactions scenarios")
+    parser.add_argument("--no-single", action="store_true", help="skip the one-per-call scenarios")
+    parser.add_argument(
+        "--profile", type=float, default=0.0,
+        help="py-spy the first server for this many seconds in each scenario (writes /tmp/ledger-*.txt)",
+    )  # fmt: skip
     args = parser.parse_args()
     modes = ["on", "off"] if args.coalesce == "both" else [args.coalesce]
     coalesce_on = {"postings": "true"}
@@ -227,18 +244,18 @@ def main() -> None:
         results = []
         for accounts in (10, 10_000):
             warm_up(servers[0][1], accounts)
-            for mode, group in sets.items():
+            for mode, group in sets.items() if not args.no_single else ():
                 addresses = [address for _, address in group]
                 procs = [psutil.Process(proc.pid) for proc, _ in group]
                 results.append(scenario(f"one per call, coalescing {mode}, {accounts:,} accounts", addresses,
                                         args.clients, args.concurrency, accounts, 0, args.seconds, procs,
-                                        postgres))  # fmt: skip
+                                        postgres, args.profile))  # fmt: skip
             if not args.no_batched:
                 addresses = [address for _, address in servers[: args.servers]]
                 procs = [psutil.Process(proc.pid) for proc, _ in servers[: args.servers]]
                 results.append(scenario(f"batched 100 per call, {accounts:,} accounts", addresses, 2,
                                         args.batch_concurrency, accounts, 100, args.seconds, procs,
-                                        postgres))  # fmt: skip
+                                        postgres, args.profile))  # fmt: skip
         rss = ", ".join(f"{peak_rss_mib(proc.pid):.0f}" for proc, _ in servers)
         print(f"peak RSS of the {len(servers)} ledger server processes: {rss} MiB", flush=True)
         for r in results:
