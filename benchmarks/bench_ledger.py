@@ -113,6 +113,21 @@ def cpu_seconds(procs: list[psutil.Process]) -> float:
     return total
 
 
+def _pg_cpu_by_kind(procs: list[psutil.Process]) -> dict[str, float]:
+    """CPU seconds of PostgreSQL's processes by kind (backend type, or the database of a backend)."""
+    kinds: dict[str, float] = {}
+    for proc in procs:
+        try:
+            title = " ".join(proc.cmdline())
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        parts = title.split()
+        kind = "postmaster" if not title.startswith("postgres:") else " ".join(parts[1:3])
+        kinds[kind] = kinds.get(kind, 0.0) + times.user + times.system
+    return kinds
+
+
 def scenario(name: str, addresses: list[str], clients: int, concurrency: int, accounts: int, batch: int,
              seconds: float, servers: list[psutil.Process], postgres: psutil.Process,
              profile: float = 0.0) -> dict:  # fmt: skip
@@ -123,6 +138,7 @@ def scenario(name: str, addresses: list[str], clients: int, concurrency: int, ac
     ctx = multiprocessing.get_context("spawn")
     pg_procs = [postgres, *postgres.children(recursive=True)]
     server_cpu, pg_cpu = cpu_seconds(servers), cpu_seconds(pg_procs)
+    pg_split = _pg_cpu_by_kind(pg_procs) if profile else {}
     started = time.perf_counter()
     spy = None
     if profile:
@@ -157,6 +173,12 @@ def scenario(name: str, addresses: list[str], clients: int, concurrency: int, ac
         f"  errors {errors or 0}  ({clients} client procs x {concurrency} in flight; wall {elapsed:.1f}s; {_load()})"
     )
     print(line, flush=True)
+    if postings and profile:
+        after = _pg_cpu_by_kind([postgres, *postgres.children(recursive=True)])
+        split = {k: (v - pg_split.get(k, 0.0)) * 1e6 / postings for k, v in after.items()}
+        print(f"{'':<50} PostgreSQL CPU per posting by process: "
+              + ", ".join(f"{k} {v:.0f} us" for k, v in sorted(split.items(), key=lambda kv: -kv[1]) if v >= 1),
+              flush=True)  # fmt: skip
     if postings:
         per = 1e6 / postings
         print(

@@ -10,7 +10,15 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ledger_svc.models import accounts, chain_head, chain_queue, entries, transaction_chain, transactions
+from ledger_svc.models import (
+    accounts,
+    chain_head,
+    chain_queue,
+    chain_queue_batches,
+    entries,
+    transaction_chain,
+    transactions,
+)
 
 
 async def insert_account(
@@ -184,7 +192,10 @@ async def link_pending(conn: AsyncConnection, limit: int) -> int:
 
 async def unchained_transactions(conn: AsyncConnection) -> Sequence[sa.Row]:
     """Transactions without a chain link, and whether each is still queued for the chainer."""
-    queued = sa.exists().where(chain_queue.c.transaction_id == transactions.c.id)
+    queued = sa.or_(
+        sa.exists().where(chain_queue.c.transaction_id == transactions.c.id),
+        sa.exists().where(transactions.c.id == sa.func.any_(chain_queue_batches.c.transaction_ids)),
+    )
     stmt = (
         sa.select(transactions.c.id, queued.label("queued"))
         .where(~sa.exists().where(transaction_chain.c.transaction_id == transactions.c.id))

@@ -196,11 +196,20 @@ def _refusal(reason: str, message: str) -> DomainError:
     return _REFUSALS[reason](reason, message)
 
 
+# Valid codes already normalized (a few hundred at most: only codes that passed are kept).
+_NORMALIZED_CURRENCIES: dict[str, str] = {}
+
+
 def _currency(code: str, field_name: str = "currency") -> str:
+    known = _NORMALIZED_CURRENCIES.get(code)
+    if known is not None:
+        return known
     try:
-        return normalize_currency(code)
+        normalized = normalize_currency(code)
     except MoneyError as exc:
         raise InvalidArgument(exc.reason, str(exc), field=field_name) from None
+    _NORMALIZED_CURRENCIES[code] = normalized
+    return normalized
 
 
 def _text(value: str, limit: int, field_name: str) -> str:
