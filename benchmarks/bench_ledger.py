@@ -29,6 +29,7 @@ from pathlib import Path
 
 import grpc
 import psutil
+import psycopg
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,6 +114,15 @@ def cpu_seconds(procs: list[psutil.Process]) -> float:
     return total
 
 
+def _batch_statements(database_url: str) -> int:
+    """How many batch statements took the fast path so far (one chain_queue_batches row each)."""
+    if not database_url:
+        return 0
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute("SELECT last_value, is_called FROM chain_queue_batches_id_seq").fetchone()
+    return row[0] if row[1] else 0
+
+
 def _pg_cpu_by_kind(procs: list[psutil.Process]) -> dict[str, float]:
     """CPU seconds of PostgreSQL's processes by kind (backend type, or the database of a backend)."""
     kinds: dict[str, float] = {}
@@ -130,7 +140,7 @@ def _pg_cpu_by_kind(procs: list[psutil.Process]) -> dict[str, float]:
 
 def scenario(name: str, addresses: list[str], clients: int, concurrency: int, accounts: int, batch: int,
              seconds: float, servers: list[psutil.Process], postgres: psutil.Process,
-             profile: float = 0.0) -> dict:  # fmt: skip
+             profile: float = 0.0, database_url: str = "") -> dict:  # fmt: skip
     specs = [
         LoadSpec(addresses[i % len(addresses)], accounts, concurrency, seconds, batch, seed=i + 1)
         for i in range(clients)
@@ -139,6 +149,7 @@ def scenario(name: str, addresses: list[str], clients: int, concurrency: int, ac
     pg_procs = [postgres, *postgres.children(recursive=True)]
     server_cpu, pg_cpu = cpu_seconds(servers), cpu_seconds(pg_procs)
     pg_split = _pg_cpu_by_kind(pg_procs) if profile else {}
+    statements = _batch_statements(database_url)
     started = time.perf_counter()
     spy = None
     if profile:
@@ -173,6 +184,13 @@ def scenario(name: str, addresses: list[str], clients: int, concurrency: int, ac
         f"  errors {errors or 0}  ({clients} client procs x {concurrency} in flight; wall {elapsed:.1f}s; {_load()})"
     )
     print(line, flush=True)
+    if postings and database_url:
+        groups = _batch_statements(database_url) - statements
+        if groups:
+            print(
+                f"{'':<50} {groups:,} fast-path batch statements, {postings / groups:.1f} postings each",
+                flush=True,
+            )
     if postings and profile:
         after = _pg_cpu_by_kind([postgres, *postgres.children(recursive=True)])
         split = {k: (v - pg_split.get(k, 0.0)) * 1e6 / postings for k, v in after.items()}
@@ -263,6 +281,7 @@ def main() -> None:
             )  # fmt: skip
             servers += sets[mode]
         postgres = psutil.Process(pg.proc.pid)
+        ledger_url = infra.database_url_for(f"{infra.prefix}_ledger")
         results = []
         for accounts in (10, 10_000):
             warm_up(servers[0][1], accounts)
@@ -271,13 +290,13 @@ def main() -> None:
                 procs = [psutil.Process(proc.pid) for proc, _ in group]
                 results.append(scenario(f"one per call, coalescing {mode}, {accounts:,} accounts", addresses,
                                         args.clients, args.concurrency, accounts, 0, args.seconds, procs,
-                                        postgres, args.profile))  # fmt: skip
+                                        postgres, args.profile, ledger_url))  # fmt: skip
             if not args.no_batched:
                 addresses = [address for _, address in servers[: args.servers]]
                 procs = [psutil.Process(proc.pid) for proc, _ in servers[: args.servers]]
                 results.append(scenario(f"batched 100 per call, {accounts:,} accounts", addresses, 2,
                                         args.batch_concurrency, accounts, 100, args.seconds, procs,
-                                        postgres, args.profile))  # fmt: skip
+                                        postgres, args.profile, ledger_url))  # fmt: skip
         rss = ", ".join(f"{peak_rss_mib(proc.pid):.0f}" for proc, _ in servers)
         print(f"peak RSS of the {len(servers)} ledger server processes: {rss} MiB", flush=True)
         for r in results:
