@@ -35,8 +35,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._ledger_load import LoadSpec, run_client, warm_up  # noqa: E402
-from svckit.devstack.infra import EmbeddedPostgres, free_port, pg_bin_dir, remove_tree  # noqa: E402
+from benchmarks._ledger_load import LoadSpec, run_client, serve_canned, warm_up  # noqa: E402
+from svckit.devstack.infra import EmbeddedPostgres, free_port, pg_bin_dir, port_open, remove_tree  # noqa: E402
 from svckit.testing import Infra  # noqa: E402
 
 
@@ -207,6 +207,47 @@ def scenario(name: str, addresses: list[str], clients: int, concurrency: int, ac
     return {"name": name, "rate": rate, "p50": p50, "p99": p99, "errors": errors}
 
 
+def grpc_floor(seconds: float, clients: int, concurrency: int) -> None:
+    """Server CPU per call of a PostTransaction handler that does nothing, with the same load as the
+    one-per-call scenarios: the part of a single posting's cost that is the transport's."""
+    ctx = multiprocessing.get_context("spawn")
+    for with_interceptor in (False, True):
+        port = free_port()
+        server = ctx.Process(target=serve_canned, args=(port, with_interceptor), daemon=True)
+        server.start()
+        try:
+            _wait_port(port)
+            proc = psutil.Process(server.pid)
+            before = cpu_seconds([proc])
+            specs = [
+                LoadSpec(f"127.0.0.1:{port}", 10, concurrency, seconds, 0, seed=i + 1) for i in range(clients)
+            ]
+            with concurrent.futures.ProcessPoolExecutor(clients, mp_context=ctx) as pool:
+                results = list(pool.map(run_client, specs))
+            calls = sum(r["postings"] for r in results)
+            used = cpu_seconds([proc]) - before
+            client_cpu = sum(r["cpu_seconds"] for r in results)
+        finally:
+            server.kill()
+            server.join()
+        label = "gRPC floor: no-op PostTransaction, " + (
+            "svckit interceptor" if with_interceptor else "no interceptor"
+        )
+        print(
+            f"{label:<50} {calls / seconds:>9,.0f} calls/s     server CPU per call {used * 1e6 / max(calls, 1):5.0f} us,"
+            f" client {client_cpu * 1e6 / max(calls, 1):5.0f} us  ({_load()})",
+            flush=True,
+        )
+
+
+def _wait_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not port_open("127.0.0.1", port):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"nothing listening on {port}")
+        time.sleep(0.05)
+
+
 def run_pgbench(pg: EmbeddedPostgres, seconds: int, clients: int) -> float:
     bin_dir = pg_bin_dir()
     conn = ["-h", pg.host, "-p", str(pg.port), "-U", "postgres"]
@@ -253,6 +294,9 @@ def main() -> None:
     parser.add_argument("--no-batched", action="store_true", help="skip the PostTransactions scenarios")
     parser.add_argument("--no-single", action="store_true", help="skip the one-per-call scenarios")
     parser.add_argument(
+        "--no-floor", action="store_true", help="skip the gRPC floor (no-op server) measurement"
+    )
+    parser.add_argument(
         "--profile", type=float, default=0.0,
         help="py-spy the first server for this many seconds in each scenario (writes /tmp/ledger-*.txt)",
     )  # fmt: skip
@@ -273,6 +317,8 @@ def main() -> None:
             f"ledger benchmark: 2-core machine, durable embedded PostgreSQL (fsync on); {_load()}", flush=True
         )
         tps = run_pgbench(pg, args.pgbench_seconds, clients=8)
+        if not args.no_floor and not args.no_single:
+            grpc_floor(min(args.seconds, 6.0), args.clients, args.concurrency)
         sets: dict[str, list[tuple[subprocess.Popen, str]]] = {}
         for i, mode in enumerate(modes):
             sets[mode] = start_servers(
