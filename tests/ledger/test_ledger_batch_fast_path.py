@@ -4,6 +4,7 @@ answer item for item, and leave the same balances, as the same postings sent one
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import grpc
@@ -232,3 +233,69 @@ async def test_batch_transactions_waiting_for_the_chainer_are_pending_not_unchai
         assert linked == ids
         fetched = await stub.GetTransaction(pb.GetTransactionRequest(transaction_id=ids[0]))
         assert fetched.transaction.sequence > 0 and len(fetched.transaction.hash) == 32
+
+
+async def test_concurrent_batches_over_hot_accounts_race_a_close_without_deadlock(isolated_ledger):
+    """Batches take their account locks after writing (their entries' foreign-key checks hold KEY
+    SHARE meanwhile); a CloseAccount racing them must not deadlock, and the account takes no entry once
+    closed: every call answers, items on the account before the close are kept, those sent after it
+    are refused ACCOUNT_CLOSED, stored totals equal the accepted postings, and the books verify."""
+    stub = isolated_ledger.stub
+    hot = [f"asset:race:h{i}" for i in range(4)]
+    victim = "asset:race:victim"
+    for name in (*hot, victim):
+        await stub.CreateAccount(pb.CreateAccountRequest(name=name, currency="USD"), metadata=md())
+    early_rounds_done, closed_event = asyncio.Event(), asyncio.Event()
+    rounds = 8
+
+    async def writer(n: int) -> list[tuple[int, pb.PostTransactionsItem, pb.PostTransactionsResult]]:
+        results = []
+        for round_ in range(rounds):
+            if round_ == rounds - 1:
+                await closed_event.wait()  # the last round is sent after the close has answered
+            items = []
+            for i in range(20):
+                a, b = hot[(n + i) % 4], hot[(n + i + 1) % 4]
+                items.append(
+                    pb.PostTransactionsItem(
+                        idempotency_key=uuid.uuid4().hex,
+                        transaction=transfer(victim if i % 5 == 0 else a, b, 1 + i + round_),
+                    )
+                )
+            reply = await stub.PostTransactions(pb.PostTransactionsRequest(items=items), metadata=md())
+            results.extend((round_, item, r) for item, r in zip(items, reply.results, strict=True))
+            if n == 0 and round_ == 2:
+                early_rounds_done.set()
+        return results
+
+    async def closer() -> pb.Account:
+        await early_rounds_done.wait()  # close while the other writers are still posting
+        account = (await stub.CloseAccount(pb.CloseAccountRequest(name=victim), metadata=md())).account
+        closed_event.set()
+        return account
+
+    *outcomes, closed = await asyncio.gather(*(writer(n) for n in range(8)), closer())
+    assert closed.state == pb.ACCOUNT_STATE_CLOSED
+    posted = [(rnd, item, r) for results in outcomes for rnd, item, r in results]
+    refusals = {(r.error.reason, r.error.code) for _, _, r in posted if r.HasField("error")}
+    assert refusals == {("ACCOUNT_CLOSED", "FAILED_PRECONDITION")}
+
+    def on_victim(item: pb.PostTransactionsItem) -> bool:
+        return any(e.account == victim for e in item.transaction.entries)
+
+    assert any(on_victim(item) and r.HasField("transaction") for _, item, r in posted)  # before the close
+    last = [r for rnd, item, r in posted if rnd == rounds - 1 and on_victim(item)]
+    assert last and all(r.error.reason == "ACCOUNT_CLOSED" for r in last)
+    assert all(r.HasField("transaction") for _, item, r in posted if not on_victim(item))
+
+    # Stored totals equal the accepted postings, per account.
+    expected: dict[str, list[int]] = {name: [0, 0] for name in (*hot, victim)}
+    for _, item, r in posted:
+        if r.HasField("transaction"):
+            for e in item.transaction.entries:
+                expected[e.account][0 if e.direction == pb.DIRECTION_DEBIT else 1] += e.amount_minor
+    for name, (debits, credits) in expected.items():
+        balance = await stub.GetBalance(pb.GetBalanceRequest(account=name))
+        assert (balance.debits_minor, balance.credits_minor) == (debits, credits), name
+    report = await stub.VerifyLedger(pb.VerifyLedgerRequest())
+    assert report.ok, report.findings

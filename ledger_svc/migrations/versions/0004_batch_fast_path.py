@@ -199,7 +199,8 @@ BEGIN
             v_eacc := ARRAY(SELECT s.slot FROM unnest(p_names) WITH ORDINALITY AS u(n, o)
                             JOIN unnest(a_name) WITH ORDINALITY AS s(n, slot) ON s.n = u.n ORDER BY u.o);
             v_eitem := ARRAY(SELECT g.i FROM generate_subscripts(p_first, 1) AS g(i)
-                             CROSS JOIN LATERAL generate_series(1, p_count[g.i]) ORDER BY g.i);
+                             CROSS JOIN LATERAL generate_series(p_first[g.i], p_first[g.i] + p_count[g.i] - 1) AS j
+                             ORDER BY j);
             -- Every decision that does not depend on balances, in ledger_post_batch_exact's order:
             -- key in use, key reused, replay; then the first account (in id order) whose currency
             -- differs from its entry's (no account is closed, the other checks come under the lock).
