@@ -185,9 +185,16 @@ async def walk_chain(conn: AsyncConnection) -> AsyncIterator[sa.Row]:
         yield row
 
 
+_LINK_PENDING = "SELECT ledger_chain_pending(%(limit)s)"
+
+
 async def link_pending(conn: AsyncConnection, limit: int) -> int:
-    """Link up to ``limit`` queued transactions into the hash chain; how many were linked."""
-    return int(await conn.scalar(sa.select(sa.func.ledger_chain_pending(limit))))
+    """Link up to ``limit`` queued transactions into the hash chain; how many were linked.
+
+    The function is one transaction's worth of work: on an autocommit connection the statement is
+    that transaction (the chainer's case, one round trip per pass).
+    """
+    return int((await conn.exec_driver_sql(_LINK_PENDING, {"limit": limit})).scalar_one())
 
 
 async def unchained_transactions(conn: AsyncConnection) -> Sequence[sa.Row]:
