@@ -129,3 +129,35 @@ def warm_up(address: str, accounts: int) -> None:
                 )
 
     asyncio.run(go())
+
+
+# --- the transport's own cost (bench_ledger.py's "gRPC floor" line) ------------------------------
+
+
+class _CannedLedger(pb_grpc.LedgerServiceServicer):
+    """Answers PostTransaction with a fixed response: no service, no database."""
+
+    _answer = pb.PostTransactionResponse(
+        transaction=pb.Transaction(id=1, description="bench")
+    ).SerializeToString()
+
+    async def PostTransaction(self, request, context):
+        return pb.PostTransactionResponse.FromString(self._answer)
+
+
+def serve_canned(port: int, with_interceptor: bool) -> None:
+    """Process entry point: a gRPC server like svckit's (same options, optionally its interceptor)
+    whose PostTransaction does nothing, to measure what a call costs the server before any ledger work."""
+    from svckit.grpc_server import RequestContextInterceptor
+
+    async def main() -> None:
+        server = grpc.aio.server(
+            interceptors=[RequestContextInterceptor()] if with_interceptor else [],
+            options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 16 * 1024 * 1024)],
+        )
+        pb_grpc.add_LedgerServiceServicer_to_server(_CannedLedger(), server)
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        await server.start()
+        await server.wait_for_termination()
+
+    asyncio.run(main())

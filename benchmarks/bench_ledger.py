@@ -29,13 +29,14 @@ from pathlib import Path
 
 import grpc
 import psutil
+import psycopg
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._ledger_load import LoadSpec, run_client, warm_up  # noqa: E402
-from svckit.devstack.infra import EmbeddedPostgres, free_port, pg_bin_dir, remove_tree  # noqa: E402
+from benchmarks._ledger_load import LoadSpec, run_client, serve_canned, warm_up  # noqa: E402
+from svckit.devstack.infra import EmbeddedPostgres, free_port, pg_bin_dir, port_open, remove_tree  # noqa: E402
 from svckit.testing import Infra  # noqa: E402
 
 
@@ -113,8 +114,33 @@ def cpu_seconds(procs: list[psutil.Process]) -> float:
     return total
 
 
+def _batch_statements(database_url: str) -> int:
+    """How many batch statements took the fast path so far (one chain_queue_batches row each)."""
+    if not database_url:
+        return 0
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute("SELECT last_value, is_called FROM chain_queue_batches_id_seq").fetchone()
+    return row[0] if row[1] else 0
+
+
+def _pg_cpu_by_kind(procs: list[psutil.Process]) -> dict[str, float]:
+    """CPU seconds of PostgreSQL's processes by kind (backend type, or the database of a backend)."""
+    kinds: dict[str, float] = {}
+    for proc in procs:
+        try:
+            title = " ".join(proc.cmdline())
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        parts = title.split()
+        kind = "postmaster" if not title.startswith("postgres:") else " ".join(parts[1:3])
+        kinds[kind] = kinds.get(kind, 0.0) + times.user + times.system
+    return kinds
+
+
 def scenario(name: str, addresses: list[str], clients: int, concurrency: int, accounts: int, batch: int,
-             seconds: float, servers: list[psutil.Process], postgres: psutil.Process) -> dict:  # fmt: skip
+             seconds: float, servers: list[psutil.Process], postgres: psutil.Process,
+             profile: float = 0.0, database_url: str = "") -> dict:  # fmt: skip
     specs = [
         LoadSpec(addresses[i % len(addresses)], accounts, concurrency, seconds, batch, seed=i + 1)
         for i in range(clients)
@@ -122,10 +148,23 @@ def scenario(name: str, addresses: list[str], clients: int, concurrency: int, ac
     ctx = multiprocessing.get_context("spawn")
     pg_procs = [postgres, *postgres.children(recursive=True)]
     server_cpu, pg_cpu = cpu_seconds(servers), cpu_seconds(pg_procs)
+    pg_split = _pg_cpu_by_kind(pg_procs) if profile else {}
+    statements = _batch_statements(database_url)
     started = time.perf_counter()
+    spy = None
+    if profile:
+        # Sample the first server while the load runs (raw collapsed stacks; see docs/benchmarks.md).
+        out = Path(tempfile.gettempdir()) / ("ledger-" + re.sub(r"[^a-z0-9]+", "-", name.lower()) + ".txt")
+        spy = subprocess.Popen(
+            ["py-spy", "record", "-r", "100", "-d", str(int(profile)), "-f", "raw", "--nonblocking",
+             "-o", str(out), "--pid", str(servers[0].pid)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
     with concurrent.futures.ProcessPoolExecutor(clients, mp_context=ctx) as pool:
         results = list(pool.map(run_client, specs))
     elapsed = time.perf_counter() - started
+    if spy is not None:
+        spy.wait()
     # PostgreSQL backends come and go with the pools; count those alive now too.
     server_cpu = cpu_seconds(servers) - server_cpu
     pg_cpu = cpu_seconds([postgres, *postgres.children(recursive=True)]) - pg_cpu
@@ -145,6 +184,19 @@ def scenario(name: str, addresses: list[str], clients: int, concurrency: int, ac
         f"  errors {errors or 0}  ({clients} client procs x {concurrency} in flight; wall {elapsed:.1f}s; {_load()})"
     )
     print(line, flush=True)
+    if postings and database_url:
+        groups = _batch_statements(database_url) - statements
+        if groups:
+            print(
+                f"{'':<50} {groups:,} fast-path batch statements, {postings / groups:.1f} postings each",
+                flush=True,
+            )
+    if postings and profile:
+        after = _pg_cpu_by_kind([postgres, *postgres.children(recursive=True)])
+        split = {k: (v - pg_split.get(k, 0.0)) * 1e6 / postings for k, v in after.items()}
+        print(f"{'':<50} PostgreSQL CPU per posting by process: "
+              + ", ".join(f"{k} {v:.0f} us" for k, v in sorted(split.items(), key=lambda kv: -kv[1]) if v >= 1),
+              flush=True)  # fmt: skip
     if postings:
         per = 1e6 / postings
         print(
@@ -153,6 +205,47 @@ def scenario(name: str, addresses: list[str], clients: int, concurrency: int, ac
             flush=True,
         )
     return {"name": name, "rate": rate, "p50": p50, "p99": p99, "errors": errors}
+
+
+def grpc_floor(seconds: float, clients: int, concurrency: int) -> None:
+    """Server CPU per call of a PostTransaction handler that does nothing, with the same load as the
+    one-per-call scenarios: the part of a single posting's cost that is the transport's."""
+    ctx = multiprocessing.get_context("spawn")
+    for with_interceptor in (False, True):
+        port = free_port()
+        server = ctx.Process(target=serve_canned, args=(port, with_interceptor), daemon=True)
+        server.start()
+        try:
+            _wait_port(port)
+            proc = psutil.Process(server.pid)
+            before = cpu_seconds([proc])
+            specs = [
+                LoadSpec(f"127.0.0.1:{port}", 10, concurrency, seconds, 0, seed=i + 1) for i in range(clients)
+            ]
+            with concurrent.futures.ProcessPoolExecutor(clients, mp_context=ctx) as pool:
+                results = list(pool.map(run_client, specs))
+            calls = sum(r["postings"] for r in results)
+            used = cpu_seconds([proc]) - before
+            client_cpu = sum(r["cpu_seconds"] for r in results)
+        finally:
+            server.kill()
+            server.join()
+        label = "gRPC floor: no-op PostTransaction, " + (
+            "svckit interceptor" if with_interceptor else "no interceptor"
+        )
+        print(
+            f"{label:<50} {calls / seconds:>9,.0f} calls/s     server CPU per call {used * 1e6 / max(calls, 1):5.0f} us,"
+            f" client {client_cpu * 1e6 / max(calls, 1):5.0f} us  ({_load()})",
+            flush=True,
+        )
+
+
+def _wait_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not port_open("127.0.0.1", port):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"nothing listening on {port}")
+        time.sleep(0.05)
 
 
 def run_pgbench(pg: EmbeddedPostgres, seconds: int, clients: int) -> float:
@@ -199,6 +292,14 @@ def main() -> None:
     parser.add_argument("--coalesce-window", type=float, default=None, help="LEDGER_COALESCE_WINDOW_SECONDS")
     parser.add_argument("--coalesce-in-flight", type=int, default=None, help="LEDGER_COALESCE_MAX_IN_FLIGHT")
     parser.add_argument("--no-batched", action="store_true", help="skip the PostTransactions scenarios")
+    parser.add_argument("--no-single", action="store_true", help="skip the one-per-call scenarios")
+    parser.add_argument(
+        "--no-floor", action="store_true", help="skip the gRPC floor (no-op server) measurement"
+    )
+    parser.add_argument(
+        "--profile", type=float, default=0.0,
+        help="py-spy the first server for this many seconds in each scenario (writes /tmp/ledger-*.txt)",
+    )  # fmt: skip
     args = parser.parse_args()
     modes = ["on", "off"] if args.coalesce == "both" else [args.coalesce]
     coalesce_on = {"postings": "true"}
@@ -216,6 +317,8 @@ def main() -> None:
             f"ledger benchmark: 2-core machine, durable embedded PostgreSQL (fsync on); {_load()}", flush=True
         )
         tps = run_pgbench(pg, args.pgbench_seconds, clients=8)
+        if not args.no_floor and not args.no_single:
+            grpc_floor(min(args.seconds, 6.0), args.clients, args.concurrency)
         sets: dict[str, list[tuple[subprocess.Popen, str]]] = {}
         for i, mode in enumerate(modes):
             sets[mode] = start_servers(
@@ -224,21 +327,22 @@ def main() -> None:
             )  # fmt: skip
             servers += sets[mode]
         postgres = psutil.Process(pg.proc.pid)
+        ledger_url = infra.database_url_for(f"{infra.prefix}_ledger")
         results = []
         for accounts in (10, 10_000):
             warm_up(servers[0][1], accounts)
-            for mode, group in sets.items():
+            for mode, group in sets.items() if not args.no_single else ():
                 addresses = [address for _, address in group]
                 procs = [psutil.Process(proc.pid) for proc, _ in group]
                 results.append(scenario(f"one per call, coalescing {mode}, {accounts:,} accounts", addresses,
                                         args.clients, args.concurrency, accounts, 0, args.seconds, procs,
-                                        postgres))  # fmt: skip
+                                        postgres, args.profile, ledger_url))  # fmt: skip
             if not args.no_batched:
                 addresses = [address for _, address in servers[: args.servers]]
                 procs = [psutil.Process(proc.pid) for proc, _ in servers[: args.servers]]
                 results.append(scenario(f"batched 100 per call, {accounts:,} accounts", addresses, 2,
                                         args.batch_concurrency, accounts, 100, args.seconds, procs,
-                                        postgres))  # fmt: skip
+                                        postgres, args.profile, ledger_url))  # fmt: skip
         rss = ", ".join(f"{peak_rss_mib(proc.pid):.0f}" for proc, _ in servers)
         print(f"peak RSS of the {len(servers)} ledger server processes: {rss} MiB", flush=True)
         for r in results:

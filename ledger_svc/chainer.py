@@ -24,7 +24,9 @@ async def chain_forever(
     while True:
         linked = 0
         try:
-            async with engine.begin() as conn:
+            async with engine.connect() as conn:
+                # One statement = one transaction: no BEGIN and COMMIT round trips per pass.
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
                 linked = await service.link_pending(conn, batch)
         except Exception:
             log.exception("chainer pass failed; will retry")

@@ -7,6 +7,7 @@ The migrations are the source of truth (they also hold the triggers, the CHECK c
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB
 
 metadata = sa.MetaData()
@@ -63,6 +64,14 @@ chain_queue = sa.Table(
     "chain_queue",
     metadata,
     sa.Column("transaction_id", sa.BigInteger, sa.ForeignKey("transactions.id"), primary_key=True),
+)
+
+# One row per batch: the transactions a batch posted, waiting together for the chainer (0004).
+chain_queue_batches = sa.Table(
+    "chain_queue_batches",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(always=True), primary_key=True),
+    sa.Column("transaction_ids", postgresql.ARRAY(sa.BigInteger), nullable=False),
 )
 
 chain_head = sa.Table(

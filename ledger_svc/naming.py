@@ -7,6 +7,7 @@ account on first use. The scheme is documented in ``docs/ledger.md``.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 
 from svckit.errors import InvalidArgument
@@ -54,6 +55,9 @@ def seller_payable(seller_id: str) -> str:
     return f"liability:seller_payable:{_id(seller_id)}"
 
 
+@functools.lru_cache(
+    maxsize=65536
+)  # every posting parses its names; hot accounts repeat (a refusal is not cached)
 def parse_account_name(name: str) -> AccountType:
     """Validate ``type:purpose[:id]`` and return its type."""
     parts = name.split(":")

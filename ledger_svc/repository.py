@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ledger_svc.models import accounts, chain_head, chain_queue, entries, transaction_chain, transactions
+from ledger_svc.models import (
+    accounts,
+    chain_head,
+    chain_queue,
+    chain_queue_batches,
+    entries,
+    transaction_chain,
+    transactions,
+)
 
 
 async def insert_account(
@@ -71,18 +79,37 @@ async def post(
     return list(result.all())
 
 
-_POST_BATCH = sa.text(
-    "SELECT o_item, o_reason, o_message, o_tx_id, o_posted_at, o_stored FROM ledger_post_batch("
-    "CAST(:first AS int[]), CAST(:count AS int[]), CAST(:names AS text[]), CAST(:dirs AS text[]), "
-    "CAST(:amts AS bigint[]), CAST(:curs AS text[]), CAST(:descs AS text[]), CAST(:refs AS text[]), "
-    "CAST(:metas AS jsonb[]), :scope, CAST(:keys AS text[]), CAST(:locks AS bigint[]), "
-    "CAST(:fps AS bytea[]), CAST(:tpls AS bytea[]), CAST(:prefixes AS text[]))"
+# The hot statement of the batch and coalesced paths, sent as plain driver SQL (no SQLAlchemy
+# compilation; psycopg prepares it after a few runs). Its arguments arrive as ready array literals
+# (see ``array_literal``), so psycopg's per-element list adaptation is skipped too.
+_POST_BATCH = (
+    "SELECT o_item, o_reason, o_message, o_tx_id, o_posted_at, o_stored, o_answer FROM ledger_post_batch("
+    "%(first)s::int[], %(count)s::int[], %(names)s::text[], %(dirs)s::text[], %(amts)s::bigint[], "
+    "%(curs)s::text[], %(descs)s::text[], %(refs)s::text[], %(metas)s::jsonb[], %(scope)s::text, "
+    "%(keys)s::text[], %(locks)s::bigint[], %(fps)s::bytea[], %(tpls)s::bytea[], %(prefixes)s::text[])"
 )
 
 
-async def post_batch(conn: AsyncConnection, columns: dict) -> list[sa.Row]:
-    """One round trip, set-based: the ``ledger_post_batch`` function."""
-    return list((await conn.execute(_POST_BATCH, columns)).all())
+def array_literal(values: Iterable[str]) -> str:
+    """A PostgreSQL array literal of quoted text elements (``{"a","b\\"c"}``)."""
+    return "{" + ",".join(['"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values]) + "}"
+
+
+def int_array_literal(values: Iterable[int]) -> str:
+    return "{" + ",".join(map(str, values)) + "}"
+
+
+def bytea_array_literal(values: Iterable[bytes]) -> str:
+    # hex input format, its backslash escaped for the array literal
+    return "{" + ",".join(['"\\\\x' + v.hex() + '"' for v in values]) + "}"
+
+
+async def post_batch(conn: AsyncConnection, columns: dict[str, str]) -> list[sa.Row]:
+    """One round trip, set-based: the ``ledger_post_batch`` function; one row per item.
+
+    ``columns`` holds each argument as an array literal (text), in the unit of work of ``conn``.
+    """
+    return list((await conn.exec_driver_sql(_POST_BATCH, columns)).all())
 
 
 async def get_transaction(conn: AsyncConnection, tx_id: int) -> sa.Row | None:
@@ -158,14 +185,24 @@ async def walk_chain(conn: AsyncConnection) -> AsyncIterator[sa.Row]:
         yield row
 
 
+_LINK_PENDING = "SELECT ledger_chain_pending(%(limit)s)"
+
+
 async def link_pending(conn: AsyncConnection, limit: int) -> int:
-    """Link up to ``limit`` queued transactions into the hash chain; how many were linked."""
-    return int(await conn.scalar(sa.select(sa.func.ledger_chain_pending(limit))))
+    """Link up to ``limit`` queued transactions into the hash chain; how many were linked.
+
+    The function is one transaction's worth of work: on an autocommit connection the statement is
+    that transaction (the chainer's case, one round trip per pass).
+    """
+    return int((await conn.exec_driver_sql(_LINK_PENDING, {"limit": limit})).scalar_one())
 
 
 async def unchained_transactions(conn: AsyncConnection) -> Sequence[sa.Row]:
     """Transactions without a chain link, and whether each is still queued for the chainer."""
-    queued = sa.exists().where(chain_queue.c.transaction_id == transactions.c.id)
+    queued = sa.or_(
+        sa.exists().where(chain_queue.c.transaction_id == transactions.c.id),
+        sa.exists().where(transactions.c.id == sa.func.any_(chain_queue_batches.c.transaction_ids)),
+    )
     stmt = (
         sa.select(transactions.c.id, queued.label("queued"))
         .where(~sa.exists().where(transaction_chain.c.transaction_id == transactions.c.id))

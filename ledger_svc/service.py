@@ -110,11 +110,16 @@ class ItemKey:
 
 @dataclass(frozen=True)
 class ItemOutcome:
-    """Exactly one of: a new transaction, a refusal, or the stored answer of an earlier use of the key."""
+    """Exactly one of: a new transaction, a refusal, or the stored answer of an earlier use of the key.
+
+    ``answer``: with a new transaction from the batch path, the answer stored under its key (made from
+    the key's ``encode_answer`` by the database), so the transport can send it without rebuilding it.
+    """
 
     transaction: Transaction | None = None
     error: DomainError | None = None
     stored_response: bytes | None = None
+    answer: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -191,11 +196,20 @@ def _refusal(reason: str, message: str) -> DomainError:
     return _REFUSALS[reason](reason, message)
 
 
+# Valid codes already normalized (a few hundred at most: only codes that passed are kept).
+_NORMALIZED_CURRENCIES: dict[str, str] = {}
+
+
 def _currency(code: str, field_name: str = "currency") -> str:
+    known = _NORMALIZED_CURRENCIES.get(code)
+    if known is not None:
+        return known
     try:
-        return normalize_currency(code)
+        normalized = normalize_currency(code)
     except MoneyError as exc:
         raise InvalidArgument(exc.reason, str(exc), field=field_name) from None
+    _NORMALIZED_CURRENCIES[code] = normalized
+    return normalized
 
 
 def _text(value: str, limit: int, field_name: str) -> str:
@@ -415,30 +429,51 @@ class LedgerService:
                 elif row.o_reason is not None:
                     outcomes[index] = ItemOutcome(error=_refusal(row.o_reason, row.o_message))
                 else:
-                    outcomes[index] = ItemOutcome(transaction=self._transaction(row, posting))
+                    outcomes[index] = ItemOutcome(
+                        transaction=self._transaction(row, posting), answer=bytes(row.o_answer)
+                    )
         return [o for o in outcomes if o is not None]
 
     async def _post_batch(self, conn: AsyncConnection, items: list[tuple[Posting, ItemKey]]) -> list:
         """One statement for the whole batch (``ledger_post_batch``): one result row per item."""
-        columns: dict[str, list] = {k: [] for k in ("first", "count", "names", "dirs", "amts", "curs", "descs",
-                                                    "refs", "metas", "keys", "locks", "fps", "tpls")}  # fmt: skip
-        for posting, key in items:
-            columns["first"].append(len(columns["names"]) + 1)
-            columns["count"].append(len(posting.entries))
+        first: list[int] = []
+        count: list[int] = []
+        names: list[str] = []
+        dirs: list[str] = []
+        amts: list[int] = []
+        curs: list[str] = []
+        for posting, _ in items:
+            first.append(len(names) + 1)
+            count.append(len(posting.entries))
             for e in posting.entries:
-                columns["names"].append(e.account)
-                columns["dirs"].append(e.direction.value)
-                columns["amts"].append(e.amount_minor)
-                columns["curs"].append(e.currency)
-            columns["descs"].append(posting.description)
-            columns["refs"].append(posting.external_ref)
-            columns["metas"].append(json.dumps(dict(posting.metadata)))
-            columns["keys"].append(key.key)
-            columns["locks"].append(key.lock_id)
-            columns["fps"].append(key.fingerprint)
-            columns["tpls"].append(key.encode_answer(posting))
+                names.append(e.account)
+                dirs.append(e.direction.value)
+                amts.append(e.amount_minor)
+                curs.append(e.currency)
+        text, ints, blobs = (
+            repository.array_literal,
+            repository.int_array_literal,
+            repository.bytea_array_literal,
+        )
         return await repository.post_batch(
-            conn, {**columns, "scope": items[0][1].scope, "prefixes": self._non_negative_prefixes}
+            conn,
+            {
+                "first": ints(first),
+                "count": ints(count),
+                "names": text(names),
+                "dirs": text(dirs),
+                "amts": ints(amts),
+                "curs": text(curs),
+                "descs": text([p.description for p, _ in items]),
+                "refs": text([p.external_ref for p, _ in items]),
+                "metas": text([json.dumps(dict(p.metadata)) if p.metadata else "{}" for p, _ in items]),
+                "scope": items[0][1].scope,
+                "keys": text([k.key for _, k in items]),
+                "locks": ints([k.lock_id for _, k in items]),
+                "fps": blobs([k.fingerprint for _, k in items]),
+                "tpls": blobs([k.encode_answer(p) for p, k in items]),
+                "prefixes": text(self._non_negative_prefixes),
+            },
         )
 
     async def reverse_transaction(

@@ -157,6 +157,19 @@ def _post_key(key: str, request: pb.PostTransactionRequest) -> ItemKey:
     )
 
 
+_RESULTS_TAG = b"\x0a"  # PostTransactionsResponse.results: field 1, length-delimited
+_REPLAYED_TRUE = b"\x18\x01"  # PostTransactionsResult.replayed: field 3, varint 1
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
 def _item_error(err: DomainError) -> pb.ItemError:
     return pb.ItemError(reason=err.reason, message=err.message, code=err.kind.grpc_code.name)
 
@@ -227,6 +240,8 @@ class LedgerServicer(pb_grpc.LedgerServiceServicer):
             IDEMPOTENT_REPLAYS.labels(POST_SCOPE).inc()
             await context.send_initial_metadata(((REPLAYED_METADATA, "true"),))
             return pb.PostTransactionResponse.FromString(outcome.stored_response)
+        if outcome.answer is not None:  # the answer stored under the key, exactly
+            return pb.PostTransactionResponse.FromString(outcome.answer)
         return pb.PostTransactionResponse(transaction=transaction_to_pb(outcome.transaction))
 
     async def PostTransactions(self, request: pb.PostTransactionsRequest, context: grpc.aio.ServicerContext):
@@ -254,18 +269,28 @@ class LedgerServicer(pb_grpc.LedgerServiceServicer):
                 item_key = _post_key(key, item.transaction)
                 items.append((posting_from_pb(item.transaction), item_key))
             outcomes = await self._service.post_transactions(conn, items)
-            results: list[pb.PostTransactionsResult] = []
+            # The response is assembled as bytes and parsed once: an item's stored answer (a
+            # PostTransactionResponse) has the same wire form as a PostTransactionsResult holding
+            # that transaction (field 1 in both), plus ``replayed`` (field 3) on a replay.
+            results: list[bytes] = []
             for outcome in outcomes:
                 if outcome.stored_response is not None:
-                    stored = pb.PostTransactionResponse.FromString(outcome.stored_response)
-                    results.append(pb.PostTransactionsResult(transaction=stored.transaction, replayed=True))
+                    results.append(outcome.stored_response + _REPLAYED_TRUE)
                 elif outcome.error is not None:
-                    results.append(pb.PostTransactionsResult(error=_item_error(outcome.error)))
+                    results.append(
+                        pb.PostTransactionsResult(error=_item_error(outcome.error)).SerializeToString()
+                    )
+                elif outcome.answer is not None:
+                    results.append(outcome.answer)
                 else:
                     results.append(
-                        pb.PostTransactionsResult(transaction=transaction_to_pb(outcome.transaction))
+                        pb.PostTransactionsResult(
+                            transaction=transaction_to_pb(outcome.transaction)
+                        ).SerializeToString()
                     )
-            return pb.PostTransactionsResponse(results=results)
+            return pb.PostTransactionsResponse.FromString(
+                b"".join(_RESULTS_TAG + _varint(len(r)) + r for r in results)
+            )
 
         with _transient_conflicts_are_retryable():
             return await idempotent_rpc(
