@@ -148,14 +148,16 @@ class _CannedLedger(pb_grpc.LedgerServiceServicer):
 def serve_canned(port: int, with_interceptor: bool) -> None:
     """Process entry point: a gRPC server like svckit's (same options, optionally its interceptor)
     whose PostTransaction does nothing, to measure what a call costs the server before any ledger work."""
-    from svckit.grpc_server import RequestContextInterceptor
+    from svckit.grpc_server import _RegisteringServer
 
     async def main() -> None:
         server = grpc.aio.server(
-            interceptors=[RequestContextInterceptor()] if with_interceptor else [],
             options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 16 * 1024 * 1024)],
         )
-        pb_grpc.add_LedgerServiceServicer_to_server(_CannedLedger(), server)
+        # With svckit's request context wrapped around the method, as start_server mounts servicers.
+        pb_grpc.add_LedgerServiceServicer_to_server(
+            _CannedLedger(), _RegisteringServer(server) if with_interceptor else server
+        )
         server.add_insecure_port(f"127.0.0.1:{port}")
         await server.start()
         await server.wait_for_termination()

@@ -231,7 +231,7 @@ def grpc_floor(seconds: float, clients: int, concurrency: int) -> None:
             server.kill()
             server.join()
         label = "gRPC floor: no-op PostTransaction, " + (
-            "svckit interceptor" if with_interceptor else "no interceptor"
+            "svckit request context" if with_interceptor else "bare"
         )
         print(
             f"{label:<50} {calls / seconds:>9,.0f} calls/s     server CPU per call {used * 1e6 / max(calls, 1):5.0f} us,"

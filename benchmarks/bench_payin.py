@@ -108,7 +108,18 @@ def start_profilers(procs: dict[str, psutil.Process], out: Path) -> list[subproc
         if name in ("payment_svc", "ledger_svc", "wallet_svc", "gateway", "psp_sim"):
             spies.append(
                 subprocess.Popen(
-                    ["py-spy", "record", "-r", "100", "-f", "raw", "-p", str(p.pid), "-o", str(out / f"{name}.txt")],
+                    [
+                        "py-spy",
+                        "record",
+                        "-r",
+                        "100",
+                        "-f",
+                        "raw",
+                        "-p",
+                        str(p.pid),
+                        "-o",
+                        str(out / f"{name}.txt"),
+                    ],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )

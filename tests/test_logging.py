@@ -25,4 +25,7 @@ def test_log_exception_renders_in_every_format(fmt, capsys):
             assert line["order"] == "po_1"
             assert line["service"] == "logtest"
     finally:
-        configure_logging("tests", "INFO", "console")
+        # Back to the real stderr: capsys closes its stream after the test, and a logger left
+        # writing to it breaks every later test that logs.
+        with capsys.disabled():
+            configure_logging("tests", "INFO", "console")
