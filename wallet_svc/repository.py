@@ -291,3 +291,137 @@ async def list_movements(
     if before_id is not None:
         stmt = stmt.where(wallet_movements.c.id < before_id)
     return list((await conn.execute(stmt)).all())
+
+
+# ---- batches (ApplyBatch and coalesced Credit/Debit calls) -----------------------------------------
+# A batch costs a fixed number of statements whatever its size: every per-item value travels as an
+# array and is unnested on the server.
+
+_PROBE_KEYS = sa.text(
+    """
+    SELECT pg_try_advisory_xact_lock(t.lock_id) AS got, k.fingerprint, k.response
+    FROM unnest(CAST(:lock_ids AS bigint[]), CAST(:scopes AS text[]), CAST(:keys AS text[]))
+         WITH ORDINALITY AS t(lock_id, scope, key, ord)
+    LEFT JOIN idempotency_keys k ON k.scope = t.scope AND k.key = t.key
+    ORDER BY t.ord
+    """
+)
+
+
+async def probe_keys(
+    conn: AsyncConnection, lock_ids: list[int], scopes: list[str], keys: list[str]
+) -> list[sa.Row]:
+    """Per key, in order: (got its advisory lock, stored fingerprint, stored response) - the same
+    probe as svckit.idempotency's, for many keys in one round trip. The (scope, key) pairs must be
+    distinct: inside one transaction the advisory lock is re-entrant."""
+    return list(
+        (await conn.execute(_PROBE_KEYS, {"lock_ids": lock_ids, "scopes": scopes, "keys": keys})).all()
+    )
+
+
+_LOCK_WALLETS = sa.text(
+    "SELECT o_seller_id, o_currency, o_available_minor, o_reserved_minor"
+    " FROM wallet_lock_batch(CAST(:sellers AS text[]), CAST(:currencies AS text[]), CAST(:create AS boolean[]))"
+)
+
+
+async def lock_wallets(
+    conn: AsyncConnection, wallet_keys: list[tuple[str, str]], create: list[bool]
+) -> dict[tuple[str, str], tuple[int, int]]:
+    """Lock the wallets in the one fixed order (creating those flagged); (available, reserved) of each
+    wallet that exists now. See migration 0003."""
+    rows = await conn.execute(
+        _LOCK_WALLETS,
+        {"sellers": [s for s, _ in wallet_keys], "currencies": [c for _, c in wallet_keys], "create": create},
+    )
+    return {(r.o_seller_id, r.o_currency): (r.o_available_minor, r.o_reserved_minor) for r in rows}
+
+
+# The wallets' new balances and the movements in one statement. Movements are inserted in the batch's
+# order while the wallets' locks are held, so within a wallet id order is still commit order and each
+# movement's *_after follows from the previous one's. The wallet UPDATE adds the batch's net delta;
+# the caller checks the movement count, and each wallet's final available equals the last movement's
+# available_after by construction (both come from the same running balance under the lock).
+_WRITE_BATCH = sa.text(
+    """
+    WITH w AS (
+      UPDATE wallets SET available_minor = wallets.available_minor + v.delta, updated_at = now()
+      FROM unnest(CAST(:w_sellers AS text[]), CAST(:w_currencies AS text[]), CAST(:w_deltas AS bigint[]))
+           AS v(seller_id, currency, delta)
+      WHERE wallets.seller_id = v.seller_id AND wallets.currency = v.currency
+      RETURNING 1
+    )
+    INSERT INTO wallet_movements (seller_id, currency, kind, amount_minor, available_delta_minor,
+                                  reserved_delta_minor, available_after_minor, reserved_after_minor,
+                                  reference_kind, reference_id, idempotency_key)
+    SELECT m.seller_id, m.currency, m.kind, m.amount_minor, m.delta, 0, m.available_after,
+           m.reserved_after, m.reference_kind, m.reference_id, m.idempotency_key
+    FROM unnest(CAST(:sellers AS text[]), CAST(:currencies AS text[]), CAST(:kinds AS text[]),
+                CAST(:amounts AS bigint[]), CAST(:deltas AS bigint[]), CAST(:available_after AS bigint[]),
+                CAST(:reserved_after AS bigint[]), CAST(:reference_kinds AS text[]),
+                CAST(:reference_ids AS text[]), CAST(:keys AS text[]))
+         WITH ORDINALITY AS m(seller_id, currency, kind, amount_minor, delta, available_after,
+                              reserved_after, reference_kind, reference_id, idempotency_key, ord)
+    WHERE (SELECT count(*) FROM w) = :wallet_count
+    ORDER BY m.ord
+    RETURNING id, kind, idempotency_key, created_at
+    """
+)
+
+
+@dataclass(frozen=True)
+class BatchMovement:
+    """A credit or debit of a batch, with the balances it results in (decided under the lock)."""
+
+    spec: MovementSpec
+    available_after_minor: int
+    reserved_after_minor: int
+
+
+async def write_batch(
+    conn: AsyncConnection, movements: list[BatchMovement], wallet_deltas: dict[tuple[str, str], int]
+) -> list[sa.Row]:
+    """Apply the net deltas to the (locked) wallets and append the movements, in one statement.
+
+    Returns (id, kind, idempotency_key, created_at) per movement; an empty list if a wallet was missing
+    (then nothing was inserted and the caller must roll back)."""
+    specs = [m.spec for m in movements]
+    params = {
+        "w_sellers": [s for s, _ in wallet_deltas],
+        "w_currencies": [c for _, c in wallet_deltas],
+        "w_deltas": list(wallet_deltas.values()),
+        "wallet_count": len(wallet_deltas),
+        "sellers": [s.seller_id for s in specs],
+        "currencies": [s.currency for s in specs],
+        "kinds": [s.kind for s in specs],
+        "amounts": [s.amount_minor for s in specs],
+        "deltas": [s.available_delta_minor for s in specs],
+        "available_after": [m.available_after_minor for m in movements],
+        "reserved_after": [m.reserved_after_minor for m in movements],
+        "reference_kinds": [s.reference_kind for s in specs],
+        "reference_ids": [s.reference_id for s in specs],
+        "keys": [s.idempotency_key for s in specs],
+    }
+    return list((await conn.execute(_WRITE_BATCH, params)).all())
+
+
+_SAVE_KEYS = sa.text(
+    """
+    INSERT INTO idempotency_keys (scope, key, fingerprint, response)
+    SELECT * FROM unnest(CAST(:scopes AS text[]), CAST(:keys AS text[]), CAST(:fingerprints AS bytea[]),
+                         CAST(:responses AS bytea[]))
+    """
+)
+
+
+async def save_keys(
+    conn: AsyncConnection,
+    scopes: list[str],
+    keys: list[str],
+    fingerprints: list[bytes],
+    responses: list[bytes],
+) -> None:
+    """Store the answers of the applied items under their keys, in svckit.idempotency's table."""
+    await conn.execute(
+        _SAVE_KEYS, {"scopes": scopes, "keys": keys, "fingerprints": fingerprints, "responses": responses}
+    )
