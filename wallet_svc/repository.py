@@ -9,6 +9,7 @@ there is nothing to race; concurrent writers queue on the wallet's row lock.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from types import SimpleNamespace
 
 import sqlalchemy as sa
@@ -294,7 +295,7 @@ async def list_movements(
 
 
 # ---- batches (ApplyBatch and coalesced Credit/Debit calls) -----------------------------------------
-# A batch costs a fixed number of statements whatever its size: every per-item value travels as an
+# A batch costs three statements whatever its size: every per-item value travels as an
 # array and is unnested on the server.
 
 _PROBE_KEYS = sa.text(
@@ -320,77 +321,111 @@ async def probe_keys(
 
 
 _LOCK_WALLETS = sa.text(
-    "SELECT o_seller_id, o_currency, o_available_minor, o_reserved_minor"
-    " FROM wallet_lock_batch(CAST(:sellers AS text[]), CAST(:currencies AS text[]), CAST(:create AS boolean[]))"
-)
-
-
-async def lock_wallets(
-    conn: AsyncConnection, wallet_keys: list[tuple[str, str]], create: list[bool]
-) -> dict[tuple[str, str], tuple[int, int]]:
-    """Lock the wallets in the one fixed order (creating those flagged); (available, reserved) of each
-    wallet that exists now. See migration 0003."""
-    rows = await conn.execute(
-        _LOCK_WALLETS,
-        {"sellers": [s for s, _ in wallet_keys], "currencies": [c for _, c in wallet_keys], "create": create},
-    )
-    return {(r.o_seller_id, r.o_currency): (r.o_available_minor, r.o_reserved_minor) for r in rows}
-
-
-# The wallets' new balances and the movements in one statement. Movements are inserted in the batch's
-# order while the wallets' locks are held, so within a wallet id order is still commit order and each
-# movement's *_after follows from the previous one's. The wallet UPDATE adds the batch's net delta;
-# the caller checks the movement count, and each wallet's final available equals the last movement's
-# available_after by construction (both come from the same running balance under the lock).
-_WRITE_BATCH = sa.text(
-    """
-    WITH w AS (
-      UPDATE wallets SET available_minor = wallets.available_minor + v.delta, updated_at = now()
-      FROM unnest(CAST(:w_sellers AS text[]), CAST(:w_currencies AS text[]), CAST(:w_deltas AS bigint[]))
-           AS v(seller_id, currency, delta)
-      WHERE wallets.seller_id = v.seller_id AND wallets.currency = v.currency
-      RETURNING 1
-    )
-    INSERT INTO wallet_movements (seller_id, currency, kind, amount_minor, available_delta_minor,
-                                  reserved_delta_minor, available_after_minor, reserved_after_minor,
-                                  reference_kind, reference_id, idempotency_key)
-    SELECT m.seller_id, m.currency, m.kind, m.amount_minor, m.delta, 0, m.available_after,
-           m.reserved_after, m.reference_kind, m.reference_id, m.idempotency_key
-    FROM unnest(CAST(:sellers AS text[]), CAST(:currencies AS text[]), CAST(:kinds AS text[]),
-                CAST(:amounts AS bigint[]), CAST(:deltas AS bigint[]), CAST(:available_after AS bigint[]),
-                CAST(:reserved_after AS bigint[]), CAST(:reference_kinds AS text[]),
-                CAST(:reference_ids AS text[]), CAST(:keys AS text[]))
-         WITH ORDINALITY AS m(seller_id, currency, kind, amount_minor, delta, available_after,
-                              reserved_after, reference_kind, reference_id, idempotency_key, ord)
-    WHERE (SELECT count(*) FROM w) = :wallet_count
-    ORDER BY m.ord
-    RETURNING id, kind, idempotency_key, created_at
-    """
+    "SELECT * FROM wallet_lock_batch(CAST(:sellers AS text[]), CAST(:currencies AS text[]),"
+    " CAST(:create AS boolean[]), :ids)"
 )
 
 
 @dataclass(frozen=True)
-class BatchMovement:
-    """A credit or debit of a batch, with the balances it results in (decided under the lock)."""
+class LockedWallets:
+    balances: dict[tuple[str, str], tuple[int, int]]
+    """(available, reserved) of each wallet that exists now, locked until commit."""
+    movement_ids: list[int]
+    """Ascending ids drawn under the locks, for the movements the batch will write."""
+    now: datetime
+    """The transaction's time: created_at of its movements, updated_at of its wallets."""
 
+
+async def lock_wallets(
+    conn: AsyncConnection, wallet_keys: list[tuple[str, str]], create: list[bool], ids: int
+) -> LockedWallets:
+    """Lock the wallets in the one fixed order (creating those flagged) and draw ``ids`` movement ids.
+    See migration 0003."""
+    row = (
+        await conn.execute(
+            _LOCK_WALLETS,
+            {
+                "sellers": [s for s, _ in wallet_keys],
+                "currencies": [c for _, c in wallet_keys],
+                "create": create,
+                "ids": ids,
+            },
+        )
+    ).one()
+    balances = {
+        (s, c): (a, r)
+        for s, c, a, r in zip(
+            row.o_seller_ids, row.o_currencies, row.o_available, row.o_reserved, strict=True
+        )
+    }
+    return LockedWallets(balances, list(row.o_movement_ids), row.o_now)
+
+
+@dataclass(frozen=True)
+class BatchMovement:
+    """A credit or debit of a batch as it will be stored, with its key's record."""
+
+    id: int
     spec: MovementSpec
     available_after_minor: int
     reserved_after_minor: int
+    scope: str
+    fingerprint: bytes
+    response: bytes
+
+
+# The wallets' new balances, the movements and the keys' answers in one statement. The wallet UPDATE
+# adds the batch's net delta; each wallet's final available equals its last movement's available_after
+# by construction (both come from the same running balance under the lock). The counts let the caller
+# check that every locked wallet was updated and every row written.
+_WRITE_BATCH = sa.text(
+    """
+    WITH w AS (
+      UPDATE wallets SET available_minor = wallets.available_minor + v.delta, updated_at = :now
+      FROM unnest(CAST(:w_sellers AS text[]), CAST(:w_currencies AS text[]), CAST(:w_deltas AS bigint[]))
+           AS v(seller_id, currency, delta)
+      WHERE wallets.seller_id = v.seller_id AND wallets.currency = v.currency
+      RETURNING 1
+    ), m AS (
+      INSERT INTO wallet_movements (id, seller_id, currency, kind, amount_minor, available_delta_minor,
+                                    reserved_delta_minor, available_after_minor, reserved_after_minor,
+                                    reference_kind, reference_id, idempotency_key, created_at)
+      SELECT m.id, m.seller_id, m.currency, m.kind, m.amount_minor, m.delta, 0, m.available_after,
+             m.reserved_after, m.reference_kind, m.reference_id, m.idempotency_key, :now
+      FROM unnest(CAST(:ids AS bigint[]), CAST(:sellers AS text[]), CAST(:currencies AS text[]),
+                  CAST(:kinds AS text[]), CAST(:amounts AS bigint[]), CAST(:deltas AS bigint[]),
+                  CAST(:available_after AS bigint[]), CAST(:reserved_after AS bigint[]),
+                  CAST(:reference_kinds AS text[]), CAST(:reference_ids AS text[]), CAST(:keys AS text[]))
+           AS m(id, seller_id, currency, kind, amount_minor, delta, available_after, reserved_after,
+                reference_kind, reference_id, idempotency_key)
+      RETURNING 1
+    ), k AS (
+      INSERT INTO idempotency_keys (scope, key, fingerprint, response)
+      SELECT * FROM unnest(CAST(:scopes AS text[]), CAST(:keys AS text[]), CAST(:fingerprints AS bytea[]),
+                           CAST(:responses AS bytea[]))
+      RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM w) AS wallets, (SELECT count(*) FROM m) AS movements,
+           (SELECT count(*) FROM k) AS keys
+    """
+)
 
 
 async def write_batch(
-    conn: AsyncConnection, movements: list[BatchMovement], wallet_deltas: dict[tuple[str, str], int]
-) -> list[sa.Row]:
-    """Apply the net deltas to the (locked) wallets and append the movements, in one statement.
-
-    Returns (id, kind, idempotency_key, created_at) per movement; an empty list if a wallet was missing
-    (then nothing was inserted and the caller must roll back)."""
+    conn: AsyncConnection,
+    movements: list[BatchMovement],
+    wallet_deltas: dict[tuple[str, str], int],
+    now: datetime,
+) -> bool:
+    """Apply the net deltas to the (locked) wallets, append the movements and store the keys' answers,
+    in one statement. False if a row count is off (the caller must then roll back)."""
     specs = [m.spec for m in movements]
     params = {
+        "now": now,
         "w_sellers": [s for s, _ in wallet_deltas],
         "w_currencies": [c for _, c in wallet_deltas],
         "w_deltas": list(wallet_deltas.values()),
-        "wallet_count": len(wallet_deltas),
+        "ids": [m.id for m in movements],
         "sellers": [s.seller_id for s in specs],
         "currencies": [s.currency for s in specs],
         "kinds": [s.kind for s in specs],
@@ -401,27 +436,9 @@ async def write_batch(
         "reference_kinds": [s.reference_kind for s in specs],
         "reference_ids": [s.reference_id for s in specs],
         "keys": [s.idempotency_key for s in specs],
+        "scopes": [m.scope for m in movements],
+        "fingerprints": [m.fingerprint for m in movements],
+        "responses": [m.response for m in movements],
     }
-    return list((await conn.execute(_WRITE_BATCH, params)).all())
-
-
-_SAVE_KEYS = sa.text(
-    """
-    INSERT INTO idempotency_keys (scope, key, fingerprint, response)
-    SELECT * FROM unnest(CAST(:scopes AS text[]), CAST(:keys AS text[]), CAST(:fingerprints AS bytea[]),
-                         CAST(:responses AS bytea[]))
-    """
-)
-
-
-async def save_keys(
-    conn: AsyncConnection,
-    scopes: list[str],
-    keys: list[str],
-    fingerprints: list[bytes],
-    responses: list[bytes],
-) -> None:
-    """Store the answers of the applied items under their keys, in svckit.idempotency's table."""
-    await conn.execute(
-        _SAVE_KEYS, {"scopes": scopes, "keys": keys, "fingerprints": fingerprints, "responses": responses}
-    )
+    row = (await conn.execute(_WRITE_BATCH, params)).one()
+    return (row.wallets, row.movements, row.keys) == (len(wallet_deltas), len(movements), len(movements))

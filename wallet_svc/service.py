@@ -559,8 +559,8 @@ class WalletService:
         the same order of checks: the key's stored answer (replay, or IDEMPOTENCY_KEY_REUSED), then
         IDEMPOTENCY_KEY_IN_USE, then validation, then funds/limits against the running balance. An item
         given as a DomainError was refused by the caller (bad key, duplicate) and is passed through.
-        The (scope, key) pairs must be distinct. Four statements whatever the size: probe the keys,
-        lock the wallets (fixed order), write balances and movements, store the answers.
+        The (scope, key) pairs must be distinct. Three statements whatever the size: probe the keys,
+        lock the wallets (fixed order) and draw movement ids, write balances, movements and answers.
         """
         outcomes: list[ItemOutcome | None] = [None] * len(items)
         keyed = [(i, item) for i, item in enumerate(items) if not isinstance(item, DomainError)]
@@ -615,11 +615,12 @@ class WalletService:
         for _, item, spec in pending:
             wallet = (spec.seller_id, spec.currency)
             create[wallet] = create.get(wallet, False) or item.kind is MovementKind.CREDIT
-        locked = await repository.lock_wallets(conn, list(create), list(create.values()))
+        locked = await repository.lock_wallets(conn, list(create), list(create.values()), len(pending))
 
         # Decide in request order against the running balances, under the locks.
-        balances = dict(locked)
-        accepted: list[tuple[int, BatchItem, BatchMovement]] = []
+        balances = dict(locked.balances)
+        ids = iter(locked.movement_ids)
+        accepted: list[BatchMovement] = []
         deltas: dict[tuple[str, str], int] = {}
         for i, item, spec in pending:
             wallet = (spec.seller_id, spec.currency)
@@ -635,37 +636,33 @@ class WalletService:
                 continue
             balances[wallet] = (after, reserved)
             deltas[wallet] = deltas.get(wallet, 0) + spec.available_delta_minor
-            accepted.append((i, item, BatchMovement(spec, after, reserved)))
-        if not accepted:
-            return
-
-        rows = await repository.write_batch(conn, [m for _, _, m in accepted], deltas)
-        if len(rows) != len(accepted):
-            raise Internal("BATCH_NOT_WRITTEN", "a locked wallet of the batch was not updated")
-        by_key = {(r.kind, r.idempotency_key): r for r in rows}
-        saved: tuple[list[str], list[str], list[bytes], list[bytes]] = ([], [], [], [])
-        for i, item, m in accepted:
-            spec = m.spec
-            row = by_key[(spec.kind, spec.idempotency_key)]
             movement = Movement(
-                id=row.id,
+                id=next(ids),
                 seller_id=spec.seller_id,
                 kind=item.kind,
                 amount=Money(spec.amount_minor, spec.currency),
-                available_after=Money(m.available_after_minor, spec.currency),
-                reserved_after=Money(m.reserved_after_minor, spec.currency),
+                available_after=Money(after, spec.currency),
+                reserved_after=Money(reserved, spec.currency),
                 reference=Reference(ReferenceKind(spec.reference_kind), spec.reference_id),
                 reservation_id=None,
                 idempotency_key=spec.idempotency_key,
-                created_at=row.created_at,
+                created_at=locked.now,
             )
             result = MovementResult(movement, _wallet_after(movement))
             outcomes[i] = ItemOutcome(result=result)
-            saved[0].append(item.key.scope)
-            saved[1].append(item.key.key)
-            saved[2].append(item.key.fingerprint)
-            saved[3].append(item.key.encode_answer(result))
-        await repository.save_keys(conn, *saved)
+            accepted.append(
+                BatchMovement(
+                    id=movement.id,
+                    spec=spec,
+                    available_after_minor=after,
+                    reserved_after_minor=reserved,
+                    scope=item.key.scope,
+                    fingerprint=item.key.fingerprint,
+                    response=item.key.encode_answer(result),
+                )
+            )
+        if accepted and not await repository.write_batch(conn, accepted, deltas, locked.now):
+            raise Internal("BATCH_NOT_WRITTEN", "a locked wallet of the batch was not updated")
 
 
 async def apply_batch_unit(
