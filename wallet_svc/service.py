@@ -172,11 +172,16 @@ class BatchItem:
 
 @dataclass(frozen=True)
 class ItemOutcome:
-    """Exactly one of: a new movement, a refusal, or the stored answer of an earlier use of the key."""
+    """Exactly one of: a new movement, a refusal, or the stored answer of an earlier use of the key.
+
+    A new movement also carries ``answer``, the bytes stored under its key (``ItemKey.encode_answer``):
+    the transport can decode them instead of building its response a second time.
+    """
 
     result: MovementResult | None = None
     error: DomainError | None = None
     stored_response: bytes | None = None
+    answer: bytes | None = None
 
 
 T = TypeVar("T")
@@ -649,7 +654,8 @@ class WalletService:
                 created_at=locked.now,
             )
             result = MovementResult(movement, _wallet_after(movement))
-            outcomes[i] = ItemOutcome(result=result)
+            answer = item.key.encode_answer(result)
+            outcomes[i] = ItemOutcome(result=result, answer=answer)
             accepted.append(
                 BatchMovement(
                     id=movement.id,
@@ -658,7 +664,7 @@ class WalletService:
                     reserved_after_minor=reserved,
                     scope=item.key.scope,
                     fingerprint=item.key.fingerprint,
-                    response=item.key.encode_answer(result),
+                    response=answer,
                 )
             )
         if accepted and not await repository.write_batch(conn, accepted, deltas, locked.now):

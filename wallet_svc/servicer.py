@@ -178,8 +178,8 @@ class WalletServicer(pb_grpc.WalletServiceServicer):
         if outcome.stored_response is not None:
             await context.send_initial_metadata(((REPLAYED_METADATA, "true"),))
             return response_type.FromString(outcome.stored_response)
-        assert outcome.result is not None
-        return response_type(**_result_fields(outcome.result))
+        assert outcome.answer is not None
+        return response_type.FromString(outcome.answer)
 
     async def _mutate(
         self,
@@ -353,14 +353,12 @@ class WalletServicer(pb_grpc.WalletServiceServicer):
             assert kind is not None
             field = "credit" if kind is MovementKind.CREDIT else "debit"
             _, response_type = _OPERATIONS[kind]
-            if outcome.stored_response is not None:
-                answer = response_type.FromString(outcome.stored_response)
-                results.append(pb.ApplyBatchResult(**{field: answer}, replayed=True))
-            else:
-                assert outcome.result is not None
-                results.append(
-                    pb.ApplyBatchResult(**{field: response_type(**_result_fields(outcome.result))})
-                )
+            replayed = outcome.stored_response is not None
+            stored = outcome.stored_response if replayed else outcome.answer
+            assert stored is not None
+            results.append(
+                pb.ApplyBatchResult(**{field: response_type.FromString(stored)}, replayed=replayed)
+            )
         return pb.ApplyBatchResponse(results=results)
 
 
