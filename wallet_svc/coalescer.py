@@ -14,6 +14,8 @@ Why the answers are the same:
 - Two calls with the same (scope, key) never share a group (inside one transaction the advisory lock
   is re-entrant, so both would apply); the later one waits for the next group, where it replays the
   first or is refused as the single path would refuse it. A key already in flight waits the same way.
+- A call that finds no company (a group of one) takes the plain path itself (``alone``): the reference
+  behaviour, and cheaper than a batch of one.
 - A failure of the whole transaction (lost connection) fails every call of the group with that error;
   the group is one transaction, so none of them was written.
 """
@@ -23,16 +25,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from svckit.errors import DomainError
 from wallet_svc.service import BatchItem, ItemOutcome, WalletService, apply_batch_unit
 
 
 @dataclass
 class _Waiting:
     item: BatchItem
+    alone: Callable[[], Awaitable[ItemOutcome]]
     future: asyncio.Future[ItemOutcome]
 
 
@@ -59,9 +64,14 @@ class MovementCoalescer:
         self._collecting = False  # a lane is collecting: new arrivals join it, no new lane is needed
         self._tasks: set[asyncio.Task] = set()
 
-    async def apply(self, item: BatchItem) -> ItemOutcome:
-        """The new movement or the key's stored answer; raises the refusal (DomainError) otherwise."""
-        waiting = _Waiting(item, asyncio.get_running_loop().create_future())
+    async def apply(self, item: BatchItem, alone: Callable[[], Awaitable[ItemOutcome]]) -> ItemOutcome:
+        """The new movement or the key's stored answer; raises the refusal (DomainError) otherwise.
+
+        ``alone`` is the call's one-transaction-per-call path, used when the call finds no company:
+        it is the reference behaviour, and cheaper than a batch of one (three statements, no lock
+        function).
+        """
+        waiting = _Waiting(item, alone, asyncio.get_running_loop().create_future())
         self._queue.append(waiting)
         self._start_lane()
         # A cancelled caller leaves its future cancelled: a group not yet formed skips it; a group in
@@ -129,7 +139,13 @@ class MovementCoalescer:
 
     async def _apply_group(self, group: list[_Waiting]) -> None:
         try:
-            outcomes = await apply_batch_unit(self._engine, self._service, [w.item for w in group])
+            if len(group) == 1:
+                try:
+                    outcomes = [await group[0].alone()]
+                except DomainError as err:
+                    outcomes = [ItemOutcome(error=err)]
+            else:
+                outcomes = await apply_batch_unit(self._engine, self._service, [w.item for w in group])
         except asyncio.CancelledError:
             for w in group:
                 w.future.cancel()

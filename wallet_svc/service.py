@@ -174,8 +174,9 @@ class BatchItem:
 class ItemOutcome:
     """Exactly one of: a new movement, a refusal, or the stored answer of an earlier use of the key.
 
-    A new movement also carries ``answer``, the bytes stored under its key (``ItemKey.encode_answer``):
-    the transport can decode them instead of building its response a second time.
+    A new movement carries ``answer``, the bytes stored under its key (``ItemKey.encode_answer``), so
+    the transport decodes them instead of building its response a second time; ``result`` is set too
+    when the batch path made it.
     """
 
     result: MovementResult | None = None

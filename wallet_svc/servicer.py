@@ -21,6 +21,7 @@ from wallet_svc.service import (
     MAX_BATCH_ITEMS,
     BatchItem,
     ItemKey,
+    ItemOutcome,
     Movement,
     MovementKind,
     MovementResult,
@@ -170,11 +171,30 @@ class WalletServicer(pb_grpc.WalletServiceServicer):
     ) -> Message:
         """Credit/Debit through the coalescer: the same answer the single path gives, including the
         key refusals (missing or too long before anything else) and the replay metadata."""
-        _, response_type = _OPERATIONS[kind]
+        scope, response_type = _OPERATIONS[kind]
         assert self._coalescer is not None
-        outcome = await self._coalescer.apply(
-            batch_item(kind, validate_key(idempotency_key_var.get()), request)
-        )
+        key = validate_key(idempotency_key_var.get())
+        apply = self._service.credit if kind is MovementKind.CREDIT else self._service.debit
+
+        async def alone() -> ItemOutcome:
+            # The plain path, for a call that has no company. It runs in the coalescer's task, whose
+            # context belongs to another call: the key is passed explicitly, not read from the context.
+            async def work(conn: AsyncConnection) -> Message:
+                result = await apply(
+                    conn,
+                    request.seller_id,
+                    request.amount.amount_minor,
+                    request.amount.currency,
+                    reference_from_pb(request.reference),
+                    key,
+                )
+                return response_type(**_result_fields(result))
+
+            response, replayed = await self._idempotency.run(scope, key, request, response_type, work)
+            data = response.SerializeToString()
+            return ItemOutcome(stored_response=data) if replayed else ItemOutcome(answer=data)
+
+        outcome = await self._coalescer.apply(batch_item(kind, key, request), alone)
         if outcome.stored_response is not None:
             await context.send_initial_metadata(((REPLAYED_METADATA, "true"),))
             return response_type.FromString(outcome.stored_response)
