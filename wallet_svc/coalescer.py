@@ -16,8 +16,11 @@ Why the answers are the same:
   first or is refused as the single path would refuse it. A key already in flight waits the same way.
 - A call that finds no company (a group of one) takes the plain path itself (``alone``): the reference
   behaviour, and cheaper than a batch of one.
-- A failure of the whole transaction (lost connection) fails every call of the group with that error;
-  the group is one transaction, so none of them was written.
+- A failure of the whole transaction (lost connection, a bug) is logged once and answers every call
+  of the group UNAVAILABLE ``GROUP_TRANSACTION_FAILED``: the group is one transaction, so none of them
+  was written (or, if the commit's answer was lost, all were), and a retry with the same key applies
+  or replays it. The plain path would answer that one call INTERNAL; this is the one deliberate
+  difference, so that one database fault does not become N logged tracebacks.
 """
 
 from __future__ import annotations
@@ -30,8 +33,19 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from svckit.errors import DomainError
+from svckit.errors import DomainError, Unavailable
+from svckit.logging import get_logger
 from wallet_svc.service import BatchItem, ItemOutcome, WalletService, apply_batch_unit
+
+log = get_logger(__name__)
+
+
+def _group_failed() -> Unavailable:
+    return Unavailable(
+        "GROUP_TRANSACTION_FAILED",
+        "the transaction this call shared with concurrent calls failed; retry with the same "
+        "idempotency-key (it takes effect at most once)",
+    )
 
 
 @dataclass
@@ -150,10 +164,12 @@ class MovementCoalescer:
             for w in group:
                 w.future.cancel()
             raise
-        except Exception as exc:
+        except Exception:
+            # Logged once here, not once per caller: every caller gets its own retryable refusal.
+            log.exception("a coalesced group's transaction failed", calls=len(group))
             for w in group:
                 if not w.future.done():
-                    w.future.set_exception(exc)
+                    w.future.set_result(ItemOutcome(error=_group_failed()))
             return
         for w, outcome in zip(group, outcomes, strict=True):
             if not w.future.done():

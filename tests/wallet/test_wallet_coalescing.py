@@ -217,3 +217,55 @@ async def test_coalesced_burst_answers_exactly_like_one_transaction_per_call(inf
         stored, transactions = _groups(on_url, "good")
         assert stored == 20 and transactions < stored
         assert _groups(off_url, "good") == (20, 20)
+
+
+async def _wait_for(predicate) -> None:
+    for _ in range(1000):
+        if predicate():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not reached")
+
+
+def _waiting_backends(url: str, marker: str) -> list[int]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
+            (f"%{marker}%",),
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+async def test_a_failed_group_fails_each_of_its_calls_and_writes_nothing(infra):
+    """The group's one transaction dies (its connection is killed while it waits for a wallet lock):
+    every call in the group answers UNAVAILABLE GROUP_TRANSACTION_FAILED, none of them was written, and
+    each can be retried with its key as a fresh attempt."""
+    async with wallet(infra, coalesce_movements=True, coalesce_max_in_flight=1) as (stub, url):
+        await stub.Credit(cr("grp-w", 10)[1], metadata=md("grp-seed-w"))
+        await stub.Credit(cr("grp-z", 10)[1], metadata=md("grp-seed-z"))
+        with psycopg.connect(url) as holder_z, psycopg.connect(url) as holder_w:
+            # Keep the only lane busy on z (a lone call: the plain path) while the calls under test queue.
+            holder_z.execute("SELECT 1 FROM wallets WHERE seller_id = 'grp-z' FOR UPDATE")
+            blocker = asyncio.ensure_future(call(stub, *cr("grp-z", 1), "grp-blocker"))
+            await _wait_for(lambda: len(_waiting_backends(url, "wallets")) == 1)
+            keys = [f"grp-{i}" for i in range(12)]
+            calls = [asyncio.ensure_future(call(stub, *cr("grp-w", 1 + i), k)) for i, k in enumerate(keys)]
+            await asyncio.sleep(0.5)  # let all twelve reach the coalescer's queue
+            holder_w.execute("SELECT 1 FROM wallets WHERE seller_id = 'grp-w' FOR UPDATE")
+            holder_z.rollback()  # the blocker commits; the twelve form the next group and wait for w
+            assert (await blocker)[:2] == ("OK", False)
+            await _wait_for(lambda: len(_waiting_backends(url, "wallet_lock_batch")) == 1)
+            (pid,) = _waiting_backends(url, "wallet_lock_batch")
+            with psycopg.connect(url, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            answers = await asyncio.gather(*calls)
+            holder_w.rollback()
+
+        assert {a[:2] for a in answers} == {("UNAVAILABLE", "GROUP_TRANSACTION_FAILED")}, answers
+        assert _groups(url, "grp")[0] == 3  # the two seeds and the blocker; none of the twelve
+        balance = await stub.GetWallet(pb.GetWalletRequest(seller_id="grp-w", currency="USD"))
+        assert balance.wallet.available.amount_minor == 10
+        retried = await asyncio.gather(*(call(stub, *cr("grp-w", 1 + i), k) for i, k in enumerate(keys)))
+        assert {a[:2] for a in retried} == {("OK", False)}
+        balance = await stub.GetWallet(pb.GetWalletRequest(seller_id="grp-w", currency="USD"))
+        assert balance.wallet.available.amount_minor == 10 + sum(range(1, 13))
