@@ -221,19 +221,21 @@ async def test_coalesced_burst_answers_exactly_like_one_transaction_per_call(inf
 
 async def _wait_for(predicate) -> None:
     for _ in range(1000):
-        if predicate():
+        if await predicate():
             return
         await asyncio.sleep(0.01)
     raise AssertionError("condition not reached")
 
 
-def _waiting_backends(url: str, marker: str) -> list[int]:
-    with psycopg.connect(url, autocommit=True) as conn:
-        rows = conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
+async def _waiting_backends(url: str, marker: str) -> list[int]:
+    """Backends of this database waiting for a lock, running a statement that contains ``marker``."""
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        cur = await conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND wait_event_type = 'Lock' AND query LIKE %s",
             (f"%{marker}%",),
-        ).fetchall()
-    return [r[0] for r in rows]
+        )
+        return [r[0] for r in await cur.fetchall()]
 
 
 async def test_a_failed_group_fails_each_of_its_calls_and_writes_nothing(infra):
@@ -243,23 +245,38 @@ async def test_a_failed_group_fails_each_of_its_calls_and_writes_nothing(infra):
     async with wallet(infra, coalesce_movements=True, coalesce_max_in_flight=1) as (stub, url):
         await stub.Credit(cr("grp-w", 10)[1], metadata=md("grp-seed-w"))
         await stub.Credit(cr("grp-z", 10)[1], metadata=md("grp-seed-z"))
-        with psycopg.connect(url) as holder_z, psycopg.connect(url) as holder_w:
+        # Async connections: a holder waiting for a lock must never block the service's event loop.
+        # The lock timeout turns any mistake in this choreography into a failure instead of a hang.
+        holder_z = await psycopg.AsyncConnection.connect(url, options="-c lock_timeout=20s")
+        holder_w = await psycopg.AsyncConnection.connect(url, options="-c lock_timeout=20s")
+        try:
             # Keep the only lane busy on z (a lone call: the plain path) while the calls under test queue.
-            holder_z.execute("SELECT 1 FROM wallets WHERE seller_id = 'grp-z' FOR UPDATE")
+            await holder_z.execute("SELECT 1 FROM wallets WHERE seller_id = 'grp-z' FOR UPDATE")
             blocker = asyncio.ensure_future(call(stub, *cr("grp-z", 1), "grp-blocker"))
-            await _wait_for(lambda: len(_waiting_backends(url, "wallets")) == 1)
+
+            async def blocker_waits() -> bool:
+                return len(await _waiting_backends(url, "INSERT INTO wallets")) == 1
+
+            await _wait_for(blocker_waits)
             keys = [f"grp-{i}" for i in range(12)]
             calls = [asyncio.ensure_future(call(stub, *cr("grp-w", 1 + i), k)) for i, k in enumerate(keys)]
-            await asyncio.sleep(0.5)  # let all twelve reach the coalescer's queue
-            holder_w.execute("SELECT 1 FROM wallets WHERE seller_id = 'grp-w' FOR UPDATE")
-            holder_z.rollback()  # the blocker commits; the twelve form the next group and wait for w
+            await asyncio.sleep(1.0)  # let all twelve reach the coalescer's queue
+            await holder_w.execute("SELECT 1 FROM wallets WHERE seller_id = 'grp-w' FOR UPDATE")
+            await holder_z.rollback()  # the blocker commits; the twelve form the next group and wait for w
             assert (await blocker)[:2] == ("OK", False)
-            await _wait_for(lambda: len(_waiting_backends(url, "wallet_lock_batch")) == 1)
-            (pid,) = _waiting_backends(url, "wallet_lock_batch")
-            with psycopg.connect(url, autocommit=True) as admin:
-                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+            async def group_waits() -> bool:
+                return len(await _waiting_backends(url, "wallet_lock_batch")) == 1
+
+            await _wait_for(group_waits)
+            (pid,) = await _waiting_backends(url, "wallet_lock_batch")
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as admin:
+                await admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
             answers = await asyncio.gather(*calls)
-            holder_w.rollback()
+            await holder_w.rollback()
+        finally:
+            await holder_z.close()
+            await holder_w.close()
 
         assert {a[:2] for a in answers} == {("UNAVAILABLE", "GROUP_TRANSACTION_FAILED")}, answers
         assert _groups(url, "grp")[0] == 3  # the two seeds and the blocker; none of the twelve
