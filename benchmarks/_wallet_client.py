@@ -1,4 +1,5 @@
-"""Load-generating client process for bench_wallet.py: many concurrent Credit calls over grpc.aio.
+"""Load-generating client process for bench_wallet.py: many concurrent Credit calls over grpc.aio, or
+ApplyBatch calls of ``batch`` credits each.
 
 Runs in its own process (spawned) so the Python client does not share a GIL with the service.
 """
@@ -35,15 +36,33 @@ def run_client(
     measure_from: float,
     measure_until: float,
     seed: int,
+    batch: int = 0,
 ) -> ClientResult:
     """Send credits until ``measure_until`` (wall clock); count only calls finished after ``measure_from``.
 
-    ``sellers`` = 1 hits one hot wallet; more spreads the calls uniformly over that many wallets.
+    ``sellers`` = 1 hits one hot wallet; more spreads the credits uniformly over that many wallets.
+    ``batch`` > 0 sends ApplyBatch calls of that many credits instead of single Credit calls; ``ok``
+    then counts applied credits and the latencies are per call.
     """
-    return asyncio.run(_run(address, sellers, concurrency, channels, measure_from, measure_until, seed))
+    return asyncio.run(
+        _run(address, sellers, concurrency, channels, measure_from, measure_until, seed, batch)
+    )
 
 
-async def _run(address, sellers, concurrency, channels, measure_from, measure_until, seed) -> ClientResult:
+def _credit(rng: random.Random, sellers: int, amount: money_pb2.Money) -> tuple[str, pb.CreditRequest]:
+    seller = "bench_hot" if sellers == 1 else f"bench_{rng.randrange(sellers)}"
+    key = uuid.uuid4().hex
+    request = pb.CreditRequest(
+        seller_id=seller,
+        amount=amount,
+        reference=pb.Reference(kind=pb.REFERENCE_KIND_PAYMENT_ORDER, id=f"po_{key[:16]}"),
+    )
+    return key, request
+
+
+async def _run(
+    address, sellers, concurrency, channels, measure_from, measure_until, seed, batch
+) -> ClientResult:
     result = ClientResult()
     chans = [grpc.aio.insecure_channel(address) for _ in range(channels)]
     stubs = [pb_grpc.WalletServiceStub(c) for c in chans]
@@ -54,16 +73,26 @@ async def _run(address, sellers, concurrency, channels, measure_from, measure_un
     async def worker(i: int) -> None:
         stub = stubs[i % len(stubs)]
         while time.time() < measure_until:
-            seller = "bench_hot" if sellers == 1 else f"bench_{rng.randrange(sellers)}"
-            key = uuid.uuid4().hex
-            request = pb.CreditRequest(
-                seller_id=seller,
-                amount=amount,
-                reference=pb.Reference(kind=pb.REFERENCE_KIND_PAYMENT_ORDER, id=f"po_{key[:16]}"),
-            )
+            applied = 1
             started = time.perf_counter()
             try:
-                await stub.Credit(request, metadata=(("idempotency-key", key),), timeout=30)
+                if batch:
+                    items = []
+                    for _ in range(batch):
+                        key, request = _credit(rng, sellers, amount)
+                        items.append(pb.ApplyBatchItem(idempotency_key=key, credit=request))
+                    started = time.perf_counter()
+                    reply = await stub.ApplyBatch(pb.ApplyBatchRequest(items=items), timeout=30)
+                    refused = [r.error for r in reply.results if r.HasField("error")]
+                    applied = batch - len(refused)
+                    if refused and time.time() >= measure_from:
+                        result.errors += len(refused)
+                        if len(result.error_samples) < 3:
+                            result.error_samples.append(f"item {refused[0].reason}: {refused[0].message}")
+                else:
+                    key, request = _credit(rng, sellers, amount)
+                    started = time.perf_counter()
+                    await stub.Credit(request, metadata=(("idempotency-key", key),), timeout=30)
             except grpc.aio.AioRpcError as exc:
                 if time.time() >= measure_from:
                     result.errors += 1
@@ -72,7 +101,7 @@ async def _run(address, sellers, concurrency, channels, measure_from, measure_un
                 continue
             finished = time.time()
             if measure_from <= finished <= measure_until:
-                result.ok += 1
+                result.ok += applied
                 result.latencies_ms.append((time.perf_counter() - started) * 1000)
 
     await asyncio.gather(*(worker(i) for i in range(concurrency)))

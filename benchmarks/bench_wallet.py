@@ -1,15 +1,21 @@
 """Wallet credits per second through gRPC, next to pgbench TPC-B on the same PostgreSQL.
 
-    python benchmarks/bench_wallet.py            # full run, about 2 minutes
-    python benchmarks/bench_wallet.py --seconds 5 --pgbench-seconds 5   # quick look
+    python benchmarks/bench_wallet.py            # full run, about 2.5 minutes
+    python benchmarks/bench_wallet.py --seconds 4 --pgbench-seconds 5   # quick look
 
 Starts its own durable embedded PostgreSQL (fsync, synchronous_commit and full_page_writes ON, as in
 production), runs wallet_svc as a separate process (`python -m wallet_svc serve`), and drives it from
-several client processes so the Python client does not share the service's GIL. Scenarios:
+several client processes so the Python client does not share the service's GIL. Scenarios, first with
+coalescing off (WALLET_COALESCE_MOVEMENTS=false: one transaction per call), then on (the default):
 
 1. one client, sequential credits: the fixed cost of one call, without queueing;
 2. one hot wallet, many concurrent clients: every credit queues on the same row lock;
 3. 10,000 wallets, many concurrent clients: no row contention.
+
+Then, on the coalescing service, ApplyBatch calls of 100 credits (a few calls in flight):
+
+4. batched, one hot wallet;
+5. batched, 10,000 wallets (each batch locks ~100 wallets in one fixed order).
 
 Then pgbench TPC-B (`pgbench -i`, then a few clients) on the same server. Prints throughput, p50/p99
 latency, the service's peak RSS, and CPU seconds per 1,000 credits of the service, PostgreSQL and the
@@ -63,7 +69,7 @@ def start_infra(tmp: Path) -> Infra:
     return Infra(database_url=pg.url, redis_url="redis://127.0.0.1:1/0", _pg=pg, _tmp=tmp)
 
 
-def start_service(infra: Infra, db_name: str, pool_size: int) -> tuple[subprocess.Popen, str]:
+def start_service(infra: Infra, db_name: str, pool_size: int, coalesce: bool) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {
         **os.environ,
@@ -75,6 +81,7 @@ def start_service(infra: Infra, db_name: str, pool_size: int) -> tuple[subproces
         "WALLET_LOG_LEVEL": "WARNING",
         "WALLET_LOG_FORMAT": "json",
         "WALLET_DB_POOL_SIZE": str(pool_size),
+        "WALLET_COALESCE_MOVEMENTS": "true" if coalesce else "false",
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "wallet_svc", "serve"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL
@@ -144,6 +151,7 @@ def scenario(
     concurrency: int,
     seconds: float,
     warmup: float,
+    batch: int = 0,
 ) -> dict:
     now = time.time()
     measure_from = now + 1.5 + warmup  # spawned clients need about a second to start
@@ -151,7 +159,7 @@ def scenario(
     ctx = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(processes, mp_context=ctx) as pool:
         futures = [
-            pool.submit(run_client, address, sellers, concurrency, 4, measure_from, measure_until, i)
+            pool.submit(run_client, address, sellers, concurrency, 4, measure_from, measure_until, i, batch)
             for i in range(processes)
         ]
         time.sleep(max(0.0, measure_from - time.time()))
@@ -170,6 +178,7 @@ def scenario(
         "errors": sum(r.errors for r in results),
         "error_samples": [s for r in results for s in r.error_samples][:3],
         "rate": ok / seconds,
+        "calls": len(latencies),
         "p50": percentile(latencies, 0.50),
         "p99": percentile(latencies, 0.99),
         "svc_cpu_per_k": cpu_delta(svc0, svc1) * per_k,
@@ -179,7 +188,7 @@ def scenario(
         "load": load(),
     }
     print(
-        f"{name:<28} {row['clients']:>3} clients  {row['rate']:8.0f} credits/s  p50 {row['p50']:6.1f} ms"
+        f"{name:<40} {row['clients']:>3} clients  {row['rate']:8.0f} credits/s  p50 {row['p50']:6.1f} ms"
         f"  p99 {row['p99']:6.1f} ms  errors {row['errors']}  | CPU s per 1k credits: service"
         f" {row['svc_cpu_per_k']:.2f}, postgres {row['pg_cpu_per_k']:.2f}, clients"
         f" {row['client_cpu_per_k']:.2f} (machine has {row['wall_cpu_capacity_per_k']:.2f})  [{row['load']}]",
@@ -224,10 +233,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--seconds", type=float, default=15, help="measured seconds per scenario")
+    parser.add_argument("--seconds", type=float, default=10, help="measured seconds per scenario")
     parser.add_argument("--warmup", type=float, default=2, help="unmeasured seconds before each scenario")
     parser.add_argument("--processes", type=int, default=2, help="client processes")
     parser.add_argument("--concurrency", type=int, default=32, help="calls in flight per client process")
+    parser.add_argument("--batch", type=int, default=100, help="credits per ApplyBatch call")
+    parser.add_argument(
+        "--batch-concurrency", type=int, default=4, help="ApplyBatch calls in flight per process"
+    )
     parser.add_argument("--pool-size", type=int, default=10, help="WALLET_DB_POOL_SIZE (max 2x connections)")
     parser.add_argument("--pgbench-clients", type=int, default=8)
     parser.add_argument("--pgbench-seconds", type=int, default=15)
@@ -239,32 +252,49 @@ def main() -> None:
     proc = None
     try:
         db_name = "wallet_bench"
-        proc, address = start_service(infra, db_name, args.pool_size)
-        service = psutil.Process(proc.pid)
-        wallet_url = infra.database_url_for(db_name)
-        seed_wallets(wallet_url, SPREAD_WALLETS)
         pg = infra._pg
-        rows = [
-            scenario("sequential, 1 wallet", address, service, pg, 1, 1, 1, min(args.seconds, 5), 1),
-            scenario("hot wallet", address, service, pg, 1, args.processes, args.concurrency, args.seconds,
-                     args.warmup),
-            scenario(f"{SPREAD_WALLETS:,} wallets", address, service, pg, SPREAD_WALLETS, args.processes,
-                     args.concurrency, args.seconds, args.warmup),
-        ]  # fmt: skip
-        peak_kib = int(re.search(r"VmHWM:\s+(\d+)", Path(f"/proc/{proc.pid}/status").read_text()).group(1))
-        print(f"wallet_svc peak RSS: {peak_kib / 1024:.0f} MiB", flush=True)
+        rows = []
+        peaks = {}
+        for coalesce in (False, True):
+            mode = "coalesced" if coalesce else "plain"
+            proc, address = start_service(infra, db_name, args.pool_size, coalesce)
+            service = psutil.Process(proc.pid)
+            wallet_url = infra.database_url_for(db_name)
+            if not coalesce:
+                seed_wallets(wallet_url, SPREAD_WALLETS)
+            common = (address, service, pg)
+            rows += [
+                scenario(f"{mode}: sequential, 1 wallet", *common, 1, 1, 1, min(args.seconds, 5), 1),
+                scenario(f"{mode}: hot wallet", *common, 1, args.processes, args.concurrency, args.seconds,
+                         args.warmup),
+                scenario(f"{mode}: {SPREAD_WALLETS:,} wallets", *common, SPREAD_WALLETS, args.processes,
+                         args.concurrency, args.seconds, args.warmup),
+            ]  # fmt: skip
+            if coalesce:
+                rows += [
+                    scenario(f"batched x{args.batch}: hot wallet", *common, 1, args.processes,
+                             args.batch_concurrency, args.seconds, args.warmup, args.batch),
+                    scenario(f"batched x{args.batch}: {SPREAD_WALLETS:,} wallets", *common, SPREAD_WALLETS,
+                             args.processes, args.batch_concurrency, args.seconds, args.warmup, args.batch),
+                ]  # fmt: skip
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+            peaks[mode] = int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) / 1024
+            proc.terminate()
+            proc.wait(10)
+            proc = None
+        print(
+            f"wallet_svc peak RSS: plain {peaks['plain']:.0f} MiB, coalesced+batched {peaks['coalesced']:.0f} MiB"
+        )
         wallets, broken = verify_books(wallet_url)
         print(f"books: {wallets} wallets, {broken} differ from the sum of their movements", flush=True)
-        proc.terminate()
-        proc.wait(10)
-        proc = None
         tps, latency = pgbench(infra, args.pgbench_clients, args.pgbench_seconds)
         print(
             f"pgbench TPC-B (scale 10, {args.pgbench_clients} clients, {args.pgbench_seconds} s):"
             f" {tps:.0f} tps, average latency {latency:.1f} ms  [{load()}]"
         )
-        for row in rows[1:]:
-            print(f"{row['name']}: {row['rate'] / tps:.2f}x pgbench TPC-B tps")
+        for row in rows:
+            if "sequential" not in row["name"]:
+                print(f"{row['name']}: {row['rate'] / tps:.2f}x pgbench TPC-B tps")
         if broken or any(r["errors"] for r in rows):
             raise SystemExit("benchmark saw errors or unbalanced books")
     finally:

@@ -10,6 +10,7 @@ from svckit.gen.wallet.v1 import wallet_service_pb2, wallet_service_pb2_grpc
 from svckit.grpc_server import Registration
 from svckit.idempotency import IdempotencyStore
 from svckit.runtime import ServiceParts
+from wallet_svc.coalescer import MovementCoalescer
 from wallet_svc.config import WalletSettings
 from wallet_svc.service import WalletService
 from wallet_svc.servicer import WalletServicer
@@ -19,9 +20,20 @@ SERVICE_NAME = wallet_service_pb2.DESCRIPTOR.services_by_name["WalletService"].f
 
 
 def build(settings: WalletSettings, engine: AsyncEngine, idempotency: IdempotencyStore) -> ServiceParts:
-    servicer = WalletServicer(WalletService(), engine, idempotency)
+    service = WalletService()
+    coalescer = None
+    if settings.coalesce_movements:
+        coalescer = MovementCoalescer(
+            service,
+            engine,
+            window_seconds=settings.coalesce_window_seconds,
+            max_group=settings.coalesce_max_group,
+            max_in_flight=settings.coalesce_max_in_flight,
+        )
+    servicer = WalletServicer(service, engine, idempotency, coalescer)
     return ServiceParts(
         registrations=[
             Registration(wallet_service_pb2_grpc.add_WalletServiceServicer_to_server, servicer, SERVICE_NAME)
-        ]
+        ],
+        on_stop=[coalescer.close] if coalescer is not None else [],
     )

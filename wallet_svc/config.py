@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from svckit.config import Port, ServiceSettings
@@ -13,3 +14,11 @@ class WalletSettings(ServiceSettings):
     service_name: str = "wallet"
     database_name: str = "wallet"
     grpc_port: Port = 50053
+    coalesce_movements: bool = True
+    """Apply concurrent single Credit/Debit calls together as one batch transaction (group commit)."""
+    coalesce_window_seconds: float = Field(default=0.0, ge=0, le=0.01)
+    """Extra wait for more calls before a group is sent; 0 = only the calls that arrived meanwhile."""
+    coalesce_max_group: int = Field(default=200, ge=1, le=1000)
+    """Most calls in one group."""
+    coalesce_max_in_flight: int = Field(default=1, ge=1, le=64)
+    """Groups being applied at the same time (each holds one database connection)."""

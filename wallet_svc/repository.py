@@ -9,6 +9,7 @@ there is nothing to race; concurrent writers queue on the wallet's row lock.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from types import SimpleNamespace
 
 import sqlalchemy as sa
@@ -291,3 +292,153 @@ async def list_movements(
     if before_id is not None:
         stmt = stmt.where(wallet_movements.c.id < before_id)
     return list((await conn.execute(stmt)).all())
+
+
+# ---- batches (ApplyBatch and coalesced Credit/Debit calls) -----------------------------------------
+# A batch costs three statements whatever its size: every per-item value travels as an
+# array and is unnested on the server.
+
+_PROBE_KEYS = sa.text(
+    """
+    SELECT pg_try_advisory_xact_lock(t.lock_id) AS got, k.fingerprint, k.response
+    FROM unnest(CAST(:lock_ids AS bigint[]), CAST(:scopes AS text[]), CAST(:keys AS text[]))
+         WITH ORDINALITY AS t(lock_id, scope, key, ord)
+    LEFT JOIN idempotency_keys k ON k.scope = t.scope AND k.key = t.key
+    ORDER BY t.ord
+    """
+)
+
+
+async def probe_keys(
+    conn: AsyncConnection, lock_ids: list[int], scopes: list[str], keys: list[str]
+) -> list[sa.Row]:
+    """Per key, in order: (got its advisory lock, stored fingerprint, stored response) - the same
+    probe as svckit.idempotency's, for many keys in one round trip. The (scope, key) pairs must be
+    distinct: inside one transaction the advisory lock is re-entrant."""
+    return list(
+        (await conn.execute(_PROBE_KEYS, {"lock_ids": lock_ids, "scopes": scopes, "keys": keys})).all()
+    )
+
+
+_LOCK_WALLETS = sa.text(
+    "SELECT * FROM wallet_lock_batch(CAST(:sellers AS text[]), CAST(:currencies AS text[]),"
+    " CAST(:create AS boolean[]), :ids)"
+)
+
+
+@dataclass(frozen=True)
+class LockedWallets:
+    balances: dict[tuple[str, str], tuple[int, int]]
+    """(available, reserved) of each wallet that exists now, locked until commit."""
+    movement_ids: list[int]
+    """Ascending ids drawn under the locks, for the movements the batch will write."""
+    now: datetime
+    """The transaction's time: created_at of its movements, updated_at of its wallets."""
+
+
+async def lock_wallets(
+    conn: AsyncConnection, wallet_keys: list[tuple[str, str]], create: list[bool], ids: int
+) -> LockedWallets:
+    """Lock the wallets in the one fixed order (creating those flagged) and draw ``ids`` movement ids.
+    See migration 0003."""
+    row = (
+        await conn.execute(
+            _LOCK_WALLETS,
+            {
+                "sellers": [s for s, _ in wallet_keys],
+                "currencies": [c for _, c in wallet_keys],
+                "create": create,
+                "ids": ids,
+            },
+        )
+    ).one()
+    balances = {
+        (s, c): (a, r)
+        for s, c, a, r in zip(
+            row.o_seller_ids, row.o_currencies, row.o_available, row.o_reserved, strict=True
+        )
+    }
+    return LockedWallets(balances, list(row.o_movement_ids), row.o_now)
+
+
+@dataclass(frozen=True)
+class BatchMovement:
+    """A credit or debit of a batch as it will be stored, with its key's record."""
+
+    id: int
+    spec: MovementSpec
+    available_after_minor: int
+    reserved_after_minor: int
+    scope: str
+    fingerprint: bytes
+    response: bytes
+
+
+# The wallets' new balances, the movements and the keys' answers in one statement. The wallet UPDATE
+# adds the batch's net delta; each wallet's final available equals its last movement's available_after
+# by construction (both come from the same running balance under the lock). The counts let the caller
+# check that every locked wallet was updated and every row written.
+_WRITE_BATCH = sa.text(
+    """
+    WITH w AS (
+      UPDATE wallets SET available_minor = wallets.available_minor + v.delta, updated_at = :now
+      FROM unnest(CAST(:w_sellers AS text[]), CAST(:w_currencies AS text[]), CAST(:w_deltas AS bigint[]))
+           AS v(seller_id, currency, delta)
+      WHERE wallets.seller_id = v.seller_id AND wallets.currency = v.currency
+      RETURNING 1
+    ), m AS (
+      INSERT INTO wallet_movements (id, seller_id, currency, kind, amount_minor, available_delta_minor,
+                                    reserved_delta_minor, available_after_minor, reserved_after_minor,
+                                    reference_kind, reference_id, idempotency_key, created_at)
+      SELECT m.id, m.seller_id, m.currency, m.kind, m.amount_minor, m.delta, 0, m.available_after,
+             m.reserved_after, m.reference_kind, m.reference_id, m.idempotency_key, :now
+      FROM unnest(CAST(:ids AS bigint[]), CAST(:sellers AS text[]), CAST(:currencies AS text[]),
+                  CAST(:kinds AS text[]), CAST(:amounts AS bigint[]), CAST(:deltas AS bigint[]),
+                  CAST(:available_after AS bigint[]), CAST(:reserved_after AS bigint[]),
+                  CAST(:reference_kinds AS text[]), CAST(:reference_ids AS text[]), CAST(:keys AS text[]))
+           AS m(id, seller_id, currency, kind, amount_minor, delta, available_after, reserved_after,
+                reference_kind, reference_id, idempotency_key)
+      RETURNING 1
+    ), k AS (
+      INSERT INTO idempotency_keys (scope, key, fingerprint, response)
+      SELECT * FROM unnest(CAST(:scopes AS text[]), CAST(:keys AS text[]), CAST(:fingerprints AS bytea[]),
+                           CAST(:responses AS bytea[]))
+      RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM w) AS wallets, (SELECT count(*) FROM m) AS movements,
+           (SELECT count(*) FROM k) AS keys
+    """
+)
+
+
+async def write_batch(
+    conn: AsyncConnection,
+    movements: list[BatchMovement],
+    wallet_deltas: dict[tuple[str, str], int],
+    now: datetime,
+) -> bool:
+    """Apply the net deltas to the (locked) wallets, append the movements and store the keys' answers,
+    in one statement. False if a row count is off (the caller must then roll back)."""
+    specs = [m.spec for m in movements]
+    params = {
+        "now": now,
+        "w_sellers": [s for s, _ in wallet_deltas],
+        "w_currencies": [c for _, c in wallet_deltas],
+        "w_deltas": list(wallet_deltas.values()),
+        "ids": [m.id for m in movements],
+        "sellers": [s.seller_id for s in specs],
+        "currencies": [s.currency for s in specs],
+        "kinds": [s.kind for s in specs],
+        "amounts": [s.amount_minor for s in specs],
+        "deltas": [s.available_delta_minor for s in specs],
+        "available_after": [m.available_after_minor for m in movements],
+        "reserved_after": [m.reserved_after_minor for m in movements],
+        "reference_kinds": [s.reference_kind for s in specs],
+        "reference_ids": [s.reference_id for s in specs],
+        "keys": [s.idempotency_key for s in specs],
+        "scopes": [m.scope for m in movements],
+        "fingerprints": [m.fingerprint for m in movements],
+        "responses": [m.response for m in movements],
+    }
+    row = (await conn.execute(_WRITE_BATCH, params)).one()
+    return (row.wallets, row.movements, row.keys) == (len(wallet_deltas), len(movements), len(movements))

@@ -12,18 +12,31 @@ import enum
 import json
 import re
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 import psycopg.errors
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from svckit.errors import FailedPrecondition, Internal, InvalidArgument, NotFound
+from svckit.errors import (
+    Aborted,
+    DomainError,
+    FailedPrecondition,
+    Internal,
+    InvalidArgument,
+    NotFound,
+    Unprocessable,
+)
+from svckit.logging import get_logger
+from svckit.metrics import IDEMPOTENCY_CONFLICTS, IDEMPOTENT_REPLAYS
 from svckit.money import Money, MoneyError, normalize_currency
 from wallet_svc import repository
-from wallet_svc.repository import MovementSpec
+from wallet_svc.repository import BatchMovement, MovementSpec
+
+log = get_logger(__name__)
 
 _SELLER_ID = re.compile(r"^[A-Za-z0-9_.\-@]{1,128}$")
 _REFERENCE_ID = re.compile(r"^[A-Za-z0-9_.\-@:]{1,128}$")
@@ -31,6 +44,8 @@ _RESERVATION_ID = re.compile(r"^rsv_[0-9a-f]{32}$")
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
+MAX_BATCH_ITEMS = 1000
+INT64_MAX = 2**63 - 1
 
 
 class ReferenceKind(enum.StrEnum):
@@ -125,6 +140,49 @@ class MovementResult:
     movement: Movement
     wallet: Wallet
     reservation: Reservation | None = None
+
+
+@dataclass(frozen=True)
+class ItemKey:
+    """A batch item's idempotency key, handled with svckit.idempotency's protocol and table: the same
+    scope, advisory lock id and request fingerprint a single Credit/Debit call with this key has.
+
+    ``encode_answer`` turns the item's result into the bytes stored under the key (the single RPC's
+    response); it comes from the transport, which owns the wire format.
+    """
+
+    scope: str
+    key: str
+    lock_id: int
+    fingerprint: bytes
+    encode_answer: Callable[[MovementResult], bytes]
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One credit or debit of a batch, unvalidated, as the single Credit/Debit would take it."""
+
+    kind: MovementKind  # CREDIT or DEBIT
+    seller_id: str
+    amount_minor: int
+    currency: str
+    reference: tuple[ReferenceKind | None, str]
+    key: ItemKey
+
+
+@dataclass(frozen=True)
+class ItemOutcome:
+    """Exactly one of: a new movement, a refusal, or the stored answer of an earlier use of the key.
+
+    A new movement carries ``answer``, the bytes stored under its key (``ItemKey.encode_answer``), so
+    the transport decodes them instead of building its response a second time; ``result`` is set too
+    when the batch path made it.
+    """
+
+    result: MovementResult | None = None
+    error: DomainError | None = None
+    stored_response: bytes | None = None
+    answer: bytes | None = None
 
 
 T = TypeVar("T")
@@ -494,16 +552,179 @@ class WalletService:
         self, conn: AsyncConnection, seller_id: str, amount: Money
     ) -> FailedPrecondition:
         row = await repository.get_wallet(conn, seller_id, amount.currency)
-        available = row.available_minor if row is not None else 0
-        return FailedPrecondition(
-            "INSUFFICIENT_FUNDS",
-            f"available is {Money(available, amount.currency)}; {amount} requested",
-            {
-                "available_minor": available,
-                "requested_minor": amount.amount_minor,
-                "currency": amount.currency,
-            },
-        )
+        return _insufficient(row.available_minor if row is not None else 0, amount)
+
+    # ---- batches ----------------------------------------------------------------------------------
+
+    async def apply_batch(
+        self, conn: AsyncConnection, items: Sequence[BatchItem | DomainError]
+    ) -> list[ItemOutcome]:
+        """Apply credits and debits, each on its own, in the caller's transaction; one outcome per item.
+
+        Every item gets exactly the answer its single Credit/Debit call would get at that point, in
+        the same order of checks: the key's stored answer (replay, or IDEMPOTENCY_KEY_REUSED), then
+        IDEMPOTENCY_KEY_IN_USE, then validation, then funds/limits against the running balance. An item
+        given as a DomainError was refused by the caller (bad key, duplicate) and is passed through.
+        The (scope, key) pairs must be distinct. Three statements whatever the size: probe the keys,
+        lock the wallets (fixed order) and draw movement ids, write balances, movements and answers.
+        """
+        outcomes: list[ItemOutcome | None] = [None] * len(items)
+        keyed = [(i, item) for i, item in enumerate(items) if not isinstance(item, DomainError)]
+        for i, item in enumerate(items):
+            if isinstance(item, DomainError):
+                outcomes[i] = ItemOutcome(error=item)
+        if len({(item.key.scope, item.key.key) for _, item in keyed}) != len(keyed):
+            raise Internal("DUPLICATE_BATCH_KEY", "a batch holds the same idempotency key twice")
+        probes = []
+        if keyed:
+            probes = await repository.probe_keys(
+                conn,
+                [item.key.lock_id for _, item in keyed],
+                [item.key.scope for _, item in keyed],
+                [item.key.key for _, item in keyed],
+            )
+
+        pending: list[tuple[int, BatchItem, MovementSpec]] = []
+        for (i, item), probe in zip(keyed, probes, strict=True):
+            try:
+                if probe.fingerprint is not None:
+                    if bytes(probe.fingerprint) != item.key.fingerprint:
+                        IDEMPOTENCY_CONFLICTS.labels(item.key.scope, "IDEMPOTENCY_KEY_REUSED").inc()
+                        raise _key_reused()
+                    IDEMPOTENT_REPLAYS.labels(item.key.scope).inc()
+                    outcomes[i] = ItemOutcome(stored_response=bytes(probe.response))
+                    continue
+                if not probe.got:
+                    IDEMPOTENCY_CONFLICTS.labels(item.key.scope, "IDEMPOTENCY_KEY_IN_USE").inc()
+                    raise _key_in_use()
+                seller_id = validate_seller_id(item.seller_id)
+                amount = validate_amount(item.amount_minor, item.currency)
+                ref = validate_reference(*item.reference)
+            except DomainError as err:
+                outcomes[i] = ItemOutcome(error=err)
+                continue
+            pending.append((i, item, _spec(item.kind, seller_id, amount, ref, item.key.key)))
+
+        if pending:
+            await self._apply_pending(conn, pending, outcomes)
+        assert all(o is not None for o in outcomes)
+        return outcomes  # type: ignore[return-value]
+
+    async def _apply_pending(
+        self,
+        conn: AsyncConnection,
+        pending: list[tuple[int, BatchItem, MovementSpec]],
+        outcomes: list[ItemOutcome | None],
+    ) -> None:
+        # Only a credit may create a wallet (as with the single RPCs).
+        create: dict[tuple[str, str], bool] = {}
+        for _, item, spec in pending:
+            wallet = (spec.seller_id, spec.currency)
+            create[wallet] = create.get(wallet, False) or item.kind is MovementKind.CREDIT
+        locked = await repository.lock_wallets(conn, list(create), list(create.values()), len(pending))
+
+        # Decide in request order against the running balances, under the locks.
+        balances = dict(locked.balances)
+        ids = iter(locked.movement_ids)
+        accepted: list[BatchMovement] = []
+        deltas: dict[tuple[str, str], int] = {}
+        for i, item, spec in pending:
+            wallet = (spec.seller_id, spec.currency)
+            available, reserved = balances.get(wallet, (0, 0))
+            after = available + spec.available_delta_minor
+            if after > INT64_MAX:
+                outcomes[i] = ItemOutcome(error=_balance_limit())
+                continue
+            if after < 0:
+                outcomes[i] = ItemOutcome(
+                    error=_insufficient(available, Money(spec.amount_minor, spec.currency))
+                )
+                continue
+            balances[wallet] = (after, reserved)
+            deltas[wallet] = deltas.get(wallet, 0) + spec.available_delta_minor
+            movement = Movement(
+                id=next(ids),
+                seller_id=spec.seller_id,
+                kind=item.kind,
+                amount=Money(spec.amount_minor, spec.currency),
+                available_after=Money(after, spec.currency),
+                reserved_after=Money(reserved, spec.currency),
+                reference=Reference(ReferenceKind(spec.reference_kind), spec.reference_id),
+                reservation_id=None,
+                idempotency_key=spec.idempotency_key,
+                created_at=locked.now,
+            )
+            result = MovementResult(movement, _wallet_after(movement))
+            answer = item.key.encode_answer(result)
+            outcomes[i] = ItemOutcome(result=result, answer=answer)
+            accepted.append(
+                BatchMovement(
+                    id=movement.id,
+                    spec=spec,
+                    available_after_minor=after,
+                    reserved_after_minor=reserved,
+                    scope=item.key.scope,
+                    fingerprint=item.key.fingerprint,
+                    response=answer,
+                )
+            )
+        if accepted and not await repository.write_batch(conn, accepted, deltas, locked.now):
+            raise Internal("BATCH_NOT_WRITTEN", "a locked wallet of the batch was not updated")
+
+
+async def apply_batch_unit(
+    engine: AsyncEngine, service: WalletService, items: Sequence[BatchItem | DomainError]
+) -> list[ItemOutcome]:
+    """One batch as one unit of work: one transaction, one commit point for every item.
+
+    As in ``IdempotencyStore.run``: if a key's holder committed between the probe's snapshot and our
+    taking its lock, our answer insert hits the primary key; everything rolls back and the second
+    attempt replays that key (and applies the rest as before).
+    """
+    for attempt in range(2):
+        try:
+            async with engine.begin() as conn:
+                return await service.apply_batch(conn, items)
+        except IntegrityError as exc:
+            constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
+            if attempt == 1 or constraint != "idempotency_keys_pkey":
+                raise
+            log.info("a batch key was committed concurrently; retrying the batch")
+    raise AssertionError("unreachable")
+
+
+def _insufficient(available_minor: int, amount: Money) -> FailedPrecondition:
+    return FailedPrecondition(
+        "INSUFFICIENT_FUNDS",
+        f"available is {Money(available_minor, amount.currency)}; {amount} requested",
+        {
+            "available_minor": available_minor,
+            "requested_minor": amount.amount_minor,
+            "currency": amount.currency,
+        },
+    )
+
+
+def _balance_limit() -> FailedPrecondition:
+    return FailedPrecondition(
+        "BALANCE_LIMIT_EXCEEDED", "the resulting balance would exceed the largest storable amount"
+    )
+
+
+# The same refusals (reason, message, metadata) svckit.idempotency gives a single call.
+def _key_reused() -> Unprocessable:
+    return Unprocessable(
+        "IDEMPOTENCY_KEY_REUSED",
+        "this idempotency-key was already used with a different request; use a new key",
+    )
+
+
+def _key_in_use() -> Aborted:
+    return Aborted(
+        "IDEMPOTENCY_KEY_IN_USE",
+        "a request with this idempotency-key is still being processed; retry shortly",
+        {"retry_after_seconds": "1"},
+    )
 
 
 def _reservation_not_found(reservation_id: str) -> NotFound:
@@ -518,7 +739,5 @@ async def _guard_overflow(awaitable: Any) -> Any:
         return await awaitable
     except DBAPIError as exc:
         if isinstance(exc.orig, psycopg.errors.NumericValueOutOfRange):
-            raise FailedPrecondition(
-                "BALANCE_LIMIT_EXCEEDED", "the resulting balance would exceed the largest storable amount"
-            ) from None
+            raise _balance_limit() from None
         raise

@@ -8,14 +8,20 @@ import grpc
 from google.protobuf.message import Message
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from svckit.context import idempotency_key_var
+from svckit.context import REPLAYED_METADATA, idempotency_key_var
+from svckit.errors import DomainError, InvalidArgument
 from svckit.gen.common.v1 import money_pb2
 from svckit.gen.wallet.v1 import wallet_service_pb2 as pb
 from svckit.gen.wallet.v1 import wallet_service_pb2_grpc as pb_grpc
-from svckit.idempotency import IdempotencyStore, idempotent_rpc
+from svckit.idempotency import IdempotencyStore, fingerprint, idempotent_rpc, lock_id, validate_key
 from svckit.money import Money
 from svckit.protobuf import timestamp
+from wallet_svc.coalescer import MovementCoalescer
 from wallet_svc.service import (
+    MAX_BATCH_ITEMS,
+    BatchItem,
+    ItemKey,
+    ItemOutcome,
     Movement,
     MovementKind,
     MovementResult,
@@ -25,7 +31,10 @@ from wallet_svc.service import (
     ReservationState,
     Wallet,
     WalletService,
+    apply_batch_unit,
 )
+
+CREDIT_SCOPE, DEBIT_SCOPE = "wallet.Credit", "wallet.Debit"
 
 _REFERENCE_FROM_PB = {
     pb.REFERENCE_KIND_PAYMENT_ORDER: ReferenceKind.PAYMENT_ORDER,
@@ -112,11 +121,85 @@ def _result_fields(result: MovementResult) -> dict[str, Message]:
     return fields
 
 
+# What a credit/debit item needs from the transport: its key's scope and the response it stores.
+_OPERATIONS: dict[MovementKind, tuple[str, type[pb.CreditResponse] | type[pb.DebitResponse]]] = {
+    MovementKind.CREDIT: (CREDIT_SCOPE, pb.CreditResponse),
+    MovementKind.DEBIT: (DEBIT_SCOPE, pb.DebitResponse),
+}
+
+
+def batch_item(kind: MovementKind, key: str, request: pb.CreditRequest | pb.DebitRequest) -> BatchItem:
+    """A credit/debit with the key exactly as svckit.idempotency would derive it for the single RPC
+    (scope, lock id, fingerprint of the request message), so batch and single calls share keys."""
+    scope, response_type = _OPERATIONS[kind]
+
+    def encode_answer(result: MovementResult) -> bytes:
+        return response_type(**_result_fields(result)).SerializeToString()
+
+    return BatchItem(
+        kind=kind,
+        seller_id=request.seller_id,
+        amount_minor=request.amount.amount_minor,
+        currency=request.amount.currency,
+        reference=reference_from_pb(request.reference),
+        key=ItemKey(scope, key, lock_id(scope, key), fingerprint(scope, request), encode_answer),
+    )
+
+
+def _item_error(err: DomainError) -> pb.ItemError:
+    return pb.ItemError(reason=err.reason, message=err.message, code=err.kind.grpc_code.name)
+
+
 class WalletServicer(pb_grpc.WalletServiceServicer):
-    def __init__(self, service: WalletService, engine: AsyncEngine, idempotency: IdempotencyStore) -> None:
+    def __init__(
+        self,
+        service: WalletService,
+        engine: AsyncEngine,
+        idempotency: IdempotencyStore,
+        coalescer: MovementCoalescer | None = None,
+    ) -> None:
         self._service = service
         self._engine = engine
         self._idempotency = idempotency
+        self._coalescer = coalescer
+
+    async def _coalesced(
+        self,
+        context: grpc.aio.ServicerContext,
+        kind: MovementKind,
+        request: pb.CreditRequest | pb.DebitRequest,
+    ) -> Message:
+        """Credit/Debit through the coalescer: the same answer the single path gives, including the
+        key refusals (missing or too long before anything else) and the replay metadata."""
+        scope, response_type = _OPERATIONS[kind]
+        assert self._coalescer is not None
+        key = validate_key(idempotency_key_var.get())
+        apply = self._service.credit if kind is MovementKind.CREDIT else self._service.debit
+
+        async def alone() -> ItemOutcome:
+            # The plain path, for a call that has no company. It runs in the coalescer's task, whose
+            # context belongs to another call: the key is passed explicitly, not read from the context.
+            async def work(conn: AsyncConnection) -> Message:
+                result = await apply(
+                    conn,
+                    request.seller_id,
+                    request.amount.amount_minor,
+                    request.amount.currency,
+                    reference_from_pb(request.reference),
+                    key,
+                )
+                return response_type(**_result_fields(result))
+
+            response, replayed = await self._idempotency.run(scope, key, request, response_type, work)
+            data = response.SerializeToString()
+            return ItemOutcome(stored_response=data) if replayed else ItemOutcome(answer=data)
+
+        outcome = await self._coalescer.apply(batch_item(kind, key, request), alone)
+        if outcome.stored_response is not None:
+            await context.send_initial_metadata(((REPLAYED_METADATA, "true"),))
+            return response_type.FromString(outcome.stored_response)
+        assert outcome.answer is not None
+        return response_type.FromString(outcome.answer)
 
     async def _mutate(
         self,
@@ -166,6 +249,8 @@ class WalletServicer(pb_grpc.WalletServiceServicer):
     # ---- movements --------------------------------------------------------------------------------
 
     async def Credit(self, request: pb.CreditRequest, context: grpc.aio.ServicerContext):
+        if self._coalescer is not None:
+            return await self._coalesced(context, MovementKind.CREDIT, request)
         return await self._mutate(
             context,
             "wallet.Credit",
@@ -182,6 +267,8 @@ class WalletServicer(pb_grpc.WalletServiceServicer):
         )
 
     async def Debit(self, request: pb.DebitRequest, context: grpc.aio.ServicerContext):
+        if self._coalescer is not None:
+            return await self._coalesced(context, MovementKind.DEBIT, request)
         return await self._mutate(
             context,
             "wallet.Debit",
@@ -244,6 +331,63 @@ class WalletServicer(pb_grpc.WalletServiceServicer):
                 key,
             ),
         )
+
+    async def ApplyBatch(self, request: pb.ApplyBatchRequest, context: grpc.aio.ServicerContext):
+        # No call-level key: every item has its own, and a retried batch replays item by item.
+        if len(request.items) > MAX_BATCH_ITEMS:
+            raise InvalidArgument(
+                "TOO_MANY_ITEMS", f"at most {MAX_BATCH_ITEMS} items per call", field="items"
+            )
+        items: list[BatchItem | DomainError] = []
+        kinds: list[MovementKind | None] = []
+        seen: set[str] = set()
+        for i, item in enumerate(request.items):
+            operation = item.WhichOneof("operation")
+            kind = MovementKind.CREDIT if operation == "credit" else MovementKind.DEBIT
+            kinds.append(kind if operation else None)
+            try:
+                key = _item_key(i, item.idempotency_key)
+                if key in seen:
+                    raise InvalidArgument(
+                        "DUPLICATE_ITEM_KEY",
+                        f"item {i} repeats the idempotency key of an earlier item",
+                        field=f"items[{i}].idempotency_key",
+                    )
+                seen.add(key)
+                if operation is None:
+                    raise InvalidArgument(
+                        "OPERATION_MISSING",
+                        f"item {i} has neither credit nor debit",
+                        field=f"items[{i}].operation",
+                    )
+            except DomainError as err:
+                items.append(err)
+                continue
+            items.append(batch_item(kind, key, item.credit if operation == "credit" else item.debit))
+        outcomes = await apply_batch_unit(self._engine, self._service, items) if items else []
+        results: list[pb.ApplyBatchResult] = []
+        for kind, outcome in zip(kinds, outcomes, strict=True):
+            if outcome.error is not None:
+                results.append(pb.ApplyBatchResult(error=_item_error(outcome.error)))
+                continue
+            assert kind is not None
+            field = "credit" if kind is MovementKind.CREDIT else "debit"
+            _, response_type = _OPERATIONS[kind]
+            replayed = outcome.stored_response is not None
+            stored = outcome.stored_response if replayed else outcome.answer
+            assert stored is not None
+            results.append(
+                pb.ApplyBatchResult(**{field: response_type.FromString(stored)}, replayed=replayed)
+            )
+        return pb.ApplyBatchResponse(results=results)
+
+
+def _item_key(index: int, key: str) -> str:
+    """An item's key, refused like the single RPCs' metadata key but naming the item's field."""
+    try:
+        return validate_key(key)
+    except InvalidArgument as err:
+        raise InvalidArgument(err.reason, err.message, field=f"items[{index}].idempotency_key") from None
 
 
 def _optional_amount(request: pb.ReleaseRequest | pb.CaptureReservationRequest) -> tuple[int, str] | None:

@@ -277,3 +277,47 @@ class GetReservationResponse(_message.Message):
     RESERVATION_FIELD_NUMBER: _ClassVar[int]
     reservation: Reservation
     def __init__(self, reservation: _Optional[_Union[Reservation, _Mapping]] = ...) -> None: ...
+
+class ApplyBatchItem(_message.Message):
+    __slots__ = ("idempotency_key", "credit", "debit")
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_FIELD_NUMBER: _ClassVar[int]
+    DEBIT_FIELD_NUMBER: _ClassVar[int]
+    idempotency_key: str
+    credit: CreditRequest
+    debit: DebitRequest
+    def __init__(self, idempotency_key: _Optional[str] = ..., credit: _Optional[_Union[CreditRequest, _Mapping]] = ..., debit: _Optional[_Union[DebitRequest, _Mapping]] = ...) -> None: ...
+
+class ApplyBatchRequest(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[ApplyBatchItem]
+    def __init__(self, items: _Optional[_Iterable[_Union[ApplyBatchItem, _Mapping]]] = ...) -> None: ...
+
+class ItemError(_message.Message):
+    __slots__ = ("reason", "message", "code")
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    message: str
+    code: str
+    def __init__(self, reason: _Optional[str] = ..., message: _Optional[str] = ..., code: _Optional[str] = ...) -> None: ...
+
+class ApplyBatchResult(_message.Message):
+    __slots__ = ("credit", "debit", "error", "replayed")
+    CREDIT_FIELD_NUMBER: _ClassVar[int]
+    DEBIT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    credit: CreditResponse
+    debit: DebitResponse
+    error: ItemError
+    replayed: bool
+    def __init__(self, credit: _Optional[_Union[CreditResponse, _Mapping]] = ..., debit: _Optional[_Union[DebitResponse, _Mapping]] = ..., error: _Optional[_Union[ItemError, _Mapping]] = ..., replayed: _Optional[bool] = ...) -> None: ...
+
+class ApplyBatchResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[ApplyBatchResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[ApplyBatchResult, _Mapping]]] = ...) -> None: ...

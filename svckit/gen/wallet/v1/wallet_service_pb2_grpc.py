@@ -27,7 +27,8 @@ if _version_not_supported:
 
 class WalletServiceStub:
     """Seller wallets: one per seller and currency, with available and reserved balances.
-    Mutating RPCs require the `idempotency-key` metadata; every call may carry `x-request-id`.
+    Mutating RPCs require the `idempotency-key` metadata, except ApplyBatch whose items carry their own
+    keys; every call may carry `x-request-id`.
 
     Balances change only through movements: every mutating RPC appends exactly one movement in the
     same transaction as the balance change, so a wallet's balances always equal the sum of its
@@ -81,6 +82,11 @@ class WalletServiceStub:
                 request_serializer=wallet_dot_v1_dot_wallet__service__pb2.CaptureReservationRequest.SerializeToString,
                 response_deserializer=wallet_dot_v1_dot_wallet__service__pb2.CaptureReservationResponse.FromString,
                 _registered_method=True)
+        self.ApplyBatch = channel.unary_unary(
+                '/wallet.v1.WalletService/ApplyBatch',
+                request_serializer=wallet_dot_v1_dot_wallet__service__pb2.ApplyBatchRequest.SerializeToString,
+                response_deserializer=wallet_dot_v1_dot_wallet__service__pb2.ApplyBatchResponse.FromString,
+                _registered_method=True)
         self.GetReservation = channel.unary_unary(
                 '/wallet.v1.WalletService/GetReservation',
                 request_serializer=wallet_dot_v1_dot_wallet__service__pb2.GetReservationRequest.SerializeToString,
@@ -90,7 +96,8 @@ class WalletServiceStub:
 
 class WalletServiceServicer:
     """Seller wallets: one per seller and currency, with available and reserved balances.
-    Mutating RPCs require the `idempotency-key` metadata; every call may carry `x-request-id`.
+    Mutating RPCs require the `idempotency-key` metadata, except ApplyBatch whose items carry their own
+    keys; every call may carry `x-request-id`.
 
     Balances change only through movements: every mutating RPC appends exactly one movement in the
     same transaction as the balance change, so a wallet's balances always equal the sum of its
@@ -164,6 +171,22 @@ class WalletServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ApplyBatch(self, request, context):
+        """Applies up to 1000 credits and debits in one call and one transaction; each item is applied or
+        refused on its own, and the response holds one result per item, in request order. Items are
+        decided in request order against the running balances, so a debit sees the credits before it.
+        Each item carries its own idempotency key, in the key space of the single RPCs: a credit item
+        with key K replays a Credit made with key K (and a later Credit with K replays the item), a debit
+        item likewise with Debit. Item refusals use the reasons Credit/Debit would answer, plus
+        DUPLICATE_ITEM_KEY and OPERATION_MISSING; a refused item writes nothing and stores nothing under
+        its key. The call needs no `idempotency-key` metadata (it is ignored): retrying a whole batch
+        replays every applied item. The call itself fails only for more than 1000 items
+        (INVALID_ARGUMENT, TOO_MANY_ITEMS) or an infrastructure error, and then nothing was written.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetReservation(self, request, context):
         """Returns one reservation. NOT_FOUND (RESERVATION_NOT_FOUND) when unknown.
         """
@@ -214,6 +237,11 @@ def add_WalletServiceServicer_to_server(servicer, server):
                     request_deserializer=wallet_dot_v1_dot_wallet__service__pb2.CaptureReservationRequest.FromString,
                     response_serializer=wallet_dot_v1_dot_wallet__service__pb2.CaptureReservationResponse.SerializeToString,
             ),
+            'ApplyBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApplyBatch,
+                    request_deserializer=wallet_dot_v1_dot_wallet__service__pb2.ApplyBatchRequest.FromString,
+                    response_serializer=wallet_dot_v1_dot_wallet__service__pb2.ApplyBatchResponse.SerializeToString,
+            ),
             'GetReservation': grpc.unary_unary_rpc_method_handler(
                     servicer.GetReservation,
                     request_deserializer=wallet_dot_v1_dot_wallet__service__pb2.GetReservationRequest.FromString,
@@ -229,7 +257,8 @@ def add_WalletServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class WalletService:
     """Seller wallets: one per seller and currency, with available and reserved balances.
-    Mutating RPCs require the `idempotency-key` metadata; every call may carry `x-request-id`.
+    Mutating RPCs require the `idempotency-key` metadata, except ApplyBatch whose items carry their own
+    keys; every call may carry `x-request-id`.
 
     Balances change only through movements: every mutating RPC appends exactly one movement in the
     same transaction as the balance change, so a wallet's balances always equal the sum of its
@@ -443,6 +472,33 @@ class WalletService:
             '/wallet.v1.WalletService/CaptureReservation',
             wallet_dot_v1_dot_wallet__service__pb2.CaptureReservationRequest.SerializeToString,
             wallet_dot_v1_dot_wallet__service__pb2.CaptureReservationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApplyBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.WalletService/ApplyBatch',
+            wallet_dot_v1_dot_wallet__service__pb2.ApplyBatchRequest.SerializeToString,
+            wallet_dot_v1_dot_wallet__service__pb2.ApplyBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
