@@ -15,7 +15,7 @@ returns exactly C): the mirror image, and the wallet is debited R-c.
 
 from __future__ import annotations
 
-import asyncio
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -183,7 +183,7 @@ class SettlementHandler:
         if not movements:
             return
         try:
-            await asyncio.gather(*(self._wallet_move(m) for m in movements if m.net))
+            await self._move_wallets([m for m in movements if m.net])
             await self._post_ledger(movements)
         except grpc.aio.AioRpcError as exc:
             raise _classified(from_rpc_error(exc)) from None
@@ -191,15 +191,32 @@ class SettlementHandler:
         if orders:
             await repository.mark_settled(conn, orders)
 
-    async def _wallet_move(self, m: _Movement) -> None:
-        money = money_pb2.Money(amount_minor=m.net, currency=m.currency)
-        metadata = ((IDEMPOTENCY_KEY_METADATA, m.key),)
-        if m.debit:
-            request = wpb.DebitRequest(seller_id=m.seller, amount=money, reference=m.reference)
-            await self._wallet.Debit(request, metadata=metadata, timeout=self._deadline)
-        else:
-            request = wpb.CreditRequest(seller_id=m.seller, amount=money, reference=m.reference)
-            await self._wallet.Credit(request, metadata=metadata, timeout=self._deadline)
+    async def _move_wallets(self, movements: list[_Movement]) -> None:
+        if not movements:
+            return
+        if len(movements) == 1:  # alone: the refusal is the call's own, with its exact status
+            (m,) = movements
+            metadata = ((IDEMPOTENCY_KEY_METADATA, m.key),)
+            if m.debit:
+                await self._wallet.Debit(_debit(m), metadata=metadata, timeout=self._deadline)
+            else:
+                await self._wallet.Credit(_credit(m), metadata=metadata, timeout=self._deadline)
+            return
+        reply = await self._wallet.ApplyBatch(
+            wpb.ApplyBatchRequest(
+                items=[
+                    wpb.ApplyBatchItem(idempotency_key=m.key, debit=_debit(m))
+                    if m.debit
+                    else wpb.ApplyBatchItem(idempotency_key=m.key, credit=_credit(m))
+                    for m in movements
+                ]
+            ),
+            timeout=self._deadline,
+        )
+        refused = [(m, r.error) for m, r in zip(movements, reply.results, strict=True) if r.HasField("error")]
+        if refused:
+            m, err = refused[0]
+            raise TerminalError(f"wallet refused {m.key}: {err.reason}: {err.message}")
 
     async def _post_ledger(self, movements: list[_Movement]) -> None:
         if len(movements) == 1:  # alone (also the one-by-one fallback): the error is the call's own
@@ -207,12 +224,17 @@ class SettlementHandler:
             metadata = ((IDEMPOTENCY_KEY_METADATA, m.key),)
             await self._ledger.PostTransaction(m.ledger, metadata=metadata, timeout=self._deadline)
             return
+        # The call's own key names its items, so a redelivered batch replays the stored answer.
+        batch_key = (
+            "settle:batch:" + hashlib.sha256("\x00".join(m.key for m in movements).encode()).hexdigest()
+        )
         reply = await self._ledger.PostTransactions(
             lpb.PostTransactionsRequest(
                 items=[
                     lpb.PostTransactionsItem(idempotency_key=m.key, transaction=m.ledger) for m in movements
                 ]
             ),
+            metadata=((IDEMPOTENCY_KEY_METADATA, batch_key),),
             timeout=self._deadline,
         )
         refused = [(m, r.error) for m, r in zip(movements, reply.results, strict=True) if r.HasField("error")]
@@ -221,6 +243,16 @@ class SettlementHandler:
             # and retries or dead-letters only it; the others replay what this call already posted.
             m, err = refused[0]
             raise TerminalError(f"ledger refused {m.key}: {err.reason}: {err.message}")
+
+
+def _credit(m: _Movement) -> wpb.CreditRequest:
+    money = money_pb2.Money(amount_minor=m.net, currency=m.currency)
+    return wpb.CreditRequest(seller_id=m.seller, amount=money, reference=m.reference)
+
+
+def _debit(m: _Movement) -> wpb.DebitRequest:
+    money = money_pb2.Money(amount_minor=m.net, currency=m.currency)
+    return wpb.DebitRequest(seller_id=m.seller, amount=money, reference=m.reference)
 
 
 def _classified(err: DomainError) -> Exception:

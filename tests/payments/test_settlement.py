@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import grpc
+import pytest
 import sqlalchemy as sa
 from redis.asyncio import Redis
 
@@ -59,8 +61,14 @@ async def _wallet(channels, seller: str) -> int:
 
 
 async def _balance(channels, account: str) -> int:
+    """The account's balance; 0 before its first posting (the account does not exist yet)."""
     stub = lpb_grpc.LedgerServiceStub(channels["ledger"])
-    return (await stub.GetBalance(lpb.GetBalanceRequest(account=account))).balance_minor
+    try:
+        return (await stub.GetBalance(lpb.GetBalanceRequest(account=account))).balance_minor
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() != grpc.StatusCode.NOT_FOUND:
+            raise
+        return 0
 
 
 async def test_three_sellers_are_credited_net_of_commission_and_the_ledger_balances(pay, channels):
@@ -152,3 +160,59 @@ async def test_a_refund_the_wallet_cannot_cover_is_dead_lettered_not_lost(pay, c
         await redis.aclose()
     assert "INSUFFICIENT_FUNDS" in str(mine[0])
     assert await _wallet(channels, seller) == 0  # nothing half-applied
+
+
+async def test_a_batch_settles_with_one_call_each_and_a_refused_item_fails_it_for_one_by_one(pay, channels):
+    from payment_svc.settlement import ORDER_SUCCEEDED, REFUND_SUCCEEDED, SettlementHandler
+    from svckit.events import Event, TerminalError
+
+    run = uuid.uuid4().hex[:6]
+    sellers = [f"sb-{run}-{i}" for i in range(3)]
+
+    def order_event(i: int) -> Event:
+        payload = {
+            "payment_order_id": f"po_b_{run}_{i}",
+            "checkout_id": f"co_b_{run}",
+            "seller_account": sellers[i],
+            "amount_minor": 1000 + i,
+            "commission_minor": 100,
+            "currency": "USD",
+        }
+        return Event(f"e-{run}-{i}", ORDER_SUCCEEDED, payload["payment_order_id"], payload, "")
+
+    handler = SettlementHandler(
+        wpb_grpc.WalletServiceStub(channels["wallet"]), lpb_grpc.LedgerServiceStub(channels["ledger"]), 10
+    )
+    batch = [order_event(i) for i in range(3)]
+    async with pay.handle.engine.begin() as conn:
+        await handler(conn, batch)
+    assert [await _wallet(channels, s) for s in sellers] == [900, 901, 902]
+    async with pay.handle.engine.begin() as conn:  # a redelivered batch replays, changes nothing
+        await handler(conn, batch)
+    assert [await _wallet(channels, s) for s in sellers] == [900, 901, 902]
+
+    # A refund the wallet cannot cover, next to a new credit: the batch fails naming the refusal...
+    too_big = {
+        "refund_id": f"rf_b_{run}",
+        "payment_order_id": f"po_b_{run}_0",
+        "seller_account": sellers[0],
+        "amount_minor": 5000,
+        "commission_minor": 0,
+        "currency": "USD",
+    }
+    mixed = [Event(f"e-{run}-r", REFUND_SUCCEEDED, too_big["payment_order_id"], too_big, "")]
+    fresh = {**batch[1].payload, "payment_order_id": f"po_b_{run}_9", "amount_minor": 2000}
+    mixed.append(Event(f"e-{run}-9", ORDER_SUCCEEDED, fresh["payment_order_id"], fresh, ""))
+    with pytest.raises(TerminalError, match="INSUFFICIENT_FUNDS"):
+        async with pay.handle.engine.begin() as conn:
+            await handler(conn, mixed)
+    # ...and applied alone, the credit replays or completes while the refund alone is refused again.
+    async with pay.handle.engine.begin() as conn:
+        await handler(conn, [mixed[1]])
+    with pytest.raises(TerminalError, match="INSUFFICIENT_FUNDS"):
+        async with pay.handle.engine.begin() as conn:
+            await handler(conn, [mixed[0]])
+    assert [await _wallet(channels, s) for s in sellers] == [900, 901 + 1900, 902]
+    ledger = lpb_grpc.LedgerServiceStub(channels["ledger"])
+    payable = await ledger.GetBalance(lpb.GetBalanceRequest(account=f"liability:seller_payable:{sellers[1]}"))
+    assert payable.balance_minor == 901 + 1900  # ledger posted once per credit, refund never
