@@ -217,4 +217,3 @@ async def test_coalesced_burst_answers_exactly_like_one_transaction_per_call(inf
         stored, transactions = _groups(on_url, "good")
         assert stored == 20 and transactions < stored
         assert _groups(off_url, "good") == (20, 20)
-
