@@ -60,6 +60,9 @@ async def services(infra: Infra, shared_psp) -> AsyncIterator[dict[str, ServiceH
     handles: dict[str, ServiceHandle] = {}
     for name, (settings_cls, boot) in SERVICES.items():
         overrides = {}
+        if name == "wallet":
+            # Opt-in in production; on here so the concurrency and property tests drive the coalescer.
+            overrides = {"coalesce_movements": True}
         if name == "recon":
             overrides = {"ledger_addr": handles["ledger"].address, "wallet_addr": handles["wallet"].address}
         if name == "payment":
