@@ -82,6 +82,7 @@ def build(settings: PaymentSettings, engine: AsyncEngine, idempotency: Idempoten
         background += [Relay(engine, redis, events).run, consumer.run]
 
     async def close() -> None:
+        await service.close()
         await wallet_channel.close()
         await ledger_channel.close()
         await redis.aclose()

@@ -196,6 +196,9 @@ class PaymentService:
         self._settings = settings
         self._settlement = settlement
 
+    async def close(self) -> None:
+        await self._psp.close()
+
     # -- reads ----------------------------------------------------------------------------------
     async def get_order(self, conn: AsyncConnection, payment_order_id: str) -> Any:
         if not payment_order_id:

@@ -102,7 +102,10 @@ async def test_dropped_deliveries_are_resolved_by_the_janitor(http, shared_psp, 
         )
     settings = handle.settings
     janitor = bootstrap.build_service(settings, handle.engine)
-    await janitor.janitor_pass()
+    try:
+        await janitor.janitor_pass()
+    finally:
+        await janitor.close()
     assert await _states(http, body["checkout_id"]) == {"success"}
     # An order the janitor settles reaches the wallet and the ledger like any other.
     deadline = asyncio.get_running_loop().time() + 20

@@ -97,6 +97,7 @@ async def pay(infra: Infra, sim: SimServer, services: dict[str, ServiceHandle]) 
     channel = grpc.aio.insecure_channel(handle.address)
     service = bootstrap.build_service(settings, handle.engine)
     yield PayStack(sim, handle, pb_grpc.PaymentServiceStub(channel), service)
+    await service.close()
     await channel.close()
     await handle.stop(0.2)
 
