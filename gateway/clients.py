@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from gateway.config import GatewaySettings
+from gateway.config import GatewaySettings, channel_target
 from svckit.context import IDEMPOTENCY_KEY_METADATA, REQUEST_ID_METADATA, idempotency_key_var, request_id_var
 from svckit.gen.ledger.v1 import ledger_service_pb2_grpc
 from svckit.gen.payments.v1 import payment_service_pb2_grpc
@@ -47,7 +47,13 @@ class Upstreams:
             "recon": settings.recon_addr,
         }
         channels = {
-            name: grpc.aio.insecure_channel(addr, interceptors=[_MetadataInterceptor()])
+            name: grpc.aio.insecure_channel(
+                channel_target(addr),
+                # Every address a name resolves to (or each of a listed few) gets calls in turn, so
+                # replicas of a service share the load instead of the first one taking it all.
+                options=[("grpc.lb_policy_name", "round_robin")],
+                interceptors=[_MetadataInterceptor()],
+            )
             for name, addr in addrs.items()
         }
         return cls(

@@ -1,15 +1,35 @@
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from svckit.config import Port, ServiceSettings
 
 API_KEY_RE = re.compile(r"^mpk_[A-Za-z0-9_-]{43}$")
 """Format of an API key: ``mpk_`` and 32 random bytes, URL-safe base64 without padding."""
+
+
+def channel_target(addr: str) -> str:
+    """A gRPC target for ``host:port``, or for several ``ip:port`` replicas separated by commas."""
+    parts = [p.strip() for p in addr.split(",") if p.strip()]
+    if len(parts) <= 1:
+        return addr.strip()
+    for part in parts:
+        host, _, port = part.rpartition(":")
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise ValueError(
+                f"{addr!r}: several addresses must be IPv4 literals (ip:port,ip:port); "
+                "for host names use one name that resolves to every replica"
+            ) from None
+        if not port.isdigit():
+            raise ValueError(f"{addr!r}: {part!r} has no port")
+    return "ipv4:" + ",".join(parts)
 
 
 class GatewaySettings(ServiceSettings):
@@ -29,6 +49,14 @@ class GatewaySettings(ServiceSettings):
     ledger_addr: str = "127.0.0.1:50052"
     wallet_addr: str = "127.0.0.1:50053"
     recon_addr: str = "127.0.0.1:50054"
+    """Each ``*_addr`` is ``host:port``, or ``ip:port,ip:port`` for replicas called round-robin."""
+
+    @field_validator("payment_addr", "ledger_addr", "wallet_addr", "recon_addr")
+    @classmethod
+    def _addr(cls, value: str) -> str:
+        channel_target(value)  # refuses a bad list at start-up, naming the variable
+        return value
+
     upstream_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     """Deadline of each gRPC call the gateway makes."""
     readiness_timeout_seconds: float = Field(default=2.0, gt=0, le=30)

@@ -26,7 +26,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from rich.console import Console
 from rich.table import Table
 
-from svckit.devstack.infra import EmbeddedPostgres, EmbeddedValkey, _die_with_parent, port_open
+from svckit.devstack.infra import EmbeddedPostgres, EmbeddedValkey, _die_with_parent, free_port, port_open
 
 console = Console(stderr=True, highlight=False)
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,6 +56,15 @@ def _env_port(name: str, default: int) -> int:
         return default
     if not value.isdigit() or not 0 < int(value) < 65536:
         raise SystemExit(f"{name} must be a TCP port number, got {value!r}")
+    return int(value)
+
+
+def _env_count(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    if not value.isdigit() or not 1 <= int(value) <= 16:
+        raise SystemExit(f"{name} must be a number of processes from 1 to 16, got {value!r}")
     return int(value)
 
 
@@ -93,20 +102,28 @@ def plan_children(dev_key: str = "", webhook_secret: str = "") -> list[Child]:
         "gateway": _env_port("GATEWAY_HTTP_PORT", 8000),
         "psp-sim": _env_port("PSP_SIM_PORT", 12111),
     }
+    # The payment service is stateless (its janitor, relay and consumers share work through the
+    # database and Redis), so it can run as several processes, one core each; the gateway spreads
+    # calls over them round-robin.
+    replicas = _env_count("DEV_PAYMENT_REPLICAS", 1)
+    payment_ports = [ports["payment"], *(free_port() for _ in range(replicas - 1))]
     children = [
         Child(
-            "payment",
+            "payment" if i == 0 else f"payment-{i + 1}",
             "payment_svc",
-            ports["payment"],
+            port,
             "grpc",
             env={
-                "PAYMENT_GRPC_PORT": str(ports["payment"]),
+                "PAYMENT_GRPC_PORT": str(port),
                 "PAYMENT_PSP_BASE_URL": f"http://127.0.0.1:{ports['psp-sim']}",
                 "PAYMENT_RETURN_URL": f"http://127.0.0.1:{ports['gateway']}/v1/payments/return",
                 "PAYMENT_LEDGER_ADDR": f"127.0.0.1:{ports['ledger']}",
                 "PAYMENT_WALLET_ADDR": f"127.0.0.1:{ports['wallet']}",
             },
-        ),
+        )
+        for i, port in enumerate(payment_ports)
+    ]
+    children += [
         Child(
             "ledger", "ledger_svc", ports["ledger"], "grpc", env={"LEDGER_GRPC_PORT": str(ports["ledger"])}
         ),
@@ -159,8 +176,9 @@ def plan_children(dev_key: str = "", webhook_secret: str = "") -> list[Child]:
                 **({"GATEWAY_STRIPE_WEBHOOK_SECRET": webhook_secret} if webhook_secret else {}),
                 **{
                     f"GATEWAY_{n.upper()}_ADDR": f"127.0.0.1:{ports[n]}"
-                    for n in ("payment", "ledger", "wallet", "recon")
+                    for n in ("ledger", "wallet", "recon")
                 },
+                "GATEWAY_PAYMENT_ADDR": ",".join(f"127.0.0.1:{p}" for p in payment_ports),
             },
         )
     )
