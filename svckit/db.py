@@ -57,8 +57,10 @@ def ensure_database(url: str) -> bool:
             return False
         try:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        except psycopg.errors.DuplicateDatabase:
-            return False  # another replica created it first
+        except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+            # Another replica created it first. Two CREATE DATABASE racing each other can also meet
+            # on the catalog's unique index, which PostgreSQL reports as a plain unique violation.
+            return False
         log.info("database created", database=name)
         return True
 

@@ -57,3 +57,20 @@ def test_migrations_apply_from_empty_twice_and_downgrade(infra, db):
         assert _tables(url) == set()
     finally:
         drop_database(url)
+
+
+def test_replicas_starting_together_create_their_database_once(infra):
+    # Several processes of one service start at the same moment (DEV_PAYMENT_REPLICAS, a scaled
+    # deployment): racing CREATE DATABASE statements must not fail the losers.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from svckit.db import ensure_database
+
+    for attempt in range(3):
+        url = infra.database_url_for(f"{infra.prefix}_race_{attempt}")
+        try:
+            with ThreadPoolExecutor(8) as pool:
+                created = list(pool.map(ensure_database, [url] * 8))
+            assert created.count(True) == 1
+        finally:
+            drop_database(url)
