@@ -297,7 +297,7 @@ async def main() -> None:
     parser.add_argument(
         "--payment-replicas",
         type=int,
-        default=2,
+        default=1,
         help="payment_svc processes (DEV_PAYMENT_REPLICAS); the gateway calls them round-robin",
     )
     parser.add_argument(
