@@ -1,11 +1,11 @@
 """Settlement of pay-in money into the seller's wallet and the ledger, through the event backbone.
 
 ``OutboxSettlement`` writes an event in the same transaction as the order's SUCCESS (or a refund's
-success). ``SettlementHandler`` consumes them a batch at a time: it credits (or debits) the wallets and posts
-the ledger (one PostTransactions call per batch), each effect idempotent on a key derived from the
-order or refund id, then flags the orders — in the consumer's transaction, which also records the
-events as processed. A failure is retried by the
-backbone (transient) or dead-lettered for an operator (terminal).
+success). ``SettlementHandler`` consumes them a batch at a time: one wallet ApplyBatch and one ledger
+PostTransactions call per batch, each item idempotent on a key derived from the order or refund id,
+then it flags the orders — in the consumer's transaction, which also records the events as
+processed. A failure is retried by the backbone (transient) or dead-lettered for an operator
+(terminal).
 
 Books, for an order of amount A with commission C (DESIGN.md, "Money in the books"):
     Dr asset:psp_receivable:stripe A / Cr liability:seller_payable:<seller> A-C / Cr revenue:commission C
