@@ -26,7 +26,7 @@ import grpc
 import sqlalchemy as sa
 from google.protobuf.message import Message
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from svckit.context import REPLAYED_METADATA, idempotency_key_var
@@ -192,40 +192,50 @@ class IdempotencyStore:
         """Run ``work`` in one transaction with the key's record; return (response, replayed)."""
         key = validate_key(key)
         fp = fingerprint(scope, request)
-        for attempt in range(2):
-            try:
-                async with self._engine.begin() as conn:
-                    # One round trip: try the key's lock and read any finished record. A finished key
-                    # replays even while someone else holds the lock (concurrent replays never block).
-                    probe = (
-                        await conn.execute(
-                            _probe(scope, key, sa.func.pg_try_advisory_xact_lock(lock_id(scope, key)))
-                        )
-                    ).one()
-                    if probe.fingerprint is not None:
-                        return self._replay(scope, probe.fingerprint, fp, probe.response, response_type), True
-                    if not probe.got:
-                        IDEMPOTENCY_CONFLICTS.labels(scope, "IDEMPOTENCY_KEY_IN_USE").inc()
-                        raise Aborted(
-                            "IDEMPOTENCY_KEY_IN_USE",
-                            "a request with this idempotency-key is still being processed; retry shortly",
-                            {"retry_after_seconds": "1"},
-                        )
-                    response = await work(conn)
+        ran_work = False
+        try:
+            async with self._engine.begin() as conn:
+                # One round trip: try the key's lock and read any finished record. A finished key
+                # replays even while someone else holds the lock (concurrent replays never block).
+                probe = (
                     await conn.execute(
-                        idempotency_keys.insert().values(
-                            scope=scope, key=key, fingerprint=fp, response=response.SerializeToString()
-                        )
+                        _probe(scope, key, sa.func.pg_try_advisory_xact_lock(lock_id(scope, key)))
                     )
-                    return response, False
-            except IntegrityError as exc:
-                # The statement's snapshot predates a holder that committed just before we got the
-                # lock: our effect rolled back with the failed insert; the next attempt replays.
-                constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
-                if attempt == 1 or constraint != "idempotency_keys_pkey":
-                    raise
-                log.info("idempotency key committed concurrently; replaying", scope=scope)
-        raise AssertionError("unreachable")
+                ).one()
+                if probe.fingerprint is not None:
+                    return self._replay(scope, probe.fingerprint, fp, probe.response, response_type), True
+                if not probe.got:
+                    IDEMPOTENCY_CONFLICTS.labels(scope, "IDEMPOTENCY_KEY_IN_USE").inc()
+                    raise Aborted(
+                        "IDEMPOTENCY_KEY_IN_USE",
+                        "a request with this idempotency-key is still being processed; retry shortly",
+                        {"retry_after_seconds": "1"},
+                    )
+                ran_work = True
+                response = await work(conn)
+                await conn.execute(
+                    idempotency_keys.insert().values(
+                        scope=scope, key=key, fingerprint=fp, response=response.SerializeToString()
+                    )
+                )
+                return response, False
+        except Exception:
+            if not ran_work:
+                raise
+            # The probe's snapshot can predate a holder that committed its effect and record and
+            # released the lock just before our lock attempt. Our work then collided with that
+            # effect (a unique violation, "already exists", or the record's own primary key) and
+            # rolled back; the key is finished, so the caller gets its answer. Only failures pay
+            # for this look-up.
+            try:
+                async with self._engine.connect() as conn:
+                    row = await _lookup(conn, scope, key)
+            except DBAPIError:
+                row = None  # the database itself failed: the original error is the one to report
+            if row is None:
+                raise
+            log.info("idempotency key committed concurrently; replaying", scope=scope)
+            return self._replay(scope, row.fingerprint, fp, row.response, response_type), True
 
     @staticmethod
     def _replay(scope: str, stored_fp: bytes, fp: bytes, payload: bytes, response_type: type[R]) -> R:

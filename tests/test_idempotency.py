@@ -12,7 +12,8 @@ import sqlalchemy as sa
 from svckit.gen.ledger.v1 import ledger_service_pb2 as pb
 from svckit.gen.ledger.v1 import ledger_service_pb2_grpc as pb_grpc
 from svckit.grpc_errors import error_info, from_rpc_error
-from svckit.idempotency import Claim, IdempotencyStore, lock_id
+from svckit.errors import AlreadyExists, Unprocessable
+from svckit.idempotency import Claim, IdempotencyStore, fingerprint, lock_id
 
 
 def _name() -> str:
@@ -210,3 +211,50 @@ async def test_long_claim_of_a_finished_key_releases_the_lock_it_took(services):
             },
         )
     assert held == 0
+
+
+async def test_run_whose_work_fails_because_the_key_finished_meanwhile_replays_the_winner(services):
+    # The probe's snapshot can predate a holder that committed its effect and record and released
+    # the lock just before our lock attempt: our work then collides with the winner's effect (here,
+    # the account already exists). The caller must get the winner's answer, not the collision.
+    engine = services["ledger"].engine
+    store = IdempotencyStore(engine)
+    key = uuid.uuid4().hex
+    request = pb.CreateAccountRequest(name=_name(), currency="USD")
+    winner = pb.CreateAccountResponse(account=pb.Account(name=request.name, currency="USD"))
+
+    async def work(conn):
+        async with engine.begin() as other:  # the winner lands between our probe and our effect
+            await Claim("ledger.CreateAccount", key, fingerprint("ledger.CreateAccount", request)).save(
+                other, winner
+            )
+        raise AlreadyExists("ACCOUNT_ALREADY_EXISTS", "account already exists")
+
+    response, replayed = await store.run("ledger.CreateAccount", key, request, pb.CreateAccountResponse, work)
+    assert (response, replayed) == (winner, True)
+
+    # A failure with no finished record behind it is still the caller's error, unchanged.
+    async def fails(conn):
+        raise AlreadyExists("ACCOUNT_ALREADY_EXISTS", "account already exists")
+
+    with pytest.raises(AlreadyExists):
+        await store.run("ledger.CreateAccount", uuid.uuid4().hex, request, pb.CreateAccountResponse, fails)
+
+
+async def test_run_whose_work_fails_while_a_different_request_finished_the_key_says_reused(services):
+    engine = services["ledger"].engine
+    store = IdempotencyStore(engine)
+    key = uuid.uuid4().hex
+    request = pb.CreateAccountRequest(name=_name(), currency="USD")
+    other_request = pb.CreateAccountRequest(name=_name(), currency="USD")
+
+    async def work(conn):
+        async with engine.begin() as other:
+            await Claim("ledger.CreateAccount", key, fingerprint("ledger.CreateAccount", other_request)).save(
+                other, pb.CreateAccountResponse()
+            )
+        raise AlreadyExists("ACCOUNT_ALREADY_EXISTS", "account already exists")
+
+    with pytest.raises(Unprocessable) as err:
+        await store.run("ledger.CreateAccount", key, request, pb.CreateAccountResponse, work)
+    assert err.value.reason == "IDEMPOTENCY_KEY_REUSED"
