@@ -112,7 +112,7 @@ def start_profilers(procs: dict[str, psutil.Process], out: Path) -> list[subproc
             spies.append(
                 subprocess.Popen(
                     [
-                        "py-spy",
+                        str(Path(sys.executable).with_name("py-spy")),  # installed with the dev extras
                         "record",
                         "-r",
                         "100",
