@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from payment_svc.models import order_transitions, payment_events, payment_orders, refunds
 
 UNCERTAIN_STATES = ("NOT_STARTED", "EXECUTING", "PENDING", "UNKNOWN")
+CAPTURED_STATES = ("SUCCESS", "PARTIALLY_REFUNDED", "REFUNDED")
 
 
 async def insert_event(conn: AsyncConnection, values: dict[str, Any]) -> sa.Row:
@@ -41,6 +42,18 @@ _INTENT_ORDERS = (
     .order_by(payment_orders.c.payment_order_id)
 )
 _INTENT_ORDERS_LOCKED = _INTENT_ORDERS.with_for_update()
+
+
+_INTENT_ALL_CAPTURED = sa.select(
+    sa.func.count() > 0,
+    sa.func.coalesce(sa.func.bool_and(payment_orders.c.state.in_(CAPTURED_STATES)), False),
+).where(payment_orders.c.psp_reference == sa.bindparam("psp_reference"))
+
+
+async def intent_orders_all_captured(conn: AsyncConnection, psp_reference: str) -> bool:
+    """Whether the PaymentIntent has orders and every one of them has its money captured already."""
+    found, captured = (await conn.execute(_INTENT_ALL_CAPTURED, {"psp_reference": psp_reference})).one()
+    return bool(found and captured)
 
 
 async def get_event(conn: AsyncConnection, checkout_id: str) -> sa.Row | None:

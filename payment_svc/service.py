@@ -540,6 +540,25 @@ class PaymentService:
                     )
 
     # -- webhooks -------------------------------------------------------------------------------
+    async def event_changes_nothing(self, event_type: str, payload: bytes) -> bool:
+        """True for a PaymentIntent outcome event whose orders all have their money captured already.
+
+        No outcome event can move a captured order (the table allows only refunds from there), so such
+        an event, typically the ``payment_intent.succeeded`` that follows our own confirmation, is
+        answered from one read: no transaction, no lock, no idempotency record. Anything else, including
+        a payload we cannot read, takes the full path.
+        """
+        try:
+            body = json.loads(payload)
+            kind = event_type or body.get("type", "")
+            intent_id = body["data"]["object"]["id"]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return False
+        if kind not in OUTCOME_EVENTS or not isinstance(intent_id, str) or not intent_id:
+            return False
+        async with self._reader.connect() as conn:
+            return await repo.intent_orders_all_captured(conn, intent_id)
+
     async def handle_psp_event(self, conn: AsyncConnection, event_type: str, payload: bytes) -> list[str]:
         """Apply one verified PSP event inside the caller's transaction; return the orders it changed."""
         try:

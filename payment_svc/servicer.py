@@ -171,6 +171,8 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
         if request.event_type and not handles_event_type(request.event_type):
             # Nothing to apply and nothing to remember: a redelivery gets the same empty answer.
             return pb.HandlePspEventResponse(applied=False)
+        if await self._service.event_changes_nothing(request.event_type, request.payload):
+            return pb.HandlePspEventResponse(applied=False)
 
         async def work(conn):
             changed = await self._service.handle_psp_event(conn, request.event_type, request.payload)

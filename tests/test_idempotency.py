@@ -9,10 +9,10 @@ import grpc
 import pytest
 import sqlalchemy as sa
 
+from svckit.errors import AlreadyExists, Unprocessable
 from svckit.gen.ledger.v1 import ledger_service_pb2 as pb
 from svckit.gen.ledger.v1 import ledger_service_pb2_grpc as pb_grpc
 from svckit.grpc_errors import error_info, from_rpc_error
-from svckit.errors import AlreadyExists, Unprocessable
 from svckit.idempotency import Claim, IdempotencyStore, fingerprint, lock_id
 
 

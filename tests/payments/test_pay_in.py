@@ -466,15 +466,17 @@ async def test_an_order_uncertain_past_its_deadline_raises_one_alert_and_stays_u
 
 async def test_event_types_pay_in_does_not_handle_are_acknowledged_without_a_write(pay):
     checkout, orders = _ids(1)
-    await pay.stub.CreatePayment(
-        _request(checkout, orders, amounts=(420,), payment_method="pm_card_visa"), metadata=_md()
+    reply = await pay.stub.CreatePayment(
+        _request(checkout, orders, amounts=(420,), payment_method="pm_card_authenticationRequired"),
+        metadata=_md(),
     )
+    httpx.post(reply.payment_event.payment_orders[0].next_action_url, data={"action": "complete"}, timeout=10)
     mine = [e for e in pay.events() if checkout in str(e["data"]["object"].get("metadata"))]
     ignored = [e for e in mine if e["type"] in ("payment_intent.created", "charge.succeeded")]
     assert {e["type"] for e in ignored} == {"payment_intent.created", "charge.succeeded"}
     handled = [e for e in mine if e["type"] == "payment_intent.succeeded"]
     replies = await pay.deliver(ignored + handled)
-    assert not any(r.applied for r in replies)  # the order was already SUCCESS from our own call
+    assert [r.applied for r in replies] == [False] * len(ignored) + [True]  # the webhook completes 3-D Secure
     async with pay.handle.engine.connect() as conn:
         remembered = set(
             (
@@ -517,3 +519,48 @@ async def test_a_retry_with_another_body_under_an_unfinished_key_is_refused_not_
     assert not [
         p for p in pay.psp_objects("payment_intent") if p.get("metadata", {}).get("checkout_id") == checkout
     ]
+
+
+async def test_a_webhook_confirming_an_outcome_we_already_recorded_changes_and_stores_nothing(pay):
+    # The usual direct-mode order: our confirm call already made it SUCCESS, then the PSP's
+    # payment_intent.succeeded arrives. It is answered from one read, without a transaction or an
+    # idempotency record, and leaves the order exactly as it was.
+    checkout, orders = _ids(1)
+    reply = await pay.stub.CreatePayment(
+        _request(checkout, orders, amounts=(1200,), payment_method="pm_card_visa"), metadata=_md()
+    )
+    assert reply.payment_event.payment_orders[0].state == STATE.PAYMENT_ORDER_STATE_SUCCESS
+    succeeded = [e for e in pay.events() if e["type"] == "payment_intent.succeeded"]
+    assert len(succeeded) == 1
+    history = pb.ListPaymentOrderHistoryRequest(payment_order_id=orders[0])
+    before = await pay.stub.ListPaymentOrderHistory(history)
+    replies = await pay.deliver(succeeded * 2)
+    assert [r.applied for r in replies] == [False, False]
+    assert await pay.stub.ListPaymentOrderHistory(history) == before
+    assert (await _order(pay, orders[0])).state == STATE.PAYMENT_ORDER_STATE_SUCCESS
+    async with pay.handle.engine.connect() as conn:
+        stored = await conn.scalar(
+            sa.text("SELECT count(*) FROM idempotency_keys WHERE key = :k"), {"k": succeeded[0]["id"]}
+        )
+    assert stored == 0
+
+    # The same event for an order that is not captured yet still goes through the full path.
+    checkout, orders = _ids(1)
+    reply = await pay.stub.CreatePayment(
+        _request(checkout, orders, amounts=(650,), payment_method="pm_card_authenticationRequired"),
+        metadata=_md(),
+    )
+    httpx.post(reply.payment_event.payment_orders[0].next_action_url, data={"action": "complete"}, timeout=10)
+    succeeded = [
+        e
+        for e in pay.events()
+        if e["type"] == "payment_intent.succeeded" and checkout in str(e["data"]["object"]["metadata"])
+    ]
+    replies = await pay.deliver(succeeded)
+    assert [r.applied for r in replies] == [True]
+    assert (await _order(pay, orders[0])).state == STATE.PAYMENT_ORDER_STATE_SUCCESS
+    async with pay.handle.engine.connect() as conn:
+        stored = await conn.scalar(
+            sa.text("SELECT count(*) FROM idempotency_keys WHERE key = :k"), {"k": succeeded[0]["id"]}
+        )
+    assert stored == 1

@@ -71,12 +71,26 @@ async def _balance(channels, account: str) -> int:
         return 0
 
 
-async def test_three_sellers_are_credited_net_of_commission_and_the_ledger_balances(pay, channels):
+async def _posted_for(services, refs: list[str]) -> dict[str, int]:
+    """Signed (debit-positive) totals per account of the ledger transactions of these references only:
+    the shared accounts also move with other tests' orders settling in the background."""
+    async with services["ledger"].engine.connect() as conn:
+        rows = await conn.execute(
+            sa.text(
+                "SELECT a.name, sum(CASE e.direction WHEN 'D' THEN e.amount ELSE -e.amount END)"
+                " FROM entries e JOIN transactions t ON t.id = e.transaction_id"
+                " JOIN accounts a ON a.id = e.account_id"
+                " WHERE t.external_ref = ANY(:refs) GROUP BY a.name"
+            ),
+            {"refs": refs},
+        )
+        return {name: int(total) for name, total in rows}
+
+
+async def test_three_sellers_are_credited_net_of_commission_and_the_ledger_balances(pay, channels, services):
     run = uuid.uuid4().hex[:6]
     sellers = [f"s-{run}-a", f"s-{run}-b", "seller-low-fee"]
     low_fee_before = await _wallet(channels, "seller-low-fee")
-    receivable_before = await _balance(channels, "asset:psp_receivable:stripe")
-    commission_before = await _balance(channels, "revenue:commission")
     reply = await pay.stub.CreatePayment(_checkout(sellers, [1000, 2550, 4000]), metadata=_md())
     orders = reply.payment_event.payment_orders
     await _settled(pay, [o.payment_order_id for o in orders])
@@ -88,8 +102,10 @@ async def test_three_sellers_are_credited_net_of_commission_and_the_ledger_balan
         assert await _balance(channels, f"liability:seller_payable:{seller}") == await _wallet(
             channels, seller
         )
-    assert await _balance(channels, "asset:psp_receivable:stripe") - receivable_before == 7550
-    assert await _balance(channels, "revenue:commission") - commission_before == 100 + 255 + 100
+    posted = await _posted_for(services, [o.payment_order_id for o in orders])
+    assert posted["asset:psp_receivable:stripe"] == 7550
+    assert posted["revenue:commission"] == -(100 + 255 + 100)  # a credit
+    assert sum(posted.values()) == 0
     verify = await lpb_grpc.LedgerServiceStub(channels["ledger"]).VerifyLedger(lpb.VerifyLedgerRequest())
     assert verify.ok, list(verify.findings)
 
