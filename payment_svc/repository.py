@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payment_svc.models import order_transitions, payment_events, payment_orders, refunds
+from svckit.events import outbox
 
 UNCERTAIN_STATES = ("NOT_STARTED", "EXECUTING", "PENDING", "UNKNOWN")
 CAPTURED_STATES = ("SUCCESS", "PARTIALLY_REFUNDED", "REFUNDED")
@@ -162,6 +163,54 @@ async def move_order(
         .add_cte(moved)
         .from_select(["payment_order_id", "from_state", "to_state", "cause", "detail"], history_row)
     )
+
+
+_MOVE_IF: dict[tuple[tuple[str, ...], bool], sa.TextClause] = {}
+
+
+def _move_if_statement(columns: tuple[str, ...], with_event: bool) -> sa.TextClause:
+    """Built once per shape. The locking read gives the state the row had when it was moved (for the
+    history row); the update applies only if that state may move to the target."""
+    key = (columns, with_event)
+    statement = _MOVE_IF.get(key)
+    if statement is None:
+        assignments = ", ".join(f"{c} = :set_{c}" for c in columns)
+        event = f", event AS ({outbox.EmbeddedEvent.sql('moved')})" if with_event else ""
+        statement = sa.text(
+            "WITH prev AS ("
+            " SELECT payment_order_id, state FROM payment_orders WHERE payment_order_id = :order_id FOR UPDATE"
+            "), moved AS ("
+            f" UPDATE payment_orders AS o SET {assignments}, updated_at = now() FROM prev"
+            " WHERE o.payment_order_id = prev.payment_order_id AND prev.state = ANY(:sources)"
+            " RETURNING o.*, prev.state AS from_state"
+            "), history AS ("
+            " INSERT INTO order_transitions (payment_order_id, from_state, to_state, cause, detail)"
+            " SELECT payment_order_id, from_state, state, :cause, :detail FROM moved"
+            f"){event} SELECT * FROM moved"
+        )
+        _MOVE_IF[key] = statement
+    return statement
+
+
+async def move_if(
+    conn: AsyncConnection,
+    payment_order_id: str,
+    sources: Sequence[str],
+    cause: str,
+    detail: str,
+    values: dict[str, Any],
+    event: outbox.EmbeddedEvent | None = None,
+) -> sa.Row | None:
+    """Set ``values`` (``state`` among them) on the order if its state is one of ``sources``, append the
+    history row and write ``event`` with it, as one statement; return the moved row (with
+    ``from_state``), or None if the order was not in one of those states (nothing written)."""
+    columns = tuple(sorted(values))
+    params = {f"set_{c}": values[c] for c in columns}
+    params.update(order_id=payment_order_id, sources=list(sources), cause=cause, detail=detail[:2000])
+    if event is not None:
+        params.update(event.params)
+    result = await conn.execute(_move_if_statement(columns, event is not None), params)
+    return result.first()
 
 
 async def add_transitions(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:

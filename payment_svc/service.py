@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-import sqlalchemy as sa
 from prometheus_client import Counter
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -43,11 +42,18 @@ from payment_svc.psp_events import CHECKOUT_OUTCOME_EVENTS, OUTCOME_EVENTS, REFU
 from payment_svc.risk import CheckoutFacts, RiskProvider, RiskVerdict
 from svckit.db import autocommit
 from svckit.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unprocessable
+from svckit.events import outbox
 from svckit.logging import get_logger
 from svckit.money import MoneyError, normalize_currency
 
 log = get_logger(__name__)
 S = OrderState
+# For each target, the states that may move to it (the table read backwards), for moves checked by
+# the database in one statement.
+SOURCES: dict[OrderState, tuple[str, ...]] = {
+    target: tuple(s.value for s in OrderState if s is not target and can_move(s, target))
+    for target in OrderState
+}
 
 ORDERS_PAST_DEADLINE = Counter(
     "payment_orders_past_deadline_total", "Orders still uncertain past their deadline"
@@ -101,6 +107,10 @@ class SettlementSink(Protocol):
     """Receives money movements to settle asynchronously (wallet and ledger), inside our transaction."""
 
     async def order_succeeded(self, conn: AsyncConnection, order: Any, commission_minor: int) -> None: ...
+
+    def order_succeeded_event(self, order: Any, commission_minor: int) -> outbox.EmbeddedEvent:
+        """The same event, for a state change that is a single statement (see ``repo.move_if``)."""
+        ...
 
     async def refund_succeeded(self, conn: AsyncConnection, order: Any, refund: Any) -> None: ...
 
@@ -248,10 +258,23 @@ class PaymentService:
                 cause=cause,
             )
             return False
+        values = self._transition_values(order, target, fields)
+        await repo.move_order(
+            conn, order.payment_order_id, current.value, target.value, cause, detail, **values
+        )
+        ORDER_TRANSITIONS.labels(target.value, cause.split(":")[0]).inc()
+        if target is S.SUCCESS:
+            await self._settlement.order_succeeded(conn, order, values["commission_minor"])
+        return True
+
+    def _transition_values(self, order: Any, target: OrderState, fields: dict[str, Any]) -> dict[str, Any]:
+        """The columns a move to ``target`` sets. Uses only what never changes after creation (amount,
+        seller), so it may be computed from a snapshot read before the row was locked."""
         values = dict(fields, state=target.value)
         if target in (S.NOT_STARTED, S.EXECUTING, S.PENDING, S.UNKNOWN):
             values.setdefault(
-                "next_check_at", sa.func.now() + timedelta(seconds=self._settings.janitor_first_check_seconds)
+                "next_check_at",
+                datetime.now(UTC) + timedelta(seconds=self._settings.janitor_first_check_seconds),
             )
         else:
             values["next_check_at"] = None
@@ -265,18 +288,31 @@ class PaymentService:
             values["failure_code"] = None
             values["failure_message"] = None
             values["next_action_url"] = None
-        await repo.move_order(
-            conn, order.payment_order_id, current.value, target.value, cause, detail, **values
-        )
-        ORDER_TRANSITIONS.labels(target.value, cause.split(":")[0]).inc()
-        if target is S.SUCCESS:
-            # The event needs only what never changes after creation, plus the commission computed here.
-            await self._settlement.order_succeeded(conn, order, values["commission_minor"])
-        return True
+        return values
 
-    async def _apply_outcome(
-        self, conn: AsyncConnection, order: Any, outcome: PspOutcome, cause: str
-    ) -> bool:
+    async def _move_at_once(
+        self, order: Any, target: OrderState, cause: str, detail: str = "", **fields: Any
+    ) -> Any | None:
+        """The common case of :meth:`_move` as one statement on its own: the order moves only if it is
+        still in a state the table lets reach ``target`` (checked under the row lock the statement
+        takes), with its history row and, for SUCCESS, its settlement event. Returns the moved row, or
+        None when it did not move; the caller then takes the locked path, which also handles a
+        same-state update and reports a stale transition."""
+        values = self._transition_values(order, target, fields)
+        event = None
+        if target is S.SUCCESS:
+            event = self._settlement.order_succeeded_event(order, values["commission_minor"])
+        async with self._reader.connect() as conn:
+            moved = await repo.move_if(
+                conn, order.payment_order_id, SOURCES[target], cause, detail, values, event
+            )
+        if moved is not None:
+            ORDER_TRANSITIONS.labels(target.value, cause.split(":")[0]).inc()
+        return moved
+
+    @staticmethod
+    def _outcome_change(outcome: PspOutcome) -> tuple[dict[str, Any], str]:
+        """(fields, detail) of the move an outcome asks for."""
         fields: dict[str, Any] = {}
         if outcome.psp_reference:
             fields["psp_reference"] = outcome.psp_reference
@@ -288,6 +324,12 @@ class PaymentService:
                 pending_reason=(outcome.pending_reason or PendingReason.PSP_PROCESSING).value,
             )
         detail = outcome.failure_message or outcome.failure_code or (outcome.psp_reference or "")
+        return fields, detail
+
+    async def _apply_outcome(
+        self, conn: AsyncConnection, order: Any, outcome: PspOutcome, cause: str
+    ) -> bool:
+        fields, detail = self._outcome_change(outcome)
         return await self._move(conn, order, outcome.state, cause, detail, **fields)
 
     # -- create ---------------------------------------------------------------------------------
@@ -301,7 +343,11 @@ class PaymentService:
             log.info("resuming checkout", checkout_id=cmd.checkout_id)
             await self.drive(cmd.checkout_id)
         else:
-            await self._drive(*stored)
+            event, orders = stored
+            moved = await self._drive(event, orders)
+            if orders and len(moved) == len(orders):
+                # Every order's outcome came back from its own statement: the answer needs no read.
+                return CheckoutView(event, sorted(moved, key=lambda o: o.payment_order_id))
         async with self._reader.connect() as conn:
             return await self.get_checkout(conn, cmd.checkout_id)
 
@@ -448,14 +494,17 @@ class PaymentService:
             orders = await repo.orders_of_checkout(conn, checkout_id)
         await self._drive(event, orders)
 
-    async def _drive(self, event: Any, orders: Sequence[Any]) -> None:
+    async def _drive(self, event: Any, orders: Sequence[Any]) -> list[Any]:
+        """Register what the checkout still needs; return the rows of the orders whose outcome was
+        recorded by a one-statement move (direct mode), as they now stand."""
         pending = [o for o in orders if self._needs_registration(event, o)]
         if not pending:
-            return
+            return []
         if event.mode == "HOSTED":
             await self._register_session(event, pending)
-        else:
-            await asyncio.gather(*(self._register_intent(event, o) for o in pending))
+            return []
+        rows = await asyncio.gather(*(self._register_intent(event, o) for o in pending))
+        return [row for row in rows if row is not None]
 
     async def _register_session(self, event: Any, orders: Sequence[Any]) -> None:
         try:
@@ -483,7 +532,9 @@ class PaymentService:
                     conn, order, S.EXECUTING, "psp:session_created", session.session_id, **fields
                 )
 
-    async def _register_intent(self, event: Any, order: Any) -> None:
+    async def _register_intent(self, event: Any, order: Any) -> Any | None:
+        """Create and confirm the order's PaymentIntent and record the outcome; return the order's row
+        as it now stands when the outcome was recorded in one statement (None otherwise)."""
         try:
             pi = await self._psp.create_payment_intent(
                 payment_order_id=order.payment_order_id,
@@ -497,12 +548,16 @@ class PaymentService:
             )
         except PspError as exc:
             await self._record_failure(event, [order.payment_order_id], exc, "psp:create_intent")
-            return
+            return None
+        outcome = outcome_from_payment_intent(pi, direct_mode=True)
+        fields, detail = self._outcome_change(outcome)
+        moved = await self._move_at_once(order, outcome.state, "psp:confirm", detail, **fields)
+        if moved is not None:
+            return moved
         async with self._engine.begin() as conn:
             locked = await repo.get_order(conn, order.payment_order_id, for_update=True)
-            await self._apply_outcome(
-                conn, locked, outcome_from_payment_intent(pi, direct_mode=True), "psp:confirm"
-            )
+            await self._apply_outcome(conn, locked, outcome, "psp:confirm")
+        return None
 
     async def _record_failure(self, event: Any, order_ids: Sequence[str], exc: PspError, cause: str) -> None:
         async with self._engine.begin() as conn:

@@ -52,11 +52,31 @@ def commission_share(commission_minor: int, amount_minor: int, refunded_minor: i
     return (commission_minor * refunded_minor + amount_minor // 2) // amount_minor
 
 
+def _order_payload(order: Any, commission_minor: int) -> dict[str, Any]:
+    # Only what never changes after creation, plus the commission fixed at SUCCESS.
+    return {
+        "payment_order_id": order.payment_order_id,
+        "checkout_id": order.checkout_id,
+        "seller_account": order.seller_account,
+        "amount_minor": order.amount_minor,
+        "commission_minor": commission_minor,
+        "currency": order.currency,
+    }
+
+
 class OutboxSettlement:
     """The payment service's SettlementSink: events into the outbox, inside the caller's transaction."""
 
     def __init__(self, stream: str) -> None:
         self.stream = stream
+
+    def order_succeeded_event(self, order: Any, commission_minor: int) -> outbox.EmbeddedEvent:
+        return outbox.embed(
+            stream=self.stream,
+            aggregate_id=order.payment_order_id,
+            type=ORDER_SUCCEEDED,
+            payload=_order_payload(order, commission_minor),
+        )
 
     async def order_succeeded(self, conn: AsyncConnection, order: Any, commission_minor: int) -> None:
         await outbox.add(
@@ -64,14 +84,7 @@ class OutboxSettlement:
             stream=self.stream,
             aggregate_id=order.payment_order_id,
             type=ORDER_SUCCEEDED,
-            payload={
-                "payment_order_id": order.payment_order_id,
-                "checkout_id": order.checkout_id,
-                "seller_account": order.seller_account,
-                "amount_minor": order.amount_minor,
-                "commission_minor": commission_minor,
-                "currency": order.currency,
-            },
+            payload=_order_payload(order, commission_minor),
         )
 
     async def refund_succeeded(self, conn: AsyncConnection, order: Any, refund: Any) -> None:

@@ -80,6 +80,50 @@ async def add(
 
 
 @dataclass(frozen=True)
+class EmbeddedEvent:
+    """One event to write from inside a statement of the caller's own (a data-modifying CTE).
+
+    For a unit of work that is a single statement, e.g. "move this row if it is still in one of these
+    states, and if it moved, record the event": ``sql(source)`` is an INSERT that writes the event once
+    if ``source`` (the name of a CTE of that statement) yields a row, and nothing otherwise; ``params``
+    are its bind parameters (all prefixed ``outbox_``). Same per-aggregate lock as :func:`add`.
+    """
+
+    params: dict[str, Any]
+
+    @staticmethod
+    def sql(source: str) -> str:
+        if not source.isidentifier():
+            raise ValueError(f"source must be the name of a CTE, not {source!r}")
+        return (
+            "INSERT INTO event_outbox (event_id, stream, aggregate_id, partition, type, payload)"
+            " SELECT CAST(:outbox_event_id AS uuid), :outbox_stream, :outbox_aggregate_id,"
+            " :outbox_partition, :outbox_type, CAST(:outbox_payload AS jsonb)"
+            f" FROM (SELECT 1 FROM {source} LIMIT 1) AS source,"
+            " (SELECT pg_advisory_xact_lock(:outbox_lock_key)) AS serialize_per_aggregate"
+        )
+
+
+def embed(
+    *, stream: str, aggregate_id: str, type: str, payload: Mapping[str, Any], event_id: str | None = None
+) -> EmbeddedEvent:
+    """An event for :class:`EmbeddedEvent`; the arguments are those of :func:`add`."""
+    if not stream or not aggregate_id or not type:
+        raise ValueError("stream, aggregate_id and type are required")
+    return EmbeddedEvent(
+        {
+            "outbox_event_id": event_id or str(uuid.uuid4()),
+            "outbox_stream": stream,
+            "outbox_aggregate_id": aggregate_id,
+            "outbox_partition": partition_of(aggregate_id),
+            "outbox_type": type,
+            "outbox_payload": json.dumps(payload, separators=(",", ":")),
+            "outbox_lock_key": _digest("outbox", stream, aggregate_id),
+        }
+    )
+
+
+@dataclass(frozen=True)
 class NewEvent:
     """One event for :func:`add_many`."""
 

@@ -144,3 +144,27 @@ async def test_add_many_writes_in_list_order_in_the_callers_transaction(bus):
     with pytest.raises(ValueError):
         async with bus.engine.begin() as conn:
             await outbox.add_many(conn, stream=bus.stream, events=[outbox.NewEvent("", "demo.bad", {})])
+
+
+async def test_an_embedded_event_is_written_only_when_its_source_yields_a_row(bus):
+    # One statement: "move a row if it is still in the expected state, and if it moved, record the
+    # event" — the event cannot exist without the change, nor the change without the event.
+    async with bus.engine.begin() as conn:
+        await conn.execute(sa.text("CREATE TEMP TABLE demo_rows (id int PRIMARY KEY, state text)"))
+        await conn.execute(sa.text("INSERT INTO demo_rows VALUES (1, 'open')"))
+        statement = sa.text(
+            "WITH moved AS (UPDATE demo_rows SET state = 'closed' WHERE id = 1 AND state = 'open'"
+            " RETURNING id), event AS (" + outbox.EmbeddedEvent.sql("moved") + ") SELECT count(*) FROM moved"
+        )
+        event = outbox.embed(stream=bus.stream, aggregate_id="row-1", type="demo.closed", payload={"id": 1})
+        assert (await conn.execute(statement, event.params)).scalar() == 1
+        again = outbox.embed(stream=bus.stream, aggregate_id="row-1", type="demo.closed", payload={"id": 1})
+        assert (await conn.execute(statement, again.params)).scalar() == 0  # already closed: no event
+    await bus.relay().drain()
+    published = await _stream_events(bus)
+    assert [(f["event_id"], f["type"], f["aggregate_id"]) for f in published] == [
+        (event.params["outbox_event_id"], "demo.closed", "row-1")
+    ]
+    assert json.loads(published[0]["payload"]) == {"id": 1}
+    with pytest.raises(ValueError):
+        outbox.EmbeddedEvent.sql("moved; DROP TABLE event_outbox")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from types import SimpleNamespace
 
 import grpc
 import httpx
@@ -77,6 +78,8 @@ async def test_direct_mode_three_sellers_succeed_with_commission(pay):
         "created",
     )
     assert history.transitions[-1].to_state == STATE.PAYMENT_ORDER_STATE_SUCCESS
+    assert history.transitions[-1].from_state == STATE.PAYMENT_ORDER_STATE_NOT_STARTED
+    assert len(history.transitions) == 2
 
 
 @pytest.mark.parametrize(
@@ -300,6 +303,40 @@ async def test_event_before_registration_is_recorded_still_ends_right(pay):
     order = await _order(pay, orders[0])
     assert order.state == STATE.PAYMENT_ORDER_STATE_SUCCESS
     assert order.psp_reference == pi.id
+    assert len(pay.psp_objects("payment_intent")) == 1
+
+
+async def test_our_confirm_answer_after_the_webhook_recorded_the_success_changes_nothing(pay):
+    # The race the one-statement move must lose gracefully: the PSP's success event is applied while
+    # our create-and-confirm call is still in flight; when its answer arrives, the order is no longer
+    # in a state that can move to SUCCESS, so nothing is moved, recorded or settled a second time.
+    checkout, orders = _ids(1)
+    await pay.stub.CreatePayment(
+        _request(checkout, orders, amounts=(860,), payment_method="pm_card_visa"), metadata=_md()
+    )
+    async with pay.handle.engine.connect() as conn:
+        event = (
+            await conn.execute(
+                sa.text("SELECT * FROM payment_events WHERE checkout_id = :c"), {"c": checkout}
+            )
+        ).one()
+        order = (
+            await conn.execute(
+                sa.text("SELECT * FROM payment_orders WHERE payment_order_id = :o"), {"o": orders[0]}
+            )
+        ).one()
+    # The order as read before the PSP call.
+    snapshot = SimpleNamespace(**{**order._asdict(), "state": "NOT_STARTED", "psp_reference": None})
+    assert await pay.service._register_intent(event, snapshot) is None  # took the locked path
+    history = await pay.stub.ListPaymentOrderHistory(
+        pb.ListPaymentOrderHistoryRequest(payment_order_id=orders[0])
+    )
+    assert [t.to_state for t in history.transitions].count(STATE.PAYMENT_ORDER_STATE_SUCCESS) == 1
+    async with pay.handle.engine.connect() as conn:
+        settlement_events = await conn.scalar(
+            sa.text("SELECT count(*) FROM event_outbox WHERE aggregate_id = :o"), {"o": orders[0]}
+        )
+    assert settlement_events == 1
     assert len(pay.psp_objects("payment_intent")) == 1
 
 
