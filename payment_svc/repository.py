@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,14 +18,46 @@ UNCERTAIN_STATES = ("NOT_STARTED", "EXECUTING", "PENDING", "UNKNOWN")
 CAPTURED_STATES = ("SUCCESS", "PARTIALLY_REFUNDED", "REFUNDED")
 
 
-async def insert_event(conn: AsyncConnection, values: dict[str, Any]) -> sa.Row:
-    return (await conn.execute(payment_events.insert().values(**values).returning(payment_events))).one()
+_INSERT_CHECKOUT = sa.text(
+    "WITH event AS ("
+    " INSERT INTO payment_events (checkout_id, buyer_id, buyer_info, mode, currency, total_minor,"
+    " success_url, cancel_url, payment_method, idempotency_key, fingerprint, risk_verdict, risk_rule)"
+    " VALUES (:checkout_id, :buyer_id, CAST(:buyer_info AS json), :mode, :currency, :total_minor,"
+    " :success_url, :cancel_url, :payment_method, :idempotency_key, :fingerprint, :risk_verdict, :risk_rule)"
+    " RETURNING checkout_id, currency, created_at"
+    "), orders AS ("
+    " INSERT INTO payment_orders"
+    " (payment_order_id, checkout_id, seller_account, amount_minor, currency, state, next_check_at)"
+    " SELECT o.id, e.checkout_id, o.seller, o.amount, e.currency, 'NOT_STARTED', :next_check_at"
+    " FROM event AS e, unnest(CAST(:order_ids AS text[]), CAST(:sellers AS text[]), CAST(:amounts AS bigint[]))"
+    " AS o(id, seller, amount)"
+    " RETURNING *"
+    "), history AS ("
+    " INSERT INTO order_transitions (payment_order_id, from_state, to_state, cause, detail)"
+    " SELECT payment_order_id, NULL, state, 'created', 'checkout ' || checkout_id FROM orders"
+    ") SELECT orders.*, event.created_at AS event_created_at FROM orders, event ORDER BY payment_order_id"
+)
 
 
-async def insert_orders(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> list[sa.Row]:
-    """Insert orders with one statement; returns them as stored, in payment_order_id order."""
-    stmt = payment_orders.insert().values(list(rows)).returning(payment_orders)
-    return sorted((await conn.execute(stmt)).all(), key=lambda r: r.payment_order_id)
+async def insert_checkout(
+    conn: AsyncConnection,
+    event: dict[str, Any],
+    orders: Sequence[tuple[str, str, int]],
+    next_check_at: datetime,
+) -> tuple[Any, list[sa.Row]]:
+    """Store a checkout, its orders (id, seller, amount) as NOT_STARTED and their first history rows
+    with one statement. Returns the event (as a plain record) and the orders as stored, in
+    payment_order_id order. A taken checkout or order id raises the IntegrityError of its primary key
+    and stores nothing."""
+    params = dict(event, buyer_info=json.dumps(event["buyer_info"]), next_check_at=next_check_at)
+    params.update(
+        order_ids=[o[0] for o in orders], sellers=[o[1] for o in orders], amounts=[o[2] for o in orders]
+    )
+    rows = list((await conn.execute(_INSERT_CHECKOUT, params)).all())
+    stored = SimpleNamespace(
+        **event, created_at=rows[0].event_created_at, psp_session_id=None, hosted_page_url=""
+    )
+    return stored, rows
 
 
 # Hot statements are built once: SQLAlchemy then finds their compiled form without re-deriving a

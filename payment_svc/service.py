@@ -370,9 +370,13 @@ class PaymentService:
                 recent_amount,
             )
         )
+        approved = decision.verdict is RiskVerdict.APPROVE
         try:
-            async with self._engine.begin() as conn:
-                event = await repo.insert_event(
+            # Approved, the checkout is one statement and needs no transaction around it; held or
+            # declined, its orders move in the same transaction, so no order is ever stored as
+            # NOT_STARTED on its own for the janitor to register against the risk verdict.
+            async with self._reader.connect() if approved else self._engine.begin() as conn:
+                event, orders = await repo.insert_checkout(
                     conn,
                     {
                         "checkout_id": cmd.checkout_id,
@@ -394,38 +398,11 @@ class PaymentService:
                         "risk_verdict": decision.verdict.value,
                         "risk_rule": decision.rule,
                     },
+                    [(o.payment_order_id, o.seller_account, o.amount_minor) for o in cmd.orders],
+                    datetime.now(UTC) + timedelta(seconds=self._settings.janitor_first_check_seconds),
                 )
-                orders = await repo.insert_orders(
-                    conn,
-                    [
-                        {
-                            "payment_order_id": o.payment_order_id,
-                            "checkout_id": cmd.checkout_id,
-                            "seller_account": o.seller_account,
-                            "amount_minor": o.amount_minor,
-                            "currency": currency,
-                            "state": S.NOT_STARTED.value,
-                            "next_check_at": datetime.now(UTC)
-                            + timedelta(seconds=self._settings.janitor_first_check_seconds),
-                        }
-                        for o in cmd.orders
-                    ],
-                )
-                await repo.add_transitions(
-                    conn,
-                    [
-                        {
-                            "payment_order_id": o.payment_order_id,
-                            "from_state": None,
-                            "to_state": S.NOT_STARTED.value,
-                            "cause": "created",
-                            "detail": f"checkout {cmd.checkout_id}",
-                        }
-                        for o in orders
-                    ],
-                )
-                if decision.verdict is not RiskVerdict.APPROVE:
-                    for order in await repo.orders_of_checkout(conn, cmd.checkout_id, for_update=True):
+                if not approved:
+                    for order in orders:  # inserted by this transaction: locked already
                         if decision.verdict is RiskVerdict.DECLINE:
                             await self._move(
                                 conn,
@@ -473,7 +450,7 @@ class PaymentService:
                     {"payment_order_id": ",".join(taken)},
                 ) from None
             raise
-        if decision.verdict is not RiskVerdict.APPROVE:
+        if not approved:
             return event, []  # held or declined: nothing to register now
         return event, orders
 

@@ -123,9 +123,7 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
             if replay is not None:
                 await context.send_initial_metadata(((REPLAYED_METADATA, "true"),))
                 return replay
-            response = await operate(claim.fingerprint, claim.key)
-            async with self._reader.connect() as conn:
-                return await claim.save(conn, response)
+            return await claim.finish(await operate(claim.fingerprint, claim.key))
 
     async def CreatePayment(self, request: pb.CreatePaymentRequest, context: grpc.aio.ServicerContext):
         async def operate(fingerprint: bytes, key: str) -> pb.CreatePaymentResponse:

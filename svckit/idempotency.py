@@ -19,7 +19,7 @@ import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import grpc
@@ -113,6 +113,8 @@ class Claim:
     key: str
     fingerprint: bytes
     replay_payload: bytes | None = None
+    _conn: AsyncConnection | None = field(default=None, repr=False)
+    _released: bool = field(default=False, repr=False)
 
     def replay(self, response_type: type[R]) -> R | None:
         if self.replay_payload is None:
@@ -120,6 +122,29 @@ class Claim:
         response = response_type()
         response.ParseFromString(self.replay_payload)
         return response
+
+    async def finish(self, response: R) -> R:
+        """Record the final answer and release the key, in one statement on the claim's own connection
+        (for an operation whose last transaction is already committed). Returns the answer to give,
+        as :meth:`save` does."""
+        if self._conn is None:
+            raise RuntimeError("finish() needs a claim taken by IdempotencyStore.claim")
+        row = (
+            await self._conn.execute(
+                _FINISH,
+                {
+                    "scope": self.scope,
+                    "key": self.key,
+                    "fingerprint": self.fingerprint,
+                    "response": response.SerializeToString(),
+                    "lock": lock_id(self.scope, self.key),
+                },
+            )
+        ).one()
+        self._released = True
+        if row.stored:
+            return response
+        return await self.save(self._conn, response)  # lost a race: answer with the winner's record
 
     async def save(self, conn: AsyncConnection, response: R) -> R:
         """Record the final answer (in the operation's last transaction, or alone on an autocommit
@@ -144,6 +169,17 @@ class Claim:
         winner = type(response)()
         winner.ParseFromString(bytes(row.response))
         return winner
+
+
+# The unlock runs inside the statement, a moment before its commit: a duplicate that probes in
+# between finds the key free and unfinished, re-runs the (resumable) operation and, saving, meets
+# this record and answers with it, as in any other race the probe can lose.
+_FINISH = sa.text(
+    "WITH saved AS ("
+    " INSERT INTO idempotency_keys (scope, key, fingerprint, response)"
+    " VALUES (:scope, :key, :fingerprint, :response) ON CONFLICT DO NOTHING RETURNING key"
+    ") SELECT EXISTS (SELECT 1 FROM saved) AS stored, pg_advisory_unlock(:lock) AS unlocked"
+)
 
 
 async def _lookup(conn: AsyncConnection, scope: str, key: str) -> sa.Row | None:
@@ -277,10 +313,12 @@ class IdempotencyStore:
                     "a request with this idempotency-key is still being processed; retry shortly",
                     {"retry_after_seconds": "1"},
                 )
+            claim = Claim(scope, key, fp, _conn=conn)
             try:
-                yield Claim(scope, key, fp)
+                yield claim
             finally:
-                await conn.execute(sa.select(sa.func.pg_advisory_unlock(lock)))
+                if not claim._released:
+                    await conn.execute(sa.select(sa.func.pg_advisory_unlock(lock)))
 
     async def purge(self, older_than_hours: int, batch: int = 5000) -> int:
         """Delete keys older than the retention window, in batches so no long lock is held."""

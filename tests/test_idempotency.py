@@ -258,3 +258,39 @@ async def test_run_whose_work_fails_while_a_different_request_finished_the_key_s
     with pytest.raises(Unprocessable) as err:
         await store.run("ledger.CreateAccount", key, request, pb.CreateAccountResponse, work)
     assert err.value.reason == "IDEMPOTENCY_KEY_REUSED"
+
+
+async def _advisory_lock_held(engine, scope: str, key: str) -> bool:
+    lock = lock_id(scope, key)
+    async with engine.connect() as conn:
+        held = await conn.scalar(
+            sa.text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                " AND classid::bigint = :hi AND objid::bigint = :lo AND objsubid = 1"
+            ),
+            {"hi": (lock >> 32) & 0xFFFFFFFF, "lo": lock & 0xFFFFFFFF},
+        )
+    return held > 0
+
+
+async def test_long_claim_finish_records_the_answer_and_releases_the_key_together(services):
+    engine = services["ledger"].engine
+    store = IdempotencyStore(engine)
+    key = uuid.uuid4().hex
+    request = pb.CreateAccountRequest(name=_name(), currency="USD")
+    answer = pb.CreateAccountResponse(account=pb.Account(name=request.name, currency="USD"))
+    async with store.claim("test.Finish", key, request) as claim:
+        assert await _advisory_lock_held(engine, "test.Finish", key)
+        assert await claim.finish(answer) == answer
+        assert not await _advisory_lock_held(engine, "test.Finish", key)
+    async with store.claim("test.Finish", key, request) as again:
+        assert again.replay(pb.CreateAccountResponse) == answer
+
+    # Lost a race: the winner's record is there already; finish answers with it and still releases.
+    key = uuid.uuid4().hex
+    winner = pb.CreateAccountResponse(account=pb.Account(name=request.name, currency="EUR"))
+    async with store.claim("test.Finish", key, request) as late:
+        async with engine.begin() as conn:
+            await Claim("test.Finish", key, late.fingerprint).save(conn, winner)
+        assert await late.finish(answer) == winner
+    assert not await _advisory_lock_held(engine, "test.Finish", key)
