@@ -75,6 +75,14 @@ payment_orders = sa.Table(
     ),
 )
 
+# The risk check's velocity: a buyer's checkouts in a recent window, answered from the index alone.
+sa.Index(
+    "ix_payment_events_buyer_created",
+    payment_events.c.buyer_id,
+    payment_events.c.created_at,
+    postgresql_include=["total_minor"],
+)
+
 order_transitions = sa.Table(
     "order_transitions",
     metadata,

@@ -280,12 +280,17 @@ async def history(conn: AsyncConnection, payment_order_id: str) -> list[sa.Row]:
     return list((await conn.execute(stmt)).all())
 
 
+_BUYER_VELOCITY = sa.select(
+    sa.func.count(), sa.func.coalesce(sa.func.sum(payment_events.c.total_minor), 0)
+).where(
+    payment_events.c.buyer_id == sa.bindparam("buyer_id"),
+    payment_events.c.created_at >= sa.bindparam("since"),
+)
+
+
 async def buyer_velocity(conn: AsyncConnection, buyer_id: str, since: datetime) -> tuple[int, int]:
     """(checkouts, total amount) of a buyer since a moment, for the risk check."""
-    stmt = sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(payment_events.c.total_minor), 0)).where(
-        payment_events.c.buyer_id == buyer_id, payment_events.c.created_at >= since
-    )
-    count, total = (await conn.execute(stmt)).one()
+    count, total = (await conn.execute(_BUYER_VELOCITY, {"buyer_id": buyer_id, "since": since})).one()
     return int(count), int(total)
 
 
