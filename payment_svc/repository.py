@@ -199,15 +199,20 @@ async def move_order(
     )
 
 
-_MOVE_IF: dict[tuple[tuple[str, ...], bool], sa.TextClause] = {}
+_MOVE_IF: dict[tuple[tuple[str, ...], tuple[str, ...], bool], sa.TextClause] = {}
 
 
-def _move_if_statement(columns: tuple[str, ...], with_event: bool) -> sa.TextClause:
+def _move_if_statement(columns: tuple[str, ...], sources: tuple[str, ...], with_event: bool) -> sa.TextClause:
     """Built once per shape. The locking read gives the state the row had when it was moved (for the
-    history row); the update applies only if that state may move to the target."""
-    key = (columns, with_event)
+    history row); the update applies only if that state may move to the target. The source states
+    come from the code's transition table, never from input, so they are written into the SQL (an
+    array parameter costs more to send than the whole rest of the statement)."""
+    key = (columns, sources, with_event)
     statement = _MOVE_IF.get(key)
     if statement is None:
+        if not all(state.isidentifier() for state in sources):
+            raise ValueError(f"not state names: {sources!r}")
+        allowed = ", ".join(f"'{state}'" for state in sources) or "NULL"
         assignments = ", ".join(f"{c} = :set_{c}" for c in columns)
         event = f", event AS ({outbox.EmbeddedEvent.sql('moved')})" if with_event else ""
         statement = sa.text(
@@ -215,7 +220,7 @@ def _move_if_statement(columns: tuple[str, ...], with_event: bool) -> sa.TextCla
             " SELECT payment_order_id, state FROM payment_orders WHERE payment_order_id = :order_id FOR UPDATE"
             "), moved AS ("
             f" UPDATE payment_orders AS o SET {assignments}, updated_at = now() FROM prev"
-            " WHERE o.payment_order_id = prev.payment_order_id AND prev.state = ANY(:sources)"
+            f" WHERE o.payment_order_id = prev.payment_order_id AND prev.state IN ({allowed})"
             " RETURNING o.*, prev.state AS from_state"
             "), history AS ("
             " INSERT INTO order_transitions (payment_order_id, from_state, to_state, cause, detail)"
@@ -229,7 +234,7 @@ def _move_if_statement(columns: tuple[str, ...], with_event: bool) -> sa.TextCla
 async def move_if(
     conn: AsyncConnection,
     payment_order_id: str,
-    sources: Sequence[str],
+    sources: tuple[str, ...],
     cause: str,
     detail: str,
     values: dict[str, Any],
@@ -240,10 +245,10 @@ async def move_if(
     ``from_state``), or None if the order was not in one of those states (nothing written)."""
     columns = tuple(sorted(values))
     params = {f"set_{c}": values[c] for c in columns}
-    params.update(order_id=payment_order_id, sources=list(sources), cause=cause, detail=detail[:2000])
+    params.update(order_id=payment_order_id, cause=cause, detail=detail[:2000])
     if event is not None:
         params.update(event.params)
-    result = await conn.execute(_move_if_statement(columns, event is not None), params)
+    result = await conn.execute(_move_if_statement(columns, sources, event is not None), params)
     return result.first()
 
 
