@@ -14,6 +14,7 @@ from payment_svc.risk import RiskProvider, RuleBasedRisk, RuleLimits
 from payment_svc.service import PaymentService
 from payment_svc.servicer import PaymentServicer
 from payment_svc.settlement import OutboxSettlement, SettlementHandler
+from svckit.db import DriverPool
 from svckit.events import Consumer, EventsSettings, Keys, Relay, admin_registration
 from svckit.gen.ledger.v1 import ledger_service_pb2_grpc
 from svckit.gen.payments.v1 import payment_service_pb2, payment_service_pb2_grpc
@@ -53,11 +54,25 @@ def events_settings(settings: PaymentSettings) -> EventsSettings:
     return EventsSettings(redis_url=settings.redis_url, namespace=settings.events_namespace)
 
 
-def build_service(settings: PaymentSettings, engine: AsyncEngine) -> PaymentService:
-    """The payment service with its PSP, risk provider and settlement sink (also used by tools and tests)."""
+def build_driver_pool(settings: PaymentSettings) -> DriverPool:
+    # Long idempotency claims hold one connection each for a whole checkout (PSP call included), so
+    # the pool is twice the engine's base size, like the engine with its overflow.
+    return DriverPool(settings.sqlalchemy_url(), max_size=2 * settings.db_pool_size, name="payments-driver")
+
+
+def build_service(
+    settings: PaymentSettings, engine: AsyncEngine, driver: DriverPool | None = None
+) -> PaymentService:
+    """The payment service with its PSP, risk provider and settlement sink (also used by tools and
+    tests). It owns ``driver`` (closed with the service); a new pool is made when none is given."""
     keys = Keys(events_settings(settings).namespace)
     return PaymentService(
-        engine, build_psp(settings), build_risk(settings), settings, settlement=OutboxSettlement(keys.events)
+        engine,
+        build_psp(settings),
+        build_risk(settings),
+        settings,
+        settlement=OutboxSettlement(keys.events),
+        driver=driver or build_driver_pool(settings),
     )
 
 
@@ -65,8 +80,11 @@ def build(settings: PaymentSettings, engine: AsyncEngine, idempotency: Idempoten
     events = events_settings(settings)
     redis = Redis.from_url(events.redis_url, decode_responses=True)
     keys = Keys(events.namespace)
-    service = build_service(settings, engine)
-    servicer = PaymentServicer(service, engine, idempotency)
+    driver = build_driver_pool(settings)
+    service = build_service(settings, engine, driver)
+    # Claims run on the driver pool (plain statements, their own connections); the store handed in
+    # by the runtime keeps purging expired keys.
+    servicer = PaymentServicer(service, engine, IdempotencyStore(engine, driver))
     wallet_channel = grpc.aio.insecure_channel(settings.wallet_addr)
     ledger_channel = grpc.aio.insecure_channel(settings.ledger_addr)
     background = [service.janitor_forever]

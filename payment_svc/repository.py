@@ -1,4 +1,5 @@
-"""Every query of the payment service; functions take the unit of work's connection."""
+"""Every query of the payment service; functions take the unit of work's connection: SQLAlchemy's for
+transactions, a plain psycopg one for the hot one-statement units of work (marked below)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
+from psycopg.rows import namedtuple_row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payment_svc.models import order_transitions, payment_events, payment_orders, refunds
@@ -18,18 +21,23 @@ UNCERTAIN_STATES = ("NOT_STARTED", "EXECUTING", "PENDING", "UNKNOWN")
 CAPTURED_STATES = ("SUCCESS", "PARTIALLY_REFUNDED", "REFUNDED")
 
 
-_INSERT_CHECKOUT = sa.text(
+# The hot statements below are one-statement units of work run on plain psycopg connections
+# (svckit.db.DriverPool, or the driver connection of an SQLAlchemy transaction); rows come back as
+# named tuples.
+_INSERT_CHECKOUT = (
     "WITH event AS ("
     " INSERT INTO payment_events (checkout_id, buyer_id, buyer_info, mode, currency, total_minor,"
     " success_url, cancel_url, payment_method, idempotency_key, fingerprint, risk_verdict, risk_rule)"
-    " VALUES (:checkout_id, :buyer_id, CAST(:buyer_info AS json), :mode, :currency, :total_minor,"
-    " :success_url, :cancel_url, :payment_method, :idempotency_key, :fingerprint, :risk_verdict, :risk_rule)"
+    " VALUES (%(checkout_id)s, %(buyer_id)s, CAST(%(buyer_info)s AS json), %(mode)s, %(currency)s,"
+    " %(total_minor)s, %(success_url)s, %(cancel_url)s, %(payment_method)s, %(idempotency_key)s,"
+    " %(fingerprint)s, %(risk_verdict)s, %(risk_rule)s)"
     " RETURNING checkout_id, currency, created_at"
     "), orders AS ("
     " INSERT INTO payment_orders"
     " (payment_order_id, checkout_id, seller_account, amount_minor, currency, state, next_check_at)"
-    " SELECT o.id, e.checkout_id, o.seller, o.amount, e.currency, 'NOT_STARTED', :next_check_at"
-    " FROM event AS e, unnest(CAST(:order_ids AS text[]), CAST(:sellers AS text[]), CAST(:amounts AS bigint[]))"
+    " SELECT o.id, e.checkout_id, o.seller, o.amount, e.currency, 'NOT_STARTED', %(next_check_at)s"
+    " FROM event AS e,"
+    " unnest(CAST(%(order_ids)s AS text[]), CAST(%(sellers)s AS text[]), CAST(%(amounts)s AS bigint[]))"
     " AS o(id, seller, amount)"
     " RETURNING *"
     "), history AS ("
@@ -39,25 +47,57 @@ _INSERT_CHECKOUT = sa.text(
 )
 
 
+async def _fetch(conn: psycopg.AsyncConnection, statement: str, params: dict[str, Any]) -> list[Any]:
+    cursor = conn.cursor(row_factory=namedtuple_row)
+    await cursor.execute(statement, params)
+    return await cursor.fetchall()
+
+
 async def insert_checkout(
-    conn: AsyncConnection,
+    conn: psycopg.AsyncConnection,
     event: dict[str, Any],
     orders: Sequence[tuple[str, str, int]],
     next_check_at: datetime,
-) -> tuple[Any, list[sa.Row]]:
+) -> tuple[Any, list[Any]]:
     """Store a checkout, its orders (id, seller, amount) as NOT_STARTED and their first history rows
     with one statement. Returns the event (as a plain record) and the orders as stored, in
-    payment_order_id order. A taken checkout or order id raises the IntegrityError of its primary key
-    and stores nothing."""
+    payment_order_id order. A taken checkout or order id raises the UniqueViolation of its primary
+    key and stores nothing."""
     params = dict(event, buyer_info=json.dumps(event["buyer_info"]), next_check_at=next_check_at)
     params.update(
         order_ids=[o[0] for o in orders], sellers=[o[1] for o in orders], amounts=[o[2] for o in orders]
     )
-    rows = list((await conn.execute(_INSERT_CHECKOUT, params)).all())
+    rows = await _fetch(conn, _INSERT_CHECKOUT, params)
     stored = SimpleNamespace(
         **event, created_at=rows[0].event_created_at, psp_session_id=None, hosted_page_url=""
     )
     return stored, rows
+
+
+_INTENT_ALL_CAPTURED = (
+    "SELECT count(*) > 0 AND coalesce(bool_and(state IN ("
+    + ", ".join(f"'{state}'" for state in CAPTURED_STATES)
+    + ")), false) FROM payment_orders WHERE psp_reference = %(psp_reference)s"
+)
+
+
+async def intent_orders_all_captured(conn: psycopg.AsyncConnection, psp_reference: str) -> bool:
+    """Whether the PaymentIntent has orders and every one of them has its money captured already."""
+    cursor = await conn.execute(_INTENT_ALL_CAPTURED, {"psp_reference": psp_reference})
+    return bool((await cursor.fetchone())[0])
+
+
+_BUYER_VELOCITY = (
+    "SELECT count(*), coalesce(sum(total_minor), 0) FROM payment_events"
+    " WHERE buyer_id = %(buyer_id)s AND created_at >= %(since)s"
+)
+
+
+async def buyer_velocity(conn: psycopg.AsyncConnection, buyer_id: str, since: datetime) -> tuple[int, int]:
+    """(checkouts, total amount) of a buyer since a moment, for the risk check."""
+    cursor = await conn.execute(_BUYER_VELOCITY, {"buyer_id": buyer_id, "since": since})
+    count, total = await cursor.fetchone()
+    return int(count), int(total)
 
 
 # Hot statements are built once: SQLAlchemy then finds their compiled form without re-deriving a
@@ -77,18 +117,6 @@ _INTENT_ORDERS = (
     .order_by(payment_orders.c.payment_order_id)
 )
 _INTENT_ORDERS_LOCKED = _INTENT_ORDERS.with_for_update()
-
-
-_INTENT_ALL_CAPTURED = sa.select(
-    sa.func.count() > 0,
-    sa.func.coalesce(sa.func.bool_and(payment_orders.c.state.in_(CAPTURED_STATES)), False),
-).where(payment_orders.c.psp_reference == sa.bindparam("psp_reference"))
-
-
-async def intent_orders_all_captured(conn: AsyncConnection, psp_reference: str) -> bool:
-    """Whether the PaymentIntent has orders and every one of them has its money captured already."""
-    found, captured = (await conn.execute(_INTENT_ALL_CAPTURED, {"psp_reference": psp_reference})).one()
-    return bool(found and captured)
 
 
 async def get_event(conn: AsyncConnection, checkout_id: str) -> sa.Row | None:
@@ -199,10 +227,10 @@ async def move_order(
     )
 
 
-_MOVE_IF: dict[tuple[tuple[str, ...], tuple[str, ...], bool], sa.TextClause] = {}
+_MOVE_IF: dict[tuple[tuple[str, ...], tuple[str, ...], bool], str] = {}
 
 
-def _move_if_statement(columns: tuple[str, ...], sources: tuple[str, ...], with_event: bool) -> sa.TextClause:
+def _move_if_statement(columns: tuple[str, ...], sources: tuple[str, ...], with_event: bool) -> str:
     """Built once per shape. The locking read gives the state the row had when it was moved (for the
     history row); the update applies only if that state may move to the target. The source states
     come from the code's transition table, never from input, so they are written into the SQL (an
@@ -213,18 +241,19 @@ def _move_if_statement(columns: tuple[str, ...], sources: tuple[str, ...], with_
         if not all(state.isidentifier() for state in sources):
             raise ValueError(f"not state names: {sources!r}")
         allowed = ", ".join(f"'{state}'" for state in sources) or "NULL"
-        assignments = ", ".join(f"{c} = :set_{c}" for c in columns)
+        assignments = ", ".join(f"{c} = %(set_{c})s" for c in columns)
         event = f", event AS ({outbox.EmbeddedEvent.sql('moved')})" if with_event else ""
-        statement = sa.text(
+        statement = (
             "WITH prev AS ("
-            " SELECT payment_order_id, state FROM payment_orders WHERE payment_order_id = :order_id FOR UPDATE"
+            " SELECT payment_order_id, state FROM payment_orders"
+            " WHERE payment_order_id = %(order_id)s FOR UPDATE"
             "), moved AS ("
             f" UPDATE payment_orders AS o SET {assignments}, updated_at = now() FROM prev"
             f" WHERE o.payment_order_id = prev.payment_order_id AND prev.state IN ({allowed})"
             " RETURNING o.*, prev.state AS from_state"
             "), history AS ("
             " INSERT INTO order_transitions (payment_order_id, from_state, to_state, cause, detail)"
-            " SELECT payment_order_id, from_state, state, :cause, :detail FROM moved"
+            " SELECT payment_order_id, from_state, state, %(cause)s, %(detail)s FROM moved"
             f"){event} SELECT * FROM moved"
         )
         _MOVE_IF[key] = statement
@@ -232,14 +261,14 @@ def _move_if_statement(columns: tuple[str, ...], sources: tuple[str, ...], with_
 
 
 async def move_if(
-    conn: AsyncConnection,
+    conn: psycopg.AsyncConnection,
     payment_order_id: str,
     sources: tuple[str, ...],
     cause: str,
     detail: str,
     values: dict[str, Any],
     event: outbox.EmbeddedEvent | None = None,
-) -> sa.Row | None:
+) -> Any | None:
     """Set ``values`` (``state`` among them) on the order if its state is one of ``sources``, append the
     history row and write ``event`` with it, as one statement; return the moved row (with
     ``from_state``), or None if the order was not in one of those states (nothing written)."""
@@ -248,8 +277,8 @@ async def move_if(
     params.update(order_id=payment_order_id, cause=cause, detail=detail[:2000])
     if event is not None:
         params.update(event.params)
-    result = await conn.execute(_move_if_statement(columns, sources, event is not None), params)
-    return result.first()
+    rows = await _fetch(conn, _move_if_statement(columns, sources, event is not None), params)
+    return rows[0] if rows else None
 
 
 async def add_transitions(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
@@ -283,20 +312,6 @@ async def history(conn: AsyncConnection, payment_order_id: str) -> list[sa.Row]:
         .order_by(order_transitions.c.id)
     )
     return list((await conn.execute(stmt)).all())
-
-
-_BUYER_VELOCITY = sa.select(
-    sa.func.count(), sa.func.coalesce(sa.func.sum(payment_events.c.total_minor), 0)
-).where(
-    payment_events.c.buyer_id == sa.bindparam("buyer_id"),
-    payment_events.c.created_at >= sa.bindparam("since"),
-)
-
-
-async def buyer_velocity(conn: AsyncConnection, buyer_id: str, since: datetime) -> tuple[int, int]:
-    """(checkouts, total amount) of a buyer since a moment, for the risk check."""
-    count, total = (await conn.execute(_BUYER_VELOCITY, {"buyer_id": buyer_id, "since": since})).one()
-    return int(count), int(total)
 
 
 async def due_uncertain_orders(conn: AsyncConnection, limit: int) -> list[sa.Row]:

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+import psycopg
 from prometheus_client import Counter
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from payment_svc import repository as repo
@@ -40,7 +40,7 @@ from payment_svc.domain import (
 from payment_svc.psp import LineItem, PspDeclined, PspError, PspPort, PspUnavailable
 from payment_svc.psp_events import CHECKOUT_OUTCOME_EVENTS, OUTCOME_EVENTS, REFUND_EVENTS
 from payment_svc.risk import CheckoutFacts, RiskProvider, RiskVerdict
-from svckit.db import autocommit
+from svckit.db import DriverPool, autocommit, driver_connection
 from svckit.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unprocessable
 from svckit.events import outbox
 from svckit.logging import get_logger
@@ -198,9 +198,11 @@ class PaymentService:
         risk: RiskProvider,
         settings: PaymentSettings,
         settlement: SettlementSink,
+        driver: DriverPool,
     ) -> None:
         self._engine = engine
         self._reader = autocommit(engine)  # reads that need no multi-statement snapshot
+        self._driver = driver  # the hot one-statement units of work, on plain psycopg
         self._psp = psp
         self._risk = risk
         self._settings = settings
@@ -208,6 +210,7 @@ class PaymentService:
 
     async def close(self) -> None:
         await self._psp.close()
+        await self._driver.close()
 
     # -- reads ----------------------------------------------------------------------------------
     async def get_order(self, conn: AsyncConnection, payment_order_id: str) -> Any:
@@ -302,7 +305,7 @@ class PaymentService:
         event = None
         if target is S.SUCCESS:
             event = self._settlement.order_succeeded_event(order, values["commission_minor"])
-        async with self._reader.connect() as conn:
+        async with self._driver.connection() as conn:
             moved = await repo.move_if(
                 conn, order.payment_order_id, SOURCES[target], cause, detail, values, event
             )
@@ -358,7 +361,7 @@ class PaymentService:
         stored this checkout (a retry resumes it). Another key's checkout is ALREADY_EXISTS."""
         total = sum(o.amount_minor for o in cmd.orders)
         since = datetime.now(UTC) - timedelta(seconds=self._settings.risk_velocity_window_seconds)
-        async with self._reader.connect() as conn:
+        async with self._driver.connection() as conn:
             recent_count, recent_amount = await repo.buyer_velocity(conn, cmd.buyer.buyer_id, since)
         decision = await self._risk.assess(
             CheckoutFacts(
@@ -371,37 +374,40 @@ class PaymentService:
             )
         )
         approved = decision.verdict is RiskVerdict.APPROVE
+        new_checkout = (
+            {
+                "checkout_id": cmd.checkout_id,
+                "buyer_id": cmd.buyer.buyer_id,
+                "buyer_info": {
+                    "buyer_id": cmd.buyer.buyer_id,
+                    "email": cmd.buyer.email,
+                    "name": cmd.buyer.name,
+                    "country": cmd.buyer.country,
+                },
+                "mode": "DIRECT" if cmd.direct else "HOSTED",
+                "currency": currency,
+                "total_minor": total,
+                "success_url": cmd.success_url,
+                "cancel_url": cmd.cancel_url,
+                "payment_method": cmd.payment_method,
+                "idempotency_key": key,
+                "fingerprint": fingerprint,
+                "risk_verdict": decision.verdict.value,
+                "risk_rule": decision.rule,
+            },
+            [(o.payment_order_id, o.seller_account, o.amount_minor) for o in cmd.orders],
+            datetime.now(UTC) + timedelta(seconds=self._settings.janitor_first_check_seconds),
+        )
         try:
             # Approved, the checkout is one statement and needs no transaction around it; held or
             # declined, its orders move in the same transaction, so no order is ever stored as
             # NOT_STARTED on its own for the janitor to register against the risk verdict.
-            async with self._reader.connect() if approved else self._engine.begin() as conn:
-                event, orders = await repo.insert_checkout(
-                    conn,
-                    {
-                        "checkout_id": cmd.checkout_id,
-                        "buyer_id": cmd.buyer.buyer_id,
-                        "buyer_info": {
-                            "buyer_id": cmd.buyer.buyer_id,
-                            "email": cmd.buyer.email,
-                            "name": cmd.buyer.name,
-                            "country": cmd.buyer.country,
-                        },
-                        "mode": "DIRECT" if cmd.direct else "HOSTED",
-                        "currency": currency,
-                        "total_minor": total,
-                        "success_url": cmd.success_url,
-                        "cancel_url": cmd.cancel_url,
-                        "payment_method": cmd.payment_method,
-                        "idempotency_key": key,
-                        "fingerprint": fingerprint,
-                        "risk_verdict": decision.verdict.value,
-                        "risk_rule": decision.rule,
-                    },
-                    [(o.payment_order_id, o.seller_account, o.amount_minor) for o in cmd.orders],
-                    datetime.now(UTC) + timedelta(seconds=self._settings.janitor_first_check_seconds),
-                )
-                if not approved:
+            if approved:
+                async with self._driver.connection() as conn:
+                    event, orders = await repo.insert_checkout(conn, *new_checkout)
+            else:
+                async with self._engine.begin() as conn:
+                    event, orders = await repo.insert_checkout(await driver_connection(conn), *new_checkout)
                     for order in orders:  # inserted by this transaction: locked already
                         if decision.verdict is RiskVerdict.DECLINE:
                             await self._move(
@@ -422,8 +428,8 @@ class PaymentService:
                                 decision.detail,
                                 pending_reason=PendingReason.RISK_REVIEW.value,
                             )
-        except IntegrityError as exc:
-            constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", "") or ""
+        except psycopg.errors.UniqueViolation as exc:
+            constraint = exc.diag.constraint_name or ""
             if constraint == "payment_events_pkey":
                 async with self._reader.connect() as conn:
                     existing = await repo.get_event(conn, cmd.checkout_id)
@@ -588,7 +594,7 @@ class PaymentService:
             return False
         if kind not in OUTCOME_EVENTS or not isinstance(intent_id, str) or not intent_id:
             return False
-        async with self._reader.connect() as conn:
+        async with self._driver.connection() as conn:
             return await repo.intent_orders_all_captured(conn, intent_id)
 
     async def handle_psp_event(self, conn: AsyncConnection, event_type: str, payload: bytes) -> list[str]:

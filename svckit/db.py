@@ -2,19 +2,26 @@
 
 Services use SQLAlchemy Core on an ``AsyncConnection``: a unit of work is ``async with engine.begin()``,
 which commits once at the end or rolls back on any exception. Repositories take the connection.
+
+Hot paths whose unit of work is a single statement may use a :class:`DriverPool` instead: plain
+psycopg connections in autocommit mode, with no SQLAlchemy in between (a checkout plus a small
+statement costs about 140 µs of client CPU there against about 345 µs through the engine).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import psycopg
 from alembic import command
 from alembic.config import Config
 from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from svckit.logging import get_logger
 
@@ -29,6 +36,50 @@ def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
         pool_pre_ping=False,
         pool_recycle=1800,
     )
+
+
+class DriverPool:
+    """Plain psycopg connections in autocommit mode: each statement is its own transaction.
+
+    Opened on first use (construction needs no running loop, like an engine). psycopg prepares a
+    statement on a connection after a few executions, so hot statements are also planned once.
+    """
+
+    def __init__(self, url: str, max_size: int, name: str) -> None:
+        self._pool = AsyncConnectionPool(
+            _libpq_url(url),
+            min_size=1,
+            max_size=max_size,
+            kwargs={"autocommit": True},
+            name=name,
+            open=False,
+        )
+        self._opened = False
+        self._opening = asyncio.Lock()
+
+    async def _open(self) -> None:
+        async with self._opening:
+            if not self._opened:
+                await self._pool.open(wait=True, timeout=30)
+                self._opened = True
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
+        if not self._opened:
+            await self._open()
+        async with self._pool.connection() as conn:
+            yield conn
+
+    async def close(self) -> None:
+        if self._opened:
+            await self._pool.close()
+            self._opened = False
+
+
+async def driver_connection(conn: AsyncConnection) -> psycopg.AsyncConnection:
+    """The psycopg connection under an SQLAlchemy one: same session, same transaction."""
+    raw = await conn.get_raw_connection()
+    return raw.driver_connection  # type: ignore[return-value]
 
 
 def autocommit(engine: AsyncEngine) -> AsyncEngine:

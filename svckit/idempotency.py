@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 import grpc
+import psycopg
 import sqlalchemy as sa
 from google.protobuf.message import Message
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -30,6 +31,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from svckit.context import REPLAYED_METADATA, idempotency_key_var
+from svckit.db import DriverPool
 from svckit.errors import Aborted, InvalidArgument, Unprocessable
 from svckit.logging import get_logger
 from svckit.metrics import IDEMPOTENCY_CONFLICTS, IDEMPOTENT_REPLAYS
@@ -113,7 +115,7 @@ class Claim:
     key: str
     fingerprint: bytes
     replay_payload: bytes | None = None
-    _conn: AsyncConnection | None = field(default=None, repr=False)
+    _conn: psycopg.AsyncConnection | None = field(default=None, repr=False)
     _released: bool = field(default=False, repr=False)
 
     def replay(self, response_type: type[R]) -> R | None:
@@ -129,22 +131,24 @@ class Claim:
         as :meth:`save` does."""
         if self._conn is None:
             raise RuntimeError("finish() needs a claim taken by IdempotencyStore.claim")
-        row = (
-            await self._conn.execute(
-                _FINISH,
-                {
-                    "scope": self.scope,
-                    "key": self.key,
-                    "fingerprint": self.fingerprint,
-                    "response": response.SerializeToString(),
-                    "lock": lock_id(self.scope, self.key),
-                },
-            )
-        ).one()
+        params = {
+            "scope": self.scope,
+            "key": self.key,
+            "fingerprint": self.fingerprint,
+            "response": response.SerializeToString(),
+            "lock": lock_id(self.scope, self.key),
+        }
+        stored, _unlocked = await (await self._conn.execute(_FINISH, params)).fetchone()
         self._released = True
-        if row.stored:
+        if stored:
             return response
-        return await self.save(self._conn, response)  # lost a race: answer with the winner's record
+        # Lost a race: the same request finished first; answer with its record.
+        found = await (await self._conn.execute(_LOOKUP, params)).fetchone()
+        _check_fingerprint(self.scope, found[0], self.fingerprint)
+        log.info("idempotency key committed concurrently; replaying", scope=self.scope)
+        winner = type(response)()
+        winner.ParseFromString(bytes(found[1]))
+        return winner
 
     async def save(self, conn: AsyncConnection, response: R) -> R:
         """Record the final answer (in the operation's last transaction, or alone on an autocommit
@@ -174,12 +178,19 @@ class Claim:
 # The unlock runs inside the statement, a moment before its commit: a duplicate that probes in
 # between finds the key free and unfinished, re-runs the (resumable) operation and, saving, meets
 # this record and answers with it, as in any other race the probe can lose.
-_FINISH = sa.text(
+_FINISH = (
     "WITH saved AS ("
     " INSERT INTO idempotency_keys (scope, key, fingerprint, response)"
-    " VALUES (:scope, :key, :fingerprint, :response) ON CONFLICT DO NOTHING RETURNING key"
-    ") SELECT EXISTS (SELECT 1 FROM saved) AS stored, pg_advisory_unlock(:lock) AS unlocked"
+    " VALUES (%(scope)s, %(key)s, %(fingerprint)s, %(response)s) ON CONFLICT DO NOTHING RETURNING key"
+    ") SELECT EXISTS (SELECT 1 FROM saved), pg_advisory_unlock(%(lock)s)"
 )
+_LOOKUP = "SELECT fingerprint, response FROM idempotency_keys WHERE scope = %(scope)s AND key = %(key)s"
+# (got, fingerprint, response): the key's session lock tried, and its finished record if any.
+_CLAIM_PROBE = (
+    "SELECT pg_try_advisory_lock(%(lock)s), k.fingerprint, k.response FROM (SELECT 1) AS one"
+    " LEFT JOIN idempotency_keys AS k ON k.scope = %(scope)s AND k.key = %(key)s"
+)
+_UNLOCK = "SELECT pg_advisory_unlock(%(lock)s)"
 
 
 async def _lookup(conn: AsyncConnection, scope: str, key: str) -> sa.Row | None:
@@ -212,10 +223,12 @@ def _check_fingerprint(scope: str, stored: bytes, fp: bytes) -> None:
 class IdempotencyStore:
     """Runs a unit of work at most once per (scope, key), storing its response with the effect."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, driver_pool: DriverPool | None = None) -> None:
         self._engine = engine
-        # Claims only read and take session locks: no transaction round trips needed.
-        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        # Long claims hold a connection for a whole operation (outside calls included): they take it
+        # from their own pool, so they never starve the engine's units of work, and run plain
+        # statements on it.
+        self._driver_pool = driver_pool
 
     async def run(
         self,
@@ -290,23 +303,25 @@ class IdempotencyStore:
         without taking the lock. The operation resumes from its own stored state when re-run after a
         crash, and calls :meth:`Claim.save` in its last transaction.
         """
+        if self._driver_pool is None:
+            raise RuntimeError("IdempotencyStore.claim needs a driver pool (IdempotencyStore(engine, pool))")
         key = validate_key(key)
         fp = fingerprint(scope, request)
-        lock = lock_id(scope, key)
-        async with self._autocommit.connect() as conn:
+        params = {"scope": scope, "key": key, "lock": lock_id(scope, key)}
+        async with self._driver_pool.connection() as conn:
             # One round trip: try the lock and read any finished record. The lock is tried after the
             # statement's snapshot, so a holder that committed and unlocked in between reads as
             # "not finished": the operation is then re-run, which resumes from its stored state, and
-            # Claim.save finds the holder's record and answers with it.
-            probe = (await conn.execute(_probe(scope, key, sa.func.pg_try_advisory_lock(lock)))).one()
-            if probe.fingerprint is not None:
-                if probe.got:
-                    await conn.execute(sa.select(sa.func.pg_advisory_unlock(lock)))
-                _check_fingerprint(scope, probe.fingerprint, fp)
+            # Claim.finish / Claim.save find the holder's record and answer with it.
+            got, stored_fp, stored_response = await (await conn.execute(_CLAIM_PROBE, params)).fetchone()
+            if stored_fp is not None:
+                if got:
+                    await conn.execute(_UNLOCK, params)
+                _check_fingerprint(scope, stored_fp, fp)
                 IDEMPOTENT_REPLAYS.labels(scope).inc()
-                yield Claim(scope, key, fp, bytes(probe.response))
+                yield Claim(scope, key, fp, bytes(stored_response))
                 return
-            if not probe.got:
+            if not got:
                 IDEMPOTENCY_CONFLICTS.labels(scope, "IDEMPOTENCY_KEY_IN_USE").inc()
                 raise Aborted(
                     "IDEMPOTENCY_KEY_IN_USE",
@@ -318,7 +333,7 @@ class IdempotencyStore:
                 yield claim
             finally:
                 if not claim._released:
-                    await conn.execute(sa.select(sa.func.pg_advisory_unlock(lock)))
+                    await conn.execute(_UNLOCK, params)
 
     async def purge(self, older_than_hours: int, batch: int = 5000) -> int:
         """Delete keys older than the retention window, in batches so no long lock is held."""

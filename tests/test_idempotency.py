@@ -4,16 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 
 import grpc
 import pytest
+import pytest_asyncio
 import sqlalchemy as sa
 
+from svckit.db import DriverPool
 from svckit.errors import AlreadyExists, Unprocessable
 from svckit.gen.ledger.v1 import ledger_service_pb2 as pb
 from svckit.gen.ledger.v1 import ledger_service_pb2_grpc as pb_grpc
 from svckit.grpc_errors import error_info, from_rpc_error
 from svckit.idempotency import Claim, IdempotencyStore, fingerprint, lock_id
+
+
+@pytest_asyncio.fixture
+async def claims(services) -> AsyncIterator[IdempotencyStore]:
+    """A store able to take long claims: they run on a driver pool of their own."""
+    handle = services["ledger"]
+    pool = DriverPool(handle.settings.sqlalchemy_url(), max_size=4, name="test-claims")
+    yield IdempotencyStore(handle.engine, pool)
+    await pool.close()
 
 
 def _name() -> str:
@@ -130,8 +142,8 @@ async def test_purge_removes_only_keys_past_retention(services, channels):
     assert remaining == {new_key}
 
 
-async def test_long_claim_holds_the_key_across_transactions_then_replays(services):
-    store = IdempotencyStore(services["ledger"].engine)
+async def test_long_claim_holds_the_key_across_transactions_then_replays(services, claims):
+    store = claims
     key = uuid.uuid4().hex
     request = pb.CreateAccountRequest(name=_name(), currency="USD")
     answer = pb.CreateAccountResponse(account=pb.Account(name=request.name, currency="USD"))
@@ -154,8 +166,8 @@ async def test_long_claim_holds_the_key_across_transactions_then_replays(service
     assert getattr(reused.value, "reason", None) == "IDEMPOTENCY_KEY_REUSED"
 
 
-async def test_long_claim_is_released_when_the_operation_fails(services):
-    store = IdempotencyStore(services["ledger"].engine)
+async def test_long_claim_is_released_when_the_operation_fails(services, claims):
+    store = claims
     key = uuid.uuid4().hex
     request = pb.CreateAccountRequest(name=_name(), currency="USD")
     with pytest.raises(RuntimeError):
@@ -165,11 +177,11 @@ async def test_long_claim_is_released_when_the_operation_fails(services):
         assert claim.replay(pb.CreateAccountResponse) is None
 
 
-async def test_long_claim_that_lost_a_race_answers_with_the_winners_stored_response(services):
+async def test_long_claim_that_lost_a_race_answers_with_the_winners_stored_response(services, claims):
     # The probe's snapshot can predate a holder that committed its record and unlocked just before
     # our lock attempt; the operation then re-runs, and saving must hand back the winner's answer.
     engine = services["ledger"].engine
-    store = IdempotencyStore(engine)
+    store = claims
     key = uuid.uuid4().hex
     request = pb.CreateAccountRequest(name=_name(), currency="USD")
     first = pb.CreateAccountResponse(
@@ -188,9 +200,9 @@ async def test_long_claim_that_lost_a_race_answers_with_the_winners_stored_respo
         assert again.replay(pb.CreateAccountResponse) == first
 
 
-async def test_long_claim_of_a_finished_key_releases_the_lock_it_took(services):
+async def test_long_claim_of_a_finished_key_releases_the_lock_it_took(services, claims):
     engine = services["ledger"].engine
-    store = IdempotencyStore(engine)
+    store = claims
     key = uuid.uuid4().hex
     request = pb.CreateAccountRequest(name=_name(), currency="USD")
     answer = pb.CreateAccountResponse(account=pb.Account(name=request.name, currency="USD"))
@@ -273,9 +285,9 @@ async def _advisory_lock_held(engine, scope: str, key: str) -> bool:
     return held > 0
 
 
-async def test_long_claim_finish_records_the_answer_and_releases_the_key_together(services):
+async def test_long_claim_finish_records_the_answer_and_releases_the_key_together(services, claims):
     engine = services["ledger"].engine
-    store = IdempotencyStore(engine)
+    store = claims
     key = uuid.uuid4().hex
     request = pb.CreateAccountRequest(name=_name(), currency="USD")
     answer = pb.CreateAccountResponse(account=pb.Account(name=request.name, currency="USD"))
@@ -294,3 +306,10 @@ async def test_long_claim_finish_records_the_answer_and_releases_the_key_togethe
             await Claim("test.Finish", key, late.fingerprint).save(conn, winner)
         assert await late.finish(answer) == winner
     assert not await _advisory_lock_held(engine, "test.Finish", key)
+
+
+async def test_a_store_without_a_driver_pool_refuses_long_claims_clearly(services):
+    store = IdempotencyStore(services["ledger"].engine)
+    with pytest.raises(RuntimeError, match="driver pool"):
+        async with store.claim("test.NoPool", uuid.uuid4().hex, pb.CreateAccountRequest()):
+            pass

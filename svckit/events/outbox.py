@@ -86,7 +86,8 @@ class EmbeddedEvent:
     For a unit of work that is a single statement, e.g. "move this row if it is still in one of these
     states, and if it moved, record the event": ``sql(source)`` is an INSERT that writes the event once
     if ``source`` (the name of a CTE of that statement) yields a row, and nothing otherwise; ``params``
-    are its bind parameters (all prefixed ``outbox_``). Same per-aggregate lock as :func:`add`.
+    are its bind parameters (all prefixed ``outbox_``, in psycopg's ``%(name)s`` style: such statements
+    run on a :class:`svckit.db.DriverPool` connection). Same per-aggregate lock as :func:`add`.
     """
 
     params: dict[str, Any]
@@ -97,10 +98,10 @@ class EmbeddedEvent:
             raise ValueError(f"source must be the name of a CTE, not {source!r}")
         return (
             "INSERT INTO event_outbox (event_id, stream, aggregate_id, partition, type, payload)"
-            " SELECT CAST(:outbox_event_id AS uuid), :outbox_stream, :outbox_aggregate_id,"
-            " :outbox_partition, :outbox_type, CAST(:outbox_payload AS jsonb)"
+            " SELECT CAST(%(outbox_event_id)s AS uuid), %(outbox_stream)s, %(outbox_aggregate_id)s,"
+            " %(outbox_partition)s, %(outbox_type)s, CAST(%(outbox_payload)s AS jsonb)"
             f" FROM (SELECT 1 FROM {source} LIMIT 1) AS source,"
-            " (SELECT pg_advisory_xact_lock(:outbox_lock_key)) AS serialize_per_aggregate"
+            " (SELECT pg_advisory_xact_lock(%(outbox_lock_key)s)) AS serialize_per_aggregate"
         )
 
 

@@ -10,6 +10,7 @@ import signal
 import pytest
 import sqlalchemy as sa
 
+from svckit.db import driver_connection
 from svckit.events import outbox
 
 
@@ -149,17 +150,18 @@ async def test_add_many_writes_in_list_order_in_the_callers_transaction(bus):
 async def test_an_embedded_event_is_written_only_when_its_source_yields_a_row(bus):
     # One statement: "move a row if it is still in the expected state, and if it moved, record the
     # event" — the event cannot exist without the change, nor the change without the event.
-    async with bus.engine.begin() as conn:
-        await conn.execute(sa.text("CREATE TEMP TABLE demo_rows (id int PRIMARY KEY, state text)"))
-        await conn.execute(sa.text("INSERT INTO demo_rows VALUES (1, 'open')"))
-        statement = sa.text(
+    async with bus.engine.begin() as sa_conn:
+        conn = await driver_connection(sa_conn)
+        await conn.execute("CREATE TEMP TABLE demo_rows (id int PRIMARY KEY, state text)")
+        await conn.execute("INSERT INTO demo_rows VALUES (1, 'open')")
+        statement = (
             "WITH moved AS (UPDATE demo_rows SET state = 'closed' WHERE id = 1 AND state = 'open'"
             " RETURNING id), event AS (" + outbox.EmbeddedEvent.sql("moved") + ") SELECT count(*) FROM moved"
         )
         event = outbox.embed(stream=bus.stream, aggregate_id="row-1", type="demo.closed", payload={"id": 1})
-        assert (await conn.execute(statement, event.params)).scalar() == 1
+        assert (await (await conn.execute(statement, event.params)).fetchone())[0] == 1
         again = outbox.embed(stream=bus.stream, aggregate_id="row-1", type="demo.closed", payload={"id": 1})
-        assert (await conn.execute(statement, again.params)).scalar() == 0  # already closed: no event
+        assert (await (await conn.execute(statement, again.params)).fetchone())[0] == 0  # no event
     await bus.relay().drain()
     published = await _stream_events(bus)
     assert [(f["event_id"], f["type"], f["aggregate_id"]) for f in published] == [
