@@ -54,10 +54,8 @@ def events_settings(settings: PaymentSettings) -> EventsSettings:
     return EventsSettings(redis_url=settings.redis_url, namespace=settings.events_namespace)
 
 
-def build_driver_pool(settings: PaymentSettings) -> DriverPool:
-    # Long idempotency claims hold one connection each for a whole checkout (PSP call included), so
-    # the pool is twice the engine's base size, like the engine with its overflow.
-    return DriverPool(settings.sqlalchemy_url(), max_size=2 * settings.db_pool_size, name="payments-driver")
+def build_driver_pool(settings: PaymentSettings, purpose: str) -> DriverPool:
+    return DriverPool(settings.sqlalchemy_url(), max_size=settings.db_pool_size, name=f"payments-{purpose}")
 
 
 def build_service(
@@ -72,7 +70,7 @@ def build_service(
         build_risk(settings),
         settings,
         settlement=OutboxSettlement(keys.events),
-        driver=driver or build_driver_pool(settings),
+        driver=driver or build_driver_pool(settings, "statements"),
     )
 
 
@@ -80,11 +78,12 @@ def build(settings: PaymentSettings, engine: AsyncEngine, idempotency: Idempoten
     events = events_settings(settings)
     redis = Redis.from_url(events.redis_url, decode_responses=True)
     keys = Keys(events.namespace)
-    driver = build_driver_pool(settings)
-    service = build_service(settings, engine, driver)
-    # Claims run on the driver pool (plain statements, their own connections); the store handed in
-    # by the runtime keeps purging expired keys.
-    servicer = PaymentServicer(service, engine, IdempotencyStore(engine, driver))
+    service = build_service(settings, engine)
+    # A long claim holds its connection for a whole checkout while the checkout's own statements
+    # need others: claims get a pool of their own, so a burst of checkouts can never hold every
+    # connection and wait for one more. (The store handed in by the runtime keeps purging keys.)
+    claims = build_driver_pool(settings, "claims")
+    servicer = PaymentServicer(service, engine, IdempotencyStore(engine, claims))
     wallet_channel = grpc.aio.insecure_channel(settings.wallet_addr)
     ledger_channel = grpc.aio.insecure_channel(settings.ledger_addr)
     background = [service.janitor_forever]
@@ -101,6 +100,7 @@ def build(settings: PaymentSettings, engine: AsyncEngine, idempotency: Idempoten
 
     async def close() -> None:
         await service.close()
+        await claims.close()
         await wallet_channel.close()
         await ledger_channel.close()
         await redis.aclose()

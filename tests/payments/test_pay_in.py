@@ -11,8 +11,13 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from payment_svc import bootstrap
+from payment_svc.config import PaymentSettings
+from psp_sim.testing import DEFAULT_API_KEY
 from svckit.gen.payments.v1 import payment_service_pb2 as pb
+from svckit.gen.payments.v1 import payment_service_pb2_grpc as pb_grpc
 from svckit.grpc_errors import error_info
+from svckit.runtime import start_service
 
 STATE = pb.PaymentOrderState
 
@@ -601,3 +606,45 @@ async def test_a_webhook_confirming_an_outcome_we_already_recorded_changes_and_s
             sa.text("SELECT count(*) FROM idempotency_keys WHERE key = :k"), {"k": succeeded[0]["id"]}
         )
     assert stored == 1
+
+
+async def test_a_burst_larger_than_every_pool_completes_instead_of_starving(infra, sim, services):
+    # Each checkout holds its claim connection for its whole run and needs other connections for its
+    # statements meanwhile. With claims and statements sharing one pool, a burst as large as the pool
+    # would hold every connection and wait forever for one more.
+    settings = infra.settings(
+        PaymentSettings,
+        db_suffix="payments_small_pools",
+        db_pool_size=2,
+        ledger_addr=services["ledger"].address,
+        wallet_addr=services["wallet"].address,
+        events_namespace=f"{infra.prefix}-payments-small",
+        psp_base_url=sim.base_url,
+        psp_api_key=DEFAULT_API_KEY,
+        risk_velocity_max_checkouts=10_000,
+        risk_velocity_max_amount_minor=10**12,
+        run_settlement=False,
+    )
+    handle = await start_service(settings, bootstrap.MIGRATIONS, bootstrap.build)
+    channel = grpc.aio.insecure_channel(handle.address)
+    try:
+        stub = pb_grpc.PaymentServiceStub(channel)
+        burst = [_ids(1) for _ in range(12)]
+        replies = await asyncio.wait_for(
+            asyncio.gather(
+                *(
+                    stub.CreatePayment(
+                        _request(c, o, amounts=(300,), payment_method="pm_card_visa", buyer=f"b-{c}"),
+                        metadata=_md(),
+                    )
+                    for c, o in burst
+                )
+            ),
+            timeout=25,
+        )
+        assert [r.payment_event.payment_orders[0].state for r in replies] == [
+            STATE.PAYMENT_ORDER_STATE_SUCCESS
+        ] * len(burst)
+    finally:
+        await channel.close()
+        await handle.stop(0.2)
