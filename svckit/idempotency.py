@@ -301,7 +301,9 @@ class IdempotencyStore:
         A session-level advisory lock on a dedicated connection marks the key in use for as long as the
         operation runs (a crash drops the connection and with it the lock). A finished key replays
         without taking the lock. The operation resumes from its own stored state when re-run after a
-        crash, and calls :meth:`Claim.save` in its last transaction.
+        crash, and ends with :meth:`Claim.finish` (answer stored and key released in one statement) or
+        :meth:`Claim.save` in its last transaction. The connection comes from the store's driver pool,
+        which should serve claims only: each holds its connection for the whole operation.
         """
         if self._driver_pool is None:
             raise RuntimeError("IdempotencyStore.claim needs a driver pool (IdempotencyStore(engine, pool))")
