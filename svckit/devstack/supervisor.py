@@ -107,6 +107,9 @@ def plan_children(dev_key: str = "", webhook_secret: str = "") -> list[Child]:
     # calls over them round-robin.
     replicas = _env_count("DEV_PAYMENT_REPLICAS", 1)
     payment_ports = [ports["payment"], *(free_port() for _ in range(replicas - 1))]
+    # Metrics are off by default (port 0); asked for, each replica takes the next port up.
+    metrics_off = os.environ.get("PAYMENT_METRICS_PORT", "0") == "0"
+    metrics_base = 0 if metrics_off else _env_port("PAYMENT_METRICS_PORT", 0)
     children = [
         Child(
             "payment" if i == 0 else f"payment-{i + 1}",
@@ -119,6 +122,7 @@ def plan_children(dev_key: str = "", webhook_secret: str = "") -> list[Child]:
                 "PAYMENT_RETURN_URL": f"http://127.0.0.1:{ports['gateway']}/v1/payments/return",
                 "PAYMENT_LEDGER_ADDR": f"127.0.0.1:{ports['ledger']}",
                 "PAYMENT_WALLET_ADDR": f"127.0.0.1:{ports['wallet']}",
+                **({"PAYMENT_METRICS_PORT": str(metrics_base + i)} if metrics_base else {}),
             },
         )
         for i, port in enumerate(payment_ports)

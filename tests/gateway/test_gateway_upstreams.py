@@ -70,6 +70,11 @@ def test_the_dev_stack_can_run_several_payment_processes(monkeypatch):
     assert len({c.port for c in payments}) == 2
     gateway = next(c for c in children if c.name == "gateway")
     assert gateway.env["GATEWAY_PAYMENT_ADDR"] == ",".join(c.address for c in payments)
+    assert all("PAYMENT_METRICS_PORT" not in c.env for c in payments)  # off unless asked for
+    # With metrics on, each replica serves them on its own port instead of all fighting for one.
+    monkeypatch.setenv("PAYMENT_METRICS_PORT", "9101")
+    payments = [c for c in plan_children() if c.module == "payment_svc"]
+    assert [c.env["PAYMENT_METRICS_PORT"] for c in payments] == ["9101", "9102"]
     monkeypatch.setenv("DEV_PAYMENT_REPLICAS", "0")
     with pytest.raises(SystemExit, match="DEV_PAYMENT_REPLICAS"):
         plan_children()
