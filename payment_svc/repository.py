@@ -87,6 +87,14 @@ async def intent_orders_all_captured(conn: psycopg.AsyncConnection, psp_referenc
     return bool((await cursor.fetchone())[0])
 
 
+_ORDER_PLAIN = "SELECT * FROM payment_orders WHERE payment_order_id = %(order_id)s"
+
+
+async def get_order_plain(conn: psycopg.AsyncConnection, payment_order_id: str) -> Any | None:
+    rows = await _fetch(conn, _ORDER_PLAIN, {"order_id": payment_order_id})
+    return rows[0] if rows else None
+
+
 _BUYER_VELOCITY = (
     "SELECT count(*), coalesce(sum(total_minor), 0) FROM payment_events"
     " WHERE buyer_id = %(buyer_id)s AND created_at >= %(since)s"

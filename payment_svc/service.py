@@ -537,6 +537,12 @@ class PaymentService:
         moved = await self._move_at_once(order, outcome.state, "psp:confirm", detail, **fields)
         if moved is not None:
             return moved
+        if outcome.state is S.SUCCESS:
+            # Usually the PSP's webhook recorded this very success first: then there is nothing to do.
+            async with self._driver.connection() as conn:
+                now = await repo.get_order_plain(conn, order.payment_order_id)
+            if now is not None and now.state == S.SUCCESS and now.psp_reference == outcome.psp_reference:
+                return None
         async with self._engine.begin() as conn:
             locked = await repo.get_order(conn, order.payment_order_id, for_update=True)
             await self._apply_outcome(conn, locked, outcome, "psp:confirm")
@@ -578,24 +584,40 @@ class PaymentService:
                     )
 
     # -- webhooks -------------------------------------------------------------------------------
-    async def event_changes_nothing(self, event_type: str, payload: bytes) -> bool:
-        """True for a PaymentIntent outcome event whose orders all have their money captured already.
+    async def apply_event_at_once(self, event_type: str, payload: bytes) -> list[str] | None:
+        """The common PaymentIntent events without a transaction; None when the full path must decide.
 
-        No outcome event can move a captured order (the table allows only refunds from there), so such
-        an event, typically the ``payment_intent.succeeded`` that follows our own confirmation, is
-        answered from one read: no transaction, no lock, no idempotency record. Anything else, including
-        a payload we cannot read, takes the full path.
+        - Any outcome event whose orders all have their money captured already changes nothing (the
+          table allows only refunds from there): typically the ``payment_intent.succeeded`` that
+          follows our own confirmation. Answered from one read: ``[]``.
+        - A direct-mode ``payment_intent.succeeded`` that beats our own record of the confirmation
+          moves its order with the one-statement move (history row and settlement event included):
+          ``[order id]``. The move is conditional on the order's state, so a redelivery, or our own
+          confirmation answer arriving later, finds it captured and changes nothing.
+        Neither leaves an idempotency record: the order's state is what makes them idempotent.
+        Anything else, including a payload we cannot read, takes the full path.
         """
         try:
             body = json.loads(payload)
             kind = event_type or body.get("type", "")
-            intent_id = body["data"]["object"]["id"]
+            intent = body["data"]["object"]
+            intent_id = intent["id"]
         except (ValueError, KeyError, TypeError, AttributeError):
-            return False
+            return None
         if kind not in OUTCOME_EVENTS or not isinstance(intent_id, str) or not intent_id:
-            return False
+            return None
+        order_id = (intent.get("metadata") or {}).get("payment_order_id")  # direct mode only
         async with self._driver.connection() as conn:
-            return await repo.intent_orders_all_captured(conn, intent_id)
+            if await repo.intent_orders_all_captured(conn, intent_id):
+                return []
+            if kind != "payment_intent.succeeded" or intent.get("status") != "succeeded" or not order_id:
+                return None
+            order = await repo.get_order_plain(conn, order_id)
+        if order is None or order.psp_reference not in (None, intent_id):
+            return None
+        cause = f"psp_event:{kind} {body.get('id', '')}".strip()
+        moved = await self._move_at_once(order, S.SUCCESS, cause, intent_id, psp_reference=intent_id)
+        return None if moved is None else [order_id]
 
     async def handle_psp_event(self, conn: AsyncConnection, event_type: str, payload: bytes) -> list[str]:
         """Apply one verified PSP event inside the caller's transaction; return the orders it changed."""

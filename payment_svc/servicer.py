@@ -169,8 +169,9 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
         if request.event_type and not handles_event_type(request.event_type):
             # Nothing to apply and nothing to remember: a redelivery gets the same empty answer.
             return pb.HandlePspEventResponse(applied=False)
-        if await self._service.event_changes_nothing(request.event_type, request.payload):
-            return pb.HandlePspEventResponse(applied=False)
+        quick = await self._service.apply_event_at_once(request.event_type, request.payload)
+        if quick is not None:
+            return pb.HandlePspEventResponse(applied=bool(quick), payment_order_ids=quick)
 
         async def work(conn):
             changed = await self._service.handle_psp_event(conn, request.event_type, request.payload)

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from payment_svc import bootstrap
 from payment_svc.config import PaymentSettings
+from payment_svc.psp_events import handles_event_type
 from psp_sim.testing import DEFAULT_API_KEY
 from svckit.gen.payments.v1 import payment_service_pb2 as pb
 from svckit.gen.payments.v1 import payment_service_pb2_grpc as pb_grpc
@@ -302,13 +303,32 @@ async def test_event_before_registration_is_recorded_still_ends_right(pay):
         },
         options={"idempotency_key": orders[0]},
     )
-    await pay.deliver([e for e in pay.events() if e["type"] == "payment_intent.succeeded"])
-    assert (await _order(pay, orders[0])).state == STATE.PAYMENT_ORDER_STATE_SUCCESS
+    succeeded = [e for e in pay.events() if e["type"] == "payment_intent.succeeded"]
+    replies = await pay.deliver(succeeded * 2)  # and once more, redelivered
+    assert [r.applied for r in replies] == [True, False]
+    assert list(replies[0].payment_order_ids) == [orders[0]]
+    order = await _order(pay, orders[0])
+    assert order.state == STATE.PAYMENT_ORDER_STATE_SUCCESS
+    assert order.psp_reference == pi.id
+    assert order.commission_minor == 78  # 10 % of 777, half-up
     await pay.service.drive(checkout)  # our own registration finishes late: same key, same PaymentIntent
     order = await _order(pay, orders[0])
     assert order.state == STATE.PAYMENT_ORDER_STATE_SUCCESS
     assert order.psp_reference == pi.id
     assert len(pay.psp_objects("payment_intent")) == 1
+    history = await pay.stub.ListPaymentOrderHistory(
+        pb.ListPaymentOrderHistoryRequest(payment_order_id=orders[0])
+    )
+    assert [(t.from_state, t.to_state) for t in history.transitions][-1] == (
+        STATE.PAYMENT_ORDER_STATE_NOT_STARTED,
+        STATE.PAYMENT_ORDER_STATE_SUCCESS,
+    )
+    assert [t.to_state for t in history.transitions].count(STATE.PAYMENT_ORDER_STATE_SUCCESS) == 1
+    async with pay.handle.engine.connect() as conn:
+        settlement_events = await conn.scalar(
+            sa.text("SELECT count(*) FROM event_outbox WHERE aggregate_id = :o"), {"o": orders[0]}
+        )
+    assert settlement_events == 1
 
 
 async def test_our_confirm_answer_after_the_webhook_recorded_the_success_changes_nothing(pay):
@@ -512,13 +532,13 @@ async def test_event_types_pay_in_does_not_handle_are_acknowledged_without_a_wri
         _request(checkout, orders, amounts=(420,), payment_method="pm_card_authenticationRequired"),
         metadata=_md(),
     )
-    httpx.post(reply.payment_event.payment_orders[0].next_action_url, data={"action": "complete"}, timeout=10)
+    httpx.post(reply.payment_event.payment_orders[0].next_action_url, data={"action": "fail"}, timeout=10)
     mine = [e for e in pay.events() if checkout in str(e["data"]["object"].get("metadata"))]
-    ignored = [e for e in mine if e["type"] in ("payment_intent.created", "charge.succeeded")]
-    assert {e["type"] for e in ignored} == {"payment_intent.created", "charge.succeeded"}
-    handled = [e for e in mine if e["type"] == "payment_intent.succeeded"]
+    ignored = [e for e in mine if not handles_event_type(e["type"])]
+    assert "payment_intent.created" in {e["type"] for e in ignored}
+    handled = [e for e in mine if e["type"] == "payment_intent.payment_failed"]
     replies = await pay.deliver(ignored + handled)
-    assert [r.applied for r in replies] == [False] * len(ignored) + [True]  # the webhook completes 3-D Secure
+    assert [r.applied for r in replies] == [False] * len(ignored) + [True]  # 3-D Secure failed
     async with pay.handle.engine.connect() as conn:
         remembered = set(
             (
@@ -563,7 +583,7 @@ async def test_a_retry_with_another_body_under_an_unfinished_key_is_refused_not_
     ]
 
 
-async def test_a_webhook_confirming_an_outcome_we_already_recorded_changes_and_stores_nothing(pay):
+async def test_success_webhooks_are_applied_by_the_orders_state_without_an_event_record(pay):
     # The usual direct-mode order: our confirm call already made it SUCCESS, then the PSP's
     # payment_intent.succeeded arrives. It is answered from one read, without a transaction or an
     # idempotency record, and leaves the order exactly as it was.
@@ -586,7 +606,8 @@ async def test_a_webhook_confirming_an_outcome_we_already_recorded_changes_and_s
         )
     assert stored == 0
 
-    # The same event for an order that is not captured yet still goes through the full path.
+    # The same event for an order that is not captured yet (3-D Secure completed) moves it with one
+    # statement; the order's state, not a record of the event id, makes a redelivery change nothing.
     checkout, orders = _ids(1)
     reply = await pay.stub.CreatePayment(
         _request(checkout, orders, amounts=(650,), payment_method="pm_card_authenticationRequired"),
@@ -598,14 +619,16 @@ async def test_a_webhook_confirming_an_outcome_we_already_recorded_changes_and_s
         for e in pay.events()
         if e["type"] == "payment_intent.succeeded" and checkout in str(e["data"]["object"]["metadata"])
     ]
-    replies = await pay.deliver(succeeded)
-    assert [r.applied for r in replies] == [True]
+    replies = await pay.deliver(succeeded * 2)
+    assert [r.applied for r in replies] == [True, False]
     assert (await _order(pay, orders[0])).state == STATE.PAYMENT_ORDER_STATE_SUCCESS
-    async with pay.handle.engine.connect() as conn:
-        stored = await conn.scalar(
-            sa.text("SELECT count(*) FROM idempotency_keys WHERE key = :k"), {"k": succeeded[0]["id"]}
-        )
-    assert stored == 1
+    history = await pay.stub.ListPaymentOrderHistory(
+        pb.ListPaymentOrderHistoryRequest(payment_order_id=orders[0])
+    )
+    assert [(t.from_state, t.to_state) for t in history.transitions][-1] == (
+        STATE.PAYMENT_ORDER_STATE_PENDING,
+        STATE.PAYMENT_ORDER_STATE_SUCCESS,
+    )
 
 
 async def test_a_burst_larger_than_every_pool_completes_instead_of_starving(infra, sim, services):
