@@ -148,3 +148,26 @@ def test_a_killed_supervisor_leaves_no_orphans(tmp_path):
         proc.wait(10)
     # Each child carries a parent-death signal: PostgreSQL gets a fast shutdown, the rest SIGTERM.
     assert _survivors(children, within=30.0) == [], "processes outlived a SIGKILLed supervisor"
+
+
+def test_the_start_summary_names_the_ports_in_use(monkeypatch, capsys, tmp_path):
+    # Started on other ports (another stack already runs), the printed hints must follow them.
+    from types import SimpleNamespace
+
+    from svckit.devstack import supervisor
+
+    monkeypatch.setenv("PAYMENT_GRPC_PORT", "28051")
+    monkeypatch.setenv("GATEWAY_HTTP_PORT", "28000")
+    stack = SimpleNamespace(
+        children=supervisor.plan_children(dev_key="mpk_test"),
+        env={"DATABASE_URL": "postgresql://u@127.0.0.1:1/x", "REDIS_URL": "redis://127.0.0.1:2/0"},
+        pg=None,
+        valkey=None,
+        dev_key="mpk_test",
+        data_dir=tmp_path,
+    )
+    supervisor._summary(stack, started=0.0)
+    printed = capsys.readouterr().err
+    assert "grpcurl -plaintext 127.0.0.1:28051 list" in printed
+    assert "http://127.0.0.1:28000/v1/payments" in printed
+    assert "50051" not in printed

@@ -377,6 +377,7 @@ def _summary(stack: Stack, started: float) -> None:
     )
     console.print(table)
     gw = next(c for c in stack.children if c.name == "gateway")
+    payment = next(c for c in stack.children if c.name == "payment")
     checkout = uuid.uuid4().hex[:8]
     body = (
         f'{{"checkout_id":"chk_{checkout}","buyer_info":{{"buyer_id":"buyer_1"}},'
@@ -395,7 +396,7 @@ def _summary(stack: Stack, started: float) -> None:
     console.print(
         f"Try:  curl -s http://{gw.address}/readyz | python3 -m json.tool\n"
         f"      open http://{gw.address}/docs\n"
-        "      .venv/bin/grpcurl -plaintext localhost:50051 list\n"
+        f"      .venv/bin/grpcurl -plaintext {payment.address} list\n"
         f"Logs: {stack.data_dir / 'logs'}/<process>.log     Stop: Ctrl-C"
     )
 
