@@ -113,10 +113,15 @@ async def test_bad_signatures_are_400_logged_and_counted(anon, name, payload, he
 
 
 async def test_a_signed_body_that_is_not_an_event_is_400(anon):
-    for payload in (b"not json", b'{"object": "event"}'):
+    for payload in (b"not json", b'{"object": "event"}', b"[1, 2]"):
         r = await anon.post(URL, content=payload, headers={"Stripe-Signature": _sign(payload)})
         assert r.status_code == 400
         assert r.json()["code"] == "INVALID_PAYLOAD"
+    not_utf8 = b'{"id": "evt_\xff"}'
+    signature = _sign_by_hand(not_utf8, WEBHOOK_SECRET, int(time.time()))
+    r = await anon.post(URL, content=not_utf8, headers={"Stripe-Signature": signature})
+    assert r.status_code == 400
+    assert r.json()["code"] in ("INVALID_PAYLOAD", "INVALID_SIGNATURE")
 
 
 async def test_payment_service_down_is_503_so_the_psp_retries(start_gateway):
