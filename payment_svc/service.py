@@ -606,11 +606,14 @@ class PaymentService:
             return None
         if kind not in OUTCOME_EVENTS or not isinstance(intent_id, str) or not intent_id:
             return None
-        order_id = (intent.get("metadata") or {}).get("payment_order_id")  # direct mode only
+        metadata = intent.get("metadata")
+        order_id = metadata.get("payment_order_id") if isinstance(metadata, dict) else None  # direct mode
         async with self._driver.connection() as conn:
             if await repo.intent_orders_all_captured(conn, intent_id):
                 return []
-            if kind != "payment_intent.succeeded" or intent.get("status") != "succeeded" or not order_id:
+            if kind != "payment_intent.succeeded" or intent.get("status") != "succeeded":
+                return None
+            if not isinstance(order_id, str) or not order_id:
                 return None
             order = await repo.get_order_plain(conn, order_id)
         if order is None or order.psp_reference not in (None, intent_id):
@@ -690,12 +693,16 @@ class PaymentService:
         return changed
 
     async def _orders_for_intent(self, conn: AsyncConnection, pi: dict) -> tuple[list[Any], Any]:
-        orders = await repo.orders_by_psp_reference(conn, pi.get("id", ""), for_update=True)
-        meta = pi.get("metadata") or {}
-        if not orders and meta.get("payment_order_id"):
+        intent_id = pi.get("id")
+        orders = []
+        if isinstance(intent_id, str):
+            orders = await repo.orders_by_psp_reference(conn, intent_id, for_update=True)
+        meta = pi.get("metadata")
+        meta = {k: v for k, v in meta.items() if isinstance(v, str) and v} if isinstance(meta, dict) else {}
+        if not orders and "payment_order_id" in meta:
             # The PSP's event can beat our own record of the PaymentIntent: find the order by our id.
             orders = await repo.orders_by_ids(conn, [meta["payment_order_id"]], for_update=True)
-        if not orders and meta.get("checkout_id"):
+        if not orders and "checkout_id" in meta:
             orders = await repo.orders_of_checkout(conn, meta["checkout_id"], for_update=True)
         if not orders:
             log.info("PSP event for a payment that is not ours", payment_intent=pi.get("id"))

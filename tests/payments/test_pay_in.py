@@ -671,3 +671,22 @@ async def test_a_burst_larger_than_every_pool_completes_instead_of_starving(infr
     finally:
         await channel.close()
         await handle.stop(0.2)
+
+
+async def test_an_intent_event_with_unusable_metadata_is_answered_not_an_internal_error(pay):
+    # A PSP event is signed, so this is defence in depth: odd metadata must not become an INTERNAL
+    # error, which the gateway would answer 500 and the PSP redeliver for days.
+    for metadata in (["po_x"], "po_x", None, {"payment_order_id": 42}):
+        event = {
+            "id": f"evt_odd_{uuid.uuid4().hex[:10]}",
+            "type": "payment_intent.succeeded",
+            "data": {
+                "object": {
+                    "id": f"pi_odd_{uuid.uuid4().hex[:8]}",
+                    "status": "succeeded",
+                    "metadata": metadata,
+                }
+            },
+        }
+        replies = await pay.deliver([event])
+        assert [r.applied for r in replies] == [False]
