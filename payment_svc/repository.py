@@ -246,8 +246,8 @@ def _move_if_statement(columns: tuple[str, ...], sources: tuple[str, ...], with_
     key = (columns, sources, with_event)
     statement = _MOVE_IF.get(key)
     if statement is None:
-        if not all(state.isidentifier() for state in sources):
-            raise ValueError(f"not state names: {sources!r}")
+        if not all(name.isidentifier() for name in (*sources, *columns)):
+            raise ValueError(f"not state or column names: {sources!r}, {columns!r}")
         allowed = ", ".join(f"'{state}'" for state in sources) or "NULL"
         assignments = ", ".join(f"{c} = %(set_{c})s" for c in columns)
         event = f", event AS ({outbox.EmbeddedEvent.sql('moved')})" if with_event else ""
