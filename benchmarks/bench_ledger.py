@@ -123,6 +123,12 @@ def _batch_statements(database_url: str) -> int:
     return row[0] if row[1] else 0
 
 
+def _py_spy() -> str:
+    """The venv's py-spy (installed with the dev extras) when the venv's bin is not on PATH."""
+    local = Path(sys.executable).parent / "py-spy"
+    return str(local) if local.exists() else "py-spy"
+
+
 def _pg_cpu_by_kind(procs: list[psutil.Process]) -> dict[str, float]:
     """CPU seconds of PostgreSQL's processes by kind (backend type, or the database of a backend)."""
     kinds: dict[str, float] = {}
@@ -156,7 +162,7 @@ def scenario(name: str, addresses: list[str], clients: int, concurrency: int, ac
         # Sample the first server while the load runs (raw collapsed stacks; see docs/benchmarks.md).
         out = Path(tempfile.gettempdir()) / ("ledger-" + re.sub(r"[^a-z0-9]+", "-", name.lower()) + ".txt")
         spy = subprocess.Popen(
-            ["py-spy", "record", "-r", "100", "-d", str(int(profile)), "-f", "raw", "--nonblocking",
+            [_py_spy(), "record", "-r", "100", "-d", str(int(profile)), "-f", "raw", "--nonblocking",
              "-o", str(out), "--pid", str(servers[0].pid)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
