@@ -93,3 +93,55 @@ async def test_batch_item_and_single_call_answer_alike_on_non_normal_input(stub)
     assert strip == other
     assert (await stub.PostTransaction(request(), metadata=md(single_key))) == single
     assert (await stub.PostTransaction(request(), metadata=md(item_key))).transaction == item
+
+
+def _fast_path_answers_sql() -> str:
+    """Migration 0007's set-based answer statement, wrapped in a temporary function of its variables."""
+    import importlib.util
+
+    from ledger_svc import bootstrap
+
+    path = bootstrap.MIGRATIONS / "versions" / "0007_answer_as_sql_expression.py"
+    spec = importlib.util.spec_from_file_location("_ledger_rev_0007_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return (
+        "CREATE FUNCTION pg_temp.fast_answers(p_tpls bytea[], w_item int[], w_tx bigint[], w_at timestamptz[])"
+        " RETURNS bytea[] LANGUAGE plpgsql AS $fn$ DECLARE w_answer bytea[]; BEGIN\n"
+        + module._NEW_ANSWER
+        + "\nRETURN w_answer; END $fn$"
+    )
+
+
+async def test_set_based_answers_are_the_bytes_of_ledger_post_response(services):
+    """Every varint length (ids, seconds, nanos), whole seconds (no nanos field), and templates long
+    enough for a two-byte length: the fast path's statement gives ledger_post_response's bytes."""
+    import sqlalchemy as sa
+
+    ids = [1, 127, 128, 300, 16_383, 16_384, 2**40 + 5]
+    moments = ["2026-11-21 12:00:00+00", "2026-11-21 12:00:00.000001+00", "2031-05-02 23:59:59.999999+00",
+               "1970-01-01 00:00:00+00", "1970-01-01 00:00:01.5+00"]  # fmt: skip
+    tpls = [b"", b"\x12\x05abcde", bytes(range(256)) * 3]
+    cases = [(t, i, m) for t in tpls for i in ids for m in moments]
+    async with services["ledger"].engine.connect() as conn:
+        await conn.exec_driver_sql(_fast_path_answers_sql().replace("%", "%%"))
+        fast, slow = (
+            await conn.execute(
+                sa.text(
+                    "SELECT pg_temp.fast_answers(CAST(:tpls AS bytea[]), CAST(:items AS int[]),"
+                    " CAST(:ids AS bigint[]), CAST(:ats AS timestamptz[])),"
+                    " ARRAY(SELECT ledger_post_response(t, i, CAST(a AS timestamptz))"
+                    "       FROM unnest(CAST(:tpls AS bytea[]), CAST(:ids AS bigint[]), CAST(:ats AS text[]))"
+                    "       WITH ORDINALITY AS u(t, i, a, o) ORDER BY o)"
+                ),
+                {
+                    "tpls": [c[0] for c in cases],
+                    "items": list(range(1, len(cases) + 1)),
+                    "ids": [c[1] for c in cases],
+                    "ats": [c[2] for c in cases],
+                },
+            )
+        ).one()
+        await conn.rollback()
+    assert len(fast) == len(cases)
+    assert [bytes(b) for b in fast] == [bytes(b) for b in slow]
