@@ -297,6 +297,10 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--coalesce-window", type=float, default=None, help="LEDGER_COALESCE_WINDOW_SECONDS")
     parser.add_argument("--coalesce-in-flight", type=int, default=None, help="LEDGER_COALESCE_MAX_IN_FLIGHT")
+    parser.add_argument(
+        "--batch-in-flight", type=int, default=None,
+        help="LEDGER_BATCH_MAX_IN_FLIGHT of the servers (PostTransactions units of work at once per process)",
+    )  # fmt: skip
     parser.add_argument("--no-batched", action="store_true", help="skip the PostTransactions scenarios")
     parser.add_argument("--no-single", action="store_true", help="skip the one-per-call scenarios")
     parser.add_argument(
@@ -308,6 +312,8 @@ def main() -> None:
     )  # fmt: skip
     args = parser.parse_args()
     modes = ["on", "off"] if args.coalesce == "both" else [args.coalesce]
+    if args.batch_in_flight is not None:
+        os.environ["LEDGER_BATCH_MAX_IN_FLIGHT"] = str(args.batch_in_flight)  # the servers inherit it
     coalesce_on = {"postings": "true"}
     if args.coalesce_window is not None:
         coalesce_on["window_seconds"] = str(args.coalesce_window)

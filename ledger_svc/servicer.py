@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 from collections.abc import Iterator
@@ -243,11 +244,14 @@ class LedgerServicer(pb_grpc.LedgerServiceServicer):
         engine: AsyncEngine,
         idempotency: IdempotencyStore,
         coalescer: PostingCoalescer | None = None,
+        batch_max_in_flight: int = 0,
     ) -> None:
         self._service = service
         self._engine = engine
         self._idempotency = idempotency
         self._coalescer = coalescer
+        # See LedgerSettings.batch_max_in_flight; None = no limit.
+        self._batch_slots = asyncio.Semaphore(batch_max_in_flight) if batch_max_in_flight else None
 
     async def CreateAccount(self, request: pb.CreateAccountRequest, context: grpc.aio.ServicerContext):
         async def work(conn):
@@ -354,14 +358,24 @@ class LedgerServicer(pb_grpc.LedgerServiceServicer):
             )
 
         with _transient_conflicts_are_retryable():
-            return await idempotent_rpc(
-                self._idempotency,
-                context,
-                "ledger.PostTransactions",
-                request,
-                pb.PostTransactionsResponse,
-                work,
-            )
+            if self._batch_slots is None:
+                return await idempotent_rpc(
+                    self._idempotency,
+                    context,
+                    "ledger.PostTransactions",
+                    request,
+                    pb.PostTransactionsResponse,
+                    work,
+                )
+            async with self._batch_slots:
+                return await idempotent_rpc(
+                    self._idempotency,
+                    context,
+                    "ledger.PostTransactions",
+                    request,
+                    pb.PostTransactionsResponse,
+                    work,
+                )
 
     async def ReverseTransaction(
         self, request: pb.ReverseTransactionRequest, context: grpc.aio.ServicerContext
