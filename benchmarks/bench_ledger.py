@@ -123,6 +123,12 @@ def _batch_statements(database_url: str) -> int:
     return row[0] if row[1] else 0
 
 
+def _py_spy() -> str:
+    """The venv's py-spy (installed with the dev extras) when the venv's bin is not on PATH."""
+    local = Path(sys.executable).parent / "py-spy"
+    return str(local) if local.exists() else "py-spy"
+
+
 def _pg_cpu_by_kind(procs: list[psutil.Process]) -> dict[str, float]:
     """CPU seconds of PostgreSQL's processes by kind (backend type, or the database of a backend)."""
     kinds: dict[str, float] = {}
@@ -156,7 +162,7 @@ def scenario(name: str, addresses: list[str], clients: int, concurrency: int, ac
         # Sample the first server while the load runs (raw collapsed stacks; see docs/benchmarks.md).
         out = Path(tempfile.gettempdir()) / ("ledger-" + re.sub(r"[^a-z0-9]+", "-", name.lower()) + ".txt")
         spy = subprocess.Popen(
-            ["py-spy", "record", "-r", "100", "-d", str(int(profile)), "-f", "raw", "--nonblocking",
+            [_py_spy(), "record", "-r", "100", "-d", str(int(profile)), "-f", "raw", "--nonblocking",
              "-o", str(out), "--pid", str(servers[0].pid)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
@@ -291,6 +297,10 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--coalesce-window", type=float, default=None, help="LEDGER_COALESCE_WINDOW_SECONDS")
     parser.add_argument("--coalesce-in-flight", type=int, default=None, help="LEDGER_COALESCE_MAX_IN_FLIGHT")
+    parser.add_argument(
+        "--batch-in-flight", type=int, default=None,
+        help="LEDGER_BATCH_MAX_IN_FLIGHT of the servers (PostTransactions units of work at once per process)",
+    )  # fmt: skip
     parser.add_argument("--no-batched", action="store_true", help="skip the PostTransactions scenarios")
     parser.add_argument("--no-single", action="store_true", help="skip the one-per-call scenarios")
     parser.add_argument(
@@ -302,6 +312,8 @@ def main() -> None:
     )  # fmt: skip
     args = parser.parse_args()
     modes = ["on", "off"] if args.coalesce == "both" else [args.coalesce]
+    if args.batch_in_flight is not None:
+        os.environ["LEDGER_BATCH_MAX_IN_FLIGHT"] = str(args.batch_in_flight)  # the servers inherit it
     coalesce_on = {"postings": "true"}
     if args.coalesce_window is not None:
         coalesce_on["window_seconds"] = str(args.coalesce_window)

@@ -31,7 +31,9 @@ def build(settings: LedgerSettings, engine: AsyncEngine, idempotency: Idempotenc
             max_group=settings.coalesce_max_group,
             max_in_flight=settings.coalesce_max_in_flight,
         )
-    servicer = LedgerServicer(service, engine, idempotency, coalescer)
+    servicer = LedgerServicer(
+        service, engine, idempotency, coalescer, batch_max_in_flight=settings.batch_max_in_flight
+    )
 
     async def chainer() -> None:
         await chain_forever(service, engine, settings.chain_interval_seconds, settings.chain_batch_size)

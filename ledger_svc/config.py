@@ -29,3 +29,7 @@ class LedgerSettings(ServiceSettings):
     """Most postings in one group."""
     coalesce_max_in_flight: int = Field(default=1, ge=1, le=64)
     """Groups being posted at the same time (each holds one database connection)."""
+    batch_max_in_flight: int = Field(default=2, ge=0, le=256)
+    """PostTransactions calls whose unit of work runs at the same time in this process; the others
+    wait in the server, holding nothing. 0 = no limit. Batches over overlapping accounts only queue
+    on each other's row locks in the database, and that queue costs PostgreSQL CPU."""

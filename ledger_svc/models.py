@@ -38,6 +38,9 @@ transactions = sa.Table(
     sa.Column("posted_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+# The ForeignKeys of entries and transaction_chain describe references the database enforces with
+# statement-level triggers since migration 0005 (not with FOREIGN KEY constraints); SQLAlchemy uses
+# them for join conditions.
 entries = sa.Table(
     "entries",
     metadata,

@@ -112,8 +112,10 @@ class ItemKey:
 class ItemOutcome:
     """Exactly one of: a new transaction, a refusal, or the stored answer of an earlier use of the key.
 
-    ``answer``: with a new transaction from the batch path, the answer stored under its key (made from
-    the key's ``encode_answer`` by the database), so the transport can send it without rebuilding it.
+    A new transaction comes as ``transaction`` from the single path, and from the batch path as
+    ``answer`` only: the answer stored under its key (made from the key's ``encode_answer`` by the
+    database), which the transport sends as is; building a ``Transaction`` nobody reads cost ≈ 1.5 µs
+    per posting.
     """
 
     transaction: Transaction | None = None
@@ -234,27 +236,40 @@ def _metadata(metadata: Mapping[str, str]) -> dict[str, str]:
 
 
 def validate_posting(posting: Posting) -> Posting:
-    """Check everything that needs no database; return the posting with normalized currencies."""
-    if len(posting.entries) < 2:
+    """Check everything that needs no database; return the posting with normalized currencies.
+
+    Postings that are already normal (the common case: upper-case currencies, ``Direction``
+    members, a plain dict of metadata) come back as the same object, without copies."""
+    entries = posting.entries
+    if len(entries) < 2:
         raise InvalidArgument("TOO_FEW_ENTRIES", "a transaction needs at least two entries", field="entries")
-    if len(posting.entries) > MAX_ENTRIES:
+    if len(entries) > MAX_ENTRIES:
         raise InvalidArgument("TOO_MANY_ENTRIES", f"at most {MAX_ENTRIES} entries", field="entries")
-    lines: list[EntryLine] = []
+    unchanged = True
     account_currency: dict[str, str] = {}
-    sums: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for i, entry in enumerate(posting.entries):
+    sums: dict[str, list[int]] = {}
+    for i, entry in enumerate(entries):
         parse_account_name(entry.account)
-        if entry.direction not in (Direction.DEBIT, Direction.CREDIT):
-            raise InvalidArgument(
-                "INVALID_DIRECTION", f"entry {i}: direction must be debit or credit", field=f"entries[{i}]"
-            )
+        direction = entry.direction
+        if direction is not Direction.DEBIT and direction is not Direction.CREDIT:
+            if direction not in (Direction.DEBIT, Direction.CREDIT):  # a plain "D" / "C" is fine too
+                raise InvalidArgument(
+                    "INVALID_DIRECTION",
+                    f"entry {i}: direction must be debit or credit",
+                    field=f"entries[{i}]",
+                )
+            unchanged = False
         if entry.amount_minor <= 0:
             raise InvalidArgument(
                 "NON_POSITIVE_AMOUNT",
                 f"entry {i}: amount_minor must be positive, got {entry.amount_minor}",
                 field=f"entries[{i}].amount_minor",
             )
-        currency = _currency(entry.currency, f"entries[{i}].currency")
+        currency = _NORMALIZED_CURRENCIES.get(entry.currency) or _currency(
+            entry.currency, f"entries[{i}].currency"
+        )
+        if currency != entry.currency:
+            unchanged = False
         seen = account_currency.setdefault(entry.account, currency)
         if seen != currency:
             raise InvalidArgument(
@@ -262,8 +277,10 @@ def validate_posting(posting: Posting) -> Posting:
                 f"account {entry.account} appears in {seen} and {currency} in one transaction",
                 field=f"entries[{i}].currency",
             )
-        sums[currency][0 if entry.direction is Direction.DEBIT else 1] += entry.amount_minor
-        lines.append(EntryLine(entry.account, Direction(entry.direction), entry.amount_minor, currency))
+        total = sums.get(currency)
+        if total is None:
+            total = sums[currency] = [0, 0]
+        total[0 if direction == Direction.DEBIT else 1] += entry.amount_minor
     for currency, (debits, credits) in sorted(sums.items()):
         if debits != credits:
             raise InvalidArgument(
@@ -274,11 +291,19 @@ def validate_posting(posting: Posting) -> Posting:
             )
         if debits > _INT64_MAX:
             raise InvalidArgument("AMOUNT_TOO_LARGE", f"{currency} total exceeds int64", field="entries")
+    description = _text(posting.description, MAX_DESCRIPTION, "description")
+    external_ref = _text(posting.external_ref, MAX_EXTERNAL_REF, "external_ref")
+    metadata = _metadata(posting.metadata) if posting.metadata else posting.metadata
+    if unchanged and (not metadata or type(posting.metadata) is dict):
+        return posting
     return Posting(
-        entries=tuple(lines),
-        description=_text(posting.description, MAX_DESCRIPTION, "description"),
-        external_ref=_text(posting.external_ref, MAX_EXTERNAL_REF, "external_ref"),
-        metadata=_metadata(posting.metadata),
+        entries=tuple(
+            EntryLine(e.account, Direction(e.direction), e.amount_minor, _currency(e.currency))
+            for e in entries
+        ),
+        description=description,
+        external_ref=external_ref,
+        metadata=metadata or {},
     )
 
 
@@ -406,7 +431,7 @@ class LedgerService:
         ``validated``: every posting already went through ``validate_posting`` (the coalescer's case).
         """
         outcomes: list[ItemOutcome | None] = []
-        to_post: list[tuple[int, Posting]] = []
+        to_post: list[int] = []  # where each posted item's outcome goes
         keyed: list[tuple[Posting, ItemKey]] = []
         for item in items:
             if isinstance(item, DomainError):
@@ -418,38 +443,34 @@ class LedgerService:
             except DomainError as err:
                 outcomes.append(ItemOutcome(error=err))
                 continue
-            to_post.append((len(outcomes), valid))
+            to_post.append(len(outcomes))
             keyed.append((valid, key))
             outcomes.append(None)
         if keyed:
             rows = await self._post_batch(conn, keyed)
-            for (index, posting), row in zip(to_post, rows, strict=True):
+            for index, row in zip(to_post, rows, strict=True):
                 if row.o_stored is not None:
                     outcomes[index] = ItemOutcome(stored_response=bytes(row.o_stored))
                 elif row.o_reason is not None:
                     outcomes[index] = ItemOutcome(error=_refusal(row.o_reason, row.o_message))
-                else:
-                    outcomes[index] = ItemOutcome(
-                        transaction=self._transaction(row, posting), answer=bytes(row.o_answer)
-                    )
+                else:  # the stored answer is the new transaction, ready for the transport
+                    outcomes[index] = ItemOutcome(answer=bytes(row.o_answer))
         return [o for o in outcomes if o is not None]
 
     async def _post_batch(self, conn: AsyncConnection, items: list[tuple[Posting, ItemKey]]) -> list:
         """One statement for the whole batch (``ledger_post_batch``): one result row per item."""
         first: list[int] = []
         count: list[int] = []
-        names: list[str] = []
-        dirs: list[str] = []
-        amts: list[int] = []
-        curs: list[str] = []
+        lines: list[EntryLine] = []
         for posting, _ in items:
-            first.append(len(names) + 1)
+            first.append(len(lines) + 1)
             count.append(len(posting.entries))
-            for e in posting.entries:
-                names.append(e.account)
-                dirs.append(e.direction.value)
-                amts.append(e.amount_minor)
-                curs.append(e.currency)
+            lines.extend(posting.entries)
+        names = [e.account for e in lines]
+        # Direction is a StrEnum: its members are the strings "D" and "C" themselves.
+        dirs = [e.direction for e in lines]
+        amts = [e.amount_minor for e in lines]
+        curs = [e.currency for e in lines]
         text, ints, blobs = (
             repository.array_literal,
             repository.int_array_literal,

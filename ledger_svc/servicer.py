@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import hashlib
 from collections.abc import Iterator
 from datetime import UTC as _UTC
 
@@ -35,7 +37,7 @@ from svckit.errors import (
 )
 from svckit.gen.ledger.v1 import ledger_service_pb2 as pb
 from svckit.gen.ledger.v1 import ledger_service_pb2_grpc as pb_grpc
-from svckit.idempotency import IdempotencyStore, fingerprint, idempotent_rpc, lock_id, validate_key
+from svckit.idempotency import IdempotencyStore, idempotent_rpc, lock_id, validate_key
 from svckit.metrics import IDEMPOTENCY_CONFLICTS, IDEMPOTENT_REPLAYS
 from svckit.protobuf import timestamp
 
@@ -109,12 +111,14 @@ def posting_from_pb(request: pb.PostTransactionRequest) -> Posting:
     # An unspecified direction becomes "" and is refused by the service's validation.
     return Posting(
         entries=tuple(
-            EntryLine(e.account, _DIRECTION_FROM_PB.get(e.direction, ""), e.amount_minor, e.currency)  # type: ignore[arg-type]
-            for e in request.entries
+            [
+                EntryLine(e.account, _DIRECTION_FROM_PB.get(e.direction, ""), e.amount_minor, e.currency)  # type: ignore[arg-type]
+                for e in request.entries
+            ]
         ),
         description=request.description,
         external_ref=request.external_ref,
-        metadata=dict(request.metadata),
+        metadata=dict(request.metadata) if request.metadata else {},
     )
 
 
@@ -150,11 +154,70 @@ def _answer_template(posting: Posting) -> bytes:
     ).SerializeToString()
 
 
-def _post_key(key: str, request: pb.PostTransactionRequest) -> ItemKey:
-    """The key of one posting, exactly as svckit.idempotency would derive it for PostTransaction."""
-    return ItemKey(
-        POST_SCOPE, key, lock_id(POST_SCOPE, key), fingerprint(POST_SCOPE, request), _answer_template
+# PostTransactionRequest's fields entries, description, external_ref, metadata (1-4) are
+# Transaction's 2-5, with the same types: one-byte length-delimited tags, old -> new.
+_REQUEST_TO_TRANSACTION_TAG = {0x0A: b"\x12", 0x12: b"\x1a", 0x1A: b"\x22", 0x22: b"\x2a"}
+
+
+def _retagged(raw: bytes) -> bytes | None:
+    """The answer template straight from the request's wire form: each top-level field copied with
+    its Transaction tag (≈ 1.3 µs instead of ≈ 4 µs for building and serializing a Transaction).
+    None if the request holds any other top-level field (unknown ones), which only the slow path drops."""
+    out = []
+    i, n = 0, len(raw)
+    while i < n:
+        tag = _REQUEST_TO_TRANSACTION_TAG.get(raw[i])
+        if tag is None:
+            return None
+        j, length, shift = i + 1, 0, 0
+        while True:
+            byte = raw[j]
+            j += 1
+            length |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                break
+        out.append(tag)
+        out.append(raw[i + 1 : j + length])
+        i = j + length
+    return b"".join(out)
+
+
+class _Template:
+    """A posting's ``encode_answer``: the request's own bytes retagged when validation left the
+    posting exactly as decoded (the same object: currencies already normal), else built anew."""
+
+    __slots__ = ("_posting", "_raw")
+
+    def __init__(self, posting: Posting, raw: bytes) -> None:
+        self._posting = posting
+        self._raw = raw
+
+    def __call__(self, validated: Posting) -> bytes:
+        if validated is self._posting:
+            retagged = _retagged(self._raw)
+            if retagged is not None:
+                return retagged
+        return _answer_template(validated)
+
+
+_POST_FINGERPRINT_PREFIX = POST_SCOPE.encode() + b"\x00"
+
+
+def _keyed_posting(key: str, request: pb.PostTransactionRequest) -> tuple[Posting, ItemKey]:
+    """A posting and its key, exactly as svckit.idempotency would derive the key for PostTransaction
+    (``fingerprint(POST_SCOPE, request)``: the same deterministic bytes, serialized once here and
+    shared with the answer template)."""
+    raw = request.SerializeToString(deterministic=True)
+    posting = posting_from_pb(request)
+    item_key = ItemKey(
+        POST_SCOPE,
+        key,
+        lock_id(POST_SCOPE, key),
+        hashlib.sha256(_POST_FINGERPRINT_PREFIX + raw).digest(),
+        _Template(posting, raw),
     )
+    return posting, item_key
 
 
 _RESULTS_TAG = b"\x0a"  # PostTransactionsResponse.results: field 1, length-delimited
@@ -181,11 +244,14 @@ class LedgerServicer(pb_grpc.LedgerServiceServicer):
         engine: AsyncEngine,
         idempotency: IdempotencyStore,
         coalescer: PostingCoalescer | None = None,
+        batch_max_in_flight: int = 0,
     ) -> None:
         self._service = service
         self._engine = engine
         self._idempotency = idempotency
         self._coalescer = coalescer
+        # See LedgerSettings.batch_max_in_flight; None = no limit.
+        self._batch_slots = asyncio.Semaphore(batch_max_in_flight) if batch_max_in_flight else None
 
     async def CreateAccount(self, request: pb.CreateAccountRequest, context: grpc.aio.ServicerContext):
         async def work(conn):
@@ -224,15 +290,15 @@ class LedgerServicer(pb_grpc.LedgerServiceServicer):
         # svckit.idempotency's protocol, run inside the posting function: the key's lock, replay or
         # refusal, the effect and the stored answer all happen in one statement, one round trip.
         # With a coalescer, concurrent calls share one batch statement with the same answers.
-        key = _post_key(validate_key(idempotency_key_var.get()), request)
+        posting, key = _keyed_posting(validate_key(idempotency_key_var.get()), request)
         with _transient_conflicts_are_retryable():
             try:
                 if self._coalescer is not None:
-                    outcome = await self._coalescer.post(posting_from_pb(request), key)
+                    outcome = await self._coalescer.post(posting, key)
                 else:
                     async with self._engine.connect() as conn:
                         await conn.execution_options(isolation_level="AUTOCOMMIT")
-                        outcome = await self._service.post_transaction(conn, posting_from_pb(request), key)
+                        outcome = await self._service.post_transaction(conn, posting, key)
             except (Aborted, Unprocessable) as err:
                 IDEMPOTENCY_CONFLICTS.labels(POST_SCOPE, err.reason).inc()
                 raise
@@ -266,8 +332,7 @@ class LedgerServicer(pb_grpc.LedgerServiceServicer):
                     items.append(err)
                     continue
                 seen.add(key)
-                item_key = _post_key(key, item.transaction)
-                items.append((posting_from_pb(item.transaction), item_key))
+                items.append(_keyed_posting(key, item.transaction))
             outcomes = await self._service.post_transactions(conn, items)
             # The response is assembled as bytes and parsed once: an item's stored answer (a
             # PostTransactionResponse) has the same wire form as a PostTransactionsResult holding
@@ -293,14 +358,24 @@ class LedgerServicer(pb_grpc.LedgerServiceServicer):
             )
 
         with _transient_conflicts_are_retryable():
-            return await idempotent_rpc(
-                self._idempotency,
-                context,
-                "ledger.PostTransactions",
-                request,
-                pb.PostTransactionsResponse,
-                work,
-            )
+            if self._batch_slots is None:
+                return await idempotent_rpc(
+                    self._idempotency,
+                    context,
+                    "ledger.PostTransactions",
+                    request,
+                    pb.PostTransactionsResponse,
+                    work,
+                )
+            async with self._batch_slots:
+                return await idempotent_rpc(
+                    self._idempotency,
+                    context,
+                    "ledger.PostTransactions",
+                    request,
+                    pb.PostTransactionsResponse,
+                    work,
+                )
 
     async def ReverseTransaction(
         self, request: pb.ReverseTransactionRequest, context: grpc.aio.ServicerContext

@@ -1,0 +1,147 @@
+"""The servicer's per-item shortcuts: the posting key derived from one serialization, the answer
+template retagged from the request's bytes, validation that returns a normal posting untouched.
+Each must give exactly what the long way gives, and the long way must still be taken when the
+shortcut would differ (currencies to normalize, unknown fields)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ledger_svc.service import validate_posting
+from ledger_svc.servicer import POST_SCOPE, _answer_template, _keyed_posting, _retagged
+from svckit.gen.ledger.v1 import ledger_service_pb2 as pb
+from svckit.idempotency import fingerprint, lock_id
+from tests.ledger.ledger_helpers import C, D, entry, md, uid
+
+REQUESTS = [
+    pb.PostTransactionRequest(entries=[entry("asset:a:b", D, 5), entry("liability:c:d", C, 5)]),
+    pb.PostTransactionRequest(
+        entries=[entry("asset:a:b", D, 2**40), entry("revenue:x", C, 2**40 - 3), entry("expense:y", C, 3)],
+        description="é" * 300,  # a length needing a two-byte varint
+        external_ref="order-1",
+        metadata={"z": "1", "a": "2", "m": "ü" * 200},
+    ),
+]
+
+
+@pytest.mark.parametrize("request_", REQUESTS)
+def test_key_and_template_equal_the_long_way(request_):
+    posting, key = _keyed_posting("k-1", request_)
+    assert key.scope == POST_SCOPE and key.key == "k-1"
+    assert key.lock_id == lock_id(POST_SCOPE, "k-1")
+    assert key.fingerprint == fingerprint(POST_SCOPE, request_)
+    validated = validate_posting(posting)
+    assert validated is posting  # already normal: nothing copied
+    fast = key.encode_answer(validated)
+    assert fast == _retagged(request_.SerializeToString(deterministic=True))
+    assert pb.Transaction.FromString(fast) == pb.Transaction.FromString(_answer_template(validated))
+
+
+def test_a_currency_to_normalize_takes_the_long_way():
+    request = pb.PostTransactionRequest(
+        entries=[entry("asset:a:b", D, 5, "usd"), entry("liability:c:d", C, 5, "usd")]
+    )
+    posting, key = _keyed_posting("k-2", request)
+    validated = validate_posting(posting)
+    assert validated is not posting
+    answer = pb.Transaction.FromString(key.encode_answer(validated))
+    assert [e.currency for e in answer.entries] == ["USD", "USD"]
+
+
+def test_unknown_top_level_fields_are_not_copied_into_the_answer():
+    known = pb.PostTransactionRequest(entries=[entry("asset:a:b", D, 5), entry("liability:c:d", C, 5)])
+    # Field 9 (varint 1) is unknown to PostTransactionRequest; as Transaction field 9 it would be `hash`.
+    raw = known.SerializeToString() + b"\x48\x01"
+    request = pb.PostTransactionRequest.FromString(raw)
+    assert _retagged(request.SerializeToString(deterministic=True)) is None
+    posting, key = _keyed_posting("k-3", request)
+    answer = pb.Transaction.FromString(key.encode_answer(validate_posting(posting)))
+    assert answer == pb.Transaction.FromString(_answer_template(posting))
+    assert answer.hash == b""
+
+
+async def test_batch_item_and_single_call_answer_alike_on_non_normal_input(stub):
+    """Lower-case currencies and metadata: the long-way template, in both paths, same answer shape,
+    and a replay of each returns exactly its first answer."""
+    debit, credit = f"asset:cash:f{uid()}", f"revenue:x:f{uid()}"
+
+    def request() -> pb.PostTransactionRequest:
+        return pb.PostTransactionRequest(
+            entries=[entry(debit, D, 7, "usd"), entry(credit, C, 7, "usd")],
+            description="non-normal",
+            metadata={"b": "2", "a": "1"},
+        )
+
+    single_key, item_key = f"s-{uid()}", f"i-{uid()}"
+    single = await stub.PostTransaction(request(), metadata=md(single_key))
+    batch = await stub.PostTransactions(
+        pb.PostTransactionsRequest(
+            items=[pb.PostTransactionsItem(idempotency_key=item_key, transaction=request())]
+        ),
+        metadata=md(),
+    )
+    item = batch.results[0].transaction
+    for tx in (single.transaction, item):
+        assert [e.currency for e in tx.entries] == ["USD", "USD"]
+        assert dict(tx.metadata) == {"a": "1", "b": "2"} and tx.description == "non-normal"
+    strip = pb.Transaction()
+    strip.CopyFrom(item)
+    strip.id, strip.post_time.seconds, strip.post_time.nanos = single.transaction.id, 0, 0
+    other = pb.Transaction()
+    other.CopyFrom(single.transaction)
+    other.post_time.seconds, other.post_time.nanos = 0, 0
+    assert strip == other
+    assert (await stub.PostTransaction(request(), metadata=md(single_key))) == single
+    assert (await stub.PostTransaction(request(), metadata=md(item_key))).transaction == item
+
+
+def _fast_path_answers_sql() -> str:
+    """Migration 0007's set-based answer statement, wrapped in a temporary function of its variables."""
+    import importlib.util
+
+    from ledger_svc import bootstrap
+
+    path = bootstrap.MIGRATIONS / "versions" / "0007_answer_as_sql_expression.py"
+    spec = importlib.util.spec_from_file_location("_ledger_rev_0007_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return (
+        "CREATE FUNCTION pg_temp.fast_answers(p_tpls bytea[], w_item int[], w_tx bigint[], w_at timestamptz[])"
+        " RETURNS bytea[] LANGUAGE plpgsql AS $fn$ DECLARE w_answer bytea[]; BEGIN\n"
+        + module._NEW_ANSWER
+        + "\nRETURN w_answer; END $fn$"
+    )
+
+
+async def test_set_based_answers_are_the_bytes_of_ledger_post_response(services):
+    """Every varint length (ids, seconds, nanos), whole seconds (no nanos field), and templates long
+    enough for a two-byte length: the fast path's statement gives ledger_post_response's bytes."""
+    import sqlalchemy as sa
+
+    ids = [1, 127, 128, 300, 16_383, 16_384, 2**40 + 5]
+    moments = ["2026-11-21 12:00:00+00", "2026-11-21 12:00:00.000001+00", "2031-05-02 23:59:59.999999+00",
+               "1970-01-01 00:00:00+00", "1970-01-01 00:00:01.5+00"]  # fmt: skip
+    tpls = [b"", b"\x12\x05abcde", bytes(range(256)) * 3]
+    cases = [(t, i, m) for t in tpls for i in ids for m in moments]
+    async with services["ledger"].engine.connect() as conn:
+        await conn.exec_driver_sql(_fast_path_answers_sql().replace("%", "%%"))
+        fast, slow = (
+            await conn.execute(
+                sa.text(
+                    "SELECT pg_temp.fast_answers(CAST(:tpls AS bytea[]), CAST(:items AS int[]),"
+                    " CAST(:ids AS bigint[]), CAST(:ats AS timestamptz[])),"
+                    " ARRAY(SELECT ledger_post_response(t, i, CAST(a AS timestamptz))"
+                    "       FROM unnest(CAST(:tpls AS bytea[]), CAST(:ids AS bigint[]), CAST(:ats AS text[]))"
+                    "       WITH ORDINALITY AS u(t, i, a, o) ORDER BY o)"
+                ),
+                {
+                    "tpls": [c[0] for c in cases],
+                    "items": list(range(1, len(cases) + 1)),
+                    "ids": [c[1] for c in cases],
+                    "ats": [c[2] for c in cases],
+                },
+            )
+        ).one()
+        await conn.rollback()
+    assert len(fast) == len(cases)
+    assert [bytes(b) for b in fast] == [bytes(b) for b in slow]
