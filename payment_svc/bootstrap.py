@@ -54,10 +54,8 @@ def events_settings(settings: PaymentSettings) -> EventsSettings:
     return EventsSettings(redis_url=settings.redis_url, namespace=settings.events_namespace)
 
 
-def build_driver_pool(settings: PaymentSettings, purpose: str, size_factor: int = 1) -> DriverPool:
-    return DriverPool(
-        settings.sqlalchemy_url(), max_size=size_factor * settings.db_pool_size, name=f"payments-{purpose}"
-    )
+def build_driver_pool(settings: PaymentSettings, purpose: str) -> DriverPool:
+    return DriverPool(settings.sqlalchemy_url(), max_size=settings.db_pool_size, name=f"payments-{purpose}")
 
 
 def build_service(
@@ -84,9 +82,10 @@ def build(settings: PaymentSettings, engine: AsyncEngine, idempotency: Idempoten
     # A long claim holds its connection for a whole checkout while the checkout's own statements
     # need others: claims get a pool of their own, so a burst of checkouts can never hold every
     # connection and wait for one more. (The store handed in by the runtime keeps purging keys.)
-    # Twice the base size, like the engine with its overflow: one claim per checkout in flight (the
-    # gateway admits 32 writes by default), grown on demand and shrunk when idle.
-    claims = build_driver_pool(settings, "claims", size_factor=2)
+    # Its size bounds the checkouts this process runs at once; more wait for a connection (up to
+    # 30 s). Measured: a bound of 20 settles ~10 % more orders/s on two cores than 40, which only
+    # adds contention.
+    claims = build_driver_pool(settings, "claims")
     servicer = PaymentServicer(service, engine, IdempotencyStore(engine, claims))
     wallet_channel = grpc.aio.insecure_channel(settings.wallet_addr)
     ledger_channel = grpc.aio.insecure_channel(settings.ledger_addr)
