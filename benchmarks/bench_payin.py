@@ -23,6 +23,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -74,14 +75,21 @@ def start_stack(data_dir: Path, payment_replicas: int) -> tuple[subprocess.Popen
     )
     deadline = time.monotonic() + 120
     assert proc.stdout is not None
+    said: list[str] = []
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
         if "Stop: Ctrl-C" in line:
             return proc, ports
+        said.append(line)
         if not line and proc.poll() is not None:
             break
     proc.kill()
-    raise SystemExit("the stack did not come up; see " + str(data_dir / "logs"))
+    # The data folder is temporary: keep the logs somewhere that outlives it.
+    kept = Path(tempfile.mkdtemp(prefix="bench-payin-failed-"))
+    if (data_dir / "logs").exists():
+        shutil.copytree(data_dir / "logs", kept / "logs")
+    tail = "".join(said[-20:])
+    raise SystemExit(f"the stack did not come up; its logs are in {kept / 'logs'}; it said:\n{tail}")
 
 
 def processes(root: subprocess.Popen) -> dict[str, psutil.Process]:
