@@ -517,7 +517,8 @@ class PaymentService:
 
     async def _register_intent(self, event: Any, order: Any) -> Any | None:
         """Create and confirm the order's PaymentIntent and record the outcome; return the order's row
-        as it now stands when the outcome was recorded in one statement (None otherwise)."""
+        as it now stands when the outcome was recorded in one statement, or was found recorded
+        already by the PSP's webhook (None otherwise: the caller reads the order)."""
         try:
             pi = await self._psp.create_payment_intent(
                 payment_order_id=order.payment_order_id,
@@ -542,7 +543,7 @@ class PaymentService:
             async with self._driver.connection() as conn:
                 now = await repo.get_order_plain(conn, order.payment_order_id)
             if now is not None and now.state == S.SUCCESS and now.psp_reference == outcome.psp_reference:
-                return None
+                return now  # as it stands, committed: the answer needs no further read
         async with self._engine.begin() as conn:
             locked = await repo.get_order(conn, order.payment_order_id, for_update=True)
             await self._apply_outcome(conn, locked, outcome, "psp:confirm")
