@@ -48,7 +48,9 @@ class DriverPool:
     def __init__(self, url: str, max_size: int, name: str) -> None:
         self._pool = AsyncConnectionPool(
             _libpq_url(url),
-            min_size=1,
+            # A few kept open: the pool grows one connection at a time, so a burst after an idle
+            # spell (it shrinks back after ten idle minutes) would otherwise queue behind connects.
+            min_size=min(4, max_size),
             max_size=max_size,
             kwargs={"autocommit": True},
             name=name,
