@@ -143,12 +143,8 @@ class Claim:
         if stored:
             return response
         # Lost a race: the same request finished first; answer with its record.
-        found = await (await self._conn.execute(_LOOKUP, params)).fetchone()
-        _check_fingerprint(self.scope, found[0], self.fingerprint)
-        log.info("idempotency key committed concurrently; replaying", scope=self.scope)
-        winner = type(response)()
-        winner.ParseFromString(bytes(found[1]))
-        return winner
+        found_fp, found_response = await (await self._conn.execute(_LOOKUP, params)).fetchone()
+        return self._winner(found_fp, found_response, type(response))
 
     async def save(self, conn: AsyncConnection, response: R) -> R:
         """Record the final answer (in the operation's last transaction, or alone on an autocommit
@@ -168,10 +164,14 @@ class Claim:
         if stored is not None:
             return response
         row = await _lookup(conn, self.scope, self.key)
-        _check_fingerprint(self.scope, row.fingerprint, self.fingerprint)
+        return self._winner(row.fingerprint, row.response, type(response))
+
+    def _winner(self, stored_fp: bytes, payload: bytes, response_type: type[R]) -> R:
+        """The stored answer of the same request that finished first (REUSED if it was another)."""
+        _check_fingerprint(self.scope, stored_fp, self.fingerprint)
         log.info("idempotency key committed concurrently; replaying", scope=self.scope)
-        winner = type(response)()
-        winner.ParseFromString(bytes(row.response))
+        winner = response_type()
+        winner.ParseFromString(bytes(payload))
         return winner
 
 
