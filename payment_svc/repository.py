@@ -14,11 +14,12 @@ import sqlalchemy as sa
 from psycopg.rows import namedtuple_row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from payment_svc.domain import CAPTURED, UNCERTAIN
 from payment_svc.models import order_transitions, payment_events, payment_orders, refunds
 from svckit.events import outbox
 
-UNCERTAIN_STATES = ("NOT_STARTED", "EXECUTING", "PENDING", "UNKNOWN")
-CAPTURED_STATES = ("SUCCESS", "PARTIALLY_REFUNDED", "REFUNDED")
+UNCERTAIN_STATES = tuple(sorted(state.value for state in UNCERTAIN))
+CAPTURED_STATES = tuple(sorted(state.value for state in CAPTURED))
 
 
 # The hot statements below are one-statement units of work run on plain psycopg connections
