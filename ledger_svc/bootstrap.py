@@ -11,6 +11,7 @@ from ledger_svc.coalescer import PostingCoalescer
 from ledger_svc.config import LedgerSettings
 from ledger_svc.service import LedgerService
 from ledger_svc.servicer import LedgerServicer
+from svckit.db import DriverPool
 from svckit.gen.ledger.v1 import ledger_service_pb2, ledger_service_pb2_grpc
 from svckit.grpc_server import Registration
 from svckit.idempotency import IdempotencyStore
@@ -31,8 +32,15 @@ def build(settings: LedgerSettings, engine: AsyncEngine, idempotency: Idempotenc
             max_group=settings.coalesce_max_group,
             max_in_flight=settings.coalesce_max_in_flight,
         )
+    # PostTransactions claims its call key on a connection held for the whole call (see the
+    # servicer): claims get a pool of their own so they never starve the statements they wait for.
+    claims = DriverPool(settings.sqlalchemy_url(), max_size=settings.db_pool_size, name="ledger-claims")
     servicer = LedgerServicer(
-        service, engine, idempotency, coalescer, batch_max_in_flight=settings.batch_max_in_flight
+        service,
+        engine,
+        IdempotencyStore(engine, claims),
+        coalescer,
+        batch_max_in_flight=settings.batch_max_in_flight,
     )
 
     async def chainer() -> None:
@@ -43,5 +51,5 @@ def build(settings: LedgerSettings, engine: AsyncEngine, idempotency: Idempotenc
             Registration(ledger_service_pb2_grpc.add_LedgerServiceServicer_to_server, servicer, SERVICE_NAME)
         ],
         background=[chainer],
-        on_stop=[coalescer.close] if coalescer is not None else [],
+        on_stop=[claims.close] + ([coalescer.close] if coalescer is not None else []),
     )

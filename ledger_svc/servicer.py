@@ -43,6 +43,7 @@ from svckit.protobuf import timestamp
 
 # Batch items share this key space, so an item and a single call with the same key are one effect.
 POST_SCOPE = "ledger.PostTransaction"
+BATCH_SCOPE = "ledger.PostTransactions"
 MAX_BATCH_ITEMS = 1000
 CHAIN_BATCH = 5000
 
@@ -357,25 +358,27 @@ class LedgerServicer(pb_grpc.LedgerServiceServicer):
                 b"".join(_RESULTS_TAG + _varint(len(r)) + r for r in results)
             )
 
-        with _transient_conflicts_are_retryable():
-            if self._batch_slots is None:
-                return await idempotent_rpc(
-                    self._idempotency,
-                    context,
-                    "ledger.PostTransactions",
-                    request,
-                    pb.PostTransactionsResponse,
-                    work,
-                )
-            async with self._batch_slots:
-                return await idempotent_rpc(
-                    self._idempotency,
-                    context,
-                    "ledger.PostTransactions",
-                    request,
-                    pb.PostTransactionsResponse,
-                    work,
-                )
+        # The call's key is claimed (held for the call, replayed once finished) around a single
+        # autocommit statement: the batch's account locks are then held only for that statement and
+        # its commit, not while the answer is assembled and the call's record written. Each item is
+        # idempotent on its own key inside the statement, so a call that committed its batch but died
+        # before finishing is resumed by its retry: every posted item replays its transaction.
+        async with self._idempotency.claim(BATCH_SCOPE, idempotency_key_var.get(), request) as claim:
+            replayed = claim.replay(pb.PostTransactionsResponse)
+            if replayed is not None:
+                await context.send_initial_metadata(((REPLAYED_METADATA, "true"),))
+                return replayed
+            with _transient_conflicts_are_retryable():
+                async with self._batch_slot(), self._engine.connect() as conn:
+                    await conn.execution_options(isolation_level="AUTOCOMMIT")
+                    response = await work(conn)
+            answer = await claim.finish(response)
+            if answer is not response:  # the same call finished first (see Claim.finish)
+                await context.send_initial_metadata(((REPLAYED_METADATA, "true"),))
+            return answer
+
+    def _batch_slot(self) -> contextlib.AbstractAsyncContextManager:
+        return self._batch_slots if self._batch_slots is not None else contextlib.nullcontext()
 
     async def ReverseTransaction(
         self, request: pb.ReverseTransactionRequest, context: grpc.aio.ServicerContext

@@ -101,6 +101,54 @@ async def test_replaying_a_whole_batch_by_its_call_key_changes_nothing(stub):
     assert await _balance(stub, a) == 6
 
 
+async def test_a_batch_call_that_died_after_its_commit_is_resumed_by_its_retry(isolated_ledger):
+    """The batch commits in its own statement and the call's record is written after it: a call that
+    died in between left posted items and no record. Its retry replays every posted item."""
+    stub = isolated_ledger.stub
+    a, b = f"asset:cash:r{uid()}", f"revenue:sales:r{uid()}"
+    request = pb.PostTransactionsRequest(items=[_item(uid(), transfer(a, b, n)) for n in (1, 2, 3)])
+    call_key = uid()
+    first = await stub.PostTransactions(request, metadata=md(call_key))
+    with isolated_ledger.connect() as conn:  # as if the call had died before writing its record
+        deleted = conn.execute(
+            "DELETE FROM idempotency_keys WHERE scope = 'ledger.PostTransactions' AND key = %s", (call_key,)
+        ).rowcount
+        assert deleted == 1
+        transactions = conn.execute("SELECT count(*) FROM transactions").fetchone()[0]
+
+    retried = await stub.PostTransactions(request, metadata=md(call_key))
+
+    assert [r.transaction for r in retried.results] == [r.transaction for r in first.results]
+    assert all(r.replayed for r in retried.results)
+    assert await _balance(stub, a) == 6
+    with isolated_ledger.connect() as conn:
+        assert conn.execute("SELECT count(*) FROM transactions").fetchone()[0] == transactions
+    # The retry finished the call: from now on its answer is the stored one.
+    again = stub.PostTransactions(request, metadata=md(call_key))
+    assert await again == retried
+    assert dict(await again.initial_metadata()).get("idempotent-replayed") == "true"
+
+
+async def test_concurrent_duplicates_of_a_batch_call_post_it_once(stub):
+    a, b = f"asset:cash:c{uid()}", f"revenue:sales:c{uid()}"
+    request = pb.PostTransactionsRequest(items=[_item(uid(), transfer(a, b, n)) for n in (10, 20)])
+    call_key = uid()
+
+    async def call():
+        try:
+            return await stub.PostTransactions(request, metadata=md(call_key))
+        except grpc.aio.AioRpcError as err:
+            assert err.code() == grpc.StatusCode.ABORTED, err
+            assert error_info(err).reason == "IDEMPOTENCY_KEY_IN_USE"
+            return None
+
+    answers = [r for r in await asyncio.gather(*(call() for _ in range(8))) if r is not None]
+    assert answers
+    ids = {tuple(r.transaction.id for r in answer.results) for answer in answers}
+    assert len(ids) == 1 and 0 not in next(iter(ids))
+    assert await _balance(stub, a) == 30
+
+
 async def test_reversal_posts_the_mirror_image_once(stub):
     psp, seller = f"asset:psp_receivable:v{uid()}", f"liability:seller_payable:v{uid()}"
     original = (await stub.PostTransaction(transfer(psp, seller, 900), metadata=md())).transaction
