@@ -34,8 +34,15 @@ transactions = sa.Table(
     sa.Column("description", sa.Text, nullable=False),
     sa.Column("external_ref", sa.Text, nullable=False),
     sa.Column("metadata", JSONB, nullable=False),
-    sa.Column("reverses_id", sa.BigInteger, sa.ForeignKey("transactions.id"), unique=True),
+    sa.Column("reverses_id", sa.BigInteger, sa.ForeignKey("transactions.id")),
     sa.Column("posted_at", sa.DateTime(timezone=True), nullable=False),
+)
+# A transaction is reversed at most once; ordinary postings (NULL) are not indexed (0008).
+sa.Index(
+    "uq_transactions_reverses_id",
+    transactions.c.reverses_id,
+    unique=True,
+    postgresql_where=transactions.c.reverses_id.isnot(None),
 )
 
 # The ForeignKeys of entries and transaction_chain describe references the database enforces with
@@ -75,6 +82,9 @@ chain_queue_batches = sa.Table(
     metadata,
     sa.Column("id", sa.BigInteger, sa.Identity(always=True), primary_key=True),
     sa.Column("transaction_ids", postgresql.ARRAY(sa.BigInteger), nullable=False),
+    # Each transaction's canonical payload after "LTX1|<seq>|", computed by the batch (0008); NULL:
+    # the chainer rebuilds it from the stored rows.
+    sa.Column("payload_tails", postgresql.ARRAY(sa.Text)),
 )
 
 chain_head = sa.Table(

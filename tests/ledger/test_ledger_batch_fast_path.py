@@ -299,3 +299,53 @@ async def test_concurrent_batches_over_hot_accounts_race_a_close_without_deadloc
         assert (balance.debits_minor, balance.credits_minor) == (debits, credits), name
     report = await stub.VerifyLedger(pb.VerifyLedgerRequest())
     assert report.ok, report.findings
+
+
+async def test_batch_queues_each_payload_as_the_stored_rows_encode_it(infra):
+    """The batch path queues each transaction's payload tail (migration 0008) for the chainer: it must
+    be exactly the canonical encoding of what was stored, for every kind of field; the chainer then
+    links tailed and untailed queue rows together, in id order, into a chain that verifies."""
+    async with ledger(infra, **SETTINGS) as (stub, url):
+        await _setup(stub)
+        await stub.VerifyLedger(pb.VerifyLedgerRequest())  # links the setup's postings
+        odd = 'ré|sumé: 1:2 \\ "q" 🧾'
+        three_legs = pb.PostTransactionRequest(
+            entries=[
+                pb.Entry(account=BANK, direction=pb.DIRECTION_DEBIT, amount_minor=9_000_000_000_000, currency="USD"),
+                pb.Entry(account=CASH, direction=pb.DIRECTION_CREDIT, amount_minor=8_999_999_999_999, currency="USD"),
+                pb.Entry(account=FEES, direction=pb.DIRECTION_CREDIT, amount_minor=1, currency="USD"),
+            ],
+            description=odd,
+            external_ref="ref|" + odd,
+            metadata={"b": "2", "B": "1", "a": odd, "é": "", "a b": "{\"j\": 1}"},
+        )  # fmt: skip
+        requests = [transfer(BANK, CASH, 1), three_legs, transfer(CASH, NEW, 2, metadata={"k": "v"})]
+        single = (await stub.PostTransaction(transfer(CASH, BANK, 3), metadata=md())).transaction.id
+        posted = await stub.PostTransactions(
+            pb.PostTransactionsRequest(
+                items=[
+                    pb.PostTransactionsItem(idempotency_key=uuid.uuid4().hex, transaction=r) for r in requests
+                ]
+            ),
+            metadata=md(),
+        )
+        later = (await stub.PostTransaction(transfer(CASH, BANK, 4), metadata=md())).transaction.id
+        ids = [r.transaction.id for r in posted.results]
+        with psycopg.connect(url, autocommit=True) as conn:
+            (queued,) = conn.execute(
+                "SELECT transaction_ids, payload_tails FROM chain_queue_batches"
+            ).fetchall()
+            assert queued[0] == ids
+            for tx_id, tail in zip(*queued, strict=True):
+                stored = conn.execute("SELECT ledger_tx_payload(%s, 0)", (tx_id,)).fetchone()[0]
+                assert "LTX1|0|" + tail == stored
+            assert conn.execute("SELECT count(*) FROM chain_queue").fetchone()[0] == 2  # the single postings
+
+        report = await stub.VerifyLedger(pb.VerifyLedgerRequest())  # links everything queued first
+        assert report.ok, report.findings
+        with psycopg.connect(url, autocommit=True) as conn:
+            linked = conn.execute(
+                "SELECT array_agg(transaction_id ORDER BY seq) FROM transaction_chain WHERE transaction_id = ANY(%s)",
+                ([single, *ids, later],),
+            ).fetchone()[0]
+        assert linked == sorted([single, *ids, later])
