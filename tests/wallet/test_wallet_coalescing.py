@@ -217,3 +217,41 @@ async def test_coalesced_burst_answers_exactly_like_one_transaction_per_call(inf
         stored, transactions = _groups(on_url, "good")
         assert stored == 20 and transactions < stored
         assert _groups(off_url, "good") == (20, 20)
+
+
+async def test_a_failed_group_transaction_answers_every_call_retryably_and_writes_nothing(infra):
+    """A fault of a group's transaction that is no refusal (here a trigger the test adds, raising on every
+    movement) must answer each call of the group UNAVAILABLE GROUP_TRANSACTION_FAILED, write nothing,
+    and leave the keys free: a retry with the same keys then applies every call exactly once."""
+    async with wallet(infra, coalesce_movements=True) as (stub, url):
+        await stub.Credit(cr("hot", 1)[1], metadata=md("open-hot"))  # the wallet exists
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(
+                "CREATE FUNCTION test_fault() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+                " RAISE EXCEPTION 'injected fault'; END $$;"
+                "CREATE TRIGGER test_fault BEFORE INSERT ON wallet_movements FOR EACH ROW EXECUTE FUNCTION test_fault()"
+            )
+        burst = [(f"g-{i}", cr("hot", 10 + i, ref_id=f"po_{i}")[1]) for i in range(24)]
+
+        answers = await asyncio.gather(*(call(stub, "Credit", request, key) for key, request in burst))
+
+        reasons = {(a[0], a[1]) for a in answers}
+        # Every call was refused; a call that found no company took the plain path (INTERNAL).
+        assert reasons <= {("UNAVAILABLE", "GROUP_TRANSACTION_FAILED"), ("INTERNAL", "INTERNAL")}, reasons
+        assert ("UNAVAILABLE", "GROUP_TRANSACTION_FAILED") in reasons
+        with psycopg.connect(url, autocommit=True) as conn:
+            assert (
+                conn.execute("SELECT count(*) FROM idempotency_keys WHERE key LIKE 'g-%'").fetchone()[0] == 0
+            )
+            assert conn.execute("SELECT count(*) FROM wallet_movements").fetchone()[0] == 1
+            conn.execute("DROP TRIGGER test_fault ON wallet_movements")
+        assert (
+            await stub.GetWallet(pb.GetWalletRequest(seller_id="hot", currency="USD"))
+        ).wallet.available.amount_minor == 1
+
+        retried = await asyncio.gather(*(call(stub, "Credit", request, key) for key, request in burst))
+
+        assert [a[0] for a in retried] == ["OK"] * len(burst)
+        assert not any(a[1] for a in retried)  # applied now, not replays of a write that happened
+        wallet_now = (await stub.GetWallet(pb.GetWalletRequest(seller_id="hot", currency="USD"))).wallet
+        assert wallet_now.available.amount_minor == 1 + sum(10 + i for i in range(24))
