@@ -33,9 +33,13 @@ proto-check: $(STAMP)
 	$(PY) -m svckit.protogen --check
 	$(VENV)/bin/buf lint
 
-## breaking: compare proto/ with the main branch for wire-breaking changes
+## breaking: compare proto/ with the committed baseline image for wire-breaking changes (also a test)
 breaking: $(STAMP)
-	$(VENV)/bin/buf breaking --against '.git#branch=main'
+	$(VENV)/bin/buf breaking --against proto/baseline.binpb
+
+## proto-baseline: accept proto/ as the new compatibility baseline (only for a deliberate, versioned break)
+proto-baseline: $(STAMP)
+	$(VENV)/bin/buf build --exclude-source-info -o proto/baseline.binpb
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

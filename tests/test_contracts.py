@@ -1,4 +1,5 @@
-"""The generated stubs match proto/, and buf lint (STANDARD) is clean."""
+"""The generated stubs match proto/, buf lint (STANDARD) is clean, and proto/ is wire-compatible with
+the committed baseline image (buf breaking, FILE rules)."""
 
 from __future__ import annotations
 
@@ -53,3 +54,27 @@ def test_buf_lint_would_catch_a_violation(tmp_path):
     result = subprocess.run([_buf(), "lint"], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode != 0
     assert "ENUM_ZERO_VALUE_SUFFIX" in result.stdout or "UNSPECIFIED" in result.stdout
+
+
+BASELINE = ROOT / "proto" / "baseline.binpb"
+
+
+def test_protos_do_not_break_the_committed_baseline():
+    """Clients built from the baseline keep working: no field, message, enum value or RPC was removed,
+    renumbered or retyped. A deliberate break needs a new package version and `make proto-baseline`."""
+    result = subprocess.run(
+        [_buf(), "breaking", "--against", str(BASELINE)], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_breaking_check_would_catch_a_removed_field(tmp_path):
+    shutil.copytree(ROOT / "proto", tmp_path / "proto")
+    (tmp_path / "buf.yaml").write_text((ROOT / "buf.yaml").read_text())
+    target = tmp_path / "proto" / "recon" / "v1" / "recon_service.proto"
+    target.write_text(target.read_text().replace("string next_page_token = 2;", ""))
+    result = subprocess.run(
+        [_buf(), "breaking", "--against", str(BASELINE)], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert result.returncode != 0
+    assert "next_page_token" in result.stdout
