@@ -210,7 +210,9 @@ def scenario(name: str, addresses: list[str], clients: int, concurrency: int, ac
             f" gRPC clients {client_cpu * per:6.0f} us",
             flush=True,
         )
-    return {"name": name, "rate": rate, "p50": p50, "p99": p99, "errors": errors}
+    per = 1e6 / postings if postings else float("nan")
+    return {"name": name, "rate": rate, "p50": p50, "p99": p99, "errors": errors,
+            "server_us": server_cpu * per, "pg_us": pg_cpu * per, "client_us": client_cpu * per}  # fmt: skip
 
 
 def grpc_floor(seconds: float, clients: int, concurrency: int) -> None:

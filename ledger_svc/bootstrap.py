@@ -25,9 +25,13 @@ def build(settings: LedgerSettings, engine: AsyncEngine, idempotency: Idempotenc
     service = LedgerService(settings.non_negative_prefixes)
     coalescer = None
     if settings.coalesce_postings:
+        # One connection per group in flight; groups never wait for a connection.
+        statements = DriverPool(
+            settings.sqlalchemy_url(), max_size=settings.coalesce_max_in_flight, name="ledger-coalescer"
+        )
         coalescer = PostingCoalescer(
             service,
-            engine,
+            statements,
             window_seconds=settings.coalesce_window_seconds,
             max_group=settings.coalesce_max_group,
             max_in_flight=settings.coalesce_max_in_flight,

@@ -28,9 +28,8 @@ import contextlib
 from collections import deque
 from dataclasses import dataclass, field
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-
 from ledger_svc.service import ItemKey, ItemOutcome, LedgerService, Posting, validate_posting
+from svckit.db import DriverPool
 
 
 @dataclass
@@ -47,14 +46,18 @@ class PostingCoalescer:
     def __init__(
         self,
         service: LedgerService,
-        engine: AsyncEngine,
+        pool: DriverPool,
         *,
         window_seconds: float = 0.0,
         max_group: int = 200,
         max_in_flight: int = 1,
     ) -> None:
         self._service = service
-        self._engine = engine
+        # Plain psycopg connections in autocommit mode: the group's one statement is its own unit of
+        # work, and without SQLAlchemy in between a group costs ~100 µs less server CPU (see
+        # docs/benchmarks.md). At most one connection per lane is checked out. The coalescer owns the
+        # pool and closes it.
+        self._pool = pool
         self._window = window_seconds
         self._max_group = max_group
         self._max_in_flight = max_in_flight
@@ -63,10 +66,6 @@ class PostingCoalescer:
         self._lanes = 0  # groups being collected or posted
         self._collecting = False  # a lane is collecting: new arrivals join it, no new lane is needed
         self._tasks: set[asyncio.Task] = set()
-        # Autocommit connections kept between groups (at most one per lane): a group is often only
-        # ten postings, and a pool checkout, the autocommit switch and the reset on return cost
-        # about as much server CPU as the group's statement.
-        self._idle: list[AsyncConnection] = []
 
     async def post(self, posting: Posting, key: ItemKey) -> ItemOutcome:
         """The new transaction or the key's stored answer; raises the refusal (DomainError) otherwise."""
@@ -89,17 +88,7 @@ class PostingCoalescer:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        while self._idle:
-            with contextlib.suppress(Exception):
-                await self._idle.pop().close()
-
-    async def _connection(self) -> AsyncConnection:
-        if self._idle:
-            return self._idle.pop()
-        conn = await self._engine.connect()
-        # One statement = one transaction = the group's commit point.
-        await conn.execution_options(isolation_level="AUTOCOMMIT")
-        return conn
+        await self._pool.close()
 
     def _start_lane(self) -> None:
         if self._queue and not self._collecting and self._lanes < self._max_in_flight:
@@ -157,14 +146,13 @@ class PostingCoalescer:
         return group
 
     async def _post_group(self, group: list[_Waiting]) -> None:
-        conn = None
         try:
-            conn = await self._connection()
-            outcomes = await self._service.post_transactions(
-                conn, [(w.posting, w.key) for w in group], validated=True
-            )
-            self._idle.append(conn)  # kept only after a clean statement
-            conn = None
+            # A connection whose statement failed or was cancelled goes back to the pool, which
+            # discards it unless it is idle again.
+            async with self._pool.connection() as conn:
+                outcomes = await self._service.post_transactions(
+                    conn, [(w.posting, w.key) for w in group], validated=True
+                )
         except asyncio.CancelledError:
             for w in group:
                 w.future.cancel()
@@ -174,10 +162,6 @@ class PostingCoalescer:
                 if not w.future.done():
                     w.future.set_exception(exc)
             return
-        finally:
-            if conn is not None:  # the statement failed or was cancelled: back to the pool (or dropped)
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(conn.close())
         for w, outcome in zip(group, outcomes, strict=True):
             if not w.future.done():
                 w.future.set_result(outcome)

@@ -6,6 +6,7 @@ import json
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -79,11 +80,13 @@ async def post(
     return list(result.all())
 
 
-# The hot statement of the batch and coalesced paths, sent as plain driver SQL (no SQLAlchemy
-# compilation; psycopg prepares it after a few runs). Its arguments arrive as ready array literals
-# (see ``array_literal``), so psycopg's per-element list adaptation is skipped too.
+# The hot statement of the batch and coalesced paths, sent on the plain psycopg connection (no
+# SQLAlchemy in between; psycopg prepares it after a few runs). Its arguments arrive as ready array
+# literals (see ``array_literal``), so psycopg's per-element list adaptation is skipped too. Only the
+# columns the caller reads are selected, in binary: bytea and text come back as they are stored,
+# without hex encoding on the server and decoding here.
 _POST_BATCH = (
-    "SELECT o_item, o_reason, o_message, o_tx_id, o_posted_at, o_stored, o_answer FROM ledger_post_batch("
+    "SELECT o_stored, o_reason, o_message, o_answer FROM ledger_post_batch("
     "%(first)s::int[], %(count)s::int[], %(names)s::text[], %(dirs)s::text[], %(amts)s::bigint[], "
     "%(curs)s::text[], %(descs)s::text[], %(refs)s::text[], %(metas)s::jsonb[], %(scope)s::text, "
     "%(keys)s::text[], %(locks)s::bigint[], %(fps)s::bytea[], %(tpls)s::bytea[], %(prefixes)s::text[])"
@@ -104,12 +107,20 @@ def bytea_array_literal(values: Iterable[bytes]) -> str:
     return "{" + ",".join(['"\\\\x' + v.hex() + '"' for v in values]) + "}"
 
 
-async def post_batch(conn: AsyncConnection, columns: dict[str, str]) -> list[sa.Row]:
-    """One round trip, set-based: the ``ledger_post_batch`` function; one row per item.
+BatchRow = tuple[bytes | None, str | None, str | None, bytes | None]
+"""One item's result: (stored answer of an earlier use of the key, refusal reason, refusal message,
+the answer stored for the new transaction)."""
 
-    ``columns`` holds each argument as an array literal (text), in the unit of work of ``conn``.
+
+async def post_batch(conn: psycopg.AsyncConnection, columns: dict[str, str]) -> list[BatchRow]:
+    """One round trip, set-based: the ``ledger_post_batch`` function; one row per item, in order.
+
+    ``columns`` holds each argument as an array literal (text). ``conn`` is a plain psycopg
+    connection in autocommit mode (svckit.db.DriverPool, or ``driver_connection`` of an SQLAlchemy
+    one switched to AUTOCOMMIT): the statement is its own unit of work.
     """
-    return list((await conn.exec_driver_sql(_POST_BATCH, columns)).all())
+    cursor = await conn.execute(_POST_BATCH, columns, binary=True)
+    return await cursor.fetchall()  # type: ignore[return-value]
 
 
 async def get_transaction(conn: AsyncConnection, tx_id: int) -> sa.Row | None:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -420,13 +421,15 @@ class LedgerService:
 
     async def post_transactions(
         self,
-        conn: AsyncConnection,
+        conn: psycopg.AsyncConnection,
         items: Sequence[tuple[Posting, ItemKey] | DomainError],
         *,
         validated: bool = False,
     ) -> list[ItemOutcome]:
         """Post each item on its own in one unit of work and one round trip; refusals don't spread.
 
+        ``conn``: a plain psycopg connection in autocommit mode, so the one statement is the unit of
+        work (see ``repository.post_batch``).
         An item given as a DomainError was refused by the caller (e.g. a bad key) and is passed through.
         ``validated``: every posting already went through ``validate_posting`` (the coalescer's case).
         """
@@ -448,16 +451,18 @@ class LedgerService:
             outcomes.append(None)
         if keyed:
             rows = await self._post_batch(conn, keyed)
-            for index, row in zip(to_post, rows, strict=True):
-                if row.o_stored is not None:
-                    outcomes[index] = ItemOutcome(stored_response=bytes(row.o_stored))
-                elif row.o_reason is not None:
-                    outcomes[index] = ItemOutcome(error=_refusal(row.o_reason, row.o_message))
+            for index, (stored, reason, message, answer) in zip(to_post, rows, strict=True):
+                if stored is not None:
+                    outcomes[index] = ItemOutcome(stored_response=stored)
+                elif reason is not None:
+                    outcomes[index] = ItemOutcome(error=_refusal(reason, message))
                 else:  # the stored answer is the new transaction, ready for the transport
-                    outcomes[index] = ItemOutcome(answer=bytes(row.o_answer))
+                    outcomes[index] = ItemOutcome(answer=answer)
         return [o for o in outcomes if o is not None]
 
-    async def _post_batch(self, conn: AsyncConnection, items: list[tuple[Posting, ItemKey]]) -> list:
+    async def _post_batch(
+        self, conn: psycopg.AsyncConnection, items: list[tuple[Posting, ItemKey]]
+    ) -> list[repository.BatchRow]:
         """One statement for the whole batch (``ledger_post_batch``): one result row per item."""
         first: list[int] = []
         count: list[int] = []

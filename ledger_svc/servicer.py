@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from datetime import UTC as _UTC
 
 import grpc
+import psycopg
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -27,6 +28,7 @@ from ledger_svc.service import (
     snapshot_isolation,
 )
 from svckit.context import REPLAYED_METADATA, idempotency_key_var
+from svckit.db import driver_connection
 from svckit.errors import (
     Aborted,
     DomainError,
@@ -132,8 +134,9 @@ _TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
 def _transient_conflicts_are_retryable() -> Iterator[None]:
     try:
         yield
-    except DBAPIError as exc:
-        state = getattr(exc.orig, "sqlstate", None)
+    # Statements run through SQLAlchemy (wrapped driver errors) or on plain psycopg connections.
+    except (DBAPIError, psycopg.Error) as exc:
+        state = getattr(exc.orig if isinstance(exc, DBAPIError) else exc, "sqlstate", None)
         if state in _TRANSIENT_SQLSTATES:
             raise Unavailable(
                 "TRANSIENT_CONFLICT", "the posting collided with a concurrent one; retry with the same key"
@@ -371,7 +374,7 @@ class LedgerServicer(pb_grpc.LedgerServiceServicer):
             with _transient_conflicts_are_retryable():
                 async with self._batch_slot(), self._engine.connect() as conn:
                     await conn.execution_options(isolation_level="AUTOCOMMIT")
-                    response = await work(conn)
+                    response = await work(await driver_connection(conn))
             answer = await claim.finish(response)
             if answer is not response:  # the same call finished first (see Claim.finish)
                 await context.send_initial_metadata(((REPLAYED_METADATA, "true"),))
