@@ -97,14 +97,11 @@ async def test_batch_item_and_single_call_answer_alike_on_non_normal_input(stub)
 
 def _fast_path_answers_sql() -> str:
     """Migration 0007's set-based answer statement, wrapped in a temporary function of its variables."""
-    import importlib.util
-
     from ledger_svc import bootstrap
+    from svckit.migrations_env import earlier_revision
 
     path = bootstrap.MIGRATIONS / "versions" / "0007_answer_as_sql_expression.py"
-    spec = importlib.util.spec_from_file_location("_ledger_rev_0007_test", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = earlier_revision(str(path), path.name)
     return (
         "CREATE FUNCTION pg_temp.fast_answers(p_tpls bytea[], w_item int[], w_tx bigint[], w_at timestamptz[])"
         " RETURNS bytea[] LANGUAGE plpgsql AS $fn$ DECLARE w_answer bytea[]; BEGIN\n"

@@ -29,11 +29,11 @@ Revises: 0003
 Create Date: 2026-11-21
 """
 
-import importlib.util
 import re
-from pathlib import Path
 
 from alembic import op
+
+from svckit.migrations_env import earlier_revision
 
 revision = "0004"
 down_revision = "0003"
@@ -348,22 +348,12 @@ def _varint_sql() -> str:
     )
 
 
-def _revision_module(filename: str):
-    """An earlier revision's module (file names starting with digits cannot be imported by name)."""
-    spec = importlib.util.spec_from_file_location(
-        f"_ledger_rev_{filename[:4]}", Path(__file__).parent / filename
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _batch_0003() -> str:
-    return _revision_module("0003_batch_checks.py")._BATCH
+    return earlier_revision(__file__, "0003_batch_checks.py")._BATCH
 
 
 def _chain_0002() -> str:
-    functions = _revision_module("0002_journal.py")._FUNCTIONS
+    functions = earlier_revision(__file__, "0002_journal.py")._FUNCTIONS
     body = re.search(r"CREATE FUNCTION ledger_chain_pending\(.*?END \$\$;", functions, re.S).group(0)
     return body.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)
 

@@ -14,10 +14,9 @@ Revises: 0005
 Create Date: 2026-11-21
 """
 
-import importlib.util
-from pathlib import Path
-
 from alembic import op
+
+from svckit.migrations_env import earlier_revision
 
 revision = "0006"
 down_revision = "0005"
@@ -31,11 +30,7 @@ _NEW_WHERE = (
 
 
 def _batch_0004() -> str:
-    spec = importlib.util.spec_from_file_location(
-        "_ledger_rev_0004", Path(__file__).parent / "0004_batch_fast_path.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = earlier_revision(__file__, "0004_batch_fast_path.py")
     # Only the CREATE FUNCTION (0004's text starts by dropping the 0003 signature).
     text = module._BATCH
     return "CREATE OR REPLACE FUNCTION" + text.split("CREATE FUNCTION", 1)[1]

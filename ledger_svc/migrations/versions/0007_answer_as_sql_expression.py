@@ -14,10 +14,9 @@ Revises: 0006
 Create Date: 2026-11-21
 """
 
-import importlib.util
-from pathlib import Path
-
 from alembic import op
+
+from svckit.migrations_env import earlier_revision
 
 revision = "0007"
 down_revision = "0006"
@@ -46,18 +45,9 @@ _NEW_ANSWER = r"""                -- ledger_post_response's bytes, set-based (00
                     ORDER BY k);"""
 
 
-def _revision(filename: str):
-    spec = importlib.util.spec_from_file_location(
-        f"_ledger_rev_{filename[:4]}", Path(__file__).parent / filename
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _batch_0006() -> str:
     """``ledger_post_batch`` as revision 0006 left it."""
-    rev = _revision("0006_batch_update_by_index.py")
+    rev = earlier_revision(__file__, "0006_batch_update_by_index.py")
     return rev._batch_0004().replace(rev._OLD_WHERE, rev._NEW_WHERE)
 
 

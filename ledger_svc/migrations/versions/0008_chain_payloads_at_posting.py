@@ -24,10 +24,9 @@ Revises: 0007
 Create Date: 2026-11-21
 """
 
-import importlib.util
-from pathlib import Path
-
 from alembic import op
+
+from svckit.migrations_env import earlier_revision
 
 revision = "0008"
 down_revision = "0007"
@@ -158,18 +157,9 @@ END $$;
 """
 
 
-def _revision(filename: str):
-    spec = importlib.util.spec_from_file_location(
-        f"_ledger_rev_{filename[:4]}", Path(__file__).parent / filename
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _batch_0007() -> str:
     """``ledger_post_batch`` as revision 0007 left it."""
-    rev = _revision("0007_answer_as_sql_expression.py")
+    rev = earlier_revision(__file__, "0007_answer_as_sql_expression.py")
     return rev._batch_0006().replace(rev._OLD_ANSWER, rev._NEW_ANSWER)
 
 
@@ -184,6 +174,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     # Queued tails are dropped with their column: the older chainer rebuilds every payload.
-    op.execute(_revision("0004_batch_fast_path.py")._CHAIN)
+    op.execute(earlier_revision(__file__, "0004_batch_fast_path.py")._CHAIN)
     op.execute(_batch_0007())
     op.execute(_TABLES_DOWN)
