@@ -79,7 +79,7 @@ async def _run(spec: LoadSpec) -> dict:
         async def worker(n: int) -> None:
             nonlocal postings
             # A worker's batch requests are its own: it rewrites their keys only between its calls.
-            own = itertools.cycle(batches[n :: spec.concurrency] or [pb.PostTransactionsRequest()])
+            own = itertools.cycle(batches[n :: spec.concurrency])
             while time.perf_counter() < deadline:
                 if spec.batch:
                     request = next(own)

@@ -106,15 +106,7 @@ def main() -> None:
     finally:
         os.environ.clear()
         os.environ.update(saved)
-        for group in servers.values():
-            for proc, _ in group:
-                proc.terminate()
-        for group in servers.values():
-            for proc, _ in group:
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+        bench.stop_servers([server for group in servers.values() for server in group])
         pg.stop()
         remove_tree(tmp)
 

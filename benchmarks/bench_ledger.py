@@ -76,6 +76,17 @@ def start_servers(
     return servers
 
 
+def stop_servers(servers: list[tuple[subprocess.Popen, str]]) -> None:
+    """Terminate every server, then wait for each (killing one that does not stop in 15 s)."""
+    for proc, _ in servers:
+        proc.terminate()
+    for proc, _ in servers:
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def _wait_healthy(proc: subprocess.Popen, address: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     with grpc.insecure_channel(address) as channel:
@@ -362,13 +373,7 @@ def main() -> None:
         for r in results:
             print(f"{r['name']:<50} = {r['rate'] / tps:5.2f} x pgbench TPC-B tps", flush=True)
     finally:
-        for proc, _ in servers:
-            proc.terminate()
-        for proc, _ in servers:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_servers(servers)
         pg.stop()
         remove_tree(tmp)
 
