@@ -4,6 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# Test processes; each starts its own PostgreSQL and Valkey and its own services (0 = in this process).
+PYTEST_WORKERS ?= auto
 
 .PHONY: run test venv proto proto-check lint fmt bench clean reset lock breaking
 
@@ -13,7 +15,7 @@ run: $(STAMP)
 
 ## test: the whole test suite (starts its own PostgreSQL and Valkey; exit 5 "no tests" fails)
 test: $(STAMP)
-	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	@$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing on purpose"; exit 1; fi; exit $$rc
 
 venv: $(STAMP)
