@@ -84,7 +84,7 @@ def _new_payment_method(
     checks = {"address_line1_check": None, "address_postal_code_check": None, "cvc_check": "pass"}
     checks.update(spec.checks)
     billing = billing or {}
-    pm = {
+    pm: dict[str, Any] = {
         "id": sim.new_id("pm_"),
         "object": "payment_method",
         "billing_details": {
@@ -400,7 +400,7 @@ def _decline(
         }
         sim.emit("charge.failed", ch)
     pm = sim.objects[pi["payment_method"]]
-    err = {
+    err: dict[str, Any] = {
         "type": "card_error" if charge else "invalid_request_error",
         "code": decline.code,
         "decline_code": decline.decline_code,
@@ -794,6 +794,7 @@ def create_refund(sim: Simulator, p: dict[str, Any]) -> dict[str, Any]:
             )
         ch = sim.objects[pi["latest_charge"]]
     else:
+        assert ch_id is not None  # one of the two was required above
         ch = sim.get("charge", ch_id, "charge", None)
         if not ch["captured"]:
             raise invalid("This charge has not been captured.", param="charge", code="charge_not_captured")
@@ -918,7 +919,7 @@ def create_account(sim: Simulator, p: dict[str, Any], acct_id: str | None = None
         raise invalid("Invalid account number.", param="external_account[account_number]")
     currency = (P.string(ext, "currency") if isinstance(ext, dict) else None) or "usd"
     metadata = P.metadata(p)
-    ba = {
+    ba: dict[str, Any] = {
         "id": sim.new_id("ba_"),
         "object": "bank_account",
         "account": acct_id,
@@ -930,7 +931,7 @@ def create_account(sim: Simulator, p: dict[str, Any], acct_id: str | None = None
         "routing_number": (P.string(ext, "routing_number") if isinstance(ext, dict) else None) or "110000000",
         "status": "new",
     }
-    acct = {
+    acct: dict[str, Any] = {
         "id": acct_id,
         "object": "account",
         "business_type": P.string(p, "business_type"),

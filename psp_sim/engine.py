@@ -222,7 +222,7 @@ class Simulator:
     ) -> dict[str, Any]:
         now = self.clock.now()
         available_on = now if available_on is None else available_on
-        bt = {
+        bt: dict[str, Any] = {
             "id": self.new_id("txn_"),
             "object": "balance_transaction",
             "amount": amount,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, overload
 
 from psp_sim.errors import invalid
 from psp_sim.money import SUPPORTED_CURRENCIES
@@ -16,6 +16,16 @@ def check_known(params: dict[str, Any], allowed: frozenset[str]) -> None:
             raise invalid(f"Received unknown parameter: {key}", param=key, code="parameter_unknown")
 
 
+# The overloads tell a type checker what the code guarantees: a required parameter (or one with a
+# default) is never None, so callers need no casts.
+@overload
+def string(params: dict[str, Any], name: str, *, required: Literal[True], default: None = None) -> str: ...
+@overload
+def string(params: dict[str, Any], name: str, *, required: bool = False, default: str) -> str: ...
+@overload
+def string(
+    params: dict[str, Any], name: str, *, required: bool = False, default: str | None = None
+) -> str | None: ...
 def string(
     params: dict[str, Any], name: str, *, required: bool = False, default: str | None = None
 ) -> str | None:
@@ -29,6 +39,14 @@ def string(
     return value
 
 
+@overload
+def integer(
+    params: dict[str, Any], name: str, *, required: Literal[True], minimum: int | None = None
+) -> int: ...
+@overload
+def integer(
+    params: dict[str, Any], name: str, *, required: bool = False, minimum: int | None = None
+) -> int | None: ...
 def integer(
     params: dict[str, Any], name: str, *, required: bool = False, minimum: int | None = None
 ) -> int | None:
@@ -55,6 +73,10 @@ def boolean(params: dict[str, Any], name: str, default: bool = False) -> bool:
     raise invalid(f"Invalid boolean: {raw}", param=name)
 
 
+@overload
+def currency(params: dict[str, Any], name: str = "currency", *, required: Literal[True] = True) -> str: ...
+@overload
+def currency(params: dict[str, Any], name: str = "currency", *, required: bool) -> str | None: ...
 def currency(params: dict[str, Any], name: str = "currency", *, required: bool = True) -> str | None:
     raw = string(params, name, required=required)
     if raw is None:
