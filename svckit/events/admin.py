@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -51,7 +52,8 @@ class EventsAdmin:
         self.channels = Channels(redis, keys)
 
     async def overview(self) -> Overview:
-        names = set(await self.redis.smembers(self.keys.streams_set))
+        members: Any = await self.redis.smembers(self.keys.streams_set)  # decoded: a set of str
+        names = set(members)
         if await self.redis.exists(self.keys.events):
             names.add(self.keys.events)
         result = []

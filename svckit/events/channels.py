@@ -12,6 +12,7 @@ import json
 import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -112,7 +113,7 @@ class Channels:
     async def move_due(self, limit: int = 500, now_ms: int | None = None) -> int:
         """Re-publish retries whose due time has passed to their live stream; returns how many."""
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-        due = await self.redis.zrangebyscore(self.keys.retry, "-inf", now_ms, start=0, num=limit)
+        due: Any = await self.redis.zrangebyscore(self.keys.retry, "-inf", now_ms, start=0, num=limit)
         if not due:
             return 0
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -131,11 +132,11 @@ class Channels:
 
     async def list_dead_letters(self, after_id: str | None = None, limit: int = 100) -> list[DeadLetterEntry]:
         start = f"({after_id}" if after_id else "-"
-        entries = await self.redis.xrange(self.keys.dlq, start, "+", count=limit)
+        entries: Any = await self.redis.xrange(self.keys.dlq, start, "+", count=limit)
         return [DeadLetterEntry.from_entry(i, f) for i, f in entries]
 
     async def get_dead_letter(self, entry_id: str) -> DeadLetterEntry | None:
-        entries = await self.redis.xrange(self.keys.dlq, entry_id, entry_id, count=1)
+        entries: Any = await self.redis.xrange(self.keys.dlq, entry_id, entry_id, count=1)
         return DeadLetterEntry.from_entry(*entries[0]) if entries else None
 
     async def replay(self, entry: DeadLetterEntry) -> str | None:

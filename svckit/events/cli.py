@@ -160,12 +160,13 @@ def dlq_replay(
         typer.echo("give either a dead letter id or --all", err=True)
         raise typer.Exit(2)
     settings = _settings(namespace, redis_url)
-    if all_:
+    if entry_id:
+        one = entry_id
+        new_id = _with_admin(settings, lambda admin: admin.replay(one))
+        typer.echo(f"replayed {one} as {new_id}")
+    else:
         count = _with_admin(settings, lambda admin: admin.replay_all(stream, group))
         typer.echo(f"replayed {count} dead letter(s)")
-    else:
-        new_id = _with_admin(settings, lambda admin: admin.replay(entry_id))
-        typer.echo(f"replayed {entry_id} as {new_id}")
 
 
 @dlq.command("discard")

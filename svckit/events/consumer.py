@@ -25,6 +25,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from redis.asyncio import Redis
@@ -48,6 +49,8 @@ from svckit.events.policy import DeadLetter, RetryPolicy, TerminalError
 from svckit.logging import get_logger
 
 log = get_logger(__name__)
+
+T = TypeVar("T")
 
 Handler = Callable[[AsyncConnection, Event], Awaitable[None]]
 BatchHandler = Callable[[AsyncConnection, list[Event]], Awaitable[None]]
@@ -135,7 +138,7 @@ class Consumer:
         """Read and handle one batch: new deliveries, or (``own_pending``) this consumer's own
         unacknowledged ones from before a restart. Returns the number of deliveries finished."""
         await self.ensure_group()
-        reply = await self.redis.xreadgroup(
+        reply: Any = await self.redis.xreadgroup(
             self.group,
             self.name,
             {self.stream: "0" if own_pending else ">"},
@@ -267,8 +270,8 @@ class Consumer:
         crashpoint("consumer.after_commit")
         if done:
             await self.redis.xack(self.stream, self.group, *done)
-        for event, error in failed:
-            await self._fail(event, error)
+        for event, failure in failed:
+            await self._fail(event, failure)
         for entry_id, fields in batch.malformed:
             event = Event(
                 event_id=fields.get("event_id", ""),
@@ -380,7 +383,7 @@ class Consumer:
             await asyncio.sleep(interval)
 
 
-async def _until_ok(step: Callable[[], Awaitable[object]], what: str) -> object:
+async def _until_ok(step: Callable[[], Awaitable[T]], what: str) -> T:
     """Run ``step``, retrying with a capped backoff while Redis or PostgreSQL is unreachable."""
     failures = 0
     while True:

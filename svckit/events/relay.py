@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from typing import Any
 
 import psycopg
 import sqlalchemy as sa
@@ -143,7 +144,8 @@ class Relay:
         """Purge old published rows and trim the live streams (never past what a group needs)."""
         async with self.engine.begin() as conn:
             await conn.execute(_PURGE, {"hours": self.settings.outbox_retention_hours})
-        for stream in await self.redis.smembers(self.settings.keys.streams_set):
+        members: Any = await self.redis.smembers(self.settings.keys.streams_set)  # decoded: a set of str
+        for stream in members:
             removed = await streams.trim(
                 self.redis, stream, self.settings.stream_max_len, self.settings.stream_max_age_seconds
             )

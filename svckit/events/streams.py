@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
@@ -99,7 +100,7 @@ async def trim(
     length = await redis.xlen(stream)
     excess = length - max_len
     if excess > 0:
-        scanned = await redis.xrange(stream, "-", "+", count=min(excess, MAX_TRIM_SCAN) + 1)
+        scanned: Any = await redis.xrange(stream, "-", "+", count=min(excess, MAX_TRIM_SCAN) + 1)
         if scanned:
             target = max(target, parse_id(scanned[-1][0]))
     minid = min(target, await _oldest_needed(redis, stream, groups))
