@@ -51,7 +51,7 @@ class DomainError(Exception):
 
     kind: ClassVar[ErrorKind] = ErrorKind.INTERNAL
 
-    def __init__(self, reason: str, message: str, metadata: Mapping[str, str] | None = None) -> None:
+    def __init__(self, reason: str, message: str, metadata: Mapping[str, object] | None = None) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message

@@ -19,6 +19,8 @@ _MIGRATION_LOCK_ID = 7_245_001
 def run(target_metadata: MetaData | None = None) -> None:
     config = context.config
     url = config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise RuntimeError("alembic: sqlalchemy.url is not set (svckit.db.migrate sets it)")
     if context.is_offline_mode():
         context.configure(url=url, target_metadata=target_metadata, literal_binds=True)
         with context.begin_transaction():
@@ -47,6 +49,8 @@ def earlier_revision(here: str, filename: str) -> ModuleType:
     imported by name)."""
     path = Path(here).parent / filename
     spec = importlib.util.spec_from_file_location(f"_earlier_revision_{path.stem}", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"no migration revision at {path}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

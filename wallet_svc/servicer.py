@@ -366,13 +366,13 @@ class WalletServicer(pb_grpc.WalletServiceServicer):
             items.append(batch_item(kind, key, item.credit if operation == "credit" else item.debit))
         outcomes = await apply_batch_unit(self._engine, self._service, items) if items else []
         results: list[pb.ApplyBatchResult] = []
-        for kind, outcome in zip(kinds, outcomes, strict=True):
+        for item_kind, outcome in zip(kinds, outcomes, strict=True):
             if outcome.error is not None:
                 results.append(pb.ApplyBatchResult(error=_item_error(outcome.error)))
                 continue
-            assert kind is not None
-            field = "credit" if kind is MovementKind.CREDIT else "debit"
-            _, response_type = _OPERATIONS[kind]
+            assert item_kind is not None  # an item without an operation was refused above
+            field = "credit" if item_kind is MovementKind.CREDIT else "debit"
+            _, response_type = _OPERATIONS[item_kind]
             replayed = outcome.stored_response is not None
             stored = outcome.stored_response if replayed else outcome.answer
             assert stored is not None

@@ -354,7 +354,10 @@ def _batch_0003() -> str:
 
 def _chain_0002() -> str:
     functions = earlier_revision(__file__, "0002_journal.py")._FUNCTIONS
-    body = re.search(r"CREATE FUNCTION ledger_chain_pending\(.*?END \$\$;", functions, re.S).group(0)
+    found = re.search(r"CREATE FUNCTION ledger_chain_pending\(.*?END \$\$;", functions, re.S)
+    if found is None:
+        raise RuntimeError("0002 no longer defines ledger_chain_pending")
+    body = found.group(0)
     return body.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)
 
 

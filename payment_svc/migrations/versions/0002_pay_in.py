@@ -13,7 +13,7 @@ down_revision = "0001"
 branch_labels = None
 depends_on = None
 
-_EVENT_COLUMNS = [
+_EVENT_COLUMNS: list[sa.Column] = [
     sa.Column("buyer_id", sa.Text, nullable=False, server_default=""),
     sa.Column("mode", sa.Text, nullable=False, server_default="HOSTED"),
     sa.Column("currency", sa.CHAR(3), nullable=False, server_default="USD"),
@@ -29,7 +29,7 @@ _EVENT_COLUMNS = [
     sa.Column("risk_rule", sa.Text, nullable=False, server_default=""),
 ]
 
-_ORDER_COLUMNS = [
+_ORDER_COLUMNS: list[sa.Column] = [
     sa.Column("psp_reference", sa.Text, nullable=True),
     sa.Column("pending_reason", sa.Text, nullable=True),
     sa.Column("failure_code", sa.Text, nullable=True),
