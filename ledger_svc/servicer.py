@@ -5,15 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import Iterator
 from datetime import UTC as _UTC
 
 import grpc
-import psycopg
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger_svc.coalescer import PostingCoalescer
+from ledger_svc.db_errors import database_errors_translated
 from ledger_svc.service import (
     Account,
     AccountType,
@@ -32,9 +30,7 @@ from svckit.db import driver_connection
 from svckit.errors import (
     Aborted,
     DomainError,
-    FailedPrecondition,
     InvalidArgument,
-    Unavailable,
     Unprocessable,
 )
 from svckit.gen.ledger.v1 import ledger_service_pb2 as pb
@@ -123,29 +119,6 @@ def posting_from_pb(request: pb.PostTransactionRequest) -> Posting:
         external_ref=request.external_ref,
         metadata=dict(request.metadata) if request.metadata else {},
     )
-
-
-# Deadlock (only possible when CloseAccount races postings, or batches create the same new accounts)
-# and serialization failures roll everything back, so the same request may simply be retried.
-_TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
-
-
-@contextlib.contextmanager
-def _transient_conflicts_are_retryable() -> Iterator[None]:
-    try:
-        yield
-    # Statements run through SQLAlchemy (wrapped driver errors) or on plain psycopg connections.
-    except (DBAPIError, psycopg.Error) as exc:
-        state = getattr(exc.orig if isinstance(exc, DBAPIError) else exc, "sqlstate", None)
-        if state in _TRANSIENT_SQLSTATES:
-            raise Unavailable(
-                "TRANSIENT_CONFLICT", "the posting collided with a concurrent one; retry with the same key"
-            ) from exc
-        if state == "22003":  # numeric_value_out_of_range: a running total would pass int64
-            raise FailedPrecondition(
-                "BALANCE_OVERFLOW", "an account total would exceed the largest storable amount"
-            ) from exc
-        raise
 
 
 def _answer_template(posting: Posting) -> bytes:
@@ -285,7 +258,7 @@ class LedgerServicer(pb_grpc.LedgerServiceServicer):
             account = await self._service.close_account(conn, request.name)
             return pb.CloseAccountResponse(account=account_to_pb(account))
 
-        with _transient_conflicts_are_retryable():
+        with database_errors_translated():
             return await idempotent_rpc(
                 self._idempotency, context, "ledger.CloseAccount", request, pb.CloseAccountResponse, work
             )
@@ -295,7 +268,7 @@ class LedgerServicer(pb_grpc.LedgerServiceServicer):
         # refusal, the effect and the stored answer all happen in one statement, one round trip.
         # With a coalescer, concurrent calls share one batch statement with the same answers.
         posting, key = _keyed_posting(validate_key(idempotency_key_var.get()), request)
-        with _transient_conflicts_are_retryable():
+        with database_errors_translated():
             try:
                 if self._coalescer is not None:
                     outcome = await self._coalescer.post(posting, key)
@@ -371,7 +344,7 @@ class LedgerServicer(pb_grpc.LedgerServiceServicer):
             if replayed is not None:
                 await context.send_initial_metadata(((REPLAYED_METADATA, "true"),))
                 return replayed
-            with _transient_conflicts_are_retryable():
+            with database_errors_translated():
                 async with self._batch_slot(), self._engine.connect() as conn:
                     await conn.execution_options(isolation_level="AUTOCOMMIT")
                     response = await work(await driver_connection(conn))
@@ -396,7 +369,7 @@ class LedgerServicer(pb_grpc.LedgerServiceServicer):
             )
             return pb.ReverseTransactionResponse(transaction=transaction_to_pb(tx))
 
-        with _transient_conflicts_are_retryable():
+        with database_errors_translated():
             return await idempotent_rpc(
                 self._idempotency,
                 context,
