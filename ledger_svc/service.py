@@ -8,7 +8,6 @@ under any concurrency. Every refusal leaves nothing behind.
 
 from __future__ import annotations
 
-import base64
 import enum
 import json
 from collections import defaultdict
@@ -22,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ledger_svc import chain, repository
 from ledger_svc.naming import NON_NEGATIVE_PREFIXES, AccountType, parse_account_name
+from svckit import pagination
 from svckit.errors import (
     Aborted,
     AlreadyExists,
@@ -348,23 +348,6 @@ def _signed(type_: AccountType, debits: int, credits: int) -> int:
     return debits - credits if type_.debit_normal else credits - debits
 
 
-def encode_page_token(value: str) -> str:
-    return base64.urlsafe_b64encode(value.encode()).decode()
-
-
-def decode_page_token(token: str) -> str:
-    try:
-        return base64.urlsafe_b64decode(token.encode()).decode()
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidArgument("INVALID_PAGE_TOKEN", "page_token is malformed", field="page_token") from None
-
-
-def _page_size(size: int) -> int:
-    if size < 0:
-        raise InvalidArgument("INVALID_PAGE_SIZE", "page_size must not be negative", field="page_size")
-    return min(size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-
-
 class LedgerService:
     def __init__(self, non_negative_prefixes: Sequence[str] = NON_NEGATIVE_PREFIXES) -> None:
         self._non_negative_prefixes = list(non_negative_prefixes)
@@ -392,11 +375,12 @@ class LedgerService:
     async def list_accounts(
         self, conn: AsyncConnection, name_prefix: str, page_size: int, page_token: str
     ) -> tuple[list[Account], str]:
-        size = _page_size(page_size)
-        after = decode_page_token(page_token) if page_token else ""
+        size = pagination.page_size(page_size, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
+        listing = ["accounts", name_prefix]
+        after = pagination.decode_token(page_token, listing, str) or ""
         rows = await repository.list_accounts(conn, name_prefix, after, size + 1)
         accounts = [_to_account(r) for r in rows[:size]]
-        next_token = encode_page_token(accounts[-1].name) if len(rows) > size else ""
+        next_token = pagination.encode_token(listing, accounts[-1].name) if len(rows) > size else ""
         return accounts, next_token
 
     async def close_account(self, conn: AsyncConnection, name: str) -> Account:
@@ -592,19 +576,15 @@ class LedgerService:
         self, conn: AsyncConnection, account: str, page_size: int, page_token: str
     ) -> tuple[list[EntryView], str]:
         row = await self._account_row(conn, account)
-        size = _page_size(page_size)
-        after = 0
-        if page_token:
-            raw = decode_page_token(page_token)
-            if not raw.startswith("e:") or not raw[2:].isdigit():
-                raise InvalidArgument("INVALID_PAGE_TOKEN", "page_token is malformed", field="page_token")
-            after = int(raw[2:])
+        size = pagination.page_size(page_size, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
+        listing = ["entries", account]
+        after = pagination.decode_token(page_token, listing, int) or 0
         rows = await repository.list_entries(conn, row.id, after, size + 1)
         views = [
             EntryView(r.id, r.transaction_id, Direction(r.direction), r.amount, r.currency, r.posted_at)
             for r in rows[:size]
         ]
-        next_token = encode_page_token(f"e:{views[-1].entry_id}") if len(rows) > size else ""
+        next_token = pagination.encode_token(listing, views[-1].entry_id) if len(rows) > size else ""
         return views, next_token
 
     # --- hash chain -------------------------------------------------------------------------

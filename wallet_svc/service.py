@@ -7,9 +7,7 @@ non-negativity check and the change are one statement under the wallet's row loc
 
 from __future__ import annotations
 
-import base64
 import enum
-import json
 import re
 import uuid
 from collections.abc import Callable, Sequence
@@ -21,6 +19,7 @@ import psycopg.errors
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from svckit import pagination
 from svckit.errors import (
     Aborted,
     DomainError,
@@ -265,35 +264,6 @@ def validate_reservation_id(reservation_id: str) -> str:
     return reservation_id
 
 
-def validate_page_size(page_size: int) -> int:
-    if page_size < 0 or page_size > MAX_PAGE_SIZE:
-        raise InvalidArgument(
-            "INVALID_PAGE_SIZE", f"page_size must be between 0 and {MAX_PAGE_SIZE}", field="page_size"
-        )
-    return page_size or DEFAULT_PAGE_SIZE
-
-
-# Page tokens are opaque to clients; they carry the keyset position and the filter they belong to,
-# so a token cannot be replayed against another listing.
-def encode_page_token(filter_: Any, position: Any) -> str:
-    raw = json.dumps({"f": filter_, "p": position}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_page_token(token: str, filter_: Any) -> Any:
-    if not token:
-        return None
-    try:
-        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        if data["f"] != filter_:
-            raise ValueError("filter changed")
-        return data["p"]
-    except (ValueError, KeyError, TypeError):
-        raise InvalidArgument(
-            "INVALID_PAGE_TOKEN", "page_token is not one this listing returned", field="page_token"
-        ) from None
-
-
 # ---- row → domain --------------------------------------------------------------------------------
 
 
@@ -380,32 +350,28 @@ class WalletService:
         self, conn: AsyncConnection, seller_id: str, page_size: int, page_token: str
     ) -> Page[Wallet]:
         seller = validate_seller_id(seller_id) if seller_id else None
-        limit = validate_page_size(page_size)
-        after = decode_page_token(page_token, ["wallets", seller])
-        if after is not None and not (
-            isinstance(after, list) and len(after) == 2 and all(isinstance(x, str) for x in after)
-        ):
+        limit = pagination.page_size(page_size, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
+        after = pagination.decode_token(page_token, ["wallets", seller], list)
+        if after is not None and not (len(after) == 2 and all(isinstance(x, str) for x in after)):
             raise InvalidArgument("INVALID_PAGE_TOKEN", "page_token is malformed", field="page_token")
         rows = await repository.list_wallets(conn, seller, tuple(after) if after else None, limit + 1)
         items = [_wallet(r) for r in rows[:limit]]
         token = ""
         if len(rows) > limit:
             last = rows[limit - 1]
-            token = encode_page_token(["wallets", seller], [last.seller_id, last.currency])
+            token = pagination.encode_token(["wallets", seller], [last.seller_id, last.currency])
         return Page(items, token)
 
     async def list_movements(
         self, conn: AsyncConnection, seller_id: str, currency: str, page_size: int, page_token: str
     ) -> Page[Movement]:
         seller_id, currency = validate_seller_id(seller_id), validate_currency(currency)
-        limit = validate_page_size(page_size)
-        filter_ = ["movements", seller_id, currency]
-        before = decode_page_token(page_token, filter_)
-        if before is not None and not isinstance(before, int):
-            raise InvalidArgument("INVALID_PAGE_TOKEN", "page_token is malformed", field="page_token")
+        limit = pagination.page_size(page_size, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
+        listing = ["movements", seller_id, currency]
+        before = pagination.decode_token(page_token, listing, int)
         rows = await repository.list_movements(conn, seller_id, currency, before, limit + 1)
         items = [_movement(r) for r in rows[:limit]]
-        token = encode_page_token(filter_, rows[limit - 1].id) if len(rows) > limit else ""
+        token = pagination.encode_token(listing, rows[limit - 1].id) if len(rows) > limit else ""
         return Page(items, token)
 
     async def get_reservation(self, conn: AsyncConnection, reservation_id: str) -> Reservation:

@@ -247,6 +247,25 @@ async def test_list_accounts_by_prefix_with_pages(stub):
     assert got == names
 
 
+async def test_listing_refuses_an_oversized_page_and_a_token_of_another_listing(stub):
+    seller = uid()
+    for i in range(3):
+        name = f"liability:seller_payable:{seller}-{i}"
+        await stub.CreateAccount(pb.CreateAccountRequest(name=name, currency="USD"), metadata=md())
+    prefix = f"liability:seller_payable:{seller}"
+    err = await _refused(stub.ListAccounts(pb.ListAccountsRequest(name_prefix=prefix, page_size=1001)))
+    assert (err.code(), error_info(err).reason) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PAGE_SIZE")
+    page = await stub.ListAccounts(pb.ListAccountsRequest(name_prefix=prefix, page_size=1))
+    assert page.next_page_token
+    for other in (
+        pb.ListAccountsRequest(name_prefix=prefix + "-1", page_token=page.next_page_token),
+        pb.ListEntriesRequest(account=f"{prefix}-0", page_token=page.next_page_token),
+    ):
+        call = stub.ListAccounts if isinstance(other, pb.ListAccountsRequest) else stub.ListEntries
+        err = await _refused(call(other))
+        assert error_info(err).reason == "INVALID_PAGE_TOKEN"
+
+
 async def test_unknown_account_and_transaction_are_not_found(stub):
     err = await _refused(stub.GetBalance(pb.GetBalanceRequest(account="asset:none:zzz")))
     assert (err.code(), error_info(err).reason) == (grpc.StatusCode.NOT_FOUND, "ACCOUNT_NOT_FOUND")

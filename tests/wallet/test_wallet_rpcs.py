@@ -7,6 +7,7 @@ import pytest
 
 from svckit.gen.wallet.v1 import wallet_service_pb2 as pb
 from svckit.grpc_errors import error_info
+from svckit.pagination import encode_token
 from tests.wallet.wallet_helpers import (
     assert_books_balance,
     books,
@@ -17,7 +18,6 @@ from tests.wallet.wallet_helpers import (
     new_seller,
     ref,
 )
-from wallet_svc.service import encode_page_token
 
 
 async def credit(stub, seller, amount, currency="USD", key=None):
@@ -376,7 +376,7 @@ async def test_bad_credit_is_invalid_argument_with_field_and_stores_nothing(
         (lambda s: s.ListWallets(pb.ListWalletsRequest(page_size=-1)), "page_size", "INVALID_PAGE_SIZE"),
         (lambda s: s.ListWallets(pb.ListWalletsRequest(page_size=1001)), "page_size", "INVALID_PAGE_SIZE"),
         (lambda s: s.ListWallets(pb.ListWalletsRequest(page_token="garbage")), "page_token", "INVALID_PAGE_TOKEN"),
-        (lambda s: s.ListWallets(pb.ListWalletsRequest(page_token=encode_page_token(["wallets", None], 5))),
+        (lambda s: s.ListWallets(pb.ListWalletsRequest(page_token=encode_token(["wallets", None], 5))),
          "page_token", "INVALID_PAGE_TOKEN"),
         (lambda s: s.ListMovements(pb.ListMovementsRequest(seller_id="ok", currency="USD", page_token="e30")),
          "page_token", "INVALID_PAGE_TOKEN"),
