@@ -140,7 +140,7 @@ class _Output:
     """The supervisor's output, read on a thread so waiting for a line can time out."""
 
     def __init__(self, proc: subprocess.Popen) -> None:
-        self.lines: queue.Queue[str] = queue.Queue()
+        self.lines: queue.Queue[str | None] = queue.Queue()
         self.seen: list[str] = []
         threading.Thread(target=self._read, args=(proc,), daemon=True).start()
 
@@ -148,6 +148,7 @@ class _Output:
         assert proc.stdout is not None
         for line in proc.stdout:
             self.lines.put(line)
+        self.lines.put(None)  # the supervisor exited
 
     def wait_for(self, text: str, timeout: float = 60) -> str:
         deadline = time.monotonic() + timeout
@@ -155,6 +156,9 @@ class _Output:
             try:
                 line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
             except queue.Empty:
+                break
+            if line is None:
+                self.lines.put(None)
                 break
             self.seen.append(line)
             if text in line:
