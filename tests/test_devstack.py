@@ -241,8 +241,8 @@ def test_a_service_that_cannot_start_stops_the_stack_with_its_name(tmp_path, mon
     monkeypatch.setenv("LEDGER_CHAIN_BATCH_SIZE", "0")  # read by the ledger only, refused by its settings
     proc = _start(tmp_path, ports)
     out, _ = proc.communicate(timeout=90)
-    assert proc.returncode != 0
-    assert "ledger exited with code" in out
+    assert proc.returncode != 0, out
+    assert "ledger exited with code" in out, out
     assert "Stop: Ctrl-C" not in out  # never came up
 
 
