@@ -222,6 +222,17 @@ def test_a_crashed_service_is_restarted_and_the_rest_keeps_running(stack):
 
 
 @pytest.mark.slow
+def test_crashed_embedded_infrastructure_is_restarted_too(stack):
+    proc, ports, output = stack
+    valkey = next(p for p in psutil.Process(proc.pid).children() if "valkey-server" in " ".join(p.cmdline()))
+    valkey.send_signal(signal.SIGKILL)
+    assert "restarting it in" in output.wait_for("valkey was killed by SIGKILL")
+    output.wait_for("valkey restarted")
+    assert _ready(ports["gateway"]), "the stack did not answer /readyz 200 after Valkey's restart"
+    assert proc.poll() is None
+
+
+@pytest.mark.slow
 def test_a_killed_supervisor_leaves_no_orphans(stack):
     proc, _ports, _output = stack
     children = psutil.Process(proc.pid).children(recursive=True)
