@@ -38,7 +38,9 @@ def build(settings: LedgerSettings, engine: AsyncEngine, idempotency: Idempotenc
         )
     # PostTransactions claims its call key on a connection held for the whole call (see the
     # servicer): claims get a pool of their own so they never starve the statements they wait for.
-    claims = DriverPool(settings.sqlalchemy_url(), max_size=settings.db_pool_size, name="ledger-claims")
+    claims = DriverPool(
+        settings.sqlalchemy_url(), max_size=settings.db_pool_size, name="ledger-claims", session_locks=True
+    )
     servicer = LedgerServicer(
         service,
         engine,

@@ -579,11 +579,11 @@ def admin_endpoints(ctx: Context, req: Request) -> dict[str, Any]:
             ep = ctx.webhooks.add_endpoint(url, body.get("secret"), body.get("enabled_events"))
         except ValueError as e:
             raise invalid(str(e), param="url") from None
-        return ep.public()
+        return ep.public(with_secret=True)  # the one answer with the secret: configure the receiver
     return {
         "object": "list",
         "data": [e.public() for e in ctx.webhooks.endpoints],
-        "default_secret": ctx.webhooks.default_secret,
+        "default_secret_last4": ctx.webhooks.default_secret[-4:],
     }
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import hmac
+import ipaddress
 import json
 import logging
 import random
@@ -211,6 +213,10 @@ class SimApp:
                 err = StripeError(405, "invalid_request_error", f"Method {method} not allowed for {path}.")
             return (*self._error(err), False)
         handler, kind, args = route  # type: ignore[misc]
+        if kind == "admin" and path != "/_sim/health":
+            refused = self._admin_refusal(scope, headers)
+            if refused is not None:
+                return (*self._error(refused), False)
         query_raw = scope.get("query_string", b"")
         try:
             query = (
@@ -224,6 +230,31 @@ class SimApp:
         if kind != "api":
             return self._run_plain(handler, req, args)
         return await self._run_api(handler, req, args)
+
+    def _admin_refusal(self, scope: dict[str, Any], headers: dict[str, str]) -> StripeError | None:
+        """Why this client may not use the admin routes (they can reset state, inject faults and see
+        every object), or None. With an admin key set, the key is needed from everyone; without
+        one, only loopback clients are served (a proxy on this host counts as loopback)."""
+        expected = self.config.admin_key
+        if expected:
+            auth = headers.get("authorization", "")
+            given = auth[7:] if auth.startswith("Bearer ") else ""
+            if hmac.compare_digest(given.encode(), expected.encode()):
+                return None
+            return StripeError(
+                401,
+                "invalid_request_error",
+                "The /_sim/* admin routes need the simulator's admin key: "
+                "'Authorization: Bearer <PSP_SIM_ADMIN_KEY>'.",
+            )
+        if _is_loopback(scope.get("client")):
+            return None
+        return StripeError(
+            403,
+            "invalid_request_error",
+            "The /_sim/* admin routes answer loopback clients only; "
+            "set PSP_SIM_ADMIN_KEY on the simulator to use them from elsewhere.",
+        )
 
     def _run_plain(self, handler: Any, req: Request, args: tuple[str, ...]) -> Any:
         try:
@@ -367,6 +398,13 @@ class SimApp:
             idempotency_key=req.headers.get("idempotency-key"),
             **detail,
         )
+
+
+def _is_loopback(client: Any) -> bool:
+    try:
+        return ipaddress.ip_address(client[0]).is_loopback
+    except (TypeError, IndexError, ValueError):
+        return False  # no peer address (e.g. a Unix socket) or not an IP: not known to be local
 
 
 def _object_id(payload: bytes) -> str | None:

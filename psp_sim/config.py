@@ -46,6 +46,9 @@ class SimConfig:
     platform_bank_account: str = "000123456789"
     faults: list[dict[str, Any]] = field(default_factory=list)
     fault_seed: int | None = None
+    admin_key: str | None = None
+    """``PSP_SIM_ADMIN_KEY``: when set, every ``/_sim/*`` admin call needs ``Authorization: Bearer
+    <key>``; when unset, only loopback clients may make them."""
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any]) -> SimConfig:
@@ -80,6 +83,8 @@ def load_config(
         data["faults"] = list(data.get("faults", [])) + list(fdata.get("faults", []))
         if "seed" in fdata:
             data["fault_seed"] = fdata["seed"]
+    if env.get("PSP_SIM_ADMIN_KEY"):
+        data["admin_key"] = env["PSP_SIM_ADMIN_KEY"]
     if env.get("PSP_SIM_WEBHOOK_SECRET"):
         data["webhook_secret"] = env["PSP_SIM_WEBHOOK_SECRET"]
     if env.get("PSP_SIM_WEBHOOK_URL"):

@@ -36,8 +36,9 @@ DEFAULT_API_KEY = "sk_test_psp_sim"
 class SimAdmin:
     """Thin client for the ``/_sim/*`` endpoints; every method returns parsed JSON."""
 
-    def __init__(self, base_url: str) -> None:
-        self.http = httpx.Client(base_url=base_url, timeout=10)
+    def __init__(self, base_url: str, admin_key: str | None = None) -> None:
+        headers = {"Authorization": f"Bearer {admin_key}"} if admin_key else None
+        self.http = httpx.Client(base_url=base_url, timeout=10, headers=headers)
 
     def _call(self, method: str, path: str, **kw: Any) -> Any:
         resp = self.http.request(method, path, **kw)
@@ -173,7 +174,7 @@ def run_simulator(
             raise RuntimeError("PSP simulator did not start")
         time.sleep(0.01)
     base_url = f"http://{host}:{bound_port}"
-    admin = SimAdmin(base_url)
+    admin = SimAdmin(base_url, cfg.admin_key)
     try:
         yield SimServer(base_url, api_key, admin, app)
     finally:

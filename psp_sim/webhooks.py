@@ -53,12 +53,14 @@ class Endpoint:
             for p in self.enabled_events
         )
 
-    def public(self) -> dict[str, Any]:
+    def public(self, *, with_secret: bool = False) -> dict[str, Any]:
+        """As listed: the secret only as its last four characters (Stripe shows it once, at creation)."""
+        shown: dict[str, Any] = {"secret": self.secret} if with_secret else {"secret_last4": self.secret[-4:]}
         return {
             "id": self.id,
             "object": "webhook_endpoint",
             "url": self.url,
-            "secret": self.secret,
+            **shown,
             "enabled_events": self.enabled_events,
             "status": "enabled",
         }

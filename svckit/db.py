@@ -45,7 +45,11 @@ class DriverPool:
     statement on a connection after a few executions, so hot statements are also planned once.
     """
 
-    def __init__(self, url: str, max_size: int, name: str) -> None:
+    def __init__(self, url: str, max_size: int, name: str, session_locks: bool = False) -> None:
+        """``session_locks``: the pool's users take session-level advisory locks (idempotency claims).
+        Every returned connection then drops whatever session locks it still holds before it is
+        reused, and a connection where that fails is discarded, so no lock outlives its user. Off
+        for pools of plain statements, which would pay a round trip per checkout for nothing."""
         self._pool = AsyncConnectionPool(
             _libpq_url(url),
             # A few kept open: the pool grows one connection at a time, so a burst after an idle
@@ -55,6 +59,7 @@ class DriverPool:
             kwargs={"autocommit": True},
             name=name,
             open=False,
+            reset=_release_session_locks if session_locks else None,
         )
         self._opened = False
         self._opening = asyncio.Lock()
@@ -76,6 +81,11 @@ class DriverPool:
         if self._opened:
             await self._pool.close()
             self._opened = False
+
+
+async def _release_session_locks(conn: psycopg.AsyncConnection) -> None:
+    # psycopg_pool closes and replaces the connection if this raises.
+    await conn.execute("SELECT pg_advisory_unlock_all()")
 
 
 async def driver_connection(conn: AsyncConnection) -> psycopg.AsyncConnection:

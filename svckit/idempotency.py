@@ -190,7 +190,22 @@ _CLAIM_PROBE = (
     "SELECT pg_try_advisory_lock(%(lock)s), k.fingerprint, k.response FROM (SELECT 1) AS one"
     " LEFT JOIN idempotency_keys AS k ON k.scope = %(scope)s AND k.key = %(key)s"
 )
-_UNLOCK = "SELECT pg_advisory_unlock(%(lock)s)"
+
+
+async def _release_session_locks(conn: psycopg.AsyncConnection, scope: str) -> None:
+    """Drop every session lock of a claim's connection (it serves one claim at a time), or, when that
+    cannot be confirmed (cancelled again, statement or connection failed), close the connection:
+    its session ends and the server frees its locks; the pool replaces a closed connection."""
+    try:
+        await conn.execute("SELECT pg_advisory_unlock_all()")
+    except BaseException as exc:
+        await conn.close()
+        if not isinstance(exc, Exception):
+            raise  # a cancellation (or exit) must still propagate
+        # The request's own outcome (answer or error) is the one to report, not this clean-up's.
+        log.warning(
+            "could not release an idempotency key; connection closed", scope=scope, error=type(exc).__name__
+        )
 
 
 async def _lookup(conn: AsyncConnection, scope: str, key: str) -> sa.Row | None:
@@ -311,31 +326,35 @@ class IdempotencyStore:
         fp = fingerprint(scope, request)
         params = {"scope": scope, "key": key, "lock": lock_id(scope, key)}
         async with self._driver_pool.connection() as conn:
-            # One round trip: try the lock and read any finished record. The lock is tried after the
-            # statement's snapshot, so a holder that committed and unlocked in between reads as
-            # "not finished": the operation is then re-run, which resumes from its stored state, and
-            # Claim.finish / Claim.save find the holder's record and answer with it.
-            got, stored_fp, stored_response = await (await conn.execute(_CLAIM_PROBE, params)).fetchone()
-            if stored_fp is not None:
-                if got:
-                    await conn.execute(_UNLOCK, params)
-                _check_fingerprint(scope, stored_fp, fp)
-                IDEMPOTENT_REPLAYS.labels(scope).inc()
-                yield Claim(scope, key, fp, bytes(stored_response))
-                return
-            if not got:
-                IDEMPOTENCY_CONFLICTS.labels(scope, "IDEMPOTENCY_KEY_IN_USE").inc()
-                raise Aborted(
-                    "IDEMPOTENCY_KEY_IN_USE",
-                    "a request with this idempotency-key is still being processed; retry shortly",
-                    {"retry_after_seconds": "1"},
-                )
             claim = Claim(scope, key, fp, _conn=conn)
             try:
+                # One round trip: try the lock and read any finished record. The lock is tried after
+                # the statement's snapshot, so a holder that committed and unlocked in between reads as
+                # "not finished": the operation is then re-run, which resumes from its stored state,
+                # and Claim.finish / Claim.save find the holder's record and answer with it.
+                got, stored_fp, stored_response = await (await conn.execute(_CLAIM_PROBE, params)).fetchone()
+                if stored_fp is not None:
+                    claim._released = True
+                    if got:  # a finished key needs no lock: let it go before answering
+                        await _release_session_locks(conn, scope)
+                    _check_fingerprint(scope, stored_fp, fp)
+                    IDEMPOTENT_REPLAYS.labels(scope).inc()
+                    yield Claim(scope, key, fp, bytes(stored_response))
+                    return
+                if not got:
+                    claim._released = True  # someone else's lock: nothing of ours to release
+                    IDEMPOTENCY_CONFLICTS.labels(scope, "IDEMPOTENCY_KEY_IN_USE").inc()
+                    raise Aborted(
+                        "IDEMPOTENCY_KEY_IN_USE",
+                        "a request with this idempotency-key is still being processed; retry shortly",
+                        {"retry_after_seconds": "1"},
+                    )
                 yield claim
             finally:
+                # From the probe on, the lock may be ours (even a cancelled probe may have taken it):
+                # the claim ends with the request, so the connection never goes back holding it.
                 if not claim._released:
-                    await conn.execute(_UNLOCK, params)
+                    await _release_session_locks(conn, scope)
 
     async def purge(self, older_than_hours: int, batch: int = 5000) -> int:
         """Delete keys older than the retention window, in batches so no long lock is held."""

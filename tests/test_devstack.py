@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -132,22 +136,164 @@ def test_occupied_port_is_a_clear_error(tmp_path):
     assert "DEV_PG_PORT" in result.stdout + result.stderr
 
 
-@pytest.mark.slow
-def test_a_killed_supervisor_leaves_no_orphans(tmp_path):
+class _Output:
+    """The supervisor's output, read on a thread so waiting for a line can time out."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._read, args=(proc,), daemon=True).start()
+
+    def _read(self, proc: subprocess.Popen) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            self.lines.put(line)
+        self.lines.put(None)  # the supervisor exited
+
+    def wait_for(self, text: str, timeout: float = 60) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if line is None:
+                self.lines.put(None)
+                break
+            self.seen.append(line)
+            if text in line:
+                return line
+        pytest.fail(f"no line with {text!r} in:\n" + "".join(self.seen))
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory) -> Iterator[tuple[subprocess.Popen, dict[str, int], _Output]]:
+    """One stack for the tests below; the last of them kills its supervisor."""
     ports = {
         name: free_port()
         for name in ("pg", "redis", "payment", "ledger", "wallet", "recon", "gateway", "psp")
     }
-    proc = _start(tmp_path, ports)
+    proc = _start(tmp_path_factory.mktemp("stack"), ports)
+    output = _Output(proc)
     try:
-        _wait_for_summary(proc)
-        children = psutil.Process(proc.pid).children(recursive=True)
-        assert len(children) >= 7
+        output.wait_for("Stop: Ctrl-C", timeout=90)
+        yield proc, ports, output
     finally:
-        proc.send_signal(signal.SIGKILL)  # no chance to stop anything itself
-        proc.wait(10)
+        if proc.poll() is None:
+            _stop(proc)
+
+
+def _direct_children(proc: subprocess.Popen) -> dict[str, psutil.Process]:
+    """The supervisor's own children by what they run (PostgreSQL's backends come and go below them)."""
+    found = {}
+    for child in psutil.Process(proc.pid).children():
+        cmdline = " ".join(child.cmdline())
+        name = next(
+            (m for m in ("payment_svc", "ledger_svc", "wallet_svc", "recon_svc") if m in cmdline), None
+        )
+        found[name or cmdline.split()[0]] = child
+    return found
+
+
+def _ready(gateway_port: int, timeout: float = 60) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"http://127.0.0.1:{gateway_port}/readyz", timeout=5).status_code == 200:
+                return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.mark.slow
+def test_a_crashed_service_is_restarted_and_the_rest_keeps_running(stack):
+    proc, ports, output = stack
+    before = _direct_children(proc)
+    payment = before.pop("payment_svc")
+    payment.send_signal(signal.SIGKILL)
+    crash = output.wait_for("payment was killed by SIGKILL")
+    assert "restarting it in" in crash
+    assert "restart 1" in crash
+    assert "restart 1" in output.wait_for("payment restarted")
+    assert _ready(ports["gateway"]), "the stack did not answer /readyz 200 after the restart"
+    assert proc.poll() is None, "the supervisor stopped"
+    assert all(p.is_running() for p in before.values()), "another process was stopped or restarted"
+    assert _direct_children(proc)["payment_svc"].pid != payment.pid
+
+
+@pytest.mark.slow
+def test_crashed_embedded_infrastructure_is_restarted_too(stack):
+    proc, ports, output = stack
+    valkey = next(p for p in psutil.Process(proc.pid).children() if "valkey-server" in " ".join(p.cmdline()))
+    valkey.send_signal(signal.SIGKILL)
+    assert "restarting it in" in output.wait_for("valkey was killed by SIGKILL")
+    output.wait_for("valkey restarted")
+    assert _ready(ports["gateway"]), "the stack did not answer /readyz 200 after Valkey's restart"
+    assert proc.poll() is None
+
+
+@pytest.mark.slow
+def test_a_killed_supervisor_leaves_no_orphans(stack):
+    proc, _ports, _output = stack
+    children = psutil.Process(proc.pid).children(recursive=True)
+    assert len(children) >= 7  # postgres, valkey, four services, gateway (and the PSP simulator)
+    proc.send_signal(signal.SIGKILL)  # no chance to stop anything itself
+    proc.wait(10)
     # Each child carries a parent-death signal: PostgreSQL gets a fast shutdown, the rest SIGTERM.
+    # (A restarted service, if the test above ran first, carries it too.)
     assert _survivors(children, within=30.0) == [], "processes outlived a SIGKILLed supervisor"
+
+
+def test_a_service_that_cannot_start_stops_the_stack_with_its_name(tmp_path, monkeypatch):
+    ports = {
+        name: free_port()
+        for name in ("pg", "redis", "payment", "ledger", "wallet", "recon", "gateway", "psp")
+    }
+    monkeypatch.setenv("LEDGER_CHAIN_BATCH_SIZE", "0")  # read by the ledger only, refused by its settings
+    proc = _start(tmp_path, ports)
+    out, _ = proc.communicate(timeout=90)
+    assert proc.returncode != 0, out
+    assert "ledger exited with code" in out, out
+    assert "Stop: Ctrl-C" not in out  # never came up
+
+
+def test_a_process_that_keeps_crashing_stops_the_stack_with_its_name(tmp_path, capsys):
+    from svckit.devstack import supervisor
+
+    stack = supervisor.Stack(tmp_path, echo_logs=False)
+    starts = []
+
+    def start() -> None:
+        starts.append(subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"]))
+
+    start()
+    unit = supervisor.Watched(
+        "flaky", lambda: starts[-1], start, backoff=supervisor.Backoff(first_delay=0.01, max_crashes=3)
+    )
+    assert stack.supervise([unit]) == 1
+    printed = capsys.readouterr().err
+    assert len(starts) == 3  # the first start and two restarts, then it gave up
+    assert "flaky exited with code 3; restarting it in" in printed
+    assert "flaky restarted (restart 2" in printed
+    assert "flaky exited with code 3; it crashed 3 times within" in printed
+    assert "stopping everything" in printed
+
+
+def test_restart_delays_double_up_to_a_cap_and_start_over_after_a_stable_run():
+    from svckit.devstack.supervisor import Backoff
+
+    backoff = Backoff(first_delay=1, max_delay=5, stable_after=60, max_crashes=100, window=120)
+    delays = [backoff.crashed(now=float(t), up_for=1) for t in range(5)]
+    assert delays == [1, 2, 4, 5, 5]
+    assert backoff.crashed(now=200.0, up_for=90) == 1  # it had stayed up: back to the first delay
+    assert backoff.restarts == 6
+
+    looping = Backoff(first_delay=1, max_crashes=3, window=120)
+    assert looping.crashed(now=0.0, up_for=1) is not None
+    assert looping.crashed(now=10.0, up_for=1) is not None
+    assert looping.crashed(now=20.0, up_for=1) is None  # third crash within the window: give up
+    spaced = Backoff(first_delay=1, max_crashes=3, window=120)
+    assert all(spaced.crashed(now=t * 100.0, up_for=1) is not None for t in range(5))
 
 
 def test_the_start_summary_names_the_ports_in_use(monkeypatch, capsys, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 
@@ -313,3 +314,81 @@ async def test_a_store_without_a_driver_pool_refuses_long_claims_clearly(service
     with pytest.raises(RuntimeError, match="driver pool"):
         async with store.claim("test.NoPool", uuid.uuid4().hex, pb.CreateAccountRequest()):
             pass
+
+
+async def _cancel_claim_after(store: IdempotencyStore, scope: str, key: str, request, yields: int) -> None:
+    """Start a request that claims (scope, key) and then runs until cancelled; cancel it after
+    ``yields`` turns of the event loop (anywhere from before its probe to inside the operation)."""
+
+    async def request_handler() -> None:
+        async with store.claim(scope, key, request):
+            await asyncio.Event().wait()  # the claimed operation, cut short by a gRPC deadline
+
+    task = asyncio.create_task(request_handler())
+    for _ in range(yields):
+        await asyncio.sleep(0)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def test_a_claim_cancelled_at_any_point_leaves_its_key_free(services, claims):
+    # A deadline can cancel the request at any await: while its probe takes the key's session lock,
+    # inside the operation, or while the lock is being released. Whichever, the request has ended,
+    # so its key must be free: the connection may not go back to the pool still holding the lock.
+    engine = services["ledger"].engine
+    request = pb.CreateAccountRequest(name=_name(), currency="USD")
+    for yields in range(40):
+        key = f"cancel-{yields}-{uuid.uuid4().hex}"
+        await _cancel_claim_after(claims, "test.Cancel", key, request, yields)
+        assert not await _advisory_lock_held(engine, "test.Cancel", key), f"cancelled after {yields} turns"
+        async with claims.claim("test.Cancel", key, request) as again:
+            assert again.replay(pb.CreateAccountResponse) is None
+        assert not await _advisory_lock_held(engine, "test.Cancel", key)
+
+
+async def test_a_pool_for_session_locks_never_hands_out_a_connection_still_holding_one(services):
+    # The pool's backstop for any user that returns a connection without releasing its lock.
+    engine = services["ledger"].engine
+    pool = DriverPool(
+        services["ledger"].settings.sqlalchemy_url(), max_size=1, name="test-locks", session_locks=True
+    )
+    key = uuid.uuid4().hex
+    try:
+        async with pool.connection() as conn:
+            await conn.execute("SELECT pg_advisory_lock(%s)", (lock_id("test.Pool", key),))
+            assert await _advisory_lock_held(engine, "test.Pool", key)
+        # The pool's only connection: handed out again only once it is clean.
+        async with pool.connection() as conn:
+            assert not await _advisory_lock_held(engine, "test.Pool", key)
+    finally:
+        await pool.close()
+
+
+async def test_a_claim_cancelled_again_while_releasing_its_key_still_frees_it(services, claims):
+    # Cancelled at every turn, the release itself is cut short: the connection is closed instead, and
+    # the server frees the lock as the session ends (a moment after the close, hence the wait).
+    engine = services["ledger"].engine
+    request = pb.CreateAccountRequest(name=_name(), currency="USD")
+    key = uuid.uuid4().hex
+    entered = asyncio.Event()
+
+    async def request_handler() -> None:
+        async with claims.claim("test.Cancel", key, request):
+            entered.set()
+            await asyncio.Event().wait()
+
+    task = asyncio.create_task(request_handler())
+    await entered.wait()
+    while not task.done():
+        task.cancel()
+        await asyncio.sleep(0)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    for _ in range(200):
+        if not await _advisory_lock_held(engine, "test.Cancel", key):
+            break
+        await asyncio.sleep(0.05)
+    assert not await _advisory_lock_held(engine, "test.Cancel", key)
+    async with claims.claim("test.Cancel", key, request) as again:
+        assert again.replay(pb.CreateAccountResponse) is None

@@ -1,5 +1,9 @@
 """Run the whole system on one machine: infrastructure, services, gateway; stop it all on Ctrl-C.
 
+A process that crashes once it was up (a service, the gateway, the PSP simulator, or the embedded
+PostgreSQL/Valkey this supervisor started) is restarted after an exponential backoff; the stack is
+stopped only on Ctrl-C/SIGTERM, when a process fails its first start, or when one crash-loops.
+
 Children run in their own sessions (so the terminal's Ctrl-C reaches only us, and we stop them in
 order) and carry a parent-death signal (so even ``kill -9`` of this process leaves no orphans).
 """
@@ -17,6 +21,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,10 +49,55 @@ class Child:
     args: list[str] = field(default_factory=list)
     proc: subprocess.Popen | None = None
     tail: deque = field(default_factory=lambda: deque(maxlen=30))
+    color: str = "white"
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+
+@dataclass
+class Backoff:
+    """When to restart a process that crashed, and when to give up on it (it crash-loops)."""
+
+    first_delay: float = 1.0
+    max_delay: float = 30.0
+    stable_after: float = 60.0
+    """Up at least this long before a crash: the next delay is ``first_delay`` again."""
+    max_crashes: int = 5
+    window: float = 120.0
+    """``max_crashes`` crashes within this many seconds: give up."""
+    restarts: int = 0
+    _streak: int = 0
+    _crashes: deque = field(default_factory=deque)
+
+    def crashed(self, now: float, up_for: float) -> float | None:
+        """Seconds to wait before the next start, or None when the process crash-loops."""
+        if up_for >= self.stable_after:
+            self._streak = 0
+        self._crashes.append(now)
+        while now - self._crashes[0] > self.window:
+            self._crashes.popleft()
+        if len(self._crashes) >= self.max_crashes:
+            return None
+        delay = min(self.max_delay, self.first_delay * 2**self._streak)
+        self._streak += 1
+        self.restarts += 1
+        return delay
+
+
+@dataclass
+class Watched:
+    """A process the supervisor keeps running: a child, or embedded PostgreSQL/Valkey."""
+
+    name: str
+    proc: Callable[[], subprocess.Popen | None]
+    start: Callable[[], None]
+    """Start it again; for PostgreSQL/Valkey this waits until it is ready (or raises)."""
+    tail: Callable[[], None] = lambda: None
+    backoff: Backoff = field(default_factory=Backoff)
+    started_at: float = field(default_factory=time.monotonic)
+    restart_at: float | None = None
 
 
 def _env_port(name: str, default: int) -> int:
@@ -225,32 +275,36 @@ class Stack:
 
     # -- services -------------------------------------------------------------------------------
     def start_children(self) -> None:
-        logs = self.data_dir / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
         for i, child in enumerate(self.children):
             _require_free(child.port, child.name, None)
-            env = {
-                **self.env,
-                "PYTHONUNBUFFERED": "1",
-                "LOG_FORMAT": self.env.get("LOG_FORMAT", "console"),
-                **child.env,
-            }
-            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-            child.proc = subprocess.Popen(
-                [sys.executable, "-m", child.module, *child.args],
-                cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent, start_new_session=True,
-            )  # fmt: skip
-            threading.Thread(
-                target=self._pump,
-                args=(child, logs / f"{child.name}.log", COLORS[i % len(COLORS)]),
-                daemon=True,
-            ).start()
+            child.color = COLORS[i % len(COLORS)]
+            self._spawn(child)
+
+    def _spawn(self, child: Child) -> None:
+        env = {
+            **self.env,
+            "PYTHONUNBUFFERED": "1",
+            "LOG_FORMAT": self.env.get("LOG_FORMAT", "console"),
+            **child.env,
+        }
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+        child.proc = subprocess.Popen(
+            [sys.executable, "-m", child.module, *child.args],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent, start_new_session=True,
+        )  # fmt: skip
+        threading.Thread(
+            target=self._pump,
+            args=(child, self.data_dir / "logs" / f"{child.name}.log", child.color),
+            daemon=True,
+        ).start()
 
     def _pump(self, child: Child, log_path: Path, color: str) -> None:
-        assert child.proc is not None and child.proc.stdout is not None
+        proc = child.proc  # this run's: a restart gets a pump of its own
+        assert proc is not None and proc.stdout is not None
         with open(log_path, "ab") as log_file:
-            for raw in iter(child.proc.stdout.readline, b""):
+            for raw in iter(proc.stdout.readline, b""):
                 log_file.write(raw)
                 log_file.flush()
                 line = raw.decode(errors="replace").rstrip()
@@ -276,16 +330,73 @@ class Stack:
                 )
             time.sleep(0.2)
 
-    def supervise(self) -> int:
-        while not self.stop_requested.wait(0.5):
-            for child in self.children:
-                if child.proc is not None and child.proc.poll() is not None:
+    def watched(self) -> list[Watched]:
+        """Everything this supervisor started, with how to start each again."""
+        watched = []
+        if self.pg is not None:
+            pg = self.pg
+            watched.append(Watched("postgres", lambda: pg.proc, pg.start))
+        if self.valkey is not None:
+            valkey = self.valkey
+            watched.append(Watched("valkey", lambda: valkey.proc, valkey.start))
+        for child in self.children:
+            watched.append(
+                Watched(
+                    child.name,
+                    lambda c=child: c.proc,
+                    lambda c=child: self._spawn(c),
+                    tail=lambda c=child: _print_tail(c),
+                )
+            )
+        return watched
+
+    def supervise(self, watched: list[Watched] | None = None) -> int:
+        """Restart what crashes until asked to stop; 1 when something crash-loops, else 0."""
+        watched = self.watched() if watched is None else watched
+        while not self.stop_requested.wait(0.2):
+            now = time.monotonic()
+            for unit in watched:
+                if unit.restart_at is not None:
+                    if now >= unit.restart_at:
+                        self._restart(unit)
+                    continue
+                proc = unit.proc()
+                if proc is None or proc.poll() is None:
+                    continue
+                how = _exit_description(proc.returncode)
+                delay = unit.backoff.crashed(now, up_for=now - unit.started_at)
+                if delay is None:
                     console.print(
-                        f"[red]{child.name} exited with code {child.proc.returncode}; stopping everything[/]"
+                        f"[red]{unit.name} {how}; it crashed {unit.backoff.max_crashes} times within "
+                        f"{unit.backoff.window:.0f} s, so it cannot run: stopping everything[/]"
                     )
-                    _print_tail(child)
+                    unit.tail()
                     return 1
+                console.print(
+                    f"[yellow]{unit.name} {how}; restarting it in {delay:g} s "
+                    f"(restart {unit.backoff.restarts})[/]"
+                )
+                unit.tail()
+                unit.restart_at = now + delay
         return 0
+
+    def _restart(self, unit: Watched) -> None:
+        unit.restart_at = None
+        unit.started_at = time.monotonic()
+        try:
+            unit.start()
+        except (RuntimeError, TimeoutError, OSError) as exc:
+            # Counted as its next crash on the following check (the process has exited, or is
+            # killed here if it never became ready).
+            console.print(f"[red]{unit.name} failed to restart: {exc}[/]")
+            proc = unit.proc()
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            return
+        proc = unit.proc()
+        pid = proc.pid if proc is not None else "-"
+        console.print(f"{unit.name} restarted (restart {unit.backoff.restarts}, pid {pid})")
 
     def stop(self) -> None:
         # Gateway first (stop taking traffic), then services, then the infrastructure they use.
@@ -334,6 +445,13 @@ def _is_ready(child: Child) -> bool:
         except httpx.HTTPError:
             return False
     return port_open("127.0.0.1", child.port)
+
+
+def _exit_description(returncode: int) -> str:
+    if returncode < 0:
+        with contextlib.suppress(ValueError):
+            return f"was killed by {signal.Signals(-returncode).name} (exit code {returncode})"
+    return f"exited with code {returncode}"
 
 
 def _require_free(port: int, what: str, variable: str | None) -> None:

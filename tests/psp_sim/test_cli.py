@@ -51,7 +51,7 @@ def test_serve_with_env_logs_and_stops_on_sigterm(tmp_path) -> None:
             time.sleep(0.05)
         endpoints = httpx.get(f"{base}/_sim/webhook_endpoints").json()
         assert endpoints["data"][0]["url"] == "http://127.0.0.1:9/hooks"
-        assert endpoints["data"][0]["secret"] == "whsec_cli"
+        assert endpoints["data"][0]["secret_last4"] == "_cli"  # listed masked, never whole
         assert httpx.get(f"{base}/_sim/faults").json()["rules"][0]["kind"] == "http_500"
         client = stripe.StripeClient("sk_test_cli", base_addresses={"api": base})
         pi = client.v1.payment_intents.create(
