@@ -69,7 +69,7 @@ async def create_account(
     return _account(reply.account)
 
 
-@router.get("/accounts/{name}", response_model=AccountOut, summary="Fetch a ledger account by name")
+@router.get("/accounts/{name:path}", response_model=AccountOut, summary="Fetch a ledger account by name")
 async def get_account(name: str, request: Request) -> AccountOut:
     state = request.app.state
     reply, _ = await call(
