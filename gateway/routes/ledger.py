@@ -25,7 +25,7 @@ _TYPES = {v: k.removeprefix("ACCOUNT_TYPE_").lower() for k, v in pb.AccountType.
 class CreateAccountBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    name: str = Field(min_length=3, max_length=200, examples=["liability:seller_payable:seller_42"])
+    name: str = Field(min_length=3, max_length=200, examples=["liability:seller_payable:seller_42/USD"])
     currency: str = Field(min_length=3, max_length=3, examples=["USD"])
 
 
