@@ -316,3 +316,55 @@ async def test_a_dead_lettered_refund_replayed_after_the_fix_applies_both_halves
         )
     assert attempt == 1  # the replay used the keys of a fresh attempt
     await _verified(channels)
+
+
+async def test_a_batch_in_several_currencies_fails_whole_on_a_refusal_and_settles_the_rest_alone(
+    pay, channels, services
+):
+    from payment_svc.settlement import ORDER_SUCCEEDED, SettlementHandler
+    from svckit.events import Event, TerminalError
+
+    run = uuid.uuid4().hex[:6]
+    ok_seller, closed_seller = f"bm-{run}-ok", f"bm-{run}-closed"
+    ledger = lpb_grpc.LedgerServiceStub(channels["ledger"])
+    closed = f"liability:seller_payable:{closed_seller}/JPY"
+    await ledger.CreateAccount(lpb.CreateAccountRequest(name=closed, currency="JPY"), metadata=_md())
+    await ledger.CloseAccount(lpb.CloseAccountRequest(name=closed), metadata=_md())
+
+    def order(i: int, seller: str, amount: int, currency: str, commission: int) -> Event:
+        payload = {
+            "payment_order_id": f"po_bm_{run}_{i}",
+            "checkout_id": f"co_bm_{run}",
+            "seller_account": seller,
+            "amount_minor": amount,
+            "commission_minor": commission,
+            "currency": currency,
+        }
+        return Event(f"e-bm-{run}-{i}", ORDER_SUCCEEDED, payload["payment_order_id"], payload, "")
+
+    handler = SettlementHandler(wpb_grpc.WalletServiceStub(channels["wallet"]), ledger, pay.handle.engine, 10)
+    eur, jpy = order(0, ok_seller, 2000, "EUR", 200), order(1, closed_seller, 500, "JPY", 50)
+    with pytest.raises(TerminalError, match="ACCOUNT_CLOSED"):
+        async with pay.handle.engine.begin() as conn:
+            await handler(conn, [eur, jpy])
+    # The consumer's one-by-one pass: the euro order completes, the yen order is refused untouched.
+    async with pay.handle.engine.begin() as conn:
+        await handler(conn, [eur])
+    with pytest.raises(TerminalError, match="ACCOUNT_CLOSED"):
+        async with pay.handle.engine.begin() as conn:
+            await handler(conn, [jpy])
+    assert await _wallet(channels, ok_seller, "EUR") == 1800
+    assert await _balance(channels, f"liability:seller_payable:{ok_seller}/EUR") == 1800
+    assert await _transactions_for(services, eur.payload["payment_order_id"]) == 1
+    assert await _wallet(channels, closed_seller, "JPY") == 0
+    assert await _transactions_for(services, jpy.payload["payment_order_id"]) == 0
+
+    # An event that cannot be booked as it stands is refused before either half.
+    for bad in ({"currency": "XXX"}, {"commission_minor": 2001}, {"seller_account": "a/b"}):
+        event = order(2, ok_seller, 2000, "EUR", 200)
+        event.payload.update(bad)
+        with pytest.raises(TerminalError):
+            async with pay.handle.engine.begin() as conn:
+                await handler(conn, [event])
+    assert await _transactions_for(services, f"po_bm_{run}_2") == 0
+    assert await _wallet(channels, ok_seller, "EUR") == 1800
