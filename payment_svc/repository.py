@@ -382,12 +382,3 @@ async def update_settlement(conn: AsyncConnection, kind: str, id_: str, **values
     table, key = _settled_table(kind), _settled_id(kind)
     values.setdefault("updated_at", sa.func.now())
     await conn.execute(table.update().where(key == id_).values(**values))
-
-
-async def mark_ledger_updated(conn: AsyncConnection, payment_order_ids: Sequence[str]) -> None:
-    """Flag orders whose ledger posting is done while their wallet credit is still to come."""
-    await conn.execute(
-        payment_orders.update()
-        .where(payment_orders.c.payment_order_id.in_(sorted(payment_order_ids)))
-        .values(ledger_updated=True, updated_at=sa.func.now())
-    )

@@ -225,8 +225,10 @@ class SettlementHandler:
     the rest. Only the one-by-one path undoes: a batch with a refusal fails whole, and its events are
     then applied alone, where the refused one is compensated and dead-lettered.
 
-    Attempt numbers, pending undos and the order flags are written on their own transactions
-    (``engine``), because the consumer's transaction rolls back when the event fails."""
+    Both order flags are set with the consumer's transaction once both halves are applied. Attempt
+    numbers, pending undos and the flag of a half left standing (a retry of the other is due) are
+    written on their own transactions (``engine``), because the consumer's transaction rolls back
+    when the event fails; the happy path writes nothing more than the flags."""
 
     def __init__(
         self,
@@ -286,9 +288,12 @@ class SettlementHandler:
                 await self._apply(m, half, key)
             except grpc.aio.AioRpcError as exc:
                 err = _classified(from_rpc_error(exc))
-                if isinstance(err, TransientError):
-                    raise err from None  # outcome unknown: a retry replays the same keys
                 applied = m.halves[:i]
+                if isinstance(err, TransientError):
+                    # Outcome unknown: a retry replays the same keys. Meanwhile the first half stands,
+                    # and the order says so (on success both flags come with the event's commit).
+                    await self._save(m, **{f"{done}_updated": True for done in applied})
+                    raise err from None
                 # Refused: the next try (a replay once the cause is fixed) needs fresh keys, since a
                 # service may keep the refusal as this key's answer.
                 await self._save(
@@ -307,8 +312,6 @@ class SettlementHandler:
                     reason=err.args[0] if err.args else "",
                 )
                 raise err from None
-            if i < len(m.halves) - 1:  # the last one is flagged with the event's own commit
-                await self._save(m, **{f"{half}_updated": True})
 
     async def _apply(self, m: _Movement, half: str, key: str) -> Any:
         metadata = ((IDEMPOTENCY_KEY_METADATA, key),)
@@ -362,11 +365,6 @@ class SettlementHandler:
             todo = [(m, key) for m, key in keyed if len(m.halves) > step]
             await self._post_ledger([(m, key) for m, key in todo if m.halves[step] == LEDGER])
             await self._move_wallets([(m, key) for m, key in todo if m.halves[step] == WALLET])
-            if step == 0:
-                ledger_first = [m.id for m, _ in todo if m.kind == "order" and m.halves[0] == LEDGER]
-                if ledger_first:
-                    async with self._engine.begin() as conn:
-                        await repository.mark_ledger_updated(conn, ledger_first)
 
     async def _move_wallets(self, items: list[tuple[_Movement, str]]) -> None:
         if not items:

@@ -368,3 +368,50 @@ async def test_a_batch_in_several_currencies_fails_whole_on_a_refusal_and_settle
                 await handler(conn, [event])
     assert await _transactions_for(services, f"po_bm_{run}_2") == 0
     assert await _wallet(channels, ok_seller, "EUR") == 1800
+
+
+async def test_a_second_half_waiting_for_a_retry_leaves_the_first_flagged_and_the_retry_completes_it(
+    pay, channels, services
+):
+    from payment_svc.settlement import ORDER_SUCCEEDED, SettlementHandler
+    from svckit.devstack.infra import free_port
+    from svckit.events import Event, TransientError
+
+    run = uuid.uuid4().hex[:6]
+    seller, order_id, checkout = f"tr-{run}", f"po_tr_{run}", f"co_tr_{run}"
+    async with pay.handle.engine.begin() as conn:  # an order that succeeded, as the service stores it
+        await conn.execute(sa.text("INSERT INTO payment_events (checkout_id) VALUES (:c)"), {"c": checkout})
+        await conn.execute(
+            sa.text(
+                "INSERT INTO payment_orders (payment_order_id, checkout_id, seller_account, amount_minor,"
+                " currency, state, commission_minor) VALUES (:o, :c, :s, 500, 'JPY', 'SUCCESS', 50)"
+            ),
+            {"o": order_id, "c": checkout, "s": seller},
+        )
+    payload = {
+        "payment_order_id": order_id,
+        "checkout_id": checkout,
+        "seller_account": seller,
+        "amount_minor": 500,
+        "commission_minor": 50,
+        "currency": "JPY",
+    }
+    event = Event(f"e-tr-{run}", ORDER_SUCCEEDED, order_id, payload, "")
+    ledger = lpb_grpc.LedgerServiceStub(channels["ledger"])
+    # A wallet nobody listens on: the credit fails as unavailable, its outcome unknown.
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{free_port()}") as dead:
+        down = SettlementHandler(wpb_grpc.WalletServiceStub(dead), ledger, pay.handle.engine, 2)
+        with pytest.raises(TransientError):
+            async with pay.handle.engine.begin() as conn:
+                await down(conn, [event])
+    assert await _flags(pay, order_id) == (False, True)
+    assert await _transactions_for(services, order_id) == 1
+    assert await _wallet(channels, seller, "JPY") == 0
+
+    up = SettlementHandler(wpb_grpc.WalletServiceStub(channels["wallet"]), ledger, pay.handle.engine, 10)
+    async with pay.handle.engine.begin() as conn:
+        await up(conn, [event])
+    assert await _flags(pay, order_id) == (True, True)
+    assert await _transactions_for(services, order_id) == 1  # the posting was replayed, not repeated
+    assert await _wallet(channels, seller, "JPY") == 450
+    assert await _balance(channels, f"liability:seller_payable:{seller}/JPY") == 450
