@@ -20,7 +20,13 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ledger_svc import chain, repository
-from ledger_svc.naming import NON_NEGATIVE_PREFIXES, AccountType, parse_account_name
+from ledger_svc.naming import (
+    NON_NEGATIVE_PREFIXES,
+    AccountType,
+    check_currency,
+    parse_account,
+    parse_account_name,
+)
 from svckit import pagination
 from svckit.errors import (
     Aborted,
@@ -250,7 +256,7 @@ def validate_posting(posting: Posting) -> Posting:
     account_currency: dict[str, str] = {}
     sums: dict[str, list[int]] = {}
     for i, entry in enumerate(entries):
-        parse_account_name(entry.account)
+        _, named_currency = parse_account(entry.account)
         direction = entry.direction
         if direction is not Direction.DEBIT and direction is not Direction.CREDIT:
             if direction not in (Direction.DEBIT, Direction.CREDIT):  # a plain "D" / "C" is fine too
@@ -271,6 +277,15 @@ def validate_posting(posting: Posting) -> Posting:
         )
         if currency != entry.currency:
             unchanged = False
+        if named_currency is not None and named_currency != currency:
+            # The ledger opens an account on first use in its entry's currency: checking the name's
+            # suffix here, before posting, keeps every account in the currency its name says.
+            raise InvalidArgument(
+                "CURRENCY_MISMATCH",
+                f"entry {i}: account {entry.account} is named for {named_currency}, not {currency}",
+                field=f"entries[{i}].currency",
+                account=entry.account,
+            )
         seen = account_currency.setdefault(entry.account, currency)
         if seen != currency:
             raise InvalidArgument(
@@ -358,7 +373,9 @@ class LedgerService:
         self, conn: AsyncConnection, name: str, currency: str, non_negative: bool = False
     ) -> Account:
         type_ = parse_account_name(name)
-        row = await repository.insert_account(conn, name, type_.value, _currency(currency), non_negative)
+        currency = _currency(currency)
+        check_currency(name, currency)
+        row = await repository.insert_account(conn, name, type_.value, currency, non_negative)
         if row is None:
             raise AlreadyExists("ACCOUNT_ALREADY_EXISTS", f"account {name!r} already exists", {"name": name})
         return _to_account(row)

@@ -99,6 +99,7 @@ def build(settings: PaymentSettings, engine: AsyncEngine, idempotency: Idempoten
         handler = SettlementHandler(
             wallet_service_pb2_grpc.WalletServiceStub(wallet_channel),
             ledger_service_pb2_grpc.LedgerServiceStub(ledger_channel),
+            engine,
             settings.settlement_deadline_seconds,
         )
         consumer = Consumer(

@@ -66,6 +66,19 @@ payment_orders = sa.Table(
     ),
     sa.Column("wallet_updated", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("ledger_updated", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column(
+        "settlement_attempt",
+        sa.Integer,
+        nullable=False,
+        server_default="0",
+        comment="Attempt whose idempotency keys the next settlement try uses (payment_svc.settlement)",
+    ),
+    sa.Column(
+        "settlement_undo_attempt",
+        sa.Integer,
+        nullable=True,
+        comment="An attempt whose applied first half must be undone before the next try",
+    ),
     sa.Column("janitor_attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column(
         "next_check_at", sa.DateTime(timezone=True), nullable=True, comment="When the janitor looks again"
@@ -112,6 +125,19 @@ refunds = sa.Table(
     sa.Column("reason", sa.Text, nullable=True),
     sa.Column("psp_reference", sa.Text, nullable=True, unique=True),
     sa.Column("failure_reason", sa.Text, nullable=True),
+    sa.Column(
+        "settlement_attempt",
+        sa.Integer,
+        nullable=False,
+        server_default="0",
+        comment="Attempt whose idempotency keys the next settlement try uses (payment_svc.settlement)",
+    ),
+    sa.Column(
+        "settlement_undo_attempt",
+        sa.Integer,
+        nullable=True,
+        comment="An attempt whose applied first half must be undone before the next try",
+    ),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )

@@ -354,3 +354,31 @@ async def refund_by_psp_reference(conn: AsyncConnection, psp_reference: str) -> 
 async def update_refund(conn: AsyncConnection, refund_id: str, **values: Any) -> None:
     values.setdefault("updated_at", sa.func.now())
     await conn.execute(refunds.update().where(refunds.c.refund_id == refund_id).values(**values))
+
+
+def _settled_table(kind: str) -> sa.Table:
+    return payment_orders if kind == "order" else refunds
+
+
+def _settled_id(kind: str) -> sa.Column:
+    return payment_orders.c.payment_order_id if kind == "order" else refunds.c.refund_id
+
+
+async def settlement_states(
+    conn: AsyncConnection, kind: str, ids: Sequence[str]
+) -> dict[str, tuple[int, int | None]]:
+    """(attempt, undo attempt) of each order (``kind`` "order") or refund ("refund"); absent ids are missing."""
+    table, key = _settled_table(kind), _settled_id(kind)
+    rows = await conn.execute(
+        sa.select(key, table.c.settlement_attempt, table.c.settlement_undo_attempt).where(
+            key.in_(sorted(ids))
+        )
+    )
+    return {row[0]: (row[1], row[2]) for row in rows}
+
+
+async def update_settlement(conn: AsyncConnection, kind: str, id_: str, **values: Any) -> None:
+    """Set settlement columns (attempt, undo attempt, and for orders the wallet/ledger flags)."""
+    table, key = _settled_table(kind), _settled_id(kind)
+    values.setdefault("updated_at", sa.func.now())
+    await conn.execute(table.update().where(key == id_).values(**values))

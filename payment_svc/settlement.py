@@ -1,14 +1,19 @@
 """Settlement of pay-in money into the seller's wallet and the ledger, through the event backbone.
 
 ``OutboxSettlement`` writes an event in the same transaction as the order's SUCCESS (or a refund's
-success). ``SettlementHandler`` consumes them a batch at a time: one wallet ApplyBatch and one ledger
-PostTransactions call per batch, each item idempotent on a key derived from the order or refund id,
-then it flags the orders — in the consumer's transaction, which also records the events as
-processed. A failure is retried by the backbone (transient) or dead-lettered for an operator
-(terminal).
+success). ``SettlementHandler`` consumes them: each event moves two halves, a ledger posting and a
+wallet movement, in two services, each idempotent on a key derived from the order or refund id and
+its settlement attempt. The half that can refuse goes first: for an order the ledger posting, then
+the wallet credit; for a refund the wallet debit (its available-balance check is the stricter one),
+then the ledger posting. When the second half is refused, the first is undone under a derived key
+(a ledger reversal, or the opposite wallet movement) and the attempt number moves on, so a replay of
+the dead letter applies both halves again exactly once. A failure is retried by the backbone
+(transient: the same keys, whose outcome may be unknown) or dead-lettered for an operator (terminal).
+The order's ``ledger_updated`` / ``wallet_updated`` say which halves are applied at every step.
 
-Books, for an order of amount A with commission C (DESIGN.md, "Money in the books"):
-    Dr asset:psp_receivable:stripe A / Cr liability:seller_payable:<seller> A-C / Cr revenue:commission C
+Books, in the order's currency CUR, for an order of amount A with commission C (docs/ledger.md):
+    Dr asset:psp_receivable:stripe/CUR A / Cr liability:seller_payable:<seller>/CUR A-C
+    / Cr revenue:commission/CUR C
 and for a refund R of it, with c the commission it gives back (proportional, so a full refund
 returns exactly C): the mirror image, and the wallet is debited R-c.
 """
@@ -20,11 +25,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from ledger_svc import naming
 from payment_svc import repository
 from svckit.context import IDEMPOTENCY_KEY_METADATA
-from svckit.errors import Aborted, DomainError, Internal, Unavailable
+from svckit.errors import Aborted, DomainError, FailedPrecondition, Internal, Unavailable
 from svckit.events import Event, TerminalError, TransientError, outbox
 from svckit.gen.common.v1 import money_pb2
 from svckit.gen.ledger.v1 import ledger_service_pb2 as lpb
@@ -33,18 +39,15 @@ from svckit.gen.wallet.v1 import wallet_service_pb2 as wpb
 from svckit.gen.wallet.v1 import wallet_service_pb2_grpc as wpb_grpc
 from svckit.grpc_errors import from_rpc_error
 from svckit.logging import get_logger
+from svckit.money import is_known_currency
 
 log = get_logger(__name__)
 
 ORDER_SUCCEEDED = "payment.order.succeeded"
 REFUND_SUCCEEDED = "payment.refund.succeeded"
 
-PSP_RECEIVABLE = "asset:psp_receivable:stripe"
-COMMISSION_REVENUE = "revenue:commission"
-
-
-def seller_payable(seller: str) -> str:
-    return f"liability:seller_payable:{seller}"
+PSP = "stripe"
+"""The PSP whose receivable a captured payment is (``asset:psp_receivable:stripe/<CUR>``)."""
 
 
 def commission_share(commission_minor: int, amount_minor: int, refunded_minor: int) -> int:
@@ -114,57 +117,91 @@ def _entry(account: str, debit: bool, amount: int, currency: str) -> lpb.Entry:
 
 
 def order_entries(seller: str, amount: int, commission: int, currency: str) -> list[lpb.Entry]:
-    entries = [_entry(PSP_RECEIVABLE, True, amount, currency)]
+    entries = [_entry(naming.psp_receivable(PSP, currency), True, amount, currency)]
     if amount - commission:
-        entries.append(_entry(seller_payable(seller), False, amount - commission, currency))
+        entries.append(_entry(naming.seller_payable(seller, currency), False, amount - commission, currency))
     if commission:
-        entries.append(_entry(COMMISSION_REVENUE, False, commission, currency))
+        entries.append(_entry(naming.revenue_commission(currency), False, commission, currency))
     return entries
 
 
 def refund_entries(seller: str, amount: int, commission: int, currency: str) -> list[lpb.Entry]:
-    entries = [_entry(PSP_RECEIVABLE, False, amount, currency)]
+    entries = [_entry(naming.psp_receivable(PSP, currency), False, amount, currency)]
     if amount - commission:
-        entries.append(_entry(seller_payable(seller), True, amount - commission, currency))
+        entries.append(_entry(naming.seller_payable(seller, currency), True, amount - commission, currency))
     if commission:
-        entries.append(_entry(COMMISSION_REVENUE, True, commission, currency))
+        entries.append(_entry(naming.revenue_commission(currency), True, commission, currency))
     return entries
+
+
+LEDGER, WALLET = "ledger", "wallet"
 
 
 @dataclass(frozen=True)
 class _Movement:
     """What one settlement event does to the wallet and the ledger."""
 
-    key: str
+    kind: str
+    """"order" (a pay-in: credit) or "refund" (a debit): the payments table that keeps its attempts."""
+    id: str
+    """The order's or the refund's id."""
     seller: str
     net: int
     currency: str
     reference: wpb.Reference
     ledger: lpb.PostTransactionRequest
-    debit: bool
-    flags_order: str | None
-    """The order to flag wallet_updated/ledger_updated once settled (pay-ins only)."""
+
+    @property
+    def debit(self) -> bool:
+        return self.kind == "refund"
+
+    @property
+    def halves(self) -> tuple[str, ...]:
+        """The halves in the order they are applied: the one that can refuse first."""
+        wallet = (WALLET,) if self.net else ()  # an order whose whole amount is commission
+        return (*wallet, LEDGER) if self.debit else (LEDGER, *wallet)
+
+    def key(self, attempt: int) -> str:
+        base = f"settle:{self.kind}:{self.id}"
+        return base if attempt == 0 else f"{base}:attempt-{attempt}"
 
 
 def _movement(event: Event) -> _Movement | None:
-    p = event.payload
-    if event.type == ORDER_SUCCEEDED:
-        key, ref, debit = f"settle:order:{p['payment_order_id']}", p["payment_order_id"], False
-        reference = wpb.Reference(kind=wpb.REFERENCE_KIND_PAYMENT_ORDER, id=ref)
-        entries = order_entries(p["seller_account"], p["amount_minor"], p["commission_minor"], p["currency"])
-        description = f"pay-in {ref} of checkout {p['checkout_id']}"
-    elif event.type == REFUND_SUCCEEDED:
-        key, ref, debit = f"settle:refund:{p['refund_id']}", p["refund_id"], True
-        reference = wpb.Reference(kind=wpb.REFERENCE_KIND_REFUND, id=ref)
-        entries = refund_entries(p["seller_account"], p["amount_minor"], p["commission_minor"], p["currency"])
-        description = f"refund {ref} of {p['payment_order_id']}"
-    else:
+    """The event's movement, validated whole before either half is applied (TerminalError if not)."""
+    if event.type not in (ORDER_SUCCEEDED, REFUND_SUCCEEDED):
         return None  # the stream carries other events too, for other consumer groups
+    p = event.payload
+    try:
+        order_id, seller, currency = p["payment_order_id"], p["seller_account"], p["currency"]
+        amount, commission = p["amount_minor"], p["commission_minor"]
+        ref = p["refund_id"] if event.type == REFUND_SUCCEEDED else order_id
+    except KeyError as exc:
+        raise TerminalError(f"settlement event {event.event_id} lacks {exc}") from None
+    if not (isinstance(currency, str) and is_known_currency(currency)):
+        raise TerminalError(f"settlement event {event.event_id}: unknown currency {currency!r}")
+    amounts_ok = all(isinstance(v, int) and not isinstance(v, bool) for v in (amount, commission))
+    if not (amounts_ok and amount > 0 and 0 <= commission <= amount):
+        raise TerminalError(
+            f"settlement event {event.event_id}: amount {amount!r} and commission {commission!r}"
+            " must be integers with 0 <= commission <= amount > 0"
+        )
+    try:
+        if event.type == ORDER_SUCCEEDED:
+            kind, entries = "order", order_entries(seller, amount, commission, currency)
+            reference = wpb.Reference(kind=wpb.REFERENCE_KIND_PAYMENT_ORDER, id=ref)
+            description = f"pay-in {ref} of checkout {p.get('checkout_id', '')}"
+        else:
+            kind, entries = "refund", refund_entries(seller, amount, commission, currency)
+            reference = wpb.Reference(kind=wpb.REFERENCE_KIND_REFUND, id=ref)
+            description = f"refund {ref} of {order_id}"
+    except DomainError as err:  # a seller id the chart of accounts cannot name
+        raise TerminalError(f"settlement event {event.event_id}: {err.reason}: {err}") from None
     return _Movement(
-        key=key,
-        seller=p["seller_account"],
-        net=p["amount_minor"] - p["commission_minor"],
-        currency=p["currency"],
+        kind=kind,
+        id=ref,
+        seller=seller,
+        net=amount - commission,
+        currency=currency,
         reference=reference,
         ledger=lpb.PostTransactionRequest(
             entries=entries,
@@ -172,90 +209,208 @@ def _movement(event: Event) -> _Movement | None:
             external_ref=ref,
             metadata={"source": "payment_svc", "reference": ref},
         ),
-        debit=debit,
-        flags_order=p["payment_order_id"] if event.type == ORDER_SUCCEEDED else None,
     )
+
+
+class _BatchFallback(Exception):
+    """The batch needs the one-by-one path (an undo is owed); the consumer then applies each alone."""
 
 
 class SettlementHandler:
     """Consumer batch handler (group ``settlement``): wallet and ledger for a batch of settlement events.
 
-    Every remote effect carries the event's own key (``settle:order:<id>``, ``settle:refund:<id>``),
-    the same whether it travels alone or in a batch, so a batch that fails half-way and is then
-    applied event by event replays what was done and does the rest."""
+    Every remote effect carries the event's own key (``settle:order:<id>``, ``settle:refund:<id>``,
+    with ``:attempt-<n>`` after a refused attempt), the same whether it travels alone or in a batch,
+    so a batch that fails half-way and is then applied event by event replays what was done and does
+    the rest. Only the one-by-one path undoes: a batch with a refusal fails whole, and its events are
+    then applied alone, where the refused one is compensated and dead-lettered.
+
+    Both order flags are set with the consumer's transaction once both halves are applied. Attempt
+    numbers, pending undos and the flag of a half left standing (a retry of the other is due) are
+    written on their own transactions (``engine``), because the consumer's transaction rolls back
+    when the event fails; the happy path writes nothing more than the flags."""
 
     def __init__(
-        self, wallet: wpb_grpc.WalletServiceStub, ledger: lpb_grpc.LedgerServiceStub, deadline_seconds: float
+        self,
+        wallet: wpb_grpc.WalletServiceStub,
+        ledger: lpb_grpc.LedgerServiceStub,
+        engine: AsyncEngine,
+        deadline_seconds: float,
     ) -> None:
         self._wallet = wallet
         self._ledger = ledger
+        self._engine = engine
         self._deadline = deadline_seconds
 
     async def __call__(self, conn: AsyncConnection, events: list[Event]) -> None:
         movements = [m for m in map(_movement, events) if m is not None]
         if not movements:
             return
+        states = await self._states(conn, movements)
         try:
-            await self._move_wallets([m for m in movements if m.net])
-            await self._post_ledger(movements)
+            if len(movements) == 1:
+                (m,) = movements
+                await self._settle_alone(m, *states.get((m.kind, m.id), (0, None)))
+            else:
+                await self._settle_batch(movements, states)
         except grpc.aio.AioRpcError as exc:
             raise _classified(from_rpc_error(exc)) from None
-        orders = [m.flags_order for m in movements if m.flags_order]
+        orders = [m.id for m in movements if m.kind == "order"]
         if orders:
             await repository.mark_settled(conn, orders)
 
-    async def _move_wallets(self, movements: list[_Movement]) -> None:
-        if not movements:
-            return
-        if len(movements) == 1:  # alone: the refusal is the call's own, with its exact status
-            (m,) = movements
-            metadata = ((IDEMPOTENCY_KEY_METADATA, m.key),)
+    @staticmethod
+    async def _states(conn: AsyncConnection, movements: list[_Movement]) -> dict[tuple[str, str], tuple]:
+        states: dict[tuple[str, str], tuple] = {}
+        for kind in ("order", "refund"):
+            ids = [m.id for m in movements if m.kind == kind]
+            if ids:
+                found = await repository.settlement_states(conn, kind, ids)
+                states.update({(kind, i): state for i, state in found.items()})
+        return states
+
+    async def _save(self, m: _Movement, **values) -> None:
+        if m.kind != "order":  # refunds carry no flags
+            values = {k: v for k, v in values.items() if not k.endswith("_updated")}
+        if values:
+            async with self._engine.begin() as conn:
+                await repository.update_settlement(conn, m.kind, m.id, **values)
+
+    # -- one event ---------------------------------------------------------------------------
+
+    async def _settle_alone(self, m: _Movement, attempt: int, undo: int | None) -> None:
+        if undo is not None:  # an earlier attempt's first half is still applied: undo it first
+            await self._undo(m, m.halves[0], undo)
+            await self._save(m, settlement_undo_attempt=None, **{f"{m.halves[0]}_updated": False})
+        key = m.key(attempt)
+        for i, half in enumerate(m.halves):
+            try:
+                await self._apply(m, half, key)
+            except grpc.aio.AioRpcError as exc:
+                err = _classified(from_rpc_error(exc))
+                applied = m.halves[:i]
+                if isinstance(err, TransientError):
+                    # Outcome unknown: a retry replays the same keys. Meanwhile the first half stands,
+                    # and the order says so (on success both flags come with the event's commit).
+                    await self._save(m, **{f"{done}_updated": True for done in applied})
+                    raise err from None
+                # Refused: the next try (a replay once the cause is fixed) needs fresh keys, since a
+                # service may keep the refusal as this key's answer.
+                await self._save(
+                    m,
+                    settlement_attempt=attempt + 1,
+                    settlement_undo_attempt=attempt if applied else None,
+                )
+                for done in applied:
+                    await self._undo(m, done, attempt)
+                    await self._save(m, settlement_undo_attempt=None, **{f"{done}_updated": False})
+                log.warning(
+                    "settlement half refused",
+                    key=key,
+                    half=half,
+                    undone=list(applied),
+                    reason=err.args[0] if err.args else "",
+                )
+                raise err from None
+
+    async def _apply(self, m: _Movement, half: str, key: str) -> Any:
+        metadata = ((IDEMPOTENCY_KEY_METADATA, key),)
+        if half == LEDGER:
+            return await self._ledger.PostTransaction(m.ledger, metadata=metadata, timeout=self._deadline)
+        call = self._wallet.Debit if m.debit else self._wallet.Credit
+        return await call(_debit(m) if m.debit else _credit(m), metadata=metadata, timeout=self._deadline)
+
+    async def _undo(self, m: _Movement, half: str, attempt: int) -> None:
+        """Undo ``half`` of ``attempt``, known to be applied, under a key derived from the attempt's."""
+        key = m.key(attempt)
+        undo_key = ((IDEMPOTENCY_KEY_METADATA, f"{key}:undo"),)
+        if half == WALLET:
+            money = money_pb2.Money(amount_minor=m.net, currency=m.currency)
+            ref = wpb.Reference(kind=wpb.REFERENCE_KIND_ADJUSTMENT, id=f"{key}:undo")
             if m.debit:
-                await self._wallet.Debit(_debit(m), metadata=metadata, timeout=self._deadline)
+                request = wpb.CreditRequest(seller_id=m.seller, amount=money, reference=ref)
+                await self._wallet.Credit(request, metadata=undo_key, timeout=self._deadline)
             else:
-                await self._wallet.Credit(_credit(m), metadata=metadata, timeout=self._deadline)
+                request = wpb.DebitRequest(seller_id=m.seller, amount=money, reference=ref)
+                await self._wallet.Debit(request, metadata=undo_key, timeout=self._deadline)
+            return
+        # The posting was applied under this key, so posting it again only replays its answer (its id).
+        posted = await self._apply(m, LEDGER, key)
+        try:
+            await self._ledger.ReverseTransaction(
+                lpb.ReverseTransactionRequest(
+                    transaction_id=posted.transaction.id,
+                    description=f"undo of {key}: its wallet half was refused",
+                    external_ref=m.ledger.external_ref,
+                    metadata={"source": "payment_svc", "reference": m.id, "undoes": key},
+                ),
+                metadata=undo_key,
+                timeout=self._deadline,
+            )
+        except grpc.aio.AioRpcError as exc:
+            err = from_rpc_error(exc)
+            if not (isinstance(err, FailedPrecondition) and err.reason == "ALREADY_REVERSED"):
+                raise
+
+    # -- a batch -----------------------------------------------------------------------------
+
+    async def _settle_batch(self, movements: list[_Movement], states: dict[tuple[str, str], tuple]) -> None:
+        keyed = []
+        for m in movements:
+            attempt, undo = states.get((m.kind, m.id), (0, None))
+            if undo is not None:
+                raise _BatchFallback(f"{m.key(attempt)} owes an undo; settle one by one")
+            keyed.append((m, m.key(attempt)))
+        for step in (0, 1):  # every first half, then every second half
+            todo = [(m, key) for m, key in keyed if len(m.halves) > step]
+            await self._post_ledger([(m, key) for m, key in todo if m.halves[step] == LEDGER])
+            await self._move_wallets([(m, key) for m, key in todo if m.halves[step] == WALLET])
+
+    async def _move_wallets(self, items: list[tuple[_Movement, str]]) -> None:
+        if not items:
             return
         reply = await self._wallet.ApplyBatch(
             wpb.ApplyBatchRequest(
                 items=[
-                    wpb.ApplyBatchItem(idempotency_key=m.key, debit=_debit(m))
+                    wpb.ApplyBatchItem(idempotency_key=key, debit=_debit(m))
                     if m.debit
-                    else wpb.ApplyBatchItem(idempotency_key=m.key, credit=_credit(m))
-                    for m in movements
+                    else wpb.ApplyBatchItem(idempotency_key=key, credit=_credit(m))
+                    for m, key in items
                 ]
             ),
             timeout=self._deadline,
         )
-        refused = [(m, r.error) for m, r in zip(movements, reply.results, strict=True) if r.HasField("error")]
+        refused = [
+            (key, r.error) for (_, key), r in zip(items, reply.results, strict=True) if r.HasField("error")
+        ]
         if refused:
-            m, err = refused[0]
-            raise TerminalError(f"wallet refused {m.key}: {err.reason}: {err.message}")
+            key, err = refused[0]
+            raise TerminalError(f"wallet refused {key}: {err.reason}: {err.message}")
 
-    async def _post_ledger(self, movements: list[_Movement]) -> None:
-        if len(movements) == 1:  # alone (also the one-by-one fallback): the error is the call's own
-            (m,) = movements
-            metadata = ((IDEMPOTENCY_KEY_METADATA, m.key),)
-            await self._ledger.PostTransaction(m.ledger, metadata=metadata, timeout=self._deadline)
+    async def _post_ledger(self, items: list[tuple[_Movement, str]]) -> None:
+        if not items:
             return
         # The call's own key names its items, so a redelivered batch replays the stored answer.
         batch_key = (
-            "settle:batch:" + hashlib.sha256("\x00".join(m.key for m in movements).encode()).hexdigest()
+            "settle:batch:" + hashlib.sha256("\x00".join(key for _, key in items).encode()).hexdigest()
         )
         reply = await self._ledger.PostTransactions(
             lpb.PostTransactionsRequest(
                 items=[
-                    lpb.PostTransactionsItem(idempotency_key=m.key, transaction=m.ledger) for m in movements
+                    lpb.PostTransactionsItem(idempotency_key=key, transaction=m.ledger) for m, key in items
                 ]
             ),
             metadata=((IDEMPOTENCY_KEY_METADATA, batch_key),),
             timeout=self._deadline,
         )
-        refused = [(m, r.error) for m, r in zip(movements, reply.results, strict=True) if r.HasField("error")]
+        refused = [
+            (key, r.error) for (_, key), r in zip(items, reply.results, strict=True) if r.HasField("error")
+        ]
         if refused:
-            # The consumer rolls the batch back and applies each event alone, which names the culprit
-            # and retries or dead-letters only it; the others replay what this call already posted.
-            m, err = refused[0]
-            raise TerminalError(f"ledger refused {m.key}: {err.reason}: {err.message}")
+            # The consumer rolls the batch back and applies each event alone, which names the culprit,
+            # undoes its first half and retries or dead-letters only it; the others replay.
+            key, err = refused[0]
+            raise TerminalError(f"ledger refused {key}: {err.reason}: {err.message}")
 
 
 def _credit(m: _Movement) -> wpb.CreditRequest:

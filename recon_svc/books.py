@@ -8,13 +8,12 @@ from typing import Protocol
 
 import grpc
 
+from ledger_svc.naming import SELLER_PAYABLE_PREFIX, split_seller_payable
 from svckit.gen.ledger.v1 import ledger_service_pb2 as lpb
 from svckit.gen.ledger.v1 import ledger_service_pb2_grpc as lpb_grpc
 from svckit.gen.wallet.v1 import wallet_service_pb2 as wpb
 from svckit.gen.wallet.v1 import wallet_service_pb2_grpc as wpb_grpc
 from svckit.grpc_errors import from_rpc_error
-
-SELLER_PAYABLE_PREFIX = "liability:seller_payable:"
 
 
 @dataclass(frozen=True)
@@ -27,9 +26,14 @@ class WalletTotal:
 
 @dataclass(frozen=True)
 class PayableAccount:
+    """A ``liability:seller_payable:<seller>/<CUR>`` account: one per seller and currency."""
+
     seller_id: str
     currency: str
+    """The account's currency (what it holds)."""
     balance_minor: int
+    named_currency: str | None = None
+    """The currency its name carries (None for a name without one)."""
 
 
 class WalletReader(Protocol):
@@ -79,13 +83,13 @@ class GrpcLedgerReader:
                     timeout=self._deadline,
                 )
                 for account in page.accounts:
-                    owner = account.name.removeprefix(SELLER_PAYABLE_PREFIX)
+                    owner, named_currency = split_seller_payable(account.name) or ("", None)
                     if seller_id and owner != seller_id:
                         continue  # a prefix match on another seller (seller_1 vs seller_10)
                     balance = await self._stub.GetBalance(
                         lpb.GetBalanceRequest(account=account.name), timeout=self._deadline
                     )
-                    yield PayableAccount(owner, balance.currency, balance.balance_minor)
+                    yield PayableAccount(owner, balance.currency, balance.balance_minor, named_currency)
                 if not page.next_page_token:
                     return
                 token = page.next_page_token

@@ -80,45 +80,42 @@ class WalletLedgerReport:
 async def compare_wallets_with_ledger(
     wallets: WalletReader, ledger: LedgerReader, seller_id: str = ""
 ) -> WalletLedgerReport:
-    """Every seller's wallet (available + reserved) must equal the ledger's seller_payable account.
+    """Every wallet (seller, currency), available + reserved, must equal the ledger's
+    ``liability:seller_payable:<seller>/<currency>`` account.
 
-    One account per seller holds one currency; a wallet in another currency has no account to match.
+    A seller has one wallet and one payable account per currency; an account whose name carries
+    another currency than it holds is reported as CURRENCY_DIFFERS (the ledger refuses to make one).
     """
-    by_seller: dict[str, list] = {}
+    by_key: dict[tuple[str, str], int] = {}
     wallets_checked = 0
     async for w in wallets.wallets(seller_id):
         wallets_checked += 1
-        by_seller.setdefault(w.seller_id, []).append(w)
-    accounts = {}
-    async for a in ledger.seller_payables(seller_id):
-        accounts[a.seller_id] = a
+        by_key[(w.seller_id, w.currency)] = w.total_minor
+    accounts: dict[tuple[str, str], int] = {}
+    accounts_checked = 0
     mismatches: list[Mismatch] = []
-    for seller, seller_wallets in sorted(by_seller.items()):
-        account = accounts.get(seller)
-        for w in seller_wallets:
-            if account is None:
-                if w.total_minor:
-                    mismatches.append(
-                        Mismatch(seller, w.currency, MismatchKind.ACCOUNT_MISSING, w.total_minor, 0)
-                    )
-            elif account.currency != w.currency:
-                if w.total_minor:
-                    mismatches.append(
-                        Mismatch(seller, w.currency, MismatchKind.CURRENCY_DIFFERS, w.total_minor, 0)
-                    )
-            elif account.balance_minor != w.total_minor:
-                mismatches.append(
-                    Mismatch(
-                        seller, w.currency, MismatchKind.AMOUNT_DIFFERS, w.total_minor, account.balance_minor
-                    )
-                )
-    for seller, account in sorted(accounts.items()):
-        has_wallet = any(w.currency == account.currency for w in by_seller.get(seller, []))
-        if not has_wallet and account.balance_minor:
+    async for a in ledger.seller_payables(seller_id):
+        accounts_checked += 1
+        if a.named_currency is not None and a.named_currency != a.currency:
             mismatches.append(
-                Mismatch(seller, account.currency, MismatchKind.WALLET_MISSING, 0, account.balance_minor)
+                Mismatch(a.seller_id, a.named_currency, MismatchKind.CURRENCY_DIFFERS, 0, a.balance_minor)
             )
-    return WalletLedgerReport(wallets_checked, len(accounts), mismatches)
+            continue
+        key = (a.seller_id, a.currency)
+        accounts[key] = accounts.get(key, 0) + a.balance_minor
+    for (seller, currency), wallet_minor in sorted(by_key.items()):
+        ledger_minor = accounts.get((seller, currency))
+        if ledger_minor is None:
+            if wallet_minor:
+                mismatches.append(Mismatch(seller, currency, MismatchKind.ACCOUNT_MISSING, wallet_minor, 0))
+        elif ledger_minor != wallet_minor:
+            mismatches.append(
+                Mismatch(seller, currency, MismatchKind.AMOUNT_DIFFERS, wallet_minor, ledger_minor)
+            )
+    for (seller, currency), ledger_minor in sorted(accounts.items()):
+        if (seller, currency) not in by_key and ledger_minor:
+            mismatches.append(Mismatch(seller, currency, MismatchKind.WALLET_MISSING, 0, ledger_minor))
+    return WalletLedgerReport(wallets_checked, accounts_checked, mismatches)
 
 
 class ReconService:

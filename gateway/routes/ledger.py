@@ -25,7 +25,7 @@ _TYPES = {v: k.removeprefix("ACCOUNT_TYPE_").lower() for k, v in pb.AccountType.
 class CreateAccountBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    name: str = Field(min_length=3, max_length=200, examples=["liability:seller_payable:seller_42"])
+    name: str = Field(min_length=3, max_length=200, examples=["liability:seller_payable:seller_42/USD"])
     currency: str = Field(min_length=3, max_length=3, examples=["USD"])
 
 
@@ -69,7 +69,7 @@ async def create_account(
     return _account(reply.account)
 
 
-@router.get("/accounts/{name}", response_model=AccountOut, summary="Fetch a ledger account by name")
+@router.get("/accounts/{name:path}", response_model=AccountOut, summary="Fetch a ledger account by name")
 async def get_account(name: str, request: Request) -> AccountOut:
     state = request.app.state
     reply, _ = await call(

@@ -55,7 +55,7 @@ async def test_wrong_scope_is_403(gw, client_key, admin_key):
         )
         assert r.status_code == 403
         assert r.json()["code"] == "FORBIDDEN"
-        r = await payments_only.get("/v1/ledger/accounts/asset:bank:operating")
+        r = await payments_only.get("/v1/ledger/accounts/asset:bank:operating/USD")
         assert r.status_code == 403
     async with gw.client(admin_key) as admin_only:
         r = await admin_only.get(ORDER_URL)

@@ -317,3 +317,48 @@ def test_translation_to_the_contract_uses_minor_units_and_back_to_decimal_string
         history["transitions"][1]["from"] == "executing"
         and history["transitions"][1]["detail"] == "card_declined"
     )
+
+
+@pytest.mark.parametrize(
+    ("currency", "amount", "commission", "refund"),
+    [("JPY", "500", "50", "100"), ("BHD", "20.000", "2.000", "0.120"), ("EUR", "20.00", "2.00", "5.55")],
+)
+async def test_amounts_are_answered_with_the_currencys_decimals(client, currency, amount, commission, refund):
+    body = _body(1, payment_method="pm_card_visa")
+    del body["success_url"], body["cancel_url"]
+    body = _order(body, 0, amount=amount, currency=currency)
+    r = await client.post("/v1/payments", json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
+    assert r.status_code == 201, r.text
+    (order,) = r.json()["payment_orders"]
+    assert (order["state"], order["amount"], order["currency"]) == ("success", amount, currency)
+    order_id = order["payment_order_id"]
+    r = await client.post(
+        f"/v1/payments/{order_id}/refunds",
+        json={"amount": refund},
+        headers={"Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert r.status_code == 201, r.text
+    assert (r.json()["refund"]["amount"], r.json()["payment_order"]["refunded"]) == (refund, refund)
+    order = (await client.get(f"/v1/payments/{order_id}")).json()
+    assert (order["amount"], order["commission"], order["refunded"]) == (amount, commission, refund)
+
+
+async def test_a_ledger_account_named_with_its_currency_is_fetched_by_its_full_name(gw, admin_key):
+    name = f"asset:cash:gw{uuid.uuid4().hex[:8]}/JPY"
+    async with gw.client(admin_key) as admin:
+        r = await admin.post(
+            "/v1/ledger/accounts",
+            json={"name": name, "currency": "JPY"},
+            headers={"Idempotency-Key": uuid.uuid4().hex},
+        )
+        assert r.status_code == 201, r.text
+        r = await admin.get(f"/v1/ledger/accounts/{name}")
+        assert r.status_code == 200, r.text
+        assert (r.json()["name"], r.json()["currency"]) == (name, "JPY")
+        r = await admin.post(
+            "/v1/ledger/accounts",
+            json={"name": f"asset:cash:gw{uuid.uuid4().hex[:8]}/JPY", "currency": "EUR"},
+            headers={"Idempotency-Key": uuid.uuid4().hex},
+        )
+        assert r.status_code == 400, r.text
+        assert r.json()["code"] == "CURRENCY_MISMATCH"

@@ -99,12 +99,12 @@ async def test_three_sellers_are_credited_net_of_commission_and_the_ledger_balan
     assert await _wallet(channels, sellers[1]) == 2295
     assert await _wallet(channels, "seller-low-fee") - low_fee_before == 3900  # 2.5 % override
     for seller in sellers[:2]:
-        assert await _balance(channels, f"liability:seller_payable:{seller}") == await _wallet(
+        assert await _balance(channels, f"liability:seller_payable:{seller}/USD") == await _wallet(
             channels, seller
         )
     posted = await _posted_for(services, [o.payment_order_id for o in orders])
-    assert posted["asset:psp_receivable:stripe"] == 7550
-    assert posted["revenue:commission"] == -(100 + 255 + 100)  # a credit
+    assert posted["asset:psp_receivable:stripe/USD"] == 7550
+    assert posted["revenue:commission/USD"] == -(100 + 255 + 100)  # a credit
     assert sum(posted.values()) == 0
     verify = await lpb_grpc.LedgerServiceStub(channels["ledger"]).VerifyLedger(lpb.VerifyLedgerRequest())
     assert verify.ok, list(verify.findings)
@@ -140,7 +140,7 @@ async def test_refunds_debit_the_wallet_and_post_the_mirror_image(pay, channels)
     while await _wallet(channels, seller) != 0:
         assert asyncio.get_running_loop().time() < deadline, "refunds were not settled into the wallet"
         await asyncio.sleep(0.1)
-    while await _balance(channels, f"liability:seller_payable:{seller}") != 0:
+    while await _balance(channels, f"liability:seller_payable:{seller}/USD") != 0:
         assert asyncio.get_running_loop().time() < deadline, "refunds were not posted to the ledger"
         await asyncio.sleep(0.1)
 
@@ -197,7 +197,10 @@ async def test_a_batch_settles_with_one_call_each_and_a_refused_item_fails_it_fo
         return Event(f"e-{run}-{i}", ORDER_SUCCEEDED, payload["payment_order_id"], payload, "")
 
     handler = SettlementHandler(
-        wpb_grpc.WalletServiceStub(channels["wallet"]), lpb_grpc.LedgerServiceStub(channels["ledger"]), 10
+        wpb_grpc.WalletServiceStub(channels["wallet"]),
+        lpb_grpc.LedgerServiceStub(channels["ledger"]),
+        pay.handle.engine,
+        10,
     )
     batch = [order_event(i) for i in range(3)]
     async with pay.handle.engine.begin() as conn:
@@ -230,5 +233,7 @@ async def test_a_batch_settles_with_one_call_each_and_a_refused_item_fails_it_fo
             await handler(conn, [mixed[0]])
     assert [await _wallet(channels, s) for s in sellers] == [900, 901 + 1900, 902]
     ledger = lpb_grpc.LedgerServiceStub(channels["ledger"])
-    payable = await ledger.GetBalance(lpb.GetBalanceRequest(account=f"liability:seller_payable:{sellers[1]}"))
+    payable = await ledger.GetBalance(
+        lpb.GetBalanceRequest(account=f"liability:seller_payable:{sellers[1]}/USD")
+    )
     assert payable.balance_minor == 901 + 1900  # ledger posted once per credit, refund never

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+from ledger_svc import naming
 from svckit.gen.common.v1 import money_pb2
 from svckit.gen.ledger.v1 import ledger_service_pb2 as lpb
 from svckit.gen.ledger.v1 import ledger_service_pb2_grpc as lpb_grpc
@@ -35,15 +36,13 @@ async def _post(channels, seller: str, amount: int, currency: str = "USD") -> No
         lpb.PostTransactionRequest(
             entries=[
                 lpb.Entry(
-                    account="asset:psp_receivable:stripe"
-                    if currency == "USD"
-                    else f"asset:psp_receivable:{currency.lower()}",
+                    account=naming.psp_receivable("stripe", currency),
                     direction=lpb.DIRECTION_DEBIT,
                     amount_minor=amount,
                     currency=currency,
                 ),
                 lpb.Entry(
-                    account=f"liability:seller_payable:{seller}",
+                    account=naming.seller_payable(seller, currency),
                     direction=lpb.DIRECTION_CREDIT,
                     amount_minor=amount,
                     currency=currency,
@@ -110,3 +109,23 @@ async def test_reserved_money_still_counts_as_owed(channels):
         metadata=_md(),
     )
     assert (await _compare(channels, seller)).ok
+
+
+async def test_a_seller_paid_in_two_currencies_is_compared_per_currency(channels):
+    seller = f"rc-{uuid.uuid4().hex[:8]}"
+    await _credit(channels, seller, 2000, "EUR")
+    await _post(channels, seller, 2000, "EUR")
+    await _credit(channels, seller, 500, "JPY")
+    await _post(channels, seller, 500, "JPY")
+    report = await _compare(channels, seller)
+    assert report.ok, list(report.mismatches)
+    assert (report.wallets_checked, report.accounts_checked) == (2, 2)
+
+    await _credit(channels, seller, 7, "JPY")  # only the yen books now disagree
+    (mismatch,) = (await _compare(channels, seller)).mismatches
+    assert (mismatch.currency, mismatch.kind, mismatch.wallet_minor, mismatch.ledger_minor) == (
+        "JPY",
+        KIND.WALLET_LEDGER_MISMATCH_KIND_AMOUNT_DIFFERS,
+        507,
+        500,
+    )

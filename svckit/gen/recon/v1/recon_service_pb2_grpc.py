@@ -62,7 +62,7 @@ class ReconServiceServicer:
 
     def CompareWalletsWithLedger(self, request, context):
         """Compares every seller wallet (available + reserved) with the ledger's
-        `liability:seller_payable:<seller>` account and reports each difference. Reads only; the two
+        `liability:seller_payable:<seller>/<currency>` account and reports each difference. Reads only; the two
         services are read one after the other, so a posting in flight can show as a transient difference.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
