@@ -96,16 +96,17 @@ async def test_batch_item_and_single_call_answer_alike_on_non_normal_input(stub)
 
 
 def _fast_path_answers_sql() -> str:
-    """Migration 0007's set-based answer statement, wrapped in a temporary function of its variables."""
-    from ledger_svc import bootstrap
-    from svckit.migrations_env import earlier_revision
+    """ledger_post_batch's set-based answer statement (ledger_svc/sql/ledger_post_batch.sql), wrapped in
+    a temporary function of its variables."""
+    from ledger_svc import sql
 
-    path = bootstrap.MIGRATIONS / "versions" / "0007_answer_as_sql_expression.py"
-    module = earlier_revision(str(path), path.name)
+    text = sql.source("ledger_post_batch")
+    start = text.index("w_answer := ARRAY(")
+    statement = text[start : text.index("ORDER BY k);", start) + len("ORDER BY k);")]
     return (
         "CREATE FUNCTION pg_temp.fast_answers(p_tpls bytea[], w_item int[], w_tx bigint[], w_at timestamptz[])"
         " RETURNS bytea[] LANGUAGE plpgsql AS $fn$ DECLARE w_answer bytea[]; BEGIN\n"
-        + module._NEW_ANSWER
+        + statement
         + "\nRETURN w_answer; END $fn$"
     )
 
