@@ -5,10 +5,6 @@ Several replicas may start at once; the lock makes one of them migrate while the
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-from types import ModuleType
-
 from alembic import context
 from sqlalchemy import MetaData, create_engine, pool, text
 
@@ -41,16 +37,3 @@ def run(target_metadata: MetaData | None = None) -> None:
             connection.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": _MIGRATION_LOCK_ID})
             connection.commit()
     engine.dispose()
-
-
-def earlier_revision(here: str, filename: str) -> ModuleType:
-    """The module of an earlier revision next to ``here`` (a revision's ``__file__``), for revisions
-    that patch a function text an earlier one created (file names starting with digits cannot be
-    imported by name)."""
-    path = Path(here).parent / filename
-    spec = importlib.util.spec_from_file_location(f"_earlier_revision_{path.stem}", path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"no migration revision at {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module

@@ -5,6 +5,8 @@ shortcut would differ (currencies to normalize, unknown fields)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from ledger_svc.service import validate_posting
@@ -96,16 +98,17 @@ async def test_batch_item_and_single_call_answer_alike_on_non_normal_input(stub)
 
 
 def _fast_path_answers_sql() -> str:
-    """Migration 0007's set-based answer statement, wrapped in a temporary function of its variables."""
-    from ledger_svc import bootstrap
-    from svckit.migrations_env import earlier_revision
+    """ledger_post_batch's set-based answer statement (ledger_svc/sql/ledger_post_batch.sql), wrapped in
+    a temporary function of its variables."""
+    from ledger_svc import sql
 
-    path = bootstrap.MIGRATIONS / "versions" / "0007_answer_as_sql_expression.py"
-    module = earlier_revision(str(path), path.name)
+    text = sql.source("ledger_post_batch")
+    start = text.index("w_answer := ARRAY(")
+    statement = text[start : text.index("ORDER BY k);", start) + len("ORDER BY k);")]
     return (
         "CREATE FUNCTION pg_temp.fast_answers(p_tpls bytea[], w_item int[], w_tx bigint[], w_at timestamptz[])"
         " RETURNS bytea[] LANGUAGE plpgsql AS $fn$ DECLARE w_answer bytea[]; BEGIN\n"
-        + module._NEW_ANSWER
+        + statement
         + "\nRETURN w_answer; END $fn$"
     )
 
@@ -142,3 +145,108 @@ async def test_set_based_answers_are_the_bytes_of_ledger_post_response(services)
         await conn.rollback()
     assert len(fast) == len(cases)
     assert [bytes(b) for b in fast] == [bytes(b) for b in slow]
+
+
+# The shape of a posting key's stored answer (PostTransactionResponse), split between the two sides
+# that build it. Every field must be in exactly one set, so a field added to the proto fails
+# test_every_answer_field_is_built_by_sql_or_python until it is given to a side; a field given to
+# SQL must then be built by both SQL encoders (ledger_post_response, and ledger_post_batch's
+# set-based statement) for test_sql_answers_are_the_python_encoders_bytes to pass.
+SQL_FIELDS = {
+    "PostTransactionResponse.transaction",
+    "Transaction.id",
+    "Transaction.post_time",
+    "Timestamp.seconds",
+    "Timestamp.nanos",
+}
+# Serialized by the servicer into the answer template that the SQL appends to.
+TEMPLATE_FIELDS = {
+    "Transaction.entries",
+    "Transaction.description",
+    "Transaction.external_ref",
+    "Transaction.metadata",
+}
+# Left at their defaults in a posting's answer: a new posting reverses nothing and is chained later.
+DEFAULT_FIELDS = {
+    "Transaction.reverses_id",
+    "Transaction.sequence",
+    "Transaction.hash",
+    "Transaction.previous_hash",
+}
+
+
+def _answer_fields(message=pb.PostTransactionResponse.DESCRIPTOR) -> set[str]:
+    """Every field of the answer; the messages SQL builds are walked into."""
+    names = set()
+    for field in message.fields:
+        name = f"{message.name}.{field.name}"
+        names.add(name)
+        if name in SQL_FIELDS and field.message_type is not None:
+            names |= _answer_fields(field.message_type)
+    return names
+
+
+def test_every_answer_field_is_built_by_sql_or_python():
+    assert not SQL_FIELDS & TEMPLATE_FIELDS and not (SQL_FIELDS | TEMPLATE_FIELDS) & DEFAULT_FIELDS
+    assert _answer_fields() == SQL_FIELDS | TEMPLATE_FIELDS | DEFAULT_FIELDS
+
+
+async def test_sql_answers_are_the_python_encoders_bytes(services):
+    """Both SQL encoders give exactly the bytes Python's protobuf encoder gives for the template followed
+    by the fields the database assigns, over every varint length (including the loop beyond 2^49),
+    whole seconds (no nanos field), the epoch (an empty Timestamp) and a template with every
+    template field set."""
+    import sqlalchemy as sa
+    from google.protobuf import wrappers_pb2
+
+    full = pb.Transaction(
+        entries=[entry("asset:a:b", D, 2**40), entry("revenue:x", C, 2**40)],
+        description="é" * 100,
+        external_ref="order-1",
+        metadata={"a": "1", "z": "ü" * 70},
+    )
+    assert {f"Transaction.{f.name}" for f, _ in full.ListFields()} == TEMPLATE_FIELDS
+    tpls = [b"", full.SerializeToString()]
+    ids = [1, 127, 128, 16_384, 2**40 + 5, 2**49, 2**62]
+    moments = [
+        datetime(2026, 11, 21, 12, 0, 0, tzinfo=UTC),
+        datetime(2026, 11, 21, 12, 0, 0, 1, tzinfo=UTC),
+        datetime(2031, 5, 2, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(1970, 1, 1, tzinfo=UTC),
+    ]
+    cases = [(t, i, m) for t in tpls for i in ids for m in moments]
+    expected = []
+    for tpl, tx_id, moment in cases:
+        assigned = pb.Transaction(id=tx_id)
+        assigned.post_time.FromDatetime(moment)
+        # PostTransactionResponse.transaction (field 1, length-delimited) holds template + assigned.
+        expected.append(wrappers_pb2.BytesValue(value=tpl + assigned.SerializeToString()).SerializeToString())
+    async with services["ledger"].engine.connect() as conn:
+        await conn.exec_driver_sql(_fast_path_answers_sql().replace("%", "%%"))
+        fast, single = (
+            await conn.execute(
+                sa.text(
+                    "SELECT pg_temp.fast_answers(CAST(:tpls AS bytea[]), CAST(:items AS int[]),"
+                    " CAST(:ids AS bigint[]), CAST(:ats AS timestamptz[])),"
+                    " ARRAY(SELECT ledger_post_response(t, i, a)"
+                    "       FROM unnest(CAST(:tpls AS bytea[]), CAST(:ids AS bigint[]), CAST(:ats AS timestamptz[]))"
+                    "       WITH ORDINALITY AS u(t, i, a, o) ORDER BY o)"
+                ),
+                {
+                    "tpls": [c[0] for c in cases],
+                    "items": list(range(1, len(cases) + 1)),
+                    "ids": [c[1] for c in cases],
+                    "ats": [c[2] for c in cases],
+                },
+            )
+        ).one()
+        await conn.rollback()
+    assert [bytes(b) for b in fast] == expected
+    assert [bytes(b) for b in single] == expected
+    for (tpl, tx_id, moment), answer in zip(cases, fast, strict=True):
+        want = pb.Transaction.FromString(tpl)
+        want.id = tx_id
+        want.post_time.FromDatetime(moment)
+        assert pb.PostTransactionResponse.FromString(bytes(answer)) == pb.PostTransactionResponse(
+            transaction=want
+        )

@@ -1,5 +1,5 @@
-"""References of entries and chain links, enforced by the database once per statement (migration 0005):
-as strict as the foreign keys they replaced, on both sides, under concurrency, and reversible."""
+"""References of entries and chain links, enforced by the database once per statement (the reference
+triggers of ledger_svc/sql): as strict as foreign keys, on both sides, under concurrency."""
 
 from __future__ import annotations
 
@@ -8,11 +8,7 @@ import threading
 
 import psycopg
 import pytest
-from alembic import command
 
-from ledger_svc import bootstrap as ledger_bootstrap
-from svckit.db import alembic_config
-from svckit.gen.ledger.v1 import ledger_service_pb2 as pb
 from tests.ledger.ledger_helpers import md, transfer, uid
 
 _INSERT_ENTRY = (
@@ -162,34 +158,3 @@ async def test_a_delete_racing_an_uncommitted_entry_waits_for_it_and_is_then_ref
     assert "rows" not in outcome
     assert outcome["error"].sqlstate == "23503"
     assert remaining == 1
-
-
-async def test_downgrade_restores_the_foreign_keys_over_existing_rows_and_upgrade_replaces_them(
-    isolated_ledger,
-):
-    await _posted(isolated_ledger)
-    await isolated_ledger.stub.VerifyLedger(pb.VerifyLedgerRequest())  # chain links exist too
-    cfg = alembic_config(ledger_bootstrap.MIGRATIONS, isolated_ledger.database_url)
-
-    def constraints() -> set[str]:
-        with isolated_ledger.connect() as conn:
-            rows = conn.execute(
-                "SELECT conname FROM pg_constraint WHERE contype = 'f'"
-                " AND conrelid IN ('entries'::regclass, 'transaction_chain'::regclass)"
-            ).fetchall()
-        return {r[0] for r in rows}
-
-    fkeys = {
-        "entries_transaction_id_fkey",
-        "entries_account_id_fkey",
-        "transaction_chain_transaction_id_fkey",
-    }
-    assert not constraints() & fkeys
-    await _sync(command.downgrade, cfg, "0004")
-    assert constraints() >= fkeys
-    await _sync(command.upgrade, cfg, "head")
-    assert not constraints() & fkeys
-    # Still posting and verifying after the round trip.
-    await _posted(isolated_ledger)
-    report = await isolated_ledger.stub.VerifyLedger(pb.VerifyLedgerRequest())
-    assert report.ok
