@@ -1,6 +1,6 @@
 """The canonical encoding behind the hash chain, recomputed in Python by VerifyLedger.
 
-The database computes the same bytes in ``ledger_tx_payload`` (migration 0002) when it links a
+The database computes the same bytes in ``ledger_tx_payload`` (``ledger_svc/sql/ledger_tx_payload.sql``) when it links a
 transaction at commit; this module is the independent second implementation an auditor trusts.
 Every text field is length-prefixed (``<utf-8 octets>:<text>``), so no choice of description,
 metadata or account name can make two different transactions encode alike.

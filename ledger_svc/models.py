@@ -1,7 +1,7 @@
 """Tables of the ledger database (SQLAlchemy Core).
 
-The migrations are the source of truth (they also hold the triggers, the CHECK constraints and the
-``ledger_post`` function); these definitions mirror them for queries.
+The baseline migration is the source of truth for the schema (it also holds the triggers and the
+CHECK constraints; the functions are in ``ledger_svc/sql/``); these definitions mirror it for queries.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ transactions = sa.Table(
     sa.Column("reverses_id", sa.BigInteger, sa.ForeignKey("transactions.id")),
     sa.Column("posted_at", sa.DateTime(timezone=True), nullable=False),
 )
-# A transaction is reversed at most once; ordinary postings (NULL) are not indexed (0008).
+# A transaction is reversed at most once; ordinary postings (NULL) are not indexed.
 sa.Index(
     "uq_transactions_reverses_id",
     transactions.c.reverses_id,
@@ -46,7 +46,7 @@ sa.Index(
 )
 
 # The ForeignKeys of entries and transaction_chain describe references the database enforces with
-# statement-level triggers since migration 0005 (not with FOREIGN KEY constraints); SQLAlchemy uses
+# statement-level triggers (not FOREIGN KEY constraints); SQLAlchemy uses
 # them for join conditions.
 entries = sa.Table(
     "entries",
@@ -76,13 +76,13 @@ chain_queue = sa.Table(
     sa.Column("transaction_id", sa.BigInteger, sa.ForeignKey("transactions.id"), primary_key=True),
 )
 
-# One row per batch: the transactions a batch posted, waiting together for the chainer (0004).
+# One row per batch: the transactions a batch posted, waiting together for the chainer.
 chain_queue_batches = sa.Table(
     "chain_queue_batches",
     metadata,
     sa.Column("id", sa.BigInteger, sa.Identity(always=True), primary_key=True),
     sa.Column("transaction_ids", postgresql.ARRAY(sa.BigInteger), nullable=False),
-    # Each transaction's canonical payload after "LTX1|<seq>|", computed by the batch (0008); NULL:
+    # Each transaction's canonical payload after "LTX1|<seq>|", computed by the batch; NULL:
     # the chainer rebuilds it from the stored rows.
     sa.Column("payload_tails", postgresql.ARRAY(sa.Text)),
 )

@@ -1,4 +1,4 @@
-"""PostTransactions' two database paths (migration 0004): the set-based fast path, which locks the
+"""PostTransactions' two database paths: the set-based fast path, which locks the
 batch's accounts last and updates each once, and the item-by-item fallback. Either way a batch must
 answer item for item, and leave the same balances, as the same postings sent one by one."""
 
@@ -302,7 +302,7 @@ async def test_concurrent_batches_over_hot_accounts_race_a_close_without_deadloc
 
 
 async def test_batch_queues_each_payload_as_the_stored_rows_encode_it(infra):
-    """The batch path queues each transaction's payload tail (migration 0008) for the chainer: it must
+    """The batch path queues each transaction's payload tail for the chainer: it must
     be exactly the canonical encoding of what was stored, for every kind of field; the chainer then
     links tailed and untailed queue rows together, in id order, into a chain that verifies."""
     async with ledger(infra, **SETTINGS) as (stub, url):
