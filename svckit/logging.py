@@ -42,7 +42,11 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "auto") -> N
     ]
     # JSON wants tracebacks as data; the console renderer formats exc_info itself and cannot print data.
     tracebacks = (
-        [structlog.processors.ExceptionRenderer(structlog.tracebacks.ExceptionDictTransformer(show_locals=False))]
+        [
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+            )
+        ]
         if isinstance(renderer, structlog.processors.JSONRenderer)
         else []
     )
