@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 
 from gateway import metrics
 from gateway.apikeys import ApiKey, KeyAuthenticator
+from gateway.jsonbody import JsonRequest
 from gateway.middleware import RESPONSE_HEADERS_SCOPE_KEY
 from gateway.problems import ApiProblem
 from gateway.ratelimit import RateLimiter
@@ -35,6 +36,7 @@ bearer_scheme = HTTPBearer(
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="marketplace-payments"'}
 _JSON_TYPES = ("application/json",)
+_UTF8 = ("utf-8", "utf8")
 
 
 def _unauthenticated(reason: str, detail: str) -> ApiProblem:
@@ -55,6 +57,27 @@ def _bearer(request: Request) -> str:
 def _is_json(content_type: str) -> bool:
     media = content_type.split(";", 1)[0].strip().lower()
     return media in _JSON_TYPES or (media.startswith("application/") and media.endswith("+json"))
+
+
+def _charset(content_type: str) -> str | None:
+    for param in content_type.split(";")[1:]:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            return value.strip().strip('"').lower()
+    return None
+
+
+def _check_content_type(content_type: str) -> None:
+    if not _is_json(content_type):
+        raise ApiProblem(
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
+            f"send the body as application/json, not {content_type or 'no content type'!r}",
+        )
+    charset = _charset(content_type)
+    if charset is not None and charset not in _UTF8:
+        # JSON is UTF-8 (RFC 8259); reading it as anything else would store other text than was meant.
+        raise ApiProblem(415, "UNSUPPORTED_MEDIA_TYPE", f"send the body as UTF-8, not {charset!r}")
 
 
 async def authorize(request: Request, scope: str) -> dict[str, str]:
@@ -106,16 +129,13 @@ def guarded(scope: str) -> type[APIRoute]:
             takes_body = self.body_field is not None
 
             async def handler(request: Request) -> Response:
+                request = JsonRequest(request.scope, request.receive)
                 request.scope[RESPONSE_HEADERS_SCOPE_KEY] = await authorize(request, scope)
                 if takes_body:
                     body = await request.body()  # cached on the request; the inner handler reuses it
-                    content_type = request.headers.get("content-type", "")
-                    if body and not _is_json(content_type):
-                        raise ApiProblem(
-                            415,
-                            "UNSUPPORTED_MEDIA_TYPE",
-                            f"send the body as application/json, not {content_type or 'no content type'!r}",
-                        )
+                    if body:
+                        _check_content_type(request.headers.get("content-type", ""))
+                        await request.json()  # the strict parse, once; FastAPI reuses its result
                 if request.method == "POST":
                     async with request.app.state.admission.admit():
                         return await inner(request)
