@@ -95,7 +95,8 @@ class GatewaySettings(ServiceSettings):
     stripe_webhook_secret: SecretStr | None = None
     """The endpoint's signing secret (``whsec_...``). Required in production."""
     webhook_tolerance_seconds: int = Field(default=300, ge=1, le=3600)
-    """Signatures older than this are refused (Stripe's default; 0 would disable the check, so not allowed)."""
+    """Signatures older than this, or dated further ahead than this, are refused (Stripe's default; 0
+    would disable the check, so not allowed)."""
     webhook_upstream_timeout_seconds: float = Field(default=5.0, gt=0, le=30)
     """Deadline of the HandlePspEvent call; the PSP gives up on slow endpoints and retries."""
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import grpc
 import stripe
@@ -64,6 +65,15 @@ def _event_id_for_log(payload: bytes) -> str | None:
     return value if isinstance(value, str) and _EVENT_ID.match(value) else None
 
 
+def signature_time(header: str) -> int | None:
+    """The ``t=`` of a ``Stripe-Signature`` header (whole seconds since the epoch), if it has one."""
+    for item in header.split(","):
+        key, _, value = item.partition("=")
+        if key.strip() == "t" and value.strip().isdigit():
+            return int(value.strip())
+    return None
+
+
 def _refuse(payload: bytes, why: str) -> ApiProblem:
     metrics.WEBHOOK_SIGNATURE_FAILURES.labels("stripe").inc()
     log.warning("webhook signature refused", provider="stripe", event_id=_event_id_for_log(payload), why=why)
@@ -74,7 +84,8 @@ def _refuse(payload: bytes, why: str) -> ApiProblem:
     "/stripe",
     summary="Stripe webhook endpoint (signature-authenticated; no API key)",
     description=(
-        "Verifies `Stripe-Signature` (HMAC-SHA256 of `{t}.{raw body}`, at most 300 s old) with the "
+        "Verifies `Stripe-Signature` (HMAC-SHA256 of `{t}.{raw body}`, `t` at most 300 s from now either "
+        "way) with the "
         "endpoint secret and hands the event to the payment service. 200 means: do not send it again."
     ),
     responses={
@@ -109,6 +120,10 @@ async def stripe_webhook(request: Request) -> JSONResponse:
         raise _refuse(payload, str(exc.user_message or exc).split(" for payload")[0]) from None
     except (ValueError, TypeError, AttributeError):  # signed, but not UTF-8
         raise ApiProblem(400, "INVALID_PAYLOAD", "the signed body is not a JSON event") from None
+    # The SDK only refuses old timestamps; one from the future would stay replayable until then.
+    signed_at = signature_time(signature)
+    if signed_at is None or signed_at > time.time() + settings.webhook_tolerance_seconds:
+        raise _refuse(payload, "Timestamp outside the tolerance zone (in the future)")
     try:
         event = json.loads(payload)
     except ValueError:

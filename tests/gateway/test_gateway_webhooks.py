@@ -77,6 +77,14 @@ async def test_a_signature_computed_by_hand_is_accepted_too(anon):
     assert r.status_code == 200, r.text
 
 
+async def test_a_clock_a_little_ahead_is_within_the_tolerance(anon):
+    payload = _event()
+    r = await anon.post(
+        URL, content=payload, headers={"Stripe-Signature": _sign(payload, timestamp=int(time.time()) + 60)}
+    )
+    assert r.status_code == 200, r.text
+
+
 def _bad_deliveries() -> list[tuple[str, bytes, dict[str, str]]]:
     payload = _event("evt_badsig1")
     now = int(time.time())
@@ -84,6 +92,8 @@ def _bad_deliveries() -> list[tuple[str, bytes, dict[str, str]]]:
         ("tampered", payload.replace(b"2500", b"9999"), {"Stripe-Signature": _sign(payload)}),
         ("wrong secret", payload, {"Stripe-Signature": _sign(payload, "whsec_" + "z" * 28)}),
         ("old", payload, {"Stripe-Signature": _sign(payload, timestamp=now - 301)}),
+        ("an hour ahead", payload, {"Stripe-Signature": _sign(payload, timestamp=now + 3600)}),
+        ("just past the tolerance ahead", payload, {"Stripe-Signature": _sign(payload, timestamp=now + 330)}),
         ("missing", payload, {}),
         ("empty", payload, {"Stripe-Signature": ""}),
         ("garbage", payload, {"Stripe-Signature": "nonsense"}),
