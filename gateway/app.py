@@ -20,7 +20,7 @@ from gateway.config import GatewaySettings
 from gateway.metrics import HttpMetricsMiddleware
 from gateway.middleware import RequestContextMiddleware
 from gateway.models import MIGRATIONS
-from gateway.ratelimit import RateLimiter
+from gateway.ratelimit import AUTH_FAILURE_KEY_PREFIX, RateLimiter
 from gateway.routes import admin, health, ledger, payments, webhooks
 from svckit.db import create_engine, migrate_async
 from svckit.logging import get_logger
@@ -79,6 +79,13 @@ def create_app(settings: GatewaySettings, upstreams: Upstreams | None = None) ->
             settings.rate_limit_requests,
             settings.rate_limit_window_seconds,
             settings.rate_limit_fail_open,
+        )
+        app.state.auth_failure_limiter = RateLimiter(
+            redis_client,
+            settings.auth_failure_limit,
+            settings.auth_failure_window_seconds,
+            settings.rate_limit_fail_open,
+            key_prefix=AUTH_FAILURE_KEY_PREFIX,
         )
         app.state.upstreams = upstreams or Upstreams.connect(settings)
         try:

@@ -22,7 +22,7 @@ from gateway.apikeys import ApiKey, KeyAuthenticator
 from gateway.jsonbody import JsonRequest
 from gateway.middleware import RESPONSE_HEADERS_SCOPE_KEY
 from gateway.problems import ApiProblem
-from gateway.ratelimit import RateLimiter
+from gateway.ratelimit import Decision, RateLimiter
 from svckit.logging import get_logger
 
 log = get_logger(__name__)
@@ -80,9 +80,46 @@ def _check_content_type(content_type: str) -> None:
         raise ApiProblem(415, "UNSUPPORTED_MEDIA_TYPE", f"send the body as UTF-8, not {charset!r}")
 
 
+def _client_address(request: Request) -> str:
+    """The peer's address, or the proxy-reported one when uvicorn is told to trust the proxy
+    (``GATEWAY_FORWARDED_ALLOW_IPS``); never a header taken on the caller's word."""
+    return request.client.host if request.client else "unknown"
+
+
+def _too_many_failures(request: Request, decision: Decision) -> ApiProblem:
+    window = request.app.state.settings.auth_failure_window_seconds
+    return ApiProblem(
+        429,
+        "RATE_LIMITED",
+        f"more than {decision.limit} failed authentications from this address per {window:g} s; "
+        f"retry after {decision.retry_after_seconds} s",
+        headers={"Retry-After": str(decision.retry_after_seconds)},
+    )
+
+
 async def authorize(request: Request, scope: str) -> dict[str, str]:
     """Check the key, its scope and its rate budget; return the rate-limit headers for the answer
-    (added by the request middleware to every answer, errors included)."""
+    (added by the request middleware to every answer, errors included).
+
+    Failed authentications are budgeted per client address. An address over its budget is refused
+    before its key is looked at, so a right guess answers exactly like a wrong one (429)."""
+    failures: RateLimiter = request.app.state.auth_failure_limiter
+    address = _client_address(request)
+    blocked = await failures.check(address, count=False)
+    if blocked is not None and not blocked.allowed:
+        raise _too_many_failures(request, blocked)
+    try:
+        return await _authorize(request, scope)
+    except ApiProblem as exc:
+        if exc.status != 401:
+            raise
+        decision = await failures.check(address)
+        if decision is not None and not decision.allowed:
+            raise _too_many_failures(request, decision) from None
+        raise
+
+
+async def _authorize(request: Request, scope: str) -> dict[str, str]:
     state = request.app.state
     authenticator: KeyAuthenticator = state.authenticator
     presented = _bearer(request)

@@ -58,6 +58,7 @@ async def start_gateway(infra: Infra, services: dict[str, ServiceHandle]) -> Asy
             "recon_addr": services["recon"].address,
             "stripe_webhook_secret": WEBHOOK_SECRET,
             "rate_limit_requests": 10_000,
+            "auth_failure_limit": 10_000,  # tests that want the limit set their own
         }
         values.update(overrides)
         settings = infra.settings(GatewaySettings, **values)
