@@ -34,6 +34,7 @@ from svckit.context import idempotency_key_var
 from svckit.gen.payments.v1 import payment_service_pb2 as pb
 from svckit.grpc_errors import from_rpc_error
 from svckit.logging import get_logger
+from svckit.psp_signature import signature_time
 
 log = get_logger(__name__)
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
@@ -63,15 +64,6 @@ def _event_id_for_log(payload: bytes) -> str | None:
     except (ValueError, AttributeError):
         return None
     return value if isinstance(value, str) and _EVENT_ID.match(value) else None
-
-
-def signature_time(header: str) -> int | None:
-    """The ``t=`` of a ``Stripe-Signature`` header (whole seconds since the epoch), if it has one."""
-    for item in header.split(","):
-        key, _, value = item.partition("=")
-        if key.strip() == "t" and value.strip().isdigit():
-            return int(value.strip())
-    return None
 
 
 def _refuse(payload: bytes, why: str) -> ApiProblem:
@@ -138,7 +130,10 @@ async def stripe_webhook(request: Request) -> JSONResponse:
     try:
         reply, replayed = await call(
             request.app.state.upstreams.payment.HandlePspEvent,
-            pb.HandlePspEventRequest(event_id=event_id, event_type=event_type, payload=payload),
+            # The signature goes along: the payment service verifies the event itself.
+            pb.HandlePspEventRequest(
+                event_id=event_id, event_type=event_type, payload=payload, stripe_signature=signature
+            ),
             settings.webhook_upstream_timeout_seconds,
         )
     except grpc.aio.AioRpcError as exc:

@@ -20,8 +20,7 @@ from svckit.db import create_engine
 from svckit.devstack.infra import free_port
 from svckit.runtime import ServiceHandle
 from svckit.testing import Infra
-
-WEBHOOK_SECRET = "whsec_" + "gatewaytests0123456789abcdef"
+from tests.conftest import WEBHOOK_SECRET  # the payment service verifies with it too
 
 
 @dataclass
