@@ -12,7 +12,7 @@ from prometheus_client import make_asgi_app
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from gateway import apikeys, problems
+from gateway import apikeys, openapi, problems
 from gateway.admission import Admission
 from gateway.apikeys import KeyAuthenticator
 from gateway.clients import Upstreams
@@ -105,6 +105,7 @@ def create_app(settings: GatewaySettings, upstreams: Upstreams | None = None) ->
     app.state.settings = settings
     app.state.admission = Admission(settings.max_inflight_writes, settings.admission_wait_seconds)
     problems.install(app)
+    openapi.install(app)
     app.include_router(health.router)
     app.include_router(payments.router)
     app.include_router(admin.router)
