@@ -47,17 +47,25 @@ def serve() -> None:
     settings = load_settings(GatewaySettings)
     configure_logging(settings.service_name, settings.log_level, settings.log_format)
     serve_metrics(settings.metrics_port)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.http_host,
-        port=settings.http_port,
+    uvicorn.run(create_app(settings), **server_options(settings))
+
+
+def server_options(settings: GatewaySettings) -> dict[str, object]:
+    """uvicorn's options for the gateway."""
+    return {
+        "host": settings.http_host,
+        "port": settings.http_port,
         # grpc.aio needs the default asyncio loop; httptools parses HTTP fast.
-        loop="asyncio",
-        http="httptools",
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
-    )
+        "loop": "asyncio",
+        "http": "httptools",
+        "log_config": None,
+        "access_log": False,
+        # The client address (what failed authentications are counted by) comes from X-Forwarded-For
+        # only when the proxies sending it are named; uvicorn would otherwise trust 127.0.0.1.
+        "proxy_headers": settings.forwarded_allow_ips is not None,
+        "forwarded_allow_ips": settings.forwarded_allow_ips,
+        "timeout_graceful_shutdown": int(settings.shutdown_grace_seconds),
+    }
 
 
 @app.command("migrate")

@@ -12,7 +12,7 @@ from prometheus_client import make_asgi_app
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from gateway import apikeys, problems
+from gateway import apikeys, openapi, problems
 from gateway.admission import Admission
 from gateway.apikeys import KeyAuthenticator
 from gateway.clients import Upstreams
@@ -20,7 +20,7 @@ from gateway.config import GatewaySettings
 from gateway.metrics import HttpMetricsMiddleware
 from gateway.middleware import RequestContextMiddleware
 from gateway.models import MIGRATIONS
-from gateway.ratelimit import RateLimiter
+from gateway.ratelimit import AUTH_FAILURE_KEY_PREFIX, RateLimiter
 from gateway.routes import admin, health, ledger, payments, webhooks
 from svckit.db import create_engine, migrate_async
 from svckit.logging import get_logger
@@ -80,6 +80,13 @@ def create_app(settings: GatewaySettings, upstreams: Upstreams | None = None) ->
             settings.rate_limit_window_seconds,
             settings.rate_limit_fail_open,
         )
+        app.state.auth_failure_limiter = RateLimiter(
+            redis_client,
+            settings.auth_failure_limit,
+            settings.auth_failure_window_seconds,
+            settings.rate_limit_fail_open,
+            key_prefix=AUTH_FAILURE_KEY_PREFIX,
+        )
         app.state.upstreams = upstreams or Upstreams.connect(settings)
         try:
             yield
@@ -98,6 +105,7 @@ def create_app(settings: GatewaySettings, upstreams: Upstreams | None = None) ->
     app.state.settings = settings
     app.state.admission = Admission(settings.max_inflight_writes, settings.admission_wait_seconds)
     problems.install(app)
+    openapi.install(app)
     app.include_router(health.router)
     app.include_router(payments.router)
     app.include_router(admin.router)

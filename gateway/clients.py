@@ -8,7 +8,14 @@ from dataclasses import dataclass
 import grpc
 
 from gateway.config import GatewaySettings, channel_target
-from svckit.context import IDEMPOTENCY_KEY_METADATA, REQUEST_ID_METADATA, idempotency_key_var, request_id_var
+from svckit.context import (
+    IDEMPOTENCY_KEY_METADATA,
+    REQUEST_ID_METADATA,
+    idempotency_key_var,
+    is_metadata_value,
+    request_id_var,
+)
+from svckit.errors import InvalidArgument
 from svckit.gen.ledger.v1 import ledger_service_pb2_grpc
 from svckit.gen.payments.v1 import payment_service_pb2_grpc
 from svckit.gen.recon.v1 import recon_service_pb2_grpc
@@ -24,6 +31,9 @@ class _MetadataInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
             extra.append((REQUEST_ID_METADATA, rid))
         if key := idempotency_key_var.get():
             extra.append((IDEMPOTENCY_KEY_METADATA, key))
+        for name, value in extra:
+            if not is_metadata_value(value):  # the middleware refuses these first; never hand them to gRPC
+                raise InvalidArgument("INVALID_HEADER", f"{name} must be printable ASCII", field=name)
         if extra:
             metadata: Sequence[tuple[str, str]] = tuple(client_call_details.metadata or ()) + tuple(extra)
             client_call_details = client_call_details._replace(metadata=metadata)

@@ -87,6 +87,15 @@ class GatewaySettings(ServiceSettings):
     rate_limit_window_seconds: float = Field(default=1.0, gt=0, le=3600)
     """Each API key may make ``rate_limit_requests`` requests per window (GCRA: a burst of the whole
     budget is allowed, then one request every ``window / requests``)."""
+    auth_failure_limit: int = Field(default=20, ge=1, le=1_000_000)
+    auth_failure_window_seconds: float = Field(default=60.0, gt=0, le=86_400)
+    """Each client address may fail authentication ``auth_failure_limit`` times per window (same GCRA as
+    above); beyond that its requests are refused 429 ``RATE_LIMITED`` with ``Retry-After`` before any
+    key is looked at. Successful requests are not counted."""
+    forwarded_allow_ips: str | None = None
+    """Behind a reverse proxy: the proxy addresses (comma-separated, ``*`` for any) whose
+    ``X-Forwarded-For`` names the client, which the failed-authentication limit counts by. Unset: the
+    client is the connection's peer address and forwarding headers are ignored."""
     rate_limit_fail_open: bool = True
     """When Redis cannot be reached, let requests through (logged and counted) rather than refuse them."""
     rate_limit_redis_timeout_seconds: float = Field(default=0.25, gt=0, le=10)
@@ -95,7 +104,8 @@ class GatewaySettings(ServiceSettings):
     stripe_webhook_secret: SecretStr | None = None
     """The endpoint's signing secret (``whsec_...``). Required in production."""
     webhook_tolerance_seconds: int = Field(default=300, ge=1, le=3600)
-    """Signatures older than this are refused (Stripe's default; 0 would disable the check, so not allowed)."""
+    """Signatures older than this, or dated further ahead than this, are refused (Stripe's default; 0
+    would disable the check, so not allowed)."""
     webhook_upstream_timeout_seconds: float = Field(default=5.0, gt=0, le=30)
     """Deadline of the HandlePspEvent call; the PSP gives up on slow endpoints and retries."""
 

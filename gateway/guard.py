@@ -19,9 +19,10 @@ from sqlalchemy.exc import DBAPIError
 
 from gateway import metrics
 from gateway.apikeys import ApiKey, KeyAuthenticator
+from gateway.jsonbody import JsonRequest
 from gateway.middleware import RESPONSE_HEADERS_SCOPE_KEY
 from gateway.problems import ApiProblem
-from gateway.ratelimit import RateLimiter
+from gateway.ratelimit import Decision, RateLimiter
 from svckit.logging import get_logger
 
 log = get_logger(__name__)
@@ -35,6 +36,7 @@ bearer_scheme = HTTPBearer(
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="marketplace-payments"'}
 _JSON_TYPES = ("application/json",)
+_UTF8 = ("utf-8", "utf8")
 
 
 def _unauthenticated(reason: str, detail: str) -> ApiProblem:
@@ -57,9 +59,67 @@ def _is_json(content_type: str) -> bool:
     return media in _JSON_TYPES or (media.startswith("application/") and media.endswith("+json"))
 
 
+def _charset(content_type: str) -> str | None:
+    for param in content_type.split(";")[1:]:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            return value.strip().strip('"').lower()
+    return None
+
+
+def _check_content_type(content_type: str) -> None:
+    if not _is_json(content_type):
+        raise ApiProblem(
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
+            f"send the body as application/json, not {content_type or 'no content type'!r}",
+        )
+    charset = _charset(content_type)
+    if charset is not None and charset not in _UTF8:
+        # JSON is UTF-8 (RFC 8259); reading it as anything else would store other text than was meant.
+        raise ApiProblem(415, "UNSUPPORTED_MEDIA_TYPE", f"send the body as UTF-8, not {charset!r}")
+
+
+def _client_address(request: Request) -> str:
+    """The peer's address, or the proxy-reported one when uvicorn is told to trust the proxy
+    (``GATEWAY_FORWARDED_ALLOW_IPS``); never a header taken on the caller's word."""
+    return request.client.host if request.client else "unknown"
+
+
+def _too_many_failures(request: Request, decision: Decision) -> ApiProblem:
+    window = request.app.state.settings.auth_failure_window_seconds
+    return ApiProblem(
+        429,
+        "RATE_LIMITED",
+        f"more than {decision.limit} failed authentications from this address per {window:g} s; "
+        f"retry after {decision.retry_after_seconds} s",
+        headers={"Retry-After": str(decision.retry_after_seconds)},
+    )
+
+
 async def authorize(request: Request, scope: str) -> dict[str, str]:
     """Check the key, its scope and its rate budget; return the rate-limit headers for the answer
-    (added by the request middleware to every answer, errors included)."""
+    (added by the request middleware to every answer, errors included).
+
+    Failed authentications are budgeted per client address. An address over its budget is refused
+    before its key is looked at, so a right guess answers exactly like a wrong one (429)."""
+    failures: RateLimiter = request.app.state.auth_failure_limiter
+    address = _client_address(request)
+    blocked = await failures.check(address, count=False)
+    if blocked is not None and not blocked.allowed:
+        raise _too_many_failures(request, blocked)
+    try:
+        return await _authorize(request, scope)
+    except ApiProblem as exc:
+        if exc.status != 401:
+            raise
+        decision = await failures.check(address)
+        if decision is not None and not decision.allowed:
+            raise _too_many_failures(request, decision) from None
+        raise
+
+
+async def _authorize(request: Request, scope: str) -> dict[str, str]:
     state = request.app.state
     authenticator: KeyAuthenticator = state.authenticator
     presented = _bearer(request)
@@ -106,16 +166,13 @@ def guarded(scope: str) -> type[APIRoute]:
             takes_body = self.body_field is not None
 
             async def handler(request: Request) -> Response:
+                request = JsonRequest(request.scope, request.receive)
                 request.scope[RESPONSE_HEADERS_SCOPE_KEY] = await authorize(request, scope)
                 if takes_body:
                     body = await request.body()  # cached on the request; the inner handler reuses it
-                    content_type = request.headers.get("content-type", "")
-                    if body and not _is_json(content_type):
-                        raise ApiProblem(
-                            415,
-                            "UNSUPPORTED_MEDIA_TYPE",
-                            f"send the body as application/json, not {content_type or 'no content type'!r}",
-                        )
+                    if body:
+                        _check_content_type(request.headers.get("content-type", ""))
+                        await request.json()  # the strict parse, once; FastAPI reuses its result
                 if request.method == "POST":
                     async with request.app.state.admission.admit():
                         return await inner(request)

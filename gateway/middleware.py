@@ -8,7 +8,7 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from svckit.context import idempotency_key_var, new_request_id, request_id_var
+from svckit.context import idempotency_key_var, is_metadata_value, new_request_id, request_id_var
 from svckit.idempotency import MAX_KEY_LENGTH
 from svckit.logging import get_logger
 
@@ -16,22 +16,35 @@ log = get_logger("gateway.access")
 
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
+METADATA_HEADERS = {"idempotency-key": "Idempotency-Key", "x-request-id": "X-Request-Id"}
+"""Headers whose values travel on to the services as gRPC metadata, which must be printable ASCII."""
+
 RESPONSE_HEADERS_SCOPE_KEY = "gateway.response_headers"
 """Headers a handler wants on the answer whatever it turns out to be, error or not (the rate-limit
 headers): set ``scope[RESPONSE_HEADERS_SCOPE_KEY] = {...}``; this middleware adds them."""
 
 
-def _problem_bytes(status: int, code: str, detail: str, request_id: str) -> bytes:
-    return json.dumps(
-        {
-            "type": "https://docs.marketplace-payments.dev/problems/" + code.lower().replace("_", "-"),
-            "title": code.replace("_", " ").capitalize(),
-            "status": status,
-            "detail": detail,
-            "code": code,
-            "request_id": request_id,
-        }
-    ).encode()
+def _problem_bytes(status: int, code: str, detail: str, request_id: str, field: str | None) -> bytes:
+    body = {
+        "type": "https://docs.marketplace-payments.dev/problems/" + code.lower().replace("_", "-"),
+        "title": code.replace("_", " ").capitalize(),
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "request_id": request_id,
+    }
+    if field:
+        body["errors"] = [{"field": field, "message": detail}]
+    return json.dumps(body).encode()
+
+
+def _unsendable_header(headers: dict[str, str]) -> str | None:
+    """The name of the first header that would become gRPC metadata but is not printable ASCII."""
+    for name, shown in METADATA_HEADERS.items():
+        value = headers.get(name)
+        if value is not None and not is_metadata_value(value):
+            return shown
+    return None
 
 
 class RequestContextMiddleware:
@@ -51,6 +64,7 @@ class RequestContextMiddleware:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         incoming = headers.get("x-request-id", "")
         rid = incoming if _SAFE_REQUEST_ID.match(incoming) else new_request_id()
+        bad_header = _unsendable_header(headers)
         key = headers.get("idempotency-key") or None
         rid_token = request_id_var.set(rid)
         key_token = idempotency_key_var.set(key)
@@ -74,9 +88,15 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
+            if bad_header is not None:
+                # Refused here, before any route: gRPC fails a call with such metadata deep inside.
+                await self._reject(send_with_id, 400, "INVALID_HEADER",
+                                   f"{bad_header} must be printable ASCII (0x20-0x7E)", rid, bad_header)  # fmt: skip
+                return
             if key is not None and len(key) > MAX_KEY_LENGTH:
                 await self._reject(send_with_id, 400, "IDEMPOTENCY_KEY_TOO_LONG",
-                                   f"Idempotency-Key is {len(key)} characters; at most {MAX_KEY_LENGTH} are allowed", rid)  # fmt: skip
+                                   f"Idempotency-Key is {len(key)} characters; at most {MAX_KEY_LENGTH} are allowed", rid,
+                                   "Idempotency-Key")  # fmt: skip
                 return
             declared = headers.get("content-length")
             if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
@@ -113,8 +133,10 @@ class RequestContextMiddleware:
         return wrapped
 
     @staticmethod
-    async def _reject(send: Send, status: int, code: str, detail: str, rid: str) -> None:
-        body = _problem_bytes(status, code, detail, rid)
+    async def _reject(
+        send: Send, status: int, code: str, detail: str, rid: str, field: str | None = None
+    ) -> None:
+        body = _problem_bytes(status, code, detail, rid, field)
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/problem+json"),
                                 (b"content-length", str(len(body)).encode())]})  # fmt: skip

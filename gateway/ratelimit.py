@@ -23,10 +23,13 @@ from svckit.logging import get_logger
 log = get_logger(__name__)
 
 KEY_PREFIX = "{ratelimit}:apikey:"
+AUTH_FAILURE_KEY_PREFIX = "{ratelimit}:authfail:"
+"""Failed authentications, per client address."""
 
 _GCRA = """
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
+local count = ARGV[3] == '1'
 local interval = window / limit
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -37,7 +40,9 @@ local allow_at = new_tat - window
 if now < allow_at then
   return {0, 0, math.ceil(allow_at - now)}
 end
-redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.max(1, math.ceil((new_tat - now) / 1000)))
+if count then
+  redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.max(1, math.ceil((new_tat - now) / 1000)))
+end
 return {1, math.floor((window - (new_tat - now)) / interval), 0}
 """
 
@@ -59,19 +64,26 @@ class Decision:
 
 class RateLimiter:
     def __init__(
-        self, client: aioredis.Redis, requests: int, window_seconds: float, fail_open: bool = True
+        self,
+        client: aioredis.Redis,
+        requests: int,
+        window_seconds: float,
+        fail_open: bool = True,
+        key_prefix: str = KEY_PREFIX,
     ) -> None:
         self._script = client.register_script(_GCRA)
+        self._key_prefix = key_prefix
         self._requests = requests
         self._window_micros = max(1, round(window_seconds * 1_000_000))
         self._fail_open = fail_open
         self._last_warning = 0.0
 
-    async def check(self, subject: str) -> Decision | None:
-        """Count one request of ``subject``. None when Redis failed and the limiter fails open."""
+    async def check(self, subject: str, count: bool = True) -> Decision | None:
+        """Count one request of ``subject`` (with ``count=False``, only say whether one more would pass).
+        None when Redis failed and the limiter fails open."""
         try:
             allowed, remaining, wait_micros = await self._script(
-                keys=[KEY_PREFIX + subject], args=[self._requests, self._window_micros]
+                keys=[self._key_prefix + subject], args=[self._requests, self._window_micros, int(count)]
             )
         except (RedisError, OSError) as exc:
             return self._unavailable(exc)

@@ -35,6 +35,12 @@ def _amount_is_a_string(value: Any) -> Any:
     return value
 
 
+def _one_line(value: str) -> str:
+    if "\n" in value or "\t" in value:  # other control characters never get past jsonbody.parse
+        raise ValueError("must be a single line without tabs")
+    return value
+
+
 def _http_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -42,7 +48,8 @@ def _http_url(value: str) -> str:
     return value
 
 
-Amount = Annotated[str, BeforeValidator(_amount_is_a_string), Field(max_length=32, examples=["25.00"])]
+# No length limit here: a long amount is AMOUNT_TOO_LARGE (parse_amount counts digits before converting).
+Amount = Annotated[str, BeforeValidator(_amount_is_a_string), Field(examples=["25.00"])]
 HttpUrl = Annotated[str, Field(max_length=2048), AfterValidator(_http_url)]
 
 
@@ -55,7 +62,9 @@ class BuyerInfoIn(_Strict):
     email: Annotated[str, StringConstraints(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = (
         None
     )
-    name: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    name: (
+        Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(_one_line)] | None
+    ) = None
     country: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")] | None = Field(
         default=None, description="ISO 3166-1 alpha-2, upper case.", examples=["DE"]
     )
@@ -208,7 +217,8 @@ def parse_positive_amount(text: str, currency: str, field: str, max_minor: int |
         raise _bad(
             "AMOUNT_TOO_LARGE",
             field,
-            f"{text} {currency} is above the limit of {format_amount(max_minor, currency)} per order",
+            f"{format_amount(minor, currency)} {currency} is above the limit of "
+            f"{format_amount(max_minor, currency)} per order",
         )
     return minor
 

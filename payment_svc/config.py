@@ -1,7 +1,9 @@
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
-from pydantic_settings import SettingsConfigDict
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from svckit.config import Port, ServiceSettings
 
@@ -13,6 +15,9 @@ class PaymentSettings(ServiceSettings):
 
     service_name: str = "payment"
     database_name: str = "payments"
+    environment: Literal["development", "production"] = "production"
+    """``production`` (the default, so a forgotten setting fails safe) refuses to start without a PSP
+    webhook secret."""
     grpc_port: Port = 50051
     db_pool_size: int = Field(default=20, ge=2, le=200)
     """Each in-flight CreatePayment holds one connection for its key's lock while it calls the PSP."""
@@ -22,6 +27,34 @@ class PaymentSettings(ServiceSettings):
     psp_timeout_seconds: float = Field(default=10.0, gt=0, le=80)
     psp_max_network_retries: int = Field(default=2, ge=0, le=5)
     """SDK retries of one PSP call; each reuses the same idempotency key."""
+    psp_webhook_secrets: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    """The PSP webhook endpoint's signing secrets (``whsec_...``), comma-separated in the environment:
+    HandlePspEvent verifies every event's signature with them itself, whatever its caller checked. Two
+    during a rotation (the new one and the old one), one otherwise. Required in production."""
+    psp_webhook_tolerance_seconds: int = Field(default=3 * 86_400, ge=1, le=7 * 86_400)
+    """How old (or how far ahead) a signature may be. Wider than the gateway's 5 minutes on purpose: the
+    gateway guards freshness, the PSP retries for up to three days, and the event id makes a replay a
+    no-op, so the service only has to know the event came from the PSP."""
+
+    @field_validator("psp_webhook_secrets", mode="before")
+    @classmethod
+    def _split_secrets(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _secrets_fit_the_environment(self) -> PaymentSettings:
+        for secret in self.psp_webhook_secrets:
+            if not secret.get_secret_value().startswith("whsec_"):
+                raise ValueError("psp_webhook_secrets must be Stripe signing secrets starting with 'whsec_'")
+        if self.environment == "production" and not self.psp_webhook_secrets:
+            raise ValueError(
+                "psp_webhook_secrets is required in production (set PAYMENT_PSP_WEBHOOK_SECRETS, or "
+                "PAYMENT_ENVIRONMENT=development to run without webhooks)"
+            )
+        return self
+
     return_url: str = "http://127.0.0.1:8000/v1/payments/return"
     """Where the PSP sends a buyer back after 3-D Secure in direct mode."""
 

@@ -103,8 +103,15 @@ def create_command(request: pb.CreatePaymentRequest) -> CreatePayment:
 
 
 class PaymentServicer(pb_grpc.PaymentServiceServicer):
-    def __init__(self, service: PaymentService, engine: AsyncEngine, idempotency: IdempotencyStore) -> None:
+    def __init__(
+        self,
+        service: PaymentService,
+        engine: AsyncEngine,
+        idempotency: IdempotencyStore,
+        verify_psp_event: Callable[[bytes, str], None],
+    ) -> None:
         self._service = service
+        self._verify_psp_event = verify_psp_event
         self._engine = engine
         self._reader = autocommit(engine)
         self._idempotency = idempotency
@@ -164,6 +171,9 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
         )
 
     async def HandlePspEvent(self, request: pb.HandlePspEventRequest, context: grpc.aio.ServicerContext):
+        # First, before a byte of the payload is read: whoever can reach this service must not be
+        # able to forge an event (PERMISSION_DENIED, INVALID_SIGNATURE).
+        self._verify_psp_event(request.payload, request.stripe_signature)
         if not request.event_id:
             raise InvalidArgument("MISSING_FIELD", "event_id is required", field="event_id")
         if request.event_type and not handles_event_type(request.event_type):
@@ -177,9 +187,13 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
             changed = await self._service.handle_psp_event(conn, request.event_type, request.payload)
             return pb.HandlePspEventResponse(applied=bool(changed), payment_order_ids=changed)
 
-        # The PSP's event id is the idempotency key: a redelivered event is a replay.
+        # The PSP's event id is the idempotency key: a redelivered event is a replay. Its signature is
+        # left out of the fingerprint, since each delivery is signed afresh.
+        unsigned = pb.HandlePspEventRequest()
+        unsigned.CopyFrom(request)
+        unsigned.ClearField("stripe_signature")
         response, replayed = await self._idempotency.run(
-            "payments.HandlePspEvent", request.event_id, request, pb.HandlePspEventResponse, work
+            "payments.HandlePspEvent", request.event_id, unsigned, pb.HandlePspEventResponse, work
         )
         if replayed:
             await context.send_initial_metadata(((REPLAYED_METADATA, "true"),))

@@ -16,6 +16,12 @@ IDEMPOTENCY_KEY_METADATA = "idempotency-key"
 REPLAYED_METADATA = "idempotent-replayed"
 
 
+def is_metadata_value(value: str) -> bool:
+    """Whether ``value`` may be sent as a gRPC metadata value: printable ASCII only. Anything else
+    makes the call fail inside gRPC (``ExecuteBatchError``) instead of with a clear refusal."""
+    return value.isascii() and value.isprintable()
+
+
 def new_request_id() -> str:
     return f"req_{uuid.uuid4().hex}"
 

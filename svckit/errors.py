@@ -2,6 +2,7 @@
 
     DomainError                  base; never raised directly
     ├── InvalidArgument          the request is malformed; retrying it unchanged cannot succeed
+    ├── PermissionDenied         the caller or message is not authentic (a PSP event without a valid signature)
     ├── NotFound                 the named resource does not exist
     ├── AlreadyExists            a resource with this identity was created by another request
     ├── FailedPrecondition       the request is valid but the current state forbids it
@@ -28,6 +29,7 @@ class ErrorKind(enum.Enum):
     """Canonical error categories, each with one gRPC code and one HTTP status."""
 
     INVALID_ARGUMENT = (grpc.StatusCode.INVALID_ARGUMENT, 400)
+    PERMISSION_DENIED = (grpc.StatusCode.PERMISSION_DENIED, 403)
     NOT_FOUND = (grpc.StatusCode.NOT_FOUND, 404)
     ALREADY_EXISTS = (grpc.StatusCode.ALREADY_EXISTS, 409)
     FAILED_PRECONDITION = (grpc.StatusCode.FAILED_PRECONDITION, 409)
@@ -68,6 +70,10 @@ class InvalidArgument(DomainError):
         if field:
             metadata["field"] = field
         super().__init__(reason, message, metadata)
+
+
+class PermissionDenied(DomainError):
+    kind = ErrorKind.PERMISSION_DENIED
 
 
 class NotFound(DomainError):

@@ -29,7 +29,11 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "auto") -> N
     if fmt == "json" or (fmt == "auto" and not sys.stderr.isatty()):
         renderer = structlog.processors.JSONRenderer()
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        # Plain tracebacks without locals: rich's with locals took seconds of event-loop CPU per error
+        # (stalling every request of the process) and printed whatever the frames held, secrets too.
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         add_request_context,
@@ -38,7 +42,11 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "auto") -> N
     ]
     # JSON wants tracebacks as data; the console renderer formats exc_info itself and cannot print data.
     tracebacks = (
-        [structlog.processors.dict_tracebacks]
+        [
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+            )
+        ]
         if isinstance(renderer, structlog.processors.JSONRenderer)
         else []
     )

@@ -177,6 +177,8 @@ _EXPONENTS: dict[str, int] = {
 }
 
 _DECIMAL_RE = re.compile(r"^(0|[1-9][0-9]*)(?:\.([0-9]+))?$")
+MAX_MINOR_DIGITS = 18
+"""Amounts are int64 minor units: 18 digits always fit (19 may not)."""
 _CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
 
 
@@ -221,10 +223,16 @@ def parse_amount(text: str, currency: str) -> int:
     exp = exponent(currency)
     match = _DECIMAL_RE.match(text)
     if not match:
+        shown = text if len(text) <= 40 else text[:40] + "..."
         raise MoneyError(
-            "INVALID_AMOUNT", f"amount must be a plain non-negative decimal string, got {text!r}"
+            "INVALID_AMOUNT", f"amount must be a plain non-negative decimal string, got {shown!r}"
         )
     whole, frac = match.group(1), match.group(2) or ""
+    # Counted before any int(): converting thousands of digits costs CPU (and fails past 4300).
+    if len(whole.lstrip("0")) + exp > MAX_MINOR_DIGITS:
+        raise MoneyError(
+            "AMOUNT_TOO_LARGE", f"amount has {len(whole)} whole digits; too large for {currency}"
+        )
     if len(frac) > exp:
         raise MoneyError(
             "AMOUNT_PRECISION_EXCEEDED",

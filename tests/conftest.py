@@ -29,6 +29,8 @@ from wallet_svc.config import WalletSettings
 
 GATEWAY_TEST_KEY = "mpk_" + "t" * 43
 """The shared gateway's development API key (payments + admin)."""
+WEBHOOK_SECRET = "whsec_" + "gatewaytests0123456789abcdef"
+"""The session's PSP webhook secret: the simulator signs with it, gateways and the payment service verify."""
 
 # Ledger and wallet first: the payment service settles into them and needs their addresses.
 SERVICES = {
@@ -50,7 +52,7 @@ def infra() -> Iterator[Infra]:
 @pytest.fixture(scope="session")
 def shared_psp() -> Iterator[SimServer]:
     """The PSP simulator the session's payment service talks to."""
-    with run_simulator({"seed": 5}) as server:
+    with run_simulator({"seed": 5, "webhook_secret": WEBHOOK_SECRET}) as server:
         yield server
 
 
@@ -72,6 +74,7 @@ async def services(infra: Infra, shared_psp) -> AsyncIterator[dict[str, ServiceH
                 "ledger_addr": handles["ledger"].address,
                 "wallet_addr": handles["wallet"].address,
                 "events_namespace": f"{infra.prefix}-payments",
+                "psp_webhook_secrets": [shared_psp.webhook_secret],
             }
         settings = infra.settings(settings_cls, **overrides)
         handles[name] = await start_service(settings, boot.MIGRATIONS, boot.build)

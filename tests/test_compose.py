@@ -100,6 +100,8 @@ def test_the_psp_simulator_and_the_gateway_share_one_webhook_secret():
     sim, gateway = SERVICES["psp-sim"]["environment"], SERVICES["gateway"]["environment"]
     assert sim["PSP_SIM_WEBHOOK_SECRET"].startswith("whsec_")
     assert sim["PSP_SIM_WEBHOOK_SECRET"] == gateway["GATEWAY_STRIPE_WEBHOOK_SECRET"]
+    # The payment service verifies each event itself, with the same secret.
+    assert SERVICES["payment"]["environment"]["PAYMENT_PSP_WEBHOOK_SECRETS"] == sim["PSP_SIM_WEBHOOK_SECRET"]
     assert sim["PSP_SIM_WEBHOOK_URL"] == "http://gateway:8000/v1/webhooks/stripe"
     subscribed = set(sim["PSP_SIM_WEBHOOK_EVENTS"].split(","))
     assert subscribed == HANDLED_EVENT_TYPES, "the endpoint must receive exactly the events pay-in handles"

@@ -49,3 +49,28 @@ def test_service_refuses_to_start_with_bad_config():
     )
     assert result.returncode == 2
     assert "LEDGER_GRPC_PORT" in result.stderr
+
+
+def test_the_payment_service_needs_a_webhook_secret_in_production(monkeypatch, capsys):
+    from payment_svc.config import PaymentSettings
+
+    monkeypatch.delenv("PAYMENT_ENVIRONMENT", raising=False)
+    monkeypatch.delenv("PAYMENT_PSP_WEBHOOK_SECRETS", raising=False)
+    with pytest.raises(SystemExit) as exc:
+        load_settings(PaymentSettings)
+    assert exc.value.code == 2
+    assert "PAYMENT_PSP_WEBHOOK_SECRETS" in capsys.readouterr().err
+    # Two secrets during a rotation, comma-separated; never shown.
+    monkeypatch.setenv("PAYMENT_PSP_WEBHOOK_SECRETS", "whsec_new0123456789, whsec_old0123456789")
+    settings = load_settings(PaymentSettings)
+    assert [s.get_secret_value() for s in settings.psp_webhook_secrets] == [
+        "whsec_new0123456789",
+        "whsec_old0123456789",
+    ]
+    assert "whsec_new" not in repr(settings)
+    monkeypatch.setenv("PAYMENT_PSP_WEBHOOK_SECRETS", "not-a-stripe-secret")
+    with pytest.raises(SystemExit):
+        load_settings(PaymentSettings)
+    monkeypatch.delenv("PAYMENT_PSP_WEBHOOK_SECRETS")
+    monkeypatch.setenv("PAYMENT_ENVIRONMENT", "development")
+    assert load_settings(PaymentSettings).psp_webhook_secrets == []

@@ -317,3 +317,13 @@ def test_the_start_summary_names_the_ports_in_use(monkeypatch, capsys, tmp_path)
     assert "grpcurl -plaintext 127.0.0.1:28051 list" in printed
     assert "http://127.0.0.1:28000/v1/payments" in printed
     assert "50051" not in printed
+
+
+def test_the_simulator_gateway_and_payment_service_share_the_webhook_secret():
+    from svckit.devstack.supervisor import plan_children
+
+    secret = "whsec_" + "d" * 48
+    env = {child.name: child.env for child in plan_children("", secret)}
+    assert env["psp-sim"]["PSP_SIM_WEBHOOK_SECRET"] == secret
+    assert env["gateway"]["GATEWAY_STRIPE_WEBHOOK_SECRET"] == secret
+    assert env["payment"]["PAYMENT_PSP_WEBHOOK_SECRETS"] == secret

@@ -29,3 +29,26 @@ def test_log_exception_renders_in_every_format(fmt, capsys):
         # writing to it breaks every later test that logs.
         with capsys.disabled():
             configure_logging("tests", "INFO", "console")
+
+
+@pytest.mark.parametrize("fmt", ["console", "json"])
+def test_tracebacks_carry_no_local_variables(fmt, capsys):
+    """Locals hold secrets (a webhook secret passed to the verifier, a presented API key), and rendering
+    the locals of a deep stack took seconds of CPU on the event loop, stalling every other request."""
+    configure_logging("logtest", "INFO", fmt)
+    try:
+
+        def verify(secret: str) -> None:
+            raise ValueError("signature mismatch")
+
+        secret = "whsec_" + "s3cr3t" * 5
+        try:
+            verify(secret)
+        except ValueError:
+            get_logger("t").exception("verification failed")
+        err = capsys.readouterr().err
+        assert "signature mismatch" in err and "verify" in err  # the traceback is there
+        assert "s3cr3t" not in err
+    finally:
+        with capsys.disabled():
+            configure_logging("tests", "INFO", "console")

@@ -25,12 +25,18 @@ def test_parse_valid(text, currency, minor):
      ("-1", "USD", "INVALID_AMOUNT"), ("1e3", "USD", "INVALID_AMOUNT"), ("", "USD", "INVALID_AMOUNT"),
      (" 1", "USD", "INVALID_AMOUNT"), ("01", "USD", "INVALID_AMOUNT"), ("1.", "USD", "INVALID_AMOUNT"),
      ("NaN", "USD", "INVALID_AMOUNT"), (3.15, "USD", "AMOUNT_NOT_A_STRING"), (315, "USD", "AMOUNT_NOT_A_STRING"),
-     ("1", "XYZ", "UNKNOWN_CURRENCY")],
+     ("1", "XYZ", "UNKNOWN_CURRENCY"), ("9" * 5000, "USD", "AMOUNT_TOO_LARGE"),
+     ("1" * 17 + ".00", "USD", "AMOUNT_TOO_LARGE"), ("1" * 16 + ".001", "BHD", "AMOUNT_TOO_LARGE")],
 )  # fmt: skip
 def test_parse_rejects(value, currency, reason):
     with pytest.raises(MoneyError) as exc:
         parse_amount(value, currency)
     assert exc.value.reason == reason
+
+
+def test_the_largest_amounts_that_fit_int64_still_parse():
+    assert parse_amount("9" * 16 + ".99", "USD") == 10**18 - 1
+    assert parse_amount("9" * 18, "JPY") == 10**18 - 1
 
 
 def test_format_and_major_units():

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import grpc
 import stripe
@@ -33,6 +34,7 @@ from svckit.context import idempotency_key_var
 from svckit.gen.payments.v1 import payment_service_pb2 as pb
 from svckit.grpc_errors import from_rpc_error
 from svckit.logging import get_logger
+from svckit.psp_signature import signature_time
 
 log = get_logger(__name__)
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
@@ -74,7 +76,8 @@ def _refuse(payload: bytes, why: str) -> ApiProblem:
     "/stripe",
     summary="Stripe webhook endpoint (signature-authenticated; no API key)",
     description=(
-        "Verifies `Stripe-Signature` (HMAC-SHA256 of `{t}.{raw body}`, at most 300 s old) with the "
+        "Verifies `Stripe-Signature` (HMAC-SHA256 of `{t}.{raw body}`, `t` at most 300 s from now either "
+        "way) with the "
         "endpoint secret and hands the event to the payment service. 200 means: do not send it again."
     ),
     responses={
@@ -109,6 +112,10 @@ async def stripe_webhook(request: Request) -> JSONResponse:
         raise _refuse(payload, str(exc.user_message or exc).split(" for payload")[0]) from None
     except (ValueError, TypeError, AttributeError):  # signed, but not UTF-8
         raise ApiProblem(400, "INVALID_PAYLOAD", "the signed body is not a JSON event") from None
+    # The SDK only refuses old timestamps; one from the future would stay replayable until then.
+    signed_at = signature_time(signature)
+    if signed_at is None or signed_at > time.time() + settings.webhook_tolerance_seconds:
+        raise _refuse(payload, "Timestamp outside the tolerance zone (in the future)")
     try:
         event = json.loads(payload)
     except ValueError:
@@ -123,7 +130,10 @@ async def stripe_webhook(request: Request) -> JSONResponse:
     try:
         reply, replayed = await call(
             request.app.state.upstreams.payment.HandlePspEvent,
-            pb.HandlePspEventRequest(event_id=event_id, event_type=event_type, payload=payload),
+            # The signature goes along: the payment service verifies the event itself.
+            pb.HandlePspEventRequest(
+                event_id=event_id, event_type=event_type, payload=payload, stripe_signature=signature
+            ),
             settings.webhook_upstream_timeout_seconds,
         )
     except grpc.aio.AioRpcError as exc:

@@ -172,6 +172,9 @@ def plan_children(dev_key: str = "", webhook_secret: str = "") -> list[Child]:
                 "PAYMENT_RETURN_URL": f"http://127.0.0.1:{ports['gateway']}/v1/payments/return",
                 "PAYMENT_LEDGER_ADDR": f"127.0.0.1:{ports['ledger']}",
                 "PAYMENT_WALLET_ADDR": f"127.0.0.1:{ports['wallet']}",
+                # The payment service verifies each PSP event with the secret the simulator signs with.
+                "PAYMENT_ENVIRONMENT": os.environ.get("PAYMENT_ENVIRONMENT", "development"),
+                **({"PAYMENT_PSP_WEBHOOK_SECRETS": webhook_secret} if webhook_secret else {}),
                 **({"PAYMENT_METRICS_PORT": str(metrics_base + i)} if metrics_base else {}),
             },
         )

@@ -58,6 +58,7 @@ async def test_killed_while_the_psp_charges_then_retried_charges_once(infra, ser
             "PAYMENT_WALLET_ADDR": services["wallet"].address,
             "PAYMENT_EVENTS_NAMESPACE": f"{infra.prefix}-crash",
             "PAYMENT_JANITOR_INTERVAL_SECONDS": "3600",
+            "PAYMENT_PSP_WEBHOOK_SECRETS": sim.webhook_secret,
             "LOG_FORMAT": "json",
         }
         infra._databases.append(env["PAYMENT_DATABASE_NAME"])

@@ -20,8 +20,7 @@ from svckit.db import create_engine
 from svckit.devstack.infra import free_port
 from svckit.runtime import ServiceHandle
 from svckit.testing import Infra
-
-WEBHOOK_SECRET = "whsec_" + "gatewaytests0123456789abcdef"
+from tests.conftest import WEBHOOK_SECRET  # the payment service verifies with it too
 
 
 @dataclass
@@ -58,6 +57,7 @@ async def start_gateway(infra: Infra, services: dict[str, ServiceHandle]) -> Asy
             "recon_addr": services["recon"].address,
             "stripe_webhook_secret": WEBHOOK_SECRET,
             "rate_limit_requests": 10_000,
+            "auth_failure_limit": 10_000,  # tests that want the limit set their own
         }
         values.update(overrides)
         settings = infra.settings(GatewaySettings, **values)

@@ -72,7 +72,8 @@ async def test_requests_pass_when_redis_is_down_and_it_is_counted(start_gateway,
         answers = [await c.get(ORDER_URL) for _ in range(3)]
     assert [r.status_code for r in answers] == [404, 404, 404]  # fail-open: the budget of 1 is not enforced
     assert "ratelimit-remaining" not in answers[0].headers
-    assert REGISTRY.get_sample_value("gateway_rate_limiter_errors_total") - before == 3
+    # Two checks per request: the address's failed-authentication budget, then the key's budget.
+    assert REGISTRY.get_sample_value("gateway_rate_limiter_errors_total") - before == 6
 
 
 async def test_fail_closed_is_available_as_a_setting(start_gateway, keys):

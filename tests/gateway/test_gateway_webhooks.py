@@ -77,13 +77,32 @@ async def test_a_signature_computed_by_hand_is_accepted_too(anon):
     assert r.status_code == 200, r.text
 
 
-def _bad_deliveries() -> list[tuple[str, bytes, dict[str, str]]]:
+async def test_a_clock_a_little_ahead_is_within_the_tolerance(anon):
+    payload = _event()
+    r = await anon.post(
+        URL, content=payload, headers={"Stripe-Signature": _sign(payload, timestamp=int(time.time()) + 60)}
+    )
+    assert r.status_code == 200, r.text
+
+
+def _bad_deliveries() -> list[tuple[str, bytes, object]]:
     payload = _event("evt_badsig1")
     now = int(time.time())
     return [
         ("tampered", payload.replace(b"2500", b"9999"), {"Stripe-Signature": _sign(payload)}),
         ("wrong secret", payload, {"Stripe-Signature": _sign(payload, "whsec_" + "z" * 28)}),
         ("old", payload, {"Stripe-Signature": _sign(payload, timestamp=now - 301)}),
+        # Signed when the test runs, not at collection: "ahead" must be ahead of the gateway's clock.
+        (
+            "an hour ahead",
+            payload,
+            lambda: {"Stripe-Signature": _sign(payload, timestamp=int(time.time()) + 3600)},
+        ),
+        (
+            "just past the tolerance ahead",
+            payload,
+            lambda: {"Stripe-Signature": _sign(payload, timestamp=int(time.time()) + 330)},
+        ),
         ("missing", payload, {}),
         ("empty", payload, {"Stripe-Signature": ""}),
         ("garbage", payload, {"Stripe-Signature": "nonsense"}),
@@ -97,6 +116,7 @@ BAD = _bad_deliveries()
 
 @pytest.mark.parametrize(("name", "payload", "headers"), BAD, ids=[b[0] for b in BAD])
 async def test_bad_signatures_are_400_logged_and_counted(anon, name, payload, headers):
+    headers = headers() if callable(headers) else headers
     before = _failures()
     with structlog.testing.capture_logs() as logs:
         r = await anon.post(URL, content=payload, headers=headers)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,7 @@ from payment_svc import bootstrap
 from payment_svc.config import PaymentSettings
 from payment_svc.service import PaymentService
 from psp_sim.testing import DEFAULT_API_KEY, SimServer, run_simulator
+from psp_sim.webhooks import sign
 from svckit.gen.payments.v1 import payment_service_pb2 as pb
 from svckit.gen.payments.v1 import payment_service_pb2_grpc as pb_grpc
 from svckit.runtime import ServiceHandle, start_service
@@ -48,12 +50,17 @@ class PayStack:
         return sorted(events, key=lambda e: (e["created"], e["id"]))
 
     async def deliver(self, events: list[dict[str, Any]]) -> list[pb.HandlePspEventResponse]:
+        """Hand each event to HandlePspEvent as the gateway would: signed with the PSP's secret."""
         replies = []
         for event in events:
+            payload = json.dumps(event)
             replies.append(
                 await self.stub.HandlePspEvent(
                     pb.HandlePspEventRequest(
-                        event_id=event["id"], event_type=event["type"], payload=json.dumps(event).encode()
+                        event_id=event["id"],
+                        event_type=event["type"],
+                        payload=payload.encode(),
+                        stripe_signature=sign(payload, self.sim.webhook_secret, int(time.time())),
                     )
                 )
             )
@@ -92,6 +99,7 @@ async def pay(infra: Infra, sim: SimServer, services: dict[str, ServiceHandle]) 
         risk_velocity_max_amount_minor=10**12,
         commission_rate_bps=1000,
         commission_overrides_bps={"seller-low-fee": 250},
+        psp_webhook_secrets=[sim.webhook_secret],
     )
     handle = await start_service(settings, bootstrap.MIGRATIONS, bootstrap.build)
     channel = grpc.aio.insecure_channel(handle.address)

@@ -175,15 +175,24 @@ def _cmd(**kw) -> CreatePayment:
 )
 def test_validation_names_the_field(changes, reason, field):
     with pytest.raises(InvalidArgument) as exc:
-        validate(_cmd(**changes), PaymentSettings())
+        validate(_cmd(**changes), PaymentSettings(environment="development"))
     assert exc.value.reason == reason
     assert exc.value.metadata["field"] == field
 
 
 def test_validation_accepts_a_good_command_and_normalizes_currency():
-    assert validate(_cmd(orders=(OrderInput("po_1", "seller_1", 315, "usd"),)), PaymentSettings()) == "USD"
     assert (
-        validate(_cmd(payment_method="pm_card_visa", success_url="", cancel_url=""), PaymentSettings())
+        validate(
+            _cmd(orders=(OrderInput("po_1", "seller_1", 315, "usd"),)),
+            PaymentSettings(environment="development"),
+        )
+        == "USD"
+    )
+    assert (
+        validate(
+            _cmd(payment_method="pm_card_visa", success_url="", cancel_url=""),
+            PaymentSettings(environment="development"),
+        )
         == "USD"
     )
 

@@ -648,6 +648,7 @@ async def test_a_burst_larger_than_every_pool_completes_instead_of_starving(infr
         risk_velocity_max_checkouts=10_000,
         risk_velocity_max_amount_minor=10**12,
         run_settlement=False,
+        psp_webhook_secrets=[sim.webhook_secret],
     )
     handle = await start_service(settings, bootstrap.MIGRATIONS, bootstrap.build)
     channel = grpc.aio.insecure_channel(handle.address)

@@ -209,14 +209,16 @@ class ListPaymentOrderHistoryResponse(_message.Message):
     def __init__(self, transitions: _Optional[_Iterable[_Union[OrderTransition, _Mapping]]] = ...) -> None: ...
 
 class HandlePspEventRequest(_message.Message):
-    __slots__ = ("event_id", "event_type", "payload")
+    __slots__ = ("event_id", "event_type", "payload", "stripe_signature")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     EVENT_TYPE_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    STRIPE_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     event_type: str
     payload: bytes
-    def __init__(self, event_id: _Optional[str] = ..., event_type: _Optional[str] = ..., payload: _Optional[bytes] = ...) -> None: ...
+    stripe_signature: str
+    def __init__(self, event_id: _Optional[str] = ..., event_type: _Optional[str] = ..., payload: _Optional[bytes] = ..., stripe_signature: _Optional[str] = ...) -> None: ...
 
 class HandlePspEventResponse(_message.Message):
     __slots__ = ("applied", "payment_order_ids")

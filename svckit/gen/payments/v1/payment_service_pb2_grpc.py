@@ -113,8 +113,10 @@ class PaymentServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def HandlePspEvent(self, request, context):
-        """Applies a verified PSP webhook event. The idempotency key is the PSP event id: a duplicate is a
-        replay; a late or out-of-order event never moves an order backwards.
+        """Applies a PSP webhook event after verifying its signature with the service's own webhook secrets
+        (PERMISSION_DENIED, reason INVALID_SIGNATURE, when the signature is absent, wrong or outside the
+        service's tolerance; nothing is read or changed then). The idempotency key is the PSP event id: a
+        duplicate is a replay; a late or out-of-order event never moves an order backwards.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
