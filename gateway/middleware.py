@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from svckit.context import idempotency_key_var, new_request_id, request_id_var
 from svckit.idempotency import MAX_KEY_LENGTH
 from svckit.logging import get_logger
+from svckit.redaction import redact
 
 log = get_logger("gateway.access")
 
@@ -27,7 +28,7 @@ def _problem_bytes(status: int, code: str, detail: str, request_id: str) -> byte
             "type": "https://docs.marketplace-payments.dev/problems/" + code.lower().replace("_", "-"),
             "title": code.replace("_", " ").capitalize(),
             "status": status,
-            "detail": detail,
+            "detail": redact(detail),
             "code": code,
             "request_id": request_id,
         }
