@@ -40,7 +40,7 @@ def test_the_scanner_reports_a_planted_key_in_a_log_and_a_file(planted):
 def test_the_scanner_finds_secret_shapes_it_was_not_told(planted):
     tmp_path = planted
     (tmp_path / "x.log").write_text(
-        "mpk_" + "a" * 43 + " whsec_" + "b" * 20 + " sk_live_" + "c" * 10 + " pi_1Ab_secret_Zz9\n"
+        "mpk_" + "a" * 43 + " whsec_" + "b" * 20 + " sk_live_" + "c" * 10 + " pi_1Ab_secret_Zz9q\n"
     )
     found = scan_paths(SecretScanner(), [tmp_path])
     assert sorted(f.what for f in found) == ["api_key", "client_secret", "psp_live_key", "webhook_secret"]
