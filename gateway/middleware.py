@@ -15,6 +15,7 @@ from svckit.redaction import redact
 
 log = get_logger("gateway.access")
 
+_READ_HEADERS = frozenset({"x-request-id", "idempotency-key", "content-length"})
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 RESPONSE_HEADERS_SCOPE_KEY = "gateway.response_headers"
@@ -49,7 +50,13 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        # Only the headers this middleware reads: a dict of all of them (Authorization, Cookie) in a
+        # frame every request passes through is what tracebacks used to print.
+        headers = {
+            name: v.decode("latin-1")
+            for k, v in scope["headers"]
+            if (name := k.decode("latin-1").lower()) in _READ_HEADERS
+        }
         incoming = headers.get("x-request-id", "")
         rid = incoming if _SAFE_REQUEST_ID.match(incoming) else new_request_id()
         key = headers.get("idempotency-key") or None

@@ -17,6 +17,7 @@ Markers look like ``[REDACTED:api_key]`` so a reader knows what was there withou
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -165,3 +166,12 @@ def find(text: str) -> Iterator[str]:
     for match in _SCRUB.finditer(text):
         if match.lastgroup != "pan" or _is_pan(match.group()):
             yield match.lastgroup or "secret"
+
+
+class RedactingFormatter(logging.Formatter):
+    """A stdlib formatter for processes that do not use structlog (the PSP simulator's command line):
+    the whole line, traceback included, goes through :func:`redact`. Tracebacks from ``logging`` never
+    show local variables."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))

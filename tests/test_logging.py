@@ -123,3 +123,27 @@ def test_values_under_secret_names_are_dropped_whole(log_output):
     get_logger("t").info("headers", authorization="whatever-it-is", headers={"Stripe-Signature": "t=1,v1=ab"})
     line = json.loads(read().strip().splitlines()[-1])
     assert "whatever-it-is" not in json.dumps(line) and "v1=ab" not in json.dumps(line)
+
+
+def test_the_psp_simulators_plain_logging_is_redacted_too():
+    import io
+
+    from svckit.redaction import RedactingFormatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(RedactingFormatter("%(message)s"))
+    logger = logging.getLogger("psp_sim.test-redaction")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        try:
+            raise ValueError("card[number]=4242424242424242&key=sk_test_" + "51Hx" * 6)
+        except ValueError:
+            logger.exception("handler failed: %s", "POST /v1/payment_methods")
+    finally:
+        logger.removeHandler(handler)
+    out = stream.getvalue()
+    assert "handler failed: POST /v1/payment_methods" in out and "ValueError" in out
+    assert "4242424242424242" not in out and "51Hx51Hx" not in out
+    assert "…4242" in out
