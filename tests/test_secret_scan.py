@@ -80,11 +80,12 @@ async def test_the_scanner_reads_database_rows_and_valkey_values(infra):
         client.close()
 
 
-def test_a_session_that_wrote_a_secret_exits_non_zero(pytester: pytest.Pytester, monkeypatch):
+@pytest.mark.parametrize("workers", [[], ["-p", "xdist", "-n", "2"]], ids=["one process", "xdist"])
+def test_a_session_that_wrote_a_secret_exits_non_zero(pytester: pytest.Pytester, monkeypatch, workers):
+    """Under xdist the worker that wrote the file finds it and the controller's exit code says so."""
     monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[1]))
     pytester.makeconftest(
         """
-from tests import secret_scan
 pytest_plugins = ["tests.secret_scan"]
 """
     )
@@ -95,7 +96,7 @@ def test_leaks(tmp_path):
 """
     )
     try:
-        result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *workers)
         assert result.ret == 1
         result.stdout.fnmatch_lines(["*secrets found*", "*api_key in *app.log*"])
         assert PLANTED not in result.stdout.str()
