@@ -103,6 +103,7 @@ class SecretScanner:
     def scan_postgres(self, url: str, database: str) -> list[Finding]:
         """Every row of every table of ``database``, as text (bytea as raw bytes)."""
         import psycopg
+        from psycopg import sql
 
         found: list[Finding] = []
         try:
@@ -115,8 +116,6 @@ class SecretScanner:
                 " AND table_schema NOT IN ('pg_catalog', 'information_schema')"
             ).fetchall()
             for schema, table in tables:
-                from psycopg import sql
-
                 query = sql.SQL("SELECT * FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(table))
                 chunks = [_as_bytes(v) for row in conn.execute(query) for v in row]
                 found += self.scan_bytes(f"postgres {database}.{schema}.{table}", b"\n".join(chunks))
@@ -222,7 +221,7 @@ def scan_infra(infra: Any) -> None:
 
 
 def _scan_enabled(config: pytest.Config) -> bool:
-    # `pytest --collect-only` or `-p no:...` runs have nothing to scan.
+    # A `--collect-only` run writes nothing worth scanning.
     return not config.option.collectonly
 
 
