@@ -11,9 +11,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from svckit.context import idempotency_key_var, is_metadata_value, new_request_id, request_id_var
 from svckit.idempotency import MAX_KEY_LENGTH
 from svckit.logging import get_logger
+from svckit.redaction import redact
 
 log = get_logger("gateway.access")
 
+_READ_HEADERS = frozenset({"x-request-id", "idempotency-key", "content-length"})
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 METADATA_HEADERS = {"idempotency-key": "Idempotency-Key", "x-request-id": "X-Request-Id"}
@@ -29,7 +31,7 @@ def _problem_bytes(status: int, code: str, detail: str, request_id: str, field: 
         "type": "https://docs.marketplace-payments.dev/problems/" + code.lower().replace("_", "-"),
         "title": code.replace("_", " ").capitalize(),
         "status": status,
-        "detail": detail,
+        "detail": redact(detail),
         "code": code,
         "request_id": request_id,
     }
@@ -61,7 +63,13 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        # Only the headers this middleware reads: a dict of all of them (Authorization, Cookie) in a
+        # frame every request passes through is what tracebacks used to print.
+        headers = {
+            name: v.decode("latin-1")
+            for k, v in scope["headers"]
+            if (name := k.decode("latin-1").lower()) in _READ_HEADERS
+        }
         incoming = headers.get("x-request-id", "")
         rid = incoming if _SAFE_REQUEST_ID.match(incoming) else new_request_id()
         bad_header = _unsendable_header(headers)

@@ -18,6 +18,7 @@ from svckit.context import current_request_id
 from svckit.errors import DomainError
 from svckit.grpc_errors import from_rpc_error
 from svckit.logging import get_logger
+from svckit.redaction import redact_value
 
 log = get_logger(__name__)
 
@@ -80,7 +81,9 @@ def problem(
         "request_id": current_request_id(),
     }
     body.update({k: v for k, v in extra.items() if v is not None})
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    # Details are often built from exception or upstream text, which can quote a key, a connection URL
+    # or a card number: none of that goes back to the caller.
+    return JSONResponse(redact_value(body), status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
 def domain_problem(err: DomainError) -> JSONResponse:

@@ -36,8 +36,12 @@ def serve(
 
     from psp_sim.app import create_app
     from psp_sim.config import load_config
+    from svckit.redaction import RedactingFormatter
 
-    logging.basicConfig(level=log_level.upper(), format="%(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    # Its error log quotes request text: keys, webhook secrets and card numbers are scrubbed first.
+    handler.setFormatter(RedactingFormatter("%(message)s"))
+    logging.basicConfig(level=log_level.upper(), handlers=[handler])
     cfg = load_config(str(config) if config else None, seed=seed)
     per_request_log = logging.getLevelName(log_level.upper()) <= logging.INFO
     sim_app = create_app(cfg, access_stream=sys.stderr if per_request_log else None)

@@ -8,6 +8,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from svckit.errors import ERROR_DOMAIN, DomainError, ErrorKind, Internal, Unavailable, error_class_for
+from svckit.redaction import redact
 
 # ErrorInfo.metadata key that carries the ErrorKind, so a client can rebuild the exact typed error
 # (INVALID_ARGUMENT in gRPC is either InvalidArgument or Unprocessable).
@@ -15,12 +16,16 @@ KIND_KEY = "kind"
 
 
 def to_status(error: DomainError) -> grpc.Status:
+    # The message and metadata leave the process: no secret or card number quoted from an exception.
+    metadata = {k: redact(v) for k, v in error.metadata.items()}
     info = error_details_pb2.ErrorInfo(
-        reason=error.reason, domain=ERROR_DOMAIN, metadata={**error.metadata, KIND_KEY: error.kind.name}
+        reason=error.reason, domain=ERROR_DOMAIN, metadata={**metadata, KIND_KEY: error.kind.name}
     )
     detail = any_pb2.Any()
     detail.Pack(info)
-    status = status_pb2.Status(code=error.kind.grpc_code.value[0], message=error.message, details=[detail])
+    status = status_pb2.Status(
+        code=error.kind.grpc_code.value[0], message=redact(error.message), details=[detail]
+    )
     return rpc_status.to_status(status)
 
 
@@ -47,7 +52,8 @@ def from_rpc_error(error: grpc.RpcError) -> DomainError:
     """Turn a failed call into the typed error the server raised, or a generic one for transport faults."""
     info = error_info(error)
     code = error.code()  # type: ignore[attr-defined]
-    details = error.details() or code.name  # type: ignore[attr-defined]
+    # Transport errors quote addresses and library text; scrubbed before it becomes our error message.
+    details = redact(error.details() or code.name)  # type: ignore[attr-defined]
     if info is not None and info.domain == ERROR_DOMAIN:
         metadata = dict(info.metadata)
         kind_name = metadata.pop(KIND_KEY, "")

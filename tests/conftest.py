@@ -27,6 +27,9 @@ from svckit.testing import Infra
 from wallet_svc import bootstrap as wallet_bootstrap
 from wallet_svc.config import WalletSettings
 
+# At the end of the session, look for its secrets in every log line, database row and file it wrote.
+pytest_plugins = ["tests.secret_scan", "pytester"]
+
 GATEWAY_TEST_KEY = "mpk_" + "t" * 43
 """The shared gateway's development API key (payments + admin)."""
 WEBHOOK_SECRET = "whsec_" + "gatewaytests0123456789abcdef"
@@ -41,18 +44,32 @@ SERVICES = {
 }
 
 
+def configure_test_logging() -> None:
+    """The session's logging: console lines on stderr, copied to the file the secret scan reads."""
+    from tests import secret_scan  # imported late: it is this session's plugin (pytest_plugins)
+
+    configure_logging("tests", "INFO", "console", copy_to=secret_scan.session_log_path())
+
+
 @pytest.fixture(scope="session")
 def infra() -> Iterator[Infra]:
-    configure_logging("tests", "INFO", "console")
+    configure_test_logging()
     started = Infra.start()
     yield started
+    from tests import secret_scan
+
+    # Before the databases are dropped: what the session stored must hold no secret either.
+    secret_scan.scan_infra(started)
     started.stop()
 
 
 @pytest.fixture(scope="session")
 def shared_psp() -> Iterator[SimServer]:
     """The PSP simulator the session's payment service talks to."""
+    from tests import secret_scan
+
     with run_simulator({"seed": 5, "webhook_secret": WEBHOOK_SECRET}) as server:
+        secret_scan.register("shared PSP webhook secret", server.webhook_secret)
         yield server
 
 

@@ -116,6 +116,10 @@ def test_run_starts_everything_stops_cleanly_and_reuses_data(tmp_path):
         assert again.json()["currency"] == "USD"
     finally:
         assert _stop(proc) == 0
+    # The console banner shows the key once, for the user; the log files never do.
+    logs = "".join(p.read_text(errors="replace") for p in (tmp_path / "logs").glob("*.log"))
+    assert "development API key ready" in logs
+    assert DEV_KEY[4:20] not in logs
 
 
 def test_occupied_port_is_a_clear_error(tmp_path):

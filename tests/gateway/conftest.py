@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import apikeys
 from gateway.app import create_app
+from gateway.clients import Upstreams
 from gateway.config import GatewaySettings
 from svckit.db import create_engine
 from svckit.devstack.infra import free_port
@@ -47,7 +48,7 @@ async def start_gateway(infra: Infra, services: dict[str, ServiceHandle]) -> Asy
     """Start a real gateway (uvicorn, free port) with settings overrides; all are stopped at the end."""
     started: list[Gateway] = []
 
-    async def start(**overrides: object) -> Gateway:
+    async def start(upstreams: Upstreams | None = None, **overrides: object) -> Gateway:
         port = free_port()
         values: dict[str, object] = {
             "http_port": port,
@@ -62,7 +63,7 @@ async def start_gateway(infra: Infra, services: dict[str, ServiceHandle]) -> Asy
         values.update(overrides)
         settings = infra.settings(GatewaySettings, **values)
         config = uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=port, loop="none", log_config=None,
+            create_app(settings, upstreams), host="127.0.0.1", port=port, loop="none", log_config=None,
             access_log=False, lifespan="on",
         )  # fmt: skip
         server = uvicorn.Server(config)
