@@ -77,6 +77,7 @@ _exceptions = _Switch(_TEXT_EXCEPTIONS)
 _renderer = _Switch(structlog.processors.JSONRenderer())
 _output = _Output()
 _copy: TextIO | None = None
+_processors: list[structlog.types.Processor] = []
 
 
 def configure_logging(
@@ -109,8 +110,12 @@ def configure_logging(
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    # The same list object every time, changed in place: loggers cached on first use keep a reference
+    # to it, so they follow a later configure_logging (and structlog.testing.capture_logs, which also
+    # swaps the list's contents in place).
+    _processors[:] = [*shared, _exceptions, redact_event, _renderer]
     structlog.configure(
-        processors=[*shared, _exceptions, redact_event, _renderer],
+        processors=_processors,
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=structlog.PrintLoggerFactory(file=_output),
         cache_logger_on_first_use=True,
