@@ -32,6 +32,7 @@ class ErrorKind(enum.Enum):
     ALREADY_EXISTS = (grpc.StatusCode.ALREADY_EXISTS, 409)
     FAILED_PRECONDITION = (grpc.StatusCode.FAILED_PRECONDITION, 409)
     ABORTED = (grpc.StatusCode.ABORTED, 409)
+    PERMISSION_DENIED = (grpc.StatusCode.PERMISSION_DENIED, 403)
     # gRPC has no "unprocessable": a reused idempotency key is an invalid argument there, 422 in HTTP.
     UNPROCESSABLE = (grpc.StatusCode.INVALID_ARGUMENT, 422)
     UNAVAILABLE = (grpc.StatusCode.UNAVAILABLE, 503)
@@ -84,6 +85,10 @@ class FailedPrecondition(DomainError):
 
 class Aborted(DomainError):
     kind = ErrorKind.ABORTED
+
+
+class PermissionDenied(DomainError):
+    kind = ErrorKind.PERMISSION_DENIED
 
 
 class Unprocessable(DomainError):

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
 import httpx
 import pytest
 import pytest_asyncio
@@ -94,7 +93,7 @@ async def pay(infra: Infra, sim: SimServer, services: dict[str, ServiceHandle]) 
         commission_overrides_bps={"seller-low-fee": 250},
     )
     handle = await start_service(settings, bootstrap.MIGRATIONS, bootstrap.build)
-    channel = grpc.aio.insecure_channel(handle.address)
+    channel = infra.channel(handle.address, "gateway")
     service = bootstrap.build_service(settings, handle.engine)
     yield PayStack(sim, handle, pb_grpc.PaymentServiceStub(channel), service)
     await service.close()

@@ -56,20 +56,21 @@ async def _post(channels, seller: str, amount: int, currency: str = "USD") -> No
 
 
 async def _compare(channels, seller: str) -> rpb.CompareWalletsWithLedgerResponse:
+    """Run the check as the operator would (the `operator` identity)."""
     stub = rpb_grpc.ReconServiceStub(channels["recon"])
     return await stub.CompareWalletsWithLedger(rpb.CompareWalletsWithLedgerRequest(seller_id=seller))
 
 
-async def test_equal_books_are_ok(channels):
+async def test_equal_books_are_ok(channels, operator_channels):
     seller = f"rc-{uuid.uuid4().hex[:8]}"
     await _credit(channels, seller, 1234)
     await _post(channels, seller, 1234)
-    report = await _compare(channels, seller)
+    report = await _compare(operator_channels, seller)
     assert report.ok
     assert (report.wallets_checked, report.accounts_checked) == (1, 1)
 
 
-async def test_each_kind_of_difference_is_named(channels):
+async def test_each_kind_of_difference_is_named(channels, operator_channels):
     run = uuid.uuid4().hex[:6]
     differs, no_account, no_wallet = f"rc-{run}-d", f"rc-{run}-a", f"rc-{run}-w"
     await _credit(channels, differs, 500)
@@ -78,7 +79,7 @@ async def test_each_kind_of_difference_is_named(channels):
     await _post(channels, no_wallet, 900)
     found = {}
     for seller in (differs, no_account, no_wallet):
-        report = await _compare(channels, seller)
+        report = await _compare(operator_channels, seller)
         assert not report.ok
         (mismatch,) = report.mismatches
         found[seller] = (mismatch.kind, mismatch.wallet_minor, mismatch.ledger_minor)
@@ -89,15 +90,15 @@ async def test_each_kind_of_difference_is_named(channels):
     }
 
 
-async def test_a_seller_filter_does_not_match_other_sellers_with_the_same_prefix(channels):
+async def test_a_seller_filter_does_not_match_other_sellers_with_the_same_prefix(channels, operator_channels):
     base = f"rc-{uuid.uuid4().hex[:6]}"
     await _credit(channels, base, 100)
     await _post(channels, base, 100)
     await _post(channels, base + "0", 999)  # seller "…0" must not be compared as "…"
-    assert (await _compare(channels, base)).ok
+    assert (await _compare(operator_channels, base)).ok
 
 
-async def test_reserved_money_still_counts_as_owed(channels):
+async def test_reserved_money_still_counts_as_owed(channels, operator_channels):
     seller = f"rc-{uuid.uuid4().hex[:8]}"
     await _credit(channels, seller, 1000)
     await _post(channels, seller, 1000)
@@ -109,4 +110,4 @@ async def test_reserved_money_still_counts_as_owed(channels):
         ),
         metadata=_md(),
     )
-    assert (await _compare(channels, seller)).ok
+    assert (await _compare(operator_channels, seller)).ok
