@@ -4,6 +4,7 @@
     python -m svckit.pki issue payment --dir ...   # (re-)issue one identity's certificate from the CA
     python -m svckit.pki rotate --dir ...          # re-issue every identity's certificate from the same CA
     python -m svckit.pki show --dir ...            # who each certificate names, and until when
+    python -m svckit.pki init --dir /pki/ca --export /pki   # containers: also /pki/<identity>/ (no CA key)
 
 An identity travels in its certificate twice: as the URI SAN ``spiffe://marketplace-payments/<name>``
 (what servers authorize on) and as the subject CN (for people reading ``openssl x509``). Service
@@ -212,6 +213,19 @@ def init(directory: Path, names: tuple[str, ...] = IDENTITIES) -> list[str]:
     return made
 
 
+def export(directory: Path, out_root: Path, names: tuple[str, ...] = IDENTITIES) -> None:
+    """Copy each identity's files to ``out_root/<name>/`` (CA certificate, its certificate and key), so
+    that a container mounts only its own key and never the CA key (docker-compose.yml)."""
+    ca = (directory / CA_FILE).read_bytes()
+    for name in names:
+        src = files(directory, name)
+        dest = files(out_root / _check_name(name), name)
+        dest.cert_file.parent.mkdir(parents=True, exist_ok=True)
+        _write_public(dest.ca_file, ca)
+        _write_public(dest.cert_file, src.cert_file.read_bytes())
+        _write_private(dest.key_file, src.key_file.read_bytes())
+
+
 def rotate(directory: Path, names: tuple[str, ...] = IDENTITIES) -> None:
     """Re-issue every named certificate with a new key from the same CA (peers keep trusting it)."""
     for name in names:
@@ -226,10 +240,18 @@ DEFAULT_DIR = Path(".data/pki")
 
 
 @app.command("init")
-def init_cmd(directory: DirOpt = DEFAULT_DIR) -> None:
+def init_cmd(
+    directory: DirOpt = DEFAULT_DIR,
+    export_to: Annotated[
+        Path | None, typer.Option("--export", help="also copy each identity's files to DIR/<identity>/")
+    ] = None,
+) -> None:
     """Create the CA and every identity's certificate that does not exist yet (idempotent)."""
     made = init(directory)
     typer.echo(f"{directory}: " + (f"created {', '.join(made)}" if made else "everything already present"))
+    if export_to is not None:
+        export(directory, export_to)
+        typer.echo(f"exported each identity's certificate and key to {export_to}/<identity>/")
 
 
 @app.command("issue")

@@ -517,7 +517,9 @@ def _summary(stack: Stack, started: float) -> None:
         f"Try:  curl -s{cacert} {gw.url}/readyz | python3 -m json.tool\n"
         f"      open {gw.url}/docs\n"
         f"      .venv/bin/grpcurl {grpcurl_tls} {payment.address} list\n"
-        f"Logs: {stack.data_dir / 'logs'}/<process>.log     Stop: Ctrl-C"
+        f"Logs: {stack.data_dir / 'logs'}/<process>.log     Stop: Ctrl-C",
+        markup=False,
+        soft_wrap=True,  # the commands must stay on one line to paste
     )
 
 
