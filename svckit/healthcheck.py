@@ -22,10 +22,9 @@ def check(kind: str, target: str, timeout: float = 2.0, security: GrpcSecurity |
         import grpc
         from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-        from svckit.config import GrpcClientSettings, load_settings
-        from svckit.tls import security_or_exit
+        from svckit.tls import from_environment
 
-        security = security or security_or_exit(load_settings(GrpcClientSettings))
+        security = security or from_environment()
         try:
             with security.channel(target) as channel:
                 reply = health_pb2_grpc.HealthStub(channel).Check(

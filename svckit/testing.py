@@ -34,18 +34,25 @@ class Infra:
 
     database_url: str
     redis_url: str
-    pki_dir: Path
+    pki_dir: Path | None = None
+    """Made (in the temporary folder) when not given."""
     prefix: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:8]}")
     _pg: EmbeddedPostgres | None = None
     _valkey: EmbeddedValkey | None = None
     _tmp: Path | None = None
     _databases: list[str] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        if self.pki_dir is None:
+            if self._tmp is None:
+                self._tmp = Path(tempfile.mkdtemp(prefix="mpay-test-"))
+            self.pki_dir = self._tmp / "pki"
+            pki.init(self.pki_dir)
+
     @classmethod
     def start(cls) -> Infra:
         db_url, redis_url = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
         tmp = Path(tempfile.mkdtemp(prefix="mpay-test-"))
-        pki.init(tmp / "pki")
         pg = valkey = None
         if not db_url:
             pg = EmbeddedPostgres(tmp / "pg", port=free_port(), durable=False).start()
@@ -53,13 +60,16 @@ class Infra:
         if not redis_url:
             valkey = EmbeddedValkey(tmp / "valkey", port=free_port(), persist=False).start()
             redis_url = valkey.url
-        return cls(
-            database_url=db_url, redis_url=redis_url, pki_dir=tmp / "pki", _pg=pg, _valkey=valkey, _tmp=tmp
-        )
+        return cls(database_url=db_url, redis_url=redis_url, _pg=pg, _valkey=valkey, _tmp=tmp)
+
+    @property
+    def _pki(self) -> Path:
+        assert self.pki_dir is not None  # set by __post_init__
+        return self.pki_dir
 
     def security(self, identity: str = "payment") -> GrpcSecurity:
         """Credentials of ``identity`` (a service's name or ``operator``) from this session's CA."""
-        files = pki.files(self.pki_dir, identity)
+        files = pki.files(self._pki, identity)
         return identity_files(files.ca_file, files.cert_file, files.key_file)
 
     def channel(self, address: str, identity: str = "payment") -> grpc.aio.Channel:
@@ -74,7 +84,7 @@ class Infra:
 
     def tls_env(self, identity: str) -> dict[str, str]:
         """The environment that gives a child process ``identity``'s certificate (unprefixed variables)."""
-        files = pki.files(self.pki_dir, identity)
+        files = pki.files(self._pki, identity)
         return {
             "TLS_CA_FILE": str(files.ca_file),
             "TLS_CERT_FILE": str(files.cert_file),
@@ -98,7 +108,7 @@ class Infra:
             "shutdown_grace_seconds": 0.5,
             "log_format": "console",
         }
-        files = pki.files(self.pki_dir, cls.model_fields["service_name"].default)
+        files = pki.files(self._pki, cls.model_fields["service_name"].default)
         values.update(tls_ca_file=files.ca_file, tls_cert_file=files.cert_file, tls_key_file=files.key_file)
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

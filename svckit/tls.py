@@ -150,6 +150,14 @@ def security_for(settings: Any) -> GrpcSecurity:
     return identity_files(settings.tls_ca_file, settings.tls_cert_file, settings.tls_key_file)
 
 
+def from_environment() -> GrpcSecurity:
+    """The identity a calling-only tool (probe, CLI, benchmark client) finds in the unprefixed
+    ``TLS_*`` / ``GRPC_INSECURE`` variables; exits 2 naming them when they are missing."""
+    from svckit.config import GrpcClientSettings, load_settings
+
+    return security_or_exit(load_settings(GrpcClientSettings))
+
+
 def security_or_exit(settings: Any) -> GrpcSecurity:
     """:func:`security_for`, or exit 2 with the message (as :func:`svckit.config.load_settings` does)."""
     try:
