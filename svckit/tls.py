@@ -142,10 +142,11 @@ def security_for(settings: Any) -> GrpcSecurity:
     missing = [name for name in TLS_FIELDS if getattr(settings, name) is None]
     if missing:
         names = ", ".join(f"{prefix}{n.upper()}" if prefix else n.upper() for n in missing)
+        shared = " (or the unprefixed TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE)" if prefix else ""
         raise TlsConfigError(
-            f"gRPC uses mutual TLS and {names} {'is' if len(missing) == 1 else 'are'} not set "
-            f"(the unprefixed TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE work too; make them with "
-            f"`python -m svckit.pki init`). For local debugging only, GRPC_INSECURE=true runs plaintext."
+            f"gRPC uses mutual TLS and {names} {'is' if len(missing) == 1 else 'are'} not set{shared}; "
+            f"make the files with `python -m svckit.pki init`. For local debugging only, "
+            f"GRPC_INSECURE=true runs plaintext."
         )
     return identity_files(settings.tls_ca_file, settings.tls_cert_file, settings.tls_key_file)
 
