@@ -202,12 +202,14 @@ def issue(directory: Path, name: str, extra_hosts: tuple[str, ...] = ()) -> Iden
 def init(directory: Path, names: tuple[str, ...] = IDENTITIES) -> list[str]:
     """Make the CA and every identity's certificate that is missing; keep what exists. Returns what was made."""
     made = []
-    if not (directory / CA_FILE).exists() or not (directory / CA_KEY_FILE).exists():
+    new_ca = not (directory / CA_FILE).exists() or not (directory / CA_KEY_FILE).exists()
+    if new_ca:
         create_ca(directory)
         made.append("ca")
     for name in names:
         out = files(directory, name)
-        if not out.cert_file.exists() or not out.key_file.exists():
+        # A new CA re-issues every leaf: one signed by a CA that is gone would be trusted by no one.
+        if new_ca or not out.cert_file.exists() or not out.key_file.exists():
             issue(directory, name)
             made.append(name)
     return made

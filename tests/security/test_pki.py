@@ -65,6 +65,11 @@ def test_init_again_keeps_everything_and_fills_only_what_is_missing(tmp_path):
     (tmp_path / "wallet.crt").unlink()
     assert pki.init(tmp_path) == ["wallet"]
     assert (tmp_path / "ca.crt").read_bytes() == before["ca.crt"]  # same CA: peers still trust it
+    # Without its key the CA cannot sign: a new one, and every leaf re-issued from it.
+    (tmp_path / "ca.key").unlink()
+    assert pki.init(tmp_path) == ["ca", *pki.IDENTITIES]
+    ca = _cert(tmp_path / "ca.crt")
+    assert all(_verifies(_cert(tmp_path / f"{n}.crt"), ca) for n in pki.IDENTITIES)
 
 
 def test_rotate_reissues_leaves_from_the_same_ca_with_new_keys(tmp_path):
