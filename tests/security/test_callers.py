@@ -136,3 +136,41 @@ def _documented() -> dict[str, frozenset[str]]:
 def test_docs_security_shows_exactly_the_access_tables():
     code = {m: ids for table in TABLES.values() for m, ids in table.items()}
     assert _documented() == code
+
+
+async def test_a_gateway_refused_by_a_service_answers_500_without_internal_names(infra, services):
+    """A gateway deployed with the wrong identity (here `wallet`'s certificate): the ledger refuses it,
+    and the REST client gets a 500 with a stable code, not the internal method or identity."""
+    import httpx
+
+    from gateway.app import create_app
+    from gateway.config import GatewaySettings
+    from svckit import pki
+
+    key = "mpk_" + "w" * 43
+    wrong = pki.files(infra.pki_dir, "wallet")
+    settings = infra.settings(
+        GatewaySettings,
+        db_suffix="gateway_wrong_identity",
+        environment="development",
+        dev_api_key=key,
+        tls_cert_file=wrong.cert_file,
+        tls_key_file=wrong.key_file,
+        ledger_addr=services["ledger"].address,
+        payment_addr=services["payment"].address,
+        wallet_addr=services["wallet"].address,
+        recon_addr=services["recon"].address,
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+            reply = await client.post(
+                "/v1/ledger/accounts",
+                json={"name": f"asset:bank:w{uid()}", "currency": "USD"},
+                headers={"Authorization": f"Bearer {key}", "Idempotency-Key": new_key()},
+            )
+    assert reply.status_code == 500
+    body = reply.json()
+    assert body["code"] == "UPSTREAM_REFUSED_CALLER"
+    assert "wallet" not in reply.text and "LedgerService" not in reply.text
