@@ -66,6 +66,9 @@ def with_request_context(
     a server interceptor: grpc.aio runs interceptors as a coroutine chain on every call, which
     costs more than the call's own work in the cheaper RPCs."""
     if handler.unary_unary is None:
+        if allowed is not None:
+            # Only unary methods are wrapped; a streaming one would skip the caller check.
+            raise ValueError(f"{method}: streaming RPCs are not supported behind the access check")
         return handler
     inner = handler.unary_unary
 
