@@ -14,7 +14,9 @@ COPY recon_svc ./recon_svc
 COPY psp_sim ./psp_sim
 COPY proto ./proto
 RUN pip install --no-cache-dir -c requirements.lock . \
- && useradd --system --uid 10001 app
+ && useradd --system --uid 10001 app \
+ && mkdir /pki && chown app /pki
+# /pki is where the `pki` one-shot writes (a fresh named volume takes this folder's owner).
 USER app
 
 # Overridden per service in docker-compose.yml.

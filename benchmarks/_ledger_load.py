@@ -14,6 +14,7 @@ import grpc
 
 from svckit.gen.ledger.v1 import ledger_service_pb2 as pb
 from svckit.gen.ledger.v1 import ledger_service_pb2_grpc as pb_grpc
+from svckit.tls import from_environment
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,8 @@ async def _run(spec: LoadSpec) -> dict:
         )
         for _ in range(max(spec.concurrency, POOL // spec.batch))
     ] if spec.batch else []  # fmt: skip
-    async with grpc.aio.insecure_channel(spec.address) as channel:
+    # As the identity the benchmark put in TLS_* (`payment`, which may post), over mutual TLS.
+    async with from_environment().aio_channel(spec.address) as channel:
         stub = pb_grpc.LedgerServiceStub(channel)
         deadline = time.perf_counter() + spec.duration_seconds
 
@@ -126,7 +128,7 @@ def warm_up(address: str, accounts: int) -> None:
     """Create every account (first use) before the clock starts, 100 postings per call."""
 
     async def go() -> None:
-        async with grpc.aio.insecure_channel(address) as channel:
+        async with from_environment().aio_channel(address) as channel:
             stub = pb_grpc.LedgerServiceStub(channel)
             pairs = [(i, (i + 1) % accounts) for i in range(0, accounts, 2)]
             for start in range(0, len(pairs), 100):
@@ -172,11 +174,13 @@ def serve_canned(port: int, with_interceptor: bool) -> None:
         server = grpc.aio.server(
             options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 16 * 1024 * 1024)],
         )
-        # With svckit's request context wrapped around the method, as start_server mounts servicers.
+        # With svckit's request context (and the caller check) wrapped around the method, as
+        # start_server mounts servicers; over mutual TLS as the real servers.
+        access = {"/ledger.v1.LedgerService/PostTransaction": frozenset({"payment"})}
         pb_grpc.add_LedgerServiceServicer_to_server(
-            _CannedLedger(), _RegisteringServer(server) if with_interceptor else server
+            _CannedLedger(), _RegisteringServer(server, access) if with_interceptor else server
         )
-        server.add_insecure_port(f"127.0.0.1:{port}")
+        server.add_secure_port(f"127.0.0.1:{port}", from_environment().server_credentials())
         await server.start()
         await server.wait_for_termination()
 

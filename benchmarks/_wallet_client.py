@@ -17,6 +17,7 @@ import grpc
 from svckit.gen.common.v1 import money_pb2
 from svckit.gen.wallet.v1 import wallet_service_pb2 as pb
 from svckit.gen.wallet.v1 import wallet_service_pb2_grpc as pb_grpc
+from svckit.tls import from_environment
 
 
 @dataclass
@@ -64,7 +65,7 @@ async def _run(
     address, sellers, concurrency, channels, measure_from, measure_until, seed, batch
 ) -> ClientResult:
     result = ClientResult()
-    chans = [grpc.aio.insecure_channel(address) for _ in range(channels)]
+    chans = [from_environment().aio_channel(address) for _ in range(channels)]
     stubs = [pb_grpc.WalletServiceStub(c) for c in chans]
     rng = random.Random(seed)
     amount = money_pb2.Money(amount_minor=100, currency="USD")

@@ -65,6 +65,7 @@ def main() -> None:
     base_root = export(args.base_rev, tmp)
     pg = EmbeddedPostgres(tmp / "pg", port=free_port(), durable=True).start()
     infra = Infra(database_url=pg.url, redis_url="redis://127.0.0.1:1/0", _pg=pg, _tmp=tmp)
+    bench.use_pki(infra)  # both revisions must speak mutual TLS (any revision after the mtls branch)
     versions = {"base": (base_root, _env(args.base_env)), "new": (ROOT, _env(args.new_env))}
     servers: dict[str, list[tuple[subprocess.Popen, str]]] = {}
     saved = dict(os.environ)

@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks._ledger_load import LoadSpec, run_client, serve_canned, warm_up  # noqa: E402
 from svckit.devstack.infra import EmbeddedPostgres, free_port, pg_bin_dir, port_open, remove_tree  # noqa: E402
 from svckit.testing import Infra  # noqa: E402
+from svckit.tls import from_environment  # noqa: E402
 
 
 def _load() -> str:
@@ -68,12 +69,29 @@ def start_servers(
             # Only the first one migrates; the others wait for it below.
             "LEDGER_MIGRATE_ON_START": "true" if i == 0 and migrate else "false",
             **{f"LEDGER_COALESCE_{k.upper()}": v for k, v in (coalesce or {}).items()},
+            **_ledger_identity(),
         }
         proc = subprocess.Popen([sys.executable, "-m", "ledger_svc", "serve"], cwd=ROOT, env=env)
         address = f"127.0.0.1:{port}"
         _wait_healthy(proc, address)
         servers.append((proc, address))
     return servers
+
+
+def _ledger_identity() -> dict[str, str]:
+    """The ledger's certificate, beside the clients' (TLS_* of this process, set by :func:`use_pki`)."""
+    if "TLS_CA_FILE" not in os.environ:
+        return {}
+    folder = Path(os.environ["TLS_CA_FILE"]).parent
+    return {
+        "LEDGER_TLS_CERT_FILE": str(folder / "ledger.crt"),
+        "LEDGER_TLS_KEY_FILE": str(folder / "ledger.key"),
+    }
+
+
+def use_pki(infra: Infra) -> None:
+    """Call as ``payment`` (may post) from this process and the client processes it starts."""
+    os.environ.update(infra.tls_env("payment"))
 
 
 def stop_servers(servers: list[tuple[subprocess.Popen, str]]) -> None:
@@ -89,7 +107,7 @@ def stop_servers(servers: list[tuple[subprocess.Popen, str]]) -> None:
 
 def _wait_healthy(proc: subprocess.Popen, address: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(address) as channel:
+    with from_environment().channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -336,6 +354,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-ledger-"))
     pg = EmbeddedPostgres(tmp / "pg", port=free_port(), durable=True).start()
     infra = Infra(database_url=pg.url, redis_url="redis://127.0.0.1:1/0", _pg=pg, _tmp=tmp)
+    use_pki(infra)
     servers: list[tuple[subprocess.Popen, str]] = []
     try:
         print(

@@ -66,7 +66,9 @@ def percentile(values: list[float], q: float) -> float:
 def start_infra(tmp: Path) -> Infra:
     pg = EmbeddedPostgres(tmp / "pg", port=free_port(), durable=True).start()
     # Redis is not used by wallet_svc; the URL only satisfies the settings.
-    return Infra(database_url=pg.url, redis_url="redis://127.0.0.1:1/0", _pg=pg, _tmp=tmp)
+    infra = Infra(database_url=pg.url, redis_url="redis://127.0.0.1:1/0", _pg=pg, _tmp=tmp)
+    os.environ.update(infra.tls_env("payment"))  # the client processes call as `payment` (may credit)
+    return infra
 
 
 def start_service(infra: Infra, db_name: str, pool_size: int, coalesce: bool) -> tuple[subprocess.Popen, str]:
@@ -82,12 +84,13 @@ def start_service(infra: Infra, db_name: str, pool_size: int, coalesce: bool) ->
         "WALLET_LOG_FORMAT": "json",
         "WALLET_DB_POOL_SIZE": str(pool_size),
         "WALLET_COALESCE_MOVEMENTS": "true" if coalesce else "false",
+        **infra.tls_env("wallet"),
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "wallet_svc", "serve"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL
     )
     address = f"127.0.0.1:{port}"
-    channel = grpc.insecure_channel(address)
+    channel = infra.sync_channel(address)
     stub = health_pb2_grpc.HealthStub(channel)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -43,8 +43,10 @@ def serve() -> None:
 
     from gateway.app import create_app
     from svckit.metrics import serve_metrics
+    from svckit.tls import security_or_exit
 
     settings = load_settings(GatewaySettings)
+    security_or_exit(settings)  # no certificates and no GRPC_INSECURE: exit 2 naming the variables
     configure_logging(settings.service_name, settings.log_level, settings.log_format)
     serve_metrics(settings.metrics_port)
     uvicorn.run(create_app(settings), **server_options(settings))
@@ -65,6 +67,10 @@ def server_options(settings: GatewaySettings) -> dict[str, object]:
         "proxy_headers": settings.forwarded_allow_ips is not None,
         "forwarded_allow_ips": settings.forwarded_allow_ips,
         "timeout_graceful_shutdown": int(settings.shutdown_grace_seconds),
+        # HTTPS when both files are set; behind a TLS-terminating proxy, leave them unset and name the
+        # proxy in GATEWAY_FORWARDED_ALLOW_IPS (docs/security.md).
+        "ssl_certfile": settings.http_tls_cert_file,
+        "ssl_keyfile": settings.http_tls_key_file,
     }
 
 

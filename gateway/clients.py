@@ -20,6 +20,7 @@ from svckit.gen.ledger.v1 import ledger_service_pb2_grpc
 from svckit.gen.payments.v1 import payment_service_pb2_grpc
 from svckit.gen.recon.v1 import recon_service_pb2_grpc
 from svckit.gen.wallet.v1 import wallet_service_pb2_grpc
+from svckit.tls import security_for
 
 
 class _MetadataInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
@@ -56,8 +57,9 @@ class Upstreams:
             "wallet": settings.wallet_addr,
             "recon": settings.recon_addr,
         }
+        security = security_for(settings)  # the gateway calls every service as the `gateway` identity
         channels = {
-            name: grpc.aio.insecure_channel(
+            name: security.aio_channel(
                 channel_target(addr),
                 # Every address a name resolves to (or each of a listed few) gets calls in turn, so
                 # replicas of a service share the load instead of the first one taking it all.

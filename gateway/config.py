@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -45,6 +46,11 @@ class GatewaySettings(ServiceSettings):
     secret and refuses a development API key."""
     http_host: str = "127.0.0.1"
     http_port: Port = 8000
+    http_tls_cert_file: Path | None = None
+    """Serve HTTPS with this PEM certificate (chain) and ``http_tls_key_file``; plain HTTP when unset
+    (behind a TLS-terminating proxy, see docs/security.md). Not the ``tls_*`` files: those are the
+    gateway's gRPC client identity, issued by the internal CA."""
+    http_tls_key_file: Path | None = None
     payment_addr: str = "127.0.0.1:50051"
     ledger_addr: str = "127.0.0.1:50052"
     wallet_addr: str = "127.0.0.1:50053"
@@ -108,6 +114,15 @@ class GatewaySettings(ServiceSettings):
     would disable the check, so not allowed)."""
     webhook_upstream_timeout_seconds: float = Field(default=5.0, gt=0, le=30)
     """Deadline of the HandlePspEvent call; the PSP gives up on slow endpoints and retries."""
+
+    @model_validator(mode="after")
+    def _https_files_come_in_pairs(self) -> GatewaySettings:
+        if (self.http_tls_cert_file is None) != (self.http_tls_key_file is None):
+            raise ValueError("set both GATEWAY_HTTP_TLS_CERT_FILE and GATEWAY_HTTP_TLS_KEY_FILE, or neither")
+        for path in (self.http_tls_cert_file, self.http_tls_key_file):
+            if path is not None and not path.is_file():
+                raise ValueError(f"HTTPS file {path} does not exist")
+        return self
 
     @model_validator(mode="after")
     def _secrets_fit_the_environment(self) -> GatewaySettings:

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from svckit.context import current_request_id
-from svckit.errors import DomainError
+from svckit.errors import DomainError, ErrorKind, Internal
 from svckit.grpc_errors import from_rpc_error
 from svckit.logging import get_logger
 from svckit.redaction import redact_value
@@ -123,6 +123,13 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(grpc.aio.AioRpcError)
     async def _rpc(_request: Request, exc: grpc.aio.AioRpcError) -> JSONResponse:
         err = from_rpc_error(exc)
+        if err.kind is ErrorKind.PERMISSION_DENIED:
+            # A service refused the gateway's own identity: our access tables and this route disagree.
+            # That is a deployment fault, not the client's; the client is not told internal method names.
+            log.error("upstream refused the gateway", reason=err.reason, detail=err.message)
+            err = Internal(
+                "UPSTREAM_REFUSED_CALLER", "the gateway may not make this call; quote the request id"
+            )
         if err.kind.http_status >= 500:
             log.warning("upstream error", reason=err.reason, detail=err.message)
         return domain_problem(err)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ledger_svc.access import ACCESS
 from ledger_svc.chainer import chain_forever
 from ledger_svc.coalescer import PostingCoalescer
 from ledger_svc.config import LedgerSettings
@@ -56,6 +57,7 @@ def build(settings: LedgerSettings, engine: AsyncEngine, idempotency: Idempotenc
         registrations=[
             Registration(ledger_service_pb2_grpc.add_LedgerServiceServicer_to_server, servicer, SERVICE_NAME)
         ],
+        access=ACCESS,
         background=[chainer],
         on_stop=[claims.close] + ([coalescer.close] if coalescer is not None else []),
     )

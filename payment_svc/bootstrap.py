@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import grpc
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from payment_svc.access import ACCESS
 from payment_svc.config import PaymentSettings
 from payment_svc.psp import PspPort, StripePsp
 from payment_svc.risk import RiskProvider, RuleBasedRisk, RuleLimits
@@ -24,6 +24,7 @@ from svckit.grpc_server import Registration
 from svckit.idempotency import IdempotencyStore
 from svckit.psp_signature import verify_stripe_signature
 from svckit.runtime import ServiceParts
+from svckit.tls import security_for
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SERVICE_NAME = payment_service_pb2.DESCRIPTOR.services_by_name["PaymentService"].full_name
@@ -103,8 +104,9 @@ def build(settings: PaymentSettings, engine: AsyncEngine, idempotency: Idempoten
     servicer = PaymentServicer(
         service, engine, IdempotencyStore(engine, claims), build_psp_event_verifier(settings)
     )
-    wallet_channel = grpc.aio.insecure_channel(settings.wallet_addr)
-    ledger_channel = grpc.aio.insecure_channel(settings.ledger_addr)
+    security = security_for(settings)  # settlement calls the books as the `payment` identity
+    wallet_channel = security.aio_channel(settings.wallet_addr)
+    ledger_channel = security.aio_channel(settings.ledger_addr)
     background = [service.janitor_forever]
     if settings.run_settlement:
         handler = SettlementHandler(
@@ -132,6 +134,7 @@ def build(settings: PaymentSettings, engine: AsyncEngine, idempotency: Idempoten
             ),
             admin_registration(redis, keys),
         ],
+        access=ACCESS,
         background=background,
         on_stop=[close],
     )

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from recon_svc.access import ACCESS
 from recon_svc.books import GrpcLedgerReader, GrpcWalletReader
 from recon_svc.config import ReconSettings
 from recon_svc.service import ReconService
@@ -17,14 +17,16 @@ from svckit.gen.wallet.v1 import wallet_service_pb2_grpc
 from svckit.grpc_server import Registration
 from svckit.idempotency import IdempotencyStore
 from svckit.runtime import ServiceParts
+from svckit.tls import security_for
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SERVICE_NAME = recon_service_pb2.DESCRIPTOR.services_by_name["ReconService"].full_name
 
 
 def build(settings: ReconSettings, engine: AsyncEngine, idempotency: IdempotencyStore) -> ServiceParts:
-    wallet_channel = grpc.aio.insecure_channel(settings.wallet_addr)
-    ledger_channel = grpc.aio.insecure_channel(settings.ledger_addr)
+    security = security_for(settings)  # recon calls the books as the `recon` identity
+    wallet_channel = security.aio_channel(settings.wallet_addr)
+    ledger_channel = security.aio_channel(settings.ledger_addr)
     servicer = ReconServicer(
         ReconService(),
         engine,
@@ -45,5 +47,6 @@ def build(settings: ReconSettings, engine: AsyncEngine, idempotency: Idempotency
         registrations=[
             Registration(recon_service_pb2_grpc.add_ReconServiceServicer_to_server, servicer, SERVICE_NAME)
         ],
+        access=ACCESS,
         on_stop=[close],
     )

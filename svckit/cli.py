@@ -11,6 +11,7 @@ from svckit.config import ServiceSettings, load_settings
 from svckit.db import migrate
 from svckit.logging import configure_logging
 from svckit.runtime import ServiceParts, main
+from svckit.tls import security_or_exit
 
 
 def service_cli(
@@ -29,7 +30,9 @@ def service_cli(
     @app.command()
     def serve() -> None:
         """Migrate the database (unless *_MIGRATE_ON_START=false) and serve until SIGTERM."""
-        main(load_settings(settings_cls), migrations_dir, build)
+        settings = load_settings(settings_cls)
+        security_or_exit(settings)  # no certificates and no GRPC_INSECURE: exit 2 naming the variables
+        main(settings, migrations_dir, build)
 
     @app.command("migrate")
     def migrate_cmd() -> None:

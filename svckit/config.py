@@ -1,13 +1,15 @@
 """Typed, fail-fast configuration shared by every service.
 
 Each service subclasses :class:`ServiceSettings` with its own ``env_prefix`` (``LEDGER_``, …). Shared
-infrastructure variables (``DATABASE_URL``, ``REDIS_URL``, ``LOG_LEVEL``, ``LOG_FORMAT``) are read
-unprefixed, and a prefixed variant (``LEDGER_DATABASE_URL``) wins when set.
+infrastructure variables (``DATABASE_URL``, ``REDIS_URL``, ``LOG_LEVEL``, ``LOG_FORMAT``, the gRPC
+``TLS_CA_FILE``, ``TLS_CERT_FILE``, ``TLS_KEY_FILE`` and ``GRPC_INSECURE``) are read unprefixed, and a
+prefixed variant (``LEDGER_DATABASE_URL``) wins when set.
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
 from pydantic import Field, ValidationError, field_validator
@@ -21,7 +23,10 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 Port = Annotated[int, Field(ge=0, le=65535)]
 """A TCP port; 0 means pick a free one (gRPC) or disabled (metrics)."""
 
-SHARED_FIELDS = frozenset({"database_url", "redis_url", "log_level", "log_format"})
+SHARED_FIELDS = frozenset({
+    "database_url", "redis_url", "log_level", "log_format",
+    "tls_ca_file", "tls_cert_file", "tls_key_file", "grpc_insecure",
+})  # fmt: skip
 
 
 class _SharedEnvSource(EnvSettingsSource):
@@ -76,6 +81,16 @@ class ServiceSettings(SharedEnvSettings):
     idempotency_purge_interval_seconds: int = Field(default=3600, ge=1)
     migrate_on_start: bool = True
 
+    # -- gRPC mutual TLS (svckit/tls.py; docs/security.md) --------------------------------------
+    tls_ca_file: Path | None = None
+    """PEM bundle of the CA(s) whose certificates this process trusts (two during a CA rotation)."""
+    tls_cert_file: Path | None = None
+    """This process's identity certificate: served to callers and presented to the services it calls."""
+    tls_key_file: Path | None = None
+    grpc_insecure: bool = False
+    """Plaintext gRPC with no caller authorization, for local debugging only (logged as a warning).
+    Without it, a process that serves or calls gRPC refuses to start unless the three files are set."""
+
     @field_validator("database_url", "redis_url")
     @classmethod
     def _url_has_scheme(cls, value: str) -> str:
@@ -92,6 +107,18 @@ class ServiceSettings(SharedEnvSettings):
         """The async SQLAlchemy URL of this service's own database (psycopg 3 driver)."""
         url = make_url(self.database_url).set(drivername="postgresql+psycopg", database=self.database_name)
         return url.render_as_string(hide_password=False)
+
+
+class GrpcClientSettings(SharedEnvSettings):
+    """The gRPC identity of a tool that only calls (health probe, CLIs): the unprefixed ``TLS_*`` and
+    ``GRPC_INSECURE`` variables, as a service reads them."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    grpc_insecure: bool = False
 
 
 S = TypeVar("S", bound=BaseSettings)

@@ -2,7 +2,8 @@
 
     DomainError                  base; never raised directly
     ├── InvalidArgument          the request is malformed; retrying it unchanged cannot succeed
-    ├── PermissionDenied         the caller or message is not authentic (a PSP event without a valid signature)
+    ├── PermissionDenied         the caller or message may not do this (an identity outside the access table,
+    │                            a PSP event without a valid signature)
     ├── NotFound                 the named resource does not exist
     ├── AlreadyExists            a resource with this identity was created by another request
     ├── FailedPrecondition       the request is valid but the current state forbids it

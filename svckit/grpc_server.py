@@ -1,8 +1,9 @@
 """Building and running a ``grpc.aio`` server the same way in every service.
 
-Every server gets: the standard health service, server reflection, the request context on every
-method of our services (``x-request-id`` and ``idempotency-key`` into contextvars and logs), one mapping of
-:class:`~svckit.errors.DomainError` to a rich status, Prometheus metrics, and graceful shutdown.
+Every server gets: mutual TLS (svckit/tls.py), the standard health service, server reflection, the
+request context on every method of our services (``x-request-id`` and ``idempotency-key`` into
+contextvars and logs), the caller check against the service's access table (svckit/access.py), one
+mapping of :class:`~svckit.errors.DomainError` to a rich status, Prometheus metrics, and graceful shutdown.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from svckit.access import AccessTable, CallerNotAllowed
 from svckit.context import (
     IDEMPOTENCY_KEY_METADATA,
     REQUEST_ID_METADATA,
@@ -25,10 +27,11 @@ from svckit.context import (
     new_request_id,
     request_id_var,
 )
-from svckit.errors import DomainError, Internal
+from svckit.errors import DomainError, ErrorKind, Internal
 from svckit.grpc_errors import to_status
 from svckit.logging import get_logger
 from svckit.metrics import GRPC_LATENCY, GRPC_REQUESTS
+from svckit.tls import INSECURE_WARNING, GrpcSecurity, caller_identity
 
 log = get_logger(__name__)
 
@@ -52,14 +55,20 @@ _requests = _labelled(GRPC_REQUESTS)
 _latency = _labelled(GRPC_LATENCY)
 
 
-def with_request_context(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-    """Wrap one unary method: bind ``x-request-id``/``idempotency-key`` to contextvars, log, measure,
-    and map typed errors to statuses — the single place a DomainError becomes a gRPC status.
+def with_request_context(
+    method: str, handler: grpc.RpcMethodHandler, allowed: frozenset[str] | None = None
+) -> grpc.RpcMethodHandler:
+    """Wrap one unary method: bind ``x-request-id``/``idempotency-key`` to contextvars, refuse a caller
+    not in ``allowed`` (None: no check, plaintext mode) before anything runs, log, measure, and map
+    typed errors to statuses — the single place a DomainError becomes a gRPC status.
 
     Applied once per method when a servicer is registered (see :func:`start_server`) rather than as
     a server interceptor: grpc.aio runs interceptors as a coroutine chain on every call, which
     costs more than the call's own work in the cheaper RPCs."""
     if handler.unary_unary is None:
+        if allowed is not None:
+            # Only unary methods are wrapped; a streaming one would skip the caller check.
+            raise ValueError(f"{method}: streaming RPCs are not supported behind the access check")
         return handler
     inner = handler.unary_unary
 
@@ -76,10 +85,16 @@ def with_request_context(method: str, handler: grpc.RpcMethodHandler) -> grpc.Rp
         started = time.perf_counter()
         code = grpc.StatusCode.OK
         try:
+            if allowed is not None:
+                caller = caller_identity(context)
+                if caller not in allowed:
+                    raise CallerNotAllowed(caller, method)
             return await inner(request, context)
         except DomainError as err:
             code = err.kind.grpc_code
-            log.info("rpc refused", method=method, reason=err.reason, detail=err.message)
+            # A refused caller is a security event (a misconfiguration or a probe): a warning.
+            emit = log.warning if err.kind is ErrorKind.PERMISSION_DENIED else log.info
+            emit("rpc refused", method=method, reason=err.reason, detail=err.message)
             await context.abort_with_status(to_status(err))
         except asyncio.CancelledError:
             code = grpc.StatusCode.CANCELLED
@@ -106,36 +121,49 @@ def with_request_context(method: str, handler: grpc.RpcMethodHandler) -> grpc.Rp
     )
 
 
+def _allowed(access: AccessTable | None, method: str) -> frozenset[str] | None:
+    # A method the table does not name is refused to everyone (fail closed).
+    return None if access is None else access.get(method, frozenset())
+
+
 class _ContextGenericHandler(grpc.GenericRpcHandler):
     """A generic handler whose methods are wrapped by :func:`with_request_context` (once each)."""
 
-    def __init__(self, inner: grpc.GenericRpcHandler) -> None:
+    def __init__(self, inner: grpc.GenericRpcHandler, access: AccessTable | None) -> None:
         self._inner = inner
+        self._access = access
         self._wrapped: dict[str, grpc.RpcMethodHandler | None] = {}
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
         method = handler_call_details.method
         if method not in self._wrapped:
             found = self._inner.service(handler_call_details)
-            self._wrapped[method] = None if found is None else with_request_context(method, found)
+            self._wrapped[method] = (
+                None if found is None else with_request_context(method, found, _allowed(self._access, method))
+            )
         return self._wrapped[method]
 
 
 class _RegisteringServer:
     """What ``add_XServicer_to_server`` sees: the server, with every method it adds wrapped."""
 
-    def __init__(self, server: grpc.aio.Server) -> None:
+    def __init__(self, server: grpc.aio.Server, access: AccessTable | None) -> None:
         self._server = server
+        self._access = access
 
     def add_generic_rpc_handlers(self, handlers: Iterable[grpc.GenericRpcHandler]) -> None:
-        self._server.add_generic_rpc_handlers(tuple(_ContextGenericHandler(h) for h in handlers))
+        self._server.add_generic_rpc_handlers(
+            tuple(_ContextGenericHandler(h, self._access) for h in handlers)
+        )
 
     def add_registered_method_handlers(
         self, service: str, handlers: dict[str, grpc.RpcMethodHandler]
     ) -> None:
-        self._server.add_registered_method_handlers(
-            service, {name: with_request_context(f"/{service}/{name}", h) for name, h in handlers.items()}
-        )
+        wrapped = {}
+        for name, handler in handlers.items():
+            method = f"/{service}/{name}"
+            wrapped[name] = with_request_context(method, handler, _allowed(self._access, method))
+        self._server.add_registered_method_handlers(service, wrapped)
 
 
 @dataclass
@@ -163,20 +191,32 @@ async def start_server(
     host: str,
     port: int,
     extra_interceptors: Iterable[grpc.aio.ServerInterceptor] = (),
+    *,
+    security: GrpcSecurity,
+    access: AccessTable | None,
 ) -> RunningServer:
-    """Start a server on ``host:port`` (port 0 picks a free one) and mark every service SERVING."""
+    """Start a server on ``host:port`` (port 0 picks a free one) and mark every service SERVING.
+
+    With mutual TLS, every call of our services is checked against ``access`` (required then); in
+    plaintext mode (``GRPC_INSECURE``) there is no caller identity, so nothing is checked."""
+    if not security.insecure and access is None:
+        raise ValueError("a server with mutual TLS needs an access table (who may call what)")
     server = grpc.aio.server(
         interceptors=list(extra_interceptors) or None,
         options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 16 * 1024 * 1024)],
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    registering = _RegisteringServer(server)
+    registering = _RegisteringServer(server, None if security.insecure else access)
     for reg in registrations:
         reg.add_to_server(reg.servicer, registering)
     names = [reg.service_name for reg in registrations]
     reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    if security.insecure:
+        log.warning(INSECURE_WARNING, address=f"{host}:{port}")
+        bound = server.add_insecure_port(f"{host}:{port}")
+    else:
+        bound = server.add_secure_port(f"{host}:{port}", security.server_credentials())
     if bound == 0:
         raise OSError(f"could not bind gRPC server to {host}:{port}")
     await server.start()

@@ -15,21 +15,25 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from svckit.access import AccessTable
 from svckit.config import ServiceSettings
 from svckit.db import create_engine, migrate_async
 from svckit.grpc_server import Registration, RunningServer, run_until_signalled, start_server
 from svckit.idempotency import IdempotencyStore
 from svckit.logging import configure_logging, get_logger
 from svckit.metrics import serve_metrics
+from svckit.tls import security_for
 
 log = get_logger(__name__)
 
 
 @dataclass
 class ServiceParts:
-    """What a composition root returns: the servicers to mount and the background jobs to run."""
+    """What a composition root returns: the servicers to mount, who may call them, and the background
+    jobs to run."""
 
     registrations: Sequence[Registration]
+    access: AccessTable | None
     background: Sequence[Callable[[], Awaitable[None]]] = ()
     on_stop: Sequence[Callable[[], Awaitable[None]]] = ()
 
@@ -71,13 +75,16 @@ async def start_service(
     migrations_dir: Path,
     build: Callable[[ServiceSettings, AsyncEngine, IdempotencyStore], ServiceParts],
 ) -> ServiceHandle:
+    security = security_for(settings)  # before anything else: a missing certificate stops the start
     url = settings.sqlalchemy_url()
     if settings.migrate_on_start:
         await migrate_async(migrations_dir, url)
     engine = create_engine(url, pool_size=settings.db_pool_size)
     store = IdempotencyStore(engine)
     parts = build(settings, engine, store)
-    server = await start_server(parts.registrations, settings.grpc_host, settings.grpc_port)
+    server = await start_server(
+        parts.registrations, settings.grpc_host, settings.grpc_port, security=security, access=parts.access
+    )
     handle = ServiceHandle(settings=settings, engine=engine, server=server, on_stop=parts.on_stop)
     handle.tasks.append(
         asyncio.create_task(
@@ -90,7 +97,11 @@ async def start_service(
     for job in parts.background:
         handle.tasks.append(asyncio.create_task(job(), name=f"{settings.service_name}-{job.__name__}"))
     log.info(
-        "serving", service=settings.service_name, address=handle.address, metrics_port=settings.metrics_port
+        "serving",
+        service=settings.service_name,
+        address=handle.address,
+        metrics_port=settings.metrics_port,
+        identity=security.identity or "none (plaintext)",
     )
     return handle
 

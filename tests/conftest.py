@@ -100,13 +100,23 @@ async def services(infra: Infra, shared_psp) -> AsyncIterator[dict[str, ServiceH
         await handle.stop(0.2)
 
 
-async def _channel(handle: ServiceHandle) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(handle.address)
+@pytest_asyncio.fixture(scope="session")
+async def channels(
+    infra: Infra, services: dict[str, ServiceHandle]
+) -> AsyncIterator[dict[str, grpc.aio.Channel]]:
+    """A channel to each service as the ``payment`` identity (allowed to move money in the books)."""
+    chans = {name: infra.channel(h.address) for name, h in services.items()}
+    yield chans
+    for chan in chans.values():
+        await chan.close()
 
 
 @pytest_asyncio.fixture(scope="session")
-async def channels(services: dict[str, ServiceHandle]) -> AsyncIterator[dict[str, grpc.aio.Channel]]:
-    chans = {name: grpc.aio.insecure_channel(h.address) for name, h in services.items()}
+async def operator_channels(
+    infra: Infra, services: dict[str, ServiceHandle]
+) -> AsyncIterator[dict[str, grpc.aio.Channel]]:
+    """A channel to each service as the ``operator`` identity (reads, account and dead-letter admin)."""
+    chans = {name: infra.channel(h.address, "operator") for name, h in services.items()}
     yield chans
     for chan in chans.values():
         await chan.close()

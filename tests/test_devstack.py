@@ -308,17 +308,23 @@ def test_the_start_summary_names_the_ports_in_use(monkeypatch, capsys, tmp_path)
 
     monkeypatch.setenv("PAYMENT_GRPC_PORT", "28051")
     monkeypatch.setenv("GATEWAY_HTTP_PORT", "28000")
+    tls = supervisor.DevTls(tmp_path / "pki", grpc_tls=True)
     stack = SimpleNamespace(
-        children=supervisor.plan_children(dev_key="mpk_test"),
+        children=supervisor.plan_children(dev_key="mpk_test", tls=tls),
         env={"DATABASE_URL": "postgresql://u@127.0.0.1:1/x", "REDIS_URL": "redis://127.0.0.1:2/0"},
         pg=None,
         valkey=None,
         dev_key="mpk_test",
         data_dir=tmp_path,
+        tls=tls,
     )
     supervisor._summary(stack, started=0.0)
     printed = capsys.readouterr().err
-    assert "grpcurl -plaintext 127.0.0.1:28051 list" in printed
+    pki = tmp_path / "pki"
+    assert (
+        f"grpcurl -cacert {pki}/ca.crt -cert {pki}/operator.crt -key {pki}/operator.key 127.0.0.1:28051 list"
+        in printed
+    )
     assert "http://127.0.0.1:28000/v1/payments" in printed
     assert "50051" not in printed
 
@@ -331,3 +337,43 @@ def test_the_simulator_gateway_and_payment_service_share_the_webhook_secret():
     assert env["psp-sim"]["PSP_SIM_WEBHOOK_SECRET"] == secret
     assert env["gateway"]["GATEWAY_STRIPE_WEBHOOK_SECRET"] == secret
     assert env["payment"]["PAYMENT_PSP_WEBHOOK_SECRETS"] == secret
+
+
+def test_each_child_gets_its_identity_by_environment_and_plaintext_only_when_asked(monkeypatch, tmp_path):
+    from svckit.devstack import supervisor
+
+    monkeypatch.delenv("DEV_GRPC_INSECURE", raising=False)
+    monkeypatch.delenv("DEV_HTTPS", raising=False)
+    tls = supervisor.DevTls.from_env(tmp_path)
+    assert (tmp_path / "pki" / "ca.crt").exists() and (tmp_path / "pki" / "operator.key").exists()
+    children = {c.name: c for c in supervisor.plan_children(tls=tls)}
+    for name, prefix in (("payment", "PAYMENT_"), ("ledger", "LEDGER_"), ("wallet", "WALLET_"),
+                         ("recon", "RECON_"), ("gateway", "GATEWAY_")):  # fmt: skip
+        env = children[name].env
+        assert env[f"{prefix}TLS_CERT_FILE"] == str(tmp_path / "pki" / f"{name}.crt")
+        assert env[f"{prefix}TLS_KEY_FILE"] == str(tmp_path / "pki" / f"{name}.key")
+        assert env[f"{prefix}TLS_CA_FILE"] == str(tmp_path / "pki" / "ca.crt")
+        assert "GRPC_INSECURE" not in env
+    assert "GATEWAY_HTTP_TLS_CERT_FILE" not in children["gateway"].env
+    before = (tmp_path / "pki" / "ca.crt").read_bytes()
+    assert supervisor.DevTls.from_env(tmp_path).pki_dir == tmp_path / "pki"
+    assert (tmp_path / "pki" / "ca.crt").read_bytes() == before  # the second start reuses the CA
+
+    monkeypatch.setenv("DEV_GRPC_INSECURE", "1")
+    children = supervisor.plan_children(tls=supervisor.DevTls.from_env(tmp_path))
+    assert all(
+        c.env.get("GRPC_INSECURE") == "true" for c in children if c.kind == "grpc" or c.name == "gateway"
+    )
+
+    monkeypatch.setenv("DEV_GRPC_INSECURE", "0")
+    monkeypatch.setenv("DEV_HTTPS", "1")
+    children = {c.name: c for c in supervisor.plan_children(tls=supervisor.DevTls.from_env(tmp_path))}
+    gateway = children["gateway"]
+    assert gateway.url.startswith("https://")
+    assert gateway.env["GATEWAY_HTTP_TLS_CERT_FILE"] == str(tmp_path / "pki" / "gateway.crt")
+    sim = children["psp-sim"].env
+    assert sim["PSP_SIM_WEBHOOK_URL"].startswith("https://127.0.0.1:")
+    assert sim["SSL_CERT_FILE"] == str(tmp_path / "pki" / "ca.crt")  # the simulator trusts the dev CA
+    monkeypatch.setenv("DEV_HTTPS", "yes please")
+    with pytest.raises(SystemExit, match="DEV_HTTPS"):
+        supervisor.DevTls.from_env(tmp_path)

@@ -35,10 +35,11 @@ async def test_readyz_names_every_dependency_and_is_ready(http):
     assert all(check["ok"] for check in body["checks"].values())
 
 
-async def test_readyz_reports_each_unreachable_dependency():
+async def test_readyz_reports_each_unreachable_dependency(infra):
     # A gateway pointed at closed ports: every check must fail by name, and the answer is 503.
     dead = f"127.0.0.1:{free_port()}"
-    settings = GatewaySettings(
+    settings = infra.settings(
+        GatewaySettings,
         database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/postgres",
         redis_url=f"redis://127.0.0.1:{free_port()}/0",
         payment_addr=dead, ledger_addr=dead, wallet_addr=dead, recon_addr=dead,

@@ -1,4 +1,4 @@
-"""Idempotency keys on a real mutating RPC (ledger CreateAccount) against real PostgreSQL."""
+"""Idempotency keys on a real mutating RPC (ledger CreateAccount, called as `operator`) against real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -37,8 +37,8 @@ def _md(key: str) -> list[tuple[str, str]]:
     return [("idempotency-key", key), ("x-request-id", f"req_{key}")]
 
 
-async def test_same_key_same_request_replays_the_stored_response(channels):
-    stub = pb_grpc.LedgerServiceStub(channels["ledger"])
+async def test_same_key_same_request_replays_the_stored_response(operator_channels):
+    stub = pb_grpc.LedgerServiceStub(operator_channels["ledger"])
     request = pb.CreateAccountRequest(name=_name(), currency="USD")
     key = uuid.uuid4().hex
     first_call = stub.CreateAccount(request, metadata=_md(key))
@@ -50,8 +50,8 @@ async def test_same_key_same_request_replays_the_stored_response(channels):
     assert ("idempotent-replayed", "true") in tuple(await second_call.initial_metadata())
 
 
-async def test_same_key_different_request_is_refused_as_reused(channels):
-    stub = pb_grpc.LedgerServiceStub(channels["ledger"])
+async def test_same_key_different_request_is_refused_as_reused(operator_channels):
+    stub = pb_grpc.LedgerServiceStub(operator_channels["ledger"])
     key = uuid.uuid4().hex
     await stub.CreateAccount(pb.CreateAccountRequest(name=_name(), currency="USD"), metadata=_md(key))
     with pytest.raises(grpc.aio.AioRpcError) as err:
@@ -61,8 +61,8 @@ async def test_same_key_different_request_is_refused_as_reused(channels):
     assert from_rpc_error(err.value).kind.http_status == 422
 
 
-async def test_missing_and_oversized_keys_are_invalid_arguments(channels):
-    stub = pb_grpc.LedgerServiceStub(channels["ledger"])
+async def test_missing_and_oversized_keys_are_invalid_arguments(operator_channels):
+    stub = pb_grpc.LedgerServiceStub(operator_channels["ledger"])
     request = pb.CreateAccountRequest(name=_name(), currency="USD")
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.CreateAccount(request)
@@ -74,8 +74,8 @@ async def test_missing_and_oversized_keys_are_invalid_arguments(channels):
     await stub.CreateAccount(request, metadata=_md("k" * 255))
 
 
-async def test_fifty_concurrent_identical_calls_perform_the_effect_once(channels, services):
-    stub = pb_grpc.LedgerServiceStub(channels["ledger"])
+async def test_fifty_concurrent_identical_calls_perform_the_effect_once(operator_channels, services):
+    stub = pb_grpc.LedgerServiceStub(operator_channels["ledger"])
     name = _name()
     request = pb.CreateAccountRequest(name=name, currency="EUR")
     key = uuid.uuid4().hex
@@ -104,8 +104,8 @@ async def test_fifty_concurrent_identical_calls_perform_the_effect_once(channels
     assert keys == 1
 
 
-async def test_failed_request_stores_nothing_so_the_key_can_be_retried(channels, services):
-    stub = pb_grpc.LedgerServiceStub(channels["ledger"])
+async def test_failed_request_stores_nothing_so_the_key_can_be_retried(operator_channels, services):
+    stub = pb_grpc.LedgerServiceStub(operator_channels["ledger"])
     key = uuid.uuid4().hex
     bad = pb.CreateAccountRequest(name="not-a-valid-name", currency="USD")
     with pytest.raises(grpc.aio.AioRpcError) as err:
@@ -118,8 +118,8 @@ async def test_failed_request_stores_nothing_so_the_key_can_be_retried(channels,
     assert stored == 0
 
 
-async def test_purge_removes_only_keys_past_retention(services, channels):
-    stub = pb_grpc.LedgerServiceStub(channels["ledger"])
+async def test_purge_removes_only_keys_past_retention(services, operator_channels):
+    stub = pb_grpc.LedgerServiceStub(operator_channels["ledger"])
     old_key, new_key = uuid.uuid4().hex, uuid.uuid4().hex
     await stub.CreateAccount(pb.CreateAccountRequest(name=_name(), currency="USD"), metadata=_md(old_key))
     await stub.CreateAccount(pb.CreateAccountRequest(name=_name(), currency="USD"), metadata=_md(new_key))

@@ -45,12 +45,15 @@ async def test_unknown_service_is_not_found_in_health(channels):
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-async def test_container_health_probe_answers_for_live_and_dead_targets(services):
+async def test_container_health_probe_answers_for_live_and_dead_targets(infra, services, monkeypatch):
     import asyncio
 
     from svckit.devstack.infra import free_port
     from svckit.healthcheck import check
 
+    # As in a container: the probe calls with the identity the environment names.
+    for name, value in infra.tls_env("wallet").items():
+        monkeypatch.setenv(name, value)
     assert await asyncio.to_thread(check, "grpc", services["wallet"].address)
     assert not await asyncio.to_thread(check, "grpc", f"127.0.0.1:{free_port()}", 0.5)
     assert not await asyncio.to_thread(check, "http", f"http://127.0.0.1:{free_port()}/readyz", 0.5)

@@ -24,13 +24,14 @@ def test_sigterm_drains_and_exits_zero(infra):
         "RECON_DATABASE_NAME": f"{infra.prefix}_shutdown_recon",
         "RECON_GRPC_PORT": str(port),
         "LOG_FORMAT": "json",
+        **infra.tls_env("recon"),
     }
     infra._databases.append(env["RECON_DATABASE_NAME"])  # dropped with the session's other databases
     proc = subprocess.Popen([sys.executable, "-m", "recon_svc"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     try:
         deadline = time.monotonic() + 60
-        while not check("grpc", f"127.0.0.1:{port}", 0.5):
+        while not check("grpc", f"127.0.0.1:{port}", 0.5, security=infra.security("operator")):
             assert proc.poll() is None, proc.stdout.read()
             assert time.monotonic() < deadline, "service did not become healthy"
             time.sleep(0.1)

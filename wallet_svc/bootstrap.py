@@ -10,6 +10,7 @@ from svckit.gen.wallet.v1 import wallet_service_pb2, wallet_service_pb2_grpc
 from svckit.grpc_server import Registration
 from svckit.idempotency import IdempotencyStore
 from svckit.runtime import ServiceParts
+from wallet_svc.access import ACCESS
 from wallet_svc.coalescer import MovementCoalescer
 from wallet_svc.config import WalletSettings
 from wallet_svc.service import WalletService
@@ -35,5 +36,6 @@ def build(settings: WalletSettings, engine: AsyncEngine, idempotency: Idempotenc
         registrations=[
             Registration(wallet_service_pb2_grpc.add_WalletServiceServicer_to_server, servicer, SERVICE_NAME)
         ],
+        access=ACCESS,
         on_stop=[coalescer.close] if coalescer is not None else [],
     )

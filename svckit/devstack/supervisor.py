@@ -4,6 +4,11 @@ A process that crashes once it was up (a service, the gateway, the PSP simulator
 PostgreSQL/Valkey this supervisor started) is restarted after an exponential backoff; the stack is
 stopped only on Ctrl-C/SIGTERM, when a process fails its first start, or when one crash-loops.
 
+gRPC between the children is mutual TLS: the first start makes a development CA and one certificate per
+identity in ``<data>/pki`` (later starts reuse them), each child gets its identity's files by
+environment, and readiness is probed as ``operator``. ``DEV_GRPC_INSECURE=1`` runs plaintext instead;
+``DEV_HTTPS=1`` makes the gateway serve HTTPS with a certificate from the same CA.
+
 Children run in their own sessions (so the terminal's Ctrl-C reaches only us, and we stop them in
 order) and carry a parent-death signal (so even ``kill -9`` of this process leaves no orphans).
 """
@@ -15,6 +20,7 @@ import importlib.util
 import os
 import secrets
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -31,7 +37,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from rich.console import Console
 from rich.table import Table
 
+from svckit import pki
 from svckit.devstack.infra import EmbeddedPostgres, EmbeddedValkey, _die_with_parent, free_port, port_open
+from svckit.tls import INSECURE, GrpcSecurity, identity_files
 
 console = Console(stderr=True, highlight=False)
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,6 +55,7 @@ class Child:
     ready_path: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     args: list[str] = field(default_factory=list)
+    https: bool = False
     proc: subprocess.Popen | None = None
     tail: deque = field(default_factory=lambda: deque(maxlen=30))
     color: str = "white"
@@ -54,6 +63,10 @@ class Child:
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.https else 'http'}://{self.address}"
 
 
 @dataclass
@@ -142,8 +155,75 @@ def dev_webhook_secret(data_dir: Path) -> str:
     return path.read_text().strip()
 
 
-def plan_children(dev_key: str = "", webhook_secret: str = "") -> list[Child]:
+def _env_flag(name: str) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if value not in ("", "0", "1", "true", "false"):
+        raise SystemExit(f"{name} must be 1 or 0, got {value!r}")
+    return value in ("1", "true")
+
+
+@dataclass(frozen=True)
+class DevTls:
+    """The development stack's transport security: where the PKI is, and the two switches."""
+
+    pki_dir: Path | None = None
+    """The dev CA and certificates; None only when neither gRPC nor HTTPS uses TLS."""
+    grpc_tls: bool = False
+    """False with DEV_GRPC_INSECURE=1: plaintext gRPC, no caller authorization."""
+    https: bool = False
+    """DEV_HTTPS=1: the gateway serves HTTPS with its certificate from the dev CA."""
+
+    @classmethod
+    def from_env(cls, data_dir: Path) -> DevTls:
+        https = _env_flag("DEV_HTTPS")
+        grpc_tls = not _env_flag("DEV_GRPC_INSECURE")
+        if not grpc_tls and not https:
+            return cls()
+        pki_dir = data_dir / "pki"
+        made = pki.init(pki_dir)  # first start: the CA and every certificate; later: reused as is
+        if made:
+            console.print(f"PKI: created {', '.join(made)} in {pki_dir}")
+        return cls(pki_dir, grpc_tls, https)
+
+    def child_env(self, name: str, prefix: str) -> dict[str, str]:
+        """The variables that give child ``name`` (its identity) its certificate, or plaintext."""
+        if not self.grpc_tls or self.pki_dir is None:
+            return {"GRPC_INSECURE": "true"}
+        files = pki.files(self.pki_dir, name)
+        return {
+            f"{prefix}TLS_CA_FILE": str(files.ca_file),
+            f"{prefix}TLS_CERT_FILE": str(files.cert_file),
+            f"{prefix}TLS_KEY_FILE": str(files.key_file),
+        }
+
+    def gateway_https_env(self) -> dict[str, str]:
+        if not self.https or self.pki_dir is None:
+            return {}
+        files = pki.files(self.pki_dir, "gateway")
+        return {
+            "GATEWAY_HTTP_TLS_CERT_FILE": str(files.cert_file),
+            "GATEWAY_HTTP_TLS_KEY_FILE": str(files.key_file),
+        }
+
+    @property
+    def http_scheme(self) -> str:
+        return "https" if self.https else "http"
+
+    def probe_security(self) -> GrpcSecurity:
+        if not self.grpc_tls or self.pki_dir is None:
+            return INSECURE
+        files = pki.files(self.pki_dir, "operator")
+        return identity_files(files.ca_file, files.cert_file, files.key_file)
+
+    def http_verify(self) -> ssl.SSLContext | bool:
+        if not self.https or self.pki_dir is None:
+            return True
+        return ssl.create_default_context(cafile=str(self.pki_dir / pki.CA_FILE))
+
+
+def plan_children(dev_key: str = "", webhook_secret: str = "", tls: DevTls | None = None) -> list[Child]:
     """What `make run` starts, with ports from the same variables the services read."""
+    tls = tls or DevTls()
     ports = {
         "payment": _env_port("PAYMENT_GRPC_PORT", 50051),
         "ledger": _env_port("LEDGER_GRPC_PORT", 50052),
@@ -155,6 +235,7 @@ def plan_children(dev_key: str = "", webhook_secret: str = "") -> list[Child]:
     # The payment service is stateless (its janitor, relay and consumers share work through the
     # database and Redis), so it can run as several processes, one core each; the gateway spreads
     # calls over them round-robin.
+    gateway_url = f"{tls.http_scheme}://127.0.0.1:{ports['gateway']}"
     replicas = _env_count("DEV_PAYMENT_REPLICAS", 1)
     payment_ports = [ports["payment"], *(free_port() for _ in range(replicas - 1))]
     # Metrics are off by default (port 0); asked for, each replica takes the next port up.
@@ -169,23 +250,32 @@ def plan_children(dev_key: str = "", webhook_secret: str = "") -> list[Child]:
             env={
                 "PAYMENT_GRPC_PORT": str(port),
                 "PAYMENT_PSP_BASE_URL": f"http://127.0.0.1:{ports['psp-sim']}",
-                "PAYMENT_RETURN_URL": f"http://127.0.0.1:{ports['gateway']}/v1/payments/return",
+                "PAYMENT_RETURN_URL": f"{gateway_url}/v1/payments/return",
                 "PAYMENT_LEDGER_ADDR": f"127.0.0.1:{ports['ledger']}",
                 "PAYMENT_WALLET_ADDR": f"127.0.0.1:{ports['wallet']}",
                 # The payment service verifies each PSP event with the secret the simulator signs with.
                 "PAYMENT_ENVIRONMENT": os.environ.get("PAYMENT_ENVIRONMENT", "development"),
                 **({"PAYMENT_PSP_WEBHOOK_SECRETS": webhook_secret} if webhook_secret else {}),
                 **({"PAYMENT_METRICS_PORT": str(metrics_base + i)} if metrics_base else {}),
+                **tls.child_env("payment", "PAYMENT_"),
             },
         )
         for i, port in enumerate(payment_ports)
     ]
     children += [
         Child(
-            "ledger", "ledger_svc", ports["ledger"], "grpc", env={"LEDGER_GRPC_PORT": str(ports["ledger"])}
+            "ledger",
+            "ledger_svc",
+            ports["ledger"],
+            "grpc",
+            env={"LEDGER_GRPC_PORT": str(ports["ledger"]), **tls.child_env("ledger", "LEDGER_")},
         ),
         Child(
-            "wallet", "wallet_svc", ports["wallet"], "grpc", env={"WALLET_GRPC_PORT": str(ports["wallet"])}
+            "wallet",
+            "wallet_svc",
+            ports["wallet"],
+            "grpc",
+            env={"WALLET_GRPC_PORT": str(ports["wallet"]), **tls.child_env("wallet", "WALLET_")},
         ),
         Child(
             "recon",
@@ -196,6 +286,7 @@ def plan_children(dev_key: str = "", webhook_secret: str = "") -> list[Child]:
                 "RECON_GRPC_PORT": str(ports["recon"]),
                 "RECON_LEDGER_ADDR": f"127.0.0.1:{ports['ledger']}",
                 "RECON_WALLET_ADDR": f"127.0.0.1:{ports['wallet']}",
+                **tls.child_env("recon", "RECON_"),
             },
         ),
     ]
@@ -211,10 +302,16 @@ def plan_children(dev_key: str = "", webhook_secret: str = "") -> list[Child]:
                 args=["serve", "--port", str(ports["psp-sim"])],
                 # The simulator delivers its webhooks to our gateway, signed with the shared secret.
                 env={
-                    "PSP_SIM_WEBHOOK_URL": f"http://127.0.0.1:{ports['gateway']}/v1/webhooks/stripe",
+                    "PSP_SIM_WEBHOOK_URL": f"{gateway_url}/v1/webhooks/stripe",
                     # Subscribed like a Stripe endpoint in production: only what can change a payment.
                     "PSP_SIM_WEBHOOK_EVENTS": ",".join(sorted(HANDLED_EVENT_TYPES)),
                     **({"PSP_SIM_WEBHOOK_SECRET": webhook_secret} if webhook_secret else {}),
+                    # Over HTTPS the simulator's webhook client must trust the dev CA.
+                    **(
+                        {"SSL_CERT_FILE": str(tls.pki_dir / pki.CA_FILE)}
+                        if tls.https and tls.pki_dir is not None
+                        else {}
+                    ),
                 },
             )
         )
@@ -225,7 +322,10 @@ def plan_children(dev_key: str = "", webhook_secret: str = "") -> list[Child]:
             ports["gateway"],
             "http",
             ready_path="/readyz",
+            https=tls.https,
             env={
+                **tls.child_env("gateway", "GATEWAY_"),
+                **tls.gateway_https_env(),
                 "GATEWAY_HTTP_PORT": str(ports["gateway"]),
                 # Development: no webhook secret needed, and a ready-made key (payments + admin).
                 "GATEWAY_ENVIRONMENT": os.environ.get("GATEWAY_ENVIRONMENT", "development"),
@@ -247,7 +347,8 @@ class Stack:
         self.data_dir = data_dir
         self.echo_logs = echo_logs
         self.dev_key = dev_api_key(data_dir)
-        self.children = plan_children(self.dev_key, dev_webhook_secret(data_dir))
+        self.tls = DevTls.from_env(data_dir)
+        self.children = plan_children(self.dev_key, dev_webhook_secret(data_dir), self.tls)
         self.pg: EmbeddedPostgres | None = None
         self.valkey: EmbeddedValkey | None = None
         self.stop_requested = threading.Event()
@@ -324,7 +425,7 @@ class Stack:
             for child in list(pending):
                 if child.proc is not None and child.proc.poll() is not None:
                     raise ChildFailed(child)
-                if _is_ready(child):
+                if _is_ready(child, self.tls):
                     pending.remove(child)
             if time.monotonic() > deadline:
                 names = ", ".join(c.name for c in pending)
@@ -430,10 +531,10 @@ class ChildFailed(RuntimeError):
         self.child = child
 
 
-def _is_ready(child: Child) -> bool:
+def _is_ready(child: Child, tls: DevTls) -> bool:
     if child.kind == "grpc":
         try:
-            with grpc.insecure_channel(child.address) as channel:
+            with tls.probe_security().channel(child.address) as channel:
                 reply = health_pb2_grpc.HealthStub(channel).Check(
                     health_pb2.HealthCheckRequest(), timeout=0.5
                 )
@@ -443,7 +544,10 @@ def _is_ready(child: Child) -> bool:
     if child.kind == "http":
         try:
             return (
-                httpx.get(f"http://{child.address}{child.ready_path or '/'}", timeout=1.0).status_code == 200
+                httpx.get(
+                    f"{child.url}{child.ready_path or '/'}", timeout=1.0, verify=tls.http_verify()
+                ).status_code
+                == 200
             )
         except httpx.HTTPError:
             return False
@@ -476,6 +580,14 @@ def _print_tail(child: Child) -> None:
         console.print(f"  {child.name} | {line}", markup=False)
 
 
+def _shown_path(path: Path) -> str:
+    """``path`` relative to the checkout when inside it (what the README's commands use)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def _summary(stack: Stack, started: float) -> None:
     table = Table(
         title=f"Marketplace Payments is up ({time.monotonic() - started:.1f}s)", title_justify="left"
@@ -484,8 +596,8 @@ def _summary(stack: Stack, started: float) -> None:
     table.add_column("listens on")
     table.add_column("pid", justify="right")
     for child in stack.children:
-        scheme = "http://" if child.kind in ("http", "tcp") else "grpc "
-        table.add_row(child.name, scheme + child.address, str(child.proc.pid if child.proc else "-"))
+        where = child.url if child.kind in ("http", "tcp") else f"grpc {child.address}"
+        table.add_row(child.name, where, str(child.proc.pid if child.proc else "-"))
     table.add_row(
         "postgres",
         _redact(stack.env["DATABASE_URL"]),
@@ -500,6 +612,14 @@ def _summary(stack: Stack, started: float) -> None:
     gw = next(c for c in stack.children if c.name == "gateway")
     payment = next(c for c in stack.children if c.name == "payment")
     checkout = uuid.uuid4().hex[:8]
+    tls: DevTls = stack.tls
+    pki_dir = _shown_path(tls.pki_dir) if tls.pki_dir is not None else None
+    cacert = f" --cacert {pki_dir}/{pki.CA_FILE}" if tls.https else ""
+    grpcurl_tls = (
+        f"-cacert {pki_dir}/{pki.CA_FILE} -cert {pki_dir}/operator.crt -key {pki_dir}/operator.key"
+        if tls.grpc_tls
+        else "-plaintext"
+    )
     body = (
         f'{{"checkout_id":"chk_{checkout}","buyer_info":{{"buyer_id":"buyer_1"}},'
         f'"payment_orders":[{{"payment_order_id":"po_{checkout}_a","seller_account":"seller_a",'
@@ -509,16 +629,18 @@ def _summary(stack: Stack, started: float) -> None:
     )
     console.print(
         f"API key (development, scopes payments+admin): {stack.dev_key}\n"
-        f"Pay:  curl -s -X POST http://{gw.address}/v1/payments -H 'Authorization: Bearer {stack.dev_key}' "
+        f"Pay:  curl -s{cacert} -X POST {gw.url}/v1/payments -H 'Authorization: Bearer {stack.dev_key}' "
         f"-H 'Idempotency-Key: {checkout}' -H 'Content-Type: application/json' -d '{body}'",
         markup=False,
         soft_wrap=True,
     )
     console.print(
-        f"Try:  curl -s http://{gw.address}/readyz | python3 -m json.tool\n"
-        f"      open http://{gw.address}/docs\n"
-        f"      .venv/bin/grpcurl -plaintext {payment.address} list\n"
-        f"Logs: {stack.data_dir / 'logs'}/<process>.log     Stop: Ctrl-C"
+        f"Try:  curl -s{cacert} {gw.url}/readyz | python3 -m json.tool\n"
+        f"      open {gw.url}/docs\n"
+        f"      .venv/bin/grpcurl {grpcurl_tls} {payment.address} list\n"
+        f"Logs: {stack.data_dir / 'logs'}/<process>.log     Stop: Ctrl-C",
+        markup=False,
+        soft_wrap=True,  # the commands must stay on one line to paste
     )
 
 

@@ -68,6 +68,7 @@ async def _settled_checkout(http: httpx.AsyncClient, checkout_id: str) -> dict[s
 
 
 async def _assert_books(channels, event: dict[str, Any]) -> None:
+    """The books as the operator checks them (``operator`` may read both and run the comparison)."""
     wallet = wpb_grpc.WalletServiceStub(channels["wallet"])
     recon = rpb_grpc.ReconServiceStub(channels["recon"])
     for order in event["payment_orders"]:
@@ -101,7 +102,7 @@ def _pay_in_browser(browser: Any, url: str, card: str) -> str:
 
 @pytest.mark.browser
 async def test_hosted_checkout_paid_in_a_real_browser_settles_three_sellers(
-    http, browser, shared_psp, channels
+    http, browser, shared_psp, operator_channels
 ):
     body = _body(shared_psp.base_url, ["25.00", "9.90", "120.35"])
     created = await http.post("/v1/payments", json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
@@ -116,12 +117,12 @@ async def test_hosted_checkout_paid_in_a_real_browser_settles_three_sellers(
 
     settled = await _settled_checkout(http, body["checkout_id"])
     assert [o["commission"] for o in settled["payment_orders"]] == ["2.50", "0.99", "12.04"]  # 10 %, half-up
-    await _assert_books(channels, settled)
+    await _assert_books(operator_channels, settled)
     history = (await http.get(f"/v1/payments/{body['payment_orders'][0]['payment_order_id']}/history")).json()
     assert [t["to"] for t in history["transitions"]][-1] == "success"
 
 
-async def test_hosted_checkout_with_plain_form_posts(http, shared_psp, channels):
+async def test_hosted_checkout_with_plain_form_posts(http, shared_psp, operator_channels):
     body = _body(shared_psp.base_url, ["10.00", "20.00", "30.00"])
     event = (await http.post("/v1/payments", json=body, headers={"Idempotency-Key": uuid.uuid4().hex})).json()
     async with httpx.AsyncClient(timeout=10) as buyer:
@@ -130,14 +131,14 @@ async def test_hosted_checkout_with_plain_form_posts(http, shared_psp, channels)
             data={"cardnumber": "4242424242424242", "exp": "12/34", "cvc": "123", "action": "pay"},
         )
     assert paid.status_code == 303
-    await _assert_books(channels, await _settled_checkout(http, body["checkout_id"]))
+    await _assert_books(operator_channels, await _settled_checkout(http, body["checkout_id"]))
 
 
-async def test_direct_mode_success_decline_and_three_d_secure(http, shared_psp, channels):
+async def test_direct_mode_success_decline_and_three_d_secure(http, shared_psp, operator_channels):
     ok = _body(shared_psp.base_url, ["5.00", "6.00", "7.00"], payment_method="pm_card_visa")
     reply = await http.post("/v1/payments", json=ok, headers={"Idempotency-Key": uuid.uuid4().hex})
     assert {o["state"] for o in reply.json()["payment_orders"]} == {"success"}
-    await _assert_books(channels, await _settled_checkout(http, ok["checkout_id"]))
+    await _assert_books(operator_channels, await _settled_checkout(http, ok["checkout_id"]))
 
     declined = _body(
         shared_psp.base_url, ["5.00"], payment_method="pm_card_visa_chargeDeclinedInsufficientFunds"

@@ -21,11 +21,12 @@ from svckit.gen.payments.v1 import payment_service_pb2_grpc as pb_grpc
 from svckit.gen.wallet.v1 import wallet_service_pb2 as wpb
 from svckit.gen.wallet.v1 import wallet_service_pb2_grpc as wpb_grpc
 from svckit.healthcheck import check
+from svckit.tls import GrpcSecurity
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _start(env: dict[str, str], port: int) -> subprocess.Popen:
+def _start(env: dict[str, str], port: int, probe: GrpcSecurity) -> subprocess.Popen:
     proc = subprocess.Popen(
         [sys.executable, "-m", "payment_svc"],
         cwd=ROOT,
@@ -34,7 +35,7 @@ def _start(env: dict[str, str], port: int) -> subprocess.Popen:
         stderr=subprocess.DEVNULL,
     )
     for _ in range(300):
-        if check("grpc", f"127.0.0.1:{port}", 0.5):
+        if check("grpc", f"127.0.0.1:{port}", 0.5, security=probe):
             return proc
         assert proc.poll() is None, "payment service exited during start-up"
         time.sleep(0.1)
@@ -59,6 +60,7 @@ async def test_killed_while_the_psp_charges_then_retried_charges_once(infra, ser
             "PAYMENT_EVENTS_NAMESPACE": f"{infra.prefix}-crash",
             "PAYMENT_JANITOR_INTERVAL_SECONDS": "3600",
             "PAYMENT_PSP_WEBHOOK_SECRETS": sim.webhook_secret,
+            **infra.tls_env("payment"),
             "LOG_FORMAT": "json",
         }
         infra._databases.append(env["PAYMENT_DATABASE_NAME"])
@@ -86,9 +88,9 @@ async def test_killed_while_the_psp_charges_then_retried_charges_once(infra, ser
             payment_method="pm_card_visa",
         )
         key = [("idempotency-key", f"crash-{seller}")]
-        proc = _start(env, port)
+        proc = _start(env, port, infra.security("operator"))
         try:
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            async with infra.channel(f"127.0.0.1:{port}", "gateway") as channel:
                 call = asyncio.ensure_future(
                     pb_grpc.PaymentServiceStub(channel).CreatePayment(request, metadata=key)
                 )
@@ -103,8 +105,8 @@ async def test_killed_while_the_psp_charges_then_retried_charges_once(infra, ser
             ]
             assert len(charged) == 1
 
-            proc = _start(env, port)
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            proc = _start(env, port, infra.security("operator"))
+            async with infra.channel(f"127.0.0.1:{port}", "gateway") as channel:
                 stub = pb_grpc.PaymentServiceStub(channel)
                 reply = await stub.CreatePayment(request, metadata=key)  # the client's retry, same key
                 assert reply.payment_event.payment_orders[0].state == pb.PAYMENT_ORDER_STATE_SUCCESS

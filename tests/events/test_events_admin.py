@@ -11,6 +11,7 @@ import grpc
 import pytest
 from typer.testing import CliRunner
 
+from payment_svc import access as payment_access
 from svckit.events import streams
 from svckit.events.cli import app
 from svckit.events.servicer import admin_registration
@@ -37,9 +38,15 @@ async def _dead_letters(bus, count: int) -> list[str]:
 
 
 @pytest.fixture
-async def admin_stub(bus):
-    server = await start_server([admin_registration(bus.redis, bus.settings.keys)], "127.0.0.1", 0)
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
+async def admin_stub(infra, bus):
+    server = await start_server(
+        [admin_registration(bus.redis, bus.settings.keys)],
+        "127.0.0.1",
+        0,
+        security=infra.security("payment"),
+        access=payment_access.ACCESS,
+    )
+    channel = infra.channel(f"127.0.0.1:{server.port}", "operator")
     yield pb_grpc.EventsAdminServiceStub(channel)
     await channel.close()
     await server.stop(0)

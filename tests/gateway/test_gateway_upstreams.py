@@ -25,7 +25,7 @@ def test_a_bad_replica_list_is_refused_at_start_up_naming_the_setting():
         GatewaySettings(payment_addr="a:1,b:2", _env_file=None)
 
 
-async def test_calls_are_spread_over_every_replica():
+async def test_calls_are_spread_over_every_replica(infra):
     counts = [0, 0]
     servers = []
 
@@ -42,12 +42,12 @@ async def test_calls_are_spread_over_every_replica():
     for i in range(2):
         server = grpc.aio.server()
         server.add_generic_rpc_handlers((counting(i),))
-        ports.append(server.add_insecure_port("127.0.0.1:0"))
+        ports.append(server.add_secure_port("127.0.0.1:0", infra.security("payment").server_credentials()))
         await server.start()
         servers.append(server)
     try:
-        settings = GatewaySettings(
-            payment_addr=",".join(f"127.0.0.1:{p}" for p in ports), environment="development", _env_file=None
+        settings = infra.settings(
+            GatewaySettings, payment_addr=",".join(f"127.0.0.1:{p}" for p in ports), environment="development"
         )
         upstreams = Upstreams.connect(settings)
         call = upstreams.channels["payment"].unary_unary("/payments.v1.PaymentService/GetPaymentOrder")

@@ -7,7 +7,6 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
-import grpc
 import psycopg
 import pytest
 import pytest_asyncio
@@ -27,6 +26,9 @@ class IsolatedLedger:
 
     handle: ServiceHandle
     stub: pb_grpc.LedgerServiceStub
+    """Calls as ``payment``: postings and reads."""
+    admin: pb_grpc.LedgerServiceStub
+    """Calls as ``operator``: opening and closing accounts."""
     database_url: str
 
     def connect(self) -> psycopg.Connection:
@@ -43,8 +45,16 @@ async def isolated_ledger(infra: Infra) -> AsyncIterator[IsolatedLedger]:
         ledger_bootstrap.MIGRATIONS,
         ledger_bootstrap.build,
     )
-    async with grpc.aio.insecure_channel(handle.address) as channel:
-        yield IsolatedLedger(handle, pb_grpc.LedgerServiceStub(channel), infra.database_url_for(name))
+    async with (
+        infra.channel(handle.address) as channel,
+        infra.channel(handle.address, "operator") as admin_channel,
+    ):
+        yield IsolatedLedger(
+            handle,
+            pb_grpc.LedgerServiceStub(channel),
+            pb_grpc.LedgerServiceStub(admin_channel),
+            infra.database_url_for(name),
+        )
     await handle.stop(0.1)
     drop_database(infra.database_url_for(name))
 
@@ -60,5 +70,11 @@ def ledger_process(infra: Infra) -> Iterator[LedgerProcess]:
 
 @pytest.fixture
 def stub(channels) -> pb_grpc.LedgerServiceStub:
-    """The session's shared ledger service."""
+    """The session's shared ledger service, as ``payment`` (postings and reads)."""
     return pb_grpc.LedgerServiceStub(channels["ledger"])
+
+
+@pytest.fixture
+def admin(operator_channels) -> pb_grpc.LedgerServiceStub:
+    """The session's shared ledger service, as ``operator`` (opening and closing accounts)."""
+    return pb_grpc.LedgerServiceStub(operator_channels["ledger"])

@@ -55,11 +55,12 @@ def start_ledger_process(infra: Infra, pool_size: int = 10) -> LedgerProcess:
         "LEDGER_LOG_LEVEL": "WARNING",
         "LEDGER_LOG_FORMAT": "console",
         "LEDGER_SHUTDOWN_GRACE_SECONDS": "0.5",
+        **infra.tls_env("ledger"),
     }
     proc = subprocess.Popen([sys.executable, "-m", "ledger_svc", "serve"], cwd=ROOT, env=env)
     address = f"127.0.0.1:{port}"
     deadline = time.monotonic() + 60
-    with grpc.insecure_channel(address) as channel:
+    with infra.sync_channel(address) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         while True:
             if proc.poll() is not None:

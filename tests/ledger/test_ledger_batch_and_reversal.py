@@ -21,13 +21,13 @@ async def _balance(stub, account: str) -> int:
 
 
 @pytest.mark.parametrize("accounts_exist", [False, True], ids=["first-use", "set-based"])
-async def test_batch_items_succeed_or_fail_on_their_own(stub, accounts_exist):
+async def test_batch_items_succeed_or_fail_on_their_own(stub, admin, accounts_exist):
     seller, bank, cash = f"liability:seller_payable:b{uid()}", f"asset:bank:b{uid()}", f"asset:cash:b{uid()}"
     ghost = f"expense:ghost:b{uid()}"
     if accounts_exist:  # a batch on existing accounts takes the set-based path of the database
         for name in (seller, bank, cash):
             request = pb.CreateAccountRequest(name=name, currency="USD", non_negative=name == seller)
-            await stub.CreateAccount(request, metadata=md())
+            await admin.CreateAccount(request, metadata=md())
     k1, k2, k3, k4, k5 = (uid() for _ in range(5))
     request = pb.PostTransactionsRequest(
         items=[

@@ -30,11 +30,12 @@ NEW = "revenue:fresh:fp"  # opened on first use by the batch
 SETTINGS = {"coalesce_postings": False, "chain_interval_seconds": 60}
 
 
-async def _setup(stub) -> None:
-    """The same starting state on each ledger: accounts, a funded seller, two used keys."""
+async def _setup(stub, admin) -> None:
+    """The same starting state on each ledger: accounts (opened by ``admin``, an operator), a funded
+    seller, two used keys."""
     for name in (BANK, CASH, FEES, CLOSED):
-        await stub.CreateAccount(pb.CreateAccountRequest(name=name, currency="USD"), metadata=md())
-    await stub.CloseAccount(pb.CloseAccountRequest(name=CLOSED), metadata=md())
+        await admin.CreateAccount(pb.CreateAccountRequest(name=name, currency="USD"), metadata=md())
+    await admin.CloseAccount(pb.CloseAccountRequest(name=CLOSED), metadata=md())
     await stub.PostTransaction(transfer(BANK, SELLER, 1_000), metadata=md("fund-seller"))
     await stub.PostTransaction(transfer(BANK, CASH, 70), metadata=md("used-key"))
 
@@ -115,11 +116,11 @@ def _queues(url: str) -> tuple[int, int]:
 async def test_a_mixed_batch_over_hot_accounts_answers_like_posting_one_by_one(infra, variant):
     items = _items(variant)
     async with (
-        ledger(infra, **SETTINGS) as (batch_stub, batch_url),
-        ledger(infra, **SETTINGS) as (single_stub, _),
+        ledger(infra, **SETTINGS) as (batch_stub, batch_admin, batch_url),
+        ledger(infra, **SETTINGS) as (single_stub, single_admin, _),
     ):
-        for stub in (batch_stub, single_stub):
-            await _setup(stub)
+        for stub, admin in ((batch_stub, batch_admin), (single_stub, single_admin)):
+            await _setup(stub, admin)
         queued_before = _queues(batch_url)
         request = pb.PostTransactionsRequest(
             items=[pb.PostTransactionsItem(idempotency_key=k, transaction=r) for k, r in items]
@@ -151,8 +152,8 @@ async def test_a_mixed_batch_over_hot_accounts_answers_like_posting_one_by_one(i
 
 
 async def test_a_replayed_batch_changes_nothing(infra):
-    async with ledger(infra, **SETTINGS) as (stub, url):
-        await _setup(stub)
+    async with ledger(infra, **SETTINGS) as (stub, admin, url):
+        await _setup(stub, admin)
         items = _items("closed")  # refusals that do not depend on balances: decided the same again
         request = pb.PostTransactionsRequest(
             items=[pb.PostTransactionsItem(idempotency_key=k, transaction=r) for k, r in items]
@@ -198,8 +199,8 @@ async def test_a_replayed_batch_changes_nothing(infra):
 async def test_batch_transactions_waiting_for_the_chainer_are_pending_not_unchained(infra):
     """A batch's transactions wait in one chain_queue_batches row; until linked, verification counts
     them as pending (not UNCHAINED_TRANSACTION), and the chainer then links them in id order."""
-    async with ledger(infra, **SETTINGS) as (stub, url):
-        await _setup(stub)
+    async with ledger(infra, **SETTINGS) as (stub, admin, url):
+        await _setup(stub, admin)
         await stub.VerifyLedger(pb.VerifyLedgerRequest())  # links the setup's postings
         request = pb.PostTransactionsRequest(
             items=[
@@ -240,11 +241,11 @@ async def test_concurrent_batches_over_hot_accounts_race_a_close_without_deadloc
     SHARE meanwhile); a CloseAccount racing them must not deadlock, and the account takes no entry once
     closed: every call answers, items on the account before the close are kept, those sent after it
     are refused ACCOUNT_CLOSED, stored totals equal the accepted postings, and the books verify."""
-    stub = isolated_ledger.stub
+    stub, admin = isolated_ledger.stub, isolated_ledger.admin
     hot = [f"asset:race:h{i}" for i in range(4)]
     victim = "asset:race:victim"
     for name in (*hot, victim):
-        await stub.CreateAccount(pb.CreateAccountRequest(name=name, currency="USD"), metadata=md())
+        await admin.CreateAccount(pb.CreateAccountRequest(name=name, currency="USD"), metadata=md())
     early_rounds_done, closed_event = asyncio.Event(), asyncio.Event()
     rounds = 8
 
@@ -270,7 +271,7 @@ async def test_concurrent_batches_over_hot_accounts_race_a_close_without_deadloc
 
     async def closer() -> pb.Account:
         await early_rounds_done.wait()  # close while the other writers are still posting
-        account = (await stub.CloseAccount(pb.CloseAccountRequest(name=victim), metadata=md())).account
+        account = (await admin.CloseAccount(pb.CloseAccountRequest(name=victim), metadata=md())).account
         closed_event.set()
         return account
 
@@ -305,8 +306,8 @@ async def test_batch_queues_each_payload_as_the_stored_rows_encode_it(infra):
     """The batch path queues each transaction's payload tail for the chainer: it must
     be exactly the canonical encoding of what was stored, for every kind of field; the chainer then
     links tailed and untailed queue rows together, in id order, into a chain that verifies."""
-    async with ledger(infra, **SETTINGS) as (stub, url):
-        await _setup(stub)
+    async with ledger(infra, **SETTINGS) as (stub, admin, url):
+        await _setup(stub, admin)
         await stub.VerifyLedger(pb.VerifyLedgerRequest())  # links the setup's postings
         odd = 'ré|sumé: 1:2 \\ "q" 🧾'
         three_legs = pb.PostTransactionRequest(

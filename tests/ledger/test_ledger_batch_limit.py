@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-import grpc
 import psycopg
 
 from ledger_svc import bootstrap as ledger_bootstrap
@@ -46,7 +45,7 @@ async def test_calls_beyond_the_limit_wait_in_the_server_and_then_post(infra):
     )
     url = infra.database_url_for(name)
     try:
-        async with grpc.aio.insecure_channel(handle.address) as channel:
+        async with infra.channel(handle.address) as channel:
             stub = pb_grpc.LedgerServiceStub(channel)
             hot, sink = f"asset:hot:l{uid()}", f"revenue:sink:l{uid()}"
             others = [(f"asset:o{i}:l{uid()}", f"revenue:o{i}:l{uid()}") for i in range(3)]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-import grpc
 import psycopg
 
 from ledger_svc import bootstrap as ledger_bootstrap
@@ -31,7 +30,7 @@ async def test_groups_share_one_plain_autocommit_session_per_lane_closed_on_stop
         ledger_bootstrap.build,
     )
     try:
-        async with grpc.aio.insecure_channel(handle.address) as channel:
+        async with infra.channel(handle.address) as channel:
             stub = pb_grpc.LedgerServiceStub(channel)
             for burst in range(5):  # several groups, one after the other
                 replies = await asyncio.gather(

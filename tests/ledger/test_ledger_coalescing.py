@@ -25,8 +25,12 @@ from tests.ledger.ledger_helpers import C, D, entry, md, transfer
 
 
 @asynccontextmanager
-async def ledger(infra: Infra, **settings: object) -> AsyncIterator[tuple[pb_grpc.LedgerServiceStub, str]]:
-    """A ledger on a fresh database with the given settings: (stub, database url)."""
+async def ledger(
+    infra: Infra, **settings: object
+) -> AsyncIterator[tuple[pb_grpc.LedgerServiceStub, pb_grpc.LedgerServiceStub, str]]:
+    """A ledger on a fresh database with the given settings: (stub, admin stub, database url).
+
+    ``stub`` calls as ``payment`` (postings), ``admin`` as ``operator`` (opening and closing accounts)."""
     name = f"{infra.prefix}_ledger_{uuid.uuid4().hex[:8]}"
     handle = await start_service(
         infra.settings(LedgerSettings, database_name=name, **settings),
@@ -34,8 +38,15 @@ async def ledger(infra: Infra, **settings: object) -> AsyncIterator[tuple[pb_grp
         ledger_bootstrap.build,
     )
     try:
-        async with grpc.aio.insecure_channel(handle.address) as channel:
-            yield pb_grpc.LedgerServiceStub(channel), infra.database_url_for(name)
+        async with (
+            infra.channel(handle.address) as channel,
+            infra.channel(handle.address, "operator") as admin_channel,
+        ):
+            yield (
+                pb_grpc.LedgerServiceStub(channel),
+                pb_grpc.LedgerServiceStub(admin_channel),
+                infra.database_url_for(name),
+            )
     finally:
         await handle.stop(0.1)
         drop_database(infra.database_url_for(name))
@@ -66,7 +77,7 @@ BANK, REVENUE, SELLER = "asset:bank:co", "revenue:sales:co", "liability:seller_p
 EUR_ACCOUNT, CLOSED = "asset:eur:co", "asset:closed:co"
 
 
-async def _scenario(stub) -> tuple[list[tuple], dict, dict[str, list[tuple]], dict]:
+async def _scenario(stub, admin) -> tuple[list[tuple], dict, dict[str, list[tuple]], dict]:
     """Set up the same state on a fresh ledger, then fire one concurrent burst of single postings.
 
     Every call's answer is independent of the order the burst is served in (the single path's
@@ -84,7 +95,7 @@ async def _scenario(stub) -> tuple[list[tuple], dict, dict[str, list[tuple]], di
     # account is refused for the currency, by account id order, even though its closed entry comes first.
     await stub.PostTransaction(transfer(EUR_ACCOUNT, "revenue:eur:co", 50, "EUR"), metadata=md())
     await stub.PostTransaction(transfer(CLOSED, REVENUE, 10), metadata=md())
-    await stub.CloseAccount(pb.CloseAccountRequest(name=CLOSED), metadata=md())
+    await admin.CloseAccount(pb.CloseAccountRequest(name=CLOSED), metadata=md())
     await stub.PostTransaction(transfer(BANK, SELLER, 100), metadata=md())
     before = await _balances(stub, [BANK])
 
@@ -146,11 +157,11 @@ def _groups(database_url: str, prefix: str) -> tuple[int, int]:
 
 async def test_coalesced_burst_answers_exactly_like_single_statement_postings(infra):
     async with (
-        ledger(infra, coalesce_postings=True, coalesce_max_in_flight=1) as (on, on_url),
-        ledger(infra, coalesce_postings=False) as (off, off_url),
+        ledger(infra, coalesce_postings=True, coalesce_max_in_flight=1) as (on, on_admin, on_url),
+        ledger(infra, coalesce_postings=False) as (off, off_admin, off_url),
     ):
-        got_on, originals_on, kinds_on, before = await _scenario(on)
-        got_off, _, kinds_off, _ = await _scenario(off)
+        got_on, originals_on, kinds_on, before = await _scenario(on, on_admin)
+        got_off, _, kinds_off, _ = await _scenario(off, off_admin)
         assert got_on == got_off
 
         expect = {
@@ -223,7 +234,7 @@ async def test_a_failed_group_statement_fails_each_of_its_calls_and_writes_nothi
     """A deadlock aborts the group's one statement: every call in it answers UNAVAILABLE
     TRANSIENT_CONFLICT (retry with the same key) and none of them was posted."""
     a, b, y, z = "asset:dl:a", "asset:dl:b", "asset:dl:y", "asset:dl:z"
-    async with ledger(infra, coalesce_postings=True, coalesce_max_in_flight=1) as (stub, url):
+    async with ledger(infra, coalesce_postings=True, coalesce_max_in_flight=1) as (stub, _, url):
         await stub.PostTransaction(transfer(a, b, 1), metadata=md())  # a gets the lower id
         await stub.PostTransaction(transfer(z, y, 1), metadata=md())
 

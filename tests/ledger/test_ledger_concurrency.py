@@ -36,8 +36,8 @@ def _random_posting(rng: random.Random) -> pb.PostTransactionRequest:
     return pb.PostTransactionRequest(entries=entries, description="load")
 
 
-async def test_64_writers_on_hot_accounts_lose_nothing_and_replays_change_nothing(ledger_process):
-    channels = [grpc.aio.insecure_channel(ledger_process.address) for _ in range(8)]
+async def test_64_writers_on_hot_accounts_lose_nothing_and_replays_change_nothing(infra, ledger_process):
+    channels = [infra.channel(ledger_process.address) for _ in range(8)]
     stubs = [pb_grpc.LedgerServiceStub(ch) for ch in channels]
     accepted: list[tuple[str, pb.PostTransactionRequest, pb.Transaction]] = []
     failures: list[grpc.aio.AioRpcError] = []

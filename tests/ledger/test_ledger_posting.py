@@ -119,9 +119,9 @@ async def test_malformed_postings_are_invalid_arguments_and_write_nothing(stub, 
     assert created == 0
 
 
-async def test_entry_in_another_currency_than_its_account_is_refused(stub, services):
+async def test_entry_in_another_currency_than_its_account_is_refused(stub, admin, services):
     eur = f"asset:cash:eur{uid()}"
-    await stub.CreateAccount(pb.CreateAccountRequest(name=eur, currency="EUR"), metadata=md())
+    await admin.CreateAccount(pb.CreateAccountRequest(name=eur, currency="EUR"), metadata=md())
     other = f"liability:other:n{uid()}"
     err = await _refused(stub.PostTransaction(transfer(eur, other, 100, "USD"), metadata=md()))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -131,10 +131,10 @@ async def test_entry_in_another_currency_than_its_account_is_refused(stub, servi
     assert err.code() == grpc.StatusCode.NOT_FOUND
 
 
-async def test_closed_account_refuses_new_entries_but_keeps_its_balance(stub):
+async def test_closed_account_refuses_new_entries_but_keeps_its_balance(stub, admin):
     a, b = f"asset:cash:c{uid()}", f"equity:capital:c{uid()}"
     await stub.PostTransaction(transfer(a, b, 500), metadata=md())
-    closed = (await stub.CloseAccount(pb.CloseAccountRequest(name=a), metadata=md())).account
+    closed = (await admin.CloseAccount(pb.CloseAccountRequest(name=a), metadata=md())).account
     assert closed.state == pb.ACCOUNT_STATE_CLOSED
     assert closed.HasField("close_time")
     err = await _refused(stub.PostTransaction(transfer(a, b, 1), metadata=md()))
@@ -157,9 +157,9 @@ async def test_non_negative_account_refuses_an_overdraft_and_changes_nothing(stu
     assert (await _balance(stub, seller)).balance_minor == 0
 
 
-async def test_explicit_non_negative_asset_account(stub):
+async def test_explicit_non_negative_asset_account(stub, admin):
     wallet = f"asset:float:w{uid()}"
-    await stub.CreateAccount(
+    await admin.CreateAccount(
         pb.CreateAccountRequest(name=wallet, currency="EUR", non_negative=True), metadata=md()
     )
     err = await _refused(
@@ -228,11 +228,11 @@ async def test_balance_as_of_a_past_instant_and_entries_pages(stub):
     assert error_info(err).reason == "INVALID_PAGE_TOKEN"
 
 
-async def test_list_accounts_by_prefix_with_pages(stub):
+async def test_list_accounts_by_prefix_with_pages(stub, admin):
     seller = uid()
     names = sorted(f"liability:seller_payable:{seller}-{i}" for i in range(5))
     for name in names:
-        await stub.CreateAccount(pb.CreateAccountRequest(name=name, currency="USD"), metadata=md())
+        await admin.CreateAccount(pb.CreateAccountRequest(name=name, currency="USD"), metadata=md())
     got, token = [], ""
     while True:
         page = await stub.ListAccounts(

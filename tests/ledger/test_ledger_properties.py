@@ -38,7 +38,7 @@ ACCOUNTS = [
 @pytest.fixture(scope="module")
 def ledger(infra: Infra) -> Iterator[tuple[LedgerProcess, pb_grpc.LedgerServiceStub]]:
     started = start_ledger_process(infra)
-    with grpc.insecure_channel(started.address) as channel:
+    with infra.sync_channel(started.address) as channel:
         yield started, pb_grpc.LedgerServiceStub(channel)
     started.stop()
     drop_database(started.database_url)

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
 import httpx
 import pytest
 import pytest_asyncio
@@ -102,7 +101,7 @@ async def pay(infra: Infra, sim: SimServer, services: dict[str, ServiceHandle]) 
         psp_webhook_secrets=[sim.webhook_secret],
     )
     handle = await start_service(settings, bootstrap.MIGRATIONS, bootstrap.build)
-    channel = grpc.aio.insecure_channel(handle.address)
+    channel = infra.channel(handle.address, "gateway")
     service = bootstrap.build_service(settings, handle.engine)
     yield PayStack(sim, handle, pb_grpc.PaymentServiceStub(channel), service)
     await service.close()

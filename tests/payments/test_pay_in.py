@@ -651,7 +651,7 @@ async def test_a_burst_larger_than_every_pool_completes_instead_of_starving(infr
         psp_webhook_secrets=[sim.webhook_secret],
     )
     handle = await start_service(settings, bootstrap.MIGRATIONS, bootstrap.build)
-    channel = grpc.aio.insecure_channel(handle.address)
+    channel = infra.channel(handle.address, "gateway")
     try:
         stub = pb_grpc.PaymentServiceStub(channel)
         burst = [_ids(1) for _ in range(12)]

@@ -55,20 +55,21 @@ async def _post(channels, seller: str, amount: int, currency: str = "USD") -> No
 
 
 async def _compare(channels, seller: str) -> rpb.CompareWalletsWithLedgerResponse:
+    """Run the check as the operator would (the `operator` identity)."""
     stub = rpb_grpc.ReconServiceStub(channels["recon"])
     return await stub.CompareWalletsWithLedger(rpb.CompareWalletsWithLedgerRequest(seller_id=seller))
 
 
-async def test_equal_books_are_ok(channels):
+async def test_equal_books_are_ok(channels, operator_channels):
     seller = f"rc-{uuid.uuid4().hex[:8]}"
     await _credit(channels, seller, 1234)
     await _post(channels, seller, 1234)
-    report = await _compare(channels, seller)
+    report = await _compare(operator_channels, seller)
     assert report.ok
     assert (report.wallets_checked, report.accounts_checked) == (1, 1)
 
 
-async def test_each_kind_of_difference_is_named(channels):
+async def test_each_kind_of_difference_is_named(channels, operator_channels):
     run = uuid.uuid4().hex[:6]
     differs, no_account, no_wallet = f"rc-{run}-d", f"rc-{run}-a", f"rc-{run}-w"
     await _credit(channels, differs, 500)
@@ -77,7 +78,7 @@ async def test_each_kind_of_difference_is_named(channels):
     await _post(channels, no_wallet, 900)
     found = {}
     for seller in (differs, no_account, no_wallet):
-        report = await _compare(channels, seller)
+        report = await _compare(operator_channels, seller)
         assert not report.ok
         (mismatch,) = report.mismatches
         found[seller] = (mismatch.kind, mismatch.wallet_minor, mismatch.ledger_minor)
@@ -88,15 +89,15 @@ async def test_each_kind_of_difference_is_named(channels):
     }
 
 
-async def test_a_seller_filter_does_not_match_other_sellers_with_the_same_prefix(channels):
+async def test_a_seller_filter_does_not_match_other_sellers_with_the_same_prefix(channels, operator_channels):
     base = f"rc-{uuid.uuid4().hex[:6]}"
     await _credit(channels, base, 100)
     await _post(channels, base, 100)
     await _post(channels, base + "0", 999)  # seller "…0" must not be compared as "…"
-    assert (await _compare(channels, base)).ok
+    assert (await _compare(operator_channels, base)).ok
 
 
-async def test_reserved_money_still_counts_as_owed(channels):
+async def test_reserved_money_still_counts_as_owed(channels, operator_channels):
     seller = f"rc-{uuid.uuid4().hex[:8]}"
     await _credit(channels, seller, 1000)
     await _post(channels, seller, 1000)
@@ -108,21 +109,21 @@ async def test_reserved_money_still_counts_as_owed(channels):
         ),
         metadata=_md(),
     )
-    assert (await _compare(channels, seller)).ok
+    assert (await _compare(operator_channels, seller)).ok
 
 
-async def test_a_seller_paid_in_two_currencies_is_compared_per_currency(channels):
+async def test_a_seller_paid_in_two_currencies_is_compared_per_currency(channels, operator_channels):
     seller = f"rc-{uuid.uuid4().hex[:8]}"
     await _credit(channels, seller, 2000, "EUR")
     await _post(channels, seller, 2000, "EUR")
     await _credit(channels, seller, 500, "JPY")
     await _post(channels, seller, 500, "JPY")
-    report = await _compare(channels, seller)
+    report = await _compare(operator_channels, seller)
     assert report.ok, list(report.mismatches)
     assert (report.wallets_checked, report.accounts_checked) == (2, 2)
 
     await _credit(channels, seller, 7, "JPY")  # only the yen books now disagree
-    (mismatch,) = (await _compare(channels, seller)).mismatches
+    (mismatch,) = (await _compare(operator_channels, seller)).mismatches
     assert (mismatch.currency, mismatch.kind, mismatch.wallet_minor, mismatch.ledger_minor) == (
         "JPY",
         KIND.WALLET_LEDGER_MISMATCH_KIND_AMOUNT_DIFFERS,

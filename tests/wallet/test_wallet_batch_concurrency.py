@@ -24,9 +24,9 @@ CHANNELS = 6
 SEED = 2_000
 
 
-async def test_concurrent_batches_and_single_calls_on_hot_wallets(services, engine):
+async def test_concurrent_batches_and_single_calls_on_hot_wallets(infra, services, engine):
     sellers = [new_seller() for _ in range(HOT_WALLETS)]
-    channels = [grpc.aio.insecure_channel(services["wallet"].address) for _ in range(CHANNELS)]
+    channels = [infra.channel(services["wallet"].address) for _ in range(CHANNELS)]
     stubs = [pb_grpc.WalletServiceStub(c) for c in channels]
     try:
         for s in sellers:

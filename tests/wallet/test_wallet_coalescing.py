@@ -36,7 +36,7 @@ async def wallet(infra: Infra, **settings: object) -> AsyncIterator[tuple[pb_grp
         wallet_bootstrap.build,
     )
     try:
-        async with grpc.aio.insecure_channel(handle.address) as channel:
+        async with infra.channel(handle.address) as channel:
             yield pb_grpc.WalletServiceStub(channel), infra.database_url_for(name)
     finally:
         await handle.stop(0.1)

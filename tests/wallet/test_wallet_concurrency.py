@@ -141,8 +141,8 @@ async def _run_all(stubs, calls: list[Call]) -> list[tuple[object | None, str | 
 
 
 @pytest.fixture
-async def stubs(services):
-    chans = [grpc.aio.insecure_channel(services["wallet"].address) for _ in range(CHANNELS)]
+async def stubs(infra, services):
+    chans = [infra.channel(services["wallet"].address) for _ in range(CHANNELS)]
     yield [pb_grpc.WalletServiceStub(c) for c in chans]
     for c in chans:
         await c.close()

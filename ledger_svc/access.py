@@ -1,0 +1,27 @@
+"""Who may call the ledger (docs/security.md shows this table; a test keeps the two equal)."""
+
+from __future__ import annotations
+
+from svckit.access import allow
+from svckit.gen.ledger.v1 import ledger_service_pb2
+
+READERS = ("gateway", "payment", "recon", "operator")
+
+ACCESS = allow(
+    ledger_service_pb2.DESCRIPTOR.services_by_name["LedgerService"],
+    {
+        # Accounts: opened and closed by operators, directly or through the gateway's admin routes.
+        "CreateAccount": ("gateway", "operator"),
+        "CloseAccount": ("gateway", "operator"),
+        "GetAccount": READERS,
+        "ListAccounts": READERS,
+        # Money moves only through the payment service: settlement, refunds, pay-outs.
+        "PostTransaction": ("payment",),
+        "PostTransactions": ("payment",),
+        "ReverseTransaction": ("payment",),
+        "GetTransaction": READERS,
+        "GetBalance": READERS,
+        "ListEntries": READERS,
+        "VerifyLedger": READERS,
+    },
+)

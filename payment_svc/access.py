@@ -1,0 +1,36 @@
+"""Who may call the payment service and the event admin it serves (docs/security.md shows this table;
+a test keeps the two equal)."""
+
+from __future__ import annotations
+
+from svckit.access import allow
+from svckit.gen.events.v1 import events_admin_service_pb2
+from svckit.gen.payments.v1 import payment_service_pb2
+
+ACCESS = {
+    **allow(
+        payment_service_pb2.DESCRIPTOR.services_by_name["PaymentService"],
+        {
+            "CreatePayment": ("gateway",),
+            "GetPaymentOrder": ("gateway", "operator"),
+            "GetCheckout": ("gateway", "operator"),
+            "ListPaymentOrderHistory": ("gateway", "operator"),
+            # Only the gateway, which verified the PSP's signature on the webhook it forwards.
+            "HandlePspEvent": ("gateway",),
+            "CreateRefund": ("gateway",),
+            "ReviewPaymentOrder": ("gateway",),
+        },
+    ),
+    # Dead letters and streams: people on call, never another service.
+    **allow(
+        events_admin_service_pb2.DESCRIPTOR.services_by_name["EventsAdminService"],
+        {
+            "ListStreams": ("operator",),
+            "ListDeadLetters": ("operator",),
+            "GetDeadLetter": ("operator",),
+            "ReplayDeadLetter": ("operator",),
+            "ReplayAllDeadLetters": ("operator",),
+            "DiscardDeadLetter": ("operator",),
+        },
+    ),
+}
