@@ -78,18 +78,18 @@ async def test_a_batch_refuses_only_the_item_whose_currency_differs_from_its_nam
     assert await _missing(stub, bad_seller)
 
 
-async def test_create_account_refuses_a_currency_other_than_the_names(stub):
+async def test_create_account_refuses_a_currency_other_than_the_names(admin):
     name = f"revenue:commission_{uid()}/BHD"
     err = await _refused(
-        stub.CreateAccount(pb.CreateAccountRequest(name=name, currency="USD"), metadata=md())
+        admin.CreateAccount(pb.CreateAccountRequest(name=name, currency="USD"), metadata=md())
     )
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert error_info(err).reason == "CURRENCY_MISMATCH"
-    assert await _missing(stub, name)
-    created = await stub.CreateAccount(pb.CreateAccountRequest(name=name, currency="BHD"), metadata=md())
+    assert await _missing(admin, name)
+    created = await admin.CreateAccount(pb.CreateAccountRequest(name=name, currency="BHD"), metadata=md())
     assert created.account.currency == "BHD"
     # A name without a suffix is a generic account and takes any currency.
-    generic = await stub.CreateAccount(
+    generic = await admin.CreateAccount(
         pb.CreateAccountRequest(name=f"asset:cash:{uid()}", currency="EUR"), metadata=md()
     )
     assert generic.account.currency == "EUR"

@@ -247,11 +247,11 @@ async def test_list_accounts_by_prefix_with_pages(stub, admin):
     assert got == names
 
 
-async def test_listing_refuses_an_oversized_page_and_a_token_of_another_listing(stub):
+async def test_listing_refuses_an_oversized_page_and_a_token_of_another_listing(stub, admin):
     seller = uid()
     for i in range(3):
         name = f"liability:seller_payable:{seller}-{i}"
-        await stub.CreateAccount(pb.CreateAccountRequest(name=name, currency="USD"), metadata=md())
+        await admin.CreateAccount(pb.CreateAccountRequest(name=name, currency="USD"), metadata=md())
     prefix = f"liability:seller_payable:{seller}"
     err = await _refused(stub.ListAccounts(pb.ListAccountsRequest(name_prefix=prefix, page_size=1001)))
     assert (err.code(), error_info(err).reason) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PAGE_SIZE")

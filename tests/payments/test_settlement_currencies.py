@@ -197,7 +197,9 @@ async def test_a_pay_in_and_a_partial_refund_settle_in_their_own_currency(
     await _verified(channels)
 
 
-async def test_one_seller_paid_in_two_currencies_has_two_wallets_and_two_payables(pay, channels):
+async def test_one_seller_paid_in_two_currencies_has_two_wallets_and_two_payables(
+    pay, channels, operator_channels
+):
     seller = f"cur2-{uuid.uuid4().hex[:8]}"
     for currency, amount in (("EUR", 2000), ("JPY", 500)):
         await _settled(pay, await _pay(pay, seller, amount, currency))
@@ -205,17 +207,19 @@ async def test_one_seller_paid_in_two_currencies_has_two_wallets_and_two_payable
     assert await _wallet(channels, seller, "JPY") == 450
     assert await _balance(channels, f"liability:seller_payable:{seller}/EUR") == 1800
     assert await _balance(channels, f"liability:seller_payable:{seller}/JPY") == 450
-    report = await rpb_grpc.ReconServiceStub(channels["recon"]).CompareWalletsWithLedger(
+    report = await rpb_grpc.ReconServiceStub(operator_channels["recon"]).CompareWalletsWithLedger(
         rpb.CompareWalletsWithLedgerRequest(seller_id=seller)
     )
     assert report.ok, list(report.mismatches)
     assert (report.wallets_checked, report.accounts_checked) == (2, 2)
 
 
-async def test_a_ledger_refusal_of_a_pay_in_leaves_the_wallet_untouched(pay, channels, services):
+async def test_a_ledger_refusal_of_a_pay_in_leaves_the_wallet_untouched(
+    pay, channels, services, operator_channels
+):
     seller = f"closed-{uuid.uuid4().hex[:8]}"
     payable = f"liability:seller_payable:{seller}/EUR"
-    ledger = lpb_grpc.LedgerServiceStub(channels["ledger"])
+    ledger = lpb_grpc.LedgerServiceStub(operator_channels["ledger"])
     await ledger.CreateAccount(lpb.CreateAccountRequest(name=payable, currency="EUR"), metadata=_md())
     await ledger.CloseAccount(lpb.CloseAccountRequest(name=payable), metadata=_md())
 
@@ -251,11 +255,13 @@ async def test_a_refused_wallet_credit_undoes_the_pay_in_posting(pay, channels, 
     await _verified(channels)
 
 
-async def test_a_refund_the_ledger_refuses_gives_the_wallet_debit_back(pay, channels, services):
+async def test_a_refund_the_ledger_refuses_gives_the_wallet_debit_back(
+    pay, channels, services, operator_channels
+):
     seller = f"rclosed-{uuid.uuid4().hex[:8]}"
     order_id = await _pay(pay, seller, 20_000, "BHD")
     await _settled(pay, order_id)
-    ledger = lpb_grpc.LedgerServiceStub(channels["ledger"])
+    ledger = lpb_grpc.LedgerServiceStub(operator_channels["ledger"])
     await ledger.CloseAccount(
         lpb.CloseAccountRequest(name=f"liability:seller_payable:{seller}/BHD"), metadata=_md()
     )
@@ -319,17 +325,18 @@ async def test_a_dead_lettered_refund_replayed_after_the_fix_applies_both_halves
 
 
 async def test_a_batch_in_several_currencies_fails_whole_on_a_refusal_and_settles_the_rest_alone(
-    pay, channels, services
+    pay, channels, services, operator_channels
 ):
     from payment_svc.settlement import ORDER_SUCCEEDED, SettlementHandler
     from svckit.events import Event, TerminalError
 
     run = uuid.uuid4().hex[:6]
     ok_seller, closed_seller = f"bm-{run}-ok", f"bm-{run}-closed"
-    ledger = lpb_grpc.LedgerServiceStub(channels["ledger"])
+    admin = lpb_grpc.LedgerServiceStub(operator_channels["ledger"])
+    ledger = lpb_grpc.LedgerServiceStub(channels["ledger"])  # the handler posts as `payment`
     closed = f"liability:seller_payable:{closed_seller}/JPY"
-    await ledger.CreateAccount(lpb.CreateAccountRequest(name=closed, currency="JPY"), metadata=_md())
-    await ledger.CloseAccount(lpb.CloseAccountRequest(name=closed), metadata=_md())
+    await admin.CreateAccount(lpb.CreateAccountRequest(name=closed, currency="JPY"), metadata=_md())
+    await admin.CloseAccount(lpb.CloseAccountRequest(name=closed), metadata=_md())
 
     def order(i: int, seller: str, amount: int, currency: str, commission: int) -> Event:
         payload = {
