@@ -63,6 +63,17 @@ class PendingReason(enum.StrEnum):
     PSP_PROCESSING = "psp_processing"
 
 
+# The PSP moves some currencies in coarser steps than ISO 4217's minor unit (Stripe: three-decimal
+# currencies only to the hundredth): an amount between steps would be refused by the PSP after the
+# order was stored, so it is refused up front.
+_PSP_STEPS: dict[str, int] = {"BHD": 10, "JOD": 10, "KWD": 10, "OMR": 10, "TND": 10}
+
+
+def psp_step(currency: str) -> int:
+    """The smallest amount, in minor units, that the PSP charges or refunds in ``currency``."""
+    return _PSP_STEPS.get(currency.upper(), 1)
+
+
 def commission_minor(amount_minor: int, rate_bps: int) -> int:
     """Platform commission in minor units: ``rate_bps`` basis points of the amount, half-up, in integers."""
     if amount_minor < 0 or not 0 <= rate_bps <= 10_000:

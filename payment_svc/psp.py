@@ -101,10 +101,22 @@ class PspPort(Protocol):
         *,
         payment_intent_id: str,
         amount_minor: int,
+        currency: str,
         reason: str | None,
         refund_id: str,
         idempotency_key: str,
     ) -> dict[str, Any]: ...
+
+
+# Stripe's API unit differs from the ISO 4217 minor unit we keep for a few currencies: ISK is
+# two-decimal at Stripe (100 = 1 króna) but has no minor unit in ISO 4217. Every amount leaves for
+# the PSP through this, and the payment service reads no amount back from the PSP's objects.
+_STRIPE_SCALE: dict[str, int] = {"ISK": 100}
+
+
+def stripe_amount(amount_minor: int, currency: str) -> int:
+    """Our ISO minor units of ``currency`` as the integer Stripe's API expects."""
+    return amount_minor * _STRIPE_SCALE.get(currency.upper(), 1)
 
 
 def _as_dict(obj: Any) -> dict[str, Any]:
@@ -177,7 +189,7 @@ class StripePsp:
                     "quantity": 1,
                     "price_data": {
                         "currency": currency.lower(),
-                        "unit_amount": item.amount_minor,
+                        "unit_amount": stripe_amount(item.amount_minor, currency),
                         "product_data": {
                             "name": f"Order {item.payment_order_id}",
                             "metadata": {
@@ -215,7 +227,7 @@ class StripePsp:
         idempotency_key: str,
     ) -> dict[str, Any]:
         params: dict[str, Any] = {
-            "amount": amount_minor,
+            "amount": stripe_amount(amount_minor, currency),
             "currency": currency.lower(),
             "payment_method": payment_method,
             "payment_method_types": ["card"],
@@ -275,13 +287,14 @@ class StripePsp:
         *,
         payment_intent_id: str,
         amount_minor: int,
+        currency: str,
         reason: str | None,
         refund_id: str,
         idempotency_key: str,
     ) -> dict[str, Any]:
         params: dict[str, Any] = {
             "payment_intent": payment_intent_id,
-            "amount": amount_minor,
+            "amount": stripe_amount(amount_minor, currency),
             "metadata": {"refund_id": refund_id},
         }
         if reason:

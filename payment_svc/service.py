@@ -36,6 +36,7 @@ from payment_svc.domain import (
     can_move,
     commission_minor,
     outcome_from_payment_intent,
+    psp_step,
 )
 from payment_svc.psp import LineItem, PspDeclined, PspError, PspPort, PspUnavailable
 from payment_svc.psp_events import CHECKOUT_OUTCOME_EVENTS, OUTCOME_EVENTS, REFUND_EVENTS
@@ -44,7 +45,7 @@ from svckit.db import DriverPool, autocommit, driver_connection
 from svckit.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unprocessable
 from svckit.events import outbox
 from svckit.logging import get_logger
-from svckit.money import MoneyError, normalize_currency
+from svckit.money import MoneyError, format_amount, normalize_currency
 
 log = get_logger(__name__)
 S = OrderState
@@ -115,6 +116,17 @@ class SettlementSink(Protocol):
     async def refund_succeeded(self, conn: AsyncConnection, order: Any, refund: Any) -> None: ...
 
 
+def _off_step(amount_minor: int, currency: str) -> str | None:
+    """Why the PSP could not move this amount, or None when it can."""
+    step = psp_step(currency)
+    if amount_minor % step == 0:
+        return None
+    return (
+        f"{currency} amounts must be a multiple of {format_amount(step, currency)}: "
+        f"the PSP does not move {format_amount(amount_minor, currency)} {currency}"
+    )
+
+
 def _field_error(reason: str, message: str, field_name: str) -> InvalidArgument:
     return InvalidArgument(reason, message, field=field_name)
 
@@ -165,9 +177,12 @@ def validate(cmd: CreatePayment, settings: PaymentSettings) -> str:
                 f"{where}.amount",
             )
         try:
-            currencies.add(normalize_currency(order.currency))
+            currency = normalize_currency(order.currency)
         except MoneyError as exc:
             raise _field_error(exc.reason, str(exc), f"{where}.currency") from None
+        currencies.add(currency)
+        if step := _off_step(order.amount_minor, currency):
+            raise _field_error("AMOUNT_PRECISION_EXCEEDED", step, f"{where}.amount")
     if len(currencies) != 1:
         raise _field_error(
             "MIXED_CURRENCIES", "all orders of a checkout must share one currency", "payment_orders"
@@ -910,6 +925,8 @@ class PaymentService:
             )
         refundable = order.amount_minor - order.refunded_minor - order.refund_reserved_minor
         amount = amount or refundable
+        if step := _off_step(amount, order.currency):
+            raise InvalidArgument("AMOUNT_PRECISION_EXCEEDED", step, field="amount")
         if amount <= 0 or amount > refundable:
             raise FailedPrecondition(
                 "REFUND_EXCEEDS_CAPTURED",
@@ -942,6 +959,7 @@ class PaymentService:
             result = await self._psp.create_refund(
                 payment_intent_id=order.psp_reference,
                 amount_minor=refund.amount_minor,
+                currency=refund.currency,
                 reason=refund.reason,
                 refund_id=refund.refund_id,
                 idempotency_key=refund.refund_id,

@@ -25,7 +25,7 @@ from psp_sim.cards import (
 )
 from psp_sim.engine import Simulator
 from psp_sim.errors import StripeError, invalid, missing
-from psp_sim.money import fee_for
+from psp_sim.money import WHOLE_UNITS_ONLY, fee_for
 
 # ---------------------------------------------------------------- payment methods
 
@@ -177,12 +177,22 @@ PI_CONFIRM_PARAMS = frozenset(
 )
 
 
+def _whole_units(amount: int, currency: str) -> None:
+    if currency in WHOLE_UNITS_ONLY and amount % 100:
+        raise invalid(
+            f"Amount must be a multiple of 100 for {currency.upper()}: fractional units are not supported.",
+            param="amount",
+            code="invalid_charge_amount_no_decimal_compatible",
+        )
+
+
 def create_payment_intent(
     sim: Simulator, p: dict[str, Any], *, checkout_session: str | None = None
 ) -> dict[str, Any]:
     # Every parameter is read (and so validated) before anything is created: a 400 leaves no trace.
     amount = P.integer(p, "amount", required=True, minimum=1)
     currency = P.currency(p)
+    _whole_units(amount, currency)
     capture_method = P.string(p, "capture_method", default="automatic")
     if capture_method not in ("automatic", "automatic_async", "manual"):
         raise invalid(f"Invalid capture_method: {capture_method}", param="capture_method")
@@ -804,6 +814,7 @@ def create_refund(sim: Simulator, p: dict[str, Any]) -> dict[str, Any]:
         raise invalid(f"Charge {ch['id']} has already been refunded.", code="charge_already_refunded")
     if amount is None:
         amount = remaining
+    _whole_units(amount, ch["currency"])
     if amount > remaining:
         raise invalid(
             f"Refund amount ({amount}) is greater than unrefunded amount on charge ({remaining})",

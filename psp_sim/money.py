@@ -58,9 +58,14 @@ SUPPORTED_CURRENCIES = frozenset(
         "php",
         "idr",
         "try",
+        "isk",
     }
     | set(_EXPONENTS)
 )
+
+# Currencies Stripe moves only in whole units although its API keeps two decimals for them (ISK since
+# 2023-04-14): charges and refunds must be multiples of 100.
+WHOLE_UNITS_ONLY = frozenset({"isk"})
 
 
 def exponent(currency: str) -> int:

@@ -362,3 +362,62 @@ async def test_a_ledger_account_named_with_its_currency_is_fetched_by_its_full_n
         )
         assert r.status_code == 400, r.text
         assert r.json()["code"] == "CURRENCY_MISMATCH"
+
+
+@pytest.mark.parametrize(("currency", "amount"), [("BHD", "0.125"), ("KWD", "5.001")])
+async def test_an_amount_the_psp_cannot_charge_is_refused_and_nothing_is_stored(
+    client, services, currency, amount
+):
+    body = _body(1, payment_method="pm_card_visa")
+    del body["success_url"], body["cancel_url"]
+    body = _order(body, 0, amount=amount, currency=currency)
+    r = await client.post("/v1/payments", json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
+    assert r.status_code == 400, r.text
+    problem = r.json()
+    assert problem["code"] == "AMOUNT_PRECISION_EXCEEDED"
+    assert problem["errors"][0]["field"] == "payment_orders[0].amount"
+    assert await _stored(services, body["checkout_id"]) == (0, 0)
+
+
+async def test_a_refund_the_psp_cannot_move_is_refused_and_the_order_keeps_its_balance(client):
+    body = _body(1, payment_method="pm_card_visa")
+    del body["success_url"], body["cancel_url"]
+    body = _order(body, 0, amount="20.000", currency="BHD")
+    r = await client.post("/v1/payments", json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
+    assert r.status_code == 201, r.text
+    order_id = r.json()["payment_orders"][0]["payment_order_id"]
+    r = await client.post(
+        f"/v1/payments/{order_id}/refunds",
+        json={"amount": "0.005"},
+        headers={"Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert r.status_code == 400, r.text
+    assert r.json()["code"] == "AMOUNT_PRECISION_EXCEEDED"
+    order = (await client.get(f"/v1/payments/{order_id}")).json()
+    assert (order["state"], order["refunded"]) == ("success", "0.000")
+    assert (await client.get(f"/v1/payments/{order_id}/history")).status_code == 200
+
+
+async def test_krona_amounts_reach_the_psp_in_its_own_unit(client, shared_psp):
+    """ISK has no minor unit in ISO 4217 (our books) but two decimals in Stripe's API: 1,500 kr is
+    charged as 150000, and a refund of 500 kr as 50000."""
+    body = _body(1, payment_method="pm_card_visa")
+    del body["success_url"], body["cancel_url"]
+    body = _order(body, 0, amount="1500", currency="ISK")
+    r = await client.post("/v1/payments", json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
+    assert r.status_code == 201, r.text
+    (order,) = r.json()["payment_orders"]
+    assert (order["state"], order["amount"]) == ("success", "1500")
+    stripe = shared_psp.client()
+    pi = stripe.v1.payment_intents.retrieve(order["psp_reference"])
+    assert (pi.amount, pi.currency) == (150000, "isk")
+    r = await client.post(
+        f"/v1/payments/{order['payment_order_id']}/refunds",
+        json={"amount": "500"},
+        headers={"Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["refund"]["amount"] == "500"
+    pi = stripe.v1.payment_intents.retrieve(order["psp_reference"])
+    refunds = stripe.v1.refunds.list(params={"payment_intent": pi.id})
+    assert [rf.amount for rf in refunds.data] == [50000]

@@ -281,3 +281,19 @@ def test_invalid_parameters_leave_nothing_behind(sim: SimServer, client: Any) ->
             client.v1.payment_intents.create(params=params)
     state = sim.admin.state()
     assert "payment_intent" not in state["objects"] and state["events"] == []
+
+
+def test_krona_is_charged_and_refunded_in_whole_units_only(client: Any) -> None:
+    with pytest.raises(stripe.InvalidRequestError) as err:
+        client.v1.payment_intents.create(
+            params={"amount": 150, "currency": "isk", "payment_method": "pm_card_visa", "confirm": True}
+        )
+    assert (err.value.code, err.value.param) == ("invalid_charge_amount_no_decimal_compatible", "amount")
+    pi = client.v1.payment_intents.create(
+        params={"amount": 15000, "currency": "isk", "payment_method": "pm_card_visa", "confirm": True}
+    )
+    assert pi.status == "succeeded"
+    with pytest.raises(stripe.InvalidRequestError) as err:
+        client.v1.refunds.create(params={"payment_intent": pi.id, "amount": 150})
+    assert err.value.code == "invalid_charge_amount_no_decimal_compatible"
+    assert client.v1.refunds.create(params={"payment_intent": pi.id, "amount": 5000}).amount == 5000
