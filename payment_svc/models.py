@@ -6,6 +6,27 @@ import sqlalchemy as sa
 
 metadata = sa.MetaData()
 
+
+def settlement_columns() -> list[sa.Column]:
+    """The settlement attempt of a pay-in or refund (``payment_svc.settlement``); new objects each call,
+    as a Column belongs to one table."""
+    return [
+        sa.Column(
+            "settlement_attempt",
+            sa.Integer,
+            nullable=False,
+            server_default="0",
+            comment="Attempt whose idempotency keys the next settlement try uses (payment_svc.settlement)",
+        ),
+        sa.Column(
+            "settlement_undo_attempt",
+            sa.Integer,
+            nullable=True,
+            comment="An attempt whose applied first half must be undone before the next try",
+        ),
+    ]
+
+
 payment_events = sa.Table(
     "payment_events",
     metadata,
@@ -66,19 +87,7 @@ payment_orders = sa.Table(
     ),
     sa.Column("wallet_updated", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("ledger_updated", sa.Boolean, nullable=False, server_default=sa.false()),
-    sa.Column(
-        "settlement_attempt",
-        sa.Integer,
-        nullable=False,
-        server_default="0",
-        comment="Attempt whose idempotency keys the next settlement try uses (payment_svc.settlement)",
-    ),
-    sa.Column(
-        "settlement_undo_attempt",
-        sa.Integer,
-        nullable=True,
-        comment="An attempt whose applied first half must be undone before the next try",
-    ),
+    *settlement_columns(),
     sa.Column("janitor_attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column(
         "next_check_at", sa.DateTime(timezone=True), nullable=True, comment="When the janitor looks again"
@@ -125,19 +134,7 @@ refunds = sa.Table(
     sa.Column("reason", sa.Text, nullable=True),
     sa.Column("psp_reference", sa.Text, nullable=True, unique=True),
     sa.Column("failure_reason", sa.Text, nullable=True),
-    sa.Column(
-        "settlement_attempt",
-        sa.Integer,
-        nullable=False,
-        server_default="0",
-        comment="Attempt whose idempotency keys the next settlement try uses (payment_svc.settlement)",
-    ),
-    sa.Column(
-        "settlement_undo_attempt",
-        sa.Integer,
-        nullable=True,
-        comment="An attempt whose applied first half must be undone before the next try",
-    ),
+    *settlement_columns(),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-import grpc
 import pytest
 import sqlalchemy as sa
 from redis.asyncio import Redis
@@ -16,6 +15,8 @@ from svckit.gen.ledger.v1 import ledger_service_pb2_grpc as lpb_grpc
 from svckit.gen.payments.v1 import payment_service_pb2 as pb
 from svckit.gen.wallet.v1 import wallet_service_pb2 as wpb
 from svckit.gen.wallet.v1 import wallet_service_pb2_grpc as wpb_grpc
+from tests.payments.books import balance as _balance
+from tests.payments.books import posted_for as _posted_for
 
 
 def _md() -> list[tuple[str, str]]:
@@ -58,33 +59,6 @@ async def _wallet(channels, seller: str) -> int:
     stub = wpb_grpc.WalletServiceStub(channels["wallet"])
     reply = await stub.GetWallet(wpb.GetWalletRequest(seller_id=seller, currency="USD"))
     return reply.wallet.available.amount_minor
-
-
-async def _balance(channels, account: str) -> int:
-    """The account's balance; 0 before its first posting (the account does not exist yet)."""
-    stub = lpb_grpc.LedgerServiceStub(channels["ledger"])
-    try:
-        return (await stub.GetBalance(lpb.GetBalanceRequest(account=account))).balance_minor
-    except grpc.aio.AioRpcError as exc:
-        if exc.code() != grpc.StatusCode.NOT_FOUND:
-            raise
-        return 0
-
-
-async def _posted_for(services, refs: list[str]) -> dict[str, int]:
-    """Signed (debit-positive) totals per account of the ledger transactions of these references only:
-    the shared accounts also move with other tests' orders settling in the background."""
-    async with services["ledger"].engine.connect() as conn:
-        rows = await conn.execute(
-            sa.text(
-                "SELECT a.name, sum(CASE e.direction WHEN 'D' THEN e.amount ELSE -e.amount END)"
-                " FROM entries e JOIN transactions t ON t.id = e.transaction_id"
-                " JOIN accounts a ON a.id = e.account_id"
-                " WHERE t.external_ref = ANY(:refs) GROUP BY a.name"
-            ),
-            {"refs": refs},
-        )
-        return {name: int(total) for name, total in rows}
 
 
 async def test_three_sellers_are_credited_net_of_commission_and_the_ledger_balances(pay, channels, services):

@@ -22,6 +22,8 @@ from svckit.gen.recon.v1 import recon_service_pb2 as rpb
 from svckit.gen.recon.v1 import recon_service_pb2_grpc as rpb_grpc
 from svckit.gen.wallet.v1 import wallet_service_pb2 as wpb
 from svckit.gen.wallet.v1 import wallet_service_pb2_grpc as wpb_grpc
+from tests.payments.books import balance as _balance
+from tests.payments.books import posted_for as _posted_for
 
 INT64_MAX = 2**63 - 1
 
@@ -91,32 +93,6 @@ async def _wallet(channels, seller: str, currency: str) -> int:
             raise
         return 0
     return w.available.amount_minor + w.reserved.amount_minor
-
-
-async def _balance(channels, account: str) -> int:
-    stub = lpb_grpc.LedgerServiceStub(channels["ledger"])
-    try:
-        return (await stub.GetBalance(lpb.GetBalanceRequest(account=account))).balance_minor
-    except grpc.aio.AioRpcError as exc:
-        if exc.code() != grpc.StatusCode.NOT_FOUND:
-            raise
-        return 0
-
-
-async def _posted_for(services, refs: list[str]) -> dict[str, int]:
-    """Signed (debit-positive) totals per account of these references' transactions only: the shared
-    accounts also move with other tests' orders."""
-    async with services["ledger"].engine.connect() as conn:
-        rows = await conn.execute(
-            sa.text(
-                "SELECT a.name, sum(CASE e.direction WHEN 'D' THEN e.amount ELSE -e.amount END)"
-                " FROM entries e JOIN transactions t ON t.id = e.transaction_id"
-                " JOIN accounts a ON a.id = e.account_id"
-                " WHERE t.external_ref = ANY(:refs) GROUP BY a.name"
-            ),
-            {"refs": refs},
-        )
-        return {name: int(total) for name, total in rows}
 
 
 async def _transactions_for(services, ref: str) -> int:
