@@ -14,12 +14,16 @@ as three kinds, because they mean three different things for an order:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 import stripe
 
 from svckit.logging import get_logger
+
+if TYPE_CHECKING:
+    from stripe.params import PaymentIntentListParams, RefundCreateParams
+    from stripe.params.checkout import SessionCreateParams
 
 log = get_logger(__name__)
 
@@ -165,7 +169,7 @@ class StripePsp:
         customer_email: str | None,
         idempotency_key: str,
     ) -> HostedSession:
-        params: dict[str, Any] = {
+        params: SessionCreateParams = {
             "mode": "payment",
             "client_reference_id": checkout_id,
             "success_url": success_url,
@@ -252,7 +256,7 @@ class StripePsp:
         Used when a create's answer was lost and its key keeps replaying an error: the PSP may still have
         made the PaymentIntent, and our metadata is how we recognise it.
         """
-        params: dict[str, Any] = {"limit": 100, "created": {"gte": created_since}}
+        params: PaymentIntentListParams = {"limit": 100, "created": {"gte": created_since}}
         for _ in range(max_pages):
             page = await self._call(
                 "list payment intents", self._client.v1.payment_intents.list_async(params=params)
@@ -279,7 +283,7 @@ class StripePsp:
         refund_id: str,
         idempotency_key: str,
     ) -> dict[str, Any]:
-        params: dict[str, Any] = {
+        params: RefundCreateParams = {
             "payment_intent": payment_intent_id,
             "amount": amount_minor,
             "metadata": {"refund_id": refund_id},
