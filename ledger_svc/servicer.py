@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import hashlib
 from datetime import UTC as _UTC
+from typing import cast
 
 import grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -54,7 +55,10 @@ _TYPE_TO_PB = {
 }
 _DIRECTION_TO_PB = {Direction.DEBIT: pb.DIRECTION_DEBIT, Direction.CREDIT: pb.DIRECTION_CREDIT}
 _DIRECTION_FROM_PB = {v: k for k, v in _DIRECTION_TO_PB.items()}
-_FINDING_TO_PB = {kind: pb.FindingKind.Value(f"FINDING_KIND_{kind.value}") for kind in FindingKind}
+# The stubs type Value() as a plain int; each number is one of the enum's.
+_FINDING_TO_PB = {
+    kind: cast(pb.FindingKind, pb.FindingKind.Value(f"FINDING_KIND_{kind.value}")) for kind in FindingKind
+}
 
 
 def account_to_pb(account: Account) -> pb.Account:
@@ -111,7 +115,7 @@ def posting_from_pb(request: pb.PostTransactionRequest) -> Posting:
     return Posting(
         entries=tuple(
             [
-                EntryLine(e.account, _DIRECTION_FROM_PB.get(e.direction, ""), e.amount_minor, e.currency)  # type: ignore[arg-type]
+                EntryLine(e.account, _DIRECTION_FROM_PB.get(e.direction, ""), e.amount_minor, e.currency)  # type: ignore[arg-type]  # "" until validation refuses it
                 for e in request.entries
             ]
         ),
@@ -285,6 +289,8 @@ class LedgerServicer(pb_grpc.LedgerServiceServicer):
             return pb.PostTransactionResponse.FromString(outcome.stored_response)
         if outcome.answer is not None:  # the answer stored under the key, exactly
             return pb.PostTransactionResponse.FromString(outcome.answer)
+        if outcome.transaction is None:  # one of the three is set: post_transaction raises refusals
+            raise RuntimeError("post_transaction returned neither a transaction nor a stored answer")
         return pb.PostTransactionResponse(transaction=transaction_to_pb(outcome.transaction))
 
     async def PostTransactions(self, request: pb.PostTransactionsRequest, context: grpc.aio.ServicerContext):
