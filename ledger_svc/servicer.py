@@ -9,6 +9,7 @@ from datetime import UTC as _UTC
 from typing import cast
 
 import grpc
+import psycopg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger_svc.coalescer import PostingCoalescer
@@ -299,7 +300,7 @@ class LedgerServicer(pb_grpc.LedgerServiceServicer):
                 "TOO_MANY_ITEMS", f"at most {MAX_BATCH_ITEMS} items per call", field="items"
             )
 
-        async def work(conn):
+        async def work(conn: psycopg.AsyncConnection) -> pb.PostTransactionsResponse:
             items: list[tuple[Posting, ItemKey] | DomainError] = []
             seen: set[str] = set()
             for i, item in enumerate(request.items):
@@ -330,6 +331,8 @@ class LedgerServicer(pb_grpc.LedgerServiceServicer):
                     )
                 elif outcome.answer is not None:
                     results.append(outcome.answer)
+                elif outcome.transaction is None:  # an ItemOutcome holds exactly one of the four
+                    raise RuntimeError("a batch item came back with no outcome")
                 else:
                     results.append(
                         pb.PostTransactionsResult(
