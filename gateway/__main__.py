@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from pathlib import Path
+from typing import Annotated, Literal, TypedDict, TypeVar
 
 import typer
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -52,7 +53,23 @@ def serve() -> None:
     uvicorn.run(create_app(settings), **server_options(settings))
 
 
-def server_options(settings: GatewaySettings) -> dict[str, object]:
+class ServerOptions(TypedDict):
+    """The keyword arguments the gateway passes to ``uvicorn.run``."""
+
+    host: str
+    port: int
+    loop: Literal["asyncio"]
+    http: Literal["httptools"]
+    log_config: None
+    access_log: bool
+    proxy_headers: bool
+    forwarded_allow_ips: str | None
+    timeout_graceful_shutdown: int
+    ssl_certfile: Path | None
+    ssl_keyfile: Path | None
+
+
+def server_options(settings: GatewaySettings) -> ServerOptions:
     """uvicorn's options for the gateway."""
     return {
         "host": settings.http_host,

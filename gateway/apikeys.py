@@ -108,11 +108,11 @@ async def upsert(conn: AsyncConnection, key: str, name: str, scopes: Iterable[st
         key_prefix=key[: len(KEY_PREFIX) + 6],
         scopes=scope_list,
     )
-    stmt = stmt.on_conflict_do_update(
+    upsert_stmt = stmt.on_conflict_do_update(
         index_elements=[api_keys.c.key_hash],
         set_={"name": name, "scopes": scope_list, "revoked_at": None},
     ).returning(*api_keys.c)
-    return _row((await conn.execute(stmt)).one())
+    return _row((await conn.execute(upsert_stmt)).one())
 
 
 async def find_by_hash(conn: AsyncConnection, key_hash: str) -> ApiKey | None:

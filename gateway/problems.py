@@ -92,13 +92,14 @@ def domain_problem(err: DomainError) -> JSONResponse:
         headers = {"Retry-After": err.metadata.get("retry_after_seconds", "1")}
     extra = {k: v for k, v in err.metadata.items() if k != "retry_after_seconds"}
     field = extra.pop("field", None)
+    members: dict[str, Any] = {"metadata": extra} if extra else {}
     return problem(
         err.kind.http_status,
         err.reason,
         err.message,
         headers=headers,
         errors=[{"field": field, "message": err.message}] if field else None,
-        **({"metadata": extra} if extra else {}),
+        **members,
     )
 
 

@@ -86,7 +86,8 @@ class RateLimiter:
                 keys=[self._key_prefix + subject], args=[self._requests, self._window_micros, int(count)]
             )
         except (RedisError, OSError) as exc:
-            return self._unavailable(exc)
+            self._unavailable(exc)  # raises unless the limiter fails open
+            return None
         decision = Decision(
             allowed=bool(allowed),
             limit=self._requests,

@@ -120,7 +120,7 @@ async def post_batch(conn: psycopg.AsyncConnection, columns: dict[str, str]) -> 
     one switched to AUTOCOMMIT): the statement is its own unit of work.
     """
     cursor = await conn.execute(_POST_BATCH, columns, binary=True)
-    return await cursor.fetchall()  # type: ignore[return-value]
+    return await cursor.fetchall()
 
 
 async def get_transaction(conn: AsyncConnection, tx_id: int) -> sa.Row | None:

@@ -201,8 +201,9 @@ _REFUSALS: dict[str, type[DomainError]] = {
 }
 
 
-def _refusal(reason: str, message: str) -> DomainError:
-    return _REFUSALS[reason](reason, message)
+def _refusal(reason: str, message: str | None) -> DomainError:
+    # The statements give a message with every reason; the reason stands in should one be missing.
+    return _REFUSALS[reason](reason, message or reason)
 
 
 # Valid codes already normalized (a few hundred at most: only codes that passed are kept).
@@ -323,18 +324,16 @@ def validate_posting(posting: Posting) -> Posting:
     )
 
 
-def _item_json(posting: Posting | None, key: ItemKey | None = None, reverses: int | None = None) -> dict:
-    item: dict = {}
-    if posting is not None:
-        item = {
-            "a": [e.account for e in posting.entries],
-            "d": [e.direction.value for e in posting.entries],
-            "m": [e.amount_minor for e in posting.entries],
-            "c": [e.currency for e in posting.entries],
-            "desc": posting.description,
-            "ref": posting.external_ref,
-            "meta": dict(posting.metadata),
-        }
+def _item_json(posting: Posting, key: ItemKey | None = None, reverses: int | None = None) -> dict:
+    item: dict = {
+        "a": [e.account for e in posting.entries],
+        "d": [e.direction.value for e in posting.entries],
+        "m": [e.amount_minor for e in posting.entries],
+        "c": [e.currency for e in posting.entries],
+        "desc": posting.description,
+        "ref": posting.external_ref,
+        "meta": dict(posting.metadata),
+    }
     if reverses is not None:
         item["rev"] = reverses
     if key is not None:

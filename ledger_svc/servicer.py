@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 import hashlib
 from datetime import UTC as _UTC
+from typing import cast
 
 import grpc
+import psycopg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger_svc.coalescer import PostingCoalescer
@@ -54,7 +56,10 @@ _TYPE_TO_PB = {
 }
 _DIRECTION_TO_PB = {Direction.DEBIT: pb.DIRECTION_DEBIT, Direction.CREDIT: pb.DIRECTION_CREDIT}
 _DIRECTION_FROM_PB = {v: k for k, v in _DIRECTION_TO_PB.items()}
-_FINDING_TO_PB = {kind: pb.FindingKind.Value(f"FINDING_KIND_{kind.value}") for kind in FindingKind}
+# The stubs type Value() as a plain int; each number is one of the enum's.
+_FINDING_TO_PB = {
+    kind: cast(pb.FindingKind, pb.FindingKind.Value(f"FINDING_KIND_{kind.value}")) for kind in FindingKind
+}
 
 
 def account_to_pb(account: Account) -> pb.Account:
@@ -111,7 +116,7 @@ def posting_from_pb(request: pb.PostTransactionRequest) -> Posting:
     return Posting(
         entries=tuple(
             [
-                EntryLine(e.account, _DIRECTION_FROM_PB.get(e.direction, ""), e.amount_minor, e.currency)  # type: ignore[arg-type]
+                EntryLine(e.account, _DIRECTION_FROM_PB.get(e.direction, ""), e.amount_minor, e.currency)  # type: ignore[arg-type]  # "" until validation refuses it
                 for e in request.entries
             ]
         ),
@@ -285,6 +290,8 @@ class LedgerServicer(pb_grpc.LedgerServiceServicer):
             return pb.PostTransactionResponse.FromString(outcome.stored_response)
         if outcome.answer is not None:  # the answer stored under the key, exactly
             return pb.PostTransactionResponse.FromString(outcome.answer)
+        if outcome.transaction is None:  # one of the three is set: post_transaction raises refusals
+            raise RuntimeError("post_transaction returned neither a transaction nor a stored answer")
         return pb.PostTransactionResponse(transaction=transaction_to_pb(outcome.transaction))
 
     async def PostTransactions(self, request: pb.PostTransactionsRequest, context: grpc.aio.ServicerContext):
@@ -293,7 +300,7 @@ class LedgerServicer(pb_grpc.LedgerServiceServicer):
                 "TOO_MANY_ITEMS", f"at most {MAX_BATCH_ITEMS} items per call", field="items"
             )
 
-        async def work(conn):
+        async def work(conn: psycopg.AsyncConnection) -> pb.PostTransactionsResponse:
             items: list[tuple[Posting, ItemKey] | DomainError] = []
             seen: set[str] = set()
             for i, item in enumerate(request.items):
@@ -324,6 +331,8 @@ class LedgerServicer(pb_grpc.LedgerServiceServicer):
                     )
                 elif outcome.answer is not None:
                     results.append(outcome.answer)
+                elif outcome.transaction is None:  # an ItemOutcome holds exactly one of the four
+                    raise RuntimeError("a batch item came back with no outcome")
                 else:
                     results.append(
                         pb.PostTransactionsResult(

@@ -14,12 +14,16 @@ as three kinds, because they mean three different things for an order:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import aiohttp
 import stripe
 
 from svckit.logging import get_logger
+
+if TYPE_CHECKING:
+    from stripe.params import PaymentIntentListParams, RefundCreateParams
+    from stripe.params.checkout import SessionCreateParams
 
 log = get_logger(__name__)
 
@@ -121,7 +125,7 @@ def stripe_amount(amount_minor: int, currency: str) -> int:
 
 def _as_dict(obj: Any) -> dict[str, Any]:
     if isinstance(obj, stripe.StripeResponse):  # a raw request's answer, already plain JSON
-        return obj.data  # type: ignore[return-value]
+        return cast(dict[str, Any], obj.data)
     return obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
 
 
@@ -177,7 +181,7 @@ class StripePsp:
         customer_email: str | None,
         idempotency_key: str,
     ) -> HostedSession:
-        params: dict[str, Any] = {
+        params: SessionCreateParams = {
             "mode": "payment",
             "client_reference_id": checkout_id,
             "success_url": success_url,
@@ -264,7 +268,7 @@ class StripePsp:
         Used when a create's answer was lost and its key keeps replaying an error: the PSP may still have
         made the PaymentIntent, and our metadata is how we recognise it.
         """
-        params: dict[str, Any] = {"limit": 100, "created": {"gte": created_since}}
+        params: PaymentIntentListParams = {"limit": 100, "created": {"gte": created_since}}
         for _ in range(max_pages):
             page = await self._call(
                 "list payment intents", self._client.v1.payment_intents.list_async(params=params)
@@ -292,7 +296,7 @@ class StripePsp:
         refund_id: str,
         idempotency_key: str,
     ) -> dict[str, Any]:
-        params: dict[str, Any] = {
+        params: RefundCreateParams = {
             "payment_intent": payment_intent_id,
             "amount": stripe_amount(amount_minor, currency),
             "metadata": {"refund_id": refund_id},

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payment_svc.domain import CAPTURED, UNCERTAIN
 from payment_svc.models import order_transitions, payment_events, payment_orders, refunds
+from svckit.db import one_row
 from svckit.events import outbox
 
 UNCERTAIN_STATES = tuple(sorted(state.value for state in UNCERTAIN))
@@ -85,7 +86,7 @@ _INTENT_ALL_CAPTURED = (
 async def intent_orders_all_captured(conn: psycopg.AsyncConnection, psp_reference: str) -> bool:
     """Whether the PaymentIntent has orders and every one of them has its money captured already."""
     cursor = await conn.execute(_INTENT_ALL_CAPTURED, {"psp_reference": psp_reference})
-    return bool((await cursor.fetchone())[0])
+    return bool(one_row(await cursor.fetchone(), "intent_orders_all_captured")[0])
 
 
 _ORDER_PLAIN = "SELECT * FROM payment_orders WHERE payment_order_id = %(order_id)s"
@@ -105,7 +106,7 @@ _BUYER_VELOCITY = (
 async def buyer_velocity(conn: psycopg.AsyncConnection, buyer_id: str, since: datetime) -> tuple[int, int]:
     """(checkouts, total amount) of a buyer since a moment, for the risk check."""
     cursor = await conn.execute(_BUYER_VELOCITY, {"buyer_id": buyer_id, "since": since})
-    count, total = await cursor.fetchone()
+    count, total = one_row(await cursor.fetchone(), "buyer_velocity")
     return int(count), int(total)
 
 

@@ -42,7 +42,14 @@ from payment_svc.psp import LineItem, PspDeclined, PspError, PspPort, PspUnavail
 from payment_svc.psp_events import CHECKOUT_OUTCOME_EVENTS, OUTCOME_EVENTS, REFUND_EVENTS
 from payment_svc.risk import CheckoutFacts, RiskProvider, RiskVerdict
 from svckit.db import DriverPool, autocommit, driver_connection
-from svckit.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unprocessable
+from svckit.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    Internal,
+    InvalidArgument,
+    NotFound,
+    Unprocessable,
+)
 from svckit.events import outbox
 from svckit.logging import get_logger
 from svckit.money import MoneyError, format_amount, normalize_currency
@@ -793,6 +800,8 @@ class PaymentService:
         ]
         if not uncertain:
             return
+        if event is None:  # its orders reference it: a missing checkout is a broken invariant
+            raise Internal("CHECKOUT_MISSING", f"checkout {checkout_id!r} of uncertain orders is missing")
         if event.mode == "HOSTED" and event.psp_session_id:
             try:
                 session = await self._psp.retrieve_checkout_session(event.psp_session_id)
@@ -952,9 +961,20 @@ class PaymentService:
         )
         return await repo.get_refund(conn, refund_id)
 
+    @staticmethod
+    async def _order_of_refund(conn: AsyncConnection, refund: Any, for_update: bool = False) -> Any:
+        # A refund references its order: a missing order is a broken invariant, not a caller's error.
+        order = await repo.get_order(conn, refund.payment_order_id, for_update=for_update)
+        if order is None:
+            raise Internal(
+                "PAYMENT_ORDER_MISSING",
+                f"payment order {refund.payment_order_id!r} of refund {refund.refund_id!r} is missing",
+            )
+        return order
+
     async def _send_refund(self, refund: Any) -> None:
         async with self._reader.connect() as conn:
-            order = await repo.get_order(conn, refund.payment_order_id)
+            order = await self._order_of_refund(conn, refund)
         try:
             result = await self._psp.create_refund(
                 payment_intent_id=order.psp_reference,
@@ -996,7 +1016,7 @@ class PaymentService:
         status = obj.get("status")
         if refund.state != "PENDING" or status not in ("succeeded", "failed", "canceled"):
             return []
-        order = await repo.get_order(conn, refund.payment_order_id, for_update=True)
+        order = await self._order_of_refund(conn, refund, for_update=True)
         reserved = order.refund_reserved_minor - refund.amount_minor
         if status == "succeeded":
             await repo.update_refund(conn, refund.refund_id, state="SUCCEEDED")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import grpc
 from google.protobuf.message import Message
@@ -26,8 +26,10 @@ from svckit.gen.payments.v1 import payment_service_pb2_grpc as pb_grpc
 from svckit.idempotency import IdempotencyStore
 from svckit.protobuf import timestamp
 
+# The stubs type Value() as a plain int; each number is one of the enum's.
 STATE_TO_PB = {
-    state: pb.PaymentOrderState.Value(f"PAYMENT_ORDER_STATE_{state.value}") for state in OrderState
+    state: cast(pb.PaymentOrderState, pb.PaymentOrderState.Value(f"PAYMENT_ORDER_STATE_{state.value}"))
+    for state in OrderState
 }
 REFUND_STATE_TO_PB = {
     "PENDING": pb.REFUND_STATE_PENDING,

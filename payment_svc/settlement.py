@@ -328,11 +328,11 @@ class SettlementHandler:
             money = money_pb2.Money(amount_minor=m.net, currency=m.currency)
             ref = wpb.Reference(kind=wpb.REFERENCE_KIND_ADJUSTMENT, id=f"{key}:undo")
             if m.debit:
-                request = wpb.CreditRequest(seller_id=m.seller, amount=money, reference=ref)
-                await self._wallet.Credit(request, metadata=undo_key, timeout=self._deadline)
+                credit = wpb.CreditRequest(seller_id=m.seller, amount=money, reference=ref)
+                await self._wallet.Credit(credit, metadata=undo_key, timeout=self._deadline)
             else:
-                request = wpb.DebitRequest(seller_id=m.seller, amount=money, reference=ref)
-                await self._wallet.Debit(request, metadata=undo_key, timeout=self._deadline)
+                debit = wpb.DebitRequest(seller_id=m.seller, amount=money, reference=ref)
+                await self._wallet.Debit(debit, metadata=undo_key, timeout=self._deadline)
             return
         # The posting was applied under this key, so posting it again only replays its answer (its id).
         posted = await self._apply(m, LEDGER, key)

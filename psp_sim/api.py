@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from psp_sim import domain, hosted, reporting, states
 from psp_sim import params as P
@@ -179,8 +179,8 @@ def pi_update(ctx: Context, req: Request, pi_id: str) -> dict[str, Any]:
             pi[key] = P.string(req.body, key)
     if P.integer(req.body, "amount", minimum=1):
         pi["amount"] = P.integer(req.body, "amount")
-    if P.string(req.body, "payment_method"):
-        pi["payment_method"], _ = domain.resolve_payment_method(ctx.sim, P.string(req.body, "payment_method"))
+    if payment_method := P.string(req.body, "payment_method"):
+        pi["payment_method"], _ = domain.resolve_payment_method(ctx.sim, payment_method)
         if pi["status"] == "requires_payment_method":
             states.move(pi, "requires_confirmation")
     return _expand(ctx.sim, pi, req)
@@ -700,7 +700,7 @@ class Router:
                 self.exact[(method, pattern)] = (handler, kind)
                 self.paths.add(pattern)
 
-    def match(self, method: str, path: str) -> tuple[Handler, str, tuple[str, ...]] | bool | None:
+    def match(self, method: str, path: str) -> tuple[Handler, str, tuple[str, ...]] | Literal[False] | None:
         """(handler, kind, args); False if the path exists under another method; None if unknown."""
         hit = self.exact.get((method, path))
         if hit is not None:

@@ -143,7 +143,8 @@ class SimApp:
                 break
         # Not from the seeded RNG (GETs would shift every later object id), not from urandom (a syscall).
         request_id = f"req_{random.getrandbits(56):014x}"
-        status, payload, ctype, extra = 500, b"", _JSON, []
+        status, payload, ctype = 500, b"", _JSON
+        extra: list[tuple[bytes, bytes]] = []
         replayed = False
         try:
             status, payload, ctype, extra, replayed = await self._dispatch(
@@ -212,7 +213,7 @@ class SimApp:
             if route is False:
                 err = StripeError(405, "invalid_request_error", f"Method {method} not allowed for {path}.")
             return (*self._error(err), False)
-        handler, kind, args = route  # type: ignore[misc]
+        handler, kind, args = route
         if kind == "admin" and path != "/_sim/health":
             refused = self._admin_refusal(scope, headers)
             if refused is not None:

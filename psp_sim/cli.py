@@ -8,9 +8,12 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from stripe.params.reporting import ReportRunCreateParamsParameters
 
 app = typer.Typer(add_completion=False, no_args_is_help=False, help="Stripe-compatible PSP simulator.")
 
@@ -100,13 +103,16 @@ def settlement(
     import stripe
 
     client = stripe.StripeClient(api_key, base_addresses={"api": url.rstrip("/")})
-    parameters: dict[str, object] = {"interval_start": _parse_time(start), "interval_end": _parse_time(end)}
+    parameters: ReportRunCreateParamsParameters = {
+        "interval_start": _parse_time(start),
+        "interval_end": _parse_time(end),
+    }
     if currency:
         parameters["currency"] = currency
     if column:
         parameters["columns"] = column
     run = client.v1.reporting.report_runs.create(
-        params={"report_type": "balance_change_from_activity.itemized.3", "parameters": parameters}  # type: ignore[typeddict-item]
+        params={"report_type": "balance_change_from_activity.itemized.3", "parameters": parameters}
     )
     if run.status != "succeeded" or run.result is None:
         typer.echo(f"report run {run.id} is {run.status}", err=True)

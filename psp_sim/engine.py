@@ -13,11 +13,13 @@ import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from psp_sim.config import SimConfig
 from psp_sim.errors import invalid, missing
 from psp_sim.params import integer, string
+
+T = TypeVar("T")
 
 API_VERSION = "2026-10-28.endive"
 
@@ -282,9 +284,25 @@ class Simulator:
         return {"object": "balance", "available": avail, "pending": pend, "livemode": False}
 
     # ---- listing ---------------------------------------------------------------------------
+    # Stored objects (dicts) page as they are; anything else names how to find its id and render it.
+    @overload
+    def paginate(
+        self, items: Iterable[dict[str, Any]], params: dict[str, Any], url: str
+    ) -> dict[str, Any]: ...
+
+    @overload
     def paginate(
         self,
-        items: Iterable[dict[str, Any]],
+        items: Iterable[T],
+        params: dict[str, Any],
+        url: str,
+        id_of: Callable[[T], str],
+        render: Callable[[T], dict[str, Any]],
+    ) -> dict[str, Any]: ...
+
+    def paginate(
+        self,
+        items: Iterable[Any],
         params: dict[str, Any],
         url: str,
         id_of: Callable[[Any], str] = lambda o: o["id"],

@@ -102,7 +102,8 @@ def parse_pairs(pairs: list[tuple[str, str]]) -> dict[str, Any]:
                 break
             child = container.get(slot)
             if child is None or not isinstance(child, dict | _Seq):
-                child = _Seq() if _is_index(following) else {}  # type: ignore[arg-type]
+                # ``following`` is None only for the last token, which stored its value above.
+                child = _Seq() if following is not None and _is_index(following) else {}
                 container[slot] = child
             node = child
     return _finish(root)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -12,7 +14,11 @@ from svckit.gen.recon.v1 import recon_service_pb2_grpc as pb_grpc
 from svckit.idempotency import IdempotencyStore
 from svckit.protobuf import timestamp
 
-STATE_TO_PB = {s: pb.ReconciliationRunState.Value(f"RECONCILIATION_RUN_STATE_{s.value}") for s in RunState}
+# The stubs type Value() as a plain int; each number is one of the enum's.
+STATE_TO_PB = {
+    s: cast(pb.ReconciliationRunState, pb.ReconciliationRunState.Value(f"RECONCILIATION_RUN_STATE_{s.value}"))
+    for s in RunState
+}
 
 
 def run_to_pb(run: Run) -> pb.ReconciliationRun:
@@ -52,7 +58,10 @@ class ReconServicer(pb_grpc.ReconServiceServicer):
                 pb.WalletLedgerMismatch(
                     seller_id=m.seller_id,
                     currency=m.currency,
-                    kind=pb.WalletLedgerMismatchKind.Value(f"WALLET_LEDGER_MISMATCH_KIND_{m.kind.value}"),
+                    kind=cast(
+                        pb.WalletLedgerMismatchKind,
+                        pb.WalletLedgerMismatchKind.Value(f"WALLET_LEDGER_MISMATCH_KIND_{m.kind.value}"),
+                    ),
                     wallet_minor=m.wallet_minor,
                     ledger_minor=m.ledger_minor,
                 )

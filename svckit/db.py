@@ -14,6 +14,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import psycopg
 from alembic import command
@@ -26,6 +27,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from svckit.logging import get_logger
 
 log = get_logger(__name__)
+
+T = TypeVar("T")
+
+
+def one_row(row: T | None, what: str) -> T:
+    """The row of a statement expected to yield one (an aggregate, a probe selected from one row, a
+    record just found to exist): drivers type the fetch as optional, so a missing row is reported
+    here plainly instead of failing later on ``None``."""
+    if row is None:
+        raise RuntimeError(f"{what}: the statement returned no row")
+    return row
 
 
 def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
@@ -91,7 +103,10 @@ async def _release_session_locks(conn: psycopg.AsyncConnection) -> None:
 async def driver_connection(conn: AsyncConnection) -> psycopg.AsyncConnection:
     """The psycopg connection under an SQLAlchemy one: same session, same transaction."""
     raw = await conn.get_raw_connection()
-    return raw.driver_connection  # type: ignore[return-value]
+    driver = raw.driver_connection
+    if driver is None:  # only a connection that was closed or invalidated has none
+        raise RuntimeError("the SQLAlchemy connection has no open psycopg connection under it")
+    return driver
 
 
 def autocommit(engine: AsyncEngine) -> AsyncEngine:
@@ -130,6 +145,8 @@ def ensure_database(url: str) -> bool:
 
 def drop_database(url: str) -> None:
     name = make_url(url).database
+    if not name:
+        raise ValueError("no database name in the URL")
     with psycopg.connect(_libpq_url(url, "postgres"), autocommit=True, connect_timeout=10) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 

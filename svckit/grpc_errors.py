@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
@@ -30,7 +32,9 @@ def to_status(error: DomainError) -> grpc.Status:
 
 
 def error_info(error: grpc.RpcError) -> error_details_pb2.ErrorInfo | None:
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    # A failed call's RpcError is also the call (grpc.aio's AioRpcError has code, details and
+    # trailing_metadata); the stubs keep the two classes apart.
+    status = rpc_status.from_call(cast(grpc.Call, error))
     if status is None:
         return None
     for detail in status.details:
@@ -51,9 +55,9 @@ _TRANSIENT = {
 def from_rpc_error(error: grpc.RpcError) -> DomainError:
     """Turn a failed call into the typed error the server raised, or a generic one for transport faults."""
     info = error_info(error)
-    code = error.code()  # type: ignore[attr-defined]
+    code = error.code()
     # Transport errors quote addresses and library text; scrubbed before it becomes our error message.
-    details = redact(error.details() or code.name)  # type: ignore[attr-defined]
+    details = redact(error.details() or code.name)
     if info is not None and info.domain == ERROR_DOMAIN:
         metadata = dict(info.metadata)
         kind_name = metadata.pop(KIND_KEY, "")

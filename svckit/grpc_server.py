@@ -13,7 +13,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, cast
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -70,15 +70,19 @@ def with_request_context(
             # Only unary methods are wrapped; a streaming one would skip the caller check.
             raise ValueError(f"{method}: streaming RPCs are not supported behind the access check")
         return handler
-    inner = handler.unary_unary
+    # On a grpc.aio server the handler is a coroutine function taking the aio context; the stubs
+    # describe only the synchronous server's handlers.
+    inner = cast(Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]], handler.unary_unary)
 
     async def behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
         rid = key = None
-        for item in context.invocation_metadata() or ():
-            if item.key == REQUEST_ID_METADATA:
-                rid = item.value
-            elif item.key == IDEMPOTENCY_KEY_METADATA:
-                key = item.value or None
+        for name, value in context.invocation_metadata() or ():
+            if isinstance(value, bytes):  # only "-bin" keys carry bytes; ours are text
+                continue
+            if name == REQUEST_ID_METADATA:
+                rid = value
+            elif name == IDEMPOTENCY_KEY_METADATA:
+                key = value or None
         rid = rid or new_request_id()
         rid_token = request_id_var.set(rid)
         key_token = idempotency_key_var.set(key)
@@ -144,6 +148,16 @@ class _ContextGenericHandler(grpc.GenericRpcHandler):
         return self._wrapped[method]
 
 
+class HandlerRegistry(Protocol):
+    """The part of a server that a generated ``add_XServicer_to_server`` function calls."""
+
+    def add_generic_rpc_handlers(self, handlers: Iterable[grpc.GenericRpcHandler]) -> None: ...
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: dict[str, grpc.RpcMethodHandler]
+    ) -> None: ...
+
+
 class _RegisteringServer:
     """What ``add_XServicer_to_server`` sees: the server, with every method it adds wrapped."""
 
@@ -170,7 +184,7 @@ class _RegisteringServer:
 class Registration:
     """One servicer to mount: the generated ``add_XServicer_to_server`` function and its full service name."""
 
-    add_to_server: Callable[[Any, grpc.aio.Server], None]
+    add_to_server: Callable[[Any, HandlerRegistry], None]
     servicer: Any
     service_name: str
 

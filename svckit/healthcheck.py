@@ -27,7 +27,7 @@ def check(kind: str, target: str, timeout: float = 2.0, security: GrpcSecurity |
         security = security or from_environment()
         try:
             with security.channel(target) as channel:
-                reply = health_pb2_grpc.HealthStub(channel).Check(
+                reply = health_pb2_grpc.HealthStub(channel).Check(  # type: ignore[attr-defined]  # the stub declares no methods
                     health_pb2.HealthCheckRequest(), timeout=timeout
                 )
             return reply.status == health_pb2.HealthCheckResponse.SERVING

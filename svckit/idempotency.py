@@ -31,7 +31,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from svckit.context import REPLAYED_METADATA, idempotency_key_var
-from svckit.db import DriverPool
+from svckit.db import DriverPool, one_row
 from svckit.errors import Aborted, InvalidArgument, Unprocessable
 from svckit.logging import get_logger
 from svckit.metrics import IDEMPOTENCY_CONFLICTS, IDEMPOTENT_REPLAYS
@@ -138,12 +138,13 @@ class Claim:
             "response": response.SerializeToString(),
             "lock": lock_id(self.scope, self.key),
         }
-        stored, _unlocked = await (await self._conn.execute(_FINISH, params)).fetchone()
+        stored, _unlocked = one_row(await (await self._conn.execute(_FINISH, params)).fetchone(), "finish")
         self._released = True
         if stored:
             return response
         # Lost a race: the same request finished first; answer with its record.
-        found_fp, found_response = await (await self._conn.execute(_LOOKUP, params)).fetchone()
+        found = await (await self._conn.execute(_LOOKUP, params)).fetchone()
+        found_fp, found_response = one_row(found, "idempotency record after a conflict")
         return self._winner(found_fp, found_response, type(response))
 
     async def save(self, conn: AsyncConnection, response: R) -> R:
@@ -163,7 +164,7 @@ class Claim:
         )
         if stored is not None:
             return response
-        row = await _lookup(conn, self.scope, self.key)
+        row = one_row(await _lookup(conn, self.scope, self.key), "idempotency record after a conflict")
         return self._winner(row.fingerprint, row.response, type(response))
 
     def _winner(self, stored_fp: bytes, payload: bytes, response_type: type[R]) -> R:
@@ -332,7 +333,8 @@ class IdempotencyStore:
                 # the statement's snapshot, so a holder that committed and unlocked in between reads as
                 # "not finished": the operation is then re-run, which resumes from its stored state,
                 # and Claim.finish / Claim.save find the holder's record and answer with it.
-                got, stored_fp, stored_response = await (await conn.execute(_CLAIM_PROBE, params)).fetchone()
+                probe = await (await conn.execute(_CLAIM_PROBE, params)).fetchone()
+                got, stored_fp, stored_response = one_row(probe, "claim probe")
                 if stored_fp is not None:
                     claim._released = True
                     if got:  # a finished key needs no lock: let it go before answering

@@ -10,16 +10,17 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Any, TextIO
+from typing import TextIO, cast
 
 import structlog
 from structlog.tracebacks import ExceptionDictTransformer
+from structlog.typing import EventDict, ProcessorReturnValue, WrappedLogger
 
 from svckit.context import idempotency_key_var, request_id_var
 from svckit.redaction import redact_field
 
 
-def add_request_context(_logger: object, _name: str, event: dict) -> dict:
+def add_request_context(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
     rid = request_id_var.get()
     if rid and "request_id" not in event:
         event["request_id"] = rid
@@ -29,7 +30,7 @@ def add_request_context(_logger: object, _name: str, event: dict) -> dict:
     return event
 
 
-def redact_event(_logger: object, _name: str, event: dict) -> dict:
+def redact_event(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
     """The last step before rendering: secrets and card numbers out of every value, exception text included.
 
     Our own fields (time, level, service) are skipped: they cannot hold a secret and the gateway logs
@@ -51,7 +52,7 @@ class _Switch:
     def __init__(self, processor: structlog.types.Processor) -> None:
         self.processor = processor
 
-    def __call__(self, logger: object, name: str, event: dict) -> Any:
+    def __call__(self, logger: WrappedLogger, name: str, event: EventDict) -> ProcessorReturnValue:
         return self.processor(logger, name, event)
 
 
@@ -117,7 +118,8 @@ def configure_logging(
     structlog.configure(
         processors=_processors,
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=_output),
+        # PrintLogger only calls write and flush, which _Output has; it is no full TextIO.
+        logger_factory=structlog.PrintLoggerFactory(file=cast(TextIO, _output)),
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(service=service)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -34,7 +35,8 @@ class ServiceParts:
 
     registrations: Sequence[Registration]
     access: AccessTable | None
-    background: Sequence[Callable[[], Awaitable[None]]] = ()
+    # Coroutine functions, not any awaitable: each is run with asyncio.create_task.
+    background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = ()
     on_stop: Sequence[Callable[[], Awaitable[None]]] = ()
 
 

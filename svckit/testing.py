@@ -13,7 +13,7 @@ import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 from sqlalchemy.engine import make_url
@@ -91,7 +91,7 @@ class Infra:
             "TLS_KEY_FILE": str(files.key_file),
         }
 
-    def settings(self, cls: type[S], db_suffix: str | None = None, **overrides: object) -> S:
+    def settings(self, cls: type[S], db_suffix: str | None = None, **overrides: Any) -> S:
         """Settings for a service on this infra: its own fresh database, a free gRPC port.
 
         ``db_suffix`` gives a second instance of a service a database of its own (``<prefix>_<suffix>``).
@@ -99,7 +99,7 @@ class Infra:
         name = f"{self.prefix}_{db_suffix or cls.model_fields['database_name'].default}"
         if name not in self._databases:
             self._databases.append(name)
-        values: dict[str, object] = {
+        values: dict[str, Any] = {
             "database_url": self.database_url,
             "redis_url": self.redis_url,
             "database_name": name,
@@ -111,7 +111,7 @@ class Infra:
         files = pki.files(self._pki, cls.model_fields["service_name"].default)
         values.update(tls_ca_file=files.ca_file, tls_cert_file=files.cert_file, tls_key_file=files.key_file)
         values.update(overrides)
-        return cls(**values)  # type: ignore[arg-type]
+        return cls(**values)
 
     def database_url_for(self, name: str) -> str:
         return make_url(self.database_url).set(database=name).render_as_string(hide_password=False)

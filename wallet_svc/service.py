@@ -573,8 +573,10 @@ class WalletService:
 
         if pending:
             await self._apply_pending(conn, pending, outcomes)
-        assert all(o is not None for o in outcomes)
-        return outcomes  # type: ignore[return-value]
+        done = [o for o in outcomes if o is not None]
+        if len(done) != len(outcomes):
+            raise RuntimeError("a batch item was left without an outcome")
+        return done
 
     async def _apply_pending(
         self,

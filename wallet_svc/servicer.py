@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import TypedDict
 
 import grpc
 from google.protobuf.message import Message
@@ -111,7 +112,18 @@ def reservation_to_pb(reservation: Reservation) -> pb.Reservation:
     )
 
 
+class _MovementFields(TypedDict):
+    movement: pb.Movement
+    wallet: pb.Wallet
+
+
+def _movement_fields(result: MovementResult) -> _MovementFields:
+    """A credit's or debit's response fields (neither touches a reservation)."""
+    return {"movement": movement_to_pb(result.movement), "wallet": wallet_to_pb(result.wallet)}
+
+
 def _result_fields(result: MovementResult) -> dict[str, Message]:
+    """The fields of any mutating call's response, for _mutate, which builds it by type."""
     fields: dict[str, Message] = {
         "movement": movement_to_pb(result.movement),
         "wallet": wallet_to_pb(result.wallet),
@@ -134,7 +146,7 @@ def batch_item(kind: MovementKind, key: str, request: pb.CreditRequest | pb.Debi
     scope, response_type = _OPERATIONS[kind]
 
     def encode_answer(result: MovementResult) -> bytes:
-        return response_type(**_result_fields(result)).SerializeToString()
+        return response_type(**_movement_fields(result)).SerializeToString()
 
     return BatchItem(
         kind=kind,
@@ -179,7 +191,7 @@ class WalletServicer(pb_grpc.WalletServiceServicer):
         async def alone() -> ItemOutcome:
             # The plain path, for a call that has no company. It runs in the coalescer's task, whose
             # context belongs to another call: the key is passed explicitly, not read from the context.
-            async def work(conn: AsyncConnection) -> Message:
+            async def work(conn: AsyncConnection) -> pb.CreditResponse | pb.DebitResponse:
                 result = await apply(
                     conn,
                     request.seller_id,
@@ -188,7 +200,7 @@ class WalletServicer(pb_grpc.WalletServiceServicer):
                     reference_from_pb(request.reference),
                     key,
                 )
-                return response_type(**_result_fields(result))
+                return response_type(**_movement_fields(result))
 
             response, replayed = await self._idempotency.run(scope, key, request, response_type, work)
             data = response.SerializeToString()
@@ -371,14 +383,14 @@ class WalletServicer(pb_grpc.WalletServiceServicer):
                 results.append(pb.ApplyBatchResult(error=_item_error(outcome.error)))
                 continue
             assert item_kind is not None  # an item without an operation was refused above
-            field = "credit" if item_kind is MovementKind.CREDIT else "debit"
-            _, response_type = _OPERATIONS[item_kind]
             replayed = outcome.stored_response is not None
             stored = outcome.stored_response if replayed else outcome.answer
             assert stored is not None
-            results.append(
-                pb.ApplyBatchResult(**{field: response_type.FromString(stored)}, replayed=replayed)
-            )
+            if item_kind is MovementKind.CREDIT:
+                result = pb.ApplyBatchResult(credit=pb.CreditResponse.FromString(stored), replayed=replayed)
+            else:
+                result = pb.ApplyBatchResult(debit=pb.DebitResponse.FromString(stored), replayed=replayed)
+            results.append(result)
         return pb.ApplyBatchResponse(results=results)
 
 

@@ -40,7 +40,7 @@ async def readyz(request: Request) -> JSONResponse:
 
     async def grpc_check(name: str) -> dict[str, str]:
         stub = health_pb2_grpc.HealthStub(state.upstreams.channels[name])
-        reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+        reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)  # type: ignore[attr-defined]  # the stub declares no methods
         status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
         if reply.status != health_pb2.HealthCheckResponse.SERVING:
             raise RuntimeError(status)

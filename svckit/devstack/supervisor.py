@@ -29,6 +29,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import grpc
@@ -105,7 +106,7 @@ class Watched:
 
     name: str
     proc: Callable[[], subprocess.Popen | None]
-    start: Callable[[], None]
+    start: Callable[[], object]
     """Start it again; for PostgreSQL/Valkey this waits until it is ready (or raises)."""
     tail: Callable[[], None] = lambda: None
     backoff: Backoff = field(default_factory=Backoff)
@@ -447,9 +448,9 @@ class Stack:
             watched.append(
                 Watched(
                     child.name,
-                    lambda c=child: c.proc,
-                    lambda c=child: self._spawn(c),
-                    tail=lambda c=child: _print_tail(c),
+                    partial(_proc_of, child),
+                    partial(self._spawn, child),
+                    tail=partial(_print_tail, child),
                 )
             )
         return watched
@@ -535,7 +536,7 @@ def _is_ready(child: Child, tls: DevTls) -> bool:
     if child.kind == "grpc":
         try:
             with tls.probe_security().channel(child.address) as channel:
-                reply = health_pb2_grpc.HealthStub(channel).Check(
+                reply = health_pb2_grpc.HealthStub(channel).Check(  # type: ignore[attr-defined]  # the stub declares no methods
                     health_pb2.HealthCheckRequest(), timeout=0.5
                 )
                 return reply.status == health_pb2.HealthCheckResponse.SERVING
@@ -573,6 +574,10 @@ def _require_free(port: int, what: str, variable: str | None) -> None:
 
 def _redact(url: str) -> str:
     return url.split("://", 1)[0] + "://***@" + url.rsplit("@", 1)[1] if "@" in url else url
+
+
+def _proc_of(child: Child) -> subprocess.Popen | None:
+    return child.proc  # read when called: a restart replaces it
 
 
 def _print_tail(child: Child) -> None:
