@@ -128,7 +128,8 @@ def ensure_database(url: str) -> bool:
     """Create the database named in ``url`` if the server lacks it. Returns True when it was created."""
     name = make_url(url).database
     if not name:
-        raise ValueError(f"no database name in {url!r}")
+        # Not the URL itself: it carries the password.
+        raise ValueError("no database name in the URL")
     with psycopg.connect(_libpq_url(url, "postgres"), autocommit=True, connect_timeout=10) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         if exists:

@@ -6,7 +6,7 @@ import psycopg
 import pytest
 from sqlalchemy.engine import URL, make_url
 
-from svckit.db import drop_database, one_row
+from svckit.db import drop_database, ensure_database, one_row
 
 
 def _libpq(url: str) -> str:
@@ -36,4 +36,14 @@ def test_drop_database_refuses_a_url_without_a_database_name_and_quotes_no_passw
     )
     with pytest.raises(ValueError, match="no database name") as caught:
         drop_database(url.render_as_string(hide_password=False))
+    assert "hunter2" not in str(caught.value)
+
+
+def test_ensure_database_refuses_a_url_without_a_database_name_and_quotes_no_password(infra):
+    server = make_url(infra.database_url)
+    url = URL.create(
+        "postgresql", server.username, "hunter2-not-in-errors", server.host, server.port, database=None
+    )
+    with pytest.raises(ValueError, match="no database name") as caught:
+        ensure_database(url.render_as_string(hide_password=False))
     assert "hunter2" not in str(caught.value)
