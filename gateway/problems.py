@@ -18,6 +18,7 @@ from svckit.context import current_request_id
 from svckit.errors import DomainError, ErrorKind, Internal
 from svckit.grpc_errors import from_rpc_error
 from svckit.logging import get_logger
+from svckit.reasons import Reason
 from svckit.redaction import redact_value
 
 log = get_logger(__name__)
@@ -26,15 +27,15 @@ PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://docs.marketplace-payments.dev/problems/"
 
 _HTTP_CODES = {
-    400: "BAD_REQUEST",
-    401: "UNAUTHENTICATED",
-    403: "FORBIDDEN",
-    404: "NOT_FOUND",
-    405: "METHOD_NOT_ALLOWED",
-    406: "NOT_ACCEPTABLE",
-    413: "PAYLOAD_TOO_LARGE",
-    415: "UNSUPPORTED_MEDIA_TYPE",
-    429: "RATE_LIMITED",
+    400: Reason.BAD_REQUEST,
+    401: Reason.UNAUTHENTICATED,
+    403: Reason.FORBIDDEN,
+    404: Reason.NOT_FOUND,
+    405: Reason.METHOD_NOT_ALLOWED,
+    406: Reason.NOT_ACCEPTABLE,
+    413: Reason.PAYLOAD_TOO_LARGE,
+    415: Reason.UNSUPPORTED_MEDIA_TYPE,
+    429: Reason.RATE_LIMITED,
 }
 
 
@@ -151,7 +152,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = _HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
+        code = _HTTP_CODES.get(exc.status_code, Reason.HTTP_ERROR)
         return problem(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)

@@ -38,6 +38,7 @@ from svckit.errors import (
     Unprocessable,
 )
 from svckit.money import MoneyError, normalize_currency
+from svckit.reasons import Reason
 
 __all__ = ["AccountType", "LedgerService", "parse_account_name"]
 
@@ -188,16 +189,16 @@ class VerifyReport:
 
 # Refusals the posting function reports, by reason; every other reason is a bug and raises.
 _REFUSALS: dict[str, type[DomainError]] = {
-    "ACCOUNT_CLOSED": FailedPrecondition,
-    "INSUFFICIENT_BALANCE": FailedPrecondition,
-    "ALREADY_REVERSED": FailedPrecondition,
-    "CANNOT_REVERSE_REVERSAL": FailedPrecondition,
-    "BALANCE_OVERFLOW": FailedPrecondition,
-    "CURRENCY_MISMATCH": InvalidArgument,
-    "TRANSACTION_NOT_FOUND": NotFound,
-    "ACCOUNT_NOT_FOUND": NotFound,
-    "IDEMPOTENCY_KEY_IN_USE": Aborted,
-    "IDEMPOTENCY_KEY_REUSED": Unprocessable,
+    Reason.ACCOUNT_CLOSED: FailedPrecondition,
+    Reason.INSUFFICIENT_BALANCE: FailedPrecondition,
+    Reason.ALREADY_REVERSED: FailedPrecondition,
+    Reason.CANNOT_REVERSE_REVERSAL: FailedPrecondition,
+    Reason.BALANCE_OVERFLOW: FailedPrecondition,
+    Reason.CURRENCY_MISMATCH: InvalidArgument,
+    Reason.TRANSACTION_NOT_FOUND: NotFound,
+    Reason.ACCOUNT_NOT_FOUND: NotFound,
+    Reason.IDEMPOTENCY_KEY_IN_USE: Aborted,
+    Reason.IDEMPOTENCY_KEY_REUSED: Unprocessable,
 }
 
 
@@ -269,7 +270,7 @@ def validate_posting(posting: Posting) -> Posting:
             unchanged = False
         if entry.amount_minor <= 0:
             raise InvalidArgument(
-                "NON_POSITIVE_AMOUNT",
+                "AMOUNT_NOT_POSITIVE",
                 f"entry {i}: amount_minor must be positive, got {entry.amount_minor}",
                 field=f"entries[{i}].amount_minor",
             )

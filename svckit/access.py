@@ -16,10 +16,11 @@ from google.protobuf.descriptor import ServiceDescriptor
 
 from svckit.errors import PermissionDenied
 from svckit.pki import IDENTITIES
+from svckit.reasons import Reason
 
 AccessTable = Mapping[str, frozenset[str]]
 
-CALLER_NOT_ALLOWED = "CALLER_NOT_ALLOWED"
+CALLER_NOT_ALLOWED = Reason.CALLER_NOT_ALLOWED
 
 
 def allow(service: ServiceDescriptor, rules: Mapping[str, Iterable[str]]) -> dict[str, frozenset[str]]:
