@@ -147,11 +147,13 @@ def validate(cmd: CreatePayment, settings: PaymentSettings) -> str:
             "INVALID_ID", "buyer_info.buyer_id must be 1-128 letters, digits or _.:-", "buyer_info.buyer_id"
         )
     if not cmd.orders:
-        raise _field_error("NO_ORDERS", "a checkout needs at least one payment order", "payment_orders")
+        raise _field_error(
+            "NO_PAYMENT_ORDERS", "a checkout needs at least one payment order", "payment_orders"
+        )
     if len(cmd.orders) > settings.max_orders_per_checkout:
         raise _field_error(
             "TOO_MANY_ORDERS",
-            f"at most {settings.max_orders_per_checkout} orders per checkout",
+            f"{len(cmd.orders)} orders; at most {settings.max_orders_per_checkout} per checkout",
             "payment_orders",
         )
     seen: set[str] = set()
@@ -166,7 +168,9 @@ def validate(cmd: CreatePayment, settings: PaymentSettings) -> str:
             )
         if order.payment_order_id in seen:
             raise _field_error(
-                "DUPLICATE_ORDER_ID", f"{order.payment_order_id} appears twice", f"{where}.payment_order_id"
+                "DUPLICATE_PAYMENT_ORDER_ID",
+                f"{order.payment_order_id} appears twice",
+                f"{where}.payment_order_id",
             )
         seen.add(order.payment_order_id)
         if not _SELLER.match(order.seller_account or ""):
@@ -176,17 +180,19 @@ def validate(cmd: CreatePayment, settings: PaymentSettings) -> str:
                 f"{where}.seller_account",
             )
         if order.amount_minor <= 0:
-            raise _field_error("NON_POSITIVE_AMOUNT", "amount must be positive", f"{where}.amount")
-        if order.amount_minor > settings.max_order_amount_minor:
-            raise _field_error(
-                "AMOUNT_TOO_LARGE",
-                f"amount exceeds {settings.max_order_amount_minor} minor units",
-                f"{where}.amount",
-            )
+            raise _field_error("AMOUNT_NOT_POSITIVE", "amount must be positive", f"{where}.amount")
         try:
             currency = normalize_currency(order.currency)
         except MoneyError as exc:
             raise _field_error(exc.reason, str(exc), f"{where}.currency") from None
+        if order.amount_minor > (cap := settings.max_order_amount_minor):
+            # The one place this limit is checked: the gateway passes this refusal on as its 400.
+            raise _field_error(
+                "AMOUNT_TOO_LARGE",
+                f"{format_amount(order.amount_minor, currency)} {currency} is above the limit of "
+                f"{format_amount(cap, currency)} per order",
+                f"{where}.amount",
+            )
         currencies.add(currency)
         if step := _off_step(order.amount_minor, currency):
             raise _field_error("AMOUNT_PRECISION_EXCEEDED", step, f"{where}.amount")
@@ -652,7 +658,7 @@ class PaymentService:
             obj = body["data"]["object"]
         except (ValueError, KeyError, TypeError):
             raise InvalidArgument(
-                "INVALID_EVENT_PAYLOAD", "payload is not a PSP event with data.object", field="payload"
+                "INVALID_PAYLOAD", "payload is not a PSP event with data.object", field="payload"
             ) from None
         kind = event_type or body.get("type", "")
         cause = f"psp_event:{kind}"
@@ -901,7 +907,7 @@ class PaymentService:
         self, payment_order_id: str, amount_minor: int, reason: str, idempotency_key: str
     ) -> tuple[Any, Any]:
         if amount_minor < 0:
-            raise InvalidArgument("NON_POSITIVE_AMOUNT", "refund amount must be positive", field="amount")
+            raise InvalidArgument("AMOUNT_NOT_POSITIVE", "refund amount must be positive", field="amount")
         if reason and reason not in ("duplicate", "fraudulent", "requested_by_customer"):
             raise InvalidArgument(
                 "INVALID_REFUND_REASON",

@@ -231,7 +231,7 @@ def validate_amount(amount_minor: int, currency: str) -> Money:
     currency = validate_currency(currency, field="amount.currency")
     if amount_minor <= 0:
         raise InvalidArgument(
-            "INVALID_AMOUNT",
+            "AMOUNT_NOT_POSITIVE",
             f"amount_minor must be a positive count of minor units, got {amount_minor}",
             field="amount.amount_minor",
         )

@@ -80,8 +80,8 @@ async def test_order_success_posting_creates_accounts_on_first_use_and_moves_bal
     [
         ([entry("asset:a:x", D, 100)], "TOO_FEW_ENTRIES"),
         ([entry("asset:a:x", D, 100), entry("liability:b:x", C, 99)], "UNBALANCED_TRANSACTION"),
-        ([entry("asset:a:x", D, 0), entry("liability:b:x", C, 0)], "NON_POSITIVE_AMOUNT"),
-        ([entry("asset:a:x", D, -5), entry("liability:b:x", C, -5)], "NON_POSITIVE_AMOUNT"),
+        ([entry("asset:a:x", D, 0), entry("liability:b:x", C, 0)], "AMOUNT_NOT_POSITIVE"),
+        ([entry("asset:a:x", D, -5), entry("liability:b:x", C, -5)], "AMOUNT_NOT_POSITIVE"),
         # Balanced per currency is required: 100 USD against 100 EUR does not balance.
         (
             [entry("asset:a:x", D, 100, "USD"), entry("liability:b:x", C, 100, "EUR")],

@@ -84,7 +84,7 @@ class Model:
         sums: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         for name, direction, amount, currency in entries:
             if amount <= 0:
-                return {"NON_POSITIVE_AMOUNT"}
+                return {"AMOUNT_NOT_POSITIVE"}
             if seen.setdefault(name, currency) != currency:
                 return {"CURRENCY_MISMATCH"}
             sums[currency][0 if direction == D else 1] += amount

@@ -141,8 +141,8 @@ def _cmd(**kw) -> CreatePayment:
     ("changes", "reason", "field"),
     [
         ({"checkout_id": ""}, "INVALID_ID", "checkout_id"),
-        ({"orders": ()}, "NO_ORDERS", "payment_orders"),
-        ({"orders": (OrderInput("po_1", "s", 0, "USD"),)}, "NON_POSITIVE_AMOUNT", "payment_orders[0].amount"),
+        ({"orders": ()}, "NO_PAYMENT_ORDERS", "payment_orders"),
+        ({"orders": (OrderInput("po_1", "s", 0, "USD"),)}, "AMOUNT_NOT_POSITIVE", "payment_orders[0].amount"),
         (
             {"orders": (OrderInput("po_1", "s", 10**12, "USD"),)},
             "AMOUNT_TOO_LARGE",
@@ -156,7 +156,7 @@ def _cmd(**kw) -> CreatePayment:
         ),
         (
             {"orders": (OrderInput("po_1", "s", 1, "USD"), OrderInput("po_1", "s", 1, "USD"))},
-            "DUPLICATE_ORDER_ID",
+            "DUPLICATE_PAYMENT_ORDER_ID",
             "payment_orders[1].payment_order_id",
         ),
         (

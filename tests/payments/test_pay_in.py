@@ -463,7 +463,7 @@ async def test_bad_input_stores_nothing(pay):
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await pay.stub.CreatePayment(bad, metadata=_md())
     info = error_info(err.value)
-    assert (info.reason, info.metadata["field"]) == ("NON_POSITIVE_AMOUNT", "payment_orders[0].amount")
+    assert (info.reason, info.metadata["field"]) == ("AMOUNT_NOT_POSITIVE", "payment_orders[0].amount")
     async with pay.handle.engine.connect() as conn:
         rows = await conn.scalar(
             sa.text("SELECT count(*) FROM payment_orders WHERE checkout_id = :c"), {"c": checkout}

@@ -82,7 +82,7 @@ async def test_mixed_batch_applies_each_item_on_its_own_in_request_order(stub, e
         ("credit", False, 12),
         ("error", "DUPLICATE_ITEM_KEY", "INVALID_ARGUMENT"),
         ("error", "INVALID_SELLER_ID", "INVALID_ARGUMENT"),
-        ("error", "INVALID_AMOUNT", "INVALID_ARGUMENT"),
+        ("error", "AMOUNT_NOT_POSITIVE", "INVALID_ARGUMENT"),
         ("error", "UNKNOWN_CURRENCY", "INVALID_ARGUMENT"),
         ("error", "INVALID_REFERENCE_KIND", "INVALID_ARGUMENT"),
         ("error", "OPERATION_MISSING", "INVALID_ARGUMENT"),

@@ -167,7 +167,7 @@ async def test_coalesced_burst_answers_exactly_like_one_transaction_per_call(inf
             "invalid-reused": ("INVALID_ARGUMENT", "IDEMPOTENCY_KEY_REUSED"),
             "no-key": ("INVALID_ARGUMENT", "IDEMPOTENCY_KEY_MISSING"),
             "bad-seller": ("INVALID_ARGUMENT", "INVALID_SELLER_ID"),
-            "bad-amount": ("INVALID_ARGUMENT", "INVALID_AMOUNT"),
+            "bad-amount": ("INVALID_ARGUMENT", "AMOUNT_NOT_POSITIVE"),
             "bad-currency": ("INVALID_ARGUMENT", "UNKNOWN_CURRENCY"),
             "bad-reference": ("INVALID_ARGUMENT", "INVALID_REFERENCE_KIND"),
         }

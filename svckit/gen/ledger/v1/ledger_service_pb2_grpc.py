@@ -136,7 +136,7 @@ class LedgerServiceServicer:
     def PostTransaction(self, request, context):
         """Posts one balanced transaction atomically. Unknown accounts named in the entries are created
         on first use with the entry's currency and the type of the name's first segment.
-        INVALID_ARGUMENT: UNBALANCED_TRANSACTION, NON_POSITIVE_AMOUNT, CURRENCY_MISMATCH,
+        INVALID_ARGUMENT: UNBALANCED_TRANSACTION, AMOUNT_NOT_POSITIVE, CURRENCY_MISMATCH,
         TOO_FEW_ENTRIES, INVALID_ACCOUNT_NAME, INVALID_DIRECTION, UNSUPPORTED_CURRENCY.
         FAILED_PRECONDITION: ACCOUNT_CLOSED, INSUFFICIENT_BALANCE. Nothing changes on any refusal.
         Idempotent on the key: a replay returns the original transaction; the same key with another
