@@ -70,11 +70,6 @@ class GatewaySettings(ServiceSettings):
     """Requests with a larger body are refused with 413 before they are parsed."""
     db_pool_size: int = Field(default=5, ge=1, le=200)
 
-    # -- pay-in limits --------------------------------------------------------------------------
-    max_orders_per_checkout: int = Field(default=50, ge=1, le=1000)
-    max_order_amount_minor: int = Field(default=100_000_000, ge=1)
-    """Largest amount of one payment order, in minor units of its currency (a sanity cap, not risk)."""
-
     # -- authentication -------------------------------------------------------------------------
     api_key_cache_ttl_seconds: float = Field(default=30.0, ge=0, le=3600)
     """How long a successful key look-up is reused in-process; a revocation takes effect within it.

@@ -206,33 +206,22 @@ def _bad(reason: str, field: str, message: str) -> InvalidArgument:
     return InvalidArgument(reason, f"{field}: {message}", field=field)
 
 
-def parse_positive_amount(text: str, currency: str, field: str, max_minor: int | None = None) -> int:
+def parse_positive_amount(text: str, currency: str, field: str) -> int:
     try:
         minor = parse_amount(text, currency)
     except MoneyError as exc:
         raise _bad(exc.reason, field, str(exc)) from None
     if minor <= 0:
         raise _bad("AMOUNT_NOT_POSITIVE", field, f"must be greater than zero, got {text!r}")
-    if max_minor is not None and minor > max_minor:
-        raise _bad(
-            "AMOUNT_TOO_LARGE",
-            field,
-            f"{format_amount(minor, currency)} {currency} is above the limit of "
-            f"{format_amount(max_minor, currency)} per order",
-        )
     return minor
 
 
-def create_payment_request(
-    body: CreatePaymentBody, max_orders: int, max_amount_minor: int
-) -> pb.CreatePaymentRequest:
+def create_payment_request(body: CreatePaymentBody) -> pb.CreatePaymentRequest:
+    """The body's shape and amount format, checked here; the order limits (count, largest amount) are
+    the payment service's, configured there once, and its refusal is passed on unchanged."""
     orders = body.payment_orders
     if not orders:
         raise _bad("NO_PAYMENT_ORDERS", "payment_orders", "at least one payment order is required")
-    if len(orders) > max_orders:
-        raise _bad(
-            "TOO_MANY_ORDERS", "payment_orders", f"{len(orders)} orders; at most {max_orders} per checkout"
-        )
     if body.payment_method is None:
         for name in ("success_url", "cancel_url"):
             if getattr(body, name) is None:
@@ -261,7 +250,7 @@ def create_payment_request(
                 f"{at}.currency",
                 f"{currency} differs from {checkout_currency}; one currency per checkout",
             )
-        minor = parse_positive_amount(order.amount, currency, f"{at}.amount", max_amount_minor)
+        minor = parse_positive_amount(order.amount, currency, f"{at}.amount")
         out.append(
             pb.PaymentOrderInput(
                 payment_order_id=order.payment_order_id,

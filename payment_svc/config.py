@@ -72,6 +72,8 @@ class PaymentSettings(ServiceSettings):
     commission_overrides_bps: dict[str, int] = Field(default_factory=dict)
     """Per-seller commission, e.g. ``{"seller_42": 500}`` (JSON in the environment)."""
 
+    # The only place the order limits are configured: the gateway checks the body's shape and amount
+    # format, and passes this service's TOO_MANY_ORDERS / AMOUNT_TOO_LARGE on as its 400.
     max_orders_per_checkout: int = Field(default=50, ge=1, le=1000)
     max_order_amount_minor: int = Field(default=100_000_000, ge=1)
 

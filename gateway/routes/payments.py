@@ -70,10 +70,8 @@ async def create_payment(
     response: Response,
     idempotency_key: IdempotencyKey,
 ) -> schemas.PaymentEventOut:
-    settings = request.app.state.settings
-    message = schemas.create_payment_request(
-        body, settings.max_orders_per_checkout, settings.max_order_amount_minor
-    )
+    # The order limits are the payment service's (PAYMENT_MAX_*): its refusal comes back as the problem.
+    message = schemas.create_payment_request(body)
     reply, replayed = await call(
         request.app.state.upstreams.payment.CreatePayment, message, _deadline(request)
     )

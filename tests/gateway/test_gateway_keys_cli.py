@@ -164,6 +164,6 @@ def test_the_summary_prints_the_key_and_a_checkout_curl_the_gateway_accepts(tmp_
     text = captured.get()
     assert f"Authorization: Bearer {key}" in text
     body = json.loads(re.search(r"-d '(\{.*\})'", text).group(1))
-    request = schemas.create_payment_request(schemas.CreatePaymentBody.model_validate(body), 50, 100_000_000)
+    request = schemas.create_payment_request(schemas.CreatePaymentBody.model_validate(body))
     assert len({o.seller_account for o in request.payment_orders}) == 2
     assert request.success_url and request.cancel_url and not request.payment_method

@@ -115,6 +115,35 @@ async def test_bad_input_is_a_400_problem_naming_the_field_and_stores_nothing(
     assert await _stored(services, body.get("checkout_id") or "chk_none") == (0, 0)
 
 
+async def test_the_order_limits_are_the_payment_services_and_its_refusal_is_passed_on(client, services):
+    from gateway import schemas
+    from gateway.config import GatewaySettings
+    from svckit.money import format_amount
+
+    limits = services["payment"].settings
+    # Configured once, in the payment service: the gateway has no such setting and lets any count through.
+    assert not {"max_orders_per_checkout", "max_order_amount_minor"} & set(GatewaySettings.model_fields)
+    many = _body(limits.max_orders_per_checkout + 1)
+    assert len(
+        schemas.create_payment_request(schemas.CreatePaymentBody.model_validate(many)).payment_orders
+    ) == (limits.max_orders_per_checkout + 1)
+    big = _order(_body(1), 0, amount=format_amount(limits.max_order_amount_minor + 1, "USD"))
+    cases = [
+        (many, "TOO_MANY_ORDERS", "payment_orders", f"at most {limits.max_orders_per_checkout} per checkout"),
+        (big, "AMOUNT_TOO_LARGE", "payment_orders[0].amount",
+         f"above the limit of {format_amount(limits.max_order_amount_minor, 'USD')} per order"),
+    ]  # fmt: skip
+    for body, code, field, limit_text in cases:
+        r = await client.post("/v1/payments", json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
+        assert r.status_code == 400, r.text
+        assert r.headers["content-type"].startswith(PROBLEM)
+        problem = r.json()
+        assert problem["code"] == code
+        assert problem["errors"] == [{"field": field, "message": problem["detail"]}]
+        assert limit_text in problem["detail"]
+        assert await _stored(services, body["checkout_id"]) == (0, 0)
+
+
 async def test_missing_idempotency_key_is_400_naming_the_header(client, services):
     body = _body()
     r = await client.post("/v1/payments", json=body)
@@ -279,12 +308,12 @@ def test_translation_to_the_contract_uses_minor_units_and_back_to_decimal_string
     body = _body(2)
     body["payment_orders"][0].update(amount="1234.56", currency="usd")
     body["payment_orders"][1].update(amount="0.01", currency="USD")
-    req = schemas.create_payment_request(schemas.CreatePaymentBody.model_validate(body), 50, 100_000_000)
+    req = schemas.create_payment_request(schemas.CreatePaymentBody.model_validate(body))
     assert [(o.amount_minor, o.currency) for o in req.payment_orders] == [(123456, "USD"), (1, "USD")]
     assert req.buyer.buyer_id == "buyer_1" and req.payment_method == ""
 
     jpy = _order(_body(1), 0, amount="500", currency="JPY")
-    req = schemas.create_payment_request(schemas.CreatePaymentBody.model_validate(jpy), 50, 100_000_000)
+    req = schemas.create_payment_request(schemas.CreatePaymentBody.model_validate(jpy))
     assert req.payment_orders[0].amount_minor == 500
 
     ts = Timestamp(seconds=1_790_000_000, nanos=5_000)
