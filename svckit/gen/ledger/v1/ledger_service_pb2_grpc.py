@@ -137,7 +137,7 @@ class LedgerServiceServicer:
         """Posts one balanced transaction atomically. Unknown accounts named in the entries are created
         on first use with the entry's currency and the type of the name's first segment.
         INVALID_ARGUMENT: UNBALANCED_TRANSACTION, AMOUNT_NOT_POSITIVE, CURRENCY_MISMATCH,
-        TOO_FEW_ENTRIES, INVALID_ACCOUNT_NAME, INVALID_DIRECTION, UNSUPPORTED_CURRENCY.
+        TOO_FEW_ENTRIES, INVALID_ACCOUNT_NAME, INVALID_DIRECTION, UNKNOWN_CURRENCY.
         FAILED_PRECONDITION: ACCOUNT_CLOSED, INSUFFICIENT_BALANCE. Nothing changes on any refusal.
         Idempotent on the key: a replay returns the original transaction; the same key with another
         request is refused IDEMPOTENCY_KEY_REUSED.
