@@ -18,7 +18,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from svckit.errors import DomainError
+from svckit.errors import DomainError, ErrorKind
 from svckit.reasons import Reason
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,15 +28,17 @@ _SKIPPED = {Path("svckit/gen"), Path("svckit/reasons.py"), Path("svckit/reasons_
 _UPPER_SNAKE = re.compile(r"^[A-Z][A-Z0-9]*(_[A-Z0-9]+)+$|^[A-Z]{4,}$")
 
 
-def _subclass_names(cls: type[DomainError]) -> set[str]:
-    names = {cls.__name__}
+def _subclasses(cls: type[DomainError]) -> dict[str, type[DomainError]]:
+    found = {cls.__name__: cls}
     for sub in cls.__subclasses__():
-        names |= _subclass_names(sub)
-    return names
+        found |= _subclasses(sub)
+    return found
 
+
+_ERROR_CLASSES = _subclasses(DomainError)
 
 # Callables whose literal arguments are reasons: the error types and the helpers that wrap them.
-RAISERS = _subclass_names(DomainError) | {
+RAISERS = set(_ERROR_CLASSES) | {
     "MoneyError",
     "ApiProblem",
     "problem",
@@ -47,11 +49,19 @@ RAISERS = _subclass_names(DomainError) | {
 }
 
 
+# The category each raiser always uses (DomainError subclasses carry their own).
+_INVALID_ARGUMENT_HELPERS = {"MoneyError", "_bad", "_field_error"}
+
+
 @dataclass(frozen=True)
 class Site:
     code: str
     path: str
     line: int
+    kind: ErrorKind | None = None
+    """The category it is raised with, where the raise site fixes one."""
+    http_status: int | None = None
+    """The HTTP status given next to it (ApiProblem, the middleware's own answers)."""
 
     @property
     def package(self) -> str:
@@ -66,13 +76,21 @@ def _callee(node: ast.Call) -> str | None:
     return None
 
 
+def _kind_of(callee: str) -> ErrorKind | None:
+    if callee in _INVALID_ARGUMENT_HELPERS:
+        return ErrorKind.INVALID_ARGUMENT
+    cls = _ERROR_CLASSES.get(callee)
+    return cls.kind if cls is not None and cls is not DomainError else None
+
+
 def sites_in(source: str, path: str) -> list[Site]:
     found: list[Site] = []
     for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Call) and _callee(node) in RAISERS:
+        if isinstance(node, ast.Call) and (callee := _callee(node)) in RAISERS:
             values = [*node.args, *(k.value for k in node.keywords if k.arg in ("reason", "code"))]
+            statuses = [a.value for a in node.args if isinstance(a, ast.Constant) and type(a.value) is int]
             found += [
-                Site(v.value, path, v.lineno)
+                Site(v.value, path, v.lineno, _kind_of(callee), statuses[0] if statuses else None)
                 for v in values
                 if isinstance(v, ast.Constant) and isinstance(v.value, str) and _UPPER_SNAKE.match(v.value)
             ]

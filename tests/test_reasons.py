@@ -34,8 +34,13 @@ def test_the_scan_finds_literals_helpers_and_members():
         'os.environ["DATABASE_URL"]\n'
         'Internal(err.reason, "not a literal")\n'
     )
-    found = [(s.code, s.line) for s in reasons_doc.sites_in(source, "gateway/x.py")]
-    assert found == [("SOME_CODE", 1), ("OTHER_CODE", 2), ("THIRD_CODE", 3), ("FOURTH_CODE", 4)]
+    found = [(s.code, s.line, s.kind, s.http_status) for s in reasons_doc.sites_in(source, "gateway/x.py")]
+    assert found == [
+        ("SOME_CODE", 1, ErrorKind.INVALID_ARGUMENT, None),
+        ("OTHER_CODE", 2, None, 400),
+        ("THIRD_CODE", 3, ErrorKind.INVALID_ARGUMENT, None),
+        ("FOURTH_CODE", 4, None, None),
+    ]
 
 
 def test_an_unknown_literal_is_reported_with_file_and_line(tmp_path):
@@ -62,6 +67,23 @@ def test_catalogue_entries_are_upper_snake_with_a_meaning_and_consistent_statuse
         if reason.kind is not None:
             assert isinstance(reason.kind, ErrorKind)
             assert reason.http_status == reason.kind.http_status
+
+
+def test_each_code_is_raised_with_its_catalogued_status():
+    wrong = []
+    for site in reasons_doc.raised_sites():
+        reason = Reason.__members__.get(site.code)
+        if reason is None:
+            continue  # reported by the test above
+        if reason.kind is not None and site.kind is not None and site.kind is not reason.kind:
+            wrong.append(
+                f"{site.path}:{site.line}: {site.code} raised as {site.kind.name}, not {reason.kind.name}"
+            )
+        if reason.http_status is not None and site.http_status not in (None, reason.http_status):
+            wrong.append(
+                f"{site.path}:{site.line}: {site.code} answered {site.http_status}, not {reason.http_status}"
+            )
+    assert not wrong, "\n".join(wrong)
 
 
 def test_every_catalogued_code_is_documented_in_docs_errors_md():
