@@ -179,3 +179,19 @@ async def test_without_a_secret_a_development_gateway_refuses_every_delivery(sta
 )
 def test_which_refusals_are_acknowledged_and_which_are_retried(code, terminal):
     assert is_terminal(code) is terminal
+
+
+async def test_a_gateway_whose_secret_the_payment_service_does_not_share_answers_5xx_so_the_psp_retries(
+    start_gateway,
+):
+    """The gateway verifies with its own secret; the payment service refuses the same bytes with its
+    own (INVALID_SIGNATURE). That is a deployment fault, not the PSP's: the answer must make the PSP
+    deliver again (a 5xx), and it names no internal method."""
+    other = "whsec_" + "anothersecret0123456789abc"
+    gw = await start_gateway(stripe_webhook_secret=other)
+    payload = _event()
+    async with gw.client() as c:
+        r = await c.post(URL, content=payload, headers={"Stripe-Signature": _sign(payload, other)})
+    assert r.status_code == 500, r.text
+    assert r.json()["code"] == "UPSTREAM_REFUSED_CALLER"
+    assert "HandlePspEvent" not in r.text and other not in r.text
