@@ -29,21 +29,12 @@ def test_one_row_names_the_statement_that_returned_none(infra):
             one_row(cursor.fetchone(), "claim probe")
 
 
-def test_drop_database_refuses_a_url_without_a_database_name_and_quotes_no_password(infra):
+@pytest.mark.parametrize("operation", [drop_database, ensure_database])
+def test_a_url_without_a_database_name_is_refused_without_quoting_its_password(infra, operation):
     server = make_url(infra.database_url)
     url = URL.create(
         "postgresql", server.username, "hunter2-not-in-errors", server.host, server.port, database=None
     )
     with pytest.raises(ValueError, match="no database name") as caught:
-        drop_database(url.render_as_string(hide_password=False))
-    assert "hunter2" not in str(caught.value)
-
-
-def test_ensure_database_refuses_a_url_without_a_database_name_and_quotes_no_password(infra):
-    server = make_url(infra.database_url)
-    url = URL.create(
-        "postgresql", server.username, "hunter2-not-in-errors", server.host, server.port, database=None
-    )
-    with pytest.raises(ValueError, match="no database name") as caught:
-        ensure_database(url.render_as_string(hide_password=False))
+        operation(url.render_as_string(hide_password=False))
     assert "hunter2" not in str(caught.value)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+import sqlalchemy as sa
 
 from ledger_svc.service import validate_posting
 from ledger_svc.servicer import POST_SCOPE, _answer_template, _keyed_posting, _retagged
@@ -60,6 +61,33 @@ def test_unknown_top_level_fields_are_not_copied_into_the_answer():
     answer = pb.Transaction.FromString(key.encode_answer(validate_posting(posting)))
     assert answer == pb.Transaction.FromString(_answer_template(posting))
     assert answer.hash == b""
+
+
+async def _fast_and_single_answers(services, cases, at_type: str) -> tuple[list, list]:
+    """The batch's set-based answers and ``ledger_post_response``'s, for (template, id, moment) cases;
+    ``at_type`` is how the moments travel to the single function (``text`` or ``timestamptz``)."""
+    at = "a" if at_type == "timestamptz" else "CAST(a AS timestamptz)"
+    async with services["ledger"].engine.connect() as conn:
+        await conn.exec_driver_sql(_fast_path_answers_sql().replace("%", "%%"))
+        fast, single = (
+            await conn.execute(
+                sa.text(
+                    "SELECT pg_temp.fast_answers(CAST(:tpls AS bytea[]), CAST(:items AS int[]),"
+                    " CAST(:ids AS bigint[]), CAST(:ats AS timestamptz[])),"
+                    f" ARRAY(SELECT ledger_post_response(t, i, {at})"
+                    f"       FROM unnest(CAST(:tpls AS bytea[]), CAST(:ids AS bigint[]), CAST(:ats AS {at_type}[]))"
+                    "       WITH ORDINALITY AS u(t, i, a, o) ORDER BY o)"
+                ),
+                {
+                    "tpls": [c[0] for c in cases],
+                    "items": list(range(1, len(cases) + 1)),
+                    "ids": [c[1] for c in cases],
+                    "ats": [c[2] for c in cases],
+                },
+            )
+        ).one()
+        await conn.rollback()
+    return fast, single
 
 
 async def test_batch_item_and_single_call_answer_alike_on_non_normal_input(stub):
@@ -116,33 +144,12 @@ def _fast_path_answers_sql() -> str:
 async def test_set_based_answers_are_the_bytes_of_ledger_post_response(services):
     """Every varint length (ids, seconds, nanos), whole seconds (no nanos field), and templates long
     enough for a two-byte length: the fast path's statement gives ledger_post_response's bytes."""
-    import sqlalchemy as sa
-
     ids = [1, 127, 128, 300, 16_383, 16_384, 2**40 + 5]
     moments = ["2026-11-21 12:00:00+00", "2026-11-21 12:00:00.000001+00", "2031-05-02 23:59:59.999999+00",
                "1970-01-01 00:00:00+00", "1970-01-01 00:00:01.5+00"]  # fmt: skip
     tpls = [b"", b"\x12\x05abcde", bytes(range(256)) * 3]
     cases = [(t, i, m) for t in tpls for i in ids for m in moments]
-    async with services["ledger"].engine.connect() as conn:
-        await conn.exec_driver_sql(_fast_path_answers_sql().replace("%", "%%"))
-        fast, slow = (
-            await conn.execute(
-                sa.text(
-                    "SELECT pg_temp.fast_answers(CAST(:tpls AS bytea[]), CAST(:items AS int[]),"
-                    " CAST(:ids AS bigint[]), CAST(:ats AS timestamptz[])),"
-                    " ARRAY(SELECT ledger_post_response(t, i, CAST(a AS timestamptz))"
-                    "       FROM unnest(CAST(:tpls AS bytea[]), CAST(:ids AS bigint[]), CAST(:ats AS text[]))"
-                    "       WITH ORDINALITY AS u(t, i, a, o) ORDER BY o)"
-                ),
-                {
-                    "tpls": [c[0] for c in cases],
-                    "items": list(range(1, len(cases) + 1)),
-                    "ids": [c[1] for c in cases],
-                    "ats": [c[2] for c in cases],
-                },
-            )
-        ).one()
-        await conn.rollback()
+    fast, slow = await _fast_and_single_answers(services, cases, "text")
     assert len(fast) == len(cases)
     assert [bytes(b) for b in fast] == [bytes(b) for b in slow]
 
@@ -196,7 +203,6 @@ async def test_sql_answers_are_the_python_encoders_bytes(services):
     by the fields the database assigns, over every varint length (including the loop beyond 2^49),
     whole seconds (no nanos field), the epoch (an empty Timestamp) and a template with every
     template field set."""
-    import sqlalchemy as sa
     from google.protobuf import wrappers_pb2
 
     full = pb.Transaction(
@@ -221,26 +227,7 @@ async def test_sql_answers_are_the_python_encoders_bytes(services):
         assigned.post_time.FromDatetime(moment)
         # PostTransactionResponse.transaction (field 1, length-delimited) holds template + assigned.
         expected.append(wrappers_pb2.BytesValue(value=tpl + assigned.SerializeToString()).SerializeToString())
-    async with services["ledger"].engine.connect() as conn:
-        await conn.exec_driver_sql(_fast_path_answers_sql().replace("%", "%%"))
-        fast, single = (
-            await conn.execute(
-                sa.text(
-                    "SELECT pg_temp.fast_answers(CAST(:tpls AS bytea[]), CAST(:items AS int[]),"
-                    " CAST(:ids AS bigint[]), CAST(:ats AS timestamptz[])),"
-                    " ARRAY(SELECT ledger_post_response(t, i, a)"
-                    "       FROM unnest(CAST(:tpls AS bytea[]), CAST(:ids AS bigint[]), CAST(:ats AS timestamptz[]))"
-                    "       WITH ORDINALITY AS u(t, i, a, o) ORDER BY o)"
-                ),
-                {
-                    "tpls": [c[0] for c in cases],
-                    "items": list(range(1, len(cases) + 1)),
-                    "ids": [c[1] for c in cases],
-                    "ats": [c[2] for c in cases],
-                },
-            )
-        ).one()
-        await conn.rollback()
+    fast, single = await _fast_and_single_answers(services, cases, "timestamptz")
     assert [bytes(b) for b in fast] == expected
     assert [bytes(b) for b in single] == expected
     for (tpl, tx_id, moment), answer in zip(cases, fast, strict=True):
