@@ -15,6 +15,7 @@ import functools
 import re
 
 from svckit.errors import InvalidArgument
+from svckit.identifiers import EXTERNAL_ID
 from svckit.money import is_known_currency
 
 
@@ -32,7 +33,7 @@ class AccountType(enum.StrEnum):
 
 
 _SEGMENT = re.compile(r"^[a-z0-9_.\-]{1,64}$")
-_ID_SEGMENT = re.compile(r"^[A-Za-z0-9_.\-@]{1,128}$")
+_ID_SEGMENT = EXTERNAL_ID  # a seller id is always a valid id segment
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 SELLER_PAYABLE_PREFIX = "liability:seller_payable:"

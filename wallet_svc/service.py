@@ -29,6 +29,7 @@ from svckit.errors import (
     NotFound,
     Unprocessable,
 )
+from svckit.identifiers import EXTERNAL_ID_RULE, is_external_id
 from svckit.logging import get_logger
 from svckit.metrics import IDEMPOTENCY_CONFLICTS, IDEMPOTENT_REPLAYS
 from svckit.money import Money, MoneyError, normalize_currency
@@ -37,7 +38,6 @@ from wallet_svc.repository import BatchMovement, MovementSpec
 
 log = get_logger(__name__)
 
-_SELLER_ID = re.compile(r"^[A-Za-z0-9_.\-@]{1,128}$")
 _REFERENCE_ID = re.compile(r"^[A-Za-z0-9_.\-@:]{1,128}$")
 _RESERVATION_ID = re.compile(r"^rsv_[0-9a-f]{32}$")
 
@@ -212,10 +212,8 @@ def next_reservation_state(reservation: Reservation, amount_minor: int) -> Reser
 
 
 def validate_seller_id(seller_id: str) -> str:
-    if not _SELLER_ID.match(seller_id or ""):
-        raise InvalidArgument(
-            "INVALID_SELLER_ID", "seller_id must be 1-128 letters, digits or _.-@", field="seller_id"
-        )
+    if not is_external_id(seller_id):
+        raise InvalidArgument("INVALID_SELLER_ID", f"seller_id must be {EXTERNAL_ID_RULE}", field="seller_id")
     return seller_id
 
 
