@@ -54,7 +54,7 @@ def _md(key: str) -> tuple[tuple[str, str], ...]:
 
 # The load is built before the clock starts: a pool of random postings (and of 100-item batches),
 # reused round robin with a fresh idempotency key on every use. Building a protobuf request per call
-# cost the client processes about 10 % of the machine, CPU the servers then could not use; the
+# cost the client processes a noticeable share of the machine, CPU the servers then could not use; the
 # requests the servers receive are the same kind either way (random pairs, fresh keys).
 POOL = 4_000  # postings per client process (batched: POOL // batch requests of `batch` items)
 

@@ -3,7 +3,7 @@
     python benchmarks/ab_ledger.py --base-rev ac7763d          # this checkout vs that commit
     python benchmarks/ab_ledger.py --base-rev HEAD~2 --rounds 3 --seconds 8 --new-env LEDGER_COALESCE_WINDOW_SECONDS=0.0005
 
-This machine's speed drifts by ±20 % within minutes (other jobs share its two cores), so two whole
+This machine's speed drifts within minutes (other jobs share its two cores), so two whole
 benchmark runs taken one after the other compare the moment as much as the code. Here both versions
 run at once on one durable embedded PostgreSQL and one database (2 server processes each, the idle
 pair costs nothing), and their scenarios alternate (base, new, new, base, ...), each round over 10 hot

@@ -171,7 +171,7 @@ def checkout(run: str, i: int) -> dict:
 
 def load_client(base: str, key: str, connections: int) -> aiohttp.ClientSession:
     """The load generator's HTTP client. aiohttp, not httpx: the generator shares the two cores with
-    the system under test, and httpx costs about three times the CPU per request."""
+    the system under test, and httpx costs several times the CPU per request."""
     return aiohttp.ClientSession(
         base_url=base,
         headers={"Authorization": f"Bearer {key}"},

@@ -25,8 +25,8 @@ class LedgerSettings(ServiceSettings):
     """Post concurrent single PostTransaction calls together in one batch statement (group commit)."""
     coalesce_window_seconds: float = Field(default=0.0005, ge=0, le=0.001)
     """Extra wait for more calls before a group is sent; 0 = only the calls that arrived meanwhile.
-    Half a millisecond makes groups of ≈ 10-12 instead of ≈ 8-9 under load: less CPU per posting in
-    the server and PostgreSQL (docs/benchmarks.md, ledger, fourth session); a lone call waits that long."""
+    Half a millisecond makes groups larger under load, so the server and PostgreSQL spend less CPU
+    per posting (measured with benchmarks/ab_ledger.py); a lone call waits that long."""
     coalesce_max_group: int = Field(default=200, ge=1, le=1000)
     """Most postings in one group."""
     coalesce_max_in_flight: int = Field(default=1, ge=1, le=64)

@@ -115,12 +115,11 @@ GC_GEN0_THRESHOLD = 7000
 def settle_heap() -> None:
     """Tune the cyclic garbage collector of a serving process, once everything is loaded.
 
-    Everything built at start-up (modules, SQLAlchemy and protobuf metadata, pools: ~115,000 objects
-    in the ledger) lives as long as the process, yet every full collection walked all of it: in the
-    ledger's one-per-call benchmark the collector took ~30 µs of server CPU per posting. Frozen, those
-    objects are skipped by every collection; the higher young-generation threshold makes collections
-    rarer (a call's short-lived objects are freed by reference counting long before). Together they
-    brought the collector down to ~10 µs per posting (docs/benchmarks.md, ledger, fourth session).
+    Everything built at start-up (modules, SQLAlchemy and protobuf metadata, pools) lives as long as
+    the process, yet every full collection would walk all of it again. Frozen, those objects are
+    skipped by every collection; the higher young-generation threshold makes collections rarer (a
+    call's short-lived objects are freed by reference counting long before). The ledger benchmark
+    shows the collector's share of server CPU per posting.
     """
     gc.collect()
     gc.freeze()

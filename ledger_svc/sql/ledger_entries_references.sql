@@ -1,6 +1,6 @@
 -- ledger_entries_references(): AFTER INSERT ... FOR EACH STATEMENT trigger on entries, in place of
 -- the foreign keys entries.transaction_id and entries.account_id (which ran one query per inserted
--- row, ≈ 13-15 µs of PostgreSQL CPU per posting in a 100-posting batch). Just as strict, once per
+-- row, a large part of PostgreSQL's CPU per batched posting). Just as strict, once per
 -- statement: the distinct referenced rows are looked up by primary key (= ANY) and a missing one
 -- raises SQLSTATE 23503 (foreign_key_violation). The accounts are locked FOR KEY SHARE in id order,
 -- the lock the foreign key took, so a concurrent delete of a referenced account waits for the

@@ -1,5 +1,5 @@
 -- ledger_pb_varint(n): the protocol buffers base-128 varint of n, as one SQL expression that the
--- planner inlines (a PL/pgSQL loop cost about 8 µs per stored answer). For a varint of L bytes
+-- planner inlines (a PL/pgSQL loop, run once per stored answer, cost several times more). For a varint of L bytes
 -- (n < 2^(7L), L <= 7) byte i is the i-th group of 7 bits with the continuation bit 128 set on all
 -- but the last; the bytes are assembled in a bigint and cut from the tail of int8send. Larger and
 -- negative numbers take ledger_pb_varint_loop. Used to build stored answers in the posting statement

@@ -1,6 +1,6 @@
-"""PostTransactions' two database paths: the set-based fast path, which locks the
-batch's accounts last and updates each once, and the item-by-item fallback. Either way a batch must
-answer item for item, and leave the same balances, as the same postings sent one by one."""
+"""What a batch post guarantees: PostTransactions answers item for item, and leaves the same
+balances, as the same postings sent one by one; a replay changes nothing; its transactions join the
+hash chain like any other; batches racing an account's close neither deadlock nor post on it after."""
 
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ NEW = "revenue:fresh:fp"  # opened on first use by the batch
 
 # Settings of both ledgers: one call per statement for the one-by-one reference (the single-posting
 # function), and a chainer that stays idle after its first pass, so the tests can see which queue a
-# batch used (the fast path queues one chain_queue_batches row, the fallback one chain_queue row per
-# transaction).
+# batch used (a batch decided as a whole queues one chain_queue_batches row, one decided item by item
+# one chain_queue row per transaction), so both ways of deciding are covered.
 SETTINGS = {"coalesce_postings": False, "chain_interval_seconds": 60}
 
 
@@ -43,8 +43,8 @@ async def _setup(stub, admin) -> None:
 def _items(variant: str) -> list[tuple[str, pb.PostTransactionRequest]]:
     """A batch over shared hot accounts mixing accepted and refused items, in request order.
 
-    ``fast``: nothing depends on a running balance; ``overdraw``: an item would take the seller below
-    zero and a later one fits again; ``closed``: an item names a closed account.
+    ``whole``: nothing depends on a running balance (decided as a whole); ``overdraw``: an item would
+    take the seller below zero and a later one fits again; ``closed``: an item names a closed account.
     """
     items = [
         ("i1", transfer(BANK, SELLER, 500)),  # seller 1,500
@@ -112,7 +112,7 @@ def _queues(url: str) -> tuple[int, int]:
     return single, batches
 
 
-@pytest.mark.parametrize("variant", ["fast", "overdraw", "closed"])
+@pytest.mark.parametrize("variant", ["whole", "overdraw", "closed"])
 async def test_a_mixed_batch_over_hot_accounts_answers_like_posting_one_by_one(infra, variant):
     items = _items(variant)
     async with (
@@ -145,7 +145,7 @@ async def test_a_mixed_batch_over_hot_accounts_answers_like_posting_one_by_one(i
         assert await _balances(batch_stub) == await _balances(single_stub)
         accepted = sum(1 for r in results if r.HasField("transaction") and not r.replayed)
         # Which path decided: one queue row for the whole batch, or one per transaction.
-        assert (single, batches) == ((0, 1) if variant == "fast" else (accepted, 0))
+        assert (single, batches) == ((0, 1) if variant == "whole" else (accepted, 0))
         for stub in (batch_stub, single_stub):
             report = await stub.VerifyLedger(pb.VerifyLedgerRequest())
             assert report.ok, report.findings

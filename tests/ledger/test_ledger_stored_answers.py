@@ -1,7 +1,7 @@
-"""The servicer's per-item shortcuts: the posting key derived from one serialization, the answer
-template retagged from the request's bytes, validation that returns a normal posting untouched.
-Each must give exactly what the long way gives, and the long way must still be taken when the
-shortcut would differ (currencies to normalize, unknown fields)."""
+"""A posting's answer is the transaction that was sent, with the id and time the ledger gave it, and
+a replay returns exactly that answer: for long texts, metadata, big amounts, currencies written in
+lower case and requests carrying fields the ledger does not know. The answers the database builds
+(single posting and batch) are exact protobuf encodings of that transaction."""
 
 from __future__ import annotations
 
@@ -10,69 +10,93 @@ from datetime import UTC, datetime
 import pytest
 import sqlalchemy as sa
 
-from ledger_svc.service import validate_posting
-from ledger_svc.servicer import POST_SCOPE, _answer_template, _keyed_posting, _retagged
 from svckit.gen.ledger.v1 import ledger_service_pb2 as pb
-from svckit.idempotency import fingerprint, lock_id
 from tests.ledger.ledger_helpers import C, D, entry, md, uid
 
-REQUESTS = [
-    pb.PostTransactionRequest(entries=[entry("asset:a:b", D, 5), entry("liability:c:d", C, 5)]),
-    pb.PostTransactionRequest(
-        entries=[entry("asset:a:b", D, 2**40), entry("revenue:x", C, 2**40 - 3), entry("expense:y", C, 3)],
-        description="é" * 300,  # a length needing a two-byte varint
-        external_ref="order-1",
-        metadata={"z": "1", "a": "2", "m": "ü" * 200},
-    ),
-]
+
+def _requests() -> list[pb.PostTransactionRequest]:
+    a, b, x, y = (f"{kind}:ans:{uid()}" for kind in ("asset", "liability", "revenue", "expense"))
+    return [
+        pb.PostTransactionRequest(entries=[entry(a, D, 5), entry(b, C, 5)]),
+        pb.PostTransactionRequest(
+            entries=[entry(a, D, 2**40), entry(x, C, 2**40 - 3), entry(y, C, 3)],
+            description="é" * 300,  # a length needing a two-byte varint
+            external_ref="order-1",
+            metadata={"z": "1", "a": "2", "m": "ü" * 200},
+        ),
+    ]
 
 
-@pytest.mark.parametrize("request_", REQUESTS)
-def test_key_and_template_equal_the_long_way(request_):
-    posting, key = _keyed_posting("k-1", request_)
-    assert key.scope == POST_SCOPE and key.key == "k-1"
-    assert key.lock_id == lock_id(POST_SCOPE, "k-1")
-    assert key.fingerprint == fingerprint(POST_SCOPE, request_)
-    validated = validate_posting(posting)
-    assert validated is posting  # already normal: nothing copied
-    fast = key.encode_answer(validated)
-    assert fast == _retagged(request_.SerializeToString(deterministic=True))
-    assert pb.Transaction.FromString(fast) == pb.Transaction.FromString(_answer_template(validated))
-
-
-def test_a_currency_to_normalize_takes_the_long_way():
-    request = pb.PostTransactionRequest(
-        entries=[entry("asset:a:b", D, 5, "usd"), entry("liability:c:d", C, 5, "usd")]
+def _sent(request: pb.PostTransactionRequest, answer: pb.Transaction) -> pb.Transaction:
+    """The transaction ``request`` describes, with the id and time ``answer`` was given."""
+    tx = pb.Transaction(
+        id=answer.id,
+        entries=request.entries,
+        description=request.description,
+        external_ref=request.external_ref,
+        metadata=request.metadata,
     )
-    posting, key = _keyed_posting("k-2", request)
-    validated = validate_posting(posting)
-    assert validated is not posting
-    answer = pb.Transaction.FromString(key.encode_answer(validated))
+    tx.post_time.CopyFrom(answer.post_time)
+    return tx
+
+
+@pytest.mark.parametrize("which", [0, 1])
+async def test_a_posting_answers_what_was_sent_and_replays_it_exactly(stub, which):
+    request = _requests()[which]
+    key = f"ans-{uid()}"
+    first = await stub.PostTransaction(request, metadata=md(key))
+    assert first.transaction.id > 0 and first.transaction.post_time.seconds > 0
+    assert first.transaction == _sent(request, first.transaction)
+    again = await stub.PostTransaction(request, metadata=md(key))
+    assert again.SerializeToString() == first.SerializeToString()
+    fetched = (
+        await stub.GetTransaction(pb.GetTransactionRequest(transaction_id=first.transaction.id))
+    ).transaction
+    assert (list(fetched.entries), fetched.description, dict(fetched.metadata)) == (
+        list(request.entries),
+        request.description,
+        dict(request.metadata),
+    )
+
+
+async def test_a_lower_case_currency_is_answered_upper_case(stub):
+    request = pb.PostTransactionRequest(
+        entries=[entry(f"asset:ans:{uid()}", D, 5, "usd"), entry(f"liability:ans:{uid()}", C, 5, "usd")]
+    )
+    key = f"ans-{uid()}"
+    answer = (await stub.PostTransaction(request, metadata=md(key))).transaction
     assert [e.currency for e in answer.entries] == ["USD", "USD"]
+    assert (await stub.PostTransaction(request, metadata=md(key))).transaction == answer
 
 
-def test_unknown_top_level_fields_are_not_copied_into_the_answer():
-    known = pb.PostTransactionRequest(entries=[entry("asset:a:b", D, 5), entry("liability:c:d", C, 5)])
-    # Field 9 (varint 1) is unknown to PostTransactionRequest; as Transaction field 9 it would be `hash`.
-    raw = known.SerializeToString() + b"\x48\x01"
-    request = pb.PostTransactionRequest.FromString(raw)
-    assert _retagged(request.SerializeToString(deterministic=True)) is None
-    posting, key = _keyed_posting("k-3", request)
-    answer = pb.Transaction.FromString(key.encode_answer(validate_posting(posting)))
-    assert answer == pb.Transaction.FromString(_answer_template(posting))
+async def test_unknown_request_fields_do_not_reach_the_answer(stub):
+    known = pb.PostTransactionRequest(
+        entries=[entry(f"asset:ans:{uid()}", D, 5), entry(f"liability:ans:{uid()}", C, 5)]
+    )
+    # Field 9 (varint 1) is unknown to PostTransactionRequest; in a Transaction, field 9 is `hash`.
+    request = pb.PostTransactionRequest.FromString(known.SerializeToString() + b"\x48\x01")
+    assert request.SerializeToString().endswith(b"\x48\x01")  # the stub sends it as it came
+    key = f"ans-{uid()}"
+    answer = (await stub.PostTransaction(request, metadata=md(key))).transaction
     assert answer.hash == b""
+    # Byte for byte, so a stray unknown field in the answer would show.
+    assert answer.SerializeToString(deterministic=True) == _sent(known, answer).SerializeToString(
+        deterministic=True
+    )
+    replayed = (await stub.PostTransaction(request, metadata=md(key))).transaction
+    assert replayed.SerializeToString() == answer.SerializeToString()
 
 
-async def _fast_and_single_answers(services, cases, at_type: str) -> tuple[list, list]:
+async def _batch_and_single_answers(services, cases, at_type: str) -> tuple[list, list]:
     """The batch's set-based answers and ``ledger_post_response``'s, for (template, id, moment) cases;
     ``at_type`` is how the moments travel to the single function (``text`` or ``timestamptz``)."""
     at = "a" if at_type == "timestamptz" else "CAST(a AS timestamptz)"
     async with services["ledger"].engine.connect() as conn:
-        await conn.exec_driver_sql(_fast_path_answers_sql().replace("%", "%%"))
-        fast, single = (
+        await conn.exec_driver_sql(_batch_answers_sql().replace("%", "%%"))
+        batched, single = (
             await conn.execute(
                 sa.text(
-                    "SELECT pg_temp.fast_answers(CAST(:tpls AS bytea[]), CAST(:items AS int[]),"
+                    "SELECT pg_temp.batch_answers(CAST(:tpls AS bytea[]), CAST(:items AS int[]),"
                     " CAST(:ids AS bigint[]), CAST(:ats AS timestamptz[])),"
                     f" ARRAY(SELECT ledger_post_response(t, i, {at})"
                     f"       FROM unnest(CAST(:tpls AS bytea[]), CAST(:ids AS bigint[]), CAST(:ats AS {at_type}[]))"
@@ -87,7 +111,7 @@ async def _fast_and_single_answers(services, cases, at_type: str) -> tuple[list,
             )
         ).one()
         await conn.rollback()
-    return fast, single
+    return batched, single
 
 
 async def test_batch_item_and_single_call_answer_alike_on_non_normal_input(stub):
@@ -125,7 +149,7 @@ async def test_batch_item_and_single_call_answer_alike_on_non_normal_input(stub)
     assert (await stub.PostTransaction(request(), metadata=md(item_key))).transaction == item
 
 
-def _fast_path_answers_sql() -> str:
+def _batch_answers_sql() -> str:
     """ledger_post_batch's set-based answer statement (ledger_svc/sql/ledger_post_batch.sql), wrapped in
     a temporary function of its variables."""
     from ledger_svc import sql
@@ -134,24 +158,24 @@ def _fast_path_answers_sql() -> str:
     start = text.index("w_answer := ARRAY(")
     statement = text[start : text.index("ORDER BY k);", start) + len("ORDER BY k);")]
     return (
-        "CREATE FUNCTION pg_temp.fast_answers(p_tpls bytea[], w_item int[], w_tx bigint[], w_at timestamptz[])"
+        "CREATE FUNCTION pg_temp.batch_answers(p_tpls bytea[], w_item int[], w_tx bigint[], w_at timestamptz[])"
         " RETURNS bytea[] LANGUAGE plpgsql AS $fn$ DECLARE w_answer bytea[]; BEGIN\n"
         + statement
         + "\nRETURN w_answer; END $fn$"
     )
 
 
-async def test_set_based_answers_are_the_bytes_of_ledger_post_response(services):
+async def test_a_batch_answers_with_the_bytes_of_a_single_posting(services):
     """Every varint length (ids, seconds, nanos), whole seconds (no nanos field), and templates long
-    enough for a two-byte length: the fast path's statement gives ledger_post_response's bytes."""
+    enough for a two-byte length: the batch's statement gives ledger_post_response's bytes."""
     ids = [1, 127, 128, 300, 16_383, 16_384, 2**40 + 5]
     moments = ["2026-11-21 12:00:00+00", "2026-11-21 12:00:00.000001+00", "2031-05-02 23:59:59.999999+00",
                "1970-01-01 00:00:00+00", "1970-01-01 00:00:01.5+00"]  # fmt: skip
     tpls = [b"", b"\x12\x05abcde", bytes(range(256)) * 3]
     cases = [(t, i, m) for t in tpls for i in ids for m in moments]
-    fast, slow = await _fast_and_single_answers(services, cases, "text")
-    assert len(fast) == len(cases)
-    assert [bytes(b) for b in fast] == [bytes(b) for b in slow]
+    batched, slow = await _batch_and_single_answers(services, cases, "text")
+    assert len(batched) == len(cases)
+    assert [bytes(b) for b in batched] == [bytes(b) for b in slow]
 
 
 # The shape of a posting key's stored answer (PostTransactionResponse), split between the two sides
@@ -227,10 +251,10 @@ async def test_sql_answers_are_the_python_encoders_bytes(services):
         assigned.post_time.FromDatetime(moment)
         # PostTransactionResponse.transaction (field 1, length-delimited) holds template + assigned.
         expected.append(wrappers_pb2.BytesValue(value=tpl + assigned.SerializeToString()).SerializeToString())
-    fast, single = await _fast_and_single_answers(services, cases, "timestamptz")
-    assert [bytes(b) for b in fast] == expected
+    batched, single = await _batch_and_single_answers(services, cases, "timestamptz")
+    assert [bytes(b) for b in batched] == expected
     assert [bytes(b) for b in single] == expected
-    for (tpl, tx_id, moment), answer in zip(cases, fast, strict=True):
+    for (tpl, tx_id, moment), answer in zip(cases, batched, strict=True):
         want = pb.Transaction.FromString(tpl)
         want.id = tx_id
         want.post_time.FromDatetime(moment)
