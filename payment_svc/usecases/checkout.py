@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 
 from payment_svc import repository as repo
-from payment_svc.domain import OrderState, PendingReason, PspOutcome, outcome_from_payment_intent
+from payment_svc.domain import OrderState, PendingReason, PspOutcome, outcome_of
 from payment_svc.psp import LineItem, PspDeclined, PspError, PspUnavailable
 from payment_svc.risk import CheckoutFacts, RiskVerdict
 from payment_svc.usecases import queries
@@ -229,7 +229,7 @@ class Checkout(UseCase):
         except PspError as exc:
             await self._record_failure(event, [order.payment_order_id], exc, "psp:create_intent")
             return None
-        outcome = outcome_from_payment_intent(pi, direct_mode=True)
+        outcome = outcome_of(pi, direct_mode=True)
         fields, detail = outcome_change(outcome)
         moved = await self._moves.move_at_once(order, outcome.state, "psp:confirm", detail, **fields)
         if moved is not None:
@@ -252,9 +252,7 @@ class Checkout(UseCase):
                     # We do not know whether the PSP acted: never FAILED, the janitor asks again.
                     await self._moves.move(conn, order, S.UNKNOWN, cause, exc.message)
                 elif isinstance(exc, PspDeclined) and exc.payment_intent:
-                    outcome = outcome_from_payment_intent(
-                        exc.payment_intent, direct_mode=event.mode == "DIRECT"
-                    )
+                    outcome = outcome_of(exc.payment_intent, direct_mode=event.mode == "DIRECT")
                     if outcome.state is not S.FAILED:
                         outcome = PspOutcome(S.FAILED, outcome.psp_reference, exc.code, exc.message)
                     else:

@@ -3,14 +3,14 @@ refund updates) to the orders it concerns, and find those orders from the event'
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from payment_svc import psp_objects
 from payment_svc import repository as repo
-from payment_svc.domain import OrderState, PendingReason, outcome_from_payment_intent
-from payment_svc.psp_events import CHECKOUT_OUTCOME_EVENTS, OUTCOME_EVENTS, REFUND_EVENTS
+from payment_svc.domain import OrderState, PendingReason, outcome_of
+from payment_svc.psp_objects import CheckoutSessionView, PaymentIntentView, RefundView
 from payment_svc.usecases.deps import Deps, UseCase
 from payment_svc.usecases.refunds import Refunds
 from svckit.errors import InvalidArgument
@@ -39,54 +39,50 @@ class PspEvents(UseCase):
         Anything else, including a payload we cannot read, takes the full path.
         """
         try:
-            body = json.loads(payload)
-            kind = event_type or body.get("type", "")
-            intent = body["data"]["object"]
-            intent_id = intent["id"]
-        except (ValueError, KeyError, TypeError, AttributeError):
+            psp_event = psp_objects.event(event_type, payload)
+        except psp_objects.NotAnEvent:
             return None
-        if kind not in OUTCOME_EVENTS or not isinstance(intent_id, str) or not intent_id:
-            return None
-        metadata = intent.get("metadata")
-        order_id = metadata.get("payment_order_id") if isinstance(metadata, dict) else None  # direct mode
+        kind, intent = psp_event.type, psp_event.object
+        if not isinstance(intent, PaymentIntentView) or intent.id is None:
+            return None  # not an outcome event, or one without an id
+        intent_id = intent.id
+        order_id = intent.metadata.get("payment_order_id")  # direct mode
         async with self._driver.connection() as conn:
             if await repo.intent_orders_all_captured(conn, intent_id):
                 return []
-            if kind != "payment_intent.succeeded" or intent.get("status") != "succeeded":
+            if kind != "payment_intent.succeeded" or intent.status != "succeeded":
                 return None
-            if not isinstance(order_id, str) or not order_id:
+            if order_id is None:
                 return None
             order = await repo.get_order_plain(conn, order_id)
         if order is None or order.psp_reference not in (None, intent_id):
             return None
-        cause = f"psp_event:{kind} {body.get('id', '')}".strip()
+        cause = f"psp_event:{kind} {psp_event.id}".strip()
         moved = await self._moves.move_at_once(order, S.SUCCESS, cause, intent_id, psp_reference=intent_id)
         return None if moved is None else [order_id]
 
     async def handle_psp_event(self, conn: AsyncConnection, event_type: str, payload: bytes) -> list[str]:
         """Apply one verified PSP event inside the caller's transaction; return the orders it changed."""
         try:
-            body = json.loads(payload)
-            obj = body["data"]["object"]
-        except (ValueError, KeyError, TypeError):
+            psp_event = psp_objects.event(event_type, payload)
+        except psp_objects.NotAnEvent:
             raise InvalidArgument(
                 "INVALID_PAYLOAD", "payload is not a PSP event with data.object", field="payload"
             ) from None
-        kind = event_type or body.get("type", "")
+        kind, obj = psp_event.type, psp_event.object
         cause = f"psp_event:{kind}"
-        detail = body.get("id", "")
+        detail = psp_event.id
         changed: list[str] = []
-        if kind in OUTCOME_EVENTS:
+        if isinstance(obj, PaymentIntentView):
             orders, event = await self._orders_for_intent(conn, obj)
             if not orders:
                 return []
-            outcome = outcome_from_payment_intent(obj, direct_mode=event.mode == "DIRECT")
+            outcome = outcome_of(obj, direct_mode=event.mode == "DIRECT")
             for order in orders:
                 if outcome.state is S.EXECUTING and event.mode == "HOSTED":
                     # One attempt on the hosted page, not the payment's end: note declines while open.
                     if kind == "payment_intent.payment_failed" and order.state in repo.UNCERTAIN_STATES:
-                        err = obj.get("last_payment_error") or {}
-                        code = err.get("decline_code") or err.get("code") or "declined"
+                        code = obj.last_error_code or "declined"
                         await repo.add_transition(
                             conn,
                             order.payment_order_id,
@@ -98,18 +94,16 @@ class PspEvents(UseCase):
                     continue
                 if await self._moves.apply_outcome(conn, order, outcome, f"{cause} {detail}".strip()):
                     changed.append(order.payment_order_id)
-        elif kind in CHECKOUT_OUTCOME_EVENTS:
+        elif isinstance(obj, CheckoutSessionView):
             event = await self._event_for_session(conn, obj)
             if event is None:
                 return []
             orders = await repo.orders_of_checkout(conn, event.checkout_id, for_update=True)
             if event.psp_session_id is None:
-                await repo.update_event(conn, event.checkout_id, psp_session_id=obj.get("id"))
-            pi = obj.get("payment_intent")
-            pi_id = pi.get("id") if isinstance(pi, dict) else pi
+                await repo.update_event(conn, event.checkout_id, psp_session_id=obj.id)
+            pi_id = obj.payment_intent_id
             if kind in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):
-                paid = obj.get("payment_status") in ("paid", "no_payment_required")
-                target = S.SUCCESS if paid else S.PENDING
+                target = S.SUCCESS if obj.paid else S.PENDING
                 for order in orders:
                     fields = {"psp_reference": pi_id} if pi_id else {}
                     if target is S.PENDING:
@@ -129,31 +123,27 @@ class PspEvents(UseCase):
                         failure_message=f"checkout session {code.replace('_', ' ')}",
                     ):
                         changed.append(order.payment_order_id)
-        elif kind in REFUND_EVENTS:
+        elif isinstance(obj, RefundView):
             changed = await self._refunds.apply_refund_object(conn, obj, cause)
         return changed
 
-    async def _orders_for_intent(self, conn: AsyncConnection, pi: dict) -> tuple[list[Any], Any]:
-        intent_id = pi.get("id")
+    async def _orders_for_intent(self, conn: AsyncConnection, pi: PaymentIntentView) -> tuple[list[Any], Any]:
         orders = []
-        if isinstance(intent_id, str):
-            orders = await repo.orders_by_psp_reference(conn, intent_id, for_update=True)
-        meta = pi.get("metadata")
-        meta = {k: v for k, v in meta.items() if isinstance(v, str) and v} if isinstance(meta, dict) else {}
+        if pi.id is not None:
+            orders = await repo.orders_by_psp_reference(conn, pi.id, for_update=True)
+        meta = pi.metadata
         if not orders and "payment_order_id" in meta:
             # The PSP's event can beat our own record of the PaymentIntent: find the order by our id.
             orders = await repo.orders_by_ids(conn, [meta["payment_order_id"]], for_update=True)
         if not orders and "checkout_id" in meta:
             orders = await repo.orders_of_checkout(conn, meta["checkout_id"], for_update=True)
         if not orders:
-            log.info("PSP event for a payment that is not ours", payment_intent=pi.get("id"))
+            log.info("PSP event for a payment that is not ours", payment_intent=pi.id)
             return [], None
         return orders, await repo.get_event(conn, orders[0].checkout_id)
 
-    async def _event_for_session(self, conn: AsyncConnection, session: dict) -> Any:
-        event = await repo.get_event_by_session(conn, session.get("id", ""))
-        if event is None:
-            ref = session.get("client_reference_id") or (session.get("metadata") or {}).get("checkout_id")
-            if ref:
-                event = await repo.get_event(conn, ref)
+    async def _event_for_session(self, conn: AsyncConnection, session: CheckoutSessionView) -> Any:
+        event = await repo.get_event_by_session(conn, session.id or "")
+        if event is None and session.checkout_id:
+            event = await repo.get_event(conn, session.checkout_id)
         return event

@@ -12,8 +12,9 @@ from typing import Any
 from prometheus_client import Counter
 
 from payment_svc import repository as repo
-from payment_svc.domain import OrderState, PendingReason, outcome_from_payment_intent
+from payment_svc.domain import OrderState, PendingReason, outcome_of
 from payment_svc.psp import PspError
+from payment_svc.psp_objects import PaymentIntentView
 from payment_svc.usecases.checkout import Checkout
 from payment_svc.usecases.deps import Deps, UseCase
 from svckit.errors import Internal
@@ -65,13 +66,8 @@ class Janitor(UseCase):
             except PspError as exc:
                 log.warning("janitor: PSP unavailable", checkout_id=checkout_id, error=exc.message)
                 return
-            status, paid = (
-                session.get("status"),
-                session.get("payment_status") in ("paid", "no_payment_required"),
-            )
+            status, paid, pi_id = session.status, session.paid, session.payment_intent_id
             async with self._engine.begin() as conn:
-                pi = session.get("payment_intent")
-                pi_id = pi.get("id") if isinstance(pi, dict) else pi
                 for order in await repo.orders_by_ids(
                     conn, [o.payment_order_id for o in uncertain], for_update=True
                 ):
@@ -96,6 +92,7 @@ class Janitor(UseCase):
                         )
             return
         for order in uncertain:
+            pi: PaymentIntentView | None
             try:
                 if order.psp_reference:
                     pi = await self._psp.retrieve_payment_intent(order.psp_reference)
@@ -112,7 +109,7 @@ class Janitor(UseCase):
             async with self._engine.begin() as conn:
                 locked = await repo.get_order(conn, order.payment_order_id, for_update=True)
                 await self._moves.apply_outcome(
-                    conn, locked, outcome_from_payment_intent(pi, event.mode == "DIRECT"), "janitor"
+                    conn, locked, outcome_of(pi, event.mode == "DIRECT"), "janitor"
                 )
 
     async def _reschedule(self, order_ids: Sequence[str]) -> None:

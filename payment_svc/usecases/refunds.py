@@ -3,6 +3,7 @@ idempotency key, and apply the PSP's answer (or a later refund event) to the ref
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -10,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from payment_svc import repository as repo
 from payment_svc.domain import CAPTURED, OrderState
 from payment_svc.psp import PspError, PspUnavailable
+from payment_svc.psp_objects import RefundView
 from payment_svc.usecases.commands import off_step, refund_id_for
 from payment_svc.usecases.deps import UseCase
 from svckit.errors import FailedPrecondition, Internal, InvalidArgument, NotFound
@@ -115,28 +117,21 @@ class Refunds(UseCase):
             )
             return
         except PspError as exc:
-            result = {
-                "id": None,
-                "status": "failed",
-                "failure_reason": exc.code,
-                "metadata": {"refund_id": refund.refund_id},
-            }
+            result = RefundView(id=None, status="failed", refund_id=refund.refund_id, failure_reason=exc.code)
         async with self._engine.begin() as conn:
-            await self.apply_refund_object(
-                conn, {**result, "metadata": {"refund_id": refund.refund_id}}, "psp:refund"
-            )
+            # The refund is ours whatever its metadata says: it answers our own call.
+            await self.apply_refund_object(conn, replace(result, refund_id=refund.refund_id), "psp:refund")
 
-    async def apply_refund_object(self, conn: AsyncConnection, obj: dict, cause: str) -> list[str]:
-        refund_id = (obj.get("metadata") or {}).get("refund_id")
-        refund = await repo.get_refund(conn, refund_id, for_update=True) if refund_id else None
-        if refund is None and obj.get("id"):
-            refund = await repo.refund_by_psp_reference(conn, obj["id"])
+    async def apply_refund_object(self, conn: AsyncConnection, obj: RefundView, cause: str) -> list[str]:
+        refund = await repo.get_refund(conn, obj.refund_id, for_update=True) if obj.refund_id else None
+        if refund is None and obj.id:
+            refund = await repo.refund_by_psp_reference(conn, obj.id)
             refund = await repo.get_refund(conn, refund.refund_id, for_update=True) if refund else None
         if refund is None:
             return []
-        if obj.get("id") and refund.psp_reference is None:
-            await repo.update_refund(conn, refund.refund_id, psp_reference=obj["id"])
-        status = obj.get("status")
+        if obj.id and refund.psp_reference is None:
+            await repo.update_refund(conn, refund.refund_id, psp_reference=obj.id)
+        status = obj.status
         if refund.state != "PENDING" or status not in ("succeeded", "failed", "canceled"):
             return []
         order = await self._order_of_refund(conn, refund, for_update=True)
@@ -167,7 +162,7 @@ class Refunds(UseCase):
             )
         else:
             await repo.update_refund(
-                conn, refund.refund_id, state="FAILED", failure_reason=obj.get("failure_reason") or status
+                conn, refund.refund_id, state="FAILED", failure_reason=obj.failure_reason or status
             )
             await repo.update_order(conn, order.payment_order_id, refund_reserved_minor=reserved)
             await repo.add_transition(
@@ -176,6 +171,6 @@ class Refunds(UseCase):
                 order.state,
                 order.state,
                 cause,
-                f"{refund.refund_id} failed: {obj.get('failure_reason') or status}",
+                f"{refund.refund_id} failed: {obj.failure_reason or status}",
             )
         return [order.payment_order_id]
