@@ -9,6 +9,8 @@ import enum
 from dataclasses import dataclass
 from typing import assert_never
 
+from payment_svc.psp_objects import PaymentIntentView, payment_intent
+
 
 class OrderState(enum.StrEnum):
     NOT_STARTED = "NOT_STARTED"
@@ -107,32 +109,35 @@ PI_STATUS_TO_STATE: dict[str, OrderState] = {
 
 
 def outcome_from_payment_intent(pi: dict, direct_mode: bool) -> PspOutcome:
-    """Map a PaymentIntent object (as a dict) to our outcome.
+    """Map a PaymentIntent object (as the PSP sends it) to our outcome; see :func:`outcome_of`."""
+    return outcome_of(payment_intent(pi), direct_mode)
+
+
+def outcome_of(pi: PaymentIntentView, direct_mode: bool) -> PspOutcome:
+    """Map a PaymentIntent to our outcome.
 
     In hosted mode a failed attempt is not final — the buyer may try another card on the page —
     so it keeps the order EXECUTING; only the session's expiry fails it.
     """
-    status = pi.get("status", "")
+    status = pi.status
     state = PI_STATUS_TO_STATE.get(status, S.UNKNOWN)
-    error = pi.get("last_payment_error") or {}
     if state is S.FAILED and not direct_mode:
         # The Checkout Session decides a hosted payment's end (paid or expired), not one attempt.
         state = S.EXECUTING
     next_url = None
     reason = None
     if status == "requires_action":
-        action = pi.get("next_action") or {}
-        next_url = (action.get("redirect_to_url") or {}).get("url") or action.get("url")
+        next_url = pi.next_action_url
         reason = PendingReason.AUTHENTICATION
     elif status in ("processing", "requires_capture"):
         reason = PendingReason.PSP_PROCESSING
     code = None
     message = None
     if state is S.FAILED and status == "canceled":
-        code = pi.get("cancellation_reason") or "canceled"
-        last = f"; last attempt: {error['message']}" if error.get("message") else ""
+        code = pi.cancellation_reason or "canceled"
+        last = f"; last attempt: {pi.last_error_message}" if pi.last_error_message else ""
         message = f"payment intent canceled ({code}){last}"
     elif state is S.FAILED:
-        code = error.get("decline_code") or error.get("code") or "failed"
-        message = error.get("message") or f"payment {status}"
-    return PspOutcome(state, pi.get("id"), code, message, next_url, reason)
+        code = pi.last_error_code or "failed"
+        message = pi.last_error_message or f"payment {status}"
+    return PspOutcome(state, pi.id, code, message, next_url, reason)

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 import aiohttp
 import stripe
 
+from payment_svc import psp_objects
+from payment_svc.psp_objects import CheckoutSessionView, PaymentIntentView, RefundView
 from svckit.logging import get_logger
 
 if TYPE_CHECKING:
@@ -29,7 +31,7 @@ log = get_logger(__name__)
 
 
 class PspError(Exception):
-    def __init__(self, code: str, message: str, payment_intent: dict[str, Any] | None = None) -> None:
+    def __init__(self, code: str, message: str, payment_intent: PaymentIntentView | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -90,15 +92,15 @@ class PspPort(Protocol):
         payment_method: str,
         return_url: str | None,
         idempotency_key: str,
-    ) -> dict[str, Any]: ...
+    ) -> PaymentIntentView: ...
 
-    async def retrieve_payment_intent(self, payment_intent_id: str) -> dict[str, Any]: ...
+    async def retrieve_payment_intent(self, payment_intent_id: str) -> PaymentIntentView: ...
 
     async def find_payment_intent(
         self, payment_order_id: str, created_since: int
-    ) -> dict[str, Any] | None: ...
+    ) -> PaymentIntentView | None: ...
 
-    async def retrieve_checkout_session(self, session_id: str) -> dict[str, Any]: ...
+    async def retrieve_checkout_session(self, session_id: str) -> CheckoutSessionView: ...
 
     async def create_refund(
         self,
@@ -109,7 +111,7 @@ class PspPort(Protocol):
         reason: str | None,
         refund_id: str,
         idempotency_key: str,
-    ) -> dict[str, Any]: ...
+    ) -> RefundView: ...
 
 
 # Stripe's API unit differs from the ISO 4217 minor unit we keep for a few currencies: ISK is
@@ -153,7 +155,9 @@ class StripePsp:
             err = exc.error
             code = getattr(err, "decline_code", None) or exc.code or "card_declined"
             pi = getattr(err, "payment_intent", None)
-            raise PspDeclined(code, exc.user_message or str(exc), _as_dict(pi) if pi else None) from None
+            raise PspDeclined(
+                code, exc.user_message or str(exc), psp_objects.payment_intent(_as_dict(pi)) if pi else None
+            ) from None
         except (stripe.APIConnectionError, stripe.RateLimitError) as exc:
             raise PspUnavailable("psp_unreachable", f"{what}: {exc.user_message or exc}") from None
         except stripe.IdempotencyError as exc:
@@ -229,7 +233,7 @@ class StripePsp:
         payment_method: str,
         return_url: str | None,
         idempotency_key: str,
-    ) -> dict[str, Any]:
+    ) -> PaymentIntentView:
         params: dict[str, Any] = {
             "amount": stripe_amount(amount_minor, currency),
             "currency": currency.lower(),
@@ -248,21 +252,23 @@ class StripePsp:
         # The hot call of every direct-mode order goes through the SDK's raw request: the same
         # transport, retries, idempotency key and typed errors, without building StripeObjects only to
         # turn them back into dicts (about 5 % of the service's CPU per order).
-        return await self._call(
+        pi = await self._call(
             "create payment intent",
             self._client.raw_request_async(
                 "post", "/v1/payment_intents", idempotency_key=idempotency_key, **params
             ),
         )
+        return psp_objects.payment_intent(pi)
 
-    async def retrieve_payment_intent(self, payment_intent_id: str) -> dict[str, Any]:
-        return await self._call(
+    async def retrieve_payment_intent(self, payment_intent_id: str) -> PaymentIntentView:
+        pi = await self._call(
             "retrieve payment intent", self._client.v1.payment_intents.retrieve_async(payment_intent_id)
         )
+        return psp_objects.payment_intent(pi)
 
     async def find_payment_intent(
         self, payment_order_id: str, created_since: int, max_pages: int = 20
-    ) -> dict[str, Any] | None:
+    ) -> PaymentIntentView | None:
         """The PaymentIntent whose metadata names our order, among those created since a Unix time.
 
         Used when a create's answer was lost and its key keeps replaying an error: the PSP may still have
@@ -275,16 +281,17 @@ class StripePsp:
             )
             for pi in page.get("data", []):
                 if (pi.get("metadata") or {}).get("payment_order_id") == payment_order_id:
-                    return pi
+                    return psp_objects.payment_intent(pi)
             if not page.get("has_more") or not page.get("data"):
                 return None
             params["starting_after"] = page["data"][-1]["id"]
         return None
 
-    async def retrieve_checkout_session(self, session_id: str) -> dict[str, Any]:
-        return await self._call(
+    async def retrieve_checkout_session(self, session_id: str) -> CheckoutSessionView:
+        session = await self._call(
             "retrieve checkout session", self._client.v1.checkout.sessions.retrieve_async(session_id)
         )
+        return psp_objects.checkout_session(session)
 
     async def create_refund(
         self,
@@ -295,7 +302,7 @@ class StripePsp:
         reason: str | None,
         refund_id: str,
         idempotency_key: str,
-    ) -> dict[str, Any]:
+    ) -> RefundView:
         params: RefundCreateParams = {
             "payment_intent": payment_intent_id,
             "amount": stripe_amount(amount_minor, currency),
@@ -303,7 +310,8 @@ class StripePsp:
         }
         if reason:
             params["reason"] = reason
-        return await self._call(
+        refund = await self._call(
             "create refund",
             self._client.v1.refunds.create_async(params=params, options={"idempotency_key": idempotency_key}),
         )
+        return psp_objects.refund(refund)

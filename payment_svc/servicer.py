@@ -11,12 +11,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from payment_svc.domain import OrderState
 from payment_svc.psp_events import handles_event_type
-from payment_svc.service import (
+from payment_svc.service import PaymentService
+from payment_svc.usecases.commands import (
     Buyer,
     CheckoutView,
     CreatePayment,
     OrderInput,
-    PaymentService,
 )
 from svckit.context import REPLAYED_METADATA, idempotency_key_var
 from svckit.db import autocommit

@@ -15,7 +15,7 @@ from payment_svc.domain import (
     outcome_from_payment_intent,
 )
 from payment_svc.risk import CheckoutFacts, RiskVerdict, RuleBasedRisk, RuleLimits
-from payment_svc.service import Buyer, CreatePayment, OrderInput, refund_id_for, validate
+from payment_svc.usecases.commands import Buyer, CreatePayment, OrderInput, refund_id_for, validate
 from svckit.errors import InvalidArgument
 
 S = OrderState

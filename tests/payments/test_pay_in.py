@@ -352,7 +352,7 @@ async def test_our_confirm_answer_after_the_webhook_recorded_the_success_changes
         ).one()
     # The order as read before the PSP call.
     snapshot = SimpleNamespace(**{**order._asdict(), "state": "NOT_STARTED", "psp_reference": None})
-    current = await pay.service._register_intent(event, snapshot)
+    current = await pay.service.checkout.register_intent(event, snapshot)
     assert (current.state, current.payment_order_id) == ("SUCCESS", orders[0])  # found, not moved
     history = await pay.stub.ListPaymentOrderHistory(
         pb.ListPaymentOrderHistoryRequest(payment_order_id=orders[0])

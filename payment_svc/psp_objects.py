@@ -1,0 +1,137 @@
+"""The PSP translator: the one place that reads Stripe objects (the dicts the PSP port returns, a
+declined call's PaymentIntent, and webhook event payloads) and turns them into typed values.
+
+No use case indexes a Stripe dict: each reads the views below. A field of the wrong JSON type reads as
+absent, as the dict code that preceded this module treated it. No amount is read back from the PSP's
+objects (see ``psp.stripe_amount``), so the views carry none.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from payment_svc.psp_events import CHECKOUT_OUTCOME_EVENTS, OUTCOME_EVENTS, REFUND_EVENTS
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _dict(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _metadata(value: Any) -> Mapping[str, str]:
+    """Our metadata keys: only non-empty strings count."""
+    return {k: v for k, v in _dict(value).items() if isinstance(v, str) and v}
+
+
+def _id_of(value: Any) -> str | None:
+    """An expandable reference: the id itself, or the expanded object's id."""
+    return _str(value.get("id")) if isinstance(value, dict) else _str(value)
+
+
+@dataclass(frozen=True)
+class PaymentIntentView:
+    id: str | None
+    status: str
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    last_error_code: str | None = None  # the decline code, else the error code
+    last_error_message: str | None = None
+    cancellation_reason: str | None = None
+    next_action_url: str | None = None  # where the buyer authenticates (3-D Secure)
+
+
+@dataclass(frozen=True)
+class CheckoutSessionView:
+    id: str | None
+    status: str | None
+    paid: bool  # payment_status is paid or no_payment_required
+    payment_intent_id: str | None
+    checkout_id: str | None  # ours: client_reference_id, else metadata.checkout_id
+
+
+@dataclass(frozen=True)
+class RefundView:
+    id: str | None
+    status: str | None
+    refund_id: str | None  # ours, from metadata
+    failure_reason: str | None
+
+
+PspObject = PaymentIntentView | CheckoutSessionView | RefundView
+
+
+@dataclass(frozen=True)
+class PspEvent:
+    id: str  # the PSP's event id, "" when absent
+    type: str
+    object: PspObject | None  # None for a type pay-in does not act on
+
+
+class NotAnEvent(ValueError):
+    """The payload is not a PSP event with a ``data.object``."""
+
+
+def payment_intent(obj: Any) -> PaymentIntentView:
+    pi = _dict(obj)
+    error = _dict(pi.get("last_payment_error"))
+    action = _dict(pi.get("next_action"))
+    status = pi.get("status")
+    return PaymentIntentView(
+        id=_str(pi.get("id")),
+        status=status if isinstance(status, str) else "",
+        metadata=_metadata(pi.get("metadata")),
+        last_error_code=_str(error.get("decline_code")) or _str(error.get("code")),
+        last_error_message=_str(error.get("message")),
+        cancellation_reason=_str(pi.get("cancellation_reason")),
+        next_action_url=_str(_dict(action.get("redirect_to_url")).get("url")) or _str(action.get("url")),
+    )
+
+
+def checkout_session(obj: Any) -> CheckoutSessionView:
+    session = _dict(obj)
+    return CheckoutSessionView(
+        id=_str(session.get("id")),
+        status=_str(session.get("status")),
+        paid=session.get("payment_status") in ("paid", "no_payment_required"),
+        payment_intent_id=_id_of(session.get("payment_intent")),
+        checkout_id=_str(session.get("client_reference_id"))
+        or _metadata(session.get("metadata")).get("checkout_id"),
+    )
+
+
+def refund(obj: Any) -> RefundView:
+    rf = _dict(obj)
+    return RefundView(
+        id=_str(rf.get("id")),
+        status=_str(rf.get("status")),
+        refund_id=_metadata(rf.get("metadata")).get("refund_id"),
+        failure_reason=_str(rf.get("failure_reason")),
+    )
+
+
+def event(event_type: str, payload: bytes) -> PspEvent:
+    """A webhook payload as a typed event; ``event_type`` (the header's) wins over the body's type.
+    Raises NotAnEvent when the payload is not JSON with an object at ``data.object``."""
+    try:
+        body = json.loads(payload)
+        obj = body["data"]["object"]
+    except (ValueError, KeyError, TypeError):
+        raise NotAnEvent("payload is not a PSP event with data.object") from None
+    if not isinstance(obj, dict):
+        raise NotAnEvent("the event's data.object is not an object")
+    kind = event_type or body.get("type", "")
+    kind = kind if isinstance(kind, str) else ""
+    view: PspObject | None = None
+    if kind in OUTCOME_EVENTS:
+        view = payment_intent(obj)
+    elif kind in CHECKOUT_OUTCOME_EVENTS:
+        view = checkout_session(obj)
+    elif kind in REFUND_EVENTS:
+        view = refund(obj)
+    event_id = body.get("id", "")
+    return PspEvent(event_id if isinstance(event_id, str) else "", kind, view)

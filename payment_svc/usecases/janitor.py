@@ -1,0 +1,151 @@
+"""The janitor: asks the PSP about every order still uncertain past its next check, finishes
+registrations that never happened, reschedules with backoff and alerts once past the deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from prometheus_client import Counter
+
+from payment_svc import repository as repo
+from payment_svc.domain import OrderState, PendingReason, outcome_of
+from payment_svc.psp import PspError
+from payment_svc.psp_objects import PaymentIntentView
+from payment_svc.usecases.checkout import Checkout
+from payment_svc.usecases.deps import Deps, UseCase
+from svckit.errors import Internal
+from svckit.logging import get_logger
+
+log = get_logger(__name__)
+S = OrderState
+
+ORDERS_PAST_DEADLINE = Counter(
+    "payment_orders_past_deadline_total", "Orders still uncertain past their deadline"
+)
+
+
+class Janitor(UseCase):
+    def __init__(self, deps: Deps, checkout: Checkout) -> None:
+        super().__init__(deps)
+        self._checkout = checkout
+
+    async def janitor_pass(self) -> int:
+        """Ask the PSP about every order that has been uncertain for too long. Returns orders looked at."""
+        async with self._reader.connect() as conn:
+            due = await repo.due_uncertain_orders(conn, self._settings.janitor_batch_size)
+        checkouts = sorted({row.checkout_id for row in due})
+        for checkout_id in checkouts:
+            try:
+                await self._resolve_checkout(checkout_id)
+            except Exception:
+                log.exception("janitor could not resolve a checkout", checkout_id=checkout_id)
+        await self._reschedule([row.payment_order_id for row in due])
+        return len(due)
+
+    async def _resolve_checkout(self, checkout_id: str) -> None:
+        await self._checkout.drive(checkout_id)  # registrations that never happened or timed out
+        async with self._reader.connect() as conn:
+            event = await repo.get_event(conn, checkout_id)
+            orders = await repo.orders_of_checkout(conn, checkout_id)
+        uncertain = [
+            o
+            for o in orders
+            if o.state in repo.UNCERTAIN_STATES and o.pending_reason != PendingReason.RISK_REVIEW.value
+        ]
+        if not uncertain:
+            return
+        if event is None:  # its orders reference it: a missing checkout is a broken invariant
+            raise Internal("CHECKOUT_MISSING", f"checkout {checkout_id!r} of uncertain orders is missing")
+        if event.mode == "HOSTED" and event.psp_session_id:
+            try:
+                session = await self._psp.retrieve_checkout_session(event.psp_session_id)
+            except PspError as exc:
+                log.warning("janitor: PSP unavailable", checkout_id=checkout_id, error=exc.message)
+                return
+            status, paid, pi_id = session.status, session.paid, session.payment_intent_id
+            async with self._engine.begin() as conn:
+                for order in await repo.orders_by_ids(
+                    conn, [o.payment_order_id for o in uncertain], for_update=True
+                ):
+                    if status == "complete" and paid:
+                        await self._moves.move(
+                            conn,
+                            order,
+                            S.SUCCESS,
+                            "janitor",
+                            "checkout session complete",
+                            **({"psp_reference": pi_id} if pi_id else {}),
+                        )
+                    elif status == "expired":
+                        await self._moves.move(
+                            conn,
+                            order,
+                            S.FAILED,
+                            "janitor",
+                            "checkout session expired",
+                            failure_code="expired",
+                            failure_message="checkout session expired",
+                        )
+            return
+        for order in uncertain:
+            pi: PaymentIntentView | None
+            try:
+                if order.psp_reference:
+                    pi = await self._psp.retrieve_payment_intent(order.psp_reference)
+                else:
+                    since = int(order.created_at.timestamp()) - 300
+                    pi = await self._psp.find_payment_intent(order.payment_order_id, since)
+                    if pi is None:
+                        continue  # still unknown: rescheduled with backoff, alerted at its deadline
+            except PspError as exc:
+                log.warning(
+                    "janitor: PSP unavailable", payment_order_id=order.payment_order_id, error=exc.message
+                )
+                continue
+            async with self._engine.begin() as conn:
+                locked = await repo.get_order(conn, order.payment_order_id, for_update=True)
+                await self._moves.apply_outcome(
+                    conn, locked, outcome_of(pi, event.mode == "DIRECT"), "janitor"
+                )
+
+    async def _reschedule(self, order_ids: Sequence[str]) -> None:
+        settings = self._settings
+        now = datetime.now(UTC)
+        async with self._engine.begin() as conn:
+            for order in await repo.orders_by_ids(conn, order_ids, for_update=True):
+                if order.state not in repo.UNCERTAIN_STATES:
+                    continue
+                attempts = order.janitor_attempts + 1
+                delay = min(
+                    settings.janitor_first_check_seconds * 2**attempts, settings.janitor_max_backoff_seconds
+                )
+                values: dict[str, Any] = {
+                    "janitor_attempts": attempts,
+                    "next_check_at": now + timedelta(seconds=max(delay, 1.0)),
+                }
+                past = (now - order.created_at).total_seconds() > settings.order_deadline_seconds
+                if past and order.alerted_at is None:
+                    ORDERS_PAST_DEADLINE.inc()
+                    log.error(
+                        "payment order past its deadline and still uncertain",
+                        payment_order_id=order.payment_order_id,
+                        state=order.state,
+                        age_seconds=int((now - order.created_at).total_seconds()),
+                    )
+                    values["alerted_at"] = now
+                await repo.set_janitor_schedule(conn, order.payment_order_id, **values)
+
+    async def janitor_forever(self) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                await self.janitor_pass()
+            except Exception:
+                log.exception("janitor pass failed; will retry")
+            await asyncio.sleep(
+                max(0.0, self._settings.janitor_interval_seconds - (time.monotonic() - started))
+            )

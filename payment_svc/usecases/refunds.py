@@ -1,0 +1,176 @@
+"""CreateRefund: reserve the amount on the order, send the refund to the PSP under the refund id as
+idempotency key, and apply the PSP's answer (or a later refund event) to the refund and its order."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from payment_svc import repository as repo
+from payment_svc.domain import CAPTURED, OrderState
+from payment_svc.psp import PspError, PspUnavailable
+from payment_svc.psp_objects import RefundView
+from payment_svc.usecases.commands import off_step, refund_id_for
+from payment_svc.usecases.deps import UseCase
+from svckit.errors import FailedPrecondition, Internal, InvalidArgument, NotFound
+from svckit.logging import get_logger
+
+log = get_logger(__name__)
+S = OrderState
+
+
+class Refunds(UseCase):
+    async def create_refund(
+        self, payment_order_id: str, amount_minor: int, reason: str, idempotency_key: str
+    ) -> tuple[Any, Any]:
+        if amount_minor < 0:
+            raise InvalidArgument("AMOUNT_NOT_POSITIVE", "refund amount must be positive", field="amount")
+        if reason and reason not in ("duplicate", "fraudulent", "requested_by_customer"):
+            raise InvalidArgument(
+                "INVALID_REFUND_REASON",
+                "reason must be duplicate, fraudulent or requested_by_customer",
+                field="reason",
+            )
+        refund_id = refund_id_for(payment_order_id, idempotency_key)
+        async with self._engine.begin() as conn:
+            refund = await repo.get_refund(conn, refund_id)
+            if refund is None:
+                refund = await self._reserve_refund(conn, payment_order_id, amount_minor, reason, refund_id)
+        if refund.state == "PENDING" and refund.psp_reference is None:
+            await self._send_refund(refund)
+        async with self._reader.connect() as conn:
+            return await repo.get_refund(conn, refund_id), await repo.get_order(conn, payment_order_id)
+
+    async def _reserve_refund(
+        self, conn: AsyncConnection, payment_order_id: str, amount: int, reason: str, refund_id: str
+    ) -> Any:
+        order = await repo.get_order(conn, payment_order_id, for_update=True)
+        if order is None:
+            raise NotFound(
+                "PAYMENT_ORDER_NOT_FOUND",
+                f"no payment order {payment_order_id!r}",
+                {"payment_order_id": payment_order_id},
+            )
+        if OrderState(order.state) not in CAPTURED or order.state == S.REFUNDED.value:
+            raise FailedPrecondition(
+                "ORDER_NOT_REFUNDABLE", f"order {payment_order_id} is {order.state}", {"state": order.state}
+            )
+        refundable = order.amount_minor - order.refunded_minor - order.refund_reserved_minor
+        amount = amount or refundable
+        if step := off_step(amount, order.currency):
+            raise InvalidArgument("AMOUNT_PRECISION_EXCEEDED", step, field="amount")
+        if amount <= 0 or amount > refundable:
+            raise FailedPrecondition(
+                "REFUND_EXCEEDS_CAPTURED",
+                f"refund of {amount} exceeds the {refundable} still refundable",
+                {"refundable_minor": str(refundable)},
+            )
+        await repo.insert_refund(
+            conn,
+            {
+                "refund_id": refund_id,
+                "payment_order_id": payment_order_id,
+                "amount_minor": amount,
+                "currency": order.currency,
+                "state": "PENDING",
+                "reason": reason or None,
+            },
+        )
+        await repo.update_order(
+            conn, payment_order_id, refund_reserved_minor=order.refund_reserved_minor + amount
+        )
+        await repo.add_transition(
+            conn, payment_order_id, order.state, order.state, "refund:requested", f"{refund_id} for {amount}"
+        )
+        return await repo.get_refund(conn, refund_id)
+
+    @staticmethod
+    async def _order_of_refund(conn: AsyncConnection, refund: Any, for_update: bool = False) -> Any:
+        # A refund references its order: a missing order is a broken invariant, not a caller's error.
+        order = await repo.get_order(conn, refund.payment_order_id, for_update=for_update)
+        if order is None:
+            raise Internal(
+                "PAYMENT_ORDER_MISSING",
+                f"payment order {refund.payment_order_id!r} of refund {refund.refund_id!r} is missing",
+            )
+        return order
+
+    async def _send_refund(self, refund: Any) -> None:
+        async with self._reader.connect() as conn:
+            order = await self._order_of_refund(conn, refund)
+        try:
+            result = await self._psp.create_refund(
+                payment_intent_id=order.psp_reference,
+                amount_minor=refund.amount_minor,
+                currency=refund.currency,
+                reason=refund.reason,
+                refund_id=refund.refund_id,
+                idempotency_key=refund.refund_id,
+            )
+        except PspUnavailable as exc:
+            log.warning(
+                "refund outcome unknown; the PSP will be asked again",
+                refund_id=refund.refund_id,
+                error=exc.message,
+            )
+            return
+        except PspError as exc:
+            result = RefundView(id=None, status="failed", refund_id=refund.refund_id, failure_reason=exc.code)
+        async with self._engine.begin() as conn:
+            # The refund is ours whatever its metadata says: it answers our own call.
+            await self.apply_refund_object(conn, replace(result, refund_id=refund.refund_id), "psp:refund")
+
+    async def apply_refund_object(self, conn: AsyncConnection, obj: RefundView, cause: str) -> list[str]:
+        refund = await repo.get_refund(conn, obj.refund_id, for_update=True) if obj.refund_id else None
+        if refund is None and obj.id:
+            refund = await repo.refund_by_psp_reference(conn, obj.id)
+            refund = await repo.get_refund(conn, refund.refund_id, for_update=True) if refund else None
+        if refund is None:
+            return []
+        if obj.id and refund.psp_reference is None:
+            await repo.update_refund(conn, refund.refund_id, psp_reference=obj.id)
+        status = obj.status
+        if refund.state != "PENDING" or status not in ("succeeded", "failed", "canceled"):
+            return []
+        order = await self._order_of_refund(conn, refund, for_update=True)
+        reserved = order.refund_reserved_minor - refund.amount_minor
+        if status == "succeeded":
+            await repo.update_refund(conn, refund.refund_id, state="SUCCEEDED")
+            refunded = order.refunded_minor + refund.amount_minor
+            target = S.REFUNDED if refunded == order.amount_minor else S.PARTIALLY_REFUNDED
+            await repo.update_order(
+                conn, order.payment_order_id, refunded_minor=refunded, refund_reserved_minor=reserved
+            )
+            await self._moves.move(
+                conn, order, target, cause, f"{refund.refund_id} refunded {refund.amount_minor}"
+            )
+            if target == OrderState(order.state):  # PARTIALLY_REFUNDED again: still worth a history line
+                await repo.add_transition(
+                    conn,
+                    order.payment_order_id,
+                    order.state,
+                    order.state,
+                    cause,
+                    f"{refund.refund_id} refunded {refund.amount_minor}",
+                )
+            await self._settlement.refund_succeeded(
+                conn,
+                await repo.get_order(conn, order.payment_order_id),
+                await repo.get_refund(conn, refund.refund_id),
+            )
+        else:
+            await repo.update_refund(
+                conn, refund.refund_id, state="FAILED", failure_reason=obj.failure_reason or status
+            )
+            await repo.update_order(conn, order.payment_order_id, refund_reserved_minor=reserved)
+            await repo.add_transition(
+                conn,
+                order.payment_order_id,
+                order.state,
+                order.state,
+                cause,
+                f"{refund.refund_id} failed: {obj.failure_reason or status}",
+            )
+        return [order.payment_order_id]
