@@ -10,10 +10,10 @@ from typing import Any
 from payment_svc.config import PaymentSettings
 from payment_svc.domain import psp_step
 from svckit.errors import InvalidArgument
+from svckit.identifiers import EXTERNAL_ID_RULE, is_external_id
 from svckit.money import MoneyError, format_amount, normalize_currency
 
 _ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
-_SELLER = re.compile(r"^[A-Za-z0-9_.\-@]{1,128}$")
 
 
 @dataclass(frozen=True)
@@ -102,10 +102,10 @@ def validate(cmd: CreatePayment, settings: PaymentSettings) -> str:
                 f"{where}.payment_order_id",
             )
         seen.add(order.payment_order_id)
-        if not _SELLER.match(order.seller_account or ""):
+        if not is_external_id(order.seller_account):
             raise _field_error(
                 "INVALID_SELLER_ACCOUNT",
-                "seller_account must be 1-128 letters, digits or _.-@",
+                f"seller_account must be {EXTERNAL_ID_RULE}",
                 f"{where}.seller_account",
             )
         if order.amount_minor <= 0:
