@@ -9,6 +9,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from svckit.money import format_amount
+
 
 class RiskVerdict(enum.StrEnum):
     APPROVE = "approve"
@@ -67,7 +69,9 @@ class RuleBasedRisk:
             return RiskDecision(RiskVerdict.DECLINE, "blocked_seller", f"seller {blocked[0]} is blocked")
         if facts.total_minor > lim.decline_above_minor:
             return RiskDecision(
-                RiskVerdict.DECLINE, "amount_limit", f"checkout total {facts.total_minor} exceeds the limit"
+                RiskVerdict.DECLINE,
+                "amount_limit",
+                f"checkout total {format_amount(facts.total_minor, facts.currency)} {facts.currency} exceeds the limit",
             )
         if facts.recent_checkouts + 1 > lim.velocity_max_checkouts:
             return RiskDecision(
@@ -81,6 +85,8 @@ class RuleBasedRisk:
             )
         if facts.total_minor > lim.review_above_minor:
             return RiskDecision(
-                RiskVerdict.REVIEW, "amount_review", f"checkout total {facts.total_minor} needs review"
+                RiskVerdict.REVIEW,
+                "amount_review",
+                f"checkout total {format_amount(facts.total_minor, facts.currency)} {facts.currency} needs review",
             )
         return RiskDecision(RiskVerdict.APPROVE)

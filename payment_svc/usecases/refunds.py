@@ -16,6 +16,7 @@ from payment_svc.usecases.commands import off_step, refund_id_for
 from payment_svc.usecases.deps import UseCase
 from svckit.errors import FailedPrecondition, Internal, InvalidArgument, NotFound
 from svckit.logging import get_logger
+from svckit.money import format_amount
 
 log = get_logger(__name__)
 S = OrderState
@@ -82,7 +83,12 @@ class Refunds(UseCase):
             conn, payment_order_id, refund_reserved_minor=order.refund_reserved_minor + amount
         )
         await repo.add_transition(
-            conn, payment_order_id, order.state, order.state, "refund:requested", f"{refund_id} for {amount}"
+            conn,
+            payment_order_id,
+            order.state,
+            order.state,
+            "refund:requested",
+            f"{refund_id} for {format_amount(amount, order.currency)} {order.currency}",
         )
         return await repo.get_refund(conn, refund_id)
 
@@ -144,7 +150,11 @@ class Refunds(UseCase):
                 conn, order.payment_order_id, refunded_minor=refunded, refund_reserved_minor=reserved
             )
             await self._moves.move(
-                conn, order, target, cause, f"{refund.refund_id} refunded {refund.amount_minor}"
+                conn,
+                order,
+                target,
+                cause,
+                f"{refund.refund_id} refunded {format_amount(refund.amount_minor, refund.currency)} {refund.currency}",
             )
             if target == OrderState(order.state):  # PARTIALLY_REFUNDED again: still worth a history line
                 await repo.add_transition(
@@ -153,7 +163,7 @@ class Refunds(UseCase):
                     order.state,
                     order.state,
                     cause,
-                    f"{refund.refund_id} refunded {refund.amount_minor}",
+                    f"{refund.refund_id} refunded {format_amount(refund.amount_minor, refund.currency)} {refund.currency}",
                 )
             await self._settlement.refund_succeeded(
                 conn,

@@ -450,3 +450,26 @@ async def test_krona_amounts_reach_the_psp_in_its_own_unit(client, shared_psp):
     pi = stripe.v1.payment_intents.retrieve(order["psp_reference"])
     refunds = stripe.v1.refunds.list(params={"payment_intent": pi.id})
     assert [rf.amount for rf in refunds.data] == [50000]
+
+
+@pytest.mark.parametrize(
+    ("currency", "amount", "refund"), [("JPY", "500", "100"), ("BHD", "20.000", "0.120")]
+)
+async def test_history_speaks_of_amounts_as_the_api_does(client, currency, amount, refund):
+    body = _body(1, payment_method="pm_card_visa")
+    del body["success_url"], body["cancel_url"]
+    body = _order(body, 0, amount=amount, currency=currency)
+    r = await client.post("/v1/payments", json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
+    assert r.status_code == 201, r.text
+    order_id = r.json()["payment_orders"][0]["payment_order_id"]
+    r = await client.post(
+        f"/v1/payments/{order_id}/refunds",
+        json={"amount": refund},
+        headers={"Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert r.status_code == 201, r.text
+    details = [
+        t["detail"] for t in (await client.get(f"/v1/payments/{order_id}/history")).json()["transitions"]
+    ]
+    assert any(d.endswith(f"for {refund} {currency}") for d in details), details
+    assert any(d.endswith(f"refunded {refund} {currency}") for d in details), details
