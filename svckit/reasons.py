@@ -113,6 +113,11 @@ class Reason(enum.StrEnum):
         "the refund is larger than what is still refundable",
         _K.FAILED_PRECONDITION,
     )
+    PSP_PAYMENT_UNKNOWN = (
+        enum.auto(),
+        "the PSP does not know the payment this order was captured with: an operator must reconcile it",
+        _K.FAILED_PRECONDITION,
+    )
     CHECKOUT_MISSING = enum.auto(), "a stored payment order has no checkout (a bug)", _K.INTERNAL
     PAYMENT_ORDER_MISSING = enum.auto(), "a stored refund has no payment order (a bug)", _K.INTERNAL
     # -- ledger ---------------------------------------------------------------------------------------

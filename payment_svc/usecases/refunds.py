@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payment_svc import repository as repo
@@ -14,12 +15,23 @@ from payment_svc.psp import PspError, PspUnavailable
 from payment_svc.psp_objects import RefundView
 from payment_svc.usecases.commands import off_step, refund_id_for
 from payment_svc.usecases.deps import UseCase
+from svckit.db import one_row
 from svckit.errors import FailedPrecondition, Internal, InvalidArgument, NotFound
 from svckit.logging import get_logger
 from svckit.money import format_amount
 
 log = get_logger(__name__)
 S = OrderState
+
+# The failure reason of a refund whose PaymentIntent the PSP does not know: our books say the money was
+# captured and the PSP says there is no such payment. That is a disagreement for an operator, never an
+# ordinary failed refund (it would tell the buyer "no" about money the PSP may still hold).
+PSP_PAYMENT_UNKNOWN = "psp_payment_unknown"
+
+REFUNDS_OF_UNKNOWN_PAYMENTS = Counter(
+    "payment_refunds_of_unknown_payments_total",
+    "Refunds refused because the PSP does not know the order's payment (alert on any increase)",
+)
 
 
 class Refunds(UseCase):
@@ -42,7 +54,16 @@ class Refunds(UseCase):
         if refund.state == "PENDING" and refund.psp_reference is None:
             await self._send_refund(refund)
         async with self._reader.connect() as conn:
-            return await repo.get_refund(conn, refund_id), await repo.get_order(conn, payment_order_id)
+            refund = one_row(await repo.get_refund(conn, refund_id), "refund just stored")
+            order = one_row(await repo.get_order(conn, payment_order_id), "order of a stored refund")
+        if refund.failure_reason == PSP_PAYMENT_UNKNOWN:  # a retry of the call gets the same answer
+            raise FailedPrecondition(
+                "PSP_PAYMENT_UNKNOWN",
+                f"the PSP does not know payment {order.psp_reference} of order {payment_order_id}; nothing was "
+                "refunded and an operator has been alerted to reconcile it",
+                {"payment_order_id": payment_order_id, "refund_id": refund_id},
+            )
+        return refund, order
 
     async def _reserve_refund(
         self, conn: AsyncConnection, payment_order_id: str, amount: int, reason: str, refund_id: str
@@ -123,7 +144,17 @@ class Refunds(UseCase):
             )
             return
         except PspError as exc:
-            result = RefundView(id=None, status="failed", refund_id=refund.refund_id, failure_reason=exc.code)
+            reason = exc.code
+            if exc.code == "resource_missing":
+                reason = PSP_PAYMENT_UNKNOWN
+                REFUNDS_OF_UNKNOWN_PAYMENTS.inc()
+                log.error(
+                    "refund refused: the PSP does not know the order's payment; reconcile it by hand",
+                    refund_id=refund.refund_id,
+                    payment_order_id=order.payment_order_id,
+                    psp_reference=order.psp_reference,
+                )
+            result = RefundView(id=None, status="failed", refund_id=refund.refund_id, failure_reason=reason)
         async with self._engine.begin() as conn:
             # The refund is ours whatever its metadata says: it answers our own call.
             await self.apply_refund_object(conn, replace(result, refund_id=refund.refund_id), "psp:refund")

@@ -473,3 +473,35 @@ async def test_history_speaks_of_amounts_as_the_api_does(client, currency, amoun
     ]
     assert any(d.endswith(f"for {refund} {currency}") for d in details), details
     assert any(d.endswith(f"refunded {refund} {currency}") for d in details), details
+
+
+async def test_a_refund_of_a_payment_the_psp_does_not_know_is_an_operator_matter(client, services):
+    """Our books say captured; the PSP says no such PaymentIntent. The caller gets a clear 409, not a
+    201 with a failed refund; the amount is not held; a retry answers the same; an alert is counted."""
+    from prometheus_client import REGISTRY
+
+    order_id = await _insert_order(services, 2500, "USD")
+    async with services["payment"].engine.begin() as conn:
+        await conn.execute(
+            text(
+                "UPDATE payment_orders SET state = 'SUCCESS', psp_reference = :pi WHERE payment_order_id = :o"
+            ),
+            {"pi": f"pi_lost{uuid.uuid4().hex[:16]}", "o": order_id},
+        )
+    alerts = REGISTRY.get_sample_value("payment_refunds_of_unknown_payments_total") or 0
+    key = uuid.uuid4().hex
+    for _ in range(2):
+        r = await client.post(
+            f"/v1/payments/{order_id}/refunds", json={"amount": "5.00"}, headers={"Idempotency-Key": key}
+        )
+        assert r.status_code == 409, r.text
+        assert r.json()["code"] == "PSP_PAYMENT_UNKNOWN"
+    assert REGISTRY.get_sample_value("payment_refunds_of_unknown_payments_total") == alerts + 1
+    order = (await client.get(f"/v1/payments/{order_id}")).json()
+    assert (order["state"], order["refunded"]) == ("success", "0.00")
+    async with services["payment"].engine.connect() as conn:
+        reserved = await conn.scalar(
+            text("SELECT refund_reserved_minor FROM payment_orders WHERE payment_order_id = :o"),
+            {"o": order_id},
+        )
+    assert reserved == 0
