@@ -80,7 +80,10 @@ def serve(
 def _parse_time(value: str) -> int:
     if value.isdigit():
         return int(value)
-    parsed = dt.datetime.fromisoformat(value)
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is neither Unix seconds nor an ISO date/time") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)
     return int(parsed.timestamp())
@@ -111,9 +114,16 @@ def settlement(
         parameters["currency"] = currency
     if column:
         parameters["columns"] = column
-    run = client.v1.reporting.report_runs.create(
-        params={"report_type": "balance_change_from_activity.itemized.3", "parameters": parameters}
-    )
+    try:
+        run = client.v1.reporting.report_runs.create(
+            params={"report_type": "balance_change_from_activity.itemized.3", "parameters": parameters}
+        )
+    except stripe.APIConnectionError:
+        typer.echo(f"cannot reach the PSP simulator at {url} (is it running? --url / PSP_SIM_URL)", err=True)
+        raise typer.Exit(2) from None
+    except stripe.StripeError as exc:  # the simulator's refusal, e.g. an interval past its data
+        typer.echo(f"report refused: {exc.user_message or exc}", err=True)
+        raise typer.Exit(2) from None
     if run.status != "succeeded" or run.result is None:
         typer.echo(f"report run {run.id} is {run.status}", err=True)
         raise typer.Exit(1)

@@ -67,3 +67,24 @@ def test_serve_with_env_logs_and_stops_on_sigterm(tmp_path) -> None:
     posted = [entry for entry in lines if entry["path"] == "/v1/payment_intents"]
     assert posted and posted[0]["method"] == "POST" and posted[0]["status"] == 200
     assert posted[0]["idempotency_key"] == "cli-1" and posted[0]["request_id"].startswith("req_")
+
+
+def test_settlement_answers_bad_input_with_an_error_not_a_traceback(sim) -> None:
+    from typer.testing import CliRunner
+
+    from psp_sim.cli import app
+
+    runner = CliRunner()
+    cases = [
+        (["--start", "2026-11-01", "--end", "2099-01-01", "--url", sim.base_url], "report refused"),
+        (["--start", "2026-13-01", "--end", "2026-11-02", "--url", sim.base_url], "ISO date"),
+        (
+            ["--start", "2026-11-01", "--end", "2026-11-02", "--url", f"http://127.0.0.1:{_free_port()}"],
+            "cannot reach",
+        ),
+    ]
+    for args, expected in cases:
+        result = runner.invoke(app, ["settlement", *args])
+        assert result.exit_code == 2, (args, result.output)
+        assert expected in result.output, (args, result.output)
+        assert "Traceback" not in result.output
