@@ -136,16 +136,19 @@ class _ContextGenericHandler(grpc.GenericRpcHandler):
     def __init__(self, inner: grpc.GenericRpcHandler, access: AccessTable | None) -> None:
         self._inner = inner
         self._access = access
-        self._wrapped: dict[str, grpc.RpcMethodHandler | None] = {}
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
         method = handler_call_details.method
-        if method not in self._wrapped:
+        wrapped = self._wrapped.get(method)
+        if wrapped is None:
             found = self._inner.service(handler_call_details)
-            self._wrapped[method] = (
-                None if found is None else with_request_context(method, found, _allowed(self._access, method))
+            if found is None:
+                return None  # not cached: a caller sending made-up method names must not grow the map
+            wrapped = self._wrapped[method] = with_request_context(
+                method, found, _allowed(self._access, method)
             )
-        return self._wrapped[method]
+        return wrapped
 
 
 class HandlerRegistry(Protocol):
