@@ -7,16 +7,25 @@ PYTEST_ARGS ?=
 # Test processes; each starts its own PostgreSQL and Valkey and its own services (0 = in this process).
 PYTEST_WORKERS ?= auto
 
-.PHONY: run test venv proto proto-check lint fmt bench clean reset lock breaking
+.PHONY: run test browser venv proto proto-check lint fmt bench clean reset lock breaking
 
 ## run: start PostgreSQL + Valkey (embedded), the four services, the PSP simulator and the gateway
 run: $(STAMP)
 	$(PY) -m svckit.devstack run
 
 ## test: the whole test suite (starts its own PostgreSQL and Valkey; exit 5 "no tests" fails)
-test: $(STAMP)
+test: $(STAMP) browser
 	@$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing on purpose"; exit 1; fi; exit $$rc
+
+## browser: Debian's chromium and chromedriver for the page tests, installed once before the parallel run (root only)
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian's chromium and chromium-driver for the browser tests"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver </dev/null >/dev/null; \
+	else echo "no chromium/chromedriver and not root: the browser tests will fail (apt-get install chromium chromium-driver)"; fi
 
 venv: $(STAMP)
 

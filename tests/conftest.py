@@ -3,6 +3,7 @@ set), fresh databases for this session, and the four gRPC services started in-pr
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -195,13 +196,26 @@ def _ensure_chromium() -> str | None:
     if os.geteuid() != 0 or not shutil.which("apt-get"):
         return "chromium/chromium-driver missing and not root: cannot apt-get install them"
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for cmd in (
-        ["apt-get", "update", "-qq"],
-        ["apt-get", "install", "-y", "-qq", "chromium", "chromium-driver"],
-    ):
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
-        if proc.returncode != 0:
-            return f"{' '.join(cmd)} failed: {proc.stderr.strip()[-300:]}"
+    # `make test` installs them before the run; a bare `pytest -n N` may reach here from several workers.
+    with open("/tmp/mpay-chromium-install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER):
+            return None
+        for cmd in (
+            ["apt-get", "update", "-qq"],
+            ["apt-get", "install", "-y", "-qq", "chromium", "chromium-driver"],
+        ):
+            proc = subprocess.run(
+                cmd,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=600,
+                check=False,
+                stdin=subprocess.DEVNULL,
+            )
+            if proc.returncode != 0:
+                return f"{' '.join(cmd)} failed: {proc.stderr.strip()[-300:]}"
     return None
 
 

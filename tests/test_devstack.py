@@ -40,18 +40,9 @@ def _start(data_dir: Path, ports: dict[str, int]) -> subprocess.Popen:
 
 
 def _wait_for_summary(proc: subprocess.Popen, timeout: float = 90) -> str:
-    seen = []
-    deadline = time.monotonic() + timeout
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line and proc.poll() is not None:
-            break
-        seen.append(line)
-        if "Stop: Ctrl-C" in line:
-            return "".join(seen)
-    proc.kill()
-    pytest.fail("stack did not come up:\n" + "".join(seen))
+    output = _Output(proc)
+    output.wait_for("Stop: Ctrl-C", timeout=timeout)
+    return "".join(output.seen)
 
 
 def _survivors(processes: list[psutil.Process], within: float = 10.0) -> list[psutil.Process]:

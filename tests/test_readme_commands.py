@@ -133,7 +133,8 @@ def test_every_readme_command_runs_against_the_dev_stack(stack):
             command = command.replace("<id>", key_id)
         assert not re.search(r"<[a-z_]+>", command), f"unfilled placeholder in {readme_command!r}"
         result = subprocess.run(
-            ["bash", "-c", command], cwd=ROOT, env=stack.env(), capture_output=True, text=True, timeout=60
+            ["bash", "-c", command], cwd=ROOT, env=stack.env(), capture_output=True, text=True, timeout=60,
+            stdin=subprocess.DEVNULL,
         )  # fmt: skip
         expected = [text for marker, text in EXPECTED_OUTPUT if marker in command]
         if result.returncode != 0 or not all(text in result.stdout for text in expected):

@@ -96,7 +96,7 @@ def test_leaks(tmp_path):
 """
     )
     try:
-        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *workers)
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *workers, timeout=240)
         assert result.ret == 1
         result.stdout.fnmatch_lines(["*secrets found*", "*api_key in *app.log*"])
         assert PLANTED not in result.stdout.str()
