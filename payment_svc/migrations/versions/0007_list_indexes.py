@@ -3,9 +3,10 @@
 The listing orders by (created_at, payment_order_id) descending and pages by keyset. Without an index
 on that pair every page sorted the whole table; a seller's listing gets its own, led by the seller, so
 its pages read only its rows. A checkout's orders (few) use the checkout index that exists, a buyer's
-the risk check's (buyer_id, created_at) index on payment_events. There is no index on state: states
-change on every transition, and an index on the column would cost each of those updates more than the
-state filter gains (it reads the newest-first index and skips other states).
+the risk check's (buyer_id, created_at) index on payment_events. Every index of payment_orders gets a
+new entry on each state change (the janitor's partial index names state, so those updates are never
+heap-only), so the listing adds two, not one per filter: a state filter walks the newest-first index
+and skips other states.
 
 Revision ID: 0007
 Revises: 0005
