@@ -25,7 +25,8 @@ from gateway.models import api_keys
 
 KEY_PREFIX = "mpk_"
 SCOPES = ("payments", "admin")
-"""``payments``: the client routes (pay, read, refund). ``admin``: operator routes (review, ledger)."""
+"""``payments``: the client routes (pay, read, list, refund). ``admin``: operator routes (review, ledger,
+sellers' wallets)."""
 
 
 @dataclass(frozen=True)

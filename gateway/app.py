@@ -22,7 +22,7 @@ from gateway.metrics import HttpMetricsMiddleware
 from gateway.middleware import RequestContextMiddleware
 from gateway.models import MIGRATIONS
 from gateway.ratelimit import AUTH_FAILURE_KEY_PREFIX, RateLimiter
-from gateway.routes import admin, health, ledger, payments, webhooks
+from gateway.routes import admin, health, ledger, payments, sellers, webhooks
 from svckit.db import create_engine, migrate_async
 from svckit.logging import get_logger
 
@@ -33,7 +33,7 @@ DEV_KEY_NAME = "development"
 DESCRIPTION = """Public REST API of Marketplace Payments.
 
 Authenticate with an API key: `Authorization: Bearer mpk_...` (scope `payments` for pay-in routes,
-`admin` for operator routes). Each key has a rate budget; a 429 carries `Retry-After`.
+`admin` for operator routes and sellers' wallets). Each key has a rate budget; a 429 carries `Retry-After`.
 Amounts are decimal strings in the currency's major unit (`"3.15"` USD), never JSON numbers.
 Errors are RFC 9457 `application/problem+json` with a stable `code`.
 POST requests take an `Idempotency-Key` header (at most 255 characters); a replay answers with
@@ -113,6 +113,7 @@ def create_app(settings: GatewaySettings, upstreams: Upstreams | None = None) ->
     app.include_router(payments.router)
     app.include_router(admin.router)
     app.include_router(ledger.router)
+    app.include_router(sellers.router)
     app.include_router(webhooks.router)
     app.add_route("/metrics", _Metrics(), include_in_schema=False)  # type: ignore[arg-type]  # Route serves a non-function as an ASGI app
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)

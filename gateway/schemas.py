@@ -10,8 +10,8 @@ Either way nothing reaches the payment service, so nothing is stored.
 
 from __future__ import annotations
 
-from datetime import UTC
-from typing import Annotated, Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, cast
 from urllib.parse import urlsplit
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -199,6 +199,21 @@ class CreateRefundOut(BaseModel):
     payment_order: PaymentOrderOut
 
 
+class PaymentOrderListOut(BaseModel):
+    payment_orders: list[PaymentOrderOut] = Field(description="Newest first (created_at, then id).")
+    next_page_token: str | None = Field(
+        description="Pass as `page_token` for the next (older) page; null on the last page."
+    )
+
+
+class RefundListOut(BaseModel):
+    payment_order_id: str
+    refunds: list[RefundOut] = Field(description="Newest first (created_at, then id).")
+    next_page_token: str | None = Field(
+        description="Pass as `page_token` for the next (older) page; null on the last page."
+    )
+
+
 # -- translation --------------------------------------------------------------------------------------
 
 
@@ -273,6 +288,27 @@ def create_payment_request(body: CreatePaymentBody) -> pb.CreatePaymentRequest:
         cancel_url=body.cancel_url or "",
         payment_method=body.payment_method or "",
     )
+
+
+# The states as the API spells them; tests/gateway/test_gateway_lists.py keeps them equal to the proto's.
+OrderStateName = Literal[
+    "not_started", "executing", "pending", "success", "failed", "unknown", "partially_refunded", "refunded"
+]
+
+
+def order_state_number(name: str) -> pb.PaymentOrderState:
+    # The stubs type Value() as a plain int; every name of OrderStateName is one of the enum's.
+    return cast(pb.PaymentOrderState, pb.PaymentOrderState.Value("PAYMENT_ORDER_STATE_" + name.upper()))
+
+
+def time_bound(value: datetime, field: str) -> Timestamp:
+    """A filter's moment as a protobuf Timestamp (UTC); a moment outside years 1-9999 in UTC is refused."""
+    ts = Timestamp()
+    try:
+        ts.FromDatetime(value.astimezone(UTC))
+    except (ValueError, OverflowError):
+        raise _bad("INVALID_FILTER", field, "must be a time between years 1 and 9999 in UTC") from None
+    return ts
 
 
 def _enum_name(enum_type: Any, value: int, prefix: str) -> str:

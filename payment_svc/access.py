@@ -15,6 +15,8 @@ ACCESS = {
             "GetPaymentOrder": ("gateway", "operator"),
             "GetCheckout": ("gateway", "operator"),
             "ListPaymentOrderHistory": ("gateway", "operator"),
+            "ListPaymentOrders": ("gateway", "operator"),
+            "ListRefunds": ("gateway", "operator"),
             # Only the gateway, which verified the PSP's signature on the webhook it forwards.
             "HandlePspEvent": ("gateway",),
             "CreateRefund": ("gateway",),

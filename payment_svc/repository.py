@@ -324,6 +324,60 @@ async def history(conn: AsyncConnection, payment_order_id: str) -> list[sa.Row]:
     return list((await conn.execute(stmt)).all())
 
 
+async def list_orders(
+    conn: AsyncConnection,
+    *,
+    checkout_id: str = "",
+    seller_account: str = "",
+    buyer_id: str = "",
+    states: Sequence[str] = (),
+    created_from: datetime | None = None,
+    created_before: datetime | None = None,
+    after: tuple[datetime, str] | None = None,
+    limit: int,
+) -> list[sa.Row]:
+    """Orders matching every filter given, newest first (created_at, then payment_order_id, both
+    descending), starting after the keyset position ``after``; at most ``limit``."""
+    o = payment_orders
+    source: sa.FromClause = o
+    conditions: list[sa.ColumnElement[bool]] = []
+    if checkout_id:
+        conditions.append(o.c.checkout_id == checkout_id)
+    if seller_account:
+        conditions.append(o.c.seller_account == seller_account)
+    if buyer_id:
+        # The buyer is the checkout's: its orders through the (buyer_id, created_at) index of the events.
+        source = o.join(payment_events, payment_events.c.checkout_id == o.c.checkout_id)
+        conditions.append(payment_events.c.buyer_id == buyer_id)
+    if states:
+        conditions.append(o.c.state.in_(list(states)))
+    if created_from is not None:
+        conditions.append(o.c.created_at >= created_from)
+    if created_before is not None:
+        conditions.append(o.c.created_at < created_before)
+    if after is not None:
+        conditions.append(sa.tuple_(o.c.created_at, o.c.payment_order_id) < sa.tuple_(*after))
+    stmt = (
+        sa.select(o)
+        .select_from(source)
+        .where(*conditions)
+        .order_by(o.c.created_at.desc(), o.c.payment_order_id.desc())
+        .limit(limit)
+    )
+    return list((await conn.execute(stmt)).all())
+
+
+async def list_refunds(
+    conn: AsyncConnection, payment_order_id: str, after: tuple[datetime, str] | None, limit: int
+) -> list[sa.Row]:
+    """An order's refunds, newest first (created_at, then refund_id, both descending), after ``after``."""
+    stmt = sa.select(refunds).where(refunds.c.payment_order_id == payment_order_id)
+    if after is not None:
+        stmt = stmt.where(sa.tuple_(refunds.c.created_at, refunds.c.refund_id) < sa.tuple_(*after))
+    stmt = stmt.order_by(refunds.c.created_at.desc(), refunds.c.refund_id.desc()).limit(limit)
+    return list((await conn.execute(stmt)).all())
+
+
 async def due_uncertain_orders(conn: AsyncConnection, limit: int) -> list[sa.Row]:
     stmt = (
         sa.select(payment_orders.c.payment_order_id, payment_orders.c.checkout_id)

@@ -64,6 +64,16 @@ class PaymentService:
     async def history(self, conn: AsyncConnection, payment_order_id: str) -> list[Any]:
         return await queries.history(conn, payment_order_id)
 
+    async def list_orders(
+        self, conn: AsyncConnection, filters: queries.OrderFilter, page_size: int, page_token: str
+    ) -> tuple[list[Any], str]:
+        return await queries.list_orders(conn, filters, page_size, page_token)
+
+    async def list_refunds(
+        self, conn: AsyncConnection, payment_order_id: str, page_size: int, page_token: str
+    ) -> tuple[list[Any], str]:
+        return await queries.list_refunds(conn, payment_order_id, page_size, page_token)
+
     # -- use cases
     async def create_payment(
         self, cmd: CreatePayment, idempotency_key: str, fingerprint: bytes

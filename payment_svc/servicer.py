@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
 import grpc
 from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from payment_svc.domain import OrderState
@@ -18,6 +20,7 @@ from payment_svc.usecases.commands import (
     CreatePayment,
     OrderInput,
 )
+from payment_svc.usecases.queries import OrderFilter
 from svckit.context import REPLAYED_METADATA, idempotency_key_var
 from svckit.db import autocommit
 from svckit.errors import InvalidArgument
@@ -36,6 +39,7 @@ REFUND_STATE_TO_PB = {
     "SUCCEEDED": pb.REFUND_STATE_SUCCEEDED,
     "FAILED": pb.REFUND_STATE_FAILED,
 }
+PB_TO_STATE = {number: state for state, number in STATE_TO_PB.items()}
 R = TypeVar("R", bound=Message)
 
 
@@ -88,6 +92,34 @@ def refund_to_pb(row: Any) -> pb.Refund:
         psp_reference=row.psp_reference or "",
         create_time=timestamp(row.created_at),
     )
+
+
+def order_filter(request: pb.ListPaymentOrdersRequest) -> OrderFilter:
+    states = []
+    for number in request.states:
+        if number not in PB_TO_STATE:
+            raise InvalidArgument(
+                "INVALID_FILTER", f"states: {number} is not a payment order state", field="states"
+            )
+        states.append(PB_TO_STATE[number])
+    return OrderFilter(
+        checkout_id=request.checkout_id,
+        seller_account=request.seller_account,
+        buyer_id=request.buyer_id,
+        states=tuple(states),
+        created_from=_bound(request, "create_time_from"),
+        created_before=_bound(request, "create_time_before"),
+    )
+
+
+def _bound(request: pb.ListPaymentOrdersRequest, name: str) -> datetime | None:
+    """A set Timestamp field as an aware datetime; None when unset (no bound)."""
+    if not request.HasField(name):
+        return None
+    try:
+        return cast(Timestamp, getattr(request, name)).ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError):  # seconds outside 0001-9999, or nanos out of range
+        raise InvalidArgument("INVALID_FILTER", f"{name} is not a valid time", field=name) from None
 
 
 def create_command(request: pb.CreatePaymentRequest) -> CreatePayment:
@@ -171,6 +203,25 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
                 for r in rows
             ]
         )
+
+    async def ListPaymentOrders(
+        self, request: pb.ListPaymentOrdersRequest, context: grpc.aio.ServicerContext
+    ):
+        filters = order_filter(request)
+        async with self._reader.connect() as conn:
+            rows, token = await self._service.list_orders(
+                conn, filters, request.page_size, request.page_token
+            )
+        return pb.ListPaymentOrdersResponse(
+            payment_orders=[order_to_pb(r) for r in rows], next_page_token=token
+        )
+
+    async def ListRefunds(self, request: pb.ListRefundsRequest, context: grpc.aio.ServicerContext):
+        async with self._reader.connect() as conn:
+            rows, token = await self._service.list_refunds(
+                conn, request.payment_order_id, request.page_size, request.page_token
+            )
+        return pb.ListRefundsResponse(refunds=[refund_to_pb(r) for r in rows], next_page_token=token)
 
     async def HandlePspEvent(self, request: pb.HandlePspEventRequest, context: grpc.aio.ServicerContext):
         # First, before a byte of the payload is read: whoever can reach this service must not be

@@ -52,6 +52,11 @@ class Reason(enum.StrEnum):
     TOO_MANY_METADATA_PAIRS = enum.auto(), "more metadata pairs than allowed", _K.INVALID_ARGUMENT
     INVALID_PAGE_SIZE = enum.auto(), "page_size is negative or above the maximum", _K.INVALID_ARGUMENT
     INVALID_PAGE_TOKEN = enum.auto(), "page_token was not issued by this listing", _K.INVALID_ARGUMENT
+    INVALID_FILTER = (
+        enum.auto(),
+        "a listing's filter is malformed: an unknown state, an empty or unreadable time range",
+        _K.INVALID_ARGUMENT,
+    )
     # -- money ----------------------------------------------------------------------------------------
     INVALID_AMOUNT = enum.auto(), "an amount is not a plain non-negative decimal string", _K.INVALID_ARGUMENT
     AMOUNT_NOT_A_STRING = enum.auto(), "an amount is a JSON number, not a decimal string", _K.INVALID_ARGUMENT

@@ -1,14 +1,16 @@
-"""Pay-in for checkout clients (scope ``payments``): create a payment, read it, refund it."""
+"""Pay-in for checkout clients (scope ``payments``): create a payment, read and list it, refund it."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Header, Path, Request, Response
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
+from pydantic import AwareDatetime
 
-from gateway import schemas
+from gateway import paging, schemas
 from gateway.guard import bearer_scheme, guarded
 from gateway.upstream import call, mark_replayed
+from svckit.errors import InvalidArgument
 from svckit.gen.payments.v1 import payment_service_pb2 as pb
 
 router = APIRouter(
@@ -80,6 +82,68 @@ async def create_payment(
 
 
 @router.get(
+    "/payments",
+    response_model=schemas.PaymentOrderListOut,
+    summary="List payment orders, newest first, with filters",
+    description=(
+        "Orders ordered by creation time, newest first (orders of one checkout, created together, by id), "
+        "a page at a time: follow `next_page_token` until it is null. Pages continue after the last order "
+        "seen, so orders created meanwhile never shift, repeat or hide older ones (they appear on a new "
+        "listing). Filters combine: all given must hold. A page token is valid only with the filters "
+        "that returned it."
+    ),
+    responses={
+        400: {
+            "description": f"bad filter or page: {paging.LIST_ERRORS}, `INVALID_FILTER` (an empty or "
+            "unrepresentable created range); `errors[].field` names the parameter"
+        },
+    },
+)
+async def list_payment_orders(
+    request: Request,
+    checkout_id: Annotated[str | None, Query(pattern=schemas.ID_PATTERN)] = None,
+    seller_account: Annotated[str | None, Query(pattern=schemas.SELLER_PATTERN)] = None,
+    buyer_id: Annotated[str | None, Query(pattern=schemas.ID_PATTERN)] = None,
+    state: Annotated[
+        list[schemas.OrderStateName] | None,
+        Query(description="Only orders in one of these states; repeat the parameter for several."),
+    ] = None,
+    created_gte: Annotated[
+        AwareDatetime | None,
+        Query(description="Only orders created at or after this time (RFC 3339 with an offset)."),
+    ] = None,
+    created_lt: Annotated[
+        AwareDatetime | None,
+        Query(description="Only orders created before this time (RFC 3339 with an offset)."),
+    ] = None,
+    page_size: paging.PageSize = 0,
+    page_token: paging.PageToken = "",
+) -> schemas.PaymentOrderListOut:
+    if created_gte is not None and created_lt is not None and created_gte >= created_lt:
+        # The service refuses it too; said here in the API's parameter names.
+        raise InvalidArgument(
+            "INVALID_FILTER", "created_lt: must be later than created_gte", field="created_lt"
+        )
+    message = pb.ListPaymentOrdersRequest(
+        checkout_id=checkout_id or "",
+        seller_account=seller_account or "",
+        buyer_id=buyer_id or "",
+        states=[schemas.order_state_number(s) for s in state or ()],
+        page_size=paging.page_size(page_size),
+        page_token=page_token,
+    )
+    if created_gte is not None:
+        message.create_time_from.CopyFrom(schemas.time_bound(created_gte, "created_gte"))
+    if created_lt is not None:
+        message.create_time_before.CopyFrom(schemas.time_bound(created_lt, "created_lt"))
+    reply, _ = await call(request.app.state.upstreams.payment.ListPaymentOrders, message, _deadline(request))
+    return schemas.PaymentOrderListOut(
+        payment_orders=[schemas.order_out(o) for o in reply.payment_orders],
+        next_page_token=paging.next_token(reply.next_page_token),
+    )
+
+
+@router.get(
     "/payments/{payment_order_id}",
     response_model=schemas.PaymentOrderOut,
     summary="Fetch one payment order",
@@ -123,6 +187,36 @@ async def get_checkout(checkout_id: CheckoutId, request: Request) -> schemas.Pay
         _deadline(request),
     )
     return schemas.event_out(reply.payment_event)
+
+
+@router.get(
+    "/payments/{payment_order_id}/refunds",
+    response_model=schemas.RefundListOut,
+    summary="List a payment order's refunds, newest first",
+    description="Paginated like `GET /v1/payments`: follow `next_page_token` until it is null.",
+    responses={
+        400: {"description": f"bad page: {paging.LIST_ERRORS}"},
+        404: {"description": "unknown order (`PAYMENT_ORDER_NOT_FOUND`)"},
+    },
+)
+async def list_refunds(
+    payment_order_id: OrderId,
+    request: Request,
+    page_size: paging.PageSize = 0,
+    page_token: paging.PageToken = "",
+) -> schemas.RefundListOut:
+    reply, _ = await call(
+        request.app.state.upstreams.payment.ListRefunds,
+        pb.ListRefundsRequest(
+            payment_order_id=payment_order_id, page_size=paging.page_size(page_size), page_token=page_token
+        ),
+        _deadline(request),
+    )
+    return schemas.RefundListOut(
+        payment_order_id=payment_order_id,
+        refunds=[schemas.refund_out(r) for r in reply.refunds],
+        next_page_token=paging.next_token(reply.next_page_token),
+    )
 
 
 @router.post(

@@ -16,6 +16,11 @@ from svckit.money import MoneyError, format_amount, normalize_currency
 _ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
 
 
+def is_client_id(value: str) -> bool:
+    """Whether ``value`` is a well-formed id of ours or a client's (checkout, order, buyer)."""
+    return _ID.match(value) is not None
+
+
 @dataclass(frozen=True)
 class OrderInput:
     payment_order_id: str

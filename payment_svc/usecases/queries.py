@@ -1,14 +1,20 @@
-"""Reads: an order, a checkout with its orders, an order's history."""
+"""Reads: an order, a checkout with its orders, an order's history, and the listings of orders and
+refunds (keyset pages of svckit.pagination)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payment_svc import repository as repo
-from payment_svc.usecases.commands import CheckoutView
+from payment_svc.domain import OrderState
+from payment_svc.usecases.commands import CheckoutView, is_client_id
+from svckit import pagination
 from svckit.errors import InvalidArgument, NotFound
+from svckit.identifiers import EXTERNAL_ID_RULE, is_external_id
 
 
 async def get_order(conn: AsyncConnection, payment_order_id: str) -> Any:
@@ -34,3 +40,108 @@ async def get_checkout(conn: AsyncConnection, checkout_id: str) -> CheckoutView:
 async def history(conn: AsyncConnection, payment_order_id: str) -> list[Any]:
     await get_order(conn, payment_order_id)
     return await repo.history(conn, payment_order_id)
+
+
+# -- listings -----------------------------------------------------------------------------------------
+
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class OrderFilter:
+    """What ListPaymentOrders narrows the orders to; an empty field does not narrow."""
+
+    checkout_id: str = ""
+    seller_account: str = ""
+    buyer_id: str = ""
+    states: tuple[OrderState, ...] = ()
+    created_from: datetime | None = None
+    created_before: datetime | None = None
+
+    def validate(self) -> None:
+        for name in ("checkout_id", "buyer_id"):
+            value = getattr(self, name)
+            if value and not is_client_id(value):
+                raise InvalidArgument(
+                    "INVALID_ID", f"{name} must be 1-128 letters, digits or _.:-", field=name
+                )
+        if self.seller_account and not is_external_id(self.seller_account):
+            raise InvalidArgument(
+                "INVALID_SELLER_ACCOUNT", f"seller_account must be {EXTERNAL_ID_RULE}", field="seller_account"
+            )
+        start, end = self.created_from, self.created_before
+        if start is not None and end is not None and start >= end:
+            raise InvalidArgument(
+                "INVALID_FILTER",
+                f"the created range is empty: {end.isoformat()} is not after {start.isoformat()}",
+                field="create_time_before",
+            )
+
+    def listing(self) -> list[Any]:
+        """The filters as the page token records them, so a token is honoured only with the same ones."""
+        return [
+            "payment_orders",
+            self.checkout_id,
+            self.seller_account,
+            self.buyer_id,
+            sorted(state.value for state in self.states),
+            self.created_from.isoformat() if self.created_from else "",
+            self.created_before.isoformat() if self.created_before else "",
+        ]
+
+
+def _keyset(token: str, listing: list[Any]) -> tuple[datetime, str] | None:
+    """The (created_at, id) a page token of ``listing`` resumes after; None for the first page."""
+    position = pagination.decode_token(token, listing, list)
+    if position is None:
+        return None
+    try:
+        created, key = position
+        if not isinstance(created, str) or not isinstance(key, str):
+            raise ValueError("not a keyset position")
+        return datetime.fromisoformat(created), key
+    except (ValueError, TypeError):
+        raise InvalidArgument(
+            "INVALID_PAGE_TOKEN", "page_token is not one this listing returned", field="page_token"
+        ) from None
+
+
+def _next_token(rows: list[Any], size: int, listing: list[Any], key: str) -> str:
+    """The token of the page after ``rows[:size]``; empty when the query found no row beyond it."""
+    if len(rows) <= size:
+        return ""
+    last = rows[size - 1]
+    return pagination.encode_token(listing, [last.created_at.isoformat(), getattr(last, key)])
+
+
+async def list_orders(
+    conn: AsyncConnection, filters: OrderFilter, page_size: int, page_token: str
+) -> tuple[list[Any], str]:
+    """A page of orders newest first, and the token of the next page ("" on the last)."""
+    filters.validate()
+    size = pagination.page_size(page_size, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
+    listing = filters.listing()
+    rows = await repo.list_orders(
+        conn,
+        checkout_id=filters.checkout_id,
+        seller_account=filters.seller_account,
+        buyer_id=filters.buyer_id,
+        states=[state.value for state in filters.states],
+        created_from=filters.created_from,
+        created_before=filters.created_before,
+        after=_keyset(page_token, listing),
+        limit=size + 1,  # one more than the page says whether another page follows
+    )
+    return rows[:size], _next_token(rows, size, listing, "payment_order_id")
+
+
+async def list_refunds(
+    conn: AsyncConnection, payment_order_id: str, page_size: int, page_token: str
+) -> tuple[list[Any], str]:
+    """A page of an order's refunds newest first, and the token of the next page ("" on the last)."""
+    size = pagination.page_size(page_size, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
+    await get_order(conn, payment_order_id)
+    listing = ["refunds", payment_order_id]
+    rows = await repo.list_refunds(conn, payment_order_id, _keyset(page_token, listing), size + 1)
+    return rows[:size], _next_token(rows, size, listing, "refund_id")

@@ -208,6 +208,52 @@ class ListPaymentOrderHistoryResponse(_message.Message):
     transitions: _containers.RepeatedCompositeFieldContainer[OrderTransition]
     def __init__(self, transitions: _Optional[_Iterable[_Union[OrderTransition, _Mapping]]] = ...) -> None: ...
 
+class ListPaymentOrdersRequest(_message.Message):
+    __slots__ = ("checkout_id", "seller_account", "buyer_id", "states", "create_time_from", "create_time_before", "page_size", "page_token")
+    CHECKOUT_ID_FIELD_NUMBER: _ClassVar[int]
+    SELLER_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    BUYER_ID_FIELD_NUMBER: _ClassVar[int]
+    STATES_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FROM_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    checkout_id: str
+    seller_account: str
+    buyer_id: str
+    states: _containers.RepeatedScalarFieldContainer[PaymentOrderState]
+    create_time_from: _timestamp_pb2.Timestamp
+    create_time_before: _timestamp_pb2.Timestamp
+    page_size: int
+    page_token: str
+    def __init__(self, checkout_id: _Optional[str] = ..., seller_account: _Optional[str] = ..., buyer_id: _Optional[str] = ..., states: _Optional[_Iterable[_Union[PaymentOrderState, str]]] = ..., create_time_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_time_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListPaymentOrdersResponse(_message.Message):
+    __slots__ = ("payment_orders", "next_page_token")
+    PAYMENT_ORDERS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    payment_orders: _containers.RepeatedCompositeFieldContainer[PaymentOrder]
+    next_page_token: str
+    def __init__(self, payment_orders: _Optional[_Iterable[_Union[PaymentOrder, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ListRefundsRequest(_message.Message):
+    __slots__ = ("payment_order_id", "page_size", "page_token")
+    PAYMENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    payment_order_id: str
+    page_size: int
+    page_token: str
+    def __init__(self, payment_order_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListRefundsResponse(_message.Message):
+    __slots__ = ("refunds", "next_page_token")
+    REFUNDS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    refunds: _containers.RepeatedCompositeFieldContainer[Refund]
+    next_page_token: str
+    def __init__(self, refunds: _Optional[_Iterable[_Union[Refund, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
 class HandlePspEventRequest(_message.Message):
     __slots__ = ("event_id", "event_type", "payload", "stripe_signature")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]

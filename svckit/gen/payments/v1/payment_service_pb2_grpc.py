@@ -57,6 +57,16 @@ class PaymentServiceStub:
                 request_serializer=payments_dot_v1_dot_payment__service__pb2.ListPaymentOrderHistoryRequest.SerializeToString,
                 response_deserializer=payments_dot_v1_dot_payment__service__pb2.ListPaymentOrderHistoryResponse.FromString,
                 _registered_method=True)
+        self.ListPaymentOrders = channel.unary_unary(
+                '/payments.v1.PaymentService/ListPaymentOrders',
+                request_serializer=payments_dot_v1_dot_payment__service__pb2.ListPaymentOrdersRequest.SerializeToString,
+                response_deserializer=payments_dot_v1_dot_payment__service__pb2.ListPaymentOrdersResponse.FromString,
+                _registered_method=True)
+        self.ListRefunds = channel.unary_unary(
+                '/payments.v1.PaymentService/ListRefunds',
+                request_serializer=payments_dot_v1_dot_payment__service__pb2.ListRefundsRequest.SerializeToString,
+                response_deserializer=payments_dot_v1_dot_payment__service__pb2.ListRefundsResponse.FromString,
+                _registered_method=True)
         self.HandlePspEvent = channel.unary_unary(
                 '/payments.v1.PaymentService/HandlePspEvent',
                 request_serializer=payments_dot_v1_dot_payment__service__pb2.HandlePspEventRequest.SerializeToString,
@@ -112,6 +122,28 @@ class PaymentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListPaymentOrders(self, request, context):
+        """Lists payment orders, newest first: by create_time descending, then payment_order_id descending
+        (orders of one checkout share their create_time). Every filter set narrows the list (they combine
+        with AND). Keyset pagination: a page starts after the last order of the previous one, so orders
+        created while a client pages never shift, repeat or hide the ones it has yet to see. Refusals are
+        INVALID_ARGUMENT: INVALID_FILTER (an unspecified or unknown state, a time range that is empty),
+        INVALID_ID / INVALID_SELLER_ACCOUNT (a malformed id), INVALID_PAGE_SIZE (above 1000) and
+        INVALID_PAGE_TOKEN (a token of another listing or of other filters).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRefunds(self, request, context):
+        """Lists the refunds of one payment order, newest first (create_time descending, then refund_id
+        descending), paginated like ListPaymentOrders. NOT_FOUND (reason PAYMENT_ORDER_NOT_FOUND) when the
+        order is unknown.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def HandlePspEvent(self, request, context):
         """Applies a PSP webhook event after verifying its signature with the service's own webhook secrets
         (PERMISSION_DENIED, reason INVALID_SIGNATURE, when the signature is absent, wrong or outside the
@@ -162,6 +194,16 @@ def add_PaymentServiceServicer_to_server(servicer, server):
                     servicer.ListPaymentOrderHistory,
                     request_deserializer=payments_dot_v1_dot_payment__service__pb2.ListPaymentOrderHistoryRequest.FromString,
                     response_serializer=payments_dot_v1_dot_payment__service__pb2.ListPaymentOrderHistoryResponse.SerializeToString,
+            ),
+            'ListPaymentOrders': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPaymentOrders,
+                    request_deserializer=payments_dot_v1_dot_payment__service__pb2.ListPaymentOrdersRequest.FromString,
+                    response_serializer=payments_dot_v1_dot_payment__service__pb2.ListPaymentOrdersResponse.SerializeToString,
+            ),
+            'ListRefunds': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRefunds,
+                    request_deserializer=payments_dot_v1_dot_payment__service__pb2.ListRefundsRequest.FromString,
+                    response_serializer=payments_dot_v1_dot_payment__service__pb2.ListRefundsResponse.SerializeToString,
             ),
             'HandlePspEvent': grpc.unary_unary_rpc_method_handler(
                     servicer.HandlePspEvent,
@@ -290,6 +332,60 @@ class PaymentService:
             '/payments.v1.PaymentService/ListPaymentOrderHistory',
             payments_dot_v1_dot_payment__service__pb2.ListPaymentOrderHistoryRequest.SerializeToString,
             payments_dot_v1_dot_payment__service__pb2.ListPaymentOrderHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPaymentOrders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payments.v1.PaymentService/ListPaymentOrders',
+            payments_dot_v1_dot_payment__service__pb2.ListPaymentOrdersRequest.SerializeToString,
+            payments_dot_v1_dot_payment__service__pb2.ListPaymentOrdersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRefunds(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payments.v1.PaymentService/ListRefunds',
+            payments_dot_v1_dot_payment__service__pb2.ListRefundsRequest.SerializeToString,
+            payments_dot_v1_dot_payment__service__pb2.ListRefundsResponse.FromString,
             options,
             channel_credentials,
             insecure,
