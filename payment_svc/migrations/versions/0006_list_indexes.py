@@ -8,14 +8,14 @@ new entry on each state change (the janitor's partial index names state, so thos
 heap-only), so the listing adds two, not one per filter: a state filter walks the newest-first index
 and skips other states.
 
-Revision ID: 0007
+Revision ID: 0006
 Revises: 0005
 Create Date: 2026-12-06
 """
 
 from alembic import op
 
-revision = "0007"
+revision = "0006"
 down_revision = "0005"
 branch_labels = None
 depends_on = None
