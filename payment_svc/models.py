@@ -105,7 +105,7 @@ sa.Index(
     postgresql_include=["total_minor"],
 )
 
-# Listings newest first, all orders or one seller's (migration 0007 says why there is none on state).
+# Listings newest first, all orders or one seller's (migration 0006 says why there is none on state).
 sa.Index("ix_payment_orders_created", payment_orders.c.created_at, payment_orders.c.payment_order_id)
 sa.Index(
     "ix_payment_orders_seller_created",
