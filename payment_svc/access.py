@@ -14,6 +14,7 @@ ACCESS = {
             "CreatePayment": ("gateway",),
             "GetPaymentOrder": ("gateway", "operator"),
             "GetCheckout": ("gateway", "operator"),
+            "GetCheckoutByPaymentIntent": ("gateway", "operator"),
             "ListPaymentOrderHistory": ("gateway", "operator"),
             # Only the gateway, which verified the PSP's signature on the webhook it forwards.
             "HandlePspEvent": ("gateway",),
