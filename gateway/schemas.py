@@ -252,7 +252,7 @@ def parse_positive_amount(text: str, currency: str, field: str) -> int:
     return minor
 
 
-def create_payment_request(body: CreatePaymentBody, status_page_url: str) -> pb.CreatePaymentRequest:
+def create_payment_request(body: CreatePaymentBody, status_page_url: str = "") -> pb.CreatePaymentRequest:
     """The body's shape and amount format, checked here; the order limits (count, largest amount, line
     items) are the payment service's, configured there once, and its refusal is passed on unchanged.
     A hosted checkout without ``success_url`` / ``cancel_url`` sends the buyer to ``status_page_url``."""
