@@ -13,7 +13,7 @@ from prometheus_client import make_asgi_app
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from gateway import apikeys, openapi, problems
+from gateway import apikeys, buyer_pages, openapi, problems
 from gateway.admission import Admission
 from gateway.apikeys import KeyAuthenticator
 from gateway.clients import Upstreams
@@ -107,9 +107,12 @@ def create_app(settings: GatewaySettings, upstreams: Upstreams | None = None) ->
     )
     app.state.settings = settings
     app.state.admission = Admission(settings.max_inflight_writes, settings.admission_wait_seconds)
+    app.state.status_links = buyer_pages.StatusLinks(settings)
     problems.install(app)
     openapi.install(app)
     app.include_router(health.router)
+    # Before the payments routes: /v1/payments/return is a page, not GET /v1/payments/{payment_order_id}.
+    app.include_router(buyer_pages.router)
     app.include_router(payments.router)
     app.include_router(admin.router)
     app.include_router(ledger.router)

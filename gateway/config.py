@@ -110,6 +110,17 @@ class GatewaySettings(ServiceSettings):
     webhook_upstream_timeout_seconds: float = Field(default=5.0, gt=0, le=30)
     """Deadline of the HandlePspEvent call; the PSP gives up on slow endpoints and retries."""
 
+    # -- buyer pages ----------------------------------------------------------------------------
+    status_page_secret: SecretStr | None = Field(default=None, min_length=32)
+    """Key of the HMAC that signs the buyer's status-page links (``/v1/checkouts/<id>/status?token=``),
+    at least 32 characters. Unset: a random key per process, so links stop working when the gateway
+    restarts and differ between replicas (logged at start-up); set it wherever buyers keep links."""
+    public_url: str | None = Field(default=None, pattern=r"^https?://[^/?#\s]+/?$")
+    """The scheme and host buyers reach the gateway at (``https://pay.example.com``), for the status-page
+    links the gateway hands out; unset: the host the request came to."""
+    status_page_refresh_seconds: int = Field(default=3, ge=1, le=300)
+    """How often the status page reloads itself while an order is not final."""
+
     @model_validator(mode="after")
     def _https_files_come_in_pairs(self) -> GatewaySettings:
         if (self.http_tls_cert_file is None) != (self.http_tls_key_file is None):

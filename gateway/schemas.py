@@ -70,11 +70,25 @@ class BuyerInfoIn(_Strict):
     )
 
 
+class LineItemIn(_Strict):
+    name: str = Field(
+        description="What was bought: 1-100 printable characters, one line.", examples=["Desk lamp"]
+    )
+    # Bounded to what the wire carries (int32); the payment service applies the real limit.
+    quantity: int = Field(default=1, ge=-(2**31), le=2**31 - 1, description="How many; 1-9999.", examples=[2])
+
+
 class PaymentOrderIn(_Strict):
     payment_order_id: Id = Field(description="Your globally unique id of this seller's order.")
     seller_account: SellerAccount = Field(examples=["seller_1"])
     amount: Amount = Field(description="Decimal string in the currency's major unit; positive.")
     currency: Annotated[str, StringConstraints(min_length=3, max_length=3)] = Field(examples=["USD"])
+    # The limits (count, name length, quantity) are the payment service's, checked there once.
+    line_items: list[LineItemIn] = Field(
+        default_factory=list,
+        description="Optional: what the buyer bought from this seller (at most 20), shown on the hosted "
+        "payment page and the status page instead of the order id.",
+    )
 
 
 class CreatePaymentBody(_Strict):
@@ -83,8 +97,15 @@ class CreatePaymentBody(_Strict):
     payment_orders: list[PaymentOrderIn] = Field(
         description="One order per seller; one currency per checkout."
     )
-    success_url: HttpUrl | None = Field(default=None, description="Required in hosted mode.")
-    cancel_url: HttpUrl | None = Field(default=None, description="Required in hosted mode.")
+    success_url: HttpUrl | None = Field(
+        default=None,
+        description="Where the buyer goes after paying (hosted page or 3-D Secure); default: the "
+        "checkout's status page on the gateway (`status_page_url`).",
+    )
+    cancel_url: HttpUrl | None = Field(
+        default=None,
+        description="Where the buyer goes after giving up or failing; default: the status page.",
+    )
     payment_method: Annotated[str, StringConstraints(pattern=r"^pm_[A-Za-z0-9_]{1,250}$")] | None = Field(
         default=None, description="A PSP payment-method token; selects direct mode."
     )
@@ -101,6 +122,10 @@ class CreatePaymentBody(_Strict):
                             "seller_account": "seller_a",
                             "amount": "25.00",
                             "currency": "EUR",
+                            "line_items": [
+                                {"name": "Desk lamp", "quantity": 1},
+                                {"name": "Bulb", "quantity": 2},
+                            ],
                         },
                         {
                             "payment_order_id": "po_1001_b",
@@ -137,6 +162,11 @@ class BuyerInfoOut(BaseModel):
     country: str | None
 
 
+class LineItemOut(BaseModel):
+    name: str
+    quantity: int
+
+
 class PaymentOrderOut(BaseModel):
     payment_order_id: str
     checkout_id: str
@@ -158,6 +188,7 @@ class PaymentOrderOut(BaseModel):
     refunded: str
     wallet_updated: bool
     ledger_updated: bool
+    line_items: list[LineItemOut] = Field(default_factory=list)
 
 
 class PaymentEventOut(BaseModel):
@@ -165,6 +196,11 @@ class PaymentEventOut(BaseModel):
     buyer_info: BuyerInfoOut
     mode: str = Field(examples=["hosted"])
     hosted_page_url: str | None
+    status_page_url: str | None = Field(
+        default=None,
+        description="The buyer's page for this checkout on the gateway (orders and their states, no API "
+        "key needed; the link is signed, so give it only to the buyer).",
+    )
     created_at: str | None
     payment_orders: list[PaymentOrderOut]
 
@@ -231,16 +267,14 @@ def parse_positive_amount(text: str, currency: str, field: str) -> int:
     return minor
 
 
-def create_payment_request(body: CreatePaymentBody) -> pb.CreatePaymentRequest:
-    """The body's shape and amount format, checked here; the order limits (count, largest amount) are
-    the payment service's, configured there once, and its refusal is passed on unchanged."""
+def create_payment_request(body: CreatePaymentBody, status_page_url: str = "") -> pb.CreatePaymentRequest:
+    """The body's shape and amount format, checked here; the order limits (count, largest amount, line
+    items) are the payment service's, configured there once, and its refusal is passed on unchanged.
+    A hosted checkout without ``success_url`` / ``cancel_url`` sends the buyer to ``status_page_url``."""
     orders = body.payment_orders
     if not orders:
         raise _bad("NO_PAYMENT_ORDERS", "payment_orders", "at least one payment order is required")
-    if body.payment_method is None:
-        for name in ("success_url", "cancel_url"):
-            if getattr(body, name) is None:
-                raise _bad("MISSING_FIELD", name, "required in hosted mode (no payment_method)")
+    hosted_default = status_page_url if body.payment_method is None else ""
     seen: set[str] = set()
     checkout_currency: str | None = None
     out: list[pb.PaymentOrderInput] = []
@@ -272,6 +306,7 @@ def create_payment_request(body: CreatePaymentBody) -> pb.CreatePaymentRequest:
                 seller_account=order.seller_account,
                 amount_minor=minor,
                 currency=currency,
+                line_items=[pb.LineItem(name=li.name, quantity=li.quantity) for li in order.line_items],
             )
         )
     buyer = body.buyer_info
@@ -284,8 +319,8 @@ def create_payment_request(body: CreatePaymentBody) -> pb.CreatePaymentRequest:
             country=buyer.country or "",
         ),
         payment_orders=out,
-        success_url=body.success_url or "",
-        cancel_url=body.cancel_url or "",
+        success_url=body.success_url or hosted_default,
+        cancel_url=body.cancel_url or hosted_default,
         payment_method=body.payment_method or "",
     )
 
@@ -348,11 +383,13 @@ def order_out(o: pb.PaymentOrder) -> PaymentOrderOut:
         refunded=format_amount(o.refunded_minor, o.currency),
         wallet_updated=o.wallet_updated,
         ledger_updated=o.ledger_updated,
+        line_items=[LineItemOut(name=li.name, quantity=li.quantity) for li in o.line_items],
     )
 
 
-def event_out(e: pb.PaymentEvent) -> PaymentEventOut:
+def event_out(e: pb.PaymentEvent, status_page_url: str | None = None) -> PaymentEventOut:
     return PaymentEventOut(
+        status_page_url=status_page_url,
         checkout_id=e.checkout_id,
         buyer_info=BuyerInfoOut(
             buyer_id=e.buyer.buyer_id,

@@ -14,6 +14,7 @@ ACCESS = {
             "CreatePayment": ("gateway",),
             "GetPaymentOrder": ("gateway", "operator"),
             "GetCheckout": ("gateway", "operator"),
+            "GetCheckoutByPaymentIntent": ("gateway", "operator"),
             "ListPaymentOrderHistory": ("gateway", "operator"),
             "ListPaymentOrders": ("gateway", "operator"),
             "ListRefunds": ("gateway", "operator"),

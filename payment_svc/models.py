@@ -95,6 +95,13 @@ payment_orders = sa.Table(
     sa.Column(
         "alerted_at", sa.DateTime(timezone=True), nullable=True, comment="When it was reported past deadline"
     ),
+    sa.Column(
+        "line_items",
+        sa.JSON,
+        nullable=False,
+        server_default="[]",
+        comment='What was bought: [{"name": ..., "quantity": ...}], [] when none was given',
+    ),
 )
 
 # The risk check's velocity: a buyer's checkouts in a recent window, answered from the index alone.

@@ -13,7 +13,7 @@ as three kinds, because they mean three different things for an order:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import aiohttp
@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from stripe.params.checkout import SessionCreateParams
 
 log = get_logger(__name__)
+
+PRODUCT_NAME_MAX_LENGTH = 250
+"""The longest product name this adapter sends (a whole order's items can add up to more)."""
 
 
 class PspError(Exception):
@@ -55,6 +58,22 @@ class LineItem:
     payment_order_id: str
     seller_account: str
     amount_minor: int
+    bought: list[dict[str, Any]] = field(default_factory=list)
+    """What the buyer bought in this order (``{"name", "quantity"}``), as the client sent it."""
+
+    def display_name(self) -> str:
+        """What the hosted page shows for the order: its items ("2 \u00d7 Lamp, Shade"), or the order id
+        when the client sent none. One PSP line item per order, since the order's amount is what is
+        charged and the items carry no prices of their own."""
+        if not self.bought:
+            return f"Order {self.payment_order_id}"
+        text = ", ".join(
+            f"{item['quantity']} \u00d7 {item['name']}" if item["quantity"] != 1 else item["name"]
+            for item in self.bought
+        )
+        if len(text) > PRODUCT_NAME_MAX_LENGTH:
+            text = text[: PRODUCT_NAME_MAX_LENGTH - 1].rstrip() + "…"
+        return text
 
 
 @dataclass(frozen=True)
@@ -199,7 +218,7 @@ class StripePsp:
                         "currency": currency.lower(),
                         "unit_amount": stripe_amount(item.amount_minor, currency),
                         "product_data": {
-                            "name": f"Order {item.payment_order_id}",
+                            "name": item.display_name(),
                             "metadata": {
                                 "payment_order_id": item.payment_order_id,
                                 "seller_account": item.seller_account,

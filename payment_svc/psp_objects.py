@@ -52,6 +52,7 @@ class CheckoutSessionView:
     paid: bool  # payment_status is paid or no_payment_required
     payment_intent_id: str | None
     checkout_id: str | None  # ours: client_reference_id, else metadata.checkout_id
+    customer_email: str | None = None  # what the buyer typed on the hosted page (customer_details)
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,7 @@ def checkout_session(obj: Any) -> CheckoutSessionView:
         payment_intent_id=_id_of(session.get("payment_intent")),
         checkout_id=_str(session.get("client_reference_id"))
         or _metadata(session.get("metadata")).get("checkout_id"),
+        customer_email=_str(_dict(session.get("customer_details")).get("email")),
     )
 
 

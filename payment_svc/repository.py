@@ -36,11 +36,14 @@ _INSERT_CHECKOUT = (
     " RETURNING checkout_id, currency, created_at"
     "), orders AS ("
     " INSERT INTO payment_orders"
-    " (payment_order_id, checkout_id, seller_account, amount_minor, currency, state, next_check_at)"
-    " SELECT o.id, e.checkout_id, o.seller, o.amount, e.currency, 'NOT_STARTED', %(next_check_at)s"
+    " (payment_order_id, checkout_id, seller_account, amount_minor, currency, state, next_check_at,"
+    " line_items)"
+    " SELECT o.id, e.checkout_id, o.seller, o.amount, e.currency, 'NOT_STARTED', %(next_check_at)s,"
+    " CAST(o.items AS json)"
     " FROM event AS e,"
-    " unnest(CAST(%(order_ids)s AS text[]), CAST(%(sellers)s AS text[]), CAST(%(amounts)s AS bigint[]))"
-    " AS o(id, seller, amount)"
+    " unnest(CAST(%(order_ids)s AS text[]), CAST(%(sellers)s AS text[]), CAST(%(amounts)s AS bigint[]),"
+    " CAST(%(line_items)s AS text[]))"
+    " AS o(id, seller, amount, items)"
     " RETURNING *"
     "), history AS ("
     " INSERT INTO order_transitions (payment_order_id, from_state, to_state, cause, detail)"
@@ -58,16 +61,19 @@ async def _fetch(conn: psycopg.AsyncConnection, statement: str, params: dict[str
 async def insert_checkout(
     conn: psycopg.AsyncConnection,
     event: dict[str, Any],
-    orders: Sequence[tuple[str, str, int]],
+    orders: Sequence[tuple[str, str, int, list[dict[str, Any]]]],
     next_check_at: datetime,
 ) -> tuple[Any, list[Any]]:
-    """Store a checkout, its orders (id, seller, amount) as NOT_STARTED and their first history rows
-    with one statement. Returns the event (as a plain record) and the orders as stored, in
+    """Store a checkout, its orders (id, seller, amount, line items) as NOT_STARTED and their first
+    history rows with one statement. Returns the event (as a plain record) and the orders as stored, in
     payment_order_id order. A taken checkout or order id raises the UniqueViolation of its primary
     key and stores nothing."""
     params = dict(event, buyer_info=json.dumps(event["buyer_info"]), next_check_at=next_check_at)
     params.update(
-        order_ids=[o[0] for o in orders], sellers=[o[1] for o in orders], amounts=[o[2] for o in orders]
+        order_ids=[o[0] for o in orders],
+        sellers=[o[1] for o in orders],
+        amounts=[o[2] for o in orders],
+        line_items=[json.dumps(o[3]) for o in orders],
     )
     rows = await _fetch(conn, _INSERT_CHECKOUT, params)
     stored = SimpleNamespace(

@@ -61,6 +61,11 @@ class PaymentService:
     async def get_checkout(self, conn: AsyncConnection, checkout_id: str) -> CheckoutView:
         return await queries.get_checkout(conn, checkout_id)
 
+    async def get_checkout_by_payment_intent(
+        self, conn: AsyncConnection, payment_intent_id: str
+    ) -> CheckoutView:
+        return await queries.get_checkout_by_payment_intent(conn, payment_intent_id)
+
     async def history(self, conn: AsyncConnection, payment_order_id: str) -> list[Any]:
         return await queries.history(conn, payment_order_id)
 

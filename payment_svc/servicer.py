@@ -18,6 +18,7 @@ from payment_svc.usecases.commands import (
     Buyer,
     CheckoutView,
     CreatePayment,
+    LineItemInput,
     OrderInput,
 )
 from payment_svc.usecases.queries import OrderFilter
@@ -61,6 +62,7 @@ def order_to_pb(row: Any) -> pb.PaymentOrder:
         refunded_minor=row.refunded_minor,
         wallet_updated=row.wallet_updated,
         ledger_updated=row.ledger_updated,
+        line_items=[pb.LineItem(name=li["name"], quantity=li["quantity"]) for li in row.line_items or ()],
     )
 
 
@@ -79,6 +81,8 @@ def checkout_to_pb(view: CheckoutView) -> pb.PaymentEvent:
         payment_orders=[order_to_pb(o) for o in view.orders],
         hosted_page_url=event.hosted_page_url or "",
         create_time=timestamp(event.created_at),
+        success_url=event.success_url or "",
+        cancel_url=event.cancel_url or "",
     )
 
 
@@ -127,7 +131,13 @@ def create_command(request: pb.CreatePaymentRequest) -> CreatePayment:
         checkout_id=request.checkout_id,
         buyer=Buyer(request.buyer.buyer_id, request.buyer.email, request.buyer.name, request.buyer.country),
         orders=tuple(
-            OrderInput(o.payment_order_id, o.seller_account, o.amount_minor, o.currency)
+            OrderInput(
+                o.payment_order_id,
+                o.seller_account,
+                o.amount_minor,
+                o.currency,
+                tuple(LineItemInput(li.name, li.quantity) for li in o.line_items),
+            )
             for o in request.payment_orders
         ),
         success_url=request.success_url,
@@ -184,6 +194,13 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
         async with self._reader.connect() as conn:
             view = await self._service.get_checkout(conn, request.checkout_id)
         return pb.GetCheckoutResponse(payment_event=checkout_to_pb(view))
+
+    async def GetCheckoutByPaymentIntent(
+        self, request: pb.GetCheckoutByPaymentIntentRequest, context: grpc.aio.ServicerContext
+    ):
+        async with self._reader.connect() as conn:
+            view = await self._service.get_checkout_by_payment_intent(conn, request.payment_intent_id)
+        return pb.GetCheckoutByPaymentIntentResponse(payment_event=checkout_to_pb(view))
 
     async def ListPaymentOrderHistory(
         self, request: pb.ListPaymentOrderHistoryRequest, context: grpc.aio.ServicerContext

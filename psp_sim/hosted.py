@@ -11,13 +11,25 @@ from urllib.parse import urlencode
 
 from psp_sim.money import to_major
 
+# Long names and ids wrap inside the card (overflow-wrap:anywhere) instead of running past it; the
+# card takes the whole width of a phone and 420 px on a desktop.
 _STYLE = """
-body{font-family:system-ui,sans-serif;background:#f6f9fc;margin:0;padding:40px}
-.box{max-width:420px;margin:auto;background:#fff;padding:24px;border-radius:8px;box-shadow:0 2px 8px #0002}
+*{box-sizing:border-box}
+body{font-family:system-ui,sans-serif;background:#f6f9fc;margin:0;padding:40px 16px}
+.box{max-width:420px;margin:auto;background:#fff;padding:24px;border-radius:8px;box-shadow:0 2px 8px #0002;
+overflow-wrap:anywhere}
+@media (max-width:480px){body{padding:12px 8px}.box{padding:16px}}
+h1{font-size:24px;margin:0 0 8px}
 label{display:block;margin:12px 0 4px;font-size:14px;color:#333}
-input{width:100%;padding:8px;box-sizing:border-box;font-size:16px}
-button{margin-top:16px;padding:10px 16px;font-size:16px;cursor:pointer}
+input{width:100%;padding:8px;font-size:16px}
+button{margin-top:16px;padding:10px 16px;font-size:16px;cursor:pointer;max-width:100%}
 .error{color:#b00020;margin-top:12px} .muted{color:#666;font-size:13px}
+code{word-break:break-all}
+.items{list-style:none;margin:16px 0;padding:0}
+.item{display:flex;gap:12px;justify-content:space-between;padding:8px 0;border-bottom:1px solid #e3e8ee}
+.item .name{min-width:0;flex:1}
+.item .amount{white-space:nowrap;text-align:right}
+.total{display:flex;justify-content:space-between;font-weight:600;padding:8px 0}
 """
 
 
@@ -32,7 +44,9 @@ def _page(title: str, body: str) -> str:
 def checkout_page(cs: dict[str, Any], lines: list[dict[str, Any]], error: str | None = None) -> str:
     cur = cs["currency"]
     items = "".join(
-        f"<li>{escape(li['description'])} x {li['quantity']}: {to_major(li['amount_total'], cur)} {cur.upper()}</li>"
+        f'<li class="item"><span class="name">{escape(li["description"])}'
+        + (f' <span class="muted">&times; {li["quantity"]}</span>' if li["quantity"] != 1 else "")
+        + f'</span><span class="amount">{to_major(li["amount_total"], cur)} {cur.upper()}</span></li>'
         for li in lines
     )
     err = f'<p class="error" id="error" role="alert">{escape(error)}</p>' if error else ""
@@ -45,7 +59,8 @@ def checkout_page(cs: dict[str, Any], lines: list[dict[str, Any]], error: str | 
     body = f"""
 <h1>Pay {escape(total)}</h1>
 <p class="muted">PSP simulator checkout · session <code id="session-id">{escape(cs["id"])}</code></p>
-<ul>{items}</ul>
+<ul class="items" id="line-items">{items}</ul>
+<div class="total"><span>Total</span><span id="total">{escape(total)}</span></div>
 <form method="post" action="/c/pay/{escape(cs["id"])}" id="payment-form" autocomplete="off">
   <label for="email">Email</label>
   <input id="email" name="email" type="email" value="{escape(cs["customer_email"] or "")}">

@@ -17,3 +17,13 @@ EXTERNAL_ID_RULE = "1-128 letters, digits or _.-@"
 
 def is_external_id(value: str | None) -> bool:
     return bool(value) and EXTERNAL_ID.match(value or "") is not None
+
+
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+"""A buyer's e-mail address as the gateway accepts it (a shape check; the PSP sends the receipts)."""
+
+EMAIL_MAX_LENGTH = 254
+
+
+def is_email(value: str | None) -> bool:
+    return bool(value) and len(value or "") <= EMAIL_MAX_LENGTH and EMAIL.match(value or "") is not None

@@ -81,6 +81,17 @@ class Reason(enum.StrEnum):
     )
     # -- payments -------------------------------------------------------------------------------------
     NO_PAYMENT_ORDERS = enum.auto(), "a checkout has no payment order", _K.INVALID_ARGUMENT
+    TOO_MANY_LINE_ITEMS = (
+        enum.auto(),
+        "a payment order has more line items than allowed (20)",
+        _K.INVALID_ARGUMENT,
+    )
+    INVALID_LINE_ITEM_NAME = (
+        enum.auto(),
+        "a line item's name is empty, longer than 100 characters or not one printable line",
+        _K.INVALID_ARGUMENT,
+    )
+    INVALID_LINE_ITEM_QUANTITY = enum.auto(), "a line item's quantity is not 1-9999", _K.INVALID_ARGUMENT
     TOO_MANY_ORDERS = (
         enum.auto(),
         "a checkout has more orders than the payment service allows",

@@ -74,8 +74,17 @@ def shared_psp() -> Iterator[SimServer]:
         yield server
 
 
+@pytest.fixture(scope="session")
+def gateway_port() -> int:
+    """The shared gateway's port, chosen before the services start: the payment service sends buyers
+    back from 3-D Secure to its ``/v1/payments/return``."""
+    from svckit.devstack.infra import free_port
+
+    return free_port()
+
+
 @pytest_asyncio.fixture(scope="session")
-async def services(infra: Infra, shared_psp) -> AsyncIterator[dict[str, ServiceHandle]]:
+async def services(infra: Infra, shared_psp, gateway_port: int) -> AsyncIterator[dict[str, ServiceHandle]]:
     """All four services, running for the whole session."""
     handles: dict[str, ServiceHandle] = {}
     for name, (settings_cls, boot) in SERVICES.items():
@@ -93,6 +102,7 @@ async def services(infra: Infra, shared_psp) -> AsyncIterator[dict[str, ServiceH
                 "wallet_addr": handles["wallet"].address,
                 "events_namespace": f"{infra.prefix}-payments",
                 "psp_webhook_secrets": [shared_psp.webhook_secret],
+                "return_url": f"http://127.0.0.1:{gateway_port}/v1/payments/return",
             }
         settings = infra.settings(settings_cls, **overrides)
         handles[name] = await start_service(settings, boot.MIGRATIONS, boot.build)
@@ -125,7 +135,7 @@ async def operator_channels(
 
 @pytest_asyncio.fixture(scope="session")
 async def gateway_url(
-    infra: Infra, services: dict[str, ServiceHandle], shared_psp: SimServer
+    infra: Infra, services: dict[str, ServiceHandle], shared_psp: SimServer, gateway_port: int
 ) -> AsyncIterator[str]:
     """The real gateway (uvicorn on a free port) in front of the in-process services; the shared PSP
     simulator delivers its signed webhooks to it."""
@@ -135,9 +145,8 @@ async def gateway_url(
 
     from gateway.app import create_app
     from gateway.config import GatewaySettings
-    from svckit.devstack.infra import free_port
 
-    port = free_port()
+    port = gateway_port
     settings = infra.settings(
         GatewaySettings,
         environment="development",

@@ -26,8 +26,8 @@ from typing import Any
 
 import pytest
 
-ALLOWED_FILES = frozenset({"dev_api_key", "dev_webhook_secret"})
-"""Files that exist to hold a secret (the dev stack's key and webhook secret, mode 0600)."""
+ALLOWED_FILES = frozenset({"dev_api_key", "dev_webhook_secret", "dev_status_page_secret"})
+"""Files that exist to hold a secret (the dev stack's key, webhook and status-page secrets, mode 0600)."""
 
 SHAPES = {
     "api_key": rb"mpk_[A-Za-z0-9_-]{30,}",

@@ -330,6 +330,17 @@ def test_the_simulator_gateway_and_payment_service_share_the_webhook_secret():
     assert env["payment"]["PAYMENT_PSP_WEBHOOK_SECRETS"] == secret
 
 
+def test_the_status_page_secret_is_kept_in_the_data_folder_for_the_gateway(monkeypatch, tmp_path):
+    from svckit.devstack import supervisor
+
+    monkeypatch.delenv("GATEWAY_STATUS_PAGE_SECRET", raising=False)
+    first = supervisor.dev_status_page_secret(tmp_path)
+    assert len(first) >= 32 and supervisor.dev_status_page_secret(tmp_path) == first  # the next start
+    assert (tmp_path / "dev_status_page_secret").stat().st_mode & 0o077 == 0
+    gateway = next(c for c in supervisor.plan_children(status_page_secret=first) if c.name == "gateway")
+    assert gateway.env["GATEWAY_STATUS_PAGE_SECRET"] == first
+
+
 def test_each_child_gets_its_identity_by_environment_and_plaintext_only_when_asked(monkeypatch, tmp_path):
     from svckit.devstack import supervisor
 

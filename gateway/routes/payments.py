@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Resp
 from pydantic import AwareDatetime
 
 from gateway import paging, schemas
+from gateway.buyer_pages import status_links
 from gateway.guard import bearer_scheme, guarded
 from gateway.upstream import call, mark_replayed
 from svckit.errors import InvalidArgument
@@ -56,7 +57,8 @@ def _deadline(request: Request) -> float:
         400: {
             "description": "invalid body (`INVALID_REQUEST`, `INVALID_AMOUNT`, `AMOUNT_PRECISION_EXCEEDED`, "
             "`AMOUNT_NOT_POSITIVE`, `AMOUNT_TOO_LARGE`, `UNKNOWN_CURRENCY`, `MIXED_CURRENCIES`, "
-            "`TOO_MANY_ORDERS`, `DUPLICATE_PAYMENT_ORDER_ID`, `MISSING_FIELD`); `errors[].field` names it"
+            "`TOO_MANY_ORDERS`, `DUPLICATE_PAYMENT_ORDER_ID`, `TOO_MANY_LINE_ITEMS`, `INVALID_LINE_ITEM_NAME`, "
+            "`INVALID_LINE_ITEM_QUANTITY`); `errors[].field` names it"
         },
         409: {
             "description": "checkout or order id taken by another request, or the idempotency key is in use"
@@ -73,12 +75,13 @@ async def create_payment(
     idempotency_key: IdempotencyKey,
 ) -> schemas.PaymentEventOut:
     # The order limits are the payment service's (PAYMENT_MAX_*): its refusal comes back as the problem.
-    message = schemas.create_payment_request(body)
+    status_page = status_links(request).url(request, body.checkout_id)
+    message = schemas.create_payment_request(body, status_page)
     reply, replayed = await call(
         request.app.state.upstreams.payment.CreatePayment, message, _deadline(request)
     )
     mark_replayed(response, replayed)
-    return schemas.event_out(reply.payment_event)
+    return schemas.event_out(reply.payment_event, status_page)
 
 
 @router.get(
@@ -186,7 +189,7 @@ async def get_checkout(checkout_id: CheckoutId, request: Request) -> schemas.Pay
         pb.GetCheckoutRequest(checkout_id=checkout_id),
         _deadline(request),
     )
-    return schemas.event_out(reply.payment_event)
+    return schemas.event_out(reply.payment_event, status_links(request).url(request, checkout_id))
 
 
 @router.get(

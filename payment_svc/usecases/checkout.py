@@ -91,7 +91,15 @@ class Checkout(UseCase):
                 "risk_verdict": decision.verdict.value,
                 "risk_rule": decision.rule,
             },
-            [(o.payment_order_id, o.seller_account, o.amount_minor) for o in cmd.orders],
+            [
+                (
+                    o.payment_order_id,
+                    o.seller_account,
+                    o.amount_minor,
+                    [{"name": li.name, "quantity": li.quantity} for li in o.line_items],
+                )
+                for o in cmd.orders
+            ],
             datetime.now(UTC) + timedelta(seconds=self._settings.janitor_first_check_seconds),
         )
         try:
@@ -190,7 +198,10 @@ class Checkout(UseCase):
             session = await self._psp.create_checkout_session(
                 checkout_id=event.checkout_id,
                 currency=event.currency,
-                items=[LineItem(o.payment_order_id, o.seller_account, o.amount_minor) for o in orders],
+                items=[
+                    LineItem(o.payment_order_id, o.seller_account, o.amount_minor, o.line_items or [])
+                    for o in orders
+                ],
                 success_url=event.success_url,
                 cancel_url=event.cancel_url,
                 customer_email=(event.buyer_info or {}).get("email") or None,

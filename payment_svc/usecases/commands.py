@@ -21,12 +21,25 @@ def is_client_id(value: str) -> bool:
     return _ID.match(value) is not None
 
 
+MAX_LINE_ITEMS_PER_ORDER = 20
+MAX_LINE_ITEM_NAME_LENGTH = 100
+MAX_LINE_ITEM_QUANTITY = 9999
+"""Line items are what the hosted page shows: enough for a real cart, short enough to fit its card."""
+
+
+@dataclass(frozen=True)
+class LineItemInput:
+    name: str
+    quantity: int
+
+
 @dataclass(frozen=True)
 class OrderInput:
     payment_order_id: str
     seller_account: str
     amount_minor: int
     currency: str
+    line_items: tuple[LineItemInput, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -128,6 +141,7 @@ def validate(cmd: CreatePayment, settings: PaymentSettings) -> str:
                 f"{where}.amount",
             )
         currencies.add(currency)
+        _validate_line_items(order.line_items, where)
         if step := off_step(order.amount_minor, currency):
             raise _field_error("AMOUNT_PRECISION_EXCEEDED", step, f"{where}.amount")
     if len(currencies) != 1:
@@ -144,6 +158,30 @@ def validate(cmd: CreatePayment, settings: PaymentSettings) -> str:
             "INVALID_PAYMENT_METHOD", "payment_method must be a PSP token (pm_...)", "payment_method"
         )
     return currencies.pop()
+
+
+def _validate_line_items(items: tuple[LineItemInput, ...], where: str) -> None:
+    if len(items) > MAX_LINE_ITEMS_PER_ORDER:
+        raise _field_error(
+            "TOO_MANY_LINE_ITEMS",
+            f"{len(items)} line items; at most {MAX_LINE_ITEMS_PER_ORDER} per order",
+            f"{where}.line_items",
+        )
+    for j, item in enumerate(items):
+        at = f"{where}.line_items[{j}]"
+        name = item.name
+        if not name.strip() or len(name) > MAX_LINE_ITEM_NAME_LENGTH or not name.isprintable():
+            raise _field_error(
+                "INVALID_LINE_ITEM_NAME",
+                f"name must be 1-{MAX_LINE_ITEM_NAME_LENGTH} printable characters on one line",
+                f"{at}.name",
+            )
+        if not 1 <= item.quantity <= MAX_LINE_ITEM_QUANTITY:
+            raise _field_error(
+                "INVALID_LINE_ITEM_QUANTITY",
+                f"quantity must be 1-{MAX_LINE_ITEM_QUANTITY}, got {item.quantity}",
+                f"{at}.quantity",
+            )
 
 
 def refund_id_for(payment_order_id: str, idempotency_key: str) -> str:

@@ -14,6 +14,7 @@ from payment_svc.psp_objects import CheckoutSessionView, PaymentIntentView, Refu
 from payment_svc.usecases.deps import Deps, UseCase
 from payment_svc.usecases.refunds import Refunds
 from svckit.errors import InvalidArgument
+from svckit.identifiers import is_email
 from svckit.logging import get_logger
 
 log = get_logger(__name__)
@@ -103,6 +104,7 @@ class PspEvents(UseCase):
                 await repo.update_event(conn, event.checkout_id, psp_session_id=obj.id)
             pi_id = obj.payment_intent_id
             if kind in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):
+                await self._take_buyer_email(conn, event, obj.customer_email)
                 target = S.SUCCESS if obj.paid else S.PENDING
                 for order in orders:
                     fields = {"psp_reference": pi_id} if pi_id else {}
@@ -141,6 +143,16 @@ class PspEvents(UseCase):
             log.info("PSP event for a payment that is not ours", payment_intent=pi.id)
             return [], None
         return orders, await repo.get_event(conn, orders[0].checkout_id)
+
+    @staticmethod
+    async def _take_buyer_email(conn: AsyncConnection, event: Any, typed: str | None) -> None:
+        """The e-mail the buyer typed on the hosted page becomes the checkout's buyer e-mail (the buyer
+        may have corrected the one the shop sent); something that is not an address is ignored."""
+        buyer = dict(event.buyer_info or {})
+        if not typed or typed == buyer.get("email") or not is_email(typed):
+            return
+        buyer["email"] = typed
+        await repo.update_event(conn, event.checkout_id, buyer_info=buyer)
 
     async def _event_for_session(self, conn: AsyncConnection, session: CheckoutSessionView) -> Any:
         event = await repo.get_event_by_session(conn, session.id or "")

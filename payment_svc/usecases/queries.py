@@ -37,6 +37,19 @@ async def get_checkout(conn: AsyncConnection, checkout_id: str) -> CheckoutView:
     return CheckoutView(event, await repo.orders_of_checkout(conn, checkout_id))
 
 
+async def get_checkout_by_payment_intent(conn: AsyncConnection, payment_intent_id: str) -> CheckoutView:
+    if not payment_intent_id:
+        raise InvalidArgument("MISSING_FIELD", "payment_intent_id is required", field="payment_intent_id")
+    orders = await repo.orders_by_psp_reference(conn, payment_intent_id)
+    if not orders:
+        raise NotFound(
+            "CHECKOUT_NOT_FOUND",
+            f"no checkout paid by {payment_intent_id!r}",
+            {"payment_intent_id": payment_intent_id},
+        )
+    return await get_checkout(conn, orders[0].checkout_id)
+
+
 async def history(conn: AsyncConnection, payment_order_id: str) -> list[Any]:
     await get_order(conn, payment_order_id)
     return await repo.history(conn, payment_order_id)

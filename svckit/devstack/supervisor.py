@@ -156,6 +156,19 @@ def dev_webhook_secret(data_dir: Path) -> str:
     return path.read_text().strip()
 
 
+def dev_status_page_secret(data_dir: Path) -> str:
+    """The key the gateway signs buyers' status-page links with: generated once and kept, so the links
+    a buyer was given still open after the next ``make run``."""
+    if secret := os.environ.get("GATEWAY_STATUS_PAGE_SECRET"):
+        return secret
+    path = data_dir / "dev_status_page_secret"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(32) + "\n")
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
 def _env_flag(name: str) -> bool:
     value = os.environ.get(name, "").strip().lower()
     if value not in ("", "0", "1", "true", "false"):
@@ -222,7 +235,9 @@ class DevTls:
         return ssl.create_default_context(cafile=str(self.pki_dir / pki.CA_FILE))
 
 
-def plan_children(dev_key: str = "", webhook_secret: str = "", tls: DevTls | None = None) -> list[Child]:
+def plan_children(
+    dev_key: str = "", webhook_secret: str = "", tls: DevTls | None = None, status_page_secret: str = ""
+) -> list[Child]:
     """What `make run` starts, with ports from the same variables the services read."""
     tls = tls or DevTls()
     ports = {
@@ -332,6 +347,7 @@ def plan_children(dev_key: str = "", webhook_secret: str = "", tls: DevTls | Non
                 "GATEWAY_ENVIRONMENT": os.environ.get("GATEWAY_ENVIRONMENT", "development"),
                 **({"GATEWAY_DEV_API_KEY": dev_key} if dev_key else {}),
                 **({"GATEWAY_STRIPE_WEBHOOK_SECRET": webhook_secret} if webhook_secret else {}),
+                **({"GATEWAY_STATUS_PAGE_SECRET": status_page_secret} if status_page_secret else {}),
                 **{
                     f"GATEWAY_{n.upper()}_ADDR": f"127.0.0.1:{ports[n]}"
                     for n in ("ledger", "wallet", "recon")
@@ -349,7 +365,9 @@ class Stack:
         self.echo_logs = echo_logs
         self.dev_key = dev_api_key(data_dir)
         self.tls = DevTls.from_env(data_dir)
-        self.children = plan_children(self.dev_key, dev_webhook_secret(data_dir), self.tls)
+        self.children = plan_children(
+            self.dev_key, dev_webhook_secret(data_dir), self.tls, dev_status_page_secret(data_dir)
+        )
         self.pg: EmbeddedPostgres | None = None
         self.valkey: EmbeddedValkey | None = None
         self.stop_requested = threading.Event()
@@ -625,12 +643,14 @@ def _summary(stack: Stack, started: float) -> None:
         if tls.grpc_tls
         else "-plaintext"
     )
+    # No success_url/cancel_url: the buyer comes back to the gateway's status page of the checkout
+    # (the answer's status_page_url), which works without a network; a shop would send its own.
     body = (
         f'{{"checkout_id":"chk_{checkout}","buyer_info":{{"buyer_id":"buyer_1"}},'
         f'"payment_orders":[{{"payment_order_id":"po_{checkout}_a","seller_account":"seller_a",'
-        f'"amount":"25.00","currency":"USD"}},{{"payment_order_id":"po_{checkout}_b",'
-        f'"seller_account":"seller_b","amount":"9.90","currency":"USD"}}],'
-        f'"success_url":"https://example.com/paid","cancel_url":"https://example.com/cart"}}'
+        f'"amount":"25.00","currency":"USD","line_items":[{{"name":"Desk lamp","quantity":1}}]}},'
+        f'{{"payment_order_id":"po_{checkout}_b","seller_account":"seller_b","amount":"9.90",'
+        f'"currency":"USD","line_items":[{{"name":"Light bulb","quantity":2}}]}}]}}'
     )
     console.print(
         f"API key (development, scopes payments+admin): {stack.dev_key}\n"

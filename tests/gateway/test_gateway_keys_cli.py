@@ -164,6 +164,10 @@ def test_the_summary_prints_the_key_and_a_checkout_curl_the_gateway_accepts(tmp_
     text = captured.get()
     assert f"Authorization: Bearer {key}" in text
     body = json.loads(re.search(r"-d '(\{.*\})'", text).group(1))
-    request = schemas.create_payment_request(schemas.CreatePaymentBody.model_validate(body))
+    status_page = "http://127.0.0.1:8000/v1/checkouts/x/status?token=t"
+    request = schemas.create_payment_request(schemas.CreatePaymentBody.model_validate(body), status_page)
     assert len({o.seller_account for o in request.payment_orders}) == 2
-    assert request.success_url and request.cancel_url and not request.payment_method
+    # No shop URLs in the example: a buyer without network comes back to the gateway's status page.
+    assert "success_url" not in body and "cancel_url" not in body and not request.payment_method
+    assert request.success_url == request.cancel_url == status_page
+    assert all(o.line_items for o in request.payment_orders)

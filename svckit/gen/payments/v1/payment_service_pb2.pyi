@@ -72,20 +72,30 @@ class BuyerInfo(_message.Message):
     country: str
     def __init__(self, buyer_id: _Optional[str] = ..., email: _Optional[str] = ..., name: _Optional[str] = ..., country: _Optional[str] = ...) -> None: ...
 
+class LineItem(_message.Message):
+    __slots__ = ("name", "quantity")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    quantity: int
+    def __init__(self, name: _Optional[str] = ..., quantity: _Optional[int] = ...) -> None: ...
+
 class PaymentOrderInput(_message.Message):
-    __slots__ = ("payment_order_id", "seller_account", "amount_minor", "currency")
+    __slots__ = ("payment_order_id", "seller_account", "amount_minor", "currency", "line_items")
     PAYMENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     SELLER_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_MINOR_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    LINE_ITEMS_FIELD_NUMBER: _ClassVar[int]
     payment_order_id: str
     seller_account: str
     amount_minor: int
     currency: str
-    def __init__(self, payment_order_id: _Optional[str] = ..., seller_account: _Optional[str] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ...) -> None: ...
+    line_items: _containers.RepeatedCompositeFieldContainer[LineItem]
+    def __init__(self, payment_order_id: _Optional[str] = ..., seller_account: _Optional[str] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., line_items: _Optional[_Iterable[_Union[LineItem, _Mapping]]] = ...) -> None: ...
 
 class PaymentOrder(_message.Message):
-    __slots__ = ("payment_order_id", "checkout_id", "seller_account", "amount_minor", "currency", "state", "create_time", "update_time", "psp_reference", "failure_code", "failure_message", "next_action_url", "commission_minor", "refunded_minor", "wallet_updated", "ledger_updated")
+    __slots__ = ("payment_order_id", "checkout_id", "seller_account", "amount_minor", "currency", "state", "create_time", "update_time", "psp_reference", "failure_code", "failure_message", "next_action_url", "commission_minor", "refunded_minor", "wallet_updated", "ledger_updated", "line_items")
     PAYMENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     CHECKOUT_ID_FIELD_NUMBER: _ClassVar[int]
     SELLER_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
@@ -102,6 +112,7 @@ class PaymentOrder(_message.Message):
     REFUNDED_MINOR_FIELD_NUMBER: _ClassVar[int]
     WALLET_UPDATED_FIELD_NUMBER: _ClassVar[int]
     LEDGER_UPDATED_FIELD_NUMBER: _ClassVar[int]
+    LINE_ITEMS_FIELD_NUMBER: _ClassVar[int]
     payment_order_id: str
     checkout_id: str
     seller_account: str
@@ -118,23 +129,28 @@ class PaymentOrder(_message.Message):
     refunded_minor: int
     wallet_updated: bool
     ledger_updated: bool
-    def __init__(self, payment_order_id: _Optional[str] = ..., checkout_id: _Optional[str] = ..., seller_account: _Optional[str] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., state: _Optional[_Union[PaymentOrderState, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., psp_reference: _Optional[str] = ..., failure_code: _Optional[str] = ..., failure_message: _Optional[str] = ..., next_action_url: _Optional[str] = ..., commission_minor: _Optional[int] = ..., refunded_minor: _Optional[int] = ..., wallet_updated: _Optional[bool] = ..., ledger_updated: _Optional[bool] = ...) -> None: ...
+    line_items: _containers.RepeatedCompositeFieldContainer[LineItem]
+    def __init__(self, payment_order_id: _Optional[str] = ..., checkout_id: _Optional[str] = ..., seller_account: _Optional[str] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., state: _Optional[_Union[PaymentOrderState, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., psp_reference: _Optional[str] = ..., failure_code: _Optional[str] = ..., failure_message: _Optional[str] = ..., next_action_url: _Optional[str] = ..., commission_minor: _Optional[int] = ..., refunded_minor: _Optional[int] = ..., wallet_updated: _Optional[bool] = ..., ledger_updated: _Optional[bool] = ..., line_items: _Optional[_Iterable[_Union[LineItem, _Mapping]]] = ...) -> None: ...
 
 class PaymentEvent(_message.Message):
-    __slots__ = ("checkout_id", "buyer", "mode", "payment_orders", "hosted_page_url", "create_time")
+    __slots__ = ("checkout_id", "buyer", "mode", "payment_orders", "hosted_page_url", "create_time", "success_url", "cancel_url")
     CHECKOUT_ID_FIELD_NUMBER: _ClassVar[int]
     BUYER_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     PAYMENT_ORDERS_FIELD_NUMBER: _ClassVar[int]
     HOSTED_PAGE_URL_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    SUCCESS_URL_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_URL_FIELD_NUMBER: _ClassVar[int]
     checkout_id: str
     buyer: BuyerInfo
     mode: PaymentMode
     payment_orders: _containers.RepeatedCompositeFieldContainer[PaymentOrder]
     hosted_page_url: str
     create_time: _timestamp_pb2.Timestamp
-    def __init__(self, checkout_id: _Optional[str] = ..., buyer: _Optional[_Union[BuyerInfo, _Mapping]] = ..., mode: _Optional[_Union[PaymentMode, str]] = ..., payment_orders: _Optional[_Iterable[_Union[PaymentOrder, _Mapping]]] = ..., hosted_page_url: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    success_url: str
+    cancel_url: str
+    def __init__(self, checkout_id: _Optional[str] = ..., buyer: _Optional[_Union[BuyerInfo, _Mapping]] = ..., mode: _Optional[_Union[PaymentMode, str]] = ..., payment_orders: _Optional[_Iterable[_Union[PaymentOrder, _Mapping]]] = ..., hosted_page_url: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., success_url: _Optional[str] = ..., cancel_url: _Optional[str] = ...) -> None: ...
 
 class OrderTransition(_message.Message):
     __slots__ = ("from_state", "to_state", "cause", "detail", "create_time")
@@ -191,6 +207,18 @@ class GetCheckoutRequest(_message.Message):
     def __init__(self, checkout_id: _Optional[str] = ...) -> None: ...
 
 class GetCheckoutResponse(_message.Message):
+    __slots__ = ("payment_event",)
+    PAYMENT_EVENT_FIELD_NUMBER: _ClassVar[int]
+    payment_event: PaymentEvent
+    def __init__(self, payment_event: _Optional[_Union[PaymentEvent, _Mapping]] = ...) -> None: ...
+
+class GetCheckoutByPaymentIntentRequest(_message.Message):
+    __slots__ = ("payment_intent_id",)
+    PAYMENT_INTENT_ID_FIELD_NUMBER: _ClassVar[int]
+    payment_intent_id: str
+    def __init__(self, payment_intent_id: _Optional[str] = ...) -> None: ...
+
+class GetCheckoutByPaymentIntentResponse(_message.Message):
     __slots__ = ("payment_event",)
     PAYMENT_EVENT_FIELD_NUMBER: _ClassVar[int]
     payment_event: PaymentEvent

@@ -52,6 +52,11 @@ class PaymentServiceStub:
                 request_serializer=payments_dot_v1_dot_payment__service__pb2.GetCheckoutRequest.SerializeToString,
                 response_deserializer=payments_dot_v1_dot_payment__service__pb2.GetCheckoutResponse.FromString,
                 _registered_method=True)
+        self.GetCheckoutByPaymentIntent = channel.unary_unary(
+                '/payments.v1.PaymentService/GetCheckoutByPaymentIntent',
+                request_serializer=payments_dot_v1_dot_payment__service__pb2.GetCheckoutByPaymentIntentRequest.SerializeToString,
+                response_deserializer=payments_dot_v1_dot_payment__service__pb2.GetCheckoutByPaymentIntentResponse.FromString,
+                _registered_method=True)
         self.ListPaymentOrderHistory = channel.unary_unary(
                 '/payments.v1.PaymentService/ListPaymentOrderHistory',
                 request_serializer=payments_dot_v1_dot_payment__service__pb2.ListPaymentOrderHistoryRequest.SerializeToString,
@@ -110,6 +115,15 @@ class PaymentServiceServicer:
 
     def GetCheckout(self, request, context):
         """Returns a checkout with all its orders. NOT_FOUND (reason CHECKOUT_NOT_FOUND) when unknown.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCheckoutByPaymentIntent(self, request, context):
+        """Returns the checkout a PSP PaymentIntent pays (the buyer's browser comes back from 3-D Secure
+        with only the PaymentIntent id). NOT_FOUND (reason CHECKOUT_NOT_FOUND) when no order of ours
+        carries that PaymentIntent.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -189,6 +203,11 @@ def add_PaymentServiceServicer_to_server(servicer, server):
                     servicer.GetCheckout,
                     request_deserializer=payments_dot_v1_dot_payment__service__pb2.GetCheckoutRequest.FromString,
                     response_serializer=payments_dot_v1_dot_payment__service__pb2.GetCheckoutResponse.SerializeToString,
+            ),
+            'GetCheckoutByPaymentIntent': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCheckoutByPaymentIntent,
+                    request_deserializer=payments_dot_v1_dot_payment__service__pb2.GetCheckoutByPaymentIntentRequest.FromString,
+                    response_serializer=payments_dot_v1_dot_payment__service__pb2.GetCheckoutByPaymentIntentResponse.SerializeToString,
             ),
             'ListPaymentOrderHistory': grpc.unary_unary_rpc_method_handler(
                     servicer.ListPaymentOrderHistory,
@@ -305,6 +324,33 @@ class PaymentService:
             '/payments.v1.PaymentService/GetCheckout',
             payments_dot_v1_dot_payment__service__pb2.GetCheckoutRequest.SerializeToString,
             payments_dot_v1_dot_payment__service__pb2.GetCheckoutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCheckoutByPaymentIntent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payments.v1.PaymentService/GetCheckoutByPaymentIntent',
+            payments_dot_v1_dot_payment__service__pb2.GetCheckoutByPaymentIntentRequest.SerializeToString,
+            payments_dot_v1_dot_payment__service__pb2.GetCheckoutByPaymentIntentResponse.FromString,
             options,
             channel_credentials,
             insecure,
