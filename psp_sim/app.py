@@ -25,7 +25,9 @@ from psp_sim.engine import Simulator
 from psp_sim.errors import StripeError
 from psp_sim.faults import FaultEngine, FaultRule
 from psp_sim.forms import FormError, parse_pairs
-from psp_sim.idempotency import IdempotencyStore
+from psp_sim.idempotency import CODEC as IDEMPOTENCY_CODEC
+from psp_sim.idempotency import IdempotencyStore, fingerprint
+from psp_sim.store import StateStore
 from psp_sim.webhooks import WebhookDispatcher
 
 error_log = logging.getLogger("psp_sim.error")
@@ -70,14 +72,14 @@ class SimApp:
     def __init__(self, config: SimConfig | None = None, access_stream: TextIO | None = None) -> None:
         self.config = config or SimConfig()
         self.access_log = AccessLog(access_stream)
-        self.sim = Simulator(self.config)
+        self.sim = Simulator(self.config, StateStore(self.config.state_file))
         self.faults = FaultEngine(
             self.config.fault_seed if self.config.fault_seed is not None else self.config.seed
         )
         if self.config.faults:
             self.faults.configure(self.config.faults)
         self.webhooks = WebhookDispatcher(self.sim, self.faults)
-        self.idempotency = IdempotencyStore()
+        self.idempotency = IdempotencyStore(self.sim.persistent("idempotency", IDEMPOTENCY_CODEC))
         self.ctx = Context(self.sim, self.faults, self.webhooks, self.idempotency)
         self.router = Router()
         self._ticker: asyncio.Task[None] | None = None
@@ -110,6 +112,8 @@ class SimApp:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
         await self.webhooks.stop()
+        self.sim.commit()
+        self.sim.store.close()
         self.access_log.flush()
         logging.getLogger("psp_sim").info('{"event":"stop","pending_webhooks":%d}', self.webhooks.pending())
 
@@ -127,7 +131,8 @@ class SimApp:
             try:
                 if self.sim.run_due():
                     self.webhooks.wake()
-            except Exception:  # a bug in one timer must not stop the clock
+                self.sim.commit()
+            except Exception:  # a bug in one timer (or a full disk) must not stop the clock
                 error_log.exception("timer failed")
 
     async def _http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -151,9 +156,15 @@ class SimApp:
                 method, path, scope, headers, body, request_id
             )
         except _Drop:
+            self._commit(method, path)  # the change was made, only its answer is lost
             await _drop_connection(send)
             self._log(method, path, 0, request_id, started, headers, dropped=True)
             return
+        if not self._commit(method, path):
+            status, payload, ctype, extra = self._error(
+                StripeError(500, "api_error", "An unknown error occurred", should_retry=True)
+            )
+            replayed = False
         out = [
             (b"content-type", ctype),
             (b"content-length", str(len(payload)).encode()),
@@ -166,6 +177,17 @@ class SimApp:
         await send({"type": "http.response.start", "status": status, "headers": out})
         await send({"type": "http.response.body", "body": payload})
         self._log(method, path, status, request_id, started, headers, replayed=replayed)
+
+    def _commit(self, method: str, path: str) -> bool:
+        """Make the request's changes durable before its answer goes out; False if that failed."""
+        if method == "GET" and path.startswith("/v1/"):
+            self.sim.forget_reads()  # Stripe's GETs change nothing: what they looked at need not be saved
+        try:
+            self.sim.commit()
+        except Exception:
+            error_log.exception("could not save the simulator state: %s %s", method, path)
+            return False
+        return True
 
     def _log(
         self,
@@ -205,6 +227,7 @@ class SimApp:
         if self.config.public_url is None and "host" in headers:
             sim.public_base = f"{scope.get('scheme', 'http')}://{headers['host']}"
         sim.run_due()
+        sim.commit()  # on its own: what timers changed in place must not be taken for a GET's reads
         if method == "OPTIONS":
             return 204, b"", b"text/plain", list(_CORS), False
         route = self.router.match(method, path)
@@ -313,9 +336,10 @@ class SimApp:
         scope_id = f"{key}|{req.account or ''}"
         if idem_key:
             req.idempotency_key = idem_key
-            fingerprint = (req.method, req.path, req.raw_body)
             try:
-                entry = self.idempotency.begin(scope_id, idem_key, fingerprint, self.sim.now())
+                entry = self.idempotency.begin(
+                    scope_id, idem_key, fingerprint(req.method, req.path, req.raw_body), self.sim.now()
+                )
             except StripeError as e:
                 return (*self._error(e, [(b"idempotency-key", idem_key.encode())]), False)
             if entry is not None:

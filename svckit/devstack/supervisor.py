@@ -222,7 +222,9 @@ class DevTls:
         return ssl.create_default_context(cafile=str(self.pki_dir / pki.CA_FILE))
 
 
-def plan_children(dev_key: str = "", webhook_secret: str = "", tls: DevTls | None = None) -> list[Child]:
+def plan_children(
+    dev_key: str = "", webhook_secret: str = "", tls: DevTls | None = None, sim_state: Path | None = None
+) -> list[Child]:
     """What `make run` starts, with ports from the same variables the services read."""
     tls = tls or DevTls()
     ports = {
@@ -306,6 +308,8 @@ def plan_children(dev_key: str = "", webhook_secret: str = "", tls: DevTls | Non
                     "PSP_SIM_WEBHOOK_URL": f"{gateway_url}/v1/webhooks/stripe",
                     # Subscribed like a Stripe endpoint in production: only what can change a payment.
                     "PSP_SIM_WEBHOOK_EVENTS": ",".join(sorted(HANDLED_EVENT_TYPES)),
+                    # Its objects outlive a restart, like the payments that refer to them.
+                    **({"PSP_SIM_STATE": str(sim_state)} if sim_state else {}),
                     **({"PSP_SIM_WEBHOOK_SECRET": webhook_secret} if webhook_secret else {}),
                     # Over HTTPS the simulator's webhook client must trust the dev CA.
                     **(
@@ -349,7 +353,12 @@ class Stack:
         self.echo_logs = echo_logs
         self.dev_key = dev_api_key(data_dir)
         self.tls = DevTls.from_env(data_dir)
-        self.children = plan_children(self.dev_key, dev_webhook_secret(data_dir), self.tls)
+        self.children = plan_children(
+            self.dev_key,
+            dev_webhook_secret(data_dir),
+            self.tls,
+            sim_state=data_dir / "psp_sim" / "state.sqlite3",
+        )
         self.pg: EmbeddedPostgres | None = None
         self.valkey: EmbeddedValkey | None = None
         self.stop_requested = threading.Event()

@@ -1,0 +1,198 @@
+"""Durable state for the simulator: named maps written through to one SQLite file.
+
+Every piece of state the simulator must not forget lives in a :class:`TrackedMap` registered under a
+name (``objects``, ``owner``, ``timers``, ``idempotency``, …). A map remembers which keys were written,
+read (a stored object is a dict the engine changes in place once it has fetched it) or removed since the
+last commit; :meth:`StateStore.commit` writes exactly those in one transaction. The app commits at the
+end of every request before sending the answer, and after every piece of background work (timers,
+webhook attempts), so an answer is never sent for a change that is not on disk.
+
+Generic on purpose: a new object kind stored with ``Simulator.add`` or a new map registered with
+``Simulator.persistent`` is saved and restored with no code here. Everything that can be derived from the
+maps (lists by kind, balances, the pending-funds heap, the timer heap) is rebuilt on load, not stored.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_MISSING: Any = object()
+
+Codec = tuple[Callable[[Any], Any], Callable[[Any], Any]]
+"""(to JSON-compatible, from JSON-compatible) for a map whose values are not plain JSON."""
+
+
+class TrackedMap(dict[str, Any]):
+    """A dict that records which keys changed, for write-through persistence.
+
+    Reads are recorded too (``read``): the engine fetches a stored object and changes it in place, so a
+    key read during a mutating request may have changed. A read-only request discards them.
+    """
+
+    __slots__ = ("cleared", "codec", "name", "read", "removed", "touched")
+
+    def __init__(self, name: str, codec: Codec | None = None) -> None:
+        super().__init__()
+        self.name = name
+        self.codec = codec
+        self.touched: set[str] = set()
+        self.read: set[str] = set()
+        self.removed: set[str] = set()
+        self.cleared = False
+
+    # ---- recording ---------------------------------------------------------------------
+    def __getitem__(self, key: str) -> Any:
+        value = dict.__getitem__(self, key)
+        self.read.add(key)
+        return value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = dict.get(self, key, _MISSING)
+        if value is _MISSING:
+            return default
+        self.read.add(key)
+        return value
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        dict.__setitem__(self, key, value)
+        self.touched.add(key)
+        self.removed.discard(key)
+
+    def __delitem__(self, key: str) -> None:
+        dict.__delitem__(self, key)
+        self.touched.discard(key)
+        self.removed.add(key)
+
+    def pop(self, key: str, default: Any = _MISSING) -> Any:
+        if key in self:
+            value = dict.pop(self, key)
+            self.touched.discard(key)
+            self.removed.add(key)
+            return value
+        if default is _MISSING:
+            raise KeyError(key)
+        return default
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+    def clear(self) -> None:
+        dict.clear(self)
+        self.touched.clear()
+        self.read.clear()
+        self.removed.clear()
+        self.cleared = True
+
+    def touch(self, key: str) -> None:
+        """Mark ``key`` changed (its value was changed in place by someone holding it)."""
+        if dict.__contains__(self, key):
+            self.touched.add(key)
+
+    def load(self, key: str, value: Any) -> None:
+        """Put a stored value back without recording it as a change."""
+        dict.__setitem__(self, key, value)
+
+    def forget_reads(self) -> None:
+        self.read.clear()
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self.touched or self.read or self.removed or self.cleared)
+
+    def drain(self) -> tuple[bool, list[tuple[str, str]], list[str]]:
+        """(cleared, [(key, encoded value)], [removed key]) since the last drain; resets the record."""
+        to_json = self.codec[0] if self.codec else None
+        rows = []
+        for key in self.touched | self.read if self.read else self.touched:
+            value = dict.get(self, key, _MISSING)
+            if value is not _MISSING:
+                rows.append((key, _encode(to_json(value) if to_json else value)))
+        out = (self.cleared, rows, list(self.removed))
+        self.touched = set()
+        self.read = set()
+        self.removed = set()
+        self.cleared = False
+        return out
+
+
+class StateStore:
+    """One SQLite file (WAL, ``synchronous=FULL``): each commit is durable when it returns.
+
+    ``path=None`` keeps nothing: commits only reset the change records (tests and load runs that start
+    from nothing every time).
+    """
+
+    def __init__(self, path: str | Path | None) -> None:
+        self.path = None if path is None else Path(path)
+        self._db: sqlite3.Connection | None = None
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # autocommit mode: transactions are opened explicitly, one per commit().
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # FULL: the WAL is fsynced at each commit, so an answered change survives a crash of the host
+            # too, like the system's PostgreSQL (fsync on). NORMAL would only survive a process crash.
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS entries ("
+                " map TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (map, key))"
+            )
+
+    @property
+    def durable(self) -> bool:
+        return self._db is not None
+
+    def load(self) -> dict[str, list[tuple[str, Any]]]:
+        """Every stored map as ``{name: [(key, JSON value), …]}`` in first-written order."""
+        if self._db is None:
+            return {}
+        out: dict[str, list[tuple[str, Any]]] = {}
+        # rowid order is first-insert order: an upsert keeps the row (and its rowid) of the first write.
+        for name, key, value in self._db.execute("SELECT map, key, value FROM entries ORDER BY rowid"):
+            out.setdefault(name, []).append((key, json.loads(value)))
+        return out
+
+    def commit(self, maps: Iterable[TrackedMap]) -> int:
+        """Write what changed in ``maps`` in one transaction; return how many rows it wrote."""
+        changes = [(m.name, *m.drain()) for m in maps if m.dirty]
+        if self._db is None or not changes:
+            return 0
+        db = self._db
+        written = 0
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for name, cleared, rows, removed in changes:
+                if cleared:
+                    db.execute("DELETE FROM entries WHERE map = ?", (name,))
+                if removed:
+                    db.executemany(
+                        "DELETE FROM entries WHERE map = ? AND key = ?", [(name, k) for k in removed]
+                    )
+                if rows:
+                    db.executemany(
+                        "INSERT INTO entries (map, key, value) VALUES (?, ?, ?)"
+                        " ON CONFLICT (map, key) DO UPDATE SET value = excluded.value",
+                        [(name, k, v) for k, v in rows],
+                    )
+                written += len(rows) + len(removed)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return written
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
