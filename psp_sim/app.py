@@ -27,7 +27,6 @@ from psp_sim.faults import FaultEngine, FaultRule
 from psp_sim.forms import FormError, parse_pairs
 from psp_sim.idempotency import CODEC as IDEMPOTENCY_CODEC
 from psp_sim.idempotency import IdempotencyStore, fingerprint
-from psp_sim.store import StateStore
 from psp_sim.webhooks import WebhookDispatcher
 
 error_log = logging.getLogger("psp_sim.error")
@@ -72,7 +71,7 @@ class SimApp:
     def __init__(self, config: SimConfig | None = None, access_stream: TextIO | None = None) -> None:
         self.config = config or SimConfig()
         self.access_log = AccessLog(access_stream)
-        self.sim = Simulator(self.config, StateStore(self.config.state_file))
+        self.sim = Simulator(self.config, self.config.state_file)
         self.faults = FaultEngine(
             self.config.fault_seed if self.config.fault_seed is not None else self.config.seed
         )

@@ -217,7 +217,7 @@ def create_payment_intent(
         "canceled_at": None,
         "cancellation_reason": None,
         "capture_method": capture_method,
-        "client_secret": f"{pi_id}_secret_{sim.new_id('', 24)}",
+        "client_secret": sim.client_secret(pi_id),
         "confirmation_method": P.string(p, "confirmation_method", default="automatic"),
         "created": sim.now(),
         "currency": currency,

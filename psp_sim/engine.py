@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
 import heapq
+import hmac
 import importlib
 import itertools
 import random
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
-from psp_sim.cards import CardSpec, spec_for
+from psp_sim.cards import CARDS, CardSpec, spec_for
 from psp_sim.config import SimConfig
 from psp_sim.errors import invalid, missing
 from psp_sim.params import integer, string
@@ -101,6 +104,9 @@ PREFIX_KIND = {
 }
 
 
+_CLIENT_SECRET = re.compile(r"\b(pi_[A-Za-z0-9]+)_secret_[A-Za-z0-9]+")
+_SCRUBBED_SECRET = re.compile(r"\b(pi_[A-Za-z0-9]+)_secret_(?![A-Za-z0-9])")
+
 # Survive an admin reset: the clock and generation (in meta) never go back.
 KEPT_ON_RESET = frozenset({"meta", "webhook_endpoints"})
 
@@ -113,12 +119,23 @@ def _event_from_json(data: dict[str, Any]) -> EventRecord:
     return EventRecord(**data)
 
 
-def _card_to_json(value: tuple[str, CardSpec]) -> str:
-    return value[0]  # the behaviour is a function of the number: derive it again on load
+def _card_digest(number: str) -> str:
+    return hashlib.sha256(number.encode()).hexdigest()[:24]
 
 
-def _card_from_json(number: str) -> tuple[str, CardSpec]:
-    return number, spec_for(number)
+_TEST_CARD_BY_DIGEST = {_card_digest(n): n for n in CARDS}
+
+
+def _card_to_json(value: tuple[str, CardSpec]) -> dict[str, Any]:
+    # Never the card number on disk: a test card's behaviour is found again from its digest, any other
+    # number only ever mattered for its brand.
+    number, spec = value
+    return {"test_card": _card_digest(number) if number in CARDS else None, "brand": spec.brand}
+
+
+def _card_from_json(data: dict[str, Any]) -> tuple[str, CardSpec]:
+    number = _TEST_CARD_BY_DIGEST.get(data["test_card"] or "")
+    return ("", CardSpec(brand=data["brand"])) if number is None else (number, spec_for(number))
 
 
 def _bytes_to_json(value: bytes) -> str:
@@ -141,9 +158,13 @@ def _resolve(name: str) -> Callable[..., None]:
 class Simulator:
     """The state; with ``store`` backed by a file it is loaded from there and written through to it."""
 
-    def __init__(self, config: SimConfig | None = None, store: StateStore | None = None) -> None:
+    def __init__(self, config: SimConfig | None = None, state_file: str | None = None) -> None:
         self.config = config or SimConfig()
-        self.store = store or StateStore(None)
+        # Derived secrets (client secrets, the default webhook secret) come from the seed, not the ids'
+        # RNG: the same after a restart, so the state file never has to hold them.
+        self._secret_key = hashlib.sha256(f"psp_sim secrets/{self.config.seed}".encode()).digest()
+        self.store = StateStore(state_file, self._scrub, self._restore)
+        self._stored: dict[str, list[tuple[str, Any]]] = {}
         self.clock = Clock()
         self.event_listeners: list[Callable[[EventRecord], None]] = []
         self._maps: dict[str, TrackedMap] = {}
@@ -174,10 +195,26 @@ class Simulator:
         self.commit()
 
     def persistent(self, name: str, codec: Codec | None = None) -> TrackedMap:
-        """The map saved under ``name`` (created on first use); values are JSON unless ``codec`` says how."""
+        """The map saved under ``name`` (created on first use, filled from the store if it has it);
+        values are JSON unless ``codec`` says how."""
         if name not in self._maps:
-            self._maps[name] = TrackedMap(name, codec)
+            m = self._maps[name] = TrackedMap(name, codec)
+            decode = codec[1] if codec else None
+            for key, value in self._stored.pop(name, ()):
+                m.load(key, decode(value) if decode else value)
         return self._maps[name]
+
+    def derived_secret(self, purpose: str, length: int = 24) -> str:
+        return hmac.new(self._secret_key, purpose.encode(), hashlib.sha256).hexdigest()[:length]
+
+    def client_secret(self, intent_id: str) -> str:
+        return f"{intent_id}_secret_{self.derived_secret(intent_id)}"
+
+    def _scrub(self, text: str) -> str:
+        return _CLIENT_SECRET.sub(r"\1_secret_", text)
+
+    def _restore(self, text: str) -> str:
+        return _SCRUBBED_SECRET.sub(lambda m: self.client_secret(m[1]), text)
 
     # ---- lifecycle -------------------------------------------------------------------------
     def reset(self) -> None:
@@ -204,7 +241,10 @@ class Simulator:
         if not stored:
             return 0
         for name, rows in stored.items():
-            m = self.persistent(name)
+            m = self._maps.get(name)
+            if m is None:  # registered later (idempotency, webhooks): filled by persistent() then
+                self._stored[name] = rows
+                continue
             decode = m.codec[1] if m.codec else None
             for key, value in rows:
                 m.load(key, decode(value) if decode else value)

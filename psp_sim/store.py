@@ -133,7 +133,16 @@ class StateStore:
     from nothing every time).
     """
 
-    def __init__(self, path: str | Path | None) -> None:
+    def __init__(
+        self,
+        path: str | Path | None,
+        scrub: Callable[[str], str] | None = None,
+        restore: Callable[[str], str] | None = None,
+    ) -> None:
+        # scrub/restore: take out of each saved value what must not rest on disk (and can be derived
+        # again on load), put it back when reading.
+        self.scrub = scrub
+        self.restore = restore
         self.path = None if path is None else Path(path)
         self._db: sqlite3.Connection | None = None
         if self.path is not None:
@@ -159,8 +168,9 @@ class StateStore:
             return {}
         out: dict[str, list[tuple[str, Any]]] = {}
         # rowid order is first-insert order: an upsert keeps the row (and its rowid) of the first write.
+        restore = self.restore
         for name, key, value in self._db.execute("SELECT map, key, value FROM entries ORDER BY rowid"):
-            out.setdefault(name, []).append((key, json.loads(value)))
+            out.setdefault(name, []).append((key, json.loads(restore(value) if restore else value)))
         return out
 
     def commit(self, maps: Iterable[TrackedMap]) -> int:
@@ -179,6 +189,8 @@ class StateStore:
                     db.executemany(
                         "DELETE FROM entries WHERE map = ? AND key = ?", [(name, k) for k in removed]
                     )
+                if rows and self.scrub is not None:
+                    rows = [(k, self.scrub(v)) for k, v in rows]
                 if rows:
                     db.executemany(
                         "INSERT INTO entries (map, key, value) VALUES (?, ?, ?)"

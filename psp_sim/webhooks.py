@@ -84,10 +84,8 @@ class WebhookDispatcher:
         self.faults = faults
         self._saved_endpoints = sim.persistent("webhook_endpoints")
         self._saved_queue = sim.persistent("webhook_queue")  # seq -> due, event, endpoint, attempt, …
-        secret = sim.config.webhook_secret or dict.get(sim.meta, "webhook_default_secret")
-        if secret is None:
-            secret = sim.meta["webhook_default_secret"] = sim.new_id("whsec_", 32)
-        self.default_secret: str = secret
+        # From the seed, not stored: no webhook secret rests in the state file.
+        self.default_secret = sim.config.webhook_secret or "whsec_" + sim.derived_secret("webhook", 32)
         self.attempts: list[dict[str, Any]] = []
         self._queue: list[tuple[int, int, Delivery]] = []
         self._held: list[tuple[int, Delivery]] = []  # out-of-order: released after the next event
@@ -100,18 +98,28 @@ class WebhookDispatcher:
         sim.event_listeners.append(self.on_event)
 
     def _restore(self, configured: list[dict[str, Any]]) -> None:
-        """Saved endpoints and queue back; the config's endpoints replace those an earlier config made."""
+        """Saved endpoints and queue back.
+
+        Secrets are not saved: a configured endpoint takes its secret from the config again (and replaces
+        what an earlier config made), one added at run time with the default secret gets it again, and
+        one added with a secret of its own is gone after a restart (with its queued deliveries).
+        """
         wanted = {ep["url"]: ep for ep in configured}
         for ep_id, saved in list(dict.items(self._saved_endpoints)):
-            if saved.get("from_config") and saved["url"] not in wanted:
+            conf = wanted.pop(saved["url"], None) if saved["from_config"] else None
+            if (saved["from_config"] and conf is None) or saved["own_secret"]:
                 del self._saved_endpoints[ep_id]
                 continue
-            conf = wanted.pop(saved["url"], None) if saved.get("from_config") else None
-            if conf is not None:  # the config may have changed its secret or events since
-                saved = {**saved, "secret": conf.get("secret") or self.default_secret,
-                         "enabled_events": conf.get("enabled_events") or ["*"]}  # fmt: skip
-                self._saved_endpoints[ep_id] = saved
-            self.endpoints.append(Endpoint(ep_id, saved["url"], saved["secret"], saved["enabled_events"]))
+            if conf is not None:
+                secret, events = (
+                    conf.get("secret") or self.default_secret,
+                    conf.get("enabled_events") or ["*"],
+                )
+                if events != saved["enabled_events"]:
+                    self._saved_endpoints[ep_id] = {**saved, "enabled_events": events}
+            else:
+                secret, events = self.default_secret, saved["enabled_events"]
+            self.endpoints.append(Endpoint(ep_id, saved["url"], secret, events))
         for ep in wanted.values():
             self.add_endpoint(ep["url"], ep.get("secret"), ep.get("enabled_events"), from_config=True)
         self._seq = itertools.count(max((int(k) for k in dict.keys(self._saved_queue)), default=-1) + 1)
@@ -140,9 +148,9 @@ class WebhookDispatcher:
         self.endpoints.append(ep)
         self._saved_endpoints[ep.id] = {
             "url": ep.url,
-            "secret": ep.secret,
             "enabled_events": ep.enabled_events,
             "from_config": from_config,
+            "own_secret": bool(secret) and not from_config,
         }
         return ep
 
