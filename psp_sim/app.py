@@ -8,6 +8,7 @@ per-request routing, form and response objects, which is what keeps one process 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import gc
 import hmac
@@ -292,8 +293,7 @@ class SimApp:
         self, handler: Any, req: Request, args: tuple[str, ...]
     ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]], bool]:
         headers = req.headers
-        auth = headers.get("authorization", "")
-        key = auth[7:] if auth.startswith("Bearer ") else ""
+        key = _api_key(headers.get("authorization", ""))
         publishable_ok = req.path == "/v1/payment_methods" and req.method == "POST"
         if not (key.startswith(("sk_test_", "rk_test_")) or (publishable_ok and key.startswith("pk_test_"))):
             shown = (key[:8] + "*" * max(0, len(key) - 12) + key[-4:]) if key else ""
@@ -305,7 +305,8 @@ class SimApp:
                     "using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY')."
                 )
             )
-            return (*self._error(StripeError(401, "invalid_request_error", message)), False)
+            status, payload, ctype, hdrs = self._error(StripeError(401, "invalid_request_error", message))
+            return status, payload, ctype, [*hdrs, (b"www-authenticate", b'Basic realm="Stripe"')], False
         req.account = headers.get("stripe-account") or None
         extra_cors = list(_CORS) if publishable_ok else []
         faults = self.faults.http(req.method, req.path) if self.faults.active else ()
@@ -422,6 +423,22 @@ class SimApp:
             idempotency_key=req.headers.get("idempotency-key"),
             **detail,
         )
+
+
+def _api_key(authorization: str) -> str:
+    """The secret key as Stripe takes it: ``Bearer <key>``, or HTTP Basic with the key as the user name
+    (``curl -u sk_test_…:``; the password is ignored). Anything else: no key."""
+    scheme, _, credentials = authorization.partition(" ")
+    scheme = scheme.lower()
+    if scheme == "bearer":
+        return credentials.strip()
+    if scheme == "basic":
+        try:
+            decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            return ""
+        return decoded.partition(":")[0]
+    return ""
 
 
 def _is_loopback(client: Any) -> bool:
