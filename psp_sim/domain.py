@@ -373,7 +373,7 @@ def _new_charge(sim: Simulator, pi: dict[str, Any], spec: CardSpec, status: str)
         "payment_method_details": _card_details(sim, pi["payment_method"]),
         "refunded": False,
         "status": status,
-        "transfer": None,
+        # "transfer" is left out until a destination charge makes one: Stripe's schema has no null for it.
         "transfer_data": pi["transfer_data"],
         "transfer_group": pi["transfer_group"],
     }
@@ -563,6 +563,12 @@ def _open_dispute(sim: Simulator, ch: dict[str, Any], reason: str) -> None:
         "created": sim.now(),
         "currency": ch["currency"],
         "evidence": {},
+        "evidence_details": {
+            "due_by": sim.now() + 7 * 86_400,
+            "has_evidence": False,
+            "past_due": False,
+            "submission_count": 0,
+        },
         "is_charge_refundable": inquiry,
         "livemode": False,
         "metadata": {},
@@ -655,12 +661,15 @@ def create_checkout_session(sim: Simulator, p: dict[str, Any]) -> dict[str, Any]
         "object": "checkout.session",
         "amount_subtotal": total,
         "amount_total": total,
+        "automatic_tax": {"enabled": False, "status": None},
         "cancel_url": cancel_url,
         "client_reference_id": P.string(p, "client_reference_id"),
         "created": now,
         "currency": currency,
         "customer": P.string(p, "customer"),
         "customer_details": None,
+        "custom_fields": [],
+        "custom_text": {"shipping_address": None, "submit": None},
         "customer_email": P.string(p, "customer_email"),
         "expires_at": expires_at,
         "livemode": False,
@@ -669,6 +678,7 @@ def create_checkout_session(sim: Simulator, p: dict[str, Any]) -> dict[str, Any]
         "payment_intent": None,
         "payment_method_types": P.string_list(p, "payment_method_types") or ["card"],
         "payment_status": "unpaid",
+        "shipping_options": [],
         "status": "open",
         "success_url": success_url,
         "ui_mode": "hosted_page",
@@ -844,8 +854,7 @@ def create_refund(sim: Simulator, p: dict[str, Any]) -> dict[str, Any]:
         "created": sim.now(),
         "currency": ch["currency"],
         "destination_details": {"type": "card", "card": {"type": "refund", "reference_status": "pending"}},
-        "failure_balance_transaction": None,
-        "failure_reason": None,
+        # failure_balance_transaction / failure_reason appear only on a failed refund (not nullable).
         "metadata": metadata,
         "payment_intent": ch["payment_intent"],
         "pending_reason": None,
@@ -960,7 +969,20 @@ def create_account(sim: Simulator, p: dict[str, Any], acct_id: str | None = None
         },
         "metadata": metadata,
         "payouts_enabled": True,
-        "settings": {"payouts": {"schedule": {"interval": "manual"}}},
+        "settings": {
+            "branding": {"icon": None, "logo": None, "primary_color": None, "secondary_color": None},
+            "card_payments": {
+                "decline_on": {"avs_failure": False, "cvc_failure": False},
+                "statement_descriptor_prefix": None,
+            },
+            "dashboard": {"display_name": None, "timezone": "Etc/UTC"},
+            "payments": {"statement_descriptor": None},
+            "payouts": {
+                "debit_negative_balances": True,
+                "schedule": {"delay_days": 2, "interval": "manual"},
+                "statement_descriptor": None,
+            },
+        },
         "type": P.string(p, "type", default="custom"),
     }
     sim.add(ba, acct_id)
