@@ -51,7 +51,11 @@ def _validator(name: str) -> Any:
     spec = _spec()
     defs = {k: _to_json_schema(v) for k, v in spec["schemas"].items()}
     root = spec["lists"][name] if name.startswith("/") else {"$ref": f"#/components/schemas/{name}"}
-    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", **_to_json_schema(root), "$defs": defs}
+    schema = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **_to_json_schema(root),
+        "$defs": defs,
+    }
     return jsonschema_rs.Draft202012Validator(schema)
 
 
@@ -79,7 +83,9 @@ def _explain(schema: Any, value: Any, where: str, out: list[str]) -> None:
     kind = schema.get("type")
     if kind == "object" and isinstance(value, dict):
         props = schema.get("properties", {})
-        out.extend(f"{where}.{req}: required, missing" for req in schema.get("required", []) if req not in value)
+        out.extend(
+            f"{where}.{req}: required, missing" for req in schema.get("required", []) if req not in value
+        )
         for key, sub in value.items():
             if key in props:
                 _explain(props[key], sub, f"{where}.{key}", out)
@@ -107,7 +113,9 @@ def _json_type_of(value: Any) -> str:
 
 def _fits(schema: Any, value: Any) -> bool:
     defs = {k: _to_json_schema(v) for k, v in _spec()["schemas"].items()}
-    return bool(jsonschema_rs.Draft202012Validator({**_to_json_schema(schema), "$defs": defs}).is_valid(value))
+    return bool(
+        jsonschema_rs.Draft202012Validator({**_to_json_schema(schema), "$defs": defs}).is_valid(value)
+    )
 
 
 def _problems(name: str, body: Any) -> list[str]:
@@ -188,7 +196,10 @@ def test_every_object_kind_matches_stripes_schema(sim: SimServer, client: Any) -
     c.check(client.v1.disputes.retrieve(dispute_event.data.object.id))
     assert disputed.status == "succeeded"
     # Checkout Sessions: open, paid through the hosted page, expired.
-    line = {"price_data": {"currency": "usd", "unit_amount": 1200, "product_data": {"name": "Lamp"}}, "quantity": 1}
+    line = {
+        "price_data": {"currency": "usd", "unit_amount": 1200, "product_data": {"name": "Lamp"}},
+        "quantity": 1,
+    }
     session = {"mode": "payment", "success_url": "http://shop.test/ok", "cancel_url": "http://shop.test/no"}
     paid = c.check(client.v1.checkout.sessions.create(params={**session, "line_items": [line]}))
     form = {"cardnumber": "4242424242424242", "exp": "12/34", "cvc": "123", "name": "Ada", "action": "pay"}
@@ -197,10 +208,14 @@ def test_every_object_kind_matches_stripes_schema(sim: SimServer, client: Any) -
     left = client.v1.checkout.sessions.create(params={**session, "line_items": [line]})
     c.check(client.v1.checkout.sessions.expire(left.id))
     # Connect: an account, a transfer to it, a payout from it; balances and their transactions.
-    client.v1.payment_intents.create(params={**card, "amount": 20_000, "payment_method": "pm_card_bypassPending"})
+    client.v1.payment_intents.create(
+        params={**card, "amount": 20_000, "payment_method": "pm_card_bypassPending"}
+    )
     acct = c.check(_account(client))
     c.check(client.v1.accounts.retrieve(acct.id))
-    tr = c.check(client.v1.transfers.create(params={"amount": 5000, "currency": "usd", "destination": acct.id}))
+    tr = c.check(
+        client.v1.transfers.create(params={"amount": 5000, "currency": "usd", "destination": acct.id})
+    )
     c.check(client.v1.transfers.retrieve(tr.id))
     on_acct = {"stripe_account": acct.id}
     po = c.check(client.v1.payouts.create(params={"amount": 3000, "currency": "usd"}, options=on_acct))
@@ -211,7 +226,9 @@ def test_every_object_kind_matches_stripes_schema(sim: SimServer, client: Any) -
     # A payout to a test bank account that fails.
     bad = client.v1.accounts.create(params={"type": "custom", "external_account": {"object": "bank_account", "country": "US", "currency": "usd", "account_number": "000111111116"}})  # fmt: skip
     client.v1.transfers.create(params={"amount": 1000, "currency": "usd", "destination": bad.id})
-    bad_po = client.v1.payouts.create(params={"amount": 500, "currency": "usd"}, options={"stripe_account": bad.id})
+    bad_po = client.v1.payouts.create(
+        params={"amount": 500, "currency": "usd"}, options={"stripe_account": bad.id}
+    )
     sim.admin.advance(days=2)
     failed_po = c.check(client.v1.payouts.retrieve(bad_po.id, options={"stripe_account": bad.id}))
     assert failed_po.status == "failed" and failed_po.failure_code == "no_account"
@@ -239,7 +256,9 @@ def test_every_object_kind_matches_stripes_schema(sim: SimServer, client: Any) -
     c.check_list(client.v1.transfers.list(), "/v1/transfers")
     c.check_list(client.v1.payouts.list(options=on_acct), "/v1/payouts")
     c.check_list(client.v1.reporting.report_runs.list(), "/v1/reporting/report_runs")
-    txns = c.check_list(client.v1.balance_transactions.list(params={"limit": 100}), "/v1/balance_transactions")
+    txns = c.check_list(
+        client.v1.balance_transactions.list(params={"limit": 100}), "/v1/balance_transactions"
+    )
     c.check(client.v1.balance_transactions.retrieve(txns.data[0].id))
     events = c.check_list(client.v1.events.list(params={"limit": 100}), "/v1/events")
     c.check_list(client.v1.events.list(params={"limit": 100}, options=on_acct), "/v1/events")
@@ -251,7 +270,9 @@ def test_every_object_kind_matches_stripes_schema(sim: SimServer, client: Any) -
     assert not c.problems, "\n".join(sorted(set(c.problems)))
     # error was checked above; bank_account is only ever answered inside an account.
     driven = {k for k in c.kinds if not k.startswith("/")}
-    assert driven >= set(_spec()["roots"]) - {"error", "bank_account"}, "a kind the simulator returns was not driven"
+    assert driven >= set(_spec()["roots"]) - {"error", "bank_account"}, (
+        "a kind the simulator returns was not driven"
+    )
 
 
 @pytest.mark.parametrize(
@@ -282,11 +303,20 @@ def test_expandable_fields_expand(sim: SimServer, client: Any, kind: str, field:
         plain = client.v1.refunds.create(params={"payment_intent": pi.id, "amount": 100})
         expanded = client.v1.refunds.retrieve(plain.id, params=expand)
     else:
-        line = {"price_data": {"currency": "eur", "unit_amount": 800, "product_data": {"name": "Cup"}}, "quantity": 1}
+        line = {
+            "price_data": {"currency": "eur", "unit_amount": 800, "product_data": {"name": "Cup"}},
+            "quantity": 1,
+        }
         session = client.v1.checkout.sessions.create(
             params={"mode": "payment", "success_url": "http://s.test/ok", "line_items": [line]}
         )
-        form = {"cardnumber": "4242424242424242", "exp": "12/34", "cvc": "123", "name": "Ada", "action": "pay"}
+        form = {
+            "cardnumber": "4242424242424242",
+            "exp": "12/34",
+            "cvc": "123",
+            "name": "Ada",
+            "action": "pay",
+        }
         assert httpx.post(session.url, data=form).status_code == 303  # its PaymentIntent exists once paid
         plain = client.v1.checkout.sessions.retrieve(session.id)
         expanded = client.v1.checkout.sessions.retrieve(session.id, params=expand)

@@ -123,7 +123,10 @@ def test_a_payment_is_refunded_retrieved_and_replayed_after_a_kill(tmp_path: Pat
 
 def test_a_hosted_page_and_its_expiry_timer_survive_a_kill(tmp_path: Path) -> None:
     state, port = tmp_path / "state.sqlite3", _free_port()
-    line = {"price_data": {"currency": "eur", "unit_amount": 700, "product_data": {"name": "Mug"}}, "quantity": 1}
+    line = {
+        "price_data": {"currency": "eur", "unit_amount": 700, "product_data": {"name": "Mug"}},
+        "quantity": 1,
+    }
     session_params = {
         "mode": "payment",
         "success_url": "http://shop.test/ok",
@@ -139,7 +142,13 @@ def test_a_hosted_page_and_its_expiry_timer_survive_a_kill(tmp_path: Path) -> No
         assert page.status_code == 200 and "Mug" in page.text
         paid = httpx.post(
             paid_later.url,
-            data={"cardnumber": "4242424242424242", "exp": "12/34", "cvc": "123", "name": "Ada", "action": "pay"},
+            data={
+                "cardnumber": "4242424242424242",
+                "exp": "12/34",
+                "cvc": "123",
+                "name": "Ada",
+                "action": "pay",
+            },
         )
         assert paid.status_code == 303 and paid.headers["location"] == "http://shop.test/ok"
         # The session's expiry was scheduled before the kill; it still fires when its time comes.
@@ -188,7 +197,10 @@ def test_a_webhook_not_yet_delivered_is_delivered_after_a_kill(tmp_path: Path) -
             {
                 "webhook_secret": "whsec_persist",
                 "webhook_endpoints": [
-                    {"url": f"http://127.0.0.1:{hook_port}/hooks", "enabled_events": ["payment_intent.succeeded"]}
+                    {
+                        "url": f"http://127.0.0.1:{hook_port}/hooks",
+                        "enabled_events": ["payment_intent.succeeded"],
+                    }
                 ],
             }
         )

@@ -102,7 +102,7 @@ def test_the_key_is_accepted_as_bearer_token_or_basic_auth_user(sim: SimServer) 
 def test_a_wrong_key_gets_stripes_401_shape_without_the_key(sim: SimServer) -> None:
     wrong = "sk_live_0123456789abcdefWXYZ"
     for kw in ({"headers": {"Authorization": f"Bearer {wrong}"}}, {"auth": (wrong, "")}):
-        resp = httpx.get(f"{sim.base_url}/v1/payment_intents", **kw)  # type: ignore[arg-type]  # two httpx call forms
+        resp = httpx.get(f"{sim.base_url}/v1/payment_intents", **kw)
         assert resp.status_code == 401
         assert resp.headers["www-authenticate"] == 'Basic realm="Stripe"'
         assert resp.json() == {

@@ -72,7 +72,9 @@ def _slim(node: Any, in_properties: bool = False) -> Any:
         # An expandable field: keep the expanded form only for objects this file describes.
         node = dict(node)
         node["anyOf"] = [
-            a if "$ref" not in a or _name(a["$ref"]) in ROOTS else {"type": "object", "title": _name(a["$ref"])}
+            a
+            if "$ref" not in a or _name(a["$ref"]) in ROOTS
+            else {"type": "object", "title": _name(a["$ref"])}
             for a in node["anyOf"]
         ]
         node["x-expansionResources"] = {
