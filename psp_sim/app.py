@@ -17,6 +17,7 @@ import json
 import logging
 import random
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TextIO
 from urllib.parse import parse_qsl
 
@@ -79,10 +80,14 @@ class SimApp:
         if self.config.faults:
             self.faults.configure(self.config.faults)
         self.webhooks = WebhookDispatcher(self.sim, self.faults)
+        self.webhooks.save = self.save_soon
         self.idempotency = IdempotencyStore(self.sim.persistent("idempotency", IDEMPOTENCY_CODEC))
         self.ctx = Context(self.sim, self.faults, self.webhooks, self.idempotency)
         self.router = Router()
         self._ticker: asyncio.Task[None] | None = None
+        # One writer thread: SQLite commits (fsync) happen off the event loop, in staging order.
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="psp-sim-state")
+        self._flushing: asyncio.Task[None] | None = None
 
     # ---- ASGI ------------------------------------------------------------------------------
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -112,8 +117,12 @@ class SimApp:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
         await self.webhooks.stop()
+        if self._flushing is not None:
+            with contextlib.suppress(Exception):
+                await self._flushing
         self.sim.commit()
         self.sim.store.close()
+        self._writer.shutdown()
         self.access_log.flush()
         logging.getLogger("psp_sim").info('{"event":"stop","pending_webhooks":%d}', self.webhooks.pending())
 
@@ -131,7 +140,7 @@ class SimApp:
             try:
                 if self.sim.run_due():
                     self.webhooks.wake()
-                self.sim.commit()
+                self.save_soon()
             except Exception:  # a bug in one timer (or a full disk) must not stop the clock
                 error_log.exception("timer failed")
 
@@ -156,11 +165,11 @@ class SimApp:
                 method, path, scope, headers, body, request_id
             )
         except _Drop:
-            self._commit(method, path)  # the change was made, only its answer is lost
+            await self._durable(method, path)  # the change was made, only its answer is lost
             await _drop_connection(send)
             self._log(method, path, 0, request_id, started, headers, dropped=True)
             return
-        if not self._commit(method, path):
+        if not await self._durable(method, path):
             status, payload, ctype, extra = self._error(
                 StripeError(500, "api_error", "An unknown error occurred", should_retry=True)
             )
@@ -178,12 +187,36 @@ class SimApp:
         await send({"type": "http.response.body", "body": payload})
         self._log(method, path, status, request_id, started, headers, replayed=replayed)
 
-    def _commit(self, method: str, path: str) -> bool:
-        """Make the request's changes durable before its answer goes out; False if that failed."""
+    # ---- durability (see psp_sim/store.py) --------------------------------------------------
+    def save_soon(self) -> None:
+        """Stage what changed and make sure a write will take it (background work: nobody waits)."""
+        self.sim.stage()
+        self._kick()
+
+    def _kick(self) -> None:
+        store = self.sim.store
+        if store.written < store.staged and (self._flushing is None or self._flushing.done()):
+            self._flushing = asyncio.get_running_loop().create_task(self._flush(), name="psp-sim-save")
+
+    async def _flush(self) -> None:
+        # Everything staged while a write runs goes into the next one: one fsync for many requests.
+        store = self.sim.store
+        loop = asyncio.get_running_loop()
+        while store.written < store.staged:
+            batches, upto = store.take()
+            await loop.run_in_executor(self._writer, store.write, batches, upto)
+
+    async def _durable(self, method: str, path: str) -> bool:
+        """Wait until the request's changes, and all it may have seen, are on disk; False if that failed."""
         if method == "GET" and path.startswith("/v1/"):
             self.sim.forget_reads()  # Stripe's GETs change nothing: what they looked at need not be saved
+        store = self.sim.store
         try:
-            self.sim.commit()
+            target = self.sim.stage()
+            while store.written < target:
+                self._kick()
+                assert self._flushing is not None
+                await asyncio.shield(self._flushing)
         except Exception:
             error_log.exception("could not save the simulator state: %s %s", method, path)
             return False
@@ -227,7 +260,7 @@ class SimApp:
         if self.config.public_url is None and "host" in headers:
             sim.public_base = f"{scope.get('scheme', 'http')}://{headers['host']}"
         sim.run_due()
-        sim.commit()  # on its own: what timers changed in place must not be taken for a GET's reads
+        sim.stage()  # on its own: what timers changed in place must not be taken for a GET's reads
         if method == "OPTIONS":
             return 204, b"", b"text/plain", list(_CORS), False
         route = self.router.match(method, path)

@@ -107,12 +107,15 @@ PREFIX_KIND = {
 _CLIENT_SECRET = re.compile(r"\b(pi_[A-Za-z0-9]+)_secret_[A-Za-z0-9]+")
 _SCRUBBED_SECRET = re.compile(r"\b(pi_[A-Za-z0-9]+)_secret_(?![A-Za-z0-9])")
 
+_EVENT_FIELDS = dataclasses.fields(EventRecord)
+
 # Survive an admin reset: the clock and generation (in meta) never go back.
 KEPT_ON_RESET = frozenset({"meta", "webhook_endpoints"})
 
 
 def _event_to_json(rec: EventRecord) -> dict[str, Any]:
-    return dataclasses.asdict(rec)
+    # Not dataclasses.asdict: it deep-copies the object snapshot just to encode it.
+    return {f.name: getattr(rec, f.name) for f in _EVENT_FIELDS}
 
 
 def _event_from_json(data: dict[str, Any]) -> EventRecord:
@@ -267,11 +270,16 @@ class Simulator:
         self.meta["generation"] = generation
         return generation
 
-    def commit(self) -> int:
-        """Make every change since the last commit durable (one transaction); see :mod:`psp_sim.store`."""
+    def stage(self) -> int:
+        """Queue every change since the last stage for the next write; see :mod:`psp_sim.store`."""
         if dict.get(self.meta, "clock_offset", 0) != self.clock.offset:
             self.meta["clock_offset"] = self.clock.offset
-        return self.store.commit(self._maps.values())
+        return self.store.stage(self._maps.values())
+
+    def commit(self) -> None:
+        """Stage and write at once, on this thread (start-up, shutdown, direct use without the app)."""
+        self.stage()
+        self.store.write(*self.store.take())
 
     def forget_reads(self) -> None:
         """Drop the record of what a read-only request looked at (it changed nothing)."""

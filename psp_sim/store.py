@@ -3,9 +3,11 @@
 Every piece of state the simulator must not forget lives in a :class:`TrackedMap` registered under a
 name (``objects``, ``owner``, ``timers``, ``idempotency``, …). A map remembers which keys were written,
 read (a stored object is a dict the engine changes in place once it has fetched it) or removed since the
-last commit; :meth:`StateStore.commit` writes exactly those in one transaction. The app commits at the
-end of every request before sending the answer, and after every piece of background work (timers,
-webhook attempts), so an answer is never sent for a change that is not on disk.
+last commit; only those are written. At the end of every request the app stages the changes and waits
+until they are on disk before sending the answer; concurrent requests share one transaction and one
+fsync (group commit, on a worker thread, so the event loop keeps serving). Background work (timers,
+webhook attempts) is staged the same way. No answer is sent for a change that is not on disk, nor one
+that shows another request's change before that change is on disk.
 
 Generic on purpose: a new object kind stored with ``Simulator.add`` or a new map registered with
 ``Simulator.persistent`` is saved and restored with no code here. Everything that can be derived from the
@@ -22,6 +24,9 @@ from typing import Any
 
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _MISSING: Any = object()
+
+Batch = list[tuple[str, bool, list[tuple[str, str]], list[str]]]
+"""One change set: per map, (name, cleared, [(key, encoded value)], [removed key])."""
 
 Codec = tuple[Callable[[Any], Any], Callable[[Any], Any]]
 """(to JSON-compatible, from JSON-compatible) for a map whose values are not plain JSON."""
@@ -145,6 +150,9 @@ class StateStore:
         self.restore = restore
         self.path = None if path is None else Path(path)
         self._db: sqlite3.Connection | None = None
+        self._pending: list[Batch] = []
+        self.staged = 0  # change sets staged so far
+        self.written = 0  # of those, how many are on disk
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # autocommit mode: transactions are opened explicitly, one per commit().
@@ -173,36 +181,55 @@ class StateStore:
             out.setdefault(name, []).append((key, json.loads(restore(value) if restore else value)))
         return out
 
-    def commit(self, maps: Iterable[TrackedMap]) -> int:
-        """Write what changed in ``maps`` in one transaction; return how many rows it wrote."""
+    def stage(self, maps: Iterable[TrackedMap]) -> int:
+        """Take what changed in ``maps`` (on the thread that changes them) into the next write; return the
+        number of the last staged change set, which :attr:`written` reaches once it is on disk."""
         changes = [(m.name, *m.drain()) for m in maps if m.dirty]
-        if self._db is None or not changes:
-            return 0
+        if self._db is not None and changes:
+            self._pending.append(changes)
+            self.staged += 1
+        return self.staged
+
+    def take(self) -> tuple[list[Batch], int]:
+        """The staged change sets, oldest first, and the number of the last one, for :meth:`write`."""
+        batches, self._pending = self._pending, []
+        return batches, self.staged
+
+    def write(self, batches: list[Batch], upto: int) -> None:
+        """Write ``batches`` in one transaction (one fsync however many requests made them).
+
+        May run on a worker thread, one write at a time: the caller keeps them in staging order."""
+        if self._db is None or not batches:
+            self.written = max(self.written, upto)
+            return
         db = self._db
-        written = 0
+        scrub = self.scrub
         db.execute("BEGIN IMMEDIATE")
         try:
-            for name, cleared, rows, removed in changes:
-                if cleared:
-                    db.execute("DELETE FROM entries WHERE map = ?", (name,))
-                if removed:
-                    db.executemany(
-                        "DELETE FROM entries WHERE map = ? AND key = ?", [(name, k) for k in removed]
-                    )
-                if rows and self.scrub is not None:
-                    rows = [(k, self.scrub(v)) for k, v in rows]
-                if rows:
-                    db.executemany(
-                        "INSERT INTO entries (map, key, value) VALUES (?, ?, ?)"
-                        " ON CONFLICT (map, key) DO UPDATE SET value = excluded.value",
-                        [(name, k, v) for k, v in rows],
-                    )
-                written += len(rows) + len(removed)
+            for changes in batches:
+                for name, cleared, rows, removed in changes:
+                    if cleared:
+                        db.execute("DELETE FROM entries WHERE map = ?", (name,))
+                    if removed:
+                        db.executemany(
+                            "DELETE FROM entries WHERE map = ? AND key = ?", [(name, k) for k in removed]
+                        )
+                    if rows:
+                        db.executemany(
+                            "INSERT INTO entries (map, key, value) VALUES (?, ?, ?)"
+                            " ON CONFLICT (map, key) DO UPDATE SET value = excluded.value",
+                            [(name, k, scrub(v) if scrub else v) for k, v in rows],
+                        )
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        return written
+        self.written = max(self.written, upto)
+
+    def commit(self, maps: Iterable[TrackedMap]) -> None:
+        """Stage and write now, on this thread (start-up, shutdown, tests)."""
+        self.stage(maps)
+        self.write(*self.take())
 
     def close(self) -> None:
         if self._db is not None:

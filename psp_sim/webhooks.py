@@ -15,6 +15,7 @@ import itertools
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from hashlib import sha256
 from typing import Any
@@ -93,6 +94,8 @@ class WebhookDispatcher:
         self._inflight = 0
         self._client: httpx.AsyncClient | None = None
         self._task: asyncio.Task[None] | None = None
+        # How changes made here reach the state file; the app replaces it with its non-blocking save.
+        self.save: Callable[[], None] = sim.commit
         self.endpoints: list[Endpoint] = []
         self._restore(sim.config.webhook_endpoints)
         sim.event_listeners.append(self.on_event)
@@ -268,7 +271,7 @@ class WebhookDispatcher:
     async def _run(self) -> None:
         while True:
             self.sim.run_due()
-            self.sim.commit()
+            self.save()
             batch = self._take_due()
             if batch:
                 self._inflight += len(batch)
@@ -292,7 +295,7 @@ class WebhookDispatcher:
             finally:
                 self._inflight -= 1
                 try:
-                    self.sim.commit()
+                    self.save()
                 except Exception:  # a full disk: the delivery stays queued in the file, sent again later
                     log.exception("could not save the webhook queue")
 
