@@ -1,4 +1,7 @@
-"""The simulator's in-memory state: objects, ids, clock, scheduled work, events and balances.
+"""The simulator's state: objects, ids, clock, scheduled work, events and balances.
+
+Held in memory; what must survive a restart lives in persisted maps (:mod:`psp_sim.store`), the rest is
+derived from them on load.
 
 All mutation happens synchronously on the event loop thread, so a handler runs atomically between
 awaits and needs no lock; only the idempotency layer has to think about requests in flight.

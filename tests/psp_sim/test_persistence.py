@@ -256,3 +256,20 @@ def test_reset_empties_the_state_file(tmp_path: Path) -> None:
         with pytest.raises(stripe.InvalidRequestError) as err:
             second.client().v1.payment_intents.retrieve(pi.id)
         assert err.value.code == "resource_missing"
+
+
+def test_concurrent_answers_all_survive_a_kill(tmp_path: Path) -> None:
+    # Requests arriving together share one write (group commit): each answer still waits for it.
+    from concurrent.futures import ThreadPoolExecutor
+
+    state, port = tmp_path / "state.sqlite3", _free_port()
+    params = {"amount": 300, "currency": "eur", "payment_method": "pm_card_visa", "confirm": True}
+    with _sim(state, port) as first:
+        client = first.client()
+        with ThreadPoolExecutor(8) as pool:
+            answered = list(pool.map(lambda i: client.v1.payment_intents.create(params=params).id, range(24)))
+        first.kill()
+    with _sim(state, port) as second:
+        listed = second.client().v1.payment_intents.list(params={"limit": 100})
+        assert sorted(p.id for p in listed.data) == sorted(answered)
+        assert all(p.status == "succeeded" for p in listed.data)
