@@ -8,6 +8,7 @@ per-request routing, form and response objects, which is what keeps one process 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import gc
 import hmac
@@ -16,6 +17,7 @@ import json
 import logging
 import random
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TextIO
 from urllib.parse import parse_qsl
 
@@ -25,7 +27,8 @@ from psp_sim.engine import Simulator
 from psp_sim.errors import StripeError
 from psp_sim.faults import FaultEngine, FaultRule
 from psp_sim.forms import FormError, parse_pairs
-from psp_sim.idempotency import IdempotencyStore
+from psp_sim.idempotency import CODEC as IDEMPOTENCY_CODEC
+from psp_sim.idempotency import IdempotencyStore, fingerprint
 from psp_sim.webhooks import WebhookDispatcher
 
 error_log = logging.getLogger("psp_sim.error")
@@ -70,17 +73,21 @@ class SimApp:
     def __init__(self, config: SimConfig | None = None, access_stream: TextIO | None = None) -> None:
         self.config = config or SimConfig()
         self.access_log = AccessLog(access_stream)
-        self.sim = Simulator(self.config)
+        self.sim = Simulator(self.config, self.config.state_file)
         self.faults = FaultEngine(
             self.config.fault_seed if self.config.fault_seed is not None else self.config.seed
         )
         if self.config.faults:
             self.faults.configure(self.config.faults)
         self.webhooks = WebhookDispatcher(self.sim, self.faults)
-        self.idempotency = IdempotencyStore()
+        self.webhooks.save = self.save_soon
+        self.idempotency = IdempotencyStore(self.sim.persistent("idempotency", IDEMPOTENCY_CODEC))
         self.ctx = Context(self.sim, self.faults, self.webhooks, self.idempotency)
         self.router = Router()
         self._ticker: asyncio.Task[None] | None = None
+        # One writer thread: SQLite commits (fsync) happen off the event loop, in staging order.
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="psp-sim-state")
+        self._flushing: asyncio.Task[None] | None = None
 
     # ---- ASGI ------------------------------------------------------------------------------
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -110,6 +117,12 @@ class SimApp:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
         await self.webhooks.stop()
+        if self._flushing is not None:
+            with contextlib.suppress(Exception):
+                await self._flushing
+        self.sim.commit()
+        self.sim.store.close()
+        self._writer.shutdown()
         self.access_log.flush()
         logging.getLogger("psp_sim").info('{"event":"stop","pending_webhooks":%d}', self.webhooks.pending())
 
@@ -127,7 +140,8 @@ class SimApp:
             try:
                 if self.sim.run_due():
                     self.webhooks.wake()
-            except Exception:  # a bug in one timer must not stop the clock
+                self.save_soon()
+            except Exception:  # a bug in one timer (or a full disk) must not stop the clock
                 error_log.exception("timer failed")
 
     async def _http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -151,9 +165,15 @@ class SimApp:
                 method, path, scope, headers, body, request_id
             )
         except _Drop:
+            await self._durable(method, path)  # the change was made, only its answer is lost
             await _drop_connection(send)
             self._log(method, path, 0, request_id, started, headers, dropped=True)
             return
+        if not await self._durable(method, path):
+            status, payload, ctype, extra = self._error(
+                StripeError(500, "api_error", "An unknown error occurred", should_retry=True)
+            )
+            replayed = False
         out = [
             (b"content-type", ctype),
             (b"content-length", str(len(payload)).encode()),
@@ -166,6 +186,41 @@ class SimApp:
         await send({"type": "http.response.start", "status": status, "headers": out})
         await send({"type": "http.response.body", "body": payload})
         self._log(method, path, status, request_id, started, headers, replayed=replayed)
+
+    # ---- durability (see psp_sim/store.py) --------------------------------------------------
+    def save_soon(self) -> None:
+        """Stage what changed and make sure a write will take it (background work: nobody waits)."""
+        self.sim.stage()
+        self._kick()
+
+    def _kick(self) -> None:
+        store = self.sim.store
+        if store.written < store.staged and (self._flushing is None or self._flushing.done()):
+            self._flushing = asyncio.get_running_loop().create_task(self._flush(), name="psp-sim-save")
+
+    async def _flush(self) -> None:
+        # Everything staged while a write runs goes into the next one: one fsync for many requests.
+        store = self.sim.store
+        loop = asyncio.get_running_loop()
+        while store.written < store.staged:
+            batches, upto = store.take()
+            await loop.run_in_executor(self._writer, store.write, batches, upto)
+
+    async def _durable(self, method: str, path: str) -> bool:
+        """Wait until the request's changes, and all it may have seen, are on disk; False if that failed."""
+        if method == "GET" and path.startswith("/v1/"):
+            self.sim.forget_reads()  # Stripe's GETs change nothing: what they looked at need not be saved
+        store = self.sim.store
+        try:
+            target = self.sim.stage()
+            while store.written < target:
+                self._kick()
+                assert self._flushing is not None
+                await asyncio.shield(self._flushing)
+        except Exception:
+            error_log.exception("could not save the simulator state: %s %s", method, path)
+            return False
+        return True
 
     def _log(
         self,
@@ -205,6 +260,7 @@ class SimApp:
         if self.config.public_url is None and "host" in headers:
             sim.public_base = f"{scope.get('scheme', 'http')}://{headers['host']}"
         sim.run_due()
+        sim.stage()  # on its own: what timers changed in place must not be taken for a GET's reads
         if method == "OPTIONS":
             return 204, b"", b"text/plain", list(_CORS), False
         route = self.router.match(method, path)
@@ -270,8 +326,7 @@ class SimApp:
         self, handler: Any, req: Request, args: tuple[str, ...]
     ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]], bool]:
         headers = req.headers
-        auth = headers.get("authorization", "")
-        key = auth[7:] if auth.startswith("Bearer ") else ""
+        key = _api_key(headers.get("authorization", ""))
         publishable_ok = req.path == "/v1/payment_methods" and req.method == "POST"
         if not (key.startswith(("sk_test_", "rk_test_")) or (publishable_ok and key.startswith("pk_test_"))):
             shown = (key[:8] + "*" * max(0, len(key) - 12) + key[-4:]) if key else ""
@@ -283,7 +338,8 @@ class SimApp:
                     "using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY')."
                 )
             )
-            return (*self._error(StripeError(401, "invalid_request_error", message)), False)
+            status, payload, ctype, hdrs = self._error(StripeError(401, "invalid_request_error", message))
+            return status, payload, ctype, [*hdrs, (b"www-authenticate", b'Basic realm="Stripe"')], False
         req.account = headers.get("stripe-account") or None
         extra_cors = list(_CORS) if publishable_ok else []
         faults = self.faults.http(req.method, req.path) if self.faults.active else ()
@@ -313,9 +369,10 @@ class SimApp:
         scope_id = f"{key}|{req.account or ''}"
         if idem_key:
             req.idempotency_key = idem_key
-            fingerprint = (req.method, req.path, req.raw_body)
             try:
-                entry = self.idempotency.begin(scope_id, idem_key, fingerprint, self.sim.now())
+                entry = self.idempotency.begin(
+                    scope_id, idem_key, fingerprint(req.method, req.path, req.raw_body), self.sim.now()
+                )
             except StripeError as e:
                 return (*self._error(e, [(b"idempotency-key", idem_key.encode())]), False)
             if entry is not None:
@@ -399,6 +456,22 @@ class SimApp:
             idempotency_key=req.headers.get("idempotency-key"),
             **detail,
         )
+
+
+def _api_key(authorization: str) -> str:
+    """The secret key as Stripe takes it: ``Bearer <key>``, or HTTP Basic with the key as the user name
+    (``curl -u sk_test_…:``; the password is ignored). Anything else: no key."""
+    scheme, _, credentials = authorization.partition(" ")
+    scheme = scheme.lower()
+    if scheme == "bearer":
+        return credentials.strip()
+    if scheme == "basic":
+        try:
+            decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            return ""
+        return decoded.partition(":")[0]
+    return ""
 
 
 def _is_loopback(client: Any) -> bool:

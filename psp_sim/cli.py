@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 import signal
@@ -32,6 +33,13 @@ def serve(
         Path | None, typer.Option(help="TOML or JSON config file.", envvar="PSP_SIM_CONFIG")
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for ids and fault decisions.")] = None,
+    state: Annotated[
+        Path | None,
+        typer.Option(
+            help="SQLite file holding the state across restarts (default: memory only).",
+            envvar="PSP_SIM_STATE",
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="info logs one JSON line per request.")] = "info",
 ) -> None:
     """Run the simulator until SIGTERM/SIGINT."""
@@ -45,13 +53,15 @@ def serve(
     # Its error log quotes request text: keys, webhook secrets and card numbers are scrubbed first.
     handler.setFormatter(RedactingFormatter("%(message)s"))
     logging.basicConfig(level=log_level.upper(), handlers=[handler])
-    cfg = load_config(str(config) if config else None, seed=seed)
+    cfg = load_config(str(config) if config else None, seed=seed, state=str(state) if state else None)
     per_request_log = logging.getLevelName(log_level.upper()) <= logging.INFO
     sim_app = create_app(cfg, access_stream=sys.stderr if per_request_log else None)
     logging.getLogger("psp_sim").info(
-        '{"event":"start","host":"%s","port":%d,"webhook_endpoints":%d,"faults":%d}',
+        '{"event":"start","host":"%s","port":%d,"state":%s,"objects":%d,"webhook_endpoints":%d,"faults":%d}',
         host,
         port,
+        json.dumps(cfg.state_file),
+        len(sim_app.sim.objects),
         len(sim_app.webhooks.endpoints),
         len(sim_app.faults.rules),
     )

@@ -46,6 +46,8 @@ class SimConfig:
     platform_bank_account: str = "000123456789"
     faults: list[dict[str, Any]] = field(default_factory=list)
     fault_seed: int | None = None
+    state_file: str | None = None
+    """``--state``/``PSP_SIM_STATE``: SQLite file the state is kept in across restarts; unset: memory only."""
     admin_key: str | None = None
     """``PSP_SIM_ADMIN_KEY``: when set, every ``/_sim/*`` admin call needs ``Authorization: Bearer
     <key>``; when unset, only loopback clients may make them."""
@@ -70,7 +72,10 @@ def load_file(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def load_config(
-    path: str | None = None, seed: int | None = None, env: dict[str, str] | None = None
+    path: str | None = None,
+    seed: int | None = None,
+    env: dict[str, str] | None = None,
+    state: str | None = None,
 ) -> SimConfig:
     """Build the effective config; ``PSP_SIM_FAULTS_FILE`` may hold only ``faults``/``fault_seed``."""
     env = dict(os.environ if env is None else env)
@@ -83,6 +88,8 @@ def load_config(
         data["faults"] = list(data.get("faults", [])) + list(fdata.get("faults", []))
         if "seed" in fdata:
             data["fault_seed"] = fdata["seed"]
+    if env.get("PSP_SIM_STATE"):
+        data["state_file"] = env["PSP_SIM_STATE"]
     if env.get("PSP_SIM_ADMIN_KEY"):
         data["admin_key"] = env["PSP_SIM_ADMIN_KEY"]
     if env.get("PSP_SIM_WEBHOOK_SECRET"):
@@ -98,4 +105,6 @@ def load_config(
         data["webhook_endpoints"] = eps
     if seed is not None:
         data["seed"] = seed
+    if state is not None:
+        data["state_file"] = state
     return SimConfig.from_mapping(data)

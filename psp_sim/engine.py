@@ -1,4 +1,7 @@
-"""The simulator's in-memory state: objects, ids, clock, scheduled work, events and balances.
+"""The simulator's state: objects, ids, clock, scheduled work, events and balances.
+
+Held in memory; what must survive a restart lives in persisted maps (:mod:`psp_sim.store`), the rest is
+derived from them on load.
 
 All mutation happens synchronously on the event loop thread, so a handler runs atomically between
 awaits and needs no lock; only the idempotency layer has to think about requests in flight.
@@ -7,17 +10,24 @@ awaits and needs no lock; only the idempotency layer has to think about requests
 from __future__ import annotations
 
 import base64
+import dataclasses
+import hashlib
 import heapq
+import hmac
+import importlib
 import itertools
 import random
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
+from psp_sim.cards import CARDS, CardSpec, spec_for
 from psp_sim.config import SimConfig
 from psp_sim.errors import invalid, missing
 from psp_sim.params import integer, string
+from psp_sim.store import Codec, StateStore, TrackedMap
 
 T = TypeVar("T")
 
@@ -97,40 +107,199 @@ PREFIX_KIND = {
 }
 
 
+_CLIENT_SECRET = re.compile(r"\b(pi_[A-Za-z0-9]+)_secret_[A-Za-z0-9]+")
+_SCRUBBED_SECRET = re.compile(r"\b(pi_[A-Za-z0-9]+)_secret_(?![A-Za-z0-9])")
+
+_EVENT_FIELDS = dataclasses.fields(EventRecord)
+
+# Survive an admin reset: the clock and generation (in meta) never go back.
+KEPT_ON_RESET = frozenset({"meta", "webhook_endpoints"})
+
+
+def _event_to_json(rec: EventRecord) -> dict[str, Any]:
+    # Not dataclasses.asdict: it deep-copies the object snapshot just to encode it.
+    return {f.name: getattr(rec, f.name) for f in _EVENT_FIELDS}
+
+
+def _event_from_json(data: dict[str, Any]) -> EventRecord:
+    return EventRecord(**data)
+
+
+def _card_digest(number: str) -> str:
+    return hashlib.sha256(number.encode()).hexdigest()[:24]
+
+
+_TEST_CARD_BY_DIGEST = {_card_digest(n): n for n in CARDS}
+
+
+def _card_to_json(value: tuple[str, CardSpec]) -> dict[str, Any]:
+    # Never the card number on disk: a test card's behaviour is found again from its digest, any other
+    # number only ever mattered for its brand.
+    number, spec = value
+    return {"test_card": _card_digest(number) if number in CARDS else None, "brand": spec.brand}
+
+
+def _card_from_json(data: dict[str, Any]) -> tuple[str, CardSpec]:
+    number = _TEST_CARD_BY_DIGEST.get(data["test_card"] or "")
+    return ("", CardSpec(brand=data["brand"])) if number is None else (number, spec_for(number))
+
+
+def _bytes_to_json(value: bytes) -> str:
+    return base64.b64encode(value).decode("ascii")
+
+
+def _bytes_from_json(value: str) -> bytes:
+    return base64.b64decode(value)
+
+
+def _resolve(name: str) -> Callable[..., None]:
+    """``module:function`` back to the timer function it names."""
+    module, _, qualname = name.partition(":")
+    fn: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        fn = getattr(fn, part)
+    return fn
+
+
 class Simulator:
-    def __init__(self, config: SimConfig | None = None) -> None:
+    """The state; with ``store`` backed by a file it is loaded from there and written through to it."""
+
+    def __init__(self, config: SimConfig | None = None, state_file: str | None = None) -> None:
         self.config = config or SimConfig()
+        # Derived secrets (client secrets, the default webhook secret) come from the seed, not the ids'
+        # RNG: the same after a restart, so the state file never has to hold them.
+        self._secret_key = hashlib.sha256(f"psp_sim secrets/{self.config.seed}".encode()).digest()
+        self.store = StateStore(state_file, self._scrub, self._restore)
+        self._stored: dict[str, list[tuple[str, Any]]] = {}
         self.clock = Clock()
         self.event_listeners: list[Callable[[EventRecord], None]] = []
-        # Seeded once, not per reset: ids stay reproducible for a run yet never repeat after a reset, which
-        # would confuse a system under test that keeps its own records across simulator resets.
-        self.rng = random.Random(self.config.seed)
-        self.reset()
+        self._maps: dict[str, TrackedMap] = {}
+        # Everything below that is a TrackedMap is saved; the rest is derived from it on load.
+        self.meta = self.persistent("meta")
+        self.objects = self.persistent("objects")
+        self.owner = self.persistent("owner")  # object id -> connected account (None = platform)
+        self.events_by_id = self.persistent("events", (_event_to_json, _event_from_json))
+        self.pm_cards = self.persistent("pm_cards", (_card_to_json, _card_from_json))  # pm -> (number, spec)
+        self.files = self.persistent("files", (_bytes_to_json, _bytes_from_json))
+        self.bt_payout = self.persistent("bt_payout")  # balance transaction -> automatic payout that swept it
+        self.timers = self.persistent("timers")  # seq -> [due, "module:function", args]
+        self.pi_checkout = self.persistent("pi_checkout")  # PaymentIntent -> Checkout Session that owns it
+        self.pi_attempts = self.persistent("pi_attempts")  # PaymentIntents waiting for 3-D Secure
+        self.cs_private = self.persistent("cs_private")  # Session line items and payment_intent_data
+        self.bank_numbers = self.persistent(
+            "bank_numbers"
+        )  # ba_ id -> account number (kept out of the object)
+        self._derive_empty()
+        self.current_request: tuple[str | None, str | None] = (None, None)
+        self.public_base = self.config.public_url or "http://127.0.0.1:12111"
+        generation = self._load()
+        # Ids are reproducible for a run of a seed, yet never repeat after a reset (which would confuse a
+        # system under test keeping its records) or after a restart on stored state (a new generation).
+        self.rng = random.Random(self.config.seed if generation == 0 else f"{self.config.seed}/{generation}")
+        if "started_at" not in self.meta:
+            self.meta["started_at"] = self.clock.now()
+        self.commit()
+
+    def persistent(self, name: str, codec: Codec | None = None) -> TrackedMap:
+        """The map saved under ``name`` (created on first use, filled from the store if it has it);
+        values are JSON unless ``codec`` says how."""
+        if name not in self._maps:
+            m = self._maps[name] = TrackedMap(name, codec)
+            decode = codec[1] if codec else None
+            for key, value in self._stored.pop(name, ()):
+                m.load(key, decode(value) if decode else value)
+        return self._maps[name]
+
+    def derived_secret(self, purpose: str, length: int = 24) -> str:
+        return hmac.new(self._secret_key, purpose.encode(), hashlib.sha256).hexdigest()[:length]
+
+    def client_secret(self, intent_id: str) -> str:
+        return f"{intent_id}_secret_{self.derived_secret(intent_id)}"
+
+    def _scrub(self, text: str) -> str:
+        return _CLIENT_SECRET.sub(r"\1_secret_", text)
+
+    def _restore(self, text: str) -> str:
+        return _SCRUBBED_SECRET.sub(lambda m: self.client_secret(m[1]), text)
 
     # ---- lifecycle -------------------------------------------------------------------------
     def reset(self) -> None:
-        """Forget every object; keep config, listeners and the clock offset (time never goes back)."""
-        self.objects: dict[str, dict[str, Any]] = {}
+        """Forget every object; keep config, listeners, endpoints and the clock offset (time never goes back)."""
+        for name, m in self._maps.items():
+            if name not in KEPT_ON_RESET:
+                m.clear()
+        self._derive_empty()
+        self.meta["started_at"] = self.clock.now()
+        self.meta.pop("platform_bank", None)
+
+    def _derive_empty(self) -> None:
         self.lists: dict[str, list[str]] = {}
-        self.owner: dict[str, str | None] = {}  # object id -> connected account (None = platform)
         self.events: list[EventRecord] = []
-        self.events_by_id: dict[str, EventRecord] = {}
-        self.pm_cards: dict[str, tuple[str, Any]] = {}  # pm id -> (card number, CardSpec)
-        self.files: dict[str, bytes] = {}
-        self.bt_payout: dict[str, str] = {}  # balance transaction -> automatic payout that swept it
         # (account, currency) -> [available, pending]
         self.balances: dict[tuple[str | None, str], list[int]] = {}
         self._pending_bt: list[tuple[int, str]] = []
         self._timers: list[tuple[int, int, Callable[..., None], tuple[Any, ...]]] = []
-        self._seq = itertools.count()
-        self.current_request: tuple[str | None, str | None] = (None, None)
-        self.started_at = self.clock.now()
-        self.pi_checkout: dict[str, str] = {}  # PaymentIntent -> Checkout Session that owns it
-        self.pi_attempts: dict[str, dict[str, Any]] = {}  # PaymentIntents waiting for 3-D Secure
-        self.cs_private: dict[str, dict[str, Any]] = {}  # Session line items and payment_intent_data
-        self.bank_numbers: dict[str, str] = {}  # ba_ id -> account number (kept out of the object)
-        self.platform_bank: str | None = None
-        self.public_base = self.config.public_url or "http://127.0.0.1:12111"
+        self._seq = itertools.count(int(self.meta.get("timer_seq", 0)))
+
+    def _load(self) -> int:
+        """Fill the maps from the store and rebuild what derives from them; return the new generation."""
+        stored = self.store.load()
+        if not stored:
+            return 0
+        for name, rows in stored.items():
+            m = self._maps.get(name)
+            if m is None:  # registered later (idempotency, webhooks): filled by persistent() then
+                self._stored[name] = rows
+                continue
+            decode = m.codec[1] if m.codec else None
+            for key, value in rows:
+                m.load(key, decode(value) if decode else value)
+        self.clock.offset = int(dict.get(self.meta, "clock_offset", 0))
+        for obj_id, obj in dict.items(self.objects):
+            self.lists.setdefault(obj["object"], []).append(obj_id)
+            if obj["object"] == "balance_transaction":
+                bal = self.balances.setdefault((dict.get(self.owner, obj_id), obj["currency"]), [0, 0])
+                if obj["status"] == "available":
+                    bal[0] += obj["net"]
+                else:
+                    bal[1] += obj["net"]
+                    heapq.heappush(self._pending_bt, (obj["available_on"], obj_id))
+        self.events = list(dict.values(self.events_by_id))
+        seqs = [int(k) for k in dict.keys(self.timers)]
+        for key, (due, fn_name, args) in dict.items(self.timers):
+            heapq.heappush(self._timers, (due, int(key), _resolve(fn_name), tuple(args)))
+        self._seq = itertools.count(max(seqs, default=-1) + 1)
+        generation = int(dict.get(self.meta, "generation", 0)) + 1
+        self.meta["generation"] = generation
+        return generation
+
+    def stage(self) -> int:
+        """Queue every change since the last stage for the next write; see :mod:`psp_sim.store`."""
+        if dict.get(self.meta, "clock_offset", 0) != self.clock.offset:
+            self.meta["clock_offset"] = self.clock.offset
+        return self.store.stage(self._maps.values())
+
+    def commit(self) -> None:
+        """Stage and write at once, on this thread (start-up, shutdown, direct use without the app)."""
+        self.stage()
+        self.store.write(*self.store.take())
+
+    def forget_reads(self) -> None:
+        """Drop the record of what a read-only request looked at (it changed nothing)."""
+        for m in self._maps.values():
+            m.forget_reads()
+
+    @property
+    def started_at(self) -> int:
+        return int(dict.__getitem__(self.meta, "started_at"))
+
+    @property
+    def platform_bank(self) -> str | None:
+        return dict.get(self.meta, "platform_bank")
+
+    @platform_bank.setter
+    def platform_bank(self, value: str | None) -> None:
+        self.meta["platform_bank"] = value
 
     # ---- ids -------------------------------------------------------------------------------
     def new_id(self, prefix: str, length: int = 24) -> str:
@@ -150,7 +319,7 @@ class Simulator:
         self, kind: str, obj_id: str, noun: str | None = None, account: str | None = None
     ) -> dict[str, Any]:
         obj = self.objects.get(obj_id)
-        if obj is None or obj["object"] != kind or self.owner.get(obj_id) != account:
+        if obj is None or obj["object"] != kind or dict.get(self.owner, obj_id) != account:
             raise missing(noun or kind, obj_id)
         return obj
 
@@ -160,7 +329,11 @@ class Simulator:
     # ---- scheduled work --------------------------------------------------------------------
     def at(self, due: int, fn: Callable[..., None], *args: Any) -> None:
         """Call ``fn(self, *args)`` once simulated time reaches ``due``."""
-        heapq.heappush(self._timers, (due, next(self._seq), fn, args))
+        seq = next(self._seq)
+        heapq.heappush(self._timers, (due, seq, fn, args))
+        # Saved by name: a timer is always a module-level function with JSON arguments.
+        self.timers[str(seq)] = [due, f"{fn.__module__}:{fn.__qualname__}", list(args)]
+        self.meta["timer_seq"] = seq + 1
 
     def run_due(self) -> int:
         """Run every timer and balance release whose simulated time has come; return how many ran."""
@@ -172,7 +345,8 @@ class Simulator:
             self._release(bt_id)
         timers = self._timers
         while timers and timers[0][0] <= now:
-            _, _, fn, args = heapq.heappop(timers)
+            _, seq, fn, args = heapq.heappop(timers)
+            self.timers.pop(str(seq), None)
             fn(self, *args)
             ran += 1
         return ran
@@ -268,7 +442,7 @@ class Simulator:
         if bt is None or bt["status"] != "pending":
             return
         bt["status"] = "available"
-        bal = self.balances[(self.owner[bt_id], bt["currency"])]
+        bal = self.balances[(dict.get(self.owner, bt_id), bt["currency"])]
         bal[1] -= bt["net"]
         bal[0] += bt["net"]
 
@@ -335,7 +509,7 @@ class Simulator:
         owner = self.owner
         objects = self.objects
         for obj_id in reversed(self.lists.get(kind, [])):
-            if owner.get(obj_id) == account:
+            if dict.get(owner, obj_id) == account:
                 yield objects[obj_id]
 
 

@@ -8,29 +8,63 @@ request is still running gets 409 ``idempotency_key_in_use``.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 from psp_sim.errors import StripeError
+from psp_sim.store import TrackedMap
 
 KEY_TTL_SECONDS = 24 * 3600
 
 
 @dataclass(slots=True)
 class Entry:
-    fingerprint: tuple[str, str, bytes]
+    fingerprint: tuple[str, str, str]  # method, path, SHA-256 of the body (the body may hold card data)
     created: int
     status: int | None = None  # None while the first request is executing
     body: bytes = b""
 
 
+def fingerprint(method: str, path: str, body: bytes) -> tuple[str, str, str]:
+    return method, path, hashlib.sha256(body).hexdigest()
+
+
+def _slot(scope: str, key: str) -> str:
+    # The scope holds the caller's API key: only its digest is kept (and written to the state file).
+    return hashlib.sha256(scope.encode()).hexdigest()[:32] + "|" + key
+
+
+def _to_json(e: Entry) -> dict[str, Any]:
+    return {
+        "fp": list(e.fingerprint),
+        "created": e.created,
+        "status": e.status,
+        "body": e.body.decode("latin-1"),
+    }  # lossless for any bytes
+
+
+def _from_json(d: dict[str, Any]) -> Entry:
+    method, path, digest = d["fp"]
+    return Entry((method, path, digest), d["created"], d["status"], d["body"].encode("latin-1"))
+
+
+CODEC = (_to_json, _from_json)
+
+
 class IdempotencyStore:
-    def __init__(self) -> None:
-        self._entries: dict[tuple[str, str], Entry] = {}
+    """Keys and their stored answers, in ``entries`` (a persisted map of the simulator, when given)."""
+
+    def __init__(self, entries: TrackedMap | None = None) -> None:
+        self._entries = entries if entries is not None else TrackedMap("idempotency", CODEC)
+        # A key still executing when the process stopped was never answered: it starts afresh.
+        for slot in [s for s, e in dict.items(self._entries) if e.status is None]:
+            del self._entries[slot]
 
     def clear(self) -> None:
         self._entries.clear()
 
-    def begin(self, scope: str, key: str, fingerprint: tuple[str, str, bytes], now: int) -> Entry | None:
+    def begin(self, scope: str, key: str, fingerprint: tuple[str, str, str], now: int) -> Entry | None:
         """Reserve ``key``; return the finished entry to replay, or None if the caller should execute."""
         if len(key) > 255:
             raise StripeError(
@@ -39,7 +73,7 @@ class IdempotencyStore:
                 "Idempotency-Key must be at most 255 characters.",
                 param="Idempotency-Key",
             )
-        slot = (scope, key)
+        slot = _slot(scope, key)
         entry = self._entries.get(slot)
         if entry is not None and now - entry.created >= KEY_TTL_SECONDS and entry.status is not None:
             entry = None  # pruned: a new request
@@ -67,25 +101,25 @@ class IdempotencyStore:
         return entry
 
     def finish(self, scope: str, key: str, status: int, body: bytes) -> None:
-        entry = self._entries.get((scope, key))
+        entry = self._entries.get(_slot(scope, key))
         if entry is not None:
             entry.status = status
             entry.body = body
 
     def forget(self, scope: str, key: str) -> None:
-        entry = self._entries.get((scope, key))
+        slot = _slot(scope, key)
+        entry = dict.get(self._entries, slot)
         if entry is not None and entry.status is None:
-            del self._entries[(scope, key)]
+            del self._entries[slot]
 
     def snapshot(self) -> list[dict[str, object]]:
         return [
             {
-                "scope": scope,
-                "key": key,
+                "key": slot.split("|", 1)[1],
                 "method": e.fingerprint[0],
                 "path": e.fingerprint[1],
                 "status": e.status,
                 "created": e.created,
             }
-            for (scope, key), e in self._entries.items()
+            for slot, e in dict.items(self._entries)
         ]

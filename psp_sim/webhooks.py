@@ -15,6 +15,7 @@ import itertools
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from hashlib import sha256
 from typing import Any
@@ -72,44 +73,100 @@ class Delivery:
     endpoint: Endpoint
     attempt: int = 0
     duplicate: bool = False
+    key: str = ""  # its entry in the saved queue, removed once this attempt has an outcome
 
 
 class WebhookDispatcher:
+    """Endpoints and the queue of deliveries are saved with the simulator's state: a delivery due
+    before a restart is sent after it (at least once, as Stripe promises)."""
+
     def __init__(self, sim: Simulator, faults: FaultEngine) -> None:
         self.sim = sim
         self.faults = faults
-        self.endpoints: list[Endpoint] = []
-        self.default_secret = sim.config.webhook_secret or sim.new_id("whsec_", 32)
+        self._saved_endpoints = sim.persistent("webhook_endpoints")
+        self._saved_queue = sim.persistent("webhook_queue")  # seq -> due, event, endpoint, attempt, …
+        # From the seed, not stored: no webhook secret rests in the state file.
+        self.default_secret = sim.config.webhook_secret or "whsec_" + sim.derived_secret("webhook", 32)
         self.attempts: list[dict[str, Any]] = []
         self._queue: list[tuple[int, int, Delivery]] = []
         self._held: list[tuple[int, Delivery]] = []  # out-of-order: released after the next event
-        self._seq = itertools.count()
         self._wake = asyncio.Event()
         self._inflight = 0
         self._client: httpx.AsyncClient | None = None
         self._task: asyncio.Task[None] | None = None
-        for ep in sim.config.webhook_endpoints:
-            self.add_endpoint(ep["url"], ep.get("secret"), ep.get("enabled_events"))
+        # How changes made here reach the state file; the app replaces it with its non-blocking save.
+        self.save: Callable[[], None] = sim.commit
+        self.endpoints: list[Endpoint] = []
+        self._restore(sim.config.webhook_endpoints)
         sim.event_listeners.append(self.on_event)
+
+    def _restore(self, configured: list[dict[str, Any]]) -> None:
+        """Saved endpoints and queue back.
+
+        Secrets are not saved: a configured endpoint takes its secret from the config again (and replaces
+        what an earlier config made), one added at run time with the default secret gets it again, and
+        one added with a secret of its own is gone after a restart (with its queued deliveries).
+        """
+        wanted = {ep["url"]: ep for ep in configured}
+        for ep_id, saved in list(dict.items(self._saved_endpoints)):
+            conf = wanted.pop(saved["url"], None) if saved["from_config"] else None
+            if (saved["from_config"] and conf is None) or saved["own_secret"]:
+                del self._saved_endpoints[ep_id]
+                continue
+            if conf is not None:
+                secret, events = (
+                    conf.get("secret") or self.default_secret,
+                    conf.get("enabled_events") or ["*"],
+                )
+                if events != saved["enabled_events"]:
+                    self._saved_endpoints[ep_id] = {**saved, "enabled_events": events}
+            else:
+                secret, events = self.default_secret, saved["enabled_events"]
+            self.endpoints.append(Endpoint(ep_id, saved["url"], secret, events))
+        for ep in wanted.values():
+            self.add_endpoint(ep["url"], ep.get("secret"), ep.get("enabled_events"), from_config=True)
+        self._seq = itertools.count(max((int(k) for k in dict.keys(self._saved_queue)), default=-1) + 1)
+        by_id = {ep.id: ep for ep in self.endpoints}
+        for key, item in list(dict.items(self._saved_queue)):
+            event = dict.get(self.sim.events_by_id, item["event"])
+            endpoint = by_id.get(item["endpoint"])
+            if event is None or endpoint is None:  # its endpoint was removed: no more attempts, as in Stripe
+                del self._saved_queue[key]
+                continue
+            d = Delivery(event, endpoint, item["attempt"], item["duplicate"], key)
+            heapq.heappush(self._queue, (item["due"], int(key), d))
 
     # ---- configuration -------------------------------------------------------------------
     def add_endpoint(
-        self, url: str, secret: str | None = None, enabled_events: list[str] | None = None
+        self,
+        url: str,
+        secret: str | None = None,
+        enabled_events: list[str] | None = None,
+        *,
+        from_config: bool = False,
     ) -> Endpoint:
         if not url.startswith(("http://", "https://")):
             raise ValueError("webhook url must be http(s)")
         ep = Endpoint(self.sim.new_id("we_"), url, secret or self.default_secret, enabled_events or ["*"])
         self.endpoints.append(ep)
+        self._saved_endpoints[ep.id] = {
+            "url": ep.url,
+            "enabled_events": ep.enabled_events,
+            "from_config": from_config,
+            "own_secret": bool(secret) and not from_config,
+        }
         return ep
 
     def remove_endpoint(self, ep_id: str) -> bool:
         before = len(self.endpoints)
         self.endpoints = [e for e in self.endpoints if e.id != ep_id]
+        self._saved_endpoints.pop(ep_id, None)
         return len(self.endpoints) != before
 
     def reset(self) -> None:
         self._queue.clear()
         self._held.clear()
+        self._saved_queue.clear()
         self.attempts.clear()
 
     # ---- intake --------------------------------------------------------------------------
@@ -135,6 +192,7 @@ class WebhookDispatcher:
                 d = Delivery(rec, ep, duplicate=i > 0)
                 if hold:
                     self._held.append((now + 60, d))
+                    self._save_held(now + 60, d)
                 else:
                     self._push(due, d)
         # Whatever was held goes out after this event, which is what makes the pair arrive swapped.
@@ -143,7 +201,33 @@ class WebhookDispatcher:
         self._wake.set()
 
     def _push(self, due: int, d: Delivery) -> None:
-        heapq.heappush(self._queue, (due, next(self._seq), d))
+        seq = next(self._seq)
+        self._done(d)
+        d.key = str(seq)
+        self._saved_queue[d.key] = {
+            "due": due,
+            "event": d.event.id,
+            "endpoint": d.endpoint.id,
+            "attempt": d.attempt,
+            "duplicate": d.duplicate,
+        }
+        heapq.heappush(self._queue, (due, seq, d))
+
+    def _done(self, d: Delivery) -> None:
+        if d.key:
+            self._saved_queue.pop(d.key, None)
+            d.key = ""
+
+    def _save_held(self, release_at: int, d: Delivery) -> None:
+        # Saved as a plain delivery at its release time: after a restart it goes out then, unswapped.
+        d.key = str(next(self._seq))
+        self._saved_queue[d.key] = {
+            "due": release_at,
+            "event": d.event.id,
+            "endpoint": d.endpoint.id,
+            "attempt": d.attempt,
+            "duplicate": d.duplicate,
+        }
 
     def wake(self) -> None:
         self._wake.set()
@@ -187,6 +271,7 @@ class WebhookDispatcher:
     async def _run(self) -> None:
         while True:
             self.sim.run_due()
+            self.save()
             batch = self._take_due()
             if batch:
                 self._inflight += len(batch)
@@ -205,8 +290,14 @@ class WebhookDispatcher:
             try:
                 if d.endpoint in self.endpoints:  # a deleted endpoint gets no more attempts, as in Stripe
                     await self._send(d)
+                else:
+                    self._done(d)
             finally:
                 self._inflight -= 1
+                try:
+                    self.save()
+                except Exception:  # a full disk: the delivery stays queued in the file, sent again later
+                    log.exception("could not save the webhook queue")
 
     async def _send(self, d: Delivery) -> None:
         assert self._client is not None
@@ -246,11 +337,15 @@ class WebhookDispatcher:
         record["delivered"] = ok
         if ok:
             d.event.delivered = True
+            self.sim.events_by_id.touch(d.event.id)
+            self._done(d)
         else:
             delay = retry_delay(d.attempt, cfg.webhook_retry_base_seconds, cfg.webhook_max_attempts)
             if delay is not None:
                 record["next_attempt_at"] = now + delay
                 self._push(now + delay, d)
+            else:
+                self._done(d)
         self.attempts.append(record)
         log.info(
             "webhook %s %s -> %s attempt=%d",

@@ -236,7 +236,11 @@ class DevTls:
 
 
 def plan_children(
-    dev_key: str = "", webhook_secret: str = "", tls: DevTls | None = None, status_page_secret: str = ""
+    dev_key: str = "",
+    webhook_secret: str = "",
+    tls: DevTls | None = None,
+    status_page_secret: str = "",
+    sim_state: Path | None = None,
 ) -> list[Child]:
     """What `make run` starts, with ports from the same variables the services read."""
     tls = tls or DevTls()
@@ -321,6 +325,8 @@ def plan_children(
                     "PSP_SIM_WEBHOOK_URL": f"{gateway_url}/v1/webhooks/stripe",
                     # Subscribed like a Stripe endpoint in production: only what can change a payment.
                     "PSP_SIM_WEBHOOK_EVENTS": ",".join(sorted(HANDLED_EVENT_TYPES)),
+                    # Its objects outlive a restart, like the payments that refer to them.
+                    **({"PSP_SIM_STATE": str(sim_state)} if sim_state else {}),
                     **({"PSP_SIM_WEBHOOK_SECRET": webhook_secret} if webhook_secret else {}),
                     # Over HTTPS the simulator's webhook client must trust the dev CA.
                     **(
@@ -366,7 +372,11 @@ class Stack:
         self.dev_key = dev_api_key(data_dir)
         self.tls = DevTls.from_env(data_dir)
         self.children = plan_children(
-            self.dev_key, dev_webhook_secret(data_dir), self.tls, dev_status_page_secret(data_dir)
+            self.dev_key,
+            dev_webhook_secret(data_dir),
+            self.tls,
+            dev_status_page_secret(data_dir),
+            sim_state=data_dir / "psp_sim" / "state.sqlite3",
         )
         self.pg: EmbeddedPostgres | None = None
         self.valkey: EmbeddedValkey | None = None

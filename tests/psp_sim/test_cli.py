@@ -88,3 +88,14 @@ def test_settlement_answers_bad_input_with_an_error_not_a_traceback(sim) -> None
         assert result.exit_code == 2, (args, result.output)
         assert expected in result.output, (args, result.output)
         assert "Traceback" not in result.output
+
+
+def test_make_run_keeps_the_simulator_state_in_its_data_folder(tmp_path) -> None:
+    from svckit.devstack import supervisor
+
+    stack = supervisor.Stack(tmp_path / "data", echo_logs=False)
+    sim = next(c for c in stack.children if c.name == "psp-sim")
+    assert sim.env["PSP_SIM_STATE"] == str(tmp_path / "data" / "psp_sim" / "state.sqlite3")
+    # Planned without a data folder (as some tests do), the simulator keeps its state in memory.
+    planned = next(c for c in supervisor.plan_children() if c.name == "psp-sim")
+    assert "PSP_SIM_STATE" not in planned.env

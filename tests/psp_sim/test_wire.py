@@ -89,3 +89,28 @@ def test_publishable_key_may_only_tokenize(sim: SimServer) -> None:
     assert body["id"].startswith("pm_") and body["card"]["last4"] == "4242"
     assert "4242424242424242" not in resp.text  # the number stays inside the simulator
     assert httpx.get(f"{sim.base_url}/v1/payment_intents", headers=pk).status_code == 401
+
+
+def test_the_key_is_accepted_as_bearer_token_or_basic_auth_user(sim: SimServer) -> None:
+    url = f"{sim.base_url}/v1/payment_intents"
+    assert httpx.get(url, headers=AUTH).status_code == 200
+    # curl -u sk_test_…: — the key as the Basic-auth user name with an empty password, as Stripe takes it.
+    basic = httpx.get(url, auth=("sk_test_wire", ""))
+    assert basic.status_code == 200 and basic.json()["object"] == "list"
+
+
+def test_a_wrong_key_gets_stripes_401_shape_without_the_key(sim: SimServer) -> None:
+    wrong = "sk_live_0123456789abcdefWXYZ"
+    for kw in ({"headers": {"Authorization": f"Bearer {wrong}"}}, {"auth": (wrong, "")}):
+        resp = httpx.get(f"{sim.base_url}/v1/payment_intents", **kw)
+        assert resp.status_code == 401
+        assert resp.headers["www-authenticate"] == 'Basic realm="Stripe"'
+        assert resp.json() == {
+            "error": {
+                "type": "invalid_request_error",
+                "message": "Invalid API Key provided: sk_live_****************WXYZ",
+            }
+        }
+        assert wrong not in resp.text
+    garbled = httpx.get(f"{sim.base_url}/v1/payment_intents", headers={"Authorization": "Basic %%%"})
+    assert garbled.status_code == 401 and garbled.json()["error"]["type"] == "invalid_request_error"
