@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from ledger_svc.domain import Posting
 from svckit.db import DriverPool, driver_connection
 from svckit.errors import FailedPrecondition, Unavailable
-from svckit.idempotency import Claim, IdempotencyStore
+from svckit.idempotency import Claim, IdempotencyStore, StoredAnswer
 
 # Deadlock (only possible when CloseAccount races postings, or batches create the same new accounts)
 # and serialization failures roll everything back, so the same request may simply be retried.
@@ -86,15 +86,6 @@ class Record:
 
     key: RecordKey
     template: bytes
-
-
-@dataclass(frozen=True)
-class StoredAnswer:
-    """The answer a key's record holds, in the transport's format: the answer of a new posting, or
-    (``replayed``) of an earlier use of the key."""
-
-    data: bytes
-    replayed: bool
 
 
 class AnswerFormat(Protocol):
@@ -218,3 +209,13 @@ class LedgerUnitOfWork:
     ) -> contextlib.AbstractAsyncContextManager[Claim]:
         """Hold (scope, key) across several units (``IdempotencyStore.claim``)."""
         return self._idempotency.claim(scope, key, request)
+
+
+__all__ = [
+    "AnswerFormat",
+    "LedgerUnitOfWork",
+    "Record",
+    "RecordKey",
+    "StoredAnswer",
+    "database_errors_translated",
+]
