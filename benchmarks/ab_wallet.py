@@ -39,7 +39,12 @@ def main() -> None:
     parser.add_argument("--base-rev", default="HEAD~1", help="git revision of the base version")
     parser.add_argument("--rounds", type=int, default=2, help="alternations per scenario")
     parser.add_argument("--seconds", type=float, default=6.0, help="measured seconds per scenario")
-    parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds before each scenario")
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=6.0,
+        help="unmeasured seconds before each scenario (client processes start slowly on a loaded machine)",
+    )
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="ab-wallet-"))
@@ -75,9 +80,8 @@ def main() -> None:
                     results.setdefault((title, name), []).append(row["rate"])
         for title, *_ in scenarios:
             base, new = (statistics.mean(results[(title, n)]) for n in ("base", "new"))
-            print(
-                f"mean {title:<32} base {base:8.0f}  new {new:8.0f} credits/s  ({(new / base - 1) * 100:+.1f} %)"
-            )
+            change = f"{(new / base - 1) * 100:+.1f} %" if base else "base measured nothing"
+            print(f"mean {title:<32} base {base:8.0f}  new {new:8.0f} credits/s  ({change})", flush=True)
     finally:
         for proc in procs:
             proc.terminate()
