@@ -2,6 +2,7 @@
 
     python benchmarks/ab_ledger.py --base-rev ac7763d          # this checkout vs that commit
     python benchmarks/ab_ledger.py --base-rev HEAD~2 --rounds 3 --seconds 8 --new-env LEDGER_COALESCE_WINDOW_SECONDS=0.0005
+    python benchmarks/ab_ledger.py --base-rev main --batched   # also PostTransactions, 100 per call
 
 This machine's speed drifts within minutes (other jobs share its two cores), so two whole
 benchmark runs taken one after the other compare the moment as much as the code. Here both versions
@@ -59,6 +60,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=6.0, help="load duration per scenario")
     parser.add_argument("--base-env", action="append", default=[], help="NAME=VALUE for the base servers")
     parser.add_argument("--new-env", action="append", default=[], help="NAME=VALUE for the new servers")
+    parser.add_argument(
+        "--batched", action="store_true", help="also alternate bench_ledger's batched scenario (100 per call)"
+    )
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="ab-ledger-"))
@@ -91,15 +95,21 @@ def main() -> None:
             for r in range(args.rounds):
                 for name in ("base", "new") if r % 2 == 0 else ("new", "base"):
                     group = servers[name]
+                    procs = [psutil.Process(p.pid) for p, _ in group]
                     result = bench.scenario(
                         f"{name}, {accounts:,} accounts, round {r + 1}", [a for _, a in group], 3, 24,
-                        accounts, 0, args.seconds, [psutil.Process(p.pid) for p, _ in group], postgres,
-                        0, url,
+                        accounts, 0, args.seconds, procs, postgres, 0, url,
                     )  # fmt: skip
                     results.setdefault((name, accounts), []).append(result)
+                    if args.batched:  # bench_ledger's batched scenario: 2 clients x 4 calls of 100
+                        result = bench.scenario(
+                            f"{name} batched, {accounts:,} accounts, round {r + 1}", [a for _, a in group],
+                            2, 4, accounts, 100, args.seconds, procs, postgres, 0, url,
+                        )  # fmt: skip
+                        results.setdefault((name + " batched", accounts), []).append(result)
         for (name, accounts), runs in sorted(results.items(), key=lambda kv: (kv[0][1], kv[0][0])):
             print(
-                f"mean {name:<4} {accounts:>6,} accounts: {statistics.mean(r['rate'] for r in runs):7,.0f} postings/s,"
+                f"mean {name:<12} {accounts:>6,} accounts: {statistics.mean(r['rate'] for r in runs):7,.0f} postings/s,"
                 f" CPU per posting server {statistics.mean(r['server_us'] for r in runs):4.0f} us,"
                 f" PostgreSQL {statistics.mean(r['pg_us'] for r in runs):4.0f} us ({len(runs)} runs)",
                 flush=True,

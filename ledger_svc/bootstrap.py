@@ -12,6 +12,8 @@ from ledger_svc.coalescer import PostingCoalescer
 from ledger_svc.config import LedgerSettings
 from ledger_svc.service import LedgerService
 from ledger_svc.servicer import LedgerServicer
+from ledger_svc.uow import LedgerUnitOfWork
+from ledger_svc.wire import PostingAnswers
 from svckit.db import DriverPool
 from svckit.gen.ledger.v1 import ledger_service_pb2, ledger_service_pb2_grpc
 from svckit.grpc_server import Registration
@@ -24,6 +26,12 @@ SERVICE_NAME = ledger_service_pb2.DESCRIPTOR.services_by_name["LedgerService"].f
 
 def build(settings: LedgerSettings, engine: AsyncEngine, idempotency: IdempotencyStore) -> ServiceParts:
     service = LedgerService(settings.non_negative_prefixes)
+    # PostTransactions claims its call key on a connection held for the whole call (see the
+    # servicer): claims get a pool of their own so they never starve the statements they wait for.
+    claims = DriverPool(
+        settings.sqlalchemy_url(), max_size=settings.db_pool_size, name="ledger-claims", session_locks=True
+    )
+    uow = LedgerUnitOfWork(engine, IdempotencyStore(engine, claims), PostingAnswers())
     coalescer = None
     if settings.coalesce_postings:
         # One connection per group in flight; groups never wait for a connection.
@@ -32,26 +40,21 @@ def build(settings: LedgerSettings, engine: AsyncEngine, idempotency: Idempotenc
         )
         coalescer = PostingCoalescer(
             service,
+            uow,
             statements,
             window_seconds=settings.coalesce_window_seconds,
             max_group=settings.coalesce_max_group,
             max_in_flight=settings.coalesce_max_in_flight,
         )
-    # PostTransactions claims its call key on a connection held for the whole call (see the
-    # servicer): claims get a pool of their own so they never starve the statements they wait for.
-    claims = DriverPool(
-        settings.sqlalchemy_url(), max_size=settings.db_pool_size, name="ledger-claims", session_locks=True
-    )
     servicer = LedgerServicer(
         service,
-        engine,
-        IdempotencyStore(engine, claims),
+        uow,
         coalescer,
         batch_max_in_flight=settings.batch_max_in_flight,
     )
 
     async def chainer() -> None:
-        await chain_forever(service, engine, settings.chain_interval_seconds, settings.chain_batch_size)
+        await chain_forever(service, uow, settings.chain_interval_seconds, settings.chain_batch_size)
 
     return ServiceParts(
         registrations=[

@@ -10,24 +10,21 @@ from __future__ import annotations
 
 import asyncio
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from ledger_svc.service import LedgerService
+from ledger_svc.uow import LedgerUnitOfWork
 from svckit.logging import get_logger
 
 log = get_logger(__name__)
 
 
 async def chain_forever(
-    service: LedgerService, engine: AsyncEngine, interval_seconds: float, batch: int
+    service: LedgerService, uow: LedgerUnitOfWork, interval_seconds: float, batch: int
 ) -> None:
     while True:
         linked = 0
         try:
-            async with engine.connect() as conn:
-                # One statement = one transaction: no BEGIN and COMMIT round trips per pass.
-                await conn.execution_options(isolation_level="AUTOCOMMIT")
-                linked = await service.link_pending(conn, batch)
+            # One statement = one transaction: no BEGIN and COMMIT round trips per pass.
+            linked = await service.link_pending(uow, batch)
         except Exception:
             log.exception("chainer pass failed; will retry")
         if linked < batch:  # a full batch means more are waiting: go again at once

@@ -23,10 +23,12 @@ Why the answers are the same:
 
 from __future__ import annotations
 
-from ledger_svc.db_errors import database_errors_translated
-from ledger_svc.service import ItemKey, ItemOutcome, LedgerService, Posting, validate_posting
+from ledger_svc.domain import Posting
+from ledger_svc.service import LedgerService, validate_posting
+from ledger_svc.uow import LedgerUnitOfWork, RecordKey, StoredAnswer
 from svckit.coalescing import Coalescer
 from svckit.db import DriverPool
+from svckit.errors import DomainError
 
 
 class PostingCoalescer:
@@ -35,6 +37,7 @@ class PostingCoalescer:
     def __init__(
         self,
         service: LedgerService,
+        uow: LedgerUnitOfWork,
         pool: DriverPool,
         *,
         window_seconds: float = 0.0,
@@ -42,11 +45,11 @@ class PostingCoalescer:
         max_in_flight: int = 1,
     ) -> None:
         self._service = service
-        # Plain psycopg connections in autocommit mode: the group's one statement is its own unit of
-        # work, with no SQLAlchemy in between. At most one connection per lane is checked out. The
-        # coalescer owns the pool and closes it.
+        # The group's one statement is its own unit of work, on a plain psycopg connection of the
+        # coalescer's own pool (at most one per lane is checked out). The coalescer closes the pool.
+        self._uow = uow.with_statements(pool)
         self._pool = pool
-        self._groups: Coalescer[tuple[Posting, ItemKey], ItemOutcome] = Coalescer(
+        self._groups: Coalescer[tuple[Posting, RecordKey], StoredAnswer | DomainError] = Coalescer(
             self._post_group,
             name="ledger",
             window_seconds=window_seconds,
@@ -54,22 +57,18 @@ class PostingCoalescer:
             max_in_flight=max_in_flight,
         )
 
-    async def post(self, posting: Posting, key: ItemKey) -> ItemOutcome:
-        """The new transaction or the key's stored answer; raises the refusal (DomainError) otherwise."""
+    async def post(self, posting: Posting, key: RecordKey) -> StoredAnswer:
+        """The answer stored under the key (new or replayed); raises the refusal (DomainError) otherwise."""
         valid = validate_posting(posting)  # refused at once, before the key is looked at
         claims = {e.account: e.currency for e in valid.entries}
         outcome = await self._groups.submit((valid, key), (key.scope, key.key), claims)
-        if outcome.error is not None:
-            raise outcome.error
+        if isinstance(outcome, DomainError):
+            raise outcome
         return outcome
 
     async def close(self) -> None:
         await self._groups.close()
         await self._pool.close()
 
-    async def _post_group(self, items: list[tuple[Posting, ItemKey]]) -> list[ItemOutcome]:
-        # A connection whose statement failed or was cancelled goes back to the pool, which
-        # discards it unless it is idle again.
-        with database_errors_translated():
-            async with self._pool.connection() as conn:
-                return await self._service.post_transactions(conn, items, validated=True)
+    async def _post_group(self, items: list[tuple[Posting, RecordKey]]) -> list[StoredAnswer | DomainError]:
+        return await self._service.post_transactions(self._uow, items, validated=True)

@@ -5,12 +5,17 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+if TYPE_CHECKING:
+    from ledger_svc.uow import Record
+
+from ledger_svc.domain import Posting
 from ledger_svc.models import (
     accounts,
     chain_head,
@@ -64,6 +69,32 @@ async def close_account(conn: AsyncConnection, name: str) -> sa.Row | None:
     return (await conn.execute(stmt)).first()
 
 
+def item_json(posting: Posting, record: Record | None = None, reverses: int | None = None) -> dict:
+    """One item of ``ledger_post``'s argument: a (validated) posting, or a reversal, with the
+    idempotency record to keep under its key, if any."""
+    item: dict = {
+        "a": [e.account for e in posting.entries],
+        "d": [e.direction.value for e in posting.entries],
+        "m": [e.amount_minor for e in posting.entries],
+        "c": [e.currency for e in posting.entries],
+        "desc": posting.description,
+        "ref": posting.external_ref,
+        "meta": dict(posting.metadata),
+    }
+    if reverses is not None:
+        item["rev"] = reverses
+    if record is not None:
+        key = record.key
+        item["key"] = {
+            "scope": key.scope,
+            "key": key.key,
+            "lock": key.lock_id,
+            "fp": key.fingerprint.hex(),
+            "tpl": record.template.hex(),
+        }
+    return item
+
+
 _POST = sa.text(
     "SELECT o_item, o_reason, o_message, o_tx_id, o_posted_at, o_entries, o_stored "
     "FROM ledger_post(CAST(:items AS jsonb), CAST(:prefixes AS text[]))"
@@ -107,6 +138,42 @@ def bytea_array_literal(values: Iterable[bytes]) -> str:
     return "{" + ",".join(['"\\\\x' + v.hex() + '"' for v in values]) + "}"
 
 
+def batch_columns(
+    items: list[tuple[Posting, Record]], non_negative_prefixes: Sequence[str]
+) -> dict[str, str]:
+    """``ledger_post_batch``'s arguments for validated postings and their records (one scope), each
+    an array literal: entries flattened, with each posting's first line and count."""
+    first: list[int] = []
+    count: list[int] = []
+    lines: list = []
+    for posting, _ in items:
+        first.append(len(lines) + 1)
+        count.append(len(posting.entries))
+        lines.extend(posting.entries)
+    names = [e.account for e in lines]
+    dirs = [e.direction for e in lines]  # a StrEnum: its members are the strings "D" and "C" themselves
+    amts = [e.amount_minor for e in lines]
+    curs = [e.currency for e in lines]
+    text, ints, blobs = array_literal, int_array_literal, bytea_array_literal
+    return {
+        "first": ints(first),
+        "count": ints(count),
+        "names": text(names),
+        "dirs": text(dirs),
+        "amts": ints(amts),
+        "curs": text(curs),
+        "descs": text([p.description for p, _ in items]),
+        "refs": text([p.external_ref for p, _ in items]),
+        "metas": text([json.dumps(dict(p.metadata)) if p.metadata else "{}" for p, _ in items]),
+        "scope": items[0][1].key.scope,
+        "keys": text([r.key.key for _, r in items]),
+        "locks": ints([r.key.lock_id for _, r in items]),
+        "fps": blobs([r.key.fingerprint for _, r in items]),
+        "tpls": blobs([r.template for _, r in items]),
+        "prefixes": text(non_negative_prefixes),
+    }
+
+
 BatchRow = tuple[bytes | None, str | None, str | None, bytes | None]
 """One item's result: (stored answer of an earlier use of the key, refusal reason, refusal message,
 the answer stored for the new transaction)."""
@@ -115,9 +182,9 @@ the answer stored for the new transaction)."""
 async def post_batch(conn: psycopg.AsyncConnection, columns: dict[str, str]) -> list[BatchRow]:
     """One round trip, set-based: the ``ledger_post_batch`` function; one row per item, in order.
 
-    ``columns`` holds each argument as an array literal (text). ``conn`` is a plain psycopg
-    connection in autocommit mode (svckit.db.DriverPool, or ``driver_connection`` of an SQLAlchemy
-    one switched to AUTOCOMMIT): the statement is its own unit of work.
+    ``columns`` holds each argument as an array literal (``batch_columns``). ``conn`` is a plain
+    psycopg connection in autocommit mode (``LedgerUnitOfWork.batch_statement``): the statement is its
+    own unit of work.
     """
     cursor = await conn.execute(_POST_BATCH, columns, binary=True)
     return await cursor.fetchall()

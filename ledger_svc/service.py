@@ -1,4 +1,6 @@
-"""Rules of the ledger. Transport-free: takes plain values and a connection, raises DomainError.
+"""Rules of the ledger. Transport-free: takes plain values and the unit of work, returns domain values
+(``ledger_svc.domain``), raises DomainError. Each use case asks the unit of work for the kind of unit
+it needs (``ledger_svc.uow``) and gives its connection to the repository.
 
 Stateless rules (shape of a posting, balance per currency, positive amounts) are checked here before
 the database is touched; stateful ones (closed accounts, account currency, non-negative balances,
@@ -8,18 +10,24 @@ under any concurrency. Every refusal leaves nothing behind.
 
 from __future__ import annotations
 
-import enum
-import json
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-
-import psycopg
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
+from typing import Any
 
 from ledger_svc import chain, repository
+from ledger_svc.domain import (
+    Account,
+    Balance,
+    Direction,
+    EntryLine,
+    EntryView,
+    Finding,
+    FindingKind,
+    Posting,
+    Transaction,
+    VerifyReport,
+)
 from ledger_svc.naming import (
     NON_NEGATIVE_PREFIXES,
     AccountType,
@@ -27,6 +35,7 @@ from ledger_svc.naming import (
     parse_account,
     parse_account_name,
 )
+from ledger_svc.uow import LedgerUnitOfWork, RecordKey, StoredAnswer
 from svckit import pagination
 from svckit.errors import (
     Aborted,
@@ -40,7 +49,7 @@ from svckit.errors import (
 from svckit.money import MoneyError, normalize_currency
 from svckit.reasons import Reason
 
-__all__ = ["AccountType", "LedgerService", "parse_account_name"]
+__all__ = ["AccountType", "LedgerService", "parse_account_name", "validate_posting"]
 
 MAX_ENTRIES = 100
 MAX_DESCRIPTION = 1024
@@ -51,139 +60,6 @@ MAX_METADATA_VALUE = 1024
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
 _INT64_MAX = 2**63 - 1
-
-
-class Direction(enum.StrEnum):
-    DEBIT = "D"
-    CREDIT = "C"
-
-
-@dataclass(frozen=True)
-class Account:
-    name: str
-    type: AccountType
-    currency: str
-    created_at: datetime
-    non_negative: bool = False
-    closed_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class EntryLine:
-    account: str
-    direction: Direction
-    amount_minor: int
-    currency: str
-
-
-@dataclass(frozen=True)
-class Posting:
-    entries: tuple[EntryLine, ...]
-    description: str = ""
-    external_ref: str = ""
-    metadata: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Transaction:
-    id: int
-    entries: tuple[EntryLine, ...]
-    description: str
-    external_ref: str
-    metadata: Mapping[str, str]
-    posted_at: datetime
-    reverses_id: int | None = None
-    # Set once the transaction is linked into the chain, i.e. after its commit.
-    sequence: int = 0
-    hash: bytes = b""
-    previous_hash: bytes = b""
-
-
-@dataclass(frozen=True)
-class ItemKey:
-    """A posting's idempotency key, handled by the posting function with svckit.idempotency's
-    protocol and table (scope, key, advisory lock id, request fingerprint).
-
-    ``encode_answer`` gives the stored answer's bytes for a validated posting, less the id and post
-    time that the database assigns and appends (``ledger_post_response``); it comes from the
-    transport, which owns the wire format.
-    """
-
-    scope: str
-    key: str
-    lock_id: int
-    fingerprint: bytes
-    encode_answer: Callable[[Posting], bytes]
-
-
-@dataclass(frozen=True)
-class ItemOutcome:
-    """Exactly one of: a new transaction, a refusal, or the stored answer of an earlier use of the key.
-
-    A new transaction comes as ``transaction`` from the single path, and from the batch path as
-    ``answer`` only: the answer stored under its key (made from the key's ``encode_answer`` by the
-    database), which the transport sends as is, so no ``Transaction`` is built that nobody reads.
-    """
-
-    transaction: Transaction | None = None
-    error: DomainError | None = None
-    stored_response: bytes | None = None
-    answer: bytes | None = None
-
-
-@dataclass(frozen=True)
-class Balance:
-    account: str
-    currency: str
-    debits_minor: int
-    credits_minor: int
-    balance_minor: int
-    last_transaction_id: int
-
-
-@dataclass(frozen=True)
-class EntryView:
-    entry_id: int
-    transaction_id: int
-    direction: Direction
-    amount_minor: int
-    currency: str
-    posted_at: datetime
-
-
-class FindingKind(enum.StrEnum):
-    HASH_MISMATCH = "HASH_MISMATCH"
-    CHAIN_BROKEN = "CHAIN_BROKEN"
-    SEQUENCE_GAP = "SEQUENCE_GAP"
-    UNBALANCED_TRANSACTION = "UNBALANCED_TRANSACTION"
-    BALANCE_MISMATCH = "BALANCE_MISMATCH"
-    CHAIN_HEAD_MISMATCH = "CHAIN_HEAD_MISMATCH"
-    CURRENCY_MISMATCH = "CURRENCY_MISMATCH"
-    NEGATIVE_BALANCE = "NEGATIVE_BALANCE"
-    UNCHAINED_TRANSACTION = "UNCHAINED_TRANSACTION"
-
-
-@dataclass(frozen=True)
-class Finding:
-    kind: FindingKind
-    transaction_id: int = 0
-    account: str = ""
-    expected: str = ""
-    actual: str = ""
-    detail: str = ""
-
-
-@dataclass
-class VerifyReport:
-    findings: list[Finding] = field(default_factory=list)
-    transactions_checked: int = 0
-    accounts_checked: int = 0
-    truncated: bool = False
-    pending_link: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return not self.findings and not self.truncated
 
 
 # Refusals the posting function reports, by reason; every other reason is a bug and raises.
@@ -324,29 +200,6 @@ def validate_posting(posting: Posting) -> Posting:
     )
 
 
-def _item_json(posting: Posting, key: ItemKey | None = None, reverses: int | None = None) -> dict:
-    item: dict = {
-        "a": [e.account for e in posting.entries],
-        "d": [e.direction.value for e in posting.entries],
-        "m": [e.amount_minor for e in posting.entries],
-        "c": [e.currency for e in posting.entries],
-        "desc": posting.description,
-        "ref": posting.external_ref,
-        "meta": dict(posting.metadata),
-    }
-    if reverses is not None:
-        item["rev"] = reverses
-    if key is not None:
-        item["key"] = {
-            "scope": key.scope,
-            "key": key.key,
-            "lock": key.lock_id,
-            "fp": key.fingerprint.hex(),
-            "tpl": key.encode_answer(posting).hex(),
-        }
-    return item
-
-
 def _to_account(row) -> Account:
     return Account(
         name=row.name,
@@ -369,142 +222,115 @@ class LedgerService:
     # --- accounts ---------------------------------------------------------------------------
 
     async def create_account(
-        self, conn: AsyncConnection, name: str, currency: str, non_negative: bool = False
+        self, uow: LedgerUnitOfWork, name: str, currency: str, non_negative: bool = False
     ) -> Account:
         type_ = parse_account_name(name)
         currency = _currency(currency)
         check_currency(name, currency)
-        row = await repository.insert_account(conn, name, type_.value, currency, non_negative)
+        async with uow.transaction() as conn:
+            row = await repository.insert_account(conn, name, type_.value, currency, non_negative)
         if row is None:
             raise AlreadyExists("ACCOUNT_ALREADY_EXISTS", f"account {name!r} already exists", {"name": name})
         return _to_account(row)
 
-    async def _account_row(self, conn: AsyncConnection, name: str):
+    @staticmethod
+    async def _account_row(conn: Any, name: str) -> Any:
         row = await repository.get_account(conn, name)
         if row is None:
             raise NotFound("ACCOUNT_NOT_FOUND", f"no account named {name!r}", {"name": name})
         return row
 
-    async def get_account(self, conn: AsyncConnection, name: str) -> Account:
-        return _to_account(await self._account_row(conn, name))
+    async def get_account(self, uow: LedgerUnitOfWork, name: str) -> Account:
+        async with uow.read() as conn:
+            return _to_account(await self._account_row(conn, name))
 
     async def list_accounts(
-        self, conn: AsyncConnection, name_prefix: str, page_size: int, page_token: str
+        self, uow: LedgerUnitOfWork, name_prefix: str, page_size: int, page_token: str
     ) -> tuple[list[Account], str]:
         size = pagination.page_size(page_size, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
         listing = ["accounts", name_prefix]
         after = pagination.decode_token(page_token, listing, str) or ""
-        rows = await repository.list_accounts(conn, name_prefix, after, size + 1)
+        async with uow.read() as conn:
+            rows = await repository.list_accounts(conn, name_prefix, after, size + 1)
         accounts = [_to_account(r) for r in rows[:size]]
         next_token = pagination.encode_token(listing, accounts[-1].name) if len(rows) > size else ""
         return accounts, next_token
 
-    async def close_account(self, conn: AsyncConnection, name: str) -> Account:
-        row = await repository.close_account(conn, name)
-        if row is None:
-            row = await self._account_row(conn, name)  # already closed: answer it unchanged
+    async def close_account(self, uow: LedgerUnitOfWork, name: str) -> Account:
+        async with uow.transaction() as conn:
+            row = await repository.close_account(conn, name)
+            if row is None:
+                row = await self._account_row(conn, name)  # already closed: answer it unchanged
         return _to_account(row)
 
     # --- postings ---------------------------------------------------------------------------
 
-    async def post_transaction(self, conn: AsyncConnection, posting: Posting, key: ItemKey) -> ItemOutcome:
-        """Post one transaction once per key, in one statement (its own unit of work on an autocommit
-        connection): the new transaction, or the stored answer of the key's first use. Raises on
-        refusal; nothing is written then."""
+    async def post_transaction(
+        self, uow: LedgerUnitOfWork, posting: Posting, key: RecordKey
+    ) -> Transaction | StoredAnswer:
+        """Post one transaction once per key, in one statement (its own unit of work): the new
+        transaction, or the stored answer of the key's first use (replayed). Raises on refusal;
+        nothing is written then."""
         posting = validate_posting(posting)
-        (row,) = await repository.post(conn, [_item_json(posting, key)], self._non_negative_prefixes)
+        item = repository.item_json(posting, uow.record(posting, key))
+        async with uow.statement() as conn:
+            (row,) = await repository.post(conn, [item], self._non_negative_prefixes)
         if row.o_stored is not None:
-            return ItemOutcome(stored_response=bytes(row.o_stored))
+            return StoredAnswer(bytes(row.o_stored), replayed=True)
         if row.o_reason is not None:
             raise _refusal(row.o_reason, row.o_message)
-        return ItemOutcome(transaction=self._transaction(row, posting))
+        return self._transaction(row, posting)
 
     async def post_transactions(
         self,
-        conn: psycopg.AsyncConnection,
-        items: Sequence[tuple[Posting, ItemKey] | DomainError],
+        uow: LedgerUnitOfWork,
+        items: Sequence[tuple[Posting, RecordKey] | DomainError],
         *,
         validated: bool = False,
-    ) -> list[ItemOutcome]:
-        """Post each item on its own in one unit of work and one round trip; refusals don't spread.
+    ) -> list[StoredAnswer | DomainError]:
+        """Post each item on its own in one unit of work (one statement, one round trip); refusals
+        don't spread. Per item: the answer stored under its key (a new transaction's, or replayed),
+        or its refusal.
 
-        ``conn``: a plain psycopg connection in autocommit mode, so the one statement is the unit of
-        work (see ``repository.post_batch``).
         An item given as a DomainError was refused by the caller (e.g. a bad key) and is passed through.
         ``validated``: every posting already went through ``validate_posting`` (the coalescer's case).
         """
-        outcomes: list[ItemOutcome | None] = []
+        outcomes: list[StoredAnswer | DomainError | None] = []
         to_post: list[int] = []  # where each posted item's outcome goes
-        keyed: list[tuple[Posting, ItemKey]] = []
+        keyed: list[tuple[Posting, RecordKey]] = []
         for item in items:
             if isinstance(item, DomainError):
-                outcomes.append(ItemOutcome(error=item))
+                outcomes.append(item)
                 continue
             posting, key = item
             try:
                 valid = posting if validated else validate_posting(posting)
             except DomainError as err:
-                outcomes.append(ItemOutcome(error=err))
+                outcomes.append(err)
                 continue
             to_post.append(len(outcomes))
             keyed.append((valid, key))
             outcomes.append(None)
         if keyed:
-            rows = await self._post_batch(conn, keyed)
+            columns = repository.batch_columns(
+                [(p, uow.record(p, k)) for p, k in keyed], self._non_negative_prefixes
+            )
+            async with uow.batch_statement() as conn:
+                rows = await repository.post_batch(conn, columns)
             for index, (stored, reason, message, answer) in zip(to_post, rows, strict=True):
                 if stored is not None:
-                    outcomes[index] = ItemOutcome(stored_response=stored)
+                    outcomes[index] = StoredAnswer(stored, replayed=True)
                 elif reason is not None:
-                    outcomes[index] = ItemOutcome(error=_refusal(reason, message))
-                else:  # the stored answer is the new transaction, ready for the transport
-                    outcomes[index] = ItemOutcome(answer=answer)
+                    outcomes[index] = _refusal(reason, message)
+                elif answer is not None:  # the answer stored for the new transaction
+                    outcomes[index] = StoredAnswer(answer, replayed=False)
+                else:
+                    raise RuntimeError("ledger_post_batch gave an item no outcome")
         return [o for o in outcomes if o is not None]
-
-    async def _post_batch(
-        self, conn: psycopg.AsyncConnection, items: list[tuple[Posting, ItemKey]]
-    ) -> list[repository.BatchRow]:
-        """One statement for the whole batch (``ledger_post_batch``): one result row per item."""
-        first: list[int] = []
-        count: list[int] = []
-        lines: list[EntryLine] = []
-        for posting, _ in items:
-            first.append(len(lines) + 1)
-            count.append(len(posting.entries))
-            lines.extend(posting.entries)
-        names = [e.account for e in lines]
-        # Direction is a StrEnum: its members are the strings "D" and "C" themselves.
-        dirs = [e.direction for e in lines]
-        amts = [e.amount_minor for e in lines]
-        curs = [e.currency for e in lines]
-        text, ints, blobs = (
-            repository.array_literal,
-            repository.int_array_literal,
-            repository.bytea_array_literal,
-        )
-        return await repository.post_batch(
-            conn,
-            {
-                "first": ints(first),
-                "count": ints(count),
-                "names": text(names),
-                "dirs": text(dirs),
-                "amts": ints(amts),
-                "curs": text(curs),
-                "descs": text([p.description for p, _ in items]),
-                "refs": text([p.external_ref for p, _ in items]),
-                "metas": text([json.dumps(dict(p.metadata)) if p.metadata else "{}" for p, _ in items]),
-                "scope": items[0][1].scope,
-                "keys": text([k.key for _, k in items]),
-                "locks": ints([k.lock_id for _, k in items]),
-                "fps": blobs([k.fingerprint for _, k in items]),
-                "tpls": blobs([k.encode_answer(p) for p, k in items]),
-                "prefixes": text(self._non_negative_prefixes),
-            },
-        )
 
     async def reverse_transaction(
         self,
-        conn: AsyncConnection,
+        uow: LedgerUnitOfWork,
         transaction_id: int,
         description: str = "",
         external_ref: str = "",
@@ -517,9 +343,10 @@ class LedgerService:
             external_ref=_text(external_ref, MAX_EXTERNAL_REF, "external_ref"),
             metadata=_metadata(metadata or {}),
         )
-        (row,) = await repository.post(
-            conn, [_item_json(posting, reverses=transaction_id)], self._non_negative_prefixes
-        )
+        async with uow.transaction() as conn:
+            (row,) = await repository.post(
+                conn, [repository.item_json(posting, reverses=transaction_id)], self._non_negative_prefixes
+            )
         if row.o_reason is not None:
             raise _refusal(row.o_reason, row.o_message)
         mirrored = row.o_entries
@@ -531,7 +358,7 @@ class LedgerService:
                                  reverses_id=transaction_id)  # fmt: skip
 
     @staticmethod
-    def _transaction(row, posting: Posting, reverses_id: int | None = None) -> Transaction:
+    def _transaction(row: Any, posting: Posting, reverses_id: int | None = None) -> Transaction:
         return Transaction(
             id=row.o_tx_id,
             entries=posting.entries,
@@ -542,18 +369,17 @@ class LedgerService:
             reverses_id=reverses_id,
         )
 
-    async def get_transaction(self, conn: AsyncConnection, transaction_id: int) -> Transaction:
-        row = await repository.get_transaction(conn, transaction_id)
-        if row is None:
-            raise NotFound(
-                "TRANSACTION_NOT_FOUND",
-                f"no transaction with id {transaction_id}",
-                {"id": str(transaction_id)},
-            )
-        lines = tuple(
-            EntryLine(e.name, Direction(e.direction), e.amount, e.currency)
-            for e in await repository.transaction_entries(conn, transaction_id)
-        )
+    async def get_transaction(self, uow: LedgerUnitOfWork, transaction_id: int) -> Transaction:
+        async with uow.read() as conn:
+            row = await repository.get_transaction(conn, transaction_id)
+            if row is None:
+                raise NotFound(
+                    "TRANSACTION_NOT_FOUND",
+                    f"no transaction with id {transaction_id}",
+                    {"id": str(transaction_id)},
+                )
+            entry_rows = await repository.transaction_entries(conn, transaction_id)
+        lines = tuple(EntryLine(e.name, Direction(e.direction), e.amount, e.currency) for e in entry_rows)
         return Transaction(
             id=row.id,
             entries=lines,
@@ -570,32 +396,33 @@ class LedgerService:
     # --- balances and entries ---------------------------------------------------------------
 
     async def get_balance(
-        self, conn: AsyncConnection, account: str, as_of: datetime | None = None
+        self, uow: LedgerUnitOfWork, account: str, as_of: datetime | None = None
     ) -> Balance:
-        row = await self._account_row(conn, account)
-        type_ = AccountType(row.type)
-        if as_of is None:
-            debits, credits, last_tx = row.debits_posted, row.credits_posted, row.last_transaction_id
-        else:
-            totals = await repository.totals_as_of(conn, row.id, as_of)
-            debits, credits, last_tx = int(totals.debits), int(totals.credits), int(totals.last_tx)
+        async with uow.read() as conn:
+            row = await self._account_row(conn, account)
+            if as_of is None:
+                debits, credits, last_tx = row.debits_posted, row.credits_posted, row.last_transaction_id
+            else:
+                totals = await repository.totals_as_of(conn, row.id, as_of)
+                debits, credits, last_tx = int(totals.debits), int(totals.credits), int(totals.last_tx)
         return Balance(
             account=row.name,
             currency=row.currency,
             debits_minor=debits,
             credits_minor=credits,
-            balance_minor=_signed(type_, debits, credits),
+            balance_minor=_signed(AccountType(row.type), debits, credits),
             last_transaction_id=last_tx,
         )
 
     async def list_entries(
-        self, conn: AsyncConnection, account: str, page_size: int, page_token: str
+        self, uow: LedgerUnitOfWork, account: str, page_size: int, page_token: str
     ) -> tuple[list[EntryView], str]:
-        row = await self._account_row(conn, account)
-        size = pagination.page_size(page_size, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
         listing = ["entries", account]
-        after = pagination.decode_token(page_token, listing, int) or 0
-        rows = await repository.list_entries(conn, row.id, after, size + 1)
+        async with uow.read() as conn:
+            row = await self._account_row(conn, account)
+            size = pagination.page_size(page_size, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
+            after = pagination.decode_token(page_token, listing, int) or 0
+            rows = await repository.list_entries(conn, row.id, after, size + 1)
         views = [
             EntryView(r.id, r.transaction_id, Direction(r.direction), r.amount, r.currency, r.posted_at)
             for r in rows[:size]
@@ -605,17 +432,30 @@ class LedgerService:
 
     # --- hash chain -------------------------------------------------------------------------
 
-    async def link_pending(self, conn: AsyncConnection, limit: int = 5000) -> int:
-        """Link queued transactions into the hash chain (the chainer's unit of work)."""
-        return await repository.link_pending(conn, limit)
+    async def link_pending(self, uow: LedgerUnitOfWork, limit: int = 5000) -> int:
+        """Link up to ``limit`` queued transactions into the hash chain; how many were linked. One
+        statement, which is its own transaction (the chainer's pass)."""
+        async with uow.statement() as conn:
+            return await repository.link_pending(conn, limit)
 
     # --- verification -----------------------------------------------------------------------
 
-    async def verify_ledger(self, conn: AsyncConnection, max_findings: int = 1000) -> VerifyReport:
-        """Recompute the chain, the balance of every transaction and every account from the entries.
+    async def verify_ledger(
+        self, uow: LedgerUnitOfWork, max_findings: int = 1000, link_batch: int = 5000
+    ) -> VerifyReport:
+        """Link what is queued, then check the ledger (``check_ledger``): the report then covers every
+        transaction committed so far."""
+        while await self.link_pending(uow, link_batch) >= link_batch:
+            pass
+        return await self.check_ledger(uow, max_findings)
 
-        Run it on a REPEATABLE READ connection so all checks see one snapshot.
-        """
+    async def check_ledger(self, uow: LedgerUnitOfWork, max_findings: int = 1000) -> VerifyReport:
+        """Recompute the chain, the balance of every transaction and every account from the entries,
+        all on one snapshot."""
+        async with uow.snapshot() as conn:
+            return await self._check(conn, max_findings)
+
+    async def _check(self, conn: Any, max_findings: int) -> VerifyReport:
         report = VerifyReport()
         limit = max_findings if max_findings > 0 else 1000
 
@@ -698,9 +538,3 @@ class LedgerService:
                 found(Finding(FindingKind.NEGATIVE_BALANCE, account=acc.name, expected=">= 0",
                               actual=str(balance)))  # fmt: skip
         return report
-
-
-async def snapshot_isolation(conn: AsyncConnection) -> None:
-    """Make a fresh connection read one consistent snapshot (for verification)."""
-    await conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
-    await conn.execute(sa.text("SELECT 1"))

@@ -11,6 +11,7 @@ from recon_svc.books import GrpcLedgerReader, GrpcWalletReader
 from recon_svc.config import ReconSettings
 from recon_svc.service import ReconService
 from recon_svc.servicer import ReconServicer
+from recon_svc.uow import ReconUnitOfWork
 from svckit.gen.ledger.v1 import ledger_service_pb2_grpc
 from svckit.gen.recon.v1 import recon_service_pb2, recon_service_pb2_grpc
 from svckit.gen.wallet.v1 import wallet_service_pb2_grpc
@@ -27,10 +28,7 @@ def build(settings: ReconSettings, engine: AsyncEngine, idempotency: Idempotency
     security = security_for(settings)  # recon calls the books as the `recon` identity
     wallet_channel = security.aio_channel(settings.wallet_addr)
     ledger_channel = security.aio_channel(settings.ledger_addr)
-    servicer = ReconServicer(
-        ReconService(),
-        engine,
-        idempotency,
+    service = ReconService(
         GrpcWalletReader(
             wallet_service_pb2_grpc.WalletServiceStub(wallet_channel), settings.upstream_deadline_seconds
         ),
@@ -38,6 +36,7 @@ def build(settings: ReconSettings, engine: AsyncEngine, idempotency: Idempotency
             ledger_service_pb2_grpc.LedgerServiceStub(ledger_channel), settings.upstream_deadline_seconds
         ),
     )
+    servicer = ReconServicer(service, ReconUnitOfWork(engine))
 
     async def close() -> None:
         await wallet_channel.close()

@@ -1,16 +1,24 @@
-"""Rules of reconciliation. Transport-free: plain values in, DomainError out."""
+"""Rules of reconciliation. Transport-free: plain values and the unit of work in, domain values or
+DomainError out. Every comparison is recorded as a run (``reconciliation_runs``): RUNNING when it
+starts, then SUCCEEDED with its outcome and counts, or FAILED with the reason of the error that
+stopped it."""
 
 from __future__ import annotations
 
 import enum
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
-
-from sqlalchemy.ext.asyncio import AsyncConnection
+from typing import Any
 
 from recon_svc import repository
 from recon_svc.books import LedgerReader, WalletReader
+from recon_svc.uow import ReconUnitOfWork
 from svckit import pagination
+from svckit.errors import DomainError
+from svckit.logging import get_logger
+
+log = get_logger(__name__)
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
@@ -22,13 +30,25 @@ class RunState(enum.StrEnum):
     FAILED = "FAILED"
 
 
+class RunKind(enum.StrEnum):
+    SETTLEMENT_FILE = "SETTLEMENT_FILE"
+    WALLET_LEDGER = "WALLET_LEDGER"
+
+
 @dataclass(frozen=True)
 class Run:
     run_id: str
     state: RunState
-    interval_start: datetime
-    interval_end: datetime
+    interval_start: datetime | None
+    interval_end: datetime | None
     created_at: datetime
+    kind: RunKind = RunKind.SETTLEMENT_FILE
+    finished_at: datetime | None = None
+    ok: bool = False
+    wallets_checked: int = 0
+    accounts_checked: int = 0
+    mismatch_count: int = 0
+    failure_reason: str = ""
 
 
 class MismatchKind(enum.StrEnum):
@@ -99,14 +119,64 @@ async def compare_wallets_with_ledger(
     return WalletLedgerReport(wallets_checked, accounts_checked, mismatches)
 
 
+def _run(row: Any) -> Run:
+    return Run(
+        run_id=row.run_id,
+        state=RunState(row.state),
+        interval_start=row.interval_start,
+        interval_end=row.interval_end,
+        created_at=row.created_at,
+        kind=RunKind(row.kind),
+        finished_at=row.finished_at,
+        ok=bool(row.ok),
+        wallets_checked=row.wallets_checked or 0,
+        accounts_checked=row.accounts_checked or 0,
+        mismatch_count=row.mismatch_count or 0,
+        failure_reason=row.failure_reason or "",
+    )
+
+
 class ReconService:
-    async def list_runs(
-        self, conn: AsyncConnection, page_size: int, page_token: str
-    ) -> tuple[list[Run], str]:
+    def __init__(self, wallets: WalletReader, ledger: LedgerReader) -> None:
+        self._wallets = wallets
+        self._ledger = ledger
+
+    async def list_runs(self, uow: ReconUnitOfWork, page_size: int, page_token: str) -> tuple[list[Run], str]:
         size = pagination.page_size(page_size, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
-        rows = await repository.list_runs(conn, size + 1, pagination.decode_token(page_token, ["runs"], int))
+        before = pagination.decode_token(page_token, ["runs"], int)
+        async with uow.read() as conn:
+            rows = await repository.list_runs(conn, size + 1, before)
         page, more = rows[:size], len(rows) > size
-        runs = [
-            Run(r.run_id, RunState(r.state), r.interval_start, r.interval_end, r.created_at) for r in page
-        ]
-        return runs, pagination.encode_token(["runs"], page[-1].id) if more else ""
+        return [_run(r) for r in page], pagination.encode_token(["runs"], page[-1].id) if more else ""
+
+    async def compare_wallets_with_ledger(
+        self, uow: ReconUnitOfWork, seller_id: str = ""
+    ) -> tuple[Run, WalletLedgerReport]:
+        """Compare the wallets with the ledger (``compare_wallets_with_ledger``), recorded as a run.
+
+        The run is committed as RUNNING before the books are read (no connection is held while the
+        other services answer), then finished in a second transaction. A comparison that fails is
+        recorded FAILED with its reason, and its error raised.
+        """
+        run_id = f"rcn_{uuid.uuid4().hex}"
+        async with uow.transaction() as conn:
+            await repository.start_run(conn, run_id, RunKind.WALLET_LEDGER.value)
+        try:
+            report = await compare_wallets_with_ledger(self._wallets, self._ledger, seller_id)
+        except Exception as exc:
+            reason = exc.reason if isinstance(exc, DomainError) else "INTERNAL"
+            async with uow.transaction() as conn:
+                await repository.finish_run(conn, run_id, RunState.FAILED.value, failure_reason=reason)
+            log.warning("wallet-ledger comparison failed", run_id=run_id, reason=reason)
+            raise
+        async with uow.transaction() as conn:
+            row = await repository.finish_run(
+                conn,
+                run_id,
+                RunState.SUCCEEDED.value,
+                ok=report.ok,
+                wallets_checked=report.wallets_checked,
+                accounts_checked=report.accounts_checked,
+                mismatch_count=len(report.mismatches),
+            )
+        return _run(row), report

@@ -5,13 +5,11 @@ from __future__ import annotations
 from typing import cast
 
 import grpc
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from recon_svc.books import LedgerReader, WalletReader
-from recon_svc.service import ReconService, Run, RunState, compare_wallets_with_ledger
+from recon_svc.service import ReconService, Run, RunKind, RunState
+from recon_svc.uow import ReconUnitOfWork
 from svckit.gen.recon.v1 import recon_service_pb2 as pb
 from svckit.gen.recon.v1 import recon_service_pb2_grpc as pb_grpc
-from svckit.idempotency import IdempotencyStore
 from svckit.protobuf import timestamp
 
 # The stubs type Value() as a plain int; each number is one of the enum's.
@@ -19,38 +17,48 @@ STATE_TO_PB = {
     s: cast(pb.ReconciliationRunState, pb.ReconciliationRunState.Value(f"RECONCILIATION_RUN_STATE_{s.value}"))
     for s in RunState
 }
+KIND_TO_PB = {
+    k: cast(pb.ReconciliationRunKind, pb.ReconciliationRunKind.Value(f"RECONCILIATION_RUN_KIND_{k.value}"))
+    for k in RunKind
+}
 
 
 def run_to_pb(run: Run) -> pb.ReconciliationRun:
-    return pb.ReconciliationRun(
+    msg = pb.ReconciliationRun(
         run_id=run.run_id,
         state=STATE_TO_PB[run.state],
-        interval_start_time=timestamp(run.interval_start),
-        interval_end_time=timestamp(run.interval_end),
         create_time=timestamp(run.created_at),
+        kind=KIND_TO_PB[run.kind],
+        ok=run.ok,
+        wallets_checked=run.wallets_checked,
+        accounts_checked=run.accounts_checked,
+        mismatch_count=run.mismatch_count,
+        failure_reason=run.failure_reason,
     )
+    if run.interval_start is not None:
+        msg.interval_start_time.CopyFrom(timestamp(run.interval_start))
+    if run.interval_end is not None:
+        msg.interval_end_time.CopyFrom(timestamp(run.interval_end))
+    if run.finished_at is not None:
+        msg.finish_time.CopyFrom(timestamp(run.finished_at))
+    return msg
 
 
 class ReconServicer(pb_grpc.ReconServiceServicer):
     def __init__(
         self,
         service: ReconService,
-        engine: AsyncEngine,
-        idempotency: IdempotencyStore,
-        wallets: WalletReader,
-        ledger: LedgerReader,
+        uow: ReconUnitOfWork,
     ) -> None:
         self._service = service
-        self._engine = engine
-        self._idempotency = idempotency
-        self._wallets = wallets
-        self._ledger = ledger
+        self._uow = uow
 
     async def CompareWalletsWithLedger(
         self, request: pb.CompareWalletsWithLedgerRequest, context: grpc.aio.ServicerContext
     ):
-        report = await compare_wallets_with_ledger(self._wallets, self._ledger, request.seller_id)
+        run, report = await self._service.compare_wallets_with_ledger(self._uow, request.seller_id)
         return pb.CompareWalletsWithLedgerResponse(
+            run_id=run.run_id,
             ok=report.ok,
             wallets_checked=report.wallets_checked,
             accounts_checked=report.accounts_checked,
@@ -72,6 +80,5 @@ class ReconServicer(pb_grpc.ReconServiceServicer):
     async def ListReconciliationRuns(
         self, request: pb.ListReconciliationRunsRequest, context: grpc.aio.ServicerContext
     ):
-        async with self._engine.connect() as conn:
-            runs, token = await self._service.list_runs(conn, request.page_size, request.page_token)
+        runs, token = await self._service.list_runs(self._uow, request.page_size, request.page_token)
         return pb.ListReconciliationRunsResponse(runs=[run_to_pb(r) for r in runs], next_page_token=token)

@@ -11,13 +11,20 @@ Rules (same as Stripe's API):
 - same key, different request  → ``IDEMPOTENCY_KEY_REUSED`` (HTTP 422);
 - same key, first still running → ``IDEMPOTENCY_KEY_IN_USE`` (HTTP 409 with Retry-After, gRPC ABORTED);
 - a request that fails rolls back and stores nothing, so it may be retried with the same key.
+
+Three ways to use it, one protocol and one table: ``IdempotencyStore.run`` (one call, one
+transaction), ``IdempotencyStore.claim`` (one call spanning several transactions), and for batches
+whose items each carry their own key, ``IdempotencyStore.run_many`` with ``probe_many`` and
+``RECORD_MANY`` in its transaction. The ledger's posting functions follow the same protocol in SQL
+(same table, lock ids from :func:`lock_id`, fingerprints from :func:`fingerprint`); the scenarios in
+``tests/test_idempotency_contract.py`` hold every implementation to it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -27,12 +34,12 @@ import psycopg
 import sqlalchemy as sa
 from google.protobuf.message import Message
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from svckit.context import REPLAYED_METADATA, idempotency_key_var
 from svckit.db import DriverPool, one_row
-from svckit.errors import Aborted, InvalidArgument, Unprocessable
+from svckit.errors import Aborted, DomainError, Internal, InvalidArgument, Unprocessable
 from svckit.logging import get_logger
 from svckit.metrics import IDEMPOTENCY_CONFLICTS, IDEMPOTENT_REPLAYS
 
@@ -99,6 +106,48 @@ def validate_key(key: str | None) -> str:
 
 
 R = TypeVar("R", bound=Message)
+T = TypeVar("T")
+
+
+def key_reused() -> Unprocessable:
+    return Unprocessable(
+        "IDEMPOTENCY_KEY_REUSED",
+        "this idempotency-key was already used with a different request; use a new key",
+    )
+
+
+def key_in_use() -> Aborted:
+    return Aborted(
+        "IDEMPOTENCY_KEY_IN_USE",
+        "a request with this idempotency-key is still being processed; retry shortly",
+        {"retry_after_seconds": "1"},
+    )
+
+
+@dataclass(frozen=True)
+class ItemKey:
+    """The key of one item of a batch: the scope, key and request fingerprint a single call with
+    this key and request has, so batch items and single calls share keys."""
+
+    scope: str
+    key: str
+    fingerprint: bytes
+
+    @classmethod
+    def of(cls, scope: str, key: str, request: Message) -> ItemKey:
+        return cls(scope, key, fingerprint(scope, request))
+
+    @property
+    def lock_id(self) -> int:
+        return lock_id(self.scope, self.key)
+
+
+@dataclass(frozen=True)
+class StoredAnswer:
+    """The answer kept under a key, serialized: a new effect's, or (``replayed``) an earlier one's."""
+
+    data: bytes
+    replayed: bool
 
 
 @dataclass(frozen=True)
@@ -230,10 +279,7 @@ def _probe(scope: str, key: str, try_lock: sa.ColumnElement) -> sa.Select:
 def _check_fingerprint(scope: str, stored: bytes, fp: bytes) -> None:
     if bytes(stored) != fp:
         IDEMPOTENCY_CONFLICTS.labels(scope, "IDEMPOTENCY_KEY_REUSED").inc()
-        raise Unprocessable(
-            "IDEMPOTENCY_KEY_REUSED",
-            "this idempotency-key was already used with a different request; use a new key",
-        )
+        raise key_reused()
 
 
 class IdempotencyStore:
@@ -271,11 +317,7 @@ class IdempotencyStore:
                     return self._replay(scope, probe.fingerprint, fp, probe.response, response_type), True
                 if not probe.got:
                     IDEMPOTENCY_CONFLICTS.labels(scope, "IDEMPOTENCY_KEY_IN_USE").inc()
-                    raise Aborted(
-                        "IDEMPOTENCY_KEY_IN_USE",
-                        "a request with this idempotency-key is still being processed; retry shortly",
-                        {"retry_after_seconds": "1"},
-                    )
+                    raise key_in_use()
                 ran_work = True
                 response = await work(conn)
                 await conn.execute(
@@ -346,17 +388,33 @@ class IdempotencyStore:
                 if not got:
                     claim._released = True  # someone else's lock: nothing of ours to release
                     IDEMPOTENCY_CONFLICTS.labels(scope, "IDEMPOTENCY_KEY_IN_USE").inc()
-                    raise Aborted(
-                        "IDEMPOTENCY_KEY_IN_USE",
-                        "a request with this idempotency-key is still being processed; retry shortly",
-                        {"retry_after_seconds": "1"},
-                    )
+                    raise key_in_use()
                 yield claim
             finally:
                 # From the probe on, the lock may be ours (even a cancelled probe may have taken it):
                 # the claim ends with the request, so the connection never goes back holding it.
                 if not claim._released:
                     await _release_session_locks(conn, scope)
+
+    async def run_many(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """Run a batch whose items each carry their own key in one transaction: ``work`` probes its
+        keys with :func:`probe_many` and writes the new answers with :data:`RECORD_MANY`, both on the
+        connection it is given, together with the effects.
+
+        As in :meth:`run`: if a key's holder committed between the probe's snapshot and our taking
+        its lock, our record hits the primary key; everything rolls back and the second attempt
+        replays that key (and applies the rest as before).
+        """
+        for attempt in range(2):
+            try:
+                async with self._engine.begin() as conn:
+                    return await work(conn)
+            except IntegrityError as exc:
+                constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
+                if attempt == 1 or constraint != "idempotency_keys_pkey":
+                    raise
+                log.info("a batch key was committed concurrently; retrying the batch")
+        raise AssertionError("unreachable")
 
     async def purge(self, older_than_hours: int, batch: int = 5000) -> int:
         """Delete keys older than the retention window, in batches so no long lock is held."""
@@ -390,6 +448,68 @@ class IdempotencyStore:
             except Exception:
                 log.exception("idempotency purge failed; will retry")
             await asyncio.sleep(interval_seconds)
+
+
+_PROBE_MANY = sa.text(
+    """
+    SELECT pg_try_advisory_xact_lock(t.lock_id) AS got, k.fingerprint, k.response
+    FROM unnest(CAST(:lock_ids AS bigint[]), CAST(:scopes AS text[]), CAST(:keys AS text[]))
+         WITH ORDINALITY AS t(lock_id, scope, key, ord)
+    LEFT JOIN idempotency_keys k ON k.scope = t.scope AND k.key = t.key
+    ORDER BY t.ord
+    """
+)
+
+
+async def probe_many(
+    conn: AsyncConnection, keys: Sequence[ItemKey]
+) -> list[StoredAnswer | DomainError | None]:
+    """Per key, in order, in one round trip (the probe of :meth:`IdempotencyStore.run` for many keys):
+    its stored answer (a replay), its refusal (``IDEMPOTENCY_KEY_REUSED``, ``IDEMPOTENCY_KEY_IN_USE``),
+    or None: the key is free and its lock is now held by ``conn``'s transaction. The (scope, key)
+    pairs must be distinct: inside one transaction the advisory lock is re-entrant."""
+    if len({(k.scope, k.key) for k in keys}) != len(keys):
+        raise Internal("DUPLICATE_BATCH_KEY", "a batch holds the same idempotency key twice")
+    if not keys:
+        return []
+    params = {
+        "lock_ids": [k.lock_id for k in keys],
+        "scopes": [k.scope for k in keys],
+        "keys": [k.key for k in keys],
+    }
+    out: list[StoredAnswer | DomainError | None] = []
+    for key, probe in zip(keys, (await conn.execute(_PROBE_MANY, params)).all(), strict=True):
+        if probe.fingerprint is not None:
+            if bytes(probe.fingerprint) != key.fingerprint:
+                IDEMPOTENCY_CONFLICTS.labels(key.scope, "IDEMPOTENCY_KEY_REUSED").inc()
+                out.append(key_reused())
+            else:
+                IDEMPOTENT_REPLAYS.labels(key.scope).inc()
+                out.append(StoredAnswer(bytes(probe.response), replayed=True))
+        elif not probe.got:
+            IDEMPOTENCY_CONFLICTS.labels(key.scope, "IDEMPOTENCY_KEY_IN_USE").inc()
+            out.append(key_in_use())
+        else:
+            out.append(None)
+    return out
+
+
+RECORD_MANY = (
+    "INSERT INTO idempotency_keys (scope, key, fingerprint, response)"
+    " SELECT * FROM unnest(CAST(:idem_scopes AS text[]), CAST(:idem_keys AS text[]),"
+    " CAST(:idem_fingerprints AS bytea[]), CAST(:idem_responses AS bytea[]))"
+)
+"""The records of a batch's new answers, as one INSERT (to run alone or as a CTE of the statement
+that writes the effects); its parameters come from :func:`record_many_params`."""
+
+
+def record_many_params(records: Sequence[tuple[ItemKey, bytes]]) -> dict[str, list]:
+    return {
+        "idem_scopes": [k.scope for k, _ in records],
+        "idem_keys": [k.key for k, _ in records],
+        "idem_fingerprints": [k.fingerprint for k, _ in records],
+        "idem_responses": [answer for _, answer in records],
+    }
 
 
 async def idempotent_rpc(

@@ -14,7 +14,8 @@ from wallet_svc.access import ACCESS
 from wallet_svc.coalescer import MovementCoalescer
 from wallet_svc.config import WalletSettings
 from wallet_svc.service import WalletService
-from wallet_svc.servicer import WalletServicer
+from wallet_svc.servicer import MovementAnswersPb, WalletServicer
+from wallet_svc.uow import WalletUnitOfWork
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SERVICE_NAME = wallet_service_pb2.DESCRIPTOR.services_by_name["WalletService"].full_name
@@ -22,16 +23,17 @@ SERVICE_NAME = wallet_service_pb2.DESCRIPTOR.services_by_name["WalletService"].f
 
 def build(settings: WalletSettings, engine: AsyncEngine, idempotency: IdempotencyStore) -> ServiceParts:
     service = WalletService()
+    uow = WalletUnitOfWork(engine, idempotency, MovementAnswersPb())
     coalescer = None
     if settings.coalesce_movements:
         coalescer = MovementCoalescer(
             service,
-            engine,
+            uow,
             window_seconds=settings.coalesce_window_seconds,
             max_group=settings.coalesce_max_group,
             max_in_flight=settings.coalesce_max_in_flight,
         )
-    servicer = WalletServicer(service, engine, idempotency, coalescer)
+    servicer = WalletServicer(service, uow, coalescer)
     return ServiceParts(
         registrations=[
             Registration(wallet_service_pb2_grpc.add_WalletServiceServicer_to_server, servicer, SERVICE_NAME)

@@ -26,13 +26,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from svckit.coalescing import Coalescer
 from svckit.errors import DomainError
-from wallet_svc.service import BatchItem, ItemOutcome, WalletService, apply_batch_unit
+from svckit.idempotency import StoredAnswer
+from wallet_svc.service import BatchItem, ItemOutcome, WalletService
+from wallet_svc.uow import WalletUnitOfWork
 
-_Call = tuple[BatchItem, Callable[[], Awaitable[ItemOutcome]]]
+_Call = tuple[BatchItem, Callable[[], Awaitable[StoredAnswer]]]
 
 
 class MovementCoalescer:
@@ -41,14 +41,14 @@ class MovementCoalescer:
     def __init__(
         self,
         service: WalletService,
-        engine: AsyncEngine,
+        uow: WalletUnitOfWork,
         *,
         window_seconds: float = 0.0,
         max_group: int = 200,
         max_in_flight: int = 1,
     ) -> None:
         self._service = service
-        self._engine = engine
+        self._uow = uow
         self._groups: Coalescer[_Call, ItemOutcome] = Coalescer(
             self._apply_group,
             name="wallet",
@@ -57,7 +57,7 @@ class MovementCoalescer:
             max_in_flight=max_in_flight,
         )
 
-    async def apply(self, item: BatchItem, alone: Callable[[], Awaitable[ItemOutcome]]) -> ItemOutcome:
+    async def apply(self, item: BatchItem, alone: Callable[[], Awaitable[StoredAnswer]]) -> StoredAnswer:
         """The new movement or the key's stored answer; raises the refusal (DomainError) otherwise.
 
         ``alone`` is the call's one-transaction-per-call path, used when the call finds no company:
@@ -65,8 +65,8 @@ class MovementCoalescer:
         function).
         """
         outcome = await self._groups.submit((item, alone), (item.key.scope, item.key.key))
-        if outcome.error is not None:
-            raise outcome.error
+        if isinstance(outcome, DomainError):
+            raise outcome
         return outcome
 
     async def close(self) -> None:
@@ -78,5 +78,5 @@ class MovementCoalescer:
             try:
                 return [await alone()]
             except DomainError as err:  # the call's own refusal, not the group's failure
-                return [ItemOutcome(error=err)]
-        return await apply_batch_unit(self._engine, self._service, [item for item, _ in calls])
+                return [err]
+        return await self._service.apply_batch(self._uow, [item for item, _ in calls])

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from svckit.idempotency import RECORD_MANY, ItemKey, record_many_params
 from wallet_svc.models import reservations, wallet_movements, wallets
 
 
@@ -298,28 +299,6 @@ async def list_movements(
 # A batch costs three statements whatever its size: every per-item value travels as an
 # array and is unnested on the server.
 
-_PROBE_KEYS = sa.text(
-    """
-    SELECT pg_try_advisory_xact_lock(t.lock_id) AS got, k.fingerprint, k.response
-    FROM unnest(CAST(:lock_ids AS bigint[]), CAST(:scopes AS text[]), CAST(:keys AS text[]))
-         WITH ORDINALITY AS t(lock_id, scope, key, ord)
-    LEFT JOIN idempotency_keys k ON k.scope = t.scope AND k.key = t.key
-    ORDER BY t.ord
-    """
-)
-
-
-async def probe_keys(
-    conn: AsyncConnection, lock_ids: list[int], scopes: list[str], keys: list[str]
-) -> list[sa.Row]:
-    """Per key, in order: (got its advisory lock, stored fingerprint, stored response) - the same
-    probe as svckit.idempotency's, for many keys in one round trip. The (scope, key) pairs must be
-    distinct: inside one transaction the advisory lock is re-entrant."""
-    return list(
-        (await conn.execute(_PROBE_KEYS, {"lock_ids": lock_ids, "scopes": scopes, "keys": keys})).all()
-    )
-
-
 _LOCK_WALLETS = sa.text(
     "SELECT * FROM wallet_lock_batch(CAST(:sellers AS text[]), CAST(:currencies AS text[]),"
     " CAST(:create AS boolean[]), :ids)"
@@ -369,12 +348,12 @@ class BatchMovement:
     spec: MovementSpec
     available_after_minor: int
     reserved_after_minor: int
-    scope: str
-    fingerprint: bytes
+    key: ItemKey
     response: bytes
 
 
-# The wallets' new balances, the movements and the keys' answers in one statement. The wallet UPDATE
+# The wallets' new balances, the movements and the keys' answers (svckit.idempotency's records) in one
+# statement. The wallet UPDATE
 # adds the batch's net delta; each wallet's final available equals its last movement's available_after
 # by construction (both come from the same running balance under the lock). The counts let the caller
 # check that every locked wallet was updated and every row written.
@@ -400,9 +379,9 @@ _WRITE_BATCH = sa.text(
                 reference_kind, reference_id, idempotency_key)
       RETURNING 1
     ), k AS (
-      INSERT INTO idempotency_keys (scope, key, fingerprint, response)
-      SELECT * FROM unnest(CAST(:scopes AS text[]), CAST(:keys AS text[]), CAST(:fingerprints AS bytea[]),
-                           CAST(:responses AS bytea[]))
+      """
+    + RECORD_MANY
+    + """
       RETURNING 1
     )
     SELECT (SELECT count(*) FROM w) AS wallets, (SELECT count(*) FROM m) AS movements,
@@ -436,9 +415,7 @@ async def write_batch(
         "reference_kinds": [s.reference_kind for s in specs],
         "reference_ids": [s.reference_id for s in specs],
         "keys": [s.idempotency_key for s in specs],
-        "scopes": [m.scope for m in movements],
-        "fingerprints": [m.fingerprint for m in movements],
-        "responses": [m.response for m in movements],
+        **record_many_params([(m.key, m.response) for m in movements]),
     }
     row = (await conn.execute(_WRITE_BATCH, params)).one()
     return (row.wallets, row.movements, row.keys) == (len(wallet_deltas), len(movements), len(movements))

@@ -1,8 +1,10 @@
-"""Rules of seller wallets. Transport-free: plain values in, DomainError out.
+"""Rules of seller wallets. Transport-free: plain values and the unit of work in, domain values or
+DomainError out.
 
-Every change of a balance is a movement (credit, debit, reserve, release, capture) written in the
-caller's transaction together with the balance change; see ``repository`` for how the
-non-negativity check and the change are one statement under the wallet's row lock.
+Every change of a balance is a movement (credit, debit, reserve, release, capture) written in one
+transaction of the unit of work (``wallet_svc.uow``) together with the balance change; see
+``repository`` for how the non-negativity check and the change are one statement under the wallet's
+row lock.
 """
 
 from __future__ import annotations
@@ -10,33 +12,27 @@ from __future__ import annotations
 import enum
 import re
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-import psycopg.errors
-from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from svckit import pagination
 from svckit.errors import (
-    Aborted,
     DomainError,
     FailedPrecondition,
     Internal,
     InvalidArgument,
     NotFound,
-    Unprocessable,
 )
+from svckit.idempotency import ItemKey, StoredAnswer
 from svckit.identifiers import EXTERNAL_ID_RULE, is_external_id
-from svckit.logging import get_logger
-from svckit.metrics import IDEMPOTENCY_CONFLICTS, IDEMPOTENT_REPLAYS
 from svckit.money import Money, MoneyError, normalize_currency
 from wallet_svc import repository
 from wallet_svc.repository import BatchMovement, MovementSpec
-
-log = get_logger(__name__)
+from wallet_svc.uow import WalletUnitOfWork, balance_limit
 
 _REFERENCE_ID = re.compile(r"^[A-Za-z0-9_.\-@:]{1,128}$")
 _RESERVATION_ID = re.compile(r"^rsv_[0-9a-f]{32}$")
@@ -142,22 +138,6 @@ class MovementResult:
 
 
 @dataclass(frozen=True)
-class ItemKey:
-    """A batch item's idempotency key, handled with svckit.idempotency's protocol and table: the same
-    scope, advisory lock id and request fingerprint a single Credit/Debit call with this key has.
-
-    ``encode_answer`` turns the item's result into the bytes stored under the key (the single RPC's
-    response); it comes from the transport, which owns the wire format.
-    """
-
-    scope: str
-    key: str
-    lock_id: int
-    fingerprint: bytes
-    encode_answer: Callable[[MovementResult], bytes]
-
-
-@dataclass(frozen=True)
 class BatchItem:
     """One credit or debit of a batch, unvalidated, as the single Credit/Debit would take it."""
 
@@ -169,19 +149,9 @@ class BatchItem:
     key: ItemKey
 
 
-@dataclass(frozen=True)
-class ItemOutcome:
-    """Exactly one of: a new movement, a refusal, or the stored answer of an earlier use of the key.
-
-    A new movement carries ``answer``, the bytes stored under its key (``ItemKey.encode_answer``), so
-    the transport decodes them instead of building its response a second time; ``result`` is set too
-    when the batch path made it.
-    """
-
-    result: MovementResult | None = None
-    error: DomainError | None = None
-    stored_response: bytes | None = None
-    answer: bytes | None = None
+ItemOutcome = StoredAnswer | DomainError
+"""A batch item's outcome: the answer stored under its key (a new movement's, or replayed), or its
+refusal."""
 
 
 T = TypeVar("T")
@@ -337,22 +307,24 @@ def _spec(
 class WalletService:
     # ---- reads ----------------------------------------------------------------------------------
 
-    async def get_wallet(self, conn: AsyncConnection, seller_id: str, currency: str) -> Wallet:
+    async def get_wallet(self, uow: WalletUnitOfWork, seller_id: str, currency: str) -> Wallet:
         seller_id, currency = validate_seller_id(seller_id), validate_currency(currency)
-        row = await repository.get_wallet(conn, seller_id, currency)
+        async with uow.read() as conn:
+            row = await repository.get_wallet(conn, seller_id, currency)
         if row is None:
             return Wallet(seller_id, Money(0, currency), Money(0, currency))
         return _wallet(row)
 
     async def list_wallets(
-        self, conn: AsyncConnection, seller_id: str, page_size: int, page_token: str
+        self, uow: WalletUnitOfWork, seller_id: str, page_size: int, page_token: str
     ) -> Page[Wallet]:
         seller = validate_seller_id(seller_id) if seller_id else None
         limit = pagination.page_size(page_size, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
         after = pagination.decode_token(page_token, ["wallets", seller], list)
         if after is not None and not (len(after) == 2 and all(isinstance(x, str) for x in after)):
             raise InvalidArgument("INVALID_PAGE_TOKEN", "page_token is malformed", field="page_token")
-        rows = await repository.list_wallets(conn, seller, tuple(after) if after else None, limit + 1)
+        async with uow.read() as conn:
+            rows = await repository.list_wallets(conn, seller, tuple(after) if after else None, limit + 1)
         items = [_wallet(r) for r in rows[:limit]]
         token = ""
         if len(rows) > limit:
@@ -361,19 +333,22 @@ class WalletService:
         return Page(items, token)
 
     async def list_movements(
-        self, conn: AsyncConnection, seller_id: str, currency: str, page_size: int, page_token: str
+        self, uow: WalletUnitOfWork, seller_id: str, currency: str, page_size: int, page_token: str
     ) -> Page[Movement]:
         seller_id, currency = validate_seller_id(seller_id), validate_currency(currency)
         limit = pagination.page_size(page_size, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
         listing = ["movements", seller_id, currency]
         before = pagination.decode_token(page_token, listing, int)
-        rows = await repository.list_movements(conn, seller_id, currency, before, limit + 1)
+        async with uow.read() as conn:
+            rows = await repository.list_movements(conn, seller_id, currency, before, limit + 1)
         items = [_movement(r) for r in rows[:limit]]
         token = pagination.encode_token(listing, rows[limit - 1].id) if len(rows) > limit else ""
         return Page(items, token)
 
-    async def get_reservation(self, conn: AsyncConnection, reservation_id: str) -> Reservation:
-        row = await repository.get_reservation(conn, validate_reservation_id(reservation_id))
+    async def get_reservation(self, uow: WalletUnitOfWork, reservation_id: str) -> Reservation:
+        reservation_id = validate_reservation_id(reservation_id)
+        async with uow.read() as conn:
+            row = await repository.get_reservation(conn, reservation_id)
         if row is None:
             raise _reservation_not_found(reservation_id)
         return _reservation(row)
@@ -382,7 +357,7 @@ class WalletService:
 
     async def credit(
         self,
-        conn: AsyncConnection,
+        uow: WalletUnitOfWork,
         seller_id: str,
         amount_minor: int,
         currency: str,
@@ -393,7 +368,8 @@ class WalletService:
         amount = validate_amount(amount_minor, currency)
         ref = validate_reference(*reference)
         spec = _spec(MovementKind.CREDIT, seller_id, amount, ref, idempotency_key)
-        row = await _guard_overflow(repository.record_movement(conn, spec, create_wallet=True))
+        async with uow.transaction() as conn:
+            row = await repository.record_movement(conn, spec, create_wallet=True)
         if row is None:  # an upsert always returns its row
             raise Internal("WALLET_NOT_WRITTEN", "the credit did not return the wallet")
         movement = _movement(row)
@@ -401,7 +377,7 @@ class WalletService:
 
     async def debit(
         self,
-        conn: AsyncConnection,
+        uow: WalletUnitOfWork,
         seller_id: str,
         amount_minor: int,
         currency: str,
@@ -411,17 +387,18 @@ class WalletService:
         seller_id = validate_seller_id(seller_id)
         amount = validate_amount(amount_minor, currency)
         ref = validate_reference(*reference)
-        row = await repository.record_movement(
-            conn, _spec(MovementKind.DEBIT, seller_id, amount, ref, idempotency_key)
-        )
-        if row is None:
-            raise await self._insufficient_funds(conn, seller_id, amount)
+        async with uow.transaction() as conn:
+            row = await repository.record_movement(
+                conn, _spec(MovementKind.DEBIT, seller_id, amount, ref, idempotency_key)
+            )
+            if row is None:
+                raise await self._insufficient_funds(conn, seller_id, amount)
         movement = _movement(row)
         return MovementResult(movement, _wallet_after(movement))
 
     async def reserve(
         self,
-        conn: AsyncConnection,
+        uow: WalletUnitOfWork,
         seller_id: str,
         amount_minor: int,
         currency: str,
@@ -433,39 +410,40 @@ class WalletService:
         ref = validate_reference(*reference)
         reservation_id = f"rsv_{uuid.uuid4().hex}"
         spec = _spec(MovementKind.RESERVE, seller_id, amount, ref, idempotency_key, reservation_id)
-        rows = await _guard_overflow(repository.reserve(conn, spec))
-        if rows is None:
-            raise await self._insufficient_funds(conn, seller_id, amount)
+        async with uow.transaction() as conn:
+            rows = await repository.reserve(conn, spec)
+            if rows is None:
+                raise await self._insufficient_funds(conn, seller_id, amount)
         movement = _movement(rows[0])
         return MovementResult(movement, _wallet_after(movement), _reservation(rows[1]))
 
     async def release(
         self,
-        conn: AsyncConnection,
+        uow: WalletUnitOfWork,
         reservation_id: str,
         amount: tuple[int, str] | None,
         reference: tuple[ReferenceKind | None, str],
         idempotency_key: str,
     ) -> MovementResult:
         return await self._settle(
-            conn, MovementKind.RELEASE, reservation_id, amount, reference, idempotency_key
+            uow, MovementKind.RELEASE, reservation_id, amount, reference, idempotency_key
         )
 
     async def capture(
         self,
-        conn: AsyncConnection,
+        uow: WalletUnitOfWork,
         reservation_id: str,
         amount: tuple[int, str] | None,
         reference: tuple[ReferenceKind | None, str],
         idempotency_key: str,
     ) -> MovementResult:
         return await self._settle(
-            conn, MovementKind.CAPTURE, reservation_id, amount, reference, idempotency_key
+            uow, MovementKind.CAPTURE, reservation_id, amount, reference, idempotency_key
         )
 
     async def _settle(
         self,
-        conn: AsyncConnection,
+        uow: WalletUnitOfWork,
         kind: MovementKind,
         reservation_id: str,
         amount: tuple[int, str] | None,
@@ -476,39 +454,40 @@ class WalletService:
         reservation_id = validate_reservation_id(reservation_id)
         requested = validate_amount(*amount) if amount is not None else None
         ref = validate_reference(*reference)
-        # Lock order is wallet, then reservation, as in Reserve (which locks the wallet and then
-        # creates the reservation): no two transactions can wait on each other in a cycle.
-        if await repository.lock_wallet_of_reservation(conn, reservation_id) is None:
-            raise _reservation_not_found(reservation_id)
-        row = await repository.get_reservation(conn, reservation_id, for_update=True)
-        if row is None:
-            raise _reservation_not_found(reservation_id)
-        reservation = _reservation(row)
-        if requested is not None and requested.currency != reservation.amount.currency:
-            raise InvalidArgument(
-                "CURRENCY_MISMATCH",
-                f"reservation {reservation_id} is in {reservation.amount.currency}, not {requested.currency}",
-                field="amount.currency",
+        async with uow.transaction() as conn:
+            # Lock order is wallet, then reservation, as in Reserve (which locks the wallet and then
+            # creates the reservation): no two transactions can wait on each other in a cycle.
+            if await repository.lock_wallet_of_reservation(conn, reservation_id) is None:
+                raise _reservation_not_found(reservation_id)
+            row = await repository.get_reservation(conn, reservation_id, for_update=True)
+            if row is None:
+                raise _reservation_not_found(reservation_id)
+            reservation = _reservation(row)
+            if requested is not None and requested.currency != reservation.amount.currency:
+                raise InvalidArgument(
+                    "CURRENCY_MISMATCH",
+                    f"reservation {reservation_id} is in {reservation.amount.currency}, not {requested.currency}",
+                    field="amount.currency",
+                )
+            take = requested.amount_minor if requested is not None else reservation.remaining.amount_minor
+            # A closed reservation has no way forward, whatever the amount (also an unset one, i.e. 0).
+            state = next_reservation_state(reservation, take)
+            updated = await repository.settle_reservation(
+                conn,
+                reservation_id,
+                released_minor=take if kind is MovementKind.RELEASE else 0,
+                captured_minor=take if kind is MovementKind.CAPTURE else 0,
+                state=state.value,
             )
-        take = requested.amount_minor if requested is not None else reservation.remaining.amount_minor
-        # A closed reservation has no way forward, whatever the amount (also an unset one, i.e. 0).
-        state = next_reservation_state(reservation, take)
-        updated = await repository.settle_reservation(
-            conn,
-            reservation_id,
-            released_minor=take if kind is MovementKind.RELEASE else 0,
-            captured_minor=take if kind is MovementKind.CAPTURE else 0,
-            state=state.value,
-        )
-        spec = _spec(kind, reservation.seller_id, Money(take, reservation.amount.currency), ref, idempotency_key,
-                     reservation_id)  # fmt: skip
-        mrow = await _guard_overflow(repository.record_movement(conn, spec))
-        if mrow is None:
-            # reserved always covers the open reservations; if not, the books are broken: refuse loudly.
-            raise Internal(
-                "WALLET_RESERVED_BELOW_RESERVATIONS",
-                f"wallet of reservation {reservation_id} holds less reserved money than the reservation",
-            )
+            spec = _spec(kind, reservation.seller_id, Money(take, reservation.amount.currency), ref, idempotency_key,
+                         reservation_id)  # fmt: skip
+            mrow = await repository.record_movement(conn, spec)
+            if mrow is None:
+                # reserved always covers the open reservations; if not, the books are broken: refuse loudly.
+                raise Internal(
+                    "WALLET_RESERVED_BELOW_RESERVATIONS",
+                    f"wallet of reservation {reservation_id} holds less reserved money than the reservation",
+                )
         movement = _movement(mrow)
         return MovementResult(movement, _wallet_after(movement), _reservation(updated))
 
@@ -521,9 +500,9 @@ class WalletService:
     # ---- batches ----------------------------------------------------------------------------------
 
     async def apply_batch(
-        self, conn: AsyncConnection, items: Sequence[BatchItem | DomainError]
+        self, uow: WalletUnitOfWork, items: Sequence[BatchItem | DomainError]
     ) -> list[ItemOutcome]:
-        """Apply credits and debits, each on its own, in the caller's transaction; one outcome per item.
+        """Apply credits and debits, each on its own, in one transaction; one outcome per item.
 
         Every item gets exactly the answer its single Credit/Debit call would get at that point, in
         the same order of checks: the key's stored answer (replay, or IDEMPOTENCY_KEY_REUSED), then
@@ -532,45 +511,34 @@ class WalletService:
         The (scope, key) pairs must be distinct. Three statements whatever the size: probe the keys,
         lock the wallets (fixed order) and draw movement ids, write balances, movements and answers.
         """
+        return await uow.batch(lambda unit: self._apply_batch(unit, items))
+
+    async def _apply_batch(
+        self, uow: WalletUnitOfWork, items: Sequence[BatchItem | DomainError]
+    ) -> list[ItemOutcome]:
         outcomes: list[ItemOutcome | None] = [None] * len(items)
         keyed = [(i, item) for i, item in enumerate(items) if not isinstance(item, DomainError)]
         for i, item in enumerate(items):
             if isinstance(item, DomainError):
-                outcomes[i] = ItemOutcome(error=item)
-        if len({(item.key.scope, item.key.key) for _, item in keyed}) != len(keyed):
-            raise Internal("DUPLICATE_BATCH_KEY", "a batch holds the same idempotency key twice")
-        probes = []
-        if keyed:
-            probes = await repository.probe_keys(
-                conn,
-                [item.key.lock_id for _, item in keyed],
-                [item.key.scope for _, item in keyed],
-                [item.key.key for _, item in keyed],
-            )
+                outcomes[i] = item
+        probes = await uow.probe_keys([item.key for _, item in keyed])
 
         pending: list[tuple[int, BatchItem, MovementSpec]] = []
         for (i, item), probe in zip(keyed, probes, strict=True):
+            if probe is not None:  # the stored answer, or the key's refusal
+                outcomes[i] = probe
+                continue
             try:
-                if probe.fingerprint is not None:
-                    if bytes(probe.fingerprint) != item.key.fingerprint:
-                        IDEMPOTENCY_CONFLICTS.labels(item.key.scope, "IDEMPOTENCY_KEY_REUSED").inc()
-                        raise _key_reused()
-                    IDEMPOTENT_REPLAYS.labels(item.key.scope).inc()
-                    outcomes[i] = ItemOutcome(stored_response=bytes(probe.response))
-                    continue
-                if not probe.got:
-                    IDEMPOTENCY_CONFLICTS.labels(item.key.scope, "IDEMPOTENCY_KEY_IN_USE").inc()
-                    raise _key_in_use()
                 seller_id = validate_seller_id(item.seller_id)
                 amount = validate_amount(item.amount_minor, item.currency)
                 ref = validate_reference(*item.reference)
             except DomainError as err:
-                outcomes[i] = ItemOutcome(error=err)
+                outcomes[i] = err
                 continue
             pending.append((i, item, _spec(item.kind, seller_id, amount, ref, item.key.key)))
 
         if pending:
-            await self._apply_pending(conn, pending, outcomes)
+            await self._apply_pending(uow, pending, outcomes)
         done = [o for o in outcomes if o is not None]
         if len(done) != len(outcomes):
             raise RuntimeError("a batch item was left without an outcome")
@@ -578,7 +546,7 @@ class WalletService:
 
     async def _apply_pending(
         self,
-        conn: AsyncConnection,
+        uow: WalletUnitOfWork,
         pending: list[tuple[int, BatchItem, MovementSpec]],
         outcomes: list[ItemOutcome | None],
     ) -> None:
@@ -587,76 +555,52 @@ class WalletService:
         for _, item, spec in pending:
             wallet = (spec.seller_id, spec.currency)
             create[wallet] = create.get(wallet, False) or item.kind is MovementKind.CREDIT
-        locked = await repository.lock_wallets(conn, list(create), list(create.values()), len(pending))
+        async with uow.transaction() as conn:
+            locked = await repository.lock_wallets(conn, list(create), list(create.values()), len(pending))
 
-        # Decide in request order against the running balances, under the locks.
-        balances = dict(locked.balances)
-        ids = iter(locked.movement_ids)
-        accepted: list[BatchMovement] = []
-        deltas: dict[tuple[str, str], int] = {}
-        for i, item, spec in pending:
-            wallet = (spec.seller_id, spec.currency)
-            available, reserved = balances.get(wallet, (0, 0))
-            after = available + spec.available_delta_minor
-            if after > INT64_MAX:
-                outcomes[i] = ItemOutcome(error=_balance_limit())
-                continue
-            if after < 0:
-                outcomes[i] = ItemOutcome(
-                    error=_insufficient(available, Money(spec.amount_minor, spec.currency))
+            # Decide in request order against the running balances, under the locks.
+            balances = dict(locked.balances)
+            ids = iter(locked.movement_ids)
+            accepted: list[BatchMovement] = []
+            deltas: dict[tuple[str, str], int] = {}
+            for i, item, spec in pending:
+                wallet = (spec.seller_id, spec.currency)
+                available, reserved = balances.get(wallet, (0, 0))
+                after = available + spec.available_delta_minor
+                if after > INT64_MAX:
+                    outcomes[i] = balance_limit()
+                    continue
+                if after < 0:
+                    outcomes[i] = _insufficient(available, Money(spec.amount_minor, spec.currency))
+                    continue
+                balances[wallet] = (after, reserved)
+                deltas[wallet] = deltas.get(wallet, 0) + spec.available_delta_minor
+                movement = Movement(
+                    id=next(ids),
+                    seller_id=spec.seller_id,
+                    kind=item.kind,
+                    amount=Money(spec.amount_minor, spec.currency),
+                    available_after=Money(after, spec.currency),
+                    reserved_after=Money(reserved, spec.currency),
+                    reference=Reference(ReferenceKind(spec.reference_kind), spec.reference_id),
+                    reservation_id=None,
+                    idempotency_key=spec.idempotency_key,
+                    created_at=locked.now,
                 )
-                continue
-            balances[wallet] = (after, reserved)
-            deltas[wallet] = deltas.get(wallet, 0) + spec.available_delta_minor
-            movement = Movement(
-                id=next(ids),
-                seller_id=spec.seller_id,
-                kind=item.kind,
-                amount=Money(spec.amount_minor, spec.currency),
-                available_after=Money(after, spec.currency),
-                reserved_after=Money(reserved, spec.currency),
-                reference=Reference(ReferenceKind(spec.reference_kind), spec.reference_id),
-                reservation_id=None,
-                idempotency_key=spec.idempotency_key,
-                created_at=locked.now,
-            )
-            result = MovementResult(movement, _wallet_after(movement))
-            answer = item.key.encode_answer(result)
-            outcomes[i] = ItemOutcome(result=result, answer=answer)
-            accepted.append(
-                BatchMovement(
-                    id=movement.id,
-                    spec=spec,
-                    available_after_minor=after,
-                    reserved_after_minor=reserved,
-                    scope=item.key.scope,
-                    fingerprint=item.key.fingerprint,
-                    response=answer,
+                answer = uow.answer(item.key, MovementResult(movement, _wallet_after(movement)))
+                outcomes[i] = StoredAnswer(answer, replayed=False)
+                accepted.append(
+                    BatchMovement(
+                        id=movement.id,
+                        spec=spec,
+                        available_after_minor=after,
+                        reserved_after_minor=reserved,
+                        key=item.key,
+                        response=answer,
+                    )
                 )
-            )
-        if accepted and not await repository.write_batch(conn, accepted, deltas, locked.now):
-            raise Internal("BATCH_NOT_WRITTEN", "a locked wallet of the batch was not updated")
-
-
-async def apply_batch_unit(
-    engine: AsyncEngine, service: WalletService, items: Sequence[BatchItem | DomainError]
-) -> list[ItemOutcome]:
-    """One batch as one unit of work: one transaction, one commit point for every item.
-
-    As in ``IdempotencyStore.run``: if a key's holder committed between the probe's snapshot and our
-    taking its lock, our answer insert hits the primary key; everything rolls back and the second
-    attempt replays that key (and applies the rest as before).
-    """
-    for attempt in range(2):
-        try:
-            async with engine.begin() as conn:
-                return await service.apply_batch(conn, items)
-        except IntegrityError as exc:
-            constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
-            if attempt == 1 or constraint != "idempotency_keys_pkey":
-                raise
-            log.info("a batch key was committed concurrently; retrying the batch")
-    raise AssertionError("unreachable")
+            if accepted and not await repository.write_batch(conn, accepted, deltas, locked.now):
+                raise Internal("BATCH_NOT_WRITTEN", "a locked wallet of the batch was not updated")
 
 
 def _insufficient(available_minor: int, amount: Money) -> FailedPrecondition:
@@ -671,39 +615,7 @@ def _insufficient(available_minor: int, amount: Money) -> FailedPrecondition:
     )
 
 
-def _balance_limit() -> FailedPrecondition:
-    return FailedPrecondition(
-        "BALANCE_LIMIT_EXCEEDED", "the resulting balance would exceed the largest storable amount"
-    )
-
-
-# The same refusals (reason, message, metadata) svckit.idempotency gives a single call.
-def _key_reused() -> Unprocessable:
-    return Unprocessable(
-        "IDEMPOTENCY_KEY_REUSED",
-        "this idempotency-key was already used with a different request; use a new key",
-    )
-
-
-def _key_in_use() -> Aborted:
-    return Aborted(
-        "IDEMPOTENCY_KEY_IN_USE",
-        "a request with this idempotency-key is still being processed; retry shortly",
-        {"retry_after_seconds": "1"},
-    )
-
-
 def _reservation_not_found(reservation_id: str) -> NotFound:
     return NotFound(
         "RESERVATION_NOT_FOUND", f"no reservation {reservation_id!r}", {"reservation_id": reservation_id}
     )
-
-
-async def _guard_overflow(awaitable: Any) -> Any:
-    """A balance beyond int64 is refused as a precondition, not an internal error."""
-    try:
-        return await awaitable
-    except DBAPIError as exc:
-        if isinstance(exc.orig, psycopg.errors.NumericValueOutOfRange):
-            raise _balance_limit() from None
-        raise

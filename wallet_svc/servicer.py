@@ -7,22 +7,19 @@ from typing import TypedDict
 
 import grpc
 from google.protobuf.message import Message
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from svckit.context import REPLAYED_METADATA, idempotency_key_var
 from svckit.errors import DomainError, InvalidArgument
 from svckit.gen.common.v1 import money_pb2
 from svckit.gen.wallet.v1 import wallet_service_pb2 as pb
 from svckit.gen.wallet.v1 import wallet_service_pb2_grpc as pb_grpc
-from svckit.idempotency import IdempotencyStore, fingerprint, idempotent_rpc, lock_id, validate_key
+from svckit.idempotency import ItemKey, StoredAnswer, validate_key
 from svckit.money import Money
 from svckit.protobuf import timestamp
 from wallet_svc.coalescer import MovementCoalescer
 from wallet_svc.service import (
     MAX_BATCH_ITEMS,
     BatchItem,
-    ItemKey,
-    ItemOutcome,
     Movement,
     MovementKind,
     MovementResult,
@@ -32,8 +29,8 @@ from wallet_svc.service import (
     ReservationState,
     Wallet,
     WalletService,
-    apply_batch_unit,
 )
+from wallet_svc.uow import WalletUnitOfWork
 
 CREDIT_SCOPE, DEBIT_SCOPE = "wallet.Credit", "wallet.Debit"
 
@@ -140,21 +137,28 @@ _OPERATIONS: dict[MovementKind, tuple[str, type[pb.CreditResponse] | type[pb.Deb
 }
 
 
+_RESPONSE_OF_SCOPE = {scope: response_type for scope, response_type in _OPERATIONS.values()}
+
+
+class MovementAnswersPb:
+    """What a credit's or debit's idempotency record keeps: the single RPC's response
+    (``wallet_svc.uow.MovementAnswers``)."""
+
+    def encode(self, scope: str, result: MovementResult) -> bytes:
+        return _RESPONSE_OF_SCOPE[scope](**_movement_fields(result)).SerializeToString()
+
+
 def batch_item(kind: MovementKind, key: str, request: pb.CreditRequest | pb.DebitRequest) -> BatchItem:
     """A credit/debit with the key exactly as svckit.idempotency would derive it for the single RPC
     (scope, lock id, fingerprint of the request message), so batch and single calls share keys."""
-    scope, response_type = _OPERATIONS[kind]
-
-    def encode_answer(result: MovementResult) -> bytes:
-        return response_type(**_movement_fields(result)).SerializeToString()
-
+    scope, _ = _OPERATIONS[kind]
     return BatchItem(
         kind=kind,
         seller_id=request.seller_id,
         amount_minor=request.amount.amount_minor,
         currency=request.amount.currency,
         reference=reference_from_pb(request.reference),
-        key=ItemKey(scope, key, lock_id(scope, key), fingerprint(scope, request), encode_answer),
+        key=ItemKey.of(scope, key, request),
     )
 
 
@@ -166,13 +170,11 @@ class WalletServicer(pb_grpc.WalletServiceServicer):
     def __init__(
         self,
         service: WalletService,
-        engine: AsyncEngine,
-        idempotency: IdempotencyStore,
+        uow: WalletUnitOfWork,
         coalescer: MovementCoalescer | None = None,
     ) -> None:
         self._service = service
-        self._engine = engine
-        self._idempotency = idempotency
+        self._uow = uow
         self._coalescer = coalescer
 
     async def _coalesced(
@@ -188,12 +190,12 @@ class WalletServicer(pb_grpc.WalletServiceServicer):
         key = validate_key(idempotency_key_var.get())
         apply = self._service.credit if kind is MovementKind.CREDIT else self._service.debit
 
-        async def alone() -> ItemOutcome:
+        async def alone() -> StoredAnswer:
             # The plain path, for a call that has no company. It runs in the coalescer's task, whose
             # context belongs to another call: the key is passed explicitly, not read from the context.
-            async def work(conn: AsyncConnection) -> pb.CreditResponse | pb.DebitResponse:
+            async def work(uow: WalletUnitOfWork) -> pb.CreditResponse | pb.DebitResponse:
                 result = await apply(
-                    conn,
+                    uow,
                     request.seller_id,
                     request.amount.amount_minor,
                     request.amount.currency,
@@ -202,16 +204,13 @@ class WalletServicer(pb_grpc.WalletServiceServicer):
                 )
                 return response_type(**_movement_fields(result))
 
-            response, replayed = await self._idempotency.run(scope, key, request, response_type, work)
-            data = response.SerializeToString()
-            return ItemOutcome(stored_response=data) if replayed else ItemOutcome(answer=data)
+            response, replayed = await self._uow.once(scope, key, request, response_type, work)
+            return StoredAnswer(response.SerializeToString(), replayed)
 
         outcome = await self._coalescer.apply(batch_item(kind, key, request), alone)
-        if outcome.stored_response is not None:
+        if outcome.replayed:
             await context.send_initial_metadata(((REPLAYED_METADATA, "true"),))
-            return response_type.FromString(outcome.stored_response)
-        assert outcome.answer is not None
-        return response_type.FromString(outcome.answer)
+        return response_type.FromString(outcome.data)
 
     async def _mutate(
         self,
@@ -219,43 +218,44 @@ class WalletServicer(pb_grpc.WalletServiceServicer):
         scope: str,
         request: Message,
         response_type: type[Message],
-        call: Callable[[AsyncConnection, str], Awaitable[MovementResult]],
+        call: Callable[[WalletUnitOfWork, str], Awaitable[MovementResult]],
     ) -> Message:
-        async def work(conn: AsyncConnection) -> Message:
-            # idempotent_rpc has validated the key before any work runs.
-            result = await call(conn, idempotency_key_var.get() or "")
+        key = idempotency_key_var.get() or ""
+
+        async def work(uow: WalletUnitOfWork) -> Message:
+            # ``once`` has validated the key before any work runs.
+            result = await call(uow, key)
             return response_type(**_result_fields(result))
 
-        return await idempotent_rpc(self._idempotency, context, scope, request, response_type, work)
+        response, replayed = await self._uow.once(scope, key, request, response_type, work)
+        if replayed:
+            await context.send_initial_metadata(((REPLAYED_METADATA, "true"),))
+        return response
 
     # ---- reads ----------------------------------------------------------------------------------
 
     async def GetWallet(self, request: pb.GetWalletRequest, context: grpc.aio.ServicerContext):
-        async with self._engine.connect() as conn:
-            wallet = await self._service.get_wallet(conn, request.seller_id, request.currency)
+        wallet = await self._service.get_wallet(self._uow, request.seller_id, request.currency)
         return pb.GetWalletResponse(wallet=wallet_to_pb(wallet))
 
     async def ListWallets(self, request: pb.ListWalletsRequest, context: grpc.aio.ServicerContext):
-        async with self._engine.connect() as conn:
-            page = await self._service.list_wallets(
-                conn, request.seller_id, request.page_size, request.page_token
-            )
+        page = await self._service.list_wallets(
+            self._uow, request.seller_id, request.page_size, request.page_token
+        )
         return pb.ListWalletsResponse(
             wallets=[wallet_to_pb(w) for w in page.items], next_page_token=page.next_page_token
         )
 
     async def ListMovements(self, request: pb.ListMovementsRequest, context: grpc.aio.ServicerContext):
-        async with self._engine.connect() as conn:
-            page = await self._service.list_movements(
-                conn, request.seller_id, request.currency, request.page_size, request.page_token
-            )
+        page = await self._service.list_movements(
+            self._uow, request.seller_id, request.currency, request.page_size, request.page_token
+        )
         return pb.ListMovementsResponse(
             movements=[movement_to_pb(m) for m in page.items], next_page_token=page.next_page_token
         )
 
     async def GetReservation(self, request: pb.GetReservationRequest, context: grpc.aio.ServicerContext):
-        async with self._engine.connect() as conn:
-            reservation = await self._service.get_reservation(conn, request.reservation_id)
+        reservation = await self._service.get_reservation(self._uow, request.reservation_id)
         return pb.GetReservationResponse(reservation=reservation_to_pb(reservation))
 
     # ---- movements --------------------------------------------------------------------------------
@@ -268,8 +268,8 @@ class WalletServicer(pb_grpc.WalletServiceServicer):
             "wallet.Credit",
             request,
             pb.CreditResponse,
-            lambda conn, key: self._service.credit(
-                conn,
+            lambda uow, key: self._service.credit(
+                uow,
                 request.seller_id,
                 request.amount.amount_minor,
                 request.amount.currency,
@@ -286,8 +286,8 @@ class WalletServicer(pb_grpc.WalletServiceServicer):
             "wallet.Debit",
             request,
             pb.DebitResponse,
-            lambda conn, key: self._service.debit(
-                conn,
+            lambda uow, key: self._service.debit(
+                uow,
                 request.seller_id,
                 request.amount.amount_minor,
                 request.amount.currency,
@@ -302,8 +302,8 @@ class WalletServicer(pb_grpc.WalletServiceServicer):
             "wallet.Reserve",
             request,
             pb.ReserveResponse,
-            lambda conn, key: self._service.reserve(
-                conn,
+            lambda uow, key: self._service.reserve(
+                uow,
                 request.seller_id,
                 request.amount.amount_minor,
                 request.amount.currency,
@@ -318,8 +318,8 @@ class WalletServicer(pb_grpc.WalletServiceServicer):
             "wallet.Release",
             request,
             pb.ReleaseResponse,
-            lambda conn, key: self._service.release(
-                conn,
+            lambda uow, key: self._service.release(
+                uow,
                 request.reservation_id,
                 _optional_amount(request),
                 reference_from_pb(request.reference),
@@ -335,8 +335,8 @@ class WalletServicer(pb_grpc.WalletServiceServicer):
             "wallet.CaptureReservation",
             request,
             pb.CaptureReservationResponse,
-            lambda conn, key: self._service.capture(
-                conn,
+            lambda uow, key: self._service.capture(
+                uow,
                 request.reservation_id,
                 _optional_amount(request),
                 reference_from_pb(request.reference),
@@ -376,16 +376,14 @@ class WalletServicer(pb_grpc.WalletServiceServicer):
                 items.append(err)
                 continue
             items.append(batch_item(kind, key, item.credit if operation == "credit" else item.debit))
-        outcomes = await apply_batch_unit(self._engine, self._service, items) if items else []
+        outcomes = await self._service.apply_batch(self._uow, items) if items else []
         results: list[pb.ApplyBatchResult] = []
         for item_kind, outcome in zip(kinds, outcomes, strict=True):
-            if outcome.error is not None:
-                results.append(pb.ApplyBatchResult(error=_item_error(outcome.error)))
+            if isinstance(outcome, DomainError):
+                results.append(pb.ApplyBatchResult(error=_item_error(outcome)))
                 continue
             assert item_kind is not None  # an item without an operation was refused above
-            replayed = outcome.stored_response is not None
-            stored = outcome.stored_response if replayed else outcome.answer
-            assert stored is not None
+            replayed, stored = outcome.replayed, outcome.data
             if item_kind is MovementKind.CREDIT:
                 result = pb.ApplyBatchResult(credit=pb.CreditResponse.FromString(stored), replayed=replayed)
             else:

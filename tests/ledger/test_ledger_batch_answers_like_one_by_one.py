@@ -11,10 +11,12 @@ import grpc
 import psycopg
 import pytest
 
-from ledger_svc.service import LedgerService, snapshot_isolation
+from ledger_svc.service import LedgerService
+from ledger_svc.uow import LedgerUnitOfWork
 from svckit.db import create_engine
 from svckit.gen.ledger.v1 import ledger_service_pb2 as pb
 from svckit.grpc_errors import error_info
+from svckit.idempotency import IdempotencyStore
 from tests.ledger.ledger_helpers import md, transfer
 from tests.ledger.test_ledger_coalescing import ledger
 
@@ -217,9 +219,7 @@ async def test_batch_transactions_waiting_for_the_chainer_are_pending_not_unchai
         # The service's verification on a snapshot taken before any chainer pass.
         engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1), pool_size=1)
         try:
-            async with engine.connect() as conn:
-                await snapshot_isolation(conn)
-                report = await LedgerService().verify_ledger(conn)
+            report = await LedgerService().check_ledger(LedgerUnitOfWork(engine, IdempotencyStore(engine)))
         finally:
             await engine.dispose()
         assert report.findings == [] and report.pending_link == len(ids)

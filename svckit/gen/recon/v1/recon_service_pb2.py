@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1crecon/v1/recon_service.proto\x12\x08recon.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf5\x01\n\x11ReconciliationRun\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12/\n\x05state\x18\x02 \x01(\x0e\x32 .recon.v1.ReconciliationRunState\x12\x37\n\x13interval_start_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11interval_end_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"F\n\x1dListReconciliationRunsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"d\n\x1eListReconciliationRunsResponse\x12)\n\x04runs\x18\x01 \x03(\x0b\x32\x1b.recon.v1.ReconciliationRun\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x99\x01\n\x14WalletLedgerMismatch\x12\x11\n\tseller_id\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x30\n\x04kind\x18\x03 \x01(\x0e\x32\".recon.v1.WalletLedgerMismatchKind\x12\x14\n\x0cwallet_minor\x18\x04 \x01(\x03\x12\x14\n\x0cledger_minor\x18\x05 \x01(\x03\"4\n\x1f\x43ompareWalletsWithLedgerRequest\x12\x11\n\tseller_id\x18\x01 \x01(\t\"\x95\x01\n CompareWalletsWithLedgerResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x17\n\x0fwallets_checked\x18\x02 \x01(\x03\x12\x18\n\x10\x61\x63\x63ounts_checked\x18\x03 \x01(\x03\x12\x32\n\nmismatches\x18\x04 \x03(\x0b\x32\x1e.recon.v1.WalletLedgerMismatch*\xb5\x01\n\x16ReconciliationRunState\x12(\n$RECONCILIATION_RUN_STATE_UNSPECIFIED\x10\x00\x12$\n RECONCILIATION_RUN_STATE_RUNNING\x10\x01\x12&\n\"RECONCILIATION_RUN_STATE_SUCCEEDED\x10\x02\x12#\n\x1fRECONCILIATION_RUN_STATE_FAILED\x10\x03*\x8a\x02\n\x18WalletLedgerMismatchKind\x12+\n\'WALLET_LEDGER_MISMATCH_KIND_UNSPECIFIED\x10\x00\x12.\n*WALLET_LEDGER_MISMATCH_KIND_AMOUNT_DIFFERS\x10\x01\x12/\n+WALLET_LEDGER_MISMATCH_KIND_ACCOUNT_MISSING\x10\x02\x12.\n*WALLET_LEDGER_MISMATCH_KIND_WALLET_MISSING\x10\x03\x12\x30\n,WALLET_LEDGER_MISMATCH_KIND_CURRENCY_DIFFERS\x10\x04\x32\xf8\x01\n\x0cReconService\x12p\n\x16ListReconciliationRuns\x12\'.recon.v1.ListReconciliationRunsRequest\x1a(.recon.v1.ListReconciliationRunsResponse\"\x03\x90\x02\x01\x12v\n\x18\x43ompareWalletsWithLedger\x12).recon.v1.CompareWalletsWithLedgerRequest\x1a*.recon.v1.CompareWalletsWithLedgerResponse\"\x03\x90\x02\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1crecon/v1/recon_service.proto\x12\x08recon.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc4\x03\n\x11ReconciliationRun\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12/\n\x05state\x18\x02 \x01(\x0e\x32 .recon.v1.ReconciliationRunState\x12\x37\n\x13interval_start_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11interval_end_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\x04kind\x18\x06 \x01(\x0e\x32\x1f.recon.v1.ReconciliationRunKind\x12/\n\x0b\x66inish_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\n\n\x02ok\x18\x08 \x01(\x08\x12\x17\n\x0fwallets_checked\x18\t \x01(\x03\x12\x18\n\x10\x61\x63\x63ounts_checked\x18\n \x01(\x03\x12\x16\n\x0emismatch_count\x18\x0b \x01(\x03\x12\x16\n\x0e\x66\x61ilure_reason\x18\x0c \x01(\t\"F\n\x1dListReconciliationRunsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"d\n\x1eListReconciliationRunsResponse\x12)\n\x04runs\x18\x01 \x03(\x0b\x32\x1b.recon.v1.ReconciliationRun\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x99\x01\n\x14WalletLedgerMismatch\x12\x11\n\tseller_id\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x30\n\x04kind\x18\x03 \x01(\x0e\x32\".recon.v1.WalletLedgerMismatchKind\x12\x14\n\x0cwallet_minor\x18\x04 \x01(\x03\x12\x14\n\x0cledger_minor\x18\x05 \x01(\x03\"4\n\x1f\x43ompareWalletsWithLedgerRequest\x12\x11\n\tseller_id\x18\x01 \x01(\t\"\xa5\x01\n CompareWalletsWithLedgerResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x17\n\x0fwallets_checked\x18\x02 \x01(\x03\x12\x18\n\x10\x61\x63\x63ounts_checked\x18\x03 \x01(\x03\x12\x32\n\nmismatches\x18\x04 \x03(\x0b\x32\x1e.recon.v1.WalletLedgerMismatch\x12\x0e\n\x06run_id\x18\x05 \x01(\t*\xb5\x01\n\x16ReconciliationRunState\x12(\n$RECONCILIATION_RUN_STATE_UNSPECIFIED\x10\x00\x12$\n RECONCILIATION_RUN_STATE_RUNNING\x10\x01\x12&\n\"RECONCILIATION_RUN_STATE_SUCCEEDED\x10\x02\x12#\n\x1fRECONCILIATION_RUN_STATE_FAILED\x10\x03*\x98\x01\n\x15ReconciliationRunKind\x12\'\n#RECONCILIATION_RUN_KIND_UNSPECIFIED\x10\x00\x12+\n\'RECONCILIATION_RUN_KIND_SETTLEMENT_FILE\x10\x01\x12)\n%RECONCILIATION_RUN_KIND_WALLET_LEDGER\x10\x02*\x8a\x02\n\x18WalletLedgerMismatchKind\x12+\n\'WALLET_LEDGER_MISMATCH_KIND_UNSPECIFIED\x10\x00\x12.\n*WALLET_LEDGER_MISMATCH_KIND_AMOUNT_DIFFERS\x10\x01\x12/\n+WALLET_LEDGER_MISMATCH_KIND_ACCOUNT_MISSING\x10\x02\x12.\n*WALLET_LEDGER_MISMATCH_KIND_WALLET_MISSING\x10\x03\x12\x30\n,WALLET_LEDGER_MISMATCH_KIND_CURRENCY_DIFFERS\x10\x04\x32\xf8\x01\n\x0cReconService\x12p\n\x16ListReconciliationRuns\x12\'.recon.v1.ListReconciliationRunsRequest\x1a(.recon.v1.ListReconciliationRunsResponse\"\x03\x90\x02\x01\x12v\n\x18\x43ompareWalletsWithLedger\x12).recon.v1.CompareWalletsWithLedgerRequest\x1a*.recon.v1.CompareWalletsWithLedgerResponse\"\x03\x90\x02\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,22 +36,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RECONSERVICE'].methods_by_name['ListReconciliationRuns']._serialized_options = b'\220\002\001'
   _globals['_RECONSERVICE'].methods_by_name['CompareWalletsWithLedger']._loaded_options = None
   _globals['_RECONSERVICE'].methods_by_name['CompareWalletsWithLedger']._serialized_options = b'\220\002\001'
-  _globals['_RECONCILIATIONRUNSTATE']._serialized_start=860
-  _globals['_RECONCILIATIONRUNSTATE']._serialized_end=1041
-  _globals['_WALLETLEDGERMISMATCHKIND']._serialized_start=1044
-  _globals['_WALLETLEDGERMISMATCHKIND']._serialized_end=1310
+  _globals['_RECONCILIATIONRUNSTATE']._serialized_start=1083
+  _globals['_RECONCILIATIONRUNSTATE']._serialized_end=1264
+  _globals['_RECONCILIATIONRUNKIND']._serialized_start=1267
+  _globals['_RECONCILIATIONRUNKIND']._serialized_end=1419
+  _globals['_WALLETLEDGERMISMATCHKIND']._serialized_start=1422
+  _globals['_WALLETLEDGERMISMATCHKIND']._serialized_end=1688
   _globals['_RECONCILIATIONRUN']._serialized_start=76
-  _globals['_RECONCILIATIONRUN']._serialized_end=321
-  _globals['_LISTRECONCILIATIONRUNSREQUEST']._serialized_start=323
-  _globals['_LISTRECONCILIATIONRUNSREQUEST']._serialized_end=393
-  _globals['_LISTRECONCILIATIONRUNSRESPONSE']._serialized_start=395
-  _globals['_LISTRECONCILIATIONRUNSRESPONSE']._serialized_end=495
-  _globals['_WALLETLEDGERMISMATCH']._serialized_start=498
-  _globals['_WALLETLEDGERMISMATCH']._serialized_end=651
-  _globals['_COMPAREWALLETSWITHLEDGERREQUEST']._serialized_start=653
-  _globals['_COMPAREWALLETSWITHLEDGERREQUEST']._serialized_end=705
-  _globals['_COMPAREWALLETSWITHLEDGERRESPONSE']._serialized_start=708
-  _globals['_COMPAREWALLETSWITHLEDGERRESPONSE']._serialized_end=857
-  _globals['_RECONSERVICE']._serialized_start=1313
-  _globals['_RECONSERVICE']._serialized_end=1561
+  _globals['_RECONCILIATIONRUN']._serialized_end=528
+  _globals['_LISTRECONCILIATIONRUNSREQUEST']._serialized_start=530
+  _globals['_LISTRECONCILIATIONRUNSREQUEST']._serialized_end=600
+  _globals['_LISTRECONCILIATIONRUNSRESPONSE']._serialized_start=602
+  _globals['_LISTRECONCILIATIONRUNSRESPONSE']._serialized_end=702
+  _globals['_WALLETLEDGERMISMATCH']._serialized_start=705
+  _globals['_WALLETLEDGERMISMATCH']._serialized_end=858
+  _globals['_COMPAREWALLETSWITHLEDGERREQUEST']._serialized_start=860
+  _globals['_COMPAREWALLETSWITHLEDGERREQUEST']._serialized_end=912
+  _globals['_COMPAREWALLETSWITHLEDGERRESPONSE']._serialized_start=915
+  _globals['_COMPAREWALLETSWITHLEDGERRESPONSE']._serialized_end=1080
+  _globals['_RECONSERVICE']._serialized_start=1691
+  _globals['_RECONSERVICE']._serialized_end=1939
 # @@protoc_insertion_point(module_scope)

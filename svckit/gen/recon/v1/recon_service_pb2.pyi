@@ -17,6 +17,12 @@ class ReconciliationRunState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RECONCILIATION_RUN_STATE_SUCCEEDED: _ClassVar[ReconciliationRunState]
     RECONCILIATION_RUN_STATE_FAILED: _ClassVar[ReconciliationRunState]
 
+class ReconciliationRunKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RECONCILIATION_RUN_KIND_UNSPECIFIED: _ClassVar[ReconciliationRunKind]
+    RECONCILIATION_RUN_KIND_SETTLEMENT_FILE: _ClassVar[ReconciliationRunKind]
+    RECONCILIATION_RUN_KIND_WALLET_LEDGER: _ClassVar[ReconciliationRunKind]
+
 class WalletLedgerMismatchKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     WALLET_LEDGER_MISMATCH_KIND_UNSPECIFIED: _ClassVar[WalletLedgerMismatchKind]
@@ -28,6 +34,9 @@ RECONCILIATION_RUN_STATE_UNSPECIFIED: ReconciliationRunState
 RECONCILIATION_RUN_STATE_RUNNING: ReconciliationRunState
 RECONCILIATION_RUN_STATE_SUCCEEDED: ReconciliationRunState
 RECONCILIATION_RUN_STATE_FAILED: ReconciliationRunState
+RECONCILIATION_RUN_KIND_UNSPECIFIED: ReconciliationRunKind
+RECONCILIATION_RUN_KIND_SETTLEMENT_FILE: ReconciliationRunKind
+RECONCILIATION_RUN_KIND_WALLET_LEDGER: ReconciliationRunKind
 WALLET_LEDGER_MISMATCH_KIND_UNSPECIFIED: WalletLedgerMismatchKind
 WALLET_LEDGER_MISMATCH_KIND_AMOUNT_DIFFERS: WalletLedgerMismatchKind
 WALLET_LEDGER_MISMATCH_KIND_ACCOUNT_MISSING: WalletLedgerMismatchKind
@@ -35,18 +44,32 @@ WALLET_LEDGER_MISMATCH_KIND_WALLET_MISSING: WalletLedgerMismatchKind
 WALLET_LEDGER_MISMATCH_KIND_CURRENCY_DIFFERS: WalletLedgerMismatchKind
 
 class ReconciliationRun(_message.Message):
-    __slots__ = ("run_id", "state", "interval_start_time", "interval_end_time", "create_time")
+    __slots__ = ("run_id", "state", "interval_start_time", "interval_end_time", "create_time", "kind", "finish_time", "ok", "wallets_checked", "accounts_checked", "mismatch_count", "failure_reason")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     INTERVAL_START_TIME_FIELD_NUMBER: _ClassVar[int]
     INTERVAL_END_TIME_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    FINISH_TIME_FIELD_NUMBER: _ClassVar[int]
+    OK_FIELD_NUMBER: _ClassVar[int]
+    WALLETS_CHECKED_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNTS_CHECKED_FIELD_NUMBER: _ClassVar[int]
+    MISMATCH_COUNT_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_REASON_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     state: ReconciliationRunState
     interval_start_time: _timestamp_pb2.Timestamp
     interval_end_time: _timestamp_pb2.Timestamp
     create_time: _timestamp_pb2.Timestamp
-    def __init__(self, run_id: _Optional[str] = ..., state: _Optional[_Union[ReconciliationRunState, str]] = ..., interval_start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., interval_end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    kind: ReconciliationRunKind
+    finish_time: _timestamp_pb2.Timestamp
+    ok: bool
+    wallets_checked: int
+    accounts_checked: int
+    mismatch_count: int
+    failure_reason: str
+    def __init__(self, run_id: _Optional[str] = ..., state: _Optional[_Union[ReconciliationRunState, str]] = ..., interval_start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., interval_end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kind: _Optional[_Union[ReconciliationRunKind, str]] = ..., finish_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ok: _Optional[bool] = ..., wallets_checked: _Optional[int] = ..., accounts_checked: _Optional[int] = ..., mismatch_count: _Optional[int] = ..., failure_reason: _Optional[str] = ...) -> None: ...
 
 class ListReconciliationRunsRequest(_message.Message):
     __slots__ = ("page_size", "page_token")
@@ -85,13 +108,15 @@ class CompareWalletsWithLedgerRequest(_message.Message):
     def __init__(self, seller_id: _Optional[str] = ...) -> None: ...
 
 class CompareWalletsWithLedgerResponse(_message.Message):
-    __slots__ = ("ok", "wallets_checked", "accounts_checked", "mismatches")
+    __slots__ = ("ok", "wallets_checked", "accounts_checked", "mismatches", "run_id")
     OK_FIELD_NUMBER: _ClassVar[int]
     WALLETS_CHECKED_FIELD_NUMBER: _ClassVar[int]
     ACCOUNTS_CHECKED_FIELD_NUMBER: _ClassVar[int]
     MISMATCHES_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
     ok: bool
     wallets_checked: int
     accounts_checked: int
     mismatches: _containers.RepeatedCompositeFieldContainer[WalletLedgerMismatch]
-    def __init__(self, ok: _Optional[bool] = ..., wallets_checked: _Optional[int] = ..., accounts_checked: _Optional[int] = ..., mismatches: _Optional[_Iterable[_Union[WalletLedgerMismatch, _Mapping]]] = ...) -> None: ...
+    run_id: str
+    def __init__(self, ok: _Optional[bool] = ..., wallets_checked: _Optional[int] = ..., accounts_checked: _Optional[int] = ..., mismatches: _Optional[_Iterable[_Union[WalletLedgerMismatch, _Mapping]]] = ..., run_id: _Optional[str] = ...) -> None: ...

@@ -62,8 +62,9 @@ class ReconServiceServicer:
 
     def CompareWalletsWithLedger(self, request, context):
         """Compares every seller wallet (available + reserved) with the ledger's
-        `liability:seller_payable:<seller>/<currency>` account and reports each difference. Reads only; the two
-        services are read one after the other, so a posting in flight can show as a transient difference.
+        `liability:seller_payable:<seller>/<currency>` account and reports each difference. Reads the books
+        only, and records the comparison as a run (ListReconciliationRuns); the two services are read one
+        after the other, so a posting in flight can show as a transient difference.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
