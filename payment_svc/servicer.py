@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar, cast
+from typing import TypeVar, cast
 
 import grpc
 from google.protobuf.message import Message
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payment_svc.domain import OrderState
 from payment_svc.psp_events import handles_event_type
+from payment_svc.rows import OrderRow, RefundRow
 from payment_svc.service import PaymentService
 from payment_svc.usecases.commands import (
     Buyer,
@@ -19,7 +20,6 @@ from payment_svc.usecases.commands import (
     OrderInput,
 )
 from svckit.context import REPLAYED_METADATA, idempotency_key_var
-from svckit.db import autocommit
 from svckit.errors import InvalidArgument
 from svckit.gen.payments.v1 import payment_service_pb2 as pb
 from svckit.gen.payments.v1 import payment_service_pb2_grpc as pb_grpc
@@ -39,7 +39,7 @@ REFUND_STATE_TO_PB = {
 R = TypeVar("R", bound=Message)
 
 
-def order_to_pb(row: Any) -> pb.PaymentOrder:
+def order_to_pb(row: OrderRow) -> pb.PaymentOrder:
     return pb.PaymentOrder(
         payment_order_id=row.payment_order_id,
         checkout_id=row.checkout_id,
@@ -78,7 +78,7 @@ def checkout_to_pb(view: CheckoutView) -> pb.PaymentEvent:
     )
 
 
-def refund_to_pb(row: Any) -> pb.Refund:
+def refund_to_pb(row: RefundRow) -> pb.Refund:
     return pb.Refund(
         refund_id=row.refund_id,
         payment_order_id=row.payment_order_id,
@@ -108,14 +108,11 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
     def __init__(
         self,
         service: PaymentService,
-        engine: AsyncEngine,
         idempotency: IdempotencyStore,
         verify_psp_event: Callable[[bytes, str], None],
     ) -> None:
         self._service = service
         self._verify_psp_event = verify_psp_event
-        self._engine = engine
-        self._reader = autocommit(engine)
         self._idempotency = idempotency
 
     async def _long_idempotent(
@@ -144,20 +141,17 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
         )
 
     async def GetPaymentOrder(self, request: pb.GetPaymentOrderRequest, context: grpc.aio.ServicerContext):
-        async with self._reader.connect() as conn:
-            order = await self._service.get_order(conn, request.payment_order_id)
+        order = await self._service.get_order(request.payment_order_id)
         return pb.GetPaymentOrderResponse(payment_order=order_to_pb(order))
 
     async def GetCheckout(self, request: pb.GetCheckoutRequest, context: grpc.aio.ServicerContext):
-        async with self._reader.connect() as conn:
-            view = await self._service.get_checkout(conn, request.checkout_id)
+        view = await self._service.get_checkout(request.checkout_id)
         return pb.GetCheckoutResponse(payment_event=checkout_to_pb(view))
 
     async def ListPaymentOrderHistory(
         self, request: pb.ListPaymentOrderHistoryRequest, context: grpc.aio.ServicerContext
     ):
-        async with self._reader.connect() as conn:
-            rows = await self._service.history(conn, request.payment_order_id)
+        rows = await self._service.history(request.payment_order_id)
         unspecified = pb.PAYMENT_ORDER_STATE_UNSPECIFIED
         return pb.ListPaymentOrderHistoryResponse(
             transitions=[
@@ -185,7 +179,7 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
         if quick is not None:
             return pb.HandlePspEventResponse(applied=bool(quick), payment_order_ids=quick)
 
-        async def work(conn):
+        async def work(conn: AsyncConnection) -> pb.HandlePspEventResponse:
             changed = await self._service.handle_psp_event(conn, request.event_type, request.payload)
             return pb.HandlePspEventResponse(applied=bool(changed), payment_order_ids=changed)
 

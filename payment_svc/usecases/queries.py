@@ -1,20 +1,18 @@
-"""Reads: an order, a checkout with its orders, an order's history."""
+"""Reads: an order, a checkout with its orders, an order's history. Each takes the caller's unit of work
+(a reader, usually)."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from payment_svc import repository as repo
+from payment_svc.rows import OrderRow, TransitionRow
+from payment_svc.uow import UnitOfWork
 from payment_svc.usecases.commands import CheckoutView
 from svckit.errors import InvalidArgument, NotFound
 
 
-async def get_order(conn: AsyncConnection, payment_order_id: str) -> Any:
+async def get_order(uow: UnitOfWork, payment_order_id: str) -> OrderRow:
     if not payment_order_id:
         raise InvalidArgument("MISSING_FIELD", "payment_order_id is required", field="payment_order_id")
-    row = await repo.get_order(conn, payment_order_id)
+    row = await uow.repo.get_order(payment_order_id)
     if row is None:
         raise NotFound(
             "PAYMENT_ORDER_NOT_FOUND",
@@ -24,13 +22,13 @@ async def get_order(conn: AsyncConnection, payment_order_id: str) -> Any:
     return row
 
 
-async def get_checkout(conn: AsyncConnection, checkout_id: str) -> CheckoutView:
-    event = await repo.get_event(conn, checkout_id)
+async def get_checkout(uow: UnitOfWork, checkout_id: str) -> CheckoutView:
+    event = await uow.repo.get_event(checkout_id)
     if event is None:
         raise NotFound("CHECKOUT_NOT_FOUND", f"no checkout {checkout_id!r}", {"checkout_id": checkout_id})
-    return CheckoutView(event, await repo.orders_of_checkout(conn, checkout_id))
+    return CheckoutView(event, await uow.repo.orders_of_checkout(checkout_id))
 
 
-async def history(conn: AsyncConnection, payment_order_id: str) -> list[Any]:
-    await get_order(conn, payment_order_id)
-    return await repo.history(conn, payment_order_id)
+async def history(uow: UnitOfWork, payment_order_id: str) -> list[TransitionRow]:
+    await get_order(uow, payment_order_id)
+    return await uow.repo.history(payment_order_id)
