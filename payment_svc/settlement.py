@@ -21,6 +21,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from payment_svc.books import (
     Ledger,
     LedgerTransaction,
@@ -194,7 +196,7 @@ class SettlementHandler:
         self._ledger = ledger
         self._uows = uows
 
-    async def __call__(self, conn: Any, events: list[Event]) -> None:
+    async def __call__(self, conn: AsyncConnection, events: list[Event]) -> None:
         """The consumer's entry point: ``conn`` is its transaction, which the flags join."""
         await self.settle(PgUnitsOfWork.joined(conn), events)
 
