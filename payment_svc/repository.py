@@ -16,56 +16,14 @@ import sqlalchemy as sa
 from psycopg.rows import namedtuple_row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from payment_svc.domain import CAPTURED, UNCERTAIN
+from payment_svc import statements as sql
+from payment_svc.domain import UNCERTAIN
 from payment_svc.models import order_transitions, payment_events, payment_orders, refunds
 from payment_svc.rows import CheckoutRow, DueOrder, OrderRow, RefundRow, SettlementState, TransitionRow
 from svckit.db import one_row
 from svckit.events import outbox
 
 UNCERTAIN_STATES = tuple(sorted(state.value for state in UNCERTAIN))
-CAPTURED_STATES = tuple(sorted(state.value for state in CAPTURED))
-
-
-# The hot statements below are one-statement units of work run on plain psycopg connections
-# (svckit.db.DriverPool, or the driver connection of an SQLAlchemy transaction); rows come back as
-# named tuples.
-_INSERT_CHECKOUT = (
-    "WITH event AS ("
-    " INSERT INTO payment_events (checkout_id, buyer_id, buyer_info, mode, currency, total_minor,"
-    " success_url, cancel_url, payment_method, idempotency_key, fingerprint, risk_verdict, risk_rule)"
-    " VALUES (%(checkout_id)s, %(buyer_id)s, CAST(%(buyer_info)s AS json), %(mode)s, %(currency)s,"
-    " %(total_minor)s, %(success_url)s, %(cancel_url)s, %(payment_method)s, %(idempotency_key)s,"
-    " %(fingerprint)s, %(risk_verdict)s, %(risk_rule)s)"
-    " RETURNING checkout_id, currency, created_at"
-    "), orders AS ("
-    " INSERT INTO payment_orders"
-    " (payment_order_id, checkout_id, seller_account, amount_minor, currency, state, next_check_at)"
-    " SELECT o.id, e.checkout_id, o.seller, o.amount, e.currency, 'NOT_STARTED', %(next_check_at)s"
-    " FROM event AS e,"
-    " unnest(CAST(%(order_ids)s AS text[]), CAST(%(sellers)s AS text[]), CAST(%(amounts)s AS bigint[]))"
-    " AS o(id, seller, amount)"
-    " RETURNING *"
-    "), history AS ("
-    " INSERT INTO order_transitions (payment_order_id, from_state, to_state, cause, detail)"
-    " SELECT payment_order_id, NULL, state, 'created', 'checkout ' || checkout_id FROM orders"
-    ") SELECT orders.*, event.created_at AS event_created_at FROM orders, event ORDER BY payment_order_id"
-)
-
-
-_INTENT_ALL_CAPTURED = (
-    "SELECT count(*) > 0 AND coalesce(bool_and(state IN ("
-    + ", ".join(f"'{state}'" for state in CAPTURED_STATES)
-    + ")), false) FROM payment_orders WHERE psp_reference = %(psp_reference)s"
-)
-
-
-_ORDER_PLAIN = "SELECT * FROM payment_orders WHERE payment_order_id = %(order_id)s"
-
-
-_BUYER_VELOCITY = (
-    "SELECT count(*), coalesce(sum(total_minor), 0) FROM payment_events"
-    " WHERE buyer_id = %(buyer_id)s AND created_at >= %(since)s"
-)
 
 
 # Hot statements are built once: SQLAlchemy then finds their compiled form without re-deriving a
@@ -85,39 +43,6 @@ _INTENT_ORDERS = (
     .order_by(payment_orders.c.payment_order_id)
 )
 _INTENT_ORDERS_LOCKED = _INTENT_ORDERS.with_for_update()
-
-
-_MOVE_IF: dict[tuple[tuple[str, ...], tuple[str, ...], bool], str] = {}
-
-
-def _move_if_statement(columns: tuple[str, ...], sources: tuple[str, ...], with_event: bool) -> str:
-    """Built once per shape. The locking read gives the state the row had when it was moved (for the
-    history row); the update applies only if that state may move to the target. The source states
-    come from the code's transition table, never from input, so they are written into the SQL (an
-    array parameter costs more to send than the whole rest of the statement)."""
-    key = (columns, sources, with_event)
-    statement = _MOVE_IF.get(key)
-    if statement is None:
-        if not all(name.isidentifier() for name in (*sources, *columns)):
-            raise ValueError(f"not state or column names: {sources!r}, {columns!r}")
-        allowed = ", ".join(f"'{state}'" for state in sources) or "NULL"
-        assignments = ", ".join(f"{c} = %(set_{c})s" for c in columns)
-        event = f", event AS ({outbox.EmbeddedEvent.sql('moved')})" if with_event else ""
-        statement = (
-            "WITH prev AS ("
-            " SELECT payment_order_id, state FROM payment_orders"
-            " WHERE payment_order_id = %(order_id)s FOR UPDATE"
-            "), moved AS ("
-            f" UPDATE payment_orders AS o SET {assignments}, updated_at = now() FROM prev"
-            f" WHERE o.payment_order_id = prev.payment_order_id AND prev.state IN ({allowed})"
-            " RETURNING o.*, prev.state AS from_state"
-            "), history AS ("
-            " INSERT INTO order_transitions (payment_order_id, from_state, to_state, cause, detail)"
-            " SELECT payment_order_id, from_state, state, %(cause)s, %(detail)s FROM moved"
-            f"){event} SELECT * FROM moved"
-        )
-        _MOVE_IF[key] = statement
-    return statement
 
 
 def _settled_table(kind: str) -> sa.Table:
@@ -168,7 +93,7 @@ class PaymentRepository:
         params.update(
             order_ids=[o[0] for o in orders], sellers=[o[1] for o in orders], amounts=[o[2] for o in orders]
         )
-        rows = await self._fetch(_INSERT_CHECKOUT, params)
+        rows = await self._fetch(sql.INSERT_CHECKOUT, params)
         stored = CheckoutRow.of(
             dict(event, created_at=rows[0].event_created_at, psp_session_id=None, hosted_page_url="")
         )
@@ -176,16 +101,20 @@ class PaymentRepository:
 
     async def intent_orders_all_captured(self, psp_reference: str) -> bool:
         """Whether the PaymentIntent has orders and every one of them has its money captured already."""
-        cursor = await (await self._driver()).execute(_INTENT_ALL_CAPTURED, {"psp_reference": psp_reference})
+        cursor = await (await self._driver()).execute(
+            sql.INTENT_ALL_CAPTURED, {"psp_reference": psp_reference}
+        )
         return bool(one_row(await cursor.fetchone(), "intent_orders_all_captured")[0])
 
     async def get_order_plain(self, payment_order_id: str) -> OrderRow | None:
-        rows = await self._fetch(_ORDER_PLAIN, {"order_id": payment_order_id})
+        rows = await self._fetch(sql.ORDER_PLAIN, {"order_id": payment_order_id})
         return OrderRow.of(rows[0]) if rows else None
 
     async def buyer_velocity(self, buyer_id: str, since: datetime) -> tuple[int, int]:
         """(checkouts, total amount) of a buyer since a moment, for the risk check."""
-        cursor = await (await self._driver()).execute(_BUYER_VELOCITY, {"buyer_id": buyer_id, "since": since})
+        cursor = await (await self._driver()).execute(
+            sql.BUYER_VELOCITY, {"buyer_id": buyer_id, "since": since}
+        )
         count, total = one_row(await cursor.fetchone(), "buyer_velocity")
         return int(count), int(total)
 
@@ -206,7 +135,7 @@ class PaymentRepository:
         params.update(order_id=payment_order_id, cause=cause, detail=detail[:2000])
         if event is not None:
             params.update(event.params)
-        rows = await self._fetch(_move_if_statement(columns, sources, event is not None), params)
+        rows = await self._fetch(sql.move_if_statement(columns, sources, event is not None), params)
         return OrderRow.of(rows[0]) if rows else None
 
     # -- checkouts ---------------------------------------------------------------------------
