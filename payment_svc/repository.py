@@ -7,7 +7,7 @@ transaction's) for the hot one-statement units of work (marked below). Rows come
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -20,7 +20,7 @@ from payment_svc import statements as sql
 from payment_svc.domain import UNCERTAIN
 from payment_svc.models import order_transitions, payment_events, payment_orders, refunds
 from payment_svc.rows import CheckoutRow, DueOrder, OrderRow, RefundRow, SettlementState, TransitionRow
-from svckit.db import one_row
+from svckit.db import driver_connection, one_row
 from svckit.events import outbox
 
 UNCERTAIN_STATES = tuple(sorted(state.value for state in UNCERTAIN))
@@ -55,15 +55,17 @@ def _settled_id(kind: str) -> sa.Column:
 
 class PaymentRepository:
     """The queries of one unit of work. ``conn`` is its SQLAlchemy connection (None for a unit of work
-    on a plain driver connection); ``driver`` gives the psycopg connection of the same session."""
+    on a plain driver connection); ``driver`` its psycopg connection, taken from under ``conn`` (same
+    session, same transaction) when not given."""
 
-    def __init__(
-        self,
-        conn: AsyncConnection | None,
-        driver: Callable[[], Awaitable[psycopg.AsyncConnection]],
-    ) -> None:
+    def __init__(self, conn: AsyncConnection | None, driver: psycopg.AsyncConnection | None = None) -> None:
         self._conn = conn
-        self._driver = driver
+        self._driver_conn = driver
+
+    async def _driver(self) -> psycopg.AsyncConnection:
+        if self._driver_conn is None:
+            self._driver_conn = await driver_connection(self.conn)
+        return self._driver_conn
 
     @property
     def conn(self) -> AsyncConnection:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from types import TracebackType
 from typing import Any, Protocol
 
 import psycopg
@@ -29,7 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from payment_svc.repository import PaymentRepository
-from svckit.db import DriverPool, autocommit, driver_connection
+from svckit.db import DriverPool, autocommit
 from svckit.events import outbox
 
 
@@ -88,10 +89,27 @@ class UnitsOfWork(Protocol):
 
 
 def _on(conn: AsyncConnection) -> UnitOfWork:
-    async def driver() -> psycopg.AsyncConnection:
-        return await driver_connection(conn)
+    return UnitOfWork(PaymentRepository(conn))
 
-    return UnitOfWork(PaymentRepository(conn, driver))
+
+class _Statement:
+    """A one-statement unit of work: a pool connection in autocommit mode for as long as it lasts. A
+    class rather than a generator-based context manager: the hot path opens a few per order."""
+
+    __slots__ = ("_connection",)
+
+    def __init__(self, pool: DriverPool) -> None:
+        self._connection = pool.connection()
+
+    async def __aenter__(self) -> UnitOfWork:
+        return UnitOfWork(PaymentRepository(None, await self._connection.__aenter__()))
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._connection.__aexit__(kind, exc, tb)  # the connection goes back to the pool
+        if exc is not None and (taken := translated(exc)) is not None:
+            raise taken from exc
 
 
 class PgUnitsOfWork:
@@ -115,22 +133,10 @@ class PgUnitsOfWork:
                 raise
             raise taken from exc
 
-    @asynccontextmanager
-    async def statement(self) -> AsyncIterator[UnitOfWork]:
+    def statement(self) -> AbstractAsyncContextManager[UnitOfWork]:
         if self._driver is None:
             raise RuntimeError("these units of work have no driver pool for one-statement units of work")
-        try:
-            async with self._driver.connection() as conn:
-
-                async def driver() -> psycopg.AsyncConnection:
-                    return conn
-
-                yield UnitOfWork(PaymentRepository(None, driver))
-        except psycopg.errors.UniqueViolation as exc:
-            taken = translated(exc)
-            if taken is None:
-                raise
-            raise taken from exc
+        return _Statement(self._driver)
 
     @asynccontextmanager
     async def reader(self) -> AsyncIterator[UnitOfWork]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,18 +46,14 @@ def _plain(values: dict[str, Any]) -> dict[str, Any]:
 
 class FakeRepository(PaymentRepository):
     def __init__(self, store: Store) -> None:
-        super().__init__(None, self._no_driver)
+        super().__init__(None)  # no connection: a query the fake lacks fails loudly
         self.store = store
-
-    @staticmethod
-    async def _no_driver() -> Any:
-        raise AssertionError("the fake has no database connection")
 
     async def get_event(self, checkout_id: str) -> CheckoutRow | None:
         return self.store.events.get(checkout_id)
 
     async def update_event(self, checkout_id: str, **values: Any) -> None:
-        self.store.events[checkout_id] = replace(self.store.events[checkout_id], **values)
+        self.store.events[checkout_id] = self.store.events[checkout_id]._replace(**values)
 
     async def get_order(self, payment_order_id: str, for_update: bool = False) -> OrderRow | None:
         return self.store.orders.get(payment_order_id)
@@ -75,7 +71,7 @@ class FakeRepository(PaymentRepository):
         return [self.store.orders[i] for i in sorted(set(ids)) if i in self.store.orders]
 
     async def update_order(self, payment_order_id: str, **values: Any) -> None:
-        self.store.orders[payment_order_id] = replace(self.store.orders[payment_order_id], **_plain(values))
+        self.store.orders[payment_order_id] = self.store.orders[payment_order_id]._replace(**_plain(values))
 
     async def move_order(
         self, payment_order_id: str, from_state: str, to_state: str, cause: str, detail: str, **values: Any
@@ -133,7 +129,7 @@ class FakeRepository(PaymentRepository):
         return next((r for r in self.store.refunds.values() if r.psp_reference == psp_reference), None)
 
     async def update_refund(self, refund_id: str, **values: Any) -> None:
-        self.store.refunds[refund_id] = replace(self.store.refunds[refund_id], **_plain(values))
+        self.store.refunds[refund_id] = self.store.refunds[refund_id]._replace(**_plain(values))
 
 
 class FakeUnitOfWork(UnitOfWork):
@@ -277,7 +273,7 @@ def order(
         next_check_at=None,
         alerted_at=None,
     )
-    row = replace(row, **values)
+    row = row._replace(**values)
     uows.store.orders[order_id] = row
     return row
 
