@@ -1,15 +1,17 @@
 """The payment service the servicer and the tools call: it builds the use cases of
-:mod:`payment_svc.usecases` over one set of dependencies and delegates to them (no rule lives here)."""
+:mod:`payment_svc.usecases` over one set of dependencies and delegates to them (no rule lives here).
+Reads and the PSP event path are given their unit of work here, so the transport never holds a
+connection."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payment_svc.config import PaymentSettings
 from payment_svc.psp import PspPort
 from payment_svc.risk import RiskProvider
+from payment_svc.rows import OrderRow, RefundRow, TransitionRow
+from payment_svc.uow import PgUnitsOfWork
 from payment_svc.usecases import queries
 from payment_svc.usecases.checkout import Checkout
 from payment_svc.usecases.commands import CheckoutView, CreatePayment
@@ -19,30 +21,26 @@ from payment_svc.usecases.janitor import Janitor
 from payment_svc.usecases.refunds import Refunds
 from payment_svc.usecases.review import Review
 from payment_svc.usecases.transitions import SettlementSink, Transitions
-from svckit.db import DriverPool, autocommit
 
 
 class PaymentService:
     def __init__(
         self,
-        engine: AsyncEngine,
+        uows: PgUnitsOfWork,
         psp: PspPort,
         risk: RiskProvider,
         settings: PaymentSettings,
         settlement: SettlementSink,
-        driver: DriverPool,
     ) -> None:
         self._psp = psp
-        self._driver = driver
+        self._uows = uows
         deps = Deps(
-            engine=engine,
-            reader=autocommit(engine),
-            driver=driver,
+            uows=uows,
             psp=psp,
             risk=risk,
             settings=settings,
             settlement=settlement,
-            moves=Transitions(settings, settlement, driver),
+            moves=Transitions(settings, settlement, uows),
         )
         self.checkout = Checkout(deps)
         self.refunds = Refunds(deps)
@@ -52,32 +50,36 @@ class PaymentService:
 
     async def close(self) -> None:
         await self._psp.close()
-        await self._driver.close()
+        await self._uows.close()
 
     # -- reads
-    async def get_order(self, conn: AsyncConnection, payment_order_id: str) -> Any:
-        return await queries.get_order(conn, payment_order_id)
+    async def get_order(self, payment_order_id: str) -> OrderRow:
+        async with self._uows.reader() as uow:
+            return await queries.get_order(uow, payment_order_id)
 
-    async def get_checkout(self, conn: AsyncConnection, checkout_id: str) -> CheckoutView:
-        return await queries.get_checkout(conn, checkout_id)
+    async def get_checkout(self, checkout_id: str) -> CheckoutView:
+        async with self._uows.reader() as uow:
+            return await queries.get_checkout(uow, checkout_id)
 
-    async def get_checkout_by_payment_intent(
-        self, conn: AsyncConnection, payment_intent_id: str
-    ) -> CheckoutView:
-        return await queries.get_checkout_by_payment_intent(conn, payment_intent_id)
+    async def get_checkout_by_payment_intent(self, payment_intent_id: str) -> CheckoutView:
+        async with self._uows.reader() as uow:
+            return await queries.get_checkout_by_payment_intent(uow, payment_intent_id)
 
-    async def history(self, conn: AsyncConnection, payment_order_id: str) -> list[Any]:
-        return await queries.history(conn, payment_order_id)
+    async def history(self, payment_order_id: str) -> list[TransitionRow]:
+        async with self._uows.reader() as uow:
+            return await queries.history(uow, payment_order_id)
 
     async def list_orders(
-        self, conn: AsyncConnection, filters: queries.OrderFilter, page_size: int, page_token: str
-    ) -> tuple[list[Any], str]:
-        return await queries.list_orders(conn, filters, page_size, page_token)
+        self, filters: queries.OrderFilter, page_size: int, page_token: str
+    ) -> tuple[list[OrderRow], str]:
+        async with self._uows.reader() as uow:
+            return await queries.list_orders(uow, filters, page_size, page_token)
 
     async def list_refunds(
-        self, conn: AsyncConnection, payment_order_id: str, page_size: int, page_token: str
-    ) -> tuple[list[Any], str]:
-        return await queries.list_refunds(conn, payment_order_id, page_size, page_token)
+        self, payment_order_id: str, page_size: int, page_token: str
+    ) -> tuple[list[RefundRow], str]:
+        async with self._uows.reader() as uow:
+            return await queries.list_refunds(uow, payment_order_id, page_size, page_token)
 
     # -- use cases
     async def create_payment(
@@ -92,9 +94,10 @@ class PaymentService:
         return await self.events.apply_event_at_once(event_type, payload)
 
     async def handle_psp_event(self, conn: AsyncConnection, event_type: str, payload: bytes) -> list[str]:
-        return await self.events.handle_psp_event(conn, event_type, payload)
+        """In the transaction of the event's idempotency record (``conn``, owned by the caller)."""
+        return await self.events.handle_psp_event(self._uows.joined(conn), event_type, payload)
 
-    async def review(self, payment_order_id: str, approve: bool, reviewer: str, note: str) -> Any:
+    async def review(self, payment_order_id: str, approve: bool, reviewer: str, note: str) -> OrderRow:
         return await self.reviews.review(payment_order_id, approve, reviewer, note)
 
     async def janitor_pass(self) -> int:
@@ -105,5 +108,5 @@ class PaymentService:
 
     async def create_refund(
         self, payment_order_id: str, amount_minor: int, reason: str, idempotency_key: str
-    ) -> tuple[Any, Any]:
+    ) -> tuple[RefundRow, OrderRow]:
         return await self.refunds.create_refund(payment_order_id, amount_minor, reason, idempotency_key)

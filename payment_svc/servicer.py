@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar, cast
+from typing import TypeVar, cast
 
 import grpc
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payment_svc.domain import OrderState
 from payment_svc.psp_events import handles_event_type
+from payment_svc.rows import OrderRow, RefundRow
 from payment_svc.service import PaymentService
 from payment_svc.usecases.commands import (
     Buyer,
@@ -23,7 +24,6 @@ from payment_svc.usecases.commands import (
 )
 from payment_svc.usecases.queries import OrderFilter
 from svckit.context import REPLAYED_METADATA, idempotency_key_var
-from svckit.db import autocommit
 from svckit.errors import InvalidArgument
 from svckit.gen.payments.v1 import payment_service_pb2 as pb
 from svckit.gen.payments.v1 import payment_service_pb2_grpc as pb_grpc
@@ -44,7 +44,7 @@ PB_TO_STATE = {number: state for state, number in STATE_TO_PB.items()}
 R = TypeVar("R", bound=Message)
 
 
-def order_to_pb(row: Any) -> pb.PaymentOrder:
+def order_to_pb(row: OrderRow) -> pb.PaymentOrder:
     return pb.PaymentOrder(
         payment_order_id=row.payment_order_id,
         checkout_id=row.checkout_id,
@@ -86,7 +86,7 @@ def checkout_to_pb(view: CheckoutView) -> pb.PaymentEvent:
     )
 
 
-def refund_to_pb(row: Any) -> pb.Refund:
+def refund_to_pb(row: RefundRow) -> pb.Refund:
     return pb.Refund(
         refund_id=row.refund_id,
         payment_order_id=row.payment_order_id,
@@ -150,14 +150,11 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
     def __init__(
         self,
         service: PaymentService,
-        engine: AsyncEngine,
         idempotency: IdempotencyStore,
         verify_psp_event: Callable[[bytes, str], None],
     ) -> None:
         self._service = service
         self._verify_psp_event = verify_psp_event
-        self._engine = engine
-        self._reader = autocommit(engine)
         self._idempotency = idempotency
 
     async def _long_idempotent(
@@ -186,27 +183,23 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
         )
 
     async def GetPaymentOrder(self, request: pb.GetPaymentOrderRequest, context: grpc.aio.ServicerContext):
-        async with self._reader.connect() as conn:
-            order = await self._service.get_order(conn, request.payment_order_id)
+        order = await self._service.get_order(request.payment_order_id)
         return pb.GetPaymentOrderResponse(payment_order=order_to_pb(order))
 
     async def GetCheckout(self, request: pb.GetCheckoutRequest, context: grpc.aio.ServicerContext):
-        async with self._reader.connect() as conn:
-            view = await self._service.get_checkout(conn, request.checkout_id)
+        view = await self._service.get_checkout(request.checkout_id)
         return pb.GetCheckoutResponse(payment_event=checkout_to_pb(view))
 
     async def GetCheckoutByPaymentIntent(
         self, request: pb.GetCheckoutByPaymentIntentRequest, context: grpc.aio.ServicerContext
     ):
-        async with self._reader.connect() as conn:
-            view = await self._service.get_checkout_by_payment_intent(conn, request.payment_intent_id)
+        view = await self._service.get_checkout_by_payment_intent(request.payment_intent_id)
         return pb.GetCheckoutByPaymentIntentResponse(payment_event=checkout_to_pb(view))
 
     async def ListPaymentOrderHistory(
         self, request: pb.ListPaymentOrderHistoryRequest, context: grpc.aio.ServicerContext
     ):
-        async with self._reader.connect() as conn:
-            rows = await self._service.history(conn, request.payment_order_id)
+        rows = await self._service.history(request.payment_order_id)
         unspecified = pb.PAYMENT_ORDER_STATE_UNSPECIFIED
         return pb.ListPaymentOrderHistoryResponse(
             transitions=[
@@ -225,19 +218,15 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
         self, request: pb.ListPaymentOrdersRequest, context: grpc.aio.ServicerContext
     ):
         filters = order_filter(request)
-        async with self._reader.connect() as conn:
-            rows, token = await self._service.list_orders(
-                conn, filters, request.page_size, request.page_token
-            )
+        rows, token = await self._service.list_orders(filters, request.page_size, request.page_token)
         return pb.ListPaymentOrdersResponse(
             payment_orders=[order_to_pb(r) for r in rows], next_page_token=token
         )
 
     async def ListRefunds(self, request: pb.ListRefundsRequest, context: grpc.aio.ServicerContext):
-        async with self._reader.connect() as conn:
-            rows, token = await self._service.list_refunds(
-                conn, request.payment_order_id, request.page_size, request.page_token
-            )
+        rows, token = await self._service.list_refunds(
+            request.payment_order_id, request.page_size, request.page_token
+        )
         return pb.ListRefundsResponse(refunds=[refund_to_pb(r) for r in rows], next_page_token=token)
 
     async def HandlePspEvent(self, request: pb.HandlePspEventRequest, context: grpc.aio.ServicerContext):
@@ -253,7 +242,7 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
         if quick is not None:
             return pb.HandlePspEventResponse(applied=bool(quick), payment_order_ids=quick)
 
-        async def work(conn):
+        async def work(conn: AsyncConnection) -> pb.HandlePspEventResponse:
             changed = await self._service.handle_psp_event(conn, request.event_type, request.payload)
             return pb.HandlePspEventResponse(applied=bool(changed), payment_order_ids=changed)
 

@@ -11,11 +11,8 @@ the dead letter applies both halves again exactly once. A failure is retried by 
 (transient: the same keys, whose outcome may be unknown) or dead-lettered for an operator (terminal).
 The order's ``ledger_updated`` / ``wallet_updated`` say which halves are applied at every step.
 
-Books, in the order's currency CUR, for an order of amount A with commission C (docs/ledger.md):
-    Dr asset:psp_receivable:stripe/CUR A / Cr liability:seller_payable:<seller>/CUR A-C
-    / Cr revenue:commission/CUR C
-and for a refund R of it, with c the commission it gives back (proportional, so a full refund
-returns exactly C): the mirror image, and the wallet is debited R-c.
+The postings themselves are :mod:`payment_svc.books`; the ledger and wallet are reached through its
+ports (gRPC adapters in :mod:`payment_svc.books_grpc`), and the database through the unit of work.
 """
 
 from __future__ import annotations
@@ -24,20 +21,23 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ledger_svc import naming
-from payment_svc import repository
-from svckit.context import IDEMPOTENCY_KEY_METADATA
+from payment_svc.books import (
+    Ledger,
+    LedgerTransaction,
+    ReferenceKind,
+    Refusal,
+    WalletMovement,
+    Wallets,
+    commission_share,
+    order_postings,
+    refund_postings,
+)
+from payment_svc.rows import OrderRow, RefundRow, SettlementState
+from payment_svc.uow import PgUnitsOfWork, UnitOfWork, UnitsOfWork
 from svckit.errors import Aborted, DomainError, FailedPrecondition, Internal, Unavailable
 from svckit.events import Event, TerminalError, TransientError, outbox
-from svckit.gen.common.v1 import money_pb2
-from svckit.gen.ledger.v1 import ledger_service_pb2 as lpb
-from svckit.gen.ledger.v1 import ledger_service_pb2_grpc as lpb_grpc
-from svckit.gen.wallet.v1 import wallet_service_pb2 as wpb
-from svckit.gen.wallet.v1 import wallet_service_pb2_grpc as wpb_grpc
-from svckit.grpc_errors import from_rpc_error
 from svckit.logging import get_logger
 from svckit.money import is_known_currency
 
@@ -46,16 +46,8 @@ log = get_logger(__name__)
 ORDER_SUCCEEDED = "payment.order.succeeded"
 REFUND_SUCCEEDED = "payment.refund.succeeded"
 
-PSP = "stripe"
-"""The PSP whose receivable a captured payment is (``asset:psp_receivable:stripe/<CUR>``)."""
 
-
-def commission_share(commission_minor: int, amount_minor: int, refunded_minor: int) -> int:
-    """Commission given back once ``refunded_minor`` of the order is refunded (half-up; all of it at 100 %)."""
-    return (commission_minor * refunded_minor + amount_minor // 2) // amount_minor
-
-
-def _order_payload(order: Any, commission_minor: int) -> dict[str, Any]:
+def _order_payload(order: OrderRow, commission_minor: int) -> dict[str, Any]:
     # Only what never changes after creation, plus the commission fixed at SUCCESS.
     return {
         "payment_order_id": order.payment_order_id,
@@ -68,12 +60,12 @@ def _order_payload(order: Any, commission_minor: int) -> dict[str, Any]:
 
 
 class OutboxSettlement:
-    """The payment service's SettlementSink: events into the outbox, inside the caller's transaction."""
+    """The payment service's SettlementSink: events into the outbox of the caller's unit of work."""
 
     def __init__(self, stream: str) -> None:
         self.stream = stream
 
-    def order_succeeded_event(self, order: Any, commission_minor: int) -> outbox.EmbeddedEvent:
+    def order_succeeded_event(self, order: OrderRow, commission_minor: int) -> outbox.EmbeddedEvent:
         return outbox.embed(
             stream=self.stream,
             aggregate_id=order.payment_order_id,
@@ -81,22 +73,20 @@ class OutboxSettlement:
             payload=_order_payload(order, commission_minor),
         )
 
-    async def order_succeeded(self, conn: AsyncConnection, order: Any, commission_minor: int) -> None:
-        await outbox.add(
-            conn,
+    async def order_succeeded(self, uow: UnitOfWork, order: OrderRow, commission_minor: int) -> None:
+        await uow.add_event(
             stream=self.stream,
             aggregate_id=order.payment_order_id,
             type=ORDER_SUCCEEDED,
             payload=_order_payload(order, commission_minor),
         )
 
-    async def refund_succeeded(self, conn: AsyncConnection, order: Any, refund: Any) -> None:
+    async def refund_succeeded(self, uow: UnitOfWork, order: OrderRow, refund: RefundRow) -> None:
         before = order.refunded_minor - refund.amount_minor
         given_back = commission_share(order.commission_minor, order.amount_minor, order.refunded_minor) - (
             commission_share(order.commission_minor, order.amount_minor, before)
         )
-        await outbox.add(
-            conn,
+        await uow.add_event(
             stream=self.stream,
             aggregate_id=order.payment_order_id,
             type=REFUND_SUCCEEDED,
@@ -111,29 +101,6 @@ class OutboxSettlement:
         )
 
 
-def _entry(account: str, debit: bool, amount: int, currency: str) -> lpb.Entry:
-    direction = lpb.DIRECTION_DEBIT if debit else lpb.DIRECTION_CREDIT
-    return lpb.Entry(account=account, direction=direction, amount_minor=amount, currency=currency)
-
-
-def order_entries(seller: str, amount: int, commission: int, currency: str) -> list[lpb.Entry]:
-    entries = [_entry(naming.psp_receivable(PSP, currency), True, amount, currency)]
-    if amount - commission:
-        entries.append(_entry(naming.seller_payable(seller, currency), False, amount - commission, currency))
-    if commission:
-        entries.append(_entry(naming.revenue_commission(currency), False, commission, currency))
-    return entries
-
-
-def refund_entries(seller: str, amount: int, commission: int, currency: str) -> list[lpb.Entry]:
-    entries = [_entry(naming.psp_receivable(PSP, currency), False, amount, currency)]
-    if amount - commission:
-        entries.append(_entry(naming.seller_payable(seller, currency), True, amount - commission, currency))
-    if commission:
-        entries.append(_entry(naming.revenue_commission(currency), True, commission, currency))
-    return entries
-
-
 LEDGER, WALLET = "ledger", "wallet"
 
 
@@ -145,11 +112,8 @@ class _Movement:
     """"order" (a pay-in: credit) or "refund" (a debit): the payments table that keeps its attempts."""
     id: str
     """The order's or the refund's id."""
-    seller: str
-    net: int
-    currency: str
-    reference: wpb.Reference
-    ledger: lpb.PostTransactionRequest
+    wallet: WalletMovement
+    ledger: LedgerTransaction
 
     @property
     def debit(self) -> bool:
@@ -158,7 +122,7 @@ class _Movement:
     @property
     def halves(self) -> tuple[str, ...]:
         """The halves in the order they are applied: the one that can refuse first."""
-        wallet = (WALLET,) if self.net else ()  # an order whose whole amount is commission
+        wallet = (WALLET,) if self.wallet.amount_minor else ()  # an order whose whole amount is commission
         return (*wallet, LEDGER) if self.debit else (LEDGER, *wallet)
 
     def key(self, attempt: int) -> str:
@@ -187,24 +151,21 @@ def _movement(event: Event) -> _Movement | None:
         )
     try:
         if event.type == ORDER_SUCCEEDED:
-            kind, entries = "order", order_entries(seller, amount, commission, currency)
-            reference = wpb.Reference(kind=wpb.REFERENCE_KIND_PAYMENT_ORDER, id=ref)
+            kind, postings = "order", order_postings(seller, amount, commission, currency)
+            reference = ReferenceKind.PAYMENT_ORDER
             description = f"pay-in {ref} of checkout {p.get('checkout_id', '')}"
         else:
-            kind, entries = "refund", refund_entries(seller, amount, commission, currency)
-            reference = wpb.Reference(kind=wpb.REFERENCE_KIND_REFUND, id=ref)
+            kind, postings = "refund", refund_postings(seller, amount, commission, currency)
+            reference = ReferenceKind.REFUND
             description = f"refund {ref} of {order_id}"
     except DomainError as err:  # a seller id the chart of accounts cannot name
         raise TerminalError(f"settlement event {event.event_id}: {err.reason}: {err}") from None
     return _Movement(
         kind=kind,
         id=ref,
-        seller=seller,
-        net=amount - commission,
-        currency=currency,
-        reference=reference,
-        ledger=lpb.PostTransactionRequest(
-            entries=entries,
+        wallet=WalletMovement(seller, amount - commission, currency, kind == "refund", reference, ref),
+        ledger=LedgerTransaction(
+            postings=tuple(postings),
             description=description,
             external_ref=ref,
             metadata={"source": "payment_svc", "reference": ref},
@@ -227,54 +188,51 @@ class SettlementHandler:
 
     Both order flags are set with the consumer's transaction once both halves are applied. Attempt
     numbers, pending undos and the flag of a half left standing (a retry of the other is due) are
-    written on their own transactions (``engine``), because the consumer's transaction rolls back
-    when the event fails; the happy path writes nothing more than the flags."""
+    written in units of work of their own, because the consumer's transaction rolls back when the
+    event fails; the happy path writes nothing more than the flags."""
 
-    def __init__(
-        self,
-        wallet: wpb_grpc.WalletServiceStub,
-        ledger: lpb_grpc.LedgerServiceStub,
-        engine: AsyncEngine,
-        deadline_seconds: float,
-    ) -> None:
-        self._wallet = wallet
+    def __init__(self, wallets: Wallets, ledger: Ledger, uows: UnitsOfWork) -> None:
+        self._wallets = wallets
         self._ledger = ledger
-        self._engine = engine
-        self._deadline = deadline_seconds
+        self._uows = uows
 
     async def __call__(self, conn: AsyncConnection, events: list[Event]) -> None:
+        """The consumer's entry point: ``conn`` is its transaction, which the flags join."""
+        await self.settle(PgUnitsOfWork.joined(conn), events)
+
+    async def settle(self, uow: UnitOfWork, events: list[Event]) -> None:
         movements = [m for m in map(_movement, events) if m is not None]
         if not movements:
             return
-        states = await self._states(conn, movements)
+        states = await self._states(uow, movements)
         try:
             if len(movements) == 1:
                 (m,) = movements
                 await self._settle_alone(m, *states.get((m.kind, m.id), (0, None)))
             else:
                 await self._settle_batch(movements, states)
-        except grpc.aio.AioRpcError as exc:
-            raise _classified(from_rpc_error(exc)) from None
+        except DomainError as err:  # a call the other service answered with an error
+            raise _classified(err) from None
         orders = [m.id for m in movements if m.kind == "order"]
         if orders:
-            await repository.mark_settled(conn, orders)
+            await uow.repo.mark_settled(orders)
 
     @staticmethod
-    async def _states(conn: AsyncConnection, movements: list[_Movement]) -> dict[tuple[str, str], tuple]:
-        states: dict[tuple[str, str], tuple] = {}
+    async def _states(uow: UnitOfWork, movements: list[_Movement]) -> dict[tuple[str, str], SettlementState]:
+        states: dict[tuple[str, str], SettlementState] = {}
         for kind in ("order", "refund"):
             ids = [m.id for m in movements if m.kind == kind]
             if ids:
-                found = await repository.settlement_states(conn, kind, ids)
+                found = await uow.repo.settlement_states(kind, ids)
                 states.update({(kind, i): state for i, state in found.items()})
         return states
 
-    async def _save(self, m: _Movement, **values) -> None:
+    async def _save(self, m: _Movement, **values: Any) -> None:
         if m.kind != "order":  # refunds carry no flags
             values = {k: v for k, v in values.items() if not k.endswith("_updated")}
         if values:
-            async with self._engine.begin() as conn:
-                await repository.update_settlement(conn, m.kind, m.id, **values)
+            async with self._uows.transaction() as uow:
+                await uow.repo.update_settlement(m.kind, m.id, **values)
 
     # -- one event ---------------------------------------------------------------------------
 
@@ -286,8 +244,8 @@ class SettlementHandler:
         for i, half in enumerate(m.halves):
             try:
                 await self._apply(m, half, key)
-            except grpc.aio.AioRpcError as exc:
-                err = _classified(from_rpc_error(exc))
+            except DomainError as refused:
+                err = _classified(refused)
                 applied = m.halves[:i]
                 if isinstance(err, TransientError):
                     # Outcome unknown: a retry replays the same keys. Meanwhile the first half stands,
@@ -313,48 +271,47 @@ class SettlementHandler:
                 )
                 raise err from None
 
-    async def _apply(self, m: _Movement, half: str, key: str) -> Any:
-        metadata = ((IDEMPOTENCY_KEY_METADATA, key),)
+    async def _apply(self, m: _Movement, half: str, key: str) -> int | None:
+        """Apply one half under ``key``; the ledger's half returns its transaction id."""
         if half == LEDGER:
-            return await self._ledger.PostTransaction(m.ledger, metadata=metadata, timeout=self._deadline)
-        call = self._wallet.Debit if m.debit else self._wallet.Credit
-        return await call(_debit(m) if m.debit else _credit(m), metadata=metadata, timeout=self._deadline)
+            return await self._ledger.post(m.ledger, key)
+        await self._wallets.move(m.wallet, key)
+        return None
 
     async def _undo(self, m: _Movement, half: str, attempt: int) -> None:
         """Undo ``half`` of ``attempt``, known to be applied, under a key derived from the attempt's."""
         key = m.key(attempt)
-        undo_key = ((IDEMPOTENCY_KEY_METADATA, f"{key}:undo"),)
+        undo_key = f"{key}:undo"
         if half == WALLET:
-            money = money_pb2.Money(amount_minor=m.net, currency=m.currency)
-            ref = wpb.Reference(kind=wpb.REFERENCE_KIND_ADJUSTMENT, id=f"{key}:undo")
-            if m.debit:
-                credit = wpb.CreditRequest(seller_id=m.seller, amount=money, reference=ref)
-                await self._wallet.Credit(credit, metadata=undo_key, timeout=self._deadline)
-            else:
-                debit = wpb.DebitRequest(seller_id=m.seller, amount=money, reference=ref)
-                await self._wallet.Debit(debit, metadata=undo_key, timeout=self._deadline)
+            opposite = WalletMovement(
+                m.wallet.seller,
+                m.wallet.amount_minor,
+                m.wallet.currency,
+                not m.debit,
+                ReferenceKind.ADJUSTMENT,
+                undo_key,
+            )
+            await self._wallets.move(opposite, undo_key)
             return
         # The posting was applied under this key, so posting it again only replays its answer (its id).
-        posted = await self._apply(m, LEDGER, key)
+        posted = await self._ledger.post(m.ledger, key)
         try:
-            await self._ledger.ReverseTransaction(
-                lpb.ReverseTransactionRequest(
-                    transaction_id=posted.transaction.id,
-                    description=f"undo of {key}: its wallet half was refused",
-                    external_ref=m.ledger.external_ref,
-                    metadata={"source": "payment_svc", "reference": m.id, "undoes": key},
-                ),
-                metadata=undo_key,
-                timeout=self._deadline,
+            await self._ledger.reverse(
+                posted,
+                description=f"undo of {key}: its wallet half was refused",
+                external_ref=m.ledger.external_ref,
+                metadata={"source": "payment_svc", "reference": m.id, "undoes": key},
+                key=undo_key,
             )
-        except grpc.aio.AioRpcError as exc:
-            err = from_rpc_error(exc)
-            if not (isinstance(err, FailedPrecondition) and err.reason == "ALREADY_REVERSED"):
+        except FailedPrecondition as err:
+            if err.reason != "ALREADY_REVERSED":
                 raise
 
     # -- a batch -----------------------------------------------------------------------------
 
-    async def _settle_batch(self, movements: list[_Movement], states: dict[tuple[str, str], tuple]) -> None:
+    async def _settle_batch(
+        self, movements: list[_Movement], states: dict[tuple[str, str], SettlementState]
+    ) -> None:
         keyed = []
         for m in movements:
             attempt, undo = states.get((m.kind, m.id), (0, None))
@@ -369,23 +326,8 @@ class SettlementHandler:
     async def _move_wallets(self, items: list[tuple[_Movement, str]]) -> None:
         if not items:
             return
-        reply = await self._wallet.ApplyBatch(
-            wpb.ApplyBatchRequest(
-                items=[
-                    wpb.ApplyBatchItem(idempotency_key=key, debit=_debit(m))
-                    if m.debit
-                    else wpb.ApplyBatchItem(idempotency_key=key, credit=_credit(m))
-                    for m, key in items
-                ]
-            ),
-            timeout=self._deadline,
-        )
-        refused = [
-            (key, r.error) for (_, key), r in zip(items, reply.results, strict=True) if r.HasField("error")
-        ]
-        if refused:
-            key, err = refused[0]
-            raise TerminalError(f"wallet refused {key}: {err.reason}: {err.message}")
+        answers = await self._wallets.move_many([(m.wallet, key) for m, key in items])
+        _refuse_first("wallet", [key for _, key in items], answers)
 
     async def _post_ledger(self, items: list[tuple[_Movement, str]]) -> None:
         if not items:
@@ -394,33 +336,17 @@ class SettlementHandler:
         batch_key = (
             "settle:batch:" + hashlib.sha256("\x00".join(key for _, key in items).encode()).hexdigest()
         )
-        reply = await self._ledger.PostTransactions(
-            lpb.PostTransactionsRequest(
-                items=[
-                    lpb.PostTransactionsItem(idempotency_key=key, transaction=m.ledger) for m, key in items
-                ]
-            ),
-            metadata=((IDEMPOTENCY_KEY_METADATA, batch_key),),
-            timeout=self._deadline,
-        )
-        refused = [
-            (key, r.error) for (_, key), r in zip(items, reply.results, strict=True) if r.HasField("error")
-        ]
-        if refused:
-            # The consumer rolls the batch back and applies each event alone, which names the culprit,
-            # undoes its first half and retries or dead-letters only it; the others replay.
-            key, err = refused[0]
-            raise TerminalError(f"ledger refused {key}: {err.reason}: {err.message}")
+        answers = await self._ledger.post_many([(m.ledger, key) for m, key in items], batch_key)
+        # On a refusal the consumer rolls the batch back and applies each event alone, which names the
+        # culprit, undoes its first half and retries or dead-letters only it; the others replay.
+        _refuse_first("ledger", [key for _, key in items], answers)
 
 
-def _credit(m: _Movement) -> wpb.CreditRequest:
-    money = money_pb2.Money(amount_minor=m.net, currency=m.currency)
-    return wpb.CreditRequest(seller_id=m.seller, amount=money, reference=m.reference)
-
-
-def _debit(m: _Movement) -> wpb.DebitRequest:
-    money = money_pb2.Money(amount_minor=m.net, currency=m.currency)
-    return wpb.DebitRequest(seller_id=m.seller, amount=money, reference=m.reference)
+def _refuse_first(service: str, keys: list[str], answers: list[Refusal | None]) -> None:
+    refused = [(key, a) for key, a in zip(keys, answers, strict=True) if a is not None]
+    if refused:
+        key, err = refused[0]
+        raise TerminalError(f"{service} refused {key}: {err.reason}: {err.message}")
 
 
 def _classified(err: DomainError) -> Exception:

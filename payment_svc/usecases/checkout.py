@@ -11,19 +11,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-import psycopg
-
-from payment_svc import repository as repo
 from payment_svc.domain import OrderState, PendingReason, PspOutcome, outcome_of
 from payment_svc.psp import LineItem, PspDeclined, PspError, PspUnavailable
 from payment_svc.risk import CheckoutFacts, RiskVerdict
+from payment_svc.rows import CheckoutRow, OrderRow
+from payment_svc.uow import CheckoutIdTaken, PaymentOrderIdTaken
 from payment_svc.usecases import queries
 from payment_svc.usecases.commands import CheckoutView, CreatePayment, validate
 from payment_svc.usecases.deps import UseCase
 from payment_svc.usecases.transitions import outcome_change
-from svckit.db import driver_connection
+from svckit.db import one_row
 from svckit.errors import AlreadyExists, Unprocessable
 from svckit.logging import get_logger
 
@@ -47,18 +45,18 @@ class Checkout(UseCase):
             if orders and len(moved) == len(orders):
                 # Every order's outcome came back from its own statement: the answer needs no read.
                 return CheckoutView(event, sorted(moved, key=lambda o: o.payment_order_id))
-        async with self._reader.connect() as conn:
-            return await queries.get_checkout(conn, cmd.checkout_id)
+        async with self._uows.reader() as uow:
+            return await queries.get_checkout(uow, cmd.checkout_id)
 
     async def _store_checkout(
         self, cmd: CreatePayment, currency: str, key: str, fingerprint: bytes
-    ) -> tuple[Any, list[Any]] | None:
+    ) -> tuple[CheckoutRow, list[OrderRow]] | None:
         """Store a new checkout with its orders; return them as stored, or None when this key already
         stored this checkout (a retry resumes it). Another key's checkout is ALREADY_EXISTS."""
         total = sum(o.amount_minor for o in cmd.orders)
         since = datetime.now(UTC) - timedelta(seconds=self._settings.risk_velocity_window_seconds)
-        async with self._driver.connection() as conn:
-            recent_count, recent_amount = await repo.buyer_velocity(conn, cmd.buyer.buyer_id, since)
+        async with self._uows.statement() as uow:
+            recent_count, recent_amount = await uow.repo.buyer_velocity(cmd.buyer.buyer_id, since)
         decision = await self._risk.assess(
             CheckoutFacts(
                 cmd.buyer.buyer_id,
@@ -107,15 +105,15 @@ class Checkout(UseCase):
             # declined, its orders move in the same transaction, so no order is ever stored as
             # NOT_STARTED on its own for the janitor to register against the risk verdict.
             if approved:
-                async with self._driver.connection() as conn:
-                    event, orders = await repo.insert_checkout(conn, *new_checkout)
+                async with self._uows.statement() as uow:
+                    event, orders = await uow.repo.insert_checkout(*new_checkout)
             else:
-                async with self._engine.begin() as conn:
-                    event, orders = await repo.insert_checkout(await driver_connection(conn), *new_checkout)
+                async with self._uows.transaction() as uow:
+                    event, orders = await uow.repo.insert_checkout(*new_checkout)
                     for order in orders:  # inserted by this transaction: locked already
                         if decision.verdict is RiskVerdict.DECLINE:
                             await self._moves.move(
-                                conn,
+                                uow,
                                 order,
                                 S.FAILED,
                                 f"risk:{decision.rule}",
@@ -125,48 +123,45 @@ class Checkout(UseCase):
                             )
                         else:
                             await self._moves.move(
-                                conn,
+                                uow,
                                 order,
                                 S.PENDING,
                                 f"risk:{decision.rule}",
                                 decision.detail,
                                 pending_reason=PendingReason.RISK_REVIEW.value,
                             )
-        except psycopg.errors.UniqueViolation as exc:
-            constraint = exc.diag.constraint_name or ""
-            if constraint == "payment_events_pkey":
-                async with self._reader.connect() as conn:
-                    existing = await repo.get_event(conn, cmd.checkout_id)
-                if existing is not None and existing.idempotency_key == key:
-                    if existing.fingerprint is not None and bytes(existing.fingerprint) != fingerprint:
-                        # The first attempt never finished, so the key has no stored answer to
-                        # compare with; the checkout itself remembers what was asked.
-                        raise Unprocessable(
-                            "IDEMPOTENCY_KEY_REUSED",
-                            "this idempotency-key was already used with a different request; use a new key",
-                        ) from None
-                    return None
-                raise AlreadyExists(
-                    "CHECKOUT_ALREADY_EXISTS",
-                    f"checkout {cmd.checkout_id!r} already exists",
-                    {"checkout_id": cmd.checkout_id},
-                ) from None
-            if constraint == "payment_orders_pkey":
-                async with self._reader.connect() as conn:
-                    taken = await repo.existing_order_ids(conn, [o.payment_order_id for o in cmd.orders])
-                raise AlreadyExists(
-                    "PAYMENT_ORDER_ALREADY_EXISTS",
-                    f"payment order {', '.join(taken) or '?'} already exists",
-                    {"payment_order_id": ",".join(taken)},
-                ) from None
-            raise
+        except CheckoutIdTaken:
+            async with self._uows.reader() as uow:
+                existing = await uow.repo.get_event(cmd.checkout_id)
+            if existing is not None and existing.idempotency_key == key:
+                if existing.fingerprint is not None and bytes(existing.fingerprint) != fingerprint:
+                    # The first attempt never finished, so the key has no stored answer to
+                    # compare with; the checkout itself remembers what was asked.
+                    raise Unprocessable(
+                        "IDEMPOTENCY_KEY_REUSED",
+                        "this idempotency-key was already used with a different request; use a new key",
+                    ) from None
+                return None
+            raise AlreadyExists(
+                "CHECKOUT_ALREADY_EXISTS",
+                f"checkout {cmd.checkout_id!r} already exists",
+                {"checkout_id": cmd.checkout_id},
+            ) from None
+        except PaymentOrderIdTaken:
+            async with self._uows.reader() as uow:
+                taken = await uow.repo.existing_order_ids([o.payment_order_id for o in cmd.orders])
+            raise AlreadyExists(
+                "PAYMENT_ORDER_ALREADY_EXISTS",
+                f"payment order {', '.join(taken) or '?'} already exists",
+                {"payment_order_id": ",".join(taken)},
+            ) from None
         if not approved:
             return event, []  # held or declined: nothing to register now
         return event, orders
 
     # -- PSP registration (resumable) --
     @staticmethod
-    def _needs_registration(event: Any, order: Any) -> bool:
+    def _needs_registration(event: CheckoutRow, order: OrderRow) -> bool:
         state = OrderState(order.state)
         if state not in (S.NOT_STARTED, S.EXECUTING, S.UNKNOWN):
             return False  # held for review, or already decided
@@ -176,12 +171,14 @@ class Checkout(UseCase):
 
     async def drive(self, checkout_id: str) -> None:
         """Register with the PSP whatever the checkout still needs; safe to repeat."""
-        async with self._reader.connect() as conn:
-            event = await repo.get_event(conn, checkout_id)
-            orders = await repo.orders_of_checkout(conn, checkout_id)
+        async with self._uows.reader() as uow:
+            event = await uow.repo.get_event(checkout_id)
+            orders = await uow.repo.orders_of_checkout(checkout_id)
+        if event is None:
+            return  # nothing stored under this id: nothing to register
         await self._drive(event, orders)
 
-    async def _drive(self, event: Any, orders: Sequence[Any]) -> list[Any]:
+    async def _drive(self, event: CheckoutRow, orders: Sequence[OrderRow]) -> list[OrderRow]:
         """Register what the checkout still needs; return the rows of the orders whose outcome was
         recorded by a one-statement move (direct mode), as they now stand."""
         pending = [o for o in orders if self._needs_registration(event, o)]
@@ -193,7 +190,7 @@ class Checkout(UseCase):
         rows = await asyncio.gather(*(self.register_intent(event, o) for o in pending))
         return [row for row in rows if row is not None]
 
-    async def _register_session(self, event: Any, orders: Sequence[Any]) -> None:
+    async def _register_session(self, event: CheckoutRow, orders: Sequence[OrderRow]) -> None:
         try:
             session = await self._psp.create_checkout_session(
                 checkout_id=event.checkout_id,
@@ -210,19 +207,17 @@ class Checkout(UseCase):
         except PspError as exc:
             await self._record_failure(event, [o.payment_order_id for o in orders], exc, "psp:create_session")
             return
-        async with self._engine.begin() as conn:
-            await repo.update_event(
-                conn, event.checkout_id, psp_session_id=session.session_id, hosted_page_url=session.url
+        async with self._uows.transaction() as uow:
+            await uow.repo.update_event(
+                event.checkout_id, psp_session_id=session.session_id, hosted_page_url=session.url
             )
-            for order in await repo.orders_by_ids(
-                conn, [o.payment_order_id for o in orders], for_update=True
-            ):
+            for order in await uow.repo.orders_by_ids([o.payment_order_id for o in orders], for_update=True):
                 fields = {"psp_reference": session.payment_intent_id} if session.payment_intent_id else {}
                 await self._moves.move(
-                    conn, order, S.EXECUTING, "psp:session_created", session.session_id, **fields
+                    uow, order, S.EXECUTING, "psp:session_created", session.session_id, **fields
                 )
 
-    async def register_intent(self, event: Any, order: Any) -> Any | None:
+    async def register_intent(self, event: CheckoutRow, order: OrderRow) -> OrderRow | None:
         """Create and confirm the order's PaymentIntent and record the outcome; return the order's row
         as it now stands when the outcome was recorded in one statement, or was found recorded
         already by the PSP's webhook (None otherwise: the caller reads the order)."""
@@ -247,21 +242,25 @@ class Checkout(UseCase):
             return moved
         if outcome.state is S.SUCCESS:
             # Usually the PSP's webhook recorded this very success first: then there is nothing to do.
-            async with self._driver.connection() as conn:
-                now = await repo.get_order_plain(conn, order.payment_order_id)
+            async with self._uows.statement() as uow:
+                now = await uow.repo.get_order_plain(order.payment_order_id)
             if now is not None and now.state == S.SUCCESS and now.psp_reference == outcome.psp_reference:
                 return now  # as it stands, committed: the answer needs no further read
-        async with self._engine.begin() as conn:
-            locked = await repo.get_order(conn, order.payment_order_id, for_update=True)
-            await self._moves.apply_outcome(conn, locked, outcome, "psp:confirm")
+        async with self._uows.transaction() as uow:
+            locked = one_row(
+                await uow.repo.get_order(order.payment_order_id, for_update=True), "order of a PaymentIntent"
+            )
+            await self._moves.apply_outcome(uow, locked, outcome, "psp:confirm")
         return None
 
-    async def _record_failure(self, event: Any, order_ids: Sequence[str], exc: PspError, cause: str) -> None:
-        async with self._engine.begin() as conn:
-            for order in await repo.orders_by_ids(conn, order_ids, for_update=True):
+    async def _record_failure(
+        self, event: CheckoutRow, order_ids: Sequence[str], exc: PspError, cause: str
+    ) -> None:
+        async with self._uows.transaction() as uow:
+            for order in await uow.repo.orders_by_ids(order_ids, for_update=True):
                 if isinstance(exc, PspUnavailable):
                     # We do not know whether the PSP acted: never FAILED, the janitor asks again.
-                    await self._moves.move(conn, order, S.UNKNOWN, cause, exc.message)
+                    await self._moves.move(uow, order, S.UNKNOWN, cause, exc.message)
                 elif isinstance(exc, PspDeclined) and exc.payment_intent:
                     outcome = outcome_of(exc.payment_intent, direct_mode=event.mode == "DIRECT")
                     if outcome.state is not S.FAILED:
@@ -273,14 +272,14 @@ class Checkout(UseCase):
                             exc.code or outcome.failure_code,
                             exc.message or outcome.failure_message,
                         )
-                    await self._moves.apply_outcome(conn, order, outcome, cause)
+                    await self._moves.apply_outcome(uow, order, outcome, cause)
                 else:
                     kind = "declined" if isinstance(exc, PspDeclined) else "rejected"
                     log.warning(
                         f"PSP {kind} the request", payment_order_id=order.payment_order_id, code=exc.code
                     )
                     await self._moves.move(
-                        conn,
+                        uow,
                         order,
                         S.FAILED,
                         cause,

@@ -5,10 +5,10 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from typing import Any
 
 from payment_svc.config import PaymentSettings
 from payment_svc.domain import psp_step
+from payment_svc.rows import CheckoutRow, OrderRow
 from svckit.errors import InvalidArgument
 from svckit.identifiers import EXTERNAL_ID_RULE, is_external_id
 from svckit.money import MoneyError, format_amount, normalize_currency
@@ -66,8 +66,8 @@ class CreatePayment:
 
 @dataclass
 class CheckoutView:
-    event: Any
-    orders: list[Any] = field(default_factory=list)
+    event: CheckoutRow
+    orders: list[OrderRow] = field(default_factory=list)
 
 
 def off_step(amount_minor: int, currency: str) -> str | None:

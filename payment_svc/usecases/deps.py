@@ -1,24 +1,20 @@
-"""What every use case is built from: the database handles, the PSP, the risk provider, the
-settings and the shared :class:`~payment_svc.usecases.transitions.Transitions`."""
+"""What every use case is built from: the units of work, the PSP, the risk provider, the settings and
+the shared :class:`~payment_svc.usecases.transitions.Transitions`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from payment_svc.config import PaymentSettings
 from payment_svc.psp import PspPort
 from payment_svc.risk import RiskProvider
+from payment_svc.uow import UnitsOfWork
 from payment_svc.usecases.transitions import SettlementSink, Transitions
-from svckit.db import DriverPool
 
 
 @dataclass(frozen=True)
 class Deps:
-    engine: AsyncEngine  # units of work that need a transaction
-    reader: AsyncEngine  # reads that need no multi-statement snapshot (autocommit)
-    driver: DriverPool  # the hot one-statement units of work, on plain psycopg
+    uows: UnitsOfWork  # the only way to the database (payment_svc.uow)
     psp: PspPort
     risk: RiskProvider
     settings: PaymentSettings
@@ -30,9 +26,7 @@ class UseCase:
     """Unpacks :class:`Deps` into the attributes the use cases' code reads."""
 
     def __init__(self, deps: Deps) -> None:
-        self._engine = deps.engine
-        self._reader = deps.reader
-        self._driver = deps.driver
+        self._uows = deps.uows
         self._psp = deps.psp
         self._risk = deps.risk
         self._settings = deps.settings

@@ -3,16 +3,15 @@ refund updates) to the orders it concerns, and find those orders from the event'
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from payment_svc import psp_objects
-from payment_svc import repository as repo
 from payment_svc.domain import OrderState, PendingReason, outcome_of
 from payment_svc.psp_objects import CheckoutSessionView, PaymentIntentView, RefundView
+from payment_svc.repository import UNCERTAIN_STATES
+from payment_svc.rows import CheckoutRow, OrderRow
+from payment_svc.uow import UnitOfWork
 from payment_svc.usecases.deps import Deps, UseCase
 from payment_svc.usecases.refunds import Refunds
+from svckit.db import one_row
 from svckit.errors import InvalidArgument
 from svckit.identifiers import is_email
 from svckit.logging import get_logger
@@ -48,22 +47,23 @@ class PspEvents(UseCase):
             return None  # not an outcome event, or one without an id
         intent_id = intent.id
         order_id = intent.metadata.get("payment_order_id")  # direct mode
-        async with self._driver.connection() as conn:
-            if await repo.intent_orders_all_captured(conn, intent_id):
+        async with self._uows.statement() as uow:
+            if await uow.repo.intent_orders_all_captured(intent_id):
                 return []
             if kind != "payment_intent.succeeded" or intent.status != "succeeded":
                 return None
             if order_id is None:
                 return None
-            order = await repo.get_order_plain(conn, order_id)
+            order = await uow.repo.get_order_plain(order_id)
         if order is None or order.psp_reference not in (None, intent_id):
             return None
         cause = f"psp_event:{kind} {psp_event.id}".strip()
         moved = await self._moves.move_at_once(order, S.SUCCESS, cause, intent_id, psp_reference=intent_id)
         return None if moved is None else [order_id]
 
-    async def handle_psp_event(self, conn: AsyncConnection, event_type: str, payload: bytes) -> list[str]:
-        """Apply one verified PSP event inside the caller's transaction; return the orders it changed."""
+    async def handle_psp_event(self, uow: UnitOfWork, event_type: str, payload: bytes) -> list[str]:
+        """Apply one verified PSP event in the caller's unit of work (a transaction); return the orders
+        it changed."""
         try:
             psp_event = psp_objects.event(event_type, payload)
         except psp_objects.NotAnEvent:
@@ -75,17 +75,17 @@ class PspEvents(UseCase):
         detail = psp_event.id
         changed: list[str] = []
         if isinstance(obj, PaymentIntentView):
-            orders, event = await self._orders_for_intent(conn, obj)
-            if not orders:
+            found = await self._orders_for_intent(uow, obj)
+            if found is None:
                 return []
+            orders, event = found
             outcome = outcome_of(obj, direct_mode=event.mode == "DIRECT")
             for order in orders:
                 if outcome.state is S.EXECUTING and event.mode == "HOSTED":
                     # One attempt on the hosted page, not the payment's end: note declines while open.
-                    if kind == "payment_intent.payment_failed" and order.state in repo.UNCERTAIN_STATES:
+                    if kind == "payment_intent.payment_failed" and order.state in UNCERTAIN_STATES:
                         code = obj.last_error_code or "declined"
-                        await repo.add_transition(
-                            conn,
+                        await uow.repo.add_transition(
                             order.payment_order_id,
                             order.state,
                             order.state,
@@ -93,30 +93,30 @@ class PspEvents(UseCase):
                             f"attempt declined on the hosted page: {code}",
                         )
                     continue
-                if await self._moves.apply_outcome(conn, order, outcome, f"{cause} {detail}".strip()):
+                if await self._moves.apply_outcome(uow, order, outcome, f"{cause} {detail}".strip()):
                     changed.append(order.payment_order_id)
         elif isinstance(obj, CheckoutSessionView):
-            event = await self._event_for_session(conn, obj)
-            if event is None:
+            session_event = await self._event_for_session(uow, obj)
+            if session_event is None:
                 return []
-            orders = await repo.orders_of_checkout(conn, event.checkout_id, for_update=True)
-            if event.psp_session_id is None:
-                await repo.update_event(conn, event.checkout_id, psp_session_id=obj.id)
+            orders = await uow.repo.orders_of_checkout(session_event.checkout_id, for_update=True)
+            if session_event.psp_session_id is None:
+                await uow.repo.update_event(session_event.checkout_id, psp_session_id=obj.id)
             pi_id = obj.payment_intent_id
             if kind in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):
-                await self._take_buyer_email(conn, event, obj.customer_email)
+                await self._take_buyer_email(uow, session_event, obj.customer_email)
                 target = S.SUCCESS if obj.paid else S.PENDING
                 for order in orders:
-                    fields = {"psp_reference": pi_id} if pi_id else {}
+                    fields: dict[str, str] = {"psp_reference": pi_id} if pi_id else {}
                     if target is S.PENDING:
                         fields["pending_reason"] = PendingReason.PSP_PROCESSING.value
-                    if await self._moves.move(conn, order, target, cause, detail, **fields):
+                    if await self._moves.move(uow, order, target, cause, detail, **fields):
                         changed.append(order.payment_order_id)
             elif kind in ("checkout.session.expired", "checkout.session.async_payment_failed"):
                 code = "expired" if kind.endswith("expired") else "async_payment_failed"
                 for order in orders:
                     if await self._moves.move(
-                        conn,
+                        uow,
                         order,
                         S.FAILED,
                         cause,
@@ -126,36 +126,40 @@ class PspEvents(UseCase):
                     ):
                         changed.append(order.payment_order_id)
         elif isinstance(obj, RefundView):
-            changed = await self._refunds.apply_refund_object(conn, obj, cause)
+            changed = await self._refunds.apply_refund_object(uow, obj, cause)
         return changed
 
-    async def _orders_for_intent(self, conn: AsyncConnection, pi: PaymentIntentView) -> tuple[list[Any], Any]:
-        orders = []
+    async def _orders_for_intent(
+        self, uow: UnitOfWork, pi: PaymentIntentView
+    ) -> tuple[list[OrderRow], CheckoutRow] | None:
+        """The orders the PaymentIntent is for (locked) and their checkout; None when none is ours."""
+        orders: list[OrderRow] = []
         if pi.id is not None:
-            orders = await repo.orders_by_psp_reference(conn, pi.id, for_update=True)
+            orders = await uow.repo.orders_by_psp_reference(pi.id, for_update=True)
         meta = pi.metadata
         if not orders and "payment_order_id" in meta:
             # The PSP's event can beat our own record of the PaymentIntent: find the order by our id.
-            orders = await repo.orders_by_ids(conn, [meta["payment_order_id"]], for_update=True)
+            orders = await uow.repo.orders_by_ids([meta["payment_order_id"]], for_update=True)
         if not orders and "checkout_id" in meta:
-            orders = await repo.orders_of_checkout(conn, meta["checkout_id"], for_update=True)
+            orders = await uow.repo.orders_of_checkout(meta["checkout_id"], for_update=True)
         if not orders:
             log.info("PSP event for a payment that is not ours", payment_intent=pi.id)
-            return [], None
-        return orders, await repo.get_event(conn, orders[0].checkout_id)
+            return None
+        event = one_row(await uow.repo.get_event(orders[0].checkout_id), "checkout of stored orders")
+        return orders, event
 
     @staticmethod
-    async def _take_buyer_email(conn: AsyncConnection, event: Any, typed: str | None) -> None:
+    async def _take_buyer_email(uow: UnitOfWork, event: CheckoutRow, typed: str | None) -> None:
         """The e-mail the buyer typed on the hosted page becomes the checkout's buyer e-mail (the buyer
         may have corrected the one the shop sent); something that is not an address is ignored."""
         buyer = dict(event.buyer_info or {})
         if not typed or typed == buyer.get("email") or not is_email(typed):
             return
         buyer["email"] = typed
-        await repo.update_event(conn, event.checkout_id, buyer_info=buyer)
+        await uow.repo.update_event(event.checkout_id, buyer_info=buyer)
 
-    async def _event_for_session(self, conn: AsyncConnection, session: CheckoutSessionView) -> Any:
-        event = await repo.get_event_by_session(conn, session.id or "")
+    async def _event_for_session(self, uow: UnitOfWork, session: CheckoutSessionView) -> CheckoutRow | None:
+        event = await uow.repo.get_event_by_session(session.id or "")
         if event is None and session.checkout_id:
-            event = await repo.get_event(conn, session.checkout_id)
+            event = await uow.repo.get_event(session.checkout_id)
         return event

@@ -11,12 +11,13 @@ from typing import Any
 
 from prometheus_client import Counter
 
-from payment_svc import repository as repo
 from payment_svc.domain import OrderState, PendingReason, outcome_of
 from payment_svc.psp import PspError
 from payment_svc.psp_objects import PaymentIntentView
+from payment_svc.repository import UNCERTAIN_STATES
 from payment_svc.usecases.checkout import Checkout
 from payment_svc.usecases.deps import Deps, UseCase
+from svckit.db import one_row
 from svckit.errors import Internal
 from svckit.logging import get_logger
 
@@ -35,8 +36,8 @@ class Janitor(UseCase):
 
     async def janitor_pass(self) -> int:
         """Ask the PSP about every order that has been uncertain for too long. Returns orders looked at."""
-        async with self._reader.connect() as conn:
-            due = await repo.due_uncertain_orders(conn, self._settings.janitor_batch_size)
+        async with self._uows.reader() as uow:
+            due = await uow.repo.due_uncertain_orders(self._settings.janitor_batch_size)
         checkouts = sorted({row.checkout_id for row in due})
         for checkout_id in checkouts:
             try:
@@ -48,13 +49,13 @@ class Janitor(UseCase):
 
     async def _resolve_checkout(self, checkout_id: str) -> None:
         await self._checkout.drive(checkout_id)  # registrations that never happened or timed out
-        async with self._reader.connect() as conn:
-            event = await repo.get_event(conn, checkout_id)
-            orders = await repo.orders_of_checkout(conn, checkout_id)
+        async with self._uows.reader() as uow:
+            event = await uow.repo.get_event(checkout_id)
+            orders = await uow.repo.orders_of_checkout(checkout_id)
         uncertain = [
             o
             for o in orders
-            if o.state in repo.UNCERTAIN_STATES and o.pending_reason != PendingReason.RISK_REVIEW.value
+            if o.state in UNCERTAIN_STATES and o.pending_reason != PendingReason.RISK_REVIEW.value
         ]
         if not uncertain:
             return
@@ -67,13 +68,13 @@ class Janitor(UseCase):
                 log.warning("janitor: PSP unavailable", checkout_id=checkout_id, error=exc.message)
                 return
             status, paid, pi_id = session.status, session.paid, session.payment_intent_id
-            async with self._engine.begin() as conn:
-                for order in await repo.orders_by_ids(
-                    conn, [o.payment_order_id for o in uncertain], for_update=True
+            async with self._uows.transaction() as uow:
+                for order in await uow.repo.orders_by_ids(
+                    [o.payment_order_id for o in uncertain], for_update=True
                 ):
                     if status == "complete" and paid:
                         await self._moves.move(
-                            conn,
+                            uow,
                             order,
                             S.SUCCESS,
                             "janitor",
@@ -82,7 +83,7 @@ class Janitor(UseCase):
                         )
                     elif status == "expired":
                         await self._moves.move(
-                            conn,
+                            uow,
                             order,
                             S.FAILED,
                             "janitor",
@@ -106,18 +107,20 @@ class Janitor(UseCase):
                     "janitor: PSP unavailable", payment_order_id=order.payment_order_id, error=exc.message
                 )
                 continue
-            async with self._engine.begin() as conn:
-                locked = await repo.get_order(conn, order.payment_order_id, for_update=True)
+            async with self._uows.transaction() as uow:
+                locked = one_row(
+                    await uow.repo.get_order(order.payment_order_id, for_update=True), "uncertain order"
+                )
                 await self._moves.apply_outcome(
-                    conn, locked, outcome_of(pi, event.mode == "DIRECT"), "janitor"
+                    uow, locked, outcome_of(pi, event.mode == "DIRECT"), "janitor"
                 )
 
     async def _reschedule(self, order_ids: Sequence[str]) -> None:
         settings = self._settings
         now = datetime.now(UTC)
-        async with self._engine.begin() as conn:
-            for order in await repo.orders_by_ids(conn, order_ids, for_update=True):
-                if order.state not in repo.UNCERTAIN_STATES:
+        async with self._uows.transaction() as uow:
+            for order in await uow.repo.orders_by_ids(order_ids, for_update=True):
+                if order.state not in UNCERTAIN_STATES:
                     continue
                 attempts = order.janitor_attempts + 1
                 delay = min(
@@ -137,7 +140,7 @@ class Janitor(UseCase):
                         age_seconds=int((now - order.created_at).total_seconds()),
                     )
                     values["alerted_at"] = now
-                await repo.set_janitor_schedule(conn, order.payment_order_id, **values)
+                await uow.repo.set_janitor_schedule(order.payment_order_id, **values)
 
     async def janitor_forever(self) -> None:
         while True:

@@ -1,26 +1,26 @@
 """Reads: an order, a checkout with its orders, an order's history, and the listings of orders and
-refunds (keyset pages of svckit.pagination)."""
+refunds (keyset pages of svckit.pagination). Each takes the caller's unit of work (a reader, usually)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from payment_svc import repository as repo
 from payment_svc.domain import OrderState
+from payment_svc.rows import OrderRow, RefundRow, TransitionRow
+from payment_svc.uow import UnitOfWork
 from payment_svc.usecases.commands import CheckoutView, is_client_id
 from svckit import pagination
 from svckit.errors import InvalidArgument, NotFound
 from svckit.identifiers import EXTERNAL_ID_RULE, is_external_id
 
 
-async def get_order(conn: AsyncConnection, payment_order_id: str) -> Any:
+async def get_order(uow: UnitOfWork, payment_order_id: str) -> OrderRow:
     if not payment_order_id:
         raise InvalidArgument("MISSING_FIELD", "payment_order_id is required", field="payment_order_id")
-    row = await repo.get_order(conn, payment_order_id)
+    row = await uow.repo.get_order(payment_order_id)
     if row is None:
         raise NotFound(
             "PAYMENT_ORDER_NOT_FOUND",
@@ -30,29 +30,29 @@ async def get_order(conn: AsyncConnection, payment_order_id: str) -> Any:
     return row
 
 
-async def get_checkout(conn: AsyncConnection, checkout_id: str) -> CheckoutView:
-    event = await repo.get_event(conn, checkout_id)
+async def get_checkout(uow: UnitOfWork, checkout_id: str) -> CheckoutView:
+    event = await uow.repo.get_event(checkout_id)
     if event is None:
         raise NotFound("CHECKOUT_NOT_FOUND", f"no checkout {checkout_id!r}", {"checkout_id": checkout_id})
-    return CheckoutView(event, await repo.orders_of_checkout(conn, checkout_id))
+    return CheckoutView(event, await uow.repo.orders_of_checkout(checkout_id))
 
 
-async def get_checkout_by_payment_intent(conn: AsyncConnection, payment_intent_id: str) -> CheckoutView:
+async def get_checkout_by_payment_intent(uow: UnitOfWork, payment_intent_id: str) -> CheckoutView:
     if not payment_intent_id:
         raise InvalidArgument("MISSING_FIELD", "payment_intent_id is required", field="payment_intent_id")
-    orders = await repo.orders_by_psp_reference(conn, payment_intent_id)
+    orders = await uow.repo.orders_by_psp_reference(payment_intent_id)
     if not orders:
         raise NotFound(
             "CHECKOUT_NOT_FOUND",
             f"no checkout paid by {payment_intent_id!r}",
             {"payment_intent_id": payment_intent_id},
         )
-    return await get_checkout(conn, orders[0].checkout_id)
+    return await get_checkout(uow, orders[0].checkout_id)
 
 
-async def history(conn: AsyncConnection, payment_order_id: str) -> list[Any]:
-    await get_order(conn, payment_order_id)
-    return await repo.history(conn, payment_order_id)
+async def history(uow: UnitOfWork, payment_order_id: str) -> list[TransitionRow]:
+    await get_order(uow, payment_order_id)
+    return await uow.repo.history(payment_order_id)
 
 
 # -- listings -----------------------------------------------------------------------------------------
@@ -120,7 +120,7 @@ def _keyset(token: str, listing: list[Any]) -> tuple[datetime, str] | None:
         ) from None
 
 
-def _next_token(rows: list[Any], size: int, listing: list[Any], key: str) -> str:
+def _next_token(rows: Sequence[OrderRow | RefundRow], size: int, listing: list[Any], key: str) -> str:
     """The token of the page after ``rows[:size]``; empty when the query found no row beyond it."""
     if len(rows) <= size:
         return ""
@@ -129,14 +129,13 @@ def _next_token(rows: list[Any], size: int, listing: list[Any], key: str) -> str
 
 
 async def list_orders(
-    conn: AsyncConnection, filters: OrderFilter, page_size: int, page_token: str
-) -> tuple[list[Any], str]:
+    uow: UnitOfWork, filters: OrderFilter, page_size: int, page_token: str
+) -> tuple[list[OrderRow], str]:
     """A page of orders newest first, and the token of the next page ("" on the last)."""
     filters.validate()
     size = pagination.page_size(page_size, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
     listing = filters.listing()
-    rows = await repo.list_orders(
-        conn,
+    rows = await uow.repo.list_orders(
         checkout_id=filters.checkout_id,
         seller_account=filters.seller_account,
         buyer_id=filters.buyer_id,
@@ -150,11 +149,11 @@ async def list_orders(
 
 
 async def list_refunds(
-    conn: AsyncConnection, payment_order_id: str, page_size: int, page_token: str
-) -> tuple[list[Any], str]:
+    uow: UnitOfWork, payment_order_id: str, page_size: int, page_token: str
+) -> tuple[list[RefundRow], str]:
     """A page of an order's refunds newest first, and the token of the next page ("" on the last)."""
     size = pagination.page_size(page_size, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
-    await get_order(conn, payment_order_id)
+    await get_order(uow, payment_order_id)
     listing = ["refunds", payment_order_id]
-    rows = await repo.list_refunds(conn, payment_order_id, _keyset(page_token, listing), size + 1)
+    rows = await uow.repo.list_refunds(payment_order_id, _keyset(page_token, listing), size + 1)
     return rows[:size], _next_token(rows, size, listing, "refund_id")

@@ -4,15 +4,14 @@ idempotency key, and apply the PSP's answer (or a later refund event) to the ref
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
 
 from prometheus_client import Counter
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from payment_svc import repository as repo
 from payment_svc.domain import CAPTURED, OrderState
 from payment_svc.psp import PspError, PspUnavailable
 from payment_svc.psp_objects import RefundView
+from payment_svc.rows import OrderRow, RefundRow
+from payment_svc.uow import UnitOfWork
 from payment_svc.usecases.commands import off_step, refund_id_for
 from payment_svc.usecases.deps import UseCase
 from svckit.db import one_row
@@ -37,7 +36,7 @@ REFUNDS_OF_UNKNOWN_PAYMENTS = Counter(
 class Refunds(UseCase):
     async def create_refund(
         self, payment_order_id: str, amount_minor: int, reason: str, idempotency_key: str
-    ) -> tuple[Any, Any]:
+    ) -> tuple[RefundRow, OrderRow]:
         if amount_minor < 0:
             raise InvalidArgument("AMOUNT_NOT_POSITIVE", "refund amount must be positive", field="amount")
         if reason and reason not in ("duplicate", "fraudulent", "requested_by_customer"):
@@ -47,15 +46,15 @@ class Refunds(UseCase):
                 field="reason",
             )
         refund_id = refund_id_for(payment_order_id, idempotency_key)
-        async with self._engine.begin() as conn:
-            refund = await repo.get_refund(conn, refund_id)
+        async with self._uows.transaction() as uow:
+            refund = await uow.repo.get_refund(refund_id)
             if refund is None:
-                refund = await self._reserve_refund(conn, payment_order_id, amount_minor, reason, refund_id)
+                refund = await self._reserve_refund(uow, payment_order_id, amount_minor, reason, refund_id)
         if refund.state == "PENDING" and refund.psp_reference is None:
             await self._send_refund(refund)
-        async with self._reader.connect() as conn:
-            refund = one_row(await repo.get_refund(conn, refund_id), "refund just stored")
-            order = one_row(await repo.get_order(conn, payment_order_id), "order of a stored refund")
+        async with self._uows.reader() as uow:
+            refund = one_row(await uow.repo.get_refund(refund_id), "refund just stored")
+            order = one_row(await uow.repo.get_order(payment_order_id), "order of a stored refund")
         if refund.failure_reason == PSP_PAYMENT_UNKNOWN:  # a retry of the call gets the same answer
             raise FailedPrecondition(
                 "PSP_PAYMENT_UNKNOWN",
@@ -66,9 +65,9 @@ class Refunds(UseCase):
         return refund, order
 
     async def _reserve_refund(
-        self, conn: AsyncConnection, payment_order_id: str, amount: int, reason: str, refund_id: str
-    ) -> Any:
-        order = await repo.get_order(conn, payment_order_id, for_update=True)
+        self, uow: UnitOfWork, payment_order_id: str, amount: int, reason: str, refund_id: str
+    ) -> RefundRow:
+        order = await uow.repo.get_order(payment_order_id, for_update=True)
         if order is None:
             raise NotFound(
                 "PAYMENT_ORDER_NOT_FOUND",
@@ -89,8 +88,7 @@ class Refunds(UseCase):
                 f"refund of {amount} exceeds the {refundable} still refundable",
                 {"refundable_minor": str(refundable)},
             )
-        await repo.insert_refund(
-            conn,
+        await uow.repo.insert_refund(
             {
                 "refund_id": refund_id,
                 "payment_order_id": payment_order_id,
@@ -100,23 +98,22 @@ class Refunds(UseCase):
                 "reason": reason or None,
             },
         )
-        await repo.update_order(
-            conn, payment_order_id, refund_reserved_minor=order.refund_reserved_minor + amount
+        await uow.repo.update_order(
+            payment_order_id, refund_reserved_minor=order.refund_reserved_minor + amount
         )
-        await repo.add_transition(
-            conn,
+        await uow.repo.add_transition(
             payment_order_id,
             order.state,
             order.state,
             "refund:requested",
             f"{refund_id} for {format_amount(amount, order.currency)} {order.currency}",
         )
-        return await repo.get_refund(conn, refund_id)
+        return one_row(await uow.repo.get_refund(refund_id), "refund just stored")
 
     @staticmethod
-    async def _order_of_refund(conn: AsyncConnection, refund: Any, for_update: bool = False) -> Any:
+    async def _order_of_refund(uow: UnitOfWork, refund: RefundRow, for_update: bool = False) -> OrderRow:
         # A refund references its order: a missing order is a broken invariant, not a caller's error.
-        order = await repo.get_order(conn, refund.payment_order_id, for_update=for_update)
+        order = await uow.repo.get_order(refund.payment_order_id, for_update=for_update)
         if order is None:
             raise Internal(
                 "PAYMENT_ORDER_MISSING",
@@ -124,9 +121,13 @@ class Refunds(UseCase):
             )
         return order
 
-    async def _send_refund(self, refund: Any) -> None:
-        async with self._reader.connect() as conn:
-            order = await self._order_of_refund(conn, refund)
+    async def _send_refund(self, refund: RefundRow) -> None:
+        async with self._uows.reader() as uow:
+            order = await self._order_of_refund(uow, refund)
+        if order.psp_reference is None:  # only a captured order is refunded, and capture names it
+            raise RuntimeError(
+                f"order {order.payment_order_id} of refund {refund.refund_id} has no PaymentIntent"
+            )
         try:
             result = await self._psp.create_refund(
                 payment_intent_id=order.psp_reference,
@@ -155,41 +156,40 @@ class Refunds(UseCase):
                     psp_reference=order.psp_reference,
                 )
             result = RefundView(id=None, status="failed", refund_id=refund.refund_id, failure_reason=reason)
-        async with self._engine.begin() as conn:
+        async with self._uows.transaction() as uow:
             # The refund is ours whatever its metadata says: it answers our own call.
-            await self.apply_refund_object(conn, replace(result, refund_id=refund.refund_id), "psp:refund")
+            await self.apply_refund_object(uow, replace(result, refund_id=refund.refund_id), "psp:refund")
 
-    async def apply_refund_object(self, conn: AsyncConnection, obj: RefundView, cause: str) -> list[str]:
-        refund = await repo.get_refund(conn, obj.refund_id, for_update=True) if obj.refund_id else None
+    async def apply_refund_object(self, uow: UnitOfWork, obj: RefundView, cause: str) -> list[str]:
+        refund = await uow.repo.get_refund(obj.refund_id, for_update=True) if obj.refund_id else None
         if refund is None and obj.id:
-            refund = await repo.refund_by_psp_reference(conn, obj.id)
-            refund = await repo.get_refund(conn, refund.refund_id, for_update=True) if refund else None
+            refund = await uow.repo.refund_by_psp_reference(obj.id)
+            refund = await uow.repo.get_refund(refund.refund_id, for_update=True) if refund else None
         if refund is None:
             return []
         if obj.id and refund.psp_reference is None:
-            await repo.update_refund(conn, refund.refund_id, psp_reference=obj.id)
+            await uow.repo.update_refund(refund.refund_id, psp_reference=obj.id)
         status = obj.status
         if refund.state != "PENDING" or status not in ("succeeded", "failed", "canceled"):
             return []
-        order = await self._order_of_refund(conn, refund, for_update=True)
+        order = await self._order_of_refund(uow, refund, for_update=True)
         reserved = order.refund_reserved_minor - refund.amount_minor
         if status == "succeeded":
-            await repo.update_refund(conn, refund.refund_id, state="SUCCEEDED")
+            await uow.repo.update_refund(refund.refund_id, state="SUCCEEDED")
             refunded = order.refunded_minor + refund.amount_minor
             target = S.REFUNDED if refunded == order.amount_minor else S.PARTIALLY_REFUNDED
-            await repo.update_order(
-                conn, order.payment_order_id, refunded_minor=refunded, refund_reserved_minor=reserved
+            await uow.repo.update_order(
+                order.payment_order_id, refunded_minor=refunded, refund_reserved_minor=reserved
             )
             await self._moves.move(
-                conn,
+                uow,
                 order,
                 target,
                 cause,
                 f"{refund.refund_id} refunded {format_amount(refund.amount_minor, refund.currency)} {refund.currency}",
             )
             if target == OrderState(order.state):  # PARTIALLY_REFUNDED again: still worth a history line
-                await repo.add_transition(
-                    conn,
+                await uow.repo.add_transition(
                     order.payment_order_id,
                     order.state,
                     order.state,
@@ -197,17 +197,16 @@ class Refunds(UseCase):
                     f"{refund.refund_id} refunded {format_amount(refund.amount_minor, refund.currency)} {refund.currency}",
                 )
             await self._settlement.refund_succeeded(
-                conn,
-                await repo.get_order(conn, order.payment_order_id),
-                await repo.get_refund(conn, refund.refund_id),
+                uow,
+                one_row(await uow.repo.get_order(order.payment_order_id), "order of a refund"),
+                one_row(await uow.repo.get_refund(refund.refund_id), "refund just updated"),
             )
         else:
-            await repo.update_refund(
-                conn, refund.refund_id, state="FAILED", failure_reason=obj.failure_reason or status
+            await uow.repo.update_refund(
+                refund.refund_id, state="FAILED", failure_reason=obj.failure_reason or status
             )
-            await repo.update_order(conn, order.payment_order_id, refund_reserved_minor=reserved)
-            await repo.add_transition(
-                conn,
+            await uow.repo.update_order(order.payment_order_id, refund_reserved_minor=reserved)
+            await uow.repo.add_transition(
                 order.payment_order_id,
                 order.state,
                 order.state,

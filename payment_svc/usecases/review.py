@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from payment_svc import repository as repo
 from payment_svc.domain import OrderState, PendingReason
+from payment_svc.rows import OrderRow
 from payment_svc.usecases import queries
 from payment_svc.usecases.checkout import Checkout
 from payment_svc.usecases.deps import Deps, UseCase
@@ -19,12 +17,12 @@ class Review(UseCase):
         super().__init__(deps)
         self._checkout = checkout
 
-    async def review(self, payment_order_id: str, approve: bool, reviewer: str, note: str) -> Any:
-        async with self._engine.begin() as conn:
-            order = await queries.get_order(conn, payment_order_id)
+    async def review(self, payment_order_id: str, approve: bool, reviewer: str, note: str) -> OrderRow:
+        async with self._uows.transaction() as uow:
+            order = await queries.get_order(uow, payment_order_id)
             held = [
                 o
-                for o in await repo.orders_of_checkout(conn, order.checkout_id, for_update=True)
+                for o in await uow.repo.orders_of_checkout(order.checkout_id, for_update=True)
                 if o.state == S.PENDING.value and o.pending_reason == PendingReason.RISK_REVIEW.value
             ]
             if not any(o.payment_order_id == payment_order_id for o in held):
@@ -36,10 +34,10 @@ class Review(UseCase):
             detail = f"{reviewer or 'operator'}: {note}".strip(": ")
             for o in held:
                 if approve:
-                    await self._moves.move(conn, o, S.EXECUTING, "review:approve", detail)
+                    await self._moves.move(uow, o, S.EXECUTING, "review:approve", detail)
                 else:
                     await self._moves.move(
-                        conn,
+                        uow,
                         o,
                         S.FAILED,
                         "review:decline",
@@ -49,5 +47,5 @@ class Review(UseCase):
                     )
         if approve:
             await self._checkout.drive(order.checkout_id)
-        async with self._reader.connect() as conn:
-            return await repo.get_order(conn, payment_order_id)
+        async with self._uows.reader() as uow:
+            return await queries.get_order(uow, payment_order_id)

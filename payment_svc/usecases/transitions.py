@@ -12,12 +12,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from prometheus_client import Counter
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from payment_svc import repository as repo
 from payment_svc.config import PaymentSettings
 from payment_svc.domain import OrderState, PendingReason, PspOutcome, can_move, commission_minor
-from svckit.db import DriverPool
+from payment_svc.rows import OrderRow, RefundRow
+from payment_svc.uow import UnitOfWork, UnitsOfWork
 from svckit.events import outbox
 from svckit.logging import get_logger
 
@@ -37,15 +36,16 @@ STALE_EVENTS = Counter("payment_stale_transitions_total", "Transitions refused b
 
 
 class SettlementSink(Protocol):
-    """Receives money movements to settle asynchronously (wallet and ledger), inside our transaction."""
+    """Receives money movements to settle asynchronously (wallet and ledger), in the unit of work of
+    the state change."""
 
-    async def order_succeeded(self, conn: AsyncConnection, order: Any, commission_minor: int) -> None: ...
+    async def order_succeeded(self, uow: UnitOfWork, order: OrderRow, commission_minor: int) -> None: ...
 
-    def order_succeeded_event(self, order: Any, commission_minor: int) -> outbox.EmbeddedEvent:
-        """The same event, for a state change that is a single statement (see ``repo.move_if``)."""
+    def order_succeeded_event(self, order: OrderRow, commission_minor: int) -> outbox.EmbeddedEvent:
+        """The same event, for a state change that is a single statement (see ``move_if``)."""
         ...
 
-    async def refund_succeeded(self, conn: AsyncConnection, order: Any, refund: Any) -> None: ...
+    async def refund_succeeded(self, uow: UnitOfWork, order: OrderRow, refund: RefundRow) -> None: ...
 
 
 def outcome_change(outcome: PspOutcome) -> tuple[dict[str, Any], str]:
@@ -66,17 +66,17 @@ def outcome_change(outcome: PspOutcome) -> tuple[dict[str, Any], str]:
 
 class Transitions:
     """Moves orders through the table; holds what a move needs (commission rates, the janitor's first
-    check, the settlement sink, and the pool for one-statement moves)."""
+    check, the settlement sink, and the units of work for one-statement moves)."""
 
-    def __init__(self, settings: PaymentSettings, settlement: SettlementSink, driver: DriverPool) -> None:
+    def __init__(self, settings: PaymentSettings, settlement: SettlementSink, uows: UnitsOfWork) -> None:
         self._settings = settings
         self._settlement = settlement
-        self._driver = driver
+        self._uows = uows
 
     async def move(
         self,
-        conn: AsyncConnection,
-        order: Any,
+        uow: UnitOfWork,
+        order: OrderRow,
         target: OrderState,
         cause: str,
         detail: str = "",
@@ -86,7 +86,7 @@ class Transitions:
         current = OrderState(order.state)
         if target == current:
             if fields:
-                await repo.update_order(conn, order.payment_order_id, **fields)
+                await uow.repo.update_order(order.payment_order_id, **fields)
             return False
         if not can_move(current, target):
             STALE_EVENTS.labels(cause.split(":")[0]).inc()
@@ -99,15 +99,15 @@ class Transitions:
             )
             return False
         values = self.values(order, target, fields)
-        await repo.move_order(
-            conn, order.payment_order_id, current.value, target.value, cause, detail, **values
+        await uow.repo.move_order(
+            order.payment_order_id, current.value, target.value, cause, detail, **values
         )
         ORDER_TRANSITIONS.labels(target.value, cause.split(":")[0]).inc()
         if target is S.SUCCESS:
-            await self._settlement.order_succeeded(conn, order, values["commission_minor"])
+            await self._settlement.order_succeeded(uow, order, values["commission_minor"])
         return True
 
-    def values(self, order: Any, target: OrderState, fields: dict[str, Any]) -> dict[str, Any]:
+    def values(self, order: OrderRow, target: OrderState, fields: dict[str, Any]) -> dict[str, Any]:
         """The columns a move to ``target`` sets. Uses only what never changes after creation (amount,
         seller), so it may be computed from a snapshot read before the row was locked."""
         values = dict(fields, state=target.value)
@@ -131,8 +131,8 @@ class Transitions:
         return values
 
     async def move_at_once(
-        self, order: Any, target: OrderState, cause: str, detail: str = "", **fields: Any
-    ) -> Any | None:
+        self, order: OrderRow, target: OrderState, cause: str, detail: str = "", **fields: Any
+    ) -> OrderRow | None:
         """The common case of :meth:`move` as one statement on its own: the order moves only if it is
         still in a state the table lets reach ``target`` (checked under the row lock the statement
         takes), with its history row and, for SUCCESS, its settlement event. Returns the moved row, or
@@ -142,14 +142,14 @@ class Transitions:
         event = None
         if target is S.SUCCESS:
             event = self._settlement.order_succeeded_event(order, values["commission_minor"])
-        async with self._driver.connection() as conn:
-            moved = await repo.move_if(
-                conn, order.payment_order_id, SOURCES[target], cause, detail, values, event
+        async with self._uows.statement() as uow:
+            moved = await uow.repo.move_if(
+                order.payment_order_id, SOURCES[target], cause, detail, values, event
             )
         if moved is not None:
             ORDER_TRANSITIONS.labels(target.value, cause.split(":")[0]).inc()
         return moved
 
-    async def apply_outcome(self, conn: AsyncConnection, order: Any, outcome: PspOutcome, cause: str) -> bool:
+    async def apply_outcome(self, uow: UnitOfWork, order: OrderRow, outcome: PspOutcome, cause: str) -> bool:
         fields, detail = outcome_change(outcome)
-        return await self.move(conn, order, outcome.state, cause, detail, **fields)
+        return await self.move(uow, order, outcome.state, cause, detail, **fields)

@@ -153,7 +153,8 @@ async def test_a_refund_the_wallet_cannot_cover_is_dead_lettered_not_lost(pay, c
 
 
 async def test_a_batch_settles_with_one_call_each_and_a_refused_item_fails_it_for_one_by_one(pay, channels):
-    from payment_svc.settlement import ORDER_SUCCEEDED, REFUND_SUCCEEDED, SettlementHandler
+    from payment_svc.bootstrap import build_settlement_handler
+    from payment_svc.settlement import ORDER_SUCCEEDED, REFUND_SUCCEEDED
     from svckit.events import Event, TerminalError
 
     run = uuid.uuid4().hex[:6]
@@ -170,7 +171,7 @@ async def test_a_batch_settles_with_one_call_each_and_a_refused_item_fails_it_fo
         }
         return Event(f"e-{run}-{i}", ORDER_SUCCEEDED, payload["payment_order_id"], payload, "")
 
-    handler = SettlementHandler(
+    handler = build_settlement_handler(
         wpb_grpc.WalletServiceStub(channels["wallet"]),
         lpb_grpc.LedgerServiceStub(channels["ledger"]),
         pay.handle.engine,

@@ -303,7 +303,8 @@ async def test_a_dead_lettered_refund_replayed_after_the_fix_applies_both_halves
 async def test_a_batch_in_several_currencies_fails_whole_on_a_refusal_and_settles_the_rest_alone(
     pay, channels, services, operator_channels
 ):
-    from payment_svc.settlement import ORDER_SUCCEEDED, SettlementHandler
+    from payment_svc.bootstrap import build_settlement_handler
+    from payment_svc.settlement import ORDER_SUCCEEDED
     from svckit.events import Event, TerminalError
 
     run = uuid.uuid4().hex[:6]
@@ -325,7 +326,9 @@ async def test_a_batch_in_several_currencies_fails_whole_on_a_refusal_and_settle
         }
         return Event(f"e-bm-{run}-{i}", ORDER_SUCCEEDED, payload["payment_order_id"], payload, "")
 
-    handler = SettlementHandler(wpb_grpc.WalletServiceStub(channels["wallet"]), ledger, pay.handle.engine, 10)
+    handler = build_settlement_handler(
+        wpb_grpc.WalletServiceStub(channels["wallet"]), ledger, pay.handle.engine, 10
+    )
     eur, jpy = order(0, ok_seller, 2000, "EUR", 200), order(1, closed_seller, 500, "JPY", 50)
     with pytest.raises(TerminalError, match="ACCOUNT_CLOSED"):
         async with pay.handle.engine.begin() as conn:
@@ -356,7 +359,8 @@ async def test_a_batch_in_several_currencies_fails_whole_on_a_refusal_and_settle
 async def test_a_second_half_waiting_for_a_retry_leaves_the_first_flagged_and_the_retry_completes_it(
     pay, channels, services
 ):
-    from payment_svc.settlement import ORDER_SUCCEEDED, SettlementHandler
+    from payment_svc.bootstrap import build_settlement_handler
+    from payment_svc.settlement import ORDER_SUCCEEDED
     from svckit.devstack.infra import free_port
     from svckit.events import Event, TransientError
 
@@ -383,7 +387,7 @@ async def test_a_second_half_waiting_for_a_retry_leaves_the_first_flagged_and_th
     ledger = lpb_grpc.LedgerServiceStub(channels["ledger"])
     # A wallet nobody listens on: the credit fails as unavailable, its outcome unknown.
     async with grpc.aio.insecure_channel(f"127.0.0.1:{free_port()}") as dead:
-        down = SettlementHandler(wpb_grpc.WalletServiceStub(dead), ledger, pay.handle.engine, 2)
+        down = build_settlement_handler(wpb_grpc.WalletServiceStub(dead), ledger, pay.handle.engine, 2)
         with pytest.raises(TransientError):
             async with pay.handle.engine.begin() as conn:
                 await down(conn, [event])
@@ -391,7 +395,9 @@ async def test_a_second_half_waiting_for_a_retry_leaves_the_first_flagged_and_th
     assert await _transactions_for(services, order_id) == 1
     assert await _wallet(channels, seller, "JPY") == 0
 
-    up = SettlementHandler(wpb_grpc.WalletServiceStub(channels["wallet"]), ledger, pay.handle.engine, 10)
+    up = build_settlement_handler(
+        wpb_grpc.WalletServiceStub(channels["wallet"]), ledger, pay.handle.engine, 10
+    )
     async with pay.handle.engine.begin() as conn:
         await up(conn, [event])
     assert await _flags(pay, order_id) == (True, True)
