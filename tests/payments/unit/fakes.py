@@ -272,6 +272,7 @@ def order(
         janitor_attempts=0,
         next_check_at=None,
         alerted_at=None,
+        line_items=[],
     )
     row = row._replace(**values)
     uows.store.orders[order_id] = row
