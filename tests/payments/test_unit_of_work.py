@@ -48,16 +48,18 @@ async def test_a_taken_checkout_or_order_id_is_a_typed_error_in_every_kind_of_un
     run = uuid.uuid4().hex[:8]
     first, order = f"co_uow_{run}", f"po_uow_{run}"
     async with uows.statement() as uow:
-        event, orders = await uow.repo.insert_checkout(_checkout(first), [(order, "uow-seller", 500)], NEVER)
+        event, orders = await uow.repo.insert_checkout(
+            _checkout(first), [(order, "uow-seller", 500, [])], NEVER
+        )
     assert (event.checkout_id, [o.payment_order_id for o in orders]) == (first, [order])
     assert (orders[0].state, orders[0].amount_minor, orders[0].currency) == ("NOT_STARTED", 500, "EUR")
     for kind in (uows.statement, uows.transaction):
         with pytest.raises(CheckoutIdTaken):
             async with kind() as uow:
-                await uow.repo.insert_checkout(_checkout(first), [(f"{order}-x", "s", 1)], NEVER)
+                await uow.repo.insert_checkout(_checkout(first), [(f"{order}-x", "s", 1, [])], NEVER)
         with pytest.raises(PaymentOrderIdTaken):
             async with kind() as uow:
-                await uow.repo.insert_checkout(_checkout(f"{first}-y"), [(order, "s", 1)], NEVER)
+                await uow.repo.insert_checkout(_checkout(f"{first}-y"), [(order, "s", 1, [])], NEVER)
     async with uows.reader() as uow:
         assert await uow.repo.get_event(f"{first}-y") is None  # nothing of a refused statement stays
         assert await uow.repo.get_order(f"{order}-x") is None
@@ -68,7 +70,7 @@ async def test_a_uniqueness_no_use_case_answers_for_is_not_translated(uows):
     async with uows.statement() as uow:
         for i in (1, 2):
             await uow.repo.insert_checkout(
-                _checkout(f"co_uows_{run}_{i}"), [(f"po_uows_{run}_{i}", "s", 1)], NEVER
+                _checkout(f"co_uows_{run}_{i}"), [(f"po_uows_{run}_{i}", "s", 1, [])], NEVER
             )
     with pytest.raises(IntegrityError) as exc:
         async with uows.transaction() as uow:
@@ -81,13 +83,17 @@ async def test_a_transaction_that_raises_keeps_nothing_and_a_joined_one_commits_
     run = uuid.uuid4().hex[:8]
     with pytest.raises(RuntimeError):
         async with uows.transaction() as uow:
-            await uow.repo.insert_checkout(_checkout(f"co_uowt_{run}"), [(f"po_uowt_{run}", "s", 1)], NEVER)
+            await uow.repo.insert_checkout(
+                _checkout(f"co_uowt_{run}"), [(f"po_uowt_{run}", "s", 1, [])], NEVER
+            )
             raise RuntimeError("the use case failed after its statement")
     async with uows.reader() as uow:
         assert await uow.repo.get_event(f"co_uowt_{run}") is None
     async with pay.handle.engine.begin() as conn:
         joined = PgUnitsOfWork.joined(conn)
-        await joined.repo.insert_checkout(_checkout(f"co_uowj_{run}"), [(f"po_uowj_{run}", "s", 1)], NEVER)
+        await joined.repo.insert_checkout(
+            _checkout(f"co_uowj_{run}"), [(f"po_uowj_{run}", "s", 1, [])], NEVER
+        )
         await joined.add_event(
             stream="uow-test", aggregate_id=f"po_uowj_{run}", type="test", payload={"n": 1}
         )
