@@ -3,6 +3,7 @@ refund updates) to the orders it concerns, and find those orders from the event'
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -32,11 +33,13 @@ class PspEvents(UseCase):
           table allows only refunds from there): typically the ``payment_intent.succeeded`` that
           follows our own confirmation. Answered from one read: ``[]``.
         - A direct-mode ``payment_intent.succeeded`` that beats our own record of the confirmation
-          moves its order with the one-statement move (history row and settlement event included):
-          ``[order id]``. The move is conditional on the order's state, so a redelivery, or our own
-          confirmation answer arriving later, finds it captured and changes nothing.
-        Neither leaves an idempotency record: the order's state is what makes them idempotent.
-        Anything else, including a payload we cannot read, takes the full path.
+          moves the checkout's orders its metadata names with the one-statement move (history row and
+          settlement event included): their ids. The move is conditional on each order's state, so a
+          redelivery, or our own confirmation answer arriving later, finds it captured and changes
+          nothing.
+        Neither leaves an idempotency record: the orders' state is what makes them idempotent.
+        Anything else, including a payload we cannot read, or metadata without the order ids (too
+        many to fit), takes the full path.
         """
         try:
             psp_event = psp_objects.event(event_type, payload)
@@ -46,20 +49,30 @@ class PspEvents(UseCase):
         if not isinstance(intent, PaymentIntentView) or intent.id is None:
             return None  # not an outcome event, or one without an id
         intent_id = intent.id
-        order_id = intent.metadata.get("payment_order_id")  # direct mode
+        order_ids = intent.payment_order_ids  # direct mode
         async with self._driver.connection() as conn:
             if await repo.intent_orders_all_captured(conn, intent_id):
                 return []
             if kind != "payment_intent.succeeded" or intent.status != "succeeded":
                 return None
-            if order_id is None:
+            if not order_ids:
                 return None
-            order = await repo.get_order_plain(conn, order_id)
-        if order is None or order.psp_reference not in (None, intent_id):
+            orders = [await repo.get_order_plain(conn, order_id) for order_id in order_ids]
+        if any(o is None or o.psp_reference not in (None, intent_id) for o in orders):
             return None
         cause = f"psp_event:{kind} {psp_event.id}".strip()
-        moved = await self._moves.move_at_once(order, S.SUCCESS, cause, intent_id, psp_reference=intent_id)
-        return None if moved is None else [order_id]
+        moved = await asyncio.gather(
+            *(
+                self._moves.move_at_once(o, S.SUCCESS, cause, intent_id, psp_reference=intent_id)
+                for o in orders
+            )
+        )
+        changed = [row.payment_order_id for row in moved if row is not None]
+        if len(changed) < len(orders):
+            # An order the one-statement move could not take (already moved, or in a state that
+            # cannot reach SUCCESS): the full path decides for the ones still to move, under locks.
+            return None
+        return changed
 
     async def handle_psp_event(self, conn: AsyncConnection, event_type: str, payload: bytes) -> list[str]:
         """Apply one verified PSP event inside the caller's transaction; return the orders it changed."""
@@ -132,9 +145,9 @@ class PspEvents(UseCase):
         if pi.id is not None:
             orders = await repo.orders_by_psp_reference(conn, pi.id, for_update=True)
         meta = pi.metadata
-        if not orders and "payment_order_id" in meta:
-            # The PSP's event can beat our own record of the PaymentIntent: find the order by our id.
-            orders = await repo.orders_by_ids(conn, [meta["payment_order_id"]], for_update=True)
+        if not orders and pi.payment_order_ids:
+            # The PSP's event can beat our own record of the PaymentIntent: find the orders by our ids.
+            orders = await repo.orders_by_ids(conn, pi.payment_order_ids, for_update=True)
         if not orders and "checkout_id" in meta:
             orders = await repo.orders_of_checkout(conn, meta["checkout_id"], for_update=True)
         if not orders:
