@@ -224,7 +224,9 @@ class Checkout(UseCase):
         try:
             pi = await self._psp.create_payment_intent(
                 checkout_id=event.checkout_id,
-                payment_order_ids=[o.payment_order_id for o in orders],
+                # Sorted: the orders come in request order or in key order, and the key's
+                # parameters must be the same on every attempt.
+                payment_order_ids=sorted(o.payment_order_id for o in orders),
                 amount_minor=sum(o.amount_minor for o in orders),
                 currency=event.currency,
                 payment_method=event.payment_method,
