@@ -21,22 +21,22 @@ STATE = pb.PaymentOrderState
 
 
 def _cart(
-    amounts: list[int], pm: str = "pm_card_visa", sellers: list[str] | None = None, id_width: int = 0
+    amounts: list[int], pm: str = "pm_card_visa", id_width: int = 0, ids_descending: bool = False
 ) -> pb.CreatePaymentRequest:
     run = uuid.uuid4().hex[:8]
-    sellers = sellers or [f"s-{run}-{i}" for i in range(len(amounts))]
+    orders = [
+        pb.PaymentOrderInput(
+            payment_order_id=f"po_{run}_{i}".ljust(id_width, "x"),
+            seller_account=f"s-{run}-{i}",
+            amount_minor=amount,
+            currency="USD",
+        )
+        for i, amount in enumerate(amounts)
+    ]
     return pb.CreatePaymentRequest(
         checkout_id=f"co_{run}",
         buyer=pb.BuyerInfo(buyer_id="buyer-cart"),
-        payment_orders=[
-            pb.PaymentOrderInput(
-                payment_order_id=f"po_{run}_{i}".ljust(id_width, "x"),
-                seller_account=seller,
-                amount_minor=amount,
-                currency="USD",
-            )
-            for i, (seller, amount) in enumerate(zip(sellers, amounts, strict=True))
-        ],
+        payment_orders=orders[::-1] if ids_descending else orders,
         payment_method=pm,
     )
 
@@ -165,7 +165,9 @@ async def test_psp_unavailable_on_create_leaves_every_order_unknown_and_the_jani
     pay.sim.admin.set_faults(
         [{"kind": "error_after_commit", "path_prefix": "/v1/payment_intents", "method": "POST"}]
     )
-    request = _cart([990, 1010, 2000])
+    # Ids listed against their sort order: the janitor reads the orders in key order, and its
+    # replay must still send the first attempt's parameters.
+    request = _cart([990, 1010, 2000], ids_descending=True)
     reply = await pay.stub.CreatePayment(request, metadata=_md())
     assert {o.state for o in reply.payment_event.payment_orders} == {STATE.PAYMENT_ORDER_STATE_UNKNOWN}
     pay.sim.admin.clear_faults()
