@@ -138,6 +138,15 @@ async def test_direct_mode_success_decline_and_three_d_secure(http, shared_psp, 
     ok = _body(shared_psp.base_url, ["5.00", "6.00", "7.00"], payment_method="pm_card_visa")
     reply = await http.post("/v1/payments", json=ok, headers={"Idempotency-Key": uuid.uuid4().hex})
     assert {o["state"] for o in reply.json()["payment_orders"]} == {"success"}
+    # One charge for the three sellers: one PaymentIntent at the PSP, every order's reference.
+    listed = shared_psp.client().v1.payment_intents.list(params={"limit": 100}).auto_paging_iter()
+    (intent,) = [
+        pi
+        for pi in (p.to_dict() for p in listed)
+        if (pi.get("metadata") or {}).get("checkout_id") == ok["checkout_id"]
+    ]
+    assert intent["amount"] == 1800
+    assert {o["psp_reference"] for o in reply.json()["payment_orders"]} == {intent["id"]}
     await _assert_books(operator_channels, await _settled_checkout(http, ok["checkout_id"]))
 
     declined = _body(
