@@ -197,6 +197,16 @@ def settled(pg_url: str, run: str) -> int:
         ).fetchone()[0]
 
 
+def intents_per_order(pg_url: str, run: str) -> float:
+    """PaymentIntents (each one create-and-confirm call to the PSP) per order, as our books record them."""
+    with psycopg.connect(pg_url) as conn:
+        intents, orders = conn.execute(
+            "SELECT count(DISTINCT psp_reference), count(*) FROM payment_orders WHERE checkout_id LIKE %s",
+            (f"bench_{run}_%",),
+        ).fetchone()
+    return intents / orders
+
+
 async def throughput(base: str, key: str, pg_url: str, orders: int, concurrency: int) -> dict:
     run = uuid.uuid4().hex[:6]
     queue: asyncio.Queue[int] = asyncio.Queue()
@@ -227,6 +237,7 @@ async def throughput(base: str, key: str, pg_url: str, orders: int, concurrency:
         "settled_s": total,
         "accepted_per_s": orders / accepted_at,
         "settled_per_s": orders / total,
+        "psp_payment_intents_per_order": round(await asyncio.to_thread(intents_per_order, pg_url, run), 3),
         "p50_ms": pct(latencies, 50),
         "p99_ms": pct(latencies, 99),
     }

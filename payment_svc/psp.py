@@ -13,6 +13,7 @@ as three kinds, because they mean three different things for an order:
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
@@ -103,21 +104,20 @@ class PspPort(Protocol):
     async def create_payment_intent(
         self,
         *,
-        payment_order_id: str,
         checkout_id: str,
-        seller_account: str,
+        payment_order_ids: Sequence[str],
         amount_minor: int,
         currency: str,
         payment_method: str,
         return_url: str | None,
         idempotency_key: str,
-    ) -> PaymentIntentView: ...
+    ) -> PaymentIntentView:
+        """Create and confirm one PaymentIntent for the checkout's orders (their sum)."""
+        ...
 
     async def retrieve_payment_intent(self, payment_intent_id: str) -> PaymentIntentView: ...
 
-    async def find_payment_intent(
-        self, payment_order_id: str, created_since: int
-    ) -> PaymentIntentView | None: ...
+    async def find_payment_intent(self, checkout_id: str, created_since: int) -> PaymentIntentView | None: ...
 
     async def retrieve_checkout_session(self, session_id: str) -> CheckoutSessionView: ...
 
@@ -142,6 +142,20 @@ _STRIPE_SCALE: dict[str, int] = {"ISK": 100}
 def stripe_amount(amount_minor: int, currency: str) -> int:
     """Our ISO minor units of ``currency`` as the integer Stripe's API expects."""
     return amount_minor * _STRIPE_SCALE.get(currency.upper(), 1)
+
+
+# Stripe's metadata limits: 50 keys, values of at most 500 characters.
+METADATA_VALUE_MAX_CHARS = 500
+
+
+def intent_metadata(checkout_id: str, payment_order_ids: Sequence[str]) -> Mapping[str, str]:
+    """A checkout's PaymentIntent metadata: the checkout id, and its orders' ids when they fit in one
+    value (our database maps the PaymentIntent to its orders either way)."""
+    metadata = {"checkout_id": checkout_id}
+    joined = ",".join(payment_order_ids)
+    if len(joined) <= METADATA_VALUE_MAX_CHARS:
+        metadata["payment_order_ids"] = joined
+    return metadata
 
 
 def _as_dict(obj: Any) -> dict[str, Any]:
@@ -244,9 +258,8 @@ class StripePsp:
     async def create_payment_intent(
         self,
         *,
-        payment_order_id: str,
         checkout_id: str,
-        seller_account: str,
+        payment_order_ids: Sequence[str],
         amount_minor: int,
         currency: str,
         payment_method: str,
@@ -260,15 +273,11 @@ class StripePsp:
             "payment_method_types": ["card"],
             "confirm": True,
             "transfer_group": checkout_id,
-            "metadata": {
-                "payment_order_id": payment_order_id,
-                "checkout_id": checkout_id,
-                "seller_account": seller_account,
-            },
+            "metadata": dict(intent_metadata(checkout_id, payment_order_ids)),
         }
         if return_url:
             params["return_url"] = return_url
-        # The hot call of every direct-mode order goes through the SDK's raw request: the same
+        # The hot call of every direct-mode checkout goes through the SDK's raw request: the same
         # transport, retries, idempotency key and typed errors, without building StripeObjects only to
         # turn them back into dicts (about 5 % of the service's CPU per order).
         pi = await self._call(
@@ -286,9 +295,9 @@ class StripePsp:
         return psp_objects.payment_intent(pi)
 
     async def find_payment_intent(
-        self, payment_order_id: str, created_since: int, max_pages: int = 20
+        self, checkout_id: str, created_since: int, max_pages: int = 20
     ) -> PaymentIntentView | None:
-        """The PaymentIntent whose metadata names our order, among those created since a Unix time.
+        """The PaymentIntent whose metadata names our checkout, among those created since a Unix time.
 
         Used when a create's answer was lost and its key keeps replaying an error: the PSP may still have
         made the PaymentIntent, and our metadata is how we recognise it.
@@ -299,7 +308,7 @@ class StripePsp:
                 "list payment intents", self._client.v1.payment_intents.list_async(params=params)
             )
             for pi in page.get("data", []):
-                if (pi.get("metadata") or {}).get("payment_order_id") == payment_order_id:
+                if (pi.get("metadata") or {}).get("checkout_id") == checkout_id:
                     return psp_objects.payment_intent(pi)
             if not page.get("has_more") or not page.get("data"):
                 return None

@@ -44,6 +44,14 @@ class PaymentIntentView:
     cancellation_reason: str | None = None
     next_action_url: str | None = None  # where the buyer authenticates (3-D Secure)
 
+    @property
+    def payment_order_ids(self) -> list[str]:
+        """Our orders the metadata names: a checkout's ``payment_order_ids`` (comma-separated; absent
+        when they did not fit), or the one ``payment_order_id`` of a PaymentIntent made per order
+        before direct mode charged once per checkout."""
+        listed = self.metadata.get("payment_order_ids") or self.metadata.get("payment_order_id") or ""
+        return [order_id for order_id in listed.split(",") if order_id]
+
 
 @dataclass(frozen=True)
 class CheckoutSessionView:

@@ -1,9 +1,11 @@
 """CreatePayment: validate, store the checkout and its orders with the risk verdict, register them
-with the PSP (a hosted Checkout Session, or one PaymentIntent per order in direct mode).
+with the PSP: one charge per checkout, a hosted Checkout Session or, in direct mode, one PaymentIntent
+for the sum of the checkout's orders whose outcome every order then records as its own.
 
-Resumable: every PSP call carries our own id as its idempotency key (the checkout id for the session,
-the payment order id for a PaymentIntent), so :meth:`Checkout.drive` (a retried request, the janitor)
-can only replay what an earlier attempt did not record.
+Resumable: every PSP call carries an idempotency key derived from the checkout id
+(``<checkout_id>:session``, ``<checkout_id>:intent``) and the same parameters on every attempt, so
+:meth:`Checkout.drive` (a retried request, a review's approval, the janitor) can only replay what an
+earlier attempt did not record.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from payment_svc.usecases import queries
 from payment_svc.usecases.commands import CheckoutView, CreatePayment, validate
 from payment_svc.usecases.deps import UseCase
 from payment_svc.usecases.transitions import outcome_change
-from svckit.db import one_row
 from svckit.errors import AlreadyExists, Unprocessable
 from svckit.logging import get_logger
 
@@ -187,8 +188,7 @@ class Checkout(UseCase):
         if event.mode == "HOSTED":
             await self._register_session(event, pending)
             return []
-        rows = await asyncio.gather(*(self.register_intent(event, o) for o in pending))
-        return [row for row in rows if row is not None]
+        return await self.register_intent(event, orders, pending)
 
     async def _register_session(self, event: CheckoutRow, orders: Sequence[OrderRow]) -> None:
         try:
@@ -217,41 +217,60 @@ class Checkout(UseCase):
                     uow, order, S.EXECUTING, "psp:session_created", session.session_id, **fields
                 )
 
-    async def register_intent(self, event: CheckoutRow, order: OrderRow) -> OrderRow | None:
-        """Create and confirm the order's PaymentIntent and record the outcome; return the order's row
-        as it now stands when the outcome was recorded in one statement, or was found recorded
-        already by the PSP's webhook (None otherwise: the caller reads the order)."""
+    async def register_intent(
+        self, event: CheckoutRow, orders: Sequence[OrderRow], pending: Sequence[OrderRow]
+    ) -> list[OrderRow]:
+        """Create and confirm the checkout's one PaymentIntent and record its outcome on each of the
+        ``pending`` orders; return the rows of those whose outcome was recorded in one statement, or
+        found recorded already by the PSP's webhook, as they now stand (the caller reads the others).
+
+        The PaymentIntent is for all ``orders`` of the checkout whatever ``pending`` is: risk holds or
+        approves a checkout as a whole, so every order of a direct checkout belongs to its one
+        charge, and a retry under the same key always sends the same amount (a partly recorded
+        outcome, say after a crash, then replays instead of meeting an idempotency error)."""
         try:
             pi = await self._psp.create_payment_intent(
-                payment_order_id=order.payment_order_id,
                 checkout_id=event.checkout_id,
-                seller_account=order.seller_account,
-                amount_minor=order.amount_minor,
-                currency=order.currency,
+                # Sorted: the orders come in request order or in key order, and the key's
+                # parameters must be the same on every attempt.
+                payment_order_ids=sorted(o.payment_order_id for o in orders),
+                amount_minor=sum(o.amount_minor for o in orders),
+                currency=event.currency,
                 payment_method=event.payment_method,
                 return_url=self._settings.return_url,
-                idempotency_key=order.payment_order_id,
+                idempotency_key=f"{event.checkout_id}:intent",
             )
         except PspError as exc:
-            await self._record_failure(event, [order.payment_order_id], exc, "psp:create_intent")
-            return None
+            await self._record_failure(event, [o.payment_order_id for o in pending], exc, "psp:create_intent")
+            return []
         outcome = outcome_of(pi, direct_mode=True)
         fields, detail = outcome_change(outcome)
-        moved = await self._moves.move_at_once(order, outcome.state, "psp:confirm", detail, **fields)
-        if moved is not None:
-            return moved
-        if outcome.state is S.SUCCESS:
+        # Each order moves on its own statement (history row and, for SUCCESS, settlement event
+        # included); they run side by side, as the per-order charges did.
+        moved = await asyncio.gather(
+            *(self._moves.move_at_once(o, outcome.state, "psp:confirm", detail, **fields) for o in pending)
+        )
+        rows = [row for row in moved if row is not None]
+        rest = [o for o, row in zip(pending, moved, strict=True) if row is None]
+        if rest and outcome.state is S.SUCCESS:
             # Usually the PSP's webhook recorded this very success first: then there is nothing to do.
             async with self._uows.statement() as uow:
-                now = await uow.repo.get_order_plain(order.payment_order_id)
-            if now is not None and now.state == S.SUCCESS and now.psp_reference == outcome.psp_reference:
-                return now  # as it stands, committed: the answer needs no further read
-        async with self._uows.transaction() as uow:
-            locked = one_row(
-                await uow.repo.get_order(order.payment_order_id, for_update=True), "order of a PaymentIntent"
-            )
-            await self._moves.apply_outcome(uow, locked, outcome, "psp:confirm")
-        return None
+                for order in list(rest):
+                    now = await uow.repo.get_order_plain(order.payment_order_id)
+                    if (
+                        now is not None
+                        and now.state == S.SUCCESS
+                        and now.psp_reference == outcome.psp_reference
+                    ):
+                        rows.append(now)  # as it stands, committed: the answer needs no further read
+                        rest.remove(order)
+        if rest:
+            async with self._uows.transaction() as uow:
+                for locked in await uow.repo.orders_by_ids(
+                    [o.payment_order_id for o in rest], for_update=True
+                ):
+                    await self._moves.apply_outcome(uow, locked, outcome, "psp:confirm")
+        return rows
 
     async def _record_failure(
         self, event: CheckoutRow, order_ids: Sequence[str], exc: PspError, cause: str

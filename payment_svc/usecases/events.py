@@ -3,6 +3,8 @@ refund updates) to the orders it concerns, and find those orders from the event'
 
 from __future__ import annotations
 
+import asyncio
+
 from payment_svc import psp_objects
 from payment_svc.domain import OrderState, PendingReason, outcome_of
 from payment_svc.psp_objects import CheckoutSessionView, PaymentIntentView, RefundView
@@ -32,11 +34,13 @@ class PspEvents(UseCase):
           table allows only refunds from there): typically the ``payment_intent.succeeded`` that
           follows our own confirmation. Answered from one read: ``[]``.
         - A direct-mode ``payment_intent.succeeded`` that beats our own record of the confirmation
-          moves its order with the one-statement move (history row and settlement event included):
-          ``[order id]``. The move is conditional on the order's state, so a redelivery, or our own
-          confirmation answer arriving later, finds it captured and changes nothing.
-        Neither leaves an idempotency record: the order's state is what makes them idempotent.
-        Anything else, including a payload we cannot read, takes the full path.
+          moves the checkout's orders its metadata names with the one-statement move (history row and
+          settlement event included): their ids. The move is conditional on each order's state, so a
+          redelivery, or our own confirmation answer arriving later, finds it captured and changes
+          nothing.
+        Neither leaves an idempotency record: the orders' state is what makes them idempotent.
+        Anything else, including a payload we cannot read, or metadata without the order ids (too
+        many to fit), takes the full path.
         """
         try:
             psp_event = psp_objects.event(event_type, payload)
@@ -46,20 +50,31 @@ class PspEvents(UseCase):
         if not isinstance(intent, PaymentIntentView) or intent.id is None:
             return None  # not an outcome event, or one without an id
         intent_id = intent.id
-        order_id = intent.metadata.get("payment_order_id")  # direct mode
+        order_ids = intent.payment_order_ids  # direct mode
         async with self._uows.statement() as uow:
             if await uow.repo.intent_orders_all_captured(intent_id):
                 return []
             if kind != "payment_intent.succeeded" or intent.status != "succeeded":
                 return None
-            if order_id is None:
+            if not order_ids:
                 return None
-            order = await uow.repo.get_order_plain(order_id)
-        if order is None or order.psp_reference not in (None, intent_id):
-            return None
+            found = [await uow.repo.get_order_plain(order_id) for order_id in order_ids]
+        orders = [o for o in found if o is not None and o.psp_reference in (None, intent_id)]
+        if len(orders) < len(found):
+            return None  # an order we do not have, or one another PaymentIntent paid: the full path
         cause = f"psp_event:{kind} {psp_event.id}".strip()
-        moved = await self._moves.move_at_once(order, S.SUCCESS, cause, intent_id, psp_reference=intent_id)
-        return None if moved is None else [order_id]
+        moved = await asyncio.gather(
+            *(
+                self._moves.move_at_once(o, S.SUCCESS, cause, intent_id, psp_reference=intent_id)
+                for o in orders
+            )
+        )
+        changed = [row.payment_order_id for row in moved if row is not None]
+        if len(changed) < len(orders):
+            # An order the one-statement move could not take (already moved, or in a state that
+            # cannot reach SUCCESS): the full path decides for the ones still to move, under locks.
+            return None
+        return changed
 
     async def handle_psp_event(self, uow: UnitOfWork, event_type: str, payload: bytes) -> list[str]:
         """Apply one verified PSP event in the caller's unit of work (a transaction); return the orders
@@ -137,9 +152,9 @@ class PspEvents(UseCase):
         if pi.id is not None:
             orders = await uow.repo.orders_by_psp_reference(pi.id, for_update=True)
         meta = pi.metadata
-        if not orders and "payment_order_id" in meta:
-            # The PSP's event can beat our own record of the PaymentIntent: find the order by our id.
-            orders = await uow.repo.orders_by_ids([meta["payment_order_id"]], for_update=True)
+        if not orders and pi.payment_order_ids:
+            # The PSP's event can beat our own record of the PaymentIntent: find the orders by our ids.
+            orders = await uow.repo.orders_by_ids(list(pi.payment_order_ids), for_update=True)
         if not orders and "checkout_id" in meta:
             orders = await uow.repo.orders_of_checkout(meta["checkout_id"], for_update=True)
         if not orders:

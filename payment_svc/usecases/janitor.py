@@ -17,7 +17,6 @@ from payment_svc.psp_objects import PaymentIntentView
 from payment_svc.repository import UNCERTAIN_STATES
 from payment_svc.usecases.checkout import Checkout
 from payment_svc.usecases.deps import Deps, UseCase
-from svckit.db import one_row
 from svckit.errors import Internal
 from svckit.logging import get_logger
 
@@ -92,28 +91,30 @@ class Janitor(UseCase):
                             failure_message="checkout session expired",
                         )
             return
+        # Direct mode: one PaymentIntent per checkout. Asked once for all of its uncertain orders, and
+        # its outcome applied to each of them in one transaction, as a webhook for it would be.
+        by_intent: dict[str | None, list[str]] = {}
         for order in uncertain:
+            by_intent.setdefault(order.psp_reference, []).append(order.payment_order_id)
+        for intent_id, order_ids in by_intent.items():
             pi: PaymentIntentView | None
             try:
-                if order.psp_reference:
-                    pi = await self._psp.retrieve_payment_intent(order.psp_reference)
+                if intent_id:
+                    pi = await self._psp.retrieve_payment_intent(intent_id)
                 else:
-                    since = int(order.created_at.timestamp()) - 300
-                    pi = await self._psp.find_payment_intent(order.payment_order_id, since)
+                    # The create's answer was lost and its key keeps replaying an error: the PSP may
+                    # still have made the PaymentIntent, and our metadata is how we recognise it.
+                    since = int(min(o.created_at for o in uncertain).timestamp()) - 300
+                    pi = await self._psp.find_payment_intent(checkout_id, since)
                     if pi is None:
                         continue  # still unknown: rescheduled with backoff, alerted at its deadline
             except PspError as exc:
-                log.warning(
-                    "janitor: PSP unavailable", payment_order_id=order.payment_order_id, error=exc.message
-                )
+                log.warning("janitor: PSP unavailable", checkout_id=checkout_id, error=exc.message)
                 continue
+            outcome = outcome_of(pi, event.mode == "DIRECT")
             async with self._uows.transaction() as uow:
-                locked = one_row(
-                    await uow.repo.get_order(order.payment_order_id, for_update=True), "uncertain order"
-                )
-                await self._moves.apply_outcome(
-                    uow, locked, outcome_of(pi, event.mode == "DIRECT"), "janitor"
-                )
+                for locked in await uow.repo.orders_by_ids(list(order_ids), for_update=True):
+                    await self._moves.apply_outcome(uow, locked, outcome, "janitor")
 
     async def _reschedule(self, order_ids: Sequence[str]) -> None:
         settings = self._settings

@@ -138,6 +138,15 @@ async def test_direct_mode_success_decline_and_three_d_secure(http, shared_psp, 
     ok = _body(shared_psp.base_url, ["5.00", "6.00", "7.00"], payment_method="pm_card_visa")
     reply = await http.post("/v1/payments", json=ok, headers={"Idempotency-Key": uuid.uuid4().hex})
     assert {o["state"] for o in reply.json()["payment_orders"]} == {"success"}
+    # One charge for the three sellers: one PaymentIntent at the PSP, every order's reference.
+    listed = shared_psp.client().v1.payment_intents.list(params={"limit": 100}).auto_paging_iter()
+    (intent,) = [
+        pi
+        for pi in (p.to_dict() for p in listed)
+        if (pi.get("metadata") or {}).get("checkout_id") == ok["checkout_id"]
+    ]
+    assert intent["amount"] == 1800
+    assert {o["psp_reference"] for o in reply.json()["payment_orders"]} == {intent["id"]}
     await _assert_books(operator_channels, await _settled_checkout(http, ok["checkout_id"]))
 
     declined = _body(
@@ -181,13 +190,13 @@ async def test_fifty_concurrent_identical_posts_charge_once(http, shared_psp):
         for r in replies
         if r.status_code == 409
     )
-    ours = {o["payment_order_id"] for o in body["payment_orders"]}
     intents = [
         pi
         for pi in shared_psp.admin.state("payment_intent")["objects"]["payment_intent"]
-        if (pi.get("metadata") or {}).get("payment_order_id") in ours
+        if (pi.get("metadata") or {}).get("checkout_id") == body["checkout_id"]
     ]
-    assert len(intents) == 2
+    assert len(intents) == 1  # one charge for the two sellers' cart
+    assert {o["psp_reference"] for o in created[0].json()["payment_orders"]} == {intents[0]["id"]}
     again = await http.post("/v1/payments", json=body, headers={"Idempotency-Key": key})
     assert again.status_code == 201 and again.headers["idempotent-replayed"] == "true"
     changed = {**body, "payment_orders": body["payment_orders"][:1]}

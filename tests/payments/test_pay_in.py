@@ -73,9 +73,9 @@ async def test_direct_mode_three_sellers_succeed_with_commission(pay):
     assert by_id[orders[0]].commission_minor == 100
     assert by_id[orders[1]].commission_minor == 255
     assert by_id[orders[2]].commission_minor == 40  # 39.9 rounds half-up
-    intents = pay.psp_objects("payment_intent")
-    assert sorted(pi["metadata"]["payment_order_id"] for pi in intents) == sorted(orders)
-    assert {o.psp_reference for o in event.payment_orders} == {pi["id"] for pi in intents}
+    (intent,) = pay.psp_objects("payment_intent")  # one charge for the cart
+    assert intent["metadata"] == {"checkout_id": checkout, "payment_order_ids": ",".join(orders)}
+    assert {o.psp_reference for o in event.payment_orders} == {intent["id"]}
     history = await pay.stub.ListPaymentOrderHistory(
         pb.ListPaymentOrderHistoryRequest(payment_order_id=orders[0])
     )
@@ -112,20 +112,22 @@ async def test_direct_mode_declines_fail_with_the_psp_code(pay, pm, code):
 
 
 async def test_three_d_secure_pass_and_fail(pay):
-    checkout, orders = _ids(2)
-    reply = await pay.stub.CreatePayment(
-        _request(checkout, orders, amounts=(700, 800), payment_method="pm_card_authenticationRequired"),
-        metadata=_md(),
-    )
-    first, second = reply.payment_event.payment_orders
-    for o in (first, second):
-        assert o.state == STATE.PAYMENT_ORDER_STATE_PENDING
-        assert "/3ds/" in o.next_action_url
-    httpx.post(first.next_action_url, data={"action": "complete"}, timeout=10)
-    httpx.post(second.next_action_url, data={"action": "fail"}, timeout=10)
+    passing, failing = _ids(1), _ids(1)
+    urls = []
+    for checkout, orders in (passing, failing):
+        reply = await pay.stub.CreatePayment(
+            _request(checkout, orders, amounts=(700,), payment_method="pm_card_authenticationRequired"),
+            metadata=_md(),
+        )
+        (order,) = reply.payment_event.payment_orders
+        assert order.state == STATE.PAYMENT_ORDER_STATE_PENDING
+        assert "/3ds/" in order.next_action_url
+        urls.append(order.next_action_url)
+    httpx.post(urls[0], data={"action": "complete"}, timeout=10)
+    httpx.post(urls[1], data={"action": "fail"}, timeout=10)
     await pay.deliver_all()
-    assert (await _order(pay, orders[0])).state == STATE.PAYMENT_ORDER_STATE_SUCCESS
-    failed = await _order(pay, orders[1])
+    assert (await _order(pay, passing[1][0])).state == STATE.PAYMENT_ORDER_STATE_SUCCESS
+    failed = await _order(pay, failing[1][0])
     assert failed.state == STATE.PAYMENT_ORDER_STATE_FAILED
     assert failed.failure_code
 
@@ -181,9 +183,9 @@ async def test_fifty_concurrent_identical_requests_register_and_charge_once(pay)
     retried = await asyncio.gather(*(pay.stub.CreatePayment(request, metadata=_md(key)) for _ in busy))
     assert all(r == ok[0] for r in [*ok, *retried])
     intents = pay.psp_objects("payment_intent")
-    assert len(intents) == 2
+    assert len(intents) == 1  # one for the cart
     charges = [c for c in pay.psp_objects("charge") if c.get("status") == "succeeded"]
-    assert len(charges) == 2
+    assert len(charges) == 1
 
 
 async def test_same_key_with_a_different_body_is_refused(pay):
@@ -299,9 +301,9 @@ async def test_event_before_registration_is_recorded_still_ends_right(pay):
             "payment_method": "pm_card_visa",
             "confirm": True,
             "payment_method_types": ["card"],
-            "metadata": {"payment_order_id": orders[0], "checkout_id": checkout},
+            "metadata": {"payment_order_ids": orders[0], "checkout_id": checkout},
         },
-        options={"idempotency_key": orders[0]},
+        options={"idempotency_key": f"{checkout}:intent"},
     )
     succeeded = [e for e in pay.events() if e["type"] == "payment_intent.succeeded"]
     replies = await pay.deliver(succeeded * 2)  # and once more, redelivered
@@ -352,7 +354,7 @@ async def test_our_confirm_answer_after_the_webhook_recorded_the_success_changes
         ).one()
     # The order as read before the PSP call.
     snapshot = SimpleNamespace(**{**order._asdict(), "state": "NOT_STARTED", "psp_reference": None})
-    current = await pay.service.checkout.register_intent(event, snapshot)
+    (current,) = await pay.service.checkout.register_intent(event, [snapshot], [snapshot])
     assert (current.state, current.payment_order_id) == ("SUCCESS", orders[0])  # found, not moved
     history = await pay.stub.ListPaymentOrderHistory(
         pb.ListPaymentOrderHistoryRequest(payment_order_id=orders[0])

@@ -19,6 +19,19 @@ def _payload(kind: str, obj: object, event_id: str = "evt_1") -> bytes:
     return json.dumps({"id": event_id, "object": "event", "type": kind, "data": {"object": obj}}).encode()
 
 
+@pytest.mark.parametrize(
+    ("metadata", "order_ids"),
+    [
+        ({"checkout_id": "co-1", "payment_order_ids": "po-1,po-2,po-3"}, ["po-1", "po-2", "po-3"]),
+        ({"checkout_id": "co-1"}, []),  # the ids did not fit: the checkout id finds the orders
+        ({"checkout_id": "co-1", "payment_order_id": "po-9"}, ["po-9"]),  # made per order, before
+    ],
+)
+def test_a_payment_intent_names_the_orders_its_metadata_lists(metadata, order_ids):
+    view = psp_objects.payment_intent({"id": "pi_1", "status": "succeeded", "metadata": metadata})
+    assert view.payment_order_ids == order_ids
+
+
 def test_a_declined_payment_intent_reads_its_decline_code_and_message():
     view = psp_objects.payment_intent(
         {
