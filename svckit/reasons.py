@@ -172,6 +172,12 @@ class Reason(enum.StrEnum):
     )
     BATCH_NOT_WRITTEN = enum.auto(), "a batch's rows were not all written (a bug)", _K.INTERNAL
     DUPLICATE_BATCH_KEY = enum.auto(), "two items of one coalesced batch share a key (a bug)", _K.INTERNAL
+    # -- reconciliation -------------------------------------------------------------------------------
+    SETTLEMENT_FILE_REFUSED = (
+        enum.auto(),
+        "the uploaded or fetched file is not a settlement report (empty, not UTF-8, other columns or delimiter)",
+        _K.INVALID_ARGUMENT,
+    )
     # -- batches (ledger and wallet) ------------------------------------------------------------------
     TOO_MANY_ITEMS = enum.auto(), "a batch has more items than allowed", _K.INVALID_ARGUMENT
     DUPLICATE_ITEM_KEY = enum.auto(), "two items of one batch share an idempotency key", _K.INVALID_ARGUMENT
