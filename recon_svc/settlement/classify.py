@@ -150,7 +150,9 @@ class Rules:
     fee_tolerance_minor: int
     """A fee off by at most this much is the PSP rounding or a rate change: posted, not a person's time."""
     expected_fee_bps: int | None = None
-    """When set, a charge's fee is expected to be this many basis points of gross; None trusts the file's fee."""
+    """When set, a charge's fee is expected to be this many basis points of gross (rounded half up) plus
+    ``expected_fee_fixed_minor``; None trusts the file's fee."""
+    expected_fee_fixed_minor: int = 0
     grace: dt.timedelta = dt.timedelta(days=2)
 
 
@@ -203,7 +205,9 @@ def classify_charge(row: SettlementRow, order: OurOrder | None, rules: Rules) ->
                             f"{order.wallet_updated}/{order.ledger_updated}", "true/true")])
         )  # fmt: skip
     if rules.expected_fee_bps is not None:
-        expected = (row.gross_minor * rules.expected_fee_bps + 5_000) // 10_000
+        expected = (
+            row.gross_minor * rules.expected_fee_bps + 5_000
+        ) // 10_000 + rules.expected_fee_fixed_minor
         if expected != row.fee_minor:
             within = abs(expected - row.fee_minor) <= rules.fee_tolerance_minor
             out.mismatches.append(
