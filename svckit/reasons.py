@@ -178,6 +178,11 @@ class Reason(enum.StrEnum):
         "the uploaded or fetched file is not a settlement report (empty, not UTF-8, other columns or delimiter)",
         _K.INVALID_ARGUMENT,
     )
+    SETTLEMENT_REPORT_UNAVAILABLE = (
+        enum.auto(),
+        "the PSP's report run failed or stayed pending, or its file could not be fetched; retry later",
+        _K.UNAVAILABLE,
+    )
     # -- batches (ledger and wallet) ------------------------------------------------------------------
     TOO_MANY_ITEMS = enum.auto(), "a batch has more items than allowed", _K.INVALID_ARGUMENT
     DUPLICATE_ITEM_KEY = enum.auto(), "two items of one batch share an idempotency key", _K.INVALID_ARGUMENT

@@ -7,7 +7,12 @@ report for exactly the test's interval is fetched through the SDK's Reporting AP
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import io
+import json
+import os
+import subprocess
+import sys
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -239,3 +244,47 @@ async def test_malformed_rows_fail_the_run_with_their_lines_and_book_nothing(
         }
     ]
     assert await _receivable(channels) == before
+
+
+def _cli(infra, services, shared_psp, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": infra.database_url,
+        "REDIS_URL": infra.redis_url,
+        "RECON_DATABASE_NAME": services["recon"].settings.database_name,
+        "RECON_PAYMENT_ADDR": services["payment"].address,
+        "RECON_LEDGER_ADDR": services["ledger"].address,
+        "RECON_PSP_BASE_URL": shared_psp.base_url,
+        "RECON_PSP_API_KEY": DEFAULT_API_KEY,
+        "LOG_FORMAT": "json",
+        **infra.tls_env("recon"),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "recon_svc", "run", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+async def test_the_cli_fetches_a_day_from_the_psp_and_prints_the_report(infra, services, shared_psp, recon):
+    # The simulator's clock is ahead of ours (tests advance it); its "yesterday" is the day to fetch.
+    yesterday = dt.datetime.fromtimestamp(shared_psp.admin.now(), dt.UTC).date() - dt.timedelta(days=1)
+    done = await asyncio.to_thread(
+        _cli, infra, services, shared_psp, "--date", yesterday.isoformat(), "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["state"] in ("SUCCEEDED", "DUPLICATE_FILE")
+    assert DEFAULT_API_KEY not in done.stdout + done.stderr
+
+
+async def test_the_cli_refuses_a_bad_file_with_its_reason(infra, services, shared_psp, tmp_path):
+    bad = tmp_path / "report.csv"
+    bad.write_bytes(
+        b"balance_transaction_id;created_utc;currency;gross;fee;net;reporting_category;source_id\n"
+    )
+    done = await asyncio.to_thread(_cli, infra, services, shared_psp, "--file", str(bad))
+    assert done.returncode == 1
+    assert "';'-delimited" in done.stdout
