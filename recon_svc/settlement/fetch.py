@@ -76,7 +76,9 @@ def fetch_report(
                 out.write(chunk)
     except httpx.HTTPError as exc:
         out.close()
-        raise Unavailable("SETTLEMENT_REPORT_UNAVAILABLE", f"the report file could not be fetched: {exc}") from None
+        raise Unavailable(
+            "SETTLEMENT_REPORT_UNAVAILABLE", f"the report file could not be fetched: {exc}"
+        ) from None
     except BaseException:
         out.close()
         raise
