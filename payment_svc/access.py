@@ -16,7 +16,7 @@ ACCESS = {
             "GetPaymentOrder": ("gateway", "operator", "recon"),
             "GetCheckout": ("gateway", "operator"),
             "ListPaymentOrderHistory": ("gateway", "operator"),
-            "ListPaymentOrders": ("gateway", "operator"),
+            "ListPaymentOrders": ("gateway", "operator", "recon"),
             "ListRefunds": ("gateway", "operator", "recon"),
             # Only the gateway, which verified the PSP's signature on the webhook it forwards.
             "HandlePspEvent": ("gateway",),

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from recon_svc.config import ReconSettings
 from recon_svc.settlement.classify import Rules
-from recon_svc.settlement.fetch import fetch_report
+from recon_svc.settlement.fetch import day_interval, fetch_report
 from recon_svc.settlement.records import GrpcPaymentRecords, GrpcSettlementBooker
 from recon_svc.settlement.run import RunReport, reconcile_file
 from svckit.config import load_settings
@@ -36,7 +36,13 @@ def rules_from(settings: ReconSettings) -> Rules:
     )
 
 
-async def _reconcile(settings: ReconSettings, source: IO[bytes], size: int, console: Console) -> RunReport:
+async def _reconcile(
+    settings: ReconSettings,
+    source: IO[bytes],
+    size: int,
+    console: Console,
+    window: tuple[dt.datetime, dt.datetime] | None,
+) -> RunReport:
     security = security_for(settings)
     payment_channel = security.aio_channel(settings.payment_addr)
     ledger_channel = security.aio_channel(settings.ledger_addr)
@@ -55,6 +61,7 @@ async def _reconcile(settings: ReconSettings, source: IO[bytes], size: int, cons
                 GrpcSettlementBooker(ledger_service_pb2_grpc.LedgerServiceStub(ledger_channel), deadline),
                 rules_from(settings),
                 progress=lambda offset: progress.update(task, completed=offset),
+                expected_window=window,
             )
     finally:
         await payment_channel.close()
@@ -98,6 +105,7 @@ def register(app: typer.Typer) -> None:
         configure_logging(settings.service_name, settings.log_level, settings.log_format)
         console = Console(stderr=json_out)
         try:
+            window = None
             if file is not None:
                 source: IO[bytes] = file.open("rb")
                 size = os.fstat(source.fileno()).st_size
@@ -115,8 +123,10 @@ def register(app: typer.Typer) -> None:
                 )
                 size = source.seek(0, os.SEEK_END)
                 source.seek(0)
+                start, end = day_interval(day)
+                window = (dt.datetime.fromtimestamp(start, dt.UTC), dt.datetime.fromtimestamp(end, dt.UTC))
             with source:
-                report = asyncio.run(_reconcile(settings, source, size, console))
+                report = asyncio.run(_reconcile(settings, source, size, console, window))
         except (DomainError, OSError) as exc:
             console.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(2) from None

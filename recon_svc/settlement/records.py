@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import AsyncIterator
 from typing import Protocol
 
 import grpc
@@ -32,6 +33,8 @@ class PaymentRecords(Protocol):
 
     async def refund_for(self, row: SettlementRow) -> OurRefund | None: ...
 
+    def captured_orders(self, start: dt.datetime, end: dt.datetime) -> AsyncIterator[OurOrder]: ...
+
 
 class SettlementBooker(Protocol):
     async def book(self, booking: Booking) -> None: ...
@@ -39,6 +42,19 @@ class SettlementBooker(Protocol):
 
 def _state(value: int) -> OrderState:
     return OrderState(ppb.PaymentOrderState.Name(value).removeprefix("PAYMENT_ORDER_STATE_"))
+
+
+def _order_of(o: ppb.PaymentOrder) -> OurOrder:
+    return OurOrder(
+        payment_order_id=o.payment_order_id,
+        psp_reference=o.psp_reference,
+        amount_minor=o.amount_minor,
+        currency=o.currency,
+        state=_state(o.state),
+        created_at=o.create_time.ToDatetime(tzinfo=dt.UTC),
+        wallet_updated=o.wallet_updated,
+        ledger_updated=o.ledger_updated,
+    )
 
 
 class GrpcPaymentRecords:
@@ -56,17 +72,30 @@ class GrpcPaymentRecords:
             if isinstance(error, NotFound):
                 return None
             raise error from None
-        o = reply.payment_order
-        return OurOrder(
-            payment_order_id=o.payment_order_id,
-            psp_reference=o.psp_reference,
-            amount_minor=o.amount_minor,
-            currency=o.currency,
-            state=_state(o.state),
-            created_at=o.create_time.ToDatetime(tzinfo=dt.UTC),
-            wallet_updated=o.wallet_updated,
-            ledger_updated=o.ledger_updated,
+        return _order_of(reply.payment_order)
+
+    async def captured_orders(self, start: dt.datetime, end: dt.datetime) -> AsyncIterator[OurOrder]:
+        """Orders created in [start, end) that were captured (success, partly or fully refunded since)."""
+        request = ppb.ListPaymentOrdersRequest(
+            states=[
+                ppb.PAYMENT_ORDER_STATE_SUCCESS,
+                ppb.PAYMENT_ORDER_STATE_PARTIALLY_REFUNDED,
+                ppb.PAYMENT_ORDER_STATE_REFUNDED,
+            ],
+            page_size=1000,
         )
+        request.create_time_from.FromDatetime(start)
+        request.create_time_before.FromDatetime(end)
+        while True:
+            try:
+                page = await self._stub.ListPaymentOrders(request, timeout=self._deadline)
+            except grpc.aio.AioRpcError as exc:
+                raise from_rpc_error(exc) from None
+            for o in page.payment_orders:
+                yield _order_of(o)
+            if not page.next_page_token:
+                return
+            request.page_token = page.next_page_token
 
     async def order_for(self, row: SettlementRow) -> OurOrder | None:
         order_id = row.metadata.get("payment.payment_order_id", "")

@@ -35,10 +35,12 @@ from recon_svc.settlement.classify import (
     REFUND_CATEGORIES,
     Code,
     Mismatch,
+    OurOrder,
     RowOutcome,
     Rules,
     classify_charge,
     classify_refund,
+    missing_from_psp,
 )
 from recon_svc.settlement.parse import RowError, SettlementFileRefused, SettlementParser, SettlementRow
 from recon_svc.settlement.records import PaymentRecords, SettlementBooker
@@ -62,6 +64,8 @@ class RunReport:
     matched: int = 0
     booked: int = 0
     already_counted: int = 0
+    pending: int = 0
+    """Our captured orders of the expected window that no file has reached yet, inside the grace period."""
     mismatches_by_code: dict[str, int] = field(default_factory=dict)
     open_by_classification: dict[str, int] = field(default_factory=dict)
     psp_totals: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -182,8 +186,13 @@ async def reconcile_file(
     *,
     now: dt.datetime | None = None,
     progress: Callable[[int], None] | None = None,
+    expected_window: tuple[dt.datetime, dt.datetime] | None = None,
 ) -> RunReport:
-    """Reconcile one settlement file; ``source`` must be seekable (it is read twice). ``progress`` gets byte offsets."""
+    """Reconcile one settlement file; ``source`` must be seekable (it is read twice). ``progress`` gets byte offsets.
+
+    ``expected_window``: our orders captured in it should be in this or an earlier file; each that is not is
+    pending until ``rules.grace`` has passed since its creation, then MISSING_FROM_PSP.
+    """
     now = now or dt.datetime.now(dt.UTC)
     report = RunReport(run_id=f"rr_{uuid.uuid4().hex}", state="RUNNING")
     await _start(engine, report.run_id, now)
@@ -216,6 +225,8 @@ async def reconcile_file(
         return report
     source.seek(0)
     await _match_and_book(engine, source, records, booker, rules, report, progress)
+    if expected_window is not None:
+        await _missing(engine, records, rules, report, expected_window, now)
     report.state = "SUCCEEDED"
     await _finish(engine, report, first, last)
     if report.open_by_classification.get("unclassified"):
@@ -285,3 +296,47 @@ async def _match_and_book(
     report.open_by_classification = dict(classes)
     report.psp_totals = {k: dict(v) for k, v in psp.items()}
     report.booked_totals = {k: dict(v) for k, v in booked.items()}
+
+
+MISSING_CHUNK = 1000
+"""Our orders are checked against the counted rows a page at a time, so a busy day never sits in memory."""
+
+
+async def _missing(
+    engine: AsyncEngine,
+    records: PaymentRecords,
+    rules: Rules,
+    report: RunReport,
+    window: tuple[dt.datetime, dt.datetime],
+    now: dt.datetime,
+) -> None:
+    chunk: list[OurOrder] = []
+
+    async def check() -> None:
+        refs = [f"order:{o.payment_order_id}" for o in chunk]
+        async with engine.begin() as conn:
+            seen = set(
+                (
+                    await conn.execute(
+                        sa.select(t.rows.c.our_reference).where(t.rows.c.our_reference.in_(refs))
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            found, pending = missing_from_psp(chunk, seen, now, rules)
+            for m in found:
+                await _store(conn, report.run_id, m)
+        report.pending += pending
+        for m in found:
+            report.mismatches_by_code[m.code.value] = report.mismatches_by_code.get(m.code.value, 0) + 1
+            key = m.classification.value
+            report.open_by_classification[key] = report.open_by_classification.get(key, 0) + 1
+        chunk.clear()
+
+    async for order in records.captured_orders(*window):
+        chunk.append(order)
+        if len(chunk) >= MISSING_CHUNK:
+            await check()
+    if chunk:
+        await check()

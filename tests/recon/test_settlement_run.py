@@ -123,8 +123,10 @@ async def _receivable(channels) -> int:
     return reply.balance_minor
 
 
-async def _run(recon, data: bytes) -> RunReport:
-    return await reconcile_file(recon["engine"], io.BytesIO(data), recon["records"], recon["booker"], RULES)
+async def _run(recon, data: bytes, **kwargs: Any) -> RunReport:
+    return await reconcile_file(
+        recon["engine"], io.BytesIO(data), recon["records"], recon["booker"], RULES, **kwargs
+    )
 
 
 async def _mismatches(recon, run_id: str) -> list[Any]:
@@ -244,6 +246,28 @@ async def test_malformed_rows_fail_the_run_with_their_lines_and_book_nothing(
         }
     ]
     assert await _receivable(channels) == before
+
+
+async def test_our_success_missing_from_the_file_is_pending_then_missing(shared_psp, services, recon):
+    t0 = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    orders, data = await _day(shared_psp, services, recon, [1500, 1600])
+    window = (t0, dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1))
+    header, first, second = data.decode().splitlines()
+    kept, dropped = (first, second) if orders[0] in first else (second, first)
+    assert orders[1] in dropped
+
+    today = await _run(recon, f"{header}\n{kept}\n".encode(), expected_window=window)
+    assert (today.state, today.pending, today.mismatches_by_code) == ("SUCCEEDED", 1, {})
+
+    # Three days on, the grace period (2 days) is over: the same absence is a break. The next file has no
+    # row for it (a column of its own makes its content, so its hash, new).
+    empty = f"{header},payment_metadata[probe_{uuid.uuid4().hex[:8]}]\n".encode()
+    later = await _run(
+        recon, empty, expected_window=window, now=dt.datetime.now(dt.UTC) + dt.timedelta(days=3)
+    )
+    assert (later.state, later.pending, later.mismatches_by_code) == ("SUCCEEDED", 0, {"MISSING_FROM_PSP": 1})
+    [m] = await _mismatches(recon, later.run_id)
+    assert (m.our_reference, m.classification, m.amount_minor) == (f"order:{orders[1]}", "manual", 1600)
 
 
 def _cli(infra, services, shared_psp, *args: str) -> subprocess.CompletedProcess[str]:
