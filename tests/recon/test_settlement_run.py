@@ -312,3 +312,45 @@ async def test_the_cli_refuses_a_bad_file_with_its_reason(infra, services, share
     done = await asyncio.to_thread(_cli, infra, services, shared_psp, "--file", str(bad))
     assert done.returncode == 1
     assert "';'-delimited" in done.stdout
+
+
+async def test_our_refund_is_booked_and_a_refund_made_at_the_psp_is_flagged(
+    shared_psp, services, channels, recon
+):
+    before = await _receivable(channels)
+    start = shared_psp.admin.now()
+    [order] = await _pay(recon, [5000])
+    await _settled(services, [order])
+    refund = (
+        await recon["payments"].CreateRefund(
+            pb.CreateRefundRequest(payment_order_id=order, amount_minor=1200),
+            metadata=[("idempotency-key", uuid.uuid4().hex)],
+        )
+    ).refund
+    for _ in range(100):
+        listed = await recon["payments"].ListRefunds(pb.ListRefundsRequest(payment_order_id=order))
+        if listed.refunds[0].state == pb.REFUND_STATE_SUCCEEDED:
+            break
+        await asyncio.sleep(0.1)
+    assert listed.refunds[0].state == pb.REFUND_STATE_SUCCEEDED
+    pi = (
+        await recon["payments"].GetPaymentOrder(pb.GetPaymentOrderRequest(payment_order_id=order))
+    ).payment_order
+    # Someone refunds 3.00 more in the PSP's dashboard: the PSP knows, we do not.
+    shared_psp.client().v1.refunds.create(params={"payment_intent": pi.psp_reference, "amount": 300})
+    for _ in range(100):  # our refund's ledger posting lands through the event backbone
+        if await _receivable(channels) == before + 5000 - 1200:
+            break
+        await asyncio.sleep(0.1)
+    assert await _receivable(channels) == before + 5000 - 1200
+
+    report = await _run(recon, _report_csv(shared_psp, start))
+    assert report.state == "SUCCEEDED", report
+    assert (report.rows_read, report.matched, report.booked) == (3, 2, 2)
+    assert report.mismatches_by_code == {"REFUND_NOT_OURS": 1}
+    [m] = await _mismatches(recon, report.run_id)
+    assert (m.amount_minor, m.classification) == (-300, "manual")
+    assert report.booked_totals == {"USD": {"gross": 5000 - 1200, "fee": 145 + 30}}
+    assert refund.refund_id
+    # Success +5000, our refund -1200, settled -5000 and +1200: what the PSP owes for this order is settled.
+    assert await _receivable(channels) == before
