@@ -18,6 +18,8 @@ ACCESS = {
             "ListPaymentOrderHistory": ("gateway", "operator"),
             "ListPaymentOrders": ("gateway", "operator", "recon"),
             "ListRefunds": ("gateway", "operator", "recon"),
+            # Asks the PSP and applies its answer through the state machine; recon's auto-fix, and on call.
+            "RecheckPaymentOrder": ("operator", "recon"),
             # Only the gateway, which verified the PSP's signature on the webhook it forwards.
             "HandlePspEvent": ("gateway",),
             "CreateRefund": ("gateway",),

@@ -180,6 +180,14 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
             order = await self._service.get_order(conn, request.payment_order_id)
         return pb.GetPaymentOrderResponse(payment_order=order_to_pb(order))
 
+    async def RecheckPaymentOrder(
+        self, request: pb.RecheckPaymentOrderRequest, context: grpc.aio.ServicerContext
+    ):
+        await self._service.recheck_order(request.payment_order_id)
+        async with self._engine.connect() as conn:  # the primary: the move just committed there
+            order = await self._service.get_order(conn, request.payment_order_id)
+        return pb.RecheckPaymentOrderResponse(payment_order=order_to_pb(order))
+
     async def GetCheckout(self, request: pb.GetCheckoutRequest, context: grpc.aio.ServicerContext):
         async with self._reader.connect() as conn:
             view = await self._service.get_checkout(conn, request.checkout_id)

@@ -33,3 +33,5 @@ class ReconSettings(ServiceSettings):
     settlement_report_poll_seconds: float = Field(default=2.0, gt=0)
     settlement_report_poll_attempts: int = Field(default=30, ge=1)
     """A report run still pending after these polls fails the fetch, and says so."""
+    settlement_auto_fix: bool = True
+    """Run auto-fixes (the payment service re-checks an order the PSP charged); false proposes them only."""

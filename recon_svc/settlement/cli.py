@@ -54,14 +54,18 @@ async def _reconcile(
             console=console,
         ) as progress:  # fmt: skip
             task = progress.add_task("reconciling", total=size or None)
+            records = GrpcPaymentRecords(
+                payment_service_pb2_grpc.PaymentServiceStub(payment_channel), deadline
+            )
             return await reconcile_file(
                 engine,
                 source,  # type: ignore[arg-type]  # a SpooledTemporaryFile is a binary file in all but its type
-                GrpcPaymentRecords(payment_service_pb2_grpc.PaymentServiceStub(payment_channel), deadline),
+                records,
                 GrpcSettlementBooker(ledger_service_pb2_grpc.LedgerServiceStub(ledger_channel), deadline),
                 rules_from(settings),
                 progress=lambda offset: progress.update(task, completed=offset),
                 expected_window=window,
+                fixer=records if settings.settlement_auto_fix else None,
             )
     finally:
         await payment_channel.close()
@@ -79,6 +83,8 @@ def print_report(report: RunReport, console: Console) -> None:
         ("matched", report.matched),
         ("booked", report.booked),
         ("already counted", report.already_counted),
+        ("pending", report.pending),
+        ("auto-fixed", report.auto_fixed),
         ("malformed rows", report.row_error_count),
         *((f"open {k}", v) for k, v in sorted(report.open_by_classification.items())),
         *((f"code {k}", v) for k, v in sorted(report.mismatches_by_code.items())),

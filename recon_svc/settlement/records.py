@@ -36,6 +36,10 @@ class PaymentRecords(Protocol):
     def captured_orders(self, start: dt.datetime, end: dt.datetime) -> AsyncIterator[OurOrder]: ...
 
 
+class OrderFixer(Protocol):
+    async def recheck(self, payment_order_id: str) -> OurOrder: ...
+
+
 class SettlementBooker(Protocol):
     async def book(self, booking: Booking) -> None: ...
 
@@ -72,6 +76,16 @@ class GrpcPaymentRecords:
             if isinstance(error, NotFound):
                 return None
             raise error from None
+        return _order_of(reply.payment_order)
+
+    async def recheck(self, payment_order_id: str) -> OurOrder:
+        """The payment service asks the PSP and applies the answer through its state machine."""
+        try:
+            reply = await self._stub.RecheckPaymentOrder(
+                ppb.RecheckPaymentOrderRequest(payment_order_id=payment_order_id), timeout=self._deadline
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise from_rpc_error(exc) from None
         return _order_of(reply.payment_order)
 
     async def captured_orders(self, start: dt.datetime, end: dt.datetime) -> AsyncIterator[OurOrder]:

@@ -30,9 +30,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from recon_svc.settlement import tables as t
 from recon_svc.settlement.classify import (
+    CAPTURED,
     CHARGE_CATEGORIES,
     CLASSIFICATION,
     REFUND_CATEGORIES,
+    Classification,
     Code,
     Mismatch,
     OurOrder,
@@ -43,7 +45,8 @@ from recon_svc.settlement.classify import (
     missing_from_psp,
 )
 from recon_svc.settlement.parse import RowError, SettlementFileRefused, SettlementParser, SettlementRow
-from recon_svc.settlement.records import PaymentRecords, SettlementBooker
+from recon_svc.settlement.records import OrderFixer, PaymentRecords, SettlementBooker
+from svckit.errors import DomainError
 
 log = structlog.get_logger(__name__)
 
@@ -65,9 +68,11 @@ class RunReport:
     booked: int = 0
     already_counted: int = 0
     pending: int = 0
+    auto_fixed: int = 0
     """Our captured orders of the expected window that no file has reached yet, inside the grace period."""
     mismatches_by_code: dict[str, int] = field(default_factory=dict)
     open_by_classification: dict[str, int] = field(default_factory=dict)
+    """Mismatches left open (auto-fixed ones are counted in ``auto_fixed``, and by code)."""
     psp_totals: dict[str, dict[str, int]] = field(default_factory=dict)
     """``<CUR>:<reporting_category>`` → gross/fee/net in minor units and the row count, as the PSP reports them."""
     booked_totals: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -153,7 +158,7 @@ async def _claim_row(conn: AsyncConnection, row: SettlementRow, run_id: str) -> 
     return "seen" if earlier.row_digest == digest and earlier.run_id != run_id else "duplicate"
 
 
-async def _store(conn: AsyncConnection, run_id: str, m: Mismatch) -> None:
+async def _store(conn: AsyncConnection, run_id: str, m: Mismatch) -> str:
     mismatch_id = f"mm_{uuid.uuid4().hex}"
     await conn.execute(
         t.mismatches.insert().values(
@@ -175,6 +180,53 @@ async def _store(conn: AsyncConnection, run_id: str, m: Mismatch) -> None:
             mismatch_id=mismatch_id, actor="recon", action="opened", detail=f"{m.code.value} in run {run_id}"
         )
     )
+    return mismatch_id
+
+
+async def _settle_mismatch(
+    engine: AsyncEngine, mismatch_id: str, state: str, action: str, detail: str
+) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(
+            t.mismatches.update().where(t.mismatches.c.mismatch_id == mismatch_id).values(state=state)
+        )
+        await conn.execute(
+            t.actions.insert().values(mismatch_id=mismatch_id, actor="recon", action=action, detail=detail)
+        )
+
+
+async def _auto_fix(engine: AsyncEngine, fixer: OrderFixer | None, m: Mismatch, mismatch_id: str) -> bool:
+    """Run the standard procedure of an auto-fixable mismatch; True when it is fixed. Without a fixer
+    (propose-only) the mismatch stays open with the procedure proposed."""
+    if m.code is Code.FEE_DIFFERS:
+        # The settlement was booked with the PSP's fee, so the ledger already carries the difference.
+        await _settle_mismatch(engine, mismatch_id, "auto_fixed", "auto_fixed", "booked the PSP's fee")
+        return True
+    if fixer is None or m.code is not Code.PSP_CHARGED_ORDER_NOT_SUCCESS:
+        # SETTLEMENT_NOT_BOOKED: the payment service has no RPC to re-drive settlement yet.
+        await _settle_mismatch(
+            engine, mismatch_id, "open", "proposed", f"standard procedure for {m.code.value}"
+        )
+        return False
+    order_id = m.our_reference.removeprefix("order:")
+    try:
+        order = await fixer.recheck(order_id)
+    except DomainError as exc:
+        await _settle_mismatch(engine, mismatch_id, "open", "auto_fix_failed", f"{exc.reason}: {exc.message}")
+        return False
+    if order.state not in CAPTURED:
+        await _settle_mismatch(
+            engine, mismatch_id, "open", "auto_fix_failed", f"order still {order.state.value}"
+        )
+        return False
+    await _settle_mismatch(
+        engine,
+        mismatch_id,
+        "auto_fixed",
+        "auto_fixed",
+        f"payment service re-checked the order: {order.state.value}",
+    )
+    return True
 
 
 async def reconcile_file(
@@ -187,6 +239,7 @@ async def reconcile_file(
     now: dt.datetime | None = None,
     progress: Callable[[int], None] | None = None,
     expected_window: tuple[dt.datetime, dt.datetime] | None = None,
+    fixer: OrderFixer | None = None,
 ) -> RunReport:
     """Reconcile one settlement file; ``source`` must be seekable (it is read twice). ``progress`` gets byte offsets.
 
@@ -224,7 +277,7 @@ async def reconcile_file(
         await _finish(engine, report, first, last)
         return report
     source.seek(0)
-    await _match_and_book(engine, source, records, booker, rules, report, progress)
+    await _match_and_book(engine, source, records, booker, rules, report, progress, fixer)
     if expected_window is not None:
         await _missing(engine, records, rules, report, expected_window, now)
     report.state = "SUCCEEDED"
@@ -243,6 +296,7 @@ async def _match_and_book(
     rules: Rules,
     report: RunReport,
     progress: Callable[[int], None] | None,
+    fixer: OrderFixer | None,
 ) -> None:
     codes: Counter[str] = Counter()
     classes: Counter[str] = Counter()
@@ -286,9 +340,15 @@ async def _match_and_book(
                 report.booked += 1
                 booked[row.currency].update(gross=row.gross_minor, fee=row.fee_minor)
             report.matched += int(outcome.matched)
-            for m in outcome.mismatches:
-                await _store(conn, report.run_id, m)
-                codes[m.code.value] += 1
+            stored = [(m, await _store(conn, report.run_id, m)) for m in outcome.mismatches]
+        # After the row's transaction: an auto-fix calls another service and must not hold the row's locks.
+        for m, mismatch_id in stored:
+            codes[m.code.value] += 1
+            if m.classification is Classification.AUTO_FIXABLE and await _auto_fix(
+                engine, fixer, m, mismatch_id
+            ):
+                report.auto_fixed += 1
+            else:
                 classes[m.classification.value] += 1
         if progress is not None:
             progress(source.tell())

@@ -249,7 +249,7 @@ async def test_malformed_rows_fail_the_run_with_their_lines_and_book_nothing(
 
 
 async def test_our_success_missing_from_the_file_is_pending_then_missing(shared_psp, services, recon):
-    t0 = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    t0 = dt.datetime.now(dt.UTC)  # no slack: the previous test's orders are a moment older
     orders, data = await _day(shared_psp, services, recon, [1500, 1600])
     window = (t0, dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1))
     header, first, second = data.decode().splitlines()
@@ -354,3 +354,35 @@ async def test_our_refund_is_booked_and_a_refund_made_at_the_psp_is_flagged(
     assert refund.refund_id
     # Success +5000, our refund -1200, settled -5000 and +1200: what the PSP owes for this order is settled.
     assert await _receivable(channels) == before
+
+
+async def test_a_charge_whose_outcome_we_lost_is_auto_fixed_through_the_payment_service(
+    shared_psp, services, channels, recon
+):
+    # The PSP charges but its answer is lost: our order is UNKNOWN while the PSP's file has the charge.
+    start = shared_psp.admin.now()
+    shared_psp.admin.set_faults(
+        [{"kind": "error_after_commit", "path_prefix": "/v1/payment_intents", "method": "POST"}]
+    )
+    try:
+        [order] = await _pay(recon, [4400])
+    finally:
+        shared_psp.admin.clear_faults()
+    got = await recon["payments"].GetPaymentOrder(pb.GetPaymentOrderRequest(payment_order_id=order))
+    assert got.payment_order.state == pb.PAYMENT_ORDER_STATE_UNKNOWN
+    data = _report_csv(shared_psp, start)
+
+    report = await reconcile_file(
+        recon["engine"], io.BytesIO(data), recon["records"], recon["booker"], RULES, fixer=recon["records"]
+    )
+    assert report.state == "SUCCEEDED", report
+    assert (report.mismatches_by_code, report.auto_fixed, report.open_by_classification) == (
+        {"PSP_CHARGED_ORDER_NOT_SUCCESS": 1},
+        1,
+        {},
+    )
+    [m] = await _mismatches(recon, report.run_id)
+    assert (m.state, m.classification, m.differences[0]["ours"]) == ("auto_fixed", "auto_fixable", "UNKNOWN")
+    got = await recon["payments"].GetPaymentOrder(pb.GetPaymentOrderRequest(payment_order_id=order))
+    assert got.payment_order.state == pb.PAYMENT_ORDER_STATE_SUCCESS
+    await _settled(services, [order])  # and the wallet and ledger followed through the normal path
