@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from recon_svc.books import LedgerReader, WalletReader
 from recon_svc.service import ReconService, Run, RunState, compare_wallets_with_ledger
+from recon_svc.settlement.grpc import SettlementRpcs
 from svckit.gen.recon.v1 import recon_service_pb2 as pb
 from svckit.gen.recon.v1 import recon_service_pb2_grpc as pb_grpc
 from svckit.idempotency import IdempotencyStore
@@ -31,7 +32,7 @@ def run_to_pb(run: Run) -> pb.ReconciliationRun:
     )
 
 
-class ReconServicer(pb_grpc.ReconServiceServicer):
+class ReconServicer(SettlementRpcs, pb_grpc.ReconServiceServicer):
     def __init__(
         self,
         service: ReconService,

@@ -183,6 +183,7 @@ class Reason(enum.StrEnum):
         "the PSP's report run failed or stayed pending, or its file could not be fetched; retry later",
         _K.UNAVAILABLE,
     )
+    RUN_NOT_FOUND = enum.auto(), "no settlement reconciliation run has this id", _K.NOT_FOUND
     MISMATCH_NOT_FOUND = enum.auto(), "no reconciliation mismatch has this id", _K.NOT_FOUND
     MISMATCH_NOT_OPEN = enum.auto(), "the mismatch was resolved or auto-fixed already", _K.FAILED_PRECONDITION
     INVALID_RESOLUTION_CODE = (
