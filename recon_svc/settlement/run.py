@@ -18,13 +18,15 @@ import datetime as dt
 import hashlib
 import json
 import uuid
-from collections import Counter, defaultdict
+from collections import Counter as Tally
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, BinaryIO
 
 import sqlalchemy as sa
 import structlog
+from prometheus_client import Counter
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -49,6 +51,11 @@ from recon_svc.settlement.records import OrderFixer, PaymentRecords, SettlementB
 from svckit.errors import DomainError
 
 log = structlog.get_logger(__name__)
+
+RUNS = Counter("recon_settlement_runs_total", "Settlement runs by final state", ["state"])
+UNCLASSIFIED = Counter(
+    "recon_settlement_unclassified_total", "Unclassified mismatches found by settlement runs"
+)
 
 MAX_REPORTED_ROW_ERRORS = 100
 """A broken file may have a million bad rows; the run keeps the first ones (and counts them all)."""
@@ -95,6 +102,14 @@ async def _start(engine: AsyncEngine, run_id: str, now: dt.datetime) -> None:
                 run_id=run_id, state="RUNNING", interval_start=now, interval_end=now, source="file"
             )
         )
+
+
+async def _finish_and_count(
+    engine: AsyncEngine, report: RunReport, first: dt.datetime | None, last: dt.datetime | None
+) -> None:
+    await _finish(engine, report, first, last)
+    RUNS.labels(report.state).inc()
+    UNCLASSIFIED.inc(report.open_by_classification.get("unclassified", 0))
 
 
 async def _finish(
@@ -253,14 +268,14 @@ async def reconcile_file(
         first, last = _validate(source, report)
     except SettlementFileRefused as exc:
         report.state, report.error = "FAILED", exc.message
-        await _finish(engine, report, None, None)
+        await _finish_and_count(engine, report, None, None)
         log.error("settlement file refused", run_id=report.run_id, reason=exc.reason, detail=exc.message)
         return report
     if report.row_error_count:
         report.state = "FAILED"
         report.error = f"{report.row_error_count} malformed row(s); nothing was booked"
         report.rows_read = 0
-        await _finish(engine, report, first, last)
+        await _finish_and_count(engine, report, first, last)
         log.error("settlement file has malformed rows", run_id=report.run_id, rows=report.row_error_count)
         return report
     async with engine.begin() as conn:
@@ -274,14 +289,14 @@ async def reconcile_file(
             report.state = "DUPLICATE_FILE"
             report.rows_read = 0
     if report.state == "DUPLICATE_FILE":
-        await _finish(engine, report, first, last)
+        await _finish_and_count(engine, report, first, last)
         return report
     source.seek(0)
     await _match_and_book(engine, source, records, booker, rules, report, progress, fixer)
     if expected_window is not None:
         await _missing(engine, records, rules, report, expected_window, now)
     report.state = "SUCCEEDED"
-    await _finish(engine, report, first, last)
+    await _finish_and_count(engine, report, first, last)
     if report.open_by_classification.get("unclassified"):
         log.error("settlement run left unclassified mismatches", run_id=report.run_id,
                   count=report.open_by_classification["unclassified"])  # fmt: skip
@@ -298,10 +313,10 @@ async def _match_and_book(
     progress: Callable[[int], None] | None,
     fixer: OrderFixer | None,
 ) -> None:
-    codes: Counter[str] = Counter()
-    classes: Counter[str] = Counter()
-    psp: dict[str, Counter[str]] = defaultdict(Counter)
-    booked: dict[str, Counter[str]] = defaultdict(Counter)
+    codes: Tally[str] = Tally()
+    classes: Tally[str] = Tally()
+    psp: dict[str, Tally[str]] = defaultdict(Tally)
+    booked: dict[str, Tally[str]] = defaultdict(Tally)
     for item in SettlementParser(source):
         if not isinstance(item, SettlementRow):  # validated in the first pass; the file has not changed since
             raise RuntimeError("the settlement file changed between the two passes")

@@ -6,6 +6,7 @@ import io
 import uuid
 
 import pytest
+from prometheus_client import REGISTRY
 
 from recon_svc.settlement import exceptions as q
 from recon_svc.settlement.classify import Rules
@@ -107,3 +108,19 @@ async def test_bad_resolutions_are_refused_and_change_nothing(services):
     async with engine.connect() as conn:
         page, _ = await q.list_mismatches(conn, q.Filter(run_id=run_id))
     assert [m.state for m in page] == ["resolved", "open"]  # the failed bulk resolve left the other open
+
+
+async def test_unclassified_mismatches_and_failed_runs_are_counted(services):
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    unclassified, failed = (
+        sample("recon_settlement_unclassified_total"),
+        sample("recon_settlement_runs_total", state="FAILED"),
+    )
+    await _run_with_strangers(services["recon"].engine, ["4.00", "5.00"])
+    await reconcile_file(
+        services["recon"].engine, io.BytesIO(b""), _NoRecords(), _NoBooking(), Rules(fee_tolerance_minor=0)
+    )
+    assert sample("recon_settlement_unclassified_total") - unclassified == 2
+    assert sample("recon_settlement_runs_total", state="FAILED") - failed == 1
