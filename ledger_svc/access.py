@@ -15,8 +15,9 @@ ACCESS = allow(
         "CloseAccount": ("gateway", "operator"),
         "GetAccount": READERS,
         "ListAccounts": READERS,
-        # Money moves only through the payment service: settlement, refunds, pay-outs.
-        "PostTransaction": ("payment",),
+        # Money moves only through the payment service (orders, refunds, pay-outs) and, for the PSP's
+        # settlement of captured money (bank, fees, psp_receivable), through reconciliation.
+        "PostTransaction": ("payment", "recon"),
         "PostTransactions": ("payment",),
         "ReverseTransaction": ("payment",),
         "GetTransaction": READERS,

@@ -12,12 +12,15 @@ ACCESS = {
         payment_service_pb2.DESCRIPTOR.services_by_name["PaymentService"],
         {
             "CreatePayment": ("gateway",),
-            "GetPaymentOrder": ("gateway", "operator"),
+            # recon: the order a settlement row names (reads only).
+            "GetPaymentOrder": ("gateway", "operator", "recon"),
             "GetCheckout": ("gateway", "operator"),
             "GetCheckoutByPaymentIntent": ("gateway", "operator"),
             "ListPaymentOrderHistory": ("gateway", "operator"),
-            "ListPaymentOrders": ("gateway", "operator"),
-            "ListRefunds": ("gateway", "operator"),
+            "ListPaymentOrders": ("gateway", "operator", "recon"),
+            "ListRefunds": ("gateway", "operator", "recon"),
+            # Asks the PSP and applies its answer through the state machine; recon's auto-fix, and on call.
+            "RecheckPaymentOrder": ("operator", "recon"),
             # Only the gateway, which verified the PSP's signature on the webhook it forwards.
             "HandlePspEvent": ("gateway",),
             "CreateRefund": ("gateway",),

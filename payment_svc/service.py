@@ -100,6 +100,9 @@ class PaymentService:
     async def review(self, payment_order_id: str, approve: bool, reviewer: str, note: str) -> OrderRow:
         return await self.reviews.review(payment_order_id, approve, reviewer, note)
 
+    async def recheck_order(self, payment_order_id: str) -> None:
+        await self.janitor.recheck_order(payment_order_id)
+
     async def janitor_pass(self) -> int:
         return await self.janitor.janitor_pass()
 

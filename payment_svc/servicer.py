@@ -186,6 +186,13 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
         order = await self._service.get_order(request.payment_order_id)
         return pb.GetPaymentOrderResponse(payment_order=order_to_pb(order))
 
+    async def RecheckPaymentOrder(
+        self, request: pb.RecheckPaymentOrderRequest, context: grpc.aio.ServicerContext
+    ):
+        await self._service.recheck_order(request.payment_order_id)
+        order = await self._service.get_order(request.payment_order_id)
+        return pb.RecheckPaymentOrderResponse(payment_order=order_to_pb(order))
+
     async def GetCheckout(self, request: pb.GetCheckoutRequest, context: grpc.aio.ServicerContext):
         view = await self._service.get_checkout(request.checkout_id)
         return pb.GetCheckoutResponse(payment_event=checkout_to_pb(view))

@@ -11,5 +11,12 @@ ACCESS = allow(
         "ListReconciliationRuns": ("gateway", "operator"),
         # Reads both books and records the comparison; moves no money.
         "CompareWalletsWithLedger": ("gateway", "operator"),
+        # Settlement runs and the exceptions queue: people, directly or through the gateway's admin routes.
+        "StartSettlementRun": ("gateway", "operator"),
+        "GetSettlementRun": ("gateway", "operator"),
+        "ListMismatches": ("gateway", "operator"),
+        "AssignMismatch": ("gateway", "operator"),
+        "AnnotateMismatch": ("gateway", "operator"),
+        "ResolveMismatches": ("gateway", "operator"),
     },
 )

@@ -11,8 +11,12 @@ from recon_svc.books import GrpcLedgerReader, GrpcWalletReader
 from recon_svc.config import ReconSettings
 from recon_svc.service import ReconService
 from recon_svc.servicer import ReconServicer
+from recon_svc.settlement.cli import rules_from
+from recon_svc.settlement.grpc import SettlementDeps
+from recon_svc.settlement.records import GrpcPaymentRecords, GrpcSettlementBooker
 from recon_svc.uow import ReconUnitOfWork
 from svckit.gen.ledger.v1 import ledger_service_pb2_grpc
+from svckit.gen.payments.v1 import payment_service_pb2_grpc
 from svckit.gen.recon.v1 import recon_service_pb2, recon_service_pb2_grpc
 from svckit.gen.wallet.v1 import wallet_service_pb2_grpc
 from svckit.grpc_server import Registration
@@ -38,9 +42,19 @@ def build(settings: ReconSettings, engine: AsyncEngine, idempotency: Idempotency
     )
     servicer = ReconServicer(service, ReconUnitOfWork(engine))
 
+    payment_channel = security.aio_channel(settings.payment_addr)
+    records = GrpcPaymentRecords(
+        payment_service_pb2_grpc.PaymentServiceStub(payment_channel), settings.upstream_deadline_seconds
+    )
+    booker = GrpcSettlementBooker(
+        ledger_service_pb2_grpc.LedgerServiceStub(ledger_channel), settings.upstream_deadline_seconds
+    )
+    servicer.settlement = SettlementDeps(engine, idempotency, records, booker, rules_from(settings), settings)
+
     async def close() -> None:
         await wallet_channel.close()
         await ledger_channel.close()
+        await payment_channel.close()
 
     return ServiceParts(
         registrations=[

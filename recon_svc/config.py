@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from svckit.config import Port, ServiceSettings
@@ -18,3 +18,20 @@ class ReconSettings(ServiceSettings):
     wallet_addr: str = "127.0.0.1:50053"
     upstream_deadline_seconds: float = Field(default=30.0, gt=0, le=600)
     """Deadline of each call to the ledger or wallet service while checking the books."""
+
+    # -- settlement reconciliation (issue 15) ---------------------------------------------------------
+    payment_addr: str = "127.0.0.1:50051"
+    psp_base_url: str = "http://127.0.0.1:12111"
+    """Where the PSP's Reporting API is (the simulator in development)."""
+    psp_api_key: SecretStr = SecretStr("sk_test_local")
+    settlement_fee_tolerance_minor: int = Field(default=2, ge=0)
+    """A fee off by at most this many minor units is auto-fixable (posted); beyond, a person decides. Two
+    units absorb the half-up rounding of a percentage on either side and a one-unit rate change."""
+    settlement_expected_fee_bps: int | None = Field(default=290, ge=0, le=10_000)
+    """The PSP's processing fee in basis points of the charge (Stripe standard: 2.9 %); None trusts the file."""
+    settlement_expected_fee_fixed_minor: int = Field(default=30, ge=0)
+    settlement_report_poll_seconds: float = Field(default=2.0, gt=0)
+    settlement_report_poll_attempts: int = Field(default=30, ge=1)
+    """A report run still pending after these polls fails the fetch, and says so."""
+    settlement_auto_fix: bool = True
+    """Run auto-fixes (the payment service re-checks an order the PSP charged); false proposes them only."""

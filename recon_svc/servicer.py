@@ -7,6 +7,7 @@ from typing import cast
 import grpc
 
 from recon_svc.service import ReconService, Run, RunKind, RunState
+from recon_svc.settlement.grpc import SettlementRpcs
 from recon_svc.uow import ReconUnitOfWork
 from svckit.gen.recon.v1 import recon_service_pb2 as pb
 from svckit.gen.recon.v1 import recon_service_pb2_grpc as pb_grpc
@@ -44,7 +45,7 @@ def run_to_pb(run: Run) -> pb.ReconciliationRun:
     return msg
 
 
-class ReconServicer(pb_grpc.ReconServiceServicer):
+class ReconServicer(SettlementRpcs, pb_grpc.ReconServiceServicer):
     def __init__(
         self,
         service: ReconService,

@@ -183,6 +183,25 @@ class Reason(enum.StrEnum):
     )
     BATCH_NOT_WRITTEN = enum.auto(), "a batch's rows were not all written (a bug)", _K.INTERNAL
     DUPLICATE_BATCH_KEY = enum.auto(), "two items of one coalesced batch share a key (a bug)", _K.INTERNAL
+    # -- reconciliation -------------------------------------------------------------------------------
+    SETTLEMENT_FILE_REFUSED = (
+        enum.auto(),
+        "the uploaded or fetched file is not a settlement report (empty, not UTF-8, other columns or delimiter)",
+        _K.INVALID_ARGUMENT,
+    )
+    SETTLEMENT_REPORT_UNAVAILABLE = (
+        enum.auto(),
+        "the PSP's report run failed or stayed pending, or its file could not be fetched; retry later",
+        _K.UNAVAILABLE,
+    )
+    RUN_NOT_FOUND = enum.auto(), "no settlement reconciliation run has this id", _K.NOT_FOUND
+    MISMATCH_NOT_FOUND = enum.auto(), "no reconciliation mismatch has this id", _K.NOT_FOUND
+    MISMATCH_NOT_OPEN = enum.auto(), "the mismatch was resolved or auto-fixed already", _K.FAILED_PRECONDITION
+    INVALID_RESOLUTION_CODE = (
+        enum.auto(),
+        "a resolution code is not adjusted_in_ledger, written_off, psp_contacted or false_positive",
+        _K.INVALID_ARGUMENT,
+    )
     # -- batches (ledger and wallet) ------------------------------------------------------------------
     TOO_MANY_ITEMS = enum.auto(), "a batch has more items than allowed", _K.INVALID_ARGUMENT
     DUPLICATE_ITEM_KEY = enum.auto(), "two items of one batch share an idempotency key", _K.INVALID_ARGUMENT

@@ -35,7 +35,17 @@ CASES = {
         wallet.MIGRATIONS,
         {"wallets", "wallet_movements", "reservations", "idempotency_keys"},
     ),
-    "recon": (recon.MIGRATIONS, {"reconciliation_runs", "idempotency_keys"}),
+    "recon": (
+        recon.MIGRATIONS,
+        {
+            "reconciliation_runs",
+            "idempotency_keys",
+            "settlement_files",
+            "settlement_rows",
+            "recon_mismatches",
+            "recon_mismatch_actions",
+        },
+    ),
 }
 
 

@@ -15,6 +15,7 @@ from payment_svc.domain import OrderState, PendingReason, outcome_of
 from payment_svc.psp import PspError
 from payment_svc.psp_objects import PaymentIntentView
 from payment_svc.repository import UNCERTAIN_STATES
+from payment_svc.usecases import queries
 from payment_svc.usecases.checkout import Checkout
 from payment_svc.usecases.deps import Deps, UseCase
 from svckit.errors import Internal
@@ -45,6 +46,12 @@ class Janitor(UseCase):
                 log.exception("janitor could not resolve a checkout", checkout_id=checkout_id)
         await self._reschedule([row.payment_order_id for row in due])
         return len(due)
+
+    async def recheck_order(self, payment_order_id: str) -> None:
+        """Ask the PSP now about one order's checkout (reconciliation found the PSP charged it)."""
+        async with self._uows.reader() as uow:
+            order = await queries.get_order(uow, payment_order_id)  # MISSING_FIELD, PAYMENT_ORDER_NOT_FOUND
+        await self._resolve_checkout(order.checkout_id)
 
     async def _resolve_checkout(self, checkout_id: str) -> None:
         await self._checkout.drive(checkout_id)  # registrations that never happened or timed out

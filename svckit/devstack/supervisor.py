@@ -306,6 +306,8 @@ def plan_children(
                 "RECON_GRPC_PORT": str(ports["recon"]),
                 "RECON_LEDGER_ADDR": f"127.0.0.1:{ports['ledger']}",
                 "RECON_WALLET_ADDR": f"127.0.0.1:{ports['wallet']}",
+                "RECON_PAYMENT_ADDR": f"127.0.0.1:{ports['payment']}",
+                "RECON_PSP_BASE_URL": f"http://127.0.0.1:{ports['psp-sim']}",
                 **tls.child_env("recon", "RECON_"),
             },
         ),

@@ -200,6 +200,18 @@ class GetPaymentOrderResponse(_message.Message):
     payment_order: PaymentOrder
     def __init__(self, payment_order: _Optional[_Union[PaymentOrder, _Mapping]] = ...) -> None: ...
 
+class RecheckPaymentOrderRequest(_message.Message):
+    __slots__ = ("payment_order_id",)
+    PAYMENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    payment_order_id: str
+    def __init__(self, payment_order_id: _Optional[str] = ...) -> None: ...
+
+class RecheckPaymentOrderResponse(_message.Message):
+    __slots__ = ("payment_order",)
+    PAYMENT_ORDER_FIELD_NUMBER: _ClassVar[int]
+    payment_order: PaymentOrder
+    def __init__(self, payment_order: _Optional[_Union[PaymentOrder, _Mapping]] = ...) -> None: ...
+
 class GetCheckoutRequest(_message.Message):
     __slots__ = ("checkout_id",)
     CHECKOUT_ID_FIELD_NUMBER: _ClassVar[int]

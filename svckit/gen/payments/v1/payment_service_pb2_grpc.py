@@ -47,6 +47,11 @@ class PaymentServiceStub:
                 request_serializer=payments_dot_v1_dot_payment__service__pb2.GetPaymentOrderRequest.SerializeToString,
                 response_deserializer=payments_dot_v1_dot_payment__service__pb2.GetPaymentOrderResponse.FromString,
                 _registered_method=True)
+        self.RecheckPaymentOrder = channel.unary_unary(
+                '/payments.v1.PaymentService/RecheckPaymentOrder',
+                request_serializer=payments_dot_v1_dot_payment__service__pb2.RecheckPaymentOrderRequest.SerializeToString,
+                response_deserializer=payments_dot_v1_dot_payment__service__pb2.RecheckPaymentOrderResponse.FromString,
+                _registered_method=True)
         self.GetCheckout = channel.unary_unary(
                 '/payments.v1.PaymentService/GetCheckout',
                 request_serializer=payments_dot_v1_dot_payment__service__pb2.GetCheckoutRequest.SerializeToString,
@@ -108,6 +113,17 @@ class PaymentServiceServicer:
 
     def GetPaymentOrder(self, request, context):
         """Returns one payment order with its state. NOT_FOUND (reason PAYMENT_ORDER_NOT_FOUND) when unknown.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecheckPaymentOrder(self, request, context):
+        """Asks the PSP now about the order's checkout, as the janitor would, and applies what the PSP says
+        through the normal state machine (so wallet and ledger follow a success); it never assumes an outcome.
+        Reconciliation calls it when the PSP settled a charge for an order we do not hold as captured (a lost
+        webhook, an unknown outcome). Naturally idempotent: asking again changes nothing more. Returns the order
+        as it is afterwards. NOT_FOUND (reason PAYMENT_ORDER_NOT_FOUND) when unknown.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -198,6 +214,11 @@ def add_PaymentServiceServicer_to_server(servicer, server):
                     servicer.GetPaymentOrder,
                     request_deserializer=payments_dot_v1_dot_payment__service__pb2.GetPaymentOrderRequest.FromString,
                     response_serializer=payments_dot_v1_dot_payment__service__pb2.GetPaymentOrderResponse.SerializeToString,
+            ),
+            'RecheckPaymentOrder': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecheckPaymentOrder,
+                    request_deserializer=payments_dot_v1_dot_payment__service__pb2.RecheckPaymentOrderRequest.FromString,
+                    response_serializer=payments_dot_v1_dot_payment__service__pb2.RecheckPaymentOrderResponse.SerializeToString,
             ),
             'GetCheckout': grpc.unary_unary_rpc_method_handler(
                     servicer.GetCheckout,
@@ -297,6 +318,33 @@ class PaymentService:
             '/payments.v1.PaymentService/GetPaymentOrder',
             payments_dot_v1_dot_payment__service__pb2.GetPaymentOrderRequest.SerializeToString,
             payments_dot_v1_dot_payment__service__pb2.GetPaymentOrderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecheckPaymentOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payments.v1.PaymentService/RecheckPaymentOrder',
+            payments_dot_v1_dot_payment__service__pb2.RecheckPaymentOrderRequest.SerializeToString,
+            payments_dot_v1_dot_payment__service__pb2.RecheckPaymentOrderResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -25,23 +25,33 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1crecon/v1/recon_service.proto\x12\x08recon.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc4\x03\n\x11ReconciliationRun\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12/\n\x05state\x18\x02 \x01(\x0e\x32 .recon.v1.ReconciliationRunState\x12\x37\n\x13interval_start_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11interval_end_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\x04kind\x18\x06 \x01(\x0e\x32\x1f.recon.v1.ReconciliationRunKind\x12/\n\x0b\x66inish_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\n\n\x02ok\x18\x08 \x01(\x08\x12\x17\n\x0fwallets_checked\x18\t \x01(\x03\x12\x18\n\x10\x61\x63\x63ounts_checked\x18\n \x01(\x03\x12\x16\n\x0emismatch_count\x18\x0b \x01(\x03\x12\x16\n\x0e\x66\x61ilure_reason\x18\x0c \x01(\t\"F\n\x1dListReconciliationRunsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"d\n\x1eListReconciliationRunsResponse\x12)\n\x04runs\x18\x01 \x03(\x0b\x32\x1b.recon.v1.ReconciliationRun\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x99\x01\n\x14WalletLedgerMismatch\x12\x11\n\tseller_id\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x30\n\x04kind\x18\x03 \x01(\x0e\x32\".recon.v1.WalletLedgerMismatchKind\x12\x14\n\x0cwallet_minor\x18\x04 \x01(\x03\x12\x14\n\x0cledger_minor\x18\x05 \x01(\x03\"4\n\x1f\x43ompareWalletsWithLedgerRequest\x12\x11\n\tseller_id\x18\x01 \x01(\t\"\xa5\x01\n CompareWalletsWithLedgerResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x17\n\x0fwallets_checked\x18\x02 \x01(\x03\x12\x18\n\x10\x61\x63\x63ounts_checked\x18\x03 \x01(\x03\x12\x32\n\nmismatches\x18\x04 \x03(\x0b\x32\x1e.recon.v1.WalletLedgerMismatch\x12\x0e\n\x06run_id\x18\x05 \x01(\t*\xb5\x01\n\x16ReconciliationRunState\x12(\n$RECONCILIATION_RUN_STATE_UNSPECIFIED\x10\x00\x12$\n RECONCILIATION_RUN_STATE_RUNNING\x10\x01\x12&\n\"RECONCILIATION_RUN_STATE_SUCCEEDED\x10\x02\x12#\n\x1fRECONCILIATION_RUN_STATE_FAILED\x10\x03*\x98\x01\n\x15ReconciliationRunKind\x12\'\n#RECONCILIATION_RUN_KIND_UNSPECIFIED\x10\x00\x12+\n\'RECONCILIATION_RUN_KIND_SETTLEMENT_FILE\x10\x01\x12)\n%RECONCILIATION_RUN_KIND_WALLET_LEDGER\x10\x02*\x8a\x02\n\x18WalletLedgerMismatchKind\x12+\n\'WALLET_LEDGER_MISMATCH_KIND_UNSPECIFIED\x10\x00\x12.\n*WALLET_LEDGER_MISMATCH_KIND_AMOUNT_DIFFERS\x10\x01\x12/\n+WALLET_LEDGER_MISMATCH_KIND_ACCOUNT_MISSING\x10\x02\x12.\n*WALLET_LEDGER_MISMATCH_KIND_WALLET_MISSING\x10\x03\x12\x30\n,WALLET_LEDGER_MISMATCH_KIND_CURRENCY_DIFFERS\x10\x04\x32\xf8\x01\n\x0cReconService\x12p\n\x16ListReconciliationRuns\x12\'.recon.v1.ListReconciliationRunsRequest\x1a(.recon.v1.ListReconciliationRunsResponse\"\x03\x90\x02\x01\x12v\n\x18\x43ompareWalletsWithLedger\x12).recon.v1.CompareWalletsWithLedgerRequest\x1a*.recon.v1.CompareWalletsWithLedgerResponse\"\x03\x90\x02\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1crecon/v1/recon_service.proto\x12\x08recon.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc4\x03\n\x11ReconciliationRun\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12/\n\x05state\x18\x02 \x01(\x0e\x32 .recon.v1.ReconciliationRunState\x12\x37\n\x13interval_start_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11interval_end_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\x04kind\x18\x06 \x01(\x0e\x32\x1f.recon.v1.ReconciliationRunKind\x12/\n\x0b\x66inish_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\n\n\x02ok\x18\x08 \x01(\x08\x12\x17\n\x0fwallets_checked\x18\t \x01(\x03\x12\x18\n\x10\x61\x63\x63ounts_checked\x18\n \x01(\x03\x12\x16\n\x0emismatch_count\x18\x0b \x01(\x03\x12\x16\n\x0e\x66\x61ilure_reason\x18\x0c \x01(\t\"F\n\x1dListReconciliationRunsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"d\n\x1eListReconciliationRunsResponse\x12)\n\x04runs\x18\x01 \x03(\x0b\x32\x1b.recon.v1.ReconciliationRun\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x99\x01\n\x14WalletLedgerMismatch\x12\x11\n\tseller_id\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x30\n\x04kind\x18\x03 \x01(\x0e\x32\".recon.v1.WalletLedgerMismatchKind\x12\x14\n\x0cwallet_minor\x18\x04 \x01(\x03\x12\x14\n\x0cledger_minor\x18\x05 \x01(\x03\"4\n\x1f\x43ompareWalletsWithLedgerRequest\x12\x11\n\tseller_id\x18\x01 \x01(\t\"\xa5\x01\n CompareWalletsWithLedgerResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x17\n\x0fwallets_checked\x18\x02 \x01(\x03\x12\x18\n\x10\x61\x63\x63ounts_checked\x18\x03 \x01(\x03\x12\x32\n\nmismatches\x18\x04 \x03(\x0b\x32\x1e.recon.v1.WalletLedgerMismatch\x12\x0e\n\x06run_id\x18\x05 \x01(\t\"?\n\x19StartSettlementRunRequest\x12\x0c\n\x04\x64\x61te\x18\x01 \x01(\t\x12\x14\n\x0c\x66ile_content\x18\x02 \x01(\x0c\")\n\x17GetSettlementRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"C\n\x12SettlementRowError\x12\x0c\n\x04line\x18\x01 \x01(\x05\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\xca\x04\n\x13SettlementRunReport\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x13\n\x0b\x66ile_sha256\x18\x03 \x01(\t\x12\x11\n\trows_read\x18\x04 \x01(\x03\x12\x0f\n\x07matched\x18\x05 \x01(\x03\x12\x0e\n\x06\x62ooked\x18\x06 \x01(\x03\x12\x17\n\x0f\x61lready_counted\x18\x07 \x01(\x03\x12\x0f\n\x07pending\x18\x08 \x01(\x03\x12\x12\n\nauto_fixed\x18\t \x01(\x03\x12\x17\n\x0frow_error_count\x18\n \x01(\x03\x12\x30\n\nrow_errors\x18\x0b \x03(\x0b\x32\x1c.recon.v1.SettlementRowError\x12\r\n\x05\x65rror\x18\x0c \x01(\t\x12O\n\x12mismatches_by_code\x18\r \x03(\x0b\x32\x33.recon.v1.SettlementRunReport.MismatchesByCodeEntry\x12W\n\x16open_by_classification\x18\x0e \x03(\x0b\x32\x37.recon.v1.SettlementRunReport.OpenByClassificationEntry\x12\x13\n\x0breport_json\x18\x0f \x01(\t\x1a\x37\n\x15MismatchesByCodeEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x1a;\n\x19OpenByClassificationEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\">\n\x0f\x46ieldDifference\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x0c\n\x04ours\x18\x02 \x01(\t\x12\x0e\n\x06theirs\x18\x03 \x01(\t\"\xdd\x02\n\x08Mismatch\x12\x13\n\x0bmismatch_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0c\n\x04\x63ode\x18\x03 \x01(\t\x12\x16\n\x0e\x63lassification\x18\x04 \x01(\t\x12\r\n\x05state\x18\x05 \x01(\t\x12\x1e\n\x16\x62\x61lance_transaction_id\x18\x06 \x01(\t\x12\x15\n\rour_reference\x18\x07 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x08 \x01(\x03\x12\x10\n\x08\x63urrency\x18\t \x01(\t\x12.\n\x0b\x64ifferences\x18\n \x03(\x0b\x32\x19.recon.v1.FieldDifference\x12\x0c\n\x04line\x18\x0b \x01(\x05\x12\x10\n\x08\x61ssignee\x18\x0c \x01(\t\x12\x17\n\x0fresolution_code\x18\r \x01(\t\x12/\n\x0b\x63reate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9d\x01\n\x15ListMismatchesRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x16\n\x0e\x63lassification\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\x12\x18\n\x10min_amount_minor\x18\x05 \x01(\x03\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\"Y\n\x16ListMismatchesResponse\x12&\n\nmismatches\x18\x01 \x03(\x0b\x32\x12.recon.v1.Mismatch\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"M\n\x15\x41ssignMismatchRequest\x12\x13\n\x0bmismatch_id\x18\x01 \x01(\t\x12\x10\n\x08\x61ssignee\x18\x02 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\"K\n\x17\x41nnotateMismatchRequest\x12\x13\n\x0bmismatch_id\x18\x01 \x01(\t\x12\x0c\n\x04note\x18\x02 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\"h\n\x18ResolveMismatchesRequest\x12\x14\n\x0cmismatch_ids\x18\x01 \x03(\t\x12\x17\n\x0fresolution_code\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\"K\n\x1aStartSettlementRunResponse\x12-\n\x06report\x18\x01 \x01(\x0b\x32\x1d.recon.v1.SettlementRunReport\"I\n\x18GetSettlementRunResponse\x12-\n\x06report\x18\x01 \x01(\x0b\x32\x1d.recon.v1.SettlementRunReport\"\x18\n\x16\x41ssignMismatchResponse\"\x1a\n\x18\x41nnotateMismatchResponse\"-\n\x19ResolveMismatchesResponse\x12\x10\n\x08resolved\x18\x01 \x01(\x05*\xb5\x01\n\x16ReconciliationRunState\x12(\n$RECONCILIATION_RUN_STATE_UNSPECIFIED\x10\x00\x12$\n RECONCILIATION_RUN_STATE_RUNNING\x10\x01\x12&\n\"RECONCILIATION_RUN_STATE_SUCCEEDED\x10\x02\x12#\n\x1fRECONCILIATION_RUN_STATE_FAILED\x10\x03*\x98\x01\n\x15ReconciliationRunKind\x12\'\n#RECONCILIATION_RUN_KIND_UNSPECIFIED\x10\x00\x12+\n\'RECONCILIATION_RUN_KIND_SETTLEMENT_FILE\x10\x01\x12)\n%RECONCILIATION_RUN_KIND_WALLET_LEDGER\x10\x02*\x8a\x02\n\x18WalletLedgerMismatchKind\x12+\n\'WALLET_LEDGER_MISMATCH_KIND_UNSPECIFIED\x10\x00\x12.\n*WALLET_LEDGER_MISMATCH_KIND_AMOUNT_DIFFERS\x10\x01\x12/\n+WALLET_LEDGER_MISMATCH_KIND_ACCOUNT_MISSING\x10\x02\x12.\n*WALLET_LEDGER_MISMATCH_KIND_WALLET_MISSING\x10\x03\x12\x30\n,WALLET_LEDGER_MISMATCH_KIND_CURRENCY_DIFFERS\x10\x04\x32\xa6\x06\n\x0cReconService\x12p\n\x16ListReconciliationRuns\x12\'.recon.v1.ListReconciliationRunsRequest\x1a(.recon.v1.ListReconciliationRunsResponse\"\x03\x90\x02\x01\x12v\n\x18\x43ompareWalletsWithLedger\x12).recon.v1.CompareWalletsWithLedgerRequest\x1a*.recon.v1.CompareWalletsWithLedgerResponse\"\x03\x90\x02\x01\x12\x64\n\x12StartSettlementRun\x12#.recon.v1.StartSettlementRunRequest\x1a$.recon.v1.StartSettlementRunResponse\"\x03\x90\x02\x02\x12^\n\x10GetSettlementRun\x12!.recon.v1.GetSettlementRunRequest\x1a\".recon.v1.GetSettlementRunResponse\"\x03\x90\x02\x01\x12X\n\x0eListMismatches\x12\x1f.recon.v1.ListMismatchesRequest\x1a .recon.v1.ListMismatchesResponse\"\x03\x90\x02\x01\x12S\n\x0e\x41ssignMismatch\x12\x1f.recon.v1.AssignMismatchRequest\x1a .recon.v1.AssignMismatchResponse\x12Y\n\x10\x41nnotateMismatch\x12!.recon.v1.AnnotateMismatchRequest\x1a\".recon.v1.AnnotateMismatchResponse\x12\\\n\x11ResolveMismatches\x12\".recon.v1.ResolveMismatchesRequest\x1a#.recon.v1.ResolveMismatchesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'recon.v1.recon_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_SETTLEMENTRUNREPORT_MISMATCHESBYCODEENTRY']._loaded_options = None
+  _globals['_SETTLEMENTRUNREPORT_MISMATCHESBYCODEENTRY']._serialized_options = b'8\001'
+  _globals['_SETTLEMENTRUNREPORT_OPENBYCLASSIFICATIONENTRY']._loaded_options = None
+  _globals['_SETTLEMENTRUNREPORT_OPENBYCLASSIFICATIONENTRY']._serialized_options = b'8\001'
   _globals['_RECONSERVICE'].methods_by_name['ListReconciliationRuns']._loaded_options = None
   _globals['_RECONSERVICE'].methods_by_name['ListReconciliationRuns']._serialized_options = b'\220\002\001'
   _globals['_RECONSERVICE'].methods_by_name['CompareWalletsWithLedger']._loaded_options = None
   _globals['_RECONSERVICE'].methods_by_name['CompareWalletsWithLedger']._serialized_options = b'\220\002\001'
-  _globals['_RECONCILIATIONRUNSTATE']._serialized_start=1083
-  _globals['_RECONCILIATIONRUNSTATE']._serialized_end=1264
-  _globals['_RECONCILIATIONRUNKIND']._serialized_start=1267
-  _globals['_RECONCILIATIONRUNKIND']._serialized_end=1419
-  _globals['_WALLETLEDGERMISMATCHKIND']._serialized_start=1422
-  _globals['_WALLETLEDGERMISMATCHKIND']._serialized_end=1688
+  _globals['_RECONSERVICE'].methods_by_name['StartSettlementRun']._loaded_options = None
+  _globals['_RECONSERVICE'].methods_by_name['StartSettlementRun']._serialized_options = b'\220\002\002'
+  _globals['_RECONSERVICE'].methods_by_name['GetSettlementRun']._loaded_options = None
+  _globals['_RECONSERVICE'].methods_by_name['GetSettlementRun']._serialized_options = b'\220\002\001'
+  _globals['_RECONSERVICE'].methods_by_name['ListMismatches']._loaded_options = None
+  _globals['_RECONSERVICE'].methods_by_name['ListMismatches']._serialized_options = b'\220\002\001'
+  _globals['_RECONCILIATIONRUNSTATE']._serialized_start=3031
+  _globals['_RECONCILIATIONRUNSTATE']._serialized_end=3212
+  _globals['_RECONCILIATIONRUNKIND']._serialized_start=3215
+  _globals['_RECONCILIATIONRUNKIND']._serialized_end=3367
+  _globals['_WALLETLEDGERMISMATCHKIND']._serialized_start=3370
+  _globals['_WALLETLEDGERMISMATCHKIND']._serialized_end=3636
   _globals['_RECONCILIATIONRUN']._serialized_start=76
   _globals['_RECONCILIATIONRUN']._serialized_end=528
   _globals['_LISTRECONCILIATIONRUNSREQUEST']._serialized_start=530
@@ -54,6 +64,42 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_COMPAREWALLETSWITHLEDGERREQUEST']._serialized_end=912
   _globals['_COMPAREWALLETSWITHLEDGERRESPONSE']._serialized_start=915
   _globals['_COMPAREWALLETSWITHLEDGERRESPONSE']._serialized_end=1080
-  _globals['_RECONSERVICE']._serialized_start=1691
-  _globals['_RECONSERVICE']._serialized_end=1939
+  _globals['_STARTSETTLEMENTRUNREQUEST']._serialized_start=1082
+  _globals['_STARTSETTLEMENTRUNREQUEST']._serialized_end=1145
+  _globals['_GETSETTLEMENTRUNREQUEST']._serialized_start=1147
+  _globals['_GETSETTLEMENTRUNREQUEST']._serialized_end=1188
+  _globals['_SETTLEMENTROWERROR']._serialized_start=1190
+  _globals['_SETTLEMENTROWERROR']._serialized_end=1257
+  _globals['_SETTLEMENTRUNREPORT']._serialized_start=1260
+  _globals['_SETTLEMENTRUNREPORT']._serialized_end=1846
+  _globals['_SETTLEMENTRUNREPORT_MISMATCHESBYCODEENTRY']._serialized_start=1730
+  _globals['_SETTLEMENTRUNREPORT_MISMATCHESBYCODEENTRY']._serialized_end=1785
+  _globals['_SETTLEMENTRUNREPORT_OPENBYCLASSIFICATIONENTRY']._serialized_start=1787
+  _globals['_SETTLEMENTRUNREPORT_OPENBYCLASSIFICATIONENTRY']._serialized_end=1846
+  _globals['_FIELDDIFFERENCE']._serialized_start=1848
+  _globals['_FIELDDIFFERENCE']._serialized_end=1910
+  _globals['_MISMATCH']._serialized_start=1913
+  _globals['_MISMATCH']._serialized_end=2262
+  _globals['_LISTMISMATCHESREQUEST']._serialized_start=2265
+  _globals['_LISTMISMATCHESREQUEST']._serialized_end=2422
+  _globals['_LISTMISMATCHESRESPONSE']._serialized_start=2424
+  _globals['_LISTMISMATCHESRESPONSE']._serialized_end=2513
+  _globals['_ASSIGNMISMATCHREQUEST']._serialized_start=2515
+  _globals['_ASSIGNMISMATCHREQUEST']._serialized_end=2592
+  _globals['_ANNOTATEMISMATCHREQUEST']._serialized_start=2594
+  _globals['_ANNOTATEMISMATCHREQUEST']._serialized_end=2669
+  _globals['_RESOLVEMISMATCHESREQUEST']._serialized_start=2671
+  _globals['_RESOLVEMISMATCHESREQUEST']._serialized_end=2775
+  _globals['_STARTSETTLEMENTRUNRESPONSE']._serialized_start=2777
+  _globals['_STARTSETTLEMENTRUNRESPONSE']._serialized_end=2852
+  _globals['_GETSETTLEMENTRUNRESPONSE']._serialized_start=2854
+  _globals['_GETSETTLEMENTRUNRESPONSE']._serialized_end=2927
+  _globals['_ASSIGNMISMATCHRESPONSE']._serialized_start=2929
+  _globals['_ASSIGNMISMATCHRESPONSE']._serialized_end=2953
+  _globals['_ANNOTATEMISMATCHRESPONSE']._serialized_start=2955
+  _globals['_ANNOTATEMISMATCHRESPONSE']._serialized_end=2981
+  _globals['_RESOLVEMISMATCHESRESPONSE']._serialized_start=2983
+  _globals['_RESOLVEMISMATCHESRESPONSE']._serialized_end=3028
+  _globals['_RECONSERVICE']._serialized_start=3639
+  _globals['_RECONSERVICE']._serialized_end=4445
 # @@protoc_insertion_point(module_scope)

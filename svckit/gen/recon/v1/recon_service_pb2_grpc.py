@@ -46,6 +46,36 @@ class ReconServiceStub:
                 request_serializer=recon_dot_v1_dot_recon__service__pb2.CompareWalletsWithLedgerRequest.SerializeToString,
                 response_deserializer=recon_dot_v1_dot_recon__service__pb2.CompareWalletsWithLedgerResponse.FromString,
                 _registered_method=True)
+        self.StartSettlementRun = channel.unary_unary(
+                '/recon.v1.ReconService/StartSettlementRun',
+                request_serializer=recon_dot_v1_dot_recon__service__pb2.StartSettlementRunRequest.SerializeToString,
+                response_deserializer=recon_dot_v1_dot_recon__service__pb2.StartSettlementRunResponse.FromString,
+                _registered_method=True)
+        self.GetSettlementRun = channel.unary_unary(
+                '/recon.v1.ReconService/GetSettlementRun',
+                request_serializer=recon_dot_v1_dot_recon__service__pb2.GetSettlementRunRequest.SerializeToString,
+                response_deserializer=recon_dot_v1_dot_recon__service__pb2.GetSettlementRunResponse.FromString,
+                _registered_method=True)
+        self.ListMismatches = channel.unary_unary(
+                '/recon.v1.ReconService/ListMismatches',
+                request_serializer=recon_dot_v1_dot_recon__service__pb2.ListMismatchesRequest.SerializeToString,
+                response_deserializer=recon_dot_v1_dot_recon__service__pb2.ListMismatchesResponse.FromString,
+                _registered_method=True)
+        self.AssignMismatch = channel.unary_unary(
+                '/recon.v1.ReconService/AssignMismatch',
+                request_serializer=recon_dot_v1_dot_recon__service__pb2.AssignMismatchRequest.SerializeToString,
+                response_deserializer=recon_dot_v1_dot_recon__service__pb2.AssignMismatchResponse.FromString,
+                _registered_method=True)
+        self.AnnotateMismatch = channel.unary_unary(
+                '/recon.v1.ReconService/AnnotateMismatch',
+                request_serializer=recon_dot_v1_dot_recon__service__pb2.AnnotateMismatchRequest.SerializeToString,
+                response_deserializer=recon_dot_v1_dot_recon__service__pb2.AnnotateMismatchResponse.FromString,
+                _registered_method=True)
+        self.ResolveMismatches = channel.unary_unary(
+                '/recon.v1.ReconService/ResolveMismatches',
+                request_serializer=recon_dot_v1_dot_recon__service__pb2.ResolveMismatchesRequest.SerializeToString,
+                response_deserializer=recon_dot_v1_dot_recon__service__pb2.ResolveMismatchesResponse.FromString,
+                _registered_method=True)
 
 
 class ReconServiceServicer:
@@ -70,6 +100,56 @@ class ReconServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartSettlementRun(self, request, context):
+        """Reconciles one settlement file: the PSP's report for `date` (a UTC day, fetched through the Reporting
+        API) or `file_content` (an uploaded CSV, at most the server's message size). Answers when the run is
+        done, with its report. Idempotent by content, without an idempotency key: a file already ingested is
+        recognised by its SHA-256 and the run ends DUPLICATE_FILE, changing nothing. A refused file or malformed
+        rows end the run FAILED with the errors and book nothing (the call itself succeeds).
+        INVALID_ARGUMENT: MISSING_FIELD (neither or both), INVALID_FILTER (a date that is not YYYY-MM-DD);
+        UNAVAILABLE: SETTLEMENT_REPORT_UNAVAILABLE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSettlementRun(self, request, context):
+        """The report of one settlement run. NOT_FOUND (reason RUN_NOT_FOUND) when unknown.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMismatches(self, request, context):
+        """Lists mismatches, oldest first, filtered (filters combine with AND).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AssignMismatch(self, request, context):
+        """Assigns a mismatch to a person (kept in its history). Needs `idempotency-key`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AnnotateMismatch(self, request, context):
+        """Adds a note to a mismatch's history. Needs `idempotency-key`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResolveMismatches(self, request, context):
+        """Resolves one or many open mismatches with a resolution code and a reason, all or none. Never edits a
+        ledger entry: a correction is a new ledger transaction. Needs `idempotency-key`. FAILED_PRECONDITION
+        (MISMATCH_NOT_OPEN), NOT_FOUND (MISMATCH_NOT_FOUND), INVALID_ARGUMENT (INVALID_RESOLUTION_CODE).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ReconServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -82,6 +162,36 @@ def add_ReconServiceServicer_to_server(servicer, server):
                     servicer.CompareWalletsWithLedger,
                     request_deserializer=recon_dot_v1_dot_recon__service__pb2.CompareWalletsWithLedgerRequest.FromString,
                     response_serializer=recon_dot_v1_dot_recon__service__pb2.CompareWalletsWithLedgerResponse.SerializeToString,
+            ),
+            'StartSettlementRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartSettlementRun,
+                    request_deserializer=recon_dot_v1_dot_recon__service__pb2.StartSettlementRunRequest.FromString,
+                    response_serializer=recon_dot_v1_dot_recon__service__pb2.StartSettlementRunResponse.SerializeToString,
+            ),
+            'GetSettlementRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSettlementRun,
+                    request_deserializer=recon_dot_v1_dot_recon__service__pb2.GetSettlementRunRequest.FromString,
+                    response_serializer=recon_dot_v1_dot_recon__service__pb2.GetSettlementRunResponse.SerializeToString,
+            ),
+            'ListMismatches': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMismatches,
+                    request_deserializer=recon_dot_v1_dot_recon__service__pb2.ListMismatchesRequest.FromString,
+                    response_serializer=recon_dot_v1_dot_recon__service__pb2.ListMismatchesResponse.SerializeToString,
+            ),
+            'AssignMismatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.AssignMismatch,
+                    request_deserializer=recon_dot_v1_dot_recon__service__pb2.AssignMismatchRequest.FromString,
+                    response_serializer=recon_dot_v1_dot_recon__service__pb2.AssignMismatchResponse.SerializeToString,
+            ),
+            'AnnotateMismatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.AnnotateMismatch,
+                    request_deserializer=recon_dot_v1_dot_recon__service__pb2.AnnotateMismatchRequest.FromString,
+                    response_serializer=recon_dot_v1_dot_recon__service__pb2.AnnotateMismatchResponse.SerializeToString,
+            ),
+            'ResolveMismatches': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveMismatches,
+                    request_deserializer=recon_dot_v1_dot_recon__service__pb2.ResolveMismatchesRequest.FromString,
+                    response_serializer=recon_dot_v1_dot_recon__service__pb2.ResolveMismatchesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -140,6 +250,168 @@ class ReconService:
             '/recon.v1.ReconService/CompareWalletsWithLedger',
             recon_dot_v1_dot_recon__service__pb2.CompareWalletsWithLedgerRequest.SerializeToString,
             recon_dot_v1_dot_recon__service__pb2.CompareWalletsWithLedgerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartSettlementRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recon.v1.ReconService/StartSettlementRun',
+            recon_dot_v1_dot_recon__service__pb2.StartSettlementRunRequest.SerializeToString,
+            recon_dot_v1_dot_recon__service__pb2.StartSettlementRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSettlementRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recon.v1.ReconService/GetSettlementRun',
+            recon_dot_v1_dot_recon__service__pb2.GetSettlementRunRequest.SerializeToString,
+            recon_dot_v1_dot_recon__service__pb2.GetSettlementRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMismatches(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recon.v1.ReconService/ListMismatches',
+            recon_dot_v1_dot_recon__service__pb2.ListMismatchesRequest.SerializeToString,
+            recon_dot_v1_dot_recon__service__pb2.ListMismatchesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AssignMismatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recon.v1.ReconService/AssignMismatch',
+            recon_dot_v1_dot_recon__service__pb2.AssignMismatchRequest.SerializeToString,
+            recon_dot_v1_dot_recon__service__pb2.AssignMismatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AnnotateMismatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recon.v1.ReconService/AnnotateMismatch',
+            recon_dot_v1_dot_recon__service__pb2.AnnotateMismatchRequest.SerializeToString,
+            recon_dot_v1_dot_recon__service__pb2.AnnotateMismatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveMismatches(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recon.v1.ReconService/ResolveMismatches',
+            recon_dot_v1_dot_recon__service__pb2.ResolveMismatchesRequest.SerializeToString,
+            recon_dot_v1_dot_recon__service__pb2.ResolveMismatchesResponse.FromString,
             options,
             channel_credentials,
             insecure,

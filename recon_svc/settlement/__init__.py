@@ -1,0 +1,1 @@
+"""Reconciliation against the PSP's settlement file: parse, match, classify (issue 15)."""

@@ -1,0 +1,256 @@
+"""Rules of settlement reconciliation: each file row against our records, every difference a mismatch.
+
+Transport-free and pure: the caller looks our records up (payment service, pay-outs) and hands them in. Each
+difference is its own :class:`Mismatch` with a stable ``code``, one of the seeds' three classifications, and the
+field-level difference ours vs theirs; offsetting differences are never netted (two rows off by +1 and -1 are two
+mismatches). A payment of ours the file has not reached is ``pending`` until the grace period has passed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from recon_svc.settlement.parse import SettlementRow
+
+
+class Classification(enum.StrEnum):
+    AUTO_FIXABLE = "auto_fixable"
+    MANUAL = "manual"
+    UNCLASSIFIED = "unclassified"
+
+
+class Code(enum.StrEnum):
+    """Stable mismatch codes; each is always raised with the classification in :data:`CLASSIFICATION`."""
+
+    PSP_CHARGED_ORDER_NOT_SUCCESS = "PSP_CHARGED_ORDER_NOT_SUCCESS"
+    """The PSP settled a charge for an order we do not hold as captured (a lost webhook, an unknown outcome)."""
+    SETTLEMENT_NOT_BOOKED = "SETTLEMENT_NOT_BOOKED"
+    """Our order succeeded but its wallet or ledger update is missing: settlement is re-driven."""
+    FEE_DIFFERS = "FEE_DIFFERS"
+    """The PSP's fee differs from what we expect by no more than the tolerance: the difference is posted."""
+    FEE_DIFFERS_BEYOND_TOLERANCE = "FEE_DIFFERS_BEYOND_TOLERANCE"
+    AMOUNT_DIFFERS = "AMOUNT_DIFFERS"
+    CURRENCY_DIFFERS = "CURRENCY_DIFFERS"
+    REFUND_NOT_OURS = "REFUND_NOT_OURS"
+    """A refund at the PSP (made in its dashboard, say) that we never recorded."""
+    DISPUTE_NOT_RECORDED = "DISPUTE_NOT_RECORDED"
+    PAYOUT_NOT_IN_BOOKS = "PAYOUT_NOT_IN_BOOKS"
+    DUPLICATE_ROW = "DUPLICATE_ROW"
+    """The same balance transaction twice (in one file, or again with other content in a later file)."""
+    UNMATCHED_ROW = "UNMATCHED_ROW"
+    """A row that matches nothing of ours."""
+    MISSING_FROM_PSP = "MISSING_FROM_PSP"
+    """Our success or refund is not in the PSP's files past the grace period."""
+
+
+CLASSIFICATION: Mapping[Code, Classification] = {
+    Code.PSP_CHARGED_ORDER_NOT_SUCCESS: Classification.AUTO_FIXABLE,
+    Code.SETTLEMENT_NOT_BOOKED: Classification.AUTO_FIXABLE,
+    Code.FEE_DIFFERS: Classification.AUTO_FIXABLE,
+    Code.FEE_DIFFERS_BEYOND_TOLERANCE: Classification.MANUAL,
+    Code.AMOUNT_DIFFERS: Classification.MANUAL,
+    Code.CURRENCY_DIFFERS: Classification.MANUAL,
+    Code.REFUND_NOT_OURS: Classification.MANUAL,
+    Code.DISPUTE_NOT_RECORDED: Classification.MANUAL,
+    Code.PAYOUT_NOT_IN_BOOKS: Classification.MANUAL,
+    Code.DUPLICATE_ROW: Classification.MANUAL,
+    Code.MISSING_FROM_PSP: Classification.MANUAL,
+    Code.UNMATCHED_ROW: Classification.UNCLASSIFIED,
+}
+
+# Categories that are activity on our platform account and match a record of the payment service; the rest
+# (transfers, payouts, fees, adjustments...) match pay-outs or are reported as unmatched for a person.
+CHARGE_CATEGORIES = frozenset({"charge"})
+REFUND_CATEGORIES = frozenset({"refund", "partial_capture_reversal"})
+
+
+class OrderState(enum.StrEnum):
+    NOT_STARTED = "NOT_STARTED"
+    EXECUTING = "EXECUTING"
+    PENDING = "PENDING"
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+    UNKNOWN = "UNKNOWN"
+    PARTIALLY_REFUNDED = "PARTIALLY_REFUNDED"
+    REFUNDED = "REFUNDED"
+
+
+CAPTURED = frozenset({OrderState.SUCCESS, OrderState.PARTIALLY_REFUNDED, OrderState.REFUNDED})
+
+
+@dataclass(frozen=True, slots=True)
+class OurOrder:
+    payment_order_id: str
+    psp_reference: str
+    """The PaymentIntent id, empty when the PSP's answer never reached us."""
+    amount_minor: int
+    currency: str
+    state: OrderState
+    created_at: dt.datetime
+    wallet_updated: bool
+    ledger_updated: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OurRefund:
+    refund_id: str
+    payment_order_id: str
+    psp_reference: str
+    amount_minor: int
+    currency: str
+    succeeded: bool
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Difference:
+    field: str
+    ours: str
+    theirs: str
+
+
+@dataclass(frozen=True, slots=True)
+class Mismatch:
+    code: Code
+    classification: Classification
+    balance_transaction_id: str
+    """The file row's id; empty for a record of ours that no row reached."""
+    our_reference: str
+    """``order:<id>`` or ``refund:<id>``; empty for a row that matches nothing."""
+    currency: str
+    amount_minor: int
+    """Theirs when the file has the row, else ours."""
+    differences: tuple[Difference, ...] = ()
+    line: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Booking:
+    """A matched charge or refund to post: Dr bank net / Dr fees fee / Cr psp_receivable gross (mirrored for refunds)."""
+
+    balance_transaction_id: str
+    our_reference: str
+    currency: str
+    gross_minor: int
+    fee_minor: int
+
+
+@dataclass
+class RowOutcome:
+    mismatches: list[Mismatch] = field(default_factory=list)
+    booking: Booking | None = None
+    matched: bool = False
+
+
+@dataclass(frozen=True)
+class Rules:
+    fee_tolerance_minor: int
+    """A fee off by at most this much is the PSP rounding or a rate change: posted, not a person's time."""
+    expected_fee_bps: int | None = None
+    """When set, a charge's fee is expected to be this many basis points of gross (rounded half up) plus
+    ``expected_fee_fixed_minor``; None trusts the file's fee."""
+    expected_fee_fixed_minor: int = 0
+    grace: dt.timedelta = dt.timedelta(days=2)
+
+
+def _mm(code: Code, row: SettlementRow | None, ref: str, currency: str, amount: int,
+        diffs: Iterable[Difference] = ()) -> Mismatch:  # fmt: skip
+    return Mismatch(
+        code,
+        CLASSIFICATION[code],
+        row.balance_transaction_id if row else "",
+        ref,
+        currency,
+        amount,
+        tuple(diffs),
+        row.line if row else 0,
+    )
+
+
+def _money_diffs(
+    row: SettlementRow, amount: int, currency: str, sign: int
+) -> tuple[Code | None, list[Difference]]:
+    if row.currency != currency:
+        return Code.CURRENCY_DIFFERS, [Difference("currency", currency, row.currency)]
+    if sign * row.gross_minor != amount:
+        return Code.AMOUNT_DIFFERS, [Difference("amount_minor", str(amount), str(sign * row.gross_minor))]
+    return None, []
+
+
+def classify_charge(row: SettlementRow, order: OurOrder | None, rules: Rules) -> RowOutcome:
+    """A ``charge`` row against the order its PaymentIntent or ``payment_order_id`` metadata names."""
+    out = RowOutcome()
+    if order is None:
+        out.mismatches.append(_mm(Code.UNMATCHED_ROW, row, "", row.currency, row.gross_minor))
+        return out
+    ref = f"order:{order.payment_order_id}"
+    out.matched = True
+    code, diffs = _money_diffs(row, order.amount_minor, order.currency, 1)
+    if code is not None:
+        # Not booked: what the PSP owes for this order is in question until a person decides.
+        out.mismatches.append(_mm(code, row, ref, row.currency, row.gross_minor, diffs))
+        return out
+    if order.state not in CAPTURED:
+        out.mismatches.append(
+            _mm(Code.PSP_CHARGED_ORDER_NOT_SUCCESS, row, ref, row.currency, row.gross_minor,
+                [Difference("state", order.state.value, "captured")])
+        )  # fmt: skip
+    elif not (order.wallet_updated and order.ledger_updated):
+        out.mismatches.append(
+            _mm(Code.SETTLEMENT_NOT_BOOKED, row, ref, row.currency, row.gross_minor,
+                [Difference("wallet_updated/ledger_updated",
+                            f"{order.wallet_updated}/{order.ledger_updated}", "true/true")])
+        )  # fmt: skip
+    if rules.expected_fee_bps is not None:
+        expected = (
+            row.gross_minor * rules.expected_fee_bps + 5_000
+        ) // 10_000 + rules.expected_fee_fixed_minor
+        if expected != row.fee_minor:
+            within = abs(expected - row.fee_minor) <= rules.fee_tolerance_minor
+            out.mismatches.append(
+                _mm(Code.FEE_DIFFERS if within else Code.FEE_DIFFERS_BEYOND_TOLERANCE, row, ref, row.currency,
+                    row.fee_minor - expected, [Difference("fee_minor", str(expected), str(row.fee_minor))])
+            )  # fmt: skip
+    out.booking = Booking(row.balance_transaction_id, ref, row.currency, row.gross_minor, row.fee_minor)
+    return out
+
+
+def classify_refund(row: SettlementRow, refund: OurRefund | None) -> RowOutcome:
+    """A ``refund`` row (negative gross) against our refund by its ``re_`` id or ``refund_id`` metadata."""
+    out = RowOutcome()
+    if refund is None:
+        out.mismatches.append(_mm(Code.REFUND_NOT_OURS, row, "", row.currency, row.gross_minor))
+        return out
+    ref = f"refund:{refund.refund_id}"
+    out.matched = True
+    code, diffs = _money_diffs(row, refund.amount_minor, refund.currency, -1)
+    if code is not None:
+        out.mismatches.append(_mm(code, row, ref, row.currency, row.gross_minor, diffs))
+        return out
+    out.booking = Booking(row.balance_transaction_id, ref, row.currency, row.gross_minor, row.fee_minor)
+    return out
+
+
+def missing_from_psp(
+    orders: Iterable[OurOrder], seen_references: set[str], now: dt.datetime, rules: Rules
+) -> tuple[list[Mismatch], int]:
+    """Our captured orders no file has reached: pending inside the grace period, MISSING_FROM_PSP after it.
+
+    Returns the mismatches and how many are still pending.
+    """
+    mismatches: list[Mismatch] = []
+    pending = 0
+    for order in orders:
+        if order.state not in CAPTURED or f"order:{order.payment_order_id}" in seen_references:
+            continue
+        if now - order.created_at < rules.grace:
+            pending += 1
+            continue
+        mismatches.append(
+            _mm(Code.MISSING_FROM_PSP, None, f"order:{order.payment_order_id}", order.currency,
+                order.amount_minor, [Difference("settlement_row", "captured", "absent")])
+        )  # fmt: skip
+    return mismatches, pending

@@ -1,0 +1,351 @@
+"""Strict, streaming parser of Stripe's itemized balance-change report (``balance_change_from_activity.itemized.3``).
+
+The file is read line by line through a bounded reader, so memory stays flat whatever its size: no line may be
+longer than ``max_line_chars`` and no field longer than the csv module's field limit we set. A file that is not a
+settlement report (empty, not UTF-8, another report's columns, another delimiter, garbage) is refused whole with
+:class:`SettlementFileRefused` before any row is produced. Inside a good file each malformed row becomes a
+:class:`RowError` with its line number and a stable reason, and parsing goes on, so one bad row never hides the
+others. Money columns are major units; each is converted exactly with the currency's ISO 4217 exponent and
+refused when it has more decimals than the currency allows (never through float).
+
+The SHA-256 of the bytes read is available once the rows are exhausted: the same file ingested twice is
+recognised by it.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import io
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from svckit.errors import InvalidArgument
+from svckit.money import MAX_MINOR_DIGITS, exponent, is_known_currency
+from svckit.reasons import Reason
+
+REQUIRED_COLUMNS: tuple[str, ...] = (
+    "balance_transaction_id",
+    "created_utc",
+    "currency",
+    "gross",
+    "fee",
+    "net",
+    "reporting_category",
+    "source_id",
+)
+"""What a row cannot be matched or booked without; every other column is optional."""
+
+_OPTIONAL_TEXT_COLUMNS: tuple[str, ...] = (
+    "description",
+    "charge_id",
+    "payment_intent_id",
+    "automatic_payout_id",
+    "connected_account_id",
+    "dispute_reason",
+)
+_METADATA_RE = re.compile(r"^(payment|refund|transfer)_metadata\[([^\]]{1,40})\]$")
+
+# Every category of 16.1.0's ReportRunCreateParamsParameters.reporting_category and the reporting-categories page.
+REPORTING_CATEGORIES = frozenset(
+    {
+        "advance",
+        "advance_funding",
+        "anticipation_repayment",
+        "charge",
+        "charge_failure",
+        "climate_order_purchase",
+        "climate_order_refund",
+        "connect_collection_transfer",
+        "connect_reserved_funds",
+        "contribution",
+        "dispute",
+        "dispute_reversal",
+        "fee",
+        "financing_paydown",
+        "financing_paydown_reversal",
+        "financing_payout",
+        "financing_payout_reversal",
+        "issuing_authorization_hold",
+        "issuing_authorization_release",
+        "issuing_dispute",
+        "issuing_transaction",
+        "network_cost",
+        "other_adjustment",
+        "partial_capture_reversal",
+        "payment_network_reserve_hold",
+        "payment_network_reserve_release",
+        "payout",
+        "payout_minimum_balance_hold",
+        "payout_minimum_balance_release",
+        "payout_reversal",
+        "platform_earning",
+        "platform_earning_refund",
+        "refund",
+        "refund_failure",
+        "risk_reserved_funds",
+        "tax",
+        "topup",
+        "topup_reversal",
+        "transfer",
+        "transfer_reversal",
+        "unreconciled_customer_funds",
+    }
+)
+
+DEFAULT_MAX_LINE_CHARS = 64 * 1024
+"""A real row is well under 2 KiB even with every address column; 64 Ki characters leave room for long metadata.
+A quoted field spanning lines is bounded by the csv module's field limit (128 KiB by default)."""
+_TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
+_SIGNED_DECIMAL_RE = re.compile(r"^(-?)(0|[1-9][0-9]*)(?:\.([0-9]+))?$")
+_ID_RE = re.compile(r"^[A-Za-z0-9_]{1,255}$")
+_OTHER_DELIMITERS = (";", "\t", "|")
+
+
+class SettlementFileRefused(InvalidArgument):
+    """The file as a whole is not a readable settlement report; nothing of it may be used."""
+
+    def __init__(self, message: str, line: int) -> None:
+        super().__init__(Reason.SETTLEMENT_FILE_REFUSED, f"line {line}: {message}", line=str(line))
+        self.line = line
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementRow:
+    """One balance transaction of the report, money in integer minor units."""
+
+    line: int
+    balance_transaction_id: str
+    created_utc: dt.datetime
+    currency: str
+    """Upper-case ISO 4217 code (the file writes ``usd``)."""
+    gross_minor: int
+    fee_minor: int
+    net_minor: int
+    reporting_category: str
+    source_id: str
+    charge_id: str = ""
+    payment_intent_id: str = ""
+    description: str = ""
+    automatic_payout_id: str = ""
+    connected_account_id: str = ""
+    dispute_reason: str = ""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    """``payment_metadata[k]`` → ``payment.k``, ``refund_metadata[k]`` → ``refund.k``, ``transfer_metadata[k]`` → ``transfer.k``."""
+
+
+@dataclass(frozen=True, slots=True)
+class RowError:
+    line: int
+    reason: str
+    """Stable UPPER_SNAKE code: WRONG_COLUMN_COUNT, INVALID_ID, INVALID_TIMESTAMP, UNKNOWN_CURRENCY,
+    INVALID_AMOUNT, AMOUNT_PRECISION_EXCEEDED, NET_MISMATCH, UNKNOWN_REPORTING_CATEGORY."""
+    message: str
+
+
+class _RowInvalid(Exception):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class _HashingReader(io.RawIOBase):
+    """Passes bytes through while hashing them and counting them."""
+
+    def __init__(self, source: BinaryIO) -> None:
+        self._source = source
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:  # a writable buffer (memoryview or bytearray), per io's protocol
+        data = self._source.read(len(buffer))
+        n = len(data)
+        buffer[:n] = data
+        self.digest.update(data)
+        self.size += n
+        return n
+
+
+class _LineTooLong(Exception):
+    pass
+
+
+def _bounded_lines(text: io.TextIOBase, limit: int) -> Iterator[str]:
+    """Lines of at most ``limit`` characters; a longer one stops the file (a reader cannot resync inside it)."""
+    while True:
+        line = text.readline(limit + 1)
+        if not line:
+            return
+        if len(line) > limit:
+            raise _LineTooLong
+        yield line
+
+
+def minor_units(text: str, currency: str, column: str) -> int:
+    """A signed major-unit decimal (``-12.30``) → minor units, exactly, with the currency's exponent."""
+    match = _SIGNED_DECIMAL_RE.match(text)
+    if not match:
+        shown = text if len(text) <= 30 else text[:30] + "..."
+        raise _RowInvalid(
+            "INVALID_AMOUNT", f"{column} {shown!r} is not a plain decimal with '.' as separator"
+        )
+    sign, whole, frac = match.group(1), match.group(2), match.group(3) or ""
+    exp = exponent(currency)
+    if len(frac) > exp:
+        raise _RowInvalid(
+            "AMOUNT_PRECISION_EXCEEDED", f"{column} {text!r} has {len(frac)} decimals; {currency} has {exp}"
+        )
+    if len(whole) + exp > MAX_MINOR_DIGITS:
+        raise _RowInvalid("INVALID_AMOUNT", f"{column} {text[:30]!r} is too large")
+    value = int(whole) * 10**exp + (int(frac.ljust(exp, "0")) if exp else 0)
+    return -value if sign else value
+
+
+class SettlementParser:
+    """Iterate to get rows and row errors in file order; then ``sha256`` and ``size_bytes`` describe the file."""
+
+    def __init__(self, source: BinaryIO, *, max_line_chars: int = DEFAULT_MAX_LINE_CHARS) -> None:
+        self._raw = _HashingReader(source)
+        self._max_line = max_line_chars
+        self._done = False
+
+    @property
+    def sha256(self) -> str:
+        if not self._done:
+            raise RuntimeError("the file's hash is known once every row has been read")
+        return self._raw.digest.hexdigest()
+
+    @property
+    def size_bytes(self) -> int:
+        return self._raw.size
+
+    def __iter__(self) -> Iterator[SettlementRow | RowError]:
+        # utf-8-sig: a spreadsheet that saved the report adds a BOM; it is not part of the first column's name.
+        text = io.TextIOWrapper(
+            io.BufferedReader(self._raw), encoding="utf-8-sig", errors="strict", newline=""
+        )
+        reader = csv.reader(_bounded_lines(text, self._max_line), strict=True)
+        try:
+            header = self._header(reader)
+            columns = _Columns(header)
+            while True:
+                try:
+                    cells = next(reader)
+                except StopIteration:
+                    break
+                if not cells:
+                    continue  # a blank line (e.g. a trailing one) carries nothing
+                yield columns.row(reader.line_num, cells)
+        except _LineTooLong:
+            raise SettlementFileRefused(
+                f"a line is longer than {self._max_line} characters: not a settlement report",
+                reader.line_num + 1,
+            ) from None
+        except UnicodeDecodeError:
+            raise SettlementFileRefused("the file is not UTF-8 text", reader.line_num + 1) from None
+        except csv.Error as exc:
+            # Strict CSV: a quote opened and never closed (a truncated file) or a stray quote.
+            raise SettlementFileRefused(f"malformed CSV ({exc})", reader.line_num) from None
+        # Drain what the csv reader did not need (nothing for a well-formed file) so the hash covers every byte.
+        while self._raw.read(1 << 16):
+            pass
+        self._done = True
+
+    def _header(self, reader: Iterator[list[str]]) -> list[str]:
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise SettlementFileRefused(
+                "the file is empty: a settlement report starts with its header", 1
+            ) from None
+        names = [h.strip() for h in header]
+        if len(set(names)) != len(names):
+            raise SettlementFileRefused("the header names a column twice", 1)
+        missing = [c for c in REQUIRED_COLUMNS if c not in names]
+        if missing:
+            joined = ",".join(header)
+            hint = next(
+                (f"; it looks {d!r}-delimited, a settlement report is comma-separated" for d in _OTHER_DELIMITERS
+                 if joined.count(d) >= 3 and "balance_transaction_id" in joined),
+                "",
+            )  # fmt: skip
+            raise SettlementFileRefused(
+                "not a balance_change_from_activity.itemized report: missing column(s) "
+                + ", ".join(missing)
+                + hint,
+                1,
+            )
+        return names
+
+
+class _Columns:
+    def __init__(self, header: list[str]) -> None:
+        self.width = len(header)
+        self.index = {name: i for i, name in enumerate(header)}
+        self.optional = [(c, self.index[c]) for c in _OPTIONAL_TEXT_COLUMNS if c in self.index]
+        self.metadata: list[tuple[str, int]] = []
+        for i, name in enumerate(header):
+            m = _METADATA_RE.match(name)
+            if m:
+                self.metadata.append((f"{m.group(1)}.{m.group(2)}", i))
+
+    def row(self, line: int, cells: list[str]) -> SettlementRow | RowError:
+        if len(cells) != self.width:
+            return RowError(
+                line, "WRONG_COLUMN_COUNT", f"{len(cells)} fields where the header has {self.width}"
+            )
+        try:
+            return self._parse(line, cells)
+        except _RowInvalid as exc:
+            return RowError(line, exc.reason, exc.message)
+
+    def _parse(self, line: int, cells: list[str]) -> SettlementRow:
+        ix = self.index
+        bt_id = cells[ix["balance_transaction_id"]]
+        if not _ID_RE.match(bt_id):
+            raise _RowInvalid("INVALID_ID", "balance_transaction_id is empty or not a PSP id")
+        source_id = cells[ix["source_id"]]
+        if source_id and not _ID_RE.match(source_id):
+            raise _RowInvalid("INVALID_ID", "source_id is not a PSP id")
+        raw_created = cells[ix["created_utc"]]
+        try:
+            created = dt.datetime.strptime(raw_created, _TIMESTAMP_FORMAT).replace(tzinfo=dt.UTC)
+        except ValueError:
+            raise _RowInvalid(
+                "INVALID_TIMESTAMP", f"created_utc {raw_created[:30]!r} is not YYYY-MM-DD HH:MM:SS"
+            ) from None
+        raw_currency = cells[ix["currency"]]
+        currency = raw_currency.upper()
+        if len(currency) != 3 or not currency.isalpha() or not is_known_currency(currency):
+            raise _RowInvalid("UNKNOWN_CURRENCY", f"currency {raw_currency[:10]!r} is not an ISO 4217 code")
+        gross = minor_units(cells[ix["gross"]], currency, "gross")
+        fee = minor_units(cells[ix["fee"]], currency, "fee")
+        net = minor_units(cells[ix["net"]], currency, "net")
+        if gross - fee != net:
+            raise _RowInvalid("NET_MISMATCH", f"net {net} is not gross {gross} minus fee {fee} (minor units)")
+        category = cells[ix["reporting_category"]]
+        if category not in REPORTING_CATEGORIES:
+            raise _RowInvalid(
+                "UNKNOWN_REPORTING_CATEGORY", f"reporting_category {category[:40]!r} is unknown"
+            )
+        extra = {name: cells[i] for name, i in self.optional}
+        return SettlementRow(
+            line=line,
+            balance_transaction_id=bt_id,
+            created_utc=created,
+            currency=currency,
+            gross_minor=gross,
+            fee_minor=fee,
+            net_minor=net,
+            reporting_category=category,
+            source_id=source_id,
+            metadata={key: cells[i] for key, i in self.metadata if cells[i]},
+            **extra,
+        )

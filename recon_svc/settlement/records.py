@@ -1,0 +1,208 @@
+"""Our side of the comparison, read and written through the owning services' gRPC APIs (never their databases).
+
+- :class:`GrpcPaymentRecords` finds the order or refund a row belongs to: the ``payment_order_id`` metadata we
+  sent with the PaymentIntent names the order (GetPaymentOrder); a refund is found among that order's refunds
+  (ListRefunds) by our ``refund_id`` metadata or its ``re_`` id.
+- :class:`GrpcSettlementBooker` posts a settlement in the ledger (PostTransaction), keyed by the balance
+  transaction id so a retried or repeated run posts it once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+import grpc
+
+from ledger_svc import naming
+from recon_svc.settlement.classify import Booking, OrderState, OurOrder, OurRefund
+from recon_svc.settlement.parse import SettlementRow
+from svckit.errors import NotFound
+from svckit.gen.ledger.v1 import ledger_service_pb2 as lpb
+from svckit.gen.ledger.v1 import ledger_service_pb2_grpc as lpb_grpc
+from svckit.gen.payments.v1 import payment_service_pb2 as ppb
+from svckit.gen.payments.v1 import payment_service_pb2_grpc as ppb_grpc
+from svckit.grpc_errors import from_rpc_error
+
+PSP = "stripe"
+
+
+class PaymentRecords(Protocol):
+    async def order_for(self, row: SettlementRow) -> OurOrder | None: ...
+
+    async def refund_for(self, row: SettlementRow) -> OurRefund | None: ...
+
+    def captured_orders(self, start: dt.datetime, end: dt.datetime) -> AsyncIterator[OurOrder]: ...
+
+
+class OrderFixer(Protocol):
+    async def recheck(self, payment_order_id: str) -> OurOrder: ...
+
+
+class SettlementBooker(Protocol):
+    async def book(self, booking: Booking) -> None: ...
+
+
+def _state(value: int) -> OrderState:
+    return OrderState(ppb.PaymentOrderState.Name(value).removeprefix("PAYMENT_ORDER_STATE_"))
+
+
+def _order_of(o: ppb.PaymentOrder) -> OurOrder:
+    return OurOrder(
+        payment_order_id=o.payment_order_id,
+        psp_reference=o.psp_reference,
+        amount_minor=o.amount_minor,
+        currency=o.currency,
+        state=_state(o.state),
+        created_at=o.create_time.ToDatetime(tzinfo=dt.UTC),
+        wallet_updated=o.wallet_updated,
+        ledger_updated=o.ledger_updated,
+    )
+
+
+class GrpcPaymentRecords:
+    def __init__(self, stub: ppb_grpc.PaymentServiceStub, deadline_seconds: float) -> None:
+        self._stub = stub
+        self._deadline = deadline_seconds
+
+    async def _order(self, payment_order_id: str) -> OurOrder | None:
+        try:
+            reply = await self._stub.GetPaymentOrder(
+                ppb.GetPaymentOrderRequest(payment_order_id=payment_order_id), timeout=self._deadline
+            )
+        except grpc.aio.AioRpcError as exc:
+            error = from_rpc_error(exc)
+            if isinstance(error, NotFound):
+                return None
+            raise error from None
+        return _order_of(reply.payment_order)
+
+    async def recheck(self, payment_order_id: str) -> OurOrder:
+        """The payment service asks the PSP and applies the answer through its state machine."""
+        try:
+            reply = await self._stub.RecheckPaymentOrder(
+                ppb.RecheckPaymentOrderRequest(payment_order_id=payment_order_id), timeout=self._deadline
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise from_rpc_error(exc) from None
+        return _order_of(reply.payment_order)
+
+    async def captured_orders(self, start: dt.datetime, end: dt.datetime) -> AsyncIterator[OurOrder]:
+        """Orders created in [start, end) that were captured (success, partly or fully refunded since)."""
+        request = ppb.ListPaymentOrdersRequest(
+            states=[
+                ppb.PAYMENT_ORDER_STATE_SUCCESS,
+                ppb.PAYMENT_ORDER_STATE_PARTIALLY_REFUNDED,
+                ppb.PAYMENT_ORDER_STATE_REFUNDED,
+            ],
+            page_size=1000,
+        )
+        request.create_time_from.FromDatetime(start)
+        request.create_time_before.FromDatetime(end)
+        while True:
+            try:
+                page = await self._stub.ListPaymentOrders(request, timeout=self._deadline)
+            except grpc.aio.AioRpcError as exc:
+                raise from_rpc_error(exc) from None
+            for o in page.payment_orders:
+                yield _order_of(o)
+            if not page.next_page_token:
+                return
+            request.page_token = page.next_page_token
+
+    async def order_for(self, row: SettlementRow) -> OurOrder | None:
+        order_id = row.metadata.get("payment.payment_order_id", "")
+        if not order_id:
+            return None
+        order = await self._order(order_id)
+        if (
+            order is not None
+            and order.psp_reference
+            and row.payment_intent_id not in ("", order.psp_reference)
+        ):
+            return None  # our metadata on someone else's PaymentIntent is not our charge
+        return order
+
+    async def refund_for(self, row: SettlementRow) -> OurRefund | None:
+        order_id = row.metadata.get("payment.payment_order_id", "")
+        refund_id = row.metadata.get("refund.refund_id", "")
+        if not order_id:
+            return None
+        token = ""
+        while True:
+            try:
+                page = await self._stub.ListRefunds(
+                    ppb.ListRefundsRequest(payment_order_id=order_id, page_size=1000, page_token=token),
+                    timeout=self._deadline,
+                )
+            except grpc.aio.AioRpcError as exc:
+                error = from_rpc_error(exc)
+                if isinstance(error, NotFound):
+                    return None
+                raise error from None
+            for r in page.refunds:
+                if (refund_id and r.refund_id == refund_id) or (
+                    r.psp_reference and r.psp_reference == row.source_id
+                ):
+                    return OurRefund(
+                        refund_id=r.refund_id,
+                        payment_order_id=r.payment_order_id,
+                        psp_reference=r.psp_reference,
+                        amount_minor=r.amount_minor,
+                        currency=r.currency,
+                        succeeded=r.state == ppb.REFUND_STATE_SUCCEEDED,
+                        created_at=r.create_time.ToDatetime(tzinfo=dt.UTC),
+                    )
+            if not page.next_page_token:
+                return None
+            token = page.next_page_token
+
+
+def settlement_entries(booking: Booking) -> list[lpb.Entry]:
+    """DESIGN.md: Dr bank net / Dr PSP fees fee / Cr psp_receivable gross; a refund (negative gross) mirrors it."""
+    cur = booking.currency
+    gross, fee = booking.gross_minor, booking.fee_minor
+    net = gross - fee
+    debit, credit = lpb.DIRECTION_DEBIT, lpb.DIRECTION_CREDIT
+    lines: list[tuple[str, lpb.Direction, int]] = [  # (account, direction when positive, amount)
+        (naming.bank_operating(cur), debit, net),
+        (naming.expense_psp_fees(cur), debit, fee),
+        (naming.psp_receivable(PSP, cur), credit, gross),
+    ]
+    entries = []
+    for account, direction, amount in lines:
+        if amount == 0:
+            continue
+        flipped = credit if direction == debit else debit
+        entries.append(
+            lpb.Entry(
+                account=account,
+                direction=direction if amount > 0 else flipped,
+                amount_minor=abs(amount),
+                currency=cur,
+            )
+        )
+    return entries
+
+
+class GrpcSettlementBooker:
+    def __init__(self, stub: lpb_grpc.LedgerServiceStub, deadline_seconds: float) -> None:
+        self._stub = stub
+        self._deadline = deadline_seconds
+
+    async def book(self, booking: Booking) -> None:
+        try:
+            await self._stub.PostTransaction(
+                lpb.PostTransactionRequest(
+                    entries=settlement_entries(booking),
+                    description=f"PSP settlement of {booking.our_reference}",
+                    external_ref=booking.balance_transaction_id,
+                    metadata={"kind": "psp_settlement", "reference": booking.our_reference},
+                ),
+                # The balance transaction id is the PSP's identity of this money movement: one posting each.
+                metadata=[("idempotency-key", f"recon-settlement-{booking.balance_transaction_id}")],
+                timeout=self._deadline,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise from_rpc_error(exc) from None

@@ -1,0 +1,130 @@
+"""Classification rules: each difference its own mismatch, with its code, class and ours-vs-theirs fields."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from recon_svc.settlement.classify import (
+    Classification,
+    Code,
+    OrderState,
+    OurOrder,
+    OurRefund,
+    Rules,
+    classify_charge,
+    classify_refund,
+    missing_from_psp,
+)
+from recon_svc.settlement.parse import SettlementRow
+
+NOW = dt.datetime(2026, 11, 21, 3, 0, tzinfo=dt.UTC)
+RULES = Rules(fee_tolerance_minor=2, expected_fee_bps=290)
+
+
+def _row(
+    gross: int = 10_000, fee: int = 290, currency: str = "USD", category: str = "charge"
+) -> SettlementRow:
+    return SettlementRow(
+        line=7,
+        balance_transaction_id="txn_a",
+        created_utc=NOW,
+        currency=currency,
+        gross_minor=gross,
+        fee_minor=fee,
+        net_minor=gross - fee,
+        reporting_category=category,
+        source_id="ch_a",
+    )
+
+
+def _order(state: OrderState = OrderState.SUCCESS, amount: int = 10_000, wallet: bool = True,
+           created: dt.datetime = NOW) -> OurOrder:  # fmt: skip
+    return OurOrder("po-1", "pi_a", amount, "USD", state, created, wallet, True)
+
+
+def test_a_matching_charge_is_booked_with_no_mismatch():
+    out = classify_charge(_row(), _order(), RULES)
+    assert out.matched and out.mismatches == []
+    assert out.booking is not None
+    assert (out.booking.gross_minor, out.booking.fee_minor, out.booking.our_reference) == (
+        10_000,
+        290,
+        "order:po-1",
+    )
+
+
+def test_a_charge_for_an_order_not_captured_is_auto_fixable():
+    out = classify_charge(_row(), _order(OrderState.EXECUTING), RULES)
+    [m] = out.mismatches
+    assert (m.code, m.classification) == (Code.PSP_CHARGED_ORDER_NOT_SUCCESS, Classification.AUTO_FIXABLE)
+    assert (m.differences[0].field, m.differences[0].ours) == ("state", "EXECUTING")
+
+
+def test_a_success_without_its_wallet_update_is_auto_fixable():
+    [m] = classify_charge(_row(), _order(wallet=False), RULES).mismatches
+    assert (m.code, m.classification) == (Code.SETTLEMENT_NOT_BOOKED, Classification.AUTO_FIXABLE)
+
+
+def test_another_amount_is_manual_and_not_booked_and_shows_both_sides():
+    out = classify_charge(_row(gross=10_050, fee=291), _order(), RULES)
+    [m] = out.mismatches
+    assert (m.code, m.classification, m.line) == (Code.AMOUNT_DIFFERS, Classification.MANUAL, 7)
+    assert (m.differences[0].ours, m.differences[0].theirs) == ("10000", "10050")
+    assert out.booking is None
+
+
+def test_another_currency_is_its_own_code():
+    [m] = classify_charge(_row(currency="EUR"), _order(), RULES).mismatches
+    assert (m.code, m.differences[0].ours, m.differences[0].theirs) == (Code.CURRENCY_DIFFERS, "USD", "EUR")
+
+
+def test_a_fee_within_tolerance_is_auto_fixable_beyond_it_manual():
+    [small] = classify_charge(_row(fee=292), _order(), RULES).mismatches
+    assert (small.code, small.classification, small.amount_minor) == (
+        Code.FEE_DIFFERS,
+        Classification.AUTO_FIXABLE,
+        2,
+    )
+    [big] = classify_charge(_row(fee=400), _order(), RULES).mismatches
+    assert (big.code, big.classification) == (Code.FEE_DIFFERS_BEYOND_TOLERANCE, Classification.MANUAL)
+
+
+def test_a_charge_we_never_made_is_unclassified():
+    [m] = classify_charge(_row(), None, RULES).mismatches
+    assert (m.code, m.classification, m.our_reference) == (
+        Code.UNMATCHED_ROW,
+        Classification.UNCLASSIFIED,
+        "",
+    )
+
+
+def test_a_refund_at_the_psp_we_never_recorded_is_manual():
+    [m] = classify_refund(_row(gross=-500, fee=0, category="refund"), None).mismatches
+    assert (m.code, m.classification) == (Code.REFUND_NOT_OURS, Classification.MANUAL)
+
+
+def test_our_refund_matches_its_negative_row():
+    refund = OurRefund("rf-1", "po-1", "re_a", 500, "USD", True, NOW)
+    out = classify_refund(_row(gross=-500, fee=0, category="refund"), refund)
+    assert out.mismatches == [] and out.booking is not None and out.booking.gross_minor == -500
+
+
+def test_offsetting_differences_are_reported_one_by_one():
+    up = classify_charge(_row(gross=10_001, fee=290), _order(), RULES).mismatches
+    down = classify_charge(_row(gross=9_999, fee=290), _order(), RULES).mismatches
+    assert [m.code for m in up + down] == [Code.AMOUNT_DIFFERS, Code.AMOUNT_DIFFERS]
+
+
+def test_our_success_missing_from_the_file_is_pending_then_manual():
+    fresh = _order(created=NOW - dt.timedelta(hours=1))
+    old = OurOrder("po-2", "pi_b", 700, "USD", OrderState.SUCCESS, NOW - dt.timedelta(days=3), True, True)
+    failed = OurOrder("po-3", "", 700, "USD", OrderState.FAILED, NOW - dt.timedelta(days=3), False, False)
+    mismatches, pending = missing_from_psp([fresh, old, failed], set(), NOW, RULES)
+    assert pending == 1
+    [m] = mismatches
+    assert (m.code, m.classification, m.our_reference) == (
+        Code.MISSING_FROM_PSP,
+        Classification.MANUAL,
+        "order:po-2",
+    )
+    assert missing_from_psp([old], {"order:po-2"}, NOW, RULES) == ([], 0)
