@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from payment_svc.config import PaymentSettings
+from payment_svc.payouts.service import Payouts
 from payment_svc.psp import PspPort
 from payment_svc.risk import RiskProvider
 from payment_svc.usecases import queries
@@ -31,9 +32,11 @@ class PaymentService:
         settings: PaymentSettings,
         settlement: SettlementSink,
         driver: DriverPool,
+        payouts: Payouts | None = None,
     ) -> None:
         self._psp = psp
         self._driver = driver
+        self.payouts = payouts
         deps = Deps(
             engine=engine,
             reader=autocommit(engine),
@@ -46,11 +49,13 @@ class PaymentService:
         )
         self.checkout = Checkout(deps)
         self.refunds = Refunds(deps)
-        self.events = PspEvents(deps, self.refunds)
+        self.events = PspEvents(deps, self.refunds, payouts.apply_psp_event if payouts else None)
         self.reviews = Review(deps, self.checkout)
         self.janitor = Janitor(deps, self.checkout)
 
     async def close(self) -> None:
+        if self.payouts is not None:
+            await self.payouts.close()
         await self._psp.close()
         await self._driver.close()
 

@@ -3,6 +3,7 @@ refund updates) to the orders it concerns, and find those orders from the event'
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -10,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from payment_svc import psp_objects
 from payment_svc import repository as repo
 from payment_svc.domain import OrderState, PendingReason, outcome_of
-from payment_svc.psp_objects import CheckoutSessionView, PaymentIntentView, RefundView
+from payment_svc.psp_objects import CheckoutSessionView, PaymentIntentView, PayoutView, RefundView
 from payment_svc.usecases.deps import Deps, UseCase
 from payment_svc.usecases.refunds import Refunds
 from svckit.errors import InvalidArgument
@@ -19,11 +20,15 @@ from svckit.logging import get_logger
 log = get_logger(__name__)
 S = OrderState
 
+PayoutEventSink = Callable[[AsyncConnection, PayoutView, str], Awaitable[list[str]]]
+"""Applies a payout event inside HandlePspEvent's transaction (payment_svc.payouts); the pay-outs changed."""
+
 
 class PspEvents(UseCase):
-    def __init__(self, deps: Deps, refunds: Refunds) -> None:
+    def __init__(self, deps: Deps, refunds: Refunds, payouts: PayoutEventSink | None = None) -> None:
         super().__init__(deps)
         self._refunds = refunds
+        self._payouts = payouts
 
     async def apply_event_at_once(self, event_type: str, payload: bytes) -> list[str] | None:
         """The common PaymentIntent events without a transaction; None when the full path must decide.
@@ -125,6 +130,8 @@ class PspEvents(UseCase):
                         changed.append(order.payment_order_id)
         elif isinstance(obj, RefundView):
             changed = await self._refunds.apply_refund_object(conn, obj, cause)
+        elif isinstance(obj, PayoutView) and self._payouts is not None:
+            changed = await self._payouts(conn, obj, f"{cause} {detail}".strip())
         return changed
 
     async def _orders_for_intent(self, conn: AsyncConnection, pi: PaymentIntentView) -> tuple[list[Any], Any]:

@@ -35,7 +35,7 @@ def upgrade() -> None:
             sa.JSON,
             nullable=False,
             server_default="{}",
-            comment="Minimum payout per currency, minor units: {\"USD\": 1000}",
+            comment='Minimum payout per currency, minor units: {"USD": 1000}',
         ),
         sa.Column("reserve_bps", sa.Integer, nullable=False, server_default="0"),
         sa.Column("reserve_days", sa.Integer, nullable=False, server_default="0"),
@@ -56,6 +56,14 @@ def upgrade() -> None:
         sa.Column("sellers_done", sa.Integer, nullable=False, server_default="0"),
         sa.Column("payouts_created", sa.Integer, nullable=False, server_default="0"),
         sa.Column("sellers_skipped", sa.Integer, nullable=False, server_default="0"),
+        sa.Column(
+            "seller_filter",
+            sa.JSON,
+            nullable=False,
+            server_default="[]",
+            comment="The sellers the run was limited to; [] for every seller the period fits",
+        ),
+        sa.Column("claimed_until", _TS, nullable=True, comment="Lease of the worker driving the run"),
         sa.Column("created_at", _TS, nullable=False, server_default=sa.func.now()),
         sa.Column("finished_at", _TS, nullable=True),
     )
