@@ -85,9 +85,10 @@ class Period:
     end: datetime  # exclusive
 
 
-def parse_period(text: str, now: datetime | None = None) -> Period:
+def parse_period(text: str, now: datetime | None = None, *, ended: bool = True) -> Period:
     """The period named ``text``; INVALID_PERIOD when malformed, PERIOD_NOT_ENDED when it has not ended
-    (a run pays a period's sales once they are all in: the current and future periods are refused)."""
+    (a run pays a period's sales once they are all in: the current and future periods are refused).
+    With ``ended=False`` (statements to date) only a period that has not begun is refused."""
     now = now or datetime.now(UTC)
     if m := _MONTH.match(text or ""):
         year, month = int(m[1]), int(m[2])
@@ -110,7 +111,7 @@ def parse_period(text: str, now: datetime | None = None) -> Period:
         )
     if start.year < 2000:
         raise InvalidArgument("INVALID_PERIOD", f"{text!r} is before the year 2000", field="period")
-    if end > now:
+    if (end > now) if ended else (start > now):
         raise InvalidArgument(
             "PERIOD_NOT_ENDED",
             f"period {text} has not ended yet (it ends {end.isoformat()}); only ended periods are paid",

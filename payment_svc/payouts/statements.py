@@ -66,7 +66,7 @@ class Statements:
 
     async def statement(self, seller_account: str, period_name: str, currency: str = "") -> Statement:
         seller = await self._registry.get(seller_account)
-        period = parse_period(period_name)
+        period = parse_period(period_name, ended=False)
         cur = check_currency(currency, "currency") if currency else seller.payout_currency
         books = self._d.books
         last_before = period.start - timedelta(microseconds=1)
