@@ -8,9 +8,9 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import pytest
@@ -38,6 +38,22 @@ PERIOD = "2026-11"
 """An ended month: the run pays what the sellers' wallets hold when it runs."""
 GOOD_BANK = "000123456789"
 CLOSED_BANK = "000111111113"  # the PSP fails payouts to it: account_closed
+
+
+T = TypeVar("T")
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]], done: Callable[[T], bool], what: str, within: float = 20.0
+) -> T:
+    """Poll ``probe`` until ``done`` holds of its answer (asynchronous work: settlement, a run)."""
+    deadline = time.monotonic() + within
+    while True:
+        value = await probe()
+        if done(value):
+            return value
+        assert time.monotonic() < deadline, f"{what}: still {value}"
+        await asyncio.sleep(0.05)
 
 
 def uid(prefix: str) -> str:
@@ -138,16 +154,14 @@ class PayoutStack:
         await self.settled(order_id)
         return order_id
 
-    async def settled(self, order_id: str, timeout: float = 20.0) -> ppb.PaymentOrder:
-        deadline = time.monotonic() + timeout
-        while True:
-            order = (
-                await self.payments.GetPaymentOrder(ppb.GetPaymentOrderRequest(payment_order_id=order_id))
-            ).payment_order
-            if order.wallet_updated and order.ledger_updated:
-                return order
-            assert time.monotonic() < deadline, f"order {order_id} not settled: {order}"
-            await asyncio.sleep(0.05)
+    async def settled(self, order_id: str) -> ppb.PaymentOrder:
+        async def probe() -> ppb.PaymentOrder:
+            request = ppb.GetPaymentOrderRequest(payment_order_id=order_id)
+            return (await self.payments.GetPaymentOrder(request)).payment_order
+
+        return await eventually(
+            probe, lambda o: o.wallet_updated and o.ledger_updated, f"order {order_id} settled"
+        )
 
     async def refund(self, order_id: str, amount_minor: int) -> None:
         await self.payments.CreateRefund(
@@ -166,14 +180,11 @@ class PayoutStack:
         )
         return reply.run
 
-    async def finished(self, run_id: str, timeout: float = 30.0) -> pb.PayoutRun:
-        deadline = time.monotonic() + timeout
-        while True:
-            run = (await self.payouts.GetPayoutRun(pb.GetPayoutRunRequest(run_id=run_id))).run
-            if run.state == pb.PAYOUT_RUN_STATE_COMPLETED:
-                return run
-            assert time.monotonic() < deadline, f"run {run_id} not finished: {run}"
-            await asyncio.sleep(0.05)
+    async def finished(self, run_id: str) -> pb.PayoutRun:
+        async def probe() -> pb.PayoutRun:
+            return (await self.payouts.GetPayoutRun(pb.GetPayoutRunRequest(run_id=run_id))).run
+
+        return await eventually(probe, lambda r: r.state == pb.PAYOUT_RUN_STATE_COMPLETED, f"run {run_id}")
 
     async def pay(self, sellers: list[str]) -> pb.PayoutRun:
         return await self.finished((await self.start_run(sellers=sellers)).run_id)

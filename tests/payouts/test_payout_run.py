@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 
 from svckit.gen.payments.v1 import payout_service_pb2 as pb
 from svckit.gen.wallet.v1 import wallet_service_pb2 as wpb
-from tests.payouts.conftest import PERIOD, PayoutStack, key, uid
+from tests.payments.books import posted_for
+from tests.payouts.conftest import PERIOD, PayoutStack, eventually, key, uid
 
 IN_TRANSIT = "liability:payouts_in_transit/USD"
 BANK = "asset:bank:operating/USD"
@@ -17,7 +18,7 @@ def _items(run: pb.PayoutRun) -> dict[str, pb.PayoutRunItem]:
     return {i.seller_account: i for i in run.items}
 
 
-async def test_three_sellers_paid_exactly_books_and_statement_agree(stack: PayoutStack):
+async def test_three_sellers_paid_exactly_books_and_statement_agree(stack: PayoutStack, services):
     paid, small, paused = uid("s-paid"), uid("s-small"), uid("s-paused")
     await stack.register(paid)
     await stack.register(small, minimum=5000)
@@ -37,7 +38,6 @@ async def test_three_sellers_paid_exactly_books_and_statement_agree(stack: Payou
     assert mine[paused].skip_reason == pb.SKIP_REASON_PAUSED
     assert await stack.available(paid) == (13_500, 0)  # a preview moves nothing
 
-    in_transit_before, bank_before = await stack.balance(IN_TRANSIT), await stack.balance(BANK)
     run = await stack.pay([paid, small, paused])
     items = _items(run)
     assert (run.sellers_total, run.payouts_created, run.sellers_skipped) == (3, 1, 2)
@@ -50,7 +50,10 @@ async def test_three_sellers_paid_exactly_books_and_statement_agree(stack: Payou
     assert sent.psp_transfer_id.startswith("tr_") and sent.psp_payout_id.startswith("po_")
     assert await stack.available(paid) == (0, 13_500)
     assert await stack.balance(f"liability:seller_payable:{paid}/USD") == 0
-    assert await stack.balance(IN_TRANSIT) - in_transit_before == 13_500
+    assert await posted_for(services, [sent.payout_id]) == {
+        f"liability:seller_payable:{paid}/USD": 13_500,
+        IN_TRANSIT: -13_500,
+    }
     # The PSP holds what we sent: one transfer and one payout, each carrying our id.
     client = stack.sim.client(max_network_retries=0)
     transfer = client.v1.transfers.retrieve(sent.psp_transfer_id)
@@ -79,8 +82,11 @@ async def test_three_sellers_paid_exactly_books_and_statement_agree(stack: Payou
         pb.PAYOUT_STATE_PAID,
     ]
     assert await stack.available(paid) == (0, 0)
-    assert await stack.balance(IN_TRANSIT) == in_transit_before
-    assert await stack.balance(BANK) - bank_before == -13_500
+    assert await posted_for(services, [sent.payout_id]) == {
+        f"liability:seller_payable:{paid}/USD": 13_500,
+        IN_TRANSIT: 0,
+        BANK: -13_500,
+    }
     movements = (
         await stack.wallet.ListMovements(wpb.ListMovementsRequest(seller_id=paid, currency="USD"))
     ).movements
@@ -89,13 +95,8 @@ async def test_three_sellers_paid_exactly_books_and_statement_agree(stack: Payou
     # After the pay-out: one more sale, and a refund of an order already paid out (from what is left).
     await stack.sell(paid, 4_000)  # 3600
     await stack.refund(first, 1_000)  # the seller gives back 900
-    for _ in range(200):
-        if (await stack.available(paid))[0] == 2_700:
-            break
-        import asyncio
-
-        await asyncio.sleep(0.05)
-    assert await stack.available(paid) == (2_700, 0)
+    wallet = await eventually(lambda: stack.available(paid), lambda w: w == (2_700, 0), "refund settled")
+    assert wallet == (2_700, 0)
     assert await stack.balance(f"liability:seller_payable:{paid}/USD") == 2_700  # wallet equals ledger
     assert await stack.verify_ledger() == []
 
