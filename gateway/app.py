@@ -22,7 +22,7 @@ from gateway.metrics import HttpMetricsMiddleware
 from gateway.middleware import RequestContextMiddleware
 from gateway.models import MIGRATIONS
 from gateway.ratelimit import AUTH_FAILURE_KEY_PREFIX, RateLimiter
-from gateway.routes import admin, health, ledger, payments, webhooks
+from gateway.routes import admin, health, ledger, payments, payouts, webhooks
 from svckit.db import create_engine, migrate_async
 from svckit.logging import get_logger
 
@@ -112,6 +112,7 @@ def create_app(settings: GatewaySettings, upstreams: Upstreams | None = None) ->
     app.include_router(health.router)
     app.include_router(payments.router)
     app.include_router(admin.router)
+    app.include_router(payouts.router)
     app.include_router(ledger.router)
     app.include_router(webhooks.router)
     app.add_route("/metrics", _Metrics(), include_in_schema=False)  # type: ignore[arg-type]  # Route serves a non-function as an ASGI app
