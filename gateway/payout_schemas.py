@@ -22,6 +22,15 @@ from svckit.money import MoneyError, format_amount, parse_amount
 Currency = Annotated[str, StringConstraints(min_length=3, max_length=3)]
 Schedule = Literal["monthly", "weekly", "manual"]
 Period = Annotated[str, StringConstraints(min_length=1, max_length=16)]
+AnchorDay = Annotated[
+    int, Field(ge=1, le=31, description="Day of the month (1-31) or week (1-7) of the run.")
+]
+ReserveBps = Annotated[
+    int, Field(ge=0, le=10_000, description="Rolling reserve, basis points of each order's net.")
+]
+ReserveDays = Annotated[
+    int, Field(ge=0, le=366, description="Days the rolling reserve holds an order's share.")
+]
 
 _SCHEDULES = {
     "monthly": pb.PAYOUT_SCHEDULE_MONTHLY,
@@ -64,20 +73,20 @@ class SellerBody(_Strict):
     email: str | None = Field(default=None, max_length=254)
     payout_currency: Currency = Field(examples=["USD"])
     schedule: Schedule = "monthly"
-    anchor_day: int = Field(default=1, description="Day of the month (1-31) or week (1-7) of the run.")
+    anchor_day: AnchorDay = 1
     minimum_payouts: dict[Currency, str] = Field(default_factory=dict, examples=[{"USD": "10.00"}])
-    reserve_bps: int = Field(default=0, description="Rolling reserve, basis points of each order's net.")
-    reserve_days: int = Field(default=0, description="Days the rolling reserve holds an order's share.")
+    reserve_bps: ReserveBps = 0
+    reserve_days: ReserveDays = 0
 
 
 class SellerPatch(_Strict):
     psp_account: str | None = None
     payout_currency: Currency | None = None
     schedule: Schedule | None = None
-    anchor_day: int | None = None
+    anchor_day: AnchorDay | None = None
     minimum_payouts: dict[Currency, str] | None = None
-    reserve_bps: int | None = None
-    reserve_days: int | None = None
+    reserve_bps: ReserveBps | None = None
+    reserve_days: ReserveDays | None = None
     state: Literal["active", "blocked", "payouts_paused"] | None = None
     state_reason: str | None = Field(default=None, max_length=500)
 

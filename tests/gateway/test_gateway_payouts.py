@@ -92,7 +92,8 @@ async def test_bad_payout_input_is_a_problem_with_the_services_code(
         ({**base, "minimum_payouts": {"USD": "-1.00"}}, "INVALID_AMOUNT"),
         ({**base, "payout_currency": "XQZ"}, "UNKNOWN_CURRENCY"),
         ({**base, "seller_account": "bad seller"}, "INVALID_REQUEST"),
-        ({**base, "reserve_bps": 20_000, "reserve_days": 7}, "INVALID_RESERVE"),
+        ({**base, "reserve_bps": 20_000, "reserve_days": 7}, "INVALID_REQUEST"),
+        ({**base, "reserve_bps": 500}, "INVALID_RESERVE"),  # a reserve needs days: the service's rule
     ]
     for body, code in cases:
         r = await http.post("/v1/admin/sellers", json=body, headers=_key())
