@@ -102,6 +102,8 @@ def _item(r: Any) -> RunItem:
         payout_id=r.payout_id,
         skip_reason=SkipReason(r.skip_reason) if r.skip_reason else None,
         detail=r.detail,
+        available_minor=r.available_minor,
+        reserve_held_minor=r.reserve_held_minor,
     )
 
 
@@ -255,7 +257,8 @@ class PayoutRepo:
         """Record a seller's line once; counts it in the run's progress. False when already there."""
         row = await self._one(
             "INSERT INTO payout_run_items (run_id, seller_account, amount_minor, currency, payout_id,"
-            " skip_reason, detail) VALUES (:r, :s, :amount, :currency, :payout_id, :reason, :detail)"
+            " skip_reason, detail, available_minor, reserve_held_minor)"
+            " VALUES (:r, :s, :amount, :currency, :payout_id, :reason, :detail, :available, :held)"
             " ON CONFLICT DO NOTHING RETURNING run_id",
             r=run_id,
             s=item.seller_account,
@@ -264,6 +267,8 @@ class PayoutRepo:
             payout_id=item.payout_id,
             reason=item.skip_reason.value if item.skip_reason else "",
             detail=item.detail,
+            available=item.available_minor,
+            held=item.reserve_held_minor,
         )
         if row is None:
             return False

@@ -119,3 +119,25 @@ async def test_three_sellers_paid_exactly_books_and_statement_agree(stack: Payou
         sent.psp_transfer_id,
         sent.psp_payout_id,
     )
+
+
+async def test_the_rolling_reserve_holds_its_share_and_a_seller_without_psp_account_waits(stack: PayoutStack):
+    reserved, all_held, no_account = uid("s-rsv"), uid("s-rsv-all"), uid("s-noacct")
+    await stack.register(reserved, reserve_bps=1_000, reserve_days=30)  # 10 % of recent net held
+    await stack.register(all_held, reserve_bps=10_000, reserve_days=30)
+    await stack.payouts.RegisterSeller(
+        pb.RegisterSellerRequest(seller=pb.Seller(seller_account=no_account, payout_currency="USD")),
+        metadata=key(),
+    )
+    await stack.sell(reserved, 10_000)  # net 9000: 900 held
+    await stack.sell(all_held, 10_000)
+    await stack.sell(no_account, 10_000)
+
+    run = await stack.pay([reserved, all_held, no_account])
+    items = _items(run)
+    assert (items[reserved].amount.amount_minor, items[reserved].reserve_held.amount_minor) == (8_100, 900)
+    assert items[all_held].skip_reason == pb.SKIP_REASON_RESERVE
+    assert items[all_held].reserve_held.amount_minor == 9_000
+    assert items[no_account].skip_reason == pb.SKIP_REASON_NO_PSP_ACCOUNT
+    assert await stack.available(reserved) == (900, 8_100)
+    assert await stack.available(no_account) == (9_000, 0)  # waits in the wallet

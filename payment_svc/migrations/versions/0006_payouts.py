@@ -76,6 +76,14 @@ def upgrade() -> None:
         sa.Column("payout_id", sa.Text, nullable=True, comment="The seller's pay-out of the period"),
         sa.Column("skip_reason", sa.Text, nullable=False, server_default="", comment="Why not paid"),
         sa.Column("detail", sa.Text, nullable=False, server_default=""),
+        sa.Column("available_minor", sa.BigInteger, nullable=False, server_default="0"),
+        sa.Column(
+            "reserve_held_minor",
+            sa.BigInteger,
+            nullable=False,
+            server_default="0",
+            comment="Held back by the rolling reserve",
+        ),
     )
     op.create_table(
         "payouts",
