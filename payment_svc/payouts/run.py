@@ -193,11 +193,20 @@ class PayoutRuns:
             todo = [seller for seller in sellers if seller.seller_account not in planned]
             limit = asyncio.Semaphore(s.payout_concurrency)
 
-            async def one(seller: SellerRow) -> None:
+            async def one(seller: SellerRow) -> bool:
                 async with limit:
-                    await self._pay_seller(run_id, seller, period)
+                    try:
+                        await self._pay_seller(run_id, seller, period)
+                        return True
+                    except Exception:
+                        # One seller's fault does not stop the others; the run stays open for it.
+                        log.exception(
+                            "pay-out of a seller interrupted", run_id=run_id, seller=seller.seller_account
+                        )
+                        return False
 
-            await asyncio.gather(*(one(seller) for seller in todo))
+            if not all(await asyncio.gather(*(one(seller) for seller in todo))):
+                raise RuntimeError("some sellers of the run are not planned yet")
             # Pay-outs planned by an interrupted attempt of this run and not sent yet.
             async with self._d.store.unit() as repo:
                 left = [p.payout_id for p in await repo.payouts_of_run(run_id) if p.state.value == "CREATED"]

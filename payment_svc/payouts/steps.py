@@ -84,7 +84,11 @@ class PayoutSteps:
             async with store.unit() as repo:
                 p = await repo.update_payout(p.payout_id, reservation_id=reservation)
         if p.ledger_tx_id is None:
-            tx = await books.post_sent(p.payout_id, p.seller_account, p.amount_minor, p.currency)
+            try:
+                tx = await books.post_sent(p.payout_id, p.seller_account, p.amount_minor, p.currency)
+            except FailedPrecondition as err:
+                # The ledger owes the seller less than the wallet holds (a bug elsewhere): undo, alert.
+                return await self._fail(p, cause, "ledger_" + err.reason.lower(), err.message)
             async with store.unit() as repo:
                 p = await move(repo, p, P.RESERVED, cause, "wallet reserved, ledger posted", ledger_tx_id=tx)
         if p.psp_transfer_id is None:
