@@ -3,31 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 
+from typer.testing import CliRunner
+
+from payment_svc.__main__ import app
 from svckit.gen.payments.v1 import payout_service_pb2 as pb
 from svckit.testing import Infra
 from tests.payouts.conftest import PERIOD, PayoutStack, uid
 
 
 async def _cli(infra: Infra, stack: PayoutStack, *args: str) -> tuple[int, str, str]:
-    env = {**os.environ, **infra.tls_env("operator"), "COLUMNS": "200"}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "payment_svc",
-        "payouts",
-        *args,
-        "--address",
-        stack.handle.address,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    """The command in this process (a thread with its own event loop, as ``python -m`` would have),
+    against the running service, with the operator's certificate in its environment."""
+    env = {**infra.tls_env("operator"), "COLUMNS": "200"}
+    argv = ["payouts", *args, "--address", stack.handle.address]
+    result = await asyncio.to_thread(CliRunner().invoke, app, argv, env=env)
+    return result.exit_code, result.stdout, result.stderr
 
 
 async def test_the_cli_runs_a_period_and_reports_each_seller(infra: Infra, stack: PayoutStack):
