@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from payment_svc.payouts.deps import PayoutDeps
 from payment_svc.payouts.domain import (
+    PayoutRow,
     Period,
     RunItem,
     RunRow,
@@ -76,18 +77,17 @@ class PayoutRuns:
                 await repo.recent_net_sales(seller.seller_account, cur, since) if seller.reserve_bps else 0
             )
         if existing is not None:
-            return RunItem(
-                seller.seller_account,
-                0,
-                cur,
-                existing.payout_id,
-                SkipReason.ALREADY_PAID,
-                f"pay-out {existing.payout_id} of {period.name} is {existing.state}",
-            )
+            return self._already_paid(seller, period, existing)
         available = await self._d.books.available(seller.seller_account, cur)
         held = min(available, reserve_held(recent, seller.reserve_bps))
         amount = available - held
         minimum = seller.minimums.get(cur, 0)
+        if amount <= 0 or amount < minimum:
+            # Another run of the period may have reserved the balance since we looked: say so.
+            async with self._d.store.unit() as repo:
+                existing = await repo.payout_of_period(seller.seller_account, period.name)
+            if existing is not None:
+                return self._already_paid(seller, period, existing)
         if available > 0 and amount == 0:
             return skip(SkipReason.RESERVE, f"the rolling reserve holds all {held}", available, held)
         if amount <= 0 or amount < minimum:
@@ -106,6 +106,17 @@ class PayoutRuns:
                 held,
             )
         return RunItem(seller.seller_account, amount, cur, None, None, "", available, held)
+
+    @staticmethod
+    def _already_paid(seller: SellerRow, period: Period, existing: PayoutRow) -> RunItem:
+        return RunItem(
+            seller.seller_account,
+            0,
+            seller.payout_currency,
+            existing.payout_id,
+            SkipReason.ALREADY_PAID,
+            f"pay-out {existing.payout_id} of {period.name} is {existing.state}",
+        )
 
     async def _sellers(self, period: Period, named: Sequence[str]) -> list[SellerRow]:
         for name in named:
