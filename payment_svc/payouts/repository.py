@@ -28,6 +28,7 @@ from payment_svc.payouts.domain import (
     SkipReason,
     TransitionRow,
 )
+from svckit.redaction import redact
 
 _T = sa.text
 
@@ -377,6 +378,9 @@ class PayoutRepo:
         )
 
     async def update_payout(self, payout_id: str, **values: Any) -> PayoutRow:
+        for text in ("failure_message", "last_error"):
+            if values.get(text):
+                values[text] = redact(values[text])  # the PSP's words may quote a card number
         sets = ", ".join(f"{k} = :{k}" for k in values)
         row = await self._one(
             f"UPDATE payouts SET {sets}, updated_at = now() WHERE payout_id = :payout_id RETURNING *",
@@ -392,7 +396,7 @@ class PayoutRepo:
                 " next_check_at = now() + make_interval(secs => :d), updated_at = now()"
                 " WHERE payout_id = :p"
             ),
-            {"p": payout_id, "e": error[:500], "d": retry_in_seconds},
+            {"p": payout_id, "e": redact(error)[:500], "d": retry_in_seconds},
         )
 
     async def add_transition(
@@ -408,7 +412,7 @@ class PayoutRepo:
                 "f": from_state.value if from_state else None,
                 "t": to_state.value,
                 "c": cause,
-                "d": detail[:1000],
+                "d": redact(detail)[:1000],
             },
         )
 

@@ -131,7 +131,13 @@ class PayoutStack:
         )
         return reply.seller
 
-    async def sell(self, seller: str, amount_minor: int, currency: str = "USD") -> str:
+    async def sell(
+        self,
+        seller: str,
+        amount_minor: int,
+        currency: str = "USD",
+        payment_method: str = "pm_card_bypassPending",
+    ) -> str:
         """A buyer pays ``amount_minor`` to ``seller`` (direct mode, funds available at the PSP at once);
         returns the order id once it is settled into the wallet and the ledger."""
         order_id = uid("ord")
@@ -147,7 +153,7 @@ class PayoutStack:
                         currency=currency,
                     )
                 ],
-                payment_method="pm_card_bypassPending",
+                payment_method=payment_method,
             ),
             metadata=key(),
         )

@@ -168,5 +168,30 @@ async def test_paid_then_failed_puts_the_money_back(stack: PayoutStack, services
 
     # An operator resumes the seller; the next period's run pays the money again, once.
     await stack.payouts.ResumeSeller(pb.ResumeSellerRequest(seller_account=seller), metadata=key())
+    await stack.sell(uid("s-unregistered"), 10_000)  # the platform's PSP balance covers the transfer
     again = await stack.finished((await stack.start_run(period="2026-10", sellers=[seller])).run_id)
-    assert again.items[0].amount.amount_minor == 6_300
+    resent = (await stack.payout(again.items[0].payout_id)).payout
+    assert (resent.state, resent.amount.amount_minor) == (pb.PAYOUT_STATE_IN_TRANSIT, 6_300)
+
+
+async def test_a_transfer_the_psp_refuses_is_undone_and_failed_without_pausing_the_seller(
+    stack: PayoutStack, services
+):
+    stack.sim.admin.reset()  # the platform's PSP balance starts empty (each test makes its own accounts)
+    seller = uid("s-early")
+    await stack.register(seller)
+    await stack.sell(seller, 8_000, payment_method="pm_card_visa")  # funds pending at the PSP for 2 days
+    run = await stack.pay([seller])
+
+    failed = (await stack.payout(run.items[0].payout_id)).payout
+    assert (failed.state, failed.failure_code) == (pb.PAYOUT_STATE_FAILED, "balance_insufficient")
+    # The PSP's message quotes a test card number: it is stored redacted.
+    assert "[REDACTED:pan]" in failed.failure_message and "4000000000000077" not in failed.failure_message
+    assert await stack.available(seller) == (7_200, 0)
+    assert await posted_for(services, [failed.payout_id]) == {
+        f"liability:seller_payable:{seller}/USD": 0,
+        IN_TRANSIT: 0,
+    }
+    assert _transfers_to(stack, failed.psp_account) == []
+    got = (await stack.payouts.GetSeller(pb.GetSellerRequest(seller_account=seller))).seller
+    assert got.state == pb.SELLER_STATE_ACTIVE  # the platform's balance, not the seller's bank
