@@ -22,7 +22,7 @@ from gateway.metrics import HttpMetricsMiddleware
 from gateway.middleware import RequestContextMiddleware
 from gateway.models import MIGRATIONS
 from gateway.ratelimit import AUTH_FAILURE_KEY_PREFIX, RateLimiter
-from gateway.routes import admin, health, ledger, payments, sellers, webhooks
+from gateway.routes import admin, health, ledger, payments, payouts, sellers, webhooks
 from svckit.db import create_engine, migrate_async
 from svckit.logging import get_logger
 
@@ -115,6 +115,7 @@ def create_app(settings: GatewaySettings, upstreams: Upstreams | None = None) ->
     app.include_router(buyer_pages.router)
     app.include_router(payments.router)
     app.include_router(admin.router)
+    app.include_router(payouts.router)
     app.include_router(ledger.router)
     app.include_router(sellers.router)
     app.include_router(webhooks.router)

@@ -17,7 +17,7 @@ from svckit.context import (
 )
 from svckit.errors import InvalidArgument
 from svckit.gen.ledger.v1 import ledger_service_pb2_grpc
-from svckit.gen.payments.v1 import payment_service_pb2_grpc
+from svckit.gen.payments.v1 import payment_service_pb2_grpc, payout_service_pb2_grpc
 from svckit.gen.recon.v1 import recon_service_pb2_grpc
 from svckit.gen.wallet.v1 import wallet_service_pb2_grpc
 from svckit.tls import security_for
@@ -45,6 +45,7 @@ class _MetadataInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
 class Upstreams:
     channels: dict[str, grpc.aio.Channel]
     payment: payment_service_pb2_grpc.PaymentServiceStub
+    payouts: payout_service_pb2_grpc.PayoutServiceStub  # served by the payment service
     ledger: ledger_service_pb2_grpc.LedgerServiceStub
     wallet: wallet_service_pb2_grpc.WalletServiceStub
     recon: recon_service_pb2_grpc.ReconServiceStub
@@ -71,6 +72,7 @@ class Upstreams:
         return cls(
             channels=channels,
             payment=payment_service_pb2_grpc.PaymentServiceStub(channels["payment"]),
+            payouts=payout_service_pb2_grpc.PayoutServiceStub(channels["payment"]),
             ledger=ledger_service_pb2_grpc.LedgerServiceStub(channels["ledger"]),
             wallet=wallet_service_pb2_grpc.WalletServiceStub(channels["wallet"]),
             recon=recon_service_pb2_grpc.ReconServiceStub(channels["recon"]),

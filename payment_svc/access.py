@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from svckit.access import allow
 from svckit.gen.events.v1 import events_admin_service_pb2
-from svckit.gen.payments.v1 import payment_service_pb2
+from svckit.gen.payments.v1 import payment_service_pb2, payout_service_pb2
+
+# Pay-outs: people on call (grpcurl, the CLI) and the gateway's admin routes.
+_PAYOUT_ADMINS = ("gateway", "operator")
 
 ACCESS = {
     **allow(
@@ -25,6 +28,13 @@ ACCESS = {
             "HandlePspEvent": ("gateway",),
             "CreateRefund": ("gateway",),
             "ReviewPaymentOrder": ("gateway",),
+        },
+    ),
+    **allow(
+        payout_service_pb2.DESCRIPTOR.services_by_name["PayoutService"],
+        {
+            name: _PAYOUT_ADMINS
+            for name in payout_service_pb2.DESCRIPTOR.services_by_name["PayoutService"].methods_by_name
         },
     ),
     # Dead letters and streams: people on call, never another service.

@@ -92,3 +92,15 @@ class PaymentSettings(ServiceSettings):
     order_deadline_seconds: float = Field(default=86_400.0, gt=0)
     """An order still uncertain this long after creation raises an alert (error log + metric)."""
     janitor_batch_size: int = Field(default=100, ge=1, le=10_000)
+
+    payout_claim_lease_seconds: float = Field(default=120.0, gt=0, le=3600)
+    """How long a worker holds a pay-out (or a run) it drives; a crashed worker's lapses after this."""
+    payout_retry_seconds: float = Field(default=30.0, ge=0)
+    """When the janitor retries a pay-out step whose outcome was unknown (same keys)."""
+    payout_check_seconds: float = Field(default=6 * 3600.0, ge=0)
+    """How long after sending the janitor first asks the PSP about a pay-out (doubling after)."""
+    payout_deadline_seconds: float = Field(default=5 * 86_400.0, gt=0)
+    """A pay-out still without a final answer this long after creation raises an alert (the PSP may
+    take up to 5 business days to fail one)."""
+    payout_concurrency: int = Field(default=8, ge=1, le=256)
+    """Sellers a run plans and sends at once."""

@@ -21,7 +21,14 @@ import aiohttp
 import stripe
 
 from payment_svc import psp_objects
-from payment_svc.psp_objects import CheckoutSessionView, PaymentIntentView, RefundView
+from payment_svc.psp_objects import (
+    AccountView,
+    CheckoutSessionView,
+    PaymentIntentView,
+    PayoutView,
+    RefundView,
+    TransferView,
+)
 from svckit.logging import get_logger
 
 if TYPE_CHECKING:
@@ -131,6 +138,22 @@ class PspPort(Protocol):
         refund_id: str,
         idempotency_key: str,
     ) -> RefundView: ...
+
+    async def create_account(
+        self, *, email: str, seller_account: str, idempotency_key: str
+    ) -> AccountView: ...
+
+    async def retrieve_account(self, account_id: str) -> AccountView: ...
+
+    async def create_transfer(
+        self, *, amount_minor: int, currency: str, destination: str, payout_id: str, idempotency_key: str
+    ) -> TransferView: ...
+
+    async def create_payout(
+        self, *, amount_minor: int, currency: str, account: str, payout_id: str, idempotency_key: str
+    ) -> PayoutView: ...
+
+    async def retrieve_payout(self, psp_payout_id: str, account: str) -> PayoutView: ...
 
 
 # Stripe's API unit differs from the ISO 4217 minor unit we keep for a few currencies: ISK is
@@ -343,3 +366,64 @@ class StripePsp:
             self._client.v1.refunds.create_async(params=params, options={"idempotency_key": idempotency_key}),
         )
         return psp_objects.refund(refund)
+
+    # -- Connect: accounts, transfers and payouts (pay-outs to sellers) --------------------------
+
+    async def create_account(self, *, email: str, seller_account: str, idempotency_key: str) -> AccountView:
+        params: dict[str, Any] = {"type": "custom", "metadata": {"seller_account": seller_account}}
+        if email:
+            params["email"] = email
+        acct = await self._call(
+            "create account",
+            self._client.v1.accounts.create_async(
+                params=cast(Any, params), options={"idempotency_key": idempotency_key}
+            ),
+        )
+        return psp_objects.account(acct)
+
+    async def retrieve_account(self, account_id: str) -> AccountView:
+        acct = await self._call("retrieve account", self._client.v1.accounts.retrieve_async(account_id))
+        return psp_objects.account(acct)
+
+    async def create_transfer(
+        self, *, amount_minor: int, currency: str, destination: str, payout_id: str, idempotency_key: str
+    ) -> TransferView:
+        """Move a pay-out's amount from the platform to the seller's connected account."""
+        tr = await self._call(
+            "create transfer",
+            self._client.v1.transfers.create_async(
+                params={
+                    "amount": stripe_amount(amount_minor, currency),
+                    "currency": currency.lower(),
+                    "destination": destination,
+                    "transfer_group": payout_id,
+                    "metadata": {"payout_id": payout_id},
+                },
+                options={"idempotency_key": idempotency_key},
+            ),
+        )
+        return psp_objects.transfer(tr)
+
+    async def create_payout(
+        self, *, amount_minor: int, currency: str, account: str, payout_id: str, idempotency_key: str
+    ) -> PayoutView:
+        """Pay the amount out of the connected account to the seller's bank."""
+        po = await self._call(
+            "create payout",
+            self._client.v1.payouts.create_async(
+                params={
+                    "amount": stripe_amount(amount_minor, currency),
+                    "currency": currency.lower(),
+                    "metadata": {"payout_id": payout_id},
+                },
+                options={"idempotency_key": idempotency_key, "stripe_account": account},
+            ),
+        )
+        return psp_objects.payout(po, account)
+
+    async def retrieve_payout(self, psp_payout_id: str, account: str) -> PayoutView:
+        po = await self._call(
+            "retrieve payout",
+            self._client.v1.payouts.retrieve_async(psp_payout_id, options={"stripe_account": account}),
+        )
+        return psp_objects.payout(po, account)

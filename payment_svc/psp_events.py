@@ -26,7 +26,10 @@ CHECKOUT_OUTCOME_EVENTS = frozenset(
 )
 REFUND_EVENTS = frozenset({"refund.created", "refund.updated", "refund.failed", "charge.refund.updated"})
 
-HANDLED_EVENT_TYPES = OUTCOME_EVENTS | CHECKOUT_OUTCOME_EVENTS | REFUND_EVENTS
+# A connected account's payout reached its end (``paid`` may still turn ``failed`` later).
+PAYOUT_EVENTS = frozenset({"payout.paid", "payout.failed", "payout.canceled"})
+
+HANDLED_EVENT_TYPES = OUTCOME_EVENTS | CHECKOUT_OUTCOME_EVENTS | REFUND_EVENTS | PAYOUT_EVENTS
 """Every PSP event type that can change our state. Subscribe the webhook endpoint to these only
 (Stripe's ``enabled_events``): any other type is acknowledged without a database round trip."""
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from payment_svc.psp_events import CHECKOUT_OUTCOME_EVENTS, OUTCOME_EVENTS, REFUND_EVENTS
+from payment_svc.psp_events import CHECKOUT_OUTCOME_EVENTS, OUTCOME_EVENTS, PAYOUT_EVENTS, REFUND_EVENTS
 
 
 def _str(value: Any) -> str | None:
@@ -71,7 +71,31 @@ class RefundView:
     failure_reason: str | None
 
 
-PspObject = PaymentIntentView | CheckoutSessionView | RefundView
+@dataclass(frozen=True)
+class AccountView:
+    """A Connect account: whether the PSP lets it receive payouts."""
+
+    id: str | None
+    payouts_enabled: bool
+
+
+@dataclass(frozen=True)
+class TransferView:
+    id: str | None
+    payout_id: str | None  # ours, from metadata
+
+
+@dataclass(frozen=True)
+class PayoutView:
+    id: str | None
+    status: str | None  # pending, in_transit, paid, failed, canceled
+    payout_id: str | None  # ours, from metadata
+    account: str | None  # the connected account it was made on (the event's ``account``)
+    failure_code: str | None
+    failure_message: str | None
+
+
+PspObject = PaymentIntentView | CheckoutSessionView | RefundView | PayoutView
 
 
 @dataclass(frozen=True)
@@ -124,6 +148,28 @@ def refund(obj: Any) -> RefundView:
     )
 
 
+def account(obj: Any) -> AccountView:
+    acct = _dict(obj)
+    return AccountView(id=_str(acct.get("id")), payouts_enabled=acct.get("payouts_enabled") is True)
+
+
+def transfer(obj: Any) -> TransferView:
+    tr = _dict(obj)
+    return TransferView(id=_str(tr.get("id")), payout_id=_metadata(tr.get("metadata")).get("payout_id"))
+
+
+def payout(obj: Any, account: Any = None) -> PayoutView:
+    po = _dict(obj)
+    return PayoutView(
+        id=_str(po.get("id")),
+        status=_str(po.get("status")),
+        payout_id=_metadata(po.get("metadata")).get("payout_id"),
+        account=_str(account),
+        failure_code=_str(po.get("failure_code")),
+        failure_message=_str(po.get("failure_message")),
+    )
+
+
 def event(event_type: str, payload: bytes) -> PspEvent:
     """A webhook payload as a typed event; ``event_type`` (the header's) wins over the body's type.
     Raises NotAnEvent when the payload is not JSON with an object at ``data.object``."""
@@ -143,5 +189,7 @@ def event(event_type: str, payload: bytes) -> PspEvent:
         view = checkout_session(obj)
     elif kind in REFUND_EVENTS:
         view = refund(obj)
+    elif kind in PAYOUT_EVENTS:
+        view = payout(obj, body.get("account"))
     event_id = body.get("id", "")
     return PspEvent(event_id if isinstance(event_id, str) else "", kind, view)

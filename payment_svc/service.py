@@ -8,6 +8,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payment_svc.config import PaymentSettings
+from payment_svc.payouts.service import Payouts
 from payment_svc.psp import PspPort
 from payment_svc.risk import RiskProvider
 from payment_svc.rows import OrderRow, RefundRow, TransitionRow
@@ -31,9 +32,11 @@ class PaymentService:
         risk: RiskProvider,
         settings: PaymentSettings,
         settlement: SettlementSink,
+        payouts: Payouts | None = None,
     ) -> None:
         self._psp = psp
         self._uows = uows
+        self.payouts = payouts
         deps = Deps(
             uows=uows,
             psp=psp,
@@ -44,11 +47,13 @@ class PaymentService:
         )
         self.checkout = Checkout(deps)
         self.refunds = Refunds(deps)
-        self.events = PspEvents(deps, self.refunds)
+        self.events = PspEvents(deps, self.refunds, payouts.apply_psp_event if payouts else None)
         self.reviews = Review(deps, self.checkout)
         self.janitor = Janitor(deps, self.checkout)
 
     async def close(self) -> None:
+        if self.payouts is not None:
+            await self.payouts.close()
         await self._psp.close()
         await self._uows.close()
 

@@ -136,6 +136,49 @@ class Reason(enum.StrEnum):
     )
     CHECKOUT_MISSING = enum.auto(), "a stored payment order has no checkout (a bug)", _K.INTERNAL
     PAYMENT_ORDER_MISSING = enum.auto(), "a stored refund has no payment order (a bug)", _K.INTERNAL
+    # -- pay-outs -------------------------------------------------------------------------------------
+    INVALID_PERIOD = (
+        enum.auto(),
+        "a period is not a month (2026-11) or an ISO week (2026-W47)",
+        _K.INVALID_ARGUMENT,
+    )
+    PERIOD_NOT_ENDED = enum.auto(), "the period has not ended yet (or is in the future)", _K.INVALID_ARGUMENT
+    INVALID_PSP_ACCOUNT = (
+        enum.auto(),
+        "a PSP account is not a connected account id (acct_...)",
+        _K.INVALID_ARGUMENT,
+    )
+    PSP_ACCOUNT_UNKNOWN = enum.auto(), "the PSP has no connected account with this id", _K.INVALID_ARGUMENT
+    INVALID_ANCHOR_DAY = (
+        enum.auto(),
+        "anchor_day is outside the schedule's month or week",
+        _K.INVALID_ARGUMENT,
+    )
+    NEGATIVE_MINIMUM = enum.auto(), "a minimum payout is negative", _K.INVALID_ARGUMENT
+    DUPLICATE_MINIMUM = enum.auto(), "minimum_payouts names one currency twice", _K.INVALID_ARGUMENT
+    INVALID_RESERVE = enum.auto(), "the rolling reserve's share or days are out of range", _K.INVALID_ARGUMENT
+    INVALID_UPDATE_FIELDS = (
+        enum.auto(),
+        "update_fields is empty or names a field that cannot change",
+        _K.INVALID_ARGUMENT,
+    )
+    INVALID_SELLER_STATE = enum.auto(), "a seller state an update cannot set", _K.INVALID_ARGUMENT
+    DUPLICATE_SELLER = enum.auto(), "a run names one seller twice", _K.INVALID_ARGUMENT
+    SELLER_ALREADY_EXISTS = enum.auto(), "the seller is registered already", _K.ALREADY_EXISTS
+    SELLER_NOT_FOUND = enum.auto(), "no registered seller with this id", _K.NOT_FOUND
+    PAYOUT_RUN_NOT_FOUND = enum.auto(), "no pay-out run with this id", _K.NOT_FOUND
+    PAYOUT_NOT_FOUND = enum.auto(), "no pay-out with this id", _K.NOT_FOUND
+    SELLER_BLOCKED = (
+        enum.auto(),
+        "the seller is blocked by risk: pay-outs cannot be resumed",
+        _K.FAILED_PRECONDITION,
+    )
+    ILLEGAL_PAYOUT_TRANSITION = enum.auto(), "a pay-out state change the table forbids (a bug)", _K.INTERNAL
+    STATEMENT_DOES_NOT_ADD_UP = (
+        enum.auto(),
+        "a statement's lines do not add up to the ledger's balance (a bug)",
+        _K.INTERNAL,
+    )
     # -- ledger ---------------------------------------------------------------------------------------
     INVALID_ACCOUNT_NAME = enum.auto(), "an account name is not type:owner:currency", _K.INVALID_ARGUMENT
     INVALID_ACCOUNT_TYPE = enum.auto(), "an account type is not one the ledger knows", _K.INVALID_ARGUMENT

@@ -25,6 +25,11 @@ CASES = {
             "idempotency_keys",
             "event_outbox",
             "processed_events",
+            "sellers",
+            "payout_runs",
+            "payout_run_items",
+            "payouts",
+            "payout_transitions",
         },
     ),
     "ledger": (

@@ -4,10 +4,13 @@ refund updates) to the orders it concerns, and find those orders from the event'
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payment_svc import psp_objects
 from payment_svc.domain import OrderState, PendingReason, outcome_of
-from payment_svc.psp_objects import CheckoutSessionView, PaymentIntentView, RefundView
+from payment_svc.psp_objects import CheckoutSessionView, PaymentIntentView, PayoutView, RefundView
 from payment_svc.repository import UNCERTAIN_STATES
 from payment_svc.rows import CheckoutRow, OrderRow
 from payment_svc.uow import UnitOfWork
@@ -21,11 +24,15 @@ from svckit.logging import get_logger
 log = get_logger(__name__)
 S = OrderState
 
+PayoutEventSink = Callable[[AsyncConnection, PayoutView, str], Awaitable[list[str]]]
+"""Applies a payout event inside HandlePspEvent's transaction (payment_svc.payouts); the pay-outs changed."""
+
 
 class PspEvents(UseCase):
-    def __init__(self, deps: Deps, refunds: Refunds) -> None:
+    def __init__(self, deps: Deps, refunds: Refunds, payouts: PayoutEventSink | None = None) -> None:
         super().__init__(deps)
         self._refunds = refunds
+        self._payouts = payouts
 
     async def apply_event_at_once(self, event_type: str, payload: bytes) -> list[str] | None:
         """The common PaymentIntent events without a transaction; None when the full path must decide.
@@ -142,6 +149,9 @@ class PspEvents(UseCase):
                         changed.append(order.payment_order_id)
         elif isinstance(obj, RefundView):
             changed = await self._refunds.apply_refund_object(uow, obj, cause)
+        elif isinstance(obj, PayoutView) and self._payouts is not None:
+            # Pay-outs keep their own repository; they join the event's transaction through its connection.
+            changed = await self._payouts(uow.repo.conn, obj, f"{cause} {detail}".strip())
         return changed
 
     async def _orders_for_intent(

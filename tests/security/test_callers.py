@@ -15,7 +15,7 @@ from svckit.access import method_names
 from svckit.gen.events.v1 import events_admin_service_pb2
 from svckit.gen.ledger.v1 import ledger_service_pb2 as lpb
 from svckit.gen.ledger.v1 import ledger_service_pb2_grpc as lpb_grpc
-from svckit.gen.payments.v1 import payment_service_pb2
+from svckit.gen.payments.v1 import payment_service_pb2, payout_service_pb2
 from svckit.gen.recon.v1 import recon_service_pb2
 from svckit.gen.wallet.v1 import wallet_service_pb2 as wpb
 from svckit.gen.wallet.v1 import wallet_service_pb2_grpc as wpb_grpc
@@ -30,6 +30,7 @@ TABLES = {"payment": PAYMENT_ACCESS, "ledger": LEDGER_ACCESS, "wallet": WALLET_A
 SERVED = {
     "payment": [
         payment_service_pb2.DESCRIPTOR.services_by_name["PaymentService"],
+        payout_service_pb2.DESCRIPTOR.services_by_name["PayoutService"],
         events_admin_service_pb2.DESCRIPTOR.services_by_name["EventsAdminService"],
     ],
     "ledger": [lpb.DESCRIPTOR.services_by_name["LedgerService"]],

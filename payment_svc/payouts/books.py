@@ -1,0 +1,189 @@
+"""The wallet and ledger calls pay-outs make, each under an idempotency key derived from the pay-out id.
+
+Books of a pay-out P of seller S in currency CUR (docs/payouts.md):
+    sent:   Dr liability:seller_payable:S/CUR P / Cr liability:payouts_in_transit/CUR P   (key payout:<id>:post)
+    paid:   Dr liability:payouts_in_transit/CUR P / Cr asset:bank:operating/CUR P        (key payout:<id>:paid)
+    failed: the reversal of ``sent`` (and of ``paid`` when it was paid first).
+The wallet mirrors them: Reserve when sent, CaptureReservation when paid, Release when failed (or a
+Credit back when a paid pay-out fails later, its reservation being captured already).
+"""
+
+from __future__ import annotations
+
+import grpc
+
+from ledger_svc import naming
+from svckit.context import IDEMPOTENCY_KEY_METADATA
+from svckit.errors import DomainError, FailedPrecondition
+from svckit.gen.common.v1 import money_pb2
+from svckit.gen.ledger.v1 import ledger_service_pb2 as lpb
+from svckit.gen.ledger.v1 import ledger_service_pb2_grpc as lpb_grpc
+from svckit.gen.wallet.v1 import wallet_service_pb2 as wpb
+from svckit.gen.wallet.v1 import wallet_service_pb2_grpc as wpb_grpc
+from svckit.grpc_errors import from_rpc_error
+
+
+def _key(payout_id: str, step: str) -> tuple[tuple[str, str], ...]:
+    return ((IDEMPOTENCY_KEY_METADATA, f"payout:{payout_id}:{step}"),)
+
+
+def _entry(account: str, debit: bool, amount: int, currency: str) -> lpb.Entry:
+    direction = lpb.DIRECTION_DEBIT if debit else lpb.DIRECTION_CREDIT
+    return lpb.Entry(account=account, direction=direction, amount_minor=amount, currency=currency)
+
+
+class Books:
+    """Wallet and ledger over gRPC (the ``payment`` identity). Remote refusals come out as DomainError."""
+
+    def __init__(
+        self, wallet: wpb_grpc.WalletServiceStub, ledger: lpb_grpc.LedgerServiceStub, deadline_seconds: float
+    ) -> None:
+        self._wallet = wallet
+        self._ledger = ledger
+        self._deadline = deadline_seconds
+
+    async def _call(self, method, request, metadata=()):
+        try:
+            return await method(request, metadata=metadata, timeout=self._deadline)
+        except grpc.aio.AioRpcError as exc:
+            raise from_rpc_error(exc) from None
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    async def available(self, seller: str, currency: str) -> int:
+        reply = await self._call(
+            self._wallet.GetWallet, wpb.GetWalletRequest(seller_id=seller, currency=currency)
+        )
+        return int(reply.wallet.available.amount_minor)
+
+    async def payable(self, seller: str, currency: str, as_of=None) -> int:
+        """What the ledger says we owe the seller (0 before the account's first entry)."""
+        request = lpb.GetBalanceRequest(account=naming.seller_payable(seller, currency))
+        if as_of is not None:
+            request.as_of.CopyFrom(as_of)
+        try:
+            return int((await self._call(self._ledger.GetBalance, request)).balance_minor)
+        except DomainError as err:
+            if err.reason == "ACCOUNT_NOT_FOUND":
+                return 0
+            raise
+
+    async def entries(self, seller: str, currency: str) -> list[lpb.AccountEntry]:
+        account = naming.seller_payable(seller, currency)
+        found: list[lpb.AccountEntry] = []
+        token = ""
+        while True:
+            try:
+                reply = await self._call(
+                    self._ledger.ListEntries,
+                    lpb.ListEntriesRequest(account=account, page_size=1000, page_token=token),
+                )
+            except DomainError as err:
+                if err.reason == "ACCOUNT_NOT_FOUND":
+                    return []
+                raise
+            found.extend(reply.entries)
+            token = reply.next_page_token
+            if not token:
+                return found
+
+    async def transaction(self, transaction_id: int) -> lpb.Transaction:
+        reply = await self._call(
+            self._ledger.GetTransaction, lpb.GetTransactionRequest(transaction_id=transaction_id)
+        )
+        return reply.transaction
+
+    # -- the steps -----------------------------------------------------------------------------
+
+    async def reserve(self, payout_id: str, seller: str, amount: int, currency: str) -> str:
+        reply = await self._call(
+            self._wallet.Reserve,
+            wpb.ReserveRequest(
+                seller_id=seller,
+                amount=money_pb2.Money(amount_minor=amount, currency=currency),
+                reference=wpb.Reference(kind=wpb.REFERENCE_KIND_PAYOUT, id=payout_id),
+            ),
+            _key(payout_id, "reserve"),
+        )
+        return str(reply.reservation.reservation_id)
+
+    async def post_sent(self, payout_id: str, seller: str, amount: int, currency: str) -> int:
+        reply = await self._call(
+            self._ledger.PostTransaction,
+            lpb.PostTransactionRequest(
+                entries=[
+                    _entry(naming.seller_payable(seller, currency), True, amount, currency),
+                    _entry(naming.payouts_in_transit(currency), False, amount, currency),
+                ],
+                description=f"pay-out {payout_id} sent to {seller}",
+                external_ref=payout_id,
+                metadata={"source": "payment_svc", "reference": payout_id, "kind": "payout"},
+            ),
+            _key(payout_id, "post"),
+        )
+        return int(reply.transaction.id)
+
+    async def post_paid(self, payout_id: str, amount: int, currency: str) -> int:
+        reply = await self._call(
+            self._ledger.PostTransaction,
+            lpb.PostTransactionRequest(
+                entries=[
+                    _entry(naming.payouts_in_transit(currency), True, amount, currency),
+                    _entry(naming.bank_operating(currency), False, amount, currency),
+                ],
+                description=f"pay-out {payout_id} paid",
+                external_ref=payout_id,
+                metadata={"source": "payment_svc", "reference": payout_id, "kind": "payout_paid"},
+            ),
+            _key(payout_id, "paid"),
+        )
+        return int(reply.transaction.id)
+
+    async def reverse(self, payout_id: str, transaction_id: int, step: str, why: str) -> None:
+        """Reverse a posting of the pay-out once (a reversal already made answers as done)."""
+        try:
+            await self._call(
+                self._ledger.ReverseTransaction,
+                lpb.ReverseTransactionRequest(
+                    transaction_id=transaction_id,
+                    description=f"pay-out {payout_id}: {why}",
+                    external_ref=payout_id,
+                    metadata={"source": "payment_svc", "reference": payout_id, "kind": f"payout_{step}"},
+                ),
+                _key(payout_id, step),
+            )
+        except FailedPrecondition as err:
+            if err.reason != "ALREADY_REVERSED":
+                raise
+
+    async def capture(self, payout_id: str, reservation_id: str) -> None:
+        await self._call(
+            self._wallet.CaptureReservation,
+            wpb.CaptureReservationRequest(
+                reservation_id=reservation_id,
+                reference=wpb.Reference(kind=wpb.REFERENCE_KIND_PAYOUT, id=payout_id),
+            ),
+            _key(payout_id, "capture"),
+        )
+
+    async def release(self, payout_id: str, reservation_id: str) -> None:
+        await self._call(
+            self._wallet.Release,
+            wpb.ReleaseRequest(
+                reservation_id=reservation_id,
+                reference=wpb.Reference(kind=wpb.REFERENCE_KIND_PAYOUT, id=payout_id),
+            ),
+            _key(payout_id, "release"),
+        )
+
+    async def credit_back(self, payout_id: str, seller: str, amount: int, currency: str) -> None:
+        """A paid pay-out came back: its captured money returns to the seller's available balance."""
+        await self._call(
+            self._wallet.Credit,
+            wpb.CreditRequest(
+                seller_id=seller,
+                amount=money_pb2.Money(amount_minor=amount, currency=currency),
+                reference=wpb.Reference(kind=wpb.REFERENCE_KIND_PAYOUT, id=payout_id),
+            ),
+            _key(payout_id, "returned"),
+        )

@@ -1,0 +1,95 @@
+"""The pay-out janitor: resumes runs and pay-outs a crash interrupted, retries steps whose PSP answer was
+lost (same keys), and asks the PSP about pay-outs in transit without a final answer, alerting once a
+pay-out is past its deadline (error log + metric)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+
+from prometheus_client import Counter
+
+from payment_svc.payouts.deps import PayoutDeps
+from payment_svc.payouts.domain import SENDING, PayoutState
+from payment_svc.payouts.events import PayoutAnswers
+from payment_svc.payouts.run import PayoutRuns
+from payment_svc.payouts.steps import PayoutSteps
+from payment_svc.psp import PspError
+from svckit.logging import get_logger
+
+log = get_logger(__name__)
+
+PAYOUTS_PAST_DEADLINE = Counter(
+    "payment_payouts_past_deadline_total", "Pay-outs without a final answer past their deadline"
+)
+
+
+class PayoutJanitor:
+    def __init__(
+        self, deps: PayoutDeps, runs: PayoutRuns, steps: PayoutSteps, answers: PayoutAnswers
+    ) -> None:
+        self._d = deps
+        self._runs = runs
+        self._steps = steps
+        self._answers = answers
+
+    async def janitor_pass(self) -> int:
+        """One look at everything due; returns the pay-outs looked at."""
+        s = self._d.settings
+        async with self._d.store.unit() as repo:
+            runs = await repo.stale_runs(s.janitor_batch_size)
+        for run_id in runs:
+            await self._runs.resume(run_id)
+        async with self._d.store.unit() as repo:
+            due = await repo.due_payouts(s.janitor_batch_size)
+        for p in due:
+            try:
+                if p.state in SENDING:
+                    await self._steps.drive(p.payout_id, cause="janitor")
+                else:
+                    await self._ask_psp(p.payout_id)
+            except Exception:
+                log.exception("janitor could not resolve a pay-out", payout_id=p.payout_id)
+        return len(due)
+
+    async def _ask_psp(self, payout_id: str) -> None:
+        s = self._d.settings
+        async with self._d.store.unit() as repo:
+            p = await repo.get_payout(payout_id)
+        if p is None or p.psp_payout_id is None or p.state is not PayoutState.IN_TRANSIT:
+            return
+        try:
+            po = await self._d.psp.retrieve_payout(p.psp_payout_id, p.psp_account)
+        except PspError as exc:
+            log.warning("janitor: PSP unavailable", payout_id=payout_id, error=exc.message)
+            po = None
+        async with self._d.store.unit() as repo:
+            locked = await repo.get_payout(payout_id, for_update=True)
+            if locked is None:
+                return
+            if po is not None and await self._answers.apply(repo, locked, po, "janitor"):
+                return
+            now = datetime.now(UTC)
+            past = (now - locked.created_at).total_seconds() > s.payout_deadline_seconds
+            if past and locked.alerted_at is None:
+                PAYOUTS_PAST_DEADLINE.inc()
+                log.error(
+                    "pay-out past its deadline without a final answer",
+                    payout_id=payout_id,
+                    psp_payout_id=locked.psp_payout_id,
+                    state=locked.state,
+                )
+            delay = min(s.payout_check_seconds * 2 ** min(locked.attempts, 10), 86_400.0)
+            await repo.schedule_check(payout_id, now + timedelta(seconds=delay), alerted=past)
+
+    async def janitor_forever(self) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                await self.janitor_pass()
+            except Exception:
+                log.exception("pay-out janitor pass failed; will retry")
+            await asyncio.sleep(
+                max(0.0, self._d.settings.janitor_interval_seconds - (time.monotonic() - started))
+            )

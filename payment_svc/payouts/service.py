@@ -1,0 +1,50 @@
+"""The pay-out use cases over one set of dependencies (built by payment_svc.bootstrap)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from payment_svc.payouts.deps import PayoutDeps
+from payment_svc.payouts.domain import PayoutRow, TransitionRow
+from payment_svc.payouts.events import PayoutAnswers
+from payment_svc.payouts.janitor import PayoutJanitor
+from payment_svc.payouts.registry import SellerRegistry
+from payment_svc.payouts.run import PayoutRuns
+from payment_svc.payouts.statements import Statements
+from payment_svc.payouts.steps import PayoutSteps
+from payment_svc.psp_objects import PayoutView
+from svckit.errors import NotFound
+
+
+class Payouts:
+    def __init__(self, deps: PayoutDeps) -> None:
+        self.deps = deps
+        self.registry = SellerRegistry(deps)
+        self.steps = PayoutSteps(deps)
+        self.runs = PayoutRuns(deps, self.steps)
+        self.answers = PayoutAnswers(deps)
+        self.janitor = PayoutJanitor(deps, self.runs, self.steps, self.answers)
+        self.statements = Statements(deps, self.registry)
+        self._closers: list[Callable[[], Awaitable[None]]] = []
+
+    def on_close(self, *closers: Callable[[], Awaitable[None]]) -> None:
+        self._closers.extend(closers)
+
+    async def apply_psp_event(self, conn: AsyncConnection, payout: PayoutView, cause: str) -> list[str]:
+        """A PSP payout event, inside HandlePspEvent's transaction (which also records the event id)."""
+        return await self.answers.apply_event(self.deps.store.within(conn), payout, cause)
+
+    async def get_payout(self, payout_id: str) -> tuple[PayoutRow, list[TransitionRow]]:
+        async with self.deps.store.unit() as repo:
+            payout = await repo.get_payout(payout_id)
+            history = await repo.history(payout_id) if payout else []
+        if payout is None:
+            raise NotFound("PAYOUT_NOT_FOUND", f"no pay-out {payout_id!r}", {"payout_id": payout_id})
+        return payout, history
+
+    async def close(self) -> None:
+        await self.runs.close()
+        for close in self._closers:
+            await close()
