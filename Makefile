@@ -23,8 +23,8 @@ browser:
 	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  echo "installing Debian's chromium and chromium-driver for the browser tests"; \
-	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver </dev/null >/dev/null; \
+	  DEBIAN_FRONTEND=noninteractive timeout 600 apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq chromium chromium-driver </dev/null >/dev/null; \
 	else echo "no chromium/chromedriver and not root: the browser tests will fail (apt-get install chromium chromium-driver)"; fi
 
 venv: $(STAMP)
