@@ -25,9 +25,9 @@ records and stored answers on without looking into them.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 import psycopg
 import sqlalchemy as sa
@@ -39,6 +39,7 @@ from ledger_svc.domain import Posting
 from svckit.db import DriverPool, driver_connection
 from svckit.errors import FailedPrecondition, Unavailable
 from svckit.idempotency import Claim, IdempotencyStore, StoredAnswer
+from svckit.uow import EngineUnitOfWork
 
 # Deadlock (only possible when CloseAccount races postings, or batches create the same new accounts)
 # and serialization failures roll everything back, so the same request may simply be retried.
@@ -96,11 +97,9 @@ class AnswerFormat(Protocol):
         ...
 
 
-R = TypeVar("R", bound=Message)
-
-
-class LedgerUnitOfWork:
-    """Connections, transactions and idempotency records of the ledger (see the module docstring)."""
+class LedgerUnitOfWork(EngineUnitOfWork):
+    """Connections, transactions and idempotency records of the ledger (see the module docstring);
+    ``read``, ``transaction`` and ``once`` are svckit's (:class:`svckit.uow.EngineUnitOfWork`)."""
 
     def __init__(
         self,
@@ -110,34 +109,26 @@ class LedgerUnitOfWork:
         *,
         statements: DriverPool | None = None,
     ) -> None:
-        self._engine = engine
-        self._idempotency = idempotency
+        super().__init__(engine, idempotency)
+        self._keys = idempotency  # the same store, typed as always present (``claim`` needs it)
         self._answers = answers
         # Plain autocommit connections for batch statements (the coalescer's pool); without one, a
         # batch statement runs on the psycopg connection under an autocommit engine connection.
         self._statements = statements
-        # The key's transaction while ``once`` runs a use case; None otherwise.
-        self._bound: AsyncConnection | None = None
+
+    def translate_errors(self) -> contextlib.AbstractContextManager[None]:
+        return database_errors_translated()
 
     def with_statements(self, pool: DriverPool) -> LedgerUnitOfWork:
         """The same unit of work, its batch statements on ``pool`` (a coalescer's own connections)."""
-        return self._copy(pool, None)
+        return LedgerUnitOfWork(self._engine, self._keys, self._answers, statements=pool)
 
-    def _copy(self, statements: DriverPool | None, bound: AsyncConnection | None) -> LedgerUnitOfWork:
-        unit = LedgerUnitOfWork(self._engine, self._idempotency, self._answers, statements=statements)
-        unit._bound = bound
+    def bound_to(self, conn: AsyncConnection) -> LedgerUnitOfWork:
+        unit = LedgerUnitOfWork(self._engine, self._keys, self._answers, statements=self._statements)
+        unit._bound = conn
         return unit
 
     # --- units ----------------------------------------------------------------------------------
-
-    @contextlib.asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
-        if self._bound is not None:
-            yield self._bound
-            return
-        with database_errors_translated():
-            async with self._engine.connect() as conn:
-                yield conn
 
     @contextlib.asynccontextmanager
     async def snapshot(self) -> AsyncIterator[AsyncConnection]:
@@ -146,15 +137,6 @@ class LedgerUnitOfWork:
             async with self._engine.connect() as conn:
                 await conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
                 await conn.execute(sa.text("SELECT 1"))
-                yield conn
-
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        if self._bound is not None:  # inside ``once``: the key's transaction commits both
-            yield self._bound
-            return
-        with database_errors_translated():
-            async with self._engine.begin() as conn:
                 yield conn
 
     @contextlib.asynccontextmanager
@@ -187,28 +169,11 @@ class LedgerUnitOfWork:
             raise RuntimeError("this unit of work was built without an answer format")
         return Record(key, self._answers.template(posting, key))
 
-    async def once(
-        self,
-        scope: str,
-        key: str,
-        request: Message,
-        response_type: type[R],
-        work: Callable[[LedgerUnitOfWork], Awaitable[R]],
-    ) -> tuple[R, bool]:
-        """Run ``work`` at most once per (scope, key), its transaction also keeping the answer;
-        (answer, replayed)."""
-
-        async def bound(conn: AsyncConnection) -> R:
-            return await work(self._copy(self._statements, conn))
-
-        with database_errors_translated():
-            return await self._idempotency.run(scope, key, request, response_type, bound)
-
     def claim(
         self, scope: str, key: str | None, request: Message
     ) -> contextlib.AbstractAsyncContextManager[Claim]:
         """Hold (scope, key) across several units (``IdempotencyStore.claim``)."""
-        return self._idempotency.claim(scope, key, request)
+        return self._keys.claim(scope, key, request)
 
 
 __all__ = [

@@ -8,23 +8,15 @@ and surface as they are (INTERNAL).
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from svckit.uow import EngineUnitOfWork
 
 
-class ReconUnitOfWork:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+class ReconUnitOfWork(EngineUnitOfWork):
+    """``read()`` and ``transaction()`` on the reconciliation database (svckit's)."""
 
-    @contextlib.asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
-        async with self._engine.connect() as conn:
-            yield conn
-
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        """One transaction, committed at the end or rolled back on any exception."""
-        async with self._engine.begin() as conn:
-            yield conn
+    def bound_to(self, conn: AsyncConnection) -> ReconUnitOfWork:
+        unit = ReconUnitOfWork(self._engine)
+        unit._bound = conn
+        return unit

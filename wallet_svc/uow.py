@@ -17,16 +17,16 @@ Those bytes are in the transport's format: the transport gives the unit of work 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import psycopg.errors
-from google.protobuf.message import Message
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from svckit.errors import DomainError, FailedPrecondition
 from svckit.idempotency import IdempotencyStore, ItemKey, StoredAnswer, probe_many
+from svckit.uow import EngineUnitOfWork
 
 if TYPE_CHECKING:
     from wallet_svc.service import MovementResult
@@ -56,72 +56,36 @@ class MovementAnswers(Protocol):
     def encode(self, scope: str, result: MovementResult) -> bytes: ...
 
 
-R = TypeVar("R", bound=Message)
 T = TypeVar("T")
 
 
-class WalletUnitOfWork:
-    """Connections, transactions and idempotency records of the wallet (see the module docstring)."""
+class WalletUnitOfWork(EngineUnitOfWork):
+    """Connections, transactions and idempotency records of the wallet (see the module docstring);
+    ``read``, ``transaction`` and ``once`` are svckit's (:class:`svckit.uow.EngineUnitOfWork`)."""
 
     def __init__(
         self, engine: AsyncEngine, idempotency: IdempotencyStore, answers: MovementAnswers | None = None
     ) -> None:
-        self._engine = engine
-        self._idempotency = idempotency
+        super().__init__(engine, idempotency)
+        self._keys = idempotency  # the same store, typed as always present (``batch`` needs it)
         self._answers = answers
-        # The open transaction while ``once`` or ``batch`` runs a use case; None otherwise.
-        self._bound: AsyncConnection | None = None
 
-    def _copy(self, bound: AsyncConnection) -> WalletUnitOfWork:
-        unit = WalletUnitOfWork(self._engine, self._idempotency, self._answers)
-        unit._bound = bound
+    def translate_errors(self) -> contextlib.AbstractContextManager[None]:
+        return database_errors_translated()
+
+    def bound_to(self, conn: AsyncConnection) -> WalletUnitOfWork:
+        unit = WalletUnitOfWork(self._engine, self._keys, self._answers)
+        unit._bound = conn
         return unit
-
-    @contextlib.asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
-        if self._bound is not None:
-            yield self._bound
-            return
-        with database_errors_translated():
-            async with self._engine.connect() as conn:
-                yield conn
-
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        """One transaction, committed at the end or rolled back on any exception; inside ``once`` or
-        ``batch``, the key's transaction."""
-        if self._bound is not None:
-            with database_errors_translated():
-                yield self._bound
-            return
-        with database_errors_translated():
-            async with self._engine.begin() as conn:
-                yield conn
-
-    async def once(
-        self,
-        scope: str,
-        key: str,
-        request: Message,
-        response_type: type[R],
-        work: Callable[[WalletUnitOfWork], Awaitable[R]],
-    ) -> tuple[R, bool]:
-        """Run ``work`` at most once per (scope, key) (``IdempotencyStore.run``); (answer, replayed)."""
-
-        async def bound(conn: AsyncConnection) -> R:
-            return await work(self._copy(conn))
-
-        with database_errors_translated():
-            return await self._idempotency.run(scope, key, request, response_type, bound)
 
     async def batch(self, work: Callable[[WalletUnitOfWork], Awaitable[T]]) -> T:
         """Run a batch of keyed items in one transaction (``IdempotencyStore.run_many``)."""
 
         async def bound(conn: AsyncConnection) -> T:
-            return await work(self._copy(conn))
+            return await work(self.bound_to(conn))
 
         with database_errors_translated():
-            return await self._idempotency.run_many(bound)
+            return await self._keys.run_many(bound)
 
     async def probe_keys(self, keys: Sequence[ItemKey]) -> list[StoredAnswer | DomainError | None]:
         """Inside ``batch``: each key's stored answer, refusal, or None (free, now held)."""
