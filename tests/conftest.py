@@ -3,12 +3,14 @@ set), fresh databases for this session, and the four gRPC services started in-pr
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+import warnings
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from typing import Any
 
 import grpc
@@ -83,6 +85,15 @@ def gateway_port() -> int:
     return free_port()
 
 
+async def _bounded(step: Awaitable[object], what: str, seconds: float = 30) -> None:
+    """A session teardown step that cannot hold the run: past ``seconds`` it is abandoned with a warning
+    (the processes of the session end with it), so the report still comes out."""
+    try:
+        await asyncio.wait_for(step, seconds)
+    except TimeoutError:
+        warnings.warn(f"{what} took over {seconds:.0f} s; abandoned at the end of the session", stacklevel=2)
+
+
 @pytest_asyncio.fixture(scope="session")
 async def services(infra: Infra, shared_psp, gateway_port: int) -> AsyncIterator[dict[str, ServiceHandle]]:
     """All four services, running for the whole session."""
@@ -107,8 +118,8 @@ async def services(infra: Infra, shared_psp, gateway_port: int) -> AsyncIterator
         settings = infra.settings(settings_cls, **overrides)
         handles[name] = await start_service(settings, boot.MIGRATIONS, boot.build)
     yield handles
-    for handle in handles.values():
-        await handle.stop(0.2)
+    for name, handle in handles.items():
+        await _bounded(handle.stop(0.2), f"stopping the {name} service")
 
 
 @pytest_asyncio.fixture(scope="session")
@@ -119,7 +130,7 @@ async def channels(
     chans = {name: infra.channel(h.address) for name, h in services.items()}
     yield chans
     for chan in chans.values():
-        await chan.close()
+        await _bounded(chan.close(), "closing a channel")
 
 
 @pytest_asyncio.fixture(scope="session")
@@ -130,7 +141,7 @@ async def operator_channels(
     chans = {name: infra.channel(h.address, "operator") for name, h in services.items()}
     yield chans
     for chan in chans.values():
-        await chan.close()
+        await _bounded(chan.close(), "closing a channel")
 
 
 @pytest_asyncio.fixture(scope="session")
@@ -139,7 +150,6 @@ async def gateway_url(
 ) -> AsyncIterator[str]:
     """The real gateway (uvicorn on a free port) in front of the in-process services; the shared PSP
     simulator delivers its signed webhooks to it."""
-    import asyncio
 
     import uvicorn
 
@@ -167,6 +177,7 @@ async def gateway_url(
         log_config=None,
         access_log=False,
         lifespan="on",
+        timeout_graceful_shutdown=5,  # a request still open at the end must not hold the session
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
@@ -180,7 +191,7 @@ async def gateway_url(
     yield f"http://127.0.0.1:{port}"
     shared_psp.admin.remove_webhook_endpoint(endpoint["id"])
     server.should_exit = True
-    await task
+    await _bounded(task, "stopping the gateway")
 
 
 @pytest_asyncio.fixture(scope="session")
