@@ -6,13 +6,16 @@ in NOT_RUN with its reason). Only what has to differ in a test is rewritten: the
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from markdown_it import MarkdownIt
 
@@ -73,6 +76,7 @@ def readme_commands(readme: str) -> list[str]:
 class Stack:
     ports: dict[str, int]
     data_dir: Path
+    summary: str  # what `make run` printed once ready
 
     def rewrite(self, command: str) -> str:
         """The README command, on this stack's ports and data folder."""
@@ -104,8 +108,9 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
     (data_dir / "dev_api_key").write_text(DEV_KEY + "\n")
     proc = _start(data_dir, ports)
     try:
-        _Output(proc).wait_for("Stop: Ctrl-C", timeout=90)
-        yield Stack(ports, data_dir)
+        output = _Output(proc)
+        output.wait_for("Stop: Ctrl-C", timeout=90)
+        yield Stack(ports, data_dir, "".join(output.seen))
     finally:
         if proc.poll() is None:
             assert _stop(proc) == 0
@@ -148,3 +153,44 @@ def test_every_readme_command_runs_against_the_dev_stack(stack):
                 None,
             )
     assert failures == [], "\n\n".join(failures)
+
+
+def _run(stack: Stack, command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", "-c", command], cwd=ROOT, env=stack.env(), capture_output=True, text=True, timeout=60,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_pay_in_a_minute_as_the_readme_walks_it(stack):
+    """The README's "Pay in a minute": the checkout curl `make run` printed, the hosted page paid with
+    the test card, then the README's own curl shows both orders `success`."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Pay in a minute", 1)[1].split("\n## ", 1)[0]
+    (status_curl,) = [c for c in re.findall(r"```sh\n(.*?)```", section, re.S)]
+    pay_line = next(line for line in stack.summary.splitlines() if line.startswith("Pay:  curl "))
+    created = _run(stack, pay_line.removeprefix("Pay:  "))
+    assert created.returncode == 0, created.stderr
+    answer = json.loads(created.stdout)
+    assert answer["hosted_page_url"], answer
+    paid = httpx.post(
+        answer["hosted_page_url"],
+        data={"cardnumber": "4242424242424242", "exp": "12/34", "cvc": "123", "action": "pay"},
+        follow_redirects=False,
+        timeout=10,
+    )
+    assert paid.status_code in (200, 302, 303), paid.text
+    command = stack.rewrite(status_curl.strip()).replace("<checkout_id>", answer["checkout_id"])
+    key = re.search(r"API key \(development[^)]*\): (\S+)", stack.summary)
+    assert key, stack.summary
+    deadline = time.monotonic() + 30
+    while True:
+        shown = _run(stack, f"KEY={key[1]}; {command}")
+        assert shown.returncode == 0, shown.stderr
+        orders = json.loads(shown.stdout)["payment_orders"]
+        if all(o["state"] == "success" and o["wallet_updated"] and o["ledger_updated"] for o in orders):
+            break
+        assert time.monotonic() < deadline, f"not settled: {orders}"
+        time.sleep(0.5)
+    assert len(orders) == 2
