@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from recon_svc.settlement.parse import SettlementRow
@@ -92,6 +92,8 @@ class OurOrder:
     created_at: dt.datetime
     wallet_updated: bool
     ledger_updated: bool
+    checkout_id: str = ""
+    """The checkout (one PaymentIntent, one charge row for all its orders)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +121,7 @@ class Mismatch:
     balance_transaction_id: str
     """The file row's id; empty for a record of ours that no row reached."""
     our_reference: str
-    """``order:<id>`` or ``refund:<id>``; empty for a row that matches nothing."""
+    """``checkout:<id>``, ``order:<id>`` or ``refund:<id>``; empty for a row that matches nothing."""
     currency: str
     amount_minor: int
     """Theirs when the file has the row, else ours."""
@@ -180,31 +182,46 @@ def _money_diffs(
     return None, []
 
 
-def classify_charge(row: SettlementRow, order: OurOrder | None, rules: Rules) -> RowOutcome:
-    """A ``charge`` row against the order its PaymentIntent or ``payment_order_id`` metadata names."""
+def checkout_reference(checkout_id: str) -> str:
+    """What a charge row is booked against: the checkout, whose orders share its one PaymentIntent."""
+    return f"checkout:{checkout_id}"
+
+
+def classify_charge(row: SettlementRow, orders: Sequence[OurOrder] | None, rules: Rules) -> RowOutcome:
+    """A ``charge`` row against the checkout its PaymentIntent belongs to (all its orders, one per seller).
+
+    The row's gross is compared with the sum of the checkout's orders (the PaymentIntent charged them
+    together); each order's own state and settlement are checked one by one, so a lost outcome or a missing
+    wallet update names the order. The row is booked once, against the checkout.
+    """
     out = RowOutcome()
-    if order is None:
+    if not orders:
         out.mismatches.append(_mm(Code.UNMATCHED_ROW, row, "", row.currency, row.gross_minor))
         return out
-    ref = f"order:{order.payment_order_id}"
+    ref = checkout_reference(orders[0].checkout_id)
     out.matched = True
-    code, diffs = _money_diffs(row, order.amount_minor, order.currency, 1)
+    currencies = sorted({o.currency for o in orders})
+    ours = currencies[0] if len(currencies) == 1 else "/".join(currencies)
+    code, diffs = _money_diffs(row, sum(o.amount_minor for o in orders), ours, 1)
     if code is not None:
-        # Not booked: what the PSP owes for this order is in question until a person decides.
+        # Not booked: what the PSP owes for this checkout is in question until a person decides.
         out.mismatches.append(_mm(code, row, ref, row.currency, row.gross_minor, diffs))
         return out
-    if order.state not in CAPTURED:
-        out.mismatches.append(
-            _mm(Code.PSP_CHARGED_ORDER_NOT_SUCCESS, row, ref, row.currency, row.gross_minor,
-                [Difference("state", order.state.value, "captured")])
-        )  # fmt: skip
-    elif not (order.wallet_updated and order.ledger_updated):
-        out.mismatches.append(
-            _mm(Code.SETTLEMENT_NOT_BOOKED, row, ref, row.currency, row.gross_minor,
-                [Difference("wallet_updated/ledger_updated",
-                            f"{order.wallet_updated}/{order.ledger_updated}", "true/true")])
-        )  # fmt: skip
+    for order in orders:
+        oref = f"order:{order.payment_order_id}"
+        if order.state not in CAPTURED:
+            out.mismatches.append(
+                _mm(Code.PSP_CHARGED_ORDER_NOT_SUCCESS, row, oref, row.currency, order.amount_minor,
+                    [Difference("state", order.state.value, "captured")])
+            )  # fmt: skip
+        elif not (order.wallet_updated and order.ledger_updated):
+            out.mismatches.append(
+                _mm(Code.SETTLEMENT_NOT_BOOKED, row, oref, row.currency, order.amount_minor,
+                    [Difference("wallet_updated/ledger_updated",
+                                f"{order.wallet_updated}/{order.ledger_updated}", "true/true")])
+            )  # fmt: skip
     if rules.expected_fee_bps is not None:
+        # The PSP's fee is on the charge as a whole (one fixed part per cart, not per seller).
         expected = (
             row.gross_minor * rules.expected_fee_bps + 5_000
         ) // 10_000 + rules.expected_fee_fixed_minor
@@ -237,14 +254,15 @@ def classify_refund(row: SettlementRow, refund: OurRefund | None) -> RowOutcome:
 def missing_from_psp(
     orders: Iterable[OurOrder], seen_references: set[str], now: dt.datetime, rules: Rules
 ) -> tuple[list[Mismatch], int]:
-    """Our captured orders no file has reached: pending inside the grace period, MISSING_FROM_PSP after it.
+    """Our captured orders whose checkout's charge no file has reached: pending inside the grace period,
+    MISSING_FROM_PSP after it (one mismatch per order: each is a seller's money).
 
     Returns the mismatches and how many are still pending.
     """
     mismatches: list[Mismatch] = []
     pending = 0
     for order in orders:
-        if order.state not in CAPTURED or f"order:{order.payment_order_id}" in seen_references:
+        if order.state not in CAPTURED or checkout_reference(order.checkout_id) in seen_references:
             continue
         if now - order.created_at < rules.grace:
             pending += 1

@@ -23,6 +23,7 @@ COLUMNS = [
     "connected_account_id",
     "dispute_reason",
     "payment_metadata[payment_order_id]",
+    "payment_metadata[payment_order_ids]",
     "payment_metadata[checkout_id]",
     "refund_metadata[refund_id]",
     "transfer_metadata[payout_id]",

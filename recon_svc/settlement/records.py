@@ -1,8 +1,10 @@
 """Our side of the comparison, read and written through the owning services' gRPC APIs (never their databases).
 
-- :class:`GrpcPaymentRecords` finds the order or refund a row belongs to: the ``payment_order_id`` metadata we
-  sent with the PaymentIntent names the order (GetPaymentOrder); a refund is found among that order's refunds
-  (ListRefunds) by our ``refund_id`` metadata or its ``re_`` id.
+- :class:`GrpcPaymentRecords` finds the checkout a charge row belongs to (one PaymentIntent per checkout, in
+  both modes): the ``checkout_id`` metadata we sent with the PaymentIntent (then ListPaymentOrders of that
+  checkout), else its ``payment_order_ids`` (or an older single ``payment_order_id``), else the PaymentIntent
+  id itself (GetCheckoutByPaymentIntent: the orders whose ``psp_reference`` it is). A refund is found among the
+  refunds of that checkout's orders (ListRefunds) by our ``refund_id`` metadata or its ``re_`` id.
 - :class:`GrpcSettlementBooker` posts a settlement in the ledger (PostTransaction), keyed by the balance
   transaction id so a retried or repeated run posts it once.
 """
@@ -29,7 +31,7 @@ PSP = "stripe"
 
 
 class PaymentRecords(Protocol):
-    async def order_for(self, row: SettlementRow) -> OurOrder | None: ...
+    async def checkout_for(self, row: SettlementRow) -> list[OurOrder] | None: ...
 
     async def refund_for(self, row: SettlementRow) -> OurRefund | None: ...
 
@@ -58,6 +60,7 @@ def _order_of(o: ppb.PaymentOrder) -> OurOrder:
         created_at=o.create_time.ToDatetime(tzinfo=dt.UTC),
         wallet_updated=o.wallet_updated,
         ledger_updated=o.ledger_updated,
+        checkout_id=o.checkout_id,
     )
 
 
@@ -111,24 +114,68 @@ class GrpcPaymentRecords:
                 return
             request.page_token = page.next_page_token
 
-    async def order_for(self, row: SettlementRow) -> OurOrder | None:
-        order_id = row.metadata.get("payment.payment_order_id", "")
-        if not order_id:
+    async def _checkout_orders(self, checkout_id: str) -> list[OurOrder]:
+        request = ppb.ListPaymentOrdersRequest(checkout_id=checkout_id, page_size=1000)
+        orders: list[OurOrder] = []
+        while True:
+            try:
+                page = await self._stub.ListPaymentOrders(request, timeout=self._deadline)
+            except grpc.aio.AioRpcError as exc:
+                raise from_rpc_error(exc) from None
+            orders.extend(_order_of(o) for o in page.payment_orders)
+            if not page.next_page_token:
+                # Oldest first, so mismatches and auto-fixes of a checkout come in a stable order.
+                return sorted(orders, key=lambda o: o.payment_order_id)
+            request.page_token = page.next_page_token
+
+    async def _by_payment_intent(self, payment_intent_id: str) -> list[OurOrder]:
+        try:
+            reply = await self._stub.GetCheckoutByPaymentIntent(
+                ppb.GetCheckoutByPaymentIntentRequest(payment_intent_id=payment_intent_id),
+                timeout=self._deadline,
+            )
+        except grpc.aio.AioRpcError as exc:
+            error = from_rpc_error(exc)
+            if isinstance(error, NotFound):
+                return []
+            raise error from None
+        return sorted(
+            (_order_of(o) for o in reply.payment_event.payment_orders), key=lambda o: o.payment_order_id
+        )
+
+    async def checkout_for(self, row: SettlementRow) -> list[OurOrder] | None:
+        """The orders of the checkout whose PaymentIntent the row charged; None when it is not ours."""
+        checkout_id = row.metadata.get("payment.checkout_id", "")
+        if not checkout_id:
+            listed = row.metadata.get("payment.payment_order_ids") or row.metadata.get(
+                "payment.payment_order_id"
+            )
+            first = (listed or "").split(",")[0].strip()
+            order = await self._order(first) if first else None
+            checkout_id = order.checkout_id if order is not None else ""
+        if checkout_id:
+            orders = await self._checkout_orders(checkout_id)
+        elif row.payment_intent_id:
+            orders = await self._by_payment_intent(row.payment_intent_id)
+        else:
             return None
-        order = await self._order(order_id)
-        if (
-            order is not None
-            and order.psp_reference
-            and row.payment_intent_id not in ("", order.psp_reference)
+        if not orders:
+            return None
+        if row.payment_intent_id and any(
+            o.psp_reference and o.psp_reference != row.payment_intent_id for o in orders
         ):
             return None  # our metadata on someone else's PaymentIntent is not our charge
-        return order
+        return orders
 
     async def refund_for(self, row: SettlementRow) -> OurRefund | None:
-        order_id = row.metadata.get("payment.payment_order_id", "")
         refund_id = row.metadata.get("refund.refund_id", "")
-        if not order_id:
-            return None
+        for order in await self.checkout_for(row) or []:
+            found = await self._refund_of(order.payment_order_id, refund_id, row.source_id)
+            if found is not None:
+                return found
+        return None
+
+    async def _refund_of(self, order_id: str, refund_id: str, psp_refund_id: str) -> OurRefund | None:
         token = ""
         while True:
             try:
@@ -143,7 +190,7 @@ class GrpcPaymentRecords:
                 raise error from None
             for r in page.refunds:
                 if (refund_id and r.refund_id == refund_id) or (
-                    r.psp_reference and r.psp_reference == row.source_id
+                    r.psp_reference and r.psp_reference == psp_refund_id
                 ):
                     return OurRefund(
                         refund_id=r.refund_id,

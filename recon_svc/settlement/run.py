@@ -42,6 +42,7 @@ from recon_svc.settlement.classify import (
     OurOrder,
     RowOutcome,
     Rules,
+    checkout_reference,
     classify_charge,
     classify_refund,
     missing_from_psp,
@@ -336,7 +337,7 @@ async def _match_and_book(
                              "", row.currency, row.gross_minor, (), row.line)
                 )  # fmt: skip
             elif row.reporting_category in CHARGE_CATEGORIES:
-                outcome = classify_charge(row, await records.order_for(row), rules)
+                outcome = classify_charge(row, await records.checkout_for(row), rules)
             elif row.reporting_category in REFUND_CATEGORIES:
                 outcome = classify_refund(row, await records.refund_for(row))
             else:
@@ -389,7 +390,7 @@ async def _missing(
     chunk: list[OurOrder] = []
 
     async def check() -> None:
-        refs = [f"order:{o.payment_order_id}" for o in chunk]
+        refs = sorted({checkout_reference(o.checkout_id) for o in chunk})
         async with engine.begin() as conn:
             seen = set(
                 (

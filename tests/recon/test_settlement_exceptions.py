@@ -17,7 +17,7 @@ HEADER = "balance_transaction_id,created_utc,currency,gross,fee,net,reporting_ca
 
 
 class _NoRecords:
-    async def order_for(self, row):
+    async def checkout_for(self, row):
         return None
 
     async def refund_for(self, row):
