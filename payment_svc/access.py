@@ -34,8 +34,12 @@ ACCESS = {
     **allow(
         payout_service_pb2.DESCRIPTOR.services_by_name["PayoutService"],
         {
-            name: _PAYOUT_ADMINS
-            for name in payout_service_pb2.DESCRIPTOR.services_by_name["PayoutService"].methods_by_name
+            **{
+                name: _PAYOUT_ADMINS
+                for name in payout_service_pb2.DESCRIPTOR.services_by_name["PayoutService"].methods_by_name
+            },
+            # recon: the pay-out a settlement file's transfer row names (a read).
+            "GetPayout": (*_PAYOUT_ADMINS, "recon"),
         },
     ),
     # Dead letters and streams: people on call, never another service.

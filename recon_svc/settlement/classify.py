@@ -65,6 +65,9 @@ CLASSIFICATION: Mapping[Code, Classification] = {
 # (transfers, payouts, fees, adjustments...) match pay-outs or are reported as unmatched for a person.
 CHARGE_CATEGORIES = frozenset({"charge"})
 REFUND_CATEGORIES = frozenset({"refund", "partial_capture_reversal"})
+# A pay-out sends a seller's money to its connected account with a Connect transfer (our payout id in its
+# metadata); the payout to the bank happens in the connected account, so it is not in the platform's file.
+TRANSFER_CATEGORIES = frozenset({"transfer"})
 
 
 class OrderState(enum.StrEnum):
@@ -108,6 +111,17 @@ class OurRefund:
 
 
 @dataclass(frozen=True, slots=True)
+class OurPayout:
+    payout_id: str
+    state: str
+    """The pay-out's state name (CREATED, RESERVED, TRANSFERRED, IN_TRANSIT, PAID, FAILED, CANCELED)."""
+    amount_minor: int
+    currency: str
+    psp_transfer_id: str
+    """The PSP transfer we recorded; empty when the pay-out never got (or never heard back about) one."""
+
+
+@dataclass(frozen=True, slots=True)
 class Difference:
     field: str
     ours: str
@@ -121,7 +135,7 @@ class Mismatch:
     balance_transaction_id: str
     """The file row's id; empty for a record of ours that no row reached."""
     our_reference: str
-    """``checkout:<id>``, ``order:<id>`` or ``refund:<id>``; empty for a row that matches nothing."""
+    """``checkout:<id>``, ``order:<id>``, ``refund:<id>`` or ``payout:<id>``; empty for a row that matches nothing."""
     currency: str
     amount_minor: int
     """Theirs when the file has the row, else ours."""
@@ -248,6 +262,41 @@ def classify_refund(row: SettlementRow, refund: OurRefund | None) -> RowOutcome:
         out.mismatches.append(_mm(code, row, ref, row.currency, row.gross_minor, diffs))
         return out
     out.booking = Booking(row.balance_transaction_id, ref, row.currency, row.gross_minor, row.fee_minor)
+    return out
+
+
+def classify_transfer(row: SettlementRow, payout_id: str, payout: OurPayout | None) -> RowOutcome:
+    """A ``transfer`` row (negative gross: money leaving our balance) against the pay-out its metadata names.
+
+    Nothing is booked: the pay-out posted its own movements (seller_payable → payouts_in_transit → bank).
+    A transfer naming a pay-out we do not have, or one our pay-out never recorded, is money that left at the
+    PSP without our books knowing: PAYOUT_NOT_IN_BOOKS, for a person.
+    """
+    out = RowOutcome()
+    if not payout_id:
+        out.mismatches.append(_mm(Code.UNMATCHED_ROW, row, "", row.currency, row.gross_minor))
+        return out
+    if payout is None:
+        out.mismatches.append(
+            _mm(Code.PAYOUT_NOT_IN_BOOKS, row, f"payout:{payout_id}", row.currency, row.gross_minor,
+                [Difference("payout", "absent", payout_id)])
+        )  # fmt: skip
+        return out
+    ref = f"payout:{payout.payout_id}"
+    out.matched = True
+    code, diffs = _money_diffs(row, payout.amount_minor, payout.currency, -1)
+    if code is not None:
+        out.mismatches.append(_mm(code, row, ref, row.currency, row.gross_minor, diffs))
+    elif not payout.psp_transfer_id:
+        out.mismatches.append(
+            _mm(Code.PAYOUT_NOT_IN_BOOKS, row, ref, row.currency, row.gross_minor,
+                [Difference("state", payout.state, "TRANSFERRED")])
+        )  # fmt: skip
+    elif payout.psp_transfer_id != row.source_id:
+        out.mismatches.append(
+            _mm(Code.PAYOUT_NOT_IN_BOOKS, row, ref, row.currency, row.gross_minor,
+                [Difference("psp_transfer_id", payout.psp_transfer_id, row.source_id)])
+        )  # fmt: skip
     return out
 
 

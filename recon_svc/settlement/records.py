@@ -4,7 +4,8 @@
   both modes): the ``checkout_id`` metadata we sent with the PaymentIntent (then ListPaymentOrders of that
   checkout), else its ``payment_order_ids`` (or an older single ``payment_order_id``), else the PaymentIntent
   id itself (GetCheckoutByPaymentIntent: the orders whose ``psp_reference`` it is). A refund is found among the
-  refunds of that checkout's orders (ListRefunds) by our ``refund_id`` metadata or its ``re_`` id.
+  refunds of that checkout's orders (ListRefunds) by our ``refund_id`` metadata or its ``re_`` id. A transfer
+  is found as the pay-out its ``payout_id`` metadata names (PayoutService.GetPayout).
 - :class:`GrpcSettlementBooker` posts a settlement in the ledger (PostTransaction), keyed by the balance
   transaction id so a retried or repeated run posts it once.
 """
@@ -18,13 +19,15 @@ from typing import Protocol
 import grpc
 
 from ledger_svc import naming
-from recon_svc.settlement.classify import Booking, OrderState, OurOrder, OurRefund
+from recon_svc.settlement.classify import Booking, OrderState, OurOrder, OurPayout, OurRefund
 from recon_svc.settlement.parse import SettlementRow
 from svckit.errors import NotFound
 from svckit.gen.ledger.v1 import ledger_service_pb2 as lpb
 from svckit.gen.ledger.v1 import ledger_service_pb2_grpc as lpb_grpc
 from svckit.gen.payments.v1 import payment_service_pb2 as ppb
 from svckit.gen.payments.v1 import payment_service_pb2_grpc as ppb_grpc
+from svckit.gen.payments.v1 import payout_service_pb2 as popb
+from svckit.gen.payments.v1 import payout_service_pb2_grpc as popb_grpc
 from svckit.grpc_errors import from_rpc_error
 
 PSP = "stripe"
@@ -34,6 +37,8 @@ class PaymentRecords(Protocol):
     async def checkout_for(self, row: SettlementRow) -> list[OurOrder] | None: ...
 
     async def refund_for(self, row: SettlementRow) -> OurRefund | None: ...
+
+    async def payout_for(self, payout_id: str) -> OurPayout | None: ...
 
     def captured_orders(self, start: dt.datetime, end: dt.datetime) -> AsyncIterator[OurOrder]: ...
 
@@ -65,9 +70,35 @@ def _order_of(o: ppb.PaymentOrder) -> OurOrder:
 
 
 class GrpcPaymentRecords:
-    def __init__(self, stub: ppb_grpc.PaymentServiceStub, deadline_seconds: float) -> None:
+    def __init__(
+        self,
+        stub: ppb_grpc.PaymentServiceStub,
+        deadline_seconds: float,
+        payouts: popb_grpc.PayoutServiceStub,
+    ) -> None:
         self._stub = stub
         self._deadline = deadline_seconds
+        self._payouts = payouts
+
+    async def payout_for(self, payout_id: str) -> OurPayout | None:
+        """Our pay-out by id; None when there is none."""
+        try:
+            reply = await self._payouts.GetPayout(
+                popb.GetPayoutRequest(payout_id=payout_id), timeout=self._deadline
+            )
+        except grpc.aio.AioRpcError as exc:
+            error = from_rpc_error(exc)
+            if isinstance(error, NotFound):
+                return None
+            raise error from None
+        p = reply.payout
+        return OurPayout(
+            payout_id=p.payout_id,
+            state=popb.PayoutState.Name(p.state).removeprefix("PAYOUT_STATE_"),
+            amount_minor=p.amount.amount_minor,
+            currency=p.amount.currency,
+            psp_transfer_id=p.psp_transfer_id,
+        )
 
     async def _order(self, payment_order_id: str) -> OurOrder | None:
         try:

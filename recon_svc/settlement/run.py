@@ -8,8 +8,9 @@ Two streaming passes over a seekable file keep memory flat and make a bad file b
    (idempotently, keyed by the balance transaction id) and store the mismatches.
 
 A balance transaction already counted by an earlier file (overlapping days) with the same content is skipped;
-with other content, or twice in one file, it is a DUPLICATE_ROW. Categories this version does not match yet
-(pay-outs, transfers, disputes, fees, adjustments...) become UNMATCHED_ROW for a person, never silently dropped.
+with other content, or twice in one file, it is a DUPLICATE_ROW. Transfers are matched to our pay-outs (and book
+nothing: the pay-out booked itself). Categories this version does not match yet (disputes, fees,
+adjustments, the platform's own payouts...) become UNMATCHED_ROW for a person, never silently dropped.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from recon_svc.settlement.classify import (
     CHARGE_CATEGORIES,
     CLASSIFICATION,
     REFUND_CATEGORIES,
+    TRANSFER_CATEGORIES,
     Classification,
     Code,
     Mismatch,
@@ -45,6 +47,7 @@ from recon_svc.settlement.classify import (
     checkout_reference,
     classify_charge,
     classify_refund,
+    classify_transfer,
     missing_from_psp,
 )
 from recon_svc.settlement.parse import RowError, SettlementFileRefused, SettlementParser, SettlementRow
@@ -340,6 +343,10 @@ async def _match_and_book(
                 outcome = classify_charge(row, await records.checkout_for(row), rules)
             elif row.reporting_category in REFUND_CATEGORIES:
                 outcome = classify_refund(row, await records.refund_for(row))
+            elif row.reporting_category in TRANSFER_CATEGORIES:
+                payout_id = row.metadata.get("transfer.payout_id", "")
+                payout = await records.payout_for(payout_id) if payout_id else None
+                outcome = classify_transfer(row, payout_id, payout)
             else:
                 outcome = RowOutcome()
                 outcome.mismatches.append(

@@ -9,10 +9,12 @@ from recon_svc.settlement.classify import (
     Code,
     OrderState,
     OurOrder,
+    OurPayout,
     OurRefund,
     Rules,
     classify_charge,
     classify_refund,
+    classify_transfer,
     missing_from_psp,
 )
 from recon_svc.settlement.parse import SettlementRow
@@ -173,3 +175,45 @@ def test_each_order_of_a_cart_is_checked_on_its_own():
         (Code.SETTLEMENT_NOT_BOOKED, "order:po-c", 2_000),
     ]
     assert out.booking is not None and out.booking.gross_minor == 10_000
+
+
+def _transfer(gross: int = -4_000, source: str = "tr_a") -> SettlementRow:
+    row = _row(gross=gross, fee=0, category="transfer")
+    return SettlementRow(**{**{f: getattr(row, f) for f in row.__dataclass_fields__}, "source_id": source})
+
+
+def _payout(state: str = "PAID", amount: int = 4_000, transfer: str = "tr_a") -> OurPayout:
+    return OurPayout("pyo_1", state, amount, "USD", transfer)
+
+
+def test_our_payouts_transfer_matches_and_books_nothing():
+    out = classify_transfer(_transfer(), "pyo_1", _payout())
+    assert (out.matched, out.mismatches, out.booking) == (True, [], None)
+
+
+def test_a_transfer_for_a_payout_we_do_not_have_is_manual():
+    [m] = classify_transfer(_transfer(), "pyo_gone", None).mismatches
+    assert (m.code, m.classification, m.our_reference, m.amount_minor) == (
+        Code.PAYOUT_NOT_IN_BOOKS,
+        Classification.MANUAL,
+        "payout:pyo_gone",
+        -4_000,
+    )
+
+
+def test_a_transfer_our_payout_never_recorded_is_not_in_our_books():
+    [m] = classify_transfer(_transfer(), "pyo_1", _payout("RESERVED", transfer="")).mismatches
+    assert (m.code, m.differences[0].ours, m.differences[0].theirs) == (
+        Code.PAYOUT_NOT_IN_BOOKS,
+        "RESERVED",
+        "TRANSFERRED",
+    )
+    [other] = classify_transfer(_transfer(source="tr_b"), "pyo_1", _payout()).mismatches
+    assert (other.code, other.differences[0].field) == (Code.PAYOUT_NOT_IN_BOOKS, "psp_transfer_id")
+
+
+def test_a_transfer_of_another_amount_is_manual_and_a_transfer_without_our_metadata_unclassified():
+    [m] = classify_transfer(_transfer(gross=-4_100), "pyo_1", _payout()).mismatches
+    assert (m.code, m.differences[0].ours, m.differences[0].theirs) == (Code.AMOUNT_DIFFERS, "4000", "4100")
+    [u] = classify_transfer(_transfer(), "", None).mismatches
+    assert (u.code, u.classification) == (Code.UNMATCHED_ROW, Classification.UNCLASSIFIED)

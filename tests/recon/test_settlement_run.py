@@ -32,6 +32,7 @@ from svckit.gen.ledger.v1 import ledger_service_pb2 as lpb
 from svckit.gen.ledger.v1 import ledger_service_pb2_grpc as lpb_grpc
 from svckit.gen.payments.v1 import payment_service_pb2 as pb
 from svckit.gen.payments.v1 import payment_service_pb2_grpc as pb_grpc
+from svckit.gen.payments.v1 import payout_service_pb2_grpc as po_grpc
 from svckit.grpc_errors import error_info
 
 REPORT = "balance_change_from_activity.itemized.3"
@@ -50,7 +51,7 @@ async def recon(infra, services):
     ledger = infra.channel(services["ledger"].address, "recon")
     gateway = infra.channel(services["payment"].address, "gateway")
     yield {
-        "records": GrpcPaymentRecords(pb_grpc.PaymentServiceStub(pay), 10),
+        "records": GrpcPaymentRecords(pb_grpc.PaymentServiceStub(pay), 10, po_grpc.PayoutServiceStub(pay)),
         "booker": GrpcSettlementBooker(lpb_grpc.LedgerServiceStub(ledger), 10),
         "engine": services["recon"].engine,
         "payments": pb_grpc.PaymentServiceStub(gateway),
@@ -412,3 +413,25 @@ async def test_a_charge_whose_outcome_we_lost_is_auto_fixed_through_the_payment_
         got = await recon["payments"].GetPaymentOrder(pb.GetPaymentOrderRequest(payment_order_id=order))
         assert got.payment_order.state == pb.PAYMENT_ORDER_STATE_SUCCESS
     await _settled(services, orders)  # and the wallet and ledger followed through the normal path
+
+
+async def test_a_transfer_for_a_payout_not_in_our_books_is_found_and_nothing_is_booked(channels, recon):
+    # The payment service (asked as recon) has no such pay-out: money left at the PSP our books do not show.
+    tag = uuid.uuid4().hex[:10]
+    header = "balance_transaction_id,created_utc,currency,gross,fee,net,reporting_category,source_id,"
+    lines = [
+        header + "transfer_metadata[payout_id]",
+        f"txn_{tag}a,2026-11-20 10:00:00,usd,-40.00,0.00,-40.00,transfer,tr_{tag}a,pyo_{tag}",
+        f"txn_{tag}b,2026-11-20 10:00:01,usd,-5.00,0.00,-5.00,transfer,tr_{tag}b,",
+    ]
+    before = await _receivable(channels)
+    report = await _run(recon, ("\n".join(lines) + "\n").encode())
+    assert report.state == "SUCCEEDED", report
+    assert (report.matched, report.booked) == (0, 0)
+    assert report.mismatches_by_code == {"PAYOUT_NOT_IN_BOOKS": 1, "UNMATCHED_ROW": 1}
+    found = {m.code: m for m in await _mismatches(recon, report.run_id)}
+    assert (found["PAYOUT_NOT_IN_BOOKS"].our_reference, found["PAYOUT_NOT_IN_BOOKS"].classification) == (
+        f"payout:pyo_{tag}",
+        "manual",
+    )
+    assert await _receivable(channels) == before
