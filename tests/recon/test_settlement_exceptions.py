@@ -23,6 +23,9 @@ class _NoRecords:
     async def refund_for(self, row):
         return None
 
+    async def payout_for(self, payout_id):
+        return None
+
 
 class _NoBooking:
     async def book(self, booking):
