@@ -22,7 +22,7 @@ from gateway.metrics import HttpMetricsMiddleware
 from gateway.middleware import RequestContextMiddleware
 from gateway.models import MIGRATIONS
 from gateway.ratelimit import AUTH_FAILURE_KEY_PREFIX, RateLimiter
-from gateway.routes import admin, health, ledger, payments, payouts, sellers, webhooks
+from gateway.routes import admin, health, ledger, payments, payouts, reconciliation, sellers, webhooks
 from svckit.db import create_engine, migrate_async
 from svckit.logging import get_logger
 
@@ -116,10 +116,16 @@ def create_app(settings: GatewaySettings, upstreams: Upstreams | None = None) ->
     app.include_router(payments.router)
     app.include_router(admin.router)
     app.include_router(payouts.router)
+    app.include_router(reconciliation.router)
     app.include_router(ledger.router)
     app.include_router(sellers.router)
     app.include_router(webhooks.router)
     app.add_route("/metrics", _Metrics(), include_in_schema=False)  # type: ignore[arg-type]  # Route serves a non-function as an ASGI app
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        # A settlement CSV upload is larger than any JSON body; only its route gets the larger limit.
+        body_limits={reconciliation.RUNS_PATH: settings.settlement_upload_max_bytes},
+    )
     app.add_middleware(HttpMetricsMiddleware)
     return app

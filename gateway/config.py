@@ -69,6 +69,13 @@ class GatewaySettings(ServiceSettings):
     max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
     """Requests with a larger body are refused with 413 before they are parsed."""
     db_pool_size: int = Field(default=5, ge=1, le=200)
+    settlement_upload_max_bytes: int = Field(default=4_000_000, ge=1024, le=4_000_000)
+    """Body limit of ``POST /v1/admin/reconciliation/runs`` (a settlement CSV upload) instead of
+    ``max_body_bytes``. At most 4,000,000: the file travels on to recon in one gRPC message, whose default
+    limit is 4 MiB; a larger file goes through the recon CLI's ``--file``."""
+    settlement_run_timeout_seconds: float = Field(default=120.0, gt=0, le=600)
+    """Deadline of a settlement run started through the gateway: it answers when the run is done (a day's
+    report is fetched from the PSP, matched and booked first)."""
 
     # -- authentication -------------------------------------------------------------------------
     api_key_cache_ttl_seconds: float = Field(default=30.0, ge=0, le=3600)

@@ -67,7 +67,7 @@ def _charset(content_type: str) -> str | None:
     return None
 
 
-def _check_content_type(content_type: str) -> None:
+def check_content_type(content_type: str) -> None:
     if not _is_json(content_type):
         raise ApiProblem(
             415,
@@ -171,7 +171,7 @@ def guarded(scope: str) -> type[APIRoute]:
                 if takes_body:
                     body = await request.body()  # cached on the request; the inner handler reuses it
                     if body:
-                        _check_content_type(request.headers.get("content-type", ""))
+                        check_content_type(request.headers.get("content-type", ""))
                         await request.json()  # the strict parse, once; FastAPI reuses its result
                 if request.method == "POST":
                     async with request.app.state.admission.admit():

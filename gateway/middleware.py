@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -52,12 +53,16 @@ def _unsendable_header(headers: dict[str, str]) -> str | None:
 class RequestContextMiddleware:
     """Accepts the caller's ``X-Request-Id`` (or makes one), echoes it, and refuses oversized bodies.
 
-    The body limit is enforced while reading, so a 1 GB upload costs us at most ``max_body_bytes``.
+    The body limit is enforced while reading, so a 1 GB upload costs us at most ``max_body_bytes``, or the
+    limit ``body_limits`` gives the request's exact path (an upload route).
     """
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, body_limits: Mapping[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_limits = dict(body_limits or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -77,6 +82,7 @@ class RequestContextMiddleware:
         rid_token = request_id_var.set(rid)
         key_token = idempotency_key_var.set(key)
         started = time.perf_counter()
+        limit = self.body_limits.get(scope.get("path", ""), self.max_body_bytes)
         status_holder = {"status": 0}
 
         async def send_with_id(message: Message) -> None:
@@ -107,14 +113,14 @@ class RequestContextMiddleware:
                                    "Idempotency-Key")  # fmt: skip
                 return
             declared = headers.get("content-length")
-            if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            if declared is not None and declared.isdigit() and int(declared) > limit:
                 await self._reject(send_with_id, 413, "PAYLOAD_TOO_LARGE",
-                                   f"request body is larger than {self.max_body_bytes} bytes", rid)  # fmt: skip
+                                   f"request body is larger than {limit} bytes", rid)  # fmt: skip
                 return
-            await self.app(scope, self._limited(receive), send_with_id)
+            await self.app(scope, self._limited(receive, limit), send_with_id)
         except _BodyTooLarge:
             await self._reject(send_with_id, 413, "PAYLOAD_TOO_LARGE",
-                               f"request body is larger than {self.max_body_bytes} bytes", rid)  # fmt: skip
+                               f"request body is larger than {limit} bytes", rid)  # fmt: skip
         finally:
             log.info(
                 "http",
@@ -126,7 +132,7 @@ class RequestContextMiddleware:
             request_id_var.reset(rid_token)
             idempotency_key_var.reset(key_token)
 
-    def _limited(self, receive: Receive) -> Receive:
+    def _limited(self, receive: Receive, limit: int) -> Receive:
         seen = 0
 
         async def wrapped() -> Message:
@@ -134,7 +140,7 @@ class RequestContextMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_body_bytes:
+                if seen > limit:
                     raise _BodyTooLarge
             return message
 

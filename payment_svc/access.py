@@ -15,10 +15,11 @@ ACCESS = {
         payment_service_pb2.DESCRIPTOR.services_by_name["PaymentService"],
         {
             "CreatePayment": ("gateway",),
-            # recon: the order a settlement row names (reads only).
+            # recon: the order a settlement row names, and its checkout's orders (reads only).
             "GetPaymentOrder": ("gateway", "operator", "recon"),
             "GetCheckout": ("gateway", "operator"),
-            "GetCheckoutByPaymentIntent": ("gateway", "operator"),
+            # recon: the checkout a settlement row's PaymentIntent charged, when the row has no metadata.
+            "GetCheckoutByPaymentIntent": ("gateway", "operator", "recon"),
             "ListPaymentOrderHistory": ("gateway", "operator"),
             "ListPaymentOrders": ("gateway", "operator", "recon"),
             "ListRefunds": ("gateway", "operator", "recon"),
@@ -33,8 +34,12 @@ ACCESS = {
     **allow(
         payout_service_pb2.DESCRIPTOR.services_by_name["PayoutService"],
         {
-            name: _PAYOUT_ADMINS
-            for name in payout_service_pb2.DESCRIPTOR.services_by_name["PayoutService"].methods_by_name
+            **{
+                name: _PAYOUT_ADMINS
+                for name in payout_service_pb2.DESCRIPTOR.services_by_name["PayoutService"].methods_by_name
+            },
+            # recon: the pay-out a settlement file's transfer row names (a read).
+            "GetPayout": (*_PAYOUT_ADMINS, "recon"),
         },
     ),
     # Dead letters and streams: people on call, never another service.

@@ -9,14 +9,15 @@ ACCESS = allow(
     recon_service_pb2.DESCRIPTOR.services_by_name["ReconService"],
     {
         "ListReconciliationRuns": ("gateway", "operator"),
-        # Reads both books and records the comparison; moves no money.
-        "CompareWalletsWithLedger": ("gateway", "operator"),
-        # Settlement runs and the exceptions queue: people, directly or through the gateway's admin routes.
+        # Reads both books and records the comparison; moves no money. No gateway route calls it.
+        "CompareWalletsWithLedger": ("operator",),
+        # Settlement runs and the exceptions queue: people, directly or through the gateway's admin routes
+        # (/v1/admin/reconciliation/...), which call exactly the RPCs the gateway is listed for.
         "StartSettlementRun": ("gateway", "operator"),
         "GetSettlementRun": ("gateway", "operator"),
         "ListMismatches": ("gateway", "operator"),
-        "AssignMismatch": ("gateway", "operator"),
-        "AnnotateMismatch": ("gateway", "operator"),
+        "AssignMismatch": ("operator",),
+        "AnnotateMismatch": ("operator",),
         "ResolveMismatches": ("gateway", "operator"),
     },
 )

@@ -16,7 +16,7 @@ from recon_svc.settlement.grpc import SettlementDeps
 from recon_svc.settlement.records import GrpcPaymentRecords, GrpcSettlementBooker
 from recon_svc.uow import ReconUnitOfWork
 from svckit.gen.ledger.v1 import ledger_service_pb2_grpc
-from svckit.gen.payments.v1 import payment_service_pb2_grpc
+from svckit.gen.payments.v1 import payment_service_pb2_grpc, payout_service_pb2_grpc
 from svckit.gen.recon.v1 import recon_service_pb2, recon_service_pb2_grpc
 from svckit.gen.wallet.v1 import wallet_service_pb2_grpc
 from svckit.grpc_server import Registration
@@ -44,7 +44,10 @@ def build(settings: ReconSettings, engine: AsyncEngine, idempotency: Idempotency
 
     payment_channel = security.aio_channel(settings.payment_addr)
     records = GrpcPaymentRecords(
-        payment_service_pb2_grpc.PaymentServiceStub(payment_channel), settings.upstream_deadline_seconds
+        payment_service_pb2_grpc.PaymentServiceStub(payment_channel),
+        settings.upstream_deadline_seconds,
+        # The payment service serves PayoutService next to PaymentService: a transfer's pay-out.
+        payout_service_pb2_grpc.PayoutServiceStub(payment_channel),
     )
     booker = GrpcSettlementBooker(
         ledger_service_pb2_grpc.LedgerServiceStub(ledger_channel), settings.upstream_deadline_seconds

@@ -237,6 +237,11 @@ class Reason(enum.StrEnum):
         "the PSP's report run failed or stayed pending, or its file could not be fetched; retry later",
         _K.UNAVAILABLE,
     )
+    SETTLEMENT_DAY_NOT_AVAILABLE = (
+        enum.auto(),
+        "the PSP has no report for this day (before its data starts, or not over yet)",
+        _K.INVALID_ARGUMENT,
+    )
     RUN_NOT_FOUND = enum.auto(), "no settlement reconciliation run has this id", _K.NOT_FOUND
     MISMATCH_NOT_FOUND = enum.auto(), "no reconciliation mismatch has this id", _K.NOT_FOUND
     MISMATCH_NOT_OPEN = enum.auto(), "the mismatch was resolved or auto-fixed already", _K.FAILED_PRECONDITION

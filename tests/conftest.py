@@ -104,7 +104,12 @@ async def services(infra: Infra, shared_psp, gateway_port: int) -> AsyncIterator
             # Opt-in in production; on here so the concurrency and property tests drive the coalescer.
             overrides = {"coalesce_movements": True}
         if name == "recon":
-            overrides = {"ledger_addr": handles["ledger"].address, "wallet_addr": handles["wallet"].address}
+            overrides = {
+                "ledger_addr": handles["ledger"].address,
+                "wallet_addr": handles["wallet"].address,
+                "psp_base_url": shared_psp.base_url,
+                "psp_api_key": DEFAULT_API_KEY,
+            }
         if name == "payment":
             overrides = {
                 "psp_base_url": shared_psp.base_url,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from recon_svc.settlement.parse import SettlementRow
@@ -65,6 +65,9 @@ CLASSIFICATION: Mapping[Code, Classification] = {
 # (transfers, payouts, fees, adjustments...) match pay-outs or are reported as unmatched for a person.
 CHARGE_CATEGORIES = frozenset({"charge"})
 REFUND_CATEGORIES = frozenset({"refund", "partial_capture_reversal"})
+# A pay-out sends a seller's money to its connected account with a Connect transfer (our payout id in its
+# metadata); the payout to the bank happens in the connected account, so it is not in the platform's file.
+TRANSFER_CATEGORIES = frozenset({"transfer"})
 
 
 class OrderState(enum.StrEnum):
@@ -92,6 +95,8 @@ class OurOrder:
     created_at: dt.datetime
     wallet_updated: bool
     ledger_updated: bool
+    checkout_id: str = ""
+    """The checkout (one PaymentIntent, one charge row for all its orders)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +108,17 @@ class OurRefund:
     currency: str
     succeeded: bool
     created_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OurPayout:
+    payout_id: str
+    state: str
+    """The pay-out's state name (CREATED, RESERVED, TRANSFERRED, IN_TRANSIT, PAID, FAILED, CANCELED)."""
+    amount_minor: int
+    currency: str
+    psp_transfer_id: str
+    """The PSP transfer we recorded; empty when the pay-out never got (or never heard back about) one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +135,7 @@ class Mismatch:
     balance_transaction_id: str
     """The file row's id; empty for a record of ours that no row reached."""
     our_reference: str
-    """``order:<id>`` or ``refund:<id>``; empty for a row that matches nothing."""
+    """``checkout:<id>``, ``order:<id>``, ``refund:<id>`` or ``payout:<id>``; empty for a row that matches nothing."""
     currency: str
     amount_minor: int
     """Theirs when the file has the row, else ours."""
@@ -180,31 +196,46 @@ def _money_diffs(
     return None, []
 
 
-def classify_charge(row: SettlementRow, order: OurOrder | None, rules: Rules) -> RowOutcome:
-    """A ``charge`` row against the order its PaymentIntent or ``payment_order_id`` metadata names."""
+def checkout_reference(checkout_id: str) -> str:
+    """What a charge row is booked against: the checkout, whose orders share its one PaymentIntent."""
+    return f"checkout:{checkout_id}"
+
+
+def classify_charge(row: SettlementRow, orders: Sequence[OurOrder] | None, rules: Rules) -> RowOutcome:
+    """A ``charge`` row against the checkout its PaymentIntent belongs to (all its orders, one per seller).
+
+    The row's gross is compared with the sum of the checkout's orders (the PaymentIntent charged them
+    together); each order's own state and settlement are checked one by one, so a lost outcome or a missing
+    wallet update names the order. The row is booked once, against the checkout.
+    """
     out = RowOutcome()
-    if order is None:
+    if not orders:
         out.mismatches.append(_mm(Code.UNMATCHED_ROW, row, "", row.currency, row.gross_minor))
         return out
-    ref = f"order:{order.payment_order_id}"
+    ref = checkout_reference(orders[0].checkout_id)
     out.matched = True
-    code, diffs = _money_diffs(row, order.amount_minor, order.currency, 1)
+    currencies = sorted({o.currency for o in orders})
+    ours = currencies[0] if len(currencies) == 1 else "/".join(currencies)
+    code, diffs = _money_diffs(row, sum(o.amount_minor for o in orders), ours, 1)
     if code is not None:
-        # Not booked: what the PSP owes for this order is in question until a person decides.
+        # Not booked: what the PSP owes for this checkout is in question until a person decides.
         out.mismatches.append(_mm(code, row, ref, row.currency, row.gross_minor, diffs))
         return out
-    if order.state not in CAPTURED:
-        out.mismatches.append(
-            _mm(Code.PSP_CHARGED_ORDER_NOT_SUCCESS, row, ref, row.currency, row.gross_minor,
-                [Difference("state", order.state.value, "captured")])
-        )  # fmt: skip
-    elif not (order.wallet_updated and order.ledger_updated):
-        out.mismatches.append(
-            _mm(Code.SETTLEMENT_NOT_BOOKED, row, ref, row.currency, row.gross_minor,
-                [Difference("wallet_updated/ledger_updated",
-                            f"{order.wallet_updated}/{order.ledger_updated}", "true/true")])
-        )  # fmt: skip
+    for order in orders:
+        oref = f"order:{order.payment_order_id}"
+        if order.state not in CAPTURED:
+            out.mismatches.append(
+                _mm(Code.PSP_CHARGED_ORDER_NOT_SUCCESS, row, oref, row.currency, order.amount_minor,
+                    [Difference("state", order.state.value, "captured")])
+            )  # fmt: skip
+        elif not (order.wallet_updated and order.ledger_updated):
+            out.mismatches.append(
+                _mm(Code.SETTLEMENT_NOT_BOOKED, row, oref, row.currency, order.amount_minor,
+                    [Difference("wallet_updated/ledger_updated",
+                                f"{order.wallet_updated}/{order.ledger_updated}", "true/true")])
+            )  # fmt: skip
     if rules.expected_fee_bps is not None:
+        # The PSP's fee is on the charge as a whole (one fixed part per cart, not per seller).
         expected = (
             row.gross_minor * rules.expected_fee_bps + 5_000
         ) // 10_000 + rules.expected_fee_fixed_minor
@@ -234,17 +265,53 @@ def classify_refund(row: SettlementRow, refund: OurRefund | None) -> RowOutcome:
     return out
 
 
+def classify_transfer(row: SettlementRow, payout_id: str, payout: OurPayout | None) -> RowOutcome:
+    """A ``transfer`` row (negative gross: money leaving our balance) against the pay-out its metadata names.
+
+    Nothing is booked: the pay-out posted its own movements (seller_payable → payouts_in_transit → bank).
+    A transfer naming a pay-out we do not have, or one our pay-out never recorded, is money that left at the
+    PSP without our books knowing: PAYOUT_NOT_IN_BOOKS, for a person.
+    """
+    out = RowOutcome()
+    if not payout_id:
+        out.mismatches.append(_mm(Code.UNMATCHED_ROW, row, "", row.currency, row.gross_minor))
+        return out
+    if payout is None:
+        out.mismatches.append(
+            _mm(Code.PAYOUT_NOT_IN_BOOKS, row, f"payout:{payout_id}", row.currency, row.gross_minor,
+                [Difference("payout", "absent", payout_id)])
+        )  # fmt: skip
+        return out
+    ref = f"payout:{payout.payout_id}"
+    out.matched = True
+    code, diffs = _money_diffs(row, payout.amount_minor, payout.currency, -1)
+    if code is not None:
+        out.mismatches.append(_mm(code, row, ref, row.currency, row.gross_minor, diffs))
+    elif not payout.psp_transfer_id:
+        out.mismatches.append(
+            _mm(Code.PAYOUT_NOT_IN_BOOKS, row, ref, row.currency, row.gross_minor,
+                [Difference("state", payout.state, "TRANSFERRED")])
+        )  # fmt: skip
+    elif payout.psp_transfer_id != row.source_id:
+        out.mismatches.append(
+            _mm(Code.PAYOUT_NOT_IN_BOOKS, row, ref, row.currency, row.gross_minor,
+                [Difference("psp_transfer_id", payout.psp_transfer_id, row.source_id)])
+        )  # fmt: skip
+    return out
+
+
 def missing_from_psp(
     orders: Iterable[OurOrder], seen_references: set[str], now: dt.datetime, rules: Rules
 ) -> tuple[list[Mismatch], int]:
-    """Our captured orders no file has reached: pending inside the grace period, MISSING_FROM_PSP after it.
+    """Our captured orders whose checkout's charge no file has reached: pending inside the grace period,
+    MISSING_FROM_PSP after it (one mismatch per order: each is a seller's money).
 
     Returns the mismatches and how many are still pending.
     """
     mismatches: list[Mismatch] = []
     pending = 0
     for order in orders:
-        if order.state not in CAPTURED or f"order:{order.payment_order_id}" in seen_references:
+        if order.state not in CAPTURED or checkout_reference(order.checkout_id) in seen_references:
             continue
         if now - order.created_at < rules.grace:
             pending += 1

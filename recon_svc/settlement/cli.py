@@ -23,7 +23,7 @@ from svckit.config import load_settings
 from svckit.db import create_engine
 from svckit.errors import DomainError
 from svckit.gen.ledger.v1 import ledger_service_pb2_grpc
-from svckit.gen.payments.v1 import payment_service_pb2_grpc
+from svckit.gen.payments.v1 import payment_service_pb2_grpc, payout_service_pb2_grpc
 from svckit.logging import configure_logging
 from svckit.tls import security_for
 
@@ -55,7 +55,9 @@ async def _reconcile(
         ) as progress:  # fmt: skip
             task = progress.add_task("reconciling", total=size or None)
             records = GrpcPaymentRecords(
-                payment_service_pb2_grpc.PaymentServiceStub(payment_channel), deadline
+                payment_service_pb2_grpc.PaymentServiceStub(payment_channel),
+                deadline,
+                payout_service_pb2_grpc.PayoutServiceStub(payment_channel),
             )
             return await reconcile_file(
                 engine,

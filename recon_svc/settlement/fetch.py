@@ -11,7 +11,7 @@ import httpx
 import stripe
 
 from recon_svc.settlement.parse import REQUIRED_COLUMNS
-from svckit.errors import Unavailable
+from svckit.errors import InvalidArgument, Unavailable
 
 REPORT_TYPE = "balance_change_from_activity.itemized.3"
 COLUMNS = [
@@ -23,6 +23,7 @@ COLUMNS = [
     "connected_account_id",
     "dispute_reason",
     "payment_metadata[payment_order_id]",
+    "payment_metadata[payment_order_ids]",
     "payment_metadata[checkout_id]",
     "refund_metadata[refund_id]",
     "transfer_metadata[payout_id]",
@@ -53,6 +54,14 @@ def fetch_report(
                 break
             time.sleep(poll_seconds)
             run = client.v1.reporting.report_runs.retrieve(run.id)
+    except stripe.InvalidRequestError as exc:
+        # The PSP refused the interval (a day before its data starts, or not over): the caller's day, not an
+        # outage, so it is not retried.
+        raise InvalidArgument(
+            "SETTLEMENT_DAY_NOT_AVAILABLE",
+            f"the PSP has no report for {day}: {exc.user_message or exc}",
+            field="date",
+        ) from None
     except stripe.StripeError as exc:
         # The SDK's message names the request, never the key.
         raise Unavailable(

@@ -21,10 +21,9 @@ from recon_svc.settlement.fetch import day_interval, fetch_report
 from recon_svc.settlement.records import GrpcPaymentRecords, SettlementBooker
 from recon_svc.settlement.run import RunReport, reconcile_file
 from svckit import pagination
-from svckit.context import idempotency_key_var
 from svckit.errors import InvalidArgument, NotFound
 from svckit.gen.recon.v1 import recon_service_pb2 as pb
-from svckit.idempotency import IdempotencyStore
+from svckit.idempotency import IdempotencyStore, idempotent_rpc
 from svckit.protobuf import timestamp
 
 
@@ -160,14 +159,28 @@ class SettlementRpcs:
             await queue.assign(conn, request.mismatch_id, request.assignee, _actor(request.actor))
             return pb.AssignMismatchResponse()
 
-        return await self._once("AssignMismatch", request, pb.AssignMismatchResponse, work)
+        return await idempotent_rpc(
+            self.settlement.idempotency,
+            context,
+            "recon.AssignMismatch",
+            request,
+            pb.AssignMismatchResponse,
+            work,
+        )
 
     async def AnnotateMismatch(self, request: pb.AnnotateMismatchRequest, context: grpc.aio.ServicerContext):
         async def work(conn: Any) -> pb.AnnotateMismatchResponse:
             await queue.annotate(conn, request.mismatch_id, request.note, _actor(request.actor))
             return pb.AnnotateMismatchResponse()
 
-        return await self._once("AnnotateMismatch", request, pb.AnnotateMismatchResponse, work)
+        return await idempotent_rpc(
+            self.settlement.idempotency,
+            context,
+            "recon.AnnotateMismatch",
+            request,
+            pb.AnnotateMismatchResponse,
+            work,
+        )
 
     async def ResolveMismatches(
         self, request: pb.ResolveMismatchesRequest, context: grpc.aio.ServicerContext
@@ -182,14 +195,14 @@ class SettlementRpcs:
             )
             return pb.ResolveMismatchesResponse(resolved=n)
 
-        return await self._once("ResolveMismatches", request, pb.ResolveMismatchesResponse, work)
-
-    async def _once(self, scope: str, request: Any, response_type: Any, work: Any) -> Any:
-        # One transaction with the idempotency record: a retried call answers the stored response.
-        response, _ = await self.settlement.idempotency.run(
-            f"recon.{scope}", idempotency_key_var.get() or "", request, response_type, work
+        return await idempotent_rpc(
+            self.settlement.idempotency,
+            context,
+            "recon.ResolveMismatches",
+            request,
+            pb.ResolveMismatchesResponse,
+            work,
         )
-        return response
 
 
 def _actor(actor: str) -> str:

@@ -1,8 +1,11 @@
 """Our side of the comparison, read and written through the owning services' gRPC APIs (never their databases).
 
-- :class:`GrpcPaymentRecords` finds the order or refund a row belongs to: the ``payment_order_id`` metadata we
-  sent with the PaymentIntent names the order (GetPaymentOrder); a refund is found among that order's refunds
-  (ListRefunds) by our ``refund_id`` metadata or its ``re_`` id.
+- :class:`GrpcPaymentRecords` finds the checkout a charge row belongs to (one PaymentIntent per checkout, in
+  both modes): the ``checkout_id`` metadata we sent with the PaymentIntent (then ListPaymentOrders of that
+  checkout), else its ``payment_order_ids`` (or an older single ``payment_order_id``), else the PaymentIntent
+  id itself (GetCheckoutByPaymentIntent: the orders whose ``psp_reference`` it is). A refund is found among the
+  refunds of that checkout's orders (ListRefunds) by our ``refund_id`` metadata or its ``re_`` id. A transfer
+  is found as the pay-out its ``payout_id`` metadata names (PayoutService.GetPayout).
 - :class:`GrpcSettlementBooker` posts a settlement in the ledger (PostTransaction), keyed by the balance
   transaction id so a retried or repeated run posts it once.
 """
@@ -16,22 +19,26 @@ from typing import Protocol
 import grpc
 
 from ledger_svc import naming
-from recon_svc.settlement.classify import Booking, OrderState, OurOrder, OurRefund
+from recon_svc.settlement.classify import Booking, OrderState, OurOrder, OurPayout, OurRefund
 from recon_svc.settlement.parse import SettlementRow
 from svckit.errors import NotFound
 from svckit.gen.ledger.v1 import ledger_service_pb2 as lpb
 from svckit.gen.ledger.v1 import ledger_service_pb2_grpc as lpb_grpc
 from svckit.gen.payments.v1 import payment_service_pb2 as ppb
 from svckit.gen.payments.v1 import payment_service_pb2_grpc as ppb_grpc
+from svckit.gen.payments.v1 import payout_service_pb2 as popb
+from svckit.gen.payments.v1 import payout_service_pb2_grpc as popb_grpc
 from svckit.grpc_errors import from_rpc_error
 
 PSP = "stripe"
 
 
 class PaymentRecords(Protocol):
-    async def order_for(self, row: SettlementRow) -> OurOrder | None: ...
+    async def checkout_for(self, row: SettlementRow) -> list[OurOrder] | None: ...
 
     async def refund_for(self, row: SettlementRow) -> OurRefund | None: ...
+
+    async def payout_for(self, payout_id: str) -> OurPayout | None: ...
 
     def captured_orders(self, start: dt.datetime, end: dt.datetime) -> AsyncIterator[OurOrder]: ...
 
@@ -58,13 +65,40 @@ def _order_of(o: ppb.PaymentOrder) -> OurOrder:
         created_at=o.create_time.ToDatetime(tzinfo=dt.UTC),
         wallet_updated=o.wallet_updated,
         ledger_updated=o.ledger_updated,
+        checkout_id=o.checkout_id,
     )
 
 
 class GrpcPaymentRecords:
-    def __init__(self, stub: ppb_grpc.PaymentServiceStub, deadline_seconds: float) -> None:
+    def __init__(
+        self,
+        stub: ppb_grpc.PaymentServiceStub,
+        deadline_seconds: float,
+        payouts: popb_grpc.PayoutServiceStub,
+    ) -> None:
         self._stub = stub
         self._deadline = deadline_seconds
+        self._payouts = payouts
+
+    async def payout_for(self, payout_id: str) -> OurPayout | None:
+        """Our pay-out by id; None when there is none."""
+        try:
+            reply = await self._payouts.GetPayout(
+                popb.GetPayoutRequest(payout_id=payout_id), timeout=self._deadline
+            )
+        except grpc.aio.AioRpcError as exc:
+            error = from_rpc_error(exc)
+            if isinstance(error, NotFound):
+                return None
+            raise error from None
+        p = reply.payout
+        return OurPayout(
+            payout_id=p.payout_id,
+            state=popb.PayoutState.Name(p.state).removeprefix("PAYOUT_STATE_"),
+            amount_minor=p.amount.amount_minor,
+            currency=p.amount.currency,
+            psp_transfer_id=p.psp_transfer_id,
+        )
 
     async def _order(self, payment_order_id: str) -> OurOrder | None:
         try:
@@ -111,24 +145,68 @@ class GrpcPaymentRecords:
                 return
             request.page_token = page.next_page_token
 
-    async def order_for(self, row: SettlementRow) -> OurOrder | None:
-        order_id = row.metadata.get("payment.payment_order_id", "")
-        if not order_id:
+    async def _checkout_orders(self, checkout_id: str) -> list[OurOrder]:
+        request = ppb.ListPaymentOrdersRequest(checkout_id=checkout_id, page_size=1000)
+        orders: list[OurOrder] = []
+        while True:
+            try:
+                page = await self._stub.ListPaymentOrders(request, timeout=self._deadline)
+            except grpc.aio.AioRpcError as exc:
+                raise from_rpc_error(exc) from None
+            orders.extend(_order_of(o) for o in page.payment_orders)
+            if not page.next_page_token:
+                # Oldest first, so mismatches and auto-fixes of a checkout come in a stable order.
+                return sorted(orders, key=lambda o: o.payment_order_id)
+            request.page_token = page.next_page_token
+
+    async def _by_payment_intent(self, payment_intent_id: str) -> list[OurOrder]:
+        try:
+            reply = await self._stub.GetCheckoutByPaymentIntent(
+                ppb.GetCheckoutByPaymentIntentRequest(payment_intent_id=payment_intent_id),
+                timeout=self._deadline,
+            )
+        except grpc.aio.AioRpcError as exc:
+            error = from_rpc_error(exc)
+            if isinstance(error, NotFound):
+                return []
+            raise error from None
+        return sorted(
+            (_order_of(o) for o in reply.payment_event.payment_orders), key=lambda o: o.payment_order_id
+        )
+
+    async def checkout_for(self, row: SettlementRow) -> list[OurOrder] | None:
+        """The orders of the checkout whose PaymentIntent the row charged; None when it is not ours."""
+        checkout_id = row.metadata.get("payment.checkout_id", "")
+        if not checkout_id:
+            listed = row.metadata.get("payment.payment_order_ids") or row.metadata.get(
+                "payment.payment_order_id"
+            )
+            first = (listed or "").split(",")[0].strip()
+            order = await self._order(first) if first else None
+            checkout_id = order.checkout_id if order is not None else ""
+        if checkout_id:
+            orders = await self._checkout_orders(checkout_id)
+        elif row.payment_intent_id:
+            orders = await self._by_payment_intent(row.payment_intent_id)
+        else:
             return None
-        order = await self._order(order_id)
-        if (
-            order is not None
-            and order.psp_reference
-            and row.payment_intent_id not in ("", order.psp_reference)
+        if not orders:
+            return None
+        if row.payment_intent_id and any(
+            o.psp_reference and o.psp_reference != row.payment_intent_id for o in orders
         ):
             return None  # our metadata on someone else's PaymentIntent is not our charge
-        return order
+        return orders
 
     async def refund_for(self, row: SettlementRow) -> OurRefund | None:
-        order_id = row.metadata.get("payment.payment_order_id", "")
         refund_id = row.metadata.get("refund.refund_id", "")
-        if not order_id:
-            return None
+        for order in await self.checkout_for(row) or []:
+            found = await self._refund_of(order.payment_order_id, refund_id, row.source_id)
+            if found is not None:
+                return found
+        return None
+
+    async def _refund_of(self, order_id: str, refund_id: str, psp_refund_id: str) -> OurRefund | None:
         token = ""
         while True:
             try:
@@ -143,7 +221,7 @@ class GrpcPaymentRecords:
                 raise error from None
             for r in page.refunds:
                 if (refund_id and r.refund_id == refund_id) or (
-                    r.psp_reference and r.psp_reference == row.source_id
+                    r.psp_reference and r.psp_reference == psp_refund_id
                 ):
                     return OurRefund(
                         refund_id=r.refund_id,

@@ -8,8 +8,9 @@ Two streaming passes over a seekable file keep memory flat and make a bad file b
    (idempotently, keyed by the balance transaction id) and store the mismatches.
 
 A balance transaction already counted by an earlier file (overlapping days) with the same content is skipped;
-with other content, or twice in one file, it is a DUPLICATE_ROW. Categories this version does not match yet
-(pay-outs, transfers, disputes, fees, adjustments...) become UNMATCHED_ROW for a person, never silently dropped.
+with other content, or twice in one file, it is a DUPLICATE_ROW. Transfers are matched to our pay-outs (and book
+nothing: the pay-out booked itself). Categories this version does not match yet (disputes, fees,
+adjustments, the platform's own payouts...) become UNMATCHED_ROW for a person, never silently dropped.
 """
 
 from __future__ import annotations
@@ -36,14 +37,17 @@ from recon_svc.settlement.classify import (
     CHARGE_CATEGORIES,
     CLASSIFICATION,
     REFUND_CATEGORIES,
+    TRANSFER_CATEGORIES,
     Classification,
     Code,
     Mismatch,
     OurOrder,
     RowOutcome,
     Rules,
+    checkout_reference,
     classify_charge,
     classify_refund,
+    classify_transfer,
     missing_from_psp,
 )
 from recon_svc.settlement.parse import RowError, SettlementFileRefused, SettlementParser, SettlementRow
@@ -336,9 +340,13 @@ async def _match_and_book(
                              "", row.currency, row.gross_minor, (), row.line)
                 )  # fmt: skip
             elif row.reporting_category in CHARGE_CATEGORIES:
-                outcome = classify_charge(row, await records.order_for(row), rules)
+                outcome = classify_charge(row, await records.checkout_for(row), rules)
             elif row.reporting_category in REFUND_CATEGORIES:
                 outcome = classify_refund(row, await records.refund_for(row))
+            elif row.reporting_category in TRANSFER_CATEGORIES:
+                payout_id = row.metadata.get("transfer.payout_id", "")
+                payout = await records.payout_for(payout_id) if payout_id else None
+                outcome = classify_transfer(row, payout_id, payout)
             else:
                 outcome = RowOutcome()
                 outcome.mismatches.append(
@@ -389,7 +397,7 @@ async def _missing(
     chunk: list[OurOrder] = []
 
     async def check() -> None:
-        refs = [f"order:{o.payment_order_id}" for o in chunk]
+        refs = sorted({checkout_reference(o.checkout_id) for o in chunk})
         async with engine.begin() as conn:
             seen = set(
                 (

@@ -9,10 +9,12 @@ from recon_svc.settlement.classify import (
     Code,
     OrderState,
     OurOrder,
+    OurPayout,
     OurRefund,
     Rules,
     classify_charge,
     classify_refund,
+    classify_transfer,
     missing_from_psp,
 )
 from recon_svc.settlement.parse import SettlementRow
@@ -39,34 +41,34 @@ def _row(
 
 def _order(state: OrderState = OrderState.SUCCESS, amount: int = 10_000, wallet: bool = True,
            created: dt.datetime = NOW) -> OurOrder:  # fmt: skip
-    return OurOrder("po-1", "pi_a", amount, "USD", state, created, wallet, True)
+    return OurOrder("po-1", "pi_a", amount, "USD", state, created, wallet, True, "co-1")
 
 
 def test_a_matching_charge_is_booked_with_no_mismatch():
-    out = classify_charge(_row(), _order(), RULES)
+    out = classify_charge(_row(), [_order()], RULES)
     assert out.matched and out.mismatches == []
     assert out.booking is not None
     assert (out.booking.gross_minor, out.booking.fee_minor, out.booking.our_reference) == (
         10_000,
         290,
-        "order:po-1",
+        "checkout:co-1",
     )
 
 
 def test_a_charge_for_an_order_not_captured_is_auto_fixable():
-    out = classify_charge(_row(), _order(OrderState.EXECUTING), RULES)
+    out = classify_charge(_row(), [_order(OrderState.EXECUTING)], RULES)
     [m] = out.mismatches
     assert (m.code, m.classification) == (Code.PSP_CHARGED_ORDER_NOT_SUCCESS, Classification.AUTO_FIXABLE)
     assert (m.differences[0].field, m.differences[0].ours) == ("state", "EXECUTING")
 
 
 def test_a_success_without_its_wallet_update_is_auto_fixable():
-    [m] = classify_charge(_row(), _order(wallet=False), RULES).mismatches
+    [m] = classify_charge(_row(), [_order(wallet=False)], RULES).mismatches
     assert (m.code, m.classification) == (Code.SETTLEMENT_NOT_BOOKED, Classification.AUTO_FIXABLE)
 
 
 def test_another_amount_is_manual_and_not_booked_and_shows_both_sides():
-    out = classify_charge(_row(gross=10_050, fee=291), _order(), RULES)
+    out = classify_charge(_row(gross=10_050, fee=291), [_order()], RULES)
     [m] = out.mismatches
     assert (m.code, m.classification, m.line) == (Code.AMOUNT_DIFFERS, Classification.MANUAL, 7)
     assert (m.differences[0].ours, m.differences[0].theirs) == ("10000", "10050")
@@ -74,18 +76,18 @@ def test_another_amount_is_manual_and_not_booked_and_shows_both_sides():
 
 
 def test_another_currency_is_its_own_code():
-    [m] = classify_charge(_row(currency="EUR"), _order(), RULES).mismatches
+    [m] = classify_charge(_row(currency="EUR"), [_order()], RULES).mismatches
     assert (m.code, m.differences[0].ours, m.differences[0].theirs) == (Code.CURRENCY_DIFFERS, "USD", "EUR")
 
 
 def test_a_fee_within_tolerance_is_auto_fixable_beyond_it_manual():
-    [small] = classify_charge(_row(fee=292), _order(), RULES).mismatches
+    [small] = classify_charge(_row(fee=292), [_order()], RULES).mismatches
     assert (small.code, small.classification, small.amount_minor) == (
         Code.FEE_DIFFERS,
         Classification.AUTO_FIXABLE,
         2,
     )
-    [big] = classify_charge(_row(fee=400), _order(), RULES).mismatches
+    [big] = classify_charge(_row(fee=400), [_order()], RULES).mismatches
     assert (big.code, big.classification) == (Code.FEE_DIFFERS_BEYOND_TOLERANCE, Classification.MANUAL)
 
 
@@ -110,15 +112,19 @@ def test_our_refund_matches_its_negative_row():
 
 
 def test_offsetting_differences_are_reported_one_by_one():
-    up = classify_charge(_row(gross=10_001, fee=290), _order(), RULES).mismatches
-    down = classify_charge(_row(gross=9_999, fee=290), _order(), RULES).mismatches
+    up = classify_charge(_row(gross=10_001, fee=290), [_order()], RULES).mismatches
+    down = classify_charge(_row(gross=9_999, fee=290), [_order()], RULES).mismatches
     assert [m.code for m in up + down] == [Code.AMOUNT_DIFFERS, Code.AMOUNT_DIFFERS]
 
 
 def test_our_success_missing_from_the_file_is_pending_then_manual():
     fresh = _order(created=NOW - dt.timedelta(hours=1))
-    old = OurOrder("po-2", "pi_b", 700, "USD", OrderState.SUCCESS, NOW - dt.timedelta(days=3), True, True)
-    failed = OurOrder("po-3", "", 700, "USD", OrderState.FAILED, NOW - dt.timedelta(days=3), False, False)
+    old = OurOrder(
+        "po-2", "pi_b", 700, "USD", OrderState.SUCCESS, NOW - dt.timedelta(days=3), True, True, "co-2"
+    )
+    failed = OurOrder(
+        "po-3", "", 700, "USD", OrderState.FAILED, NOW - dt.timedelta(days=3), False, False, "co-3"
+    )
     mismatches, pending = missing_from_psp([fresh, old, failed], set(), NOW, RULES)
     assert pending == 1
     [m] = mismatches
@@ -127,4 +133,87 @@ def test_our_success_missing_from_the_file_is_pending_then_manual():
         Classification.MANUAL,
         "order:po-2",
     )
-    assert missing_from_psp([old], {"order:po-2"}, NOW, RULES) == ([], 0)
+    assert missing_from_psp([old], {"checkout:co-2"}, NOW, RULES) == ([], 0)
+
+
+def _seller(
+    order_id: str, amount: int, state: OrderState = OrderState.SUCCESS, wallet: bool = True
+) -> OurOrder:
+    return OurOrder(order_id, "pi_cart", amount, "USD", state, NOW, wallet, True, "co-cart")
+
+
+def test_a_three_seller_cart_is_one_charge_booked_once_against_its_checkout():
+    cart = [_seller("po-a", 5_000), _seller("po-b", 3_000), _seller("po-c", 2_000)]
+    out = classify_charge(_row(), cart, RULES)
+    assert out.matched and out.mismatches == []
+    assert out.booking is not None
+    assert (out.booking.our_reference, out.booking.gross_minor) == ("checkout:co-cart", 10_000)
+
+
+def test_a_cart_charged_for_another_total_shows_the_sum_of_its_orders():
+    cart = [_seller("po-a", 5_000), _seller("po-b", 3_000), _seller("po-c", 2_100)]
+    out = classify_charge(_row(), cart, RULES)
+    [m] = out.mismatches
+    assert (m.code, m.our_reference, m.differences[0].ours, m.differences[0].theirs) == (
+        Code.AMOUNT_DIFFERS,
+        "checkout:co-cart",
+        "10100",
+        "10000",
+    )
+    assert out.booking is None
+
+
+def test_each_order_of_a_cart_is_checked_on_its_own():
+    cart = [
+        _seller("po-a", 5_000, OrderState.UNKNOWN),
+        _seller("po-b", 3_000),
+        _seller("po-c", 2_000, wallet=False),
+    ]
+    out = classify_charge(_row(), cart, RULES)
+    assert [(m.code, m.our_reference, m.amount_minor) for m in out.mismatches] == [
+        (Code.PSP_CHARGED_ORDER_NOT_SUCCESS, "order:po-a", 5_000),
+        (Code.SETTLEMENT_NOT_BOOKED, "order:po-c", 2_000),
+    ]
+    assert out.booking is not None and out.booking.gross_minor == 10_000
+
+
+def _transfer(gross: int = -4_000, source: str = "tr_a") -> SettlementRow:
+    row = _row(gross=gross, fee=0, category="transfer")
+    return SettlementRow(**{**{f: getattr(row, f) for f in row.__dataclass_fields__}, "source_id": source})
+
+
+def _payout(state: str = "PAID", amount: int = 4_000, transfer: str = "tr_a") -> OurPayout:
+    return OurPayout("pyo_1", state, amount, "USD", transfer)
+
+
+def test_our_payouts_transfer_matches_and_books_nothing():
+    out = classify_transfer(_transfer(), "pyo_1", _payout())
+    assert (out.matched, out.mismatches, out.booking) == (True, [], None)
+
+
+def test_a_transfer_for_a_payout_we_do_not_have_is_manual():
+    [m] = classify_transfer(_transfer(), "pyo_gone", None).mismatches
+    assert (m.code, m.classification, m.our_reference, m.amount_minor) == (
+        Code.PAYOUT_NOT_IN_BOOKS,
+        Classification.MANUAL,
+        "payout:pyo_gone",
+        -4_000,
+    )
+
+
+def test_a_transfer_our_payout_never_recorded_is_not_in_our_books():
+    [m] = classify_transfer(_transfer(), "pyo_1", _payout("RESERVED", transfer="")).mismatches
+    assert (m.code, m.differences[0].ours, m.differences[0].theirs) == (
+        Code.PAYOUT_NOT_IN_BOOKS,
+        "RESERVED",
+        "TRANSFERRED",
+    )
+    [other] = classify_transfer(_transfer(source="tr_b"), "pyo_1", _payout()).mismatches
+    assert (other.code, other.differences[0].field) == (Code.PAYOUT_NOT_IN_BOOKS, "psp_transfer_id")
+
+
+def test_a_transfer_of_another_amount_is_manual_and_a_transfer_without_our_metadata_unclassified():
+    [m] = classify_transfer(_transfer(gross=-4_100), "pyo_1", _payout()).mismatches
+    assert (m.code, m.differences[0].ours, m.differences[0].theirs) == (Code.AMOUNT_DIFFERS, "4000", "4100")
+    [u] = classify_transfer(_transfer(), "", None).mismatches
+    assert (u.code, u.classification) == (Code.UNMATCHED_ROW, Classification.UNCLASSIFIED)

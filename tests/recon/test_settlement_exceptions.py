@@ -17,10 +17,13 @@ HEADER = "balance_transaction_id,created_utc,currency,gross,fee,net,reporting_ca
 
 
 class _NoRecords:
-    async def order_for(self, row):
+    async def checkout_for(self, row):
         return None
 
     async def refund_for(self, row):
+        return None
+
+    async def payout_for(self, payout_id):
         return None
 
 

@@ -1,7 +1,7 @@
 """A settlement run against the real payment, ledger and recon services and the simulator's report (stripe SDK).
 
-Payments go through the payment service (direct mode, as the gateway calls it); the PSP's itemized balance-change
-report for exactly the test's interval is fetched through the SDK's Reporting API (report run → file).
+Payments go through the payment service (direct mode, as the gateway calls it: one PaymentIntent, so one charge
+row, per cart whatever its number of sellers); the PSP's itemized balance-change report for exactly the test's interval is fetched through the SDK's Reporting API (report run → file).
 """
 
 from __future__ import annotations
@@ -32,12 +32,13 @@ from svckit.gen.ledger.v1 import ledger_service_pb2 as lpb
 from svckit.gen.ledger.v1 import ledger_service_pb2_grpc as lpb_grpc
 from svckit.gen.payments.v1 import payment_service_pb2 as pb
 from svckit.gen.payments.v1 import payment_service_pb2_grpc as pb_grpc
+from svckit.gen.payments.v1 import payout_service_pb2_grpc as po_grpc
 from svckit.grpc_errors import error_info
 
 REPORT = "balance_change_from_activity.itemized.3"
 COLUMNS = [
     "balance_transaction_id", "created_utc", "currency", "gross", "fee", "net", "reporting_category", "source_id",
-    "charge_id", "payment_intent_id", "payment_metadata[payment_order_id]", "refund_metadata[refund_id]",
+    "charge_id", "payment_intent_id", "payment_metadata[checkout_id]", "refund_metadata[refund_id]",
 ]  # fmt: skip
 # The simulator's processing fee: 2.9 % rounded half up + 30 minor units (psp_sim/config.py).
 RULES = Rules(fee_tolerance_minor=2, expected_fee_bps=290, expected_fee_fixed_minor=30)
@@ -50,7 +51,7 @@ async def recon(infra, services):
     ledger = infra.channel(services["ledger"].address, "recon")
     gateway = infra.channel(services["payment"].address, "gateway")
     yield {
-        "records": GrpcPaymentRecords(pb_grpc.PaymentServiceStub(pay), 10),
+        "records": GrpcPaymentRecords(pb_grpc.PaymentServiceStub(pay), 10, po_grpc.PayoutServiceStub(pay)),
         "booker": GrpcSettlementBooker(lpb_grpc.LedgerServiceStub(ledger), 10),
         "engine": services["recon"].engine,
         "payments": pb_grpc.PaymentServiceStub(gateway),
@@ -60,6 +61,7 @@ async def recon(infra, services):
 
 
 async def _pay(recon, amounts: list[int]) -> list[str]:
+    """One cart (checkout ``co_<tag>``) with an order per amount, each of its own seller; its order ids."""
     run = uuid.uuid4().hex[:8]
     orders = [f"po_{run}_{i}" for i in range(len(amounts))]
     await recon["payments"].CreatePayment(
@@ -68,9 +70,9 @@ async def _pay(recon, amounts: list[int]) -> list[str]:
             buyer=pb.BuyerInfo(buyer_id="buyer-recon"),
             payment_orders=[
                 pb.PaymentOrderInput(
-                    payment_order_id=o, seller_account=f"s-{run}", amount_minor=a, currency="USD"
+                    payment_order_id=o, seller_account=f"s-{run}-{i}", amount_minor=a, currency="USD"
                 )
-                for o, a in zip(orders, amounts, strict=True)
+                for i, (o, a) in enumerate(zip(orders, amounts, strict=True))
             ],
             payment_method="pm_card_visa",
         ),
@@ -135,17 +137,23 @@ async def _mismatches(recon, run_id: str) -> list[Any]:
         return list(rows)
 
 
-async def _day(shared_psp, services, recon, amounts: list[int]) -> tuple[list[str], bytes]:
+def _checkout(orders: list[str]) -> str:
+    return "co_" + orders[0].split("_")[1]
+
+
+async def _day(shared_psp, services, recon, carts: list[list[int]]) -> tuple[list[list[str]], bytes]:
+    """Pay each cart (one after the other, so the file lists their charges in that order) and fetch the file."""
     start = shared_psp.admin.now()
-    orders = await _pay(recon, amounts)
-    await _settled(services, orders)
-    return orders, _report_csv(shared_psp, start)
+    paid = [await _pay(recon, amounts) for amounts in carts]
+    await _settled(services, [o for orders in paid for o in orders])
+    return paid, _report_csv(shared_psp, start)
 
 
 async def test_a_day_of_real_traffic_reconciles_and_books_once(shared_psp, services, channels, recon):
     before = await _receivable(channels)
-    _, data = await _day(shared_psp, services, recon, [1000, 2550])
-    assert await _receivable(channels) - before == 3550  # our successes: Dr psp_receivable
+    # A three-seller cart is ONE PaymentIntent, so one charge row; a one-seller cart is another.
+    [cart, _], data = await _day(shared_psp, services, recon, [[1000, 2550, 450], [700]])
+    assert await _receivable(channels) - before == 4700  # our successes: Dr psp_receivable
 
     report = await _run(recon, data)
     assert report.state == "SUCCEEDED", report
@@ -154,7 +162,13 @@ async def test_a_day_of_real_traffic_reconciles_and_books_once(shared_psp, servi
     assert await _mismatches(recon, report.run_id) == []
     # The PSP settled both charges: the receivable for them is back to zero, net and fees in bank and expense.
     assert await _receivable(channels) == before
-    assert report.booked_totals == {"USD": {"gross": 3550, "fee": 29 + 30 + 74 + 30}}
+    # The fee is the charge's: 2.9 % of 40.00 + 0.30 for the cart, 2.9 % of 7.00 + 0.30 for the other.
+    assert report.booked_totals == {"USD": {"gross": 4700, "fee": 116 + 30 + 20 + 30}}
+    async with recon["engine"].connect() as conn:
+        refs = set((await conn.execute(
+            sa.select(t.rows.c.our_reference).where(t.rows.c.run_id == report.run_id)
+        )).scalars())  # fmt: skip
+    assert f"checkout:{_checkout(cart)}" in refs
 
     again = await _run(recon, data)
     assert again.state == "DUPLICATE_FILE" and again.booked == 0
@@ -163,9 +177,9 @@ async def test_a_day_of_real_traffic_reconciles_and_books_once(shared_psp, servi
 
 async def test_an_overlapping_file_counts_each_row_once(shared_psp, services, channels, recon):
     before = await _receivable(channels)
-    _, first = await _day(shared_psp, services, recon, [700])
+    _, first = await _day(shared_psp, services, recon, [[700]])
     await _run(recon, first)
-    _, second = await _day(shared_psp, services, recon, [800])
+    _, second = await _day(shared_psp, services, recon, [[800]])
     # The next day's file repeats yesterday's rows (another interval, so another file and hash).
     rows = first.decode().splitlines()[1:]
     overlapping = (second.decode() + "\n".join(rows) + "\n").encode()
@@ -176,7 +190,8 @@ async def test_an_overlapping_file_counts_each_row_once(shared_psp, services, ch
 
 
 async def test_seeded_faults_are_each_found_with_their_code(shared_psp, services, channels, recon):
-    _, data = await _day(shared_psp, services, recon, [1000, 2000, 3000])
+    # The first cart has two sellers: the PSP's gross is compared with the sum of its orders.
+    _, data = await _day(shared_psp, services, recon, [[600, 400], [2000], [3000]])
     header, a, b, c = data.decode().splitlines()
     cols = header.split(",")
     gi, fi, ni = (cols.index(k) for k in ("gross", "fee", "net"))
@@ -191,7 +206,7 @@ async def test_seeded_faults_are_each_found_with_their_code(shared_psp, services
     other_amount = edit(a, gross="10.50")
     fee_off_by_one = edit(b, fee="0.89")  # expected 2.9 % of 20.00 + 0.30 = 0.88
     stranger = edit(c, balance_transaction_id="txn_stranger1", payment_intent_id="pi_x",
-                    **{"payment_metadata[payment_order_id]": f"po_never_{uuid.uuid4().hex[:6]}"})  # fmt: skip
+                    **{"payment_metadata[checkout_id]": f"co_never_{uuid.uuid4().hex[:6]}"})  # fmt: skip
     text = "\n".join([header, other_amount, fee_off_by_one, c, c, stranger]) + "\n"
     report = await _run(recon, text.encode())
     assert report.state == "SUCCEEDED", report
@@ -230,7 +245,7 @@ async def test_a_bad_file_fails_the_run_and_books_nothing(channels, recon, data,
 async def test_malformed_rows_fail_the_run_with_their_lines_and_book_nothing(
     shared_psp, services, channels, recon
 ):
-    _, data = await _day(shared_psp, services, recon, [1200, 1300])
+    _, data = await _day(shared_psp, services, recon, [[1200], [1300]])
     header, good, bad = data.decode().splitlines()
     cols = header.split(",")
     cells = bad.split(",")
@@ -250,14 +265,14 @@ async def test_malformed_rows_fail_the_run_with_their_lines_and_book_nothing(
 
 async def test_our_success_missing_from_the_file_is_pending_then_missing(shared_psp, services, recon):
     t0 = dt.datetime.now(dt.UTC)  # no slack: the previous test's orders are a moment older
-    orders, data = await _day(shared_psp, services, recon, [1500, 1600])
+    (kept_cart, dropped_cart), data = await _day(shared_psp, services, recon, [[1500], [1600, 400]])
     window = (t0, dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1))
     header, first, second = data.decode().splitlines()
-    kept, dropped = (first, second) if orders[0] in first else (second, first)
-    assert orders[1] in dropped
+    kept, dropped = (first, second) if _checkout(kept_cart) in first else (second, first)
+    assert _checkout(dropped_cart) in dropped
 
     today = await _run(recon, f"{header}\n{kept}\n".encode(), expected_window=window)
-    assert (today.state, today.pending, today.mismatches_by_code) == ("SUCCEEDED", 1, {})
+    assert (today.state, today.pending, today.mismatches_by_code) == ("SUCCEEDED", 2, {})
 
     # Three days on, the grace period (2 days) is over: the same absence is a break. The next file has no
     # row for it (a column of its own makes its content, so its hash, new).
@@ -265,9 +280,15 @@ async def test_our_success_missing_from_the_file_is_pending_then_missing(shared_
     later = await _run(
         recon, empty, expected_window=window, now=dt.datetime.now(dt.UTC) + dt.timedelta(days=3)
     )
-    assert (later.state, later.pending, later.mismatches_by_code) == ("SUCCEEDED", 0, {"MISSING_FROM_PSP": 1})
-    [m] = await _mismatches(recon, later.run_id)
-    assert (m.our_reference, m.classification, m.amount_minor) == (f"order:{orders[1]}", "manual", 1600)
+    # One mismatch per order of the missing cart: each is a seller's money.
+    assert (later.state, later.pending, later.mismatches_by_code) == ("SUCCEEDED", 0, {"MISSING_FROM_PSP": 2})
+    found = sorted(
+        (m.our_reference, m.classification, m.amount_minor) for m in await _mismatches(recon, later.run_id)
+    )
+    assert found == [
+        (f"order:{dropped_cart[0]}", "manual", 1600),
+        (f"order:{dropped_cart[1]}", "manual", 400),
+    ]
 
 
 def _cli(infra, services, shared_psp, *args: str) -> subprocess.CompletedProcess[str]:
@@ -359,17 +380,19 @@ async def test_our_refund_is_booked_and_a_refund_made_at_the_psp_is_flagged(
 async def test_a_charge_whose_outcome_we_lost_is_auto_fixed_through_the_payment_service(
     shared_psp, services, channels, recon
 ):
-    # The PSP charges but its answer is lost: our order is UNKNOWN while the PSP's file has the charge.
+    # The PSP charges a two-seller cart but its answer is lost: both orders are UNKNOWN while the PSP's file
+    # has the cart's one charge.
     start = shared_psp.admin.now()
     shared_psp.admin.set_faults(
         [{"kind": "error_after_commit", "path_prefix": "/v1/payment_intents", "method": "POST"}]
     )
     try:
-        [order] = await _pay(recon, [4400])
+        orders = await _pay(recon, [4400, 600])
     finally:
         shared_psp.admin.clear_faults()
-    got = await recon["payments"].GetPaymentOrder(pb.GetPaymentOrderRequest(payment_order_id=order))
-    assert got.payment_order.state == pb.PAYMENT_ORDER_STATE_UNKNOWN
+    for order in orders:
+        got = await recon["payments"].GetPaymentOrder(pb.GetPaymentOrderRequest(payment_order_id=order))
+        assert got.payment_order.state == pb.PAYMENT_ORDER_STATE_UNKNOWN
     data = _report_csv(shared_psp, start)
 
     report = await reconcile_file(
@@ -377,12 +400,38 @@ async def test_a_charge_whose_outcome_we_lost_is_auto_fixed_through_the_payment_
     )
     assert report.state == "SUCCEEDED", report
     assert (report.mismatches_by_code, report.auto_fixed, report.open_by_classification) == (
-        {"PSP_CHARGED_ORDER_NOT_SUCCESS": 1},
-        1,
+        {"PSP_CHARGED_ORDER_NOT_SUCCESS": 2},
+        2,
         {},
     )
-    [m] = await _mismatches(recon, report.run_id)
-    assert (m.state, m.classification, m.differences[0]["ours"]) == ("auto_fixed", "auto_fixable", "UNKNOWN")
-    got = await recon["payments"].GetPaymentOrder(pb.GetPaymentOrderRequest(payment_order_id=order))
-    assert got.payment_order.state == pb.PAYMENT_ORDER_STATE_SUCCESS
-    await _settled(services, [order])  # and the wallet and ledger followed through the normal path
+    found = sorted(
+        (m.our_reference, m.state, m.classification, m.differences[0]["ours"])
+        for m in await _mismatches(recon, report.run_id)
+    )
+    assert found == [(f"order:{o}", "auto_fixed", "auto_fixable", "UNKNOWN") for o in sorted(orders)]
+    for order in orders:
+        got = await recon["payments"].GetPaymentOrder(pb.GetPaymentOrderRequest(payment_order_id=order))
+        assert got.payment_order.state == pb.PAYMENT_ORDER_STATE_SUCCESS
+    await _settled(services, orders)  # and the wallet and ledger followed through the normal path
+
+
+async def test_a_transfer_for_a_payout_not_in_our_books_is_found_and_nothing_is_booked(channels, recon):
+    # The payment service (asked as recon) has no such pay-out: money left at the PSP our books do not show.
+    tag = uuid.uuid4().hex[:10]
+    header = "balance_transaction_id,created_utc,currency,gross,fee,net,reporting_category,source_id,"
+    lines = [
+        header + "transfer_metadata[payout_id]",
+        f"txn_{tag}a,2026-11-20 10:00:00,usd,-40.00,0.00,-40.00,transfer,tr_{tag}a,pyo_{tag}",
+        f"txn_{tag}b,2026-11-20 10:00:01,usd,-5.00,0.00,-5.00,transfer,tr_{tag}b,",
+    ]
+    before = await _receivable(channels)
+    report = await _run(recon, ("\n".join(lines) + "\n").encode())
+    assert report.state == "SUCCEEDED", report
+    assert (report.matched, report.booked) == (0, 0)
+    assert report.mismatches_by_code == {"PAYOUT_NOT_IN_BOOKS": 1, "UNMATCHED_ROW": 1}
+    found = {m.code: m for m in await _mismatches(recon, report.run_id)}
+    assert (found["PAYOUT_NOT_IN_BOOKS"].our_reference, found["PAYOUT_NOT_IN_BOOKS"].classification) == (
+        f"payout:pyo_{tag}",
+        "manual",
+    )
+    assert await _receivable(channels) == before
