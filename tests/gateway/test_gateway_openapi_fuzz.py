@@ -20,7 +20,7 @@ from tests.gateway.conftest import Gateway
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 EXAMPLES_PER_OPERATION = 15
-"""Bounded so the whole fuzz stays well under half a minute on two cores (11 operations)."""
+"""Bounded so the whole fuzz stays well under half a minute on two cores."""
 
 
 @pytest_asyncio.fixture(scope="module")
