@@ -76,7 +76,7 @@ async def find_session(conn: AsyncConnection, token: str) -> Session | None:
                 console_sessions.c.ended_at.is_(None),
                 console_sessions.c.expires_at > sa.func.now(),
                 api_keys.c.revoked_at.is_(None),
-                api_keys.c.scopes.any(ADMIN_SCOPE),
+                sa.literal(ADMIN_SCOPE) == sa.any_(api_keys.c.scopes),
             )
         )
     ).one_or_none()
