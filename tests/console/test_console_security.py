@@ -265,3 +265,24 @@ async def test_payments_are_found_by_checkout_seller_buyer_state_and_order(opera
     assert r.headers["location"] == f"/console/payments/{order_id}"
     bad = await operator.http.get("/console/payments", params={"created_gte": "yesterday"})
     assert bad.status_code == 400 and "created_gte" in bad.text
+
+
+@pytest.mark.parametrize(("decision", "state"), [("approve", "success"), ("decline", "failed")])
+async def test_an_order_held_for_review_is_approved_or_declined_with_a_reason(operator, client, decision, state):
+    order_id = await paid_order(client, amount="6000.00")  # over the risk review threshold
+    page = await operator.http.get(f"/console/payments/{order_id}")
+    assert "Held for risk review" in page.text
+    form = {"csrf": csrf_of(page.text), "decision": decision}
+    r = await operator.http.post(f"/console/payments/{order_id}/review", data=form | {"note": "  "})
+    assert r.status_code == 400 and "say why" in r.text
+    assert (await client.get(f"/v1/payments/{order_id}")).json()["state"] == "pending"
+    r = await operator.http.post(f"/console/payments/{order_id}/review", data=form | {"note": "called the buyer"})
+    assert r.status_code == 303, r.text
+    assert (await client.get(f"/v1/payments/{order_id}")).json()["state"] == state
+    history = (await client.get(f"/v1/payments/{order_id}/history")).json()["transitions"]
+    assert any(t["cause"] == f"review:{decision}" and "called the buyer" in t["detail"] for t in history)
+    audit = (await operator.http.get("/console/audit", params={"target": order_id})).text
+    assert f"payment.review.{decision}" in audit and "called the buyer" in audit and ">ok</td>" in audit
+    # Decided once: a second decision is the service's refusal, shown and audited.
+    r = await operator.http.post(f"/console/payments/{order_id}/review", data=form | {"note": "again"})
+    assert r.status_code == 409 and "ORDER_NOT_IN_REVIEW" in r.text
