@@ -45,9 +45,7 @@ async def sign_in(console: httpx.AsyncClient, key: str) -> httpx.Response:
     """Post the sign-in form as a browser would (its one-time token and cookie included)."""
     form = await console.get("/console/sign-in")
     assert form.status_code == 200
-    return await console.post(
-        "/console/sign-in", data={"signin": hidden(_SIGNIN, form.text), "api_key": key}
-    )
+    return await console.post("/console/sign-in", data={"signin": hidden(_SIGNIN, form.text), "api_key": key})
 
 
 @dataclass
@@ -63,7 +61,7 @@ class Operator:
 
 
 @pytest_asyncio.fixture
-async def operator(gw: Gateway, keys: Keys):
+async def operator(gw: Gateway, keys: Keys):  # noqa: F811  (the imported fixtures, requested by name)
     key, plaintext = await keys.make("admin")
     async with httpx.AsyncClient(base_url=gw.url, timeout=10) as http:
         r = await sign_in(http, plaintext)
@@ -72,7 +70,7 @@ async def operator(gw: Gateway, keys: Keys):
 
 
 async def paid_order(
-    client: httpx.AsyncClient,
+    api: httpx.AsyncClient,
     amount: str = "25.00",
     currency: str = "USD",
     buyer_name: str = "Ada",
@@ -89,6 +87,6 @@ async def paid_order(
         ],
         "payment_method": "pm_card_visa",
     }  # fmt: skip
-    r = await client.post("/v1/payments", json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
+    r = await api.post("/v1/payments", json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
     assert r.status_code == 201, r.text
     return r.json()["payment_orders"][0]["payment_order_id"]

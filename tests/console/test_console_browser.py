@@ -75,16 +75,22 @@ def _journey(browser: Any, base: str, key: str, buyer_id: str, order_id: str, sh
     return seen
 
 
-async def test_an_operator_finds_an_order_refunds_part_of_it_and_signs_out(gw, keys, client, browser, tmp_path):
+async def test_an_operator_finds_an_order_refunds_part_of_it_and_signs_out(
+    gw, keys, client, browser, tmp_path
+):
     _, key = await keys.make("admin")
     order_id = await paid_order(client, amount="30.00", buyer_name="Grace", item="Desk lamp")
-    buyer_id = (await client.get(f"/v1/checkouts/{order_id.removesuffix('_0')}")).json()["buyer_info"]["buyer_id"]
+    buyer_id = (await client.get(f"/v1/checkouts/{order_id.removesuffix('_0')}")).json()["buyer_info"][
+        "buyer_id"
+    ]
     seen = await asyncio.to_thread(_journey, browser, gw.url, key, buyer_id, order_id, tmp_path)
 
     assert seen["confirm_title"] == "Refund 4.50 USD?"
     assert seen["notice"] == "Refund requested."
     assert "4.50 USD" in seen["order_text"] and "partially_refunded" in seen["order_text"]
-    assert "payment.refund" in seen["audit_text"] and "buyer says one lamp arrived broken" in seen["audit_text"]
+    assert (
+        "payment.refund" in seen["audit_text"] and "buyer says one lamp arrived broken" in seen["audit_text"]
+    )
     assert seen["after_sign_out"].endswith("/console/sign-in")
     assert seen["after_sign_out_audit"].endswith("/console/sign-in")
     assert "console_session" not in seen["cookies"]

@@ -201,7 +201,9 @@ async def test_a_refund_is_confirmed_first_and_made_once(operator, client, amoun
     assert await _refunded(client, order_id) == "0.00"  # the confirmation page moves nothing
     action = confirm.text.split('name="action_id" value="')[1].split('"')[0]
     for _ in range(2):  # a double click replays the first refund
-        r = await operator.http.post(f"/console/payments/{order_id}/refund", data=form | {"action_id": action})
+        r = await operator.http.post(
+            f"/console/payments/{order_id}/refund", data=form | {"action_id": action}
+        )
         assert r.status_code == 303, r.text
     assert await _refunded(client, order_id) == shown.split()[0]
     refunds = (await client.get(f"/v1/payments/{order_id}/refunds")).json()["refunds"]
@@ -268,7 +270,9 @@ async def test_payments_are_found_by_checkout_seller_buyer_state_and_order(opera
 
 
 @pytest.mark.parametrize(("decision", "state"), [("approve", "success"), ("decline", "failed")])
-async def test_an_order_held_for_review_is_approved_or_declined_with_a_reason(operator, client, decision, state):
+async def test_an_order_held_for_review_is_approved_or_declined_with_a_reason(
+    operator, client, decision, state
+):
     order_id = await paid_order(client, amount="6000.00")  # over the risk review threshold
     page = await operator.http.get(f"/console/payments/{order_id}")
     assert "Held for risk review" in page.text
@@ -276,7 +280,9 @@ async def test_an_order_held_for_review_is_approved_or_declined_with_a_reason(op
     r = await operator.http.post(f"/console/payments/{order_id}/review", data=form | {"note": "  "})
     assert r.status_code == 400 and "say why" in r.text
     assert (await client.get(f"/v1/payments/{order_id}")).json()["state"] == "pending"
-    r = await operator.http.post(f"/console/payments/{order_id}/review", data=form | {"note": "called the buyer"})
+    r = await operator.http.post(
+        f"/console/payments/{order_id}/review", data=form | {"note": "called the buyer"}
+    )
     assert r.status_code == 303, r.text
     assert (await client.get(f"/v1/payments/{order_id}")).json()["state"] == state
     history = (await client.get(f"/v1/payments/{order_id}/history")).json()["transitions"]
