@@ -154,6 +154,24 @@ def _error_text(exc: grpc.aio.AioRpcError) -> tuple[DomainError, str]:
     return err, f"{err.reason}: {err.message}"
 
 
+_REFUSALS = frozenset(
+    {
+        ErrorKind.INVALID_ARGUMENT,
+        ErrorKind.PERMISSION_DENIED,
+        ErrorKind.NOT_FOUND,
+        ErrorKind.ALREADY_EXISTS,
+        ErrorKind.FAILED_PRECONDITION,
+        ErrorKind.UNPROCESSABLE,
+    }
+)
+
+
+def _failed_outcome(err: DomainError) -> tuple[str, int]:
+    """(audit outcome, HTTP status) of a failed action. Only a refusal is known to have changed
+    nothing; after a timeout or an unavailable service the action may have happened."""
+    return ("refused", 409) if err.kind in _REFUSALS else ("unknown", 503)
+
+
 # -- sign-in and sign-out -----------------------------------------------------------------------------
 
 
@@ -585,10 +603,15 @@ async def refund(order_id: str, request: Request) -> Response:
             _deadline(request),
         )
     except grpc.aio.AioRpcError as exc:
-        _, text = _error_text(exc)
+        err, text = _error_text(exc)
+        outcome, status = _failed_outcome(err)
         async with _engine(request).begin() as conn:
-            await store.finish(conn, entry, "refused", f"{what}; {text}")
-        return await _order_page(request, session, order_id, 409, refund_errors=[text], form={})
+            await store.finish(conn, entry, outcome, f"{what}; {text}")
+        if outcome == "unknown":
+            return _message(
+                status, "Refund outcome unknown", f"{text}. Check the order before trying again.", session
+            )
+        return await _order_page(request, session, order_id, status, refund_errors=[text], form={})
     finally:
         idempotency_key_var.reset(token)
     r = reply.refund
@@ -631,10 +654,15 @@ async def review(order_id: str, request: Request) -> Response:
             _deadline(request),
         )
     except grpc.aio.AioRpcError as exc:
-        _, text = _error_text(exc)
+        err, text = _error_text(exc)
+        outcome, status = _failed_outcome(err)
         async with _engine(request).begin() as conn:
-            await store.finish(conn, entry, "refused", text)
-        return await _order_page(request, session, order_id, 409, review_errors=[text])
+            await store.finish(conn, entry, outcome, text)
+        if outcome == "unknown":
+            return _message(
+                status, "Review outcome unknown", f"{text}. Check the order before trying again.", session
+            )
+        return await _order_page(request, session, order_id, status, review_errors=[text])
     finally:
         idempotency_key_var.reset(token)
     async with _engine(request).begin() as conn:

@@ -10,6 +10,7 @@ import pytest
 from markupsafe import escape
 from sqlalchemy import text
 
+from svckit.devstack.infra import free_port
 from tests.console.conftest import csrf_of, paid_order, sign_in
 
 PAGES = ["/console", "/console/payments", "/console/audit", "/console/payments/chk_x_0"]
@@ -303,3 +304,28 @@ async def test_an_order_held_for_review_is_approved_or_declined_with_a_reason(
     # Decided once: a second decision is the service's refusal, shown and audited.
     r = await operator.http.post(f"/console/payments/{order_id}/review", data=form | {"note": "again"})
     assert r.status_code == 409 and "ORDER_NOT_IN_REVIEW" in r.text
+
+
+async def test_a_refund_whose_outcome_is_unknown_is_audited_as_unknown(start_gateway, keys, gateway_engine):
+    """The payment service cannot be reached: the refund may or may not have happened, and the audit
+    log says so rather than 'refused'."""
+    cut_off = await start_gateway(payment_addr=f"127.0.0.1:{free_port()}", upstream_timeout_seconds=2)
+    key, admin = await keys.make("admin")
+    order_id = f"chk_{uuid.uuid4().hex[:12]}_0"
+    async with httpx.AsyncClient(base_url=cut_off.url, timeout=10) as http:
+        assert (await sign_in(http, admin)).status_code == 303
+        csrf = csrf_of((await http.get("/console/audit")).text)
+        r = await http.post(
+            f"/console/payments/{order_id}/refund",
+            data={"csrf": csrf, "amount": "", "reason": "duplicate", "note": "network trouble",
+                  "action_id": uuid.uuid4().hex},
+        )  # fmt: skip
+        assert r.status_code == 503 and "Check the order" in r.text
+    async with gateway_engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text("SELECT outcome, reason FROM console_audit WHERE target = :t AND key_id = :k"),
+                {"t": order_id, "k": key.id},
+            )
+        ).one()
+    assert tuple(row) == ("unknown", "network trouble")
