@@ -128,6 +128,10 @@ class GatewaySettings(ServiceSettings):
     status_page_refresh_seconds: int = Field(default=3, ge=1, le=300)
     """How often the status page reloads itself while an order is not final."""
 
+    # -- operator console -----------------------------------------------------------------------
+    console_session_ttl_seconds: int = Field(default=8 * 3600, ge=60, le=7 * 24 * 3600)
+    """How long a console session lasts after sign-in (an absolute limit, not an idle timeout)."""
+
     @model_validator(mode="after")
     def _https_files_come_in_pairs(self) -> GatewaySettings:
         if (self.http_tls_cert_file is None) != (self.http_tls_key_file is None):

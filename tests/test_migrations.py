@@ -14,7 +14,7 @@ from svckit.db import alembic_config, drop_database, migrate
 from wallet_svc import bootstrap as wallet
 
 CASES = {
-    "gateway": (GATEWAY_MIGRATIONS, {"api_keys"}),
+    "gateway": (GATEWAY_MIGRATIONS, {"api_keys", "console_sessions", "console_audit"}),
     "payments": (
         payment.MIGRATIONS,
         {

@@ -1,0 +1,1 @@
+"""The operator console: server-rendered pages under ``/console`` (see docs/console.md)."""
