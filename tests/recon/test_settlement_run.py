@@ -380,11 +380,14 @@ async def test_our_refund_is_booked_and_a_refund_made_at_the_psp_is_flagged(
 async def test_a_charge_whose_outcome_we_lost_is_auto_fixed_through_the_payment_service(
     shared_psp, services, channels, recon
 ):
-    # The PSP charges a two-seller cart but its answer is lost: both orders are UNKNOWN while the PSP's file
-    # has the cart's one charge.
+    # The PSP charges a two-seller cart but its answer is lost, and so are its webhooks (a gateway may be
+    # listening in this test process): both orders are UNKNOWN while the PSP's file has the cart's charge.
     start = shared_psp.admin.now()
     shared_psp.admin.set_faults(
-        [{"kind": "error_after_commit", "path_prefix": "/v1/payment_intents", "method": "POST"}]
+        [
+            {"kind": "error_after_commit", "path_prefix": "/v1/payment_intents", "method": "POST"},
+            {"kind": "webhook_drop"},
+        ]
     )
     try:
         orders = await _pay(recon, [4400, 600])
