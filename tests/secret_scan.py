@@ -262,6 +262,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: unknown (and never called) without xdist
 def pytest_testnodedown(node: Any, error: Any) -> None:
     """xdist controller: collect what each worker found."""
     found = getattr(node, "workeroutput", {}).get("secret_findings") or []

@@ -80,10 +80,12 @@ async def test_the_scanner_reads_database_rows_and_valkey_values(infra):
         client.close()
 
 
-@pytest.mark.parametrize("workers", [[], ["-p", "xdist", "-n", "2"]], ids=["one process", "xdist"])
+@pytest.mark.parametrize("workers", [[], ["-p", "xdist.plugin", "-n", "2"]], ids=["one process", "xdist"])
 def test_a_session_that_wrote_a_secret_exits_non_zero(pytester: pytest.Pytester, monkeypatch, workers):
     """Under xdist the worker that wrote the file finds it and the controller's exit code says so."""
     monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[1]))
+    # Only the plugins the inner session needs: importing every installed one costs seconds per process.
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
     pytester.makeconftest(
         """
 pytest_plugins = ["tests.secret_scan"]
