@@ -34,7 +34,9 @@ async def test_a_debit_beyond_available_takes_it_all_and_answers_the_shortfall(s
     assert reply.wallet.available.amount_minor == 0
     assert reply.wallet.reserved.amount_minor == 200
     after = await books(engine, seller)
-    assert (after.available, after.reserved) == (after.movements_available, after.movements_reserved) == (0, 200)
+    assert (
+        (after.available, after.reserved) == (after.movements_available, after.movements_reserved) == (0, 200)
+    )
 
 
 async def test_a_debit_within_available_has_no_shortfall(stub, engine):
