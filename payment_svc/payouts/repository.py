@@ -76,6 +76,8 @@ def _payout(r: Any) -> PayoutRow:
         alerted_at=r.alerted_at,
         created_at=r.created_at,
         updated_at=r.updated_at,
+        debt_netted_minor=r.debt_netted_minor,
+        net_tx_id=r.net_tx_id,
     )
 
 
@@ -296,13 +298,21 @@ class PayoutRepo:
     # -- payouts -------------------------------------------------------------------------------
 
     async def create_payout(
-        self, payout_id: str, run_id: str, seller: SellerRow, period: str, amount_minor: int
+        self,
+        payout_id: str,
+        run_id: str,
+        seller: SellerRow,
+        period: str,
+        amount_minor: int,
+        debt_netted_minor: int = 0,
     ) -> PayoutRow | None:
         """The new pay-out, or None when the seller already has one for the period (exactly once)."""
         row = await self._one(
             "INSERT INTO payouts (payout_id, run_id, seller_account, period, amount_minor, currency,"
-            " psp_account, state, next_check_at) VALUES (:id, :run, :s, :period, :amount, :currency,"
-            " :acct, 'CREATED', now()) ON CONFLICT (seller_account, period) DO NOTHING RETURNING *",
+            " psp_account, state, next_check_at, debt_netted_minor) VALUES (:id, :run, :s, :period,"
+            " :amount, :currency, :acct, 'CREATED', now(), :debt)"
+            " ON CONFLICT (seller_account, period) DO NOTHING RETURNING *",
+            debt=debt_netted_minor,
             id=payout_id,
             run=run_id,
             s=seller.seller_account,

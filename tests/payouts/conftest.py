@@ -195,6 +195,9 @@ class PayoutStack:
     async def pay(self, sellers: list[str]) -> pb.PayoutRun:
         return await self.finished((await self.start_run(sellers=sellers)).run_id)
 
+    async def pay_period(self, period: str, sellers: list[str]) -> pb.PayoutRun:
+        return await self.finished((await self.start_run(period, sellers=sellers)).run_id)
+
     async def payout(self, payout_id: str) -> pb.GetPayoutResponse:
         return await self.payouts.GetPayout(pb.GetPayoutRequest(payout_id=payout_id))
 
