@@ -153,6 +153,8 @@ def build(settings: PaymentSettings, engine: AsyncEngine, idempotency: Idempoten
     wallet_channel = security.aio_channel(settings.wallet_addr)
     ledger_channel = security.aio_channel(settings.ledger_addr)
     background = [service.janitor_forever, service.payouts.janitor.janitor_forever]
+    if settings.payout_scheduler_enabled:
+        background.append(service.payouts.scheduler.scheduler_forever)
     if settings.run_settlement:
         handler = build_settlement_handler(
             wallet_service_pb2_grpc.WalletServiceStub(wallet_channel),

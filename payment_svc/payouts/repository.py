@@ -218,6 +218,33 @@ class PayoutRepo:
         )
         return _run(row)
 
+    async def mark_scheduled(self, period: str, anchor_day: int, run_id: str) -> bool:
+        """Claim the scheduler's start of (period, anchor day); False when a replica already did."""
+        row = await self._one(
+            "INSERT INTO payout_schedule_marks (period, anchor_day, run_id) VALUES (:p, :a, :r)"
+            " ON CONFLICT DO NOTHING RETURNING run_id",
+            p=period,
+            a=anchor_day,
+            r=run_id,
+        )
+        return row is not None
+
+    async def scheduled_anchors(self) -> list[tuple[Schedule, int]]:
+        """Every (schedule, anchor day) some seller has, for the scheduler."""
+        rows = await self._all(
+            "SELECT DISTINCT schedule, anchor_day FROM sellers WHERE schedule IN ('MONTHLY', 'WEEKLY')"
+        )
+        return [(Schedule(r.schedule), r.anchor_day) for r in rows]
+
+    async def sellers_of_anchor(self, schedule: Schedule, anchor_day: int) -> list[str]:
+        rows = await self._all(
+            "SELECT seller_account FROM sellers WHERE schedule = :s AND anchor_day = :a"
+            " ORDER BY seller_account",
+            s=schedule.value,
+            a=anchor_day,
+        )
+        return [r.seller_account for r in rows]
+
     async def get_run(self, run_id: str) -> RunRow | None:
         row = await self._one("SELECT * FROM payout_runs WHERE run_id = :r", r=run_id)
         if row is None:

@@ -120,7 +120,7 @@ class PayoutStack:
                     psp_account=acct,
                     payout_currency=fields.pop("currency", "USD"),
                     schedule=pb.PAYOUT_SCHEDULE_MONTHLY,
-                    anchor_day=1,
+                    anchor_day=fields.pop("anchor_day", 1),
                     minimum_payouts=[money_pb2.Money(amount_minor=minimum, currency="USD")]
                     if minimum
                     else [],
