@@ -96,7 +96,8 @@ def build_payouts(settings: PaymentSettings, engine: AsyncEngine, psp: PspPort) 
         ledger_service_pb2_grpc.LedgerServiceStub(ledger_channel),
         settings.settlement_deadline_seconds,
     )
-    payouts = Payouts(PayoutDeps(PayoutStore(engine), books, psp, settings))
+    stream = Keys(events_settings(settings).namespace).events  # pay-out events next to the orders'
+    payouts = Payouts(PayoutDeps(PayoutStore(engine, stream), books, psp, settings))
     payouts.on_close(wallet_channel.close, ledger_channel.close)
     return payouts
 

@@ -28,6 +28,7 @@ from payment_svc.payouts.domain import (
     SkipReason,
     TransitionRow,
 )
+from svckit.events import outbox
 from svckit.redaction import redact
 
 _T = sa.text
@@ -110,11 +111,38 @@ def _item(r: Any) -> RunItem:
     )
 
 
+PAYOUT_STATE_CHANGED = "payout.state_changed"
+"""The backbone event of every pay-out state change (its creation included)."""
+
+
 class PayoutRepo:
     """The queries of one unit of work (one transaction on ``conn``)."""
 
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: AsyncConnection, events_stream: str) -> None:
         self.conn = conn
+        self._stream = events_stream
+
+    async def payout_changed(self, p: PayoutRow, from_state: PayoutState | None, cause: str) -> None:
+        """The state change as an event in the outbox, committed with it (the relay publishes it)."""
+        await outbox.add(
+            self.conn,
+            stream=self._stream,
+            aggregate_id=p.payout_id,
+            type=PAYOUT_STATE_CHANGED,
+            payload={
+                "payout_id": p.payout_id,
+                "seller_account": p.seller_account,
+                "period": p.period,
+                "from_state": from_state.value if from_state else None,
+                "state": p.state.value,
+                "amount_minor": p.amount_minor,
+                "debt_netted_minor": p.debt_netted_minor,
+                "currency": p.currency,
+                "psp_payout_id": p.psp_payout_id,
+                "failure_code": p.failure_code,
+                "cause": cause,
+            },
+        )
 
     async def _one(self, sql: str, **params: Any) -> Any:
         return (await self.conn.execute(_T(sql), params)).first()
@@ -351,7 +379,9 @@ class PayoutRepo:
         if row is None:
             return None
         await self.add_transition(payout_id, None, PayoutState.CREATED, f"run {run_id}", "")
-        return _payout(row)
+        payout = _payout(row)
+        await self.payout_changed(payout, None, f"run {run_id}")
+        return payout
 
     async def payout_of_period(self, seller_account: str, period: str) -> PayoutRow | None:
         row = await self._one(
@@ -530,15 +560,16 @@ def _settings_params(s: SellerSettings) -> dict[str, Any]:
 class PayoutStore:
     """Units of work over the payments database."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, events_stream: str) -> None:
         self._engine = engine
+        self._stream = events_stream
 
     @asynccontextmanager
     async def unit(self) -> AsyncIterator[PayoutRepo]:
         """One transaction: committed when the block ends, rolled back when it raises."""
         async with self._engine.begin() as conn:
-            yield PayoutRepo(conn)
+            yield PayoutRepo(conn, self._stream)
 
     def within(self, conn: AsyncConnection) -> PayoutRepo:
         """The queries inside a caller's transaction (HandlePspEvent's, which also stores the event id)."""
-        return PayoutRepo(conn)
+        return PayoutRepo(conn, self._stream)

@@ -39,6 +39,8 @@ async def move(
         )
     row = await repo.update_payout(p.payout_id, state=target.value, **values)
     await repo.add_transition(p.payout_id, p.state, target, cause, detail)
+    if p.state is not target:
+        await repo.payout_changed(row, p.state, cause)
     return row
 
 
