@@ -241,6 +241,7 @@ class StatementOut(BaseModel):
     refunds: str
     payouts: str
     adjustments: str
+    debts_netted: str
     closing_balance: str
     reserve_held: str
     lines: list[StatementLineOut]
@@ -350,6 +351,7 @@ def statement_out(s: pb.GetStatementResponse) -> StatementOut:
         refunds=_amount(s.refunds),
         payouts=_amount(s.payouts),
         adjustments=_amount(s.adjustments),
+        debts_netted=_amount(s.debts_netted),
         closing_balance=_amount(s.closing_balance),
         reserve_held=_amount(s.reserve_held),
         lines=[

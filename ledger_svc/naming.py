@@ -68,6 +68,16 @@ def seller_payable(seller_id: str, currency: str) -> str:
     return f"{SELLER_PAYABLE_PREFIX}{_id(seller_id)}{_suffix(currency)}"
 
 
+SELLER_RECEIVABLE_PREFIX = "asset:seller_receivable:"
+"""A seller's debts start with this (``<prefix><seller>/<CUR>``)."""
+
+
+def seller_receivable(seller_id: str, currency: str) -> str:
+    """What a seller owes us, e.g. ``asset:seller_receivable:seller_42/USD``: the part of a refund the
+    seller's wallet did not hold (paid out already); the next pay-out nets it off."""
+    return f"{SELLER_RECEIVABLE_PREFIX}{_id(seller_id)}{_suffix(currency)}"
+
+
 def revenue_commission(currency: str) -> str:
     """The platform's commission, e.g. ``revenue:commission/USD``."""
     return f"revenue:commission{_suffix(currency)}"

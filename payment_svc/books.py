@@ -102,6 +102,10 @@ class Wallets(Protocol):
         """Apply each (movement, key) in one call; one answer per item."""
         ...
 
+    async def debit_up_to(self, movement: WalletMovement, key: str) -> int:
+        """Debit what the wallet holds, at most the movement's amount; returns the shortfall."""
+        ...
+
 
 def commission_share(commission_minor: int, amount_minor: int, refunded_minor: int) -> int:
     """Commission given back once ``refunded_minor`` of the order is refunded (half-up; all of it at 100 %)."""
@@ -125,6 +129,21 @@ def order_postings(seller: str, amount: int, commission: int, currency: str) -> 
     return _legs(seller, amount, commission, currency, Side.DEBIT)
 
 
-def refund_postings(seller: str, amount: int, commission: int, currency: str) -> list[Posting]:
-    """A refund: the mirror image of the pay-in's postings for the refunded part."""
-    return _legs(seller, amount, commission, currency, Side.CREDIT)
+def refund_postings(
+    seller: str, amount: int, commission: int, currency: str, shortfall: int = 0
+) -> list[Posting]:
+    """A refund: the mirror image of the pay-in's postings for the refunded part. ``shortfall``, the
+    part of the seller's share the wallet did not hold (paid out already), is the seller's debt: it is
+    debited to ``asset:seller_receivable:<seller>`` instead of the payable account, which (like the
+    wallet) never goes negative."""
+    postings = _legs(seller, amount, commission, currency, Side.CREDIT)
+    if not shortfall:
+        return postings
+    if not 0 < shortfall <= amount - commission:
+        raise ValueError(f"shortfall {shortfall} outside the seller's share {amount - commission}")
+    payable = naming.seller_payable(seller, currency)
+    kept = [p for p in postings if p.account != payable]
+    if shortfall < amount - commission:
+        kept.append(Posting(payable, Side.DEBIT, amount - commission - shortfall, currency))
+    kept.append(Posting(naming.seller_receivable(seller, currency), Side.DEBIT, shortfall, currency))
+    return kept

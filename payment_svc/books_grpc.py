@@ -135,6 +135,15 @@ class GrpcWallets:
         except grpc.aio.AioRpcError as exc:
             raise from_rpc_error(exc) from None
 
+    async def debit_up_to(self, movement: WalletMovement, key: str) -> int:
+        request = debit_request(movement)
+        request.allow_shortfall = True
+        try:
+            reply = await self._stub.Debit(request, metadata=_keyed(key), timeout=self._deadline)
+        except grpc.aio.AioRpcError as exc:
+            raise from_rpc_error(exc) from None
+        return int(reply.shortfall.amount_minor)
+
     async def move_many(self, items: Sequence[tuple[WalletMovement, str]]) -> list[Refusal | None]:
         request = wpb.ApplyBatchRequest(
             items=[

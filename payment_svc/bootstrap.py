@@ -96,7 +96,8 @@ def build_payouts(settings: PaymentSettings, engine: AsyncEngine, psp: PspPort) 
         ledger_service_pb2_grpc.LedgerServiceStub(ledger_channel),
         settings.settlement_deadline_seconds,
     )
-    payouts = Payouts(PayoutDeps(PayoutStore(engine), books, psp, settings))
+    stream = Keys(events_settings(settings).namespace).events  # pay-out events next to the orders'
+    payouts = Payouts(PayoutDeps(PayoutStore(engine, stream), books, psp, settings))
     payouts.on_close(wallet_channel.close, ledger_channel.close)
     return payouts
 
@@ -153,6 +154,8 @@ def build(settings: PaymentSettings, engine: AsyncEngine, idempotency: Idempoten
     wallet_channel = security.aio_channel(settings.wallet_addr)
     ledger_channel = security.aio_channel(settings.ledger_addr)
     background = [service.janitor_forever, service.payouts.janitor.janitor_forever]
+    if settings.payout_scheduler_enabled:
+        background.append(service.payouts.scheduler.scheduler_forever)
     if settings.run_settlement:
         handler = build_settlement_handler(
             wallet_service_pb2_grpc.WalletServiceStub(wallet_channel),

@@ -104,3 +104,8 @@ class PaymentSettings(ServiceSettings):
     take up to 5 business days to fail one)."""
     payout_concurrency: int = Field(default=8, ge=1, le=256)
     """Sellers a run plans and sends at once."""
+    payout_scheduler_enabled: bool = False
+    """Start each period's run on the sellers' anchor day by itself (payment_svc/payouts/scheduler.py).
+    Off unless set, so tests and one-off processes never start runs; every replica may enable it."""
+    payout_scheduler_interval_seconds: float = Field(default=60.0, gt=0)
+    """How often the scheduler looks for a period whose anchor day has come."""

@@ -4,8 +4,9 @@
 success). ``SettlementHandler`` consumes them: each event moves two halves, a ledger posting and a
 wallet movement, in two services, each idempotent on a key derived from the order or refund id and
 its settlement attempt. The half that can refuse goes first: for an order the ledger posting, then
-the wallet credit; for a refund the wallet debit (its available-balance check is the stricter one),
-then the ledger posting. When the second half is refused, the first is undone under a derived key
+the wallet credit; for a refund the wallet debit, then the ledger posting. A refund's debit takes
+what the wallet holds and never refuses for want of money: the part it falls short by (the seller was
+paid out already) is the seller's debt, which the posting debits to ``asset:seller_receivable``. When the second half is refused, the first is undone under a derived key
 (a ledger reversal, or the opposite wallet movement) and the attempt number moves on, so a replay of
 the dead letter applies both halves again exactly once. A failure is retried by the backbone
 (transient: the same keys, whose outcome may be unknown) or dead-lettered for an operator (terminal).
@@ -18,6 +19,7 @@ ports (gRPC adapters in :mod:`payment_svc.books_grpc`), and the database through
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from payment_svc.books import (
     Ledger,
     LedgerTransaction,
+    Posting,
     ReferenceKind,
     Refusal,
     WalletMovement,
@@ -114,6 +117,13 @@ class _Movement:
     """The order's or the refund's id."""
     wallet: WalletMovement
     ledger: LedgerTransaction
+    debt_ledger: Callable[[int], LedgerTransaction] | None = None
+    """A refund's posting when the wallet fell short by the given amount (the seller's debt)."""
+
+    def ledger_for(self, shortfall: int) -> LedgerTransaction:
+        if shortfall and self.debt_ledger is not None:
+            return self.debt_ledger(shortfall)
+        return self.ledger
 
     @property
     def debit(self) -> bool:
@@ -160,16 +170,24 @@ def _movement(event: Event) -> _Movement | None:
             description = f"refund {ref} of {order_id}"
     except DomainError as err:  # a seller id the chart of accounts cannot name
         raise TerminalError(f"settlement event {event.event_id}: {err.reason}: {err}") from None
+
+    def transaction(postings: list[Posting], debt: int = 0) -> LedgerTransaction:
+        metadata = {"source": "payment_svc", "reference": ref}
+        if debt:
+            metadata["seller_debt_minor"] = str(debt)
+        return LedgerTransaction(
+            postings=tuple(postings), description=description, external_ref=ref, metadata=metadata
+        )
+
+    def with_debt(shortfall: int) -> LedgerTransaction:
+        return transaction(refund_postings(seller, amount, commission, currency, shortfall), shortfall)
+
     return _Movement(
         kind=kind,
         id=ref,
         wallet=WalletMovement(seller, amount - commission, currency, kind == "refund", reference, ref),
-        ledger=LedgerTransaction(
-            postings=tuple(postings),
-            description=description,
-            external_ref=ref,
-            metadata={"source": "payment_svc", "reference": ref},
-        ),
+        ledger=transaction(postings),
+        debt_ledger=with_debt if kind == "refund" else None,
     )
 
 
@@ -241,9 +259,10 @@ class SettlementHandler:
             await self._undo(m, m.halves[0], undo)
             await self._save(m, settlement_undo_attempt=None, **{f"{m.halves[0]}_updated": False})
         key = m.key(attempt)
+        shortfall = 0
         for i, half in enumerate(m.halves):
             try:
-                await self._apply(m, half, key)
+                shortfall = await self._apply(m, half, key, shortfall)
             except DomainError as refused:
                 err = _classified(refused)
                 applied = m.halves[:i]
@@ -271,21 +290,40 @@ class SettlementHandler:
                 )
                 raise err from None
 
-    async def _apply(self, m: _Movement, half: str, key: str) -> int | None:
-        """Apply one half under ``key``; the ledger's half returns its transaction id."""
+    async def _apply(self, m: _Movement, half: str, key: str, shortfall: int) -> int:
+        """Apply one half under ``key``; returns the shortfall the ledger's half books as the seller's
+        debt: a refund's wallet debit takes what the wallet holds (a seller paid out already may hold
+        less), so a buyer's refund is never refused for the seller's empty balance."""
         if half == LEDGER:
-            return await self._ledger.post(m.ledger, key)
+            await self._ledger.post(m.ledger_for(shortfall), key)
+            return shortfall
+        if m.debit:
+            shortfall = await self._wallets.debit_up_to(m.wallet, key)
+            if shortfall:
+                log.warning(
+                    "refund exceeds the seller's balance: the rest is the seller's debt",
+                    key=key,
+                    seller=m.wallet.seller,
+                    shortfall_minor=shortfall,
+                    currency=m.wallet.currency,
+                )
+            return shortfall
         await self._wallets.move(m.wallet, key)
-        return None
+        return 0
 
     async def _undo(self, m: _Movement, half: str, attempt: int) -> None:
         """Undo ``half`` of ``attempt``, known to be applied, under a key derived from the attempt's."""
         key = m.key(attempt)
         undo_key = f"{key}:undo"
         if half == WALLET:
+            taken = m.wallet.amount_minor
+            if m.debit:  # replaying the debit under its key answers what it took
+                taken -= await self._wallets.debit_up_to(m.wallet, key)
+                if not taken:
+                    return
             opposite = WalletMovement(
                 m.wallet.seller,
-                m.wallet.amount_minor,
+                taken,
                 m.wallet.currency,
                 not m.debit,
                 ReferenceKind.ADJUSTMENT,
@@ -315,6 +353,10 @@ class SettlementHandler:
         keyed = []
         for m in movements:
             attempt, undo = states.get((m.kind, m.id), (0, None))
+            if m.debit and m.wallet.amount_minor:
+                # The wallet's answer (what it fell short by) shapes a refund's posting, so refunds
+                # are settled one by one; a batch is mostly orders.
+                raise _BatchFallback(f"{m.key(attempt)} is a refund; settle one by one")
             if undo is not None:
                 raise _BatchFallback(f"{m.key(attempt)} owes an undo; settle one by one")
             keyed.append((m, m.key(attempt)))

@@ -253,6 +253,11 @@ class Reason(enum.StrEnum):
     # -- batches (ledger and wallet) ------------------------------------------------------------------
     TOO_MANY_ITEMS = enum.auto(), "a batch has more items than allowed", _K.INVALID_ARGUMENT
     DUPLICATE_ITEM_KEY = enum.auto(), "two items of one batch share an idempotency key", _K.INVALID_ARGUMENT
+    SHORTFALL_NOT_IN_BATCH = (
+        enum.auto(),
+        "a batch debit asks for allow_shortfall (single Debit only)",
+        _K.INVALID_ARGUMENT,
+    )
     # -- idempotency ----------------------------------------------------------------------------------
     IDEMPOTENCY_KEY_MISSING = enum.auto(), "a mutating call has no idempotency key", _K.INVALID_ARGUMENT
     IDEMPOTENCY_KEY_TOO_LONG = enum.auto(), "the idempotency key is longer than allowed", _K.INVALID_ARGUMENT

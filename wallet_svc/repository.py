@@ -260,8 +260,12 @@ async def settle_reservation(
     return (await conn.execute(stmt)).one()
 
 
-async def get_wallet(conn: AsyncConnection, seller_id: str, currency: str) -> sa.Row | None:
+async def get_wallet(
+    conn: AsyncConnection, seller_id: str, currency: str, for_update: bool = False
+) -> sa.Row | None:
     stmt = sa.select(wallets).where(_wallet_key(seller_id, currency))
+    if for_update:
+        stmt = stmt.with_for_update()
     return (await conn.execute(stmt)).first()
 
 

@@ -138,6 +138,16 @@ class MovementResult:
 
 
 @dataclass(frozen=True)
+class ShortfallResult:
+    """Outcome of a debit that may fall short: the movement (None when nothing was available), the
+    wallet after it, and the part of the amount it could not take."""
+
+    movement: Movement | None
+    wallet: Wallet
+    shortfall_minor: int
+
+
+@dataclass(frozen=True)
 class BatchItem:
     """One credit or debit of a batch, unvalidated, as the single Credit/Debit would take it."""
 
@@ -242,6 +252,10 @@ def _wallet(row: Any) -> Wallet:
         reserved=Money(row.reserved_minor, row.currency),
         updated_at=row.updated_at,
     )
+
+
+def _empty_wallet(seller_id: str, currency: str) -> Wallet:
+    return Wallet(seller_id=seller_id, available=Money(0, currency), reserved=Money(0, currency))
 
 
 def _movement(row: Any) -> Movement:
@@ -395,6 +409,35 @@ class WalletService:
                 raise await self._insufficient_funds(conn, seller_id, amount)
         movement = _movement(row)
         return MovementResult(movement, _wallet_after(movement))
+
+    async def debit_up_to(
+        self,
+        uow: WalletUnitOfWork,
+        seller_id: str,
+        amount_minor: int,
+        currency: str,
+        reference: tuple[ReferenceKind | None, str],
+        idempotency_key: str,
+    ) -> ShortfallResult:
+        """Debit what is available, at most the amount; the rest is the shortfall (a seller's debt,
+        which the caller books). The wallet never goes negative, and a refund is never refused."""
+        seller_id = validate_seller_id(seller_id)
+        amount = validate_amount(amount_minor, currency)
+        ref = validate_reference(*reference)
+        async with uow.transaction() as conn:
+            # The lock keeps a concurrent Reserve from taking what we are about to debit.
+            row = await repository.get_wallet(conn, seller_id, amount.currency, for_update=True)
+            available = row.available_minor if row is not None else 0
+            take = min(available, amount.amount_minor)
+            if take == 0:
+                wallet = _wallet(row) if row is not None else _empty_wallet(seller_id, amount.currency)
+                return ShortfallResult(None, wallet, amount.amount_minor)
+            spec = _spec(MovementKind.DEBIT, seller_id, Money(take, amount.currency), ref, idempotency_key)
+            mrow = await repository.record_movement(conn, spec)
+            if mrow is None:  # the wallet is locked and holds ``take``: the books are broken
+                raise Internal("WALLET_NOT_WRITTEN", "the debit of the available balance was refused")
+        movement = _movement(mrow)
+        return ShortfallResult(movement, _wallet_after(movement), amount.amount_minor - take)
 
     async def reserve(
         self,

@@ -279,6 +279,8 @@ class WalletServicer(pb_grpc.WalletServiceServicer):
         )
 
     async def Debit(self, request: pb.DebitRequest, context: grpc.aio.ServicerContext):
+        if request.allow_shortfall:
+            return await self._debit_up_to(request, context)
         if self._coalescer is not None:
             return await self._coalesced(context, MovementKind.DEBIT, request)
         return await self._mutate(
@@ -295,6 +297,34 @@ class WalletServicer(pb_grpc.WalletServiceServicer):
                 key,
             ),
         )
+
+    async def _debit_up_to(self, request: pb.DebitRequest, context: grpc.aio.ServicerContext):
+        """Debit with ``allow_shortfall``: alone (never coalesced), stored under the key like Debit."""
+        key = idempotency_key_var.get() or ""
+
+        async def work(uow: WalletUnitOfWork) -> pb.DebitResponse:
+            result = await self._service.debit_up_to(
+                uow,
+                request.seller_id,
+                request.amount.amount_minor,
+                request.amount.currency,
+                reference_from_pb(request.reference),
+                key,
+            )
+            response = pb.DebitResponse(
+                wallet=wallet_to_pb(result.wallet),
+                shortfall=money_pb2.Money(
+                    amount_minor=result.shortfall_minor, currency=request.amount.currency
+                ),
+            )
+            if result.movement is not None:
+                response.movement.CopyFrom(movement_to_pb(result.movement))
+            return response
+
+        response, replayed = await self._uow.once(DEBIT_SCOPE, key, request, pb.DebitResponse, work)
+        if replayed:
+            await context.send_initial_metadata(((REPLAYED_METADATA, "true"),))
+        return response
 
     async def Reserve(self, request: pb.ReserveRequest, context: grpc.aio.ServicerContext):
         return await self._mutate(
@@ -371,6 +401,13 @@ class WalletServicer(pb_grpc.WalletServiceServicer):
                         "OPERATION_MISSING",
                         f"item {i} has neither credit nor debit",
                         field=f"items[{i}].operation",
+                    )
+                if operation == "debit" and item.debit.allow_shortfall:
+                    # A batch answers each item by refusal or success; a partial debit is a single call.
+                    raise InvalidArgument(
+                        "SHORTFALL_NOT_IN_BATCH",
+                        f"item {i}: allow_shortfall is only accepted by Debit",
+                        field=f"items[{i}].debit.allow_shortfall",
                     )
             except DomainError as err:
                 items.append(err)

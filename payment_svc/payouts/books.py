@@ -1,6 +1,8 @@
 """The wallet and ledger calls pay-outs make, each under an idempotency key derived from the pay-out id.
 
 Books of a pay-out P of seller S in currency CUR (docs/payouts.md):
+    netted: Dr liability:seller_payable:S/CUR D / Cr asset:seller_receivable:S/CUR D   (key payout:<id>:netpost)
+            with a wallet Debit of D (key payout:<id>:net), first, when S owes a debt D
     sent:   Dr liability:seller_payable:S/CUR P / Cr liability:payouts_in_transit/CUR P   (key payout:<id>:post)
     paid:   Dr liability:payouts_in_transit/CUR P / Cr asset:bank:operating/CUR P        (key payout:<id>:paid)
     failed: the reversal of ``sent`` (and of ``paid`` when it was paid first).
@@ -68,6 +70,16 @@ class Books:
                 return 0
             raise
 
+    async def debt(self, seller: str, currency: str) -> int:
+        """What the seller owes us (``asset:seller_receivable``: refunds beyond their balance)."""
+        request = lpb.GetBalanceRequest(account=naming.seller_receivable(seller, currency))
+        try:
+            return int((await self._call(self._ledger.GetBalance, request)).balance_minor)
+        except DomainError as err:
+            if err.reason == "ACCOUNT_NOT_FOUND":
+                return 0
+            raise
+
     async def entries(self, seller: str, currency: str) -> list[lpb.AccountEntry]:
         account = naming.seller_payable(seller, currency)
         found: list[lpb.AccountEntry] = []
@@ -106,6 +118,35 @@ class Books:
             _key(payout_id, "reserve"),
         )
         return str(reply.reservation.reservation_id)
+
+    async def debit_debt(self, payout_id: str, seller: str, amount: int, currency: str) -> None:
+        """Take the seller's debt off their available balance (the first half of netting it)."""
+        await self._call(
+            self._wallet.Debit,
+            wpb.DebitRequest(
+                seller_id=seller,
+                amount=money_pb2.Money(amount_minor=amount, currency=currency),
+                reference=wpb.Reference(kind=wpb.REFERENCE_KIND_PAYOUT, id=payout_id),
+            ),
+            _key(payout_id, "net"),
+        )
+
+    async def post_netted(self, payout_id: str, seller: str, amount: int, currency: str) -> int:
+        """Dr seller_payable / Cr seller_receivable: we owe the seller less, they owe us nothing."""
+        reply = await self._call(
+            self._ledger.PostTransaction,
+            lpb.PostTransactionRequest(
+                entries=[
+                    _entry(naming.seller_payable(seller, currency), True, amount, currency),
+                    _entry(naming.seller_receivable(seller, currency), False, amount, currency),
+                ],
+                description=f"pay-out {payout_id}: debt of {seller} netted",
+                external_ref=payout_id,
+                metadata={"source": "payment_svc", "reference": payout_id, "kind": "debt_netted"},
+            ),
+            _key(payout_id, "netpost"),
+        )
+        return int(reply.transaction.id)
 
     async def post_sent(self, payout_id: str, seller: str, amount: int, currency: str) -> int:
         reply = await self._call(

@@ -248,6 +248,9 @@ class PayoutRow:
     alerted_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    debt_netted_minor: int = 0
+    """The seller's debt this pay-out took off their balance before paying ``amount_minor``."""
+    net_tx_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -269,6 +272,8 @@ class RunItem:
     detail: str = ""
     available_minor: int = 0
     reserve_held_minor: int = 0
+    debt_minor: int = 0
+    """The seller's debt (``asset:seller_receivable``) the pay-out nets off before paying."""
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from payment_svc.payouts.domain import (
     SkipReason,
     TransitionRow,
 )
+from svckit.events import outbox
 from svckit.redaction import redact
 
 _T = sa.text
@@ -76,6 +77,8 @@ def _payout(r: Any) -> PayoutRow:
         alerted_at=r.alerted_at,
         created_at=r.created_at,
         updated_at=r.updated_at,
+        debt_netted_minor=r.debt_netted_minor,
+        net_tx_id=r.net_tx_id,
     )
 
 
@@ -108,11 +111,38 @@ def _item(r: Any) -> RunItem:
     )
 
 
+PAYOUT_STATE_CHANGED = "payout.state_changed"
+"""The backbone event of every pay-out state change (its creation included)."""
+
+
 class PayoutRepo:
     """The queries of one unit of work (one transaction on ``conn``)."""
 
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: AsyncConnection, events_stream: str) -> None:
         self.conn = conn
+        self._stream = events_stream
+
+    async def payout_changed(self, p: PayoutRow, from_state: PayoutState | None, cause: str) -> None:
+        """The state change as an event in the outbox, committed with it (the relay publishes it)."""
+        await outbox.add(
+            self.conn,
+            stream=self._stream,
+            aggregate_id=p.payout_id,
+            type=PAYOUT_STATE_CHANGED,
+            payload={
+                "payout_id": p.payout_id,
+                "seller_account": p.seller_account,
+                "period": p.period,
+                "from_state": from_state.value if from_state else None,
+                "state": p.state.value,
+                "amount_minor": p.amount_minor,
+                "debt_netted_minor": p.debt_netted_minor,
+                "currency": p.currency,
+                "psp_payout_id": p.psp_payout_id,
+                "failure_code": p.failure_code,
+                "cause": cause,
+            },
+        )
 
     async def _one(self, sql: str, **params: Any) -> Any:
         return (await self.conn.execute(_T(sql), params)).first()
@@ -216,6 +246,33 @@ class PayoutRepo:
         )
         return _run(row)
 
+    async def mark_scheduled(self, period: str, anchor_day: int, run_id: str) -> bool:
+        """Claim the scheduler's start of (period, anchor day); False when a replica already did."""
+        row = await self._one(
+            "INSERT INTO payout_schedule_marks (period, anchor_day, run_id) VALUES (:p, :a, :r)"
+            " ON CONFLICT DO NOTHING RETURNING run_id",
+            p=period,
+            a=anchor_day,
+            r=run_id,
+        )
+        return row is not None
+
+    async def scheduled_anchors(self) -> list[tuple[Schedule, int]]:
+        """Every (schedule, anchor day) some seller has, for the scheduler."""
+        rows = await self._all(
+            "SELECT DISTINCT schedule, anchor_day FROM sellers WHERE schedule IN ('MONTHLY', 'WEEKLY')"
+        )
+        return [(Schedule(r.schedule), r.anchor_day) for r in rows]
+
+    async def sellers_of_anchor(self, schedule: Schedule, anchor_day: int) -> list[str]:
+        rows = await self._all(
+            "SELECT seller_account FROM sellers WHERE schedule = :s AND anchor_day = :a"
+            " ORDER BY seller_account",
+            s=schedule.value,
+            a=anchor_day,
+        )
+        return [r.seller_account for r in rows]
+
     async def get_run(self, run_id: str) -> RunRow | None:
         row = await self._one("SELECT * FROM payout_runs WHERE run_id = :r", r=run_id)
         if row is None:
@@ -296,13 +353,21 @@ class PayoutRepo:
     # -- payouts -------------------------------------------------------------------------------
 
     async def create_payout(
-        self, payout_id: str, run_id: str, seller: SellerRow, period: str, amount_minor: int
+        self,
+        payout_id: str,
+        run_id: str,
+        seller: SellerRow,
+        period: str,
+        amount_minor: int,
+        debt_netted_minor: int = 0,
     ) -> PayoutRow | None:
         """The new pay-out, or None when the seller already has one for the period (exactly once)."""
         row = await self._one(
             "INSERT INTO payouts (payout_id, run_id, seller_account, period, amount_minor, currency,"
-            " psp_account, state, next_check_at) VALUES (:id, :run, :s, :period, :amount, :currency,"
-            " :acct, 'CREATED', now()) ON CONFLICT (seller_account, period) DO NOTHING RETURNING *",
+            " psp_account, state, next_check_at, debt_netted_minor) VALUES (:id, :run, :s, :period,"
+            " :amount, :currency, :acct, 'CREATED', now(), :debt)"
+            " ON CONFLICT (seller_account, period) DO NOTHING RETURNING *",
+            debt=debt_netted_minor,
             id=payout_id,
             run=run_id,
             s=seller.seller_account,
@@ -314,7 +379,9 @@ class PayoutRepo:
         if row is None:
             return None
         await self.add_transition(payout_id, None, PayoutState.CREATED, f"run {run_id}", "")
-        return _payout(row)
+        payout = _payout(row)
+        await self.payout_changed(payout, None, f"run {run_id}")
+        return payout
 
     async def payout_of_period(self, seller_account: str, period: str) -> PayoutRow | None:
         row = await self._one(
@@ -493,15 +560,16 @@ def _settings_params(s: SellerSettings) -> dict[str, Any]:
 class PayoutStore:
     """Units of work over the payments database."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, events_stream: str) -> None:
         self._engine = engine
+        self._stream = events_stream
 
     @asynccontextmanager
     async def unit(self) -> AsyncIterator[PayoutRepo]:
         """One transaction: committed when the block ends, rolled back when it raises."""
         async with self._engine.begin() as conn:
-            yield PayoutRepo(conn)
+            yield PayoutRepo(conn, self._stream)
 
     def within(self, conn: AsyncConnection) -> PayoutRepo:
         """The queries inside a caller's transaction (HandlePspEvent's, which also stores the event id)."""
-        return PayoutRepo(conn)
+        return PayoutRepo(conn, self._stream)

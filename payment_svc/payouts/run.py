@@ -79,8 +79,16 @@ class PayoutRuns:
         if existing is not None:
             return self._already_paid(seller, period, existing)
         available = await self._d.books.available(seller.seller_account, cur)
-        held = min(available, reserve_held(recent, seller.reserve_bps))
-        amount = available - held
+        debt = await self._d.books.debt(seller.seller_account, cur)
+        if debt > available:
+            return skip(
+                SkipReason.NEGATIVE_BALANCE,
+                f"the seller owes {debt}, more than the {available} available",
+                available,
+            )
+        held = min(available - debt, reserve_held(recent, seller.reserve_bps))
+        # The debt is netted off first; the reserve holds back from what is left.
+        amount = available - debt - held
         minimum = seller.minimums.get(cur, 0)
         if amount <= 0 or amount < minimum:
             # Another run of the period may have reserved the balance since we looked: say so.
@@ -88,7 +96,7 @@ class PayoutRuns:
                 existing = await repo.payout_of_period(seller.seller_account, period.name)
             if existing is not None:
                 return self._already_paid(seller, period, existing)
-        if available > 0 and amount == 0:
+        if available - debt > 0 and amount == 0:
             return skip(SkipReason.RESERVE, f"the rolling reserve holds all {held}", available, held)
         if amount <= 0 or amount < minimum:
             return skip(
@@ -105,7 +113,8 @@ class PayoutRuns:
                 available,
                 held,
             )
-        return RunItem(seller.seller_account, amount, cur, None, None, "", available, held)
+        detail = f"debt of {debt} netted first" if debt else ""
+        return RunItem(seller.seller_account, amount, cur, None, None, detail, available, held, debt)
 
     @staticmethod
     def _already_paid(seller: SellerRow, period: Period, existing: PayoutRow) -> RunItem:
@@ -236,7 +245,7 @@ class PayoutRuns:
         if item.skip_reason is None:
             async with self._d.store.unit() as repo:
                 created = await repo.create_payout(
-                    new_payout_id(), run_id, seller, period.name, item.amount_minor
+                    new_payout_id(), run_id, seller, period.name, item.amount_minor, item.debt_minor
                 )
                 if created is None:  # another run of the period got there first
                     other = await repo.payout_of_period(seller.seller_account, period.name)
@@ -256,9 +265,10 @@ class PayoutRuns:
                         item.currency,
                         payout_id,
                         None,
-                        "",
+                        item.detail,
                         item.available_minor,
                         item.reserve_held_minor,
+                        item.debt_minor,
                     )
                 await repo.add_run_item(run_id, item)
         else:

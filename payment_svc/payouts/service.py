@@ -12,6 +12,7 @@ from payment_svc.payouts.events import PayoutAnswers
 from payment_svc.payouts.janitor import PayoutJanitor
 from payment_svc.payouts.registry import SellerRegistry
 from payment_svc.payouts.run import PayoutRuns
+from payment_svc.payouts.scheduler import PayoutScheduler
 from payment_svc.payouts.statements import Statements
 from payment_svc.payouts.steps import PayoutSteps
 from payment_svc.psp_objects import PayoutView
@@ -26,6 +27,7 @@ class Payouts:
         self.runs = PayoutRuns(deps, self.steps)
         self.answers = PayoutAnswers(deps)
         self.janitor = PayoutJanitor(deps, self.runs, self.steps, self.answers)
+        self.scheduler = PayoutScheduler(deps, self.runs)
         self.statements = Statements(deps, self.registry)
         self._closers: list[Callable[[], Awaitable[None]]] = []
 

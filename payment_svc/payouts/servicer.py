@@ -152,6 +152,7 @@ def statement_to_pb(s: Statement) -> pb.GetStatementResponse:
         refunds=_money(s.total("refund", "order_reversal"), cur),
         payouts=_money(s.total("payout", "payout_reversal"), cur),
         adjustments=_money(s.total("adjustment"), cur),
+        debts_netted=_money(s.total("debt_netted"), cur),
         closing_balance=_money(s.closing_minor, cur),
         reserve_held=_money(s.reserve_held_minor, cur),
         lines=[

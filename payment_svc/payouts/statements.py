@@ -21,7 +21,7 @@ from svckit.gen.ledger.v1 import ledger_service_pb2 as lpb
 
 @dataclass(frozen=True)
 class Line:
-    kind: str  # order, order_reversal, refund, payout, payout_reversal, adjustment
+    kind: str  # order, order_reversal, refund, payout, payout_reversal, debt_netted, adjustment
     reference: str
     amount_minor: int  # signed: what the seller is owed more (+) or less (-)
     post_time: datetime
@@ -111,6 +111,8 @@ class Statements:
         at = entry.post_time.ToDatetime()
         if ref in payouts:
             p = payouts[ref]
+            if kind_meta == "debt_netted":  # the seller's debt taken off the balance before paying
+                return Line("debt_netted", ref, amount, at)
             kind = "payout" if kind_meta == "payout" else "payout_reversal"
             return Line(
                 kind,

@@ -39,6 +39,8 @@ async def move(
         )
     row = await repo.update_payout(p.payout_id, state=target.value, **values)
     await repo.add_transition(p.payout_id, p.state, target, cause, detail)
+    if p.state is not target:
+        await repo.payout_changed(row, p.state, cause)
     return row
 
 
@@ -75,6 +77,16 @@ class PayoutSteps:
 
     async def _steps(self, p: PayoutRow, cause: str) -> PayoutRow:
         books, psp, store = self._d.books, self._d.psp, self._d.store
+        if p.debt_netted_minor and p.net_tx_id is None:
+            # The seller's debt first (refunds beyond their balance), wallet then ledger, each keyed.
+            # Netting stands even if the payment below fails: the debt was paid from the balance.
+            try:
+                await books.debit_debt(p.payout_id, p.seller_account, p.debt_netted_minor, p.currency)
+            except FailedPrecondition as err:
+                return await self._fail(p, cause, "wallet_" + err.reason.lower(), err.message)
+            tx = await books.post_netted(p.payout_id, p.seller_account, p.debt_netted_minor, p.currency)
+            async with store.unit() as repo:
+                p = await repo.update_payout(p.payout_id, net_tx_id=tx)
         if p.reservation_id is None:
             try:
                 reservation = await books.reserve(p.payout_id, p.seller_account, p.amount_minor, p.currency)

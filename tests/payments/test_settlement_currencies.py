@@ -251,18 +251,18 @@ async def test_a_refund_the_ledger_refuses_gives_the_wallet_debit_back(
     await _verified(channels)
 
 
-async def test_a_dead_lettered_refund_replayed_after_the_fix_applies_both_halves_once(
+async def test_a_refund_while_the_money_is_held_for_a_payout_becomes_the_sellers_debt(
     pay, channels, services
 ):
-    seller = f"replay-{uuid.uuid4().hex[:8]}"
+    seller = f"debt-{uuid.uuid4().hex[:8]}"
     order_id = await _pay(pay, seller, 2000, "EUR")
     await _settled(pay, order_id)
     wallet = wpb_grpc.WalletServiceStub(channels["wallet"])
-    # The seller's money is held for a payout: the refund's wallet debit is refused.
+    # The seller's money is held for a payout: the refund cannot take it, and is not refused either.
     held = await wallet.Reserve(
         wpb.ReserveRequest(
             seller_id=seller,
-            amount=money_pb2.Money(amount_minor=1800, currency="EUR"),
+            amount=money_pb2.Money(amount_minor=1700, currency="EUR"),
             reference=wpb.Reference(kind=wpb.REFERENCE_KIND_PAYOUT, id=f"payout-{seller}"),
         ),
         metadata=_md(),
@@ -271,11 +271,18 @@ async def test_a_dead_lettered_refund_replayed_after_the_fix_applies_both_halves
         pb.CreateRefundRequest(payment_order_id=order_id, amount_minor=1000), metadata=_md()
     )
     refund_id = reply.refund.refund_id
-    letter = await _dead_letter(pay, refund_id)
-    assert "INSUFFICIENT_FUNDS" in letter.last_error
-    assert await _transactions_for(services, refund_id) == 0
-    assert await _wallet(channels, seller, "EUR") == 1800
 
+    async def posted_once() -> bool:
+        return await _transactions_for(services, refund_id) == 1
+
+    await _eventually(posted_once, "the refund was not posted")
+    # Net 900: the 100 available is taken, the other 800 is what the seller owes us.
+    assert await _wallet(channels, seller, "EUR") == 1700  # available 0, the pay-out's 1700 reserved
+    assert await _balance(channels, f"liability:seller_payable:{seller}/EUR") == 1700
+    assert await _balance(channels, f"asset:seller_receivable:{seller}/EUR") == 800
+    posted = await _posted_for(services, [refund_id])
+    assert posted["asset:psp_receivable:stripe/EUR"] == -1000
+    assert posted["revenue:commission/EUR"] == 100
     await wallet.Release(
         wpb.ReleaseRequest(
             reservation_id=held.reservation.reservation_id,
@@ -283,18 +290,49 @@ async def test_a_dead_lettered_refund_replayed_after_the_fix_applies_both_halves
         ),
         metadata=_md(),
     )
+    assert await _wallet(channels, seller, "EUR") == 1700
+    await _verified(channels)
+
+
+async def test_a_dead_lettered_pay_in_replayed_after_the_fix_applies_both_halves_once(
+    pay, channels, services
+):
+    seller = f"replay-{uuid.uuid4().hex[:8]}"
+    wallet = wpb_grpc.WalletServiceStub(channels["wallet"])
+    # A wallet that cannot take another yen: the credit is refused and the posting undone.
+    await wallet.Credit(
+        wpb.CreditRequest(
+            seller_id=seller,
+            amount=money_pb2.Money(amount_minor=INT64_MAX - 10, currency="JPY"),
+            reference=wpb.Reference(kind=wpb.REFERENCE_KIND_ADJUSTMENT, id=f"adj-{seller}"),
+        ),
+        metadata=_md(),
+    )
+    order_id = await _pay(pay, seller, 500, "JPY")
+    letter = await _dead_letter(pay, order_id)
+    assert "BALANCE_LIMIT_EXCEEDED" in letter.last_error
+
+    await wallet.Debit(  # the fix: room in the wallet
+        wpb.DebitRequest(
+            seller_id=seller,
+            amount=money_pb2.Money(amount_minor=INT64_MAX - 10, currency="JPY"),
+            reference=wpb.Reference(kind=wpb.REFERENCE_KIND_ADJUSTMENT, id=f"adj-back-{seller}"),
+        ),
+        metadata=_md(),
+    )
     await _replay(pay, letter)
 
-    async def posted_once() -> bool:
-        return await _transactions_for(services, refund_id) == 1
+    async def settled() -> bool:
+        return await _flags(pay, order_id) == (True, True)
 
-    await _eventually(posted_once, "the replayed refund was not posted")
-    owed = 1800 - (1000 - 100)
-    assert await _wallet(channels, seller, "EUR") == owed  # the wallet half went first
-    assert await _balance(channels, f"liability:seller_payable:{seller}/EUR") == owed
+    await _eventually(settled, "the replayed pay-in was not settled")
+    assert await _wallet(channels, seller, "JPY") == 450
+    assert await _balance(channels, f"liability:seller_payable:{seller}/JPY") == 450
+    assert await _transactions_for(services, order_id) == 3  # posted, reversed, posted again
     async with pay.handle.engine.connect() as conn:
         attempt = await conn.scalar(
-            sa.text("SELECT settlement_attempt FROM refunds WHERE refund_id = :r"), {"r": refund_id}
+            sa.text("SELECT settlement_attempt FROM payment_orders WHERE payment_order_id = :o"),
+            {"o": order_id},
         )
     assert attempt == 1  # the replay used the keys of a fresh attempt
     await _verified(channels)

@@ -120,7 +120,7 @@ class PayoutStack:
                     psp_account=acct,
                     payout_currency=fields.pop("currency", "USD"),
                     schedule=pb.PAYOUT_SCHEDULE_MONTHLY,
-                    anchor_day=1,
+                    anchor_day=fields.pop("anchor_day", 1),
                     minimum_payouts=[money_pb2.Money(amount_minor=minimum, currency="USD")]
                     if minimum
                     else [],
@@ -194,6 +194,9 @@ class PayoutStack:
 
     async def pay(self, sellers: list[str]) -> pb.PayoutRun:
         return await self.finished((await self.start_run(sellers=sellers)).run_id)
+
+    async def pay_period(self, period: str, sellers: list[str]) -> pb.PayoutRun:
+        return await self.finished((await self.start_run(period, sellers=sellers)).run_id)
 
     async def payout(self, payout_id: str) -> pb.GetPayoutResponse:
         return await self.payouts.GetPayout(pb.GetPayoutRequest(payout_id=payout_id))

@@ -395,7 +395,7 @@ class GetStatementRequest(_message.Message):
     def __init__(self, seller_account: _Optional[str] = ..., period: _Optional[str] = ..., currency: _Optional[str] = ...) -> None: ...
 
 class GetStatementResponse(_message.Message):
-    __slots__ = ("seller_account", "period", "opening_balance", "orders_gross", "commission", "refunds", "payouts", "adjustments", "closing_balance", "reserve_held", "lines")
+    __slots__ = ("seller_account", "period", "opening_balance", "orders_gross", "commission", "refunds", "payouts", "adjustments", "closing_balance", "reserve_held", "lines", "debts_netted")
     SELLER_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     PERIOD_FIELD_NUMBER: _ClassVar[int]
     OPENING_BALANCE_FIELD_NUMBER: _ClassVar[int]
@@ -407,6 +407,7 @@ class GetStatementResponse(_message.Message):
     CLOSING_BALANCE_FIELD_NUMBER: _ClassVar[int]
     RESERVE_HELD_FIELD_NUMBER: _ClassVar[int]
     LINES_FIELD_NUMBER: _ClassVar[int]
+    DEBTS_NETTED_FIELD_NUMBER: _ClassVar[int]
     seller_account: str
     period: str
     opening_balance: _money_pb2.Money
@@ -418,4 +419,5 @@ class GetStatementResponse(_message.Message):
     closing_balance: _money_pb2.Money
     reserve_held: _money_pb2.Money
     lines: _containers.RepeatedCompositeFieldContainer[StatementLine]
-    def __init__(self, seller_account: _Optional[str] = ..., period: _Optional[str] = ..., opening_balance: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., orders_gross: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., commission: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., refunds: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., payouts: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., adjustments: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., closing_balance: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., reserve_held: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., lines: _Optional[_Iterable[_Union[StatementLine, _Mapping]]] = ...) -> None: ...
+    debts_netted: _money_pb2.Money
+    def __init__(self, seller_account: _Optional[str] = ..., period: _Optional[str] = ..., opening_balance: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., orders_gross: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., commission: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., refunds: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., payouts: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., adjustments: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., closing_balance: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., reserve_held: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., lines: _Optional[_Iterable[_Union[StatementLine, _Mapping]]] = ..., debts_netted: _Optional[_Union[_money_pb2.Money, _Mapping]] = ...) -> None: ...

@@ -189,22 +189,26 @@ class CreditResponse(_message.Message):
     def __init__(self, movement: _Optional[_Union[Movement, _Mapping]] = ..., wallet: _Optional[_Union[Wallet, _Mapping]] = ...) -> None: ...
 
 class DebitRequest(_message.Message):
-    __slots__ = ("seller_id", "amount", "reference")
+    __slots__ = ("seller_id", "amount", "reference", "allow_shortfall")
     SELLER_ID_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_SHORTFALL_FIELD_NUMBER: _ClassVar[int]
     seller_id: str
     amount: _money_pb2.Money
     reference: Reference
-    def __init__(self, seller_id: _Optional[str] = ..., amount: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., reference: _Optional[_Union[Reference, _Mapping]] = ...) -> None: ...
+    allow_shortfall: bool
+    def __init__(self, seller_id: _Optional[str] = ..., amount: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., reference: _Optional[_Union[Reference, _Mapping]] = ..., allow_shortfall: _Optional[bool] = ...) -> None: ...
 
 class DebitResponse(_message.Message):
-    __slots__ = ("movement", "wallet")
+    __slots__ = ("movement", "wallet", "shortfall")
     MOVEMENT_FIELD_NUMBER: _ClassVar[int]
     WALLET_FIELD_NUMBER: _ClassVar[int]
+    SHORTFALL_FIELD_NUMBER: _ClassVar[int]
     movement: Movement
     wallet: Wallet
-    def __init__(self, movement: _Optional[_Union[Movement, _Mapping]] = ..., wallet: _Optional[_Union[Wallet, _Mapping]] = ...) -> None: ...
+    shortfall: _money_pb2.Money
+    def __init__(self, movement: _Optional[_Union[Movement, _Mapping]] = ..., wallet: _Optional[_Union[Wallet, _Mapping]] = ..., shortfall: _Optional[_Union[_money_pb2.Money, _Mapping]] = ...) -> None: ...
 
 class ReserveRequest(_message.Message):
     __slots__ = ("seller_id", "amount", "reference")
