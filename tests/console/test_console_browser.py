@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.wait import WebDriverWait
 
 from tests.console.conftest import paid_order
 
@@ -21,6 +23,15 @@ def _width(browser: Any, width: int) -> None:
         "Emulation.setDeviceMetricsOverride",
         {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": width < 500},
     )
+
+
+def _submit(browser: Any, by: str, what: str) -> None:
+    """Click what leads to another page and wait until that page has replaced this one (a click
+    returns before the navigation it starts)."""
+    old = browser.find_element(By.TAG_NAME, "html")
+    browser.find_element(by, what).click()
+    WebDriverWait(browser, 20).until(expected_conditions.staleness_of(old))
+    WebDriverWait(browser, 20).until(lambda b: b.execute_script("return document.readyState") == "complete")
 
 
 def _shoot(browser: Any, shots: Path, name: str) -> list[str]:
@@ -42,30 +53,30 @@ def _journey(browser: Any, base: str, key: str, buyer_id: str, order_id: str, sh
         assert browser.current_url.endswith("/console/sign-in")
         seen["sideways"] += _shoot(browser, shots, "sign-in")
         browser.find_element(By.ID, "api_key").send_keys(key)
-        browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+        _submit(browser, By.CSS_SELECTOR, "form button[type=submit]")
         assert browser.current_url.endswith("/console/payments"), browser.current_url
 
         browser.find_element(By.ID, "buyer_id").send_keys(buyer_id)
-        browser.find_element(By.CSS_SELECTOR, "form[role=search] button").click()
+        _submit(browser, By.CSS_SELECTOR, "form[role=search] button")
         seen["sideways"] += _shoot(browser, shots, "payments")
-        browser.find_element(By.LINK_TEXT, order_id).click()
+        _submit(browser, By.LINK_TEXT, order_id)
         seen["sideways"] += _shoot(browser, shots, "order")
 
         browser.find_element(By.ID, "amount").send_keys("4.50")
         browser.find_element(By.ID, "refund_note").send_keys("buyer says one lamp arrived broken")
-        browser.find_element(By.XPATH, "//button[contains(., 'Review refund')]").click()
+        _submit(browser, By.XPATH, "//button[contains(., 'Review refund')]")
         seen["confirm_title"] = browser.find_element(By.TAG_NAME, "h1").text
         seen["sideways"] += _shoot(browser, shots, "refund-confirm")
-        browser.find_element(By.XPATH, "//button[contains(., 'Confirm refund')]").click()
+        _submit(browser, By.XPATH, "//button[contains(., 'Confirm refund')]")
         seen["notice"] = browser.find_element(By.CSS_SELECTOR, ".notice").text
         seen["order_text"] = browser.find_element(By.TAG_NAME, "main").text
         seen["sideways"] += _shoot(browser, shots, "order-refunded")
 
-        browser.find_element(By.LINK_TEXT, "Audit").click()
+        _submit(browser, By.LINK_TEXT, "Audit")
         seen["audit_text"] = browser.find_element(By.TAG_NAME, "main").text
         seen["sideways"] += _shoot(browser, shots, "audit")
 
-        browser.find_element(By.XPATH, "//button[contains(., 'Sign out')]").click()
+        _submit(browser, By.XPATH, "//button[contains(., 'Sign out')]")
         seen["after_sign_out"] = browser.current_url
         browser.get(base + "/console/audit")
         seen["after_sign_out_audit"] = browser.current_url
