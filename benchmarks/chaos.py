@@ -35,7 +35,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,11 +103,15 @@ def _psp_rules(rng: random.Random) -> list[dict[str, Any]]:
     return {
         # Slower than the payment service's PSP timeout (3 s in the campaign): a timeout to it.
         "timeout": [{"kind": "latency", "latency_ms": 4500, "path_prefix": "/v1/", "count": n}],
-        "http_500": [{"kind": "http_500", "path_prefix": "/v1/payment_intents", "method": "POST", "count": n}],
+        "http_500": [
+            {"kind": "http_500", "path_prefix": "/v1/payment_intents", "method": "POST", "count": n}
+        ],
         "drop_charge": [
             {"kind": "drop_after_commit", "path_prefix": "/v1/payment_intents", "method": "POST", "count": 1}
         ],
-        "drop_refund": [{"kind": "drop_after_commit", "path_prefix": "/v1/refunds", "method": "POST", "count": 1}],
+        "drop_refund": [
+            {"kind": "drop_after_commit", "path_prefix": "/v1/refunds", "method": "POST", "count": 1}
+        ],
         "wh_dup": [{"kind": "webhook_duplicate", "count": n * 2}],
         "wh_order": [{"kind": "webhook_out_of_order", "count": n * 2}],
         "wh_delay": [{"kind": "webhook_delay", "delay_seconds": rng.randint(60, 900), "count": n}],
@@ -257,14 +260,18 @@ class Client:
         await self.http.aclose()
         await self.buyer.aclose()
 
-    async def call(self, client: httpx.AsyncClient, method: str, url: str, **kw: Any) -> httpx.Response | None:
+    async def call(
+        self, client: httpx.AsyncClient, method: str, url: str, **kw: Any
+    ) -> httpx.Response | None:
         deadline = time.monotonic() + self.budget
         delay = 0.2
         while True:
             try:
                 resp = await client.request(method, url, **kw)
-                retry = resp.status_code >= 500 or resp.status_code == 429 or (
-                    resp.status_code == 409 and "IDEMPOTENCY_KEY_IN_USE" in resp.text
+                retry = (
+                    resp.status_code >= 500
+                    or resp.status_code == 429
+                    or (resp.status_code == 409 and "IDEMPOTENCY_KEY_IN_USE" in resp.text)
                 )
                 if not retry:
                     return resp
@@ -294,10 +301,16 @@ async def run_op(client: Client, op: Op, start: float) -> Outcome:
     if op.mode == "direct":
         body["payment_method"] = op.method
     resp = await client.call(
-        client.http, "POST", "/v1/payments", json=body, headers={"Idempotency-Key": f"create-{op.checkout_id}"}
+        client.http,
+        "POST",
+        "/v1/payments",
+        json=body,
+        headers={"Idempotency-Key": f"create-{op.checkout_id}"},
     )
     if resp is None or resp.status_code != 201:
-        outcome.notes.append(f"create: {resp.status_code if resp else 'no answer'} {resp.text[:200] if resp else ''}")
+        outcome.notes.append(
+            f"create: {resp.status_code if resp else 'no answer'} {resp.text[:200] if resp else ''}"
+        )
         return outcome
     outcome.created = True
     event = resp.json()
@@ -336,7 +349,13 @@ async def run_op(client: Client, op: Op, start: float) -> Outcome:
         share = _decimal(max(1, amount * 6 // 10))
         await asyncio.gather(
             *(
-                client.call(client.http, "POST", path, json={"amount": share}, headers={"Idempotency-Key": f"rf{k}-{order_id}"})
+                client.call(
+                    client.http,
+                    "POST",
+                    path,
+                    json={"amount": share},
+                    headers={"Idempotency-Key": f"rf{k}-{order_id}"},
+                )
                 for k in (1, 2)
             )
         )
@@ -368,7 +387,9 @@ async def inject(stack: supervisor.Stack, fault: Fault, start: float, seed: int,
         return "stopped postgres (immediate)"
     async with httpx.AsyncClient(base_url=psp_url, timeout=5) as sim:
         with contextlib.suppress(httpx.HTTPError):
-            resp = await sim.post("/_sim/faults", json={"faults": fault.rules, "seed": seed, "replace": False})
+            resp = await sim.post(
+                "/_sim/faults", json={"faults": fault.rules, "seed": seed, "replace": False}
+            )
             return f"psp faults set ({resp.status_code})"
     return "psp faults not set: simulator down"
 
@@ -376,10 +397,10 @@ async def inject(stack: supervisor.Stack, fault: Fault, start: float, seed: int,
 # -- quiescing and the invariants -----------------------------------------------------------------------
 
 
-async def quiesce(stack: supervisor.Stack, client: Client, ops: list[Op], timeout: float) -> list[str]:
+async def quiesce(stack: supervisor.Stack, client: Client, ops: list[Op], bound: float) -> list[str]:
     """Faults off, everything back up, delayed webhooks out, orders final and settled; what did not."""
     psp = child(stack, "psp-sim").url
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + bound
     while not all_ready(stack):
         if time.monotonic() > deadline:
             return ["processes did not all come back"]
@@ -398,26 +419,42 @@ async def quiesce(stack: supervisor.Stack, client: Client, ops: list[Op], timeou
                     continue  # never created (checked by the invariants)
                 settled = order["wallet_updated"] and order["ledger_updated"]
                 expected_open = op.abandon and order["state"] == "executing"
-                if not expected_open and (order["state"] not in FINAL or (order["state"] in CHARGED and not settled)):
-                    pending.append(f"{po} {order['state']} wallet={order['wallet_updated']} ledger={order['ledger_updated']}")
+                if not expected_open and (
+                    order["state"] not in FINAL or (order["state"] in CHARGED and not settled)
+                ):
+                    pending.append(
+                        f"{po} {order['state']} wallet={order['wallet_updated']} ledger={order['ledger_updated']}"
+                    )
                 resp = await client.call(client.http, "GET", f"/v1/payments/{po}/refunds")
                 if resp is not None and resp.status_code == 200:
-                    pending += [f"refund {r['refund_id']} pending" for r in resp.json()["refunds"] if r["state"] == "pending"]
+                    pending += [
+                        f"refund {r['refund_id']} pending"
+                        for r in resp.json()["refunds"]
+                        if r["state"] == "pending"
+                    ]
         if not pending or time.monotonic() > deadline:
             return pending
         await asyncio.sleep(1.0)
 
 
-async def check_invariants(stack: supervisor.Stack, client: Client, ops: list[Op]) -> list[str]:
+async def check_invariants(
+    stack: supervisor.Stack, client: Client, ops: list[Op], seen: dict[str, int]
+) -> list[str]:
+    """What is broken; ``seen`` counts what was checked (orders by state, intents, refunds), so a
+    pass is visibly not vacuous."""
     import stripe
 
     broken: list[str] = []
-    psp = stripe.StripeClient(PSP_KEY, base_addresses={"api": child(stack, "psp-sim").url}, max_network_retries=0)
+    psp = stripe.StripeClient(
+        PSP_KEY, base_addresses={"api": child(stack, "psp-sim").url}, max_network_retries=0
+    )
     intents = [pi.to_dict() for pi in psp.v1.payment_intents.list(params={"limit": 100}).auto_paging_iter()]
     refunds = [r.to_dict() for r in psp.v1.refunds.list(params={"limit": 100}).auto_paging_iter()]
     by_checkout: dict[str, list[dict[str, Any]]] = {}
     for pi in intents:
         by_checkout.setdefault((pi.get("metadata") or {}).get("checkout_id", "?"), []).append(pi)
+    seen["psp_intents"] = len(intents)
+    seen["psp_refunds"] = sum(1 for r in refunds if r["status"] == "succeeded")
     known = {op.checkout_id for op in ops}
     for checkout, pis in by_checkout.items():
         if checkout not in known:
@@ -425,22 +462,35 @@ async def check_invariants(stack: supervisor.Stack, client: Client, ops: list[Op
     for op in ops:
         charged = [pi for pi in by_checkout.get(op.checkout_id, []) if pi["status"] == "succeeded"]
         if len(charged) > 1:
-            broken.append(f"charged twice: {op.checkout_id} has succeeded intents {[p['id'] for p in charged]}")
+            broken.append(
+                f"charged twice: {op.checkout_id} has succeeded intents {[p['id'] for p in charged]}"
+            )
         orders = [await client.order(po) for po, _, _ in op.orders]
         states = {o["state"] if o else "missing" for o in orders}
+        for o in orders:
+            key = f"orders_{o['state'] if o else 'missing'}"
+            seen[key] = seen.get(key, 0) + 1
         if charged and not states <= CHARGED:
-            broken.append(f"{op.checkout_id}: the PSP charged {charged[0]['id']} but the orders are {sorted(states)}")
+            broken.append(
+                f"{op.checkout_id}: the PSP charged {charged[0]['id']} but the orders are {sorted(states)}"
+            )
         if not charged and states & CHARGED:
             broken.append(f"{op.checkout_id}: orders {sorted(states)} but no succeeded PaymentIntent")
         if charged:
             pi = charged[0]
             total = sum(a for _, _, a in op.orders)
             if pi["amount_received"] != total:
-                broken.append(f"{op.checkout_id}: PSP received {pi['amount_received']}, the orders total {total}")
+                broken.append(
+                    f"{op.checkout_id}: PSP received {pi['amount_received']}, the orders total {total}"
+                )
             refs = {o["psp_reference"] for o in orders if o}
             if refs != {pi["id"]}:
                 broken.append(f"{op.checkout_id}: orders point at {refs}, the charge is {pi['id']}")
-            psp_refunded = sum(r["amount"] for r in refunds if r.get("payment_intent") == pi["id"] and r["status"] == "succeeded")
+            psp_refunded = sum(
+                r["amount"]
+                for r in refunds
+                if r.get("payment_intent") == pi["id"] and r["status"] == "succeeded"
+            )
             if psp_refunded > pi["amount_received"]:
                 broken.append(f"{op.checkout_id}: PSP refunded {psp_refunded} of {pi['amount_received']}")
             ours = 0
@@ -448,12 +498,18 @@ async def check_invariants(stack: supervisor.Stack, client: Client, ops: list[Op
                 if o is None:
                     continue
                 resp = await client.call(client.http, "GET", f"/v1/payments/{o['payment_order_id']}/refunds")
-                done = [_minor(r["amount"]) for r in (resp.json()["refunds"] if resp is not None and resp.status_code == 200 else []) if r["state"] == "succeeded"]
+                done = [
+                    _minor(r["amount"])
+                    for r in (resp.json()["refunds"] if resp is not None and resp.status_code == 200 else [])
+                    if r["state"] == "succeeded"
+                ]
                 if sum(done) > _minor(o["amount"]) or _minor(o["refunded"]) > _minor(o["amount"]):
                     broken.append(f"{o['payment_order_id']}: refunds {done} exceed the capture {o['amount']}")
                 ours += sum(done)
             if ours != psp_refunded:
-                broken.append(f"{op.checkout_id}: the PSP refunded {psp_refunded}, our succeeded refunds total {ours}")
+                broken.append(
+                    f"{op.checkout_id}: the PSP refunded {psp_refunded}, our succeeded refunds total {ours}"
+                )
     security = stack.tls.probe_security()
     async with security.aio_channel(child(stack, "ledger").address) as ch:
         verify = await lpb_grpc.LedgerServiceStub(ch).VerifyLedger(lpb.VerifyLedgerRequest(), timeout=30)
@@ -471,7 +527,9 @@ async def check_invariants(stack: supervisor.Stack, client: Client, ops: list[Op
             letters = await epb_grpc.EventsAdminServiceStub(ch).ListDeadLetters(
                 epb.ListDeadLettersRequest(page_size=20), timeout=10
             )
-            broken.append(f"{streams.dead_letter_count} dead letters: {[str(d)[:300] for d in letters.dead_letters][:5]}")
+            broken.append(
+                f"{streams.dead_letter_count} dead letters: {[str(d)[:300] for d in letters.dead_letters][:5]}"
+            )
     assert stack.pg is not None
     for db, unpublished in unpublished_outbox(stack.pg.url):
         broken.append(f"{unpublished} outbox rows never published in {db}")
@@ -480,7 +538,9 @@ async def check_invariants(stack: supervisor.Stack, client: Client, ops: list[Op
 
 def databases(url: str) -> list[str]:
     with psycopg.connect(url, autocommit=True) as conn:
-        rows = conn.execute("SELECT datname FROM pg_database WHERE NOT datistemplate AND datname <> 'postgres'")
+        rows = conn.execute(
+            "SELECT datname FROM pg_database WHERE NOT datistemplate AND datname <> 'postgres'"
+        )
         return [r[0] for r in rows]
 
 
@@ -490,7 +550,9 @@ def unpublished_outbox(url: str) -> list[tuple[str, int]]:
         with psycopg.connect(url.rsplit("/", 1)[0] + f"/{db}", autocommit=True) as conn:
             row = conn.execute("SELECT to_regclass('event_outbox') IS NOT NULL").fetchone()
             if row and row[0]:
-                count = conn.execute("SELECT count(*) FROM event_outbox WHERE published_at IS NULL").fetchone()
+                count = conn.execute(
+                    "SELECT count(*) FROM event_outbox WHERE published_at IS NULL"
+                ).fetchone()
                 if count and count[0]:
                     found.append((db, int(count[0])))
     return found
@@ -515,11 +577,19 @@ class SeedResult:
     seed: int
     broken: list[str]
     faults: list[str]
+    seen: dict[str, int]
     kept: Path | None
     seconds: float
 
 
-async def _drive(stack: supervisor.Stack, seed: int, ops: list[Op], faults: list[Fault], quiesce_s: float) -> tuple[list[str], list[str]]:
+async def _drive(
+    stack: supervisor.Stack,
+    seed: int,
+    ops: list[Op],
+    faults: list[Fault],
+    quiesce_s: float,
+    seen: dict[str, int],
+) -> tuple[list[str], list[str]]:
     gateway = child(stack, "gateway").url
     client = Client(gateway, budget=max(30.0, quiesce_s / 2))
     psp = child(stack, "psp-sim").url
@@ -530,7 +600,7 @@ async def _drive(stack: supervisor.Stack, seed: int, ops: list[Op], faults: list
         injected = await fault_task
         broken = [f"{o.op.checkout_id}: {n}" for o in outcomes for n in o.notes]
         broken += [f"not quiesced: {p}" for p in await quiesce(stack, client, ops, quiesce_s)]
-        broken += await check_invariants(stack, client, ops)
+        broken += await check_invariants(stack, client, ops, seen)
         return broken, injected
     finally:
         await client.close()
@@ -544,15 +614,16 @@ def run_seed(seed: int, duration: float, quiesce_s: float, keep: bool, keep_dir:
     watcher: threading.Thread | None = None
     broken: list[str] = []
     injected: list[str] = []
+    seen: dict[str, int] = {}
     try:
         stack = start_stack(data_dir)
         # The supervisor restarts what the schedule kills, exactly as under `make run`.
         watcher = threading.Thread(target=stack.supervise, daemon=True)
         watcher.start()
-        broken, injected = asyncio.run(_drive(stack, seed, ops, faults, quiesce_s))
+        broken, injected = asyncio.run(_drive(stack, seed, ops, faults, quiesce_s, seen))
         if not watcher.is_alive():
             broken.append("the supervisor gave up: a process crash-looped")
-    except Exception as exc:  # noqa: BLE001 - a seed that cannot run is reported, the campaign goes on
+    except Exception as exc:  # a seed that cannot run is reported, the campaign goes on
         broken.append(f"runner error: {type(exc).__name__}: {exc}")
     kept = None
     try:
@@ -572,7 +643,7 @@ def run_seed(seed: int, duration: float, quiesce_s: float, keep: bool, keep_dir:
         shutil.copytree(data_dir, kept, ignore=shutil.ignore_patterns("postgres", "valkey", "pki", "dev_*"))
         (kept / "schedule.txt").write_text(describe(ops, faults) + "\n")
     shutil.rmtree(data_dir, ignore_errors=True)
-    return SeedResult(seed, broken, injected, kept, time.monotonic() - started)
+    return SeedResult(seed, broken, injected, dict(sorted(seen.items())), kept, time.monotonic() - started)
 
 
 app = typer.Typer(add_completion=False, help=__doc__.split("\n\n")[0])
@@ -584,7 +655,9 @@ def main(
     first: int = typer.Option(1, help="the first seed of a --seeds run"),
     seed: int | None = typer.Option(None, help="run exactly this seed (what a failure tells you to re-run)"),
     duration_per_seed: float = typer.Option(20.0, min=2.0, help="seconds of workload and faults per seed"),
-    quiesce: float = typer.Option(90.0, min=10.0, help="at most this many seconds to settle after the faults"),
+    quiesce: float = typer.Option(
+        90.0, min=10.0, help="at most this many seconds to settle after the faults"
+    ),
     keep: bool = typer.Option(False, help="keep logs and database dumps of passing seeds too"),
     keep_dir: Path = typer.Option(ROOT / ".data" / "chaos", help="where failing (or --keep) seeds are kept"),
     report: Path | None = typer.Option(None, help="write the results as JSON here"),
@@ -604,11 +677,16 @@ def main(
                 out.print(f"  [red]broken:[/] {b}", markup=True, soft_wrap=True)
             out.print(f"  logs and dumps: {result.kept}\n  re-run: make chaos SEED={n}")
         else:
-            out.print(f"[green]seed {n} ok[/] in {result.seconds:.0f}s; injected: " + "; ".join(result.faults))
+            out.print(
+                f"[green]seed {n} ok[/] in {result.seconds:.0f}s; injected: " + "; ".join(result.faults)
+            )
+        out.print(f"  checked: {result.seen}", soft_wrap=True)
     failed = [r.seed for r in results if r.broken]
     out.print(f"{len(results)} seeds, {len(failed)} failed{': ' + str(failed) if failed else ''}")
     if report is not None:
-        report.write_text(json.dumps([{**asdict(r), "kept": str(r.kept) if r.kept else None} for r in results], indent=2))
+        report.write_text(
+            json.dumps([{**asdict(r), "kept": str(r.kept) if r.kept else None} for r in results], indent=2)
+        )
     raise typer.Exit(1 if failed else 0)
 
 
