@@ -598,8 +598,10 @@ async def _drive(
         fault_task = asyncio.gather(*(inject(stack, f, start, seed, psp) for f in faults))
         outcomes = await asyncio.gather(*(run_op(client, op, start) for op in ops))
         injected = await fault_task
+        seen["s_workload"] = round(time.monotonic() - start)
         broken = [f"{o.op.checkout_id}: {n}" for o in outcomes for n in o.notes]
         broken += [f"not quiesced: {p}" for p in await quiesce(stack, client, ops, quiesce_s)]
+        seen["s_quiesce"] = round(time.monotonic() - start) - seen["s_workload"]
         broken += await check_invariants(stack, client, ops, seen)
         return broken, injected
     finally:
@@ -617,6 +619,7 @@ def run_seed(seed: int, duration: float, quiesce_s: float, keep: bool, keep_dir:
     seen: dict[str, int] = {}
     try:
         stack = start_stack(data_dir)
+        seen["s_startup"] = round(time.monotonic() - started)
         # The supervisor restarts what the schedule kills, exactly as under `make run`.
         watcher = threading.Thread(target=stack.supervise, daemon=True)
         watcher.start()
@@ -681,12 +684,11 @@ def main(
                 f"[green]seed {n} ok[/] in {result.seconds:.0f}s; injected: " + "; ".join(result.faults)
             )
         out.print(f"  checked: {result.seen}", soft_wrap=True)
+        if report is not None:  # after every seed: a long campaign stopped early still has its figures
+            rows = [{**asdict(r), "kept": str(r.kept) if r.kept else None} for r in results]
+            report.write_text(json.dumps(rows, indent=2))
     failed = [r.seed for r in results if r.broken]
     out.print(f"{len(results)} seeds, {len(failed)} failed{': ' + str(failed) if failed else ''}")
-    if report is not None:
-        report.write_text(
-            json.dumps([{**asdict(r), "kept": str(r.kept) if r.kept else None} for r in results], indent=2)
-        )
     raise typer.Exit(1 if failed else 0)
 
 
