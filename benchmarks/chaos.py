@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import psycopg
 import typer
@@ -46,6 +47,8 @@ from rich.console import Console
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# We fork server processes while gRPC calls are in flight; its fork handlers only log that they skip.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 from svckit.devstack import supervisor  # noqa: E402
 from svckit.devstack.infra import free_port, pg_bin_dir  # noqa: E402
@@ -437,8 +440,20 @@ async def quiesce(stack: supervisor.Stack, client: Client, ops: list[Op], bound:
         await asyncio.sleep(1.0)
 
 
+async def _rpc(notes: list[str], what: str, call: Any) -> Any:
+    """An operator's check call, tried again after a failure (which is noted: a service whose first
+    call after a database restart fails is worth knowing about, but is not lost money)."""
+    for attempt in range(3):
+        try:
+            return await call()
+        except grpc.aio.AioRpcError as exc:
+            notes.append(f"{what}: {exc.code().name} {exc.details()} (attempt {attempt + 1})")
+            await asyncio.sleep(1.0)
+    return await call()
+
+
 async def check_invariants(
-    stack: supervisor.Stack, client: Client, ops: list[Op], seen: dict[str, int]
+    stack: supervisor.Stack, client: Client, ops: list[Op], seen: dict[str, int], notes: list[str]
 ) -> list[str]:
     """What is broken; ``seen`` counts what was checked (orders by state, intents, refunds), so a
     pass is visibly not vacuous."""
@@ -512,17 +527,26 @@ async def check_invariants(
                 )
     security = stack.tls.probe_security()
     async with security.aio_channel(child(stack, "ledger").address) as ch:
-        verify = await lpb_grpc.LedgerServiceStub(ch).VerifyLedger(lpb.VerifyLedgerRequest(), timeout=30)
+        ledger = lpb_grpc.LedgerServiceStub(ch)
+        verify = await _rpc(
+            notes, "VerifyLedger", lambda: ledger.VerifyLedger(lpb.VerifyLedgerRequest(), timeout=30)
+        )
         if not verify.ok:
             broken.append(f"VerifyLedger: {[str(f) for f in verify.findings][:5]}")
     async with security.aio_channel(child(stack, "recon").address) as ch:
-        compare = await rpb_grpc.ReconServiceStub(ch).CompareWalletsWithLedger(
-            rpb.CompareWalletsWithLedgerRequest(), timeout=30
+        recon = rpb_grpc.ReconServiceStub(ch)
+        compare = await _rpc(
+            notes,
+            "CompareWalletsWithLedger",
+            lambda: recon.CompareWalletsWithLedger(rpb.CompareWalletsWithLedgerRequest(), timeout=30),
         )
         if not compare.ok:
             broken.append(f"wallets != ledger: {[str(m) for m in compare.mismatches][:5]}")
     async with security.aio_channel(child(stack, "payment").address) as ch:
-        streams = await epb_grpc.EventsAdminServiceStub(ch).ListStreams(epb.ListStreamsRequest(), timeout=10)
+        events = epb_grpc.EventsAdminServiceStub(ch)
+        streams = await _rpc(
+            notes, "ListStreams", lambda: events.ListStreams(epb.ListStreamsRequest(), timeout=10)
+        )
         if streams.dead_letter_count:
             letters = await epb_grpc.EventsAdminServiceStub(ch).ListDeadLetters(
                 epb.ListDeadLettersRequest(page_size=20), timeout=10
@@ -578,6 +602,7 @@ class SeedResult:
     broken: list[str]
     faults: list[str]
     seen: dict[str, int]
+    notes: list[str]
     kept: Path | None
     seconds: float
 
@@ -589,6 +614,7 @@ async def _drive(
     faults: list[Fault],
     quiesce_s: float,
     seen: dict[str, int],
+    notes: list[str],
 ) -> tuple[list[str], list[str]]:
     gateway = child(stack, "gateway").url
     client = Client(gateway, budget=max(30.0, quiesce_s / 2))
@@ -602,7 +628,7 @@ async def _drive(
         broken = [f"{o.op.checkout_id}: {n}" for o in outcomes for n in o.notes]
         broken += [f"not quiesced: {p}" for p in await quiesce(stack, client, ops, quiesce_s)]
         seen["s_quiesce"] = round(time.monotonic() - start) - seen["s_workload"]
-        broken += await check_invariants(stack, client, ops, seen)
+        broken += await check_invariants(stack, client, ops, seen, notes)
         return broken, injected
     finally:
         await client.close()
@@ -617,13 +643,14 @@ def run_seed(seed: int, duration: float, quiesce_s: float, keep: bool, keep_dir:
     broken: list[str] = []
     injected: list[str] = []
     seen: dict[str, int] = {}
+    notes: list[str] = []
     try:
         stack = start_stack(data_dir)
         seen["s_startup"] = round(time.monotonic() - started)
         # The supervisor restarts what the schedule kills, exactly as under `make run`.
         watcher = threading.Thread(target=stack.supervise, daemon=True)
         watcher.start()
-        broken, injected = asyncio.run(_drive(stack, seed, ops, faults, quiesce_s, seen))
+        broken, injected = asyncio.run(_drive(stack, seed, ops, faults, quiesce_s, seen, notes))
         if not watcher.is_alive():
             broken.append("the supervisor gave up: a process crash-looped")
     except Exception as exc:  # a seed that cannot run is reported, the campaign goes on
@@ -646,7 +673,9 @@ def run_seed(seed: int, duration: float, quiesce_s: float, keep: bool, keep_dir:
         shutil.copytree(data_dir, kept, ignore=shutil.ignore_patterns("postgres", "valkey", "pki", "dev_*"))
         (kept / "schedule.txt").write_text(describe(ops, faults) + "\n")
     shutil.rmtree(data_dir, ignore_errors=True)
-    return SeedResult(seed, broken, injected, dict(sorted(seen.items())), kept, time.monotonic() - started)
+    return SeedResult(
+        seed, broken, injected, dict(sorted(seen.items())), notes, kept, time.monotonic() - started
+    )
 
 
 app = typer.Typer(add_completion=False, help=__doc__.split("\n\n")[0])
@@ -684,6 +713,8 @@ def main(
                 f"[green]seed {n} ok[/] in {result.seconds:.0f}s; injected: " + "; ".join(result.faults)
             )
         out.print(f"  checked: {result.seen}", soft_wrap=True)
+        for note in result.notes:
+            out.print(f"  [yellow]note:[/] {note}", soft_wrap=True)
         if report is not None:  # after every seed: a long campaign stopped early still has its figures
             rows = [{**asdict(r), "kept": str(r.kept) if r.kept else None} for r in results]
             report.write_text(json.dumps(rows, indent=2))
