@@ -722,7 +722,20 @@ def main(
     """Run the campaign; exit 1 when any seed broke an invariant."""
     chosen = [seed] if seed is not None else list(range(first, first + seeds))
     results = []
+    stopping = threading.Event()
+
+    def _on_signal(_signum: int, _frame: object) -> None:
+        if stopping.is_set():
+            raise KeyboardInterrupt
+        stopping.set()
+        out.print("[yellow]stopping after this seed (again to abort it)[/]")
+
+    # A long campaign is ended by Ctrl-C or SIGTERM: the seed under way finishes and is reported.
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
     for n in chosen:
+        if stopping.is_set():
+            break
         ops, faults = make_schedule(n, duration_per_seed)
         out.print(f"[bold]seed {n}[/]: {len(ops)} checkouts, {len(faults)} faults")
         result = run_seed(n, duration_per_seed, quiesce, keep, keep_dir)
