@@ -12,9 +12,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Seed 15 over 3 seconds: a direct card payment, a decline and a 3-D Secure checkout with two
-# concurrent refunds, while the payment service is killed with SIGKILL and PSP faults are switched on.
-SEED = "15"
+# Seed 59 over 3 seconds: a decline, a 3-D Secure checkout the buyer completes, and a card payment to
+# three sellers refunded twice concurrently (60 % each: at most one may pass), while the PSP answers
+# 500 to charges and the payment service is killed with SIGKILL.
+SEED = "59"
 
 
 @pytest.mark.slow
@@ -32,6 +33,7 @@ def test_one_short_seed_runs_its_faults_and_keeps_every_invariant(tmp_path):
     # The schedule's faults really happened, and the checks looked at real payments.
     assert any(f.startswith("killed payment pid") for f in result["faults"]), result["faults"]
     assert any(f.startswith("psp faults set (200)") for f in result["faults"]), result["faults"]
-    assert result["seen"]["psp_intents"] == 3
-    assert result["seen"].get("orders_success", 0) + result["seen"].get("orders_failed", 0) >= 3
+    assert result["seen"]["psp_intents"] == 3  # one per checkout, declined or charged
+    orders = sum(count for name, count in result["seen"].items() if name.startswith("orders_"))
+    assert orders == 6 and "orders_missing" not in result["seen"]
     assert result["kept"] is None  # a passing seed keeps nothing unless asked
