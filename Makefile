@@ -75,3 +75,10 @@ reset:
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+## chaos: the seeded fault campaign over pay-in: SEEDS=N runs seeds 1..N, SEED=n re-runs one (docs/reliability.md)
+SEEDS ?= 10
+CHAOS_ARGS ?=
+.PHONY: chaos
+chaos: $(STAMP)
+	$(PY) benchmarks/chaos.py $(if $(SEED),--seed $(SEED),--seeds $(SEEDS)) $(CHAOS_ARGS)

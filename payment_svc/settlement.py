@@ -115,6 +115,7 @@ class _Movement:
     """"order" (a pay-in: credit) or "refund" (a debit): the payments table that keeps its attempts."""
     id: str
     """The order's or the refund's id."""
+    order_id: str
     wallet: WalletMovement
     ledger: LedgerTransaction
     debt_ledger: Callable[[int], LedgerTransaction] | None = None
@@ -185,6 +186,7 @@ def _movement(event: Event) -> _Movement | None:
     return _Movement(
         kind=kind,
         id=ref,
+        order_id=order_id,
         wallet=WalletMovement(seller, amount - commission, currency, kind == "refund", reference, ref),
         ledger=transaction(postings),
         debt_ledger=with_debt if kind == "refund" else None,
@@ -222,6 +224,7 @@ class SettlementHandler:
         movements = [m for m in map(_movement, events) if m is not None]
         if not movements:
             return
+        await self._orders_settled_first(uow, movements)
         states = await self._states(uow, movements)
         try:
             if len(movements) == 1:
@@ -234,6 +237,24 @@ class SettlementHandler:
         orders = [m.id for m in movements if m.kind == "order"]
         if orders:
             await uow.repo.mark_settled(orders)
+
+    @staticmethod
+    async def _orders_settled_first(uow: UnitOfWork, movements: list[_Movement]) -> None:
+        """A refund is debited only after its order's credit has landed: when the credit failed
+        transiently it waits in the retry channel while the refund's event may come next, and the
+        debit would then be refused (an empty wallet) and dead-lettered for good. An order settled in
+        this same batch counts as landing with it."""
+        in_batch = {m.order_id for m in movements if m.kind == "order"}
+        waiting_for = {m.order_id for m in movements if m.kind == "refund"} - in_batch
+        if not waiting_for:
+            return
+        unsettled = [
+            o.payment_order_id
+            for o in await uow.repo.orders_by_ids(waiting_for)
+            if not (o.wallet_updated and o.ledger_updated)
+        ]
+        if unsettled:
+            raise TransientError(f"orders {unsettled} not settled yet; their refunds wait for them")
 
     @staticmethod
     async def _states(uow: UnitOfWork, movements: list[_Movement]) -> dict[tuple[str, str], SettlementState]:

@@ -124,6 +124,16 @@ class GrpcClientSettings(SharedEnvSettings):
 S = TypeVar("S", bound=BaseSettings)
 
 
+def _shown_input(cls: type[BaseSettings], err: Any) -> str:
+    """What a refused setting was given, unless that may be a secret: a check over several settings
+    (no field named) is given all of them, and a secret-typed field's value is its secret."""
+    loc = err["loc"]
+    field = cls.model_fields.get(str(loc[0])) if loc else None
+    if field is None or "Secret" in repr(field.annotation):
+        return ""
+    return f" (got {err.get('input')!r})"
+
+
 def load_settings(cls: type[S], **overrides: Any) -> S:
     """Build settings or exit with a readable list of what is wrong (exit code 2)."""
     try:
@@ -133,6 +143,6 @@ def load_settings(cls: type[S], **overrides: Any) -> S:
         prefix = cls.model_config.get("env_prefix", "")
         for err in exc.errors():
             field = ".".join(str(p) for p in err["loc"])
-            lines.append(f"  {prefix}{field.upper()}: {err['msg']} (got {err.get('input')!r})")
+            lines.append(f"  {prefix}{field.upper()}: {err['msg']}{_shown_input(cls, err)}")
         print("\n".join(lines), file=sys.stderr)
         raise SystemExit(2) from None

@@ -74,3 +74,28 @@ def test_the_payment_service_needs_a_webhook_secret_in_production(monkeypatch, c
     monkeypatch.delenv("PAYMENT_PSP_WEBHOOK_SECRETS")
     monkeypatch.setenv("PAYMENT_ENVIRONMENT", "development")
     assert load_settings(PaymentSettings).psp_webhook_secrets == []
+
+
+def test_a_refused_configuration_names_no_secret(monkeypatch, capsys):
+    """Found by the fault campaign: a check over several settings printed every setting it was given."""
+    from gateway.config import GatewaySettings
+
+    monkeypatch.setenv("GATEWAY_ENVIRONMENT", "development")
+    monkeypatch.setenv("GATEWAY_DEV_API_KEY", "mpk_too_short_to_be_a_key")
+    monkeypatch.setenv("GATEWAY_STRIPE_WEBHOOK_SECRET", "whsec_" + "5" * 40)
+    monkeypatch.setenv("GATEWAY_STATUS_PAGE_SECRET", "statuspagesecret" * 3)
+    with pytest.raises(SystemExit) as exc:
+        load_settings(GatewaySettings)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "dev_api_key must look like" in err
+    for secret in ("mpk_too_short", "whsec_5555", "statuspagesecret"):
+        assert secret not in err
+    # A refused secret is named, its value is not shown.
+    from payment_svc.config import PaymentSettings
+
+    monkeypatch.setenv("PAYMENT_PSP_WEBHOOK_SECRETS", "sk_live_pasted_by_mistake")
+    with pytest.raises(SystemExit):
+        load_settings(PaymentSettings)
+    err = capsys.readouterr().err
+    assert "psp_webhook_secrets must be" in err and "pasted_by_mistake" not in err

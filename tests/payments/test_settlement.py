@@ -206,3 +206,44 @@ async def test_a_batch_settles_with_one_call_each_and_a_refund_sends_it_one_by_o
     assert payable.balance_minor == 901 + 1900  # ledger posted once per credit
     debt = await ledger.GetBalance(lpb.GetBalanceRequest(account=f"asset:seller_receivable:{sellers[0]}/USD"))
     assert debt.balance_minor == 5000 - 900
+
+
+async def test_a_refund_settled_before_its_orders_credit_is_retried_not_dead_lettered(pay, channels):
+    """Chaos seed 2 (docs/reliability.md): the order's credit failed transiently and went to the retry
+    channel; its refund's debit came next and found the wallet empty. That is not a refusal on the
+    merits: the refund must wait for the credit, not be dead-lettered."""
+    from payment_svc.bootstrap import build_settlement_handler
+    from payment_svc.settlement import REFUND_SUCCEEDED
+    from svckit.events import Event, TransientError
+
+    seller = f"s-{uuid.uuid4().hex[:6]}"
+    reply = await pay.stub.CreatePayment(_checkout([seller], [1000]), metadata=_md())
+    order_id = reply.payment_event.payment_orders[0].payment_order_id
+    await _settled(pay, [order_id])
+    # As the books stand while the order's settlement waits in the retry channel.
+    async with pay.handle.engine.begin() as conn:
+        await conn.execute(
+            sa.text(
+                "UPDATE payment_orders SET wallet_updated = false, ledger_updated = false"
+                " WHERE payment_order_id = :o"
+            ),
+            {"o": order_id},
+        )
+    refund = {
+        "refund_id": f"rf_wait_{order_id}",
+        "payment_order_id": order_id,
+        "seller_account": seller,
+        "amount_minor": 1000,
+        "commission_minor": 100,
+        "currency": "USD",
+    }
+    handler = build_settlement_handler(
+        wpb_grpc.WalletServiceStub(channels["wallet"]),
+        lpb_grpc.LedgerServiceStub(channels["ledger"]),
+        pay.handle.engine,
+        10,
+    )
+    with pytest.raises(TransientError, match="not settled yet"):
+        async with pay.handle.engine.begin() as conn:
+            await handler(conn, [Event(f"e-wait-{order_id}", REFUND_SUCCEEDED, order_id, refund, "")])
+    assert await _wallet(channels, seller) == 900  # nothing taken while it waits

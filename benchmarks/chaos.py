@@ -1,0 +1,768 @@
+"""The fault campaign over pay-in: seeded workloads and fault schedules, invariants checked after each.
+
+Each seed starts its own stack (the supervisor of ``make run``, in this process, on free 127.0.0.1 ports,
+with embedded PostgreSQL and Valkey and the PSP simulator in a temporary folder), then, all drawn from
+``random.Random(seed)``:
+
+* a workload — hosted and direct checkouts over several sellers, declines, 3-D Secure completed or
+  failed, abandoned hosted pages, full and partial refunds and two concurrent refunds on one order —
+  sent through the REST gateway by clients that retry with the same idempotency key, as a shop does;
+* a fault schedule over it — ``kill -9`` of a service (payment, ledger, wallet, the PSP simulator, the
+  gateway) restarted by the supervisor, Valkey killed, PostgreSQL stopped in ``immediate`` mode, and the
+  simulator's fault switches (slow answers past the client timeout, 5xx, the answer dropped after the
+  charge or refund, webhooks duplicated, reordered, delayed or dropped).
+
+Then it quiesces (faults off, every process back, the simulator's clock moved on so delayed webhooks
+go out, janitors and consumers given time; bounded) and checks the invariants through public surfaces
+(see docs/reliability.md). A failing seed prints the seed, its schedule and the broken invariants, and
+keeps its logs and a pg_dump of every database; ``make chaos SEED=<n>`` runs it again.
+
+    .venv/bin/python benchmarks/chaos.py --seeds 20
+    .venv/bin/python benchmarks/chaos.py --seed 7 --keep
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+import psycopg
+import typer
+from rich.console import Console
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+# We fork server processes while gRPC calls are in flight; its fork handlers only log that they skip.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
+from svckit.devstack import supervisor  # noqa: E402
+from svckit.devstack.infra import free_port, pg_bin_dir  # noqa: E402
+from svckit.gen.events.v1 import events_admin_service_pb2 as epb  # noqa: E402
+from svckit.gen.events.v1 import events_admin_service_pb2_grpc as epb_grpc  # noqa: E402
+from svckit.gen.ledger.v1 import ledger_service_pb2 as lpb  # noqa: E402
+from svckit.gen.ledger.v1 import ledger_service_pb2_grpc as lpb_grpc  # noqa: E402
+from svckit.gen.recon.v1 import recon_service_pb2 as rpb  # noqa: E402
+from svckit.gen.recon.v1 import recon_service_pb2_grpc as rpb_grpc  # noqa: E402
+from svckit.healthcheck import check  # noqa: E402
+
+out = Console(highlight=False)
+DEV_KEY = "mpk_" + "c" * 43  # the gateway wants mpk_ and 43 URL-safe characters
+PSP_KEY = "sk_test_local"  # the simulator takes any test key; the payment service's default
+KILLABLE = ("payment", "ledger", "wallet", "psp-sim", "gateway")
+CHARGED = {"success", "partially_refunded", "refunded"}
+FINAL = CHARGED | {"failed"}
+
+# Cards and test payment methods of the simulator (psp_sim/cards.py).
+VISA = "pm_card_visa"
+DECLINED = "pm_card_visa_chargeDeclinedInsufficientFunds"
+THREE_DS = "pm_card_authenticationRequired"
+
+
+# -- the schedule ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Op:
+    """One buyer's checkout and what happens to it afterwards."""
+
+    at: float
+    checkout_id: str
+    mode: str  # "direct" or "hosted"
+    orders: list[tuple[str, str, int]]  # (payment_order_id, seller, amount_minor)
+    method: str = ""  # direct: VISA, DECLINED or THREE_DS
+    three_ds: str = ""  # "complete" or "fail"
+    abandon: bool = False  # hosted: the buyer never pays
+    refund: str = ""  # "", "full", "partial" or "concurrent"
+
+
+@dataclass
+class Fault:
+    at: float
+    kind: str  # "kill9", "valkey_kill", "pg_immediate", "psp"
+    target: str = ""
+    rules: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _psp_rules(rng: random.Random) -> list[dict[str, Any]]:
+    n = rng.randint(1, 3)
+    choice = rng.choice(
+        ["timeout", "http_500", "drop_charge", "drop_refund", "wh_dup", "wh_order", "wh_delay", "wh_drop"]
+    )
+    return {
+        # Slower than the payment service's PSP timeout (3 s in the campaign): a timeout to it.
+        "timeout": [{"kind": "latency", "latency_ms": 4500, "path_prefix": "/v1/", "count": n}],
+        "http_500": [
+            {"kind": "http_500", "path_prefix": "/v1/payment_intents", "method": "POST", "count": n}
+        ],
+        "drop_charge": [
+            {"kind": "drop_after_commit", "path_prefix": "/v1/payment_intents", "method": "POST", "count": 1}
+        ],
+        "drop_refund": [
+            {"kind": "drop_after_commit", "path_prefix": "/v1/refunds", "method": "POST", "count": 1}
+        ],
+        "wh_dup": [{"kind": "webhook_duplicate", "count": n * 2}],
+        "wh_order": [{"kind": "webhook_out_of_order", "count": n * 2}],
+        "wh_delay": [{"kind": "webhook_delay", "delay_seconds": rng.randint(60, 900), "count": n}],
+        "wh_drop": [{"kind": "webhook_drop", "count": n}],
+    }[choice]
+
+
+def make_schedule(seed: int, duration: float) -> tuple[list[Op], list[Fault]]:
+    """The workload and the faults of ``seed``: the same seed gives the same schedule."""
+    rng = random.Random(seed)
+    run = f"s{seed}x{rng.randrange(16**6):06x}"
+    sellers = [f"seller_{run}_{i}" for i in range(4)]
+    ops = []
+    for i in range(max(3, int(duration * 0.8))):
+        chosen = rng.sample(sellers, rng.randint(1, 3))
+        checkout = f"chk_{run}_{i}"
+        op = Op(
+            at=round(rng.uniform(0, duration * 0.85), 2),
+            checkout_id=checkout,
+            mode=rng.choice(["direct", "direct", "hosted"]),
+            orders=[(f"po_{run}_{i}_{j}", s, rng.randint(100, 20_000)) for j, s in enumerate(chosen)],
+        )
+        if op.mode == "direct":
+            op.method = rng.choices([VISA, DECLINED, THREE_DS], weights=[6, 2, 2])[0]
+            if op.method == THREE_DS:
+                op.three_ds = rng.choice(["complete", "complete", "fail"])
+        else:
+            op.abandon = rng.random() < 0.15
+        if rng.random() < 0.45:
+            op.refund = rng.choice(["full", "partial", "concurrent"])
+        ops.append(op)
+    faults = []
+    for _ in range(max(2, int(duration / 4))):
+        at = round(rng.uniform(duration * 0.05, duration * 0.85), 2)
+        kind = rng.choices(["kill9", "valkey_kill", "pg_immediate", "psp"], weights=[5, 1, 1, 4])[0]
+        if kind == "kill9":
+            faults.append(Fault(at, kind, rng.choice(KILLABLE)))
+        elif kind == "psp":
+            faults.append(Fault(at, kind, rules=_psp_rules(rng)))
+        else:
+            faults.append(Fault(at, kind))
+    ops.sort(key=lambda o: o.at)
+    faults.sort(key=lambda f: f.at)
+    return ops, faults
+
+
+def describe(ops: list[Op], faults: list[Fault]) -> str:
+    lines = ["workload:"]
+    for op in ops:
+        what = op.method or ("abandoned" if op.abandon else "paid")
+        extra = f" 3ds={op.three_ds}" if op.three_ds else ""
+        refund = f" refund={op.refund}" if op.refund else ""
+        amounts = ",".join(str(a) for _, _, a in op.orders)
+        lines.append(f"  t={op.at:6.2f}s {op.mode:6} {op.checkout_id} [{amounts}] {what}{extra}{refund}")
+    lines.append("faults:")
+    for f in faults:
+        detail = f.target or (json.dumps(f.rules) if f.rules else "")
+        lines.append(f"  t={f.at:6.2f}s {f.kind} {detail}")
+    return "\n".join(lines)
+
+
+def _decimal(minor: int) -> str:
+    return f"{minor // 100}.{minor % 100:02d}"
+
+
+def _minor(amount: str) -> int:
+    units, _, cents = amount.partition(".")
+    return int(units) * 100 + int((cents + "00")[:2])
+
+
+# -- the stack ------------------------------------------------------------------------------------------
+
+
+_STACK_ENV = {
+    "GATEWAY_DEV_API_KEY": DEV_KEY,
+    "GATEWAY_RATE_LIMIT_REQUESTS": "1000000",
+    "PAYMENT_RISK_VELOCITY_MAX_CHECKOUTS": "1000000",
+    "PAYMENT_RISK_VELOCITY_MAX_AMOUNT_MINOR": "1000000000000",
+    # Short enough that a faulted run settles within the quiesce bound.
+    "PAYMENT_PSP_TIMEOUT_SECONDS": "3",
+    "PAYMENT_JANITOR_INTERVAL_SECONDS": "1",
+    "PAYMENT_JANITOR_FIRST_CHECK_SECONDS": "2",
+    "PAYMENT_JANITOR_MAX_BACKOFF_SECONDS": "5",
+    "LOG_LEVEL": "INFO",
+    "LOG_FORMAT": "json",
+}
+
+
+def start_stack(data_dir: Path) -> supervisor.Stack:
+    """The supervisor of ``make run`` on free ports; its output goes to the seed's log, not ours."""
+    for name in ("DATABASE_URL", "REDIS_URL", "DEV_PAYMENT_REPLICAS"):
+        os.environ.pop(name, None)
+    ports = {
+        v: str(free_port())
+        for v in (
+            "DEV_PG_PORT", "DEV_REDIS_PORT", "PAYMENT_GRPC_PORT", "LEDGER_GRPC_PORT", "WALLET_GRPC_PORT",
+            "RECON_GRPC_PORT", "GATEWAY_HTTP_PORT", "PSP_SIM_PORT",
+        )
+    }  # fmt: skip
+    os.environ.update({**ports, **_STACK_ENV})  # plan_children reads the ports from the environment
+    (data_dir / "logs").mkdir(parents=True, exist_ok=True)
+    # The supervisor reports restarts on its console; in a campaign they belong to the seed's log.
+    supervisor.console = Console(file=open(data_dir / "logs" / "supervisor.log", "a"), highlight=False)  # noqa: SIM115
+    stack = supervisor.Stack(data_dir, echo_logs=False)
+    stack.start_infra()
+    stack.start_children()
+    stack.wait_ready(120)
+    return stack
+
+
+def child(stack: supervisor.Stack, name: str) -> supervisor.Child:
+    return next(c for c in stack.children if c.name == name)
+
+
+def all_ready(stack: supervisor.Stack) -> bool:
+    security = stack.tls.probe_security()
+    for c in stack.children:
+        if c.kind == "grpc" and not check("grpc", c.address, 1.0, security=security):
+            return False
+        if c.kind != "grpc" and not supervisor.port_open("127.0.0.1", c.port):
+            return False
+    return True
+
+
+# -- the workload ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    op: Op
+    created: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+class Client:
+    """A shop's HTTP client: retries what did not get a definitive answer, with the same key."""
+
+    def __init__(self, gateway: str, budget: float) -> None:
+        self.http = httpx.AsyncClient(
+            base_url=gateway, timeout=15, headers={"Authorization": f"Bearer {DEV_KEY}"}
+        )
+        self.buyer = httpx.AsyncClient(timeout=15)
+        self.budget = budget
+
+    async def close(self) -> None:
+        await self.http.aclose()
+        await self.buyer.aclose()
+
+    async def call(
+        self, client: httpx.AsyncClient, method: str, url: str, **kw: Any
+    ) -> httpx.Response | None:
+        deadline = time.monotonic() + self.budget
+        delay = 0.2
+        while True:
+            try:
+                resp = await client.request(method, url, **kw)
+                retry = (
+                    resp.status_code >= 500
+                    or resp.status_code == 429
+                    or (resp.status_code == 409 and "IDEMPOTENCY_KEY_IN_USE" in resp.text)
+                )
+                if not retry:
+                    return resp
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                return None
+            await asyncio.sleep(delay)
+            delay = min(2.0, delay * 1.5)
+
+    async def order(self, order_id: str) -> dict[str, Any] | None:
+        resp = await self.call(self.http, "GET", f"/v1/payments/{order_id}")
+        return resp.json() if resp is not None and resp.status_code == 200 else None
+
+
+async def run_op(client: Client, op: Op, start: float) -> Outcome:
+    await asyncio.sleep(max(0.0, start + op.at - time.monotonic()))
+    outcome = Outcome(op)
+    body: dict[str, Any] = {
+        "checkout_id": op.checkout_id,
+        "buyer_info": {"buyer_id": f"buyer_{op.checkout_id}"},
+        "payment_orders": [
+            {"payment_order_id": po, "seller_account": s, "amount": _decimal(a), "currency": "USD"}
+            for po, s, a in op.orders
+        ],
+    }
+    if op.mode == "direct":
+        body["payment_method"] = op.method
+    resp = await client.call(
+        client.http,
+        "POST",
+        "/v1/payments",
+        json=body,
+        headers={"Idempotency-Key": f"create-{op.checkout_id}"},
+    )
+    if resp is None or resp.status_code != 201:
+        outcome.notes.append(
+            f"create: {resp.status_code if resp else 'no answer'} {resp.text[:200] if resp else ''}"
+        )
+        return outcome
+    outcome.created = True
+    event = resp.json()
+    if op.mode == "hosted" and not op.abandon and event.get("hosted_page_url"):
+        paid = await client.call(
+            client.buyer, "POST", event["hosted_page_url"],
+            data={"cardnumber": "4242424242424242", "exp": "12/34", "cvc": "123", "action": "pay"},
+        )  # fmt: skip
+        if paid is None:
+            outcome.notes.append("hosted page: no answer")
+    if op.three_ds:
+        first = event["payment_orders"][0]
+        if first.get("next_action_url"):
+            await client.call(client.buyer, "POST", first["next_action_url"], data={"action": op.three_ds})
+    if not op.refund:
+        return outcome
+    order_id, _, amount = op.orders[0]
+    deadline = time.monotonic() + client.budget
+    while (order := await client.order(order_id)) is None or order["state"] not in FINAL:
+        if time.monotonic() > deadline:
+            outcome.notes.append("refund skipped: order not final in time")
+            return outcome
+        await asyncio.sleep(0.3)
+    if order["state"] != "success":
+        return outcome
+    path = f"/v1/payments/{order_id}/refunds"
+    if op.refund == "full":
+        await client.call(client.http, "POST", path, headers={"Idempotency-Key": f"rf-{order_id}"})
+    elif op.refund == "partial":
+        await client.call(
+            client.http, "POST", path, json={"amount": _decimal(max(1, amount // 3))},
+            headers={"Idempotency-Key": f"rf-{order_id}"},
+        )  # fmt: skip
+    else:
+        # Two refunds of 60 % each at the same moment: at most one may go through.
+        share = _decimal(max(1, amount * 6 // 10))
+        await asyncio.gather(
+            *(
+                client.call(
+                    client.http,
+                    "POST",
+                    path,
+                    json={"amount": share},
+                    headers={"Idempotency-Key": f"rf{k}-{order_id}"},
+                )
+                for k in (1, 2)
+            )
+        )
+    return outcome
+
+
+# -- the faults -----------------------------------------------------------------------------------------
+
+
+async def inject(stack: supervisor.Stack, fault: Fault, start: float, seed: int, psp_url: str) -> str:
+    await asyncio.sleep(max(0.0, start + fault.at - time.monotonic()))
+    if fault.kind == "kill9":
+        proc = child(stack, fault.target).proc
+        if proc is None or proc.poll() is not None:
+            return f"{fault.target} was already down"
+        os.kill(proc.pid, signal.SIGKILL)
+        return f"killed {fault.target} pid {proc.pid}"
+    if fault.kind == "valkey_kill":
+        assert stack.valkey is not None and stack.valkey.proc is not None
+        if stack.valkey.proc.poll() is not None:
+            return "valkey was already down"
+        stack.valkey.proc.kill()
+        return "killed valkey"
+    if fault.kind == "pg_immediate":
+        assert stack.pg is not None and stack.pg.proc is not None
+        if stack.pg.proc.poll() is not None:
+            return "postgres was already down"
+        stack.pg.proc.send_signal(signal.SIGQUIT)  # what `pg_ctl stop -m immediate` sends
+        return "stopped postgres (immediate)"
+    async with httpx.AsyncClient(base_url=psp_url, timeout=5) as sim:
+        with contextlib.suppress(httpx.HTTPError):
+            resp = await sim.post(
+                "/_sim/faults", json={"faults": fault.rules, "seed": seed, "replace": False}
+            )
+            return f"psp faults set ({resp.status_code})"
+    return "psp faults not set: simulator down"
+
+
+# -- quiescing and the invariants -----------------------------------------------------------------------
+
+
+async def quiesce(stack: supervisor.Stack, client: Client, ops: list[Op], bound: float) -> list[str]:
+    """Faults off, everything back up, delayed webhooks out, orders final and settled; what did not."""
+    psp = child(stack, "psp-sim").url
+    deadline = time.monotonic() + bound
+    while not all_ready(stack):
+        if time.monotonic() > deadline:
+            return ["processes did not all come back"]
+        await asyncio.sleep(0.5)
+    async with httpx.AsyncClient(base_url=psp, timeout=10) as sim:
+        await sim.delete("/_sim/faults")
+        # Delayed webhooks and their retries wait on the simulator's clock.
+        await sim.post("/_sim/clock/advance", json={"seconds": 3600})
+    pending: list[str] = []
+    while True:
+        pending = []
+        for op in ops:
+            for po, _, _ in op.orders:
+                order = await client.order(po)
+                if order is None:
+                    continue  # never created (checked by the invariants)
+                settled = order["wallet_updated"] and order["ledger_updated"]
+                expected_open = op.abandon and order["state"] == "executing"
+                if not expected_open and (
+                    order["state"] not in FINAL or (order["state"] in CHARGED and not settled)
+                ):
+                    pending.append(
+                        f"{po} {order['state']} wallet={order['wallet_updated']} ledger={order['ledger_updated']}"
+                    )
+                resp = await client.call(client.http, "GET", f"/v1/payments/{po}/refunds")
+                if resp is not None and resp.status_code == 200:
+                    pending += [
+                        f"refund {r['refund_id']} pending"
+                        for r in resp.json()["refunds"]
+                        if r["state"] == "pending"
+                    ]
+        # Refunds carry no settled flags: their settlement is done when the backbone has drained.
+        pending += await backbone_busy(stack)
+        if not pending or time.monotonic() > deadline:
+            return pending
+        await asyncio.sleep(1.0)
+
+
+async def backbone_busy(stack: supervisor.Stack) -> list[str]:
+    """Events not yet handled for good: scheduled retries, and entries undelivered or unacknowledged."""
+    try:
+        async with stack.tls.probe_security().aio_channel(child(stack, "payment").address) as ch:
+            streams = await epb_grpc.EventsAdminServiceStub(ch).ListStreams(
+                epb.ListStreamsRequest(), timeout=10
+            )
+    except grpc.aio.AioRpcError as exc:
+        return [f"events: ListStreams failed: {exc.code().name}"]
+    busy = (
+        [f"events: {streams.scheduled_retry_count} retries scheduled"]
+        if streams.scheduled_retry_count
+        else []
+    )
+    for stream in streams.streams:
+        for group in stream.groups:
+            if group.pending_count or group.lag:
+                busy.append(
+                    f"events: {stream.name} group {group.name} pending {group.pending_count} lag {group.lag}"
+                )
+    return busy
+
+
+async def _rpc(notes: list[str], what: str, call: Any) -> Any:
+    """An operator's check call, tried again after a failure (which is noted: a service whose first
+    call after a database restart fails is worth knowing about, but is not lost money)."""
+    for attempt in range(3):
+        try:
+            return await call()
+        except grpc.aio.AioRpcError as exc:
+            notes.append(f"{what}: {exc.code().name} {exc.details()} (attempt {attempt + 1})")
+            await asyncio.sleep(1.0)
+    return await call()
+
+
+async def check_invariants(
+    stack: supervisor.Stack, client: Client, ops: list[Op], seen: dict[str, int], notes: list[str]
+) -> list[str]:
+    """What is broken; ``seen`` counts what was checked (orders by state, intents, refunds), so a
+    pass is visibly not vacuous."""
+    import stripe
+
+    broken: list[str] = []
+    psp = stripe.StripeClient(
+        PSP_KEY, base_addresses={"api": child(stack, "psp-sim").url}, max_network_retries=0
+    )
+    intents = [pi.to_dict() for pi in psp.v1.payment_intents.list(params={"limit": 100}).auto_paging_iter()]
+    refunds = [r.to_dict() for r in psp.v1.refunds.list(params={"limit": 100}).auto_paging_iter()]
+    by_checkout: dict[str, list[dict[str, Any]]] = {}
+    for pi in intents:
+        by_checkout.setdefault((pi.get("metadata") or {}).get("checkout_id", "?"), []).append(pi)
+    seen["psp_intents"] = len(intents)
+    seen["psp_refunds"] = sum(1 for r in refunds if r["status"] == "succeeded")
+    known = {op.checkout_id for op in ops}
+    for checkout, pis in by_checkout.items():
+        if checkout not in known:
+            broken.append(f"PaymentIntents {[p['id'] for p in pis]} for unknown checkout {checkout}")
+    for op in ops:
+        charged = [pi for pi in by_checkout.get(op.checkout_id, []) if pi["status"] == "succeeded"]
+        if len(charged) > 1:
+            broken.append(
+                f"charged twice: {op.checkout_id} has succeeded intents {[p['id'] for p in charged]}"
+            )
+        orders = [await client.order(po) for po, _, _ in op.orders]
+        states = {o["state"] if o else "missing" for o in orders}
+        for o in orders:
+            key = f"orders_{o['state'] if o else 'missing'}"
+            seen[key] = seen.get(key, 0) + 1
+        if charged and not states <= CHARGED:
+            broken.append(
+                f"{op.checkout_id}: the PSP charged {charged[0]['id']} but the orders are {sorted(states)}"
+            )
+        if not charged and states & CHARGED:
+            broken.append(f"{op.checkout_id}: orders {sorted(states)} but no succeeded PaymentIntent")
+        if charged:
+            pi = charged[0]
+            total = sum(a for _, _, a in op.orders)
+            if pi["amount_received"] != total:
+                broken.append(
+                    f"{op.checkout_id}: PSP received {pi['amount_received']}, the orders total {total}"
+                )
+            refs = {o["psp_reference"] for o in orders if o}
+            if refs != {pi["id"]}:
+                broken.append(f"{op.checkout_id}: orders point at {refs}, the charge is {pi['id']}")
+            psp_refunded = sum(
+                r["amount"]
+                for r in refunds
+                if r.get("payment_intent") == pi["id"] and r["status"] == "succeeded"
+            )
+            if psp_refunded > pi["amount_received"]:
+                broken.append(f"{op.checkout_id}: PSP refunded {psp_refunded} of {pi['amount_received']}")
+            ours = 0
+            for o in orders:
+                if o is None:
+                    continue
+                resp = await client.call(client.http, "GET", f"/v1/payments/{o['payment_order_id']}/refunds")
+                done = [
+                    _minor(r["amount"])
+                    for r in (resp.json()["refunds"] if resp is not None and resp.status_code == 200 else [])
+                    if r["state"] == "succeeded"
+                ]
+                if sum(done) > _minor(o["amount"]) or _minor(o["refunded"]) > _minor(o["amount"]):
+                    broken.append(f"{o['payment_order_id']}: refunds {done} exceed the capture {o['amount']}")
+                ours += sum(done)
+            if ours != psp_refunded:
+                broken.append(
+                    f"{op.checkout_id}: the PSP refunded {psp_refunded}, our succeeded refunds total {ours}"
+                )
+    security = stack.tls.probe_security()
+    async with security.aio_channel(child(stack, "ledger").address) as ch:
+        ledger = lpb_grpc.LedgerServiceStub(ch)
+        verify = await _rpc(
+            notes, "VerifyLedger", lambda: ledger.VerifyLedger(lpb.VerifyLedgerRequest(), timeout=30)
+        )
+        if not verify.ok:
+            broken.append(f"VerifyLedger: {[str(f) for f in verify.findings][:5]}")
+    async with security.aio_channel(child(stack, "recon").address) as ch:
+        recon = rpb_grpc.ReconServiceStub(ch)
+        compare = await _rpc(
+            notes,
+            "CompareWalletsWithLedger",
+            lambda: recon.CompareWalletsWithLedger(rpb.CompareWalletsWithLedgerRequest(), timeout=30),
+        )
+        if not compare.ok:
+            broken.append(f"wallets != ledger: {[str(m) for m in compare.mismatches][:5]}")
+    async with security.aio_channel(child(stack, "payment").address) as ch:
+        events = epb_grpc.EventsAdminServiceStub(ch)
+        streams = await _rpc(
+            notes, "ListStreams", lambda: events.ListStreams(epb.ListStreamsRequest(), timeout=10)
+        )
+        if streams.dead_letter_count:
+            letters = await epb_grpc.EventsAdminServiceStub(ch).ListDeadLetters(
+                epb.ListDeadLettersRequest(page_size=20), timeout=10
+            )
+            broken.append(
+                f"{streams.dead_letter_count} dead letters: {[str(d)[:300] for d in letters.dead_letters][:5]}"
+            )
+    assert stack.pg is not None
+    for db, unpublished in unpublished_outbox(stack.pg.url):
+        broken.append(f"{unpublished} outbox rows never published in {db}")
+    return broken
+
+
+def databases(url: str) -> list[str]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT datname FROM pg_database WHERE NOT datistemplate AND datname <> 'postgres'"
+        )
+        return [r[0] for r in rows]
+
+
+def unpublished_outbox(url: str) -> list[tuple[str, int]]:
+    found = []
+    for db in databases(url):
+        with psycopg.connect(url.rsplit("/", 1)[0] + f"/{db}", autocommit=True) as conn:
+            row = conn.execute("SELECT to_regclass('event_outbox') IS NOT NULL").fetchone()
+            if row and row[0]:
+                count = conn.execute(
+                    "SELECT count(*) FROM event_outbox WHERE published_at IS NULL"
+                ).fetchone()
+                if count and count[0]:
+                    found.append((db, int(count[0])))
+    return found
+
+
+def dump_databases(stack: supervisor.Stack, into: Path) -> None:
+    assert stack.pg is not None
+    into.mkdir(parents=True, exist_ok=True)
+    for db in databases(stack.pg.url):
+        subprocess.run(
+            [str(pg_bin_dir() / "pg_dump"), "-h", "127.0.0.1", "-p", str(stack.pg.port), "-U", "postgres",
+             "-d", db, "-f", str(into / f"{db}.sql")],
+            check=False, capture_output=True,
+        )  # fmt: skip
+
+
+# -- one seed -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SeedResult:
+    seed: int
+    broken: list[str]
+    faults: list[str]
+    seen: dict[str, int]
+    notes: list[str]
+    kept: Path | None
+    seconds: float
+
+
+async def _drive(
+    stack: supervisor.Stack,
+    seed: int,
+    ops: list[Op],
+    faults: list[Fault],
+    quiesce_s: float,
+    seen: dict[str, int],
+    notes: list[str],
+) -> tuple[list[str], list[str]]:
+    gateway = child(stack, "gateway").url
+    client = Client(gateway, budget=max(30.0, quiesce_s / 2))
+    psp = child(stack, "psp-sim").url
+    start = time.monotonic()
+    try:
+        fault_task = asyncio.gather(*(inject(stack, f, start, seed, psp) for f in faults))
+        outcomes = await asyncio.gather(*(run_op(client, op, start) for op in ops))
+        injected = await fault_task
+        seen["s_workload"] = round(time.monotonic() - start)
+        # A client that gave up (its retry budget ran out under the faults) is the shop's business,
+        # not a broken invariant: the invariants below judge what the system did with it.
+        notes += [f"{o.op.checkout_id}: {n}" for o in outcomes for n in o.notes]
+        broken: list[str] = []
+        broken += [f"not quiesced: {p}" for p in await quiesce(stack, client, ops, quiesce_s)]
+        seen["s_quiesce"] = round(time.monotonic() - start) - seen["s_workload"]
+        broken += await check_invariants(stack, client, ops, seen, notes)
+        return broken, injected
+    finally:
+        await client.close()
+
+
+def run_seed(seed: int, duration: float, quiesce_s: float, keep: bool, keep_dir: Path) -> SeedResult:
+    ops, faults = make_schedule(seed, duration)
+    data_dir = Path(tempfile.mkdtemp(prefix=f"chaos-{seed}-"))
+    started = time.monotonic()
+    stack: supervisor.Stack | None = None
+    watcher: threading.Thread | None = None
+    broken: list[str] = []
+    injected: list[str] = []
+    seen: dict[str, int] = {}
+    notes: list[str] = []
+    try:
+        stack = start_stack(data_dir)
+        seen["s_startup"] = round(time.monotonic() - started)
+        # The supervisor restarts what the schedule kills, exactly as under `make run`.
+        watcher = threading.Thread(target=stack.supervise, daemon=True)
+        watcher.start()
+        broken, injected = asyncio.run(_drive(stack, seed, ops, faults, quiesce_s, seen, notes))
+        if not watcher.is_alive():
+            broken.append("the supervisor gave up: a process crash-looped")
+    except Exception as exc:  # a seed that cannot run is reported, the campaign goes on
+        broken.append(f"runner error: {type(exc).__name__}: {exc}")
+    kept = None
+    try:
+        if stack is not None and (broken or keep):
+            with contextlib.suppress(Exception):
+                dump_databases(stack, data_dir / "dumps")
+    finally:
+        if stack is not None:
+            stack.stop_requested.set()
+            if watcher is not None:
+                watcher.join(5)
+            stack.stop()
+    if broken or keep:
+        kept = keep_dir / f"seed-{seed}"
+        shutil.rmtree(kept, ignore_errors=True)
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(data_dir, kept, ignore=shutil.ignore_patterns("postgres", "valkey", "pki", "dev_*"))
+        (kept / "schedule.txt").write_text(describe(ops, faults) + "\n")
+    shutil.rmtree(data_dir, ignore_errors=True)
+    return SeedResult(
+        seed, broken, injected, dict(sorted(seen.items())), notes, kept, time.monotonic() - started
+    )
+
+
+app = typer.Typer(add_completion=False, help=__doc__.split("\n\n")[0])
+
+
+@app.command()
+def main(
+    seeds: int = typer.Option(1, help="how many seeds to run, from --first"),
+    first: int = typer.Option(1, help="the first seed of a --seeds run"),
+    seed: int | None = typer.Option(None, help="run exactly this seed (what a failure tells you to re-run)"),
+    duration_per_seed: float = typer.Option(20.0, min=2.0, help="seconds of workload and faults per seed"),
+    quiesce: float = typer.Option(
+        90.0, min=10.0, help="at most this many seconds to settle after the faults"
+    ),
+    keep: bool = typer.Option(False, help="keep logs and database dumps of passing seeds too"),
+    keep_dir: Path = typer.Option(ROOT / ".data" / "chaos", help="where failing (or --keep) seeds are kept"),
+    report: Path | None = typer.Option(None, help="write the results as JSON here"),
+) -> None:
+    """Run the campaign; exit 1 when any seed broke an invariant."""
+    chosen = [seed] if seed is not None else list(range(first, first + seeds))
+    results = []
+    stopping = threading.Event()
+
+    def _on_signal(_signum: int, _frame: object) -> None:
+        if stopping.is_set():
+            raise KeyboardInterrupt
+        stopping.set()
+        out.print("[yellow]stopping after this seed (again to abort it)[/]")
+
+    # A long campaign is ended by Ctrl-C or SIGTERM: the seed under way finishes and is reported.
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    for n in chosen:
+        if stopping.is_set():
+            break
+        ops, faults = make_schedule(n, duration_per_seed)
+        out.print(f"[bold]seed {n}[/]: {len(ops)} checkouts, {len(faults)} faults")
+        result = run_seed(n, duration_per_seed, quiesce, keep, keep_dir)
+        results.append(result)
+        if result.broken:
+            out.print(f"[red]seed {n} FAILED[/] in {result.seconds:.0f}s\n{describe(ops, faults)}")
+            out.print("injected: " + "; ".join(result.faults))
+            for b in result.broken:
+                out.print(f"  [red]broken:[/] {b}", markup=True, soft_wrap=True)
+            out.print(f"  logs and dumps: {result.kept}\n  re-run: make chaos SEED={n}")
+        else:
+            out.print(
+                f"[green]seed {n} ok[/] in {result.seconds:.0f}s; injected: " + "; ".join(result.faults)
+            )
+        out.print(f"  checked: {result.seen}", soft_wrap=True)
+        for note in result.notes:
+            out.print(f"  [yellow]note:[/] {note}", soft_wrap=True)
+        if report is not None:  # after every seed: a long campaign stopped early still has its figures
+            rows = [{**asdict(r), "kept": str(r.kept) if r.kept else None} for r in results]
+            report.write_text(json.dumps(rows, indent=2))
+    failed = [r.seed for r in results if r.broken]
+    out.print(f"{len(results)} seeds, {len(failed)} failed{': ' + str(failed) if failed else ''}")
+    raise typer.Exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    app()
