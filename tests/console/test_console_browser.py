@@ -8,8 +8,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
 
 from tests.console.conftest import paid_order
@@ -26,12 +26,13 @@ def _width(browser: Any, width: int) -> None:
 
 
 def _submit(browser: Any, by: str, what: str) -> None:
-    """Click what leads to another page and wait until that page has replaced this one (a click
-    returns before the navigation it starts)."""
-    old = browser.find_element(By.TAG_NAME, "html")
+    """Click what leads to another page and wait until that page has loaded (a click returns before
+    the navigation it starts). The old page is marked; the new one has a fresh window without it."""
+    browser.execute_script("window.__leaving = true;")
     browser.find_element(by, what).click()
-    WebDriverWait(browser, 20).until(expected_conditions.staleness_of(old))
-    WebDriverWait(browser, 20).until(lambda b: b.execute_script("return document.readyState") == "complete")
+    WebDriverWait(browser, 20, ignored_exceptions=(WebDriverException,)).until(
+        lambda b: b.execute_script("return window.__leaving !== true && document.readyState === 'complete';")
+    )
 
 
 def _shoot(browser: Any, shots: Path, name: str) -> list[str]:
