@@ -16,6 +16,7 @@ one-statement units, the wallet's batches) stay in its module.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractContextManager
@@ -29,7 +30,7 @@ from svckit.idempotency import IdempotencyStore
 R = TypeVar("R", bound=Message)
 
 
-class EngineUnitOfWork:
+class EngineUnitOfWork(abc.ABC):
     """Reads, transactions and keyed use cases on one engine (see the module docstring)."""
 
     def __init__(self, engine: AsyncEngine, idempotency: IdempotencyStore | None = None) -> None:
@@ -42,9 +43,9 @@ class EngineUnitOfWork:
         """Database failures that mean something to a caller, as the service's typed errors."""
         return contextlib.nullcontext()
 
+    @abc.abstractmethod
     def bound_to(self, conn: AsyncConnection) -> Self:
         """This unit of work with its reads and transactions on ``conn`` (the key's transaction)."""
-        raise NotImplementedError
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
