@@ -88,9 +88,11 @@ def gateway_port() -> int:
 async def _bounded(step: Awaitable[object], what: str, seconds: float = 30) -> None:
     """A session teardown step that cannot hold the run: past ``seconds`` it is abandoned with a warning
     (the processes of the session end with it), so the report still comes out."""
-    try:
-        await asyncio.wait_for(step, seconds)
-    except TimeoutError:
+    # asyncio.wait, not wait_for: wait_for would wait again for a step that ignores its cancellation.
+    task = asyncio.ensure_future(step)
+    _, pending = await asyncio.wait({task}, timeout=seconds)
+    if pending:
+        task.cancel()
         warnings.warn(f"{what} took over {seconds:.0f} s; abandoned at the end of the session", stacklevel=2)
 
 

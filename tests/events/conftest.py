@@ -5,7 +5,6 @@ helpers to start relays and consumers as real processes."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import subprocess
 import sys
@@ -184,6 +183,8 @@ class Bus:
 @pytest_asyncio.fixture
 async def bus(infra: Infra, events_engine: AsyncEngine, events_database_url: str) -> AsyncIterator[Bus]:
     async with events_engine.begin() as conn:
+        # A lock still held by a previous test's leftover task fails this test instead of hanging the run.
+        await conn.exec_driver_sql("SET LOCAL lock_timeout = '20s'")
         await conn.exec_driver_sql("TRUNCATE event_outbox, processed_events, demo_effects, demo_faults")
     settings = EventsSettings(namespace=f"t{uuid.uuid4().hex[:10]}", redis_url=infra.redis_url, **FAST)
     redis = Redis.from_url(infra.redis_url, decode_responses=True)
@@ -191,9 +192,14 @@ async def bus(infra: Infra, events_engine: AsyncEngine, events_database_url: str
     yield b
     for task in b.tasks:
         task.cancel()
-    for task in b.tasks:
-        with contextlib.suppress(BaseException):  # cancelled, or failed and already reported
-            await task
+    if b.tasks:
+        # Bounded: a task that ignores its cancellation must not hold the run (asyncio.wait does not wait
+        # for the cancellation as wait_for would); it is reported, and its results are not awaited.
+        _, stuck = await asyncio.wait(b.tasks, timeout=20)
+        for task in b.tasks:
+            if task.done() and not task.cancelled():
+                task.exception()  # retrieved: failed and already reported by the test
+        assert not stuck, f"{len(stuck)} task(s) did not stop within 20 s of their cancellation"
     for proc in b.procs:
         if proc.poll() is None:
             proc.kill()
