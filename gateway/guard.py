@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from fastapi import Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
 from sqlalchemy.exc import DBAPIError
@@ -182,3 +182,18 @@ def guarded(scope: str) -> type[APIRoute]:
 
     GuardedRoute.__name__ = f"GuardedRoute[{scope}]"
     return GuardedRoute
+
+
+def admin_router(prefix: str, tag: str) -> APIRouter:
+    """A router of admin-scoped routes: bearer key with the `admin` scope, and the answers that implies."""
+    return APIRouter(
+        prefix=prefix,
+        tags=[tag],
+        route_class=guarded("admin"),
+        dependencies=[Depends(bearer_scheme)],
+        responses={
+            401: {"description": "missing, unknown or revoked API key (`UNAUTHENTICATED`)"},
+            403: {"description": "the key lacks the `admin` scope (`FORBIDDEN`)"},
+            429: {"description": "rate limit exceeded (`RATE_LIMITED`)"},
+        },
+    )

@@ -4,24 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Path, Request, Response
+from fastapi import Header, Path, Request, Response
 
 from gateway import schemas
-from gateway.guard import bearer_scheme, guarded
+from gateway.guard import admin_router
 from gateway.upstream import call, mark_replayed
 from svckit.gen.payments.v1 import payment_service_pb2 as pb
 
-router = APIRouter(
-    prefix="/v1/admin",
-    tags=["admin"],
-    route_class=guarded("admin"),
-    dependencies=[Depends(bearer_scheme)],
-    responses={
-        401: {"description": "missing, unknown or revoked API key (`UNAUTHENTICATED`)"},
-        403: {"description": "the key lacks the `admin` scope (`FORBIDDEN`)"},
-        429: {"description": "rate limit exceeded (`RATE_LIMITED`)"},
-    },
-)
+router = admin_router("/v1/admin", "admin")
 
 _DECISIONS = {"approve": pb.REVIEW_DECISION_APPROVE, "decline": pb.REVIEW_DECISION_DECLINE}
 

@@ -4,25 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi import Header, Path, Query, Request, Response
 
 from gateway import payout_schemas as ps
-from gateway.guard import bearer_scheme, guarded
+from gateway.guard import admin_router
 from gateway.schemas import ID_PATTERN, SELLER_PATTERN
 from gateway.upstream import call, mark_replayed
 from svckit.gen.payments.v1 import payout_service_pb2 as pb
 
-router = APIRouter(
-    prefix="/v1/admin",
-    tags=["payouts"],
-    route_class=guarded("admin"),
-    dependencies=[Depends(bearer_scheme)],
-    responses={
-        401: {"description": "missing, unknown or revoked API key (`UNAUTHENTICATED`)"},
-        403: {"description": "the key lacks the `admin` scope (`FORBIDDEN`)"},
-        429: {"description": "rate limit exceeded (`RATE_LIMITED`)"},
-    },
-)
+router = admin_router("/v1/admin", "payouts")
 
 IdempotencyKey = Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=255)]
 SellerPath = Annotated[str, Path(pattern=SELLER_PATTERN, description="The seller account.")]

@@ -10,13 +10,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi import Header, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from gateway import recon_schemas as rs
-from gateway.guard import bearer_scheme, check_content_type, guarded
+from gateway.guard import admin_router, check_content_type
 from gateway.problems import ApiProblem
 from gateway.schemas import ID_PATTERN
 from gateway.upstream import call, mark_replayed
@@ -24,17 +24,7 @@ from svckit.gen.recon.v1 import recon_service_pb2 as pb
 
 RUNS_PATH = "/v1/admin/reconciliation/runs"
 
-router = APIRouter(
-    prefix="/v1/admin/reconciliation",
-    tags=["reconciliation"],
-    route_class=guarded("admin"),
-    dependencies=[Depends(bearer_scheme)],
-    responses={
-        401: {"description": "missing, unknown or revoked API key (`UNAUTHENTICATED`)"},
-        403: {"description": "the key lacks the `admin` scope (`FORBIDDEN`)"},
-        429: {"description": "rate limit exceeded (`RATE_LIMITED`)"},
-    },
-)
+router = admin_router("/v1/admin/reconciliation", "reconciliation")
 
 IdempotencyKey = Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=255)]
 IdPath = Annotated[str, Path(pattern=ID_PATTERN)]

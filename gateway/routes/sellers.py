@@ -11,28 +11,18 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import Path, Query, Request
 from pydantic import BaseModel, Field
 
 from gateway import paging, schemas
-from gateway.guard import bearer_scheme, guarded
+from gateway.guard import admin_router
 from gateway.upstream import call
 from svckit.errors import InvalidArgument
 from svckit.gen.common.v1 import money_pb2
 from svckit.gen.wallet.v1 import wallet_service_pb2 as pb
 from svckit.money import MoneyError, format_amount, normalize_currency
 
-router = APIRouter(
-    prefix="/v1/sellers",
-    tags=["sellers"],
-    route_class=guarded("admin"),
-    dependencies=[Depends(bearer_scheme)],
-    responses={
-        401: {"description": "missing, unknown or revoked API key (`UNAUTHENTICATED`)"},
-        403: {"description": "the key lacks the `admin` scope (`FORBIDDEN`)"},
-        429: {"description": "rate limit exceeded (`RATE_LIMITED`)"},
-    },
-)
+router = admin_router("/v1/sellers", "sellers")
 
 
 class ReferenceOut(BaseModel):
