@@ -30,8 +30,9 @@ from svckit.testing import Infra
 from wallet_svc import bootstrap as wallet_bootstrap
 from wallet_svc.config import WalletSettings
 
-# At the end of the session, look for its secrets in every log line, database row and file it wrote.
-pytest_plugins = ["tests.secret_scan", "pytester"]
+# At the end of the session, look for its secrets in every log line, database row and file it wrote;
+# and write down where a test hangs before its timeout ends it.
+pytest_plugins = ["tests.secret_scan", "tests.watchdog", "pytester"]
 
 GATEWAY_TEST_KEY = "mpk_" + "t" * 43
 """The shared gateway's development API key (payments + admin)."""
