@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import hashlib
 import os
 import shutil
 import subprocess
 import tempfile
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -33,6 +35,19 @@ from wallet_svc.config import WalletSettings
 # At the end of the session, look for its secrets in every log line, database row and file it wrote;
 # and write down where a test hangs before its timeout ends it.
 pytest_plugins = ["tests.secret_scan", "tests.watchdog", "pytester"]
+
+_ROOT = Path(__file__).resolve().parents[1]
+# Each checkout gets its own pytest temporary root. Every pytest session narrows its root's
+# pytest-of-<user> to 0700, which cuts off the embedded PostgreSQL (an unprivileged user) of another
+# session still running from another checkout on the same machine.
+os.environ.setdefault(
+    "PYTEST_DEBUG_TEMPROOT",
+    str(
+        Path(tempfile.gettempdir())
+        / f"pytest-{hashlib.blake2b(str(_ROOT).encode(), digest_size=4).hexdigest()}"
+    ),
+)
+Path(os.environ["PYTEST_DEBUG_TEMPROOT"]).mkdir(mode=0o755, exist_ok=True)
 
 GATEWAY_TEST_KEY = "mpk_" + "t" * 43
 """The shared gateway's development API key (payments + admin)."""
