@@ -295,3 +295,9 @@ def browser() -> Iterator[Any]:
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests first: the parallel run hands tests out in this order, so the few that take tens of
+    seconds start at once on every worker instead of leaving one worker busy after the others end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 import pytest_asyncio
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -56,6 +57,7 @@ def _fuzz(raw_schema: dict, base_url: str, key: str) -> list[str]:
     return failures
 
 
+@pytest.mark.slow
 async def test_every_operation_answers_as_its_openapi_document_says(roomy, keys):
     _, key = await keys.make("payments", "admin")  # let through to the routes, where the rules are
     async with roomy.client() as c:
