@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, get_args
 from urllib.parse import parse_qs, urlencode
 
@@ -46,6 +46,8 @@ router = APIRouter(include_in_schema=False)
 
 SESSION_COOKIE = "console_session"
 SIGNIN_COOKIE = "console_signin"
+SESSIONS_KEPT_FOR = timedelta(days=1)
+"""How long an expired or signed-out session stays in the table before a sign-in purges it."""
 _FORM_TYPE = "application/x-www-form-urlencoded"
 _REFUND_REASONS = ("requested_by_customer", "duplicate", "fraudulent")
 _PAGE_SIZE = 25
@@ -235,6 +237,7 @@ async def sign_in(request: Request) -> Response:
         return _sign_in_page(request, 401, "This key cannot sign in: use an active key with the admin scope.")
     settings = _settings(request)
     async with _engine(request).begin() as conn:
+        await store.purge_sessions(conn, SESSIONS_KEPT_FOR)
         token, _ = await store.start_session(conn, key.id, settings.console_session_ttl_seconds)
         await store.record(
             conn,
