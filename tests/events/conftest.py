@@ -170,8 +170,10 @@ class Bus:
                 await conn.execute(sa.text("SELECT count(*) FROM event_outbox WHERE published_at IS NULL"))
             ).scalar_one()
 
-    async def wait_for(self, check, within_seconds: float = 15.0, what: str = "condition") -> None:
-        """Poll ``check`` (async, truthy when done); fail the test if it never holds."""
+    async def wait_for(self, check, within_seconds: float = 60.0, what: str = "condition") -> None:
+        """Poll ``check`` (async, truthy when done); fail the test if it never holds. The bound is
+        generous because some checks wait for a new Python process to start, which takes tens of
+        seconds on a loaded machine; a passing check returns as soon as it holds."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within_seconds
         while not await check():
