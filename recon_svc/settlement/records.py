@@ -19,7 +19,7 @@ from typing import Protocol
 import grpc
 
 from ledger_svc import naming
-from recon_svc.settlement.classify import Booking, OrderState, OurOrder, OurPayout, OurRefund
+from recon_svc.settlement.classify import Against, Booking, OrderState, OurOrder, OurPayout, OurRefund
 from recon_svc.settlement.parse import SettlementRow
 from svckit.errors import NotFound
 from svckit.gen.ledger.v1 import ledger_service_pb2 as lpb
@@ -237,8 +237,26 @@ class GrpcPaymentRecords:
             token = page.next_page_token
 
 
+def _against(booking: Booking) -> str:
+    cur = booking.currency
+    match booking.against:
+        case Against.PSP_RECEIVABLE:
+            return naming.psp_receivable(PSP, cur)
+        case Against.DISPUTE_LOSSES:
+            return naming.expense_dispute_losses(cur)
+        case Against.PSP_FEES:
+            return naming.expense_psp_fees(cur)
+        case Against.PSP_ADJUSTMENTS:
+            return naming.expense_psp_adjustments(cur)
+
+
 def settlement_entries(booking: Booking) -> list[lpb.Entry]:
-    """DESIGN.md: Dr bank net / Dr PSP fees fee / Cr psp_receivable gross; a refund (negative gross) mirrors it."""
+    """DESIGN.md: Dr bank net / Dr PSP fees fee / Cr psp_receivable gross; a refund (negative gross) mirrors it.
+
+    Disputes, standalone fees and adjustments have the same shape with their gross set against
+    ``expense:dispute_losses``, ``expense:psp_fees`` or ``expense:psp_adjustments`` (a dispute's negative gross
+    debits the losses, the bank gives the gross and the dispute fee).
+    """
     cur = booking.currency
     gross, fee = booking.gross_minor, booking.fee_minor
     net = gross - fee
@@ -246,7 +264,7 @@ def settlement_entries(booking: Booking) -> list[lpb.Entry]:
     lines: list[tuple[str, lpb.Direction, int]] = [  # (account, direction when positive, amount)
         (naming.bank_operating(cur), debit, net),
         (naming.expense_psp_fees(cur), debit, fee),
-        (naming.psp_receivable(PSP, cur), credit, gross),
+        (_against(booking), credit, gross),
     ]
     entries = []
     for account, direction, amount in lines:
@@ -276,7 +294,11 @@ class GrpcSettlementBooker:
                     entries=settlement_entries(booking),
                     description=f"PSP settlement of {booking.our_reference}",
                     external_ref=booking.balance_transaction_id,
-                    metadata={"kind": "psp_settlement", "reference": booking.our_reference},
+                    metadata={
+                        "kind": "psp_settlement",
+                        "reference": booking.our_reference,
+                        "against": booking.against.value,
+                    },
                 ),
                 # The balance transaction id is the PSP's identity of this money movement: one posting each.
                 metadata=[("idempotency-key", f"recon-settlement-{booking.balance_transaction_id}")],

@@ -9,8 +9,9 @@ Two streaming passes over a seekable file keep memory flat and make a bad file b
 
 A balance transaction already counted by an earlier file (overlapping days) with the same content is skipped;
 with other content, or twice in one file, it is a DUPLICATE_ROW. Transfers are matched to our pay-outs (and book
-nothing: the pay-out booked itself). Categories this version does not match yet (disputes, fees,
-adjustments, the platform's own payouts...) become UNMATCHED_ROW for a person, never silently dropped.
+nothing: the pay-out booked itself). Disputes, refund failures, transfer reversals, the PSP's payouts, fees and
+adjustments are matched in categories.py; categories of products we do not use become UNMATCHED_ROW for a
+person, never silently dropped.
 """
 
 from __future__ import annotations
@@ -32,10 +33,12 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from recon_svc.settlement import tables as t
+from recon_svc.settlement.categories import match_other
 from recon_svc.settlement.classify import (
     CAPTURED,
     CHARGE_CATEGORIES,
     CLASSIFICATION,
+    OTHER_CATEGORIES,
     REFUND_CATEGORIES,
     TRANSFER_CATEGORIES,
     Classification,
@@ -347,6 +350,8 @@ async def _match_and_book(
                 payout_id = row.metadata.get("transfer.payout_id", "")
                 payout = await records.payout_for(payout_id) if payout_id else None
                 outcome = classify_transfer(row, payout_id, payout)
+            elif row.reporting_category in OTHER_CATEGORIES:
+                outcome = await match_other(row, records)
             else:
                 outcome = RowOutcome()
                 outcome.mismatches.append(
