@@ -25,6 +25,8 @@ ACCESS = {
             "ListRefunds": ("gateway", "operator", "recon"),
             # Asks the PSP and applies its answer through the state machine; recon's auto-fix, and on call.
             "RecheckPaymentOrder": ("operator", "recon"),
+            # Reconciliation's auto-fix of SETTLEMENT_NOT_BOOKED; operators for the same by hand.
+            "RedriveSettlement": ("operator", "recon"),
             # Only the gateway, which verified the PSP's signature on the webhook it forwards.
             "HandlePspEvent": ("gateway",),
             "CreateRefund": ("gateway",),

@@ -6,6 +6,8 @@ to the pure rules of :mod:`recon_svc.settlement.classify`.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from recon_svc.settlement.classify import (
     ADJUSTMENT_CATEGORIES,
     DISPUTE_CATEGORIES,
@@ -22,7 +24,8 @@ from recon_svc.settlement.classify import (
     classify_transfer_reversal,
 )
 from recon_svc.settlement.parse import SettlementRow
-from recon_svc.settlement.records import PaymentRecords
+from recon_svc.settlement.records import OrderFixer, PaymentRecords
+from svckit.errors import DomainError
 
 
 async def match_other(row: SettlementRow, records: PaymentRecords) -> RowOutcome:
@@ -45,3 +48,23 @@ async def match_other(row: SettlementRow, records: PaymentRecords) -> RowOutcome
     if category in ADJUSTMENT_CATEGORIES:
         return classify_adjustment(row)
     raise ValueError(f"{category!r} is not one of the other categories")
+
+
+async def redrive_settlement(
+    fixer: OrderFixer, order_id: str, settle: Callable[[str, str, str], Awaitable[None]]
+) -> bool:
+    """SETTLEMENT_NOT_BOOKED's standard procedure: the payment service re-emits the order's settlement event,
+    which its consumer applies under the order's own idempotency keys (a half already applied changes
+    nothing). ``settle(state, action, detail)`` records the outcome on the mismatch; True when fixed."""
+    try:
+        _, redriven = await fixer.redrive(order_id)
+    except DomainError as exc:
+        await settle("open", "auto_fix_failed", f"{exc.reason}: {exc.message}")
+        return False
+    detail = (
+        "payment service re-drove the order's settlement (same idempotency keys)"
+        if redriven
+        else "the order's settlement had landed meanwhile"
+    )
+    await settle("auto_fixed", "auto_fixed", detail)
+    return True

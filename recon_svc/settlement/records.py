@@ -46,6 +46,10 @@ class PaymentRecords(Protocol):
 class OrderFixer(Protocol):
     async def recheck(self, payment_order_id: str) -> OurOrder: ...
 
+    async def redrive(self, payment_order_id: str) -> tuple[OurOrder, bool]:
+        """The payment service emits the order's settlement again (True), or it was settled (False)."""
+        ...
+
 
 class SettlementBooker(Protocol):
     async def book(self, booking: Booking) -> None: ...
@@ -121,6 +125,16 @@ class GrpcPaymentRecords:
         except grpc.aio.AioRpcError as exc:
             raise from_rpc_error(exc) from None
         return _order_of(reply.payment_order)
+
+    async def redrive(self, payment_order_id: str) -> tuple[OurOrder, bool]:
+        """RedriveSettlement: the order's wallet credit and ledger posting, through the normal idempotent path."""
+        try:
+            reply = await self._stub.RedriveSettlement(
+                ppb.RedriveSettlementRequest(payment_order_id=payment_order_id), timeout=self._deadline
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise from_rpc_error(exc) from None
+        return _order_of(reply.payment_order), reply.redriven
 
     async def captured_orders(self, start: dt.datetime, end: dt.datetime) -> AsyncIterator[OurOrder]:
         """Orders created in [start, end) that were captured (success, partly or fully refunded since)."""

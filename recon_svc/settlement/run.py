@@ -24,6 +24,7 @@ from collections import Counter as Tally
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any, BinaryIO
 
 import sqlalchemy as sa
@@ -33,7 +34,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from recon_svc.settlement import tables as t
-from recon_svc.settlement.categories import match_other
+from recon_svc.settlement.categories import match_other, redrive_settlement
 from recon_svc.settlement.classify import (
     CAPTURED,
     CHARGE_CATEGORIES,
@@ -225,13 +226,14 @@ async def _auto_fix(engine: AsyncEngine, fixer: OrderFixer | None, m: Mismatch, 
         # The settlement was booked with the PSP's fee, so the ledger already carries the difference.
         await _settle_mismatch(engine, mismatch_id, "auto_fixed", "auto_fixed", "booked the PSP's fee")
         return True
-    if fixer is None or m.code is not Code.PSP_CHARGED_ORDER_NOT_SUCCESS:
-        # SETTLEMENT_NOT_BOOKED: the payment service has no RPC to re-drive settlement yet.
+    if fixer is None or m.code not in (Code.PSP_CHARGED_ORDER_NOT_SUCCESS, Code.SETTLEMENT_NOT_BOOKED):
         await _settle_mismatch(
             engine, mismatch_id, "open", "proposed", f"standard procedure for {m.code.value}"
         )
         return False
     order_id = m.our_reference.removeprefix("order:")
+    if m.code is Code.SETTLEMENT_NOT_BOOKED:
+        return await redrive_settlement(fixer, order_id, partial(_settle_mismatch, engine, mismatch_id))
     try:
         order = await fixer.recheck(order_id)
     except DomainError as exc:
