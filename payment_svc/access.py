@@ -40,8 +40,9 @@ ACCESS = {
                 name: _PAYOUT_ADMINS
                 for name in payout_service_pb2.DESCRIPTOR.services_by_name["PayoutService"].methods_by_name
             },
-            # recon: the pay-out a settlement file's transfer row names (a read).
+            # recon: the pay-out a settlement file's transfer row names, and a day's pay-outs (reads).
             "GetPayout": (*_PAYOUT_ADMINS, "recon"),
+            "ListPayouts": (*_PAYOUT_ADMINS, "recon"),
         },
     ),
     # Dead letters and streams: people on call, never another service.

@@ -149,6 +149,7 @@ class OurPayout:
     currency: str
     psp_transfer_id: str
     """The PSP transfer we recorded; empty when the pay-out never got (or never heard back about) one."""
+    created_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +201,8 @@ class RowOutcome:
     mismatches: list[Mismatch] = field(default_factory=list)
     booking: Booking | None = None
     matched: bool = False
+    reference: str = ""
+    """Our record a row that books nothing belongs to (a pay-out's transfer), kept so later checks see it."""
 
 
 @dataclass(frozen=True)
@@ -325,6 +328,7 @@ def classify_transfer(row: SettlementRow, payout_id: str, payout: OurPayout | No
         return out
     ref = f"payout:{payout.payout_id}"
     out.matched = True
+    out.reference = ref
     code, diffs = _money_diffs(row, payout.amount_minor, payout.currency, -1)
     if code is not None:
         out.mismatches.append(_mm(code, row, ref, row.currency, row.gross_minor, diffs))
@@ -442,6 +446,7 @@ def classify_transfer_reversal(row: SettlementRow, payout_id: str, payout: OurPa
         return out
     ref = f"payout:{payout.payout_id}"
     out.matched = True
+    out.reference = ref
     if row.currency != payout.currency:
         out.mismatches.append(
             _mm(Code.CURRENCY_DIFFERS, row, ref, row.currency, row.gross_minor,
@@ -500,3 +505,28 @@ def classify_adjustment(row: SettlementRow) -> RowOutcome:
             [Difference("adjustment", "none", row.description or row.source_id)])
     )  # fmt: skip
     return out
+
+
+def payout_reference(payout_id: str) -> str:
+    return f"payout:{payout_id}"
+
+
+def missing_payouts_from_psp(
+    payouts: Iterable[OurPayout], seen_references: set[str], now: dt.datetime, rules: Rules
+) -> tuple[list[Mismatch], int]:
+    """Our pay-outs transferred at the PSP (a ``psp_transfer_id``) whose transfer no file has reached: pending
+    inside the grace period (from the pay-out's creation), MISSING_FROM_PSP after it."""
+    mismatches: list[Mismatch] = []
+    pending = 0
+    for payout in payouts:
+        ref = payout_reference(payout.payout_id)
+        if not payout.psp_transfer_id or ref in seen_references:
+            continue
+        if payout.created_at is not None and now - payout.created_at < rules.grace:
+            pending += 1
+            continue
+        mismatches.append(
+            _mm(Code.MISSING_FROM_PSP, None, ref, payout.currency, -payout.amount_minor,
+                [Difference("transfer_row", payout.psp_transfer_id, "absent")])
+        )  # fmt: skip
+    return mismatches, pending

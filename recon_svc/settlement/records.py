@@ -42,6 +42,8 @@ class PaymentRecords(Protocol):
 
     def captured_orders(self, start: dt.datetime, end: dt.datetime) -> AsyncIterator[OurOrder]: ...
 
+    def payouts_created(self, start: dt.datetime, end: dt.datetime) -> AsyncIterator[OurPayout]: ...
+
 
 class OrderFixer(Protocol):
     async def recheck(self, payment_order_id: str) -> OurOrder: ...
@@ -73,6 +75,17 @@ def _order_of(o: ppb.PaymentOrder) -> OurOrder:
     )
 
 
+def _payout_of(p: popb.Payout) -> OurPayout:
+    return OurPayout(
+        payout_id=p.payout_id,
+        state=popb.PayoutState.Name(p.state).removeprefix("PAYOUT_STATE_"),
+        amount_minor=p.amount.amount_minor,
+        currency=p.amount.currency,
+        psp_transfer_id=p.psp_transfer_id,
+        created_at=p.create_time.ToDatetime(tzinfo=dt.UTC),
+    )
+
+
 class GrpcPaymentRecords:
     def __init__(
         self,
@@ -95,14 +108,23 @@ class GrpcPaymentRecords:
             if isinstance(error, NotFound):
                 return None
             raise error from None
-        p = reply.payout
-        return OurPayout(
-            payout_id=p.payout_id,
-            state=popb.PayoutState.Name(p.state).removeprefix("PAYOUT_STATE_"),
-            amount_minor=p.amount.amount_minor,
-            currency=p.amount.currency,
-            psp_transfer_id=p.psp_transfer_id,
-        )
+        return _payout_of(reply.payout)
+
+    async def payouts_created(self, start: dt.datetime, end: dt.datetime) -> AsyncIterator[OurPayout]:
+        """Our pay-outs created in [start, end), a page at a time."""
+        request = popb.ListPayoutsRequest(page_size=1000)
+        request.create_time_from.FromDatetime(start)
+        request.create_time_before.FromDatetime(end)
+        while True:
+            try:
+                page = await self._payouts.ListPayouts(request, timeout=self._deadline)
+            except grpc.aio.AioRpcError as exc:
+                raise from_rpc_error(exc) from None
+            for p in page.payouts:
+                yield _payout_of(p)
+            if not page.next_page_token:
+                return
+            request.page_token = page.next_page_token
 
     async def _order(self, payment_order_id: str) -> OurOrder | None:
         try:

@@ -54,6 +54,7 @@ from recon_svc.settlement.classify import (
     classify_transfer,
     missing_from_psp,
 )
+from recon_svc.settlement.missing import missing_payouts
 from recon_svc.settlement.parse import RowError, SettlementFileRefused, SettlementParser, SettlementRow
 from recon_svc.settlement.records import OrderFixer, PaymentRecords, SettlementBooker
 from svckit.errors import DomainError
@@ -305,6 +306,14 @@ async def reconcile_file(
     await _match_and_book(engine, source, records, booker, rules, report, progress, fixer)
     if expected_window is not None:
         await _missing(engine, records, rules, report, expected_window, now)
+        found, pending = await missing_payouts(
+            engine, records, rules, expected_window, now, report.run_id, _store
+        )
+        report.pending += pending
+        for m in found:
+            report.mismatches_by_code[m.code.value] = report.mismatches_by_code.get(m.code.value, 0) + 1
+            key = m.classification.value
+            report.open_by_classification[key] = report.open_by_classification.get(key, 0) + 1
     report.state = "SUCCEEDED"
     await _finish_and_count(engine, report, first, last)
     if report.open_by_classification.get("unclassified"):
@@ -370,6 +379,12 @@ async def _match_and_book(
                 )
                 report.booked += 1
                 booked[row.currency].update(gross=row.gross_minor, fee=row.fee_minor)
+            elif outcome.reference:  # a pay-out's transfer: the missing-pay-out check looks for it
+                await conn.execute(
+                    t.rows.update()
+                    .where(t.rows.c.balance_transaction_id == row.balance_transaction_id)
+                    .values(our_reference=outcome.reference)
+                )
             report.matched += int(outcome.matched)
             stored = [(m, await _store(conn, report.run_id, m)) for m in outcome.mismatches]
         # After the row's transaction: an auto-fix calls another service and must not hold the row's locks.

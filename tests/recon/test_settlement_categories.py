@@ -4,7 +4,12 @@ adjustments, each matched (or flagged) and booked as DESIGN.md's settlement shap
 from __future__ import annotations
 
 import datetime as dt
+import io
+import uuid
 
+import sqlalchemy as sa
+
+from recon_svc.settlement import tables as t
 from recon_svc.settlement.classify import (
     Against,
     Booking,
@@ -14,18 +19,22 @@ from recon_svc.settlement.classify import (
     OurOrder,
     OurPayout,
     OurRefund,
+    Rules,
     classify_adjustment,
     classify_dispute,
     classify_fee,
     classify_platform_payout,
     classify_refund_failure,
     classify_transfer_reversal,
+    missing_payouts_from_psp,
 )
 from recon_svc.settlement.parse import SettlementRow
 from recon_svc.settlement.records import settlement_entries
+from recon_svc.settlement.run import reconcile_file
 from svckit.gen.ledger.v1 import ledger_service_pb2 as lpb
 
 NOW = dt.datetime(2026, 11, 21, 3, 0, tzinfo=dt.UTC)
+RULES = Rules(fee_tolerance_minor=2)
 
 
 def _row(category: str, gross: int, fee: int = 0, source: str = "src_a") -> SettlementRow:
@@ -139,3 +148,85 @@ def test_a_standalone_fee_is_booked_to_fees_and_an_adjustment_booked_for_a_perso
         ("asset:bank:operating/USD", "DEBIT", 120),
         ("expense:psp_adjustments/USD", "CREDIT", 120),
     }
+
+
+def _our_payout(payout_id: str, transfer: str, created: dt.datetime) -> OurPayout:
+    return OurPayout(payout_id, "PAID", 4_000, "USD", transfer, created)
+
+
+def test_our_payout_missing_from_the_files_is_pending_then_manual():
+    old = _our_payout("pyo_old", "tr_old", NOW - dt.timedelta(days=3))
+    fresh = _our_payout("pyo_new", "tr_new", NOW - dt.timedelta(hours=2))
+    never_sent = _our_payout("pyo_none", "", NOW - dt.timedelta(days=3))
+    seen = _our_payout("pyo_seen", "tr_seen", NOW - dt.timedelta(days=3))
+    found, pending = missing_payouts_from_psp([old, fresh, never_sent, seen], {"payout:pyo_seen"}, NOW, RULES)
+    assert pending == 1
+    [m] = found
+    assert (m.code, m.classification, m.our_reference, m.amount_minor) == (
+        Code.MISSING_FROM_PSP,
+        Classification.MANUAL,
+        "payout:pyo_old",
+        -4_000,
+    )
+    assert (m.differences[0].ours, m.differences[0].theirs) == ("tr_old", "absent")
+
+
+class _Records:
+    """Our side with one pay-out transferred three days ago and nothing else."""
+
+    def __init__(self, payout: OurPayout) -> None:
+        self.payout = payout
+
+    async def checkout_for(self, row):
+        return None
+
+    async def refund_for(self, row):
+        return None
+
+    async def payout_for(self, payout_id):
+        return self.payout if payout_id == self.payout.payout_id else None
+
+    async def captured_orders(self, start, end):
+        return
+        yield
+
+    async def payouts_created(self, start, end):
+        yield self.payout
+
+
+class _NoBooking:
+    async def book(self, booking: Booking) -> None:
+        raise AssertionError(f"nothing of this file is booked, yet {booking}")
+
+
+async def test_a_run_flags_our_payout_whose_transfer_no_file_has_and_not_one_a_file_counted(services):
+    tag = uuid.uuid4().hex[:10]
+    now = dt.datetime.now(dt.UTC)
+    window = (now - dt.timedelta(days=4), now)
+    header = "balance_transaction_id,created_utc,currency,gross,fee,net,reporting_category,source_id"
+    counted = _our_payout(f"pyo_{tag}c", f"tr_{tag}c", now - dt.timedelta(days=3))
+    transfer = f"txn_{tag},2026-11-20 10:00:00,usd,-40.00,0.00,-40.00,transfer,tr_{tag}c"
+    data = f"{header},transfer_metadata[payout_id]\n{transfer},{counted.payout_id}\n".encode()
+    engine = services["recon"].engine
+    rules = Rules(fee_tolerance_minor=2)
+    first = await reconcile_file(
+        engine, io.BytesIO(data), _Records(counted), _NoBooking(), rules, expected_window=window
+    )
+    assert (first.state, first.matched, first.mismatches_by_code) == ("SUCCEEDED", 1, {})
+
+    lost = _our_payout(f"pyo_{tag}l", f"tr_{tag}l", now - dt.timedelta(days=3))
+    empty = f"{header},payment_metadata[probe_{tag}]\n".encode()
+    later = await reconcile_file(
+        engine, io.BytesIO(empty), _Records(lost), _NoBooking(), rules, expected_window=window
+    )
+    assert (later.mismatches_by_code, later.open_by_classification) == (
+        {"MISSING_FROM_PSP": 1},
+        {"manual": 1},
+    )
+    async with engine.connect() as conn:
+        [ref] = (
+            await conn.execute(
+                sa.select(t.mismatches.c.our_reference).where(t.mismatches.c.run_id == later.run_id)
+            )
+        ).scalars()
+    assert ref == f"payout:{lost.payout_id}"
