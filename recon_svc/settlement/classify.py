@@ -258,6 +258,7 @@ def classify_charge(row: SettlementRow, orders: Sequence[OurOrder] | None, rules
         return out
     ref = checkout_reference(orders[0].checkout_id)
     out.matched = True
+    out.reference = ref  # the row reached us even when it is not booked: its orders are not missing
     currencies = sorted({o.currency for o in orders})
     ours = currencies[0] if len(currencies) == 1 else "/".join(currencies)
     code, diffs = _money_diffs(row, sum(o.amount_minor for o in orders), ours, 1)

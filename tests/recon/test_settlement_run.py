@@ -189,43 +189,6 @@ async def test_an_overlapping_file_counts_each_row_once(shared_psp, services, ch
     assert await _receivable(channels) == before
 
 
-async def test_seeded_faults_are_each_found_with_their_code(shared_psp, services, channels, recon):
-    # The first cart has two sellers: the PSP's gross is compared with the sum of its orders.
-    _, data = await _day(shared_psp, services, recon, [[600, 400], [2000], [3000]])
-    header, a, b, c = data.decode().splitlines()
-    cols = header.split(",")
-    gi, fi, ni = (cols.index(k) for k in ("gross", "fee", "net"))
-
-    def edit(line: str, **values: str) -> str:
-        cells = line.split(",")
-        for key, value in values.items():
-            cells[cols.index(key)] = value
-        cells[ni] = str(Decimal(cells[gi]) - Decimal(cells[fi]))  # keep the row self-consistent
-        return ",".join(cells)
-
-    other_amount = edit(a, gross="10.50")
-    fee_off_by_one = edit(b, fee="0.89")  # expected 2.9 % of 20.00 + 0.30 = 0.88
-    stranger = edit(c, balance_transaction_id="txn_stranger1", payment_intent_id="pi_x",
-                    **{"payment_metadata[checkout_id]": f"co_never_{uuid.uuid4().hex[:6]}"})  # fmt: skip
-    text = "\n".join([header, other_amount, fee_off_by_one, c, c, stranger]) + "\n"
-    report = await _run(recon, text.encode())
-    assert report.state == "SUCCEEDED", report
-    assert report.mismatches_by_code == {
-        "AMOUNT_DIFFERS": 1,
-        "FEE_DIFFERS": 1,
-        "DUPLICATE_ROW": 1,
-        "UNMATCHED_ROW": 1,
-    }
-    by_code = {m.code: m for m in await _mismatches(recon, report.run_id)}
-    assert by_code["AMOUNT_DIFFERS"].differences == [
-        {"field": "amount_minor", "ours": "1000", "theirs": "1050"}
-    ]
-    assert by_code["AMOUNT_DIFFERS"].classification == "manual"
-    assert by_code["FEE_DIFFERS"].classification == "auto_fixable"
-    assert by_code["UNMATCHED_ROW"].classification == "unclassified"
-    assert report.booked == 2  # the fee-differs row and the first copy of the third; never the other amount
-
-
 @pytest.mark.parametrize(
     ("data", "error"),
     [
