@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 import uuid
-from decimal import Decimal
 from typing import Any
 
 import grpc
