@@ -16,7 +16,7 @@ from svckit.gen.payments.v1 import payment_service_pb2 as pb
 from svckit.gen.payments.v1 import payout_service_pb2 as popb
 from svckit.gen.payments.v1 import payout_service_pb2_grpc as po_grpc
 from tests.recon import test_settlement_run as base
-from tests.recon.test_settlement_run import REPORT, _mismatches, _receivable, _run, _settled
+from tests.recon.test_settlement_run import REPORT, _fresh_start, _mismatches, _receivable, _run, _settled
 
 recon = base.recon  # the fixture: recon's ports as the ``recon`` identity
 
@@ -86,7 +86,7 @@ async def test_a_day_with_every_kind_of_activity_reconciles_to_zero(
     sim = shared_psp
     t0 = dt.datetime.now(dt.UTC)
     before = await _receivable(channels)
-    start = sim.admin.now()
+    start = _fresh_start(sim)
     seller = f"s-day-{uuid.uuid4().hex[:8]}"
     payouts = po_grpc.PayoutServiceStub(operator_channels["payment"])
     account = sim.client().v1.accounts.create(params={"type": "custom"}).id

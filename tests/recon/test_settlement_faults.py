@@ -6,7 +6,15 @@ from __future__ import annotations
 import datetime as dt
 
 from tests.recon import test_settlement_run as base
-from tests.recon.test_settlement_run import _checkout, _mismatches, _pay, _report_csv, _run, _settled
+from tests.recon.test_settlement_run import (
+    _checkout,
+    _fresh_start,
+    _mismatches,
+    _pay,
+    _report_csv,
+    _run,
+    _settled,
+)
 
 recon = base.recon  # the fixture: recon's ports as the ``recon`` identity
 
@@ -71,7 +79,7 @@ async def test_each_seeded_fault_of_the_file_is_found_with_its_code(shared_psp, 
 
 async def _day_with_faults(sim, services, recon, carts):
     """Pay the carts, then arm one fault per cart (aimed by its checkout id) and fetch the day's report."""
-    start = sim.admin.now()
+    start = _fresh_start(sim)
     paid = [await _pay(recon, amounts) for amounts in carts]
     await _settled(services, [o for orders in paid for o in orders])
     aimed = zip(

@@ -21,7 +21,7 @@ from svckit.gen.payments.v1 import payment_service_pb2_grpc as pb_grpc
 from svckit.gen.wallet.v1 import wallet_service_pb2 as wpb
 from svckit.gen.wallet.v1 import wallet_service_pb2_grpc as wpb_grpc
 from tests.recon import test_settlement_run as base
-from tests.recon.test_settlement_run import RULES, _mismatches, _pay, _report_csv, _settled
+from tests.recon.test_settlement_run import RULES, _fresh_start, _mismatches, _pay, _report_csv, _settled
 
 recon = base.recon  # the fixture: recon's ports as the ``recon`` identity
 
@@ -65,7 +65,7 @@ async def test_a_success_whose_settlement_never_ran_is_redriven_once_by_the_reco
 ):
     # The PSP charges the order but the answer and the webhooks are lost (UNKNOWN, nothing settled); the
     # order is then found successful with no settlement event (seeded: the event was never written).
-    start = shared_psp.admin.now()
+    start = _fresh_start(shared_psp)
     shared_psp.admin.set_faults(
         [
             {"kind": "error_after_commit", "path_prefix": "/v1/payment_intents", "method": "POST"},
@@ -141,6 +141,10 @@ async def test_redrive_refuses_an_unknown_or_uncaptured_order_and_callers_other_
         await recon["records"].redrive(f"po_missing_{uuid.uuid4().hex[:6]}")
     assert missing.value.reason == "PAYMENT_ORDER_NOT_FOUND"
     [order] = await _pay(recon, [1234])
+    await _settled(
+        services, [order]
+    )  # the PSP's charge is done: nothing of this test lands in a later one's file
+    # Seeded: an order that is not captured has nothing to settle.
     async with services["payment"].engine.begin() as conn:
         await conn.execute(
             sa.text("UPDATE payment_orders SET state = 'FAILED' WHERE payment_order_id = :o"), {"o": order}
