@@ -153,6 +153,16 @@ async def test_a_day_with_every_kind_of_activity_reconciles_to_zero(
     # Everything the PSP owed for the day is settled: the receivable is back where it was.
     assert await _receivable(channels) == before
     assert payout.amount.amount_minor > 0
+    # ListPayouts' creation window, which the missing-pay-out check pages through (as the recon identity).
+    inside, before_t0 = (
+        popb.ListPayoutsRequest(seller_account=seller),
+        popb.ListPayoutsRequest(seller_account=seller),
+    )
+    inside.create_time_from.FromDatetime(t0)
+    before_t0.create_time_before.FromDatetime(t0)
+    as_recon = po_grpc.PayoutServiceStub(recon["payout_channel"])
+    assert [p.payout_id for p in (await as_recon.ListPayouts(inside)).payouts] == [payout.payout_id]
+    assert list((await as_recon.ListPayouts(before_t0)).payouts) == []
 
 
 async def _receivable_is(channels, expected: int) -> bool:

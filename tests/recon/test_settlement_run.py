@@ -54,6 +54,7 @@ async def recon(infra, services):
         "booker": GrpcSettlementBooker(lpb_grpc.LedgerServiceStub(ledger), 10),
         "engine": services["recon"].engine,
         "payments": pb_grpc.PaymentServiceStub(gateway),
+        "payout_channel": pay,
     }
     for chan in (pay, ledger, gateway):
         await chan.close()
