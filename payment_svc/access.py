@@ -25,6 +25,8 @@ ACCESS = {
             "ListRefunds": ("gateway", "operator", "recon"),
             # Asks the PSP and applies its answer through the state machine; recon's auto-fix, and on call.
             "RecheckPaymentOrder": ("operator", "recon"),
+            # Reconciliation's auto-fix of SETTLEMENT_NOT_BOOKED; operators for the same by hand.
+            "RedriveSettlement": ("operator", "recon"),
             # Only the gateway, which verified the PSP's signature on the webhook it forwards.
             "HandlePspEvent": ("gateway",),
             "CreateRefund": ("gateway",),
@@ -38,8 +40,9 @@ ACCESS = {
                 name: _PAYOUT_ADMINS
                 for name in payout_service_pb2.DESCRIPTOR.services_by_name["PayoutService"].methods_by_name
             },
-            # recon: the pay-out a settlement file's transfer row names (a read).
+            # recon: the pay-out a settlement file's transfer row names, and a day's pay-outs (reads).
             "GetPayout": (*_PAYOUT_ADMINS, "recon"),
+            "ListPayouts": (*_PAYOUT_ADMINS, "recon"),
         },
     ),
     # Dead letters and streams: people on call, never another service.

@@ -19,6 +19,7 @@ from payment_svc.usecases.commands import CheckoutView, CreatePayment
 from payment_svc.usecases.deps import Deps
 from payment_svc.usecases.events import PspEvents
 from payment_svc.usecases.janitor import Janitor
+from payment_svc.usecases.redrive import Redrive
 from payment_svc.usecases.refunds import Refunds
 from payment_svc.usecases.review import Review
 from payment_svc.usecases.transitions import SettlementSink, Transitions
@@ -50,6 +51,7 @@ class PaymentService:
         self.events = PspEvents(deps, self.refunds, payouts.apply_psp_event if payouts else None)
         self.reviews = Review(deps, self.checkout)
         self.janitor = Janitor(deps, self.checkout)
+        self.redrive = Redrive(deps)
 
     async def close(self) -> None:
         if self.payouts is not None:
@@ -107,6 +109,9 @@ class PaymentService:
 
     async def recheck_order(self, payment_order_id: str) -> None:
         await self.janitor.recheck_order(payment_order_id)
+
+    async def redrive_settlement(self, payment_order_id: str) -> tuple[OrderRow, bool]:
+        return await self.redrive.redrive_settlement(payment_order_id)
 
     async def janitor_pass(self) -> int:
         return await self.janitor.janitor_pass()

@@ -193,6 +193,12 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
         order = await self._service.get_order(request.payment_order_id)
         return pb.RecheckPaymentOrderResponse(payment_order=order_to_pb(order))
 
+    async def RedriveSettlement(
+        self, request: pb.RedriveSettlementRequest, context: grpc.aio.ServicerContext
+    ):
+        order, redriven = await self._service.redrive_settlement(request.payment_order_id)
+        return pb.RedriveSettlementResponse(payment_order=order_to_pb(order), redriven=redriven)
+
     async def GetCheckout(self, request: pb.GetCheckoutRequest, context: grpc.aio.ServicerContext):
         view = await self._service.get_checkout(request.checkout_id)
         return pb.GetCheckoutResponse(payment_event=checkout_to_pb(view))

@@ -404,10 +404,24 @@ class PayoutRepo:
         return [_payout(r) for r in rows]
 
     async def list_payouts(
-        self, seller_account: str, period: str, state: str, before: tuple[str, str] | None, limit: int
+        self,
+        seller_account: str,
+        period: str,
+        state: str,
+        before: tuple[str, str] | None,
+        limit: int,
+        *,
+        created_from: datetime | None = None,
+        created_before: datetime | None = None,
     ) -> list[PayoutRow]:
         where: list[str] = ["TRUE"]
         params: dict[str, Any] = {"limit": limit}
+        if created_from is not None:
+            where.append("created_at >= :created_from")
+            params["created_from"] = created_from
+        if created_before is not None:
+            where.append("created_at < :created_before")
+            params["created_before"] = created_before
         if seller_account:
             where.append("seller_account = :s")
             params["s"] = seller_account

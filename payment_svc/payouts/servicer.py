@@ -4,6 +4,7 @@ cases. No rule lives here."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import UTC
 from typing import TypeVar, cast
 
 import grpc
@@ -256,7 +257,15 @@ class PayoutServicer(pb_grpc.PayoutServiceServicer):
     async def ListPayouts(self, request: pb.ListPayoutsRequest, context: grpc.aio.ServicerContext):
         size = page_size(request.page_size, default=100, maximum=1000)
         state = _PAYOUT_STATE_IN.get(request.state)
+        created_from = (
+            request.create_time_from.ToDatetime(UTC) if request.HasField("create_time_from") else None
+        )
+        created_before = (
+            request.create_time_before.ToDatetime(UTC) if request.HasField("create_time_before") else None
+        )
         listing = ["payouts", request.seller_account, request.period, state.value if state else ""]
+        if created_from or created_before:  # older tokens (no window) stay valid for listings without one
+            listing += [str(created_from or ""), str(created_before or "")]
         before = decode_token(request.page_token, listing, list)
         async with self._p.deps.store.unit() as repo:
             rows = await repo.list_payouts(
@@ -265,6 +274,8 @@ class PayoutServicer(pb_grpc.PayoutServiceServicer):
                 state.value if state else "",
                 (before[0], before[1]) if before else None,
                 size + 1,
+                created_from=created_from,
+                created_before=created_before,
             )
         more = len(rows) > size
         rows = rows[:size]

@@ -9,8 +9,9 @@ Two streaming passes over a seekable file keep memory flat and make a bad file b
 
 A balance transaction already counted by an earlier file (overlapping days) with the same content is skipped;
 with other content, or twice in one file, it is a DUPLICATE_ROW. Transfers are matched to our pay-outs (and book
-nothing: the pay-out booked itself). Categories this version does not match yet (disputes, fees,
-adjustments, the platform's own payouts...) become UNMATCHED_ROW for a person, never silently dropped.
+nothing: the pay-out booked itself). Disputes, refund failures, transfer reversals, the PSP's payouts, fees and
+adjustments are matched in categories.py; categories of products we do not use become UNMATCHED_ROW for a
+person, never silently dropped.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from collections import Counter as Tally
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any, BinaryIO
 
 import sqlalchemy as sa
@@ -32,10 +34,12 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from recon_svc.settlement import tables as t
+from recon_svc.settlement.categories import match_other, redrive_settlement
 from recon_svc.settlement.classify import (
     CAPTURED,
     CHARGE_CATEGORIES,
     CLASSIFICATION,
+    OTHER_CATEGORIES,
     REFUND_CATEGORIES,
     TRANSFER_CATEGORIES,
     Classification,
@@ -50,6 +54,7 @@ from recon_svc.settlement.classify import (
     classify_transfer,
     missing_from_psp,
 )
+from recon_svc.settlement.missing import missing_payouts
 from recon_svc.settlement.parse import RowError, SettlementFileRefused, SettlementParser, SettlementRow
 from recon_svc.settlement.records import OrderFixer, PaymentRecords, SettlementBooker
 from svckit.errors import DomainError
@@ -222,13 +227,14 @@ async def _auto_fix(engine: AsyncEngine, fixer: OrderFixer | None, m: Mismatch, 
         # The settlement was booked with the PSP's fee, so the ledger already carries the difference.
         await _settle_mismatch(engine, mismatch_id, "auto_fixed", "auto_fixed", "booked the PSP's fee")
         return True
-    if fixer is None or m.code is not Code.PSP_CHARGED_ORDER_NOT_SUCCESS:
-        # SETTLEMENT_NOT_BOOKED: the payment service has no RPC to re-drive settlement yet.
+    if fixer is None or m.code not in (Code.PSP_CHARGED_ORDER_NOT_SUCCESS, Code.SETTLEMENT_NOT_BOOKED):
         await _settle_mismatch(
             engine, mismatch_id, "open", "proposed", f"standard procedure for {m.code.value}"
         )
         return False
     order_id = m.our_reference.removeprefix("order:")
+    if m.code is Code.SETTLEMENT_NOT_BOOKED:
+        return await redrive_settlement(fixer, order_id, partial(_settle_mismatch, engine, mismatch_id))
     try:
         order = await fixer.recheck(order_id)
     except DomainError as exc:
@@ -300,6 +306,14 @@ async def reconcile_file(
     await _match_and_book(engine, source, records, booker, rules, report, progress, fixer)
     if expected_window is not None:
         await _missing(engine, records, rules, report, expected_window, now)
+        found, pending = await missing_payouts(
+            engine, records, rules, expected_window, now, report.run_id, _store
+        )
+        report.pending += pending
+        for m in found:
+            report.mismatches_by_code[m.code.value] = report.mismatches_by_code.get(m.code.value, 0) + 1
+            key = m.classification.value
+            report.open_by_classification[key] = report.open_by_classification.get(key, 0) + 1
     report.state = "SUCCEEDED"
     await _finish_and_count(engine, report, first, last)
     if report.open_by_classification.get("unclassified"):
@@ -347,6 +361,8 @@ async def _match_and_book(
                 payout_id = row.metadata.get("transfer.payout_id", "")
                 payout = await records.payout_for(payout_id) if payout_id else None
                 outcome = classify_transfer(row, payout_id, payout)
+            elif row.reporting_category in OTHER_CATEGORIES:
+                outcome = await match_other(row, records)
             else:
                 outcome = RowOutcome()
                 outcome.mismatches.append(
@@ -363,6 +379,12 @@ async def _match_and_book(
                 )
                 report.booked += 1
                 booked[row.currency].update(gross=row.gross_minor, fee=row.fee_minor)
+            elif outcome.reference:  # a pay-out's transfer: the missing-pay-out check looks for it
+                await conn.execute(
+                    t.rows.update()
+                    .where(t.rows.c.balance_transaction_id == row.balance_transaction_id)
+                    .values(our_reference=outcome.reference)
+                )
             report.matched += int(outcome.matched)
             stored = [(m, await _store(conn, report.run_id, m)) for m in outcome.mismatches]
         # After the row's transaction: an auto-fix calls another service and must not hold the row's locks.

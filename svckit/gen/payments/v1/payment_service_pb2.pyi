@@ -212,6 +212,20 @@ class RecheckPaymentOrderResponse(_message.Message):
     payment_order: PaymentOrder
     def __init__(self, payment_order: _Optional[_Union[PaymentOrder, _Mapping]] = ...) -> None: ...
 
+class RedriveSettlementRequest(_message.Message):
+    __slots__ = ("payment_order_id",)
+    PAYMENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    payment_order_id: str
+    def __init__(self, payment_order_id: _Optional[str] = ...) -> None: ...
+
+class RedriveSettlementResponse(_message.Message):
+    __slots__ = ("payment_order", "redriven")
+    PAYMENT_ORDER_FIELD_NUMBER: _ClassVar[int]
+    REDRIVEN_FIELD_NUMBER: _ClassVar[int]
+    payment_order: PaymentOrder
+    redriven: bool
+    def __init__(self, payment_order: _Optional[_Union[PaymentOrder, _Mapping]] = ..., redriven: _Optional[bool] = ...) -> None: ...
+
 class GetCheckoutRequest(_message.Message):
     __slots__ = ("checkout_id",)
     CHECKOUT_ID_FIELD_NUMBER: _ClassVar[int]

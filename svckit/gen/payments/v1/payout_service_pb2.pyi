@@ -329,18 +329,22 @@ class Payout(_message.Message):
     def __init__(self, payout_id: _Optional[str] = ..., run_id: _Optional[str] = ..., seller_account: _Optional[str] = ..., period: _Optional[str] = ..., amount: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., state: _Optional[_Union[PayoutState, str]] = ..., psp_account: _Optional[str] = ..., psp_transfer_id: _Optional[str] = ..., psp_payout_id: _Optional[str] = ..., failure_code: _Optional[str] = ..., failure_message: _Optional[str] = ..., reservation_id: _Optional[str] = ..., last_error: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ListPayoutsRequest(_message.Message):
-    __slots__ = ("seller_account", "period", "state", "page_size", "page_token")
+    __slots__ = ("seller_account", "period", "state", "page_size", "page_token", "create_time_from", "create_time_before")
     SELLER_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     PERIOD_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FROM_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_BEFORE_FIELD_NUMBER: _ClassVar[int]
     seller_account: str
     period: str
     state: PayoutState
     page_size: int
     page_token: str
-    def __init__(self, seller_account: _Optional[str] = ..., period: _Optional[str] = ..., state: _Optional[_Union[PayoutState, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    create_time_from: _timestamp_pb2.Timestamp
+    create_time_before: _timestamp_pb2.Timestamp
+    def __init__(self, seller_account: _Optional[str] = ..., period: _Optional[str] = ..., state: _Optional[_Union[PayoutState, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., create_time_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_time_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ListPayoutsResponse(_message.Message):
     __slots__ = ("payouts", "next_page_token")
