@@ -221,7 +221,12 @@ class PayoutServicer(pb_grpc.PayoutServiceServicer):
         return pb.GetSellerResponse(seller=seller_to_pb(await self._p.registry.get(request.seller_account)))
 
     async def ListSellers(self, request: pb.ListSellersRequest, context: grpc.aio.ServicerContext):
-        rows, token = await self._p.registry.list(request.page_size, request.page_token)
+        rows, token = await self._p.registry.list(
+            request.page_size,
+            request.page_token,
+            request.seller_account_prefix,
+            _SELLER_STATE_IN.get(request.state),
+        )
         return pb.ListSellersResponse(sellers=[seller_to_pb(r) for r in rows], next_page_token=token)
 
     async def PauseSeller(self, request: pb.PauseSellerRequest, context: grpc.aio.ServicerContext):
@@ -239,7 +244,8 @@ class PayoutServicer(pb_grpc.PayoutServiceServicer):
         return await self._once(context, "payouts.ResumeSeller", request, pb.ResumeSellerResponse, operate)
 
     async def PreviewPayoutRun(self, request: pb.PreviewPayoutRunRequest, context: grpc.aio.ServicerContext):
-        return pb.PreviewPayoutRunResponse(run=run_to_pb(await self._p.runs.preview(request.period)))
+        run = await self._p.runs.preview(request.period, list(request.seller_accounts))
+        return pb.PreviewPayoutRunResponse(run=run_to_pb(run))
 
     async def StartPayoutRun(self, request: pb.StartPayoutRunRequest, context: grpc.aio.ServicerContext):
         async def operate() -> pb.StartPayoutRunResponse:
