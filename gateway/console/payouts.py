@@ -5,7 +5,7 @@ Transport only: ``PreviewPayoutRun``, ``StartPayoutRun``, ``GetPayoutRun``, ``Li
 ``GetPayout``, the RPCs of the admin REST routes. Starting a run is audited before the call with the
 operator's reason; the confirmation form carries a fresh action id sent as the idempotency key
 (``console-payout-run-<id>``), so a double click or a resubmitted form starts one run. A running run's
-page reloads itself every two seconds (an HTTP ``Refresh`` header: the console serves no script).
+page reloads itself every second (an HTTP ``Refresh`` header: the console serves no script).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ router = APIRouter(include_in_schema=False)
 
 _MAX_NAMED = 50
 _SPLIT = re.compile(r"[\s,]+")
-REFRESH_SECONDS = 2
+REFRESH_SECONDS = 1
 
 
 def _named_sellers(text: str) -> tuple[list[str], str]:

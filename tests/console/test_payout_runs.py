@@ -61,7 +61,7 @@ async def test_a_run_is_previewed_confirmed_started_once_and_watched(operator, c
         assert page.status_code == 200
         if "Refresh" not in page.headers:
             break
-        assert page.headers["Refresh"] == "2" and "reloads every 2 s" in page.text
+        assert page.headers["Refresh"] == "1" and "reloads every 1 s" in page.text
         assert time.monotonic() < deadline, "the run never completed"
         await asyncio.sleep(0.05)
     assert (
