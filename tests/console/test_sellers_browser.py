@@ -57,6 +57,7 @@ def _journey(browser: Any, base: str, key: str, seller: str, shots: Path) -> dic
         seen["sideways"] += _shoot(browser, shots, "payout")
 
         _submit(browser, By.LINK_TEXT, "Books")
+        seen["sideways"] += _shoot(browser, shots, "books")
         _submit(browser, By.XPATH, "//button[.='Verify the ledger']")
         seen["verify_text"] = browser.find_element(By.TAG_NAME, "main").text
         seen["sideways"] += _shoot(browser, shots, "books-verify")
@@ -88,4 +89,4 @@ async def test_an_operator_previews_and_runs_a_payout_and_watches_it_finish(
     assert f"{available} USD" in seen["payout_text"]
     assert "transactions and" in seen["verify_text"]
     assert seen["sideways"] == []
-    assert len(list(tmp_path.glob("*.png"))) == 14
+    assert len(list(tmp_path.glob("*.png"))) == 16
