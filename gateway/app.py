@@ -18,8 +18,10 @@ from gateway.admission import Admission
 from gateway.apikeys import KeyAuthenticator
 from gateway.clients import Upstreams
 from gateway.config import GatewaySettings
+from gateway.console import books as console_books
 from gateway.console import pages as console_pages
-from gateway.console import books as console_books, payouts as console_payouts, sellers as console_sellers
+from gateway.console import payouts as console_payouts
+from gateway.console import sellers as console_sellers
 from gateway.metrics import HttpMetricsMiddleware
 from gateway.middleware import RequestContextMiddleware
 from gateway.models import MIGRATIONS

@@ -150,7 +150,9 @@ class SellerRegistry:
         size = page_size(requested_size, default=100, maximum=1000)
         if len(prefix) > 128:
             raise InvalidArgument(
-                "INVALID_FILTER", "seller_account_prefix: at most 128 characters", field="seller_account_prefix"
+                "INVALID_FILTER",
+                "seller_account_prefix: at most 128 characters",
+                field="seller_account_prefix",
             )
         # The filters are part of the listing: a token of one filter is refused by another.
         listing = ["sellers", prefix, state.value if state else ""] if prefix or state else "sellers"

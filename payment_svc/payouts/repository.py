@@ -191,7 +191,9 @@ class PayoutRepo:
         row = await self._one(f"SELECT * FROM sellers WHERE seller_account = :s{lock}", s=seller_account)
         return _seller(row) if row else None
 
-    async def list_sellers(self, after: str, limit: int, prefix: str = "", state: str = "") -> list[SellerRow]:
+    async def list_sellers(
+        self, after: str, limit: int, prefix: str = "", state: str = ""
+    ) -> list[SellerRow]:
         """Sellers after ``after`` in account order; ``prefix`` and ``state`` filter when not empty."""
         rows = await self._all(
             "SELECT * FROM sellers WHERE seller_account > :after"
