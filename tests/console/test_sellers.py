@@ -71,6 +71,7 @@ async def test_a_seller_is_found_shown_with_its_balances_paused_and_resumed(
     assert "seller.pause" in page and "seller.resume" in page and "documents received" in page
     audit = (await operator.http.get("/console/audit", params={"target": seller})).text
     assert "KYC documents expired" in audit and ">ok</td>" in audit
+    assert f'href="/console/sellers/{seller}"' in audit and f'href="/console/payments/{seller}"' not in audit
 
     bad = await operator.http.get("/console/sellers", params={"state": "sleeping"})
     assert bad.status_code == 400 and "not a seller state" in bad.text
