@@ -215,6 +215,18 @@ class PayoutDetailOut(PayoutOut):
     history: list[PayoutTransitionOut]
 
 
+class SellerListOut(BaseModel):
+    sellers: list[SellerOut] = Field(description="Ordered by seller account.")
+    next_page_token: str | None
+
+
+SELLER_STATES = {
+    "active": pb.SELLER_STATE_ACTIVE,
+    "payouts_paused": pb.SELLER_STATE_PAYOUTS_PAUSED,
+    "blocked": pb.SELLER_STATE_BLOCKED,
+}
+
+
 class PayoutListOut(BaseModel):
     payouts: list[PayoutOut]
     next_page_token: str | None

@@ -35,11 +35,7 @@ from svckit.grpc_errors import from_rpc_error
 router = APIRouter(include_in_schema=False)
 
 PAGE_SIZE = 25
-_SELLER_STATES = {
-    "active": pb.SELLER_STATE_ACTIVE,
-    "payouts_paused": pb.SELLER_STATE_PAYOUTS_PAUSED,
-    "blocked": pb.SELLER_STATE_BLOCKED,
-}
+_SELLER_STATES = ps.SELLER_STATES
 PAYABLE_PREFIX = "liability:seller_payable:"
 RECEIVABLE_PREFIX = "asset:seller_receivable:"
 

@@ -54,6 +54,11 @@ async def test_seller_run_payouts_and_statement_over_rest(http: httpx.AsyncClien
     )
     assert (r.json()["state"], r.json()["minimum_payouts"]) == ("active", {"USD": "5.00"})
     assert (await http.get(f"/v1/admin/sellers/{seller}")).json() == r.json()
+    listed = await http.get("/v1/admin/sellers", params={"seller_account_prefix": seller, "state": "active"})
+    assert listed.json() == {"sellers": [r.json()], "next_page_token": None}
+    paused = await http.get("/v1/admin/sellers", params={"seller_account_prefix": seller, "state": "blocked"})
+    assert paused.json()["sellers"] == []
+    assert (await http.get("/v1/admin/sellers", params={"state": "asleep"})).status_code == 400
 
     r = await http.post(
         "/v1/admin/payout-runs",
