@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import uuid
 
 import httpx
 import pytest_asyncio
@@ -112,10 +113,28 @@ async def test_seller_pages_show_hostile_strings_escaped(operator, admin_api, sh
         (await operator.http.get("/console/books", params={"prefix": HOSTILE})).text,
         (await operator.http.get("/console/books/account", params={"name": HOSTILE})).text,
     ]
+    confirm = await operator.http.post(
+        "/console/payout-runs/confirm",
+        data={"csrf": csrf, "period": "2026-11", "sellers": seller, "note": HOSTILE},
+    )
+    assert confirm.status_code == 200
+    pages.append(confirm.text)
     for page in pages:
         assert "<script" not in page and "<img" not in page
     assert pages[0].count(str(escape(HOSTILE))) >= 2  # the seller's state reason and the audit entry
-    assert str(escape(HOSTILE)) in pages[1]
+    assert str(escape(HOSTILE)) in pages[1] and str(escape(HOSTILE)) in pages[-1]
+
+    # Blocked by risk (through the REST API): resuming is the service's refusal, shown and audited.
+    r = await admin_api.patch(
+        f"/v1/admin/sellers/{seller}",
+        json={"state": "blocked", "state_reason": "risk"},
+        headers={"Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert r.status_code == 200, r.text
+    r = await operator.http.post(f"/console/sellers/{seller}/resume", data={"csrf": csrf, "note": "try"})
+    assert r.status_code == 409 and "SELLER_BLOCKED" in r.text
+    audit = (await operator.http.get("/console/audit", params={"target": seller})).text
+    assert "refused: SELLER_BLOCKED" in audit
 
 
 async def test_seller_pages_and_actions_need_a_session(gw, admin_api, shared_psp):
