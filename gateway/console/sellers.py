@@ -26,7 +26,7 @@ from gateway.console import pages, store
 from gateway.console.store import Session
 from gateway.upstream import call
 from svckit.context import idempotency_key_var
-from svckit.errors import DomainError, ErrorKind
+from svckit.errors import ErrorKind
 from svckit.gen.ledger.v1 import ledger_service_pb2 as lpb
 from svckit.gen.payments.v1 import payout_service_pb2 as pb
 from svckit.gen.wallet.v1 import wallet_service_pb2 as wpb
@@ -330,8 +330,6 @@ async def statement(seller: str, request: Request) -> Response:
         )
     except grpc.aio.AioRpcError as exc:
         return refused_page(exc, "Cannot show this statement", session)
-    except DomainError as exc:  # refused before the call (a header value the gateway will not send)
-        return pages._message(400, "Cannot show this statement", exc.message, session)
     out = ps.statement_out(reply)
     if request.query_params.get("format") == "csv":
         return Response(

@@ -44,6 +44,8 @@ async def test_a_seller_is_found_shown_with_its_balances_paused_and_resumed(
         in page.text
     )
     assert f"/console/payments/{order_id}" in page.text  # the movement links its order
+    order_page = (await operator.http.get(f"/console/payments/{order_id}")).text
+    assert f'href="/console/sellers/{seller}"' in order_page  # and the order its seller
 
     csrf = csrf_of(page.text)
     r = await operator.http.post(f"/console/sellers/{seller}/pause", data={"csrf": csrf, "note": " "})
