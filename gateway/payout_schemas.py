@@ -183,6 +183,11 @@ class PayoutRunOut(BaseModel):
     finished_at: str | None
 
 
+class PayoutRunListOut(BaseModel):
+    runs: list[PayoutRunOut] = Field(description="Newest first, without items (GET the run for them).")
+    next_page_token: str | None
+
+
 class PayoutOut(BaseModel):
     payout_id: str
     run_id: str

@@ -1,8 +1,8 @@
 """The console's pay-out run screens: preview a period, start its run through a confirmation page, watch
 the run until it completes, and a pay-out's page with its history.
 
-Transport only: ``PreviewPayoutRun``, ``StartPayoutRun``, ``GetPayoutRun``, ``ListPayouts`` and
-``GetPayout``, the RPCs of the admin REST routes. Starting a run is audited before the call with the
+Transport only: ``PreviewPayoutRun``, ``StartPayoutRun``, ``ListPayoutRuns``, ``GetPayoutRun``,
+``ListPayouts`` and ``GetPayout``, the RPCs of the admin REST routes. Starting a run is audited before the call with the
 operator's reason; the confirmation form carries a fresh action id sent as the idempotency key
 (``console-payout-run-<id>``), so a double click or a resubmitted form starts one run. A running run's
 page reloads itself every second (an HTTP ``Refresh`` header: the console serves no script).
@@ -38,6 +38,7 @@ router = APIRouter(include_in_schema=False)
 _MAX_NAMED = 50
 _SPLIT = re.compile(r"[\s,]+")
 REFRESH_SECONDS = 1
+_RECENT_RUNS = 10
 
 
 def _named_sellers(text: str) -> tuple[list[str], str]:
@@ -96,6 +97,15 @@ async def runs(request: Request) -> Response:
         "preview": None,
     }
     status = 200
+    try:
+        recent = await rpc(
+            request,
+            request.app.state.upstreams.payouts.ListPayoutRuns,
+            pb.ListPayoutRunsRequest(page_size=_RECENT_RUNS),
+        )
+        context["recent"] = [ps.run_out(r) for r in recent.runs]
+    except grpc.aio.AioRpcError as exc:
+        context["recent_error"] = pages._error_text(exc)[1]
     if period:
         names, error = _named_sellers(sellers_text)
         if error:

@@ -133,6 +133,23 @@ async def start_payout_run(
     return ps.run_out(reply.run)
 
 
+@router.get("/payout-runs", response_model=ps.PayoutRunListOut, summary="Runs, newest first")
+async def list_payout_runs(
+    request: Request,
+    period: Annotated[str, Query(max_length=16)] = "",
+    page_size: Annotated[int, Query(ge=0, le=1000)] = 0,
+    page_token: Annotated[str, Query(max_length=2048)] = "",
+) -> ps.PayoutRunListOut:
+    reply, _ = await call(
+        request.app.state.upstreams.payouts.ListPayoutRuns,
+        pb.ListPayoutRunsRequest(period=period, page_size=page_size, page_token=page_token),
+        _deadline(request),
+    )
+    return ps.PayoutRunListOut(
+        runs=[ps.run_out(r) for r in reply.runs], next_page_token=reply.next_page_token or None
+    )
+
+
 @router.get("/payout-runs/{run_id}", response_model=ps.PayoutRunOut, summary="A run with its progress")
 async def get_payout_run(run_id: IdPath, request: Request) -> ps.PayoutRunOut:
     reply, _ = await call(

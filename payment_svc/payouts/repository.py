@@ -292,6 +292,23 @@ class PayoutRepo:
         run.items.extend(_item(i) for i in items)
         return run
 
+    async def list_runs(self, period: str, before: tuple[str, str] | None, limit: int) -> list[RunRow]:
+        """Runs newest first (without items), of ``period`` when not empty, after the ``before``
+        position (created_at ISO text, run_id) of the previous page."""
+        where: list[str] = ["TRUE"]
+        params: dict[str, Any] = {"limit": limit}
+        if period:
+            where.append("period = :p")
+            params["p"] = period
+        if before is not None:
+            where.append("(created_at, run_id) < (CAST(:at AS timestamptz), :rid)")
+            params.update(at=before[0], rid=before[1])
+        rows = await self._all(
+            f"SELECT * FROM payout_runs WHERE {' AND '.join(where)} ORDER BY created_at DESC, run_id DESC LIMIT :limit",
+            **params,
+        )
+        return [_run(r) for r in rows]
+
     async def claim_run(self, run_id: str, lease_seconds: float) -> bool:
         row = await self._one(
             "UPDATE payout_runs SET claimed_until = now() + make_interval(secs => :lease)"

@@ -259,6 +259,19 @@ class PayoutServicer(pb_grpc.PayoutServiceServicer):
     async def GetPayoutRun(self, request: pb.GetPayoutRunRequest, context: grpc.aio.ServicerContext):
         return pb.GetPayoutRunResponse(run=run_to_pb(await self._p.runs.get(request.run_id)))
 
+    async def ListPayoutRuns(self, request: pb.ListPayoutRunsRequest, context: grpc.aio.ServicerContext):
+        size = page_size(request.page_size, default=100, maximum=1000)
+        if len(request.period) > 16:
+            raise InvalidArgument("INVALID_PERIOD", "period: at most 16 characters", field="period")
+        listing = ["payout_runs", request.period]
+        before = decode_token(request.page_token, listing, list)
+        async with self._p.deps.store.unit() as repo:
+            rows = await repo.list_runs(request.period, (before[0], before[1]) if before else None, size + 1)
+        more = len(rows) > size
+        rows = rows[:size]
+        token = encode_token(listing, [rows[-1].created_at.isoformat(), rows[-1].run_id]) if more else ""
+        return pb.ListPayoutRunsResponse(runs=[run_to_pb(r) for r in rows], next_page_token=token)
+
     async def ListPayouts(self, request: pb.ListPayoutsRequest, context: grpc.aio.ServicerContext):
         size = page_size(request.page_size, default=100, maximum=1000)
         state = _PAYOUT_STATE_IN.get(request.state)

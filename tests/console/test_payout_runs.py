@@ -77,6 +77,8 @@ async def test_a_run_is_previewed_confirmed_started_once_and_watched(operator, c
     assert detail.status_code == 200 and f"{available} USD" in detail.text and ">run</td>" in detail.text
     seller_page = (await operator.http.get(f"/console/sellers/{paid}")).text
     assert payout_id in seller_page
+    runs_page = (await operator.http.get("/console/payout-runs")).text
+    assert "Recent runs" in runs_page and 'href="/console/payout-runs/prun_' in runs_page
     audit = (await operator.http.get("/console/audit", params={"target": PERIOD})).text
     assert "payout.run.start" in audit and "November run" in audit and run_url.rsplit("/", 1)[1] in audit
 

@@ -70,6 +70,8 @@ async def test_seller_run_payouts_and_statement_over_rest(http: httpx.AsyncClien
     assert (run["state"], run["dry_run"], run["sellers_total"]) == ("completed", True, 1)
     assert run["items"][0]["skip_reason"] == "below_minimum" and run["items"][0]["amount"] == "0.00"
     assert (await http.get(f"/v1/admin/payout-runs/{run['run_id']}")).json() == run
+    listed = (await http.get("/v1/admin/payout-runs", params={"period": "2026-11", "page_size": 1000})).json()
+    assert {**run, "items": []} in listed["runs"]
     r = await http.get("/v1/admin/payouts", params={"seller_account": seller, "state": "paid"})
     assert r.json() == {"payouts": [], "next_page_token": None}
 

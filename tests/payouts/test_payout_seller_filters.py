@@ -1,5 +1,5 @@
-"""ListSellers filtered by account prefix and state (a page token belongs to its filters), and a
-preview of named sellers only: what the console's Sellers and Pay-out runs pages ask for."""
+"""ListSellers filtered by account prefix and state (a page token belongs to its filters), a preview
+of named sellers only, and ListPayoutRuns: what the console's Sellers and Pay-out runs pages ask for."""
 
 from __future__ import annotations
 
@@ -51,3 +51,37 @@ async def test_sellers_are_listed_by_prefix_and_state_and_previewed_by_name(oper
     )
     items = {i.seller_account: i.skip_reason for i in preview.run.items}
     assert items == {names[0]: pb.SKIP_REASON_NO_PSP_ACCOUNT, names[1]: pb.SKIP_REASON_PAUSED}
+
+
+async def test_runs_are_listed_newest_first_by_period(operator_channels):
+    payouts = pb_grpc.PayoutServiceStub(operator_channels["payment"])
+    seller = f"s-runs-{uuid.uuid4().hex[:8]}"
+    await payouts.RegisterSeller(
+        pb.RegisterSellerRequest(
+            seller=pb.Seller(seller_account=seller, payout_currency="USD", schedule=pb.PAYOUT_SCHEDULE_MANUAL)
+        ),
+        metadata=_key(),
+    )
+    period = "2019-03"  # no other test runs it
+    started = [
+        (
+            await payouts.StartPayoutRun(
+                pb.StartPayoutRunRequest(period=period, dry_run=True, seller_accounts=[seller]),
+                metadata=_key(),
+            )
+        ).run.run_id
+        for _ in range(2)
+    ]
+    first = await payouts.ListPayoutRuns(pb.ListPayoutRunsRequest(period=period, page_size=1))
+    assert [r.run_id for r in first.runs] == started[1:] and first.next_page_token
+    assert first.runs[0].dry_run and not first.runs[0].items and first.runs[0].sellers_total == 1
+    rest = await payouts.ListPayoutRuns(
+        pb.ListPayoutRunsRequest(period=period, page_size=1, page_token=first.next_page_token)
+    )
+    assert [r.run_id for r in rest.runs] == started[:1] and not rest.next_page_token
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await payouts.ListPayoutRuns(
+            pb.ListPayoutRunsRequest(period="2019-04", page_token=first.next_page_token)
+        )
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert started[0] in [r.run_id for r in (await payouts.ListPayoutRuns(pb.ListPayoutRunsRequest())).runs]

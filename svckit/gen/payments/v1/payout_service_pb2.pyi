@@ -286,6 +286,24 @@ class GetPayoutRunResponse(_message.Message):
     run: PayoutRun
     def __init__(self, run: _Optional[_Union[PayoutRun, _Mapping]] = ...) -> None: ...
 
+class ListPayoutRunsRequest(_message.Message):
+    __slots__ = ("period", "page_size", "page_token")
+    PERIOD_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    period: str
+    page_size: int
+    page_token: str
+    def __init__(self, period: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListPayoutRunsResponse(_message.Message):
+    __slots__ = ("runs", "next_page_token")
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    runs: _containers.RepeatedCompositeFieldContainer[PayoutRun]
+    next_page_token: str
+    def __init__(self, runs: _Optional[_Iterable[_Union[PayoutRun, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
 class PayoutTransition(_message.Message):
     __slots__ = ("from_state", "to_state", "cause", "detail", "create_time")
     FROM_STATE_FIELD_NUMBER: _ClassVar[int]
