@@ -43,7 +43,7 @@ async def registered_seller(admin: httpx.AsyncClient, psp: SimServer, prefix: st
 
 async def fund(api: httpx.AsyncClient, admin: httpx.AsyncClient, seller: str, amount: str = "40.00") -> str:
     """A buyer pays ``amount`` to ``seller`` (funds available at the PSP at once); returns the order id
-    once the wallet holds the seller's share."""
+    once the wallet and the ledger hold the seller's share."""
     checkout = f"chk_{uuid.uuid4().hex[:12]}"
     body = {
         "checkout_id": checkout,
@@ -60,15 +60,16 @@ async def fund(api: httpx.AsyncClient, admin: httpx.AsyncClient, seller: str, am
     }
     r = await api.post("/v1/payments", json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
     assert r.status_code == 201, r.text
-    await eventually_available(admin, seller)
+    await settled(api, f"{checkout}_0")
     return f"{checkout}_0"
 
 
-async def eventually_available(admin: httpx.AsyncClient, seller: str, within: float = 20.0) -> str:
+async def settled(api: httpx.AsyncClient, order_id: str, within: float = 20.0) -> None:
+    """Wait until both books hold the order: the wallet credited and the ledger posted."""
     deadline = time.monotonic() + within
     while True:
-        r = await admin.get(f"/v1/sellers/{seller}/wallet", params={"currency": "USD", "page_size": 1})
-        if r.status_code == 200 and r.json()["available"] not in ("0.00", "0"):
-            return str(r.json()["available"])
-        assert time.monotonic() < deadline, f"{seller}'s wallet never credited: {r.text}"
+        order = (await api.get(f"/v1/payments/{order_id}")).json()
+        if order.get("wallet_updated") and order.get("ledger_updated"):
+            return
+        assert time.monotonic() < deadline, f"order {order_id} never settled: {order}"
         await asyncio.sleep(0.05)
