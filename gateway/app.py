@@ -18,7 +18,10 @@ from gateway.admission import Admission
 from gateway.apikeys import KeyAuthenticator
 from gateway.clients import Upstreams
 from gateway.config import GatewaySettings
+from gateway.console import books as console_books
 from gateway.console import pages as console_pages
+from gateway.console import payouts as console_payouts
+from gateway.console import sellers as console_sellers
 from gateway.metrics import HttpMetricsMiddleware
 from gateway.middleware import RequestContextMiddleware
 from gateway.models import MIGRATIONS
@@ -115,6 +118,9 @@ def create_app(settings: GatewaySettings, upstreams: Upstreams | None = None) ->
     # Before the payments routes: /v1/payments/return is a page, not GET /v1/payments/{payment_order_id}.
     app.include_router(buyer_pages.router)
     app.include_router(console_pages.router)
+    app.include_router(console_sellers.router)
+    app.include_router(console_payouts.router)
+    app.include_router(console_books.router)
     app.include_router(payments.router)
     app.include_router(admin.router)
     app.include_router(payouts.router)
