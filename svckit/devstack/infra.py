@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
+
 PG_SYSTEM_USER = "embedded_postgres"  # PostgreSQL refuses to run as root
 
 
@@ -99,6 +101,9 @@ class EmbeddedPostgres:
     durable: bool = True
     """False turns off fsync and friends: fine for throwaway test data, never for the dev stack."""
     log_file: Path | None = None
+    sync_standby: str | None = None
+    """The ``application_name`` of a standby every commit waits for (synchronous replication): a commit
+    acknowledged to a client is then on two servers, so losing the primary loses none of them."""
     proc: subprocess.Popen | None = field(default=None, init=False)
     _user: str | None = field(default=None, init=False)
 
@@ -123,7 +128,7 @@ class EmbeddedPostgres:
         args = [
             _pg_bin("postgres"), "-D", str(self.data_dir), "-p", str(self.port), "-h", self.host,
             "-k", str(self.data_dir), "-c", "max_connections=300", "-c", "shared_buffers=256MB",
-            "-c", "max_prepared_transactions=0",
+            "-c", "max_prepared_transactions=0", *self._replication_args(),
         ]  # fmt: skip
         if not self.durable:
             args += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
@@ -134,6 +139,20 @@ class EmbeddedPostgres:
         )  # fmt: skip
         self._wait_ready(timeout)
         return self
+
+    def _replication_args(self) -> list[str]:
+        if self.sync_standby is None:
+            return []
+        # synchronous_commit=on: the commit returns once the standby has flushed it to its disk.
+        return [
+            "-c", f"synchronous_standby_names={self.sync_standby}", "-c", "synchronous_commit=on",
+        ]  # fmt: skip
+
+    def pid(self) -> int | None:
+        """The postmaster's process id (from its pid file: also for a server this object did not start)."""
+        with contextlib.suppress(FileNotFoundError, ValueError, IndexError):
+            return int((self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+        return None
 
     def _stop_stale(self) -> None:
         """A previous run that was killed hard may have left a server on this data folder."""
@@ -182,6 +201,61 @@ class EmbeddedPostgres:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+@dataclass
+class EmbeddedStandby(EmbeddedPostgres):
+    """A hot standby of ``primary``, streaming its WAL: made once by ``pg_basebackup``, then restarted
+    from its own data folder. :meth:`promote` turns it into a primary (after the old one is lost)."""
+
+    primary: EmbeddedPostgres | None = None
+    application_name: str = "standby"
+    """The name the primary's ``synchronous_standby_names`` refers to."""
+
+    def _initdb(self) -> None:
+        if (self.data_dir / "PG_VERSION").exists():
+            self._user = _prepare_root_permissions(self.data_dir)
+            return
+        if self.primary is None:
+            raise ValueError("a standby needs its primary")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.chmod(0o700)
+        self._user = _prepare_root_permissions(self.data_dir)
+        # -R writes standby.signal and the connection to the primary; -X stream copies the WAL written
+        # during the copy, so the standby starts consistent.
+        subprocess.run(
+            [_pg_bin("pg_basebackup"), "-h", self.primary.host, "-p", str(self.primary.port),
+             "-U", "postgres", "-D", str(self.data_dir), "-R", "-X", "stream", "--checkpoint=fast"],
+            check=True, capture_output=True, text=True, user=self._user,
+        )  # fmt: skip
+
+    def _replication_args(self) -> list[str]:
+        if self.primary is None:
+            return []  # promoted: a primary of its own, restarted as one
+        conninfo = (
+            f"host={self.primary.host} port={self.primary.port} user=postgres "
+            f"application_name={self.application_name}"
+        )
+        # On the command line, so it wins over what pg_basebackup wrote (which names no application).
+        # No synchronous_standby_names here: promoted, this server runs alone and must not wait for one.
+        return ["-c", f"primary_conninfo={conninfo}", "-c", "hot_standby=on"]
+
+    def in_recovery(self) -> bool:
+        with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as conn:
+            row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+        return bool(row and row[0])
+
+    def promote(self, timeout: float = 30.0) -> None:
+        """End recovery: this server becomes a read-write primary (``pg_ctl promote`` waits for it)."""
+        subprocess.run(
+            [_pg_bin("pg_ctl"), "promote", "-D", str(self.data_dir), "-w", "-t", str(int(timeout))],
+            check=True,
+            capture_output=True,
+            text=True,
+            user=self._user,
+        )
+        # A promoted standby must not come back as one: standby.signal is gone, and so is the primary.
+        self.primary = None
 
 
 def valkey_server_binary() -> str:

@@ -7,8 +7,9 @@ import pytest
 from pydantic import ValidationError
 
 from gateway.clients import Upstreams
-from gateway.config import GatewaySettings, channel_target
+from gateway.config import GatewaySettings
 from svckit.devstack.supervisor import plan_children
+from svckit.tls import channel_target
 
 
 def test_channel_targets_for_one_address_and_for_replicas():
