@@ -109,6 +109,13 @@ class ServiceSettings(SharedEnvSettings):
             raise ValueError(f"must be a URL such as {DEFAULT_DATABASE_URL!r}, got {value!r}")
         return value
 
+    @field_validator("database_hosts")
+    @classmethod
+    def _hosts(cls, value: str) -> str:
+        if value:
+            host_ports(value)  # refused here, so the message names the variable
+        return value
+
     @model_validator(mode="after")
     def _multi_host(self) -> Self:
         if self.database_hosts:
@@ -126,18 +133,24 @@ class ServiceSettings(SharedEnvSettings):
         return url.render_as_string(hide_password=False)
 
 
+def host_ports(hosts: str) -> list[tuple[str, str]]:
+    """``h1:p1,h2:p2`` as pairs; ValueError for anything else."""
+    pairs = []
+    for item in hosts.split(","):
+        host, sep, port = item.strip().rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"must be host:port[,host:port...], got {hosts!r}")
+        pairs.append((host, port))
+    return pairs
+
+
 def multi_host_url(url: str, hosts: str) -> str:
     """``url`` with its server replaced by ``hosts`` (``h1:p1,h2:p2``), to the writable one of them.
 
     libpq's own multi-host form (``host=h1,h2&port=p1,p2`` in the query), which both psycopg (plain
     connections and pools) and SQLAlchemy's psycopg dialect read: one URL serves every client.
     """
-    pairs = []
-    for item in hosts.split(","):
-        host, sep, port = item.strip().rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"DATABASE_HOSTS must be host:port[,host:port...], got {hosts!r}")
-        pairs.append((host, port))
+    pairs = host_ports(hosts)
     base = make_url(url)
     query = {k: v for k, v in base.query.items() if k not in ("host", "port")}
     query["host"] = ",".join(h for h, _ in pairs)
