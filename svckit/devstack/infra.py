@@ -272,6 +272,10 @@ class EmbeddedValkey:
     port: int = 6379
     host: str = "127.0.0.1"
     persist: bool = True
+    cluster: bool = False
+    """A Redis Cluster node (``cluster-enabled``): its slots come from :class:`EmbeddedValkeyCluster`."""
+    cluster_bus_port: int = 0
+    """The node-to-node bus port; 0 is the default, ``port + 10000`` (which may not exist)."""
     proc: subprocess.Popen | None = field(default=None, init=False)
 
     @property
@@ -286,6 +290,10 @@ class EmbeddedValkey:
             "--appendonly", "yes" if self.persist else "no", "--appendfsync", "everysec",
             "--logfile", str(self.data_dir / "server.log"),
         ]  # fmt: skip
+        if self.cluster:
+            # A replica that sees its primary silent for node-timeout ms takes over its slots.
+            args += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                     "--cluster-node-timeout", "2000", "--cluster-port", str(self.cluster_bus_port)]  # fmt: skip
         self.proc = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             preexec_fn=_die_with_parent, start_new_session=True,
@@ -310,6 +318,93 @@ class EmbeddedValkey:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+def valkey_cli_binary() -> str:
+    return str(Path(valkey_server_binary()).parent / "valkey-cli")
+
+
+@dataclass
+class EmbeddedValkeyCluster:
+    """A Valkey Cluster on 127.0.0.1: ``primaries`` primaries with ``replicas`` replicas each, one
+    process per node in ``data_dir/<port>``; slots are assigned once by ``valkey-cli --cluster create``
+    and kept in each node's ``nodes.conf`` across restarts."""
+
+    data_dir: Path
+    ports: list[int]
+    primaries: int = 3
+    replicas: int = 1
+    persist: bool = True
+    bus_ports: list[int] = field(default_factory=list)
+    """The nodes' cluster bus ports (kept across restarts in nodes.conf); empty: free ones."""
+    nodes: list[EmbeddedValkey] = field(default_factory=list, init=False)
+
+    def __post_init__(self) -> None:
+        if len(self.ports) != self.primaries * (1 + self.replicas):
+            raise ValueError(f"{self.primaries} primaries with {self.replicas} replicas each need "
+                             f"{self.primaries * (1 + self.replicas)} ports, got {len(self.ports)}")  # fmt: skip
+        self.nodes = [
+            EmbeddedValkey(
+                self.data_dir / str(port),
+                port=port,
+                persist=self.persist,
+                cluster=True,
+                # Chosen free, like the ports: port + 10000 may be taken or past 65535.
+                cluster_bus_port=self.bus_ports[i] if self.bus_ports else free_port(),
+            )
+            for i, port in enumerate(self.ports)
+        ]
+
+    @property
+    def url(self) -> str:
+        """One node's URL: a cluster client discovers the others (and the slot map) from it."""
+        return self.nodes[0].url
+
+    def start(self, timeout: float = 30.0) -> EmbeddedValkeyCluster:
+        for node in self.nodes:
+            node.start()
+        if not self._created():
+            subprocess.run(
+                    [valkey_cli_binary(), "--cluster", "create",
+                     *(f"{n.host}:{n.port}" for n in self.nodes),
+                     "--cluster-replicas", str(self.replicas), "--cluster-yes"],
+                    check=True, capture_output=True, text=True, timeout=timeout,
+                )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while not self.healthy():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the Valkey cluster on ports {self.ports} is not ok within {timeout}s")
+            time.sleep(0.1)
+        return self
+
+    def _info(self, node: EmbeddedValkey, *command: str) -> str:
+        done = subprocess.run(
+            [valkey_cli_binary(), "-h", node.host, "-p", str(node.port), *command],
+            capture_output=True, text=True, timeout=5,
+        )  # fmt: skip
+        return done.stdout
+
+    def _created(self) -> bool:
+        """Slots were assigned in an earlier run (the nodes know each other from nodes.conf)."""
+        return "cluster_slots_assigned:16384" in self._info(self.nodes[0], "CLUSTER", "INFO")
+
+    def healthy(self) -> bool:
+        """Every live node reports all slots served (after a fail-over too)."""
+        live = [n for n in self.nodes if n.proc is not None and n.proc.poll() is None]
+        return bool(live) and all("cluster_state:ok" in self._info(n, "CLUSTER", "INFO") for n in live)
+
+    def primary_nodes(self) -> list[EmbeddedValkey]:
+        """The nodes that serve slots now (a fail-over changes which)."""
+        out = []
+        for node in self.nodes:
+            alive = node.proc is not None and node.proc.poll() is None
+            if alive and "role:master" in self._info(node, "INFO", "replication"):
+                out.append(node)
+        return out
+
+    def stop(self, timeout: float = 10.0) -> None:
+        for node in self.nodes:
+            node.stop(timeout)
 
 
 def remove_tree(path: Path) -> None:
