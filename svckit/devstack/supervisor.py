@@ -44,6 +44,7 @@ from svckit.devstack.infra import (
     EmbeddedPostgres,
     EmbeddedStandby,
     EmbeddedValkey,
+    EmbeddedValkeyCluster,
     _die_with_parent,
     free_port,
     port_open,
@@ -405,6 +406,8 @@ class Stack:
         self.standby: EmbeddedStandby | None = None
         """DEV_PG_STANDBY=1: a synchronous streaming standby of ``pg``, promoted when ``pg`` dies."""
         self.valkey: EmbeddedValkey | None = None
+        self.valkey_cluster: EmbeddedValkeyCluster | None = None
+        """DEV_REDIS_CLUSTER=1: a Valkey Cluster instead of one server."""
         self.stop_requested = threading.Event()
         self.env = dict(os.environ)
 
@@ -432,12 +435,32 @@ class Stack:
             console.print(f"Redis: using REDIS_URL ({_redact(self.env['REDIS_URL'])})")
         else:
             port = _env_port("DEV_REDIS_PORT", 6379)
+            if _env_flag("DEV_REDIS_CLUSTER"):
+                self._start_valkey_cluster(port)
+                return
             _require_free(port, "Valkey", "DEV_REDIS_PORT")
             console.print(
                 f"Valkey: starting embedded server on 127.0.0.1:{port} (data in {self.data_dir / 'valkey'})"
             )
             self.valkey = EmbeddedValkey(self.data_dir / "valkey", port=port, persist=True).start()
             self.env["REDIS_URL"] = self.valkey.url
+
+    def _start_valkey_cluster(self, first_port: int) -> None:
+        """Three primaries with a replica each on ``first_port`` and the five ports after it."""
+        ports = list(range(first_port, first_port + 6))
+        for port in ports:
+            _require_free(port, "a Valkey cluster node", "DEV_REDIS_PORT")
+        # The bus ports are part of the cluster's memory (nodes.conf): the usual port + 10000 when it
+        # exists, so a restart finds the same ones.
+        bus = [p + 10000 if p + 10000 < 65536 else free_port() for p in ports]
+        folder = self.data_dir / "valkey-cluster"
+        console.print(
+            f"Valkey: starting a cluster of 3 primaries with a replica each on 127.0.0.1:{ports[0]}-{ports[-1]} "
+            f"(data in {folder})"
+        )
+        self.valkey_cluster = EmbeddedValkeyCluster(folder, ports, bus_ports=bus, persist=True).start()
+        self.env["REDIS_URL"] = self.valkey_cluster.url
+        self.env["REDIS_CLUSTER"] = "true"
 
     def _start_standby(self, primary: EmbeddedPostgres) -> None:
         folder = self.data_dir / "postgres-standby"
@@ -554,6 +577,18 @@ class Stack:
         if self.valkey is not None:
             valkey = self.valkey
             watched.append(Watched("valkey", lambda: valkey.proc, valkey.start))
+        if self.valkey_cluster is not None:
+            for node in self.valkey_cluster.nodes:
+                # Restarted only after its replica had time to take its slots over (node timeout 2 s
+                # plus the election); it rejoins from its nodes.conf, a former primary as a replica.
+                watched.append(
+                    Watched(
+                        f"valkey-{node.port}",
+                        partial(_node_proc, node),
+                        node.start,
+                        backoff=Backoff(first_delay=5.0),
+                    )
+                )
         for child in self.children:
             watched.append(
                 Watched(
@@ -630,6 +665,8 @@ class Stack:
                 child.proc.wait()
         if self.valkey is not None:
             self.valkey.stop()
+        if self.valkey_cluster is not None:
+            self.valkey_cluster.stop()
         if self.pg is not None:
             self.pg.stop()
         if self.standby is not None:
@@ -688,6 +725,10 @@ def _redact(url: str) -> str:
     return url.split("://", 1)[0] + "://***@" + url.rsplit("@", 1)[1] if "@" in url else url
 
 
+def _node_proc(node: EmbeddedValkey) -> subprocess.Popen | None:
+    return node.proc
+
+
 def _proc_of(child: Child) -> subprocess.Popen | None:
     return child.proc  # read when called: a restart replaces it
 
@@ -722,11 +763,15 @@ def _summary(stack: Stack, started: float) -> None:
     )
     if stack.standby is not None and stack.standby.proc is not None:
         table.add_row("postgres-standby", stack.standby.url, str(stack.standby.proc.pid))
-    table.add_row(
-        "redis",
-        stack.env["REDIS_URL"],
-        str(stack.valkey.proc.pid) if stack.valkey and stack.valkey.proc else "external",
-    )
+    if stack.valkey_cluster is not None:
+        ports = [n.port for n in stack.valkey_cluster.nodes]
+        table.add_row("redis", f"cluster 127.0.0.1:{ports[0]}-{ports[-1]}", "6 nodes")
+    else:
+        table.add_row(
+            "redis",
+            stack.env["REDIS_URL"],
+            str(stack.valkey.proc.pid) if stack.valkey and stack.valkey.proc else "external",
+        )
     console.print(table)
     gw = next(c for c in stack.children if c.name == "gateway")
     payment = next(c for c in stack.children if c.name == "payment")

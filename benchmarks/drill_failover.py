@@ -1,22 +1,27 @@
-"""Fail-over drill: PostgreSQL primary killed mid pay-in, the synchronous standby promoted, nothing lost.
+"""Fail-over drills: a PostgreSQL primary or a Valkey Cluster primary killed mid pay-in, nothing lost.
 
-Starts the stack of ``make run`` with ``DEV_PG_STANDBY=1`` (a streaming standby made by
-``pg_basebackup``, synchronous replication, the services on a two-host URL with
-``target_session_attrs=read-write``) on free ports in a temporary folder, then:
+``--target postgres`` (default) starts the stack of ``make run`` with ``DEV_PG_STANDBY=1`` (a streaming
+standby made by ``pg_basebackup``, synchronous replication, the services on a two-host URL with
+``target_session_attrs=read-write``); ``--target valkey`` with ``DEV_REDIS_CLUSTER=1`` (three primaries
+with a replica each; the services on RedisCluster). Both on free ports in a temporary folder, then:
 
 1. ``--clients`` buyers check out in direct mode through the gateway, each retrying a failed request
    with the same ``Idempotency-Key`` (what a real client does) until it is answered;
-2. after ``--kill-after`` seconds, ``kill -9`` of the primary's postmaster; the supervisor promotes the
-   standby (``pg_ctl promote``) and the services reconnect to it on their own;
+2. after ``--kill-after`` seconds, ``kill -9`` of the primary's postmaster, and the supervisor promotes
+   the standby (``pg_ctl promote``); or of the Valkey node serving the ``{payments}`` slot, and its
+   replica takes the slots over (the supervisor restarts the killed node, which rejoins as a replica).
+   The services reconnect on their own; events the lost Valkey primary had not yet replicated are
+   published again from the outbox (the relay marks a row sent only after Redis acknowledged it);
 3. the load runs on for ``--seconds`` in all, then the drill waits for settlement and checks, on the
-   promoted server: every order the gateway answered ``success`` exists as ``SUCCESS`` with its wallet
+   (promoted) database: every order the gateway answered ``success`` exists as ``SUCCESS`` with its wallet
    and ledger updated and its ledger transaction (balanced entries) present, and ``VerifyLedger``
    passes (balanced, hash chain intact, balances equal their entries).
 
 Exit code 0 when every check holds, 1 otherwise.
 
-    python benchmarks/drill_pg_failover.py                 # about a minute on 2 cores
-    python benchmarks/drill_pg_failover.py --seconds 30 --kill-after 10 --clients 8
+    python benchmarks/drill_failover.py                     # about a minute on 2 cores
+    python benchmarks/drill_failover.py --target valkey
+    python benchmarks/drill_failover.py --seconds 30 --kill-after 10 --clients 8
 """
 
 from __future__ import annotations
@@ -42,13 +47,14 @@ from rich.console import Console
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from redis.crc import key_slot  # noqa: E402
+
 from svckit.devstack import supervisor  # noqa: E402
 from svckit.devstack.infra import free_port  # noqa: E402
 from svckit.gen.ledger.v1 import ledger_service_pb2 as lpb  # noqa: E402
 from svckit.gen.ledger.v1 import ledger_service_pb2_grpc as lpb_grpc  # noqa: E402
 
 _ENV = {
-    "DEV_PG_STANDBY": "1",
     "GATEWAY_RATE_LIMIT_REQUESTS": "1000000",
     "PAYMENT_RISK_VELOCITY_MAX_CHECKOUTS": "1000000",
     "PAYMENT_RISK_VELOCITY_MAX_AMOUNT_MINOR": "1000000000000",
@@ -65,8 +71,8 @@ class Load:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-def start_stack(data_dir: Path) -> supervisor.Stack:
-    for name in ("DATABASE_URL", "REDIS_URL"):
+def start_stack(data_dir: Path, target: str) -> supervisor.Stack:
+    for name in ("DATABASE_URL", "REDIS_URL", "REDIS_CLUSTER", "DEV_PG_STANDBY", "DEV_REDIS_CLUSTER"):
         os.environ.pop(name, None)
     ports = {
         v: str(free_port())
@@ -76,6 +82,7 @@ def start_stack(data_dir: Path) -> supervisor.Stack:
         )
     }  # fmt: skip
     os.environ.update({**ports, **_ENV})  # plan_children reads the ports from the environment
+    os.environ["DEV_PG_STANDBY" if target == "postgres" else "DEV_REDIS_CLUSTER"] = "1"
     (data_dir / "logs").mkdir(parents=True, exist_ok=True)
     supervisor.console = Console(file=open(data_dir / "logs" / "supervisor.log", "a"), highlight=False)  # noqa: SIM115
     stack = supervisor.Stack(data_dir, echo_logs=False)
@@ -131,11 +138,60 @@ async def poll(condition: Callable[[], bool], seconds: float) -> None:
         await asyncio.sleep(0.1)
 
 
-def primary_pid(stack: supervisor.Stack) -> int:
+async def kill_postgres_primary(stack: supervisor.Stack) -> list[str]:
+    """kill -9 of the primary; the supervisor promotes the standby. Returns what broke."""
     assert stack.pg is not None and stack.standby is not None, "the stack has no standby"
     pid = stack.pg.pid()
     assert pid is not None
-    return pid
+    old_port = stack.pg.port
+    os.kill(pid, signal.SIGKILL)
+    killed = time.monotonic()
+    print(f"kill -9 of the PostgreSQL primary (port {old_port})")
+    await poll(lambda: stack.standby is None, 60)
+    if stack.standby is not None:
+        return ["the standby was not promoted within 60 s"]
+    print(f"standby promoted {time.monotonic() - killed:.1f} s after the kill (port {stack.pg.port})")
+    return []
+
+
+async def kill_valkey_primary(stack: supervisor.Stack) -> list[str]:
+    """kill -9 of the cluster node serving the payment events' slot; its replica takes over."""
+    cluster = stack.valkey_cluster
+    assert cluster is not None, "the stack has no Valkey cluster"
+    slot = key_slot(b"{payments}:events")
+    owner = next(n for n in cluster.primary_nodes() if slot_owner(n.port, slot))
+    assert owner.proc is not None
+    owner.proc.send_signal(signal.SIGKILL)
+    killed = time.monotonic()
+    print(f"kill -9 of the Valkey primary on port {owner.port} (serving slot {slot} of {{payments}})")
+    await poll(
+        lambda: any(n.port != owner.port and slot_owner(n.port, slot) for n in cluster.primary_nodes()), 60
+    )
+    successor = [n.port for n in cluster.primary_nodes() if n.port != owner.port and slot_owner(n.port, slot)]
+    if not successor:
+        return ["no replica took over the slot within 60 s"]
+    print(f"replica on port {successor[0]} serves the slot {time.monotonic() - killed:.1f} s after the kill")
+    return []
+
+
+def slot_owner(port: int, slot: int) -> bool:
+    """Whether the node on ``port`` says it serves ``slot`` (CLUSTER MYSHARDID would need Valkey 8)."""
+    import redis
+
+    try:
+        with redis.Redis(port=port, socket_timeout=1) as client:
+            nodes = client.execute_command("CLUSTER", "NODES")
+    except redis.RedisError:
+        return False
+    text = nodes.decode() if isinstance(nodes, bytes) else str(nodes)
+    for line in text.splitlines():
+        parts = line.split()
+        if "myself" in parts[2] and "master" in parts[2]:
+            for r in parts[8:]:
+                low, _, high = r.partition("-")
+                if low.isdigit() and int(low) <= slot <= int(high or low):
+                    return True
+    return False
 
 
 def query(url: str, database: str, sql: str, params: tuple = ()) -> list[tuple]:
@@ -152,9 +208,9 @@ async def verify_ledger(stack: supervisor.Stack) -> tuple[bool, list[str]]:
 
 
 async def drill(args: argparse.Namespace) -> int:
-    data_dir = Path(tempfile.mkdtemp(prefix="drill-pg-"))
+    data_dir = Path(tempfile.mkdtemp(prefix="drill-"))
     started = time.monotonic()
-    stack = start_stack(data_dir)
+    stack = start_stack(data_dir, args.target)
     print(f"stack up in {time.monotonic() - started:.1f} s (data and logs in {data_dir})")
     supervising = threading.Thread(target=stack.supervise, daemon=True)
     supervising.start()
@@ -171,19 +227,11 @@ async def drill(args: argparse.Namespace) -> int:
             buyers = [asyncio.create_task(buyer(client, run, n, load)) for n in range(args.clients)]
             await asyncio.sleep(args.kill_after)
             before = len(load.acknowledged)
-            old_port = stack.pg.port if stack.pg else 0
-            os.kill(primary_pid(stack), signal.SIGKILL)
             killed = time.monotonic()
-            print(f"kill -9 of the primary (port {old_port}) after {before} acknowledged orders")
-            await poll(lambda: stack.standby is None, 60)
-            promoted = time.monotonic() - killed
-            if stack.standby is not None:
-                broken.append("the standby was not promoted within 60 s")
-            else:
-                print(
-                    f"standby promoted {promoted:.1f} s after the kill (port {stack.pg.port if stack.pg else '?'})"
-                )
-            # First order acknowledged after the promotion: how long the services took to reconnect.
+            broken += await (kill_postgres_primary if args.target == "postgres" else kill_valkey_primary)(
+                stack
+            )
+            # First order acknowledged after the fail-over: how long the services took to reconnect.
             await poll(lambda: len(load.acknowledged) > before, 60)
             print(f"first order answered {time.monotonic() - killed:.1f} s after the kill")
             await asyncio.sleep(max(0.0, args.seconds - args.kill_after - (time.monotonic() - killed)))
@@ -240,6 +288,11 @@ async def drill(args: argparse.Namespace) -> int:
         unbalanced = [o for o, (_, d, c) in booked.items() if d != c]
         if unbalanced:
             broken.append(f"unbalanced ledger transactions: {unbalanced[:5]}")
+        (unpublished,) = query(
+            url, "payments", "SELECT count(*) FROM event_outbox WHERE published_at IS NULL"
+        )[0]
+        if unpublished:
+            broken.append(f"{unpublished} committed outbox events never published")
         ok, findings = await verify_ledger(stack)
         if not ok:
             broken.append(f"VerifyLedger: {findings}")
@@ -261,6 +314,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--target", choices=["postgres", "valkey"], default="postgres", help="what to kill")
     parser.add_argument("--clients", type=int, default=6, help="concurrent buyers")
     parser.add_argument("--seconds", type=float, default=20.0, help="load duration in all")
     parser.add_argument("--kill-after", type=float, default=6.0, help="seconds of load before the kill")
