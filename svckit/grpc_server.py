@@ -27,7 +27,8 @@ from svckit.context import (
     new_request_id,
     request_id_var,
 )
-from svckit.errors import DomainError, ErrorKind, Internal
+from svckit.db import database_lost
+from svckit.errors import DomainError, ErrorKind, Internal, Unavailable
 from svckit.grpc_errors import to_status
 from svckit.logging import get_logger
 from svckit.metrics import GRPC_LATENCY, GRPC_REQUESTS
@@ -106,7 +107,16 @@ def with_request_context(
         except grpc.aio.AbortError:
             code = context.code() or grpc.StatusCode.UNKNOWN
             raise
-        except Exception:
+        except Exception as exc:
+            if database_lost(exc):
+                # A fail-over or restart of PostgreSQL (or a timeout): whatever this call committed, its
+                # retry with the same idempotency key finds, so the caller is told to retry.
+                code = grpc.StatusCode.UNAVAILABLE
+                log.warning("rpc could not reach its database", method=method, error=type(exc).__name__)
+                await context.abort_with_status(
+                    to_status(Unavailable("DATABASE_UNAVAILABLE", "the database is unreachable; retry"))
+                )
+                return None
             code = grpc.StatusCode.INTERNAL
             log.exception("rpc failed", method=method)
             await context.abort_with_status(
