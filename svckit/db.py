@@ -20,9 +20,8 @@ import psycopg
 from alembic import command
 from alembic.config import Config
 from psycopg import sql
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from svckit.logging import get_logger
@@ -30,22 +29,6 @@ from svckit.logging import get_logger
 log = get_logger(__name__)
 
 T = TypeVar("T")
-
-
-def database_lost(exc: BaseException) -> bool:
-    """Whether ``exc`` says the connection to the primary is gone (not that the statement was wrong):
-    a broken or refused connection, or one that reached a server which no longer accepts writes (a
-    demoted primary). Such a call may be retried as it is once a connection to the primary is back."""
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    orig = exc.orig if isinstance(exc, DBAPIError) else exc
-    return isinstance(
-        orig,
-        psycopg.OperationalError
-        | psycopg.InterfaceError
-        | psycopg.errors.ReadOnlySqlTransaction
-        | PoolTimeout,
-    )
 
 
 def one_row(row: T | None, what: str) -> T:

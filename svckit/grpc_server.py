@@ -27,8 +27,7 @@ from svckit.context import (
     new_request_id,
     request_id_var,
 )
-from svckit.db import database_lost
-from svckit.errors import DomainError, ErrorKind, Internal, Unavailable
+from svckit.errors import DomainError, ErrorKind, Internal
 from svckit.grpc_errors import to_status
 from svckit.logging import get_logger
 from svckit.metrics import GRPC_LATENCY, GRPC_REQUESTS
@@ -107,16 +106,7 @@ def with_request_context(
         except grpc.aio.AbortError:
             code = context.code() or grpc.StatusCode.UNKNOWN
             raise
-        except Exception as exc:
-            if database_lost(exc):
-                # A fail-over or restart of PostgreSQL (or a timeout): whatever this call committed, its
-                # retry with the same idempotency key finds, so the caller is told to retry.
-                code = grpc.StatusCode.UNAVAILABLE
-                log.warning("rpc could not reach its database", method=method, error=type(exc).__name__)
-                await context.abort_with_status(
-                    to_status(Unavailable("DATABASE_UNAVAILABLE", "the database is unreachable; retry"))
-                )
-                return None
+        except Exception:
             code = grpc.StatusCode.INTERNAL
             log.exception("rpc failed", method=method)
             await context.abort_with_status(
