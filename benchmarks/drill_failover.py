@@ -71,8 +71,15 @@ class Load:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-def start_stack(data_dir: Path, target: str) -> supervisor.Stack:
-    for name in ("DATABASE_URL", "REDIS_URL", "REDIS_CLUSTER", "DEV_PG_STANDBY", "DEV_REDIS_CLUSTER"):
+def start_stack(data_dir: Path, target: str, replicas: int) -> supervisor.Stack:
+    for name in (
+        "DATABASE_URL",
+        "REDIS_URL",
+        "REDIS_CLUSTER",
+        "DEV_PG_STANDBY",
+        "DEV_REDIS_CLUSTER",
+        "DEV_PAYMENT_REPLICAS",
+    ):
         os.environ.pop(name, None)
     ports = {
         v: str(free_port())
@@ -83,6 +90,7 @@ def start_stack(data_dir: Path, target: str) -> supervisor.Stack:
     }  # fmt: skip
     os.environ.update({**ports, **_ENV})  # plan_children reads the ports from the environment
     os.environ["DEV_PG_STANDBY" if target == "postgres" else "DEV_REDIS_CLUSTER"] = "1"
+    os.environ["DEV_REPLICAS"] = str(replicas)  # processes of every service, callers round-robin
     (data_dir / "logs").mkdir(parents=True, exist_ok=True)
     supervisor.console = Console(file=open(data_dir / "logs" / "supervisor.log", "a"), highlight=False)  # noqa: SIM115
     stack = supervisor.Stack(data_dir, echo_logs=False)
@@ -210,7 +218,7 @@ async def verify_ledger(stack: supervisor.Stack) -> tuple[bool, list[str]]:
 async def drill(args: argparse.Namespace) -> int:
     data_dir = Path(tempfile.mkdtemp(prefix="drill-"))
     started = time.monotonic()
-    stack = start_stack(data_dir, args.target)
+    stack = start_stack(data_dir, args.target, args.replicas)
     print(f"stack up in {time.monotonic() - started:.1f} s (data and logs in {data_dir})")
     supervising = threading.Thread(target=stack.supervise, daemon=True)
     supervising.start()
@@ -315,6 +323,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--target", choices=["postgres", "valkey"], default="postgres", help="what to kill")
+    parser.add_argument("--replicas", type=int, default=1, help="processes of every service (DEV_REPLICAS)")
     parser.add_argument("--clients", type=int, default=6, help="concurrent buyers")
     parser.add_argument("--seconds", type=float, default=20.0, help="load duration in all")
     parser.add_argument("--kill-after", type=float, default=6.0, help="seconds of load before the kill")
