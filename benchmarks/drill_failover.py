@@ -304,7 +304,9 @@ async def drill(args: argparse.Namespace) -> int:
         ok, findings = await verify_ledger(stack)
         if not ok:
             broken.append(f"VerifyLedger: {findings}")
-        print(f"checked {len(success)} success orders on the promoted primary: {len(booked)} booked")
+        print(
+            f"checked {len(success)} success orders on the database after the fail-over: {len(booked)} booked"
+        )
     finally:
         stack.stop_requested.set()
         supervising.join(10)
