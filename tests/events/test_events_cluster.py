@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from redis.asyncio.cluster import RedisCluster
 
 from gateway.ratelimit import RateLimiter
 from svckit.devstack.infra import EmbeddedValkeyCluster, free_port, remove_tree
@@ -75,7 +74,7 @@ async def test_publish_consume_retry_dead_letter_and_replay_run_unchanged_on_a_c
     assert (await bus.redis.xpending(bus.stream, "ledger-updater"))["pending"] == 0
     # Every key of the namespace is in one slot, as the cluster requires of these commands.
     keys = bus.settings.keys
-    slots = {RedisCluster.keyslot(bus.redis, k) for k in (keys.events, keys.retry, keys.dlq, keys.discarded)}
+    slots = {bus.redis.keyslot(k) for k in (keys.events, keys.retry, keys.dlq, keys.discarded)}
     assert len(slots) == 1
 
 
