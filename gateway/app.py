@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import redis.asyncio as aioredis
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from prometheus_client import make_asgi_app
@@ -29,6 +28,7 @@ from gateway.ratelimit import AUTH_FAILURE_KEY_PREFIX, RateLimiter
 from gateway.routes import admin, health, ledger, payments, payouts, reconciliation, sellers, webhooks
 from svckit.db import create_engine, migrate_async
 from svckit.logging import get_logger
+from svckit.redisclient import redis_client
 
 log = get_logger(__name__)
 
@@ -69,8 +69,9 @@ def create_app(settings: GatewaySettings, upstreams: Upstreams | None = None) ->
                 )
             log.info("development API key ready", key_id=key.id, key_prefix=key.key_prefix)
         # No retries and a short timeout: the limiter must answer fast or step aside (see ratelimit.py).
-        redis_client = aioredis.Redis.from_url(
+        redis = redis_client(
             settings.redis_url,
+            settings.redis_cluster,
             socket_timeout=settings.rate_limit_redis_timeout_seconds,
             socket_connect_timeout=settings.rate_limit_redis_timeout_seconds,
             retry=Retry(NoBackoff(), 0),
@@ -80,13 +81,13 @@ def create_app(settings: GatewaySettings, upstreams: Upstreams | None = None) ->
             engine, settings.api_key_cache_ttl_seconds, settings.api_key_cache_max_entries
         )
         app.state.rate_limiter = RateLimiter(
-            redis_client,
+            redis,
             settings.rate_limit_requests,
             settings.rate_limit_window_seconds,
             settings.rate_limit_fail_open,
         )
         app.state.auth_failure_limiter = RateLimiter(
-            redis_client,
+            redis,
             settings.auth_failure_limit,
             settings.auth_failure_window_seconds,
             settings.rate_limit_fail_open,
@@ -98,7 +99,7 @@ def create_app(settings: GatewaySettings, upstreams: Upstreams | None = None) ->
         finally:
             if upstreams is None:
                 await app.state.upstreams.close()
-            await redis_client.aclose()
+            await redis.aclose()
             await engine.dispose()
 
     # The same app, with /docs and /redoc served from the pinned package's own copies of Swagger UI
