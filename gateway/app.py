@@ -19,6 +19,7 @@ from gateway.apikeys import KeyAuthenticator
 from gateway.clients import Upstreams
 from gateway.config import GatewaySettings
 from gateway.console import pages as console_pages
+from gateway.console import recon as console_recon
 from gateway.metrics import HttpMetricsMiddleware
 from gateway.middleware import RequestContextMiddleware
 from gateway.models import MIGRATIONS
@@ -115,6 +116,7 @@ def create_app(settings: GatewaySettings, upstreams: Upstreams | None = None) ->
     # Before the payments routes: /v1/payments/return is a page, not GET /v1/payments/{payment_order_id}.
     app.include_router(buyer_pages.router)
     app.include_router(console_pages.router)
+    app.include_router(console_recon.router)
     app.include_router(payments.router)
     app.include_router(admin.router)
     app.include_router(payouts.router)
