@@ -42,16 +42,17 @@ ACCESS = {
             "GetPayout": (*_PAYOUT_ADMINS, "recon"),
         },
     ),
-    # Dead letters and streams: people on call, never another service.
+    # Dead letters and streams: people on call, never another service; the gateway only for its operator
+    # console (/console/events), one dead letter at a time, with the signed-in person's reason audited.
     **allow(
         events_admin_service_pb2.DESCRIPTOR.services_by_name["EventsAdminService"],
         {
-            "ListStreams": ("operator",),
-            "ListDeadLetters": ("operator",),
-            "GetDeadLetter": ("operator",),
-            "ReplayDeadLetter": ("operator",),
+            "ListStreams": ("gateway", "operator"),
+            "ListDeadLetters": ("gateway", "operator"),
+            "GetDeadLetter": ("gateway", "operator"),
+            "ReplayDeadLetter": ("gateway", "operator"),
             "ReplayAllDeadLetters": ("operator",),
-            "DiscardDeadLetter": ("operator",),
+            "DiscardDeadLetter": ("gateway", "operator"),
         },
     ),
 }
