@@ -19,6 +19,7 @@ from gateway.apikeys import KeyAuthenticator
 from gateway.clients import Upstreams
 from gateway.config import GatewaySettings
 from gateway.console import events as console_events
+from gateway.console import overview as console_overview
 from gateway.console import pages as console_pages
 from gateway.console import recon as console_recon
 from gateway.metrics import HttpMetricsMiddleware
@@ -119,6 +120,7 @@ def create_app(settings: GatewaySettings, upstreams: Upstreams | None = None) ->
     app.include_router(console_pages.router)
     app.include_router(console_recon.router)
     app.include_router(console_events.router)
+    app.include_router(console_overview.router)
     app.include_router(payments.router)
     app.include_router(admin.router)
     app.include_router(payouts.router)

@@ -23,6 +23,8 @@ ACCESS = {
             "ListPaymentOrderHistory": ("gateway", "operator"),
             "ListPaymentOrders": ("gateway", "operator", "recon"),
             "ListRefunds": ("gateway", "operator", "recon"),
+            # Counts for the operator console's overview (and people on call).
+            "GetPaymentStats": ("gateway", "operator"),
             # Asks the PSP and applies its answer through the state machine; recon's auto-fix, and on call.
             "RecheckPaymentOrder": ("operator", "recon"),
             # Only the gateway, which verified the PSP's signature on the webhook it forwards.
