@@ -480,17 +480,31 @@ async def resolve_one(mismatch_id: str, request: Request) -> Response:
     return _done(mismatch_id, "resolve")
 
 
+async def _bulk_form(request: Request) -> dict[str, list[str]] | None:
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media != "application/x-www-form-urlencoded":
+        return None
+    try:
+        text = (await request.body()).decode("utf-8")
+        return parse_qs(text, keep_blank_values=True, max_num_fields=_MAX_BULK + 10)
+    except (UnicodeDecodeError, ValueError):
+        return None
+
+
 @router.post(_BASE + "/mismatches/resolve")
 async def resolve_many(request: Request) -> Response:
     """The queue's bulk resolve: the ticked mismatches, all or none (ResolveMismatches' rule)."""
-    acting = await _acting_session(request)
-    if isinstance(acting, Response):
-        return acting
-    session, form = acting
-    # The checkboxes share one name; the shared form parser keeps only the first value of a name.
-    fields = parse_qs(
-        (await request.body()).decode("utf-8"), keep_blank_values=False, max_num_fields=_MAX_BULK + 40
-    )
+    session = await _session(request)
+    if session is None:
+        return _message(403, "Signed out", "Sign in again; nothing was changed.")
+    # The checkboxes share one name, and a page has up to 50 of them: the shared form reader keeps the
+    # first value of a name and at most 40 fields, so the form is read here, with the same checks.
+    fields = await _bulk_form(request)
+    if fields is None:
+        return _message(415, "Not a form", "Send the form as the page does; nothing was changed.", session)
+    form = {name: values[0] for name, values in fields.items()}
+    if not secrets.compare_digest(form.get("csrf", "").encode(), session.csrf_token.encode()):
+        return _message(403, "Form expired", "Reload the page and try again; nothing was changed.", session)
     ids = list(dict.fromkeys(fields.get("mismatch_id", [])))
     back = form.get("back", "")
     # Back to the list as it was filtered; only a path of the queue itself, never elsewhere.

@@ -82,6 +82,7 @@ async def test_a_dead_letter_is_listed_shown_and_replayed_with_a_reason(operator
     assert len(copies) == 1 and copies[0]["attempt"] == "1"
     audit = (await operator.http.get("/console/audit", params={"target": entry_id})).text
     assert "events.replay" in audit and "ledger fixed in 1.4.2" in audit and "re-published as" in audit
+    assert f'href="/console/events/dead-letters/{entry_id}"' in audit
     # Handled once: a second replay is refused by the service and changes nothing.
     again = await operator.http.post(url, data={"csrf": csrf_of(page.text), "note": "again"})
     assert again.status_code == 409 and "DEAD_LETTER_NOT_FOUND" in again.text

@@ -127,6 +127,7 @@ async def test_a_mismatch_is_assigned_annotated_and_resolved_with_a_reason(opera
     assert again.status_code == 409 and "MISMATCH_NOT_OPEN" in again.text
     audit = (await operator.http.get("/console/audit", params={"target": mismatch_id})).text
     assert "refused: resolution=written_off; MISMATCH_NOT_OPEN" in audit
+    assert f'href="/console/reconciliation/mismatches/{mismatch_id}"' in audit  # linked to its page
 
 
 async def test_ticked_mismatches_are_resolved_together_once(operator, operator_channels):
@@ -150,6 +151,13 @@ async def test_ticked_mismatches_are_resolved_together_once(operator, operator_c
     assert (await _get(operator_channels, ids[2])).mismatch.state == "open"
     r = await _post_pairs(operator.http, f"{BASE}/mismatches/resolve", form)
     assert r.status_code == 400 and "Tick at least one" in r.text
+    # A whole page ticked (50 rows, more fields than other forms have) reaches the service, which
+    # refuses unknown ids: all or none again.
+    page = [("mismatch_id", f"mm_{uuid.uuid4().hex}") for _ in range(49)] + [("mismatch_id", ids[2])]
+    form[1] = ("action_id", uuid.uuid4().hex)
+    r = await _post_pairs(operator.http, f"{BASE}/mismatches/resolve", form + page)
+    assert r.status_code == 409 and "MISMATCH_NOT_FOUND" in r.text
+    assert (await _get(operator_channels, ids[2])).mismatch.state == "open"
 
 
 async def test_no_reconciliation_page_or_action_without_a_session_and_its_csrf_token(
