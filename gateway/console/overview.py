@@ -47,8 +47,8 @@ class _Bar:
 @dataclass(frozen=True)
 class Chart:
     bars: list[_Bar]
-    rate_points: str
-    """The success rate's polyline (x,y pairs), over buckets with orders."""
+    rate_points: list[tuple[float, float]]
+    """The success rate's points (x, y), one per bucket with decided orders: a line and dots."""
     peak: float
     """Payments per minute at the top of the axis."""
     rows: list[tuple[str, str, int, str]]
@@ -81,7 +81,7 @@ def chart(reply: pb.GetPaymentStatsResponse, now: datetime) -> Chart:
                          round(h, 1), f"{when} UTC: {rate:g} per minute"))  # fmt: skip
         if b is not None and b.succeeded + b.failed:
             share = b.succeeded / (b.succeeded + b.failed)
-            points.append(f"{_PAD + (i + 0.5) * slot:.1f},{_PAD + inner_h * (1 - share):.1f}")
+            points.append((round(_PAD + (i + 0.5) * slot, 1), round(_PAD + inner_h * (1 - share), 1)))
             ok_total += b.succeeded
             failed_total += b.failed
         if b is not None:
@@ -92,7 +92,7 @@ def chart(reply: pb.GetPaymentStatsResponse, now: datetime) -> Chart:
     decided = ok_total + failed_total
     return Chart(
         bars=bars,
-        rate_points=" ".join(points),
+        rate_points=points,
         peak=peak,
         rows=rows,
         total=sum(b.created for b in reply.buckets),

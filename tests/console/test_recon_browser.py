@@ -14,8 +14,10 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.select import Select
 
 from svckit.events.config import Keys
+from tests.console.conftest import paid_order
 from tests.console.test_console_browser import _shoot, _submit
 from tests.console.test_events_console import dead_letter
+from tests.console.test_overview_console import declined_order
 from tests.console.test_recon_console import seeded_run
 
 
@@ -59,9 +61,11 @@ def _journey(
 
 
 async def test_an_operator_resolves_a_mismatch_and_replays_a_dead_letter(
-    gw, keys, operator_channels, services, browser, tmp_path
+    gw, keys, client, operator_channels, services, browser, tmp_path
 ):
     _, key = await keys.make("admin")
+    await paid_order(client)  # something to draw in the overview's chart
+    await declined_order(client)
     run_id, [mismatch_id] = await seeded_run(operator_channels, 1)
     settings = services["payment"].settings
     redis = Redis.from_url(settings.redis_url, decode_responses=True)
@@ -71,7 +75,7 @@ async def test_an_operator_resolves_a_mismatch_and_replays_a_dead_letter(
         await redis.aclose()
     seen = await asyncio.to_thread(_journey, browser, gw.url, key, run_id, mismatch_id, letter, tmp_path)
 
-    assert "Settlement lag" in seen["overview"] and "Payments per minute" in seen["overview"]
+    assert "Settlement lag" in seen["overview"] and "insufficient_funds" in seen["overview"]
     assert "USD:charge" in seen["run"] and "UNMATCHED_ROW: 1" in seen["run"]
     assert seen["resolved"] == "Resolved."
     assert (
