@@ -354,6 +354,12 @@ async def mismatch(mismatch_id: str, request: Request) -> Response:
 # -- actions ------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Failure:
+    refused: bool
+    text: str
+
+
 async def _act(
     request: Request,
     session: Session,
@@ -364,9 +370,9 @@ async def _act(
     rpc: Any,
     message: Any,
     idempotency_key: str,
-) -> str | None:
-    """Record, call, finish. Returns the refusal text, or None when the service did it. Raises nothing:
-    an unknown outcome (timeout, service down) is recorded as such and reported as text too."""
+) -> _Failure | None:
+    """Record, call, finish. Returns None when the service did it, else what went wrong: a refusal (the
+    service said no, nothing changed) or an unknown outcome (timeout, service down), recorded as such."""
     async with _engine(request).begin() as conn:
         entries = [await store.record(conn, session, audit_action, t, reason, detail=detail) for t in targets]
     token = idempotency_key_var.set(idempotency_key)
@@ -378,13 +384,21 @@ async def _act(
         async with _engine(request).begin() as conn:
             for entry in entries:
                 await store.finish(conn, entry, outcome, f"{detail}; {text}" if detail else text)
-        return text if outcome == "refused" else f"{text}. The outcome is unknown: check before retrying."
+        return _Failure(outcome == "refused", text if outcome == "refused" else
+                        f"{text}. The outcome is unknown: check the mismatch before trying again.")  # fmt: skip
     finally:
         idempotency_key_var.reset(token)
     async with _engine(request).begin() as conn:
         for entry in entries:
             await store.finish(conn, entry, "ok", detail)
     return None
+
+
+async def _failure_page(request: Request, session: Session, mismatch_id: str, failed: _Failure) -> Response:
+    if failed.refused:  # the mismatch's page again, with the service's reason on it
+        return await _mismatch_page(request, session, mismatch_id, 409, errors=[failed.text])
+    # recon did not answer: its page could not be shown either, so say it plainly.
+    return _message(503, "Outcome unknown", failed.text, session)
 
 
 def _done(mismatch_id: str, what: str) -> RedirectResponse:
@@ -405,14 +419,14 @@ async def assign(mismatch_id: str, request: Request) -> Response:
     if not 0 < len(assignee) <= 200:
         return await _mismatch_page(request, session, mismatch_id, 400,
                                     errors=["Name who takes it (1-200 characters)."])  # fmt: skip
-    refused = await _act(
+    failed = await _act(
         request, session, "recon.assign", [mismatch_id], "", f"assignee={assignee}",
         _recon(request).AssignMismatch,
         pb.AssignMismatchRequest(mismatch_id=mismatch_id, assignee=assignee, actor=_actor(session)),
         f"console-assign-{secrets.token_hex(16)}",
     )  # fmt: skip
-    if refused:
-        return await _mismatch_page(request, session, mismatch_id, 409, errors=[refused])
+    if failed:
+        return await _failure_page(request, session, mismatch_id, failed)
     return _done(mismatch_id, "assign")
 
 
@@ -428,14 +442,14 @@ async def annotate(mismatch_id: str, request: Request) -> Response:
     if note is None:
         return await _mismatch_page(request, session, mismatch_id, 400,
                                     errors=[f"Write the note (1-{store.MAX_REASON_CHARS} characters)."])  # fmt: skip
-    refused = await _act(
+    failed = await _act(
         request, session, "recon.annotate", [mismatch_id], note, "",
         _recon(request).AnnotateMismatch,
         pb.AnnotateMismatchRequest(mismatch_id=mismatch_id, note=note, actor=_actor(session)),
         f"console-annotate-{secrets.token_hex(16)}",
     )  # fmt: skip
-    if refused:
-        return await _mismatch_page(request, session, mismatch_id, 409, errors=[refused])
+    if failed:
+        return await _failure_page(request, session, mismatch_id, failed)
     return _done(mismatch_id, "annotate")
 
 
@@ -468,15 +482,15 @@ async def resolve_one(mismatch_id: str, request: Request) -> Response:
     if isinstance(parsed, list):
         return await _mismatch_page(request, session, mismatch_id, 400, errors=parsed)
     code, reason, action_id = parsed
-    refused = await _act(
+    failed = await _act(
         request, session, "recon.resolve", [mismatch_id], reason, f"resolution={code}",
         _recon(request).ResolveMismatches,
         pb.ResolveMismatchesRequest(mismatch_ids=[mismatch_id], resolution_code=code, reason=reason,
                                     actor=_actor(session)),
         f"console-resolve-{action_id}",
     )  # fmt: skip
-    if refused:
-        return await _mismatch_page(request, session, mismatch_id, 409, errors=[refused])
+    if failed:
+        return await _failure_page(request, session, mismatch_id, failed)
     return _done(mismatch_id, "resolve")
 
 
@@ -519,12 +533,14 @@ async def resolve_many(request: Request) -> Response:
     if problems or isinstance(parsed, list):
         return _message(400, "Nothing resolved", " ".join(problems) + " Nothing was changed.", session)
     code, reason, action_id = parsed
-    refused = await _act(
+    failed = await _act(
         request, session, "recon.resolve", ids, reason, f"resolution={code}; bulk of {len(ids)}",
         _recon(request).ResolveMismatches,
         pb.ResolveMismatchesRequest(mismatch_ids=ids, resolution_code=code, reason=reason, actor=_actor(session)),
         f"console-resolve-{action_id}",
     )  # fmt: skip
-    if refused:
-        return _message(409, "Nothing resolved", f"{refused} (all or none: nothing was changed)", session)
+    if failed and failed.refused:
+        return _message(409, "Nothing resolved", f"{failed.text} (all or none: nothing was changed)", session)
+    if failed:
+        return _message(503, "Resolve outcome unknown", failed.text, session)
     return RedirectResponse(f"{back_url}&done={len(ids)}", status_code=303, headers=_PAGE_HEADERS)

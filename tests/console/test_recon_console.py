@@ -11,11 +11,13 @@ import grpc
 import httpx
 import pytest
 from markupsafe import escape
+from sqlalchemy import text
 
+from svckit.devstack.infra import free_port
 from svckit.gen.recon.v1 import recon_service_pb2 as rpb
 from svckit.gen.recon.v1 import recon_service_pb2_grpc as rpb_grpc
 from svckit.grpc_errors import error_info
-from tests.console.conftest import csrf_of
+from tests.console.conftest import csrf_of, sign_in
 
 HEADER = "balance_transaction_id,created_utc,currency,gross,fee,net,reporting_category,source_id"
 BASE = "/console/reconciliation"
@@ -208,3 +210,27 @@ async def test_get_mismatch_answers_not_found_for_an_unknown_id(operator_channel
         grpc.StatusCode.NOT_FOUND,
         "MISMATCH_NOT_FOUND",
     )
+
+
+async def test_a_resolve_whose_outcome_is_unknown_is_audited_as_unknown(start_gateway, keys, gateway_engine):
+    """recon cannot be reached: the resolve may or may not have happened, and the audit log says so."""
+    cut_off = await start_gateway(recon_addr=f"127.0.0.1:{free_port()}", upstream_timeout_seconds=2)
+    key, admin = await keys.make("admin")
+    mismatch_id = f"mm_{uuid.uuid4().hex}"
+    async with httpx.AsyncClient(base_url=cut_off.url, timeout=10) as http:
+        assert (await sign_in(http, admin)).status_code == 303
+        csrf = csrf_of((await http.get("/console/audit")).text)
+        r = await http.post(
+            f"{BASE}/mismatches/{mismatch_id}/resolve",
+            data={"csrf": csrf, "resolution_code": "written_off", "note": "network trouble",
+                  "action_id": uuid.uuid4().hex},
+        )  # fmt: skip
+        assert r.status_code == 503 and "outcome is unknown" in r.text
+    async with gateway_engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text("SELECT outcome, reason FROM console_audit WHERE target = :t AND key_id = :k"),
+                {"t": mismatch_id, "k": key.id},
+            )
+        ).one()
+    assert tuple(row) == ("unknown", "network trouble")
