@@ -18,8 +18,11 @@ from gateway.apikeys import KeyAuthenticator
 from gateway.clients import Upstreams
 from gateway.config import GatewaySettings
 from gateway.console import books as console_books
+from gateway.console import events as console_events
+from gateway.console import overview as console_overview
 from gateway.console import pages as console_pages
 from gateway.console import payouts as console_payouts
+from gateway.console import recon as console_recon
 from gateway.console import sellers as console_sellers
 from gateway.metrics import HttpMetricsMiddleware
 from gateway.middleware import RequestContextMiddleware
@@ -122,6 +125,9 @@ def create_app(settings: GatewaySettings, upstreams: Upstreams | None = None) ->
     app.include_router(console_sellers.router)
     app.include_router(console_payouts.router)
     app.include_router(console_books.router)
+    app.include_router(console_recon.router)
+    app.include_router(console_events.router)
+    app.include_router(console_overview.router)
     app.include_router(payments.router)
     app.include_router(admin.router)
     app.include_router(payouts.router)

@@ -23,6 +23,8 @@ ACCESS = {
             "ListPaymentOrderHistory": ("gateway", "operator"),
             "ListPaymentOrders": ("gateway", "operator", "recon"),
             "ListRefunds": ("gateway", "operator", "recon"),
+            # Counts for the operator console's overview (and people on call).
+            "GetPaymentStats": ("gateway", "operator"),
             # Asks the PSP and applies its answer through the state machine; recon's auto-fix, and on call.
             "RecheckPaymentOrder": ("operator", "recon"),
             # Reconciliation's auto-fix of SETTLEMENT_NOT_BOOKED; operators for the same by hand.
@@ -45,16 +47,17 @@ ACCESS = {
             "ListPayouts": (*_PAYOUT_ADMINS, "recon"),
         },
     ),
-    # Dead letters and streams: people on call, never another service.
+    # Dead letters and streams: people on call, never another service; the gateway only for its operator
+    # console (/console/events), one dead letter at a time, with the signed-in person's reason audited.
     **allow(
         events_admin_service_pb2.DESCRIPTOR.services_by_name["EventsAdminService"],
         {
-            "ListStreams": ("operator",),
-            "ListDeadLetters": ("operator",),
-            "GetDeadLetter": ("operator",),
-            "ReplayDeadLetter": ("operator",),
+            "ListStreams": ("gateway", "operator"),
+            "ListDeadLetters": ("gateway", "operator"),
+            "GetDeadLetter": ("gateway", "operator"),
+            "ReplayDeadLetter": ("gateway", "operator"),
             "ReplayAllDeadLetters": ("operator",),
-            "DiscardDeadLetter": ("operator",),
+            "DiscardDeadLetter": ("gateway", "operator"),
         },
     ),
 }

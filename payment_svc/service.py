@@ -5,6 +5,8 @@ connection."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payment_svc.config import PaymentSettings
@@ -81,6 +83,10 @@ class PaymentService:
     ) -> tuple[list[OrderRow], str]:
         async with self._uows.reader() as uow:
             return await queries.list_orders(uow, filters, page_size, page_token)
+
+    async def order_stats(self, window_minutes: int, bucket_minutes: int) -> queries.OrderStats:
+        async with self._uows.reader() as uow:
+            return await queries.order_stats(uow, window_minutes, bucket_minutes, datetime.now(UTC))
 
     async def list_refunds(
         self, payment_order_id: str, page_size: int, page_token: str

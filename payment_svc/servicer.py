@@ -236,6 +236,17 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
             payment_orders=[order_to_pb(r) for r in rows], next_page_token=token
         )
 
+    async def GetPaymentStats(self, request: pb.GetPaymentStatsRequest, context: grpc.aio.ServicerContext):
+        stats = await self._service.order_stats(request.window_minutes, request.bucket_minutes)
+        return pb.GetPaymentStatsResponse(
+            buckets=[
+                pb.PaymentStatsBucket(start_time=timestamp(start), created=c, succeeded=ok, failed=f)
+                for start, c, ok, f in stats.buckets
+            ],
+            declines=[pb.DeclineCount(code=code, count=n) for code, n in stats.declines],
+            window_start_time=timestamp(stats.since),
+        )
+
     async def ListRefunds(self, request: pb.ListRefundsRequest, context: grpc.aio.ServicerContext):
         rows, token = await self._service.list_refunds(
             request.payment_order_id, request.page_size, request.page_token

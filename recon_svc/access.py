@@ -17,8 +17,10 @@ ACCESS = allow(
         "StartSettlementRun": ("gateway", "operator"),
         "GetSettlementRun": ("gateway", "operator"),
         "ListMismatches": ("gateway", "operator"),
-        "AssignMismatch": ("operator",),
-        "AnnotateMismatch": ("operator",),
+        # Assign and annotate: also the gateway, for its operator console (/console/reconciliation).
+        "AssignMismatch": ("gateway", "operator"),
+        "AnnotateMismatch": ("gateway", "operator"),
         "ResolveMismatches": ("gateway", "operator"),
+        "GetMismatch": ("gateway", "operator"),
     },
 )

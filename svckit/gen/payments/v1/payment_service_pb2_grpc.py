@@ -97,6 +97,11 @@ class PaymentServiceStub:
                 request_serializer=payments_dot_v1_dot_payment__service__pb2.CreateRefundRequest.SerializeToString,
                 response_deserializer=payments_dot_v1_dot_payment__service__pb2.CreateRefundResponse.FromString,
                 _registered_method=True)
+        self.GetPaymentStats = channel.unary_unary(
+                '/payments.v1.PaymentService/GetPaymentStats',
+                request_serializer=payments_dot_v1_dot_payment__service__pb2.GetPaymentStatsRequest.SerializeToString,
+                response_deserializer=payments_dot_v1_dot_payment__service__pb2.GetPaymentStatsResponse.FromString,
+                _registered_method=True)
 
 
 class PaymentServiceServicer:
@@ -220,6 +225,15 @@ class PaymentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPaymentStats(self, request, context):
+        """Counts of the payment orders created in the last `window_minutes`, per bucket of `bucket_minutes`
+        (created, captured, failed), and the failed ones by decline code: the operator console's overview.
+        One indexed scan of the window. INVALID_ARGUMENT (INVALID_FILTER) for a window or bucket out of range.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PaymentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -282,6 +296,11 @@ def add_PaymentServiceServicer_to_server(servicer, server):
                     servicer.CreateRefund,
                     request_deserializer=payments_dot_v1_dot_payment__service__pb2.CreateRefundRequest.FromString,
                     response_serializer=payments_dot_v1_dot_payment__service__pb2.CreateRefundResponse.SerializeToString,
+            ),
+            'GetPaymentStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPaymentStats,
+                    request_deserializer=payments_dot_v1_dot_payment__service__pb2.GetPaymentStatsRequest.FromString,
+                    response_serializer=payments_dot_v1_dot_payment__service__pb2.GetPaymentStatsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -611,6 +630,33 @@ class PaymentService:
             '/payments.v1.PaymentService/CreateRefund',
             payments_dot_v1_dot_payment__service__pb2.CreateRefundRequest.SerializeToString,
             payments_dot_v1_dot_payment__service__pb2.CreateRefundResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPaymentStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payments.v1.PaymentService/GetPaymentStats',
+            payments_dot_v1_dot_payment__service__pb2.GetPaymentStatsRequest.SerializeToString,
+            payments_dot_v1_dot_payment__service__pb2.GetPaymentStatsResponse.FromString,
             options,
             channel_credentials,
             insecure,
