@@ -7,6 +7,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest_asyncio
@@ -50,7 +51,8 @@ async def start_gateway(infra: Infra, services: dict[str, ServiceHandle]) -> Asy
 
     async def start(upstreams: Upstreams | None = None, **overrides: object) -> Gateway:
         port = free_port()
-        values: dict[str, object] = {
+        # GatewaySettings fields by name, as Infra.settings takes them.
+        values: dict[str, Any] = {
             "http_port": port,
             "payment_addr": services["payment"].address,
             "ledger_addr": services["ledger"].address,
