@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -129,7 +129,7 @@ class SecretScanner:
         client = redis.Redis.from_url(url)
         try:
             for key in client.scan_iter(count=500):
-                kind = client.type(key).decode()
+                kind = cast(bytes, client.type(key)).decode()  # no decode_responses: replies are bytes
                 value: Any
                 if kind == "string":
                     value = client.get(key)

@@ -49,7 +49,7 @@ def test_format_and_major_units():
         major_to_minor("0.001", "USD")
 
 
-def test_currency_normalization_and_money_arithmetic():
+def test_currency_normalization_and_money_arithmetic() -> None:
     assert normalize_currency("usd") == "USD"
     for bad in ("US", "USDD", "12A", "XXX"):
         with pytest.raises(MoneyError):
