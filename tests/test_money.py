@@ -58,4 +58,4 @@ def test_currency_normalization_and_money_arithmetic() -> None:
     with pytest.raises(MoneyError):
         Money(1, "USD") + Money(1, "EUR")
     with pytest.raises(TypeError):
-        Money(1.5, "USD")  # type: ignore[arg-type]
+        Money(1.5, "USD")  # type: ignore[arg-type]  # a float on purpose: Money refuses one

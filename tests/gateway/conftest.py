@@ -32,9 +32,10 @@ class Gateway:
     server: uvicorn.Server
     task: asyncio.Task
 
-    def client(self, key: str | None = None, **kwargs: object) -> httpx.AsyncClient:
+    def client(self, key: str | None = None, **kwargs: Any) -> httpx.AsyncClient:
+        """An httpx client of this gateway (keyword arguments go to httpx.AsyncClient)."""
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        return httpx.AsyncClient(base_url=self.url, timeout=10, headers=headers, **kwargs)  # type: ignore[arg-type]
+        return httpx.AsyncClient(base_url=self.url, timeout=10, headers=headers, **kwargs)
 
     async def stop(self) -> None:
         self.server.should_exit = True

@@ -160,7 +160,7 @@ def test_the_summary_prints_the_key_and_a_checkout_curl_the_gateway_accepts(tmp_
         pg=None, valkey=None, data_dir=tmp_path, dev_key=key, tls=supervisor.DevTls(),
     )  # fmt: skip
     with supervisor.console.capture() as captured:
-        supervisor._summary(stack, time.monotonic())  # type: ignore[arg-type]
+        supervisor._summary(stack, time.monotonic())  # type: ignore[arg-type]  # a namespace with the fields it reads stands in for the stack
     text = captured.get()
     assert f"Authorization: Bearer {key}" in text
     curl_body = re.search(r"-d '(\{.*\})'", text)
