@@ -13,7 +13,8 @@ import tempfile
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
@@ -26,11 +27,15 @@ from payment_svc.config import PaymentSettings
 from psp_sim.testing import DEFAULT_API_KEY, SimServer, run_simulator
 from recon_svc import bootstrap as recon_bootstrap
 from recon_svc.config import ReconSettings
+from svckit.config import ServiceSettings
 from svckit.logging import configure_logging
 from svckit.runtime import ServiceHandle, start_service
 from svckit.testing import Infra
 from wallet_svc import bootstrap as wallet_bootstrap
 from wallet_svc.config import WalletSettings
+
+if TYPE_CHECKING:
+    import httpx  # imported in the fixture: only the tests that use it pay for it
 
 # At the end of the session, look for its secrets in every log line, database row and file it wrote;
 # and write down where a test hangs before its timeout ends it.
@@ -55,7 +60,8 @@ WEBHOOK_SECRET = "whsec_" + "gatewaytests0123456789abcdef"
 """The session's PSP webhook secret: the simulator signs with it, gateways and the payment service verify."""
 
 # Ledger and wallet first: the payment service settles into them and needs their addresses.
-SERVICES = {
+# Each entry: the service's settings class and its composition root (MIGRATIONS, build).
+SERVICES: dict[str, tuple[type[ServiceSettings], ModuleType]] = {
     "ledger": (LedgerSettings, ledger_bootstrap),
     "wallet": (WalletSettings, wallet_bootstrap),
     "recon": (ReconSettings, recon_bootstrap),
@@ -117,7 +123,8 @@ async def services(infra: Infra, shared_psp, gateway_port: int) -> AsyncIterator
     """All four services, running for the whole session."""
     handles: dict[str, ServiceHandle] = {}
     for name, (settings_cls, boot) in SERVICES.items():
-        overrides = {}
+        # Settings fields of different types, by name, as Infra.settings takes them.
+        overrides: dict[str, Any] = {}
         if name == "wallet":
             # Opt-in in production; on here so the concurrency and property tests drive the coalescer.
             overrides = {"coalesce_movements": True}
@@ -218,7 +225,7 @@ async def gateway_url(
 
 
 @pytest_asyncio.fixture(scope="session")
-async def http(gateway_url: str) -> AsyncIterator[httpx.AsyncClient]:  # noqa: F821
+async def http(gateway_url: str) -> AsyncIterator[httpx.AsyncClient]:
     import httpx
 
     headers = {"Authorization": f"Bearer {GATEWAY_TEST_KEY}"}

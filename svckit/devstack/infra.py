@@ -111,6 +111,13 @@ class EmbeddedPostgres:
     def url(self) -> str:
         return f"postgresql://postgres@{self.host}:{self.port}/postgres"
 
+    @property
+    def pid(self) -> int:
+        """The postmaster's process id (the benchmarks measure its CPU); only once started."""
+        if self.proc is None:
+            raise RuntimeError(f"PostgreSQL in {self.data_dir} is not started")
+        return self.proc.pid
+
     def _initdb(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._user = _prepare_root_permissions(self.data_dir)

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -28,8 +29,9 @@ from tests.events.events_demo import DEMO_DDL, handler_for
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = Path(__file__).with_name("events_demo.py")
 
-# Small timings so the whole folder runs in seconds.
-FAST = {
+# Small timings so the whole folder runs in seconds. EventsSettings fields by name (ints and floats);
+# Any, as EventsSettings(**FAST) checks each against its field.
+FAST: dict[str, Any] = {
     "retry_base_delay_seconds": 0.05,
     "retry_max_delay_seconds": 0.2,
     "retry_max_attempts": 3,

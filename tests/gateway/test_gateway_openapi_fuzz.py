@@ -11,6 +11,7 @@ import pytest_asyncio
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
+from schemathesis.core.result import Err
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
@@ -35,6 +36,8 @@ def _fuzz(raw_schema: dict, base_url: str, key: str) -> list[str]:
     schema = schemathesis.openapi.from_dict(raw_schema)
     failures: list[str] = []
     for result in schema.get_all_operations():
+        if isinstance(result, Err):
+            raise result.err()  # an operation the document describes wrongly: the schema error itself
         operation = result.ok()
 
         @settings(

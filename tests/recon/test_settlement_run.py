@@ -32,7 +32,7 @@ from svckit.gen.ledger.v1 import ledger_service_pb2_grpc as lpb_grpc
 from svckit.gen.payments.v1 import payment_service_pb2 as pb
 from svckit.gen.payments.v1 import payment_service_pb2_grpc as pb_grpc
 from svckit.gen.payments.v1 import payout_service_pb2_grpc as po_grpc
-from svckit.grpc_errors import error_info
+from svckit.testing import refusal_info
 
 REPORT = "balance_change_from_activity.itemized.3"
 COLUMNS = [
@@ -127,7 +127,7 @@ async def _receivable(channels) -> int:
             lpb.GetBalanceRequest(account="asset:psp_receivable:stripe/USD")
         )
     except grpc.aio.AioRpcError as exc:
-        assert error_info(exc).reason == "ACCOUNT_NOT_FOUND"
+        assert refusal_info(exc).reason == "ACCOUNT_NOT_FOUND"
         return 0
     return reply.balance_minor
 

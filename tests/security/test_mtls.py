@@ -17,7 +17,7 @@ SERVICES = ["payment", "ledger", "wallet", "recon"]
 
 
 async def _health(channel: grpc.aio.Channel) -> int:
-    reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+    reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)  # type: ignore[attr-defined]  # the stub declares no methods
     return reply.status
 
 
