@@ -157,7 +157,7 @@ def test_the_summary_prints_the_key_and_a_checkout_curl_the_gateway_accepts(tmp_
     key = "mpk_" + "s" * 43
     stack = SimpleNamespace(
         children=supervisor.plan_children(key), env={"DATABASE_URL": "postgresql://u@h/d", "REDIS_URL": "redis://r"},
-        pg=None, valkey=None, data_dir=tmp_path, dev_key=key, tls=supervisor.DevTls(),
+        pg=None, standby=None, valkey=None, valkey_cluster=None, data_dir=tmp_path, dev_key=key, tls=supervisor.DevTls(),
     )  # fmt: skip
     with supervisor.console.capture() as captured:
         supervisor._summary(stack, time.monotonic())  # type: ignore[arg-type]  # a namespace with the fields it reads stands in for the stack
