@@ -39,9 +39,9 @@ import httpx
 import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT))
 
-from bench_payin import start_stack  # noqa: E402  (the same stack start, from a sibling script)
+from benchmarks.bench_payin import start_stack  # noqa: E402  (the same stack start as the pay-in benchmark)
 
 DAYS = 30
 SELLERS = 5000

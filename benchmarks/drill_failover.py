@@ -149,7 +149,7 @@ async def poll(condition: Callable[[], bool], seconds: float) -> None:
 async def kill_postgres_primary(stack: supervisor.Stack) -> list[str]:
     """kill -9 of the primary; the supervisor promotes the standby. Returns what broke."""
     assert stack.pg is not None and stack.standby is not None, "the stack has no standby"
-    pid = stack.pg.pid()
+    pid = stack.pg.running_pid()
     assert pid is not None
     old_port = stack.pg.port
     os.kill(pid, signal.SIGKILL)

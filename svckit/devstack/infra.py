@@ -155,7 +155,7 @@ class EmbeddedPostgres:
             "-c", f"synchronous_standby_names={self.sync_standby}", "-c", "synchronous_commit=on",
         ]  # fmt: skip
 
-    def pid(self) -> int | None:
+    def running_pid(self) -> int | None:
         """The postmaster's process id (from its pid file: also for a server this object did not start)."""
         with contextlib.suppress(FileNotFoundError, ValueError, IndexError):
             return int((self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])

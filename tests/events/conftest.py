@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from svckit.db import create_engine, drop_database, ensure_database
 from svckit.events import Consumer, EventsSettings, Relay, create_all, outbox
+from svckit.redisclient import RedisClient
 from svckit.testing import Infra
 from tests.events.events_demo import DEMO_DDL, handler_for
 
@@ -68,7 +69,7 @@ class Bus:
     """One test's view of the backbone: its settings (own namespace), Redis, the demo database."""
 
     settings: EventsSettings
-    redis: Redis
+    redis: RedisClient
     engine: AsyncEngine
     database_url: str
     procs: list[subprocess.Popen] = field(default_factory=list)
