@@ -132,9 +132,11 @@ class EmbeddedPostgres:
     def start(self, timeout: float = 30.0) -> EmbeddedPostgres:
         self._initdb()
         self._stop_stale()
+        # TCP only (no Unix socket): every client connects to the host and port, and a socket file in
+        # a deep data folder could pass the kernel's 107-byte limit on its path.
         args = [
             _pg_bin("postgres"), "-D", str(self.data_dir), "-p", str(self.port), "-h", self.host,
-            "-k", str(self.data_dir), "-c", "max_connections=300", "-c", "shared_buffers=256MB",
+            "-k", "", "-c", "max_connections=300", "-c", "shared_buffers=256MB",
             "-c", "max_prepared_transactions=0", *self._replication_args(),
         ]  # fmt: skip
         if not self.durable:
