@@ -930,6 +930,9 @@ ACCOUNT_PARAMS = frozenset(
 )
 
 
+PAYOUTS_DISABLED_TAG = "+payouts_disabled@"
+
+
 def create_account(sim: Simulator, p: dict[str, Any], acct_id: str | None = None) -> dict[str, Any]:
     acct_id = acct_id or sim.new_id("acct_", 16)
     ext = p.get("external_account") or {}
@@ -968,7 +971,9 @@ def create_account(sim: Simulator, p: dict[str, Any], acct_id: str | None = None
             "url": f"/v1/accounts/{acct_id}/external_accounts",
         },
         "metadata": metadata,
-        "payouts_enabled": True,
+        # A test convention (docs/psp_sim.md): an email tagged "+payouts_disabled" makes an account
+        # whose payouts are off, as Stripe's are until its requirements are met.
+        "payouts_enabled": PAYOUTS_DISABLED_TAG not in (P.string(p, "email") or ""),
         "settings": {
             "branding": {"icon": None, "logo": None, "primary_color": None, "secondary_color": None},
             "card_payments": {
@@ -1199,6 +1204,8 @@ def create_payout(
         raise invalid(f"Invalid method: {method}", param="method")
     description, descriptor = P.string(p, "description"), P.string(p, "statement_descriptor")
     metadata = P.metadata(p)
+    if account is not None and not _account_or_create(sim, account, "Stripe-Account")["payouts_enabled"]:
+        raise invalid("Payouts have been disabled on this account.", code="payouts_not_allowed")
     if sim.available(account, currency) < amount:
         raise invalid(
             "You have insufficient funds in your Stripe account for this transfer.",

@@ -210,6 +210,21 @@ def test_a_transfer_reversal_needs_the_connected_accounts_balance(client: Any) -
     )
 
 
+def test_an_account_with_a_payouts_disabled_email_has_payouts_off_and_is_refused_a_payout(
+    client: Any,
+) -> None:
+    _fund(client)
+    acct = client.v1.accounts.create(params={"type": "custom", "email": "shop+payouts_disabled@example.com"})
+    assert client.v1.accounts.retrieve(acct.id).payouts_enabled is False
+    assert _account(client).payouts_enabled is True
+    client.v1.transfers.create(params={"amount": 1000, "currency": "usd", "destination": acct.id})
+    with pytest.raises(stripe.InvalidRequestError) as exc:
+        client.v1.payouts.create(
+            params={"amount": 1000, "currency": "usd"}, options={"stripe_account": acct.id}
+        )
+    assert exc.value.code == "payouts_not_allowed"
+
+
 def test_instant_only_failure_account(sim: SimServer, client: Any) -> None:
     _fund(client)
     acct = _account(client, "000888888883")
