@@ -167,6 +167,23 @@ class Books:
         )
         return int(reply.transaction.id)
 
+    async def post_write_off(self, key: str, seller: str, amount: int, currency: str, reason: str) -> int:
+        """Dr expense:bad_debt / Cr seller_receivable: the platform gives up (part of) a seller's debt."""
+        reply = await self._call(
+            self._ledger.PostTransaction,
+            lpb.PostTransactionRequest(
+                entries=[
+                    _entry(naming.expense_bad_debt(currency), True, amount, currency),
+                    _entry(naming.seller_receivable(seller, currency), False, amount, currency),
+                ],
+                description=f"debt of {seller} written off: {reason}",
+                external_ref=seller,
+                metadata={"source": "payment_svc", "reference": seller, "kind": "debt_write_off"},
+            ),
+            ((IDEMPOTENCY_KEY_METADATA, key),),
+        )
+        return int(reply.transaction.id)
+
     async def post_sent_many(self, sent: Sequence[tuple[str, str, int, str]]) -> list[int | None]:
         """:meth:`post_sent` for many (payout id, seller, amount, currency) in one ``PostTransactions``
         call (at most 1000), each under its pay-out's own key (the single call's key space, so either
