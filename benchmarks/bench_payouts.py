@@ -192,6 +192,9 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16, help="PAYMENT_PAYOUT_CONCURRENCY")
     parser.add_argument("--chunk", type=int, default=250, help="PAYMENT_PAYOUT_CHUNK_SIZE")
     parser.add_argument(
+        "--webhook-concurrency", type=int, default=8, help="the simulator's deliveries in flight at once"
+    )
+    parser.add_argument(
         "--finish",
         choices=("webhooks", "janitor"),
         default="webhooks",
@@ -206,7 +209,9 @@ async def main() -> None:
     hook_url = f"http://127.0.0.1:{hook_sock.getsockname()[1]}/v1/webhooks/stripe"
     endpoints = [{"url": hook_url, "enabled_events": ["payout.paid", "payout.failed", "payout.canceled"]}]
     try:
-        with run_simulator({"seed": 7, "webhook_endpoints": endpoints, "webhook_concurrency": 32}) as sim:
+        with run_simulator(
+            {"seed": 7, "webhook_endpoints": endpoints, "webhook_concurrency": args.webhook_concurrency}
+        ) as sim:
             ledger_h = await start_service(
                 infra.settings(LedgerSettings), ledger_bootstrap.MIGRATIONS, ledger_bootstrap.build
             )
