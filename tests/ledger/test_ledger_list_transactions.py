@@ -81,3 +81,10 @@ async def test_a_token_of_another_reference_is_refused(stub, admin):
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await admin.ListTransactions(pb.ListTransactionsRequest(external_ref=f"po_{uid()}", page_token=token))
     assert error_info(caught.value).reason == "INVALID_PAGE_TOKEN"
+
+
+async def test_the_payment_service_may_not_list_transactions(stub):
+    """Only the gateway (its console) and operators read a reference's transactions."""
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.ListTransactions(pb.ListTransactionsRequest(external_ref=f"po_{uid()}"))
+    assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
