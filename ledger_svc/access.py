@@ -21,6 +21,8 @@ ACCESS = allow(
         "PostTransactions": ("payment",),
         "ReverseTransaction": ("payment",),
         "GetTransaction": READERS,
+        # An order's or refund's transactions, for the console's order page (no service needs them).
+        "ListTransactions": ("gateway", "operator"),
         "GetBalance": READERS,
         "ListEntries": READERS,
         "VerifyLedger": READERS,

@@ -211,6 +211,45 @@ async def transaction_entries(conn: AsyncConnection, tx_id: int) -> Sequence[sa.
     return (await conn.execute(stmt)).all()
 
 
+async def transactions_by_ref(
+    conn: AsyncConnection, external_ref: str, after_id: int, limit: int
+) -> Sequence[sa.Row]:
+    """Transactions of one external reference, oldest first, after ``after_id``, with their chain link.
+
+    Uses the partial index ``ix_transactions_external_ref``: a business event has a handful of
+    transactions, so the rows of the reference are fetched and sorted, whatever the ledger's size.
+    """
+    stmt = (
+        sa.select(
+            transactions, transaction_chain.c.seq, transaction_chain.c.prev_hash, transaction_chain.c.hash
+        )
+        .select_from(transactions.outerjoin(transaction_chain))
+        # The partial index's own predicate, stated so the planner need not prove it.
+        .where(transactions.c.external_ref == external_ref, transactions.c.external_ref != "")
+        .where(transactions.c.id > after_id)
+        .order_by(transactions.c.id)
+        .limit(limit)
+    )
+    return (await conn.execute(stmt)).all()
+
+
+async def entries_of(conn: AsyncConnection, tx_ids: Sequence[int]) -> Sequence[sa.Row]:
+    """The entries of several transactions (one statement), by transaction then position."""
+    stmt = (
+        sa.select(
+            entries.c.transaction_id,
+            accounts.c.name,
+            entries.c.direction,
+            entries.c.amount,
+            entries.c.currency,
+        )
+        .select_from(entries.join(accounts))
+        .where(entries.c.transaction_id.in_(tx_ids))
+        .order_by(entries.c.transaction_id, entries.c.position)
+    )
+    return (await conn.execute(stmt)).all()
+
+
 async def totals_as_of(conn: AsyncConnection, account_id: int, as_of: datetime) -> sa.Row:
     """Debit and credit totals and the last transaction of an account's entries posted up to ``as_of``."""
     stmt = sa.select(

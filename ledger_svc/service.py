@@ -59,6 +59,9 @@ __all__ = ["LedgerService"]
 
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
+# Transactions carry their entries, so their pages are smaller.
+MAX_TRANSACTIONS_PAGE = 100
+DEFAULT_TRANSACTIONS_PAGE = 20
 
 
 # Refusals the posting function reports, by reason; every other reason is a bug and raises.
@@ -262,6 +265,10 @@ class LedgerService:
                     {"id": str(transaction_id)},
                 )
             entry_rows = await repository.transaction_entries(conn, transaction_id)
+        return self._stored(row, entry_rows)
+
+    @staticmethod
+    def _stored(row: Any, entry_rows: Sequence[Any]) -> Transaction:
         lines = tuple(EntryLine(e.name, Direction(e.direction), e.amount, e.currency) for e in entry_rows)
         return Transaction(
             id=row.id,
@@ -275,6 +282,28 @@ class LedgerService:
             hash=bytes(row.hash or b""),
             previous_hash=bytes(row.prev_hash or b""),
         )
+
+    async def list_transactions(
+        self, uow: LedgerUnitOfWork, external_ref: str, page_size: int, page_token: str
+    ) -> tuple[list[Transaction], str]:
+        """The transactions of one business event, oldest first, with their entries."""
+        if not external_ref:
+            raise InvalidArgument("MISSING_FIELD", "external_ref is required", field="external_ref")
+        external_ref = checked_text(external_ref, MAX_EXTERNAL_REF, "external_ref")
+        size = pagination.page_size(
+            page_size, default=DEFAULT_TRANSACTIONS_PAGE, maximum=MAX_TRANSACTIONS_PAGE
+        )
+        listing = ["transactions", external_ref]
+        after = pagination.decode_token(page_token, listing, int) or 0
+        async with uow.read() as conn:
+            rows = await repository.transactions_by_ref(conn, external_ref, after, size + 1)
+            more, rows = len(rows) > size, rows[:size]
+            entry_rows = await repository.entries_of(conn, [r.id for r in rows]) if rows else []
+        by_tx: dict[int, list[Any]] = defaultdict(list)
+        for e in entry_rows:
+            by_tx[e.transaction_id].append(e)
+        found = [self._stored(r, by_tx[r.id]) for r in rows]
+        return found, pagination.encode_token(listing, found[-1].id) if more else ""
 
     # --- balances and entries ---------------------------------------------------------------
 

@@ -161,6 +161,14 @@ class LedgerServicer(pb_grpc.LedgerServiceServicer):
         tx = await self._service.get_transaction(self._uow, request.transaction_id)
         return pb.GetTransactionResponse(transaction=wire.transaction_to_pb(tx))
 
+    async def ListTransactions(self, request: pb.ListTransactionsRequest, context: grpc.aio.ServicerContext):
+        found, token = await self._service.list_transactions(
+            self._uow, request.external_ref, request.page_size, request.page_token
+        )
+        return pb.ListTransactionsResponse(
+            transactions=[wire.transaction_to_pb(t) for t in found], next_page_token=token
+        )
+
     async def GetBalance(self, request: pb.GetBalanceRequest, context: grpc.aio.ServicerContext):
         as_of = request.as_of.ToDatetime(tzinfo=_UTC) if request.HasField("as_of") else None
         return wire.balance_to_pb(await self._service.get_balance(self._uow, request.account, as_of))

@@ -83,6 +83,8 @@ def checkout_to_pb(view: CheckoutView) -> pb.PaymentEvent:
         create_time=timestamp(event.created_at),
         success_url=event.success_url or "",
         cancel_url=event.cancel_url or "",
+        risk_verdict=event.risk_verdict,
+        risk_rule=event.risk_rule,
     )
 
 

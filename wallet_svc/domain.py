@@ -213,6 +213,17 @@ def validate_reference(kind: ReferenceKind | None, ref_id: str) -> Reference:
     return Reference(kind, ref_id)
 
 
+def validate_reference_filter(ref_id: str) -> str:
+    """A reference id to filter movements by; empty means no filter."""
+    if ref_id and not _REFERENCE_ID.match(ref_id):
+        raise InvalidArgument(
+            "INVALID_REFERENCE_ID",
+            "reference_id must be 1-128 letters, digits or _.-@:",
+            field="reference_id",
+        )
+    return ref_id
+
+
 def validate_reservation_id(reservation_id: str) -> str:
     if not _RESERVATION_ID.match(reservation_id or ""):
         raise InvalidArgument(

@@ -282,9 +282,16 @@ async def list_wallets(
 
 
 async def list_movements(
-    conn: AsyncConnection, seller_id: str, currency: str, before_id: int | None, limit: int
+    conn: AsyncConnection,
+    seller_id: str,
+    currency: str,
+    before_id: int | None,
+    limit: int,
+    reference_id: str = "",
 ) -> list[sa.Row]:
-    """A wallet's movements, newest first, strictly older than ``before_id``.
+    """A wallet's movements, newest first, strictly older than ``before_id``; only those of
+    ``reference_id`` when given (index ``ix_movements_wallet_reference``, so a seller's long history
+    is not scanned for them).
 
     Within one wallet, id order is commit order: ids are drawn while the wallet's row lock is held.
     """
@@ -294,6 +301,8 @@ async def list_movements(
         .order_by(wallet_movements.c.id.desc())
         .limit(limit)
     )
+    if reference_id:
+        stmt = stmt.where(wallet_movements.c.reference_id == reference_id)
     if before_id is not None:
         stmt = stmt.where(wallet_movements.c.id < before_id)
     return list((await conn.execute(stmt)).all())

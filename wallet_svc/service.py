@@ -41,6 +41,7 @@ from wallet_svc.domain import (
     validate_amount,
     validate_currency,
     validate_reference,
+    validate_reference_filter,
     validate_reservation_id,
     validate_seller_id,
 )
@@ -152,14 +153,22 @@ class WalletService:
         return Page(items, token)
 
     async def list_movements(
-        self, uow: WalletUnitOfWork, seller_id: str, currency: str, page_size: int, page_token: str
+        self,
+        uow: WalletUnitOfWork,
+        seller_id: str,
+        currency: str,
+        page_size: int,
+        page_token: str,
+        reference_id: str = "",
     ) -> Page[Movement]:
         seller_id, currency = validate_seller_id(seller_id), validate_currency(currency)
+        reference_id = validate_reference_filter(reference_id)
         limit = pagination.page_size(page_size, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
-        listing = ["movements", seller_id, currency]
+        # The unfiltered listing keeps its old token shape, so tokens already issued stay valid.
+        listing = ["movements", seller_id, currency] + ([reference_id] if reference_id else [])
         before = pagination.decode_token(page_token, listing, int)
         async with uow.read() as conn:
-            rows = await repository.list_movements(conn, seller_id, currency, before, limit + 1)
+            rows = await repository.list_movements(conn, seller_id, currency, before, limit + 1, reference_id)
         items = [_movement(r) for r in rows[:limit]]
         token = pagination.encode_token(listing, rows[limit - 1].id) if len(rows) > limit else ""
         return Page(items, token)

@@ -248,7 +248,12 @@ class WalletServicer(pb_grpc.WalletServiceServicer):
 
     async def ListMovements(self, request: pb.ListMovementsRequest, context: grpc.aio.ServicerContext):
         page = await self._service.list_movements(
-            self._uow, request.seller_id, request.currency, request.page_size, request.page_token
+            self._uow,
+            request.seller_id,
+            request.currency,
+            request.page_size,
+            request.page_token,
+            request.reference_id,
         )
         return pb.ListMovementsResponse(
             movements=[movement_to_pb(m) for m in page.items], next_page_token=page.next_page_token

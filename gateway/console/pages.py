@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway import schemas
 from gateway.apikeys import KeyAuthenticator
 from gateway.config import GatewaySettings
-from gateway.console import store
+from gateway.console import order_books, store
 from gateway.console.store import Session
 from gateway.ratelimit import RateLimiter
 from gateway.upstream import call
@@ -443,8 +443,9 @@ async def _order_context(request: Request, order_id: str) -> dict[str, Any]:
         async with _engine(request).connect() as conn:
             return await store.entries(conn, target=order_id, limit=20)
 
-    # The reads that need only the order id at once, then the checkout that needs the order's.
-    (order_answer, _), (history_answer, _), (refunds_answer, _), audit = await asyncio.gather(
+    # The reads that need only the order id at once (its ledger transactions too), then those that
+    # need the order's checkout, seller and currency or its refunds' ids (order_books), at once.
+    (order_answer, _), (history_answer, _), (refunds_answer, _), audit, order_ledger = await asyncio.gather(
         call(payment.GetPaymentOrder, pb.GetPaymentOrderRequest(payment_order_id=order_id), deadline),
         call(
             payment.ListPaymentOrderHistory,
@@ -453,11 +454,14 @@ async def _order_context(request: Request, order_id: str) -> dict[str, Any]:
         ),
         call(payment.ListRefunds, pb.ListRefundsRequest(payment_order_id=order_id, page_size=100), deadline),
         audited(),
+        order_books.order_transactions(request, order_id),
     )
     order, history, refunds = order_answer.payment_order, history_answer.transitions, refunds_answer.refunds
-    checkout = (
-        await call(payment.GetCheckout, pb.GetCheckoutRequest(checkout_id=order.checkout_id), deadline)
-    )[0].payment_event
+    (checkout_answer, _), books = await asyncio.gather(
+        call(payment.GetCheckout, pb.GetCheckoutRequest(checkout_id=order.checkout_id), deadline),
+        order_books.books(request, order, order_books.booked_refunds(refunds), order_ledger),
+    )
+    checkout = checkout_answer.payment_event
     steps = [
         _Step(
             at=_when(t.create_time),
@@ -496,6 +500,8 @@ async def _order_context(request: Request, order_id: str) -> dict[str, Any]:
         ],
         "audit": audit,
         "reasons": _REFUND_REASONS,
+        "books": books,
+        "risk": (checkout.risk_verdict, checkout.risk_rule),
     }
 
 

@@ -287,6 +287,24 @@ class GetTransactionResponse(_message.Message):
     transaction: Transaction
     def __init__(self, transaction: _Optional[_Union[Transaction, _Mapping]] = ...) -> None: ...
 
+class ListTransactionsRequest(_message.Message):
+    __slots__ = ("external_ref", "page_size", "page_token")
+    EXTERNAL_REF_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    external_ref: str
+    page_size: int
+    page_token: str
+    def __init__(self, external_ref: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListTransactionsResponse(_message.Message):
+    __slots__ = ("transactions", "next_page_token")
+    TRANSACTIONS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    transactions: _containers.RepeatedCompositeFieldContainer[Transaction]
+    next_page_token: str
+    def __init__(self, transactions: _Optional[_Iterable[_Union[Transaction, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
 class GetBalanceRequest(_message.Message):
     __slots__ = ("account", "as_of")
     ACCOUNT_FIELD_NUMBER: _ClassVar[int]

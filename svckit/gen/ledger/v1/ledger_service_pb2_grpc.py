@@ -78,6 +78,11 @@ class LedgerServiceStub:
                 request_serializer=ledger_dot_v1_dot_ledger__service__pb2.GetTransactionRequest.SerializeToString,
                 response_deserializer=ledger_dot_v1_dot_ledger__service__pb2.GetTransactionResponse.FromString,
                 _registered_method=True)
+        self.ListTransactions = channel.unary_unary(
+                '/ledger.v1.LedgerService/ListTransactions',
+                request_serializer=ledger_dot_v1_dot_ledger__service__pb2.ListTransactionsRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_ledger__service__pb2.ListTransactionsResponse.FromString,
+                _registered_method=True)
         self.GetBalance = channel.unary_unary(
                 '/ledger.v1.LedgerService/GetBalance',
                 request_serializer=ledger_dot_v1_dot_ledger__service__pb2.GetBalanceRequest.SerializeToString,
@@ -174,6 +179,15 @@ class LedgerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListTransactions(self, request, context):
+        """Lists the transactions posted for one business event (its `external_ref`, e.g. a payment order
+        or refund id), oldest first, each with its entries, with keyset pagination. A reversal posted
+        with the same reference is listed too. INVALID_ARGUMENT MISSING_FIELD when external_ref is empty.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetBalance(self, request, context):
         """Returns an account's balance: now (from the stored running totals) or as of a past instant
         (summed from the entries posted up to and including that instant).
@@ -240,6 +254,11 @@ def add_LedgerServiceServicer_to_server(servicer, server):
                     servicer.GetTransaction,
                     request_deserializer=ledger_dot_v1_dot_ledger__service__pb2.GetTransactionRequest.FromString,
                     response_serializer=ledger_dot_v1_dot_ledger__service__pb2.GetTransactionResponse.SerializeToString,
+            ),
+            'ListTransactions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTransactions,
+                    request_deserializer=ledger_dot_v1_dot_ledger__service__pb2.ListTransactionsRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_ledger__service__pb2.ListTransactionsResponse.SerializeToString,
             ),
             'GetBalance': grpc.unary_unary_rpc_method_handler(
                     servicer.GetBalance,
@@ -477,6 +496,33 @@ class LedgerService:
             '/ledger.v1.LedgerService/GetTransaction',
             ledger_dot_v1_dot_ledger__service__pb2.GetTransactionRequest.SerializeToString,
             ledger_dot_v1_dot_ledger__service__pb2.GetTransactionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTransactions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ledger.v1.LedgerService/ListTransactions',
+            ledger_dot_v1_dot_ledger__service__pb2.ListTransactionsRequest.SerializeToString,
+            ledger_dot_v1_dot_ledger__service__pb2.ListTransactionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -151,16 +151,18 @@ class ListWalletsResponse(_message.Message):
     def __init__(self, wallets: _Optional[_Iterable[_Union[Wallet, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class ListMovementsRequest(_message.Message):
-    __slots__ = ("seller_id", "currency", "page_size", "page_token")
+    __slots__ = ("seller_id", "currency", "page_size", "page_token", "reference_id")
     SELLER_ID_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_ID_FIELD_NUMBER: _ClassVar[int]
     seller_id: str
     currency: str
     page_size: int
     page_token: str
-    def __init__(self, seller_id: _Optional[str] = ..., currency: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    reference_id: str
+    def __init__(self, seller_id: _Optional[str] = ..., currency: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., reference_id: _Optional[str] = ...) -> None: ...
 
 class ListMovementsResponse(_message.Message):
     __slots__ = ("movements", "next_page_token")

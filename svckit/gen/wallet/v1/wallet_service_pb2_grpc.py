@@ -122,7 +122,8 @@ class WalletServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListMovements(self, request, context):
-        """Lists a wallet's movements, newest first, with keyset pagination.
+        """Lists a wallet's movements, newest first, with keyset pagination; optionally only those of one
+        reference id. INVALID_ARGUMENT INVALID_REFERENCE_ID when reference_id is not a valid id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
