@@ -8,7 +8,16 @@ import random
 import pytest
 
 from svckit.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
-from svckit.events import DeadLetter, ErrorClass, Retry, RetryPolicy, TerminalError, TransientError, classify
+from svckit.events import (
+    DeadLetter,
+    ErrorClass,
+    Retry,
+    RetryPolicy,
+    TerminalError,
+    TransientError,
+    Waiting,
+    classify,
+)
 
 
 class FakeSqlState(Exception):
