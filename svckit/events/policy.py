@@ -126,7 +126,11 @@ class RetryPolicy:
         ``waited_seconds`` is the age of the event (None: unknown), which bounds a :class:`Waiting`."""
         if classify(error) is ErrorClass.TERMINAL:
             return DeadLetter("terminal")
-        if isinstance(error, Waiting) and waited_seconds is not None and waited_seconds < self.max_wait_seconds:
+        if (
+            isinstance(error, Waiting)
+            and waited_seconds is not None
+            and waited_seconds < self.max_wait_seconds
+        ):
             # Polled again after at most a quarter of the time waited so far: few polls over a long
             # wait, and an event that waited briefly goes soon after what it waits for has landed.
             ceiling = min(self.max_delay_seconds, max(self.base_delay_seconds, waited_seconds / 4))
