@@ -1063,9 +1063,11 @@ async def _drive(
         notes += [f"known limit (docs/payments.md, stored 500): {k}" for k in known]
         broken += [f"not quiesced: {p}" for p in pending if p not in known]
         seen["s_quiesce"] = round(time.monotonic() - start) - seen["s_workload"]
+        checks = time.monotonic()
         broken += await check_invariants(stack, client, ops, seen, notes)
         broken += await check_books(stack, books, seen, notes)
         broken += await check_events(stack, seen)
+        seen["s_checks"] = round(time.monotonic() - checks)
         return broken, injected
     finally:
         await client.close()
