@@ -532,34 +532,43 @@ async def register_sellers(stack: supervisor.Stack, books: Books, notes: list[st
 async def run_payouts(
     stack: supervisor.Stack, books: Books, seed: int, start: float, notes: list[str], budget: float
 ) -> str:
-    """At ``books.payout_at``: two days pass at the PSP (the charges' funds become available), then the
-    period's run for the seed's sellers, followed until it has planned every seller."""
+    """At ``books.payout_at``: two days pass at the PSP (the charges' funds become available), then two
+    runs of the period for the seed's sellers at once, each followed until it has planned every seller."""
     await asyncio.sleep(max(0.0, start + books.payout_at - time.monotonic()))
     if not await advance_clock(stack, 2 * 86_400 + 3600, budget):
         notes.append("payout run: the simulator's clock could not be moved on")
     async with stack.tls.probe_security().aio_channel(child(stack, "payment").address) as ch:
         payouts = ppb_grpc.PayoutServiceStub(ch)
         request = ppb.StartPayoutRunRequest(period=books.period, seller_accounts=books.sellers)
-        started = await patient(
-            lambda: payouts.StartPayoutRun(request, metadata=_key(f"chaos-run-{seed}"), timeout=15),
-            budget,
-            notes,
-            "StartPayoutRun",
-        )
-        if started is None:
-            return "payout run: not started"
-        deadline = time.monotonic() + budget
-        while time.monotonic() < deadline:
-            run = await patient(
-                lambda: payouts.GetPayoutRun(ppb.GetPayoutRunRequest(run_id=started.run.run_id), timeout=10),
+
+        async def one_run(key: str) -> str:
+            started = await patient(
+                lambda: payouts.StartPayoutRun(request, metadata=_key(key), timeout=15),
                 budget,
                 notes,
-                "GetPayoutRun",
+                f"StartPayoutRun {key}",
             )
-            if run is not None and run.run.state == ppb.PAYOUT_RUN_STATE_COMPLETED:
-                return f"payout run {started.run.run_id} completed"
-            await asyncio.sleep(0.5)
-    return f"payout run {started.run.run_id} not completed within {budget:.0f}s"
+            if started is None:
+                return f"payout run {key}: not started"
+            deadline = time.monotonic() + budget
+            while time.monotonic() < deadline:
+                run = await patient(
+                    lambda: payouts.GetPayoutRun(
+                        ppb.GetPayoutRunRequest(run_id=started.run.run_id), timeout=10
+                    ),
+                    budget,
+                    notes,
+                    "GetPayoutRun",
+                )
+                if run is not None and run.run.state == ppb.PAYOUT_RUN_STATE_COMPLETED:
+                    return f"payout run {started.run.run_id} completed"
+                await asyncio.sleep(0.5)
+            return f"payout run {started.run.run_id} not completed within {budget:.0f}s"
+
+        # Two runs of the period at once (an operator twice, or the scheduler and an operator): each
+        # seller may still be paid only once, the loser recording ALREADY_PAID.
+        first, second = await asyncio.gather(one_run(f"chaos-run-{seed}"), one_run(f"chaos-rerun-{seed}"))
+        return f"{first}; {second}"
 
 
 async def list_payouts(stack: supervisor.Stack, period: str) -> list[Any]:

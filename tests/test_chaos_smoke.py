@@ -36,7 +36,8 @@ def test_one_short_seed_runs_its_faults_and_keeps_every_invariant(tmp_path):
     assert any(f.startswith("killed wallet pid") for f in faults), faults
     assert any(f.startswith("killed recon pid") for f in faults), faults
     assert any(f.startswith("psp faults set (200)") for f in faults), faults
-    assert any(f.startswith("payout run") and f.endswith("completed") for f in faults), faults
+    # Two runs of the period started at once, both completed (each seller paid once: the invariants).
+    assert any(f.startswith("payout run") and f.count("completed") == 2 for f in faults), faults
     seen = result["seen"]
     assert seen["psp_intents"] == 3  # one per checkout
     orders = sum(count for name, count in seen.items() if name.startswith("orders_"))
