@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from svckit.context import current_request_id
-from svckit.db import database_unavailable
+from svckit.db import database_error_text, database_unavailable
 from svckit.errors import DomainError, ErrorKind, Internal, Unavailable
 from svckit.grpc_errors import from_rpc_error
 from svckit.logging import get_logger
@@ -159,7 +159,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unhandled(_request: Request, exc: Exception) -> JSONResponse:
         if database_unavailable(exc):  # a restart or failover under the gateway's own store: retry
-            log.warning("database unavailable", error=repr(exc)[:300])
+            log.warning("database unavailable", error=database_error_text(exc))
             return domain_problem(
                 Unavailable(
                     "DATABASE_UNAVAILABLE", "the database is unreachable or dropped the connection; retry"

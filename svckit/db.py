@@ -66,6 +66,13 @@ def database_unavailable(exc: BaseException) -> bool:
     return False
 
 
+def database_error_text(exc: BaseException) -> str:
+    """What the driver said, for a log line: not SQLAlchemy's rendering, which quotes the statement
+    and its parameters (values that may be a customer's)."""
+    orig = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    return f"{type(orig).__name__}: {str(orig).strip()[:200]}"
+
+
 def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
     return create_async_engine(
         url,

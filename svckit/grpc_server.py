@@ -27,7 +27,7 @@ from svckit.context import (
     new_request_id,
     request_id_var,
 )
-from svckit.db import database_unavailable
+from svckit.db import database_error_text, database_unavailable
 from svckit.errors import DomainError, ErrorKind, Internal, Unavailable
 from svckit.grpc_errors import to_status
 from svckit.logging import get_logger
@@ -111,7 +111,7 @@ def with_request_context(
             if database_unavailable(exc):
                 # A restart or failover, not a bug: retryable, as the client should be told.
                 code = grpc.StatusCode.UNAVAILABLE
-                log.warning("rpc failed: database unavailable", method=method, error=repr(exc)[:300])
+                log.warning("rpc failed: database unavailable", method=method, error=database_error_text(exc))
                 await context.abort_with_status(
                     to_status(
                         Unavailable(
