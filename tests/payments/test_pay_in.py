@@ -468,7 +468,10 @@ async def test_a_refund_left_pending_by_a_lost_psp_call_is_sent_again_by_the_jan
     await pay.stub.CreatePayment(
         _request(checkout, orders, amounts=(2500,), payment_method="pm_card_visa"), metadata=_md()
     )
-    pay.sim.admin.set_faults([{"kind": fault, "path_prefix": "/v1/refunds", "method": "POST"}])
+    # should_retry=false: the SDK does not retry the 500 itself (a connection drop it always retries).
+    pay.sim.admin.set_faults(
+        [{"kind": fault, "path_prefix": "/v1/refunds", "method": "POST", "should_retry": False}]
+    )
     reply = await pay.stub.CreateRefund(
         pb.CreateRefundRequest(payment_order_id=orders[0], amount_minor=1000), metadata=_md()
     )
