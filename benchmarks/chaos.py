@@ -1104,6 +1104,11 @@ def run_seed(seed: int, duration: float, quiesce_s: float, keep: bool, keep_dir:
     except Exception as exc:  # a seed that cannot run is reported, the campaign goes on
         broken.append(f"runner error: {type(exc).__name__}: {exc}")
     kept = None
+    if not broken and not any(k.startswith("orders_") and k != "orders_missing" for k in seen):
+        # Nothing was created (every checkout unanswered within the client's budget): the seed checked
+        # nothing, which is worth a look, so its logs are kept like a failure's.
+        notes.append("vacuous: no checkout was created; logs kept")
+        keep = True
     try:
         if stack is not None and (broken or keep):
             with contextlib.suppress(Exception):
