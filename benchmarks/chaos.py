@@ -266,9 +266,13 @@ def start_stack(data_dir: Path) -> supervisor.Stack:
     # The supervisor reports restarts on its console; in a campaign they belong to the seed's log.
     supervisor.console = Console(file=open(data_dir / "logs" / "supervisor.log", "a"), highlight=False)  # noqa: SIM115
     stack = supervisor.Stack(data_dir, echo_logs=False)
-    stack.start_infra()
-    stack.start_children()
-    stack.wait_ready(120)
+    try:
+        stack.start_infra()
+        stack.start_children()
+        stack.wait_ready(120)
+    except BaseException:
+        stack.stop()  # what did start (PostgreSQL, Valkey, some children) must not outlive the seed
+        raise
     return stack
 
 
@@ -1093,7 +1097,17 @@ def run_seed(seed: int, duration: float, quiesce_s: float, keep: bool, keep_dir:
     seen: dict[str, int] = {}
     notes: list[str] = []
     try:
-        stack = start_stack(data_dir)
+        for attempt in range(3):
+            try:
+                stack = start_stack(data_dir)
+                break
+            except SystemExit as exc:
+                # The supervisor exits when a port it was given is taken: another process on this shared
+                # machine took a free port between our choice and the child's bind. New ports, new try.
+                if "already in use" not in str(exc) or attempt == 2:
+                    raise RuntimeError(f"the stack did not start: {exc}") from None
+                shutil.rmtree(data_dir, ignore_errors=True)
+                data_dir.mkdir(parents=True)
         seen["s_startup"] = round(time.monotonic() - started)
         # The supervisor restarts what the schedule kills, exactly as under `make run`.
         watcher = threading.Thread(target=stack.supervise, daemon=True)
