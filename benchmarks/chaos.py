@@ -56,6 +56,8 @@ from svckit.gen.events.v1 import events_admin_service_pb2 as epb  # noqa: E402
 from svckit.gen.events.v1 import events_admin_service_pb2_grpc as epb_grpc  # noqa: E402
 from svckit.gen.ledger.v1 import ledger_service_pb2 as lpb  # noqa: E402
 from svckit.gen.ledger.v1 import ledger_service_pb2_grpc as lpb_grpc  # noqa: E402
+from svckit.gen.payments.v1 import payout_service_pb2 as ppb  # noqa: E402
+from svckit.gen.payments.v1 import payout_service_pb2_grpc as ppb_grpc  # noqa: E402
 from svckit.gen.recon.v1 import recon_service_pb2 as rpb  # noqa: E402
 from svckit.gen.recon.v1 import recon_service_pb2_grpc as rpb_grpc  # noqa: E402
 from svckit.healthcheck import check  # noqa: E402
@@ -64,6 +66,7 @@ out = Console(highlight=False)
 DEV_KEY = "mpk_" + "c" * 43  # the gateway wants mpk_ and 43 URL-safe characters
 PSP_KEY = "sk_test_local"  # the simulator takes any test key; the payment service's default
 KILLABLE = ("payment", "ledger", "wallet", "psp-sim", "gateway")
+PAYOUT_FINAL = {ppb.PAYOUT_STATE_PAID, ppb.PAYOUT_STATE_FAILED, ppb.PAYOUT_STATE_CANCELED}
 CHARGED = {"success", "partially_refunded", "refunded"}
 FINAL = CHARGED | {"failed"}
 
@@ -93,9 +96,21 @@ class Op:
 @dataclass
 class Fault:
     at: float
-    kind: str  # "kill9", "valkey_kill", "pg_immediate", "psp"
+    kind: str  # "kill9", "valkey_kill", "pg_immediate", "psp", "clock"
     target: str = ""
     rules: list[dict[str, Any]] = field(default_factory=list)
+    seconds: int = 0  # "clock": how far the simulator's clock jumps
+
+
+@dataclass
+class Books:
+    """The seed's pay-out and reconciliation part: its sellers (registered first, with a connected
+    account each), and when the period's pay-out run starts (after the simulator's clock has moved
+    on two days, so the charges' funds are available for the transfers)."""
+
+    sellers: list[str]
+    period: str
+    payout_at: float
 
 
 def _psp_rules(rng: random.Random) -> list[dict[str, Any]]:
@@ -120,6 +135,30 @@ def _psp_rules(rng: random.Random) -> list[dict[str, Any]]:
         "wh_delay": [{"kind": "webhook_delay", "delay_seconds": rng.randint(60, 900), "count": n}],
         "wh_drop": [{"kind": "webhook_drop", "count": n}],
     }[choice]
+
+
+def previous_month() -> str:
+    """The last month that has ended (a pay-out run's period must have ended), in UTC."""
+    now = time.gmtime()
+    year, month = (now.tm_year, now.tm_mon - 1) if now.tm_mon > 1 else (now.tm_year - 1, 12)
+    return f"{year:04d}-{month:02d}"
+
+
+def make_books(seed: int, duration: float, ops: list[Op]) -> tuple[Books, list[Fault]]:
+    """The pay-out part of ``seed`` and its extra faults (recon killed, the simulator's clock jumped),
+    drawn from a generator of their own so the pay-in workload and faults of a seed stay what they
+    were before pay-outs were added (findings name seeds)."""
+    rng = random.Random(f"books-{seed}")
+    sellers = sorted({s for op in ops for _, s, _ in op.orders})
+    books = Books(sellers, previous_month(), round(rng.uniform(duration * 0.5, duration * 0.8), 2))
+    faults = []
+    for _ in range(max(1, int(duration / 10))):
+        at = round(rng.uniform(duration * 0.05, duration * 0.95), 2)
+        if rng.random() < 0.5:
+            faults.append(Fault(at, "kill9", "recon"))
+        else:
+            faults.append(Fault(at, "clock", seconds=rng.choice([600, 3600, 6 * 3600, 26 * 3600])))
+    return books, faults
 
 
 def make_schedule(seed: int, duration: float) -> tuple[list[Op], list[Fault]]:
@@ -157,6 +196,7 @@ def make_schedule(seed: int, duration: float) -> tuple[list[Op], list[Fault]]:
         else:
             faults.append(Fault(at, kind))
     ops.sort(key=lambda o: o.at)
+    faults += make_books(seed, duration, ops)[1]
     faults.sort(key=lambda f: f.at)
     return ops, faults
 
@@ -171,7 +211,9 @@ def describe(ops: list[Op], faults: list[Fault]) -> str:
         lines.append(f"  t={op.at:6.2f}s {op.mode:6} {op.checkout_id} [{amounts}] {what}{extra}{refund}")
     lines.append("faults:")
     for f in faults:
-        detail = f.target or (json.dumps(f.rules) if f.rules else "")
+        detail = (
+            f.target or (json.dumps(f.rules) if f.rules else "") or (f"+{f.seconds}s" if f.seconds else "")
+        )
         lines.append(f"  t={f.at:6.2f}s {f.kind} {detail}")
     return "\n".join(lines)
 
@@ -198,6 +240,11 @@ _STACK_ENV = {
     "PAYMENT_JANITOR_INTERVAL_SECONDS": "1",
     "PAYMENT_JANITOR_FIRST_CHECK_SECONDS": "2",
     "PAYMENT_JANITOR_MAX_BACKOFF_SECONDS": "5",
+    # Pay-outs: a step with an unknown outcome is driven again after 1 s, the PSP asked about a pay-out
+    # in transit after 2 s, and a killed worker's claim lapses after 5 s.
+    "PAYMENT_PAYOUT_RETRY_SECONDS": "1",
+    "PAYMENT_PAYOUT_CHECK_SECONDS": "2",
+    "PAYMENT_PAYOUT_CLAIM_LEASE_SECONDS": "5",
     "LOG_LEVEL": "INFO",
     "LOG_FORMAT": "json",
 }
@@ -219,9 +266,13 @@ def start_stack(data_dir: Path) -> supervisor.Stack:
     # The supervisor reports restarts on its console; in a campaign they belong to the seed's log.
     supervisor.console = Console(file=open(data_dir / "logs" / "supervisor.log", "a"), highlight=False)  # noqa: SIM115
     stack = supervisor.Stack(data_dir, echo_logs=False)
-    stack.start_infra()
-    stack.start_children()
-    stack.wait_ready(120)
+    try:
+        stack.start_infra()
+        stack.start_children()
+        stack.wait_ready(120)
+    except BaseException:
+        stack.stop()  # what did start (PostgreSQL, Valkey, some children) must not outlive the seed
+        raise
     return stack
 
 
@@ -388,6 +439,12 @@ async def inject(stack: supervisor.Stack, fault: Fault, start: float, seed: int,
             return "postgres was already down"
         stack.pg.proc.send_signal(signal.SIGQUIT)  # what `pg_ctl stop -m immediate` sends
         return "stopped postgres (immediate)"
+    if fault.kind == "clock":
+        async with httpx.AsyncClient(base_url=psp_url, timeout=5) as sim:
+            with contextlib.suppress(httpx.HTTPError):
+                resp = await sim.post("/_sim/clock/advance", json={"seconds": fault.seconds})
+                return f"psp clock +{fault.seconds}s ({resp.status_code})"
+        return "psp clock not moved: simulator down"
     async with httpx.AsyncClient(base_url=psp_url, timeout=5) as sim:
         with contextlib.suppress(httpx.HTTPError):
             resp = await sim.post(
@@ -397,10 +454,147 @@ async def inject(stack: supervisor.Stack, fault: Fault, start: float, seed: int,
     return "psp faults not set: simulator down"
 
 
+# -- pay-outs and reconciliation ------------------------------------------------------------------------
+
+_RETRYABLE = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.ABORTED,
+    grpc.StatusCode.UNKNOWN,
+}
+
+
+async def patient(call: Any, budget: float, notes: list[str], what: str) -> Any:
+    """An operator's call, sent again (same request, same key) while the answer is not definitive."""
+    deadline = time.monotonic() + budget
+    delay = 0.3
+    while True:
+        try:
+            return await call()
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() not in _RETRYABLE:
+                raise
+            if time.monotonic() > deadline:
+                notes.append(f"{what}: gave up after {exc.code().name} {exc.details()}")
+                return None
+        await asyncio.sleep(delay)
+        delay = min(2.0, delay * 1.5)
+
+
+def _key(value: str) -> tuple[tuple[str, str], ...]:
+    return (("idempotency-key", value),)
+
+
+async def advance_clock(stack: supervisor.Stack, seconds: int, budget: float) -> bool:
+    """Move the simulator's clock on by ``seconds``, and make sure it stayed moved: a simulator killed
+    just after an advance may come back with the offset it had saved before."""
+    deadline = time.monotonic() + budget
+    target: int | None = None
+    async with httpx.AsyncClient(base_url=child(stack, "psp-sim").url, timeout=5) as sim:
+        while time.monotonic() < deadline:
+            try:
+                offset = int((await sim.get("/_sim/clock")).json()["offset"])
+                if target is None:
+                    target = offset + seconds
+                if offset >= target:
+                    return True
+                await sim.post("/_sim/clock/advance", json={"seconds": target - offset})
+            except (httpx.HTTPError, ValueError, KeyError):
+                pass
+            await asyncio.sleep(0.5)
+    return False
+
+
+async def register_sellers(stack: supervisor.Stack, books: Books, notes: list[str], budget: float) -> None:
+    """Each seller with a connected account the PSP creates (the seller's key makes it once)."""
+    async with stack.tls.probe_security().aio_channel(child(stack, "payment").address) as ch:
+        payouts = ppb_grpc.PayoutServiceStub(ch)
+        for seller in books.sellers:
+            request = ppb.RegisterSellerRequest(
+                seller=ppb.Seller(
+                    seller_account=seller,
+                    payout_currency="USD",
+                    # MANUAL: paid by the run the workload starts, never by the scheduler on its own.
+                    schedule=ppb.PAYOUT_SCHEDULE_MANUAL,
+                ),
+                create_psp_account=True,
+            )
+            try:
+                await patient(
+                    lambda r=request, k=f"register-{seller}": payouts.RegisterSeller(
+                        r, metadata=_key(k), timeout=15
+                    ),
+                    budget,
+                    notes,
+                    f"register {seller}",
+                )
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.ALREADY_EXISTS:  # an earlier try got through
+                    notes.append(f"register {seller}: {exc.code().name} {exc.details()}")
+
+
+async def run_payouts(
+    stack: supervisor.Stack, books: Books, seed: int, start: float, notes: list[str], budget: float
+) -> str:
+    """At ``books.payout_at``: two days pass at the PSP (the charges' funds become available), then two
+    runs of the period for the seed's sellers at once, each followed until it has planned every seller."""
+    await asyncio.sleep(max(0.0, start + books.payout_at - time.monotonic()))
+    if not await advance_clock(stack, 2 * 86_400 + 3600, budget):
+        notes.append("payout run: the simulator's clock could not be moved on")
+    async with stack.tls.probe_security().aio_channel(child(stack, "payment").address) as ch:
+        payouts = ppb_grpc.PayoutServiceStub(ch)
+        request = ppb.StartPayoutRunRequest(period=books.period, seller_accounts=books.sellers)
+
+        async def one_run(key: str) -> str:
+            started = await patient(
+                lambda: payouts.StartPayoutRun(request, metadata=_key(key), timeout=15),
+                budget,
+                notes,
+                f"StartPayoutRun {key}",
+            )
+            if started is None:
+                return f"payout run {key}: not started"
+            deadline = time.monotonic() + budget
+            while time.monotonic() < deadline:
+                run = await patient(
+                    lambda: payouts.GetPayoutRun(
+                        ppb.GetPayoutRunRequest(run_id=started.run.run_id), timeout=10
+                    ),
+                    budget,
+                    notes,
+                    "GetPayoutRun",
+                )
+                if run is not None and run.run.state == ppb.PAYOUT_RUN_STATE_COMPLETED:
+                    return f"payout run {started.run.run_id} completed"
+                await asyncio.sleep(0.5)
+            return f"payout run {started.run.run_id} not completed within {budget:.0f}s"
+
+        # Two runs of the period at once (an operator twice, or the scheduler and an operator): each
+        # seller may still be paid only once, the loser recording ALREADY_PAID.
+        first, second = await asyncio.gather(one_run(f"chaos-run-{seed}"), one_run(f"chaos-rerun-{seed}"))
+        return f"{first}; {second}"
+
+
+async def list_payouts(stack: supervisor.Stack, period: str) -> list[Any]:
+    async with stack.tls.probe_security().aio_channel(child(stack, "payment").address) as ch:
+        payouts = ppb_grpc.PayoutServiceStub(ch)
+        found, token = [], ""
+        while True:
+            page = await payouts.ListPayouts(
+                ppb.ListPayoutsRequest(period=period, page_size=100, page_token=token), timeout=10
+            )
+            found += list(page.payouts)
+            token = page.next_page_token
+            if not token:
+                return found
+
+
 # -- quiescing and the invariants -----------------------------------------------------------------------
 
 
-async def quiesce(stack: supervisor.Stack, client: Client, ops: list[Op], bound: float) -> list[str]:
+async def quiesce(
+    stack: supervisor.Stack, client: Client, ops: list[Op], bound: float, books: Books | None = None
+) -> list[str]:
     """Faults off, everything back up, delayed webhooks out, orders final and settled; what did not."""
     psp = child(stack, "psp-sim").url
     deadline = time.monotonic() + bound
@@ -437,9 +631,58 @@ async def quiesce(stack: supervisor.Stack, client: Client, ops: list[Op], bound:
                     ]
         # Refunds carry no settled flags: their settlement is done when the backbone has drained.
         pending += await backbone_busy(stack)
+        if books is not None:
+            try:
+                open_payouts = [
+                    p for p in await list_payouts(stack, books.period) if p.state not in PAYOUT_FINAL
+                ]
+            except grpc.aio.AioRpcError as exc:
+                open_payouts = []
+                pending.append(f"ListPayouts: {exc.code().name}")
+            pending += [f"payout {p.payout_id} {ppb.PayoutState.Name(p.state)}" for p in open_payouts]
+            if any(p.state == ppb.PAYOUT_STATE_IN_TRANSIT for p in open_payouts):
+                # The bank pays a pay-out on the simulator's clock.
+                with contextlib.suppress(httpx.HTTPError):
+                    async with httpx.AsyncClient(base_url=psp, timeout=10) as sim:
+                        await sim.post("/_sim/clock/advance", json={"seconds": 86_400})
         if not pending or time.monotonic() > deadline:
             return pending
         await asyncio.sleep(1.0)
+
+
+async def known_limits(stack: supervisor.Stack, ops: list[Op], pending: list[str]) -> list[str]:
+    """What did not quiesce because of a documented limit, not a new bug: an order left `unknown`
+    after the PSP answered its create with a 500 it then replays for the same key (docs/payments.md),
+    recognised as an `http_500` on `POST /v1/payment_intents` injected and no PaymentIntent at the PSP
+    for its checkout."""
+    import stripe
+
+    unknown = {p.split()[0]: p for p in pending if p.startswith("po_") and " unknown " in p}
+    if not unknown:
+        return []
+    psp_url = child(stack, "psp-sim").url
+    try:
+        async with httpx.AsyncClient(base_url=psp_url, timeout=5) as sim:
+            injected = (await sim.get("/_sim/faults/injected", params={"kind": "http_500"})).json()["data"]
+    except (httpx.HTTPError, ValueError, KeyError):
+        return []
+    if not any(
+        str(i.get("detail", {}).get("path", "/v1/payment_intents")).startswith("/v1/payment_intents")
+        for i in injected
+    ):
+        return []
+    psp = stripe.StripeClient(PSP_KEY, base_addresses={"api": psp_url}, max_network_retries=0)
+    with_intent = {
+        (pi.to_dict().get("metadata") or {}).get("checkout_id")
+        for pi in psp.v1.payment_intents.list(params={"limit": 100}).auto_paging_iter()
+    }
+    return [
+        unknown[po]
+        for op in ops
+        if op.checkout_id not in with_intent
+        for po, _, _ in op.orders
+        if po in unknown
+    ]
 
 
 async def backbone_busy(stack: supervisor.Stack) -> list[str]:
@@ -585,6 +828,175 @@ async def check_invariants(
     return broken
 
 
+async def check_books(
+    stack: supervisor.Stack, books: Books, seen: dict[str, int], notes: list[str]
+) -> list[str]:
+    """Pay-outs and reconciliation: each seller paid at most once for the period, exactly what its
+    statement says; the PSP's transfers and payouts equal ours; the PSP's settlement report of every
+    day with activity reconciles with nothing open but what is explained (pending within grace)."""
+    import stripe
+
+    broken: list[str] = []
+    psp = stripe.StripeClient(
+        PSP_KEY, base_addresses={"api": child(stack, "psp-sim").url}, max_network_retries=0
+    )
+    payouts = await list_payouts(stack, books.period)
+    by_seller: dict[str, list[Any]] = {}
+    for p in payouts:
+        by_seller.setdefault(p.seller_account, []).append(p)
+        key = f"payouts_{ppb.PayoutState.Name(p.state).removeprefix('PAYOUT_STATE_').lower()}"
+        seen[key] = seen.get(key, 0) + 1
+    security = stack.tls.probe_security()
+    this_month = time.strftime("%Y-%m", time.gmtime())
+    async with security.aio_channel(child(stack, "payment").address) as ch:
+        service = ppb_grpc.PayoutServiceStub(ch)
+        for seller in books.sellers:
+            mine = by_seller.get(seller, [])
+            if len(mine) > 1:
+                broken.append(
+                    f"{seller} paid {len(mine)} times for {books.period}: {[p.payout_id for p in mine]}"
+                )
+            sent = [p for p in mine if p.state in (ppb.PAYOUT_STATE_PAID, ppb.PAYOUT_STATE_IN_TRANSIT)]
+            ours = sum(p.amount.amount_minor for p in sent)
+            statement = await _rpc(
+                notes,
+                "GetStatement",
+                lambda s=seller: service.GetStatement(
+                    ppb.GetStatementRequest(seller_account=s, period=this_month, currency="USD"), timeout=15
+                ),
+            )
+            if abs(statement.payouts.amount_minor) != ours:
+                broken.append(
+                    f"{seller}: the statement shows pay-outs of {statement.payouts.amount_minor}, ours total {ours}"
+                )
+            seller_row = await _rpc(
+                notes,
+                "GetSeller",
+                lambda s=seller: service.GetSeller(ppb.GetSellerRequest(seller_account=s), timeout=10),
+            )
+            account = seller_row.seller.psp_account
+            if not account:
+                continue
+            transfers = [
+                t.to_dict()
+                for t in psp.v1.transfers.list(
+                    params={"destination": account, "limit": 100}
+                ).auto_paging_iter()
+            ]
+            at_psp = [
+                p.to_dict()
+                for p in psp.v1.payouts.list(
+                    params={"limit": 100}, options={"stripe_account": account}
+                ).auto_paging_iter()
+            ]
+            reversed_ = sum(t.get("amount_reversed", 0) for t in transfers)
+            transferred = sum(t["amount"] for t in transfers) - reversed_
+            paid_out = sum(p["amount"] for p in at_psp if p["status"] not in ("failed", "canceled"))
+            if transferred != ours or paid_out != ours:
+                broken.append(
+                    f"{seller}: the PSP transferred {transferred} and paid out {paid_out}, our pay-outs total {ours}"
+                )
+            for p in sent:
+                named = [t for t in transfers if (t.get("metadata") or {}).get("payout_id") == p.payout_id]
+                if len(named) != 1:
+                    broken.append(f"pay-out {p.payout_id}: {len(named)} transfers at the PSP")
+    seen["payouts_checked_sellers"] = len(books.sellers)
+    # Reconciliation of every PSP day with activity (in the simulator's time, which the faults move),
+    # once the day is over there: the clock moves on to an hour past the last one's end.
+    stamps = [
+        b.to_dict()["created"]
+        for b in psp.v1.balance_transactions.list(params={"limit": 100}).auto_paging_iter()
+    ]
+    days = sorted({time.strftime("%Y-%m-%d", time.gmtime(t)) for t in stamps})
+    if stamps:
+        async with httpx.AsyncClient(base_url=child(stack, "psp-sim").url, timeout=5) as sim:
+            now = int((await sim.get("/_sim/clock")).json()["now"])
+        day_end = (max(stamps) // 86_400 + 1) * 86_400
+        if now < day_end + 3600:
+            await advance_clock(stack, day_end + 3600 - now, 30)
+    async with security.aio_channel(child(stack, "recon").address) as ch:
+        recon = rpb_grpc.ReconServiceStub(ch)
+        for day in days:
+            try:
+                started = await _rpc(
+                    notes,
+                    f"StartSettlementRun {day}",
+                    lambda d=day: recon.StartSettlementRun(
+                        rpb.StartSettlementRunRequest(date=d), timeout=120
+                    ),
+                )
+            except grpc.aio.AioRpcError as exc:
+                broken.append(f"recon {day}: {exc.code().name} {exc.details()}")
+                continue
+            report = started.report
+            seen["recon_runs"] = seen.get("recon_runs", 0) + 1
+            seen["recon_rows"] = seen.get("recon_rows", 0) + report.rows_read
+            seen["recon_pending"] = seen.get("recon_pending", 0) + report.pending
+            if report.state != "SUCCEEDED":  # a fresh stack has seen no file twice: DUPLICATE_FILE is not ok
+                broken.append(f"recon {day}: run {report.run_id} {report.state}: {report.error}")
+            token = ""
+            while True:
+                page = await recon.ListMismatches(
+                    rpb.ListMismatchesRequest(
+                        run_id=report.run_id, state="open", page_size=100, page_token=token
+                    ),
+                    timeout=15,
+                )
+                for m in page.mismatches:
+                    broken.append(
+                        f"recon {day}: open {m.code} ({m.classification}) {m.our_reference or m.balance_transaction_id}"
+                        f" {m.amount_minor} {[f'{d.field}: {d.ours} vs {d.theirs}' for d in m.differences][:3]}"
+                    )
+                token = page.next_page_token
+                if not token:
+                    break
+    return broken
+
+
+async def check_events(stack: supervisor.Stack, seen: dict[str, int]) -> list[str]:
+    """Every committed outbox row applied once by every consumer group of its stream (the
+    processed-events record, unique per group and event), or sitting in the dead-letter stream."""
+    assert stack.pg is not None
+    security = stack.tls.probe_security()
+    async with security.aio_channel(child(stack, "payment").address) as ch:
+        admin = epb_grpc.EventsAdminServiceStub(ch)
+        streams = await admin.ListStreams(epb.ListStreamsRequest(), timeout=10)
+        groups = {st.name: [g.name for g in st.groups] for st in streams.streams}
+        dead: set[tuple[str, str]] = set()
+        token = ""
+        while True:
+            page = await admin.ListDeadLetters(
+                epb.ListDeadLettersRequest(page_size=100, page_token=token), timeout=10
+            )
+            dead |= {(d.group, d.event.event_id) for d in page.dead_letters}
+            token = page.next_page_token
+            if not token:
+                break
+    outbox: list[tuple[str, str, str]] = []
+    processed: set[tuple[str, str]] = set()
+    base = stack.pg.url.rsplit("/", 1)[0]
+    for db in databases(stack.pg.url):
+        with psycopg.connect(f"{base}/{db}", autocommit=True) as conn:
+            if (row := conn.execute("SELECT to_regclass('event_outbox') IS NOT NULL").fetchone()) and row[0]:
+                outbox += [
+                    (db, r[0], str(r[1])) for r in conn.execute("SELECT stream, event_id FROM event_outbox")
+                ]
+            if (row := conn.execute("SELECT to_regclass('processed_events') IS NOT NULL").fetchone()) and row[
+                0
+            ]:
+                processed |= {
+                    (r[0], str(r[1]))
+                    for r in conn.execute("SELECT consumer_group, event_id FROM processed_events")
+                }
+    broken = []
+    seen["outbox_rows"] = len(outbox)
+    for db, stream, event_id in outbox:
+        for group in groups.get(stream, []):
+            if (group, event_id) not in processed and (group, event_id) not in dead:
+                broken.append(f"event {event_id} of {db} ({stream}) never applied by group {group}")
+    return broken[:20]
+
+
 def databases(url: str) -> list[str]:
     with psycopg.connect(url, autocommit=True) as conn:
         rows = conn.execute(
@@ -640,23 +1052,35 @@ async def _drive(
     quiesce_s: float,
     seen: dict[str, int],
     notes: list[str],
+    duration: float,
 ) -> tuple[list[str], list[str]]:
     gateway = child(stack, "gateway").url
     client = Client(gateway, budget=max(30.0, quiesce_s / 2))
     psp = child(stack, "psp-sim").url
+    books = make_books(seed, duration, ops)[0]
+    await register_sellers(stack, books, notes, budget=client.budget)
     start = time.monotonic()
     try:
         fault_task = asyncio.gather(*(inject(stack, f, start, seed, psp) for f in faults))
+        payout_task = asyncio.ensure_future(run_payouts(stack, books, seed, start, notes, client.budget))
         outcomes = await asyncio.gather(*(run_op(client, op, start) for op in ops))
         injected = await fault_task
+        injected.append(await payout_task)
         seen["s_workload"] = round(time.monotonic() - start)
         # A client that gave up (its retry budget ran out under the faults) is the shop's business,
         # not a broken invariant: the invariants below judge what the system did with it.
         notes += [f"{o.op.checkout_id}: {n}" for o in outcomes for n in o.notes]
         broken: list[str] = []
-        broken += [f"not quiesced: {p}" for p in await quiesce(stack, client, ops, quiesce_s)]
+        pending = await quiesce(stack, client, ops, quiesce_s, books)
+        known = await known_limits(stack, ops, pending)
+        notes += [f"known limit (docs/payments.md, stored 500): {k}" for k in known]
+        broken += [f"not quiesced: {p}" for p in pending if p not in known]
         seen["s_quiesce"] = round(time.monotonic() - start) - seen["s_workload"]
+        checks = time.monotonic()
         broken += await check_invariants(stack, client, ops, seen, notes)
+        broken += await check_books(stack, books, seen, notes)
+        broken += await check_events(stack, seen)
+        seen["s_checks"] = round(time.monotonic() - checks)
         return broken, injected
     finally:
         await client.close()
@@ -673,17 +1097,34 @@ def run_seed(seed: int, duration: float, quiesce_s: float, keep: bool, keep_dir:
     seen: dict[str, int] = {}
     notes: list[str] = []
     try:
-        stack = start_stack(data_dir)
+        for attempt in range(3):
+            try:
+                stack = start_stack(data_dir)
+                break
+            except SystemExit as exc:
+                # The supervisor exits when a port it was given is taken: another process on this shared
+                # machine took a free port between our choice and the child's bind. New ports, new try.
+                if "already in use" not in str(exc) or attempt == 2:
+                    raise RuntimeError(f"the stack did not start: {exc}") from None
+                shutil.rmtree(data_dir, ignore_errors=True)
+                data_dir.mkdir(parents=True)
+        if stack is None:  # the loop above either started one or raised
+            raise RuntimeError("the stack did not start")
         seen["s_startup"] = round(time.monotonic() - started)
         # The supervisor restarts what the schedule kills, exactly as under `make run`.
         watcher = threading.Thread(target=stack.supervise, daemon=True)
         watcher.start()
-        broken, injected = asyncio.run(_drive(stack, seed, ops, faults, quiesce_s, seen, notes))
+        broken, injected = asyncio.run(_drive(stack, seed, ops, faults, quiesce_s, seen, notes, duration))
         if not watcher.is_alive():
             broken.append("the supervisor gave up: a process crash-looped")
     except Exception as exc:  # a seed that cannot run is reported, the campaign goes on
         broken.append(f"runner error: {type(exc).__name__}: {exc}")
     kept = None
+    if not broken and not any(k.startswith("orders_") and k != "orders_missing" for k in seen):
+        # Nothing was created (every checkout unanswered within the client's budget): the seed checked
+        # nothing, which is worth a look, so its logs are kept like a failure's.
+        notes.append("vacuous: no checkout was created; logs kept")
+        keep = True
     try:
         if stack is not None and (broken or keep):
             with contextlib.suppress(Exception):

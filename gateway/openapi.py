@@ -53,7 +53,7 @@ _GUARDED = {
     429: "the key's rate limit, or this address's failed-authentication limit, is exceeded "
     "(`RATE_LIMITED`); see `Retry-After`",
     503: "a dependency is unavailable (`UPSTREAM_UNAVAILABLE`, `AUTHENTICATION_UNAVAILABLE`, "
-    "`RATE_LIMITER_UNAVAILABLE`, `OVERLOADED`); retry after `Retry-After`",
+    "`RATE_LIMITER_UNAVAILABLE`, `DATABASE_UNAVAILABLE`, `OVERLOADED`); retry after `Retry-After`",
 }
 _WITH_BODY = {
     400: "invalid body (`INVALID_REQUEST`, `DUPLICATE_JSON_KEY`, `INVALID_CHARACTER`, ...); "

@@ -15,7 +15,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from svckit.context import current_request_id
-from svckit.errors import DomainError, ErrorKind, Internal
+from svckit.db import database_error_text, database_unavailable
+from svckit.errors import DomainError, ErrorKind, Internal, Unavailable
 from svckit.grpc_errors import from_rpc_error
 from svckit.logging import get_logger
 from svckit.reasons import Reason
@@ -157,5 +158,12 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unhandled(_request: Request, exc: Exception) -> JSONResponse:
+        if database_unavailable(exc):  # a restart or failover under the gateway's own store: retry
+            log.warning("database unavailable", error=database_error_text(exc))
+            return domain_problem(
+                Unavailable(
+                    "DATABASE_UNAVAILABLE", "the database is unreachable or dropped the connection; retry"
+                )
+            )
         log.exception("unhandled error", error=repr(exc))
         return problem(500, "INTERNAL", f"internal error; quote request id {current_request_id()}")

@@ -87,7 +87,8 @@ class PaymentSettings(ServiceSettings):
 
     janitor_interval_seconds: float = Field(default=10.0, gt=0)
     janitor_first_check_seconds: float = Field(default=30.0, ge=0)
-    """How long an order may sit in an uncertain state before the janitor asks the PSP."""
+    """How long an order may sit in an uncertain state before the janitor asks the PSP; also how long
+    a pending refund the PSP never answered waits before the janitor asks again (and between tries)."""
     janitor_max_backoff_seconds: float = Field(default=3600.0, gt=0)
     order_deadline_seconds: float = Field(default=86_400.0, gt=0)
     """An order still uncertain this long after creation raises an alert (error log + metric)."""

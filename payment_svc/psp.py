@@ -32,7 +32,7 @@ from payment_svc.psp_objects import (
 from svckit.logging import get_logger
 
 if TYPE_CHECKING:
-    from stripe.params import PaymentIntentListParams, RefundCreateParams
+    from stripe.params import PaymentIntentListParams, RefundCreateParams, RefundListParams
     from stripe.params.checkout import SessionCreateParams
 
 log = get_logger(__name__)
@@ -138,6 +138,8 @@ class PspPort(Protocol):
         refund_id: str,
         idempotency_key: str,
     ) -> RefundView: ...
+
+    async def find_refund(self, payment_intent_id: str, refund_id: str) -> RefundView | None: ...
 
     async def create_account(
         self, *, email: str, seller_account: str, idempotency_key: str
@@ -370,6 +372,25 @@ class StripePsp:
             self._client.v1.refunds.create_async(params=params, options={"idempotency_key": idempotency_key}),
         )
         return psp_objects.refund(refund)
+
+    async def find_refund(
+        self, payment_intent_id: str, refund_id: str, max_pages: int = 20
+    ) -> RefundView | None:
+        """The PaymentIntent's refund whose metadata names our refund, if the PSP made one.
+
+        Used when a refund's answer was lost and its key may keep replaying a stored error (the PSP
+        refunded, then failed to answer): the refunds of the intent are how we recognise it.
+        """
+        params: RefundListParams = {"payment_intent": payment_intent_id, "limit": 100}
+        for _ in range(max_pages):
+            page = await self._call("list refunds", self._client.v1.refunds.list_async(params=params))
+            for refund in page.get("data", []):
+                if (refund.get("metadata") or {}).get("refund_id") == refund_id:
+                    return psp_objects.refund(refund)
+            if not page.get("has_more") or not page.get("data"):
+                return None
+            params["starting_after"] = page["data"][-1]["id"]
+        return None
 
     # -- Connect: accounts, transfers and payouts (pay-outs to sellers) --------------------------
 

@@ -377,6 +377,30 @@ class PaymentRepository:
         row = (await self.conn.execute(stmt)).first()
         return RefundRow.of(row) if row is not None else None
 
+    async def claim_unanswered_refunds(self, quiet_seconds: float, limit: int) -> list[RefundRow]:
+        """Pending refunds the PSP never answered (no PSP id) and untouched for ``quiet_seconds``; each
+        is touched as it is claimed, so the next claim waits as long again and a second janitor (a
+        replica) skips it."""
+        due = (
+            sa.select(refunds.c.refund_id)
+            .where(
+                refunds.c.state == "PENDING",
+                refunds.c.psp_reference.is_(None),
+                refunds.c.updated_at
+                <= sa.func.now() - sa.func.make_interval(0, 0, 0, 0, 0, 0, quiet_seconds),
+            )
+            .order_by(refunds.c.updated_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        stmt = (
+            refunds.update()
+            .where(refunds.c.refund_id.in_(due.scalar_subquery()))
+            .values(updated_at=sa.func.now())
+            .returning(*refunds.c)
+        )
+        return [RefundRow.of(r) for r in await self.conn.execute(stmt)]
+
     async def refund_by_psp_reference(self, psp_reference: str) -> RefundRow | None:
         row = (
             await self.conn.execute(sa.select(refunds).where(refunds.c.psp_reference == psp_reference))

@@ -52,7 +52,7 @@ class PaymentService:
         self.refunds = Refunds(deps)
         self.events = PspEvents(deps, self.refunds, payouts.apply_psp_event if payouts else None)
         self.reviews = Review(deps, self.checkout)
-        self.janitor = Janitor(deps, self.checkout)
+        self.janitor = Janitor(deps, self.checkout, self.refunds)
         self.redrive = Redrive(deps)
 
     async def close(self) -> None:

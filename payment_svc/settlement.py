@@ -40,7 +40,7 @@ from payment_svc.books import (
 from payment_svc.rows import OrderRow, RefundRow, SettlementState
 from payment_svc.uow import PgUnitsOfWork, UnitOfWork, UnitsOfWork
 from svckit.errors import Aborted, DomainError, FailedPrecondition, Internal, Unavailable
-from svckit.events import Event, TerminalError, TransientError, outbox
+from svckit.events import Event, TerminalError, TransientError, Waiting, outbox
 from svckit.logging import get_logger
 from svckit.money import is_known_currency
 
@@ -254,7 +254,9 @@ class SettlementHandler:
             if not (o.wallet_updated and o.ledger_updated)
         ]
         if unsettled:
-            raise TransientError(f"orders {unsettled} not settled yet; their refunds wait for them")
+            # Waiting spends none of the refund's attempts, so it outlasts its order's own retries
+            # (chaos seed 4: it was dead-lettered just before its order's credit landed).
+            raise Waiting(f"orders {unsettled} not settled yet; their refunds wait for them")
 
     @staticmethod
     async def _states(uow: UnitOfWork, movements: list[_Movement]) -> dict[tuple[str, str], SettlementState]:

@@ -20,8 +20,9 @@ import psycopg
 from alembic import command
 from alembic.config import Config
 from psycopg import sql
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from svckit.logging import get_logger
@@ -38,6 +39,38 @@ def one_row(row: T | None, what: str) -> T:
     if row is None:
         raise RuntimeError(f"{what}: the statement returned no row")
     return row
+
+
+# Connection exceptions (08xxx) and the server going away under a connection: admin_shutdown (a
+# restart or pg_terminate_backend), crash_shutdown, cannot_connect_now (starting up or recovering).
+_LOST_SQLSTATES = ("08", "57P01", "57P02", "57P03")
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database is unreachable or dropped the connection (a restart, a
+    failover), so the same call may succeed when tried again, rather than failing on its merits.
+
+    Engines keep pooled connections without a pre-ping (a round trip per checkout), so after a restart
+    the first statement on a pooled connection meets this; SQLAlchemy then invalidates the rest of
+    its pool, and :class:`DriverPool` checks its own. The edges answer it as UNAVAILABLE
+    ``DATABASE_UNAVAILABLE`` (gRPC) or 503 (the gateway), which a client retries."""
+    if isinstance(exc, PoolTimeout):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        exc = exc.orig if exc.orig is not None else exc
+    if isinstance(exc, psycopg.OperationalError):
+        # No SQLSTATE: the client library lost the connection (closed socket, refused connect).
+        return exc.sqlstate is None or exc.sqlstate.startswith(_LOST_SQLSTATES)
+    return False
+
+
+def database_error_text(exc: BaseException) -> str:
+    """What the driver said, for a log line: not SQLAlchemy's rendering, which quotes the statement
+    and its parameters (values that may be a customer's)."""
+    orig = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    return f"{type(orig).__name__}: {str(orig).strip()[:200]}"
 
 
 def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
@@ -86,8 +119,15 @@ class DriverPool:
     async def connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
         if not self._opened:
             await self._open()
-        async with self._pool.connection() as conn:
-            yield conn
+        try:
+            async with self._pool.connection() as conn:
+                yield conn
+        except psycopg.OperationalError as exc:
+            if database_unavailable(exc):
+                # The broken connection is discarded on return; the idle ones likely went stale with
+                # it (a restart drops them all), so check them now rather than fail one call each.
+                await self._pool.check()
+            raise
 
     async def close(self) -> None:
         if self._opened:

@@ -27,7 +27,8 @@ from svckit.context import (
     new_request_id,
     request_id_var,
 )
-from svckit.errors import DomainError, ErrorKind, Internal
+from svckit.db import database_error_text, database_unavailable
+from svckit.errors import DomainError, ErrorKind, Internal, Unavailable
 from svckit.grpc_errors import to_status
 from svckit.logging import get_logger
 from svckit.metrics import GRPC_LATENCY, GRPC_REQUESTS
@@ -106,7 +107,19 @@ def with_request_context(
         except grpc.aio.AbortError:
             code = context.code() or grpc.StatusCode.UNKNOWN
             raise
-        except Exception:
+        except Exception as exc:
+            if database_unavailable(exc):
+                # A restart or failover, not a bug: retryable, as the client should be told.
+                code = grpc.StatusCode.UNAVAILABLE
+                log.warning("rpc failed: database unavailable", method=method, error=database_error_text(exc))
+                await context.abort_with_status(
+                    to_status(
+                        Unavailable(
+                            "DATABASE_UNAVAILABLE",
+                            "the database is unreachable or dropped the connection; retry",
+                        )
+                    )
+                )
             code = grpc.StatusCode.INTERNAL
             log.exception("rpc failed", method=method)
             await context.abort_with_status(

@@ -303,6 +303,11 @@ class Reason(enum.StrEnum):
     AUTHENTICATION_UNAVAILABLE = enum.auto(), "API keys cannot be checked right now", 503
     RATE_LIMITER_UNAVAILABLE = enum.auto(), "the rate limiter's store is unreachable", 503
     UPSTREAM_UNAVAILABLE = enum.auto(), "a service the call needs is unreachable; retry", _K.UNAVAILABLE
+    DATABASE_UNAVAILABLE = (
+        enum.auto(),
+        "the database is unreachable or dropped the connection (a restart, a failover); retry",
+        _K.UNAVAILABLE,
+    )
     UPSTREAM_ERROR = enum.auto(), "a service the call needs failed without a reason", _K.INTERNAL
     UPSTREAM_REFUSED_CALLER = (
         enum.auto(),

@@ -1,5 +1,6 @@
 """The janitor: asks the PSP about every order still uncertain past its next check, finishes
-registrations that never happened, reschedules with backoff and alerts once past the deadline."""
+registrations that never happened, reschedules with backoff and alerts once past the deadline; and
+sends again the refunds whose PSP call got no answer."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from payment_svc.repository import UNCERTAIN_STATES
 from payment_svc.usecases import queries
 from payment_svc.usecases.checkout import Checkout
 from payment_svc.usecases.deps import Deps, UseCase
+from payment_svc.usecases.refunds import Refunds
 from svckit.errors import Internal
 from svckit.logging import get_logger
 
@@ -30,12 +32,14 @@ ORDERS_PAST_DEADLINE = Counter(
 
 
 class Janitor(UseCase):
-    def __init__(self, deps: Deps, checkout: Checkout) -> None:
+    def __init__(self, deps: Deps, checkout: Checkout, refunds: Refunds) -> None:
         super().__init__(deps)
         self._checkout = checkout
+        self._refunds = refunds
 
     async def janitor_pass(self) -> int:
-        """Ask the PSP about every order that has been uncertain for too long. Returns orders looked at."""
+        """Ask the PSP about every order that has been uncertain for too long, and send the unanswered
+        refunds again. Returns orders and refunds looked at."""
         async with self._uows.reader() as uow:
             due = await uow.repo.due_uncertain_orders(self._settings.janitor_batch_size)
         checkouts = sorted({row.checkout_id for row in due})
@@ -45,7 +49,12 @@ class Janitor(UseCase):
             except Exception:
                 log.exception("janitor could not resolve a checkout", checkout_id=checkout_id)
         await self._reschedule([row.payment_order_id for row in due])
-        return len(due)
+        try:
+            resent = await self._refunds.resend_unanswered()
+        except Exception:
+            log.exception("janitor could not look for unanswered refunds")
+            resent = 0
+        return len(due) + resent
 
     async def recheck_order(self, payment_order_id: str) -> None:
         """Ask the PSP now about one order's checkout (reconciliation found the PSP charged it)."""

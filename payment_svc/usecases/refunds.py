@@ -64,6 +64,43 @@ class Refunds(UseCase):
             )
         return refund, order
 
+    async def resend_unanswered(self) -> int:
+        """Send again every pending refund whose PSP call got no answer (a network failure, a timeout)
+        and has been quiet for ``janitor_first_check_seconds``, and apply the PSP's answer. Under the
+        refund's own idempotency key: a call that did reach the PSP replays its answer, so the PSP
+        refunds once. Without this a refund the PSP never heard of stays pending for ever (no webhook
+        comes for it; chaos seed 13). Returns how many were sent."""
+        async with self._uows.transaction() as uow:
+            due = await uow.repo.claim_unanswered_refunds(
+                self._settings.janitor_first_check_seconds, self._settings.janitor_batch_size
+            )
+        for refund in due:
+            try:
+                await self._ask_again(refund)
+            except Exception:
+                log.exception("janitor could not send a pending refund again", refund_id=refund.refund_id)
+        return len(due)
+
+    async def _ask_again(self, refund: RefundRow) -> None:
+        async with self._uows.reader() as uow:
+            order = await self._order_of_refund(uow, refund)
+        if order.psp_reference is None:  # only a captured order is refunded, and capture names it
+            raise RuntimeError(
+                f"order {order.payment_order_id} of refund {refund.refund_id} has no PaymentIntent"
+            )
+        # The PSP may have refunded and then failed to answer, storing the error as the key's answer:
+        # sending again would replay that error for ever. Its list of the intent's refunds tells.
+        try:
+            found = await self._psp.find_refund(order.psp_reference, refund.refund_id)
+        except PspError as exc:
+            log.warning("janitor: PSP unavailable", refund_id=refund.refund_id, error=exc.message)
+            return
+        if found is None:
+            await self._send_refund(refund)
+            return
+        async with self._uows.transaction() as uow:
+            await self.apply_refund_object(uow, replace(found, refund_id=refund.refund_id), "janitor")
+
     async def _reserve_refund(
         self, uow: UnitOfWork, payment_order_id: str, amount: int, reason: str, refund_id: str
     ) -> RefundRow:

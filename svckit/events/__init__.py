@@ -28,6 +28,7 @@ from svckit.events.policy import (
     RetryPolicy,
     TerminalError,
     TransientError,
+    Waiting,
     classify,
 )
 from svckit.events.relay import Relay
@@ -55,6 +56,7 @@ __all__ = [
     "RetryPolicy",
     "TerminalError",
     "TransientError",
+    "Waiting",
     "admin_registration",
     "classify",
     "create_all",

@@ -36,6 +36,10 @@ class EventsSettings(SharedEnvSettings):
     """Attempts (first delivery included) before a transient failure is dead-lettered."""
     retry_base_delay_seconds: float = Field(default=1.0, gt=0)
     retry_max_delay_seconds: float = Field(default=300.0, gt=0)
+    retry_max_wait_seconds: float = Field(default=3600.0, ge=0)
+    """How long after it occurred an event whose handler raises ``Waiting`` (it waits for another
+    event, e.g. a refund for its order's credit) is retried without spending an attempt; far longer
+    than the attempts of what it waits for last (8 with the defaults: about two minutes at most)."""
     retry_mover_interval_seconds: float = Field(default=0.25, gt=0)
     """How often due retries are moved back to the live stream (the resolution of backoff delays)."""
 

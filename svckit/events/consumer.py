@@ -25,6 +25,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -76,6 +77,17 @@ _PURGE_PROCESSED = sa.text(
 )
 
 
+def _age_seconds(event: Event) -> float | None:
+    """Seconds since the producer wrote the event; None when its time is missing or unreadable."""
+    try:
+        occurred = event.occurred_at_datetime
+    except ValueError:
+        return None
+    if occurred.tzinfo is None:
+        return None
+    return max(0.0, (datetime.now(UTC) - occurred).total_seconds())
+
+
 def _error_text(error: BaseException) -> str:
     text = f"{type(error).__name__}: {error}"
     return text[:2000]
@@ -123,6 +135,7 @@ class Consumer:
             max_attempts=settings.retry_max_attempts,
             base_delay_seconds=settings.retry_base_delay_seconds,
             max_delay_seconds=settings.retry_max_delay_seconds,
+            max_wait_seconds=settings.retry_max_wait_seconds,
         )
         self.channels = Channels(redis, settings.keys)
         self._group_ready = False
@@ -318,14 +331,17 @@ class Consumer:
     async def _fail(self, event: Event, error: BaseException, forced: DeadLetter | None = None) -> None:
         EVENTS_CONSUMED.labels(self.stream, self.group, "failed").inc()
         failed = Attempt(attempt=event.attempt, at=utc_now_iso(), error=_error_text(error))
-        decision = forced or self.policy.decide(event.attempt, error)
+        decision = forced or self.policy.decide(event.attempt, error, waited_seconds=_age_seconds(event))
         async with self.redis.pipeline(transaction=True) as pipe:
             if isinstance(decision, DeadLetter):
                 self.channels.dead_letter(pipe, self.stream, self.group, event, failed, decision.reason)
             else:
-                self.channels.schedule_retry(
-                    pipe, self.stream, event.next_attempt(self.group, failed), decision.delay_seconds
+                again = (
+                    event.next_attempt(self.group, failed)
+                    if decision.spends_attempt
+                    else event.waiting_again(self.group, failed)
                 )
+                self.channels.schedule_retry(pipe, self.stream, again, decision.delay_seconds)
             pipe.xack(self.stream, self.group, event.stream_id)
             await pipe.execute()
         if isinstance(decision, DeadLetter):

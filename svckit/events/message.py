@@ -86,6 +86,14 @@ class Event:
             stream_id=stream_id,
         )
 
+    def waiting_again(self, group: str, waited: Attempt) -> Event:
+        """The copy to deliver again to ``group`` after it had to wait: the same attempt number, and
+        the wait in its history once (not once per poll, which would grow the entry over a long wait)."""
+        last = self.history[-1] if self.history else None
+        again = last is not None and (last.attempt, last.error) == (waited.attempt, waited.error)
+        history = self.history if again else (*self.history, waited)
+        return replace(self, target_group=group, history=history, stream_id="")
+
     def next_attempt(self, group: str, failed: Attempt) -> Event:
         """The copy to deliver again to ``group`` after ``failed``."""
         return replace(

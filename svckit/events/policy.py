@@ -30,6 +30,13 @@ class TransientError(Exception):
     """Raise from a handler when the failure is temporary: the event is retried with backoff."""
 
 
+class Waiting(TransientError):
+    """Raise from a handler when the event must wait for another one to be applied first (a refund's
+    debit for its order's credit, which is itself being retried). Waiting is not failing: it is
+    retried without spending an attempt for up to ``max_wait_seconds`` after the event occurred, so
+    it outlasts the attempts of what it waits for; after that it counts as a transient failure."""
+
+
 class TerminalError(Exception):
     """Raise from a handler when the event can never be processed: it is dead-lettered at once."""
 
@@ -77,6 +84,8 @@ def classify(error: BaseException) -> ErrorClass:
 @dataclass(frozen=True)
 class Retry:
     delay_seconds: float
+    spends_attempt: bool = True
+    """False for an event that waits (:class:`Waiting`): its copy keeps its attempt number."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +102,7 @@ class RetryPolicy:
     max_attempts: int = 8
     base_delay_seconds: float = 1.0
     max_delay_seconds: float = 300.0
+    max_wait_seconds: float = 3600.0
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -106,11 +116,25 @@ class RetryPolicy:
         return min(self.max_delay_seconds, self.base_delay_seconds * 2.0 ** min(attempt - 1, 62))
 
     def decide(
-        self, attempt: int, error: BaseException, rand: Callable[[], float] = random.random
+        self,
+        attempt: int,
+        error: BaseException,
+        rand: Callable[[], float] = random.random,
+        waited_seconds: float | None = None,
     ) -> Decision:
-        """Decide after failed attempt ``attempt``; ``rand`` returns a float in [0, 1)."""
+        """Decide after failed attempt ``attempt``; ``rand`` returns a float in [0, 1).
+        ``waited_seconds`` is the age of the event (None: unknown), which bounds a :class:`Waiting`."""
         if classify(error) is ErrorClass.TERMINAL:
             return DeadLetter("terminal")
+        if (
+            isinstance(error, Waiting)
+            and waited_seconds is not None
+            and waited_seconds < self.max_wait_seconds
+        ):
+            # Polled again after at most a quarter of the time waited so far: few polls over a long
+            # wait, and an event that waited briefly goes soon after what it waits for has landed.
+            ceiling = min(self.max_delay_seconds, max(self.base_delay_seconds, waited_seconds / 4))
+            return Retry(rand() * ceiling, spends_attempt=False)
         if attempt >= self.max_attempts:
             return DeadLetter("attempts_exhausted")
         return Retry(rand() * self.ceiling(attempt))

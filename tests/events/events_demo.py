@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from svckit.events import Consumer, Event, EventsSettings, TerminalError, TransientError
+from svckit.events import Consumer, Event, EventsSettings, TerminalError, TransientError, Waiting
 
 DEMO_DDL = [
     # No unique constraint on purpose: a second effect of one event would show up as a second row.
@@ -37,6 +37,8 @@ def handler_for(group: str):
         ).scalar()
         if fault == "transient":
             raise TransientError(f"dependency down for {event.event_id}")
+        if fault == "waiting":
+            raise Waiting(f"{event.event_id} waits for another event")
         if fault == "terminal":
             raise TerminalError(f"cannot process {event.event_id}")
         if fault == "once" and event.attempt == 1:

@@ -93,6 +93,28 @@ async def test_a_poison_event_is_dead_lettered_after_n_attempts_while_others_flo
     assert (await bus.redis.xpending(bus.stream, "ledger-updater"))["pending"] == 0
 
 
+async def test_a_waiting_event_outlasts_the_attempts_of_a_failing_one_and_is_applied_once(bus):
+    """Chaos seed 4: a refund waiting for its order's credit spent the same attempts as the order and
+    was dead-lettered first. Waiting (for up to retry_max_wait_seconds) spends no attempt."""
+    (waiting,) = await bus.add_events(1, aggregate="refund-1")
+    await bus.fault(waiting, "waiting")
+    await bus.relay().drain()
+    consumer = bus.consumer("ledger-updater")
+    await _drain(consumer)
+    far_future = 2**52
+    for _ in range(5):  # more rounds than retry_max_attempts = 3
+        assert await consumer.channels.move_due(now_ms=far_future) == 1
+        await _drain(consumer)
+    assert await consumer.channels.list_dead_letters() == []
+    assert await consumer.channels.scheduled() == 1
+    await bus.fault(waiting, None)  # what it waited for has happened
+    assert await consumer.channels.move_due(now_ms=far_future) == 1
+    await _drain(consumer)
+    assert await bus.effects("ledger-updater") == {waiting: 1}
+    assert await consumer.channels.scheduled() == 0
+    assert await consumer.channels.list_dead_letters() == []
+
+
 async def test_a_terminal_error_is_dead_lettered_at_once_and_replay_processes_it_once(bus):
     ids = await bus.add_events(2)
     await bus.fault(ids[0], "terminal", group="ledger-updater")

@@ -8,7 +8,16 @@ import random
 import pytest
 
 from svckit.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
-from svckit.events import DeadLetter, ErrorClass, Retry, RetryPolicy, TerminalError, TransientError, classify
+from svckit.events import (
+    DeadLetter,
+    ErrorClass,
+    Retry,
+    RetryPolicy,
+    TerminalError,
+    TransientError,
+    Waiting,
+    classify,
+)
 
 
 class FakeSqlState(Exception):
@@ -92,3 +101,19 @@ def test_invalid_policies_are_refused():
         RetryPolicy(max_attempts=0)
     with pytest.raises(ValueError):
         RetryPolicy(base_delay_seconds=10, max_delay_seconds=1)
+
+
+def test_a_waiting_event_is_retried_without_spending_an_attempt_until_its_wait_runs_out():
+    """A refund waiting for its order's credit (chaos seed 4): waiting is not failing, so it must
+    outlast its order's own attempts; only after ``max_wait_seconds`` does it count again."""
+    policy = RetryPolicy(max_attempts=3, base_delay_seconds=1, max_delay_seconds=300, max_wait_seconds=3600)
+    for waited in (0.0, 10.0, 600.0, 3599.0):
+        decision = policy.decide(3, Waiting("order not settled"), lambda: 0.5, waited_seconds=waited)
+        assert isinstance(decision, Retry) and not decision.spends_attempt
+        # The polling slows down as the wait grows, within the cap.
+        assert 0 < decision.delay_seconds <= min(300, max(1, waited / 4))
+    assert policy.decide(3, Waiting("x"), waited_seconds=3601) == DeadLetter("attempts_exhausted")
+    assert policy.decide(3, Waiting("x")) == DeadLetter("attempts_exhausted")  # age unknown: counts
+    spent = policy.decide(1, Waiting("x"), lambda: 0.5, waited_seconds=3601)
+    assert isinstance(spent, Retry) and spent.spends_attempt
+    assert classify(Waiting("x")) is ErrorClass.TRANSIENT

@@ -459,6 +459,35 @@ async def test_concurrent_refunds_never_exceed_the_captured_amount(pay):
     assert (await _order(pay, orders[0])).refunded_minor == 6000
 
 
+@pytest.mark.parametrize("fault", ["connection_drop", "error_after_commit"])
+async def test_a_refund_left_pending_by_a_lost_psp_call_is_sent_again_by_the_janitor(pay, fault):
+    """Chaos seed 13: the refund's call to the PSP failed on the network (connection_drop: it never
+    arrived; error_after_commit: the PSP refunded and the answer was lost), the refund stayed pending
+    for ever. The janitor sends it again under the same idempotency key and takes the PSP's answer."""
+    checkout, orders = _ids(1)
+    await pay.stub.CreatePayment(
+        _request(checkout, orders, amounts=(2500,), payment_method="pm_card_visa"), metadata=_md()
+    )
+    # should_retry=false: the SDK does not retry the 500 itself (a connection drop it always retries).
+    pay.sim.admin.set_faults(
+        [{"kind": fault, "path_prefix": "/v1/refunds", "method": "POST", "should_retry": False}]
+    )
+    reply = await pay.stub.CreateRefund(
+        pb.CreateRefundRequest(payment_order_id=orders[0], amount_minor=1000), metadata=_md()
+    )
+    assert reply.refund.state == pb.REFUND_STATE_PENDING
+    assert pay.sim.admin.injected_faults(fault)
+    pay.sim.admin.clear_faults()
+    await pay.service.janitor_pass()
+    order = await _order(pay, orders[0])
+    assert (order.state, order.refunded_minor) == (STATE.PAYMENT_ORDER_STATE_PARTIALLY_REFUNDED, 1000)
+    refunds = await pay.stub.ListRefunds(pb.ListRefundsRequest(payment_order_id=orders[0]), metadata=_md())
+    assert [r.state for r in refunds.refunds] == [pb.REFUND_STATE_SUCCEEDED]
+    assert [r["amount"] for r in pay.psp_objects("refund")] == [1000]  # refunded once at the PSP
+    await pay.service.janitor_pass()  # nothing pending: nothing sent again
+    assert [r["amount"] for r in pay.psp_objects("refund")] == [1000]
+
+
 async def test_bad_input_stores_nothing(pay):
     checkout, orders = _ids(1)
     bad = _request(checkout, orders, amounts=(0,), payment_method="pm_card_visa")

@@ -193,6 +193,10 @@ class FakePsp:
             f"cs_{kwargs['checkout_id']}", f"https://psp.test/pay/{kwargs['checkout_id']}", None
         )
 
+    async def find_refund(self, payment_intent_id: str, refund_id: str) -> RefundView | None:
+        self.calls.append(("find_refund", {"payment_intent_id": payment_intent_id, "refund_id": refund_id}))
+        return None
+
     async def create_refund(self, **kwargs: Any) -> RefundView:
         self.calls.append(("create_refund", kwargs))
         if isinstance(self.refund_answer, PspError):
