@@ -18,7 +18,8 @@ ACCESS = allow(
         # Money moves only through the payment service (orders, refunds, pay-outs) and, for the PSP's
         # settlement of captured money (bank, fees, psp_receivable), through reconciliation.
         "PostTransaction": ("payment", "recon"),
-        "PostTransactions": ("payment",),
+        # recon: a chunk of settlement rows booked in one call (one transaction per currency).
+        "PostTransactions": ("payment", "recon"),
         "ReverseTransaction": ("payment",),
         "GetTransaction": READERS,
         "GetBalance": READERS,

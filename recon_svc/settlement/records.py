@@ -12,8 +12,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator
+import hashlib
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import grpc
@@ -31,10 +34,16 @@ from svckit.gen.payments.v1 import payout_service_pb2_grpc as popb_grpc
 from svckit.grpc_errors import from_rpc_error
 
 PSP = "stripe"
+BATCH_CHECKOUTS = 1000
+"""BatchGetCheckoutOrders' limit per call."""
 
 
 class PaymentRecords(Protocol):
     async def checkout_for(self, row: SettlementRow) -> list[OurOrder] | None: ...
+
+    async def checkouts(self, checkout_ids: Sequence[str]) -> dict[str, list[OurOrder]]:
+        """The orders of many checkouts (a chunk's), by checkout id; an unknown checkout is absent."""
+        ...
 
     async def refund_for(self, row: SettlementRow) -> OurRefund | None: ...
 
@@ -47,8 +56,21 @@ class OrderFixer(Protocol):
     async def recheck(self, payment_order_id: str) -> OurOrder: ...
 
 
+@dataclass(frozen=True, slots=True)
+class ChunkBooking:
+    """What one chunk of rows settled in one currency: one ledger transaction, keyed by ``booking_id``."""
+
+    booking_id: str
+    currency: str
+    gross_minor: int
+    fee_minor: int
+    row_count: int
+
+
 class SettlementBooker(Protocol):
-    async def book(self, booking: Booking) -> None: ...
+    async def post(self, bookings: Sequence[ChunkBooking]) -> list[int]:
+        """Post each booking (idempotently by its id); the ledger transaction ids, in order."""
+        ...
 
 
 def _state(value: int) -> OrderState:
@@ -198,6 +220,26 @@ class GrpcPaymentRecords:
             return None  # our metadata on someone else's PaymentIntent is not our charge
         return orders
 
+    async def checkouts(self, checkout_ids: Sequence[str]) -> dict[str, list[OurOrder]]:
+        """BatchGetCheckoutOrders, up to its 1000 ids per call, the calls of a chunk concurrently."""
+        ids = sorted(set(checkout_ids))
+
+        async def page(part: list[str]) -> list[OurOrder]:
+            try:
+                reply = await self._stub.BatchGetCheckoutOrders(
+                    ppb.BatchGetCheckoutOrdersRequest(checkout_ids=part), timeout=self._deadline
+                )
+            except grpc.aio.AioRpcError as exc:
+                raise from_rpc_error(exc) from None
+            return [_order_of(o) for o in reply.payment_orders]
+
+        found: dict[str, list[OurOrder]] = {}
+        parts = [ids[i : i + BATCH_CHECKOUTS] for i in range(0, len(ids), BATCH_CHECKOUTS)]
+        for orders in await asyncio.gather(*(page(p) for p in parts)):
+            for order in orders:  # by checkout, then order id
+                found.setdefault(order.checkout_id, []).append(order)
+        return found
+
     async def refund_for(self, row: SettlementRow) -> OurRefund | None:
         refund_id = row.metadata.get("refund.refund_id", "")
         for order in await self.checkout_for(row) or []:
@@ -237,7 +279,7 @@ class GrpcPaymentRecords:
             token = page.next_page_token
 
 
-def settlement_entries(booking: Booking) -> list[lpb.Entry]:
+def settlement_entries(booking: Booking | ChunkBooking) -> list[lpb.Entry]:
     """DESIGN.md: Dr bank net / Dr PSP fees fee / Cr psp_receivable gross; a refund (negative gross) mirrors it."""
     cur = booking.currency
     gross, fee = booking.gross_minor, booking.fee_minor
@@ -284,3 +326,56 @@ class GrpcSettlementBooker:
             )
         except grpc.aio.AioRpcError as exc:
             raise from_rpc_error(exc) from None
+
+    async def post(self, bookings: Sequence[ChunkBooking]) -> list[int]:
+        """One PostTransactions call for a chunk's bookings (one per currency), each item keyed by its booking id,
+        so a retry after a crash replays what the ledger already posted."""
+        items = []
+        for b in bookings:
+            entries = settlement_entries(b)
+            if not entries:
+                raise ValueError(f"booking {b.booking_id} moves no money")
+            items.append(
+                lpb.PostTransactionsItem(
+                    idempotency_key=f"recon-settlement-{b.booking_id}",
+                    transaction=lpb.PostTransactionRequest(
+                        entries=entries,
+                        description=f"PSP settlement of {b.row_count} balance transaction(s)",
+                        external_ref=b.booking_id,
+                        metadata={
+                            "kind": "psp_settlement",
+                            "booking_id": b.booking_id,
+                            "rows": str(b.row_count),
+                        },
+                    ),
+                )
+            )
+        try:
+            reply = await self._stub.PostTransactions(
+                lpb.PostTransactionsRequest(items=items),
+                # The call's key names its bookings: a retry of the same set replays the answer.
+                metadata=[
+                    ("idempotency-key", "recon-settlement-chunk-" + _digest(b.booking_id for b in bookings))
+                ],
+                timeout=self._deadline,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise from_rpc_error(exc) from None
+        ids = []
+        for b, result in zip(bookings, reply.results, strict=True):
+            if result.HasField("error"):
+                raise BookingRefused(b.booking_id, result.error.reason, result.error.message)
+            ids.append(result.transaction.id)
+        return ids
+
+
+def _digest(ids: Iterable[str]) -> str:
+    return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()[:40]
+
+
+class BookingRefused(Exception):
+    """The ledger refused a chunk's booking; it stays pending in recon and the next run posts it again."""
+
+    def __init__(self, booking_id: str, reason: str, message: str) -> None:
+        super().__init__(f"ledger refused settlement booking {booking_id}: {reason}: {message}")
+        self.reason = reason

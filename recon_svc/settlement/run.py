@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import time
 import uuid
 from collections import Counter as Tally
 from collections import defaultdict
@@ -51,7 +52,7 @@ from recon_svc.settlement.classify import (
     missing_from_psp,
 )
 from recon_svc.settlement.parse import RowError, SettlementFileRefused, SettlementParser, SettlementRow
-from recon_svc.settlement.records import OrderFixer, PaymentRecords, SettlementBooker
+from recon_svc.settlement.records import ChunkBooking, OrderFixer, PaymentRecords, SettlementBooker
 from svckit.errors import DomainError
 
 log = structlog.get_logger(__name__)
@@ -148,34 +149,45 @@ def _validate(source: BinaryIO, report: RunReport) -> tuple[dt.datetime | None, 
     return first, last
 
 
-async def _claim_row(conn: AsyncConnection, row: SettlementRow, run_id: str) -> str:
-    """``new``, ``seen`` (same row counted by an earlier file) or ``duplicate``."""
-    digest = _digest(row)
-    inserted = await conn.execute(
-        insert(t.rows)
-        .values(
-            balance_transaction_id=row.balance_transaction_id,
-            row_digest=digest,
-            run_id=run_id,
-            reporting_category=row.reporting_category,
-            currency=row.currency,
-            gross_minor=row.gross_minor,
-            fee_minor=row.fee_minor,
-            our_reference="",
+async def _claim_file(engine: AsyncEngine, report: RunReport, size: int) -> bool:
+    """Claim the file for this run; False when it was reconciled before (DUPLICATE_FILE).
+
+    A file whose earlier run never completed (the process died mid-file) is taken over: its rows claimed
+    already are skipped as counted, the rest reconciled; the interrupted run is closed FAILED saying so. Two
+    runs of one file at once are serialised by the file's row lock.
+    """
+    async with engine.begin() as conn:
+        claimed = await conn.execute(
+            insert(t.files)
+            .values(sha256=report.file_sha256, size_bytes=size, run_id=report.run_id)
+            .on_conflict_do_nothing()
+            .returning(t.files.c.sha256)
         )
-        .on_conflict_do_nothing()
-        .returning(t.rows.c.balance_transaction_id)
-    )
-    if inserted.first() is not None:
-        return "new"
-    earlier = (
+        if claimed.first() is not None:
+            return True
+        earlier = (
+            await conn.execute(
+                sa.select(t.files.c.run_id, t.files.c.completed_at)
+                .where(t.files.c.sha256 == report.file_sha256)
+                .with_for_update()
+            )
+        ).one()
+        if earlier.completed_at is not None:
+            return False
         await conn.execute(
-            sa.select(t.rows.c.row_digest, t.rows.c.run_id).where(
-                t.rows.c.balance_transaction_id == row.balance_transaction_id
+            t.files.update().where(t.files.c.sha256 == report.file_sha256).values(run_id=report.run_id)
+        )
+        await conn.execute(
+            t.runs.update()
+            .where(t.runs.c.run_id == earlier.run_id, t.runs.c.state == "RUNNING")
+            .values(
+                state="FAILED",
+                error=f"interrupted; resumed by run {report.run_id}",
+                finished_at=sa.func.now(),
             )
         )
-    ).one()
-    return "seen" if earlier.row_digest == digest and earlier.run_id != run_id else "duplicate"
+    log.warning("resuming an interrupted settlement file", run_id=report.run_id, interrupted=earlier.run_id)
+    return True
 
 
 async def _store(conn: AsyncConnection, run_id: str, m: Mismatch) -> str:
@@ -260,6 +272,7 @@ async def reconcile_file(
     progress: Callable[[int], None] | None = None,
     expected_window: tuple[dt.datetime, dt.datetime] | None = None,
     fixer: OrderFixer | None = None,
+    times: PhaseTimes | None = None,
 ) -> RunReport:
     """Reconcile one settlement file; ``source`` must be seekable (it is read twice). ``progress`` gets byte offsets.
 
@@ -267,8 +280,10 @@ async def reconcile_file(
     pending until ``rules.grace`` has passed since its creation, then MISSING_FROM_PSP.
     """
     now = now or dt.datetime.now(dt.UTC)
+    times = times if times is not None else PhaseTimes()
     report = RunReport(run_id=f"rr_{uuid.uuid4().hex}", state="RUNNING")
     await _start(engine, report.run_id, now)
+    clock = time.perf_counter()
     try:
         first, last = _validate(source, report)
     except SettlementFileRefused as exc:
@@ -283,29 +298,56 @@ async def reconcile_file(
         await _finish_and_count(engine, report, first, last)
         log.error("settlement file has malformed rows", run_id=report.run_id, rows=report.row_error_count)
         return report
-    async with engine.begin() as conn:
-        claimed = await conn.execute(
-            insert(t.files)
-            .values(sha256=report.file_sha256, size_bytes=source.tell(), run_id=report.run_id)
-            .on_conflict_do_nothing()
-            .returning(t.files.c.sha256)
-        )
-        if claimed.first() is None:
-            report.state = "DUPLICATE_FILE"
-            report.rows_read = 0
-    if report.state == "DUPLICATE_FILE":
+    times.parse += time.perf_counter() - clock
+    if not await _claim_file(engine, report, source.tell()):
+        report.state = "DUPLICATE_FILE"
+        report.rows_read = 0
         await _finish_and_count(engine, report, first, last)
         return report
+    # Bookings an interrupted run wrote but did not post (a crash between its chunk's commit and the ledger's
+    # answer) are posted first, under their own keys: the ledger replays any it had already posted.
+    await post_bookings(engine, booker, None, wait=False)
     source.seek(0)
-    await _match_and_book(engine, source, records, booker, rules, report, progress, fixer)
+    await _match_and_book(engine, source, records, booker, rules, report, progress, fixer, times)
     if expected_window is not None:
         await _missing(engine, records, rules, report, expected_window, now)
     report.state = "SUCCEEDED"
+    async with engine.begin() as conn:
+        await conn.execute(
+            t.files.update().where(t.files.c.sha256 == report.file_sha256).values(completed_at=sa.func.now())
+        )
     await _finish_and_count(engine, report, first, last)
     if report.open_by_classification.get("unclassified"):
         log.error("settlement run left unclassified mismatches", run_id=report.run_id,
                   count=report.open_by_classification["unclassified"])  # fmt: skip
     return report
+
+
+CHUNK_ROWS = 5000
+"""Rows matched, classified and written per database transaction and booked per ledger call: large enough that
+the per-call costs (gRPC, commit) vanish per row, small enough that a chunk's rows and records stay a few MiB."""
+
+
+@dataclass
+class _Tallies:
+    codes: Tally[str] = field(default_factory=Tally)
+    classes: Tally[str] = field(default_factory=Tally)
+    psp: dict[str, Tally[str]] = field(default_factory=lambda: defaultdict(Tally))
+    booked: dict[str, Tally[str]] = field(default_factory=lambda: defaultdict(Tally))
+
+
+@dataclass
+class PhaseTimes:
+    """Seconds spent per phase of a run (the benchmark prints them; a run's report does not keep them)."""
+
+    parse: float = 0.0
+    """Validating and hashing (first pass) and parsing again (second pass)."""
+    match: float = 0.0
+    """Fetching our records for the rows (payment service)."""
+    classify: float = 0.0
+    """Comparing in memory, claiming the rows and writing mismatches (recon database)."""
+    book: float = 0.0
+    """Posting the chunks' bookings (ledger) and marking them posted."""
 
 
 async def _match_and_book(
@@ -317,69 +359,266 @@ async def _match_and_book(
     report: RunReport,
     progress: Callable[[int], None] | None,
     fixer: OrderFixer | None,
+    times: PhaseTimes,
 ) -> None:
-    codes: Tally[str] = Tally()
-    classes: Tally[str] = Tally()
-    psp: dict[str, Tally[str]] = defaultdict(Tally)
-    booked: dict[str, Tally[str]] = defaultdict(Tally)
+    tallies = _Tallies()
+    chunk: list[SettlementRow] = []
+    clock = time.perf_counter()
     for item in SettlementParser(source):
         if not isinstance(item, SettlementRow):  # validated in the first pass; the file has not changed since
             raise RuntimeError("the settlement file changed between the two passes")
-        row = item
-        totals = psp[f"{row.currency}:{row.reporting_category}"]
-        totals.update(gross=row.gross_minor, fee=row.fee_minor, net=row.net_minor, rows=1)
-        async with engine.begin() as conn:
-            claim = await _claim_row(conn, row, report.run_id)
-            if claim == "seen":
-                report.already_counted += 1
-                continue
-            if claim == "duplicate":
-                outcome = RowOutcome()
-                outcome.mismatches.append(
-                    Mismatch(Code.DUPLICATE_ROW, CLASSIFICATION[Code.DUPLICATE_ROW], row.balance_transaction_id,
-                             "", row.currency, row.gross_minor, (), row.line)
-                )  # fmt: skip
-            elif row.reporting_category in CHARGE_CATEGORIES:
-                outcome = classify_charge(row, await records.checkout_for(row), rules)
-            elif row.reporting_category in REFUND_CATEGORIES:
-                outcome = classify_refund(row, await records.refund_for(row))
-            elif row.reporting_category in TRANSFER_CATEGORIES:
-                payout_id = row.metadata.get("transfer.payout_id", "")
-                payout = await records.payout_for(payout_id) if payout_id else None
-                outcome = classify_transfer(row, payout_id, payout)
-            else:
-                outcome = RowOutcome()
-                outcome.mismatches.append(
-                    Mismatch(Code.UNMATCHED_ROW, CLASSIFICATION[Code.UNMATCHED_ROW], row.balance_transaction_id,
-                             "", row.currency, row.gross_minor, (), row.line)
-                )  # fmt: skip
-            if outcome.booking is not None:
-                # Inside the row's transaction: if the posting fails the claim rolls back and a rerun retries it.
-                await booker.book(outcome.booking)
-                await conn.execute(
-                    t.rows.update()
-                    .where(t.rows.c.balance_transaction_id == row.balance_transaction_id)
-                    .values(our_reference=outcome.booking.our_reference)
-                )
-                report.booked += 1
-                booked[row.currency].update(gross=row.gross_minor, fee=row.fee_minor)
-            report.matched += int(outcome.matched)
-            stored = [(m, await _store(conn, report.run_id, m)) for m in outcome.mismatches]
-        # After the row's transaction: an auto-fix calls another service and must not hold the row's locks.
-        for m, mismatch_id in stored:
-            codes[m.code.value] += 1
-            if m.classification is Classification.AUTO_FIXABLE and await _auto_fix(
-                engine, fixer, m, mismatch_id
-            ):
-                report.auto_fixed += 1
-            else:
-                classes[m.classification.value] += 1
+        chunk.append(item)
+        if len(chunk) >= CHUNK_ROWS:
+            times.parse += time.perf_counter() - clock
+            await _chunk(engine, chunk, records, booker, rules, report, fixer, tallies, times)
+            chunk = []
+            if progress is not None:
+                progress(source.tell())
+            clock = time.perf_counter()
+    times.parse += time.perf_counter() - clock
+    if chunk:
+        await _chunk(engine, chunk, records, booker, rules, report, fixer, tallies, times)
         if progress is not None:
             progress(source.tell())
-    report.mismatches_by_code = dict(codes)
-    report.open_by_classification = dict(classes)
-    report.psp_totals = {k: dict(v) for k, v in psp.items()}
-    report.booked_totals = {k: dict(v) for k, v in booked.items()}
+    report.mismatches_by_code = dict(tallies.codes)
+    report.open_by_classification = dict(tallies.classes)
+    report.psp_totals = {k: dict(v) for k, v in tallies.psp.items()}
+    report.booked_totals = {k: dict(v) for k, v in tallies.booked.items()}
+
+
+def _row_mismatch(code: Code, row: SettlementRow) -> RowOutcome:
+    outcome = RowOutcome()
+    outcome.mismatches.append(
+        Mismatch(code, CLASSIFICATION[code], row.balance_transaction_id, "", row.currency, row.gross_minor, (),
+                 row.line)
+    )  # fmt: skip
+    return outcome
+
+
+async def _charge_orders(
+    records: PaymentRecords, rows: list[SettlementRow]
+) -> dict[str, list[OurOrder] | None]:
+    """Our orders for each charge row of a chunk, by balance transaction id: one batched read for the rows that
+    carry our checkout id (every row of ours since metadata exists), the row-by-row path for the others."""
+    by_checkout = {r.metadata.get("payment.checkout_id", "") for r in rows} - {""}
+    found = await records.checkouts(sorted(by_checkout)) if by_checkout else {}
+    out: dict[str, list[OurOrder] | None] = {}
+    for row in rows:
+        checkout_id = row.metadata.get("payment.checkout_id", "")
+        if not checkout_id:
+            out[row.balance_transaction_id] = await records.checkout_for(row)
+            continue
+        orders = found.get(checkout_id)
+        if (
+            orders
+            and row.payment_intent_id
+            and any(o.psp_reference and o.psp_reference != row.payment_intent_id for o in orders)
+        ):
+            orders = None  # our metadata on someone else's PaymentIntent is not our charge
+        out[row.balance_transaction_id] = orders or None
+    return out
+
+
+async def _outcomes(records: PaymentRecords, rules: Rules, rows: list[SettlementRow]) -> list[RowOutcome]:
+    charges = await _charge_orders(records, [r for r in rows if r.reporting_category in CHARGE_CATEGORIES])
+    outcomes = []
+    for row in rows:
+        if row.reporting_category in CHARGE_CATEGORIES:
+            outcomes.append(classify_charge(row, charges[row.balance_transaction_id], rules))
+        elif row.reporting_category in REFUND_CATEGORIES:
+            outcomes.append(classify_refund(row, await records.refund_for(row)))
+        elif row.reporting_category in TRANSFER_CATEGORIES:
+            payout_id = row.metadata.get("transfer.payout_id", "")
+            payout = await records.payout_for(payout_id) if payout_id else None
+            outcomes.append(classify_transfer(row, payout_id, payout))
+        else:
+            outcomes.append(_row_mismatch(Code.UNMATCHED_ROW, row))
+    return outcomes
+
+
+_CLAIM = sa.text(
+    """
+    INSERT INTO settlement_rows (balance_transaction_id, row_digest, run_id, reporting_category, currency,
+                                 gross_minor, fee_minor, our_reference, booking_id)
+    SELECT u.id, u.digest, :run_id, u.category, u.currency, u.gross, u.fee, u.ref, NULLIF(u.booking, '')
+    FROM unnest(CAST(:ids AS text[]), CAST(:digests AS text[]), CAST(:categories AS text[]),
+                CAST(:currencies AS text[]), CAST(:gross AS bigint[]), CAST(:fees AS bigint[]),
+                CAST(:refs AS text[]), CAST(:bookings AS text[]))
+         AS u(id, digest, category, currency, gross, fee, ref, booking)
+    ON CONFLICT (balance_transaction_id) DO NOTHING
+    RETURNING balance_transaction_id
+    """
+)
+
+
+async def _chunk(
+    engine: AsyncEngine,
+    rows: list[SettlementRow],
+    records: PaymentRecords,
+    booker: SettlementBooker,
+    rules: Rules,
+    report: RunReport,
+    fixer: OrderFixer | None,
+    tallies: _Tallies,
+    times: PhaseTimes,
+) -> None:
+    """Match, classify, claim and book one chunk: our records in batched reads, then one recon transaction that
+    claims the rows, stores the mismatches and writes the chunk's bookings (pending), then one ledger call."""
+    clock = time.perf_counter()
+    outcomes = await _outcomes(records, rules, rows)
+    times.match += time.perf_counter() - clock
+    clock = time.perf_counter()
+    for row in rows:
+        totals = tallies.psp[f"{row.currency}:{row.reporting_category}"]
+        totals.update(gross=row.gross_minor, fee=row.fee_minor, net=row.net_minor, rows=1)
+    # A booking id per currency of the chunk; a row names its booking in its claim, so the row and its money
+    # are written in the same transaction and a row is booked at most once whatever happens afterwards.
+    booking_ids: dict[str, str] = {}
+    first_of: dict[str, int] = {}
+    claim_rows: list[tuple[SettlementRow, RowOutcome]] = []
+    repeats: list[SettlementRow] = []
+    for row, outcome in zip(rows, outcomes, strict=True):
+        if row.balance_transaction_id in first_of:
+            repeats.append(row)  # the same id twice inside this chunk
+            continue
+        first_of[row.balance_transaction_id] = len(claim_rows)
+        claim_rows.append((row, outcome))
+        if outcome.booking is not None and row.currency not in booking_ids:
+            booking_ids[row.currency] = f"sb_{uuid.uuid4().hex}"
+    params: dict[str, Any] = {
+        "run_id": report.run_id,
+        "ids": [r.balance_transaction_id for r, _ in claim_rows],
+        "digests": [_digest(r) for r, _ in claim_rows],
+        "categories": [r.reporting_category for r, _ in claim_rows],
+        "currencies": [r.currency for r, _ in claim_rows],
+        "gross": [r.gross_minor for r, _ in claim_rows],
+        "fees": [r.fee_minor for r, _ in claim_rows],
+        "refs": [o.booking.our_reference if o.booking else "" for _, o in claim_rows],
+        "bookings": [booking_ids[r.currency] if o.booking else "" for r, o in claim_rows],
+    }
+    stored: list[tuple[Mismatch, str]] = []
+    bookings: dict[str, ChunkBooking] = {}
+    async with engine.begin() as conn:
+        new = set((await conn.execute(_CLAIM, params)).scalars())
+        earlier: dict[str, tuple[str, str]] = {}
+        taken = [r.balance_transaction_id for r, _ in claim_rows if r.balance_transaction_id not in new]
+        if taken:
+            result = await conn.execute(
+                sa.select(t.rows.c.balance_transaction_id, t.rows.c.row_digest, t.rows.c.run_id).where(
+                    t.rows.c.balance_transaction_id.in_(taken)
+                )
+            )
+            earlier = {r.balance_transaction_id: (r.row_digest, r.run_id) for r in result}
+        found: list[Mismatch] = []
+        sums: dict[str, Tally[str]] = defaultdict(Tally)
+        for (row, outcome), digest in zip(claim_rows, params["digests"], strict=True):
+            bt = row.balance_transaction_id
+            if bt not in new:
+                before = earlier.get(bt)
+                if before is not None and before[0] == digest and before[1] != report.run_id:
+                    report.already_counted += (
+                        1  # counted by an earlier file (or an interrupted run of this one)
+                    )
+                else:
+                    found.extend(_row_mismatch(Code.DUPLICATE_ROW, row).mismatches)
+                continue
+            report.matched += int(outcome.matched)
+            found.extend(outcome.mismatches)
+            if outcome.booking is not None:
+                report.booked += 1
+                sums[row.currency].update(gross=row.gross_minor, fee=row.fee_minor, rows=1)
+                tallies.booked[row.currency].update(gross=row.gross_minor, fee=row.fee_minor)
+        for row in repeats:
+            found.extend(_row_mismatch(Code.DUPLICATE_ROW, row).mismatches)
+        stored = await _store_many(conn, report.run_id, found)
+        for currency, total in sums.items():
+            bookings[currency] = ChunkBooking(
+                booking_ids[currency], currency, total["gross"], total["fee"], total["rows"]
+            )
+        if bookings:
+            await conn.execute(
+                t.bookings.insert(),
+                [
+                    {"booking_id": b.booking_id, "run_id": report.run_id, "currency": b.currency,
+                     "gross_minor": b.gross_minor, "fee_minor": b.fee_minor, "row_count": b.row_count,
+                     "state": "pending"}
+                    for b in bookings.values()
+                ],
+            )  # fmt: skip
+    times.classify += time.perf_counter() - clock
+    clock = time.perf_counter()
+    if bookings:
+        await post_bookings(engine, booker, [b.booking_id for b in bookings.values()], wait=True)
+    times.book += time.perf_counter() - clock
+    # After the chunk's transaction: an auto-fix calls another service and must not hold the chunk's locks.
+    for m, mismatch_id in stored:
+        tallies.codes[m.code.value] += 1
+        if m.classification is Classification.AUTO_FIXABLE and await _auto_fix(engine, fixer, m, mismatch_id):
+            report.auto_fixed += 1
+        else:
+            tallies.classes[m.classification.value] += 1
+
+
+async def _store_many(
+    conn: AsyncConnection, run_id: str, found: list[Mismatch]
+) -> list[tuple[Mismatch, str]]:
+    """The chunk's mismatches and their ``opened`` actions, two multi-row inserts."""
+    if not found:
+        return []
+    stored = [(m, f"mm_{uuid.uuid4().hex}") for m in found]
+    await conn.execute(
+        t.mismatches.insert(),
+        [
+            {"mismatch_id": mid, "run_id": run_id, "code": m.code.value, "classification": m.classification.value,
+             "state": "open", "balance_transaction_id": m.balance_transaction_id, "our_reference": m.our_reference,
+             "currency": m.currency, "amount_minor": m.amount_minor,
+             "differences": [{"field": d.field, "ours": d.ours, "theirs": d.theirs} for d in m.differences],
+             "line": m.line}
+            for m, mid in stored
+        ],
+    )  # fmt: skip
+    await conn.execute(
+        t.actions.insert(),
+        [
+            {"mismatch_id": mid, "actor": "recon", "action": "opened", "detail": f"{m.code.value} in run {run_id}"}
+            for m, mid in stored
+        ],
+    )  # fmt: skip
+    return stored
+
+
+async def post_bookings(
+    engine: AsyncEngine, booker: SettlementBooker, booking_ids: list[str] | None, *, wait: bool
+) -> int:
+    """Post pending bookings to the ledger and mark them posted; how many were posted.
+
+    ``booking_ids`` None means every pending booking (one left by an interrupted run). Each booking row is
+    locked while it is posted, so two runs never post it at once; ``wait`` False skips one another run holds.
+    The ledger call is keyed by the booking id, so a booking posted before a crash is replayed, not posted again.
+    """
+    async with engine.begin() as conn:
+        stmt = sa.select(t.bookings).where(t.bookings.c.state == "pending").order_by(t.bookings.c.booking_id)
+        if booking_ids is not None:
+            stmt = stmt.where(t.bookings.c.booking_id.in_(booking_ids))
+        due = list(await conn.execute(stmt.limit(1000).with_for_update(skip_locked=not wait)))
+        if not due:
+            return 0
+        chunk = [ChunkBooking(r.booking_id, r.currency, r.gross_minor, r.fee_minor, r.row_count) for r in due]
+        moving = [b for b in chunk if b.gross_minor or b.fee_minor]
+        ids = (
+            dict(zip((b.booking_id for b in moving), await booker.post(moving), strict=True))
+            if moving
+            else {}
+        )
+        await conn.execute(
+            sa.text(
+                "UPDATE settlement_bookings SET state = 'posted', posted_at = now(), ledger_transaction_id = u.tx"
+                " FROM unnest(CAST(:ids AS text[]), CAST(:txs AS bigint[])) AS u(id, tx)"
+                " WHERE settlement_bookings.booking_id = u.id"
+            ),
+            {"ids": [b.booking_id for b in chunk], "txs": [ids.get(b.booking_id) for b in chunk]},
+        )
+    return len(chunk)
 
 
 MISSING_CHUNK = 1000
