@@ -62,6 +62,11 @@ UNCLASSIFIED = Counter(
     "recon_settlement_unclassified_total", "Unclassified mismatches found by settlement runs"
 )
 
+CHUNK_ROWS = 5000
+"""Rows matched, classified and written per database transaction and booked per ledger call: large enough that
+the per-call costs (gRPC, commit) vanish per row, small enough that a chunk's rows and records stay a few MiB."""
+
+
 MAX_REPORTED_ROW_ERRORS = 100
 """A broken file may have a million bad rows; the run keeps the first ones (and counts them all)."""
 
@@ -273,6 +278,7 @@ async def reconcile_file(
     expected_window: tuple[dt.datetime, dt.datetime] | None = None,
     fixer: OrderFixer | None = None,
     times: PhaseTimes | None = None,
+    chunk_rows: int = CHUNK_ROWS,
 ) -> RunReport:
     """Reconcile one settlement file; ``source`` must be seekable (it is read twice). ``progress`` gets byte offsets.
 
@@ -308,7 +314,7 @@ async def reconcile_file(
     # answer) are posted first, under their own keys: the ledger replays any it had already posted.
     await post_bookings(engine, booker, None, wait=False)
     source.seek(0)
-    await _match_and_book(engine, source, records, booker, rules, report, progress, fixer, times)
+    await _match_and_book(engine, source, records, booker, rules, report, progress, fixer, times, chunk_rows)
     if expected_window is not None:
         await _missing(engine, records, rules, report, expected_window, now)
     report.state = "SUCCEEDED"
@@ -321,11 +327,6 @@ async def reconcile_file(
         log.error("settlement run left unclassified mismatches", run_id=report.run_id,
                   count=report.open_by_classification["unclassified"])  # fmt: skip
     return report
-
-
-CHUNK_ROWS = 5000
-"""Rows matched, classified and written per database transaction and booked per ledger call: large enough that
-the per-call costs (gRPC, commit) vanish per row, small enough that a chunk's rows and records stay a few MiB."""
 
 
 @dataclass
@@ -360,6 +361,7 @@ async def _match_and_book(
     progress: Callable[[int], None] | None,
     fixer: OrderFixer | None,
     times: PhaseTimes,
+    chunk_rows: int,
 ) -> None:
     tallies = _Tallies()
     chunk: list[SettlementRow] = []
@@ -368,7 +370,7 @@ async def _match_and_book(
         if not isinstance(item, SettlementRow):  # validated in the first pass; the file has not changed since
             raise RuntimeError("the settlement file changed between the two passes")
         chunk.append(item)
-        if len(chunk) >= CHUNK_ROWS:
+        if len(chunk) >= chunk_rows:
             times.parse += time.perf_counter() - clock
             await _chunk(engine, chunk, records, booker, rules, report, fixer, tallies, times)
             chunk = []

@@ -1,0 +1,165 @@
+"""Chunked settlement runs against the real recon database and ledger: each chunk is booked in one ledger call,
+and a run that dies mid-file is resumed by running the same file again, booking nothing twice.
+
+Our records are an in-memory stand-in (the payment service's batched read is covered by
+test_settlement_run.py through the real service); the ledger is the session's, called as ``recon``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import uuid
+
+import pytest
+import pytest_asyncio
+import sqlalchemy as sa
+
+from ledger_svc import models as ledger_tables
+from recon_svc.settlement import tables as t
+from recon_svc.settlement.classify import OrderState, OurOrder, Rules
+from recon_svc.settlement.records import ChunkBooking, GrpcSettlementBooker
+from recon_svc.settlement.run import reconcile_file
+from svckit.gen.ledger.v1 import ledger_service_pb2_grpc as lpb_grpc
+
+HEADER = "balance_transaction_id,created_utc,currency,gross,fee,net,reporting_category,source_id,"
+HEADER += "payment_metadata[checkout_id]"
+RULES = Rules(fee_tolerance_minor=0)
+
+
+class _Orders:
+    """Our side: one captured, settled order per checkout, for exactly the checkouts given."""
+
+    def __init__(self, amounts: dict[str, int]) -> None:
+        self._amounts = amounts
+        self.batched_calls = 0
+
+    async def checkouts(self, checkout_ids):
+        self.batched_calls += 1
+        return {
+            c: [OurOrder(f"po_{c}", "", self._amounts[c], "USD", OrderState.SUCCESS, dt.datetime.now(dt.UTC),
+                         True, True, c)]
+            for c in checkout_ids if c in self._amounts
+        }  # fmt: skip
+
+    async def checkout_for(self, row):
+        raise AssertionError("every row carries our checkout id: the batched read answers it")
+
+
+class _Crash(Exception):
+    pass
+
+
+class _CrashingBooker:
+    """The real ledger, but the process 'dies' at the ``crash_at``-th ledger call: before it reaches the ledger,
+    or (``after_posting``) after the ledger posted it and before recon heard back."""
+
+    def __init__(self, real: GrpcSettlementBooker, crash_at: int, *, after_posting: bool) -> None:
+        self._real, self._crash_at, self._after = real, crash_at, after_posting
+        self.calls = 0
+
+    async def post(self, bookings: list[ChunkBooking]) -> list[int]:
+        self.calls += 1
+        if self.calls == self._crash_at:
+            if self._after:
+                await self._real.post(bookings)
+            raise _Crash
+        return await self._real.post(bookings)
+
+
+@pytest_asyncio.fixture
+async def ledger(infra, services):
+    channel = infra.channel(services["ledger"].address, "recon")
+    yield GrpcSettlementBooker(lpb_grpc.LedgerServiceStub(channel), 10)
+    await channel.close()
+
+
+def _file(tag: str, n: int) -> tuple[bytes, dict[str, int]]:
+    amounts = {f"co_{tag}_{i}": 1000 + i for i in range(n)}
+    lines = [HEADER] + [
+        f"txn_{tag}{i},2026-11-20 10:00:{i:02d},usd,{(1000 + i) / 100:.2f},0.30,{(1000 + i - 30) / 100:.2f},"
+        f"charge,ch_{tag}{i},co_{tag}_{i}"
+        for i in range(n)
+    ]
+    return ("\n".join(lines) + "\n").encode(), amounts
+
+
+async def _bookings(engine, tag: str) -> list[tuple[str, int, str, int | None]]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            sa.select(t.bookings.c.booking_id, t.bookings.c.row_count, t.bookings.c.state,
+                      t.bookings.c.ledger_transaction_id)
+            .where(t.bookings.c.booking_id.in_(
+                sa.select(t.rows.c.booking_id).where(t.rows.c.balance_transaction_id.like(f"txn_{tag}%"))
+            ))
+        )  # fmt: skip
+        return [tuple(r) for r in rows]
+
+
+async def _ledger_postings(services, booking_ids: list[str]) -> dict[str, int]:
+    """How many ledger transactions each booking has (its id is the transaction's external_ref)."""
+    tx = ledger_tables.transactions
+    async with services["ledger"].engine.connect() as conn:
+        rows = await conn.execute(
+            sa.select(tx.c.external_ref, sa.func.count())
+            .where(tx.c.external_ref.in_(booking_ids))
+            .group_by(tx.c.external_ref)
+        )
+        return {r[0]: r[1] for r in rows}
+
+
+async def test_each_chunk_is_read_in_one_call_and_booked_in_one_ledger_call(services, ledger):
+    tag = uuid.uuid4().hex[:10]
+    data, amounts = _file(tag, 7)
+    records = _Orders(amounts)
+    booker = _CrashingBooker(ledger, crash_at=0, after_posting=False)  # never crashes
+    report = await reconcile_file(
+        services["recon"].engine, io.BytesIO(data), records, booker, RULES, chunk_rows=3
+    )
+    assert report.state == "SUCCEEDED", report
+    assert (report.rows_read, report.matched, report.booked, report.mismatches_by_code) == (7, 7, 7, {})
+    assert (records.batched_calls, booker.calls) == (3, 3)  # chunks of 3, 3 and 1 rows
+    bookings = await _bookings(services["recon"].engine, tag)
+    assert sorted(b[1] for b in bookings) == [1, 3, 3] and {b[2] for b in bookings} == {"posted"}
+    assert await _ledger_postings(services, [b[0] for b in bookings]) == {b[0]: 1 for b in bookings}
+    assert report.booked_totals == {"USD": {"gross": sum(amounts.values()), "fee": 7 * 30}}
+
+
+@pytest.mark.parametrize("after_posting", [False, True], ids=["before-the-ledger", "after-the-ledger"])
+async def test_a_run_that_dies_mid_file_is_resumed_and_books_every_row_exactly_once(
+    services, ledger, after_posting
+):
+    tag = uuid.uuid4().hex[:10]
+    data, amounts = _file(tag, 7)
+    engine = services["recon"].engine
+    with pytest.raises(_Crash):
+        await reconcile_file(
+            engine, io.BytesIO(data), _Orders(amounts),
+            _CrashingBooker(ledger, crash_at=2, after_posting=after_posting), RULES, chunk_rows=3,
+        )  # fmt: skip
+    pending = [b for b in await _bookings(engine, tag) if b[2] == "pending"]
+    assert [b[1] for b in pending] == [3]  # the second chunk: claimed, its booking written, not known posted
+
+    again = await reconcile_file(engine, io.BytesIO(data), _Orders(amounts), ledger, RULES, chunk_rows=3)
+    assert again.state == "SUCCEEDED", again
+    # The first two chunks were counted by the interrupted run; the rest is reconciled now.
+    assert (again.already_counted, again.booked) == (6, 1)
+    bookings = await _bookings(engine, tag)
+    assert sorted(b[1] for b in bookings) == [1, 3, 3] and {b[2] for b in bookings} == {"posted"}
+    # Every booking is one ledger transaction, the interrupted one too (replayed when it had been posted).
+    assert await _ledger_postings(services, [b[0] for b in bookings]) == {b[0]: 1 for b in bookings}
+    async with engine.connect() as conn:
+        states = dict(
+            (await conn.execute(
+                sa.select(t.runs.c.run_id, t.runs.c.state).where(
+                    t.runs.c.run_id.in_(sa.select(t.rows.c.run_id).where(t.rows.c.balance_transaction_id.like(f"txn_{tag}%")))
+                )
+            )).all()
+        )  # fmt: skip
+    assert sorted(states.values()) == [
+        "FAILED",
+        "SUCCEEDED",
+    ]  # the interrupted run is closed, not left RUNNING
+
+    third = await reconcile_file(engine, io.BytesIO(data), _Orders(amounts), ledger, RULES, chunk_rows=3)
+    assert third.state == "DUPLICATE_FILE"  # completed now: the same file is recognised
