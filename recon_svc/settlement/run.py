@@ -15,6 +15,7 @@ adjustments, the platform's own payouts...) become UNMATCHED_ROW for a person, n
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import json
@@ -333,8 +334,10 @@ async def reconcile_file(
 class _Tallies:
     codes: Tally[str] = field(default_factory=Tally)
     classes: Tally[str] = field(default_factory=Tally)
-    psp: dict[str, Tally[str]] = field(default_factory=lambda: defaultdict(Tally))
-    booked: dict[str, Tally[str]] = field(default_factory=lambda: defaultdict(Tally))
+    psp: dict[str, list[int]] = field(default_factory=dict)
+    """``<CUR>:<category>`` → [gross, fee, net, rows]: plain lists, as Counter.update costs µs per row."""
+    booked: dict[str, list[int]] = field(default_factory=dict)
+    """``<CUR>`` → [gross, fee]."""
 
 
 @dataclass
@@ -364,28 +367,65 @@ async def _match_and_book(
     chunk_rows: int,
 ) -> None:
     tallies = _Tallies()
-    chunk: list[SettlementRow] = []
-    clock = time.perf_counter()
-    for item in SettlementParser(source):
-        if not isinstance(item, SettlementRow):  # validated in the first pass; the file has not changed since
-            raise RuntimeError("the settlement file changed between the two passes")
-        chunk.append(item)
-        if len(chunk) >= chunk_rows:
-            times.parse += time.perf_counter() - clock
+    rows = iter(SettlementParser(source))
+
+    def next_chunk() -> tuple[list[SettlementRow], int, float]:
+        clock = time.perf_counter()
+        chunk: list[SettlementRow] = []
+        for item in rows:
+            if not isinstance(
+                item, SettlementRow
+            ):  # validated in the first pass; the file has not changed since
+                raise RuntimeError("the settlement file changed between the two passes")
+            chunk.append(item)
+            if len(chunk) >= chunk_rows:
+                break
+        return chunk, source.tell(), time.perf_counter() - clock
+
+    # The next chunk is parsed in a thread while this one waits on the payment service, the recon database and
+    # the ledger (other processes, other cores); at most two chunks wait parsed, so memory stays bounded.
+    ready: asyncio.Queue[tuple[list[SettlementRow], int]] = asyncio.Queue(maxsize=2)
+    parsing: asyncio.Future[tuple[list[SettlementRow], int, float]] | None = None
+
+    async def produce() -> None:
+        nonlocal parsing
+        while True:
+            parsing = asyncio.get_running_loop().run_in_executor(None, next_chunk)
+            chunk, offset, seconds = await parsing
+            times.parse += seconds
+            await ready.put((chunk, offset))
+            if not chunk:
+                return
+
+    producer = asyncio.create_task(produce())
+    try:
+        while True:
+            get = asyncio.create_task(ready.get())
+            await asyncio.wait([get, producer], return_when=asyncio.FIRST_COMPLETED)
+            if not get.done():
+                failure = producer.exception()
+                if failure is not None:  # the parsing failed: nothing more will come
+                    get.cancel()
+                    raise failure
+                await get  # it finished: its last (empty) chunk is in the queue
+            chunk, offset = get.result()
+            if not chunk:
+                break
             await _chunk(engine, chunk, records, booker, rules, report, fixer, tallies, times)
-            chunk = []
             if progress is not None:
-                progress(source.tell())
-            clock = time.perf_counter()
-    times.parse += time.perf_counter() - clock
-    if chunk:
-        await _chunk(engine, chunk, records, booker, rules, report, fixer, tallies, times)
-        if progress is not None:
-            progress(source.tell())
+                progress(offset)
+        await producer
+    finally:
+        producer.cancel()
+        if parsing is not None and not parsing.done():
+            # A thread cannot be cancelled: let it finish its chunk before the caller closes the file.
+            await asyncio.wait([parsing])
     report.mismatches_by_code = dict(tallies.codes)
     report.open_by_classification = dict(tallies.classes)
-    report.psp_totals = {k: dict(v) for k, v in tallies.psp.items()}
-    report.booked_totals = {k: dict(v) for k, v in tallies.booked.items()}
+    report.psp_totals = {
+        k: {"gross": v[0], "fee": v[1], "net": v[2], "rows": v[3]} for k, v in tallies.psp.items()
+    }
+    report.booked_totals = {k: {"gross": v[0], "fee": v[1]} for k, v in tallies.booked.items()}
 
 
 def _row_mismatch(code: Code, row: SettlementRow) -> RowOutcome:
@@ -442,15 +482,19 @@ _CLAIM = sa.text(
     """
     INSERT INTO settlement_rows (balance_transaction_id, row_digest, run_id, reporting_category, currency,
                                  gross_minor, fee_minor, our_reference, booking_id)
-    SELECT u.id, u.digest, :run_id, u.category, u.currency, u.gross, u.fee, u.ref, NULLIF(u.booking, '')
-    FROM unnest(CAST(:ids AS text[]), CAST(:digests AS text[]), CAST(:categories AS text[]),
-                CAST(:currencies AS text[]), CAST(:gross AS bigint[]), CAST(:fees AS bigint[]),
-                CAST(:refs AS text[]), CAST(:bookings AS text[]))
+    SELECT u.id, u.digest, :run_id, u.category, u.currency, u.gross::bigint, u.fee::bigint,
+           COALESCE(u.ref, ''), NULLIF(u.booking, '')
+    FROM unnest(string_to_array(:ids, ','), string_to_array(:digests, ','), string_to_array(:categories, ','),
+                string_to_array(:currencies, ','), string_to_array(:gross, ','), string_to_array(:fees, ','),
+                string_to_array(:refs, ','), string_to_array(:bookings, ','))
          AS u(id, digest, category, currency, gross, fee, ref, booking)
     ON CONFLICT (balance_transaction_id) DO NOTHING
     RETURNING balance_transaction_id
     """
 )
+"""The chunk's claims in one statement. The columns travel as comma-joined text (ids, categories, currencies
+and references never contain a comma: the parser allows ``[A-Za-z0-9_]`` ids, and our ids never have one;
+one-element lists of an empty string split to no element, hence the COALESCE), which PostgreSQL splits itself: the driver's per-element array encoding cost more than the insert."""
 
 
 async def _chunk(
@@ -471,8 +515,13 @@ async def _chunk(
     times.match += time.perf_counter() - clock
     clock = time.perf_counter()
     for row in rows:
-        totals = tallies.psp[f"{row.currency}:{row.reporting_category}"]
-        totals.update(gross=row.gross_minor, fee=row.fee_minor, net=row.net_minor, rows=1)
+        totals = tallies.psp.get(key := f"{row.currency}:{row.reporting_category}")
+        if totals is None:
+            totals = tallies.psp[key] = [0, 0, 0, 0]
+        totals[0] += row.gross_minor
+        totals[1] += row.fee_minor
+        totals[2] += row.net_minor
+        totals[3] += 1
     # A booking id per currency of the chunk; a row names its booking in its claim, so the row and its money
     # are written in the same transaction and a row is booked at most once whatever happens afterwards.
     booking_ids: dict[str, str] = {}
@@ -487,16 +536,17 @@ async def _chunk(
         claim_rows.append((row, outcome))
         if outcome.booking is not None and row.currency not in booking_ids:
             booking_ids[row.currency] = f"sb_{uuid.uuid4().hex}"
+    digests = [_digest(r) for r, _ in claim_rows]
     params: dict[str, Any] = {
         "run_id": report.run_id,
-        "ids": [r.balance_transaction_id for r, _ in claim_rows],
-        "digests": [_digest(r) for r, _ in claim_rows],
-        "categories": [r.reporting_category for r, _ in claim_rows],
-        "currencies": [r.currency for r, _ in claim_rows],
-        "gross": [r.gross_minor for r, _ in claim_rows],
-        "fees": [r.fee_minor for r, _ in claim_rows],
-        "refs": [o.booking.our_reference if o.booking else "" for _, o in claim_rows],
-        "bookings": [booking_ids[r.currency] if o.booking else "" for r, o in claim_rows],
+        "ids": ",".join(r.balance_transaction_id for r, _ in claim_rows),
+        "digests": ",".join(digests),
+        "categories": ",".join(r.reporting_category for r, _ in claim_rows),
+        "currencies": ",".join(r.currency for r, _ in claim_rows),
+        "gross": ",".join(str(r.gross_minor) for r, _ in claim_rows),
+        "fees": ",".join(str(r.fee_minor) for r, _ in claim_rows),
+        "refs": ",".join(o.booking.our_reference if o.booking else "" for _, o in claim_rows),
+        "bookings": ",".join(booking_ids[r.currency] if o.booking else "" for r, o in claim_rows),
     }
     stored: list[tuple[Mismatch, str]] = []
     bookings: dict[str, ChunkBooking] = {}
@@ -513,7 +563,7 @@ async def _chunk(
             earlier = {r.balance_transaction_id: (r.row_digest, r.run_id) for r in result}
         found: list[Mismatch] = []
         sums: dict[str, Tally[str]] = defaultdict(Tally)
-        for (row, outcome), digest in zip(claim_rows, params["digests"], strict=True):
+        for (row, outcome), digest in zip(claim_rows, digests, strict=True):
             bt = row.balance_transaction_id
             if bt not in new:
                 before = earlier.get(bt)
@@ -529,7 +579,9 @@ async def _chunk(
             if outcome.booking is not None:
                 report.booked += 1
                 sums[row.currency].update(gross=row.gross_minor, fee=row.fee_minor, rows=1)
-                tallies.booked[row.currency].update(gross=row.gross_minor, fee=row.fee_minor)
+                booked = tallies.booked.setdefault(row.currency, [0, 0])
+                booked[0] += row.gross_minor
+                booked[1] += row.fee_minor
         for row in repeats:
             found.extend(_row_mismatch(Code.DUPLICATE_ROW, row).mismatches)
         stored = await _store_many(conn, report.run_id, found)
