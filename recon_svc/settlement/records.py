@@ -73,18 +73,26 @@ class SettlementBooker(Protocol):
         ...
 
 
+_STATES = {ppb.PaymentOrderState.Value(f"PAYMENT_ORDER_STATE_{state.value}"): state for state in OrderState}
+"""Wire number → state, built once: a chunk converts thousands of orders."""
+
+
 def _state(value: int) -> OrderState:
-    return OrderState(ppb.PaymentOrderState.Name(value).removeprefix("PAYMENT_ORDER_STATE_"))
+    return _STATES[value]
 
 
 def _order_of(o: ppb.PaymentOrder) -> OurOrder:
+    created = o.create_time
     return OurOrder(
         payment_order_id=o.payment_order_id,
         psp_reference=o.psp_reference,
         amount_minor=o.amount_minor,
         currency=o.currency,
-        state=_state(o.state),
-        created_at=o.create_time.ToDatetime(tzinfo=dt.UTC),
+        state=_STATES[o.state],
+        # fromtimestamp plus the micros: several times cheaper than Timestamp.ToDatetime, and the same value.
+        created_at=dt.datetime.fromtimestamp(created.seconds, dt.UTC).replace(
+            microsecond=created.nanos // 1000
+        ),
         wallet_updated=o.wallet_updated,
         ledger_updated=o.ledger_updated,
         checkout_id=o.checkout_id,
