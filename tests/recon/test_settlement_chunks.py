@@ -11,6 +11,7 @@ import datetime as dt
 import io
 import uuid
 
+import grpc
 import pytest
 import pytest_asyncio
 import sqlalchemy as sa
@@ -21,6 +22,9 @@ from recon_svc.settlement.classify import OrderState, OurOrder, Rules
 from recon_svc.settlement.records import ChunkBooking, GrpcSettlementBooker
 from recon_svc.settlement.run import reconcile_file
 from svckit.gen.ledger.v1 import ledger_service_pb2_grpc as lpb_grpc
+from svckit.gen.payments.v1 import payment_service_pb2 as ppb
+from svckit.gen.payments.v1 import payment_service_pb2_grpc as ppb_grpc
+from svckit.grpc_errors import error_info
 
 HEADER = "balance_transaction_id,created_utc,currency,gross,fee,net,reporting_category,source_id,"
 HEADER += "payment_metadata[checkout_id]"
@@ -163,3 +167,27 @@ async def test_a_run_that_dies_mid_file_is_resumed_and_books_every_row_exactly_o
 
     third = await reconcile_file(engine, io.BytesIO(data), _Orders(amounts), ledger, RULES, chunk_rows=3)
     assert third.state == "DUPLICATE_FILE"  # completed now: the same file is recognised
+
+
+async def test_the_batched_checkout_read_answers_known_checkouts_only_and_refuses_bad_requests(
+    infra, services
+):
+    # Its found path is exercised by test_settlement_run.py (real charges matched through it); here, the edges.
+    channel = infra.channel(services["payment"].address, "recon")
+    stub = ppb_grpc.PaymentServiceStub(channel)
+    try:
+        empty = await stub.BatchGetCheckoutOrders(
+            ppb.BatchGetCheckoutOrdersRequest(checkout_ids=[f"co_unknown_{uuid.uuid4().hex}"])
+        )
+        assert list(empty.payment_orders) == []
+        for ids, reason in (
+            ([f"co_{i}" for i in range(1001)], "TOO_MANY_ITEMS"),
+            (["not an id!"], "INVALID_ID"),
+            ([], "MISSING_FIELD"),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.BatchGetCheckoutOrders(ppb.BatchGetCheckoutOrdersRequest(checkout_ids=ids))
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert error_info(refused.value).reason == reason
+    finally:
+        await channel.close()
