@@ -6,8 +6,8 @@
   id itself (GetCheckoutByPaymentIntent: the orders whose ``psp_reference`` it is). A refund is found among the
   refunds of that checkout's orders (ListRefunds) by our ``refund_id`` metadata or its ``re_`` id. A transfer
   is found as the pay-out its ``payout_id`` metadata names (PayoutService.GetPayout).
-- :class:`GrpcSettlementBooker` posts a settlement in the ledger (PostTransaction), keyed by the balance
-  transaction id so a retried or repeated run posts it once.
+- :class:`GrpcSettlementBooker` posts a chunk's settlements in the ledger (PostTransactions, one transaction per
+  currency), each keyed by its booking id so a retried or resumed run posts it once.
 """
 
 from __future__ import annotations
@@ -318,22 +318,6 @@ class GrpcSettlementBooker:
     def __init__(self, stub: lpb_grpc.LedgerServiceStub, deadline_seconds: float) -> None:
         self._stub = stub
         self._deadline = deadline_seconds
-
-    async def book(self, booking: Booking) -> None:
-        try:
-            await self._stub.PostTransaction(
-                lpb.PostTransactionRequest(
-                    entries=settlement_entries(booking),
-                    description=f"PSP settlement of {booking.our_reference}",
-                    external_ref=booking.balance_transaction_id,
-                    metadata={"kind": "psp_settlement", "reference": booking.our_reference},
-                ),
-                # The balance transaction id is the PSP's identity of this money movement: one posting each.
-                metadata=[("idempotency-key", f"recon-settlement-{booking.balance_transaction_id}")],
-                timeout=self._deadline,
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise from_rpc_error(exc) from None
 
     async def post(self, bookings: Sequence[ChunkBooking]) -> list[int]:
         """One PostTransactions call for a chunk's bookings (one per currency), each item keyed by its booking id,

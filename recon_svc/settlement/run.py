@@ -4,8 +4,11 @@ Two streaming passes over a seekable file keep memory flat and make a bad file b
 
 1. validate every row and hash the bytes; a refused file or any malformed row fails the run with the errors
    (line and reason), and a file whose SHA-256 was ingested before is recognised and changes nothing;
-2. match each row to our records, classify the differences, book matched charges and refunds in the ledger
-   (idempotently, keyed by the balance transaction id) and store the mismatches.
+2. a chunk of rows at a time (the next one parsed in a thread meanwhile): read our records for the chunk in
+   batched calls, classify the differences in memory, claim the rows, store the mismatches and write the
+   chunk's bookings in one recon transaction, then book them in the ledger in one call (one transaction per
+   currency, idempotent by booking id). A row is claimed once, with the booking that carries its money, so
+   nothing is booked twice; a run that dies mid-file is resumed by running the same file again.
 
 A balance transaction already counted by an earlier file (overlapping days) with the same content is skipped;
 with other content, or twice in one file, it is a DUPLICATE_ROW. Transfers are matched to our pay-outs (and book
