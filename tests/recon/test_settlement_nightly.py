@@ -8,8 +8,11 @@ import datetime as dt
 import uuid
 from zoneinfo import ZoneInfo
 
+import pytest
 from prometheus_client import REGISTRY
+from pydantic import ValidationError
 
+from recon_svc.config import ReconSettings
 from recon_svc.settlement.nightly import NightlyScheduler, due_days, scheduled_at
 from recon_svc.settlement.run import RunReport
 from svckit.errors import Unavailable
@@ -121,3 +124,11 @@ async def test_a_failed_fetch_is_recorded_counted_and_retried_at_the_next_tick(s
             )
         ).one()
     assert (row.state, row.attempts) == ("done", 2) and row.run_id.startswith("rr_")
+
+
+def test_the_nightly_settings_are_off_by_default_and_refuse_an_unknown_time_zone():
+    assert ReconSettings().nightly_at is None  # no nightly run unless configured (and none in tests)
+    configured = ReconSettings(nightly_at="02:30", timezone="Europe/Berlin")
+    assert (configured.nightly_at, configured.timezone) == (dt.time(2, 30), "Europe/Berlin")
+    with pytest.raises(ValidationError, match="not an IANA time zone"):
+        ReconSettings(timezone="Mars/Olympus")
