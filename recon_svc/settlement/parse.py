@@ -136,6 +136,17 @@ class SettlementRow:
     metadata: Mapping[str, str] = field(default_factory=dict)
     """``payment_metadata[k]`` → ``payment.k``, ``refund_metadata[k]`` → ``refund.k``, ``transfer_metadata[k]`` → ``transfer.k``."""
 
+    def to_record(self) -> tuple[Any, ...]:
+        """The row as plain values (:mod:`marshal` can write them): a validated row spooled for the second pass."""
+        return (self.line, self.balance_transaction_id, int(self.created_utc.timestamp()), self.currency,
+                self.gross_minor, self.fee_minor, self.net_minor, self.reporting_category, self.source_id,
+                self.charge_id, self.payment_intent_id, self.description, self.automatic_payout_id,
+                self.connected_account_id, self.dispute_reason, dict(self.metadata))  # fmt: skip
+
+    @classmethod
+    def from_record(cls, r: tuple[Any, ...]) -> SettlementRow:
+        return cls(r[0], r[1], dt.datetime.fromtimestamp(r[2], dt.UTC), *r[3:])
+
 
 @dataclass(frozen=True, slots=True)
 class RowError:

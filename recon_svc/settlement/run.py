@@ -1,9 +1,10 @@
 """One reconciliation run of a settlement file: validate, match, classify, book, record, report.
 
-Two streaming passes over a seekable file keep memory flat and make a bad file book nothing:
+Two streaming passes keep memory flat and make a bad file book nothing:
 
-1. validate every row and hash the bytes; a refused file or any malformed row fails the run with the errors
-   (line and reason), and a file whose SHA-256 was ingested before is recognised and changes nothing;
+1. validate every row and hash the bytes, spooling each good row's values to a temporary file; a refused file
+   or any malformed row fails the run with the errors (line and reason), and a file whose SHA-256 was ingested
+   before is recognised and changes nothing;
 2. a chunk of rows at a time (the next one parsed in a thread meanwhile): read our records for the chunk in
    batched calls, classify the differences in memory, claim the rows, store the mismatches and write the
    chunk's bookings in one recon transaction, then book them in the ledger in one call (one transaction per
@@ -22,6 +23,8 @@ import asyncio
 import datetime as dt
 import hashlib
 import json
+import marshal
+import tempfile
 import time
 import uuid
 from collections import Counter as Tally
@@ -142,9 +145,14 @@ async def _finish(
         await conn.execute(t.runs.update().where(t.runs.c.run_id == report.run_id).values(**values))
 
 
-def _validate(source: BinaryIO, report: RunReport) -> tuple[dt.datetime | None, dt.datetime | None]:
+def _validate(
+    source: BinaryIO, report: RunReport, spool: BinaryIO
+) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """First pass: every row checked, the bytes hashed, and each good row spooled (marshal) for the second pass,
+    which then reads plain values instead of parsing and checking the CSV again."""
     parser = SettlementParser(source)
     first = last = None
+    dump = marshal.dump
     for item in parser:
         if isinstance(item, RowError):
             report.row_error_count += 1
@@ -154,6 +162,8 @@ def _validate(source: BinaryIO, report: RunReport) -> tuple[dt.datetime | None, 
         report.rows_read += 1
         first = item.created_utc if first is None else min(first, item.created_utc)
         last = item.created_utc if last is None else max(last, item.created_utc)
+        if not report.row_error_count:  # a file with a bad row books nothing: no need to keep more of it
+            dump(item.to_record(), spool)
     report.file_sha256 = parser.sha256
     return first, last
 
@@ -284,7 +294,8 @@ async def reconcile_file(
     times: PhaseTimes | None = None,
     chunk_rows: int = CHUNK_ROWS,
 ) -> RunReport:
-    """Reconcile one settlement file; ``source`` must be seekable (it is read twice). ``progress`` gets byte offsets.
+    """Reconcile one settlement file, read once (the second pass reads the spooled rows). ``progress`` gets byte
+    offsets of the file.
 
     ``expected_window``: our orders captured in it should be in this or an earlier file; each that is not is
     pending until ``rules.grace`` has passed since its creation, then MISSING_FROM_PSP.
@@ -294,8 +305,29 @@ async def reconcile_file(
     report = RunReport(run_id=f"rr_{uuid.uuid4().hex}", state="RUNNING")
     await _start(engine, report.run_id, now)
     clock = time.perf_counter()
+    with tempfile.TemporaryFile() as spool:
+        return await _run(engine, source, spool, records, booker, rules, report, now, progress, expected_window,
+                          fixer, times, chunk_rows, clock)  # fmt: skip
+
+
+async def _run(
+    engine: AsyncEngine,
+    source: BinaryIO,
+    spool: BinaryIO,
+    records: PaymentRecords,
+    booker: SettlementBooker,
+    rules: Rules,
+    report: RunReport,
+    now: dt.datetime,
+    progress: Callable[[int], None] | None,
+    expected_window: tuple[dt.datetime, dt.datetime] | None,
+    fixer: OrderFixer | None,
+    times: PhaseTimes,
+    chunk_rows: int,
+    clock: float,
+) -> RunReport:
     try:
-        first, last = _validate(source, report)
+        first, last = _validate(source, report, spool)
     except SettlementFileRefused as exc:
         report.state, report.error = "FAILED", exc.message
         await _finish_and_count(engine, report, None, None)
@@ -317,8 +349,17 @@ async def reconcile_file(
     # Bookings an interrupted run wrote but did not post (a crash between its chunk's commit and the ledger's
     # answer) are posted first, under their own keys: the ledger replays any it had already posted.
     await post_bookings(engine, booker, None, wait=False)
-    source.seek(0)
-    await _match_and_book(engine, source, records, booker, rules, report, progress, fixer, times, chunk_rows)
+    size = source.tell()
+    spooled = spool.tell()
+    spool.seek(0)
+
+    def progress_in_source(offset: int) -> None:
+        if progress is not None:  # the spool's position, as a share of the file's bytes
+            progress(size if not spooled else offset * size // spooled)
+
+    await _match_and_book(
+        engine, spool, records, booker, rules, report, progress_in_source, fixer, times, chunk_rows
+    )
     if expected_window is not None:
         await _missing(engine, records, rules, report, expected_window, now)
     report.state = "SUCCEEDED"
@@ -359,7 +400,7 @@ class PhaseTimes:
 
 async def _match_and_book(
     engine: AsyncEngine,
-    source: BinaryIO,
+    spool: BinaryIO,
     records: PaymentRecords,
     booker: SettlementBooker,
     rules: Rules,
@@ -370,20 +411,18 @@ async def _match_and_book(
     chunk_rows: int,
 ) -> None:
     tallies = _Tallies()
-    rows = iter(SettlementParser(source))
 
     def next_chunk() -> tuple[list[SettlementRow], int, float]:
+        """The next rows the first pass validated and spooled."""
         clock = time.perf_counter()
         chunk: list[SettlementRow] = []
-        for item in rows:
-            if not isinstance(
-                item, SettlementRow
-            ):  # validated in the first pass; the file has not changed since
-                raise RuntimeError("the settlement file changed between the two passes")
-            chunk.append(item)
-            if len(chunk) >= chunk_rows:
-                break
-        return chunk, source.tell(), time.perf_counter() - clock
+        load, row = marshal.load, SettlementRow.from_record
+        try:
+            while len(chunk) < chunk_rows:
+                chunk.append(row(load(spool)))
+        except EOFError:
+            pass
+        return chunk, spool.tell(), time.perf_counter() - clock
 
     # The next chunk is parsed in a thread while this one waits on the payment service, the recon database and
     # the ledger (other processes, other cores); at most two chunks wait parsed, so memory stays bounded.
