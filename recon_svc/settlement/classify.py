@@ -84,7 +84,8 @@ class OrderState(enum.StrEnum):
 CAPTURED = frozenset({OrderState.SUCCESS, OrderState.PARTIALLY_REFUNDED, OrderState.REFUNDED})
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass pays object.__setattr__ per field, and a settlement run builds one per order.
+@dataclass(slots=True)
 class OurOrder:
     payment_order_id: str
     psp_reference: str
@@ -143,7 +144,7 @@ class Mismatch:
     line: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen, like OurOrder: one per booked row
 class Booking:
     """A matched charge or refund to post: Dr bank net / Dr fees fee / Cr psp_receivable gross (mirrored for refunds)."""
 

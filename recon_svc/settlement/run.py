@@ -146,13 +146,13 @@ async def _finish(
 
 
 def _validate(
-    source: BinaryIO, report: RunReport, spool: BinaryIO
+    source: BinaryIO, report: RunReport, spool: BinaryIO, chunk_rows: int
 ) -> tuple[dt.datetime | None, dt.datetime | None]:
     """First pass: every row checked, the bytes hashed, and each good row spooled (marshal) for the second pass,
     which then reads plain values instead of parsing and checking the CSV again."""
     parser = SettlementParser(source)
     first = last = None
-    dump = marshal.dump
+    block: list[tuple[Any, ...]] = []
     for item in parser:
         if isinstance(item, RowError):
             report.row_error_count += 1
@@ -163,7 +163,12 @@ def _validate(
         first = item.created_utc if first is None else min(first, item.created_utc)
         last = item.created_utc if last is None else max(last, item.created_utc)
         if not report.row_error_count:  # a file with a bad row books nothing: no need to keep more of it
-            dump(item.to_record(), spool)
+            block.append(item.to_record())
+            if len(block) >= chunk_rows:  # one marshal record per chunk: one load each, not one per row
+                marshal.dump(block, spool)
+                block = []
+    if block and not report.row_error_count:
+        marshal.dump(block, spool)
     report.file_sha256 = parser.sha256
     return first, last
 
@@ -327,7 +332,7 @@ async def _run(
     clock: float,
 ) -> RunReport:
     try:
-        first, last = _validate(source, report, spool)
+        first, last = _validate(source, report, spool, chunk_rows)
     except SettlementFileRefused as exc:
         report.state, report.error = "FAILED", exc.message
         await _finish_and_count(engine, report, None, None)
@@ -357,9 +362,7 @@ async def _run(
         if progress is not None:  # the spool's position, as a share of the file's bytes
             progress(size if not spooled else offset * size // spooled)
 
-    await _match_and_book(
-        engine, spool, records, booker, rules, report, progress_in_source, fixer, times, chunk_rows
-    )
+    await _match_and_book(engine, spool, records, booker, rules, report, progress_in_source, fixer, times)
     if expected_window is not None:
         await _missing(engine, records, rules, report, expected_window, now)
     report.state = "SUCCEEDED"
@@ -408,21 +411,18 @@ async def _match_and_book(
     progress: Callable[[int], None] | None,
     fixer: OrderFixer | None,
     times: PhaseTimes,
-    chunk_rows: int,
 ) -> None:
     tallies = _Tallies()
 
     def next_chunk() -> tuple[list[SettlementRow], int, float]:
-        """The next rows the first pass validated and spooled."""
+        """The next block of rows the first pass validated and spooled."""
         clock = time.perf_counter()
-        chunk: list[SettlementRow] = []
-        load, row = marshal.load, SettlementRow.from_record
         try:
-            while len(chunk) < chunk_rows:
-                chunk.append(row(load(spool)))
+            block = marshal.load(spool)
         except EOFError:
-            pass
-        return chunk, spool.tell(), time.perf_counter() - clock
+            block = []
+        row = SettlementRow.from_record
+        return [row(r) for r in block], spool.tell(), time.perf_counter() - clock
 
     # The next chunk is parsed in a thread while this one waits on the payment service, the recon database and
     # the ledger (other processes, other cores); at most two chunks wait parsed, so memory stays bounded.
