@@ -173,8 +173,16 @@ def _validate(
     return first, last
 
 
-async def _claim_file(engine: AsyncEngine, report: RunReport, size: int) -> bool:
-    """Claim the file for this run; False when it was reconciled before (DUPLICATE_FILE).
+@dataclass(frozen=True)
+class _Resume:
+    """Where an interrupted run of the same file stopped: its last committed line and the runs that claimed."""
+
+    committed_line: int = 0
+    earlier_runs: frozenset[str] = frozenset()
+
+
+async def _claim_file(engine: AsyncEngine, report: RunReport, size: int) -> _Resume | None:
+    """Claim the file for this run; None when it was reconciled before (DUPLICATE_FILE).
 
     A file whose earlier run never completed (the process died mid-file) is taken over: its rows claimed
     already are skipped as counted, the rest reconciled; the interrupted run is closed FAILED saying so. Two
@@ -188,16 +196,16 @@ async def _claim_file(engine: AsyncEngine, report: RunReport, size: int) -> bool
             .returning(t.files.c.sha256)
         )
         if claimed.first() is not None:
-            return True
+            return _Resume()
         earlier = (
             await conn.execute(
-                sa.select(t.files.c.run_id, t.files.c.completed_at)
+                sa.select(t.files.c.run_id, t.files.c.completed_at, t.files.c.committed_line)
                 .where(t.files.c.sha256 == report.file_sha256)
                 .with_for_update()
             )
         ).one()
         if earlier.completed_at is not None:
-            return False
+            return None
         await conn.execute(
             t.files.update().where(t.files.c.sha256 == report.file_sha256).values(run_id=report.run_id)
         )
@@ -207,11 +215,21 @@ async def _claim_file(engine: AsyncEngine, report: RunReport, size: int) -> bool
             .values(
                 state="FAILED",
                 error=f"interrupted; resumed by run {report.run_id}",
+                file_sha256=report.file_sha256,
                 finished_at=sa.func.now(),
             )
         )
-    log.warning("resuming an interrupted settlement file", run_id=report.run_id, interrupted=earlier.run_id)
-    return True
+        runs = (
+            await conn.execute(
+                sa.select(t.runs.c.run_id).where(
+                    t.runs.c.file_sha256 == report.file_sha256, t.runs.c.run_id != report.run_id
+                )
+            )
+        ).scalars()
+        resume = _Resume(earlier.committed_line, frozenset(runs) | {earlier.run_id})
+    log.warning("resuming an interrupted settlement file", run_id=report.run_id, interrupted=earlier.run_id,
+                after_line=resume.committed_line)  # fmt: skip
+    return resume
 
 
 async def _store(conn: AsyncConnection, run_id: str, m: Mismatch) -> str:
@@ -346,7 +364,8 @@ async def _run(
         log.error("settlement file has malformed rows", run_id=report.run_id, rows=report.row_error_count)
         return report
     times.parse += time.perf_counter() - clock
-    if not await _claim_file(engine, report, source.tell()):
+    resume = await _claim_file(engine, report, source.tell())
+    if resume is None:
         report.state = "DUPLICATE_FILE"
         report.rows_read = 0
         await _finish_and_count(engine, report, first, last)
@@ -362,7 +381,9 @@ async def _run(
         if progress is not None:  # the spool's position, as a share of the file's bytes
             progress(size if not spooled else offset * size // spooled)
 
-    await _match_and_book(engine, spool, records, booker, rules, report, progress_in_source, fixer, times)
+    await _match_and_book(
+        engine, spool, records, booker, rules, report, progress_in_source, fixer, times, resume
+    )
     if expected_window is not None:
         await _missing(engine, records, rules, report, expected_window, now)
     report.state = "SUCCEEDED"
@@ -411,6 +432,7 @@ async def _match_and_book(
     progress: Callable[[int], None] | None,
     fixer: OrderFixer | None,
     times: PhaseTimes,
+    resume: _Resume,
 ) -> None:
     tallies = _Tallies()
 
@@ -453,7 +475,7 @@ async def _match_and_book(
             chunk, offset = get.result()
             if not chunk:
                 break
-            await _chunk(engine, chunk, records, booker, rules, report, fixer, tallies, times)
+            await _chunk(engine, chunk, records, booker, rules, report, fixer, tallies, times, resume)
             if progress is not None:
                 progress(offset)
         await producer
@@ -549,13 +571,11 @@ async def _chunk(
     fixer: OrderFixer | None,
     tallies: _Tallies,
     times: PhaseTimes,
+    resume: _Resume,
 ) -> None:
     """Match, classify, claim and book one chunk: our records in batched reads, then one recon transaction that
     claims the rows, stores the mismatches and writes the chunk's bookings (pending), then one ledger call."""
-    clock = time.perf_counter()
-    outcomes = await _outcomes(records, rules, rows)
-    times.match += time.perf_counter() - clock
-    clock = time.perf_counter()
+    last_line = rows[-1].line
     for row in rows:
         totals = tallies.psp.get(key := f"{row.currency}:{row.reporting_category}")
         if totals is None:
@@ -564,6 +584,17 @@ async def _chunk(
         totals[1] += row.fee_minor
         totals[2] += row.net_minor
         totals[3] += 1
+    if resume.committed_line:
+        # Counted by the interrupted run of this file: its chunks up to this line committed.
+        done = sum(1 for row in rows if row.line <= resume.committed_line)
+        report.already_counted += done
+        rows = rows[done:]
+        if not rows:
+            return
+    clock = time.perf_counter()
+    outcomes = await _outcomes(records, rules, rows)
+    times.match += time.perf_counter() - clock
+    clock = time.perf_counter()
     # A booking id per currency of the chunk; a row names its booking in its claim, so the row and its money
     # are written in the same transaction and a row is booked at most once whatever happens afterwards.
     booking_ids: dict[str, str] = {}
@@ -609,10 +640,14 @@ async def _chunk(
             bt = row.balance_transaction_id
             if bt not in new:
                 before = earlier.get(bt)
-                if before is not None and before[0] == digest and before[1] != report.run_id:
-                    report.already_counted += (
-                        1  # counted by an earlier file (or an interrupted run of this one)
-                    )
+                if (
+                    before is not None
+                    and before[0] == digest
+                    and before[1] != report.run_id
+                    and before[1] not in resume.earlier_runs  # this file's own earlier line: a duplicate
+                ):
+                    # Counted by an earlier file with the same content (overlapping days).
+                    report.already_counted += 1
                 else:
                     found.extend(_row_mismatch(Code.DUPLICATE_ROW, row).mismatches)
                 continue
@@ -627,6 +662,9 @@ async def _chunk(
         for row in repeats:
             found.extend(_row_mismatch(Code.DUPLICATE_ROW, row).mismatches)
         stored = await _store_many(conn, report.run_id, found)
+        await conn.execute(
+            t.files.update().where(t.files.c.sha256 == report.file_sha256).values(committed_line=last_line)
+        )
         for currency, total in sums.items():
             bookings[currency] = ChunkBooking(
                 booking_ids[currency], currency, total["gross"], total["fee"], total["rows"]

@@ -35,6 +35,7 @@ files = sa.Table(
     sa.Column("run_id", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("completed_at", sa.DateTime(timezone=True)),
+    sa.Column("committed_line", sa.Integer, nullable=False, server_default="0"),
 )
 
 rows = sa.Table(

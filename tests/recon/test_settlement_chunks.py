@@ -191,3 +191,23 @@ async def test_the_batched_checkout_read_answers_known_checkouts_only_and_refuse
             assert error_info(refused.value).reason == reason
     finally:
         await channel.close()
+
+
+async def test_a_row_repeated_after_the_point_of_interruption_is_still_a_duplicate(services, ledger):
+    # The interrupted run committed the first chunk only; the row repeated in the second chunk was claimed by
+    # it (first occurrence), so the resumed run must report the repeat, not count it as done.
+    engine = services["recon"].engine
+    tag = uuid.uuid4().hex[:10]
+    data, amounts = _file(tag, 5)
+    data = data + (data.decode().splitlines()[1] + "\n").encode()  # the first row again, at the end
+    with pytest.raises(_Crash):  # after the first chunk committed, before its ledger answer
+        await reconcile_file(
+            engine, io.BytesIO(data), _Orders(amounts),
+            _CrashingBooker(ledger, crash_at=1, after_posting=False), RULES, chunk_rows=3,
+        )  # fmt: skip
+    again = await reconcile_file(engine, io.BytesIO(data), _Orders(amounts), ledger, RULES, chunk_rows=3)
+    assert again.state == "SUCCEEDED", again
+    assert (again.already_counted, again.booked, again.mismatches_by_code) == (3, 2, {"DUPLICATE_ROW": 1})
+    bookings = await _bookings(engine, tag)
+    assert sorted(b[1] for b in bookings) == [2, 3] and {b[2] for b in bookings} == {"posted"}
+    assert await _ledger_postings(services, [b[0] for b in bookings]) == {b[0]: 1 for b in bookings}

@@ -17,6 +17,11 @@ depends_on = None
 def upgrade() -> None:
     # A file whose run was interrupted (crash, deploy) has no completed_at: running it again resumes it.
     op.add_column("settlement_files", sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True))
+    # The last line whose chunk committed: a resumed run skips up to it, and any row after it that an earlier
+    # run of the same file claimed is that file's duplicate.
+    op.add_column(
+        "settlement_files", sa.Column("committed_line", sa.Integer, nullable=False, server_default="0")
+    )
     # One ledger posting per (chunk, currency), written in the chunk's transaction before it is posted, so a
     # crash between the two is finished by the next run (same idempotency key: the ledger replays).
     op.create_table(
@@ -59,4 +64,5 @@ def downgrade() -> None:
     op.drop_column("settlement_rows", "booking_id")
     op.drop_index("ix_settlement_bookings_pending", table_name="settlement_bookings")
     op.drop_table("settlement_bookings")
+    op.drop_column("settlement_files", "committed_line")
     op.drop_column("settlement_files", "completed_at")
