@@ -28,7 +28,6 @@ import tempfile
 import time
 import uuid
 from collections import Counter as Tally
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, BinaryIO
@@ -621,6 +620,8 @@ async def _chunk(
         "refs": ",".join(o.booking.our_reference if o.booking else "" for _, o in claim_rows),
         "bookings": ",".join(booking_ids[r.currency] if o.booking else "" for r, o in claim_rows),
     }
+    if params["refs"].count(",") != len(claim_rows) - 1:  # our ids have no comma; never split one wrongly
+        raise RuntimeError("a reference of ours contains a comma")
     stored: list[tuple[Mismatch, str]] = []
     bookings: dict[str, ChunkBooking] = {}
     async with engine.begin() as conn:
@@ -635,7 +636,7 @@ async def _chunk(
             )
             earlier = {r.balance_transaction_id: (r.row_digest, r.run_id) for r in result}
         found: list[Mismatch] = []
-        sums: dict[str, Tally[str]] = defaultdict(Tally)
+        sums: dict[str, list[int]] = {}  # currency → [gross, fee, rows]
         for (row, outcome), digest in zip(claim_rows, digests, strict=True):
             bt = row.balance_transaction_id
             if bt not in new:
@@ -655,7 +656,10 @@ async def _chunk(
             found.extend(outcome.mismatches)
             if outcome.booking is not None:
                 report.booked += 1
-                sums[row.currency].update(gross=row.gross_minor, fee=row.fee_minor, rows=1)
+                total = sums.setdefault(row.currency, [0, 0, 0])
+                total[0] += row.gross_minor
+                total[1] += row.fee_minor
+                total[2] += 1
                 booked = tallies.booked.setdefault(row.currency, [0, 0])
                 booked[0] += row.gross_minor
                 booked[1] += row.fee_minor
@@ -666,9 +670,7 @@ async def _chunk(
             t.files.update().where(t.files.c.sha256 == report.file_sha256).values(committed_line=last_line)
         )
         for currency, total in sums.items():
-            bookings[currency] = ChunkBooking(
-                booking_ids[currency], currency, total["gross"], total["fee"], total["rows"]
-            )
+            bookings[currency] = ChunkBooking(booking_ids[currency], currency, total[0], total[1], total[2])
         if bookings:
             await conn.execute(
                 t.bookings.insert(),
