@@ -461,6 +461,15 @@ async def _match_and_book(
                 return
 
     producer = asyncio.create_task(produce())
+    previous: tuple[asyncio.Task[tuple[list[SettlementRow], list[RowOutcome]]], int] | None = None
+
+    async def _write(done: tuple[asyncio.Task[tuple[list[SettlementRow], list[RowOutcome]]], int]) -> None:
+        reading, offset = done
+        rows, outcomes = await reading
+        await _chunk(engine, rows, outcomes, booker, report, fixer, tallies, times, resume)
+        if progress is not None:
+            progress(offset)
+
     try:
         while True:
             get = asyncio.create_task(ready.get())
@@ -472,14 +481,23 @@ async def _match_and_book(
                     raise failure
                 await get  # it finished: its last (empty) chunk is in the queue
             chunk, offset = get.result()
-            if not chunk:
+            # This chunk's records are read (payment service) while the previous one is written (recon database,
+            # ledger): the other processes work while this one does.
+            reading = (
+                asyncio.create_task(_prepare(chunk, records, rules, report, tallies, times, resume))
+                if chunk
+                else None
+            )
+            prior, previous = previous, ((reading, offset) if reading is not None else None)
+            if prior is not None:
+                await _write(prior)
+            if reading is None:
                 break
-            await _chunk(engine, chunk, records, booker, rules, report, fixer, tallies, times, resume)
-            if progress is not None:
-                progress(offset)
         await producer
     finally:
         producer.cancel()
+        if previous is not None and not previous[0].done():
+            previous[0].cancel()
         if parsing is not None and not parsing.done():
             # A thread cannot be cancelled: let it finish its chunk before the caller closes the file.
             await asyncio.wait([parsing])
@@ -560,21 +578,17 @@ and references never contain a comma: the parser allows ``[A-Za-z0-9_]`` ids, an
 one-element lists of an empty string split to no element, hence the COALESCE), which PostgreSQL splits itself: the driver's per-element array encoding cost more than the insert."""
 
 
-async def _chunk(
-    engine: AsyncEngine,
+async def _prepare(
     rows: list[SettlementRow],
     records: PaymentRecords,
-    booker: SettlementBooker,
     rules: Rules,
     report: RunReport,
-    fixer: OrderFixer | None,
     tallies: _Tallies,
     times: PhaseTimes,
     resume: _Resume,
-) -> None:
-    """Match, classify, claim and book one chunk: our records in batched reads, then one recon transaction that
-    claims the rows, stores the mismatches and writes the chunk's bookings (pending), then one ledger call."""
-    last_line = rows[-1].line
+) -> tuple[list[SettlementRow], list[RowOutcome]]:
+    """The PSP's totals of a chunk, then our records for the rows still to reconcile (batched reads) and each
+    row's outcome, classified in memory. Reads only: it runs while the previous chunk is being written."""
     for row in rows:
         totals = tallies.psp.get(key := f"{row.currency}:{row.reporting_category}")
         if totals is None:
@@ -588,12 +602,32 @@ async def _chunk(
         done = sum(1 for row in rows if row.line <= resume.committed_line)
         report.already_counted += done
         rows = rows[done:]
-        if not rows:
-            return
+    if not rows:
+        return rows, []
     clock = time.perf_counter()
     outcomes = await _outcomes(records, rules, rows)
     times.match += time.perf_counter() - clock
+    return rows, outcomes
+
+
+async def _chunk(
+    engine: AsyncEngine,
+    rows: list[SettlementRow],
+    outcomes: list[RowOutcome],
+    booker: SettlementBooker,
+    report: RunReport,
+    fixer: OrderFixer | None,
+    tallies: _Tallies,
+    times: PhaseTimes,
+    resume: _Resume,
+) -> None:
+    """Claim and book one chunk whose outcomes :func:`_prepare` computed: one recon transaction that claims the
+    rows, stores the mismatches and writes the chunk's bookings (pending), then one ledger call."""
+    if not rows:
+        return
+    last_line = rows[-1].line
     clock = time.perf_counter()
+
     # A booking id per currency of the chunk; a row names its booking in its claim, so the row and its money
     # are written in the same transaction and a row is booked at most once whatever happens afterwards.
     booking_ids: dict[str, str] = {}
