@@ -185,7 +185,7 @@ async def _claim_file(engine: AsyncEngine, report: RunReport, size: int) -> _Res
 
     A file whose earlier run never completed (the process died mid-file) is taken over: its rows claimed
     already are skipped as counted, the rest reconciled; the interrupted run is closed FAILED saying so. Two
-    runs of one file at once are serialised by the file's row lock.
+    runs of one file at once never get here: the second finds the file's advisory lock taken.
     """
     async with engine.begin() as conn:
         claimed = await conn.execute(
@@ -363,6 +363,41 @@ async def _run(
         log.error("settlement file has malformed rows", run_id=report.run_id, rows=report.row_error_count)
         return report
     times.parse += time.perf_counter() - clock
+    # A session advisory lock on the file for the whole run: a second run of the same file while this one is
+    # alive stops here, and a crashed run's lock went with its session, so its file can be resumed.
+    async with engine.connect() as lock:
+        key = int(report.file_sha256[:15], 16)
+        taken = (await lock.execute(sa.select(sa.func.pg_try_advisory_lock(key)))).scalar()
+        await lock.commit()  # a session lock outlives the transaction; no transaction stays open for the run
+        if not taken:
+            report.state, report.rows_read = "DUPLICATE_FILE", 0
+            report.error = "the same file is being reconciled by another run right now"
+            await _finish_and_count(engine, report, first, last)
+            return report
+        try:
+            return await _reconcile_claimed(engine, source, spool, records, booker, rules, report, now, progress,
+                                            expected_window, fixer, times, first, last)  # fmt: skip
+        finally:
+            await lock.execute(sa.select(sa.func.pg_advisory_unlock(key)))
+            await lock.commit()
+
+
+async def _reconcile_claimed(
+    engine: AsyncEngine,
+    source: BinaryIO,
+    spool: BinaryIO,
+    records: PaymentRecords,
+    booker: SettlementBooker,
+    rules: Rules,
+    report: RunReport,
+    now: dt.datetime,
+    progress: Callable[[int], None] | None,
+    expected_window: tuple[dt.datetime, dt.datetime] | None,
+    fixer: OrderFixer | None,
+    times: PhaseTimes,
+    first: dt.datetime | None,
+    last: dt.datetime | None,
+) -> RunReport:
     resume = await _claim_file(engine, report, source.tell())
     if resume is None:
         report.state = "DUPLICATE_FILE"

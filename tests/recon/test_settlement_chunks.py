@@ -8,6 +8,7 @@ test_settlement_run.py through the real service); the ledger is the session's, c
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
 import uuid
 
@@ -211,3 +212,23 @@ async def test_a_row_repeated_after_the_point_of_interruption_is_still_a_duplica
     bookings = await _bookings(engine, tag)
     assert sorted(b[1] for b in bookings) == [2, 3] and {b[2] for b in bookings} == {"posted"}
     assert await _ledger_postings(services, [b[0] for b in bookings]) == {b[0]: 1 for b in bookings}
+
+
+async def test_a_second_run_of_a_file_being_reconciled_stops_and_changes_nothing(services, ledger):
+    tag = uuid.uuid4().hex[:10]
+    data, amounts = _file(tag, 2)
+    engine = services["recon"].engine
+    sha = hashlib.sha256(data).hexdigest()
+    async with engine.connect() as other_run:  # holds the file's lock as a live run does
+        await other_run.execute(sa.select(sa.func.pg_advisory_lock(int(sha[:15], 16))))
+        await other_run.commit()
+        try:
+            report = await reconcile_file(engine, io.BytesIO(data), _Orders(amounts), ledger, RULES)
+        finally:
+            await other_run.execute(sa.select(sa.func.pg_advisory_unlock(int(sha[:15], 16))))
+            await other_run.commit()
+    assert (report.state, report.booked) == ("DUPLICATE_FILE", 0)
+    assert "being reconciled by another run" in report.error
+    assert await _bookings(engine, tag) == []
+    done = await reconcile_file(engine, io.BytesIO(data), _Orders(amounts), ledger, RULES)
+    assert (done.state, done.booked) == ("SUCCEEDED", 2)  # once the other run is gone, the file runs
