@@ -52,7 +52,7 @@ breaking: $(STAMP)
 proto-baseline: $(STAMP)
 	$(VENV)/bin/buf build --exclude-source-info -o proto/baseline.binpb
 
-## lint: ruff (lint and format check), then mypy over the packages ([tool.mypy] in pyproject.toml)
+## lint: ruff (lint and format check), then mypy over the packages, tests/ and benchmarks/ ([tool.mypy] in pyproject.toml)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -102,10 +102,10 @@ async def _run(spec: LoadSpec) -> dict:
                         else:
                             errors[result.error.reason] = errors.get(result.error.reason, 0) + 1
                 else:
-                    request = singles[next(counter) % len(singles)]
+                    single = singles[next(counter) % len(singles)]
                     started = time.perf_counter()
                     try:
-                        await stub.PostTransaction(request, metadata=_md(f"{prefix}-{next(counter)}"))
+                        await stub.PostTransaction(single, metadata=_md(f"{prefix}-{next(counter)}"))
                     except grpc.aio.AioRpcError as exc:
                         errors[exc.code().name] = errors.get(exc.code().name, 0) + 1
                         continue

@@ -87,7 +87,7 @@ def main() -> None:
             )
         os.environ.clear()
         os.environ.update(saved)
-        postgres = psutil.Process(pg.proc.pid)
+        postgres = psutil.Process(pg.pid)
         url = infra.database_url_for(f"{infra.prefix}_ledger")
         results: dict[tuple[str, int], list[dict]] = {}
         for accounts in (10, 10_000):

@@ -24,11 +24,10 @@ from pathlib import Path
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
+sys.path.insert(0, str(ROOT))
 
-import bench_wallet as bench  # noqa: E402
-from ab_ledger import export  # noqa: E402
-
+from benchmarks import bench_wallet as bench  # noqa: E402
+from benchmarks.ab_ledger import export  # noqa: E402
 from svckit.devstack.infra import remove_tree  # noqa: E402
 
 
@@ -49,7 +48,7 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="ab-wallet-"))
     base_root = export(args.base_rev, tmp)
-    infra = bench.start_infra(tmp / "infra")
+    infra, pg = bench.start_infra(tmp / "infra")
     procs = []
     try:
         print(f"wallet A/B: base {args.base_rev} vs this checkout; {bench.load()}", flush=True)
@@ -73,7 +72,7 @@ def main() -> None:
             for r in range(args.rounds):
                 for name in ("base", "new") if r % 2 == 0 else ("new", "base"):
                     address, service = servers[(name, coalesce)]
-                    row = bench.scenario(f"{name} {title} r{r + 1}", address, service, infra._pg, sellers, 2,
+                    row = bench.scenario(f"{name} {title} r{r + 1}", address, service, pg, sellers, 2,
                                          concurrency, args.seconds, args.warmup, batch)  # fmt: skip
                     if row["errors"]:
                         raise SystemExit(f"errors in {title}: {row['error_samples']}")

@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import cast
 
 import grpc
 import psutil
@@ -36,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._ledger_load import LoadSpec, run_client, serve_canned, warm_up  # noqa: E402
+from benchmarks._parse import first_group  # noqa: E402
 from svckit.devstack.infra import EmbeddedPostgres, free_port, pg_bin_dir, port_open, remove_tree  # noqa: E402
 from svckit.testing import Infra  # noqa: E402
 from svckit.tls import from_environment  # noqa: E402
@@ -114,7 +116,7 @@ def _wait_healthy(proc: subprocess.Popen, address: str, timeout: float = 60) -> 
                 raise RuntimeError(f"ledger server exited with {proc.returncode}")
             try:
                 if (
-                    stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status
+                    stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status  # type: ignore[attr-defined]  # the stub declares no methods
                     == health_pb2.HealthCheckResponse.SERVING
                 ):
                     return
@@ -148,7 +150,11 @@ def _batch_statements(database_url: str) -> int:
     if not database_url:
         return 0
     with psycopg.connect(database_url, autocommit=True) as conn:
-        row = conn.execute("SELECT last_value, is_called FROM chain_queue_batches_id_seq").fetchone()
+        # A sequence reads as exactly one row.
+        row = cast(
+            tuple[int, bool],
+            conn.execute("SELECT last_value, is_called FROM chain_queue_batches_id_seq").fetchone(),
+        )
     return row[0] if row[1] else 0
 
 
@@ -297,7 +303,7 @@ def run_pgbench(pg: EmbeddedPostgres, seconds: int, clients: int) -> float:
          "pgbench"],
         check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
-    tps = float(re.search(r"tps = ([\d.]+)", out).group(1))
+    tps = float(first_group(r"tps = ([\d.]+)", out))
     latency = re.search(r"latency average = ([\d.]+) ms", out)
     print(
         f"{'pgbench TPC-B (scale 10, ' + str(clients) + ' clients, prepared)':<50} {tps:>9,.0f} tps"
@@ -370,7 +376,7 @@ def main() -> None:
                 coalesce=coalesce_on if mode == "on" else {"postings": "false"}, migrate=i == 0,
             )  # fmt: skip
             servers += sets[mode]
-        postgres = psutil.Process(pg.proc.pid)
+        postgres = psutil.Process(pg.pid)
         ledger_url = infra.database_url_for(f"{infra.prefix}_ledger")
         results = []
         for accounts in (10, 10_000):

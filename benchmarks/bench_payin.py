@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import shutil
 import signal
 import statistics
@@ -32,6 +31,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import cast
 
 import aiohttp
 import psutil
@@ -40,6 +40,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._parse import first_group  # noqa: E402
 from svckit.devstack.infra import free_port, pg_bin_dir  # noqa: E402
 
 
@@ -93,7 +94,7 @@ def start_stack(data_dir: Path, payment_replicas: int) -> tuple[subprocess.Popen
 
 
 def processes(root: subprocess.Popen) -> dict[str, psutil.Process]:
-    named = {}
+    named: dict[str, psutil.Process] = {}
     for child in psutil.Process(root.pid).children(recursive=True):
         try:
             cmd = " ".join(child.cmdline())
@@ -191,19 +192,24 @@ async def post(client: aiohttp.ClientSession, body: dict) -> float:
 
 def settled(pg_url: str, run: str) -> int:
     with psycopg.connect(pg_url) as conn:
-        return conn.execute(
+        row = conn.execute(
             "SELECT count(*) FROM payment_orders WHERE checkout_id LIKE %s AND wallet_updated AND ledger_updated",
             (f"bench_{run}_%",),
-        ).fetchone()[0]
+        ).fetchone()
+    return cast(tuple[int], row)[0]  # a count(*) without GROUP BY: exactly one row
 
 
 def intents_per_order(pg_url: str, run: str) -> float:
     """PaymentIntents (each one create-and-confirm call to the PSP) per order, as our books record them."""
     with psycopg.connect(pg_url) as conn:
-        intents, orders = conn.execute(
-            "SELECT count(DISTINCT psp_reference), count(*) FROM payment_orders WHERE checkout_id LIKE %s",
-            (f"bench_{run}_%",),
-        ).fetchone()
+        # Aggregates without GROUP BY: exactly one row.
+        intents, orders = cast(
+            tuple[int, int],
+            conn.execute(
+                "SELECT count(DISTINCT psp_reference), count(*) FROM payment_orders WHERE checkout_id LIKE %s",
+                (f"bench_{run}_%",),
+            ).fetchone(),
+        )
     return intents / orders
 
 
@@ -306,7 +312,7 @@ def pgbench(port: int, seconds: int, clients: int) -> float:
         capture_output=True,
         text=True,
     ).stdout
-    return float(re.search(r"tps = ([\d.]+)", out).group(1))
+    return float(first_group(r"tps = ([\d.]+)", out))
 
 
 async def main() -> None:

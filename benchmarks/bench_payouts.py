@@ -234,7 +234,7 @@ async def main() -> None:
             if profiler:
                 profiler.disable()
             async with pay_h.engine.connect() as conn:
-                states = dict(
+                states: dict[str, int] = dict(
                     (await conn.execute(sa.text("SELECT state, count(*) FROM payouts GROUP BY state"))).all()
                 )
                 spans = [

@@ -27,12 +27,17 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import NotRequired, TypedDict
 
 import httpx
 import psutil
 import stripe
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks._parse import first_group  # noqa: E402
+
 BODY = "amount=1000&currency=usd&payment_method=pm_card_visa&confirm=true"
 API_KEY = "sk_test_bench"
 
@@ -105,12 +110,28 @@ def start_server(port: int, log_level: str) -> subprocess.Popen[bytes]:
     raise RuntimeError("simulator did not start")
 
 
+class Load(TypedDict):
+    """One load run: wrk's figures (or the fallback's); each round adds the server's CPU and the load."""
+
+    rps: float
+    requests: int
+    p50_ms: float
+    p99_ms: float
+    non200: int
+    socket_errors: str
+    cpu_us: NotRequired[float]
+    loadavg: NotRequired[float]
+
+
 def _ms(text: str) -> float:
-    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    if match is None:
+        raise RuntimeError(f"not a wrk duration: {text!r}")
+    value, unit = match.groups()
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def run_wrk(wrk: str, base: str, duration: int, connections: int, threads: int) -> dict[str, float]:
+def run_wrk(wrk: str, base: str, duration: int, connections: int, threads: int) -> Load:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(LUA % {"body": BODY, "key": API_KEY, "run": uuid.uuid4().hex[:12]})
         script = f.name
@@ -123,23 +144,23 @@ def run_wrk(wrk: str, base: str, duration: int, connections: int, threads: int) 
         ).stdout
     finally:
         os.unlink(script)
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    rps = float(first_group(r"Requests/sec:\s+([\d.]+)", out))
+    total = int(first_group(r"(\d+) requests in", out))
+    p50 = _ms(first_group(r"\s50%\s+(\S+)", out))
+    p99 = _ms(first_group(r"\s99%\s+(\S+)", out))
     errors = re.search(r"Socket errors: (.*)", out)
-    non200 = int(re.search(r"NON200 (\d+)", out).group(1))  # type: ignore[union-attr]
+    non200 = int(first_group(r"NON200 (\d+)", out))
     return {
         "rps": rps,
         "requests": total,
         "p50_ms": p50,
         "p99_ms": p99,
         "non200": non200,
-        "socket_errors": errors.group(1) if errors else "none",  # type: ignore[dict-item]
+        "socket_errors": errors.group(1) if errors else "none",
     }
 
 
-def run_async_fallback(base: str, duration: int, connections: int) -> dict[str, float]:
+def run_async_fallback(base: str, duration: int, connections: int) -> Load:
     """Closed-loop asyncio generator for machines without wrk (it competes with the server for CPU)."""
     latencies: list[float] = []
     non200 = 0
@@ -179,7 +200,7 @@ def run_async_fallback(base: str, duration: int, connections: int) -> dict[str, 
         "p99_ms": q[98],
         "non200": non200,
         "socket_errors": "n/a",
-    }  # type: ignore[dict-item]
+    }
 
 
 def sdk_latency(base: str, calls: int) -> dict[str, float]:
@@ -231,7 +252,7 @@ def main() -> None:
         cpu_per_request_us = load["cpu_us"]
         rss_after_load = proc.memory_info().rss
         idle = sdk_latency(base, args.sdk_calls)
-        under_load: dict[str, float] = {}
+        under_load: dict[str, object] = {}
         if wrk:
             t = threading.Thread(
                 target=lambda: under_load.update(

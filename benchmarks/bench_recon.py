@@ -45,11 +45,10 @@ import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_payin import cpu_seconds, processes, start_stack  # noqa: E402
 from sqlalchemy.ext.asyncio import create_async_engine  # noqa: E402
 
+from benchmarks.bench_payin import cpu_seconds, processes, start_stack  # noqa: E402  (the same stack start)
 from ledger_svc import naming  # noqa: E402
 from recon_svc.settlement.classify import Rules  # noqa: E402
 from recon_svc.settlement.records import GrpcPaymentRecords, GrpcSettlementBooker  # noqa: E402

@@ -28,27 +28,31 @@ import argparse
 import concurrent.futures
 import multiprocessing
 import os
-import re
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import cast
 
 ROOT = Path(__file__).resolve().parent.parent
 # Run against this checkout, whatever package the virtualenv has installed in editable mode.
-sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
+sys.path.insert(0, str(ROOT))
 
 import grpc  # noqa: E402
 import psutil  # noqa: E402
 import psycopg  # noqa: E402
-from _wallet_client import ClientResult, run_client  # noqa: E402
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 
+from benchmarks._parse import first_group  # noqa: E402
+from benchmarks._wallet_client import ClientResult, run_client  # noqa: E402
 from svckit.devstack.infra import EmbeddedPostgres, free_port, pg_bin_dir  # noqa: E402
 from svckit.testing import Infra  # noqa: E402
 
 SPREAD_WALLETS = 10_000
+# Logical CPUs, for the machine's CPU capacity per 1,000 credits (psutil answers None only where the
+# OS cannot tell; Linux always can).
+CPUS = cast(int, psutil.cpu_count())
 
 
 def load() -> str:
@@ -63,12 +67,13 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def start_infra(tmp: Path) -> Infra:
+def start_infra(tmp: Path) -> tuple[Infra, EmbeddedPostgres]:
+    """The infra the service runs on, and its PostgreSQL, whose CPU every scenario measures."""
     pg = EmbeddedPostgres(tmp / "pg", port=free_port(), durable=True).start()
     # Redis is not used by wallet_svc; the URL only satisfies the settings.
     infra = Infra(database_url=pg.url, redis_url="redis://127.0.0.1:1/0", _pg=pg, _tmp=tmp)
     os.environ.update(infra.tls_env("payment"))  # the client processes call as `payment` (may credit)
-    return infra
+    return infra, pg
 
 
 def start_service(infra: Infra, db_name: str, pool_size: int, coalesce: bool) -> tuple[subprocess.Popen, str]:
@@ -97,7 +102,7 @@ def start_service(infra: Infra, db_name: str, pool_size: int, coalesce: bool) ->
         if proc.poll() is not None:
             raise RuntimeError(f"wallet_svc exited with {proc.returncode}")
         try:
-            if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
+            if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:  # type: ignore[attr-defined]  # the stub declares no methods
                 channel.close()
                 return proc, address
         except grpc.RpcError:
@@ -140,7 +145,7 @@ def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
 
 
 def postgres_processes(pg: EmbeddedPostgres) -> list[psutil.Process]:
-    root = psutil.Process(pg.proc.pid)
+    root = psutil.Process(pg.pid)
     return [root, *root.children(recursive=True)]
 
 
@@ -187,7 +192,7 @@ def scenario(
         "svc_cpu_per_k": cpu_delta(svc0, svc1) * per_k,
         "pg_cpu_per_k": cpu_delta(pg0, pg1) * per_k,
         "client_cpu_per_k": client_cpu * per_k,
-        "wall_cpu_capacity_per_k": (wall1 - wall0) * psutil.cpu_count() * per_k,
+        "wall_cpu_capacity_per_k": (wall1 - wall0) * CPUS * per_k,
         "load": load(),
     }
     print(
@@ -216,20 +221,21 @@ def pgbench(infra: Infra, clients: int, seconds: int) -> tuple[float, float]:
         capture_output=True,
         text=True,
     ).stdout
-    tps = float(re.search(r"tps = ([0-9.]+)", out).group(1))
-    latency = float(re.search(r"latency average = ([0-9.]+) ms", out).group(1))
+    tps = float(first_group(r"tps = ([0-9.]+)", out))
+    latency = float(first_group(r"latency average = ([0-9.]+) ms", out))
     return tps, latency
 
 
 def verify_books(url: str) -> tuple[int, int]:
     """(wallets, wallets whose balance differs from the sum of their movements)."""
     with psycopg.connect(url) as conn:
-        return conn.execute(
+        row = conn.execute(
             "SELECT count(*), count(*) FILTER (WHERE w.available_minor <> coalesce(m.a, 0)"
             " OR w.reserved_minor <> coalesce(m.r, 0)) FROM wallets w LEFT JOIN ("
             " SELECT seller_id, currency, sum(available_delta_minor) a, sum(reserved_delta_minor) r"
             " FROM wallet_movements GROUP BY 1, 2) m USING (seller_id, currency)"
         ).fetchone()
+    return cast(tuple[int, int], row)  # aggregates without an outer GROUP BY: exactly one row
 
 
 def main() -> None:
@@ -251,11 +257,10 @@ def main() -> None:
 
     print(f"bench_wallet: {psutil.cpu_count()} cores, durable PostgreSQL (fsync=on, synchronous_commit=on)")
     print(f"start: {load()}", flush=True)
-    infra = start_infra(Path(tempfile.mkdtemp(prefix="bench-wallet-")))
+    infra, pg = start_infra(Path(tempfile.mkdtemp(prefix="bench-wallet-")))
     proc = None
     try:
         db_name = "wallet_bench"
-        pg = infra._pg
         rows = []
         peaks = {}
         for coalesce in (False, True):
@@ -281,7 +286,7 @@ def main() -> None:
                              args.processes, args.batch_concurrency, args.seconds, args.warmup, args.batch),
                 ]  # fmt: skip
             status = Path(f"/proc/{proc.pid}/status").read_text()
-            peaks[mode] = int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) / 1024
+            peaks[mode] = int(first_group(r"VmHWM:\s+(\d+)", status)) / 1024
             proc.terminate()
             proc.wait(10)
             proc = None

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import redis.asyncio as aioredis
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from prometheus_client import make_asgi_app
@@ -18,7 +17,13 @@ from gateway.admission import Admission
 from gateway.apikeys import KeyAuthenticator
 from gateway.clients import Upstreams
 from gateway.config import GatewaySettings
+from gateway.console import books as console_books
+from gateway.console import events as console_events
+from gateway.console import overview as console_overview
 from gateway.console import pages as console_pages
+from gateway.console import payouts as console_payouts
+from gateway.console import recon as console_recon
+from gateway.console import sellers as console_sellers
 from gateway.metrics import HttpMetricsMiddleware
 from gateway.middleware import RequestContextMiddleware
 from gateway.models import MIGRATIONS
@@ -26,6 +31,7 @@ from gateway.ratelimit import AUTH_FAILURE_KEY_PREFIX, RateLimiter
 from gateway.routes import admin, health, ledger, payments, payouts, reconciliation, sellers, webhooks
 from svckit.db import create_engine, migrate_async
 from svckit.logging import get_logger
+from svckit.redisclient import redis_client
 
 log = get_logger(__name__)
 
@@ -66,8 +72,9 @@ def create_app(settings: GatewaySettings, upstreams: Upstreams | None = None) ->
                 )
             log.info("development API key ready", key_id=key.id, key_prefix=key.key_prefix)
         # No retries and a short timeout: the limiter must answer fast or step aside (see ratelimit.py).
-        redis_client = aioredis.Redis.from_url(
+        redis = redis_client(
             settings.redis_url,
+            settings.redis_cluster,
             socket_timeout=settings.rate_limit_redis_timeout_seconds,
             socket_connect_timeout=settings.rate_limit_redis_timeout_seconds,
             retry=Retry(NoBackoff(), 0),
@@ -77,13 +84,13 @@ def create_app(settings: GatewaySettings, upstreams: Upstreams | None = None) ->
             engine, settings.api_key_cache_ttl_seconds, settings.api_key_cache_max_entries
         )
         app.state.rate_limiter = RateLimiter(
-            redis_client,
+            redis,
             settings.rate_limit_requests,
             settings.rate_limit_window_seconds,
             settings.rate_limit_fail_open,
         )
         app.state.auth_failure_limiter = RateLimiter(
-            redis_client,
+            redis,
             settings.auth_failure_limit,
             settings.auth_failure_window_seconds,
             settings.rate_limit_fail_open,
@@ -95,7 +102,7 @@ def create_app(settings: GatewaySettings, upstreams: Upstreams | None = None) ->
         finally:
             if upstreams is None:
                 await app.state.upstreams.close()
-            await redis_client.aclose()
+            await redis.aclose()
             await engine.dispose()
 
     # The same app, with /docs and /redoc served from the pinned package's own copies of Swagger UI
@@ -115,6 +122,12 @@ def create_app(settings: GatewaySettings, upstreams: Upstreams | None = None) ->
     # Before the payments routes: /v1/payments/return is a page, not GET /v1/payments/{payment_order_id}.
     app.include_router(buyer_pages.router)
     app.include_router(console_pages.router)
+    app.include_router(console_sellers.router)
+    app.include_router(console_payouts.router)
+    app.include_router(console_books.router)
+    app.include_router(console_recon.router)
+    app.include_router(console_events.router)
+    app.include_router(console_overview.router)
     app.include_router(payments.router)
     app.include_router(admin.router)
     app.include_router(payouts.router)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from gateway.config import GatewaySettings, channel_target
+from gateway.config import GatewaySettings
 from svckit.context import (
     IDEMPOTENCY_KEY_METADATA,
     REQUEST_ID_METADATA,
@@ -61,10 +61,7 @@ class Upstreams:
         security = security_for(settings)  # the gateway calls every service as the `gateway` identity
         channels = {
             name: security.aio_channel(
-                channel_target(addr),
-                # Every address a name resolves to (or each of a listed few) gets calls in turn, so
-                # replicas of a service share the load instead of the first one taking it all.
-                options=[("grpc.lb_policy_name", "round_robin")],
+                addr,  # one address, or a list of replicas called round-robin (svckit.tls)
                 interceptors=[_MetadataInterceptor()],
             )
             for name, addr in addrs.items()

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import ipaddress
 import re
 from pathlib import Path
 from typing import Literal
@@ -9,28 +8,10 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from svckit.config import Port, ServiceSettings
+from svckit.tls import channel_target
 
 API_KEY_RE = re.compile(r"^mpk_[A-Za-z0-9_-]{43}$")
 """Format of an API key: ``mpk_`` and 32 random bytes, URL-safe base64 without padding."""
-
-
-def channel_target(addr: str) -> str:
-    """A gRPC target for ``host:port``, or for several ``ip:port`` replicas separated by commas."""
-    parts = [p.strip() for p in addr.split(",") if p.strip()]
-    if len(parts) <= 1:
-        return addr.strip()
-    for part in parts:
-        host, _, port = part.rpartition(":")
-        try:
-            ipaddress.IPv4Address(host)
-        except ValueError:
-            raise ValueError(
-                f"{addr!r}: several addresses must be IPv4 literals (ip:port,ip:port); "
-                "for host names use one name that resolves to every replica"
-            ) from None
-        if not port.isdigit():
-            raise ValueError(f"{addr!r}: {part!r} has no port")
-    return "ipv4:" + ",".join(parts)
 
 
 class GatewaySettings(ServiceSettings):

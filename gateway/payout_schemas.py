@@ -183,6 +183,11 @@ class PayoutRunOut(BaseModel):
     finished_at: str | None
 
 
+class PayoutRunListOut(BaseModel):
+    runs: list[PayoutRunOut] = Field(description="Newest first, without items (GET the run for them).")
+    next_page_token: str | None
+
+
 class PayoutOut(BaseModel):
     payout_id: str
     run_id: str
@@ -213,6 +218,18 @@ class PayoutTransitionOut(BaseModel):
 
 class PayoutDetailOut(PayoutOut):
     history: list[PayoutTransitionOut]
+
+
+class SellerListOut(BaseModel):
+    sellers: list[SellerOut] = Field(description="Ordered by seller account.")
+    next_page_token: str | None
+
+
+SELLER_STATES = {
+    "active": pb.SELLER_STATE_ACTIVE,
+    "payouts_paused": pb.SELLER_STATE_PAYOUTS_PAUSED,
+    "blocked": pb.SELLER_STATE_BLOCKED,
+}
 
 
 class PayoutListOut(BaseModel):

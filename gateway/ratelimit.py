@@ -13,12 +13,12 @@ import math
 import time
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from gateway import metrics
 from gateway.problems import ApiProblem
 from svckit.logging import get_logger
+from svckit.redisclient import RedisClient
 
 log = get_logger(__name__)
 
@@ -65,7 +65,7 @@ class Decision:
 class RateLimiter:
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: RedisClient,
         requests: int,
         window_seconds: float,
         fail_open: bool = True,

@@ -24,8 +24,9 @@ Why the answers are the same:
 from __future__ import annotations
 
 from ledger_svc.domain import Posting
-from ledger_svc.service import LedgerService, validate_posting
+from ledger_svc.service import LedgerService
 from ledger_svc.uow import LedgerUnitOfWork, RecordKey, StoredAnswer
+from ledger_svc.validation import validate_posting
 from svckit.coalescing import Coalescer
 from svckit.db import DriverPool
 from svckit.errors import DomainError

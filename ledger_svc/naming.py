@@ -93,6 +93,18 @@ def expense_psp_fees(currency: str) -> str:
     return f"expense:psp_fees{_suffix(currency)}"
 
 
+def expense_dispute_losses(currency: str) -> str:
+    """Charges the PSP took back for a dispute (a won dispute's reversal gives it back), e.g.
+    ``expense:dispute_losses/USD``."""
+    return f"expense:dispute_losses{_suffix(currency)}"
+
+
+def expense_psp_adjustments(currency: str) -> str:
+    """The PSP's other adjustments of our balance, booked from the settlement file for a person to review,
+    e.g. ``expense:psp_adjustments/USD``."""
+    return f"expense:psp_adjustments{_suffix(currency)}"
+
+
 def payouts_in_transit(currency: str) -> str:
     """Payouts sent and not yet paid, e.g. ``liability:payouts_in_transit/USD``."""
     return f"liability:payouts_in_transit{_suffix(currency)}"

@@ -32,10 +32,17 @@ from ledger_svc.naming import (
     NON_NEGATIVE_PREFIXES,
     AccountType,
     check_currency,
-    parse_account,
     parse_account_name,
 )
 from ledger_svc.uow import LedgerUnitOfWork, RecordKey, StoredAnswer
+from ledger_svc.validation import (
+    MAX_DESCRIPTION,
+    MAX_EXTERNAL_REF,
+    checked_currency,
+    checked_metadata,
+    checked_text,
+    validate_posting,
+)
 from svckit import pagination
 from svckit.errors import (
     Aborted,
@@ -46,20 +53,12 @@ from svckit.errors import (
     NotFound,
     Unprocessable,
 )
-from svckit.money import MoneyError, normalize_currency
 from svckit.reasons import Reason
 
-__all__ = ["AccountType", "LedgerService", "parse_account_name", "validate_posting"]
+__all__ = ["LedgerService"]
 
-MAX_ENTRIES = 100
-MAX_DESCRIPTION = 1024
-MAX_EXTERNAL_REF = 256
-MAX_METADATA_PAIRS = 64
-MAX_METADATA_KEY = 64
-MAX_METADATA_VALUE = 1024
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
-_INT64_MAX = 2**63 - 1
 
 
 # Refusals the posting function reports, by reason; every other reason is a bug and raises.
@@ -80,124 +79,6 @@ _REFUSALS: dict[str, type[DomainError]] = {
 def _refusal(reason: str, message: str | None) -> DomainError:
     # The statements give a message with every reason; the reason stands in should one be missing.
     return _REFUSALS[reason](reason, message or reason)
-
-
-# Valid codes already normalized (a few hundred at most: only codes that passed are kept).
-_NORMALIZED_CURRENCIES: dict[str, str] = {}
-
-
-def _currency(code: str, field_name: str = "currency") -> str:
-    known = _NORMALIZED_CURRENCIES.get(code)
-    if known is not None:
-        return known
-    try:
-        normalized = normalize_currency(code)
-    except MoneyError as exc:
-        raise InvalidArgument(exc.reason, str(exc), field=field_name) from None
-    _NORMALIZED_CURRENCIES[code] = normalized
-    return normalized
-
-
-def _text(value: str, limit: int, field_name: str) -> str:
-    if len(value) > limit:
-        raise InvalidArgument(
-            "TEXT_TOO_LONG", f"{field_name} is longer than {limit} characters", field=field_name
-        )
-    if "\x00" in value:
-        raise InvalidArgument("INVALID_TEXT", f"{field_name} contains a NUL character", field=field_name)
-    return value
-
-
-def _metadata(metadata: Mapping[str, str]) -> dict[str, str]:
-    if len(metadata) > MAX_METADATA_PAIRS:
-        raise InvalidArgument(
-            "TOO_MANY_METADATA_PAIRS", f"at most {MAX_METADATA_PAIRS} metadata pairs", field="metadata"
-        )
-    return {
-        _text(k, MAX_METADATA_KEY, "metadata key"): _text(v, MAX_METADATA_VALUE, "metadata value")
-        for k, v in metadata.items()
-    }
-
-
-def validate_posting(posting: Posting) -> Posting:
-    """Check everything that needs no database; return the posting with normalized currencies.
-
-    Postings that are already normal (the common case: upper-case currencies, ``Direction``
-    members, a plain dict of metadata) come back as the same object, without copies."""
-    entries = posting.entries
-    if len(entries) < 2:
-        raise InvalidArgument("TOO_FEW_ENTRIES", "a transaction needs at least two entries", field="entries")
-    if len(entries) > MAX_ENTRIES:
-        raise InvalidArgument("TOO_MANY_ENTRIES", f"at most {MAX_ENTRIES} entries", field="entries")
-    unchanged = True
-    account_currency: dict[str, str] = {}
-    sums: dict[str, list[int]] = {}
-    for i, entry in enumerate(entries):
-        _, named_currency = parse_account(entry.account)
-        direction = entry.direction
-        if direction is not Direction.DEBIT and direction is not Direction.CREDIT:
-            if direction not in (Direction.DEBIT, Direction.CREDIT):  # a plain "D" / "C" is fine too
-                raise InvalidArgument(
-                    "INVALID_DIRECTION",
-                    f"entry {i}: direction must be debit or credit",
-                    field=f"entries[{i}]",
-                )
-            unchanged = False
-        if entry.amount_minor <= 0:
-            raise InvalidArgument(
-                "AMOUNT_NOT_POSITIVE",
-                f"entry {i}: amount_minor must be positive, got {entry.amount_minor}",
-                field=f"entries[{i}].amount_minor",
-            )
-        currency = _NORMALIZED_CURRENCIES.get(entry.currency) or _currency(
-            entry.currency, f"entries[{i}].currency"
-        )
-        if currency != entry.currency:
-            unchanged = False
-        if named_currency is not None and named_currency != currency:
-            # The ledger opens an account on first use in its entry's currency: checking the name's
-            # suffix here, before posting, keeps every account in the currency its name says.
-            raise InvalidArgument(
-                "CURRENCY_MISMATCH",
-                f"entry {i}: account {entry.account} is named for {named_currency}, not {currency}",
-                field=f"entries[{i}].currency",
-                account=entry.account,
-            )
-        seen = account_currency.setdefault(entry.account, currency)
-        if seen != currency:
-            raise InvalidArgument(
-                "CURRENCY_MISMATCH",
-                f"account {entry.account} appears in {seen} and {currency} in one transaction",
-                field=f"entries[{i}].currency",
-            )
-        total = sums.get(currency)
-        if total is None:
-            total = sums[currency] = [0, 0]
-        total[0 if direction == Direction.DEBIT else 1] += entry.amount_minor
-    for currency, (debits, credits) in sorted(sums.items()):
-        if debits != credits:
-            raise InvalidArgument(
-                "UNBALANCED_TRANSACTION",
-                f"{currency} debits {debits} != credits {credits}",
-                field="entries",
-                currency=currency,
-            )
-        if debits > _INT64_MAX:
-            raise InvalidArgument("AMOUNT_TOO_LARGE", f"{currency} total exceeds int64", field="entries")
-    description = _text(posting.description, MAX_DESCRIPTION, "description")
-    external_ref = _text(posting.external_ref, MAX_EXTERNAL_REF, "external_ref")
-    metadata = _metadata(posting.metadata) if posting.metadata else posting.metadata
-    if unchanged and (not metadata or type(posting.metadata) is dict):
-        return posting
-    return Posting(
-        entries=tuple(
-            EntryLine(e.account, Direction(e.direction), e.amount_minor, _currency(e.currency))
-            for e in entries
-        ),
-        description=description,
-        external_ref=external_ref,
-        metadata=metadata or {},
-    )
 
 
 def _to_account(row) -> Account:
@@ -225,7 +106,7 @@ class LedgerService:
         self, uow: LedgerUnitOfWork, name: str, currency: str, non_negative: bool = False
     ) -> Account:
         type_ = parse_account_name(name)
-        currency = _currency(currency)
+        currency = checked_currency(currency)
         check_currency(name, currency)
         async with uow.transaction() as conn:
             row = await repository.insert_account(conn, name, type_.value, currency, non_negative)
@@ -339,9 +220,11 @@ class LedgerService:
         """Post the mirror image of a transaction; at most once per transaction, even concurrently."""
         posting = Posting(
             entries=(),
-            description=_text(description or f"reversal of {transaction_id}", MAX_DESCRIPTION, "description"),
-            external_ref=_text(external_ref, MAX_EXTERNAL_REF, "external_ref"),
-            metadata=_metadata(metadata or {}),
+            description=checked_text(
+                description or f"reversal of {transaction_id}", MAX_DESCRIPTION, "description"
+            ),
+            external_ref=checked_text(external_ref, MAX_EXTERNAL_REF, "external_ref"),
+            metadata=checked_metadata(metadata or {}),
         )
         async with uow.transaction() as conn:
             (row,) = await repository.post(

@@ -25,8 +25,12 @@ ACCESS = {
             "ListPaymentOrderHistory": ("gateway", "operator"),
             "ListPaymentOrders": ("gateway", "operator", "recon"),
             "ListRefunds": ("gateway", "operator", "recon"),
+            # Counts for the operator console's overview (and people on call).
+            "GetPaymentStats": ("gateway", "operator"),
             # Asks the PSP and applies its answer through the state machine; recon's auto-fix, and on call.
             "RecheckPaymentOrder": ("operator", "recon"),
+            # Reconciliation's auto-fix of SETTLEMENT_NOT_BOOKED; operators for the same by hand.
+            "RedriveSettlement": ("operator", "recon"),
             # Only the gateway, which verified the PSP's signature on the webhook it forwards.
             "HandlePspEvent": ("gateway",),
             "CreateRefund": ("gateway",),
@@ -40,20 +44,22 @@ ACCESS = {
                 name: _PAYOUT_ADMINS
                 for name in payout_service_pb2.DESCRIPTOR.services_by_name["PayoutService"].methods_by_name
             },
-            # recon: the pay-out a settlement file's transfer row names (a read).
+            # recon: the pay-out a settlement file's transfer row names, and a day's pay-outs (reads).
             "GetPayout": (*_PAYOUT_ADMINS, "recon"),
+            "ListPayouts": (*_PAYOUT_ADMINS, "recon"),
         },
     ),
-    # Dead letters and streams: people on call, never another service.
+    # Dead letters and streams: people on call, never another service; the gateway only for its operator
+    # console (/console/events), one dead letter at a time, with the signed-in person's reason audited.
     **allow(
         events_admin_service_pb2.DESCRIPTOR.services_by_name["EventsAdminService"],
         {
-            "ListStreams": ("operator",),
-            "ListDeadLetters": ("operator",),
-            "GetDeadLetter": ("operator",),
-            "ReplayDeadLetter": ("operator",),
+            "ListStreams": ("gateway", "operator"),
+            "ListDeadLetters": ("gateway", "operator"),
+            "GetDeadLetter": ("gateway", "operator"),
+            "ReplayDeadLetter": ("gateway", "operator"),
             "ReplayAllDeadLetters": ("operator",),
-            "DiscardDeadLetter": ("operator",),
+            "DiscardDeadLetter": ("gateway", "operator"),
         },
     ),
 }

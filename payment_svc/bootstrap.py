@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from payment_svc.access import ACCESS
@@ -35,6 +34,7 @@ from svckit.gen.wallet.v1 import wallet_service_pb2_grpc
 from svckit.grpc_server import Registration
 from svckit.idempotency import IdempotencyStore
 from svckit.psp_signature import verify_stripe_signature
+from svckit.redisclient import redis_client
 from svckit.runtime import ServiceParts
 from svckit.tls import security_for
 
@@ -74,7 +74,11 @@ def build_psp_event_verifier(settings: PaymentSettings) -> Callable[[bytes, str]
 
 
 def events_settings(settings: PaymentSettings) -> EventsSettings:
-    return EventsSettings(redis_url=settings.redis_url, namespace=settings.events_namespace)
+    return EventsSettings(
+        redis_url=settings.redis_url,
+        redis_cluster=settings.redis_cluster,
+        namespace=settings.events_namespace,
+    )
 
 
 def build_driver_pool(settings: PaymentSettings, purpose: str, session_locks: bool = False) -> DriverPool:
@@ -136,7 +140,7 @@ def build_settlement_handler(
 
 def build(settings: PaymentSettings, engine: AsyncEngine, idempotency: IdempotencyStore) -> ServiceParts:
     events = events_settings(settings)
-    redis = Redis.from_url(events.redis_url, decode_responses=True)
+    redis = redis_client(events.redis_url, events.redis_cluster, decode_responses=True)
     keys = Keys(events.namespace)
     service = build_service(settings, engine)
     # A long claim holds its connection for a whole checkout while the checkout's own statements

@@ -282,6 +282,35 @@ class PaymentRepository:
         )
         return [TransitionRow.of(r) for r in await self.conn.execute(stmt)]
 
+    async def order_stats(
+        self, since: datetime, bucket_seconds: int, captured: Sequence[str], failed: str
+    ) -> tuple[list[Any], list[Any]]:
+        """(bucket start, created, succeeded, failed) per bucket with orders, and (failure code, count) of
+        the failed ones, of the orders created since ``since`` (the created_at index bounds the scan)."""
+        o = payment_orders
+        epoch = sa.func.extract("epoch", o.c.created_at)
+        bucket = sa.func.to_timestamp(sa.func.floor(epoch / bucket_seconds) * bucket_seconds).label("start")
+        buckets = await self.conn.execute(
+            sa.select(
+                bucket,
+                sa.func.count().label("created"),
+                sa.func.count().filter(o.c.state.in_(captured)).label("succeeded"),
+                sa.func.count().filter(o.c.state == failed).label("failed"),
+            )
+            .where(o.c.created_at >= since)
+            .group_by(bucket)
+            .order_by(bucket)
+        )
+        code = sa.func.coalesce(o.c.failure_code, "").label("code")
+        declines = await self.conn.execute(
+            sa.select(code, sa.func.count().label("count"))
+            .where(o.c.created_at >= since, o.c.state == failed)
+            .group_by(code)
+            .order_by(sa.func.count().desc(), code)
+            .limit(20)
+        )
+        return list(buckets), list(declines)
+
     async def list_orders(
         self,
         *,

@@ -6,6 +6,7 @@ connection."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -21,6 +22,7 @@ from payment_svc.usecases.commands import CheckoutView, CreatePayment
 from payment_svc.usecases.deps import Deps
 from payment_svc.usecases.events import PspEvents
 from payment_svc.usecases.janitor import Janitor
+from payment_svc.usecases.redrive import Redrive
 from payment_svc.usecases.refunds import Refunds
 from payment_svc.usecases.review import Review
 from payment_svc.usecases.transitions import SettlementSink, Transitions
@@ -52,6 +54,7 @@ class PaymentService:
         self.events = PspEvents(deps, self.refunds, payouts.apply_psp_event if payouts else None)
         self.reviews = Review(deps, self.checkout)
         self.janitor = Janitor(deps, self.checkout)
+        self.redrive = Redrive(deps)
 
     async def close(self) -> None:
         if self.payouts is not None:
@@ -86,6 +89,10 @@ class PaymentService:
         async with self._uows.reader() as uow:
             return await queries.list_orders(uow, filters, page_size, page_token)
 
+    async def order_stats(self, window_minutes: int, bucket_minutes: int) -> queries.OrderStats:
+        async with self._uows.reader() as uow:
+            return await queries.order_stats(uow, window_minutes, bucket_minutes, datetime.now(UTC))
+
     async def list_refunds(
         self, payment_order_id: str, page_size: int, page_token: str
     ) -> tuple[list[RefundRow], str]:
@@ -113,6 +120,9 @@ class PaymentService:
 
     async def recheck_order(self, payment_order_id: str) -> None:
         await self.janitor.recheck_order(payment_order_id)
+
+    async def redrive_settlement(self, payment_order_id: str) -> tuple[OrderRow, bool]:
+        return await self.redrive.redrive_settlement(payment_order_id)
 
     async def janitor_pass(self) -> int:
         return await self.janitor.janitor_pass()

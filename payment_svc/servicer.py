@@ -193,6 +193,12 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
         order = await self._service.get_order(request.payment_order_id)
         return pb.RecheckPaymentOrderResponse(payment_order=order_to_pb(order))
 
+    async def RedriveSettlement(
+        self, request: pb.RedriveSettlementRequest, context: grpc.aio.ServicerContext
+    ):
+        order, redriven = await self._service.redrive_settlement(request.payment_order_id)
+        return pb.RedriveSettlementResponse(payment_order=order_to_pb(order), redriven=redriven)
+
     async def GetCheckout(self, request: pb.GetCheckoutRequest, context: grpc.aio.ServicerContext):
         view = await self._service.get_checkout(request.checkout_id)
         return pb.GetCheckoutResponse(payment_event=checkout_to_pb(view))
@@ -234,6 +240,17 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
         rows, token = await self._service.list_orders(filters, request.page_size, request.page_token)
         return pb.ListPaymentOrdersResponse(
             payment_orders=[order_to_pb(r) for r in rows], next_page_token=token
+        )
+
+    async def GetPaymentStats(self, request: pb.GetPaymentStatsRequest, context: grpc.aio.ServicerContext):
+        stats = await self._service.order_stats(request.window_minutes, request.bucket_minutes)
+        return pb.GetPaymentStatsResponse(
+            buckets=[
+                pb.PaymentStatsBucket(start_time=timestamp(start), created=c, succeeded=ok, failed=f)
+                for start, c, ok, f in stats.buckets
+            ],
+            declines=[pb.DeclineCount(code=code, count=n) for code, n in stats.declines],
+            window_start_time=timestamp(stats.since),
         )
 
     async def ListRefunds(self, request: pb.ListRefundsRequest, context: grpc.aio.ServicerContext):

@@ -17,6 +17,7 @@ import json
 import logging
 import random
 import time
+from collections.abc import MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TextIO
 from urllib.parse import parse_qsl
@@ -90,7 +91,7 @@ class SimApp:
         self._flushing: asyncio.Task[None] | None = None
 
     # ---- ASGI ------------------------------------------------------------------------------
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
             await self._http(scope, receive, send)
         elif scope["type"] == "lifespan":
@@ -144,7 +145,7 @@ class SimApp:
             except Exception:  # a bug in one timer (or a full disk) must not stop the clock
                 error_log.exception("timer failed")
 
-    async def _http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def _http(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         started = time.perf_counter()
         method = scope["method"]
         path = scope["path"]
@@ -251,7 +252,7 @@ class SimApp:
         self,
         method: str,
         path: str,
-        scope: dict[str, Any],
+        scope: MutableMapping[str, Any],
         headers: dict[str, str],
         body: bytes,
         request_id: str,
@@ -288,7 +289,7 @@ class SimApp:
             return self._run_plain(handler, req, args)
         return await self._run_api(handler, req, args)
 
-    def _admin_refusal(self, scope: dict[str, Any], headers: dict[str, str]) -> StripeError | None:
+    def _admin_refusal(self, scope: MutableMapping[str, Any], headers: dict[str, str]) -> StripeError | None:
         """Why this client may not use the admin routes (they can reset state, inject faults and see
         every object), or None. With an admin key set, the key is needed from everyone; without
         one, only loopback clients are served (a proxy on this host counts as loopback)."""

@@ -23,6 +23,7 @@ SETTLEMENT_KINDS = frozenset(
         "settlement_amount_changed",
         "settlement_fee_changed",
         "settlement_currency_changed",
+        "settlement_duplicate_row",
     }
 )
 ALL_KINDS = HTTP_KINDS | WEBHOOK_KINDS | SETTLEMENT_KINDS
@@ -45,7 +46,12 @@ class FaultRule:
     should_retry: bool | None = None
     """http_500/http_429: send ``Stripe-Should-Retry: true|false``; None sends no header."""
     amount_delta_minor: int = 100
-    """settlement_amount_changed / settlement_fee_changed: minor units added to the row."""
+    """settlement_amount_changed / settlement_fee_changed: minor units added to the row; settlement_extra_row:
+    the unknown row's gross."""
+    target: str | None = None
+    """Settlement faults: touch only a row whose balance transaction, source, charge or PaymentIntent id, or
+    one of whose metadata values, equals this (our checkout id, say); the rule does not fire (nor count) for a
+    report with no such row. None: a row drawn by the seeded RNG."""
     id: str = ""
     fired: int = 0
 
@@ -133,13 +139,17 @@ class FaultEngine:
         ]
 
     def settlement(self, report_type: str) -> list[FaultRule]:
+        """The settlement rules in scope for this report type, not fired yet: the report decides with
+        :meth:`fire` once it knows the rule has a row to touch."""
         return [
             r
             for r in self.rules
-            if r.kind in SETTLEMENT_KINDS
-            and (not r.report_type or r.report_type == report_type)
-            and self._fire(r)
+            if r.kind in SETTLEMENT_KINDS and (not r.report_type or r.report_type == report_type)
         ]
+
+    def fire(self, rule: FaultRule) -> bool:
+        """Whether ``rule`` fires now (its rate and count), counting it when it does."""
+        return self._fire(rule)
 
     def record(self, rule: FaultRule, sim_time: int, **detail: Any) -> InjectedFault:
         item = InjectedFault(

@@ -244,6 +244,11 @@ def apply_faults(
         return rows
     rng = faults.rng
     for rule in faults.settlement(report_type):
+        candidates = [i for i, r in enumerate(rows) if rule.target is None or _targets(r, rule.target)]
+        if rule.kind != "settlement_extra_row" and not candidates:
+            continue  # nothing to touch in this report: the rule waits for one that has its row
+        if not faults.fire(rule):
+            continue
         if rule.kind == "settlement_extra_row":
             cur = rows[0]["currency"] if rows else "usd"
             extra = dict.fromkeys(ITEMIZED_3_COLUMNS, "")
@@ -264,14 +269,15 @@ def apply_faults(
                 rule, sim.now(), report_run=run_id, balance_transaction_id=extra["balance_transaction_id"]
             )
             continue
-        if not rows:
-            continue
-        idx = rng.randrange(len(rows))
+        idx = candidates[rng.randrange(len(candidates))]
         row = rows[idx]
         target = row["balance_transaction_id"]
         cur = row["currency"]
         if rule.kind == "settlement_missing_row":
             del rows[idx]
+            faults.record(rule, sim.now(), report_run=run_id, balance_transaction_id=target)
+        elif rule.kind == "settlement_duplicate_row":
+            rows.insert(idx + 1, dict(row))  # the same balance transaction twice, as a buggy export would
             faults.record(rule, sim.now(), report_run=run_id, balance_transaction_id=target)
         elif rule.kind in ("settlement_amount_changed", "settlement_fee_changed"):
             col = "gross" if rule.kind == "settlement_amount_changed" else "fee"
@@ -302,6 +308,15 @@ def apply_faults(
                 after=row["currency"],
             )
     return rows
+
+
+_TARGET_COLUMNS = ("balance_transaction_id", "source_id", "charge_id", "payment_intent_id")
+
+
+def _targets(row: dict[str, str], target: str) -> bool:
+    if any(row.get(c) == target for c in _TARGET_COLUMNS):
+        return True
+    return any(k.endswith("]") and v == target for k, v in row.items())  # a metadata value
 
 
 def render_csv(rows: list[dict[str, str]], columns: list[str]) -> bytes:

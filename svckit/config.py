@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, Self, TypeVar
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -24,7 +24,7 @@ Port = Annotated[int, Field(ge=0, le=65535)]
 """A TCP port; 0 means pick a free one (gRPC) or disabled (metrics)."""
 
 SHARED_FIELDS = frozenset({
-    "database_url", "redis_url", "log_level", "log_format",
+    "database_url", "database_hosts", "redis_url", "redis_cluster", "log_level", "log_format",
     "tls_ca_file", "tls_cert_file", "tls_key_file", "grpc_insecure",
 })  # fmt: skip
 
@@ -66,8 +66,19 @@ class ServiceSettings(SharedEnvSettings):
     """Database this service owns on the server named by ``database_url`` (replaces the URL's database part)."""
 
     database_url: str = DEFAULT_DATABASE_URL
-    """PostgreSQL server URL; only its host, port and credentials are used."""
+    """PostgreSQL server URL; only its host, port and credentials are used. It may list several servers
+    in libpq's form (``postgresql://user@/db?host=h1,h2&port=p1,p2&target_session_attrs=read-write``),
+    or ``DATABASE_HOSTS`` builds that form from it."""
+    database_hosts: str = ""
+    """``host:port,host:port``: a primary and its standbys. Set, it replaces the host and port of
+    ``database_url`` and every connection goes to whichever of them accepts writes
+    (``target_session_attrs=read-write``), so after a failover the services reconnect to the promoted
+    standby by themselves. Empty: ``database_url`` as given."""
     redis_url: str = DEFAULT_REDIS_URL
+    redis_cluster: bool = False
+    """``redis_url`` names one node of a Redis (Valkey) Cluster: clients follow its slot map and
+    fail-overs (``svckit.redis_client``). Every key the services use is hash-tagged, so each multi-key
+    command and script stays within one slot."""
     grpc_host: str = "127.0.0.1"
     grpc_port: Port = 0
     metrics_port: Port = 0
@@ -98,6 +109,19 @@ class ServiceSettings(SharedEnvSettings):
             raise ValueError(f"must be a URL such as {DEFAULT_DATABASE_URL!r}, got {value!r}")
         return value
 
+    @field_validator("database_hosts")
+    @classmethod
+    def _hosts(cls, value: str) -> str:
+        if value:
+            host_ports(value)  # refused here, so the message names the variable
+        return value
+
+    @model_validator(mode="after")
+    def _multi_host(self) -> Self:
+        if self.database_hosts:
+            self.database_url = multi_host_url(self.database_url, self.database_hosts)
+        return self
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:
@@ -107,6 +131,33 @@ class ServiceSettings(SharedEnvSettings):
         """The async SQLAlchemy URL of this service's own database (psycopg 3 driver)."""
         url = make_url(self.database_url).set(drivername="postgresql+psycopg", database=self.database_name)
         return url.render_as_string(hide_password=False)
+
+
+def host_ports(hosts: str) -> list[tuple[str, str]]:
+    """``h1:p1,h2:p2`` as pairs; ValueError for anything else."""
+    pairs = []
+    for item in hosts.split(","):
+        host, sep, port = item.strip().rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"must be host:port[,host:port...], got {hosts!r}")
+        pairs.append((host, port))
+    return pairs
+
+
+def multi_host_url(url: str, hosts: str) -> str:
+    """``url`` with its server replaced by ``hosts`` (``h1:p1,h2:p2``), to the writable one of them.
+
+    libpq's own multi-host form (``host=h1,h2&port=p1,p2`` in the query), which both psycopg (plain
+    connections and pools) and SQLAlchemy's psycopg dialect read: one URL serves every client.
+    """
+    pairs = host_ports(hosts)
+    base = make_url(url)
+    query = {k: v for k, v in base.query.items() if k not in ("host", "port")}
+    query["host"] = ",".join(h for h, _ in pairs)
+    query["port"] = ",".join(p for _, p in pairs)
+    query.setdefault("target_session_attrs", "read-write")
+    bare = URL.create(base.drivername, base.username, base.password, None, None, base.database, query)
+    return bare.render_as_string(hide_password=False)
 
 
 class GrpcClientSettings(SharedEnvSettings):

@@ -18,6 +18,9 @@ whose items each carry their own key, ``IdempotencyStore.run_many`` with ``probe
 ``RECORD_MANY`` in its transaction. The ledger's posting functions follow the same protocol in SQL
 (same table, lock ids from :func:`lock_id`, fingerprints from :func:`fingerprint`); the scenarios in
 ``tests/test_idempotency_contract.py`` hold every implementation to it.
+
+One module, longer than most, because it is one protocol: the single, claimed and batch forms share
+the probe, the records and the refusals, and must be read side by side to see that they agree.
 """
 
 from __future__ import annotations

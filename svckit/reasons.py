@@ -119,6 +119,11 @@ class Reason(enum.StrEnum):
         "the payment order is not waiting for a risk review",
         _K.FAILED_PRECONDITION,
     )
+    ORDER_NOT_CAPTURED = (
+        enum.auto(),
+        "the payment order is not captured: it has no settlement to re-drive",
+        _K.FAILED_PRECONDITION,
+    )
     ORDER_NOT_REFUNDABLE = (
         enum.auto(),
         "the payment order is not captured, or fully refunded",

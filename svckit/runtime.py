@@ -12,7 +12,7 @@ import gc
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -26,6 +26,9 @@ from svckit.metrics import serve_metrics
 from svckit.tls import security_for
 
 log = get_logger(__name__)
+
+# A composition root's build takes its own service's settings class, so the two are bound together.
+S = TypeVar("S", bound=ServiceSettings)
 
 
 @dataclass
@@ -73,9 +76,9 @@ class ServiceHandle:
 
 
 async def start_service(
-    settings: ServiceSettings,
+    settings: S,
     migrations_dir: Path,
-    build: Callable[[ServiceSettings, AsyncEngine, IdempotencyStore], ServiceParts],
+    build: Callable[[S, AsyncEngine, IdempotencyStore], ServiceParts],
 ) -> ServiceHandle:
     security = security_for(settings)  # before anything else: a missing certificate stops the start
     url = settings.sqlalchemy_url()
@@ -127,9 +130,9 @@ def settle_heap() -> None:
 
 
 def main(
-    settings: ServiceSettings,
+    settings: S,
     migrations_dir: Path,
-    build: Callable[[ServiceSettings, AsyncEngine, IdempotencyStore], ServiceParts],
+    build: Callable[[S, AsyncEngine, IdempotencyStore], ServiceParts],
 ) -> None:
     """Process entry point: serve until SIGTERM/SIGINT, then drain and exit."""
     configure_logging(settings.service_name, settings.log_level, settings.log_format)

@@ -16,15 +16,26 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
+from google.rpc import error_details_pb2
 from sqlalchemy.engine import make_url
 
 from svckit import pki
 from svckit.config import ServiceSettings
 from svckit.db import drop_database
 from svckit.devstack.infra import EmbeddedPostgres, EmbeddedValkey, free_port, remove_tree
+from svckit.grpc_errors import error_info
 from svckit.tls import GrpcSecurity, identity_files
 
 S = TypeVar("S", bound=ServiceSettings)
+
+
+def refusal_info(error: grpc.RpcError) -> error_details_pb2.ErrorInfo:
+    """The ErrorInfo our service attached to a refused call; raises if the call failed without one
+    (a transport fault, or an error raised outside the servicers), so a test fails right here."""
+    info = error_info(error)
+    if info is None:
+        raise AssertionError(f"no ErrorInfo on the failed call: {error!r}")
+    return info
 
 
 @dataclass

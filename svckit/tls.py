@@ -15,6 +15,7 @@ only; it is logged as a warning at start.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -79,6 +80,10 @@ class GrpcSecurity:
 
     def _options(self, target: str, options: Sequence[tuple[str, Any]]) -> list[tuple[str, Any]]:
         opts = list(options)
+        if not any(name == "grpc.lb_policy_name" for name, _ in opts):
+            # Every address a name resolves to (or each of a listed few) gets calls in turn, so the
+            # replicas of a service share the load instead of the first one taking it all.
+            opts.append(("grpc.lb_policy_name", "round_robin"))
         if self.files is not None and target.startswith("ipv4:") and "," in target:
             # A list of replica addresses has no single host name to verify; check each replica's
             # certificate against the first address instead (all replicas share one identity).
@@ -92,7 +97,9 @@ class GrpcSecurity:
         options: Sequence[tuple[str, Any]] = (),
         interceptors: Sequence[grpc.aio.ClientInterceptor] | None = None,
     ) -> grpc.aio.Channel:
-        """An asyncio channel to ``target`` as this identity (plaintext in insecure mode)."""
+        """An asyncio channel to ``target`` (``host:port``, or ``ip:port,ip:port`` for replicas) as this
+        identity (plaintext in insecure mode)."""
+        target = channel_target(target)
         opts = self._options(target, options)
         if self.files is None:
             return grpc.aio.insecure_channel(target, options=opts, interceptors=interceptors)
@@ -102,6 +109,7 @@ class GrpcSecurity:
 
     def channel(self, target: str, options: Sequence[tuple[str, Any]] = ()) -> grpc.Channel:
         """A blocking channel to ``target`` as this identity (probes, CLIs, benchmarks)."""
+        target = channel_target(target)
         opts = self._options(target, options)
         if self.files is None:
             return grpc.insecure_channel(target, options=opts)
@@ -109,6 +117,25 @@ class GrpcSecurity:
 
 
 INSECURE = GrpcSecurity(None)
+
+
+def channel_target(addr: str) -> str:
+    """A gRPC target for ``host:port``, or for several ``ip:port`` replicas separated by commas."""
+    parts = [p.strip() for p in addr.split(",") if p.strip()]
+    if len(parts) <= 1 or addr.startswith("ipv4:"):
+        return addr.strip()
+    for part in parts:
+        host, _, port = part.rpartition(":")
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise ValueError(
+                f"{addr!r}: several addresses must be IPv4 literals (ip:port,ip:port); "
+                "for host names use one name that resolves to every replica"
+            ) from None
+        if not port.isdigit():
+            raise ValueError(f"{addr!r}: {part!r} has no port")
+    return "ipv4:" + ",".join(parts)
 
 
 def identity_files(ca_file: Path, cert_file: Path, key_file: Path) -> GrpcSecurity:

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import hashlib
 import os
 import shutil
 import subprocess
 import tempfile
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Iterator
-from typing import Any
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
@@ -24,14 +27,32 @@ from payment_svc.config import PaymentSettings
 from psp_sim.testing import DEFAULT_API_KEY, SimServer, run_simulator
 from recon_svc import bootstrap as recon_bootstrap
 from recon_svc.config import ReconSettings
+from svckit.config import ServiceSettings
 from svckit.logging import configure_logging
 from svckit.runtime import ServiceHandle, start_service
 from svckit.testing import Infra
 from wallet_svc import bootstrap as wallet_bootstrap
 from wallet_svc.config import WalletSettings
 
-# At the end of the session, look for its secrets in every log line, database row and file it wrote.
-pytest_plugins = ["tests.secret_scan", "pytester"]
+if TYPE_CHECKING:
+    import httpx  # imported in the fixture: only the tests that use it pay for it
+
+# At the end of the session, look for its secrets in every log line, database row and file it wrote;
+# and write down where a test hangs before its timeout ends it.
+pytest_plugins = ["tests.secret_scan", "tests.watchdog", "pytester"]
+
+_ROOT = Path(__file__).resolve().parents[1]
+# Each checkout gets its own pytest temporary root. Every pytest session narrows its root's
+# pytest-of-<user> to 0700, which cuts off the embedded PostgreSQL (an unprivileged user) of another
+# session still running from another checkout on the same machine.
+os.environ.setdefault(
+    "PYTEST_DEBUG_TEMPROOT",
+    str(
+        Path(tempfile.gettempdir())
+        / f"pytest-{hashlib.blake2b(str(_ROOT).encode(), digest_size=4).hexdigest()}"
+    ),
+)
+Path(os.environ["PYTEST_DEBUG_TEMPROOT"]).mkdir(mode=0o755, exist_ok=True)
 
 GATEWAY_TEST_KEY = "mpk_" + "t" * 43
 """The shared gateway's development API key (payments + admin)."""
@@ -39,7 +60,8 @@ WEBHOOK_SECRET = "whsec_" + "gatewaytests0123456789abcdef"
 """The session's PSP webhook secret: the simulator signs with it, gateways and the payment service verify."""
 
 # Ledger and wallet first: the payment service settles into them and needs their addresses.
-SERVICES = {
+# Each entry: the service's settings class and its composition root (MIGRATIONS, build).
+SERVICES: dict[str, tuple[type[ServiceSettings], ModuleType]] = {
     "ledger": (LedgerSettings, ledger_bootstrap),
     "wallet": (WalletSettings, wallet_bootstrap),
     "recon": (ReconSettings, recon_bootstrap),
@@ -101,7 +123,8 @@ async def services(infra: Infra, shared_psp, gateway_port: int) -> AsyncIterator
     """All four services, running for the whole session."""
     handles: dict[str, ServiceHandle] = {}
     for name, (settings_cls, boot) in SERVICES.items():
-        overrides = {}
+        # Settings fields of different types, by name, as Infra.settings takes them.
+        overrides: dict[str, Any] = {}
         if name == "wallet":
             # Opt-in in production; on here so the concurrency and property tests drive the coalescer.
             overrides = {"coalesce_movements": True}
@@ -202,7 +225,7 @@ async def gateway_url(
 
 
 @pytest_asyncio.fixture(scope="session")
-async def http(gateway_url: str) -> AsyncIterator[httpx.AsyncClient]:  # noqa: F821
+async def http(gateway_url: str) -> AsyncIterator[httpx.AsyncClient]:
     import httpx
 
     headers = {"Authorization": f"Bearer {GATEWAY_TEST_KEY}"}
@@ -279,3 +302,9 @@ def browser() -> Iterator[Any]:
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests first: the parallel run hands tests out in this order, so the few that take tens of
+    seconds start at once on every worker instead of leaving one worker busy after the others end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -129,7 +129,7 @@ class SecretScanner:
         client = redis.Redis.from_url(url)
         try:
             for key in client.scan_iter(count=500):
-                kind = client.type(key).decode()
+                kind = cast(bytes, client.type(key)).decode()  # no decode_responses: replies are bytes
                 value: Any
                 if kind == "string":
                     value = client.get(key)
@@ -241,7 +241,7 @@ def _is_controller(config: pytest.Config) -> bool:
 def pytest_sessionstart(session: pytest.Session) -> None:
     if _STATE["scanner"] is None:
         return
-    base = session.config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
+    base = session.config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]  # set by pytest's tmp_path plugin, undeclared on Config
     _STATE["log"] = base / "session.log"
 
 
@@ -251,10 +251,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     scanner: SecretScanner | None = _STATE["scanner"]
     findings: list[Finding] = list(_STATE["findings"])
     if scanner is not None:
-        base = config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
+        base = config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]  # set by pytest's tmp_path plugin, undeclared on Config
         findings += scanner.scan_tree(base)
     if hasattr(config, "workerinput"):
-        config.workeroutput["secret_findings"] = [str(f) for f in findings]  # type: ignore[attr-defined]
+        config.workeroutput["secret_findings"] = [str(f) for f in findings]  # type: ignore[attr-defined]  # set by xdist on a worker's Config
         findings = []
     findings_text = [str(f) for f in findings] + _STATE.setdefault("from_workers", [])
     _STATE["report"] = findings_text

@@ -184,3 +184,13 @@ def test_the_pki_one_shot_makes_and_exports_every_identity():
                 name
             )
     assert "mkdir /pki && chown app /pki" in (ROOT / "Dockerfile").read_text()
+
+
+@pytest.mark.parametrize("name", [*sorted(GRPC), "gateway"])
+def test_every_service_runs_as_several_replicas_with_a_host_port_for_each_gateway(name):
+    replicas = SERVICES[name]["deploy"]["replicas"]
+    assert replicas >= 2
+    assert "container_name" not in SERVICES[name]  # a fixed name would allow only one container
+    if name == "gateway":
+        low, high = SERVICES[name]["ports"][0].split(":")[0].split("-")
+        assert int(high) - int(low) + 1 == replicas

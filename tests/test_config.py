@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from ledger_svc.config import LedgerSettings
 from svckit.config import load_settings
@@ -99,3 +100,29 @@ def test_a_refused_configuration_names_no_secret(monkeypatch, capsys):
         load_settings(PaymentSettings)
     err = capsys.readouterr().err
     assert "psp_webhook_secrets must be" in err and "pasted_by_mistake" not in err
+
+
+def test_database_hosts_make_one_url_to_whichever_server_accepts_writes(monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", "postgresql://app:pw@db:5432/x?sslmode=require")
+    monkeypatch.setenv("DATABASE_HOSTS", "db-a:5432, db-b:6432")
+    settings = LedgerSettings()
+    url = make_url(settings.sqlalchemy_url())
+    assert url.host is None and url.port is None
+    assert (url.username, url.password, url.database) == ("app", "pw", "ledger")
+    assert dict(url.query) == {
+        "host": "db-a,db-b",
+        "port": "5432,6432",
+        "sslmode": "require",
+        "target_session_attrs": "read-write",
+    }
+    # The shared URL carries the same servers, for the plain psycopg connections (readiness probe).
+    assert make_url(settings.database_url).query["host"] == "db-a,db-b"
+
+
+@pytest.mark.parametrize("value", ["db-a", "db-a:5432,db-b", "db-a:http", ":5432", "db-a:70000"])
+def test_a_bad_database_hosts_list_exits_2_naming_the_variable(monkeypatch, capsys, value):
+    monkeypatch.setenv("DATABASE_HOSTS", value)
+    with pytest.raises(SystemExit) as exc:
+        load_settings(LedgerSettings)
+    assert exc.value.code == 2
+    assert "LEDGER_DATABASE_HOSTS" in capsys.readouterr().err

@@ -32,8 +32,8 @@ from svckit.gen.ledger.v1 import ledger_service_pb2 as lpb
 from svckit.gen.ledger.v1 import ledger_service_pb2_grpc as lpb_grpc
 from svckit.gen.wallet.v1 import wallet_service_pb2 as wpb
 from svckit.gen.wallet.v1 import wallet_service_pb2_grpc as wpb_grpc
-from svckit.grpc_errors import error_info
 from svckit.idempotency import lock_id
+from svckit.testing import refusal_info
 from tests.ledger.ledger_helpers import md, transfer
 from tests.ledger.test_ledger_coalescing import ledger
 
@@ -86,7 +86,7 @@ class WalletReserve:
         try:
             reply = await call
         except grpc.aio.AioRpcError as exc:
-            return Result("error", error_info(exc).reason)
+            return Result("error", refusal_info(exc).reason)
         return Result("ok", reply.SerializeToString(), _replayed(await call.initial_metadata()))
 
     async def fund(self) -> None:
@@ -142,7 +142,7 @@ class LedgerPosting:
         try:
             reply = await call
         except grpc.aio.AioRpcError as exc:
-            return Result("error", error_info(exc).reason)
+            return Result("error", refusal_info(exc).reason)
         return Result("ok", reply.SerializeToString(), _replayed(await call.initial_metadata()))
 
     async def fund(self) -> None:

@@ -49,7 +49,7 @@ def test_format_and_major_units():
         major_to_minor("0.001", "USD")
 
 
-def test_currency_normalization_and_money_arithmetic():
+def test_currency_normalization_and_money_arithmetic() -> None:
     assert normalize_currency("usd") == "USD"
     for bad in ("US", "USDD", "12A", "XXX"):
         with pytest.raises(MoneyError):
@@ -58,4 +58,4 @@ def test_currency_normalization_and_money_arithmetic():
     with pytest.raises(MoneyError):
         Money(1, "USD") + Money(1, "EUR")
     with pytest.raises(TypeError):
-        Money(1.5, "USD")  # type: ignore[arg-type]
+        Money(1.5, "USD")  # type: ignore[arg-type]  # a float on purpose: Money refuses one

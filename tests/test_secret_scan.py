@@ -80,6 +80,7 @@ async def test_the_scanner_reads_database_rows_and_valkey_values(infra):
         client.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [[], ["-p", "xdist.plugin", "-n", "2"]], ids=["one process", "xdist"])
 def test_a_session_that_wrote_a_secret_exits_non_zero(pytester: pytest.Pytester, monkeypatch, workers):
     """Under xdist the worker that wrote the file finds it and the controller's exit code says so."""

@@ -29,7 +29,8 @@ from collections.abc import Awaitable, Callable
 from svckit.coalescing import Coalescer
 from svckit.errors import DomainError
 from svckit.idempotency import StoredAnswer
-from wallet_svc.service import BatchItem, ItemOutcome, WalletService
+from wallet_svc.domain import BatchItem, ItemOutcome
+from wallet_svc.service import WalletService
 from wallet_svc.uow import WalletUnitOfWork
 
 _Call = tuple[BatchItem, Callable[[], Awaitable[StoredAnswer]]]

@@ -17,7 +17,7 @@ from svckit.idempotency import ItemKey, StoredAnswer, validate_key
 from svckit.money import Money
 from svckit.protobuf import timestamp
 from wallet_svc.coalescer import MovementCoalescer
-from wallet_svc.service import (
+from wallet_svc.domain import (
     MAX_BATCH_ITEMS,
     BatchItem,
     Movement,
@@ -28,8 +28,8 @@ from wallet_svc.service import (
     Reservation,
     ReservationState,
     Wallet,
-    WalletService,
 )
+from wallet_svc.service import WalletService
 from wallet_svc.uow import WalletUnitOfWork
 
 CREDIT_SCOPE, DEBIT_SCOPE = "wallet.Credit", "wallet.Debit"

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 import psycopg.errors
 from sqlalchemy.exc import DBAPIError
@@ -27,9 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from svckit.errors import DomainError, FailedPrecondition
 from svckit.idempotency import IdempotencyStore, ItemKey, StoredAnswer, probe_many
 from svckit.uow import EngineUnitOfWork
-
-if TYPE_CHECKING:
-    from wallet_svc.service import MovementResult
+from wallet_svc.domain import MovementResult
 
 
 def balance_limit() -> FailedPrecondition:

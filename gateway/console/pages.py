@@ -13,10 +13,11 @@ so a double click or a resubmitted form refunds once.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, get_args
 from urllib.parse import parse_qs, urlencode
 
@@ -46,6 +47,8 @@ router = APIRouter(include_in_schema=False)
 
 SESSION_COOKIE = "console_session"
 SIGNIN_COOKIE = "console_signin"
+SESSIONS_KEPT_FOR = timedelta(days=1)
+"""How long an expired or signed-out session stays in the table before a sign-in purges it."""
 _FORM_TYPE = "application/x-www-form-urlencoded"
 _REFUND_REASONS = ("requested_by_customer", "duplicate", "fraudulent")
 _PAGE_SIZE = 25
@@ -235,6 +238,7 @@ async def sign_in(request: Request) -> Response:
         return _sign_in_page(request, 401, "This key cannot sign in: use an active key with the admin scope.")
     settings = _settings(request)
     async with _engine(request).begin() as conn:
+        await store.purge_sessions(conn, SESSIONS_KEPT_FOR)
         token, _ = await store.start_session(conn, key.id, settings.console_session_ttl_seconds)
         await store.record(
             conn,
@@ -412,24 +416,26 @@ class _RefundRow:
 async def _order_context(request: Request, order_id: str) -> dict[str, Any]:
     payment = request.app.state.upstreams.payment
     deadline = _deadline(request)
-    order = (
-        await call(payment.GetPaymentOrder, pb.GetPaymentOrderRequest(payment_order_id=order_id), deadline)
-    )[0].payment_order
-    checkout = (
-        await call(payment.GetCheckout, pb.GetCheckoutRequest(checkout_id=order.checkout_id), deadline)
-    )[0].payment_event
-    history = (
-        await call(
+
+    async def audited() -> list[store.AuditEntry]:
+        async with _engine(request).connect() as conn:
+            return await store.entries(conn, target=order_id, limit=20)
+
+    # The reads that need only the order id at once, then the checkout that needs the order's.
+    (order_answer, _), (history_answer, _), (refunds_answer, _), audit = await asyncio.gather(
+        call(payment.GetPaymentOrder, pb.GetPaymentOrderRequest(payment_order_id=order_id), deadline),
+        call(
             payment.ListPaymentOrderHistory,
             pb.ListPaymentOrderHistoryRequest(payment_order_id=order_id),
             deadline,
-        )
-    )[0].transitions
-    refunds = (
-        await call(
-            payment.ListRefunds, pb.ListRefundsRequest(payment_order_id=order_id, page_size=100), deadline
-        )
-    )[0].refunds
+        ),
+        call(payment.ListRefunds, pb.ListRefundsRequest(payment_order_id=order_id, page_size=100), deadline),
+        audited(),
+    )
+    order, history, refunds = order_answer.payment_order, history_answer.transitions, refunds_answer.refunds
+    checkout = (
+        await call(payment.GetCheckout, pb.GetCheckoutRequest(checkout_id=order.checkout_id), deadline)
+    )[0].payment_event
     steps = [
         _Step(
             at=_when(t.create_time),
@@ -440,8 +446,6 @@ async def _order_context(request: Request, order_id: str) -> dict[str, Any]:
         )
         for t in history
     ]
-    async with _engine(request).connect() as conn:
-        audit = await store.entries(conn, target=order_id, limit=20)
     held = (
         order.state == pb.PAYMENT_ORDER_STATE_PENDING
         and bool(history)

@@ -61,6 +61,24 @@ async def start_session(conn: AsyncConnection, key_id: str, ttl_seconds: int) ->
     return token, csrf
 
 
+async def purge_sessions(conn: AsyncConnection, kept_for: timedelta, limit: int = 1000) -> int:
+    """Delete up to ``limit`` sessions that expired or were signed out more than ``kept_for`` ago.
+
+    Run at each sign-in, so the table holds about the sessions of the last ``kept_for`` whatever the
+    traffic (a bounded delete per sign-in outpaces the one row each sign-in adds). Kept a while after
+    they end so an operator can still see recent sign-outs; the audit log keeps the history.
+    """
+    cutoff = sa.func.now() - kept_for
+    victims = (
+        sa.select(console_sessions.c.token_hash)
+        .where(sa.or_(console_sessions.c.expires_at < cutoff, console_sessions.c.ended_at < cutoff))
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    result = await conn.execute(console_sessions.delete().where(console_sessions.c.token_hash.in_(victims)))
+    return result.rowcount
+
+
 async def find_session(conn: AsyncConnection, token: str) -> Session | None:
     row = (
         await conn.execute(

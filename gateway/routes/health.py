@@ -7,10 +7,11 @@ import time
 from typing import Any
 
 import psycopg
-import redis.asyncio as aioredis
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from svckit.redisclient import redis_client
 
 router = APIRouter(tags=["operations"])
 
@@ -54,8 +55,11 @@ async def readyz(request: Request) -> JSONResponse:
             await conn.execute("SELECT 1")
 
     async def redis_check() -> None:
-        client = aioredis.Redis.from_url(
-            state.settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout
+        client = redis_client(
+            state.settings.redis_url,
+            state.settings.redis_cluster,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
         )
         try:
             await client.ping()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Header, Path, Query, Request, Response
 
@@ -43,6 +43,31 @@ async def register_seller(
     )
     mark_replayed(response, replayed)
     return ps.seller_out(reply.seller)
+
+
+@router.get("/sellers", response_model=ps.SellerListOut, summary="Sellers, by account, optionally filtered")
+async def list_sellers(
+    request: Request,
+    seller_account_prefix: Annotated[
+        str, Query(max_length=128, description="Accounts starting with this.")
+    ] = "",
+    state: Annotated[Literal["active", "payouts_paused", "blocked"] | None, Query()] = None,
+    page_size: Annotated[int, Query(ge=0, le=1000)] = 0,
+    page_token: Annotated[str, Query(max_length=2048)] = "",
+) -> ps.SellerListOut:
+    reply, _ = await call(
+        request.app.state.upstreams.payouts.ListSellers,
+        pb.ListSellersRequest(
+            seller_account_prefix=seller_account_prefix,
+            state=ps.SELLER_STATES[state] if state else pb.SELLER_STATE_UNSPECIFIED,
+            page_size=page_size,
+            page_token=page_token,
+        ),
+        _deadline(request),
+    )
+    return ps.SellerListOut(
+        sellers=[ps.seller_out(s) for s in reply.sellers], next_page_token=reply.next_page_token or None
+    )
 
 
 @router.get("/sellers/{seller_account}", response_model=ps.SellerOut, summary="A seller's pay-out settings")
@@ -106,6 +131,23 @@ async def start_payout_run(
     )
     mark_replayed(response, replayed)
     return ps.run_out(reply.run)
+
+
+@router.get("/payout-runs", response_model=ps.PayoutRunListOut, summary="Runs, newest first")
+async def list_payout_runs(
+    request: Request,
+    period: Annotated[str, Query(max_length=16)] = "",
+    page_size: Annotated[int, Query(ge=0, le=1000)] = 0,
+    page_token: Annotated[str, Query(max_length=2048)] = "",
+) -> ps.PayoutRunListOut:
+    reply, _ = await call(
+        request.app.state.upstreams.payouts.ListPayoutRuns,
+        pb.ListPayoutRunsRequest(period=period, page_size=page_size, page_token=page_token),
+        _deadline(request),
+    )
+    return ps.PayoutRunListOut(
+        runs=[ps.run_out(r) for r in reply.runs], next_page_token=reply.next_page_token or None
+    )
 
 
 @router.get("/payout-runs/{run_id}", response_model=ps.PayoutRunOut, summary="A run with its progress")

@@ -143,14 +143,25 @@ class SellerRegistry:
             raise _not_found(seller_account)
         return row
 
-    async def list(self, requested_size: int, token: str) -> tuple[list[SellerRow], str]:
+    async def list(
+        self, requested_size: int, token: str, prefix: str = "", state: SellerState | None = None
+    ) -> tuple[list[SellerRow], str]:
+        """A page of sellers in account order, of those starting with ``prefix`` in ``state``."""
         size = page_size(requested_size, default=100, maximum=1000)
-        after = decode_token(token, "sellers", str) or ""
+        if len(prefix) > 128:
+            raise InvalidArgument(
+                "INVALID_FILTER",
+                "seller_account_prefix: at most 128 characters",
+                field="seller_account_prefix",
+            )
+        # The filters are part of the listing: a token of one filter is refused by another.
+        listing = ["sellers", prefix, state.value if state else ""] if prefix or state else "sellers"
+        after = decode_token(token, listing, str) or ""
         async with self._d.store.unit() as repo:
-            rows = await repo.list_sellers(after, size + 1)
+            rows = await repo.list_sellers(after, size + 1, prefix, state.value if state else "")
         more = len(rows) > size
         rows = rows[:size]
-        return rows, encode_token("sellers", rows[-1].seller_account) if more else ""
+        return rows, encode_token(listing, rows[-1].seller_account) if more else ""
 
     async def pause(self, seller_account: str, reason: str) -> SellerRow:
         if not reason.strip():

@@ -191,10 +191,18 @@ class PayoutRepo:
         row = await self._one(f"SELECT * FROM sellers WHERE seller_account = :s{lock}", s=seller_account)
         return _seller(row) if row else None
 
-    async def list_sellers(self, after: str, limit: int) -> list[SellerRow]:
+    async def list_sellers(
+        self, after: str, limit: int, prefix: str = "", state: str = ""
+    ) -> list[SellerRow]:
+        """Sellers after ``after`` in account order; ``prefix`` and ``state`` filter when not empty."""
         rows = await self._all(
-            "SELECT * FROM sellers WHERE seller_account > :after ORDER BY seller_account LIMIT :limit",
+            "SELECT * FROM sellers WHERE seller_account > :after"
+            " AND (:prefix = '' OR starts_with(seller_account, :prefix))"
+            " AND (:state = '' OR state = :state)"
+            " ORDER BY seller_account LIMIT :limit",
             after=after,
+            prefix=prefix,
+            state=state,
             limit=limit,
         )
         return [_seller(r) for r in rows]
@@ -283,6 +291,23 @@ class PayoutRepo:
         run = _run(row)
         run.items.extend(_item(i) for i in items)
         return run
+
+    async def list_runs(self, period: str, before: tuple[str, str] | None, limit: int) -> list[RunRow]:
+        """Runs newest first (without items), of ``period`` when not empty, after the ``before``
+        position (created_at ISO text, run_id) of the previous page."""
+        where: list[str] = ["TRUE"]
+        params: dict[str, Any] = {"limit": limit}
+        if period:
+            where.append("period = :p")
+            params["p"] = period
+        if before is not None:
+            where.append("(created_at, run_id) < (CAST(:at AS timestamptz), :rid)")
+            params.update(at=before[0], rid=before[1])
+        rows = await self._all(
+            f"SELECT * FROM payout_runs WHERE {' AND '.join(where)} ORDER BY created_at DESC, run_id DESC LIMIT :limit",
+            **params,
+        )
+        return [_run(r) for r in rows]
 
     async def claim_run(self, run_id: str, lease_seconds: float) -> bool:
         row = await self._one(
@@ -404,10 +429,24 @@ class PayoutRepo:
         return [_payout(r) for r in rows]
 
     async def list_payouts(
-        self, seller_account: str, period: str, state: str, before: tuple[str, str] | None, limit: int
+        self,
+        seller_account: str,
+        period: str,
+        state: str,
+        before: tuple[str, str] | None,
+        limit: int,
+        *,
+        created_from: datetime | None = None,
+        created_before: datetime | None = None,
     ) -> list[PayoutRow]:
         where: list[str] = ["TRUE"]
         params: dict[str, Any] = {"limit": limit}
+        if created_from is not None:
+            where.append("created_at >= :created_from")
+            params["created_from"] = created_from
+        if created_before is not None:
+            where.append("created_at < :created_before")
+            params["created_before"] = created_before
         if seller_account:
             where.append("seller_account = :s")
             params["s"] = seller_account

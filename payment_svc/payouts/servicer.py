@@ -4,6 +4,7 @@ cases. No rule lives here."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import UTC
 from typing import TypeVar, cast
 
 import grpc
@@ -221,7 +222,12 @@ class PayoutServicer(pb_grpc.PayoutServiceServicer):
         return pb.GetSellerResponse(seller=seller_to_pb(await self._p.registry.get(request.seller_account)))
 
     async def ListSellers(self, request: pb.ListSellersRequest, context: grpc.aio.ServicerContext):
-        rows, token = await self._p.registry.list(request.page_size, request.page_token)
+        rows, token = await self._p.registry.list(
+            request.page_size,
+            request.page_token,
+            request.seller_account_prefix,
+            _SELLER_STATE_IN.get(request.state),
+        )
         return pb.ListSellersResponse(sellers=[seller_to_pb(r) for r in rows], next_page_token=token)
 
     async def PauseSeller(self, request: pb.PauseSellerRequest, context: grpc.aio.ServicerContext):
@@ -239,7 +245,8 @@ class PayoutServicer(pb_grpc.PayoutServiceServicer):
         return await self._once(context, "payouts.ResumeSeller", request, pb.ResumeSellerResponse, operate)
 
     async def PreviewPayoutRun(self, request: pb.PreviewPayoutRunRequest, context: grpc.aio.ServicerContext):
-        return pb.PreviewPayoutRunResponse(run=run_to_pb(await self._p.runs.preview(request.period)))
+        run = await self._p.runs.preview(request.period, list(request.seller_accounts))
+        return pb.PreviewPayoutRunResponse(run=run_to_pb(run))
 
     async def StartPayoutRun(self, request: pb.StartPayoutRunRequest, context: grpc.aio.ServicerContext):
         async def operate() -> pb.StartPayoutRunResponse:
@@ -253,10 +260,31 @@ class PayoutServicer(pb_grpc.PayoutServiceServicer):
     async def GetPayoutRun(self, request: pb.GetPayoutRunRequest, context: grpc.aio.ServicerContext):
         return pb.GetPayoutRunResponse(run=run_to_pb(await self._p.runs.get(request.run_id)))
 
+    async def ListPayoutRuns(self, request: pb.ListPayoutRunsRequest, context: grpc.aio.ServicerContext):
+        size = page_size(request.page_size, default=100, maximum=1000)
+        if len(request.period) > 16:
+            raise InvalidArgument("INVALID_PERIOD", "period: at most 16 characters", field="period")
+        listing = ["payout_runs", request.period]
+        before = decode_token(request.page_token, listing, list)
+        async with self._p.deps.store.unit() as repo:
+            rows = await repo.list_runs(request.period, (before[0], before[1]) if before else None, size + 1)
+        more = len(rows) > size
+        rows = rows[:size]
+        token = encode_token(listing, [rows[-1].created_at.isoformat(), rows[-1].run_id]) if more else ""
+        return pb.ListPayoutRunsResponse(runs=[run_to_pb(r) for r in rows], next_page_token=token)
+
     async def ListPayouts(self, request: pb.ListPayoutsRequest, context: grpc.aio.ServicerContext):
         size = page_size(request.page_size, default=100, maximum=1000)
         state = _PAYOUT_STATE_IN.get(request.state)
+        created_from = (
+            request.create_time_from.ToDatetime(UTC) if request.HasField("create_time_from") else None
+        )
+        created_before = (
+            request.create_time_before.ToDatetime(UTC) if request.HasField("create_time_before") else None
+        )
         listing = ["payouts", request.seller_account, request.period, state.value if state else ""]
+        if created_from or created_before:  # older tokens (no window) stay valid for listings without one
+            listing += [str(created_from or ""), str(created_before or "")]
         before = decode_token(request.page_token, listing, list)
         async with self._p.deps.store.unit() as repo:
             rows = await repo.list_payouts(
@@ -265,6 +293,8 @@ class PayoutServicer(pb_grpc.PayoutServiceServicer):
                 state.value if state else "",
                 (before[0], before[1]) if before else None,
                 size + 1,
+                created_from=created_from,
+                created_before=created_before,
             )
         more = len(rows) > size
         rows = rows[:size]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from payment_svc.domain import OrderState
@@ -177,3 +177,36 @@ async def list_refunds(
     listing = ["refunds", payment_order_id]
     rows = await uow.repo.list_refunds(payment_order_id, _keyset(page_token, listing), size + 1)
     return rows[:size], _next_token(rows, size, listing, "refund_id")
+
+
+@dataclass(frozen=True)
+class OrderStats:
+    since: datetime
+    buckets: list[tuple[datetime, int, int, int]]
+    """(start, created, succeeded, failed), oldest first, buckets with orders only."""
+    declines: list[tuple[str, int]]
+
+
+_CAPTURED = (OrderState.SUCCESS, OrderState.PARTIALLY_REFUNDED, OrderState.REFUNDED)
+
+
+async def order_stats(uow: UnitOfWork, window_minutes: int, bucket_minutes: int, now: datetime) -> OrderStats:
+    """Orders created in the last ``window_minutes`` (0: 180, at most a day) per ``bucket_minutes``
+    (0: 5, at most an hour and the window), and the failed ones by decline code."""
+    window = window_minutes or 180
+    bucket = bucket_minutes or 5
+    if not 1 <= window <= 1440:
+        raise InvalidArgument("INVALID_FILTER", "window_minutes must be 1-1440", field="window_minutes")
+    if not 1 <= bucket <= min(60, window):
+        raise InvalidArgument(
+            "INVALID_FILTER", "bucket_minutes must be 1-60 and at most the window", field="bucket_minutes"
+        )
+    since = now - timedelta(minutes=window)
+    buckets, declines = await uow.repo.order_stats(
+        since, bucket * 60, [s.value for s in _CAPTURED], OrderState.FAILED.value
+    )
+    return OrderStats(
+        since=since,
+        buckets=[(r.start, r.created, r.succeeded, r.failed) for r in buckets],
+        declines=[(r.code, r.count) for r in declines],
+    )

@@ -37,6 +37,13 @@ class Code(enum.StrEnum):
     REFUND_NOT_OURS = "REFUND_NOT_OURS"
     """A refund at the PSP (made in its dashboard, say) that we never recorded."""
     DISPUTE_NOT_RECORDED = "DISPUTE_NOT_RECORDED"
+    """A dispute (or its reversal) at the PSP on a charge we have no record of."""
+    REFUND_FAILED_AT_PSP = "REFUND_FAILED_AT_PSP"
+    """The PSP says our refund failed (the money came back) while we hold it as succeeded."""
+    PLATFORM_PAYOUT_FAILED = "PLATFORM_PAYOUT_FAILED"
+    """The PSP's payout of our balance to our bank came back (a closed or wrong bank account)."""
+    PSP_ADJUSTMENT = "PSP_ADJUSTMENT"
+    """An adjustment the PSP made to our balance: booked as it says, for a person to confirm."""
     PAYOUT_NOT_IN_BOOKS = "PAYOUT_NOT_IN_BOOKS"
     DUPLICATE_ROW = "DUPLICATE_ROW"
     """The same balance transaction twice (in one file, or again with other content in a later file)."""
@@ -55,6 +62,9 @@ CLASSIFICATION: Mapping[Code, Classification] = {
     Code.CURRENCY_DIFFERS: Classification.MANUAL,
     Code.REFUND_NOT_OURS: Classification.MANUAL,
     Code.DISPUTE_NOT_RECORDED: Classification.MANUAL,
+    Code.REFUND_FAILED_AT_PSP: Classification.MANUAL,
+    Code.PLATFORM_PAYOUT_FAILED: Classification.MANUAL,
+    Code.PSP_ADJUSTMENT: Classification.MANUAL,
     Code.PAYOUT_NOT_IN_BOOKS: Classification.MANUAL,
     Code.DUPLICATE_ROW: Classification.MANUAL,
     Code.MISSING_FROM_PSP: Classification.MANUAL,
@@ -68,6 +78,26 @@ REFUND_CATEGORIES = frozenset({"refund", "partial_capture_reversal"})
 # A pay-out sends a seller's money to its connected account with a Connect transfer (our payout id in its
 # metadata); the payout to the bank happens in the connected account, so it is not in the platform's file.
 TRANSFER_CATEGORIES = frozenset({"transfer"})
+# Matched by the dispatch in categories.py (the three groups above stay in run.py).
+DISPUTE_CATEGORIES = frozenset({"dispute", "dispute_reversal"})
+REFUND_FAILURE_CATEGORIES = frozenset({"refund_failure"})
+TRANSFER_REVERSAL_CATEGORIES = frozenset({"transfer_reversal"})
+PLATFORM_PAYOUT_CATEGORIES = frozenset({"payout", "payout_reversal"})
+"""The PSP paying our balance out to our bank (and such a payout coming back)."""
+FEE_CATEGORIES = frozenset({"fee", "network_cost"})
+"""Fees the PSP charges outside a charge (account, Radar, network costs)."""
+ADJUSTMENT_CATEGORIES = frozenset({"other_adjustment"})
+OTHER_CATEGORIES = (
+    DISPUTE_CATEGORIES
+    | REFUND_FAILURE_CATEGORIES
+    | TRANSFER_REVERSAL_CATEGORIES
+    | PLATFORM_PAYOUT_CATEGORIES
+    | FEE_CATEGORIES
+    | ADJUSTMENT_CATEGORIES
+)
+"""Every other category (issuing, top-ups, financing, climate, tax...) is a product we do not use: a row of it
+is UNMATCHED_ROW for a person."""
+FAILED_PAYOUT_STATES = frozenset({"FAILED", "CANCELED"})
 
 
 class OrderState(enum.StrEnum):
@@ -120,6 +150,7 @@ class OurPayout:
     currency: str
     psp_transfer_id: str
     """The PSP transfer we recorded; empty when the pay-out never got (or never heard back about) one."""
+    created_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,15 +175,26 @@ class Mismatch:
     line: int = 0
 
 
+class Against(enum.StrEnum):
+    """The account a booked row's gross is set against (the bank takes the net, the PSP fees the fee)."""
+
+    PSP_RECEIVABLE = "psp_receivable"
+    """Charges, refunds and refund failures: what the PSP owed us for them is settled."""
+    DISPUTE_LOSSES = "dispute_losses"
+    PSP_FEES = "psp_fees"
+    PSP_ADJUSTMENTS = "psp_adjustments"
+
+
 @dataclass(slots=True)  # not frozen, like OurOrder: one per booked row
 class Booking:
-    """A matched charge or refund to post: Dr bank net / Dr fees fee / Cr psp_receivable gross (mirrored for refunds)."""
+    """A matched row to post: Dr bank net / Dr fees fee / Cr ``against`` gross (a negative gross mirrors it)."""
 
     balance_transaction_id: str
     our_reference: str
     currency: str
     gross_minor: int
     fee_minor: int
+    against: Against = Against.PSP_RECEIVABLE
 
 
 @dataclass
@@ -160,6 +202,8 @@ class RowOutcome:
     mismatches: list[Mismatch] = field(default_factory=list)
     booking: Booking | None = None
     matched: bool = False
+    reference: str = ""
+    """Our record a row that books nothing belongs to (a pay-out's transfer), kept so later checks see it."""
 
 
 @dataclass(frozen=True)
@@ -215,6 +259,7 @@ def classify_charge(row: SettlementRow, orders: Sequence[OurOrder] | None, rules
         return out
     ref = checkout_reference(orders[0].checkout_id)
     out.matched = True
+    out.reference = ref  # the row reached us even when it is not booked: its orders are not missing
     currencies = sorted({o.currency for o in orders})
     ours = currencies[0] if len(currencies) == 1 else "/".join(currencies)
     code, diffs = _money_diffs(row, sum(o.amount_minor for o in orders), ours, 1)
@@ -285,6 +330,7 @@ def classify_transfer(row: SettlementRow, payout_id: str, payout: OurPayout | No
         return out
     ref = f"payout:{payout.payout_id}"
     out.matched = True
+    out.reference = ref
     code, diffs = _money_diffs(row, payout.amount_minor, payout.currency, -1)
     if code is not None:
         out.mismatches.append(_mm(code, row, ref, row.currency, row.gross_minor, diffs))
@@ -320,5 +366,169 @@ def missing_from_psp(
         mismatches.append(
             _mm(Code.MISSING_FROM_PSP, None, f"order:{order.payment_order_id}", order.currency,
                 order.amount_minor, [Difference("settlement_row", "captured", "absent")])
+        )  # fmt: skip
+    return mismatches, pending
+
+
+def classify_dispute(row: SettlementRow, orders: Sequence[OurOrder] | None) -> RowOutcome:
+    """A ``dispute`` row (the PSP takes the charge back, negative gross, plus its dispute fee) or a
+    ``dispute_reversal`` (a won dispute gives it back) against the checkout of the disputed charge.
+
+    The payment service keeps no dispute records, so the movement is booked here, against
+    ``expense:dispute_losses``: Dr losses / Dr fees / Cr bank (mirrored by a reversal). A dispute on a charge we
+    have no record of is DISPUTE_NOT_RECORDED and not booked; one for more than the checkout is AMOUNT_DIFFERS.
+    """
+    out = RowOutcome()
+    if not orders:
+        out.mismatches.append(_mm(Code.DISPUTE_NOT_RECORDED, row, "", row.currency, row.gross_minor))
+        return out
+    ref = checkout_reference(orders[0].checkout_id)
+    out.matched = True
+    total = sum(o.amount_minor for o in orders)
+    currencies = sorted({o.currency for o in orders})
+    ours = currencies[0] if len(currencies) == 1 else "/".join(currencies)
+    if row.currency != ours:
+        out.mismatches.append(
+            _mm(Code.CURRENCY_DIFFERS, row, ref, row.currency, row.gross_minor,
+                [Difference("currency", ours, row.currency)])
+        )  # fmt: skip
+        return out
+    if abs(row.gross_minor) > total:  # a dispute may cover part of a charge, never more than it
+        out.mismatches.append(
+            _mm(Code.AMOUNT_DIFFERS, row, ref, row.currency, row.gross_minor,
+                [Difference("amount_minor", f"at most {total}", str(abs(row.gross_minor)))])
+        )  # fmt: skip
+        return out
+    out.booking = Booking(
+        row.balance_transaction_id, ref, row.currency, row.gross_minor, row.fee_minor, Against.DISPUTE_LOSSES
+    )
+    return out
+
+
+def classify_refund_failure(row: SettlementRow, refund: OurRefund | None) -> RowOutcome:
+    """A ``refund_failure`` row (positive gross: the refunded money came back) against our refund.
+
+    Booked as the mirror of the refund's settlement. When we still hold the refund as succeeded the books
+    disagree with the PSP: REFUND_FAILED_AT_PSP, for a person (the buyer was not refunded).
+    """
+    out = RowOutcome()
+    if refund is None:
+        out.mismatches.append(_mm(Code.REFUND_NOT_OURS, row, "", row.currency, row.gross_minor))
+        return out
+    ref = f"refund:{refund.refund_id}"
+    out.matched = True
+    code, diffs = _money_diffs(row, refund.amount_minor, refund.currency, 1)
+    if code is not None:
+        out.mismatches.append(_mm(code, row, ref, row.currency, row.gross_minor, diffs))
+        return out
+    if refund.succeeded:
+        out.mismatches.append(
+            _mm(Code.REFUND_FAILED_AT_PSP, row, ref, row.currency, row.gross_minor,
+                [Difference("refund_state", "SUCCEEDED", "failed")])
+        )  # fmt: skip
+    out.booking = Booking(row.balance_transaction_id, ref, row.currency, row.gross_minor, row.fee_minor)
+    return out
+
+
+def classify_transfer_reversal(row: SettlementRow, payout_id: str, payout: OurPayout | None) -> RowOutcome:
+    """A ``transfer_reversal`` (positive gross: a seller's transfer came back) against our pay-out.
+
+    Nothing is booked: a failed or canceled pay-out reverses its own posting. A reversal for a pay-out we do
+    not have, or one we do not hold as failed or canceled, is PAYOUT_NOT_IN_BOOKS.
+    """
+    out = RowOutcome()
+    if not payout_id:
+        out.mismatches.append(_mm(Code.UNMATCHED_ROW, row, "", row.currency, row.gross_minor))
+        return out
+    if payout is None:
+        out.mismatches.append(
+            _mm(Code.PAYOUT_NOT_IN_BOOKS, row, f"payout:{payout_id}", row.currency, row.gross_minor,
+                [Difference("payout", "absent", payout_id)])
+        )  # fmt: skip
+        return out
+    ref = f"payout:{payout.payout_id}"
+    out.matched = True
+    out.reference = ref
+    if row.currency != payout.currency:
+        out.mismatches.append(
+            _mm(Code.CURRENCY_DIFFERS, row, ref, row.currency, row.gross_minor,
+                [Difference("currency", payout.currency, row.currency)])
+        )  # fmt: skip
+    elif row.gross_minor > payout.amount_minor:
+        out.mismatches.append(
+            _mm(Code.AMOUNT_DIFFERS, row, ref, row.currency, row.gross_minor,
+                [Difference("amount_minor", f"at most {payout.amount_minor}", str(row.gross_minor))])
+        )  # fmt: skip
+    elif payout.state not in FAILED_PAYOUT_STATES:
+        out.mismatches.append(
+            _mm(Code.PAYOUT_NOT_IN_BOOKS, row, ref, row.currency, row.gross_minor,
+                [Difference("state", payout.state, "reversed")])
+        )  # fmt: skip
+    return out
+
+
+def classify_platform_payout(row: SettlementRow) -> RowOutcome:
+    """The PSP paying our balance out to our bank (``payout``, negative gross) or that payout coming back
+    (``payout_reversal``).
+
+    Nothing is booked: DESIGN.md's settlement already moves settled money into ``asset:bank:operating``, so
+    the PSP's sweep to the bank is a move inside that account. A payout that came back is PLATFORM_PAYOUT_FAILED
+    for a person (our bank account needs fixing), still not booked.
+    """
+    out = RowOutcome(matched=True)
+    if row.reporting_category == "payout_reversal":
+        out.mismatches.append(
+            _mm(Code.PLATFORM_PAYOUT_FAILED, row, f"psp_payout:{row.source_id}", row.currency, row.gross_minor,
+                [Difference("payout_state", "paid", "failed")])
+        )  # fmt: skip
+    return out
+
+
+def classify_fee(row: SettlementRow) -> RowOutcome:
+    """A fee the PSP charged outside a charge: booked to ``expense:psp_fees`` (Dr fees / Cr bank)."""
+    out = RowOutcome(matched=True)
+    out.booking = Booking(
+        row.balance_transaction_id, f"psp_fee:{row.source_id}", row.currency, row.gross_minor, row.fee_minor,
+        Against.PSP_FEES,
+    )  # fmt: skip
+    return out
+
+
+def classify_adjustment(row: SettlementRow) -> RowOutcome:
+    """Another adjustment of our balance by the PSP: booked as the PSP says (against
+    ``expense:psp_adjustments``, so the bank matches the PSP) and PSP_ADJUSTMENT for a person to confirm."""
+    out = RowOutcome(matched=True)
+    ref = f"psp_adjustment:{row.source_id}"
+    out.booking = Booking(
+        row.balance_transaction_id, ref, row.currency, row.gross_minor, row.fee_minor, Against.PSP_ADJUSTMENTS
+    )
+    out.mismatches.append(
+        _mm(Code.PSP_ADJUSTMENT, row, ref, row.currency, row.gross_minor,
+            [Difference("adjustment", "none", row.description or row.source_id)])
+    )  # fmt: skip
+    return out
+
+
+def payout_reference(payout_id: str) -> str:
+    return f"payout:{payout_id}"
+
+
+def missing_payouts_from_psp(
+    payouts: Iterable[OurPayout], seen_references: set[str], now: dt.datetime, rules: Rules
+) -> tuple[list[Mismatch], int]:
+    """Our pay-outs transferred at the PSP (a ``psp_transfer_id``) whose transfer no file has reached: pending
+    inside the grace period (from the pay-out's creation), MISSING_FROM_PSP after it."""
+    mismatches: list[Mismatch] = []
+    pending = 0
+    for payout in payouts:
+        ref = payout_reference(payout.payout_id)
+        if not payout.psp_transfer_id or ref in seen_references:
+            continue
+        if payout.created_at is not None and now - payout.created_at < rules.grace:
+            pending += 1
+            continue
+        mismatches.append(
+            _mm(Code.MISSING_FROM_PSP, None, ref, payout.currency, -payout.amount_minor,
+                [Difference("transfer_row", payout.psp_transfer_id, "absent")])
         )  # fmt: skip
     return mismatches, pending

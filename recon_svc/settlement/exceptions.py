@@ -95,6 +95,15 @@ async def list_mismatches(
     return [_view(r) for r in page], (page[-1].id if len(rows) > limit else None)
 
 
+async def get_mismatch(conn: AsyncConnection, mismatch_id: str) -> MismatchView:
+    row = (
+        await conn.execute(sa.select(t.mismatches).where(t.mismatches.c.mismatch_id == mismatch_id))
+    ).first()
+    if row is None:
+        raise NotFound("MISMATCH_NOT_FOUND", f"no mismatch {mismatch_id!r}")
+    return _view(row)
+
+
 async def _action(conn: AsyncConnection, mismatch_id: str, actor: str, action: str, detail: str) -> None:
     await conn.execute(
         t.actions.insert().values(mismatch_id=mismatch_id, actor=actor, action=action, detail=detail)

@@ -137,6 +137,18 @@ class SettlementRpcs:
             next_page_token=pagination.encode_token(listing, cursor) if cursor is not None else "",
         )
 
+    async def GetMismatch(self, request: pb.GetMismatchRequest, context: grpc.aio.ServicerContext):
+        async with self.settlement.engine.connect() as conn:
+            view = await queue.get_mismatch(conn, request.mismatch_id)
+            actions = await queue.history(conn, request.mismatch_id)
+        return pb.GetMismatchResponse(
+            mismatch=mismatch_to_pb(view),
+            actions=[
+                pb.MismatchAction(actor=actor, action=action, detail=detail, create_time=timestamp(at))
+                for actor, action, detail, at in actions
+            ],
+        )
+
     async def AssignMismatch(self, request: pb.AssignMismatchRequest, context: grpc.aio.ServicerContext):
         async def work(conn: Any) -> pb.AssignMismatchResponse:
             await queue.assign(conn, request.mismatch_id, request.assignee, _actor(request.actor))

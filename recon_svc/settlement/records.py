@@ -22,7 +22,7 @@ from typing import Protocol
 import grpc
 
 from ledger_svc import naming
-from recon_svc.settlement.classify import Booking, OrderState, OurOrder, OurPayout, OurRefund
+from recon_svc.settlement.classify import Against, Booking, OrderState, OurOrder, OurPayout, OurRefund
 from recon_svc.settlement.parse import SettlementRow
 from svckit.errors import NotFound
 from svckit.gen.ledger.v1 import ledger_service_pb2 as lpb
@@ -51,20 +51,29 @@ class PaymentRecords(Protocol):
 
     def captured_orders(self, start: dt.datetime, end: dt.datetime) -> AsyncIterator[OurOrder]: ...
 
+    def payouts_created(self, start: dt.datetime, end: dt.datetime) -> AsyncIterator[OurPayout]: ...
+
 
 class OrderFixer(Protocol):
     async def recheck(self, payment_order_id: str) -> OurOrder: ...
 
+    async def redrive(self, payment_order_id: str) -> tuple[OurOrder, bool]:
+        """The payment service emits the order's settlement again (True), or it was settled (False)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class ChunkBooking:
-    """What one chunk of rows settled in one currency: one ledger transaction, keyed by ``booking_id``."""
+    """What one chunk of rows settled in one currency against one account: one ledger transaction, keyed by
+    ``booking_id``."""
 
     booking_id: str
     currency: str
     gross_minor: int
     fee_minor: int
     row_count: int
+    against: Against = Against.PSP_RECEIVABLE
+    """Where the chunk's gross goes (recon3's per-row ``Booking.against``): one booking per currency and account."""
 
 
 class SettlementBooker(Protocol):
@@ -99,6 +108,17 @@ def _order_of(o: ppb.PaymentOrder) -> OurOrder:
     )
 
 
+def _payout_of(p: popb.Payout) -> OurPayout:
+    return OurPayout(
+        payout_id=p.payout_id,
+        state=popb.PayoutState.Name(p.state).removeprefix("PAYOUT_STATE_"),
+        amount_minor=p.amount.amount_minor,
+        currency=p.amount.currency,
+        psp_transfer_id=p.psp_transfer_id,
+        created_at=p.create_time.ToDatetime(tzinfo=dt.UTC),
+    )
+
+
 class GrpcPaymentRecords:
     def __init__(
         self,
@@ -121,14 +141,23 @@ class GrpcPaymentRecords:
             if isinstance(error, NotFound):
                 return None
             raise error from None
-        p = reply.payout
-        return OurPayout(
-            payout_id=p.payout_id,
-            state=popb.PayoutState.Name(p.state).removeprefix("PAYOUT_STATE_"),
-            amount_minor=p.amount.amount_minor,
-            currency=p.amount.currency,
-            psp_transfer_id=p.psp_transfer_id,
-        )
+        return _payout_of(reply.payout)
+
+    async def payouts_created(self, start: dt.datetime, end: dt.datetime) -> AsyncIterator[OurPayout]:
+        """Our pay-outs created in [start, end), a page at a time."""
+        request = popb.ListPayoutsRequest(page_size=1000)
+        request.create_time_from.FromDatetime(start)
+        request.create_time_before.FromDatetime(end)
+        while True:
+            try:
+                page = await self._payouts.ListPayouts(request, timeout=self._deadline)
+            except grpc.aio.AioRpcError as exc:
+                raise from_rpc_error(exc) from None
+            for p in page.payouts:
+                yield _payout_of(p)
+            if not page.next_page_token:
+                return
+            request.page_token = page.next_page_token
 
     async def _order(self, payment_order_id: str) -> OurOrder | None:
         try:
@@ -151,6 +180,16 @@ class GrpcPaymentRecords:
         except grpc.aio.AioRpcError as exc:
             raise from_rpc_error(exc) from None
         return _order_of(reply.payment_order)
+
+    async def redrive(self, payment_order_id: str) -> tuple[OurOrder, bool]:
+        """RedriveSettlement: the order's wallet credit and ledger posting, through the normal idempotent path."""
+        try:
+            reply = await self._stub.RedriveSettlement(
+                ppb.RedriveSettlementRequest(payment_order_id=payment_order_id), timeout=self._deadline
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise from_rpc_error(exc) from None
+        return _order_of(reply.payment_order), reply.redriven
 
     async def captured_orders(self, start: dt.datetime, end: dt.datetime) -> AsyncIterator[OurOrder]:
         """Orders created in [start, end) that were captured (success, partly or fully refunded since)."""
@@ -287,8 +326,26 @@ class GrpcPaymentRecords:
             token = page.next_page_token
 
 
+def _against(booking: Booking | ChunkBooking) -> str:
+    cur = booking.currency
+    match booking.against:
+        case Against.PSP_RECEIVABLE:
+            return naming.psp_receivable(PSP, cur)
+        case Against.DISPUTE_LOSSES:
+            return naming.expense_dispute_losses(cur)
+        case Against.PSP_FEES:
+            return naming.expense_psp_fees(cur)
+        case Against.PSP_ADJUSTMENTS:
+            return naming.expense_psp_adjustments(cur)
+
+
 def settlement_entries(booking: Booking | ChunkBooking) -> list[lpb.Entry]:
-    """DESIGN.md: Dr bank net / Dr PSP fees fee / Cr psp_receivable gross; a refund (negative gross) mirrors it."""
+    """DESIGN.md: Dr bank net / Dr PSP fees fee / Cr psp_receivable gross; a refund (negative gross) mirrors it.
+
+    Disputes, standalone fees and adjustments have the same shape with their gross set against
+    ``expense:dispute_losses``, ``expense:psp_fees`` or ``expense:psp_adjustments`` (a dispute's negative gross
+    debits the losses, the bank gives the gross and the dispute fee).
+    """
     cur = booking.currency
     gross, fee = booking.gross_minor, booking.fee_minor
     net = gross - fee
@@ -296,7 +353,7 @@ def settlement_entries(booking: Booking | ChunkBooking) -> list[lpb.Entry]:
     lines: list[tuple[str, lpb.Direction, int]] = [  # (account, direction when positive, amount)
         (naming.bank_operating(cur), debit, net),
         (naming.expense_psp_fees(cur), debit, fee),
-        (naming.psp_receivable(PSP, cur), credit, gross),
+        (_against(booking), credit, gross),
     ]
     entries = []
     for account, direction, amount in lines:
@@ -338,6 +395,7 @@ class GrpcSettlementBooker:
                             "kind": "psp_settlement",
                             "booking_id": b.booking_id,
                             "rows": str(b.row_count),
+                            "against": b.against.value,
                         },
                     ),
                 )

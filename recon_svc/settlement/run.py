@@ -13,8 +13,9 @@ Two streaming passes keep memory flat and make a bad file book nothing:
 
 A balance transaction already counted by an earlier file (overlapping days) with the same content is skipped;
 with other content, or twice in one file, it is a DUPLICATE_ROW. Transfers are matched to our pay-outs (and book
-nothing: the pay-out booked itself). Categories this version does not match yet (disputes, fees,
-adjustments, the platform's own payouts...) become UNMATCHED_ROW for a person, never silently dropped.
+nothing: the pay-out booked itself). Disputes, refund failures, transfer reversals, the PSP's payouts, fees and
+adjustments are matched in categories.py; categories of products we do not use become UNMATCHED_ROW for a
+person, never silently dropped.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import uuid
 from collections import Counter as Tally
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any, BinaryIO
 
 import sqlalchemy as sa
@@ -39,12 +41,15 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from recon_svc.settlement import tables as t
+from recon_svc.settlement.categories import match_other, redrive_settlement
 from recon_svc.settlement.classify import (
     CAPTURED,
     CHARGE_CATEGORIES,
     CLASSIFICATION,
+    OTHER_CATEGORIES,
     REFUND_CATEGORIES,
     TRANSFER_CATEGORIES,
+    Against,
     Classification,
     Code,
     Mismatch,
@@ -57,6 +62,7 @@ from recon_svc.settlement.classify import (
     classify_transfer,
     missing_from_psp,
 )
+from recon_svc.settlement.missing import missing_payouts
 from recon_svc.settlement.parse import RowError, SettlementFileRefused, SettlementParser, SettlementRow
 from recon_svc.settlement.records import ChunkBooking, OrderFixer, PaymentRecords, SettlementBooker
 from svckit.errors import DomainError
@@ -275,13 +281,14 @@ async def _auto_fix(engine: AsyncEngine, fixer: OrderFixer | None, m: Mismatch, 
         # The settlement was booked with the PSP's fee, so the ledger already carries the difference.
         await _settle_mismatch(engine, mismatch_id, "auto_fixed", "auto_fixed", "booked the PSP's fee")
         return True
-    if fixer is None or m.code is not Code.PSP_CHARGED_ORDER_NOT_SUCCESS:
-        # SETTLEMENT_NOT_BOOKED: the payment service has no RPC to re-drive settlement yet.
+    if fixer is None or m.code not in (Code.PSP_CHARGED_ORDER_NOT_SUCCESS, Code.SETTLEMENT_NOT_BOOKED):
         await _settle_mismatch(
             engine, mismatch_id, "open", "proposed", f"standard procedure for {m.code.value}"
         )
         return False
     order_id = m.our_reference.removeprefix("order:")
+    if m.code is Code.SETTLEMENT_NOT_BOOKED:
+        return await redrive_settlement(fixer, order_id, partial(_settle_mismatch, engine, mismatch_id))
     try:
         order = await fixer.recheck(order_id)
     except DomainError as exc:
@@ -420,6 +427,14 @@ async def _reconcile_claimed(
     )
     if expected_window is not None:
         await _missing(engine, records, rules, report, expected_window, now)
+        found, pending = await missing_payouts(
+            engine, records, rules, expected_window, now, report.run_id, _store
+        )
+        report.pending += pending
+        for m in found:
+            report.mismatches_by_code[m.code.value] = report.mismatches_by_code.get(m.code.value, 0) + 1
+            key = m.classification.value
+            report.open_by_classification[key] = report.open_by_classification.get(key, 0) + 1
     report.state = "SUCCEEDED"
     async with engine.begin() as conn:
         await conn.execute(
@@ -589,6 +604,8 @@ async def _outcomes(records: PaymentRecords, rules: Rules, rows: list[Settlement
             payout_id = row.metadata.get("transfer.payout_id", "")
             payout = await records.payout_for(payout_id) if payout_id else None
             outcomes.append(classify_transfer(row, payout_id, payout))
+        elif row.reporting_category in OTHER_CATEGORIES:
+            outcomes.append(await match_other(row, records))
         else:
             outcomes.append(_row_mismatch(Code.UNMATCHED_ROW, row))
     return outcomes
@@ -663,9 +680,10 @@ async def _chunk(
     last_line = rows[-1].line
     clock = time.perf_counter()
 
-    # A booking id per currency of the chunk; a row names its booking in its claim, so the row and its money
-    # are written in the same transaction and a row is booked at most once whatever happens afterwards.
-    booking_ids: dict[str, str] = {}
+    # A booking id per currency and account the gross goes to (recon3's ``against``: a dispute's gross is not
+    # the PSP's debt) of the chunk; a row names its booking in its claim, so the row and its money are written
+    # in the same transaction and a row is booked at most once whatever happens afterwards.
+    booking_ids: dict[tuple[str, Against], str] = {}
     first_of: dict[str, int] = {}
     claim_rows: list[tuple[SettlementRow, RowOutcome]] = []
     repeats: list[SettlementRow] = []
@@ -675,8 +693,11 @@ async def _chunk(
             continue
         first_of[row.balance_transaction_id] = len(claim_rows)
         claim_rows.append((row, outcome))
-        if outcome.booking is not None and row.currency not in booking_ids:
-            booking_ids[row.currency] = f"sb_{uuid.uuid4().hex}"
+        if (
+            outcome.booking is not None
+            and (key := (row.currency, outcome.booking.against)) not in booking_ids
+        ):
+            booking_ids[key] = f"sb_{uuid.uuid4().hex}"
     digests = [_digest(r) for r, _ in claim_rows]
     params: dict[str, Any] = {
         "run_id": report.run_id,
@@ -686,13 +707,17 @@ async def _chunk(
         "currencies": ",".join(r.currency for r, _ in claim_rows),
         "gross": ",".join(str(r.gross_minor) for r, _ in claim_rows),
         "fees": ",".join(str(r.fee_minor) for r, _ in claim_rows),
-        "refs": ",".join(o.booking.our_reference if o.booking else "" for _, o in claim_rows),
-        "bookings": ",".join(booking_ids[r.currency] if o.booking else "" for r, o in claim_rows),
+        # A row that matches but books nothing keeps its record too (a pay-out's transfer: the missing-pay-out
+        # check looks for it).
+        "refs": ",".join(o.booking.our_reference if o.booking else o.reference for _, o in claim_rows),
+        "bookings": ",".join(
+            booking_ids[(r.currency, o.booking.against)] if o.booking else "" for r, o in claim_rows
+        ),
     }
     if params["refs"].count(",") != len(claim_rows) - 1:  # our ids have no comma; never split one wrongly
         raise RuntimeError("a reference of ours contains a comma")
     stored: list[tuple[Mismatch, str]] = []
-    bookings: dict[str, ChunkBooking] = {}
+    bookings: dict[tuple[str, Against], ChunkBooking] = {}
     async with engine.begin() as conn:
         new = set((await conn.execute(_CLAIM, params)).scalars())
         earlier: dict[str, tuple[str, str]] = {}
@@ -705,7 +730,7 @@ async def _chunk(
             )
             earlier = {r.balance_transaction_id: (r.row_digest, r.run_id) for r in result}
         found: list[Mismatch] = []
-        sums: dict[str, list[int]] = {}  # currency → [gross, fee, rows]
+        sums: dict[tuple[str, Against], list[int]] = {}  # (currency, against) → [gross, fee, rows]
         for (row, outcome), digest in zip(claim_rows, digests, strict=True):
             bt = row.balance_transaction_id
             if bt not in new:
@@ -725,7 +750,7 @@ async def _chunk(
             found.extend(outcome.mismatches)
             if outcome.booking is not None:
                 report.booked += 1
-                total = sums.setdefault(row.currency, [0, 0, 0])
+                total = sums.setdefault((row.currency, outcome.booking.against), [0, 0, 0])
                 total[0] += row.gross_minor
                 total[1] += row.fee_minor
                 total[2] += 1
@@ -738,15 +763,15 @@ async def _chunk(
         await conn.execute(
             t.files.update().where(t.files.c.sha256 == report.file_sha256).values(committed_line=last_line)
         )
-        for currency, total in sums.items():
-            bookings[currency] = ChunkBooking(booking_ids[currency], currency, total[0], total[1], total[2])
+        for key, total in sums.items():
+            bookings[key] = ChunkBooking(booking_ids[key], key[0], total[0], total[1], total[2], key[1])
         if bookings:
             await conn.execute(
                 t.bookings.insert(),
                 [
                     {"booking_id": b.booking_id, "run_id": report.run_id, "currency": b.currency,
-                     "gross_minor": b.gross_minor, "fee_minor": b.fee_minor, "row_count": b.row_count,
-                     "state": "pending"}
+                     "against": b.against.value, "gross_minor": b.gross_minor, "fee_minor": b.fee_minor,
+                     "row_count": b.row_count, "state": "pending"}
                     for b in bookings.values()
                 ],
             )  # fmt: skip
@@ -808,7 +833,12 @@ async def post_bookings(
         due = list(await conn.execute(stmt.limit(1000).with_for_update(skip_locked=not wait)))
         if not due:
             return 0
-        chunk = [ChunkBooking(r.booking_id, r.currency, r.gross_minor, r.fee_minor, r.row_count) for r in due]
+        chunk = [
+            ChunkBooking(
+                r.booking_id, r.currency, r.gross_minor, r.fee_minor, r.row_count, Against(r.against)
+            )
+            for r in due
+        ]
         moving = [b for b in chunk if b.gross_minor or b.fee_minor]
         ids = (
             dict(zip((b.booking_id for b in moving), await booker.post(moving), strict=True))

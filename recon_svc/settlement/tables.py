@@ -59,6 +59,8 @@ bookings = sa.Table(
     sa.Column("booking_id", sa.Text, primary_key=True),
     sa.Column("run_id", sa.Text, nullable=False),
     sa.Column("currency", sa.Text, nullable=False),
+    # Where the booking's gross goes (classify.Against): a dispute's or a fee's gross is not the PSP's debt.
+    sa.Column("against", sa.Text, nullable=False, server_default="psp_receivable"),
     sa.Column("gross_minor", sa.BigInteger, nullable=False),
     sa.Column("fee_minor", sa.BigInteger, nullable=False),
     sa.Column("row_count", sa.Integer, nullable=False),

@@ -39,11 +39,22 @@ from rich.console import Console
 from rich.table import Table
 
 from svckit import pki
-from svckit.devstack.infra import EmbeddedPostgres, EmbeddedValkey, _die_with_parent, free_port, port_open
+from svckit.config import multi_host_url
+from svckit.devstack.infra import (
+    EmbeddedPostgres,
+    EmbeddedStandby,
+    EmbeddedValkey,
+    EmbeddedValkeyCluster,
+    _die_with_parent,
+    free_port,
+    port_open,
+)
 from svckit.tls import INSECURE, GrpcSecurity, identity_files
 
 console = Console(stderr=True, highlight=False)
 ROOT = Path(__file__).resolve().parents[2]
+STANDBY_NAME = "standby"
+"""The standby's ``application_name``, which the primary's ``synchronous_standby_names`` waits for."""
 COLORS = ["cyan", "magenta", "green", "yellow", "blue", "bright_red"]
 
 
@@ -252,18 +263,26 @@ def plan_children(
         "gateway": _env_port("GATEWAY_HTTP_PORT", 8000),
         "psp-sim": _env_port("PSP_SIM_PORT", 12111),
     }
-    # The payment service is stateless (its janitor, relay and consumers share work through the
-    # database and Redis), so it can run as several processes, one core each; the gateway spreads
-    # calls over them round-robin.
+    # Every service is stateless (janitors, relays, consumers, schedulers and runs share their work
+    # through database claims, advisory locks and consumer groups: docs/architecture.md), so each can
+    # run as several processes, one core each, on ports of their own; callers spread calls over them
+    # round-robin. DEV_REPLICAS sets the count for all, DEV_PAYMENT_REPLICAS for the payment service.
     gateway_url = f"{tls.http_scheme}://127.0.0.1:{ports['gateway']}"
-    replicas = _env_count("DEV_PAYMENT_REPLICAS", 1)
-    payment_ports = [ports["payment"], *(free_port() for _ in range(replicas - 1))]
+    default_replicas = _env_count("DEV_REPLICAS", 1)
+    counts = {name: default_replicas for name in ("payment", "ledger", "wallet", "recon", "gateway")} | {
+        "payment": _env_count("DEV_PAYMENT_REPLICAS", default_replicas)
+    }
+    replica_ports = {
+        name: [ports[name], *(free_port() for _ in range(count - 1))] for name, count in counts.items()
+    }
+    addrs = {name: ",".join(f"127.0.0.1:{p}" for p in ps) for name, ps in replica_ports.items()}
+    payment_ports = replica_ports["payment"]
     # Metrics are off by default (port 0); asked for, each replica takes the next port up.
     metrics_off = os.environ.get("PAYMENT_METRICS_PORT", "0") == "0"
     metrics_base = 0 if metrics_off else _env_port("PAYMENT_METRICS_PORT", 0)
     children = [
         Child(
-            "payment" if i == 0 else f"payment-{i + 1}",
+            _replica_name("payment", i),
             "payment_svc",
             port,
             "grpc",
@@ -271,8 +290,8 @@ def plan_children(
                 "PAYMENT_GRPC_PORT": str(port),
                 "PAYMENT_PSP_BASE_URL": f"http://127.0.0.1:{ports['psp-sim']}",
                 "PAYMENT_RETURN_URL": f"{gateway_url}/v1/payments/return",
-                "PAYMENT_LEDGER_ADDR": f"127.0.0.1:{ports['ledger']}",
-                "PAYMENT_WALLET_ADDR": f"127.0.0.1:{ports['wallet']}",
+                "PAYMENT_LEDGER_ADDR": addrs["ledger"],
+                "PAYMENT_WALLET_ADDR": addrs["wallet"],
                 # The payment service verifies each PSP event with the secret the simulator signs with.
                 "PAYMENT_ENVIRONMENT": os.environ.get("PAYMENT_ENVIRONMENT", "development"),
                 **({"PAYMENT_PSP_WEBHOOK_SECRETS": webhook_secret} if webhook_secret else {}),
@@ -282,35 +301,34 @@ def plan_children(
         )
         for i, port in enumerate(payment_ports)
     ]
+    for name, module in (("ledger", "ledger_svc"), ("wallet", "wallet_svc")):
+        prefix = f"{name.upper()}_"
+        children += [
+            Child(
+                _replica_name(name, i),
+                module,
+                port,
+                "grpc",
+                env={f"{prefix}GRPC_PORT": str(port), **tls.child_env(name, prefix)},
+            )
+            for i, port in enumerate(replica_ports[name])
+        ]
     children += [
         Child(
-            "ledger",
-            "ledger_svc",
-            ports["ledger"],
-            "grpc",
-            env={"LEDGER_GRPC_PORT": str(ports["ledger"]), **tls.child_env("ledger", "LEDGER_")},
-        ),
-        Child(
-            "wallet",
-            "wallet_svc",
-            ports["wallet"],
-            "grpc",
-            env={"WALLET_GRPC_PORT": str(ports["wallet"]), **tls.child_env("wallet", "WALLET_")},
-        ),
-        Child(
-            "recon",
+            _replica_name("recon", i),
             "recon_svc",
-            ports["recon"],
+            port,
             "grpc",
             env={
-                "RECON_GRPC_PORT": str(ports["recon"]),
-                "RECON_LEDGER_ADDR": f"127.0.0.1:{ports['ledger']}",
-                "RECON_WALLET_ADDR": f"127.0.0.1:{ports['wallet']}",
-                "RECON_PAYMENT_ADDR": f"127.0.0.1:{ports['payment']}",
+                "RECON_GRPC_PORT": str(port),
+                "RECON_LEDGER_ADDR": addrs["ledger"],
+                "RECON_WALLET_ADDR": addrs["wallet"],
+                "RECON_PAYMENT_ADDR": addrs["payment"],
                 "RECON_PSP_BASE_URL": f"http://127.0.0.1:{ports['psp-sim']}",
                 **tls.child_env("recon", "RECON_"),
             },
-        ),
+        )
+        for i, port in enumerate(replica_ports["recon"])
     ]
     if importlib.util.find_spec("psp_sim") is not None:
         from payment_svc.psp_events import HANDLED_EVENT_TYPES
@@ -339,32 +357,36 @@ def plan_children(
                 },
             )
         )
-    children.append(
+    # Gateway replicas are peers on ports of their own (a load balancer in front is the deployment's
+    # business); the simulator's webhooks go to the first, buyers may use any.
+    children += [
         Child(
+            _replica_name("gateway", i),
             "gateway",
-            "gateway",
-            ports["gateway"],
+            port,
             "http",
             ready_path="/readyz",
             https=tls.https,
             env={
                 **tls.child_env("gateway", "GATEWAY_"),
                 **tls.gateway_https_env(),
-                "GATEWAY_HTTP_PORT": str(ports["gateway"]),
+                "GATEWAY_HTTP_PORT": str(port),
                 # Development: no webhook secret needed, and a ready-made key (payments + admin).
                 "GATEWAY_ENVIRONMENT": os.environ.get("GATEWAY_ENVIRONMENT", "development"),
                 **({"GATEWAY_DEV_API_KEY": dev_key} if dev_key else {}),
                 **({"GATEWAY_STRIPE_WEBHOOK_SECRET": webhook_secret} if webhook_secret else {}),
                 **({"GATEWAY_STATUS_PAGE_SECRET": status_page_secret} if status_page_secret else {}),
-                **{
-                    f"GATEWAY_{n.upper()}_ADDR": f"127.0.0.1:{ports[n]}"
-                    for n in ("ledger", "wallet", "recon")
-                },
-                "GATEWAY_PAYMENT_ADDR": ",".join(f"127.0.0.1:{p}" for p in payment_ports),
+                **{f"GATEWAY_{n.upper()}_ADDR": addrs[n] for n in ("payment", "ledger", "wallet", "recon")},
             },
         )
-    )
+        for i, port in enumerate(replica_ports["gateway"])
+    ]
     return children
+
+
+def _replica_name(service: str, index: int) -> str:
+    """``payment``, then ``payment-2``, ``payment-3``…: the first keeps the plain name (and port)."""
+    return service if index == 0 else f"{service}-{index + 1}"
 
 
 class Stack:
@@ -381,7 +403,11 @@ class Stack:
             sim_state=data_dir / "psp_sim" / "state.sqlite3",
         )
         self.pg: EmbeddedPostgres | None = None
+        self.standby: EmbeddedStandby | None = None
+        """DEV_PG_STANDBY=1: a synchronous streaming standby of ``pg``, promoted when ``pg`` dies."""
         self.valkey: EmbeddedValkey | None = None
+        self.valkey_cluster: EmbeddedValkeyCluster | None = None
+        """DEV_REDIS_CLUSTER=1: a Valkey Cluster instead of one server."""
         self.stop_requested = threading.Event()
         self.env = dict(os.environ)
 
@@ -395,18 +421,84 @@ class Stack:
             console.print(
                 f"PostgreSQL: starting embedded server on 127.0.0.1:{port} (data in {self.data_dir / 'postgres'})"
             )
-            self.pg = EmbeddedPostgres(self.data_dir / "postgres", port=port, durable=True).start()
+            standby = _env_flag("DEV_PG_STANDBY")
+            self.pg = EmbeddedPostgres(
+                self.data_dir / "postgres",
+                port=port,
+                durable=True,
+                sync_standby=STANDBY_NAME if standby else None,
+            ).start()
             self.env["DATABASE_URL"] = self.pg.url
+            if standby:
+                self._start_standby(self.pg)
         if self.env.get("REDIS_URL"):
             console.print(f"Redis: using REDIS_URL ({_redact(self.env['REDIS_URL'])})")
         else:
             port = _env_port("DEV_REDIS_PORT", 6379)
+            if _env_flag("DEV_REDIS_CLUSTER"):
+                self._start_valkey_cluster(port)
+                return
             _require_free(port, "Valkey", "DEV_REDIS_PORT")
             console.print(
                 f"Valkey: starting embedded server on 127.0.0.1:{port} (data in {self.data_dir / 'valkey'})"
             )
             self.valkey = EmbeddedValkey(self.data_dir / "valkey", port=port, persist=True).start()
             self.env["REDIS_URL"] = self.valkey.url
+
+    def _start_valkey_cluster(self, first_port: int) -> None:
+        """Three primaries with a replica each on ``first_port`` and the five ports after it."""
+        ports = list(range(first_port, first_port + 6))
+        for port in ports:
+            _require_free(port, "a Valkey cluster node", "DEV_REDIS_PORT")
+        # The bus ports are part of the cluster's memory (nodes.conf): the usual port + 10000 when it
+        # exists, so a restart finds the same ones.
+        bus = [p + 10000 if p + 10000 < 65536 else free_port() for p in ports]
+        folder = self.data_dir / "valkey-cluster"
+        console.print(
+            f"Valkey: starting a cluster of 3 primaries with a replica each on 127.0.0.1:{ports[0]}-{ports[-1]} "
+            f"(data in {folder})"
+        )
+        self.valkey_cluster = EmbeddedValkeyCluster(folder, ports, bus_ports=bus, persist=True).start()
+        self.env["REDIS_URL"] = self.valkey_cluster.url
+        self.env["REDIS_CLUSTER"] = "true"
+
+    def _start_standby(self, primary: EmbeddedPostgres) -> None:
+        folder = self.data_dir / "postgres-standby"
+        if (folder / "PG_VERSION").exists() and not (folder / "standby.signal").exists():
+            raise SystemExit(
+                f"the standby in {folder} was promoted in an earlier run, so {primary.data_dir} is stale: "
+                "`make reset` (or remove both folders) to start over"
+            )
+        port = _env_port("DEV_PG_STANDBY_PORT", 5433)
+        _require_free(port, "the PostgreSQL standby", "DEV_PG_STANDBY_PORT")
+        console.print(
+            f"PostgreSQL: starting a synchronous streaming standby on 127.0.0.1:{port} (data in {folder})"
+        )
+        self.standby = EmbeddedStandby(
+            folder, port=port, durable=True, primary=primary, application_name=STANDBY_NAME
+        )
+        self.standby.start()
+        # Both servers in one URL: every connection goes to whichever accepts writes.
+        self.env["DATABASE_URL"] = multi_host_url(
+            primary.url, f"{primary.host}:{primary.port},{self.standby.host}:{self.standby.port}"
+        )
+
+    def _recover_postgres(self) -> object:
+        """The primary died: promote the standby when there is one (a restarted old primary would
+        bring back a second writable copy), else restart the primary."""
+        standby = self.standby
+        if standby is None or standby.proc is None or standby.proc.poll() is not None:
+            assert self.pg is not None
+            return self.pg.start()
+        old = self.pg
+        standby.promote()
+        self.pg, self.standby = standby, None
+        console.print(
+            f"[yellow]PostgreSQL: promoted the standby on port {standby.port}; the services reconnect "
+            f"to it. The old primary's data ({old.data_dir if old else '?'}) is stale and stays stopped; "
+            "`make reset` before the next run.[/]"
+        )
+        return standby
 
     # -- services -------------------------------------------------------------------------------
     def start_children(self) -> None:
@@ -469,11 +561,34 @@ class Stack:
         """Everything this supervisor started, with how to start each again."""
         watched = []
         if self.pg is not None:
-            pg = self.pg
-            watched.append(Watched("postgres", lambda: pg.proc, pg.start))
+            # Read when called: a fail-over makes the promoted standby the primary.
+            watched.append(
+                Watched("postgres", lambda: self.pg.proc if self.pg else None, self._recover_postgres)
+            )
+        if self.standby is not None:
+            standby = self.standby
+            watched.append(
+                Watched(
+                    "postgres-standby",
+                    lambda: standby.proc if self.standby is standby else None,
+                    standby.start,
+                )
+            )
         if self.valkey is not None:
             valkey = self.valkey
             watched.append(Watched("valkey", lambda: valkey.proc, valkey.start))
+        if self.valkey_cluster is not None:
+            for node in self.valkey_cluster.nodes:
+                # Restarted only after its replica had time to take its slots over (node timeout 2 s
+                # plus the election); it rejoins from its nodes.conf, a former primary as a replica.
+                watched.append(
+                    Watched(
+                        f"valkey-{node.port}",
+                        partial(_node_proc, node),
+                        node.start,
+                        backoff=Backoff(first_delay=5.0),
+                    )
+                )
         for child in self.children:
             watched.append(
                 Watched(
@@ -550,8 +665,12 @@ class Stack:
                 child.proc.wait()
         if self.valkey is not None:
             self.valkey.stop()
+        if self.valkey_cluster is not None:
+            self.valkey_cluster.stop()
         if self.pg is not None:
             self.pg.stop()
+        if self.standby is not None:
+            self.standby.stop()
 
 
 class ChildFailed(RuntimeError):
@@ -606,6 +725,10 @@ def _redact(url: str) -> str:
     return url.split("://", 1)[0] + "://***@" + url.rsplit("@", 1)[1] if "@" in url else url
 
 
+def _node_proc(node: EmbeddedValkey) -> subprocess.Popen | None:
+    return node.proc
+
+
 def _proc_of(child: Child) -> subprocess.Popen | None:
     return child.proc  # read when called: a restart replaces it
 
@@ -638,11 +761,17 @@ def _summary(stack: Stack, started: float) -> None:
         _redact(stack.env["DATABASE_URL"]),
         str(stack.pg.proc.pid) if stack.pg and stack.pg.proc else "external",
     )
-    table.add_row(
-        "redis",
-        stack.env["REDIS_URL"],
-        str(stack.valkey.proc.pid) if stack.valkey and stack.valkey.proc else "external",
-    )
+    if stack.standby is not None and stack.standby.proc is not None:
+        table.add_row("postgres-standby", stack.standby.url, str(stack.standby.proc.pid))
+    if stack.valkey_cluster is not None:
+        ports = [n.port for n in stack.valkey_cluster.nodes]
+        table.add_row("redis", f"cluster 127.0.0.1:{ports[0]}-{ports[-1]}", "6 nodes")
+    else:
+        table.add_row(
+            "redis",
+            stack.env["REDIS_URL"],
+            str(stack.valkey.proc.pid) if stack.valkey and stack.valkey.proc else "external",
+        )
     console.print(table)
     gw = next(c for c in stack.children if c.name == "gateway")
     payment = next(c for c in stack.children if c.name == "payment")

@@ -6,14 +6,13 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
-
 from svckit.errors import InvalidArgument, NotFound
 from svckit.events import streams
 from svckit.events.channels import Channels, DeadLetterEntry
 from svckit.events.config import Keys
 from svckit.events.metrics import EVENTS_REPLAYED
 from svckit.logging import get_logger
+from svckit.redisclient import RedisClient
 
 log = get_logger(__name__)
 
@@ -46,7 +45,7 @@ def _check_id(entry_id: str) -> str:
 
 
 class EventsAdmin:
-    def __init__(self, redis: Redis, keys: Keys) -> None:
+    def __init__(self, redis: RedisClient, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
         self.channels = Channels(redis, keys)

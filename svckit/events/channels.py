@@ -14,10 +14,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from redis.asyncio import Redis
-
 from svckit.events.config import Keys
 from svckit.events.message import Attempt, Event
+from svckit.redisclient import RedisClient
 
 # ZREM first: of several movers racing for one member, only the one that removed it publishes it.
 _MOVE_DUE = """
@@ -80,10 +79,9 @@ class DeadLetterEntry:
 class Channels:
     """Scheduling retries, dead-lettering, moving due retries and replaying dead letters."""
 
-    def __init__(self, redis: Redis, keys: Keys) -> None:
+    def __init__(self, redis: RedisClient, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
-        self._move_due = redis.register_script(_MOVE_DUE)
         self._replay = redis.register_script(_REPLAY)
         self._discard = redis.register_script(_DISCARD)
 
@@ -119,9 +117,9 @@ class Channels:
         async with self.redis.pipeline(transaction=False) as pipe:
             for member in due:
                 spec = json.loads(member)
-                await self._move_due(
-                    keys=[self.keys.retry, spec["s"]], args=[member, *_flatten(spec["f"])], client=pipe
-                )
+                # EVAL, not the registered script's EVALSHA: a cluster pipeline refuses EVALSHA (a
+                # node may lack the script); the server caches the compiled body either way.
+                pipe.eval(_MOVE_DUE, 2, self.keys.retry, spec["s"], member, *_flatten(spec["f"]))
             results = await pipe.execute()
         return sum(1 for r in results if r)
 

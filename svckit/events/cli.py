@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
 import typer
-from redis.asyncio import Redis
 
 from svckit.config import load_settings
 from svckit.errors import DomainError
@@ -23,6 +22,7 @@ from svckit.events.admin import EventsAdmin
 from svckit.events.channels import DeadLetterEntry
 from svckit.events.config import EventsSettings
 from svckit.logging import configure_logging
+from svckit.redisclient import redis_client
 
 app = typer.Typer(help="Event backbone: relay, streams and dead letters.", no_args_is_help=True)
 dlq = typer.Typer(help="Dead letters: list, show, replay, discard.", no_args_is_help=True)
@@ -43,7 +43,7 @@ def _settings(namespace: str | None, redis_url: str | None, **extra: object) -> 
 
 def _with_admin(settings: EventsSettings, work: Callable[[EventsAdmin], Awaitable[T]]) -> T:
     async def run() -> T:
-        redis = Redis.from_url(settings.redis_url, decode_responses=True)
+        redis = redis_client(settings.redis_url, settings.redis_cluster, decode_responses=True)
         try:
             return await work(EventsAdmin(redis, settings.keys))
         finally:
@@ -73,7 +73,7 @@ def relay(
 
     async def run() -> None:
         engine = create_engine(_async_url(settings.database_url), pool_size=2)
-        redis = Redis.from_url(settings.redis_url, decode_responses=True)
+        redis = redis_client(settings.redis_url, settings.redis_cluster, decode_responses=True)
         try:
             await Relay(engine, redis, settings).run()
         finally:

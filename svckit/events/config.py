@@ -21,6 +21,8 @@ class EventsSettings(SharedEnvSettings):
     One tag puts them in one Redis Cluster slot, which the atomic moves (retry → stream, DLQ →
     stream) need."""
     redis_url: str = DEFAULT_REDIS_URL
+    redis_cluster: bool = False
+    """``redis_url`` names a node of a Redis Cluster (svckit/redisclient.py)."""
     database_url: str = DEFAULT_DATABASE_URL
     """Only used by ``python -m svckit.events relay``; services hand the relay their own engine."""
 

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from svckit.events import streams
@@ -47,6 +46,7 @@ from svckit.events.metrics import (
 )
 from svckit.events.policy import DeadLetter, RetryPolicy, TerminalError
 from svckit.logging import get_logger
+from svckit.redisclient import RedisClient
 
 log = get_logger(__name__)
 
@@ -97,7 +97,7 @@ class Consumer:
     def __init__(
         self,
         *,
-        redis: Redis,
+        redis: RedisClient,
         engine: AsyncEngine,
         settings: EventsSettings,
         group: str,

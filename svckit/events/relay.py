@@ -26,7 +26,6 @@ from typing import Any
 
 import psycopg
 import sqlalchemy as sa
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from svckit.events import streams
@@ -36,6 +35,7 @@ from svckit.events.metrics import EVENTS_PUBLISHED, OUTBOX_BACKLOG, OUTBOX_BACKL
 from svckit.events.outbox import _digest
 from svckit.events.tables import NOTIFY_CHANNEL, OUTBOX_PARTITIONS
 from svckit.logging import get_logger
+from svckit.redisclient import RedisClient
 
 log = get_logger(__name__)
 
@@ -81,7 +81,7 @@ _PURGE = sa.text(
 
 
 class Relay:
-    def __init__(self, engine: AsyncEngine, redis: Redis, settings: EventsSettings) -> None:
+    def __init__(self, engine: AsyncEngine, redis: RedisClient, settings: EventsSettings) -> None:
         self.engine = engine
         self.redis = redis
         self.settings = settings

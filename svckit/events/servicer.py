@@ -7,7 +7,6 @@ from datetime import datetime
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
-from redis.asyncio import Redis
 
 from svckit.events.admin import EventsAdmin
 from svckit.events.channels import DeadLetterEntry
@@ -15,6 +14,7 @@ from svckit.events.config import Keys
 from svckit.gen.events.v1 import events_admin_service_pb2 as pb
 from svckit.gen.events.v1 import events_admin_service_pb2_grpc as pb_grpc
 from svckit.grpc_server import Registration
+from svckit.redisclient import RedisClient
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["EventsAdminService"].full_name
 
@@ -102,7 +102,7 @@ class EventsAdminServicer(pb_grpc.EventsAdminServiceServicer):
         return pb.DiscardDeadLetterResponse(event_id=entry.event.event_id)
 
 
-def admin_registration(redis: Redis, keys: Keys) -> Registration:
+def admin_registration(redis: RedisClient, keys: Keys) -> Registration:
     """The admin service, ready to add to any service's ``ServiceParts.registrations``."""
     servicer = EventsAdminServicer(EventsAdmin(redis, keys))
     return Registration(pb_grpc.add_EventsAdminServiceServicer_to_server, servicer, SERVICE_NAME)

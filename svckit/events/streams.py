@@ -6,8 +6,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.exceptions import ResponseError
+
+from svckit.redisclient import RedisClient
 
 MAX_TRIM_SCAN = 10_000
 """At most this many entries are scanned to find the length cut-off in one trim pass."""
@@ -33,7 +34,7 @@ class GroupInfo:
     last_delivered_id: str
 
 
-async def ensure_group(redis: Redis, stream: str, group: str, start_id: str = "0") -> None:
+async def ensure_group(redis: RedisClient, stream: str, group: str, start_id: str = "0") -> None:
     """Create the group (and the stream) if missing. A new group starts at the oldest retained entry,
     so a consumer added later still sees every event the stream holds."""
     try:
@@ -43,7 +44,7 @@ async def ensure_group(redis: Redis, stream: str, group: str, start_id: str = "0
             raise
 
 
-async def group_infos(redis: Redis, stream: str) -> list[GroupInfo]:
+async def group_infos(redis: RedisClient, stream: str) -> list[GroupInfo]:
     try:
         raw = await redis.xinfo_groups(stream)
     except ResponseError:
@@ -63,7 +64,7 @@ async def group_infos(redis: Redis, stream: str) -> list[GroupInfo]:
     return infos
 
 
-async def _oldest_needed(redis: Redis, stream: str, groups: list[GroupInfo]) -> tuple[int, int]:
+async def _oldest_needed(redis: RedisClient, stream: str, groups: list[GroupInfo]) -> tuple[int, int]:
     """Smallest entry id some group still needs: its oldest pending entry, or the first entry after
     the last one delivered to it (entries after that are undelivered)."""
     floor: tuple[int, int] | None = None
@@ -80,7 +81,7 @@ async def _oldest_needed(redis: Redis, stream: str, groups: list[GroupInfo]) -> 
 
 
 async def trim(
-    redis: Redis,
+    redis: RedisClient,
     stream: str,
     max_len: int,
     max_age_seconds: float,

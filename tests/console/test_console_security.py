@@ -329,3 +329,30 @@ async def test_a_refund_whose_outcome_is_unknown_is_audited_as_unknown(start_gat
             )
         ).one()
     assert tuple(row) == ("unknown", "network trouble")
+
+
+async def test_a_sign_in_purges_sessions_that_ended_more_than_a_day_ago(operator, keys, gateway_engine):
+    long_gone, just_ended = await keys.make("admin"), await keys.make("admin")
+    for (key, plaintext), age in ((long_gone, "25 hours"), (just_ended, "1 hour")):
+        async with httpx.AsyncClient(base_url=operator.http.base_url) as other:
+            assert (await sign_in(other, plaintext)).status_code == 303
+        async with gateway_engine.begin() as conn:
+            await conn.execute(
+                text(f"UPDATE console_sessions SET expires_at = now() - interval '{age}' WHERE key_id = :k"),
+                {"k": key.id},
+            )
+
+    async def sessions_of(key_id: str) -> int:
+        async with gateway_engine.connect() as conn:
+            return (
+                await conn.execute(
+                    text("SELECT count(*) FROM console_sessions WHERE key_id = :k"), {"k": key_id}
+                )
+            ).scalar_one()
+
+    _, admin = await keys.make("admin")
+    async with httpx.AsyncClient(base_url=operator.http.base_url) as other:
+        assert (await sign_in(other, admin)).status_code == 303
+    assert await sessions_of(long_gone[0].id) == 0
+    assert await sessions_of(just_ended[0].id) == 1  # kept a while after it ended
+    assert await sessions_of(operator.key_id) == 1  # a live session is never touched

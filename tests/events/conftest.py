@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -22,14 +23,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from svckit.db import create_engine, drop_database, ensure_database
 from svckit.events import Consumer, EventsSettings, Relay, create_all, outbox
+from svckit.redisclient import RedisClient
 from svckit.testing import Infra
 from tests.events.events_demo import DEMO_DDL, handler_for
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = Path(__file__).with_name("events_demo.py")
 
-# Small timings so the whole folder runs in seconds.
-FAST = {
+# Small timings so the whole folder runs in seconds. EventsSettings fields by name (ints and floats);
+# Any, as EventsSettings(**FAST) checks each against its field.
+FAST: dict[str, Any] = {
     "retry_base_delay_seconds": 0.05,
     "retry_max_delay_seconds": 0.2,
     "retry_max_attempts": 3,
@@ -66,7 +69,7 @@ class Bus:
     """One test's view of the backbone: its settings (own namespace), Redis, the demo database."""
 
     settings: EventsSettings
-    redis: Redis
+    redis: RedisClient
     engine: AsyncEngine
     database_url: str
     procs: list[subprocess.Popen] = field(default_factory=list)
@@ -170,8 +173,10 @@ class Bus:
                 await conn.execute(sa.text("SELECT count(*) FROM event_outbox WHERE published_at IS NULL"))
             ).scalar_one()
 
-    async def wait_for(self, check, within_seconds: float = 15.0, what: str = "condition") -> None:
-        """Poll ``check`` (async, truthy when done); fail the test if it never holds."""
+    async def wait_for(self, check, within_seconds: float = 60.0, what: str = "condition") -> None:
+        """Poll ``check`` (async, truthy when done); fail the test if it never holds. The bound is
+        generous because some checks wait for a new Python process to start, which takes tens of
+        seconds on a loaded machine; a passing check returns as soon as it holds."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within_seconds
         while not await check():

@@ -158,7 +158,7 @@ async def test_scheduled_retries_survive_a_restart_of_every_process(bus):
     assert proc.poll() is None
 
 
-async def _wait_exit(proc, within_seconds: float = 20.0) -> int:
+async def _wait_exit(proc, within_seconds: float = 60.0) -> int:
     for _ in range(int(within_seconds / 0.05)):
         if proc.poll() is not None:
             return proc.returncode

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import cast
 
 import sqlalchemy as sa
 from alembic.migration import MigrationContext
@@ -33,7 +34,8 @@ def _migrate(url: str) -> dict[str, list[str]]:
             conn.execute(sa.text("INSERT INTO processed_events (consumer_group, event_id) VALUES ('g', 'e')"))
             inspector = sa.inspect(conn)
             found = {
-                "outbox_indexes": sorted(i["name"] for i in inspector.get_indexes("event_outbox")),
+                # PostgreSQL indexes always have a name; the reflection type allows None.
+                "outbox_indexes": sorted(cast(str, i["name"]) for i in inspector.get_indexes("event_outbox")),
                 "triggers": [
                     r[0]
                     for r in conn.execute(

@@ -95,7 +95,7 @@ async def test_a_second_writer_of_the_same_aggregate_waits_for_the_first_to_comm
     assert types == ["demo.first", "demo.second"]
 
 
-async def _wait_exit(proc, within_seconds: float = 20.0) -> int:
+async def _wait_exit(proc, within_seconds: float = 60.0) -> int:
     for _ in range(int(within_seconds / 0.05)):
         if proc.poll() is not None:
             return proc.returncode

@@ -7,6 +7,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest_asyncio
@@ -31,9 +32,10 @@ class Gateway:
     server: uvicorn.Server
     task: asyncio.Task
 
-    def client(self, key: str | None = None, **kwargs: object) -> httpx.AsyncClient:
+    def client(self, key: str | None = None, **kwargs: Any) -> httpx.AsyncClient:
+        """An httpx client of this gateway (keyword arguments go to httpx.AsyncClient)."""
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        return httpx.AsyncClient(base_url=self.url, timeout=10, headers=headers, **kwargs)  # type: ignore[arg-type]
+        return httpx.AsyncClient(base_url=self.url, timeout=10, headers=headers, **kwargs)
 
     async def stop(self) -> None:
         self.server.should_exit = True
@@ -50,7 +52,8 @@ async def start_gateway(infra: Infra, services: dict[str, ServiceHandle]) -> Asy
 
     async def start(upstreams: Upstreams | None = None, **overrides: object) -> Gateway:
         port = free_port()
-        values: dict[str, object] = {
+        # GatewaySettings fields by name, as Infra.settings takes them.
+        values: dict[str, Any] = {
             "http_port": port,
             "payment_addr": services["payment"].address,
             "ledger_addr": services["ledger"].address,

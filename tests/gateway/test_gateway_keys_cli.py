@@ -146,7 +146,7 @@ async def test_openapi_documents_routes_security_and_errors(client):
     assert "ApiKey" in spec["components"]["securitySchemes"]
 
 
-def test_the_summary_prints_the_key_and_a_checkout_curl_the_gateway_accepts(tmp_path):
+def test_the_summary_prints_the_key_and_a_checkout_curl_the_gateway_accepts(tmp_path: Path) -> None:
     import json
     import re
     import time
@@ -157,13 +157,15 @@ def test_the_summary_prints_the_key_and_a_checkout_curl_the_gateway_accepts(tmp_
     key = "mpk_" + "s" * 43
     stack = SimpleNamespace(
         children=supervisor.plan_children(key), env={"DATABASE_URL": "postgresql://u@h/d", "REDIS_URL": "redis://r"},
-        pg=None, valkey=None, data_dir=tmp_path, dev_key=key, tls=supervisor.DevTls(),
+        pg=None, standby=None, valkey=None, valkey_cluster=None, data_dir=tmp_path, dev_key=key, tls=supervisor.DevTls(),
     )  # fmt: skip
     with supervisor.console.capture() as captured:
-        supervisor._summary(stack, time.monotonic())  # type: ignore[arg-type]
+        supervisor._summary(stack, time.monotonic())  # type: ignore[arg-type]  # a namespace with the fields it reads stands in for the stack
     text = captured.get()
     assert f"Authorization: Bearer {key}" in text
-    body = json.loads(re.search(r"-d '(\{.*\})'", text).group(1))
+    curl_body = re.search(r"-d '(\{.*\})'", text)
+    assert curl_body is not None, text
+    body = json.loads(curl_body.group(1))
     status_page = "http://127.0.0.1:8000/v1/checkouts/x/status?token=t"
     request = schemas.create_payment_request(schemas.CreatePaymentBody.model_validate(body), status_page)
     assert len({o.seller_account for o in request.payment_orders}) == 2

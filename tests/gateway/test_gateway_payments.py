@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -52,8 +53,8 @@ async def _stored(services, checkout_id: str) -> tuple[int, int]:
     return events, orders
 
 
-def _bad_cases() -> list[tuple[str, object, str, str]]:
-    """(name, body-maker, expected code, expected field)."""
+def _bad_cases() -> list[tuple[str, Callable[[], dict], str | None, str | None]]:
+    """(name, body-maker, expected code, expected field); None where the test sets them itself."""
     b = _body
     return [
         ("precision", lambda: _order(b(), 0, amount="3.155"), "AMOUNT_PRECISION_EXCEEDED", "payment_orders[0].amount"),

@@ -54,6 +54,11 @@ async def test_seller_run_payouts_and_statement_over_rest(http: httpx.AsyncClien
     )
     assert (r.json()["state"], r.json()["minimum_payouts"]) == ("active", {"USD": "5.00"})
     assert (await http.get(f"/v1/admin/sellers/{seller}")).json() == r.json()
+    listed = await http.get("/v1/admin/sellers", params={"seller_account_prefix": seller, "state": "active"})
+    assert listed.json() == {"sellers": [r.json()], "next_page_token": None}
+    paused = await http.get("/v1/admin/sellers", params={"seller_account_prefix": seller, "state": "blocked"})
+    assert paused.json()["sellers"] == []
+    assert (await http.get("/v1/admin/sellers", params={"state": "asleep"})).status_code == 400
 
     r = await http.post(
         "/v1/admin/payout-runs",
@@ -65,6 +70,8 @@ async def test_seller_run_payouts_and_statement_over_rest(http: httpx.AsyncClien
     assert (run["state"], run["dry_run"], run["sellers_total"]) == ("completed", True, 1)
     assert run["items"][0]["skip_reason"] == "below_minimum" and run["items"][0]["amount"] == "0.00"
     assert (await http.get(f"/v1/admin/payout-runs/{run['run_id']}")).json() == run
+    listed = (await http.get("/v1/admin/payout-runs", params={"period": "2026-11", "page_size": 1000})).json()
+    assert {**run, "items": []} in listed["runs"]
     r = await http.get("/v1/admin/payouts", params={"seller_account": seller, "state": "paid"})
     assert r.json() == {"payouts": [], "next_page_token": None}
 

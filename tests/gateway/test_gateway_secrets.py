@@ -27,7 +27,7 @@ class _Raising:
 
 def _upstreams(exc: BaseException) -> Upstreams:
     stub = _Raising(exc)
-    return Upstreams(channels={}, payment=stub, payouts=stub, ledger=stub, wallet=stub, recon=stub)  # type: ignore[arg-type]
+    return Upstreams(channels={}, payment=stub, payouts=stub, ledger=stub, wallet=stub, recon=stub)  # type: ignore[arg-type]  # one _Raising stands in for every service's stub
 
 
 def _pieces(secret: str, width: int = 12) -> list[str]:

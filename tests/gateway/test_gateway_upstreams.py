@@ -7,8 +7,9 @@ import pytest
 from pydantic import ValidationError
 
 from gateway.clients import Upstreams
-from gateway.config import GatewaySettings, channel_target
+from gateway.config import GatewaySettings
 from svckit.devstack.supervisor import plan_children
+from svckit.tls import channel_target
 
 
 def test_channel_targets_for_one_address_and_for_replicas():
@@ -78,3 +79,38 @@ def test_the_dev_stack_can_run_several_payment_processes(monkeypatch):
     monkeypatch.setenv("DEV_PAYMENT_REPLICAS", "0")
     with pytest.raises(SystemExit, match="DEV_PAYMENT_REPLICAS"):
         plan_children()
+
+
+def test_the_dev_stack_runs_every_service_as_several_processes_and_callers_list_them_all(monkeypatch):
+    monkeypatch.setenv("DEV_REPLICAS", "2")
+    monkeypatch.setenv("DEV_PAYMENT_REPLICAS", "3")  # the payment service's own count wins
+    children = plan_children()
+    by_module: dict[str, list] = {}
+    for c in children:
+        by_module.setdefault(c.module, []).append(c)
+    assert [
+        len(by_module[m]) for m in ("payment_svc", "ledger_svc", "wallet_svc", "recon_svc", "gateway")
+    ] == [
+        3,
+        2,
+        2,
+        2,
+        2,
+    ]
+    assert len(by_module["psp_sim"]) == 1
+    assert len({c.port for c in children}) == len(children)  # each process on a port of its own
+
+    def listed(module: str) -> str:
+        return ",".join(c.address for c in by_module[module])
+
+    for c in by_module["payment_svc"]:
+        assert c.env["PAYMENT_LEDGER_ADDR"] == listed("ledger_svc")
+        assert c.env["PAYMENT_WALLET_ADDR"] == listed("wallet_svc")
+    for c in by_module["recon_svc"]:
+        assert c.env["RECON_PAYMENT_ADDR"] == listed("payment_svc")
+        assert c.env["RECON_LEDGER_ADDR"] == listed("ledger_svc")
+    for c in by_module["gateway"]:
+        assert c.env["GATEWAY_RECON_ADDR"] == listed("recon_svc")
+        assert c.env["GATEWAY_HTTP_PORT"] == str(c.port)
+    # Every list is a valid channel target for the callers (svckit.tls: round-robin over the replicas).
+    assert channel_target(listed("ledger_svc")).startswith("ipv4:127.0.0.1:")

@@ -66,7 +66,7 @@ def start_ledger_process(infra: Infra, pool_size: int = 10) -> LedgerProcess:
             if proc.poll() is not None:
                 raise RuntimeError(f"ledger process exited with {proc.returncode}")
             try:
-                reply = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+                reply = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)  # type: ignore[attr-defined]  # the stub declares no methods
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:
                     break
             except grpc.RpcError:
@@ -90,7 +90,7 @@ def uid() -> str:
 D, C = pb.DIRECTION_DEBIT, pb.DIRECTION_CREDIT
 
 
-def entry(account: str, direction: int, amount: int, currency: str = "USD") -> pb.Entry:
+def entry(account: str, direction: pb.Direction, amount: int, currency: str = "USD") -> pb.Entry:
     return pb.Entry(account=account, direction=direction, amount_minor=amount, currency=currency)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import cast
 
 import grpc
 import psycopg
@@ -15,8 +16,8 @@ from ledger_svc.service import LedgerService
 from ledger_svc.uow import LedgerUnitOfWork
 from svckit.db import create_engine
 from svckit.gen.ledger.v1 import ledger_service_pb2 as pb
-from svckit.grpc_errors import error_info
 from svckit.idempotency import IdempotencyStore
+from svckit.testing import refusal_info
 from tests.ledger.ledger_helpers import md, transfer
 from tests.ledger.test_ledger_coalescing import ledger
 
@@ -78,13 +79,13 @@ def _outcome(result: pb.PostTransactionsResult) -> tuple:
 
 
 async def _one_by_one(stub, items) -> list[tuple]:
-    outcomes = []
+    outcomes: list[tuple] = []
     for key, request in items:
         call = stub.PostTransaction(request, metadata=md(key))
         try:
             reply = await call
         except grpc.aio.AioRpcError as exc:
-            outcomes.append(("error", error_info(exc).reason, exc.details(), exc.code().name))
+            outcomes.append(("error", refusal_info(exc).reason, exc.details(), exc.code().name))
             continue
         replayed = dict(await call.initial_metadata()).get("idempotent-replayed") == "true"
         tx = reply.transaction
@@ -94,8 +95,9 @@ async def _one_by_one(stub, items) -> list[tuple]:
     return outcomes
 
 
-async def _balances(stub) -> dict[str, tuple[int, int]]:
-    out = {}
+async def _balances(stub) -> dict[str, tuple[int, int] | None]:
+    """(debits, credits) per account; None for one that does not exist."""
+    out: dict[str, tuple[int, int] | None] = {}
     for name in (BANK, CASH, FEES, SELLER, CLOSED, NEW):
         try:
             b = await stub.GetBalance(pb.GetBalanceRequest(account=name))
@@ -109,8 +111,9 @@ async def _balances(stub) -> dict[str, tuple[int, int]]:
 
 def _queues(url: str) -> tuple[int, int]:
     with psycopg.connect(url, autocommit=True) as conn:
-        single = conn.execute("SELECT count(*) FROM chain_queue").fetchone()[0]
-        batches = conn.execute("SELECT count(*) FROM chain_queue_batches").fetchone()[0]
+        # A count(*) without GROUP BY returns exactly one row.
+        single = cast(tuple[int], conn.execute("SELECT count(*) FROM chain_queue").fetchone())[0]
+        batches = cast(tuple[int], conn.execute("SELECT count(*) FROM chain_queue_batches").fetchone())[0]
     return single, batches
 
 
@@ -250,7 +253,7 @@ async def test_concurrent_batches_over_hot_accounts_race_a_close_without_deadloc
     rounds = 8
 
     async def writer(n: int) -> list[tuple[int, pb.PostTransactionsItem, pb.PostTransactionsResult]]:
-        results = []
+        results: list[tuple[int, pb.PostTransactionsItem, pb.PostTransactionsResult]] = []
         for round_ in range(rounds):
             if round_ == rounds - 1:
                 await closed_event.wait()  # the last round is sent after the close has answered

@@ -9,6 +9,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any, cast
 
 import grpc
 import psycopg
@@ -18,15 +19,14 @@ from ledger_svc.config import LedgerSettings
 from svckit.db import drop_database
 from svckit.gen.ledger.v1 import ledger_service_pb2 as pb
 from svckit.gen.ledger.v1 import ledger_service_pb2_grpc as pb_grpc
-from svckit.grpc_errors import error_info
 from svckit.runtime import start_service
-from svckit.testing import Infra
+from svckit.testing import Infra, refusal_info
 from tests.ledger.ledger_helpers import C, D, entry, md, transfer
 
 
 @asynccontextmanager
 async def ledger(
-    infra: Infra, **settings: object
+    infra: Infra, **settings: Any
 ) -> AsyncIterator[tuple[pb_grpc.LedgerServiceStub, pb_grpc.LedgerServiceStub, str]]:
     """A ledger on a fresh database with the given settings: (stub, admin stub, database url).
 
@@ -59,7 +59,7 @@ async def call(stub, request: pb.PostTransactionRequest, key: str | None) -> tup
     try:
         reply = await rpc
     except grpc.aio.AioRpcError as exc:
-        return (exc.code().name, error_info(exc).reason, exc.details())
+        return (exc.code().name, refusal_info(exc).reason, exc.details())
     replayed = dict(await rpc.initial_metadata()).get("idempotent-replayed") == "true"
     return ("OK", replayed, reply.transaction)
 
@@ -148,11 +148,12 @@ async def _balances(stub, names) -> dict[str, tuple[int, int]]:
 def _groups(database_url: str, prefix: str) -> tuple[int, int]:
     """(transactions, database transactions that wrote them) among the postings with keys `prefix-*`."""
     with psycopg.connect(database_url, autocommit=True) as conn:
-        return conn.execute(
+        row = conn.execute(
             "SELECT count(*), count(DISTINCT xmin::text) FROM idempotency_keys "
             "WHERE scope = 'ledger.PostTransaction' AND key LIKE %s",
             (f"{prefix}-%",),
         ).fetchone()
+    return cast(tuple[int, int], row)  # aggregates without GROUP BY: exactly one row
 
 
 async def test_coalesced_burst_answers_exactly_like_single_statement_postings(infra):
@@ -240,10 +241,11 @@ async def test_a_failed_group_statement_fails_each_of_its_calls_and_writes_nothi
 
         def waiting_groups() -> int:
             with psycopg.connect(url, autocommit=True) as conn:
-                return conn.execute(
+                row = conn.execute(
                     "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
                     "AND query LIKE '%ledger_post_batch%'"
-                ).fetchone()[0]
+                ).fetchone()
+            return cast(tuple[int], row)[0]  # a count(*) without GROUP BY: exactly one row
 
         with psycopg.connect(url) as holder_z, psycopg.connect(url) as holder_b:
             # Keep the lane busy on z while the calls under test queue up behind it.

@@ -12,6 +12,7 @@ import grpc
 from svckit.gen.ledger.v1 import ledger_service_pb2 as pb
 from svckit.gen.ledger.v1 import ledger_service_pb2_grpc as pb_grpc
 from svckit.grpc_errors import error_info
+from svckit.testing import refusal_info
 from tests.ledger.ledger_helpers import C, D, entry, md, transfer, uid
 
 WRITERS = 64
@@ -121,7 +122,7 @@ async def test_concurrent_debits_never_overdraw_a_non_negative_account(stub):
             await stub.PostTransaction(transfer(seller, bank, 30), metadata=md())
             return "ok"
         except grpc.aio.AioRpcError as exc:
-            return error_info(exc).reason
+            return refusal_info(exc).reason
 
     outcomes = await asyncio.gather(*(payout() for _ in range(64)))
     assert outcomes.count("ok") == 33  # 33 * 30 = 990 <= 1,000 < 34 * 30

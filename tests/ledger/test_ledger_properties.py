@@ -20,8 +20,7 @@ from hypothesis import strategies as st
 from svckit.db import drop_database
 from svckit.gen.ledger.v1 import ledger_service_pb2 as pb
 from svckit.gen.ledger.v1 import ledger_service_pb2_grpc as pb_grpc
-from svckit.grpc_errors import error_info
-from svckit.testing import Infra
+from svckit.testing import Infra, refusal_info
 from tests.ledger.ledger_helpers import C, D, LedgerProcess, entry, md, start_ledger_process
 
 # (name template, currency, debit-normal, non-negative on first use)
@@ -158,8 +157,8 @@ def _post(model: Model, stub, key: str, request: pb.PostTransactionRequest) -> N
     try:
         reply = stub.PostTransaction(request, metadata=md(key))
     except grpc.RpcError as exc:
-        assert error_info(exc).reason in expected, (expected, error_info(exc).reason)
-        event(f"post refused {error_info(exc).reason}")
+        assert refusal_info(exc).reason in expected, (expected, refusal_info(exc).reason)
+        event(f"post refused {refusal_info(exc).reason}")
         return
     assert not expected, expected
     event("post accepted")
@@ -187,8 +186,8 @@ def _reverse(model: Model, stub, pick: int) -> None:
     try:
         reply = stub.ReverseTransaction(pb.ReverseTransactionRequest(transaction_id=tx.id), metadata=md())
     except grpc.RpcError as exc:
-        assert error_info(exc).reason in expected, (expected, error_info(exc).reason)
-        event(f"reversal refused {error_info(exc).reason}")
+        assert refusal_info(exc).reason in expected, (expected, refusal_info(exc).reason)
+        event(f"reversal refused {refusal_info(exc).reason}")
         return
     assert not expected, expected
     event("reversal accepted")

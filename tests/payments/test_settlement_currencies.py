@@ -354,15 +354,16 @@ async def test_a_batch_in_several_currencies_fails_whole_on_a_refusal_and_settle
     await admin.CloseAccount(lpb.CloseAccountRequest(name=closed), metadata=_md())
 
     def order(i: int, seller: str, amount: int, currency: str, commission: int) -> Event:
+        order_id = f"po_bm_{run}_{i}"
         payload = {
-            "payment_order_id": f"po_bm_{run}_{i}",
+            "payment_order_id": order_id,
             "checkout_id": f"co_bm_{run}",
             "seller_account": seller,
             "amount_minor": amount,
             "commission_minor": commission,
             "currency": currency,
         }
-        return Event(f"e-bm-{run}-{i}", ORDER_SUCCEEDED, payload["payment_order_id"], payload, "")
+        return Event(f"e-bm-{run}-{i}", ORDER_SUCCEEDED, order_id, payload, "")
 
     handler = build_settlement_handler(
         wpb_grpc.WalletServiceStub(channels["wallet"]), ledger, pay.handle.engine, 10

@@ -53,7 +53,11 @@ async def test_a_bad_registration_is_refused_and_stores_nothing(
     stack: PayoutStack, fields: dict, reason: str
 ):
     account = uid("s-bad")
-    values = {"seller_account": account, "psp_account": stack.connected_account(), "payout_currency": "USD"}
+    values: dict[str, Any] = {  # Seller fields by name, of several types
+        "seller_account": account,
+        "psp_account": stack.connected_account(),
+        "payout_currency": "USD",
+    }
     values.update(fields)
     request = pb.RegisterSellerRequest(seller=pb.Seller(**values))
     await _refused(stack.payouts.RegisterSeller(request, metadata=key()), INVALID, reason)

@@ -7,6 +7,7 @@ import asyncio
 import copy
 
 import pytest
+import stripe
 from prometheus_client import REGISTRY
 
 from svckit.gen.payments.v1 import payout_service_pb2 as pb
@@ -22,7 +23,7 @@ def _transfers_to(stack: PayoutStack, account: str) -> list[object]:
     return list(client.v1.transfers.list(params={"destination": account, "limit": 100}).data)
 
 
-def _psp_payouts(stack: PayoutStack, account: str) -> list[object]:
+def _psp_payouts(stack: PayoutStack, account: str) -> list[stripe.Payout]:
     client = stack.sim.client(max_network_retries=0)
     return list(client.v1.payouts.list(params={"limit": 100}, options={"stripe_account": account}).data)
 

@@ -29,7 +29,7 @@ def _to_json_schema(node: Any) -> Any:
         return [_to_json_schema(v) for v in node]
     if not isinstance(node, dict):
         return node
-    out = {
+    out: dict[str, Any] = {
         k: ({p: _to_json_schema(s) for p, s in v.items()} if k == "properties" else _to_json_schema(v))
         for k, v in node.items()
         if k != "nullable" and not k.startswith("x-")

@@ -12,6 +12,7 @@ import stripe
 
 from psp_sim.config import load_config
 from psp_sim.testing import SimServer, run_simulator
+from tests.psp_sim.stripe_answers import headers_of
 
 PARAMS = {"amount": 1500, "currency": "usd", "payment_method": "pm_card_visa", "confirm": True}
 
@@ -36,7 +37,7 @@ def test_http_500_raises_api_error_and_does_nothing(sim: SimServer, client: Any)
     sim.admin.set_faults([{"kind": "http_500", "count": 1, "should_retry": False}])
     with pytest.raises(stripe.APIError) as exc:
         client.v1.payment_intents.create(params=PARAMS)
-    assert exc.value.http_status == 500 and exc.value.headers["Stripe-Should-Retry"] == "false"
+    assert exc.value.http_status == 500 and headers_of(exc.value)["Stripe-Should-Retry"] == "false"
     assert _count(sim, "payment_intent") == 0
     assert len(sim.admin.injected_faults("http_500")) == 1
 
@@ -84,7 +85,7 @@ def test_error_after_commit_replays_the_500(sim: SimServer, client: Any) -> None
         client.v1.payment_intents.create(params=PARAMS, options={"idempotency_key": "trap-2"})
     with pytest.raises(stripe.APIError) as again:
         client.v1.payment_intents.create(params=PARAMS, options={"idempotency_key": "trap-2"})
-    assert again.value.headers["Idempotent-Replayed"] == "true"
+    assert headers_of(again.value)["Idempotent-Replayed"] == "true"
     # The outcome is only learnable by asking: exactly one succeeded PaymentIntent exists.
     (pi,) = client.v1.payment_intents.list().data
     assert pi.status == "succeeded" and _count(sim, "charge") == 1

@@ -8,10 +8,17 @@ from typing import Any
 import httpx
 import pytest
 import stripe
+from stripe.params import PaymentIntentCreateParams
 
 from psp_sim.testing import SimServer
+from tests.psp_sim.stripe_answers import headers_of, intent_id_of
 
-PARAMS = {"amount": 1200, "currency": "usd", "payment_method": "pm_card_visa", "confirm": True}
+PARAMS: PaymentIntentCreateParams = {
+    "amount": 1200,
+    "currency": "usd",
+    "payment_method": "pm_card_visa",
+    "confirm": True,
+}
 
 
 def test_same_key_same_params_replays(sim: SimServer, client: Any) -> None:
@@ -51,8 +58,8 @@ def test_card_errors_are_replayed(client: Any) -> None:
         client.v1.payment_intents.create(params=params, options={"idempotency_key": "decl"})
     with pytest.raises(stripe.CardError) as second:
         client.v1.payment_intents.create(params=params, options={"idempotency_key": "decl"})
-    assert second.value.headers["Idempotent-Replayed"] == "true"
-    assert second.value.error.payment_intent.id == first.value.error.payment_intent.id
+    assert headers_of(second.value)["Idempotent-Replayed"] == "true"
+    assert intent_id_of(second.value) == intent_id_of(first.value)
 
 
 def test_validation_failures_are_not_stored(client: Any) -> None:
@@ -72,7 +79,7 @@ def test_500s_are_replayed(sim: SimServer, client: Any) -> None:
     assert first.value.http_status == 500
     with pytest.raises(stripe.APIError) as second:
         client.v1.payment_intents.create(params=PARAMS, options={"idempotency_key": "k500"})
-    assert second.value.headers["Idempotent-Replayed"] == "true"
+    assert headers_of(second.value)["Idempotent-Replayed"] == "true"
     assert sim.admin.state("payment_intent")["objects"].get("payment_intent", []) == []
     # A new key goes through: the fault fired once only.
     assert (

@@ -10,6 +10,7 @@ import stripe
 
 from psp_sim.cards import TEST_PAYMENT_METHODS
 from psp_sim.testing import SimServer
+from tests.psp_sim.stripe_answers import error_of, intent_id_of
 
 
 def _pay(client: Any, pm: str, amount: int = 1000, **extra: Any) -> Any:
@@ -123,11 +124,11 @@ def test_decline_cards(client: Any, number: str, code: str, decline_code: str | 
         _pay(client, _tokenize(client, number))
     err = exc.value
     assert err.http_status == 402 and err.code == code
-    assert err.error.decline_code == decline_code
-    pi = client.v1.payment_intents.retrieve(err.error.payment_intent.id)
+    assert error_of(err).decline_code == decline_code
+    pi = client.v1.payment_intents.retrieve(intent_id_of(err))
     assert pi.status == "requires_payment_method"
     assert pi.last_payment_error.code == code
-    assert client.v1.charges.retrieve(err.error.charge).status == "failed"
+    assert client.v1.charges.retrieve(error_of(err).charge).status == "failed"
 
 
 @pytest.mark.parametrize(
@@ -146,7 +147,7 @@ def test_decline_cards(client: Any, number: str, code: str, decline_code: str | 
 def test_decline_test_payment_methods(client: Any, pm: str, code: str, decline_code: str | None) -> None:
     with pytest.raises(stripe.CardError) as exc:
         _pay(client, pm)
-    assert exc.value.code == code and exc.value.error.decline_code == decline_code
+    assert exc.value.code == code and error_of(exc.value).decline_code == decline_code
 
 
 def test_test_payment_method_ids_become_fresh_payment_methods(client: Any) -> None:
@@ -163,9 +164,9 @@ def test_test_payment_method_ids_become_fresh_payment_methods(client: Any) -> No
 def test_radar_block_and_risk_levels(client: Any) -> None:
     with pytest.raises(stripe.CardError) as exc:
         _pay(client, "pm_card_radarBlock")
-    charge = client.v1.charges.retrieve(exc.value.error.charge)
+    charge = client.v1.charges.retrieve(error_of(exc.value).charge)
     assert charge.outcome.type == "blocked" and charge.outcome.risk_level == "highest"
-    assert exc.value.error.decline_code == "fraudulent"
+    assert error_of(exc.value).decline_code == "fraudulent"
     elevated = client.v1.charges.retrieve(_pay(client, "pm_card_riskLevelElevated").latest_charge)
     assert elevated.outcome.risk_level == "elevated" and elevated.status == "succeeded"
 

@@ -171,6 +171,7 @@ def test_timezone_column(sim: SimServer, client: Any) -> None:
         "settlement_amount_changed",
         "settlement_fee_changed",
         "settlement_currency_changed",
+        "settlement_duplicate_row",
     ],
 )
 def test_settlement_faults_are_injected_and_recorded(sim: SimServer, client: Any, kind: str) -> None:
@@ -186,6 +187,11 @@ def test_settlement_faults_are_injected_and_recorded(sim: SimServer, client: Any
         assert target in by_id and target not in faulty_by_id and len(faulty) == len(honest) - 1
     elif kind == "settlement_extra_row":
         assert target not in by_id and target in faulty_by_id and len(faulty) == len(honest) + 1
+    elif kind == "settlement_duplicate_row":
+        assert [r["balance_transaction_id"] for r in faulty].count(target) == 2 and len(faulty) == len(
+            honest
+        ) + 1
+        assert [r for r in faulty if r["balance_transaction_id"] == target] == [by_id[target]] * 2
     elif kind == "settlement_currency_changed":
         assert faulty_by_id[target]["currency"] != by_id[target]["currency"]
     else:
@@ -195,6 +201,27 @@ def test_settlement_faults_are_injected_and_recorded(sim: SimServer, client: Any
     # The fault fired once; the next file is honest again.
     _, again = _run(sim, client)
     assert len(again) == len(honest) and len(sim.admin.injected_faults(kind)) == 1
+
+
+def test_a_settlement_fault_aimed_at_a_row_touches_only_it_and_waits_for_a_report_that_has_it(
+    sim: SimServer, client: Any
+) -> None:
+    _activity(sim, client)
+    sim.admin.set_faults(
+        [
+            {"kind": "settlement_amount_changed", "target": "A-1", "count": 1, "amount_delta_minor": 5},
+            {"kind": "settlement_missing_row", "target": "no-such-metadata", "count": 1},
+        ]
+    )
+    columns = ["balance_transaction_id", "reporting_category", "gross", "payment_metadata[order]"]
+    _, faulty = _run(sim, client, columns=columns)
+    (rec,) = sim.admin.injected_faults()
+    assert rec["kind"] == "settlement_amount_changed"
+    [touched] = [r for r in faulty if r["balance_transaction_id"] == rec["detail"]["balance_transaction_id"]]
+    assert touched["payment_metadata[order]"] == "A-1"  # the charge or the refund of order A-1, nothing else
+    # The rule without a row in this report did not fire, so it still waits (count unspent).
+    rules = {r["kind"]: r for r in sim.admin.state()["faults"]["rules"]}
+    assert (rules["settlement_missing_row"]["fired"], rules["settlement_amount_changed"]["fired"]) == (0, 1)
 
 
 def test_settlement_cli(sim: SimServer, client: Any, tmp_path) -> None:

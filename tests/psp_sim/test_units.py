@@ -55,7 +55,8 @@ def test_money() -> None:
 
 def test_card_helpers() -> None:
     assert luhn_ok("4242424242424242") and not luhn_ok("4242424242424241")
-    assert spec_for("4000000000009995").decline.decline_code == "insufficient_funds"
+    decline = spec_for("4000000000009995").decline
+    assert decline is not None and decline.decline_code == "insufficient_funds"
     assert spec_for("5123456789012346").brand == "mastercard"  # unlisted numbers succeed by brand
     assert number_for_test_pm("tok_visa") == number_for_test_pm("pm_card_visa") == "4242424242424242"
 

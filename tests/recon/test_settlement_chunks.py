@@ -19,9 +19,10 @@ import sqlalchemy as sa
 
 from ledger_svc import models as ledger_tables
 from recon_svc.settlement import tables as t
-from recon_svc.settlement.classify import OrderState, OurOrder, Rules
-from recon_svc.settlement.records import ChunkBooking, GrpcSettlementBooker
+from recon_svc.settlement.classify import Against, Booking, OrderState, OurOrder, Rules
+from recon_svc.settlement.records import ChunkBooking, GrpcSettlementBooker, settlement_entries
 from recon_svc.settlement.run import reconcile_file
+from svckit.gen.ledger.v1 import ledger_service_pb2 as lpb
 from svckit.gen.ledger.v1 import ledger_service_pb2_grpc as lpb_grpc
 from svckit.gen.payments.v1 import payment_service_pb2 as ppb
 from svckit.gen.payments.v1 import payment_service_pb2_grpc as ppb_grpc
@@ -232,3 +233,82 @@ async def test_a_second_run_of_a_file_being_reconciled_stops_and_changes_nothing
     assert await _bookings(engine, tag) == []
     done = await reconcile_file(engine, io.BytesIO(data), _Orders(amounts), ledger, RULES)
     assert (done.state, done.booked) == ("SUCCEEDED", 2)  # once the other run is gone, the file runs
+
+
+class _OrdersAndDisputes(_Orders):
+    """As :class:`_Orders`, and a dispute row finds its checkout by our metadata (as the real records do)."""
+
+    async def checkout_for(self, row):
+        found = await self.checkouts([row.metadata.get("payment.checkout_id", "")])
+        return next(iter(found.values()), None)
+
+
+async def test_a_chunk_books_each_account_its_rows_gross_goes_to_as_the_rows_own_postings_would(
+    services, ledger
+):
+    # A chunk's rows are booked per currency AND per account their gross is set against: a dispute's gross is a
+    # loss, a standalone fee an expense, an adjustment an adjustment, and none of them the PSP's debt.
+    tag = uuid.uuid4().hex[:10]
+    co_a, co_b = f"co_{tag}_a", f"co_{tag}_b"
+    rows = [  # (category, gross, fee, checkout): one chunk
+        ("charge", 1000, 30, co_a),
+        ("charge", 2500, 60, co_b),
+        ("dispute", -1000, 1500, co_a),
+        ("fee", -200, 0, ""),
+        ("network_cost", -15, 0, ""),
+        ("other_adjustment", -120, 0, ""),
+    ]
+    lines = [HEADER] + [
+        f"txn_{tag}{i},2026-11-20 10:00:{i:02d},usd,{gross / 100:.2f},{fee / 100:.2f},{(gross - fee) / 100:.2f},"
+        f"{category},src_{tag}{i},{checkout}"
+        for i, (category, gross, fee, checkout) in enumerate(rows)
+    ]
+    booker = _CrashingBooker(ledger, crash_at=0, after_posting=False)  # never crashes
+    report = await reconcile_file(
+        services["recon"].engine,
+        io.BytesIO(("\n".join(lines) + "\n").encode()),
+        _OrdersAndDisputes({co_a: 1000, co_b: 2500}),
+        booker,
+        RULES,
+    )
+    assert report.state == "SUCCEEDED", report
+    assert (report.matched, report.booked, report.mismatches_by_code) == (6, 6, {"PSP_ADJUSTMENT": 1})
+    assert booker.calls == 1  # one ledger call for the chunk
+    async with services["recon"].engine.connect() as conn:
+        booked = await conn.execute(
+            sa.select(t.bookings.c.against, t.bookings.c.row_count, t.bookings.c.gross_minor,
+                      t.bookings.c.fee_minor, t.bookings.c.state, t.bookings.c.booking_id)
+            .where(t.bookings.c.booking_id.in_(
+                sa.select(t.rows.c.booking_id).where(t.rows.c.balance_transaction_id.like(f"txn_{tag}%"))
+            ))
+        )  # fmt: skip
+        bookings = {r.against: r for r in booked}
+    assert {a: (r.row_count, r.gross_minor, r.fee_minor, r.state) for a, r in bookings.items()} == {
+        "psp_receivable": (2, 3500, 90, "posted"),
+        "dispute_losses": (1, -1000, 1500, "posted"),
+        "psp_fees": (2, -215, 0, "posted"),
+        "psp_adjustments": (1, -120, 0, "posted"),
+    }
+    # Each account moved exactly what the rows' own postings (one per row) would have moved.
+    against = {
+        "charge": Against.PSP_RECEIVABLE, "dispute": Against.DISPUTE_LOSSES, "fee": Against.PSP_FEES,
+        "network_cost": Against.PSP_FEES, "other_adjustment": Against.PSP_ADJUSTMENTS,
+    }  # fmt: skip
+    expected: dict[str, int] = {}
+    for category, gross, fee, _ in rows:
+        for e in settlement_entries(Booking("", "", "USD", gross, fee, against[category])):
+            sign = 1 if e.direction == lpb.DIRECTION_DEBIT else -1
+            expected[e.account] = expected.get(e.account, 0) + sign * e.amount_minor
+    entries, accounts = ledger_tables.entries, ledger_tables.accounts
+    async with services["ledger"].engine.connect() as conn:
+        posted = await conn.execute(
+            sa.select(accounts.c.name, entries.c.direction, entries.c.amount)
+            .join(accounts, accounts.c.id == entries.c.account_id)
+            .join(ledger_tables.transactions, ledger_tables.transactions.c.id == entries.c.transaction_id)
+            .where(ledger_tables.transactions.c.external_ref.in_([r.booking_id for r in bookings.values()]))
+        )
+        moved: dict[str, int] = {}
+        for name, direction, amount in posted:
+            moved[name] = moved.get(name, 0) + (amount if direction == "D" else -amount)
+    assert {k: v for k, v in moved.items() if v} == {k: v for k, v in expected.items() if v}
+    assert moved["expense:dispute_losses/USD"] == 1000 and moved["expense:psp_adjustments/USD"] == 120

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 from prometheus_client import REGISTRY
 
 from recon_svc.settlement import exceptions as q
-from recon_svc.settlement.classify import Rules
+from recon_svc.settlement.classify import OurOrder, OurPayout, Rules
 from recon_svc.settlement.run import reconcile_file
 from svckit.errors import FailedPrecondition, InvalidArgument, NotFound
 
@@ -28,6 +30,14 @@ class _NoRecords:
 
     async def payout_for(self, payout_id):
         return None
+
+    async def captured_orders(self, start: dt.datetime, end: dt.datetime) -> AsyncIterator[OurOrder]:
+        return  # none of ours was captured
+        yield  # (which makes this an async generator, as PaymentRecords declares)
+
+    async def payouts_created(self, start: dt.datetime, end: dt.datetime) -> AsyncIterator[OurPayout]:
+        return  # none of ours was paid out
+        yield  # (an async generator, as PaymentRecords declares)
 
 
 class _NoBooking:

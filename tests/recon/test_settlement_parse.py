@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import io
+from typing import TYPE_CHECKING
 
 import pytest
 
 from psp_sim.reporting import ITEMIZED_3_COLUMNS, render_csv
 from recon_svc.settlement.parse import RowError, SettlementFileRefused, SettlementParser, SettlementRow
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer  # what io.RawIOBase.readinto is declared to take
 
 COLUMNS = [*ITEMIZED_3_COLUMNS, "payment_metadata[payment_order_id]", "refund_metadata[refund_id]"]
 
@@ -133,9 +137,10 @@ def test_garbage_is_refused_without_reading_it_all():
         def readable(self) -> bool:
             return True
 
-        def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
-            n = len(buffer)
-            buffer[:n] = b"\x07garbage," * (n // 9) + b"g" * (n % 9)
+        def readinto(self, buffer: WriteableBuffer) -> int:
+            view = memoryview(buffer)  # BufferedReader hands a memoryview already; this types it
+            n = len(view)
+            view[:n] = b"\x07garbage," * (n // 9) + b"g" * (n % 9)
             self.served += n
             return n
 

@@ -108,7 +108,7 @@ async def _serves(server_files: pki.IdentityFiles, client_files: pki.IdentityFil
     await server.start()
     try:
         async with GrpcSecurity(client_files).aio_channel(f"127.0.0.1:{port}") as channel:
-            await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+            await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)  # type: ignore[attr-defined]  # the stub declares no methods
         return True
     except grpc.aio.AioRpcError:
         return False

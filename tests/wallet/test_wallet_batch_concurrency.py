@@ -13,7 +13,7 @@ import grpc
 
 from svckit.gen.wallet.v1 import wallet_service_pb2 as pb
 from svckit.gen.wallet.v1 import wallet_service_pb2_grpc as pb_grpc
-from svckit.grpc_errors import error_info
+from svckit.testing import refusal_info
 from tests.wallet.test_wallet_batch import credit, debit
 from tests.wallet.wallet_helpers import assert_books_balance, md, money, new_key, new_seller, ref
 
@@ -62,6 +62,7 @@ async def test_concurrent_batches_and_single_calls_on_hot_wallets(infra, service
             for _ in range(CALLS_PER_WORKER):
                 seller = rng.choice(sellers)
                 roll = rng.random()
+                request: pb.CreditRequest | pb.DebitRequest | pb.ReserveRequest
                 if roll < 0.45:
                     rpc, request = (
                         "Credit",
@@ -91,7 +92,7 @@ async def test_concurrent_batches_and_single_calls_on_hot_wallets(infra, service
                 try:
                     response = await getattr(stub, rpc)(request, metadata=md(key))
                 except grpc.aio.AioRpcError as exc:
-                    refusals.append(error_info(exc).reason)
+                    refusals.append(refusal_info(exc).reason)
                     continue
                 singles.append((rpc, request, key, response))
 

@@ -9,6 +9,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any, cast
 
 import grpc
 import psycopg
@@ -16,9 +17,8 @@ import psycopg
 from svckit.db import drop_database
 from svckit.gen.wallet.v1 import wallet_service_pb2 as pb
 from svckit.gen.wallet.v1 import wallet_service_pb2_grpc as pb_grpc
-from svckit.grpc_errors import error_info
 from svckit.runtime import start_service
-from svckit.testing import Infra
+from svckit.testing import Infra, refusal_info
 from tests.wallet.wallet_helpers import md, money
 from wallet_svc import bootstrap as wallet_bootstrap
 from wallet_svc.config import WalletSettings
@@ -27,7 +27,7 @@ TOP = 2**63 - 1
 
 
 @asynccontextmanager
-async def wallet(infra: Infra, **settings: object) -> AsyncIterator[tuple[pb_grpc.WalletServiceStub, str]]:
+async def wallet(infra: Infra, **settings: Any) -> AsyncIterator[tuple[pb_grpc.WalletServiceStub, str]]:
     """A wallet service on a fresh database with the given settings: (stub, database url)."""
     name = f"{infra.prefix}_wallet_{uuid.uuid4().hex[:8]}"
     handle = await start_service(
@@ -43,7 +43,13 @@ async def wallet(infra: Infra, **settings: object) -> AsyncIterator[tuple[pb_grp
         drop_database(infra.database_url_for(name))
 
 
-def cr(seller: str, amount: int, currency: str = "USD", ref_id: str = "po_1", kind: int = 1) -> tuple:
+def cr(
+    seller: str,
+    amount: int,
+    currency: str = "USD",
+    ref_id: str = "po_1",
+    kind: pb.ReferenceKind = pb.REFERENCE_KIND_PAYMENT_ORDER,
+) -> tuple:
     return (
         "Credit",
         pb.CreditRequest(
@@ -70,7 +76,7 @@ async def call(stub, rpc: str, request, key: str | None) -> tuple:
     try:
         reply = await pending
     except grpc.aio.AioRpcError as exc:
-        info = error_info(exc)
+        info = refusal_info(exc)
         return (exc.code().name, info.reason, exc.details(), tuple(sorted(info.metadata.items())))
     replayed = dict(await pending.initial_metadata()).get("idempotent-replayed") == "true"
     return ("OK", replayed, reply)
@@ -120,7 +126,9 @@ async def _scenario(stub) -> tuple[list[tuple], dict, dict[str, list[tuple]]]:
         burst.append(("bad-seller", *cr("bad seller!", 1), f"bad-seller-{i}"))
         burst.append(("bad-amount", *db("funded9", 0), f"bad-amount-{i}"))
         burst.append(("bad-currency", *cr("fresh1", 1, "XXX"), f"bad-currency-{i}"))
-        burst.append(("bad-reference", *cr("fresh1", 1, kind=0), f"bad-reference-{i}"))
+        burst.append(
+            ("bad-reference", *cr("fresh1", 1, kind=pb.REFERENCE_KIND_UNSPECIFIED), f"bad-reference-{i}")
+        )
         # An invalid request under a used key is a reused key (the key is looked at first).
         burst.append(("invalid-reused", *cr("reuser", 0), f"reuse-{i}"))
         # Two calls with one new key: one applies, the other replays it or finds it in use.
@@ -144,10 +152,11 @@ async def _scenario(stub) -> tuple[list[tuple], dict, dict[str, list[tuple]]]:
 def _groups(database_url: str, prefix: str) -> tuple[int, int]:
     """(answers stored, database transactions that stored them) among the keys `prefix-*`."""
     with psycopg.connect(database_url, autocommit=True) as conn:
-        return conn.execute(
+        row = conn.execute(
             "SELECT count(*), count(DISTINCT xmin::text) FROM idempotency_keys WHERE key LIKE %s",
             (f"{prefix}-%",),
         ).fetchone()
+    return cast(tuple[int, int], row)  # aggregates without GROUP BY: exactly one row
 
 
 async def test_coalesced_burst_answers_exactly_like_one_transaction_per_call(infra):

@@ -7,6 +7,7 @@ import asyncio
 import random
 import time
 from dataclasses import dataclass, field
+from typing import cast
 
 import grpc
 import pytest
@@ -25,13 +26,25 @@ MIN_OPS_PER_WRITER = 4  # even on a crowded machine every writer really writes
 # The only refusals a correct wallet gives this workload.
 EXPECTED_REFUSALS = {"INSUFFICIENT_FUNDS", "RESERVATION_EXHAUSTED"}
 
+# The five calls the writers make, and their answers (each has a movement; the request, an amount).
+MovementRequest = (
+    pb.CreditRequest | pb.DebitRequest | pb.ReserveRequest | pb.ReleaseRequest | pb.CaptureReservationRequest
+)
+MovementResponse = (
+    pb.CreditResponse
+    | pb.DebitResponse
+    | pb.ReserveResponse
+    | pb.ReleaseResponse
+    | pb.CaptureReservationResponse
+)
+
 
 @dataclass
 class Call:
     rpc: str
-    request: object
+    request: MovementRequest
     key: str
-    response: object | None = None
+    response: MovementResponse | None = None
     refusal: str | None = None
 
 
@@ -42,7 +55,9 @@ class Writer:
     calls: list[Call] = field(default_factory=list)
 
 
-async def _invoke(stub: pb_grpc.WalletServiceStub, call: Call) -> tuple[object | None, str | None, bool]:
+async def _invoke(
+    stub: pb_grpc.WalletServiceStub, call: Call
+) -> tuple[MovementResponse | None, str | None, bool]:
     """(response, refusal reason, replayed flag); anything but an expected refusal fails the test."""
     try:
         rpc_call = getattr(stub, call.rpc)(call.request, metadata=md(call.key))
@@ -63,7 +78,7 @@ def _next_call(w: Writer, seller: str, shared_rsv: str) -> Call:
     if roll < 0.10:  # contend with everyone on one reservation
         rpc = "Release" if w.rng.random() < 0.5 else "CaptureReservation"
         req_type = pb.ReleaseRequest if rpc == "Release" else pb.CaptureReservationRequest
-        request = req_type(
+        request: MovementRequest = req_type(
             reservation_id=shared_rsv, amount=money(7), reference=ref(pb.REFERENCE_KIND_PAYOUT)
         )
         return Call(rpc, request, new_key())
@@ -97,21 +112,26 @@ def _track(w: Writer, call: Call) -> None:
     """Keep the writer's view of its own reservations (no one else touches them)."""
     if call.response is None:
         return
+    # The rpc decides the message types (_next_call builds each request for its rpc).
     if call.rpc == "Reserve":
-        w.open_reservations[call.response.reservation.reservation_id] = (
-            call.response.reservation.amount.amount_minor
-        )
-    elif call.rpc in ("Release", "CaptureReservation") and call.request.reservation_id in w.open_reservations:
+        reserved = cast(pb.ReserveResponse, call.response)
+        w.open_reservations[reserved.reservation.reservation_id] = reserved.reservation.amount.amount_minor
+        return
+    if call.rpc not in ("Release", "CaptureReservation"):
+        return
+    request = cast(pb.ReleaseRequest | pb.CaptureReservationRequest, call.request)
+    response = cast(pb.ReleaseResponse | pb.CaptureReservationResponse, call.response)
+    if request.reservation_id in w.open_reservations:
         # The writer alone uses this reservation, so it knows exactly what must have been taken.
-        before = w.open_reservations[call.request.reservation_id]
-        taken = call.request.amount.amount_minor if call.request.HasField("amount") else before
-        assert call.response.movement.amount.amount_minor == taken
+        before = w.open_reservations[request.reservation_id]
+        taken = request.amount.amount_minor if request.HasField("amount") else before
+        assert response.movement.amount.amount_minor == taken
         remaining = before - taken
-        assert call.response.reservation.remaining.amount_minor == remaining
+        assert response.reservation.remaining.amount_minor == remaining
         if remaining:
-            w.open_reservations[call.request.reservation_id] = remaining
+            w.open_reservations[request.reservation_id] = remaining
         else:
-            del w.open_reservations[call.request.reservation_id]
+            del w.open_reservations[request.reservation_id]
 
 
 def _expected(calls: list[Call]) -> tuple[int, int]:
@@ -130,7 +150,7 @@ def _expected(calls: list[Call]) -> tuple[int, int]:
     return available, reserved
 
 
-async def _run_all(stubs, calls: list[Call]) -> list[tuple[object | None, str | None, bool]]:
+async def _run_all(stubs, calls: list[Call]) -> list[tuple[MovementResponse | None, str | None, bool]]:
     sem = asyncio.Semaphore(WRITERS)
 
     async def one(i: int, call: Call):

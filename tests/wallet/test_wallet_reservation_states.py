@@ -8,7 +8,7 @@ import pytest
 
 from svckit.errors import FailedPrecondition
 from svckit.money import Money
-from wallet_svc.service import (
+from wallet_svc.domain import (
     RESERVATION_TRANSITIONS,
     Reference,
     ReferenceKind,

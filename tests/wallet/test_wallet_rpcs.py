@@ -342,7 +342,7 @@ def _credit(**overrides):
         (_credit(amount=money(100, "XXX")), "amount.currency", "UNKNOWN_CURRENCY"),
         (_credit(amount=money(100, "US")), "amount.currency", "INVALID_CURRENCY"),
         (_credit(reference=None), "reference.kind", "INVALID_REFERENCE_KIND"),
-        (_credit(reference=pb.Reference(kind=99, id="x")), "reference.kind", "INVALID_REFERENCE_KIND"),
+        (_credit(reference=pb.Reference(kind=99, id="x")), "reference.kind", "INVALID_REFERENCE_KIND"),  # type: ignore[arg-type]  # not a ReferenceKind, on purpose
         (
             _credit(reference=pb.Reference(kind=pb.REFERENCE_KIND_REFUND)),
             "reference.id",

@@ -30,7 +30,7 @@ def money(amount_minor: int, currency: str = "USD") -> money_pb2.Money:
     return money_pb2.Money(amount_minor=amount_minor, currency=currency)
 
 
-def ref(kind: int = pb.REFERENCE_KIND_PAYMENT_ORDER, id_: str | None = None) -> pb.Reference:
+def ref(kind: pb.ReferenceKind = pb.REFERENCE_KIND_PAYMENT_ORDER, id_: str | None = None) -> pb.Reference:
     return pb.Reference(kind=kind, id=id_ or f"ref_{uuid.uuid4().hex[:10]}")
 
 

@@ -22,13 +22,15 @@ def upgrade() -> None:
     op.add_column(
         "settlement_files", sa.Column("committed_line", sa.Integer, nullable=False, server_default="0")
     )
-    # One ledger posting per (chunk, currency), written in the chunk's transaction before it is posted, so a
-    # crash between the two is finished by the next run (same idempotency key: the ledger replays).
+    # One ledger posting per (chunk, currency, account the gross is set against), written in the chunk's
+    # transaction before it is posted, so a crash between the two is finished by the next run (same idempotency
+    # key: the ledger replays).
     op.create_table(
         "settlement_bookings",
         sa.Column("booking_id", sa.Text, primary_key=True),
         sa.Column("run_id", sa.Text, nullable=False),
         sa.Column("currency", sa.Text, nullable=False),
+        sa.Column("against", sa.Text, nullable=False, server_default="psp_receivable"),
         sa.Column("gross_minor", sa.BigInteger, nullable=False),
         sa.Column("fee_minor", sa.BigInteger, nullable=False),
         sa.Column("row_count", sa.Integer, nullable=False),

@@ -13,7 +13,14 @@ from typing import Any
 
 from payment_svc.config import PaymentSettings
 from payment_svc.psp import HostedSession, LineItem, PspError
-from payment_svc.psp_objects import RefundView
+from payment_svc.psp_objects import (
+    AccountView,
+    CheckoutSessionView,
+    PaymentIntentView,
+    PayoutView,
+    RefundView,
+    TransferView,
+)
 from payment_svc.repository import PaymentRepository
 from payment_svc.risk import RuleBasedRisk, RuleLimits
 from payment_svc.rows import CheckoutRow, OrderRow, RefundRow, TransitionRow
@@ -192,6 +199,37 @@ class FakePsp:
             raise self.refund_answer
         assert self.refund_answer is not None, "the test sets the PSP's refund answer"
         return self.refund_answer
+
+    # The rest of PspPort, so the fake is one: the unit tests never make these calls.
+    def _unused(self, call: str) -> AssertionError:
+        return AssertionError(f"the unit tests' fake PSP does not answer {call}")
+
+    async def create_payment_intent(self, **kwargs: Any) -> PaymentIntentView:
+        raise self._unused("create_payment_intent")
+
+    async def retrieve_payment_intent(self, payment_intent_id: str) -> PaymentIntentView:
+        raise self._unused("retrieve_payment_intent")
+
+    async def find_payment_intent(self, checkout_id: str, created_since: int) -> PaymentIntentView | None:
+        raise self._unused("find_payment_intent")
+
+    async def retrieve_checkout_session(self, session_id: str) -> CheckoutSessionView:
+        raise self._unused("retrieve_checkout_session")
+
+    async def create_account(self, **kwargs: Any) -> AccountView:
+        raise self._unused("create_account")
+
+    async def retrieve_account(self, account_id: str) -> AccountView:
+        raise self._unused("retrieve_account")
+
+    async def create_transfer(self, **kwargs: Any) -> TransferView:
+        raise self._unused("create_transfer")
+
+    async def create_payout(self, **kwargs: Any) -> PayoutView:
+        raise self._unused("create_payout")
+
+    async def retrieve_payout(self, psp_payout_id: str, account: str) -> PayoutView:
+        raise self._unused("retrieve_payout")
 
 
 STREAM = "test:events"

@@ -212,6 +212,20 @@ class RecheckPaymentOrderResponse(_message.Message):
     payment_order: PaymentOrder
     def __init__(self, payment_order: _Optional[_Union[PaymentOrder, _Mapping]] = ...) -> None: ...
 
+class RedriveSettlementRequest(_message.Message):
+    __slots__ = ("payment_order_id",)
+    PAYMENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    payment_order_id: str
+    def __init__(self, payment_order_id: _Optional[str] = ...) -> None: ...
+
+class RedriveSettlementResponse(_message.Message):
+    __slots__ = ("payment_order", "redriven")
+    PAYMENT_ORDER_FIELD_NUMBER: _ClassVar[int]
+    REDRIVEN_FIELD_NUMBER: _ClassVar[int]
+    payment_order: PaymentOrder
+    redriven: bool
+    def __init__(self, payment_order: _Optional[_Union[PaymentOrder, _Mapping]] = ..., redriven: _Optional[bool] = ...) -> None: ...
+
 class GetCheckoutRequest(_message.Message):
     __slots__ = ("checkout_id",)
     CHECKOUT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -379,3 +393,41 @@ class BatchGetCheckoutOrdersResponse(_message.Message):
     PAYMENT_ORDERS_FIELD_NUMBER: _ClassVar[int]
     payment_orders: _containers.RepeatedCompositeFieldContainer[PaymentOrder]
     def __init__(self, payment_orders: _Optional[_Iterable[_Union[PaymentOrder, _Mapping]]] = ...) -> None: ...
+
+class GetPaymentStatsRequest(_message.Message):
+    __slots__ = ("window_minutes", "bucket_minutes")
+    WINDOW_MINUTES_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_MINUTES_FIELD_NUMBER: _ClassVar[int]
+    window_minutes: int
+    bucket_minutes: int
+    def __init__(self, window_minutes: _Optional[int] = ..., bucket_minutes: _Optional[int] = ...) -> None: ...
+
+class PaymentStatsBucket(_message.Message):
+    __slots__ = ("start_time", "created", "succeeded", "failed")
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    SUCCEEDED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    start_time: _timestamp_pb2.Timestamp
+    created: int
+    succeeded: int
+    failed: int
+    def __init__(self, start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created: _Optional[int] = ..., succeeded: _Optional[int] = ..., failed: _Optional[int] = ...) -> None: ...
+
+class DeclineCount(_message.Message):
+    __slots__ = ("code", "count")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    count: int
+    def __init__(self, code: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
+
+class GetPaymentStatsResponse(_message.Message):
+    __slots__ = ("buckets", "declines", "window_start_time")
+    BUCKETS_FIELD_NUMBER: _ClassVar[int]
+    DECLINES_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_START_TIME_FIELD_NUMBER: _ClassVar[int]
+    buckets: _containers.RepeatedCompositeFieldContainer[PaymentStatsBucket]
+    declines: _containers.RepeatedCompositeFieldContainer[DeclineCount]
+    window_start_time: _timestamp_pb2.Timestamp
+    def __init__(self, buckets: _Optional[_Iterable[_Union[PaymentStatsBucket, _Mapping]]] = ..., declines: _Optional[_Iterable[_Union[DeclineCount, _Mapping]]] = ..., window_start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

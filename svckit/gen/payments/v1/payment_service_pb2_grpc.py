@@ -52,6 +52,11 @@ class PaymentServiceStub:
                 request_serializer=payments_dot_v1_dot_payment__service__pb2.RecheckPaymentOrderRequest.SerializeToString,
                 response_deserializer=payments_dot_v1_dot_payment__service__pb2.RecheckPaymentOrderResponse.FromString,
                 _registered_method=True)
+        self.RedriveSettlement = channel.unary_unary(
+                '/payments.v1.PaymentService/RedriveSettlement',
+                request_serializer=payments_dot_v1_dot_payment__service__pb2.RedriveSettlementRequest.SerializeToString,
+                response_deserializer=payments_dot_v1_dot_payment__service__pb2.RedriveSettlementResponse.FromString,
+                _registered_method=True)
         self.GetCheckout = channel.unary_unary(
                 '/payments.v1.PaymentService/GetCheckout',
                 request_serializer=payments_dot_v1_dot_payment__service__pb2.GetCheckoutRequest.SerializeToString,
@@ -97,6 +102,11 @@ class PaymentServiceStub:
                 request_serializer=payments_dot_v1_dot_payment__service__pb2.CreateRefundRequest.SerializeToString,
                 response_deserializer=payments_dot_v1_dot_payment__service__pb2.CreateRefundResponse.FromString,
                 _registered_method=True)
+        self.GetPaymentStats = channel.unary_unary(
+                '/payments.v1.PaymentService/GetPaymentStats',
+                request_serializer=payments_dot_v1_dot_payment__service__pb2.GetPaymentStatsRequest.SerializeToString,
+                response_deserializer=payments_dot_v1_dot_payment__service__pb2.GetPaymentStatsResponse.FromString,
+                _registered_method=True)
 
 
 class PaymentServiceServicer:
@@ -129,6 +139,19 @@ class PaymentServiceServicer:
         Reconciliation calls it when the PSP settled a charge for an order we do not hold as captured (a lost
         webhook, an unknown outcome). Naturally idempotent: asking again changes nothing more. Returns the order
         as it is afterwards. NOT_FOUND (reason PAYMENT_ORDER_NOT_FOUND) when unknown.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RedriveSettlement(self, request, context):
+        """Re-drives the settlement of a captured order whose seller wallet credit or ledger posting is missing
+        (reconciliation's SETTLEMENT_NOT_BOOKED) through the normal path: the order's settlement event is
+        emitted again, and the settlement consumer applies it under the same idempotency keys as the first
+        time, so a half applied already changes nothing. Naturally idempotent. Returns the order as it is now
+        (its flags turn true once the consumer has applied the event) and whether an event was emitted (false
+        when both flags are set already). NOT_FOUND (reason PAYMENT_ORDER_NOT_FOUND) when unknown;
+        FAILED_PRECONDITION (reason ORDER_NOT_CAPTURED) when the order has nothing to settle.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -216,6 +239,15 @@ class PaymentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPaymentStats(self, request, context):
+        """Counts of the payment orders created in the last `window_minutes`, per bucket of `bucket_minutes`
+        (created, captured, failed), and the failed ones by decline code: the operator console's overview.
+        One indexed scan of the window. INVALID_ARGUMENT (INVALID_FILTER) for a window or bucket out of range.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PaymentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -233,6 +265,11 @@ def add_PaymentServiceServicer_to_server(servicer, server):
                     servicer.RecheckPaymentOrder,
                     request_deserializer=payments_dot_v1_dot_payment__service__pb2.RecheckPaymentOrderRequest.FromString,
                     response_serializer=payments_dot_v1_dot_payment__service__pb2.RecheckPaymentOrderResponse.SerializeToString,
+            ),
+            'RedriveSettlement': grpc.unary_unary_rpc_method_handler(
+                    servicer.RedriveSettlement,
+                    request_deserializer=payments_dot_v1_dot_payment__service__pb2.RedriveSettlementRequest.FromString,
+                    response_serializer=payments_dot_v1_dot_payment__service__pb2.RedriveSettlementResponse.SerializeToString,
             ),
             'GetCheckout': grpc.unary_unary_rpc_method_handler(
                     servicer.GetCheckout,
@@ -278,6 +315,11 @@ def add_PaymentServiceServicer_to_server(servicer, server):
                     servicer.CreateRefund,
                     request_deserializer=payments_dot_v1_dot_payment__service__pb2.CreateRefundRequest.FromString,
                     response_serializer=payments_dot_v1_dot_payment__service__pb2.CreateRefundResponse.SerializeToString,
+            ),
+            'GetPaymentStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPaymentStats,
+                    request_deserializer=payments_dot_v1_dot_payment__service__pb2.GetPaymentStatsRequest.FromString,
+                    response_serializer=payments_dot_v1_dot_payment__service__pb2.GetPaymentStatsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -364,6 +406,33 @@ class PaymentService:
             '/payments.v1.PaymentService/RecheckPaymentOrder',
             payments_dot_v1_dot_payment__service__pb2.RecheckPaymentOrderRequest.SerializeToString,
             payments_dot_v1_dot_payment__service__pb2.RecheckPaymentOrderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RedriveSettlement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payments.v1.PaymentService/RedriveSettlement',
+            payments_dot_v1_dot_payment__service__pb2.RedriveSettlementRequest.SerializeToString,
+            payments_dot_v1_dot_payment__service__pb2.RedriveSettlementResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -607,6 +676,33 @@ class PaymentService:
             '/payments.v1.PaymentService/CreateRefund',
             payments_dot_v1_dot_payment__service__pb2.CreateRefundRequest.SerializeToString,
             payments_dot_v1_dot_payment__service__pb2.CreateRefundResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPaymentStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payments.v1.PaymentService/GetPaymentStats',
+            payments_dot_v1_dot_payment__service__pb2.GetPaymentStatsRequest.SerializeToString,
+            payments_dot_v1_dot_payment__service__pb2.GetPaymentStatsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -155,12 +155,16 @@ class GetSellerResponse(_message.Message):
     def __init__(self, seller: _Optional[_Union[Seller, _Mapping]] = ...) -> None: ...
 
 class ListSellersRequest(_message.Message):
-    __slots__ = ("page_size", "page_token")
+    __slots__ = ("page_size", "page_token", "seller_account_prefix", "state")
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    SELLER_ACCOUNT_PREFIX_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
     page_size: int
     page_token: str
-    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    seller_account_prefix: str
+    state: SellerState
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., seller_account_prefix: _Optional[str] = ..., state: _Optional[_Union[SellerState, str]] = ...) -> None: ...
 
 class ListSellersResponse(_message.Message):
     __slots__ = ("sellers", "next_page_token")
@@ -241,10 +245,12 @@ class PayoutRun(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., period: _Optional[str] = ..., dry_run: _Optional[bool] = ..., state: _Optional[_Union[PayoutRunState, str]] = ..., sellers_total: _Optional[int] = ..., sellers_done: _Optional[int] = ..., payouts_created: _Optional[int] = ..., sellers_skipped: _Optional[int] = ..., items: _Optional[_Iterable[_Union[PayoutRunItem, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finish_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class PreviewPayoutRunRequest(_message.Message):
-    __slots__ = ("period",)
+    __slots__ = ("period", "seller_accounts")
     PERIOD_FIELD_NUMBER: _ClassVar[int]
+    SELLER_ACCOUNTS_FIELD_NUMBER: _ClassVar[int]
     period: str
-    def __init__(self, period: _Optional[str] = ...) -> None: ...
+    seller_accounts: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, period: _Optional[str] = ..., seller_accounts: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PreviewPayoutRunResponse(_message.Message):
     __slots__ = ("run",)
@@ -279,6 +285,24 @@ class GetPayoutRunResponse(_message.Message):
     RUN_FIELD_NUMBER: _ClassVar[int]
     run: PayoutRun
     def __init__(self, run: _Optional[_Union[PayoutRun, _Mapping]] = ...) -> None: ...
+
+class ListPayoutRunsRequest(_message.Message):
+    __slots__ = ("period", "page_size", "page_token")
+    PERIOD_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    period: str
+    page_size: int
+    page_token: str
+    def __init__(self, period: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListPayoutRunsResponse(_message.Message):
+    __slots__ = ("runs", "next_page_token")
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    runs: _containers.RepeatedCompositeFieldContainer[PayoutRun]
+    next_page_token: str
+    def __init__(self, runs: _Optional[_Iterable[_Union[PayoutRun, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class PayoutTransition(_message.Message):
     __slots__ = ("from_state", "to_state", "cause", "detail", "create_time")
@@ -329,18 +353,22 @@ class Payout(_message.Message):
     def __init__(self, payout_id: _Optional[str] = ..., run_id: _Optional[str] = ..., seller_account: _Optional[str] = ..., period: _Optional[str] = ..., amount: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., state: _Optional[_Union[PayoutState, str]] = ..., psp_account: _Optional[str] = ..., psp_transfer_id: _Optional[str] = ..., psp_payout_id: _Optional[str] = ..., failure_code: _Optional[str] = ..., failure_message: _Optional[str] = ..., reservation_id: _Optional[str] = ..., last_error: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ListPayoutsRequest(_message.Message):
-    __slots__ = ("seller_account", "period", "state", "page_size", "page_token")
+    __slots__ = ("seller_account", "period", "state", "page_size", "page_token", "create_time_from", "create_time_before")
     SELLER_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     PERIOD_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FROM_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_BEFORE_FIELD_NUMBER: _ClassVar[int]
     seller_account: str
     period: str
     state: PayoutState
     page_size: int
     page_token: str
-    def __init__(self, seller_account: _Optional[str] = ..., period: _Optional[str] = ..., state: _Optional[_Union[PayoutState, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    create_time_from: _timestamp_pb2.Timestamp
+    create_time_before: _timestamp_pb2.Timestamp
+    def __init__(self, seller_account: _Optional[str] = ..., period: _Optional[str] = ..., state: _Optional[_Union[PayoutState, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., create_time_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_time_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ListPayoutsResponse(_message.Message):
     __slots__ = ("payouts", "next_page_token")

@@ -82,6 +82,11 @@ class PayoutServiceStub:
                 request_serializer=payments_dot_v1_dot_payout__service__pb2.GetPayoutRunRequest.SerializeToString,
                 response_deserializer=payments_dot_v1_dot_payout__service__pb2.GetPayoutRunResponse.FromString,
                 _registered_method=True)
+        self.ListPayoutRuns = channel.unary_unary(
+                '/payments.v1.PayoutService/ListPayoutRuns',
+                request_serializer=payments_dot_v1_dot_payout__service__pb2.ListPayoutRunsRequest.SerializeToString,
+                response_deserializer=payments_dot_v1_dot_payout__service__pb2.ListPayoutRunsResponse.FromString,
+                _registered_method=True)
         self.ListPayouts = channel.unary_unary(
                 '/payments.v1.PayoutService/ListPayouts',
                 request_serializer=payments_dot_v1_dot_payout__service__pb2.ListPayoutsRequest.SerializeToString,
@@ -173,6 +178,14 @@ class PayoutServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListPayoutRuns(self, request, context):
+        """Lists runs (and stored previews), newest first, optionally of one period; without their items
+        (GetPayoutRun has them).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListPayouts(self, request, context):
         """Lists pay-outs, newest first, optionally of one seller, period or state.
         """
@@ -242,6 +255,11 @@ def add_PayoutServiceServicer_to_server(servicer, server):
                     servicer.GetPayoutRun,
                     request_deserializer=payments_dot_v1_dot_payout__service__pb2.GetPayoutRunRequest.FromString,
                     response_serializer=payments_dot_v1_dot_payout__service__pb2.GetPayoutRunResponse.SerializeToString,
+            ),
+            'ListPayoutRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPayoutRuns,
+                    request_deserializer=payments_dot_v1_dot_payout__service__pb2.ListPayoutRunsRequest.FromString,
+                    response_serializer=payments_dot_v1_dot_payout__service__pb2.ListPayoutRunsResponse.SerializeToString,
             ),
             'ListPayouts': grpc.unary_unary_rpc_method_handler(
                     servicer.ListPayouts,
@@ -505,6 +523,33 @@ class PayoutService:
             '/payments.v1.PayoutService/GetPayoutRun',
             payments_dot_v1_dot_payout__service__pb2.GetPayoutRunRequest.SerializeToString,
             payments_dot_v1_dot_payout__service__pb2.GetPayoutRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPayoutRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payments.v1.PayoutService/ListPayoutRuns',
+            payments_dot_v1_dot_payout__service__pb2.ListPayoutRunsRequest.SerializeToString,
+            payments_dot_v1_dot_payout__service__pb2.ListPayoutRunsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -318,3 +318,29 @@ class ResolveMismatchesResponse(_message.Message):
     RESOLVED_FIELD_NUMBER: _ClassVar[int]
     resolved: int
     def __init__(self, resolved: _Optional[int] = ...) -> None: ...
+
+class GetMismatchRequest(_message.Message):
+    __slots__ = ("mismatch_id",)
+    MISMATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    mismatch_id: str
+    def __init__(self, mismatch_id: _Optional[str] = ...) -> None: ...
+
+class MismatchAction(_message.Message):
+    __slots__ = ("actor", "action", "detail", "create_time")
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    actor: str
+    action: str
+    detail: str
+    create_time: _timestamp_pb2.Timestamp
+    def __init__(self, actor: _Optional[str] = ..., action: _Optional[str] = ..., detail: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class GetMismatchResponse(_message.Message):
+    __slots__ = ("mismatch", "actions")
+    MISMATCH_FIELD_NUMBER: _ClassVar[int]
+    ACTIONS_FIELD_NUMBER: _ClassVar[int]
+    mismatch: Mismatch
+    actions: _containers.RepeatedCompositeFieldContainer[MismatchAction]
+    def __init__(self, mismatch: _Optional[_Union[Mismatch, _Mapping]] = ..., actions: _Optional[_Iterable[_Union[MismatchAction, _Mapping]]] = ...) -> None: ...

@@ -76,6 +76,11 @@ class ReconServiceStub:
                 request_serializer=recon_dot_v1_dot_recon__service__pb2.ResolveMismatchesRequest.SerializeToString,
                 response_deserializer=recon_dot_v1_dot_recon__service__pb2.ResolveMismatchesResponse.FromString,
                 _registered_method=True)
+        self.GetMismatch = channel.unary_unary(
+                '/recon.v1.ReconService/GetMismatch',
+                request_serializer=recon_dot_v1_dot_recon__service__pb2.GetMismatchRequest.SerializeToString,
+                response_deserializer=recon_dot_v1_dot_recon__service__pb2.GetMismatchResponse.FromString,
+                _registered_method=True)
 
 
 class ReconServiceServicer:
@@ -150,6 +155,14 @@ class ReconServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetMismatch(self, request, context):
+        """One mismatch with its history of actions (assigned, noted, resolved), oldest first.
+        NOT_FOUND (MISMATCH_NOT_FOUND) when unknown.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ReconServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -192,6 +205,11 @@ def add_ReconServiceServicer_to_server(servicer, server):
                     servicer.ResolveMismatches,
                     request_deserializer=recon_dot_v1_dot_recon__service__pb2.ResolveMismatchesRequest.FromString,
                     response_serializer=recon_dot_v1_dot_recon__service__pb2.ResolveMismatchesResponse.SerializeToString,
+            ),
+            'GetMismatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMismatch,
+                    request_deserializer=recon_dot_v1_dot_recon__service__pb2.GetMismatchRequest.FromString,
+                    response_serializer=recon_dot_v1_dot_recon__service__pb2.GetMismatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -412,6 +430,33 @@ class ReconService:
             '/recon.v1.ReconService/ResolveMismatches',
             recon_dot_v1_dot_recon__service__pb2.ResolveMismatchesRequest.SerializeToString,
             recon_dot_v1_dot_recon__service__pb2.ResolveMismatchesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMismatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recon.v1.ReconService/GetMismatch',
+            recon_dot_v1_dot_recon__service__pb2.GetMismatchRequest.SerializeToString,
+            recon_dot_v1_dot_recon__service__pb2.GetMismatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
