@@ -97,6 +97,44 @@ class PayoutRunBody(_Strict):
     seller_accounts: list[SellerAccount] = Field(default_factory=list, max_length=1000)
 
 
+class DebtWriteOffBody(_Strict):
+    amount: str = Field(examples=["12.50"], description="How much of the debt to write off (decimal string).")
+    currency: Currency = Field(examples=["USD"])
+    reason: str = Field(
+        min_length=1, max_length=500, description="Why (required; kept with the ledger entry)."
+    )
+
+
+class DebtWriteOffOut(BaseModel):
+    seller_account: str
+    currency: str
+    written_off: str
+    debt_left: str
+    ledger_transaction_id: int
+
+
+def write_off_request(seller_account: str, body: DebtWriteOffBody) -> pb.WriteOffSellerDebtRequest:
+    try:
+        minor = parse_amount(body.amount, body.currency)
+    except MoneyError as exc:
+        raise InvalidArgument(exc.reason, f"amount: {exc}", field="amount") from None
+    return pb.WriteOffSellerDebtRequest(
+        seller_account=seller_account,
+        amount=money_pb2.Money(amount_minor=minor, currency=body.currency),
+        reason=body.reason,
+    )
+
+
+def write_off_out(seller_account: str, r: pb.WriteOffSellerDebtResponse) -> DebtWriteOffOut:
+    return DebtWriteOffOut(
+        seller_account=seller_account,
+        currency=r.written_off.currency,
+        written_off=_amount(r.written_off),
+        debt_left=_amount(r.debt_left),
+        ledger_transaction_id=r.ledger_transaction_id,
+    )
+
+
 def register_request(body: SellerBody) -> pb.RegisterSellerRequest:
     return pb.RegisterSellerRequest(
         seller=pb.Seller(

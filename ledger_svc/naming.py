@@ -105,6 +105,11 @@ def expense_psp_adjustments(currency: str) -> str:
     return f"expense:psp_adjustments{_suffix(currency)}"
 
 
+def expense_bad_debt(currency: str) -> str:
+    """Seller debts the platform gave up on (an operator's write-off), e.g. ``expense:bad_debt/USD``."""
+    return f"expense:bad_debt{_suffix(currency)}"
+
+
 def payouts_in_transit(currency: str) -> str:
     """Payouts sent and not yet paid, e.g. ``liability:payouts_in_transit/USD``."""
     return f"liability:payouts_in_transit{_suffix(currency)}"

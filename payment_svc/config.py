@@ -102,8 +102,11 @@ class PaymentSettings(ServiceSettings):
     payout_deadline_seconds: float = Field(default=5 * 86_400.0, gt=0)
     """A pay-out still without a final answer this long after creation raises an alert (the PSP may
     take up to 5 business days to fail one)."""
-    payout_concurrency: int = Field(default=8, ge=1, le=256)
-    """Sellers a run plans and sends at once."""
+    payout_concurrency: int = Field(default=16, ge=1, le=256)
+    """Calls a run has in flight at once per step: sellers planned, wallet reservations, PSP calls."""
+    payout_chunk_size: int = Field(default=250, ge=1, le=1000)
+    """Sellers a run takes through its steps together: one insert of their pay-outs, one ledger
+    ``PostTransactions``, one transaction recording each step for all of them."""
     payout_scheduler_enabled: bool = False
     """Start each period's run on the sellers' anchor day by itself (payment_svc/payouts/scheduler.py).
     Off unless set, so tests and one-off processes never start runs; every replica may enable it."""

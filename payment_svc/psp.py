@@ -155,6 +155,10 @@ class PspPort(Protocol):
 
     async def retrieve_payout(self, psp_payout_id: str, account: str) -> PayoutView: ...
 
+    async def reverse_transfer(
+        self, *, transfer_id: str, amount_minor: int, currency: str, payout_id: str, idempotency_key: str
+    ) -> str: ...
+
 
 # Stripe's API unit differs from the ISO 4217 minor unit we keep for a few currencies: ISK is
 # two-decimal at Stripe (100 = 1 króna) but has no minor unit in ISO 4217. Every amount leaves for
@@ -427,3 +431,20 @@ class StripePsp:
             self._client.v1.payouts.retrieve_async(psp_payout_id, options={"stripe_account": account}),
         )
         return psp_objects.payout(po, account)
+
+    async def reverse_transfer(
+        self, *, transfer_id: str, amount_minor: int, currency: str, payout_id: str, idempotency_key: str
+    ) -> str:
+        """Bring a transfer's money back from the connected account to the platform; the reversal's id."""
+        trr = await self._call(
+            "reverse transfer",
+            self._client.v1.transfers.reversals.create_async(
+                transfer_id,
+                params={
+                    "amount": stripe_amount(amount_minor, currency),
+                    "metadata": {"payout_id": payout_id},
+                },
+                options={"idempotency_key": idempotency_key},
+            ),
+        )
+        return str(trr["id"])

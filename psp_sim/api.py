@@ -307,6 +307,32 @@ def transfer_list(ctx: Context, req: Request) -> dict[str, Any]:
     )
 
 
+def transfer_reversal_create(ctx: Context, req: Request, tr_id: str) -> dict[str, Any]:
+    _no_connect(req)
+    P.check_known(req.body, domain.TRANSFER_REVERSAL_PARAMS)
+    return _expand(ctx.sim, domain.create_transfer_reversal(ctx.sim, tr_id, req.body), req)
+
+
+def transfer_reversal_list(ctx: Context, req: Request, tr_id: str) -> dict[str, Any]:
+    _no_connect(req)
+    ctx.sim.get("transfer", tr_id, "transfer")
+    return _list(
+        ctx,
+        req,
+        "transfer_reversal",
+        f"/v1/transfers/{tr_id}/reversals",
+        where=lambda o: o["transfer"] == tr_id,
+    )
+
+
+def transfer_reversal_get(ctx: Context, req: Request, tr_id: str, trr_id: str) -> dict[str, Any]:
+    _no_connect(req)
+    trr = ctx.sim.get("transfer_reversal", trr_id, "transfer_reversal")
+    if trr["transfer"] != tr_id:
+        raise missing("transfer_reversal", trr_id)
+    return _expand(ctx.sim, trr, req)
+
+
 def payout_create(ctx: Context, req: Request) -> dict[str, Any]:
     P.check_known(req.body, domain.PAYOUT_PARAMS)
     if req.account:
@@ -639,6 +665,9 @@ ROUTES: list[tuple[str, str, Handler, str]] = [
     ("POST", "/v1/transfers", transfer_create, "api"),
     ("GET", "/v1/transfers", transfer_list, "api"),
     ("GET", f"/v1/transfers/{ID}", _getter("transfer", "transfer"), "api"),
+    ("POST", f"/v1/transfers/{ID}/reversals", transfer_reversal_create, "api"),
+    ("GET", f"/v1/transfers/{ID}/reversals", transfer_reversal_list, "api"),
+    ("GET", f"/v1/transfers/{ID}/reversals/{ID}", transfer_reversal_get, "api"),
     ("POST", "/v1/payouts", payout_create, "api"),
     ("GET", "/v1/payouts", payout_list, "api"),
     ("GET", f"/v1/payouts/{ID}", _getter("payout", "payout", connect=True), "api"),

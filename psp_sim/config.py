@@ -39,6 +39,9 @@ class SimConfig:
     webhook_retry_base_seconds: int = 60
     webhook_max_attempts: int = 4
     webhook_timeout_seconds: float = 5.0
+    webhook_concurrency: int = 1
+    """Deliveries to one endpoint in flight at once. 1 (the default) sends them one after the other, in
+    order; above 1 (as Stripe does, which promises no order) they overlap, unless a fault rule is set."""
     public_url: str | None = None
     """Base URL put in hosted-page and file URLs; default: taken from each request's Host header."""
     auto_create_accounts: bool = True

@@ -930,6 +930,9 @@ ACCOUNT_PARAMS = frozenset(
 )
 
 
+PAYOUTS_DISABLED_TAG = "+payouts_disabled@"
+
+
 def create_account(sim: Simulator, p: dict[str, Any], acct_id: str | None = None) -> dict[str, Any]:
     acct_id = acct_id or sim.new_id("acct_", 16)
     ext = p.get("external_account") or {}
@@ -968,7 +971,9 @@ def create_account(sim: Simulator, p: dict[str, Any], acct_id: str | None = None
             "url": f"/v1/accounts/{acct_id}/external_accounts",
         },
         "metadata": metadata,
-        "payouts_enabled": True,
+        # A test convention (docs/psp_sim.md): an email tagged "+payouts_disabled" makes an account
+        # whose payouts are off, as Stripe's are until its requirements are met.
+        "payouts_enabled": PAYOUTS_DISABLED_TAG not in (P.string(p, "email") or ""),
         "settings": {
             "branding": {"icon": None, "logo": None, "primary_color": None, "secondary_color": None},
             "card_payments": {
@@ -1107,6 +1112,73 @@ def _make_transfer(
     return tr
 
 
+TRANSFER_REVERSAL_PARAMS = frozenset(
+    {"amount", "description", "metadata", "refund_application_fee", "expand"}
+)
+
+
+def create_transfer_reversal(sim: Simulator, tr_id: str, p: dict[str, Any]) -> dict[str, Any]:
+    """``POST /v1/transfers/{id}/reversals``: money back from the connected account to the platform, all
+    that is not reversed yet unless ``amount`` says less. Refused when the transfer has less left than
+    asked, or the connected account's available balance cannot cover it (``balance_insufficient``)."""
+    tr = sim.get("transfer", tr_id, "transfer")
+    left = tr["amount"] - tr["amount_reversed"]
+    amount = P.integer(p, "amount", minimum=1)
+    amount = left if amount is None else amount
+    metadata, description = P.metadata(p), P.string(p, "description")
+    P.boolean(p, "refund_application_fee")
+    if left <= 0:
+        raise invalid(f"Transfer {tr_id} has already been fully reversed.", code="transfer_already_reversed")
+    if amount > left:
+        raise invalid(
+            f"Amount ({amount}) is greater than the amount that can be reversed ({left}).", param="amount"
+        )
+    dest = tr["destination"]
+    if sim.available(dest, tr["currency"]) < amount:
+        raise invalid(
+            "Insufficient funds in the connected account to reverse this transfer.",
+            code="balance_insufficient",
+        )
+    trr_id = sim.new_id("trr_")
+    pyr_id = sim.new_id("pyr_")
+    bt = sim.add_balance_transaction(
+        account=None,
+        amount=amount,
+        currency=tr["currency"],
+        type_="transfer_refund",
+        category="transfer_reversal",
+        source=trr_id,
+        description=description,
+    )
+    sim.add_balance_transaction(
+        account=dest,
+        amount=-amount,
+        currency=tr["currency"],
+        type_="payment_refund",
+        category="refund",
+        source=pyr_id,
+        description=description,
+    )
+    trr = {
+        "id": trr_id,
+        "object": "transfer_reversal",
+        "amount": amount,
+        "balance_transaction": bt["id"],
+        "created": sim.now(),
+        "currency": tr["currency"],
+        "destination_payment_refund": pyr_id,
+        "metadata": metadata,
+        "source_refund": None,
+        "transfer": tr_id,
+    }
+    sim.add(trr)
+    tr["amount_reversed"] += amount
+    tr["reversed"] = tr["amount_reversed"] == tr["amount"]
+    tr["reversals"]["data"].insert(0, trr)  # newest first, as Stripe lists them
+    sim.emit("transfer.reversed", tr)
+    return trr
+
+
 PAYOUT_PARAMS = frozenset(
     {
         "amount",
@@ -1132,6 +1204,8 @@ def create_payout(
         raise invalid(f"Invalid method: {method}", param="method")
     description, descriptor = P.string(p, "description"), P.string(p, "statement_descriptor")
     metadata = P.metadata(p)
+    if account is not None and not _account_or_create(sim, account, "Stripe-Account")["payouts_enabled"]:
+        raise invalid("Payouts have been disabled on this account.", code="payouts_not_allowed")
     if sim.available(account, currency) < amount:
         raise invalid(
             "You have insufficient funds in your Stripe account for this transfer.",

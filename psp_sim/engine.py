@@ -94,6 +94,7 @@ PREFIX_KIND = {
     "ch": "charge",
     "re": "refund",
     "tr": "transfer",
+    "trr": "transfer_reversal",
     "po": "payout",
     "txn": "balance_transaction",
     "evt": "event",

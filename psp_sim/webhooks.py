@@ -285,7 +285,19 @@ class WebhookDispatcher:
                 await asyncio.wait_for(self._wake.wait(), timeout=0.2)
 
     async def _send_in_order(self, deliveries: list[Delivery]) -> None:
-        # One endpoint's due deliveries go out sequentially so that injected reordering is what it sees.
+        # One endpoint's due deliveries go out sequentially so that injected reordering is what it sees;
+        # with ``webhook_concurrency`` above 1 and no fault rule set, they overlap (a burst of payouts
+        # paid at once would otherwise reach the receiver at the pace of one round trip).
+        width = self.sim.config.webhook_concurrency
+        if width > 1 and not self.faults.active and len(deliveries) > 1:
+            limit = asyncio.Semaphore(width)
+
+            async def one(d: Delivery) -> None:
+                async with limit:
+                    await self._send_in_order([d])
+
+            await asyncio.gather(*(one(d) for d in deliveries))
+            return
         for d in deliveries:
             try:
                 if d.endpoint in self.endpoints:  # a deleted endpoint gets no more attempts, as in Stripe

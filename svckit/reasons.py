@@ -171,6 +171,11 @@ class Reason(enum.StrEnum):
     DUPLICATE_SELLER = enum.auto(), "a run names one seller twice", _K.INVALID_ARGUMENT
     SELLER_ALREADY_EXISTS = enum.auto(), "the seller is registered already", _K.ALREADY_EXISTS
     SELLER_NOT_FOUND = enum.auto(), "no registered seller with this id", _K.NOT_FOUND
+    WRITE_OFF_EXCEEDS_DEBT = (
+        enum.auto(),
+        "a debt write-off is larger than what the seller owes in that currency",
+        _K.FAILED_PRECONDITION,
+    )
     PAYOUT_RUN_NOT_FOUND = enum.auto(), "no pay-out run with this id", _K.NOT_FOUND
     PAYOUT_NOT_FOUND = enum.auto(), "no pay-out with this id", _K.NOT_FOUND
     SELLER_BLOCKED = (

@@ -35,7 +35,7 @@ from gateway.console.store import Session
 from gateway.ratelimit import RateLimiter
 from gateway.upstream import call
 from svckit.context import idempotency_key_var
-from svckit.errors import DomainError, ErrorKind, InvalidArgument
+from svckit.errors import DomainError, ErrorKind, InvalidArgument, NotFound
 from svckit.gen.payments.v1 import payment_service_pb2 as pb
 from svckit.grpc_errors import from_rpc_error
 from svckit.logging import get_logger
@@ -54,6 +54,7 @@ _REFUND_REASONS = ("requested_by_customer", "duplicate", "fraudulent")
 _PAGE_SIZE = 25
 _ID = re.compile(schemas.ID_PATTERN)
 _SELLER = re.compile(schemas.SELLER_PATTERN)
+_PAYMENT_INTENT = re.compile(r"^pi_[A-Za-z0-9]{1,100}$")
 
 # No script at all, styles only inline, forms only to ourselves, never framed, never cached.
 _PAGE_HEADERS = {
@@ -315,6 +316,7 @@ _STATES = list(get_args(schemas.OrderStateName))
 _FILTERS = (
     "checkout_id",
     "payment_order_id",
+    "psp_id",
     "seller_account",
     "buyer_id",
     "state",
@@ -378,6 +380,9 @@ async def payments(request: Request) -> Response:
     rows: list[_OrderRow] = []
     next_url = ""
     try:
+        if params["psp_id"]:
+            # A buyer quotes the PSP's payment id (from a bank statement or receipt): its checkout's orders.
+            params["checkout_id"] = await _checkout_of_payment_intent(request, params["psp_id"])
         reply, _ = await call(
             request.app.state.upstreams.payment.ListPaymentOrders,
             _search_request(params, page_token),
@@ -393,6 +398,23 @@ async def payments(request: Request) -> Response:
         error = _error_text(exc)[1]
     return _page("payments.html", 400 if error else 200, session, title="Payments", params=params,
                  states=_STATES, orders=rows, error=error, next_url=next_url)  # fmt: skip
+
+
+async def _checkout_of_payment_intent(request: Request, psp_id: str) -> str:
+    if not _PAYMENT_INTENT.match(psp_id):
+        raise InvalidArgument("INVALID_FILTER", "PSP id: a PaymentIntent id (pi_...)", field="psp_id")
+    try:
+        reply, _ = await call(
+            request.app.state.upstreams.payment.GetCheckoutByPaymentIntent,
+            pb.GetCheckoutByPaymentIntentRequest(payment_intent_id=psp_id),
+            _deadline(request),
+        )
+    except grpc.aio.AioRpcError as exc:
+        err, _text = _error_text(exc)
+        if err.kind is ErrorKind.NOT_FOUND:
+            raise NotFound("CHECKOUT_NOT_FOUND", "no checkout of ours was paid with this PSP id") from None
+        raise
+    return str(reply.payment_event.checkout_id)
 
 
 @dataclass(frozen=True)

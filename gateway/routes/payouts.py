@@ -111,6 +111,36 @@ async def update_seller(
 
 
 @router.post(
+    "/sellers/{seller_account}/debt-write-offs",
+    status_code=201,
+    response_model=ps.DebtWriteOffOut,
+    summary="Write off (part of) a seller's debt as a bad debt",
+    description="Posts Dr `expense:bad_debt/<CUR>` / Cr `asset:seller_receivable:<seller>/<CUR>`. "
+    "A retry with the same `Idempotency-Key` writes off once.",
+    responses={
+        400: {
+            "description": "bad amount, currency or no reason (`AMOUNT_NOT_POSITIVE`, `MISSING_FIELD`, ...)"
+        },
+        409: {"description": "more than the seller owes (`WRITE_OFF_EXCEEDS_DEBT`)"},
+    },
+)
+async def write_off_debt(
+    seller_account: SellerPath,
+    body: ps.DebtWriteOffBody,
+    request: Request,
+    response: Response,
+    idempotency_key: IdempotencyKey,
+) -> ps.DebtWriteOffOut:
+    reply, replayed = await call(
+        request.app.state.upstreams.payouts.WriteOffSellerDebt,
+        ps.write_off_request(seller_account, body),
+        _deadline(request),
+    )
+    mark_replayed(response, replayed)
+    return ps.write_off_out(seller_account, reply)
+
+
+@router.post(
     "/payout-runs",
     status_code=202,
     response_model=ps.PayoutRunOut,

@@ -12,6 +12,9 @@ Credit back when a paid pay-out fails later, its reservation being captured alre
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
+
 import grpc
 
 from ledger_svc import naming
@@ -163,6 +166,51 @@ class Books:
             _key(payout_id, "post"),
         )
         return int(reply.transaction.id)
+
+    async def post_write_off(self, key: str, seller: str, amount: int, currency: str, reason: str) -> int:
+        """Dr expense:bad_debt / Cr seller_receivable: the platform gives up (part of) a seller's debt."""
+        reply = await self._call(
+            self._ledger.PostTransaction,
+            lpb.PostTransactionRequest(
+                entries=[
+                    _entry(naming.expense_bad_debt(currency), True, amount, currency),
+                    _entry(naming.seller_receivable(seller, currency), False, amount, currency),
+                ],
+                description=f"debt of {seller} written off: {reason}",
+                external_ref=seller,
+                metadata={"source": "payment_svc", "reference": seller, "kind": "debt_write_off"},
+            ),
+            ((IDEMPOTENCY_KEY_METADATA, key),),
+        )
+        return int(reply.transaction.id)
+
+    async def post_sent_many(self, sent: Sequence[tuple[str, str, int, str]]) -> list[int | None]:
+        """:meth:`post_sent` for many (payout id, seller, amount, currency) in one ``PostTransactions``
+        call (at most 1000), each under its pay-out's own key (the single call's key space, so either
+        replays the other); the transaction id of each, or None when the ledger refused that one."""
+        reply = await self._call(
+            self._ledger.PostTransactions,
+            lpb.PostTransactionsRequest(
+                items=[
+                    lpb.PostTransactionsItem(
+                        idempotency_key=f"payout:{payout_id}:post",
+                        transaction=lpb.PostTransactionRequest(
+                            entries=[
+                                _entry(naming.seller_payable(seller, currency), True, amount, currency),
+                                _entry(naming.payouts_in_transit(currency), False, amount, currency),
+                            ],
+                            description=f"pay-out {payout_id} sent to {seller}",
+                            external_ref=payout_id,
+                            metadata={"source": "payment_svc", "reference": payout_id, "kind": "payout"},
+                        ),
+                    )
+                    for payout_id, seller, amount, currency in sent
+                ]
+            ),
+            # The items carry the keys that matter; the call's own key only names this attempt.
+            ((IDEMPOTENCY_KEY_METADATA, f"payout-batch:{uuid.uuid4().hex}"),),
+        )
+        return [None if r.HasField("error") else int(r.transaction.id) for r in reply.results]
 
     async def post_paid(self, payout_id: str, amount: int, currency: str) -> int:
         reply = await self._call(

@@ -19,7 +19,7 @@ from prometheus_client import Counter
 from payment_svc.payouts.deps import PayoutDeps
 from payment_svc.payouts.domain import PayoutRow, PayoutState, SellerState
 from payment_svc.payouts.repository import PayoutRepo
-from payment_svc.payouts.steps import PAYOUTS_FAILED, move
+from payment_svc.payouts.steps import PAYOUTS_FAILED, move, reverse_transfer
 from payment_svc.psp_objects import PayoutView
 from svckit.logging import get_logger
 
@@ -77,6 +77,7 @@ class PayoutAnswers:
         code = po.failure_code or ("canceled" if po.status == "canceled" else "failed")
         message = po.failure_message or f"the PSP reports the payout {po.status}"
         assert p.reservation_id is not None and p.ledger_tx_id is not None  # set before TRANSFERRED
+        reversed_ = await reverse_transfer(self._d, p)
         if p.state is P.PAID:
             # Returned after it was paid: the captured money comes back to the seller.
             PAYOUTS_RETURNED.inc()
@@ -92,7 +93,7 @@ class PayoutAnswers:
             p,
             target,
             cause,
-            f"payout {po.id} {po.status}: {code}",
+            f"payout {po.id} {po.status}: {code}{reversed_}",
             failure_code=code,
             failure_message=message[:500],
             psp_payout_id=po.id,

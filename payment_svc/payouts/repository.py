@@ -8,7 +8,7 @@ database.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
@@ -27,6 +27,7 @@ from payment_svc.payouts.domain import (
     SellerState,
     SkipReason,
     TransitionRow,
+    can_move,
 )
 from svckit.events import outbox
 from svckit.redaction import redact
@@ -129,19 +130,40 @@ class PayoutRepo:
             stream=self._stream,
             aggregate_id=p.payout_id,
             type=PAYOUT_STATE_CHANGED,
-            payload={
-                "payout_id": p.payout_id,
-                "seller_account": p.seller_account,
-                "period": p.period,
-                "from_state": from_state.value if from_state else None,
-                "state": p.state.value,
-                "amount_minor": p.amount_minor,
-                "debt_netted_minor": p.debt_netted_minor,
-                "currency": p.currency,
-                "psp_payout_id": p.psp_payout_id,
-                "failure_code": p.failure_code,
-                "cause": cause,
+            payload=_changed_payload(p, from_state, cause),
+        )
+
+    async def payouts_changed(
+        self,
+        rows: Sequence[PayoutRow],
+        from_state: PayoutState | None,
+        cause: str,
+        detail: Callable[[PayoutRow], str] | None = None,
+    ) -> None:
+        """:meth:`payout_changed` for many pay-outs, with their transitions, in two statements."""
+        if not rows:
+            return
+        await self.conn.execute(
+            _T(
+                "INSERT INTO payout_transitions (payout_id, from_state, to_state, cause, detail)"
+                " SELECT p, :f, t, :c, d FROM unnest(CAST(:ids AS text[]), CAST(:tos AS text[]),"
+                " CAST(:details AS text[])) AS x(p, t, d)"
+            ),
+            {
+                "ids": [p.payout_id for p in rows],
+                "tos": [p.state.value for p in rows],
+                "details": [redact(detail(p))[:1000] if detail else "" for p in rows],
+                "f": from_state.value if from_state else None,
+                "c": cause,
             },
+        )
+        await outbox.add_many(
+            self.conn,
+            stream=self._stream,
+            events=[
+                outbox.NewEvent(p.payout_id, PAYOUT_STATE_CHANGED, _changed_payload(p, from_state, cause))
+                for p in rows
+            ],
         )
 
     async def _one(self, sql: str, **params: Any) -> Any:
@@ -408,6 +430,122 @@ class PayoutRepo:
         await self.payout_changed(payout, None, f"run {run_id}")
         return payout
 
+    async def create_payouts(
+        self,
+        run_id: str,
+        period: str,
+        planned: Sequence[tuple[str, SellerRow, int, int]],
+        lease_seconds: float,
+    ) -> list[PayoutRow]:
+        """:meth:`create_payout` for many (payout id, seller, amount, debt) in three statements, each
+        new pay-out claimed by the caller for ``lease_seconds``; a seller who already has a pay-out of
+        the period gets none (not in the answer)."""
+        if not planned:
+            return []
+        rows = await self._all(
+            "INSERT INTO payouts (payout_id, run_id, seller_account, period, amount_minor, currency,"
+            " psp_account, state, next_check_at, debt_netted_minor, claimed_until)"
+            " SELECT id, :run, s, :period, amount, cur, acct, 'CREATED', now(), debt,"
+            " now() + make_interval(secs => :lease)"
+            " FROM unnest(CAST(:ids AS text[]), CAST(:sellers AS text[]), CAST(:amounts AS bigint[]),"
+            " CAST(:curs AS text[]), CAST(:accts AS text[]), CAST(:debts AS bigint[]))"
+            " AS x(id, s, amount, cur, acct, debt)"
+            " ON CONFLICT (seller_account, period) DO NOTHING RETURNING *",
+            run=run_id,
+            period=period,
+            lease=lease_seconds,
+            ids=[p[0] for p in planned],
+            sellers=[p[1].seller_account for p in planned],
+            amounts=[p[2] for p in planned],
+            curs=[p[1].payout_currency for p in planned],
+            accts=[p[1].psp_account for p in planned],
+            debts=[p[3] for p in planned],
+        )
+        created = [_payout(r) for r in rows]
+        await self.payouts_changed(created, None, f"run {run_id}")
+        return created
+
+    async def add_run_items(self, run_id: str, items: Sequence[RunItem]) -> None:
+        """:meth:`add_run_item` for many, in two statements."""
+        if not items:
+            return
+        rows = await self._all(
+            "INSERT INTO payout_run_items (run_id, seller_account, amount_minor, currency, payout_id,"
+            " skip_reason, detail, available_minor, reserve_held_minor)"
+            " SELECT :r, s, amount, cur, pid, reason, detail, available, held"
+            " FROM unnest(CAST(:sellers AS text[]), CAST(:amounts AS bigint[]), CAST(:curs AS text[]),"
+            " CAST(:pids AS text[]), CAST(:reasons AS text[]), CAST(:details AS text[]),"
+            " CAST(:availables AS bigint[]), CAST(:helds AS bigint[]))"
+            " AS x(s, amount, cur, pid, reason, detail, available, held)"
+            " ON CONFLICT DO NOTHING RETURNING skip_reason",
+            r=run_id,
+            sellers=[i.seller_account for i in items],
+            amounts=[i.amount_minor for i in items],
+            curs=[i.currency for i in items],
+            pids=[i.payout_id for i in items],
+            reasons=[i.skip_reason.value if i.skip_reason else "" for i in items],
+            details=[i.detail for i in items],
+            availables=[i.available_minor for i in items],
+            helds=[i.reserve_held_minor for i in items],
+        )
+        created = sum(1 for r in rows if not r.skip_reason)
+        await self.conn.execute(
+            _T(
+                "UPDATE payout_runs SET sellers_done = sellers_done + :done,"
+                " payouts_created = payouts_created + :created, sellers_skipped = sellers_skipped + :skipped"
+                " WHERE run_id = :r"
+            ),
+            {"r": run_id, "done": len(rows), "created": created, "skipped": len(rows) - created},
+        )
+
+    async def payouts_of_period(self, sellers: Sequence[str], period: str) -> dict[str, PayoutRow]:
+        rows = await self._all(
+            "SELECT * FROM payouts WHERE seller_account = ANY(CAST(:s AS text[])) AND period = :p",
+            s=list(sellers),
+            p=period,
+        )
+        return {r.seller_account: _payout(r) for r in rows}
+
+    async def advance_many(
+        self,
+        from_state: PayoutState,
+        to_state: PayoutState,
+        cause: str,
+        columns: dict[str, tuple[str, list[Any]]],
+        also: str = "",
+        detail: Callable[[PayoutRow], str] | None = None,
+        **params: Any,
+    ) -> list[PayoutRow]:
+        """Move many pay-outs from ``from_state`` to ``to_state`` in one statement, setting each one's
+        ``columns`` (name -> (SQL type, one value per pay-out; ``payout_id`` first)) and ``also`` (SQL
+        assignments the same for all); a pay-out no longer in ``from_state`` (an event got there
+        first) is left alone. Writes the transitions and events; the pay-outs moved."""
+        if not can_move(from_state, to_state):
+            raise ValueError(f"{from_state} -> {to_state} is not a transition")
+        names = list(columns)
+        if not columns["payout_id"][1]:
+            return []
+        unnest = ", ".join(f"CAST(:c_{n} AS {columns[n][0]}[])" for n in names)
+        sets = ", ".join(f"{n} = x.{n}" for n in names if n != "payout_id")
+        rows = await self._all(
+            f"UPDATE payouts p SET state = :to, {sets}{also}, updated_at = now()"
+            f" FROM unnest({unnest}) AS x({', '.join(names)})"
+            " WHERE p.payout_id = x.payout_id AND p.state = :from RETURNING p.*",
+            to=to_state.value,
+            **{"from": from_state.value},
+            **{f"c_{n}": columns[n][1] for n in names},
+            **params,
+        )
+        moved = [_payout(r) for r in rows]
+        await self.payouts_changed(moved, from_state, cause, detail)
+        return moved
+
+    async def release_claims(self, payout_ids: Sequence[str]) -> None:
+        await self.conn.execute(
+            _T("UPDATE payouts SET claimed_until = NULL WHERE payout_id = ANY(CAST(:p AS text[]))"),
+            {"p": list(payout_ids)},
+        )
+
     async def payout_of_period(self, seller_account: str, period: str) -> PayoutRow | None:
         row = await self._one(
             "SELECT * FROM payouts WHERE seller_account = :s AND period = :p", s=seller_account, p=period
@@ -581,6 +719,22 @@ class PayoutRepo:
             ids=list(ids),
         )
         return {r.payment_order_id: r for r in rows}
+
+
+def _changed_payload(p: PayoutRow, from_state: PayoutState | None, cause: str) -> dict[str, Any]:
+    return {
+        "payout_id": p.payout_id,
+        "seller_account": p.seller_account,
+        "period": p.period,
+        "from_state": from_state.value if from_state else None,
+        "state": p.state.value,
+        "amount_minor": p.amount_minor,
+        "debt_netted_minor": p.debt_netted_minor,
+        "currency": p.currency,
+        "psp_payout_id": p.psp_payout_id,
+        "failure_code": p.failure_code,
+        "cause": cause,
+    }
 
 
 def _settings_params(s: SellerSettings) -> dict[str, Any]:

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar, cast
 
 from payment_svc.payouts.deps import PayoutDeps
 from payment_svc.payouts.domain import (
     PayoutRow,
+    PayoutState,
     Period,
     RunItem,
     RunRow,
@@ -29,11 +32,12 @@ from payment_svc.payouts.domain import (
     reserve_held,
 )
 from payment_svc.payouts.steps import PayoutSteps
-from payment_svc.psp import PspError
-from svckit.errors import InvalidArgument, NotFound
+from payment_svc.psp import PspError, PspUnavailable
+from svckit.errors import DomainError, InvalidArgument, NotFound
 from svckit.logging import get_logger
 
 log = get_logger(__name__)
+T = TypeVar("T")
 
 
 def new_run_id() -> str:
@@ -211,21 +215,10 @@ class PayoutRuns:
             async with self._d.store.unit() as repo:
                 sellers = await repo.sellers_for_run(period.schedule, run.seller_filter)
             todo = [seller for seller in sellers if seller.seller_account not in planned]
-            limit = asyncio.Semaphore(s.payout_concurrency)
-
-            async def one(seller: SellerRow) -> bool:
-                async with limit:
-                    try:
-                        await self._pay_seller(run_id, seller, period)
-                        return True
-                    except Exception:
-                        # One seller's fault does not stop the others; the run stays open for it.
-                        log.exception(
-                            "pay-out of a seller interrupted", run_id=run_id, seller=seller.seller_account
-                        )
-                        return False
-
-            if not all(await asyncio.gather(*(one(seller) for seller in todo))):
+            complete = True
+            for i in range(0, len(todo), s.payout_chunk_size):
+                complete &= await self._pay_chunk(run_id, todo[i : i + s.payout_chunk_size], period)
+            if not complete:
                 raise RuntimeError("some sellers of the run are not planned yet")
             # Pay-outs planned by an interrupted attempt of this run and not sent yet.
             async with self._d.store.unit() as repo:
@@ -239,40 +232,236 @@ class PayoutRuns:
             async with self._d.store.unit() as repo:
                 await repo.release_run(run_id)
 
-    async def _pay_seller(self, run_id: str, seller: SellerRow, period: Period) -> None:
-        item = await self.plan(seller, period)
-        payout_id = None
-        if item.skip_reason is None:
-            async with self._d.store.unit() as repo:
-                created = await repo.create_payout(
-                    new_payout_id(), run_id, seller, period.name, item.amount_minor, item.debt_minor
+    async def _pay_chunk(self, run_id: str, sellers: Sequence[SellerRow], period: Period) -> bool:
+        """Plan a chunk of sellers and take their pay-outs through the steps together: one insert of
+        the pay-outs (each claimed by this worker), the wallet reservations side by side, one ledger
+        ``PostTransactions``, the PSP transfers then payouts side by side, and one transaction
+        recording each step for all. Every remote call carries the key ``drive`` uses, so a pay-out
+        any step left behind (a refusal, a fault, a crash) is finished by ``drive`` with the same
+        keys, here or by the janitor. False when a seller could not be planned (the run stays open)."""
+        s = self._d.settings
+        books, psp, store = self._d.books, self._d.psp, self._d.store
+        limit = asyncio.Semaphore(s.payout_concurrency)
+
+        async def bounded(call: Awaitable[T]) -> T:
+            async with limit:
+                return await call
+
+        planned = _results(
+            await asyncio.gather(
+                *(bounded(self.plan(seller, period)) for seller in sellers), return_exceptions=True
+            )
+        )
+        complete = True
+        items: list[RunItem] = []
+        by_seller = {seller.seller_account: seller for seller in sellers}
+        for seller, item in zip(sellers, planned, strict=True):
+            if isinstance(item, BaseException):
+                # One seller's fault does not stop the others; the run stays open for it.
+                log.error(
+                    "pay-out of a seller not planned",
+                    run_id=run_id,
+                    seller=seller.seller_account,
+                    error=f"{type(item).__name__}: {item}",
                 )
-                if created is None:  # another run of the period got there first
-                    other = await repo.payout_of_period(seller.seller_account, period.name)
+                complete = False
+            else:
+                items.append(item)
+        paying = {i.seller_account: i for i in items if i.skip_reason is None}
+        async with store.unit() as repo:
+            created = await repo.create_payouts(
+                run_id,
+                period.name,
+                [
+                    (new_payout_id(), by_seller[i.seller_account], i.amount_minor, i.debt_minor)
+                    for i in paying.values()
+                ],
+                s.payout_claim_lease_seconds,
+            )
+            ids = {p.seller_account: p.payout_id for p in created}
+            others = await repo.payouts_of_period([a for a in paying if a not in ids], period.name)
+            recorded = []
+            for item in items:
+                if item.skip_reason is None and item.seller_account in ids:
+                    item = replace(item, payout_id=ids[item.seller_account])
+                elif item.skip_reason is None:  # another run of the period got there first
+                    other = others.get(item.seller_account)
                     item = RunItem(
-                        seller.seller_account,
+                        item.seller_account,
                         0,
                         item.currency,
                         other.payout_id if other else None,
                         SkipReason.ALREADY_PAID,
                         "paid by another run of the period",
                     )
-                else:
-                    payout_id = created.payout_id
-                    item = RunItem(
-                        item.seller_account,
-                        item.amount_minor,
-                        item.currency,
-                        payout_id,
-                        None,
-                        item.detail,
-                        item.available_minor,
-                        item.reserve_held_minor,
-                        item.debt_minor,
+                recorded.append(item)
+            await repo.add_run_items(run_id, recorded)
+        # A seller's debt is netted first (step 0), a rare path that ``drive`` takes alone.
+        left: list[tuple[str, BaseException | None]] = [
+            (p.payout_id, None) for p in created if p.debt_netted_minor
+        ]
+        # A step whose outcome is unknown (a fault): noted, and the janitor drives it again later.
+        faults: list[tuple[str, BaseException | None]] = []
+        todo = [p for p in created if not p.debt_netted_minor]
+
+        # Steps 1 and 2: the reservations side by side, then one ledger call for all postings.
+        reserved = _results(
+            await asyncio.gather(
+                *(
+                    bounded(books.reserve(p.payout_id, p.seller_account, p.amount_minor, p.currency))
+                    for p in todo
+                ),
+                return_exceptions=True,
+            )
+        )
+        ok = [(p, r) for p, r in zip(todo, reserved, strict=True) if isinstance(r, str)]
+        for p, r in zip(todo, reserved, strict=True):
+            if not isinstance(r, str):
+                (faults if _unknown(r) else left).append((p.payout_id, r))
+        posted: list[int | BaseException | None]
+        try:
+            posted = (
+                list(
+                    await books.post_sent_many(
+                        [(p.payout_id, p.seller_account, p.amount_minor, p.currency) for p, _ in ok]
                     )
-                await repo.add_run_item(run_id, item)
-        else:
-            async with self._d.store.unit() as repo:
-                await repo.add_run_item(run_id, item)
-        if payout_id is not None:
+                )
+                if ok
+                else []
+            )
+        except DomainError as err:  # the call failed as a whole
+            posted = [err] * len(ok)
+        sent = [(p, r, tx) for (p, r), tx in zip(ok, posted, strict=True) if isinstance(tx, int)]
+        for (p, _), tx in zip(ok, posted, strict=True):
+            if not isinstance(tx, int):
+                (faults if _unknown(tx) else left).append((p.payout_id, tx))
+        async with store.unit() as repo:
+            moved = await repo.advance_many(
+                PayoutState.CREATED,
+                PayoutState.RESERVED,
+                "run",
+                {
+                    "payout_id": ("text", [p.payout_id for p, _, _ in sent]),
+                    "reservation_id": ("text", [r for _, r, _ in sent]),
+                    "ledger_tx_id": ("bigint", [tx for _, _, tx in sent]),
+                },
+                detail=lambda _: "wallet reserved, ledger posted",
+            )
+
+        # Step 3: the transfers side by side, recorded together before any payout is asked for (the
+        # payout's event finds the pay-out TRANSFERRED at the earliest).
+        transfers = _results(
+            await asyncio.gather(
+                *(
+                    bounded(
+                        psp.create_transfer(
+                            amount_minor=p.amount_minor,
+                            currency=p.currency,
+                            destination=p.psp_account,
+                            payout_id=p.payout_id,
+                            idempotency_key=f"{p.payout_id}:transfer",
+                        )
+                    )
+                    for p in moved
+                ),
+                return_exceptions=True,
+            )
+        )
+        done = [(p, tr) for p, tr in zip(moved, transfers, strict=True) if not isinstance(tr, BaseException)]
+        for p, tr in zip(moved, transfers, strict=True):
+            if isinstance(tr, BaseException):
+                (faults if _unknown(tr) else left).append((p.payout_id, tr))
+        async with store.unit() as repo:
+            moved = await repo.advance_many(
+                PayoutState.RESERVED,
+                PayoutState.TRANSFERRED,
+                "run",
+                {
+                    "payout_id": ("text", [p.payout_id for p, _ in done]),
+                    "psp_transfer_id": ("text", [tr.id for _, tr in done]),
+                },
+                detail=lambda p: f"transfer {p.psp_transfer_id}",
+            )
+
+        # Step 4: the payouts from the connected accounts side by side, recorded together.
+        payouts = _results(
+            await asyncio.gather(
+                *(
+                    bounded(
+                        psp.create_payout(
+                            amount_minor=p.amount_minor,
+                            currency=p.currency,
+                            account=p.psp_account,
+                            payout_id=p.payout_id,
+                            idempotency_key=f"{p.payout_id}:payout",
+                        )
+                    )
+                    for p in moved
+                ),
+                return_exceptions=True,
+            )
+        )
+        out = [(p, po) for p, po in zip(moved, payouts, strict=True) if not isinstance(po, BaseException)]
+        for p, po in zip(moved, payouts, strict=True):
+            if isinstance(po, BaseException):
+                (faults if _unknown(po) else left).append((p.payout_id, po))
+        async with store.unit() as repo:
+            await repo.advance_many(
+                PayoutState.TRANSFERRED,
+                PayoutState.IN_TRANSIT,
+                "run",
+                {
+                    "payout_id": ("text", [p.payout_id for p, _ in out]),
+                    "psp_payout_id": ("text", [po.id for _, po in out]),
+                },
+                also=", claimed_until = NULL, last_error = NULL,"
+                " next_check_at = now() + make_interval(secs => :check)",
+                detail=lambda p: f"payout {p.psp_payout_id}",
+                check=s.payout_check_seconds,
+            )
+            # Those an event answered first keep its state; our claim on them ends here.
+            await repo.release_claims([p.payout_id for p, _ in out])
+            await repo.release_claims([payout_id for payout_id, _ in left])
+            for payout_id, error in faults:
+                log.warning(
+                    "pay-out step not done; retried later with the same key",
+                    payout_id=payout_id,
+                    error=_said(error),
+                )
+                await repo.note_fault(payout_id, _said(error), s.payout_retry_seconds)
+        # A refusal (or the debt's step 0): ``drive`` takes each from where it is, with the same keys,
+        # and fails it with what was done undone.
+        await asyncio.gather(*(bounded(self._drive(payout_id)) for payout_id, _ in left))
+        return complete
+
+    async def _drive(self, payout_id: str) -> None:
+        try:
             await self._steps.drive(payout_id)
+        except Exception:
+            log.exception("pay-out interrupted; the janitor resumes it", payout_id=payout_id)
+
+
+def _unknown(error: BaseException | None) -> bool:
+    """A fault whose outcome is unknown (not a refusal on the merits): the step is retried later."""
+    if isinstance(error, PspUnavailable):
+        return True
+    if isinstance(error, DomainError):
+        return error.kind.name in ("UNAVAILABLE", "ABORTED", "INTERNAL", "DEADLINE_EXCEEDED")
+    return error is not None and not isinstance(error, PspError)
+
+
+def _said(error: BaseException | None) -> str:
+    if isinstance(error, PspError):
+        return f"{error.code}: {error.message}"
+    if isinstance(error, DomainError):
+        return f"{error.reason}: {error.message}"
+    return f"unexpected: {type(error).__name__}"
+
+
+def _results(results: list[T | BaseException]) -> list[T | Exception]:
+    """``gather``'s answers with ``return_exceptions``; a BaseException that is not an Exception (the
+    task cancelled, the process stopping) is raised, not treated as one call's failure."""
+    for r in results:
+        if isinstance(r, BaseException) and not isinstance(r, Exception):
+            raise r
+    return cast(list[T | Exception], results)

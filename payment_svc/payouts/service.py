@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from payment_svc.payouts.debts import SellerDebts
 from payment_svc.payouts.deps import PayoutDeps
 from payment_svc.payouts.domain import PayoutRow, TransitionRow
 from payment_svc.payouts.events import PayoutAnswers
@@ -29,6 +30,7 @@ class Payouts:
         self.janitor = PayoutJanitor(deps, self.runs, self.steps, self.answers)
         self.scheduler = PayoutScheduler(deps, self.runs)
         self.statements = Statements(deps, self.registry)
+        self.debts = SellerDebts(deps)
         self._closers: list[Callable[[], Awaitable[None]]] = []
 
     def on_close(self, *closers: Callable[[], Awaitable[None]]) -> None:

@@ -218,6 +218,27 @@ class PayoutServicer(pb_grpc.PayoutServiceServicer):
 
         return await self._once(context, "payouts.UpdateSeller", request, pb.UpdateSellerResponse, operate)
 
+    async def WriteOffSellerDebt(
+        self, request: pb.WriteOffSellerDebtRequest, context: grpc.aio.ServicerContext
+    ):
+        async def operate() -> pb.WriteOffSellerDebtResponse:
+            done = await self._p.debts.write_off(
+                request.seller_account,
+                request.amount.amount_minor,
+                request.amount.currency,
+                request.reason,
+                idempotency_key_var.get() or "",
+            )
+            return pb.WriteOffSellerDebtResponse(
+                written_off=_money(done.amount_minor, done.currency),
+                debt_left=_money(done.debt_left_minor, done.currency),
+                ledger_transaction_id=done.transaction_id,
+            )
+
+        return await self._once(
+            context, "payouts.WriteOffSellerDebt", request, pb.WriteOffSellerDebtResponse, operate
+        )
+
     async def GetSeller(self, request: pb.GetSellerRequest, context: grpc.aio.ServicerContext):
         return pb.GetSellerResponse(seller=seller_to_pb(await self._p.registry.get(request.seller_account)))
 

@@ -27,6 +27,10 @@ P = PayoutState
 PAYOUTS_FAILED = Counter(
     "payment_payouts_failed_total", "Pay-outs that failed (refused by the PSP or the wallet, or returned)"
 )
+TRANSFERS_NOT_REVERSED = Counter(
+    "payment_payout_transfers_not_reversed_total",
+    "Transfers of failed pay-outs the PSP refused to reverse (the money stays in the connected account)",
+)
 
 
 async def move(
@@ -42,6 +46,33 @@ async def move(
     if p.state is not target:
         await repo.payout_changed(row, p.state, cause)
     return row
+
+
+async def reverse_transfer(deps: PayoutDeps, p: PayoutRow) -> str:
+    """After a failed payout the PSP returns the money to the seller's connected account: bring it back
+    to the platform with a transfer reversal (keyed by the pay-out, so a retry or a second answer
+    reverses once). A fault is raised (the caller's step is retried); a refusal is logged as an alert
+    and said in the answer, for an operator to settle. What was done, for the pay-out's history."""
+    if p.psp_transfer_id is None:
+        return ""
+    try:
+        reversal = await deps.psp.reverse_transfer(
+            transfer_id=p.psp_transfer_id,
+            amount_minor=p.amount_minor,
+            currency=p.currency,
+            payout_id=p.payout_id,
+            idempotency_key=f"{p.payout_id}:transfer_reversal",
+        )
+    except PspRejected as exc:
+        TRANSFERS_NOT_REVERSED.inc()
+        log.error(
+            "transfer of a failed pay-out not reversed; the money stays in the connected account",
+            payout_id=p.payout_id,
+            psp_transfer_id=p.psp_transfer_id,
+            code=exc.code,
+        )
+        return f"; transfer {p.psp_transfer_id} not reversed: {exc.code}"
+    return f"; transfer {p.psp_transfer_id} reversed by {reversal}"
 
 
 class PayoutSteps:
@@ -158,6 +189,7 @@ class PayoutSteps:
     ) -> PayoutRow:
         """The PSP or the wallet refused a step on its merits: undo what was done, record the failure."""
         books = self._d.books
+        reversed_ = await reverse_transfer(self._d, p)
         if p.ledger_tx_id is not None:
             await books.reverse(p.payout_id, p.ledger_tx_id, "reverse", f"failed: {code}")
         if p.reservation_id is not None:
@@ -170,7 +202,7 @@ class PayoutSteps:
                 p,
                 P.FAILED,
                 cause,
-                f"{code}: {message}",
+                f"{code}: {message}{reversed_}",
                 failure_code=code,
                 failure_message=message[:500],
                 claimed_until=None,

@@ -356,3 +356,15 @@ async def test_a_sign_in_purges_sessions_that_ended_more_than_a_day_ago(operator
     assert await sessions_of(long_gone[0].id) == 0
     assert await sessions_of(just_ended[0].id) == 1  # kept a while after it ended
     assert await sessions_of(operator.key_id) == 1  # a live session is never touched
+
+
+async def test_an_order_is_found_by_the_psp_payment_id_a_buyer_quotes(operator, client):
+    order_id = await paid_order(client, buyer_name="Quotes their bank statement")
+    psp_id = (await client.get(f"/v1/payments/{order_id}")).json()["psp_reference"]
+    assert psp_id.startswith("pi_")
+    found = await operator.http.get("/console/payments", params={"psp_id": psp_id})
+    assert found.status_code == 200 and f"/console/payments/{order_id}" in found.text
+    unknown = await operator.http.get("/console/payments", params={"psp_id": "pi_" + "0" * 24})
+    assert unknown.status_code == 400 and "no checkout of ours" in unknown.text
+    hostile = await operator.http.get("/console/payments", params={"psp_id": "<script>x</script>"})
+    assert hostile.status_code == 400 and "<script>x" not in hostile.text

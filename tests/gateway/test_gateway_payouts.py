@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 import httpx
 
 from psp_sim.testing import SimServer
+from svckit.gen.ledger.v1 import ledger_service_pb2 as lpb
+from svckit.gen.ledger.v1 import ledger_service_pb2_grpc as lpb_grpc
 
 
 def _key() -> dict[str, str]:
@@ -114,3 +116,53 @@ async def test_bad_payout_input_is_a_problem_with_the_services_code(
     assert r.status_code == 400  # no Idempotency-Key
     assert (await http.get("/v1/admin/payouts/pyo_none")).json()["code"] == "PAYOUT_NOT_FOUND"
     assert (await http.get("/v1/admin/payout-runs/prun_none")).json()["code"] == "PAYOUT_RUN_NOT_FOUND"
+
+
+async def test_a_debt_write_off_over_rest_needs_a_reason_and_no_more_than_the_debt(
+    http: httpx.AsyncClient, channels
+):
+    seller = f"s-wo-{uuid.uuid4().hex[:8]}"
+    url = f"/v1/admin/sellers/{seller}/debt-write-offs"
+    # A debt of 2.50 as settlement books a refund's shortfall, straight in the ledger.
+    ledger = lpb_grpc.LedgerServiceStub(channels["ledger"])
+    await ledger.PostTransaction(
+        lpb.PostTransactionRequest(
+            entries=[
+                lpb.Entry(
+                    account=f"asset:seller_receivable:{seller}/USD",
+                    direction=lpb.DIRECTION_DEBIT,
+                    amount_minor=250,
+                    currency="USD",
+                ),
+                lpb.Entry(
+                    account="asset:psp_receivable:stripe/USD",
+                    direction=lpb.DIRECTION_CREDIT,
+                    amount_minor=250,
+                    currency="USD",
+                ),
+            ],
+            description="refund shortfall (test)",
+        ),
+        metadata=(("idempotency-key", uuid.uuid4().hex),),
+    )
+    headers = _key()
+    body = {"amount": "2.00", "currency": "USD", "reason": "uncollectable"}
+    done = await http.post(url, json=body, headers=headers)
+    assert done.status_code == 201, done.text
+    assert {k: done.json()[k] for k in ("written_off", "debt_left", "currency")} == {
+        "written_off": "2.00",
+        "debt_left": "0.50",
+        "currency": "USD",
+    }
+    again = await http.post(url, json=body, headers=headers)
+    assert (again.headers.get("Idempotent-Replayed"), again.json()) == ("true", done.json())
+    no_reason = await http.post(url, json={"amount": "1.00", "currency": "USD", "reason": ""}, headers=_key())
+    assert no_reason.status_code == 400
+    too_much = await http.post(
+        url, json={"amount": "0.51", "currency": "USD", "reason": "uncollectable"}, headers=_key()
+    )
+    assert (too_much.status_code, too_much.json()["code"]) == (409, "WRITE_OFF_EXCEEDS_DEBT")
+    bad_amount = await http.post(
+        url, json={"amount": "1.001", "currency": "USD", "reason": "uncollectable"}, headers=_key()
+    )
+    assert bad_amount.status_code == 400

@@ -44,7 +44,12 @@ class DiesAfter:
 
 @pytest.mark.parametrize(
     ("port", "method"),
-    [("books", "reserve"), ("books", "post_sent"), ("psp", "create_transfer"), ("psp", "create_payout")],
+    [
+        ("books", "reserve"),
+        ("books", "post_sent_many"),
+        ("psp", "create_transfer"),
+        ("psp", "create_payout"),
+    ],
 )
 async def test_a_crash_after_any_step_is_finished_once(stack: PayoutStack, services, port: str, method: str):
     seller = uid("s-crash")

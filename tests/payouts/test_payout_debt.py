@@ -5,9 +5,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import grpc
+import pytest
+
+from svckit.gen.common.v1 import money_pb2
+from svckit.gen.ledger.v1 import ledger_service_pb2 as lpb
 from svckit.gen.payments.v1 import payout_service_pb2 as pb
+from svckit.grpc_errors import error_info
 from tests.payments.books import posted_for
-from tests.payouts.conftest import PayoutStack, eventually, uid
+from tests.payouts.conftest import PayoutStack, eventually, key, uid
 
 
 def _item(run: pb.PayoutRun, seller: str) -> pb.PayoutRunItem:
@@ -64,3 +70,79 @@ async def test_a_refund_beyond_the_balance_is_a_debt_the_next_payout_nets_off(st
         ("payout", -1_800),
     ]
     assert st.closing_balance.amount_minor == 0
+
+
+async def _owes(stack: PayoutStack, seller: str, amount: int, currency: str) -> None:
+    """A debt as settlement books a refund's shortfall (Dr seller_receivable / Cr psp_receivable),
+    posted straight to the ledger: the cheap way to a debt in a currency the seller is not paid in."""
+    entries = [
+        lpb.Entry(
+            account=f"asset:seller_receivable:{seller}/{currency}",
+            direction=lpb.DIRECTION_DEBIT,
+            amount_minor=amount,
+            currency=currency,
+        ),
+        lpb.Entry(
+            account=f"asset:psp_receivable:stripe/{currency}",
+            direction=lpb.DIRECTION_CREDIT,
+            amount_minor=amount,
+            currency=currency,
+        ),
+    ]
+    await stack.ledger.PostTransaction(
+        lpb.PostTransactionRequest(entries=entries, description="refund shortfall (test)"), metadata=key()
+    )
+
+
+async def test_a_debt_in_another_currency_is_its_own_and_an_operator_writes_it_off_once(
+    stack: PayoutStack, services
+):
+    seller = uid("s-eurdebt")
+    eur_debt = f"asset:seller_receivable:{seller}/EUR"
+    await stack.register(seller)  # paid in USD
+    await stack.sell(seller, 10_000)  # owed 9000 USD
+    await _owes(stack, seller, 700, "EUR")
+
+    # Netted per currency: the EUR debt takes nothing off the USD pay-out, and stays owed in EUR.
+    paid = _item(await stack.pay([seller]), seller)
+    assert (paid.amount.amount_minor, paid.amount.currency, paid.skip_reason) == (
+        9_000,
+        "USD",
+        pb.SKIP_REASON_UNSPECIFIED,
+    )
+    assert await stack.balance(eur_debt) == 700
+
+    async def write_off(
+        amount: int, reason: str = "seller closed; not worth collecting"
+    ) -> pb.WriteOffSellerDebtResponse:
+        return await stack.payouts.WriteOffSellerDebt(
+            pb.WriteOffSellerDebtRequest(
+                seller_account=seller,
+                amount=money_pb2.Money(amount_minor=amount, currency="EUR"),
+                reason=reason,
+            ),
+            metadata=call_key,
+        )
+
+    # Bad input is refused and writes nothing off.
+    call_key = key()
+    for amount, reason, code, expected in [
+        (701, "too much", grpc.StatusCode.FAILED_PRECONDITION, "WRITE_OFF_EXCEEDS_DEBT"),
+        (700, "  ", grpc.StatusCode.INVALID_ARGUMENT, "MISSING_FIELD"),
+        (0, "nothing", grpc.StatusCode.INVALID_ARGUMENT, "AMOUNT_NOT_POSITIVE"),
+    ]:
+        call_key = key()
+        with pytest.raises(grpc.aio.AioRpcError) as exc:
+            await write_off(amount, reason)
+        info = error_info(exc.value)
+        assert (exc.value.code(), info.reason if info else None) == (code, expected)
+    assert await stack.balance(eur_debt) == 700
+
+    call_key = key()
+    done = await write_off(500)
+    again = await write_off(500)  # a retry with the same key: replayed, not written off twice
+    assert (done.written_off.amount_minor, done.debt_left.amount_minor) == (500, 200)
+    assert again == done
+    assert await stack.balance(eur_debt) == 200
+    assert await posted_for(services, [seller]) == {eur_debt: -500, "expense:bad_debt/EUR": 500}
+    assert await stack.verify_ledger() == []

@@ -111,7 +111,9 @@ async def test_the_janitor_takes_the_final_answer_from_the_psp_when_no_event_com
     assert await posted_for(services, [sent.payout_id]) == books
 
 
-async def test_a_failed_payout_returns_the_money_pauses_the_seller_and_alerts(stack: PayoutStack, services):
+async def test_a_failed_payout_returns_the_money_reverses_the_transfer_pauses_the_seller_and_alerts(
+    stack: PayoutStack, services
+):
     seller = uid("s-closed")
     await stack.register(seller, bank=CLOSED_BANK)  # the PSP fails payouts to it: account_closed
     await stack.sell(seller, 6_000)  # owed 5400
@@ -137,6 +139,17 @@ async def test_a_failed_payout_returns_the_money_pauses_the_seller_and_alerts(st
     assert got.state == pb.SELLER_STATE_PAYOUTS_PAUSED and "account_closed" in got.state_reason
     assert _failed_total() == alerts + 1
     assert await stack.verify_ledger() == []
+    # The PSP put the money back in the connected account; the transfer reversal brings it home, once.
+    client = stack.sim.client(max_network_retries=0)
+    transfer = client.v1.transfers.retrieve(sent.psp_transfer_id)
+    assert (transfer.reversed, transfer.amount_reversed) == (True, 5_400)
+    (reversal,) = client.v1.transfers.reversals.list(sent.psp_transfer_id).data
+    assert reversal.metadata["payout_id"] == sent.payout_id
+    assert client.v1.balance.retrieve(options={"stripe_account": sent.psp_account}).available[0].amount == 0
+    assert not (await stack.deliver(dict(event, id=event["id"] + "_again"))).applied
+    assert len(client.v1.transfers.reversals.list(sent.psp_transfer_id).data) == 1
+    history = (await stack.payout(sent.payout_id)).history
+    assert f"reversed by {reversal.id}" in history[-1].detail
 
 
 async def test_paid_then_failed_puts_the_money_back(stack: PayoutStack, services):

@@ -126,20 +126,39 @@ async def test_three_sellers_paid_exactly_books_and_statement_agree(stack: Payou
     )
 
 
-async def test_the_rolling_reserve_holds_its_share_and_a_seller_without_psp_account_waits(stack: PayoutStack):
+async def test_the_rolling_reserve_holds_its_share_and_sellers_without_psp_account_or_payouts_wait(
+    stack: PayoutStack,
+):
     reserved, all_held, no_account = uid("s-rsv"), uid("s-rsv-all"), uid("s-noacct")
+    disabled = uid("s-nopayouts")
     await stack.register(reserved, reserve_bps=1_000, reserve_days=30)  # 10 % of recent net held
     await stack.register(all_held, reserve_bps=10_000, reserve_days=30)
     await stack.payouts.RegisterSeller(
         pb.RegisterSellerRequest(seller=pb.Seller(seller_account=no_account, payout_currency="USD")),
         metadata=key(),
     )
+    # The simulator's convention for an account whose payouts are off (docs/psp_sim.md).
+    await stack.payouts.RegisterSeller(
+        pb.RegisterSellerRequest(
+            seller=pb.Seller(seller_account=disabled, payout_currency="USD"),
+            create_psp_account=True,
+            email="shop+payouts_disabled@example.com",
+        ),
+        metadata=key(),
+    )
     await stack.sell(reserved, 10_000)  # net 9000: 900 held
     await stack.sell(all_held, 10_000)
     await stack.sell(no_account, 10_000)
+    await stack.sell(disabled, 10_000)
+    # The preview of this one seller: a dry run (PreviewPayoutRun looks at every seller of the period).
+    preview = await stack.finished((await stack.start_run(sellers=[disabled], dry_run=True)).run_id)
+    (line,) = preview.items
+    assert line.skip_reason == pb.SKIP_REASON_PAYOUTS_NOT_ENABLED and line.amount.amount_minor == 0
 
-    run = await stack.pay([reserved, all_held, no_account])
+    run = await stack.pay([reserved, all_held, no_account, disabled])
     items = _items(run)
+    assert items[disabled].skip_reason == pb.SKIP_REASON_PAYOUTS_NOT_ENABLED and not items[disabled].payout_id
+    assert await stack.available(disabled) == (9_000, 0)  # not paid: it waits in the wallet
     assert (items[reserved].amount.amount_minor, items[reserved].reserve_held.amount_minor) == (8_100, 900)
     assert items[all_held].skip_reason == pb.SKIP_REASON_RESERVE
     assert items[all_held].reserve_held.amount_minor == 9_000

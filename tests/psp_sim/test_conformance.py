@@ -217,6 +217,8 @@ def test_every_object_kind_matches_stripes_schema(sim: SimServer, client: Any) -
         client.v1.transfers.create(params={"amount": 5000, "currency": "usd", "destination": acct.id})
     )
     c.check(client.v1.transfers.retrieve(tr.id))
+    c.check(client.v1.transfers.reversals.create(tr.id, params={"amount": 1000}))
+    c.check(client.v1.transfers.retrieve(tr.id))  # with the reversal in its list
     on_acct = {"stripe_account": acct.id}
     po = c.check(client.v1.payouts.create(params={"amount": 3000, "currency": "usd"}, options=on_acct))
     sim.admin.advance(days=2)

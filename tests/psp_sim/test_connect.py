@@ -151,6 +151,80 @@ def test_payout_test_bank_accounts_fail_with_their_codes(
     assert client.v1.balance.retrieve(options=opts).available[0].amount == 1000  # money came back
 
 
+def test_a_transfer_reversal_brings_a_failed_payouts_money_back_to_the_platform(
+    sim: SimServer, client: Any
+) -> None:
+    _fund(client)
+    acct = _account(client, "000111111113")  # its payouts fail: account_closed
+    tr = client.v1.transfers.create(params={"amount": 4000, "currency": "usd", "destination": acct.id})
+    opts = {"stripe_account": acct.id}
+    client.v1.payouts.create(params={"amount": 4000, "currency": "usd"}, options=opts)
+    sim.admin.advance(days=2)  # failed: the 4000 are back in the connected account
+    platform_before = client.v1.balance.retrieve().available[0].amount
+    key = {"idempotency_key": f"reverse-{tr.id}"}
+
+    trr = client.v1.transfers.reversals.create(tr.id, params={"metadata": {"payout_id": "p1"}}, options=key)
+    again = client.v1.transfers.reversals.create(tr.id, params={"metadata": {"payout_id": "p1"}}, options=key)
+
+    assert trr.id.startswith("trr_") and again.id == trr.id  # the key replays it
+    assert (trr.object, trr.amount, trr.transfer, trr.metadata["payout_id"]) == (
+        "transfer_reversal",
+        4000,
+        tr.id,
+        "p1",
+    )
+    reversed_tr = client.v1.transfers.retrieve(tr.id)
+    assert (reversed_tr.reversed, reversed_tr.amount_reversed) == (True, 4000)
+    assert [r.id for r in reversed_tr.reversals.data] == [trr.id]
+    assert [r.id for r in client.v1.transfers.reversals.list(tr.id).data] == [trr.id]
+    assert client.v1.transfers.reversals.retrieve(tr.id, trr.id).amount == 4000
+    assert client.v1.balance.retrieve().available[0].amount == platform_before + 4000
+    assert client.v1.balance.retrieve(options=opts).available[0].amount == 0
+    bt = client.v1.balance_transactions.retrieve(trr.balance_transaction)
+    assert (bt.amount, bt.type) == (4000, "transfer_refund")
+    assert client.v1.events.list(params={"type": "transfer.reversed"}).data[0].data.object.id == tr.id
+    with pytest.raises(stripe.InvalidRequestError) as exc:  # nothing left to reverse
+        client.v1.transfers.reversals.create(tr.id)
+    assert exc.value.code == "transfer_already_reversed"
+
+
+def test_a_transfer_reversal_needs_the_connected_accounts_balance(client: Any) -> None:
+    _fund(client)
+    acct = _account(client)
+    tr = client.v1.transfers.create(params={"amount": 3000, "currency": "usd", "destination": acct.id})
+    client.v1.payouts.create(params={"amount": 2500, "currency": "usd"}, options={"stripe_account": acct.id})
+    with pytest.raises(stripe.InvalidRequestError) as exc:
+        client.v1.transfers.reversals.create(tr.id)
+    assert exc.value.code == "balance_insufficient"
+    with pytest.raises(stripe.InvalidRequestError) as exc:
+        client.v1.transfers.reversals.create(tr.id, params={"amount": 3001})
+    assert exc.value.param == "amount"
+    partial = client.v1.transfers.reversals.create(tr.id, params={"amount": 500})
+    assert partial.amount == 500
+    assert (
+        client.v1.transfers.retrieve(tr.id).reversed,
+        client.v1.transfers.retrieve(tr.id).amount_reversed,
+    ) == (
+        False,
+        500,
+    )
+
+
+def test_an_account_with_a_payouts_disabled_email_has_payouts_off_and_is_refused_a_payout(
+    client: Any,
+) -> None:
+    _fund(client)
+    acct = client.v1.accounts.create(params={"type": "custom", "email": "shop+payouts_disabled@example.com"})
+    assert client.v1.accounts.retrieve(acct.id).payouts_enabled is False
+    assert _account(client).payouts_enabled is True
+    client.v1.transfers.create(params={"amount": 1000, "currency": "usd", "destination": acct.id})
+    with pytest.raises(stripe.InvalidRequestError) as exc:
+        client.v1.payouts.create(
+            params={"amount": 1000, "currency": "usd"}, options={"stripe_account": acct.id}
+        )
+    assert exc.value.code == "payouts_not_allowed"
+
+
 def test_instant_only_failure_account(sim: SimServer, client: Any) -> None:
     _fund(client)
     acct = _account(client, "000888888883")

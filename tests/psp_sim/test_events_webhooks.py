@@ -188,3 +188,53 @@ def test_webhook_endpoint_from_env_subscribes_to_the_listed_events_only() -> Non
     assert endpoint.wants("refund.updated")
     assert not endpoint.wants("payment_intent.created")
     assert not endpoint.wants("charge.succeeded")
+
+
+def test_webhook_concurrency_overlaps_one_endpoints_deliveries() -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from psp_sim.testing import run_simulator
+
+    lock, state = threading.Lock(), {"now": 0, "most": 0, "got": 0}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            with lock:
+                state["now"] += 1
+                state["most"] = max(state["most"], state["now"])
+            time.sleep(0.2)  # long enough for the next deliveries to start meanwhile, if they may
+            with lock:
+                state["now"] -= 1
+                state["got"] += 1
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    config = {
+        "seed": 3,
+        "webhook_concurrency": 3,
+        "webhook_endpoints": [{"url": url, "enabled_events": ["payout.paid"]}],
+    }
+    try:
+        with run_simulator(config) as sim:
+            client = sim.client(max_network_retries=0)
+            _pay(client, "pm_card_bypassPending", amount=10_000)
+            for _ in range(3):
+                client.v1.payouts.create(params={"amount": 1000, "currency": "usd"})
+            sim.admin.advance(days=2)  # the three are paid at once: one batch of deliveries
+            deadline = time.monotonic() + 10
+            while state["got"] < 3 and time.monotonic() < deadline:
+                time.sleep(0.05)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert state["got"] == 3
+    assert state["most"] > 1  # with the default of 1 they would go one after the other

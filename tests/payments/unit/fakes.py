@@ -231,6 +231,11 @@ class FakePsp:
     async def retrieve_payout(self, psp_payout_id: str, account: str) -> PayoutView:
         raise self._unused("retrieve_payout")
 
+    async def reverse_transfer(
+        self, *, transfer_id: str, amount_minor: int, currency: str, payout_id: str, idempotency_key: str
+    ) -> str:
+        raise self._unused("reverse_transfer")
+
 
 STREAM = "test:events"
 

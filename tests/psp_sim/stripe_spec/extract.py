@@ -30,6 +30,7 @@ ROOTS = (
     "account",
     "bank_account",
     "transfer",
+    "transfer_reversal",
     "payout",
     "dispute",
     "file",

@@ -449,3 +449,23 @@ class GetStatementResponse(_message.Message):
     lines: _containers.RepeatedCompositeFieldContainer[StatementLine]
     debts_netted: _money_pb2.Money
     def __init__(self, seller_account: _Optional[str] = ..., period: _Optional[str] = ..., opening_balance: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., orders_gross: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., commission: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., refunds: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., payouts: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., adjustments: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., closing_balance: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., reserve_held: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., lines: _Optional[_Iterable[_Union[StatementLine, _Mapping]]] = ..., debts_netted: _Optional[_Union[_money_pb2.Money, _Mapping]] = ...) -> None: ...
+
+class WriteOffSellerDebtRequest(_message.Message):
+    __slots__ = ("seller_account", "amount", "reason")
+    SELLER_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    seller_account: str
+    amount: _money_pb2.Money
+    reason: str
+    def __init__(self, seller_account: _Optional[str] = ..., amount: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class WriteOffSellerDebtResponse(_message.Message):
+    __slots__ = ("written_off", "debt_left", "ledger_transaction_id")
+    WRITTEN_OFF_FIELD_NUMBER: _ClassVar[int]
+    DEBT_LEFT_FIELD_NUMBER: _ClassVar[int]
+    LEDGER_TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    written_off: _money_pb2.Money
+    debt_left: _money_pb2.Money
+    ledger_transaction_id: int
+    def __init__(self, written_off: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., debt_left: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., ledger_transaction_id: _Optional[int] = ...) -> None: ...

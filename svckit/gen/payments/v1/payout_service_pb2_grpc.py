@@ -102,6 +102,11 @@ class PayoutServiceStub:
                 request_serializer=payments_dot_v1_dot_payout__service__pb2.GetStatementRequest.SerializeToString,
                 response_deserializer=payments_dot_v1_dot_payout__service__pb2.GetStatementResponse.FromString,
                 _registered_method=True)
+        self.WriteOffSellerDebt = channel.unary_unary(
+                '/payments.v1.PayoutService/WriteOffSellerDebt',
+                request_serializer=payments_dot_v1_dot_payout__service__pb2.WriteOffSellerDebtRequest.SerializeToString,
+                response_deserializer=payments_dot_v1_dot_payout__service__pb2.WriteOffSellerDebtResponse.FromString,
+                _registered_method=True)
 
 
 class PayoutServiceServicer:
@@ -208,6 +213,16 @@ class PayoutServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WriteOffSellerDebt(self, request, context):
+        """Writes off (part of) a seller's debt in one currency as a bad debt: posts
+        Dr `expense:bad_debt/<CUR>` / Cr `asset:seller_receivable:<seller>/<CUR>`. A reason is required
+        (INVALID_ARGUMENT MISSING_FIELD); FAILED_PRECONDITION (WRITE_OFF_EXCEEDS_DEBT) when the amount is
+        more than the seller owes in that currency. The posting is keyed by the call's idempotency key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PayoutServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -275,6 +290,11 @@ def add_PayoutServiceServicer_to_server(servicer, server):
                     servicer.GetStatement,
                     request_deserializer=payments_dot_v1_dot_payout__service__pb2.GetStatementRequest.FromString,
                     response_serializer=payments_dot_v1_dot_payout__service__pb2.GetStatementResponse.SerializeToString,
+            ),
+            'WriteOffSellerDebt': grpc.unary_unary_rpc_method_handler(
+                    servicer.WriteOffSellerDebt,
+                    request_deserializer=payments_dot_v1_dot_payout__service__pb2.WriteOffSellerDebtRequest.FromString,
+                    response_serializer=payments_dot_v1_dot_payout__service__pb2.WriteOffSellerDebtResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -631,6 +651,33 @@ class PayoutService:
             '/payments.v1.PayoutService/GetStatement',
             payments_dot_v1_dot_payout__service__pb2.GetStatementRequest.SerializeToString,
             payments_dot_v1_dot_payout__service__pb2.GetStatementResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WriteOffSellerDebt(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payments.v1.PayoutService/WriteOffSellerDebt',
+            payments_dot_v1_dot_payout__service__pb2.WriteOffSellerDebtRequest.SerializeToString,
+            payments_dot_v1_dot_payout__service__pb2.WriteOffSellerDebtResponse.FromString,
             options,
             channel_credentials,
             insecure,
