@@ -18,7 +18,8 @@ ACCESS = allow(
         # Money moves only through the payment service (orders, refunds, pay-outs) and, for the PSP's
         # settlement of captured money (bank, fees, psp_receivable), through reconciliation.
         "PostTransaction": ("payment", "recon"),
-        # recon: a chunk of settlement rows booked in one call (one transaction per currency).
+        # recon: a chunk of settlement rows booked in one call (one transaction per currency and account its
+        # gross goes to).
         "PostTransactions": ("payment", "recon"),
         "ReverseTransaction": ("payment",),
         "GetTransaction": READERS,

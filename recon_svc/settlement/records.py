@@ -7,7 +7,7 @@
   refunds of that checkout's orders (ListRefunds) by our ``refund_id`` metadata or its ``re_`` id. A transfer
   is found as the pay-out its ``payout_id`` metadata names (PayoutService.GetPayout).
 - :class:`GrpcSettlementBooker` posts a chunk's settlements in the ledger (PostTransactions, one transaction per
-  currency), each keyed by its booking id so a retried or resumed run posts it once.
+  currency and account the gross goes to), each keyed by its booking id so a retried or resumed run posts it once.
 """
 
 from __future__ import annotations
@@ -377,8 +377,8 @@ class GrpcSettlementBooker:
         self._deadline = deadline_seconds
 
     async def post(self, bookings: Sequence[ChunkBooking]) -> list[int]:
-        """One PostTransactions call for a chunk's bookings (one per currency), each item keyed by its booking id,
-        so a retry after a crash replays what the ledger already posted."""
+        """One PostTransactions call for a chunk's bookings (one per currency and account its gross goes to), each
+        item keyed by its booking id, so a retry after a crash replays what the ledger already posted."""
         items = []
         for b in bookings:
             entries = settlement_entries(b)
