@@ -18,7 +18,9 @@ ACCESS = allow(
         # Money moves only through the payment service (orders, refunds, pay-outs) and, for the PSP's
         # settlement of captured money (bank, fees, psp_receivable), through reconciliation.
         "PostTransaction": ("payment", "recon"),
-        "PostTransactions": ("payment",),
+        # recon: a chunk of settlement rows booked in one call (one transaction per currency and account its
+        # gross goes to).
+        "PostTransactions": ("payment", "recon"),
         "ReverseTransaction": ("payment",),
         "GetTransaction": READERS,
         # An order's or refund's transactions, for the console's order page (no service needs them).

@@ -20,6 +20,8 @@ ACCESS = {
             "GetCheckout": ("gateway", "operator"),
             # recon: the checkout a settlement row's PaymentIntent charged, when the row has no metadata.
             "GetCheckoutByPaymentIntent": ("gateway", "operator", "recon"),
+            # recon: the orders of a chunk of settlement rows' checkouts in one read.
+            "BatchGetCheckoutOrders": ("operator", "recon"),
             "ListPaymentOrderHistory": ("gateway", "operator"),
             "ListPaymentOrders": ("gateway", "operator", "recon"),
             "ListRefunds": ("gateway", "operator", "recon"),

@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 import sqlalchemy as sa
 from psycopg.rows import namedtuple_row
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payment_svc import statements as sql
@@ -170,6 +171,15 @@ class PaymentRepository:
         # Locked in primary-key order, the same order every writer uses, so two writers never deadlock.
         stmt = _CHECKOUT_ORDERS_LOCKED if for_update else _CHECKOUT_ORDERS
         return [OrderRow.of(r) for r in await self.conn.execute(stmt, {"checkout_id": checkout_id})]
+
+    async def orders_of_checkouts(self, checkout_ids: Sequence[str]) -> list[OrderRow]:
+        """Every order of these checkouts in one statement, by checkout then order id (reconciliation's chunks)."""
+        stmt = (
+            sa.select(payment_orders)
+            .where(payment_orders.c.checkout_id == sa.func.any(sa.bindparam("ids", type_=ARRAY(sa.Text))))
+            .order_by(payment_orders.c.checkout_id, payment_orders.c.payment_order_id)
+        )
+        return [OrderRow.of(r) for r in await self.conn.execute(stmt, {"ids": list(checkout_ids)})]
 
     async def orders_by_ids(self, ids: Iterable[str], for_update: bool = False) -> list[OrderRow]:
         stmt = (

@@ -5,6 +5,7 @@ connection."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -73,6 +74,10 @@ class PaymentService:
     async def get_checkout_by_payment_intent(self, payment_intent_id: str) -> CheckoutView:
         async with self._uows.reader() as uow:
             return await queries.get_checkout_by_payment_intent(uow, payment_intent_id)
+
+    async def orders_of_checkouts(self, checkout_ids: Sequence[str]) -> list[OrderRow]:
+        async with self._uows.reader() as uow:
+            return await queries.orders_of_checkouts(uow, checkout_ids)
 
     async def history(self, payment_order_id: str) -> list[TransitionRow]:
         async with self._uows.reader() as uow:

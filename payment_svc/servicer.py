@@ -211,6 +211,12 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
         view = await self._service.get_checkout_by_payment_intent(request.payment_intent_id)
         return pb.GetCheckoutByPaymentIntentResponse(payment_event=checkout_to_pb(view))
 
+    async def BatchGetCheckoutOrders(
+        self, request: pb.BatchGetCheckoutOrdersRequest, context: grpc.aio.ServicerContext
+    ):
+        rows = await self._service.orders_of_checkouts(list(request.checkout_ids))
+        return pb.BatchGetCheckoutOrdersResponse(payment_orders=[order_to_pb(r) for r in rows])
+
     async def ListPaymentOrderHistory(
         self, request: pb.ListPaymentOrderHistoryRequest, context: grpc.aio.ServicerContext
     ):

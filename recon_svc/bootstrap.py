@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -13,6 +15,7 @@ from recon_svc.service import ReconService
 from recon_svc.servicer import ReconServicer
 from recon_svc.settlement.cli import rules_from
 from recon_svc.settlement.grpc import SettlementDeps
+from recon_svc.settlement.nightly import NightlyScheduler, reconcile_day
 from recon_svc.settlement.records import GrpcPaymentRecords, GrpcSettlementBooker
 from recon_svc.uow import ReconUnitOfWork
 from svckit.gen.ledger.v1 import ledger_service_pb2_grpc
@@ -52,7 +55,24 @@ def build(settings: ReconSettings, engine: AsyncEngine, idempotency: Idempotency
     booker = GrpcSettlementBooker(
         ledger_service_pb2_grpc.LedgerServiceStub(ledger_channel), settings.upstream_deadline_seconds
     )
-    servicer.settlement = SettlementDeps(engine, idempotency, records, booker, rules_from(settings), settings)
+    deps = SettlementDeps(engine, idempotency, records, booker, rules_from(settings), settings)
+    servicer.settlement = deps
+    background = []
+    if settings.nightly_at is not None:
+        scheduler = NightlyScheduler(
+            engine,
+            lambda day: reconcile_day(deps, day),
+            at=settings.nightly_at,
+            zone=ZoneInfo(settings.timezone),
+            account=settings.nightly_account,
+            catch_up_days=settings.nightly_catch_up_days,
+            lease=dt.timedelta(seconds=settings.nightly_lease_seconds),
+        )
+
+        async def nightly() -> None:
+            await scheduler.forever(settings.nightly_tick_seconds)
+
+        background.append(nightly)
 
     async def close() -> None:
         await wallet_channel.close()
@@ -64,5 +84,6 @@ def build(settings: ReconSettings, engine: AsyncEngine, idempotency: Idempotency
             Registration(recon_service_pb2_grpc.add_ReconServiceServicer_to_server, servicer, SERVICE_NAME)
         ],
         access=ACCESS,
+        background=background,
         on_stop=[close],
     )

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+import datetime as dt
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from svckit.config import Port, ServiceSettings
@@ -35,3 +38,27 @@ class ReconSettings(ServiceSettings):
     """A report run still pending after these polls fails the fetch, and says so."""
     settlement_auto_fix: bool = True
     """Run auto-fixes (the payment service re-checks an order the PSP charged); false proposes them only."""
+
+    # -- the nightly run (recon_svc/settlement/nightly.py) ------------------------------------------------
+    nightly_at: dt.time | None = None
+    """Local time (``HH:MM``) at which the previous day's report is fetched and reconciled; unset = no nightly
+    run (the default, and in tests)."""
+    timezone: str = "UTC"
+    """IANA time zone of ``nightly_at`` (``Europe/Berlin``)."""
+    nightly_catch_up_days: int = Field(default=3, ge=1, le=31)
+    """After downtime, the last this many days not reconciled yet are run on start (yesterday included)."""
+    nightly_account: str = Field(default="platform", min_length=1)
+    """The PSP account the nightly report is for: one day per account is run once, whatever the replicas."""
+    nightly_tick_seconds: float = Field(default=300.0, gt=0)
+    """How often the scheduler looks for a due day; a failed day is retried at the next tick."""
+    nightly_lease_seconds: float = Field(default=3600.0, gt=0)
+    """A day claimed by a replica that died is free again after this long."""
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone (e.g. Europe/Berlin)") from None
+        return value

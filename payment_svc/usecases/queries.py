@@ -50,6 +50,26 @@ async def get_checkout_by_payment_intent(uow: UnitOfWork, payment_intent_id: str
     return await get_checkout(uow, orders[0].checkout_id)
 
 
+MAX_BATCH_CHECKOUTS = 1000
+
+
+async def orders_of_checkouts(uow: UnitOfWork, checkout_ids: Sequence[str]) -> list[OrderRow]:
+    """The orders of up to MAX_BATCH_CHECKOUTS checkouts; an unknown checkout has none (not an error)."""
+    ids = sorted(set(checkout_ids))
+    if not ids:
+        raise InvalidArgument("MISSING_FIELD", "checkout_ids is required", field="checkout_ids")
+    if len(ids) > MAX_BATCH_CHECKOUTS:
+        raise InvalidArgument(
+            "TOO_MANY_ITEMS", f"at most {MAX_BATCH_CHECKOUTS} checkout ids per call", field="checkout_ids"
+        )
+    bad = next((i for i in ids if not is_client_id(i)), None)
+    if bad is not None:
+        raise InvalidArgument(
+            "INVALID_ID", "checkout_ids must be 1-128 letters, digits or _.:-", field="checkout_ids"
+        )
+    return await uow.repo.orders_of_checkouts(ids)
+
+
 async def history(uow: UnitOfWork, payment_order_id: str) -> list[TransitionRow]:
     await get_order(uow, payment_order_id)
     return await uow.repo.history(payment_order_id)

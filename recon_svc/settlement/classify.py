@@ -114,7 +114,8 @@ class OrderState(enum.StrEnum):
 CAPTURED = frozenset({OrderState.SUCCESS, OrderState.PARTIALLY_REFUNDED, OrderState.REFUNDED})
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass pays object.__setattr__ per field, and a settlement run builds one per order.
+@dataclass(slots=True)
 class OurOrder:
     payment_order_id: str
     psp_reference: str
@@ -184,7 +185,7 @@ class Against(enum.StrEnum):
     PSP_ADJUSTMENTS = "psp_adjustments"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen, like OurOrder: one per booked row
 class Booking:
     """A matched row to post: Dr bank net / Dr fees fee / Cr ``against`` gross (a negative gross mirrors it)."""
 

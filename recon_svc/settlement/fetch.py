@@ -71,7 +71,7 @@ def fetch_report(
         raise Unavailable(
             "SETTLEMENT_REPORT_UNAVAILABLE", f"report run {run.id} is {run.status} after {attempts} polls"
         )
-    # Returned open to the caller, who reads it twice and closes it; closed here only on failure.
+    # Returned open to the caller, who reads it and closes it; closed here only on failure.
     out = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
     try:
         with httpx.stream(

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import io
 import json
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import Any
 
 import grpc
 import sqlalchemy as sa
@@ -17,7 +16,7 @@ from recon_svc.config import ReconSettings
 from recon_svc.settlement import exceptions as queue
 from recon_svc.settlement import tables as t
 from recon_svc.settlement.classify import Rules
-from recon_svc.settlement.fetch import day_interval, fetch_report
+from recon_svc.settlement.nightly import reconcile_day
 from recon_svc.settlement.records import GrpcPaymentRecords, SettlementBooker
 from recon_svc.settlement.run import RunReport, reconcile_file
 from svckit import pagination
@@ -88,37 +87,21 @@ class SettlementRpcs:
         deps = self.settlement
         if bool(request.date) == bool(request.file_content):
             raise InvalidArgument("MISSING_FIELD", "give exactly one of date or file_content", field="date")
-        window = None
-        source: IO[bytes]
-        if request.file_content:
-            source = io.BytesIO(request.file_content)
-        else:
+        if not request.file_content:
             try:
                 day = dt.date.fromisoformat(request.date)
             except ValueError:
                 raise InvalidArgument("INVALID_FILTER", "date must be YYYY-MM-DD", field="date") from None
-            s = deps.settings
-            # The SDK is synchronous: fetched in a thread so the server keeps answering meanwhile.
-            source = await asyncio.to_thread(
-                fetch_report,
-                s.psp_base_url,
-                s.psp_api_key.get_secret_value(),
-                day,
-                poll_seconds=s.settlement_report_poll_seconds,
-                attempts=s.settlement_report_poll_attempts,
-            )
-            start, end = day_interval(day)
-            window = (dt.datetime.fromtimestamp(start, dt.UTC), dt.datetime.fromtimestamp(end, dt.UTC))
-        with source:
-            report = await reconcile_file(
-                deps.engine,
-                source,  # type: ignore[arg-type]  # a SpooledTemporaryFile is a binary file in all but its type
-                deps.records,
-                deps.booker,
-                deps.rules,
-                expected_window=window,
-                fixer=deps.records if deps.settings.settlement_auto_fix else None,
-            )
+            report = await reconcile_day(deps, day)
+            return pb.StartSettlementRunResponse(report=report_to_pb(report))
+        report = await reconcile_file(
+            deps.engine,
+            io.BytesIO(request.file_content),
+            deps.records,
+            deps.booker,
+            deps.rules,
+            fixer=deps.records if deps.settings.settlement_auto_fix else None,
+        )
         return pb.StartSettlementRunResponse(report=report_to_pb(report))
 
     async def GetSettlementRun(self, request: pb.GetSettlementRunRequest, context: grpc.aio.ServicerContext):

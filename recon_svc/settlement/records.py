@@ -6,14 +6,17 @@
   id itself (GetCheckoutByPaymentIntent: the orders whose ``psp_reference`` it is). A refund is found among the
   refunds of that checkout's orders (ListRefunds) by our ``refund_id`` metadata or its ``re_`` id. A transfer
   is found as the pay-out its ``payout_id`` metadata names (PayoutService.GetPayout).
-- :class:`GrpcSettlementBooker` posts a settlement in the ledger (PostTransaction), keyed by the balance
-  transaction id so a retried or repeated run posts it once.
+- :class:`GrpcSettlementBooker` posts a chunk's settlements in the ledger (PostTransactions, one transaction per
+  currency and account the gross goes to), each keyed by its booking id so a retried or resumed run posts it once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator
+import hashlib
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import grpc
@@ -31,10 +34,16 @@ from svckit.gen.payments.v1 import payout_service_pb2_grpc as popb_grpc
 from svckit.grpc_errors import from_rpc_error
 
 PSP = "stripe"
+BATCH_CHECKOUTS = 1000
+"""BatchGetCheckoutOrders' limit per call."""
 
 
 class PaymentRecords(Protocol):
     async def checkout_for(self, row: SettlementRow) -> list[OurOrder] | None: ...
+
+    async def checkouts(self, checkout_ids: Sequence[str]) -> dict[str, list[OurOrder]]:
+        """The orders of many checkouts (a chunk's), by checkout id; an unknown checkout is absent."""
+        ...
 
     async def refund_for(self, row: SettlementRow) -> OurRefund | None: ...
 
@@ -53,22 +62,46 @@ class OrderFixer(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class ChunkBooking:
+    """What one chunk of rows settled in one currency against one account: one ledger transaction, keyed by
+    ``booking_id``."""
+
+    booking_id: str
+    currency: str
+    gross_minor: int
+    fee_minor: int
+    row_count: int
+    against: Against = Against.PSP_RECEIVABLE
+    """Where the chunk's gross goes (recon3's per-row ``Booking.against``): one booking per currency and account."""
+
+
 class SettlementBooker(Protocol):
-    async def book(self, booking: Booking) -> None: ...
+    async def post(self, bookings: Sequence[ChunkBooking]) -> list[int]:
+        """Post each booking (idempotently by its id); the ledger transaction ids, in order."""
+        ...
+
+
+_STATES = {ppb.PaymentOrderState.Value(f"PAYMENT_ORDER_STATE_{state.value}"): state for state in OrderState}
+"""Wire number → state, built once: a chunk converts thousands of orders."""
 
 
 def _state(value: int) -> OrderState:
-    return OrderState(ppb.PaymentOrderState.Name(value).removeprefix("PAYMENT_ORDER_STATE_"))
+    return _STATES[value]
 
 
 def _order_of(o: ppb.PaymentOrder) -> OurOrder:
+    created = o.create_time
     return OurOrder(
         payment_order_id=o.payment_order_id,
         psp_reference=o.psp_reference,
         amount_minor=o.amount_minor,
         currency=o.currency,
-        state=_state(o.state),
-        created_at=o.create_time.ToDatetime(tzinfo=dt.UTC),
+        state=_STATES[o.state],
+        # fromtimestamp plus the micros: several times cheaper than Timestamp.ToDatetime, and the same value.
+        created_at=dt.datetime.fromtimestamp(created.seconds, dt.UTC).replace(
+            microsecond=created.nanos // 1000
+        ),
         wallet_updated=o.wallet_updated,
         ledger_updated=o.ledger_updated,
         checkout_id=o.checkout_id,
@@ -234,6 +267,26 @@ class GrpcPaymentRecords:
             return None  # our metadata on someone else's PaymentIntent is not our charge
         return orders
 
+    async def checkouts(self, checkout_ids: Sequence[str]) -> dict[str, list[OurOrder]]:
+        """BatchGetCheckoutOrders, up to its 1000 ids per call, the calls of a chunk concurrently."""
+        ids = sorted(set(checkout_ids))
+
+        async def page(part: list[str]) -> list[OurOrder]:
+            try:
+                reply = await self._stub.BatchGetCheckoutOrders(
+                    ppb.BatchGetCheckoutOrdersRequest(checkout_ids=part), timeout=self._deadline
+                )
+            except grpc.aio.AioRpcError as exc:
+                raise from_rpc_error(exc) from None
+            return [_order_of(o) for o in reply.payment_orders]
+
+        found: dict[str, list[OurOrder]] = {}
+        parts = [ids[i : i + BATCH_CHECKOUTS] for i in range(0, len(ids), BATCH_CHECKOUTS)]
+        for orders in await asyncio.gather(*(page(p) for p in parts)):
+            for order in orders:  # by checkout, then order id
+                found.setdefault(order.checkout_id, []).append(order)
+        return found
+
     async def refund_for(self, row: SettlementRow) -> OurRefund | None:
         refund_id = row.metadata.get("refund.refund_id", "")
         for order in await self.checkout_for(row) or []:
@@ -273,7 +326,7 @@ class GrpcPaymentRecords:
             token = page.next_page_token
 
 
-def _against(booking: Booking) -> str:
+def _against(booking: Booking | ChunkBooking) -> str:
     cur = booking.currency
     match booking.against:
         case Against.PSP_RECEIVABLE:
@@ -286,7 +339,7 @@ def _against(booking: Booking) -> str:
             return naming.expense_psp_adjustments(cur)
 
 
-def settlement_entries(booking: Booking) -> list[lpb.Entry]:
+def settlement_entries(booking: Booking | ChunkBooking) -> list[lpb.Entry]:
     """DESIGN.md: Dr bank net / Dr PSP fees fee / Cr psp_receivable gross; a refund (negative gross) mirrors it.
 
     Disputes, standalone fees and adjustments have the same shape with their gross set against
@@ -323,22 +376,56 @@ class GrpcSettlementBooker:
         self._stub = stub
         self._deadline = deadline_seconds
 
-    async def book(self, booking: Booking) -> None:
+    async def post(self, bookings: Sequence[ChunkBooking]) -> list[int]:
+        """One PostTransactions call for a chunk's bookings (one per currency and account its gross goes to), each
+        item keyed by its booking id, so a retry after a crash replays what the ledger already posted."""
+        items = []
+        for b in bookings:
+            entries = settlement_entries(b)
+            if not entries:
+                raise ValueError(f"booking {b.booking_id} moves no money")
+            items.append(
+                lpb.PostTransactionsItem(
+                    idempotency_key=f"recon-settlement-{b.booking_id}",
+                    transaction=lpb.PostTransactionRequest(
+                        entries=entries,
+                        description=f"PSP settlement of {b.row_count} balance transaction(s)",
+                        external_ref=b.booking_id,
+                        metadata={
+                            "kind": "psp_settlement",
+                            "booking_id": b.booking_id,
+                            "rows": str(b.row_count),
+                            "against": b.against.value,
+                        },
+                    ),
+                )
+            )
         try:
-            await self._stub.PostTransaction(
-                lpb.PostTransactionRequest(
-                    entries=settlement_entries(booking),
-                    description=f"PSP settlement of {booking.our_reference}",
-                    external_ref=booking.balance_transaction_id,
-                    metadata={
-                        "kind": "psp_settlement",
-                        "reference": booking.our_reference,
-                        "against": booking.against.value,
-                    },
-                ),
-                # The balance transaction id is the PSP's identity of this money movement: one posting each.
-                metadata=[("idempotency-key", f"recon-settlement-{booking.balance_transaction_id}")],
+            reply = await self._stub.PostTransactions(
+                lpb.PostTransactionsRequest(items=items),
+                # The call's key names its bookings: a retry of the same set replays the answer.
+                metadata=[
+                    ("idempotency-key", "recon-settlement-chunk-" + _digest(b.booking_id for b in bookings))
+                ],
                 timeout=self._deadline,
             )
         except grpc.aio.AioRpcError as exc:
             raise from_rpc_error(exc) from None
+        ids = []
+        for b, result in zip(bookings, reply.results, strict=True):
+            if result.HasField("error"):
+                raise BookingRefused(b.booking_id, result.error.reason, result.error.message)
+            ids.append(result.transaction.id)
+        return ids
+
+
+def _digest(ids: Iterable[str]) -> str:
+    return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()[:40]
+
+
+class BookingRefused(Exception):
+    """The ledger refused a chunk's booking; it stays pending in recon and the next run posts it again."""
+
+    def __init__(self, booking_id: str, reason: str, message: str) -> None:
+        super().__init__(f"ledger refused settlement booking {booking_id}: {reason}: {message}")
+        self.reason = reason

@@ -34,6 +34,8 @@ files = sa.Table(
     sa.Column("size_bytes", sa.BigInteger, nullable=False),
     sa.Column("run_id", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("completed_at", sa.DateTime(timezone=True)),
+    sa.Column("committed_line", sa.Integer, nullable=False, server_default="0"),
 )
 
 rows = sa.Table(
@@ -48,6 +50,38 @@ rows = sa.Table(
     sa.Column("fee_minor", sa.BigInteger, nullable=False),
     sa.Column("our_reference", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("booking_id", sa.Text),
+)
+
+bookings = sa.Table(
+    "settlement_bookings",
+    metadata,
+    sa.Column("booking_id", sa.Text, primary_key=True),
+    sa.Column("run_id", sa.Text, nullable=False),
+    sa.Column("currency", sa.Text, nullable=False),
+    # Where the booking's gross goes (classify.Against): a dispute's or a fee's gross is not the PSP's debt.
+    sa.Column("against", sa.Text, nullable=False, server_default="psp_receivable"),
+    sa.Column("gross_minor", sa.BigInteger, nullable=False),
+    sa.Column("fee_minor", sa.BigInteger, nullable=False),
+    sa.Column("row_count", sa.Integer, nullable=False),
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("ledger_transaction_id", sa.BigInteger),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("posted_at", sa.DateTime(timezone=True)),
+)
+
+nightly_days = sa.Table(
+    "recon_nightly_days",
+    metadata,
+    sa.Column("account", sa.Text, primary_key=True),
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("run_id", sa.Text),
+    sa.Column("last_error", sa.Text),
+    sa.Column("claimed_by", sa.Text),
+    sa.Column("claimed_until", sa.DateTime(timezone=True)),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )
 
 mismatches = sa.Table(

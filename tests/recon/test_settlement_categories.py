@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import uuid
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 
@@ -29,7 +30,7 @@ from recon_svc.settlement.classify import (
     missing_payouts_from_psp,
 )
 from recon_svc.settlement.parse import SettlementRow
-from recon_svc.settlement.records import settlement_entries
+from recon_svc.settlement.records import ChunkBooking, settlement_entries
 from recon_svc.settlement.run import reconcile_file
 from svckit.gen.ledger.v1 import ledger_service_pb2 as lpb
 
@@ -195,8 +196,8 @@ class _Records:
 
 
 class _NoBooking:
-    async def book(self, booking: Booking) -> None:
-        raise AssertionError(f"nothing of this file is booked, yet {booking}")
+    async def post(self, bookings: Sequence[ChunkBooking]) -> list[int]:
+        raise AssertionError(f"nothing of this file is booked, yet {bookings}")
 
 
 async def test_a_run_flags_our_payout_whose_transfer_no_file_has_and_not_one_a_file_counted(services):

@@ -22,6 +22,9 @@ class _NoRecords:
     async def checkout_for(self, row):
         return None
 
+    async def checkouts(self, checkout_ids):
+        return {}
+
     async def refund_for(self, row):
         return None
 
@@ -38,7 +41,7 @@ class _NoRecords:
 
 
 class _NoBooking:
-    async def book(self, booking):
+    async def post(self, bookings):
         raise AssertionError("nothing of these rows is ours, so nothing is booked")
 
 

@@ -116,8 +116,12 @@ def test_the_policy_as_decided():
     everything = {m: ids for table in TABLES.values() for m, ids in table.items()}
     for method, allowed in everything.items():
         assert allowed <= set(IDENTITIES), method
-        if method == "/ledger.v1.LedgerService/PostTransaction":
-            # recon books the PSP's settlement of captured money; never the gateway or the operator.
+        if method in (
+            "/ledger.v1.LedgerService/PostTransaction",
+            "/ledger.v1.LedgerService/PostTransactions",
+        ):
+            # recon books the PSP's settlement of captured money (a row, or a chunk of rows per call); never
+            # the gateway or the operator.
             assert allowed == {"payment", "recon"}, method
         elif method in MONEY_MOVING:
             assert allowed == {"payment"}, method  # never the gateway, the operator or recon

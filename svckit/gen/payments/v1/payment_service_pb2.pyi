@@ -386,6 +386,18 @@ class CreateRefundResponse(_message.Message):
     payment_order: PaymentOrder
     def __init__(self, refund: _Optional[_Union[Refund, _Mapping]] = ..., payment_order: _Optional[_Union[PaymentOrder, _Mapping]] = ...) -> None: ...
 
+class BatchGetCheckoutOrdersRequest(_message.Message):
+    __slots__ = ("checkout_ids",)
+    CHECKOUT_IDS_FIELD_NUMBER: _ClassVar[int]
+    checkout_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, checkout_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class BatchGetCheckoutOrdersResponse(_message.Message):
+    __slots__ = ("payment_orders",)
+    PAYMENT_ORDERS_FIELD_NUMBER: _ClassVar[int]
+    payment_orders: _containers.RepeatedCompositeFieldContainer[PaymentOrder]
+    def __init__(self, payment_orders: _Optional[_Iterable[_Union[PaymentOrder, _Mapping]]] = ...) -> None: ...
+
 class GetPaymentStatsRequest(_message.Message):
     __slots__ = ("window_minutes", "bucket_minutes")
     WINDOW_MINUTES_FIELD_NUMBER: _ClassVar[int]

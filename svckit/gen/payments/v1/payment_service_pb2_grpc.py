@@ -67,6 +67,11 @@ class PaymentServiceStub:
                 request_serializer=payments_dot_v1_dot_payment__service__pb2.GetCheckoutByPaymentIntentRequest.SerializeToString,
                 response_deserializer=payments_dot_v1_dot_payment__service__pb2.GetCheckoutByPaymentIntentResponse.FromString,
                 _registered_method=True)
+        self.BatchGetCheckoutOrders = channel.unary_unary(
+                '/payments.v1.PaymentService/BatchGetCheckoutOrders',
+                request_serializer=payments_dot_v1_dot_payment__service__pb2.BatchGetCheckoutOrdersRequest.SerializeToString,
+                response_deserializer=payments_dot_v1_dot_payment__service__pb2.BatchGetCheckoutOrdersResponse.FromString,
+                _registered_method=True)
         self.ListPaymentOrderHistory = channel.unary_unary(
                 '/payments.v1.PaymentService/ListPaymentOrderHistory',
                 request_serializer=payments_dot_v1_dot_payment__service__pb2.ListPaymentOrderHistoryRequest.SerializeToString,
@@ -163,6 +168,15 @@ class PaymentServiceServicer:
         """Returns the checkout a PSP PaymentIntent pays (the buyer's browser comes back from 3-D Secure
         with only the PaymentIntent id). NOT_FOUND (reason CHECKOUT_NOT_FOUND) when no order of ours
         carries that PaymentIntent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchGetCheckoutOrders(self, request, context):
+        """Returns the orders of many checkouts at once (reconciliation matches a chunk of settlement rows
+        with one call instead of one per row). Unknown checkouts are simply absent from the answer.
+        INVALID_ARGUMENT: TOO_MANY_ITEMS above 1000 ids, INVALID_ID for a malformed one.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -266,6 +280,11 @@ def add_PaymentServiceServicer_to_server(servicer, server):
                     servicer.GetCheckoutByPaymentIntent,
                     request_deserializer=payments_dot_v1_dot_payment__service__pb2.GetCheckoutByPaymentIntentRequest.FromString,
                     response_serializer=payments_dot_v1_dot_payment__service__pb2.GetCheckoutByPaymentIntentResponse.SerializeToString,
+            ),
+            'BatchGetCheckoutOrders': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchGetCheckoutOrders,
+                    request_deserializer=payments_dot_v1_dot_payment__service__pb2.BatchGetCheckoutOrdersRequest.FromString,
+                    response_serializer=payments_dot_v1_dot_payment__service__pb2.BatchGetCheckoutOrdersResponse.SerializeToString,
             ),
             'ListPaymentOrderHistory': grpc.unary_unary_rpc_method_handler(
                     servicer.ListPaymentOrderHistory,
@@ -468,6 +487,33 @@ class PaymentService:
             '/payments.v1.PaymentService/GetCheckoutByPaymentIntent',
             payments_dot_v1_dot_payment__service__pb2.GetCheckoutByPaymentIntentRequest.SerializeToString,
             payments_dot_v1_dot_payment__service__pb2.GetCheckoutByPaymentIntentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchGetCheckoutOrders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payments.v1.PaymentService/BatchGetCheckoutOrders',
+            payments_dot_v1_dot_payment__service__pb2.BatchGetCheckoutOrdersRequest.SerializeToString,
+            payments_dot_v1_dot_payment__service__pb2.BatchGetCheckoutOrdersResponse.FromString,
             options,
             channel_credentials,
             insecure,
