@@ -93,6 +93,9 @@ class PaymentSettings(ServiceSettings):
     order_deadline_seconds: float = Field(default=86_400.0, gt=0)
     """An order still uncertain this long after creation raises an alert (error log + metric)."""
     janitor_batch_size: int = Field(default=100, ge=1, le=10_000)
+    janitor_lease_seconds: float = Field(default=120.0, gt=0)
+    """How long a janitor's claim on the orders of its pass keeps another replica's janitor off them
+    (each order then gets its real next check); longer than a pass takes."""
 
     payout_claim_lease_seconds: float = Field(default=120.0, gt=0, le=3600)
     """How long a worker holds a pay-out (or a run) it drives; a crashed worker's lapses after this."""

@@ -363,15 +363,25 @@ class PaymentRepository:
         stmt = stmt.order_by(refunds.c.created_at.desc(), refunds.c.refund_id.desc()).limit(limit)
         return [RefundRow.of(r) for r in await self.conn.execute(stmt)]
 
-    async def due_uncertain_orders(self, limit: int) -> list[DueOrder]:
-        stmt = (
-            sa.select(payment_orders.c.payment_order_id, payment_orders.c.checkout_id)
+    async def claim_due_uncertain_orders(self, limit: int, lease_seconds: float) -> list[DueOrder]:
+        """Uncertain orders whose next check is due, each moved ``lease_seconds`` ahead as it is claimed,
+        so a second janitor (a replica) skips it while this one asks the PSP; the janitor then sets the
+        real next check. A janitor that dies mid-pass leaves its orders due again after the lease."""
+        due = (
+            sa.select(payment_orders.c.payment_order_id)
             .where(
                 payment_orders.c.state.in_(UNCERTAIN_STATES),
                 payment_orders.c.next_check_at <= sa.func.now(),
             )
             .order_by(payment_orders.c.next_check_at)
             .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        stmt = (
+            payment_orders.update()
+            .where(payment_orders.c.payment_order_id.in_(due.scalar_subquery()))
+            .values(next_check_at=sa.func.now() + sa.func.make_interval(0, 0, 0, 0, 0, 0, lease_seconds))
+            .returning(payment_orders.c.payment_order_id, payment_orders.c.checkout_id)
         )
         return [DueOrder(r.payment_order_id, r.checkout_id) for r in await self.conn.execute(stmt)]
 

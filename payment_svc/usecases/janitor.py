@@ -40,8 +40,10 @@ class Janitor(UseCase):
     async def janitor_pass(self) -> int:
         """Ask the PSP about every order that has been uncertain for too long, and send the unanswered
         refunds again. Returns orders and refunds looked at."""
-        async with self._uows.reader() as uow:
-            due = await uow.repo.due_uncertain_orders(self._settings.janitor_batch_size)
+        async with self._uows.transaction() as uow:
+            due = await uow.repo.claim_due_uncertain_orders(
+                self._settings.janitor_batch_size, self._settings.janitor_lease_seconds
+            )
         checkouts = sorted({row.checkout_id for row in due})
         for checkout_id in checkouts:
             try:

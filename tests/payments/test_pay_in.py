@@ -257,6 +257,41 @@ async def test_psp_timeout_leaves_the_outcome_unknown_and_the_janitor_settles_it
     )  # the re-asked create replayed, it did not charge again
 
 
+async def test_two_janitors_at_once_ask_about_each_uncertain_order_once(pay):
+    # Two replicas' janitors passing at the same moment: each uncertain order is claimed by one of them.
+    pay.sim.admin.set_faults(
+        [{"kind": "error_after_commit", "path_prefix": "/v1/payment_intents", "method": "POST"}]
+    )
+    mine = []
+    for _ in range(3):
+        checkout, orders = _ids(1)
+        reply = await pay.stub.CreatePayment(
+            _request(checkout, orders, amounts=(1234,), payment_method="pm_card_visa"), metadata=_md()
+        )
+        assert reply.payment_event.payment_orders[0].state == STATE.PAYMENT_ORDER_STATE_UNKNOWN
+        mine += orders
+    # The PSP stays unreachable for the passes, so every order stays uncertain and is rescheduled by
+    # whichever janitor looked at it: its attempt count says how many did.
+    pay.sim.admin.set_faults([{"kind": "http_500", "path_prefix": "/v1/payment_intents", "method": "GET"}])
+    try:
+        await asyncio.gather(pay.service.janitor_pass(), pay.service.janitor_pass())
+    finally:
+        pay.sim.admin.clear_faults()
+    async with pay.handle.engine.connect() as conn:
+        attempts = dict(
+            (
+                await conn.execute(
+                    sa.text(
+                        "SELECT payment_order_id, janitor_attempts FROM payment_orders"
+                        " WHERE payment_order_id = ANY(:ids)"
+                    ),
+                    {"ids": mine},
+                )
+            ).all()
+        )
+    assert attempts == dict.fromkeys(mine, 1)
+
+
 async def test_duplicate_and_out_of_order_webhooks_end_in_the_right_state(pay):
     checkout, orders = _ids(2)
     event = (
