@@ -262,17 +262,16 @@ async def test_two_janitors_at_once_ask_about_each_uncertain_order_once(pay):
     pay.sim.admin.set_faults(
         [{"kind": "error_after_commit", "path_prefix": "/v1/payment_intents", "method": "POST"}]
     )
-    mine = []
-    for _ in range(3):
-        checkout, orders = _ids(1)
-        reply = await pay.stub.CreatePayment(
-            _request(checkout, orders, amounts=(1234,), payment_method="pm_card_visa"), metadata=_md()
-        )
-        assert reply.payment_event.payment_orders[0].state == STATE.PAYMENT_ORDER_STATE_UNKNOWN
-        mine += orders
-    # The PSP stays unreachable for the passes, so every order stays uncertain and is rescheduled by
-    # whichever janitor looked at it: its attempt count says how many did.
-    pay.sim.admin.set_faults([{"kind": "http_500", "path_prefix": "/v1/payment_intents", "method": "GET"}])
+    checkout, mine = _ids(3)
+    reply = await pay.stub.CreatePayment(
+        _request(checkout, mine, amounts=(1234, 567, 890), payment_method="pm_card_visa"), metadata=_md()
+    )
+    assert {o.state for o in reply.payment_event.payment_orders} == {STATE.PAYMENT_ORDER_STATE_UNKNOWN}
+    # The PSP keeps failing (and says not to retry) for the passes, so every order stays uncertain and is
+    # rescheduled by whichever janitor looked at it: its attempt count says how many did.
+    pay.sim.admin.set_faults(
+        [{"kind": "http_500", "path_prefix": "/v1/payment_intents", "method": "GET", "should_retry": False}]
+    )
     try:
         await asyncio.gather(pay.service.janitor_pass(), pay.service.janitor_pass())
     finally:
