@@ -46,7 +46,9 @@ def _shoot(browser: Any, shots: Path, name: str) -> list[str]:
     return sideways
 
 
-def _journey(browser: Any, base: str, key: str, buyer_id: str, order_id: str, shots: Path) -> dict[str, Any]:
+def _journey(
+    browser: Any, base: str, key: str, buyer_id: str, order_id: str, held: str, shots: Path
+) -> dict[str, Any]:
     seen: dict[str, Any] = {"sideways": []}
     browser.delete_all_cookies()
     try:
@@ -73,6 +75,14 @@ def _journey(browser: Any, base: str, key: str, buyer_id: str, order_id: str, sh
         seen["order_text"] = browser.find_element(By.TAG_NAME, "main").text
         seen["sideways"] += _shoot(browser, shots, "order-refunded")
 
+        # An order held for risk review, approved with a reason.
+        browser.get(f"{base}/console/payments/{held}")
+        seen["held_text"] = browser.find_element(By.TAG_NAME, "main").text
+        browser.find_element(By.ID, "review_note").send_keys("called the buyer: a real order")
+        _submit(browser, By.XPATH, "//button[@value='approve']")
+        seen["review_notice"] = browser.find_element(By.CSS_SELECTOR, ".notice").text
+        seen["sideways"] += _shoot(browser, shots, "order-approved")
+
         _submit(browser, By.LINK_TEXT, "Audit")
         seen["audit_text"] = browser.find_element(By.TAG_NAME, "main").text
         seen["sideways"] += _shoot(browser, shots, "audit")
@@ -95,7 +105,8 @@ async def test_an_operator_finds_an_order_refunds_part_of_it_and_signs_out(
     buyer_id = (await client.get(f"/v1/checkouts/{order_id.removesuffix('_0')}")).json()["buyer_info"][
         "buyer_id"
     ]
-    seen = await asyncio.to_thread(_journey, browser, gw.url, key, buyer_id, order_id, tmp_path)
+    held = await paid_order(client, amount="6000.00", buyer_name="Ada")  # over the review threshold
+    seen = await asyncio.to_thread(_journey, browser, gw.url, key, buyer_id, order_id, held, tmp_path)
 
     assert seen["confirm_title"] == "Refund 4.50 USD?"
     assert seen["notice"] == "Refund requested."
@@ -103,9 +114,12 @@ async def test_an_operator_finds_an_order_refunds_part_of_it_and_signs_out(
     assert (
         "payment.refund" in seen["audit_text"] and "buyer says one lamp arrived broken" in seen["audit_text"]
     )
+    assert "Held for risk review" in seen["held_text"]
+    assert seen["review_notice"] == "Review decision recorded."
+    assert "payment.review.approve" in seen["audit_text"] and "called the buyer" in seen["audit_text"]
     assert seen["after_sign_out"].endswith("/console/sign-in")
     assert seen["after_sign_out_audit"].endswith("/console/sign-in")
     assert "console_session" not in seen["cookies"]
     assert seen["sideways"] == []
     assert (await client.get(f"/v1/payments/{order_id}")).json()["refunded"] == "4.50"
-    assert len(list(tmp_path.glob("*.png"))) == 12
+    assert len(list(tmp_path.glob("*.png"))) == 14
