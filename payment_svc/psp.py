@@ -9,6 +9,9 @@ as three kinds, because they mean three different things for an order:
     ├── PspRejected     the PSP refused our request as invalid: final, and a bug or bad token
     └── PspUnavailable  we do not know what happened (timeout, connection drop, 5xx, 409, 429):
                         the order becomes UNKNOWN and the janitor asks again with the same key
+
+One module past the usual size: the port and its one adapter side by side, so every call's
+idempotency key and error translation can be checked against the port in one place.
 """
 
 from __future__ import annotations

@@ -2,7 +2,10 @@
 a unit of work (:mod:`payment_svc.uow`) over the connection it owns and never opens one itself:
 SQLAlchemy Core for transactions, and the plain psycopg connection (the pool's, or the one under the
 transaction's) for the hot one-statement units of work (marked below). Rows come back typed
-(:mod:`payment_svc.rows`)."""
+(:mod:`payment_svc.rows`).
+
+One module past the usual size: the order, refund and checkout tables are updated together by most
+use cases, and their queries share the row types and the hot-path statement helpers."""
 
 from __future__ import annotations
 

@@ -14,6 +14,9 @@ The order's ``ledger_updated`` / ``wallet_updated`` say which halves are applied
 
 The postings themselves are :mod:`payment_svc.books`; the ledger and wallet are reached through its
 ports (gRPC adapters in :mod:`payment_svc.books_grpc`), and the database through the unit of work.
+
+One module past the usual size: the producer and the consumer of the settlement events are one
+protocol (attempts, the undo of a half-applied attempt, waiting for an order's credit).
 """
 
 from __future__ import annotations

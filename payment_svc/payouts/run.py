@@ -6,6 +6,9 @@ reserve (a share of the net of the seller's orders of the last ``reserve_days``)
 when it reaches the seller's minimum for that currency. Sellers are looked at in order of their
 account; a run interrupted by a crash is taken up again by the janitor (its claim lease lapses), and
 planning a seller twice is harmless: the run's item and the pay-out are both inserted at most once.
+
+One module past the usual size because a chunk's steps (plan, insert, reserve, post, transfer, pay
+out) share their bookkeeping and must be read in order to see that each is resumable.
 """
 
 from __future__ import annotations
