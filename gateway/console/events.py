@@ -22,18 +22,18 @@ from fastapi.responses import RedirectResponse, Response
 
 from gateway.console import store
 from gateway.console.pages import (
-    _PAGE_HEADERS,
-    _acting_session,
-    _deadline,
-    _engine,
-    _error_text,
-    _failed_outcome,
-    _message,
-    _operator_reason,
-    _page,
-    _session,
-    _to_sign_in,
-    _when,
+    PAGE_HEADERS,
+    acting_session,
+    failed_outcome,
+    gateway_engine,
+    message_page,
+    operator_reason,
+    render_page,
+    rpc_error_text,
+    signed_in_session,
+    to_sign_in,
+    upstream_deadline,
+    when_text,
 )
 from gateway.console.store import Session
 from gateway.upstream import call
@@ -78,15 +78,15 @@ def _letter(d: pb.DeadLetter) -> _Letter:
         reason=d.reason,
         last_error=d.last_error,
         attempts=len(d.attempts),
-        dead=_when(d.dead_letter_time),
+        dead=when_text(d.dead_letter_time),
     )
 
 
 @router.get(_BASE)
 async def events(request: Request) -> Response:
-    session = await _session(request)
+    session = await signed_in_session(request)
     if session is None:
-        return _to_sign_in()
+        return to_sign_in()
     page_token = request.query_params.get("page_token", "")[:50]
     if page_token and not _ENTRY_ID.match(page_token):
         page_token = ""
@@ -96,20 +96,20 @@ async def events(request: Request) -> Response:
     letters: list[_Letter] = []
     counts = (0, 0)
     try:
-        overview, _ = await call(admin.ListStreams, pb.ListStreamsRequest(), _deadline(request))
+        overview, _ = await call(admin.ListStreams, pb.ListStreamsRequest(), upstream_deadline(request))
         streams = list(overview.streams)
         counts = (overview.scheduled_retry_count, overview.dead_letter_count)
         page, _ = await call(
             admin.ListDeadLetters,
             pb.ListDeadLettersRequest(page_size=_PAGE_SIZE, page_token=page_token),
-            _deadline(request),
+            upstream_deadline(request),
         )
         letters = [_letter(d) for d in page.dead_letters]
         if page.next_page_token:
             next_url = f"{_BASE}?" + urlencode({"page_token": page.next_page_token})
     except grpc.aio.AioRpcError as exc:
-        error = _error_text(exc)[1]
-    return _page(
+        error = rpc_error_text(exc)[1]
+    return render_page(
         "events_overview.html",
         503 if error else 200,
         session,
@@ -135,30 +135,30 @@ async def _letter_page(
     request: Request, session: Session, entry_id: str, status: int = 200, **extra: Any
 ) -> Response:
     if not _ENTRY_ID.match(entry_id):
-        return _message(404, "No such dead letter", "There is no dead letter with this id.", session)
+        return message_page(404, "No such dead letter", "There is no dead letter with this id.", session)
     try:
         reply, _ = await call(
-            _admin(request).GetDeadLetter, pb.GetDeadLetterRequest(id=entry_id), _deadline(request)
+            _admin(request).GetDeadLetter, pb.GetDeadLetterRequest(id=entry_id), upstream_deadline(request)
         )
     except grpc.aio.AioRpcError as exc:
-        err, text = _error_text(exc)
+        err, text = rpc_error_text(exc)
         if err.kind is ErrorKind.NOT_FOUND:
-            return _message(
+            return message_page(
                 404, "No such dead letter", "It was replayed or discarded, or never existed.", session
             )
-        return _message(503, "Cannot show this dead letter", text, session)
+        return message_page(503, "Cannot show this dead letter", text, session)
     d = reply.dead_letter
-    async with _engine(request).connect() as conn:
+    async with gateway_engine(request).connect() as conn:
         audit = await store.entries(conn, target=entry_id, limit=20)
-    return _page(
+    return render_page(
         "events_dead_letter.html",
         status,
         session,
         title=f"Dead letter {entry_id}",
         letter=_letter(d),
-        occurred=_when(d.event.occur_time),
+        occurred=when_text(d.event.occur_time),
         payload=_pretty(d.event.payload_json),
-        attempts=[(a.attempt, _when(a.fail_time), a.error) for a in d.attempts],
+        attempts=[(a.attempt, when_text(a.fail_time), a.error) for a in d.attempts],
         audit=audit,
         **extra,
     )
@@ -166,31 +166,31 @@ async def _letter_page(
 
 @router.get(_BASE + "/dead-letters/{entry_id}")
 async def dead_letter(entry_id: str, request: Request) -> Response:
-    session = await _session(request)
+    session = await signed_in_session(request)
     if session is None:
-        return _to_sign_in()
+        return to_sign_in()
     return await _letter_page(request, session, entry_id)
 
 
 async def _operate(request: Request, entry_id: str, what: str) -> Response:
     """Replay or discard one dead letter: reason required, audited before and after the call."""
-    acting = await _acting_session(request)
+    acting = await acting_session(request)
     if isinstance(acting, Response):
         return acting
     session, form = acting
     if not _ENTRY_ID.match(entry_id):
-        return _message(404, "No such dead letter", "There is no dead letter with this id.", session)
-    reason = _operator_reason(form)
+        return message_page(404, "No such dead letter", "There is no dead letter with this id.", session)
+    reason = operator_reason(form)
     if reason is None:
         problem = f"Say why (1-{store.MAX_REASON_CHARS} characters): it goes to the audit log."
         return await _letter_page(request, session, entry_id, 400, errors=[problem])
     admin = _admin(request)
-    async with _engine(request).begin() as conn:
+    async with gateway_engine(request).begin() as conn:
         entry = await store.record(conn, session, f"events.{what}", entry_id, reason)
     try:
         if what == "replay":
             reply, _ = await call(
-                admin.ReplayDeadLetter, pb.ReplayDeadLetterRequest(id=entry_id), _deadline(request)
+                admin.ReplayDeadLetter, pb.ReplayDeadLetterRequest(id=entry_id), upstream_deadline(request)
             )
             detail = f"re-published as {reply.stream_entry_id}"
         else:
@@ -199,23 +199,23 @@ async def _operate(request: Request, entry_id: str, what: str) -> Response:
                 pb.DiscardDeadLetterRequest(
                     id=entry_id, reason=reason, operator=f"{session.key_name} ({session.key_id})"
                 ),
-                _deadline(request),
+                upstream_deadline(request),
             )
             detail = f"event {discarded.event_id} discarded"
     except grpc.aio.AioRpcError as exc:
-        err, text = _error_text(exc)
-        outcome, status = _failed_outcome(err)
-        async with _engine(request).begin() as conn:
+        err, text = rpc_error_text(exc)
+        outcome, status = failed_outcome(err)
+        async with gateway_engine(request).begin() as conn:
             await store.finish(conn, entry, outcome, text)
         if outcome == "unknown":
-            return _message(status, f"{what.capitalize()} outcome unknown",
+            return message_page(status, f"{what.capitalize()} outcome unknown",
                             f"{text}. Check the dead letters before trying again.", session)  # fmt: skip
         if err.kind is ErrorKind.NOT_FOUND:
-            return _message(409, "Already handled", f"{text}. Nothing was changed.", session)
+            return message_page(409, "Already handled", f"{text}. Nothing was changed.", session)
         return await _letter_page(request, session, entry_id, status, errors=[text])
-    async with _engine(request).begin() as conn:
+    async with gateway_engine(request).begin() as conn:
         await store.finish(conn, entry, "ok", detail)
-    return RedirectResponse(f"{_BASE}?done={what}", status_code=303, headers=_PAGE_HEADERS)
+    return RedirectResponse(f"{_BASE}?done={what}", status_code=303, headers=PAGE_HEADERS)
 
 
 @router.post(_BASE + "/dead-letters/{entry_id}/replay")

@@ -19,7 +19,13 @@ import grpc
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from gateway.console.pages import _deadline, _error_text, _page, _session, _to_sign_in
+from gateway.console.pages import (
+    render_page,
+    rpc_error_text,
+    signed_in_session,
+    to_sign_in,
+    upstream_deadline,
+)
 from gateway.upstream import call
 from svckit.gen.events.v1 import events_admin_service_pb2 as epb
 from svckit.gen.events.v1 import events_admin_service_pb2_grpc as epb_grpc
@@ -112,7 +118,7 @@ async def _stats(request: Request) -> Any:
     reply, _ = await call(
         request.app.state.upstreams.payment.GetPaymentStats,
         pb.GetPaymentStatsRequest(window_minutes=WINDOW_MINUTES, bucket_minutes=BUCKET_MINUTES),
-        _deadline(request),
+        upstream_deadline(request),
     )
     return reply
 
@@ -123,7 +129,7 @@ async def _settlement(request: Request) -> dict[str, str]:
     reply, _ = await call(
         request.app.state.upstreams.recon.ListReconciliationRuns,
         rpb.ListReconciliationRunsRequest(page_size=50),
-        _deadline(request),
+        upstream_deadline(request),
     )
     settled = [
         r
@@ -144,7 +150,7 @@ async def _open_mismatches(request: Request) -> str:
     reply, _ = await call(
         request.app.state.upstreams.recon.ListMismatches,
         rpb.ListMismatchesRequest(state="open", page_size=_OPEN_PAGE),
-        _deadline(request),
+        upstream_deadline(request),
     )
     n = len(reply.mismatches)
     return f"{n}+" if reply.next_page_token else str(n)
@@ -152,7 +158,7 @@ async def _open_mismatches(request: Request) -> str:
 
 async def _events(request: Request) -> dict[str, Any]:
     stub = epb_grpc.EventsAdminServiceStub(request.app.state.upstreams.channels["payment"])
-    reply, _ = await call(stub.ListStreams, epb.ListStreamsRequest(), _deadline(request))
+    reply, _ = await call(stub.ListStreams, epb.ListStreamsRequest(), upstream_deadline(request))
     lags = [(f"{s.name} / {g.name}", g.lag) for s in reply.streams for g in s.groups if g.lag >= 0]
     worst = max(lags, key=lambda x: x[1]) if lags else ("", 0)
     return {"dead_letters": reply.dead_letter_count, "retries": reply.scheduled_retry_count,
@@ -161,7 +167,7 @@ async def _events(request: Request) -> dict[str, Any]:
 
 def _outcome(result: Any) -> tuple[Any, str]:
     if isinstance(result, grpc.aio.AioRpcError):
-        return None, _error_text(result)[1]
+        return None, rpc_error_text(result)[1]
     if isinstance(result, BaseException):
         raise result
     return result, ""
@@ -169,9 +175,9 @@ def _outcome(result: Any) -> tuple[Any, str]:
 
 @router.get("/console/overview")
 async def overview(request: Request) -> Response:
-    session = await _session(request)
+    session = await signed_in_session(request)
     if session is None:
-        return _to_sign_in()
+        return to_sign_in()
     results = await asyncio.gather(
         _stats(request), _settlement(request), _open_mismatches(request), _events(request),
         return_exceptions=True,
@@ -180,7 +186,7 @@ async def overview(request: Request) -> Response:
         _outcome(r) for r in results
     )
     now = datetime.now(UTC)
-    return _page(
+    return render_page(
         "overview_main.html",
         200,
         session,

@@ -9,6 +9,10 @@ Actions that move money (refund, review) are recorded in the audit log *before* 
 operator's typed reason, and the outcome is filled in after: nothing happens unrecorded. A refund
 goes through a confirmation page whose form carries a fresh action id, sent as the idempotency key,
 so a double click or a resubmitted form refunds once.
+
+The other screens (sellers, pay-out runs, books, reconciliation, events, overview: one module each)
+use this module's public helpers for sessions, pages, upstream calls and actions, so every screen
+signs in, renders, answers errors and audits its actions the same way.
 """
 
 from __future__ import annotations
@@ -52,12 +56,12 @@ SESSIONS_KEPT_FOR = timedelta(days=1)
 _FORM_TYPE = "application/x-www-form-urlencoded"
 _REFUND_REASONS = ("requested_by_customer", "duplicate", "fraudulent")
 _PAGE_SIZE = 25
-_ID = re.compile(schemas.ID_PATTERN)
+ID_RULE = re.compile(schemas.ID_PATTERN)
 _SELLER = re.compile(schemas.SELLER_PATTERN)
 _PAYMENT_INTENT = re.compile(r"^pi_[A-Za-z0-9]{1,100}$")
 
 # No script at all, styles only inline, forms only to ourselves, never framed, never cached.
-_PAGE_HEADERS = {
+PAGE_HEADERS = {
     "Cache-Control": "no-store",
     "Referrer-Policy": "no-referrer",
     "X-Robots-Tag": "noindex",
@@ -80,11 +84,11 @@ def _settings(request: Request) -> GatewaySettings:
     return request.app.state.settings
 
 
-def _engine(request: Request) -> AsyncEngine:
+def gateway_engine(request: Request) -> AsyncEngine:
     return request.app.state.engine
 
 
-def _deadline(request: Request) -> float:
+def upstream_deadline(request: Request) -> float:
     return _settings(request).upstream_timeout_seconds
 
 
@@ -93,25 +97,27 @@ def _secure_cookies(settings: GatewaySettings) -> bool:
     return settings.http_tls_cert_file is not None or (settings.public_url or "").startswith("https://")
 
 
-def _page(template: str, status: int = 200, session: Session | None = None, **context: Any) -> HTMLResponse:
+def render_page(
+    template: str, status: int = 200, session: Session | None = None, **context: Any
+) -> HTMLResponse:
     html = templates.get_template(f"console/{template}").render(session=session, **context)
-    return HTMLResponse(html, status_code=status, headers=_PAGE_HEADERS)
+    return HTMLResponse(html, status_code=status, headers=PAGE_HEADERS)
 
 
-def _message(status: int, title: str, detail: str, session: Session | None = None) -> HTMLResponse:
-    return _page("message.html", status, session=session, title=title, detail=detail)
+def message_page(status: int, title: str, detail: str, session: Session | None = None) -> HTMLResponse:
+    return render_page("message.html", status, session=session, title=title, detail=detail)
 
 
-async def _session(request: Request) -> Session | None:
+async def signed_in_session(request: Request) -> Session | None:
     token = request.cookies.get(SESSION_COOKIE, "")
     if not token or len(token) > 100:
         return None
-    async with _engine(request).connect() as conn:
+    async with gateway_engine(request).connect() as conn:
         return await store.find_session(conn, token)
 
 
-def _to_sign_in() -> RedirectResponse:
-    return RedirectResponse("/console/sign-in", status_code=303, headers=_PAGE_HEADERS)
+def to_sign_in() -> RedirectResponse:
+    return RedirectResponse("/console/sign-in", status_code=303, headers=PAGE_HEADERS)
 
 
 async def _form(request: Request) -> dict[str, str] | None:
@@ -127,16 +133,20 @@ async def _form(request: Request) -> dict[str, str] | None:
     return {name: values[0] for name, values in fields.items()}
 
 
-async def _acting_session(request: Request) -> tuple[Session, dict[str, str]] | Response:
+async def acting_session(request: Request) -> tuple[Session, dict[str, str]] | Response:
     """The session and form of an action, or the refusal: no session, not a form, wrong CSRF token."""
-    session = await _session(request)
+    session = await signed_in_session(request)
     if session is None:
-        return _message(403, "Signed out", "Sign in again; nothing was changed.")
+        return message_page(403, "Signed out", "Sign in again; nothing was changed.")
     form = await _form(request)
     if form is None:
-        return _message(415, "Not a form", "Send the form as the page does; nothing was changed.", session)
+        return message_page(
+            415, "Not a form", "Send the form as the page does; nothing was changed.", session
+        )
     if not secrets.compare_digest(form.get("csrf", "").encode(), session.csrf_token.encode()):
-        return _message(403, "Form expired", "Reload the page and try again; nothing was changed.", session)
+        return message_page(
+            403, "Form expired", "Reload the page and try again; nothing was changed.", session
+        )
     return session, form
 
 
@@ -144,16 +154,16 @@ def _client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def _money(minor: int, currency: str) -> str:
+def money_text(minor: int, currency: str) -> str:
     return f"{format_amount(minor, currency)} {currency}"
 
 
-def _when(ts: Any) -> str:
+def when_text(ts: Any) -> str:
     text = schemas.timestamp(ts)
     return text.replace("T", " ")[:19] + " UTC" if text else ""
 
 
-def _error_text(exc: grpc.aio.AioRpcError) -> tuple[DomainError, str]:
+def rpc_error_text(exc: grpc.aio.AioRpcError) -> tuple[DomainError, str]:
     err = from_rpc_error(exc)
     return err, f"{err.reason}: {err.message}"
 
@@ -170,7 +180,7 @@ _REFUSALS = frozenset(
 )
 
 
-def _failed_outcome(err: DomainError) -> tuple[str, int]:
+def failed_outcome(err: DomainError) -> tuple[str, int]:
     """(audit outcome, HTTP status) of a failed action. Only a refusal is known to have changed
     nothing; after a timeout or an unavailable service the action may have happened."""
     return ("refused", 409) if err.kind in _REFUSALS else ("unknown", 503)
@@ -186,14 +196,14 @@ async def root() -> Response:
 
 @router.get("/console")
 async def console_home(request: Request) -> Response:
-    if await _session(request) is None:
-        return _to_sign_in()
-    return RedirectResponse("/console/payments", status_code=303, headers=_PAGE_HEADERS)
+    if await signed_in_session(request) is None:
+        return to_sign_in()
+    return RedirectResponse("/console/payments", status_code=303, headers=PAGE_HEADERS)
 
 
 def _sign_in_page(request: Request, status: int = 200, error: str = "") -> HTMLResponse:
     token = secrets.token_urlsafe(24)
-    response = _page("sign_in.html", status, title="Sign in", signin_token=token, error=error)
+    response = render_page("sign_in.html", status, title="Sign in", signin_token=token, error=error)
     response.set_cookie(
         SIGNIN_COOKIE,
         token,
@@ -238,7 +248,7 @@ async def sign_in(request: Request) -> Response:
         # One message for unknown, revoked and payments-only keys: the form is no oracle of which.
         return _sign_in_page(request, 401, "This key cannot sign in: use an active key with the admin scope.")
     settings = _settings(request)
-    async with _engine(request).begin() as conn:
+    async with gateway_engine(request).begin() as conn:
         await store.purge_sessions(conn, SESSIONS_KEPT_FOR)
         token, _ = await store.start_session(conn, key.id, settings.console_session_ttl_seconds)
         await store.record(
@@ -248,7 +258,7 @@ async def sign_in(request: Request) -> Response:
             outcome="ok",
         )
     log.info("console sign-in", key_id=key.id)
-    response = RedirectResponse("/console/payments", status_code=303, headers=_PAGE_HEADERS)
+    response = RedirectResponse("/console/payments", status_code=303, headers=PAGE_HEADERS)
     response.set_cookie(
         SESSION_COOKIE,
         token,
@@ -263,7 +273,7 @@ async def sign_in(request: Request) -> Response:
 
 
 def _too_many(request: Request, retry_after: int) -> HTMLResponse:
-    response = _message(
+    response = message_page(
         429,
         "Too many failed sign-ins",
         f"Too many failed attempts from this address; retry in {retry_after} s.",
@@ -274,14 +284,14 @@ def _too_many(request: Request, retry_after: int) -> HTMLResponse:
 
 @router.post("/console/sign-out")
 async def sign_out(request: Request) -> Response:
-    acting = await _acting_session(request)
+    acting = await acting_session(request)
     if isinstance(acting, Response):
         return acting
     session, _ = acting
-    async with _engine(request).begin() as conn:
+    async with gateway_engine(request).begin() as conn:
         await store.end_session(conn, request.cookies[SESSION_COOKIE])
         await store.record(conn, session, "console.sign_out", outcome="ok")
-    response = RedirectResponse("/console/sign-in", status_code=303, headers=_PAGE_HEADERS)
+    response = RedirectResponse("/console/sign-in", status_code=303, headers=PAGE_HEADERS)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
 
@@ -305,10 +315,10 @@ def _order_row(o: pb.PaymentOrder) -> _OrderRow:
         id=o.payment_order_id,
         checkout_id=o.checkout_id,
         seller=o.seller_account,
-        amount=_money(o.amount_minor, o.currency),
-        refunded=_money(o.refunded_minor, o.currency) if o.refunded_minor else "",
+        amount=money_text(o.amount_minor, o.currency),
+        refunded=money_text(o.refunded_minor, o.currency) if o.refunded_minor else "",
         state=schemas.order_state(o.state),
-        created=_when(o.create_time),
+        created=when_text(o.create_time),
     )
 
 
@@ -338,7 +348,7 @@ def _parse_day_or_time(text: str, field: str) -> datetime:
 
 def _search_request(params: dict[str, str], page_token: str) -> pb.ListPaymentOrdersRequest:
     for field in ("checkout_id", "buyer_id"):
-        if params[field] and not _ID.match(params[field]):
+        if params[field] and not ID_RULE.match(params[field]):
             raise InvalidArgument("INVALID_FILTER", f"{field}: not an id", field=field)
     if params["seller_account"] and not _SELLER.match(params["seller_account"]):
         raise InvalidArgument(
@@ -365,14 +375,14 @@ def _search_request(params: dict[str, str], page_token: str) -> pb.ListPaymentOr
 
 @router.get("/console/payments")
 async def payments(request: Request) -> Response:
-    session = await _session(request)
+    session = await signed_in_session(request)
     if session is None:
-        return _to_sign_in()
+        return to_sign_in()
     params = {name: request.query_params.get(name, "").strip()[:200] for name in _FILTERS}
     if params["payment_order_id"]:
         # An order id names one order: its page is the answer.
-        if not _ID.match(params["payment_order_id"]):
-            return _page("payments.html", 400, session, title="Payments", params=params, states=_STATES,
+        if not ID_RULE.match(params["payment_order_id"]):
+            return render_page("payments.html", 400, session, title="Payments", params=params, states=_STATES,
                          orders=[], error="payment_order_id: not an id", next_url="")  # fmt: skip
         return RedirectResponse(f"/console/payments/{params['payment_order_id']}", status_code=303)
     page_token = request.query_params.get("page_token", "")[:500]
@@ -386,7 +396,7 @@ async def payments(request: Request) -> Response:
         reply, _ = await call(
             request.app.state.upstreams.payment.ListPaymentOrders,
             _search_request(params, page_token),
-            _deadline(request),
+            upstream_deadline(request),
         )
         rows = [_order_row(o) for o in reply.payment_orders]
         if reply.next_page_token:
@@ -395,8 +405,8 @@ async def payments(request: Request) -> Response:
     except DomainError as exc:
         error = exc.message
     except grpc.aio.AioRpcError as exc:
-        error = _error_text(exc)[1]
-    return _page("payments.html", 400 if error else 200, session, title="Payments", params=params,
+        error = rpc_error_text(exc)[1]
+    return render_page("payments.html", 400 if error else 200, session, title="Payments", params=params,
                  states=_STATES, orders=rows, error=error, next_url=next_url)  # fmt: skip
 
 
@@ -407,10 +417,10 @@ async def _checkout_of_payment_intent(request: Request, psp_id: str) -> str:
         reply, _ = await call(
             request.app.state.upstreams.payment.GetCheckoutByPaymentIntent,
             pb.GetCheckoutByPaymentIntentRequest(payment_intent_id=psp_id),
-            _deadline(request),
+            upstream_deadline(request),
         )
     except grpc.aio.AioRpcError as exc:
-        err, _text = _error_text(exc)
+        err, _text = rpc_error_text(exc)
         if err.kind is ErrorKind.NOT_FOUND:
             raise NotFound("CHECKOUT_NOT_FOUND", "no checkout of ours was paid with this PSP id") from None
         raise
@@ -437,10 +447,10 @@ class _RefundRow:
 
 async def _order_context(request: Request, order_id: str) -> dict[str, Any]:
     payment = request.app.state.upstreams.payment
-    deadline = _deadline(request)
+    deadline = upstream_deadline(request)
 
     async def audited() -> list[store.AuditEntry]:
-        async with _engine(request).connect() as conn:
+        async with gateway_engine(request).connect() as conn:
             return await store.entries(conn, target=order_id, limit=20)
 
     # The reads that need only the order id at once (its ledger transactions too), then those that
@@ -464,7 +474,7 @@ async def _order_context(request: Request, order_id: str) -> dict[str, Any]:
     checkout = checkout_answer.payment_event
     steps = [
         _Step(
-            at=_when(t.create_time),
+            at=when_text(t.create_time),
             from_state=schemas.order_state(t.from_state) if t.from_state else "",
             to_state=schemas.order_state(t.to_state),
             cause=t.cause,
@@ -482,8 +492,8 @@ async def _order_context(request: Request, order_id: str) -> dict[str, Any]:
         "row": _order_row(order),
         "buyer": checkout.buyer,
         "items": list(order.line_items),
-        "commission": _money(order.commission_minor, order.currency) if order.commission_minor else "",
-        "refundable": _money(order.amount_minor - order.refunded_minor, order.currency),
+        "commission": money_text(order.commission_minor, order.currency) if order.commission_minor else "",
+        "refundable": money_text(order.amount_minor - order.refunded_minor, order.currency),
         "can_refund": order.state
         in (pb.PAYMENT_ORDER_STATE_SUCCESS, pb.PAYMENT_ORDER_STATE_PARTIALLY_REFUNDED),
         "held": held,
@@ -491,10 +501,10 @@ async def _order_context(request: Request, order_id: str) -> dict[str, Any]:
         "refunds": [
             _RefundRow(
                 id=r.refund_id,
-                amount=_money(r.amount_minor, r.currency),
+                amount=money_text(r.amount_minor, r.currency),
                 state=pb.RefundState.Name(r.state).removeprefix("REFUND_STATE_").lower(),
                 psp_reference=r.psp_reference,
-                created=_when(r.create_time),
+                created=when_text(r.create_time),
             )
             for r in refunds
         ],
@@ -508,27 +518,27 @@ async def _order_context(request: Request, order_id: str) -> dict[str, Any]:
 async def _order_page(
     request: Request, session: Session, order_id: str, status: int = 200, **extra: Any
 ) -> HTMLResponse:
-    if not _ID.match(order_id):
-        return _message(404, "No such order", "There is no payment order with this id.", session)
+    if not ID_RULE.match(order_id):
+        return message_page(404, "No such order", "There is no payment order with this id.", session)
     try:
         context = await _order_context(request, order_id)
     except grpc.aio.AioRpcError as exc:
-        err, text = _error_text(exc)
+        err, text = rpc_error_text(exc)
         if err.kind is ErrorKind.NOT_FOUND:
-            return _message(404, "No such order", "There is no payment order with this id.", session)
-        return _message(503, "Cannot show this order", text, session)
-    return _page("order.html", status, session, title=f"Order {order_id}", **context, **extra)
+            return message_page(404, "No such order", "There is no payment order with this id.", session)
+        return message_page(503, "Cannot show this order", text, session)
+    return render_page("order.html", status, session, title=f"Order {order_id}", **context, **extra)
 
 
 @router.get("/console/payments/{order_id}")
 async def order_page(order_id: str, request: Request) -> Response:
-    session = await _session(request)
+    session = await signed_in_session(request)
     if session is None:
-        return _to_sign_in()
+        return to_sign_in()
     return await _order_page(request, session, order_id, notice=request.query_params.get("done", "")[:40])
 
 
-def _operator_reason(form: dict[str, str]) -> str | None:
+def operator_reason(form: dict[str, str]) -> str | None:
     reason = " ".join(form.get("note", "").split())
     return reason if 0 < len(reason) <= store.MAX_REASON_CHARS else None
 
@@ -536,30 +546,30 @@ def _operator_reason(form: dict[str, str]) -> str | None:
 @router.post("/console/payments/{order_id}/refund/confirm")
 async def refund_confirm(order_id: str, request: Request) -> Response:
     """Step one of a refund: check the form and show what will happen; nothing moves yet."""
-    acting = await _acting_session(request)
+    acting = await acting_session(request)
     if isinstance(acting, Response):
         return acting
     session, form = acting
-    reason = _operator_reason(form)
+    reason = operator_reason(form)
     psp_reason = form.get("reason", "")
     problems: list[str] = []
     if reason is None:
         problems.append(f"Say why (1-{store.MAX_REASON_CHARS} characters): it goes to the audit log.")
     if psp_reason not in _REFUND_REASONS:
         problems.append("Choose a refund reason.")
-    if not _ID.match(order_id):
-        return _message(404, "No such order", "There is no payment order with this id.", session)
+    if not ID_RULE.match(order_id):
+        return message_page(404, "No such order", "There is no payment order with this id.", session)
     try:
         order = (
             await call(
                 request.app.state.upstreams.payment.GetPaymentOrder,
                 pb.GetPaymentOrderRequest(payment_order_id=order_id),
-                _deadline(request),
+                upstream_deadline(request),
             )
         )[0].payment_order
     except grpc.aio.AioRpcError as exc:
-        return _message(404 if from_rpc_error(exc).kind is ErrorKind.NOT_FOUND else 503,
-                        "Cannot refund this order", _error_text(exc)[1], session)  # fmt: skip
+        return message_page(404 if from_rpc_error(exc).kind is ErrorKind.NOT_FOUND else 503,
+                        "Cannot refund this order", rpc_error_text(exc)[1], session)  # fmt: skip
     amount_text = form.get("amount", "").strip()
     amount_minor = 0
     if amount_text:
@@ -570,14 +580,14 @@ async def refund_confirm(order_id: str, request: Request) -> Response:
     remaining = order.amount_minor - order.refunded_minor
     if problems:
         return await _order_page(request, session, order_id, 400, refund_errors=problems, form=form)
-    return _page(
+    return render_page(
         "refund_confirm.html",
         200,
         session,
         title=f"Refund {order_id}?",
         order_id=order_id,
         amount_text=format_amount(amount_minor, order.currency) if amount_minor else "",
-        shown_amount=_money(amount_minor or remaining, order.currency),
+        shown_amount=money_text(amount_minor or remaining, order.currency),
         full=not amount_minor,
         psp_reason=psp_reason,
         note=reason,
@@ -588,11 +598,11 @@ async def refund_confirm(order_id: str, request: Request) -> Response:
 @router.post("/console/payments/{order_id}/refund")
 async def refund(order_id: str, request: Request) -> Response:
     """Step two: the confirmed refund, through the same CreateRefund the REST API calls."""
-    acting = await _acting_session(request)
+    acting = await acting_session(request)
     if isinstance(acting, Response):
         return acting
     session, form = acting
-    reason = _operator_reason(form)
+    reason = operator_reason(form)
     action_id = form.get("action_id", "")
     psp_reason = form.get("reason", "")
     if (
@@ -600,9 +610,9 @@ async def refund(order_id: str, request: Request) -> Response:
         or psp_reason not in _REFUND_REASONS
         or len(action_id) != 32
         or not all(c in "0123456789abcdef" for c in action_id)
-        or not _ID.match(order_id)
+        or not ID_RULE.match(order_id)
     ):
-        return _message(
+        return message_page(
             400,
             "Incomplete refund",
             "Start the refund again from the order's page; nothing was changed.",
@@ -616,41 +626,43 @@ async def refund(order_id: str, request: Request) -> Response:
                 await call(
                     payment.GetPaymentOrder,
                     pb.GetPaymentOrderRequest(payment_order_id=order_id),
-                    _deadline(request),
+                    upstream_deadline(request),
                 )
             )[0].payment_order
             amount_minor = schemas.parse_positive_amount(form["amount"].strip(), order.currency, "amount")
     except DomainError as exc:
-        return _message(400, "Invalid amount", exc.message, session)
+        return message_page(400, "Invalid amount", exc.message, session)
     except grpc.aio.AioRpcError as exc:
-        return _message(503, "Refund not made", _error_text(exc)[1], session)
+        return message_page(503, "Refund not made", rpc_error_text(exc)[1], session)
     what = f"amount={form['amount'].strip()}" if amount_minor else "amount=all remaining"
-    async with _engine(request).begin() as conn:
+    async with gateway_engine(request).begin() as conn:
         entry = await store.record(conn, session, "payment.refund", order_id, reason, detail=what)
     token = idempotency_key_var.set(f"console-refund-{action_id}")
     try:
         reply, _ = await call(
             payment.CreateRefund,
             pb.CreateRefundRequest(payment_order_id=order_id, amount_minor=amount_minor, reason=psp_reason),
-            _deadline(request),
+            upstream_deadline(request),
         )
     except grpc.aio.AioRpcError as exc:
-        err, text = _error_text(exc)
-        outcome, status = _failed_outcome(err)
-        async with _engine(request).begin() as conn:
+        err, text = rpc_error_text(exc)
+        outcome, status = failed_outcome(err)
+        async with gateway_engine(request).begin() as conn:
             await store.finish(conn, entry, outcome, f"{what}; {text}")
         if outcome == "unknown":
-            return _message(
+            return message_page(
                 status, "Refund outcome unknown", f"{text}. Check the order before trying again.", session
             )
         return await _order_page(request, session, order_id, status, refund_errors=[text], form={})
     finally:
         idempotency_key_var.reset(token)
     r = reply.refund
-    async with _engine(request).begin() as conn:
-        await store.finish(conn, entry, "ok", f"{_money(r.amount_minor, r.currency)} refund {r.refund_id}")
+    async with gateway_engine(request).begin() as conn:
+        await store.finish(
+            conn, entry, "ok", f"{money_text(r.amount_minor, r.currency)} refund {r.refund_id}"
+        )
     return RedirectResponse(
-        f"/console/payments/{order_id}?done=refund", status_code=303, headers=_PAGE_HEADERS
+        f"/console/payments/{order_id}?done=refund", status_code=303, headers=PAGE_HEADERS
     )
 
 
@@ -660,18 +672,18 @@ _DECISIONS = {"approve": pb.REVIEW_DECISION_APPROVE, "decline": pb.REVIEW_DECISI
 @router.post("/console/payments/{order_id}/review")
 async def review(order_id: str, request: Request) -> Response:
     """Approve or decline an order held for risk review (ReviewPaymentOrder, as the admin REST route)."""
-    acting = await _acting_session(request)
+    acting = await acting_session(request)
     if isinstance(acting, Response):
         return acting
     session, form = acting
-    reason = _operator_reason(form)
+    reason = operator_reason(form)
     decision = form.get("decision", "")
-    if not _ID.match(order_id):
-        return _message(404, "No such order", "There is no payment order with this id.", session)
+    if not ID_RULE.match(order_id):
+        return message_page(404, "No such order", "There is no payment order with this id.", session)
     if reason is None or decision not in _DECISIONS:
         problems = [f"Choose approve or decline and say why (1-{store.MAX_REASON_CHARS} characters)."]
         return await _order_page(request, session, order_id, 400, review_errors=problems)
-    async with _engine(request).begin() as conn:
+    async with gateway_engine(request).begin() as conn:
         entry = await store.record(conn, session, f"payment.review.{decision}", order_id, reason)
     token = idempotency_key_var.set(f"console-review-{secrets.token_hex(16)}")
     try:
@@ -683,24 +695,24 @@ async def review(order_id: str, request: Request) -> Response:
                 reviewer=f"{session.key_name} ({session.key_id})",
                 note=reason,
             ),
-            _deadline(request),
+            upstream_deadline(request),
         )
     except grpc.aio.AioRpcError as exc:
-        err, text = _error_text(exc)
-        outcome, status = _failed_outcome(err)
-        async with _engine(request).begin() as conn:
+        err, text = rpc_error_text(exc)
+        outcome, status = failed_outcome(err)
+        async with gateway_engine(request).begin() as conn:
             await store.finish(conn, entry, outcome, text)
         if outcome == "unknown":
-            return _message(
+            return message_page(
                 status, "Review outcome unknown", f"{text}. Check the order before trying again.", session
             )
         return await _order_page(request, session, order_id, status, review_errors=[text])
     finally:
         idempotency_key_var.reset(token)
-    async with _engine(request).begin() as conn:
+    async with gateway_engine(request).begin() as conn:
         await store.finish(conn, entry, "ok")
     return RedirectResponse(
-        f"/console/payments/{order_id}?done=review", status_code=303, headers=_PAGE_HEADERS
+        f"/console/payments/{order_id}?done=review", status_code=303, headers=PAGE_HEADERS
     )
 
 
@@ -709,13 +721,13 @@ async def review(order_id: str, request: Request) -> Response:
 
 @router.get("/console/audit")
 async def audit(request: Request) -> Response:
-    session = await _session(request)
+    session = await signed_in_session(request)
     if session is None:
-        return _to_sign_in()
+        return to_sign_in()
     before = request.query_params.get("before", "")
     before_id = int(before) if before.isdigit() and len(before) < 19 else None
     target = request.query_params.get("target", "").strip()[:200]
-    async with _engine(request).connect() as conn:
+    async with gateway_engine(request).connect() as conn:
         rows = await store.entries(conn, target=target or None, before_id=before_id, limit=_PAGE_SIZE + 1)
     next_url = ""
     if len(rows) > _PAGE_SIZE:
@@ -723,6 +735,6 @@ async def audit(request: Request) -> Response:
         next_url = "/console/audit?" + urlencode(
             {k: v for k, v in (("target", target), ("before", rows[-1].id)) if v}
         )
-    return _page(
+    return render_page(
         "audit.html", 200, session, title="Audit log", entries=rows, target=target, next_url=next_url
     )

@@ -22,19 +22,19 @@ from fastapi.responses import RedirectResponse, Response
 
 from gateway.console import store
 from gateway.console.pages import (
-    _ID,
-    _PAGE_HEADERS,
-    _acting_session,
-    _deadline,
-    _engine,
-    _error_text,
-    _failed_outcome,
-    _message,
-    _operator_reason,
-    _page,
-    _session,
-    _to_sign_in,
-    _when,
+    ID_RULE,
+    PAGE_HEADERS,
+    acting_session,
+    failed_outcome,
+    gateway_engine,
+    message_page,
+    operator_reason,
+    render_page,
+    rpc_error_text,
+    signed_in_session,
+    to_sign_in,
+    upstream_deadline,
+    when_text,
 )
 from gateway.console.store import Session
 from gateway.upstream import call
@@ -93,9 +93,9 @@ _KINDS = {
 
 @router.get(_BASE)
 async def runs(request: Request) -> Response:
-    session = await _session(request)
+    session = await signed_in_session(request)
     if session is None:
-        return _to_sign_in()
+        return to_sign_in()
     page_token = request.query_params.get("page_token", "")[:2048]
     rows: list[_RunRow] = []
     error = next_url = ""
@@ -103,7 +103,7 @@ async def runs(request: Request) -> Response:
         reply, _ = await call(
             _recon(request).ListReconciliationRuns,
             pb.ListReconciliationRunsRequest(page_size=25, page_token=page_token),
-            _deadline(request),
+            upstream_deadline(request),
         )
         rows = [
             _RunRow(
@@ -112,8 +112,8 @@ async def runs(request: Request) -> Response:
                 state=pb.ReconciliationRunState.Name(r.state)
                 .removeprefix("RECONCILIATION_RUN_STATE_")
                 .lower(),
-                created=_when(r.create_time),
-                finished=_when(r.finish_time) if r.HasField("finish_time") else "",
+                created=when_text(r.create_time),
+                finished=when_text(r.finish_time) if r.HasField("finish_time") else "",
                 mismatches=r.mismatch_count,
                 ok=r.ok,
             )
@@ -122,8 +122,8 @@ async def runs(request: Request) -> Response:
         if reply.next_page_token:
             next_url = f"{_BASE}?" + urlencode({"page_token": reply.next_page_token})
     except grpc.aio.AioRpcError as exc:
-        error = _error_text(exc)[1]
-    return _page("recon_runs.html", 503 if error else 200, session, title="Reconciliation", runs=rows,
+        error = rpc_error_text(exc)[1]
+    return render_page("recon_runs.html", 503 if error else 200, session, title="Reconciliation", runs=rows,
                  error=error, next_url=next_url)  # fmt: skip
 
 
@@ -167,20 +167,22 @@ def _totals(report: dict[str, Any]) -> list[_TotalRow]:
 
 @router.get(_BASE + "/runs/{run_id}")
 async def run_report(run_id: str, request: Request) -> Response:
-    session = await _session(request)
+    session = await signed_in_session(request)
     if session is None:
-        return _to_sign_in()
-    if not _ID.match(run_id):
-        return _message(404, "No such run", "There is no settlement run with this id.", session)
+        return to_sign_in()
+    if not ID_RULE.match(run_id):
+        return message_page(404, "No such run", "There is no settlement run with this id.", session)
     try:
         reply, _ = await call(
-            _recon(request).GetSettlementRun, pb.GetSettlementRunRequest(run_id=run_id), _deadline(request)
+            _recon(request).GetSettlementRun,
+            pb.GetSettlementRunRequest(run_id=run_id),
+            upstream_deadline(request),
         )
     except grpc.aio.AioRpcError as exc:
-        err, text = _error_text(exc)
+        err, text = rpc_error_text(exc)
         if err.kind is ErrorKind.NOT_FOUND:
-            return _message(404, "No such run", "There is no settlement run with this id.", session)
-        return _message(503, "Cannot show this run", text, session)
+            return message_page(404, "No such run", "There is no settlement run with this id.", session)
+        return message_page(503, "Cannot show this run", text, session)
     r = reply.report
     full = json.loads(r.report_json) if r.report_json else {}
     counts = [
@@ -192,7 +194,7 @@ async def run_report(run_id: str, request: Request) -> Response:
         ("Auto-fixed", r.auto_fixed),
         ("Malformed rows", r.row_error_count),
     ]
-    return _page(
+    return render_page(
         "recon_run.html",
         200,
         session,
@@ -236,7 +238,7 @@ def _mismatch_row(m: pb.Mismatch) -> _MismatchRow:
         amount=_amount(m.amount_minor, m.currency),
         assignee=m.assignee,
         resolution=m.resolution_code,
-        created=_when(m.create_time),
+        created=when_text(m.create_time),
     )
 
 
@@ -245,7 +247,7 @@ _QUEUE_FILTERS = ("run_id", "code", "classification", "state", "min_amount_minor
 
 def _queue_request(params: dict[str, str], page_token: str) -> pb.ListMismatchesRequest | str:
     """The ListMismatches request of the filters, or what is wrong with them."""
-    if params["run_id"] and not _ID.match(params["run_id"]):
+    if params["run_id"] and not ID_RULE.match(params["run_id"]):
         return "run: not a run id"
     if params["code"] and not _CODE.match(params["code"]):
         return "code: upper-case letters and _ (e.g. AMOUNT_DIFFERS)"
@@ -269,9 +271,9 @@ def _queue_request(params: dict[str, str], page_token: str) -> pb.ListMismatches
 
 @router.get(_BASE + "/mismatches")
 async def queue(request: Request) -> Response:
-    session = await _session(request)
+    session = await signed_in_session(request)
     if session is None:
-        return _to_sign_in()
+        return to_sign_in()
     params = {name: request.query_params.get(name, "").strip()[:200] for name in _QUEUE_FILTERS}
     if "state" not in request.query_params:
         params["state"] = "open"  # the queue is what is left to do, unless asked otherwise
@@ -283,15 +285,15 @@ async def queue(request: Request) -> Response:
     status = 400 if error else 200
     if isinstance(message, pb.ListMismatchesRequest):
         try:
-            reply, _ = await call(_recon(request).ListMismatches, message, _deadline(request))
+            reply, _ = await call(_recon(request).ListMismatches, message, upstream_deadline(request))
             rows = [_mismatch_row(m) for m in reply.mismatches]
             if reply.next_page_token:
                 query = {k: v for k, v in params.items() if v} | {"page_token": reply.next_page_token}
                 next_url = f"{_BASE}/mismatches?" + urlencode(query)
         except grpc.aio.AioRpcError as exc:
-            err, error = _error_text(exc)
+            err, error = rpc_error_text(exc)
             status = 400 if err.kind is ErrorKind.INVALID_ARGUMENT else 503
-    return _page(
+    return render_page(
         "recon_queue.html",
         status,
         session,
@@ -311,21 +313,23 @@ async def queue(request: Request) -> Response:
 async def _mismatch_page(
     request: Request, session: Session, mismatch_id: str, status: int = 200, **extra: Any
 ) -> Response:
-    if not _ID.match(mismatch_id):
-        return _message(404, "No such mismatch", "There is no mismatch with this id.", session)
+    if not ID_RULE.match(mismatch_id):
+        return message_page(404, "No such mismatch", "There is no mismatch with this id.", session)
     try:
         reply, _ = await call(
-            _recon(request).GetMismatch, pb.GetMismatchRequest(mismatch_id=mismatch_id), _deadline(request)
+            _recon(request).GetMismatch,
+            pb.GetMismatchRequest(mismatch_id=mismatch_id),
+            upstream_deadline(request),
         )
     except grpc.aio.AioRpcError as exc:
-        err, text = _error_text(exc)
+        err, text = rpc_error_text(exc)
         if err.kind is ErrorKind.NOT_FOUND:
-            return _message(404, "No such mismatch", "There is no mismatch with this id.", session)
-        return _message(503, "Cannot show this mismatch", text, session)
+            return message_page(404, "No such mismatch", "There is no mismatch with this id.", session)
+        return message_page(503, "Cannot show this mismatch", text, session)
     m = reply.mismatch
-    async with _engine(request).connect() as conn:
+    async with gateway_engine(request).connect() as conn:
         audit = await store.entries(conn, target=mismatch_id, limit=20)
-    return _page(
+    return render_page(
         "recon_mismatch.html",
         status,
         session,
@@ -333,7 +337,7 @@ async def _mismatch_page(
         m=m,
         row=_mismatch_row(m),
         differences=list(m.differences),
-        actions=[(a.actor, a.action, a.detail, _when(a.create_time)) for a in reply.actions],
+        actions=[(a.actor, a.action, a.detail, when_text(a.create_time)) for a in reply.actions],
         audit=audit,
         resolutions=_RESOLUTIONS,
         action_id=secrets.token_hex(16),
@@ -343,9 +347,9 @@ async def _mismatch_page(
 
 @router.get(_BASE + "/mismatches/{mismatch_id}")
 async def mismatch(mismatch_id: str, request: Request) -> Response:
-    session = await _session(request)
+    session = await signed_in_session(request)
     if session is None:
-        return _to_sign_in()
+        return to_sign_in()
     return await _mismatch_page(
         request, session, mismatch_id, notice=request.query_params.get("done", "")[:10]
     )
@@ -373,22 +377,22 @@ async def _act(
 ) -> _Failure | None:
     """Record, call, finish. Returns None when the service did it, else what went wrong: a refusal (the
     service said no, nothing changed) or an unknown outcome (timeout, service down), recorded as such."""
-    async with _engine(request).begin() as conn:
+    async with gateway_engine(request).begin() as conn:
         entries = [await store.record(conn, session, audit_action, t, reason, detail=detail) for t in targets]
     token = idempotency_key_var.set(idempotency_key)
     try:
-        await call(rpc, message, _deadline(request))
+        await call(rpc, message, upstream_deadline(request))
     except grpc.aio.AioRpcError as exc:
-        err, text = _error_text(exc)
-        outcome, _ = _failed_outcome(err)
-        async with _engine(request).begin() as conn:
+        err, text = rpc_error_text(exc)
+        outcome, _ = failed_outcome(err)
+        async with gateway_engine(request).begin() as conn:
             for entry in entries:
                 await store.finish(conn, entry, outcome, f"{detail}; {text}" if detail else text)
         return _Failure(outcome == "refused", text if outcome == "refused" else
                         f"{text}. The outcome is unknown: check the mismatch before trying again.")  # fmt: skip
     finally:
         idempotency_key_var.reset(token)
-    async with _engine(request).begin() as conn:
+    async with gateway_engine(request).begin() as conn:
         for entry in entries:
             await store.finish(conn, entry, "ok", detail)
     return None
@@ -398,23 +402,23 @@ async def _failure_page(request: Request, session: Session, mismatch_id: str, fa
     if failed.refused:  # the mismatch's page again, with the service's reason on it
         return await _mismatch_page(request, session, mismatch_id, 409, errors=[failed.text])
     # recon did not answer: its page could not be shown either, so say it plainly.
-    return _message(503, "Outcome unknown", failed.text, session)
+    return message_page(503, "Outcome unknown", failed.text, session)
 
 
 def _done(mismatch_id: str, what: str) -> RedirectResponse:
     return RedirectResponse(
-        f"{_BASE}/mismatches/{mismatch_id}?done={what}", status_code=303, headers=_PAGE_HEADERS
+        f"{_BASE}/mismatches/{mismatch_id}?done={what}", status_code=303, headers=PAGE_HEADERS
     )
 
 
 @router.post(_BASE + "/mismatches/{mismatch_id}/assign")
 async def assign(mismatch_id: str, request: Request) -> Response:
-    acting = await _acting_session(request)
+    acting = await acting_session(request)
     if isinstance(acting, Response):
         return acting
     session, form = acting
-    if not _ID.match(mismatch_id):
-        return _message(404, "No such mismatch", "There is no mismatch with this id.", session)
+    if not ID_RULE.match(mismatch_id):
+        return message_page(404, "No such mismatch", "There is no mismatch with this id.", session)
     assignee = " ".join(form.get("assignee", "").split())
     if not 0 < len(assignee) <= 200:
         return await _mismatch_page(request, session, mismatch_id, 400,
@@ -432,13 +436,13 @@ async def assign(mismatch_id: str, request: Request) -> Response:
 
 @router.post(_BASE + "/mismatches/{mismatch_id}/annotate")
 async def annotate(mismatch_id: str, request: Request) -> Response:
-    acting = await _acting_session(request)
+    acting = await acting_session(request)
     if isinstance(acting, Response):
         return acting
     session, form = acting
-    if not _ID.match(mismatch_id):
-        return _message(404, "No such mismatch", "There is no mismatch with this id.", session)
-    note = _operator_reason(form)
+    if not ID_RULE.match(mismatch_id):
+        return message_page(404, "No such mismatch", "There is no mismatch with this id.", session)
+    note = operator_reason(form)
     if note is None:
         return await _mismatch_page(request, session, mismatch_id, 400,
                                     errors=[f"Write the note (1-{store.MAX_REASON_CHARS} characters)."])  # fmt: skip
@@ -459,7 +463,7 @@ def _resolve_form(form: dict[str, str]) -> tuple[str, str, str] | list[str]:
     code = form.get("resolution_code", "")
     if code not in _RESOLUTIONS:
         problems.append("Choose a resolution code.")
-    reason = _operator_reason(form)
+    reason = operator_reason(form)
     if reason is None:
         problems.append(
             f"Say why (1-{store.MAX_REASON_CHARS} characters): it goes to the history and the audit log."
@@ -472,12 +476,12 @@ def _resolve_form(form: dict[str, str]) -> tuple[str, str, str] | list[str]:
 
 @router.post(_BASE + "/mismatches/{mismatch_id}/resolve")
 async def resolve_one(mismatch_id: str, request: Request) -> Response:
-    acting = await _acting_session(request)
+    acting = await acting_session(request)
     if isinstance(acting, Response):
         return acting
     session, form = acting
-    if not _ID.match(mismatch_id):
-        return _message(404, "No such mismatch", "There is no mismatch with this id.", session)
+    if not ID_RULE.match(mismatch_id):
+        return message_page(404, "No such mismatch", "There is no mismatch with this id.", session)
     parsed = _resolve_form(form)
     if isinstance(parsed, list):
         return await _mismatch_page(request, session, mismatch_id, 400, errors=parsed)
@@ -508,17 +512,21 @@ async def _bulk_form(request: Request) -> dict[str, list[str]] | None:
 @router.post(_BASE + "/mismatches/resolve")
 async def resolve_many(request: Request) -> Response:
     """The queue's bulk resolve: the ticked mismatches, all or none (ResolveMismatches' rule)."""
-    session = await _session(request)
+    session = await signed_in_session(request)
     if session is None:
-        return _message(403, "Signed out", "Sign in again; nothing was changed.")
+        return message_page(403, "Signed out", "Sign in again; nothing was changed.")
     # The checkboxes share one name, and a page has up to 50 of them: the shared form reader keeps the
     # first value of a name and at most 40 fields, so the form is read here, with the same checks.
     fields = await _bulk_form(request)
     if fields is None:
-        return _message(415, "Not a form", "Send the form as the page does; nothing was changed.", session)
+        return message_page(
+            415, "Not a form", "Send the form as the page does; nothing was changed.", session
+        )
     form = {name: values[0] for name, values in fields.items()}
     if not secrets.compare_digest(form.get("csrf", "").encode(), session.csrf_token.encode()):
-        return _message(403, "Form expired", "Reload the page and try again; nothing was changed.", session)
+        return message_page(
+            403, "Form expired", "Reload the page and try again; nothing was changed.", session
+        )
     ids = list(dict.fromkeys(fields.get("mismatch_id", [])))
     back = form.get("back", "")
     # Back to the list as it was filtered; only a path of the queue itself, never elsewhere.
@@ -528,10 +536,10 @@ async def resolve_many(request: Request) -> Response:
     problems = parsed if isinstance(parsed, list) else []
     if not ids:
         problems.append("Tick at least one mismatch.")
-    if len(ids) > _MAX_BULK or not all(_ID.match(i) for i in ids):
+    if len(ids) > _MAX_BULK or not all(ID_RULE.match(i) for i in ids):
         problems.append(f"Tick at most {_MAX_BULK} mismatches from the list.")
     if problems or isinstance(parsed, list):
-        return _message(400, "Nothing resolved", " ".join(problems) + " Nothing was changed.", session)
+        return message_page(400, "Nothing resolved", " ".join(problems) + " Nothing was changed.", session)
     code, reason, action_id = parsed
     failed = await _act(
         request, session, "recon.resolve", ids, reason, f"resolution={code}; bulk of {len(ids)}",
@@ -540,7 +548,9 @@ async def resolve_many(request: Request) -> Response:
         f"console-resolve-{action_id}",
     )  # fmt: skip
     if failed and failed.refused:
-        return _message(409, "Nothing resolved", f"{failed.text} (all or none: nothing was changed)", session)
+        return message_page(
+            409, "Nothing resolved", f"{failed.text} (all or none: nothing was changed)", session
+        )
     if failed:
-        return _message(503, "Resolve outcome unknown", failed.text, session)
-    return RedirectResponse(f"{back_url}&done={len(ids)}", status_code=303, headers=_PAGE_HEADERS)
+        return message_page(503, "Resolve outcome unknown", failed.text, session)
+    return RedirectResponse(f"{back_url}&done={len(ids)}", status_code=303, headers=PAGE_HEADERS)
