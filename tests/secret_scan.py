@@ -87,10 +87,12 @@ class SecretScanner:
     def scan_text(self, where: str, text: str) -> list[Finding]:
         return self.scan_bytes(where, text.encode("utf-8", "replace"))
 
-    def scan_tree(self, root: Path) -> list[Finding]:
+    def scan_tree(self, root: Path, skip: Iterable[Path] = ()) -> list[Finding]:
+        """Every file below ``root`` except those below a folder in ``skip``."""
+        skipped = tuple(skip)
         found: list[Finding] = []
         for path in sorted(_files(root)):
-            if path.name in ALLOWED_FILES:
+            if path.name in ALLOWED_FILES or any(path.is_relative_to(folder) for folder in skipped):
                 continue
             try:
                 with path.open("rb") as fh:
@@ -216,7 +218,10 @@ def scan_infra(infra: Any) -> None:
         found += scanner.scan_postgres(infra.database_url_for(name), name)
     found += scanner.scan_valkey(infra.redis_url)
     if infra._tmp is not None:
-        found += scanner.scan_tree(infra._tmp)
+        # Not the server's table files: every row in them was just read through SQL above (values
+        # decompressed), and every row version ever written, deleted ones included, is in the WAL,
+        # which is scanned as a file.
+        found += scanner.scan_tree(infra._tmp, skip=[infra._tmp / "pg" / "base"])
     _STATE["findings"].extend(found)
 
 

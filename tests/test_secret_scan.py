@@ -105,3 +105,13 @@ def test_leaks(tmp_path):
         assert PLANTED not in result.stdout.str()
     finally:
         shutil.rmtree(pytester.path, ignore_errors=True)
+
+
+def test_a_tree_scan_leaves_out_only_the_folders_it_is_told_to(planted):
+    (planted / "pg" / "base").mkdir(parents=True)
+    (planted / "pg" / "pg_wal").mkdir()
+    for folder in ("pg/base", "pg/pg_wal"):
+        (planted / folder / "file").write_bytes(b"\x00" + PLANTED.encode() + b"\x00")
+    scanner = SecretScanner({"test key": PLANTED})
+    found = scanner.scan_tree(planted, skip=[planted / "pg" / "base"])
+    assert [f.where.removeprefix(str(planted)) for f in found] == ["/pg/pg_wal/file"]

@@ -368,3 +368,29 @@ async def test_an_order_is_found_by_the_psp_payment_id_a_buyer_quotes(operator, 
     assert unknown.status_code == 400 and "no checkout of ours" in unknown.text
     hostile = await operator.http.get("/console/payments", params={"psp_id": "<script>x</script>"})
     assert hostile.status_code == 400 and "<script>x" not in hostile.text
+
+
+async def test_no_page_renders_a_card_number_or_a_secret(gw, keys, client):
+    """Every screen, after real payments (a card, a refund, a held order), scanned with the session's
+    secret scanner: the API key used to sign in, the test cards, webhook secrets, PSP keys, client
+    secrets and any key-shaped string."""
+    from tests.secret_scan import SecretScanner, session_secrets
+
+    key, plaintext = await keys.make("admin")
+    order_id = await paid_order(client, buyer_name="Card Holder")
+    held = await paid_order(client, amount="6000.00")
+    scanner = SecretScanner(session_secrets())
+    scanner.add("the operator's API key", plaintext)
+    async with httpx.AsyncClient(base_url=gw.url, timeout=10) as http:
+        assert (await sign_in(http, plaintext)).status_code == 303
+        pages = [
+            "/console/overview", "/console/payments", f"/console/payments/{order_id}",
+            f"/console/payments/{held}", "/console/sellers", "/console/payout-runs", "/console/books",
+            "/console/reconciliation", "/console/reconciliation/mismatches", "/console/events",
+            "/console/audit",
+        ]  # fmt: skip
+        for path in pages:
+            page = await http.get(path)
+            assert page.status_code == 200, (path, page.status_code)
+            assert scanner.scan_text(path, page.text) == [], path
+    assert key.id  # the key exists; only its id may appear (as the signed-in operator)
