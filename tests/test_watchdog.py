@@ -22,10 +22,16 @@ def test_a_hung_asyncio_test_leaves_its_threads_and_tasks_in_a_file(pytester: py
         """
 import asyncio
 
+import pytest
+
+@pytest.fixture(scope="session")
+def shared_server():
+    yield "up"
+
 async def waits_for_a_reply_that_never_comes():
     await asyncio.Event().wait()
 
-async def test_hangs():
+async def test_hangs(shared_server):
     await asyncio.gather(waits_for_a_reply_that_never_comes())
 """
     )
@@ -39,5 +45,6 @@ async def test_hangs():
         assert "test_hangs" in text and "still running" in text
         assert "Current thread" in text or "Thread 0x" in text  # faulthandler's thread stacks
         assert "waits_for_a_reply_that_never_comes" in text  # the suspended task and where it waits
+        assert "shared_server (session)" in text  # what a hung teardown would be finalizing
     finally:
         shutil.rmtree(pytester.path, ignore_errors=True)

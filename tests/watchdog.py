@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import faulthandler
+import gc
 import io
 import os
 import threading
@@ -52,18 +53,47 @@ async def _tasks() -> str:
     return out.getvalue()
 
 
+def _running_loops() -> list[asyncio.AbstractEventLoop]:
+    """The session's loop, and any other loop running now (found by the garbage collector)."""
+    found = [loop for loop in gc.get_objects() if isinstance(loop, asyncio.AbstractEventLoop)]
+    return [loop for loop in dict.fromkeys([*_loops, *found]) if loop.is_running()]
+
+
 def _dump(nodeid: str, out: TextIO) -> None:
-    out.write(f"test {nodeid} still running at {time.strftime('%H:%M:%S')} (pid {os.getpid()})\n\n")
+    out.write(f"test {nodeid} still running at {time.strftime('%H:%M:%S')} (pid {os.getpid()})\n")
+    # A hang in teardown is in the last of these (fixtures finalize in the reverse of their setup).
+    out.write("fixtures set up and not yet finalized: " + ", ".join(_active_fixtures) + "\n\n")
     out.flush()
     faulthandler.dump_traceback(file=out, all_threads=True)
-    for loop in _loops:
-        if not loop.is_running():
-            continue
-        answer = asyncio.run_coroutine_threadsafe(_tasks(), loop)
+    for loop in _running_loops():
         try:
-            out.write("\nasyncio tasks:\n" + answer.result(timeout=10))
+            answer = asyncio.run_coroutine_threadsafe(_tasks(), loop)
+            out.write(f"\nasyncio tasks of {loop!r}:\n" + answer.result(timeout=10))
         except concurrent.futures.TimeoutError:
             out.write("\nthe event loop did not answer within 10 s: it is blocked (see the threads above)\n")
+        except Exception as exc:  # the dump must say what it could not do, not die silently
+            out.write(f"\ncould not list the tasks of {loop!r}: {exc!r}\n")
+        out.flush()
+
+
+_active_fixtures: list[str] = []
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_fixture_setup(
+    fixturedef: pytest.FixtureDef[object], request: pytest.FixtureRequest
+) -> Iterator[None]:
+    yield
+    if fixturedef.scope in ("session", "package", "module"):
+        _active_fixtures.append(f"{fixturedef.argname} ({fixturedef.scope})")
+
+
+def pytest_fixture_post_finalizer(
+    fixturedef: pytest.FixtureDef[object], request: pytest.FixtureRequest
+) -> None:
+    name = f"{fixturedef.argname} ({fixturedef.scope})"
+    if name in _active_fixtures:
+        _active_fixtures.remove(name)
 
 
 def _write_dump(nodeid: str) -> None:
