@@ -107,7 +107,7 @@ def gateway_port() -> int:
     return free_port()
 
 
-async def _bounded(step: Awaitable[object], what: str, seconds: float = 30) -> None:
+async def bounded_teardown(step: Awaitable[object], what: str, seconds: float = 30) -> None:
     """A session teardown step that cannot hold the run: past ``seconds`` it is abandoned with a warning
     (the processes of the session end with it), so the report still comes out."""
     # asyncio.wait, not wait_for: wait_for would wait again for a step that ignores its cancellation.
@@ -149,7 +149,7 @@ async def services(infra: Infra, shared_psp, gateway_port: int) -> AsyncIterator
         handles[name] = await start_service(settings, boot.MIGRATIONS, boot.build)
     yield handles
     for name, handle in handles.items():
-        await _bounded(handle.stop(0.2), f"stopping the {name} service")
+        await bounded_teardown(handle.stop(0.2), f"stopping the {name} service")
 
 
 @pytest_asyncio.fixture(scope="session")
@@ -160,7 +160,7 @@ async def channels(
     chans = {name: infra.channel(h.address) for name, h in services.items()}
     yield chans
     for chan in chans.values():
-        await _bounded(chan.close(), "closing a channel")
+        await bounded_teardown(chan.close(), "closing a channel")
 
 
 @pytest_asyncio.fixture(scope="session")
@@ -171,7 +171,7 @@ async def operator_channels(
     chans = {name: infra.channel(h.address, "operator") for name, h in services.items()}
     yield chans
     for chan in chans.values():
-        await _bounded(chan.close(), "closing a channel")
+        await bounded_teardown(chan.close(), "closing a channel")
 
 
 @pytest_asyncio.fixture(scope="session")
@@ -221,7 +221,7 @@ async def gateway_url(
     yield f"http://127.0.0.1:{port}"
     shared_psp.admin.remove_webhook_endpoint(endpoint["id"])
     server.should_exit = True
-    await _bounded(task, "stopping the gateway")
+    await bounded_teardown(task, "stopping the gateway")
 
 
 @pytest_asyncio.fixture(scope="session")

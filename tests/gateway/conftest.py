@@ -22,7 +22,10 @@ from svckit.db import create_engine
 from svckit.devstack.infra import free_port
 from svckit.runtime import ServiceHandle
 from svckit.testing import Infra
-from tests.conftest import WEBHOOK_SECRET  # the payment service verifies with it too
+from tests.conftest import (  # the payment service verifies with the secret too
+    WEBHOOK_SECRET,
+    bounded_teardown,
+)
 
 
 @dataclass
@@ -68,6 +71,7 @@ async def start_gateway(infra: Infra, services: dict[str, ServiceHandle]) -> Asy
         config = uvicorn.Config(
             create_app(settings, upstreams), host="127.0.0.1", port=port, loop="none", log_config=None,
             access_log=False, lifespan="on",
+            timeout_graceful_shutdown=5,  # a connection still open at the end must not hold the session
         )  # fmt: skip
         server = uvicorn.Server(config)
         task = asyncio.create_task(server.serve())
@@ -82,7 +86,7 @@ async def start_gateway(infra: Infra, services: dict[str, ServiceHandle]) -> Asy
 
     yield start
     for gw in started:
-        await gw.stop()
+        await bounded_teardown(gw.stop(), f"stopping the gateway on {gw.url}")
 
 
 @pytest_asyncio.fixture(scope="session")

@@ -21,6 +21,7 @@ from svckit.gen.payments.v1 import payment_service_pb2 as pb
 from svckit.gen.payments.v1 import payment_service_pb2_grpc as pb_grpc
 from svckit.runtime import ServiceHandle, start_service
 from svckit.testing import Infra
+from tests.conftest import bounded_teardown
 
 
 @pytest.fixture(scope="session")
@@ -104,9 +105,9 @@ async def pay(infra: Infra, sim: SimServer, services: dict[str, ServiceHandle]) 
     channel = infra.channel(handle.address, "gateway")
     service = bootstrap.build_service(settings, handle.engine)
     yield PayStack(sim, handle, pb_grpc.PaymentServiceStub(channel), service)
-    await service.close()
-    await channel.close()
-    await handle.stop(0.2)
+    await bounded_teardown(service.close(), "closing the test's payment service")
+    await bounded_teardown(channel.close(), "closing the channel")
+    await bounded_teardown(handle.stop(0.2), "stopping the test's payment server")
 
 
 @pytest.fixture(autouse=True)

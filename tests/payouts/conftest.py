@@ -33,6 +33,7 @@ from svckit.gen.wallet.v1 import wallet_service_pb2 as wpb
 from svckit.gen.wallet.v1 import wallet_service_pb2_grpc as wpb_grpc
 from svckit.runtime import ServiceHandle, start_service
 from svckit.testing import Infra
+from tests.conftest import bounded_teardown
 
 PERIOD = "2026-11"
 """An ended month: the run pays what the sellers' wallets hold when it runs."""
@@ -284,7 +285,7 @@ async def stack(
         lpb_grpc.LedgerServiceStub(channels["ledger"]),
         service,
     )
-    await service.close()
-    await operator.close()
-    await gateway.close()
-    await handle.stop(0.2)
+    await bounded_teardown(service.close(), "closing the test's payment service")
+    await bounded_teardown(operator.close(), "closing the operator channel")
+    await bounded_teardown(gateway.close(), "closing the gateway channel")
+    await bounded_teardown(handle.stop(0.2), "stopping the test's payment server")
