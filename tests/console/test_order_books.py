@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from decimal import Decimal
 from urllib.parse import quote
 
 import httpx
@@ -43,7 +44,7 @@ async def test_the_order_page_links_the_orders_and_its_refunds_books(operator, c
     order_id = await paid_order(client, amount="25.00")
     await settled(client, order_id)
     order = (await client.get(f"/v1/payments/{order_id}")).json()
-    seller, net = order["seller_account"], f"{float(order['amount']) - float(order['commission']):.2f}"
+    seller, net = order["seller_account"], str(Decimal(order["amount"]) - Decimal(order["commission"]))
 
     page = await operator.http.get(f"/console/payments/{order_id}")
     assert page.status_code == 200
