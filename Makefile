@@ -5,9 +5,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 # Test processes; each starts its own PostgreSQL and Valkey and its own services (0 = in this process).
-# One more than the cores: many tests wait on processes they start, so a third worker on two cores
-# keeps both busy (measured: 3 workers finish the suite about a fifth sooner than 2; 4 no sooner than 3).
-PYTEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(len(os.sched_getaffinity(0)) + 1)")
+# One more than the cores: many tests wait on processes they start, so one extra worker keeps the
+# cores busy (more than one extra only adds start-up work; docs/benchmarks.md, "Test suite", has the figures).
+PYTEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(len(os.sched_getaffinity(0)) + 1 if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1) + 1)")
 
 .PHONY: run test browser venv proto proto-check lint fmt bench clean reset lock breaking
 
