@@ -67,6 +67,8 @@ def build(settings: ReconSettings, engine: AsyncEngine, idempotency: Idempotency
             account=settings.nightly_account,
             catch_up_days=settings.nightly_catch_up_days,
             lease=dt.timedelta(seconds=settings.nightly_lease_seconds),
+            retry=dt.timedelta(seconds=settings.nightly_retry_seconds),
+            retry_max=dt.timedelta(seconds=settings.nightly_retry_max_seconds),
         )
 
         async def nightly() -> None:

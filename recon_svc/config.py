@@ -50,7 +50,11 @@ class ReconSettings(ServiceSettings):
     nightly_account: str = Field(default="platform", min_length=1)
     """The PSP account the nightly report is for: one day per account is run once, whatever the replicas."""
     nightly_tick_seconds: float = Field(default=300.0, gt=0)
-    """How often the scheduler looks for a due day; a failed day is retried at the next tick."""
+    """How often the scheduler looks for a due day."""
+    nightly_retry_seconds: float = Field(default=300.0, gt=0)
+    """A failed day is tried again after this long, doubled at each further failure..."""
+    nightly_retry_max_seconds: float = Field(default=21600.0, gt=0)
+    """... up to this long: a PSP without the day's data yet is asked a few times an hour, then every 6 h."""
     nightly_lease_seconds: float = Field(default=3600.0, gt=0)
     """A day claimed by a replica that died is free again after this long."""
 

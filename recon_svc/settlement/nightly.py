@@ -3,8 +3,9 @@
 Every ``nightly_tick_seconds`` the scheduler looks at the last ``nightly_catch_up_days`` days. Day D (a UTC
 day, as the PSP's report interval is) is due once the local time ``nightly_at`` of day D+1 in
 ``timezone`` has come and D has ended in UTC (a zone east of UTC reaches its night before D is over). A day
-missed while the service was down is therefore caught up by the first tick after a start, and a failed day is
-tried again at the next tick.
+missed while the service was down is therefore caught up by the first tick after a start. A failed day is tried
+again after a back-off that doubles with each attempt (from ``nightly_retry_seconds`` up to
+``nightly_retry_max_seconds``): a PSP that has no data for the day yet, or is down, is not asked every tick.
 
 Safe with several replicas: a day is claimed by one row per (PSP account, day) in ``recon_nightly_days``, taken
 with one INSERT ... ON CONFLICT DO UPDATE that only succeeds on a new, failed or abandoned (lease expired) day,
@@ -95,11 +96,13 @@ def due_days(now: dt.datetime, at: dt.time, zone: ZoneInfo, catch_up_days: int) 
 _CLAIM = sa.text(
     """
     INSERT INTO recon_nightly_days (account, day, state, attempts, claimed_by, claimed_until, updated_at)
-    VALUES (:account, :day, 'running', 1, :replica, now() + make_interval(secs => :lease), now())
+    VALUES (:account, :day, 'running', 1, :replica, now() + make_interval(secs => :lease), :now)
     ON CONFLICT (account, day) DO UPDATE
         SET state = 'running', attempts = recon_nightly_days.attempts + 1, claimed_by = :replica,
-            claimed_until = now() + make_interval(secs => :lease), updated_at = now()
-        WHERE recon_nightly_days.state = 'failed'
+            claimed_until = now() + make_interval(secs => :lease), updated_at = :now
+        WHERE (recon_nightly_days.state = 'failed'
+               AND recon_nightly_days.updated_at + make_interval(
+                   secs => LEAST(:retry_max, :retry * power(2, recon_nightly_days.attempts - 1))) <= :now)
            OR (recon_nightly_days.state = 'running' AND recon_nightly_days.claimed_until < now())
     RETURNING attempts
     """
@@ -117,6 +120,8 @@ class NightlyScheduler:
         account: str,
         catch_up_days: int,
         lease: dt.timedelta,
+        retry: dt.timedelta = dt.timedelta(minutes=5),
+        retry_max: dt.timedelta = dt.timedelta(hours=6),
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         replica: str = "",
     ) -> None:
@@ -125,6 +130,7 @@ class NightlyScheduler:
         self._at, self._zone, self._account = at, zone, account
         self._catch_up = catch_up_days
         self._lease = lease
+        self._retry, self._retry_max = retry, retry_max
         self._clock = clock
         self._replica = replica or f"{socket.gethostname()}:{os.getpid()}"
 
@@ -134,7 +140,7 @@ class NightlyScheduler:
         for day in due_days(self._clock(), self._at, self._zone, self._catch_up):
             attempt = await self._claim(day)
             if attempt is None:
-                continue  # done already, or another replica is on it
+                continue  # done already, another replica is on it, or a failed day still backing off
             outcomes[day] = await self._run(day, attempt)
         return outcomes
 
@@ -155,6 +161,10 @@ class NightlyScheduler:
                     "day": day,
                     "replica": self._replica,
                     "lease": self._lease.total_seconds(),
+                    "retry": self._retry.total_seconds(),
+                    "retry_max": self._retry_max.total_seconds(),
+                    # The back-off is measured on the scheduler's clock (the failure is stamped with it too).
+                    "now": self._clock(),
                 },
             )
             attempts = won.scalar()
@@ -174,14 +184,14 @@ class NightlyScheduler:
             await conn.execute(
                 sa.text(
                     "UPDATE recon_nightly_days SET state = :state, run_id = :run_id, last_error = :error,"
-                    " claimed_until = NULL, updated_at = now() WHERE account = :account AND day = :day"
+                    " claimed_until = NULL, updated_at = :now WHERE account = :account AND day = :day"
                 ),
                 {"state": "done" if outcome == "succeeded" else "failed", "run_id": run_id, "error": error,
-                 "account": self._account, "day": day},
+                 "account": self._account, "day": day, "now": self._clock()},
             )  # fmt: skip
         NIGHTLY_RUNS.labels(outcome).inc()
         if error:
-            log.error("nightly settlement run failed; retried at the next tick", day=day.isoformat(),
+            log.error("nightly settlement run failed; retried after a back-off", day=day.isoformat(),
                       attempt=attempt, account=self._account, error=error, run_id=run_id)  # fmt: skip
         else:
             log.info("nightly settlement run done", day=day.isoformat(), run_id=run_id, attempt=attempt)

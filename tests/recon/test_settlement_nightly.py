@@ -1,11 +1,12 @@
 """The nightly settlement scheduler: which days are due (DST included, with an injected clock), one run per day
-whatever the replicas, a day done is not run again, a failed day is recorded and retried at the next tick."""
+whatever the replicas, a day done is not run again, a failed day is recorded and retried after a back-off."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
 import uuid
+from collections.abc import Callable
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -67,7 +68,9 @@ class _Runs:
         return RunReport(run_id=f"rr_{uuid.uuid4().hex}", state="SUCCEEDED")
 
 
-def _scheduler(engine, runs: _Runs, account: str, replica: str) -> NightlyScheduler:
+def _scheduler(
+    engine, runs: _Runs, account: str, replica: str, clock: Callable[[], dt.datetime] | None = None
+) -> NightlyScheduler:
     return NightlyScheduler(
         engine,
         runs,
@@ -76,7 +79,10 @@ def _scheduler(engine, runs: _Runs, account: str, replica: str) -> NightlySchedu
         account=account,
         catch_up_days=2,
         lease=dt.timedelta(hours=1),
-        clock=lambda: _utc("2026-11-21 02:00"),  # 03:00 in Berlin: the nights of the 19th and 20th are due
+        retry=dt.timedelta(minutes=5),
+        retry_max=dt.timedelta(minutes=15),
+        # 03:00 in Berlin: the nights of the 19th and 20th are due
+        clock=clock or (lambda: _utc("2026-11-21 02:00")),
         replica=replica,
     )
 
@@ -96,15 +102,16 @@ async def test_two_replicas_ticking_at_once_run_each_day_once_and_never_again(se
     assert len(runs.calls) == 2
 
 
-async def test_a_failed_fetch_is_recorded_counted_and_retried_at_the_next_tick(services):
+async def test_a_failed_fetch_is_recorded_counted_and_retried_after_a_back_off_that_doubles(services):
     engine = services["recon"].engine
     account = f"acct_{uuid.uuid4().hex[:10]}"
-    runs = _Runs(fail_first=1)
-    scheduler = _scheduler(engine, runs, account, "a")
+    runs = _Runs(fail_first=2)
+    now = [_utc("2026-11-21 02:00")]
+    scheduler = _scheduler(engine, runs, account, "a", clock=lambda: now[0])
     failed_before = REGISTRY.get_sample_value("recon_nightly_runs_total", {"outcome": "failed"}) or 0
 
-    assert await scheduler.tick() == {dt.date(2026, 11, 19): "failed", dt.date(2026, 11, 20): "succeeded"}
-    assert REGISTRY.get_sample_value("recon_nightly_runs_total", {"outcome": "failed"}) == failed_before + 1
+    assert await scheduler.tick() == {dt.date(2026, 11, 19): "failed", dt.date(2026, 11, 20): "failed"}
+    assert REGISTRY.get_sample_value("recon_nightly_runs_total", {"outcome": "failed"}) == failed_before + 2
     async with engine.connect() as conn:
         row = (
             await conn.exec_driver_sql(
@@ -115,7 +122,10 @@ async def test_a_failed_fetch_is_recorded_counted_and_retried_at_the_next_tick(s
     assert (row.state, row.attempts) == ("failed", 1)
     assert "the PSP refused the report run" in row.last_error
 
-    assert await scheduler.tick() == {dt.date(2026, 11, 19): "succeeded"}  # only the failed day again
+    now[0] += dt.timedelta(minutes=4)
+    assert await scheduler.tick() == {}  # still backing off: the PSP is not asked every tick
+    now[0] += dt.timedelta(minutes=1)
+    assert await scheduler.tick() == {dt.date(2026, 11, 19): "succeeded", dt.date(2026, 11, 20): "succeeded"}
     async with engine.connect() as conn:
         row = (
             await conn.exec_driver_sql(
@@ -124,6 +134,27 @@ async def test_a_failed_fetch_is_recorded_counted_and_retried_at_the_next_tick(s
             )
         ).one()
     assert (row.state, row.attempts) == ("done", 2) and row.run_id.startswith("rr_")
+    assert len(runs.calls) == 4
+
+
+async def test_a_day_that_keeps_failing_waits_twice_as_long_each_time_up_to_the_cap(services):
+    engine = services["recon"].engine
+    account = f"acct_{uuid.uuid4().hex[:10]}"
+    runs = _Runs(fail_first=1000)
+    now = [_utc("2026-11-21 02:00")]
+    scheduler = _scheduler(engine, runs, account, "a", clock=lambda: now[0])
+    assert len(await scheduler.tick()) == 2  # attempt 1 of both days fails
+    waits = []
+    for _ in range(4):
+        waited = dt.timedelta()
+        while True:
+            now[0] += dt.timedelta(minutes=1)
+            waited += dt.timedelta(minutes=1)
+            if await scheduler.tick():
+                break
+        waits.append(waited)
+    # 5 min, then 10, then the 15-minute cap
+    assert waits == [dt.timedelta(minutes=m) for m in (5, 10, 15, 15)]
 
 
 def test_the_nightly_settings_are_off_by_default_and_refuse_an_unknown_time_zone():
