@@ -366,6 +366,30 @@ class PaymentRepository:
         stmt = stmt.order_by(refunds.c.created_at.desc(), refunds.c.refund_id.desc()).limit(limit)
         return [RefundRow.of(r) for r in await self.conn.execute(stmt)]
 
+    async def refunds_matching(
+        self,
+        *,
+        window: tuple[datetime, datetime] | None,
+        states: Sequence[str],
+        refund_id: str,
+        after: tuple[datetime, str] | None,
+        limit: int,
+    ) -> list[RefundRow]:
+        """Every order's refunds created in ``window`` (and of ``states``, or the one ``refund_id``), newest
+        first like an order's, after ``after`` (index ``ix_refunds_created_at_refund_id``)."""
+        r = refunds
+        stmt = sa.select(r)
+        if window is not None:
+            stmt = stmt.where(r.c.created_at >= window[0], r.c.created_at < window[1])
+        if states:
+            stmt = stmt.where(r.c.state.in_(list(states)))
+        if refund_id:
+            stmt = stmt.where(r.c.refund_id == refund_id)
+        if after is not None:
+            stmt = stmt.where(sa.tuple_(r.c.created_at, r.c.refund_id) < sa.tuple_(*after))
+        stmt = stmt.order_by(r.c.created_at.desc(), r.c.refund_id.desc()).limit(limit)
+        return [RefundRow.of(row) for row in await self.conn.execute(stmt)]
+
     async def claim_due_uncertain_orders(self, limit: int, lease_seconds: float) -> list[DueOrder]:
         """Uncertain orders whose next check is due, each moved ``lease_seconds`` ahead as it is claimed,
         so a second janitor (a replica) skips it while this one asks the PSP; the janitor then sets the

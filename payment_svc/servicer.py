@@ -28,7 +28,7 @@ from svckit.errors import InvalidArgument
 from svckit.gen.payments.v1 import payment_service_pb2 as pb
 from svckit.gen.payments.v1 import payment_service_pb2_grpc as pb_grpc
 from svckit.idempotency import IdempotencyStore
-from svckit.protobuf import timestamp
+from svckit.protobuf import time_window, timestamp
 
 # The stubs type Value() as a plain int; each number is one of the enum's.
 STATE_TO_PB = {
@@ -41,6 +41,7 @@ REFUND_STATE_TO_PB = {
     "FAILED": pb.REFUND_STATE_FAILED,
 }
 PB_TO_STATE = {number: state for state, number in STATE_TO_PB.items()}
+PB_TO_REFUND_STATE = {number: state for state, number in REFUND_STATE_TO_PB.items()}
 R = TypeVar("R", bound=Message)
 
 
@@ -256,8 +257,20 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
         )
 
     async def ListRefunds(self, request: pb.ListRefundsRequest, context: grpc.aio.ServicerContext):
+        states = []
+        for number in request.states:
+            if number not in PB_TO_REFUND_STATE:
+                raise InvalidArgument(
+                    "INVALID_FILTER", f"states: {number} is not a refund state", field="states"
+                )
+            states.append(PB_TO_REFUND_STATE[number])
         rows, token = await self._service.list_refunds(
-            request.payment_order_id, request.page_size, request.page_token
+            request.payment_order_id,
+            request.page_size,
+            request.page_token,
+            time_window(request, "create_time_from", "create_time_before"),
+            states,
+            request.refund_id,
         )
         return pb.ListRefundsResponse(refunds=[refund_to_pb(r) for r in rows], next_page_token=token)
 

@@ -295,14 +295,22 @@ class ListPaymentOrdersResponse(_message.Message):
     def __init__(self, payment_orders: _Optional[_Iterable[_Union[PaymentOrder, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class ListRefundsRequest(_message.Message):
-    __slots__ = ("payment_order_id", "page_size", "page_token")
+    __slots__ = ("payment_order_id", "page_size", "page_token", "create_time_from", "create_time_before", "states", "refund_id")
     PAYMENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FROM_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    STATES_FIELD_NUMBER: _ClassVar[int]
+    REFUND_ID_FIELD_NUMBER: _ClassVar[int]
     payment_order_id: str
     page_size: int
     page_token: str
-    def __init__(self, payment_order_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    create_time_from: _timestamp_pb2.Timestamp
+    create_time_before: _timestamp_pb2.Timestamp
+    states: _containers.RepeatedScalarFieldContainer[RefundState]
+    refund_id: str
+    def __init__(self, payment_order_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., create_time_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_time_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., states: _Optional[_Iterable[_Union[RefundState, str]]] = ..., refund_id: _Optional[str] = ...) -> None: ...
 
 class ListRefundsResponse(_message.Message):
     __slots__ = ("refunds", "next_page_token")
