@@ -51,6 +51,17 @@ class Code(enum.StrEnum):
     """A row that matches nothing of ours."""
     MISSING_FROM_PSP = "MISSING_FROM_PSP"
     """Our success or refund is not in the PSP's files past the grace period."""
+    # The per-record internal checks (recon_svc/record_checks.py): our records against our own books.
+    LEDGER_TRANSACTION_MISSING = "LEDGER_TRANSACTION_MISSING"
+    """Our successful order, succeeded refund or paid pay-out has no ledger transaction (net of reversals)."""
+    WALLET_MOVEMENT_MISSING = "WALLET_MOVEMENT_MISSING"
+    """Our successful order, succeeded refund or paid pay-out has no wallet movement (net of undos)."""
+    LEDGER_TRANSACTION_UNEXPECTED = "LEDGER_TRANSACTION_UNEXPECTED"
+    """A ledger transaction names an order, refund or pay-out that is no success, refund or pay-out of ours,
+    or an order or refund has more than its one transaction."""
+    WALLET_MOVEMENT_UNEXPECTED = "WALLET_MOVEMENT_UNEXPECTED"
+    """A wallet movement names an order, refund or pay-out that is no success, refund or pay-out of ours, or an
+    order or refund has more than its one movement."""
 
 
 CLASSIFICATION: Mapping[Code, Classification] = {
@@ -69,6 +80,13 @@ CLASSIFICATION: Mapping[Code, Classification] = {
     Code.DUPLICATE_ROW: Classification.MANUAL,
     Code.MISSING_FROM_PSP: Classification.MANUAL,
     Code.UNMATCHED_ROW: Classification.UNCLASSIFIED,
+    # Manual, not re-driven: RedriveSettlement trusts the order's wallet/ledger flags, and a record the books
+    # lack while its flags say applied (or a book item nothing of ours explains) is beyond what it can see; an
+    # order whose flags say unapplied is the settlement run's SETTLEMENT_NOT_BOOKED, which is re-driven.
+    Code.LEDGER_TRANSACTION_MISSING: Classification.MANUAL,
+    Code.WALLET_MOVEMENT_MISSING: Classification.MANUAL,
+    Code.LEDGER_TRANSACTION_UNEXPECTED: Classification.MANUAL,
+    Code.WALLET_MOVEMENT_UNEXPECTED: Classification.MANUAL,
 }
 
 # Categories that are activity on our platform account and match a record of the payment service; the rest

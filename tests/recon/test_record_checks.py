@@ -1,0 +1,249 @@
+"""Per-record internal checks against the real services: each successful order, succeeded refund and pay-out of
+a window has exactly its ledger transaction and wallet movement, and no book item of the window names anything
+else. Each test's window spans only its own traffic (tests of a worker run one after another)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import pytest
+import pytest_asyncio
+import sqlalchemy as sa
+
+from ledger_svc import naming
+from recon_svc.record_checks import RecordChecker, RecordCheckReport
+from recon_svc.record_sources import GrpcRecordSources
+from recon_svc.settlement import tables as t
+from svckit.gen.common.v1 import money_pb2
+from svckit.gen.ledger.v1 import ledger_service_pb2 as lpb
+from svckit.gen.ledger.v1 import ledger_service_pb2_grpc as lpb_grpc
+from svckit.gen.payments.v1 import payment_service_pb2 as pb
+from svckit.gen.payments.v1 import payment_service_pb2_grpc as pb_grpc
+from svckit.gen.payments.v1 import payout_service_pb2_grpc as po_grpc
+from svckit.gen.recon.v1 import recon_service_pb2 as rpb
+from svckit.gen.recon.v1 import recon_service_pb2_grpc as rpb_grpc
+from svckit.gen.wallet.v1 import wallet_service_pb2 as wpb
+from svckit.gen.wallet.v1 import wallet_service_pb2_grpc as wpb_grpc
+from tests.recon.test_settlement_run import _pay, _settled
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest_asyncio.fixture
+async def checker(infra, services) -> AsyncIterator[dict[str, Any]]:
+    """The checks over the real services, called as the ``recon`` identity."""
+    pay = infra.channel(services["payment"].address, "recon")
+    ledger = infra.channel(services["ledger"].address, "recon")
+    wallet = infra.channel(services["wallet"].address, "recon")
+    gateway = infra.channel(services["payment"].address, "gateway")
+    sources = GrpcRecordSources(
+        pb_grpc.PaymentServiceStub(pay),
+        po_grpc.PayoutServiceStub(pay),
+        lpb_grpc.LedgerServiceStub(ledger),
+        wpb_grpc.WalletServiceStub(wallet),
+        10,
+    )
+    yield {
+        "checker": RecordChecker(services["recon"].engine, sources),
+        "payments": pb_grpc.PaymentServiceStub(gateway),
+        "engine": services["recon"].engine,
+        "services": services,
+    }
+    for chan in (pay, ledger, wallet, gateway):
+        await chan.close()
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+async def _check(checker, start: dt.datetime) -> RecordCheckReport:
+    await asyncio.sleep(0.05)  # the window ends after the last posting's commit
+    return await checker["checker"].check((start, _now()), f"rcn_test_{uuid.uuid4().hex}")
+
+
+def _found(report: RecordCheckReport) -> set[tuple[str, str, str]]:
+    return {(m.code.value, m.classification.value, m.our_reference) for m, _ in report.mismatches}
+
+
+async def _refunded(channels, checker, order: str, amount: int) -> str:
+    """A refund of ``order`` that succeeded and whose wallet debit and ledger posting have landed."""
+    refund = (
+        await checker["payments"].CreateRefund(
+            pb.CreateRefundRequest(payment_order_id=order, amount_minor=amount),
+            metadata=[("idempotency-key", uuid.uuid4().hex)],
+        )
+    ).refund
+    ledger = lpb_grpc.LedgerServiceStub(channels["ledger"])
+    for _ in range(200):
+        listed = await checker["payments"].ListRefunds(pb.ListRefundsRequest(payment_order_id=order))
+        posted = await ledger.ListTransactions(lpb.ListTransactionsRequest(external_ref=refund.refund_id))
+        if listed.refunds[0].state == pb.REFUND_STATE_SUCCEEDED and posted.transactions:
+            return refund.refund_id
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"refund {refund.refund_id} not settled")
+
+
+async def test_a_clean_window_of_orders_and_a_refund_has_no_difference(operator_channels, checker):
+    start = _now()
+    orders = await _pay(checker, [4000, 2500])
+    await _settled(checker["services"], orders)
+    refund = await _refunded(operator_channels, checker, orders[0], 1000)
+
+    report = await _check(checker, start)
+
+    assert report.mismatches == []
+    assert report.records_checked == 3  # two orders and the refund
+    # Each order's posting and credit, the refund's posting and debit.
+    assert report.book_items_checked == 6, refund
+
+
+async def test_seeded_faults_are_each_found_with_their_code_and_nothing_else(channels, checker):
+    start = _now()
+    [paid, lacks_ledger, lacks_wallet] = await _pay(checker, [3000, 2000, 1500])
+    await _settled(checker["services"], [paid, lacks_ledger, lacks_wallet])
+    tag = uuid.uuid4().hex[:8]
+    # Two captured orders whose settlement never ran, then given only one half each.
+    no_ledger, no_wallet = f"po_noledger_{tag}", f"po_nowallet_{tag}"
+    await _clone_order(checker["services"], lacks_ledger, no_ledger)
+    await _clone_order(checker["services"], lacks_wallet, no_wallet)
+    await _credit(channels, no_ledger, f"s-seeded-{tag}", 2000)
+    await _post_pay_in(channels, no_wallet, f"s-seeded-{tag}", 1500)
+    # Books naming orders we never had.
+    ghost_tx, ghost_movement = f"po_ghost_tx_{tag}", f"po_ghost_mv_{tag}"
+    await _post_pay_in(channels, ghost_tx, f"s-ghost-{tag}", 700)
+    await _credit(channels, ghost_movement, f"s-ghost-{tag}", 900)
+
+    report = await _check(checker, start)
+
+    assert _found(report) == {
+        ("LEDGER_TRANSACTION_MISSING", "manual", f"order:{no_ledger}"),
+        ("WALLET_MOVEMENT_MISSING", "manual", f"order:{no_wallet}"),
+        ("LEDGER_TRANSACTION_UNEXPECTED", "manual", f"order:{ghost_tx}"),
+        ("WALLET_MOVEMENT_UNEXPECTED", "manual", f"order:{ghost_movement}"),
+    }
+    by_ref = {m.our_reference: m for m, _ in report.mismatches}
+    missing = by_ref[f"order:{no_ledger}"]
+    assert (missing.currency, missing.amount_minor) == ("USD", 2000)
+    [diff] = missing.differences
+    assert diff.theirs == "no transaction" and "ledger_updated=true" in diff.ours
+    [ghost] = by_ref[f"order:{ghost_movement}"].differences
+    assert (ghost.field, ghost.ours) == ("order", "absent")
+    # Each is in the exceptions queue, open, under the run that asked.
+    async with checker["engine"].connect() as conn:
+        stored = (
+            await conn.execute(
+                sa.select(t.mismatches.c.code, t.mismatches.c.state, t.mismatches.c.our_reference).where(
+                    t.mismatches.c.mismatch_id.in_([mid for _, mid in report.mismatches])
+                )
+            )
+        ).all()
+    assert {(r.code, r.state, r.our_reference) for r in stored} == {
+        (code, "open", ref) for code, _, ref in _found(report)
+    }
+
+
+async def test_a_record_booked_just_outside_the_window_is_no_difference(channels, checker):
+    # The order is created inside the window but the window ends before its books; a look-up by reference
+    # finds them, so nothing is reported.
+    start = _now()
+    [order] = await _pay(checker, [1800])
+    await _settled(checker["services"], [order])
+    async with checker["services"]["payment"].engine.connect() as conn:
+        created = await conn.scalar(
+            sa.text("SELECT created_at FROM payment_orders WHERE payment_order_id = :o"), {"o": order}
+        )
+    report = await checker["checker"].check((start, created + dt.timedelta(microseconds=1)), "rcn_edge")
+    assert report.mismatches == [] and report.records_checked == 1
+
+
+async def test_the_recon_rpc_runs_the_checks_of_a_window_and_refuses_a_half_window(
+    channels, operator_channels, checker
+):
+    start = _now()
+    [order] = await _pay(checker, [2200])
+    await _settled(checker["services"], [order])
+    ghost = f"po_ghost_rpc_{uuid.uuid4().hex[:8]}"
+    await _post_pay_in(channels, ghost, f"s-ghost-{ghost}", 500)
+    await asyncio.sleep(0.05)
+    stub = rpb_grpc.ReconServiceStub(operator_channels["recon"])
+    request = rpb.CompareWalletsWithLedgerRequest(seller_id="no-such-seller")
+    request.interval_start_time.FromDatetime(start)
+    request.interval_end_time.FromDatetime(_now())
+
+    reply = await stub.CompareWalletsWithLedger(request)
+
+    assert not reply.ok and reply.records_checked == 1
+    assert [(m.code, m.our_reference) for m in reply.record_mismatches] == [
+        ("LEDGER_TRANSACTION_UNEXPECTED", f"order:{ghost}")
+    ]
+    got = await stub.GetMismatch(rpb.GetMismatchRequest(mismatch_id=reply.record_mismatches[0].mismatch_id))
+    assert got.mismatch.run_id == reply.run_id and got.mismatch.state == "open"
+
+    half = rpb.CompareWalletsWithLedgerRequest()
+    half.interval_start_time.FromDatetime(start)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.CompareWalletsWithLedger(half)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "interval_end_time" in (refused.value.details() or "")
+
+
+async def _clone_order(services, order: str, new_id: str) -> None:
+    """A captured order of ours whose settlement never ran (seeded: a copy of a real order under a new id, its
+    flags saying settled), so it has neither a ledger transaction nor a wallet movement."""
+    async with services["payment"].engine.begin() as conn:
+        await conn.execute(
+            sa.text(
+                "CREATE TEMPORARY TABLE clone ON COMMIT DROP AS SELECT * FROM payment_orders WHERE payment_order_id = :o"
+            ),
+            {"o": order},
+        )
+        await conn.execute(
+            sa.text("UPDATE clone SET payment_order_id = :n, psp_reference = NULL, wallet_updated = true,"
+                    " ledger_updated = true"),
+            {"n": new_id},
+        )  # fmt: skip
+        await conn.execute(sa.text("INSERT INTO payment_orders SELECT * FROM clone"))
+
+
+async def _post_pay_in(channels, order: str, seller: str, amount: int) -> None:
+    """The ledger half of an order's settlement, as the payment service posts it."""
+    await lpb_grpc.LedgerServiceStub(channels["ledger"]).PostTransaction(
+        lpb.PostTransactionRequest(
+            entries=[
+                lpb.Entry(
+                    account=naming.psp_receivable("stripe", "USD"),
+                    direction=lpb.DIRECTION_DEBIT,
+                    amount_minor=amount,
+                    currency="USD",
+                ),
+                lpb.Entry(
+                    account=naming.seller_payable(seller, "USD"),
+                    direction=lpb.DIRECTION_CREDIT,
+                    amount_minor=amount,
+                    currency="USD",
+                ),
+            ],
+            description=f"pay-in {order} of checkout seeded",
+            external_ref=order,
+            metadata={"source": "payment_svc", "reference": order},
+        ),
+        metadata=[("idempotency-key", uuid.uuid4().hex)],
+    )
+
+
+async def _credit(channels, order: str, seller: str, amount: int) -> None:
+    """The wallet half of an order's settlement."""
+    await wpb_grpc.WalletServiceStub(channels["wallet"]).Credit(
+        wpb.CreditRequest(
+            seller_id=seller,
+            amount=money_pb2.Money(amount_minor=amount, currency="USD"),
+            reference=wpb.Reference(kind=wpb.REFERENCE_KIND_PAYMENT_ORDER, id=order),
+        ),
+        metadata=[("idempotency-key", uuid.uuid4().hex)],
+    )
