@@ -21,7 +21,7 @@ import grpc
 from google.protobuf.message import Message
 
 from recon_svc.record_checks import BookItem, Kind, OurRecord
-from svckit.errors import NotFound
+from svckit.errors import InvalidArgument, NotFound
 from svckit.gen.ledger.v1 import ledger_service_pb2 as lpb
 from svckit.gen.ledger.v1 import ledger_service_pb2_grpc as lpb_grpc
 from svckit.gen.payments.v1 import payment_service_pb2 as ppb
@@ -51,12 +51,13 @@ R = TypeVar("R", bound=Message)
 
 
 async def _call(rpc: Callable[[], Awaitable[R]]) -> R | None:
-    """One read; None when the record is not found, the domain error otherwise."""
+    """One read of a record a book names; None when there is none (or the name cannot be one of our ids: a
+    book item naming it is unexpected either way), the domain error otherwise."""
     try:
         return await rpc()
     except grpc.aio.AioRpcError as exc:
         error = from_rpc_error(exc)
-        if isinstance(error, NotFound):
+        if isinstance(error, NotFound | InvalidArgument):
             return None
         raise error from None
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import io
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import pytest
@@ -16,9 +17,14 @@ import pytest_asyncio
 import sqlalchemy as sa
 
 from ledger_svc import naming
+from recon_svc.config import ReconSettings
 from recon_svc.record_checks import RecordChecker, RecordCheckReport
 from recon_svc.record_sources import GrpcRecordSources
+from recon_svc.settlement import nightly
 from recon_svc.settlement import tables as t
+from recon_svc.settlement.classify import Rules
+from recon_svc.settlement.grpc import SettlementDeps
+from recon_svc.settlement.records import GrpcPaymentRecords, GrpcSettlementBooker
 from svckit.gen.common.v1 import money_pb2
 from svckit.gen.ledger.v1 import ledger_service_pb2 as lpb
 from svckit.gen.ledger.v1 import ledger_service_pb2_grpc as lpb_grpc
@@ -29,6 +35,8 @@ from svckit.gen.recon.v1 import recon_service_pb2 as rpb
 from svckit.gen.recon.v1 import recon_service_pb2_grpc as rpb_grpc
 from svckit.gen.wallet.v1 import wallet_service_pb2 as wpb
 from svckit.gen.wallet.v1 import wallet_service_pb2_grpc as wpb_grpc
+from svckit.idempotency import IdempotencyStore
+from tests.recon.test_settlement_grpc import _strangers
 from tests.recon.test_settlement_run import _pay, _settled
 
 pytestmark = pytest.mark.asyncio
@@ -50,6 +58,8 @@ async def checker(infra, services) -> AsyncIterator[dict[str, Any]]:
     )
     yield {
         "checker": RecordChecker(services["recon"].engine, sources),
+        "records": GrpcPaymentRecords(pb_grpc.PaymentServiceStub(pay), 10, po_grpc.PayoutServiceStub(pay)),
+        "booker": GrpcSettlementBooker(lpb_grpc.LedgerServiceStub(ledger), 10),
         "payments": pb_grpc.PaymentServiceStub(gateway),
         "engine": services["recon"].engine,
         "services": services,
@@ -247,3 +257,33 @@ async def _credit(channels, order: str, seller: str, amount: int) -> None:
         ),
         metadata=[("idempotency-key", uuid.uuid4().hex)],
     )
+
+
+async def test_a_days_settlement_run_ends_with_the_internal_checks_of_that_day(
+    channels, operator_channels, checker, monkeypatch
+):
+    # The PSP's file of the day (one row of a charge we never made), and a ledger transaction of that day
+    # naming an order we never had: the run reports both, under its one run id.
+    ghost = f"po_ghost_day_{uuid.uuid4().hex[:8]}"
+    await _post_pay_in(channels, ghost, f"s-ghost-{ghost}", 600)
+    monkeypatch.setattr(nightly, "fetch_report", lambda *args, **kwargs: io.BytesIO(_strangers(1)))
+    services = checker["services"]
+    recon = services["recon"]
+    deps = SettlementDeps(
+        recon.engine, cast(IdempotencyStore, None), checker["records"], checker["booker"],
+        Rules(fee_tolerance_minor=0), cast(ReconSettings, recon.settings), checker["checker"],
+    )  # fmt: skip
+
+    report = await nightly.reconcile_day(deps, _now().date())
+
+    assert report.state == "SUCCEEDED"
+    assert report.mismatches_by_code.get("UNMATCHED_ROW") == 1
+    assert report.mismatches_by_code.get("LEDGER_TRANSACTION_UNEXPECTED", 0) >= 1
+    listed = await rpb_grpc.ReconServiceStub(operator_channels["recon"]).ListMismatches(
+        rpb.ListMismatchesRequest(run_id=report.run_id, code="LEDGER_TRANSACTION_UNEXPECTED", page_size=500)
+    )
+    assert f"order:{ghost}" in {m.our_reference for m in listed.mismatches}
+    async with recon.engine.connect() as conn:
+        stored = await conn.scalar(sa.select(t.runs.c.report).where(t.runs.c.run_id == report.run_id))
+    assert stored["internal_checks"]["mismatches"] >= 1
+    assert stored["mismatches_by_code"]["LEDGER_TRANSACTION_UNEXPECTED"] >= 1
