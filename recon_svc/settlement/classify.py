@@ -319,8 +319,9 @@ def classify_refund(row: SettlementRow, refund: OurRefund | None) -> RowOutcome:
     if refund is None:
         out.mismatches.append(_mm(Code.REFUND_NOT_OURS, row, "", row.currency, row.gross_minor))
         return out
-    ref = f"refund:{refund.refund_id}"
+    ref = refund_reference(refund.refund_id)
     out.matched = True
+    out.reference = ref  # the row reached us even when it is not booked: the refund is not missing
     code, diffs = _money_diffs(row, refund.amount_minor, refund.currency, -1)
     if code is not None:
         out.mismatches.append(_mm(code, row, ref, row.currency, row.gross_minor, diffs))
@@ -529,6 +530,31 @@ def classify_adjustment(row: SettlementRow) -> RowOutcome:
 
 def payout_reference(payout_id: str) -> str:
     return f"payout:{payout_id}"
+
+
+def refund_reference(refund_id: str) -> str:
+    return f"refund:{refund_id}"
+
+
+def missing_refunds_from_psp(
+    refunds: Iterable[OurRefund], seen_references: set[str], now: dt.datetime, rules: Rules
+) -> tuple[list[Mismatch], int]:
+    """Our succeeded refunds whose row no file has reached: pending inside the grace period (from the refund's
+    creation), MISSING_FROM_PSP after it (amount negative, as the refund's row would be)."""
+    mismatches: list[Mismatch] = []
+    pending = 0
+    for refund in refunds:
+        ref = refund_reference(refund.refund_id)
+        if not refund.succeeded or ref in seen_references:
+            continue
+        if now - refund.created_at < rules.grace:
+            pending += 1
+            continue
+        mismatches.append(
+            _mm(Code.MISSING_FROM_PSP, None, ref, refund.currency, -refund.amount_minor,
+                [Difference("settlement_row", "SUCCEEDED", "absent")])
+        )  # fmt: skip
+    return mismatches, pending
 
 
 def missing_payouts_from_psp(
