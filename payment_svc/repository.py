@@ -17,13 +17,21 @@ from typing import Any
 import psycopg
 import sqlalchemy as sa
 from psycopg.rows import namedtuple_row
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payment_svc import statements as sql
 from payment_svc.domain import UNCERTAIN
-from payment_svc.models import order_transitions, payment_events, payment_orders, refunds
-from payment_svc.rows import CheckoutRow, DueOrder, OrderRow, RefundRow, SettlementState, TransitionRow
+from payment_svc.models import disputes, order_transitions, payment_events, payment_orders, refunds
+from payment_svc.rows import (
+    CheckoutRow,
+    DisputeRow,
+    DueOrder,
+    OrderRow,
+    RefundRow,
+    SettlementState,
+    TransitionRow,
+)
 from svckit.db import driver_connection, one_row
 from svckit.events import outbox
 
@@ -276,6 +284,33 @@ class PaymentRepository:
                 detail=detail[:2000],
             )
         )
+
+    # -- disputes ----------------------------------------------------------------------------
+
+    async def get_dispute(self, dispute_id: str, for_update: bool = False) -> DisputeRow | None:
+        stmt = sa.select(disputes).where(disputes.c.dispute_id == dispute_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        row = (await self.conn.execute(stmt)).first()
+        return DisputeRow.of(row) if row is not None else None
+
+    async def save_dispute(self, values: dict[str, Any]) -> None:
+        """Insert the dispute, or replace what its latest event says (the caller decides it may)."""
+        stmt = insert(disputes).values(**values)
+        changed = {k: stmt.excluded[k] for k in values if k not in ("dispute_id", "checkout_id")}
+        await self.conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[disputes.c.dispute_id], set_={**changed, "updated_at": sa.func.now()}
+            )
+        )
+
+    async def disputes_of_checkout(self, checkout_id: str) -> list[DisputeRow]:
+        stmt = (
+            sa.select(disputes)
+            .where(disputes.c.checkout_id == checkout_id)
+            .order_by(disputes.c.created_at, disputes.c.dispute_id)
+        )
+        return [DisputeRow.of(r) for r in await self.conn.execute(stmt)]
 
     async def history(self, payment_order_id: str) -> list[TransitionRow]:
         stmt = (

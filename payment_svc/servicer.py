@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payment_svc.domain import OrderState
 from payment_svc.psp_events import handles_event_type
-from payment_svc.rows import OrderRow, RefundRow
+from payment_svc.rows import DisputeRow, OrderRow, RefundRow
 from payment_svc.service import PaymentService
 from payment_svc.usecases.commands import (
     Buyer,
@@ -86,7 +86,24 @@ def checkout_to_pb(view: CheckoutView) -> pb.PaymentEvent:
         cancel_url=event.cancel_url or "",
         risk_verdict=event.risk_verdict,
         risk_rule=event.risk_rule,
+        disputes=[dispute_to_pb(d) for d in view.disputes],
     )
+
+
+def dispute_to_pb(row: DisputeRow) -> pb.Dispute:
+    msg = pb.Dispute(
+        dispute_id=row.dispute_id,
+        payment_intent_id=row.payment_intent_id,
+        amount_minor=row.amount_minor,
+        currency=row.currency,
+        status=row.status,
+        reason=row.reason,
+        create_time=timestamp(row.created_at),
+        update_time=timestamp(row.updated_at),
+    )
+    if row.evidence_due_at is not None:
+        msg.evidence_due_time.CopyFrom(timestamp(row.evidence_due_at))
+    return msg
 
 
 def refund_to_pb(row: RefundRow) -> pb.Refund:

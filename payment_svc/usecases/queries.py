@@ -34,7 +34,11 @@ async def get_checkout(uow: UnitOfWork, checkout_id: str) -> CheckoutView:
     event = await uow.repo.get_event(checkout_id)
     if event is None:
         raise NotFound("CHECKOUT_NOT_FOUND", f"no checkout {checkout_id!r}", {"checkout_id": checkout_id})
-    return CheckoutView(event, await uow.repo.orders_of_checkout(checkout_id))
+    return CheckoutView(
+        event,
+        await uow.repo.orders_of_checkout(checkout_id),
+        await uow.repo.disputes_of_checkout(checkout_id),
+    )
 
 
 async def get_checkout_by_payment_intent(uow: UnitOfWork, payment_intent_id: str) -> CheckoutView:
