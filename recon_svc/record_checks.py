@@ -19,7 +19,7 @@ import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -169,26 +169,31 @@ _BOOKS_UNEXPLAINED = sa.text(
 than once (a pay-out has several transactions and movements: reserve, sent, paid)."""
 
 
-async def _fill_ours(conn: AsyncConnection, rows: AsyncIterator[OurRecord]) -> int:
+_INSERT_OURS = sa.text(
+    "INSERT INTO rc_ours SELECT * FROM unnest(CAST(:kind AS text[]), CAST(:ref AS text[]), CAST(:seller AS text[]),"
+    " CAST(:currency AS text[]), CAST(:amount AS bigint[]), CAST(:wallet_expected AS boolean[]),"
+    " CAST(:detail AS text[]), CAST(:required AS boolean[]), CAST(:parent AS text[])) ON CONFLICT DO NOTHING"
+)
+_INSERT_ITEMS = sa.text(
+    "INSERT INTO rc_items SELECT * FROM unnest(CAST(:book AS text[]), CAST(:kind AS text[]), CAST(:ref AS text[]),"
+    " CAST(:item_id AS text[]), CAST(:currency AS text[]), CAST(:amount AS bigint[]), CAST(:cancels AS text[]),"
+    " CAST(:seller AS text[]))"
+)
+"""A page of rows in one statement, each column an array (one round trip, not one per row)."""
+
+
+async def _fill(conn: AsyncConnection, statement: sa.TextClause, rows: AsyncIterator[dict[str, Any]]) -> int:
     n = 0
-    page: list[dict[str, object]] = []
+    page: list[dict[str, Any]] = []
 
     async def flush() -> None:
-        await conn.execute(
-            sa.text(
-                "INSERT INTO rc_ours VALUES (:kind, :ref, :seller, :currency, :amount, :wallet_expected, :detail,"
-                " :required, :parent) ON CONFLICT DO NOTHING"
-            ),
-            page,
-        )
+        await conn.execute(statement, {name: [r[name] for r in page] for name in page[0]})
         await conn.commit()
         page.clear()
 
-    async for r in rows:
+    async for row in rows:
         n += 1
-        page.append({"kind": r.kind, "ref": r.ref, "seller": r.seller, "currency": r.currency,
-                     "amount": r.amount_minor, "wallet_expected": r.wallet_expected, "detail": r.detail,
-                     "required": r.required, "parent": r.parent})  # fmt: skip
+        page.append(row)
         if len(page) >= PAGE:
             await flush()
     if page:
@@ -196,29 +201,17 @@ async def _fill_ours(conn: AsyncConnection, rows: AsyncIterator[OurRecord]) -> i
     return n
 
 
-async def _fill_items(conn: AsyncConnection, book: Book, items: AsyncIterator[BookItem]) -> int:
-    n = 0
-    page: list[dict[str, object]] = []
+async def _our_rows(records: AsyncIterator[OurRecord]) -> AsyncIterator[dict[str, Any]]:
+    async for r in records:
+        yield {"kind": r.kind, "ref": r.ref, "seller": r.seller, "currency": r.currency, "amount": r.amount_minor,
+               "wallet_expected": r.wallet_expected, "detail": r.detail, "required": r.required,
+               "parent": r.parent}  # fmt: skip
 
-    async def flush() -> None:
-        await conn.execute(
-            sa.text(
-                "INSERT INTO rc_items VALUES (:book, :kind, :ref, :item_id, :currency, :amount, :cancels, :seller)"
-            ),
-            page,
-        )
-        await conn.commit()
-        page.clear()
 
+async def _item_rows(book: Book, items: AsyncIterator[BookItem]) -> AsyncIterator[dict[str, Any]]:
     async for i in items:
-        n += 1
-        page.append({"book": book, "kind": i.kind, "ref": i.ref, "item_id": i.item_id, "currency": i.currency,
-                     "amount": i.amount_minor, "cancels": i.cancels, "seller": i.seller})  # fmt: skip
-        if len(page) >= PAGE:
-            await flush()
-    if page:
-        await flush()
-    return n
+        yield {"book": book, "kind": i.kind, "ref": i.ref, "item_id": i.item_id, "currency": i.currency,
+               "amount": i.amount_minor, "cancels": i.cancels, "seller": i.seller}  # fmt: skip
 
 
 def _mismatch(code: Code, ref: str, currency: str, amount: int, diffs: list[Difference]) -> Mismatch:
@@ -330,9 +323,13 @@ async def check_records(
             await conn.execute(sa.text(ddl))
         await conn.commit()
         try:
-            report.records_checked = await _fill_ours(conn, sources.records(window))
-            report.book_items_checked = await _fill_items(conn, "ledger", sources.ledger_items(window))
-            report.book_items_checked += await _fill_items(conn, "wallet", sources.wallet_items(window))
+            report.records_checked = await _fill(conn, _INSERT_OURS, _our_rows(sources.records(window)))
+            books: list[tuple[Book, AsyncIterator[BookItem]]] = [
+                ("ledger", sources.ledger_items(window)),
+                ("wallet", sources.wallet_items(window)),
+            ]
+            for book, items in books:
+                report.book_items_checked += await _fill(conn, _INSERT_ITEMS, _item_rows(book, items))
             for statement in _NET:
                 await conn.execute(sa.text(statement))
             await conn.commit()
