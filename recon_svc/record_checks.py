@@ -96,19 +96,35 @@ class RecordSources(Protocol):
         ...
 
 
+KEPT = 1000
+"""Mismatches a report carries in full (all are in the queue): a broken day must not fill memory or an answer."""
+
+
 @dataclass
 class RecordCheckReport:
     records_checked: int = 0
     book_items_checked: int = 0
     mismatches: list[tuple[Mismatch, str]] = field(default_factory=list)
-    """Each mismatch with its id in the queue."""
+    """The first :data:`KEPT` mismatches with their ids in the queue."""
+    counts: dict[tuple[str, str], int] = field(default_factory=dict)
+    """Every mismatch stored, by (code, classification)."""
+
+    @property
+    def mismatch_count(self) -> int:
+        return sum(self.counts.values())
 
     @property
     def by_code(self) -> dict[str, int]:
         counts: dict[str, int] = {}
-        for m, _ in self.mismatches:
-            counts[m.code.value] = counts.get(m.code.value, 0) + 1
+        for (code, _), n in self.counts.items():
+            counts[code] = counts.get(code, 0) + n
         return counts
+
+    def add(self, stored: list[tuple[Mismatch, str]]) -> None:
+        for m, _ in stored:
+            key = (m.code.value, m.classification.value)
+            self.counts[key] = self.counts.get(key, 0) + 1
+        self.mismatches.extend(stored[: max(0, KEPT - len(self.mismatches))])
 
 
 def reference(kind: str, ref: str) -> str:
@@ -338,14 +354,14 @@ async def check_records(
                 async for m in differences:
                     found.append(m)
                     if len(found) >= PAGE:
-                        report.mismatches.extend(await _store(conn, run_id, found))
+                        report.add(await _store(conn, run_id, found))
                         found = []
-            report.mismatches.extend(await _store(conn, run_id, found))
+            report.add(await _store(conn, run_id, found))
         finally:
             await conn.rollback()
             await conn.execute(sa.text("DROP TABLE IF EXISTS rc_ours, rc_items, rc_net"))
             await conn.commit()
-    if report.mismatches:
+    if report.counts:
         log.warning("internal checks found differences", run_id=run_id, by_code=report.by_code)
     return report
 
@@ -379,15 +395,16 @@ async def check_settlement_day(
     (same run id, counted in its report by code and classification), and the stored report says what they
     read (``internal_checks``)."""
     checks = await checker.check(window, report.run_id)
-    for m, _ in checks.mismatches:
-        report.mismatches_by_code[m.code.value] = report.mismatches_by_code.get(m.code.value, 0) + 1
-        key = m.classification.value
-        report.open_by_classification[key] = report.open_by_classification.get(key, 0) + 1
+    for (code, classification), n in checks.counts.items():
+        report.mismatches_by_code[code] = report.mismatches_by_code.get(code, 0) + n
+        report.open_by_classification[classification] = (
+            report.open_by_classification.get(classification, 0) + n
+        )
     stored = report.as_dict() | {
         "internal_checks": {
             "records_checked": checks.records_checked,
             "book_items_checked": checks.book_items_checked,
-            "mismatches": len(checks.mismatches),
+            "mismatches": checks.mismatch_count,
         }
     }
     async with engine.begin() as conn:

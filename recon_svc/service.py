@@ -196,9 +196,9 @@ class ReconService:
                 conn,
                 run_id,
                 RunState.SUCCEEDED.value,
-                ok=report.ok and not (records and records.mismatches),
+                ok=report.ok and not (records and records.mismatch_count),
                 wallets_checked=report.wallets_checked,
                 accounts_checked=report.accounts_checked,
-                mismatch_count=len(report.mismatches) + (len(records.mismatches) if records else 0),
+                mismatch_count=len(report.mismatches) + (records.mismatch_count if records else 0),
             )
         return _run(row), report, records

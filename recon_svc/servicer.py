@@ -64,6 +64,7 @@ class ReconServicer(SettlementRpcs, pb_grpc.ReconServiceServicer):
             ok=run.ok,
             records_checked=records.records_checked if records else 0,
             book_items_checked=records.book_items_checked if records else 0,
+            record_mismatch_count=records.mismatch_count if records else 0,
             record_mismatches=[
                 pb.RecordMismatch(
                     code=m.code.value,

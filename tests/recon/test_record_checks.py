@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from ledger_svc import naming
 from recon_svc.config import ReconSettings
-from recon_svc.record_checks import RecordChecker, RecordCheckReport
+from recon_svc.record_checks import KEPT, BookItem, OurRecord, RecordChecker, RecordCheckReport, check_records
 from recon_svc.record_sources import GrpcRecordSources
 from recon_svc.settlement import nightly
 from recon_svc.settlement import tables as t
@@ -188,7 +188,7 @@ async def test_the_recon_rpc_runs_the_checks_of_a_window_and_refuses_a_half_wind
 
     reply = await stub.CompareWalletsWithLedger(request)
 
-    assert not reply.ok and reply.records_checked == 1
+    assert not reply.ok and reply.records_checked == 1 and reply.record_mismatch_count == 1
     assert [(m.code, m.our_reference) for m in reply.record_mismatches] == [
         ("LEDGER_TRANSACTION_UNEXPECTED", f"order:{ghost}")
     ]
@@ -287,3 +287,76 @@ async def test_a_days_settlement_run_ends_with_the_internal_checks_of_that_day(
         stored = await conn.scalar(sa.select(t.runs.c.report).where(t.runs.c.run_id == report.run_id))
     assert stored["internal_checks"]["mismatches"] >= 1
     assert stored["mismatches_by_code"]["LEDGER_TRANSACTION_UNEXPECTED"] >= 1
+
+
+class _Sources:
+    """Sources of the check given in memory (the recon database is real): records, book items, and what a
+    look-up by reference answers."""
+
+    def __init__(self, records=(), ledger=(), wallet=(), booked: int = 0) -> None:
+        self._records, self._ledger, self._wallet, self._booked = records, ledger, wallet, booked
+
+    async def records(self, window):
+        for r in self._records:
+            yield r
+
+    async def ledger_items(self, window):
+        for i in self._ledger:
+            yield i
+
+    async def wallet_items(self, window):
+        for i in self._wallet:
+            yield i
+
+    async def ledger_count(self, record):
+        return self._booked
+
+    async def wallet_count(self, record):
+        return self._booked
+
+    async def record(self, kind, ref):
+        return None
+
+
+_WINDOW = (dt.datetime(2026, 11, 20, tzinfo=dt.UTC), dt.datetime(2026, 11, 21, tzinfo=dt.UTC))
+
+
+async def test_a_reversal_or_an_undo_cancels_what_it_undoes_and_a_second_booking_is_unexpected(services):
+    tag = uuid.uuid4().hex[:8]
+    undone, twice = f"po_undone_{tag}", f"po_twice_{tag}"
+    sources = _Sources(
+        records=[OurRecord("order", undone, "s", "USD", 500), OurRecord("order", twice, "s", "USD", 700)],
+        ledger=[
+            BookItem("order", undone, "1", "USD", 500),
+            BookItem("order", undone, "2", "USD", 500, cancels="1"),  # its reversal
+            BookItem("order", twice, "3", "USD", 700),
+            BookItem("order", twice, "4", "USD", 700),
+        ],
+        wallet=[
+            BookItem("order", undone, "m1", "USD", 450),
+            BookItem("order", undone, "m2", "USD", 450, cancels="*"),  # the undo adjustment
+            BookItem("order", twice, "m3", "USD", 630),
+        ],
+    )
+    report = await check_records(services["recon"].engine, sources, _WINDOW, f"rcn_test_{tag}")
+    assert _found(report) == {
+        ("LEDGER_TRANSACTION_MISSING", "manual", f"order:{undone}"),
+        ("WALLET_MOVEMENT_MISSING", "manual", f"order:{undone}"),
+        ("LEDGER_TRANSACTION_UNEXPECTED", "manual", f"order:{twice}"),
+    }
+    [extra] = [m for m, _ in report.mismatches if m.our_reference == f"order:{twice}"]
+    assert [(d.field, d.ours, d.theirs) for d in extra.differences] == [("ledger_transactions", "1", "2")]
+
+
+async def test_a_broken_day_keeps_the_first_mismatches_and_counts_them_all(services):
+    tag = uuid.uuid4().hex[:8]
+    strangers = [BookItem("order", f"po_{tag}_{i}", str(i), "USD", 100) for i in range(KEPT + 5)]
+    report = await check_records(services["recon"].engine, _Sources(ledger=strangers), _WINDOW, f"rcn_{tag}")
+    assert len(report.mismatches) == KEPT
+    assert report.mismatch_count == KEPT + 5
+    assert report.by_code == {"LEDGER_TRANSACTION_UNEXPECTED": KEPT + 5}
+    async with services["recon"].engine.connect() as conn:
+        stored = await conn.scalar(
+            sa.select(sa.func.count()).select_from(t.mismatches).where(t.mismatches.c.run_id == f"rcn_{tag}")
+        )
+    assert stored == KEPT + 5

@@ -130,7 +130,7 @@ class RecordMismatch(_message.Message):
     def __init__(self, code: _Optional[str] = ..., classification: _Optional[str] = ..., our_reference: _Optional[str] = ..., currency: _Optional[str] = ..., amount_minor: _Optional[int] = ..., differences: _Optional[_Iterable[_Union[FieldDifference, _Mapping]]] = ..., mismatch_id: _Optional[str] = ...) -> None: ...
 
 class CompareWalletsWithLedgerResponse(_message.Message):
-    __slots__ = ("ok", "wallets_checked", "accounts_checked", "mismatches", "run_id", "records_checked", "book_items_checked", "record_mismatches")
+    __slots__ = ("ok", "wallets_checked", "accounts_checked", "mismatches", "run_id", "records_checked", "book_items_checked", "record_mismatches", "record_mismatch_count")
     OK_FIELD_NUMBER: _ClassVar[int]
     WALLETS_CHECKED_FIELD_NUMBER: _ClassVar[int]
     ACCOUNTS_CHECKED_FIELD_NUMBER: _ClassVar[int]
@@ -139,6 +139,7 @@ class CompareWalletsWithLedgerResponse(_message.Message):
     RECORDS_CHECKED_FIELD_NUMBER: _ClassVar[int]
     BOOK_ITEMS_CHECKED_FIELD_NUMBER: _ClassVar[int]
     RECORD_MISMATCHES_FIELD_NUMBER: _ClassVar[int]
+    RECORD_MISMATCH_COUNT_FIELD_NUMBER: _ClassVar[int]
     ok: bool
     wallets_checked: int
     accounts_checked: int
@@ -147,7 +148,8 @@ class CompareWalletsWithLedgerResponse(_message.Message):
     records_checked: int
     book_items_checked: int
     record_mismatches: _containers.RepeatedCompositeFieldContainer[RecordMismatch]
-    def __init__(self, ok: _Optional[bool] = ..., wallets_checked: _Optional[int] = ..., accounts_checked: _Optional[int] = ..., mismatches: _Optional[_Iterable[_Union[WalletLedgerMismatch, _Mapping]]] = ..., run_id: _Optional[str] = ..., records_checked: _Optional[int] = ..., book_items_checked: _Optional[int] = ..., record_mismatches: _Optional[_Iterable[_Union[RecordMismatch, _Mapping]]] = ...) -> None: ...
+    record_mismatch_count: int
+    def __init__(self, ok: _Optional[bool] = ..., wallets_checked: _Optional[int] = ..., accounts_checked: _Optional[int] = ..., mismatches: _Optional[_Iterable[_Union[WalletLedgerMismatch, _Mapping]]] = ..., run_id: _Optional[str] = ..., records_checked: _Optional[int] = ..., book_items_checked: _Optional[int] = ..., record_mismatches: _Optional[_Iterable[_Union[RecordMismatch, _Mapping]]] = ..., record_mismatch_count: _Optional[int] = ...) -> None: ...
 
 class StartSettlementRunRequest(_message.Message):
     __slots__ = ("date", "file_content")
