@@ -22,13 +22,19 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import sqlalchemy as sa
+from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from recon_svc.settlement import tables as t
 from recon_svc.settlement.classify import CLASSIFICATION, Code, Difference, Mismatch
+from svckit.errors import DomainError
 from svckit.logging import get_logger
 
 log = get_logger(__name__)
+
+FAILED = Counter(
+    "recon_internal_checks_failed_total", "Per-record internal checks of a settlement day that failed"
+)
 
 Kind = Literal["order", "refund", "payout"]
 Book = Literal["ledger", "wallet"]
@@ -390,23 +396,35 @@ async def check_settlement_day(
     checker: RecordChecker,
     report: _SettlementReport,
     window: tuple[dt.datetime, dt.datetime],
-) -> RecordCheckReport:
+) -> RecordCheckReport | None:
     """The per-record checks at the end of a settlement run of ``window``'s day: their mismatches join the run's
     (same run id, counted in its report by code and classification), and the stored report says what they
-    read (``internal_checks``)."""
-    checks = await checker.check(window, report.run_id)
-    for (code, classification), n in checks.counts.items():
-        report.mismatches_by_code[code] = report.mismatches_by_code.get(code, 0) + n
-        report.open_by_classification[classification] = (
-            report.open_by_classification.get(classification, 0) + n
-        )
-    stored = report.as_dict() | {
-        "internal_checks": {
+    read (``internal_checks``).
+
+    A check that fails (a service unreachable) leaves the settlement run as it is: its reason is stored in
+    ``internal_checks.error``, logged as an error and counted (``recon_internal_checks_failed_total``, for an
+    alert); None is returned. Re-run the day's checks with CompareWalletsWithLedger and the day's window."""
+    summary: dict[str, object]
+    checks: RecordCheckReport | None
+    try:
+        checks = await checker.check(window, report.run_id)
+    except Exception as exc:  # the settlement run stands whatever stopped the checks
+        reason = exc.reason if isinstance(exc, DomainError) else type(exc).__name__
+        FAILED.inc()
+        log.error("internal checks failed; the settlement run stands", run_id=report.run_id, reason=reason)
+        checks, summary = None, {"error": reason}
+    else:
+        for (code, classification), n in checks.counts.items():
+            report.mismatches_by_code[code] = report.mismatches_by_code.get(code, 0) + n
+            report.open_by_classification[classification] = (
+                report.open_by_classification.get(classification, 0) + n
+            )
+        summary = {
             "records_checked": checks.records_checked,
             "book_items_checked": checks.book_items_checked,
             "mismatches": checks.mismatch_count,
         }
-    }
+    stored = report.as_dict() | {"internal_checks": summary}
     async with engine.begin() as conn:
         await conn.execute(t.runs.update().where(t.runs.c.run_id == report.run_id).values(report=stored))
     return checks

@@ -15,16 +15,27 @@ import grpc
 import pytest
 import pytest_asyncio
 import sqlalchemy as sa
+from prometheus_client import REGISTRY
 
 from ledger_svc import naming
 from recon_svc.config import ReconSettings
-from recon_svc.record_checks import KEPT, BookItem, OurRecord, RecordChecker, RecordCheckReport, check_records
+from recon_svc.record_checks import (
+    KEPT,
+    BookItem,
+    OurRecord,
+    RecordChecker,
+    RecordCheckReport,
+    check_records,
+    check_settlement_day,
+)
 from recon_svc.record_sources import GrpcRecordSources
 from recon_svc.settlement import nightly
 from recon_svc.settlement import tables as t
 from recon_svc.settlement.classify import Rules
 from recon_svc.settlement.grpc import SettlementDeps
 from recon_svc.settlement.records import GrpcPaymentRecords, GrpcSettlementBooker
+from recon_svc.settlement.run import RunReport
+from svckit.errors import Unavailable
 from svckit.gen.common.v1 import money_pb2
 from svckit.gen.ledger.v1 import ledger_service_pb2 as lpb
 from svckit.gen.ledger.v1 import ledger_service_pb2_grpc as lpb_grpc
@@ -360,3 +371,41 @@ async def test_a_broken_day_keeps_the_first_mismatches_and_counts_them_all(servi
             sa.select(sa.func.count()).select_from(t.mismatches).where(t.mismatches.c.run_id == f"rcn_{tag}")
         )
     assert stored == KEPT + 5
+
+
+class _Unreachable(_Sources):
+    async def ledger_items(self, window):
+        raise Unavailable("UPSTREAM_UNAVAILABLE", "the ledger did not answer")
+        yield
+
+
+async def test_internal_checks_that_fail_leave_the_days_settlement_run_standing(services):
+    tag = uuid.uuid4().hex[:8]
+    run = RunReport(run_id=f"rr_test_{tag}", state="SUCCEEDED", mismatches_by_code={"UNMATCHED_ROW": 1})
+    engine = services["recon"].engine
+    async with engine.begin() as conn:
+        await conn.execute(
+            t.runs.insert().values(
+                run_id=run.run_id,
+                state="SUCCEEDED",
+                kind="SETTLEMENT_FILE",
+                report=run.as_dict(),
+                finished_at=sa.func.now(),
+            )
+        )
+    failed_before = REGISTRY.get_sample_value("recon_internal_checks_failed_total") or 0
+
+    checks = await check_settlement_day(engine, RecordChecker(engine, _Unreachable()), run, _WINDOW)
+
+    assert checks is None
+    assert run.mismatches_by_code == {"UNMATCHED_ROW": 1}
+    async with engine.connect() as conn:
+        stored = (
+            await conn.execute(
+                sa.select(t.runs.c.state, t.runs.c.report).where(t.runs.c.run_id == run.run_id)
+            )
+        ).one()
+    assert stored.state == "SUCCEEDED"
+    assert stored.report["internal_checks"] == {"error": "UPSTREAM_UNAVAILABLE"}
+    assert stored.report["mismatches_by_code"] == {"UNMATCHED_ROW": 1}
+    assert REGISTRY.get_sample_value("recon_internal_checks_failed_total") == failed_before + 1
