@@ -13,7 +13,7 @@ from recon_svc.books import GrpcLedgerReader, GrpcWalletReader
 from recon_svc.config import ReconSettings
 from recon_svc.record_checks import RecordChecker
 from recon_svc.record_sources import GrpcRecordSources
-from recon_svc.service import ReconService
+from recon_svc.service import ReconService, compare_wallets_with_ledger
 from recon_svc.servicer import ReconServicer
 from recon_svc.settlement.cli import rules_from
 from recon_svc.settlement.grpc import SettlementDeps
@@ -38,6 +38,12 @@ def build(settings: ReconSettings, engine: AsyncEngine, idempotency: Idempotency
     wallet_channel = security.aio_channel(settings.wallet_addr)
     ledger_channel = security.aio_channel(settings.ledger_addr)
     payment_channel = security.aio_channel(settings.payment_addr)
+    wallets = GrpcWalletReader(
+        wallet_service_pb2_grpc.WalletServiceStub(wallet_channel), settings.upstream_deadline_seconds
+    )
+    ledger = GrpcLedgerReader(
+        ledger_service_pb2_grpc.LedgerServiceStub(ledger_channel), settings.upstream_deadline_seconds
+    )
     record_checks = RecordChecker(
         engine,
         GrpcRecordSources(
@@ -47,16 +53,10 @@ def build(settings: ReconSettings, engine: AsyncEngine, idempotency: Idempotency
             wallet_service_pb2_grpc.WalletServiceStub(wallet_channel),
             settings.upstream_deadline_seconds,
         ),
+        # A day's run also compares every wallet with its ledger account.
+        totals=lambda: compare_wallets_with_ledger(wallets, ledger),
     )
-    service = ReconService(
-        GrpcWalletReader(
-            wallet_service_pb2_grpc.WalletServiceStub(wallet_channel), settings.upstream_deadline_seconds
-        ),
-        GrpcLedgerReader(
-            ledger_service_pb2_grpc.LedgerServiceStub(ledger_channel), settings.upstream_deadline_seconds
-        ),
-        record_checks,
-    )
+    service = ReconService(wallets, ledger, record_checks)
     servicer = ReconServicer(service, ReconUnitOfWork(engine))
 
     records = GrpcPaymentRecords(

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import sqlalchemy as sa
 from prometheus_client import Counter
@@ -29,6 +29,9 @@ from recon_svc.settlement import tables as t
 from recon_svc.settlement.classify import CLASSIFICATION, Code, Difference, Mismatch
 from svckit.errors import DomainError
 from svckit.logging import get_logger
+
+if TYPE_CHECKING:  # recon_svc.service imports this module
+    from recon_svc.service import WalletLedgerReport
 
 log = get_logger(__name__)
 
@@ -373,14 +376,33 @@ async def check_records(
 
 
 class RecordChecker:
-    """The per-record checks with their recon database and sources (built by the composition root)."""
+    """The per-record checks with their recon database and sources (built by the composition root), and the
+    wallets-against-ledger comparison a day's run adds (``totals``; None: not run)."""
 
-    def __init__(self, engine: AsyncEngine, sources: RecordSources) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        sources: RecordSources,
+        totals: Callable[[], Awaitable[WalletLedgerReport]] | None = None,
+    ) -> None:
         self._engine = engine
         self._sources = sources
+        self.totals = totals
 
     async def check(self, window: tuple[dt.datetime, dt.datetime], run_id: str) -> RecordCheckReport:
         return await check_records(self._engine, self._sources, window, run_id)
+
+
+def _totals_mismatch(m: Any) -> Mismatch:
+    """A wallet-against-ledger difference (recon_svc.service.Mismatch) for the queue: ours is the wallet, theirs
+    the ledger's payable account, the amount what the wallet holds beyond the ledger."""
+    return _mismatch(
+        Code.WALLET_LEDGER_DIFFERS,
+        f"seller:{m.seller_id}/{m.currency}",
+        m.currency,
+        m.wallet_minor - m.ledger_minor,
+        [Difference(f"balance_minor ({m.kind.value.lower()})", str(m.wallet_minor), str(m.ledger_minor))],
+    )
 
 
 class _SettlementReport(Protocol):
@@ -408,6 +430,12 @@ async def check_settlement_day(
     checks: RecordCheckReport | None
     try:
         checks = await checker.check(window, report.run_id)
+        totals = await checker.totals() if checker.totals is not None else None
+        if totals is not None:
+            async with engine.connect() as conn:
+                checks.add(
+                    await _store(conn, report.run_id, [_totals_mismatch(m) for m in totals.mismatches])
+                )
     except Exception as exc:  # the settlement run stands whatever stopped the checks
         reason = exc.reason if isinstance(exc, DomainError) else type(exc).__name__
         FAILED.inc()
@@ -424,6 +452,11 @@ async def check_settlement_day(
             "book_items_checked": checks.book_items_checked,
             "mismatches": checks.mismatch_count,
         }
+        if totals is not None:
+            summary |= {
+                "wallets_checked": totals.wallets_checked,
+                "accounts_checked": totals.accounts_checked,
+            }
     stored = report.as_dict() | {"internal_checks": summary}
     async with engine.begin() as conn:
         await conn.execute(t.runs.update().where(t.runs.c.run_id == report.run_id).values(report=stored))

@@ -59,6 +59,8 @@ class Code(enum.StrEnum):
     LEDGER_TRANSACTION_UNEXPECTED = "LEDGER_TRANSACTION_UNEXPECTED"
     """A ledger transaction names an order, refund or pay-out that is no success, refund or pay-out of ours,
     or an order or refund has more than its one transaction."""
+    WALLET_LEDGER_DIFFERS = "WALLET_LEDGER_DIFFERS"
+    """A seller's wallet (available + reserved) is not its ledger payable account (or one of the two is missing)."""
     WALLET_MOVEMENT_UNEXPECTED = "WALLET_MOVEMENT_UNEXPECTED"
     """A wallet movement names an order, refund or pay-out that is no success, refund or pay-out of ours, or an
     order or refund has more than its one movement."""
@@ -87,6 +89,7 @@ CLASSIFICATION: Mapping[Code, Classification] = {
     Code.WALLET_MOVEMENT_MISSING: Classification.MANUAL,
     Code.LEDGER_TRANSACTION_UNEXPECTED: Classification.MANUAL,
     Code.WALLET_MOVEMENT_UNEXPECTED: Classification.MANUAL,
+    Code.WALLET_LEDGER_DIFFERS: Classification.MANUAL,
 }
 
 # Categories that are activity on our platform account and match a record of the payment service; the rest

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from prometheus_client import REGISTRY
 
 from ledger_svc import naming
+from recon_svc.books import GrpcLedgerReader, GrpcWalletReader
 from recon_svc.config import ReconSettings
 from recon_svc.record_checks import (
     KEPT,
@@ -29,6 +30,7 @@ from recon_svc.record_checks import (
     check_settlement_day,
 )
 from recon_svc.record_sources import GrpcRecordSources
+from recon_svc.service import compare_wallets_with_ledger
 from recon_svc.settlement import nightly
 from recon_svc.settlement import tables as t
 from recon_svc.settlement.classify import Rules
@@ -74,6 +76,11 @@ async def checker(infra, services) -> AsyncIterator[dict[str, Any]]:
         "payments": pb_grpc.PaymentServiceStub(gateway),
         "engine": services["recon"].engine,
         "services": services,
+        "sources": sources,
+        "totals": (
+            GrpcWalletReader(wpb_grpc.WalletServiceStub(wallet), 10),
+            GrpcLedgerReader(lpb_grpc.LedgerServiceStub(ledger), 10),
+        ),
     }
     for chan in (pay, ledger, wallet, gateway):
         await chan.close()
@@ -274,7 +281,8 @@ async def test_a_days_settlement_run_ends_with_the_internal_checks_of_that_day(
     channels, operator_channels, checker, monkeypatch
 ):
     # The PSP's file of the day (one row of a charge we never made), and a ledger transaction of that day
-    # naming an order we never had: the run reports both, under its one run id.
+    # naming an order we never had (which also leaves its seller's payable without a wallet): the run reports
+    # all three, under its one run id.
     ghost = f"po_ghost_day_{uuid.uuid4().hex[:8]}"
     await _post_pay_in(channels, ghost, f"s-ghost-{ghost}", 600)
     monkeypatch.setattr(nightly, "fetch_report", lambda *args, **kwargs: io.BytesIO(_strangers(1)))
@@ -282,7 +290,8 @@ async def test_a_days_settlement_run_ends_with_the_internal_checks_of_that_day(
     recon = services["recon"]
     deps = SettlementDeps(
         recon.engine, cast(IdempotencyStore, None), checker["records"], checker["booker"],
-        Rules(fee_tolerance_minor=0), cast(ReconSettings, recon.settings), checker["checker"],
+        Rules(fee_tolerance_minor=0), cast(ReconSettings, recon.settings),
+        RecordChecker(recon.engine, checker["sources"], totals=lambda: compare_wallets_with_ledger(*checker["totals"])),
     )  # fmt: skip
 
     report = await nightly.reconcile_day(deps, _now().date())
@@ -296,8 +305,17 @@ async def test_a_days_settlement_run_ends_with_the_internal_checks_of_that_day(
     assert f"order:{ghost}" in {m.our_reference for m in listed.mismatches}
     async with recon.engine.connect() as conn:
         stored = await conn.scalar(sa.select(t.runs.c.report).where(t.runs.c.run_id == report.run_id))
-    assert stored["internal_checks"]["mismatches"] >= 1
+    assert stored["internal_checks"]["mismatches"] >= 2
+    assert stored["internal_checks"]["wallets_checked"] >= 1
     assert stored["mismatches_by_code"]["LEDGER_TRANSACTION_UNEXPECTED"] >= 1
+    totals = await rpb_grpc.ReconServiceStub(operator_channels["recon"]).ListMismatches(
+        rpb.ListMismatchesRequest(run_id=report.run_id, code="WALLET_LEDGER_DIFFERS", page_size=500)
+    )
+    [payable] = [m for m in totals.mismatches if m.our_reference == f"seller:s-ghost-{ghost}/USD"]
+    assert (payable.classification, payable.amount_minor) == ("manual", -600)
+    assert [(d.field, d.ours, d.theirs) for d in payable.differences] == [
+        ("balance_minor (wallet_missing)", "0", "600")
+    ]
 
 
 class _Sources:
