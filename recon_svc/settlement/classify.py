@@ -396,7 +396,8 @@ def classify_dispute(row: SettlementRow, orders: Sequence[OurOrder] | None) -> R
     """A ``dispute`` row (the PSP takes the charge back, negative gross, plus its dispute fee) or a
     ``dispute_reversal`` (a won dispute gives it back) against the checkout of the disputed charge.
 
-    The payment service keeps no dispute records, so the movement is booked here, against
+    The payment service records disputes (GetCheckout's ``disputes``) but books no money for them, so the
+    movement is booked here, against
     ``expense:dispute_losses``: Dr losses / Dr fees / Cr bank (mirrored by a reversal). A dispute on a charge we
     have no record of is DISPUTE_NOT_RECORDED and not booked; one for more than the checkout is AMOUNT_DIFFERS.
     """
