@@ -4,9 +4,15 @@ history and an event on the backbone; a redelivered event changes nothing, and a
 
 from __future__ import annotations
 
+import copy
+import uuid
+
+import grpc
+import pytest
 import sqlalchemy as sa
 
 from svckit.gen.payments.v1 import payment_service_pb2 as pb
+from svckit.grpc_errors import error_info
 from tests.payments.test_pay_in import _ids, _md, _request
 
 
@@ -111,3 +117,23 @@ async def test_a_late_event_never_reopens_a_closed_dispute(pay):
     [recorded] = (await _checkout(pay, checkout)).disputes
     assert recorded.status == "won"
     assert [s for _, s in await _outbox(pay, checkout)] == ["won"]
+
+
+async def test_a_dispute_event_without_an_amount_or_currency_is_refused_and_changes_nothing(pay):
+    checkout, orders = _ids(1)
+    await pay.stub.CreatePayment(
+        _request(checkout, orders, amounts=(2000,), payment_method="pm_card_createDispute"), metadata=_md()
+    )
+    [created] = _dispute_events(pay)
+    broken = copy.deepcopy(created)
+    broken["id"] = f"evt_broken_{uuid.uuid4().hex[:8]}"
+    del broken["data"]["object"]["currency"]
+
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await pay.deliver([broken])
+
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_info(refused.value).reason == "INVALID_PAYLOAD"
+    assert not (await _checkout(pay, checkout)).disputes
+    assert await _outbox(pay, checkout) == []
+    assert not [t for t in await _history(pay, orders[0]) if "dispute" in t.cause]
