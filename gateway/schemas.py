@@ -191,6 +191,19 @@ class PaymentOrderOut(BaseModel):
     line_items: list[LineItemOut] = Field(default_factory=list)
 
 
+class DisputeOut(BaseModel):
+    dispute_id: str
+    amount: str = Field(examples=["45.00"])
+    currency: str
+    status: str = Field(
+        examples=["needs_response"], description="The PSP's; won, lost and warning_closed are final."
+    )
+    reason: str = Field(examples=["fraudulent"])
+    evidence_due_by: str | None
+    created_at: str | None
+    updated_at: str | None
+
+
 class PaymentEventOut(BaseModel):
     checkout_id: str
     buyer_info: BuyerInfoOut
@@ -203,6 +216,10 @@ class PaymentEventOut(BaseModel):
     )
     created_at: str | None
     payment_orders: list[PaymentOrderOut]
+    disputes: list[DisputeOut] = Field(
+        default_factory=list,
+        description="Chargebacks of the checkout's charge, as the PSP last reported them.",
+    )
 
 
 class TransitionOut(BaseModel):
@@ -401,6 +418,19 @@ def event_out(e: pb.PaymentEvent, status_page_url: str | None = None) -> Payment
         hosted_page_url=_opt(e.hosted_page_url),
         created_at=timestamp(e.create_time),
         payment_orders=[order_out(o) for o in e.payment_orders],
+        disputes=[
+            DisputeOut(
+                dispute_id=d.dispute_id,
+                amount=format_amount(d.amount_minor, d.currency),
+                currency=d.currency,
+                status=d.status,
+                reason=d.reason,
+                evidence_due_by=timestamp(d.evidence_due_time) if d.HasField("evidence_due_time") else None,
+                created_at=timestamp(d.create_time),
+                updated_at=timestamp(d.update_time),
+            )
+            for d in e.disputes
+        ],
     )
 
 

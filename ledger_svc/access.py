@@ -23,8 +23,9 @@ ACCESS = allow(
         "PostTransactions": ("payment", "recon"),
         "ReverseTransaction": ("payment",),
         "GetTransaction": READERS,
-        # An order's or refund's transactions, for the console's order page (no service needs them).
-        "ListTransactions": ("gateway", "operator"),
+        # An order's or refund's transactions, for the console's order page; recon reads a day's transactions
+        # (a post-time window) and a record's for its per-record checks (reads only).
+        "ListTransactions": ("gateway", "recon", "operator"),
         "GetBalance": READERS,
         "ListEntries": READERS,
         "VerifyLedger": READERS,

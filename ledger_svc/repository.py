@@ -233,6 +233,30 @@ async def transactions_by_ref(
     return (await conn.execute(stmt)).all()
 
 
+async def transactions_posted(
+    conn: AsyncConnection,
+    window: tuple[datetime, datetime],
+    external_ref: str,
+    after: tuple[datetime, int] | None,
+    limit: int,
+) -> Sequence[sa.Row]:
+    """Transactions posted in [start, end), oldest first by (posted_at, id), after the keyset ``after``
+    (index ``ix_transactions_posted_at_id``); only those of ``external_ref`` when given."""
+    t = transactions
+    stmt = (
+        sa.select(t, transaction_chain.c.seq, transaction_chain.c.prev_hash, transaction_chain.c.hash)
+        .select_from(t.outerjoin(transaction_chain))
+        .where(t.c.posted_at >= window[0], t.c.posted_at < window[1])
+        .order_by(t.c.posted_at, t.c.id)
+        .limit(limit)
+    )
+    if external_ref:
+        stmt = stmt.where(t.c.external_ref == external_ref)
+    if after is not None:
+        stmt = stmt.where(sa.tuple_(t.c.posted_at, t.c.id) > sa.tuple_(*after))
+    return (await conn.execute(stmt)).all()
+
+
 async def entries_of(conn: AsyncConnection, tx_ids: Sequence[int]) -> Sequence[sa.Row]:
     """The entries of several transactions (one statement), by transaction then position."""
     stmt = (

@@ -53,6 +53,7 @@ from svckit.errors import (
     NotFound,
     Unprocessable,
 )
+from svckit.protobuf import window_position
 from svckit.reasons import Reason
 
 __all__ = ["LedgerService"]
@@ -61,6 +62,8 @@ MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
 # Transactions carry their entries, so their pages are smaller.
 MAX_TRANSACTIONS_PAGE = 100
+MAX_WINDOW_PAGE = 1000
+"""A window listing is read whole by reconciliation: larger pages, fewer calls."""
 DEFAULT_TRANSACTIONS_PAGE = 20
 
 
@@ -284,9 +287,17 @@ class LedgerService:
         )
 
     async def list_transactions(
-        self, uow: LedgerUnitOfWork, external_ref: str, page_size: int, page_token: str
+        self,
+        uow: LedgerUnitOfWork,
+        external_ref: str,
+        page_size: int,
+        page_token: str,
+        window: tuple[datetime, datetime] | None = None,
     ) -> tuple[list[Transaction], str]:
-        """The transactions of one business event, oldest first, with their entries."""
+        """The transactions of one business event, oldest first, with their entries; with a ``window``,
+        those posted in it (of ``external_ref`` when given)."""
+        if window is not None:
+            return await self._transactions_posted(uow, external_ref, page_size, page_token, window)
         if not external_ref:
             raise InvalidArgument("MISSING_FIELD", "external_ref is required", field="external_ref")
         external_ref = checked_text(external_ref, MAX_EXTERNAL_REF, "external_ref")
@@ -304,6 +315,33 @@ class LedgerService:
             by_tx[e.transaction_id].append(e)
         found = [self._stored(r, by_tx[r.id]) for r in rows]
         return found, pagination.encode_token(listing, found[-1].id) if more else ""
+
+    async def _transactions_posted(
+        self,
+        uow: LedgerUnitOfWork,
+        external_ref: str,
+        page_size: int,
+        page_token: str,
+        window: tuple[datetime, datetime],
+    ) -> tuple[list[Transaction], str]:
+        if external_ref:
+            external_ref = checked_text(external_ref, MAX_EXTERNAL_REF, "external_ref")
+        size = pagination.page_size(page_size, default=DEFAULT_TRANSACTIONS_PAGE, maximum=MAX_WINDOW_PAGE)
+        listing = ["posted", external_ref, window[0].isoformat(), window[1].isoformat()]
+        after = window_position(pagination.decode_token(page_token, listing, list), int)
+        async with uow.read() as conn:
+            rows = await repository.transactions_posted(conn, window, external_ref, after, size + 1)
+            more, rows = len(rows) > size, rows[:size]
+            entry_rows = await repository.entries_of(conn, [r.id for r in rows]) if rows else []
+        by_tx: dict[int, list[Any]] = defaultdict(list)
+        for e in entry_rows:
+            by_tx[e.transaction_id].append(e)
+        found = [self._stored(r, by_tx[r.id]) for r in rows]
+        last = rows[-1] if rows else None
+        token = (
+            pagination.encode_token(listing, [last.posted_at.isoformat(), last.id]) if more and last else ""
+        )
+        return found, token
 
     # --- balances and entries ---------------------------------------------------------------
 

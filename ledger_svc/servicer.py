@@ -21,6 +21,7 @@ from svckit.gen.ledger.v1 import ledger_service_pb2 as pb
 from svckit.gen.ledger.v1 import ledger_service_pb2_grpc as pb_grpc
 from svckit.idempotency import validate_key
 from svckit.metrics import IDEMPOTENCY_CONFLICTS, IDEMPOTENT_REPLAYS
+from svckit.protobuf import time_window
 
 MAX_BATCH_ITEMS = 1000
 
@@ -162,8 +163,9 @@ class LedgerServicer(pb_grpc.LedgerServiceServicer):
         return pb.GetTransactionResponse(transaction=wire.transaction_to_pb(tx))
 
     async def ListTransactions(self, request: pb.ListTransactionsRequest, context: grpc.aio.ServicerContext):
+        window = time_window(request, "post_time_from", "post_time_before")
         found, token = await self._service.list_transactions(
-            self._uow, request.external_ref, request.page_size, request.page_token
+            self._uow, request.external_ref, request.page_size, request.page_token, window
         )
         return pb.ListTransactionsResponse(
             transactions=[wire.transaction_to_pb(t) for t in found], next_page_token=token

@@ -154,3 +154,21 @@ refunds = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )
+
+disputes = sa.Table(
+    "disputes",
+    metadata,
+    sa.Column("dispute_id", sa.Text, primary_key=True, comment="The PSP's dispute id (dp_...)"),
+    sa.Column(
+        "checkout_id", sa.Text, sa.ForeignKey("payment_events.checkout_id"), nullable=False, index=True
+    ),
+    sa.Column("payment_intent_id", sa.Text, nullable=False),
+    sa.Column("amount_minor", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.CHAR(3), nullable=False),
+    sa.Column("status", sa.Text, nullable=False, comment="The PSP's; won, lost and warning_closed are final"),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("evidence_due_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("last_event_id", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)

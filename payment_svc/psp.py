@@ -176,6 +176,13 @@ def stripe_amount(amount_minor: int, currency: str) -> int:
     return amount_minor * _STRIPE_SCALE.get(currency.upper(), 1)
 
 
+def iso_amount(stripe_units: int, currency: str) -> int | None:
+    """Stripe's integer amount of ``currency`` as our ISO minor units; None when it is not a whole number
+    of them (an amount only the PSP knows, such as a dispute's)."""
+    scale = _STRIPE_SCALE.get(currency.upper(), 1)
+    return stripe_units // scale if stripe_units % scale == 0 else None
+
+
 # Stripe's metadata limits: 50 keys, values of at most 500 characters.
 METADATA_VALUE_MAX_CHARS = 500
 

@@ -3,7 +3,8 @@ declined call's PaymentIntent, and webhook event payloads) and turns them into t
 
 No use case indexes a Stripe dict: each reads the views below. A field of the wrong JSON type reads as
 absent, as the dict code that preceded this module treated it. No amount is read back from the PSP's
-objects (see ``psp.stripe_amount``), so the views carry none.
+objects (see ``psp.stripe_amount``), so the views carry none, but a dispute's: only the PSP knows
+it (``psp.iso_amount`` converts it back).
 """
 
 from __future__ import annotations
@@ -13,7 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from payment_svc.psp_events import CHECKOUT_OUTCOME_EVENTS, OUTCOME_EVENTS, PAYOUT_EVENTS, REFUND_EVENTS
+from payment_svc.psp_events import (
+    CHECKOUT_OUTCOME_EVENTS,
+    DISPUTE_EVENTS,
+    OUTCOME_EVENTS,
+    PAYOUT_EVENTS,
+    REFUND_EVENTS,
+)
 
 
 def _str(value: Any) -> str | None:
@@ -95,7 +102,19 @@ class PayoutView:
     failure_message: str | None
 
 
-PspObject = PaymentIntentView | CheckoutSessionView | RefundView | PayoutView
+@dataclass(frozen=True)
+class DisputeView:
+    id: str | None
+    payment_intent_id: str | None
+    amount_minor: int | None
+    """The disputed amount as the PSP states it (a dispute may cover part of a charge)."""
+    currency: str | None  # upper-case ISO 4217
+    status: str | None
+    reason: str | None
+    evidence_due_by: int | None  # Unix seconds
+
+
+PspObject = PaymentIntentView | CheckoutSessionView | RefundView | PayoutView | DisputeView
 
 
 @dataclass(frozen=True)
@@ -122,6 +141,22 @@ def payment_intent(obj: Any) -> PaymentIntentView:
         last_error_message=_str(error.get("message")),
         cancellation_reason=_str(pi.get("cancellation_reason")),
         next_action_url=_str(_dict(action.get("redirect_to_url")).get("url")) or _str(action.get("url")),
+    )
+
+
+def dispute(obj: Any) -> DisputeView:
+    dp = _dict(obj)
+    amount = dp.get("amount")
+    due = _dict(dp.get("evidence_details")).get("due_by")
+    currency = _str(dp.get("currency"))
+    return DisputeView(
+        id=_str(dp.get("id")),
+        payment_intent_id=_id_of(dp.get("payment_intent")),
+        amount_minor=amount if isinstance(amount, int) and not isinstance(amount, bool) else None,
+        currency=currency.upper() if currency else None,
+        status=_str(dp.get("status")),
+        reason=_str(dp.get("reason")),
+        evidence_due_by=due if isinstance(due, int) and not isinstance(due, bool) else None,
     )
 
 
@@ -191,5 +226,7 @@ def event(event_type: str, payload: bytes) -> PspEvent:
         view = refund(obj)
     elif kind in PAYOUT_EVENTS:
         view = payout(obj, body.get("account"))
+    elif kind in DISPUTE_EVENTS:
+        view = dispute(obj)
     event_id = body.get("id", "")
     return PspEvent(event_id if isinstance(event_id, str) else "", kind, view)

@@ -17,13 +17,21 @@ from typing import Any
 import psycopg
 import sqlalchemy as sa
 from psycopg.rows import namedtuple_row
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payment_svc import statements as sql
 from payment_svc.domain import UNCERTAIN
-from payment_svc.models import order_transitions, payment_events, payment_orders, refunds
-from payment_svc.rows import CheckoutRow, DueOrder, OrderRow, RefundRow, SettlementState, TransitionRow
+from payment_svc.models import disputes, order_transitions, payment_events, payment_orders, refunds
+from payment_svc.rows import (
+    CheckoutRow,
+    DisputeRow,
+    DueOrder,
+    OrderRow,
+    RefundRow,
+    SettlementState,
+    TransitionRow,
+)
 from svckit.db import driver_connection, one_row
 from svckit.events import outbox
 
@@ -277,6 +285,33 @@ class PaymentRepository:
             )
         )
 
+    # -- disputes ----------------------------------------------------------------------------
+
+    async def get_dispute(self, dispute_id: str, for_update: bool = False) -> DisputeRow | None:
+        stmt = sa.select(disputes).where(disputes.c.dispute_id == dispute_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        row = (await self.conn.execute(stmt)).first()
+        return DisputeRow.of(row) if row is not None else None
+
+    async def save_dispute(self, values: dict[str, Any]) -> None:
+        """Insert the dispute, or replace what its latest event says (the caller decides it may)."""
+        stmt = insert(disputes).values(**values)
+        changed = {k: stmt.excluded[k] for k in values if k not in ("dispute_id", "checkout_id")}
+        await self.conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[disputes.c.dispute_id], set_={**changed, "updated_at": sa.func.now()}
+            )
+        )
+
+    async def disputes_of_checkout(self, checkout_id: str) -> list[DisputeRow]:
+        stmt = (
+            sa.select(disputes)
+            .where(disputes.c.checkout_id == checkout_id)
+            .order_by(disputes.c.created_at, disputes.c.dispute_id)
+        )
+        return [DisputeRow.of(r) for r in await self.conn.execute(stmt)]
+
     async def history(self, payment_order_id: str) -> list[TransitionRow]:
         stmt = (
             sa.select(order_transitions)
@@ -365,6 +400,30 @@ class PaymentRepository:
             stmt = stmt.where(sa.tuple_(refunds.c.created_at, refunds.c.refund_id) < sa.tuple_(*after))
         stmt = stmt.order_by(refunds.c.created_at.desc(), refunds.c.refund_id.desc()).limit(limit)
         return [RefundRow.of(r) for r in await self.conn.execute(stmt)]
+
+    async def refunds_matching(
+        self,
+        *,
+        window: tuple[datetime, datetime] | None,
+        states: Sequence[str],
+        refund_id: str,
+        after: tuple[datetime, str] | None,
+        limit: int,
+    ) -> list[RefundRow]:
+        """Every order's refunds created in ``window`` (and of ``states``, or the one ``refund_id``), newest
+        first like an order's, after ``after`` (index ``ix_refunds_created_at_refund_id``)."""
+        r = refunds
+        stmt = sa.select(r)
+        if window is not None:
+            stmt = stmt.where(r.c.created_at >= window[0], r.c.created_at < window[1])
+        if states:
+            stmt = stmt.where(r.c.state.in_(list(states)))
+        if refund_id:
+            stmt = stmt.where(r.c.refund_id == refund_id)
+        if after is not None:
+            stmt = stmt.where(sa.tuple_(r.c.created_at, r.c.refund_id) < sa.tuple_(*after))
+        stmt = stmt.order_by(r.c.created_at.desc(), r.c.refund_id.desc()).limit(limit)
+        return [RefundRow.of(row) for row in await self.conn.execute(stmt)]
 
     async def claim_due_uncertain_orders(self, limit: int, lease_seconds: float) -> list[DueOrder]:
         """Uncertain orders whose next check is due, each moved ``lease_seconds`` ahead as it is claimed,

@@ -104,6 +104,26 @@ class RefundRow(NamedTuple):
         return _record(cls, row)
 
 
+class DisputeRow(NamedTuple):
+    """A dispute of a checkout's charge, as the PSP's events last reported it (table ``disputes``)."""
+
+    dispute_id: str
+    checkout_id: str
+    payment_intent_id: str
+    amount_minor: int
+    currency: str
+    status: str
+    reason: str
+    evidence_due_at: datetime | None
+    last_event_id: str
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row: Any) -> DisputeRow:
+        return _record(cls, row)
+
+
 class TransitionRow(NamedTuple):
     """One line of an order's history (table ``order_transitions``)."""
 

@@ -94,10 +94,20 @@ class PaymentService:
             return await queries.order_stats(uow, window_minutes, bucket_minutes, datetime.now(UTC))
 
     async def list_refunds(
-        self, payment_order_id: str, page_size: int, page_token: str
+        self,
+        payment_order_id: str,
+        page_size: int,
+        page_token: str,
+        window: tuple[datetime, datetime] | None = None,
+        states: Sequence[str] = (),
+        refund_id: str = "",
     ) -> tuple[list[RefundRow], str]:
         async with self._uows.reader() as uow:
-            return await queries.list_refunds(uow, payment_order_id, page_size, page_token)
+            if window is None and not states and not refund_id:
+                return await queries.list_refunds(uow, payment_order_id, page_size, page_token)
+            return await queries.list_all_refunds(
+                uow, payment_order_id, window, states, refund_id, page_size, page_token
+            )
 
     # -- use cases
     async def create_payment(

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payment_svc.domain import OrderState
 from payment_svc.psp_events import handles_event_type
-from payment_svc.rows import OrderRow, RefundRow
+from payment_svc.rows import DisputeRow, OrderRow, RefundRow
 from payment_svc.service import PaymentService
 from payment_svc.usecases.commands import (
     Buyer,
@@ -28,7 +28,7 @@ from svckit.errors import InvalidArgument
 from svckit.gen.payments.v1 import payment_service_pb2 as pb
 from svckit.gen.payments.v1 import payment_service_pb2_grpc as pb_grpc
 from svckit.idempotency import IdempotencyStore
-from svckit.protobuf import timestamp
+from svckit.protobuf import time_window, timestamp
 
 # The stubs type Value() as a plain int; each number is one of the enum's.
 STATE_TO_PB = {
@@ -41,6 +41,7 @@ REFUND_STATE_TO_PB = {
     "FAILED": pb.REFUND_STATE_FAILED,
 }
 PB_TO_STATE = {number: state for state, number in STATE_TO_PB.items()}
+PB_TO_REFUND_STATE = {number: state for state, number in REFUND_STATE_TO_PB.items()}
 R = TypeVar("R", bound=Message)
 
 
@@ -85,7 +86,24 @@ def checkout_to_pb(view: CheckoutView) -> pb.PaymentEvent:
         cancel_url=event.cancel_url or "",
         risk_verdict=event.risk_verdict,
         risk_rule=event.risk_rule,
+        disputes=[dispute_to_pb(d) for d in view.disputes],
     )
+
+
+def dispute_to_pb(row: DisputeRow) -> pb.Dispute:
+    msg = pb.Dispute(
+        dispute_id=row.dispute_id,
+        payment_intent_id=row.payment_intent_id,
+        amount_minor=row.amount_minor,
+        currency=row.currency,
+        status=row.status,
+        reason=row.reason,
+        create_time=timestamp(row.created_at),
+        update_time=timestamp(row.updated_at),
+    )
+    if row.evidence_due_at is not None:
+        msg.evidence_due_time.CopyFrom(timestamp(row.evidence_due_at))
+    return msg
 
 
 def refund_to_pb(row: RefundRow) -> pb.Refund:
@@ -256,8 +274,20 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
         )
 
     async def ListRefunds(self, request: pb.ListRefundsRequest, context: grpc.aio.ServicerContext):
+        states = []
+        for number in request.states:
+            if number not in PB_TO_REFUND_STATE:
+                raise InvalidArgument(
+                    "INVALID_FILTER", f"states: {number} is not a refund state", field="states"
+                )
+            states.append(PB_TO_REFUND_STATE[number])
         rows, token = await self._service.list_refunds(
-            request.payment_order_id, request.page_size, request.page_token
+            request.payment_order_id,
+            request.page_size,
+            request.page_token,
+            time_window(request, "create_time_from", "create_time_before"),
+            states,
+            request.refund_id,
         )
         return pb.ListRefundsResponse(refunds=[refund_to_pb(r) for r in rows], next_page_token=token)
 

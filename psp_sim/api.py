@@ -224,6 +224,20 @@ def _getter(kind: str, noun: str, connect: bool = False) -> Handler:
     return get
 
 
+def dispute_update(ctx: Context, req: Request, dp_id: str) -> dict[str, Any]:
+    _no_connect(req)
+    P.check_known(req.body, domain.DISPUTE_UPDATE_PARAMS)
+    dp = ctx.sim.get("dispute", dp_id, "dispute")
+    return _expand(ctx.sim, domain.update_dispute(ctx.sim, dp, req.body), req)
+
+
+def dispute_close(ctx: Context, req: Request, dp_id: str) -> dict[str, Any]:
+    _no_connect(req)
+    P.check_known(req.body, frozenset({"expand"}))
+    dp = ctx.sim.get("dispute", dp_id, "dispute")
+    return _expand(ctx.sim, domain.close_dispute(ctx.sim, dp), req)
+
+
 def cs_create(ctx: Context, req: Request) -> dict[str, Any]:
     _no_connect(req)
     P.check_known(req.body, domain.CS_CREATE_PARAMS)
@@ -660,6 +674,8 @@ ROUTES: list[tuple[str, str, Handler, str]] = [
     ("GET", "/v1/refunds", refund_list, "api"),
     ("GET", f"/v1/refunds/{ID}", _getter("refund", "refund"), "api"),
     ("GET", f"/v1/disputes/{ID}", _getter("dispute", "dispute"), "api"),
+    ("POST", f"/v1/disputes/{ID}", dispute_update, "api"),
+    ("POST", f"/v1/disputes/{ID}/close", dispute_close, "api"),
     ("POST", "/v1/accounts", account_create, "api"),
     ("GET", f"/v1/accounts/{ID}", account_get, "api"),
     ("POST", "/v1/transfers", transfer_create, "api"),

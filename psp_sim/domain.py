@@ -596,6 +596,64 @@ def _open_dispute(sim: Simulator, ch: dict[str, Any], reason: str) -> None:
     sim.emit("charge.dispute.funds_withdrawn", dp)
 
 
+DISPUTE_UPDATE_PARAMS = frozenset({"evidence", "metadata", "submit", "expand"})
+DISPUTE_CLOSED = frozenset({"won", "lost", "warning_closed"})
+WINNING_EVIDENCE = "winning_evidence"
+"""Stripe's test-mode magic: evidence whose ``uncategorized_text`` says so wins the dispute (anything else is
+reviewed until someone closes it)."""
+
+
+def _open_or_refuse(dp: dict[str, Any]) -> None:
+    if dp["status"] in DISPUTE_CLOSED:
+        raise invalid(f"This dispute is already closed ({dp['status']}).", code="dispute_already_closed")
+
+
+def update_dispute(sim: Simulator, dp: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+    """Evidence for a dispute (``charge.dispute.updated``); submitted (the default), it goes under review, and
+    winning evidence wins it at once (``charge.dispute.closed``, the funds reinstated)."""
+    _open_or_refuse(dp)
+    evidence = body.get("evidence") or {}
+    if not isinstance(evidence, dict):
+        raise invalid("Invalid evidence: must be an object", param="evidence")
+    # New dicts, never changed in place: earlier events' snapshots share the old ones (Simulator.emit).
+    dp["evidence"] = {**dp["evidence"], **{k: v for k, v in evidence.items() if isinstance(v, str)}}
+    dp["metadata"] = {**dp["metadata"], **P.metadata(body)}
+    inquiry = dp["status"].startswith("warning_")
+    if P.string(body, "submit", default="true") != "false":
+        details = dp["evidence_details"]
+        dp["evidence_details"] = {
+            **details,
+            "has_evidence": True,
+            "submission_count": details["submission_count"] + 1,
+        }
+        dp["status"] = "warning_under_review" if inquiry else "under_review"
+    sim.emit("charge.dispute.updated", dp)
+    if dp["status"] == "under_review" and dp["evidence"].get("uncategorized_text") == WINNING_EVIDENCE:
+        dp["status"] = "won"
+        sim.emit("charge.dispute.closed", dp)
+        bt = sim.add_balance_transaction(
+            account=None,
+            amount=dp["amount"],
+            currency=dp["currency"],
+            type_="adjustment",
+            category="dispute_reversal",
+            source=dp["id"],
+            description=f"Chargeback reversal for {dp['charge']}",
+            fee=0,
+        )
+        dp["balance_transactions"] = [*dp["balance_transactions"], bt]
+        sim.emit("charge.dispute.funds_reinstated", dp)
+    return dp
+
+
+def close_dispute(sim: Simulator, dp: dict[str, Any]) -> dict[str, Any]:
+    """The platform accepts the dispute (``charge.dispute.closed``): lost, or an inquiry closed."""
+    _open_or_refuse(dp)
+    dp["status"] = "warning_closed" if dp["status"].startswith("warning_") else "lost"
+    sim.emit("charge.dispute.closed", dp)
+    return dp
+
+
 # ---------------------------------------------------------------- checkout sessions
 
 CS_CREATE_PARAMS = frozenset(

@@ -11,7 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from recon_svc.access import ACCESS
 from recon_svc.books import GrpcLedgerReader, GrpcWalletReader
 from recon_svc.config import ReconSettings
-from recon_svc.service import ReconService
+from recon_svc.record_checks import RecordChecker
+from recon_svc.record_sources import GrpcRecordSources
+from recon_svc.service import ReconService, compare_wallets_with_ledger
 from recon_svc.servicer import ReconServicer
 from recon_svc.settlement.cli import rules_from
 from recon_svc.settlement.grpc import SettlementDeps
@@ -35,17 +37,28 @@ def build(settings: ReconSettings, engine: AsyncEngine, idempotency: Idempotency
     security = security_for(settings)  # recon calls the books as the `recon` identity
     wallet_channel = security.aio_channel(settings.wallet_addr)
     ledger_channel = security.aio_channel(settings.ledger_addr)
-    service = ReconService(
-        GrpcWalletReader(
-            wallet_service_pb2_grpc.WalletServiceStub(wallet_channel), settings.upstream_deadline_seconds
-        ),
-        GrpcLedgerReader(
-            ledger_service_pb2_grpc.LedgerServiceStub(ledger_channel), settings.upstream_deadline_seconds
-        ),
+    payment_channel = security.aio_channel(settings.payment_addr)
+    wallets = GrpcWalletReader(
+        wallet_service_pb2_grpc.WalletServiceStub(wallet_channel), settings.upstream_deadline_seconds
     )
+    ledger = GrpcLedgerReader(
+        ledger_service_pb2_grpc.LedgerServiceStub(ledger_channel), settings.upstream_deadline_seconds
+    )
+    record_checks = RecordChecker(
+        engine,
+        GrpcRecordSources(
+            payment_service_pb2_grpc.PaymentServiceStub(payment_channel),
+            payout_service_pb2_grpc.PayoutServiceStub(payment_channel),
+            ledger_service_pb2_grpc.LedgerServiceStub(ledger_channel),
+            wallet_service_pb2_grpc.WalletServiceStub(wallet_channel),
+            settings.upstream_deadline_seconds,
+        ),
+        # A day's run also compares every wallet with its ledger account.
+        totals=lambda: compare_wallets_with_ledger(wallets, ledger),
+    )
+    service = ReconService(wallets, ledger, record_checks)
     servicer = ReconServicer(service, ReconUnitOfWork(engine))
 
-    payment_channel = security.aio_channel(settings.payment_addr)
     records = GrpcPaymentRecords(
         payment_service_pb2_grpc.PaymentServiceStub(payment_channel),
         settings.upstream_deadline_seconds,
@@ -55,7 +68,7 @@ def build(settings: ReconSettings, engine: AsyncEngine, idempotency: Idempotency
     booker = GrpcSettlementBooker(
         ledger_service_pb2_grpc.LedgerServiceStub(ledger_channel), settings.upstream_deadline_seconds
     )
-    deps = SettlementDeps(engine, idempotency, records, booker, rules_from(settings), settings)
+    deps = SettlementDeps(engine, idempotency, records, booker, rules_from(settings), settings, record_checks)
     servicer.settlement = deps
     background = []
     if settings.nightly_at is not None:

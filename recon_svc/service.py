@@ -13,9 +13,10 @@ from typing import Any
 
 from recon_svc import repository
 from recon_svc.books import LedgerReader, WalletReader
+from recon_svc.record_checks import RecordChecker, RecordCheckReport
 from recon_svc.uow import ReconUnitOfWork
 from svckit import pagination
-from svckit.errors import DomainError
+from svckit.errors import DomainError, FailedPrecondition
 from svckit.logging import get_logger
 
 log = get_logger(__name__)
@@ -137,9 +138,12 @@ def _run(row: Any) -> Run:
 
 
 class ReconService:
-    def __init__(self, wallets: WalletReader, ledger: LedgerReader) -> None:
+    def __init__(
+        self, wallets: WalletReader, ledger: LedgerReader, records: RecordChecker | None = None
+    ) -> None:
         self._wallets = wallets
         self._ledger = ledger
+        self._records = records
 
     async def list_runs(self, uow: ReconUnitOfWork, page_size: int, page_token: str) -> tuple[list[Run], str]:
         size = pagination.page_size(page_size, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
@@ -152,7 +156,18 @@ class ReconService:
     async def compare_wallets_with_ledger(
         self, uow: ReconUnitOfWork, seller_id: str = ""
     ) -> tuple[Run, WalletLedgerReport]:
-        """Compare the wallets with the ledger (``compare_wallets_with_ledger``), recorded as a run.
+        """The wallets against the ledger alone (:meth:`internal_checks` without a window)."""
+        run, report, _ = await self.internal_checks(uow, seller_id)
+        return run, report
+
+    async def internal_checks(
+        self,
+        uow: ReconUnitOfWork,
+        seller_id: str = "",
+        window: tuple[datetime, datetime] | None = None,
+    ) -> tuple[Run, WalletLedgerReport, RecordCheckReport | None]:
+        """Compare the wallets with the ledger (``compare_wallets_with_ledger``) and, with a ``window``, the
+        window's records with the books (record_checks.py), recorded as one run.
 
         The run is committed as RUNNING before the books are read (no connection is held while the
         other services answer), then finished in a second transaction. A comparison that fails is
@@ -161,8 +176,15 @@ class ReconService:
         run_id = f"rcn_{uuid.uuid4().hex}"
         async with uow.transaction() as conn:
             await repository.start_run(conn, run_id, RunKind.WALLET_LEDGER.value)
+        records: RecordCheckReport | None = None
         try:
             report = await compare_wallets_with_ledger(self._wallets, self._ledger, seller_id)
+            if window is not None:
+                if self._records is None:
+                    raise FailedPrecondition(
+                        "INTERNAL_CHECKS_UNAVAILABLE", "per-record checks are not configured here"
+                    )
+                records = await self._records.check(window, run_id)
         except Exception as exc:
             reason = exc.reason if isinstance(exc, DomainError) else "INTERNAL"
             async with uow.transaction() as conn:
@@ -174,9 +196,9 @@ class ReconService:
                 conn,
                 run_id,
                 RunState.SUCCEEDED.value,
-                ok=report.ok,
+                ok=report.ok and not (records and records.mismatch_count),
                 wallets_checked=report.wallets_checked,
                 accounts_checked=report.accounts_checked,
-                mismatch_count=len(report.mismatches),
+                mismatch_count=len(report.mismatches) + (records.mismatch_count if records else 0),
             )
-        return _run(row), report
+        return _run(row), report, records

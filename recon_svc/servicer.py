@@ -11,7 +11,7 @@ from recon_svc.settlement.grpc import SettlementRpcs
 from recon_svc.uow import ReconUnitOfWork
 from svckit.gen.recon.v1 import recon_service_pb2 as pb
 from svckit.gen.recon.v1 import recon_service_pb2_grpc as pb_grpc
-from svckit.protobuf import timestamp
+from svckit.protobuf import time_window, timestamp
 
 # The stubs type Value() as a plain int; each number is one of the enum's.
 STATE_TO_PB = {
@@ -57,10 +57,28 @@ class ReconServicer(SettlementRpcs, pb_grpc.ReconServiceServicer):
     async def CompareWalletsWithLedger(
         self, request: pb.CompareWalletsWithLedgerRequest, context: grpc.aio.ServicerContext
     ):
-        run, report = await self._service.compare_wallets_with_ledger(self._uow, request.seller_id)
+        window = time_window(request, "interval_start_time", "interval_end_time")
+        run, report, records = await self._service.internal_checks(self._uow, request.seller_id, window)
         return pb.CompareWalletsWithLedgerResponse(
             run_id=run.run_id,
-            ok=report.ok,
+            ok=run.ok,
+            records_checked=records.records_checked if records else 0,
+            book_items_checked=records.book_items_checked if records else 0,
+            record_mismatch_count=records.mismatch_count if records else 0,
+            record_mismatches=[
+                pb.RecordMismatch(
+                    code=m.code.value,
+                    classification=m.classification.value,
+                    our_reference=m.our_reference,
+                    currency=m.currency,
+                    amount_minor=m.amount_minor,
+                    differences=[
+                        pb.FieldDifference(field=d.field, ours=d.ours, theirs=d.theirs) for d in m.differences
+                    ],
+                    mismatch_id=mismatch_id,
+                )
+                for m, mismatch_id in (records.mismatches if records else [])
+            ],
             wallets_checked=report.wallets_checked,
             accounts_checked=report.accounts_checked,
             mismatches=[

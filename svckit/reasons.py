@@ -254,6 +254,11 @@ class Reason(enum.StrEnum):
     )
     RUN_NOT_FOUND = enum.auto(), "no settlement reconciliation run has this id", _K.NOT_FOUND
     MISMATCH_NOT_FOUND = enum.auto(), "no reconciliation mismatch has this id", _K.NOT_FOUND
+    INTERNAL_CHECKS_UNAVAILABLE = (
+        enum.auto(),
+        "this reconciliation service was built without the per-record checks' sources",
+        _K.FAILED_PRECONDITION,
+    )
     MISMATCH_NOT_OPEN = enum.auto(), "the mismatch was resolved or auto-fixed already", _K.FAILED_PRECONDITION
     INVALID_RESOLUTION_CODE = (
         enum.auto(),

@@ -64,8 +64,9 @@ WEBHOOK_SECRET = "whsec_" + "gatewaytests0123456789abcdef"
 SERVICES: dict[str, tuple[type[ServiceSettings], ModuleType]] = {
     "ledger": (LedgerSettings, ledger_bootstrap),
     "wallet": (WalletSettings, wallet_bootstrap),
-    "recon": (ReconSettings, recon_bootstrap),
     "payment": (PaymentSettings, payment_bootstrap),
+    # Last: it reads the other three (its internal checks read the payment service too).
+    "recon": (ReconSettings, recon_bootstrap),
 }
 
 
@@ -132,6 +133,7 @@ async def services(infra: Infra, shared_psp, gateway_port: int) -> AsyncIterator
             overrides = {
                 "ledger_addr": handles["ledger"].address,
                 "wallet_addr": handles["wallet"].address,
+                "payment_addr": handles["payment"].address,
                 "psp_base_url": shared_psp.base_url,
                 "psp_api_key": DEFAULT_API_KEY,
             }

@@ -308,6 +308,33 @@ async def list_movements(
     return list((await conn.execute(stmt)).all())
 
 
+async def movements_made(
+    conn: AsyncConnection,
+    window: tuple[datetime, datetime],
+    seller_id: str,
+    currency: str,
+    reference_id: str,
+    after: tuple[datetime, int] | None,
+    limit: int,
+) -> list[sa.Row]:
+    """Movements made in [start, end), oldest first by (created_at, id), after the keyset ``after``
+    (index ``ix_movements_created_at_id``); only one wallet's, or one reference's, when given."""
+    m = wallet_movements
+    stmt = (
+        sa.select(m)
+        .where(m.c.created_at >= window[0], m.c.created_at < window[1])
+        .order_by(m.c.created_at, m.c.id)
+        .limit(limit)
+    )
+    if seller_id:
+        stmt = stmt.where(m.c.seller_id == seller_id, m.c.currency == currency)
+    if reference_id:
+        stmt = stmt.where(m.c.reference_id == reference_id)
+    if after is not None:
+        stmt = stmt.where(sa.tuple_(m.c.created_at, m.c.id) > sa.tuple_(*after))
+    return list((await conn.execute(stmt)).all())
+
+
 # ---- batches (ApplyBatch and coalesced Credit/Debit calls) -----------------------------------------
 # A batch costs three statements whatever its size: every per-item value travels as an
 # array and is unnested on the server.

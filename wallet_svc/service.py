@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -19,6 +20,7 @@ from svckit import pagination
 from svckit.errors import DomainError, FailedPrecondition, Internal, InvalidArgument, NotFound
 from svckit.idempotency import StoredAnswer
 from svckit.money import Money
+from svckit.protobuf import window_position
 from wallet_svc import repository
 from wallet_svc.domain import (
     DEFAULT_PAGE_SIZE,
@@ -160,8 +162,15 @@ class WalletService:
         page_size: int,
         page_token: str,
         reference_id: str = "",
+        window: tuple[datetime, datetime] | None = None,
     ) -> Page[Movement]:
+        if window is not None and not seller_id and not currency:
+            return await self._movements_made(uow, page_size, page_token, reference_id, window)
         seller_id, currency = validate_seller_id(seller_id), validate_currency(currency)
+        if window is not None:
+            return await self._movements_made(
+                uow, page_size, page_token, reference_id, window, seller_id, currency
+            )
         reference_id = validate_reference_filter(reference_id)
         limit = pagination.page_size(page_size, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
         # The unfiltered listing keeps its old token shape, so tokens already issued stay valid.
@@ -171,6 +180,30 @@ class WalletService:
             rows = await repository.list_movements(conn, seller_id, currency, before, limit + 1, reference_id)
         items = [_movement(r) for r in rows[:limit]]
         token = pagination.encode_token(listing, rows[limit - 1].id) if len(rows) > limit else ""
+        return Page(items, token)
+
+    async def _movements_made(
+        self,
+        uow: WalletUnitOfWork,
+        page_size: int,
+        page_token: str,
+        reference_id: str,
+        window: tuple[datetime, datetime],
+        seller_id: str = "",
+        currency: str = "",
+    ) -> Page[Movement]:
+        """Movements made in the window, oldest first: every wallet's, or one wallet's."""
+        reference_id = validate_reference_filter(reference_id)
+        limit = pagination.page_size(page_size, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
+        listing = ["made", seller_id, currency, reference_id, window[0].isoformat(), window[1].isoformat()]
+        after = window_position(pagination.decode_token(page_token, listing, list), int)
+        async with uow.read() as conn:
+            rows = await repository.movements_made(
+                conn, window, seller_id, currency, reference_id, after, limit + 1
+            )
+        items = [_movement(r) for r in rows[:limit]]
+        last = rows[limit - 1] if len(rows) > limit else None
+        token = pagination.encode_token(listing, [last.created_at.isoformat(), last.id]) if last else ""
         return Page(items, token)
 
     async def get_reservation(self, uow: WalletUnitOfWork, reservation_id: str) -> Reservation:

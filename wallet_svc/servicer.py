@@ -15,7 +15,7 @@ from svckit.gen.wallet.v1 import wallet_service_pb2 as pb
 from svckit.gen.wallet.v1 import wallet_service_pb2_grpc as pb_grpc
 from svckit.idempotency import ItemKey, StoredAnswer, validate_key
 from svckit.money import Money
-from svckit.protobuf import timestamp
+from svckit.protobuf import time_window, timestamp
 from wallet_svc.coalescer import MovementCoalescer
 from wallet_svc.domain import (
     MAX_BATCH_ITEMS,
@@ -254,6 +254,7 @@ class WalletServicer(pb_grpc.WalletServiceServicer):
             request.page_size,
             request.page_token,
             request.reference_id,
+            time_window(request, "create_time_from", "create_time_before"),
         )
         return pb.ListMovementsResponse(
             movements=[movement_to_pb(m) for m in page.items], next_page_token=page.next_page_token

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from payment_svc.config import PaymentSettings
 from payment_svc.domain import psp_step
-from payment_svc.rows import CheckoutRow, OrderRow
+from payment_svc.rows import CheckoutRow, DisputeRow, OrderRow
 from svckit.errors import InvalidArgument
 from svckit.identifiers import EXTERNAL_ID_RULE, is_external_id
 from svckit.money import MoneyError, format_amount, normalize_currency
@@ -68,6 +68,7 @@ class CreatePayment:
 class CheckoutView:
     event: CheckoutRow
     orders: list[OrderRow] = field(default_factory=list)
+    disputes: list[DisputeRow] = field(default_factory=list)
 
 
 def off_step(amount_minor: int, currency: str) -> str | None:

@@ -10,11 +10,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payment_svc import psp_objects
 from payment_svc.domain import OrderState, PendingReason, outcome_of
-from payment_svc.psp_objects import CheckoutSessionView, PaymentIntentView, PayoutView, RefundView
+from payment_svc.psp_objects import (
+    CheckoutSessionView,
+    DisputeView,
+    PaymentIntentView,
+    PayoutView,
+    RefundView,
+)
 from payment_svc.repository import UNCERTAIN_STATES
 from payment_svc.rows import CheckoutRow, OrderRow
 from payment_svc.uow import UnitOfWork
 from payment_svc.usecases.deps import Deps, UseCase
+from payment_svc.usecases.disputes import apply_dispute
 from payment_svc.usecases.refunds import Refunds
 from svckit.db import one_row
 from svckit.errors import InvalidArgument
@@ -149,6 +156,8 @@ class PspEvents(UseCase):
                         changed.append(order.payment_order_id)
         elif isinstance(obj, RefundView):
             changed = await self._refunds.apply_refund_object(uow, obj, cause)
+        elif isinstance(obj, DisputeView):
+            changed = await apply_dispute(uow, obj, kind, detail, self._settlement.stream)
         elif isinstance(obj, PayoutView) and self._payouts is not None:
             # Pay-outs keep their own repository; they join the event's transaction through its connection.
             changed = await self._payouts(uow.repo.conn, obj, f"{cause} {detail}".strip())

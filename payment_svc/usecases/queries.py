@@ -34,7 +34,11 @@ async def get_checkout(uow: UnitOfWork, checkout_id: str) -> CheckoutView:
     event = await uow.repo.get_event(checkout_id)
     if event is None:
         raise NotFound("CHECKOUT_NOT_FOUND", f"no checkout {checkout_id!r}", {"checkout_id": checkout_id})
-    return CheckoutView(event, await uow.repo.orders_of_checkout(checkout_id))
+    return CheckoutView(
+        event,
+        await uow.repo.orders_of_checkout(checkout_id),
+        await uow.repo.disputes_of_checkout(checkout_id),
+    )
 
 
 async def get_checkout_by_payment_intent(uow: UnitOfWork, payment_intent_id: str) -> CheckoutView:
@@ -176,6 +180,35 @@ async def list_refunds(
     await get_order(uow, payment_order_id)
     listing = ["refunds", payment_order_id]
     rows = await uow.repo.list_refunds(payment_order_id, _keyset(page_token, listing), size + 1)
+    return rows[:size], _next_token(rows, size, listing, "refund_id")
+
+
+async def list_all_refunds(
+    uow: UnitOfWork,
+    payment_order_id: str,
+    window: tuple[datetime, datetime] | None,
+    states: Sequence[str],
+    refund_id: str,
+    page_size: int,
+    page_token: str,
+) -> tuple[list[RefundRow], str]:
+    """A page of every order's refunds in a create-time window (or the one ``refund_id``), newest first."""
+    if payment_order_id:
+        raise InvalidArgument(
+            "INVALID_FILTER", "an order's refunds take no window, state or refund_id filter",
+            field="payment_order_id",
+        )  # fmt: skip
+    if window is None and not refund_id:
+        raise InvalidArgument(
+            "MISSING_FIELD", "payment_order_id, a create-time window or refund_id is required",
+            field="payment_order_id",
+        )  # fmt: skip
+    size = pagination.page_size(page_size, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
+    bounds = [window[0].isoformat(), window[1].isoformat()] if window is not None else []
+    listing = ["all-refunds", refund_id, sorted(states), *bounds]
+    rows = await uow.repo.refunds_matching(
+        window=window, states=states, refund_id=refund_id, after=_keyset(page_token, listing), limit=size + 1
+    )
     return rows[:size], _next_token(rows, size, listing, "refund_id")
 
 

@@ -39,6 +39,9 @@ class SettlementSink(Protocol):
     """Receives money movements to settle asynchronously (wallet and ledger), in the unit of work of
     the state change."""
 
+    stream: str
+    """The payment events' stream (other events of an order, e.g. its disputes, go there too)."""
+
     async def order_succeeded(self, uow: UnitOfWork, order: OrderRow, commission_minor: int) -> None: ...
 
     def order_succeeded_event(self, order: OrderRow, commission_minor: int) -> outbox.EmbeddedEvent:

@@ -51,6 +51,19 @@ class Code(enum.StrEnum):
     """A row that matches nothing of ours."""
     MISSING_FROM_PSP = "MISSING_FROM_PSP"
     """Our success or refund is not in the PSP's files past the grace period."""
+    # The per-record internal checks (recon_svc/record_checks.py): our records against our own books.
+    LEDGER_TRANSACTION_MISSING = "LEDGER_TRANSACTION_MISSING"
+    """Our successful order, succeeded refund or paid pay-out has no ledger transaction (net of reversals)."""
+    WALLET_MOVEMENT_MISSING = "WALLET_MOVEMENT_MISSING"
+    """Our successful order, succeeded refund or paid pay-out has no wallet movement (net of undos)."""
+    LEDGER_TRANSACTION_UNEXPECTED = "LEDGER_TRANSACTION_UNEXPECTED"
+    """A ledger transaction names an order, refund or pay-out that is no success, refund or pay-out of ours,
+    or an order or refund has more than its one transaction."""
+    WALLET_LEDGER_DIFFERS = "WALLET_LEDGER_DIFFERS"
+    """A seller's wallet (available + reserved) is not its ledger payable account (or one of the two is missing)."""
+    WALLET_MOVEMENT_UNEXPECTED = "WALLET_MOVEMENT_UNEXPECTED"
+    """A wallet movement names an order, refund or pay-out that is no success, refund or pay-out of ours, or an
+    order or refund has more than its one movement."""
 
 
 CLASSIFICATION: Mapping[Code, Classification] = {
@@ -69,6 +82,14 @@ CLASSIFICATION: Mapping[Code, Classification] = {
     Code.DUPLICATE_ROW: Classification.MANUAL,
     Code.MISSING_FROM_PSP: Classification.MANUAL,
     Code.UNMATCHED_ROW: Classification.UNCLASSIFIED,
+    # Manual, not re-driven: RedriveSettlement trusts the order's wallet/ledger flags, and a record the books
+    # lack while its flags say applied (or a book item nothing of ours explains) is beyond what it can see; an
+    # order whose flags say unapplied is the settlement run's SETTLEMENT_NOT_BOOKED, which is re-driven.
+    Code.LEDGER_TRANSACTION_MISSING: Classification.MANUAL,
+    Code.WALLET_MOVEMENT_MISSING: Classification.MANUAL,
+    Code.LEDGER_TRANSACTION_UNEXPECTED: Classification.MANUAL,
+    Code.WALLET_MOVEMENT_UNEXPECTED: Classification.MANUAL,
+    Code.WALLET_LEDGER_DIFFERS: Classification.MANUAL,
 }
 
 # Categories that are activity on our platform account and match a record of the payment service; the rest
@@ -301,8 +322,9 @@ def classify_refund(row: SettlementRow, refund: OurRefund | None) -> RowOutcome:
     if refund is None:
         out.mismatches.append(_mm(Code.REFUND_NOT_OURS, row, "", row.currency, row.gross_minor))
         return out
-    ref = f"refund:{refund.refund_id}"
+    ref = refund_reference(refund.refund_id)
     out.matched = True
+    out.reference = ref  # the row reached us even when it is not booked: the refund is not missing
     code, diffs = _money_diffs(row, refund.amount_minor, refund.currency, -1)
     if code is not None:
         out.mismatches.append(_mm(code, row, ref, row.currency, row.gross_minor, diffs))
@@ -374,7 +396,8 @@ def classify_dispute(row: SettlementRow, orders: Sequence[OurOrder] | None) -> R
     """A ``dispute`` row (the PSP takes the charge back, negative gross, plus its dispute fee) or a
     ``dispute_reversal`` (a won dispute gives it back) against the checkout of the disputed charge.
 
-    The payment service keeps no dispute records, so the movement is booked here, against
+    The payment service records disputes (GetCheckout's ``disputes``) but books no money for them, so the
+    movement is booked here, against
     ``expense:dispute_losses``: Dr losses / Dr fees / Cr bank (mirrored by a reversal). A dispute on a charge we
     have no record of is DISPUTE_NOT_RECORDED and not booked; one for more than the checkout is AMOUNT_DIFFERS.
     """
@@ -511,6 +534,31 @@ def classify_adjustment(row: SettlementRow) -> RowOutcome:
 
 def payout_reference(payout_id: str) -> str:
     return f"payout:{payout_id}"
+
+
+def refund_reference(refund_id: str) -> str:
+    return f"refund:{refund_id}"
+
+
+def missing_refunds_from_psp(
+    refunds: Iterable[OurRefund], seen_references: set[str], now: dt.datetime, rules: Rules
+) -> tuple[list[Mismatch], int]:
+    """Our succeeded refunds whose row no file has reached: pending inside the grace period (from the refund's
+    creation), MISSING_FROM_PSP after it (amount negative, as the refund's row would be)."""
+    mismatches: list[Mismatch] = []
+    pending = 0
+    for refund in refunds:
+        ref = refund_reference(refund.refund_id)
+        if not refund.succeeded or ref in seen_references:
+            continue
+        if now - refund.created_at < rules.grace:
+            pending += 1
+            continue
+        mismatches.append(
+            _mm(Code.MISSING_FROM_PSP, None, ref, refund.currency, -refund.amount_minor,
+                [Difference("settlement_row", "SUCCEEDED", "absent")])
+        )  # fmt: skip
+    return mismatches, pending
 
 
 def missing_payouts_from_psp(

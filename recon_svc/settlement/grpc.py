@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from recon_svc.config import ReconSettings
+from recon_svc.record_checks import RecordChecker
 from recon_svc.settlement import exceptions as queue
 from recon_svc.settlement import tables as t
 from recon_svc.settlement.classify import Rules
@@ -34,6 +35,8 @@ class SettlementDeps:
     booker: SettlementBooker
     rules: Rules
     settings: ReconSettings
+    record_checks: RecordChecker | None = None
+    """The per-record internal checks a day's run ends with (None: not run)."""
 
 
 def report_to_pb(r: RunReport | dict[str, Any]) -> pb.SettlementRunReport:

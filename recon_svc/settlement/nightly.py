@@ -33,6 +33,7 @@ import structlog
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from recon_svc.record_checks import check_settlement_day
 from recon_svc.settlement.fetch import day_interval, fetch_report
 from recon_svc.settlement.run import RunReport, reconcile_file
 
@@ -63,7 +64,7 @@ async def reconcile_day(deps: SettlementDeps, day: dt.date) -> RunReport:
     start, end = day_interval(day)
     window = (dt.datetime.fromtimestamp(start, dt.UTC), dt.datetime.fromtimestamp(end, dt.UTC))
     with source:
-        return await reconcile_file(
+        report = await reconcile_file(
             deps.engine,
             source,  # type: ignore[arg-type]  # a SpooledTemporaryFile is a binary file in all but its type
             deps.records,
@@ -72,6 +73,10 @@ async def reconcile_day(deps: SettlementDeps, day: dt.date) -> RunReport:
             expected_window=window,
             fixer=deps.records if s.settlement_auto_fix else None,
         )
+    if deps.record_checks is not None and report.state == "SUCCEEDED":
+        # The same run checks our own books for the day: each record against its ledger transaction and movement.
+        await check_settlement_day(deps.engine, deps.record_checks, report, window)
+    return report
 
 
 def scheduled_at(day: dt.date, at: dt.time, zone: ZoneInfo) -> dt.datetime:

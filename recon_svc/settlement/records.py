@@ -53,6 +53,10 @@ class PaymentRecords(Protocol):
 
     def payouts_created(self, start: dt.datetime, end: dt.datetime) -> AsyncIterator[OurPayout]: ...
 
+    def refunds_succeeded(self, start: dt.datetime, end: dt.datetime) -> AsyncIterator[OurRefund]:
+        """Our refunds created in [start, end) that succeeded."""
+        ...
+
 
 class OrderFixer(Protocol):
     async def recheck(self, payment_order_id: str) -> OurOrder: ...
@@ -119,6 +123,18 @@ def _payout_of(p: popb.Payout) -> OurPayout:
     )
 
 
+def _refund_of(r: ppb.Refund) -> OurRefund:
+    return OurRefund(
+        refund_id=r.refund_id,
+        payment_order_id=r.payment_order_id,
+        psp_reference=r.psp_reference,
+        amount_minor=r.amount_minor,
+        currency=r.currency,
+        succeeded=r.state == ppb.REFUND_STATE_SUCCEEDED,
+        created_at=r.create_time.ToDatetime(tzinfo=dt.UTC),
+    )
+
+
 class GrpcPaymentRecords:
     def __init__(
         self,
@@ -155,6 +171,22 @@ class GrpcPaymentRecords:
                 raise from_rpc_error(exc) from None
             for p in page.payouts:
                 yield _payout_of(p)
+            if not page.next_page_token:
+                return
+            request.page_token = page.next_page_token
+
+    async def refunds_succeeded(self, start: dt.datetime, end: dt.datetime) -> AsyncIterator[OurRefund]:
+        """Every order's refunds created in [start, end) that succeeded, a page at a time."""
+        request = ppb.ListRefundsRequest(states=[ppb.REFUND_STATE_SUCCEEDED], page_size=1000)
+        request.create_time_from.FromDatetime(start)
+        request.create_time_before.FromDatetime(end)
+        while True:
+            try:
+                page = await self._stub.ListRefunds(request, timeout=self._deadline)
+            except grpc.aio.AioRpcError as exc:
+                raise from_rpc_error(exc) from None
+            for r in page.refunds:
+                yield _refund_of(r)
             if not page.next_page_token:
                 return
             request.page_token = page.next_page_token
@@ -312,15 +344,7 @@ class GrpcPaymentRecords:
                 if (refund_id and r.refund_id == refund_id) or (
                     r.psp_reference and r.psp_reference == psp_refund_id
                 ):
-                    return OurRefund(
-                        refund_id=r.refund_id,
-                        payment_order_id=r.payment_order_id,
-                        psp_reference=r.psp_reference,
-                        amount_minor=r.amount_minor,
-                        currency=r.currency,
-                        succeeded=r.state == ppb.REFUND_STATE_SUCCEEDED,
-                        created_at=r.create_time.ToDatetime(tzinfo=dt.UTC),
-                    )
+                    return _refund_of(r)
             if not page.next_page_token:
                 return None
             token = page.next_page_token

@@ -62,7 +62,7 @@ from recon_svc.settlement.classify import (
     classify_transfer,
     missing_from_psp,
 )
-from recon_svc.settlement.missing import missing_payouts
+from recon_svc.settlement.missing import missing_records
 from recon_svc.settlement.parse import RowError, SettlementFileRefused, SettlementParser, SettlementRow
 from recon_svc.settlement.records import ChunkBooking, OrderFixer, PaymentRecords, SettlementBooker
 from svckit.errors import DomainError
@@ -427,7 +427,7 @@ async def _reconcile_claimed(
     )
     if expected_window is not None:
         await _missing(engine, records, rules, report, expected_window, now)
-        found, pending = await missing_payouts(
+        found, pending = await missing_records(
             engine, records, rules, expected_window, now, report.run_id, _store
         )
         report.pending += pending

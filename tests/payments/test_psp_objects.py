@@ -8,7 +8,7 @@ import time
 import grpc
 import pytest
 
-from payment_svc import psp_objects
+from payment_svc import psp, psp_objects
 from payment_svc.psp_objects import CheckoutSessionView, PaymentIntentView, RefundView
 from psp_sim.webhooks import sign
 from svckit.gen.payments.v1 import payment_service_pb2 as pb
@@ -139,3 +139,41 @@ async def test_a_signed_event_whose_object_is_not_an_object_is_invalid_payload(p
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     info = error_info(refused.value)
     assert info is not None and info.reason == "INVALID_PAYLOAD"
+
+
+def test_a_dispute_event_reads_its_charge_amount_status_and_deadline():
+    body = {
+        "id": "evt_1",
+        "type": "charge.dispute.created",
+        "data": {
+            "object": {
+                "id": "dp_1",
+                "object": "dispute",
+                "payment_intent": {"id": "pi_1"},
+                "amount": 4500,
+                "currency": "usd",
+                "status": "needs_response",
+                "reason": "fraudulent",
+                "evidence_details": {"due_by": 1_800_000_000},
+            }
+        },
+    }
+    event = psp_objects.event("", json.dumps(body).encode())
+    assert event.object == psp_objects.DisputeView(
+        id="dp_1",
+        payment_intent_id="pi_1",
+        amount_minor=4500,
+        currency="USD",
+        status="needs_response",
+        reason="fraudulent",
+        evidence_due_by=1_800_000_000,
+    )
+    body["data"]["object"]["amount"] = "4500"  # a string is no amount
+    unreadable = psp_objects.event("", json.dumps(body).encode()).object
+    assert isinstance(unreadable, psp_objects.DisputeView) and unreadable.amount_minor is None
+
+
+def test_stripe_amounts_come_back_as_iso_minor_units_only_when_whole():
+    assert psp.iso_amount(4500, "usd") == 4500
+    assert psp.iso_amount(12_300, "ISK") == 123  # Stripe counts ISK in hundredths
+    assert psp.iso_amount(12_345, "ISK") is None

@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 import pytest
+import stripe
 
 from psp_sim.testing import SimServer
 
@@ -63,3 +64,57 @@ def test_dispute_cards(sim: SimServer, client: Any, pm: str, reason: str, withdr
         assert dispute.status == "needs_response"
     else:
         assert adjustments == [] and dispute.status == "warning_needs_response"
+
+
+def test_dispute_evidence_closing_and_winning(sim: SimServer, client: Any) -> None:
+    disputes = []
+    for key in ("lose", "win"):
+        pi = client.v1.payment_intents.create(
+            params={
+                "amount": 2000,
+                "currency": "usd",
+                "payment_method": "pm_card_createDispute",
+                "confirm": True,
+            },
+            options={"idempotency_key": f"dispute-{key}"},
+        )
+        disputes.append(
+            next(
+                e.data.object
+                for e in client.v1.events.list(params={"type": "charge.dispute.created"}).data
+                if e.data.object.payment_intent == pi.id
+            )
+        )
+    lose, win = disputes
+
+    reviewed = client.v1.disputes.update(lose.id, params={"evidence": {"uncategorized_text": "receipt"}})
+    assert reviewed.status == "under_review" and reviewed.evidence_details.submission_count == 1
+    closed = client.v1.disputes.close(lose.id)
+    assert closed.status == "lost"
+    with pytest.raises(stripe.InvalidRequestError, match="already closed"):
+        client.v1.disputes.close(lose.id)
+    won = client.v1.disputes.update(win.id, params={"evidence": {"uncategorized_text": "winning_evidence"}})
+    assert won.status == "won"
+    types = [
+        (e.type, e.data.object.status)
+        for e in reversed(client.v1.events.list(params={"limit": 100}).data)
+        if e.type.startswith("charge.dispute.") and e.type != "charge.dispute.created"
+    ]
+    assert types == [
+        ("charge.dispute.funds_withdrawn", "needs_response"),
+        ("charge.dispute.funds_withdrawn", "needs_response"),
+        ("charge.dispute.updated", "under_review"),
+        ("charge.dispute.closed", "lost"),
+        ("charge.dispute.updated", "under_review"),
+        ("charge.dispute.closed", "won"),
+        ("charge.dispute.funds_reinstated", "won"),
+    ]
+    reinstated = [
+        bt
+        for bt in client.v1.balance_transactions.list(params={"type": "adjustment"}).data
+        if bt.source == win.id
+    ]
+    assert sorted((bt.amount, bt.reporting_category) for bt in reinstated) == [
+        (-2000, "dispute"),
+        (2000, "dispute_reversal"),
+    ]

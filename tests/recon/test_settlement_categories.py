@@ -194,6 +194,10 @@ class _Records:
     async def payouts_created(self, start, end):
         yield self.payout
 
+    async def refunds_succeeded(self, start, end):
+        return
+        yield
+
 
 class _NoBooking:
     async def post(self, bookings: Sequence[ChunkBooking]) -> list[int]:

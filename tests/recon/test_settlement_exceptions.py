@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from recon_svc.settlement import exceptions as q
-from recon_svc.settlement.classify import OurOrder, OurPayout, Rules
+from recon_svc.settlement.classify import OurOrder, OurPayout, OurRefund, Rules
 from recon_svc.settlement.run import reconcile_file
 from svckit.errors import FailedPrecondition, InvalidArgument, NotFound
 
@@ -37,6 +37,10 @@ class _NoRecords:
 
     async def payouts_created(self, start: dt.datetime, end: dt.datetime) -> AsyncIterator[OurPayout]:
         return  # none of ours was paid out
+        yield  # (an async generator, as PaymentRecords declares)
+
+    async def refunds_succeeded(self, start: dt.datetime, end: dt.datetime) -> AsyncIterator[OurRefund]:
+        return  # none of ours was refunded
         yield  # (an async generator, as PaymentRecords declares)
 
 

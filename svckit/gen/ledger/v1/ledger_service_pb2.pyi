@@ -288,14 +288,18 @@ class GetTransactionResponse(_message.Message):
     def __init__(self, transaction: _Optional[_Union[Transaction, _Mapping]] = ...) -> None: ...
 
 class ListTransactionsRequest(_message.Message):
-    __slots__ = ("external_ref", "page_size", "page_token")
+    __slots__ = ("external_ref", "page_size", "page_token", "post_time_from", "post_time_before")
     EXTERNAL_REF_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    POST_TIME_FROM_FIELD_NUMBER: _ClassVar[int]
+    POST_TIME_BEFORE_FIELD_NUMBER: _ClassVar[int]
     external_ref: str
     page_size: int
     page_token: str
-    def __init__(self, external_ref: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    post_time_from: _timestamp_pb2.Timestamp
+    post_time_before: _timestamp_pb2.Timestamp
+    def __init__(self, external_ref: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., post_time_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., post_time_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ListTransactionsResponse(_message.Message):
     __slots__ = ("transactions", "next_page_token")

@@ -182,7 +182,11 @@ class LedgerServiceServicer:
     def ListTransactions(self, request, context):
         """Lists the transactions posted for one business event (its `external_ref`, e.g. a payment order
         or refund id), oldest first, each with its entries, with keyset pagination. A reversal posted
-        with the same reference is listed too. INVALID_ARGUMENT MISSING_FIELD when external_ref is empty.
+        with the same reference is listed too. INVALID_ARGUMENT MISSING_FIELD when external_ref is empty
+        and no post-time window is given. With a window (both bounds), every transaction posted in it
+        (of that reference when one is given), oldest first by (post_time, id): reconciliation's
+        per-record checks read a day's transactions this way; INVALID_ARGUMENT INVALID_FILTER when only
+        one bound is set or the window is empty.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

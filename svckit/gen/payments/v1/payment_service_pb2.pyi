@@ -133,7 +133,7 @@ class PaymentOrder(_message.Message):
     def __init__(self, payment_order_id: _Optional[str] = ..., checkout_id: _Optional[str] = ..., seller_account: _Optional[str] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., state: _Optional[_Union[PaymentOrderState, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., psp_reference: _Optional[str] = ..., failure_code: _Optional[str] = ..., failure_message: _Optional[str] = ..., next_action_url: _Optional[str] = ..., commission_minor: _Optional[int] = ..., refunded_minor: _Optional[int] = ..., wallet_updated: _Optional[bool] = ..., ledger_updated: _Optional[bool] = ..., line_items: _Optional[_Iterable[_Union[LineItem, _Mapping]]] = ...) -> None: ...
 
 class PaymentEvent(_message.Message):
-    __slots__ = ("checkout_id", "buyer", "mode", "payment_orders", "hosted_page_url", "create_time", "success_url", "cancel_url", "risk_verdict", "risk_rule")
+    __slots__ = ("checkout_id", "buyer", "mode", "payment_orders", "hosted_page_url", "create_time", "success_url", "cancel_url", "risk_verdict", "risk_rule", "disputes")
     CHECKOUT_ID_FIELD_NUMBER: _ClassVar[int]
     BUYER_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
@@ -144,6 +144,7 @@ class PaymentEvent(_message.Message):
     CANCEL_URL_FIELD_NUMBER: _ClassVar[int]
     RISK_VERDICT_FIELD_NUMBER: _ClassVar[int]
     RISK_RULE_FIELD_NUMBER: _ClassVar[int]
+    DISPUTES_FIELD_NUMBER: _ClassVar[int]
     checkout_id: str
     buyer: BuyerInfo
     mode: PaymentMode
@@ -154,7 +155,30 @@ class PaymentEvent(_message.Message):
     cancel_url: str
     risk_verdict: str
     risk_rule: str
-    def __init__(self, checkout_id: _Optional[str] = ..., buyer: _Optional[_Union[BuyerInfo, _Mapping]] = ..., mode: _Optional[_Union[PaymentMode, str]] = ..., payment_orders: _Optional[_Iterable[_Union[PaymentOrder, _Mapping]]] = ..., hosted_page_url: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., success_url: _Optional[str] = ..., cancel_url: _Optional[str] = ..., risk_verdict: _Optional[str] = ..., risk_rule: _Optional[str] = ...) -> None: ...
+    disputes: _containers.RepeatedCompositeFieldContainer[Dispute]
+    def __init__(self, checkout_id: _Optional[str] = ..., buyer: _Optional[_Union[BuyerInfo, _Mapping]] = ..., mode: _Optional[_Union[PaymentMode, str]] = ..., payment_orders: _Optional[_Iterable[_Union[PaymentOrder, _Mapping]]] = ..., hosted_page_url: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., success_url: _Optional[str] = ..., cancel_url: _Optional[str] = ..., risk_verdict: _Optional[str] = ..., risk_rule: _Optional[str] = ..., disputes: _Optional[_Iterable[_Union[Dispute, _Mapping]]] = ...) -> None: ...
+
+class Dispute(_message.Message):
+    __slots__ = ("dispute_id", "payment_intent_id", "amount_minor", "currency", "status", "reason", "evidence_due_time", "create_time", "update_time")
+    DISPUTE_ID_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_INTENT_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_MINOR_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_DUE_TIME_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    dispute_id: str
+    payment_intent_id: str
+    amount_minor: int
+    currency: str
+    status: str
+    reason: str
+    evidence_due_time: _timestamp_pb2.Timestamp
+    create_time: _timestamp_pb2.Timestamp
+    update_time: _timestamp_pb2.Timestamp
+    def __init__(self, dispute_id: _Optional[str] = ..., payment_intent_id: _Optional[str] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., status: _Optional[str] = ..., reason: _Optional[str] = ..., evidence_due_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class OrderTransition(_message.Message):
     __slots__ = ("from_state", "to_state", "cause", "detail", "create_time")
@@ -295,14 +319,22 @@ class ListPaymentOrdersResponse(_message.Message):
     def __init__(self, payment_orders: _Optional[_Iterable[_Union[PaymentOrder, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class ListRefundsRequest(_message.Message):
-    __slots__ = ("payment_order_id", "page_size", "page_token")
+    __slots__ = ("payment_order_id", "page_size", "page_token", "create_time_from", "create_time_before", "states", "refund_id")
     PAYMENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FROM_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    STATES_FIELD_NUMBER: _ClassVar[int]
+    REFUND_ID_FIELD_NUMBER: _ClassVar[int]
     payment_order_id: str
     page_size: int
     page_token: str
-    def __init__(self, payment_order_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    create_time_from: _timestamp_pb2.Timestamp
+    create_time_before: _timestamp_pb2.Timestamp
+    states: _containers.RepeatedScalarFieldContainer[RefundState]
+    refund_id: str
+    def __init__(self, payment_order_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., create_time_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_time_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., states: _Optional[_Iterable[_Union[RefundState, str]]] = ..., refund_id: _Optional[str] = ...) -> None: ...
 
 class ListRefundsResponse(_message.Message):
     __slots__ = ("refunds", "next_page_token")

@@ -205,7 +205,9 @@ class PaymentServiceServicer:
     def ListRefunds(self, request, context):
         """Lists the refunds of one payment order, newest first (create_time descending, then refund_id
         descending), paginated like ListPaymentOrders. NOT_FOUND (reason PAYMENT_ORDER_NOT_FOUND) when the
-        order is unknown.
+        order is unknown. Without an order, a create-time window (both bounds) or a refund_id
+        lists every order's refunds matching them, in the same order; INVALID_ARGUMENT INVALID_FILTER for
+        a window with one bound or none in it, MISSING_FIELD when nothing narrows the listing.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

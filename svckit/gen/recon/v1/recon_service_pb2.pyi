@@ -102,24 +102,54 @@ class WalletLedgerMismatch(_message.Message):
     def __init__(self, seller_id: _Optional[str] = ..., currency: _Optional[str] = ..., kind: _Optional[_Union[WalletLedgerMismatchKind, str]] = ..., wallet_minor: _Optional[int] = ..., ledger_minor: _Optional[int] = ...) -> None: ...
 
 class CompareWalletsWithLedgerRequest(_message.Message):
-    __slots__ = ("seller_id",)
+    __slots__ = ("seller_id", "interval_start_time", "interval_end_time")
     SELLER_ID_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_START_TIME_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_END_TIME_FIELD_NUMBER: _ClassVar[int]
     seller_id: str
-    def __init__(self, seller_id: _Optional[str] = ...) -> None: ...
+    interval_start_time: _timestamp_pb2.Timestamp
+    interval_end_time: _timestamp_pb2.Timestamp
+    def __init__(self, seller_id: _Optional[str] = ..., interval_start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., interval_end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class RecordMismatch(_message.Message):
+    __slots__ = ("code", "classification", "our_reference", "currency", "amount_minor", "differences", "mismatch_id")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    CLASSIFICATION_FIELD_NUMBER: _ClassVar[int]
+    OUR_REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_MINOR_FIELD_NUMBER: _ClassVar[int]
+    DIFFERENCES_FIELD_NUMBER: _ClassVar[int]
+    MISMATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    classification: str
+    our_reference: str
+    currency: str
+    amount_minor: int
+    differences: _containers.RepeatedCompositeFieldContainer[FieldDifference]
+    mismatch_id: str
+    def __init__(self, code: _Optional[str] = ..., classification: _Optional[str] = ..., our_reference: _Optional[str] = ..., currency: _Optional[str] = ..., amount_minor: _Optional[int] = ..., differences: _Optional[_Iterable[_Union[FieldDifference, _Mapping]]] = ..., mismatch_id: _Optional[str] = ...) -> None: ...
 
 class CompareWalletsWithLedgerResponse(_message.Message):
-    __slots__ = ("ok", "wallets_checked", "accounts_checked", "mismatches", "run_id")
+    __slots__ = ("ok", "wallets_checked", "accounts_checked", "mismatches", "run_id", "records_checked", "book_items_checked", "record_mismatches", "record_mismatch_count")
     OK_FIELD_NUMBER: _ClassVar[int]
     WALLETS_CHECKED_FIELD_NUMBER: _ClassVar[int]
     ACCOUNTS_CHECKED_FIELD_NUMBER: _ClassVar[int]
     MISMATCHES_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_CHECKED_FIELD_NUMBER: _ClassVar[int]
+    BOOK_ITEMS_CHECKED_FIELD_NUMBER: _ClassVar[int]
+    RECORD_MISMATCHES_FIELD_NUMBER: _ClassVar[int]
+    RECORD_MISMATCH_COUNT_FIELD_NUMBER: _ClassVar[int]
     ok: bool
     wallets_checked: int
     accounts_checked: int
     mismatches: _containers.RepeatedCompositeFieldContainer[WalletLedgerMismatch]
     run_id: str
-    def __init__(self, ok: _Optional[bool] = ..., wallets_checked: _Optional[int] = ..., accounts_checked: _Optional[int] = ..., mismatches: _Optional[_Iterable[_Union[WalletLedgerMismatch, _Mapping]]] = ..., run_id: _Optional[str] = ...) -> None: ...
+    records_checked: int
+    book_items_checked: int
+    record_mismatches: _containers.RepeatedCompositeFieldContainer[RecordMismatch]
+    record_mismatch_count: int
+    def __init__(self, ok: _Optional[bool] = ..., wallets_checked: _Optional[int] = ..., accounts_checked: _Optional[int] = ..., mismatches: _Optional[_Iterable[_Union[WalletLedgerMismatch, _Mapping]]] = ..., run_id: _Optional[str] = ..., records_checked: _Optional[int] = ..., book_items_checked: _Optional[int] = ..., record_mismatches: _Optional[_Iterable[_Union[RecordMismatch, _Mapping]]] = ..., record_mismatch_count: _Optional[int] = ...) -> None: ...
 
 class StartSettlementRunRequest(_message.Message):
     __slots__ = ("date", "file_content")

@@ -99,7 +99,10 @@ class ReconServiceServicer:
         """Compares every seller wallet (available + reserved) with the ledger's
         `liability:seller_payable:<seller>/<currency>` account and reports each difference. Reads the books
         only, and records the comparison as a run (ListReconciliationRuns); the two services are read one
-        after the other, so a posting in flight can show as a transient difference.
+        after the other, so a posting in flight can show as a transient difference. With a window, also the
+        per-record checks of that window (each record of ours against its ledger transaction and wallet
+        movement, both directions), whose differences go to the mismatch queue; INVALID_ARGUMENT
+        INVALID_FILTER when only one bound is set or the window is empty.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

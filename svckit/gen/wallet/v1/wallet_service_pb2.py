@@ -26,7 +26,7 @@ from svckit.gen.common.v1 import money_pb2 as common_dot_v1_dot_money__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ewallet/v1/wallet_service.proto\x12\twallet.v1\x1a\x15\x63ommon/v1/money.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"?\n\tReference\x12&\n\x04kind\x18\x01 \x01(\x0e\x32\x18.wallet.v1.ReferenceKind\x12\n\n\x02id\x18\x02 \x01(\t\"\x95\x01\n\x06Wallet\x12\x11\n\tseller_id\x18\x01 \x01(\t\x12#\n\tavailable\x18\x02 \x01(\x0b\x32\x10.common.v1.Money\x12\"\n\x08reserved\x18\x03 \x01(\x0b\x32\x10.common.v1.Money\x12/\n\x0bupdate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xdb\x02\n\x08Movement\x12\x13\n\x0bmovement_id\x18\x01 \x01(\t\x12\x11\n\tseller_id\x18\x02 \x01(\t\x12%\n\x04kind\x18\x03 \x01(\x0e\x32\x17.wallet.v1.MovementKind\x12 \n\x06\x61mount\x18\x04 \x01(\x0b\x32\x10.common.v1.Money\x12)\n\x0f\x61vailable_after\x18\x05 \x01(\x0b\x32\x10.common.v1.Money\x12(\n\x0ereserved_after\x18\x06 \x01(\x0b\x32\x10.common.v1.Money\x12\'\n\treference\x18\x07 \x01(\x0b\x32\x14.wallet.v1.Reference\x12\x16\n\x0ereservation_id\x18\x08 \x01(\t\x12\x17\n\x0fidempotency_key\x18\t \x01(\t\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xfe\x02\n\x0bReservation\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x11\n\tseller_id\x18\x02 \x01(\t\x12*\n\x05state\x18\x03 \x01(\x0e\x32\x1b.wallet.v1.ReservationState\x12 \n\x06\x61mount\x18\x04 \x01(\x0b\x32\x10.common.v1.Money\x12\"\n\x08released\x18\x05 \x01(\x0b\x32\x10.common.v1.Money\x12\"\n\x08\x63\x61ptured\x18\x06 \x01(\x0b\x32\x10.common.v1.Money\x12#\n\tremaining\x18\x07 \x01(\x0b\x32\x10.common.v1.Money\x12\'\n\treference\x18\x08 \x01(\x0b\x32\x14.wallet.v1.Reference\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"7\n\x10GetWalletRequest\x12\x11\n\tseller_id\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\"6\n\x11GetWalletResponse\x12!\n\x06wallet\x18\x01 \x01(\x0b\x32\x11.wallet.v1.Wallet\"N\n\x12ListWalletsRequest\x12\x11\n\tseller_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"R\n\x13ListWalletsResponse\x12\"\n\x07wallets\x18\x01 \x03(\x0b\x32\x11.wallet.v1.Wallet\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"x\n\x14ListMovementsRequest\x12\x11\n\tseller_id\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\x12\x14\n\x0creference_id\x18\x05 \x01(\t\"X\n\x15ListMovementsResponse\x12&\n\tmovements\x18\x01 \x03(\x0b\x32\x13.wallet.v1.Movement\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"m\n\rCreditRequest\x12\x11\n\tseller_id\x18\x01 \x01(\t\x12 \n\x06\x61mount\x18\x02 \x01(\x0b\x32\x10.common.v1.Money\x12\'\n\treference\x18\x03 \x01(\x0b\x32\x14.wallet.v1.Reference\"Z\n\x0e\x43reditResponse\x12%\n\x08movement\x18\x01 \x01(\x0b\x32\x13.wallet.v1.Movement\x12!\n\x06wallet\x18\x02 \x01(\x0b\x32\x11.wallet.v1.Wallet\"\x85\x01\n\x0c\x44\x65\x62itRequest\x12\x11\n\tseller_id\x18\x01 \x01(\t\x12 \n\x06\x61mount\x18\x02 \x01(\x0b\x32\x10.common.v1.Money\x12\'\n\treference\x18\x03 \x01(\x0b\x32\x14.wallet.v1.Reference\x12\x17\n\x0f\x61llow_shortfall\x18\x04 \x01(\x08\"~\n\rDebitResponse\x12%\n\x08movement\x18\x01 \x01(\x0b\x32\x13.wallet.v1.Movement\x12!\n\x06wallet\x18\x02 \x01(\x0b\x32\x11.wallet.v1.Wallet\x12#\n\tshortfall\x18\x03 \x01(\x0b\x32\x10.common.v1.Money\"n\n\x0eReserveRequest\x12\x11\n\tseller_id\x18\x01 \x01(\t\x12 \n\x06\x61mount\x18\x02 \x01(\x0b\x32\x10.common.v1.Money\x12\'\n\treference\x18\x03 \x01(\x0b\x32\x14.wallet.v1.Reference\"\x88\x01\n\x0fReserveResponse\x12+\n\x0breservation\x18\x01 \x01(\x0b\x32\x16.wallet.v1.Reservation\x12%\n\x08movement\x18\x02 \x01(\x0b\x32\x13.wallet.v1.Movement\x12!\n\x06wallet\x18\x03 \x01(\x0b\x32\x11.wallet.v1.Wallet\"s\n\x0eReleaseRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12 \n\x06\x61mount\x18\x02 \x01(\x0b\x32\x10.common.v1.Money\x12\'\n\treference\x18\x03 \x01(\x0b\x32\x14.wallet.v1.Reference\"\x88\x01\n\x0fReleaseResponse\x12+\n\x0breservation\x18\x01 \x01(\x0b\x32\x16.wallet.v1.Reservation\x12%\n\x08movement\x18\x02 \x01(\x0b\x32\x13.wallet.v1.Movement\x12!\n\x06wallet\x18\x03 \x01(\x0b\x32\x11.wallet.v1.Wallet\"~\n\x19\x43\x61ptureReservationRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12 \n\x06\x61mount\x18\x02 \x01(\x0b\x32\x10.common.v1.Money\x12\'\n\treference\x18\x03 \x01(\x0b\x32\x14.wallet.v1.Reference\"\x93\x01\n\x1a\x43\x61ptureReservationResponse\x12+\n\x0breservation\x18\x01 \x01(\x0b\x32\x16.wallet.v1.Reservation\x12%\n\x08movement\x18\x02 \x01(\x0b\x32\x13.wallet.v1.Movement\x12!\n\x06wallet\x18\x03 \x01(\x0b\x32\x11.wallet.v1.Wallet\"/\n\x15GetReservationRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\"E\n\x16GetReservationResponse\x12+\n\x0breservation\x18\x01 \x01(\x0b\x32\x16.wallet.v1.Reservation\"\x8c\x01\n\x0e\x41pplyBatchItem\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12*\n\x06\x63redit\x18\x02 \x01(\x0b\x32\x18.wallet.v1.CreditRequestH\x00\x12(\n\x05\x64\x65\x62it\x18\x03 \x01(\x0b\x32\x17.wallet.v1.DebitRequestH\x00\x42\x0b\n\toperation\"=\n\x11\x41pplyBatchRequest\x12(\n\x05items\x18\x01 \x03(\x0b\x32\x19.wallet.v1.ApplyBatchItem\":\n\tItemError\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0c\n\x04\x63ode\x18\x03 \x01(\t\"\xae\x01\n\x10\x41pplyBatchResult\x12+\n\x06\x63redit\x18\x01 \x01(\x0b\x32\x19.wallet.v1.CreditResponseH\x00\x12)\n\x05\x64\x65\x62it\x18\x02 \x01(\x0b\x32\x18.wallet.v1.DebitResponseH\x00\x12%\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x14.wallet.v1.ItemErrorH\x00\x12\x10\n\x08replayed\x18\x04 \x01(\x08\x42\t\n\x07outcome\"B\n\x12\x41pplyBatchResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.wallet.v1.ApplyBatchResult*\xa6\x01\n\rReferenceKind\x12\x1e\n\x1aREFERENCE_KIND_UNSPECIFIED\x10\x00\x12 \n\x1cREFERENCE_KIND_PAYMENT_ORDER\x10\x01\x12\x19\n\x15REFERENCE_KIND_REFUND\x10\x02\x12\x19\n\x15REFERENCE_KIND_PAYOUT\x10\x03\x12\x1d\n\x19REFERENCE_KIND_ADJUSTMENT\x10\x04*\xb1\x01\n\x0cMovementKind\x12\x1d\n\x19MOVEMENT_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14MOVEMENT_KIND_CREDIT\x10\x01\x12\x17\n\x13MOVEMENT_KIND_DEBIT\x10\x02\x12\x19\n\x15MOVEMENT_KIND_RESERVE\x10\x03\x12\x19\n\x15MOVEMENT_KIND_RELEASE\x10\x04\x12\x19\n\x15MOVEMENT_KIND_CAPTURE\x10\x05*\x98\x01\n\x10ReservationState\x12!\n\x1dRESERVATION_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16RESERVATION_STATE_OPEN\x10\x01\x12\'\n#RESERVATION_STATE_PARTIALLY_SETTLED\x10\x02\x12\x1c\n\x18RESERVATION_STATE_CLOSED\x10\x03\x32\xaf\x06\n\rWalletService\x12K\n\tGetWallet\x12\x1b.wallet.v1.GetWalletRequest\x1a\x1c.wallet.v1.GetWalletResponse\"\x03\x90\x02\x01\x12Q\n\x0bListWallets\x12\x1d.wallet.v1.ListWalletsRequest\x1a\x1e.wallet.v1.ListWalletsResponse\"\x03\x90\x02\x01\x12W\n\rListMovements\x12\x1f.wallet.v1.ListMovementsRequest\x1a .wallet.v1.ListMovementsResponse\"\x03\x90\x02\x01\x12\x42\n\x06\x43redit\x12\x18.wallet.v1.CreditRequest\x1a\x19.wallet.v1.CreditResponse\"\x03\x90\x02\x02\x12?\n\x05\x44\x65\x62it\x12\x17.wallet.v1.DebitRequest\x1a\x18.wallet.v1.DebitResponse\"\x03\x90\x02\x02\x12\x45\n\x07Reserve\x12\x19.wallet.v1.ReserveRequest\x1a\x1a.wallet.v1.ReserveResponse\"\x03\x90\x02\x02\x12\x45\n\x07Release\x12\x19.wallet.v1.ReleaseRequest\x1a\x1a.wallet.v1.ReleaseResponse\"\x03\x90\x02\x02\x12\x66\n\x12\x43\x61ptureReservation\x12$.wallet.v1.CaptureReservationRequest\x1a%.wallet.v1.CaptureReservationResponse\"\x03\x90\x02\x02\x12N\n\nApplyBatch\x12\x1c.wallet.v1.ApplyBatchRequest\x1a\x1d.wallet.v1.ApplyBatchResponse\"\x03\x90\x02\x02\x12Z\n\x0eGetReservation\x12 .wallet.v1.GetReservationRequest\x1a!.wallet.v1.GetReservationResponse\"\x03\x90\x02\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ewallet/v1/wallet_service.proto\x12\twallet.v1\x1a\x15\x63ommon/v1/money.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"?\n\tReference\x12&\n\x04kind\x18\x01 \x01(\x0e\x32\x18.wallet.v1.ReferenceKind\x12\n\n\x02id\x18\x02 \x01(\t\"\x95\x01\n\x06Wallet\x12\x11\n\tseller_id\x18\x01 \x01(\t\x12#\n\tavailable\x18\x02 \x01(\x0b\x32\x10.common.v1.Money\x12\"\n\x08reserved\x18\x03 \x01(\x0b\x32\x10.common.v1.Money\x12/\n\x0bupdate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xdb\x02\n\x08Movement\x12\x13\n\x0bmovement_id\x18\x01 \x01(\t\x12\x11\n\tseller_id\x18\x02 \x01(\t\x12%\n\x04kind\x18\x03 \x01(\x0e\x32\x17.wallet.v1.MovementKind\x12 \n\x06\x61mount\x18\x04 \x01(\x0b\x32\x10.common.v1.Money\x12)\n\x0f\x61vailable_after\x18\x05 \x01(\x0b\x32\x10.common.v1.Money\x12(\n\x0ereserved_after\x18\x06 \x01(\x0b\x32\x10.common.v1.Money\x12\'\n\treference\x18\x07 \x01(\x0b\x32\x14.wallet.v1.Reference\x12\x16\n\x0ereservation_id\x18\x08 \x01(\t\x12\x17\n\x0fidempotency_key\x18\t \x01(\t\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xfe\x02\n\x0bReservation\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x11\n\tseller_id\x18\x02 \x01(\t\x12*\n\x05state\x18\x03 \x01(\x0e\x32\x1b.wallet.v1.ReservationState\x12 \n\x06\x61mount\x18\x04 \x01(\x0b\x32\x10.common.v1.Money\x12\"\n\x08released\x18\x05 \x01(\x0b\x32\x10.common.v1.Money\x12\"\n\x08\x63\x61ptured\x18\x06 \x01(\x0b\x32\x10.common.v1.Money\x12#\n\tremaining\x18\x07 \x01(\x0b\x32\x10.common.v1.Money\x12\'\n\treference\x18\x08 \x01(\x0b\x32\x14.wallet.v1.Reference\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"7\n\x10GetWalletRequest\x12\x11\n\tseller_id\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\"6\n\x11GetWalletResponse\x12!\n\x06wallet\x18\x01 \x01(\x0b\x32\x11.wallet.v1.Wallet\"N\n\x12ListWalletsRequest\x12\x11\n\tseller_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"R\n\x13ListWalletsResponse\x12\"\n\x07wallets\x18\x01 \x03(\x0b\x32\x11.wallet.v1.Wallet\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xe6\x01\n\x14ListMovementsRequest\x12\x11\n\tseller_id\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\x12\x14\n\x0creference_id\x18\x05 \x01(\t\x12\x34\n\x10\x63reate_time_from\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x12\x63reate_time_before\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"X\n\x15ListMovementsResponse\x12&\n\tmovements\x18\x01 \x03(\x0b\x32\x13.wallet.v1.Movement\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"m\n\rCreditRequest\x12\x11\n\tseller_id\x18\x01 \x01(\t\x12 \n\x06\x61mount\x18\x02 \x01(\x0b\x32\x10.common.v1.Money\x12\'\n\treference\x18\x03 \x01(\x0b\x32\x14.wallet.v1.Reference\"Z\n\x0e\x43reditResponse\x12%\n\x08movement\x18\x01 \x01(\x0b\x32\x13.wallet.v1.Movement\x12!\n\x06wallet\x18\x02 \x01(\x0b\x32\x11.wallet.v1.Wallet\"\x85\x01\n\x0c\x44\x65\x62itRequest\x12\x11\n\tseller_id\x18\x01 \x01(\t\x12 \n\x06\x61mount\x18\x02 \x01(\x0b\x32\x10.common.v1.Money\x12\'\n\treference\x18\x03 \x01(\x0b\x32\x14.wallet.v1.Reference\x12\x17\n\x0f\x61llow_shortfall\x18\x04 \x01(\x08\"~\n\rDebitResponse\x12%\n\x08movement\x18\x01 \x01(\x0b\x32\x13.wallet.v1.Movement\x12!\n\x06wallet\x18\x02 \x01(\x0b\x32\x11.wallet.v1.Wallet\x12#\n\tshortfall\x18\x03 \x01(\x0b\x32\x10.common.v1.Money\"n\n\x0eReserveRequest\x12\x11\n\tseller_id\x18\x01 \x01(\t\x12 \n\x06\x61mount\x18\x02 \x01(\x0b\x32\x10.common.v1.Money\x12\'\n\treference\x18\x03 \x01(\x0b\x32\x14.wallet.v1.Reference\"\x88\x01\n\x0fReserveResponse\x12+\n\x0breservation\x18\x01 \x01(\x0b\x32\x16.wallet.v1.Reservation\x12%\n\x08movement\x18\x02 \x01(\x0b\x32\x13.wallet.v1.Movement\x12!\n\x06wallet\x18\x03 \x01(\x0b\x32\x11.wallet.v1.Wallet\"s\n\x0eReleaseRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12 \n\x06\x61mount\x18\x02 \x01(\x0b\x32\x10.common.v1.Money\x12\'\n\treference\x18\x03 \x01(\x0b\x32\x14.wallet.v1.Reference\"\x88\x01\n\x0fReleaseResponse\x12+\n\x0breservation\x18\x01 \x01(\x0b\x32\x16.wallet.v1.Reservation\x12%\n\x08movement\x18\x02 \x01(\x0b\x32\x13.wallet.v1.Movement\x12!\n\x06wallet\x18\x03 \x01(\x0b\x32\x11.wallet.v1.Wallet\"~\n\x19\x43\x61ptureReservationRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12 \n\x06\x61mount\x18\x02 \x01(\x0b\x32\x10.common.v1.Money\x12\'\n\treference\x18\x03 \x01(\x0b\x32\x14.wallet.v1.Reference\"\x93\x01\n\x1a\x43\x61ptureReservationResponse\x12+\n\x0breservation\x18\x01 \x01(\x0b\x32\x16.wallet.v1.Reservation\x12%\n\x08movement\x18\x02 \x01(\x0b\x32\x13.wallet.v1.Movement\x12!\n\x06wallet\x18\x03 \x01(\x0b\x32\x11.wallet.v1.Wallet\"/\n\x15GetReservationRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\"E\n\x16GetReservationResponse\x12+\n\x0breservation\x18\x01 \x01(\x0b\x32\x16.wallet.v1.Reservation\"\x8c\x01\n\x0e\x41pplyBatchItem\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12*\n\x06\x63redit\x18\x02 \x01(\x0b\x32\x18.wallet.v1.CreditRequestH\x00\x12(\n\x05\x64\x65\x62it\x18\x03 \x01(\x0b\x32\x17.wallet.v1.DebitRequestH\x00\x42\x0b\n\toperation\"=\n\x11\x41pplyBatchRequest\x12(\n\x05items\x18\x01 \x03(\x0b\x32\x19.wallet.v1.ApplyBatchItem\":\n\tItemError\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0c\n\x04\x63ode\x18\x03 \x01(\t\"\xae\x01\n\x10\x41pplyBatchResult\x12+\n\x06\x63redit\x18\x01 \x01(\x0b\x32\x19.wallet.v1.CreditResponseH\x00\x12)\n\x05\x64\x65\x62it\x18\x02 \x01(\x0b\x32\x18.wallet.v1.DebitResponseH\x00\x12%\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x14.wallet.v1.ItemErrorH\x00\x12\x10\n\x08replayed\x18\x04 \x01(\x08\x42\t\n\x07outcome\"B\n\x12\x41pplyBatchResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.wallet.v1.ApplyBatchResult*\xa6\x01\n\rReferenceKind\x12\x1e\n\x1aREFERENCE_KIND_UNSPECIFIED\x10\x00\x12 \n\x1cREFERENCE_KIND_PAYMENT_ORDER\x10\x01\x12\x19\n\x15REFERENCE_KIND_REFUND\x10\x02\x12\x19\n\x15REFERENCE_KIND_PAYOUT\x10\x03\x12\x1d\n\x19REFERENCE_KIND_ADJUSTMENT\x10\x04*\xb1\x01\n\x0cMovementKind\x12\x1d\n\x19MOVEMENT_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14MOVEMENT_KIND_CREDIT\x10\x01\x12\x17\n\x13MOVEMENT_KIND_DEBIT\x10\x02\x12\x19\n\x15MOVEMENT_KIND_RESERVE\x10\x03\x12\x19\n\x15MOVEMENT_KIND_RELEASE\x10\x04\x12\x19\n\x15MOVEMENT_KIND_CAPTURE\x10\x05*\x98\x01\n\x10ReservationState\x12!\n\x1dRESERVATION_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16RESERVATION_STATE_OPEN\x10\x01\x12\'\n#RESERVATION_STATE_PARTIALLY_SETTLED\x10\x02\x12\x1c\n\x18RESERVATION_STATE_CLOSED\x10\x03\x32\xaf\x06\n\rWalletService\x12K\n\tGetWallet\x12\x1b.wallet.v1.GetWalletRequest\x1a\x1c.wallet.v1.GetWalletResponse\"\x03\x90\x02\x01\x12Q\n\x0bListWallets\x12\x1d.wallet.v1.ListWalletsRequest\x1a\x1e.wallet.v1.ListWalletsResponse\"\x03\x90\x02\x01\x12W\n\rListMovements\x12\x1f.wallet.v1.ListMovementsRequest\x1a .wallet.v1.ListMovementsResponse\"\x03\x90\x02\x01\x12\x42\n\x06\x43redit\x12\x18.wallet.v1.CreditRequest\x1a\x19.wallet.v1.CreditResponse\"\x03\x90\x02\x02\x12?\n\x05\x44\x65\x62it\x12\x17.wallet.v1.DebitRequest\x1a\x18.wallet.v1.DebitResponse\"\x03\x90\x02\x02\x12\x45\n\x07Reserve\x12\x19.wallet.v1.ReserveRequest\x1a\x1a.wallet.v1.ReserveResponse\"\x03\x90\x02\x02\x12\x45\n\x07Release\x12\x19.wallet.v1.ReleaseRequest\x1a\x1a.wallet.v1.ReleaseResponse\"\x03\x90\x02\x02\x12\x66\n\x12\x43\x61ptureReservation\x12$.wallet.v1.CaptureReservationRequest\x1a%.wallet.v1.CaptureReservationResponse\"\x03\x90\x02\x02\x12N\n\nApplyBatch\x12\x1c.wallet.v1.ApplyBatchRequest\x1a\x1d.wallet.v1.ApplyBatchResponse\"\x03\x90\x02\x02\x12Z\n\x0eGetReservation\x12 .wallet.v1.GetReservationRequest\x1a!.wallet.v1.GetReservationResponse\"\x03\x90\x02\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -53,12 +53,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WALLETSERVICE'].methods_by_name['ApplyBatch']._serialized_options = b'\220\002\002'
   _globals['_WALLETSERVICE'].methods_by_name['GetReservation']._loaded_options = None
   _globals['_WALLETSERVICE'].methods_by_name['GetReservation']._serialized_options = b'\220\002\001'
-  _globals['_REFERENCEKIND']._serialized_start=3426
-  _globals['_REFERENCEKIND']._serialized_end=3592
-  _globals['_MOVEMENTKIND']._serialized_start=3595
-  _globals['_MOVEMENTKIND']._serialized_end=3772
-  _globals['_RESERVATIONSTATE']._serialized_start=3775
-  _globals['_RESERVATIONSTATE']._serialized_end=3927
+  _globals['_REFERENCEKIND']._serialized_start=3537
+  _globals['_REFERENCEKIND']._serialized_end=3703
+  _globals['_MOVEMENTKIND']._serialized_start=3706
+  _globals['_MOVEMENTKIND']._serialized_end=3883
+  _globals['_RESERVATIONSTATE']._serialized_start=3886
+  _globals['_RESERVATIONSTATE']._serialized_end=4038
   _globals['_REFERENCE']._serialized_start=101
   _globals['_REFERENCE']._serialized_end=164
   _globals['_WALLET']._serialized_start=167
@@ -75,44 +75,44 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTWALLETSREQUEST']._serialized_end=1244
   _globals['_LISTWALLETSRESPONSE']._serialized_start=1246
   _globals['_LISTWALLETSRESPONSE']._serialized_end=1328
-  _globals['_LISTMOVEMENTSREQUEST']._serialized_start=1330
-  _globals['_LISTMOVEMENTSREQUEST']._serialized_end=1450
-  _globals['_LISTMOVEMENTSRESPONSE']._serialized_start=1452
-  _globals['_LISTMOVEMENTSRESPONSE']._serialized_end=1540
-  _globals['_CREDITREQUEST']._serialized_start=1542
-  _globals['_CREDITREQUEST']._serialized_end=1651
-  _globals['_CREDITRESPONSE']._serialized_start=1653
-  _globals['_CREDITRESPONSE']._serialized_end=1743
-  _globals['_DEBITREQUEST']._serialized_start=1746
-  _globals['_DEBITREQUEST']._serialized_end=1879
-  _globals['_DEBITRESPONSE']._serialized_start=1881
-  _globals['_DEBITRESPONSE']._serialized_end=2007
-  _globals['_RESERVEREQUEST']._serialized_start=2009
-  _globals['_RESERVEREQUEST']._serialized_end=2119
-  _globals['_RESERVERESPONSE']._serialized_start=2122
-  _globals['_RESERVERESPONSE']._serialized_end=2258
-  _globals['_RELEASEREQUEST']._serialized_start=2260
-  _globals['_RELEASEREQUEST']._serialized_end=2375
-  _globals['_RELEASERESPONSE']._serialized_start=2378
-  _globals['_RELEASERESPONSE']._serialized_end=2514
-  _globals['_CAPTURERESERVATIONREQUEST']._serialized_start=2516
-  _globals['_CAPTURERESERVATIONREQUEST']._serialized_end=2642
-  _globals['_CAPTURERESERVATIONRESPONSE']._serialized_start=2645
-  _globals['_CAPTURERESERVATIONRESPONSE']._serialized_end=2792
-  _globals['_GETRESERVATIONREQUEST']._serialized_start=2794
-  _globals['_GETRESERVATIONREQUEST']._serialized_end=2841
-  _globals['_GETRESERVATIONRESPONSE']._serialized_start=2843
-  _globals['_GETRESERVATIONRESPONSE']._serialized_end=2912
-  _globals['_APPLYBATCHITEM']._serialized_start=2915
-  _globals['_APPLYBATCHITEM']._serialized_end=3055
-  _globals['_APPLYBATCHREQUEST']._serialized_start=3057
-  _globals['_APPLYBATCHREQUEST']._serialized_end=3118
-  _globals['_ITEMERROR']._serialized_start=3120
-  _globals['_ITEMERROR']._serialized_end=3178
-  _globals['_APPLYBATCHRESULT']._serialized_start=3181
-  _globals['_APPLYBATCHRESULT']._serialized_end=3355
-  _globals['_APPLYBATCHRESPONSE']._serialized_start=3357
-  _globals['_APPLYBATCHRESPONSE']._serialized_end=3423
-  _globals['_WALLETSERVICE']._serialized_start=3930
-  _globals['_WALLETSERVICE']._serialized_end=4745
+  _globals['_LISTMOVEMENTSREQUEST']._serialized_start=1331
+  _globals['_LISTMOVEMENTSREQUEST']._serialized_end=1561
+  _globals['_LISTMOVEMENTSRESPONSE']._serialized_start=1563
+  _globals['_LISTMOVEMENTSRESPONSE']._serialized_end=1651
+  _globals['_CREDITREQUEST']._serialized_start=1653
+  _globals['_CREDITREQUEST']._serialized_end=1762
+  _globals['_CREDITRESPONSE']._serialized_start=1764
+  _globals['_CREDITRESPONSE']._serialized_end=1854
+  _globals['_DEBITREQUEST']._serialized_start=1857
+  _globals['_DEBITREQUEST']._serialized_end=1990
+  _globals['_DEBITRESPONSE']._serialized_start=1992
+  _globals['_DEBITRESPONSE']._serialized_end=2118
+  _globals['_RESERVEREQUEST']._serialized_start=2120
+  _globals['_RESERVEREQUEST']._serialized_end=2230
+  _globals['_RESERVERESPONSE']._serialized_start=2233
+  _globals['_RESERVERESPONSE']._serialized_end=2369
+  _globals['_RELEASEREQUEST']._serialized_start=2371
+  _globals['_RELEASEREQUEST']._serialized_end=2486
+  _globals['_RELEASERESPONSE']._serialized_start=2489
+  _globals['_RELEASERESPONSE']._serialized_end=2625
+  _globals['_CAPTURERESERVATIONREQUEST']._serialized_start=2627
+  _globals['_CAPTURERESERVATIONREQUEST']._serialized_end=2753
+  _globals['_CAPTURERESERVATIONRESPONSE']._serialized_start=2756
+  _globals['_CAPTURERESERVATIONRESPONSE']._serialized_end=2903
+  _globals['_GETRESERVATIONREQUEST']._serialized_start=2905
+  _globals['_GETRESERVATIONREQUEST']._serialized_end=2952
+  _globals['_GETRESERVATIONRESPONSE']._serialized_start=2954
+  _globals['_GETRESERVATIONRESPONSE']._serialized_end=3023
+  _globals['_APPLYBATCHITEM']._serialized_start=3026
+  _globals['_APPLYBATCHITEM']._serialized_end=3166
+  _globals['_APPLYBATCHREQUEST']._serialized_start=3168
+  _globals['_APPLYBATCHREQUEST']._serialized_end=3229
+  _globals['_ITEMERROR']._serialized_start=3231
+  _globals['_ITEMERROR']._serialized_end=3289
+  _globals['_APPLYBATCHRESULT']._serialized_start=3292
+  _globals['_APPLYBATCHRESULT']._serialized_end=3466
+  _globals['_APPLYBATCHRESPONSE']._serialized_start=3468
+  _globals['_APPLYBATCHRESPONSE']._serialized_end=3534
+  _globals['_WALLETSERVICE']._serialized_start=4041
+  _globals['_WALLETSERVICE']._serialized_end=4856
 # @@protoc_insertion_point(module_scope)

@@ -151,18 +151,22 @@ class ListWalletsResponse(_message.Message):
     def __init__(self, wallets: _Optional[_Iterable[_Union[Wallet, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class ListMovementsRequest(_message.Message):
-    __slots__ = ("seller_id", "currency", "page_size", "page_token", "reference_id")
+    __slots__ = ("seller_id", "currency", "page_size", "page_token", "reference_id", "create_time_from", "create_time_before")
     SELLER_ID_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_ID_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FROM_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_BEFORE_FIELD_NUMBER: _ClassVar[int]
     seller_id: str
     currency: str
     page_size: int
     page_token: str
     reference_id: str
-    def __init__(self, seller_id: _Optional[str] = ..., currency: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., reference_id: _Optional[str] = ...) -> None: ...
+    create_time_from: _timestamp_pb2.Timestamp
+    create_time_before: _timestamp_pb2.Timestamp
+    def __init__(self, seller_id: _Optional[str] = ..., currency: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., reference_id: _Optional[str] = ..., create_time_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_time_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ListMovementsResponse(_message.Message):
     __slots__ = ("movements", "next_page_token")
