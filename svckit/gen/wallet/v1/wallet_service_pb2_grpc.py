@@ -173,16 +173,18 @@ class WalletServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ApplyBatch(self, request, context):
-        """Applies up to 1000 credits and debits in one call and one transaction; each item is applied or
-        refused on its own, and the response holds one result per item, in request order. Items are
-        decided in request order against the running balances, so a debit sees the credits before it.
+        """Applies up to 1000 credits, debits, reservations and captures in one call and one transaction;
+        each item is applied or refused on its own, and the response holds one result per item, in
+        request order. Items are decided in request order against the running balances (and running
+        reservations), so a debit sees the credits before it and a capture the captures before it.
         Each item carries its own idempotency key, in the key space of the single RPCs: a credit item
-        with key K replays a Credit made with key K (and a later Credit with K replays the item), a debit
-        item likewise with Debit. Item refusals use the reasons Credit/Debit would answer, plus
-        DUPLICATE_ITEM_KEY and OPERATION_MISSING; a refused item writes nothing and stores nothing under
-        its key. The call needs no `idempotency-key` metadata (it is ignored): retrying a whole batch
-        replays every applied item. The call itself fails only for more than 1000 items
-        (INVALID_ARGUMENT, TOO_MANY_ITEMS) or an infrastructure error, and then nothing was written.
+        with key K replays a Credit made with key K (and a later Credit with K replays the item); debit,
+        reserve and capture items likewise with Debit, Reserve and CaptureReservation. Item refusals use
+        the reasons the single RPC would answer, plus DUPLICATE_ITEM_KEY and OPERATION_MISSING; a refused
+        item writes nothing and stores nothing under its key. The call needs no `idempotency-key`
+        metadata (it is ignored): retrying a whole batch replays every applied item. The call itself
+        fails only for more than 1000 items (INVALID_ARGUMENT, TOO_MANY_ITEMS) or an infrastructure
+        error, and then nothing was written.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
