@@ -237,7 +237,7 @@ class PayoutRuns:
 
     async def _pay_chunk(self, run_id: str, sellers: Sequence[SellerRow], period: Period) -> bool:
         """Plan a chunk of sellers and take their pay-outs through the steps together: one insert of
-        the pay-outs (each claimed by this worker), the wallet reservations side by side, one ledger
+        the pay-outs (each claimed by this worker), one wallet ``ApplyBatch`` of reservations, one ledger
         ``PostTransactions``, the PSP transfers then payouts side by side, and one transaction
         recording each step for all. Every remote call carries the key ``drive`` uses, so a pay-out
         any step left behind (a refusal, a fault, a crash) is finished by ``drive`` with the same
@@ -307,16 +307,18 @@ class PayoutRuns:
         faults: list[tuple[str, BaseException | None]] = []
         todo = [p for p in created if not p.debt_netted_minor]
 
-        # Steps 1 and 2: the reservations side by side, then one ledger call for all postings.
-        reserved = _results(
-            await asyncio.gather(
-                *(
-                    bounded(books.reserve(p.payout_id, p.seller_account, p.amount_minor, p.currency))
-                    for p in todo
-                ),
-                return_exceptions=True,
+        # Steps 1 and 2: one wallet call for all reservations, then one ledger call for all postings.
+        reserved: list[str | DomainError]
+        try:
+            reserved = (
+                await books.reserve_many(
+                    [(p.payout_id, p.seller_account, p.amount_minor, p.currency) for p in todo]
+                )
+                if todo
+                else []
             )
-        )
+        except DomainError as err:  # the call failed as a whole: nothing of it was written
+            reserved = [err] * len(todo)
         ok = [(p, r) for p, r in zip(todo, reserved, strict=True) if isinstance(r, str)]
         for p, r in zip(todo, reserved, strict=True):
             if not isinstance(r, str):
