@@ -26,6 +26,7 @@ ACCESS = allow(
         # An order's or refund's transactions, for the console's order page (no service needs them).
         "ListTransactions": ("gateway", "operator"),
         "GetBalance": READERS,
+        "GetBalances": READERS,
         "ListEntries": READERS,
         "VerifyLedger": READERS,
     },

@@ -271,6 +271,14 @@ async def get_wallet(
     return (await conn.execute(stmt)).first()
 
 
+async def get_wallets(conn: AsyncConnection, keys: Sequence[tuple[str, str]]) -> list[sa.Row]:
+    """The wallets of those (seller_id, currency) keys that exist (any order), in one query."""
+    if not keys:
+        return []
+    stmt = sa.select(wallets).where(sa.tuple_(wallets.c.seller_id, wallets.c.currency).in_(list(keys)))
+    return list((await conn.execute(stmt)).all())
+
+
 async def list_wallets(
     conn: AsyncConnection, seller_id: str | None, after: tuple[str, str] | None, limit: int
 ) -> list[sa.Row]:

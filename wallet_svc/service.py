@@ -137,6 +137,23 @@ class WalletService:
             return Wallet(seller_id, Money(0, currency), Money(0, currency))
         return _wallet(row)
 
+    async def get_wallets(self, uow: WalletUnitOfWork, keys: Sequence[tuple[str, str]]) -> list[Wallet]:
+        """:meth:`get_wallet` for many (seller_id, currency) in one read, in request order. An invalid
+        item is refused with GetWallet's reason, its field naming the item."""
+        checked: list[tuple[str, str]] = []
+        for i, (seller_id, currency) in enumerate(keys):
+            try:
+                checked.append((validate_seller_id(seller_id), validate_currency(currency)))
+            except InvalidArgument as err:
+                field = f"wallets[{i}].{err.metadata.get('field', '')}".rstrip(".")
+                raise InvalidArgument(err.reason, err.message, field=field) from None
+        async with uow.read() as conn:
+            rows = {(r.seller_id, r.currency): r for r in await repository.get_wallets(conn, checked)}
+        return [
+            _wallet(rows[key]) if key in rows else Wallet(key[0], Money(0, key[1]), Money(0, key[1]))
+            for key in checked
+        ]
+
     async def list_wallets(
         self, uow: WalletUnitOfWork, seller_id: str, page_size: int, page_token: str
     ) -> Page[Wallet]:

@@ -262,6 +262,16 @@ class WalletServicer(pb_grpc.WalletServiceServicer):
         wallet = await self._service.get_wallet(self._uow, request.seller_id, request.currency)
         return pb.GetWalletResponse(wallet=wallet_to_pb(wallet))
 
+    async def BatchGetWallets(self, request: pb.BatchGetWalletsRequest, context: grpc.aio.ServicerContext):
+        if len(request.wallets) > MAX_BATCH_ITEMS:
+            raise InvalidArgument(
+                "TOO_MANY_ITEMS", f"at most {MAX_BATCH_ITEMS} wallets per call", field="wallets"
+            )
+        found = await self._service.get_wallets(
+            self._uow, [(w.seller_id, w.currency) for w in request.wallets]
+        )
+        return pb.BatchGetWalletsResponse(wallets=[wallet_to_pb(w) for w in found])
+
     async def ListWallets(self, request: pb.ListWalletsRequest, context: grpc.aio.ServicerContext):
         page = await self._service.list_wallets(
             self._uow, request.seller_id, request.page_size, request.page_token

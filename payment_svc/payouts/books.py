@@ -82,6 +82,24 @@ class Books:
         )
         return int(reply.wallet.available.amount_minor)
 
+    async def available_many(self, wallets: Sequence[tuple[str, str]]) -> list[int]:
+        """:meth:`available` of many (seller, currency) in one ``BatchGetWallets`` (at most 1000)."""
+        reply = await self._call(
+            self._wallet.BatchGetWallets,
+            wpb.BatchGetWalletsRequest(
+                wallets=[wpb.GetWalletRequest(seller_id=s, currency=c) for s, c in wallets]
+            ),
+        )
+        return [int(w.available.amount_minor) for w in reply.wallets]
+
+    async def debts_many(self, sellers: Sequence[tuple[str, str]]) -> list[int]:
+        """:meth:`debt` of many (seller, currency) in one ``GetBalances`` (at most 1000; a seller
+        without a receivable account owes nothing)."""
+        names = [naming.seller_receivable(s, c) for s, c in sellers]
+        reply = await self._call(self._ledger.GetBalances, lpb.GetBalancesRequest(accounts=names))
+        found = {b.account: int(b.balance_minor) for b in reply.balances}
+        return [found.get(name, 0) for name in names]
+
     async def payable(self, seller: str, currency: str, as_of=None) -> int:
         """What the ledger says we owe the seller (0 before the account's first entry)."""
         request = lpb.GetBalanceRequest(account=naming.seller_payable(seller, currency))

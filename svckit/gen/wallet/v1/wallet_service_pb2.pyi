@@ -132,6 +132,18 @@ class GetWalletResponse(_message.Message):
     wallet: Wallet
     def __init__(self, wallet: _Optional[_Union[Wallet, _Mapping]] = ...) -> None: ...
 
+class BatchGetWalletsRequest(_message.Message):
+    __slots__ = ("wallets",)
+    WALLETS_FIELD_NUMBER: _ClassVar[int]
+    wallets: _containers.RepeatedCompositeFieldContainer[GetWalletRequest]
+    def __init__(self, wallets: _Optional[_Iterable[_Union[GetWalletRequest, _Mapping]]] = ...) -> None: ...
+
+class BatchGetWalletsResponse(_message.Message):
+    __slots__ = ("wallets",)
+    WALLETS_FIELD_NUMBER: _ClassVar[int]
+    wallets: _containers.RepeatedCompositeFieldContainer[Wallet]
+    def __init__(self, wallets: _Optional[_Iterable[_Union[Wallet, _Mapping]]] = ...) -> None: ...
+
 class ListWalletsRequest(_message.Message):
     __slots__ = ("seller_id", "page_size", "page_token")
     SELLER_ID_FIELD_NUMBER: _ClassVar[int]

@@ -47,6 +47,11 @@ class WalletServiceStub:
                 request_serializer=wallet_dot_v1_dot_wallet__service__pb2.GetWalletRequest.SerializeToString,
                 response_deserializer=wallet_dot_v1_dot_wallet__service__pb2.GetWalletResponse.FromString,
                 _registered_method=True)
+        self.BatchGetWallets = channel.unary_unary(
+                '/wallet.v1.WalletService/BatchGetWallets',
+                request_serializer=wallet_dot_v1_dot_wallet__service__pb2.BatchGetWalletsRequest.SerializeToString,
+                response_deserializer=wallet_dot_v1_dot_wallet__service__pb2.BatchGetWalletsResponse.FromString,
+                _registered_method=True)
         self.ListWallets = channel.unary_unary(
                 '/wallet.v1.WalletService/ListWallets',
                 request_serializer=wallet_dot_v1_dot_wallet__service__pb2.ListWalletsRequest.SerializeToString,
@@ -108,6 +113,15 @@ class WalletServiceServicer:
     def GetWallet(self, request, context):
         """Returns a seller's wallet in one currency. A seller that never received money has an empty wallet
         (both balances zero), not an error.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchGetWallets(self, request, context):
+        """Returns up to 1000 wallets in one call, one per request item in order (an empty wallet for one
+        that never received money, as GetWallet). INVALID_ARGUMENT for an invalid item (the reasons of
+        GetWallet, the field naming the item) or more than 1000 (TOO_MANY_ITEMS).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -205,6 +219,11 @@ def add_WalletServiceServicer_to_server(servicer, server):
                     request_deserializer=wallet_dot_v1_dot_wallet__service__pb2.GetWalletRequest.FromString,
                     response_serializer=wallet_dot_v1_dot_wallet__service__pb2.GetWalletResponse.SerializeToString,
             ),
+            'BatchGetWallets': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchGetWallets,
+                    request_deserializer=wallet_dot_v1_dot_wallet__service__pb2.BatchGetWalletsRequest.FromString,
+                    response_serializer=wallet_dot_v1_dot_wallet__service__pb2.BatchGetWalletsResponse.SerializeToString,
+            ),
             'ListWallets': grpc.unary_unary_rpc_method_handler(
                     servicer.ListWallets,
                     request_deserializer=wallet_dot_v1_dot_wallet__service__pb2.ListWalletsRequest.FromString,
@@ -286,6 +305,33 @@ class WalletService:
             '/wallet.v1.WalletService/GetWallet',
             wallet_dot_v1_dot_wallet__service__pb2.GetWalletRequest.SerializeToString,
             wallet_dot_v1_dot_wallet__service__pb2.GetWalletResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchGetWallets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.WalletService/BatchGetWallets',
+            wallet_dot_v1_dot_wallet__service__pb2.BatchGetWalletsRequest.SerializeToString,
+            wallet_dot_v1_dot_wallet__service__pb2.BatchGetWalletsResponse.FromString,
             options,
             channel_credentials,
             insecure,
