@@ -249,7 +249,10 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16, help="PAYMENT_PAYOUT_CONCURRENCY")
     parser.add_argument("--chunk", type=int, default=250, help="PAYMENT_PAYOUT_CHUNK_SIZE")
     parser.add_argument(
-        "--webhook-concurrency", type=int, default=8, help="the simulator's deliveries in flight at once"
+        "--webhook-concurrency",
+        type=int,
+        default=32,
+        help="the simulator's deliveries in flight at once (a PSP delivers a bank day's events side by side)",
     )
     parser.add_argument(
         "--finish",

@@ -42,7 +42,7 @@ class PayoutAnswers:
         # their captures and postings share one wallet and one ledger call (svckit.coalescing), each
         # under the key the single calls use. Every event keeps its own transaction and row lock.
         self._paid_books: Coalescer[_Paid, int | DomainError] = Coalescer(
-            self._paid_group, name="payout-paid", max_group=500, max_in_flight=2
+            self._paid_group, name="payout-paid", max_group=500, max_in_flight=1
         )
 
     async def close(self) -> None:
