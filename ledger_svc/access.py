@@ -27,6 +27,7 @@ ACCESS = allow(
         # (a post-time window) and a record's for its per-record checks (reads only).
         "ListTransactions": ("gateway", "recon", "operator"),
         "GetBalance": READERS,
+        "GetBalances": READERS,
         "ListEntries": READERS,
         "VerifyLedger": READERS,
     },

@@ -44,6 +44,11 @@ async def get_account(conn: AsyncConnection, name: str) -> sa.Row | None:
     return (await conn.execute(sa.select(accounts).where(accounts.c.name == name))).first()
 
 
+async def get_accounts(conn: AsyncConnection, names: Sequence[str]) -> Sequence[sa.Row]:
+    """The accounts of those names that exist (any order)."""
+    return (await conn.execute(sa.select(accounts).where(accounts.c.name.in_(list(names))))).all()
+
+
 async def list_accounts(conn: AsyncConnection, prefix: str, after: str, limit: int) -> Sequence[sa.Row]:
     stmt = sa.select(accounts).order_by(accounts.c.name).limit(limit)
     if prefix:

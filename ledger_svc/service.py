@@ -364,6 +364,23 @@ class LedgerService:
             last_transaction_id=last_tx,
         )
 
+    async def get_balances(self, uow: LedgerUnitOfWork, names: Sequence[str]) -> list[Balance]:
+        """The current balance of each named account that exists, in the order named (one read)."""
+        async with uow.read() as conn:
+            rows = {row.name: row for row in await repository.get_accounts(conn, names)}
+        return [
+            Balance(
+                account=row.name,
+                currency=row.currency,
+                debits_minor=row.debits_posted,
+                credits_minor=row.credits_posted,
+                balance_minor=_signed(AccountType(row.type), row.debits_posted, row.credits_posted),
+                last_transaction_id=row.last_transaction_id,
+            )
+            for row in (rows.get(name) for name in names)
+            if row is not None
+        ]
+
     async def list_entries(
         self, uow: LedgerUnitOfWork, account: str, page_size: int, page_token: str
     ) -> tuple[list[EntryView], str]:

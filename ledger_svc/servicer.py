@@ -175,6 +175,14 @@ class LedgerServicer(pb_grpc.LedgerServiceServicer):
         as_of = request.as_of.ToDatetime(tzinfo=_UTC) if request.HasField("as_of") else None
         return wire.balance_to_pb(await self._service.get_balance(self._uow, request.account, as_of))
 
+    async def GetBalances(self, request: pb.GetBalancesRequest, context: grpc.aio.ServicerContext):
+        if len(request.accounts) > MAX_BATCH_ITEMS:
+            raise InvalidArgument(
+                "TOO_MANY_ITEMS", f"at most {MAX_BATCH_ITEMS} accounts per call", field="accounts"
+            )
+        balances = await self._service.get_balances(self._uow, list(request.accounts))
+        return pb.GetBalancesResponse(balances=[wire.balance_to_pb(b) for b in balances])
+
     async def ListEntries(self, request: pb.ListEntriesRequest, context: grpc.aio.ServicerContext):
         views, token = await self._service.list_entries(
             self._uow, request.account, request.page_size, request.page_token

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import cProfile
 import gc
+import os
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,6 +113,9 @@ async def start_service(
     return handle
 
 
+PROFILE_FILE_ENV = "SVC_PROFILE_FILE"
+"""Set in a service process's environment: it runs under cProfile and writes its statistics there."""
+
 # Young-generation collections per allocated container objects; CPython's default is 700.
 GC_GEN0_THRESHOLD = 7000
 
@@ -144,4 +149,14 @@ def main(
         await run_until_signalled(handle.server, settings.shutdown_grace_seconds, handle.close_resources)
 
     # grpc.aio runs its own poller on the default asyncio loop; uvloop is not supported there.
-    asyncio.run(_run())
+    profile_file = os.environ.get(PROFILE_FILE_ENV)
+    if not profile_file:
+        asyncio.run(_run())
+        return
+    # A benchmark's switch (benchmarks/bench_payouts.py --profile): the whole process under
+    # cProfile, its statistics written when it stops.
+    profiler = cProfile.Profile()
+    try:
+        profiler.runcall(asyncio.run, _run())
+    finally:
+        profiler.dump_stats(profile_file)

@@ -11,6 +11,7 @@ ACCESS = allow(
     wallet_service_pb2.DESCRIPTOR.services_by_name["WalletService"],
     {
         "GetWallet": READERS,
+        "BatchGetWallets": READERS,
         "ListWallets": READERS,
         "ListMovements": READERS,
         "GetReservation": READERS,

@@ -130,14 +130,19 @@ class ShortfallResult:
 
 @dataclass(frozen=True)
 class BatchItem:
-    """One credit or debit of a batch, unvalidated, as the single Credit/Debit would take it."""
+    """One item of a batch, unvalidated, as its single RPC (Credit, Debit, Reserve or
+    CaptureReservation) would take it."""
 
-    kind: MovementKind  # CREDIT or DEBIT
-    seller_id: str
+    kind: MovementKind  # CREDIT, DEBIT, RESERVE or CAPTURE
+    seller_id: str  # empty for a capture (the reservation names the wallet)
     amount_minor: int
     currency: str
     reference: tuple[ReferenceKind | None, str]
     key: ItemKey
+    reservation_id: str = ""
+    """A capture's reservation."""
+    amount_given: bool = True
+    """False for a capture of everything remaining (the request's amount unset)."""
 
 
 ItemOutcome = StoredAnswer | DomainError

@@ -8,6 +8,7 @@ there is nothing to race; concurrent writers queue on the wallet's row lock.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import SimpleNamespace
@@ -17,6 +18,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from svckit.idempotency import RECORD_MANY, ItemKey, record_many_params
+from wallet_svc.domain import Reservation
 from wallet_svc.models import reservations, wallet_movements, wallets
 
 
@@ -269,6 +271,14 @@ async def get_wallet(
     return (await conn.execute(stmt)).first()
 
 
+async def get_wallets(conn: AsyncConnection, keys: Sequence[tuple[str, str]]) -> list[sa.Row]:
+    """The wallets of those (seller_id, currency) keys that exist (any order), in one query."""
+    if not keys:
+        return []
+    stmt = sa.select(wallets).where(sa.tuple_(wallets.c.seller_id, wallets.c.currency).in_(list(keys)))
+    return list((await conn.execute(stmt)).all())
+
+
 async def list_wallets(
     conn: AsyncConnection, seller_id: str | None, after: tuple[str, str] | None, limit: int
 ) -> list[sa.Row]:
@@ -380,9 +390,35 @@ async def lock_wallets(
     return LockedWallets(balances, list(row.o_movement_ids), row.o_now)
 
 
+async def reservation_wallets(
+    conn: AsyncConnection, reservation_ids: list[str]
+) -> dict[str, tuple[str, str]]:
+    """The wallet (seller, currency) of each reservation that exists, read without a lock (a
+    reservation never changes wallet), so the batch can lock wallets before reservations."""
+    if not reservation_ids:
+        return {}
+    stmt = sa.select(reservations.c.id, reservations.c.seller_id, reservations.c.currency).where(
+        reservations.c.id.in_(reservation_ids)
+    )
+    return {r.id: (r.seller_id, r.currency) for r in await conn.execute(stmt)}
+
+
+async def lock_reservations(conn: AsyncConnection, reservation_ids: list[str]) -> list[sa.Row]:
+    """Lock reservations (their wallets already locked), in id order."""
+    if not reservation_ids:
+        return []
+    stmt = (
+        sa.select(reservations)
+        .where(reservations.c.id.in_(reservation_ids))
+        .order_by(reservations.c.id)
+        .with_for_update()
+    )
+    return list((await conn.execute(stmt)).all())
+
+
 @dataclass(frozen=True)
 class BatchMovement:
-    """A credit or debit of a batch as it will be stored, with its key's record."""
+    """A movement of a batch as it will be stored, with its key's record."""
 
     id: int
     spec: MovementSpec
@@ -392,31 +428,52 @@ class BatchMovement:
     response: bytes
 
 
-# The wallets' new balances, the movements and the keys' answers (svckit.idempotency's records) in one
-# statement. The wallet UPDATE
-# adds the batch's net delta; each wallet's final available equals its last movement's available_after
-# by construction (both come from the same running balance under the lock). The counts let the caller
-# check that every locked wallet was updated and every row written.
+# The wallets' new balances, the new reservations, the settled ones, the movements and the keys'
+# answers (svckit.idempotency's records) in one statement. The wallet UPDATE adds the batch's net
+# deltas; each wallet's final balances equal its last movement's *_after by construction (both come
+# from the same running balances under the lock), and each settled reservation gets its final parts
+# and state the same way. The counts let the caller check that every locked wallet and reservation
+# was updated and every row written. Reservations are inserted before the movements that name them
+# in the same statement: foreign keys are checked at its end.
 _WRITE_BATCH = sa.text(
     """
     WITH w AS (
-      UPDATE wallets SET available_minor = wallets.available_minor + v.delta, updated_at = :now
-      FROM unnest(CAST(:w_sellers AS text[]), CAST(:w_currencies AS text[]), CAST(:w_deltas AS bigint[]))
-           AS v(seller_id, currency, delta)
+      UPDATE wallets SET available_minor = wallets.available_minor + v.delta,
+                         reserved_minor = wallets.reserved_minor + v.rdelta, updated_at = :now
+      FROM unnest(CAST(:w_sellers AS text[]), CAST(:w_currencies AS text[]), CAST(:w_deltas AS bigint[]),
+                  CAST(:w_rdeltas AS bigint[]))
+           AS v(seller_id, currency, delta, rdelta)
       WHERE wallets.seller_id = v.seller_id AND wallets.currency = v.currency
+      RETURNING 1
+    ), r AS (
+      INSERT INTO reservations (id, seller_id, currency, state, amount_minor, reference_kind, reference_id,
+                                created_at, updated_at)
+      SELECT r.id, r.seller_id, r.currency, 'OPEN', r.amount_minor, r.reference_kind, r.reference_id, :now, :now
+      FROM unnest(CAST(:r_ids AS text[]), CAST(:r_sellers AS text[]), CAST(:r_currencies AS text[]),
+                  CAST(:r_amounts AS bigint[]), CAST(:r_reference_kinds AS text[]),
+                  CAST(:r_reference_ids AS text[]))
+           AS r(id, seller_id, currency, amount_minor, reference_kind, reference_id)
+      RETURNING 1
+    ), s AS (
+      UPDATE reservations SET captured_minor = v.captured, state = v.state, updated_at = :now
+      FROM unnest(CAST(:s_ids AS text[]), CAST(:s_captured AS bigint[]), CAST(:s_states AS text[]))
+           AS v(id, captured, state)
+      WHERE reservations.id = v.id
       RETURNING 1
     ), m AS (
       INSERT INTO wallet_movements (id, seller_id, currency, kind, amount_minor, available_delta_minor,
                                     reserved_delta_minor, available_after_minor, reserved_after_minor,
-                                    reference_kind, reference_id, idempotency_key, created_at)
-      SELECT m.id, m.seller_id, m.currency, m.kind, m.amount_minor, m.delta, 0, m.available_after,
-             m.reserved_after, m.reference_kind, m.reference_id, m.idempotency_key, :now
+                                    reservation_id, reference_kind, reference_id, idempotency_key,
+                                    created_at)
+      SELECT m.id, m.seller_id, m.currency, m.kind, m.amount_minor, m.delta, m.rdelta, m.available_after,
+             m.reserved_after, m.reservation_id, m.reference_kind, m.reference_id, m.idempotency_key, :now
       FROM unnest(CAST(:ids AS bigint[]), CAST(:sellers AS text[]), CAST(:currencies AS text[]),
                   CAST(:kinds AS text[]), CAST(:amounts AS bigint[]), CAST(:deltas AS bigint[]),
-                  CAST(:available_after AS bigint[]), CAST(:reserved_after AS bigint[]),
+                  CAST(:rdeltas AS bigint[]), CAST(:available_after AS bigint[]),
+                  CAST(:reserved_after AS bigint[]), CAST(:reservation_ids AS text[]),
                   CAST(:reference_kinds AS text[]), CAST(:reference_ids AS text[]), CAST(:keys AS text[]))
-           AS m(id, seller_id, currency, kind, amount_minor, delta, available_after, reserved_after,
-                reference_kind, reference_id, idempotency_key)
+           AS m(id, seller_id, currency, kind, amount_minor, delta, rdelta, available_after, reserved_after,
+                reservation_id, reference_kind, reference_id, idempotency_key)
       RETURNING 1
     ), k AS (
       """
@@ -424,7 +481,8 @@ _WRITE_BATCH = sa.text(
     + """
       RETURNING 1
     )
-    SELECT (SELECT count(*) FROM w) AS wallets, (SELECT count(*) FROM m) AS movements,
+    SELECT (SELECT count(*) FROM w) AS wallets, (SELECT count(*) FROM r) AS opened,
+           (SELECT count(*) FROM s) AS settled, (SELECT count(*) FROM m) AS movements,
            (SELECT count(*) FROM k) AS keys
     """
 )
@@ -433,29 +491,51 @@ _WRITE_BATCH = sa.text(
 async def write_batch(
     conn: AsyncConnection,
     movements: list[BatchMovement],
-    wallet_deltas: dict[tuple[str, str], int],
+    wallet_deltas: dict[tuple[str, str], tuple[int, int]],
     now: datetime,
+    opened: Sequence[Reservation] = (),
+    settled: Sequence[Reservation] = (),
 ) -> bool:
-    """Apply the net deltas to the (locked) wallets, append the movements and store the keys' answers,
-    in one statement. False if a row count is off (the caller must then roll back)."""
+    """Apply the net (available, reserved) deltas to the (locked) wallets, insert the new reservations,
+    set the settled (locked) reservations' captured part and state, append the movements and store
+    the keys' answers, in one statement. False if a row count is off (the caller must then roll back)."""
     specs = [m.spec for m in movements]
     params = {
         "now": now,
         "w_sellers": [s for s, _ in wallet_deltas],
         "w_currencies": [c for _, c in wallet_deltas],
-        "w_deltas": list(wallet_deltas.values()),
+        "w_deltas": [d for d, _ in wallet_deltas.values()],
+        "w_rdeltas": [r for _, r in wallet_deltas.values()],
+        "r_ids": [r.id for r in opened],
+        "r_sellers": [r.seller_id for r in opened],
+        "r_currencies": [r.amount.currency for r in opened],
+        "r_amounts": [r.amount.amount_minor for r in opened],
+        "r_reference_kinds": [r.reference.kind.value for r in opened],
+        "r_reference_ids": [r.reference.id for r in opened],
+        "s_ids": [r.id for r in settled],
+        "s_captured": [r.captured.amount_minor for r in settled],
+        "s_states": [r.state.value for r in settled],
         "ids": [m.id for m in movements],
         "sellers": [s.seller_id for s in specs],
         "currencies": [s.currency for s in specs],
         "kinds": [s.kind for s in specs],
         "amounts": [s.amount_minor for s in specs],
         "deltas": [s.available_delta_minor for s in specs],
+        "rdeltas": [s.reserved_delta_minor for s in specs],
         "available_after": [m.available_after_minor for m in movements],
         "reserved_after": [m.reserved_after_minor for m in movements],
+        "reservation_ids": [s.reservation_id for s in specs],
         "reference_kinds": [s.reference_kind for s in specs],
         "reference_ids": [s.reference_id for s in specs],
         "keys": [s.idempotency_key for s in specs],
         **record_many_params([(m.key, m.response) for m in movements]),
     }
     row = (await conn.execute(_WRITE_BATCH, params)).one()
-    return (row.wallets, row.movements, row.keys) == (len(wallet_deltas), len(movements), len(movements))
+    n = len(movements)
+    return (row.wallets, row.opened, row.settled, row.movements, row.keys) == (
+        len(wallet_deltas),
+        len(opened),
+        len(settled),
+        n,
+        n,
+    )

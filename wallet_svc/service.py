@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -136,6 +137,23 @@ class WalletService:
         if row is None:
             return Wallet(seller_id, Money(0, currency), Money(0, currency))
         return _wallet(row)
+
+    async def get_wallets(self, uow: WalletUnitOfWork, keys: Sequence[tuple[str, str]]) -> list[Wallet]:
+        """:meth:`get_wallet` for many (seller_id, currency) in one read, in request order. An invalid
+        item is refused with GetWallet's reason, its field naming the item."""
+        checked: list[tuple[str, str]] = []
+        for i, (seller_id, currency) in enumerate(keys):
+            try:
+                checked.append((validate_seller_id(seller_id), validate_currency(currency)))
+            except InvalidArgument as err:
+                field = f"wallets[{i}].{err.metadata.get('field', '')}".rstrip(".")
+                raise InvalidArgument(err.reason, err.message, field=field) from None
+        async with uow.read() as conn:
+            rows = {(r.seller_id, r.currency): r for r in await repository.get_wallets(conn, checked)}
+        return [
+            _wallet(rows[key]) if key in rows else Wallet(key[0], Money(0, key[1]), Money(0, key[1]))
+            for key in checked
+        ]
 
     async def list_wallets(
         self, uow: WalletUnitOfWork, seller_id: str, page_size: int, page_token: str
@@ -392,14 +410,17 @@ class WalletService:
     async def apply_batch(
         self, uow: WalletUnitOfWork, items: Sequence[BatchItem | DomainError]
     ) -> list[ItemOutcome]:
-        """Apply credits and debits, each on its own, in one transaction; one outcome per item.
+        """Apply credits, debits, reservations and captures, each on its own, in one transaction; one
+        outcome per item.
 
-        Every item gets exactly the answer its single Credit/Debit call would get at that point, in
-        the same order of checks: the key's stored answer (replay, or IDEMPOTENCY_KEY_REUSED), then
-        IDEMPOTENCY_KEY_IN_USE, then validation, then funds/limits against the running balance. An item
-        given as a DomainError was refused by the caller (bad key, duplicate) and is passed through.
-        The (scope, key) pairs must be distinct. Three statements whatever the size: probe the keys,
-        lock the wallets (fixed order) and draw movement ids, write balances, movements and answers.
+        Every item gets exactly the answer its single call would get at that point, in the same order
+        of checks: the key's stored answer (replay, or IDEMPOTENCY_KEY_REUSED), then
+        IDEMPOTENCY_KEY_IN_USE, then validation, then (captures) the reservation, then funds/limits
+        against the running balances. An item given as a DomainError was refused by the caller (bad
+        key, duplicate) and is passed through. The (scope, key) pairs must be distinct. A few
+        statements whatever the size: probe the keys, read the captures' reservations, lock the
+        wallets (fixed order) and draw movement ids, lock the reservations, write balances,
+        reservations, movements and answers.
         """
         return await uow.batch(lambda unit: self._apply_batch(unit, items))
 
@@ -414,21 +435,31 @@ class WalletService:
         probes = await uow.probe_keys([item.key for _, item in keyed])
 
         pending: list[tuple[int, BatchItem, MovementSpec]] = []
+        captures: list[tuple[int, BatchItem, Reference, Money | None]] = []
         for (i, item), probe in zip(keyed, probes, strict=True):
             if probe is not None:  # the stored answer, or the key's refusal
                 outcomes[i] = probe
                 continue
             try:
+                if item.kind is MovementKind.CAPTURE:
+                    validate_reservation_id(item.reservation_id)
+                    requested = (
+                        validate_amount(item.amount_minor, item.currency) if item.amount_given else None
+                    )
+                    captures.append((i, item, validate_reference(*item.reference), requested))
+                    continue
                 seller_id = validate_seller_id(item.seller_id)
                 amount = validate_amount(item.amount_minor, item.currency)
                 ref = validate_reference(*item.reference)
             except DomainError as err:
                 outcomes[i] = err
                 continue
-            pending.append((i, item, _spec(item.kind, seller_id, amount, ref, item.key.key)))
+            # A reservation's id is drawn now, as the single Reserve does before its statement.
+            rsv = f"rsv_{uuid.uuid4().hex}" if item.kind is MovementKind.RESERVE else None
+            pending.append((i, item, _spec(item.kind, seller_id, amount, ref, item.key.key, rsv)))
 
-        if pending:
-            await self._apply_pending(uow, pending, outcomes)
+        if pending or captures:
+            await self._apply_pending(uow, pending, captures, outcomes)
         done = [o for o in outcomes if o is not None]
         if len(done) != len(outcomes):
             raise RuntimeError("a batch item was left without an outcome")
@@ -438,59 +469,157 @@ class WalletService:
         self,
         uow: WalletUnitOfWork,
         pending: list[tuple[int, BatchItem, MovementSpec]],
+        captures: list[tuple[int, BatchItem, Reference, Money | None]],
         outcomes: list[ItemOutcome | None],
     ) -> None:
-        # Only a credit may create a wallet (as with the single RPCs).
-        create: dict[tuple[str, str], bool] = {}
-        for _, item, spec in pending:
-            wallet = (spec.seller_id, spec.currency)
-            create[wallet] = create.get(wallet, False) or item.kind is MovementKind.CREDIT
         async with uow.transaction() as conn:
-            locked = await repository.lock_wallets(conn, list(create), list(create.values()), len(pending))
+            # The wallets of the captures' reservations (a reservation never changes wallet).
+            found = await repository.reservation_wallets(
+                conn, [it.reservation_id for _, it, _, _ in captures]
+            )
+            # Only a credit may create a wallet (as with the single RPCs).
+            create: dict[tuple[str, str], bool] = {}
+            for _, item, spec in pending:
+                wallet = (spec.seller_id, spec.currency)
+                create[wallet] = create.get(wallet, False) or item.kind is MovementKind.CREDIT
+            for _, item, _, _ in captures:
+                if item.reservation_id in found:
+                    create.setdefault(found[item.reservation_id], False)
+            locked = await repository.lock_wallets(
+                conn, list(create), list(create.values()), len(pending) + len(captures)
+            )
+            # Wallet before reservation: the one lock order (see _settle).
+            reservations = {
+                row.id: _reservation(row) for row in await repository.lock_reservations(conn, sorted(found))
+            }
 
-            # Decide in request order against the running balances, under the locks.
+            # Decide in request order against the running balances and reservations, under the locks.
+            work: list[tuple[int, BatchItem, MovementSpec | None, tuple[Reference, Money | None] | None]] = [
+                (i, item, spec, None) for i, item, spec in pending
+            ] + [(i, item, None, (ref, requested)) for i, item, ref, requested in captures]
+            work.sort(key=lambda w: w[0])
             balances = dict(locked.balances)
             ids = iter(locked.movement_ids)
             accepted: list[BatchMovement] = []
-            deltas: dict[tuple[str, str], int] = {}
-            for i, item, spec in pending:
+            deltas: dict[tuple[str, str], tuple[int, int]] = {}
+            opened: list[Reservation] = []
+            settled: dict[str, Reservation] = {}
+            for i, item, planned, capture in work:
+                reservation: Reservation | None = None
+                if capture is not None:
+                    try:
+                        spec, reservation = self._capture_item(item, capture, reservations, locked.now)
+                    except DomainError as err:
+                        outcomes[i] = err
+                        continue
+                else:
+                    assert planned is not None  # every non-capture item was planned above
+                    spec = planned
                 wallet = (spec.seller_id, spec.currency)
                 available, reserved = balances.get(wallet, (0, 0))
-                after = available + spec.available_delta_minor
-                if after > INT64_MAX:
+                after, reserved_after = (
+                    available + spec.available_delta_minor,
+                    reserved + spec.reserved_delta_minor,
+                )
+                if after > INT64_MAX or reserved_after > INT64_MAX:
                     outcomes[i] = balance_limit()
                     continue
-                if after < 0:
+                if after < 0 or (item.kind is MovementKind.RESERVE and wallet not in balances):
                     outcomes[i] = _insufficient(available, Money(spec.amount_minor, spec.currency))
                     continue
-                balances[wallet] = (after, reserved)
-                deltas[wallet] = deltas.get(wallet, 0) + spec.available_delta_minor
+                if reserved_after < 0:
+                    # reserved always covers the open reservations; if not, the books are broken.
+                    outcomes[i] = Internal(
+                        "WALLET_RESERVED_BELOW_RESERVATIONS",
+                        f"wallet of reservation {spec.reservation_id} holds less reserved money than the reservation",
+                    )
+                    continue
+                if item.kind is MovementKind.RESERVE:
+                    reservation = _new_reservation(spec, locked.now)
+                    opened.append(reservation)
+                elif reservation is not None:  # a capture: later captures of it see this one
+                    reservations[reservation.id] = settled[reservation.id] = reservation
+                balances[wallet] = (after, reserved_after)
+                da, dr = deltas.get(wallet, (0, 0))
+                deltas[wallet] = (da + spec.available_delta_minor, dr + spec.reserved_delta_minor)
                 movement = Movement(
                     id=next(ids),
                     seller_id=spec.seller_id,
                     kind=item.kind,
                     amount=Money(spec.amount_minor, spec.currency),
                     available_after=Money(after, spec.currency),
-                    reserved_after=Money(reserved, spec.currency),
+                    reserved_after=Money(reserved_after, spec.currency),
                     reference=Reference(ReferenceKind(spec.reference_kind), spec.reference_id),
-                    reservation_id=None,
+                    reservation_id=spec.reservation_id,
                     idempotency_key=spec.idempotency_key,
                     created_at=locked.now,
                 )
-                answer = uow.answer(item.key, MovementResult(movement, _wallet_after(movement)))
+                result = MovementResult(movement, _wallet_after(movement), reservation)
+                answer = uow.answer(item.key, result)
                 outcomes[i] = StoredAnswer(answer, replayed=False)
                 accepted.append(
                     BatchMovement(
                         id=movement.id,
                         spec=spec,
                         available_after_minor=after,
-                        reserved_after_minor=reserved,
+                        reserved_after_minor=reserved_after,
                         key=item.key,
                         response=answer,
                     )
                 )
-            if accepted and not await repository.write_batch(conn, accepted, deltas, locked.now):
+            if accepted and not await repository.write_batch(
+                conn, accepted, deltas, locked.now, opened, list(settled.values())
+            ):
                 raise Internal("BATCH_NOT_WRITTEN", "a locked wallet of the batch was not updated")
+
+    @staticmethod
+    def _capture_item(
+        item: BatchItem,
+        capture: tuple[Reference, Money | None],
+        reservations: dict[str, Reservation],
+        now: datetime,
+    ) -> tuple[MovementSpec, Reservation]:
+        """A capture item's movement and the reservation after it, checked as ``_settle`` checks."""
+        ref, requested = capture
+        reservation = reservations.get(item.reservation_id)
+        if reservation is None:
+            raise _reservation_not_found(item.reservation_id)
+        currency = reservation.amount.currency
+        if requested is not None and requested.currency != currency:
+            raise InvalidArgument(
+                "CURRENCY_MISMATCH",
+                f"reservation {reservation.id} is in {currency}, not {requested.currency}",
+                field="amount.currency",
+            )
+        take = requested.amount_minor if requested is not None else reservation.remaining.amount_minor
+        state = next_reservation_state(reservation, take)
+        spec = _spec(MovementKind.CAPTURE, reservation.seller_id, Money(take, currency), ref, item.key.key,
+                     reservation.id)  # fmt: skip
+        after = replace(
+            reservation,
+            state=state,
+            captured=Money(reservation.captured.amount_minor + take, currency),
+            remaining=Money(reservation.remaining.amount_minor - take, currency),
+            updated_at=now,
+        )
+        return spec, after
+
+
+def _new_reservation(spec: MovementSpec, now: datetime) -> Reservation:
+    assert spec.reservation_id is not None
+    amount = Money(spec.amount_minor, spec.currency)
+    return Reservation(
+        id=spec.reservation_id,
+        seller_id=spec.seller_id,
+        state=ReservationState.OPEN,
+        amount=amount,
+        released=Money(0, spec.currency),
+        captured=Money(0, spec.currency),
+        remaining=amount,
+        reference=Reference(ReferenceKind(spec.reference_kind), spec.reference_id),
+        created_at=now,
+        updated_at=now,
+    )
 
 
 def _insufficient(available_minor: int, amount: Money) -> FailedPrecondition:

@@ -130,28 +130,52 @@ def _result_fields(result: MovementResult) -> dict[str, Message]:
     return fields
 
 
+RESERVE_SCOPE, CAPTURE_SCOPE = "wallet.Reserve", "wallet.CaptureReservation"
+
 # What a credit/debit item needs from the transport: its key's scope and the response it stores.
 _OPERATIONS: dict[MovementKind, tuple[str, type[pb.CreditResponse] | type[pb.DebitResponse]]] = {
     MovementKind.CREDIT: (CREDIT_SCOPE, pb.CreditResponse),
     MovementKind.DEBIT: (DEBIT_SCOPE, pb.DebitResponse),
 }
 
-
-_RESPONSE_OF_SCOPE = {scope: response_type for scope, response_type in _OPERATIONS.values()}
+# Every batch item kind: its oneof field in ApplyBatchItem/ApplyBatchResult, its key's scope (the
+# single RPC's) and the response its record keeps (the single RPC's).
+_BATCH_KINDS: dict[str, tuple[MovementKind, str, type[Message]]] = {
+    "credit": (MovementKind.CREDIT, CREDIT_SCOPE, pb.CreditResponse),
+    "debit": (MovementKind.DEBIT, DEBIT_SCOPE, pb.DebitResponse),
+    "reserve": (MovementKind.RESERVE, RESERVE_SCOPE, pb.ReserveResponse),
+    "capture": (MovementKind.CAPTURE, CAPTURE_SCOPE, pb.CaptureReservationResponse),
+}
+_RESPONSE_OF_SCOPE = {scope: response_type for _, scope, response_type in _BATCH_KINDS.values()}
 
 
 class MovementAnswersPb:
-    """What a credit's or debit's idempotency record keeps: the single RPC's response
+    """What a batch item's idempotency record keeps: its single RPC's response
     (``wallet_svc.uow.MovementAnswers``)."""
 
     def encode(self, scope: str, result: MovementResult) -> bytes:
-        return _RESPONSE_OF_SCOPE[scope](**_movement_fields(result)).SerializeToString()
+        return _RESPONSE_OF_SCOPE[scope](**_result_fields(result)).SerializeToString()
 
 
-def batch_item(kind: MovementKind, key: str, request: pb.CreditRequest | pb.DebitRequest) -> BatchItem:
-    """A credit/debit with the key exactly as svckit.idempotency would derive it for the single RPC
-    (scope, lock id, fingerprint of the request message), so batch and single calls share keys."""
-    scope, _ = _OPERATIONS[kind]
+def batch_item(
+    kind: MovementKind,
+    key: str,
+    request: pb.CreditRequest | pb.DebitRequest | pb.ReserveRequest | pb.CaptureReservationRequest,
+) -> BatchItem:
+    """An item with the key exactly as svckit.idempotency would derive it for the single RPC (scope,
+    lock id, fingerprint of the request message), so batch and single calls share keys."""
+    scope = next(s for k, s, _ in _BATCH_KINDS.values() if k is kind)
+    if isinstance(request, pb.CaptureReservationRequest):
+        return BatchItem(
+            kind=kind,
+            seller_id="",
+            amount_minor=request.amount.amount_minor,
+            currency=request.amount.currency,
+            reference=reference_from_pb(request.reference),
+            key=ItemKey.of(scope, key, request),
+            reservation_id=request.reservation_id,
+            amount_given=request.HasField("amount"),
+        )
     return BatchItem(
         kind=kind,
         seller_id=request.seller_id,
@@ -237,6 +261,16 @@ class WalletServicer(pb_grpc.WalletServiceServicer):
     async def GetWallet(self, request: pb.GetWalletRequest, context: grpc.aio.ServicerContext):
         wallet = await self._service.get_wallet(self._uow, request.seller_id, request.currency)
         return pb.GetWalletResponse(wallet=wallet_to_pb(wallet))
+
+    async def BatchGetWallets(self, request: pb.BatchGetWalletsRequest, context: grpc.aio.ServicerContext):
+        if len(request.wallets) > MAX_BATCH_ITEMS:
+            raise InvalidArgument(
+                "TOO_MANY_ITEMS", f"at most {MAX_BATCH_ITEMS} wallets per call", field="wallets"
+            )
+        found = await self._service.get_wallets(
+            self._uow, [(w.seller_id, w.currency) for w in request.wallets]
+        )
+        return pb.BatchGetWalletsResponse(wallets=[wallet_to_pb(w) for w in found])
 
     async def ListWallets(self, request: pb.ListWalletsRequest, context: grpc.aio.ServicerContext):
         page = await self._service.list_wallets(
@@ -335,7 +369,7 @@ class WalletServicer(pb_grpc.WalletServiceServicer):
     async def Reserve(self, request: pb.ReserveRequest, context: grpc.aio.ServicerContext):
         return await self._mutate(
             context,
-            "wallet.Reserve",
+            RESERVE_SCOPE,
             request,
             pb.ReserveResponse,
             lambda uow, key: self._service.reserve(
@@ -368,7 +402,7 @@ class WalletServicer(pb_grpc.WalletServiceServicer):
     ):
         return await self._mutate(
             context,
-            "wallet.CaptureReservation",
+            CAPTURE_SCOPE,
             request,
             pb.CaptureReservationResponse,
             lambda uow, key: self._service.capture(
@@ -387,12 +421,11 @@ class WalletServicer(pb_grpc.WalletServiceServicer):
                 "TOO_MANY_ITEMS", f"at most {MAX_BATCH_ITEMS} items per call", field="items"
             )
         items: list[BatchItem | DomainError] = []
-        kinds: list[MovementKind | None] = []
+        kinds: list[str | None] = []
         seen: set[str] = set()
         for i, item in enumerate(request.items):
             operation = item.WhichOneof("operation")
-            kind = MovementKind.CREDIT if operation == "credit" else MovementKind.DEBIT
-            kinds.append(kind if operation else None)
+            kinds.append(operation)
             try:
                 key = _item_key(i, item.idempotency_key)
                 if key in seen:
@@ -405,7 +438,7 @@ class WalletServicer(pb_grpc.WalletServiceServicer):
                 if operation is None:
                     raise InvalidArgument(
                         "OPERATION_MISSING",
-                        f"item {i} has neither credit nor debit",
+                        f"item {i} has no operation (credit, debit, reserve or capture)",
                         field=f"items[{i}].operation",
                     )
                 if operation == "debit" and item.debit.allow_shortfall:
@@ -418,19 +451,17 @@ class WalletServicer(pb_grpc.WalletServiceServicer):
             except DomainError as err:
                 items.append(err)
                 continue
-            items.append(batch_item(kind, key, item.credit if operation == "credit" else item.debit))
+            items.append(batch_item(_BATCH_KINDS[operation][0], key, getattr(item, operation)))
         outcomes = await self._service.apply_batch(self._uow, items) if items else []
         results: list[pb.ApplyBatchResult] = []
-        for item_kind, outcome in zip(kinds, outcomes, strict=True):
+        for operation, outcome in zip(kinds, outcomes, strict=True):
             if isinstance(outcome, DomainError):
                 results.append(pb.ApplyBatchResult(error=_item_error(outcome)))
                 continue
-            assert item_kind is not None  # an item without an operation was refused above
-            replayed, stored = outcome.replayed, outcome.data
-            if item_kind is MovementKind.CREDIT:
-                result = pb.ApplyBatchResult(credit=pb.CreditResponse.FromString(stored), replayed=replayed)
-            else:
-                result = pb.ApplyBatchResult(debit=pb.DebitResponse.FromString(stored), replayed=replayed)
+            assert operation is not None  # an item without an operation was refused above
+            response_type = _BATCH_KINDS[operation][2]
+            result = pb.ApplyBatchResult(replayed=outcome.replayed)
+            getattr(result, operation).CopyFrom(response_type.FromString(outcome.data))
             results.append(result)
         return pb.ApplyBatchResponse(results=results)
 

@@ -19,7 +19,7 @@ import grpc
 
 from ledger_svc import naming
 from svckit.context import IDEMPOTENCY_KEY_METADATA
-from svckit.errors import DomainError, FailedPrecondition
+from svckit.errors import DomainError, FailedPrecondition, error_class_for
 from svckit.gen.common.v1 import money_pb2
 from svckit.gen.ledger.v1 import ledger_service_pb2 as lpb
 from svckit.gen.ledger.v1 import ledger_service_pb2_grpc as lpb_grpc
@@ -35,6 +35,27 @@ def _key(payout_id: str, step: str) -> tuple[tuple[str, str], ...]:
 def _entry(account: str, debit: bool, amount: int, currency: str) -> lpb.Entry:
     direction = lpb.DIRECTION_DEBIT if debit else lpb.DIRECTION_CREDIT
     return lpb.Entry(account=account, direction=direction, amount_minor=amount, currency=currency)
+
+
+def _paid_request(payout_id: str, amount: int, currency: str) -> lpb.PostTransactionRequest:
+    """Dr payouts_in_transit / Cr bank:operating: the single and the batched paid posting (one
+    request, so either replays the other under the same key)."""
+    return lpb.PostTransactionRequest(
+        entries=[
+            _entry(naming.payouts_in_transit(currency), True, amount, currency),
+            _entry(naming.bank_operating(currency), False, amount, currency),
+        ],
+        description=f"pay-out {payout_id} paid",
+        external_ref=payout_id,
+        metadata={"source": "payment_svc", "reference": payout_id, "kind": "payout_paid"},
+    )
+
+
+def _refusal(error: wpb.ItemError | lpb.ItemError) -> DomainError:
+    """A batch item's refusal as the typed error its single call would have raised."""
+    err = DomainError.__new__(error_class_for(error.code))
+    DomainError.__init__(err, error.reason, error.message)
+    return err
 
 
 class Books:
@@ -60,6 +81,24 @@ class Books:
             self._wallet.GetWallet, wpb.GetWalletRequest(seller_id=seller, currency=currency)
         )
         return int(reply.wallet.available.amount_minor)
+
+    async def available_many(self, wallets: Sequence[tuple[str, str]]) -> list[int]:
+        """:meth:`available` of many (seller, currency) in one ``BatchGetWallets`` (at most 1000)."""
+        reply = await self._call(
+            self._wallet.BatchGetWallets,
+            wpb.BatchGetWalletsRequest(
+                wallets=[wpb.GetWalletRequest(seller_id=s, currency=c) for s, c in wallets]
+            ),
+        )
+        return [int(w.available.amount_minor) for w in reply.wallets]
+
+    async def debts_many(self, sellers: Sequence[tuple[str, str]]) -> list[int]:
+        """:meth:`debt` of many (seller, currency) in one ``GetBalances`` (at most 1000; a seller
+        without a receivable account owes nothing)."""
+        names = [naming.seller_receivable(s, c) for s, c in sellers]
+        reply = await self._call(self._ledger.GetBalances, lpb.GetBalancesRequest(accounts=names))
+        found = {b.account: int(b.balance_minor) for b in reply.balances}
+        return [found.get(name, 0) for name in names]
 
     async def payable(self, seller: str, currency: str, as_of=None) -> int:
         """What the ledger says we owe the seller (0 before the account's first entry)."""
@@ -121,6 +160,76 @@ class Books:
             _key(payout_id, "reserve"),
         )
         return str(reply.reservation.reservation_id)
+
+    async def reserve_many(
+        self, reservations: Sequence[tuple[str, str, int, str]]
+    ) -> list[str | DomainError]:
+        """:meth:`reserve` for many (payout id, seller, amount, currency) in one ``ApplyBatch`` call (at
+        most 1000), each item under its pay-out's own key in the single ``Reserve``'s key space, so
+        either replays the other after a crash; the reservation id of each, or the wallet's refusal."""
+        reply = await self._call(
+            self._wallet.ApplyBatch,
+            wpb.ApplyBatchRequest(
+                items=[
+                    wpb.ApplyBatchItem(
+                        idempotency_key=f"payout:{payout_id}:reserve",
+                        reserve=wpb.ReserveRequest(
+                            seller_id=seller,
+                            amount=money_pb2.Money(amount_minor=amount, currency=currency),
+                            reference=wpb.Reference(kind=wpb.REFERENCE_KIND_PAYOUT, id=payout_id),
+                        ),
+                    )
+                    for payout_id, seller, amount, currency in reservations
+                ]
+            ),
+        )
+        return [
+            _refusal(r.error) if r.HasField("error") else str(r.reserve.reservation.reservation_id)
+            for r in reply.results
+        ]
+
+    async def paid_many(self, paid: Sequence[tuple[str, str, int, str]]) -> list[int | DomainError]:
+        """:meth:`capture` then :meth:`post_paid` for many (payout id, reservation id, amount, currency):
+        one ``ApplyBatch`` of captures, then one ``PostTransactions`` of the postings of those captured,
+        each item under the single calls' key; the paid transaction id of each, or the refusal (a
+        refused capture posts nothing, as the single path would not reach its posting)."""
+        captured = await self._call(
+            self._wallet.ApplyBatch,
+            wpb.ApplyBatchRequest(
+                items=[
+                    wpb.ApplyBatchItem(
+                        idempotency_key=f"payout:{payout_id}:capture",
+                        capture=wpb.CaptureReservationRequest(
+                            reservation_id=reservation_id,
+                            reference=wpb.Reference(kind=wpb.REFERENCE_KIND_PAYOUT, id=payout_id),
+                        ),
+                    )
+                    for payout_id, reservation_id, _, _ in paid
+                ]
+            ),
+        )
+        outcomes: list[int | DomainError] = [
+            _refusal(r.error) if r.HasField("error") else 0 for r in captured.results
+        ]
+        todo = [i for i, o in enumerate(outcomes) if not isinstance(o, DomainError)]
+        if not todo:
+            return outcomes
+        posted = await self._call(
+            self._ledger.PostTransactions,
+            lpb.PostTransactionsRequest(
+                items=[
+                    lpb.PostTransactionsItem(
+                        idempotency_key=f"payout:{paid[i][0]}:paid",
+                        transaction=_paid_request(paid[i][0], paid[i][2], paid[i][3]),
+                    )
+                    for i in todo
+                ]
+            ),
+            ((IDEMPOTENCY_KEY_METADATA, f"payout-batch:{uuid.uuid4().hex}"),),
+        )
+        for i, r in zip(todo, posted.results, strict=True):
+            outcomes[i] = _refusal(r.error) if r.HasField("error") else int(r.transaction.id)
+        return outcomes
 
     async def debit_debt(self, payout_id: str, seller: str, amount: int, currency: str) -> None:
         """Take the seller's debt off their available balance (the first half of netting it)."""
@@ -214,17 +323,7 @@ class Books:
 
     async def post_paid(self, payout_id: str, amount: int, currency: str) -> int:
         reply = await self._call(
-            self._ledger.PostTransaction,
-            lpb.PostTransactionRequest(
-                entries=[
-                    _entry(naming.payouts_in_transit(currency), True, amount, currency),
-                    _entry(naming.bank_operating(currency), False, amount, currency),
-                ],
-                description=f"pay-out {payout_id} paid",
-                external_ref=payout_id,
-                metadata={"source": "payment_svc", "reference": payout_id, "kind": "payout_paid"},
-            ),
-            _key(payout_id, "paid"),
+            self._ledger.PostTransaction, _paid_request(payout_id, amount, currency), _key(payout_id, "paid")
         )
         return int(reply.transaction.id)
 

@@ -1,7 +1,8 @@
 """The PSP's answers about a pay-out: ``payout.paid``, ``payout.failed``, ``payout.canceled``, whether they
 come as webhook events or from the janitor asking the PSP.
 
-- paid: capture the wallet reservation and post Dr payouts_in_transit / Cr asset:bank:operating;
+- paid: capture the wallet reservation and post Dr payouts_in_transit / Cr asset:bank:operating (the
+  answers arriving together share one wallet ``ApplyBatch`` and one ledger ``PostTransactions``);
 - failed or canceled: release the reservation, reverse the sent posting (the seller is owed the money
   again), pause the seller's pay-outs with the PSP's failure code, and alert (error log + metric);
 - paid, then failed (the bank returned it): reverse the paid posting and the sent posting and credit
@@ -21,6 +22,8 @@ from payment_svc.payouts.domain import PayoutRow, PayoutState, SellerState
 from payment_svc.payouts.repository import PayoutRepo
 from payment_svc.payouts.steps import PAYOUTS_FAILED, move, reverse_transfer
 from payment_svc.psp_objects import PayoutView
+from svckit.coalescing import Coalescer
+from svckit.errors import DomainError
 from svckit.logging import get_logger
 
 log = get_logger(__name__)
@@ -29,9 +32,33 @@ P = PayoutState
 PAYOUTS_RETURNED = Counter("payment_payouts_returned_total", "Pay-outs reported paid, then failed")
 
 
+_Paid = tuple[str, str, int, str]  # payout id, reservation id, amount, currency
+
+
 class PayoutAnswers:
     def __init__(self, deps: PayoutDeps) -> None:
         self._d = deps
+        # ``payout.paid`` answers arrive one webhook each, often many at once (a bank day's payouts):
+        # their captures and postings share one wallet and one ledger call (svckit.coalescing), each
+        # under the key the single calls use. Every event keeps its own transaction and row lock.
+        self._paid_books: Coalescer[_Paid, int | DomainError] = Coalescer(
+            self._paid_group, name="payout-paid", max_group=500, max_in_flight=1
+        )
+
+    async def close(self) -> None:
+        await self._paid_books.close()
+
+    async def _paid_group(self, group: list[_Paid]) -> list[int | DomainError]:
+        books = self._d.books
+        if len(group) == 1:
+            # No company: the single calls, the reference path (and cheaper than batches of one).
+            payout_id, reservation_id, amount, currency = group[0]
+            try:
+                await books.capture(payout_id, reservation_id)
+                return [await books.post_paid(payout_id, amount, currency)]
+            except DomainError as err:
+                return [err]
+        return await books.paid_many(group)
 
     async def apply_event(self, repo: PayoutRepo, po: PayoutView, cause: str) -> list[str]:
         """Apply the PSP's payout object inside the caller's transaction; the pay-outs it changed."""
@@ -63,10 +90,12 @@ class PayoutAnswers:
     async def _paid(self, repo: PayoutRepo, p: PayoutRow, po: PayoutView, cause: str) -> bool:
         if p.state not in (P.TRANSFERRED, P.IN_TRANSIT):
             return False  # already paid (a duplicate), or failed for good
-        books = self._d.books
         assert p.reservation_id is not None  # TRANSFERRED is after RESERVED
-        await books.capture(p.payout_id, p.reservation_id)
-        tx = await books.post_paid(p.payout_id, p.amount_minor, p.currency)
+        tx = await self._paid_books.submit(
+            (p.payout_id, p.reservation_id, p.amount_minor, p.currency), key=p.payout_id
+        )
+        if isinstance(tx, DomainError):
+            raise tx
         await move(repo, p, P.PAID, cause, f"payout {po.id} paid", paid_tx_id=tx, psp_payout_id=po.id)
         return True
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar, cast
 
@@ -64,8 +64,10 @@ class PayoutRuns:
 
     # -- planning ------------------------------------------------------------------------------
 
-    async def plan(self, seller: SellerRow, period: Period) -> RunItem:
-        """What the run of ``period`` pays ``seller``, or why it pays nothing (reads only)."""
+    async def plan(self, seller: SellerRow, period: Period, known: Known | None = None) -> RunItem:
+        """What the run of ``period`` pays ``seller``, or why it pays nothing (reads only). ``known``:
+        the reads a chunk made for all its sellers at once (``_known``), used instead of this
+        seller's own."""
         cur = seller.payout_currency
 
         def skip(reason: SkipReason, detail: str, available: int = 0, held: int = 0) -> RunItem:
@@ -77,16 +79,25 @@ class PayoutRuns:
             return skip(SkipReason.PAUSED, seller.state_reason)
         if not seller.psp_account:
             return skip(SkipReason.NO_PSP_ACCOUNT, "no PSP connected account attached")
-        async with self._d.store.unit() as repo:
-            existing = await repo.payout_of_period(seller.seller_account, period.name)
-            since = datetime.now(UTC) - timedelta(days=seller.reserve_days)
-            recent = (
-                await repo.recent_net_sales(seller.seller_account, cur, since) if seller.reserve_bps else 0
-            )
+        if known is not None and not seller.reserve_bps:
+            existing = known.existing
+            recent = 0
+        else:
+            async with self._d.store.unit() as repo:
+                existing = await repo.payout_of_period(seller.seller_account, period.name)
+                since = datetime.now(UTC) - timedelta(days=seller.reserve_days)
+                recent = (
+                    await repo.recent_net_sales(seller.seller_account, cur, since)
+                    if seller.reserve_bps
+                    else 0
+                )
         if existing is not None:
             return self._already_paid(seller, period, existing)
-        available = await self._d.books.available(seller.seller_account, cur)
-        debt = await self._d.books.debt(seller.seller_account, cur)
+        if known is not None:
+            available, debt = known.available, known.debt
+        else:
+            available = await self._d.books.available(seller.seller_account, cur)
+            debt = await self._d.books.debt(seller.seller_account, cur)
         if debt > available:
             return skip(
                 SkipReason.NEGATIVE_BALANCE,
@@ -237,7 +248,7 @@ class PayoutRuns:
 
     async def _pay_chunk(self, run_id: str, sellers: Sequence[SellerRow], period: Period) -> bool:
         """Plan a chunk of sellers and take their pay-outs through the steps together: one insert of
-        the pay-outs (each claimed by this worker), the wallet reservations side by side, one ledger
+        the pay-outs (each claimed by this worker), one wallet ``ApplyBatch`` of reservations, one ledger
         ``PostTransactions``, the PSP transfers then payouts side by side, and one transaction
         recording each step for all. Every remote call carries the key ``drive`` uses, so a pay-out
         any step left behind (a refusal, a fault, a crash) is finished by ``drive`` with the same
@@ -250,9 +261,11 @@ class PayoutRuns:
             async with limit:
                 return await call
 
+        known = await self._known(sellers, period)
         planned = _results(
             await asyncio.gather(
-                *(bounded(self.plan(seller, period)) for seller in sellers), return_exceptions=True
+                *(bounded(self.plan(seller, period, known.get(seller.seller_account))) for seller in sellers),
+                return_exceptions=True,
             )
         )
         complete = True
@@ -307,16 +320,18 @@ class PayoutRuns:
         faults: list[tuple[str, BaseException | None]] = []
         todo = [p for p in created if not p.debt_netted_minor]
 
-        # Steps 1 and 2: the reservations side by side, then one ledger call for all postings.
-        reserved = _results(
-            await asyncio.gather(
-                *(
-                    bounded(books.reserve(p.payout_id, p.seller_account, p.amount_minor, p.currency))
-                    for p in todo
-                ),
-                return_exceptions=True,
+        # Steps 1 and 2: one wallet call for all reservations, then one ledger call for all postings.
+        reserved: list[str | DomainError]
+        try:
+            reserved = (
+                await books.reserve_many(
+                    [(p.payout_id, p.seller_account, p.amount_minor, p.currency) for p in todo]
+                )
+                if todo
+                else []
             )
-        )
+        except DomainError as err:  # the call failed as a whole: nothing of it was written
+            reserved = [err] * len(todo)
         ok = [(p, r) for p, r in zip(todo, reserved, strict=True) if isinstance(r, str)]
         for p, r in zip(todo, reserved, strict=True):
             if not isinstance(r, str):
@@ -437,11 +452,40 @@ class PayoutRuns:
         await asyncio.gather(*(bounded(self._drive(payout_id)) for payout_id, _ in left))
         return complete
 
+    async def _known(self, sellers: Sequence[SellerRow], period: Period) -> dict[str, Known]:
+        """Planning's reads for a chunk in three calls instead of three per seller: the period's
+        pay-outs, the wallets' available balances, the ledger's debts. Empty when a read fails: each
+        seller then reads (and fails) on its own, as before."""
+        if not sellers:
+            return {}
+        wallets = [(seller.seller_account, seller.payout_currency) for seller in sellers]
+        try:
+            async with self._d.store.unit() as repo:
+                existing = await repo.payouts_of_period([s for s, _ in wallets], period.name)
+            available = await self._d.books.available_many(wallets)
+            debts = await self._d.books.debts_many(wallets)
+        except DomainError as err:
+            log.warning("chunk reads failed; each seller reads alone", error=_said(err))
+            return {}
+        return {
+            seller: Known(existing.get(seller), a, d)
+            for (seller, _), a, d in zip(wallets, available, debts, strict=True)
+        }
+
     async def _drive(self, payout_id: str) -> None:
         try:
             await self._steps.drive(payout_id)
         except Exception:
             log.exception("pay-out interrupted; the janitor resumes it", payout_id=payout_id)
+
+
+@dataclass(frozen=True)
+class Known:
+    """What planning reads about one seller, read for a whole chunk at once."""
+
+    existing: PayoutRow | None
+    available: int
+    debt: int
 
 
 def _unknown(error: BaseException | None) -> bool:

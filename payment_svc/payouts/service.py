@@ -31,7 +31,7 @@ class Payouts:
         self.scheduler = PayoutScheduler(deps, self.runs)
         self.statements = Statements(deps, self.registry)
         self.debts = SellerDebts(deps)
-        self._closers: list[Callable[[], Awaitable[None]]] = []
+        self._closers: list[Callable[[], Awaitable[None]]] = [self.answers.close]
 
     def on_close(self, *closers: Callable[[], Awaitable[None]]) -> None:
         self._closers.extend(closers)

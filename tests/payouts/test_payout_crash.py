@@ -45,7 +45,7 @@ class DiesAfter:
 @pytest.mark.parametrize(
     ("port", "method"),
     [
-        ("books", "reserve"),
+        ("books", "reserve_many"),
         ("books", "post_sent_many"),
         ("psp", "create_transfer"),
         ("psp", "create_payout"),

@@ -333,6 +333,18 @@ class GetBalanceResponse(_message.Message):
     last_transaction_id: int
     def __init__(self, account: _Optional[str] = ..., currency: _Optional[str] = ..., debits_minor: _Optional[int] = ..., credits_minor: _Optional[int] = ..., balance_minor: _Optional[int] = ..., last_transaction_id: _Optional[int] = ...) -> None: ...
 
+class GetBalancesRequest(_message.Message):
+    __slots__ = ("accounts",)
+    ACCOUNTS_FIELD_NUMBER: _ClassVar[int]
+    accounts: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, accounts: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GetBalancesResponse(_message.Message):
+    __slots__ = ("balances",)
+    BALANCES_FIELD_NUMBER: _ClassVar[int]
+    balances: _containers.RepeatedCompositeFieldContainer[GetBalanceResponse]
+    def __init__(self, balances: _Optional[_Iterable[_Union[GetBalanceResponse, _Mapping]]] = ...) -> None: ...
+
 class ListEntriesRequest(_message.Message):
     __slots__ = ("account", "page_size", "page_token")
     ACCOUNT_FIELD_NUMBER: _ClassVar[int]

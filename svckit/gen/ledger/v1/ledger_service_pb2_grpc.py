@@ -88,6 +88,11 @@ class LedgerServiceStub:
                 request_serializer=ledger_dot_v1_dot_ledger__service__pb2.GetBalanceRequest.SerializeToString,
                 response_deserializer=ledger_dot_v1_dot_ledger__service__pb2.GetBalanceResponse.FromString,
                 _registered_method=True)
+        self.GetBalances = channel.unary_unary(
+                '/ledger.v1.LedgerService/GetBalances',
+                request_serializer=ledger_dot_v1_dot_ledger__service__pb2.GetBalancesRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_ledger__service__pb2.GetBalancesResponse.FromString,
+                _registered_method=True)
         self.ListEntries = channel.unary_unary(
                 '/ledger.v1.LedgerService/ListEntries',
                 request_serializer=ledger_dot_v1_dot_ledger__service__pb2.ListEntriesRequest.SerializeToString,
@@ -200,6 +205,15 @@ class LedgerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetBalances(self, request, context):
+        """Returns the current balances of up to 1000 accounts in one call (a pay-out run reads a chunk of
+        sellers' debts at once). Accounts that do not exist are left out of the answer (GetBalance would
+        answer NOT_FOUND); INVALID_ARGUMENT (TOO_MANY_ITEMS) for more than 1000.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListEntries(self, request, context):
         """Lists an account's entries, oldest first, with keyset pagination.
         """
@@ -268,6 +282,11 @@ def add_LedgerServiceServicer_to_server(servicer, server):
                     servicer.GetBalance,
                     request_deserializer=ledger_dot_v1_dot_ledger__service__pb2.GetBalanceRequest.FromString,
                     response_serializer=ledger_dot_v1_dot_ledger__service__pb2.GetBalanceResponse.SerializeToString,
+            ),
+            'GetBalances': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBalances,
+                    request_deserializer=ledger_dot_v1_dot_ledger__service__pb2.GetBalancesRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_ledger__service__pb2.GetBalancesResponse.SerializeToString,
             ),
             'ListEntries': grpc.unary_unary_rpc_method_handler(
                     servicer.ListEntries,
@@ -554,6 +573,33 @@ class LedgerService:
             '/ledger.v1.LedgerService/GetBalance',
             ledger_dot_v1_dot_ledger__service__pb2.GetBalanceRequest.SerializeToString,
             ledger_dot_v1_dot_ledger__service__pb2.GetBalanceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBalances(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ledger.v1.LedgerService/GetBalances',
+            ledger_dot_v1_dot_ledger__service__pb2.GetBalancesRequest.SerializeToString,
+            ledger_dot_v1_dot_ledger__service__pb2.GetBalancesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -132,6 +132,18 @@ class GetWalletResponse(_message.Message):
     wallet: Wallet
     def __init__(self, wallet: _Optional[_Union[Wallet, _Mapping]] = ...) -> None: ...
 
+class BatchGetWalletsRequest(_message.Message):
+    __slots__ = ("wallets",)
+    WALLETS_FIELD_NUMBER: _ClassVar[int]
+    wallets: _containers.RepeatedCompositeFieldContainer[GetWalletRequest]
+    def __init__(self, wallets: _Optional[_Iterable[_Union[GetWalletRequest, _Mapping]]] = ...) -> None: ...
+
+class BatchGetWalletsResponse(_message.Message):
+    __slots__ = ("wallets",)
+    WALLETS_FIELD_NUMBER: _ClassVar[int]
+    wallets: _containers.RepeatedCompositeFieldContainer[Wallet]
+    def __init__(self, wallets: _Optional[_Iterable[_Union[Wallet, _Mapping]]] = ...) -> None: ...
+
 class ListWalletsRequest(_message.Message):
     __slots__ = ("seller_id", "page_size", "page_token")
     SELLER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -289,14 +301,18 @@ class GetReservationResponse(_message.Message):
     def __init__(self, reservation: _Optional[_Union[Reservation, _Mapping]] = ...) -> None: ...
 
 class ApplyBatchItem(_message.Message):
-    __slots__ = ("idempotency_key", "credit", "debit")
+    __slots__ = ("idempotency_key", "credit", "debit", "reserve", "capture")
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     CREDIT_FIELD_NUMBER: _ClassVar[int]
     DEBIT_FIELD_NUMBER: _ClassVar[int]
+    RESERVE_FIELD_NUMBER: _ClassVar[int]
+    CAPTURE_FIELD_NUMBER: _ClassVar[int]
     idempotency_key: str
     credit: CreditRequest
     debit: DebitRequest
-    def __init__(self, idempotency_key: _Optional[str] = ..., credit: _Optional[_Union[CreditRequest, _Mapping]] = ..., debit: _Optional[_Union[DebitRequest, _Mapping]] = ...) -> None: ...
+    reserve: ReserveRequest
+    capture: CaptureReservationRequest
+    def __init__(self, idempotency_key: _Optional[str] = ..., credit: _Optional[_Union[CreditRequest, _Mapping]] = ..., debit: _Optional[_Union[DebitRequest, _Mapping]] = ..., reserve: _Optional[_Union[ReserveRequest, _Mapping]] = ..., capture: _Optional[_Union[CaptureReservationRequest, _Mapping]] = ...) -> None: ...
 
 class ApplyBatchRequest(_message.Message):
     __slots__ = ("items",)
@@ -315,16 +331,20 @@ class ItemError(_message.Message):
     def __init__(self, reason: _Optional[str] = ..., message: _Optional[str] = ..., code: _Optional[str] = ...) -> None: ...
 
 class ApplyBatchResult(_message.Message):
-    __slots__ = ("credit", "debit", "error", "replayed")
+    __slots__ = ("credit", "debit", "error", "reserve", "capture", "replayed")
     CREDIT_FIELD_NUMBER: _ClassVar[int]
     DEBIT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    RESERVE_FIELD_NUMBER: _ClassVar[int]
+    CAPTURE_FIELD_NUMBER: _ClassVar[int]
     REPLAYED_FIELD_NUMBER: _ClassVar[int]
     credit: CreditResponse
     debit: DebitResponse
     error: ItemError
+    reserve: ReserveResponse
+    capture: CaptureReservationResponse
     replayed: bool
-    def __init__(self, credit: _Optional[_Union[CreditResponse, _Mapping]] = ..., debit: _Optional[_Union[DebitResponse, _Mapping]] = ..., error: _Optional[_Union[ItemError, _Mapping]] = ..., replayed: _Optional[bool] = ...) -> None: ...
+    def __init__(self, credit: _Optional[_Union[CreditResponse, _Mapping]] = ..., debit: _Optional[_Union[DebitResponse, _Mapping]] = ..., error: _Optional[_Union[ItemError, _Mapping]] = ..., reserve: _Optional[_Union[ReserveResponse, _Mapping]] = ..., capture: _Optional[_Union[CaptureReservationResponse, _Mapping]] = ..., replayed: _Optional[bool] = ...) -> None: ...
 
 class ApplyBatchResponse(_message.Message):
     __slots__ = ("results",)

@@ -47,6 +47,11 @@ class WalletServiceStub:
                 request_serializer=wallet_dot_v1_dot_wallet__service__pb2.GetWalletRequest.SerializeToString,
                 response_deserializer=wallet_dot_v1_dot_wallet__service__pb2.GetWalletResponse.FromString,
                 _registered_method=True)
+        self.BatchGetWallets = channel.unary_unary(
+                '/wallet.v1.WalletService/BatchGetWallets',
+                request_serializer=wallet_dot_v1_dot_wallet__service__pb2.BatchGetWalletsRequest.SerializeToString,
+                response_deserializer=wallet_dot_v1_dot_wallet__service__pb2.BatchGetWalletsResponse.FromString,
+                _registered_method=True)
         self.ListWallets = channel.unary_unary(
                 '/wallet.v1.WalletService/ListWallets',
                 request_serializer=wallet_dot_v1_dot_wallet__service__pb2.ListWalletsRequest.SerializeToString,
@@ -108,6 +113,15 @@ class WalletServiceServicer:
     def GetWallet(self, request, context):
         """Returns a seller's wallet in one currency. A seller that never received money has an empty wallet
         (both balances zero), not an error.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchGetWallets(self, request, context):
+        """Returns up to 1000 wallets in one call, one per request item in order (an empty wallet for one
+        that never received money, as GetWallet). INVALID_ARGUMENT for an invalid item (the reasons of
+        GetWallet, the field naming the item) or more than 1000 (TOO_MANY_ITEMS).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -176,16 +190,18 @@ class WalletServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ApplyBatch(self, request, context):
-        """Applies up to 1000 credits and debits in one call and one transaction; each item is applied or
-        refused on its own, and the response holds one result per item, in request order. Items are
-        decided in request order against the running balances, so a debit sees the credits before it.
+        """Applies up to 1000 credits, debits, reservations and captures in one call and one transaction;
+        each item is applied or refused on its own, and the response holds one result per item, in
+        request order. Items are decided in request order against the running balances (and running
+        reservations), so a debit sees the credits before it and a capture the captures before it.
         Each item carries its own idempotency key, in the key space of the single RPCs: a credit item
-        with key K replays a Credit made with key K (and a later Credit with K replays the item), a debit
-        item likewise with Debit. Item refusals use the reasons Credit/Debit would answer, plus
-        DUPLICATE_ITEM_KEY and OPERATION_MISSING; a refused item writes nothing and stores nothing under
-        its key. The call needs no `idempotency-key` metadata (it is ignored): retrying a whole batch
-        replays every applied item. The call itself fails only for more than 1000 items
-        (INVALID_ARGUMENT, TOO_MANY_ITEMS) or an infrastructure error, and then nothing was written.
+        with key K replays a Credit made with key K (and a later Credit with K replays the item); debit,
+        reserve and capture items likewise with Debit, Reserve and CaptureReservation. Item refusals use
+        the reasons the single RPC would answer, plus DUPLICATE_ITEM_KEY and OPERATION_MISSING; a refused
+        item writes nothing and stores nothing under its key. The call needs no `idempotency-key`
+        metadata (it is ignored): retrying a whole batch replays every applied item. The call itself
+        fails only for more than 1000 items (INVALID_ARGUMENT, TOO_MANY_ITEMS) or an infrastructure
+        error, and then nothing was written.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -205,6 +221,11 @@ def add_WalletServiceServicer_to_server(servicer, server):
                     servicer.GetWallet,
                     request_deserializer=wallet_dot_v1_dot_wallet__service__pb2.GetWalletRequest.FromString,
                     response_serializer=wallet_dot_v1_dot_wallet__service__pb2.GetWalletResponse.SerializeToString,
+            ),
+            'BatchGetWallets': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchGetWallets,
+                    request_deserializer=wallet_dot_v1_dot_wallet__service__pb2.BatchGetWalletsRequest.FromString,
+                    response_serializer=wallet_dot_v1_dot_wallet__service__pb2.BatchGetWalletsResponse.SerializeToString,
             ),
             'ListWallets': grpc.unary_unary_rpc_method_handler(
                     servicer.ListWallets,
@@ -287,6 +308,33 @@ class WalletService:
             '/wallet.v1.WalletService/GetWallet',
             wallet_dot_v1_dot_wallet__service__pb2.GetWalletRequest.SerializeToString,
             wallet_dot_v1_dot_wallet__service__pb2.GetWalletResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchGetWallets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.WalletService/BatchGetWallets',
+            wallet_dot_v1_dot_wallet__service__pb2.BatchGetWalletsRequest.SerializeToString,
+            wallet_dot_v1_dot_wallet__service__pb2.BatchGetWalletsResponse.FromString,
             options,
             channel_credentials,
             insecure,
