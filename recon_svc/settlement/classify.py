@@ -78,7 +78,7 @@ REFUND_CATEGORIES = frozenset({"refund", "partial_capture_reversal"})
 # A pay-out sends a seller's money to its connected account with a Connect transfer (our payout id in its
 # metadata); the payout to the bank happens in the connected account, so it is not in the platform's file.
 TRANSFER_CATEGORIES = frozenset({"transfer"})
-# Matched by the dispatch in categories.py (the three groups above stay in run.py).
+# Matched by the dispatch in categories.py (the three groups above stay in pipeline.py).
 DISPUTE_CATEGORIES = frozenset({"dispute", "dispute_reversal"})
 REFUND_FAILURE_CATEGORIES = frozenset({"refund_failure"})
 TRANSFER_REVERSAL_CATEGORIES = frozenset({"transfer_reversal"})
