@@ -23,7 +23,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from payment_svc import statements as sql
 from payment_svc.domain import UNCERTAIN
 from payment_svc.models import order_transitions, payment_events, payment_orders, refunds
-from payment_svc.rows import CheckoutRow, DueOrder, OrderRow, RefundRow, SettlementState, TransitionRow
+from payment_svc.rows import (
+    CheckoutRow,
+    DueOrder,
+    OrderColumns,
+    OrderRow,
+    RefundRow,
+    SettlementState,
+    TransitionRow,
+)
 from svckit.db import driver_connection, one_row
 from svckit.events import outbox
 
@@ -183,6 +191,16 @@ class PaymentRepository:
             .order_by(payment_orders.c.checkout_id, payment_orders.c.payment_order_id)
         )
         return [OrderRow.of(r) for r in await self.conn.execute(stmt, {"ids": list(checkout_ids)})]
+
+    async def order_columns_of_checkouts(self, checkout_ids: Sequence[str]) -> OrderColumns:
+        """What reconciliation compares of every order of these checkouts, one list per field, by checkout
+        then order id: tuples from the driver, no row object per order."""
+        cursor = (await self._driver()).cursor()
+        await cursor.execute(sql.ORDER_COLUMNS_OF_CHECKOUTS, {"ids": list(checkout_ids)})
+        rows = await cursor.fetchall()
+        if not rows:
+            return OrderColumns()
+        return OrderColumns(*(list(column) for column in zip(*rows, strict=True)))
 
     async def orders_by_ids(self, ids: Iterable[str], for_update: bool = False) -> list[OrderRow]:
         stmt = (
