@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from recon_svc.settlement import tables as t
 from recon_svc.settlement.bookings import insert_pending, post_bookings
 from recon_svc.settlement.categories import match_other
-from recon_svc.settlement.claims import Claim, claim, digest
+from recon_svc.settlement.claims import Claim, claim
 from recon_svc.settlement.classify import (
     CHARGE_CATEGORIES,
     OTHER_CATEGORIES,
@@ -239,23 +239,23 @@ async def write_chunk(
             key = (row.currency, outcome.booking.against)
             booking_id = booking_ids.get(key) or booking_ids.setdefault(key, f"sb_{uuid.uuid4().hex}")
         reference = outcome.booking.our_reference if outcome.booking else outcome.reference
-        claims.append(Claim(row, digest(row), reference, booking_id))
+        claims.append(Claim(row, reference, booking_id))
         outcome_of.append(outcome)
     bookings: dict[tuple[str, Against], ChunkBooking] = {}
     async with engine.begin() as conn:
-        new, earlier = await claim(conn, report.run_id, claims)
+        taken = await claim(conn, report.run_id, claims)
         found: list[Mismatch] = []
         sums: dict[tuple[str, Against], list[int]] = {}  # (currency, against) → [gross, fee, rows]
         for c, outcome in zip(claims, outcome_of, strict=True):
             row = c.row
             bt = row.balance_transaction_id
-            if bt not in new:
-                before = earlier.get(bt)
+            if bt in taken:
+                before = taken[bt]
                 if (
                     before is not None
-                    and before[0] == c.digest
-                    and before[1] != report.run_id
-                    and before[1] not in resume.earlier_runs  # this file's own earlier line: a duplicate
+                    and before.same_content
+                    and before.run_id != report.run_id
+                    and before.run_id not in resume.earlier_runs  # this file's own earlier line: a duplicate
                 ):
                     # Counted by an earlier file with the same content (overlapping days).
                     report.already_counted += 1
