@@ -24,7 +24,8 @@ def digest(row: SettlementRow) -> str:
     return hashlib.sha256(repr(key).encode()).hexdigest()
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, and a run builds one per row.
+@dataclass(slots=True)
 class Claim:
     """One row to claim: the reference of ours it belongs to, and the booking that carries its money ("" for
     none: a row that matches but books nothing keeps its record, e.g. a pay-out's transfer for the
