@@ -213,9 +213,11 @@ async def write_chunk(
     tallies: Tallies,
     times: PhaseTimes,
     resume: Resume,
+    on_committed: Callable[[], None] | None = None,
 ) -> None:
     """Claim and book one chunk whose outcomes :func:`prepare` computed: one recon transaction that claims the
-    rows, stores the mismatches and writes the chunk's bookings (pending), then one ledger call."""
+    rows, stores the mismatches and writes the chunk's bookings (pending), then one ledger call.
+    ``on_committed`` is called once the transaction committed (the next chunk's writer may go on)."""
     if not rows:
         return
     last_line = rows[-1].line
@@ -282,6 +284,8 @@ async def write_chunk(
         for key, total in sums.items():
             bookings[key] = ChunkBooking(booking_ids[key], key[0], total[0], total[1], total[2], key[1])
         await insert_pending(conn, report.run_id, bookings.values())
+    if on_committed is not None:
+        on_committed()
     times.classify += time.perf_counter() - clock
     clock = time.perf_counter()
     if bookings:

@@ -28,7 +28,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -44,12 +44,14 @@ from recon_svc.settlement.pipeline import CHUNK_ROWS, match_and_book
 from recon_svc.settlement.records import OrderFixer, PaymentRecords, SettlementBooker
 from recon_svc.settlement.report import PhaseTimes, RunReport
 from recon_svc.settlement.spool import MAX_REPORTED_ROW_ERRORS, validate
+from recon_svc.settlement.workers import WorkerSetup, match_and_book_in_workers
 
 __all__ = [
     "CHUNK_ROWS",
     "MAX_REPORTED_ROW_ERRORS",
     "PhaseTimes",
     "RunReport",
+    "WorkerSetup",
     "post_bookings",
     "reconcile_file",
 ]
@@ -72,6 +74,8 @@ class _Run:
     fixer: OrderFixer | None
     times: PhaseTimes
     chunk_rows: int
+    workers: int = 1
+    worker_setup: WorkerSetup | None = None
     first: dt.datetime | None = None
     last: dt.datetime | None = None
 
@@ -89,20 +93,28 @@ async def reconcile_file(
     fixer: OrderFixer | None = None,
     times: PhaseTimes | None = None,
     chunk_rows: int = CHUNK_ROWS,
+    workers: int = 1,
+    worker_setup: WorkerSetup | None = None,
 ) -> RunReport:
     """Reconcile one settlement file, read once (the second pass reads the spooled rows). ``progress`` gets byte
     offsets of the file.
 
     ``expected_window``: our orders captured in it should be in this or an earlier file; each that is not is
     pending until ``rules.grace`` has passed since its creation, then MISSING_FROM_PSP.
+
+    ``workers`` above 1 (with ``worker_setup``, how a worker process opens its own connections) runs the
+    second pass on that many processes (workers.py); ``progress`` then hears only the end of it.
     """
+    if workers > 1 and worker_setup is None:
+        raise ValueError("workers above 1 need a worker_setup")
     now = now or dt.datetime.now(dt.UTC)
     report = RunReport(run_id=f"rr_{uuid.uuid4().hex}", state="RUNNING")
     run = _Run(engine, records, booker, rules, report, now, progress, expected_window, fixer,
-               times if times is not None else PhaseTimes(), chunk_rows)  # fmt: skip
+               times if times is not None else PhaseTimes(), chunk_rows, workers, worker_setup)  # fmt: skip
     await start_run(engine, report.run_id, now)
-    with tempfile.TemporaryFile() as spool:
-        return await _run(run, source, spool)
+    # Named: worker processes open it by its path.
+    with tempfile.NamedTemporaryFile(prefix="recon-spool-") as spool:
+        return await _run(run, source, cast(BinaryIO, spool))  # the wrapper delegates to its file object
 
 
 async def _end(run: _Run, state: str, *, error: str = "", rows_read: int | None = None) -> RunReport:
@@ -119,8 +131,9 @@ async def _end(run: _Run, state: str, *, error: str = "", rows_read: int | None 
 async def _run(run: _Run, source: BinaryIO, spool: BinaryIO) -> RunReport:
     report = run.report
     clock = time.perf_counter()
+    offsets: list[int] = []
     try:
-        run.first, run.last = validate(source, report, spool, run.chunk_rows)
+        run.first, run.last = validate(source, report, spool, run.chunk_rows, offsets)
     except SettlementFileRefused as exc:
         log.error("settlement file refused", run_id=report.run_id, reason=exc.reason, detail=exc.message)
         return await _end(run, "FAILED", error=exc.message)
@@ -134,10 +147,10 @@ async def _run(run: _Run, source: BinaryIO, spool: BinaryIO) -> RunReport:
         if not taken:
             return await _end(run, "DUPLICATE_FILE", rows_read=0,
                               error="the same file is being reconciled by another run right now")  # fmt: skip
-        return await _reconcile_claimed(run, source, spool)
+        return await _reconcile_claimed(run, source, spool, offsets)
 
 
-async def _reconcile_claimed(run: _Run, source: BinaryIO, spool: BinaryIO) -> RunReport:
+async def _reconcile_claimed(run: _Run, source: BinaryIO, spool: BinaryIO, offsets: list[int]) -> RunReport:
     report = run.report
     resume = await claim_file(run.engine, report, source.tell())
     if resume is None:
@@ -153,8 +166,14 @@ async def _reconcile_claimed(run: _Run, source: BinaryIO, spool: BinaryIO) -> Ru
         if run.progress is not None:  # the spool's position, as a share of the file's bytes
             run.progress(size if not spooled else offset * size // spooled)
 
-    await match_and_book(run.engine, spool, run.records, run.booker, run.rules, report, progress_in_source,
-                         run.fixer, run.times, resume)  # fmt: skip
+    if run.workers > 1 and run.worker_setup is not None:
+        spool.flush()
+        await match_and_book_in_workers(run.worker_setup, run.workers, spool.name, offsets, run.rules, report,
+                                        run.times, resume)  # fmt: skip
+        progress_in_source(spooled)
+    else:
+        await match_and_book(run.engine, spool, run.records, run.booker, run.rules, report, progress_in_source,
+                             run.fixer, run.times, resume)  # fmt: skip
     await _after_the_rows(run)
     await complete_file(run.engine, report.file_sha256)
     await _end(run, "SUCCEEDED")

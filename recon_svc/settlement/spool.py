@@ -20,10 +20,11 @@ MAX_REPORTED_ROW_ERRORS = 100
 
 
 def validate(
-    source: BinaryIO, report: RunReport, spool: BinaryIO, chunk_rows: int
+    source: BinaryIO, report: RunReport, spool: BinaryIO, chunk_rows: int, offsets: list[int] | None = None
 ) -> tuple[dt.datetime | None, dt.datetime | None]:
     """Check and spool the whole file; the first and last ``created_utc`` of its rows. Row errors are counted
-    in ``report`` (and once there is one, nothing more is spooled: a file with a bad row books nothing)."""
+    in ``report`` (and once there is one, nothing more is spooled: a file with a bad row books nothing).
+    ``offsets`` gets each spooled block's position (workers read disjoint blocks)."""
     parser = SettlementParser(source)
     first = last = None
     block: list[Record] = []
@@ -42,17 +43,19 @@ def validate(
         if not report.row_error_count:
             block.append(item)
             if len(block) >= chunk_rows:  # one marshal record per chunk: one load each, not one per row
-                _write_block(spool, block)
+                _write_block(spool, block, offsets)
                 block = []
     if block and not report.row_error_count:
-        _write_block(spool, block)
+        _write_block(spool, block, offsets)
     report.file_sha256 = parser.sha256
     if first is None or last is None:
         return None, None
     return dt.datetime.fromtimestamp(first, dt.UTC), dt.datetime.fromtimestamp(last, dt.UTC)
 
 
-def _write_block(spool: BinaryIO, block: list[Record]) -> None:
+def _write_block(spool: BinaryIO, block: list[Record], offsets: list[int] | None) -> None:
+    if offsets is not None:
+        offsets.append(spool.tell())
     data = marshal.dumps(block)
     spool.write(len(data).to_bytes(8, "little"))
     spool.write(data)
