@@ -44,7 +44,7 @@ class WorkerSetup:
     """How a worker process reaches recon's database and the services, as the ``recon`` identity (plain values:
     it is sent to the spawned process)."""
 
-    database_url: str
+    database_url: str = field(repr=False)  # may carry the database password: never in a log or traceback
     payment_address: str
     ledger_address: str
     ca_file: str

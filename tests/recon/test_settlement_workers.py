@@ -168,3 +168,8 @@ async def test_a_failing_worker_stops_the_other_and_the_file_is_resumed_whole(
     assert await _bookings(engine, tag) == []  # no chunk got its records, so none was claimed
     again = await reconcile_file(engine, io.BytesIO(data), records, ledger, RULES, chunk_rows=3)
     assert (again.state, again.already_counted, again.booked) == ("SUCCEEDED", 0, ROWS - 1)
+
+
+def test_the_worker_setup_never_shows_its_database_url():
+    setup = WorkerSetup("postgresql+psycopg://recon:s3cret-pw@db/recon", "p:1", "l:2", "ca", "cert", "key")
+    assert "s3cret-pw" not in repr(setup) and "s3cret-pw" not in str(setup)
