@@ -216,6 +216,9 @@ async def main() -> None:
             wall = time.perf_counter() - started
             sampler.cancel()
             mine_after = me.cpu_times()
+            # The largest worker process of the second pass (reaped by now; 0 without workers), read before the
+            # stack stops: its processes, once reaped, would count as children too.
+            workers_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
             cpu = {k: v - cpu_before.get(k, 0.0) for k, v in cpu_seconds(procs).items()}
             cpu["bench (recon run)"] = (mine_after.user + mine_after.system) - (
                 mine_before.user + mine_before.system
@@ -259,6 +262,7 @@ async def main() -> None:
                 "phase_seconds": {k: round(v, 1) for k, v in vars(times).items()},
                 "peak_rss_mib": round(peak / 2**20),
                 "max_rss_mib_getrusage": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                "max_rss_mib_workers": round(workers_rss / 1024),
                 "cpu_seconds": {k: round(v, 1) for k, v in sorted(grouped.items(), key=lambda kv: -kv[1]) if v >= 0.1},
                 "load_average_before_after": [round(load_before, 1), round(psutil.getloadavg()[0], 1)],
                 "checks_passed": ok,
