@@ -18,7 +18,8 @@ Timed, in this process acting as the recon CLI (``python -m recon_svc run --file
 ``reconcile_file`` — validate and hash, then chunks of ``--chunk`` rows: ``BatchGetCheckoutOrders``, classify in
 memory, one recon transaction (claims, mismatches, bookings), one ``PostTransactions`` per chunk. It prints
 rows/s, the phase times, this process's peak RSS, CPU seconds per process (where the time goes) and checks that
-every row was matched and booked and that the receivable is back to zero.
+every row was matched and booked and that the receivable is back to zero. ``--workers 2`` runs the second pass
+on two worker processes (their CPU is shown as ``recon workers``).
 
     python benchmarks/bench_recon.py                 # 1,000,000 rows
     python benchmarks/bench_recon.py --rows 100000   # a quicker look
@@ -52,7 +53,7 @@ from benchmarks.bench_payin import cpu_seconds, processes, start_stack  # noqa: 
 from ledger_svc import naming  # noqa: E402
 from recon_svc.settlement.classify import Rules  # noqa: E402
 from recon_svc.settlement.records import GrpcPaymentRecords, GrpcSettlementBooker  # noqa: E402
-from recon_svc.settlement.run import PhaseTimes, reconcile_file  # noqa: E402
+from recon_svc.settlement.run import PhaseTimes, WorkerSetup, reconcile_file  # noqa: E402
 from svckit import pki  # noqa: E402
 from svckit.gen.ledger.v1 import ledger_service_pb2 as lpb  # noqa: E402
 from svckit.gen.ledger.v1 import ledger_service_pb2_grpc as lpb_grpc  # noqa: E402
@@ -143,6 +144,9 @@ async def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--chunk", type=int, default=5000, help="rows per chunk (reconcile_file chunk_rows)")
     parser.add_argument("--profile", action="store_true", help="cProfile this process during the run")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="processes of the second pass (reconcile_file workers)"
+    )
     ns = parser.parse_args()
     configure_logging("bench", level="WARNING")
     tag = f"b{uuid.uuid4().hex[:6]}"
@@ -176,6 +180,14 @@ async def main() -> None:
                 f"postgresql+psycopg://postgres@127.0.0.1:{ports['pg']}/recon", pool_size=2
             )
             rules = Rules(fee_tolerance_minor=2, expected_fee_bps=290, expected_fee_fixed_minor=30)
+            setup = WorkerSetup(
+                database_url=f"postgresql+psycopg://postgres@127.0.0.1:{ports['pg']}/recon",
+                payment_address=f"127.0.0.1:{ports['payment']}",
+                ledger_address=f"127.0.0.1:{ports['ledger']}",
+                ca_file=str(recon_id.ca_file),
+                cert_file=str(recon_id.cert_file),
+                key_file=str(recon_id.key_file),
+            )
             before = await receivable(ledger)
 
             procs = processes(stack)
@@ -198,15 +210,22 @@ async def main() -> None:
                 profiler.enable()
             with path.open("rb") as source:
                 report = await reconcile_file(engine, source, records, booker, rules, times=times,
-                                              chunk_rows=ns.chunk)  # fmt: skip
+                                              chunk_rows=ns.chunk, workers=ns.workers, worker_setup=setup)  # fmt: skip
             if profiler:
                 profiler.disable()
             wall = time.perf_counter() - started
             sampler.cancel()
             mine_after = me.cpu_times()
+            # The largest worker process of the second pass (reaped by now; 0 without workers), read before the
+            # stack stops: its processes, once reaped, would count as children too.
+            workers_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
             cpu = {k: v - cpu_before.get(k, 0.0) for k, v in cpu_seconds(procs).items()}
             cpu["bench (recon run)"] = (mine_after.user + mine_after.system) - (
                 mine_before.user + mine_before.system
+            )
+            # The second pass's worker processes (reaped when the run ends, so counted as this one's children).
+            cpu["recon workers"] = (mine_after.children_user + mine_after.children_system) - (
+                mine_before.children_user + mine_before.children_system
             )
             after = await receivable(ledger)
             peak = max(peak, me.memory_info().rss)
@@ -231,6 +250,7 @@ async def main() -> None:
             {
                 "rows": ns.rows,
                 "chunk_rows": ns.chunk,
+                "workers": ns.workers,
                 "state": report.state,
                 "matched": report.matched,
                 "booked": report.booked,
@@ -242,6 +262,7 @@ async def main() -> None:
                 "phase_seconds": {k: round(v, 1) for k, v in vars(times).items()},
                 "peak_rss_mib": round(peak / 2**20),
                 "max_rss_mib_getrusage": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                "max_rss_mib_workers": round(workers_rss / 1024),
                 "cpu_seconds": {k: round(v, 1) for k, v in sorted(grouped.items(), key=lambda kv: -kv[1]) if v >= 0.1},
                 "load_average_before_after": [round(load_before, 1), round(psutil.getloadavg()[0], 1)],
                 "checks_passed": ok,

@@ -22,6 +22,8 @@ ACCESS = {
             "GetCheckoutByPaymentIntent": ("gateway", "operator", "recon"),
             # recon: the orders of a chunk of settlement rows' checkouts in one read.
             "BatchGetCheckoutOrders": ("operator", "recon"),
+            # recon: the same, only the fields a settlement row is compared with, as columns.
+            "BatchGetCheckoutOrderColumns": ("operator", "recon"),
             "ListPaymentOrderHistory": ("gateway", "operator"),
             "ListPaymentOrders": ("gateway", "operator", "recon"),
             "ListRefunds": ("gateway", "operator", "recon"),

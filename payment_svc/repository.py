@@ -27,6 +27,7 @@ from payment_svc.rows import (
     CheckoutRow,
     DisputeRow,
     DueOrder,
+    OrderColumns,
     OrderRow,
     RefundRow,
     SettlementState,
@@ -191,6 +192,16 @@ class PaymentRepository:
             .order_by(payment_orders.c.checkout_id, payment_orders.c.payment_order_id)
         )
         return [OrderRow.of(r) for r in await self.conn.execute(stmt, {"ids": list(checkout_ids)})]
+
+    async def order_columns_of_checkouts(self, checkout_ids: Sequence[str]) -> OrderColumns:
+        """What reconciliation compares of every order of these checkouts, one list per field, by checkout
+        then order id: tuples from the driver, no row object per order."""
+        cursor = (await self._driver()).cursor()
+        await cursor.execute(sql.ORDER_COLUMNS_OF_CHECKOUTS, {"ids": list(checkout_ids)})
+        rows = await cursor.fetchall()
+        if not rows:
+            return OrderColumns()
+        return OrderColumns(*(list(column) for column in zip(*rows, strict=True)))
 
     async def orders_by_ids(self, ids: Iterable[str], for_update: bool = False) -> list[OrderRow]:
         stmt = (

@@ -5,6 +5,7 @@ the copy it read."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from operator import attrgetter, itemgetter
 from typing import Any, NamedTuple, TypeVar
@@ -152,3 +153,19 @@ class SettlementState(NamedTuple):
 
     attempt: int
     undo_attempt: int | None
+
+
+@dataclass(slots=True)
+class OrderColumns:
+    """Orders as one list per field (element i of each is the same order): what reconciliation compares,
+    without an object per order."""
+
+    checkout_ids: list[str] = field(default_factory=list)
+    payment_order_ids: list[str] = field(default_factory=list)
+    psp_references: list[str] = field(default_factory=list)
+    amounts_minor: list[int] = field(default_factory=list)
+    currencies: list[str] = field(default_factory=list)
+    states: list[str] = field(default_factory=list)
+    create_times_unix_micros: list[int] = field(default_factory=list)
+    wallet_updated: list[bool] = field(default_factory=list)
+    ledger_updated: list[bool] = field(default_factory=list)

@@ -14,7 +14,7 @@ from payment_svc.config import PaymentSettings
 from payment_svc.payouts.service import Payouts
 from payment_svc.psp import PspPort
 from payment_svc.risk import RiskProvider
-from payment_svc.rows import OrderRow, RefundRow, TransitionRow
+from payment_svc.rows import OrderColumns, OrderRow, RefundRow, TransitionRow
 from payment_svc.uow import PgUnitsOfWork
 from payment_svc.usecases import queries
 from payment_svc.usecases.checkout import Checkout
@@ -78,6 +78,10 @@ class PaymentService:
     async def orders_of_checkouts(self, checkout_ids: Sequence[str]) -> list[OrderRow]:
         async with self._uows.reader() as uow:
             return await queries.orders_of_checkouts(uow, checkout_ids)
+
+    async def order_columns_of_checkouts(self, checkout_ids: Sequence[str]) -> OrderColumns:
+        async with self._uows.reader() as uow:
+            return await queries.order_columns_of_checkouts(uow, checkout_ids)
 
     async def history(self, payment_order_id: str) -> list[TransitionRow]:
         async with self._uows.reader() as uow:

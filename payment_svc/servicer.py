@@ -35,6 +35,7 @@ STATE_TO_PB = {
     state: cast(pb.PaymentOrderState, pb.PaymentOrderState.Value(f"PAYMENT_ORDER_STATE_{state.value}"))
     for state in OrderState
 }
+STATE_NAME_TO_PB = {state.value: number for state, number in STATE_TO_PB.items()}
 REFUND_STATE_TO_PB = {
     "PENDING": pb.REFUND_STATE_PENDING,
     "SUCCEEDED": pb.REFUND_STATE_SUCCEEDED,
@@ -234,6 +235,23 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
     ):
         rows = await self._service.orders_of_checkouts(list(request.checkout_ids))
         return pb.BatchGetCheckoutOrdersResponse(payment_orders=[order_to_pb(r) for r in rows])
+
+    async def BatchGetCheckoutOrderColumns(
+        self, request: pb.BatchGetCheckoutOrderColumnsRequest, context: grpc.aio.ServicerContext
+    ):
+        cols = await self._service.order_columns_of_checkouts(list(request.checkout_ids))
+        # Whole lists into repeated fields: one copy each in protobuf's C code, no message per order.
+        return pb.BatchGetCheckoutOrderColumnsResponse(
+            checkout_ids=cols.checkout_ids,
+            payment_order_ids=cols.payment_order_ids,
+            psp_references=cols.psp_references,
+            amounts_minor=cols.amounts_minor,
+            currencies=cols.currencies,
+            states=[STATE_NAME_TO_PB[s] for s in cols.states],
+            create_times_unix_micros=cols.create_times_unix_micros,
+            wallet_updated=cols.wallet_updated,
+            ledger_updated=cols.ledger_updated,
+        )
 
     async def ListPaymentOrderHistory(
         self, request: pb.ListPaymentOrderHistoryRequest, context: grpc.aio.ServicerContext

@@ -44,6 +44,13 @@ INTENT_ALL_CAPTURED = (
 
 ORDER_PLAIN = "SELECT * FROM payment_orders WHERE payment_order_id = %(order_id)s"
 
+ORDER_COLUMNS_OF_CHECKOUTS = (
+    "SELECT checkout_id, payment_order_id, coalesce(psp_reference, ''), amount_minor, currency, state,"
+    " CAST(extract(epoch FROM created_at) * 1000000 AS bigint), wallet_updated, ledger_updated"
+    " FROM payment_orders WHERE checkout_id = ANY(%(ids)s) ORDER BY checkout_id, payment_order_id"
+)
+"""Only what reconciliation compares, as plain tuples (epoch microseconds are exact: extract gives numeric)."""
+
 
 BUYER_VELOCITY = (
     "SELECT count(*), coalesce(sum(total_minor), 0) FROM payment_events"

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from payment_svc.domain import OrderState
-from payment_svc.rows import OrderRow, RefundRow, TransitionRow
+from payment_svc.rows import OrderColumns, OrderRow, RefundRow, TransitionRow
 from payment_svc.uow import UnitOfWork
 from payment_svc.usecases.commands import CheckoutView, is_client_id
 from svckit import pagination
@@ -59,6 +59,16 @@ MAX_BATCH_CHECKOUTS = 1000
 
 async def orders_of_checkouts(uow: UnitOfWork, checkout_ids: Sequence[str]) -> list[OrderRow]:
     """The orders of up to MAX_BATCH_CHECKOUTS checkouts; an unknown checkout has none (not an error)."""
+    return await uow.repo.orders_of_checkouts(_batch_checkout_ids(checkout_ids))
+
+
+async def order_columns_of_checkouts(uow: UnitOfWork, checkout_ids: Sequence[str]) -> OrderColumns:
+    """What reconciliation compares of the orders of up to MAX_BATCH_CHECKOUTS checkouts, as columns; the
+    same checks as :func:`orders_of_checkouts`."""
+    return await uow.repo.order_columns_of_checkouts(_batch_checkout_ids(checkout_ids))
+
+
+def _batch_checkout_ids(checkout_ids: Sequence[str]) -> list[str]:
     ids = sorted(set(checkout_ids))
     if not ids:
         raise InvalidArgument("MISSING_FIELD", "checkout_ids is required", field="checkout_ids")
@@ -71,7 +81,7 @@ async def orders_of_checkouts(uow: UnitOfWork, checkout_ids: Sequence[str]) -> l
         raise InvalidArgument(
             "INVALID_ID", "checkout_ids must be 1-128 letters, digits or _.:-", field="checkout_ids"
         )
-    return await uow.repo.orders_of_checkouts(ids)
+    return ids
 
 
 async def history(uow: UnitOfWork, payment_order_id: str) -> list[TransitionRow]:

@@ -1,7 +1,7 @@
 """Our pay-outs and refunds that no settlement file has reached: each of the window's pay-outs transferred at the
 PSP, and each of its succeeded refunds, is checked against the rows counted so far (by any file), a page at a
 time, so a busy day never sits in memory. Pending inside the grace period, MISSING_FROM_PSP (manual) after it,
-like orders (run.py)."""
+like orders (missing_orders.py)."""
 
 from __future__ import annotations
 
@@ -132,7 +132,7 @@ async def missing_records(
     run_id: str,
     store: Store,
 ) -> tuple[list[Mismatch], int]:
-    """Our pay-outs and refunds of the window missing from the files (orders are run.py's): the mismatches
+    """Our pay-outs and refunds of the window missing from the files (orders are missing_orders.py's): the mismatches
     stored and how many are still pending."""
     payouts, pending_payouts = await missing_payouts(engine, records, rules, window, now, run_id, store)
     refunds, pending_refunds = await missing_refunds(engine, records, rules, window, now, run_id, store)

@@ -39,14 +39,6 @@ REQUIRED_COLUMNS: tuple[str, ...] = (
 )
 """What a row cannot be matched or booked without; every other column is optional."""
 
-_OPTIONAL_TEXT_COLUMNS: tuple[str, ...] = (
-    "description",
-    "charge_id",
-    "payment_intent_id",
-    "automatic_payout_id",
-    "connected_account_id",
-    "dispute_reason",
-)
 _METADATA_RE = re.compile(r"^(payment|refund|transfer)_metadata\[([^\]]{1,40})\]$")
 
 # Every category of 16.1.0's ReportRunCreateParamsParameters.reporting_category and the reporting-categories page.
@@ -103,6 +95,7 @@ _SIGNED_DECIMAL_RE = re.compile(r"(-?)(0|[1-9][0-9]*)(?:\.([0-9]+))?\Z")
 _TIMESTAMP_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}\Z")
 _ID_RE = re.compile(r"[A-Za-z0-9_]{1,255}\Z")
 _OTHER_DELIMITERS = (";", "\t", "|")
+_EPOCH_DAY = dt.date(1970, 1, 1)
 
 
 class SettlementFileRefused(InvalidArgument):
@@ -111,6 +104,25 @@ class SettlementFileRefused(InvalidArgument):
     def __init__(self, message: str, line: int) -> None:
         super().__init__(Reason.SETTLEMENT_FILE_REFUSED, f"line {line}: {message}", line=str(line))
         self.line = line
+
+
+Record = tuple[Any, ...]
+"""A validated row as plain values (marshal can write them): line, balance_transaction_id, created_utc as Unix
+seconds, currency, gross, fee, net (minor units), reporting_category, source_id, charge_id, payment_intent_id,
+description, automatic_payout_id, connected_account_id, dispute_reason, metadata (a dict)."""
+
+_RECORD_TEXT_COLUMNS: tuple[str, ...] = (
+    "charge_id",
+    "payment_intent_id",
+    "description",
+    "automatic_payout_id",
+    "connected_account_id",
+    "dispute_reason",
+)
+"""The optional text columns in the order of a :data:`Record` (and of SettlementRow's fields)."""
+
+_MAX_CACHED_DAYS = 1000
+"""A day's file has one or two dates; a garbage file may have many, so the cache of parsed dates is bounded."""
 
 
 # Not frozen: a frozen dataclass sets each of its 16 fields through object.__setattr__, several µs per row (a
@@ -244,6 +256,13 @@ class SettlementParser:
         return self._raw.size
 
     def __iter__(self) -> Iterator[SettlementRow | RowError]:
+        row = SettlementRow.from_record
+        for item in self.records():
+            yield item if isinstance(item, RowError) else row(item)
+
+    def records(self) -> Iterator[Record | RowError]:
+        """Like iterating, with each good row as its plain values (:meth:`SettlementRow.to_record`'s form):
+        what a caller that only spools the rows needs, without an object and a datetime per row."""
         # utf-8-sig: a spreadsheet that saved the report adds a BOM; it is not part of the first column's name.
         text = io.TextIOWrapper(
             io.BufferedReader(self._raw), encoding="utf-8-sig", errors="strict", newline=""
@@ -259,7 +278,7 @@ class SettlementParser:
                     break
                 if not cells:
                     continue  # a blank line (e.g. a trailing one) carries nothing
-                yield columns.row(reader.line_num, cells)
+                yield columns.record(reader.line_num, cells)
         except _LineTooLong:
             raise SettlementFileRefused(
                 f"a line is longer than {self._max_line} characters: not a settlement report",
@@ -302,6 +321,10 @@ class SettlementParser:
         return names
 
 
+def _invalid_timestamp(raw: str) -> _RowInvalid:
+    return _RowInvalid("INVALID_TIMESTAMP", f"created_utc {raw[:30]!r} is not YYYY-MM-DD HH:MM:SS")
+
+
 class _Columns:
     def __init__(self, header: list[str]) -> None:
         self.width = len(header)
@@ -309,17 +332,18 @@ class _Columns:
         # Per-file caches of the hot path: a file has a handful of currencies, and its rows' timestamps come
         # in order, many sharing a second. Each cache holds only values that passed validation.
         self._currencies: dict[str, tuple[str, int]] = {}
-        self._last_created: tuple[str, dt.datetime] = ("", dt.datetime.min)
+        self._last_created: tuple[str, int] = ("", 0)
+        self._days: dict[str, int] = {}
         ix = self.index
         self._ix = tuple(ix[c] for c in REQUIRED_COLUMNS)
-        self.optional = [(c, self.index[c]) for c in _OPTIONAL_TEXT_COLUMNS if c in self.index]
+        self.optional = [self.index.get(c, -1) for c in _RECORD_TEXT_COLUMNS]
         self.metadata: list[tuple[str, int]] = []
         for i, name in enumerate(header):
             m = _METADATA_RE.match(name)
             if m:
                 self.metadata.append((f"{m.group(1)}.{m.group(2)}", i))
 
-    def row(self, line: int, cells: list[str]) -> SettlementRow | RowError:
+    def record(self, line: int, cells: list[str]) -> Record | RowError:
         if len(cells) != self.width:
             return RowError(
                 line, "WRONG_COLUMN_COUNT", f"{len(cells)} fields where the header has {self.width}"
@@ -329,17 +353,26 @@ class _Columns:
         except _RowInvalid as exc:
             return RowError(line, exc.reason, exc.message)
 
-    def _created(self, raw: str) -> dt.datetime:
+    def _created(self, raw: str) -> int:
+        """``YYYY-MM-DD HH:MM:SS`` (UTC) as Unix seconds: the date parsed once per file (cached), the time from
+        its digits, checked as strictly as ``datetime.fromisoformat`` would."""
         if raw == self._last_created[0]:
             return self._last_created[1]
-        try:
-            if _TIMESTAMP_RE.match(raw) is None:
-                raise ValueError(raw)
-            created = dt.datetime.fromisoformat(raw).replace(tzinfo=dt.UTC)
-        except ValueError:
-            raise _RowInvalid(
-                "INVALID_TIMESTAMP", f"created_utc {raw[:30]!r} is not YYYY-MM-DD HH:MM:SS"
-            ) from None
+        if _TIMESTAMP_RE.match(raw) is None:
+            raise _invalid_timestamp(raw)
+        day = self._days.get(raw[:10])
+        if day is None:
+            try:
+                day = (dt.date.fromisoformat(raw[:10]) - _EPOCH_DAY).days * 86400
+            except ValueError:
+                raise _invalid_timestamp(raw) from None
+            if len(self._days) >= _MAX_CACHED_DAYS:
+                self._days.clear()
+            self._days[raw[:10]] = day
+        hour, minute, second = int(raw[11:13]), int(raw[14:16]), int(raw[17:19])
+        if hour > 23 or minute > 59 or second > 59:
+            raise _invalid_timestamp(raw)
+        created = day + hour * 3600 + minute * 60 + second
         self._last_created = (raw, created)
         return created
 
@@ -353,7 +386,7 @@ class _Columns:
         self._currencies[raw] = known = (currency, exponent(currency))
         return known
 
-    def _parse(self, line: int, cells: list[str]) -> SettlementRow:
+    def _parse(self, line: int, cells: list[str]) -> Record:
         i_bt, i_created, i_currency, i_gross, i_fee, i_net, i_category, i_source = self._ix
         bt_id = cells[i_bt]
         if _ID_RE.match(bt_id) is None:
@@ -373,17 +406,6 @@ class _Columns:
             raise _RowInvalid(
                 "UNKNOWN_REPORTING_CATEGORY", f"reporting_category {category[:40]!r} is unknown"
             )
-        extra = {name: cells[i] for name, i in self.optional}
-        return SettlementRow(
-            line=line,
-            balance_transaction_id=bt_id,
-            created_utc=created,
-            currency=currency,
-            gross_minor=gross,
-            fee_minor=fee,
-            net_minor=net,
-            reporting_category=category,
-            source_id=source_id,
-            metadata={key: cells[i] for key, i in self.metadata if cells[i]},
-            **extra,
-        )
+        return (line, bt_id, created, currency, gross, fee, net, category, source_id,
+                *[cells[i] if i >= 0 else "" for i in self.optional],
+                {key: cells[i] for key, i in self.metadata if cells[i]})  # fmt: skip

@@ -430,6 +430,34 @@ class BatchGetCheckoutOrdersResponse(_message.Message):
     payment_orders: _containers.RepeatedCompositeFieldContainer[PaymentOrder]
     def __init__(self, payment_orders: _Optional[_Iterable[_Union[PaymentOrder, _Mapping]]] = ...) -> None: ...
 
+class BatchGetCheckoutOrderColumnsRequest(_message.Message):
+    __slots__ = ("checkout_ids",)
+    CHECKOUT_IDS_FIELD_NUMBER: _ClassVar[int]
+    checkout_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, checkout_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class BatchGetCheckoutOrderColumnsResponse(_message.Message):
+    __slots__ = ("checkout_ids", "payment_order_ids", "psp_references", "amounts_minor", "currencies", "states", "create_times_unix_micros", "wallet_updated", "ledger_updated")
+    CHECKOUT_IDS_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_ORDER_IDS_FIELD_NUMBER: _ClassVar[int]
+    PSP_REFERENCES_FIELD_NUMBER: _ClassVar[int]
+    AMOUNTS_MINOR_FIELD_NUMBER: _ClassVar[int]
+    CURRENCIES_FIELD_NUMBER: _ClassVar[int]
+    STATES_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIMES_UNIX_MICROS_FIELD_NUMBER: _ClassVar[int]
+    WALLET_UPDATED_FIELD_NUMBER: _ClassVar[int]
+    LEDGER_UPDATED_FIELD_NUMBER: _ClassVar[int]
+    checkout_ids: _containers.RepeatedScalarFieldContainer[str]
+    payment_order_ids: _containers.RepeatedScalarFieldContainer[str]
+    psp_references: _containers.RepeatedScalarFieldContainer[str]
+    amounts_minor: _containers.RepeatedScalarFieldContainer[int]
+    currencies: _containers.RepeatedScalarFieldContainer[str]
+    states: _containers.RepeatedScalarFieldContainer[PaymentOrderState]
+    create_times_unix_micros: _containers.RepeatedScalarFieldContainer[int]
+    wallet_updated: _containers.RepeatedScalarFieldContainer[bool]
+    ledger_updated: _containers.RepeatedScalarFieldContainer[bool]
+    def __init__(self, checkout_ids: _Optional[_Iterable[str]] = ..., payment_order_ids: _Optional[_Iterable[str]] = ..., psp_references: _Optional[_Iterable[str]] = ..., amounts_minor: _Optional[_Iterable[int]] = ..., currencies: _Optional[_Iterable[str]] = ..., states: _Optional[_Iterable[_Union[PaymentOrderState, str]]] = ..., create_times_unix_micros: _Optional[_Iterable[int]] = ..., wallet_updated: _Optional[_Iterable[bool]] = ..., ledger_updated: _Optional[_Iterable[bool]] = ...) -> None: ...
+
 class GetPaymentStatsRequest(_message.Message):
     __slots__ = ("window_minutes", "bucket_minutes")
     WINDOW_MINUTES_FIELD_NUMBER: _ClassVar[int]

@@ -72,6 +72,11 @@ class PaymentServiceStub:
                 request_serializer=payments_dot_v1_dot_payment__service__pb2.BatchGetCheckoutOrdersRequest.SerializeToString,
                 response_deserializer=payments_dot_v1_dot_payment__service__pb2.BatchGetCheckoutOrdersResponse.FromString,
                 _registered_method=True)
+        self.BatchGetCheckoutOrderColumns = channel.unary_unary(
+                '/payments.v1.PaymentService/BatchGetCheckoutOrderColumns',
+                request_serializer=payments_dot_v1_dot_payment__service__pb2.BatchGetCheckoutOrderColumnsRequest.SerializeToString,
+                response_deserializer=payments_dot_v1_dot_payment__service__pb2.BatchGetCheckoutOrderColumnsResponse.FromString,
+                _registered_method=True)
         self.ListPaymentOrderHistory = channel.unary_unary(
                 '/payments.v1.PaymentService/ListPaymentOrderHistory',
                 request_serializer=payments_dot_v1_dot_payment__service__pb2.ListPaymentOrderHistoryRequest.SerializeToString,
@@ -182,6 +187,15 @@ class PaymentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BatchGetCheckoutOrderColumns(self, request, context):
+        """BatchGetCheckoutOrders' lean twin for reconciliation: only what a settlement row is compared with, as
+        one column per field (packed numbers, no message per order), so a chunk's read costs a fraction of the
+        full orders. Same limits and errors as BatchGetCheckoutOrders.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListPaymentOrderHistory(self, request, context):
         """Every state transition of an order, oldest first, each with its cause.
         """
@@ -287,6 +301,11 @@ def add_PaymentServiceServicer_to_server(servicer, server):
                     servicer.BatchGetCheckoutOrders,
                     request_deserializer=payments_dot_v1_dot_payment__service__pb2.BatchGetCheckoutOrdersRequest.FromString,
                     response_serializer=payments_dot_v1_dot_payment__service__pb2.BatchGetCheckoutOrdersResponse.SerializeToString,
+            ),
+            'BatchGetCheckoutOrderColumns': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchGetCheckoutOrderColumns,
+                    request_deserializer=payments_dot_v1_dot_payment__service__pb2.BatchGetCheckoutOrderColumnsRequest.FromString,
+                    response_serializer=payments_dot_v1_dot_payment__service__pb2.BatchGetCheckoutOrderColumnsResponse.SerializeToString,
             ),
             'ListPaymentOrderHistory': grpc.unary_unary_rpc_method_handler(
                     servicer.ListPaymentOrderHistory,
@@ -516,6 +535,33 @@ class PaymentService:
             '/payments.v1.PaymentService/BatchGetCheckoutOrders',
             payments_dot_v1_dot_payment__service__pb2.BatchGetCheckoutOrdersRequest.SerializeToString,
             payments_dot_v1_dot_payment__service__pb2.BatchGetCheckoutOrdersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchGetCheckoutOrderColumns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payments.v1.PaymentService/BatchGetCheckoutOrderColumns',
+            payments_dot_v1_dot_payment__service__pb2.BatchGetCheckoutOrderColumnsRequest.SerializeToString,
+            payments_dot_v1_dot_payment__service__pb2.BatchGetCheckoutOrderColumnsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,175 @@
+"""The second pass on two worker processes: it books, counts and flags exactly what one process does, and a
+file an interrupted run left half done is resumed by a two-worker run like by a one-process run."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from recon_svc.settlement import tables as t
+from recon_svc.settlement.records import GrpcPaymentRecords
+from recon_svc.settlement.run import WorkerSetup, reconcile_file
+from svckit import pki
+from svckit.errors import DomainError
+from svckit.gen.payments.v1 import payment_service_pb2_grpc as pb_grpc
+from svckit.gen.payments.v1 import payout_service_pb2_grpc as po_grpc
+from svckit.testing import free_port
+from tests.recon import test_settlement_chunks as chunks
+from tests.recon.test_settlement_chunks import RULES, _bookings, _Crash, _CrashingBooker
+
+ledger = chunks.ledger  # the fixture: the real ledger as the ``recon`` identity
+
+HEADER = "balance_transaction_id,created_utc,currency,gross,fee,net,reporting_category,source_id,"
+HEADER += "payment_intent_id,payment_metadata[checkout_id]"
+ROWS = 14
+
+
+async def _seed_orders(services, tag: str, n: int) -> None:
+    """Our side straight in the payments database (as the benchmark does): one settled success per checkout."""
+    async with services["payment"].engine.begin() as conn:
+        await conn.execute(
+            sa.text(
+                "INSERT INTO payment_events (checkout_id, buyer_info, buyer_id, mode, currency, total_minor)"
+                " SELECT :p || '_co_' || i, '{}', 'buyer-w', 'DIRECT', 'USD', 1000 + i"
+                " FROM generate_series(0, :n - 1) AS i"
+            ),
+            {"p": tag, "n": n},
+        )
+        await conn.execute(
+            sa.text(
+                "INSERT INTO payment_orders (payment_order_id, checkout_id, seller_account, amount_minor, currency,"
+                " state, psp_reference, wallet_updated, ledger_updated)"
+                " SELECT :p || '_po_' || i, :p || '_co_' || i, 'seller-' || :p, 1000 + i, 'USD', 'SUCCESS',"
+                " 'pi_' || :p || i, true, true FROM generate_series(0, :n - 1) AS i"
+            ),
+            {"p": tag, "n": n},
+        )
+
+
+def _file(tag: str) -> bytes:
+    """ROWS charges of ours, one of them twice (a duplicate in another chunk), one for a checkout we never had
+    and one whose amount differs."""
+    lines = [HEADER]
+    for i in range(ROWS):
+        gross = 1000 + i + (7 if i == 5 else 0)
+        lines.append(
+            f"txn_{tag}{i},2026-11-20 10:00:{i:02d},usd,{gross / 100:.2f},0.30,{(gross - 30) / 100:.2f},charge,"
+            f"ch_{tag}{i},pi_{tag}{i},{tag}_co_{i}"
+        )
+    lines.append(lines[3])  # txn 2 again
+    lines.append(
+        f"txn_{tag}x,2026-11-20 10:01:00,usd,5.00,0.30,4.70,charge,ch_{tag}x,pi_{tag}x,{tag}_co_unknown"
+    )
+    return ("\n".join(lines) + "\n").encode()
+
+
+@pytest.fixture
+def records(infra, services):
+    channel = infra.channel(services["payment"].address, "recon")
+    return GrpcPaymentRecords(pb_grpc.PaymentServiceStub(channel), 10, po_grpc.PayoutServiceStub(channel))
+
+
+def _setup(infra, services) -> WorkerSetup:
+    files = pki.files(infra.pki_dir, "recon")
+    return WorkerSetup(
+        database_url=services["recon"].engine.url.render_as_string(hide_password=False),
+        payment_address=services["payment"].address,
+        ledger_address=services["ledger"].address,
+        ca_file=str(files.ca_file),
+        cert_file=str(files.cert_file),
+        key_file=str(files.key_file),
+        deadline_seconds=30,
+    )
+
+
+async def _per_run(engine, run_id: str) -> tuple[int, list[tuple[str, int, int, int]], list[tuple[str, int]]]:
+    async with engine.connect() as conn:
+        claimed = await conn.scalar(sa.select(sa.func.count()).where(t.rows.c.run_id == run_id))
+        bookings = (
+            await conn.execute(
+                sa.select(t.bookings.c.state, t.bookings.c.gross_minor, t.bookings.c.fee_minor, t.bookings.c.row_count)
+                .where(t.bookings.c.run_id == run_id)
+            )
+        ).all()  # fmt: skip
+        mismatches = (
+            await conn.execute(
+                sa.select(t.mismatches.c.code, t.mismatches.c.line).where(t.mismatches.c.run_id == run_id)
+            )
+        ).all()
+    totals = [("all", sum(b[1] for b in bookings), sum(b[2] for b in bookings), sum(b[3] for b in bookings))]
+    return (
+        claimed or 0,
+        [*totals, *sorted({(b[0], 0, 0, 0) for b in bookings})],
+        sorted(tuple(m) for m in mismatches),
+    )
+
+
+def _comparable(report) -> dict:
+    keep = ("state", "rows_read", "matched", "booked", "already_counted", "pending", "auto_fixed",
+            "mismatches_by_code", "open_by_classification", "psp_totals", "booked_totals")  # fmt: skip
+    return {k: v for k, v in report.as_dict().items() if k in keep}
+
+
+async def test_two_workers_book_count_and_flag_exactly_what_one_process_does(
+    infra, services, records, ledger
+):
+    engine = services["recon"].engine
+    one_tag, two_tag = f"w{uuid.uuid4().hex[:8]}", f"w{uuid.uuid4().hex[:8]}"
+    await _seed_orders(services, one_tag, ROWS)
+    await _seed_orders(services, two_tag, ROWS)
+    one = await reconcile_file(engine, io.BytesIO(_file(one_tag)), records, ledger, RULES, chunk_rows=3)
+    two = await reconcile_file(engine, io.BytesIO(_file(two_tag)), records, ledger, RULES, chunk_rows=3,
+                               workers=2, worker_setup=_setup(infra, services))  # fmt: skip
+    assert one.state == "SUCCEEDED", one
+    assert one.mismatches_by_code == {"DUPLICATE_ROW": 1, "UNMATCHED_ROW": 1, "AMOUNT_DIFFERS": 1}
+    assert (one.matched, one.booked) == (ROWS, ROWS - 1)
+    assert _comparable(two) == _comparable(one)
+    assert await _per_run(engine, two.run_id) == await _per_run(engine, one.run_id)
+    async with engine.connect() as conn:
+        committed = await conn.scalar(
+            sa.select(t.files.c.committed_line).where(t.files.c.sha256 == two.file_sha256)
+        )
+    assert committed == ROWS + 3  # the last line: the chunks committed in file order
+
+
+async def test_a_two_worker_run_resumes_a_file_an_interrupted_run_left(infra, services, records, ledger):
+    engine = services["recon"].engine
+    tag = f"w{uuid.uuid4().hex[:8]}"
+    await _seed_orders(services, tag, ROWS)
+    data = _file(tag)
+    with pytest.raises(_Crash):
+        await reconcile_file(engine, io.BytesIO(data), records,
+                             _CrashingBooker(ledger, crash_at=2, after_posting=False), RULES, chunk_rows=3)  # fmt: skip
+    again = await reconcile_file(engine, io.BytesIO(data), records, ledger, RULES, chunk_rows=3, workers=2,
+                                 worker_setup=_setup(infra, services))  # fmt: skip
+    assert again.state == "SUCCEEDED", again
+    # Two chunks of three rows were counted by the interrupted run; the rest is reconciled now, once.
+    assert again.already_counted == 6
+    assert again.booked == ROWS - 6  # rows 6.. of ours (row 5, whose amount differs, was in the counted part)
+    bookings = await _bookings(engine, tag)
+    assert sum(b[1] for b in bookings) == ROWS - 1 and {b[2] for b in bookings} == {"posted"}
+
+
+async def test_a_failing_worker_stops_the_other_and_the_file_is_resumed_whole(
+    infra, services, records, ledger
+):
+    engine = services["recon"].engine
+    tag = f"w{uuid.uuid4().hex[:8]}"
+    await _seed_orders(services, tag, ROWS)
+    data = _file(tag)
+    unreachable = dataclasses.replace(_setup(infra, services), payment_address=f"127.0.0.1:{free_port()}")
+    with pytest.raises(DomainError):  # the payment service cannot be reached: the run stops like a crash
+        await reconcile_file(engine, io.BytesIO(data), records, ledger, RULES, chunk_rows=3, workers=2,
+                             worker_setup=unreachable)  # fmt: skip
+    assert await _bookings(engine, tag) == []  # no chunk got its records, so none was claimed
+    again = await reconcile_file(engine, io.BytesIO(data), records, ledger, RULES, chunk_rows=3)
+    assert (again.state, again.already_counted, again.booked) == ("SUCCEEDED", 0, ROWS - 1)
+
+
+def test_the_worker_setup_never_shows_its_database_url():
+    setup = WorkerSetup("postgresql+psycopg://recon:s3cret-pw@db/recon", "p:1", "l:2", "ca", "cert", "key")
+    assert "s3cret-pw" not in repr(setup) and "s3cret-pw" not in str(setup)
