@@ -38,6 +38,10 @@ class ReconSettings(ServiceSettings):
     """A report run still pending after these polls fails the fetch, and says so."""
     settlement_auto_fix: bool = True
     """Run auto-fixes (the payment service re-checks an order the PSP charged); false proposes them only."""
+    settlement_workers: int = Field(default=2, ge=1, le=16)
+    """Processes for the second pass (match, classify, book) of a large file; set it to the cores recon may use."""
+    settlement_workers_min_rows: int = Field(default=50_000, ge=0)
+    """A file with fewer rows runs in the service's own process: a worker's start costs more than it saves."""
 
     # -- the nightly run (recon_svc/settlement/nightly.py) ------------------------------------------------
     nightly_at: dt.time | None = None

@@ -18,7 +18,7 @@ from recon_svc.config import ReconSettings
 from recon_svc.settlement.classify import Rules
 from recon_svc.settlement.fetch import day_interval, fetch_report
 from recon_svc.settlement.records import GrpcPaymentRecords, GrpcSettlementBooker
-from recon_svc.settlement.run import RunReport, reconcile_file
+from recon_svc.settlement.run import RunReport, WorkerSetup, reconcile_file
 from svckit.config import load_settings
 from svckit.db import create_engine
 from svckit.errors import DomainError
@@ -68,6 +68,9 @@ async def _reconcile(
                 progress=lambda offset: progress.update(task, completed=offset),
                 expected_window=window,
                 fixer=records if settings.settlement_auto_fix else None,
+                workers=settings.settlement_workers,
+                worker_setup=WorkerSetup.from_settings(settings),
+                workers_min_rows=settings.settlement_workers_min_rows,
             )
     finally:
         await payment_channel.close()

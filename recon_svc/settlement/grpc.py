@@ -19,7 +19,7 @@ from recon_svc.settlement import tables as t
 from recon_svc.settlement.classify import Rules
 from recon_svc.settlement.nightly import reconcile_day
 from recon_svc.settlement.records import GrpcPaymentRecords, SettlementBooker
-from recon_svc.settlement.run import RunReport, reconcile_file
+from recon_svc.settlement.run import RunReport, WorkerSetup, reconcile_file
 from svckit import pagination
 from svckit.errors import InvalidArgument, NotFound
 from svckit.gen.recon.v1 import recon_service_pb2 as pb
@@ -104,6 +104,9 @@ class SettlementRpcs:
             deps.booker,
             deps.rules,
             fixer=deps.records if deps.settings.settlement_auto_fix else None,
+            workers=deps.settings.settlement_workers,
+            worker_setup=WorkerSetup.from_settings(deps.settings),
+            workers_min_rows=deps.settings.settlement_workers_min_rows,
         )
         return pb.StartSettlementRunResponse(report=report_to_pb(report))
 

@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from recon_svc.record_checks import check_settlement_day
 from recon_svc.settlement.fetch import day_interval, fetch_report
-from recon_svc.settlement.run import RunReport, reconcile_file
+from recon_svc.settlement.run import RunReport, WorkerSetup, reconcile_file
 
 if TYPE_CHECKING:
     from recon_svc.settlement.grpc import SettlementDeps
@@ -72,6 +72,9 @@ async def reconcile_day(deps: SettlementDeps, day: dt.date) -> RunReport:
             deps.rules,
             expected_window=window,
             fixer=deps.records if s.settlement_auto_fix else None,
+            workers=s.settlement_workers,
+            worker_setup=WorkerSetup.from_settings(s),
+            workers_min_rows=s.settlement_workers_min_rows,
         )
     if deps.record_checks is not None and report.state == "SUCCEEDED":
         # The same run checks our own books for the day: each record against its ledger transaction and movement.

@@ -76,6 +76,7 @@ class _Run:
     chunk_rows: int
     workers: int = 1
     worker_setup: WorkerSetup | None = None
+    workers_min_rows: int = 0
     first: dt.datetime | None = None
     last: dt.datetime | None = None
 
@@ -95,6 +96,7 @@ async def reconcile_file(
     chunk_rows: int = CHUNK_ROWS,
     workers: int = 1,
     worker_setup: WorkerSetup | None = None,
+    workers_min_rows: int = 0,
 ) -> RunReport:
     """Reconcile one settlement file, read once (the second pass reads the spooled rows). ``progress`` gets byte
     offsets of the file.
@@ -103,14 +105,16 @@ async def reconcile_file(
     pending until ``rules.grace`` has passed since its creation, then MISSING_FROM_PSP.
 
     ``workers`` above 1 (with ``worker_setup``, how a worker process opens its own connections) runs the
-    second pass on that many processes (workers.py); ``progress`` then hears only the end of it.
+    second pass on that many processes (workers.py) when the file has at least ``workers_min_rows`` rows;
+    ``progress`` then hears only the end of it.
     """
     if workers > 1 and worker_setup is None:
         raise ValueError("workers above 1 need a worker_setup")
     now = now or dt.datetime.now(dt.UTC)
     report = RunReport(run_id=f"rr_{uuid.uuid4().hex}", state="RUNNING")
     run = _Run(engine, records, booker, rules, report, now, progress, expected_window, fixer,
-               times if times is not None else PhaseTimes(), chunk_rows, workers, worker_setup)  # fmt: skip
+               times if times is not None else PhaseTimes(), chunk_rows, workers, worker_setup,
+               workers_min_rows)  # fmt: skip
     await start_run(engine, report.run_id, now)
     # Named: worker processes open it by its path.
     with tempfile.NamedTemporaryFile(prefix="recon-spool-") as spool:
@@ -166,7 +170,9 @@ async def _reconcile_claimed(run: _Run, source: BinaryIO, spool: BinaryIO, offse
         if run.progress is not None:  # the spool's position, as a share of the file's bytes
             run.progress(size if not spooled else offset * size // spooled)
 
-    if run.workers > 1 and run.worker_setup is not None:
+    if run.workers > 1 and run.worker_setup is not None and report.rows_read >= run.workers_min_rows:
+        log.info("settlement run on worker processes", run_id=report.run_id, workers=run.workers,
+                 rows=report.rows_read)  # fmt: skip
         spool.flush()
         await match_and_book_in_workers(run.worker_setup, run.workers, spool.name, offsets, run.rules, report,
                                         run.times, resume)  # fmt: skip

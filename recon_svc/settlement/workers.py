@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from recon_svc.config import ReconSettings
 from recon_svc.settlement.classify import Rules
 from recon_svc.settlement.lifecycle import Resume
 from recon_svc.settlement.pipeline import prepare, write_chunk
@@ -33,7 +34,7 @@ from svckit.errors import DomainError
 from svckit.gen.ledger.v1 import ledger_service_pb2_grpc as lpb_grpc
 from svckit.gen.payments.v1 import payment_service_pb2_grpc as ppb_grpc
 from svckit.gen.payments.v1 import payout_service_pb2_grpc as popb_grpc
-from svckit.tls import identity_files
+from svckit.tls import INSECURE, identity_files, security_for
 
 TURN_POLL_SECONDS = 1.0
 """How often a worker waiting for its turn checks whether the run was aborted (a failed worker)."""
@@ -47,15 +48,33 @@ class WorkerSetup:
     database_url: str = field(repr=False)  # may carry the database password: never in a log or traceback
     payment_address: str
     ledger_address: str
-    ca_file: str
-    cert_file: str
-    key_file: str
+    ca_file: str | None  # None, with the certificate and key: plaintext gRPC (GRPC_INSECURE, debugging only)
+    cert_file: str | None
+    key_file: str | None
     deadline_seconds: float = 120.0
     auto_fix: bool = True
 
+    @classmethod
+    def from_settings(cls, settings: ReconSettings) -> WorkerSetup:
+        """The workers of a service's or the CLI's run reach what the process reaches, as the same identity."""
+        files = security_for(settings).files
+        return cls(
+            database_url=settings.sqlalchemy_url(),
+            payment_address=settings.payment_addr,
+            ledger_address=settings.ledger_addr,
+            ca_file=None if files is None else str(files.ca_file),
+            cert_file=None if files is None else str(files.cert_file),
+            key_file=None if files is None else str(files.key_file),
+            deadline_seconds=settings.upstream_deadline_seconds,
+            auto_fix=settings.settlement_auto_fix,
+        )
+
     @contextlib.asynccontextmanager
     async def open(self) -> AsyncIterator[tuple[AsyncEngine, GrpcPaymentRecords, GrpcSettlementBooker]]:
-        security = identity_files(Path(self.ca_file), Path(self.cert_file), Path(self.key_file))
+        if self.ca_file is None or self.cert_file is None or self.key_file is None:
+            security = INSECURE
+        else:
+            security = identity_files(Path(self.ca_file), Path(self.cert_file), Path(self.key_file))
         engine = create_async_engine(self.database_url, pool_size=2)
         pay = security.aio_channel(self.payment_address)
         ledger = security.aio_channel(self.ledger_address)

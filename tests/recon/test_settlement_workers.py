@@ -10,6 +10,7 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
+from recon_svc.config import ReconSettings
 from recon_svc.settlement import tables as t
 from recon_svc.settlement.records import GrpcPaymentRecords
 from recon_svc.settlement.run import WorkerSetup, reconcile_file
@@ -173,3 +174,39 @@ async def test_a_failing_worker_stops_the_other_and_the_file_is_resumed_whole(
 def test_the_worker_setup_never_shows_its_database_url():
     setup = WorkerSetup("postgresql+psycopg://recon:s3cret-pw@db/recon", "p:1", "l:2", "ca", "cert", "key")
     assert "s3cret-pw" not in repr(setup) and "s3cret-pw" not in str(setup)
+
+
+async def test_a_file_below_the_workers_threshold_is_reconciled_in_the_callers_own_process(
+    infra, services, records, ledger
+):
+    engine = services["recon"].engine
+    tag = f"w{uuid.uuid4().hex[:8]}"
+    await _seed_orders(services, tag, ROWS)
+    # Workers that could not reach the payment service: the run succeeds only if none is started.
+    unreachable = dataclasses.replace(_setup(infra, services), payment_address=f"127.0.0.1:{free_port()}")
+    report = await reconcile_file(engine, io.BytesIO(_file(tag)), records, ledger, RULES, chunk_rows=3, workers=2,
+                                  worker_setup=unreachable, workers_min_rows=ROWS + 10)  # fmt: skip
+    assert (report.state, report.booked) == ("SUCCEEDED", ROWS - 1)
+
+
+async def test_the_services_settings_give_workers_that_reach_its_database_and_services(
+    infra, services, records, ledger
+):
+    engine = services["recon"].engine
+    url = engine.url
+    files = pki.files(infra.pki_dir, "recon")
+    settings = ReconSettings(
+        database_url=url.set(database="postgres").render_as_string(hide_password=False),
+        database_name=url.database,
+        payment_addr=services["payment"].address,
+        ledger_addr=services["ledger"].address,
+        tls_ca_file=files.ca_file,
+        tls_cert_file=files.cert_file,
+        tls_key_file=files.key_file,
+    )
+    tag = f"w{uuid.uuid4().hex[:8]}"
+    await _seed_orders(services, tag, ROWS)
+    report = await reconcile_file(engine, io.BytesIO(_file(tag)), records, ledger, RULES, chunk_rows=3, workers=2,
+                                  worker_setup=WorkerSetup.from_settings(settings))  # fmt: skip
+    assert (report.state, report.matched, report.booked) == ("SUCCEEDED", ROWS, ROWS - 1)
+    assert sum(b[1] for b in await _bookings(engine, tag)) == ROWS - 1
