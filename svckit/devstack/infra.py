@@ -100,6 +100,10 @@ class EmbeddedPostgres:
     host: str = "127.0.0.1"
     durable: bool = True
     """False turns off fsync and friends: fine for throwaway test data, never for the dev stack."""
+    keep_commits: bool = False
+    """With ``durable`` False: each commit still waits for its WAL to reach the operating system
+    (``synchronous_commit`` on), so a server that is killed loses no acknowledged commit; only a crash
+    of the machine could (fsync off). What a fault campaign that kills PostgreSQL needs."""
     log_file: Path | None = None
     sync_standby: str | None = None
     """The ``application_name`` of a standby every commit waits for (synchronous replication): a commit
@@ -141,7 +145,7 @@ class EmbeddedPostgres:
         ]  # fmt: skip
         if not self.durable:
             args += ["-c", "fsync=off", "-c", "full_page_writes=off"]
-            if self.sync_standby is None:
+            if self.sync_standby is None and not self.keep_commits:
                 # With a synchronous standby the commit must still wait for it (the fail-over test's
                 # promise: nothing acknowledged is lost with the primary), even on throwaway data.
                 args += ["-c", "synchronous_commit=off"]
