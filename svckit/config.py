@@ -74,6 +74,12 @@ class ServiceSettings(SharedEnvSettings):
     ``database_url`` and every connection goes to whichever of them accepts writes
     (``target_session_attrs=read-write``), so after a failover the services reconnect to the promoted
     standby by themselves. Empty: ``database_url`` as given."""
+    database_read_url: str = ""
+    """A server for reads that decide no money (listings), in ``database_url``'s form: a hot standby
+    (or several hosts with ``target_session_attrs=prefer-standby``). Its answers may lag the primary by
+    the replication delay, so nothing that checks a balance or a state before a change reads there.
+    Services that route reads to it: the wallet's ListMovements. Empty: every read goes to
+    ``database_url``."""
     redis_url: str = DEFAULT_REDIS_URL
     redis_cluster: bool = False
     """``redis_url`` names one node of a Redis (Valkey) Cluster: clients follow its slot map and
@@ -109,6 +115,11 @@ class ServiceSettings(SharedEnvSettings):
             raise ValueError(f"must be a URL such as {DEFAULT_DATABASE_URL!r}, got {value!r}")
         return value
 
+    @field_validator("database_read_url")
+    @classmethod
+    def _read_url(cls, value: str) -> str:
+        return cls._url_has_scheme(value) if value else value
+
     @field_validator("database_hosts")
     @classmethod
     def _hosts(cls, value: str) -> str:
@@ -130,6 +141,15 @@ class ServiceSettings(SharedEnvSettings):
     def sqlalchemy_url(self) -> str:
         """The async SQLAlchemy URL of this service's own database (psycopg 3 driver)."""
         url = make_url(self.database_url).set(drivername="postgresql+psycopg", database=self.database_name)
+        return url.render_as_string(hide_password=False)
+
+    def sqlalchemy_read_url(self) -> str | None:
+        """The same database on ``database_read_url``'s server; None when reads all go to the primary."""
+        if not self.database_read_url:
+            return None
+        url = make_url(self.database_read_url).set(
+            drivername="postgresql+psycopg", database=self.database_name
+        )
         return url.render_as_string(hide_password=False)
 
 
