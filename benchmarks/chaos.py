@@ -1047,8 +1047,12 @@ async def check_books(
         # Every open mismatch, whichever run opened it: an interrupted run's count as much as the last one's.
         token = ""
         while True:
-            page = await recon.ListMismatches(
-                rpb.ListMismatchesRequest(state="open", page_size=100, page_token=token), timeout=15
+            page = await _rpc(
+                notes,
+                "ListMismatches",
+                lambda t=token: recon.ListMismatches(
+                    rpb.ListMismatchesRequest(state="open", page_size=100, page_token=t), timeout=15
+                ),
             )
             for m in page.mismatches:
                 broken.append(
@@ -1104,7 +1108,12 @@ async def interrupted_run(
         os.kill(proc.pid, signal.SIGKILL)
         with contextlib.suppress(grpc.aio.AioRpcError):
             answered = await first
-            return answered, f"killed recon pid {proc.pid} just after its run of {day} answered"
+            # Its answer was on the way: nothing to resume, but the next calls need recon back.
+            back = await recon_back(stack, 90)
+            return answered, (
+                f"killed recon pid {proc.pid} just after its run of {day} answered"
+                + ("" if back else "; recon not back within 90 s")
+            )
         # Whatever the killed run had committed stays; the next run of the same file takes it over.
         row = await (
             await conn.execute("SELECT state FROM reconciliation_runs WHERE run_id = %s", (running,))
@@ -1134,6 +1143,22 @@ async def interrupted_run(
         )
     )
     return again, what
+
+
+async def recon_back(stack: supervisor.Stack, budget: float) -> bool:
+    """Wait until the supervisor has restarted recon and it answers its health check."""
+    deadline = time.monotonic() + budget
+    security = stack.tls.probe_security()
+    while time.monotonic() < deadline:
+        proc = child(stack, "recon").proc
+        if (
+            proc is not None
+            and proc.poll() is None
+            and check("grpc", child(stack, "recon").address, 1.0, security=security)
+        ):
+            return True
+        await asyncio.sleep(0.5)
+    return False
 
 
 def settlement_booked_once(stack: supervisor.Stack, psp_rows: int, seen: dict[str, int]) -> list[str]:
