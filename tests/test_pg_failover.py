@@ -153,11 +153,8 @@ async def test_a_service_carries_on_after_its_primary_is_killed_and_loses_no_ack
                 "SELECT idempotency_key, seller_id, amount_minor, count(*) OVER (PARTITION BY idempotency_key)"
                 " FROM wallet_movements WHERE kind = 'CREDIT'"
             ).fetchall()
-            wallets = dict(
-                conn.execute(
-                    "SELECT seller_id, available_minor FROM wallets WHERE currency = 'USD'"
-                ).fetchall()
-            )
+            rows = conn.execute("SELECT seller_id, available_minor FROM wallets WHERE currency = 'USD'")
+            wallets: dict[str, int] = {seller: available for seller, available in rows.fetchall()}
         twice = sorted({key for key, _, _, count in movements if count > 1})
         assert twice == []
         stored = {key: (seller, amount) for key, seller, amount, _ in movements}
