@@ -112,7 +112,8 @@ class ServiceSettings(SharedEnvSettings):
     @classmethod
     def _url_has_scheme(cls, value: str) -> str:
         if "://" not in value:
-            raise ValueError(f"must be a URL such as {DEFAULT_DATABASE_URL!r}, got {value!r}")
+            # The value is not repeated: a server URL may carry a password.
+            raise ValueError(f"must be a URL such as {DEFAULT_DATABASE_URL!r}")
         return value
 
     @field_validator("database_read_url")
@@ -197,10 +198,12 @@ S = TypeVar("S", bound=BaseSettings)
 
 def _shown_input(cls: type[BaseSettings], err: Any) -> str:
     """What a refused setting was given, unless that may be a secret: a check over several settings
-    (no field named) is given all of them, and a secret-typed field's value is its secret."""
+    (no field named) is given all of them, a secret-typed field's value is its secret, and a URL may
+    hold a password."""
     loc = err["loc"]
     field = cls.model_fields.get(str(loc[0])) if loc else None
-    if field is None or "Secret" in repr(field.annotation):
+    # A server URL (``*_url``) may carry a password in its user part.
+    if field is None or "Secret" in repr(field.annotation) or str(loc[0]).endswith("_url"):
         return ""
     return f" (got {err.get('input')!r})"
 
