@@ -1,8 +1,8 @@
 """The fault campaign over pay-in: seeded workloads and fault schedules, invariants checked after each.
 
 Each seed starts its own stack (the supervisor of ``make run``, in this process, on free 127.0.0.1 ports,
-with embedded PostgreSQL and Valkey and the PSP simulator in a temporary folder), then, all drawn from
-``random.Random(seed)``:
+with the PSP simulator in a temporary folder) on embedded PostgreSQL and Valkey servers shared by the
+campaign's seeds and reset between them, then, all drawn from ``random.Random(seed)``:
 
 * a workload — hosted and direct checkouts over several sellers, declines, 3-D Secure completed or
   failed, abandoned hosted pages, full and partial refunds and two concurrent refunds on one order —
@@ -10,7 +10,8 @@ with embedded PostgreSQL and Valkey and the PSP simulator in a temporary folder)
 * a fault schedule over it — ``kill -9`` of a service (payment, ledger, wallet, the PSP simulator, the
   gateway) restarted by the supervisor, Valkey killed, PostgreSQL stopped in ``immediate`` mode, and the
   simulator's fault switches (slow answers past the client timeout, 5xx, the answer dropped after the
-  charge or refund, webhooks duplicated, reordered, delayed or dropped).
+  charge or refund, webhooks duplicated, reordered, delayed or dropped); and, in half the seeds, recon
+  killed in the middle of a reconciliation run.
 
 Then it quiesces (faults off, every process back, the simulator's clock moved on so delayed webhooks
 go out, janitors and consumers given time; bounded) and checks the invariants through public surfaces
