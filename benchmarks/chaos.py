@@ -310,7 +310,17 @@ class SharedInfra:
     def reset(self) -> None:
         """Every database but ``postgres`` dropped, Valkey emptied; no service may be running."""
         self._up()
-        with psycopg.connect(self.pg.url, autocommit=True) as conn:
+        # The last seed's supervisor may still be bringing PostgreSQL back (a stop that outlasted its join).
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                conn = psycopg.connect(self.pg.url, autocommit=True, connect_timeout=5)
+                break
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        with conn:
             for db in databases(self.pg.url):
                 conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(db)))
         with redis.Redis.from_url(self.valkey.url) as valkey:
