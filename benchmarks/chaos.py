@@ -40,6 +40,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+# Before gRPC is imported (its core reads this then): we fork service processes while gRPC calls are in
+# flight, and with its fork handlers on, a child could die (SIGABRT, "epoll_wait error: Bad file
+# descriptor") between fork and exec — chaos finding 11.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 import grpc
 import httpx
 import psycopg
@@ -50,8 +55,6 @@ from rich.console import Console
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-# We fork server processes while gRPC calls are in flight; its fork handlers only log that they skip.
-os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 from svckit.devstack import supervisor  # noqa: E402
 from svckit.devstack.infra import EmbeddedPostgres, EmbeddedValkey, free_port, pg_bin_dir  # noqa: E402
