@@ -1,8 +1,8 @@
 """The fault campaign over pay-in: seeded workloads and fault schedules, invariants checked after each.
 
 Each seed starts its own stack (the supervisor of ``make run``, in this process, on free 127.0.0.1 ports,
-with embedded PostgreSQL and Valkey and the PSP simulator in a temporary folder), then, all drawn from
-``random.Random(seed)``:
+with the PSP simulator in a temporary folder) on embedded PostgreSQL and Valkey servers shared by the
+campaign's seeds and reset between them, then, all drawn from ``random.Random(seed)``:
 
 * a workload — hosted and direct checkouts over several sellers, declines, 3-D Secure completed or
   failed, abandoned hosted pages, full and partial refunds and two concurrent refunds on one order —
@@ -10,7 +10,8 @@ with embedded PostgreSQL and Valkey and the PSP simulator in a temporary folder)
 * a fault schedule over it — ``kill -9`` of a service (payment, ledger, wallet, the PSP simulator, the
   gateway) restarted by the supervisor, Valkey killed, PostgreSQL stopped in ``immediate`` mode, and the
   simulator's fault switches (slow answers past the client timeout, 5xx, the answer dropped after the
-  charge or refund, webhooks duplicated, reordered, delayed or dropped).
+  charge or refund, webhooks duplicated, reordered, delayed or dropped); and, in half the seeds, recon
+  killed in the middle of a reconciliation run.
 
 Then it quiesces (faults off, every process back, the simulator's clock moved on so delayed webhooks
 go out, janitors and consumers given time; bounded) and checks the invariants through public surfaces
@@ -39,19 +40,24 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+# Before gRPC is imported (its core reads this then): we fork service processes while gRPC calls are in
+# flight, and with its fork handlers on, a child could die (SIGABRT, "epoll_wait error: Bad file
+# descriptor") between fork and exec — chaos finding 11.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 import grpc
 import httpx
 import psycopg
+import redis
 import typer
+from psycopg import sql
 from rich.console import Console
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-# We fork server processes while gRPC calls are in flight; its fork handlers only log that they skip.
-os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 from svckit.devstack import supervisor  # noqa: E402
-from svckit.devstack.infra import free_port, pg_bin_dir  # noqa: E402
+from svckit.devstack.infra import EmbeddedPostgres, EmbeddedValkey, free_port, pg_bin_dir  # noqa: E402
 from svckit.gen.events.v1 import events_admin_service_pb2 as epb  # noqa: E402
 from svckit.gen.events.v1 import events_admin_service_pb2_grpc as epb_grpc  # noqa: E402
 from svckit.gen.ledger.v1 import ledger_service_pb2 as lpb  # noqa: E402
@@ -111,6 +117,18 @@ class Books:
     sellers: list[str]
     period: str
     payout_at: float
+    recon_kill: ReconKill | None = None
+
+
+@dataclass
+class ReconKill:
+    """Recon killed in the middle of a reconciliation run: the run of one PSP day (``day_share`` of the
+    way through the days with activity) is started, recon is sent SIGKILL ``after_ms`` after the run is
+    seen ``RUNNING`` in its database, the supervisor restarts it and the same day is run again, which
+    must take over the interrupted file and leave the books as one uninterrupted run would."""
+
+    day_share: float
+    after_ms: int
 
 
 def _psp_rules(rng: random.Random) -> list[dict[str, Any]]:
@@ -151,6 +169,10 @@ def make_books(seed: int, duration: float, ops: list[Op]) -> tuple[Books, list[F
     rng = random.Random(f"books-{seed}")
     sellers = sorted({s for op in ops for _, s, _ in op.orders})
     books = Books(sellers, previous_month(), round(rng.uniform(duration * 0.5, duration * 0.8), 2))
+    # A generator of its own again: the seeds' earlier draws (and findings naming them) stay as they were.
+    recon_rng = random.Random(f"recon-{seed}")
+    if recon_rng.random() < 0.5:
+        books.recon_kill = ReconKill(round(recon_rng.random(), 3), recon_rng.randint(0, 300))
     faults = []
     for _ in range(max(1, int(duration / 10))):
         at = round(rng.uniform(duration * 0.05, duration * 0.95), 2)
@@ -201,7 +223,7 @@ def make_schedule(seed: int, duration: float) -> tuple[list[Op], list[Fault]]:
     return ops, faults
 
 
-def describe(ops: list[Op], faults: list[Fault]) -> str:
+def describe(ops: list[Op], faults: list[Fault], books: Books | None = None) -> str:
     lines = ["workload:"]
     for op in ops:
         what = op.method or ("abandoned" if op.abandon else "paid")
@@ -215,6 +237,11 @@ def describe(ops: list[Op], faults: list[Fault]) -> str:
             f.target or (json.dumps(f.rules) if f.rules else "") or (f"+{f.seconds}s" if f.seconds else "")
         )
         lines.append(f"  t={f.at:6.2f}s {f.kind} {detail}")
+    if books is not None and books.recon_kill is not None:
+        kill = books.recon_kill
+        lines.append(
+            f"  reconciliation: recon_midrun (day {kill.day_share:.3f} of the way, {kill.after_ms} ms into the run)"
+        )
     return "\n".join(lines)
 
 
@@ -250,8 +277,73 @@ _STACK_ENV = {
 }
 
 
-def start_stack(data_dir: Path) -> supervisor.Stack:
-    """The supervisor of ``make run`` on free ports; its output goes to the seed's log, not ours."""
+class SharedInfra:
+    """PostgreSQL and Valkey kept from one seed to the next (the default; ``--fresh-infra`` starts them
+    with each seed's stack instead): starting them was a third of a seed's start-up. Each seed still
+    gets a world of its own: between seeds every database but ``postgres`` is dropped and Valkey
+    flushed while no service runs, each seed's services migrate fresh databases, and the simulator, the
+    keys and the certificates live in the seed's own folder. :meth:`leftovers` (checked before each
+    seed) and :func:`check_own_state` (after it) prove nothing crossed over.
+
+    PostgreSQL runs without fsync (throwaway data) but every commit still reaches the operating system
+    before it is acknowledged (``keep_commits``): the campaign kills PostgreSQL, never the machine, so
+    that loses nothing a durable server would have kept."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.pg = EmbeddedPostgres(root / "postgres", port=free_port(), durable=False, keep_commits=True)
+        self.valkey = EmbeddedValkey(root / "valkey", port=free_port(), persist=True)
+
+    def start(self) -> SharedInfra:
+        try:
+            self.pg.start()
+            self.valkey.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _up(self) -> None:
+        """A seed may end with either down (killed by its last fault, not yet restarted)."""
+        if self.pg.proc is None or self.pg.proc.poll() is not None:
+            self.pg.start()
+        if self.valkey.proc is None or self.valkey.proc.poll() is not None:
+            self.valkey.start()
+
+    def reset(self) -> None:
+        """Every database but ``postgres`` dropped, Valkey emptied; no service may be running."""
+        self._up()
+        # The last seed's supervisor may still be bringing PostgreSQL back (a stop that outlasted its join).
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                conn = psycopg.connect(self.pg.url, autocommit=True, connect_timeout=5)
+                break
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        with conn:
+            for db in databases(self.pg.url):
+                conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(db)))
+        with redis.Redis.from_url(self.valkey.url) as valkey:
+            valkey.flushall()
+
+    def leftovers(self) -> list[str]:
+        """What an earlier seed left behind: databases and Valkey keys (none after :meth:`reset`)."""
+        with redis.Redis.from_url(self.valkey.url) as valkey:
+            keys = int(valkey.dbsize())
+        left = [f"database {db}" for db in databases(self.pg.url)]
+        return left + ([f"{keys} Valkey keys"] if keys else [])
+
+    def stop(self) -> None:
+        self.valkey.stop()
+        self.pg.stop()
+
+
+def start_stack(data_dir: Path, shared: SharedInfra | None = None) -> supervisor.Stack:
+    """The supervisor of ``make run`` on free ports; its output goes to the seed's log, not ours.
+    With ``shared``, on those PostgreSQL and Valkey servers (reset beforehand) instead of its own."""
     for name in ("DATABASE_URL", "REDIS_URL", "DEV_PAYMENT_REPLICAS"):
         os.environ.pop(name, None)
     ports = {
@@ -267,13 +359,35 @@ def start_stack(data_dir: Path) -> supervisor.Stack:
     supervisor.console = Console(file=open(data_dir / "logs" / "supervisor.log", "a"), highlight=False)  # noqa: SIM115
     stack = supervisor.Stack(data_dir, echo_logs=False)
     try:
-        stack.start_infra()
+        if shared is None:
+            stack.start_infra()
+        else:
+            # The supervisor watches them as its own: a fault's kill is restarted the same way.
+            stack.pg, stack.valkey = shared.pg, shared.valkey
+            stack.env.update(DATABASE_URL=shared.pg.url, REDIS_URL=shared.valkey.url)
         stack.start_children()
         stack.wait_ready(120)
     except BaseException:
-        stack.stop()  # what did start (PostgreSQL, Valkey, some children) must not outlive the seed
+        stop_stack(stack, shared)  # what did start must not outlive the seed
         raise
     return stack
+
+
+def stop_stack(stack: supervisor.Stack, shared: SharedInfra | None) -> None:
+    """A stack of its own stops as under ``make run``; on shared servers only the children go, at
+    once (SIGKILL: the seed's state is thrown away, so a graceful stop would only cost time)."""
+    if shared is None:
+        stack.stop()
+    else:
+        for c in stack.children:
+            if c.proc is not None and c.proc.poll() is None:
+                c.proc.kill()
+        for c in stack.children:
+            if c.proc is not None:
+                c.proc.wait()
+    # The seed's supervisor log: one file left open per seed would run a long campaign out of them.
+    with contextlib.suppress(OSError, AttributeError):
+        supervisor.console.file.close()
 
 
 def child(stack: supervisor.Stack, name: str) -> supervisor.Child:
@@ -829,7 +943,7 @@ async def check_invariants(
 
 
 async def check_books(
-    stack: supervisor.Stack, books: Books, seen: dict[str, int], notes: list[str]
+    stack: supervisor.Stack, books: Books, seen: dict[str, int], notes: list[str], injected: list[str]
 ) -> list[str]:
     """Pay-outs and reconciliation: each seller paid at most once for the period, exactly what its
     statement says; the PSP's transfers and payouts equal ours; the PSP's settlement report of every
@@ -914,42 +1028,195 @@ async def check_books(
         day_end = (max(stamps) // 86_400 + 1) * 86_400
         if now < day_end + 3600:
             await advance_clock(stack, day_end + 3600 - now, 30)
+    kill = books.recon_kill
+    killed_day = days[min(len(days) - 1, int(kill.day_share * len(days)))] if kill and days else None
     async with security.aio_channel(child(stack, "recon").address) as ch:
         recon = rpb_grpc.ReconServiceStub(ch)
         for day in days:
-            try:
-                started = await _rpc(
-                    notes,
-                    f"StartSettlementRun {day}",
-                    lambda d=day: recon.StartSettlementRun(
-                        rpb.StartSettlementRunRequest(date=d), timeout=120
-                    ),
-                )
-            except grpc.aio.AioRpcError as exc:
-                broken.append(f"recon {day}: {exc.code().name} {exc.details()}")
-                continue
+            if day == killed_day and kill is not None:
+                started, what = await interrupted_run(stack, recon, day, kill, notes)
+                injected.append(what)
+                seen["recon_killed_mid_run"] = seen.get("recon_killed_mid_run", 0) + int("resumed" in what)
+                if started is None:
+                    broken.append(f"recon {day}: no answer after recon was killed mid-run ({what})")
+                    continue
+            else:
+                try:
+                    started = await _rpc(
+                        notes,
+                        f"StartSettlementRun {day}",
+                        lambda d=day: recon.StartSettlementRun(
+                            rpb.StartSettlementRunRequest(date=d), timeout=120
+                        ),
+                    )
+                except grpc.aio.AioRpcError as exc:
+                    broken.append(f"recon {day}: {exc.code().name} {exc.details()}")
+                    continue
             report = started.report
             seen["recon_runs"] = seen.get("recon_runs", 0) + 1
             seen["recon_rows"] = seen.get("recon_rows", 0) + report.rows_read
             seen["recon_pending"] = seen.get("recon_pending", 0) + report.pending
             if report.state != "SUCCEEDED":  # a fresh stack has seen no file twice: DUPLICATE_FILE is not ok
                 broken.append(f"recon {day}: run {report.run_id} {report.state}: {report.error}")
-            token = ""
-            while True:
-                page = await recon.ListMismatches(
-                    rpb.ListMismatchesRequest(
-                        run_id=report.run_id, state="open", page_size=100, page_token=token
-                    ),
-                    timeout=15,
+        # Every open mismatch, whichever run opened it: an interrupted run's count as much as the last one's.
+        token = ""
+        while True:
+            page = await _rpc(
+                notes,
+                "ListMismatches",
+                lambda t=token: recon.ListMismatches(
+                    rpb.ListMismatchesRequest(state="open", page_size=100, page_token=t), timeout=15
+                ),
+            )
+            for m in page.mismatches:
+                broken.append(
+                    f"recon: open {m.code} ({m.classification}) in run {m.run_id}"
+                    f" {m.our_reference or m.balance_transaction_id} {m.amount_minor}"
+                    f" {[f'{d.field}: {d.ours} vs {d.theirs}' for d in m.differences][:3]}"
                 )
-                for m in page.mismatches:
-                    broken.append(
-                        f"recon {day}: open {m.code} ({m.classification}) {m.our_reference or m.balance_transaction_id}"
-                        f" {m.amount_minor} {[f'{d.field}: {d.ours} vs {d.theirs}' for d in m.differences][:3]}"
-                    )
-                token = page.next_page_token
-                if not token:
-                    break
+            token = page.next_page_token
+            if not token:
+                break
+    if days:
+        broken += settlement_booked_once(stack, len(stamps), seen)
+    if killed_day is not None:
+        # The ledger verified before reconciliation; the interrupted run and its successor booked since.
+        async with security.aio_channel(child(stack, "ledger").address) as ch:
+            ledger = lpb_grpc.LedgerServiceStub(ch)
+            verify = await _rpc(
+                notes, "VerifyLedger", lambda: ledger.VerifyLedger(lpb.VerifyLedgerRequest(), timeout=30)
+            )
+            if not verify.ok:
+                broken.append(f"VerifyLedger after reconciliation: {[str(f) for f in verify.findings][:5]}")
+    return broken
+
+
+RECON_RUNNING = (
+    "SELECT run_id FROM reconciliation_runs WHERE kind = 'SETTLEMENT_FILE' AND state = 'RUNNING' LIMIT 1"
+)
+
+
+async def interrupted_run(
+    stack: supervisor.Stack, recon: Any, day: str, kill: ReconKill, notes: list[str]
+) -> tuple[Any, str]:
+    """Start the run of ``day``, kill recon with SIGKILL ``kill.after_ms`` after the run shows in its
+    database as RUNNING, and run the day again once the supervisor has restarted recon: the answer of
+    the run that took over (or of the first, when it ended before the kill), and what happened."""
+    assert stack.pg is not None
+    request = rpb.StartSettlementRunRequest(date=day)
+    first = asyncio.ensure_future(recon.StartSettlementRun(request, timeout=120))
+    recon_db = stack.pg.url.rsplit("/", 1)[0] + "/recon"
+    running = None
+    async with await psycopg.AsyncConnection.connect(recon_db, autocommit=True) as conn:
+        while not first.done() and running is None:
+            row = await (await conn.execute(RECON_RUNNING)).fetchone()
+            running = row[0] if row else None
+            if running is None:
+                await asyncio.sleep(0.005)
+        await asyncio.sleep(kill.after_ms / 1000)
+        proc = child(stack, "recon").proc
+        if first.done() or proc is None or proc.poll() is not None:
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                return first.result(), f"recon run of {day} ended before the kill (+{kill.after_ms} ms)"
+            return None, f"recon run of {day} failed before the kill: {first.exception()}"
+        os.kill(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(grpc.aio.AioRpcError):
+            answered = await first
+            # Its answer was on the way: nothing to resume, but the next calls need recon back.
+            back = await recon_back(stack, 90)
+            return answered, (
+                f"killed recon pid {proc.pid} just after its run of {day} answered"
+                + ("" if back else "; recon not back within 90 s")
+            )
+        # Whatever the killed run had committed stays; the next run of the same file takes it over.
+        row = await (
+            await conn.execute("SELECT state FROM reconciliation_runs WHERE run_id = %s", (running,))
+        ).fetchone()
+    left = row[0] if row else "?"
+    deadline = time.monotonic() + 90
+    while True:
+        # Sent again until recon is back; a file still locked by the killed run's session (its backend
+        # not yet gone) answers DUPLICATE_FILE "right now", which is worth another try too.
+        again = await patient(
+            lambda: recon.StartSettlementRun(request, timeout=120),
+            90,
+            notes,
+            f"StartSettlementRun {day} again",
+        )
+        if again is None or "right now" not in again.report.error or time.monotonic() > deadline:
+            break
+        notes.append(f"recon {day}: the killed run's file was still locked; asked again")
+        await asyncio.sleep(0.5)
+    what = (
+        f"killed recon pid {proc.pid} {kill.after_ms} ms into its run {running} of {day} (left {left}); "
+        + (
+            f"resumed by {again.report.run_id}: {again.report.state}, "
+            f"{again.report.already_counted} rows already counted"
+            if again is not None
+            else "not resumed"
+        )
+    )
+    return again, what
+
+
+async def recon_back(stack: supervisor.Stack, budget: float) -> bool:
+    """Wait until the supervisor has restarted recon and it answers its health check."""
+    deadline = time.monotonic() + budget
+    security = stack.tls.probe_security()
+    while time.monotonic() < deadline:
+        proc = child(stack, "recon").proc
+        if (
+            proc is not None
+            and proc.poll() is None
+            and check("grpc", child(stack, "recon").address, 1.0, security=security)
+        ):
+            return True
+        await asyncio.sleep(0.5)
+    return False
+
+
+def settlement_booked_once(stack: supervisor.Stack, psp_rows: int, seen: dict[str, int]) -> list[str]:
+    """The settlement books after the runs (an interrupted one among them): every PSP balance
+    transaction counted once; every booking posted, carrying exactly its rows' money; and in the
+    ledger one transaction per booking that moves money, the one the booking names."""
+    assert stack.pg is not None
+    base = stack.pg.url.rsplit("/", 1)[0]
+    broken = []
+    with psycopg.connect(f"{base}/recon", autocommit=True) as conn:
+        counted = conn.execute("SELECT count(*) FROM settlement_rows").fetchone()
+        bookings = conn.execute(
+            "SELECT b.booking_id, b.state, b.gross_minor, b.fee_minor, b.row_count, b.ledger_transaction_id,"
+            " coalesce(sum(r.gross_minor), 0), coalesce(sum(r.fee_minor), 0), count(r.*)"
+            " FROM settlement_bookings b LEFT JOIN settlement_rows r ON r.booking_id = b.booking_id"
+            " GROUP BY b.booking_id"
+        ).fetchall()
+    if not counted or counted[0] != psp_rows:
+        broken.append(f"recon counted {counted[0] if counted else 0} PSP balance transactions of {psp_rows}")
+    moving = {}
+    for booking_id, state, gross, fee, count, tx, rows_gross, rows_fee, rows in bookings:
+        if state != "posted":
+            broken.append(f"settlement booking {booking_id} {state}")
+        if (gross, fee, count) != (rows_gross, rows_fee, rows):
+            broken.append(
+                f"settlement booking {booking_id}: {gross}/{fee} over {count} rows,"
+                f" its rows carry {rows_gross}/{rows_fee} over {rows}"
+            )
+        if gross or fee:
+            moving[booking_id] = tx
+    with psycopg.connect(f"{base}/ledger", autocommit=True) as conn:
+        posted = conn.execute(
+            "SELECT external_ref, array_agg(id) FROM transactions"
+            " WHERE metadata->>'kind' = 'psp_settlement' GROUP BY external_ref"
+        ).fetchall()
+    in_ledger = {ref: ids for ref, ids in posted}
+    for booking_id, tx in moving.items():
+        if in_ledger.get(booking_id) != [tx]:
+            broken.append(
+                f"settlement booking {booking_id} (ledger tx {tx}): ledger has {in_ledger.get(booking_id)}"
+            )
+    for ref in in_ledger.keys() - moving.keys():
+        broken.append(f"ledger settlement {ref} {in_ledger[ref]} has no booking in recon")
+    seen["settlement_bookings"] = len(bookings)
     return broken
 
 
@@ -995,6 +1262,22 @@ async def check_events(stack: supervisor.Stack, seen: dict[str, int]) -> list[st
             if (group, event_id) not in processed and (group, event_id) not in dead:
                 broken.append(f"event {event_id} of {db} ({stream}) never applied by group {group}")
     return broken[:20]
+
+
+def check_own_state(stack: supervisor.Stack, ops: list[Op]) -> list[str]:
+    """Everything in the seed's databases is the seed's: its payment orders and the sellers of its
+    wallets (on servers shared between seeds, what a leak from an earlier seed would show as)."""
+    assert stack.pg is not None
+    base = stack.pg.url.rsplit("/", 1)[0]
+    orders = {po for op in ops for po, _, _ in op.orders}
+    sellers = {s for op in ops for _, s, _ in op.orders}
+    with psycopg.connect(f"{base}/payments", autocommit=True) as conn:
+        stored = {r[0] for r in conn.execute("SELECT payment_order_id FROM payment_orders")}
+    with psycopg.connect(f"{base}/wallet", autocommit=True) as conn:
+        wallets = {r[0] for r in conn.execute("SELECT DISTINCT seller_id FROM wallets")}
+    broken = [f"payment order {po} is not this seed's" for po in sorted(stored - orders)]
+    broken += [f"wallet of {s} is not this seed's" for s in sorted(wallets - sellers)]
+    return broken[:10]
 
 
 def databases(url: str) -> list[str]:
@@ -1058,7 +1341,9 @@ async def _drive(
     client = Client(gateway, budget=max(30.0, quiesce_s / 2))
     psp = child(stack, "psp-sim").url
     books = make_books(seed, duration, ops)[0]
+    registering = time.monotonic()
     await register_sellers(stack, books, notes, budget=client.budget)
+    seen["s_register"] = round(time.monotonic() - registering)
     start = time.monotonic()
     try:
         fault_task = asyncio.gather(*(inject(stack, f, start, seed, psp) for f in faults))
@@ -1078,15 +1363,23 @@ async def _drive(
         seen["s_quiesce"] = round(time.monotonic() - start) - seen["s_workload"]
         checks = time.monotonic()
         broken += await check_invariants(stack, client, ops, seen, notes)
-        broken += await check_books(stack, books, seen, notes)
+        broken += await check_books(stack, books, seen, notes, injected)
         broken += await check_events(stack, seen)
+        broken += check_own_state(stack, ops)
         seen["s_checks"] = round(time.monotonic() - checks)
         return broken, injected
     finally:
         await client.close()
 
 
-def run_seed(seed: int, duration: float, quiesce_s: float, keep: bool, keep_dir: Path) -> SeedResult:
+def run_seed(
+    seed: int,
+    duration: float,
+    quiesce_s: float,
+    keep: bool,
+    keep_dir: Path,
+    shared: SharedInfra | None = None,
+) -> SeedResult:
     ops, faults = make_schedule(seed, duration)
     data_dir = Path(tempfile.mkdtemp(prefix=f"chaos-{seed}-"))
     started = time.monotonic()
@@ -1096,10 +1389,16 @@ def run_seed(seed: int, duration: float, quiesce_s: float, keep: bool, keep_dir:
     injected: list[str] = []
     seen: dict[str, int] = {}
     notes: list[str] = []
+    aborted = False
     try:
+        if shared is not None:
+            shared.reset()
+            # Proof that the seed starts from nothing an earlier one left.
+            broken += [f"left from an earlier seed: {left}" for left in shared.leftovers()]
+            seen["s_reset"] = round(time.monotonic() - started)
         for attempt in range(3):
             try:
-                stack = start_stack(data_dir)
+                stack = start_stack(data_dir, shared)
                 break
             except SystemExit as exc:
                 # The supervisor exits when a port it was given is taken: another process on this shared
@@ -1110,15 +1409,20 @@ def run_seed(seed: int, duration: float, quiesce_s: float, keep: bool, keep_dir:
                 data_dir.mkdir(parents=True)
         if stack is None:  # the loop above either started one or raised
             raise RuntimeError("the stack did not start")
-        seen["s_startup"] = round(time.monotonic() - started)
+        seen["s_startup"] = round(time.monotonic() - started) - seen.get("s_reset", 0)
         # The supervisor restarts what the schedule kills, exactly as under `make run`.
         watcher = threading.Thread(target=stack.supervise, daemon=True)
         watcher.start()
-        broken, injected = asyncio.run(_drive(stack, seed, ops, faults, quiesce_s, seen, notes, duration))
+        driven, injected = asyncio.run(_drive(stack, seed, ops, faults, quiesce_s, seen, notes, duration))
+        broken += driven
         if not watcher.is_alive():
             broken.append("the supervisor gave up: a process crash-looped")
     except Exception as exc:  # a seed that cannot run is reported, the campaign goes on
         broken.append(f"runner error: {type(exc).__name__}: {exc}")
+    except KeyboardInterrupt:
+        # Aborted (a second Ctrl-C): its stack is still stopped below, before the shared servers go.
+        aborted = True
+        broken.append("aborted")
     kept = None
     if not broken and not any(k.startswith("orders_") and k != "orders_missing" for k in seen):
         # Nothing was created (every checkout unanswered within the client's budget): the seed checked
@@ -1130,18 +1434,22 @@ def run_seed(seed: int, duration: float, quiesce_s: float, keep: bool, keep_dir:
             with contextlib.suppress(Exception):
                 dump_databases(stack, data_dir / "dumps")
     finally:
+        stopping = time.monotonic()
         if stack is not None:
             stack.stop_requested.set()
             if watcher is not None:
                 watcher.join(5)
-            stack.stop()
+            stop_stack(stack, shared)
+        seen["s_teardown"] = round(time.monotonic() - stopping)
     if broken or keep:
         kept = keep_dir / f"seed-{seed}"
         shutil.rmtree(kept, ignore_errors=True)
         kept.parent.mkdir(parents=True, exist_ok=True)
         shutil.copytree(data_dir, kept, ignore=shutil.ignore_patterns("postgres", "valkey", "pki", "dev_*"))
-        (kept / "schedule.txt").write_text(describe(ops, faults) + "\n")
+        (kept / "schedule.txt").write_text(describe(ops, faults, make_books(seed, duration, ops)[0]) + "\n")
     shutil.rmtree(data_dir, ignore_errors=True)
+    if aborted:
+        raise KeyboardInterrupt
     return SeedResult(
         seed, broken, injected, dict(sorted(seen.items())), notes, kept, time.monotonic() - started
     )
@@ -1162,6 +1470,9 @@ def main(
     keep: bool = typer.Option(False, help="keep logs and database dumps of passing seeds too"),
     keep_dir: Path = typer.Option(ROOT / ".data" / "chaos", help="where failing (or --keep) seeds are kept"),
     report: Path | None = typer.Option(None, help="write the results as JSON here"),
+    fresh_infra: bool = typer.Option(
+        False, help="start PostgreSQL and Valkey with every seed instead of resetting shared ones"
+    ),
 ) -> None:
     """Run the campaign; exit 1 when any seed broke an invariant."""
     chosen = [seed] if seed is not None else list(range(first, first + seeds))
@@ -1177,15 +1488,39 @@ def main(
     # A long campaign is ended by Ctrl-C or SIGTERM: the seed under way finishes and is reported.
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
+    shared = None if fresh_infra else SharedInfra(Path(tempfile.mkdtemp(prefix="chaos-infra-"))).start()
+    try:
+        results = _campaign(chosen, duration_per_seed, quiesce, keep, keep_dir, report, shared, stopping)
+    finally:
+        if shared is not None:
+            shared.stop()
+            shutil.rmtree(shared.root, ignore_errors=True)
+    failed = [r.seed for r in results if r.broken]
+    out.print(f"{len(results)} seeds, {len(failed)} failed{': ' + str(failed) if failed else ''}")
+    raise typer.Exit(1 if failed else 0)
+
+
+def _campaign(
+    chosen: list[int],
+    duration_per_seed: float,
+    quiesce: float,
+    keep: bool,
+    keep_dir: Path,
+    report: Path | None,
+    shared: SharedInfra | None,
+    stopping: threading.Event,
+) -> list[SeedResult]:
+    results: list[SeedResult] = []
     for n in chosen:
         if stopping.is_set():
             break
         ops, faults = make_schedule(n, duration_per_seed)
         out.print(f"[bold]seed {n}[/]: {len(ops)} checkouts, {len(faults)} faults")
-        result = run_seed(n, duration_per_seed, quiesce, keep, keep_dir)
+        result = run_seed(n, duration_per_seed, quiesce, keep, keep_dir, shared)
         results.append(result)
         if result.broken:
-            out.print(f"[red]seed {n} FAILED[/] in {result.seconds:.0f}s\n{describe(ops, faults)}")
+            books = make_books(n, duration_per_seed, ops)[0]
+            out.print(f"[red]seed {n} FAILED[/] in {result.seconds:.0f}s\n{describe(ops, faults, books)}")
             out.print("injected: " + "; ".join(result.faults))
             for b in result.broken:
                 out.print(f"  [red]broken:[/] {b}", markup=True, soft_wrap=True)
@@ -1200,9 +1535,7 @@ def main(
         if report is not None:  # after every seed: a long campaign stopped early still has its figures
             rows = [{**asdict(r), "kept": str(r.kept) if r.kept else None} for r in results]
             report.write_text(json.dumps(rows, indent=2))
-    failed = [r.seed for r in results if r.broken]
-    out.print(f"{len(results)} seeds, {len(failed)} failed{': ' + str(failed) if failed else ''}")
-    raise typer.Exit(1 if failed else 0)
+    return results
 
 
 if __name__ == "__main__":

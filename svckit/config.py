@@ -74,6 +74,12 @@ class ServiceSettings(SharedEnvSettings):
     ``database_url`` and every connection goes to whichever of them accepts writes
     (``target_session_attrs=read-write``), so after a failover the services reconnect to the promoted
     standby by themselves. Empty: ``database_url`` as given."""
+    database_read_url: str = ""
+    """A server for reads that decide no money (listings), in ``database_url``'s form: a hot standby
+    (or several hosts with ``target_session_attrs=prefer-standby``). Its answers may lag the primary by
+    the replication delay, so nothing that checks a balance or a state before a change reads there.
+    Services that route reads to it: the wallet's ListMovements. Empty: every read goes to
+    ``database_url``."""
     redis_url: str = DEFAULT_REDIS_URL
     redis_cluster: bool = False
     """``redis_url`` names one node of a Redis (Valkey) Cluster: clients follow its slot map and
@@ -106,8 +112,14 @@ class ServiceSettings(SharedEnvSettings):
     @classmethod
     def _url_has_scheme(cls, value: str) -> str:
         if "://" not in value:
-            raise ValueError(f"must be a URL such as {DEFAULT_DATABASE_URL!r}, got {value!r}")
+            # The value is not repeated: a server URL may carry a password.
+            raise ValueError(f"must be a URL such as {DEFAULT_DATABASE_URL!r}")
         return value
+
+    @field_validator("database_read_url")
+    @classmethod
+    def _read_url(cls, value: str) -> str:
+        return cls._url_has_scheme(value) if value else value
 
     @field_validator("database_hosts")
     @classmethod
@@ -130,6 +142,15 @@ class ServiceSettings(SharedEnvSettings):
     def sqlalchemy_url(self) -> str:
         """The async SQLAlchemy URL of this service's own database (psycopg 3 driver)."""
         url = make_url(self.database_url).set(drivername="postgresql+psycopg", database=self.database_name)
+        return url.render_as_string(hide_password=False)
+
+    def sqlalchemy_read_url(self) -> str | None:
+        """The same database on ``database_read_url``'s server; None when reads all go to the primary."""
+        if not self.database_read_url:
+            return None
+        url = make_url(self.database_read_url).set(
+            drivername="postgresql+psycopg", database=self.database_name
+        )
         return url.render_as_string(hide_password=False)
 
 
@@ -177,10 +198,12 @@ S = TypeVar("S", bound=BaseSettings)
 
 def _shown_input(cls: type[BaseSettings], err: Any) -> str:
     """What a refused setting was given, unless that may be a secret: a check over several settings
-    (no field named) is given all of them, and a secret-typed field's value is its secret."""
+    (no field named) is given all of them, a secret-typed field's value is its secret, and a URL may
+    hold a password."""
     loc = err["loc"]
     field = cls.model_fields.get(str(loc[0])) if loc else None
-    if field is None or "Secret" in repr(field.annotation):
+    # A server URL (``*_url``) may carry a password in its user part.
+    if field is None or "Secret" in repr(field.annotation) or str(loc[0]).endswith("_url"):
         return ""
     return f" (got {err.get('input')!r})"
 

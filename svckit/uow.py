@@ -4,6 +4,8 @@ A service's unit of work (``ledger_svc/uow.py``, ``wallet_svc/uow.py``, ``recon_
 owner of its connections and transactions. What they share lives here once:
 
 - ``read()``: a connection for plain reads;
+- ``listing_read()``: a connection for a read that decides no money (a listing), from the standby of
+  ``*_DATABASE_READ_URL`` when the service was given one;
 - ``transaction()``: one transaction, committed at the end or rolled back on any exception;
 - ``once(...)``: a use case run at most once per idempotency key (``svckit.idempotency``), in which
   the use case's ``read()`` and ``transaction()`` are the key's transaction, so its effect and the
@@ -33,9 +35,15 @@ R = TypeVar("R", bound=Message)
 class EngineUnitOfWork(abc.ABC):
     """Reads, transactions and keyed use cases on one engine (see the module docstring)."""
 
-    def __init__(self, engine: AsyncEngine, idempotency: IdempotencyStore | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        idempotency: IdempotencyStore | None = None,
+        reads: AsyncEngine | None = None,
+    ) -> None:
         self._engine = engine
         self._idempotency = idempotency
+        self._reads = reads
         # The key's open transaction while ``once`` (or a service's batch) runs a use case.
         self._bound: AsyncConnection | None = None
 
@@ -54,6 +62,18 @@ class EngineUnitOfWork(abc.ABC):
             return
         with self.translate_errors():
             async with self._engine.connect() as conn:
+                yield conn
+
+    @contextlib.asynccontextmanager
+    async def listing_read(self) -> AsyncIterator[AsyncConnection]:
+        """A read that decides no money: on the read engine (a standby, which may lag) when there is
+        one, else as :meth:`read`. Never inside a keyed use case: that one reads its own transaction."""
+        if self._reads is None or self._bound is not None:
+            async with self.read() as conn:
+                yield conn
+            return
+        with self.translate_errors():
+            async with self._reads.connect() as conn:
                 yield conn
 
     @contextlib.asynccontextmanager

@@ -16,6 +16,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+# Before gRPC is imported (its core reads this then; svckit sets it too, but is imported after): tests
+# start processes by fork (PostgreSQL, pg_ctl, servers) while gRPC calls are in flight, and with the
+# core's fork handlers on such a child can die between fork and exec (chaos finding 11).
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 import grpc
 import pytest
 import pytest_asyncio

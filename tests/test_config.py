@@ -102,6 +102,20 @@ def test_a_refused_configuration_names_no_secret(monkeypatch, capsys):
     assert "psp_webhook_secrets must be" in err and "pasted_by_mistake" not in err
 
 
+@pytest.mark.parametrize(
+    "variable", ["DATABASE_URL", "WALLET_DATABASE_READ_URL", "REDIS_URL"], ids=["primary", "standby", "redis"]
+)
+def test_a_refused_server_url_does_not_show_its_password(monkeypatch, capsys, variable):
+    from wallet_svc.config import WalletSettings
+
+    monkeypatch.setenv(variable, "app:s3cret-pw@db:5432/x")  # the scheme forgotten
+    with pytest.raises(SystemExit) as exc:
+        load_settings(WalletSettings)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "must be a URL" in err and "s3cret-pw" not in err
+
+
 def test_database_hosts_make_one_url_to_whichever_server_accepts_writes(monkeypatch):
     monkeypatch.setenv("DATABASE_URL", "postgresql://app:pw@db:5432/x?sslmode=require")
     monkeypatch.setenv("DATABASE_HOSTS", "db-a:5432, db-b:6432")

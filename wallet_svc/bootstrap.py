@@ -6,6 +6,7 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from svckit.db import create_engine
 from svckit.gen.wallet.v1 import wallet_service_pb2, wallet_service_pb2_grpc
 from svckit.grpc_server import Registration
 from svckit.idempotency import IdempotencyStore
@@ -23,7 +24,11 @@ SERVICE_NAME = wallet_service_pb2.DESCRIPTOR.services_by_name["WalletService"].f
 
 def build(settings: WalletSettings, engine: AsyncEngine, idempotency: IdempotencyStore) -> ServiceParts:
     service = WalletService()
-    uow = WalletUnitOfWork(engine, idempotency, MovementAnswersPb())
+    read_url = settings.sqlalchemy_read_url()
+    # ListMovements may be served by a standby (WALLET_DATABASE_READ_URL); balances never are, nor
+    # ListWallets, which recon's wallet-to-ledger comparison reads.
+    reads = create_engine(read_url, pool_size=settings.db_pool_size) if read_url else None
+    uow = WalletUnitOfWork(engine, idempotency, MovementAnswersPb(), reads)
     coalescer = None
     if settings.coalesce_movements:
         coalescer = MovementCoalescer(
@@ -39,5 +44,8 @@ def build(settings: WalletSettings, engine: AsyncEngine, idempotency: Idempotenc
             Registration(wallet_service_pb2_grpc.add_WalletServiceServicer_to_server, servicer, SERVICE_NAME)
         ],
         access=ACCESS,
-        on_stop=[coalescer.close] if coalescer is not None else [],
+        on_stop=[
+            *([coalescer.close] if coalescer is not None else []),
+            *([reads.dispose] if reads is not None else []),
+        ],
     )

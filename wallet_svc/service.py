@@ -194,7 +194,8 @@ class WalletService:
         # The unfiltered listing keeps its old token shape, so tokens already issued stay valid.
         listing = ["movements", seller_id, currency] + ([reference_id] if reference_id else [])
         before = pagination.decode_token(page_token, listing, int)
-        async with uow.read() as conn:
+        # A lookup by reference may decide a reconciliation mismatch: it reads the primary, never a lagging standby.
+        async with uow.read() if reference_id else uow.listing_read() as conn:
             rows = await repository.list_movements(conn, seller_id, currency, before, limit + 1, reference_id)
         items = [_movement(r) for r in rows[:limit]]
         token = pagination.encode_token(listing, rows[limit - 1].id) if len(rows) > limit else ""

@@ -62,9 +62,13 @@ class WalletUnitOfWork(EngineUnitOfWork):
     ``read``, ``transaction`` and ``once`` are svckit's (:class:`svckit.uow.EngineUnitOfWork`)."""
 
     def __init__(
-        self, engine: AsyncEngine, idempotency: IdempotencyStore, answers: MovementAnswers | None = None
+        self,
+        engine: AsyncEngine,
+        idempotency: IdempotencyStore,
+        answers: MovementAnswers | None = None,
+        reads: AsyncEngine | None = None,
     ) -> None:
-        super().__init__(engine, idempotency)
+        super().__init__(engine, idempotency, reads)
         self._keys = idempotency  # the same store, typed as always present (``batch`` needs it)
         self._answers = answers
 
@@ -72,7 +76,7 @@ class WalletUnitOfWork(EngineUnitOfWork):
         return database_errors_translated()
 
     def bound_to(self, conn: AsyncConnection) -> WalletUnitOfWork:
-        unit = WalletUnitOfWork(self._engine, self._keys, self._answers)
+        unit = WalletUnitOfWork(self._engine, self._keys, self._answers, self._reads)
         unit._bound = conn
         return unit
 
