@@ -5,7 +5,9 @@ for the sum of the checkout's orders whose outcome every order then records as i
 Resumable: every PSP call carries an idempotency key derived from the checkout id
 (``<checkout_id>:session``, ``<checkout_id>:intent``) and the same parameters on every attempt, so
 :meth:`Checkout.drive` (a retried request, a review's approval, the janitor) can only replay what an
-earlier attempt did not record.
+earlier attempt did not record. The PSP keeps a key for a limited time only (Stripe: 24 hours), after
+which the same key would charge again, so a resumed direct checkout first looks for its PaymentIntent at
+the PSP (by our metadata) and resends the create only when there is none.
 """
 
 from __future__ import annotations
@@ -177,9 +179,11 @@ class Checkout(UseCase):
             orders = await uow.repo.orders_of_checkout(checkout_id)
         if event is None:
             return  # nothing stored under this id: nothing to register
-        await self._drive(event, orders)
+        await self._drive(event, orders, resumed=True)
 
-    async def _drive(self, event: CheckoutRow, orders: Sequence[OrderRow]) -> list[OrderRow]:
+    async def _drive(
+        self, event: CheckoutRow, orders: Sequence[OrderRow], *, resumed: bool = False
+    ) -> list[OrderRow]:
         """Register what the checkout still needs; return the rows of the orders whose outcome was
         recorded by a one-statement move (direct mode), as they now stand."""
         pending = [o for o in orders if self._needs_registration(event, o)]
@@ -188,7 +192,34 @@ class Checkout(UseCase):
         if event.mode == "HOSTED":
             await self._register_session(event, pending)
             return []
+        if resumed and await self._settled_by_lookup(event, pending):
+            return []
         return await self.register_intent(event, orders, pending)
+
+    async def _settled_by_lookup(self, event: CheckoutRow, pending: Sequence[OrderRow]) -> bool:
+        """Before a create is sent again: the checkout's PaymentIntent an earlier attempt may have made, found
+        by our metadata, decides the orders instead (True); True too when the PSP cannot be asked now (nothing
+        is sent, the janitor asks again); False when the PSP holds none and the create may be sent."""
+        since = (
+            int(min(o.created_at for o in pending).timestamp()) - 300
+        )  # our clock and the PSP's may differ
+        try:
+            pi = await self._psp.find_payment_intent(event.checkout_id, since)
+        except PspError as exc:
+            log.warning(
+                "PSP unavailable; create not resent", checkout_id=event.checkout_id, error=exc.message
+            )
+            return True
+        if pi is None:
+            return False
+        log.info("resumed checkout found at the PSP", checkout_id=event.checkout_id, payment_intent=pi.id)
+        outcome = outcome_of(pi, direct_mode=True)
+        async with self._uows.transaction() as uow:
+            for locked in await uow.repo.orders_by_ids(
+                [o.payment_order_id for o in pending], for_update=True
+            ):
+                await self._moves.apply_outcome(uow, locked, outcome, "psp:found")
+        return True
 
     async def _register_session(self, event: CheckoutRow, orders: Sequence[OrderRow]) -> None:
         try:

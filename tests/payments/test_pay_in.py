@@ -257,6 +257,29 @@ async def test_psp_timeout_leaves_the_outcome_unknown_and_the_janitor_settles_it
     )  # the re-asked create replayed, it did not charge again
 
 
+async def test_a_create_resent_after_the_psp_forgot_its_key_finds_the_first_charge_and_charges_once(pay):
+    # Chaos seed 58: the PSP charged, our answer was lost, and by the time the janitor resent the create the
+    # PSP no longer knew its idempotency key (Stripe keeps keys for 24 hours): a second charge.
+    pay.sim.admin.set_faults(
+        [{"kind": "error_after_commit", "path_prefix": "/v1/payment_intents", "method": "POST"}]
+    )
+    checkout, orders = _ids(1)
+    reply = await pay.stub.CreatePayment(
+        _request(checkout, orders, amounts=(1250,), payment_method="pm_card_visa"), metadata=_md()
+    )
+    assert reply.payment_event.payment_orders[0].state == STATE.PAYMENT_ORDER_STATE_UNKNOWN
+    pay.sim.admin.clear_faults()
+    pay.sim.admin.advance(days=2)  # past the PSP's key lifetime
+    await pay.service.janitor_pass()
+    order = await _order(pay, orders[0])
+    assert order.state == STATE.PAYMENT_ORDER_STATE_SUCCESS
+    intents = [
+        pi for pi in pay.psp_objects("payment_intent") if pi["metadata"].get("checkout_id") == checkout
+    ]
+    assert len(intents) == 1
+    assert order.psp_reference == intents[0]["id"]
+
+
 async def test_two_janitors_at_once_ask_about_each_uncertain_order_once(pay):
     # Two replicas' janitors passing at the same moment: each uncertain order is claimed by one of them.
     pay.sim.admin.set_faults(
