@@ -38,8 +38,8 @@ if TYPE_CHECKING:
     import httpx  # imported in the fixture: only the tests that use it pay for it
 
 # At the end of the session, look for its secrets in every log line, database row and file it wrote;
-# and write down where a test hangs before its timeout ends it.
-pytest_plugins = ["tests.secret_scan", "tests.watchdog", "pytester"]
+# write down where a test hangs before its timeout ends it; and the one dev stack its tests share.
+pytest_plugins = ["tests.secret_scan", "tests.watchdog", "tests.dev_stack", "pytester"]
 
 _ROOT = Path(__file__).resolve().parents[1]
 # Each checkout gets its own pytest temporary root. Every pytest session narrows its root's
@@ -306,5 +306,11 @@ def browser() -> Iterator[Any]:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Slow tests first: the parallel run hands tests out in this order, so the few that take tens of
-    seconds start at once on every worker instead of leaving one worker busy after the others end."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    seconds start at once on every worker instead of leaving one worker busy after the others end.
+    The tests that share the dev stack run by stage (tests/dev_stack.py): those that stop it last."""
+
+    def order(item: pytest.Item) -> tuple[bool, int]:
+        stage = item.get_closest_marker("dev_stack")
+        return item.get_closest_marker("slow") is None, stage.args[0] if stage else 0
+
+    items.sort(key=order)
