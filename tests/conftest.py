@@ -304,6 +304,25 @@ def browser() -> Iterator[Any]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
+DEV_STACK_MODULES = ("tests/test_devstack.py::", "tests/test_readme_commands.py::")
+"""The modules of the tests that share the session's dev stack (tests/dev_stack.py)."""
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``load`` as usual, except that the dev stack's modules go to one worker as one unit, so they
+    share one stack. (xdist's ``xdist_group`` cannot do it with pytest 9: it renames ``item._nodeid``,
+    which pytest 9 no longer reads.)"""
+    if config.getoption("dist") != "load":
+        return None  # another mode asked for by name: xdist's own
+    from xdist.scheduler import LoadScopeScheduling
+
+    class DevStackOnOneWorker(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "dev stack" if nodeid.startswith(DEV_STACK_MODULES) else nodeid
+
+    return DevStackOnOneWorker(config, log)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Slow tests first: the parallel run hands tests out in this order, so the few that take tens of
     seconds start at once on every worker instead of leaving one worker busy after the others end.

@@ -4,8 +4,8 @@ tests/conftest.py, so both modules get the same stack).
 Starting a dev stack (embedded PostgreSQL and Valkey, four services, the gateway, the PSP simulator: a
 dozen processes) is the most expensive set-up of the suite, so the tests that need one share it, in
 stages: those that only use it first, then those that crash parts of it, then those that stop or kill
-it. ``dev_stack(stage)`` marks them and the session sorts them by stage (tests/conftest.py); their
-``xdist_group`` sends them to one worker. A test that finds the stack stopped or killed gets a new one,
+it. ``dev_stack(stage)`` marks them and the session sorts them by stage; a parallel run sends their
+two modules to one worker as one unit (both in tests/conftest.py). A test that finds the stack stopped or killed gets a new one,
 so each still passes alone or in any order; the order only saves start-ups.
 """
 

@@ -15,12 +15,8 @@ import pytest
 
 from tests.dev_stack import AUTH, DEV_KEY, ROOT, SharedStack, free_ports, start, stop, survivors
 
-# The tests that share the session's dev stack (tests/dev_stack.py), by stage, on one worker.
-shares_the_dev_stack = pytest.mark.xdist_group("dev_stack")
-
 
 @pytest.mark.slow
-@shares_the_dev_stack
 @pytest.mark.dev_stack(3)
 def test_run_starts_everything_stops_cleanly_and_reuses_data(dev_stack: SharedStack):
     stack = dev_stack.running()
@@ -97,7 +93,6 @@ def _ready(gateway_port: int, timeout: float = 60) -> bool:
 
 
 @pytest.mark.slow
-@shares_the_dev_stack
 @pytest.mark.dev_stack(2)
 def test_a_crashed_service_is_restarted_and_the_rest_keeps_running(dev_stack: SharedStack):
     stack = dev_stack.running()
@@ -116,7 +111,6 @@ def test_a_crashed_service_is_restarted_and_the_rest_keeps_running(dev_stack: Sh
 
 
 @pytest.mark.slow
-@shares_the_dev_stack
 @pytest.mark.dev_stack(2)
 def test_crashed_embedded_infrastructure_is_restarted_too(dev_stack: SharedStack):
     stack = dev_stack.running()
@@ -130,7 +124,6 @@ def test_crashed_embedded_infrastructure_is_restarted_too(dev_stack: SharedStack
 
 
 @pytest.mark.slow
-@shares_the_dev_stack
 @pytest.mark.dev_stack(4)
 def test_a_killed_supervisor_leaves_no_orphans(dev_stack: SharedStack):
     proc = dev_stack.running().proc
@@ -143,7 +136,6 @@ def test_a_killed_supervisor_leaves_no_orphans(dev_stack: SharedStack):
     assert survivors(children, within=30.0) == [], "processes outlived a SIGKILLed supervisor"
 
 
-@shares_the_dev_stack
 @pytest.mark.dev_stack(5)
 def test_a_service_that_cannot_start_stops_the_stack_with_its_name(dev_stack: SharedStack, monkeypatch):
     # On a data folder a stack has used: no initdb, every migration done; the failure is the same.

@@ -102,10 +102,6 @@ def stack(dev_stack: SharedStack) -> Stack:
     return Stack(running.ports, running.data_dir, running.summary)
 
 
-# They only use the stack: the first stage of its users (tests/dev_stack.py).
-shares_the_dev_stack = pytest.mark.xdist_group("dev_stack")
-
-
 def test_the_readme_sections_hold_commands_and_only_the_listed_ones_are_not_run():
     commands = readme_commands((ROOT / "README.md").read_text())
     assert len(commands) >= 15
@@ -116,7 +112,6 @@ def test_the_readme_sections_hold_commands_and_only_the_listed_ones_are_not_run(
 
 
 @pytest.mark.slow
-@shares_the_dev_stack
 @pytest.mark.dev_stack(1)
 def test_every_readme_command_runs_against_the_dev_stack(stack):
     failures = []
@@ -155,7 +150,6 @@ def _run(stack: Stack, command: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.slow
-@shares_the_dev_stack
 @pytest.mark.dev_stack(1)
 def test_pay_in_a_minute_as_the_readme_walks_it(stack):
     """The README's "Pay in a minute": the checkout curl `make run` printed, the hosted page paid with
