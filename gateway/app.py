@@ -17,13 +17,15 @@ from gateway.admission import Admission
 from gateway.apikeys import KeyAuthenticator
 from gateway.clients import Upstreams
 from gateway.config import GatewaySettings
+from gateway.console import audit as console_audit
 from gateway.console import books as console_books
 from gateway.console import events as console_events
 from gateway.console import overview as console_overview
-from gateway.console import pages as console_pages
+from gateway.console import payments as console_payments
 from gateway.console import payouts as console_payouts
 from gateway.console import recon as console_recon
 from gateway.console import sellers as console_sellers
+from gateway.console import signin as console_signin
 from gateway.metrics import HttpMetricsMiddleware
 from gateway.middleware import RequestContextMiddleware
 from gateway.models import MIGRATIONS
@@ -121,7 +123,9 @@ def create_app(settings: GatewaySettings, upstreams: Upstreams | None = None) ->
     app.include_router(health.router)
     # Before the payments routes: /v1/payments/return is a page, not GET /v1/payments/{payment_order_id}.
     app.include_router(buyer_pages.router)
-    app.include_router(console_pages.router)
+    app.include_router(console_signin.router)
+    app.include_router(console_payments.router)
+    app.include_router(console_audit.router)
     app.include_router(console_sellers.router)
     app.include_router(console_payouts.router)
     app.include_router(console_books.router)

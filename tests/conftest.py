@@ -43,8 +43,8 @@ if TYPE_CHECKING:
     import httpx  # imported in the fixture: only the tests that use it pay for it
 
 # At the end of the session, look for its secrets in every log line, database row and file it wrote;
-# and write down where a test hangs before its timeout ends it.
-pytest_plugins = ["tests.secret_scan", "tests.watchdog", "pytester"]
+# write down where a test hangs before its timeout ends it; and the one dev stack its tests share.
+pytest_plugins = ["tests.secret_scan", "tests.watchdog", "tests.dev_stack", "pytester"]
 
 _ROOT = Path(__file__).resolve().parents[1]
 # Each checkout gets its own pytest temporary root. Every pytest session narrows its root's
@@ -311,7 +311,32 @@ def browser() -> Iterator[Any]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
+DEV_STACK_MODULES = ("tests/test_devstack.py::", "tests/test_readme_commands.py::")
+"""The modules of the tests that share the session's dev stack (tests/dev_stack.py)."""
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``load`` as usual, except that the dev stack's modules go to one worker as one unit, so they
+    share one stack. (xdist's ``xdist_group`` cannot do it with pytest 9: it renames ``item._nodeid``,
+    which pytest 9 no longer reads.)"""
+    if config.getoption("dist") != "load":
+        return None  # another mode asked for by name: xdist's own
+    from xdist.scheduler import LoadScopeScheduling
+
+    class DevStackOnOneWorker(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "dev stack" if nodeid.startswith(DEV_STACK_MODULES) else nodeid
+
+    return DevStackOnOneWorker(config, log)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Slow tests first: the parallel run hands tests out in this order, so the few that take tens of
-    seconds start at once on every worker instead of leaving one worker busy after the others end."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    seconds start at once on every worker instead of leaving one worker busy after the others end.
+    The tests that share the dev stack run by stage (tests/dev_stack.py): those that stop it last."""
+
+    def order(item: pytest.Item) -> tuple[bool, int]:
+        stage = item.get_closest_marker("dev_stack")
+        return item.get_closest_marker("slow") is None, stage.args[0] if stage else 0
+
+    items.sort(key=order)

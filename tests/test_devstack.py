@@ -4,111 +4,50 @@ from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import psutil
 import pytest
 
-from svckit.devstack.infra import free_port
-
-ROOT = Path(__file__).resolve().parent.parent
-DEV_KEY = "mpk_" + "d" * 43
-AUTH = {"Authorization": f"Bearer {DEV_KEY}"}
-
-
-def _start(data_dir: Path, ports: dict[str, int]) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    env.update({
-        "DEV_PG_PORT": str(ports["pg"]), "DEV_REDIS_PORT": str(ports["redis"]),
-        "PAYMENT_GRPC_PORT": str(ports["payment"]), "LEDGER_GRPC_PORT": str(ports["ledger"]),
-        "WALLET_GRPC_PORT": str(ports["wallet"]), "RECON_GRPC_PORT": str(ports["recon"]),
-        "GATEWAY_HTTP_PORT": str(ports["gateway"]), "PSP_SIM_PORT": str(ports["psp"]),
-        "GATEWAY_DEV_API_KEY": DEV_KEY,
-    })  # fmt: skip
-    return subprocess.Popen(
-        [sys.executable, "-m", "svckit.devstack", "run", "--quiet", "--data-dir", str(data_dir)],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-
-
-def _wait_for_summary(proc: subprocess.Popen, timeout: float = 90) -> str:
-    output = _Output(proc)
-    output.wait_for("Stop: Ctrl-C", timeout=timeout)
-    return "".join(output.seen)
-
-
-def _survivors(processes: list[psutil.Process], within: float = 10.0) -> list[psutil.Process]:
-    """Processes still alive after ``within`` seconds (exiting children may need a moment on a busy machine)."""
-    deadline = time.monotonic() + within
-    while True:
-        alive = []
-        for p in processes:
-            try:
-                if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
-                    alive.append(p)
-            except psutil.NoSuchProcess:
-                pass
-        if not alive or time.monotonic() > deadline:
-            return alive
-        time.sleep(0.2)
-
-
-def _stop(proc: subprocess.Popen) -> int:
-    proc.send_signal(signal.SIGINT)
-    return proc.wait(60)
+from tests.dev_stack import AUTH, DEV_KEY, ROOT, SharedStack, free_ports, start, stop, survivors
 
 
 @pytest.mark.slow
-def test_run_starts_everything_stops_cleanly_and_reuses_data(tmp_path):
-    ports = {
-        name: free_port()
-        for name in ("pg", "redis", "payment", "ledger", "wallet", "recon", "gateway", "psp")
-    }
-    proc = _start(tmp_path, ports)
-    children: list[psutil.Process] = []
-    try:
-        summary = _wait_for_summary(proc)
-        for name in ("payment", "ledger", "wallet", "recon"):
-            assert f"127.0.0.1:{ports[name]}" in summary
-        assert f"Authorization: Bearer {DEV_KEY}" in summary  # the ready-to-paste checkout curl
-        gw = f"http://127.0.0.1:{ports['gateway']}"
-        ready = httpx.get(f"{gw}/readyz", timeout=5).json()
-        assert ready["status"] == "ready"
-        created = httpx.post(
-            f"{gw}/v1/ledger/accounts", json={"name": "asset:bank:operating", "currency": "USD"},
-            headers={"Idempotency-Key": "devstack-1", **AUTH}, timeout=5,
-        )  # fmt: skip
-        assert created.status_code == 201, created.text
-        children = psutil.Process(proc.pid).children(recursive=True)
-        assert len(children) >= 7  # postgres, valkey, four services, gateway (and the PSP simulator)
-    finally:
-        code = _stop(proc)
-    assert code == 0
-    assert _survivors(children) == [], "processes outlived the supervisor"
+@pytest.mark.dev_stack(3)
+def test_run_starts_everything_stops_cleanly_and_reuses_data(dev_stack: SharedStack):
+    stack = dev_stack.running()
+    ports = stack.ports
+    for name in ("payment", "ledger", "wallet", "recon"):
+        assert f"127.0.0.1:{ports[name]}" in stack.summary
+    assert f"Authorization: Bearer {DEV_KEY}" in stack.summary  # the ready-to-paste checkout curl
+    gw = f"http://127.0.0.1:{ports['gateway']}"
+    ready = httpx.get(f"{gw}/readyz", timeout=5).json()
+    assert ready["status"] == "ready"
+    created = httpx.post(
+        f"{gw}/v1/ledger/accounts", json={"name": "asset:devstack_restart", "currency": "USD"},
+        headers={"Idempotency-Key": "devstack-restart-1", **AUTH}, timeout=5,
+    )  # fmt: skip
+    assert created.status_code == 201, created.text
+    children = psutil.Process(stack.proc.pid).children(recursive=True)
+    assert len(children) >= 7  # postgres, valkey, four services, gateway (and the PSP simulator)
+    assert stop(stack.proc) == 0
+    assert survivors(children) == [], "processes outlived the supervisor"
 
     # A second start on the same data folder finds the account made by the first.
-    proc = _start(tmp_path, ports)
-    try:
-        _wait_for_summary(proc)
-        again = httpx.get(
-            f"http://127.0.0.1:{ports['gateway']}/v1/ledger/accounts/asset:bank:operating",
-            timeout=5,
-            headers=AUTH,
-        )
-        assert again.status_code == 200
-        assert again.json()["currency"] == "USD"
-    finally:
-        assert _stop(proc) == 0
+    stack = dev_stack.restart()
+    again = httpx.get(
+        f"http://127.0.0.1:{ports['gateway']}/v1/ledger/accounts/asset:devstack_restart",
+        timeout=5,
+        headers=AUTH,
+    )
+    assert again.status_code == 200
+    assert again.json()["currency"] == "USD"
     # The console banner shows the key once, for the user; the log files never do.
-    logs = "".join(p.read_text(errors="replace") for p in (tmp_path / "logs").glob("*.log"))
+    logs = "".join(p.read_text(errors="replace") for p in (stack.data_dir / "logs").glob("*.log"))
     assert "development API key ready" in logs
     assert DEV_KEY[4:20] not in logs
 
@@ -129,53 +68,6 @@ def test_occupied_port_is_a_clear_error(tmp_path):
     assert result.returncode != 0
     assert f"port {busy}" in result.stdout + result.stderr
     assert "DEV_PG_PORT" in result.stdout + result.stderr
-
-
-class _Output:
-    """The supervisor's output, read on a thread so waiting for a line can time out."""
-
-    def __init__(self, proc: subprocess.Popen) -> None:
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        self.seen: list[str] = []
-        threading.Thread(target=self._read, args=(proc,), daemon=True).start()
-
-    def _read(self, proc: subprocess.Popen) -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            self.lines.put(line)
-        self.lines.put(None)  # the supervisor exited
-
-    def wait_for(self, text: str, timeout: float = 60) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
-            except queue.Empty:
-                break
-            if line is None:
-                self.lines.put(None)
-                break
-            self.seen.append(line)
-            if text in line:
-                return line
-        pytest.fail(f"no line with {text!r} in:\n" + "".join(self.seen))
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory) -> Iterator[tuple[subprocess.Popen, dict[str, int], _Output]]:
-    """One stack for the tests below; the last of them kills its supervisor."""
-    ports = {
-        name: free_port()
-        for name in ("pg", "redis", "payment", "ledger", "wallet", "recon", "gateway", "psp")
-    }
-    proc = _start(tmp_path_factory.mktemp("stack"), ports)
-    output = _Output(proc)
-    try:
-        output.wait_for("Stop: Ctrl-C", timeout=90)
-        yield proc, ports, output
-    finally:
-        if proc.poll() is None:
-            _stop(proc)
 
 
 def _direct_children(proc: subprocess.Popen) -> dict[str, psutil.Process]:
@@ -201,8 +93,10 @@ def _ready(gateway_port: int, timeout: float = 60) -> bool:
 
 
 @pytest.mark.slow
-def test_a_crashed_service_is_restarted_and_the_rest_keeps_running(stack):
-    proc, ports, output = stack
+@pytest.mark.dev_stack(2)
+def test_a_crashed_service_is_restarted_and_the_rest_keeps_running(dev_stack: SharedStack):
+    stack = dev_stack.running()
+    proc, output = stack.proc, stack.output
     before = _direct_children(proc)
     payment = before.pop("payment_svc")
     payment.send_signal(signal.SIGKILL)
@@ -210,42 +104,44 @@ def test_a_crashed_service_is_restarted_and_the_rest_keeps_running(stack):
     assert "restarting it in" in crash
     assert "restart 1" in crash
     assert "restart 1" in output.wait_for("payment restarted")
-    assert _ready(ports["gateway"]), "the stack did not answer /readyz 200 after the restart"
+    assert _ready(stack.ports["gateway"]), "the stack did not answer /readyz 200 after the restart"
     assert proc.poll() is None, "the supervisor stopped"
     assert all(p.is_running() for p in before.values()), "another process was stopped or restarted"
     assert _direct_children(proc)["payment_svc"].pid != payment.pid
 
 
 @pytest.mark.slow
-def test_crashed_embedded_infrastructure_is_restarted_too(stack):
-    proc, ports, output = stack
+@pytest.mark.dev_stack(2)
+def test_crashed_embedded_infrastructure_is_restarted_too(dev_stack: SharedStack):
+    stack = dev_stack.running()
+    proc, output = stack.proc, stack.output
     valkey = next(p for p in psutil.Process(proc.pid).children() if "valkey-server" in " ".join(p.cmdline()))
     valkey.send_signal(signal.SIGKILL)
     assert "restarting it in" in output.wait_for("valkey was killed by SIGKILL")
     output.wait_for("valkey restarted")
-    assert _ready(ports["gateway"]), "the stack did not answer /readyz 200 after Valkey's restart"
+    assert _ready(stack.ports["gateway"]), "the stack did not answer /readyz 200 after Valkey's restart"
     assert proc.poll() is None
 
 
 @pytest.mark.slow
-def test_a_killed_supervisor_leaves_no_orphans(stack):
-    proc, _ports, _output = stack
+@pytest.mark.dev_stack(4)
+def test_a_killed_supervisor_leaves_no_orphans(dev_stack: SharedStack):
+    proc = dev_stack.running().proc
     children = psutil.Process(proc.pid).children(recursive=True)
     assert len(children) >= 7  # postgres, valkey, four services, gateway (and the PSP simulator)
     proc.send_signal(signal.SIGKILL)  # no chance to stop anything itself
     proc.wait(10)
     # Each child carries a parent-death signal: PostgreSQL gets a fast shutdown, the rest SIGTERM.
     # (A restarted service, if the test above ran first, carries it too.)
-    assert _survivors(children, within=30.0) == [], "processes outlived a SIGKILLed supervisor"
+    assert survivors(children, within=30.0) == [], "processes outlived a SIGKILLed supervisor"
 
 
-def test_a_service_that_cannot_start_stops_the_stack_with_its_name(tmp_path, monkeypatch):
-    ports = {
-        name: free_port()
-        for name in ("pg", "redis", "payment", "ledger", "wallet", "recon", "gateway", "psp")
-    }
+@pytest.mark.dev_stack(5)
+def test_a_service_that_cannot_start_stops_the_stack_with_its_name(dev_stack: SharedStack, monkeypatch):
+    # On a data folder a stack has used: no initdb, every migration done; the failure is the same.
+    data_dir = dev_stack.data_dir_at_rest()
     monkeypatch.setenv("LEDGER_CHAIN_BATCH_SIZE", "0")  # read by the ledger only, refused by its settings
-    proc = _start(tmp_path, ports)
+    proc = start(data_dir, free_ports())
     out, _ = proc.communicate(timeout=90)
     assert proc.returncode != 0, out
     assert "ledger exited with code" in out, out

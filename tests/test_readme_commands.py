@@ -1,4 +1,5 @@
-"""Every command of the README's "Poking at it" and "Operating it" sections, run against a real dev stack.
+"""Every command of the README's "Poking at it" and "Operating it" sections, run against a real dev stack
+(the session's, shared with tests/test_devstack.py: tests/dev_stack.py).
 
 The commands are read from the README itself, so a command added there is run here (or must be named
 in NOT_RUN with its reason). Only what has to differ in a test is rewritten: the ports and the data folder.
@@ -11,7 +12,6 @@ import os
 import re
 import subprocess
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,8 +19,7 @@ import httpx
 import pytest
 from markdown_it import MarkdownIt
 
-from svckit.devstack.infra import free_port
-from tests.test_devstack import DEV_KEY, ROOT, _Output, _start, _stop
+from tests.dev_stack import ROOT, SharedStack
 
 SECTIONS = ("Poking at it", "Operating it")
 
@@ -97,23 +96,10 @@ class Stack:
         return env
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory) -> Iterator[Stack]:
-    ports = {
-        name: free_port()
-        for name in ("pg", "redis", "payment", "ledger", "wallet", "recon", "gateway", "psp")
-    }
-    data_dir = tmp_path_factory.mktemp("readme-stack")
-    # `make run` keeps its generated key here; the test stack is given one by environment instead.
-    (data_dir / "dev_api_key").write_text(DEV_KEY + "\n")
-    proc = _start(data_dir, ports)
-    try:
-        output = _Output(proc)
-        output.wait_for("Stop: Ctrl-C", timeout=90)
-        yield Stack(ports, data_dir, "".join(output.seen))
-    finally:
-        if proc.poll() is None:
-            assert _stop(proc) == 0
+@pytest.fixture
+def stack(dev_stack: SharedStack) -> Stack:
+    running = dev_stack.running()
+    return Stack(running.ports, running.data_dir, running.summary)
 
 
 def test_the_readme_sections_hold_commands_and_only_the_listed_ones_are_not_run():
@@ -126,6 +112,7 @@ def test_the_readme_sections_hold_commands_and_only_the_listed_ones_are_not_run(
 
 
 @pytest.mark.slow
+@pytest.mark.dev_stack(1)
 def test_every_readme_command_runs_against_the_dev_stack(stack):
     failures = []
     key_id = None
@@ -163,6 +150,7 @@ def _run(stack: Stack, command: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.dev_stack(1)
 def test_pay_in_a_minute_as_the_readme_walks_it(stack):
     """The README's "Pay in a minute": the checkout curl `make run` printed, the hosted page paid with
     the test card, then the README's own curl shows both orders `success`."""

@@ -19,7 +19,7 @@ import grpc
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from gateway.console import pages
+from gateway.console import web
 from gateway.console.sellers import audited, new_action_id, refused_page, rpc, seller_ok
 from svckit.gen.ledger.v1 import ledger_service_pb2 as lpb
 from svckit.gen.recon.v1 import recon_service_pb2 as rpb
@@ -51,9 +51,9 @@ def _account_row(a: lpb.Account, b: lpb.GetBalanceResponse) -> _AccountRow:
         type=_enum(lpb.AccountType, a.type, "ACCOUNT_TYPE_"),
         currency=a.currency,
         state=_enum(lpb.AccountState, a.state, "ACCOUNT_STATE_"),
-        balance=pages.money_text(b.balance_minor, a.currency),
-        debits=pages.money_text(b.debits_minor, a.currency),
-        credits=pages.money_text(b.credits_minor, a.currency),
+        balance=web.money_text(b.balance_minor, a.currency),
+        debits=web.money_text(b.debits_minor, a.currency),
+        credits=web.money_text(b.credits_minor, a.currency),
     )
 
 
@@ -64,9 +64,9 @@ def _account_url(name: str) -> str:
 @router.get("/console/books")
 async def books(request: Request) -> Response:
     """Accounts by name (optionally those starting with a prefix), 25 a page, with their balances."""
-    session = await pages.signed_in_session(request)
+    session = await web.signed_in_session(request)
     if session is None:
-        return pages.to_sign_in()
+        return web.to_sign_in()
     prefix = request.query_params.get("prefix", "").strip()[:200]
     page_token = request.query_params.get("page_token", "")[:500]
     ledger = request.app.state.upstreams.ledger
@@ -87,8 +87,8 @@ async def books(request: Request) -> Response:
             query = ({"prefix": prefix} if prefix else {}) | {"page_token": reply.next_page_token}
             next_url = "/console/books?" + urlencode(query)
     except grpc.aio.AioRpcError as exc:
-        error = pages.rpc_error_text(exc)[1]
-    return pages.render_page(
+        error = web.rpc_error_text(exc)[1]
+    return web.render_page(
         "books_accounts.html", 400 if error else 200, session, title="Books", accounts=rows, prefix=prefix,
         error=error, next_url=next_url, account_url=_account_url,
     )  # fmt: skip
@@ -98,9 +98,9 @@ async def books(request: Request) -> Response:
 async def account(request: Request) -> Response:
     """One account: its balance and its entries, oldest first, 25 a page, each linked to its
     transaction."""
-    session = await pages.signed_in_session(request)
+    session = await web.signed_in_session(request)
     if session is None:
-        return pages.to_sign_in()
+        return web.to_sign_in()
     name = request.query_params.get("name", "")[:300]
     page_token = request.query_params.get("page_token", "")[:500]
     ledger = request.app.state.upstreams.ledger
@@ -121,8 +121,8 @@ async def account(request: Request) -> Response:
             "id": e.entry_id,
             "transaction_id": e.transaction_id,
             "direction": _enum(lpb.Direction, e.direction, "DIRECTION_"),
-            "amount": pages.money_text(e.amount_minor, e.currency),
-            "at": pages.when_text(e.post_time),
+            "amount": web.money_text(e.amount_minor, e.currency),
+            "at": web.when_text(e.post_time),
         }
         for e in entries.entries
     ]
@@ -131,7 +131,7 @@ async def account(request: Request) -> Response:
         if entries.next_page_token
         else ""
     )
-    return pages.render_page(
+    return web.render_page(
         "books_account.html", 200, session, title=f"Account {name}", account=_account_row(got.account, balance),
         entries=rows, next_url=next_url, seller=_seller_of(name),
     )  # fmt: skip
@@ -148,11 +148,11 @@ def _seller_of(name: str) -> str:
 
 @router.get("/console/books/transactions/{transaction_id}")
 async def transaction(transaction_id: str, request: Request) -> Response:
-    session = await pages.signed_in_session(request)
+    session = await web.signed_in_session(request)
     if session is None:
-        return pages.to_sign_in()
+        return web.to_sign_in()
     if not transaction_id.isdigit() or len(transaction_id) > 18:
-        return pages.message_page(404, "No such transaction", "A transaction id is a number.", session)
+        return web.message_page(404, "No such transaction", "A transaction id is a number.", session)
     try:
         reply = await rpc(
             request,
@@ -166,18 +166,16 @@ async def transaction(transaction_id: str, request: Request) -> Response:
         {
             "account": e.account,
             "url": _account_url(e.account),
-            "debit": pages.money_text(e.amount_minor, e.currency)
-            if e.direction == lpb.DIRECTION_DEBIT
-            else "",
-            "credit": pages.money_text(e.amount_minor, e.currency)
+            "debit": web.money_text(e.amount_minor, e.currency) if e.direction == lpb.DIRECTION_DEBIT else "",
+            "credit": web.money_text(e.amount_minor, e.currency)
             if e.direction == lpb.DIRECTION_CREDIT
             else "",
         }
         for e in t.entries
     ]
-    return pages.render_page(
+    return web.render_page(
         "books_transaction.html", 200, session, title=f"Transaction {t.id}", t=t, entries=entries,
-        posted=pages.when_text(t.post_time), metadata=sorted(t.metadata.items()), hash=t.hash.hex(),
+        posted=web.when_text(t.post_time), metadata=sorted(t.metadata.items()), hash=t.hash.hex(),
         previous_hash=t.previous_hash.hex(),
     )  # fmt: skip
 
@@ -185,7 +183,7 @@ async def transaction(transaction_id: str, request: Request) -> Response:
 @router.post("/console/books/verify")
 async def verify(request: Request) -> Response:
     """``VerifyLedger`` on demand; the result is shown and audited."""
-    acting = await pages.acting_session(request)
+    acting = await web.acting_session(request)
     if isinstance(acting, Response):
         return acting
     session, _ = acting
@@ -204,7 +202,7 @@ async def verify(request: Request) -> Response:
         describe=lambda r: "clean" if r.ok else f"{len(r.findings)}{'+' if r.truncated else ''} findings",
     )
     if outcome.error:
-        return pages.message_page(outcome.status, "The ledger could not be verified", outcome.error, session)
+        return web.message_page(outcome.status, "The ledger could not be verified", outcome.error, session)
     r = outcome.reply
     findings = [
         {
@@ -218,21 +216,19 @@ async def verify(request: Request) -> Response:
         }
         for f in r.findings
     ]
-    return pages.render_page(
-        "books_verify.html", 200, session, title="Ledger verified", r=r, findings=findings
-    )
+    return web.render_page("books_verify.html", 200, session, title="Ledger verified", r=r, findings=findings)
 
 
 @router.post("/console/books/compare")
 async def compare(request: Request) -> Response:
     """Recon's ``CompareWalletsWithLedger`` on demand (every seller, or one); shown and audited."""
-    acting = await pages.acting_session(request)
+    acting = await web.acting_session(request)
     if isinstance(acting, Response):
         return acting
     session, form = acting
     seller = form.get("seller", "").strip()
     if seller and not seller_ok(seller):
-        return pages.message_page(400, "Not a seller account", "Give a seller account or none.", session)
+        return web.message_page(400, "Not a seller account", "Give a seller account or none.", session)
     outcome = await audited(
         request,
         session,
@@ -248,19 +244,19 @@ async def compare(request: Request) -> Response:
         describe=lambda r: f"run {r.run_id}: " + ("agree" if r.ok else f"{len(r.mismatches)} mismatches"),
     )
     if outcome.error:
-        return pages.message_page(outcome.status, "The books could not be compared", outcome.error, session)
+        return web.message_page(outcome.status, "The books could not be compared", outcome.error, session)
     r = outcome.reply
     mismatches = [
         {
             "seller": m.seller_id,
             "currency": m.currency,
             "kind": _enum(rpb.WalletLedgerMismatchKind, m.kind, "WALLET_LEDGER_MISMATCH_KIND_"),
-            "wallet": pages.money_text(m.wallet_minor, m.currency),
-            "ledger": pages.money_text(m.ledger_minor, m.currency),
+            "wallet": web.money_text(m.wallet_minor, m.currency),
+            "ledger": web.money_text(m.ledger_minor, m.currency),
         }
         for m in r.mismatches
     ]
-    return pages.render_page(
+    return web.render_page(
         "books_compare.html", 200, session, title="Wallets against the ledger", r=r, seller=seller,
         mismatches=mismatches,
     )  # fmt: skip

@@ -21,7 +21,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from gateway.console import store
-from gateway.console.pages import (
+from gateway.console.store import Session
+from gateway.console.web import (
     PAGE_HEADERS,
     acting_session,
     failed_outcome,
@@ -35,7 +36,6 @@ from gateway.console.pages import (
     upstream_deadline,
     when_text,
 )
-from gateway.console.store import Session
 from gateway.upstream import call
 from svckit.errors import ErrorKind
 from svckit.gen.events.v1 import events_admin_service_pb2 as pb

@@ -20,7 +20,7 @@ from urllib.parse import quote, urlencode
 import grpc
 from fastapi import Request
 
-from gateway.console import pages
+from gateway.console import web
 from gateway.upstream import call
 from svckit.gen.ledger.v1 import ledger_service_pb2 as lpb
 from svckit.gen.payments.v1 import payment_service_pb2 as pb
@@ -84,13 +84,13 @@ async def _answers(request: Request, calls: Sequence[tuple[Any, Any]]) -> tuple[
     """Every call's reply, or none and the first refusal's text."""
 
     async def one(method: Any, message: Any) -> Any:
-        return (await call(method, message, pages.upstream_deadline(request)))[0]
+        return (await call(method, message, web.upstream_deadline(request)))[0]
 
     work: list[Awaitable[Any]] = [one(m, msg) for m, msg in calls]
     try:
         return list(await asyncio.gather(*work)), ""
     except grpc.aio.AioRpcError as exc:
-        return [], pages.rpc_error_text(exc)[1]
+        return [], web.rpc_error_text(exc)[1]
 
 
 def _ledger_row(tx: lpb.Transaction, of: str) -> _LedgerRow:
@@ -98,10 +98,8 @@ def _ledger_row(tx: lpb.Transaction, of: str) -> _LedgerRow:
         _Line(
             account=e.account,
             url="/console/books/account?" + urlencode({"name": e.account}),
-            debit=pages.money_text(e.amount_minor, e.currency) if e.direction == lpb.DIRECTION_DEBIT else "",
-            credit=pages.money_text(e.amount_minor, e.currency)
-            if e.direction == lpb.DIRECTION_CREDIT
-            else "",
+            debit=web.money_text(e.amount_minor, e.currency) if e.direction == lpb.DIRECTION_DEBIT else "",
+            credit=web.money_text(e.amount_minor, e.currency) if e.direction == lpb.DIRECTION_CREDIT else "",
         )
         for e in tx.entries
     ]
@@ -109,7 +107,7 @@ def _ledger_row(tx: lpb.Transaction, of: str) -> _LedgerRow:
         id=tx.id,
         url=f"/console/books/transactions/{tx.id}",
         of=of,
-        posted=pages.when_text(tx.post_time),
+        posted=web.when_text(tx.post_time),
         description=tx.description,
         reverses=tx.reverses_id,
         lines=lines,
@@ -121,9 +119,9 @@ def _wallet_row(m: wpb.Movement, of: str) -> _WalletRow:
         id=m.movement_id,
         of=of,
         kind=wpb.MovementKind.Name(m.kind).removeprefix("MOVEMENT_KIND_").lower(),
-        amount=pages.money_text(m.amount.amount_minor, m.amount.currency),
-        available_after=pages.money_text(m.available_after.amount_minor, m.available_after.currency),
-        at=pages.when_text(m.create_time),
+        amount=web.money_text(m.amount.amount_minor, m.amount.currency),
+        available_after=web.money_text(m.available_after.amount_minor, m.available_after.currency),
+        at=web.when_text(m.create_time),
     )
 
 

@@ -19,7 +19,7 @@ import grpc
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from gateway.console.pages import (
+from gateway.console.web import (
     render_page,
     rpc_error_text,
     signed_in_session,

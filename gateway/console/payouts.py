@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from gateway import payout_schemas as ps
-from gateway.console import pages, store
+from gateway.console import store, web
 from gateway.console.sellers import (
     action_id_ok,
     audited,
@@ -58,7 +58,7 @@ def _total(run: ps.PayoutRunOut) -> list[str]:
     for item in run.items:
         if not item.skip_reason and item.currency:
             sums[item.currency] = sums.get(item.currency, 0) + _minor(item.amount, item.currency)
-    return [pages.money_text(v, c) for c, v in sorted(sums.items())]
+    return [web.money_text(v, c) for c, v in sorted(sums.items())]
 
 
 def _minor(text: str, currency: str) -> int:
@@ -82,14 +82,14 @@ def _form_fields(source: Any) -> tuple[str, str]:
 @router.get("/console/payout-runs")
 async def runs(request: Request) -> Response:
     """The preview form; with a period, the preview of its run (nothing is stored or paid)."""
-    session = await pages.signed_in_session(request)
+    session = await web.signed_in_session(request)
     if session is None:
-        return pages.to_sign_in()
+        return web.to_sign_in()
     period, sellers_text = _form_fields(request.query_params)
     run_id = request.query_params.get("run_id", "").strip()[:128]
     if run_id:
         return redirect(
-            f"/console/payout-runs/{run_id}" if pages.ID_RULE.match(run_id) else "/console/payout-runs"
+            f"/console/payout-runs/{run_id}" if web.ID_RULE.match(run_id) else "/console/payout-runs"
         )
     context: dict[str, Any] = {
         "period": period or last_month(),
@@ -105,7 +105,7 @@ async def runs(request: Request) -> Response:
         )
         context["recent"] = [ps.run_out(r) for r in recent.runs]
     except grpc.aio.AioRpcError as exc:
-        context["recent_error"] = pages.rpc_error_text(exc)[1]
+        context["recent_error"] = web.rpc_error_text(exc)[1]
     if period:
         names, error = _named_sellers(sellers_text)
         if error:
@@ -115,20 +115,20 @@ async def runs(request: Request) -> Response:
                 preview = await _preview(request, period, names)
                 context |= {"preview": preview, "total": _total(preview)}
             except grpc.aio.AioRpcError as exc:
-                context["error"], status = pages.rpc_error_text(exc)[1], 400
-    return pages.render_page("payouts_runs.html", status, session, title="Pay-out runs", **context)
+                context["error"], status = web.rpc_error_text(exc)[1], 400
+    return web.render_page("payouts_runs.html", status, session, title="Pay-out runs", **context)
 
 
 @router.post("/console/payout-runs/confirm")
 async def confirm(request: Request) -> Response:
     """Step one of a run: check the form, preview again and show what will be paid; nothing moves yet."""
-    acting = await pages.acting_session(request)
+    acting = await web.acting_session(request)
     if isinstance(acting, Response):
         return acting
     session, form = acting
     period, sellers_text = _form_fields(form)
     names, error = _named_sellers(sellers_text)
-    reason = pages.operator_reason(form)
+    reason = web.operator_reason(form)
     problems = [error] if error else []
     if reason is None:
         problems.append(f"Say why (1-{store.MAX_REASON_CHARS} characters): it goes to the audit log.")
@@ -137,14 +137,14 @@ async def confirm(request: Request) -> Response:
         try:
             preview = await _preview(request, period, names)
         except grpc.aio.AioRpcError as exc:
-            problems.append(pages.rpc_error_text(exc)[1])
+            problems.append(web.rpc_error_text(exc)[1])
     if problems or preview is None:
-        return pages.render_page(
+        return web.render_page(
             "payouts_runs.html", 400, session, title="Pay-out runs", period=period or last_month(),
             sellers_text=sellers_text, preview=preview, total=_total(preview) if preview else [],
             start_errors=problems, note=form.get("note", ""),
         )  # fmt: skip
-    return pages.render_page(
+    return web.render_page(
         "payouts_confirm.html", 200, session, title=f"Start the run of {period}?", period=period,
         sellers_text=" ".join(names), names=names, preview=preview, total=_total(preview), note=reason,
         action_id=new_action_id(),
@@ -154,16 +154,16 @@ async def confirm(request: Request) -> Response:
 @router.post("/console/payout-runs")
 async def start(request: Request) -> Response:
     """Step two: the confirmed run, through the same StartPayoutRun the REST API calls."""
-    acting = await pages.acting_session(request)
+    acting = await web.acting_session(request)
     if isinstance(acting, Response):
         return acting
     session, form = acting
     period, sellers_text = _form_fields(form)
     names, error = _named_sellers(sellers_text)
-    reason = pages.operator_reason(form)
+    reason = web.operator_reason(form)
     action_id = form.get("action_id", "")
     if error or reason is None or not action_id_ok(action_id) or not period:
-        return pages.message_page(
+        return web.message_page(
             400, "Incomplete run", "Start the run again from the preview; nothing was changed.", session
         )
     detail = f"period={period}" + (f" sellers={','.join(names)}" if names else " sellers=all")
@@ -184,23 +184,23 @@ async def start(request: Request) -> Response:
     )
     if outcome.error:
         if outcome.status == 503:
-            return pages.message_page(
+            return web.message_page(
                 503,
                 "Run outcome unknown",
                 f"{outcome.error}. Check the pay-outs before trying again.",
                 session,
             )
-        return pages.message_page(outcome.status, "Run not started", outcome.error, session)
+        return web.message_page(outcome.status, "Run not started", outcome.error, session)
     return redirect(f"/console/payout-runs/{outcome.reply.run.run_id}")
 
 
 @router.get("/console/payout-runs/{run_id}")
 async def run_page(run_id: str, request: Request) -> Response:
-    session = await pages.signed_in_session(request)
+    session = await web.signed_in_session(request)
     if session is None:
-        return pages.to_sign_in()
-    if not pages.ID_RULE.match(run_id):
-        return pages.message_page(404, "No such run", "There is no pay-out run with this id.", session)
+        return web.to_sign_in()
+    if not web.ID_RULE.match(run_id):
+        return web.message_page(404, "No such run", "There is no pay-out run with this id.", session)
     payouts = request.app.state.upstreams.payouts
     try:
         run = ps.run_out(
@@ -209,7 +209,7 @@ async def run_page(run_id: str, request: Request) -> Response:
         states = await _payout_states(request, run)
     except grpc.aio.AioRpcError as exc:
         return refused_page(exc, "Cannot show this run", session)
-    response = pages.render_page(
+    response = web.render_page(
         "payouts_run.html", 200, session, title=f"Pay-out run {run_id}", run=run, states=states,
         total=_total(run), refresh=REFRESH_SECONDS if run.state == "running" else 0,
     )  # fmt: skip
@@ -232,11 +232,11 @@ async def _payout_states(request: Request, run: ps.PayoutRunOut) -> dict[str, st
 
 @router.get("/console/payouts/{payout_id}")
 async def payout_page(payout_id: str, request: Request) -> Response:
-    session = await pages.signed_in_session(request)
+    session = await web.signed_in_session(request)
     if session is None:
-        return pages.to_sign_in()
-    if not pages.ID_RULE.match(payout_id):
-        return pages.message_page(404, "No such pay-out", "There is no pay-out with this id.", session)
+        return web.to_sign_in()
+    if not web.ID_RULE.match(payout_id):
+        return web.message_page(404, "No such pay-out", "There is no pay-out with this id.", session)
     try:
         reply = await rpc(
             request, request.app.state.upstreams.payouts.GetPayout, pb.GetPayoutRequest(payout_id=payout_id)
@@ -247,6 +247,4 @@ async def payout_page(payout_id: str, request: Request) -> Response:
 
 
 def _payout(session: Session, payout: ps.PayoutDetailOut) -> Response:
-    return pages.render_page(
-        "payouts_payout.html", 200, session, title=f"Pay-out {payout.payout_id}", p=payout
-    )
+    return web.render_page("payouts_payout.html", 200, session, title=f"Pay-out {payout.payout_id}", p=payout)

@@ -21,7 +21,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from gateway.console import store
-from gateway.console.pages import (
+from gateway.console.store import Session
+from gateway.console.web import (
     ID_RULE,
     PAGE_HEADERS,
     acting_session,
@@ -36,7 +37,6 @@ from gateway.console.pages import (
     upstream_deadline,
     when_text,
 )
-from gateway.console.store import Session
 from gateway.upstream import call
 from svckit.context import idempotency_key_var
 from svckit.errors import ErrorKind

@@ -1,7 +1,7 @@
 """The console's seller screens: the seller list, a seller's page (balances from the wallet and the
 ledger, movements, pay-outs), statements (page and CSV), pause and resume pay-outs.
 
-Transport only, like ``pages.py``: every rule is the payment, wallet and ledger services'. Reads call
+Transport only, like every console screen: every rule is the payment, wallet and ledger services'. Reads call
 the RPCs the REST API calls; pause and resume call ``PauseSeller`` / ``ResumeSeller`` as
 ``PATCH /v1/admin/sellers/{id}`` does, with the operator's reason recorded in the audit log first.
 The helpers at the top are shared with the pay-out and books screens.
@@ -22,7 +22,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from gateway import payout_schemas as ps
-from gateway.console import pages, store
+from gateway.console import store, web
 from gateway.console.store import Session
 from gateway.upstream import call
 from svckit.context import idempotency_key_var
@@ -45,14 +45,14 @@ RECEIVABLE_PREFIX = "asset:seller_receivable:"
 
 async def rpc(request: Request, method: Any, message: Any) -> Any:
     """One upstream call with the gateway's deadline; its reply (errors propagate as AioRpcError)."""
-    return (await call(method, message, pages.upstream_deadline(request)))[0]
+    return (await call(method, message, web.upstream_deadline(request)))[0]
 
 
 def refused_page(exc: grpc.aio.AioRpcError, title: str, session: Session) -> Response:
     """The service's refusal as a page: 404 for an unknown object, 400 for bad input, else 503."""
-    err, text = pages.rpc_error_text(exc)
+    err, text = web.rpc_error_text(exc)
     status = {ErrorKind.NOT_FOUND: 404, ErrorKind.INVALID_ARGUMENT: 400}.get(err.kind, 503)
-    return pages.message_page(status, title, text, session)
+    return web.message_page(status, title, text, session)
 
 
 @dataclass(frozen=True)
@@ -76,21 +76,21 @@ async def audited(
     describe: Callable[[Any], str] | None = None,
 ) -> Outcome:
     """Record the action as ``requested``, make the call under ``idempotency_key``, record the outcome:
-    nothing happens unrecorded (as the refund in ``pages.py``)."""
-    async with pages.gateway_engine(request).begin() as conn:
+    nothing happens unrecorded (as the refund in ``web.py``)."""
+    async with web.gateway_engine(request).begin() as conn:
         entry = await store.record(conn, session, action, target, reason, detail=detail)
     token = idempotency_key_var.set(idempotency_key)
     try:
         reply = await call_upstream
     except grpc.aio.AioRpcError as exc:
-        err, text = pages.rpc_error_text(exc)
-        outcome, status = pages.failed_outcome(err)
-        async with pages.gateway_engine(request).begin() as conn:
+        err, text = web.rpc_error_text(exc)
+        outcome, status = web.failed_outcome(err)
+        async with web.gateway_engine(request).begin() as conn:
             await store.finish(conn, entry, outcome, f"{detail}; {text}" if detail else text)
         return Outcome(None, text, status)
     finally:
         idempotency_key_var.reset(token)
-    async with pages.gateway_engine(request).begin() as conn:
+    async with web.gateway_engine(request).begin() as conn:
         await store.finish(conn, entry, "ok", describe(reply) if describe else detail)
     return Outcome(reply)
 
@@ -111,11 +111,11 @@ def last_month() -> str:
 
 
 def seller_ok(seller: str) -> bool:
-    return bool(pages._SELLER.match(seller))
+    return bool(web.SELLER_RULE.match(seller))
 
 
 def redirect(url: str) -> RedirectResponse:
-    return RedirectResponse(url, status_code=303, headers=pages.PAGE_HEADERS)
+    return RedirectResponse(url, status_code=303, headers=web.PAGE_HEADERS)
 
 
 # -- the seller list -------------------------------------------------------------------------------
@@ -123,9 +123,9 @@ def redirect(url: str) -> RedirectResponse:
 
 @router.get("/console/sellers")
 async def sellers(request: Request) -> Response:
-    session = await pages.signed_in_session(request)
+    session = await web.signed_in_session(request)
     if session is None:
-        return pages.to_sign_in()
+        return web.to_sign_in()
     prefix = request.query_params.get("seller", "").strip()[:128]
     state = request.query_params.get("state", "").strip()
     page_token = request.query_params.get("page_token", "")[:500]
@@ -151,8 +151,8 @@ async def sellers(request: Request) -> Response:
                 query = {k: v for k, v in (("seller", prefix), ("state", state)) if v}
                 next_url = "/console/sellers?" + urlencode(query | {"page_token": reply.next_page_token})
         except grpc.aio.AioRpcError as exc:
-            error = pages.rpc_error_text(exc)[1]
-    return pages.render_page(
+            error = web.rpc_error_text(exc)[1]
+    return web.render_page(
         "sellers_list.html", 400 if error else 200, session, title="Sellers", sellers=rows,
         prefix=prefix, state=state, states=list(_SELLER_STATES), error=error, next_url=next_url,
     )  # fmt: skip
@@ -212,10 +212,10 @@ async def _seller_context(request: Request, seller: str, currency: str) -> dict[
         balances.append(
             Balance(
                 currency=code,
-                available=pages.money_text(w.available.amount_minor if w else 0, code),
-                reserved=pages.money_text(w.reserved.amount_minor if w else 0, code),
-                owed_in_ledger=pages.money_text(payable.get(code, 0), code),
-                debt=pages.money_text(receivable.get(code, 0), code) if receivable.get(code) else "",
+                available=web.money_text(w.available.amount_minor if w else 0, code),
+                reserved=web.money_text(w.reserved.amount_minor if w else 0, code),
+                owed_in_ledger=web.money_text(payable.get(code, 0), code),
+                debt=web.money_text(receivable.get(code, 0), code) if receivable.get(code) else "",
             )
         )
     shown = currency if currency in currencies else (
@@ -231,16 +231,16 @@ async def _seller_context(request: Request, seller: str, currency: str) -> dict[
         )
         movements = [
             {
-                "at": pages.when_text(m.create_time),
+                "at": web.when_text(m.create_time),
                 "kind": wpb.MovementKind.Name(m.kind).removeprefix("MOVEMENT_KIND_").lower(),
-                "amount": pages.money_text(m.amount.amount_minor, m.amount.currency),
-                "available_after": pages.money_text(m.available_after.amount_minor, m.available_after.currency),
+                "amount": web.money_text(m.amount.amount_minor, m.amount.currency),
+                "available_after": web.money_text(m.available_after.amount_minor, m.available_after.currency),
                 "reference_kind": wpb.ReferenceKind.Name(m.reference.kind).removeprefix("REFERENCE_KIND_").lower(),
                 "reference": m.reference.id,
             }
             for m in reply.movements
         ]  # fmt: skip
-    async with pages.gateway_engine(request).connect() as conn:
+    async with web.gateway_engine(request).connect() as conn:
         audit = await store.entries(conn, target=seller, limit=10)
     return {
         "seller_account": seller,
@@ -259,22 +259,22 @@ async def _seller_page(
     request: Request, session: Session, seller: str, status: int = 200, **extra: Any
 ) -> Response:
     if not seller_ok(seller):
-        return pages.message_page(404, "No such seller", "This is not a seller account.", session)
+        return web.message_page(404, "No such seller", "This is not a seller account.", session)
     currency = request.query_params.get("currency", "").strip().upper()[:3]
     try:
         context = await _seller_context(request, seller, currency)
     except grpc.aio.AioRpcError as exc:
         return refused_page(exc, "Cannot show this seller", session)
-    return pages.render_page(
+    return web.render_page(
         "sellers_seller.html", status, session, title=f"Seller {seller}", **context, **extra
     )
 
 
 @router.get("/console/sellers/{seller}")
 async def seller_page(seller: str, request: Request) -> Response:
-    session = await pages.signed_in_session(request)
+    session = await web.signed_in_session(request)
     if session is None:
-        return pages.to_sign_in()
+        return web.to_sign_in()
     return await _seller_page(request, session, seller, notice=request.query_params.get("done", "")[:20])
 
 
@@ -282,13 +282,13 @@ async def seller_page(seller: str, request: Request) -> Response:
 async def pause_or_resume(seller: str, action: str, request: Request) -> Response:
     """Pause (``PauseSeller``, the operator's reason as the seller's state reason) or resume
     (``ResumeSeller``) a seller's pay-outs; either way the reason goes to the audit log first."""
-    acting = await pages.acting_session(request)
+    acting = await web.acting_session(request)
     if isinstance(acting, Response):
         return acting
     session, form = acting
     if action not in ("pause", "resume") or not seller_ok(seller):
-        return pages.message_page(404, "No such action", "Nothing was changed.", session)
-    reason = pages.operator_reason(form)
+        return web.message_page(404, "No such action", "Nothing was changed.", session)
+    reason = web.operator_reason(form)
     if reason is None:
         problem = f"Say why (1-{store.MAX_REASON_CHARS} characters): it goes to the audit log."
         return await _seller_page(request, session, seller, 400, state_errors=[problem])
@@ -303,7 +303,7 @@ async def pause_or_resume(seller: str, action: str, request: Request) -> Respons
     )
     if outcome.error:
         if outcome.status == 503:
-            return pages.message_page(
+            return web.message_page(
                 503, "Outcome unknown", f"{outcome.error}. Check the seller before trying again.", session
             )
         return await _seller_page(request, session, seller, outcome.status, state_errors=[outcome.error])
@@ -317,11 +317,11 @@ async def pause_or_resume(seller: str, action: str, request: Request) -> Respons
 async def statement(seller: str, request: Request) -> Response:
     """A seller's statement of a period (``GetStatement``, as the REST route); ``format=csv`` downloads
     the same CSV the REST API gives."""
-    session = await pages.signed_in_session(request)
+    session = await web.signed_in_session(request)
     if session is None:
-        return pages.to_sign_in()
+        return web.to_sign_in()
     if not seller_ok(seller):
-        return pages.message_page(404, "No such seller", "This is not a seller account.", session)
+        return web.message_page(404, "No such seller", "This is not a seller account.", session)
     period = request.query_params.get("period", "").strip()[:16] or last_month()
     currency = request.query_params.get("currency", "").strip().upper()[:3]
     try:
@@ -337,11 +337,11 @@ async def statement(seller: str, request: Request) -> Response:
         return Response(
             ps.statement_csv(out),
             media_type="text/csv",
-            headers=pages.PAGE_HEADERS
+            headers=web.PAGE_HEADERS
             | {"Content-Disposition": f'attachment; filename="statement-{seller}-{out.period}.csv"'},
         )
     csv_url = "?" + urlencode({"period": out.period, "currency": out.currency, "format": "csv"})
-    return pages.render_page(
+    return web.render_page(
         "sellers_statement.html", 200, session, title=f"Statement {seller} {out.period}",
         seller_account=seller, s=out, csv_url=csv_url,
     )  # fmt: skip
