@@ -89,8 +89,9 @@ def test_500s_are_replayed(sim: SimServer, client: Any) -> None:
 
 
 def test_key_in_flight_gets_409(sim: SimServer) -> None:
+    # The first request is held 2 s: long enough for the second to arrive on a loaded machine.
     sim.admin.set_faults(
-        [{"kind": "latency", "latency_ms": 400, "count": 1, "path_prefix": "/v1/payment_intents"}]
+        [{"kind": "latency", "latency_ms": 2000, "count": 1, "path_prefix": "/v1/payment_intents"}]
     )
     body = "amount=500&currency=usd&payment_method=pm_card_visa&confirm=true"
     headers = {
