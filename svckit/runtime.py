@@ -7,7 +7,6 @@ them here; tests call the same ``start_service`` in-process on port 0.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import cProfile
 import gc
 import os
@@ -29,8 +28,23 @@ from svckit.tls import security_for
 
 log = get_logger(__name__)
 
+TASK_STOP_SECONDS = 5.0
+"""How long a stop waits for its background jobs to end once cancelled."""
+
 # A composition root's build takes its own service's settings class, so the two are bound together.
 S = TypeVar("S", bound=ServiceSettings)
+
+
+def awaiting(task: asyncio.Task[Any]) -> str:
+    """Where a suspended task waits: its chain of awaited coroutines, outermost first."""
+    where: list[str] = []
+    coro: Any = task.get_coro()  # a coroutine, then whatever it awaits (a generator-based awaitable too)
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            where.append(f"{frame.f_code.co_name} ({frame.f_code.co_filename}:{frame.f_lineno})")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return " -> ".join(where)
 
 
 @dataclass
@@ -69,9 +83,19 @@ class ServiceHandle:
     async def close_resources(self) -> None:
         for task in self.tasks:
             task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self.tasks:
+            # Bounded: a background job that does not end on its cancellation must not hold the stop (a
+            # stuck shutdown is killed by the orchestrator anyway, with nothing logged); where it is stuck is.
+            _, stuck = await asyncio.wait(self.tasks, timeout=TASK_STOP_SECONDS)
+            if stuck:
+                others = [t for t in asyncio.all_tasks() if not t.done() and t not in stuck]
+                for task in stuck:
+                    log.error("background task did not stop on its cancellation; abandoned",
+                              task=task.get_name(), awaiting=awaiting(task),
+                              other_tasks=[f"{t.get_name()}: {awaiting(t)}" for t in others[:30]])  # fmt: skip
+            for task in self.tasks:
+                if task.done() and not task.cancelled():
+                    task.exception()  # retrieved: a job that failed has logged it already
         for hook in self.on_stop:
             await hook()
         await self.engine.dispose()

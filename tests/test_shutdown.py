@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any, cast
 
+from sqlalchemy.ext.asyncio import create_async_engine
+from structlog.testing import capture_logs
+
+from svckit import runtime
+from svckit.config import ServiceSettings
 from svckit.devstack.infra import free_port
 from svckit.healthcheck import check
 
@@ -43,3 +51,34 @@ def test_sigterm_drains_and_exits_zero(infra):
             proc.kill()
     assert '"event": "shutting down"' in output
     assert '"event": "stopped"' in output
+
+
+async def test_a_background_job_that_ignores_its_cancellation_cannot_hold_a_stop(monkeypatch):
+    monkeypatch.setattr(runtime, "TASK_STOP_SECONDS", 0.3)
+
+    async def stubborn() -> None:
+        for _ in range(2):  # the bug guarded against: a job that swallows its first cancellation
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(60)
+
+    async def polite() -> None:
+        await asyncio.sleep(60)
+
+    stopped: list[str] = []
+
+    async def hook() -> None:
+        stopped.append("hook")
+
+    engine = create_async_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")  # never connects
+    handle = runtime.ServiceHandle(
+        settings=ServiceSettings(), engine=engine, server=cast(Any, None), on_stop=[hook]
+    )
+    handle.tasks += [asyncio.create_task(stubborn(), name="stubborn"), asyncio.create_task(polite())]
+    await asyncio.sleep(0)
+    with capture_logs() as logs:
+        await asyncio.wait_for(handle.close_resources(), timeout=10)
+    assert stopped == ["hook"]  # the rest of the stop ran
+    [error] = [e for e in logs if e["log_level"] == "error"]
+    assert error["task"] == "stubborn" and "stubborn" in error["awaiting"]
+    handle.tasks[0].cancel()  # the second cancellation ends it
+    await asyncio.wait(handle.tasks[:1], timeout=5)

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from svckit.db import create_engine, drop_database, ensure_database
 from svckit.events import Consumer, EventsSettings, Relay, create_all, outbox
 from svckit.redisclient import RedisClient
+from svckit.runtime import awaiting
 from svckit.testing import Infra
 from tests.events.events_demo import DEMO_DDL, handler_for
 
@@ -204,7 +205,9 @@ async def bus(infra: Infra, events_engine: AsyncEngine, events_database_url: str
         for task in b.tasks:
             if task.done() and not task.cancelled():
                 task.exception()  # retrieved: failed and already reported by the test
-        assert not stuck, f"{len(stuck)} task(s) did not stop within 20 s of their cancellation"
+        # Where each unfinished task of the loop waits (a stuck parent's children included): the diagnosis.
+        where = "\n".join(f"{t.get_name()}: {awaiting(t)}" for t in asyncio.all_tasks() if not t.done())
+        assert not stuck, f"{len(stuck)} task(s) did not stop within 20 s of their cancellation:\n{where}"
     for proc in b.procs:
         if proc.poll() is None:
             proc.kill()
