@@ -47,6 +47,15 @@ def awaiting(task: asyncio.Task[Any]) -> str:
     return " -> ".join(where)
 
 
+def stop_if_cancelled() -> None:
+    """Raise CancelledError when the running task was asked to stop. A retry loop calls it where it catches a
+    failure and before it sleeps: a library that turns its cancellation into another error (a dropped
+    connection, say) would otherwise be retried as a failure, and the job would never end."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 @dataclass
 class ServiceParts:
     """What a composition root returns: the servicers to mount, who may call them, and the background

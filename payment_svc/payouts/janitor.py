@@ -17,6 +17,7 @@ from payment_svc.payouts.run import PayoutRuns
 from payment_svc.payouts.steps import PayoutSteps
 from payment_svc.psp import PspError
 from svckit.logging import get_logger
+from svckit.runtime import stop_if_cancelled
 
 log = get_logger(__name__)
 
@@ -90,6 +91,7 @@ class PayoutJanitor:
                 await self.janitor_pass()
             except Exception:
                 log.exception("pay-out janitor pass failed; will retry")
+            stop_if_cancelled()  # a pass's own per-item handlers may have caught a converted cancellation
             await asyncio.sleep(
                 max(0.0, self._d.settings.janitor_interval_seconds - (time.monotonic() - started))
             )

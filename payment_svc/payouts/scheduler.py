@@ -24,6 +24,7 @@ from payment_svc.payouts.deps import PayoutDeps
 from payment_svc.payouts.domain import Schedule
 from payment_svc.payouts.run import PayoutRuns, new_run_id
 from svckit.logging import get_logger
+from svckit.runtime import stop_if_cancelled
 
 log = get_logger(__name__)
 
@@ -80,5 +81,6 @@ class PayoutScheduler:
                 await self.tick()
             except Exception:
                 log.exception("pay-out scheduler tick failed; will retry")
+            stop_if_cancelled()  # a pass's own per-item handlers may have caught a converted cancellation
             interval = self._d.settings.payout_scheduler_interval_seconds
             await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))

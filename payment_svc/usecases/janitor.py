@@ -22,6 +22,7 @@ from payment_svc.usecases.deps import Deps, UseCase
 from payment_svc.usecases.refunds import Refunds
 from svckit.errors import Internal
 from svckit.logging import get_logger
+from svckit.runtime import stop_if_cancelled
 
 log = get_logger(__name__)
 S = OrderState
@@ -168,6 +169,7 @@ class Janitor(UseCase):
                 await self.janitor_pass()
             except Exception:
                 log.exception("janitor pass failed; will retry")
+            stop_if_cancelled()  # a pass's own per-item handlers may have caught a converted cancellation
             await asyncio.sleep(
                 max(0.0, self._settings.janitor_interval_seconds - (time.monotonic() - started))
             )

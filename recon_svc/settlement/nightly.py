@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from recon_svc.record_checks import check_settlement_day
 from recon_svc.settlement.fetch import day_interval, fetch_report
 from recon_svc.settlement.run import RunReport, WorkerSetup, reconcile_file
+from svckit.runtime import stop_if_cancelled
 
 if TYPE_CHECKING:
     from recon_svc.settlement.grpc import SettlementDeps
@@ -158,6 +159,7 @@ class NightlyScheduler:
                 await self.tick()
             except Exception:  # the database away for a moment: the next tick tries again
                 log.exception("nightly settlement tick failed")
+            stop_if_cancelled()
             await asyncio.sleep(interval_seconds)
 
     async def _claim(self, day: dt.date) -> int | None:

@@ -48,6 +48,7 @@ from svckit.events.metrics import (
 from svckit.events.policy import DeadLetter, RetryPolicy, TerminalError
 from svckit.logging import get_logger
 from svckit.redisclient import RedisClient
+from svckit.runtime import stop_if_cancelled
 
 log = get_logger(__name__)
 
@@ -408,6 +409,7 @@ async def _until_ok(step: Callable[[], Awaitable[T]], what: str) -> T:
         except asyncio.CancelledError:
             raise
         except Exception:
+            stop_if_cancelled()
             failures += 1
             log.exception("consumer step failed; retrying", step=what, failures=failures)
             await asyncio.sleep(min(5.0, 0.1 * 2**failures))

@@ -36,6 +36,7 @@ from svckit.events.outbox import _digest
 from svckit.events.tables import NOTIFY_CHANNEL, OUTBOX_PARTITIONS
 from svckit.logging import get_logger
 from svckit.redisclient import RedisClient
+from svckit.runtime import stop_if_cancelled
 
 log = get_logger(__name__)
 
@@ -172,6 +173,7 @@ class Relay:
                 except asyncio.CancelledError:
                     raise
                 except Exception:
+                    stop_if_cancelled()
                     failures += 1
                     log.exception("relay batch failed; retrying", failures=failures)
                     await asyncio.sleep(min(5.0, 0.1 * 2**failures))

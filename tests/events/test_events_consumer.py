@@ -8,6 +8,7 @@ import asyncio
 import signal
 
 import pytest
+import redis
 import sqlalchemy as sa
 from prometheus_client import REGISTRY
 
@@ -366,3 +367,24 @@ def test_a_consumer_takes_exactly_one_kind_of_handler(bus):
 
     with pytest.raises(ValueError):
         Consumer(redis=bus.redis, engine=bus.engine, settings=bus.settings, group="g")
+
+
+async def test_a_consumer_stops_when_its_cancellation_comes_back_as_another_error(bus, monkeypatch):
+    # A client library may turn a cancellation in the middle of a read into its own error (a lost connection).
+    # The consumer's retry loop must not take that for a failure to retry: the service's stop would hang.
+    reading = asyncio.Event()
+
+    async def read_then_lose_the_connection(*args: object, **kwargs: object) -> object:
+        reading.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            raise redis.exceptions.ConnectionError("connection closed while reading") from None
+        return None
+
+    monkeypatch.setattr(bus.redis, "xreadgroup", read_then_lose_the_connection)
+    task = asyncio.create_task(bus.consumer("ledger-updater").run())
+    await asyncio.wait_for(reading.wait(), timeout=30)
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=10)
+    assert done == {task} and task.cancelled()
