@@ -298,12 +298,17 @@ def browser() -> Iterator[Any]:
         "--disable-component-update",
         "--disable-sync",
         "--disable-dev-shm-usage",
+        # A renderer starved of CPU by the other workers must not be throttled on top of it.
+        "--disable-renderer-backgrounding",
+        "--disable-background-timer-throttling",
+        "--disable-backgrounding-occluded-windows",
         f"--user-data-dir={profile}",
     ):
         options.add_argument(flag)
     # An explicit driver path keeps Selenium Manager from trying to download anything.
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(20)
+    # A bound, not a measure: on a busy 2-core runner a page's renderer has answered after more than 20 s.
+    driver.set_page_load_timeout(60)
     try:
         yield driver
     finally:
