@@ -48,9 +48,10 @@ def awaiting(task: asyncio.Task[Any]) -> str:
 
 
 def stop_if_cancelled() -> None:
-    """Raise CancelledError when the running task was asked to stop. A retry loop calls it where it catches a
-    failure and before it sleeps: a library that turns its cancellation into another error (a dropped
-    connection, say) would otherwise be retried as a failure, and the job would never end."""
+    """Raise CancelledError when the running task was asked to stop. A loop calls it where it catches a failure
+    and before it sleeps: a library that turns its cancellation into another error (a dropped connection, say)
+    or swallows it (Python 3.11's ``asyncio.wait_for`` does when its result arrives with the cancellation)
+    would otherwise leave the job running for ever."""
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError

@@ -405,7 +405,7 @@ async def _until_ok(step: Callable[[], Awaitable[T]], what: str) -> T:
     failures = 0
     while True:
         try:
-            return await step()
+            result = await step()
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -413,3 +413,6 @@ async def _until_ok(step: Callable[[], Awaitable[T]], what: str) -> T:
             failures += 1
             log.exception("consumer step failed; retrying", step=what, failures=failures)
             await asyncio.sleep(min(5.0, 0.1 * 2**failures))
+        else:
+            stop_if_cancelled()  # a cancellation a library swallowed (3.11's wait_for can) still ends the job
+            return result

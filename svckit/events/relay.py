@@ -178,6 +178,7 @@ class Relay:
                     log.exception("relay batch failed; retrying", failures=failures)
                     await asyncio.sleep(min(5.0, 0.1 * 2**failures))
                     continue
+                stop_if_cancelled()  # a cancellation a library swallowed (3.11's wait_for can) still ends the job
                 if n < self.settings.relay_batch_size:
                     await listener.wait(self.settings.relay_poll_interval_seconds)
                     if self.settings.relay_linger_seconds:
