@@ -7,7 +7,9 @@ the comparison (anti-joins, both directions), so a busy day never sits in this p
 is our records' creation time on one side and the books' posting time on the other, so a record created just
 before midnight may be booked just after it: each record one side lacks is then looked up by its reference on
 the other (one point read per difference, which an agreeing day does not have), and only a difference that
-lookup confirms is a mismatch. Reversals (ledger) and undo adjustments (wallet) cancel what they undo.
+lookup confirms is a mismatch. Reversals (ledger) and undo adjustments (wallet) cancel what they undo. A record
+whose book item of the window is there but disagrees with it (amount, currency, seller) is a ``..._DIFFERS``
+mismatch, compared in the same temporary tables.
 
 Mismatches are stored in the exceptions queue (``recon_mismatches``) under the run that asked, with the
 field-level difference ours vs the book's; all are ``manual`` (classify.py says why).
@@ -64,6 +66,10 @@ class OurRecord:
     """False for a record that explains book items but need not have any (a pay-out not paid or in transit)."""
     parent: str = ""
     """A refund's order (its seller is the order's)."""
+    wallet_amount_minor: int | None = None
+    """What its wallet movement moves: an order's seller share (amount less commission). None: at most
+    ``amount_minor`` (a refund gives back a share of the commission that depends on the order's earlier
+    refunds, and takes only what the wallet holds) or, for a pay-out, not compared (its steps move parts)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,10 +148,12 @@ def reference(kind: str, ref: str) -> str:
 
 _TABLES = [
     "CREATE TEMPORARY TABLE rc_ours (kind text, ref text, seller text, currency text, amount bigint,"
-    " wallet_expected boolean, detail text, required boolean, parent text, PRIMARY KEY (kind, ref))",
+    " wallet_expected boolean, detail text, required boolean, parent text, wallet_amount bigint,"
+    " PRIMARY KEY (kind, ref))",
     "CREATE TEMPORARY TABLE rc_items (book text, kind text, ref text, item_id text, currency text,"
     " amount bigint, cancels text, seller text)",
     "CREATE INDEX ON rc_items (book, cancels)",
+    "CREATE INDEX ON rc_items (book, kind, ref)",
 ]
 
 # A book item counts unless it undoes another (a reversal, an undo) or another item of the window undoes it;
@@ -193,11 +201,48 @@ _BOOKS_UNEXPLAINED = sa.text(
 """Book items of the window that no record of ours in the window explains, or an order or refund booked more
 than once (a pay-out has several transactions and movements: reserve, sent, paid)."""
 
+# A live item (not a reversal or undo, and not reversed) that agrees with its record: the currency always; the
+# ledger's amount (its debits) for an order or refund; the wallet's seller where we know it, and its amount (the
+# seller share exactly, or at most the record's amount; see OurRecord.wallet_amount_minor).
+_LIVE = (
+    "i.book = n.book AND i.kind = o.kind AND i.ref = o.ref AND i.cancels = ''"
+    " AND NOT EXISTS (SELECT 1 FROM rc_items r WHERE r.book = i.book AND r.cancels = i.item_id)"
+)
+_AGREES = """
+    i.currency = o.currency AND CASE
+      WHEN o.kind = 'payout' THEN i.book = 'ledger' OR o.seller = '' OR i.seller = o.seller
+      WHEN i.book = 'ledger' THEN i.amount = o.amount
+      ELSE (o.seller = '' OR i.seller = o.seller)
+           AND CASE WHEN o.wallet_amount IS NULL THEN i.amount BETWEEN 0 AND o.amount
+                    ELSE i.amount = o.wallet_amount END
+    END
+"""
+_BOOKS_DIFFERING = sa.text(
+    f"""
+    SELECT o.kind, o.ref, o.seller, o.currency, o.amount, o.wallet_amount, n.book,
+           bad.item_id, bad.currency AS their_currency, bad.amount AS their_amount, bad.seller AS their_seller
+    FROM rc_ours o
+    JOIN rc_net n ON n.kind = o.kind AND n.ref = o.ref AND n.net >= 1 AND (n.net = 1 OR o.kind = 'payout')
+    CROSS JOIN LATERAL (
+        SELECT i.item_id, i.currency, i.amount, i.seller FROM rc_items i
+        WHERE {_LIVE} AND NOT ({_AGREES}) ORDER BY i.item_id LIMIT 1
+    ) bad
+    WHERE (o.kind = 'payout' OR NOT EXISTS (SELECT 1 FROM rc_items i WHERE {_LIVE} AND {_AGREES}))
+      AND (o.kind, o.ref, n.book) > (:kind, :ref, :book)
+    ORDER BY o.kind, o.ref, n.book
+    LIMIT :limit
+    """
+)
+"""Our records whose book item of the window has another amount, currency or seller, a page at a time: an order or
+refund when none of its live items agrees (an undone attempt and its retry leave two), a pay-out when any of its
+steps disagrees. Records a book lacks, or has twice, are the two queries above's."""
+
 
 _INSERT_OURS = sa.text(
     "INSERT INTO rc_ours SELECT * FROM unnest(CAST(:kind AS text[]), CAST(:ref AS text[]), CAST(:seller AS text[]),"
     " CAST(:currency AS text[]), CAST(:amount AS bigint[]), CAST(:wallet_expected AS boolean[]),"
-    " CAST(:detail AS text[]), CAST(:required AS boolean[]), CAST(:parent AS text[])) ON CONFLICT DO NOTHING"
+    " CAST(:detail AS text[]), CAST(:required AS boolean[]), CAST(:parent AS text[]), CAST(:wallet_amount AS bigint[]))"
+    " ON CONFLICT DO NOTHING"
 )
 _INSERT_ITEMS = sa.text(
     "INSERT INTO rc_items SELECT * FROM unnest(CAST(:book AS text[]), CAST(:kind AS text[]), CAST(:ref AS text[]),"
@@ -230,7 +275,7 @@ async def _our_rows(records: AsyncIterator[OurRecord]) -> AsyncIterator[dict[str
     async for r in records:
         yield {"kind": r.kind, "ref": r.ref, "seller": r.seller, "currency": r.currency, "amount": r.amount_minor,
                "wallet_expected": r.wallet_expected, "detail": r.detail, "required": r.required,
-               "parent": r.parent}  # fmt: skip
+               "parent": r.parent, "wallet_amount": r.wallet_amount_minor}  # fmt: skip
 
 
 async def _item_rows(book: Book, items: AsyncIterator[BookItem]) -> AsyncIterator[dict[str, Any]]:
@@ -306,6 +351,44 @@ async def _books_unexplained(conn: AsyncConnection, sources: RecordSources) -> A
         position = (last.book, last.kind, last.ref)
 
 
+async def _books_differing(conn: AsyncConnection) -> AsyncIterator[Mismatch]:
+    """Our records whose book item has another amount, currency or seller than the record: one mismatch per
+    record and book, with a difference per field, the amount theirs less ours when the amount differs."""
+    position = ("", "", "")
+    while True:
+        page = (
+            await conn.execute(
+                _BOOKS_DIFFERING,
+                {"kind": position[0], "ref": position[1], "book": position[2], "limit": PAGE},
+            )
+        ).all()
+        await conn.commit()
+        for row in page:
+            what = "transaction" if row.book == "ledger" else "movement"
+            diffs = [
+                Difference(f"{row.book}_{what}", f"{row.kind} {row.ref}", f"{row.book} {what} {row.item_id}")
+            ]
+            if row.their_currency != row.currency:
+                diffs.append(Difference("currency", row.currency, row.their_currency))
+            expected = row.amount if row.book == "ledger" else row.wallet_amount
+            amount = row.amount
+            if row.kind != "payout" and row.their_currency == row.currency:
+                if expected is not None and row.their_amount != expected:
+                    diffs.append(Difference("amount_minor", str(expected), str(row.their_amount)))
+                    amount = row.their_amount - expected
+                elif expected is None and not 0 <= row.their_amount <= row.amount:
+                    diffs.append(Difference("amount_minor", f"at most {row.amount}", str(row.their_amount)))
+                    amount = row.their_amount - row.amount
+            if row.book == "wallet" and row.seller and row.their_seller != row.seller:
+                diffs.append(Difference("seller", row.seller, row.their_seller))
+            code = Code.LEDGER_TRANSACTION_DIFFERS if row.book == "ledger" else Code.WALLET_MOVEMENT_DIFFERS
+            yield _mismatch(code, reference(row.kind, row.ref), row.currency, amount, diffs)
+        if len(page) < PAGE:
+            return
+        last = page[-1]
+        position = (last.kind, last.ref, last.book)
+
+
 async def _store(conn: AsyncConnection, run_id: str, found: list[Mismatch]) -> list[tuple[Mismatch, str]]:
     stored = [(m, f"mm_{uuid.uuid4().hex}") for m in found]
     if not stored:
@@ -359,7 +442,11 @@ async def check_records(
                 await conn.execute(sa.text(statement))
             await conn.commit()
             found: list[Mismatch] = []
-            for differences in (_ours_lacking(conn, sources), _books_unexplained(conn, sources)):
+            for differences in (
+                _ours_lacking(conn, sources),
+                _books_unexplained(conn, sources),
+                _books_differing(conn),
+            ):
                 async for m in differences:
                     found.append(m)
                     if len(found) >= PAGE:

@@ -59,6 +59,10 @@ class Code(enum.StrEnum):
     LEDGER_TRANSACTION_UNEXPECTED = "LEDGER_TRANSACTION_UNEXPECTED"
     """A ledger transaction names an order, refund or pay-out that is no success, refund or pay-out of ours,
     or an order or refund has more than its one transaction."""
+    LEDGER_TRANSACTION_DIFFERS = "LEDGER_TRANSACTION_DIFFERS"
+    """Our order's, refund's or pay-out's one ledger transaction has another amount (its debits) or currency."""
+    WALLET_MOVEMENT_DIFFERS = "WALLET_MOVEMENT_DIFFERS"
+    """Our order's, refund's or pay-out's wallet movement has another amount, currency or seller."""
     WALLET_LEDGER_DIFFERS = "WALLET_LEDGER_DIFFERS"
     """A seller's wallet (available + reserved) is not its ledger payable account (or one of the two is missing)."""
     WALLET_MOVEMENT_UNEXPECTED = "WALLET_MOVEMENT_UNEXPECTED"
@@ -89,6 +93,10 @@ CLASSIFICATION: Mapping[Code, Classification] = {
     Code.WALLET_MOVEMENT_MISSING: Classification.MANUAL,
     Code.LEDGER_TRANSACTION_UNEXPECTED: Classification.MANUAL,
     Code.WALLET_MOVEMENT_UNEXPECTED: Classification.MANUAL,
+    # Manual: the books already hold an item for the record, so re-driving replays it and changes nothing; which
+    # side is wrong (the record or the posting) needs a person, and a correction is a new transaction.
+    Code.LEDGER_TRANSACTION_DIFFERS: Classification.MANUAL,
+    Code.WALLET_MOVEMENT_DIFFERS: Classification.MANUAL,
     Code.WALLET_LEDGER_DIFFERS: Classification.MANUAL,
 }
 
