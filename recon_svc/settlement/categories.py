@@ -33,7 +33,10 @@ async def match_other(row: SettlementRow, records: PaymentRecords) -> RowOutcome
     category = row.reporting_category
     if category in DISPUTE_CATEGORIES:
         # The dispute's row carries the disputed charge's PaymentIntent and our metadata, like the charge's.
-        return classify_dispute(row, await records.checkout_for(row))
+        orders = await records.checkout_for(row)
+        # Compared with the payment service's record of the dispute only when the checkout is ours.
+        disputes = await records.disputes_for(row) if orders else None
+        return classify_dispute(row, orders, disputes)
     if category in REFUND_FAILURE_CATEGORIES:
         return classify_refund_failure(row, await records.refund_for(row))
     if category in TRANSFER_REVERSAL_CATEGORIES:

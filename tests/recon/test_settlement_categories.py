@@ -17,6 +17,7 @@ from recon_svc.settlement.classify import (
     Classification,
     Code,
     OrderState,
+    OurDispute,
     OurOrder,
     OurPayout,
     OurRefund,
@@ -88,6 +89,34 @@ def test_a_dispute_we_have_no_record_of_is_manual_and_one_above_the_charge_is_no
     assert (m.code, m.classification, out.booking) == (Code.DISPUTE_NOT_RECORDED, Classification.MANUAL, None)
     [big] = (over := classify_dispute(_row("dispute", -3_001, 1_500), CART)).mismatches
     assert (big.code, big.differences[0].ours, over.booking) == (Code.AMOUNT_DIFFERS, "at most 3000", None)
+
+
+def test_a_dispute_row_is_compared_with_the_payment_services_record_of_its_dispute():
+    lost = [OurDispute("dp_a", 3_000, "USD", "lost")]
+    agreed = classify_dispute(_row("dispute", -3_000, 1_500, "dp_a"), CART, lost)
+    assert (agreed.mismatches, agreed.booking is not None) == ([], True)
+    # A dispute the payment service never heard of: still booked (the PSP took the money), for a person.
+    [missing] = (unheard := classify_dispute(_row("dispute", -3_000, 1_500, "dp_b"), CART, lost)).mismatches
+    assert (missing.code, missing.classification, unheard.booking is not None) == (
+        Code.DISPUTE_RECORD_MISSING,
+        Classification.MANUAL,
+        True,
+    )
+    # Another amount than our record: not booked.
+    [other] = (off := classify_dispute(_row("dispute", -2_500, 1_500, "dp_a"), CART, lost)).mismatches
+    assert (other.code, other.differences[0].field, off.booking) == (
+        Code.AMOUNT_DIFFERS,
+        "dispute.amount_minor",
+        None,
+    )
+    # A reversal (won) of a dispute we hold lost, and funds withdrawn for what we hold an inquiry: booked, flagged.
+    [status] = classify_dispute(_row("dispute_reversal", 3_000, 0, "dp_a"), CART, lost).mismatches
+    assert (status.code, status.differences[0].ours) == (Code.DISPUTE_STATUS_DIFFERS, "lost")
+    inquiry = [OurDispute("dp_a", 3_000, "USD", "warning_needs_response")]
+    [withdrawn] = classify_dispute(_row("dispute", -3_000, 1_500, "dp_a"), CART, inquiry).mismatches
+    assert withdrawn.code == Code.DISPUTE_STATUS_DIFFERS
+    won = [OurDispute("dp_a", 3_000, "USD", "won")]
+    assert classify_dispute(_row("dispute_reversal", 3_000, 0, "dp_a"), CART, won).mismatches == []
 
 
 def test_a_refund_failure_mirrors_the_refund_and_is_flagged_while_we_hold_it_succeeded():
@@ -182,6 +211,9 @@ class _Records:
         return None
 
     async def refund_for(self, row):
+        return None
+
+    async def disputes_for(self, row):
         return None
 
     async def payout_for(self, payout_id):

@@ -17,6 +17,7 @@ from svckit.gen.payments.v1 import payment_service_pb2 as pb
 from svckit.gen.payments.v1 import payout_service_pb2 as popb
 from svckit.gen.payments.v1 import payout_service_pb2_grpc as po_grpc
 from tests.recon import test_settlement_run as base
+from tests.recon.psp_disputes import deliver, dispute_events
 from tests.recon.test_settlement_run import REPORT, _fresh_start, _mismatches, _receivable, _run, _settled
 
 recon = base.recon  # the fixture: recon's ports as the ``recon`` identity
@@ -144,6 +145,12 @@ async def test_a_day_with_every_kind_of_activity_reconciles_to_zero(
         lambda: _receivable_is(channels, before + 20000 + 100000 + 1000 - 1200), "our postings landed"
     )
 
+    # The payment service records the dispute from its charge.dispute.* webhooks (delivered here as the gateway
+    # would; no gateway is subscribed to the simulator in this test): the run matches the file's row to it.
+    disputed_intent = (
+        await recon["payments"].GetPaymentOrder(pb.GetPaymentOrderRequest(payment_order_id=disputed))
+    ).payment_order.psp_reference
+    await deliver(sim, recon["payments"], dispute_events(sim, start, disputed_intent))
     data = _file(sim, start)
     # Before the file is counted the receivable holds what the PSP's file says it owes for the day.
     assert await _receivable(channels) - before == _gross_of(data, "charge", "refund")
