@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import sqlalchemy as sa
 from prometheus_client import Counter
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from recon_svc.settlement import tables as t
@@ -390,8 +391,26 @@ async def _books_differing(conn: AsyncConnection) -> AsyncIterator[Mismatch]:
 
 
 async def _store(conn: AsyncConnection, run_id: str, found: list[Mismatch]) -> list[tuple[Mismatch, str]]:
-    stored = [(m, f"mm_{uuid.uuid4().hex}") for m in found]
-    if not stored:
+    """Queue the mismatches under ``run_id``; each with its id. One the run queued already (an earlier attempt of
+    its checks that failed later on, then retried) keeps its first id and is not queued again: a record has at
+    most one mismatch per code in a run, so (code, reference) names it."""
+    if not found:
+        return []
+    earlier = {
+        (r.code, r.our_reference): r.mismatch_id
+        for r in await conn.execute(
+            sa.select(t.mismatches.c.code, t.mismatches.c.our_reference, t.mismatches.c.mismatch_id).where(
+                t.mismatches.c.run_id == run_id,
+                t.mismatches.c.balance_transaction_id == "",
+                t.mismatches.c.our_reference.in_({m.our_reference for m in found}),
+            )
+        )
+    }
+    kept = [(m, earlier.get((m.code.value, m.our_reference))) for m in found]
+    stored = [(m, mid or f"mm_{uuid.uuid4().hex}") for m, mid in kept]
+    new = [(m, mid) for (m, mid), (_, was) in zip(stored, kept, strict=True) if was is None]
+    if not new:
+        await conn.commit()
         return stored
     await conn.execute(
         t.mismatches.insert(),
@@ -401,7 +420,7 @@ async def _store(conn: AsyncConnection, run_id: str, found: list[Mismatch]) -> l
              "currency": m.currency, "amount_minor": m.amount_minor,
              "differences": [{"field": d.field, "ours": d.ours, "theirs": d.theirs} for d in m.differences],
              "line": 0}
-            for m, mid in stored
+            for m, mid in new
         ],
     )  # fmt: skip
     await conn.execute(
@@ -409,7 +428,7 @@ async def _store(conn: AsyncConnection, run_id: str, found: list[Mismatch]) -> l
         [
             {"mismatch_id": mid, "actor": "recon", "action": "opened",
              "detail": f"{m.code.value} in run {run_id} (internal check)"}
-            for m, mid in stored
+            for m, mid in new
         ],
     )  # fmt: skip
     await conn.commit()
@@ -500,6 +519,50 @@ class _SettlementReport(Protocol):
     def as_dict(self) -> dict[str, object]: ...
 
 
+async def run_day_checks(
+    engine: AsyncEngine,
+    checker: RecordChecker,
+    report: _SettlementReport,
+    window: tuple[dt.datetime, dt.datetime],
+) -> tuple[RecordCheckReport, dict[str, object]]:
+    """The per-record checks and the wallets-against-ledger comparison of ``window``'s day, their mismatches
+    queued under the run and counted in ``report`` (by code and classification); the summary its stored report
+    carries as ``internal_checks``. Raises whatever stopped them (nothing is counted then; what they had queued
+    stays, and a retry queues it no second time)."""
+    checks = await checker.check(window, report.run_id)
+    totals = await checker.totals() if checker.totals is not None else None
+    if totals is not None:
+        async with engine.connect() as conn:
+            checks.add(await _store(conn, report.run_id, [_totals_mismatch(m) for m in totals.mismatches]))
+    for (code, classification), n in checks.counts.items():
+        report.mismatches_by_code[code] = report.mismatches_by_code.get(code, 0) + n
+        report.open_by_classification[classification] = (
+            report.open_by_classification.get(classification, 0) + n
+        )
+    summary: dict[str, object] = {
+        "records_checked": checks.records_checked,
+        "book_items_checked": checks.book_items_checked,
+        "mismatches": checks.mismatch_count,
+    }
+    if totals is not None:
+        summary |= {"wallets_checked": totals.wallets_checked, "accounts_checked": totals.accounts_checked}
+    return checks, summary
+
+
+def failure_reason(exc: Exception) -> str:
+    """What stopped the checks, for the report and the log: a domain reason, else the error's type (never its
+    text, which may quote a connection string)."""
+    return exc.reason if isinstance(exc, DomainError) else type(exc).__name__
+
+
+async def save_internal_checks(
+    engine: AsyncEngine, report: _SettlementReport, summary: dict[str, object]
+) -> None:
+    stored = report.as_dict() | {"internal_checks": summary}
+    async with engine.begin() as conn:
+        await conn.execute(t.runs.update().where(t.runs.c.run_id == report.run_id).values(report=stored))
+
+
 async def check_settlement_day(
     engine: AsyncEngine,
     checker: RecordChecker,
@@ -511,40 +574,34 @@ async def check_settlement_day(
     read (``internal_checks``).
 
     A check that fails (a service unreachable) leaves the settlement run as it is: its reason is stored in
-    ``internal_checks.error``, logged as an error and counted (``recon_internal_checks_failed_total``, for an
-    alert); None is returned. Re-run the day's checks with CompareWalletsWithLedger and the day's window."""
-    summary: dict[str, object]
+    ``internal_checks.error``, logged as an error, counted (``recon_internal_checks_failed_total``) and queued for
+    a retry after a back-off (recon_svc/check_retries.py, which reports when they pass or alerts when they still
+    fail at the back-off's cap); None is returned."""
     checks: RecordCheckReport | None
     try:
-        checks = await checker.check(window, report.run_id)
-        totals = await checker.totals() if checker.totals is not None else None
-        if totals is not None:
-            async with engine.connect() as conn:
-                checks.add(
-                    await _store(conn, report.run_id, [_totals_mismatch(m) for m in totals.mismatches])
-                )
+        checks, summary = await run_day_checks(engine, checker, report, window)
     except Exception as exc:  # the settlement run stands whatever stopped the checks
-        reason = exc.reason if isinstance(exc, DomainError) else type(exc).__name__
+        reason = failure_reason(exc)
         FAILED.inc()
-        log.error("internal checks failed; the settlement run stands", run_id=report.run_id, reason=reason)
-        checks, summary = None, {"error": reason}
-    else:
-        for (code, classification), n in checks.counts.items():
-            report.mismatches_by_code[code] = report.mismatches_by_code.get(code, 0) + n
-            report.open_by_classification[classification] = (
-                report.open_by_classification.get(classification, 0) + n
-            )
-        summary = {
-            "records_checked": checks.records_checked,
-            "book_items_checked": checks.book_items_checked,
-            "mismatches": checks.mismatch_count,
-        }
-        if totals is not None:
-            summary |= {
-                "wallets_checked": totals.wallets_checked,
-                "accounts_checked": totals.accounts_checked,
-            }
-    stored = report.as_dict() | {"internal_checks": summary}
-    async with engine.begin() as conn:
-        await conn.execute(t.runs.update().where(t.runs.c.run_id == report.run_id).values(report=stored))
+        log.error("internal checks failed; the settlement run stands, the checks are retried",
+                  run_id=report.run_id, reason=reason)  # fmt: skip
+        await queue_retry(engine, report.run_id, window, reason)
+        checks, summary = None, {"error": reason, "attempts": 1, "retry": "scheduled"}
+    await save_internal_checks(engine, report, summary)
     return checks
+
+
+async def queue_retry(
+    engine: AsyncEngine, run_id: str, window: tuple[dt.datetime, dt.datetime], reason: str
+) -> None:
+    """The run's checks failed at the end of its run (attempt 1): retried by check_retries.CheckRetrier."""
+    insert = postgresql.insert(t.check_retries).values(
+        run_id=run_id,
+        window_start=window[0],
+        window_end=window[1],
+        state="failed",
+        attempts=1,
+        last_error=reason,
+    )
+    async with engine.begin() as conn:
+        await conn.execute(insert.on_conflict_do_nothing(index_elements=["run_id"]))

@@ -19,6 +19,7 @@ from prometheus_client import REGISTRY
 
 from ledger_svc import naming
 from recon_svc.books import GrpcLedgerReader, GrpcWalletReader
+from recon_svc.check_retries import CheckRetrier
 from recon_svc.config import ReconSettings
 from recon_svc.record_checks import (
     KEPT,
@@ -30,7 +31,7 @@ from recon_svc.record_checks import (
     check_settlement_day,
 )
 from recon_svc.record_sources import GrpcRecordSources
-from recon_svc.service import compare_wallets_with_ledger
+from recon_svc.service import WalletLedgerReport, compare_wallets_with_ledger
 from recon_svc.settlement import nightly
 from recon_svc.settlement import tables as t
 from recon_svc.settlement.classify import Rules
@@ -514,6 +515,136 @@ async def test_internal_checks_that_fail_leave_the_days_settlement_run_standing(
             )
         ).one()
     assert stored.state == "SUCCEEDED"
-    assert stored.report["internal_checks"] == {"error": "UPSTREAM_UNAVAILABLE"}
+    assert stored.report["internal_checks"] == {
+        "error": "UPSTREAM_UNAVAILABLE",
+        "attempts": 1,
+        "retry": "scheduled",
+    }
     assert stored.report["mismatches_by_code"] == {"UNMATCHED_ROW": 1}
     assert REGISTRY.get_sample_value("recon_internal_checks_failed_total") == failed_before + 1
+    async with engine.begin() as conn:
+        queued = (
+            await conn.execute(sa.select(t.check_retries).where(t.check_retries.c.run_id == run.run_id))
+        ).one()
+        # This test's run is not for the other tests' retriers (nor the service's) to run again.
+        await conn.execute(t.check_retries.delete().where(t.check_retries.c.run_id == run.run_id))
+    assert (queued.state, queued.attempts, queued.last_error) == ("failed", 1, "UPSTREAM_UNAVAILABLE")
+    assert (queued.window_start, queued.window_end) == _WINDOW
+
+
+async def _settlement_run(engine, tag: str) -> RunReport:
+    """A settlement run of the day that succeeded with one unmatched row, stored as the day's run stores it."""
+    run = RunReport(run_id=f"rr_test_{tag}", state="SUCCEEDED", mismatches_by_code={"UNMATCHED_ROW": 1})
+    run.open_by_classification = {"unclassified": 1}
+    async with engine.begin() as conn:
+        await conn.execute(
+            t.runs.insert().values(
+                run_id=run.run_id, state="SUCCEEDED", kind="SETTLEMENT_FILE", report=run.as_dict(),
+                finished_at=sa.func.now(),
+            )
+        )  # fmt: skip
+    return run
+
+
+async def _stored(engine, run_id: str) -> tuple[dict[str, Any], list[Any], Any]:
+    """The run's stored report, its mismatches, and its row in the retry queue."""
+    async with engine.connect() as conn:
+        report = await conn.scalar(sa.select(t.runs.c.report).where(t.runs.c.run_id == run_id))
+        queued = (await conn.execute(sa.select(t.mismatches).where(t.mismatches.c.run_id == run_id))).all()
+        retry = (
+            await conn.execute(sa.select(t.check_retries).where(t.check_retries.c.run_id == run_id))
+        ).one()
+    return report, queued, retry
+
+
+async def test_end_of_run_checks_that_failed_are_retried_and_their_results_recorded_once(services):
+    # The first attempt queues the per-record mismatches, then the wallets-against-ledger comparison fails (the
+    # wallet service away); the retry after the back-off passes. Each mismatch is queued and counted once.
+    tag = uuid.uuid4().hex[:8]
+    engine = services["recon"].engine
+    run = await _settlement_run(engine, tag)
+    order = f"po_unbooked_{tag}"
+    calls = 0
+
+    async def totals() -> WalletLedgerReport:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise Unavailable("UPSTREAM_UNAVAILABLE", "the wallet service did not answer")
+        return WalletLedgerReport(wallets_checked=3, accounts_checked=3, mismatches=[])
+
+    checker = RecordChecker(
+        engine, _Sources(records=[OurRecord("order", order, "s", "USD", 500)]), totals=totals
+    )
+    passed_before = (
+        REGISTRY.get_sample_value("recon_internal_checks_retried_total", {"outcome": "passed"}) or 0
+    )
+
+    assert await check_settlement_day(engine, checker, run, _WINDOW) is None
+    report, queued, retry = await _stored(engine, run.run_id)
+    assert report["internal_checks"]["error"] == "UPSTREAM_UNAVAILABLE"
+    assert report["mismatches_by_code"] == {"UNMATCHED_ROW": 1}  # nothing counted from a failed attempt
+    assert len(queued) == 2 and (retry.state, retry.attempts) == ("failed", 1)
+    first_ids = {m.mismatch_id for m in queued}
+
+    retrier = CheckRetrier(
+        engine, checker, retry=dt.timedelta(seconds=1), retry_max=dt.timedelta(seconds=4),
+        lease=dt.timedelta(minutes=5), clock=lambda: _now() + dt.timedelta(hours=1),
+    )  # fmt: skip
+    outcomes = await retrier.tick()
+
+    assert outcomes[run.run_id] == "passed"
+    report, queued, retry = await _stored(engine, run.run_id)
+    assert sorted((m.code, m.our_reference) for m in queued) == [
+        ("LEDGER_TRANSACTION_MISSING", f"order:{order}"),
+        ("WALLET_MOVEMENT_MISSING", f"order:{order}"),
+    ]
+    assert {m.mismatch_id for m in queued} == first_ids
+    assert report["mismatches_by_code"] == {
+        "UNMATCHED_ROW": 1, "LEDGER_TRANSACTION_MISSING": 1, "WALLET_MOVEMENT_MISSING": 1,
+    }  # fmt: skip
+    assert report["open_by_classification"] == {"unclassified": 1, "manual": 2}
+    assert report["internal_checks"] == {
+        "records_checked": 1, "book_items_checked": 0, "mismatches": 2, "wallets_checked": 3,
+        "accounts_checked": 3, "attempts": 2,
+    }  # fmt: skip
+    assert (retry.state, retry.attempts, retry.last_error) == ("done", 2, None)
+    assert (
+        REGISTRY.get_sample_value("recon_internal_checks_retried_total", {"outcome": "passed"})
+        == passed_before + 1
+    )
+    assert run.run_id not in await retrier.tick()  # done: never run again
+
+
+async def test_end_of_run_checks_still_failing_at_the_back_offs_cap_are_abandoned_with_an_alert(services):
+    tag = uuid.uuid4().hex[:8]
+    engine = services["recon"].engine
+    run = await _settlement_run(engine, tag)
+    checker = RecordChecker(engine, _Unreachable())
+    assert await check_settlement_day(engine, checker, run, _WINDOW) is None
+    start = _now()
+    at = start
+    retrier = CheckRetrier(
+        engine, checker, retry=dt.timedelta(seconds=10), retry_max=dt.timedelta(seconds=20),
+        lease=dt.timedelta(minutes=5), clock=lambda: at,
+    )  # fmt: skip
+    abandoned_before = (
+        REGISTRY.get_sample_value("recon_internal_checks_retried_total", {"outcome": "abandoned"}) or 0
+    )
+
+    at = start + dt.timedelta(seconds=11)  # the first back-off (10 s) is over
+    assert (await retrier.tick())[run.run_id] == "failed"
+    assert run.run_id not in await retrier.tick()  # the next back-off (20 s, the cap) is not over
+    at = start + dt.timedelta(seconds=32)
+    assert (await retrier.tick())[run.run_id] == "abandoned"  # it waited the cap and still fails
+
+    report, queued, retry = await _stored(engine, run.run_id)
+    assert (retry.state, retry.attempts, retry.last_error) == ("abandoned", 3, "UPSTREAM_UNAVAILABLE")
+    assert report["internal_checks"] == {"error": "UPSTREAM_UNAVAILABLE", "attempts": 3, "retry": "abandoned"}
+    assert report["mismatches_by_code"] == {"UNMATCHED_ROW": 1} and queued == []
+    assert (
+        REGISTRY.get_sample_value("recon_internal_checks_retried_total", {"outcome": "abandoned"})
+        == abandoned_before + 1
+    )
+    at = start + dt.timedelta(days=1)
+    assert run.run_id not in await retrier.tick()  # abandoned: left for a person (CompareWalletsWithLedger)
