@@ -154,7 +154,6 @@ _TABLES = [
     "CREATE TEMPORARY TABLE rc_items (book text, kind text, ref text, item_id text, currency text,"
     " amount bigint, cancels text, seller text)",
     "CREATE INDEX ON rc_items (book, cancels)",
-    "CREATE INDEX ON rc_items (book, kind, ref)",
 ]
 
 # A book item counts unless it undoes another (a reversal, an undo) or another item of the window undoes it;
@@ -202,13 +201,9 @@ _BOOKS_UNEXPLAINED = sa.text(
 """Book items of the window that no record of ours in the window explains, or an order or refund booked more
 than once (a pay-out has several transactions and movements: reserve, sent, paid)."""
 
-# A live item (not a reversal or undo, and not reversed) that agrees with its record: the currency always; the
+# Whether a live item (not a reversal or undo, and not reversed) agrees with its record: the currency always; the
 # ledger's amount (its debits) for an order or refund; the wallet's seller where we know it, and its amount (the
 # seller share exactly, or at most the record's amount; see OurRecord.wallet_amount_minor).
-_LIVE = (
-    "i.book = n.book AND i.kind = o.kind AND i.ref = o.ref AND i.cancels = ''"
-    " AND NOT EXISTS (SELECT 1 FROM rc_items r WHERE r.book = i.book AND r.cancels = i.item_id)"
-)
 _AGREES = """
     i.currency = o.currency AND CASE
       WHEN o.kind = 'payout' THEN i.book = 'ledger' OR o.seller = '' OR i.seller = o.seller
@@ -218,25 +213,38 @@ _AGREES = """
                     ELSE i.amount = o.wallet_amount END
     END
 """
-_BOOKS_DIFFERING = sa.text(
+# Computed once, set-based (hash joins, no per-record look-ups), then read back in keyset pages.
+_DIFFERING = [
+    "ANALYZE rc_items",
     f"""
-    SELECT o.kind, o.ref, o.seller, o.currency, o.amount, o.wallet_amount, n.book,
-           bad.item_id, bad.currency AS their_currency, bad.amount AS their_amount, bad.seller AS their_seller
-    FROM rc_ours o
-    JOIN rc_net n ON n.kind = o.kind AND n.ref = o.ref AND n.net >= 1 AND (n.net = 1 OR o.kind = 'payout')
-    CROSS JOIN LATERAL (
-        SELECT i.item_id, i.currency, i.amount, i.seller FROM rc_items i
-        WHERE {_LIVE} AND NOT ({_AGREES}) ORDER BY i.item_id LIMIT 1
-    ) bad
-    WHERE (o.kind = 'payout' OR NOT EXISTS (SELECT 1 FROM rc_items i WHERE {_LIVE} AND {_AGREES}))
-      AND (o.kind, o.ref, n.book) > (:kind, :ref, :book)
-    ORDER BY o.kind, o.ref, n.book
-    LIMIT :limit
+    CREATE TEMPORARY TABLE rc_differ AS
+    WITH judged AS (
+        SELECT o.kind, o.ref, o.seller, o.currency, o.amount, o.wallet_amount, i.book, i.item_id,
+               i.currency AS their_currency, i.amount AS their_amount, i.seller AS their_seller,
+               ({_AGREES}) AS agrees
+        FROM rc_ours o
+        JOIN rc_net n ON n.kind = o.kind AND n.ref = o.ref AND n.net >= 1 AND (n.net = 1 OR o.kind = 'payout')
+        JOIN rc_items i ON i.book = n.book AND i.kind = o.kind AND i.ref = o.ref AND i.cancels = ''
+        WHERE NOT EXISTS (SELECT 1 FROM rc_items r WHERE r.book = i.book AND r.cancels = i.item_id)
+    ), verdict AS (
+        SELECT kind, ref, book, bool_or(agrees) AS any_agrees FROM judged GROUP BY kind, ref, book
+    )
+    SELECT DISTINCT ON (j.kind, j.ref, j.book) j.*
+    FROM judged j JOIN verdict v USING (kind, ref, book)
+    WHERE NOT j.agrees AND (j.kind = 'payout' OR NOT v.any_agrees)
+    ORDER BY j.kind, j.ref, j.book, j.item_id
+    """,
+    "CREATE UNIQUE INDEX ON rc_differ (kind, ref, book)",
+]
+"""Our records whose book item of the window has another amount, currency or seller (the first such item): an
+order or refund when none of its live items agrees (an undone attempt and its retry leave two), a pay-out when any
+of its steps disagrees. Records a book lacks, or has twice, are the two queries above's."""
+
+_BOOKS_DIFFERING = sa.text(
+    """
+    SELECT * FROM rc_differ WHERE (kind, ref, book) > (:kind, :ref, :book) ORDER BY kind, ref, book LIMIT :limit
     """
 )
-"""Our records whose book item of the window has another amount, currency or seller, a page at a time: an order or
-refund when none of its live items agrees (an undone attempt and its retry leave two), a pay-out when any of its
-steps disagrees. Records a book lacks, or has twice, are the two queries above's."""
 
 
 _INSERT_OURS = sa.text(
@@ -457,7 +465,7 @@ async def check_records(
             ]
             for book, items in books:
                 report.book_items_checked += await _fill(conn, _INSERT_ITEMS, _item_rows(book, items))
-            for statement in _NET:
+            for statement in (*_NET, *_DIFFERING):
                 await conn.execute(sa.text(statement))
             await conn.commit()
             found: list[Mismatch] = []
@@ -474,7 +482,7 @@ async def check_records(
             report.add(await _store(conn, run_id, found))
         finally:
             await conn.rollback()
-            await conn.execute(sa.text("DROP TABLE IF EXISTS rc_ours, rc_items, rc_net"))
+            await conn.execute(sa.text("DROP TABLE IF EXISTS rc_ours, rc_items, rc_net, rc_differ"))
             await conn.commit()
     if report.counts:
         log.warning("internal checks found differences", run_id=run_id, by_code=report.by_code)

@@ -12,11 +12,11 @@ from svckit.gen.payments.v1 import payment_service_pb2 as pb
 
 
 def dispute_events(sim, start: int, payment_intent: str) -> list[dict[str, Any]]:
-    """The simulator's ``charge.dispute.*`` events of one PaymentIntent since ``start``, oldest first."""
+    """The simulator's ``charge.dispute.*`` events of one PaymentIntent since ``start``, in the order it emitted
+    them (it lists the newest first; several share a second, so their timestamps cannot order them)."""
     listed = sim.client().v1.events.list(params={"type": "charge.dispute.*", "created": {"gte": start}})
     events = [e.to_dict() for e in listed.auto_paging_iter()]
-    mine = [e for e in events if e["data"]["object"]["payment_intent"] == payment_intent]
-    return sorted(mine, key=lambda e: (e["created"], e["id"]))
+    return [e for e in reversed(events) if e["data"]["object"]["payment_intent"] == payment_intent]
 
 
 async def deliver(sim, payments, events: list[dict[str, Any]]) -> None:

@@ -57,9 +57,14 @@ async def test_dispute_rows_are_matched_to_the_payment_services_dispute_record(s
         for name in ("lost", "won"):
             await deliver(sim, recon["payments"], dispute_events(sim, start, intents[name]))
         # "open": only the dispute's creation reached us, so we still hold it open (needs_response).
-        await deliver(sim, recon["payments"], dispute_events(sim, start, intents["open"])[:1])
+        opened = [
+            e for e in dispute_events(sim, start, intents["open"]) if e["type"] == "charge.dispute.created"
+        ]
+        await deliver(sim, recon["payments"], opened)
         # "other": the creation event as if the PSP had said another amount (re-signed, so it is accepted).
-        created = dispute_events(sim, start, intents["other"])[0]
+        [created] = [
+            e for e in dispute_events(sim, start, intents["other"]) if e["type"] == "charge.dispute.created"
+        ]
         altered = copy.deepcopy(created)
         altered["data"]["object"]["amount"] = 1390
         await deliver(sim, recon["payments"], [altered])
