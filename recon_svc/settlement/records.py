@@ -55,9 +55,9 @@ class PaymentRecords(Protocol):
 
     async def refund_for(self, row: SettlementRow) -> OurRefund | None: ...
 
-    async def disputes_for(self, row: SettlementRow) -> list[OurDispute] | None:
-        """The disputes the payment service recorded on the checkout a dispute row's charge belongs to; None when
-        that cannot be looked up (the row names no PaymentIntent we know)."""
+    async def disputes_for(self, payment_intent_id: str) -> list[OurDispute] | None:
+        """The disputes the payment service recorded on the checkout of that PaymentIntent (a dispute row's
+        charge); None when it knows no checkout of it."""
         ...
 
     async def payout_for(self, payout_id: str) -> OurPayout | None: ...
@@ -309,13 +309,11 @@ class GrpcPaymentRecords:
             (_order_of(o) for o in reply.payment_event.payment_orders), key=lambda o: o.payment_order_id
         )
 
-    async def disputes_for(self, row: SettlementRow) -> list[OurDispute] | None:
+    async def disputes_for(self, payment_intent_id: str) -> list[OurDispute] | None:
         """GetCheckoutByPaymentIntent's ``disputes`` (recorded from the PSP's ``charge.dispute.*`` events)."""
-        if not row.payment_intent_id:
-            return None
         try:
             reply = await self._stub.GetCheckoutByPaymentIntent(
-                ppb.GetCheckoutByPaymentIntentRequest(payment_intent_id=row.payment_intent_id),
+                ppb.GetCheckoutByPaymentIntentRequest(payment_intent_id=payment_intent_id),
                 timeout=self._deadline,
             )
         except grpc.aio.AioRpcError as exc:

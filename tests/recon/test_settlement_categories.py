@@ -7,10 +7,12 @@ import datetime as dt
 import io
 import uuid
 from collections.abc import Sequence
+from typing import cast
 
 import sqlalchemy as sa
 
 from recon_svc.settlement import tables as t
+from recon_svc.settlement.categories import match_other
 from recon_svc.settlement.classify import (
     Against,
     Booking,
@@ -31,7 +33,7 @@ from recon_svc.settlement.classify import (
     missing_payouts_from_psp,
 )
 from recon_svc.settlement.parse import SettlementRow
-from recon_svc.settlement.records import ChunkBooking, settlement_entries
+from recon_svc.settlement.records import ChunkBooking, PaymentRecords, settlement_entries
 from recon_svc.settlement.run import reconcile_file
 from svckit.gen.ledger.v1 import ledger_service_pb2 as lpb
 
@@ -117,6 +119,27 @@ def test_a_dispute_row_is_compared_with_the_payment_services_record_of_its_dispu
     assert withdrawn.code == Code.DISPUTE_STATUS_DIFFERS
     won = [OurDispute("dp_a", 3_000, "USD", "won")]
     assert classify_dispute(_row("dispute_reversal", 3_000, 0, "dp_a"), CART, won).mismatches == []
+
+
+class _CartWithoutDisputes:
+    """Our cart, charged with PaymentIntent ``pi_a``, on which the payment service recorded no dispute."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    async def checkout_for(self, row):
+        return CART
+
+    async def disputes_for(self, payment_intent_id):
+        self.asked.append(payment_intent_id)
+        return []
+
+
+async def test_a_dispute_row_of_a_file_without_payment_intents_is_compared_through_our_orders_payment_intent():
+    records = _CartWithoutDisputes()
+    out = await match_other(_row("dispute", -3_000, 1_500, "dp_a"), cast(PaymentRecords, records))
+    assert records.asked == ["pi_a"]
+    assert [m.code for m in out.mismatches] == [Code.DISPUTE_RECORD_MISSING]
 
 
 def test_a_refund_failure_mirrors_the_refund_and_is_flagged_while_we_hold_it_succeeded():
@@ -213,7 +236,7 @@ class _Records:
     async def refund_for(self, row):
         return None
 
-    async def disputes_for(self, row):
+    async def disputes_for(self, payment_intent_id):
         return None
 
     async def payout_for(self, payout_id):

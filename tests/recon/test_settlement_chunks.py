@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from ledger_svc import models as ledger_tables
 from recon_svc.settlement import tables as t
-from recon_svc.settlement.classify import Against, Booking, OrderState, OurDispute, OurOrder, Rules
+from recon_svc.settlement.classify import Against, Booking, OrderState, OurOrder, Rules
 from recon_svc.settlement.records import ChunkBooking, GrpcSettlementBooker, settlement_entries
 from recon_svc.settlement.run import reconcile_file
 from svckit.gen.ledger.v1 import ledger_service_pb2 as lpb
@@ -242,9 +242,8 @@ class _OrdersAndDisputes(_Orders):
         found = await self.checkouts([row.metadata.get("payment.checkout_id", "")])
         return next(iter(found.values()), None)
 
-    async def disputes_for(self, row):
-        # The payment service recorded each dispute of the file as the PSP reports it.
-        return [OurDispute(row.source_id, abs(row.gross_minor), row.currency, "needs_response")]
+    async def disputes_for(self, payment_intent_id):
+        return None  # no checkout of that PaymentIntent: the dispute row is matched by its checkout alone
 
 
 async def test_a_chunk_books_each_account_its_rows_gross_goes_to_as_the_rows_own_postings_would(

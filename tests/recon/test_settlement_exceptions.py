@@ -28,7 +28,7 @@ class _NoRecords:
     async def refund_for(self, row):
         return None
 
-    async def disputes_for(self, row):
+    async def disputes_for(self, payment_intent_id):
         return None
 
     async def payout_for(self, payout_id):
