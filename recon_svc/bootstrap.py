@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from recon_svc.access import ACCESS
 from recon_svc.books import GrpcLedgerReader, GrpcWalletReader
+from recon_svc.check_retries import CheckRetrier
 from recon_svc.config import ReconSettings
 from recon_svc.record_checks import RecordChecker
 from recon_svc.record_sources import GrpcRecordSources
@@ -88,6 +89,21 @@ def build(settings: ReconSettings, engine: AsyncEngine, idempotency: Idempotency
             await scheduler.forever(settings.nightly_tick_seconds)
 
         background.append(nightly)
+
+    # A settlement day's internal checks that failed at the end of its run (nightly or StartSettlementRun by
+    # date) are retried with the nightly run's back-off, whether or not the nightly run is on.
+    retrier = CheckRetrier(
+        engine,
+        record_checks,
+        retry=dt.timedelta(seconds=settings.nightly_retry_seconds),
+        retry_max=dt.timedelta(seconds=settings.nightly_retry_max_seconds),
+        lease=dt.timedelta(seconds=settings.nightly_lease_seconds),
+    )
+
+    async def check_retries() -> None:
+        await retrier.forever(settings.nightly_tick_seconds)
+
+    background.append(check_retries)
 
     async def close() -> None:
         await wallet_channel.close()

@@ -7,7 +7,9 @@ the comparison (anti-joins, both directions), so a busy day never sits in this p
 is our records' creation time on one side and the books' posting time on the other, so a record created just
 before midnight may be booked just after it: each record one side lacks is then looked up by its reference on
 the other (one point read per difference, which an agreeing day does not have), and only a difference that
-lookup confirms is a mismatch. Reversals (ledger) and undo adjustments (wallet) cancel what they undo.
+lookup confirms is a mismatch. Reversals (ledger) and undo adjustments (wallet) cancel what they undo. A record
+whose book item of the window is there but disagrees with it (amount, currency, seller) is a ``..._DIFFERS``
+mismatch, compared in the same temporary tables.
 
 Mismatches are stored in the exceptions queue (``recon_mismatches``) under the run that asked, with the
 field-level difference ours vs the book's; all are ``manual`` (classify.py says why).
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import sqlalchemy as sa
 from prometheus_client import Counter
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from recon_svc.settlement import tables as t
@@ -64,6 +67,10 @@ class OurRecord:
     """False for a record that explains book items but need not have any (a pay-out not paid or in transit)."""
     parent: str = ""
     """A refund's order (its seller is the order's)."""
+    wallet_amount_minor: int | None = None
+    """What its wallet movement moves: an order's seller share (amount less commission). None: at most
+    ``amount_minor`` (a refund gives back a share of the commission that depends on the order's earlier
+    refunds, and takes only what the wallet holds) or, for a pay-out, not compared (its steps move parts)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +149,8 @@ def reference(kind: str, ref: str) -> str:
 
 _TABLES = [
     "CREATE TEMPORARY TABLE rc_ours (kind text, ref text, seller text, currency text, amount bigint,"
-    " wallet_expected boolean, detail text, required boolean, parent text, PRIMARY KEY (kind, ref))",
+    " wallet_expected boolean, detail text, required boolean, parent text, wallet_amount bigint,"
+    " PRIMARY KEY (kind, ref))",
     "CREATE TEMPORARY TABLE rc_items (book text, kind text, ref text, item_id text, currency text,"
     " amount bigint, cancels text, seller text)",
     "CREATE INDEX ON rc_items (book, cancels)",
@@ -193,11 +201,57 @@ _BOOKS_UNEXPLAINED = sa.text(
 """Book items of the window that no record of ours in the window explains, or an order or refund booked more
 than once (a pay-out has several transactions and movements: reserve, sent, paid)."""
 
+# Whether a live item (not a reversal or undo, and not reversed) agrees with its record: the currency always; the
+# ledger's amount (its debits) for an order or refund; the wallet's seller where we know it, and its amount (the
+# seller share exactly, or at most the record's amount; see OurRecord.wallet_amount_minor).
+_AGREES = """
+    i.currency = o.currency AND CASE
+      WHEN o.kind = 'payout' THEN i.book = 'ledger' OR o.seller = '' OR i.seller = o.seller
+      WHEN i.book = 'ledger' THEN i.amount = o.amount
+      ELSE (o.seller = '' OR i.seller = o.seller)
+           AND CASE WHEN o.wallet_amount IS NULL THEN i.amount BETWEEN 0 AND o.amount
+                    ELSE i.amount = o.wallet_amount END
+    END
+"""
+# Computed once, set-based (hash joins, no per-record look-ups), then read back in keyset pages.
+_DIFFERING = [
+    "ANALYZE rc_items",
+    f"""
+    CREATE TEMPORARY TABLE rc_differ AS
+    WITH judged AS (
+        SELECT o.kind, o.ref, o.seller, o.currency, o.amount, o.wallet_amount, i.book, i.item_id,
+               i.currency AS their_currency, i.amount AS their_amount, i.seller AS their_seller,
+               ({_AGREES}) AS agrees
+        FROM rc_ours o
+        JOIN rc_net n ON n.kind = o.kind AND n.ref = o.ref AND n.net >= 1 AND (n.net = 1 OR o.kind = 'payout')
+        JOIN rc_items i ON i.book = n.book AND i.kind = o.kind AND i.ref = o.ref AND i.cancels = ''
+        WHERE NOT EXISTS (SELECT 1 FROM rc_items r WHERE r.book = i.book AND r.cancels = i.item_id)
+    ), verdict AS (
+        SELECT kind, ref, book, bool_or(agrees) AS any_agrees FROM judged GROUP BY kind, ref, book
+    )
+    SELECT DISTINCT ON (j.kind, j.ref, j.book) j.*
+    FROM judged j JOIN verdict v USING (kind, ref, book)
+    WHERE NOT j.agrees AND (j.kind = 'payout' OR NOT v.any_agrees)
+    ORDER BY j.kind, j.ref, j.book, j.item_id
+    """,
+    "CREATE UNIQUE INDEX ON rc_differ (kind, ref, book)",
+]
+"""Our records whose book item of the window has another amount, currency or seller (the first such item): an
+order or refund when none of its live items agrees (an undone attempt and its retry leave two), a pay-out when any
+of its steps disagrees. Records a book lacks, or has twice, are the two queries above's."""
+
+_BOOKS_DIFFERING = sa.text(
+    """
+    SELECT * FROM rc_differ WHERE (kind, ref, book) > (:kind, :ref, :book) ORDER BY kind, ref, book LIMIT :limit
+    """
+)
+
 
 _INSERT_OURS = sa.text(
     "INSERT INTO rc_ours SELECT * FROM unnest(CAST(:kind AS text[]), CAST(:ref AS text[]), CAST(:seller AS text[]),"
     " CAST(:currency AS text[]), CAST(:amount AS bigint[]), CAST(:wallet_expected AS boolean[]),"
-    " CAST(:detail AS text[]), CAST(:required AS boolean[]), CAST(:parent AS text[])) ON CONFLICT DO NOTHING"
+    " CAST(:detail AS text[]), CAST(:required AS boolean[]), CAST(:parent AS text[]), CAST(:wallet_amount AS bigint[]))"
+    " ON CONFLICT DO NOTHING"
 )
 _INSERT_ITEMS = sa.text(
     "INSERT INTO rc_items SELECT * FROM unnest(CAST(:book AS text[]), CAST(:kind AS text[]), CAST(:ref AS text[]),"
@@ -230,7 +284,7 @@ async def _our_rows(records: AsyncIterator[OurRecord]) -> AsyncIterator[dict[str
     async for r in records:
         yield {"kind": r.kind, "ref": r.ref, "seller": r.seller, "currency": r.currency, "amount": r.amount_minor,
                "wallet_expected": r.wallet_expected, "detail": r.detail, "required": r.required,
-               "parent": r.parent}  # fmt: skip
+               "parent": r.parent, "wallet_amount": r.wallet_amount_minor}  # fmt: skip
 
 
 async def _item_rows(book: Book, items: AsyncIterator[BookItem]) -> AsyncIterator[dict[str, Any]]:
@@ -306,9 +360,65 @@ async def _books_unexplained(conn: AsyncConnection, sources: RecordSources) -> A
         position = (last.book, last.kind, last.ref)
 
 
+async def _books_differing(conn: AsyncConnection) -> AsyncIterator[Mismatch]:
+    """Our records whose book item has another amount, currency or seller than the record: one mismatch per
+    record and book, with a difference per field, the amount theirs less ours when the amount differs."""
+    position = ("", "", "")
+    while True:
+        page = (
+            await conn.execute(
+                _BOOKS_DIFFERING,
+                {"kind": position[0], "ref": position[1], "book": position[2], "limit": PAGE},
+            )
+        ).all()
+        await conn.commit()
+        for row in page:
+            what = "transaction" if row.book == "ledger" else "movement"
+            diffs = [
+                Difference(f"{row.book}_{what}", f"{row.kind} {row.ref}", f"{row.book} {what} {row.item_id}")
+            ]
+            if row.their_currency != row.currency:
+                diffs.append(Difference("currency", row.currency, row.their_currency))
+            expected = row.amount if row.book == "ledger" else row.wallet_amount
+            amount = row.amount
+            if row.kind != "payout" and row.their_currency == row.currency:
+                if expected is not None and row.their_amount != expected:
+                    diffs.append(Difference("amount_minor", str(expected), str(row.their_amount)))
+                    amount = row.their_amount - expected
+                elif expected is None and not 0 <= row.their_amount <= row.amount:
+                    diffs.append(Difference("amount_minor", f"at most {row.amount}", str(row.their_amount)))
+                    amount = row.their_amount - row.amount
+            if row.book == "wallet" and row.seller and row.their_seller != row.seller:
+                diffs.append(Difference("seller", row.seller, row.their_seller))
+            code = Code.LEDGER_TRANSACTION_DIFFERS if row.book == "ledger" else Code.WALLET_MOVEMENT_DIFFERS
+            yield _mismatch(code, reference(row.kind, row.ref), row.currency, amount, diffs)
+        if len(page) < PAGE:
+            return
+        last = page[-1]
+        position = (last.kind, last.ref, last.book)
+
+
 async def _store(conn: AsyncConnection, run_id: str, found: list[Mismatch]) -> list[tuple[Mismatch, str]]:
-    stored = [(m, f"mm_{uuid.uuid4().hex}") for m in found]
-    if not stored:
+    """Queue the mismatches under ``run_id``; each with its id. One the run queued already (an earlier attempt of
+    its checks that failed later on, then retried) keeps its first id and is not queued again: a record has at
+    most one mismatch per code in a run, so (code, reference) names it."""
+    if not found:
+        return []
+    earlier = {
+        (r.code, r.our_reference): r.mismatch_id
+        for r in await conn.execute(
+            sa.select(t.mismatches.c.code, t.mismatches.c.our_reference, t.mismatches.c.mismatch_id).where(
+                t.mismatches.c.run_id == run_id,
+                t.mismatches.c.balance_transaction_id == "",
+                t.mismatches.c.our_reference.in_({m.our_reference for m in found}),
+            )
+        )
+    }
+    kept = [(m, earlier.get((m.code.value, m.our_reference))) for m in found]
+    stored = [(m, mid or f"mm_{uuid.uuid4().hex}") for m, mid in kept]
+    new = [(m, mid) for (m, mid), (_, was) in zip(stored, kept, strict=True) if was is None]
+    if not new:
+        await conn.commit()
         return stored
     await conn.execute(
         t.mismatches.insert(),
@@ -318,7 +428,7 @@ async def _store(conn: AsyncConnection, run_id: str, found: list[Mismatch]) -> l
              "currency": m.currency, "amount_minor": m.amount_minor,
              "differences": [{"field": d.field, "ours": d.ours, "theirs": d.theirs} for d in m.differences],
              "line": 0}
-            for m, mid in stored
+            for m, mid in new
         ],
     )  # fmt: skip
     await conn.execute(
@@ -326,7 +436,7 @@ async def _store(conn: AsyncConnection, run_id: str, found: list[Mismatch]) -> l
         [
             {"mismatch_id": mid, "actor": "recon", "action": "opened",
              "detail": f"{m.code.value} in run {run_id} (internal check)"}
-            for m, mid in stored
+            for m, mid in new
         ],
     )  # fmt: skip
     await conn.commit()
@@ -355,11 +465,15 @@ async def check_records(
             ]
             for book, items in books:
                 report.book_items_checked += await _fill(conn, _INSERT_ITEMS, _item_rows(book, items))
-            for statement in _NET:
+            for statement in (*_NET, *_DIFFERING):
                 await conn.execute(sa.text(statement))
             await conn.commit()
             found: list[Mismatch] = []
-            for differences in (_ours_lacking(conn, sources), _books_unexplained(conn, sources)):
+            for differences in (
+                _ours_lacking(conn, sources),
+                _books_unexplained(conn, sources),
+                _books_differing(conn),
+            ):
                 async for m in differences:
                     found.append(m)
                     if len(found) >= PAGE:
@@ -368,7 +482,7 @@ async def check_records(
             report.add(await _store(conn, run_id, found))
         finally:
             await conn.rollback()
-            await conn.execute(sa.text("DROP TABLE IF EXISTS rc_ours, rc_items, rc_net"))
+            await conn.execute(sa.text("DROP TABLE IF EXISTS rc_ours, rc_items, rc_net, rc_differ"))
             await conn.commit()
     if report.counts:
         log.warning("internal checks found differences", run_id=run_id, by_code=report.by_code)
@@ -413,6 +527,50 @@ class _SettlementReport(Protocol):
     def as_dict(self) -> dict[str, object]: ...
 
 
+async def run_day_checks(
+    engine: AsyncEngine,
+    checker: RecordChecker,
+    report: _SettlementReport,
+    window: tuple[dt.datetime, dt.datetime],
+) -> tuple[RecordCheckReport, dict[str, object]]:
+    """The per-record checks and the wallets-against-ledger comparison of ``window``'s day, their mismatches
+    queued under the run and counted in ``report`` (by code and classification); the summary its stored report
+    carries as ``internal_checks``. Raises whatever stopped them (nothing is counted then; what they had queued
+    stays, and a retry queues it no second time)."""
+    checks = await checker.check(window, report.run_id)
+    totals = await checker.totals() if checker.totals is not None else None
+    if totals is not None:
+        async with engine.connect() as conn:
+            checks.add(await _store(conn, report.run_id, [_totals_mismatch(m) for m in totals.mismatches]))
+    for (code, classification), n in checks.counts.items():
+        report.mismatches_by_code[code] = report.mismatches_by_code.get(code, 0) + n
+        report.open_by_classification[classification] = (
+            report.open_by_classification.get(classification, 0) + n
+        )
+    summary: dict[str, object] = {
+        "records_checked": checks.records_checked,
+        "book_items_checked": checks.book_items_checked,
+        "mismatches": checks.mismatch_count,
+    }
+    if totals is not None:
+        summary |= {"wallets_checked": totals.wallets_checked, "accounts_checked": totals.accounts_checked}
+    return checks, summary
+
+
+def failure_reason(exc: Exception) -> str:
+    """What stopped the checks, for the report and the log: a domain reason, else the error's type (never its
+    text, which may quote a connection string)."""
+    return exc.reason if isinstance(exc, DomainError) else type(exc).__name__
+
+
+async def save_internal_checks(
+    engine: AsyncEngine, report: _SettlementReport, summary: dict[str, object]
+) -> None:
+    stored = report.as_dict() | {"internal_checks": summary}
+    async with engine.begin() as conn:
+        await conn.execute(t.runs.update().where(t.runs.c.run_id == report.run_id).values(report=stored))
+
+
 async def check_settlement_day(
     engine: AsyncEngine,
     checker: RecordChecker,
@@ -424,40 +582,34 @@ async def check_settlement_day(
     read (``internal_checks``).
 
     A check that fails (a service unreachable) leaves the settlement run as it is: its reason is stored in
-    ``internal_checks.error``, logged as an error and counted (``recon_internal_checks_failed_total``, for an
-    alert); None is returned. Re-run the day's checks with CompareWalletsWithLedger and the day's window."""
-    summary: dict[str, object]
+    ``internal_checks.error``, logged as an error, counted (``recon_internal_checks_failed_total``) and queued for
+    a retry after a back-off (recon_svc/check_retries.py, which reports when they pass or alerts when they still
+    fail at the back-off's cap); None is returned."""
     checks: RecordCheckReport | None
     try:
-        checks = await checker.check(window, report.run_id)
-        totals = await checker.totals() if checker.totals is not None else None
-        if totals is not None:
-            async with engine.connect() as conn:
-                checks.add(
-                    await _store(conn, report.run_id, [_totals_mismatch(m) for m in totals.mismatches])
-                )
+        checks, summary = await run_day_checks(engine, checker, report, window)
     except Exception as exc:  # the settlement run stands whatever stopped the checks
-        reason = exc.reason if isinstance(exc, DomainError) else type(exc).__name__
+        reason = failure_reason(exc)
         FAILED.inc()
-        log.error("internal checks failed; the settlement run stands", run_id=report.run_id, reason=reason)
-        checks, summary = None, {"error": reason}
-    else:
-        for (code, classification), n in checks.counts.items():
-            report.mismatches_by_code[code] = report.mismatches_by_code.get(code, 0) + n
-            report.open_by_classification[classification] = (
-                report.open_by_classification.get(classification, 0) + n
-            )
-        summary = {
-            "records_checked": checks.records_checked,
-            "book_items_checked": checks.book_items_checked,
-            "mismatches": checks.mismatch_count,
-        }
-        if totals is not None:
-            summary |= {
-                "wallets_checked": totals.wallets_checked,
-                "accounts_checked": totals.accounts_checked,
-            }
-    stored = report.as_dict() | {"internal_checks": summary}
-    async with engine.begin() as conn:
-        await conn.execute(t.runs.update().where(t.runs.c.run_id == report.run_id).values(report=stored))
+        log.error("internal checks failed; the settlement run stands, the checks are retried",
+                  run_id=report.run_id, reason=reason)  # fmt: skip
+        await queue_retry(engine, report.run_id, window, reason)
+        checks, summary = None, {"error": reason, "attempts": 1, "retry": "scheduled"}
+    await save_internal_checks(engine, report, summary)
     return checks
+
+
+async def queue_retry(
+    engine: AsyncEngine, run_id: str, window: tuple[dt.datetime, dt.datetime], reason: str
+) -> None:
+    """The run's checks failed at the end of its run (attempt 1): retried by check_retries.CheckRetrier."""
+    insert = postgresql.insert(t.check_retries).values(
+        run_id=run_id,
+        window_start=window[0],
+        window_end=window[1],
+        state="failed",
+        attempts=1,
+        last_error=reason,
+    )
+    async with engine.begin() as conn:
+        await conn.execute(insert.on_conflict_do_nothing(index_elements=["run_id"]))

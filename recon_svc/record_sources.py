@@ -120,6 +120,7 @@ def _order_record(o: ppb.PaymentOrder) -> OurRecord:
         currency=o.currency,
         amount_minor=o.amount_minor,
         wallet_expected=o.amount_minor > o.commission_minor,
+        wallet_amount_minor=o.amount_minor - o.commission_minor,
         detail=f"wallet_updated={str(o.wallet_updated).lower()}, ledger_updated={str(o.ledger_updated).lower()}",
     )
 

@@ -33,7 +33,16 @@ async def match_other(row: SettlementRow, records: PaymentRecords) -> RowOutcome
     category = row.reporting_category
     if category in DISPUTE_CATEGORIES:
         # The dispute's row carries the disputed charge's PaymentIntent and our metadata, like the charge's.
-        return classify_dispute(row, await records.checkout_for(row))
+        orders = await records.checkout_for(row)
+        # Compared with the payment service's record of the dispute when the checkout is ours; its PaymentIntent is
+        # the row's, or (a file without that column) the one our orders were charged with.
+        intent = (
+            (row.payment_intent_id or next((o.psp_reference for o in orders if o.psp_reference), ""))
+            if orders
+            else ""
+        )
+        disputes = await records.disputes_for(intent) if intent else None
+        return classify_dispute(row, orders, disputes)
     if category in REFUND_FAILURE_CATEGORIES:
         return classify_refund_failure(row, await records.refund_for(row))
     if category in TRANSFER_REVERSAL_CATEGORIES:

@@ -38,6 +38,12 @@ class Code(enum.StrEnum):
     """A refund at the PSP (made in its dashboard, say) that we never recorded."""
     DISPUTE_NOT_RECORDED = "DISPUTE_NOT_RECORDED"
     """A dispute (or its reversal) at the PSP on a charge we have no record of."""
+    DISPUTE_RECORD_MISSING = "DISPUTE_RECORD_MISSING"
+    """A dispute (or its reversal) at the PSP on our checkout that the payment service has no record of (its
+    ``charge.dispute.*`` webhook was lost)."""
+    DISPUTE_STATUS_DIFFERS = "DISPUTE_STATUS_DIFFERS"
+    """The payment service's dispute has a status the row contradicts (funds withdrawn from an inquiry, or
+    reinstated for a dispute not won)."""
     REFUND_FAILED_AT_PSP = "REFUND_FAILED_AT_PSP"
     """The PSP says our refund failed (the money came back) while we hold it as succeeded."""
     PLATFORM_PAYOUT_FAILED = "PLATFORM_PAYOUT_FAILED"
@@ -59,6 +65,10 @@ class Code(enum.StrEnum):
     LEDGER_TRANSACTION_UNEXPECTED = "LEDGER_TRANSACTION_UNEXPECTED"
     """A ledger transaction names an order, refund or pay-out that is no success, refund or pay-out of ours,
     or an order or refund has more than its one transaction."""
+    LEDGER_TRANSACTION_DIFFERS = "LEDGER_TRANSACTION_DIFFERS"
+    """Our order's, refund's or pay-out's one ledger transaction has another amount (its debits) or currency."""
+    WALLET_MOVEMENT_DIFFERS = "WALLET_MOVEMENT_DIFFERS"
+    """Our order's, refund's or pay-out's wallet movement has another amount, currency or seller."""
     WALLET_LEDGER_DIFFERS = "WALLET_LEDGER_DIFFERS"
     """A seller's wallet (available + reserved) is not its ledger payable account (or one of the two is missing)."""
     WALLET_MOVEMENT_UNEXPECTED = "WALLET_MOVEMENT_UNEXPECTED"
@@ -75,6 +85,10 @@ CLASSIFICATION: Mapping[Code, Classification] = {
     Code.CURRENCY_DIFFERS: Classification.MANUAL,
     Code.REFUND_NOT_OURS: Classification.MANUAL,
     Code.DISPUTE_NOT_RECORDED: Classification.MANUAL,
+    # Manual: the standard procedure (fetch the dispute from the PSP and record it) has no payment-service RPC
+    # to drive (a dispute is recorded from its webhook only), so a person replays the PSP's event or records it.
+    Code.DISPUTE_RECORD_MISSING: Classification.MANUAL,
+    Code.DISPUTE_STATUS_DIFFERS: Classification.MANUAL,
     Code.REFUND_FAILED_AT_PSP: Classification.MANUAL,
     Code.PLATFORM_PAYOUT_FAILED: Classification.MANUAL,
     Code.PSP_ADJUSTMENT: Classification.MANUAL,
@@ -89,6 +103,10 @@ CLASSIFICATION: Mapping[Code, Classification] = {
     Code.WALLET_MOVEMENT_MISSING: Classification.MANUAL,
     Code.LEDGER_TRANSACTION_UNEXPECTED: Classification.MANUAL,
     Code.WALLET_MOVEMENT_UNEXPECTED: Classification.MANUAL,
+    # Manual: the books already hold an item for the record, so re-driving replays it and changes nothing; which
+    # side is wrong (the record or the posting) needs a person, and a correction is a new transaction.
+    Code.LEDGER_TRANSACTION_DIFFERS: Classification.MANUAL,
+    Code.WALLET_MOVEMENT_DIFFERS: Classification.MANUAL,
     Code.WALLET_LEDGER_DIFFERS: Classification.MANUAL,
 }
 
@@ -172,6 +190,20 @@ class OurPayout:
     psp_transfer_id: str
     """The PSP transfer we recorded; empty when the pay-out never got (or never heard back about) one."""
     created_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OurDispute:
+    """A dispute as the payment service recorded it from the PSP's ``charge.dispute.*`` events."""
+
+    dispute_id: str
+    amount_minor: int
+    currency: str
+    status: str
+
+
+WITHDRAWN_STATUSES = frozenset({"needs_response", "under_review", "won", "lost"})
+"""Statuses of a dispute whose funds the PSP withdrew (an inquiry, ``warning_*``, withdraws nothing)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,7 +431,9 @@ def missing_from_psp(
     return mismatches, pending
 
 
-def classify_dispute(row: SettlementRow, orders: Sequence[OurOrder] | None) -> RowOutcome:
+def classify_dispute(
+    row: SettlementRow, orders: Sequence[OurOrder] | None, disputes: Sequence[OurDispute] | None = None
+) -> RowOutcome:
     """A ``dispute`` row (the PSP takes the charge back, negative gross, plus its dispute fee) or a
     ``dispute_reversal`` (a won dispute gives it back) against the checkout of the disputed charge.
 
@@ -407,6 +441,11 @@ def classify_dispute(row: SettlementRow, orders: Sequence[OurOrder] | None) -> R
     movement is booked here, against
     ``expense:dispute_losses``: Dr losses / Dr fees / Cr bank (mirrored by a reversal). A dispute on a charge we
     have no record of is DISPUTE_NOT_RECORDED and not booked; one for more than the checkout is AMOUNT_DIFFERS.
+
+    With the checkout's ``disputes`` (None: not compared), the row's dispute (its ``source_id``) must be one the
+    payment service recorded: absent is DISPUTE_RECORD_MISSING (booked: the money moved at the PSP all the same);
+    another amount or currency is AMOUNT_DIFFERS / CURRENCY_DIFFERS on ``dispute.*`` (not booked, like any row
+    whose money differs); a status the row contradicts is DISPUTE_STATUS_DIFFERS (booked).
     """
     out = RowOutcome()
     if not orders:
@@ -429,10 +468,45 @@ def classify_dispute(row: SettlementRow, orders: Sequence[OurOrder] | None) -> R
                 [Difference("amount_minor", f"at most {total}", str(abs(row.gross_minor)))])
         )  # fmt: skip
         return out
+    if disputes is not None and not _dispute_agrees(row, ref, disputes, out):
+        return out
     out.booking = Booking(
         row.balance_transaction_id, ref, row.currency, row.gross_minor, row.fee_minor, Against.DISPUTE_LOSSES
     )
     return out
+
+
+def _dispute_agrees(row: SettlementRow, ref: str, disputes: Sequence[OurDispute], out: RowOutcome) -> bool:
+    """Compare a dispute row with the payment service's record of its dispute, adding each difference to
+    ``out``; False when the row must not be booked (its money differs)."""
+    reversal = row.reporting_category == "dispute_reversal"
+    ours = next((d for d in disputes if d.dispute_id == row.source_id), None)
+    if ours is None:
+        out.mismatches.append(
+            _mm(Code.DISPUTE_RECORD_MISSING, row, ref, row.currency, row.gross_minor,
+                [Difference("dispute", "absent", f"{row.reporting_category} {row.source_id}")])
+        )  # fmt: skip
+        return True
+    if row.currency != ours.currency:
+        out.mismatches.append(
+            _mm(Code.CURRENCY_DIFFERS, row, ref, row.currency, row.gross_minor,
+                [Difference("dispute.currency", ours.currency, row.currency)])
+        )  # fmt: skip
+        return False
+    if abs(row.gross_minor) != ours.amount_minor:
+        out.mismatches.append(
+            _mm(Code.AMOUNT_DIFFERS, row, ref, row.currency, row.gross_minor,
+                [Difference("dispute.amount_minor", str(ours.amount_minor), str(abs(row.gross_minor)))])
+        )  # fmt: skip
+        return False
+    agrees = ours.status == "won" if reversal else ours.status in WITHDRAWN_STATUSES
+    if not agrees:
+        theirs = "won (funds reinstated)" if reversal else "funds withdrawn"
+        out.mismatches.append(
+            _mm(Code.DISPUTE_STATUS_DIFFERS, row, ref, row.currency, row.gross_minor,
+                [Difference("dispute.status", ours.status, theirs)])
+        )  # fmt: skip
+    return True
 
 
 def classify_refund_failure(row: SettlementRow, refund: OurRefund | None) -> RowOutcome:

@@ -22,7 +22,15 @@ from typing import Protocol
 import grpc
 
 from ledger_svc import naming
-from recon_svc.settlement.classify import Against, Booking, OrderState, OurOrder, OurPayout, OurRefund
+from recon_svc.settlement.classify import (
+    Against,
+    Booking,
+    OrderState,
+    OurDispute,
+    OurOrder,
+    OurPayout,
+    OurRefund,
+)
 from recon_svc.settlement.parse import SettlementRow
 from svckit.errors import NotFound
 from svckit.gen.ledger.v1 import ledger_service_pb2 as lpb
@@ -46,6 +54,11 @@ class PaymentRecords(Protocol):
         ...
 
     async def refund_for(self, row: SettlementRow) -> OurRefund | None: ...
+
+    async def disputes_for(self, payment_intent_id: str) -> list[OurDispute] | None:
+        """The disputes the payment service recorded on the checkout of that PaymentIntent (a dispute row's
+        charge); None when it knows no checkout of it."""
+        ...
 
     async def payout_for(self, payout_id: str) -> OurPayout | None: ...
 
@@ -295,6 +308,23 @@ class GrpcPaymentRecords:
         return sorted(
             (_order_of(o) for o in reply.payment_event.payment_orders), key=lambda o: o.payment_order_id
         )
+
+    async def disputes_for(self, payment_intent_id: str) -> list[OurDispute] | None:
+        """GetCheckoutByPaymentIntent's ``disputes`` (recorded from the PSP's ``charge.dispute.*`` events)."""
+        try:
+            reply = await self._stub.GetCheckoutByPaymentIntent(
+                ppb.GetCheckoutByPaymentIntentRequest(payment_intent_id=payment_intent_id),
+                timeout=self._deadline,
+            )
+        except grpc.aio.AioRpcError as exc:
+            error = from_rpc_error(exc)
+            if isinstance(error, NotFound):
+                return None
+            raise error from None
+        return [
+            OurDispute(d.dispute_id, d.amount_minor, d.currency, d.status)
+            for d in reply.payment_event.disputes
+        ]
 
     async def checkout_for(self, row: SettlementRow) -> list[OurOrder] | None:
         """The orders of the checkout whose PaymentIntent the row charged; None when it is not ours."""

@@ -1,4 +1,4 @@
-"""Tables of settlement reconciliation (migration 0003), SQLAlchemy Core.
+"""Tables of settlement reconciliation (migrations 0003-0005), SQLAlchemy Core.
 
 ``reconciliation_runs`` is declared again here with the columns 0002 and 0003 added, on its own MetaData, so the
 settlement code does not depend on the shape of recon_svc/models.py.
@@ -80,6 +80,19 @@ nightly_days = sa.Table(
     sa.Column("run_id", sa.Text),
     sa.Column("last_error", sa.Text),
     sa.Column("claimed_by", sa.Text),
+    sa.Column("claimed_until", sa.DateTime(timezone=True)),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+check_retries = sa.Table(
+    "recon_check_retries",
+    metadata,
+    sa.Column("run_id", sa.Text, primary_key=True),
+    sa.Column("window_start", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("window_end", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("last_error", sa.Text),
     sa.Column("claimed_until", sa.DateTime(timezone=True)),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )

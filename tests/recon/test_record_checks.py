@@ -19,6 +19,7 @@ from prometheus_client import REGISTRY
 
 from ledger_svc import naming
 from recon_svc.books import GrpcLedgerReader, GrpcWalletReader
+from recon_svc.check_retries import CheckRetrier
 from recon_svc.config import ReconSettings
 from recon_svc.record_checks import (
     KEPT,
@@ -30,7 +31,7 @@ from recon_svc.record_checks import (
     check_settlement_day,
 )
 from recon_svc.record_sources import GrpcRecordSources
-from recon_svc.service import compare_wallets_with_ledger
+from recon_svc.service import WalletLedgerReport, compare_wallets_with_ledger
 from recon_svc.settlement import nightly
 from recon_svc.settlement import tables as t
 from recon_svc.settlement.classify import Rules
@@ -141,8 +142,11 @@ async def test_seeded_faults_are_each_found_with_their_code_and_nothing_else(cha
     no_ledger, no_wallet = f"po_noledger_{tag}", f"po_nowallet_{tag}"
     await _clone_order(checker["services"], lacks_ledger, no_ledger)
     await _clone_order(checker["services"], lacks_wallet, no_wallet)
-    await _credit(channels, no_ledger, f"s-seeded-{tag}", 2000)
-    await _post_pay_in(channels, no_wallet, f"s-seeded-{tag}", 1500)
+    seeded = await _sellers_and_commissions(checker["services"], [no_ledger, no_wallet])
+    await _credit(
+        channels, no_ledger, seeded[no_ledger].seller_account, 2000 - seeded[no_ledger].commission_minor
+    )
+    await _post_pay_in(channels, no_wallet, seeded[no_wallet].seller_account, 1500)
     # Books naming orders we never had.
     ghost_tx, ghost_movement = f"po_ghost_tx_{tag}", f"po_ghost_mv_{tag}"
     await _post_pay_in(channels, ghost_tx, f"s-ghost-{tag}", 700)
@@ -175,6 +179,81 @@ async def test_seeded_faults_are_each_found_with_their_code_and_nothing_else(cha
     assert {(r.code, r.state, r.our_reference) for r in stored} == {
         (code, "open", ref) for code, _, ref in _found(report)
     }
+
+
+async def test_a_posting_of_another_amount_and_a_movement_of_another_currency_are_each_found(
+    channels, checker
+):
+    # Two captured orders whose settlement was seeded by hand: one posted with 10 less than the order, one whose
+    # seller share went into the seller's EUR wallet. The window's real orders agree in amount and currency.
+    start = _now()
+    [paid, off_amount, off_currency] = await _pay(checker, [3000, 2000, 1500])
+    await _settled(checker["services"], [paid, off_amount, off_currency])
+    tag = uuid.uuid4().hex[:8]
+    posted_off, moved_off = f"po_offamount_{tag}", f"po_offcurrency_{tag}"
+    await _clone_order(checker["services"], off_amount, posted_off)
+    await _clone_order(checker["services"], off_currency, moved_off)
+    orders = await _sellers_and_commissions(checker["services"], [posted_off, moved_off])
+    a, c = orders[posted_off], orders[moved_off]
+    await _post_pay_in(channels, posted_off, a.seller_account, 1990)
+    await _credit(channels, posted_off, a.seller_account, 2000 - a.commission_minor)
+    await _post_pay_in(channels, moved_off, c.seller_account, 1500)
+    await _credit(channels, moved_off, c.seller_account, 1500 - c.commission_minor, currency="EUR")
+
+    report = await _check(checker, start)
+
+    assert _found(report) == {
+        ("LEDGER_TRANSACTION_DIFFERS", "manual", f"order:{posted_off}"),
+        ("WALLET_MOVEMENT_DIFFERS", "manual", f"order:{moved_off}"),
+    }
+    by_ref = {m.our_reference: m for m, _ in report.mismatches}
+    amount = by_ref[f"order:{posted_off}"]
+    assert (amount.currency, amount.amount_minor) == ("USD", -10)
+    assert [(d.field, d.ours, d.theirs) for d in amount.differences][1:] == [("amount_minor", "2000", "1990")]
+    currency = by_ref[f"order:{moved_off}"]
+    assert [(d.field, d.ours, d.theirs) for d in currency.differences][1:] == [("currency", "USD", "EUR")]
+
+
+async def test_a_refunds_movement_beyond_the_refund_and_a_payouts_movement_for_another_seller_differ(
+    services,
+):
+    # In memory: a refund's movement may be less than the refund (commission given back, a seller's debt) but
+    # never more; a pay-out's every step must be its seller's and currency; an agreeing pay-out is no difference.
+    tag = uuid.uuid4().hex[:8]
+    refund, payout, fine = f"re_{tag}", f"pyt_{tag}", f"pyt_fine_{tag}"
+    sources = _Sources(
+        records=[
+            OurRecord("refund", refund, "", "USD", 1000, parent="po_x"),
+            OurRecord("payout", payout, "s-1", "USD", 5000),
+            OurRecord("payout", fine, "s-1", "USD", 5000),
+        ],
+        ledger=[
+            BookItem("refund", refund, "1", "USD", 1000),
+            BookItem("payout", payout, "2", "USD", 5000),
+            BookItem("payout", fine, "3", "USD", 5000),
+            BookItem("payout", fine, "4", "USD", 4900),
+        ],
+        wallet=[
+            BookItem("refund", refund, "m1", "USD", 1001, seller="s-0"),
+            BookItem("payout", payout, "m2", "USD", 5000, seller="s-1"),
+            BookItem("payout", payout, "m3", "USD", 5000, seller="s-2"),
+            BookItem("payout", fine, "m4", "USD", 5000, seller="s-1"),
+            BookItem("payout", fine, "m5", "USD", 5000, seller="s-1"),
+        ],
+    )
+    report = await check_records(services["recon"].engine, sources, _WINDOW, f"rcn_test_{tag}")
+    assert _found(report) == {
+        ("WALLET_MOVEMENT_DIFFERS", "manual", f"refund:{refund}"),
+        ("WALLET_MOVEMENT_DIFFERS", "manual", f"payout:{payout}"),
+    }
+    by_ref = {m.our_reference: m for m, _ in report.mismatches}
+    assert [(d.field, d.ours, d.theirs) for d in by_ref[f"refund:{refund}"].differences][1:] == [
+        ("amount_minor", "at most 1000", "1001")
+    ]
+    assert [(d.field, d.ours, d.theirs) for d in by_ref[f"payout:{payout}"].differences] == [
+        ("wallet_movement", f"payout {payout}", "wallet movement m3"),
+        ("seller", "s-1", "s-2"),
+    ]
 
 
 async def test_a_record_booked_just_outside_the_window_is_no_difference(channels, checker):
@@ -240,6 +319,17 @@ async def _clone_order(services, order: str, new_id: str) -> None:
         await conn.execute(sa.text("INSERT INTO payment_orders SELECT * FROM clone"))
 
 
+async def _sellers_and_commissions(services, orders: list[str]) -> dict[str, Any]:
+    """Each order's seller and commission, as its settlement books them."""
+    async with services["payment"].engine.connect() as conn:
+        rows = await conn.execute(
+            sa.text("SELECT payment_order_id, seller_account, commission_minor FROM payment_orders"
+                    " WHERE payment_order_id = ANY(:ids)"),
+            {"ids": orders},
+        )  # fmt: skip
+        return {r.payment_order_id: r for r in rows}
+
+
 async def _post_pay_in(channels, order: str, seller: str, amount: int) -> None:
     """The ledger half of an order's settlement, as the payment service posts it."""
     await lpb_grpc.LedgerServiceStub(channels["ledger"]).PostTransaction(
@@ -266,12 +356,12 @@ async def _post_pay_in(channels, order: str, seller: str, amount: int) -> None:
     )
 
 
-async def _credit(channels, order: str, seller: str, amount: int) -> None:
+async def _credit(channels, order: str, seller: str, amount: int, currency: str = "USD") -> None:
     """The wallet half of an order's settlement."""
     await wpb_grpc.WalletServiceStub(channels["wallet"]).Credit(
         wpb.CreditRequest(
             seller_id=seller,
-            amount=money_pb2.Money(amount_minor=amount, currency="USD"),
+            amount=money_pb2.Money(amount_minor=amount, currency=currency),
             reference=wpb.Reference(kind=wpb.REFERENCE_KIND_PAYMENT_ORDER, id=order),
         ),
         metadata=[("idempotency-key", uuid.uuid4().hex)],
@@ -365,7 +455,7 @@ async def test_a_reversal_or_an_undo_cancels_what_it_undoes_and_a_second_booking
         wallet=[
             BookItem("order", undone, "m1", "USD", 450),
             BookItem("order", undone, "m2", "USD", 450, cancels="*"),  # the undo adjustment
-            BookItem("order", twice, "m3", "USD", 630),
+            BookItem("order", twice, "m3", "USD", 630, seller="s"),
         ],
     )
     report = await check_records(services["recon"].engine, sources, _WINDOW, f"rcn_test_{tag}")
@@ -425,6 +515,136 @@ async def test_internal_checks_that_fail_leave_the_days_settlement_run_standing(
             )
         ).one()
     assert stored.state == "SUCCEEDED"
-    assert stored.report["internal_checks"] == {"error": "UPSTREAM_UNAVAILABLE"}
+    assert stored.report["internal_checks"] == {
+        "error": "UPSTREAM_UNAVAILABLE",
+        "attempts": 1,
+        "retry": "scheduled",
+    }
     assert stored.report["mismatches_by_code"] == {"UNMATCHED_ROW": 1}
     assert REGISTRY.get_sample_value("recon_internal_checks_failed_total") == failed_before + 1
+    async with engine.begin() as conn:
+        queued = (
+            await conn.execute(sa.select(t.check_retries).where(t.check_retries.c.run_id == run.run_id))
+        ).one()
+        # This test's run is not for the other tests' retriers (nor the service's) to run again.
+        await conn.execute(t.check_retries.delete().where(t.check_retries.c.run_id == run.run_id))
+    assert (queued.state, queued.attempts, queued.last_error) == ("failed", 1, "UPSTREAM_UNAVAILABLE")
+    assert (queued.window_start, queued.window_end) == _WINDOW
+
+
+async def _settlement_run(engine, tag: str) -> RunReport:
+    """A settlement run of the day that succeeded with one unmatched row, stored as the day's run stores it."""
+    run = RunReport(run_id=f"rr_test_{tag}", state="SUCCEEDED", mismatches_by_code={"UNMATCHED_ROW": 1})
+    run.open_by_classification = {"unclassified": 1}
+    async with engine.begin() as conn:
+        await conn.execute(
+            t.runs.insert().values(
+                run_id=run.run_id, state="SUCCEEDED", kind="SETTLEMENT_FILE", report=run.as_dict(),
+                finished_at=sa.func.now(),
+            )
+        )  # fmt: skip
+    return run
+
+
+async def _stored(engine, run_id: str) -> tuple[dict[str, Any], list[Any], Any]:
+    """The run's stored report, its mismatches, and its row in the retry queue."""
+    async with engine.connect() as conn:
+        report = await conn.scalar(sa.select(t.runs.c.report).where(t.runs.c.run_id == run_id))
+        queued = (await conn.execute(sa.select(t.mismatches).where(t.mismatches.c.run_id == run_id))).all()
+        retry = (
+            await conn.execute(sa.select(t.check_retries).where(t.check_retries.c.run_id == run_id))
+        ).one()
+    return report, queued, retry
+
+
+async def test_end_of_run_checks_that_failed_are_retried_and_their_results_recorded_once(services):
+    # The first attempt queues the per-record mismatches, then the wallets-against-ledger comparison fails (the
+    # wallet service away); the retry after the back-off passes. Each mismatch is queued and counted once.
+    tag = uuid.uuid4().hex[:8]
+    engine = services["recon"].engine
+    run = await _settlement_run(engine, tag)
+    order = f"po_unbooked_{tag}"
+    calls = 0
+
+    async def totals() -> WalletLedgerReport:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise Unavailable("UPSTREAM_UNAVAILABLE", "the wallet service did not answer")
+        return WalletLedgerReport(wallets_checked=3, accounts_checked=3, mismatches=[])
+
+    checker = RecordChecker(
+        engine, _Sources(records=[OurRecord("order", order, "s", "USD", 500)]), totals=totals
+    )
+    passed_before = (
+        REGISTRY.get_sample_value("recon_internal_checks_retried_total", {"outcome": "passed"}) or 0
+    )
+
+    assert await check_settlement_day(engine, checker, run, _WINDOW) is None
+    report, queued, retry = await _stored(engine, run.run_id)
+    assert report["internal_checks"]["error"] == "UPSTREAM_UNAVAILABLE"
+    assert report["mismatches_by_code"] == {"UNMATCHED_ROW": 1}  # nothing counted from a failed attempt
+    assert len(queued) == 2 and (retry.state, retry.attempts) == ("failed", 1)
+    first_ids = {m.mismatch_id for m in queued}
+
+    retrier = CheckRetrier(
+        engine, checker, retry=dt.timedelta(seconds=1), retry_max=dt.timedelta(seconds=4),
+        lease=dt.timedelta(minutes=5), clock=lambda: _now() + dt.timedelta(hours=1),
+    )  # fmt: skip
+    outcomes = await retrier.tick()
+
+    assert outcomes[run.run_id] == "passed"
+    report, queued, retry = await _stored(engine, run.run_id)
+    assert sorted((m.code, m.our_reference) for m in queued) == [
+        ("LEDGER_TRANSACTION_MISSING", f"order:{order}"),
+        ("WALLET_MOVEMENT_MISSING", f"order:{order}"),
+    ]
+    assert {m.mismatch_id for m in queued} == first_ids
+    assert report["mismatches_by_code"] == {
+        "UNMATCHED_ROW": 1, "LEDGER_TRANSACTION_MISSING": 1, "WALLET_MOVEMENT_MISSING": 1,
+    }  # fmt: skip
+    assert report["open_by_classification"] == {"unclassified": 1, "manual": 2}
+    assert report["internal_checks"] == {
+        "records_checked": 1, "book_items_checked": 0, "mismatches": 2, "wallets_checked": 3,
+        "accounts_checked": 3, "attempts": 2,
+    }  # fmt: skip
+    assert (retry.state, retry.attempts, retry.last_error) == ("done", 2, None)
+    assert (
+        REGISTRY.get_sample_value("recon_internal_checks_retried_total", {"outcome": "passed"})
+        == passed_before + 1
+    )
+    assert run.run_id not in await retrier.tick()  # done: never run again
+
+
+async def test_end_of_run_checks_still_failing_at_the_back_offs_cap_are_abandoned_with_an_alert(services):
+    tag = uuid.uuid4().hex[:8]
+    engine = services["recon"].engine
+    run = await _settlement_run(engine, tag)
+    checker = RecordChecker(engine, _Unreachable())
+    assert await check_settlement_day(engine, checker, run, _WINDOW) is None
+    start = _now()
+    at = start
+    retrier = CheckRetrier(
+        engine, checker, retry=dt.timedelta(seconds=10), retry_max=dt.timedelta(seconds=20),
+        lease=dt.timedelta(minutes=5), clock=lambda: at,
+    )  # fmt: skip
+    abandoned_before = (
+        REGISTRY.get_sample_value("recon_internal_checks_retried_total", {"outcome": "abandoned"}) or 0
+    )
+
+    at = start + dt.timedelta(seconds=11)  # the first back-off (10 s) is over
+    assert (await retrier.tick())[run.run_id] == "failed"
+    assert run.run_id not in await retrier.tick()  # the next back-off (20 s, the cap) is not over
+    at = start + dt.timedelta(seconds=32)
+    assert (await retrier.tick())[run.run_id] == "abandoned"  # it waited the cap and still fails
+
+    report, queued, retry = await _stored(engine, run.run_id)
+    assert (retry.state, retry.attempts, retry.last_error) == ("abandoned", 3, "UPSTREAM_UNAVAILABLE")
+    assert report["internal_checks"] == {"error": "UPSTREAM_UNAVAILABLE", "attempts": 3, "retry": "abandoned"}
+    assert report["mismatches_by_code"] == {"UNMATCHED_ROW": 1} and queued == []
+    assert (
+        REGISTRY.get_sample_value("recon_internal_checks_retried_total", {"outcome": "abandoned"})
+        == abandoned_before + 1
+    )
+    at = start + dt.timedelta(days=1)
+    assert run.run_id not in await retrier.tick()  # abandoned: left for a person (CompareWalletsWithLedger)

@@ -7,16 +7,19 @@ import datetime as dt
 import io
 import uuid
 from collections.abc import Sequence
+from typing import cast
 
 import sqlalchemy as sa
 
 from recon_svc.settlement import tables as t
+from recon_svc.settlement.categories import match_other
 from recon_svc.settlement.classify import (
     Against,
     Booking,
     Classification,
     Code,
     OrderState,
+    OurDispute,
     OurOrder,
     OurPayout,
     OurRefund,
@@ -30,7 +33,7 @@ from recon_svc.settlement.classify import (
     missing_payouts_from_psp,
 )
 from recon_svc.settlement.parse import SettlementRow
-from recon_svc.settlement.records import ChunkBooking, settlement_entries
+from recon_svc.settlement.records import ChunkBooking, PaymentRecords, settlement_entries
 from recon_svc.settlement.run import reconcile_file
 from svckit.gen.ledger.v1 import ledger_service_pb2 as lpb
 
@@ -88,6 +91,55 @@ def test_a_dispute_we_have_no_record_of_is_manual_and_one_above_the_charge_is_no
     assert (m.code, m.classification, out.booking) == (Code.DISPUTE_NOT_RECORDED, Classification.MANUAL, None)
     [big] = (over := classify_dispute(_row("dispute", -3_001, 1_500), CART)).mismatches
     assert (big.code, big.differences[0].ours, over.booking) == (Code.AMOUNT_DIFFERS, "at most 3000", None)
+
+
+def test_a_dispute_row_is_compared_with_the_payment_services_record_of_its_dispute():
+    lost = [OurDispute("dp_a", 3_000, "USD", "lost")]
+    agreed = classify_dispute(_row("dispute", -3_000, 1_500, "dp_a"), CART, lost)
+    assert (agreed.mismatches, agreed.booking is not None) == ([], True)
+    # A dispute the payment service never heard of: still booked (the PSP took the money), for a person.
+    [missing] = (unheard := classify_dispute(_row("dispute", -3_000, 1_500, "dp_b"), CART, lost)).mismatches
+    assert (missing.code, missing.classification, unheard.booking is not None) == (
+        Code.DISPUTE_RECORD_MISSING,
+        Classification.MANUAL,
+        True,
+    )
+    # Another amount than our record: not booked.
+    [other] = (off := classify_dispute(_row("dispute", -2_500, 1_500, "dp_a"), CART, lost)).mismatches
+    assert (other.code, other.differences[0].field, off.booking) == (
+        Code.AMOUNT_DIFFERS,
+        "dispute.amount_minor",
+        None,
+    )
+    # A reversal (won) of a dispute we hold lost, and funds withdrawn for what we hold an inquiry: booked, flagged.
+    [status] = classify_dispute(_row("dispute_reversal", 3_000, 0, "dp_a"), CART, lost).mismatches
+    assert (status.code, status.differences[0].ours) == (Code.DISPUTE_STATUS_DIFFERS, "lost")
+    inquiry = [OurDispute("dp_a", 3_000, "USD", "warning_needs_response")]
+    [withdrawn] = classify_dispute(_row("dispute", -3_000, 1_500, "dp_a"), CART, inquiry).mismatches
+    assert withdrawn.code == Code.DISPUTE_STATUS_DIFFERS
+    won = [OurDispute("dp_a", 3_000, "USD", "won")]
+    assert classify_dispute(_row("dispute_reversal", 3_000, 0, "dp_a"), CART, won).mismatches == []
+
+
+class _CartWithoutDisputes:
+    """Our cart, charged with PaymentIntent ``pi_a``, on which the payment service recorded no dispute."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    async def checkout_for(self, row):
+        return CART
+
+    async def disputes_for(self, payment_intent_id):
+        self.asked.append(payment_intent_id)
+        return []
+
+
+async def test_a_dispute_row_of_a_file_without_payment_intents_is_compared_through_our_orders_payment_intent():
+    records = _CartWithoutDisputes()
+    out = await match_other(_row("dispute", -3_000, 1_500, "dp_a"), cast(PaymentRecords, records))
+    assert records.asked == ["pi_a"]
+    assert [m.code for m in out.mismatches] == [Code.DISPUTE_RECORD_MISSING]
 
 
 def test_a_refund_failure_mirrors_the_refund_and_is_flagged_while_we_hold_it_succeeded():
@@ -182,6 +234,9 @@ class _Records:
         return None
 
     async def refund_for(self, row):
+        return None
+
+    async def disputes_for(self, payment_intent_id):
         return None
 
     async def payout_for(self, payout_id):

@@ -16,10 +16,13 @@ from psp_sim.testing import DEFAULT_API_KEY
 from svckit.gen.payments.v1 import payment_service_pb2 as pb
 from svckit.gen.payments.v1 import payout_service_pb2 as popb
 from svckit.gen.payments.v1 import payout_service_pb2_grpc as po_grpc
+from tests.recon import test_record_checks as record_checks
 from tests.recon import test_settlement_run as base
+from tests.recon.psp_disputes import deliver, dispute_events
 from tests.recon.test_settlement_run import REPORT, _fresh_start, _mismatches, _receivable, _run, _settled
 
 recon = base.recon  # the fixture: recon's ports as the ``recon`` identity
+checker = record_checks.checker  # the fixture: the per-record checks over the real services
 
 COLUMNS = [
     "balance_transaction_id", "created_utc", "currency", "gross", "fee", "net", "reporting_category", "source_id",
@@ -85,7 +88,7 @@ def _gross_of(data: bytes, *categories: str) -> int:
 
 
 async def test_a_day_with_every_kind_of_activity_reconciles_to_zero(
-    shared_psp, services, channels, operator_channels, recon
+    shared_psp, services, channels, operator_channels, recon, checker
 ):
     sim = shared_psp
     t0 = dt.datetime.now(dt.UTC)
@@ -144,6 +147,12 @@ async def test_a_day_with_every_kind_of_activity_reconciles_to_zero(
         lambda: _receivable_is(channels, before + 20000 + 100000 + 1000 - 1200), "our postings landed"
     )
 
+    # The payment service records the dispute from its charge.dispute.* webhooks (delivered here as the gateway
+    # would; no gateway is subscribed to the simulator in this test): the run matches the file's row to it.
+    disputed_intent = (
+        await recon["payments"].GetPaymentOrder(pb.GetPaymentOrderRequest(payment_order_id=disputed))
+    ).payment_order.psp_reference
+    await deliver(sim, recon["payments"], dispute_events(sim, start, disputed_intent))
     data = _file(sim, start)
     # Before the file is counted the receivable holds what the PSP's file says it owes for the day.
     assert await _receivable(channels) - before == _gross_of(data, "charge", "refund")
@@ -170,6 +179,11 @@ async def test_a_day_with_every_kind_of_activity_reconciles_to_zero(
     as_recon = po_grpc.PayoutServiceStub(recon["payout_channel"])
     assert [p.payout_id for p in (await as_recon.ListPayouts(inside)).payouts] == [payout.payout_id]
     assert list((await as_recon.ListPayouts(before_t0)).payouts) == []
+    # Our own books agree with the day's records in amount, currency and seller: the orders, the refund (its
+    # movement less than the refund by the commission given back) and the pay-out's steps.
+    checks = await checker["checker"].check((t0, dt.datetime.now(dt.UTC)), f"rcn_day_{uuid.uuid4().hex}")
+    assert [m for m, _ in checks.mismatches] == []
+    assert checks.records_checked == 5  # three captured orders, the refund, the pay-out
 
 
 async def _receivable_is(channels, expected: int) -> bool:

@@ -28,6 +28,9 @@ class _NoRecords:
     async def refund_for(self, row):
         return None
 
+    async def disputes_for(self, payment_intent_id):
+        return None
+
     async def payout_for(self, payout_id):
         return None
 
