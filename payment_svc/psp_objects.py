@@ -122,6 +122,7 @@ class PspEvent:
     id: str  # the PSP's event id, "" when absent
     type: str
     object: PspObject | None  # None for a type pay-in does not act on
+    created: int | None = None  # the PSP's event time, Unix seconds
 
 
 class NotAnEvent(ValueError):
@@ -229,4 +230,10 @@ def event(event_type: str, payload: bytes) -> PspEvent:
     elif kind in DISPUTE_EVENTS:
         view = dispute(obj)
     event_id = body.get("id", "")
-    return PspEvent(event_id if isinstance(event_id, str) else "", kind, view)
+    created = body.get("created")
+    return PspEvent(
+        event_id if isinstance(event_id, str) else "",
+        kind,
+        view,
+        created if isinstance(created, int) and not isinstance(created, bool) else None,
+    )

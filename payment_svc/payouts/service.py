@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from payment_svc.payouts.debts import SellerDebts
 from payment_svc.payouts.deps import PayoutDeps
 from payment_svc.payouts.domain import PayoutRow, TransitionRow
 from payment_svc.payouts.events import PayoutAnswers
+from payment_svc.payouts.inbox import PayoutInbox, fact_of
 from payment_svc.payouts.janitor import PayoutJanitor
 from payment_svc.payouts.registry import SellerRegistry
 from payment_svc.payouts.run import PayoutRuns
@@ -27,18 +26,24 @@ class Payouts:
         self.steps = PayoutSteps(deps)
         self.runs = PayoutRuns(deps, self.steps)
         self.answers = PayoutAnswers(deps)
-        self.janitor = PayoutJanitor(deps, self.runs, self.steps, self.answers)
+        self.inbox = PayoutInbox(deps, self.answers)
+        self.janitor = PayoutJanitor(deps, self.runs, self.steps, self.inbox)
         self.scheduler = PayoutScheduler(deps, self.runs)
         self.statements = Statements(deps, self.registry)
         self.debts = SellerDebts(deps)
-        self._closers: list[Callable[[], Awaitable[None]]] = [self.answers.close]
+        self._closers: list[Callable[[], Awaitable[None]]] = []
 
     def on_close(self, *closers: Callable[[], Awaitable[None]]) -> None:
         self._closers.extend(closers)
 
-    async def apply_psp_event(self, conn: AsyncConnection, payout: PayoutView, cause: str) -> list[str]:
-        """A PSP payout event, inside HandlePspEvent's transaction (which also records the event id)."""
-        return await self.answers.apply_event(self.deps.store.within(conn), payout, cause)
+    async def accept_psp_event(
+        self, event_id: str, payout: PayoutView, created: int | None, cause: str
+    ) -> None:
+        """A PSP payout event recorded in the inbox (one statement, once per event id); the worker
+        applies it after the answer. A status that is not final records nothing."""
+        fact = fact_of(event_id, payout, created, cause)
+        if fact is not None:
+            await self.inbox.record(fact)
 
     async def get_payout(self, payout_id: str) -> tuple[PayoutRow, list[TransitionRow]]:
         async with self.deps.store.unit() as repo:

@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from payment_svc import psp_objects
 from payment_svc.domain import OrderState, PendingReason, outcome_of
 from payment_svc.psp_objects import (
@@ -31,8 +29,9 @@ from svckit.logging import get_logger
 log = get_logger(__name__)
 S = OrderState
 
-PayoutEventSink = Callable[[AsyncConnection, PayoutView, str], Awaitable[list[str]]]
-"""Applies a payout event inside HandlePspEvent's transaction (payment_svc.payouts); the pay-outs changed."""
+PayoutEventSink = Callable[[str, PayoutView, int | None, str], Awaitable[None]]
+"""Records a payout event (event id, payout, the PSP's event time, cause) in the pay-out inbox
+(payment_svc.payouts), which applies it after HandlePspEvent has answered."""
 
 
 class PspEvents(UseCase):
@@ -40,6 +39,21 @@ class PspEvents(UseCase):
         super().__init__(deps)
         self._refunds = refunds
         self._payouts = payouts
+
+    async def accept_payout_event(self, event_id: str, event_type: str, payload: bytes) -> bool:
+        """A payout event recorded in the pay-out inbox, to be applied after the answer; False when the
+        event is not a payout event (or pay-outs are not wired), for the other paths to decide."""
+        if self._payouts is None:
+            return False
+        try:
+            psp_event = psp_objects.event(event_type, payload)
+        except psp_objects.NotAnEvent:
+            return False  # the full path refuses it with INVALID_PAYLOAD
+        if not isinstance(psp_event.object, PayoutView):
+            return False
+        cause = f"psp_event:{psp_event.type} {event_id}"
+        await self._payouts(event_id, psp_event.object, psp_event.created, cause)
+        return True
 
     async def apply_event_at_once(self, event_type: str, payload: bytes) -> list[str] | None:
         """The common PaymentIntent events without a transaction; None when the full path must decide.
@@ -158,9 +172,6 @@ class PspEvents(UseCase):
             changed = await self._refunds.apply_refund_object(uow, obj, cause)
         elif isinstance(obj, DisputeView):
             changed = await apply_dispute(uow, obj, kind, detail, self._settlement.stream)
-        elif isinstance(obj, PayoutView) and self._payouts is not None:
-            # Pay-outs keep their own repository; they join the event's transaction through its connection.
-            changed = await self._payouts(uow.repo.conn, obj, f"{cause} {detail}".strip())
         return changed
 
     async def _orders_for_intent(

@@ -242,6 +242,20 @@ class PayoutStack:
             )
         )
 
+    async def outcome(self, event_id: str) -> str:
+        """The inbox's outcome of a recorded PSP pay-out fact, once the service's worker applied it."""
+        found = await eventually(
+            lambda: self.uses.inbox.outcome(event_id), lambda o: o is not None, f"fact {event_id} applied"
+        )
+        assert found is not None
+        return found
+
+    async def settle(self, event: dict[str, Any]) -> str:
+        """Deliver a payout event as the gateway would and wait for the inbox to apply it: its outcome
+        (APPLIED: the pay-out changed; NO_CHANGE: a duplicate, late or stale answer)."""
+        assert (await self.deliver(event)).accepted
+        return await self.outcome(event["id"])
+
     async def verify_ledger(self) -> list[Any]:
         reply = await self.ledger.VerifyLedger(lpb.VerifyLedgerRequest())
         return list(reply.findings)
