@@ -279,6 +279,9 @@ async def stack(
         psp_timeout_seconds=2.0,
         psp_max_network_retries=0,  # a dropped answer is the pay-out janitor's to retry (same key)
         janitor_interval_seconds=3600,  # tests run janitor passes themselves
+        # The server's inbox worker applies the facts its own HandlePspEvent records (it is woken);
+        # facts a test records itself wait for that test to apply them.
+        payout_inbox_poll_seconds=3600,
         payout_retry_seconds=0,
         payout_check_seconds=0,
         risk_velocity_max_checkouts=10_000,
