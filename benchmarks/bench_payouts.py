@@ -100,9 +100,10 @@ async def seed(pay_engine, wallet, ledger, sellers: list[str], accounts: list[st
     async with pay_engine.begin() as conn:
         await conn.execute(
             sa.text(
+                # As registration leaves them: the PSP said just now that the account takes payouts.
                 "INSERT INTO sellers (seller_account, psp_account, payout_currency, schedule, anchor_day,"
-                " minimums, reserve_bps, reserve_days, state) VALUES (:s, :a, 'USD', 'MONTHLY', 1,"
-                " CAST('{}' AS json), 0, 0, 'ACTIVE')"
+                " minimums, reserve_bps, reserve_days, state, psp_payouts_enabled, psp_account_checked_at)"
+                " VALUES (:s, :a, 'USD', 'MONTHLY', 1, CAST('{}' AS json), 0, 0, 'ACTIVE', true, now())"
             ),
             [{"s": s, "a": a} for s, a in zip(sellers, accounts, strict=True)],
         )

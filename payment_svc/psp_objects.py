@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from payment_svc.psp_events import (
+    ACCOUNT_EVENTS,
     CHECKOUT_OUTCOME_EVENTS,
     DISPUTE_EVENTS,
     OUTCOME_EVENTS,
@@ -114,7 +115,7 @@ class DisputeView:
     evidence_due_by: int | None  # Unix seconds
 
 
-PspObject = PaymentIntentView | CheckoutSessionView | RefundView | PayoutView | DisputeView
+PspObject = PaymentIntentView | CheckoutSessionView | RefundView | PayoutView | DisputeView | AccountView
 
 
 @dataclass(frozen=True)
@@ -229,6 +230,8 @@ def event(event_type: str, payload: bytes) -> PspEvent:
         view = payout(obj, body.get("account"))
     elif kind in DISPUTE_EVENTS:
         view = dispute(obj)
+    elif kind in ACCOUNT_EVENTS:
+        view = account(obj)
     event_id = body.get("id", "")
     created = body.get("created")
     return PspEvent(

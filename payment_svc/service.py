@@ -122,7 +122,7 @@ class PaymentService:
     async def drive(self, checkout_id: str) -> None:
         await self.checkout.drive(checkout_id)
 
-    async def accept_payout_event(self, event_id: str, event_type: str, payload: bytes) -> bool:
+    async def accept_payout_event(self, event_id: str, event_type: str, payload: bytes) -> bool | None:
         return await self.events.accept_payout_event(event_id, event_type, payload)
 
     async def apply_event_at_once(self, event_type: str, payload: bytes) -> list[str] | None:

@@ -212,6 +212,10 @@ class SellerRow:
     state_reason: str
     created_at: datetime
     updated_at: datetime
+    psp_payouts_enabled: bool | None = None
+    """What the PSP last said: can the connected account receive payouts (None: never asked)."""
+    psp_account_checked_at: datetime | None = None
+    """When it said so: our read of the account, or the time of its ``account.updated`` event."""
 
     def settings(self) -> SellerSettings:
         return SellerSettings(

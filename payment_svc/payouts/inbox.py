@@ -245,3 +245,5 @@ class PayoutInbox:
             stop_if_cancelled()
             with contextlib.suppress(TimeoutError):  # the poll: nothing woke it
                 await asyncio.wait_for(self._wake.wait(), s.payout_inbox_poll_seconds)
+                # Woken by a record: let its companions arrive, then apply them together.
+                await asyncio.sleep(s.payout_inbox_linger_seconds)

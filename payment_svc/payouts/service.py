@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 from payment_svc.payouts.debts import SellerDebts
 from payment_svc.payouts.deps import PayoutDeps
@@ -15,7 +16,7 @@ from payment_svc.payouts.run import PayoutRuns
 from payment_svc.payouts.scheduler import PayoutScheduler
 from payment_svc.payouts.statements import Statements
 from payment_svc.payouts.steps import PayoutSteps
-from payment_svc.psp_objects import PayoutView
+from payment_svc.psp_objects import AccountView, PayoutView
 from svckit.errors import NotFound
 
 
@@ -37,13 +38,22 @@ class Payouts:
         self._closers.extend(closers)
 
     async def accept_psp_event(
-        self, event_id: str, payout: PayoutView, created: int | None, cause: str
-    ) -> None:
-        """A PSP payout event recorded in the inbox (one statement, once per event id); the worker
-        applies it after the answer. A status that is not final records nothing."""
-        fact = fact_of(event_id, payout, created, cause)
+        self, event_id: str, obj: PayoutView | AccountView, created: int | None, cause: str
+    ) -> bool:
+        """A PSP event for pay-outs. A payout's final status is recorded in the inbox (one statement,
+        once per event id) and applied by its worker after the answer: False. A connected account's
+        ``payouts_enabled`` is noted on its sellers with the event's time (a later word is kept):
+        True when a seller changed."""
+        if isinstance(obj, AccountView):
+            if obj.id is None:
+                return False
+            at = datetime.fromtimestamp(created, UTC) if created is not None else datetime.now(UTC)
+            async with self.deps.store.unit() as repo:
+                return await repo.note_psp_account(obj.id, obj.payouts_enabled, at) > 0
+        fact = fact_of(event_id, obj, created, cause)
         if fact is not None:
             await self.inbox.record(fact)
+        return False
 
     async def get_payout(self, payout_id: str) -> tuple[PayoutRow, list[TransitionRow]]:
         async with self.deps.store.unit() as repo:

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from payment_svc import psp_objects
 from payment_svc.domain import OrderState, PendingReason, outcome_of
 from payment_svc.psp_objects import (
+    AccountView,
     CheckoutSessionView,
     DisputeView,
     PaymentIntentView,
@@ -29,9 +30,10 @@ from svckit.logging import get_logger
 log = get_logger(__name__)
 S = OrderState
 
-PayoutEventSink = Callable[[str, PayoutView, int | None, str], Awaitable[None]]
-"""Records a payout event (event id, payout, the PSP's event time, cause) in the pay-out inbox
-(payment_svc.payouts), which applies it after HandlePspEvent has answered."""
+PayoutEventSink = Callable[[str, PayoutView | AccountView, int | None, str], Awaitable[bool]]
+"""Takes a payout or connected-account event (event id, object, the PSP's event time, cause) to
+pay-outs (payment_svc.payouts): a payout's is recorded in the pay-out inbox and applied after
+HandlePspEvent has answered (False), an account's is applied at once (True when it changed a seller)."""
 
 
 class PspEvents(UseCase):
@@ -40,20 +42,20 @@ class PspEvents(UseCase):
         self._refunds = refunds
         self._payouts = payouts
 
-    async def accept_payout_event(self, event_id: str, event_type: str, payload: bytes) -> bool:
-        """A payout event recorded in the pay-out inbox, to be applied after the answer; False when the
-        event is not a payout event (or pay-outs are not wired), for the other paths to decide."""
+    async def accept_payout_event(self, event_id: str, event_type: str, payload: bytes) -> bool | None:
+        """A pay-outs event (a payout's, recorded in the pay-out inbox to be applied after the answer;
+        a connected account's, applied at once): whether it changed something already. None when the
+        event is neither (or pay-outs are not wired), for the other paths to decide."""
         if self._payouts is None:
-            return False
+            return None
         try:
             psp_event = psp_objects.event(event_type, payload)
         except psp_objects.NotAnEvent:
-            return False  # the full path refuses it with INVALID_PAYLOAD
-        if not isinstance(psp_event.object, PayoutView):
-            return False
+            return None  # the full path refuses it with INVALID_PAYLOAD
+        if not isinstance(psp_event.object, PayoutView | AccountView):
+            return None
         cause = f"psp_event:{psp_event.type} {event_id}"
-        await self._payouts(event_id, psp_event.object, psp_event.created, cause)
-        return True
+        return await self._payouts(event_id, psp_event.object, psp_event.created, cause)
 
     async def apply_event_at_once(self, event_type: str, payload: bytes) -> list[str] | None:
         """The common PaymentIntent events without a transaction; None when the full path must decide.

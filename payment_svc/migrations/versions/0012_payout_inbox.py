@@ -1,5 +1,6 @@
 """Pay-out inbox: the PSP's payout.paid/failed/canceled facts recorded on arrival, applied in groups by a
-worker; and when each seller's PSP account was last seen able to receive payouts.
+worker; and what the PSP last said about each seller's connected account (can it receive payouts,
+and when), so a run reads the account only when that is old.
 
 Revision ID: 0012
 Revises: 0011
@@ -64,14 +65,26 @@ def upgrade() -> None:
     op.add_column(
         "sellers",
         sa.Column(
+            "psp_payouts_enabled",
+            sa.Boolean,
+            nullable=True,
+            comment="What the PSP last said: can the connected account receive payouts",
+        ),
+    )
+    op.add_column(
+        "sellers",
+        sa.Column(
             "psp_account_checked_at",
             _TS,
             nullable=True,
-            comment="When the PSP last said the account can receive payouts (a read or account.updated)",
+            comment="When the PSP said it (a read, or the time of its account.updated event)",
         ),
     )
+    op.create_index("sellers_psp_account", "sellers", ["psp_account"])
 
 
 def downgrade() -> None:
+    op.drop_index("sellers_psp_account", table_name="sellers")
     op.drop_column("sellers", "psp_account_checked_at")
+    op.drop_column("sellers", "psp_payouts_enabled")
     op.drop_table("payout_inbox")
