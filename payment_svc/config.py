@@ -119,7 +119,7 @@ class PaymentSettings(ServiceSettings):
     payout_inbox_batch_size: int = Field(default=500, ge=1, le=1000)
     """PSP pay-out facts the inbox worker applies together: one transaction, one wallet ``ApplyBatch``,
     one ledger ``PostTransactions``."""
-    payout_inbox_linger_seconds: float = Field(default=0.2, ge=0, le=5)
+    payout_inbox_linger_seconds: float = Field(default=1.0, ge=0, le=5)
     """How long the inbox worker lets facts gather after it is woken, so the PSP's burst of events (a
     bank day's payouts, delivered side by side) is applied in large groups rather than one by one."""
     payout_inbox_poll_seconds: float = Field(default=1.0, gt=0)

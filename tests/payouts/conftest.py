@@ -282,6 +282,7 @@ async def stack(
         # The server's inbox worker applies the facts its own HandlePspEvent records (it is woken);
         # facts a test records itself wait for that test to apply them.
         payout_inbox_poll_seconds=3600,
+        payout_inbox_linger_seconds=0.05,  # a test delivers one event at a time: no burst to wait for
         payout_retry_seconds=0,
         payout_check_seconds=0,
         risk_velocity_max_checkouts=10_000,
