@@ -8,6 +8,7 @@ import asyncio
 import copy
 import dataclasses
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,6 +20,7 @@ from payment_svc.payouts.events import PayoutAnswers
 from payment_svc.payouts.inbox import PayoutInbox, fact_of
 from payment_svc.psp_objects import PayoutView
 from payment_svc.psp_objects import event as psp_event
+from svckit.errors import DomainError, Unavailable
 from svckit.gen.payments.v1 import payout_service_pb2 as pb
 from svckit.gen.wallet.v1 import wallet_service_pb2 as wpb
 from tests.payouts.conftest import PayoutStack, uid
@@ -208,4 +210,61 @@ async def test_several_replicas_applying_at_once_apply_each_fact_once(stack: Pay
         assert await _captures(stack, p.seller_account) == 1
         assert await _paid_events(stack, p.payout_id) == 1
     assert await stack.balance(IN_TRANSIT) == in_transit - 6 * 900
+    assert await stack.verify_ledger() == []
+
+
+class WalletDownFor(Books):
+    """The wallet is unreachable for one pay-out's capture (alone or in a batch)."""
+
+    def __init__(self, payout_id: str, *args: Any) -> None:
+        super().__init__(*args)
+        self._down = payout_id
+
+    async def paid_many(self, paid: Sequence[tuple[str, str, int, str]]) -> list[int | DomainError]:
+        if any(p[0] == self._down for p in paid):
+            raise Unavailable("UPSTREAM_UNAVAILABLE", "the wallet is unreachable")
+        return await super().paid_many(paid)
+
+    async def capture(self, payout_id: str, reservation_id: str) -> None:
+        if payout_id == self._down:
+            raise Unavailable("UPSTREAM_UNAVAILABLE", "the wallet is unreachable")
+        await super().capture(payout_id, reservation_id)
+
+
+async def test_a_fault_in_a_group_defers_only_the_fact_it_hit(stack: PayoutStack):
+    sellers = [uid("s-fault") for _ in range(3)]
+    sent = await _sent(stack, sellers)  # owed 900 each
+    stack.sim.admin.advance(days=2)
+    events = [stack.payout_events(p.psp_account, p.psp_payout_id)[0] for p in sent]
+    for e in events:
+        await _record(stack, e)
+    hit = sent[1]
+
+    books = WalletDownFor(hit.payout_id, stack.wallet, stack.ledger, 10.0)
+    deps = dataclasses.replace(stack.uses.deps, books=books)
+    await PayoutInbox(deps, PayoutAnswers(deps)).drain()
+
+    # The group failed as a whole, then each fact was tried alone: the others are paid.
+    for p, e in zip(sent, events, strict=True):
+        if p is not hit:
+            assert await stack.uses.inbox.outcome(e["id"]) == "APPLIED"
+            assert (await stack.payout(p.payout_id)).payout.state == pb.PAYOUT_STATE_PAID
+    assert await stack.uses.inbox.outcome(events[1]["id"]) is None
+    async with stack.handle.engine.begin() as conn:
+        attempts, error = (
+            await conn.execute(
+                sa.text("SELECT attempts, last_error FROM payout_inbox WHERE event_id = :e"),
+                {"e": events[1]["id"]},
+            )
+        ).one()
+        assert attempts == 1 and "UPSTREAM_UNAVAILABLE" in error
+        # Its retry comes due; the wallet is back.
+        await conn.execute(
+            sa.text("UPDATE payout_inbox SET next_try_at = now() WHERE event_id = :e"), {"e": events[1]["id"]}
+        )
+    await stack.uses.inbox.drain()
+    assert await stack.uses.inbox.outcome(events[1]["id"]) == "APPLIED"
+    assert (await stack.payout(hit.payout_id)).payout.state == pb.PAYOUT_STATE_PAID
+    for p in sent:
+        assert await _captures(stack, p.seller_account) == 1
     assert await stack.verify_ledger() == []
