@@ -268,3 +268,26 @@ async def test_a_fault_in_a_group_defers_only_the_fact_it_hit(stack: PayoutStack
     for p in sent:
         assert await _captures(stack, p.seller_account) == 1
     assert await stack.verify_ledger() == []
+
+
+async def test_the_inbox_reports_its_depth_and_alerts_on_an_old_unapplied_fact(stack: PayoutStack):
+    seller = uid("s-old")
+    (sent,) = await _sent(stack, [seller])
+    stack.sim.admin.advance(days=2)
+    (paid,) = stack.payout_events(sent.psp_account, sent.psp_payout_id)
+    await _record(stack, paid)
+    # Recorded an hour ago and still not applied (no worker ran): past the alert age.
+    async with stack.handle.engine.begin() as conn:
+        await conn.execute(
+            sa.text("UPDATE payout_inbox SET received_at = now() - interval '1 hour' WHERE event_id = :e"),
+            {"e": paid["id"]},
+        )
+    alerts = REGISTRY.get_sample_value("payment_payout_inbox_stale_total") or 0.0
+
+    depth, age = await stack.uses.inbox.observe()
+
+    assert depth >= 1 and age >= 3600
+    assert REGISTRY.get_sample_value("payment_payout_inbox_depth") == depth
+    assert REGISTRY.get_sample_value("payment_payout_inbox_stale_total") == alerts + 1
+    await stack.uses.inbox.drain()
+    assert await stack.uses.inbox.outcome(paid["id"]) == "APPLIED"
