@@ -34,7 +34,7 @@ WEBHOOK_SIGNATURE_FAILURES = Counter(
 )
 WEBHOOK_EVENTS = Counter(
     "gateway_webhook_events_total",
-    "Verified webhook events, by outcome (applied, ignored, rejected, retry)",
+    "Verified webhook events, by outcome (applied, accepted, ignored, rejected, retry)",
     ["provider", "outcome"],
 )
 

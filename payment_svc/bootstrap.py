@@ -90,8 +90,11 @@ def build_driver_pool(settings: PaymentSettings, purpose: str, session_locks: bo
     )
 
 
-def build_payouts(settings: PaymentSettings, engine: AsyncEngine, psp: PspPort) -> Payouts:
-    """Pay-outs, calling the wallet and the ledger as the ``payment`` identity (channels closed with it)."""
+def build_payouts(
+    settings: PaymentSettings, engine: AsyncEngine, psp: PspPort, driver: DriverPool | None = None
+) -> Payouts:
+    """Pay-outs, calling the wallet and the ledger as the ``payment`` identity (channels closed with it);
+    ``driver`` (not owned) records the PSP's pay-out facts in one statement each."""
     security = security_for(settings)
     wallet_channel = security.aio_channel(settings.wallet_addr)
     ledger_channel = security.aio_channel(settings.ledger_addr)
@@ -101,7 +104,7 @@ def build_payouts(settings: PaymentSettings, engine: AsyncEngine, psp: PspPort) 
         settings.settlement_deadline_seconds,
     )
     stream = Keys(events_settings(settings).namespace).events  # pay-out events next to the orders'
-    payouts = Payouts(PayoutDeps(PayoutStore(engine, stream), books, psp, settings))
+    payouts = Payouts(PayoutDeps(PayoutStore(engine, stream, driver), books, psp, settings))
     payouts.on_close(wallet_channel.close, ledger_channel.close)
     return payouts
 
@@ -113,13 +116,14 @@ def build_service(
     tools and tests). It owns ``driver`` (closed with the service); a new pool is made when none is given."""
     keys = Keys(events_settings(settings).namespace)
     psp = build_psp(settings)
+    driver = driver or build_driver_pool(settings, "statements")
     return PaymentService(
-        PgUnitsOfWork(engine, driver or build_driver_pool(settings, "statements")),
+        PgUnitsOfWork(engine, driver),
         psp,
         build_risk(settings),
         settings,
         settlement=OutboxSettlement(keys.events),
-        payouts=build_payouts(settings, engine, psp),
+        payouts=build_payouts(settings, engine, psp, driver),
     )
 
 
@@ -157,7 +161,11 @@ def build(settings: PaymentSettings, engine: AsyncEngine, idempotency: Idempoten
     security = security_for(settings)  # settlement calls the books as the `payment` identity
     wallet_channel = security.aio_channel(settings.wallet_addr)
     ledger_channel = security.aio_channel(settings.ledger_addr)
-    background = [service.janitor_forever, service.payouts.janitor.janitor_forever]
+    background = [
+        service.janitor_forever,
+        service.payouts.janitor.janitor_forever,
+        service.payouts.inbox.inbox_forever,
+    ]
     if settings.payout_scheduler_enabled:
         background.append(service.payouts.scheduler.scheduler_forever)
     if settings.run_settlement:

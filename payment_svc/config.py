@@ -116,3 +116,19 @@ class PaymentSettings(ServiceSettings):
     Off unless set, so tests and one-off processes never start runs; every replica may enable it."""
     payout_scheduler_interval_seconds: float = Field(default=60.0, gt=0)
     """How often the scheduler looks for a period whose anchor day has come."""
+    payout_inbox_batch_size: int = Field(default=500, ge=1, le=1000)
+    """PSP pay-out facts the inbox worker applies together: one transaction, one wallet ``ApplyBatch``,
+    one ledger ``PostTransactions``."""
+    payout_inbox_linger_seconds: float = Field(default=1.0, ge=0, le=5)
+    """How long the inbox worker lets facts gather after it is woken, so the PSP's burst of events (a
+    bank day's payouts, delivered side by side) is applied in large groups rather than one by one."""
+    payout_inbox_poll_seconds: float = Field(default=1.0, gt=0)
+    """How often the inbox worker looks for facts without being woken (another replica recorded them,
+    or a retry came due); a fact recorded by this process wakes it at once."""
+    payout_inbox_retry_seconds: float = Field(default=5.0, gt=0)
+    """When a fact whose apply failed (the wallet or ledger unavailable, a refusal) is tried again."""
+    payout_inbox_alert_seconds: float = Field(default=300.0, gt=0)
+    """A fact still unapplied this long after it arrived raises an alert (error log and metric)."""
+    psp_account_max_age_seconds: float = Field(default=86_400.0, ge=0)
+    """A run reads a seller's PSP account (can it receive payouts?) only when the last read or
+    ``account.updated`` event is older than this; 0 reads it every run."""

@@ -29,12 +29,16 @@ REFUND_EVENTS = frozenset({"refund.created", "refund.updated", "refund.failed", 
 # A connected account's payout reached its end (``paid`` may still turn ``failed`` later).
 PAYOUT_EVENTS = frozenset({"payout.paid", "payout.failed", "payout.canceled"})
 
+# A connected account changed (``payouts_enabled`` among others): a run trusts what it said for a while
+# instead of reading the account (payment_svc/payouts/run.py).
+ACCOUNT_EVENTS = frozenset({"account.updated"})
+
 # A buyer's bank disputes a charge: recorded on the checkout and its orders' history (no money moves here; the
 # PSP's withdrawal is in its settlement file, which reconciliation books).
 DISPUTE_EVENTS = frozenset({"charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed"})
 
 HANDLED_EVENT_TYPES = (
-    OUTCOME_EVENTS | CHECKOUT_OUTCOME_EVENTS | REFUND_EVENTS | PAYOUT_EVENTS | DISPUTE_EVENTS
+    OUTCOME_EVENTS | CHECKOUT_OUTCOME_EVENTS | REFUND_EVENTS | PAYOUT_EVENTS | ACCOUNT_EVENTS | DISPUTE_EVENTS
 )
 """Every PSP event type that can change our state. Subscribe the webhook endpoint to these only
 (Stripe's ``enabled_events``): any other type is acknowledged without a database round trip."""

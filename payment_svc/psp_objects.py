@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from payment_svc.psp_events import (
+    ACCOUNT_EVENTS,
     CHECKOUT_OUTCOME_EVENTS,
     DISPUTE_EVENTS,
     OUTCOME_EVENTS,
@@ -114,7 +115,7 @@ class DisputeView:
     evidence_due_by: int | None  # Unix seconds
 
 
-PspObject = PaymentIntentView | CheckoutSessionView | RefundView | PayoutView | DisputeView
+PspObject = PaymentIntentView | CheckoutSessionView | RefundView | PayoutView | DisputeView | AccountView
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,7 @@ class PspEvent:
     id: str  # the PSP's event id, "" when absent
     type: str
     object: PspObject | None  # None for a type pay-in does not act on
+    created: int | None = None  # the PSP's event time, Unix seconds
 
 
 class NotAnEvent(ValueError):
@@ -228,5 +230,13 @@ def event(event_type: str, payload: bytes) -> PspEvent:
         view = payout(obj, body.get("account"))
     elif kind in DISPUTE_EVENTS:
         view = dispute(obj)
+    elif kind in ACCOUNT_EVENTS:
+        view = account(obj)
     event_id = body.get("id", "")
-    return PspEvent(event_id if isinstance(event_id, str) else "", kind, view)
+    created = body.get("created")
+    return PspEvent(
+        event_id if isinstance(event_id, str) else "",
+        kind,
+        view,
+        created if isinstance(created, int) and not isinstance(created, bool) else None,
+    )

@@ -51,7 +51,7 @@ class PaymentService:
         )
         self.checkout = Checkout(deps)
         self.refunds = Refunds(deps)
-        self.events = PspEvents(deps, self.refunds, payouts.apply_psp_event if payouts else None)
+        self.events = PspEvents(deps, self.refunds, payouts.accept_psp_event if payouts else None)
         self.reviews = Review(deps, self.checkout)
         self.janitor = Janitor(deps, self.checkout, self.refunds)
         self.redrive = Redrive(deps)
@@ -121,6 +121,9 @@ class PaymentService:
 
     async def drive(self, checkout_id: str) -> None:
         await self.checkout.drive(checkout_id)
+
+    async def accept_payout_event(self, event_id: str, event_type: str, payload: bytes) -> bool | None:
+        return await self.events.accept_payout_event(event_id, event_type, payload)
 
     async def apply_event_at_once(self, event_type: str, payload: bytes) -> list[str] | None:
         return await self.events.apply_event_at_once(event_type, payload)

@@ -12,7 +12,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payment_svc.domain import OrderState
-from payment_svc.psp_events import handles_event_type
+from payment_svc.psp_events import ACCOUNT_EVENTS, PAYOUT_EVENTS, handles_event_type
 from payment_svc.rows import DisputeRow, OrderRow, RefundRow
 from payment_svc.service import PaymentService
 from payment_svc.usecases.commands import (
@@ -318,6 +318,15 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
         if request.event_type and not handles_event_type(request.event_type):
             # Nothing to apply and nothing to remember: a redelivery gets the same empty answer.
             return pb.HandlePspEventResponse(applied=False)
+        if not request.event_type or request.event_type in PAYOUT_EVENTS | ACCOUNT_EVENTS:
+            # A payout's is recorded in the pay-out inbox (once per event id: a redelivery records
+            # nothing new) and applied by its worker: acknowledged once durable. An account's is one
+            # conditional statement. Neither needs an idempotency record of its own.
+            applied = await self._service.accept_payout_event(
+                request.event_id, request.event_type, request.payload
+            )
+            if applied is not None:
+                return pb.HandlePspEventResponse(accepted=True, applied=applied)
         quick = await self._service.apply_event_at_once(request.event_type, request.payload)
         if quick is not None:
             return pb.HandlePspEventResponse(applied=bool(quick), payment_order_ids=quick)

@@ -4,7 +4,8 @@ The signature is checked on the raw bytes (re-serialised JSON would not match). 
 handed to ``PaymentService.HandlePspEvent`` with the event id as idempotency key, so a redelivery is a
 replay. What the PSP is told decides whether it delivers again:
 
-* applied, ignored, or a replay → 200;
+* applied, accepted (recorded durably, applied after the answer: pay-out events), ignored, or a
+  replay → 200;
 * a transient fault (service down, deadline, key in use by a concurrent delivery, an internal error
   or an unimplemented RPC that a deploy may fix) → a 5xx/409 problem, so the PSP retries (Stripe keeps
   trying for up to three days);
@@ -152,7 +153,8 @@ async def stripe_webhook(request: Request) -> JSONResponse:
         return JSONResponse({"received": True})
     finally:
         idempotency_key_var.reset(token)
-    outcome = "applied" if reply.applied else "ignored"
+    # accepted: recorded by the payment service to be applied shortly (pay-out events: its inbox).
+    outcome = "applied" if reply.applied else "accepted" if reply.accepted else "ignored"
     metrics.WEBHOOK_EVENTS.labels("stripe", outcome).inc()
     log.info(
         "webhook event handled",

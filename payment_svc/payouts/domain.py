@@ -212,6 +212,10 @@ class SellerRow:
     state_reason: str
     created_at: datetime
     updated_at: datetime
+    psp_payouts_enabled: bool | None = None
+    """What the PSP last said: can the connected account receive payouts (None: never asked)."""
+    psp_account_checked_at: datetime | None = None
+    """When it said so: our read of the account, or the time of its ``account.updated`` event."""
 
     def settings(self) -> SellerSettings:
         return SellerSettings(
@@ -295,3 +299,33 @@ class RunRow:
 def reserve_held(net_recent_minor: int, reserve_bps: int) -> int:
     """The rolling reserve on the recent orders' net: rounded up, so the reserve never holds too little."""
     return -(-net_recent_minor * reserve_bps // 10_000) if net_recent_minor > 0 else 0
+
+
+class InboxOutcome(enum.StrEnum):
+    """What applying a PSP pay-out fact from the inbox came to (NULL in the table until applied)."""
+
+    APPLIED = "APPLIED"  # the pay-out changed
+    NO_CHANGE = "NO_CHANGE"  # a duplicate, late or out-of-order answer: the state was past it
+    UNKNOWN_PAYOUT = "UNKNOWN_PAYOUT"  # no pay-out of ours has that PSP id or metadata id: alerted
+    MISMATCH = "MISMATCH"  # ours, but on another connected account or another PSP payout: alerted
+
+
+# Facts of one payout with the same PSP time apply paid first: a payout can fail after it was paid,
+# never be paid after it failed.
+STATUS_RANK = {"paid": 0, "failed": 1, "canceled": 1}
+
+
+@dataclass(frozen=True)
+class InboxFact:
+    """ "The PSP says <status> for payout <psp_payout_id>", as recorded by HandlePspEvent or the janitor."""
+
+    event_id: str
+    psp_payout_id: str
+    payout_id: str | None
+    psp_account: str | None
+    status: str
+    failure_code: str | None
+    failure_message: str | None
+    psp_created_at: datetime
+    cause: str
+    attempts: int = 0

@@ -1,19 +1,24 @@
-"""The PSP's answers about a pay-out: ``payout.paid``, ``payout.failed``, ``payout.canceled``, whether they
-come as webhook events or from the janitor asking the PSP.
+"""The PSP's answers about a pay-out: ``payout.paid``, ``payout.failed``, ``payout.canceled``, applied from
+the pay-out inbox (``.inbox``) in groups, whether they came as webhook events or from the janitor asking
+the PSP.
 
-- paid: capture the wallet reservation and post Dr payouts_in_transit / Cr asset:bank:operating (the
-  answers arriving together share one wallet ``ApplyBatch`` and one ledger ``PostTransactions``);
+- paid: capture the wallet reservation and post Dr payouts_in_transit / Cr asset:bank:operating (a
+  group's paid answers share one wallet ``ApplyBatch`` and one ledger ``PostTransactions``, each item
+  under the key the single calls use), then move them to PAID in one statement with their history and
+  events;
 - failed or canceled: release the reservation, reverse the sent posting (the seller is owed the money
   again), pause the seller's pay-outs with the PSP's failure code, and alert (error log + metric);
 - paid, then failed (the bank returned it): reverse the paid posting and the sent posting and credit
   the captured money back to the wallet, then as failed.
 
-Every remote call is keyed by the pay-out id and the step, so a duplicate or redelivered event, or an
-event and the janitor racing, applies each effect once; the pay-out's row lock orders them, and the
-transition table turns anything late or repeated into a no-op.
+Every remote call is keyed by the pay-out id and the step, so a duplicate or redelivered fact, a crash
+between the calls and the commit, or two workers, apply each effect once; the pay-outs' row locks order
+them, and the transition table turns anything late or repeated into a no-op.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from prometheus_client import Counter
 
@@ -22,7 +27,6 @@ from payment_svc.payouts.domain import PayoutRow, PayoutState, SellerState
 from payment_svc.payouts.repository import PayoutRepo
 from payment_svc.payouts.steps import PAYOUTS_FAILED, move, reverse_transfer
 from payment_svc.psp_objects import PayoutView
-from svckit.coalescing import Coalescer
 from svckit.errors import DomainError
 from svckit.logging import get_logger
 
@@ -31,77 +35,68 @@ P = PayoutState
 
 PAYOUTS_RETURNED = Counter("payment_payouts_returned_total", "Pay-outs reported paid, then failed")
 
-
-_Paid = tuple[str, str, int, str]  # payout id, reservation id, amount, currency
+PAYABLE = (P.TRANSFERRED, P.IN_TRANSIT)
+"""The states a ``paid`` answer moves from (TRANSFERRED: the answer beat our record of the PSP's id)."""
 
 
 class PayoutAnswers:
     def __init__(self, deps: PayoutDeps) -> None:
         self._d = deps
-        # ``payout.paid`` answers arrive one webhook each, often many at once (a bank day's payouts):
-        # their captures and postings share one wallet and one ledger call (svckit.coalescing), each
-        # under the key the single calls use. Every event keeps its own transaction and row lock.
-        self._paid_books: Coalescer[_Paid, int | DomainError] = Coalescer(
-            self._paid_group, name="payout-paid", max_group=500, max_in_flight=1
-        )
 
-    async def close(self) -> None:
-        await self._paid_books.close()
-
-    async def _paid_group(self, group: list[_Paid]) -> list[int | DomainError]:
+    async def paid(
+        self, repo: PayoutRepo, paid: Sequence[tuple[PayoutRow, str, str]]
+    ) -> list[PayoutRow | DomainError]:
+        """Apply ``paid`` to locked pay-outs in a payable state, each (pay-out, PSP payout id, detail):
+        the books in one call each (the single calls for one alone: cheaper than batches of one), then
+        the state changes in one statement per state left. The pay-out as moved, or the books' refusal
+        of it (it stays as it was)."""
         books = self._d.books
-        if len(group) == 1:
-            # No company: the single calls, the reference path (and cheaper than batches of one).
-            payout_id, reservation_id, amount, currency = group[0]
+        if len(paid) == 1:
+            p = paid[0][0]
+            assert p.reservation_id is not None  # TRANSFERRED is after RESERVED
             try:
-                await books.capture(payout_id, reservation_id)
-                return [await books.post_paid(payout_id, amount, currency)]
+                await books.capture(p.payout_id, p.reservation_id)
+                txs: list[int | DomainError] = [
+                    await books.post_paid(p.payout_id, p.amount_minor, p.currency)
+                ]
             except DomainError as err:
-                return [err]
-        return await books.paid_many(group)
-
-    async def apply_event(self, repo: PayoutRepo, po: PayoutView, cause: str) -> list[str]:
-        """Apply the PSP's payout object inside the caller's transaction; the pay-outs it changed."""
-        p = None
-        if po.id:
-            p = await repo.payout_by_psp_id(po.id, for_update=True)
-        if p is None and po.payout_id:
-            # The event can beat our record of the PSP payout's id: find it by our id in metadata.
-            p = await repo.get_payout(po.payout_id, for_update=True)
-        if p is None:
-            log.info("PSP payout event for a payout that is not ours", psp_payout_id=po.id)
-            return []
-        if p.psp_account != (po.account or p.psp_account) or (p.psp_payout_id not in (None, po.id)):
-            log.error(
-                "PSP payout event does not match our pay-out", payout_id=p.payout_id, psp_payout_id=po.id
+                txs = [err]
+        else:
+            txs = await books.paid_many(
+                [(p.payout_id, p.reservation_id or "", p.amount_minor, p.currency) for p, _, _ in paid]
             )
-            return []
-        changed = await self.apply(repo, p, po, cause)
-        return [p.payout_id] if changed else []
+        details = {p.payout_id: detail for p, _, detail in paid}
+        answers: dict[str, PayoutRow | DomainError] = {}
+        for from_state in PAYABLE:
+            todo = [
+                (p, psp_id, detail, tx)
+                for (p, psp_id, detail), tx in zip(paid, txs, strict=True)
+                if p.state is from_state and not isinstance(tx, DomainError)
+            ]
+            if not todo:
+                continue
+            moved = await repo.advance_many(
+                from_state,
+                P.PAID,
+                "psp_event:payout.paid",
+                {
+                    "payout_id": ("text", [p.payout_id for p, _, _, _ in todo]),
+                    "paid_tx_id": ("bigint", [tx for _, _, _, tx in todo]),
+                    "psp_payout_id": ("text", [psp_id for _, psp_id, _, _ in todo]),
+                },
+                detail=lambda row: details[row.payout_id],
+            )
+            answers.update((row.payout_id, row) for row in moved)
+        for (p, _, _), tx in zip(paid, txs, strict=True):
+            if isinstance(tx, DomainError):
+                answers[p.payout_id] = tx
+        return [answers.get(p.payout_id, p) for p, _, _ in paid]
 
-    async def apply(self, repo: PayoutRepo, p: PayoutRow, po: PayoutView, cause: str) -> bool:
-        """Apply a payout status to a locked pay-out. True when it changed."""
-        if po.status == "paid":
-            return await self._paid(repo, p, po, cause)
-        if po.status in ("failed", "canceled"):
-            return await self._failed(repo, p, po, cause)
-        return False  # pending / in_transit: nothing final yet
-
-    async def _paid(self, repo: PayoutRepo, p: PayoutRow, po: PayoutView, cause: str) -> bool:
-        if p.state not in (P.TRANSFERRED, P.IN_TRANSIT):
-            return False  # already paid (a duplicate), or failed for good
-        assert p.reservation_id is not None  # TRANSFERRED is after RESERVED
-        tx = await self._paid_books.submit(
-            (p.payout_id, p.reservation_id, p.amount_minor, p.currency), key=p.payout_id
-        )
-        if isinstance(tx, DomainError):
-            raise tx
-        await move(repo, p, P.PAID, cause, f"payout {po.id} paid", paid_tx_id=tx, psp_payout_id=po.id)
-        return True
-
-    async def _failed(self, repo: PayoutRepo, p: PayoutRow, po: PayoutView, cause: str) -> bool:
+    async def failed(self, repo: PayoutRepo, p: PayoutRow, po: PayoutView, cause: str) -> PayoutRow | None:
+        """Apply ``failed`` / ``canceled`` to a locked pay-out; the pay-out as moved, None when its
+        state is past it (a duplicate, or final already)."""
         if p.state not in (P.TRANSFERRED, P.IN_TRANSIT, P.PAID):
-            return False
+            return None
         books = self._d.books
         code = po.failure_code or ("canceled" if po.status == "canceled" else "failed")
         message = po.failure_message or f"the PSP reports the payout {po.status}"
@@ -117,7 +112,7 @@ class PayoutAnswers:
             await books.release(p.payout_id, p.reservation_id)
         await books.reverse(p.payout_id, p.ledger_tx_id, "reverse", f"{po.status}: {code}")
         target = P.CANCELED if po.status == "canceled" and p.state is not P.PAID else P.FAILED
-        await move(
+        moved = await move(
             repo,
             p,
             target,
@@ -139,4 +134,4 @@ class PayoutAnswers:
             failure_code=code,
             was_paid=p.state is P.PAID,
         )
-        return True
+        return moved

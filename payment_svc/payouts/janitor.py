@@ -1,6 +1,7 @@
 """The pay-out janitor: resumes runs and pay-outs a crash interrupted, retries steps whose PSP answer was
 lost (same keys), and asks the PSP about pay-outs in transit without a final answer, alerting once a
-pay-out is past its deadline (error log + metric)."""
+pay-out is past its deadline (error log + metric). A final answer goes through the pay-out inbox, like
+the PSP's events (``.inbox``), and each pass ends by applying what the inbox holds."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from prometheus_client import Counter
 
 from payment_svc.payouts.deps import PayoutDeps
 from payment_svc.payouts.domain import SENDING, PayoutState
-from payment_svc.payouts.events import PayoutAnswers
+from payment_svc.payouts.inbox import PayoutInbox, fact_of
 from payment_svc.payouts.run import PayoutRuns
 from payment_svc.payouts.steps import PayoutSteps
 from payment_svc.psp import PspError
@@ -27,13 +28,11 @@ PAYOUTS_PAST_DEADLINE = Counter(
 
 
 class PayoutJanitor:
-    def __init__(
-        self, deps: PayoutDeps, runs: PayoutRuns, steps: PayoutSteps, answers: PayoutAnswers
-    ) -> None:
+    def __init__(self, deps: PayoutDeps, runs: PayoutRuns, steps: PayoutSteps, inbox: PayoutInbox) -> None:
         self._d = deps
         self._runs = runs
         self._steps = steps
-        self._answers = answers
+        self._inbox = inbox
 
     async def janitor_pass(self) -> int:
         """One look at everything due; returns the pay-outs looked at."""
@@ -52,6 +51,7 @@ class PayoutJanitor:
                     await self._ask_psp(p.payout_id)
             except Exception:
                 log.exception("janitor could not resolve a pay-out", payout_id=p.payout_id)
+        await self._inbox.drain()
         return len(due)
 
     async def _ask_psp(self, payout_id: str) -> None:
@@ -65,14 +65,16 @@ class PayoutJanitor:
         except PspError as exc:
             log.warning("janitor: PSP unavailable", payout_id=payout_id, error=exc.message)
             po = None
+        fact = fact_of(f"janitor:{p.psp_payout_id}:{po.status}", po, None, "janitor") if po else None
         async with self._d.store.unit() as repo:
             locked = await repo.get_payout(payout_id, for_update=True)
             if locked is None:
                 return
-            if po is not None and await self._answers.apply(repo, locked, po, "janitor"):
-                return
+            if fact is not None:
+                # Applied with the inbox's other facts, in the PSP's order (the pass drains it).
+                await self._inbox.record_in(repo, fact)
             now = datetime.now(UTC)
-            past = (now - locked.created_at).total_seconds() > s.payout_deadline_seconds
+            past = fact is None and (now - locked.created_at).total_seconds() > s.payout_deadline_seconds
             if past and locked.alerted_at is None:
                 PAYOUTS_PAST_DEADLINE.inc()
                 log.error(

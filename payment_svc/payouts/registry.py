@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 
 from payment_svc.payouts.deps import PayoutDeps
 from payment_svc.payouts.domain import (
@@ -17,6 +18,7 @@ from payment_svc.payouts.domain import (
     validate_settings,
 )
 from payment_svc.psp import PspRejected, PspUnavailable
+from payment_svc.psp_objects import AccountView
 from svckit.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from svckit.pagination import decode_token, encode_token, page_size
 
@@ -44,10 +46,10 @@ class SellerRegistry:
     def __init__(self, deps: PayoutDeps) -> None:
         self._d = deps
 
-    async def _check_psp_account(self, account: str) -> None:
+    async def _check_psp_account(self, account: str) -> AccountView:
         """The PSP must know an account we attach: a typo would strand a seller's pay-outs."""
         try:
-            await self._d.psp.retrieve_account(account)
+            return await self._d.psp.retrieve_account(account)
         except PspRejected:
             raise InvalidArgument(
                 "PSP_ACCOUNT_UNKNOWN", f"the PSP has no connected account {account!r}", field="psp_account"
@@ -57,8 +59,9 @@ class SellerRegistry:
 
     async def register(self, settings: SellerSettings, create_psp_account: bool, email: str) -> SellerRow:
         validate_settings(settings)
+        checked: AccountView | None = None
         if settings.psp_account:
-            await self._check_psp_account(settings.psp_account)
+            checked = await self._check_psp_account(settings.psp_account)
         elif create_psp_account:
             async with self._d.store.unit() as repo:
                 if await repo.get_seller(settings.seller_account) is not None:
@@ -75,8 +78,13 @@ class SellerRegistry:
                     "UPSTREAM_UNAVAILABLE", f"the PSP could not be asked: {exc.message}"
                 ) from None
             settings = replace(settings, psp_account=account.id)
+            checked = account
         async with self._d.store.unit() as repo:
             row = await repo.insert_seller(settings)
+            if row is not None and checked is not None and settings.psp_account:
+                # What the PSP just said about the account: a run soon after need not ask again.
+                await repo.note_psp_account(settings.psp_account, checked.payouts_enabled, datetime.now(UTC))
+                row = await repo.get_seller(settings.seller_account)
         if row is None:
             raise self._exists(settings.seller_account)
         return row
@@ -123,12 +131,15 @@ class SellerRegistry:
                 attr = mapping.get(name, name)
                 new = replace(new, **{attr: getattr(changes, attr)})
         validate_settings(new)
+        checked: AccountView | None = None
         if "psp_account" in fields and new.psp_account and new.psp_account != current.psp_account:
-            await self._check_psp_account(new.psp_account)
+            checked = await self._check_psp_account(new.psp_account)
         async with self._d.store.unit() as repo:
             if await repo.get_seller(seller_account, for_update=True) is None:
                 raise _not_found(seller_account)
             row = await repo.update_seller(new)
+            if checked is not None and new.psp_account:
+                await repo.note_psp_account(new.psp_account, checked.payouts_enabled, datetime.now(UTC))
             if "state" in fields and state is not None:
                 updated = await repo.set_seller_state(seller_account, state, state_reason)
                 assert updated is not None  # locked above

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from payment_svc.payouts.domain import (
+    InboxFact,
     PayoutRow,
     PayoutState,
     RunItem,
@@ -25,7 +26,9 @@ from payment_svc.payouts.domain import (
     TransitionRow,
     can_move,
 )
+from payment_svc.payouts.inbox_queries import RECORD_FACT, InboxQueries, record_params
 from payment_svc.payouts.sellers_runs import SellerRunQueries
+from svckit.db import DriverPool
 from svckit.events import outbox
 from svckit.redaction import redact
 
@@ -63,7 +66,7 @@ PAYOUT_STATE_CHANGED = "payout.state_changed"
 """The backbone event of every pay-out state change (its creation included)."""
 
 
-class PayoutRepo(SellerRunQueries):
+class PayoutRepo(SellerRunQueries, InboxQueries):
     """The queries of one unit of work (one transaction on ``conn``)."""
 
     def __init__(self, conn: AsyncConnection, events_stream: str) -> None:
@@ -278,6 +281,19 @@ class PayoutRepo(SellerRunQueries):
         row = await self._one(f"SELECT * FROM payouts WHERE psp_payout_id = :p{lock}", p=psp_payout_id)
         return _payout(row) if row else None
 
+    async def payouts_for_facts(
+        self, psp_payout_ids: Sequence[str], payout_ids: Sequence[str]
+    ) -> list[PayoutRow]:
+        """The pay-outs inbox facts name, by the PSP's payout id or by our id, locked in id order (two
+        workers' groups never wait on each other in opposite orders)."""
+        rows = await self._all(
+            "SELECT * FROM payouts WHERE psp_payout_id = ANY(CAST(:psp AS text[]))"
+            " OR payout_id = ANY(CAST(:ours AS text[])) ORDER BY payout_id FOR UPDATE",
+            psp=list(psp_payout_ids),
+            ours=list(payout_ids),
+        )
+        return [_payout(r) for r in rows]
+
     async def payouts_of_run(self, run_id: str) -> list[PayoutRow]:
         rows = await self._all("SELECT * FROM payouts WHERE run_id = :r ORDER BY payout_id", r=run_id)
         return [_payout(r) for r in rows]
@@ -456,9 +472,21 @@ def _changed_payload(p: PayoutRow, from_state: PayoutState | None, cause: str) -
 class PayoutStore:
     """Units of work over the payments database."""
 
-    def __init__(self, engine: AsyncEngine, events_stream: str) -> None:
+    def __init__(self, engine: AsyncEngine, events_stream: str, driver: DriverPool | None = None) -> None:
+        """``driver``: plain autocommit connections for the one-statement record of a PSP fact (not
+        owned: the payment service's units of work close it); without one, a transaction records it."""
         self._engine = engine
         self._stream = events_stream
+        self._driver = driver
+
+    async def record_fact(self, fact: InboxFact) -> None:
+        """Record a PSP pay-out fact in the inbox: one statement, idempotent on its event id."""
+        if self._driver is None:
+            async with self.unit() as repo:
+                await repo.record_fact(fact)
+            return
+        async with self._driver.connection() as conn:
+            await conn.execute(RECORD_FACT, record_params(fact))
 
     @asynccontextmanager
     async def unit(self) -> AsyncIterator[PayoutRepo]:

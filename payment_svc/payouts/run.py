@@ -120,11 +120,16 @@ class PayoutRuns:
             return skip(
                 SkipReason.BELOW_MINIMUM, f"{amount} is below the minimum of {minimum}", available, held
             )
-        try:
-            account = await self._d.psp.retrieve_account(seller.psp_account)
-        except PspError as exc:
-            return skip(SkipReason.PSP_UNAVAILABLE, exc.message, available, held)
-        if not account.payouts_enabled:
+        enabled = self._recently_enabled(seller)
+        if enabled is None:
+            try:
+                account = await self._d.psp.retrieve_account(seller.psp_account)
+            except PspError as exc:
+                return skip(SkipReason.PSP_UNAVAILABLE, exc.message, available, held)
+            enabled = account.payouts_enabled
+            async with self._d.store.unit() as repo:
+                await repo.note_psp_account(seller.psp_account, enabled, datetime.now(UTC))
+        if not enabled:
             return skip(
                 SkipReason.PAYOUTS_NOT_ENABLED,
                 f"the PSP has payouts disabled on {seller.psp_account}",
@@ -133,6 +138,16 @@ class PayoutRuns:
             )
         detail = f"debt of {debt} netted first" if debt else ""
         return RunItem(seller.seller_account, amount, cur, None, None, detail, available, held, debt)
+
+    def _recently_enabled(self, seller: SellerRow) -> bool | None:
+        """Whether the PSP lets the seller's account receive payouts, as it said within
+        ``psp_account_max_age_seconds`` (a read, or its ``account.updated`` event); None when that is
+        older, or never known: then the run asks the PSP."""
+        at, enabled = seller.psp_account_checked_at, seller.psp_payouts_enabled
+        max_age = self._d.settings.psp_account_max_age_seconds
+        if at is None or enabled is None or (datetime.now(UTC) - at).total_seconds() > max_age:
+            return None
+        return enabled
 
     @staticmethod
     def _already_paid(seller: SellerRow, period: Period, existing: PayoutRow) -> RunItem:

@@ -44,6 +44,8 @@ def _seller(r: Any) -> SellerRow:
         state_reason=r.state_reason,
         created_at=r.created_at,
         updated_at=r.updated_at,
+        psp_payouts_enabled=r.psp_payouts_enabled,
+        psp_account_checked_at=r.psp_account_checked_at,
     )
 
 
@@ -102,8 +104,12 @@ class SellerRunQueries:
         return _seller(row) if row else None
 
     async def update_seller(self, s: SellerSettings) -> SellerRow:
+        # What the PSP said about the old account says nothing about a new one.
         row = await self._one(
-            "UPDATE sellers SET psp_account = :psp_account, payout_currency = :payout_currency,"
+            "UPDATE sellers SET psp_payouts_enabled = CASE WHEN psp_account IS DISTINCT FROM"
+            " :psp_account THEN NULL ELSE psp_payouts_enabled END, psp_account_checked_at = CASE WHEN"
+            " psp_account IS DISTINCT FROM :psp_account THEN NULL ELSE psp_account_checked_at END,"
+            " psp_account = :psp_account, payout_currency = :payout_currency,"
             " schedule = :schedule, anchor_day = :anchor_day, minimums = CAST(:minimums AS json),"
             " reserve_bps = :reserve_bps, reserve_days = :reserve_days, updated_at = now()"
             " WHERE seller_account = :seller_account RETURNING *",
@@ -122,6 +128,21 @@ class SellerRunQueries:
             reason=reason,
         )
         return _seller(row) if row else None
+
+    async def note_psp_account(self, psp_account: str, payouts_enabled: bool, at: datetime) -> int:
+        """What the PSP said about a connected account at ``at`` (a read, or an ``account.updated``
+        event's time), on every seller attached to it, unless it said something later already (events
+        arrive out of order); the sellers changed."""
+        result = await self.conn.execute(
+            _T(
+                "UPDATE sellers SET psp_payouts_enabled = :e, psp_account_checked_at = :at"
+                # The PSP's event times are whole seconds: within our read's second, its word wins.
+                " WHERE psp_account = :a AND (psp_account_checked_at IS NULL"
+                " OR date_trunc('second', psp_account_checked_at) <= :at)"
+            ),
+            {"a": psp_account, "e": payouts_enabled, "at": at},
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
 
     async def get_seller(self, seller_account: str, for_update: bool = False) -> SellerRow | None:
         lock = " FOR UPDATE" if for_update else ""

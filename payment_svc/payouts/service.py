@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-
-from sqlalchemy.ext.asyncio import AsyncConnection
+from datetime import UTC, datetime
 
 from payment_svc.payouts.debts import SellerDebts
 from payment_svc.payouts.deps import PayoutDeps
 from payment_svc.payouts.domain import PayoutRow, TransitionRow
 from payment_svc.payouts.events import PayoutAnswers
+from payment_svc.payouts.inbox import PayoutInbox, fact_of
 from payment_svc.payouts.janitor import PayoutJanitor
 from payment_svc.payouts.registry import SellerRegistry
 from payment_svc.payouts.run import PayoutRuns
 from payment_svc.payouts.scheduler import PayoutScheduler
 from payment_svc.payouts.statements import Statements
 from payment_svc.payouts.steps import PayoutSteps
-from payment_svc.psp_objects import PayoutView
+from payment_svc.psp_objects import AccountView, PayoutView
 from svckit.errors import NotFound
 
 
@@ -27,18 +27,33 @@ class Payouts:
         self.steps = PayoutSteps(deps)
         self.runs = PayoutRuns(deps, self.steps)
         self.answers = PayoutAnswers(deps)
-        self.janitor = PayoutJanitor(deps, self.runs, self.steps, self.answers)
+        self.inbox = PayoutInbox(deps, self.answers)
+        self.janitor = PayoutJanitor(deps, self.runs, self.steps, self.inbox)
         self.scheduler = PayoutScheduler(deps, self.runs)
         self.statements = Statements(deps, self.registry)
         self.debts = SellerDebts(deps)
-        self._closers: list[Callable[[], Awaitable[None]]] = [self.answers.close]
+        self._closers: list[Callable[[], Awaitable[None]]] = []
 
     def on_close(self, *closers: Callable[[], Awaitable[None]]) -> None:
         self._closers.extend(closers)
 
-    async def apply_psp_event(self, conn: AsyncConnection, payout: PayoutView, cause: str) -> list[str]:
-        """A PSP payout event, inside HandlePspEvent's transaction (which also records the event id)."""
-        return await self.answers.apply_event(self.deps.store.within(conn), payout, cause)
+    async def accept_psp_event(
+        self, event_id: str, obj: PayoutView | AccountView, created: int | None, cause: str
+    ) -> bool:
+        """A PSP event for pay-outs. A payout's final status is recorded in the inbox (one statement,
+        once per event id) and applied by its worker after the answer: False. A connected account's
+        ``payouts_enabled`` is noted on its sellers with the event's time (a later word is kept):
+        True when a seller changed."""
+        if isinstance(obj, AccountView):
+            if obj.id is None:
+                return False
+            at = datetime.fromtimestamp(created, UTC) if created is not None else datetime.now(UTC)
+            async with self.deps.store.unit() as repo:
+                return await repo.note_psp_account(obj.id, obj.payouts_enabled, at) > 0
+        fact = fact_of(event_id, obj, created, cause)
+        if fact is not None:
+            await self.inbox.record(fact)
+        return False
 
     async def get_payout(self, payout_id: str) -> tuple[PayoutRow, list[TransitionRow]]:
         async with self.deps.store.unit() as repo:

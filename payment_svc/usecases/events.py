@@ -6,11 +6,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from payment_svc import psp_objects
 from payment_svc.domain import OrderState, PendingReason, outcome_of
 from payment_svc.psp_objects import (
+    AccountView,
     CheckoutSessionView,
     DisputeView,
     PaymentIntentView,
@@ -31,8 +30,10 @@ from svckit.logging import get_logger
 log = get_logger(__name__)
 S = OrderState
 
-PayoutEventSink = Callable[[AsyncConnection, PayoutView, str], Awaitable[list[str]]]
-"""Applies a payout event inside HandlePspEvent's transaction (payment_svc.payouts); the pay-outs changed."""
+PayoutEventSink = Callable[[str, PayoutView | AccountView, int | None, str], Awaitable[bool]]
+"""Takes a payout or connected-account event (event id, object, the PSP's event time, cause) to
+pay-outs (payment_svc.payouts): a payout's is recorded in the pay-out inbox and applied after
+HandlePspEvent has answered (False), an account's is applied at once (True when it changed a seller)."""
 
 
 class PspEvents(UseCase):
@@ -40,6 +41,21 @@ class PspEvents(UseCase):
         super().__init__(deps)
         self._refunds = refunds
         self._payouts = payouts
+
+    async def accept_payout_event(self, event_id: str, event_type: str, payload: bytes) -> bool | None:
+        """A pay-outs event (a payout's, recorded in the pay-out inbox to be applied after the answer;
+        a connected account's, applied at once): whether it changed something already. None when the
+        event is neither (or pay-outs are not wired), for the other paths to decide."""
+        if self._payouts is None:
+            return None
+        try:
+            psp_event = psp_objects.event(event_type, payload)
+        except psp_objects.NotAnEvent:
+            return None  # the full path refuses it with INVALID_PAYLOAD
+        if not isinstance(psp_event.object, PayoutView | AccountView):
+            return None
+        cause = f"psp_event:{psp_event.type} {event_id}"
+        return await self._payouts(event_id, psp_event.object, psp_event.created, cause)
 
     async def apply_event_at_once(self, event_type: str, payload: bytes) -> list[str] | None:
         """The common PaymentIntent events without a transaction; None when the full path must decide.
@@ -158,9 +174,6 @@ class PspEvents(UseCase):
             changed = await self._refunds.apply_refund_object(uow, obj, cause)
         elif isinstance(obj, DisputeView):
             changed = await apply_dispute(uow, obj, kind, detail, self._settlement.stream)
-        elif isinstance(obj, PayoutView) and self._payouts is not None:
-            # Pay-outs keep their own repository; they join the event's transaction through its connection.
-            changed = await self._payouts(uow.repo.conn, obj, f"{cause} {detail}".strip())
         return changed
 
     async def _orders_for_intent(

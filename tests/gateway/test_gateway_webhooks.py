@@ -195,3 +195,22 @@ async def test_a_gateway_whose_secret_the_payment_service_does_not_share_answers
     assert r.status_code == 500, r.text
     assert r.json()["code"] == "UPSTREAM_REFUSED_CALLER"
     assert "HandlePspEvent" not in r.text and other not in r.text
+
+
+async def test_a_payout_event_the_payment_service_records_for_later_is_counted_accepted(anon):
+    # Pay-out events are recorded in the payment service's inbox and applied after the answer
+    # (docs/payouts.md): acknowledged, and counted apart from applied and ignored ones.
+    event = {
+        "id": f"evt_{uuid.uuid4().hex[:24]}",
+        "object": "event",
+        "created": int(time.time()),
+        "type": "payout.paid",
+        "account": "acct_gatewaytest",
+        "data": {"object": {"id": f"po_{uuid.uuid4().hex[:16]}", "object": "payout", "status": "paid"}},
+    }
+    payload = json.dumps(event, separators=(",", ":")).encode()
+    labels = {"provider": "stripe", "outcome": "accepted"}
+    before = REGISTRY.get_sample_value("gateway_webhook_events_total", labels) or 0.0
+    r = await anon.post(URL, content=payload, headers={"Stripe-Signature": _sign(payload)})
+    assert r.status_code == 200, r.text
+    assert REGISTRY.get_sample_value("gateway_webhook_events_total", labels) == before + 1

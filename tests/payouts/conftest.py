@@ -242,6 +242,20 @@ class PayoutStack:
             )
         )
 
+    async def outcome(self, event_id: str) -> str:
+        """The inbox's outcome of a recorded PSP pay-out fact, once the service's worker applied it."""
+        found = await eventually(
+            lambda: self.uses.inbox.outcome(event_id), lambda o: o is not None, f"fact {event_id} applied"
+        )
+        assert found is not None
+        return found
+
+    async def settle(self, event: dict[str, Any]) -> str:
+        """Deliver a payout event as the gateway would and wait for the inbox to apply it: its outcome
+        (APPLIED: the pay-out changed; NO_CHANGE: a duplicate, late or stale answer)."""
+        assert (await self.deliver(event)).accepted
+        return await self.outcome(event["id"])
+
     async def verify_ledger(self) -> list[Any]:
         reply = await self.ledger.VerifyLedger(lpb.VerifyLedgerRequest())
         return list(reply.findings)
@@ -265,6 +279,10 @@ async def stack(
         psp_timeout_seconds=2.0,
         psp_max_network_retries=0,  # a dropped answer is the pay-out janitor's to retry (same key)
         janitor_interval_seconds=3600,  # tests run janitor passes themselves
+        # The server's inbox worker applies the facts its own HandlePspEvent records (it is woken);
+        # facts a test records itself wait for that test to apply them.
+        payout_inbox_poll_seconds=3600,
+        payout_inbox_linger_seconds=0.05,  # a test delivers one event at a time: no burst to wait for
         payout_retry_seconds=0,
         payout_check_seconds=0,
         risk_velocity_max_checkouts=10_000,

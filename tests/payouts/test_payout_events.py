@@ -15,8 +15,8 @@ async def test_each_state_change_of_a_payout_is_one_event_in_order(stack: Payout
     sent = (await stack.payout(item.payout_id)).payout
     stack.sim.admin.advance(days=2)
     (paid,) = stack.payout_events(sent.psp_account, sent.psp_payout_id)
-    assert (await stack.deliver(paid)).applied
-    assert not (await stack.deliver(dict(paid, id=f"{paid['id']}_again"))).applied  # no change, no event
+    assert await stack.settle(paid) == "APPLIED"
+    assert await stack.settle(dict(paid, id=f"{paid['id']}_again")) == "NO_CHANGE"  # no event
 
     async with stack.handle.engine.connect() as conn:
         rows = (

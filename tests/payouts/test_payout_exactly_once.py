@@ -107,7 +107,7 @@ async def test_the_janitor_takes_the_final_answer_from_the_psp_when_no_event_com
     assert await posted_for(services, [sent.payout_id]) == books
     # The webhook arrives after all: nothing more happens.
     (event,) = stack.payout_events(sent.psp_account, sent.psp_payout_id)
-    assert not (await stack.deliver(event)).applied
+    assert await stack.settle(event) == "NO_CHANGE"
     assert await posted_for(services, [sent.payout_id]) == books
 
 
@@ -124,7 +124,7 @@ async def test_a_failed_payout_returns_the_money_reverses_the_transfer_pauses_th
 
     (event,) = stack.payout_events(sent.psp_account, sent.psp_payout_id)
     assert event["type"] == "payout.failed"
-    assert (await stack.deliver(event)).applied
+    assert await stack.settle(event) == "APPLIED"
 
     failed = (await stack.payout(sent.payout_id)).payout
     assert (failed.state, failed.failure_code) == (pb.PAYOUT_STATE_FAILED, "account_closed")
@@ -146,7 +146,7 @@ async def test_a_failed_payout_returns_the_money_reverses_the_transfer_pauses_th
     (reversal,) = client.v1.transfers.reversals.list(sent.psp_transfer_id).data
     assert reversal.metadata["payout_id"] == sent.payout_id
     assert client.v1.balance.retrieve(options={"stripe_account": sent.psp_account}).available[0].amount == 0
-    assert not (await stack.deliver(dict(event, id=event["id"] + "_again"))).applied
+    assert await stack.settle(dict(event, id=event["id"] + "_again")) == "NO_CHANGE"
     assert len(client.v1.transfers.reversals.list(sent.psp_transfer_id).data) == 1
     history = (await stack.payout(sent.payout_id)).history
     assert f"reversed by {reversal.id}" in history[-1].detail
@@ -156,15 +156,15 @@ async def test_paid_then_failed_puts_the_money_back(stack: PayoutStack, services
     seller, sent = await _one_paid_out(stack, 7_000)  # owed 6300
     stack.sim.admin.advance(days=2)
     (paid,) = stack.payout_events(sent.psp_account, sent.psp_payout_id)
-    assert (await stack.deliver(paid)).applied
+    assert await stack.settle(paid) == "APPLIED"
     assert (await posted_for(services, [sent.payout_id]))[BANK] == -6_300
 
     # Days later the bank returns it: Stripe reports the same payout failed.
     returned = copy.deepcopy(paid)
     returned.update(id=paid["id"] + "_returned", type="payout.failed")
     returned["data"]["object"].update(status="failed", failure_code="account_closed")
-    assert (await stack.deliver(returned)).applied
-    assert not (await stack.deliver(dict(returned, id=returned["id"] + "_again"))).applied
+    assert await stack.settle(returned) == "APPLIED"
+    assert await stack.settle(dict(returned, id=returned["id"] + "_again")) == "NO_CHANGE"
 
     back = await stack.payout(sent.payout_id)
     assert (back.payout.state, back.payout.failure_code) == (pb.PAYOUT_STATE_FAILED, "account_closed")

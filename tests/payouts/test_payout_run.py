@@ -68,9 +68,9 @@ async def test_three_sellers_paid_exactly_books_and_statement_agree(stack: Payou
     stack.sim.admin.advance(days=2)  # the bank pays it
     (event,) = stack.payout_events(sent.psp_account, sent.psp_payout_id)
     assert event["type"] == "payout.paid"
-    assert (await stack.deliver(event)).applied
+    assert await stack.settle(event) == "APPLIED"
     event_again = dict(event, id=f"{event['id']}_redelivered")  # the PSP sends it twice (new event id)
-    assert not (await stack.deliver(event_again)).applied
+    assert await stack.settle(event_again) == "NO_CHANGE"
 
     done = await stack.payout(sent.payout_id)
     assert done.payout.state == pb.PAYOUT_STATE_PAID

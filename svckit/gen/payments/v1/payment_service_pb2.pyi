@@ -357,12 +357,14 @@ class HandlePspEventRequest(_message.Message):
     def __init__(self, event_id: _Optional[str] = ..., event_type: _Optional[str] = ..., payload: _Optional[bytes] = ..., stripe_signature: _Optional[str] = ...) -> None: ...
 
 class HandlePspEventResponse(_message.Message):
-    __slots__ = ("applied", "payment_order_ids")
+    __slots__ = ("applied", "payment_order_ids", "accepted")
     APPLIED_FIELD_NUMBER: _ClassVar[int]
     PAYMENT_ORDER_IDS_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     applied: bool
     payment_order_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, applied: _Optional[bool] = ..., payment_order_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    accepted: bool
+    def __init__(self, applied: _Optional[bool] = ..., payment_order_ids: _Optional[_Iterable[str]] = ..., accepted: _Optional[bool] = ...) -> None: ...
 
 class ReviewPaymentOrderRequest(_message.Message):
     __slots__ = ("payment_order_id", "decision", "reviewer", "note")
