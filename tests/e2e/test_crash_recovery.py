@@ -79,7 +79,7 @@ async def test_killed_while_the_psp_charges_then_retried_charges_once(infra, ser
         seller = f"crash-{uuid.uuid4().hex[:6]}"
         request = pb.CreatePaymentRequest(
             checkout_id=f"co_{seller}",
-            buyer=pb.BuyerInfo(buyer_id="buyer-crash"),
+            buyer=pb.BuyerInfo(buyer_id=f"buyer-crash-{seller}"),
             payment_orders=[
                 pb.PaymentOrderInput(
                     payment_order_id=f"po_{seller}", seller_account=seller, amount_minor=5000, currency="USD"

@@ -13,7 +13,7 @@ async def test_a_disputed_charge_shows_its_dispute_on_the_checkout(http: httpx.A
     checkout = f"chk_{uuid.uuid4().hex[:12]}"
     body = {
         "checkout_id": checkout,
-        "buyer_info": {"buyer_id": "buyer_dispute", "email": "ada@example.com"},
+        "buyer_info": {"buyer_id": f"buyer_{checkout}", "email": "ada@example.com"},
         "payment_orders": [
             {
                 "payment_order_id": f"{checkout}_0",

@@ -25,7 +25,7 @@ def _body(**order_changes: str) -> dict:
     order.update(order_changes)
     return {
         "checkout_id": checkout,
-        "buyer_info": {"buyer_id": "buyer_1", "name": "Ada"},
+        "buyer_info": {"buyer_id": f"buyer_{checkout}", "name": "Ada"},
         "payment_orders": [order],
         "success_url": "https://shop.example.com/paid",
         "cancel_url": "https://shop.example.com/cart",

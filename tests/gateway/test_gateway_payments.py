@@ -22,7 +22,7 @@ def _body(n_orders: int = 2, **overrides) -> dict:
     checkout = f"chk_{uuid.uuid4().hex[:12]}"
     body = {
         "checkout_id": checkout,
-        "buyer_info": {"buyer_id": "buyer_1", "email": "ada@example.com", "name": "Ada", "country": "DE"},
+        "buyer_info": {"buyer_id": f"buyer_{checkout}", "email": "ada@example.com", "name": "Ada", "country": "DE"},
         "payment_orders": [
             {"payment_order_id": f"{checkout}_{i}", "seller_account": f"seller_{i}", "amount": "25.00",
              "currency": "USD"}
@@ -327,7 +327,7 @@ def test_translation_to_the_contract_uses_minor_units_and_back_to_decimal_string
     body["payment_orders"][1].update(amount="0.01", currency="USD")
     req = schemas.create_payment_request(schemas.CreatePaymentBody.model_validate(body))
     assert [(o.amount_minor, o.currency) for o in req.payment_orders] == [(123456, "USD"), (1, "USD")]
-    assert req.buyer.buyer_id == "buyer_1" and req.payment_method == ""
+    assert req.buyer.buyer_id == body["buyer_info"]["buyer_id"] and req.payment_method == ""
 
     jpy = _order(_body(1), 0, amount="500", currency="JPY")
     req = schemas.create_payment_request(schemas.CreatePaymentBody.model_validate(jpy))

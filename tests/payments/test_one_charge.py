@@ -35,7 +35,7 @@ def _cart(
     ]
     return pb.CreatePaymentRequest(
         checkout_id=f"co_{run}",
-        buyer=pb.BuyerInfo(buyer_id="buyer-cart"),
+        buyer=pb.BuyerInfo(buyer_id=f"buyer-cart-{run}"),
         payment_orders=orders[::-1] if ids_descending else orders,
         payment_method=pm,
     )

@@ -22,7 +22,7 @@ async def test_a_psp_event_from_another_identity_is_refused_and_the_order_stays_
     created = await pay.stub.CreatePayment(
         pb.CreatePaymentRequest(
             checkout_id=f"co_{run}",
-            buyer=pb.BuyerInfo(buyer_id="buyer-1"),
+            buyer=pb.BuyerInfo(buyer_id=f"buyer-{run}"),
             payment_orders=[
                 pb.PaymentOrderInput(
                     payment_order_id=order_id, seller_account="seller-x", amount_minor=1500, currency="USD"

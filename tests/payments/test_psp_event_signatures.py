@@ -26,7 +26,7 @@ def _checkout(payment_method: str = "") -> pb.CreatePaymentRequest:
     run = uuid.uuid4().hex[:8]
     return pb.CreatePaymentRequest(
         checkout_id=f"co_{run}",
-        buyer=pb.BuyerInfo(buyer_id="buyer-1", email="ada@example.com"),
+        buyer=pb.BuyerInfo(buyer_id=f"buyer-{run}", email="ada@example.com"),
         payment_orders=[
             pb.PaymentOrderInput(
                 payment_order_id=f"po_{run}_0",

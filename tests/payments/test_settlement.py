@@ -25,7 +25,7 @@ def _checkout(sellers: list[str], amounts: list[int], pm: str = "pm_card_visa") 
     run = uuid.uuid4().hex[:8]
     return pb.CreatePaymentRequest(
         checkout_id=f"co_{run}",
-        buyer=pb.BuyerInfo(buyer_id="buyer-settle"),
+        buyer=pb.BuyerInfo(buyer_id=f"buyer-settle-{run}"),
         payment_orders=[
             pb.PaymentOrderInput(
                 payment_order_id=f"po_{run}_{i}", seller_account=s, amount_minor=a, currency="USD"

@@ -38,7 +38,7 @@ async def _pay(pay, seller: str, amount: int, currency: str) -> str:
     reply = await pay.stub.CreatePayment(
         pb.CreatePaymentRequest(
             checkout_id=f"co_{run}",
-            buyer=pb.BuyerInfo(buyer_id="buyer-currencies"),
+            buyer=pb.BuyerInfo(buyer_id=f"buyer-currencies-{run}"),
             payment_orders=[
                 pb.PaymentOrderInput(
                     payment_order_id=f"po_{run}",

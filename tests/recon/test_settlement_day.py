@@ -37,7 +37,7 @@ async def _cart(recon, seller: str, amount: int, method: str) -> str:
     await recon["payments"].CreatePayment(
         pb.CreatePaymentRequest(
             checkout_id=f"co_{tag}",
-            buyer=pb.BuyerInfo(buyer_id="buyer-day"),
+            buyer=pb.BuyerInfo(buyer_id=f"buyer-day-{tag}"),
             payment_orders=[
                 pb.PaymentOrderInput(
                     payment_order_id=order, seller_account=seller, amount_minor=amount, currency="USD"

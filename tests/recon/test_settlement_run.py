@@ -67,7 +67,7 @@ async def _pay(recon, amounts: list[int]) -> list[str]:
     await recon["payments"].CreatePayment(
         pb.CreatePaymentRequest(
             checkout_id=f"co_{run}",
-            buyer=pb.BuyerInfo(buyer_id="buyer-recon"),
+            buyer=pb.BuyerInfo(buyer_id=f"buyer-recon-{run}"),
             payment_orders=[
                 pb.PaymentOrderInput(
                     payment_order_id=o, seller_account=f"s-{run}-{i}", amount_minor=a, currency="USD"
