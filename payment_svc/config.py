@@ -129,6 +129,9 @@ class PaymentSettings(ServiceSettings):
     """When a fact whose apply failed (the wallet or ledger unavailable, a refusal) is tried again."""
     payout_inbox_alert_seconds: float = Field(default=300.0, gt=0)
     """A fact still unapplied this long after it arrived raises an alert (error log and metric)."""
-    psp_account_max_age_seconds: float = Field(default=86_400.0, ge=0)
+    psp_account_max_age_seconds: float = Field(default=35 * 86_400.0, ge=0)
     """A run reads a seller's PSP account (can it receive payouts?) only when the last read or
-    ``account.updated`` event is older than this; 0 reads it every run."""
+    ``account.updated`` event is older than this; 0 reads it every run. The PSP sends
+    ``account.updated`` on every change, so the stored word is current and the read is a safety net
+    for a lost event; longer than a monthly period, so a monthly run does not read every account
+    again. A stale "enabled" costs no money: the PSP refuses the transfer and the pay-out fails."""

@@ -64,13 +64,13 @@ async def test_a_run_reads_the_account_when_what_the_psp_said_is_old(stack: Payo
     seller = uid("s-stale")
     await stack.register(seller)
     await stack.sell(seller, 1_000)
-    # Said "disabled" two days ago, longer than the maximum age (a day): the run asks the PSP, which
+    # Said "disabled" 40 days ago, longer than the maximum age (35 days): the run asks the PSP, which
     # says enabled, and records it.
     async with stack.handle.engine.begin() as conn:
         await conn.execute(
             sa.text(
                 "UPDATE sellers SET psp_payouts_enabled = false,"
-                " psp_account_checked_at = now() - interval '2 days' WHERE seller_account = :s"
+                " psp_account_checked_at = now() - interval '40 days' WHERE seller_account = :s"
             ),
             {"s": seller},
         )
