@@ -179,21 +179,24 @@ class _RowInvalid(Exception):
 
 
 class _HashingReader(io.RawIOBase):
-    """Passes bytes through while hashing them and counting them."""
+    """Passes bytes through while hashing them (unless ``hashing`` is off) and counting them, at most ``limit``."""
 
-    def __init__(self, source: BinaryIO) -> None:
+    def __init__(self, source: BinaryIO, *, hashing: bool = True, limit: int | None = None) -> None:
         self._source = source
-        self.digest = hashlib.sha256()
+        self.digest = hashlib.sha256() if hashing else None
         self.size = 0
+        self._limit = limit
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:  # a writable buffer (memoryview or bytearray), per io's protocol
-        data = self._source.read(len(buffer))
+        want = len(buffer) if self._limit is None else min(len(buffer), self._limit - self.size)
+        data = self._source.read(want) if want > 0 else b""
         n = len(data)
         buffer[:n] = data
-        self.digest.update(data)
+        if self.digest is not None:
+            self.digest.update(data)
         self.size += n
         return n
 
@@ -238,17 +241,34 @@ def minor_units(text: str, currency: str, column: str, exp: int | None = None) -
 
 
 class SettlementParser:
-    """Iterate to get rows and row errors in file order; then ``sha256`` and ``size_bytes`` describe the file."""
+    """Iterate to get rows and row errors in file order; then ``sha256`` and ``size_bytes`` describe the file.
 
-    def __init__(self, source: BinaryIO, *, max_line_chars: int = DEFAULT_MAX_LINE_CHARS) -> None:
-        self._raw = _HashingReader(source)
+    A byte range of a file (a worker's share of the first pass, parse_ranges.py) is parsed with ``header``, the
+    file's column names the caller read already (the range starts at a record, after the header), and ``limit``,
+    the range's length in bytes; its line numbers then count from the range's first line (line 1), and it is not
+    hashed (the caller hashes the whole file)."""
+
+    def __init__(
+        self,
+        source: BinaryIO,
+        *,
+        max_line_chars: int = DEFAULT_MAX_LINE_CHARS,
+        header: list[str] | None = None,
+        limit: int | None = None,
+    ) -> None:
+        self._raw = _HashingReader(source, hashing=header is None and limit is None, limit=limit)
         self._max_line = max_line_chars
+        self._header_names = header
         self._done = False
+        self.lines_read = 0
+        """Physical lines read once the rows are exhausted (quoted newlines count, as in the line numbers)."""
 
     @property
     def sha256(self) -> str:
         if not self._done:
             raise RuntimeError("the file's hash is known once every row has been read")
+        if self._raw.digest is None:
+            raise RuntimeError("a range of a file is not hashed")
         return self._raw.digest.hexdigest()
 
     @property
@@ -264,13 +284,12 @@ class SettlementParser:
         """Like iterating, with each good row as its plain values (:meth:`SettlementRow.to_record`'s form):
         what a caller that only spools the rows needs, without an object and a datetime per row."""
         # utf-8-sig: a spreadsheet that saved the report adds a BOM; it is not part of the first column's name.
-        text = io.TextIOWrapper(
-            io.BufferedReader(self._raw), encoding="utf-8-sig", errors="strict", newline=""
-        )
+        # A range after the header starts at a record: a BOM can only be at the file's first byte.
+        encoding = "utf-8-sig" if self._header_names is None else "utf-8"
+        text = io.TextIOWrapper(io.BufferedReader(self._raw), encoding=encoding, errors="strict", newline="")
         reader = csv.reader(_bounded_lines(text, self._max_line), strict=True)
         try:
-            header = self._header(reader)
-            columns = _Columns(header)
+            columns = _Columns(self._header_names if self._header_names is not None else self._header(reader))
             while True:
                 try:
                     cells = next(reader)
@@ -292,7 +311,26 @@ class SettlementParser:
         # Drain what the csv reader did not need (nothing for a well-formed file) so the hash covers every byte.
         while self._raw.read(1 << 16):
             pass
+        self.lines_read = reader.line_num
         self._done = True
+
+    def header(self) -> list[str]:
+        """Only the header's column names (validated: a file that is not a settlement report is refused)."""
+        text = io.TextIOWrapper(
+            io.BufferedReader(self._raw), encoding="utf-8-sig", errors="strict", newline=""
+        )
+        reader = csv.reader(_bounded_lines(text, self._max_line), strict=True)
+        try:
+            return self._header(reader)
+        except _LineTooLong:
+            raise SettlementFileRefused(
+                f"a line is longer than {self._max_line} characters: not a settlement report",
+                reader.line_num + 1,
+            ) from None
+        except UnicodeDecodeError:
+            raise SettlementFileRefused("the file is not UTF-8 text", reader.line_num + 1) from None
+        except csv.Error as exc:
+            raise SettlementFileRefused(f"malformed CSV ({exc})", reader.line_num) from None
 
     def _header(self, reader: Iterator[list[str]]) -> list[str]:
         try:
