@@ -38,7 +38,7 @@ from recon_svc.settlement.parse import SettlementFileRefused, SettlementParser
 from recon_svc.settlement.pipeline import prepare, write_chunk
 from recon_svc.settlement.records import GrpcPaymentRecords, GrpcSettlementBooker, OrderFixer
 from recon_svc.settlement.report import PhaseTimes, RunReport, Tallies
-from recon_svc.settlement.spool import MAX_REPORTED_ROW_ERRORS, read_block, spool_rows
+from recon_svc.settlement.spool import MAX_REPORTED_ROW_ERRORS, read_records, spool_rows
 from svckit.errors import DomainError
 from svckit.gen.ledger.v1 import ledger_service_pb2_grpc as lpb_grpc
 from svckit.gen.payments.v1 import payment_service_pb2_grpc as ppb_grpc
@@ -235,7 +235,7 @@ async def _work_async(setup: WorkerSetup, blocks: Sequence[tuple[int, Block]], r
                 if spool is None:  # a local temporary file, one block per chunk
                     spool = spools[spool_path] = open(spool_path, "rb")  # noqa: ASYNC230, SIM115
                 spool.seek(offset)
-                rows = read_block(spool, line_offset)
+                rows = read_records(spool, line_offset)
                 rows, outcomes = await prepare(
                     rows, records, rules, report, result.tallies, result.times, resume
                 )
