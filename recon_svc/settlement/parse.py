@@ -18,6 +18,7 @@ import csv
 import datetime as dt
 import hashlib
 import io
+import operator
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -220,6 +221,23 @@ def minor_units(text: str, currency: str, column: str, exp: int | None = None) -
     """A signed major-unit decimal (``-12.30``) → minor units, exactly, with the currency's exponent.
 
     ``exp`` is the currency's exponent when the caller already looked it up (the parser does, once per row)."""
+    if exp and text.isascii():
+        # The usual form, exactly the currency's decimals ("-12.30" USD), checked without the regex (three per
+        # row: about 1 µs of a row's 7 in the first pass); anything else takes the full path below.
+        point = len(text) - exp - 1
+        if point > 0 and text[point] == ".":
+            whole, frac = text[:point], text[point + 1 :]
+            negative = whole[0] == "-"
+            if negative:
+                whole = whole[1:]
+            if (
+                whole.isdigit()  # ASCII: [0-9] only
+                and frac.isdigit()
+                and (whole[0] != "0" or len(whole) == 1)
+                and len(whole) + exp <= MAX_MINOR_DIGITS
+            ):
+                value = int(whole + frac)
+                return -value if negative else value
     match = _SIGNED_DECIMAL_RE.match(text)
     if match is None:
         shown = text if len(text) <= 30 else text[:30] + "..."
@@ -374,7 +392,9 @@ class _Columns:
         self._days: dict[str, int] = {}
         ix = self.index
         self._ix = tuple(ix[c] for c in REQUIRED_COLUMNS)
-        self.optional = [self.index.get(c, -1) for c in _RECORD_TEXT_COLUMNS]
+        # The optional text columns picked in one C call; a column the file lacks reads the empty cell that
+        # _parse appends after the row's last one (index width).
+        self.optional = operator.itemgetter(*[self.index.get(c, self.width) for c in _RECORD_TEXT_COLUMNS])
         self.metadata: list[tuple[str, int]] = []
         for i, name in enumerate(header):
             m = _METADATA_RE.match(name)
@@ -444,6 +464,6 @@ class _Columns:
             raise _RowInvalid(
                 "UNKNOWN_REPORTING_CATEGORY", f"reporting_category {category[:40]!r} is unknown"
             )
-        return (line, bt_id, created, currency, gross, fee, net, category, source_id,
-                *[cells[i] if i >= 0 else "" for i in self.optional],
-                {key: cells[i] for key, i in self.metadata if cells[i]})  # fmt: skip
+        cells.append("")
+        return ((line, bt_id, created, currency, gross, fee, net, category, source_id) + self.optional(cells)
+                + ({key: cells[i] for key, i in self.metadata if cells[i]},))  # fmt: skip
