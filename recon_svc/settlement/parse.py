@@ -465,5 +465,17 @@ class _Columns:
                 "UNKNOWN_REPORTING_CATEGORY", f"reporting_category {category[:40]!r} is unknown"
             )
         cells.append("")
-        return ((line, bt_id, created, currency, gross, fee, net, category, source_id) + self.optional(cells)
-                + ({key: cells[i] for key, i in self.metadata if cells[i]},))  # fmt: skip
+        metadata = {key: cells[i] for key, i in self.metadata if cells[i]}
+        return (
+            line,
+            bt_id,
+            created,
+            currency,
+            gross,
+            fee,
+            net,
+            category,
+            source_id,
+            *self.optional(cells),
+            metadata,
+        )
