@@ -138,39 +138,31 @@ async def match_and_book(
     tallies.into(report)
 
 
-async def _charge_orders(
-    records: PaymentRecords, charges: list[Record], row: RowMaker
-) -> dict[str, list[OurOrder] | None]:
-    """Our orders for each charge record of a chunk, by balance transaction id: one batched read for the rows
-    that carry our checkout id (every row of ours since metadata exists), the row-by-row path for the others."""
-    by_checkout = {r[15].get("payment.checkout_id", "") for r in charges} - {""}
-    found = await records.checkouts(sorted(by_checkout)) if by_checkout else {}
-    out: dict[str, list[OurOrder] | None] = {}
-    for r in charges:
-        checkout_id = r[15].get("payment.checkout_id", "")
-        if not checkout_id:
-            out[r[1]] = await records.checkout_for(row(r))
-            continue
-        orders = found.get(checkout_id)
-        payment_intent = r[10]
-        if (
-            orders
-            and payment_intent
-            and any(o.psp_reference and o.psp_reference != payment_intent for o in orders)
-        ):
-            orders = None  # our metadata on someone else's PaymentIntent is not our charge
-        out[r[1]] = orders or None
-    return out
-
-
 async def _outcomes(records: PaymentRecords, rules: Rules, chunk: list[Record]) -> list[Outcome]:
+    """Each record's outcome. Charge rows: our orders in one batched read for the rows that carry our checkout
+    id (every row of ours since metadata exists), the row-by-row path for the others."""
     row = RowMaker()
-    charges = await _charge_orders(records, [r for r in chunk if r[7] in CHARGE_CATEGORIES], row)
+    by_checkout = {r[15].get("payment.checkout_id", "") for r in chunk if r[7] in CHARGE_CATEGORIES} - {""}
+    found = await records.checkouts(sorted(by_checkout)) if by_checkout else {}
     outcomes: list[Outcome] = []
     for r in chunk:
         category = r[7]
         if category in CHARGE_CATEGORIES:
-            orders = charges[r[1]]
+            checkout_id = r[15].get("payment.checkout_id", "")
+            orders: list[OurOrder] | None
+            if not checkout_id:
+                orders = await records.checkout_for(row(r))
+            else:
+                orders = found.get(checkout_id) or None
+                payment_intent = r[10]
+                if orders is not None and payment_intent:
+                    # Our metadata on someone else's PaymentIntent is not our charge (one order: no generator).
+                    if len(orders) == 1:
+                        theirs = orders[0].psp_reference
+                        if theirs and theirs != payment_intent:
+                            orders = None
+                    elif any(o.psp_reference and o.psp_reference != payment_intent for o in orders):
+                        orders = None
             clean = clean_charge_reference(r[3], r[4], r[5], orders, rules)
             outcomes.append(clean if clean is not None else classify_charge(row(r), orders, rules))
         elif category in REFUND_CATEGORIES:
