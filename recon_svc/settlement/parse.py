@@ -123,6 +123,8 @@ _RECORD_TEXT_COLUMNS: tuple[str, ...] = (
 """The optional text columns in the order of a :data:`Record` (and of SettlementRow's fields)."""
 
 _MAX_CACHED_DAYS = 1000
+_MAX_CACHED_MINUTES = 10_000
+"""A day's file has 1,440 minutes; bounded like the days for a file of many."""
 """A day's file has one or two dates; a garbage file may have many, so the cache of parsed dates is bounded."""
 
 
@@ -388,7 +390,8 @@ class _Columns:
         # Per-file caches of the hot path: a file has a handful of currencies, and its rows' timestamps come
         # in order, many sharing a second. Each cache holds only values that passed validation.
         self._currencies: dict[str, tuple[str, int]] = {}
-        self._last_created: tuple[str, int] = ("", 0)
+        self._minutes: dict[str, int] = {}
+        """``YYYY-MM-DD HH:MM:`` → its Unix seconds: a file's rows come in time order, many in each minute."""
         self._days: dict[str, int] = {}
         ix = self.index
         self._ix = tuple(ix[c] for c in REQUIRED_COLUMNS)
@@ -414,8 +417,11 @@ class _Columns:
     def _created(self, raw: str) -> int:
         """``YYYY-MM-DD HH:MM:SS`` (UTC) as Unix seconds: the date parsed once per file (cached), the time from
         its digits, checked as strictly as ``datetime.fromisoformat`` would."""
-        if raw == self._last_created[0]:
-            return self._last_created[1]
+        known = self._minutes.get(raw[:17])
+        if known is not None:  # "YYYY-MM-DD HH:MM:" checked before: only the seconds are left
+            seconds = raw[17:]
+            if len(seconds) == 2 and seconds.isascii() and seconds.isdigit() and seconds < "60":
+                return known + int(seconds)
         if _TIMESTAMP_RE.match(raw) is None:
             raise _invalid_timestamp(raw)
         day = self._days.get(raw[:10])
@@ -430,9 +436,10 @@ class _Columns:
         hour, minute, second = int(raw[11:13]), int(raw[14:16]), int(raw[17:19])
         if hour > 23 or minute > 59 or second > 59:
             raise _invalid_timestamp(raw)
-        created = day + hour * 3600 + minute * 60 + second
-        self._last_created = (raw, created)
-        return created
+        if len(self._minutes) >= _MAX_CACHED_MINUTES:
+            self._minutes.clear()
+        self._minutes[raw[:17]] = day + hour * 3600 + minute * 60
+        return day + hour * 3600 + minute * 60 + second
 
     def _currency(self, raw: str) -> tuple[str, int]:
         known = self._currencies.get(raw)

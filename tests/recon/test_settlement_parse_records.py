@@ -62,3 +62,19 @@ def test_amounts_in_the_usual_form_and_every_other_give_exact_minor_units_or_the
         with pytest.raises(Exception) as caught:
             minor_units(text, "USD", "gross", 2)
         assert getattr(caught.value, "reason", None) == reason, text
+
+
+@pytest.mark.parametrize(
+    "created", ["2026-11-20 10:11:60", "2026-11-20 10:11:1x", "2026-11-20 10:11:\u0661\u0662", "2026-11-20 10:11:5",
+                "2026-11-20 10:11:123", "2026-11-20 10:11: 1", "2026-11-20 10:11:"],
+)  # fmt: skip
+def test_an_impossible_second_is_a_row_error_even_in_a_minute_seen_before(created):
+    data = _file(
+        _row(created_utc="2026-11-20 10:11:00"),
+        _row(balance_transaction_id="txn_2", created_utc=created),
+        _row(balance_transaction_id="txn_3", created_utc="2026-11-20 10:11:59"),
+    )
+    out = list(SettlementParser(io.BytesIO(data)))
+    assert isinstance(out[1], RowError) and (out[1].line, out[1].reason) == (3, "INVALID_TIMESTAMP")
+    assert isinstance(out[2], SettlementRow)
+    assert out[2].created_utc == dt.datetime(2026, 11, 20, 10, 11, 59, tzinfo=dt.UTC)
