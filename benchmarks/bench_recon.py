@@ -50,7 +50,6 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy.ext.asyncio import create_async_engine  # noqa: E402
 
-from benchmarks.bench_payin import cpu_seconds, processes, start_stack  # noqa: E402  (the same stack start)
 from ledger_svc import naming  # noqa: E402
 from recon_svc.settlement.classify import Rules  # noqa: E402
 from recon_svc.settlement.records import GrpcPaymentRecords, GrpcSettlementBooker  # noqa: E402
@@ -149,6 +148,10 @@ async def main() -> None:
         "--workers", type=int, default=1, help="processes of both passes (reconcile_file workers)"
     )
     ns = parser.parse_args()
+    # Imported here, not at the top: a spawned worker runs this script's top level again (as __mp_main__), and
+    # should import what a worker of the service imports, not the stack's helpers (aiohttp and the rest).
+    from benchmarks.bench_payin import cpu_seconds, processes, start_stack  # the same stack start
+
     configure_logging("bench", level="WARNING")
     tag = f"b{uuid.uuid4().hex[:6]}"
     with tempfile.TemporaryDirectory(prefix="bench-recon-") as tmp:

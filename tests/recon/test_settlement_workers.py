@@ -322,3 +322,25 @@ async def test_a_stray_quote_that_misplaces_the_cut_still_reads_the_file_as_one_
     assert (one.state, one.rows_read, one.booked) == ("SUCCEEDED", ROWS, ROWS)
     assert _comparable(two) == _comparable(one)
     assert await _per_run(engine, two.run_id) == await _per_run(engine, one.run_id)
+
+
+async def test_a_refused_file_reads_the_same_on_workers_and_books_nothing(services, records, ledger, pool):
+    engine = services["recon"].engine
+    tag = f"w{uuid.uuid4().hex[:8]}"
+    good = _described_file(tag, {i: "x" * 800 for i in range(ROWS)})  # 13 KiB: past the header's first read
+    bad_files = {
+        "empty": b"",
+        "wrong columns": b"id;created;amount\n1;2;3\n",
+        # A quote opened in the last row and never closed (a file cut inside a field): found in the second range.
+        "truncated": good + f'txn_{tag}z,2026-11-20 10:02:00,usd,1.00,0.30,0.70,charge,ch_z,"cut'.encode(),
+        # Not UTF-8 near its end: found in the second range, not by the parent's read of the header.
+        "not utf-8": good + b"\xff\xfe" * 10 + b"\n",
+    }
+    for name, data in bad_files.items():
+        one = await reconcile_file(engine, io.BytesIO(data), records, ledger, RULES, chunk_rows=3)
+        two = await reconcile_file(
+            engine, io.BytesIO(data), records, ledger, RULES, chunk_rows=3, worker_pool=pool
+        )
+        assert one.state == "FAILED" and one.error, name
+        assert (two.state, two.error, two.booked) == (one.state, one.error, 0), name
+    assert await _bookings(engine, tag) == []
