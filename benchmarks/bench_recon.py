@@ -15,11 +15,12 @@ durable embedded PostgreSQL in a temporary folder; ``bench_payin.start_stack``).
   PaymentIntent id, fee 2.9 % + 30 as the simulator charges), written to a file on disk.
 
 Timed, in this process acting as the recon CLI (``python -m recon_svc run --file``) with the recon certificate:
-``reconcile_file`` — validate and hash, then chunks of ``--chunk`` rows: ``BatchGetCheckoutOrders``, classify in
-memory, one recon transaction (claims, mismatches, bookings), one ``PostTransactions`` per chunk. It prints
+``reconcile_file`` — validate and hash (with workers: copied and hashed here, validated by ranges), then chunks
+of ``--chunk`` rows: ``BatchGetCheckoutOrderColumns``, classify in memory, one recon transaction (claims,
+mismatches, bookings), one ``PostTransactions`` per chunk. It prints
 rows/s, the phase times, this process's peak RSS, CPU seconds per process (where the time goes) and checks that
-every row was matched and booked and that the receivable is back to zero. ``--workers 2`` runs the second pass
-on two worker processes (their CPU is shown as ``recon workers``).
+every row was matched and booked and that the receivable is back to zero. ``--workers 2`` runs both passes on
+two worker processes (the first by byte ranges of the file; their CPU is shown as ``recon workers``).
 
     python benchmarks/bench_recon.py                 # 1,000,000 rows
     python benchmarks/bench_recon.py --rows 100000   # a quicker look
@@ -49,7 +50,6 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy.ext.asyncio import create_async_engine  # noqa: E402
 
-from benchmarks.bench_payin import cpu_seconds, processes, start_stack  # noqa: E402  (the same stack start)
 from ledger_svc import naming  # noqa: E402
 from recon_svc.settlement.classify import Rules  # noqa: E402
 from recon_svc.settlement.records import GrpcPaymentRecords, GrpcSettlementBooker  # noqa: E402
@@ -145,9 +145,13 @@ async def main() -> None:
     parser.add_argument("--chunk", type=int, default=5000, help="rows per chunk (reconcile_file chunk_rows)")
     parser.add_argument("--profile", action="store_true", help="cProfile this process during the run")
     parser.add_argument(
-        "--workers", type=int, default=1, help="processes of the second pass (reconcile_file workers)"
+        "--workers", type=int, default=1, help="processes of both passes (reconcile_file workers)"
     )
     ns = parser.parse_args()
+    # Imported here, not at the top: a spawned worker runs this script's top level again (as __mp_main__), and
+    # should import what a worker of the service imports, not the stack's helpers (aiohttp and the rest).
+    from benchmarks.bench_payin import cpu_seconds, processes, start_stack  # the same stack start
+
     configure_logging("bench", level="WARNING")
     tag = f"b{uuid.uuid4().hex[:6]}"
     with tempfile.TemporaryDirectory(prefix="bench-recon-") as tmp:
@@ -216,7 +220,7 @@ async def main() -> None:
             wall = time.perf_counter() - started
             sampler.cancel()
             mine_after = me.cpu_times()
-            # The largest worker process of the second pass (reaped by now; 0 without workers), read before the
+            # The largest worker process (reaped by now; 0 without workers), read before the
             # stack stops: its processes, once reaped, would count as children too.
             workers_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
             cpu = {k: v - cpu_before.get(k, 0.0) for k, v in cpu_seconds(procs).items()}

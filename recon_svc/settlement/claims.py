@@ -19,9 +19,17 @@ def digest(row: SettlementRow) -> str:
 
     The claim statement computes the same value in PostgreSQL (:data:`_CLAIM`), so a row claimed by an older
     version of this code compares equal; a test keeps the two identical."""
-    key = (row.balance_transaction_id, row.currency, row.gross_minor, row.fee_minor, row.reporting_category,
-           row.source_id)  # fmt: skip
-    return hashlib.sha256(repr(key).encode()).hexdigest()
+    return _digest(row.balance_transaction_id, row.currency, row.gross_minor, row.fee_minor, row.reporting_category,
+                   row.source_id)  # fmt: skip
+
+
+def _digest(bt: str, currency: str, gross: int, fee: int, category: str, source: str) -> str:
+    return hashlib.sha256(repr((bt, currency, gross, fee, category, source)).encode()).hexdigest()
+
+
+ClaimRow = tuple[str, str, str, int, int, str, str, str]
+"""One row to claim as plain values (a chunk's clean rows stay their spooled records, no object): balance
+transaction id, reporting category, currency, gross, fee, source id, our reference, booking id ("" for none)."""
 
 
 # Not frozen: a frozen dataclass sets each field through object.__setattr__, and a run builds one per row.
@@ -82,21 +90,34 @@ committed meanwhile is not in that snapshot (NULL run) and is read again by a st
 
 
 async def claim(conn: AsyncConnection, run_id: str, claims: Sequence[Claim]) -> dict[str, Taken | None]:
+    """:func:`claim_rows` of :class:`Claim` objects."""
+    rows: list[ClaimRow] = []
+    for c in claims:
+        r = c.row
+        rows.append((r.balance_transaction_id, r.reporting_category, r.currency, r.gross_minor, r.fee_minor,
+                     r.source_id, c.reference, c.booking_id))  # fmt: skip
+    return await claim_rows(conn, run_id, rows)
+
+
+async def claim_rows(conn: AsyncConnection, run_id: str, rows: Sequence[ClaimRow]) -> dict[str, Taken | None]:
     """Claim the rows in the caller's transaction; the rows claimed before (by any run), by id, with their
     earlier claim (None when it cannot be read: counted as a duplicate). Every other row is this run's now."""
-    refs = ",".join(c.reference for c in claims)
-    if refs.count(",") != len(claims) - 1:  # our ids have no comma; never split one wrongly
+    if not rows:
+        return {}
+    ids, categories, currencies, gross, fees, sources, refs, bookings = zip(*rows, strict=True)
+    joined_refs = ",".join(refs)
+    if joined_refs.count(",") != len(rows) - 1:  # our ids have no comma; never split one wrongly
         raise RuntimeError("a reference of ours contains a comma")
     params = {
         "run_id": run_id,
-        "ids": ",".join([c.row.balance_transaction_id for c in claims]),
-        "categories": ",".join([c.row.reporting_category for c in claims]),
-        "currencies": ",".join([c.row.currency for c in claims]),
-        "gross": ",".join([str(c.row.gross_minor) for c in claims]),
-        "fees": ",".join([str(c.row.fee_minor) for c in claims]),
-        "sources": ",".join([c.row.source_id for c in claims]),
-        "refs": refs,
-        "bookings": ",".join([c.booking_id for c in claims]),
+        "ids": ",".join(ids),
+        "categories": ",".join(categories),
+        "currencies": ",".join(currencies),
+        "gross": ",".join(map(str, gross)),
+        "fees": ",".join(map(str, fees)),
+        "sources": ",".join(sources),
+        "refs": joined_refs,
+        "bookings": ",".join(bookings),
     }
     taken: dict[str, Taken | None] = {}
     unseen: list[str] = []
@@ -106,16 +127,16 @@ async def claim(conn: AsyncConnection, run_id: str, claims: Sequence[Claim]) -> 
         else:
             taken[bt] = Taken(bool(same), earlier_run)
     if unseen:
-        by_id = {c.row.balance_transaction_id: c.row for c in claims}
+        by_id = {r[0]: r for r in rows}
         result = await conn.execute(
             sa.select(t.rows.c.balance_transaction_id, t.rows.c.row_digest, t.rows.c.run_id).where(
                 t.rows.c.balance_transaction_id.in_(unseen)
             )
         )
         for r in result:
-            taken[r.balance_transaction_id] = Taken(
-                r.row_digest == digest(by_id[r.balance_transaction_id]), r.run_id
-            )
+            bt, category, currency, gross_minor, fee_minor, source, _, _ = by_id[r.balance_transaction_id]
+            same_digest = r.row_digest == _digest(bt, currency, gross_minor, fee_minor, category, source)
+            taken[r.balance_transaction_id] = Taken(same_digest, r.run_id)
         for bt in unseen:
             taken.setdefault(bt, None)
     return taken

@@ -355,6 +355,32 @@ def classify_charge(row: SettlementRow, orders: Sequence[OurOrder] | None, rules
     return out
 
 
+def clean_charge_reference(
+    currency: str, gross_minor: int, fee_minor: int, orders: Sequence[OurOrder] | None, rules: Rules
+) -> str | None:
+    """The usual charge row, told without building a row, outcome or booking: one order of ours, captured and
+    settled, of the row's currency and gross, with the expected fee. Its checkout's reference (what the row is
+    booked against, as :func:`classify_charge` would book it with no mismatch); None when the row needs
+    :func:`classify_charge` (anything to say, or a cart of several orders)."""
+    if orders is None or len(orders) != 1:
+        return None
+    order = orders[0]
+    if (
+        order.currency != currency
+        or order.amount_minor != gross_minor
+        or order.state not in CAPTURED
+        or not (order.wallet_updated and order.ledger_updated)
+    ):
+        return None
+    bps = rules.expected_fee_bps
+    if (
+        bps is not None
+        and (gross_minor * bps + 5_000) // 10_000 + rules.expected_fee_fixed_minor != fee_minor
+    ):
+        return None
+    return checkout_reference(order.checkout_id)
+
+
 def classify_refund(row: SettlementRow, refund: OurRefund | None) -> RowOutcome:
     """A ``refund`` row (negative gross) against our refund by its ``re_`` id or ``refund_id`` metadata."""
     out = RowOutcome()

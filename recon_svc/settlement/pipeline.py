@@ -5,6 +5,11 @@ written and booked, and at most two loaded chunks wait, so memory stays bounded.
 batched reads and each row's outcome classified in memory (:func:`prepare`, reads only), then one recon
 transaction that claims the rows, stores the mismatches and writes the chunk's bookings (pending), one ledger
 call, and the auto-fixes (:func:`write_chunk`).
+
+A chunk stays the spooled records (plain tuples, :data:`~recon_svc.settlement.parse.Record`): the usual charge
+row (one order of ours, everything equal) is classified from its record and our order and written as such, with
+no row, outcome or booking object (:func:`~recon_svc.settlement.classify.clean_charge_reference`); every other
+row becomes a :class:`SettlementRow` and gets a :class:`RowOutcome` from the rules in classify.py.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from recon_svc.settlement import tables as t
 from recon_svc.settlement.bookings import insert_pending, post_bookings
 from recon_svc.settlement.categories import match_other
-from recon_svc.settlement.claims import Claim, claim
+from recon_svc.settlement.claims import ClaimRow, claim_rows
 from recon_svc.settlement.classify import (
     CHARGE_CATEGORIES,
     OTHER_CATEGORIES,
@@ -36,13 +41,18 @@ from recon_svc.settlement.classify import (
     classify_charge,
     classify_refund,
     classify_transfer,
+    clean_charge_reference,
 )
 from recon_svc.settlement.lifecycle import Resume
 from recon_svc.settlement.mismatches import auto_fix, row_mismatch, store_many
-from recon_svc.settlement.parse import SettlementRow
+from recon_svc.settlement.parse import Record
 from recon_svc.settlement.records import ChunkBooking, OrderFixer, PaymentRecords, SettlementBooker
 from recon_svc.settlement.report import PhaseTimes, RunReport, Tallies
-from recon_svc.settlement.spool import read_block
+from recon_svc.settlement.spool import RowMaker, read_records
+
+Outcome = RowOutcome | str
+"""A row's outcome; a ``str`` is a clean charge's: booked against ``psp_receivable`` with this reference of ours
+(the checkout), matched, nothing to report."""
 
 CHUNK_ROWS = 5000
 """Rows matched, classified and written per database transaction and booked per ledger call: large enough that
@@ -64,15 +74,15 @@ async def match_and_book(
     """Reconcile every spooled row; the chunks' tallies end in ``report``. ``progress`` gets spool offsets."""
     tallies = Tallies()
 
-    def next_chunk() -> tuple[list[SettlementRow], int, float]:
+    def next_chunk() -> tuple[list[Record], int, float]:
         clock = time.perf_counter()
-        block = read_block(spool)
+        block = read_records(spool)
         return block, spool.tell(), time.perf_counter() - clock
 
     # The next chunk is loaded in a thread while this one waits on the payment service, the recon database and
     # the ledger (other processes, other cores); at most two chunks wait loaded, so memory stays bounded.
-    ready: asyncio.Queue[tuple[list[SettlementRow], int]] = asyncio.Queue(maxsize=2)
-    parsing: asyncio.Future[tuple[list[SettlementRow], int, float]] | None = None
+    ready: asyncio.Queue[tuple[list[Record], int]] = asyncio.Queue(maxsize=2)
+    parsing: asyncio.Future[tuple[list[Record], int, float]] | None = None
 
     async def produce() -> None:
         nonlocal parsing
@@ -85,9 +95,9 @@ async def match_and_book(
                 return
 
     producer = asyncio.create_task(produce())
-    previous: tuple[asyncio.Task[tuple[list[SettlementRow], list[RowOutcome]]], int] | None = None
+    previous: tuple[asyncio.Task[tuple[list[Record], list[Outcome]]], int] | None = None
 
-    async def write(done: tuple[asyncio.Task[tuple[list[SettlementRow], list[RowOutcome]]], int]) -> None:
+    async def write(done: tuple[asyncio.Task[tuple[list[Record], list[Outcome]]], int]) -> None:
         reading, offset = done
         rows, outcomes = await reading
         await write_chunk(engine, rows, outcomes, booker, report, fixer, tallies, times, resume)
@@ -128,85 +138,84 @@ async def match_and_book(
     tallies.into(report)
 
 
-async def _charge_orders(
-    records: PaymentRecords, rows: list[SettlementRow]
-) -> dict[str, list[OurOrder] | None]:
-    """Our orders for each charge row of a chunk, by balance transaction id: one batched read for the rows that
-    carry our checkout id (every row of ours since metadata exists), the row-by-row path for the others."""
-    by_checkout = {r.metadata.get("payment.checkout_id", "") for r in rows} - {""}
+async def _outcomes(records: PaymentRecords, rules: Rules, chunk: list[Record]) -> list[Outcome]:
+    """Each record's outcome. Charge rows: our orders in one batched read for the rows that carry our checkout
+    id (every row of ours since metadata exists), the row-by-row path for the others."""
+    row = RowMaker()
+    by_checkout = {r[15].get("payment.checkout_id", "") for r in chunk if r[7] in CHARGE_CATEGORIES} - {""}
     found = await records.checkouts(sorted(by_checkout)) if by_checkout else {}
-    out: dict[str, list[OurOrder] | None] = {}
-    for row in rows:
-        checkout_id = row.metadata.get("payment.checkout_id", "")
-        if not checkout_id:
-            out[row.balance_transaction_id] = await records.checkout_for(row)
-            continue
-        orders = found.get(checkout_id)
-        if (
-            orders
-            and row.payment_intent_id
-            and any(o.psp_reference and o.psp_reference != row.payment_intent_id for o in orders)
-        ):
-            orders = None  # our metadata on someone else's PaymentIntent is not our charge
-        out[row.balance_transaction_id] = orders or None
-    return out
-
-
-async def _outcomes(records: PaymentRecords, rules: Rules, rows: list[SettlementRow]) -> list[RowOutcome]:
-    charges = await _charge_orders(records, [r for r in rows if r.reporting_category in CHARGE_CATEGORIES])
-    outcomes = []
-    for row in rows:
-        if row.reporting_category in CHARGE_CATEGORIES:
-            outcomes.append(classify_charge(row, charges[row.balance_transaction_id], rules))
-        elif row.reporting_category in REFUND_CATEGORIES:
-            outcomes.append(classify_refund(row, await records.refund_for(row)))
-        elif row.reporting_category in TRANSFER_CATEGORIES:
-            payout_id = row.metadata.get("transfer.payout_id", "")
+    outcomes: list[Outcome] = []
+    for r in chunk:
+        category = r[7]
+        if category in CHARGE_CATEGORIES:
+            checkout_id = r[15].get("payment.checkout_id", "")
+            orders: list[OurOrder] | None
+            if not checkout_id:
+                orders = await records.checkout_for(row(r))
+            else:
+                orders = found.get(checkout_id) or None
+                payment_intent = r[10]
+                if orders is not None and payment_intent:
+                    # Our metadata on someone else's PaymentIntent is not our charge (one order: no generator).
+                    if len(orders) == 1:
+                        theirs = orders[0].psp_reference
+                        if theirs and theirs != payment_intent:
+                            orders = None
+                    elif any(o.psp_reference and o.psp_reference != payment_intent for o in orders):
+                        orders = None
+            clean = clean_charge_reference(r[3], r[4], r[5], orders, rules)
+            outcomes.append(clean if clean is not None else classify_charge(row(r), orders, rules))
+        elif category in REFUND_CATEGORIES:
+            settlement_row = row(r)
+            outcomes.append(classify_refund(settlement_row, await records.refund_for(settlement_row)))
+        elif category in TRANSFER_CATEGORIES:
+            payout_id = r[15].get("transfer.payout_id", "")
             payout = await records.payout_for(payout_id) if payout_id else None
-            outcomes.append(classify_transfer(row, payout_id, payout))
-        elif row.reporting_category in OTHER_CATEGORIES:
-            outcomes.append(await match_other(row, records))
+            outcomes.append(classify_transfer(row(r), payout_id, payout))
+        elif category in OTHER_CATEGORIES:
+            outcomes.append(await match_other(row(r), records))
         else:
-            outcomes.append(row_mismatch(Code.UNMATCHED_ROW, row))
+            outcomes.append(row_mismatch(Code.UNMATCHED_ROW, row(r)))
     return outcomes
 
 
 async def prepare(
-    rows: list[SettlementRow],
+    chunk: list[Record],
     records: PaymentRecords,
     rules: Rules,
     report: RunReport,
     tallies: Tallies,
     times: PhaseTimes,
     resume: Resume,
-) -> tuple[list[SettlementRow], list[RowOutcome]]:
+) -> tuple[list[Record], list[Outcome]]:
     """The PSP's totals of a chunk, then our records for the rows still to reconcile (batched reads) and each
     row's outcome, classified in memory. Reads only: it runs while the previous chunk is being written."""
-    for row in rows:
-        totals = tallies.psp.get(key := f"{row.currency}:{row.reporting_category}")
+    psp = tallies.psp
+    for r in chunk:
+        totals = psp.get(key := f"{r[3]}:{r[7]}")
         if totals is None:
-            totals = tallies.psp[key] = [0, 0, 0, 0]
-        totals[0] += row.gross_minor
-        totals[1] += row.fee_minor
-        totals[2] += row.net_minor
+            totals = psp[key] = [0, 0, 0, 0]
+        totals[0] += r[4]
+        totals[1] += r[5]
+        totals[2] += r[6]
         totals[3] += 1
     if resume.committed_line:
         # Counted by the interrupted run of this file: its chunks up to this line committed.
-        done = sum(1 for row in rows if row.line <= resume.committed_line)
+        done = sum(1 for r in chunk if r[0] <= resume.committed_line)
         report.already_counted += done
-        rows = rows[done:]
-    if not rows:
-        return rows, []
+        chunk = chunk[done:]
+    if not chunk:
+        return chunk, []
     clock = time.perf_counter()
-    outcomes = await _outcomes(records, rules, rows)
+    outcomes = await _outcomes(records, rules, chunk)
     times.match += time.perf_counter() - clock
-    return rows, outcomes
+    return chunk, outcomes
 
 
 async def write_chunk(
     engine: AsyncEngine,
-    rows: list[SettlementRow],
-    outcomes: list[RowOutcome],
+    chunk: list[Record],
+    outcomes: list[Outcome],
     booker: SettlementBooker,
     report: RunReport,
     fixer: OrderFixer | None,
@@ -218,41 +227,49 @@ async def write_chunk(
     """Claim and book one chunk whose outcomes :func:`prepare` computed: one recon transaction that claims the
     rows, stores the mismatches and writes the chunk's bookings (pending), then one ledger call.
     ``on_committed`` is called once the transaction committed (the next chunk's writer may go on)."""
-    if not rows:
+    if not chunk:
         return
-    last_line = rows[-1].line
+    last_line = chunk[-1][0]
     clock = time.perf_counter()
+    row = RowMaker()
 
     # A booking id per currency and account the gross goes to (a dispute's gross is not the PSP's debt) of the
     # chunk; a row names its booking in its claim, so the row and its money are written in the same transaction
     # and a row is booked at most once whatever happens afterwards.
     booking_ids: dict[tuple[str, Against], str] = {}
     seen: set[str] = set()
-    claims: list[Claim] = []
-    outcome_of: list[RowOutcome] = []
-    repeats: list[SettlementRow] = []
-    for row, outcome in zip(rows, outcomes, strict=True):
-        if row.balance_transaction_id in seen:
-            repeats.append(row)  # the same id twice inside this chunk
+    claims: list[ClaimRow] = []
+    claimed: list[tuple[Record, Outcome, Against | None]] = []
+    repeats: list[Record] = []
+    receivable = Against.PSP_RECEIVABLE
+    for r, outcome in zip(chunk, outcomes, strict=True):
+        bt = r[1]
+        if bt in seen:
+            repeats.append(r)  # the same id twice inside this chunk
             continue
-        seen.add(row.balance_transaction_id)
+        seen.add(bt)
+        if isinstance(outcome, str):  # a clean charge: booked against the PSP's receivable
+            against: Against | None = receivable
+            reference = outcome
+        elif outcome.booking is not None:
+            against, reference = outcome.booking.against, outcome.booking.our_reference
+        else:
+            against, reference = None, outcome.reference
         booking_id = ""
-        if outcome.booking is not None:
-            key = (row.currency, outcome.booking.against)
+        if against is not None:
+            key = (r[3], against)
             booking_id = booking_ids.get(key) or booking_ids.setdefault(key, f"sb_{uuid.uuid4().hex}")
-        reference = outcome.booking.our_reference if outcome.booking else outcome.reference
-        claims.append(Claim(row, reference, booking_id))
-        outcome_of.append(outcome)
+        claims.append((bt, r[7], r[3], r[4], r[5], r[8], reference, booking_id))
+        claimed.append((r, outcome, against))
     bookings: dict[tuple[str, Against], ChunkBooking] = {}
     async with engine.begin() as conn:
-        taken = await claim(conn, report.run_id, claims)
+        taken = await claim_rows(conn, report.run_id, claims)
         found: list[Mismatch] = []
         sums: dict[tuple[str, Against], list[int]] = {}  # (currency, against) → [gross, fee, rows]
-        for c, outcome in zip(claims, outcome_of, strict=True):
-            row = c.row
-            bt = row.balance_transaction_id
-            if bt in taken:
-                before = taken[bt]
+        booked_totals = tallies.booked
+        for r, outcome, against in claimed:
+            if taken and r[1] in taken:
+                before = taken[r[1]]
                 if (
                     before is not None
                     and before.same_content
@@ -262,21 +279,29 @@ async def write_chunk(
                     # Counted by an earlier file with the same content (overlapping days).
                     report.already_counted += 1
                 else:
-                    found.extend(row_mismatch(Code.DUPLICATE_ROW, row).mismatches)
+                    found.extend(row_mismatch(Code.DUPLICATE_ROW, row(r)).mismatches)
                 continue
-            report.matched += int(outcome.matched)
-            found.extend(outcome.mismatches)
-            if outcome.booking is not None:
+            if isinstance(outcome, str):
+                report.matched += 1
+            else:
+                report.matched += int(outcome.matched)
+                found.extend(outcome.mismatches)
+            if against is not None:
                 report.booked += 1
-                total = sums.setdefault((row.currency, outcome.booking.against), [0, 0, 0])
-                total[0] += row.gross_minor
-                total[1] += row.fee_minor
+                currency = r[3]
+                total = sums.get(key := (currency, against))
+                if total is None:
+                    total = sums[key] = [0, 0, 0]
+                total[0] += r[4]
+                total[1] += r[5]
                 total[2] += 1
-                booked = tallies.booked.setdefault(row.currency, [0, 0])
-                booked[0] += row.gross_minor
-                booked[1] += row.fee_minor
-        for row in repeats:
-            found.extend(row_mismatch(Code.DUPLICATE_ROW, row).mismatches)
+                booked = booked_totals.get(currency)
+                if booked is None:
+                    booked = booked_totals[currency] = [0, 0]
+                booked[0] += r[4]
+                booked[1] += r[5]
+        for r in repeats:
+            found.extend(row_mismatch(Code.DUPLICATE_ROW, row(r)).mismatches)
         stored = await store_many(conn, report.run_id, found)
         await conn.execute(
             t.files.update().where(t.files.c.sha256 == report.file_sha256).values(committed_line=last_line)

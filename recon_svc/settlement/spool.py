@@ -26,6 +26,18 @@ def validate(
     in ``report`` (and once there is one, nothing more is spooled: a file with a bad row books nothing).
     ``offsets`` gets each spooled block's position (workers read disjoint blocks)."""
     parser = SettlementParser(source)
+    first, last = spool_rows(parser, report, spool, chunk_rows, offsets)
+    report.file_sha256 = parser.sha256
+    if first is None or last is None:
+        return None, None
+    return dt.datetime.fromtimestamp(first, dt.UTC), dt.datetime.fromtimestamp(last, dt.UTC)
+
+
+def spool_rows(
+    parser: SettlementParser, report: RunReport, spool: BinaryIO, chunk_rows: int, offsets: list[int] | None
+) -> tuple[int | None, int | None]:
+    """:func:`validate` with the parser given (a whole file, or a worker's range of one): the first and last
+    ``created_utc`` as Unix seconds."""
     first = last = None
     block: list[Record] = []
     for item in parser.records():
@@ -47,10 +59,7 @@ def validate(
                 block = []
     if block and not report.row_error_count:
         _write_block(spool, block, offsets)
-    report.file_sha256 = parser.sha256
-    if first is None or last is None:
-        return None, None
-    return dt.datetime.fromtimestamp(first, dt.UTC), dt.datetime.fromtimestamp(last, dt.UTC)
+    return first, last
 
 
 def _write_block(spool: BinaryIO, block: list[Record], offsets: list[int] | None) -> None:
@@ -61,19 +70,33 @@ def _write_block(spool: BinaryIO, block: list[Record], offsets: list[int] | None
     spool.write(data)
 
 
-def read_block(spool: BinaryIO) -> list[SettlementRow]:
-    """The next block of rows :func:`validate` spooled; empty at the end."""
+def read_records(spool: BinaryIO, line_offset: int = 0) -> list[Record]:
+    """The next block of records :func:`validate` spooled, as plain values; empty at the end. ``line_offset``:
+    the lines of the file before the range a worker spooled (its line numbers count from the range's start)."""
     size = spool.read(8)
     if not size:
         return []
-    data = spool.read(int.from_bytes(size, "little"))
-    rows = []
-    created: dict[
-        int, dt.datetime
-    ] = {}  # a day's rows share their seconds: one datetime per second, not per row
-    for r in marshal.loads(data):
-        at = created.get(r[2])
+    records: list[Record] = marshal.loads(spool.read(int.from_bytes(size, "little")))
+    if line_offset:
+        return [(r[0] + line_offset, *r[1:]) for r in records]
+    return records
+
+
+class RowMaker:
+    """Spooled records into rows, one datetime per second of ``created_utc`` (a day's rows share their
+    seconds)."""
+
+    def __init__(self) -> None:
+        self._created: dict[int, dt.datetime] = {}
+
+    def __call__(self, r: Record) -> SettlementRow:
+        at = self._created.get(r[2])
         if at is None:
-            at = created[r[2]] = dt.datetime.fromtimestamp(r[2], dt.UTC)
-        rows.append(SettlementRow(r[0], r[1], at, *r[3:]))
-    return rows
+            at = self._created[r[2]] = dt.datetime.fromtimestamp(r[2], dt.UTC)
+        return SettlementRow(r[0], r[1], at, *r[3:])
+
+
+def read_block(spool: BinaryIO, line_offset: int = 0) -> list[SettlementRow]:
+    """:func:`read_records` as rows."""
+    row = RowMaker()
+    return [row(r) for r in read_records(spool, line_offset)]

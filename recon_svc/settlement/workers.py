@@ -1,7 +1,15 @@
-"""The second pass on several processes: each worker takes every n-th spooled block (disjoint chunks), reads our
-records and classifies in parallel with the others, and the chunks' recon transactions commit in file order
-(a turn passed between the workers), so the file's ``committed_line`` means what it means for one process and
-an interrupted run resumes the same way. The parent merges the workers' counts and tallies.
+"""Both passes on several processes (:class:`WorkerPool`, one set of spawned processes for the run).
+
+The first pass: each worker validates and spools one byte range of the run's copy of the file (parse_ranges.py
+cuts it at record ends); the parent hashed the whole file while copying it, and combines the ranges' counts,
+row errors (their line numbers shifted by the lines before the range) and first and last timestamps. A range
+refused as a file (a cut misplaced by a stray quote, or a file really broken past its header) makes the parent
+validate the whole file itself, so the refusal and its line are exactly those of a run in one process.
+
+The second pass: each worker takes every n-th spooled block (disjoint chunks), reads our records and classifies
+in parallel with the others, and the chunks' recon transactions commit in file order (a turn passed between the
+workers), so the file's ``committed_line`` means what it means for one process and an interrupted run resumes the
+same way. The parent merges the workers' counts and tallies.
 
 A worker is a spawned process (gRPC must not be forked) that opens its own database engine and channels from a
 :class:`WorkerSetup`; memory stays bounded per worker (one chunk in hand).
@@ -19,17 +27,18 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from recon_svc.config import ReconSettings
 from recon_svc.settlement.classify import Rules
 from recon_svc.settlement.lifecycle import Resume
+from recon_svc.settlement.parse import SettlementFileRefused, SettlementParser
 from recon_svc.settlement.pipeline import prepare, write_chunk
 from recon_svc.settlement.records import GrpcPaymentRecords, GrpcSettlementBooker, OrderFixer
 from recon_svc.settlement.report import PhaseTimes, RunReport, Tallies
-from recon_svc.settlement.spool import read_block
+from recon_svc.settlement.spool import MAX_REPORTED_ROW_ERRORS, read_records, spool_rows
 from svckit.errors import DomainError
 from svckit.gen.ledger.v1 import ledger_service_pb2_grpc as lpb_grpc
 from svckit.gen.payments.v1 import payment_service_pb2_grpc as ppb_grpc
@@ -163,26 +172,70 @@ class WorkerFailed(Exception):
         return RuntimeError(f"a settlement worker failed: {name}: {message}")
 
 
-def _work(setup: WorkerSetup, spool_path: str, blocks: Sequence[tuple[int, int]], rules: Rules, run_id: str,
-          file_sha256: str, resume: Resume) -> WorkerResult:  # fmt: skip
+Block = tuple[str, int, int]
+"""A spooled block: its spool file, its offset there, and the lines of the file before its range."""
+
+
+@dataclass
+class RangeResult:
+    """One range's first pass, as plain values (it comes back through pickle)."""
+
+    rows_read: int = 0
+    row_error_count: int = 0
+    row_errors: list[dict[str, Any]] = field(default_factory=list)
+    """The first ones, their lines counted from the range's first line."""
+    first: int | None = None
+    last: int | None = None
+    offsets: list[int] = field(default_factory=list)
+    lines: int = 0
+    """The range's physical lines: the next range's line numbers start after them."""
+    refused: bool = False
+
+
+def _validate_range(path: str, start: int, end: int, header: list[str] | None, spool_path: str,
+                    chunk_rows: int) -> RangeResult:  # fmt: skip
+    """Validate and spool one range of the file (``header`` None: the first range, which starts with it)."""
     try:
-        return asyncio.run(_work_async(setup, spool_path, blocks, rules, run_id, file_sha256, resume))
+        report = RunReport(run_id="", state="RUNNING")
+        result = RangeResult()
+        with open(path, "rb") as source, open(spool_path, "wb") as spool:
+            source.seek(start)
+            parser = SettlementParser(source, header=header, limit=end - start)
+            try:
+                result.first, result.last = spool_rows(parser, report, spool, chunk_rows, result.offsets)
+            except SettlementFileRefused:
+                return RangeResult(refused=True)
+        result.rows_read, result.row_error_count = report.rows_read, report.row_error_count
+        result.row_errors, result.lines = report.row_errors, parser.lines_read
+        return result
+    except BaseException as exc:
+        raise WorkerFailed.of(exc) from None
+
+
+def _work(setup: WorkerSetup, blocks: Sequence[tuple[int, Block]], *, rules: Rules, run_id: str, file_sha256: str,
+          resume: Resume) -> WorkerResult:  # fmt: skip
+    try:
+        return asyncio.run(_work_async(setup, blocks, rules, run_id, file_sha256, resume))
     except BaseException as exc:
         _fail()
         raise WorkerFailed.of(exc) from None
 
 
-async def _work_async(setup: WorkerSetup, spool_path: str, blocks: Sequence[tuple[int, int]], rules: Rules,
-                      run_id: str, file_sha256: str, resume: Resume) -> WorkerResult:  # fmt: skip
+async def _work_async(setup: WorkerSetup, blocks: Sequence[tuple[int, Block]], rules: Rules, run_id: str,
+                      file_sha256: str, resume: Resume) -> WorkerResult:  # fmt: skip
     result = WorkerResult()
     report = RunReport(run_id=run_id, state="RUNNING", file_sha256=file_sha256)
     loop = asyncio.get_running_loop()
     async with setup.open() as (engine, records, booker):
         fixer: OrderFixer | None = records if setup.auto_fix else None
-        with open(spool_path, "rb") as spool:  # noqa: ASYNC230  (a local temporary file, one block per chunk)
-            for index, offset in blocks:
+        spools: dict[str, BinaryIO] = {}
+        try:
+            for index, (spool_path, offset, line_offset) in blocks:
+                spool = spools.get(spool_path)
+                if spool is None:  # a local temporary file, one block per chunk
+                    spool = spools[spool_path] = open(spool_path, "rb")  # noqa: ASYNC230, SIM115
                 spool.seek(offset)
-                rows = read_block(spool)
+                rows = read_records(spool, line_offset)
                 rows, outcomes = await prepare(
                     rows, records, rules, report, result.tallies, result.times, resume
                 )
@@ -190,9 +243,83 @@ async def _work_async(setup: WorkerSetup, spool_path: str, blocks: Sequence[tupl
                 await write_chunk(engine, rows, outcomes, booker, report, fixer, result.tallies, result.times,
                                   resume, on_committed=partial(_pass_turn, index))  # fmt: skip
                 _pass_turn(index)  # a chunk with nothing left to write (resumed) commits nothing
+        finally:
+            for spool in spools.values():
+                spool.close()
     result.matched, result.booked = report.matched, report.booked
     result.already_counted, result.auto_fixed = report.already_counted, report.auto_fixed
     return result
+
+
+class WorkerPool:
+    """The run's worker processes, spawned once for both passes (a spawn imports gRPC and SQLAlchemy: 1-2 CPU
+    seconds each). Use as a context manager; the processes start at once, while the parent copies the file."""
+
+    def __init__(self, setup: WorkerSetup, workers: int) -> None:
+        self.setup = setup
+        self.workers = workers
+        context = multiprocessing.get_context("spawn")
+        self._turn, self._abort, changed = context.Value("q", 0), context.Value("b", 0), context.Condition()
+        self._pool = ProcessPoolExecutor(
+            workers, mp_context=context, initializer=_init, initargs=(self._turn, self._abort, changed)
+        )
+        for _ in range(workers):  # start them now: the executor would spawn them only when work comes
+            self._pool.submit(int)
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    async def first_pass(self, path: str, starts: Sequence[int], end: int, header: list[str], spool_dir: Path,
+                         chunk_rows: int, report: RunReport) -> tuple[list[Block], int | None, int | None] | None:  # fmt: skip
+        """Validate and spool the ranges of the file at ``path`` that begin at ``starts``; their counts and row
+        errors go into ``report`` (lines of the whole file). The spooled blocks in file order and the first and
+        last ``created_utc``; None when a range was refused (the caller then validates the file whole)."""
+        loop = asyncio.get_running_loop()
+        bounds = [*starts, end]
+        spools = [str(spool_dir / f"spool-{k}") for k in range(len(starts))]
+        tasks = []
+        for k in range(len(starts)):
+            names = None if k == 0 else header  # the first range reads the header itself
+            tasks.append(loop.run_in_executor(self._pool, _validate_range, path, bounds[k], bounds[k + 1], names,
+                                              spools[k], chunk_rows))  # fmt: skip
+        try:
+            results = await asyncio.gather(*tasks)
+        except WorkerFailed as failed:
+            raise failed.rebuilt() from None
+        if any(r.refused for r in results):
+            return None
+        blocks: list[Block] = []
+        lines = 0
+        firsts = [r.first for r in results if r.first is not None]
+        lasts = [r.last for r in results if r.last is not None]
+        for spool, r in zip(spools, results, strict=True):
+            report.rows_read += r.rows_read
+            report.row_error_count += r.row_error_count
+            for error in r.row_errors[: MAX_REPORTED_ROW_ERRORS - len(report.row_errors)]:
+                report.row_errors.append({**error, "line": error["line"] + lines})
+            blocks.extend((spool, offset, lines) for offset in r.offsets)
+            lines += r.lines
+        return blocks, min(firsts, default=None), max(lasts, default=None)
+
+    async def second_pass(self, blocks: Sequence[Block], rules: Rules, report: RunReport, times: PhaseTimes,
+                          resume: Resume) -> None:  # fmt: skip
+        """The second pass over the spooled blocks; the counts and tallies end in ``report`` as
+        :func:`~recon_svc.settlement.pipeline.match_and_book`'s do."""
+        self._turn.value, self._abort.value = 0, 0
+        loop = asyncio.get_running_loop()
+        workers = self.workers
+        shares = [[(i, blocks[i]) for i in range(k, len(blocks), workers)] for k in range(workers)]
+        work = partial(_work, self.setup, rules=rules, run_id=report.run_id, file_sha256=report.file_sha256,
+                       resume=resume)  # fmt: skip
+        tasks = [loop.run_in_executor(self._pool, work, share) for share in shares if share]
+        try:
+            results = await asyncio.gather(*tasks)
+        except WorkerFailed as failed:
+            raise failed.rebuilt() from None
+        _merge(results, report, times)
 
 
 async def match_and_book_in_workers(
@@ -205,35 +332,12 @@ async def match_and_book_in_workers(
     times: PhaseTimes,
     resume: Resume,
 ) -> None:
-    """The second pass over the spooled blocks (their offsets) on ``workers`` processes; the counts and tallies
-    end in ``report`` as :func:`~recon_svc.settlement.pipeline.match_and_book`'s do."""
-    context = multiprocessing.get_context("spawn")
-    turn, abort, changed = context.Value("q", 0), context.Value("b", 0), context.Condition()
-    loop = asyncio.get_running_loop()
-    with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_init, initargs=(turn, abort, changed)
-    ) as pool:
-        shares = [[(i, offsets[i]) for i in range(k, len(offsets), workers)] for k in range(workers)]
-        try:
-            results = await asyncio.gather(
-                *(
-                    loop.run_in_executor(
-                        pool,
-                        _work,
-                        setup,
-                        spool_path,
-                        share,
-                        rules,
-                        report.run_id,
-                        report.file_sha256,
-                        resume,
-                    )
-                    for share in shares
-                    if share
-                )
-            )
-        except WorkerFailed as failed:
-            raise failed.rebuilt() from None
+    """The second pass alone on ``workers`` processes over one spool (the first pass ran in the caller)."""
+    with WorkerPool(setup, workers) as pool:
+        await pool.second_pass([(spool_path, offset, 0) for offset in offsets], rules, report, times, resume)
+
+
+def _merge(results: Sequence[WorkerResult], report: RunReport, times: PhaseTimes) -> None:
     tallies = Tallies()
     for r in results:
         report.matched += r.matched

@@ -15,6 +15,7 @@ from recon_svc.settlement.classify import (
     classify_charge,
     classify_refund,
     classify_transfer,
+    clean_charge_reference,
     missing_from_psp,
 )
 from recon_svc.settlement.parse import SettlementRow
@@ -217,3 +218,33 @@ def test_a_transfer_of_another_amount_is_manual_and_a_transfer_without_our_metad
     assert (m.code, m.differences[0].ours, m.differences[0].theirs) == (Code.AMOUNT_DIFFERS, "4000", "4100")
     [u] = classify_transfer(_transfer(), "", None).mismatches
     assert (u.code, u.classification) == (Code.UNMATCHED_ROW, Classification.UNCLASSIFIED)
+
+
+def test_the_clean_charge_shortcut_says_clean_exactly_when_the_full_rules_find_nothing():
+    second = OurOrder("po-2", "pi_a", 5_000, "USD", OrderState.SUCCESS, NOW, True, True, "co-1")
+    cases = [
+        (_row(), [_order()]),
+        (_row(), [_order(OrderState.PARTIALLY_REFUNDED)]),
+        (_row(), [_order(OrderState.EXECUTING)]),
+        (_row(), [_order(wallet=False)]),
+        (_row(), [_order(amount=9_999)]),
+        (_row(currency="EUR"), [_order()]),
+        (_row(fee=291), [_order()]),  # within the tolerance: FEE_DIFFERS
+        (_row(fee=400), [_order()]),
+        (_row(gross=15_000, fee=435), [_order(), second]),  # a cart of two: always the full rules
+        (_row(), None),
+    ]
+    for rules in (RULES, Rules(fee_tolerance_minor=0)):
+        for row, orders in cases:
+            full = classify_charge(row, orders, rules)
+            clean = clean_charge_reference(row.currency, row.gross_minor, row.fee_minor, orders, rules)
+            if clean is None:
+                assert full.mismatches or full.booking is None or (orders is not None and len(orders) > 1), (
+                    row,
+                    orders,
+                )
+            else:
+                assert full.matched and not full.mismatches and full.booking is not None, (row, orders)
+                assert (full.booking.our_reference, full.booking.against) == (clean, "psp_receivable")
+    # The usual row is the shortcut's: the benchmark's million rows take it.
+    assert clean_charge_reference("USD", 10_000, 290, [_order()], RULES) == "checkout:co-1"
