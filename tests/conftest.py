@@ -309,19 +309,31 @@ def pytest_runtest_makereport(
 
 DEV_STACK_MODULES = ("tests/test_devstack.py::", "tests/test_readme_commands.py::")
 """The modules of the tests that share the session's dev stack (tests/dev_stack.py)."""
+BROWSER_MODULES = (
+    "tests/psp_sim/test_browser.py::",
+    "tests/e2e/test_buyer_pages_browser.py::",
+    "tests/gateway/test_gateway_docs_offline.py::",
+)
+"""The modules with several browser tests: each goes to one worker, so it starts one Chromium (the
+``chromium`` fixture is per module; a start costs one to three CPU-seconds)."""
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """``load`` as usual, except that the dev stack's modules go to one worker as one unit, so they
-    share one stack. (xdist's ``xdist_group`` cannot do it with pytest 9: it renames ``item._nodeid``,
-    which pytest 9 no longer reads.)"""
+    share one stack, and each browser module to one worker, so it shares one Chromium. (xdist's
+    ``xdist_group`` cannot do it with pytest 9: it renames ``item._nodeid``, which pytest 9 no longer
+    reads.)"""
     if config.getoption("dist") != "load":
         return None  # another mode asked for by name: xdist's own
     from xdist.scheduler import LoadScopeScheduling
 
     class DevStackOnOneWorker(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return "dev stack" if nodeid.startswith(DEV_STACK_MODULES) else nodeid
+            if nodeid.startswith(DEV_STACK_MODULES):
+                return "dev stack"
+            if nodeid.startswith(BROWSER_MODULES):
+                return nodeid.split("::", 1)[0]
+            return nodeid
 
     return DevStackOnOneWorker(config, log)
 
