@@ -12,7 +12,11 @@ from tests.conftest import BROWSER_MODULES
 
 def test_every_module_with_several_browser_tests_goes_to_one_worker(request: pytest.FixtureRequest) -> None:
     items = request.session.items
-    browser_tests = Counter(item.nodeid.split("::", 1)[0] for item in items if "browser" in item.fixturenames)
+    browser_tests = Counter(
+        item.nodeid.split("::", 1)[0]
+        for item in items
+        if isinstance(item, pytest.Function) and "browser" in item.fixturenames
+    )
     collected = {item.nodeid.split("::", 1)[0] for item in items}
     several = {module for module, count in browser_tests.items() if count > 1}
     listed = {prefix.removesuffix("::") for prefix in BROWSER_MODULES}
