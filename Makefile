@@ -16,8 +16,15 @@ run: $(STAMP)
 	$(PY) -m svckit.devstack run
 
 ## test: the whole test suite (starts its own PostgreSQL and Valkey; exit 5 "no tests" fails)
+# Bytecode is written even where PYTHONDONTWRITEBYTECODE is set (the Dockerfile's, and CI's): every pytest
+# process rewrites the asserts of each test module and of every installed pytest plugin's package
+# (hypothesis, schemathesis, anyio) when it imports them, which without a cache each worker, inner session
+# and service process does again. One collection first fills the cache (__pycache__, ignored by git),
+# so the workers, which collect at the same moment, find it (docs/benchmarks.md, "Test suite").
 test: $(STAMP) browser
-	@$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS); rc=$$?; \
+	@unset PYTHONDONTWRITEBYTECODE; \
+	$(PY) -m pytest --collect-only -q -p no:cacheprovider $(PYTEST_ARGS) >/dev/null 2>&1; \
+	$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing on purpose"; exit 1; fi; exit $$rc
 
 ## browser: Debian's chromium and chromedriver for the page tests, installed once before the parallel run (root only)

@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import tempfile
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Generator, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -36,6 +36,7 @@ from svckit.config import ServiceSettings
 from svckit.logging import configure_logging
 from svckit.runtime import ServiceHandle, start_service
 from svckit.testing import Infra
+from tests.chromium import CHROMEDRIVER, CHROMIUM, Browser, Chromium
 from wallet_svc import bootstrap as wallet_bootstrap
 from wallet_svc.config import WalletSettings
 
@@ -242,9 +243,6 @@ async def http(gateway_url: str) -> AsyncIterator[httpx.AsyncClient]:
 
 # ---------------------------------------------------------------- headless Chromium
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-
 
 def _ensure_chromium() -> str | None:
     """Return None when usable, else why not. Installs Debian's chromium when root."""
@@ -276,61 +274,66 @@ def _ensure_chromium() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
+@pytest.fixture(scope="module")
+def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chromium]:
+    """A fresh headless Chromium for each module that uses one (tests/chromium.py says why)."""
     reason = _ensure_chromium()
     if reason:
         # Pay-in must be proven in a real browser at least once: a missing one fails, never skips.
         pytest.fail(f"no headless Chromium for the browser tests: {reason}")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    profile = tempfile.mkdtemp(prefix="mpay-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        # A renderer starved of CPU by the other workers must not be throttled on top of it.
-        "--disable-renderer-backgrounding",
-        "--disable-background-timer-throttling",
-        "--disable-backgrounding-occluded-windows",
-        f"--user-data-dir={profile}",
-    ):
-        options.add_argument(flag)
-    # An explicit driver path keeps Selenium Manager from trying to download anything.
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    # A bound, not a measure: on a busy 2-core runner a page's renderer has answered after more than 20 s.
-    driver.set_page_load_timeout(60)
+    started = Chromium(tmp_path_factory.mktemp("chromium")).start()
     try:
-        yield driver
+        yield started
     finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
+        started.stop()
+
+
+@pytest.fixture
+def browser(chromium: Chromium) -> Browser:
+    """The module's Chromium as this test's Selenium driver; the test's first page load is retried once
+    on a fresh Chromium when the renderer or the driver times out."""
+    return Browser(chromium)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed browser test's report carries the end of Chromium's log (and the page's console)."""
+    report = yield
+    used = getattr(item, "funcargs", {}).get("browser")
+    if report.failed and isinstance(used, Browser):
+        report.sections.append(("headless Chromium log", used.chromium.log_tail()))
+    return report
 
 
 DEV_STACK_MODULES = ("tests/test_devstack.py::", "tests/test_readme_commands.py::")
 """The modules of the tests that share the session's dev stack (tests/dev_stack.py)."""
+BROWSER_MODULES = (
+    "tests/psp_sim/test_browser.py::",
+    "tests/e2e/test_buyer_pages_browser.py::",
+    "tests/gateway/test_gateway_docs_offline.py::",
+)
+"""The modules with several browser tests: each goes to one worker, so it starts one Chromium (the
+``chromium`` fixture is per module; a start costs one to three CPU-seconds)."""
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """``load`` as usual, except that the dev stack's modules go to one worker as one unit, so they
-    share one stack. (xdist's ``xdist_group`` cannot do it with pytest 9: it renames ``item._nodeid``,
-    which pytest 9 no longer reads.)"""
+    share one stack, and each browser module to one worker, so it shares one Chromium. (xdist's
+    ``xdist_group`` cannot do it with pytest 9: it renames ``item._nodeid``, which pytest 9 no longer
+    reads.)"""
     if config.getoption("dist") != "load":
         return None  # another mode asked for by name: xdist's own
     from xdist.scheduler import LoadScopeScheduling
 
     class DevStackOnOneWorker(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return "dev stack" if nodeid.startswith(DEV_STACK_MODULES) else nodeid
+            if nodeid.startswith(DEV_STACK_MODULES):
+                return "dev stack"
+            if nodeid.startswith(BROWSER_MODULES):
+                return nodeid.split("::", 1)[0]
+            return nodeid
 
     return DevStackOnOneWorker(config, log)
 

@@ -72,6 +72,7 @@ async def test_3ds_in_the_browser_returns_the_buyer_to_the_shop(http, browser, s
 
 
 async def test_3ds_in_the_browser_without_urls_lands_on_the_status_page(http, browser, gateway_url):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -83,8 +84,9 @@ async def test_3ds_in_the_browser_without_urls_lands_on_the_status_page(http, br
         landed = _authenticate_in_browser(
             browser, event["payment_orders"][0]["next_action_url"], "complete", "/status"
         )
-        # The page reloads itself until the PSP's webhook has moved the order.
-        WebDriverWait(browser, 20).until(
+        # The page reloads itself until the PSP's webhook has moved the order: an element found just
+        # before a reload is gone when it is read (a CI run on a busy machine met that), so look again.
+        WebDriverWait(browser, 20, ignored_exceptions=(StaleElementReferenceException,)).until(
             lambda d: d.find_element(By.ID, "order-0").get_attribute("data-state") == "success"
         )
         return (

@@ -8,19 +8,10 @@ import asyncio
 
 import pytest
 import pytest_asyncio
-import schemathesis
 from hypothesis import HealthCheck, given, settings
-from schemathesis.checks import not_a_server_error
-from schemathesis.core.result import Err
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
 
 from tests.gateway.conftest import Gateway
 
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 EXAMPLES_PER_OPERATION = 15
 """Bounded so the whole fuzz stays well under half a minute on two cores."""
 
@@ -33,6 +24,23 @@ async def roomy(start_gateway) -> Gateway:
 
 def _fuzz(raw_schema: dict, base_url: str, key: str) -> list[str]:
     """Run in a thread: the gateway under test serves on the test's event loop meanwhile."""
+    # Imported here, not at the top: every worker imports every test module when it collects, and
+    # schemathesis costs each of them about half a CPU-second for this one test.
+    import schemathesis
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.core.result import Err
+    from schemathesis.specs.openapi.checks import (
+        content_type_conformance,
+        response_schema_conformance,
+        status_code_conformance,
+    )
+
+    checks = [
+        not_a_server_error,
+        status_code_conformance,
+        content_type_conformance,
+        response_schema_conformance,
+    ]
     schema = schemathesis.openapi.from_dict(raw_schema)
     failures: list[str] = []
     for result in schema.get_all_operations():
@@ -51,7 +59,7 @@ def _fuzz(raw_schema: dict, base_url: str, key: str) -> list[str]:
         def answers_as_documented(case) -> None:
             headers = {"Authorization": f"Bearer {key}"}
             response = case.call(base_url=base_url, headers=headers, timeout=10)
-            case.validate_response(response, checks=CHECKS)
+            case.validate_response(response, checks=checks)
 
         try:
             answers_as_documented()
