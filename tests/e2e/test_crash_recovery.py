@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -41,6 +42,19 @@ def _start(env: dict[str, str], port: int, probe: GrpcSecurity) -> subprocess.Po
         time.sleep(0.1)
     proc.kill()
     pytest.fail("payment service did not become healthy")
+
+
+def _succeeded(sim) -> list[dict]:
+    return [c for c in sim.admin.state("charge")["objects"]["charge"] if c.get("status") == "succeeded"]
+
+
+async def _until(probe: Callable[[], list], failure: str) -> list:
+    """What ``probe`` answers once it is not empty, within 30 s."""
+    deadline = asyncio.get_running_loop().time() + 30
+    while not (found := probe()):
+        assert asyncio.get_running_loop().time() < deadline, failure
+        await asyncio.sleep(0.05)
+    return found
 
 
 @pytest.mark.slow
@@ -94,15 +108,15 @@ async def test_killed_while_the_psp_charges_then_retried_charges_once(infra, ser
                 call = asyncio.ensure_future(
                     pb_grpc.PaymentServiceStub(channel).CreatePayment(request, metadata=key)
                 )
-                await asyncio.sleep(1.0)
+                # Killed once the PSP holds the charge request (its latency is recorded as it starts),
+                # not after a fixed time: a loaded machine may not have sent it yet.
+                await _until(lambda: sim.admin.injected_faults("latency"), "the PSP never got the charge")
                 proc.send_signal(signal.SIGKILL)
                 proc.wait(10)
                 with pytest.raises(grpc.aio.AioRpcError):
                     await call
-            await asyncio.sleep(2.5)  # the PSP finishes the charge nobody is waiting for
-            charged = [
-                c for c in sim.admin.state("charge")["objects"]["charge"] if c.get("status") == "succeeded"
-            ]
+            # The PSP finishes the charge nobody is waiting for.
+            charged = await _until(lambda: _succeeded(sim), "the PSP did not finish the charge")
             assert len(charged) == 1
 
             proc = _start(env, port, infra.security("operator"))
@@ -125,10 +139,7 @@ async def test_killed_while_the_psp_charges_then_retried_charges_once(infra, ser
             proc.kill()
             proc.wait(10)
         intents = sim.admin.state("payment_intent")["objects"]["payment_intent"]
-        charged = [
-            c for c in sim.admin.state("charge")["objects"]["charge"] if c.get("status") == "succeeded"
-        ]
-        assert len(intents) == 1 and len(charged) == 1
+        assert len(intents) == 1 and len(_succeeded(sim)) == 1
         wallet = wpb_grpc.WalletServiceStub(channels["wallet"])
         balance = await wallet.GetWallet(wpb.GetWalletRequest(seller_id=seller, currency="USD"))
         assert balance.wallet.available.amount_minor == 4500  # credited once, net of 10 % commission
