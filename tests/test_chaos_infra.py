@@ -53,3 +53,39 @@ def test_shared_servers_are_reset_to_nothing_between_seeds_and_keep_every_commit
         assert names == {"postgres", "template0", "template1"}
     finally:
         shared.stop()
+
+
+def test_a_crash_looping_process_ends_the_seed_at_once_with_its_name_and_last_lines(tmp_path, monkeypatch):
+    """The runner learns of a process the supervisor gave up on while the seed runs, not at its end."""
+    import asyncio
+    import threading
+
+    from svckit.devstack import supervisor
+
+    runner = _runner()
+    monkeypatch.setenv("DEV_GRPC_INSECURE", "1")  # no certificates needed: nothing here speaks gRPC
+    stack = supervisor.Stack(tmp_path, echo_logs=False)
+    # A "service" that dies as it starts, every time: Python's own message is its last log line.
+    stack.children = [supervisor.Child("flaky", "chaos_no_such_module", 1, "tcp")]
+    stack.start_children()
+    watched = stack.watched()
+    for unit in watched:
+        unit.backoff = supervisor.Backoff(first_delay=0.05, max_crashes=3)
+    watch = threading.Thread(target=stack.supervise, args=(watched,), daemon=True)
+    watch.start()
+    finished = []
+
+    async def seed_work() -> None:
+        await asyncio.sleep(120)  # far longer than the crash loop takes
+        finished.append(True)
+
+    try:
+        with pytest.raises(runner.CrashLooped) as raised:
+            asyncio.run(runner.until_crash_loop(stack, seed_work()))
+    finally:
+        stack.stop_requested.set()
+        watch.join()
+    message = str(raised.value)
+    assert message.startswith("flaky crash-looped (exited with code 1; 3 crashes)")
+    assert "No module named chaos_no_such_module" in message
+    assert finished == []  # the seed's work was cancelled, not waited for
