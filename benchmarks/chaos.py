@@ -281,7 +281,7 @@ _STACK_ENV = {
     # over after 5 s idle rather than 60: quiescing waited a minute for it (seed 2). Handled twice
     # at worst, which the processed-events record makes once.
     "EVENTS_CLAIM_MIN_IDLE_SECONDS": "5",
-    "EVENTS_CLAIM_INTERVAL_SECONDS": "1",
+    "EVENTS_CLAIM_INTERVAL_SECONDS": "2",
     "LOG_LEVEL": "INFO",
     "LOG_FORMAT": "json",
 }
@@ -1076,28 +1076,41 @@ async def quiesce(
         # Delayed webhooks and their retries wait on the simulator's clock.
         await sim.post("/_sim/clock/advance", json={"seconds": 3600})
     pending: list[str] = []
+    # Orders final, settled and with no refund pending: the workload's clients are done, so nothing
+    # changes them any more; not asked again (each round asked every order and its refunds, the
+    # seed's biggest CPU cost while waiting). The invariants read everything afresh afterwards.
+    done: set[str] = set()
     while True:
         pending = []
         for op in ops:
             for po, _, _ in op.orders:
+                if po in done:
+                    continue
                 order = await client.order(po)
                 if order is None:
                     continue  # never created (checked by the invariants)
                 settled = order["wallet_updated"] and order["ledger_updated"]
                 expected_open = op.abandon and order["state"] == "executing"
-                if not expected_open and (
+                waiting = not expected_open and (
                     order["state"] not in FINAL or (order["state"] in CHARGED and not settled)
-                ):
+                )
+                if waiting:
                     pending.append(
                         f"{po} {order['state']} wallet={order['wallet_updated']} ledger={order['ledger_updated']}"
                     )
                 resp = await client.call(client.http, "GET", f"/v1/payments/{po}/refunds")
-                if resp is not None and resp.status_code == 200:
-                    pending += [
+                refunds_pending = (
+                    [
                         f"refund {r['refund_id']} pending"
                         for r in resp.json()["refunds"]
                         if r["state"] == "pending"
                     ]
+                    if resp is not None and resp.status_code == 200
+                    else None
+                )
+                pending += refunds_pending or []
+                if not waiting and not expected_open and refunds_pending == []:
+                    done.add(po)
         # Refunds carry no settled flags: their settlement is done when the backbone has drained.
         pending += await backbone_busy(stack)
         if books is not None:
@@ -1915,7 +1928,8 @@ def main(
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
     shared = None if fresh_infra else SharedInfra(Path(tempfile.mkdtemp(prefix="chaos-infra-"))).start()
-    kept = None if shared is None or fresh_services else KeptStack(shared)
+    # One seed has nothing to keep its services for: the templates would only cost it time.
+    kept = None if shared is None or fresh_services or len(chosen) == 1 else KeptStack(shared)
     try:
         results = _campaign(
             chosen, duration_per_seed, quiesce, keep, keep_dir, report, shared, stopping, kept

@@ -41,7 +41,31 @@ def test_shared_servers_are_reset_to_nothing_between_seeds_and_keep_every_commit
         with redis.Redis.from_url(shared.valkey.url) as valkey:
             valkey.set("{payments}:earlier", "1")
         assert sorted(shared.leftovers()) == ["1 Valkey keys", "database payments"]
+        with redis.Redis.from_url(shared.valkey.url) as valkey:
+            valkey.delete("{payments}:earlier")
 
+        # Kept services between seeds: Valkey is emptied but keeps what a running consumer and relay
+        # created once (a stream's consumer groups, the relay's registry of streams).
+        runner = _runner()
+        with redis.Redis.from_url(shared.valkey.url, decode_responses=True) as valkey:
+            valkey.xgroup_create("{payments}:events", "wallet-settlement", id="0", mkstream=True)
+            valkey.xadd("{payments}:events", {"event_id": "e1"})
+            valkey.xreadgroup("wallet-settlement", "c1", {"{payments}:events": ">"})  # pending, unacked
+            valkey.sadd("{payments}:streams", "{payments}:events")
+            valkey.zadd("{payments}:retry", {"e1": 1})
+        left = runner.valkey_leftovers(shared.valkey.url)
+        assert "Valkey stream {payments}:events: 1 entries" in left
+        assert "Valkey stream {payments}:events group wallet-settlement: 1 pending" in left
+        assert "Valkey key {payments}:retry (zset)" in left
+        runner.reset_valkey(shared.valkey.url)
+        assert runner.valkey_leftovers(shared.valkey.url) == []
+        with redis.Redis.from_url(shared.valkey.url, decode_responses=True) as valkey:
+            assert [g["name"] for g in valkey.xinfo_groups("{payments}:events")] == ["wallet-settlement"]
+            assert valkey.smembers("{payments}:streams") == {"{payments}:events"}
+            assert valkey.xlen("{payments}:events") == 0 and not valkey.exists("{payments}:retry")
+
+        with redis.Redis.from_url(shared.valkey.url) as valkey:
+            valkey.set("{payments}:earlier", "1")
         # Killed by a seed's last fault and not restarted yet: the reset brings it back first.
         assert shared.valkey.proc is not None
         shared.valkey.proc.kill()
