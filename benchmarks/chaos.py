@@ -573,6 +573,8 @@ class KeptStack:
 
     # -- a seed's logs ---------------------------------------------------------------------------
     def _mark_logs(self) -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            supervisor.console.file.flush()  # else its size lags what was printed
         logs = self.root / "logs"
         self.log_offsets = {p.name: p.stat().st_size for p in logs.glob("*.log")} if logs.exists() else {}
 
@@ -1298,8 +1300,10 @@ async def check_invariants(
             notes, "ListStreams", lambda: events.ListStreams(epb.ListStreamsRequest(), timeout=10)
         )
         if streams.dead_letter_count:
-            letters = await epb_grpc.EventsAdminServiceStub(ch).ListDeadLetters(
-                epb.ListDeadLettersRequest(page_size=20), timeout=10
+            letters = await _rpc(
+                notes,
+                "ListDeadLetters",
+                lambda: events.ListDeadLetters(epb.ListDeadLettersRequest(page_size=20), timeout=10),
             )
             broken.append(
                 f"{streams.dead_letter_count} dead letters: {[str(d)[:300] for d in letters.dead_letters][:5]}"
@@ -1603,20 +1607,29 @@ def settlement_booked_once(stack: supervisor.Stack, psp_rows: int, seen: dict[st
     return broken
 
 
-async def check_events(stack: supervisor.Stack, seen: dict[str, int]) -> list[str]:
+async def check_events(stack: supervisor.Stack, seen: dict[str, int], notes: list[str]) -> list[str]:
     """Every committed outbox row applied once by every consumer group of its stream (the
     processed-events record, unique per group and event), or sitting in the dead-letter stream."""
     assert stack.pg is not None
     security = stack.tls.probe_security()
     async with security.aio_channel(child(stack, "payment").address) as ch:
         admin = epb_grpc.EventsAdminServiceStub(ch)
-        streams = await admin.ListStreams(epb.ListStreamsRequest(), timeout=10)
+        # Tried again like the other check calls: after a Valkey restart the first call on a stale
+        # connection may fail (seed 123: ListDeadLetters answered INTERNAL, "Connection closed by
+        # server").
+        streams = await _rpc(
+            notes, "ListStreams", lambda: admin.ListStreams(epb.ListStreamsRequest(), timeout=10)
+        )
         groups = {st.name: [g.name for g in st.groups] for st in streams.streams}
         dead: set[tuple[str, str]] = set()
         token = ""
         while True:
-            page = await admin.ListDeadLetters(
-                epb.ListDeadLettersRequest(page_size=100, page_token=token), timeout=10
+            page = await _rpc(
+                notes,
+                "ListDeadLetters",
+                lambda t=token: admin.ListDeadLetters(
+                    epb.ListDeadLettersRequest(page_size=100, page_token=t), timeout=10
+                ),
             )
             dead |= {(d.group, d.event.event_id) for d in page.dead_letters}
             token = page.next_page_token
@@ -1747,7 +1760,7 @@ async def _drive(
         checks = time.monotonic()
         broken += await check_invariants(stack, client, ops, seen, notes)
         broken += await check_books(stack, books, seen, notes, injected)
-        broken += await check_events(stack, seen)
+        broken += await check_events(stack, seen, notes)
         broken += check_own_state(stack, ops)
         seen["s_checks"] = round(time.monotonic() - checks)
         return broken, injected
