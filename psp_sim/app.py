@@ -393,7 +393,7 @@ class SimApp:
                     )
                     status, payload, ctype, hdrs = self._error(err)
                     if idem_key:
-                        self.idempotency.finish(scope_id, idem_key, status, payload)
+                        self.idempotency.finish(scope_id, idem_key, status, payload, self.sim.now())
                     return status, payload, ctype, hdrs + extra_cors, False
             status, payload, ctype, hdrs, stored = self._execute(handler, req, args)
         except BaseException:
@@ -402,7 +402,7 @@ class SimApp:
             raise
         if idem_key:
             if stored:
-                self.idempotency.finish(scope_id, idem_key, status, payload)
+                self.idempotency.finish(scope_id, idem_key, status, payload, self.sim.now())
             else:
                 self.idempotency.forget(scope_id, idem_key)
         for rule in faults:
@@ -416,7 +416,7 @@ class SimApp:
                 )
                 status, payload, ctype, hdrs = self._error(err)
                 if idem_key:
-                    self.idempotency.finish(scope_id, idem_key, status, payload)
+                    self.idempotency.finish(scope_id, idem_key, status, payload, self.sim.now())
                 break
         return status, payload, ctype, hdrs + extra_cors, False
 

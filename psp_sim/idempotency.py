@@ -24,6 +24,10 @@ class Entry:
     created: int
     status: int | None = None  # None while the first request is executing
     body: bytes = b""
+    answered: int | None = None
+    """When the answer was stored (simulated time): the key's 24 h count from here. From ``created``
+    instead, a clock moved on a day while the first request ran would expire the key before its
+    caller's retry a moment later (chaos seed 139: a refund made twice)."""
 
 
 def fingerprint(method: str, path: str, body: bytes) -> tuple[str, str, str]:
@@ -41,12 +45,19 @@ def _to_json(e: Entry) -> dict[str, Any]:
         "created": e.created,
         "status": e.status,
         "body": e.body.decode("latin-1"),
+        "answered": e.answered,
     }  # lossless for any bytes
 
 
 def _from_json(d: dict[str, Any]) -> Entry:
     method, path, digest = d["fp"]
-    return Entry((method, path, digest), d["created"], d["status"], d["body"].encode("latin-1"))
+    return Entry(
+        (method, path, digest),
+        d["created"],
+        d["status"],
+        d["body"].encode("latin-1"),
+        d.get("answered"),  # absent in state saved before it was kept
+    )
 
 
 CODEC = (_to_json, _from_json)
@@ -75,8 +86,10 @@ class IdempotencyStore:
             )
         slot = _slot(scope, key)
         entry = self._entries.get(slot)
-        if entry is not None and now - entry.created >= KEY_TTL_SECONDS and entry.status is not None:
-            entry = None  # pruned: a new request
+        if entry is not None and entry.status is not None:
+            age = now - (entry.answered if entry.answered is not None else entry.created)
+            if age >= KEY_TTL_SECONDS:
+                entry = None  # pruned: a new request
         if entry is None:
             self._entries[slot] = Entry(fingerprint, now)
             return None
@@ -100,11 +113,12 @@ class IdempotencyStore:
             )
         return entry
 
-    def finish(self, scope: str, key: str, status: int, body: bytes) -> None:
+    def finish(self, scope: str, key: str, status: int, body: bytes, now: int | None = None) -> None:
         entry = self._entries.get(_slot(scope, key))
         if entry is not None:
             entry.status = status
             entry.body = body
+            entry.answered = now
 
     def forget(self, scope: str, key: str) -> None:
         slot = _slot(scope, key)

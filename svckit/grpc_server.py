@@ -32,6 +32,7 @@ from svckit.errors import DomainError, ErrorKind, Internal, Unavailable
 from svckit.grpc_errors import to_status
 from svckit.logging import get_logger
 from svckit.metrics import GRPC_LATENCY, GRPC_REQUESTS
+from svckit.redisclient import redis_unavailable
 from svckit.tls import INSECURE_WARNING, GrpcSecurity, caller_identity
 
 log = get_logger(__name__)
@@ -117,6 +118,18 @@ def with_request_context(
                         Unavailable(
                             "DATABASE_UNAVAILABLE",
                             "the database is unreachable or dropped the connection; retry",
+                        )
+                    )
+                )
+            if redis_unavailable(exc):
+                # Valkey restarted or unreachable (chaos seed 123): as retryable as the database.
+                code = grpc.StatusCode.UNAVAILABLE
+                log.warning("rpc failed: Valkey unavailable", method=method, error=str(exc))
+                await context.abort_with_status(
+                    to_status(
+                        Unavailable(
+                            "UPSTREAM_UNAVAILABLE",
+                            "the event store (Valkey) is unreachable or dropped the connection; retry",
                         )
                     )
                 )

@@ -12,6 +12,8 @@ from typing import Any, TypeAlias
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 RedisClient: TypeAlias = Redis | RedisCluster
 """What the event backbone and the rate limiter take: either client has the commands they use."""
@@ -26,3 +28,9 @@ def redis_client(url: str, cluster: bool = False, **options: Any) -> RedisClient
 
 def is_cluster(client: object) -> bool:
     return isinstance(client, RedisCluster)
+
+
+def redis_unavailable(exc: BaseException) -> bool:
+    """A lost, refused or timed-out connection to Redis/Valkey (a restart, a fail-over, a server
+    still loading its data): the call may succeed if tried again, unlike a command's own error."""
+    return isinstance(exc, (RedisConnectionError, RedisTimeoutError))

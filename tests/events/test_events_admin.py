@@ -206,3 +206,38 @@ async def test_a_stream_without_groups_is_not_trimmed(bus):
     await bus.relay().drain()
     assert await streams.trim(bus.redis, bus.stream, max_len=1, max_age_seconds=1, approximate=False) == 0
     assert await bus.redis.xlen(bus.stream) == 5
+
+
+async def test_an_unreachable_valkey_answers_unavailable_not_internal(infra, bus):
+    """Chaos seed 123: after Valkey was killed and restarted, ListDeadLetters met a connection the
+    restart had closed and answered INTERNAL, which a client does not retry; a lost or refused
+    connection to Valkey is a retryable UNAVAILABLE, as a lost database connection is."""
+    from svckit.devstack.infra import free_port
+    from svckit.redisclient import redis_client
+
+    nowhere = redis_client(f"redis://127.0.0.1:{free_port()}/0", decode_responses=True)
+    server = await start_server(
+        [admin_registration(nowhere, bus.settings.keys)],
+        "127.0.0.1",
+        0,
+        security=infra.security("payment"),
+        access=payment_access.ACCESS,
+    )
+    channel = infra.channel(f"127.0.0.1:{server.port}", "operator")
+    try:
+        stub = pb_grpc.EventsAdminServiceStub(channel)
+        for call in (
+            lambda: stub.ListDeadLetters(pb.ListDeadLettersRequest(page_size=10), timeout=10),
+            lambda: stub.ListStreams(pb.ListStreamsRequest(), timeout=10),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await call()
+            info = error_info(raised.value)
+            assert (raised.value.code(), info.reason if info else None) == (
+                grpc.StatusCode.UNAVAILABLE,
+                "UPSTREAM_UNAVAILABLE",
+            )
+    finally:
+        await channel.close()
+        await server.stop(0)
+        await nowhere.aclose()

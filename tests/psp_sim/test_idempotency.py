@@ -155,3 +155,36 @@ def test_429_with_should_retry_is_retried_by_the_sdk(sim: SimServer) -> None:
     sim.admin.set_faults([{"kind": "http_429", "count": 1, "should_retry": True}])
     pi = sim.client(max_network_retries=1).v1.payment_intents.create(params=PARAMS)
     assert pi.status == "succeeded" and len(sim.admin.injected_faults("http_429")) == 1
+
+
+def test_a_key_answered_just_now_replays_even_if_the_clock_jumped_past_its_ttl(
+    sim: SimServer, client: Any
+) -> None:
+    """Chaos seed 139: a refund call was held past the caller's timeout (latency fault); meanwhile the
+    clock moved on 49 h (the campaign's pay-out step); the SDK's retry came a moment after the first
+    had finished and, its key being "older" than 24 h on the clock, refunded again. A key lives 24 h
+    from its stored answer: a retry seconds after it gets that answer."""
+    pi = client.v1.payment_intents.create(params=PARAMS)
+    sim.admin.set_faults([{"kind": "latency", "latency_ms": 1500, "count": 1, "path_prefix": "/v1/refunds"}])
+    body = f"payment_intent={pi.id}&amount=100"
+    headers = {
+        "Authorization": "Bearer sk_test_psp_sim",
+        "Idempotency-Key": "rf_clock_jump",
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
+    first: list[httpx.Response] = []
+    slow = threading.Thread(
+        target=lambda: first.append(
+            httpx.post(f"{sim.base_url}/v1/refunds", content=body, headers=headers, timeout=30)
+        )
+    )
+    slow.start()
+    deadline = threading.Event()
+    while not sim.admin.injected_faults("latency") and not deadline.wait(0.01):
+        pass
+    sim.admin.advance(seconds=2 * 86_400 + 3600)  # while the first is still running
+    slow.join()
+    again = httpx.post(f"{sim.base_url}/v1/refunds", content=body, headers=headers, timeout=30)
+    assert first[0].status_code == 200 and again.headers.get("idempotent-replayed") == "true"
+    assert again.json()["id"] == first[0].json()["id"]
+    assert len(sim.admin.state("refund")["objects"]["refund"]) == 1
