@@ -335,13 +335,12 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
             changed = await self._service.handle_psp_event(conn, request.event_type, request.payload)
             return pb.HandlePspEventResponse(applied=bool(changed), payment_order_ids=changed)
 
-        # The PSP's event id is the idempotency key: a redelivered event is a replay. Its signature is
-        # left out of the fingerprint, since each delivery is signed afresh.
-        unsigned = pb.HandlePspEventRequest()
-        unsigned.CopyFrom(request)
-        unsigned.ClearField("stripe_signature")
+        # The PSP's event id is the idempotency key: a redelivered event is a replay. Only the id and type
+        # are its fingerprint: each delivery is signed afresh, and its bytes may differ too (Stripe's
+        # ``pending_webhooks`` changes between deliveries), which must not turn a redelivery into a refusal.
+        identity = pb.HandlePspEventRequest(event_id=request.event_id, event_type=request.event_type)
         response, replayed = await self._idempotency.run(
-            "payments.HandlePspEvent", request.event_id, unsigned, pb.HandlePspEventResponse, work
+            "payments.HandlePspEvent", request.event_id, identity, pb.HandlePspEventResponse, work
         )
         if replayed:
             await context.send_initial_metadata(((REPLAYED_METADATA, "true"),))

@@ -146,6 +146,31 @@ async def test_a_forged_payment_intent_succeeded_leaves_the_order_unpaid(pay, se
     await _unchanged(pay, services, channels, request, before)
 
 
+async def test_a_redelivery_whose_bytes_differ_is_a_replay_not_a_refusal(pay):
+    # A PSP's redelivery of one event need not be byte-identical: Stripe's event carries
+    # ``pending_webhooks``, which changes between deliveries, and another sender may order or space the
+    # JSON otherwise. The event id identifies it; a refusal would be answered 4xx and redelivered for days.
+    request = _checkout()
+    reply = await pay.stub.CreatePayment(request, metadata=[("idempotency-key", uuid.uuid4().hex)])
+    assert pay.pay_hosted(reply.payment_event.hosted_page_url).status_code == 303
+    [completed] = [e for e in pay.events() if e["type"] == "checkout.session.completed"]
+    first = json.dumps(completed)
+    again = json.dumps({**completed, "pending_webhooks": 0}, indent=1, sort_keys=True)
+    assert first != again
+    answers = [
+        await pay.stub.HandlePspEvent(
+            pb.HandlePspEventRequest(
+                event_id=completed["id"],
+                event_type="checkout.session.completed",
+                payload=payload.encode(),
+                stripe_signature=sign(payload, pay.sim.webhook_secret, int(time.time())),
+            )
+        )
+        for payload in (first, again)
+    ]
+    assert answers[0].applied and answers[1] == answers[0]
+
+
 async def test_a_signed_event_is_applied_and_its_redelivery_with_a_fresh_signature_is_a_replay(pay):
     request = _checkout()
     reply = await pay.stub.CreatePayment(request, metadata=[("idempotency-key", uuid.uuid4().hex)])
