@@ -39,9 +39,6 @@ _CURRENCY = re.compile(r"^[A-Z]{3}$")
 SELLER_PAYABLE_PREFIX = "liability:seller_payable:"
 """Every seller's payable accounts start with this (``<prefix><seller>/<CUR>``)."""
 
-# Accounts created on first use with the non-negative rule (a seller is never owed less than zero).
-NON_NEGATIVE_PREFIXES: tuple[str, ...] = (SELLER_PAYABLE_PREFIX,)
-
 
 def _id(value: str) -> str:
     if not _ID_SEGMENT.match(value):
@@ -70,6 +67,11 @@ def seller_payable(seller_id: str, currency: str) -> str:
 
 SELLER_RECEIVABLE_PREFIX = "asset:seller_receivable:"
 """A seller's debts start with this (``<prefix><seller>/<CUR>``)."""
+
+# Accounts created on first use with the non-negative rule: a seller is never owed less than zero, and
+# never owes less than zero (a pay-out netting a debt and an operator writing it off at once cannot both
+# take it: the ledger refuses the second atomically).
+NON_NEGATIVE_PREFIXES: tuple[str, ...] = (SELLER_PAYABLE_PREFIX, SELLER_RECEIVABLE_PREFIX)
 
 
 def seller_receivable(seller_id: str, currency: str) -> str:

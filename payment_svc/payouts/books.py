@@ -2,7 +2,8 @@
 
 Books of a pay-out P of seller S in currency CUR (docs/payouts.md):
     netted: Dr liability:seller_payable:S/CUR D / Cr asset:seller_receivable:S/CUR D   (key payout:<id>:netpost)
-            with a wallet Debit of D (key payout:<id>:net), first, when S owes a debt D
+            then a wallet Debit of D (key payout:<id>:net), first, when S owes a debt D (reversed,
+            key payout:<id>:netreverse, when the wallet refuses the debit)
     sent:   Dr liability:seller_payable:S/CUR P / Cr liability:payouts_in_transit/CUR P   (key payout:<id>:post)
     paid:   Dr liability:payouts_in_transit/CUR P / Cr asset:bank:operating/CUR P        (key payout:<id>:paid)
     failed: the reversal of ``sent`` (and of ``paid`` when it was paid first).

@@ -54,9 +54,21 @@ class SellerDebts:
                 f"{seller_account} owes {debt} {currency}, less than the {amount_minor} to write off",
                 {"debt_minor": debt},
             )
-        tx = await books.post_write_off(
-            f"debt-writeoff:{key}", seller_account, amount_minor, currency, reason.strip()
-        )
+        try:
+            tx = await books.post_write_off(
+                f"debt-writeoff:{key}", seller_account, amount_minor, currency, reason.strip()
+            )
+        except FailedPrecondition as err:
+            if err.reason != "INSUFFICIENT_BALANCE":
+                raise
+            # A pay-out netted (part of) the debt since it was read: the ledger's non-negative rule on
+            # the receivable refused the posting, atomically.
+            left = await books.debt(seller_account, currency)
+            raise FailedPrecondition(
+                "WRITE_OFF_EXCEEDS_DEBT",
+                f"{seller_account} owes {left} {currency}, less than the {amount_minor} to write off",
+                {"debt_minor": left},
+            ) from err
         log.warning(
             "seller debt written off",
             seller_account=seller_account,

@@ -109,13 +109,19 @@ class PayoutSteps:
     async def _steps(self, p: PayoutRow, cause: str) -> PayoutRow:
         books, psp, store = self._d.books, self._d.psp, self._d.store
         if p.debt_netted_minor and p.net_tx_id is None:
-            # The seller's debt first (refunds beyond their balance), wallet then ledger, each keyed.
-            # Netting stands even if the payment below fails: the debt was paid from the balance.
+            # The seller's debt first (refunds beyond their balance), ledger then wallet, each keyed.
+            # The ledger first: it refuses, atomically, to take the receivable below zero, so a debt an
+            # operator wrote off since the run looked fails the pay-out with nothing moved. Netting
+            # stands even if the payment below fails: the debt was paid from the balance.
+            try:
+                tx = await books.post_netted(p.payout_id, p.seller_account, p.debt_netted_minor, p.currency)
+            except FailedPrecondition as err:
+                return await self._fail(p, cause, "ledger_" + err.reason.lower(), err.message)
             try:
                 await books.debit_debt(p.payout_id, p.seller_account, p.debt_netted_minor, p.currency)
             except FailedPrecondition as err:
+                await books.reverse(p.payout_id, tx, "netreverse", f"failed: wallet_{err.reason.lower()}")
                 return await self._fail(p, cause, "wallet_" + err.reason.lower(), err.message)
-            tx = await books.post_netted(p.payout_id, p.seller_account, p.debt_netted_minor, p.currency)
             async with store.unit() as repo:
                 p = await repo.update_payout(p.payout_id, net_tx_id=tx)
         if p.reservation_id is None:

@@ -3,17 +3,24 @@ does not hold becomes their debt (``asset:seller_receivable``), and the next pay
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
+from typing import Any, cast
 
 import grpc
 import pytest
 
+from payment_svc.payouts.books import Books
+from payment_svc.payouts.deps import PayoutDeps
+from payment_svc.payouts.domain import parse_period
+from payment_svc.payouts.run import new_run_id
+from payment_svc.payouts.service import Payouts
 from svckit.gen.common.v1 import money_pb2
 from svckit.gen.ledger.v1 import ledger_service_pb2 as lpb
 from svckit.gen.payments.v1 import payout_service_pb2 as pb
 from svckit.grpc_errors import error_info
 from tests.payments.books import posted_for
-from tests.payouts.conftest import PayoutStack, eventually, key, uid
+from tests.payouts.conftest import PERIOD, PayoutStack, eventually, key, uid
 
 
 def _item(run: pb.PayoutRun, seller: str) -> pb.PayoutRunItem:
@@ -145,4 +152,85 @@ async def test_a_debt_in_another_currency_is_its_own_and_an_operator_writes_it_o
     assert again == done
     assert await stack.balance(eur_debt) == 200
     assert await posted_for(services, [seller]) == {eur_debt: -500, "expense:bad_debt/EUR": 500}
+    assert await stack.verify_ledger() == []
+
+
+async def _write_off(stack: PayoutStack, seller: str, amount: int, currency: str = "USD"):
+    return await stack.payouts.WriteOffSellerDebt(
+        pb.WriteOffSellerDebtRequest(
+            seller_account=seller,
+            amount=money_pb2.Money(amount_minor=amount, currency=currency),
+            reason="not worth collecting",
+        ),
+        metadata=key(),
+    )
+
+
+async def test_two_write_offs_of_one_debt_at_once_take_it_once(stack: PayoutStack, services):
+    seller = uid("s-twowo")
+    receivable = f"asset:seller_receivable:{seller}/EUR"
+    await stack.register(seller)
+    await _owes(stack, seller, 700, "EUR")
+
+    # Both read a debt of 700 before either posts: the ledger's non-negative rule on the receivable
+    # lets only one take it.
+    results = await asyncio.gather(
+        *(_write_off(stack, seller, 700, "EUR") for _ in range(2)), return_exceptions=True
+    )
+    refused = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+    assert len(refused) == 1 and len(results) == 2
+    info = error_info(refused[0])
+    assert (refused[0].code(), info.reason if info else None) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "WRITE_OFF_EXCEEDS_DEBT",
+    )
+    assert await stack.balance(receivable) == 0
+    assert await posted_for(services, [seller]) == {receivable: -700, "expense:bad_debt/EUR": 700}
+    assert await stack.verify_ledger() == []
+
+
+class WritesOffFirst:
+    """The pay-out's ``Books``, with an operator writing the seller's whole debt off just before the
+    pay-out nets it (the run read the debt before the write-off)."""
+
+    def __init__(self, target: Books, stack: PayoutStack) -> None:
+        self._target, self._stack = target, stack
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._target, name)
+
+    async def post_netted(self, payout_id: str, seller: str, amount: int, currency: str) -> int:
+        await _write_off(self._stack, seller, amount, currency)
+        return await self._target.post_netted(payout_id, seller, amount, currency)
+
+
+async def test_a_debt_written_off_after_the_run_read_it_fails_the_payout_with_nothing_moved(
+    stack: PayoutStack, services
+):
+    seller = uid("s-woraced")
+    receivable = f"asset:seller_receivable:{seller}/USD"
+    await stack.register(seller)
+    await stack.sell(seller, 10_000)  # owed 9000
+    await _owes(stack, seller, 700, "USD")
+    deps = stack.uses.deps
+    racing = Payouts(
+        PayoutDeps(deps.store, cast(Books, WritesOffFirst(deps.books, stack)), deps.psp, deps.settings)
+    )
+    run_id = new_run_id()
+    async with deps.store.unit() as repo:  # the run as StartPayoutRun stores it
+        await repo.insert_run(run_id, parse_period(PERIOD).name, False, [seller], 1)
+    await racing.runs.resume(run_id)
+
+    (item,) = (await stack.finished(run_id)).items
+    payout = (await stack.payout(item.payout_id)).payout
+    assert (payout.state, payout.failure_code) == (pb.PAYOUT_STATE_FAILED, "ledger_insufficient_balance")
+    assert await stack.available(seller) == (9_000, 0)  # not debited for the debt, nothing reserved
+    assert await stack.balance(receivable) == 0  # written off once, not also netted
+    assert await posted_for(services, [payout.payout_id]) == {}
+    assert (
+        stack.sim.client(max_network_retries=0)
+        .v1.transfers.list(params={"destination": payout.psp_account, "limit": 10})
+        .data
+        == []
+    )
     assert await stack.verify_ledger() == []
