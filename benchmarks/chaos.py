@@ -839,6 +839,12 @@ async def run_op(client: Client, op: Op, start: float) -> Outcome:
         return outcome
     outcome.created = True
     event = resp.json()
+    if op.mode == "hosted" and not op.abandon and not event.get("hosted_page_url"):
+        # Answered before the PSP's session was known (a create held past its timeout is UNKNOWN until
+        # the janitor finds the session): the buyer has no page to pay, so for them the checkout is
+        # abandoned and its orders may stay open (seed 266 waited for a payment nobody could make).
+        op.abandon = True
+        outcome.notes.append("hosted page: none in the answer, so the buyer abandons")
     if op.mode == "hosted" and not op.abandon and event.get("hosted_page_url"):
         paid = await client.call(
             client.buyer, "POST", event["hosted_page_url"],
@@ -1988,7 +1994,14 @@ def _campaign(
             out.print("injected: " + "; ".join(result.faults))
             for b in result.broken:
                 out.print(f"  [red]broken:[/] {b}", markup=True, soft_wrap=True)
-            out.print(f"  logs and dumps: {result.kept}\n  re-run: make chaos SEED={n}")
+            # The schedule depends on the seed and the duration: the hint names both, so it re-runs
+            # exactly what failed (a campaign's 10 s seed is another schedule under the default 20).
+            args = (
+                ""
+                if duration_per_seed == 20.0
+                else f' CHAOS_ARGS="--duration-per-seed {duration_per_seed:g}"'
+            )
+            out.print(f"  logs and dumps: {result.kept}\n  re-run: make chaos SEED={n}{args}")
         else:
             out.print(
                 f"[green]seed {n} ok[/] in {result.seconds:.0f}s; injected: " + "; ".join(result.faults)
