@@ -127,6 +127,11 @@ class PaymentSettings(ServiceSettings):
     or a retry came due); a fact recorded by this process wakes it at once."""
     payout_inbox_retry_seconds: float = Field(default=5.0, gt=0)
     """When a fact whose apply failed (the wallet or ledger unavailable, a refusal) is tried again."""
+    payout_inbox_retention_days: int = Field(default=30, ge=4)
+    """Applied facts are deleted this long after they were applied (at least 4 days: longer than the
+    PSP redelivers an event, 3 days for Stripe, so a redelivery still finds its fact). A redelivery
+    after that is recorded again and changes nothing (the pay-out's state is final). Facts kept for an
+    operator (unknown pay-out, mismatch) and unapplied ones are never deleted."""
     payout_inbox_alert_seconds: float = Field(default=300.0, gt=0)
     """A fact still unapplied this long after it arrived raises an alert (error log and metric)."""
     psp_account_max_age_seconds: float = Field(default=35 * 86_400.0, ge=0)

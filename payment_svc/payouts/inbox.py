@@ -33,6 +33,9 @@ from svckit.runtime import stop_if_cancelled
 
 log = get_logger(__name__)
 
+# How often a worker deletes old applied facts: retention is counted in days, so hourly is plenty.
+PURGE_INTERVAL_SECONDS = 3600.0
+
 INBOX_APPLIED = Counter(
     "payment_payout_inbox_applied_total", "PSP pay-out facts applied from the inbox, by outcome", ["outcome"]
 )
@@ -42,6 +45,9 @@ INBOX_DEFERRED = Counter(
 INBOX_DEPTH = Gauge("payment_payout_inbox_depth", "PSP pay-out facts recorded and not applied yet")
 INBOX_OLDEST = Gauge(
     "payment_payout_inbox_oldest_seconds", "Age of the oldest PSP pay-out fact not applied yet"
+)
+INBOX_PURGED = Counter(
+    "payment_payout_inbox_purged_total", "Applied PSP pay-out facts deleted after the retention period"
 )
 INBOX_STALE = Counter(
     "payment_payout_inbox_stale_total", "Looks that found an unapplied PSP pay-out fact past its alert age"
@@ -228,11 +234,25 @@ class PayoutInbox:
             log.error("pay-out inbox has old unapplied facts", depth=depth, oldest_seconds=round(age))
         return depth, age
 
+    async def purge(self, batch: int = 5000) -> int:
+        """Delete facts applied more than ``payout_inbox_retention_days`` ago, a batch per transaction
+        so no long lock is held; the facts deleted."""
+        deleted = 0
+        while True:
+            async with self._d.store.unit() as repo:
+                n = await repo.purge_facts(self._d.settings.payout_inbox_retention_days, batch)
+            deleted += n
+            INBOX_PURGED.inc(n)
+            if n < batch:
+                if deleted:
+                    log.info("pay-out inbox purged", facts=deleted)
+                return deleted
+
     async def inbox_forever(self) -> None:
         """Apply facts as they are recorded (woken by this process's records) and every
         ``payout_inbox_poll_seconds`` (other replicas' records, retries that came due)."""
         s = self._d.settings
-        observed = 0.0
+        observed = purged = 0.0
         while True:
             self._wake.clear()  # before the look: a record made during it wakes the next one
             try:
@@ -240,6 +260,9 @@ class PayoutInbox:
                 if time.monotonic() - observed >= max(s.payout_inbox_poll_seconds, 10.0):
                     observed = time.monotonic()
                     await self.observe()
+                if time.monotonic() - purged >= PURGE_INTERVAL_SECONDS:
+                    purged = time.monotonic()
+                    await self.purge()
             except Exception:
                 log.exception("pay-out inbox pass failed; will retry")
             stop_if_cancelled()

@@ -122,6 +122,20 @@ class InboxQueries:
         ).one()
         return int(row.n), float(row.age)
 
+    async def purge_facts(self, older_than_days: int, batch: int) -> int:
+        """Delete up to ``batch`` facts applied (``APPLIED`` or ``NO_CHANGE``) more than
+        ``older_than_days`` ago; the rows deleted. Unapplied facts and those kept for an operator
+        (``UNKNOWN_PAYOUT``, ``MISMATCH``) stay."""
+        result = await self.conn.execute(
+            _T(
+                "DELETE FROM payout_inbox WHERE event_id IN (SELECT event_id FROM payout_inbox"
+                " WHERE outcome IN ('APPLIED', 'NO_CHANGE') AND applied_at < now() - make_interval(days => :d)"
+                " LIMIT :n)"
+            ),
+            {"d": older_than_days, "n": batch},
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
     async def fact_outcome(self, event_id: str) -> str | None:
         """The outcome of a recorded fact; None while unapplied (or when no such fact)."""
         return (

@@ -291,3 +291,48 @@ async def test_the_inbox_reports_its_depth_and_alerts_on_an_old_unapplied_fact(s
     assert REGISTRY.get_sample_value("payment_payout_inbox_stale_total") == alerts + 1
     await stack.uses.inbox.drain()
     assert await stack.uses.inbox.outcome(paid["id"]) == "APPLIED"
+
+
+async def test_applied_facts_are_deleted_after_the_retention_and_the_rest_are_kept(stack: PayoutStack):
+    sellers = [uid("s-purge") for _ in range(2)]
+    old, recent = await _sent(stack, sellers)
+    stack.sim.admin.advance(days=2)
+    (old_paid,) = stack.payout_events(old.psp_account, old.psp_payout_id)
+    (recent_paid,) = stack.payout_events(recent.psp_account, recent.psp_payout_id)
+    stranger = copy.deepcopy(old_paid)
+    stranger["id"] = old_paid["id"] + "_stranger"
+    stranger["data"]["object"].update(id=uid("po_unknown"), metadata={})
+    waiting = copy.deepcopy(recent_paid)
+    waiting["id"] = recent_paid["id"] + "_waiting"
+    for event in (old_paid, recent_paid, stranger):
+        await _record(stack, event)
+    await stack.uses.inbox.drain()
+    await _record(stack, waiting)  # recorded, not applied
+    days = stack.uses.deps.settings.payout_inbox_retention_days
+    ids = [old_paid["id"], stranger["id"], waiting["id"]]
+    async with stack.handle.engine.begin() as conn:  # all but the recent one a retention period old
+        await conn.execute(
+            sa.text(
+                "UPDATE payout_inbox SET received_at = now() - make_interval(days => :d + 1),"
+                " applied_at = CASE WHEN outcome IS NULL THEN NULL ELSE now() - make_interval(days => :d + 1) END"
+                " WHERE event_id = ANY(:ids)"
+            ),
+            {"d": days, "ids": ids},
+        )
+
+    assert await stack.uses.inbox.purge(batch=1) >= 1  # batches of one: the loop goes on until none is left
+
+    async with stack.handle.engine.connect() as conn:
+        left = set(
+            (
+                await conn.execute(
+                    sa.text("SELECT event_id FROM payout_inbox WHERE event_id = ANY(:ids)"),
+                    {"ids": [*ids, recent_paid["id"]]},
+                )
+            ).scalars()
+        )
+    # The old applied fact went; the recent one, the one kept for an operator and the unapplied one stay.
+    assert left == {recent_paid["id"], stranger["id"], waiting["id"]}
+    assert (await stack.payout(old.payout_id)).payout.state == pb.PAYOUT_STATE_PAID
+    # A redelivery after the purge is recorded again and changes nothing.
+    assert await stack.settle(old_paid) == "NO_CHANGE"
