@@ -158,6 +158,10 @@ class PspPort(Protocol):
         self, *, amount_minor: int, currency: str, account: str, payout_id: str, idempotency_key: str
     ) -> PayoutView: ...
 
+    async def find_transfer(self, payout_id: str) -> TransferView | None: ...
+
+    async def find_payout(self, account: str, payout_id: str) -> PayoutView | None: ...
+
     async def retrieve_payout(self, psp_payout_id: str, account: str) -> PayoutView: ...
 
     async def reverse_transfer(
@@ -458,6 +462,32 @@ class StripePsp:
             ),
         )
         return psp_objects.payout(po, account)
+
+    async def find_transfer(self, payout_id: str) -> TransferView | None:
+        """The transfer a pay-out made, by its transfer group (our payout id); None when there is none.
+
+        Asked before a resumed pay-out sends its transfer again: the PSP keeps an idempotency key 24 h,
+        so a retry after that would transfer twice."""
+        listed = await self._call(
+            "list transfers",
+            self._client.raw_request_async("get", "/v1/transfers", transfer_group=payout_id, limit=1),
+        )
+        found = [
+            t for t in listed.get("data") or [] if (t.get("metadata") or {}).get("payout_id") == payout_id
+        ]
+        return psp_objects.transfer(found[0]) if found else None
+
+    async def find_payout(self, account: str, payout_id: str) -> PayoutView | None:
+        """The payout a pay-out made from the seller's connected account, by our payout id in its
+        metadata (an account makes about one a period, so its latest 100 hold it); None when none."""
+        listed = await self._call(
+            "list payouts",
+            self._client.raw_request_async("get", "/v1/payouts", stripe_account=account, limit=100),
+        )
+        for po in listed.get("data") or []:
+            if (po.get("metadata") or {}).get("payout_id") == payout_id:
+                return psp_objects.payout(po, account)
+        return None
 
     async def retrieve_payout(self, psp_payout_id: str, account: str) -> PayoutView:
         po = await self._call(

@@ -141,8 +141,11 @@ class PayoutSteps:
             async with store.unit() as repo:
                 p = await move(repo, p, P.RESERVED, cause, "wallet reserved, ledger posted", ledger_tx_id=tx)
         if p.psp_transfer_id is None:
+            # Resumed after a step whose answer was lost: the PSP keeps our key 24 h only, so ask it
+            # what it did before sending again (a PSP that cannot be asked is a fault: retried later).
+            tr = await psp.find_transfer(p.payout_id) if p.attempts else None
             try:
-                tr = await psp.create_transfer(
+                tr = tr or await psp.create_transfer(
                     amount_minor=p.amount_minor,
                     currency=p.currency,
                     destination=p.psp_account,
@@ -154,8 +157,9 @@ class PayoutSteps:
             async with store.unit() as repo:
                 p = await move(repo, p, P.TRANSFERRED, cause, f"transfer {tr.id}", psp_transfer_id=tr.id)
         if p.psp_payout_id is None:
+            po = await psp.find_payout(p.psp_account, p.payout_id) if p.attempts else None
             try:
-                po = await psp.create_payout(
+                po = po or await psp.create_payout(
                     amount_minor=p.amount_minor,
                     currency=p.currency,
                     account=p.psp_account,

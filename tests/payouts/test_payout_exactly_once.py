@@ -18,7 +18,7 @@ IN_TRANSIT = "liability:payouts_in_transit/USD"
 BANK = "asset:bank:operating/USD"
 
 
-def _transfers_to(stack: PayoutStack, account: str) -> list[object]:
+def _transfers_to(stack: PayoutStack, account: str) -> list[stripe.Transfer]:
     client = stack.sim.client(max_network_retries=0)
     return list(client.v1.transfers.list(params={"destination": account, "limit": 100}).data)
 
@@ -91,6 +91,37 @@ async def test_a_lost_psp_answer_is_retried_with_the_same_key_and_pays_once(stac
     (psp_payout,) = _psp_payouts(stack, done.psp_account)
     assert psp_payout.id == done.psp_payout_id and psp_payout.amount == 2_700
     assert await stack.available(seller) == (0, 2_700)
+
+
+@pytest.mark.parametrize("path", ["/v1/transfers", "/v1/payouts"])
+async def test_a_step_resumed_after_the_psp_forgot_its_key_finds_what_it_did_and_pays_once(
+    stack: PayoutStack, path: str
+):
+    # Chaos seeds 295 and 297: the answer was lost, and the retry came after the PSP's 24 h on its
+    # idempotency key, so the same key no longer replays; sent again, the transfer would go twice (or
+    # be refused for the balance the first one took).
+    seller = uid("s-forgot")
+    await stack.register(seller)
+    await stack.sell(seller, 3_000)  # owed 2700
+    stack.sim.admin.set_faults(
+        [{"kind": "drop_after_commit", "path_prefix": path, "method": "POST", "count": 1}]
+    )
+    try:
+        run = await stack.pay([seller])
+    finally:
+        stack.sim.admin.clear_faults()
+    (item,) = run.items
+    assert (await stack.payout(item.payout_id)).payout.last_error
+    stack.sim.admin.advance(hours=25)  # the PSP forgets the key
+
+    await stack.janitor.janitor_pass()
+
+    done = (await stack.payout(item.payout_id)).payout
+    assert done.state in (pb.PAYOUT_STATE_IN_TRANSIT, pb.PAYOUT_STATE_PAID) and not done.last_error
+    (transfer,) = _transfers_to(stack, done.psp_account)
+    assert transfer.id == done.psp_transfer_id and transfer.amount == 2_700
+    (psp_payout,) = _psp_payouts(stack, done.psp_account)
+    assert psp_payout.id == done.psp_payout_id and psp_payout.amount == 2_700
 
 
 async def test_the_janitor_takes_the_final_answer_from_the_psp_when_no_event_comes(

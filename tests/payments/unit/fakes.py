@@ -232,6 +232,12 @@ class FakePsp:
     async def create_payout(self, **kwargs: Any) -> PayoutView:
         raise self._unused("create_payout")
 
+    async def find_transfer(self, payout_id: str) -> TransferView | None:
+        raise self._unused("find_transfer")
+
+    async def find_payout(self, account: str, payout_id: str) -> PayoutView | None:
+        raise self._unused("find_payout")
+
     async def retrieve_payout(self, psp_payout_id: str, account: str) -> PayoutView:
         raise self._unused("retrieve_payout")
 
