@@ -30,7 +30,7 @@ from svckit.gen.payments.v1 import payout_service_pb2 as popb
 from svckit.gen.payments.v1 import payout_service_pb2_grpc as popb_grpc
 from svckit.gen.wallet.v1 import wallet_service_pb2 as wpb
 from svckit.gen.wallet.v1 import wallet_service_pb2_grpc as wpb_grpc
-from svckit.grpc_errors import from_rpc_error
+from svckit.grpc_errors import from_rpc_error, pages
 
 PAGE = 1000
 _CAPTURED = (
@@ -156,17 +156,8 @@ class GrpcRecordSources:
         self._wallets = wallets
         self._deadline = deadline_seconds
 
-    async def _pages(self, rpc: Callable[..., Awaitable[R]], request: Message) -> AsyncIterator[R]:
-        while True:
-            try:
-                page = await rpc(request, timeout=self._deadline)
-            except grpc.aio.AioRpcError as exc:
-                raise from_rpc_error(exc) from None
-            yield page
-            token = getattr(page, "next_page_token", "")
-            if not token:
-                return
-            request.page_token = token  # type: ignore[attr-defined]  # every listing request has one
+    def _pages(self, rpc: Callable[..., Awaitable[R]], request: Message) -> AsyncIterator[R]:
+        return pages(rpc, request, self._deadline)
 
     async def records(self, window: tuple[dt.datetime, dt.datetime]) -> AsyncIterator[OurRecord]:
         """The window's captured orders, succeeded refunds and pay-outs (all: a pay-out not paid yet still

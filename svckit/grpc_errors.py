@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import cast
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar, cast
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -15,6 +17,9 @@ from svckit.redaction import redact
 # ErrorInfo.metadata key that carries the ErrorKind, so a client can rebuild the exact typed error
 # (INVALID_ARGUMENT in gRPC is either InvalidArgument or Unprocessable).
 KIND_KEY = "kind"
+
+
+R = TypeVar("R")
 
 
 def to_status(error: DomainError) -> grpc.Status:
@@ -71,3 +76,20 @@ def from_rpc_error(error: grpc.RpcError) -> DomainError:
 
 
 __all__ = ["code_pb2", "error_info", "from_rpc_error", "to_status"]
+
+
+async def pages(
+    rpc: Callable[..., Awaitable[R]], request: Message, deadline_seconds: float
+) -> AsyncIterator[R]:
+    """Every page of a keyset-paged listing RPC, in order: ``request`` is sent again with each answer's
+    ``next_page_token`` until one has none. A failed call is raised as its :class:`DomainError`."""
+    while True:
+        try:
+            page = await rpc(request, timeout=deadline_seconds)
+        except grpc.aio.AioRpcError as exc:
+            raise from_rpc_error(exc) from None
+        yield page
+        token = getattr(page, "next_page_token", "")
+        if not token:
+            return
+        request.page_token = token  # type: ignore[attr-defined]  # every listing request has one

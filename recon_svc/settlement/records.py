@@ -39,7 +39,7 @@ from svckit.gen.payments.v1 import payment_service_pb2 as ppb
 from svckit.gen.payments.v1 import payment_service_pb2_grpc as ppb_grpc
 from svckit.gen.payments.v1 import payout_service_pb2 as popb
 from svckit.gen.payments.v1 import payout_service_pb2_grpc as popb_grpc
-from svckit.grpc_errors import from_rpc_error
+from svckit.grpc_errors import from_rpc_error, pages
 
 PSP = "stripe"
 BATCH_CHECKOUTS = 1000
@@ -198,32 +198,18 @@ class GrpcPaymentRecords:
         request = popb.ListPayoutsRequest(page_size=1000)
         request.create_time_from.FromDatetime(start)
         request.create_time_before.FromDatetime(end)
-        while True:
-            try:
-                page = await self._payouts.ListPayouts(request, timeout=self._deadline)
-            except grpc.aio.AioRpcError as exc:
-                raise from_rpc_error(exc) from None
+        async for page in pages(self._payouts.ListPayouts, request, self._deadline):
             for p in page.payouts:
                 yield _payout_of(p)
-            if not page.next_page_token:
-                return
-            request.page_token = page.next_page_token
 
     async def refunds_succeeded(self, start: dt.datetime, end: dt.datetime) -> AsyncIterator[OurRefund]:
         """Every order's refunds created in [start, end) that succeeded, a page at a time."""
         request = ppb.ListRefundsRequest(states=[ppb.REFUND_STATE_SUCCEEDED], page_size=1000)
         request.create_time_from.FromDatetime(start)
         request.create_time_before.FromDatetime(end)
-        while True:
-            try:
-                page = await self._stub.ListRefunds(request, timeout=self._deadline)
-            except grpc.aio.AioRpcError as exc:
-                raise from_rpc_error(exc) from None
+        async for page in pages(self._stub.ListRefunds, request, self._deadline):
             for r in page.refunds:
                 yield _refund_of(r)
-            if not page.next_page_token:
-                return
-            request.page_token = page.next_page_token
 
     async def _order(self, payment_order_id: str) -> OurOrder | None:
         try:
