@@ -1,7 +1,9 @@
 """The PSP port and its Stripe adapter (the unmodified ``stripe`` SDK, pointed at a configurable base URL).
 
-Every call that moves money carries our own id as the PSP idempotency key, so a retry — by the SDK,
-by a client re-sending the same request, or by the janitor — can never charge twice. Errors come out
+Every call that moves money carries our own id as the PSP idempotency key, so a retry — by a client
+re-sending the same request, or by the janitor — can never charge twice; and since the PSP forgets a key
+after 24 h, a create resent after a lost answer first asks the PSP whether the earlier attempt made it
+(``StripePsp._create_once``). Errors come out
 as three kinds, because they mean three different things for an order:
 
     PspError
@@ -16,9 +18,11 @@ idempotency key and error translation can be checked against the port in one pla
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 import aiohttp
 import stripe
@@ -39,6 +43,11 @@ if TYPE_CHECKING:
     from stripe.params.checkout import SessionCreateParams
 
 log = get_logger(__name__)
+
+T = TypeVar("T")
+
+RESEND_BACKOFF_SECONDS = 0.5
+"""The first pause before a create whose outcome is unknown is looked up and sent again; doubled each time."""
 
 PRODUCT_NAME_MAX_LENGTH = 250
 """The longest product name this adapter sends (a whole order's items can add up to more)."""
@@ -61,7 +70,10 @@ class PspRejected(PspError):
 
 
 class PspUnavailable(PspError):
-    pass
+    def __init__(self, code: str, message: str, *, retryable: bool = True) -> None:
+        super().__init__(code, message)
+        self.retryable = retryable
+        """Whether sending again may help, by the SDK's rule (the PSP's ``Stripe-Should-Retry``)."""
 
 
 @dataclass(frozen=True)
@@ -207,6 +219,12 @@ def _as_dict(obj: Any) -> dict[str, Any]:
     return obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
 
 
+def _may_retry(exc: stripe.StripeError) -> bool:
+    """The SDK's rule for an answered request: the PSP's ``Stripe-Should-Retry`` decides, else retry."""
+    headers = {k.lower(): v for k, v in (exc.headers or {}).items()}
+    return headers.get("stripe-should-retry") != "false"
+
+
 class StripePsp:
     """PspPort over ``stripe.StripeClient`` (async methods, aiohttp transport, bounded timeouts and retries)."""
 
@@ -220,6 +238,42 @@ class StripePsp:
             max_network_retries=max_network_retries,
             http_client=self._http,
         )
+        self._resends = max_network_retries
+
+    async def _create_once(
+        self,
+        what: str,
+        send: Callable[[], Awaitable[Any]],
+        find: Callable[[], Awaitable[T | None]],
+        parse: Callable[[dict[str, Any]], T],
+    ) -> T:
+        """Send a create that moves money, and before each resend after an unknown outcome ask the PSP
+        whether the earlier attempt made the object (``find``, by our ids in its metadata).
+
+        ``send`` must switch off the SDK's own retries: they resend under the same idempotency key and
+        trust the PSP to still know it, which it does not once its 24 h are over (chaos seed 324: the
+        answer was lost, the PSP's clock passed the key's age before the SDK's retry, a second charge).
+        A resend goes only after a look-up that answered "none"; when the look-up fails too, the last
+        error is raised and the janitor asks again later."""
+        pause = RESEND_BACKOFF_SECONDS
+        for attempt in range(self._resends + 1):
+            if attempt:
+                await asyncio.sleep(pause)
+                pause *= 2
+                try:
+                    found = await find()
+                except PspUnavailable:
+                    continue  # still unknown: not resent blind
+                if found is not None:
+                    log.info("create found at the PSP after a lost answer", what=what)
+                    return found
+            try:
+                return parse(await self._call(what, send()))
+            except PspUnavailable as exc:
+                unknown = exc
+                if not exc.retryable:
+                    break
+        raise unknown
 
     async def close(self) -> None:
         await self._http.close_async()
@@ -234,8 +288,14 @@ class StripePsp:
             raise PspDeclined(
                 code, exc.user_message or str(exc), psp_objects.payment_intent(_as_dict(pi)) if pi else None
             ) from None
-        except (stripe.APIConnectionError, stripe.RateLimitError) as exc:
-            raise PspUnavailable("psp_unreachable", f"{what}: {exc.user_message or exc}") from None
+        except stripe.APIConnectionError as exc:
+            raise PspUnavailable(
+                "psp_unreachable", f"{what}: {exc.user_message or exc}", retryable=exc.should_retry
+            ) from None
+        except stripe.RateLimitError as exc:
+            raise PspUnavailable(
+                "psp_unreachable", f"{what}: {exc.user_message or exc}", retryable=_may_retry(exc)
+            ) from None
         except stripe.IdempotencyError as exc:
             # Same key, different parameters: our own bug, never a reason to charge again.
             raise PspRejected("idempotency_error", f"{what}: {exc.user_message or exc}") from None
@@ -245,7 +305,9 @@ class StripePsp:
             raise PspUnavailable("psp_authentication", f"{what}: {exc.user_message or exc}") from None
         except stripe.APIError as exc:  # 5xx, 409 after the SDK's own retries: outcome unknown
             raise PspUnavailable(
-                "psp_error", f"{what}: HTTP {exc.http_status}: {exc.user_message or exc}"
+                "psp_error",
+                f"{what}: HTTP {exc.http_status}: {exc.user_message or exc}",
+                retryable=_may_retry(exc),
             ) from None
         except stripe.StripeError as exc:
             raise PspUnavailable("psp_error", f"{what}: {exc}") from None
@@ -323,13 +385,19 @@ class StripePsp:
         # The hot call of every direct-mode checkout goes through the SDK's raw request: the same
         # transport, retries, idempotency key and typed errors, without building StripeObjects only to
         # turn them back into dicts (about 5 % of the service's CPU per order).
-        pi = await self._call(
+        since = int(time.time()) - 300  # the PSP's clock and ours may differ
+        return await self._create_once(
             "create payment intent",
-            self._client.raw_request_async(
-                "post", "/v1/payment_intents", idempotency_key=idempotency_key, **params
+            lambda: self._client.raw_request_async(
+                "post",
+                "/v1/payment_intents",
+                idempotency_key=idempotency_key,
+                max_network_retries=0,
+                **params,
             ),
+            lambda: self.find_payment_intent(checkout_id, since),
+            psp_objects.payment_intent,
         )
-        return psp_objects.payment_intent(pi)
 
     async def retrieve_payment_intent(self, payment_intent_id: str) -> PaymentIntentView:
         pi = await self._call(
@@ -381,11 +449,14 @@ class StripePsp:
         }
         if reason:
             params["reason"] = reason
-        refund = await self._call(
+        return await self._create_once(
             "create refund",
-            self._client.v1.refunds.create_async(params=params, options={"idempotency_key": idempotency_key}),
+            lambda: self._client.v1.refunds.create_async(
+                params=params, options={"idempotency_key": idempotency_key, "max_network_retries": 0}
+            ),
+            lambda: self.find_refund(payment_intent_id, refund_id),
+            psp_objects.refund,
         )
-        return psp_objects.refund(refund)
 
     async def find_refund(
         self, payment_intent_id: str, refund_id: str, max_pages: int = 20
@@ -430,38 +501,42 @@ class StripePsp:
         """Move a pay-out's amount from the platform to the seller's connected account."""
         # A run's two calls per seller go through the raw request, like the checkout's PaymentIntent:
         # no StripeObjects built only to be turned back into dicts.
-        tr = await self._call(
+        return await self._create_once(
             "create transfer",
-            self._client.raw_request_async(
+            lambda: self._client.raw_request_async(
                 "post",
                 "/v1/transfers",
                 idempotency_key=idempotency_key,
+                max_network_retries=0,
                 amount=stripe_amount(amount_minor, currency),
                 currency=currency.lower(),
                 destination=destination,
                 transfer_group=payout_id,
                 metadata={"payout_id": payout_id},
             ),
+            lambda: self.find_transfer(payout_id),
+            psp_objects.transfer,
         )
-        return psp_objects.transfer(tr)
 
     async def create_payout(
         self, *, amount_minor: int, currency: str, account: str, payout_id: str, idempotency_key: str
     ) -> PayoutView:
         """Pay the amount out of the connected account to the seller's bank."""
-        po = await self._call(
+        return await self._create_once(
             "create payout",
-            self._client.raw_request_async(
+            lambda: self._client.raw_request_async(
                 "post",
                 "/v1/payouts",
                 idempotency_key=idempotency_key,
+                max_network_retries=0,
                 stripe_account=account,
                 amount=stripe_amount(amount_minor, currency),
                 currency=currency.lower(),
                 metadata={"payout_id": payout_id},
             ),
+            lambda: self.find_payout(account, payout_id),
+            lambda po: psp_objects.payout(po, account),
         )
-        return psp_objects.payout(po, account)
 
     async def find_transfer(self, payout_id: str) -> TransferView | None:
         """The transfer a pay-out made, by its transfer group (our payout id); None when there is none.

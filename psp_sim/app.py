@@ -408,9 +408,11 @@ class SimApp:
         for rule in faults:
             if rule.kind == "drop_after_commit":
                 self._record(rule, req, committed_status=status, object_id=_object_id(payload))
+                self.sim.clock.advance(rule.advance_seconds)
                 raise _Drop
             if rule.kind == "error_after_commit":
                 self._record(rule, req, committed_status=status, object_id=_object_id(payload))
+                self.sim.clock.advance(rule.advance_seconds)
                 err = StripeError(
                     500, "api_error", "An unknown error occurred", should_retry=rule.should_retry
                 )

@@ -48,6 +48,9 @@ class FaultRule:
     amount_delta_minor: int = 100
     """settlement_amount_changed / settlement_fee_changed: minor units added to the row; settlement_extra_row:
     the unknown row's gross."""
+    advance_seconds: int = 0
+    """drop_after_commit / error_after_commit: the simulated clock moves on this much once the answer is
+    lost, as if the client's retry came that much later (past the idempotency key's 24 h, say)."""
     target: str | None = None
     """Settlement faults: touch only a row whose balance transaction, source, charge or PaymentIntent id, or
     one of whose metadata values, equals this (our checkout id, say); the rule does not fire (nor count) for a
@@ -66,6 +69,10 @@ class FaultRule:
             raise ValueError(f"fault {index}: unknown kind {rule.kind!r}; one of {sorted(ALL_KINDS)}")
         if not 0.0 <= float(rule.rate) <= 1.0:
             raise ValueError(f"fault {index}: rate must be within [0, 1]")
+        if int(rule.advance_seconds) < 0:
+            raise ValueError(
+                f"fault {index}: advance_seconds must not be negative (the clock only moves forward)"
+            )
         if rule.kind == "latency" and rule.latency_ms <= 0:
             raise ValueError(f"fault {index}: latency needs latency_ms > 0")
         rule.id = rule.id or f"fault_{index}"

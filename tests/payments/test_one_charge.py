@@ -163,7 +163,14 @@ async def test_a_declined_cart_fails_every_order_with_the_psp_code(pay):
 async def test_psp_unavailable_on_create_leaves_every_order_unknown_and_the_janitor_charges_once(pay):
     # The PSP charges but every answer is lost: the orders must be UNKNOWN, never FAILED.
     pay.sim.admin.set_faults(
-        [{"kind": "error_after_commit", "path_prefix": "/v1/payment_intents", "method": "POST"}]
+        [
+            {
+                "kind": "error_after_commit",
+                "path_prefix": "/v1/payment_intents",
+                "method": "POST",
+                "should_retry": False,
+            }
+        ]
     )
     # Ids listed against their sort order: the janitor reads the orders in key order, and its
     # replay must still send the first attempt's parameters.

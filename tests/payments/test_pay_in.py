@@ -238,10 +238,43 @@ async def test_charge_then_dropped_response_is_retried_with_the_same_key_and_cha
     assert len([c for c in pay.psp_objects("charge") if c.get("status") == "succeeded"]) == 1
 
 
+async def test_a_create_whose_answer_was_lost_and_whose_key_the_psp_forgot_before_the_retry_charges_once(pay):
+    # Chaos seed 324: the PSP made the PaymentIntent, the answer was lost, and the PSP's clock passed the
+    # key's 24 h before the retry half a second later: the SDK's own retry made a second charge.
+    pay.sim.admin.set_faults(
+        [
+            {
+                "kind": "drop_after_commit",
+                "path_prefix": "/v1/payment_intents",
+                "method": "POST",
+                "count": 1,
+                "advance_seconds": 2 * 86_400,
+            }
+        ]
+    )
+    checkout, orders = _ids(2)
+    reply = await pay.stub.CreatePayment(
+        _request(checkout, orders, amounts=(700, 300), payment_method="pm_card_visa"), metadata=_md()
+    )
+    assert {o.state for o in reply.payment_event.payment_orders} == {STATE.PAYMENT_ORDER_STATE_SUCCESS}
+    intents = [
+        pi for pi in pay.psp_objects("payment_intent") if pi["metadata"].get("checkout_id") == checkout
+    ]
+    assert [pi["amount"] for pi in intents] == [1000]
+    assert {o.psp_reference for o in reply.payment_event.payment_orders} == {intents[0]["id"]}
+
+
 async def test_psp_timeout_leaves_the_outcome_unknown_and_the_janitor_settles_it(pay):
     # The PSP charges but every answer is lost: the order must be UNKNOWN, never FAILED.
     pay.sim.admin.set_faults(
-        [{"kind": "error_after_commit", "path_prefix": "/v1/payment_intents", "method": "POST"}]
+        [
+            {
+                "kind": "error_after_commit",
+                "path_prefix": "/v1/payment_intents",
+                "method": "POST",
+                "should_retry": False,
+            }
+        ]
     )
     checkout, orders = _ids(1)
     reply = await pay.stub.CreatePayment(
@@ -261,7 +294,14 @@ async def test_a_create_resent_after_the_psp_forgot_its_key_finds_the_first_char
     # Chaos seed 58: the PSP charged, our answer was lost, and by the time the janitor resent the create the
     # PSP no longer knew its idempotency key (Stripe keeps keys for 24 hours): a second charge.
     pay.sim.admin.set_faults(
-        [{"kind": "error_after_commit", "path_prefix": "/v1/payment_intents", "method": "POST"}]
+        [
+            {
+                "kind": "error_after_commit",
+                "path_prefix": "/v1/payment_intents",
+                "method": "POST",
+                "should_retry": False,
+            }
+        ]
     )
     checkout, orders = _ids(1)
     reply = await pay.stub.CreatePayment(
@@ -283,7 +323,14 @@ async def test_a_create_resent_after_the_psp_forgot_its_key_finds_the_first_char
 async def test_two_janitors_at_once_ask_about_each_uncertain_order_once(pay):
     # Two replicas' janitors passing at the same moment: each uncertain order is claimed by one of them.
     pay.sim.admin.set_faults(
-        [{"kind": "error_after_commit", "path_prefix": "/v1/payment_intents", "method": "POST"}]
+        [
+            {
+                "kind": "error_after_commit",
+                "path_prefix": "/v1/payment_intents",
+                "method": "POST",
+                "should_retry": False,
+            }
+        ]
     )
     checkout, mine = _ids(3)
     reply = await pay.stub.CreatePayment(

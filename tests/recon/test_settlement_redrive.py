@@ -68,7 +68,12 @@ async def test_a_success_whose_settlement_never_ran_is_redriven_once_by_the_reco
     start = _fresh_start(shared_psp)
     shared_psp.admin.set_faults(
         [
-            {"kind": "error_after_commit", "path_prefix": "/v1/payment_intents", "method": "POST"},
+            {
+                "kind": "error_after_commit",
+                "path_prefix": "/v1/payment_intents",
+                "method": "POST",
+                "should_retry": False,
+            },
             {"kind": "webhook_drop"},
         ]
     )

@@ -355,7 +355,12 @@ async def test_a_charge_whose_outcome_we_lost_is_auto_fixed_through_the_payment_
     start = _fresh_start(shared_psp)
     shared_psp.admin.set_faults(
         [
-            {"kind": "error_after_commit", "path_prefix": "/v1/payment_intents", "method": "POST"},
+            {
+                "kind": "error_after_commit",
+                "path_prefix": "/v1/payment_intents",
+                "method": "POST",
+                "should_retry": False,
+            },
             {"kind": "webhook_drop"},
         ]
     )
