@@ -1480,9 +1480,13 @@ async def check_books(
     return broken
 
 
+RECON_RUNS = "SELECT run_id FROM reconciliation_runs WHERE kind = 'SETTLEMENT_FILE'"
 RECON_RUNNING = (
-    "SELECT run_id FROM reconciliation_runs WHERE kind = 'SETTLEMENT_FILE' AND state = 'RUNNING' LIMIT 1"
+    "SELECT run_id FROM reconciliation_runs WHERE kind = 'SETTLEMENT_FILE' AND state = 'RUNNING'"
+    " AND NOT run_id = ANY(%s) LIMIT 1"
 )
+"""The run a call started: one RUNNING and not among those there before it (a run that failed on a
+transient error stays RUNNING until the next run of its file takes it over)."""
 
 
 async def interrupted_run(
@@ -1493,16 +1497,28 @@ async def interrupted_run(
     the run that took over (or of the first, when it ended before the kill), and what happened."""
     assert stack.pg is not None
     request = rpb.StartSettlementRunRequest(date=day)
-    first = asyncio.ensure_future(recon.StartSettlementRun(request, timeout=120))
     recon_db = stack.pg.url.rsplit("/", 1)[0] + "/recon"
-    running = None
     async with await psycopg.AsyncConnection.connect(recon_db, autocommit=True) as conn:
-        while not first.done() and running is None:
-            row = await (await conn.execute(RECON_RUNNING)).fetchone()
-            running = row[0] if row else None
-            if running is None:
-                await asyncio.sleep(0.005)
-        await asyncio.sleep(kill.after_ms / 1000)
+        for attempt in range(1, 6):
+            before = [r[0] for r in await (await conn.execute(RECON_RUNS)).fetchall()]
+            first = asyncio.ensure_future(recon.StartSettlementRun(request, timeout=120))
+            running = None
+            while not first.done() and running is None:
+                row = await (await conn.execute(RECON_RUNNING, (before,))).fetchone()
+                running = row[0] if row else None
+                if running is None:
+                    await asyncio.sleep(0.005)
+            if running is not None:
+                await asyncio.sleep(kill.after_ms / 1000)
+            failed = first.exception() if first.done() else None
+            if not (isinstance(failed, grpc.aio.AioRpcError) and failed.code() in _RETRYABLE):
+                break
+            # Refused before the kill, as any client may be, and asked again (seed 336: a statement on
+            # a connection pooled before PostgreSQL's restart answered UNAVAILABLE mid-run).
+            notes.append(
+                f"StartSettlementRun {day}: {failed.code().name} {failed.details()} (attempt {attempt})"
+            )
+            await asyncio.sleep(0.5)
         proc = child(stack, "recon").proc
         if first.done() or proc is None or proc.poll() is not None:
             with contextlib.suppress(grpc.aio.AioRpcError):
@@ -1536,17 +1552,19 @@ async def interrupted_run(
             break
         notes.append(f"recon {day}: the killed run's file was still locked; asked again")
         await asyncio.sleep(0.5)
-    if left == "SUCCEEDED" and again is not None and again.report.state == "DUPLICATE_FILE":
+    if again is not None and again.report.state == "DUPLICATE_FILE":
         # The kill came after the run had committed the whole file but before its answer left: the
         # file is reconciled, so running it again is rightly a duplicate; the day's report is the
-        # killed run's own (seed 1 at 10 s: killed 32 ms in, left SUCCEEDED).
+        # killed run's own (seed 1 at 10 s: killed 32 ms in, left SUCCEEDED). Its state is read again
+        # here, not taken from ``left``: a COMMIT sent just before the kill still lands after it
+        # (finding 21: ``left`` RUNNING, the retry DUPLICATE_FILE).
         done = await patient(
             lambda: recon.GetSettlementRun(rpb.GetSettlementRunRequest(run_id=running), timeout=15),
             90,
             notes,
             f"GetSettlementRun {running}",
         )
-        if done is not None:
+        if done is not None and done.report.state == "SUCCEEDED":
             notes.append(
                 f"recon {day}: the killed run {running} had ended SUCCEEDED; the retry was a duplicate"
             )
