@@ -1086,7 +1086,9 @@ async def quiesce(
             return ["processes did not all come back"]
         await asyncio.sleep(0.5)
     async with httpx.AsyncClient(base_url=psp, timeout=10) as sim:
-        await sim.delete("/_sim/faults")
+        # Rules replaced by none rather than cleared: a clear also empties the log of injected faults,
+        # which known_limits reads (seed 846: its stored 500s were forgotten, the limit not recognised).
+        await sim.post("/_sim/faults", json={"faults": [], "replace": True})
         # Delayed webhooks and their retries wait on the simulator's clock.
         await sim.post("/_sim/clock/advance", json={"seconds": 3600})
     pending: list[str] = []
