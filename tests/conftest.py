@@ -37,6 +37,7 @@ from svckit.logging import configure_logging
 from svckit.runtime import ServiceHandle, start_service
 from svckit.testing import Infra
 from tests.chromium import CHROMEDRIVER, CHROMIUM, Browser, Chromium
+from tests.credentials import GATEWAY_TEST_KEY, WEBHOOK_SECRET
 from wallet_svc import bootstrap as wallet_bootstrap
 from wallet_svc.config import WalletSettings
 
@@ -60,10 +61,6 @@ os.environ.setdefault(
 )
 Path(os.environ["PYTEST_DEBUG_TEMPROOT"]).mkdir(mode=0o755, exist_ok=True)
 
-GATEWAY_TEST_KEY = "mpk_" + "t" * 43
-"""The shared gateway's development API key (payments + admin)."""
-WEBHOOK_SECRET = "whsec_" + "gatewaytests0123456789abcdef"
-"""The session's PSP webhook secret: the simulator signs with it, gateways and the payment service verify."""
 
 # Ledger and wallet first: the payment service settles into them and needs their addresses.
 # Each entry: the service's settings class and its composition root (MIGRATIONS, build).

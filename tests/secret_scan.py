@@ -179,12 +179,11 @@ def session_secrets() -> dict[str, str]:
     """The secrets every test session uses, by label."""
     from psp_sim.cards import CARDS, TEST_PAYMENT_METHODS
     from psp_sim.testing import DEFAULT_API_KEY
-    from tests.conftest import GATEWAY_TEST_KEY
-    from tests.gateway.conftest import WEBHOOK_SECRET
+    from tests.credentials import GATEWAY_TEST_KEY, WEBHOOK_SECRET
 
     known = {
         "GATEWAY_TEST_KEY": GATEWAY_TEST_KEY,
-        "gateway tests' WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "tests' WEBHOOK_SECRET": WEBHOOK_SECRET,
         "PSP DEFAULT_API_KEY": DEFAULT_API_KEY,
     }
     for number in sorted({*CARDS, *TEST_PAYMENT_METHODS.values()}):
