@@ -37,9 +37,17 @@ async def start_run(engine: AsyncEngine, run_id: str, now: dt.datetime) -> None:
 
 
 async def finish_run(
-    engine: AsyncEngine, report: RunReport, first: dt.datetime | None, last: dt.datetime | None
+    engine: AsyncEngine,
+    report: RunReport,
+    first: dt.datetime | None,
+    last: dt.datetime | None,
+    *,
+    completes_file: bool = False,
 ) -> None:
-    """Store the run's final state and report, and count it in the metrics."""
+    """Store the run's final state and report, and count it in the metrics. ``completes_file``: every row
+    of the file is reconciled, so running it again is a DUPLICATE_FILE from now on; marked in the same
+    transaction as the run's end, so a run that dies between the two cannot leave its file complete and
+    itself RUNNING (chaos seed 861)."""
     values: dict[str, Any] = {
         "state": "FAILED" if report.state == "FAILED" else "SUCCEEDED",
         "report": json.loads(json.dumps(report.as_dict())),
@@ -51,6 +59,12 @@ async def finish_run(
         values.update(interval_start=first, interval_end=last)
     async with engine.begin() as conn:
         await conn.execute(t.runs.update().where(t.runs.c.run_id == report.run_id).values(**values))
+        if completes_file:
+            await conn.execute(
+                t.files.update()
+                .where(t.files.c.sha256 == report.file_sha256)
+                .values(completed_at=sa.func.now())
+            )
     RUNS.labels(report.state).inc()
     UNCLASSIFIED.inc(report.open_by_classification.get("unclassified", 0))
 
@@ -129,11 +143,3 @@ async def claim_file(engine: AsyncEngine, report: RunReport, size: int) -> Resum
     log.warning("resuming an interrupted settlement file", run_id=report.run_id, interrupted=earlier.run_id,
                 after_line=resume.committed_line)  # fmt: skip
     return resume
-
-
-async def complete_file(engine: AsyncEngine, file_sha256: str) -> None:
-    """Every row of the file is reconciled: running it again is a DUPLICATE_FILE from now on."""
-    async with engine.begin() as conn:
-        await conn.execute(
-            t.files.update().where(t.files.c.sha256 == file_sha256).values(completed_at=sa.func.now())
-        )

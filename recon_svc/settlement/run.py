@@ -37,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from recon_svc.settlement.bookings import post_bookings
 from recon_svc.settlement.classify import Rules
-from recon_svc.settlement.lifecycle import Resume, claim_file, complete_file, file_lock, finish_run, start_run
+from recon_svc.settlement.lifecycle import Resume, claim_file, file_lock, finish_run, start_run
 from recon_svc.settlement.mismatches import store
 from recon_svc.settlement.missing import missing_records
 from recon_svc.settlement.missing_orders import missing_orders
@@ -133,14 +133,16 @@ async def reconcile_file(
         return await _run(run, source, cast(BinaryIO, spool))  # the wrapper delegates to its file object
 
 
-async def _end(run: _Run, state: str, *, error: str = "", rows_read: int | None = None) -> RunReport:
+async def _end(
+    run: _Run, state: str, *, error: str = "", rows_read: int | None = None, completes_file: bool = False
+) -> RunReport:
     report = run.report
     report.state = state
     if error:
         report.error = error
     if rows_read is not None:
         report.rows_read = rows_read
-    await finish_run(run.engine, report, run.first, run.last)
+    await finish_run(run.engine, report, run.first, run.last, completes_file=completes_file)
     return report
 
 
@@ -268,8 +270,7 @@ async def _locked_and_reconciled(
         await post_bookings(run.engine, run.booker, None, wait=False)
         await second_pass(resume)
         await _after_the_rows(run)
-        await complete_file(run.engine, report.file_sha256)
-        await _end(run, "SUCCEEDED")
+        await _end(run, "SUCCEEDED", completes_file=True)
     if report.open_by_classification.get("unclassified"):
         log.error("settlement run left unclassified mismatches", run_id=report.run_id,
                   count=report.open_by_classification["unclassified"])  # fmt: skip

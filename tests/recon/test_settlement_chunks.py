@@ -315,3 +315,40 @@ async def test_a_chunk_books_each_account_its_rows_gross_goes_to_as_the_rows_own
             moved[name] = moved.get(name, 0) + (amount if direction == "D" else -amount)
     assert {k: v for k, v in moved.items() if v} == {k: v for k, v in expected.items() if v}
     assert moved["expense:dispute_losses/USD"] == 1000 and moved["expense:psp_adjustments/USD"] == 120
+
+
+async def test_a_run_that_dies_recording_its_end_leaves_its_file_to_be_run_again(services, ledger):
+    # Chaos seed 861: recon was killed after the run had marked its file complete and before it recorded
+    # itself SUCCEEDED; the run stayed RUNNING for good and running the file again answered DUPLICATE_FILE.
+    tag = uuid.uuid4().hex[:10]
+    data, amounts = _file(tag, 4)
+    sha = hashlib.sha256(data).hexdigest()
+    engine = services["recon"].engine
+    fn, trigger = f"die_{tag}", f"die_{tag}"
+    async with engine.begin() as conn:  # the process 'dies' at the statement that records the run's end
+        await conn.execute(
+            sa.text(
+                f"CREATE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                f"IF NEW.state = 'SUCCEEDED' AND NEW.file_sha256 = '{sha}' THEN RAISE EXCEPTION 'killed'; END IF; "
+                "RETURN NEW; END $$"
+            )
+        )
+        await conn.execute(sa.text(
+            f"CREATE TRIGGER {trigger} BEFORE UPDATE ON reconciliation_runs FOR EACH ROW EXECUTE FUNCTION {fn}()"
+        ))  # fmt: skip
+    try:
+        with pytest.raises(Exception, match="killed"):
+            await reconcile_file(engine, io.BytesIO(data), _Orders(amounts), ledger, RULES, chunk_rows=3)
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(sa.text(f"DROP TRIGGER {trigger} ON reconciliation_runs"))
+            await conn.execute(sa.text(f"DROP FUNCTION {fn}()"))
+
+    again = await reconcile_file(engine, io.BytesIO(data), _Orders(amounts), ledger, RULES, chunk_rows=3)
+    assert again.state == "SUCCEEDED", again
+    assert (again.already_counted, again.booked) == (4, 0)  # every row was counted by the run that died
+    async with engine.connect() as conn:
+        states = (
+            (await conn.execute(sa.select(t.runs.c.state).where(t.runs.c.file_sha256 == sha))).scalars().all()
+        )
+    assert sorted(states) == ["FAILED", "SUCCEEDED"]  # the one that died is closed, not left RUNNING
