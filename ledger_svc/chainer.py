@@ -17,9 +17,17 @@ from svckit.logging import get_logger
 log = get_logger(__name__)
 
 
+IDLE_PAUSE_FACTOR = 20
+"""An idle chainer's pause grows, doubling per empty pass, up to this many intervals: a ledger with no
+postings then asks a few times a second instead of twenty, and the first posting after a quiet spell
+waits at most that long for its link (nothing reads the chain without linking first: VerifyLedger
+links what is queued)."""
+
+
 async def chain_forever(
     service: LedgerService, uow: LedgerUnitOfWork, interval_seconds: float, batch: int
 ) -> None:
+    pause = interval_seconds
     while True:
         linked = 0
         try:
@@ -27,5 +35,7 @@ async def chain_forever(
             linked = await service.link_pending(uow, batch)
         except Exception:
             log.exception("chainer pass failed; will retry")
-        if linked < batch:  # a full batch means more are waiting: go again at once
-            await asyncio.sleep(interval_seconds)
+        if linked >= batch:  # a full batch means more are waiting: go again at once
+            continue
+        pause = interval_seconds if linked else min(pause * 2, interval_seconds * IDLE_PAUSE_FACTOR)
+        await asyncio.sleep(pause)

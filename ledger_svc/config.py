@@ -18,7 +18,8 @@ class LedgerSettings(ServiceSettings):
     non_negative_prefixes: tuple[str, ...] = Field(default=NON_NEGATIVE_PREFIXES)
     """Accounts created on first use whose name starts with one of these get the non-negative rule."""
     chain_interval_seconds: float = Field(default=0.05, gt=0, le=60)
-    """Pause of the chainer when the queue is drained; bounds how long a commit waits for its link."""
+    """Pause of the chainer when the queue is drained; bounds how long a commit waits for its link while
+    postings come (after a quiet spell the pause has grown, to at most 20 times this)."""
     chain_batch_size: int = Field(default=5000, ge=1, le=100_000)
     """Transactions linked per chainer transaction."""
     coalesce_postings: bool = True
