@@ -264,6 +264,43 @@ async def test_a_create_whose_answer_was_lost_and_whose_key_the_psp_forgot_befor
     assert {o.psp_reference for o in reply.payment_event.payment_orders} == {intents[0]["id"]}
 
 
+async def test_a_create_whose_answer_was_lost_is_not_resent_while_the_psp_cannot_be_asked(pay):
+    # The look-up before a resend fails too: sending blind could charge twice (the key is forgotten), so
+    # the order is left unknown for the janitor, and the PSP holds the one intent it made.
+    pay.sim.admin.set_faults(
+        [
+            {
+                "kind": "drop_after_commit",
+                "path_prefix": "/v1/payment_intents",
+                "method": "POST",
+                "count": 1,
+                "advance_seconds": 2 * 86_400,
+            },
+            {
+                "kind": "http_500",
+                "path_prefix": "/v1/payment_intents",
+                "method": "GET",
+                "should_retry": False,
+            },
+        ]
+    )
+    checkout, orders = _ids(1)
+    try:
+        reply = await pay.stub.CreatePayment(
+            _request(checkout, orders, amounts=(1500,), payment_method="pm_card_visa"), metadata=_md()
+        )
+    finally:
+        pay.sim.admin.clear_faults()
+    assert reply.payment_event.payment_orders[0].state == STATE.PAYMENT_ORDER_STATE_UNKNOWN
+    intents = [
+        pi for pi in pay.psp_objects("payment_intent") if pi["metadata"].get("checkout_id") == checkout
+    ]
+    assert len(intents) == 1
+    await pay.service.janitor_pass()  # the PSP answers again: the janitor finds the one intent
+    order = await _order(pay, orders[0])
+    assert order.state == STATE.PAYMENT_ORDER_STATE_SUCCESS and order.psp_reference == intents[0]["id"]
+
+
 async def test_psp_timeout_leaves_the_outcome_unknown_and_the_janitor_settles_it(pay):
     # The PSP charges but every answer is lost: the order must be UNKNOWN, never FAILED.
     pay.sim.admin.set_faults(
