@@ -629,6 +629,44 @@ async def test_a_refund_left_pending_by_a_lost_psp_call_is_sent_again_by_the_jan
     assert [r["amount"] for r in pay.psp_objects("refund")] == [1000]
 
 
+async def test_a_refund_call_retried_after_the_psp_forgot_its_key_refunds_once(pay):
+    """Chaos seed 607: the PSP refunded, the call ended without an answer (here its deadline passed while
+    the PSP was slow), and the client asked again (same Idempotency-Key) after the PSP's 24 h on the
+    refund's key: sent again blind, it refunded twice."""
+    checkout, orders = _ids(1)
+    await pay.stub.CreatePayment(
+        _request(checkout, orders, amounts=(2500,), payment_method="pm_card_visa"), metadata=_md()
+    )
+    key = f"refund-{uuid.uuid4().hex}"
+    pay.sim.admin.set_faults(
+        [{"kind": "latency", "latency_ms": 1500, "path_prefix": "/v1/refunds", "method": "POST", "count": 1}]
+    )
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await pay.stub.CreateRefund(
+                pb.CreateRefundRequest(payment_order_id=orders[0], amount_minor=1000),
+                metadata=_md(key),
+                timeout=0.5,
+            )
+        assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        for _ in range(100):  # the PSP finishes the slow call on its own
+            if pay.psp_objects("refund"):
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        pay.sim.admin.clear_faults()
+    assert [r["amount"] for r in pay.psp_objects("refund")] == [1000]
+    pay.sim.admin.advance(days=2)  # the PSP forgets the refund's key
+
+    again = await pay.stub.CreateRefund(
+        pb.CreateRefundRequest(payment_order_id=orders[0], amount_minor=1000), metadata=_md(key)
+    )
+    assert again.refund.state == pb.REFUND_STATE_SUCCEEDED
+    assert [r["amount"] for r in pay.psp_objects("refund")] == [1000]  # refunded once at the PSP
+    order = await _order(pay, orders[0])
+    assert (order.state, order.refunded_minor) == (STATE.PAYMENT_ORDER_STATE_PARTIALLY_REFUNDED, 1000)
+
+
 async def test_bad_input_stores_nothing(pay):
     checkout, orders = _ids(1)
     bad = _request(checkout, orders, amounts=(0,), payment_method="pm_card_visa")
