@@ -109,30 +109,12 @@ def with_request_context(
             code = context.code() or grpc.StatusCode.UNKNOWN
             raise
         except Exception as exc:
-            if database_unavailable(exc):
-                # A restart or failover, not a bug: retryable, as the client should be told.
+            outage = _outage(exc)
+            if outage is not None:
+                reason, message, what, error = outage
                 code = grpc.StatusCode.UNAVAILABLE
-                log.warning("rpc failed: database unavailable", method=method, error=database_error_text(exc))
-                await context.abort_with_status(
-                    to_status(
-                        Unavailable(
-                            "DATABASE_UNAVAILABLE",
-                            "the database is unreachable or dropped the connection; retry",
-                        )
-                    )
-                )
-            if redis_unavailable(exc):
-                # Valkey restarted or unreachable (chaos seed 123): as retryable as the database.
-                code = grpc.StatusCode.UNAVAILABLE
-                log.warning("rpc failed: Valkey unavailable", method=method, error=str(exc))
-                await context.abort_with_status(
-                    to_status(
-                        Unavailable(
-                            "UPSTREAM_UNAVAILABLE",
-                            "the event store (Valkey) is unreachable or dropped the connection; retry",
-                        )
-                    )
-                )
+                log.warning(f"rpc failed: {what} unavailable", method=method, error=error)
+                await context.abort_with_status(to_status(Unavailable(reason, message)))
             code = grpc.StatusCode.INTERNAL
             log.exception("rpc failed", method=method)
             await context.abort_with_status(
@@ -149,6 +131,26 @@ def with_request_context(
         request_deserializer=handler.request_deserializer,
         response_serializer=handler.response_serializer,
     )
+
+
+def _outage(exc: BaseException) -> tuple[str, str, str, str] | None:
+    """A store away for a moment (a restart, a failover), not a bug: the reason and message to answer
+    retryably, as the client should be told, and what to log; None for any other failure."""
+    if database_unavailable(exc):
+        return (
+            "DATABASE_UNAVAILABLE",
+            "the database is unreachable or dropped the connection; retry",
+            "database",
+            database_error_text(exc),
+        )
+    if redis_unavailable(exc):  # Valkey restarted or unreachable (chaos seed 123)
+        return (
+            "UPSTREAM_UNAVAILABLE",
+            "the event store (Valkey) is unreachable or dropped the connection; retry",
+            "Valkey",
+            str(exc),
+        )
+    return None
 
 
 def _allowed(access: AccessTable | None, method: str) -> frozenset[str] | None:
