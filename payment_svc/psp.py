@@ -303,7 +303,9 @@ class StripePsp:
             raise PspRejected(exc.code or "invalid_request", f"{what}: {exc.user_message or exc}") from None
         except stripe.AuthenticationError as exc:
             raise PspUnavailable("psp_authentication", f"{what}: {exc.user_message or exc}") from None
-        except stripe.APIError as exc:  # 5xx, 409 after the SDK's own retries: outcome unknown
+        except (
+            stripe.APIError
+        ) as exc:  # 5xx, 409 (after the SDK's retries where they are on): outcome unknown
             raise PspUnavailable(
                 "psp_error",
                 f"{what}: HTTP {exc.http_status}: {exc.user_message or exc}",
