@@ -255,50 +255,26 @@ class GrpcPaymentRecords:
         )
         request.create_time_from.FromDatetime(start)
         request.create_time_before.FromDatetime(end)
-        while True:
-            try:
-                page = await self._stub.ListPaymentOrders(request, timeout=self._deadline)
-            except grpc.aio.AioRpcError as exc:
-                raise from_rpc_error(exc) from None
+        async for page in pages(self._stub.ListPaymentOrders, request, self._deadline):
             for o in page.payment_orders:
                 yield _order_of(o)
-            if not page.next_page_token:
-                return
-            request.page_token = page.next_page_token
 
     async def _checkout_orders(self, checkout_id: str) -> list[OurOrder]:
         request = ppb.ListPaymentOrdersRequest(checkout_id=checkout_id, page_size=1000)
-        orders: list[OurOrder] = []
-        while True:
-            try:
-                page = await self._stub.ListPaymentOrders(request, timeout=self._deadline)
-            except grpc.aio.AioRpcError as exc:
-                raise from_rpc_error(exc) from None
-            orders.extend(_order_of(o) for o in page.payment_orders)
-            if not page.next_page_token:
-                # Oldest first, so mismatches and auto-fixes of a checkout come in a stable order.
-                return sorted(orders, key=lambda o: o.payment_order_id)
-            request.page_token = page.next_page_token
+        orders = [
+            _order_of(o)
+            async for page in pages(self._stub.ListPaymentOrders, request, self._deadline)
+            for o in page.payment_orders
+        ]
+        # Oldest first, so mismatches and auto-fixes of a checkout come in a stable order.
+        return sorted(orders, key=lambda o: o.payment_order_id)
 
-    async def _by_payment_intent(self, payment_intent_id: str) -> list[OurOrder]:
+    async def _checkout_by_payment_intent(
+        self, payment_intent_id: str
+    ) -> ppb.GetCheckoutByPaymentIntentResponse | None:
+        """GetCheckoutByPaymentIntent's answer; None when the payment service knows no such intent."""
         try:
-            reply = await self._stub.GetCheckoutByPaymentIntent(
-                ppb.GetCheckoutByPaymentIntentRequest(payment_intent_id=payment_intent_id),
-                timeout=self._deadline,
-            )
-        except grpc.aio.AioRpcError as exc:
-            error = from_rpc_error(exc)
-            if isinstance(error, NotFound):
-                return []
-            raise error from None
-        return sorted(
-            (_order_of(o) for o in reply.payment_event.payment_orders), key=lambda o: o.payment_order_id
-        )
-
-    async def disputes_for(self, payment_intent_id: str) -> list[OurDispute] | None:
-        """GetCheckoutByPaymentIntent's ``disputes`` (recorded from the PSP's ``charge.dispute.*`` events)."""
-        try:
-            reply = await self._stub.GetCheckoutByPaymentIntent(
+            return await self._stub.GetCheckoutByPaymentIntent(
                 ppb.GetCheckoutByPaymentIntentRequest(payment_intent_id=payment_intent_id),
                 timeout=self._deadline,
             )
@@ -307,6 +283,20 @@ class GrpcPaymentRecords:
             if isinstance(error, NotFound):
                 return None
             raise error from None
+
+    async def _by_payment_intent(self, payment_intent_id: str) -> list[OurOrder]:
+        reply = await self._checkout_by_payment_intent(payment_intent_id)
+        if reply is None:
+            return []
+        return sorted(
+            (_order_of(o) for o in reply.payment_event.payment_orders), key=lambda o: o.payment_order_id
+        )
+
+    async def disputes_for(self, payment_intent_id: str) -> list[OurDispute] | None:
+        """GetCheckoutByPaymentIntent's ``disputes`` (recorded from the PSP's ``charge.dispute.*`` events)."""
+        reply = await self._checkout_by_payment_intent(payment_intent_id)
+        if reply is None:
+            return None
         return [
             OurDispute(d.dispute_id, d.amount_minor, d.currency, d.status)
             for d in reply.payment_event.disputes
