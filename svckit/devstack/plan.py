@@ -65,41 +65,42 @@ def _env_count(name: str, default: int) -> int:
     return int(value)
 
 
-def dev_api_key(data_dir: Path) -> str:
-    """The development API key: GATEWAY_DEV_API_KEY, else one generated once and kept in the data folder."""
-    if key := os.environ.get("GATEWAY_DEV_API_KEY"):
-        return key
-    path = data_dir / "dev_api_key"
+def _kept_secret(data_dir: Path, env: str, name: str, make: Callable[[], str]) -> str:
+    """``env`` when set, else the secret kept in the data folder's file ``name`` (mode 0600), made by
+    ``make`` the first time: the same on every start."""
+    if secret := os.environ.get(env):
+        return secret
+    path = data_dir / name
     if not path.exists():
         data_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text("mpk_" + secrets.token_urlsafe(32) + "\n")
+        path.write_text(make() + "\n")
         path.chmod(0o600)
     return path.read_text().strip()
+
+
+def dev_api_key(data_dir: Path) -> str:
+    """The development API key: GATEWAY_DEV_API_KEY, else one generated once and kept in the data folder."""
+    return _kept_secret(
+        data_dir, "GATEWAY_DEV_API_KEY", "dev_api_key", lambda: "mpk_" + secrets.token_urlsafe(32)
+    )
 
 
 def dev_webhook_secret(data_dir: Path) -> str:
     """The ``whsec_`` secret the simulator signs with and the gateway verifies: generated once, kept."""
-    if secret := os.environ.get("GATEWAY_STRIPE_WEBHOOK_SECRET"):
-        return secret
-    path = data_dir / "dev_webhook_secret"
-    if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text("whsec_" + secrets.token_hex(24) + "\n")
-        path.chmod(0o600)
-    return path.read_text().strip()
+    return _kept_secret(
+        data_dir,
+        "GATEWAY_STRIPE_WEBHOOK_SECRET",
+        "dev_webhook_secret",
+        lambda: "whsec_" + secrets.token_hex(24),
+    )
 
 
 def dev_status_page_secret(data_dir: Path) -> str:
     """The key the gateway signs buyers' status-page links with: generated once and kept, so the links
     a buyer was given still open after the next ``make run``."""
-    if secret := os.environ.get("GATEWAY_STATUS_PAGE_SECRET"):
-        return secret
-    path = data_dir / "dev_status_page_secret"
-    if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(32) + "\n")
-        path.chmod(0o600)
-    return path.read_text().strip()
+    return _kept_secret(
+        data_dir, "GATEWAY_STATUS_PAGE_SECRET", "dev_status_page_secret", lambda: secrets.token_urlsafe(32)
+    )
 
 
 def _env_flag(name: str) -> bool:
