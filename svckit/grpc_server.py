@@ -111,10 +111,10 @@ def with_request_context(
         except Exception as exc:
             outage = _outage(exc)
             if outage is not None:
-                reason, message, what, error = outage
+                answer, what, error = outage
                 code = grpc.StatusCode.UNAVAILABLE
                 log.warning(f"rpc failed: {what} unavailable", method=method, error=error)
-                await context.abort_with_status(to_status(Unavailable(reason, message)))
+                await context.abort_with_status(to_status(answer))
             code = grpc.StatusCode.INTERNAL
             log.exception("rpc failed", method=method)
             await context.abort_with_status(
@@ -133,23 +133,20 @@ def with_request_context(
     )
 
 
-def _outage(exc: BaseException) -> tuple[str, str, str, str] | None:
-    """A store away for a moment (a restart, a failover), not a bug: the reason and message to answer
-    retryably, as the client should be told, and what to log; None for any other failure."""
+def _outage(exc: BaseException) -> tuple[Unavailable, str, str] | None:
+    """A store away for a moment (a restart, a failover), not a bug: the retryable error to answer, as
+    the client should be told, and what to log; None for any other failure."""
     if database_unavailable(exc):
-        return (
-            "DATABASE_UNAVAILABLE",
-            "the database is unreachable or dropped the connection; retry",
-            "database",
-            database_error_text(exc),
+        error = Unavailable(
+            "DATABASE_UNAVAILABLE", "the database is unreachable or dropped the connection; retry"
         )
+        return error, "database", database_error_text(exc)
     if redis_unavailable(exc):  # Valkey restarted or unreachable (chaos seed 123)
-        return (
+        error = Unavailable(
             "UPSTREAM_UNAVAILABLE",
             "the event store (Valkey) is unreachable or dropped the connection; retry",
-            "Valkey",
-            str(exc),
         )
+        return error, "Valkey", str(exc)
     return None
 
 
